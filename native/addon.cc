@@ -1,0 +1,205 @@
+// N-API bindings of the kernels (node-addon-api). Every entry point checks its argument count, types and
+// buffer sizes cheaply and throws a JS TypeError/RangeError naming the kernel instead of crashing.
+#include "args.h"
+#include <cblas.h>
+#include <dnnl.hpp>
+#include <string>
+#include <vector>
+#include "common.h"
+
+extern "C" void openblas_set_num_threads(int);
+
+namespace ag {
+static int g_threads = 1;
+int num_threads() { return g_threads; }
+void set_num_threads(int n) {
+  g_threads = n < 1 ? 1 : n;
+  omp_set_num_threads(g_threads);
+  openblas_set_num_threads(g_threads);
+}
+}  // namespace ag
+
+namespace {
+using namespace ag;
+
+
+KERNEL(JsFill) {
+  Args a(info, "fill", 2);
+  size_t n;
+  int es;
+  void* d = a.arr(0, -1, &n, false, &es);
+  napi_typedarray_type t;
+  napi_get_typedarray_info(info.Env(), info[0], &t, &n, nullptr, nullptr, nullptr);
+  double v = a.num(1);
+  if (t == napi_float32_array) fill_f32((float*)d, n, (float)v);
+  else if (t == napi_int32_array) fill_i32((int32_t*)d, n, (int32_t)(int64_t)v);
+  else a.type_err(0, "a Float32Array or Int32Array");
+  UNDEF;
+}
+
+KERNEL(JsStridedCopy) {
+  Args a(info, "stridedCopy", 4);
+  size_t ns, nd;
+  int es, ed;
+  void* s = a.arr(0, -1, &ns, false, &es);
+  auto shape = a.ints(1, true), st = a.ints(2, false);
+  void* d = a.arr(3, -1, &nd, false, &ed);
+  a.need(shape.size() == st.size(), "shape and strides differ in length");
+  a.need(es == ed, "src and dst element sizes differ");
+  a.need((int64_t)nd >= prod(shape), "dst is smaller than the shape");
+  a.need(prod(shape) == 0 || view_fits(shape, st, ns), "the strided view reaches outside src");
+  if (prod(shape) > 0) strided_copy(s, es, shape.data(), st.data(), (int)shape.size(), d);
+  UNDEF;
+}
+
+KERNEL(JsCast) {
+  Args a(info, "cast", 4);
+  static const int want[D_COUNT] = {napi_float32_array, napi_uint16_array, napi_uint16_array, napi_int32_array, napi_int8_array};
+  int sdt = a.op(1, D_COUNT), ddt = a.op(3, D_COUNT);
+  size_t ns, nd;
+  void* s = a.arr(0, want[sdt], &ns);
+  void* d = a.arr(2, want[ddt], &nd);
+  a.need(nd >= ns, "dst is smaller than src");
+  cast(s, sdt, d, ddt, ns);
+  UNDEF;
+}
+
+KERNEL(JsUnary) {
+  Args a(info, "unary", 3);
+  int op = a.op(0, U_COUNT);
+  size_t n, no;
+  float* x = a.f32(1, &n);
+  float* o = a.f32(2, &no);
+  a.need(no >= n, "out is smaller than x");
+  unary(op, x, o, n);
+  UNDEF;
+}
+
+KERNEL(JsUnaryBackward) {
+  Args a(info, "unaryBackward", 5);
+  int op = a.op(0, U_COUNT);
+  size_t nx, ny, ng, nd;
+  float *x = a.f32(1, &nx), *y = a.f32(2, &ny), *g = a.f32(3, &ng), *d = a.f32(4, &nd);
+  a.need(nx >= nd && ny >= nd && ng >= nd, "x, y and dy must be as long as dx");
+  unary_backward(op, x, y, g, d, nd);
+  UNDEF;
+}
+
+KERNEL(JsBinary) {
+  Args a(info, "binary", 7);
+  int op = a.op(0, B_COUNT);
+  size_t na, nb, no;
+  float* x = a.f32(1, &na);
+  auto as = a.ints(2, false);
+  float* y = a.f32(3, &nb);
+  auto bs = a.ints(4, false);
+  auto shape = a.ints(5, true);
+  float* o = a.f32(6, &no);
+  a.need(as.size() == shape.size() && bs.size() == shape.size(), "strides and shape differ in length");
+  const int64_t total = prod(shape);
+  a.need((int64_t)no >= total, "out is smaller than the shape");
+  if (total == 0) UNDEF;
+  a.need(view_fits(shape, as, na) && view_fits(shape, bs, nb), "a strided view reaches outside its buffer");
+  binary(op, x, as.data(), y, bs.data(), shape.data(), (int)shape.size(), o);
+  UNDEF;
+}
+
+KERNEL(JsWhere) {
+  Args a(info, "where", 8);
+  size_t nc, na, nb, no;
+  float* c = a.f32(0, &nc);
+  auto cs = a.ints(1, false);
+  float* x = a.f32(2, &na);
+  auto as = a.ints(3, false);
+  float* y = a.f32(4, &nb);
+  auto bs = a.ints(5, false);
+  auto shape = a.ints(6, true);
+  float* o = a.f32(7, &no);
+  a.need(cs.size() == shape.size() && as.size() == shape.size() && bs.size() == shape.size(), "strides and shape differ in length");
+  const int64_t total = prod(shape);
+  a.need((int64_t)no >= total, "out is smaller than the shape");
+  if (total == 0) UNDEF;
+  a.need(view_fits(shape, cs, nc) && view_fits(shape, as, na) && view_fits(shape, bs, nb), "a strided view reaches outside its buffer");
+  where(c, cs.data(), x, as.data(), y, bs.data(), shape.data(), (int)shape.size(), o);
+  UNDEF;
+}
+
+KERNEL(JsAxpby) {
+  Args a(info, "axpby", 5);
+  size_t nx, ny, no;
+  float* x = a.f32(1, &nx);
+  float* y = a.f32(3, &ny);
+  float* o = a.f32(4, &no);
+  a.need(nx >= no && ny >= no, "x and y must be as long as out");
+  axpby((float)a.num(0), x, (float)a.num(2), y, o, no);
+  UNDEF;
+}
+
+KERNEL(JsAffine) {
+  Args a(info, "affine", 4);
+  size_t nx, no;
+  float* x = a.f32(0, &nx);
+  float* o = a.f32(3, &no);
+  a.need(no >= nx, "out is smaller than x");
+  affine(x, (float)a.num(1), (float)a.num(2), o, nx);
+  UNDEF;
+}
+
+KERNEL(JsReduce) {
+  Args a(info, "reduce", 6);
+  int op = a.op(0, R_COUNT);
+  size_t nx, no;
+  float* x = a.f32(1, &nx);
+  int64_t outer = a.integer(2), n = a.integer(3), inner = a.integer(4);
+  float* o = a.f32(5, &no);
+  a.need((int64_t)nx >= outer * n * inner && (int64_t)no >= outer * inner, "buffers are smaller than (outer, n, inner)");
+  if (outer * inner > 0) reduce(op, x, outer, n, inner, o);
+  UNDEF;
+}
+
+KERNEL(JsArgmax) {
+  Args a(info, "argmax", 5);
+  size_t nx, no;
+  float* x = a.f32(0, &nx);
+  int64_t outer = a.integer(1), n = a.integer(2), inner = a.integer(3);
+  int32_t* o = a.i32(4, &no);
+  a.need((int64_t)nx >= outer * n * inner && (int64_t)no >= outer * inner, "buffers are smaller than (outer, n, inner)");
+  if (outer * inner > 0) argmax(x, outer, n, inner, o);
+  UNDEF;
+}
+
+KERNEL(JsSumSquares) {
+  Args a(info, "sumSquares", 1);
+  size_t n;
+  float* x = a.f32(0, &n);
+  return Napi::Number::New(info.Env(), sum_squares(x, n));
+}
+
+}  // namespace
+
+// The remaining bindings (matmul, nn, optim, info) live in bindings2.cc.
+namespace ag {
+void register_more(Napi::Env env, Napi::Object exports);
+}
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto fn = [&](const char* name, Napi::Value (*f)(const Napi::CallbackInfo&)) {
+    exports.Set(name, Napi::Function::New(env, f, name));
+  };
+  fn("fill", JsFill);
+  fn("stridedCopy", JsStridedCopy);
+  fn("cast", JsCast);
+  fn("unary", JsUnary);
+  fn("unaryBackward", JsUnaryBackward);
+  fn("binary", JsBinary);
+  fn("where", JsWhere);
+  fn("axpby", JsAxpby);
+  fn("affine", JsAffine);
+  fn("reduce", JsReduce);
+  fn("argmax", JsArgmax);
+  fn("sumSquares", JsSumSquares);
+  ag::register_more(env, exports);
+  return exports;
+}
+
+NODE_API_MODULE(autoglm_native, Init)

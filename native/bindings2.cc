@@ -1,0 +1,280 @@
+// N-API bindings: matmul, neural-network row kernels, dropout, optimizers, library info and threads.
+#include <dnnl.hpp>
+#include "args.h"
+
+namespace ag {
+namespace {
+
+KERNEL(Matmul) {
+  Args a(info, "matmul", 14);
+  const bool bf = a.flag(3);
+  size_t na, nb, no;
+  void* x = a.arr(0, bf ? napi_uint16_array : napi_float32_array, &na);
+  void* y = a.arr(1, bf ? napi_uint16_array : napi_float32_array, &nb);
+  float* o = a.f32(2, &no);
+  MatmulP p;
+  p.batch = a.integer(4); p.M = a.integer(5); p.N = a.integer(6); p.K = a.integer(7);
+  p.transA = a.flag(8); p.transB = a.flag(9);
+  p.strideA = a.integer(10); p.strideB = a.integer(11);
+  p.alpha = (float)a.num(12); p.beta = (float)a.num(13);
+  a.need(p.M < (1LL << 31) && p.N < (1LL << 31) && p.K < (1LL << 31), "dimensions must be below 2^31");
+  a.need((int64_t)no >= p.batch * p.M * p.N, "out is smaller than batch*M*N");
+  if (p.batch > 0 && p.K > 0) {
+    a.need((int64_t)na >= (p.batch - 1) * p.strideA + p.M * p.K, "a is smaller than its (batch, M, K) view");
+    a.need((int64_t)nb >= (p.batch - 1) * p.strideB + p.K * p.N, "b is smaller than its (batch, K, N) view");
+  }
+  try {
+    if (bf) matmul_bf16((const uint16_t*)x, (const uint16_t*)y, o, p);
+    else matmul_f32((const float*)x, (const float*)y, o, p);
+  } catch (const dnnl::error& e) {
+    throw Napi::Error::New(info.Env(), std::string("matmul: oneDNN error: ") + e.what());
+  }
+  UNDEF;
+}
+
+KERNEL(Softmax) {
+  Args a(info, "softmax", 5);
+  size_t nx, no;
+  float* x = a.f32(0, &nx);
+  int64_t rows = a.integer(1), cols = a.integer(2);
+  float* o = a.f32(3, &no);
+  a.need((int64_t)nx >= rows * cols && (int64_t)no >= rows * cols, "buffers are smaller than rows*cols");
+  if (cols > 0) softmax(x, rows, cols, o, a.flag(4));
+  UNDEF;
+}
+
+KERNEL(SoftmaxBackward) {
+  Args a(info, "softmaxBackward", 6);
+  size_t ny, ng, nd;
+  float *y = a.f32(0, &ny), *g = a.f32(1, &ng);
+  int64_t rows = a.integer(2), cols = a.integer(3);
+  float* d = a.f32(4, &nd);
+  const int64_t n = rows * cols;
+  a.need((int64_t)ny >= n && (int64_t)ng >= n && (int64_t)nd >= n, "buffers are smaller than rows*cols");
+  if (cols > 0) softmax_backward(y, g, rows, cols, d, a.flag(5));
+  UNDEF;
+}
+
+KERNEL(LayerNorm) {
+  Args a(info, "layerNorm", 9);
+  size_t nx, ng, nb, no, nm, nr;
+  float *x = a.f32(0, &nx), *g = a.f32(1, &ng, true), *b = a.f32(2, &nb, true);
+  int64_t rows = a.integer(3), cols = a.integer(4);
+  float eps = (float)a.num(5);
+  float *o = a.f32(6, &no), *m = a.f32(7, &nm), *r = a.f32(8, &nr);
+  a.need((int64_t)nx >= rows * cols && (int64_t)no >= rows * cols, "x/out are smaller than rows*cols");
+  a.need((!g || (int64_t)ng >= cols) && (!b || (int64_t)nb >= cols), "gamma/beta are shorter than cols");
+  a.need((int64_t)nm >= rows && (int64_t)nr >= rows, "mean/rstd are shorter than rows");
+  if (cols > 0) layer_norm(x, g, b, rows, cols, eps, o, m, r);
+  UNDEF;
+}
+
+KERNEL(LayerNormBackward) {
+  Args a(info, "layerNormBackward", 10);
+  size_t ny, nx, ng, nm, nr, nd, ndg, ndb;
+  float *dy = a.f32(0, &ny), *x = a.f32(1, &nx), *g = a.f32(2, &ng, true), *m = a.f32(3, &nm), *r = a.f32(4, &nr);
+  int64_t rows = a.integer(5), cols = a.integer(6);
+  float *dx = a.f32(7, &nd), *dg = a.f32(8, &ndg, true), *db = a.f32(9, &ndb, true);
+  const int64_t n = rows * cols;
+  a.need((int64_t)ny >= n && (int64_t)nx >= n && (int64_t)nd >= n, "dy/x/dx are smaller than rows*cols");
+  a.need((!g || (int64_t)ng >= cols) && (!dg || (int64_t)ndg >= cols) && (!db || (int64_t)ndb >= cols),
+         "gamma/dgamma/dbeta are shorter than cols");
+  a.need((int64_t)nm >= rows && (int64_t)nr >= rows, "mean/rstd are shorter than rows");
+  if (cols > 0) layer_norm_backward(dy, x, g, m, r, rows, cols, dx, dg, db);
+  UNDEF;
+}
+
+KERNEL(RmsNorm) {
+  Args a(info, "rmsNorm", 7);
+  size_t nx, ng, no, nr;
+  float *x = a.f32(0, &nx), *g = a.f32(1, &ng, true);
+  int64_t rows = a.integer(2), cols = a.integer(3);
+  float eps = (float)a.num(4);
+  float *o = a.f32(5, &no), *r = a.f32(6, &nr);
+  a.need((int64_t)nx >= rows * cols && (int64_t)no >= rows * cols, "x/out are smaller than rows*cols");
+  a.need(!g || (int64_t)ng >= cols, "gamma is shorter than cols");
+  a.need((int64_t)nr >= rows, "rstd is shorter than rows");
+  if (cols > 0) rms_norm(x, g, rows, cols, eps, o, r);
+  UNDEF;
+}
+
+KERNEL(RmsNormBackward) {
+  Args a(info, "rmsNormBackward", 8);
+  size_t ny, nx, ng, nr, nd, ndg;
+  float *dy = a.f32(0, &ny), *x = a.f32(1, &nx), *g = a.f32(2, &ng, true), *r = a.f32(3, &nr);
+  int64_t rows = a.integer(4), cols = a.integer(5);
+  float *dx = a.f32(6, &nd), *dg = a.f32(7, &ndg, true);
+  const int64_t n = rows * cols;
+  a.need((int64_t)ny >= n && (int64_t)nx >= n && (int64_t)nd >= n, "dy/x/dx are smaller than rows*cols");
+  a.need((!g || (int64_t)ng >= cols) && (!dg || (int64_t)ndg >= cols), "gamma/dgamma are shorter than cols");
+  a.need((int64_t)nr >= rows, "rstd is shorter than rows");
+  if (cols > 0) rms_norm_backward(dy, x, g, r, rows, cols, dx, dg);
+  UNDEF;
+}
+
+void check_indices(const Args& a, const int32_t* idx, size_t n, size_t tableRows) {
+  for (size_t i = 0; i < n; i++)
+    if (idx[i] < 0 || (size_t)idx[i] >= tableRows)
+      a.need(false, "index " + std::to_string(idx[i]) + " at " + std::to_string(i) + " is outside [0, " +
+                        std::to_string(tableRows) + ")");
+}
+
+KERNEL(Gather) {
+  Args a(info, "gather", 4);
+  size_t nt, ni, no;
+  float* t = a.f32(0, &nt);
+  int32_t* idx = a.i32(1, &ni);
+  int64_t cols = a.integer(2);
+  float* o = a.f32(3, &no);
+  a.need((int64_t)no >= (int64_t)ni * cols, "out is smaller than idx.length*cols");
+  if (cols == 0 || ni == 0) UNDEF;
+  check_indices(a, idx, ni, nt / cols);
+  gather(t, idx, ni, cols, o);
+  UNDEF;
+}
+
+KERNEL(ScatterAdd) {
+  Args a(info, "scatterAdd", 4);
+  size_t ns, ni, nt;
+  float* s = a.f32(0, &ns);
+  int32_t* idx = a.i32(1, &ni);
+  int64_t cols = a.integer(2);
+  float* t = a.f32(3, &nt);
+  a.need((int64_t)ns >= (int64_t)ni * cols, "src is smaller than idx.length*cols");
+  if (cols == 0 || ni == 0) UNDEF;
+  check_indices(a, idx, ni, nt / cols);
+  scatter_add(s, idx, ni, cols, t);
+  UNDEF;
+}
+
+void check_targets(const Args& a, const int32_t* t, int64_t rows, int64_t cols, int32_t ignore) {
+  for (int64_t r = 0; r < rows; r++)
+    if (t[r] != ignore && (t[r] < 0 || t[r] >= cols))
+      a.need(false, "target " + std::to_string(t[r]) + " at row " + std::to_string(r) + " is outside [0, " +
+                        std::to_string(cols) + ")");
+}
+
+KERNEL(CrossEntropy) {
+  Args a(info, "crossEntropy", 8);
+  size_t nx, nt, nl, np;
+  float* x = a.f32(0, &nx);
+  int32_t* t = a.i32(1, &nt);
+  int64_t rows = a.integer(2), cols = a.integer(3);
+  int32_t ignore = (int32_t)a.integer(4, INT32_MIN);
+  float ls = (float)a.num(5);
+  float *l = a.f32(6, &nl), *lp = a.f32(7, &np);
+  a.need((int64_t)nx >= rows * cols && (int64_t)np >= rows * cols, "logits/logp are smaller than rows*cols");
+  a.need((int64_t)nt >= rows && (int64_t)nl >= rows, "targets/loss are shorter than rows");
+  if (cols == 0) UNDEF;
+  check_targets(a, t, rows, cols, ignore);
+  cross_entropy(x, t, rows, cols, ignore, ls, l, lp);
+  UNDEF;
+}
+
+KERNEL(CrossEntropyBackward) {
+  Args a(info, "crossEntropyBackward", 8);
+  size_t np, nt, ng, nd;
+  float* lp = a.f32(0, &np);
+  int32_t* t = a.i32(1, &nt);
+  int64_t rows = a.integer(2), cols = a.integer(3);
+  int32_t ignore = (int32_t)a.integer(4, INT32_MIN);
+  float ls = (float)a.num(5);
+  float *g = a.f32(6, &ng), *d = a.f32(7, &nd);
+  a.need((int64_t)np >= rows * cols && (int64_t)nd >= rows * cols, "logp/dlogits are smaller than rows*cols");
+  a.need((int64_t)nt >= rows && (int64_t)ng >= rows, "targets/dloss are shorter than rows");
+  if (cols == 0) UNDEF;
+  check_targets(a, t, rows, cols, ignore);
+  cross_entropy_backward(lp, t, rows, cols, ignore, ls, g, d);
+  UNDEF;
+}
+
+KERNEL(Rope) {
+  Args a(info, "rope", 9);
+  size_t nx, nc, ns, no;
+  float *x = a.f32(0, &nx), *c = a.f32(1, &nc), *s = a.f32(2, &ns);
+  int64_t rows = a.integer(3), T = a.integer(4), D = a.integer(5), rot = a.integer(6);
+  bool inv = a.flag(7);
+  float* o = a.f32(8, &no);
+  a.need(rot % 2 == 0 && rot <= D, "rotDim must be even and <= D");
+  a.need((int64_t)nx >= rows * T * D && (int64_t)no >= rows * T * D, "x/out are smaller than rows*T*D");
+  a.need((int64_t)nc >= T * (rot / 2) && (int64_t)ns >= T * (rot / 2), "cos/sin are smaller than T*rotDim/2");
+  if (D > 0) rope(x, c, s, rows, T, D, rot, inv, o);
+  UNDEF;
+}
+
+KERNEL(DropoutMask) {
+  Args a(info, "dropoutMask", 3);
+  double seed = a.num(0);
+  double p = a.num(1);
+  size_t n;
+  float* m = a.f32(2, &n);
+  a.need(std::isfinite(seed), "seed must be finite");
+  const uint32_t s = (uint32_t)(uint64_t)(int64_t)std::fmod(std::trunc(seed), 4294967296.0);
+  dropout_mask(s, p, m, n);
+  UNDEF;
+}
+
+KERNEL(AdamW) {
+  Args a(info, "adamw", 11);
+  size_t np, ng, nm, nv;
+  float *p = a.f32(0, &np), *g = a.f32(1, &ng), *m = a.f32(2, &nm), *v = a.f32(3, &nv);
+  a.need(ng >= np && nm >= np && nv >= np, "grad/m/v are shorter than param");
+  adamw(p, g, m, v, np, a.num(4), a.num(5), a.num(6), a.num(7), a.num(8), a.num(9), a.num(10));
+  UNDEF;
+}
+
+KERNEL(Sgd) {
+  Args a(info, "sgd", 11);
+  size_t np, ng, nb;
+  float *p = a.f32(0, &np), *g = a.f32(1, &ng), *b = a.f32(2, &nb);
+  double mom = a.num(4);
+  a.need(ng >= np && (mom == 0.0 || nb >= np), "grad/buf are shorter than param");
+  sgd(p, g, b, np, a.num(3), mom, a.num(5), a.flag(6), a.num(7), a.flag(8), a.num(9));
+  UNDEF;
+}
+
+KERNEL(Info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  const dnnl_version_t* v = dnnl_version();
+  o.Set("blasConfig", blas_config());
+  o.Set("blasCore", blas_core());
+  o.Set("onednnVersion", std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch));
+  o.Set("onednnIsa", onednn_isa());
+  o.Set("bf16Path", bf16_path());
+  o.Set("threads", num_threads());
+  return o;
+}
+
+KERNEL(SetNumThreads) {
+  Args a(info, "setNumThreads", 1);
+  set_num_threads((int)a.integer(0));
+  UNDEF;
+}
+
+}  // namespace
+
+void register_more(Napi::Env env, Napi::Object exports) {
+  auto fn = [&](const char* name, Napi::Value (*f)(const Napi::CallbackInfo&)) {
+    exports.Set(name, Napi::Function::New(env, f, name));
+  };
+  fn("matmul", Matmul);
+  fn("softmax", Softmax);
+  fn("softmaxBackward", SoftmaxBackward);
+  fn("layerNorm", LayerNorm);
+  fn("layerNormBackward", LayerNormBackward);
+  fn("rmsNorm", RmsNorm);
+  fn("rmsNormBackward", RmsNormBackward);
+  fn("gather", Gather);
+  fn("scatterAdd", ScatterAdd);
+  fn("crossEntropy", CrossEntropy);
+  fn("crossEntropyBackward", CrossEntropyBackward);
+  fn("rope", Rope);
+  fn("dropoutMask", DropoutMask);
+  fn("adamw", AdamW);
+  fn("sgd", Sgd);
+  fn("info", Info);
+  fn("setNumThreads", SetNumThreads);
+}
+
+}  // namespace ag

@@ -1,0 +1,99 @@
+// Shared declarations for the autoglm_native addon: kernel entry points (plain C++ on raw pointers),
+// threading helpers and the vectorised math used by several files.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cmath>
+#include <omp.h>
+
+namespace ag {
+
+// Work (in elements) below which kernels stay single-threaded: an OpenMP fork/join costs a few
+// microseconds, which is more than a small elementwise op.
+constexpr int64_t kParMin = 32768;
+int num_threads();
+void set_num_threads(int n);
+inline bool par(int64_t work) { return work >= kParMin && num_threads() > 1; }
+
+// ---- op codes (must match src/backend/native.ts) ----
+enum Unary { U_NEG, U_EXP, U_LOG, U_SQRT, U_RSQRT, U_TANH, U_SIGMOID, U_RELU, U_GELU, U_GELU_TANH, U_SILU, U_ABS,
+  U_SQUARE, U_RECIPROCAL, U_SIGN, U_COUNT };
+enum Binary { B_ADD, B_SUB, B_MUL, B_DIV, B_POW, B_MAX, B_MIN, B_EQ, B_GT, B_GE, B_LT, B_LE, B_COUNT };
+enum Reduce { R_SUM, R_MAX, R_MIN, R_COUNT };
+enum DT { D_F32, D_BF16, D_F16, D_I32, D_I8, D_COUNT };
+
+// ---- elementwise.cc ----
+void fill_f32(float* dst, int64_t n, float v);
+void fill_i32(int32_t* dst, int64_t n, int32_t v);
+void strided_copy(const void* src, int esize, const int64_t* shape, const int64_t* strides, int ndim, void* dst);
+void cast(const void* src, int sdt, void* dst, int ddt, int64_t n);
+void unary(int op, const float* x, float* out, int64_t n);
+void unary_backward(int op, const float* x, const float* y, const float* dy, float* dx, int64_t n);
+void binary(int op, const float* a, const int64_t* as, const float* b, const int64_t* bs, const int64_t* shape, int ndim,
+            float* out);
+void axpby(float alpha, const float* x, float beta, const float* y, float* out, int64_t n);
+void affine(const float* x, float scale, float shift, float* out, int64_t n);
+void where(const float* c, const int64_t* cs, const float* a, const int64_t* as, const float* b, const int64_t* bs,
+           const int64_t* shape, int ndim, float* out);
+void dropout_mask(uint32_t seed, double p, float* mask, int64_t n);
+
+// ---- reduce.cc ----
+void reduce(int op, const float* x, int64_t outer, int64_t n, int64_t inner, float* out);
+void argmax(const float* x, int64_t outer, int64_t n, int64_t inner, int32_t* out);
+double sum_squares(const float* x, int64_t n);
+
+// ---- nn.cc ----
+void softmax(const float* x, int64_t rows, int64_t cols, float* out, bool log);
+void softmax_backward(const float* y, const float* dy, int64_t rows, int64_t cols, float* dx, bool log);
+void layer_norm(const float* x, const float* g, const float* b, int64_t rows, int64_t cols, float eps, float* out,
+                float* mean, float* rstd);
+void layer_norm_backward(const float* dy, const float* x, const float* g, const float* mean, const float* rstd,
+                         int64_t rows, int64_t cols, float* dx, float* dg, float* db);
+void rms_norm(const float* x, const float* g, int64_t rows, int64_t cols, float eps, float* out, float* rstd);
+void rms_norm_backward(const float* dy, const float* x, const float* g, const float* rstd, int64_t rows, int64_t cols,
+                       float* dx, float* dg);
+void gather(const float* table, const int32_t* idx, int64_t n, int64_t cols, float* out);
+void scatter_add(const float* src, const int32_t* idx, int64_t n, int64_t cols, float* dtable);
+void cross_entropy(const float* logits, const int32_t* t, int64_t rows, int64_t cols, int32_t ignore, float ls,
+                   float* loss, float* logp);
+void cross_entropy_backward(const float* logp, const int32_t* t, int64_t rows, int64_t cols, int32_t ignore, float ls,
+                            const float* dloss, float* dlogits);
+void rope(const float* x, const float* cos, const float* sin, int64_t rows, int64_t T, int64_t D, int64_t rot,
+          bool inverse, float* out);
+
+// ---- matmul.cc ----
+struct MatmulP {
+  int64_t batch, M, N, K, strideA, strideB;
+  bool transA, transB;
+  float alpha, beta;
+};
+void matmul_f32(const float* a, const float* b, float* out, const MatmulP& p);
+void matmul_bf16(const uint16_t* a, const uint16_t* b, float* out, const MatmulP& p);
+const char* bf16_path();  // "onednn" or "sgemm"
+const char* onednn_isa();
+const char* blas_config();
+const char* blas_core();
+
+// ---- optim.cc ----
+void adamw(float* p, const float* g, float* m, float* v, int64_t n, double lr, double b1, double b2, double eps,
+           double wd, double step, double gs);
+void sgd(float* p, const float* g, float* buf, int64_t n, double lr, double mom, double damp, bool nesterov, double wd,
+         bool first, double gs);
+
+// ---- scalar helpers shared by files ----
+inline float bf16_to_f32(uint16_t h) {
+  uint32_t u = (uint32_t)h << 16;
+  float f;
+  __builtin_memcpy(&f, &u, 4);
+  return f;
+}
+inline uint16_t f32_to_bf16(float f) {
+  uint32_t u;
+  __builtin_memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)(((u >> 16) & 0x8000u) | 0x7fc0u);  // NaN -> sign | 0x7fc0
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+}
+void bf16_to_f32_n(const uint16_t* src, float* dst, int64_t n);
+
+}  // namespace ag

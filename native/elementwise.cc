@@ -1,0 +1,250 @@
+// fill, stridedCopy, cast, unary (+backward), binary/where with broadcasting, axpby, affine, dropoutMask.
+#include <cstring>
+#include <limits>
+#include "common.h"
+#include "vecmath.h"
+
+namespace ag {
+
+namespace {
+// Runs body(i0, i1) over [0, n) in blocks, in parallel when n is large enough.
+template <class F>
+inline void blocks(int64_t n, F body, int64_t work_per_elem = 1) {
+  if (!par(n * work_per_elem)) { body(0, n); return; }
+  const int64_t B = 8192;
+  const int64_t nb = (n + B - 1) / B;
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < nb; b++) body(b * B, std::min(n, (b + 1) * B));
+}
+constexpr float kSqrt2OverPi = 0.7978845608028654f;
+constexpr float kKappa = 0.044715f;
+constexpr float kInvSqrt2Pi = 0.3989422804014327f;
+}  // namespace
+
+void fill_f32(float* d, int64_t n, float v) { blocks(n, [&](int64_t i0, int64_t i1) { for (int64_t i = i0; i < i1; i++) d[i] = v; }); }
+void fill_i32(int32_t* d, int64_t n, int32_t v) { blocks(n, [&](int64_t i0, int64_t i1) { for (int64_t i = i0; i < i1; i++) d[i] = v; }); }
+
+// ---- stridedCopy ------------------------------------------------------------------------------------------
+template <class T>
+static void strided_copy_t(const T* src, const int64_t* shape, const int64_t* strides, int nd, T* dst) {
+  if (nd == 0) { dst[0] = src[0]; return; }
+  int64_t inner = shape[nd - 1], is = strides[nd - 1];
+  int64_t rows = 1;
+  for (int d = 0; d < nd - 1; d++) rows *= shape[d];
+  if (rows * inner == 0) return;
+  auto row = [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      int64_t off = 0, rem = r;
+      for (int d = nd - 2; d >= 0; d--) { off += (rem % shape[d]) * strides[d]; rem /= shape[d]; }
+      const T* s = src + off;
+      T* o = dst + r * inner;
+      if (is == 1) std::memcpy(o, s, inner * sizeof(T));
+      else for (int64_t j = 0; j < inner; j++) o[j] = s[j * is];
+    }
+  };
+  if (!par(rows * inner) || rows < 2) row(0, rows);
+  else {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++) row(r, r + 1);
+  }
+}
+void strided_copy(const void* src, int es, const int64_t* shape, const int64_t* strides, int nd, void* dst) {
+  if (es == 4) strided_copy_t((const uint32_t*)src, shape, strides, nd, (uint32_t*)dst);
+  else if (es == 2) strided_copy_t((const uint16_t*)src, shape, strides, nd, (uint16_t*)dst);
+  else strided_copy_t((const uint8_t*)src, shape, strides, nd, (uint8_t*)dst);
+}
+
+// ---- cast ---------------------------------------------------------------------------------------------------
+// float -> integer: truncate toward zero, saturate, NaN -> 0 (the portable backend's rule).
+static inline int32_t f32_to_i32(float x) {
+  if (x != x) return 0;
+  if (x <= -2147483648.0f) return INT32_MIN;
+  if (x >= 2147483647.0f) return INT32_MAX;
+  return (int32_t)x;
+}
+static inline int8_t f32_to_i8(float x) {
+  if (x != x) return 0;
+  if (x <= -128.0f) return -128;
+  if (x >= 127.0f) return 127;
+  return (int8_t)(int32_t)x;
+}
+
+void bf16_to_f32_n(const uint16_t* s, float* d, int64_t n) {
+  blocks(n, [&](int64_t i0, int64_t i1) {
+    int64_t i = i0;
+    for (; i + 8 <= i1; i += 8) {
+      __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)(s + i)));
+      _mm256_storeu_ps(d + i, _mm256_castsi256_ps(_mm256_slli_epi32(h, 16)));
+    }
+    for (; i < i1; i++) d[i] = bf16_to_f32(s[i]);
+  });
+}
+static void f32_to_bf16_n(const float* s, uint16_t* d, int64_t n) {
+  blocks(n, [&](int64_t i0, int64_t i1) { for (int64_t i = i0; i < i1; i++) d[i] = f32_to_bf16(s[i]); });
+}
+static void f32_to_f16_n(const float* s, uint16_t* d, int64_t n) {
+  blocks(n, [&](int64_t i0, int64_t i1) {
+    int64_t i = i0;
+    for (; i + 8 <= i1; i += 8)
+      _mm_storeu_si128((__m128i*)(d + i), _mm256_cvtps_ph(_mm256_loadu_ps(s + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < i1; i++) d[i] = _cvtss_sh(s[i], _MM_FROUND_TO_NEAREST_INT);
+  });
+}
+static void f16_to_f32_n(const uint16_t* s, float* d, int64_t n) {
+  blocks(n, [&](int64_t i0, int64_t i1) {
+    int64_t i = i0;
+    for (; i + 8 <= i1; i += 8) _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(s + i))));
+    for (; i < i1; i++) d[i] = _cvtsh_ss(s[i]);
+  });
+}
+static inline float load_f(const void* p, int dt, int64_t i) {
+  switch (dt) {
+    case D_F32: return ((const float*)p)[i];
+    case D_BF16: return bf16_to_f32(((const uint16_t*)p)[i]);
+    case D_F16: return _cvtsh_ss(((const uint16_t*)p)[i]);
+    case D_I32: return (float)((const int32_t*)p)[i];
+    default: return (float)((const int8_t*)p)[i];
+  }
+}
+static inline void store_f(void* p, int dt, int64_t i, float v) {
+  switch (dt) {
+    case D_F32: ((float*)p)[i] = v; break;
+    case D_BF16: ((uint16_t*)p)[i] = f32_to_bf16(v); break;
+    case D_F16: ((uint16_t*)p)[i] = _cvtss_sh(v, _MM_FROUND_TO_NEAREST_INT); break;
+    case D_I32: ((int32_t*)p)[i] = f32_to_i32(v); break;
+    default: ((int8_t*)p)[i] = f32_to_i8(v); break;
+  }
+}
+static const int kSize[D_COUNT] = {4, 2, 2, 4, 1};
+void cast(const void* s, int sdt, void* d, int ddt, int64_t n) {
+  if (sdt == ddt) { std::memcpy(d, s, n * kSize[sdt]); return; }
+  if (sdt == D_F32 && ddt == D_BF16) return f32_to_bf16_n((const float*)s, (uint16_t*)d, n);
+  if (sdt == D_BF16 && ddt == D_F32) return bf16_to_f32_n((const uint16_t*)s, (float*)d, n);
+  if (sdt == D_F32 && ddt == D_F16) return f32_to_f16_n((const float*)s, (uint16_t*)d, n);
+  if (sdt == D_F16 && ddt == D_F32) return f16_to_f32_n((const uint16_t*)s, (float*)d, n);
+  if (sdt == D_I32 && ddt == D_I8) {  // clamp
+    blocks(n, [&](int64_t i0, int64_t i1) { for (int64_t i = i0; i < i1; i++) { const int32_t v = ((const int32_t*)s)[i]; ((int8_t*)d)[i] = (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v); } });
+    return;
+  }
+  if (sdt == D_I8 && ddt == D_I32) {
+    blocks(n, [&](int64_t i0, int64_t i1) { for (int64_t i = i0; i < i1; i++) ((int32_t*)d)[i] = ((const int8_t*)s)[i]; });
+    return;
+  }
+  // everything else goes through float32 (i32 -> f32 rounds to nearest even)
+  blocks(n, [&](int64_t i0, int64_t i1) { for (int64_t i = i0; i < i1; i++) store_f(d, ddt, i, load_f(s, sdt, i)); });
+}
+
+// ---- unary --------------------------------------------------------------------------------------------------
+static inline __m256 vgelu(__m256 x) { return _mm256_mul_ps(x, vnormcdf(x)); }
+// gelu_tanh(x) = 0.5 x (1 + tanh(u)) = x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3)
+static inline __m256 vgelu_tanh_s(__m256 x) {
+  __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+  __m256 u2 = _mm256_mul_ps(_mm256_fmadd_ps(x3, v8(kKappa), x), v8(2.0f * kSqrt2OverPi));
+  return vsigmoid(u2);
+}
+
+void unary(int op, const float* x, float* o, int64_t n) {
+  blocks(n, [&](int64_t i0, int64_t i1) {
+    const float* xs = x + i0;
+    float* os = o + i0;
+    const int64_t m = i1 - i0;
+    switch (op) {
+      case U_NEG: for (int64_t i = 0; i < m; i++) os[i] = -xs[i]; break;
+      case U_EXP: vmap(xs, os, m, vexp); break;
+      case U_LOG: for (int64_t i = 0; i < m; i++) os[i] = std::log(xs[i]); break;
+      case U_SQRT: for (int64_t i = 0; i < m; i++) os[i] = std::sqrt(xs[i]); break;
+      case U_RSQRT: for (int64_t i = 0; i < m; i++) os[i] = 1.0f / std::sqrt(xs[i]); break;
+      case U_TANH: vmap(xs, os, m, vtanh); break;
+      case U_SIGMOID: vmap(xs, os, m, vsigmoid); break;
+      case U_RELU: for (int64_t i = 0; i < m; i++) os[i] = (xs[i] > 0.0f || xs[i] != xs[i]) ? xs[i] : 0.0f; break;
+      case U_GELU: vmap(xs, os, m, vgelu); break;
+      case U_GELU_TANH: vmap(xs, os, m, [](__m256 v) { return _mm256_mul_ps(v, vgelu_tanh_s(v)); }); break;
+      case U_SILU: vmap(xs, os, m, [](__m256 v) { return _mm256_mul_ps(v, vsigmoid(v)); }); break;
+      case U_ABS: for (int64_t i = 0; i < m; i++) os[i] = std::fabs(xs[i]); break;
+      case U_SQUARE: for (int64_t i = 0; i < m; i++) os[i] = xs[i] * xs[i]; break;
+      case U_RECIPROCAL: for (int64_t i = 0; i < m; i++) os[i] = 1.0f / xs[i]; break;
+      case U_SIGN:
+        for (int64_t i = 0; i < m; i++) { float v = xs[i]; os[i] = v > 0.0f ? 1.0f : v < 0.0f ? -1.0f : v; }
+        break;
+    }
+  }, op == U_GELU || op == U_GELU_TANH ? 4 : 1);
+}
+
+void unary_backward(int op, const float* x, const float* y, const float* dy, float* dx, int64_t n) {
+  blocks(n, [&](int64_t i0, int64_t i1) {
+    const float *xs = x + i0, *ys = y + i0, *gs = dy + i0;
+    float* ds = dx + i0;
+    const int64_t m = i1 - i0;
+    switch (op) {
+      case U_NEG: for (int64_t i = 0; i < m; i++) ds[i] = -gs[i]; break;
+      case U_EXP: for (int64_t i = 0; i < m; i++) ds[i] = gs[i] * ys[i]; break;
+      case U_LOG: for (int64_t i = 0; i < m; i++) ds[i] = gs[i] / xs[i]; break;
+      case U_SQRT: for (int64_t i = 0; i < m; i++) ds[i] = gs[i] * 0.5f / ys[i]; break;
+      case U_RSQRT: for (int64_t i = 0; i < m; i++) ds[i] = gs[i] * -0.5f * ys[i] * ys[i] * ys[i]; break;
+      case U_RELU: for (int64_t i = 0; i < m; i++) ds[i] = xs[i] > 0.0f ? gs[i] : 0.0f; break;
+      case U_ABS:
+        for (int64_t i = 0; i < m; i++) ds[i] = xs[i] > 0.0f ? gs[i] : xs[i] < 0.0f ? -gs[i] : 0.0f;
+        break;
+      case U_SQUARE: for (int64_t i = 0; i < m; i++) ds[i] = gs[i] * 2.0f * xs[i]; break;
+      case U_RECIPROCAL: for (int64_t i = 0; i < m; i++) ds[i] = -gs[i] * ys[i] * ys[i]; break;
+      case U_SIGN: for (int64_t i = 0; i < m; i++) ds[i] = 0.0f; break;
+      default: {
+        // tanh, sigmoid, gelu, gelu_tanh, silu (from x): vectorised through a small stack buffer
+        alignas(32) float t[8];
+        for (int64_t i = 0; i < m; i += 8) {
+          const int64_t k = std::min<int64_t>(8, m - i);
+          __m256 xv;
+          if (k == 8) xv = _mm256_loadu_ps(xs + i);
+          else { for (int j = 0; j < 8; j++) t[j] = j < k ? xs[i + j] : 0.0f; xv = _mm256_load_ps(t); }
+          __m256 d;
+          if (op == U_TANH) {  // 1 - tanh^2 = 4e / (1 + e)^2, e = exp(-2|x|): no cancellation for large |x|
+            __m256 e = vexp(_mm256_mul_ps(v8(-2.0f), vabs(xv)));
+            __m256 q = _mm256_add_ps(v8(1.0f), e);
+            d = _mm256_div_ps(_mm256_mul_ps(v8(4.0f), e), _mm256_mul_ps(q, q));
+          } else if (op == U_SIGMOID) {  // s (1 - s) = e / (1 + e)^2, e = exp(-|x|)
+            __m256 e = vexp(_mm256_sub_ps(v8(0.0f), vabs(xv)));
+            __m256 q = _mm256_add_ps(v8(1.0f), e);
+            d = _mm256_div_ps(e, _mm256_mul_ps(q, q));
+          } else if (op == U_GELU) {  // Phi(x) + x phi(x)
+            d = _mm256_fmadd_ps(_mm256_mul_ps(xv, vexp_neghalfsq(xv)), v8(kInvSqrt2Pi), vnormcdf(xv));
+          } else if (op == U_SILU) {  // s (1 + x (1 - s))
+            __m256 s = vsigmoid(xv);
+            d = _mm256_mul_ps(s, _mm256_fmadd_ps(xv, _mm256_sub_ps(v8(1.0f), s), v8(1.0f)));
+          } else {  // gelu_tanh: s + 2 x s (1 - s) sqrt(2/pi) (1 + 3k x^2), s = sigmoid(2u)
+            __m256 s = vgelu_tanh_s(xv);
+            __m256 du = _mm256_mul_ps(v8(kSqrt2OverPi), _mm256_fmadd_ps(_mm256_mul_ps(xv, xv), v8(3.0f * kKappa), v8(1.0f)));
+            __m256 t2 = _mm256_mul_ps(_mm256_mul_ps(v8(2.0f), xv), _mm256_mul_ps(s, _mm256_sub_ps(v8(1.0f), s)));
+            d = _mm256_fmadd_ps(t2, du, s);
+          }
+          if (k == 8) _mm256_storeu_ps(ds + i, _mm256_mul_ps(d, _mm256_loadu_ps(gs + i)));
+          else { _mm256_store_ps(t, d); for (int j = 0; j < k; j++) ds[i + j] = gs[i + j] * t[j]; }
+        }
+      }
+    }
+  }, op == U_GELU || op == U_GELU_TANH || op == U_SILU ? 4 : 1);
+}
+
+void axpby(float alpha, const float* x, float beta, const float* y, float* o, int64_t n) {
+  blocks(n, [&](int64_t i0, int64_t i1) { for (int64_t i = i0; i < i1; i++) o[i] = alpha * x[i] + beta * y[i]; });
+}
+void affine(const float* x, float scale, float shift, float* o, int64_t n) {
+  blocks(n, [&](int64_t i0, int64_t i1) { for (int64_t i = i0; i < i1; i++) o[i] = x[i] * scale + shift; });
+}
+
+// ---- dropout: rng.ts hashUniform, bit for bit --------------------------------------------------------------
+static inline uint32_t mix32(uint32_t x) {
+  x ^= x >> 16; x *= 0x7feb352du; x ^= x >> 15; x *= 0x846ca68bu; x ^= x >> 16;
+  return x;
+}
+void dropout_mask(uint32_t seed, double p, float* mask, int64_t n) {
+  const uint32_t key = mix32(seed + 0x9e3779b9u);
+  const float scale = (float)(1.0 / (1.0 - p));
+  blocks(n, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++) {
+      const double u = (double)(mix32((uint32_t)i ^ key) >> 8) / 16777216.0;
+      mask[i] = u >= p ? scale : 0.0f;
+    }
+  });
+}
+
+}  // namespace ag

@@ -1,0 +1,145 @@
+// Matrix products. f32: OpenBLAS sgemm (OpenMP build); many small batch matrices run in parallel over the
+// batch with single-threaded sgemm inside. bf16: a oneDNN matmul primitive (cached per shape) where the CPU
+// has native bf16 (AVX512-BF16 / AMX); elsewhere the operands are widened to f32 (exact) and go to sgemm.
+#include <cblas.h>
+#include <dnnl.hpp>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+#include "common.h"
+
+extern "C" {
+char* openblas_get_config(void);
+char* openblas_get_corename(void);
+}
+
+namespace ag {
+
+static void sgemm_one(const float* a, const float* b, float* c, const MatmulP& p) {
+  const int lda = p.transA ? (int)p.M : (int)p.K;
+  const int ldb = p.transB ? (int)p.K : (int)p.N;
+  cblas_sgemm(CblasRowMajor, p.transA ? CblasTrans : CblasNoTrans, p.transB ? CblasTrans : CblasNoTrans, (int)p.M,
+              (int)p.N, (int)p.K, p.alpha, a, lda, b, ldb, p.beta, c, (int)p.N);
+}
+
+void matmul_f32(const float* a, const float* b, float* out, const MatmulP& p) {
+  if (p.M == 0 || p.N == 0 || p.batch == 0) return;
+  if (p.K == 0) {  // out = beta * out
+    const int64_t n = p.batch * p.M * p.N;
+    for (int64_t i = 0; i < n; i++) out[i] = p.beta == 0.0f ? 0.0f : p.beta * out[i];
+    return;
+  }
+  const int64_t flops = p.M * p.N * p.K;
+  const int nt = num_threads();
+  // Small matrices: sgemm's own threading does not pay; run the batch in parallel instead (OpenBLAS's OpenMP
+  // build is single-threaded inside an active parallel region).
+  if (p.batch >= 2 && nt > 1 && flops <= (int64_t)256 * 256 * 256) {
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t i = 0; i < p.batch; i++) sgemm_one(a + i * p.strideA, b + i * p.strideB, out + i * p.M * p.N, p);
+    return;
+  }
+  for (int64_t i = 0; i < p.batch; i++) sgemm_one(a + i * p.strideA, b + i * p.strideB, out + i * p.M * p.N, p);
+}
+
+// ---- oneDNN ---------------------------------------------------------------------------------------------------
+namespace {
+bool has_native_bf16() {
+  const auto isa = dnnl_get_effective_cpu_isa();
+  return (isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16;
+}
+struct Dnnl {
+  dnnl::engine eng{dnnl::engine::kind::cpu, 0};
+  dnnl::stream strm{eng};
+  std::unordered_map<std::string, dnnl::matmul> cache;
+  std::mutex mu;
+};
+Dnnl& dnnl_state() {
+  static Dnnl* d = new Dnnl();  // never destroyed: avoids teardown-order issues at process exit
+  return *d;
+}
+thread_local std::vector<float> scratchA, scratchB;
+
+float* widen(const uint16_t* src, int64_t n, std::vector<float>& buf) {
+  if ((int64_t)buf.size() < n) buf.resize((size_t)n);
+  bf16_to_f32_n(src, buf.data(), n);
+  return buf.data();
+}
+
+void matmul_onednn(const uint16_t* a, const uint16_t* b, float* out, const MatmulP& p) {
+  using dt = dnnl::memory::data_type;
+  using dims = dnnl::memory::dims;
+  const int64_t ba = p.strideA == 0 ? 1 : p.batch, bb = p.strideB == 0 ? 1 : p.batch;
+  const dims sa = p.transA ? dims{p.strideA, 1, p.M} : dims{p.strideA, p.K, 1};
+  const dims sb = p.transB ? dims{p.strideB, 1, p.K} : dims{p.strideB, p.N, 1};
+  Dnnl& d = dnnl_state();
+  std::string key = std::to_string(p.batch) + "," + std::to_string(p.M) + "," + std::to_string(p.N) + "," +
+                    std::to_string(p.K) + "," + std::to_string(p.strideA) + "," + std::to_string(p.strideB) + "," +
+                    std::to_string(p.transA) + std::to_string(p.transB) + "," + std::to_string(p.alpha) + "," +
+                    std::to_string(p.beta);
+  dnnl::memory::desc ad({ba, p.M, p.K}, dt::bf16, dims{ba == 1 ? p.M * p.K : sa[0], sa[1], sa[2]});
+  dnnl::memory::desc bd({bb, p.K, p.N}, dt::bf16, dims{bb == 1 ? p.K * p.N : sb[0], sb[1], sb[2]});
+  dnnl::memory::desc cd({p.batch, p.M, p.N}, dt::f32, dims{p.M * p.N, p.N, 1});
+  dnnl::matmul prim;
+  {
+    std::lock_guard<std::mutex> lock(d.mu);
+    auto it = d.cache.find(key);
+    if (it == d.cache.end()) {
+      dnnl::primitive_attr attr;
+      if (p.alpha != 1.0f) attr.set_output_scales(0, {p.alpha});
+      if (p.beta != 0.0f) {
+        dnnl::post_ops po;
+        po.append_sum(p.beta);
+        attr.set_post_ops(po);
+      }
+      dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(ad, bd, cd), attr, d.eng);
+      it = d.cache.emplace(key, dnnl::matmul(pd)).first;
+    }
+    prim = it->second;
+  }
+  dnnl::memory am(ad, d.eng, (void*)a), bm(bd, d.eng, (void*)b), cm(cd, d.eng, (void*)out);
+  prim.execute(d.strm, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+  d.strm.wait();
+}
+}  // namespace
+
+const char* bf16_path() {
+  static const char* path = getenv("AUTOGLM_BF16_SGEMM") ? "sgemm" : has_native_bf16() ? "onednn" : "sgemm";
+  return path;
+}
+
+void matmul_bf16(const uint16_t* a, const uint16_t* b, float* out, const MatmulP& p) {
+  if (p.M == 0 || p.N == 0 || p.batch == 0) return;
+  if (bf16_path()[0] == 'o' && p.K > 0 && !(p.strideA == 0 && p.strideB == 0 && p.batch > 1)) {
+    try {
+      matmul_onednn(a, b, out, p);
+      return;
+    } catch (const dnnl::error&) {
+      // fall through to the widening path (e.g. a layout the primitive rejects)
+    }
+  }
+  const int64_t na = p.K == 0 ? 0 : (p.strideA == 0 ? 0 : (p.batch - 1) * p.strideA) + p.M * p.K;
+  const int64_t nb = p.K == 0 ? 0 : (p.strideB == 0 ? 0 : (p.batch - 1) * p.strideB) + p.K * p.N;
+  const float* fa = widen(a, na, scratchA);
+  const float* fb = widen(b, nb, scratchB);
+  matmul_f32(fa, fb, out, p);
+}
+
+const char* onednn_isa() {
+  switch (dnnl_get_effective_cpu_isa()) {
+    case dnnl_cpu_isa_sse41: return "sse41";
+    case dnnl_cpu_isa_avx: return "avx";
+    case dnnl_cpu_isa_avx2: return "avx2";
+    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+    case dnnl_cpu_isa_avx512_core: return "avx512_core";
+    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    default: return "other";
+  }
+}
+const char* blas_config() { return openblas_get_config(); }
+const char* blas_core() { return openblas_get_corename(); }
+
+}  // namespace ag

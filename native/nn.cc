@@ -1,0 +1,275 @@
+// Row kernels: softmax / log-softmax (+backward), layer norm and RMS norm (+backward), gather / scatterAdd,
+// cross-entropy (+backward), rotary embedding.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+#include "common.h"
+#include "vecmath.h"
+
+namespace ag {
+
+namespace {
+template <class F>
+inline void rows_loop(int64_t rows, int64_t cols, F f) {
+  if (par(rows * cols) && rows > 1) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++) f(r);
+  } else for (int64_t r = 0; r < rows; r++) f(r);
+}
+inline float row_max(const float* x, int64_t n) {
+  float m = -INFINITY;
+#pragma omp simd reduction(max : m)
+  for (int64_t i = 0; i < n; i++) m = std::max(m, x[i]);
+  return m;
+}
+inline double hsum_pd(__m256d v) {
+  alignas(32) double t[4];
+  _mm256_store_pd(t, v);
+  return (t[0] + t[1]) + (t[2] + t[3]);
+}
+// sum_i exp(x[i] - mx), accumulated in double; writes the exps to e when e != nullptr
+inline double sum_exp(const float* x, int64_t n, float mx, float* e) {
+  __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+  const __m256 m = _mm256_set1_ps(mx);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = vexp(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
+    if (e) _mm256_storeu_ps(e + i, v);
+    s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+    s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+  }
+  double s = hsum_pd(_mm256_add_pd(s0, s1));
+  if (i < n) {
+    alignas(32) float t[8];
+    for (int j = 0; j < 8; j++) t[j] = i + j < n ? x[i + j] - mx : -INFINITY;
+    _mm256_store_ps(t, vexp(_mm256_load_ps(t)));
+    for (int64_t j = i; j < n; j++) { s += t[j - i]; if (e) e[j] = t[j - i]; }
+  }
+  return s;
+}
+inline double dot_d(const float* a, const float* b, int64_t n) {
+  double s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; i++) s += (double)a[i] * (double)b[i];
+  return s;
+}
+inline double sum_d(const float* a, int64_t n) {
+  double s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; i++) s += (double)a[i];
+  return s;
+}
+// log-softmax of one row into o (o may alias x)
+inline void log_softmax_row(const float* x, int64_t n, float* o) {
+  const float mx = row_max(x, n);
+  const float lse = (float)((double)mx + std::log(sum_exp(x, n, mx, nullptr)));
+  for (int64_t i = 0; i < n; i++) o[i] = x[i] - lse;
+}
+}  // namespace
+
+void softmax(const float* x, int64_t rows, int64_t cols, float* out, bool log) {
+  rows_loop(rows, cols * 4, [&](int64_t r) {
+    const float* xr = x + r * cols;
+    float* o = out + r * cols;
+    if (log) { log_softmax_row(xr, cols, o); return; }
+    const float mx = row_max(xr, cols);
+    const float inv = (float)(1.0 / sum_exp(xr, cols, mx, o));
+    for (int64_t i = 0; i < cols; i++) o[i] *= inv;
+  });
+}
+
+void softmax_backward(const float* y, const float* dy, int64_t rows, int64_t cols, float* dx, bool log) {
+  rows_loop(rows, cols * 2, [&](int64_t r) {
+    const float *yr = y + r * cols, *g = dy + r * cols;
+    float* d = dx + r * cols;
+    if (!log) {
+      const float dot = (float)dot_d(g, yr, cols);
+      for (int64_t i = 0; i < cols; i++) d[i] = yr[i] * (g[i] - dot);
+    } else {
+      const float s = (float)sum_d(g, cols);
+      vmap(yr, d, cols, vexp);
+      for (int64_t i = 0; i < cols; i++) d[i] = g[i] - d[i] * s;
+    }
+  });
+}
+
+void layer_norm(const float* x, const float* g, const float* b, int64_t rows, int64_t cols, float eps, float* out,
+                float* mean, float* rstd) {
+  rows_loop(rows, cols * 2, [&](int64_t r) {
+    const float* xr = x + r * cols;
+    float* o = out + r * cols;
+    const double mu = sum_d(xr, cols) / (double)cols;
+    double v = 0;
+#pragma omp simd reduction(+ : v)
+    for (int64_t i = 0; i < cols; i++) { const double d = (double)xr[i] - mu; v += d * d; }
+    const float m = (float)mu, rs = (float)(1.0 / std::sqrt(v / (double)cols + (double)eps));
+    mean[r] = m;
+    rstd[r] = rs;
+    if (g && b) for (int64_t i = 0; i < cols; i++) o[i] = (xr[i] - m) * rs * g[i] + b[i];
+    else if (g) for (int64_t i = 0; i < cols; i++) o[i] = (xr[i] - m) * rs * g[i];
+    else if (b) for (int64_t i = 0; i < cols; i++) o[i] = (xr[i] - m) * rs + b[i];
+    else for (int64_t i = 0; i < cols; i++) o[i] = (xr[i] - m) * rs;
+  });
+}
+
+// Shared driver for the norm backwards: per-thread double partials for the parameter gradients.
+template <class RowF>
+static void norm_backward_driver(int64_t rows, int64_t cols, float* dg, float* db, RowF rowf) {
+  const bool parallel = par(rows * cols * 3) && rows > 1;
+  const int nt = parallel ? num_threads() : 1;
+  const int nacc = (dg ? 1 : 0) + (db ? 1 : 0);
+  std::vector<double> part((size_t)nt * nacc * cols, 0.0);
+  auto body = [&](int t, int64_t r0, int64_t r1) {
+    double* pg = dg ? part.data() + (size_t)t * nacc * cols : nullptr;
+    double* pb = db ? part.data() + (size_t)t * nacc * cols + (dg ? cols : 0) : nullptr;
+    for (int64_t r = r0; r < r1; r++) rowf(r, pg, pb);
+  };
+  if (parallel) {
+#pragma omp parallel num_threads(nt)
+    {
+      const int t = omp_get_thread_num(), n = omp_get_num_threads();
+      const int64_t chunk = (rows + n - 1) / n;
+      body(t, std::min(rows, t * chunk), std::min(rows, (t + 1) * chunk));
+    }
+  } else body(0, 0, rows);
+  for (int k = 0; k < nacc; k++) {
+    float* dst = (k == 0 && dg) ? dg : db;
+    for (int64_t i = 0; i < cols; i++) {
+      double s = 0;
+      for (int t = 0; t < nt; t++) s += part[((size_t)t * nacc + k) * cols + i];
+      dst[i] += (float)s;
+    }
+  }
+}
+
+void layer_norm_backward(const float* dy, const float* x, const float* g, const float* mean, const float* rstd,
+                         int64_t rows, int64_t cols, float* dx, float* dg, float* db) {
+  norm_backward_driver(rows, cols, dg, db, [&](int64_t r, double* pg, double* pb) {
+    const float *gy = dy + r * cols, *xr = x + r * cols;
+    float* d = dx + r * cols;
+    const float m = mean[r], rs = rstd[r];
+    double s1 = 0, s2 = 0;  // sum(g), sum(g * xhat), g = dy * gamma
+#pragma omp simd reduction(+ : s1, s2)
+    for (int64_t i = 0; i < cols; i++) {
+      const float xh = (xr[i] - m) * rs;
+      const float gi = g ? gy[i] * g[i] : gy[i];
+      s1 += gi;
+      s2 += (double)gi * xh;
+      if (pg) pg[i] += (double)gy[i] * xh;
+      if (pb) pb[i] += gy[i];
+    }
+    const float a = (float)(s1 / (double)cols), c = (float)(s2 / (double)cols);
+    for (int64_t i = 0; i < cols; i++) {
+      const float xh = (xr[i] - m) * rs;
+      const float gi = g ? gy[i] * g[i] : gy[i];
+      d[i] = rs * (gi - a - xh * c);
+    }
+  });
+}
+
+void rms_norm(const float* x, const float* g, int64_t rows, int64_t cols, float eps, float* out, float* rstd) {
+  rows_loop(rows, cols * 2, [&](int64_t r) {
+    const float* xr = x + r * cols;
+    float* o = out + r * cols;
+    const float rs = (float)(1.0 / std::sqrt(dot_d(xr, xr, cols) / (double)cols + (double)eps));
+    rstd[r] = rs;
+    if (g) for (int64_t i = 0; i < cols; i++) o[i] = xr[i] * rs * g[i];
+    else for (int64_t i = 0; i < cols; i++) o[i] = xr[i] * rs;
+  });
+}
+
+void rms_norm_backward(const float* dy, const float* x, const float* g, const float* rstd, int64_t rows, int64_t cols,
+                       float* dx, float* dg) {
+  norm_backward_driver(rows, cols, dg, nullptr, [&](int64_t r, double* pg, double*) {
+    const float *gy = dy + r * cols, *xr = x + r * cols;
+    float* d = dx + r * cols;
+    const float rs = rstd[r];
+    double s = 0;  // sum(g * x)
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < cols; i++) {
+      const float gi = g ? gy[i] * g[i] : gy[i];
+      s += (double)gi * xr[i];
+      if (pg) pg[i] += (double)gy[i] * xr[i] * rs;
+    }
+    const float c = (float)(s / (double)cols) * rs * rs;
+    for (int64_t i = 0; i < cols; i++) {
+      const float gi = g ? gy[i] * g[i] : gy[i];
+      d[i] = rs * (gi - xr[i] * c);
+    }
+  });
+}
+
+void gather(const float* table, const int32_t* idx, int64_t n, int64_t cols, float* out) {
+  rows_loop(n, cols, [&](int64_t i) { std::memcpy(out + i * cols, table + (int64_t)idx[i] * cols, cols * sizeof(float)); });
+}
+
+void scatter_add(const float* src, const int32_t* idx, int64_t n, int64_t cols, float* dt) {
+  // parallel over column strips: each thread owns whole columns, so repeated indices are safe
+  const int64_t strip = 64;
+  const int64_t ns = (cols + strip - 1) / strip;
+  auto run = [&](int64_t s) {
+    const int64_t j0 = s * strip, w = std::min(strip, cols - j0);
+    for (int64_t i = 0; i < n; i++) {
+      float* d = dt + (int64_t)idx[i] * cols + j0;
+      const float* sr = src + i * cols + j0;
+      for (int64_t j = 0; j < w; j++) d[j] += sr[j];
+    }
+  };
+  if (par(n * cols) && ns > 1) {
+#pragma omp parallel for schedule(static)
+    for (int64_t s = 0; s < ns; s++) run(s);
+  } else for (int64_t s = 0; s < ns; s++) run(s);
+}
+
+void cross_entropy(const float* logits, const int32_t* t, int64_t rows, int64_t cols, int32_t ignore, float ls,
+                   float* loss, float* logp) {
+  rows_loop(rows, cols * 4, [&](int64_t r) {
+    float* lp = logp + r * cols;
+    log_softmax_row(logits + r * cols, cols, lp);
+    const int32_t tr = t[r];
+    if (tr == ignore) { loss[r] = 0.0f; return; }
+    double l = -(1.0 - (double)ls) * (double)lp[tr];
+    if (ls != 0.0f) l -= (double)ls / (double)cols * sum_d(lp, cols);
+    loss[r] = (float)l;
+  });
+}
+
+void cross_entropy_backward(const float* logp, const int32_t* t, int64_t rows, int64_t cols, int32_t ignore, float ls,
+                            const float* dloss, float* dl) {
+  rows_loop(rows, cols * 3, [&](int64_t r) {
+    float* d = dl + r * cols;
+    const int32_t tr = t[r];
+    if (tr == ignore) { std::memset(d, 0, cols * sizeof(float)); return; }
+    const float g = dloss[r], off = ls / (float)cols;
+    vmap(logp + r * cols, d, cols, vexp);
+    for (int64_t i = 0; i < cols; i++) d[i] = g * (d[i] - off);
+    d[tr] -= g * (1.0f - ls);
+  });
+}
+
+void rope(const float* x, const float* cs, const float* sn, int64_t rows, int64_t T, int64_t D, int64_t rot, bool inv,
+          float* out) {
+  const int64_t h = rot / 2;
+  rows_loop(rows * T, D, [&](int64_t rt) {
+    const int64_t tpos = rt % T;
+    const float* xr = x + rt * D;
+    float* o = out + rt * D;
+    const float *c = cs + tpos * h, *s = sn + tpos * h;
+    if (!inv) {
+      for (int64_t i = 0; i < h; i++) {
+        const float x1 = xr[i], x2 = xr[i + h];
+        o[i] = x1 * c[i] - x2 * s[i];
+        o[i + h] = x2 * c[i] + x1 * s[i];
+      }
+    } else {
+      for (int64_t i = 0; i < h; i++) {
+        const float x1 = xr[i], x2 = xr[i + h];
+        o[i] = x1 * c[i] + x2 * s[i];
+        o[i + h] = x2 * c[i] - x1 * s[i];
+      }
+    }
+    if (o != xr) for (int64_t i = 2 * h; i < D; i++) o[i] = xr[i];
+  });
+}
+
+}  // namespace ag

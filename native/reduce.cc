@@ -1,0 +1,148 @@
+// reduce (sum/max/min over the middle axis of (outer, n, inner)), argmax, sumSquares.
+#include <algorithm>
+#include <limits>
+#include "common.h"
+
+namespace ag {
+
+namespace {
+inline float nanmax(float acc, float v) { return (v > acc || v != v) ? v : acc; }
+inline float nanmin(float acc, float v) { return (v < acc || v != v) ? v : acc; }
+
+// One output row of `inner` values: reduce x[0..n) (stride `inner`) into o (inner values).
+void reduce_block(int op, const float* x, int64_t n, int64_t inner, float* o) {
+  if (inner == 1) {
+    if (op == R_SUM) {
+      double s = 0;
+#pragma omp simd reduction(+ : s)
+      for (int64_t i = 0; i < n; i++) s += (double)x[i];
+      o[0] = (float)s;
+    } else {
+      float m = n > 0 ? x[0] : (op == R_MAX ? -INFINITY : INFINITY);
+      bool nan = false;
+      if (op == R_MAX) {
+#pragma omp simd reduction(max : m) reduction(| : nan)
+        for (int64_t i = 0; i < n; i++) { m = std::max(m, x[i]); nan |= x[i] != x[i]; }
+      } else {
+#pragma omp simd reduction(min : m) reduction(| : nan)
+        for (int64_t i = 0; i < n; i++) { m = std::min(m, x[i]); nan |= x[i] != x[i]; }
+      }
+      o[0] = nan ? std::numeric_limits<float>::quiet_NaN() : m;
+    }
+    return;
+  }
+  if (op == R_SUM) {
+    // column sums in double, a strip of 256 columns at a time
+    double acc[256];
+    for (int64_t j0 = 0; j0 < inner; j0 += 256) {
+      const int64_t w = std::min<int64_t>(256, inner - j0);
+      for (int64_t j = 0; j < w; j++) acc[j] = 0;
+      for (int64_t i = 0; i < n; i++) {
+        const float* r = x + i * inner + j0;
+#pragma omp simd
+        for (int64_t j = 0; j < w; j++) acc[j] += (double)r[j];
+      }
+      for (int64_t j = 0; j < w; j++) o[j0 + j] = (float)acc[j];
+    }
+  } else {
+    const float init = op == R_MAX ? -INFINITY : INFINITY;
+    for (int64_t j = 0; j < inner; j++) o[j] = init;
+    for (int64_t i = 0; i < n; i++) {
+      const float* r = x + i * inner;
+      if (op == R_MAX) for (int64_t j = 0; j < inner; j++) o[j] = nanmax(o[j], r[j]);
+      else for (int64_t j = 0; j < inner; j++) o[j] = nanmin(o[j], r[j]);
+    }
+  }
+}
+}  // namespace
+
+void reduce(int op, const float* x, int64_t outer, int64_t n, int64_t inner, float* o) {
+  const int64_t total = outer * n * inner;
+  if (outer == 1 && inner == 1 && par(n)) {
+    // one long row: per-thread partials
+    const int nt = std::min(num_threads(), 256);
+    float part[256];
+    const int64_t chunk = (n + nt - 1) / nt;
+#pragma omp parallel for num_threads(nt)
+    for (int t = 0; t < nt; t++) {
+      const int64_t i0 = std::min(n, t * chunk), i1 = std::min(n, (t + 1) * chunk);
+      if (i1 > i0) reduce_block(op, x + i0, i1 - i0, 1, part + t);
+      else part[t] = op == R_SUM ? 0.0f : op == R_MAX ? -INFINITY : INFINITY;
+    }
+    // re-reduce partials (sum in double: partials are float sums of double accumulators)
+    if (op == R_SUM) {
+      double s = 0;
+      for (int t = 0; t < nt; t++) s += part[t];
+      o[0] = (float)s;
+    } else reduce_block(op, part, nt, 1, o);
+    return;
+  }
+  if (outer == 1 && par(total) && inner >= 64) {  // column reduce: split columns
+    const int64_t cw = 256, nc = (inner + cw - 1) / cw;
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < nc; c++) {
+      const int64_t j0 = c * cw, w = std::min(cw, inner - j0);
+      // strided view of a column strip: reduce_block handles row stride `inner` via a local copy loop
+      if (op == R_SUM) {
+        double acc[256];
+        for (int64_t j = 0; j < w; j++) acc[j] = 0;
+        for (int64_t i = 0; i < n; i++) {
+          const float* r = x + i * inner + j0;
+#pragma omp simd
+          for (int64_t j = 0; j < w; j++) acc[j] += (double)r[j];
+        }
+        for (int64_t j = 0; j < w; j++) o[j0 + j] = (float)acc[j];
+      } else {
+        for (int64_t j = 0; j < w; j++) o[j0 + j] = op == R_MAX ? -INFINITY : INFINITY;
+        for (int64_t i = 0; i < n; i++) {
+          const float* r = x + i * inner + j0;
+          for (int64_t j = 0; j < w; j++) o[j0 + j] = op == R_MAX ? nanmax(o[j0 + j], r[j]) : nanmin(o[j0 + j], r[j]);
+        }
+      }
+    }
+    return;
+  }
+  if (par(total) && outer > 1) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < outer; r++) reduce_block(op, x + r * n * inner, n, inner, o + r * inner);
+  } else {
+    for (int64_t r = 0; r < outer; r++) reduce_block(op, x + r * n * inner, n, inner, o + r * inner);
+  }
+}
+
+void argmax(const float* x, int64_t outer, int64_t n, int64_t inner, int32_t* out) {
+  auto one = [&](int64_t r) {
+    const float* base = x + r * n * inner;
+    for (int64_t j = 0; j < inner; j++) {
+      // first maximum; a NaN counts as the maximum (first NaN wins), like torch.argmax
+      int64_t best = 0;
+      float bv = n > 0 ? base[j] : 0.0f;
+      if (bv == bv) {
+        for (int64_t i = 1; i < n; i++) {
+          const float v = base[i * inner + j];
+          if (v != v) { best = i; break; }
+          if (v > bv) { bv = v; best = i; }
+        }
+      }
+      out[r * inner + j] = (int32_t)best;
+    }
+  };
+  if (par(outer * n * inner) && outer > 1) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < outer; r++) one(r);
+  } else for (int64_t r = 0; r < outer; r++) one(r);
+}
+
+double sum_squares(const float* x, int64_t n) {
+  double s = 0;
+  if (par(n)) {
+#pragma omp parallel for simd reduction(+ : s) schedule(static)
+    for (int64_t i = 0; i < n; i++) s += (double)x[i] * (double)x[i];
+  } else {
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < n; i++) s += (double)x[i] * (double)x[i];
+  }
+  return s;
+}
+
+}  // namespace ag

@@ -1,0 +1,123 @@
+// AVX2/FMA vector math (x86-64-v3 baseline): exp, tanh, normal cdf (for gelu), with Cephes-style
+// polynomials, accurate to a few float ulps (checked against float64 in the smoke test).
+#pragma once
+#include <immintrin.h>
+#include <cstdint>
+
+namespace ag {
+
+static inline __m256 v8(float x) { return _mm256_set1_ps(x); }
+
+// 2^n for integer n in [-126, 127] (as float vector)
+static inline __m256 pow2i(__m256i n) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23));
+}
+
+// exp(x): Cephes expf; result scaled in two steps so that denormal results and overflow to inf are right.
+static inline __m256 vexp(__m256 x) {
+  const __m256 nanmask = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+  __m256 xc = _mm256_min_ps(_mm256_max_ps(x, v8(-104.0f)), v8(89.0f));
+  __m256 fx = _mm256_round_ps(_mm256_mul_ps(xc, v8(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(fx, v8(0.693359375f), xc);
+  r = _mm256_fnmadd_ps(fx, v8(-2.12194440e-4f), r);
+  __m256 y = v8(1.9875691500E-4f);
+  y = _mm256_fmadd_ps(y, r, v8(1.3981999507E-3f));
+  y = _mm256_fmadd_ps(y, r, v8(8.3334519073E-3f));
+  y = _mm256_fmadd_ps(y, r, v8(4.1665795894E-2f));
+  y = _mm256_fmadd_ps(y, r, v8(1.6666665459E-1f));
+  y = _mm256_fmadd_ps(y, r, v8(5.0000001201E-1f));
+  y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, v8(1.0f)));
+  __m256i n = _mm256_cvtps_epi32(fx);
+  __m256i n1 = _mm256_srai_epi32(n, 1);
+  __m256i n2 = _mm256_sub_epi32(n, n1);
+  y = _mm256_mul_ps(_mm256_mul_ps(y, pow2i(n1)), pow2i(n2));
+  return _mm256_blendv_ps(y, x, nanmask);
+}
+
+static inline __m256 vabs(__m256 x) { return _mm256_andnot_ps(v8(-0.0f), x); }
+
+// tanh(x): odd polynomial for |x| < 0.625, else sign(x) * (1 - 2/(exp(2|x|)+1)).
+static inline __m256 vtanh(__m256 x) {
+  const __m256 sign = _mm256_and_ps(x, v8(-0.0f));
+  const __m256 a = vabs(x);
+  __m256 z = _mm256_mul_ps(x, x);
+  __m256 p = v8(-5.70498872745E-3f);
+  p = _mm256_fmadd_ps(p, z, v8(2.06390887954E-2f));
+  p = _mm256_fmadd_ps(p, z, v8(-5.37397155531E-2f));
+  p = _mm256_fmadd_ps(p, z, v8(1.33314422036E-1f));
+  p = _mm256_fmadd_ps(p, z, v8(-3.33332819422E-1f));
+  __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
+  __m256 e = vexp(_mm256_add_ps(a, a));
+  __m256 big = _mm256_sub_ps(v8(1.0f), _mm256_div_ps(v8(2.0f), _mm256_add_ps(e, v8(1.0f))));
+  big = _mm256_or_ps(big, sign);
+  return _mm256_blendv_ps(big, small, _mm256_cmp_ps(a, v8(0.625f), _CMP_LT_OQ));
+}
+
+// exp(-x*x/2) with the rounding error of x*x compensated (matters for |x| >= 3).
+static inline __m256 vexp_neghalfsq(__m256 x) {
+  __m256 s = _mm256_mul_ps(x, x);
+  __m256 e = _mm256_fmsub_ps(x, x, s);  // x*x - s exactly
+  __m256 r = vexp(_mm256_mul_ps(v8(-0.5f), s));
+  return _mm256_fnmadd_ps(_mm256_mul_ps(r, v8(0.5f)), e, r);  // r * (1 - e/2)
+}
+
+// Phi(x) = 0.5 * (1 + erf(x / sqrt2)), accurate in relative terms also in the far left tail (erfc form).
+static inline __m256 vnormcdf(__m256 x) {
+  const __m256 z = _mm256_mul_ps(x, v8(0.70710678118654752f));
+  const __m256 a = vabs(z);
+  // |z| < 1: erf(z) = z * T(z^2)
+  __m256 zz = _mm256_mul_ps(z, z);
+  __m256 t = v8(7.853861353153693E-5f);
+  t = _mm256_fmadd_ps(t, zz, v8(-8.010193625184903E-4f));
+  t = _mm256_fmadd_ps(t, zz, v8(5.188327685732524E-3f));
+  t = _mm256_fmadd_ps(t, zz, v8(-2.685381193529856E-2f));
+  t = _mm256_fmadd_ps(t, zz, v8(1.128358514861418E-1f));
+  t = _mm256_fmadd_ps(t, zz, v8(-3.761262582423300E-1f));
+  t = _mm256_fmadd_ps(t, zz, v8(1.128379165726710E+0f));
+  __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(z, t), v8(0.5f), v8(0.5f));
+  // |z| >= 1: erfc(a) = exp(-a^2) * poly(1/a), least-squares fits in q = 1/a on [0.5, 1] and [0.1, 0.5]
+  __m256 q = _mm256_div_ps(v8(1.0f), _mm256_max_ps(a, v8(1.0f)));
+  __m256 P = v8(8.096867561e-03f);
+  P = _mm256_fmadd_ps(P, q, v8(-6.632242754e-02f));
+  P = _mm256_fmadd_ps(P, q, v8(2.448147206e-01f));
+  P = _mm256_fmadd_ps(P, q, v8(-5.317197927e-01f));
+  P = _mm256_fmadd_ps(P, q, v8(7.307269789e-01f));
+  P = _mm256_fmadd_ps(P, q, v8(-5.904442368e-01f));
+  P = _mm256_fmadd_ps(P, q, v8(7.916633926e-02f));
+  P = _mm256_fmadd_ps(P, q, v8(5.524968259e-01f));
+  P = _mm256_fmadd_ps(P, q, v8(7.683010854e-04f));
+  __m256 R = v8(2.626462933e-01f);
+  R = _mm256_fmadd_ps(R, q, v8(-6.308388202e-01f));
+  R = _mm256_fmadd_ps(R, q, v8(5.100500137e-01f));
+  R = _mm256_fmadd_ps(R, q, v8(2.252538858e-02f));
+  R = _mm256_fmadd_ps(R, q, v8(-2.930454322e-01f));
+  R = _mm256_fmadd_ps(R, q, v8(1.827186195e-03f));
+  R = _mm256_fmadd_ps(R, q, v8(5.640464345e-01f));
+  R = _mm256_fmadd_ps(R, q, v8(4.379489699e-06f));
+  __m256 poly = _mm256_blendv_ps(R, P, _mm256_cmp_ps(a, v8(2.0f), _CMP_LT_OQ));
+  __m256 erfc = _mm256_mul_ps(vexp_neghalfsq(_mm256_min_ps(vabs(x), v8(14.5f))), poly);
+  __m256 half_erfc = _mm256_mul_ps(erfc, v8(0.5f));
+  __m256 big = _mm256_blendv_ps(_mm256_sub_ps(v8(1.0f), half_erfc), half_erfc, z);  // sign bit of z selects
+  __m256 r = _mm256_blendv_ps(big, small, _mm256_cmp_ps(a, v8(1.0f), _CMP_LT_OQ));
+  return _mm256_blendv_ps(r, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+
+static inline __m256 vsigmoid(__m256 x) {
+  return _mm256_div_ps(v8(1.0f), _mm256_add_ps(v8(1.0f), vexp(_mm256_sub_ps(v8(0.0f), x))));
+}
+
+// Applies f (a __m256 -> __m256 lambda) over n floats, 8 at a time, the tail through a padded buffer.
+template <class F>
+static inline void vmap(const float* x, float* out, int64_t n, F f) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, f(_mm256_loadu_ps(x + i)));
+  if (i < n) {
+    alignas(32) float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t j = i; j < n; j++) t[j - i] = x[j];
+    __m256 r = f(_mm256_load_ps(t));
+    _mm256_store_ps(t, r);
+    for (int64_t j = i; j < n; j++) out[j] = t[j - i];
+  }
+}
+
+}  // namespace ag

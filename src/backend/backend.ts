@@ -1,0 +1,187 @@
+/**
+ * The `Backend` interface: the small set of primitive kernels that every tensor op is built from.
+ *
+ * Conventions shared by every kernel (both implementations must follow them exactly):
+ * - Buffers are typed arrays that the kernel reads and writes in place; a kernel never allocates its
+ *   outputs (the tensor layer does, with `alloc`). Inputs with a non-zero offset are passed as
+ *   `subarray`s, so every buffer starts at element 0 of the data it describes.
+ * - Float kernels (elementwise, reductions, norms, softmax, losses, optimizer updates) read and write
+ *   float32 (`Float32Array`). 16-bit floats (bf16, f16) are storage formats held in `Uint16Array`; they
+ *   reach the compute kernels through `cast`, except `matmul`, which accepts bf16 operands directly.
+ * - Shapes are plain `number[]`; "rows x cols" kernels treat a contiguous buffer as a row-major matrix.
+ * - Strides are in elements. A stride of 0 broadcasts that dimension.
+ * - Random kernels are counter-based (seed + element index -> value), so that the native and the portable
+ *   backend produce bit-identical masks and samples for the same seed. The generator is defined by
+ *   `hashUniform` in `src/backend/rng.ts`; native code implements the same arithmetic.
+ */
+
+export type DType = 'f32' | 'bf16' | 'f16' | 'i32' | 'i8';
+export type Storage = Float32Array | Uint16Array | Int32Array | Int8Array;
+
+/** y = f(x), elementwise. */
+export type UnaryOp =
+  | 'neg' | 'exp' | 'log' | 'sqrt' | 'rsqrt' | 'tanh' | 'sigmoid' | 'relu'
+  | 'gelu' /* erf form */ | 'gelu_tanh' | 'silu' | 'abs' | 'square' | 'reciprocal' | 'sign';
+
+/** out = a (op) b, elementwise with broadcasting. Comparison ops write 1 or 0. */
+export type BinaryOp = 'add' | 'sub' | 'mul' | 'div' | 'pow' | 'max' | 'min' | 'eq' | 'gt' | 'ge' | 'lt' | 'le';
+
+export type ReduceOp = 'sum' | 'max' | 'min';
+
+export interface MatmulArgs {
+  /** Left operand, dtype f32 or bf16 (both operands share one dtype). Logical shape (batch, M, K). */
+  a: Float32Array | Uint16Array;
+  /** Right operand. Logical shape (batch, K, N). */
+  b: Float32Array | Uint16Array;
+  /** Output, always f32, contiguous (batch, M, N). */
+  out: Float32Array;
+  /** 'f32' or 'bf16': the dtype of `a` and `b`. */
+  dtype: 'f32' | 'bf16';
+  batch: number;
+  M: number;
+  N: number;
+  K: number;
+  /** When true, `a` is stored as (K, M) per batch (row-major), i.e. op(a) = a^T. */
+  transA: boolean;
+  /** When true, `b` is stored as (N, K) per batch, i.e. op(b) = b^T. */
+  transB: boolean;
+  /** Element stride between consecutive batch matrices of a/b; 0 broadcasts one matrix over the batch. */
+  strideA: number;
+  strideB: number;
+  /** out = alpha * op(a) @ op(b) + beta * out. beta = 1 accumulates into `out` (gradient accumulation). */
+  alpha: number;
+  beta: number;
+}
+
+export interface AdamWArgs {
+  param: Float32Array;
+  grad: Float32Array;
+  m: Float32Array;
+  v: Float32Array;
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** Decoupled weight decay (AdamW); 0 for Adam. */
+  weightDecay: number;
+  /** 1-based step count, for bias correction. */
+  step: number;
+  /** Multiplies the gradient before use (e.g. 1/lossScale or a clipping coefficient). */
+  gradScale: number;
+}
+
+export interface SGDArgs {
+  param: Float32Array;
+  grad: Float32Array;
+  /** Momentum buffer; unused (may be empty) when momentum is 0. */
+  buf: Float32Array;
+  lr: number;
+  momentum: number;
+  dampening: number;
+  nesterov: boolean;
+  /** L2 weight decay added to the gradient (PyTorch SGD semantics). */
+  weightDecay: number;
+  /** True on the first step: the momentum buffer is initialised to the gradient (PyTorch semantics). */
+  firstStep: boolean;
+  gradScale: number;
+}
+
+export interface Backend {
+  readonly name: 'native' | 'portable';
+  /** One line describing the backend (library versions, ISA, threads). */
+  describe(): string;
+  /** Number of threads the kernels use. */
+  numThreads(): number;
+
+  // ---- memory and movement --------------------------------------------------------------------
+  /** A new zero-filled buffer of `size` elements of `dtype`. */
+  alloc(dtype: DType, size: number): Storage;
+  /** dst[i] = value for every element (f32 or i32 buffers). */
+  fill(dst: Float32Array | Int32Array, value: number): void;
+  /**
+   * Copies the strided view (shape, strides) of `src` into `dst` (same dtype, any dtype). `dst` is written
+   * contiguously, or, when `dstStrides` is given, at those strides (used for concat and the backward of slices).
+   * Used for `contiguous()`, transposes and slices.
+   */
+  stridedCopy(src: Storage, shape: number[], strides: number[], dst: Storage, dstStrides?: number[]): void;
+  /** dst = src converted between dtypes (f32 <-> bf16 (round to nearest even) <-> f16, f32 <-> i32, i8). */
+  cast(src: Storage, srcDtype: DType, dst: Storage, dstDtype: DType): void;
+
+  // ---- elementwise (f32) ------------------------------------------------------------------------
+  unary(op: UnaryOp, x: Float32Array, out: Float32Array): void;
+  /** dx = dy * f'(x) for `op`; `y` = f(x) (kernels may use whichever is cheaper). */
+  unaryBackward(op: UnaryOp, x: Float32Array, y: Float32Array, dy: Float32Array, dx: Float32Array): void;
+  /**
+   * out[idx] = a[idx . aStrides] (op) b[idx . bStrides] for every idx of `shape`; `out` contiguous.
+   * Broadcast dimensions have stride 0.
+   */
+  binary(op: BinaryOp, a: Float32Array, aStrides: number[], b: Float32Array, bStrides: number[], shape: number[], out: Float32Array): void;
+  /** out = alpha * x + beta * y on contiguous same-size buffers (out may alias x or y). */
+  axpby(alpha: number, x: Float32Array, beta: number, y: Float32Array, out: Float32Array): void;
+  /** out = x * scale + shift (out may alias x). */
+  affine(x: Float32Array, scale: number, shift: number, out: Float32Array): void;
+  /** out[idx] = cond[idx] != 0 ? a[idx] : b[idx], strided/broadcast like `binary`. */
+  where(cond: Float32Array, condStrides: number[], a: Float32Array, aStrides: number[], b: Float32Array, bStrides: number[], shape: number[], out: Float32Array): void;
+
+  // ---- reductions (f32) -------------------------------------------------------------------------
+  /** Views x as (outer, n, inner) and reduces the middle axis: out has (outer, inner) elements. */
+  reduce(op: ReduceOp, x: Float32Array, outer: number, n: number, inner: number, out: Float32Array): void;
+  /** Index of the max along the middle axis of (outer, n, inner), first on ties. */
+  argmax(x: Float32Array, outer: number, n: number, inner: number, out: Int32Array): void;
+  /** sum of x[i]^2 in float64 accumulation (global-norm clipping). */
+  sumSquares(x: Float32Array): number;
+
+  // ---- linear algebra ---------------------------------------------------------------------------
+  matmul(args: MatmulArgs): void;
+
+  // ---- fused neural-network kernels (each has a test against its composition) ----------------------
+  /** Row-wise softmax (or log-softmax) over the last axis of (rows, cols). */
+  softmax(x: Float32Array, rows: number, cols: number, out: Float32Array, log: boolean): void;
+  /** dx = y * (dy - sum(dy*y)) for softmax; dx = dy - exp(y) * sum(dy) for log-softmax (y = output). */
+  softmaxBackward(y: Float32Array, dy: Float32Array, rows: number, cols: number, dx: Float32Array, log: boolean): void;
+  /**
+   * Layer norm over the last axis: out = (x - mean) * rstd * gamma + beta. gamma/beta may be null
+   * (no affine). Writes mean and rstd (rows elements each) for the backward pass.
+   */
+  layerNorm(x: Float32Array, gamma: Float32Array | null, beta: Float32Array | null, rows: number, cols: number, eps: number,
+    out: Float32Array, mean: Float32Array, rstd: Float32Array): void;
+  /** Gradients of layerNorm. dgamma/dbeta (may be null) are ACCUMULATED into (+=). dx is written. */
+  layerNormBackward(dy: Float32Array, x: Float32Array, gamma: Float32Array | null, mean: Float32Array, rstd: Float32Array,
+    rows: number, cols: number, dx: Float32Array, dgamma: Float32Array | null, dbeta: Float32Array | null): void;
+  /** RMS norm: out = x * rstd * gamma, rstd = 1/sqrt(mean(x^2) + eps). Writes rstd. */
+  rmsNorm(x: Float32Array, gamma: Float32Array | null, rows: number, cols: number, eps: number, out: Float32Array, rstd: Float32Array): void;
+  /** Gradients of rmsNorm; dgamma accumulated (+=), dx written. */
+  rmsNormBackward(dy: Float32Array, x: Float32Array, gamma: Float32Array | null, rstd: Float32Array, rows: number, cols: number,
+    dx: Float32Array, dgamma: Float32Array | null): void;
+  /** out[i, :] = table[idx[i], :] (embedding lookup). Indices are validated by the caller. */
+  gather(table: Float32Array, idx: Int32Array, cols: number, out: Float32Array): void;
+  /** dtable[idx[i], :] += src[i, :] (embedding backward). */
+  scatterAdd(src: Float32Array, idx: Int32Array, cols: number, dtable: Float32Array): void;
+  /**
+   * Cross-entropy of logits (rows, cols) against integer targets, with label smoothing `ls`.
+   * loss[r] = -(1-ls) * logp[r, t] - ls/cols * sum_c logp[r, c]; rows whose target == ignoreIndex get 0.
+   * Writes per-row losses to `loss` and the log-softmax to `logp` (rows, cols) for the backward pass.
+   */
+  crossEntropy(logits: Float32Array, targets: Int32Array, rows: number, cols: number, ignoreIndex: number, ls: number,
+    loss: Float32Array, logp: Float32Array): void;
+  /** dlogits[r, :] = dloss[r] * (softmax(logits[r]) - smoothedOneHot(target[r])); 0 for ignored rows. */
+  crossEntropyBackward(logp: Float32Array, targets: Int32Array, rows: number, cols: number, ignoreIndex: number, ls: number,
+    dloss: Float32Array, dlogits: Float32Array): void;
+  /**
+   * Rotary position embedding applied to x of shape (rows, T, D) where rows = B*H (contiguous), rotating the first
+   * `rotDim` features in pairs (i, i + rotDim/2) ("rotate_half", the HF/Llama layout): for position t,
+   * out = x * cos[t] + rotate_half(x) * sin[t], with cos/sin of shape (T, rotDim/2). `inverse` uses -sin (backward).
+   */
+  rope(x: Float32Array, cos: Float32Array, sin: Float32Array, rows: number, T: number, D: number, rotDim: number,
+    inverse: boolean, out: Float32Array): void;
+
+  // ---- random (counter-based, see rng.ts) ----------------------------------------------------------
+  /** mask[i] = (hashUniform(seed, i) >= p) ? 1/(1-p) : 0. */
+  dropoutMask(seed: number, p: number, mask: Float32Array): void;
+
+  // ---- optimizer updates (in place) ----------------------------------------------------------------
+  adamw(args: AdamWArgs): void;
+  sgd(args: SGDArgs): void;
+}
+
+export const DTYPE_BYTES: Record<DType, number> = { f32: 4, bf16: 2, f16: 2, i32: 4, i8: 1 };

@@ -1,0 +1,268 @@
+/**
+ * The native backend: the C++ addon `build/Release/autoglm_native.node` (OpenBLAS for f32 GEMM, oneDNN for bf16
+ * GEMM where the CPU has native bf16, hand-written AVX2/OpenMP kernels for the rest). This file loads the addon
+ * (after setting up the environment OpenBLAS reads when it loads) and adapts it to the `Backend` interface.
+ */
+import { createRequire } from 'node:module';
+import { existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type {
+  AdamWArgs, Backend, BinaryOp, DType, MatmulArgs, ReduceOp, SGDArgs, Storage, UnaryOp,
+} from './backend.js';
+
+/** The addon's exports (see native/addon.cc and native/bindings2.cc); op names are passed as integer codes. */
+interface Addon {
+  fill(dst: Float32Array | Int32Array, value: number): void;
+  stridedCopy(src: Storage, shape: number[], strides: number[], dst: Storage): void;
+  cast(src: Storage, srcDt: number, dst: Storage, dstDt: number): void;
+  unary(op: number, x: Float32Array, out: Float32Array): void;
+  unaryBackward(op: number, x: Float32Array, y: Float32Array, dy: Float32Array, dx: Float32Array): void;
+  binary(op: number, a: Float32Array, as: number[], b: Float32Array, bs: number[], shape: number[], out: Float32Array): void;
+  where(c: Float32Array, cs: number[], a: Float32Array, as: number[], b: Float32Array, bs: number[], shape: number[],
+    out: Float32Array): void;
+  axpby(alpha: number, x: Float32Array, beta: number, y: Float32Array, out: Float32Array): void;
+  affine(x: Float32Array, scale: number, shift: number, out: Float32Array): void;
+  reduce(op: number, x: Float32Array, outer: number, n: number, inner: number, out: Float32Array): void;
+  argmax(x: Float32Array, outer: number, n: number, inner: number, out: Int32Array): void;
+  sumSquares(x: Float32Array): number;
+  matmul(a: Float32Array | Uint16Array, b: Float32Array | Uint16Array, out: Float32Array, bf16: boolean, batch: number,
+    M: number, N: number, K: number, transA: boolean, transB: boolean, strideA: number, strideB: number, alpha: number,
+    beta: number): void;
+  softmax(x: Float32Array, rows: number, cols: number, out: Float32Array, log: boolean): void;
+  softmaxBackward(y: Float32Array, dy: Float32Array, rows: number, cols: number, dx: Float32Array, log: boolean): void;
+  layerNorm(x: Float32Array, g: Float32Array | null, b: Float32Array | null, rows: number, cols: number, eps: number,
+    out: Float32Array, mean: Float32Array, rstd: Float32Array): void;
+  layerNormBackward(dy: Float32Array, x: Float32Array, g: Float32Array | null, mean: Float32Array, rstd: Float32Array,
+    rows: number, cols: number, dx: Float32Array, dg: Float32Array | null, db: Float32Array | null): void;
+  rmsNorm(x: Float32Array, g: Float32Array | null, rows: number, cols: number, eps: number, out: Float32Array,
+    rstd: Float32Array): void;
+  rmsNormBackward(dy: Float32Array, x: Float32Array, g: Float32Array | null, rstd: Float32Array, rows: number, cols: number,
+    dx: Float32Array, dg: Float32Array | null): void;
+  gather(table: Float32Array, idx: Int32Array, cols: number, out: Float32Array): void;
+  scatterAdd(src: Float32Array, idx: Int32Array, cols: number, dtable: Float32Array): void;
+  crossEntropy(logits: Float32Array, t: Int32Array, rows: number, cols: number, ignore: number, ls: number,
+    loss: Float32Array, logp: Float32Array): void;
+  crossEntropyBackward(logp: Float32Array, t: Int32Array, rows: number, cols: number, ignore: number, ls: number,
+    dloss: Float32Array, dlogits: Float32Array): void;
+  rope(x: Float32Array, cos: Float32Array, sin: Float32Array, rows: number, T: number, D: number, rot: number,
+    inverse: boolean, out: Float32Array): void;
+  dropoutMask(seed: number, p: number, mask: Float32Array): void;
+  adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, lr: number, b1: number, b2: number,
+    eps: number, wd: number, step: number, gs: number): void;
+  sgd(p: Float32Array, g: Float32Array, buf: Float32Array, lr: number, momentum: number, dampening: number,
+    nesterov: boolean, wd: number, first: boolean, gs: number): void;
+  info(): { blasConfig: string; blasCore: string; onednnVersion: string; onednnIsa: string; bf16Path: string; threads: number };
+  setNumThreads(n: number): void;
+}
+
+// Op codes: the order of the enums in native/common.h.
+const UNARY: Record<UnaryOp, number> = {
+  neg: 0, exp: 1, log: 2, sqrt: 3, rsqrt: 4, tanh: 5, sigmoid: 6, relu: 7, gelu: 8, gelu_tanh: 9, silu: 10, abs: 11,
+  square: 12, reciprocal: 13, sign: 14,
+};
+const BINARY: Record<BinaryOp, number> = {
+  add: 0, sub: 1, mul: 2, div: 3, pow: 4, max: 5, min: 6, eq: 7, gt: 8, ge: 9, lt: 10, le: 11,
+};
+const REDUCE: Record<ReduceOp, number> = { sum: 0, max: 1, min: 2 };
+const DTYPE: Record<DType, number> = { f32: 0, bf16: 1, f16: 2, i32: 3, i8: 4 };
+
+function code<K extends string>(table: Record<K, number>, key: K, kernel: string): number {
+  const c = table[key];
+  if (c === undefined) throw new TypeError(`${kernel}: unknown op or dtype '${String(key)}'`);
+  return c;
+}
+
+/** The package root: the nearest ancestor of this file that holds package.json (works from src/ and dist/). */
+function packageRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(path.join(dir, 'package.json'))) return dir;
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error(`no package.json above ${fileURLToPath(import.meta.url)}`);
+    dir = up;
+  }
+}
+
+/**
+ * The OpenBLAS core type for this CPU. Debian's OpenBLAS 0.3.21 misdetects recent processors (Sapphire Rapids, Zen 3/4)
+ * and falls back to slow generic kernels unless OPENBLAS_CORETYPE is set before the library loads.
+ * On AMD Zen 3 both Zen and Haswell kernels were measured: see scripts/bench-kernels.mjs.
+ */
+export function openblasCoreType(): string | null {
+  let info: string;
+  try {
+    info = readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {
+    return null;
+  }
+  const flagsLine = /^flags\s*:(.*)$/m.exec(info);
+  if (!flagsLine) return null;
+  const flags = new Set(flagsLine[1]!.trim().split(/\s+/));
+  if (flags.has('avx512f') && flags.has('avx512bw') && flags.has('avx512vl')) return 'SkylakeX';
+  if (!flags.has('avx2')) return null;
+  const vendor = /^vendor_id\s*:\s*(\S+)/m.exec(info)?.[1];
+  const family = Number(/^cpu family\s*:\s*(\d+)/m.exec(info)?.[1] ?? '0');
+  if (vendor === 'AuthenticAMD' && family >= 0x17) return AMD_CORETYPE;
+  return 'Haswell';
+}
+/** Measured on an AMD EPYC (Zen 3, 2 threads): see the report in scripts/bench-kernels.mjs. */
+const AMD_CORETYPE = 'Zen';
+
+function threadCount(): number {
+  const env = process.env.AUTOGLM_NUM_THREADS;
+  if (env !== undefined && env !== '') {
+    const n = Number(env);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`AUTOGLM_NUM_THREADS must be a positive integer; got '${env}'`);
+    return n;
+  }
+  return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+}
+
+let lastError: string | null = null;
+let addon: Addon | null = null;
+
+/** Why the last `loadNativeBackend()` failed, or null. */
+export function nativeLoadError(): string | null {
+  return lastError;
+}
+
+function loadAddon(): Addon {
+  if (addon) return addon;
+  const file = path.join(packageRoot(), 'build', 'Release', 'autoglm_native.node');
+  if (!existsSync(file)) {
+    throw new Error(`the native addon is not built (${file} is missing); build it with ` +
+      `'apt-get install -y libopenblas-dev libopenblas0-openmp libdnnl-dev g++ make && npm rebuild open-autoglm'`);
+  }
+  if (process.env.OPENBLAS_CORETYPE === undefined) {
+    const core = openblasCoreType();
+    if (core) process.env.OPENBLAS_CORETYPE = core;
+  }
+  const require = createRequire(import.meta.url);
+  let mod: Addon;
+  try {
+    mod = require(file) as Addon;
+  } catch (e) {
+    throw new Error(`the native addon ${file} failed to load: ${(e as Error).message}`);
+  }
+  mod.setNumThreads(threadCount());
+  addon = mod;
+  return mod;
+}
+
+/** Loads the native backend; throws an Error with the reason when the addon is not built or cannot load. */
+export function loadNativeBackend(): Backend {
+  try {
+    const a = loadAddon();
+    lastError = null;
+    return new NativeBackend(a);
+  } catch (e) {
+    lastError = (e as Error).message;
+    throw e;
+  }
+}
+
+class NativeBackend implements Backend {
+  readonly name = 'native' as const;
+  private readonly threads: number;
+  private readonly line: string;
+
+  constructor(private readonly a: Addon) {
+    const i = a.info();
+    this.threads = i.threads;
+    const ver = /OpenBLAS\s+(\S+)/.exec(i.blasConfig)?.[1] ?? '?';
+    this.line = `native (OpenBLAS ${ver} core=${i.blasCore}, oneDNN ${i.onednnVersion} isa=${i.onednnIsa}, ` +
+      `bf16 matmul via ${i.bf16Path === 'onednn' ? 'oneDNN' : 'f32 sgemm'}, ${i.threads} thread${i.threads === 1 ? '' : 's'})`;
+  }
+
+  describe(): string { return this.line; }
+  numThreads(): number { return this.threads; }
+
+  alloc(dtype: DType, size: number): Storage {
+    switch (dtype) {
+      case 'f32': return new Float32Array(size);
+      case 'bf16':
+      case 'f16': return new Uint16Array(size);
+      case 'i32': return new Int32Array(size);
+      case 'i8': return new Int8Array(size);
+      default: throw new Error(`alloc: unknown dtype '${dtype as string}'; expected f32, bf16, f16, i32 or i8`);
+    }
+  }
+  fill(dst: Float32Array | Int32Array, value: number): void { this.a.fill(dst, value); }
+  stridedCopy(src: Storage, shape: number[], strides: number[], dst: Storage): void { this.a.stridedCopy(src, shape, strides, dst); }
+  cast(src: Storage, srcDtype: DType, dst: Storage, dstDtype: DType): void {
+    if (dst.length !== src.length) {
+      throw new RangeError(`cast: src has ${src.length} elements but dst has ${dst.length}; expected equal lengths`);
+    }
+    this.a.cast(src, code(DTYPE, srcDtype, 'cast'), dst, code(DTYPE, dstDtype, 'cast'));
+  }
+
+  unary(op: UnaryOp, x: Float32Array, out: Float32Array): void { this.a.unary(code(UNARY, op, 'unary'), x, out); }
+  unaryBackward(op: UnaryOp, x: Float32Array, y: Float32Array, dy: Float32Array, dx: Float32Array): void {
+    this.a.unaryBackward(code(UNARY, op, 'unaryBackward'), x, y, dy, dx);
+  }
+  binary(op: BinaryOp, a: Float32Array, aStrides: number[], b: Float32Array, bStrides: number[], shape: number[], out: Float32Array): void {
+    this.a.binary(code(BINARY, op, 'binary'), a, aStrides, b, bStrides, shape, out);
+  }
+  axpby(alpha: number, x: Float32Array, beta: number, y: Float32Array, out: Float32Array): void { this.a.axpby(alpha, x, beta, y, out); }
+  affine(x: Float32Array, scale: number, shift: number, out: Float32Array): void { this.a.affine(x, scale, shift, out); }
+  where(cond: Float32Array, condStrides: number[], a: Float32Array, aStrides: number[], b: Float32Array, bStrides: number[],
+    shape: number[], out: Float32Array): void {
+    this.a.where(cond, condStrides, a, aStrides, b, bStrides, shape, out);
+  }
+
+  reduce(op: ReduceOp, x: Float32Array, outer: number, n: number, inner: number, out: Float32Array): void {
+    this.a.reduce(code(REDUCE, op, 'reduce'), x, outer, n, inner, out);
+  }
+  argmax(x: Float32Array, outer: number, n: number, inner: number, out: Int32Array): void { this.a.argmax(x, outer, n, inner, out); }
+  sumSquares(x: Float32Array): number { return this.a.sumSquares(x); }
+
+  matmul(m: MatmulArgs): void {
+    if (m.dtype !== 'f32' && m.dtype !== 'bf16') throw new Error(`matmul: dtype must be 'f32' or 'bf16'; got '${m.dtype as string}'`);
+    this.a.matmul(m.a, m.b, m.out, m.dtype === 'bf16', m.batch, m.M, m.N, m.K, m.transA, m.transB, m.strideA, m.strideB,
+      m.alpha, m.beta);
+  }
+
+  softmax(x: Float32Array, rows: number, cols: number, out: Float32Array, log: boolean): void { this.a.softmax(x, rows, cols, out, log); }
+  softmaxBackward(y: Float32Array, dy: Float32Array, rows: number, cols: number, dx: Float32Array, log: boolean): void {
+    this.a.softmaxBackward(y, dy, rows, cols, dx, log);
+  }
+  layerNorm(x: Float32Array, gamma: Float32Array | null, beta: Float32Array | null, rows: number, cols: number, eps: number,
+    out: Float32Array, mean: Float32Array, rstd: Float32Array): void {
+    this.a.layerNorm(x, gamma, beta, rows, cols, eps, out, mean, rstd);
+  }
+  layerNormBackward(dy: Float32Array, x: Float32Array, gamma: Float32Array | null, mean: Float32Array, rstd: Float32Array,
+    rows: number, cols: number, dx: Float32Array, dgamma: Float32Array | null, dbeta: Float32Array | null): void {
+    this.a.layerNormBackward(dy, x, gamma, mean, rstd, rows, cols, dx, dgamma, dbeta);
+  }
+  rmsNorm(x: Float32Array, gamma: Float32Array | null, rows: number, cols: number, eps: number, out: Float32Array, rstd: Float32Array): void {
+    this.a.rmsNorm(x, gamma, rows, cols, eps, out, rstd);
+  }
+  rmsNormBackward(dy: Float32Array, x: Float32Array, gamma: Float32Array | null, rstd: Float32Array, rows: number, cols: number,
+    dx: Float32Array, dgamma: Float32Array | null): void {
+    this.a.rmsNormBackward(dy, x, gamma, rstd, rows, cols, dx, dgamma);
+  }
+  gather(table: Float32Array, idx: Int32Array, cols: number, out: Float32Array): void { this.a.gather(table, idx, cols, out); }
+  scatterAdd(src: Float32Array, idx: Int32Array, cols: number, dtable: Float32Array): void { this.a.scatterAdd(src, idx, cols, dtable); }
+  crossEntropy(logits: Float32Array, targets: Int32Array, rows: number, cols: number, ignoreIndex: number, ls: number,
+    loss: Float32Array, logp: Float32Array): void {
+    this.a.crossEntropy(logits, targets, rows, cols, ignoreIndex, ls, loss, logp);
+  }
+  crossEntropyBackward(logp: Float32Array, targets: Int32Array, rows: number, cols: number, ignoreIndex: number, ls: number,
+    dloss: Float32Array, dlogits: Float32Array): void {
+    this.a.crossEntropyBackward(logp, targets, rows, cols, ignoreIndex, ls, dloss, dlogits);
+  }
+  rope(x: Float32Array, cos: Float32Array, sin: Float32Array, rows: number, T: number, D: number, rotDim: number,
+    inverse: boolean, out: Float32Array): void {
+    this.a.rope(x, cos, sin, rows, T, D, rotDim, inverse, out);
+  }
+
+  dropoutMask(seed: number, p: number, mask: Float32Array): void { this.a.dropoutMask(seed, p, mask); }
+  adamw(g: AdamWArgs): void {
+    this.a.adamw(g.param, g.grad, g.m, g.v, g.lr, g.beta1, g.beta2, g.eps, g.weightDecay, g.step, g.gradScale);
+  }
+  sgd(s: SGDArgs): void {
+    this.a.sgd(s.param, s.grad, s.buf, s.lr, s.momentum, s.dampening, s.nesterov, s.weightDecay, s.firstStep, s.gradScale);
+  }
+}

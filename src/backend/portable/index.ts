@@ -1,0 +1,135 @@
+/**
+ * The portable backend: every kernel of `Backend` in plain TypeScript (no Node-only API, so it also runs in
+ * browsers). It is the reference the native kernels are tested against and the fallback where the addon does
+ * not build. Single-threaded; floats are evaluated in float64 and rounded to float32 on store.
+ */
+import type {
+  AdamWArgs, Backend, BinaryOp, DType, MatmulArgs, ReduceOp, SGDArgs, Storage, UnaryOp,
+} from '../backend.js';
+import { cast } from './cast.js';
+import { affine, axpby, unary, unaryBackward } from './elementwise.js';
+import { matmul } from './matmul.js';
+import {
+  crossEntropy, crossEntropyBackward, gather, layerNorm, layerNormBackward, rmsNorm, rmsNormBackward, rope, scatterAdd,
+  softmax, softmaxBackward,
+} from './nn.js';
+import { adamw, dropoutMask, sgd } from './optim.js';
+import { argmax, reduce, sumSquares } from './reduce.js';
+import { binary, stridedCopy, where } from './strided.js';
+
+export class PortableBackend implements Backend {
+  readonly name = 'portable' as const;
+
+  describe(): string {
+    return 'portable (TypeScript, 1 thread)';
+  }
+  numThreads(): number {
+    return 1;
+  }
+
+  alloc(dtype: DType, size: number): Storage {
+    switch (dtype) {
+      case 'f32': return new Float32Array(size);
+      case 'bf16':
+      case 'f16': return new Uint16Array(size);
+      case 'i32': return new Int32Array(size);
+      case 'i8': return new Int8Array(size);
+      default: throw new Error(`alloc: unknown dtype '${dtype as string}'; expected f32, bf16, f16, i32 or i8`);
+    }
+  }
+  fill(dst: Float32Array | Int32Array, value: number): void {
+    dst.fill(value);
+  }
+  stridedCopy(src: Storage, shape: number[], strides: number[], dst: Storage): void {
+    stridedCopy(src, shape, strides, dst);
+  }
+  cast(src: Storage, srcDtype: DType, dst: Storage, dstDtype: DType): void {
+    cast(src, srcDtype, dst, dstDtype);
+  }
+
+  unary(op: UnaryOp, x: Float32Array, out: Float32Array): void {
+    unary(op, x, out);
+  }
+  unaryBackward(op: UnaryOp, x: Float32Array, y: Float32Array, dy: Float32Array, dx: Float32Array): void {
+    unaryBackward(op, x, y, dy, dx);
+  }
+  binary(op: BinaryOp, a: Float32Array, aStrides: number[], b: Float32Array, bStrides: number[], shape: number[], out: Float32Array): void {
+    binary(op, a, aStrides, b, bStrides, shape, out);
+  }
+  axpby(alpha: number, x: Float32Array, beta: number, y: Float32Array, out: Float32Array): void {
+    axpby(alpha, x, beta, y, out);
+  }
+  affine(x: Float32Array, scale: number, shift: number, out: Float32Array): void {
+    affine(x, scale, shift, out);
+  }
+  where(cond: Float32Array, condStrides: number[], a: Float32Array, aStrides: number[], b: Float32Array, bStrides: number[],
+    shape: number[], out: Float32Array): void {
+    where(cond, condStrides, a, aStrides, b, bStrides, shape, out);
+  }
+
+  reduce(op: ReduceOp, x: Float32Array, outer: number, n: number, inner: number, out: Float32Array): void {
+    reduce(op, x, outer, n, inner, out);
+  }
+  argmax(x: Float32Array, outer: number, n: number, inner: number, out: Int32Array): void {
+    argmax(x, outer, n, inner, out);
+  }
+  sumSquares(x: Float32Array): number {
+    return sumSquares(x);
+  }
+
+  matmul(args: MatmulArgs): void {
+    matmul(args);
+  }
+
+  softmax(x: Float32Array, rows: number, cols: number, out: Float32Array, log: boolean): void {
+    softmax(x, rows, cols, out, log);
+  }
+  softmaxBackward(y: Float32Array, dy: Float32Array, rows: number, cols: number, dx: Float32Array, log: boolean): void {
+    softmaxBackward(y, dy, rows, cols, dx, log);
+  }
+  layerNorm(x: Float32Array, gamma: Float32Array | null, beta: Float32Array | null, rows: number, cols: number, eps: number,
+    out: Float32Array, mean: Float32Array, rstd: Float32Array): void {
+    layerNorm(x, gamma, beta, rows, cols, eps, out, mean, rstd);
+  }
+  layerNormBackward(dy: Float32Array, x: Float32Array, gamma: Float32Array | null, mean: Float32Array, rstd: Float32Array,
+    rows: number, cols: number, dx: Float32Array, dgamma: Float32Array | null, dbeta: Float32Array | null): void {
+    layerNormBackward(dy, x, gamma, mean, rstd, rows, cols, dx, dgamma, dbeta);
+  }
+  rmsNorm(x: Float32Array, gamma: Float32Array | null, rows: number, cols: number, eps: number, out: Float32Array,
+    rstd: Float32Array): void {
+    rmsNorm(x, gamma, rows, cols, eps, out, rstd);
+  }
+  rmsNormBackward(dy: Float32Array, x: Float32Array, gamma: Float32Array | null, rstd: Float32Array, rows: number, cols: number,
+    dx: Float32Array, dgamma: Float32Array | null): void {
+    rmsNormBackward(dy, x, gamma, rstd, rows, cols, dx, dgamma);
+  }
+  gather(table: Float32Array, idx: Int32Array, cols: number, out: Float32Array): void {
+    gather(table, idx, cols, out);
+  }
+  scatterAdd(src: Float32Array, idx: Int32Array, cols: number, dtable: Float32Array): void {
+    scatterAdd(src, idx, cols, dtable);
+  }
+  crossEntropy(logits: Float32Array, targets: Int32Array, rows: number, cols: number, ignoreIndex: number, ls: number,
+    loss: Float32Array, logp: Float32Array): void {
+    crossEntropy(logits, targets, rows, cols, ignoreIndex, ls, loss, logp);
+  }
+  crossEntropyBackward(logp: Float32Array, targets: Int32Array, rows: number, cols: number, ignoreIndex: number, ls: number,
+    dloss: Float32Array, dlogits: Float32Array): void {
+    crossEntropyBackward(logp, targets, rows, cols, ignoreIndex, ls, dloss, dlogits);
+  }
+  rope(x: Float32Array, cos: Float32Array, sin: Float32Array, rows: number, T: number, D: number, rotDim: number,
+    inverse: boolean, out: Float32Array): void {
+    rope(x, cos, sin, rows, T, D, rotDim, inverse, out);
+  }
+
+  dropoutMask(seed: number, p: number, mask: Float32Array): void {
+    dropoutMask(seed, p, mask);
+  }
+
+  adamw(args: AdamWArgs): void {
+    adamw(args);
+  }
+  sgd(args: SGDArgs): void {
+    sgd(args);
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * Side-by-side runs: our workload and torch_reference.py, each in its own process (peak RSS is per
+ * process), alternated `repeat` times on the same machine; the figure quoted is the ratio of medians.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { median, type BenchRecord } from './measure.js';
+
+export interface CompareOptions {
+  workload: string;
+  dtype: string;
+  threads: number;
+  steps: number;
+  warmup: number;
+  repeat: number;
+  torchScript: string;
+  /** 'best' = OpenMP OpenBLAS with its core type set (WORKLOADS.md); 'installed' = as Debian ships it. */
+  torchConfig: 'best' | 'installed';
+}
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export function defaultTorchScript(): string {
+  return process.env.AUTOGLM_TORCH_REFERENCE ?? path.resolve(ROOT, '..', 'shared', 'bench', 'torch_reference.py');
+}
+
+function parseLines(out: string): BenchRecord[] {
+  return out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as BenchRecord);
+}
+
+function runOurs(o: CompareOptions): BenchRecord[] {
+  const bin = path.join(ROOT, 'bin', 'autoglm.js');
+  const r = spawnSync(process.execPath, [bin, 'bench', o.workload, '--dtype', o.dtype, '--threads', String(o.threads),
+    '--steps', String(o.steps), '--warmup', String(o.warmup), '--json'], { encoding: 'utf8', env: process.env, maxBuffer: 1 << 24 });
+  if (r.status !== 0) throw new Error(`our benchmark failed (exit ${r.status}): ${r.stderr}`);
+  return parseLines(r.stdout);
+}
+
+export function torchEnv(config: 'best' | 'installed'): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.OPENBLAS_CORETYPE;
+  if (config === 'best') {
+    env.LD_LIBRARY_PATH = '/usr/lib/x86_64-linux-gnu/openblas-openmp';
+    env.OPENBLAS_CORETYPE = process.env.OPENBLAS_CORETYPE ?? 'Haswell';
+  }
+  return env;
+}
+
+function runTorch(o: CompareOptions): BenchRecord[] {
+  const r = spawnSync('/usr/bin/python3', [o.torchScript, o.workload, '--dtype', o.dtype, '--threads', String(o.threads),
+    '--steps', String(o.steps), '--warmup', String(o.warmup), '--json'], { encoding: 'utf8', env: torchEnv(o.torchConfig), maxBuffer: 1 << 24 });
+  if (r.status !== 0) throw new Error(`torch_reference.py failed (exit ${r.status}): ${r.stderr.slice(-2000)}`);
+  return parseLines(r.stdout);
+}
+
+/** Checks that the reference can run here; returns the reason when it cannot. */
+export function torchUnavailable(script: string): string | null {
+  if (!existsSync(script)) return `the reference script ${script} is missing (set AUTOGLM_TORCH_REFERENCE or --torch-script)`;
+  const r = spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' });
+  if (r.status !== 0) return '/usr/bin/python3 has no torch (apt-get install -y python3-torch)';
+  return null;
+}
+
+export interface ComparedRow {
+  workload: string;
+  dtype: string;
+  ours: BenchRecord;
+  torch: BenchRecord;
+  runs: number;
+  /** ours / torch step time (< 1 is faster). */
+  time_ratio: number;
+  rss_ratio: number;
+  gflops_ratio?: number;
+}
+
+/** Alternates ours and torch `repeat` times; per measurement, medians across runs. */
+export function compare(o: CompareOptions): ComparedRow[] {
+  const ours: BenchRecord[][] = [], torch: BenchRecord[][] = [];
+  for (let i = 0; i < o.repeat; i++) {
+    ours.push(runOurs(o));
+    torch.push(runTorch(o));
+  }
+  const pick = (runs: BenchRecord[][], k: number): BenchRecord => {
+    const recs = runs.map((r) => r[k]);
+    const m = median(recs.map((r) => r.ms_per_step));
+    const base = recs.find((r) => r.ms_per_step === m) ?? recs[0];
+    const g = recs.filter((r) => r.gflops !== undefined).map((r) => r.gflops as number);
+    return { ...base, ms_per_step: m, peak_rss_mb: median(recs.map((r) => r.peak_rss_mb)), ...(g.length ? { gflops: median(g) } : {}) };
+  };
+  return ours[0].map((_, k) => {
+    const a = pick(ours, k), b = pick(torch, k);
+    const row: ComparedRow = {
+      workload: a.workload, dtype: a.dtype, ours: a, torch: b, runs: o.repeat,
+      time_ratio: Math.round((a.ms_per_step / b.ms_per_step) * 1000) / 1000,
+      rss_ratio: Math.round((a.peak_rss_mb / b.peak_rss_mb) * 1000) / 1000,
+    };
+    if (a.gflops !== undefined && b.gflops !== undefined) row.gflops_ratio = Math.round((a.gflops / b.gflops) * 1000) / 1000;
+    return row;
+  });
+}

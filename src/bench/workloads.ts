@@ -1,0 +1,81 @@
+/**
+ * The reference workloads of shared/bench/WORKLOADS.md, implemented exactly as torch_reference.py defines
+ * them, so that the two engines time the same work. Each returns one record per measurement.
+ */
+import { backend } from '../backend/index.js';
+import { Rng } from '../backend/rng.js';
+import { ConfigError } from '../errors.js';
+import { randn, randint } from '../tensor/creation.js';
+import { crossEntropy } from '../tensor/ops/nn.js';
+import { autocast } from '../tensor/precision.js';
+import { Block } from '../nn/transformer.js';
+import { Linear } from '../nn/layers.js';
+import { manualSeed } from '../nn/init.js';
+import { SGD } from '../optim/sgd.js';
+import { makeRecord, timed, type BenchRecord } from './measure.js';
+
+export interface WorkloadOptions {
+  dtype: 'fp32' | 'bf16';
+  steps: number;
+  warmup: number;
+}
+
+export type Workload = (o: WorkloadOptions) => BenchRecord[];
+
+function randomF32(n: number, seed: number): Float32Array {
+  const r = new Rng(seed);
+  const d = new Float32Array(n);
+  for (let i = 0; i < d.length; i++) d[i] = r.normal();
+  return d;
+}
+
+/** C = A @ B on the four shapes; GFLOP/s = 2MKN / time. bf16: operands stored as bf16, f32 result. */
+function gemm(o: WorkloadOptions): BenchRecord[] {
+  const out: BenchRecord[] = [];
+  for (const [M, K, N] of [[512, 512, 512], [2048, 768, 768], [2048, 768, 3072], [2048, 3072, 768]]) {
+    let a: Float32Array | Uint16Array = randomF32(M * K, 1), b: Float32Array | Uint16Array = randomF32(K * N, 2);
+    if (o.dtype === 'bf16') {
+      const a16 = new Uint16Array(M * K), b16 = new Uint16Array(K * N);
+      backend().cast(a, 'f32', a16, 'bf16');
+      backend().cast(b, 'f32', b16, 'bf16');
+      a = a16;
+      b = b16;
+    }
+    const c = new Float32Array(M * N);
+    const t = timed(() => backend().matmul({
+      a, b, out: c, dtype: o.dtype === 'bf16' ? 'bf16' : 'f32', batch: 1, M, N, K, transA: false, transB: false, strideA: 0, strideB: 0, alpha: 1, beta: 0,
+    }), Math.max(o.steps, 7), o.warmup);
+    out.push(makeRecord(`gemm-${M}x${K}x${N}`, o.dtype, t, { gflops: Math.round((2 * M * K * N) / t.med / 1e8) / 10 }));
+  }
+  return out;
+}
+
+/** One pre-LN causal block + linear head to 512 classes + cross-entropy, SGD lr 1e-3; B8 T128 d256 h4 ff1024. */
+function block(o: WorkloadOptions): BenchRecord[] {
+  const B = 8, T = 128, d = 256;
+  manualSeed(0);
+  const blk = new Block({ dim: d, heads: 4, mlpDim: 1024, causal: true });
+  const head = new Linear(d, 512);
+  const x = randn([B, T, d], 1);
+  const y = randint([B * T], 512, 2);
+  const params = [...blk.parameters(), ...head.parameters()];
+  const opt = new SGD(params, { lr: 1e-3 });
+  const compute = o.dtype === 'bf16' ? 'bf16' : 'f32';
+  const step = () => {
+    opt.zeroGrad();
+    const loss = autocast(compute, () => crossEntropy(head.forward(blk.forward(x)).reshape([B * T, 512]), y));
+    loss.backward(); // the backward products reuse the dtype recorded in the forward pass
+    opt.step();
+  };
+  const t = timed(step, o.steps, o.warmup);
+  const total = params.reduce((a, p) => a + p.size, 0);
+  return [makeRecord('block', o.dtype, t, { tokens_per_s: Math.round((B * T) / t.med * 10) / 10, trainable_params: total, total_params: total })];
+}
+
+export const WORKLOADS: Record<string, Workload> = { gemm, block };
+
+export function runWorkload(name: string, o: WorkloadOptions): BenchRecord[] {
+  const w = WORKLOADS[name];
+  if (!w) throw new ConfigError(`unknown benchmark workload '${name}'; expected one of ${Object.keys(WORKLOADS).join(', ')}`);
+  return w(o);
+}

@@ -1,0 +1,34 @@
+/**
+ * The `autoglm` command: a thin shell over the library. Each subcommand lives in commands/<name>.ts and
+ * registers itself on the program; defaults live with the typed options they fill.
+ */
+import { Command, CommanderError } from 'commander';
+import { AutoGLMError } from '../errors.js';
+import { registerBench } from './commands/bench.js';
+import { registerDemo } from './commands/demo.js';
+
+export function buildProgram(): Command {
+  const program = new Command('autoglm')
+    .description('Efficient fine-tuning of transformer language models on Node.js')
+    .version('0.1.0')
+    .showHelpAfterError();
+  registerDemo(program);
+  registerBench(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  program.exitOverride();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode;
+    if (e instanceof AutoGLMError) {
+      process.stderr.write(`autoglm: ${e.name}: ${e.message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * Transformer building blocks: multi-head self-attention with a fused qkv projection, the GELU MLP, and the
+ * pre-LayerNorm block (GPT-2 / the reference workloads' block). Names follow GPT-2's layout (qkv = c_attn).
+ */
+import { Tensor } from '../tensor/tensor.js';
+import { scaledDotProductAttention } from '../tensor/ops/nn.js';
+import { ConfigError } from '../errors.js';
+import { Module } from './module.js';
+import { Linear, LayerNorm, Dropout } from './layers.js';
+
+export interface BlockConfig {
+  dim: number;
+  heads: number;
+  mlpDim: number;
+  causal: boolean;
+  dropout?: number;
+  activation?: 'gelu' | 'gelu_tanh' | 'relu';
+  eps?: number;
+}
+
+export class SelfAttention extends Module {
+  readonly qkv: Linear;
+  readonly proj: Linear;
+  readonly drop: Dropout;
+  constructor(readonly cfg: BlockConfig) {
+    super();
+    if (cfg.dim % cfg.heads !== 0) throw new ConfigError(`'SelfAttention' dim ${cfg.dim} is not divisible by heads ${cfg.heads}`);
+    this.qkv = this.module('qkv', new Linear(cfg.dim, 3 * cfg.dim));
+    this.proj = this.module('proj', new Linear(cfg.dim, cfg.dim));
+    this.drop = this.module('drop', new Dropout(cfg.dropout ?? 0));
+  }
+  /** x (B, T, C); padMask (B, 1, 1, T) with 1 at padding, or null. */
+  forward(x: Tensor, padMask: Tensor | null = null): Tensor {
+    const [B, T, C] = x.shape;
+    const nh = this.cfg.heads, hs = C / nh;
+    const qkv = this.qkv.forward(x).reshape([B, T, 3, nh, hs]).permute([2, 0, 3, 1, 4]); // (3, B, nh, T, hs)
+    const q = qkv.slice(0, 0, 1).squeeze(0), k = qkv.slice(0, 1, 2).squeeze(0), v = qkv.slice(0, 2, 3).squeeze(0);
+    const o = scaledDotProductAttention(q, k, v, { causal: this.cfg.causal, mask: padMask }); // (B, nh, T, hs)
+    const merged = o.transpose(1, 2).reshape([B, T, C]); // (B, T, C)
+    return this.drop.forward(this.proj.forward(merged));
+  }
+}
+
+export class MLP extends Module {
+  readonly fc1: Linear;
+  readonly fc2: Linear;
+  readonly drop: Dropout;
+  constructor(readonly cfg: BlockConfig) {
+    super();
+    this.fc1 = this.module('fc1', new Linear(cfg.dim, cfg.mlpDim));
+    this.fc2 = this.module('fc2', new Linear(cfg.mlpDim, cfg.dim));
+    this.drop = this.module('drop', new Dropout(cfg.dropout ?? 0));
+  }
+  forward(x: Tensor): Tensor {
+    const h = this.fc1.forward(x);
+    const a = this.cfg.activation === 'relu' ? h.relu() : h.gelu(this.cfg.activation === 'gelu_tanh' ? 'tanh' : 'none');
+    return this.drop.forward(this.fc2.forward(a));
+  }
+}
+
+/** x + attn(ln1(x)); x + mlp(ln2(x)). */
+export class Block extends Module {
+  readonly ln1: LayerNorm;
+  readonly attn: SelfAttention;
+  readonly ln2: LayerNorm;
+  readonly mlp: MLP;
+  constructor(readonly cfg: BlockConfig) {
+    super();
+    this.ln1 = this.module('ln1', new LayerNorm(cfg.dim, cfg.eps ?? 1e-5));
+    this.attn = this.module('attn', new SelfAttention(cfg));
+    this.ln2 = this.module('ln2', new LayerNorm(cfg.dim, cfg.eps ?? 1e-5));
+    this.mlp = this.module('mlp', new MLP(cfg));
+  }
+  forward(x: Tensor, padMask: Tensor | null = null): Tensor {
+    const h = x.add(this.attn.forward(this.ln1.forward(x), padMask));
+    return h.add(this.mlp.forward(this.ln2.forward(h)));
+  }
+}

@@ -1,0 +1,35 @@
+import { backend } from '../backend/index.js';
+import { ConfigError } from '../errors.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { Optimizer, type ParamGroup, type ParamsInput } from './optimizer.js';
+
+export interface AdamOptions { lr: number; betas?: [number, number]; eps?: number; weightDecay?: number }
+
+/** AdamW (decoupled weight decay, PyTorch semantics). `Adam` is AdamW with weight decay 0. */
+export class AdamW extends Optimizer {
+  constructor(params: ParamsInput, opts: AdamOptions) {
+    const { lr, betas = [0.9, 0.999], eps = 1e-8, weightDecay = 0.01 } = opts;
+    for (const b of betas) if (!(b >= 0 && b < 1)) throw new ConfigError(`AdamW betas must be in [0, 1); got [${betas.join(', ')}]`);
+    if (!(eps > 0)) throw new ConfigError(`AdamW eps must be > 0; got ${eps}`);
+    super(params, { lr, beta1: betas[0], beta2: betas[1], eps, weightDecay });
+  }
+  protected update(p: Tensor, grad: Float32Array, g: ParamGroup, st: Record<string, Float32Array | number>, gradScale: number): void {
+    if (st.m === undefined) {
+      st.m = new Float32Array(p.size);
+      st.v = new Float32Array(p.size);
+      st.step = 0;
+    }
+    st.step = (st.step as number) + 1;
+    backend().adamw({
+      param: p.storage as Float32Array, grad, m: st.m as Float32Array, v: st.v as Float32Array, lr: g.lr,
+      beta1: g.beta1 as number, beta2: g.beta2 as number, eps: g.eps as number, weightDecay: g.weightDecay,
+      step: st.step as number, gradScale,
+    });
+  }
+}
+
+export class Adam extends AdamW {
+  constructor(params: ParamsInput, opts: AdamOptions) {
+    super(params, { ...opts, weightDecay: 0 });
+  }
+}

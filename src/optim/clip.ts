@@ -1,0 +1,18 @@
+import { backend } from '../backend/index.js';
+import type { Tensor } from '../tensor/tensor.js';
+
+/**
+ * Global-norm gradient clipping (torch.nn.utils.clip_grad_norm_): scales every gradient by
+ * min(1, maxNorm / (norm + 1e-6)) and returns the norm before clipping.
+ */
+export function clipGradNorm(params: Tensor[], maxNorm: number): number {
+  let ss = 0;
+  for (const p of params) if (p.grad) ss += backend().sumSquares(p.grad.f32());
+  const norm = Math.sqrt(ss);
+  const coef = maxNorm / (norm + 1e-6);
+  if (coef < 1) {
+    // Out of place: a leaf's gradient buffer may be shared with another leaf's (x + y passes one gradient to both).
+    for (const p of params) if (p.grad) p.grad = p.grad.scale(coef);
+  }
+  return norm;
+}

@@ -1,0 +1,4 @@
+export { Optimizer, type ParamGroup, type ParamsInput } from './optimizer.js';
+export { SGD, type SGDOptions } from './sgd.js';
+export { AdamW, Adam, type AdamOptions } from './adam.js';
+export { clipGradNorm } from './clip.js';

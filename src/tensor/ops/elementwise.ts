@@ -1,0 +1,174 @@
+/** Elementwise ops with broadcasting, and their gradients. */
+import { backend } from '../../backend/index.js';
+import type { BinaryOp, DType, UnaryOp } from '../../backend/backend.js';
+import { DTypeError } from '../../errors.js';
+import { Tensor, type TensorLike } from '../tensor.js';
+import { record } from '../autograd.js';
+import { broadcastShapes, broadcastStrides, contiguousStrides, numel, sameShape } from '../shape.js';
+import { sumTo } from './reduce.js';
+
+/** A number as a 0-d f32 tensor; tensors pass through. */
+export function toTensor(x: TensorLike): Tensor {
+  if (x instanceof Tensor) return x;
+  if (typeof x !== 'number') throw new DTypeError(`expected a Tensor or a number; got ${typeof x}`);
+  return new Tensor(new Float32Array([x]), 'f32', []);
+}
+
+/** The buffer and strides with which a strided kernel reads `t` as f32 (casting non-f32 storage). */
+export function f32Operand(t: Tensor): { buf: Float32Array; strides: number[] } {
+  if (t.dtype === 'f32') {
+    const buf = t.storage as Float32Array;
+    return { buf: t.offset === 0 ? buf : buf.subarray(t.offset), strides: t.strides };
+  }
+  return { buf: t.f32(), strides: contiguousStrides(t.shape) };
+}
+
+function out32(shape: number[]): { buf: Float32Array; t: Tensor } {
+  const buf = new Float32Array(numel(shape));
+  return { buf, t: new Tensor(buf, 'f32', shape) };
+}
+
+/** y = f(x) for a unary op; gradient dx = dy * f'(x) from the backend. */
+export function unary(op: UnaryOp, x: Tensor): Tensor {
+  const xd = x.f32();
+  const { buf, t: y } = out32([...x.shape]);
+  backend().unary(op, xd, buf);
+  return record(op, [x], y, (gy) => {
+    const dx = new Float32Array(xd.length);
+    backend().unaryBackward(op, xd, buf, gy.f32(), dx);
+    return [new Tensor(dx, 'f32', [...x.shape])];
+  });
+}
+
+/** The raw broadcast binary kernel (no autograd). */
+export function binaryRaw(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
+  const shape = sameShape(a.shape, b.shape) ? [...a.shape] : broadcastShapes(a.shape, b.shape, op);
+  const A = f32Operand(a);
+  const B = f32Operand(b);
+  const { buf, t } = out32(shape);
+  backend().binary(op, A.buf, broadcastStrides(a.shape, A.strides, shape), B.buf, broadcastStrides(b.shape, B.strides, shape), shape, buf);
+  return t;
+}
+
+export function add(a: TensorLike, b: TensorLike): Tensor {
+  const A = toTensor(a), B = toTensor(b);
+  return record('add', [A, B], binaryRaw('add', A, B), (gy) => [
+    A.requiresGrad ? sumTo(gy, A.shape) : null,
+    B.requiresGrad ? sumTo(gy, B.shape) : null,
+  ]);
+}
+
+export function sub(a: TensorLike, b: TensorLike): Tensor {
+  const A = toTensor(a), B = toTensor(b);
+  return record('sub', [A, B], binaryRaw('sub', A, B), (gy) => [
+    A.requiresGrad ? sumTo(gy, A.shape) : null,
+    B.requiresGrad ? sumTo(affineRaw(gy, -1, 0), B.shape) : null,
+  ]);
+}
+
+export function mul(a: TensorLike, b: TensorLike): Tensor {
+  const A = toTensor(a), B = toTensor(b);
+  return record('mul', [A, B], binaryRaw('mul', A, B), (gy) => [
+    A.requiresGrad ? sumTo(binaryRaw('mul', gy, B), A.shape) : null,
+    B.requiresGrad ? sumTo(binaryRaw('mul', gy, A), B.shape) : null,
+  ]);
+}
+
+export function div(a: TensorLike, b: TensorLike): Tensor {
+  const A = toTensor(a), B = toTensor(b);
+  const y = binaryRaw('div', A, B);
+  return record('div', [A, B], y, (gy) => {
+    const ga = binaryRaw('div', gy, B);
+    return [
+      A.requiresGrad ? sumTo(ga, A.shape) : null,
+      // d(a/b)/db = -(a/b)/b = -y/b
+      B.requiresGrad ? sumTo(affineRaw(binaryRaw('mul', ga, y), -1, 0), B.shape) : null,
+    ];
+  });
+}
+
+export function pow(a: TensorLike, b: TensorLike): Tensor {
+  const A = toTensor(a), B = toTensor(b);
+  const y = binaryRaw('pow', A, B);
+  return record('pow', [A, B], y, (gy) => {
+    let ga: Tensor | null = null, gb: Tensor | null = null;
+    if (A.requiresGrad) {
+      // b * a^(b-1)
+      const d = binaryRaw('mul', B, binaryRaw('pow', A, affineRaw(B, 1, -1)));
+      ga = sumTo(binaryRaw('mul', gy, d), A.shape);
+    }
+    if (B.requiresGrad) {
+      const la = unaryRaw('log', A);
+      gb = sumTo(binaryRaw('mul', gy, binaryRaw('mul', y, la)), B.shape);
+    }
+    return [ga, gb];
+  });
+}
+
+/** max/min: the gradient goes to the larger (smaller) operand; ties split it evenly (as PyTorch). */
+function extremum(op: 'max' | 'min', a: TensorLike, b: TensorLike): Tensor {
+  const A = toTensor(a), B = toTensor(b);
+  const y = binaryRaw(op, A, B);
+  return record(op === 'max' ? 'maximum' : 'minimum', [A, B], y, (gy) => {
+    const wins = binaryRaw(op === 'max' ? 'gt' : 'lt', A, B);
+    const ties = binaryRaw('eq', A, B);
+    const wa = binaryRaw('add', wins, affineRaw(ties, 0.5, 0));
+    return [
+      A.requiresGrad ? sumTo(binaryRaw('mul', gy, wa), A.shape) : null,
+      B.requiresGrad ? sumTo(binaryRaw('mul', gy, affineRaw(wa, -1, 1)), B.shape) : null,
+    ];
+  });
+}
+export const maximum = (a: TensorLike, b: TensorLike): Tensor => extremum('max', a, b);
+export const minimum = (a: TensorLike, b: TensorLike): Tensor => extremum('min', a, b);
+
+/** Comparisons give 1/0 f32 tensors and no gradient. */
+export function compare(op: 'eq' | 'gt' | 'ge' | 'lt' | 'le', a: TensorLike, b: TensorLike): Tensor {
+  return binaryRaw(op, toTensor(a), toTensor(b));
+}
+
+/** out = cond != 0 ? a : b, broadcasting all three. */
+export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
+  const A = toTensor(a), B = toTensor(b);
+  const shape = broadcastShapes(broadcastShapes(cond.shape, A.shape, 'where'), B.shape, 'where');
+  const C = f32Operand(cond), AO = f32Operand(A), BO = f32Operand(B);
+  const { buf, t } = out32(shape);
+  backend().where(C.buf, broadcastStrides(cond.shape, C.strides, shape), AO.buf, broadcastStrides(A.shape, AO.strides, shape),
+    BO.buf, broadcastStrides(B.shape, BO.strides, shape), shape, buf);
+  return record('where', [A, B], t, (gy) => {
+    const zero = toTensor(0);
+    return [
+      A.requiresGrad ? sumTo(where(cond, gy, zero), A.shape) : null,
+      B.requiresGrad ? sumTo(where(cond, zero, gy), B.shape) : null,
+    ];
+  });
+}
+
+export function unaryRaw(op: UnaryOp, x: Tensor): Tensor {
+  const { buf, t } = out32([...x.shape]);
+  backend().unary(op, x.f32(), buf);
+  return t;
+}
+
+export function affineRaw(x: Tensor, scale: number, shift: number): Tensor {
+  const { buf, t } = out32([...x.shape]);
+  backend().affine(x.f32(), scale, shift, buf);
+  return t;
+}
+
+/** y = x * scale + shift. */
+export function affine(x: Tensor, scale: number, shift: number): Tensor {
+  return record('affine', [x], affineRaw(x, scale, shift), (gy) => [affineRaw(gy, scale, 0)]);
+}
+
+/** Converts storage dtype; the gradient flows back as f32. */
+export function cast(x: Tensor, dtype: DType): Tensor {
+  if (x.dtype === dtype) return x;
+  const src = x.dense();
+  const out = backend().alloc(dtype, x.size);
+  backend().cast(src, x.dtype, out, dtype);
+  const y = new Tensor(out, dtype, [...x.shape]);
+  const floaty = (d: DType) => d === 'f32' || d === 'bf16' || d === 'f16';
+  if (!floaty(dtype) || !floaty(x.dtype)) return y;
+  return record('cast', [x], y, (gy) => [gy.dtype === 'f32' ? gy : cast(gy, 'f32')]);
+}

@@ -1,0 +1,205 @@
+/**
+ * Matrix products: `matmul` (batched, broadcast, transposed views without copies) and `linear`
+ * (x @ W^T + b, the layer's fused form), both under the autocast policy (bf16 operands, f32 results).
+ */
+import { backend } from '../../backend/index.js';
+import { DTypeError, ShapeError, fmtShape } from '../../errors.js';
+import { Tensor } from '../tensor.js';
+import { record } from '../autograd.js';
+import { broadcastShapes, numel } from '../shape.js';
+import { autocastDType, type ComputeDType } from '../precision.js';
+import { contiguous, reshape } from './movement.js';
+import { sumTo } from './reduce.js';
+
+/** A matrix operand as the kernel reads it: logical (rows, cols), stored transposed when `trans`. */
+interface Operand {
+  buf: Float32Array | Uint16Array;
+  dtype: 'f32' | 'bf16';
+  rows: number;
+  cols: number;
+  trans: boolean;
+  batchStride: number;
+}
+
+const transposed = (o: Operand): Operand => ({ ...o, rows: o.cols, cols: o.rows, trans: !o.trans });
+
+function checkFloat(t: Tensor, op: string, arg: string): void {
+  if (t.dtype === 'i32' || t.dtype === 'i8') {
+    throw new DTypeError(`Argument '${arg}' passed to '${op}' has dtype ${t.dtype}; expected a float tensor (f32, bf16, f16)`);
+  }
+}
+
+/**
+ * Reads the last two dims of `t` as a matrix operand with one uniform batch stride over `batch` matrices
+ * (0 when t has no batch dims of its own). Transposed views pass as a flag; other layouts are copied once.
+ */
+function prepare(t: Tensor, batch: number, compute: ComputeDType): Operand {
+  const nd = t.ndim;
+  const R = t.shape[nd - 2], C = t.shape[nd - 1];
+  const sR = t.strides[nd - 2], sC = t.strides[nd - 1];
+  const own = numel(t.shape.slice(0, nd - 2));
+  let trans: boolean | null = null;
+  if (sC === 1 && (sR === C || R === 1)) trans = false;
+  else if (sR === 1 && (sC === R || C === 1)) trans = true;
+  let uniform = trans !== null;
+  if (uniform) {
+    let expect = R * C;
+    for (let i = nd - 3; i >= 0; i--) {
+      if (t.shape[i] !== 1 && t.strides[i] !== expect) { uniform = false; break; }
+      expect *= t.shape[i];
+    }
+  }
+  let src: Tensor = t;
+  if (!uniform) {
+    src = contiguous(t);
+    trans = false;
+  }
+  const count = own * R * C;
+  let buf = src.storage.subarray(src.offset, src.offset + count) as Float32Array | Uint16Array;
+  let dtype: 'f32' | 'bf16';
+  if (src.dtype === 'bf16') {
+    dtype = 'bf16';
+  } else if (src.dtype === 'f16') {
+    const f = new Float32Array(count);
+    backend().cast(buf, 'f16', f, 'f32');
+    buf = f;
+    dtype = 'f32';
+  } else {
+    dtype = 'f32';
+  }
+  if (dtype === 'f32' && compute === 'bf16') {
+    const h = new Uint16Array(count);
+    backend().cast(buf, 'f32', h, 'bf16');
+    buf = h;
+    dtype = 'bf16';
+  } else if (dtype === 'f32' && compute === 'f16') {
+    const h = new Uint16Array(count);
+    backend().cast(buf, 'f32', h, 'f16');
+    const f = new Float32Array(count);
+    backend().cast(h, 'f16', f, 'f32');
+    buf = f;
+  }
+  return { buf, dtype, rows: R, cols: C, trans: trans as boolean, batchStride: own === 1 && batch > 1 ? 0 : R * C };
+}
+
+/** out (batch, a.rows, b.cols) = alpha * a @ b + beta * out. Mixed dtypes are brought to f32. */
+function gemm(a: Operand, b: Operand, batch: number, out: Float32Array, alpha = 1, beta = 0): Float32Array {
+  if (a.dtype !== b.dtype) {
+    const up = (o: Operand): Operand => {
+      if (o.dtype === 'f32') return o;
+      const f = new Float32Array(o.buf.length);
+      backend().cast(o.buf, 'bf16', f, 'f32');
+      return { ...o, buf: f, dtype: 'f32' };
+    };
+    a = up(a);
+    b = up(b);
+  }
+  backend().matmul({
+    a: a.buf, b: b.buf, out, dtype: a.dtype, batch, M: a.rows, N: b.cols, K: a.cols,
+    transA: a.trans, transB: b.trans, strideA: a.batchStride, strideB: b.batchStride, alpha, beta,
+  });
+  return out;
+}
+
+/** The gradient (a dense f32 tensor of logical (rows, cols) per batch) as an operand. */
+function gradOperand(g: Tensor, batch: number, compute: ComputeDType): Operand {
+  return prepare(g, batch, compute);
+}
+
+/**
+ * Batched matrix product with NumPy broadcasting of the batch dims: (..., M, K) @ (..., K, N) -> (..., M, N).
+ * 1-D operands are promoted as in NumPy. `alpha` scales the product (attention's 1/sqrt(d) at no cost).
+ */
+export function matmul(a: Tensor, b: Tensor, alpha = 1): Tensor {
+  checkFloat(a, 'matmul', 'a');
+  checkFloat(b, 'matmul', 'b');
+  if (a.ndim === 0 || b.ndim === 0) throw new ShapeError(`'matmul' needs operands with at least 1 dim; got ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`);
+  if (a.ndim === 1) return reshape(matmul(reshape(a, [1, a.shape[0]]), b, alpha), b.ndim === 1 ? [] : [...b.shape.slice(0, -2), b.shape[b.ndim - 1]]);
+  if (b.ndim === 1) return reshape(matmul(a, reshape(b, [b.shape[0], 1]), alpha), a.shape.slice(0, -1));
+  const M = a.shape[a.ndim - 2], K = a.shape[a.ndim - 1];
+  const K2 = b.shape[b.ndim - 2], N = b.shape[b.ndim - 1];
+  if (K !== K2) {
+    throw new ShapeError(`Argument 'b' passed to 'matmul' has shape ${fmtShape(b.shape)}; expected [.., ${K}, N] to match 'a' of shape ${fmtShape(a.shape)}`);
+  }
+  const compute = autocastDType();
+  // A 2-D right operand folds a's batch into its rows: one large product instead of many small ones.
+  if (b.ndim === 2 && a.ndim > 2) {
+    const a2 = reshape(a, [-1, K]);
+    const y2 = matmul(a2, b, alpha);
+    return reshape(y2, [...a.shape.slice(0, -1), N]);
+  }
+  const aB = a.shape.slice(0, -2), bB = b.shape.slice(0, -2);
+  const batchShape = broadcastShapes(aB, bB, 'matmul');
+  const batch = numel(batchShape);
+  const fullA = aB.length === batchShape.length && aB.every((d, i) => d === batchShape[i]) || numel(aB) === 1;
+  const fullB = bB.length === batchShape.length && bB.every((d, i) => d === batchShape[i]) || numel(bB) === 1;
+  const A = fullA ? a : contiguous(a.expand([...batchShape, M, K]));
+  const B = fullB ? b : contiguous(b.expand([...batchShape, K, N]));
+  const oa = prepare(A, batch, compute), ob = prepare(B, batch, compute);
+  const out = gemm(oa, ob, batch, new Float32Array(batch * M * N), alpha);
+  const y = new Tensor(out, 'f32', [...batchShape, M, N]);
+  return record('matmul', [a, b], y, (gy) => {
+    const g = gradOperand(gy, batch, compute);
+    let ga: Tensor | null = null, gb: Tensor | null = null;
+    if (a.requiresGrad) {
+      // dA = alpha * dY @ B^T
+      const d = gemm(g, transposed(ob), batch, new Float32Array(batch * M * K), alpha);
+      ga = sumTo(new Tensor(d, 'f32', [...batchShape, M, K]), a.shape);
+    }
+    if (b.requiresGrad) {
+      // dB = alpha * A^T @ dY; a broadcast B sums its gradient over the batch
+      if (batch > 1 && ob.batchStride === 0) {
+        // B was broadcast over the batch: dB = sum_i A_i^T @ G_i = (A stacked by rows)^T @ (G stacked by rows).
+        const dense = (o: Operand, t: () => Tensor): Operand => (o.trans || o.batchStride === 0 ? prepare(contiguous(t()), batch, compute) : o);
+        const sa = dense(oa, () => A.expand([...batchShape, M, K]));
+        const sg = dense(g, () => gy);
+        const d = gemm(transposed({ ...sa, rows: batch * M, batchStride: 0 }), { ...sg, rows: batch * M, batchStride: 0 }, 1,
+          new Float32Array(K * N), alpha);
+        gb = reshape(new Tensor(d, 'f32', [K, N]), [...b.shape]);
+      } else {
+        const d = gemm(transposed(oa), g, batch, new Float32Array(batch * K * N), alpha);
+        gb = sumTo(new Tensor(d, 'f32', [...batchShape, K, N]), b.shape);
+      }
+    }
+    return [ga, gb];
+  });
+}
+
+/**
+ * y = x @ W^T + b for x (..., in), W (out, in), b (out) or null: the Linear layer's product with the bias
+ * added by the GEMM itself (beta = 1 over a broadcast bias).
+ */
+export function linear(x: Tensor, W: Tensor, b: Tensor | null): Tensor {
+  checkFloat(x, 'linear', 'x');
+  checkFloat(W, 'linear', 'weight');
+  if (W.ndim !== 2) throw new ShapeError(`Argument 'weight' passed to 'linear' has shape ${fmtShape(W.shape)}; expected [out, in]`);
+  const [nOut, nIn] = W.shape;
+  if (x.ndim < 1 || x.shape[x.ndim - 1] !== nIn) {
+    throw new ShapeError(`Argument 'x' passed to 'linear' has shape ${fmtShape(x.shape)}; expected [.., ${nIn}] to match weight ${fmtShape(W.shape)}`);
+  }
+  if (b && (b.ndim !== 1 || b.shape[0] !== nOut)) {
+    throw new ShapeError(`Argument 'bias' passed to 'linear' has shape ${fmtShape(b.shape)}; expected [${nOut}]`);
+  }
+  const compute = autocastDType();
+  const rows = x.size / nIn;
+  const x2 = x.ndim === 2 ? x : reshape(x, [rows, nIn]);
+  const ox = prepare(x2, 1, compute);
+  const ow = prepare(W, 1, compute);
+  const out = new Float32Array(rows * nOut);
+  if (b) backend().stridedCopy(b.f32(), [rows, nOut], [0, 1], out);
+  gemm(ox, transposed(ow), 1, out, 1, b ? 1 : 0);
+  const y = new Tensor(out, 'f32', [...x.shape.slice(0, -1), nOut]);
+  const inputs = b ? [x, W, b] : [x, W];
+  return record('linear', inputs, y, (gy) => {
+    const g = gradOperand(reshape(gy, [rows, nOut]), 1, compute);
+    const gx = x.requiresGrad ? new Tensor(gemm(g, ow, 1, new Float32Array(rows * nIn)), 'f32', [...x.shape]) : null;
+    const gw = W.requiresGrad ? new Tensor(gemm(transposed(g), ox, 1, new Float32Array(nOut * nIn)), 'f32', [nOut, nIn]) : null;
+    let gb: Tensor | null = null;
+    if (b && b.requiresGrad) {
+      const s = new Float32Array(nOut);
+      backend().reduce('sum', gy.f32(), 1, rows, nOut, s);
+      gb = new Tensor(s, 'f32', [nOut]);
+    }
+    return b ? [gx, gw, gb] : [gx, gw];
+  });
+}

@@ -1,0 +1,211 @@
+/**
+ * `Tensor`: a strided view over typed-array storage, with an optional autograd node.
+ *
+ * Storage is an ordinary typed array, garbage-collected like any JS object: there is no dispose(). Views
+ * (reshape of contiguous data, transpose, permute, slice, expand) share storage; ops that need dense input
+ * call `contiguous()`, which copies only when the view is not already dense. Methods are thin delegations to
+ * the op modules, so that every op has one definition (op name, forward, gradient) in one place.
+ */
+import { backend } from '../backend/index.js';
+import type { DType, Storage } from '../backend/backend.js';
+import { DTYPE_BYTES } from '../backend/backend.js';
+import { DTypeError, ShapeError, fmtShape } from '../errors.js';
+import { contiguousStrides, isContiguous, numel } from './shape.js';
+import { type GradNode, type BackwardOptions, runBackward } from './autograd.js';
+import * as ew from './ops/elementwise.js';
+import * as red from './ops/reduce.js';
+import * as mv from './ops/movement.js';
+import * as la from './ops/linalg.js';
+import * as nnops from './ops/nn.js';
+
+export type Scalar = number;
+export type TensorLike = Tensor | number;
+
+export class Tensor {
+  readonly storage: Storage;
+  readonly dtype: DType;
+  readonly shape: number[];
+  readonly strides: number[];
+  readonly offset: number;
+  /** When true, ops on this tensor are recorded and `backward()` fills `grad`. */
+  requiresGrad = false;
+  /** Accumulated gradient (f32, same shape), for leaves that require one. */
+  grad: Tensor | null = null;
+  /** The op that produced this tensor, while the graph is alive. */
+  node: GradNode | null = null;
+  /** Optional name, used in error messages and state dicts. */
+  name?: string;
+
+  constructor(storage: Storage, dtype: DType, shape: number[], strides?: number[], offset = 0) {
+    this.storage = storage;
+    this.dtype = dtype;
+    this.shape = shape;
+    this.strides = strides ?? contiguousStrides(shape);
+    this.offset = offset;
+  }
+
+  get size(): number {
+    return numel(this.shape);
+  }
+  get ndim(): number {
+    return this.shape.length;
+  }
+  get isContiguous(): boolean {
+    return isContiguous(this.shape, this.strides);
+  }
+  /** Bytes of storage this tensor's elements occupy (not counting views' sharing). */
+  get nbytes(): number {
+    return this.size * DTYPE_BYTES[this.dtype];
+  }
+
+  /** Marks this tensor as a leaf that requires a gradient (returns this). */
+  requireGrad(flag = true): this {
+    if (flag && this.dtype !== 'f32') {
+      throw new DTypeError(`'requireGrad' needs an f32 tensor; got ${this.dtype} (master weights are f32)`);
+    }
+    this.requiresGrad = flag;
+    return this;
+  }
+
+  /** A view of the same data cut off from the graph. */
+  detach(): Tensor {
+    return new Tensor(this.storage, this.dtype, this.shape, this.strides, this.offset);
+  }
+
+  /**
+   * The elements as a dense buffer of this tensor's dtype, in row-major order: the storage itself (or a
+   * subarray of it) when already dense, else a copy. Kernels read this; do not write to it.
+   */
+  dense(): Storage {
+    const n = this.size;
+    if (this.isContiguous) {
+      return this.offset === 0 && this.storage.length === n ? this.storage : this.storage.subarray(this.offset, this.offset + n);
+    }
+    const out = backend().alloc(this.dtype, n);
+    backend().stridedCopy(this.storage.subarray(this.offset), this.shape, this.strides, out);
+    return out;
+  }
+
+  /** Dense float32 values (casting 16-bit and integer storage). */
+  f32(): Float32Array {
+    const d = this.dense();
+    if (this.dtype === 'f32') return d as Float32Array;
+    const out = new Float32Array(this.size);
+    backend().cast(d, this.dtype, out, 'f32');
+    return out;
+  }
+
+  /** Dense int32 values (for indices and targets). */
+  i32(op = 'i32'): Int32Array {
+    if (this.dtype !== 'i32') throw new DTypeError(`'${op}' needs an i32 tensor of indices; got ${this.dtype} with shape ${fmtShape(this.shape)}`);
+    return this.dense() as Int32Array;
+  }
+
+  /** A copy of the values as a plain JS number array (flat, row-major). */
+  toFlatArray(): number[] {
+    return Array.from(this.dtype === 'i32' || this.dtype === 'i8' ? this.dense() : this.f32());
+  }
+  /** A nested JS array of the values. */
+  toArray(): unknown {
+    const flat = this.toFlatArray();
+    if (this.ndim === 0) return flat[0];
+    const build = (dim: number, off: number): unknown => {
+      const n = this.shape[dim];
+      if (dim === this.ndim - 1) return flat.slice(off, off + n);
+      const step = numel(this.shape.slice(dim + 1));
+      return Array.from({ length: n }, (_, i) => build(dim + 1, off + i * step));
+    };
+    return build(0, 0);
+  }
+  /** The value of a one-element tensor. */
+  item(): number {
+    if (this.size !== 1) throw new ShapeError(`'item' needs a tensor with one element; got shape ${fmtShape(this.shape)}`);
+    return this.toFlatArray()[0];
+  }
+
+  backward(opts: BackwardOptions = {}): void {
+    runBackward(this, opts, {
+      onesLike: (t) => new Tensor(new Float32Array(t.size).fill(1), 'f32', [...t.shape]),
+      add: (a, b) => ew.add(a, b),
+      leafGrad: (leaf, g) => {
+        if (g.dtype !== 'f32') g = ew.cast(g, 'f32');
+        if (g.shape.length !== leaf.shape.length || g.shape.some((d, i) => d !== leaf.shape[i])) {
+          throw new ShapeError(`gradient for a leaf of shape ${fmtShape(leaf.shape)} has shape ${fmtShape(g.shape)}`);
+        }
+        if (!leaf.grad) return g.isContiguous && g.offset === 0 && g.storage.length === g.size ? g : g.contiguous();
+        return ew.add(leaf.grad, g);
+      },
+    });
+  }
+
+  toString(): string {
+    return `Tensor(${this.dtype}, ${fmtShape(this.shape)}${this.requiresGrad ? ', requiresGrad' : ''})`;
+  }
+
+  // ---- fluent API: thin delegations to the op modules ---------------------------------------------
+  add(b: TensorLike): Tensor { return ew.add(this, b); }
+  sub(b: TensorLike): Tensor { return ew.sub(this, b); }
+  mul(b: TensorLike): Tensor { return ew.mul(this, b); }
+  div(b: TensorLike): Tensor { return ew.div(this, b); }
+  pow(b: TensorLike): Tensor { return ew.pow(this, b); }
+  maximum(b: TensorLike): Tensor { return ew.maximum(this, b); }
+  minimum(b: TensorLike): Tensor { return ew.minimum(this, b); }
+  eq(b: TensorLike): Tensor { return ew.compare('eq', this, b); }
+  gt(b: TensorLike): Tensor { return ew.compare('gt', this, b); }
+  ge(b: TensorLike): Tensor { return ew.compare('ge', this, b); }
+  lt(b: TensorLike): Tensor { return ew.compare('lt', this, b); }
+  le(b: TensorLike): Tensor { return ew.compare('le', this, b); }
+  neg(): Tensor { return ew.unary('neg', this); }
+  exp(): Tensor { return ew.unary('exp', this); }
+  log(): Tensor { return ew.unary('log', this); }
+  sqrt(): Tensor { return ew.unary('sqrt', this); }
+  rsqrt(): Tensor { return ew.unary('rsqrt', this); }
+  tanh(): Tensor { return ew.unary('tanh', this); }
+  sigmoid(): Tensor { return ew.unary('sigmoid', this); }
+  relu(): Tensor { return ew.unary('relu', this); }
+  gelu(approximate: 'none' | 'tanh' = 'none'): Tensor { return ew.unary(approximate === 'tanh' ? 'gelu_tanh' : 'gelu', this); }
+  silu(): Tensor { return ew.unary('silu', this); }
+  abs(): Tensor { return ew.unary('abs', this); }
+  square(): Tensor { return ew.unary('square', this); }
+  reciprocal(): Tensor { return ew.unary('reciprocal', this); }
+  scale(s: number): Tensor { return ew.affine(this, s, 0); }
+  to(dtype: DType): Tensor { return ew.cast(this, dtype); }
+
+  sum(axis?: number | number[], keepdim = false): Tensor { return red.sum(this, axis, keepdim); }
+  mean(axis?: number | number[], keepdim = false): Tensor { return red.mean(this, axis, keepdim); }
+  max(axis?: number | number[], keepdim = false): Tensor { return red.max(this, axis, keepdim); }
+  min(axis?: number | number[], keepdim = false): Tensor { return red.min(this, axis, keepdim); }
+  var(axis?: number | number[], keepdim = false, unbiased = false): Tensor { return red.variance(this, axis, keepdim, unbiased); }
+  argmax(axis = -1): Tensor { return red.argmax(this, axis); }
+
+  reshape(shape: number[]): Tensor { return mv.reshape(this, shape); }
+  view(shape: number[]): Tensor { return mv.reshape(this, shape); }
+  flatten(): Tensor { return mv.reshape(this, [this.size]); }
+  permute(dims: number[]): Tensor { return mv.permute(this, dims); }
+  transpose(a = -2, b = -1): Tensor { return mv.transpose(this, a, b); }
+  get T(): Tensor { return mv.transpose(this, -2, -1); }
+  slice(axis: number, start: number, end?: number, step = 1): Tensor { return mv.slice(this, axis, start, end, step); }
+  split(sizes: number | number[], axis = -1): Tensor[] { return mv.split(this, sizes, axis); }
+  expand(shape: number[]): Tensor { return mv.expand(this, shape); }
+  unsqueeze(axis: number): Tensor { return mv.unsqueeze(this, axis); }
+  squeeze(axis?: number): Tensor { return mv.squeeze(this, axis); }
+  contiguous(): Tensor { return mv.contiguous(this); }
+
+  matmul(b: Tensor): Tensor { return la.matmul(this, b); }
+  softmax(axis = -1): Tensor { return nnops.softmax(this, axis); }
+  logSoftmax(axis = -1): Tensor { return nnops.logSoftmax(this, axis); }
+  maskedFill(mask: Tensor, value: number): Tensor { return nnops.maskedFill(this, mask, value); }
+}
+
+/** Wraps dense storage as a tensor (no copy). */
+export function fromStorage(storage: Storage, dtype: DType, shape: number[]): Tensor {
+  if (storage.length !== numel(shape)) {
+    throw new ShapeError(`storage of ${storage.length} elements does not fit shape ${fmtShape(shape)}`);
+  }
+  return new Tensor(storage, dtype, shape);
+}
+
+/** A new zero-filled f32 tensor. */
+export function emptyF32(shape: number[]): Tensor {
+  return new Tensor(new Float32Array(numel(shape)), 'f32', shape);
+}

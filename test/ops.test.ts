@@ -1,0 +1,176 @@
+/**
+ * Every differentiable op, through one shared table of cases: on each backend the analytical gradient matches
+ * central finite differences, and the native backend matches the portable one (forward and gradients).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Rng } from '../src/backend/rng.js';
+import { Tensor } from '../src/tensor/tensor.js';
+import * as T from '../src/tensor/index.js';
+import { testBackends, withBackend, relErr } from './helpers/backends.js';
+
+interface Case {
+  name: string;
+  /** Leaf inputs; those that should be checked get requiresGrad. */
+  inputs: () => Tensor[];
+  fn: (...xs: Tensor[]) => Tensor;
+  eps?: number;
+  rtol?: number;
+  atol?: number;
+}
+
+function rn(shape: number[], seed: number, scale = 1, shift = 0): Tensor {
+  const r = new Rng(seed);
+  const n = shape.reduce((a, b) => a * b, 1);
+  const d = new Float32Array(n);
+  for (let i = 0; i < n; i++) d[i] = shift + scale * r.normal();
+  return new Tensor(d, 'f32', shape).requireGrad();
+}
+/** Uniform values bounded away from 0 (for log, sqrt, div, pow). */
+function pos(shape: number[], seed: number, lo = 0.5, hi = 2): Tensor {
+  const r = new Rng(seed);
+  const n = shape.reduce((a, b) => a * b, 1);
+  const d = new Float32Array(n);
+  for (let i = 0; i < n; i++) d[i] = lo + (hi - lo) * r.uniform();
+  return new Tensor(d, 'f32', shape).requireGrad();
+}
+const ids = (vals: number[], shape = [vals.length]) => new Tensor(Int32Array.from(vals), 'i32', shape);
+const mask = (vals: number[], shape: number[]) => new Tensor(Float32Array.from(vals), 'f32', shape);
+/** Values kept away from the kink of relu/abs/max so that finite differences are valid. */
+function awayFromZero(shape: number[], seed: number): Tensor {
+  const t = rn(shape, seed);
+  const d = t.storage as Float32Array;
+  for (let i = 0; i < d.length; i++) if (Math.abs(d[i]) < 0.1) d[i] = d[i] < 0 ? -0.3 : 0.3;
+  return t;
+}
+
+const unaryCases: Case[] = (['neg', 'exp', 'tanh', 'sigmoid', 'gelu', 'gelu_tanh', 'silu', 'square'] as const).map((op, i) => ({
+  name: `unary ${op}`, inputs: () => [rn([3, 17], 10 + i)], fn: (x: Tensor) => T.unary(op, x),
+}));
+unaryCases.push(
+  { name: 'unary log', inputs: () => [pos([5, 3], 30)], fn: (x) => x.log() },
+  { name: 'unary sqrt', inputs: () => [pos([5, 3], 31)], fn: (x) => x.sqrt() },
+  { name: 'unary rsqrt', inputs: () => [pos([5, 3], 32)], fn: (x) => x.rsqrt() },
+  { name: 'unary reciprocal', inputs: () => [pos([5, 3], 33)], fn: (x) => x.reciprocal() },
+  { name: 'unary relu', inputs: () => [awayFromZero([4, 9], 34)], fn: (x) => x.relu() },
+  { name: 'unary abs', inputs: () => [awayFromZero([4, 9], 35)], fn: (x) => x.abs() },
+);
+
+const CASES: Case[] = [
+  ...unaryCases,
+  // binary with broadcasting, size-1 and non-contiguous operands
+  { name: 'add broadcast row', inputs: () => [rn([3, 4], 1), rn([4], 2)], fn: (a, b) => a.add(b) },
+  { name: 'sub broadcast 3d', inputs: () => [rn([2, 1, 3], 3), rn([1, 5, 1], 4)], fn: (a, b) => a.sub(b) },
+  { name: 'mul transposed view', inputs: () => [rn([4, 3], 5), rn([3, 4], 6)], fn: (a, b) => a.transpose(0, 1).mul(b) },
+  { name: 'div', inputs: () => [rn([2, 3], 7), pos([2, 3], 8)], fn: (a, b) => a.div(b) },
+  { name: 'div scalar-shaped', inputs: () => [rn([2, 3], 9), pos([1], 10)], fn: (a, b) => a.div(b) },
+  { name: 'pow', inputs: () => [pos([3, 2], 11), rn([3, 2], 12, 0.5)], fn: (a, b) => a.pow(b) },
+  { name: 'maximum', inputs: () => [rn([3, 5], 13), rn([5], 14)], fn: (a, b) => a.maximum(b) },
+  { name: 'minimum', inputs: () => [rn([3, 5], 15), rn([3, 1], 16)], fn: (a, b) => a.minimum(b) },
+  { name: 'where', inputs: () => [rn([2, 3], 17), rn([3], 18)], fn: (a, b) => T.where(mask([1, 0, 1, 0, 0, 1], [2, 3]), a, b) },
+  { name: 'affine + number ops', inputs: () => [rn([7], 19)], fn: (a) => a.mul(3).add(1).sub(0.5).div(2) },
+  // reductions
+  { name: 'sum all', inputs: () => [rn([3, 4, 5], 20)], fn: (x) => x.sum() },
+  { name: 'sum axis 1 keepdim', inputs: () => [rn([3, 4, 5], 21)], fn: (x) => x.sum(1, true) },
+  { name: 'sum axes [0,2]', inputs: () => [rn([3, 4, 5], 22)], fn: (x) => x.sum([0, 2]) },
+  { name: 'mean axis -1', inputs: () => [rn([3, 4, 5], 23)], fn: (x) => x.mean(-1) },
+  { name: 'max axis 0', inputs: () => [rn([6, 5], 24)], fn: (x) => x.max(0) },
+  { name: 'min axis 1', inputs: () => [rn([6, 5], 25)], fn: (x) => x.min(1) },
+  { name: 'var axis 1 unbiased', inputs: () => [rn([4, 7], 26)], fn: (x) => x.var(1, false, true) },
+  { name: 'sum of permuted view', inputs: () => [rn([2, 3, 4], 27)], fn: (x) => x.permute([2, 0, 1]).sum(0) },
+  // matmul
+  { name: 'matmul 2d odd', inputs: () => [rn([3, 5], 40), rn([5, 7], 41)], fn: (a, b) => a.matmul(b) },
+  { name: 'matmul batched', inputs: () => [rn([2, 3, 4], 42), rn([2, 4, 5], 43)], fn: (a, b) => a.matmul(b) },
+  { name: 'matmul broadcast batch', inputs: () => [rn([2, 1, 3, 4], 44), rn([3, 4, 2], 45)], fn: (a, b) => a.matmul(b) },
+  { name: 'matmul batched @ 2d', inputs: () => [rn([2, 3, 4], 46), rn([4, 5], 47)], fn: (a, b) => a.matmul(b) },
+  { name: 'matmul transposed views', inputs: () => [rn([4, 3], 48), rn([5, 4], 49)], fn: (a, b) => a.T.matmul(b.T) },
+  { name: 'matmul 3d @ broadcast 3d', inputs: () => [rn([3, 2, 4], 50), rn([1, 4, 3], 51)], fn: (a, b) => a.matmul(b) },
+  { name: 'matmul vector', inputs: () => [rn([4], 52), rn([4, 3], 53)], fn: (a, b) => a.matmul(b) },
+  { name: 'matmul size-1 dims', inputs: () => [rn([1, 1], 54), rn([1, 6], 55)], fn: (a, b) => a.matmul(b) },
+  { name: 'linear with bias', inputs: () => [rn([2, 3, 5], 56), rn([4, 5], 57), rn([4], 58)], fn: (x, w, b) => T.linear(x, w, b) },
+  { name: 'linear without bias', inputs: () => [rn([3, 5], 59), rn([2, 5], 60)], fn: (x, w) => T.linear(x, w, null) },
+  // movement
+  { name: 'reshape + slice', inputs: () => [rn([4, 6], 61)], fn: (x) => x.reshape([2, 12]).slice(1, 3, 11, 2) },
+  { name: 'split + concat', inputs: () => [rn([3, 7], 62)], fn: (x) => { const [a, b, c] = x.split([2, 4, 1], 1); return T.concat([c, a.mul(2), b], 1); } },
+  { name: 'expand + contiguous', inputs: () => [rn([3, 1], 63)], fn: (x) => x.expand([2, 3, 4]).contiguous().mul(T.arange(0, 4)) },
+  { name: 'unsqueeze/squeeze/stack', inputs: () => [rn([3], 64), rn([3], 65)], fn: (a, b) => T.stack([a, b], 1).unsqueeze(0).squeeze(0) },
+  // nn
+  { name: 'softmax last axis', inputs: () => [rn([3, 7], 70)], fn: (x) => x.softmax(-1) },
+  { name: 'softmax axis 0', inputs: () => [rn([4, 3], 71)], fn: (x) => x.softmax(0) },
+  { name: 'logSoftmax', inputs: () => [rn([5, 9], 72)], fn: (x) => x.logSoftmax(-1) },
+  { name: 'layerNorm affine', inputs: () => [rn([3, 2, 8], 73), rn([8], 74, 0.3, 1), rn([8], 75)], fn: (x, g, b) => T.layerNorm(x, g, b) },
+  { name: 'layerNorm plain', inputs: () => [rn([4, 5], 76)], fn: (x) => T.layerNorm(x, null, null) },
+  { name: 'rmsNorm', inputs: () => [rn([3, 6], 77), rn([6], 78, 0.3, 1)], fn: (x, g) => T.rmsNorm(x, g) },
+  { name: 'embedding repeated ids', inputs: () => [rn([5, 3], 79)], fn: (w) => T.embedding(ids([1, 4, 1, 0, 1, 3], [2, 3]), w) },
+  { name: 'dropout seeded', inputs: () => [rn([6, 10], 80)], fn: (x) => T.dropout(x, 0.3, 1234) },
+  { name: 'crossEntropy mean', inputs: () => [rn([4, 6], 81)], fn: (x) => T.crossEntropy(x, ids([0, 5, 2, 2])) },
+  { name: 'crossEntropy ignore + smoothing', inputs: () => [rn([5, 4], 82)], fn: (x) => T.crossEntropy(x, ids([1, -100, 3, 0, -100]), { labelSmoothing: 0.1 }) },
+  { name: 'crossEntropy sum', inputs: () => [rn([3, 5], 83)], fn: (x) => T.crossEntropy(x, ids([4, 0, 1]), { reduction: 'sum' }) },
+  { name: 'crossEntropy none 3d', inputs: () => [rn([2, 3, 4], 84)], fn: (x) => T.crossEntropy(x, ids([0, 1, 2, 3, 0, 1], [2, 3]), { reduction: 'none' }) },
+  { name: 'attention causal', inputs: () => [rn([2, 2, 5, 4], 85), rn([2, 2, 5, 4], 86), rn([2, 2, 5, 4], 87)], fn: (q, k, v) => T.scaledDotProductAttention(q, k, v, { causal: true }) },
+  {
+    name: 'attention padding mask', inputs: () => [rn([2, 1, 3, 4], 88), rn([2, 1, 4, 4], 89), rn([2, 1, 4, 2], 90)],
+    fn: (q, k, v) => T.scaledDotProductAttention(q, k, v, { mask: mask([0, 0, 0, 1, 0, 0, 1, 1], [2, 1, 1, 4]) }),
+  },
+  {
+    name: 'rope partial', inputs: () => [rn([1, 2, 3, 6], 91)],
+    fn: (x) => {
+      const c = new Float32Array(6), s = new Float32Array(6);
+      for (let t = 0; t < 3; t++) for (let i = 0; i < 2; i++) { const a = t / 10000 ** (i / 2); c[t * 2 + i] = Math.cos(a); s[t * 2 + i] = Math.sin(a); }
+      return T.rope(x, new Tensor(c, 'f32', [3, 2]), new Tensor(s, 'f32', [3, 2]));
+    },
+  },
+  { name: 'maskedFill', inputs: () => [rn([2, 3], 92)], fn: (x) => x.maskedFill(mask([1, 0, 0, 0, 1, 0], [2, 3]), 0.5) },
+  { name: 'cast bf16 roundtrip grad', inputs: () => [rn([5], 93)], fn: (x) => x.to('bf16').to('f32').mul(2), rtol: 2e-2, atol: 2e-2 },
+];
+
+/** Forward value and the input gradients of a case on the current backend. */
+function evaluate(c: Case): { y: Float32Array; grads: Float32Array[] } {
+  const xs = c.inputs();
+  const y = c.fn(...xs);
+  const w = new Rng(7);
+  const g = new Float32Array(y.size);
+  for (let i = 0; i < g.length; i++) g[i] = w.uniform() - 0.5;
+  y.backward({ gradient: new Tensor(g, 'f32', [...y.shape]) });
+  return { y: y.f32(), grads: xs.map((x) => (x.grad ? x.grad.f32() : new Float32Array(0))) };
+}
+
+for (const b of testBackends()) {
+  test(`gradients match finite differences (${b.name})`, () => {
+    withBackend(b, () => {
+      const failed: string[] = [];
+      for (const c of CASES) {
+        const r = T.gradcheck(c.fn, c.inputs(), { eps: c.eps ?? 1e-2, rtol: c.rtol ?? 1e-2, atol: c.atol ?? 2e-3 });
+        if (!r.ok) failed.push(`${c.name}: ${JSON.stringify(r.details)}`);
+      }
+      assert.deepEqual(failed, []);
+    });
+  });
+}
+
+test('native agrees with portable, forward and backward (f32 within 1e-5 relative)', (t) => {
+  const [portable, native] = testBackends();
+  if (!native) return t.skip('native backend not built');
+  for (const c of CASES) {
+    const p = withBackend(portable, () => evaluate(c));
+    const n = withBackend(native, () => evaluate(c));
+    const tol = c.name.startsWith('cast') ? 1e-2 : 1e-5;
+    assert.ok(relErr(n.y, p.y) <= tol, `${c.name}: forward rel err ${relErr(n.y, p.y)}`);
+    n.grads.forEach((g, i) => assert.ok(relErr(g, p.grads[i]) <= tol, `${c.name}: grad ${i} rel err ${relErr(g, p.grads[i])}`));
+  }
+});
+
+test('bf16 autocast matmul agrees across backends within 1e-2 and with f32 within bf16 precision', (t) => {
+  const backends = testBackends();
+  const run = () => {
+    const a = rn([33, 65], 100), b = rn([65, 17], 101);
+    const y = T.autocast('bf16', () => a.matmul(b));
+    y.sum().backward();
+    return { y: y.f32(), ga: (a.grad as Tensor).f32(), f32: a.detach().matmul(b.detach()).f32() };
+  };
+  const p = withBackend(backends[0], run);
+  assert.ok(relErr(p.y, p.f32) < 2e-2, `bf16 vs f32 rel err ${relErr(p.y, p.f32)}`);
+  if (backends.length < 2) return t.skip('native backend not built');
+  const n = withBackend(backends[1], run);
+  assert.ok(relErr(n.y, p.y) <= 1e-2 && relErr(n.ga, p.ga) <= 1e-2);
+});

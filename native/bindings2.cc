@@ -224,7 +224,7 @@ KERNEL(AdamW) {
 }
 
 KERNEL(Sgd) {
-  Args a(info, "sgd", 11);
+  Args a(info, "sgd", 10);
   size_t np, ng, nb;
   float *p = a.f32(0, &np), *g = a.f32(1, &ng), *b = a.f32(2, &nb);
   double mom = a.num(4);

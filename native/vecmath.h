@@ -102,8 +102,11 @@ static inline __m256 vnormcdf(__m256 x) {
   return _mm256_blendv_ps(r, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
 }
 
+// sigmoid(x) = 1/(1+e) for x >= 0, e/(1+e) for x < 0, with e = exp(-|x|): never overflows, keeps the tiny left tail.
 static inline __m256 vsigmoid(__m256 x) {
-  return _mm256_div_ps(v8(1.0f), _mm256_add_ps(v8(1.0f), vexp(_mm256_sub_ps(v8(0.0f), x))));
+  const __m256 e = vexp(_mm256_sub_ps(v8(0.0f), vabs(x)));
+  const __m256 r = _mm256_div_ps(v8(1.0f), _mm256_add_ps(v8(1.0f), e));
+  return _mm256_blendv_ps(r, _mm256_mul_ps(e, r), x);  // sign bit of x selects e/(1+e)
 }
 
 // Applies f (a __m256 -> __m256 lambda) over n floats, 8 at a time, the tail through a padded buffer.

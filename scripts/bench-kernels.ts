@@ -48,7 +48,7 @@ function time(fn: () => void, minMs = quick ? 150 : 600, min = 3): number {
 const shapes: Array<[number, number, number, number]> = [
   [1, 512, 512, 512], [1, 2048, 768, 768], [1, 2048, 768, 3072], [1, 2048, 3072, 768], [32, 128, 128, 64],
 ];
-for (const dtype of ['f32', 'bf16'] as const) {
+for (const dtype of (args.has('--elem') ? [] : args.has('--f32') ? ['f32'] : ['f32', 'bf16']) as Array<'f32' | 'bf16'>) {
   for (const [batch, M, N, K] of shapes) {
     const a32 = rand(batch * M * K), b32 = rand(batch * K * N);
     const a = dtype === 'f32' ? a32 : toBf16(a32), b = dtype === 'f32' ? b32 : toBf16(b32);
@@ -63,6 +63,7 @@ for (const dtype of ['f32', 'bf16'] as const) {
   }
 }
 
+if (args.has('--gemm') || args.has('--f32')) process.exit(0);
 const N = 1 << 20;
 const x = rand(N), y = new Float32Array(N), dy = rand(N), dx = new Float32Array(N);
 const report = (name: string, ms: number, n = N): void => {

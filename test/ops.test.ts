@@ -121,7 +121,8 @@ const CASES: Case[] = [
     },
   },
   { name: 'maskedFill', inputs: () => [rn([2, 3], 92)], fn: (x) => x.maskedFill(mask([1, 0, 0, 0, 1, 0], [2, 3]), 0.5) },
-  { name: 'cast bf16 roundtrip grad', inputs: () => [rn([5], 93)], fn: (x) => x.to('bf16').to('f32').mul(2), rtol: 2e-2, atol: 2e-2 },
+  // casts: finite differences through bf16 rounding are a step function, so the cast gradient (identity) is
+  // checked in tensor.test.ts instead
 ];
 
 /** Forward value and the input gradients of a case on the current backend. */
@@ -154,7 +155,7 @@ test('native agrees with portable, forward and backward (f32 within 1e-5 relativ
   for (const c of CASES) {
     const p = withBackend(portable, () => evaluate(c));
     const n = withBackend(native, () => evaluate(c));
-    const tol = c.name.startsWith('cast') ? 1e-2 : 1e-5;
+    const tol = 1e-5;
     assert.ok(relErr(n.y, p.y) <= tol, `${c.name}: forward rel err ${relErr(n.y, p.y)}`);
     n.grads.forEach((g, i) => assert.ok(relErr(g, p.grads[i]) <= tol, `${c.name}: grad ${i} rel err ${relErr(g, p.grads[i])}`));
   }

@@ -40,8 +40,8 @@ export class PortableBackend implements Backend {
   fill(dst: Float32Array | Int32Array, value: number): void {
     dst.fill(value);
   }
-  stridedCopy(src: Storage, shape: number[], strides: number[], dst: Storage): void {
-    stridedCopy(src, shape, strides, dst);
+  stridedCopy(src: Storage, shape: number[], strides: number[], dst: Storage, dstStrides?: number[]): void {
+    stridedCopy(src, shape, strides, dst, dstStrides);
   }
   cast(src: Storage, srcDtype: DType, dst: Storage, dstDtype: DType): void {
     cast(src, srcDtype, dst, dstDtype);

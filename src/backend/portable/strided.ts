@@ -124,17 +124,18 @@ export function where(cond: Float32Array, condStrides: number[], a: Float32Array
 }
 
 /** Copies the strided view (shape, strides) of src into contiguous dst, any dtype. */
-export function stridedCopy(src: Storage, shape: number[], strides: number[], dst: Storage): void {
-  checkRank('stridedCopy', shape, [strides], ['src']);
-  const layout = simplify(shape, [strides, contiguousStrides(shape)]);
+export function stridedCopy(src: Storage, shape: number[], strides: number[], dst: Storage, dstStrides?: number[]): void {
+  checkRank('stridedCopy', shape, [strides, dstStrides ?? contiguousStrides(shape)], ['src', 'dst']);
+  const layout = simplify(shape, [strides, dstStrides ?? contiguousStrides(shape)]);
   const last = layout.shape.length - 1;
   const ss = layout.strides[0][last];
+  const ds = layout.strides[1][last];
   const d = dst as Float32Array; // element-wise copy within one typed-array class
   const s = src as Float32Array;
   forEachRow(layout, (off, n) => {
     const so = off[0], oo = off[1];
-    if (ss === 1 && n >= 32) d.set(s.subarray(so, so + n), oo);
-    else for (let i = 0; i < n; i++) d[oo + i] = s[so + i * ss];
+    if (ss === 1 && ds === 1 && n >= 32) d.set(s.subarray(so, so + n), oo);
+    else for (let i = 0; i < n; i++) d[oo + i * ds] = s[so + i * ss];
   });
 }
 

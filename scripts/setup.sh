@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what open-autoglm needs on Debian (as root): the compiler and the native kernel libraries
+# (OpenBLAS, OpenMP build; oneDNN), then the npm dependencies, which builds the native addon and dist/.
+# Without the system packages the install still succeeds, on the slower portable backend.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PKGS="g++ make python3 libopenblas-dev libopenblas0-openmp libdnnl-dev"
+missing=""
+for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends $missing
+  else
+    echo "setup: missing system packages:$missing (install them as root for the fast native backend)" >&2
+  fi
+fi
+npm ci --no-audit --no-fund

@@ -46,9 +46,17 @@ KERNEL(JsStridedCopy) {
   void* d = a.arr(3, -1, &nd, false, &ed);
   a.need(shape.size() == st.size(), "shape and strides differ in length");
   a.need(es == ed, "src and dst element sizes differ");
-  a.need((int64_t)nd >= prod(shape), "dst is smaller than the shape");
   a.need(prod(shape) == 0 || view_fits(shape, st, ns), "the strided view reaches outside src");
-  if (prod(shape) > 0) strided_copy(s, es, shape.data(), st.data(), (int)shape.size(), d);
+  std::vector<int64_t> dst_st;
+  const bool strided_dst = info.Length() > 4 && !info[4].IsUndefined();
+  if (strided_dst) {
+    dst_st = a.ints(4, false);
+    a.need(dst_st.size() == shape.size(), "dstStrides and shape differ in length");
+    a.need(prod(shape) == 0 || view_fits(shape, dst_st, nd), "the strided destination reaches outside dst");
+  } else {
+    a.need((int64_t)nd >= prod(shape), "dst is smaller than the shape");
+  }
+  if (prod(shape) > 0) strided_copy(s, es, shape.data(), st.data(), (int)shape.size(), d, strided_dst ? dst_st.data() : nullptr);
   UNDEF;
 }
 

@@ -26,20 +26,26 @@ void fill_i32(int32_t* d, int64_t n, int32_t v) { blocks(n, [&](int64_t i0, int6
 
 // ---- stridedCopy ------------------------------------------------------------------------------------------
 template <class T>
-static void strided_copy_t(const T* src, const int64_t* shape, const int64_t* strides, int nd, T* dst) {
+static void strided_copy_t(const T* src, const int64_t* shape, const int64_t* strides, int nd, T* dst, const int64_t* dstrides) {
   if (nd == 0) { dst[0] = src[0]; return; }
   int64_t inner = shape[nd - 1], is = strides[nd - 1];
+  int64_t ds = dstrides ? dstrides[nd - 1] : 1;
   int64_t rows = 1;
   for (int d = 0; d < nd - 1; d++) rows *= shape[d];
   if (rows * inner == 0) return;
   auto row = [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
-      int64_t off = 0, rem = r;
-      for (int d = nd - 2; d >= 0; d--) { off += (rem % shape[d]) * strides[d]; rem /= shape[d]; }
+      int64_t off = 0, doff = 0, rem = r;
+      for (int d = nd - 2; d >= 0; d--) {
+        const int64_t i = rem % shape[d];
+        off += i * strides[d];
+        doff += i * (dstrides ? dstrides[d] : 0);
+        rem /= shape[d];
+      }
       const T* s = src + off;
-      T* o = dst + r * inner;
-      if (is == 1) std::memcpy(o, s, inner * sizeof(T));
-      else for (int64_t j = 0; j < inner; j++) o[j] = s[j * is];
+      T* o = dstrides ? dst + doff : dst + r * inner;
+      if (is == 1 && ds == 1) std::memcpy(o, s, inner * sizeof(T));
+      else for (int64_t j = 0; j < inner; j++) o[j * ds] = s[j * is];
     }
   };
   if (!par(rows * inner) || rows < 2) row(0, rows);
@@ -48,10 +54,10 @@ static void strided_copy_t(const T* src, const int64_t* shape, const int64_t* st
     for (int64_t r = 0; r < rows; r++) row(r, r + 1);
   }
 }
-void strided_copy(const void* src, int es, const int64_t* shape, const int64_t* strides, int nd, void* dst) {
-  if (es == 4) strided_copy_t((const uint32_t*)src, shape, strides, nd, (uint32_t*)dst);
-  else if (es == 2) strided_copy_t((const uint16_t*)src, shape, strides, nd, (uint16_t*)dst);
-  else strided_copy_t((const uint8_t*)src, shape, strides, nd, (uint8_t*)dst);
+void strided_copy(const void* src, int es, const int64_t* shape, const int64_t* strides, int nd, void* dst, const int64_t* dstrides) {
+  if (es == 4) strided_copy_t((const uint32_t*)src, shape, strides, nd, (uint32_t*)dst, dstrides);
+  else if (es == 2) strided_copy_t((const uint16_t*)src, shape, strides, nd, (uint16_t*)dst, dstrides);
+  else strided_copy_t((const uint8_t*)src, shape, strides, nd, (uint8_t*)dst, dstrides);
 }
 
 // ---- cast ---------------------------------------------------------------------------------------------------
@@ -221,7 +227,7 @@ void unary_backward(int op, const float* x, const float* y, const float* dy, flo
         }
       }
     }
-  }, op == U_GELU || op == U_GELU_TANH || op == U_SILU ? 4 : 1);
+  }, op == U_GELU || op == U_GELU_TANH || op == U_SILU || op == U_TANH || op == U_SIGMOID ? 4 : 1);
 }
 
 void axpby(float alpha, const float* x, float beta, const float* y, float* o, int64_t n) {
@@ -239,10 +245,18 @@ static inline uint32_t mix32(uint32_t x) {
 void dropout_mask(uint32_t seed, double p, float* mask, int64_t n) {
   const uint32_t key = mix32(seed + 0x9e3779b9u);
   const float scale = (float)(1.0 / (1.0 - p));
+  // u = k / 2^24 >= p  <=>  k >= ceil(p * 2^24) for the integer k = hash >> 8 (exact in double): an integer
+  // compare that vectorises, identical to the float64 comparison of rng.ts.
+  const double t = std::ceil(p * 16777216.0);
+  const int64_t thr = t != t ? 16777217 : t <= 0.0 ? 0 : t > 16777216.0 ? 16777217 : (int64_t)t;  // NaN p: none kept
+  const uint32_t th = (uint32_t)thr;
   blocks(n, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; i++) {
-      const double u = (double)(mix32((uint32_t)i ^ key) >> 8) / 16777216.0;
-      mask[i] = u >= p ? scale : 0.0f;
+    const uint32_t b = (uint32_t)i0;
+    const int64_t m = i1 - i0;
+    float* o = mask + i0;
+    for (int64_t j = 0; j < m; j++) {
+      const uint32_t k = mix32((b + (uint32_t)j) ^ key) >> 8;
+      o[j] = k >= th ? scale : 0.0f;
     }
   });
 }

@@ -105,7 +105,13 @@ void matmul_onednn(const uint16_t* a, const uint16_t* b, float* out, const Matmu
 }  // namespace
 
 const char* bf16_path() {
-  static const char* path = getenv("AUTOGLM_BF16_SGEMM") ? "sgemm" : has_native_bf16() ? "onednn" : "sgemm";
+  // AUTOGLM_BF16_PATH=onednn|sgemm overrides the choice (tests use it to exercise the oneDNN path anywhere)
+  static const char* path = [] {
+    const char* e = getenv("AUTOGLM_BF16_PATH");
+    if (e && std::string(e) == "onednn") return "onednn";
+    if (e && std::string(e) == "sgemm") return "sgemm";
+    return has_native_bf16() ? "onednn" : "sgemm";
+  }();
   return path;
 }
 

@@ -66,7 +66,6 @@ test('native: hand-computed values', { skip }, () => {
   const y = new Float32Array(3);
   b.unary('relu', new Float32Array([-1, 0, 2]), y);
   assert.deepEqual([...y], [0, 0, 2]);
-  b.binary('add', new Float32Array([1, 2, 3, 4]), [2, 1], new Float32Array([10, 20]), [0, 1], [2, 2], y.length === 3 ? new Float32Array(4) : y);
   const o4 = new Float32Array(4);
   b.binary('add', new Float32Array([1, 2, 3, 4]), [2, 1], new Float32Array([10, 20]), [0, 1], [2, 2], o4);
   assert.deepEqual([...o4], [11, 22, 13, 24]);
@@ -86,7 +85,7 @@ test('native: hand-computed values', { skip }, () => {
 });
 
 test('native: dropoutMask matches hashUniform bit for bit', { skip }, () => {
-  for (const [sd, p] of [[0, 0.1], [123456789, 0.5], [-7, 0.3], [4294967295, 0.9]] as const) {
+  for (const [sd, p] of [[0, 0.1], [123456789, 0.5], [-7, 0.3], [4294967295, 0.9], [5, 0], [6, 1], [8, 1e-9]] as const) {
     const m = new Float32Array(5000);
     N().dropoutMask(sd, p, m);
     const scale = Math.fround(1 / (1 - p));

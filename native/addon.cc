@@ -188,6 +188,7 @@ KERNEL(JsSumSquares) {
 // The remaining bindings (matmul, nn, optim, info) live in bindings2.cc.
 namespace ag {
 void register_more(Napi::Env env, Napi::Object exports);
+void register_attention(Napi::Env env, Napi::Object exports);
 }
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -207,6 +208,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   fn("argmax", JsArgmax);
   fn("sumSquares", JsSumSquares);
   ag::register_more(env, exports);
+  ag::register_attention(env, exports);
   return exports;
 }
 

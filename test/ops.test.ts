@@ -113,6 +113,17 @@ const CASES: Case[] = [
     fn: (q, k, v) => T.scaledDotProductAttention(q, k, v, { mask: mask([0, 0, 0, 1, 0, 0, 1, 1], [2, 1, 1, 4]) }),
   },
   {
+    name: 'attention general mask (composed)', inputs: () => [rn([1, 2, 3, 4], 94), rn([1, 2, 3, 4], 95), rn([1, 2, 3, 4], 96)],
+    fn: (q, k, v) => T.scaledDotProductAttention(q, k, v, { mask: mask([0, 1, 0, 0, 0, 1, 0, 0, 0], [1, 1, 3, 3]) }),
+  },
+  {
+    name: 'attention grouped-query causal + padding', inputs: () => [rn([2, 4, 3, 4], 97), rn([2, 2, 3, 4], 98), rn([2, 2, 3, 4], 99)],
+    fn: (q, k, v) => T.scaledDotProductAttention(q, k, v, { causal: true, mask: mask([0, 0, 0, 0, 0, 1], [2, 3]) }),
+  },
+  { name: 'attention strided views', inputs: () => [rn([2, 5, 2, 4], 100), rn([2, 5, 2, 4], 101), rn([2, 5, 2, 3], 102)], fn: (q, k, v) => T.scaledDotProductAttention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), { causal: true }) },
+  { name: 'fused qkv attention causal', inputs: () => [rn([2, 5, 24], 103)], fn: (x) => T.fusedQKVAttention(x, 2, { causal: true }) },
+  { name: 'fused qkv attention key mask', inputs: () => [rn([2, 4, 12], 104)], fn: (x) => T.fusedQKVAttention(x, 1, { mask: mask([0, 0, 1, 1, 0, 0, 0, 1], [2, 4]) }) },
+  {
     name: 'rope partial', inputs: () => [rn([1, 2, 3, 6], 91)],
     fn: (x) => {
       const c = new Float32Array(6), s = new Float32Array(6);
@@ -159,6 +170,17 @@ test('native agrees with portable, forward and backward (f32 within 1e-5 relativ
     assert.ok(relErr(n.y, p.y) <= tol, `${c.name}: forward rel err ${relErr(n.y, p.y)}`);
     n.grads.forEach((g, i) => assert.ok(relErr(g, p.grads[i]) <= tol, `${c.name}: grad ${i} rel err ${relErr(g, p.grads[i])}`));
   }
+});
+
+test('fused attention equals its composition', () => {
+  for (const b of testBackends()) withBackend(b, () => {
+    const q = rn([2, 4, 6, 8], 200), k = rn([2, 2, 6, 8], 201), v = rn([2, 2, 6, 8], 202);
+    for (const causal of [false, true]) {
+      const f = T.scaledDotProductAttention(q, k, v, { causal, mask: mask([0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0], [2, 6]) }).f32();
+      const c = T.composedAttention(q, k, v, causal, mask([0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0], [2, 1, 1, 6]), 1 / Math.sqrt(8), 6, 6).f32();
+      assert.ok(relErr(f, c) < 1e-5, `${b.name} causal=${causal}: ${relErr(f, c)}`);
+    }
+  });
 });
 
 test('bf16 autocast matmul agrees across backends within 1e-2 and with f32 within bf16 precision', (t) => {

@@ -86,6 +86,28 @@ export interface SGDArgs {
   gradScale: number;
 }
 
+/**
+ * Sizes and strides of a fused attention call. q is (B, H, Tq, D), k (B, Hkv, Tk, D), v (B, Hkv, Tk, Dv) and
+ * out (B, H, Tq, Dv), each addressed by element strides of its (batch, head, position) dims with a contiguous
+ * feature dim. Query head h reads kv head floor(h / (H / Hkv)) (grouped-query attention).
+ */
+export interface AttentionShape {
+  B: number;
+  H: number;
+  Hkv: number;
+  Tq: number;
+  Tk: number;
+  D: number;
+  Dv: number;
+  qStrides: [number, number, number];
+  kStrides: [number, number, number];
+  vStrides: [number, number, number];
+  outStrides: [number, number, number];
+  scale: number;
+  /** Query i (position Tk - Tq + i) sees keys j <= Tk - Tq + i. */
+  causal: boolean;
+}
+
 export interface Backend {
   readonly name: 'native' | 'portable';
   /** One line describing the backend (library versions, ISA, threads). */
@@ -174,6 +196,20 @@ export interface Backend {
    */
   rope(x: Float32Array, cos: Float32Array, sin: Float32Array, rows: number, T: number, D: number, rotDim: number,
     inverse: boolean, out: Float32Array): void;
+
+  /**
+   * Fused attention: P = softmax(scale * Q K^T with masks) written to `probs` (B, H, Tq, Tk) contiguous, and
+   * out = P V at `outStrides`. `keyMask` (B, Tk) has 1 at keys to ignore (padding), or is null. A query whose
+   * keys are all masked gets P = 0 and a zero output.
+   */
+  attention(shape: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null,
+    out: Float32Array, probs: Float32Array): void;
+  /**
+   * Gradients of `attention` given dout (at `doutStrides`): dq, dk, dv are written (overwritten) at the strides of
+   * q, k, v; dk/dv sum over the query heads that share a kv head.
+   */
+  attentionBackward(shape: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, probs: Float32Array,
+    dout: Float32Array, doutStrides: [number, number, number], dq: Float32Array, dk: Float32Array, dv: Float32Array): void;
 
   // ---- random (counter-based, see rng.ts) ----------------------------------------------------------
   /** mask[i] = (hashUniform(seed, i) >= p) ? 1/(1-p) : 0. */

@@ -6,7 +6,7 @@ import type { Backend } from './backend.js';
 import { PortableBackend } from './portable.js';
 import { loadNativeBackend, nativeLoadError } from './native.js';
 
-export type { Backend, DType, Storage, UnaryOp, BinaryOp, ReduceOp, MatmulArgs, AdamWArgs, SGDArgs } from './backend.js';
+export type { AttentionShape, Backend, DType, Storage, UnaryOp, BinaryOp, ReduceOp, MatmulArgs, AdamWArgs, SGDArgs } from './backend.js';
 export { DTYPE_BYTES } from './backend.js';
 export { PortableBackend } from './portable.js';
 export { Rng, hashUniform, hash32 } from './rng.js';

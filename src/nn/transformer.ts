@@ -3,7 +3,7 @@
  * pre-LayerNorm block (GPT-2 / the reference workloads' block). Names follow GPT-2's layout (qkv = c_attn).
  */
 import { Tensor } from '../tensor/tensor.js';
-import { scaledDotProductAttention } from '../tensor/ops/nn.js';
+import { fusedQKVAttention } from '../tensor/ops/nn.js';
 import { ConfigError } from '../errors.js';
 import { Module } from './module.js';
 import { Linear, LayerNorm, Dropout } from './layers.js';
@@ -29,14 +29,9 @@ export class SelfAttention extends Module {
     this.proj = this.module('proj', new Linear(cfg.dim, cfg.dim));
     this.drop = this.module('drop', new Dropout(cfg.dropout ?? 0));
   }
-  /** x (B, T, C); padMask (B, 1, 1, T) with 1 at padding, or null. */
+  /** x (B, T, C); padMask (B, T) (or (B, 1, 1, T)) with 1 at padding, or null. */
   forward(x: Tensor, padMask: Tensor | null = null): Tensor {
-    const [B, T, C] = x.shape;
-    const nh = this.cfg.heads, hs = C / nh;
-    const qkv = this.qkv.forward(x).reshape([B, T, 3, nh, hs]).permute([2, 0, 3, 1, 4]); // (3, B, nh, T, hs)
-    const q = qkv.slice(0, 0, 1).squeeze(0), k = qkv.slice(0, 1, 2).squeeze(0), v = qkv.slice(0, 2, 3).squeeze(0);
-    const o = scaledDotProductAttention(q, k, v, { causal: this.cfg.causal, mask: padMask }); // (B, nh, T, hs)
-    const merged = o.transpose(1, 2).reshape([B, T, C]); // (B, T, C)
+    const merged = fusedQKVAttention(this.qkv.forward(x), this.cfg.heads, { causal: this.cfg.causal, mask: padMask }); // (B, T, C)
     return this.drop.forward(this.proj.forward(merged));
   }
 }

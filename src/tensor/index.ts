@@ -11,5 +11,5 @@ export { reshape, permute, transpose, slice, split, concat, stack, expand, unsqu
 export { matmul, linear } from './ops/linalg.js';
 export {
   softmax, logSoftmax, layerNorm, rmsNorm, embedding, dropout, crossEntropy, maskedFill, causalMask,
-  scaledDotProductAttention, rope, maskedMean, type CrossEntropyOptions, type AttentionOptions,
+  scaledDotProductAttention, composedAttention, fusedQKVAttention, rope, maskedMean, type CrossEntropyOptions, type AttentionOptions,
 } from './ops/nn.js';

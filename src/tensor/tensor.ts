@@ -10,6 +10,7 @@ import { backend } from '../backend/index.js';
 import type { DType, Storage } from '../backend/backend.js';
 import { DTYPE_BYTES } from '../backend/backend.js';
 import { DTypeError, ShapeError, fmtShape } from '../errors.js';
+import { uninitF32 } from './alloc.js';
 import { contiguousStrides, isContiguous, numel } from './shape.js';
 import { type GradNode, type BackwardOptions, runBackward } from './autograd.js';
 import * as ew from './ops/elementwise.js';
@@ -81,7 +82,7 @@ export class Tensor {
     if (this.isContiguous) {
       return this.offset === 0 && this.storage.length === n ? this.storage : this.storage.subarray(this.offset, this.offset + n);
     }
-    const out = backend().alloc(this.dtype, n);
+    const out = this.dtype === 'f32' ? uninitF32(n) : backend().alloc(this.dtype, n);
     backend().stridedCopy(this.storage.subarray(this.offset), this.shape, this.strides, out);
     return out;
   }

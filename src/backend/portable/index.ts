@@ -4,8 +4,9 @@
  * not build. Single-threaded; floats are evaluated in float64 and rounded to float32 on store.
  */
 import type {
-  AdamWArgs, Backend, BinaryOp, DType, MatmulArgs, ReduceOp, SGDArgs, Storage, UnaryOp,
+  AdamWArgs, AttentionShape, Backend, BinaryOp, DType, MatmulArgs, ReduceOp, SGDArgs, Storage, UnaryOp,
 } from '../backend.js';
+import { attention, attentionBackward } from './attention.js';
 import { cast } from './cast.js';
 import { affine, axpby, unary, unaryBackward } from './elementwise.js';
 import { matmul } from './matmul.js';
@@ -131,5 +132,14 @@ export class PortableBackend implements Backend {
   }
   sgd(args: SGDArgs): void {
     sgd(args);
+  }
+
+  attention(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null,
+    out: Float32Array, probs: Float32Array): void {
+    attention(s, q, k, v, keyMask, out, probs);
+  }
+  attentionBackward(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, probs: Float32Array,
+    dout: Float32Array, doutStrides: [number, number, number], dq: Float32Array, dk: Float32Array, dv: Float32Array): void {
+    attentionBackward(s, q, k, v, probs, dout, doutStrides, dq, dk, dv);
   }
 }

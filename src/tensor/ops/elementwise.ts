@@ -2,6 +2,7 @@
 import { backend } from '../../backend/index.js';
 import type { BinaryOp, DType, UnaryOp } from '../../backend/backend.js';
 import { DTypeError } from '../../errors.js';
+import { uninitF32 } from '../alloc.js';
 import { Tensor, type TensorLike } from '../tensor.js';
 import { record } from '../autograd.js';
 import { broadcastShapes, broadcastStrides, contiguousStrides, numel, sameShape } from '../shape.js';
@@ -24,7 +25,7 @@ export function f32Operand(t: Tensor): { buf: Float32Array; strides: number[] } 
 }
 
 function out32(shape: number[]): { buf: Float32Array; t: Tensor } {
-  const buf = new Float32Array(numel(shape));
+  const buf = uninitF32(numel(shape));
   return { buf, t: new Tensor(buf, 'f32', shape) };
 }
 
@@ -34,7 +35,7 @@ export function unary(op: UnaryOp, x: Tensor): Tensor {
   const { buf, t: y } = out32([...x.shape]);
   backend().unary(op, xd, buf);
   return record(op, [x], y, (gy) => {
-    const dx = new Float32Array(xd.length);
+    const dx = uninitF32(xd.length);
     backend().unaryBackward(op, xd, buf, gy.f32(), dx);
     return [new Tensor(dx, 'f32', [...x.shape])];
   });

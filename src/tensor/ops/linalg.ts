@@ -4,6 +4,7 @@
  */
 import { backend } from '../../backend/index.js';
 import { DTypeError, ShapeError, fmtShape } from '../../errors.js';
+import { uninitF32 } from '../alloc.js';
 import { Tensor } from '../tensor.js';
 import { record } from '../autograd.js';
 import { broadcastShapes, numel } from '../shape.js';
@@ -136,14 +137,14 @@ export function matmul(a: Tensor, b: Tensor, alpha = 1): Tensor {
   const A = fullA ? a : contiguous(a.expand([...batchShape, M, K]));
   const B = fullB ? b : contiguous(b.expand([...batchShape, K, N]));
   const oa = prepare(A, batch, compute), ob = prepare(B, batch, compute);
-  const out = gemm(oa, ob, batch, new Float32Array(batch * M * N), alpha);
+  const out = gemm(oa, ob, batch, uninitF32(batch * M * N), alpha);
   const y = new Tensor(out, 'f32', [...batchShape, M, N]);
   return record('matmul', [a, b], y, (gy) => {
     const g = gradOperand(gy, batch, compute);
     let ga: Tensor | null = null, gb: Tensor | null = null;
     if (a.requiresGrad) {
       // dA = alpha * dY @ B^T
-      const d = gemm(g, transposed(ob), batch, new Float32Array(batch * M * K), alpha);
+      const d = gemm(g, transposed(ob), batch, uninitF32(batch * M * K), alpha);
       ga = sumTo(new Tensor(d, 'f32', [...batchShape, M, K]), a.shape);
     }
     if (b.requiresGrad) {
@@ -154,10 +155,10 @@ export function matmul(a: Tensor, b: Tensor, alpha = 1): Tensor {
         const sa = dense(oa, () => A.expand([...batchShape, M, K]));
         const sg = dense(g, () => gy);
         const d = gemm(transposed({ ...sa, rows: batch * M, batchStride: 0 }), { ...sg, rows: batch * M, batchStride: 0 }, 1,
-          new Float32Array(K * N), alpha);
+          uninitF32(K * N), alpha);
         gb = reshape(new Tensor(d, 'f32', [K, N]), [...b.shape]);
       } else {
-        const d = gemm(transposed(oa), g, batch, new Float32Array(batch * K * N), alpha);
+        const d = gemm(transposed(oa), g, batch, uninitF32(batch * K * N), alpha);
         gb = sumTo(new Tensor(d, 'f32', [...batchShape, K, N]), b.shape);
       }
     }
@@ -185,15 +186,15 @@ export function linear(x: Tensor, W: Tensor, b: Tensor | null): Tensor {
   const x2 = x.ndim === 2 ? x : reshape(x, [rows, nIn]);
   const ox = prepare(x2, 1, compute);
   const ow = prepare(W, 1, compute);
-  const out = new Float32Array(rows * nOut);
+  const out = uninitF32(rows * nOut);
   if (b) backend().stridedCopy(b.f32(), [rows, nOut], [0, 1], out);
   gemm(ox, transposed(ow), 1, out, 1, b ? 1 : 0);
   const y = new Tensor(out, 'f32', [...x.shape.slice(0, -1), nOut]);
   const inputs = b ? [x, W, b] : [x, W];
   return record('linear', inputs, y, (gy) => {
     const g = gradOperand(reshape(gy, [rows, nOut]), 1, compute);
-    const gx = x.requiresGrad ? new Tensor(gemm(g, ow, 1, new Float32Array(rows * nIn)), 'f32', [...x.shape]) : null;
-    const gw = W.requiresGrad ? new Tensor(gemm(transposed(g), ox, 1, new Float32Array(nOut * nIn)), 'f32', [nOut, nIn]) : null;
+    const gx = x.requiresGrad ? new Tensor(gemm(g, ow, 1, uninitF32(rows * nIn)), 'f32', [...x.shape]) : null;
+    const gw = W.requiresGrad ? new Tensor(gemm(transposed(g), ox, 1, uninitF32(nOut * nIn)), 'f32', [nOut, nIn]) : null;
     let gb: Tensor | null = null;
     if (b && b.requiresGrad) {
       const s = new Float32Array(nOut);

@@ -4,11 +4,12 @@
  */
 import { backend } from '../../backend/index.js';
 import { DTypeError, IndexError, ShapeError, fmtShape } from '../../errors.js';
+import { uninitF32 } from '../alloc.js';
 import { Tensor } from '../tensor.js';
 import { record } from '../autograd.js';
 import { normAxis, numel } from '../shape.js';
 import { where, toTensor, binaryRaw } from './elementwise.js';
-import { contiguous, permute, reshape, transpose } from './movement.js';
+import { contiguous, permute, reshape, slice, transpose } from './movement.js';
 import { matmul } from './linalg.js';
 import { sum } from './reduce.js';
 
@@ -28,11 +29,11 @@ function softmaxImpl(x: Tensor, axis: number, log: boolean): Tensor {
     const cols = xl.shape[xl.ndim - 1];
     const rows = cols === 0 ? 0 : xl.size / cols;
     const xd = xl.f32();
-    const out = new Float32Array(xd.length);
+    const out = uninitF32(xd.length);
     backend().softmax(xd, rows, cols, out, log);
     const y = new Tensor(out, 'f32', [...xl.shape]);
     return record(op, [xl], y, (gy) => {
-      const dx = new Float32Array(out.length);
+      const dx = uninitF32(out.length);
       backend().softmaxBackward(out, gy.f32(), rows, cols, dx, log);
       return [new Tensor(dx, 'f32', [...xl.shape])];
     });
@@ -54,12 +55,12 @@ export function layerNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, 
   checkVector(beta, D, 'layerNorm', 'bias');
   const rows = x.size / D;
   const xd = x.f32();
-  const out = new Float32Array(xd.length), mean = new Float32Array(rows), rstd = new Float32Array(rows);
+  const out = uninitF32(xd.length), mean = new Float32Array(rows), rstd = new Float32Array(rows);
   const g = gamma ? gamma.f32() : null;
   backend().layerNorm(xd, g, beta ? beta.f32() : null, rows, D, eps, out, mean, rstd);
   const inputs = [x, ...(gamma ? [gamma] : []), ...(beta ? [beta] : [])];
   return record('layerNorm', inputs, new Tensor(out, 'f32', [...x.shape]), (gy) => {
-    const dx = new Float32Array(xd.length);
+    const dx = uninitF32(xd.length);
     const dg = gamma ? new Float32Array(D) : null, db = beta ? new Float32Array(D) : null;
     backend().layerNormBackward(gy.f32(), xd, g, mean, rstd, rows, D, dx, dg, db);
     const grads: (Tensor | null)[] = [new Tensor(dx, 'f32', [...x.shape])];
@@ -102,7 +103,7 @@ export function embedding(ids: Tensor, table: Tensor): Tensor {
   const [V, D] = table.shape;
   const idx = ids.i32('embedding');
   checkIndices(idx, V, 'embedding', 'ids');
-  const out = new Float32Array(idx.length * D);
+  const out = uninitF32(idx.length * D);
   backend().gather(table.f32(), idx, D, out);
   return record('embedding', [table], new Tensor(out, 'f32', [...ids.shape, D]), (gy) => {
     const dt = new Float32Array(V * D);
@@ -115,7 +116,7 @@ export function embedding(ids: Tensor, table: Tensor): Tensor {
 export function dropout(x: Tensor, p: number, seed: number): Tensor {
   if (!(p >= 0 && p < 1)) throw new ShapeError(`Argument 'p' passed to 'dropout' is ${p}; expected a probability in [0, 1)`);
   if (p === 0) return x;
-  const mask = new Float32Array(x.size);
+  const mask = uninitF32(x.size);
   backend().dropoutMask(seed >>> 0, p, mask);
   const m = new Tensor(mask, 'f32', [...x.shape]);
   return record('dropout', [x], binaryRaw('mul', x, m), (gy) => [binaryRaw('mul', gy, m)]);
@@ -144,7 +145,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   if (targets.dtype !== 'i32') throw new DTypeError(`Argument 'targets' passed to 'crossEntropy' has dtype ${targets.dtype}; expected i32 class indices`);
   const t = targets.i32('crossEntropy');
   checkIndices(t, C, 'crossEntropy', 'targets', ignoreIndex);
-  const loss = new Float32Array(rows), logp = new Float32Array(rows * C);
+  const loss = new Float32Array(rows), logp = uninitF32(rows * C);
   backend().crossEntropy(logits.f32(), t, rows, C, ignoreIndex, labelSmoothing, loss, logp);
   let count = 0;
   for (let i = 0; i < rows; i++) if (t[i] !== ignoreIndex) count++;
@@ -163,7 +164,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
     let dl: Float32Array;
     if (reduction === 'none') dl = gy.f32();
     else dl = new Float32Array(rows).fill(gy.item() * scale);
-    const dx = new Float32Array(rows * C);
+    const dx = uninitF32(rows * C);
     backend().crossEntropyBackward(logp, t, rows, C, ignoreIndex, labelSmoothing, dl, dx);
     return [new Tensor(dx, 'f32', [...logits.shape])];
   });
@@ -191,23 +192,141 @@ export function causalMask(Tq: number, Tk: number): Tensor {
 
 export interface AttentionOptions {
   causal?: boolean;
-  /** Broadcastable to (B, H, Tq, Tk): 1 where attention is NOT allowed (padding), 0 elsewhere. */
+  /**
+   * 1 where attention is NOT allowed (padding), 0 elsewhere. A key mask of shape (B, Tk) or (B, 1, 1, Tk) runs
+   * in the fused kernel; any other shape broadcastable to (B, H, Tq, Tk) runs the composed form.
+   */
   mask?: Tensor | null;
   /** Defaults to 1/sqrt(head size). */
   scale?: number;
 }
 
-/** softmax(q k^T * scale + masks) v for q (B, H, Tq, hs), k and v (B, H, Tk, hs). */
+type Strides3 = [number, number, number];
+
+/** A (B, H, T, D) view as the kernel reads it: buffer from the view's offset and (b, h, t) strides. */
+function attnView(t: Tensor): { t: Tensor; buf: Float32Array; st: Strides3 } {
+  let v = t.dtype === 'f32' ? t : t.to('f32');
+  if (v.strides[3] !== 1 && v.shape[3] !== 1) v = contiguous(v);
+  const buf = (v.offset ? (v.storage as Float32Array).subarray(v.offset) : v.storage) as Float32Array;
+  return { t: v, buf, st: [v.strides[0], v.strides[1], v.strides[2]] };
+}
+
+/** The key mask (B, Tk) of a (B, Tk) or (B, 1, 1, Tk) mask tensor, else null (not a key mask). */
+function keyMaskOf(mask: Tensor | null | undefined, B: number, Tk: number): Float32Array | null | undefined {
+  if (!mask) return null;
+  const s = mask.shape;
+  const isKey = (s.length === 2 && s[0] === B && s[1] === Tk) || (s.length === 4 && s[0] === B && s[1] === 1 && s[2] === 1 && s[3] === Tk);
+  return isKey ? mask.f32() : undefined;
+}
+
+/**
+ * The fused kernel over q (B, H, Tq, D), k (B, Hkv, Tk, D), v (B, Hkv, Tk, Dv) views. The output is laid out
+ * (B, Tq, H, Dv) and returned as a (B, H, Tq, Dv) view, so merging heads afterwards is free. Gradients come back
+ * in (B, T, H, D) layouts as (B, H, T, D) views, or, with `fusedGrad`, written into one buffer shaped like the
+ * tensor that q, k and v are views of (a fused qkv projection).
+ */
+function attentionKernel(q: Tensor, k: Tensor, v: Tensor, keyMask: Float32Array | null, causal: boolean, scale: number,
+  fused: { base: Tensor; record: (y: Tensor, bw: (gy: Tensor) => Tensor) => Tensor } | null): Tensor {
+  const [B, H, Tq, D] = q.shape;
+  const [, Hkv, Tk] = k.shape;
+  const Dv = v.shape[3];
+  const Q = attnView(q), K = attnView(k), V = attnView(v);
+  const out = uninitF32(B * Tq * H * Dv);
+  const probs = uninitF32(B * H * Tq * Tk);
+  const shape = { B, H, Hkv, Tq, Tk, D, Dv, qStrides: Q.st, kStrides: K.st, vStrides: V.st, outStrides: [Tq * H * Dv, Dv, H * Dv] as Strides3, scale, causal };
+  backend().attention(shape, Q.buf, K.buf, V.buf, keyMask, out, probs);
+  const y = new Tensor(out, 'f32', [B, H, Tq, Dv], [Tq * H * Dv, Dv, H * Dv, 1]);
+  const grads = (gy: Tensor, dq: Float32Array, dk: Float32Array, dv: Float32Array) => {
+    const G = attnView(gy);
+    backend().attentionBackward(shape, Q.buf, K.buf, V.buf, probs, G.buf, G.st, dq, dk, dv);
+  };
+  if (fused) {
+    // q, k, v are views of `base` (contiguous): write all three gradients into one buffer shaped like it.
+    const base = fused.base;
+    return fused.record(y, (gy) => {
+      const d = new Float32Array(base.size);
+      grads(gy, d.subarray(q.offset - base.offset), d.subarray(k.offset - base.offset), d.subarray(v.offset - base.offset));
+      return new Tensor(d, 'f32', [...base.shape]);
+    });
+  }
+  return record('attention', [q, k, v], y, (gy) => {
+    // (B, T, H, D) layouts, returned as (B, H, T, D) views
+    const dq = uninitF32(B * Tq * H * D), dk = uninitF32(B * Tk * Hkv * D), dv = uninitF32(B * Tk * Hkv * Dv);
+    const lay = (buf: Float32Array, T: number, Hh: number, Dd: number) => new Tensor(buf, 'f32', [B, Hh, T, Dd], [T * Hh * Dd, Dd, Hh * Dd, 1]);
+    const sq = { ...shape, qStrides: [Tq * H * D, D, H * D] as Strides3, kStrides: [Tk * Hkv * D, D, Hkv * D] as Strides3, vStrides: [Tk * Hkv * Dv, Dv, Hkv * Dv] as Strides3 };
+    // The kernel addresses dq/dk/dv with the strides of q/k/v: give it dense copies of q, k, v in the same layouts.
+    const relay = (t: Tensor, T: number, Hh: number, Dd: number): Float32Array => {
+      const want = [T * Hh * Dd, Dd, Hh * Dd];
+      if (t.strides[3] === 1 && want.every((w, i) => w === t.strides[i] || t.shape[i] === 1)) {
+        return (t.offset ? (t.storage as Float32Array).subarray(t.offset) : t.storage) as Float32Array;
+      }
+      const buf = uninitF32(B * T * Hh * Dd);
+      backend().stridedCopy(t.storage.subarray(t.offset), [...t.shape], [...t.strides], buf, [T * Hh * Dd, Dd, Hh * Dd, 1]);
+      return buf;
+    };
+    const G = attnView(gy);
+    backend().attentionBackward(sq, relay(Q.t, Tq, H, D), relay(K.t, Tk, Hkv, D), relay(V.t, Tk, Hkv, Dv), probs, G.buf, G.st, dq, dk, dv);
+    return [lay(dq, Tq, H, D), lay(dk, Tk, Hkv, D), lay(dv, Tk, Hkv, Dv)];
+  });
+}
+
+/**
+ * softmax(q k^T * scale + masks) v for q (B, H, Tq, hs), k and v (B, Hkv, Tk, hs) (Hkv divides H: grouped-query
+ * attention). Causal and key-padding masks run in one fused kernel; other masks in the composed form.
+ */
 export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
-  if (q.ndim !== 4 || k.ndim !== 4 || v.ndim !== 4 || q.shape[3] !== k.shape[3] || k.shape[2] !== v.shape[2]) {
-    throw new ShapeError(`'scaledDotProductAttention' needs q (B,H,Tq,hs), k (B,H,Tk,hs), v (B,H,Tk,hv); got ${fmtShape(q.shape)}, ${fmtShape(k.shape)}, ${fmtShape(v.shape)}`);
+  if (q.ndim !== 4 || k.ndim !== 4 || v.ndim !== 4 || q.shape[3] !== k.shape[3] || k.shape[2] !== v.shape[2] ||
+    q.shape[0] !== k.shape[0] || k.shape[1] !== v.shape[1] || q.shape[1] % k.shape[1] !== 0) {
+    throw new ShapeError(`'scaledDotProductAttention' needs q (B,H,Tq,hs), k (B,Hkv,Tk,hs), v (B,Hkv,Tk,hv) with Hkv dividing H; got ${fmtShape(q.shape)}, ${fmtShape(k.shape)}, ${fmtShape(v.shape)}`);
   }
   const hs = q.shape[3], Tq = q.shape[2], Tk = k.shape[2];
   const scale = opts.scale ?? 1 / Math.sqrt(hs);
+  const km = keyMaskOf(opts.mask, q.shape[0], Tk);
+  if (km !== undefined) return attentionKernel(q, k, v, km, !!opts.causal, scale, null);
+  return composedAttention(q, k, v, opts.causal ?? false, opts.mask ?? null, scale, Tq, Tk);
+}
+
+/** The composed form (reference for the fused kernel; used for general masks). */
+export function composedAttention(q: Tensor, k: Tensor, v: Tensor, causal: boolean, mask: Tensor | null, scale: number, Tq: number, Tk: number): Tensor {
+  const groups = q.shape[1] / k.shape[1];
+  if (groups > 1) {
+    // repeat each kv head for its group of query heads: (B, Hkv, T, d) -> (B, H, T, d)
+    const rep = (t: Tensor) => reshape(contiguous(t.unsqueeze(2).expand([t.shape[0], t.shape[1], groups, t.shape[2], t.shape[3]])),
+      [t.shape[0], t.shape[1] * groups, t.shape[2], t.shape[3]]);
+    k = rep(k);
+    v = rep(v);
+  }
   let att = matmul(q, transpose(k, -2, -1), scale); // (B, H, Tq, Tk)
-  if (opts.causal) att = maskedFill(att, causalMask(Tq, Tk), -Infinity);
-  if (opts.mask) att = maskedFill(att, opts.mask, -Infinity);
+  if (causal) att = maskedFill(att, causalMask(Tq, Tk), -Infinity);
+  if (mask) att = maskedFill(att, mask, -Infinity);
   return matmul(softmax(att, -1), v); // (B, H, Tq, hv)
+}
+
+/**
+ * Self-attention on a fused projection qkv (B, T, 3C) (GPT-2's c_attn layout: q, k, v blocks of C, heads inside
+ * each): returns (B, T, C) with heads merged. Reads q, k, v in place and writes d(qkv) directly.
+ */
+export function fusedQKVAttention(qkv: Tensor, heads: number, opts: AttentionOptions = {}): Tensor {
+  const [B, T, C3] = qkv.shape;
+  if (qkv.ndim !== 3 || C3 % 3 !== 0 || (C3 / 3) % heads !== 0) {
+    throw new ShapeError(`Argument 'qkv' passed to 'fusedQKVAttention' has shape ${fmtShape(qkv.shape)}; expected (B, T, 3C) with C divisible by heads=${heads}`);
+  }
+  const C = C3 / 3, hs = C / heads;
+  const km = keyMaskOf(opts.mask, B, T);
+  const base = contiguous(qkv);
+  const view = new Tensor(base.storage, 'f32', [B, T, 3, heads, hs], [T * C3, C3, C, hs, 1], base.offset).permute([2, 0, 3, 1, 4]); // (3, B, nh, T, hs)
+  if (km === undefined) {
+    const parts = [0, 1, 2].map((i) => slice(base, 2, i * C, (i + 1) * C).reshape([B, T, heads, hs]).transpose(1, 2));
+    const o = composedAttention(parts[0], parts[1], parts[2], !!opts.causal, opts.mask ?? null, opts.scale ?? 1 / Math.sqrt(hs), T, T);
+    return reshape(o.transpose(1, 2), [B, T, C]);
+  }
+  const pick = (i: number) => new Tensor(base.storage, 'f32', view.shape.slice(1), view.strides.slice(1), base.offset + i * C);
+  const y = attentionKernel(pick(0), pick(1), pick(2), km, !!opts.causal, opts.scale ?? 1 / Math.sqrt(hs), {
+    base,
+    record: (out, bw) => record('fusedQKVAttention', [base], out, (gy) => [bw(gy)]),
+  });
+  // (B, H, T, hs) view over a (B, T, H, hs) buffer: merging heads is a free reshape
+  return reshape(transpose(y, 1, 2), [B, T, C]);
 }
 
 /**

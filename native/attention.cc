@@ -1,0 +1,214 @@
+// Fused scaled-dot-product attention, forward and backward, over strided q/k/v/out views.
+//
+// Each (batch, head) is one independent problem: S = scale * Q K^T (Tq x Tk), P = softmax(S + masks), O = P V.
+// q, k, v and out are addressed through (batch, head, position) strides with a contiguous feature dim, so a
+// fused qkv projection (B, T, 3, H, hs) or a (B, T, H, hs) projection is read in place: no head-split copies.
+// The loop runs over (batch, kv-head) pairs in parallel (grouped-query heads that share a kv head run in the same
+// iteration, so dK/dV accumulate without races), with single-threaded sgemm inside (OpenBLAS runs serially when
+// called from an OpenMP parallel region). P is kept (B, H, Tq, Tk) for the backward pass.
+// Masking: causal (query i, the (Tk-Tq+i)-th position, sees keys j <= Tk-Tq+i) and a (B, Tk) key mask, 1 = masked.
+// A query row whose keys are all masked gets P = 0 (output 0) rather than NaN.
+#include <cblas.h>
+#include <cstring>
+#include <limits>
+#include <vector>
+#include "args.h"
+
+namespace ag {
+namespace {
+
+struct Shape {
+  int64_t B, H, Hkv, Tq, Tk, D, Dv;
+  int64_t qs[3], ks[3], vs[3], os[3];
+  float scale;
+  bool causal;
+  const float* keymask;
+};
+
+// Masked softmax of one row of S in place; returns false when every key is masked (row set to 0).
+inline void softmax_row(float* s, int64_t n, int64_t visible, const float* km) {
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int64_t j = 0; j < visible; j++) {
+    if (km && km[j] != 0.f) continue;
+    if (s[j] > mx) mx = s[j];
+  }
+  if (mx == -std::numeric_limits<float>::infinity()) {
+    std::memset(s, 0, n * sizeof(float));
+    return;
+  }
+  double sum = 0;
+  for (int64_t j = 0; j < visible; j++) {
+    if (km && km[j] != 0.f) { s[j] = 0.f; continue; }
+    const float e = std::exp(s[j] - mx);
+    s[j] = e;
+    sum += e;
+  }
+  for (int64_t j = visible; j < n; j++) s[j] = 0.f;
+  const float inv = (float)(1.0 / sum);
+  for (int64_t j = 0; j < visible; j++) s[j] *= inv;
+}
+
+void forward(const Shape& p, const float* q, const float* k, const float* v, float* out, float* probs) {
+  const int64_t groups = p.H / p.Hkv;
+  const int64_t pairs = p.B * p.Hkv;
+  const bool parallel = pairs > 1 && p.Tq * p.Tk * (p.D + p.Dv) * p.B * p.H > (1 << 16);
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
+  for (int64_t bk = 0; bk < pairs; bk++) {
+    const int64_t b = bk / p.Hkv, hk = bk % p.Hkv;
+    const float* K = k + b * p.ks[0] + hk * p.ks[1];
+    const float* V = v + b * p.vs[0] + hk * p.vs[1];
+    const float* km = p.keymask ? p.keymask + b * p.Tk : nullptr;
+    for (int64_t g = 0; g < groups; g++) {
+      const int64_t h = hk * groups + g;
+      const float* Q = q + b * p.qs[0] + h * p.qs[1];
+      float* P = probs + (b * p.H + h) * p.Tq * p.Tk;
+      float* O = out + b * p.os[0] + h * p.os[1];
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)p.Tq, (int)p.Tk, (int)p.D, p.scale, Q, (int)p.qs[2], K,
+                  (int)p.ks[2], 0.f, P, (int)p.Tk);
+      for (int64_t i = 0; i < p.Tq; i++) {
+        const int64_t visible = p.causal ? std::min(p.Tk, p.Tk - p.Tq + i + 1) : p.Tk;
+        softmax_row(P + i * p.Tk, p.Tk, std::max<int64_t>(visible, 0), km);
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)p.Tq, (int)p.Dv, (int)p.Tk, 1.f, P, (int)p.Tk, V,
+                  (int)p.vs[2], 0.f, O, (int)p.os[2]);
+    }
+  }
+}
+
+// dq, dk, dv use the strides of q, k, v. dk/dv are overwritten (zeroed, then accumulated over the group).
+void backward(const Shape& p, const float* q, const float* k, const float* v, const float* probs, const float* dout,
+              const int64_t* dos, float* dq, float* dk, float* dv) {
+  const int64_t groups = p.H / p.Hkv;
+  const int64_t pairs = p.B * p.Hkv;
+  const bool parallel = pairs > 1 && p.Tq * p.Tk * (p.D + p.Dv) * p.B * p.H > (1 << 16);
+#pragma omp parallel if (parallel)
+  {
+    std::vector<float> dS((size_t)(p.Tq * p.Tk));
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t bk = 0; bk < pairs; bk++) {
+      const int64_t b = bk / p.Hkv, hk = bk % p.Hkv;
+      const float* K = k + b * p.ks[0] + hk * p.ks[1];
+      const float* V = v + b * p.vs[0] + hk * p.vs[1];
+      float* dK = dk + b * p.ks[0] + hk * p.ks[1];
+      float* dV = dv + b * p.vs[0] + hk * p.vs[1];
+      for (int64_t g = 0; g < groups; g++) {
+        const int64_t h = hk * groups + g;
+        const float* Q = q + b * p.qs[0] + h * p.qs[1];
+        const float* P = probs + (b * p.H + h) * p.Tq * p.Tk;
+        const float* dO = dout + b * dos[0] + h * dos[1];
+        float* dQ = dq + b * p.qs[0] + h * p.qs[1];
+        const float beta = g == 0 ? 0.f : 1.f;
+        // dV (+)= P^T dO
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)p.Tk, (int)p.Dv, (int)p.Tq, 1.f, P, (int)p.Tk, dO,
+                    (int)dos[2], beta, dV, (int)p.vs[2]);
+        // dP = dO V^T, then dS = P * (dP - rowsum(dP * P)) * scale
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)p.Tq, (int)p.Tk, (int)p.Dv, 1.f, dO, (int)dos[2], V,
+                    (int)p.vs[2], 0.f, dS.data(), (int)p.Tk);
+        for (int64_t i = 0; i < p.Tq; i++) {
+          float* r = dS.data() + i * p.Tk;
+          const float* pr = P + i * p.Tk;
+          double dot = 0;
+          for (int64_t j = 0; j < p.Tk; j++) dot += (double)r[j] * pr[j];
+          const float d = (float)dot;
+          for (int64_t j = 0; j < p.Tk; j++) r[j] = pr[j] * (r[j] - d) * p.scale;
+        }
+        // dQ = dS K ; dK (+)= dS^T Q
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)p.Tq, (int)p.D, (int)p.Tk, 1.f, dS.data(), (int)p.Tk, K,
+                    (int)p.ks[2], 0.f, dQ, (int)p.qs[2]);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)p.Tk, (int)p.D, (int)p.Tq, 1.f, dS.data(), (int)p.Tk, Q,
+                    (int)p.qs[2], beta, dK, (int)p.ks[2]);
+      }
+    }
+  }
+}
+
+// Reads the shape object {B, H, Hkv, Tq, Tk, D, Dv, qStrides, kStrides, vStrides, outStrides, scale, causal}.
+Shape read_shape(const Args& a, size_t i) {
+  if (!a.info[i].IsObject()) a.type_err(i, "an attention shape object");
+  Napi::Object o = a.info[i].As<Napi::Object>();
+  auto num = [&](const char* key) -> double {
+    Napi::Value v = o.Get(key);
+    if (!v.IsNumber()) a.need(false, std::string("shape.") + key + " must be a number");
+    return v.As<Napi::Number>().DoubleValue();
+  };
+  auto strides = [&](const char* key, int64_t* out) {
+    Napi::Value v = o.Get(key);
+    if (!v.IsArray() || v.As<Napi::Array>().Length() != 3) a.need(false, std::string("shape.") + key + " must be 3 strides");
+    Napi::Array arr = v.As<Napi::Array>();
+    for (uint32_t j = 0; j < 3; j++) {
+      Napi::Value e = arr[j];
+      if (!e.IsNumber()) a.need(false, std::string("shape.") + key + " must hold numbers");
+      out[j] = (int64_t)e.As<Napi::Number>().DoubleValue();
+      if (out[j] < 0) a.need(false, std::string("shape.") + key + " must be non-negative");
+    }
+  };
+  Shape s{};
+  s.B = (int64_t)num("B"); s.H = (int64_t)num("H"); s.Hkv = (int64_t)num("Hkv");
+  s.Tq = (int64_t)num("Tq"); s.Tk = (int64_t)num("Tk"); s.D = (int64_t)num("D"); s.Dv = (int64_t)num("Dv");
+  strides("qStrides", s.qs); strides("kStrides", s.ks); strides("vStrides", s.vs); strides("outStrides", s.os);
+  s.scale = (float)num("scale");
+  Napi::Value c = o.Get("causal");
+  s.causal = c.IsBoolean() && c.As<Napi::Boolean>().Value();
+  a.need(s.B > 0 && s.H > 0 && s.Hkv > 0 && s.Tq > 0 && s.Tk > 0 && s.D > 0 && s.Dv > 0, "every size must be positive");
+  a.need(s.H % s.Hkv == 0, "H must be a multiple of Hkv");
+  return s;
+}
+
+// The furthest element a (b, h, t, feature) view reaches, + 1.
+int64_t extent(const int64_t* st, int64_t B, int64_t H, int64_t T, int64_t D) {
+  return (B - 1) * st[0] + (H - 1) * st[1] + (T - 1) * st[2] + D;
+}
+
+}  // namespace
+
+// attention(shape, q, k, v, keyMask|null, out, probs)
+KERNEL(JsAttention) {
+  Args a(info, "attention", 7);
+  Shape s = read_shape(a, 0);
+  size_t nq, nk, nv, nm, no, np;
+  const float* q = a.f32(1, &nq);
+  const float* k = a.f32(2, &nk);
+  const float* v = a.f32(3, &nv);
+  s.keymask = a.f32(4, &nm, true);
+  float* out = a.f32(5, &no);
+  float* probs = a.f32(6, &np);
+  a.need(extent(s.qs, s.B, s.H, s.Tq, s.D) <= (int64_t)nq, "q is smaller than its strides reach");
+  a.need(extent(s.ks, s.B, s.Hkv, s.Tk, s.D) <= (int64_t)nk, "k is smaller than its strides reach");
+  a.need(extent(s.vs, s.B, s.Hkv, s.Tk, s.Dv) <= (int64_t)nv, "v is smaller than its strides reach");
+  a.need(extent(s.os, s.B, s.H, s.Tq, s.Dv) <= (int64_t)no, "out is smaller than its strides reach");
+  a.need((int64_t)np >= s.B * s.H * s.Tq * s.Tk, "probs must hold B*H*Tq*Tk elements");
+  a.need(!s.keymask || (int64_t)nm >= s.B * s.Tk, "keyMask must hold B*Tk elements");
+  forward(s, q, k, v, out, probs);
+  UNDEF;
+}
+
+// attentionBackward(shape, q, k, v, probs, dout, doutStrides, dq, dk, dv)
+KERNEL(JsAttentionBackward) {
+  Args a(info, "attentionBackward", 10);
+  Shape s = read_shape(a, 0);
+  size_t nq, nk, nv, np, nd, ndq, ndk, ndv;
+  const float* q = a.f32(1, &nq);
+  const float* k = a.f32(2, &nk);
+  const float* v = a.f32(3, &nv);
+  const float* probs = a.f32(4, &np);
+  const float* dout = a.f32(5, &nd);
+  auto dos = a.ints(6, true);
+  float* dq = a.f32(7, &ndq);
+  float* dk = a.f32(8, &ndk);
+  float* dv = a.f32(9, &ndv);
+  a.need(dos.size() == 3, "doutStrides must be 3 strides");
+  a.need(extent(s.qs, s.B, s.H, s.Tq, s.D) <= (int64_t)std::min(nq, ndq), "q/dq are smaller than their strides reach");
+  a.need(extent(s.ks, s.B, s.Hkv, s.Tk, s.D) <= (int64_t)std::min(nk, ndk), "k/dk are smaller than their strides reach");
+  a.need(extent(s.vs, s.B, s.Hkv, s.Tk, s.Dv) <= (int64_t)std::min(nv, ndv), "v/dv are smaller than their strides reach");
+  a.need(extent(dos.data(), s.B, s.H, s.Tq, s.Dv) <= (int64_t)nd, "dout is smaller than its strides reach");
+  a.need((int64_t)np >= s.B * s.H * s.Tq * s.Tk, "probs must hold B*H*Tq*Tk elements");
+  backward(s, q, k, v, probs, dout, dos.data(), dq, dk, dv);
+  UNDEF;
+}
+
+void register_attention(Napi::Env env, Napi::Object exports) {
+  exports.Set("attention", Napi::Function::New(env, JsAttention, "attention"));
+  exports.Set("attentionBackward", Napi::Function::New(env, JsAttentionBackward, "attentionBackward"));
+}
+
+}  // namespace ag

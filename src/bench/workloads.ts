@@ -12,6 +12,9 @@ import { Block } from '../nn/transformer.js';
 import { Linear } from '../nn/layers.js';
 import { manualSeed } from '../nn/init.js';
 import { SGD } from '../optim/sgd.js';
+import { noGrad } from '../tensor/autograd.js';
+import { GPT2LMHeadModel, parseGPT2Config } from '../models/gpt2/model.js';
+import { HFConfig } from '../models/hf/config.js';
 import { makeRecord, timed, type BenchRecord } from './measure.js';
 
 export interface WorkloadOptions {
@@ -72,7 +75,26 @@ function block(o: WorkloadOptions): BenchRecord[] {
   return [makeRecord('block', o.dtype, t, { tokens_per_s: Math.round((B * T) / t.med * 10) / 10, trainable_params: total, total_params: total })];
 }
 
-export const WORKLOADS: Record<string, Workload> = { gemm, block };
+/**
+ * GPT-2 small (12 layers, d 768, 12 heads, MLP 3072, vocab 50257, 1024 positions) on the gpt2 architecture of
+ * src/models/gpt2, seeded random init, inference only (noGrad): logits for every position of B8 T128.
+ * GELU in its erf form as the reference defines; the LM head (tied to wte) costs the same as its untied one.
+ */
+function gpt2Forward(o: WorkloadOptions): BenchRecord[] {
+  const B = 8, T = 128, V = 50257;
+  manualSeed(0);
+  const cfg = parseGPT2Config(new HFConfig({
+    model_type: 'gpt2', vocab_size: V, n_positions: 1024, n_embd: 768, n_layer: 12, n_head: 12, activation_function: 'gelu',
+  }, '<gpt2-forward>'));
+  const model = new GPT2LMHeadModel(cfg).eval();
+  const ids = randint([B, T], V, 1);
+  const compute = o.dtype === 'bf16' ? 'bf16' : 'f32';
+  const t = timed(() => noGrad(() => autocast(compute, () => model.forward(ids))), o.steps, o.warmup);
+  const total = model.parameters().reduce((a, p) => a + p.size, 0);
+  return [makeRecord('gpt2-forward', o.dtype, t, { tokens_per_s: Math.round((B * T) / t.med * 10) / 10, trainable_params: 0, total_params: total })];
+}
+
+export const WORKLOADS: Record<string, Workload> = { gemm, block, 'gpt2-forward': gpt2Forward };
 
 export function runWorkload(name: string, o: WorkloadOptions): BenchRecord[] {
   const w = WORKLOADS[name];

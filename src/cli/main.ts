@@ -7,6 +7,7 @@ import { AutoGLMError } from '../errors.js';
 import { registerBench } from './commands/bench.js';
 import { registerDemo } from './commands/demo.js';
 import { registerEmbed } from './commands/embed.js';
+import { registerGenerate } from './commands/generate.js';
 
 export function buildProgram(): Command {
   const program = new Command('autoglm')
@@ -16,6 +17,7 @@ export function buildProgram(): Command {
   registerDemo(program);
   registerBench(program);
   registerEmbed(program);
+  registerGenerate(program);
   return program;
 }
 

@@ -20,12 +20,23 @@ export abstract class Module {
     return t;
   }
 
-  /** Replaces a registered parameter (e.g. a frozen base weight moved to bf16 storage). */
-  protected replaceParam(name: string, t: Tensor): Tensor {
-    if (!this._params.has(name)) throw new Error(`no parameter '${name}' to replace`);
+  /**
+   * Replaces a registered parameter (e.g. a frozen base weight moved to bf16 storage); every own property
+   * that held the old tensor now holds the new one.
+   */
+  replaceParam(name: string, t: Tensor): Tensor {
+    const old = this._params.get(name);
+    if (!old) throw new Error(`no parameter '${name}' to replace`);
     t.name = name;
     this._params.set(name, t);
+    const self = this as unknown as Record<string, unknown>;
+    for (const k of Object.keys(self)) if (self[k] === old) self[k] = t;
     return t;
+  }
+
+  /** The parameter registered as `name` on this module (not its children). */
+  getParam(name: string): Tensor | undefined {
+    return this._params.get(name);
   }
 
   protected module<M extends Module>(name: string, m: M): M {
@@ -36,9 +47,23 @@ export abstract class Module {
 
   /** Replaces a child module (LoRA injection wraps a Linear in place). */
   setChild(name: string, m: Module): void {
-    if (!this._children.has(name)) throw new Error(`no child module '${name}'`);
+    const old = this._children.get(name);
+    if (!old) throw new Error(`no child module '${name}'`);
     this._children.set(name, m);
-    (this as unknown as Record<string, unknown>)[name] = m;
+    // Every own property that held the old child now holds the new one, whatever its JS name.
+    const self = this as unknown as Record<string, unknown>;
+    for (const k of Object.keys(self)) if (self[k] === old) self[k] = m;
+  }
+
+  /** The child registered as `name`, if any. */
+  getChild(name: string): Module | undefined {
+    return this._children.get(name);
+  }
+
+  /** Removes a parameter or child (adapter deletion). */
+  protected unregister(name: string): void {
+    this._params.delete(name);
+    this._children.delete(name);
   }
 
   *namedChildren(): Generator<[string, Module]> {
@@ -134,5 +159,28 @@ export class ModuleList<M extends Module = Module> extends Module {
   override setChild(name: string, m: Module): void {
     super.setChild(name, m);
     this.items[Number(name)] = m as M;
+  }
+}
+
+/** Modules by string key (adapters by name), registered under those keys. */
+export class ModuleDict<M extends Module = Module> extends Module {
+  private readonly items = new Map<string, M>();
+  set(key: string, m: M): void {
+    if (this.items.has(key)) throw new Error(`ModuleDict already holds '${key}'`);
+    this.items.set(key, m);
+    this.module(key, m);
+  }
+  get(key: string): M | undefined {
+    return this.items.get(key);
+  }
+  has(key: string): boolean {
+    return this.items.has(key);
+  }
+  delete(key: string): void {
+    this.items.delete(key);
+    this.unregister(key);
+  }
+  keys(): string[] {
+    return [...this.items.keys()];
   }
 }

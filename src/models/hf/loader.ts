@@ -12,7 +12,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { loadSafetensors } from '../safetensors.js';
 import { CheckpointError, ConfigError, fmtShape } from '../../errors.js';
-import type { Tensor } from '../../tensor/tensor.js';
+import { Tensor } from '../../tensor/tensor.js';
+import { numel } from '../../tensor/shape.js';
 import { HFConfig, taskOfArchitecture, type HFTask } from './config.js';
 import { familyOf, type HFFamily, type HFModel, type Pooling } from './family.js';
 import { isPlaceholder, setParameter, withDeferredInit } from './layers.js';
@@ -118,7 +119,8 @@ export function loadWeights(model: HFModel, family: HFFamily<unknown>, dir: stri
       if (t.dtype === 'i32' || t.dtype === 'i8') throw new CheckpointError(`'${file}': tensor '${ck}' has integer dtype ${t.dtype}; expected a float tensor of shape ${fmtShape(expected)}`);
       const v = family.toModel ? family.toModel(key, t) : t;
       if (v.ndim !== expected.length || v.shape.some((d, i) => d !== expected[i])) {
-        throw new CheckpointError(`'${file}': tensor '${ck}' has shape ${fmtShape(t.shape)}; the ${family.name} model that '${configFile}' describes expects ${fmtShape(family.toCheckpoint ? family.toCheckpoint(key, v.detach()).shape : expected)}`);
+        const want = family.toCheckpoint ? family.toCheckpoint(key, new Tensor(new Float32Array(numel(expected)), 'f32', expected)).shape : expected;
+        throw new CheckpointError(`'${file}': tensor '${ck}' has shape ${fmtShape(t.shape)}; the ${family.name} model that '${configFile}' describes expects ${fmtShape(want)}`);
       }
       setParameter(model, key, v);
       from.set(key, file);
@@ -146,7 +148,7 @@ function readOptionalJson(file: string): Record<string, unknown> | null {
   }
 }
 
-/** Loads a model from a local Hugging Face directory. */
+/** Loads a model from a local Hugging Face directory, in eval mode (as transformers' from_pretrained). */
 export function loadHFModelFromDir(dir: string, opts: LoadHFOptions = {}): HFModel & { loadReport: LoadReport } {
   if (opts.dtype !== undefined && opts.dtype !== 'f32' && opts.dtype !== 'keep') {
     throw new ConfigError(`option 'dtype' is '${String(opts.dtype)}'; expected 'f32' or 'keep'`);
@@ -161,6 +163,7 @@ export function loadHFModelFromDir(dir: string, opts: LoadHFOptions = {}): HFMod
     family: family.name, task, config: config.raw, tokenizer: HFTokenizer.fromDir(dir),
     generationConfig: readOptionalJson(path.join(dir, 'generation_config.json')), source: dir,
   };
+  model.eval(); // as from_pretrained: dropout off until a trainer calls train()
   return Object.assign(model, { loadReport });
 }
 

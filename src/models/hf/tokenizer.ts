@@ -72,7 +72,7 @@ export class HFTokenizer {
   /** Ids and segment ids (BERT pairs). */
   encodeWithTypes(text: string, opts: { addSpecialTokens?: boolean; pair?: string } = {}): { ids: number[]; typeIds: number[] } {
     const e = this.tok.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true, text_pair: opts.pair ?? null, return_token_type_ids: true });
-    return { ids: e.ids, typeIds: e.token_type_ids };
+    return { ids: e.ids, typeIds: e.token_type_ids ?? new Array<number>(e.ids.length).fill(0) };
   }
 
   decode(ids: number[], opts: { skipSpecialTokens?: boolean } = {}): string {

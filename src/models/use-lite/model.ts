@@ -1,6 +1,6 @@
 /**
  * Universal Sentence Encoder Lite, as read from the shipped TF.js graph (scope KonaTransformer, 2 layers,
- * ~6.9M parameters). B sentences, T tokens (T <= 128), pre-norm tensor2tensor layers ("n" before, "a" after):
+ * 6,975,744 parameters). B sentences, T tokens (T <= 128), pre-norm tensor2tensor layers ("n" before, "a" after):
  *
  *   inputs: SentencePiece ids as a sparse batch (indices (N, 2) = [sentence, position], values (N));
  *           positions >= 128 are dropped (ClipToMaxLength); densified with -1 as padding, mask = id >= 0

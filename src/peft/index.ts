@@ -1,0 +1,6 @@
+/** Parameter-efficient fine-tuning: LoRA and its variants (rsLoRA, DoRA, LoRA+), PEFT-compatible files. */
+export { loraConfig, loraConfigSchema, toPeftJson, fromPeftJson, type LoraConfig, type LoraConfigInput } from './lora/config.js';
+export { LoraLinear, LoraEmbedding, scalingOf, type AdapterSpec, type LoraLayer } from './lora/layer.js';
+export { LoraModel, layerIndex } from './lora/model.js';
+export { saveAdapter, loadAdapter, readAdapterConfig, adapterStateDict } from './lora/io.js';
+export { quantizeBase, Int8Linear, type BaseQuantization } from './quant.js';

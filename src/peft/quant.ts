@@ -1,0 +1,120 @@
+/**
+ * Low-precision frozen base weights (QLoRA's idea on this hardware): frozen Linear weights kept in bf16, or as
+ * int8 weight-only with one absmax scale per output channel, while LoRA adapters train in f32 on top. The int8
+ * layer dequantises on use in the forward pass and again in the backward pass (nothing f32 is kept between
+ * them), so the resident memory of the base is 1 byte per weight.
+ */
+import { Module } from '../nn/module.js';
+import { Linear } from '../nn/layers.js';
+import { Tensor } from '../tensor/tensor.js';
+import { backend } from '../backend/index.js';
+import { record, noGrad } from '../tensor/autograd.js';
+import { linear, matmul } from '../tensor/ops/linalg.js';
+import { ConfigError } from '../errors.js';
+
+export type BaseQuantization = 'bf16' | 'int8';
+
+/** Per-row absmax int8 quantisation of a (out, in) f32 weight. */
+export function quantizeInt8(w: Tensor): { q: Tensor; scales: Tensor } {
+  const [out, inF] = w.shape;
+  const d = w.f32();
+  const q = new Int8Array(out * inF), scales = new Float32Array(out);
+  for (let o = 0; o < out; o++) {
+    let mx = 0;
+    for (let i = 0; i < inF; i++) mx = Math.max(mx, Math.abs(d[o * inF + i]));
+    const s = mx > 0 ? mx / 127 : 1;
+    scales[o] = s;
+    for (let i = 0; i < inF; i++) q[o * inF + i] = Math.max(-127, Math.min(127, Math.round(d[o * inF + i] / s)));
+  }
+  return { q: new Tensor(q, 'i8', [out, inF]), scales: new Tensor(scales, 'f32', [out]) };
+}
+
+/** f32 (out, in) from int8 values and row scales (two backend kernels: cast, row-broadcast multiply). */
+export function dequantizeInt8(q: Tensor, scales: Tensor): Tensor {
+  const [out, inF] = q.shape;
+  const f = new Float32Array(out * inF);
+  backend().cast(q.dense(), 'i8', f, 'f32');
+  backend().binary('mul', f, [inF, 1], scales.f32(), [1, 0], [out, inF], f);
+  return new Tensor(f, 'f32', [out, inF]);
+}
+
+/** A frozen Linear with int8 weights (per-output-channel scales) and an f32 bias. */
+export class Int8Linear extends Module {
+  weight: Tensor;
+  scales: Tensor;
+  bias: Tensor | null;
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+
+  constructor(q: Tensor, scales: Tensor, bias: Tensor | null) {
+    super();
+    [this.outFeatures, this.inFeatures] = q.shape;
+    this.weight = this.param('weight', q, false);
+    this.scales = this.param('scales', scales, false);
+    this.bias = bias ? this.param('bias', bias, false) : null;
+  }
+
+  static fromLinear(l: Linear): Int8Linear {
+    const { q, scales } = quantizeInt8(l.weight.to('f32'));
+    return new Int8Linear(q, scales, l.bias);
+  }
+
+  denseWeight(): Tensor {
+    return dequantizeInt8(this.weight, this.scales);
+  }
+
+  /** Re-quantises an f32 weight into this layer; returns the max abs error introduced. */
+  storeWeight(w: Tensor): number {
+    const { q, scales } = quantizeInt8(w);
+    (this.weight.storage as Int8Array).set(q.storage as Int8Array);
+    (this.scales.storage as Float32Array).set(scales.storage as Float32Array);
+    const back = this.denseWeight().f32(), want = w.f32();
+    let err = 0;
+    for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(back[i] - want[i]));
+    return err;
+  }
+
+  forward(x: Tensor): Tensor {
+    const y = noGrad(() => linear(x, this.denseWeight(), null));
+    const out = this.bias ? noGrad(() => y.add(this.bias as Tensor)) : y;
+    const inputs = this.bias && this.bias.requiresGrad ? [x, this.bias] : [x];
+    return record('linearInt8', inputs, out, (gy) => {
+      // recompute the dense weight rather than keeping it from the forward pass
+      const gx = x.requiresGrad ? matmul(gy, this.denseWeight()) : null;
+      if (inputs.length === 1) return [gx];
+      const n = this.outFeatures;
+      const s = new Float32Array(n);
+      backend().reduce('sum', gy.f32(), 1, gy.size / n, n, s);
+      return [gx, new Tensor(s, 'f32', [n])];
+    });
+  }
+}
+
+/**
+ * Moves the frozen Linear weights of `model` to bf16 storage or int8 (weight-only). Layers under LoRA are
+ * converted in their `base_layer`; modules named in `skip` (a task head) and trainable weights stay f32.
+ */
+export function quantizeBase(model: Module, mode: BaseQuantization, opts: { skip?: string[] } = {}): { layers: number; bytesBefore: number; bytesAfter: number } {
+  if (mode !== 'bf16' && mode !== 'int8') throw new ConfigError(`base quantization must be 'bf16' or 'int8'; got '${mode as string}'`);
+  const skip = opts.skip ?? [];
+  const modules = new Map(model.namedModules());
+  let layers = 0, bytesBefore = 0, bytesAfter = 0;
+  for (const [path, m] of modules) {
+    if (!(m instanceof Linear) || path.includes('lora_')) continue;
+    if (skip.some((s) => path === s || path.endsWith(`.${s}`) || path.startsWith(`${s}.`) || path.includes(`.${s}.`))) continue;
+    if (m.weight.requiresGrad) continue; // trainable (full fine-tune or a head): keep f32 master weights
+    bytesBefore += m.weight.nbytes;
+    if (mode === 'bf16') {
+      if (m.weight.dtype !== 'bf16') m.replaceParam('weight', m.weight.to('bf16'));
+      bytesAfter += m.weight.nbytes;
+    } else {
+      const q = Int8Linear.fromLinear(m);
+      const dot = path.lastIndexOf('.');
+      const parent = modules.get(dot < 0 ? '' : path.slice(0, dot)) as Module;
+      parent.setChild(path.slice(dot + 1), q);
+      bytesAfter += q.weight.nbytes + q.scales.nbytes;
+    }
+    layers++;
+  }
+  return { layers, bytesBefore, bytesAfter };
+}

@@ -88,6 +88,7 @@ const CASES: Case[] = [
   { name: 'matmul vector', inputs: () => [rn([4], 52), rn([4, 3], 53)], fn: (a, b) => a.matmul(b) },
   { name: 'matmul size-1 dims', inputs: () => [rn([1, 1], 54), rn([1, 6], 55)], fn: (a, b) => a.matmul(b) },
   { name: 'linear with bias', inputs: () => [rn([2, 3, 5], 56), rn([4, 5], 57), rn([4], 58)], fn: (x, w, b) => T.linear(x, w, b) },
+  { name: 'addLinear', inputs: () => [rn([2, 3, 4], 66), rn([2, 3, 5], 67), rn([4, 5], 68)], fn: (y, x, w) => T.addLinear(y, x, w, 0.7) },
   { name: 'linear without bias', inputs: () => [rn([3, 5], 59), rn([2, 5], 60)], fn: (x, w) => T.linear(x, w, null) },
   // movement
   { name: 'reshape + slice', inputs: () => [rn([4, 6], 61)], fn: (x) => x.reshape([2, 12]).slice(1, 3, 11, 2) },

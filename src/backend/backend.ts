@@ -114,6 +114,8 @@ export interface Backend {
   describe(): string;
   /** Number of threads the kernels use. */
   numThreads(): number;
+  /** True when bf16 matrix products run on bf16 hardware (AVX512-BF16, AMX), not by widening to f32. */
+  readonly nativeBf16: boolean;
 
   // ---- memory and movement --------------------------------------------------------------------
   /** A new zero-filled buffer of `size` elements of `dtype`. */

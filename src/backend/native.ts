@@ -143,6 +143,9 @@ function loadAddon(): Addon {
     throw new Error(`the native addon is not built (${file} is missing); build it with ` +
       `'apt-get install -y libopenblas-dev libopenblas0-openmp libdnnl-dev g++ make && npm rebuild open-autoglm'`);
   }
+  // libgomp spins for a long time at each barrier by default; on a machine shared with other work that turns
+  // every small parallel kernel into milliseconds of spinning. A short spin keeps the quiet-machine speed.
+  if (process.env.OMP_WAIT_POLICY === undefined && process.env.GOMP_SPINCOUNT === undefined) process.env.GOMP_SPINCOUNT = '10000';
   if (process.env.OPENBLAS_CORETYPE === undefined) {
     const core = openblasCoreType();
     if (core) process.env.OPENBLAS_CORETYPE = core;
@@ -174,11 +177,13 @@ export function loadNativeBackend(): Backend {
 class NativeBackend implements Backend {
   readonly name = 'native' as const;
   private readonly threads: number;
+  readonly nativeBf16: boolean;
   private readonly line: string;
 
   constructor(private readonly a: Addon) {
     const i = a.info();
     this.threads = i.threads;
+    this.nativeBf16 = i.bf16Path === 'onednn';
     const ver = /OpenBLAS\s+(\S+)/.exec(i.blasConfig)?.[1] ?? '?';
     this.line = `native (OpenBLAS ${ver} core=${i.blasCore}, oneDNN ${i.onednnVersion} isa=${i.onednnIsa}, ` +
       `bf16 matmul via ${i.bf16Path === 'onednn' ? 'oneDNN' : 'f32 sgemm'}, ${i.threads} thread${i.threads === 1 ? '' : 's'})`;

@@ -3,7 +3,8 @@
  * each optimizer implements one per-parameter update on the backend's fused kernel.
  */
 import { ConfigError } from '../errors.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { Tensor } from '../tensor/tensor.js';
+import { CheckpointError } from '../errors.js';
 
 export interface ParamGroup {
   params: Tensor[];
@@ -52,5 +53,52 @@ export abstract class Optimizer {
   /** Sets the learning rate of every group (schedulers), keeping per-group ratios given as `lrScale`. */
   setLearningRate(lr: number): void {
     for (const g of this.groups) g.lr = lr * (typeof g.lrScale === 'number' ? g.lrScale : 1);
+  }
+
+  /** Parameters in a fixed order (groups, then position): the keys of the state dict. */
+  private orderedParams(): Tensor[] {
+    return this.groups.flatMap((g) => g.params);
+  }
+
+  /**
+   * The state for a checkpoint: per-parameter buffers as tensors keyed `<param index>.<name>`, and the
+   * scalars (step counts, each group's lr) as JSON.
+   */
+  stateDict(): { tensors: Map<string, Tensor>; meta: { stepCount: number; lrs: number[]; scalars: Record<string, Record<string, number>> } } {
+    const tensors = new Map<string, Tensor>();
+    const scalars: Record<string, Record<string, number>> = {};
+    this.orderedParams().forEach((p, i) => {
+      const st = this.state.get(p);
+      if (!st) return;
+      for (const [k, v] of Object.entries(st)) {
+        if (typeof v === 'number') (scalars[i] ??= {})[k] = v;
+        else tensors.set(`${i}.${k}`, new Tensor(v, 'f32', [v.length]));
+      }
+    });
+    return { tensors, meta: { stepCount: this.stepCount, lrs: this.groups.map((g) => g.lr), scalars } };
+  }
+
+  loadStateDict(sd: { tensors: Map<string, Tensor>; meta: { stepCount: number; lrs: number[]; scalars: Record<string, Record<string, number>> } }): void {
+    const params = this.orderedParams();
+    if (sd.meta.lrs.length !== this.groups.length) {
+      throw new CheckpointError(`optimizer state has ${sd.meta.lrs.length} parameter groups; this optimizer has ${this.groups.length}`);
+    }
+    this.state.clear();
+    for (const [key, t] of sd.tensors) {
+      const [i, name] = [Number(key.slice(0, key.indexOf('.'))), key.slice(key.indexOf('.') + 1)];
+      const p = params[i];
+      if (!p) throw new CheckpointError(`optimizer state key '${key}' names parameter ${i}; this optimizer has ${params.length}`);
+      if (t.size !== p.size && t.size !== 0) throw new CheckpointError(`optimizer state key '${key}' has ${t.size} values; parameter ${i} has ${p.size}`);
+      const st = this.state.get(p) ?? {};
+      st[name] = t.f32().slice();
+      this.state.set(p, st);
+    }
+    for (const [i, sc] of Object.entries(sd.meta.scalars)) {
+      const p = params[Number(i)];
+      if (!p) throw new CheckpointError(`optimizer state names parameter ${i}; this optimizer has ${params.length}`);
+      this.state.set(p, { ...(this.state.get(p) ?? {}), ...sc });
+    }
+    this.stepCount = sd.meta.stepCount;
+    this.groups.forEach((g, i) => (g.lr = sd.meta.lrs[i]));
   }
 }

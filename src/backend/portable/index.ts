@@ -20,6 +20,7 @@ import { binary, stridedCopy, where } from './strided.js';
 
 export class PortableBackend implements Backend {
   readonly name = 'portable' as const;
+  readonly nativeBf16 = false;
 
   describe(): string {
     return 'portable (TypeScript, 1 thread)';

@@ -6,7 +6,7 @@
  * (`base_layer.weight`, `lora_A.<adapter>.weight`, `lora_B.<adapter>.weight`, `lora_magnitude_vector.<adapter>`).
  */
 import { Tensor } from '../../tensor/tensor.js';
-import { linear } from '../../tensor/ops/linalg.js';
+import { addLinear, linear } from '../../tensor/ops/linalg.js';
 import { embedding } from '../../tensor/ops/nn.js';
 import { noGrad } from '../../tensor/autograd.js';
 import { copyInto } from '../../tensor/creation.js';
@@ -169,11 +169,13 @@ export class LoraLinear extends Module {
       if (this.mergedState.has(name)) continue;
       const spec = this.specs.get(name) as AdapterSpec;
       const h = (this.lora_dropout.get(name) as Dropout).forward(x);
-      const lora = (this.lora_B.get(name) as Linear).forward((this.lora_A.get(name) as Linear).forward(h)).scale(scalingOf(spec));
+      const ha = (this.lora_A.get(name) as Linear).forward(h);
       if (!spec.useDora) {
-        y = y.add(lora);
+        // y + scaling * (h A^T) B^T in one GEMM
+        y = addLinear(y, ha, (this.lora_B.get(name) as Linear).weight, scalingOf(spec));
         continue;
       }
+      const lora = (this.lora_B.get(name) as Linear).forward(ha).scale(scalingOf(spec));
       // DoRA: (m / ||W + sBA|| - 1) * (h W^T) + (m / ||W + sBA||) * s B A h; the norm is detached (DoRA paper 4.3).
       const m = this.lora_magnitude_vector.get(name) as Tensor;
       const normScale = m.div(rowNorms(this.combined(name, spec)));

@@ -204,3 +204,29 @@ export function linear(x: Tensor, W: Tensor, b: Tensor | null): Tensor {
     return b ? [gx, gw, gb] : [gx, gw];
   });
 }
+
+/**
+ * y + alpha * (x @ W^T) in one GEMM (beta = 1 over a copy of y): the LoRA update added to the base output
+ * without separate scale and add passes. x (..., in), W (out, in), y (..., out).
+ */
+export function addLinear(y: Tensor, x: Tensor, W: Tensor, alpha = 1): Tensor {
+  checkFloat(x, 'addLinear', 'x');
+  const [nOut, nIn] = W.shape;
+  if (W.ndim !== 2 || x.shape[x.ndim - 1] !== nIn || y.shape[y.ndim - 1] !== nOut || y.size / nOut !== x.size / nIn) {
+    throw new ShapeError(`'addLinear' needs y (.., ${nOut}) and x (.., ${nIn}) with the same rows for W ${fmtShape(W.shape)}; got y ${fmtShape(y.shape)}, x ${fmtShape(x.shape)}`);
+  }
+  const compute = autocastDType();
+  const rows = x.size / nIn;
+  const ox = prepare(x.ndim === 2 ? x : reshape(x, [rows, nIn]), 1, compute);
+  const ow = prepare(W, 1, compute);
+  const out = uninitF32(rows * nOut);
+  out.set(y.f32());
+  gemm(ox, transposed(ow), 1, out, alpha, 1);
+  const result = new Tensor(out, 'f32', [...y.shape]);
+  return record('addLinear', [y, x, W], result, (gy) => {
+    const g = gradOperand(reshape(gy, [rows, nOut]), 1, compute);
+    const gx = x.requiresGrad ? new Tensor(gemm(g, ow, 1, uninitF32(rows * nIn), alpha), 'f32', [...x.shape]) : null;
+    const gw = W.requiresGrad ? new Tensor(gemm(transposed(g), ox, 1, uninitF32(nOut * nIn), alpha), 'f32', [nOut, nIn]) : null;
+    return [y.requiresGrad ? gy : null, gx, gw];
+  });
+}

@@ -1,0 +1,62 @@
+/** Raw records to examples: field lookup, label maps, and the reports for missing or malformed fields. */
+import type { BadLineSink } from './bad-lines.js';
+import type { RawRecord } from './readers.js';
+import type { Example } from './types.js';
+
+/** An example with the file and line it came from (for reports after the split). */
+export interface Located {
+  ex: Example;
+  file: string;
+  line: number;
+}
+
+export interface Fields {
+  text: string;
+  /** The primary label's field. */
+  label: string;
+  /** Other label sets: set name -> field. */
+  extra?: Record<string, string>;
+}
+
+/** A label value as a string: strings as they are, finite numbers and booleans printed; anything else undefined. */
+function labelValue(v: unknown): string | undefined {
+  if (typeof v === 'string') return v.trim() === '' ? undefined : v.trim();
+  if ((typeof v === 'number' && Number.isFinite(v)) || typeof v === 'boolean') return String(v);
+  return undefined;
+}
+
+/** Picks text and labels from each record; a record without them is reported to the sink and left out. */
+export function toExamples(records: readonly RawRecord[], fields: Fields, sink: BadLineSink, labelMap?: Record<string, string>): Located[] {
+  const out: Located[] = [];
+  const map = (l: string) => (labelMap && Object.hasOwn(labelMap, l) ? labelMap[l]! : l);
+  for (const rec of records) {
+    const obj = rec.value as Record<string, unknown>;
+    if (obj === null || typeof obj !== 'object') { sink.report(rec.file, rec.line, 'not an object: expected a record with named fields'); continue; }
+    const text = obj[fields.text];
+    if (!Object.hasOwn(obj, fields.text)) { sink.report(rec.file, rec.line, `missing field: '${fields.text}' (text field)`); continue; }
+    if (typeof text !== 'string' || text.trim() === '') {
+      sink.report(rec.file, rec.line, `bad field: '${fields.text}' (text field) is ${typeof text === 'string' ? 'empty' : typeof text}; expected a non-empty string`);
+      continue;
+    }
+    const bad = missingLabel(obj, fields.label, 'label field');
+    if (bad) { sink.report(rec.file, rec.line, bad); continue; }
+    let extra: Record<string, string> | undefined;
+    let extraBad: string | undefined;
+    for (const [set, field] of Object.entries(fields.extra ?? {})) {
+      extraBad = missingLabel(obj, field, `label set '${set}'`);
+      if (extraBad) break;
+      (extra ??= {})[set] = labelValue(obj[field])!;
+    }
+    if (extraBad) { sink.report(rec.file, rec.line, extraBad); continue; }
+    const ex: Example = { text: text.trim(), label: map(labelValue(obj[fields.label])!) };
+    if (extra) ex.extra = extra;
+    out.push({ ex, file: rec.file, line: rec.line });
+  }
+  return out;
+}
+
+function missingLabel(obj: Record<string, unknown>, field: string, what: string): string | undefined {
+  if (!Object.hasOwn(obj, field)) return `missing field: '${field}' (${what})`;
+  if (labelValue(obj[field]) === undefined) return `bad field: '${field}' (${what}) is ${JSON.stringify(obj[field])}; expected a non-empty string or a number`;
+  return undefined;
+}

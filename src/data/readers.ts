@@ -1,0 +1,133 @@
+/**
+ * File readers: JSONL, JSON and CSV to raw records with their file and line. Lines that cannot be read (invalid
+ * JSON, invalid UTF-8, not an object) go to the bad-line sink; nothing here crashes on bad input.
+ */
+import { extname } from 'node:path';
+import { parse as parseCsv } from 'csv-parse/sync';
+import { DatasetError } from '../errors.js';
+import type { BadLineSink } from './bad-lines.js';
+import { arrayElementLines, lineOfOffset } from './json-lines.js';
+import { readTextFile } from './text.js';
+
+export interface RawRecord {
+  file: string;
+  line: number;
+  value: unknown;
+}
+
+export type FileFormat = 'jsonl' | 'json' | 'csv';
+
+export function formatOf(file: string): FileFormat {
+  const ext = extname(file).toLowerCase();
+  if (ext === '.jsonl' || ext === '.ndjson') return 'jsonl';
+  if (ext === '.json') return 'json';
+  if (ext === '.csv') return 'csv';
+  throw new DatasetError(`'loadDataset' cannot read '${file}': extension '${ext}'; expected .jsonl, .json or .csv`);
+}
+
+export function readRecords(file: string, sink: BadLineSink): RawRecord[] {
+  const format = formatOf(file);
+  if (format === 'jsonl') return readJsonl(file, sink);
+  if (format === 'csv') return readCsv(file, sink);
+  const { records } = readJson(file, sink);
+  return records;
+}
+
+const UTF8_REASON = (n: number) => `invalid UTF-8: ${n} byte sequence${n > 1 ? 's' : ''} that are not UTF-8`;
+
+/** One JSON object per line; blank lines are ignored. */
+export function readJsonl(file: string, sink: BadLineSink): RawRecord[] {
+  const { text, damagedLines } = readTextFile(file);
+  const lines = text.split('\n');
+  const out: RawRecord[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const raw = lines[i]!.trim();
+    if (raw === '') continue;
+    const line = i + 1;
+    const damage = damagedLines.get(line);
+    if (damage) { sink.report(file, line, UTF8_REASON(damage)); continue; }
+    let value: unknown;
+    try {
+      value = JSON.parse(raw);
+    } catch (e) {
+      sink.report(file, line, `invalid JSON: ${(e as Error).message}`);
+      continue;
+    }
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+      sink.report(file, line, `not a JSON object: ${raw.slice(0, 60)}`);
+      continue;
+    }
+    out.push({ file, line, value });
+  }
+  return out;
+}
+
+/**
+ * A JSON document: a top-level array of records, or an object whose array-valued keys hold records (all of them,
+ * or only `keys`). Records on damaged lines are reported; an unparseable document is a DatasetError (no line to skip).
+ * Returns the records with their key (the top-level key, '' for a top-level array).
+ */
+export function readJson(file: string, sink: BadLineSink, keys?: readonly string[]): { records: (RawRecord & { key: string })[]; doc: unknown } {
+  const { text, damagedLines } = readTextFile(file);
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (e) {
+    const msg = (e as Error).message;
+    const pos = /position (\d+)/.exec(msg);
+    const where = pos ? `:${lineOfOffset(text, Number(pos[1]))}` : '';
+    throw new DatasetError(`${file}${where}: invalid JSON document: ${msg}`, { cause: e });
+  }
+  const lines = arrayElementLines(text);
+  const arrays: [string, unknown[]][] = [];
+  if (Array.isArray(doc)) arrays.push(['', doc]);
+  else if (doc !== null && typeof doc === 'object') {
+    for (const [k, v] of Object.entries(doc)) if (Array.isArray(v) && (!keys || keys.includes(k))) arrays.push([k, v]);
+  }
+  if (arrays.length === 0) {
+    throw new DatasetError(`${file}: JSON dataset holds no array of records; expected [ {...}, ... ] or { "<split>": [ ... ] }`);
+  }
+  // every record spans the lines from its start to the next record's start (over all arrays, in document order)
+  const starts: number[] = [...lines.values()].flat();
+  const endOf = (line: number) => {
+    const next = starts.find((s) => s > line);
+    return next === undefined ? Infinity : next - 1;
+  };
+  const records: (RawRecord & { key: string })[] = [];
+  for (const [key, arr] of arrays) {
+    const keyStarts = lines.get(key) ?? [];
+    for (let i = 0; i < arr.length; i++) {
+      const line = keyStarts[i] ?? 0;
+      if (damagedLines.size > 0) {
+        const end = endOf(line);
+        const hit = [...damagedLines.keys()].find((d) => d >= line && d <= end);
+        if (hit !== undefined) { sink.report(file, hit, UTF8_REASON(damagedLines.get(hit)!)); continue; }
+      }
+      records.push({ file, line, value: arr[i], key });
+    }
+  }
+  return { records, doc };
+}
+
+/** CSV with a header row; fields by column name. */
+export function readCsv(file: string, sink: BadLineSink): RawRecord[] {
+  const { text, damagedLines } = readTextFile(file);
+  let rows: { record: Record<string, string>; info: { lines: number }; raw: string }[];
+  try {
+    rows = parseCsv(text, { columns: true, bom: true, skip_empty_lines: true, relax_column_count: true, info: true, raw: true }) as typeof rows;
+  } catch (e) {
+    const err = e as Error & { lines?: number };
+    throw new DatasetError(`${file}${err.lines ? `:${err.lines}` : ''}: invalid CSV: ${err.message}`, { cause: e });
+  }
+  const out: RawRecord[] = [];
+  for (const { record, info, raw } of rows) {
+    // info.lines is the record's last line; a quoted field may span several
+    const first = info.lines - (raw.trim().match(/\n/g)?.length ?? 0);
+    let damage = 0;
+    let at = first;
+    for (let l = first; l <= info.lines; l++) if (damagedLines.has(l)) { damage += damagedLines.get(l)!; at = l; }
+    if (damage) { sink.report(file, at, UTF8_REASON(damage)); continue; }
+    out.push({ file, line: first, value: record });
+  }
+  return out;
+}

@@ -1,0 +1,38 @@
+import { ConfigError } from '../errors.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { Optimizer, type ParamGroup, type ParamsInput } from './optimizer.js';
+
+export interface RMSpropOptions { lr: number; alpha?: number; eps?: number; momentum?: number; weightDecay?: number }
+
+/**
+ * RMSprop (PyTorch semantics, centered = false): v = alpha v + (1 - alpha) g^2; with momentum
+ * buf = momentum buf + g / (sqrt(v) + eps), p -= lr buf; else p -= lr g / (sqrt(v) + eps). L2 weight decay.
+ * Per-element update in TypeScript: RMSprop is not on any hot path the benchmarks measure.
+ */
+export class RMSprop extends Optimizer {
+  constructor(params: ParamsInput, opts: RMSpropOptions) {
+    const { lr, alpha = 0.99, eps = 1e-8, momentum = 0, weightDecay = 0 } = opts;
+    if (!(alpha >= 0 && alpha < 1)) throw new ConfigError(`RMSprop alpha must be in [0, 1); got ${alpha}`);
+    super(params, { lr, alpha, eps, momentum, weightDecay });
+  }
+  protected update(p: Tensor, grad: Float32Array, g: ParamGroup, st: Record<string, Float32Array | number>, gradScale: number): void {
+    if (st.v === undefined) {
+      st.v = new Float32Array(p.size);
+      st.buf = new Float32Array(p.size);
+    }
+    const w = p.storage as Float32Array, v = st.v as Float32Array, buf = st.buf as Float32Array;
+    const { lr, weightDecay: wd } = g;
+    const alpha = g.alpha as number, eps = g.eps as number, mom = g.momentum as number;
+    for (let i = 0; i < w.length; i++) {
+      const gi = grad[i] * gradScale + wd * w[i];
+      v[i] = alpha * v[i] + (1 - alpha) * gi * gi;
+      const upd = gi / (Math.sqrt(v[i]) + eps);
+      if (mom > 0) {
+        buf[i] = mom * buf[i] + upd;
+        w[i] -= lr * buf[i];
+      } else {
+        w[i] -= lr * upd;
+      }
+    }
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * The trainer's configuration: every key, its default and what it does, in one commented place. The CLI's
+ * flags fill the same object. Validated when the trainer is built: an unknown key or a bad value is a
+ * ConfigError naming the key, the value and what is allowed.
+ */
+import { z } from 'zod';
+import { ConfigError } from '../errors.js';
+
+const compression = z.union([
+  z.boolean(),
+  z.object({
+    method: z.enum(['none', 'fp16', 'bf16', 'topk', 'randomk', 'threshold', 'std-mask', 'qsgd', 'terngrad', 'onebit', 'powersgd']),
+    ratio: z.number().positive().max(1).optional(),
+    levels: z.number().int().positive().optional(),
+    rank: z.number().int().positive().optional(),
+    errorFeedback: z.boolean().optional(),
+    warmupSteps: z.number().int().nonnegative().optional(),
+  }).strict(),
+]);
+
+export const trainerConfigSchema = z.object({
+  // ---- what is trained -----------------------------------------------------------------------------------
+  /** 'lora': adapters on the encoder + the head; 'full': every parameter; 'head': the classifier head alone. */
+  method: z.enum(['lora', 'full', 'head']).default('lora'),
+  /** Peak learning rate of the encoder's trainable weights. Default by method: lora 2e-3, full 5e-5, head 5e-3. */
+  learningRate: z.number().positive().optional(),
+  /** Learning rate of the classifier head; defaults to 10x learningRate (lora/full) or learningRate (head). */
+  headLearningRate: z.number().positive().optional(),
+  /** Layer-wise learning-rate decay: layer i of L gets lr * decay^(L - 1 - i); 1 = off. */
+  layerwiseLrDecay: z.number().positive().max(1).default(1),
+  loraRank: z.number().int().positive().default(8),
+  /** LoRA alpha; defaults to 2 x rank. */
+  loraAlpha: z.number().positive().optional(),
+  /** Dropout on the adapters' input (PEFT's default 0). */
+  loraDropout: z.number().min(0).lt(1).default(0),
+  /** Module names, suffixes or a regular expression; 'all-linear' = every Linear but the head. */
+  loraTargets: z.union([z.array(z.string()).min(1), z.string()]).default('all-linear'),
+  useRslora: z.boolean().default(false),
+  useDora: z.boolean().default(false),
+  /** LoRA+: B matrices learn this many times faster than A. */
+  loraPlusRatio: z.number().positive().default(1),
+  /** Frozen base weights in bf16 or int8 (LoRA only). */
+  baseQuantization: z.enum(['none', 'bf16', 'int8']).default('none'),
+  /** Dropout before the classifier head. */
+  headDropout: z.number().min(0).lt(1).default(0.1),
+
+  // ---- how long, in what batches ---------------------------------------------------------------------------
+  epochs: z.number().int().positive().default(3),
+  /** Stop after this many optimizer steps (overrides epochs when smaller). */
+  maxSteps: z.number().int().positive().optional(),
+  batchSize: z.number().int().positive().default(32),
+  evalBatchSize: z.number().int().positive().default(128),
+  /** Micro-batches per optimizer step. */
+  gradientAccumulation: z.number().int().positive().default(1),
+  /** Tokens per text (longer texts are cut). */
+  maxLength: z.number().int().positive().max(4096).default(64),
+  /** Group texts of similar length into batches (less padding). */
+  lengthBucketing: z.boolean().default(true),
+
+  // ---- optimizer ---------------------------------------------------------------------------------------------
+  optimizer: z.enum(['adamw', 'adam', 'sgd', 'rmsprop']).default('adamw'),
+  betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).default([0.9, 0.999]),
+  eps: z.number().positive().default(1e-8),
+  /** Decoupled (AdamW) or L2 (others) weight decay; never applied to biases and norm weights. */
+  weightDecay: z.number().min(0).default(0.01),
+  momentum: z.number().min(0).lt(1).default(0.9),
+  nesterov: z.boolean().default(false),
+  /** Global-norm gradient clipping; 0 = off. */
+  maxGradNorm: z.number().min(0).default(1.0),
+  labelSmoothing: z.number().min(0).max(1).default(0),
+
+  // ---- learning-rate schedule ----------------------------------------------------------------------------------
+  scheduler: z.enum(['constant', 'linear', 'cosine', 'plateau']).default('linear'),
+  warmupSteps: z.number().int().nonnegative().optional(),
+  /** Warm-up as a fraction of the total steps (used when warmupSteps is not given). */
+  warmupRatio: z.number().min(0).max(1).default(0.06),
+  /** Cosine: eta_min. Plateau: the floor. */
+  minLr: z.number().min(0).default(0),
+  /** Cosine: period in steps after warm-up (T_max); default the remaining steps. */
+  tMax: z.number().int().positive().optional(),
+  plateauPatience: z.number().int().nonnegative().default(2),
+  plateauFactor: z.number().positive().lt(1).default(0.5),
+
+  // ---- evaluation, early stopping ---------------------------------------------------------------------------
+  /** Evaluate on the validation split every N optimizer steps; 0 = at the end of each epoch. */
+  evalEvery: z.number().int().nonnegative().default(0),
+  earlyStopping: z.union([z.literal(false), z.object({
+    monitor: z.enum(['val_loss', 'val_accuracy', 'val_macro_f1']).default('val_loss'),
+    patience: z.number().int().positive().default(3),
+    minDelta: z.number().min(0).default(0),
+    restoreBest: z.boolean().default(true),
+  }).strict()]).default(false),
+
+  // ---- precision, reproducibility, compression -----------------------------------------------------------------
+  mixedPrecision: z.enum(['fp32', 'bf16', 'fp16', 'auto']).default('auto'),
+  seed: z.number().int().default(42),
+  /** Data-parallel gradient compression; with a single process it is accepted and has no effect. */
+  gradientCompression: compression.default(false),
+
+  // ---- outputs, checkpoints ---------------------------------------------------------------------------------------
+  /** Where adapters/models, metrics.jsonl, the curve image and checkpoints go; default runs/<time>. */
+  outputDir: z.string().optional(),
+  /** Checkpoint every N optimizer steps; 0 = only at the end. */
+  saveEvery: z.number().int().nonnegative().default(0),
+  /** Checkpoints kept (oldest deleted). */
+  keepLast: z.number().int().positive().default(2),
+  /** Resume from a checkpoint folder, or true for the latest in outputDir. */
+  resume: z.union([z.string(), z.boolean()]).default(false),
+  /** Log training loss every N steps. */
+  logEvery: z.number().int().positive().default(20),
+}).strict();
+
+export type TrainerConfig = z.infer<typeof trainerConfigSchema>;
+export type TrainerConfigInput = z.input<typeof trainerConfigSchema>;
+
+export const DEFAULT_LR: Record<TrainerConfig['method'], number> = { lora: 2e-3, full: 5e-5, head: 5e-3 };
+
+/** Validates a config object; the error names the key, the value and what is allowed. */
+export function parseTrainerConfig(input: unknown): TrainerConfig {
+  const r = trainerConfigSchema.safeParse(input ?? {});
+  if (r.success) return r.data;
+  const issue = r.error.issues[0];
+  if (issue.code === 'unrecognized_keys') {
+    const known = Object.keys(trainerConfigSchema.shape).join(', ');
+    throw new ConfigError(`unknown config key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `'${k}'`).join(', ')}; known keys: ${known}`);
+  }
+  const key = issue.path.join('.');
+  const value = issue.path.reduce<unknown>((o, k) => (o as Record<string | number, unknown> | undefined)?.[k], input);
+  throw new ConfigError(`config key '${key}' is ${JSON.stringify(value)}: ${issue.message}`);
+}

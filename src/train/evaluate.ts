@@ -1,0 +1,78 @@
+/** Evaluation and prediction of a sequence classifier: batched by length, without gradients, in eval mode. */
+import { Tensor } from '../tensor/tensor.js';
+import { crossEntropy, softmax } from '../tensor/ops/nn.js';
+import { noGrad } from '../tensor/autograd.js';
+import { autocast, type ComputeDType } from '../tensor/precision.js';
+import type { SequenceClassifier, TextEncoder } from '../models/classifier.js';
+import type { Example } from '../data/index.js';
+import { DatasetError } from '../errors.js';
+import { classificationReport, type ClassificationReport } from './metrics.js';
+
+export interface EvalResult extends ClassificationReport {
+  loss: number;
+  predictions: Int32Array;
+}
+
+export interface Prediction {
+  text: string;
+  label: string;
+  score: number;
+  /** The top 5 labels with probabilities. */
+  top: Array<{ label: string; score: number }>;
+}
+
+function pad(seqs: number[][], padId: number): { ids: Tensor; mask: Tensor } {
+  const B = seqs.length, T = Math.max(1, ...seqs.map((s) => s.length));
+  const ids = new Int32Array(B * T).fill(padId), mask = new Float32Array(B * T);
+  seqs.forEach((s, b) => s.forEach((v, t) => { ids[b * T + t] = v; mask[b * T + t] = 1; }));
+  return { ids: new Tensor(ids, 'i32', [B, T]), mask: new Tensor(mask, 'f32', [B, T]) };
+}
+
+/** Logits (N, C) of texts, in input order. */
+function logitsOf(model: SequenceClassifier, enc: TextEncoder, seqs: number[][], batchSize: number, compute: ComputeDType): Float32Array {
+  const C = model.numLabels;
+  const out = new Float32Array(seqs.length * C);
+  const order = seqs.map((_, i) => i).sort((a, b) => seqs[a].length - seqs[b].length || a - b);
+  const wasTraining = model.training;
+  model.eval();
+  noGrad(() => {
+    for (let s = 0; s < order.length; s += batchSize) {
+      const idx = order.slice(s, s + batchSize);
+      const { ids, mask } = pad(idx.map((i) => seqs[i]), enc.padId);
+      const l = autocast(compute, () => model.forward(ids, mask)).f32();
+      idx.forEach((i, r) => out.set(l.subarray(r * C, (r + 1) * C), i * C));
+    }
+  });
+  model.train(wasTraining);
+  return out;
+}
+
+export function evaluateClassifier(model: SequenceClassifier, enc: TextEncoder, examples: Example[], labels: string[],
+  opts: { batchSize: number; maxLength: number; compute: ComputeDType }): EvalResult {
+  const index = new Map(labels.map((l, i) => [l, i]));
+  const truth = new Int32Array(examples.length);
+  examples.forEach((e, i) => {
+    const t = index.get(e.label);
+    if (t === undefined) throw new DatasetError(`evaluation example ${i} has label '${e.label}', which the model was not trained on`);
+    truth[i] = t;
+  });
+  const seqs = examples.map((e) => enc.encodeText(e.text).slice(0, opts.maxLength));
+  const logits = logitsOf(model, enc, seqs, opts.batchSize, opts.compute);
+  const C = labels.length;
+  const lt = new Tensor(logits, 'f32', [examples.length, C]);
+  const loss = examples.length ? crossEntropy(lt, new Tensor(truth, 'i32', [examples.length])).item() : NaN;
+  const pred = lt.argmax(-1).dense() as Int32Array;
+  return { ...classificationReport(truth, pred, labels), loss, predictions: pred };
+}
+
+export function predictTexts(model: SequenceClassifier, enc: TextEncoder, texts: string[], labels: string[], maxLength: number): Prediction[] {
+  const seqs = texts.map((t) => enc.encodeText(t).slice(0, maxLength));
+  const logits = logitsOf(model, enc, seqs, 64, 'f32');
+  const C = labels.length;
+  const probs = softmax(new Tensor(logits, 'f32', [texts.length, C]), -1).f32();
+  return texts.map((text, i) => {
+    const row = Array.from(probs.subarray(i * C, (i + 1) * C), (score, c) => ({ label: labels[c], score }));
+    row.sort((a, b) => b.score - a.score);
+    return { text, label: row[0].label, score: row[0].score, top: row.slice(0, 5) };
+  });
+}

@@ -1,0 +1,49 @@
+/** What a run records (History), the Keras-style callbacks it calls, and the metrics log. */
+import { appendFileSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import type { ClassificationReport } from './metrics.js';
+
+export interface StepLog { step: number; epoch: number; loss: number; lr: number; grad_norm: number; time_s: number; skipped?: boolean }
+export interface EvalLog { step: number; epoch: number; split: string; loss: number; accuracy: number; macro_f1: number; time_s: number }
+export interface EpochLog { epoch: number; step: number; train_loss: number; val_loss?: number; val_accuracy?: number; val_macro_f1?: number; lr: number; time_s: number }
+
+export interface History {
+  epochs: EpochLog[];
+  evals: EvalLog[];
+  steps: StepLog[];
+  /** The test split's report at the end (when the dataset has one). */
+  test?: ClassificationReport & { loss: number };
+  best?: { step: number; metric: string; value: number };
+  stoppedEarly: boolean;
+  trainTimeS: number;
+  peakRssMb: number;
+  trainableParams: number;
+  totalParams: number;
+  outputs: Record<string, string>;
+  precision: string;
+}
+
+export interface Callback {
+  onTrainBegin?(logs: { totalSteps: number; stepsPerEpoch: number }): void | Promise<void>;
+  onTrainEnd?(history: History): void | Promise<void>;
+  onEpochBegin?(epoch: number): void | Promise<void>;
+  onEpochEnd?(epoch: number, logs: EpochLog): void | Promise<void>;
+  onBatchEnd?(step: number, logs: StepLog): void | Promise<void>;
+  onEvaluate?(logs: EvalLog): void | Promise<void>;
+}
+
+export function emptyHistory(): History {
+  return { epochs: [], evals: [], steps: [], stoppedEarly: false, trainTimeS: 0, peakRssMb: 0, trainableParams: 0, totalParams: 0, outputs: {}, precision: 'fp32' };
+}
+
+/** Appends one JSON line per event to <dir>/metrics.jsonl. */
+export class MetricsLog {
+  readonly file: string;
+  constructor(dir: string) {
+    mkdirSync(dir, { recursive: true });
+    this.file = path.join(dir, 'metrics.jsonl');
+  }
+  write(kind: string, data: object): void {
+    appendFileSync(this.file, `${JSON.stringify({ kind, ...data })}\n`);
+  }
+}

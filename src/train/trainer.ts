@@ -1,0 +1,462 @@
+/**
+ * `AutoGLMTrainer`: the whole fine-tuning loop behind one call.
+ *
+ *   const trainer = new AutoGLMTrainer({ model: 'open-autoglm-base', config: { loraRank: 8 } });
+ *   const history = await trainer.finetune({ dataset: 'custom_intent_v2' });
+ *
+ * One optimizer step, as data flows: batch from the sampler -> forward under the precision policy -> loss ->
+ * backward (scaled for fp16) -> finite check -> clip (global norm) -> optimizer step at the scheduled lr ->
+ * callbacks, metrics, evaluation, checkpoint. Each arrow is one call into one module.
+ */
+import { EventEmitter } from 'node:events';
+import path from 'node:path';
+import { Tensor } from '../tensor/tensor.js';
+import { crossEntropy } from '../tensor/ops/nn.js';
+import { autocast } from '../tensor/precision.js';
+import { Rng } from '../backend/rng.js';
+import { backend } from '../backend/index.js';
+import { Module } from '../nn/module.js';
+import { getRng, manualSeed, setRng } from '../nn/init.js';
+import { Optimizer, type ParamsInput } from '../optim/optimizer.js';
+import { AdamW, Adam } from '../optim/adam.js';
+import { SGD } from '../optim/sgd.js';
+import { RMSprop } from '../optim/rmsprop.js';
+import { SCHEDULES, ReduceLROnPlateau, EarlyStopping, type Schedule } from '../optim/schedule.js';
+import { DynamicLossScaler, resolvePrecision, type PrecisionPolicy } from '../precision/index.js';
+import { LoraModel, layerIndex, saveAdapter, quantizeBase } from '../peft/index.js';
+import { loadModel } from '../models/registry.js';
+import { SequenceClassifier, textEncoderOf, type TextEncoder } from '../models/classifier.js';
+import { loadDataset, encodeDataset, collate, BucketSampler, RandomSampler, type DatasetSpec, type DatasetSplits, type EncodedDataset, type Sampler } from '../data/index.js';
+import { AutoGLMError, ConfigError } from '../errors.js';
+import { DEFAULT_LR, parseTrainerConfig, type TrainerConfig, type TrainerConfigInput } from './config.js';
+import { emptyHistory, MetricsLog, type Callback, type EpochLog, type EvalLog, type History, type StepLog } from './history.js';
+import { evaluateClassifier, predictTexts, type EvalResult, type Prediction } from './evaluate.js';
+import { saveCheckpoint, loadCheckpoint, listCheckpoints } from './checkpoint.js';
+import { writeRunInfo, writeCurves, saveTrainable, loadTrainable } from './outputs.js';
+
+export interface FinetuneArgs extends Partial<Omit<DatasetSpec, 'dataset'>> {
+  /** A named dataset, a file, or splits already loaded. */
+  dataset: string | DatasetSplits;
+  callbacks?: Callback[];
+  /** Stop after this many optimizer steps of this call (tests of resume). */
+  stopAfterSteps?: number;
+}
+
+export interface TrainerOptions {
+  /** A registered model name (default 'open-autoglm-base'), a TextEncoder, or a prepared SequenceClassifier. */
+  model?: string | TextEncoder;
+  config?: TrainerConfigInput;
+}
+
+interface Run {
+  splits: DatasetSplits;
+  train: EncodedDataset;
+  sampler: Sampler;
+  opt: Optimizer;
+  schedule: Schedule;
+  plateau: ReduceLROnPlateau | null;
+  stopper: EarlyStopping | null;
+  scaler: DynamicLossScaler;
+  policy: PrecisionPolicy;
+  baseLr: number;
+  totalSteps: number;
+  stepsPerEpoch: number;
+  outDir: string;
+  log: MetricsLog;
+  history: History;
+  step: number;
+  best: Map<string, Float32Array> | null;
+  t0: number;
+  elapsedBefore: number;
+}
+
+export class AutoGLMTrainer extends EventEmitter {
+  readonly config: TrainerConfig;
+  private readonly modelSpec: string | TextEncoder;
+  private encoder: TextEncoder | null = null;
+  classifier: SequenceClassifier | null = null;
+  lora: LoraModel | null = null;
+  labels: string[] = [];
+  private splits: DatasetSplits | null = null;
+  private notes = new Set<string>();
+
+  constructor(opts: TrainerOptions = {}) {
+    super();
+    this.config = parseTrainerConfig(opts.config ?? {});
+    this.modelSpec = opts.model ?? 'open-autoglm-base';
+    if (this.config.baseQuantization !== 'none' && this.config.method !== 'lora') {
+      throw new ConfigError(`config key 'baseQuantization' is '${this.config.baseQuantization}': a quantised base needs method 'lora' (got '${this.config.method}')`);
+    }
+  }
+
+  /** Says a thing once per trainer (stderr and the 'note' event). */
+  private note(msg: string): void {
+    if (this.notes.has(msg)) return;
+    this.notes.add(msg);
+    this.emit('note', msg);
+    if (this.listenerCount('note') === 0) process.stderr.write(`autoglm: ${msg}\n`);
+  }
+
+  private async backbone(): Promise<TextEncoder> {
+    if (this.encoder) return this.encoder;
+    if (typeof this.modelSpec === 'string') {
+      const m = await loadModel(this.modelSpec);
+      this.encoder = textEncoderOf(m, this.modelSpec);
+    } else {
+      this.encoder = this.modelSpec;
+    }
+    return this.encoder;
+  }
+
+  get learningRate(): number {
+    return this.config.learningRate ?? DEFAULT_LR[this.config.method];
+  }
+
+  /** Builds the classifier for `labels` and applies the method (LoRA injection, freezing). */
+  private async prepareModel(labels: string[]): Promise<SequenceClassifier> {
+    const c = this.config;
+    manualSeed(c.seed);
+    const enc = await this.backbone();
+    const model = new SequenceClassifier(enc, labels.length, c.headDropout);
+    if (c.method === 'lora') {
+      this.lora = new LoraModel(model, {
+        r: c.loraRank, alpha: c.loraAlpha ?? 2 * c.loraRank, dropout: c.loraDropout, targetModules: c.loraTargets,
+        modulesToSave: ['classifier'], useRslora: c.useRslora, useDora: c.useDora, seed: c.seed,
+        baseModelNameOrPath: enc.name,
+      });
+      if (c.baseQuantization !== 'none') {
+        const q = quantizeBase(model, c.baseQuantization, { skip: ['classifier'] });
+        this.note(`frozen base in ${c.baseQuantization}: ${q.layers} layers, ${(q.bytesBefore / 2 ** 20).toFixed(1)} MB -> ${(q.bytesAfter / 2 ** 20).toFixed(1)} MB`);
+      }
+    } else {
+      for (const p of model.parameters()) p.requiresGrad = c.method === 'full' && p.dtype === 'f32';
+      for (const p of model.classifier.parameters()) p.requiresGrad = true;
+    }
+    this.classifier = model;
+    this.labels = labels;
+    return model;
+  }
+
+  /** Parameter groups: head lr, LoRA+ ratio, layer-wise decay, no weight decay on biases and norms. */
+  private paramGroups(model: SequenceClassifier): ParamsInput {
+    const c = this.config, lr = this.learningRate;
+    const headLr = c.headLearningRate ?? (c.method === 'head' ? lr : 10 * lr);
+    const layers = Math.max(0, ...[...model.namedParameters()].map(([p]) => (layerIndex(p) ?? -1) + 1));
+    const groups = new Map<string, { params: Tensor[]; lrScale: number; weightDecay: number }>();
+    for (const [p, t] of model.namedParameters()) {
+      if (!t.requiresGrad) continue;
+      let scale: number;
+      if (p.startsWith('classifier.')) scale = headLr / lr;
+      else {
+        const li = layerIndex(p);
+        scale = c.layerwiseLrDecay === 1 ? 1 : c.layerwiseLrDecay ** (li === null ? layers : layers - 1 - li);
+        if (/\.lora_B\.|\.lora_embedding_B\./.test(p)) scale *= c.loraPlusRatio;
+      }
+      const wd = t.ndim < 2 ? 0 : c.weightDecay;
+      const key = `${scale}|${wd}`;
+      const g = groups.get(key) ?? { params: [], lrScale: scale, weightDecay: wd };
+      g.params.push(t);
+      groups.set(key, g);
+    }
+    return [...groups.values()].map((g) => ({ ...g, lr: lr * g.lrScale }));
+  }
+
+  private makeOptimizer(groups: ParamsInput): Optimizer {
+    const c = this.config, lr = this.learningRate;
+    switch (c.optimizer) {
+      case 'adamw': return new AdamW(groups, { lr, betas: c.betas, eps: c.eps, weightDecay: c.weightDecay });
+      case 'adam': return new Adam(groups, { lr, betas: c.betas, eps: c.eps });
+      case 'sgd': return new SGD(groups, { lr, momentum: c.momentum, nesterov: c.nesterov, weightDecay: c.weightDecay });
+      case 'rmsprop': return new RMSprop(groups, { lr, momentum: 0, weightDecay: c.weightDecay });
+    }
+  }
+
+  private loadSplits(args: FinetuneArgs): DatasetSplits {
+    if (typeof args.dataset !== 'string') return args.dataset;
+    const { callbacks: _c, stopAfterSteps: _s, ...spec } = args;
+    return loadDataset({ ...spec, dataset: args.dataset, seed: spec.seed ?? this.config.seed });
+  }
+
+  /** Fine-tunes on `dataset`; resolves to the History of the run. */
+  async finetune(args: FinetuneArgs): Promise<History> {
+    const c = this.config;
+    const splits = this.loadSplits(args);
+    if (splits.train.length === 0) throw new ConfigError(`dataset '${splits.name}' has no training examples`);
+    if (splits.skipped.length) this.note(`skipped ${splits.skipped.length} bad line(s) in '${splits.name}' (first: ${splits.skipped[0].file}:${splits.skipped[0].line}: ${splits.skipped[0].reason})`);
+    this.splits = splits;
+    if (c.gradientCompression !== false) this.note('gradientCompression takes effect with data-parallel training (autoglm launch); with one process it changes nothing');
+    const model = await this.prepareModel(splits.labels);
+    const enc = this.encoder as TextEncoder;
+    const maxLength = Math.min(c.maxLength, enc.maxLength);
+    const train = encodeDataset(splits.train, enc.encodeText, splits.labels, { maxLength });
+    const lengths = train.ids.map((s) => s.length);
+    const sampler: Sampler = c.lengthBucketing ? new BucketSampler(lengths, c.batchSize, c.seed) : new RandomSampler(lengths.length, c.batchSize, c.seed);
+    const stepsPerEpoch = Math.max(1, Math.ceil(sampler.batchesPerEpoch / c.gradientAccumulation));
+    const totalSteps = Math.min(c.maxSteps ?? Infinity, c.epochs * stepsPerEpoch);
+    const warmup = c.warmupSteps ?? Math.round(c.warmupRatio * totalSteps);
+    const baseLr = this.learningRate;
+    const opt = this.makeOptimizer(this.paramGroups(model));
+    const scheduleKind = c.scheduler === 'plateau' ? 'constant' : c.scheduler;
+    const schedule = SCHEDULES[scheduleKind]({ lr: baseLr, totalSteps, warmupSteps: Math.min(warmup, totalSteps - 1), minLr: c.minLr, tMax: c.tMax });
+    const policy = resolvePrecision(c.mixedPrecision);
+    this.note(`precision: ${policy.reason}; backend: ${backend().describe()}`);
+    const outDir = c.outputDir ?? path.join('runs', new Date().toISOString().replace(/[:.]/g, '-'));
+    const run: Run = {
+      splits, train, sampler, opt, schedule, policy, baseLr, totalSteps, stepsPerEpoch, outDir,
+      plateau: c.scheduler === 'plateau' ? new ReduceLROnPlateau({ mode: 'min', factor: c.plateauFactor, patience: c.plateauPatience, minLr: c.minLr }) : null,
+      stopper: c.earlyStopping ? new EarlyStopping({ mode: c.earlyStopping.monitor === 'val_loss' ? 'min' : 'max', patience: c.earlyStopping.patience, minDelta: c.earlyStopping.minDelta }) : null,
+      scaler: new DynamicLossScaler(policy.lossScaling),
+      log: new MetricsLog(outDir), history: emptyHistory(), step: 0, best: null, t0: performance.now(), elapsedBefore: 0,
+    };
+    const counts = model.parameterCounts();
+    run.history.trainableParams = counts.trainable;
+    run.history.totalParams = counts.total;
+    run.history.precision = policy.compute;
+    setRng(new Rng(c.seed + 1));
+    if (c.resume) this.resume(run);
+    writeRunInfo(outDir, { model: enc.name, method: c.method, labels: splits.labels, config: c, dataset: splits.name });
+    const callbacks = args.callbacks ?? [];
+    for (const cb of callbacks) await cb.onTrainBegin?.({ totalSteps, stepsPerEpoch });
+    this.emit('trainBegin', { totalSteps, stepsPerEpoch, trainable: counts.trainable, total: counts.total });
+    await this.loop(run, callbacks, args.stopAfterSteps);
+    return this.finish(run, callbacks);
+  }
+
+  /** Restores the loop state from a checkpoint (exact continuation). */
+  private resume(run: Run): void {
+    const c = this.config;
+    const dir = typeof c.resume === 'string' ? c.resume : listCheckpoints(run.outDir).pop();
+    if (!dir) {
+      this.note(`resume: no checkpoint in ${run.outDir}; starting fresh`);
+      return;
+    }
+    const ck = loadCheckpoint(dir);
+    loadTrainable(this.classifier as Module, ck.weights, dir);
+    const st = ck.state as { step: number; sampler: Record<string, unknown>; rng: { seed: number; counter: number }; optimizer: Parameters<Optimizer['loadStateDict']>[0]['meta'];
+      scaler: ReturnType<DynamicLossScaler['state']>; plateau?: Record<string, number>; stopper?: Record<string, number>; history: History; elapsed: number };
+    run.opt.loadStateDict({ tensors: ck.optimizer, meta: st.optimizer });
+    run.sampler.load(st.sampler);
+    setRng(new Rng(st.rng.seed, st.rng.counter));
+    run.scaler.load(st.scaler);
+    if (run.plateau && st.plateau) run.plateau.load(st.plateau);
+    if (run.stopper && st.stopper) run.stopper.load(st.stopper);
+    run.history = { ...st.history, outputs: {} };
+    run.step = st.step;
+    run.elapsedBefore = st.elapsed;
+    this.note(`resumed from ${dir} at step ${st.step}`);
+  }
+
+  private checkpoint(run: Run): string {
+    const trainable = new Map<string, Tensor>();
+    for (const [k, t] of (this.classifier as Module).namedParameters()) if (t.requiresGrad) trainable.set(k, t);
+    const opt = run.opt.stateDict();
+    const rng = getRng().state();
+    return saveCheckpoint(run.outDir, run.step, {
+      weights: trainable, optimizer: opt.tensors,
+      state: {
+        step: run.step, sampler: run.sampler.state(), rng, optimizer: opt.meta, scaler: run.scaler.state(),
+        plateau: run.plateau?.state(), stopper: run.stopper?.state(), history: run.history, elapsed: this.elapsed(run),
+      },
+    }, this.config.keepLast);
+  }
+
+  private elapsed(run: Run): number {
+    return run.elapsedBefore + (performance.now() - run.t0) / 1e3;
+  }
+
+  private async loop(run: Run, callbacks: Callback[], stopAfter?: number): Promise<void> {
+    const c = this.config;
+    const model = this.classifier as SequenceClassifier;
+    const params = model.trainableParameters();
+    const enc = this.encoder as TextEncoder;
+    let micro = 0, lossSum = 0, lossCount = 0, epochLoss = 0, epochBatches = 0;
+    const stopAt = stopAfter ? run.step + stopAfter : Infinity;
+    model.train();
+    let epoch = run.sampler.epoch;
+    for (const cb of callbacks) await cb.onEpochBegin?.(epoch);
+    while (run.step < run.totalSteps && run.step < stopAt) {
+      const idx = run.sampler.next();
+      if (idx === null) {
+        await this.endEpoch(run, callbacks, epoch, epochBatches ? epochLoss / epochBatches : NaN);
+        if (run.history.stoppedEarly) break;
+        epoch = run.sampler.epoch;
+        epochLoss = 0;
+        epochBatches = 0;
+        for (const cb of callbacks) await cb.onEpochBegin?.(epoch);
+        continue;
+      }
+      const batch = collate(run.train, idx, enc.padId);
+      const ids = new Tensor(batch.ids, 'i32', [batch.batchSize, batch.seqLen]);
+      const mask = new Tensor(batch.mask, 'f32', [batch.batchSize, batch.seqLen]);
+      const labels = new Tensor(batch.labels, 'i32', [batch.batchSize]);
+      const perSample = autocast(run.policy.compute, () => crossEntropy(model.forward(ids, mask), labels, { reduction: 'none', labelSmoothing: c.labelSmoothing }));
+      const loss = perSample.mean();
+      loss.scale(run.scaler.scale / c.gradientAccumulation).backward();
+      const lv = loss.item();
+      run.sampler.update(idx, { loss: perSample.f32() });
+      lossSum += lv;
+      lossCount++;
+      epochLoss += lv;
+      epochBatches++;
+      if (++micro % c.gradientAccumulation !== 0) continue;
+      await this.optimizerStep(run, params, lossSum / lossCount, epoch, callbacks);
+      lossSum = 0;
+      lossCount = 0;
+      if (run.history.stoppedEarly) break;
+    }
+    if (!run.history.stoppedEarly && run.step >= run.totalSteps && epochBatches > 0 && run.history.epochs.every((e) => e.epoch !== epoch)) {
+      await this.endEpoch(run, callbacks, epoch, epochLoss / epochBatches);
+    }
+  }
+
+  private async optimizerStep(run: Run, params: Tensor[], loss: number, epoch: number, callbacks: Callback[]): Promise<void> {
+    const c = this.config;
+    const scale = run.scaler.scale;
+    let ss = 0;
+    for (const p of params) if (p.grad) ss += backend().sumSquares(p.grad.f32());
+    const finite = Number.isFinite(ss) && Number.isFinite(loss);
+    const ok = run.scaler.update(finite);
+    const norm = Math.sqrt(ss) / scale;
+    const lr = run.schedule(run.step) * (run.plateau ? run.plateau.scale : 1);
+    if (ok) {
+      const clip = c.maxGradNorm > 0 ? Math.min(1, c.maxGradNorm / (norm + 1e-6)) : 1;
+      run.opt.setLearningRate(lr);
+      run.opt.step(clip / scale);
+    } else {
+      this.note(`step ${run.step}: non-finite loss or gradients; the step was skipped${run.scaler.enabled ? ` and the loss scale lowered to ${run.scaler.scale}` : ''}`);
+      if (run.policy.compute === 'f16' && run.scaler.overflows >= 5) {
+        run.policy = { compute: backend().nativeBf16 ? 'bf16' : 'f32', lossScaling: false, reason: 'fp16 overflowed 5 steps in a row' };
+        this.note(`fp16 overflowed 5 steps in a row: falling back to ${run.policy.compute === 'bf16' ? 'bf16' : 'fp32'}`);
+      }
+    }
+    run.opt.zeroGrad();
+    run.step++;
+    const log: StepLog = { step: run.step, epoch, loss, lr, grad_norm: norm, time_s: this.elapsed(run), ...(ok ? {} : { skipped: true }) };
+    if (run.step % c.logEvery === 0 || run.step === 1) {
+      run.history.steps.push(log);
+      run.log.write('step', log);
+    }
+    for (const cb of callbacks) await cb.onBatchEnd?.(run.step, log);
+    this.emit('step', log, run.totalSteps);
+    if (c.evalEvery > 0 && run.step % c.evalEvery === 0) await this.validate(run, callbacks, epoch);
+    if (c.saveEvery > 0 && run.step % c.saveEvery === 0) this.checkpoint(run);
+  }
+
+  private async endEpoch(run: Run, callbacks: Callback[], epoch: number, trainLoss: number): Promise<void> {
+    const e: EpochLog = { epoch, step: run.step, train_loss: trainLoss, lr: run.schedule(Math.max(0, run.step - 1)), time_s: this.elapsed(run) };
+    if (this.config.evalEvery === 0) {
+      const v = await this.validate(run, callbacks, epoch);
+      if (v) Object.assign(e, { val_loss: v.loss, val_accuracy: v.accuracy, val_macro_f1: v.macro_f1 });
+    }
+    run.history.epochs.push(e);
+    run.log.write('epoch', e);
+    for (const cb of callbacks) await cb.onEpochEnd?.(epoch, e);
+    this.emit('epoch', e);
+  }
+
+  /** Validation pass: logs, plateau scheduler, early stopping (keeps the best weights in memory). */
+  private async validate(run: Run, callbacks: Callback[], epoch: number): Promise<EvalLog | null> {
+    if (run.splits.validation.length === 0) return null;
+    const r = this.evalExamples(run.splits.validation);
+    const log: EvalLog = { step: run.step, epoch, split: 'validation', loss: r.loss, accuracy: r.accuracy, macro_f1: r.macro_f1, time_s: this.elapsed(run) };
+    run.history.evals.push(log);
+    run.log.write('eval', log);
+    for (const cb of callbacks) await cb.onEvaluate?.(log);
+    this.emit('evaluate', log);
+    if (run.plateau && run.plateau.step(r.loss, run.baseLr)) this.note(`ReduceLROnPlateau: learning rate scale now ${run.plateau.scale}`);
+    const es = this.config.earlyStopping;
+    if (run.stopper && es) {
+      const value = es.monitor === 'val_loss' ? r.loss : es.monitor === 'val_accuracy' ? r.accuracy : r.macro_f1;
+      const { improved, stop } = run.stopper.check(value, run.step);
+      if (improved) {
+        run.history.best = { step: run.step, metric: es.monitor, value };
+        if (es.restoreBest) run.best = new Map([...(this.classifier as Module).namedParameters()].filter(([, t]) => t.requiresGrad).map(([k, t]) => [k, t.f32().slice()]));
+      }
+      if (stop) {
+        run.history.stoppedEarly = true;
+        this.note(`early stopping at step ${run.step}: ${es.monitor} did not improve for ${es.patience} evaluations (best ${run.stopper.best.toFixed(4)} at step ${run.stopper.bestStep})`);
+      }
+    }
+    (this.classifier as Module).train();
+    return log;
+  }
+
+  private evalExamples(examples: DatasetSplits['test']): EvalResult {
+    return evaluateClassifier(this.classifier as SequenceClassifier, this.encoder as TextEncoder, examples, this.labels, {
+      batchSize: this.config.evalBatchSize, maxLength: Math.min(this.config.maxLength, (this.encoder as TextEncoder).maxLength),
+      compute: resolvePrecision(this.config.mixedPrecision).compute,
+    });
+  }
+
+  private async finish(run: Run, callbacks: Callback[]): Promise<History> {
+    const h = run.history;
+    const model = this.classifier as SequenceClassifier;
+    if (run.best) {
+      for (const [k, t] of model.namedParameters()) {
+        const v = run.best.get(k);
+        if (v) (t.storage as Float32Array).set(v);
+      }
+      this.note(`restored the best weights (step ${h.best?.step})`);
+    }
+    h.trainTimeS = this.elapsed(run);
+    if (run.splits.test.length) {
+      const r = this.evalExamples(run.splits.test);
+      h.test = r;
+      run.log.write('test', { step: run.step, loss: r.loss, accuracy: r.accuracy, macro_f1: r.macro_f1 });
+    }
+    if (this.config.saveEvery > 0 || this.config.resume) this.checkpoint(run);
+    h.outputs = this.saveOutputs(run.outDir);
+    h.outputs.metrics = run.log.file;
+    const curves = await writeCurves(run.outDir, h);
+    if (curves) h.outputs.curves = curves;
+    h.peakRssMb = Math.round(process.resourceUsage().maxRSS / 1024);
+    for (const cb of callbacks) await cb.onTrainEnd?.(h);
+    this.emit('trainEnd', h);
+    return h;
+  }
+
+  /** Saves the adapter (PEFT layout) or the trained weights, and the label map. */
+  private saveOutputs(outDir: string): Record<string, string> {
+    const out: Record<string, string> = { dir: outDir };
+    if (this.lora) {
+      out.adapter = path.dirname(saveAdapter(this.lora, path.join(outDir, 'adapter')).weights);
+    } else {
+      out.model = saveTrainable(this.classifier as Module, outDir, this.config.method === 'head');
+    }
+    return out;
+  }
+
+  /** Evaluates the fine-tuned model on a split of the last dataset, or on examples. */
+  async evaluate(split: 'test' | 'validation' | DatasetSplits['test'] = 'test'): Promise<EvalResult> {
+    if (!this.classifier) throw new AutoGLMError(`'evaluate' needs a fine-tuned model: call finetune() first (or AutoGLMTrainer.load)`);
+    const ex = typeof split === 'string' ? this.splits?.[split] : split;
+    if (!ex || ex.length === 0) throw new ConfigError(`no examples to evaluate in '${typeof split === 'string' ? split : 'examples'}'`);
+    return this.evalExamples(ex);
+  }
+
+  /** Predicted labels (with probabilities) for texts. */
+  async predict(texts: string[]): Promise<Prediction[]> {
+    if (!this.classifier) throw new AutoGLMError(`'predict' needs a fine-tuned model: call finetune() first (or AutoGLMTrainer.load)`);
+    return predictTexts(this.classifier, this.encoder as TextEncoder, texts, this.labels, Math.min(this.config.maxLength, (this.encoder as TextEncoder).maxLength));
+  }
+
+  /** Rebuilds a trainer from a finished run's output folder (for eval/predict). */
+  static async load(dir: string): Promise<AutoGLMTrainer> {
+    const { readRunInfo } = await import('./outputs.js');
+    const info = readRunInfo(dir);
+    const t = new AutoGLMTrainer({ model: info.model, config: { ...info.config, resume: false, outputDir: dir } });
+    await t.prepareModel(info.labels);
+    if (t.lora) {
+      const { loadAdapter } = await import('../peft/index.js');
+      const cfgName = t.lora.activeAdapters[0];
+      loadAdapter(t.lora, path.join(dir, 'adapter'), 'trained');
+      t.lora.deleteAdapter(cfgName);
+      t.lora.setAdapter('trained');
+    } else {
+      const { loadSafetensors } = await import('../models/safetensors.js');
+      loadTrainable(t.classifier as Module, loadSafetensors(path.join(dir, 'model.safetensors')).tensors, dir);
+    }
+    (t.classifier as Module).eval();
+    return t;
+  }
+}

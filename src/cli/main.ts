@@ -8,12 +8,16 @@ import { registerBench } from './commands/bench.js';
 import { registerDemo } from './commands/demo.js';
 import { registerEmbed } from './commands/embed.js';
 import { registerGenerate } from './commands/generate.js';
+import { registerFinetune } from './commands/finetune.js';
+import { registerEvaluate } from './commands/evaluate.js';
 
 export function buildProgram(): Command {
   const program = new Command('autoglm')
     .description('Efficient fine-tuning of transformer language models on Node.js')
     .version('0.1.0')
     .showHelpAfterError();
+  registerFinetune(program);
+  registerEvaluate(program);
   registerDemo(program);
   registerBench(program);
   registerEmbed(program);
@@ -33,6 +37,11 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`autoglm: ${e.name}: ${e.message}\n`);
       return 2;
     }
-    throw e;
+    // Not one of ours: say what happened in one line; the stack only when asked for.
+    const err = e as Error;
+    process.stderr.write(`autoglm: unexpected ${err?.name ?? 'error'}: ${err?.message ?? String(e)}\n`);
+    if (process.env.AUTOGLM_DEBUG) process.stderr.write(`${err?.stack ?? ''}\n`);
+    else process.stderr.write('autoglm: set AUTOGLM_DEBUG=1 for the stack trace\n');
+    return 1;
   }
 }

@@ -12,7 +12,7 @@ import { resolveDataDir } from './paths.js';
 import { formatOf, readRecords } from './readers.js';
 import { getNamedDataset, listNamedDatasets, type RawSplits } from './registry.js';
 import { capSeeded, stratifiedSplit } from './split.js';
-import type { DatasetSpec, DatasetSplits, Example } from './types.js';
+import type { BadLine, DatasetSpec, DatasetSplits, Example } from './types.js';
 
 /** Defaults, in one place. */
 export const DATA_DEFAULTS = {
@@ -91,8 +91,15 @@ function finish(name: string, raw: RawSplits, spec: DatasetSpec, sink: BadLineSi
     test: plain(capSeeded(test, spec.maxEval, seed + 3)),
     labels,
     extraLabels,
-    skipped: sink.skipped,
+    skipped: inFileOrder(sink.skipped),
   };
+}
+
+/** Bad lines by file (in order of first report), then line; stable, so a line reported twice stays in order. */
+function inFileOrder(skipped: BadLine[]): BadLine[] {
+  const fileRank = new Map<string, number>();
+  for (const b of skipped) if (!fileRank.has(b.file)) fileRank.set(b.file, fileRank.size);
+  return skipped.slice().sort((x, y) => fileRank.get(x.file)! - fileRank.get(y.file)! || x.line - y.line);
 }
 
 function sortedUnique(xs: string[]): string[] {

@@ -21,69 +21,69 @@ const compression = z.union([
 export const trainerConfigSchema = z.object({
   // ---- what is trained -----------------------------------------------------------------------------------
   /** 'lora': adapters on the encoder + the head; 'full': every parameter; 'head': the classifier head alone. */
-  method: z.enum(['lora', 'full', 'head']).default('lora'),
+  method: z.enum(['lora', 'full', 'head']).default('lora').describe('\'lora\': adapters on the encoder + the head; \'full\': every parameter; \'head\': the classifier head alone.'),
   /** Peak learning rate of the encoder's trainable weights. Default by method: lora 2e-3, full 5e-5, head 5e-3. */
-  learningRate: z.number().positive().optional(),
+  learningRate: z.number().positive().optional().describe('Peak learning rate of the encoder\'s trainable weights. Default by method: lora 2e-3, full 5e-5, head 5e-3.'),
   /** Learning rate of the classifier head; defaults to 10x learningRate (lora/full) or learningRate (head). */
-  headLearningRate: z.number().positive().optional(),
+  headLearningRate: z.number().positive().optional().describe('Learning rate of the classifier head; defaults to 10x learningRate (lora/full) or learningRate (head).'),
   /** Layer-wise learning-rate decay: layer i of L gets lr * decay^(L - 1 - i); 1 = off. */
-  layerwiseLrDecay: z.number().positive().max(1).default(1),
+  layerwiseLrDecay: z.number().positive().max(1).default(1).describe('Layer-wise learning-rate decay: layer i of L gets lr * decay^(L - 1 - i); 1 = off.'),
   loraRank: z.number().int().positive().default(8),
   /** LoRA alpha; defaults to 2 x rank. */
-  loraAlpha: z.number().positive().optional(),
+  loraAlpha: z.number().positive().optional().describe('LoRA alpha; defaults to 2 x rank.'),
   /** Dropout on the adapters' input (PEFT's default 0). */
-  loraDropout: z.number().min(0).lt(1).default(0),
+  loraDropout: z.number().min(0).lt(1).default(0).describe('Dropout on the adapters\' input (PEFT\'s default 0).'),
   /** Module names, suffixes or a regular expression; 'all-linear' = every Linear but the head. */
-  loraTargets: z.union([z.array(z.string()).min(1), z.string()]).default('all-linear'),
+  loraTargets: z.union([z.array(z.string()).min(1), z.string()]).default('all-linear').describe('Module names, suffixes or a regular expression; \'all-linear\' = every Linear but the head.'),
   useRslora: z.boolean().default(false),
   useDora: z.boolean().default(false),
   /** LoRA+: B matrices learn this many times faster than A. */
-  loraPlusRatio: z.number().positive().default(1),
+  loraPlusRatio: z.number().positive().default(1).describe('LoRA+: B matrices learn this many times faster than A.'),
   /** Frozen base weights in bf16 or int8 (LoRA only). */
-  baseQuantization: z.enum(['none', 'bf16', 'int8']).default('none'),
+  baseQuantization: z.enum(['none', 'bf16', 'int8']).default('none').describe('Frozen base weights in bf16 or int8 (LoRA only).'),
   /** Dropout before the classifier head. */
-  headDropout: z.number().min(0).lt(1).default(0.1),
+  headDropout: z.number().min(0).lt(1).default(0.1).describe('Dropout before the classifier head.'),
 
   // ---- how long, in what batches ---------------------------------------------------------------------------
   epochs: z.number().int().positive().default(3),
   /** Stop after this many optimizer steps (overrides epochs when smaller). */
-  maxSteps: z.number().int().positive().optional(),
+  maxSteps: z.number().int().positive().optional().describe('Stop after this many optimizer steps (overrides epochs when smaller).'),
   batchSize: z.number().int().positive().default(32),
   evalBatchSize: z.number().int().positive().default(128),
   /** Micro-batches per optimizer step. */
-  gradientAccumulation: z.number().int().positive().default(1),
+  gradientAccumulation: z.number().int().positive().default(1).describe('Micro-batches per optimizer step.'),
   /** Tokens per text (longer texts are cut). */
-  maxLength: z.number().int().positive().max(4096).default(64),
+  maxLength: z.number().int().positive().max(4096).default(64).describe('Tokens per text (longer texts are cut).'),
   /** Group texts of similar length into batches (less padding). */
-  lengthBucketing: z.boolean().default(true),
+  lengthBucketing: z.boolean().default(true).describe('Group texts of similar length into batches (less padding).'),
 
   // ---- optimizer ---------------------------------------------------------------------------------------------
   optimizer: z.enum(['adamw', 'adam', 'sgd', 'rmsprop']).default('adamw'),
   betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).default([0.9, 0.999]),
   eps: z.number().positive().default(1e-8),
   /** Decoupled (AdamW) or L2 (others) weight decay; never applied to biases and norm weights. */
-  weightDecay: z.number().min(0).default(0.01),
+  weightDecay: z.number().min(0).default(0.01).describe('Decoupled (AdamW) or L2 (others) weight decay; never applied to biases and norm weights.'),
   momentum: z.number().min(0).lt(1).default(0.9),
   nesterov: z.boolean().default(false),
   /** Global-norm gradient clipping; 0 = off. */
-  maxGradNorm: z.number().min(0).default(1.0),
+  maxGradNorm: z.number().min(0).default(1.0).describe('Global-norm gradient clipping; 0 = off.'),
   labelSmoothing: z.number().min(0).max(1).default(0),
 
   // ---- learning-rate schedule ----------------------------------------------------------------------------------
   scheduler: z.enum(['constant', 'linear', 'cosine', 'plateau']).default('linear'),
   warmupSteps: z.number().int().nonnegative().optional(),
   /** Warm-up as a fraction of the total steps (used when warmupSteps is not given). */
-  warmupRatio: z.number().min(0).max(1).default(0.06),
+  warmupRatio: z.number().min(0).max(1).default(0.06).describe('Warm-up as a fraction of the total steps (used when warmupSteps is not given).'),
   /** Cosine: eta_min. Plateau: the floor. */
-  minLr: z.number().min(0).default(0),
+  minLr: z.number().min(0).default(0).describe('Cosine: eta_min. Plateau: the floor.'),
   /** Cosine: period in steps after warm-up (T_max); default the remaining steps. */
-  tMax: z.number().int().positive().optional(),
+  tMax: z.number().int().positive().optional().describe('Cosine: period in steps after warm-up (T_max); default the remaining steps.'),
   plateauPatience: z.number().int().nonnegative().default(2),
   plateauFactor: z.number().positive().lt(1).default(0.5),
 
   // ---- evaluation, early stopping ---------------------------------------------------------------------------
   /** Evaluate on the validation split every N optimizer steps; 0 = at the end of each epoch. */
-  evalEvery: z.number().int().nonnegative().default(0),
+  evalEvery: z.number().int().nonnegative().default(0).describe('Evaluate on the validation split every N optimizer steps; 0 = at the end of each epoch.'),
   earlyStopping: z.union([z.literal(false), z.object({
     monitor: z.enum(['val_loss', 'val_accuracy', 'val_macro_f1']).default('val_loss'),
     patience: z.number().int().positive().default(3),
@@ -99,15 +99,15 @@ export const trainerConfigSchema = z.object({
 
   // ---- outputs, checkpoints ---------------------------------------------------------------------------------------
   /** Where adapters/models, metrics.jsonl, the curve image and checkpoints go; default runs/<time>. */
-  outputDir: z.string().optional(),
+  outputDir: z.string().optional().describe('Where adapters/models, metrics.jsonl, the curve image and checkpoints go; default runs/<time>.'),
   /** Checkpoint every N optimizer steps; 0 = only at the end. */
-  saveEvery: z.number().int().nonnegative().default(0),
+  saveEvery: z.number().int().nonnegative().default(0).describe('Checkpoint every N optimizer steps; 0 = only at the end.'),
   /** Checkpoints kept (oldest deleted). */
-  keepLast: z.number().int().positive().default(2),
+  keepLast: z.number().int().positive().default(2).describe('Checkpoints kept (oldest deleted).'),
   /** Resume from a checkpoint folder, or true for the latest in outputDir. */
-  resume: z.union([z.string(), z.boolean()]).default(false),
+  resume: z.union([z.string(), z.boolean()]).default(false).describe('Resume from a checkpoint folder, or true for the latest in outputDir.'),
   /** Log training loss every N steps. */
-  logEvery: z.number().int().positive().default(20),
+  logEvery: z.number().int().positive().default(20).describe('Log training loss every N steps.'),
 }).strict();
 
 export type TrainerConfig = z.infer<typeof trainerConfigSchema>;

@@ -11,7 +11,7 @@
 import { Tensor } from '../../tensor/tensor.js';
 import { arange } from '../../tensor/creation.js';
 import { linear } from '../../tensor/ops/linalg.js';
-import { scaledDotProductAttention } from '../../tensor/ops/nn.js';
+import { fusedQKVAttention, scaledDotProductAttention } from '../../tensor/ops/nn.js';
 import { Module, ModuleList } from '../../nn/module.js';
 import { Dropout, Embedding, LayerNorm, Linear } from '../../nn/layers.js';
 import { ConfigError, ShapeError, fmtShape } from '../../errors.js';
@@ -78,14 +78,20 @@ export class GPT2Attention extends Module {
   forward(x: Tensor, mask: Tensor | null, cache: KVCache | null): Tensor {
     const [B, T, C] = x.shape;
     const nh = this.cfg.nHead, hs = C / nh;
-    const qkv = this.c_attn.forward(x).reshape([B, T, 3, nh, hs]).permute([2, 0, 3, 1, 4]); // (3, B, nh, T, hs)
-    const q = qkv.slice(0, 0, 1).squeeze(0); // (B, nh, T, hs)
-    let k = qkv.slice(0, 1, 2).squeeze(0), v = qkv.slice(0, 2, 3).squeeze(0);
-    if (cache) [k, v] = cache.update(this.layerIdx, k, v); // (B, nh, past + T, hs)
     let scale = this.cfg.scaleAttnWeights ? 1 / Math.sqrt(hs) : 1;
     if (this.cfg.scaleAttnByInverseLayerIdx) scale /= this.layerIdx + 1;
-    const o = scaledDotProductAttention(q, k, v, { causal: true, mask, scale }); // (B, nh, T, hs)
-    return this.resid_dropout.forward(this.c_proj.forward(o.transpose(1, 2).reshape([B, T, C]))); // (B, T, C)
+    const qkv = this.c_attn.forward(x); // (B, T, 3C): q | k | v, heads inside each
+    let merged: Tensor;
+    if (!cache) {
+      merged = fusedQKVAttention(qkv, nh, { causal: true, mask, scale }); // (B, T, C), reads q, k, v in place
+    } else {
+      const heads = qkv.reshape([B, T, 3, nh, hs]).permute([2, 0, 3, 1, 4]); // (3, B, nh, T, hs)
+      const q = heads.slice(0, 0, 1).squeeze(0); // (B, nh, T, hs)
+      const [k, v] = cache.update(this.layerIdx, heads.slice(0, 1, 2).squeeze(0), heads.slice(0, 2, 3).squeeze(0)); // (B, nh, past + T, hs)
+      const o = scaledDotProductAttention(q, k, v, { causal: true, mask, scale }); // (B, nh, T, hs)
+      merged = o.transpose(1, 2).reshape([B, T, C]); // (B, T, C)
+    }
+    return this.resid_dropout.forward(this.c_proj.forward(merged));
   }
 }
 

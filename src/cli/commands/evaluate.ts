@@ -1,0 +1,42 @@
+/** `autoglm eval RUN_DIR` and `autoglm predict RUN_DIR "text" ...`: use a finished fine-tune. */
+import type { Command } from 'commander';
+import { applyThreads, intOption } from '../options.js';
+import { ConfigError } from '../../errors.js';
+
+export function registerEvaluate(program: Command): void {
+  program.command('eval')
+    .description('evaluate a fine-tuned run folder on a dataset split')
+    .argument('<run-dir>', 'output folder of autoglm finetune')
+    .option('--dataset <name|file>', 'dataset (default: the one it was trained on)')
+    .option('--split <split>', 'test | validation', 'test')
+    .option('--data-dir <dir>', 'folder of the named datasets')
+    .option('--max-eval <n>', 'use at most n examples', intOption('--max-eval'))
+    .option('--threads <n>', 'kernel threads', intOption('--threads'))
+    .option('--json', 'one JSON summary line')
+    .action(async (dir: string, o: { dataset?: string; split: string; dataDir?: string; maxEval?: number; threads?: number; json?: boolean }) => {
+      applyThreads(o.threads);
+      if (o.split !== 'test' && o.split !== 'validation') throw new ConfigError(`option '--split' is '${o.split}'; expected test or validation`);
+      const { AutoGLMTrainer } = await import('../../train/trainer.js');
+      const { readRunInfo } = await import('../../train/outputs.js');
+      const { loadDataset } = await import('../../data/index.js');
+      const info = readRunInfo(dir);
+      const trainer = await AutoGLMTrainer.load(dir);
+      const splits = loadDataset({ dataset: o.dataset ?? info.dataset, dataDir: o.dataDir, maxEval: o.maxEval, seed: info.config.seed });
+      const r = await trainer.evaluate(splits[o.split as 'test' | 'validation']);
+      console.log(`${o.split}: accuracy ${(100 * r.accuracy).toFixed(2)}%  macro-F1 ${(100 * r.macro_f1).toFixed(2)}%  loss ${r.loss.toFixed(4)}  (${r.n} examples)`);
+      if (o.json) console.log(JSON.stringify({ command: 'eval', split: o.split, accuracy: r.accuracy, macro_f1: r.macro_f1, loss: r.loss, n: r.n }));
+    });
+
+  program.command('predict')
+    .description('predict labels for texts with a fine-tuned run folder')
+    .argument('<run-dir>', 'output folder of autoglm finetune')
+    .argument('<texts...>', 'texts to classify')
+    .option('--json', 'JSON lines')
+    .action(async (dir: string, texts: string[], o: { json?: boolean }) => {
+      const { AutoGLMTrainer } = await import('../../train/trainer.js');
+      const trainer = await AutoGLMTrainer.load(dir);
+      for (const p of await trainer.predict(texts)) {
+        console.log(o.json ? JSON.stringify(p) : `${p.label}\t${p.score.toFixed(3)}\t${p.text}`);
+      }
+    });
+}

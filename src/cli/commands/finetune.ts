@@ -1,0 +1,72 @@
+/**
+ * `autoglm finetune`: fine-tunes a model on a dataset. With no arguments it is the main job: LoRA on
+ * open-autoglm-base over the embedded custom_intent_v2 dataset, ending with test accuracy, time and memory.
+ */
+import type { Command } from 'commander';
+import { addConfigFlags, configFromFlags } from '../config-flags.js';
+import { applyThreads, choiceOption, intOption } from '../options.js';
+
+interface Opts extends Record<string, unknown> {
+  model: string;
+  dataset: string;
+  evalDataset?: string;
+  testDataset?: string;
+  textField?: string;
+  labelField?: string;
+  labelSet?: string;
+  dataDir?: string;
+  onBadLine?: 'skip' | 'error';
+  maxTrain?: number;
+  maxEval?: number;
+  threads?: number;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+export function registerFinetune(program: Command): void {
+  const cmd = program.command('finetune')
+    .description('fine-tune a model for text classification (default: LoRA on open-autoglm-base over custom_intent_v2)')
+    .option('--model <name>', 'registered model name', 'open-autoglm-base')
+    .option('--dataset <name|file>', 'named dataset (custom_intent_v2, clinc150, snips, massive-en, slurp) or a .jsonl/.json/.csv file', 'custom_intent_v2')
+    .option('--eval-dataset <file>', 'validation file (default: the dataset\'s own split, or a seeded split)')
+    .option('--test-dataset <file>', 'test file')
+    .option('--text-field <name>', 'text field of file datasets (default text)')
+    .option('--label-field <name>', 'label field of file datasets (default label)')
+    .option('--label-set <name>', 'which label set is the target (clinc150: intent|domain; slurp: intent|scenario|action)')
+    .option('--data-dir <dir>', 'folder of the named datasets (default AUTOGLM_DATA_DIR, else ../shared/data)')
+    .option('--on-bad-line <policy>', 'skip | error', choiceOption('--on-bad-line', ['skip', 'error'] as const))
+    .option('--max-train <n>', 'use at most n training examples', intOption('--max-train'))
+    .option('--max-eval <n>', 'use at most n validation/test examples', intOption('--max-eval'))
+    .option('--threads <n>', 'kernel threads', intOption('--threads'))
+    .option('--json', 'print one machine-readable summary line last')
+    .option('--quiet', 'no progress output');
+  addConfigFlags(cmd);
+  cmd.action(async (o: Opts) => {
+    applyThreads(o.threads);
+    const { AutoGLMTrainer } = await import('../../train/trainer.js');
+    const { attachProgress } = await import('../progress.js');
+    const trainer = new AutoGLMTrainer({ model: o.model, config: configFromFlags(o) });
+    const stop = attachProgress(trainer, !!o.quiet);
+    const h = await trainer.finetune({
+      dataset: o.dataset, evalDataset: o.evalDataset, testDataset: o.testDataset, textField: o.textField, labelField: o.labelField,
+      labelSet: o.labelSet, dataDir: o.dataDir, onBadLine: o.onBadLine, maxTrain: o.maxTrain, maxEval: o.maxEval,
+    });
+    stop();
+    const t = h.test;
+    const lines = [
+      `method ${trainer.config.method}, ${h.trainableParams.toLocaleString('en-US')} trainable of ${h.totalParams.toLocaleString('en-US')} parameters, precision ${h.precision}`,
+      t ? `test accuracy ${(100 * t.accuracy).toFixed(2)}%  macro-F1 ${(100 * t.macro_f1).toFixed(2)}%  (${t.n} examples)` : 'no test split',
+      `train time ${h.trainTimeS.toFixed(1)} s, peak RSS ${h.peakRssMb} MB`,
+      `outputs: ${Object.entries(h.outputs).map(([k, v]) => `${k}=${v}`).join('  ')}`,
+    ];
+    for (const l of lines) console.log(l);
+    if (o.json) {
+      console.log(JSON.stringify({
+        command: 'finetune', model: o.model, dataset: o.dataset, method: trainer.config.method,
+        accuracy: t?.accuracy ?? null, macro_f1: t?.macro_f1 ?? null, test_loss: t?.loss ?? null,
+        train_time_s: +h.trainTimeS.toFixed(2), peak_rss_mb: h.peakRssMb, trainable_params: h.trainableParams, total_params: h.totalParams,
+        steps: h.steps.length ? h.steps[h.steps.length - 1].step : 0, stopped_early: h.stoppedEarly, precision: h.precision, outputs: h.outputs,
+      }));
+    }
+  });
+}

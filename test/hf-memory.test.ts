@@ -1,0 +1,44 @@
+/**
+ * Loading a 16-bit checkpoint with 16-bit storage (`dtype: 'keep'`) must take at most 0.55x the resident
+ * memory of loading it as f32. Each mode loads a generated ~64 MB bf16 Llama checkpoint in its own process.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { buildHFModel, saveHFModel } from '../src/models/hf/index.js';
+import { manualSeed } from '../src/nn/init.js';
+
+const ROOT = path.dirname(fileURLToPath(import.meta.url));
+
+function loadRss(dir: string, mode: 'f32' | 'keep'): { rssDeltaMB: number; paramMB: number; dtypes: string[] } {
+  const r = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', path.join(ROOT, 'helpers', 'hf-load-rss.ts'), dir, mode],
+    { encoding: 'utf8', env: process.env });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout.trim().split('\n').pop() as string);
+}
+
+test('a bf16 checkpoint loaded with 16-bit storage takes <= 0.55x the resident memory of an f32 load', (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'autoglm-hf-mem-'));
+  try {
+    manualSeed(0);
+    const model = buildHFModel({
+      model_type: 'llama', vocab_size: 8000, hidden_size: 512, intermediate_size: 1376, num_hidden_layers: 8,
+      num_attention_heads: 8, num_key_value_heads: 4, tie_word_embeddings: false,
+    });
+    saveHFModel(model, dir, { dtype: 'bf16' });
+    const f32 = loadRss(dir, 'f32');
+    const keep = loadRss(dir, 'keep');
+    assert.deepEqual(f32.dtypes, ['f32']);
+    assert.deepEqual(keep.dtypes, ['bf16']);
+    const ratio = keep.rssDeltaMB / f32.rssDeltaMB;
+    t.diagnostic(`parameters ${f32.paramMB.toFixed(1)} MB as f32, ${keep.paramMB.toFixed(1)} MB as bf16; RSS growth f32 ${f32.rssDeltaMB.toFixed(1)} MB, ` +
+      `keep ${keep.rssDeltaMB.toFixed(1)} MB: ratio ${ratio.toFixed(3)}`);
+    assert.ok(ratio <= 0.55, `16-bit load used ${ratio.toFixed(3)}x the memory of the f32 load`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -235,7 +235,7 @@ test('RandomSampler dropLast; BucketSampler batches hold similar lengths', () =>
 const DATA = resolveDataDir();
 function needs(t: { skip(msg: string): void }, folder: string): boolean {
   if (existsSync(join(DATA, folder))) return true;
-  t.skip(`public dataset folder '${join(DATA, folder)}' is absent (../shared/data missing; set AUTOGLM_DATA_DIR to run)`);
+  t.skip(`public dataset folder '${join(DATA, folder)}' is absent (no ../shared/data next to the package, or AUTOGLM_DATA_DIR points elsewhere): public-data test skipped`);
   return false;
 }
 const sizes = (d: DatasetSplits) => [d.train.length, d.validation.length, d.test.length];

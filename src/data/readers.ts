@@ -74,9 +74,8 @@ export function readJson(file: string, sink: BadLineSink, keys?: readonly string
     doc = JSON.parse(text);
   } catch (e) {
     const msg = (e as Error).message;
-    const pos = /position (\d+)/.exec(msg);
-    const where = pos ? `:${lineOfOffset(text, Number(pos[1]))}` : '';
-    throw new DatasetError(`${file}${where}: invalid JSON document: ${msg}`, { cause: e });
+    const line = jsonErrorLine(text, msg);
+    throw new DatasetError(`${file}${line ? `:${line}` : ''}: invalid JSON document: ${msg}`, { cause: e });
   }
   const lines = arrayElementLines(text);
   const arrays: [string, unknown[]][] = [];
@@ -107,6 +106,24 @@ export function readJson(file: string, sink: BadLineSink, keys?: readonly string
     }
   }
   return { records, doc };
+}
+
+/** The line of a JSON.parse error, from V8's message: 'line L', 'position N', the quoted context, or end of input. */
+function jsonErrorLine(text: string, msg: string): number | undefined {
+  const line = /\(line (\d+) column \d+\)/.exec(msg);
+  if (line) return Number(line[1]);
+  const pos = /at position (\d+)/.exec(msg);
+  if (pos) return lineOfOffset(text, Number(pos[1]));
+  if (/end of JSON input/.test(msg)) return lineOfOffset(text, text.trimEnd().length);
+  // "Unexpected token 'X', "...context..." is not valid JSON": V8 quotes up to 10 characters either side
+  const ctx = /^Unexpected token '([\s\S])', (\.\.\.)?"([\s\S]*)"(\.\.\.)? is not valid JSON$/.exec(msg);
+  if (ctx) {
+    const [, token, before, snippet, after] = ctx as unknown as [string, string, string | undefined, string, string | undefined];
+    const at = text.indexOf(snippet);
+    const offset = before ? 10 : after ? snippet.length - 10 : Math.max(0, snippet.indexOf(token));
+    if (at >= 0) return lineOfOffset(text, at + offset);
+  }
+  return undefined;
 }
 
 /** CSV with a header row; fields by column name. */

@@ -33,7 +33,7 @@ export interface DatasetSpec {
   dataset: string;
   evalDataset?: string;
   testDataset?: string;
-  /** Field names of the text and the label; default 'text' / 'label' (named datasets use their own fields). */
+  /** Field names of the text and the label in user files; default 'text' / 'label'. Named datasets use their own fields and ignore these. */
   textField?: string;
   labelField?: string;
   /** Which label set is primary (slurp: 'intent' | 'scenario' | 'action'; clinc150: 'intent' | 'domain'). */

@@ -22,10 +22,10 @@ export const trainerConfigSchema = z.object({
   // ---- what is trained -----------------------------------------------------------------------------------
   /** 'lora': adapters on the encoder + the head; 'full': every parameter; 'head': the classifier head alone. */
   method: z.enum(['lora', 'full', 'head']).default('lora').describe('\'lora\': adapters on the encoder + the head; \'full\': every parameter; \'head\': the classifier head alone.'),
-  /** Peak learning rate of the encoder's trainable weights. Default by method: lora 2e-3, full 5e-5, head 5e-3. */
-  learningRate: z.number().positive().optional().describe('Peak learning rate of the encoder\'s trainable weights. Default by method: lora 2e-3, full 5e-5, head 5e-3.'),
-  /** Learning rate of the classifier head; defaults to 10x learningRate (lora/full) or learningRate (head). */
-  headLearningRate: z.number().positive().optional().describe('Learning rate of the classifier head; defaults to 10x learningRate (lora/full) or learningRate (head).'),
+  /** Peak learning rate of the encoder's trainable weights. Default by method: lora 2e-3, full 1e-4, head 5e-2. */
+  learningRate: z.number().positive().optional().describe('Peak learning rate of the encoder\'s trainable weights. Default by method: lora 2e-3, full 1e-4, head 5e-2.'),
+  /** Learning rate of the classifier head; defaults to 2e-2 (lora/full) or learningRate (head). */
+  headLearningRate: z.number().positive().optional().describe('Learning rate of the classifier head; defaults to 2e-2 (lora/full) or learningRate (head).'),
   /** Layer-wise learning-rate decay: layer i of L gets lr * decay^(L - 1 - i); 1 = off. */
   layerwiseLrDecay: z.number().positive().max(1).default(1).describe('Layer-wise learning-rate decay: layer i of L gets lr * decay^(L - 1 - i); 1 = off.'),
   loraRank: z.number().int().positive().default(8),
@@ -113,7 +113,9 @@ export const trainerConfigSchema = z.object({
 export type TrainerConfig = z.infer<typeof trainerConfigSchema>;
 export type TrainerConfigInput = z.input<typeof trainerConfigSchema>;
 
-export const DEFAULT_LR: Record<TrainerConfig['method'], number> = { lora: 2e-3, full: 5e-5, head: 5e-3 };
+export const DEFAULT_LR: Record<TrainerConfig['method'], number> = { lora: 2e-3, full: 1e-4, head: 5e-2 };
+/** The head's default learning rate with lora/full: the pooled embeddings are unit-norm, so the head needs a large one. */
+export const DEFAULT_HEAD_LR = 2e-2;
 
 /** Validates a config object; the error names the key, the value and what is allowed. */
 export function parseTrainerConfig(input: unknown): TrainerConfig {

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { Tensor } from '../tensor/tensor.js';
 import { crossEntropy } from '../tensor/ops/nn.js';
 import { autocast } from '../tensor/precision.js';
+import { noGrad } from '../tensor/autograd.js';
 import { Rng } from '../backend/rng.js';
 import { backend } from '../backend/index.js';
 import { Module } from '../nn/module.js';
@@ -28,7 +29,7 @@ import { loadModel } from '../models/registry.js';
 import { SequenceClassifier, textEncoderOf, type TextEncoder } from '../models/classifier.js';
 import { loadDataset, encodeDataset, collate, BucketSampler, RandomSampler, type DatasetSpec, type DatasetSplits, type EncodedDataset, type Sampler } from '../data/index.js';
 import { AutoGLMError, ConfigError } from '../errors.js';
-import { DEFAULT_LR, parseTrainerConfig, type TrainerConfig, type TrainerConfigInput } from './config.js';
+import { DEFAULT_HEAD_LR, DEFAULT_LR, parseTrainerConfig, type TrainerConfig, type TrainerConfigInput } from './config.js';
 import { emptyHistory, MetricsLog, type Callback, type EpochLog, type EvalLog, type History, type StepLog } from './history.js';
 import { evaluateClassifier, predictTexts, type EvalResult, type Prediction } from './evaluate.js';
 import { saveCheckpoint, loadCheckpoint, listCheckpoints } from './checkpoint.js';
@@ -68,6 +69,8 @@ interface Run {
   best: Map<string, Float32Array> | null;
   t0: number;
   elapsedBefore: number;
+  /** method 'head': the frozen encoder's embeddings of the training set. */
+  features?: Float32Array;
 }
 
 export class AutoGLMTrainer extends EventEmitter {
@@ -140,7 +143,7 @@ export class AutoGLMTrainer extends EventEmitter {
   /** Parameter groups: head lr, LoRA+ ratio, layer-wise decay, no weight decay on biases and norms. */
   private paramGroups(model: SequenceClassifier): ParamsInput {
     const c = this.config, lr = this.learningRate;
-    const headLr = c.headLearningRate ?? (c.method === 'head' ? lr : 10 * lr);
+    const headLr = c.headLearningRate ?? (c.method === 'head' ? lr : DEFAULT_HEAD_LR);
     const layers = Math.max(0, ...[...model.namedParameters()].map(([p]) => (layerIndex(p) ?? -1) + 1));
     const groups = new Map<string, { params: Tensor[]; lrScale: number; weightDecay: number }>();
     for (const [p, t] of model.namedParameters()) {
@@ -285,11 +288,7 @@ export class AutoGLMTrainer extends EventEmitter {
         for (const cb of callbacks) await cb.onEpochBegin?.(epoch);
         continue;
       }
-      const batch = collate(run.train, idx, enc.padId);
-      const ids = new Tensor(batch.ids, 'i32', [batch.batchSize, batch.seqLen]);
-      const mask = new Tensor(batch.mask, 'f32', [batch.batchSize, batch.seqLen]);
-      const labels = new Tensor(batch.labels, 'i32', [batch.batchSize]);
-      const perSample = autocast(run.policy.compute, () => crossEntropy(model.forward(ids, mask), labels, { reduction: 'none', labelSmoothing: c.labelSmoothing }));
+      const perSample = autocast(run.policy.compute, () => crossEntropy(this.batchLogits(run, idx), this.batchLabels(run, idx), { reduction: 'none', labelSmoothing: c.labelSmoothing }));
       const loss = perSample.mean();
       loss.scale(run.scaler.scale / c.gradientAccumulation).backward();
       const lv = loss.item();
@@ -307,6 +306,48 @@ export class AutoGLMTrainer extends EventEmitter {
     if (!run.history.stoppedEarly && run.step >= run.totalSteps && epochBatches > 0 && run.history.epochs.every((e) => e.epoch !== epoch)) {
       await this.endEpoch(run, callbacks, epoch, epochLoss / epochBatches);
     }
+  }
+
+  /**
+   * Logits of a batch. With method 'head' the frozen encoder's embeddings are computed once for the whole
+   * training set (a linear probe) and only dropout + the head run per step.
+   */
+  private batchLogits(run: Run, idx: number[]): Tensor {
+    const model = this.classifier as SequenceClassifier;
+    const enc = this.encoder as TextEncoder;
+    if (this.config.method === 'head') {
+      if (!run.features) run.features = this.embedAll(run.train);
+      const D = enc.embedDim;
+      const f = new Float32Array(idx.length * D);
+      idx.forEach((i, r) => f.set((run.features as Float32Array).subarray(i * D, (i + 1) * D), r * D));
+      return model.classifier.forward(model.dropout.forward(new Tensor(f, 'f32', [idx.length, D])));
+    }
+    const batch = collate(run.train, idx, enc.padId);
+    const ids = new Tensor(batch.ids, 'i32', [batch.batchSize, batch.seqLen]);
+    const mask = new Tensor(batch.mask, 'f32', [batch.batchSize, batch.seqLen]);
+    return model.forward(ids, mask);
+  }
+
+  private batchLabels(run: Run, idx: number[]): Tensor {
+    return new Tensor(Int32Array.from(idx, (i) => run.train.labels[i]), 'i32', [idx.length]);
+  }
+
+  /** Encoder embeddings (N, D) of an encoded dataset, without gradients, in eval mode. */
+  private embedAll(ds: EncodedDataset): Float32Array {
+    const enc = this.encoder as TextEncoder;
+    const D = enc.embedDim, n = ds.ids.length;
+    const out = new Float32Array(n * D);
+    const order = ds.ids.map((_, i) => i).sort((a, b) => ds.ids[a].length - ds.ids[b].length);
+    enc.module.eval();
+    noGrad(() => {
+      for (let s = 0; s < n; s += 128) {
+        const idx = order.slice(s, s + 128);
+        const b = collate(ds, idx, enc.padId);
+        const e = enc.embed(new Tensor(b.ids, 'i32', [b.batchSize, b.seqLen]), new Tensor(b.mask, 'f32', [b.batchSize, b.seqLen])).f32();
+        idx.forEach((i, r) => out.set(e.subarray(r * D, (r + 1) * D), i * D));
+      }
+    });
+    return out;
   }
 
   private async optimizerStep(run: Run, params: Tensor[], loss: number, epoch: number, callbacks: Callback[]): Promise<void> {
@@ -339,7 +380,7 @@ export class AutoGLMTrainer extends EventEmitter {
     for (const cb of callbacks) await cb.onBatchEnd?.(run.step, log);
     this.emit('step', log, run.totalSteps);
     if (c.evalEvery > 0 && run.step % c.evalEvery === 0) await this.validate(run, callbacks, epoch);
-    if (c.saveEvery > 0 && run.step % c.saveEvery === 0) this.checkpoint(run);
+    if (c.saveEvery > 0 && run.step % c.saveEvery === 0) this.emit('checkpoint', this.checkpoint(run), run.step);
   }
 
   private async endEpoch(run: Run, callbacks: Callback[], epoch: number, trainLoss: number): Promise<void> {

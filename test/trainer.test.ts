@@ -79,7 +79,7 @@ test('resume is exact: 2N steps straight == N steps, SIGKILL, resume N (bit-iden
   const dir = tmp('autoglm-resume-');
   const N = 4;
   const script = (out: string, resume: boolean, kill: boolean) => {
-    const f = path.join(dir, `run-${path.basename(out)}-${resume ? 'resume' : 'fresh'}.ts`);
+    const f = path.join(dir, `run-${path.basename(out)}-${resume ? 'resume' : 'fresh'}.mts`);
     writeFileSync(f, `
 import { AutoGLMTrainer } from ${JSON.stringify(path.join(ROOT, 'src/train/index.js'))};
 const t = new AutoGLMTrainer({ config: { epochs: 3, batchSize: 8, maxLength: 32, maxSteps: ${2 * N}, saveEvery: ${N}, keepLast: 3,

@@ -15,6 +15,8 @@ export interface History {
   test?: ClassificationReport & { loss: number };
   best?: { step: number; metric: string; value: number };
   stoppedEarly: boolean;
+  /** Optimizer steps taken. */
+  stepsDone: number;
   trainTimeS: number;
   peakRssMb: number;
   trainableParams: number;
@@ -33,7 +35,7 @@ export interface Callback {
 }
 
 export function emptyHistory(): History {
-  return { epochs: [], evals: [], steps: [], stoppedEarly: false, trainTimeS: 0, peakRssMb: 0, trainableParams: 0, totalParams: 0, outputs: {}, precision: 'fp32' };
+  return { epochs: [], evals: [], steps: [], stoppedEarly: false, stepsDone: 0, trainTimeS: 0, peakRssMb: 0, trainableParams: 0, totalParams: 0, outputs: {}, precision: 'fp32' };
 }
 
 /** Appends one JSON line per event to <dir>/metrics.jsonl. */

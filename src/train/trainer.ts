@@ -440,6 +440,7 @@ export class AutoGLMTrainer extends EventEmitter {
       this.note(`restored the best weights (step ${h.best?.step})`);
     }
     h.trainTimeS = this.elapsed(run);
+    h.stepsDone = run.step;
     if (run.splits.test.length) {
       const r = this.evalExamples(run.splits.test);
       h.test = r;

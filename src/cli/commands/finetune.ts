@@ -65,7 +65,7 @@ export function registerFinetune(program: Command): void {
         command: 'finetune', model: o.model, dataset: o.dataset, method: trainer.config.method,
         accuracy: t?.accuracy ?? null, macro_f1: t?.macro_f1 ?? null, test_loss: t?.loss ?? null,
         train_time_s: +h.trainTimeS.toFixed(2), peak_rss_mb: h.peakRssMb, trainable_params: h.trainableParams, total_params: h.totalParams,
-        steps: h.steps.length ? h.steps[h.steps.length - 1].step : 0, stopped_early: h.stoppedEarly, precision: h.precision, outputs: h.outputs,
+        steps: h.stepsDone, stopped_early: h.stoppedEarly, precision: h.precision, outputs: h.outputs,
       }));
     }
   });

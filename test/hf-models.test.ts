@@ -318,3 +318,35 @@ test('registry: loadModel by family name, from a folder or a config', async () =
   assert.ok(![...q.namedParameters()].some(([k]) => k === 'lm_head.weight'), 'tied: no lm_head');
   assert.ok(readdirSync(tmp).length > 0);
 });
+
+test('Mistral sliding window: with one layer, the last position sees exactly the last `window` tokens', () => {
+  const cfg = { model_type: 'mistral', vocab_size: 64, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 4,
+    num_key_value_heads: 2, sliding_window: 3 };
+  const m = buildHFModel(cfg) as unknown as CausalLM;
+  m.eval();
+  const ids = [3, 9, 27, 18, 54, 35, 42, 1];
+  const run = (xs: number[]) => noGrad(() => m.forward(new Tensor(Int32Array.from(xs), 'i32', [1, xs.length]))).f32();
+  const full = run(ids), tail = run(ids.slice(-3));
+  // RoPE scores depend on relative positions only, so the window alone gives the same last row.
+  assert.ok(relErr(full.subarray(7 * 64), tail.subarray(2 * 64)) < 1e-5);
+  const noWindow = buildHFModel({ ...cfg, sliding_window: null }) as unknown as CausalLM;
+  assert.equal((noWindow as unknown as { cfg: { slidingWindow: number | null } }).cfg.slidingWindow, null);
+});
+
+test('CLI: autoglm generate --model DIR "prompt" prints the greedy continuation', async () => {
+  const { main } = await import('../src/cli/main.js');
+  const lines: string[] = [];
+  const log = console.log;
+  console.log = (s: string) => lines.push(s);
+  try {
+    assert.equal(await main(['generate', '--model', path.join(GOLDEN, 'gpt2'), ' the cat', '--max-new-tokens', '5', '--json']), 0);
+  } finally {
+    console.log = log;
+  }
+  const out = JSON.parse(lines[lines.length - 1]) as { prompt: string; completion: string; ids: number[] };
+  const model = loadHFModelFromDir(path.join(GOLDEN, 'gpt2')) as unknown as CausalLM;
+  const tok = model.hf?.tokenizer as HFTokenizer;
+  const prompt = tok.encode(' the cat');
+  assert.deepEqual(out.ids, generate(model, prompt, { maxNewTokens: 5, eosTokenId: tok.eosTokenId }));
+  assert.equal(out.completion, tok.decode(out.ids.slice(prompt.length)));
+});

@@ -26,8 +26,7 @@
  */
 import { Tensor } from '../../tensor/tensor.js';
 import { noGrad } from '../../tensor/autograd.js';
-import { matmul } from '../../tensor/ops/linalg.js';
-import { softmax } from '../../tensor/ops/nn.js';
+import { fusedQKVAttention } from '../../tensor/ops/nn.js';
 import { Module, ModuleList } from '../../nn/module.js';
 import { Dropout, Embedding, LayerNorm, Linear } from '../../nn/layers.js';
 import { ConfigError, ShapeError, fmtShape } from '../../errors.js';
@@ -47,16 +46,13 @@ export class MultiheadAttention extends Module {
     this.qkv_transform = this.module('qkv_transform', new Linear(inDim, 3 * inDim));
     this.output_transform = this.module('output_transform', new Linear(inDim, outDim));
   }
-  /** x (B, T, C); keyBias (B, 1, 1, T): 0 for tokens, -1e9 for padding, or null. */
-  forward(x: Tensor, keyBias: Tensor | null): Tensor {
-    const [B, T, C] = x.shape;
-    const nh = this.heads, hs = C / nh;
-    const qkv = this.qkv_transform.forward(x).reshape([B, T, 3, nh, hs]).permute([2, 0, 3, 1, 4]); // (3, B, nh, T, hs)
-    const q = qkv.slice(0, 0, 1).squeeze(0), k = qkv.slice(0, 1, 2).squeeze(0), v = qkv.slice(0, 2, 3).squeeze(0);
-    let att = matmul(q, k.transpose(-2, -1), 1 / Math.sqrt(hs)); // (B, nh, T, T)
-    if (keyBias) att = att.add(keyBias);
-    const o = matmul(softmax(att, -1), v); // (B, nh, T, hs)
-    return this.output_transform.forward(o.transpose(1, 2).reshape([B, T, C])); // (B, T, outDim)
+  /**
+   * x (B, T, C); keyMask (B, T): 1 at padding keys, or null. The graph adds -1e9 to padded keys' scores; the
+   * fused kernel gives them probability exactly 0, which is the same in float32.
+   */
+  forward(x: Tensor, keyMask: Tensor | null): Tensor {
+    const o = fusedQKVAttention(this.qkv_transform.forward(x), this.heads, { mask: keyMask }); // (B, T, C)
+    return this.output_transform.forward(o); // (B, T, outDim)
   }
 }
 
@@ -91,9 +87,9 @@ export class TransformerLayer extends Module {
     this.ffn = this.module('ffn', new FFN(cfg.dim, cfg.ffnDim));
     this.drop = this.module('drop', new Dropout(cfg.dropout ?? 0));
   }
-  forward(x: Tensor, keyBias: Tensor | null): Tensor {
+  forward(x: Tensor, keyMask: Tensor | null): Tensor {
     const residual = this.adjust_residual ? this.adjust_residual.forward(x) : x; // (B, T, dim)
-    const h = residual.add(this.drop.forward(this.mha.forward(this.mha_norm.forward(x), keyBias)));
+    const h = residual.add(this.drop.forward(this.mha.forward(this.mha_norm.forward(x), keyMask)));
     return h.add(this.drop.forward(this.ffn.forward(this.ffn_norm.forward(h))));
   }
 }
@@ -170,15 +166,15 @@ export class USELite extends Module {
     const [B, T] = ids.shape;
     const e = this.embeddings.forward(ids); // (B, T, embedDim)
     let x = e.add(e.add(this.timingSignal(T))); // the graph adds the timed embeddings to the embeddings
-    let keyBias: Tensor | null = null;
+    let keyMask: Tensor | null = null;
     if (attentionMask) {
       const m = attentionMask.f32();
       x = x.mul(new Tensor(m, 'f32', [B, T, 1])); // the graph's scatter leaves zeros at padding
-      const bias = new Float32Array(B * T);
-      for (let i = 0; i < bias.length; i++) bias[i] = m[i] === 0 ? this.cfg.maskBias : 0;
-      keyBias = new Tensor(bias, 'f32', [B, 1, 1, T]);
+      const pad = new Float32Array(B * T);
+      for (let i = 0; i < pad.length; i++) pad[i] = m[i] === 0 ? 1 : 0;
+      keyMask = new Tensor(pad, 'f32', [B, T]);
     }
-    for (const layer of this.layers) x = layer.forward(x, keyBias); // (B, T, dim)
+    for (const layer of this.layers) x = layer.forward(x, keyMask); // (B, T, dim)
     return x;
   }
 

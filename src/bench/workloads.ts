@@ -17,7 +17,11 @@ import { GPT2LMHeadModel, parseGPT2Config } from '../models/gpt2/model.js';
 import { HFConfig } from '../models/hf/config.js';
 import { makeRecord, timed, type BenchRecord } from './measure.js';
 
+import { MODEL_WORKLOADS } from './model-workloads.js';
+
 export interface WorkloadOptions {
+  /** LoRA workloads: frozen base storage. */
+  base?: 'none' | 'bf16' | 'int8';
   dtype: 'fp32' | 'bf16';
   steps: number;
   warmup: number;
@@ -94,7 +98,7 @@ function gpt2Forward(o: WorkloadOptions): BenchRecord[] {
   return [makeRecord('gpt2-forward', o.dtype, t, { tokens_per_s: Math.round((B * T) / t.med * 10) / 10, trainable_params: 0, total_params: total })];
 }
 
-export const WORKLOADS: Record<string, Workload> = { gemm, block, 'gpt2-forward': gpt2Forward };
+export const WORKLOADS: Record<string, Workload> = { gemm, block, 'gpt2-forward': gpt2Forward, ...MODEL_WORKLOADS };
 
 export function runWorkload(name: string, o: WorkloadOptions): BenchRecord[] {
   const w = WORKLOADS[name];

@@ -13,12 +13,13 @@ interface BenchOpts {
   repeat: number;
   torchScript?: string;
   torchConfig: 'best' | 'installed';
+  base: 'none' | 'bf16' | 'int8';
 }
 
 export function registerBench(program: Command): void {
   program.command('bench')
-    .description('time a reference workload of shared/bench/WORKLOADS.md (gemm, block)')
-    .argument('<workload>', 'gemm | block')
+    .description('time a reference workload of shared/bench/WORKLOADS.md (gemm, block, gpt2-forward, gpt2-lora, gpt2-full, cls-lora, cls-full)')
+    .argument('<workload>', 'gemm | block | gpt2-forward | gpt2-lora | gpt2-full | cls-lora | cls-full')
     .option('--dtype <dtype>', 'fp32 | bf16', choiceOption('--dtype', ['fp32', 'bf16'] as const), 'fp32')
     .option('--threads <n>', 'kernel threads (default: all cores)', intOption('--threads'))
     .option('--steps <n>', 'timed steps (median reported)', intOption('--steps'), 10)
@@ -27,13 +28,14 @@ export function registerBench(program: Command): void {
     .option('--vs-torch', 'also run ../shared/bench/torch_reference.py in the same run and print ratios')
     .option('--repeat <n>', 'with --vs-torch: alternate the two engines n times, medians across runs', intOption('--repeat'), 3)
     .option('--torch-script <path>', 'path of torch_reference.py')
+    .option('--base <dtype>', 'LoRA workloads: frozen base storage none | bf16 | int8', choiceOption('--base', ['none', 'bf16', 'int8'] as const), 'none')
     .option('--torch-config <cfg>', "PyTorch's configuration: best | installed", choiceOption('--torch-config', ['best', 'installed'] as const), 'best')
     .action(async (workload: string, o: BenchOpts) => {
       applyThreads(o.threads);
       const { runWorkload, WORKLOADS } = await import('../../bench/workloads.js');
       if (!WORKLOADS[workload]) throw new ConfigError(`unknown workload '${workload}'; expected one of ${Object.keys(WORKLOADS).join(', ')}`);
       if (!o.vsTorch) {
-        const recs = runWorkload(workload, { dtype: o.dtype, steps: o.steps, warmup: o.warmup });
+        const recs = runWorkload(workload, { dtype: o.dtype, steps: o.steps, warmup: o.warmup, base: o.base });
         for (const r of recs) console.log(o.json ? JSON.stringify(r) : Object.entries(r).map(([k, v]) => `${k}=${v}`).join('  '));
         return;
       }

@@ -18,6 +18,8 @@ import { HFConfig, taskOfArchitecture, type HFTask } from './config.js';
 import { familyOf, type HFFamily, type HFModel, type Pooling } from './family.js';
 import { isPlaceholder, setParameter, withDeferredInit } from './layers.js';
 import { HFTokenizer } from './tokenizer.js';
+import { Embedding, Linear } from '../../nn/layers.js';
+import { getRng } from '../../nn/init.js';
 import './architectures.js';
 
 export interface LoadHFOptions {
@@ -172,9 +174,26 @@ export function buildHFModel(config: Record<string, unknown>, opts: { task?: HFT
   const c = new HFConfig(config, '<config>');
   const family = familyOf(c);
   const task = opts.task ?? taskOfArchitecture(c.architecture) ?? family.defaultTask;
-  const model = family.build(family.parseConfig(c), { task, numLabels: opts.numLabels, pooling: opts.pooling });
+  const model = withDeferredInit(() => family.build(family.parseConfig(c), { task, numLabels: opts.numLabels, pooling: opts.pooling }));
+  initWeights(model, c.num('initializer_range', 0.02));
   model.hf = { family: family.name, task, config, tokenizer: null, generationConfig: null, source: null };
   return model;
+}
+
+/**
+ * transformers' `_init_weights` for these families: Linear and Embedding weights ~ N(0, initializer_range),
+ * biases 0, norm weights 1 (seeded by manualSeed).
+ */
+function initWeights(model: HFModel, std: number): void {
+  const rng = getRng();
+  for (const [, m] of model.namedModules()) {
+    if (!(m instanceof Linear) && !(m instanceof Embedding)) continue;
+    const w = m.weight;
+    const d = new Float32Array(w.size);
+    for (let i = 0; i < d.length; i++) d[i] = rng.normal() * std;
+    setParameter(m, 'weight', new Tensor(d, 'f32', [...w.shape]));
+    if (m instanceof Linear && m.bias) setParameter(m, 'bias', new Tensor(new Float32Array(m.bias.size), 'f32', [...m.bias.shape]));
+  }
 }
 
 const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;

@@ -84,3 +84,13 @@ for (const b of testBackends()) {
     assert.ok(Math.abs(ce - manual) < 1e-6);
   }));
 }
+
+test('embedding on a 16-bit table converts only the rows it looks up', () => {
+  const table = T.randn([1000, 8], 3);
+  const ids = T.tensor([5, 999, 5], { dtype: 'i32' });
+  for (const dt of ['bf16', 'f16'] as const) {
+    const e = T.embedding(ids, table.to(dt)).f32();
+    const ref = T.embedding(ids, table.to(dt).to('f32')).f32();
+    assert.deepEqual(Array.from(e), Array.from(ref));
+  }
+});

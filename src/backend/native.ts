@@ -143,9 +143,6 @@ function loadAddon(): Addon {
     throw new Error(`the native addon is not built (${file} is missing); build it with ` +
       `'apt-get install -y libopenblas-dev libopenblas0-openmp libdnnl-dev g++ make && npm rebuild open-autoglm'`);
   }
-  // libgomp spins for a long time at each barrier by default; on a machine shared with other work that turns
-  // every small parallel kernel into milliseconds of spinning. A short spin keeps the quiet-machine speed.
-  if (process.env.OMP_WAIT_POLICY === undefined && process.env.GOMP_SPINCOUNT === undefined) process.env.GOMP_SPINCOUNT = '10000';
   if (process.env.OPENBLAS_CORETYPE === undefined) {
     const core = openblasCoreType();
     if (core) process.env.OPENBLAS_CORETYPE = core;

@@ -104,7 +104,13 @@ export function embedding(ids: Tensor, table: Tensor): Tensor {
   const idx = ids.i32('embedding');
   checkIndices(idx, V, 'embedding', 'ids');
   const out = uninitF32(idx.length * D);
-  backend().gather(table.f32(), idx, D, out);
+  if (table.dtype === 'f32') {
+    backend().gather(table.f32(), idx, D, out);
+  } else {
+    // 16-bit (or int8) storage: convert only the rows looked up, never the whole table
+    const src = table.dense();
+    for (let i = 0; i < idx.length; i++) backend().cast(src.subarray(idx[i] * D, (idx[i] + 1) * D), table.dtype, out.subarray(i * D, (i + 1) * D), 'f32');
+  }
   return record('embedding', [table], new Tensor(out, 'f32', [...ids.shape, D]), (gy) => {
     const dt = new Float32Array(V * D);
     backend().scatterAdd(gy.f32(), idx, D, dt);

@@ -172,7 +172,7 @@ export class LoraLinear extends Module {
       const ha = (this.lora_A.get(name) as Linear).forward(h);
       if (!spec.useDora) {
         // y + scaling * (h A^T) B^T in one GEMM
-        y = addLinear(y, ha, (this.lora_B.get(name) as Linear).weight, scalingOf(spec));
+        y = addLinear(y, ha, (this.lora_B.get(name) as Linear).weight, scalingOf(spec), { inPlace: true }); // y is this layer's own output
         continue;
       }
       const lora = (this.lora_B.get(name) as Linear).forward(ha).scale(scalingOf(spec));

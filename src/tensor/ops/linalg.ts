@@ -209,7 +209,7 @@ export function linear(x: Tensor, W: Tensor, b: Tensor | null): Tensor {
  * y + alpha * (x @ W^T) in one GEMM (beta = 1 over a copy of y): the LoRA update added to the base output
  * without separate scale and add passes. x (..., in), W (out, in), y (..., out).
  */
-export function addLinear(y: Tensor, x: Tensor, W: Tensor, alpha = 1): Tensor {
+export function addLinear(y: Tensor, x: Tensor, W: Tensor, alpha = 1, opts: { inPlace?: boolean } = {}): Tensor {
   checkFloat(x, 'addLinear', 'x');
   const [nOut, nIn] = W.shape;
   if (W.ndim !== 2 || x.shape[x.ndim - 1] !== nIn || y.shape[y.ndim - 1] !== nOut || y.size / nOut !== x.size / nIn) {
@@ -219,8 +219,11 @@ export function addLinear(y: Tensor, x: Tensor, W: Tensor, alpha = 1): Tensor {
   const rows = x.size / nIn;
   const ox = prepare(x.ndim === 2 ? x : reshape(x, [rows, nIn]), 1, compute);
   const ow = prepare(W, 1, compute);
-  const out = uninitF32(rows * nOut);
-  out.set(y.f32());
+  // inPlace: the caller owns y (a fresh layer output nothing else reads), so the update accumulates into its
+  // buffer and no second activation of that size is kept for the backward pass.
+  const own = opts.inPlace && y.dtype === 'f32' && y.isContiguous && y.offset === 0 && y.storage.length === y.size;
+  const out = own ? (y.storage as Float32Array) : uninitF32(rows * nOut);
+  if (!own) out.set(y.f32());
   gemm(ox, transposed(ow), 1, out, alpha, 1);
   const result = new Tensor(out, 'f32', [...y.shape]);
   return record('addLinear', [y, x, W], result, (gy) => {

@@ -8,11 +8,20 @@
 import type { Tensor } from './tensor.js';
 import { AutoGLMError, fmtShape } from '../errors.js';
 
+/**
+ * An edge of the graph: a leaf tensor (a parameter: its `.grad` receives the gradient) or the node that made
+ * an intermediate tensor. Intermediate tensors themselves are not referenced by the graph, so their storage is
+ * freed as soon as no backward closure needs it (an op that needs its input's values captures them itself).
+ */
+export type Edge = { leaf: Tensor } | { node: GradNode } | null;
+
 export interface GradNode {
   readonly op: string;
-  readonly inputs: Tensor[];
-  /** Gradients of the inputs (null where an input needs none), given the output gradient. */
-  readonly backward: (gy: Tensor) => (Tensor | null)[];
+  readonly edges: Edge[];
+  /** Gradients of the inputs (null where an input needs none), given the output gradient; null once used. */
+  backward: ((gy: Tensor) => (Tensor | null)[]) | null;
+  /** Shape of the output (for error messages). */
+  readonly shape: number[];
 }
 
 let gradEnabled = true;
@@ -47,37 +56,36 @@ export async function noGradAsync<T>(fn: () => Promise<T>): Promise<T> {
  * Records `out = op(inputs)` on the tape when gradients are enabled and some input requires one.
  * Returns `out` for chaining.
  */
-export function record(op: string, inputs: Tensor[], out: Tensor, backward: GradNode['backward']): Tensor {
+export function record(op: string, inputs: Tensor[], out: Tensor, backward: (gy: Tensor) => (Tensor | null)[]): Tensor {
   if (!gradEnabled) return out;
   let needs = false;
   for (const t of inputs) if (t.requiresGrad) { needs = true; break; }
   if (!needs) return out;
+  const edges: Edge[] = inputs.map((t) => (!t.requiresGrad ? null : t.node ? { node: t.node } : { leaf: t }));
   out.requiresGrad = true;
-  out.node = { op, inputs, backward };
+  out.node = { op, edges, backward, shape: out.shape };
   return out;
 }
 
-/** Reverse topological order of the nodes reachable from `root` (root first). */
-function topoOrder(root: Tensor): Tensor[] {
-  const order: Tensor[] = [];
-  const seen = new Set<Tensor>();
+/** Nodes reachable from `root` in reverse topological order (root first). */
+function topoOrder(root: GradNode): GradNode[] {
+  const order: GradNode[] = [];
+  const seen = new Set<GradNode>([root]);
   // Iterative DFS: deep graphs (long sequences of ops) must not overflow the JS stack.
-  const stack: Array<[Tensor, number]> = [[root, 0]];
-  seen.add(root);
+  const stack: Array<[GradNode, number]> = [[root, 0]];
   while (stack.length) {
     const top = stack[stack.length - 1];
-    const [t, i] = top;
-    const inputs = t.node ? t.node.inputs : [];
-    if (i < inputs.length) {
+    const [n, i] = top;
+    if (i < n.edges.length) {
       top[1] = i + 1;
-      const c = inputs[i];
-      if (c.requiresGrad && c.node && !seen.has(c)) {
-        seen.add(c);
-        stack.push([c, 0]);
+      const e = n.edges[i];
+      if (e && 'node' in e && !seen.has(e.node)) {
+        seen.add(e.node);
+        stack.push([e.node, 0]);
       }
     } else {
       stack.pop();
-      order.push(t);
+      order.push(n);
     }
   }
   return order.reverse();
@@ -92,7 +100,7 @@ export interface BackwardOptions {
 
 /**
  * Computes gradients of `root` with respect to every leaf that requires one. Called as `loss.backward()`.
- * `ones` and `accumulate` come from the tensor module (passed in to keep this file free of op imports).
+ * `ones`, `add` and `leafGrad` come from the tensor module (passed in to keep this file free of op imports).
  */
 export function runBackward(
   root: Tensor,
@@ -110,9 +118,6 @@ export function runBackward(
     }
     seed = helpers.onesLike(root);
   }
-  const order = topoOrder(root);
-  const grads = new Map<Tensor, Tensor>();
-  grads.set(root, seed);
   const prev = gradEnabled;
   gradEnabled = false;
   try {
@@ -120,25 +125,27 @@ export function runBackward(
       root.grad = helpers.leafGrad(root, seed);
       return;
     }
-    for (const t of order) {
-      const g = grads.get(t);
-      const node = t.node;
-      if (!node) continue;
-      grads.delete(t);
+    const grads = new Map<GradNode, Tensor>([[root.node, seed]]);
+    for (const node of topoOrder(root.node)) {
+      const g = grads.get(node);
+      grads.delete(node);
       if (!g) continue;
+      if (!node.backward) {
+        throw new AutoGLMError(`'backward' through '${node.op}' a second time: its graph was freed by the first backward pass (pass { retainGraph: true } to the first)`);
+      }
       const inGrads = node.backward(g);
-      for (let i = 0; i < node.inputs.length; i++) {
-        const x = node.inputs[i];
+      for (let i = 0; i < node.edges.length; i++) {
+        const e = node.edges[i];
         const gx = inGrads[i];
-        if (!gx || !x.requiresGrad) continue;
-        if (!x.node) {
-          x.grad = helpers.leafGrad(x, gx);
+        if (!e || !gx) continue;
+        if ('leaf' in e) {
+          e.leaf.grad = helpers.leafGrad(e.leaf, gx);
         } else {
-          const prevG = grads.get(x);
-          grads.set(x, prevG ? helpers.add(prevG, gx) : gx);
+          const prevG = grads.get(e.node);
+          grads.set(e.node, prevG ? helpers.add(prevG, gx) : gx);
         }
       }
-      if (!opts.retainGraph) t.node = null;
+      if (!opts.retainGraph) node.backward = null;
     }
   } finally {
     gradEnabled = prev;

@@ -51,20 +51,18 @@ export function binaryRaw(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   return t;
 }
 
+// add and sub keep only the operands' shapes for the backward pass, not their values (so the graph does not
+// hold residual-stream activations alive).
 export function add(a: TensorLike, b: TensorLike): Tensor {
   const A = toTensor(a), B = toTensor(b);
-  return record('add', [A, B], binaryRaw('add', A, B), (gy) => [
-    A.requiresGrad ? sumTo(gy, A.shape) : null,
-    B.requiresGrad ? sumTo(gy, B.shape) : null,
-  ]);
+  const [ga, gb, sa, sb] = [A.requiresGrad, B.requiresGrad, A.shape, B.shape];
+  return record('add', [A, B], binaryRaw('add', A, B), (gy) => [ga ? sumTo(gy, sa) : null, gb ? sumTo(gy, sb) : null]);
 }
 
 export function sub(a: TensorLike, b: TensorLike): Tensor {
   const A = toTensor(a), B = toTensor(b);
-  return record('sub', [A, B], binaryRaw('sub', A, B), (gy) => [
-    A.requiresGrad ? sumTo(gy, A.shape) : null,
-    B.requiresGrad ? sumTo(affineRaw(gy, -1, 0), B.shape) : null,
-  ]);
+  const [ga, gb, sa, sb] = [A.requiresGrad, B.requiresGrad, A.shape, B.shape];
+  return record('sub', [A, B], binaryRaw('sub', A, B), (gy) => [ga ? sumTo(gy, sa) : null, gb ? sumTo(affineRaw(gy, -1, 0), sb) : null]);
 }
 
 export function mul(a: TensorLike, b: TensorLike): Tensor {

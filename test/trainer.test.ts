@@ -47,6 +47,15 @@ test('a short LoRA fine-tune: history, outputs in PEFT layout, reload for predic
   const after = await reloaded.predict(['wake me up at 7 tomorrow', 'what is the weather in paris']);
   assert.deepEqual(after.map((p) => p.label), before.map((p) => p.label));
   assert.ok(Math.abs(after[0].score - before[0].score) < 1e-5);
+  // the CLI's merge: a plain model with the adapter folded in predicts the same
+  const merged = tmp('autoglm-merged-');
+  const { main } = await import('../src/cli/main.js');
+  assert.equal(await main(['merge', out, '--out', merged]), 0);
+  const plain = await AutoGLMTrainer.load(merged);
+  assert.equal(plain.lora, null);
+  const m = await plain.predict(['wake me up at 7 tomorrow', 'what is the weather in paris']);
+  assert.deepEqual(m.map((p) => p.label), before.map((p) => p.label));
+  assert.ok(Math.abs(m[0].score - before[0].score) < 1e-5);
 });
 
 test('gradientCompression with one process is a validated no-op that says so once', async () => {

@@ -10,6 +10,7 @@ import { registerEmbed } from './commands/embed.js';
 import { registerGenerate } from './commands/generate.js';
 import { registerFinetune } from './commands/finetune.js';
 import { registerEvaluate } from './commands/evaluate.js';
+import { registerMerge } from './commands/merge.js';
 
 export function buildProgram(): Command {
   const program = new Command('autoglm')
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
     .showHelpAfterError();
   registerFinetune(program);
   registerEvaluate(program);
+  registerMerge(program);
   registerDemo(program);
   registerBench(program);
   registerEmbed(program);

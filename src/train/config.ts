@@ -20,6 +20,8 @@ const compression = z.union([
 
 export const trainerConfigSchema = z.object({
   // ---- what is trained -----------------------------------------------------------------------------------
+  /** 'classification' (a head on a sentence encoder) or 'causal-lm' (a Hugging Face decoder on texts, evaluated by perplexity). */
+  task: z.enum(['classification', 'causal-lm']).default('classification').describe("'classification' (a head on a sentence encoder) or 'causal-lm' (a Hugging Face decoder on texts, evaluated by perplexity)"),
   /** 'lora': adapters on the encoder + the head; 'full': every parameter; 'head': the classifier head alone. */
   method: z.enum(['lora', 'full', 'head']).default('lora').describe('\'lora\': adapters on the encoder + the head; \'full\': every parameter; \'head\': the classifier head alone.'),
   /** Peak learning rate of the encoder's trainable weights. Default by method: lora 2e-3, full 1e-4, head 5e-2. */

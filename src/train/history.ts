@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { ClassificationReport } from './metrics.js';
 
 export interface StepLog { step: number; epoch: number; loss: number; lr: number; grad_norm: number; time_s: number; skipped?: boolean }
-export interface EvalLog { step: number; epoch: number; split: string; loss: number; accuracy: number; macro_f1: number; time_s: number }
+export interface EvalLog { step: number; epoch: number; split: string; loss: number; accuracy: number; macro_f1: number; time_s: number; perplexity?: number }
 export interface EpochLog { epoch: number; step: number; train_loss: number; val_loss?: number; val_accuracy?: number; val_macro_f1?: number; lr: number; time_s: number }
 
 export interface History {
@@ -14,6 +14,8 @@ export interface History {
   /** The test split's report at the end (when the dataset has one). */
   test?: ClassificationReport & { loss: number };
   best?: { step: number; metric: string; value: number };
+  /** Causal-LM runs: perplexity of the last validation pass and of the test split (when there is one). */
+  perplexity?: { validation?: number; test?: number };
   stoppedEarly: boolean;
   /** Optimizer steps taken. */
   stepsDone: number;

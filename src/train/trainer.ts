@@ -182,6 +182,7 @@ export class AutoGLMTrainer extends EventEmitter {
 
   /** Fine-tunes on `dataset`; resolves to the History of the run. */
   async finetune(args: FinetuneArgs): Promise<History> {
+    if (this.config.task === 'causal-lm') return this.finetuneCausalLM(args);
     const c = this.config;
     const splits = this.loadSplits(args);
     if (splits.train.length === 0) throw new ConfigError(`dataset '${splits.name}' has no training examples`);
@@ -500,5 +501,137 @@ export class AutoGLMTrainer extends EventEmitter {
     }
     (t.classifier as Module).eval();
     return t;
+  }
+
+  /** task 'causal-lm': a Hugging Face decoder on texts, LoRA or full, evaluated by perplexity (see causal-lm.ts). */
+  private async finetuneCausalLM(args: FinetuneArgs): Promise<History> {
+    const c = this.config;
+    const lm = await import('./causal-lm.js');
+    if (typeof this.modelSpec !== 'string') throw new ConfigError(`task 'causal-lm' takes a model folder or Hub id as 'model'`);
+    if (typeof args.dataset !== 'string') throw new ConfigError(`task 'causal-lm' takes a text file as 'dataset' (.txt lines, or JSONL/JSON/CSV with textField)`);
+    if (c.method === 'head') throw new ConfigError(`config key 'method' is 'head': task 'causal-lm' trains with 'lora' or 'full'`);
+    manualSeed(c.seed);
+    const { loadHFModel } = await import('../models/hf/loader.js');
+    const model = lm.requireCausalLM(await loadHFModel(this.modelSpec), this.modelSpec);
+    const tok = model.hf?.tokenizer as NonNullable<NonNullable<typeof model.hf>['tokenizer']>;
+    const padId = tok.padTokenId ?? 0;
+    const splits = lm.loadTextSplits({ ...args, dataset: args.dataset, seed: c.seed });
+    if (splits.skipped.length) this.note(`skipped ${splits.skipped.length} bad line(s) (first: ${splits.skipped[0].file}:${splits.skipped[0].line}: ${splits.skipped[0].reason})`);
+    if (c.method === 'lora') {
+      this.lora = new LoraModel(model, { r: c.loraRank, alpha: c.loraAlpha ?? 2 * c.loraRank, dropout: c.loraDropout, targetModules: c.loraTargets,
+        useRslora: c.useRslora, useDora: c.useDora, seed: c.seed, taskType: 'CAUSAL_LM', baseModelNameOrPath: this.modelSpec });
+      if (c.baseQuantization !== 'none') quantizeBase(model, c.baseQuantization, { skip: ['lm_head'] });
+    } else {
+      for (const p of model.parameters()) p.requiresGrad = p.dtype === 'f32';
+    }
+    model.train();
+    const maxLength = Math.min(c.maxLength, model.maxPositions ?? Infinity);
+    const train = lm.tokenizeTexts(tok, splits.train, maxLength);
+    const val = lm.tokenizeTexts(tok, splits.validation, maxLength);
+    const test = lm.tokenizeTexts(tok, splits.test, maxLength);
+    if (train.length === 0) throw new ConfigError(`no training text of 2 or more tokens in '${splits.name}'`);
+    const sampler = new RandomSampler(train.length, c.batchSize, c.seed);
+    const stepsPerEpoch = Math.max(1, Math.ceil(sampler.batchesPerEpoch / c.gradientAccumulation));
+    const totalSteps = Math.min(c.maxSteps ?? Infinity, c.epochs * stepsPerEpoch);
+    const lr = this.learningRate;
+    const groups = new Map<string, { params: Tensor[]; lrScale: number; weightDecay: number }>();
+    for (const [p, t] of model.namedParameters()) {
+      if (!t.requiresGrad) continue;
+      const scale = /\.lora_B\.|\.lora_embedding_B\./.test(p) ? c.loraPlusRatio : 1;
+      const wd = t.ndim < 2 ? 0 : c.weightDecay;
+      const g = groups.get(`${scale}|${wd}`) ?? { params: [], lrScale: scale, weightDecay: wd };
+      g.params.push(t);
+      groups.set(`${scale}|${wd}`, g);
+    }
+    const opt = this.makeOptimizer([...groups.values()].map((g) => ({ ...g, lr: lr * g.lrScale })));
+    const warmup = c.warmupSteps ?? Math.round(c.warmupRatio * totalSteps);
+    const schedule = SCHEDULES[c.scheduler === 'plateau' ? 'constant' : c.scheduler]({ lr, totalSteps, warmupSteps: Math.min(warmup, totalSteps - 1), minLr: c.minLr, tMax: c.tMax });
+    let policy = resolvePrecision(c.mixedPrecision);
+    const scaler = new DynamicLossScaler(policy.lossScaling);
+    this.note(`precision: ${policy.reason}; backend: ${backend().describe()}`);
+    const outDir = c.outputDir ?? path.join('runs', new Date().toISOString().replace(/[:.]/g, '-'));
+    const log = new MetricsLog(outDir);
+    const h = emptyHistory();
+    const counts = model.parameterCounts();
+    h.trainableParams = counts.trainable;
+    h.totalParams = counts.total;
+    h.precision = policy.compute;
+    setRng(new Rng(c.seed + 1));
+    const params = model.trainableParameters();
+    const t0 = performance.now();
+    const elapsed = () => (performance.now() - t0) / 1e3;
+    const evalVal = (epoch: number, step: number) => {
+      if (val.length === 0) return;
+      const r = lm.perplexity(model, val, padId, c.evalBatchSize, policy.compute);
+      const e: EvalLog = { step, epoch, split: 'validation', loss: r.loss, accuracy: NaN, macro_f1: NaN, perplexity: r.perplexity, time_s: elapsed() };
+      h.evals.push(e);
+      h.perplexity = { ...h.perplexity, validation: r.perplexity };
+      log.write('eval', e);
+      this.emit('evaluate', e);
+    };
+    for (const cb of args.callbacks ?? []) await cb.onTrainBegin?.({ totalSteps, stepsPerEpoch });
+    this.emit('trainBegin', { totalSteps, stepsPerEpoch, trainable: counts.trainable, total: counts.total });
+    let step = 0, micro = 0, lossSum = 0, lossCount = 0, epochLoss = 0, epochBatches = 0;
+    while (step < totalSteps) {
+      const idx = sampler.next();
+      if (idx === null) {
+        evalVal(sampler.epoch - 1, step);
+        const e: EpochLog = { epoch: sampler.epoch - 1, step, train_loss: epochLoss / Math.max(epochBatches, 1), lr: schedule(Math.max(0, step - 1)), time_s: elapsed() };
+        h.epochs.push(e);
+        log.write('epoch', e);
+        this.emit('epoch', e);
+        epochLoss = 0;
+        epochBatches = 0;
+        continue;
+      }
+      const loss = autocast(policy.compute, () => lm.lmBatchLoss(model, idx.map((i) => train[i]), padId));
+      loss.scale(scaler.scale / c.gradientAccumulation).backward();
+      const lv = loss.item();
+      lossSum += lv; lossCount++; epochLoss += lv; epochBatches++;
+      if (++micro % c.gradientAccumulation !== 0) continue;
+      const { ss, finite } = lm.gradNorm(params);
+      const ok = scaler.update(finite && Number.isFinite(lossSum));
+      const norm = Math.sqrt(ss) / scaler.scale;
+      const stepLr = schedule(step);
+      if (ok) {
+        opt.setLearningRate(stepLr);
+        opt.step((c.maxGradNorm > 0 ? Math.min(1, c.maxGradNorm / (norm + 1e-6)) : 1) / scaler.scale);
+      } else {
+        this.note(`step ${step}: non-finite loss or gradients; the step was skipped`);
+        if (policy.compute === 'f16' && scaler.overflows >= 5) {
+          policy = { compute: backend().nativeBf16 ? 'bf16' : 'f32', lossScaling: false, reason: 'fp16 overflowed 5 steps in a row' };
+          this.note(`fp16 overflowed 5 steps in a row: falling back to ${policy.compute}`);
+        }
+      }
+      opt.zeroGrad();
+      step++;
+      const sl: StepLog = { step, epoch: sampler.epoch, loss: lossSum / lossCount, lr: stepLr, grad_norm: norm, time_s: elapsed(), ...(ok ? {} : { skipped: true }) };
+      lossSum = 0; lossCount = 0;
+      if (step % c.logEvery === 0 || step === 1) { h.steps.push(sl); log.write('step', sl); }
+      this.emit('step', sl, totalSteps);
+      for (const cb of args.callbacks ?? []) await cb.onBatchEnd?.(step, sl);
+      if (c.evalEvery > 0 && step % c.evalEvery === 0) evalVal(sampler.epoch, step);
+    }
+    if (h.evals.length === 0 || h.evals[h.evals.length - 1].step !== step) evalVal(sampler.epoch, step);
+    if (test.length) {
+      const r = lm.perplexity(model, test, padId, c.evalBatchSize, policy.compute);
+      h.perplexity = { ...h.perplexity, test: r.perplexity };
+      log.write('test', { step, loss: r.loss, perplexity: r.perplexity, tokens: r.tokens });
+    }
+    h.stepsDone = step;
+    h.trainTimeS = elapsed();
+    h.outputs = { dir: outDir, metrics: log.file };
+    if (this.lora) h.outputs.adapter = path.dirname(saveAdapter(this.lora, path.join(outDir, 'adapter')).weights);
+    else {
+      const { saveHFModel } = await import('../models/hf/save.js');
+      saveHFModel(model, path.join(outDir, 'model'));
+      h.outputs.model = path.join(outDir, 'model');
+    }
+    const curves = await writeCurves(outDir, h);
+    if (curves) h.outputs.curves = curves;
+    h.peakRssMb = Math.round(process.resourceUsage().maxRSS / 1024);
+    for (const cb of args.callbacks ?? []) await cb.onTrainEnd?.(h);
+    this.emit('trainEnd', h);
+    return h;
   }
 }

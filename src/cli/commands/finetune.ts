@@ -26,7 +26,7 @@ interface Opts extends Record<string, unknown> {
 export function registerFinetune(program: Command): void {
   const cmd = program.command('finetune')
     .description('fine-tune a model for text classification (default: LoRA on open-autoglm-base over custom_intent_v2)')
-    .option('--model <name>', 'registered model name', 'open-autoglm-base')
+    .option('--model <name>', 'registered model name, or (task causal-lm) a Hugging Face folder or Hub id', 'open-autoglm-base')
     .option('--dataset <name|file>', 'named dataset (custom_intent_v2, clinc150, snips, massive-en, slurp) or a .jsonl/.json/.csv file', 'custom_intent_v2')
     .option('--eval-dataset <file>', 'validation file (default: the dataset\'s own split, or a seeded split)')
     .option('--test-dataset <file>', 'test file')
@@ -55,7 +55,8 @@ export function registerFinetune(program: Command): void {
     const t = h.test;
     const lines = [
       `method ${trainer.config.method}, ${h.trainableParams.toLocaleString('en-US')} trainable of ${h.totalParams.toLocaleString('en-US')} parameters, precision ${h.precision}`,
-      t ? `test accuracy ${(100 * t.accuracy).toFixed(2)}%  macro-F1 ${(100 * t.macro_f1).toFixed(2)}%  (${t.n} examples)` : 'no test split',
+      t ? `test accuracy ${(100 * t.accuracy).toFixed(2)}%  macro-F1 ${(100 * t.macro_f1).toFixed(2)}%  (${t.n} examples)`
+        : h.perplexity ? `perplexity: validation ${h.perplexity.validation?.toFixed(3) ?? '-'}, test ${h.perplexity.test?.toFixed(3) ?? '-'}` : 'no test split',
       `train time ${h.trainTimeS.toFixed(1)} s, peak RSS ${h.peakRssMb} MB`,
       `outputs: ${Object.entries(h.outputs).map(([k, v]) => `${k}=${v}`).join('  ')}`,
     ];
@@ -64,6 +65,7 @@ export function registerFinetune(program: Command): void {
       console.log(JSON.stringify({
         command: 'finetune', model: o.model, dataset: o.dataset, method: trainer.config.method,
         accuracy: t?.accuracy ?? null, macro_f1: t?.macro_f1 ?? null, test_loss: t?.loss ?? null,
+        ...(h.perplexity ? { val_perplexity: h.perplexity.validation ?? null, test_perplexity: h.perplexity.test ?? null } : {}),
         train_time_s: +h.trainTimeS.toFixed(2), peak_rss_mb: h.peakRssMb, trainable_params: h.trainableParams, total_params: h.totalParams,
         steps: h.stepsDone, stopped_early: h.stoppedEarly, precision: h.precision, outputs: h.outputs,
       }));

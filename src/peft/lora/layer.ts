@@ -104,6 +104,9 @@ export class LoraLinear extends Module {
     this.module('lora_magnitude_vector', this.lora_magnitude_vector);
   }
 
+  /** The base weight (code that reads a layer's `.weight` directly, such as tied heads, keeps working). */
+  get weight(): Tensor { return this.base_layer.weight; }
+  get bias(): Tensor | null { return this.base_layer.bias; }
   get inFeatures(): number { return this.base_layer.inFeatures; }
   get outFeatures(): number { return this.base_layer.outFeatures; }
 
@@ -244,6 +247,11 @@ export class LoraEmbedding extends Module {
   active: string[] = [];
   disabled = false;
   private readonly merged = new Set<string>();
+
+  /** The base table (tied LM heads read `.weight`). */
+  get weight(): Tensor { return this.base_layer.weight; }
+  get numEmbeddings(): number { return this.base_layer.numEmbeddings; }
+  get dim(): number { return this.base_layer.dim; }
 
   constructor(base: Embedding) {
     super();

@@ -79,6 +79,8 @@ export class LoraModel {
       if (path === '' || !(m instanceof Linear || m instanceof Int8Linear || m instanceof Embedding || m instanceof LoraLinear || m instanceof LoraEmbedding)) continue;
       if (path.includes('.base_layer') || path.includes('lora_')) continue;
       if (!matchesTarget(path, c.targetModules, c.modulesToSave)) continue;
+      // 'all-linear' means Linear layers only (PEFT's meaning); embeddings are adapted only when named
+      if (c.targetModules === 'all-linear' && (m instanceof Embedding || m instanceof LoraEmbedding)) continue;
       if (c.layersToTransform) {
         const li = layerIndex(path);
         if (li === null || !c.layersToTransform.includes(li)) continue;

@@ -10,7 +10,31 @@ const NodeBuffer: { allocUnsafeSlow(n: number): Uint8Array } | undefined =
 
 const MIN_BYTES = 1 << 16;
 
+/**
+ * Buffers handed back by the backward pass once a gradient is provably dead (see autograd.ts), reused by the
+ * next request of the same length: in a training loop the same shapes recur every step, so this saves the
+ * allocation, the first-touch page faults and the GC pressure of most gradient buffers.
+ */
+const pool = new Map<number, Float32Array[]>();
+let pooledBytes = 0;
+const MAX_POOLED = 256 * 2 ** 20;
+
+/** Returns a dead buffer (its own ArrayBuffer, nothing else references it) to the pool. */
+export function releaseF32(buf: Float32Array): void {
+  const bytes = buf.byteLength;
+  if (bytes < MIN_BYTES || buf.byteOffset !== 0 || buf.buffer.byteLength !== bytes || pooledBytes + bytes > MAX_POOLED) return;
+  const list = pool.get(buf.length);
+  if (list) list.push(buf);
+  else pool.set(buf.length, [buf]);
+  pooledBytes += bytes;
+}
+
 export function uninitF32(n: number): Float32Array {
+  const hit = pool.get(n);
+  if (hit && hit.length) {
+    pooledBytes -= n * 4;
+    return hit.pop() as Float32Array;
+  }
   if (NodeBuffer && n * 4 >= MIN_BYTES) {
     const b = NodeBuffer.allocUnsafeSlow(n * 4);
     return new Float32Array(b.buffer, b.byteOffset, n);

@@ -7,6 +7,7 @@
  */
 import type { Tensor } from './tensor.js';
 import { AutoGLMError, fmtShape } from '../errors.js';
+import { releaseF32 } from './alloc.js';
 
 /**
  * An edge of the graph: a leaf tensor (a parameter: its `.grad` receives the gradient) or the node that made
@@ -126,26 +127,39 @@ export function runBackward(
       return;
     }
     const grads = new Map<GradNode, Tensor>([[root.node, seed]]);
+    // How many pending gradients share each storage: a gradient's buffer goes back to the pool only when its node
+    // is done, nothing it returned shares it, and no other pending gradient does (add passes one gradient on).
+    const shared = new Map<unknown, number>();
+    const hold = (t: Tensor) => shared.set(t.storage.buffer, (shared.get(t.storage.buffer) ?? 0) + 1);
+    const drop = (t: Tensor) => shared.set(t.storage.buffer, (shared.get(t.storage.buffer) ?? 1) - 1);
     for (const node of topoOrder(root.node)) {
       const g = grads.get(node);
       grads.delete(node);
       if (!g) continue;
+      if (g !== seed) drop(g);
       if (!node.backward) {
         throw new AutoGLMError(`'backward' through '${node.op}' a second time: its graph was freed by the first backward pass (pass { retainGraph: true } to the first)`);
       }
       const inGrads = node.backward(g);
+      let passedOn = false;
       for (let i = 0; i < node.edges.length; i++) {
         const e = node.edges[i];
         const gx = inGrads[i];
+        if (gx && gx.storage.buffer === g.storage.buffer) passedOn = true;
         if (!e || !gx) continue;
         if ('leaf' in e) {
           e.leaf.grad = helpers.leafGrad(e.leaf, gx);
+          if (e.leaf.grad.storage.buffer === g.storage.buffer) passedOn = true;
         } else {
           const prevG = grads.get(e.node);
-          grads.set(e.node, prevG ? helpers.add(prevG, gx) : gx);
+          const next = prevG ? helpers.add(prevG, gx) : gx;
+          if (prevG) drop(prevG);
+          hold(next);
+          grads.set(e.node, next);
         }
       }
       if (!opts.retainGraph) node.backward = null;
+      if (g !== seed && !passedOn && !shared.get(g.storage.buffer) && g.storage instanceof Float32Array && !opts.retainGraph) releaseF32(g.storage);
     }
   } finally {
     gradEnabled = prev;

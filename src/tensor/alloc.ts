@@ -17,13 +17,16 @@ const MIN_BYTES = 1 << 16;
  */
 const pool = new Map<number, Float32Array[]>();
 let pooledBytes = 0;
-const MAX_POOLED = 256 * 2 ** 20;
+const MAX_POOLED = 64 * 2 ** 20;
+/** At most this many buffers of one length (shapes that recur every step need only a few). */
+const MAX_PER_LENGTH = 4;
 
 /** Returns a dead buffer (its own ArrayBuffer, nothing else references it) to the pool. */
 export function releaseF32(buf: Float32Array): void {
   const bytes = buf.byteLength;
   if (bytes < MIN_BYTES || buf.byteOffset !== 0 || buf.buffer.byteLength !== bytes || pooledBytes + bytes > MAX_POOLED) return;
   const list = pool.get(buf.length);
+  if (list && list.length >= MAX_PER_LENGTH) return;
   if (list) list.push(buf);
   else pool.set(buf.length, [buf]);
   pooledBytes += bytes;

@@ -1,13 +1,7 @@
 // Per-kernel time of the block workload step: wraps every backend method with a timer.
 import { backend, setBackend } from '../src/backend/index.js';
 import type { Backend } from '../src/backend/backend.js';
-import { randn, randint } from '../src/tensor/creation.js';
-import { crossEntropy } from '../src/tensor/ops/nn.js';
-import { autocast } from '../src/tensor/precision.js';
-import { Block } from '../src/nn/transformer.js';
-import { Linear } from '../src/nn/layers.js';
-import { manualSeed } from '../src/nn/init.js';
-import { SGD } from '../src/optim/sgd.js';
+import { blockWorkload } from '../src/bench/workloads.js';
 
 const real = backend();
 const stats = new Map<string, { n: number; ms: number }>();
@@ -30,18 +24,8 @@ const proxy = new Proxy(real, {
 }) as Backend;
 setBackend(proxy);
 const dtype = process.argv[2] === 'bf16' ? 'bf16' : 'f32';
-const B = 8, T = 128, d = 256;
-manualSeed(0);
-const blk = new Block({ dim: d, heads: 4, mlpDim: 1024, causal: true });
-const head = new Linear(d, 512);
-const x = randn([B, T, d], 1), y = randint([B * T], 512, 2);
-const opt = new SGD([...blk.parameters(), ...head.parameters()], { lr: 1e-3 });
-const step = () => {
-  opt.zeroGrad();
-  const loss = autocast(dtype, () => crossEntropy(head.forward(blk.forward(x)).reshape([B * T, 512]), y));
-  loss.backward();
-  opt.step();
-};
+const w = blockWorkload();
+const step = () => w.step(dtype);
 for (let i = 0; i < 3; i++) step();
 stats.clear();
 const N = 10;

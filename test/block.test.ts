@@ -1,31 +1,13 @@
 /** The block workload on both backends: the same loss trajectory (portable is the reference). */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randn, randint } from '../src/tensor/creation.js';
-import { crossEntropy } from '../src/tensor/ops/nn.js';
-import { Block } from '../src/nn/transformer.js';
-import { Linear } from '../src/nn/layers.js';
-import { manualSeed } from '../src/nn/init.js';
-import { SGD } from '../src/optim/sgd.js';
+import { blockWorkload } from '../src/bench/workloads.js';
 import { testBackends, withBackend } from './helpers/backends.js';
 
-/** Losses of `steps` SGD steps of the WORKLOADS.md block (B8 T128 d256 h4 ff1024, head to 512 classes). */
+/** Losses of `steps` SGD steps of the WORKLOADS.md block (lr 0.5 so that three steps move the loss). */
 function trajectory(steps: number): number[] {
-  const B = 8, T = 128, d = 256;
-  manualSeed(0);
-  const blk = new Block({ dim: d, heads: 4, mlpDim: 1024, causal: true });
-  const head = new Linear(d, 512);
-  const x = randn([B, T, d], 1), y = randint([B * T], 512, 2);
-  const opt = new SGD([...blk.parameters(), ...head.parameters()], { lr: 0.5 });
-  const losses: number[] = [];
-  for (let i = 0; i < steps; i++) {
-    opt.zeroGrad();
-    const loss = crossEntropy(head.forward(blk.forward(x)).reshape([B * T, 512]), y);
-    loss.backward();
-    opt.step();
-    losses.push(loss.item());
-  }
-  return losses;
+  const { step } = blockWorkload(0.5);
+  return Array.from({ length: steps }, () => step());
 }
 
 test('block workload: native and portable follow the same loss trajectory', (t) => {

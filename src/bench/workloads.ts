@@ -15,6 +15,7 @@ import { SGD } from '../optim/sgd.js';
 import { noGrad } from '../tensor/autograd.js';
 import { GPT2LMHeadModel, parseGPT2Config } from '../models/gpt2/model.js';
 import { HFConfig } from '../models/hf/config.js';
+import type { Tensor } from '../tensor/tensor.js';
 import { makeRecord, timed, type BenchRecord } from './measure.js';
 
 import { MODEL_WORKLOADS } from './model-workloads.js';
@@ -57,8 +58,8 @@ function gemm(o: WorkloadOptions): BenchRecord[] {
   return out;
 }
 
-/** One pre-LN causal block + linear head to 512 classes + cross-entropy, SGD lr 1e-3; B8 T128 d256 h4 ff1024. */
-function block(o: WorkloadOptions): BenchRecord[] {
+/** The block workload's model, data and SGD step (B8 T128 d256 h4 ff1024, head to 512 classes, lr 1e-3). */
+export function blockWorkload(lr = 1e-3): { step: (compute?: 'f32' | 'bf16') => number; params: Tensor[]; tokens: number } {
   const B = 8, T = 128, d = 256;
   manualSeed(0);
   const blk = new Block({ dim: d, heads: 4, mlpDim: 1024, causal: true });
@@ -66,17 +67,24 @@ function block(o: WorkloadOptions): BenchRecord[] {
   const x = randn([B, T, d], 1);
   const y = randint([B * T], 512, 2);
   const params = [...blk.parameters(), ...head.parameters()];
-  const opt = new SGD(params, { lr: 1e-3 });
-  const compute = o.dtype === 'bf16' ? 'bf16' : 'f32';
-  const step = () => {
+  const opt = new SGD(params, { lr });
+  const step = (compute: 'f32' | 'bf16' = 'f32') => {
     opt.zeroGrad();
     const loss = autocast(compute, () => crossEntropy(head.forward(blk.forward(x)).reshape([B * T, 512]), y));
     loss.backward(); // the backward products reuse the dtype recorded in the forward pass
     opt.step();
+    return loss.item();
   };
-  const t = timed(step, o.steps, o.warmup);
-  const total = params.reduce((a, p) => a + p.size, 0);
-  return [makeRecord('block', o.dtype, t, { tokens_per_s: Math.round((B * T) / t.med * 10) / 10, trainable_params: total, total_params: total })];
+  return { step, params, tokens: B * T };
+}
+
+/** One pre-LN causal block + linear head to 512 classes + cross-entropy, SGD lr 1e-3; B8 T128 d256 h4 ff1024. */
+function block(o: WorkloadOptions): BenchRecord[] {
+  const w = blockWorkload();
+  const compute = o.dtype === 'bf16' ? 'bf16' : 'f32';
+  const t = timed(() => w.step(compute), o.steps, o.warmup);
+  const total = w.params.reduce((a, p) => a + p.size, 0);
+  return [makeRecord('block', o.dtype, t, { tokens_per_s: Math.round(w.tokens / t.med * 10) / 10, trainable_params: total, total_params: total })];
 }
 
 /**

@@ -10,7 +10,6 @@
 import { Tensor } from '../tensor/tensor.js';
 import { noGrad } from '../tensor/autograd.js';
 import { autocast } from '../tensor/precision.js';
-import { backend } from '../backend/index.js';
 import { Rng } from '../backend/rng.js';
 import { readFileSync, existsSync } from 'node:fs';
 import { DatasetError, ConfigError } from '../errors.js';
@@ -97,13 +96,6 @@ export function perplexity(model: CausalLM, seqs: number[][], padId: number, bat
   model.train(wasTraining);
   const loss = tokens ? nll / tokens : NaN;
   return { loss, perplexity: Math.exp(loss), tokens };
-}
-
-/** Global gradient norm and finiteness of params' gradients. */
-export function gradNorm(params: Tensor[]): { ss: number; finite: boolean } {
-  let ss = 0;
-  for (const p of params) if (p.grad) ss += backend().sumSquares(p.grad.f32());
-  return { ss, finite: Number.isFinite(ss) };
 }
 
 export function requireCausalLM(m: unknown, name: string): CausalLM {

@@ -145,23 +145,12 @@ export class AutoGLMTrainer extends EventEmitter {
     const c = this.config, lr = this.learningRate;
     const headLr = c.headLearningRate ?? (c.method === 'head' ? lr : DEFAULT_HEAD_LR);
     const layers = Math.max(0, ...[...model.namedParameters()].map(([p]) => (layerIndex(p) ?? -1) + 1));
-    const groups = new Map<string, { params: Tensor[]; lrScale: number; weightDecay: number }>();
-    for (const [p, t] of model.namedParameters()) {
-      if (!t.requiresGrad) continue;
-      let scale: number;
-      if (p.startsWith('classifier.')) scale = headLr / lr;
-      else {
-        const li = layerIndex(p);
-        scale = c.layerwiseLrDecay === 1 ? 1 : c.layerwiseLrDecay ** (li === null ? layers : layers - 1 - li);
-        if (/\.lora_B\.|\.lora_embedding_B\./.test(p)) scale *= c.loraPlusRatio;
-      }
-      const wd = t.ndim < 2 ? 0 : c.weightDecay;
-      const key = `${scale}|${wd}`;
-      const g = groups.get(key) ?? { params: [], lrScale: scale, weightDecay: wd };
-      g.params.push(t);
-      groups.set(key, g);
-    }
-    return [...groups.values()].map((g) => ({ ...g, lr: lr * g.lrScale }));
+    return this.groupParams(model.namedParameters(), (p) => {
+      if (p.startsWith('classifier.')) return headLr / lr;
+      const li = layerIndex(p);
+      const scale = c.layerwiseLrDecay === 1 ? 1 : c.layerwiseLrDecay ** (li === null ? layers : layers - 1 - li);
+      return /\.lora_B\.|\.lora_embedding_B\./.test(p) ? scale * c.loraPlusRatio : scale;
+    });
   }
 
   private makeOptimizer(groups: ParamsInput): Optimizer {
@@ -351,26 +340,53 @@ export class AutoGLMTrainer extends EventEmitter {
     return out;
   }
 
-  private async optimizerStep(run: Run, params: Tensor[], loss: number, epoch: number, callbacks: Callback[]): Promise<void> {
+  /**
+   * One guarded optimizer update, shared by every loop: gradients and loss must be finite (else the step is
+   * skipped, the fp16 loss scale lowered, and after 5 overflows in a row fp16 falls back); the global norm is
+   * clipped and the loss scale undone through the step's gradient scale.
+   */
+  private applyUpdate(opt: Optimizer, scaler: DynamicLossScaler, policy: PrecisionPolicy, params: Tensor[], loss: number, lr: number,
+    step: number): { ok: boolean; norm: number; policy: PrecisionPolicy } {
     const c = this.config;
-    const scale = run.scaler.scale;
+    const scale = scaler.scale;
     let ss = 0;
     for (const p of params) if (p.grad) ss += backend().sumSquares(p.grad.f32());
-    const finite = Number.isFinite(ss) && Number.isFinite(loss);
-    const ok = run.scaler.update(finite);
+    const ok = scaler.update(Number.isFinite(ss) && Number.isFinite(loss));
     const norm = Math.sqrt(ss) / scale;
-    const lr = run.schedule(run.step) * (run.plateau ? run.plateau.scale : 1);
     if (ok) {
       const clip = c.maxGradNorm > 0 ? Math.min(1, c.maxGradNorm / (norm + 1e-6)) : 1;
-      run.opt.setLearningRate(lr);
-      run.opt.step(clip / scale);
+      opt.setLearningRate(lr);
+      opt.step(clip / scale);
     } else {
-      this.note(`step ${run.step}: non-finite loss or gradients; the step was skipped${run.scaler.enabled ? ` and the loss scale lowered to ${run.scaler.scale}` : ''}`);
-      if (run.policy.compute === 'f16' && run.scaler.overflows >= 5) {
-        run.policy = { compute: backend().nativeBf16 ? 'bf16' : 'f32', lossScaling: false, reason: 'fp16 overflowed 5 steps in a row' };
-        this.note(`fp16 overflowed 5 steps in a row: falling back to ${run.policy.compute === 'bf16' ? 'bf16' : 'fp32'}`);
+      this.note(`step ${step}: non-finite loss or gradients; the step was skipped${scaler.enabled ? ` and the loss scale lowered to ${scaler.scale}` : ''}`);
+      if (policy.compute === 'f16' && scaler.overflows >= 5) {
+        policy = { compute: backend().nativeBf16 ? 'bf16' : 'f32', lossScaling: false, reason: 'fp16 overflowed 5 steps in a row' };
+        this.note(`fp16 overflowed 5 steps in a row: falling back to ${policy.compute === 'bf16' ? 'bf16' : 'fp32'}`);
       }
     }
+    return { ok, norm, policy };
+  }
+
+  /** Optimizer groups by (lr scale, weight decay): no weight decay on biases and norm weights (ndim < 2). */
+  private groupParams(named: Iterable<[string, Tensor]>, scaleOf: (path: string) => number): ParamsInput {
+    const lr = this.learningRate;
+    const groups = new Map<string, { params: Tensor[]; lrScale: number; weightDecay: number }>();
+    for (const [p, t] of named) {
+      if (!t.requiresGrad) continue;
+      const scale = scaleOf(p);
+      const wd = t.ndim < 2 ? 0 : this.config.weightDecay;
+      const g = groups.get(`${scale}|${wd}`) ?? { params: [], lrScale: scale, weightDecay: wd };
+      g.params.push(t);
+      groups.set(`${scale}|${wd}`, g);
+    }
+    return [...groups.values()].map((g) => ({ ...g, lr: lr * g.lrScale }));
+  }
+
+  private async optimizerStep(run: Run, params: Tensor[], loss: number, epoch: number, callbacks: Callback[]): Promise<void> {
+    const c = this.config;
+    const lr = run.schedule(run.step) * (run.plateau ? run.plateau.scale : 1);
+    const { ok, norm, policy } = this.applyUpdate(run.opt, run.scaler, run.policy, params, loss, lr, run.step);
+    run.policy = policy;
     run.opt.zeroGrad();
     run.step++;
     const log: StepLog = { step: run.step, epoch, loss, lr, grad_norm: norm, time_s: this.elapsed(run), ...(ok ? {} : { skipped: true }) };
@@ -534,16 +550,7 @@ export class AutoGLMTrainer extends EventEmitter {
     const stepsPerEpoch = Math.max(1, Math.ceil(sampler.batchesPerEpoch / c.gradientAccumulation));
     const totalSteps = Math.min(c.maxSteps ?? Infinity, c.epochs * stepsPerEpoch);
     const lr = this.learningRate;
-    const groups = new Map<string, { params: Tensor[]; lrScale: number; weightDecay: number }>();
-    for (const [p, t] of model.namedParameters()) {
-      if (!t.requiresGrad) continue;
-      const scale = /\.lora_B\.|\.lora_embedding_B\./.test(p) ? c.loraPlusRatio : 1;
-      const wd = t.ndim < 2 ? 0 : c.weightDecay;
-      const g = groups.get(`${scale}|${wd}`) ?? { params: [], lrScale: scale, weightDecay: wd };
-      g.params.push(t);
-      groups.set(`${scale}|${wd}`, g);
-    }
-    const opt = this.makeOptimizer([...groups.values()].map((g) => ({ ...g, lr: lr * g.lrScale })));
+    const opt = this.makeOptimizer(this.groupParams(model.namedParameters(), (p) => (/\.lora_B\.|\.lora_embedding_B\./.test(p) ? c.loraPlusRatio : 1)));
     const warmup = c.warmupSteps ?? Math.round(c.warmupRatio * totalSteps);
     const schedule = SCHEDULES[c.scheduler === 'plateau' ? 'constant' : c.scheduler]({ lr, totalSteps, warmupSteps: Math.min(warmup, totalSteps - 1), minLr: c.minLr, tMax: c.tMax });
     let policy = resolvePrecision(c.mixedPrecision);
@@ -589,20 +596,10 @@ export class AutoGLMTrainer extends EventEmitter {
       const lv = loss.item();
       lossSum += lv; lossCount++; epochLoss += lv; epochBatches++;
       if (++micro % c.gradientAccumulation !== 0) continue;
-      const { ss, finite } = lm.gradNorm(params);
-      const ok = scaler.update(finite && Number.isFinite(lossSum));
-      const norm = Math.sqrt(ss) / scaler.scale;
       const stepLr = schedule(step);
-      if (ok) {
-        opt.setLearningRate(stepLr);
-        opt.step((c.maxGradNorm > 0 ? Math.min(1, c.maxGradNorm / (norm + 1e-6)) : 1) / scaler.scale);
-      } else {
-        this.note(`step ${step}: non-finite loss or gradients; the step was skipped`);
-        if (policy.compute === 'f16' && scaler.overflows >= 5) {
-          policy = { compute: backend().nativeBf16 ? 'bf16' : 'f32', lossScaling: false, reason: 'fp16 overflowed 5 steps in a row' };
-          this.note(`fp16 overflowed 5 steps in a row: falling back to ${policy.compute}`);
-        }
-      }
+      const upd = this.applyUpdate(opt, scaler, policy, params, lossSum / lossCount, stepLr, step);
+      const { ok, norm } = upd;
+      policy = upd.policy;
       opt.zeroGrad();
       step++;
       const sl: StepLog = { step, epoch: sampler.epoch, loss: lossSum / lossCount, lr: stepLr, grad_norm: norm, time_s: elapsed(), ...(ok ? {} : { skipped: true }) };

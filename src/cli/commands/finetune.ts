@@ -3,21 +3,13 @@
  * open-autoglm-base over the embedded custom_intent_v2 dataset, ending with test accuracy, time and memory.
  */
 import type { Command } from 'commander';
+import type { DatasetSpec } from '../../data/types.js';
 import { addConfigFlags, configFromFlags } from '../config-flags.js';
 import { applyThreads, choiceOption, intOption } from '../options.js';
 
-interface Opts extends Record<string, unknown> {
+type DataFlags = Pick<DatasetSpec, 'dataset' | 'evalDataset' | 'testDataset' | 'textField' | 'labelField' | 'labelSet' | 'dataDir' | 'onBadLine' | 'maxTrain' | 'maxEval'>;
+interface Opts extends Record<string, unknown>, DataFlags {
   model: string;
-  dataset: string;
-  evalDataset?: string;
-  testDataset?: string;
-  textField?: string;
-  labelField?: string;
-  labelSet?: string;
-  dataDir?: string;
-  onBadLine?: 'skip' | 'error';
-  maxTrain?: number;
-  maxEval?: number;
   threads?: number;
   json?: boolean;
   quiet?: boolean;

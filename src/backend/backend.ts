@@ -223,3 +223,15 @@ export interface Backend {
 }
 
 export const DTYPE_BYTES: Record<DType, number> = { f32: 4, bf16: 2, f16: 2, i32: 4, i8: 1 };
+
+/** A new zero-filled typed array for `size` elements of `dtype` (the typed-array class each dtype is stored in). */
+export function allocStorage(dtype: DType, size: number): Storage {
+  switch (dtype) {
+    case 'f32': return new Float32Array(size);
+    case 'bf16':
+    case 'f16': return new Uint16Array(size);
+    case 'i32': return new Int32Array(size);
+    case 'i8': return new Int8Array(size);
+    default: throw new Error(`alloc: unknown dtype '${dtype as string}'; expected f32, bf16, f16, i32 or i8`);
+  }
+}

@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { allocStorage } from './backend.js';
 import type {
   AttentionShape,
   AdamWArgs, Backend, BinaryOp, DType, MatmulArgs, ReduceOp, SGDArgs, Storage, UnaryOp,
@@ -190,15 +191,9 @@ class NativeBackend implements Backend {
   numThreads(): number { return this.threads; }
 
   alloc(dtype: DType, size: number): Storage {
-    switch (dtype) {
-      case 'f32': return new Float32Array(size);
-      case 'bf16':
-      case 'f16': return new Uint16Array(size);
-      case 'i32': return new Int32Array(size);
-      case 'i8': return new Int8Array(size);
-      default: throw new Error(`alloc: unknown dtype '${dtype as string}'; expected f32, bf16, f16, i32 or i8`);
-    }
+    return allocStorage(dtype, size);
   }
+
   fill(dst: Float32Array | Int32Array, value: number): void { this.a.fill(dst, value); }
   stridedCopy(src: Storage, shape: number[], strides: number[], dst: Storage, dstStrides?: number[]): void {
     if (dstStrides) this.a.stridedCopy(src, shape, strides, dst, dstStrides);

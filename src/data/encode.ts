@@ -103,3 +103,14 @@ export function collate(ds: EncodedDataset, indices: number[], padId = 0): Batch
   }
   return batch;
 }
+
+/** Right-pads token-id lists to the longest (at least `minLength`) with padId: ids (B, T) and mask (B, T), 1 = token. */
+export function padIds(seqs: readonly (readonly number[])[], padId = 0, minLength = 1): { ids: Int32Array; mask: Float32Array; T: number } {
+  const T = Math.max(minLength, ...seqs.map((s) => s.length));
+  const ids = new Int32Array(seqs.length * T).fill(padId), mask = new Float32Array(seqs.length * T);
+  seqs.forEach((s, b) => {
+    ids.set(s, b * T);
+    mask.fill(1, b * T, b * T + s.length);
+  });
+  return { ids, mask, T };
+}

@@ -5,7 +5,7 @@ export { listNamedDatasets, registerNamedDataset, getNamedDataset } from './regi
 export type { NamedDataset, NamedContext, RawSplits } from './registry.js';
 export { resolveDataDir } from './paths.js';
 export { summarizeSkipped } from './bad-lines.js';
-export { encodeDataset, collate } from './encode.js';
+export { encodeDataset, collate, padIds } from './encode.js';
 export type { Batch, EncodedDataset, EncodeOptions } from './encode.js';
 export type { Sampler, SamplerState } from './samplers/sampler.js';
 export { RandomSampler } from './samplers/random.js';

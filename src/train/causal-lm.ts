@@ -16,6 +16,7 @@ import { DatasetError, ConfigError } from '../errors.js';
 import { readRecords } from '../data/readers.js';
 import { BadLineSink } from '../data/bad-lines.js';
 import { shuffleInPlace } from '../data/split.js';
+import { padIds } from '../data/encode.js';
 import type { BadLine } from '../data/types.js';
 import { causalLMLoss, lmLabels, IGNORE_INDEX } from '../models/hf/heads.js';
 import type { CausalLM } from '../models/hf/family.js';
@@ -67,10 +68,8 @@ export function tokenizeTexts(tok: HFTokenizer, texts: string[], maxLength: numb
 
 /** Right-padded ids and mask (1 = token) of some sequences. */
 export function padSequences(seqs: number[][], padId: number): { ids: Tensor; mask: Tensor } {
-  const B = seqs.length, T = Math.max(2, ...seqs.map((s) => s.length));
-  const ids = new Int32Array(B * T).fill(padId), mask = new Float32Array(B * T);
-  seqs.forEach((s, b) => s.forEach((v, t) => { ids[b * T + t] = v; mask[b * T + t] = 1; }));
-  return { ids: new Tensor(ids, 'i32', [B, T]), mask: new Tensor(mask, 'f32', [B, T]) };
+  const p = padIds(seqs, padId, 2);
+  return { ids: new Tensor(p.ids, 'i32', [seqs.length, p.T]), mask: new Tensor(p.mask, 'f32', [seqs.length, p.T]) };
 }
 
 /** Mean next-token loss of a batch (padding ignored). */

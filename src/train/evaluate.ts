@@ -4,7 +4,7 @@ import { crossEntropy, softmax } from '../tensor/ops/nn.js';
 import { noGrad } from '../tensor/autograd.js';
 import { autocast, type ComputeDType } from '../tensor/precision.js';
 import type { SequenceClassifier, TextEncoder } from '../models/classifier.js';
-import type { Example } from '../data/index.js';
+import { padIds, type Example } from '../data/index.js';
 import { DatasetError } from '../errors.js';
 import { classificationReport, type ClassificationReport } from './metrics.js';
 
@@ -22,10 +22,8 @@ export interface Prediction {
 }
 
 function pad(seqs: number[][], padId: number): { ids: Tensor; mask: Tensor } {
-  const B = seqs.length, T = Math.max(1, ...seqs.map((s) => s.length));
-  const ids = new Int32Array(B * T).fill(padId), mask = new Float32Array(B * T);
-  seqs.forEach((s, b) => s.forEach((v, t) => { ids[b * T + t] = v; mask[b * T + t] = 1; }));
-  return { ids: new Tensor(ids, 'i32', [B, T]), mask: new Tensor(mask, 'f32', [B, T]) };
+  const p = padIds(seqs, padId);
+  return { ids: new Tensor(p.ids, 'i32', [seqs.length, p.T]), mask: new Tensor(p.mask, 'f32', [seqs.length, p.T]) };
 }
 
 /** Logits (N, C) of texts, in input order. */

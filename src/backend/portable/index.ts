@@ -6,6 +6,7 @@
 import type {
   AdamWArgs, AttentionShape, Backend, BinaryOp, DType, MatmulArgs, ReduceOp, SGDArgs, Storage, UnaryOp,
 } from '../backend.js';
+import { allocStorage } from '../backend.js';
 import { attention, attentionBackward } from './attention.js';
 import { cast } from './cast.js';
 import { affine, axpby, unary, unaryBackward } from './elementwise.js';
@@ -30,15 +31,9 @@ export class PortableBackend implements Backend {
   }
 
   alloc(dtype: DType, size: number): Storage {
-    switch (dtype) {
-      case 'f32': return new Float32Array(size);
-      case 'bf16':
-      case 'f16': return new Uint16Array(size);
-      case 'i32': return new Int32Array(size);
-      case 'i8': return new Int8Array(size);
-      default: throw new Error(`alloc: unknown dtype '${dtype as string}'; expected f32, bf16, f16, i32 or i8`);
-    }
+    return allocStorage(dtype, size);
   }
+
   fill(dst: Float32Array | Int32Array, value: number): void {
     dst.fill(value);
   }

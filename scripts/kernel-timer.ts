@@ -1,0 +1,49 @@
+// Per-kernel timing for the profiling scripts: wraps every backend method with a timer and prints a table.
+import { backend, setBackend } from '../src/backend/index.js';
+import type { Backend } from '../src/backend/backend.js';
+
+export interface KernelTimer {
+  /** Timing is recorded only while on. */
+  on: boolean;
+  clear(): void;
+  /** Prints the step time, the time inside kernels and the top kernels, per step over `steps` steps. */
+  report(label: string, stepMs: number, steps: number, top?: number): void;
+}
+
+export function installKernelTimer(): KernelTimer {
+  const real = backend();
+  const stats = new Map<string, { n: number; ms: number }>();
+  const timer: KernelTimer = {
+    on: true,
+    clear: () => stats.clear(),
+    report(label, stepMs, steps, top = 30) {
+      const rows = [...stats.entries()].sort((a, b) => b[1].ms - a[1].ms);
+      const kern = rows.reduce((a, [, s]) => a + s.ms, 0) / steps;
+      console.log(`${label}: step ${stepMs.toFixed(1)} ms, in kernels ${kern.toFixed(1)} ms, outside ${(stepMs - kern).toFixed(1)} ms`);
+      for (const [k, s] of rows.slice(0, top)) console.log(`${(s.ms / steps).toFixed(2).padStart(8)} ms ${String(s.n / steps).padStart(6)}x  ${k}`);
+    },
+  };
+  setBackend(new Proxy(real, {
+    get(t, k, r) {
+      const v = Reflect.get(t, k, r);
+      if (typeof v !== 'function') return v;
+      return (...args: unknown[]) => {
+        if (!timer.on) return (v as (...a: unknown[]) => unknown).apply(t, args);
+        const t0 = performance.now();
+        const out = (v as (...a: unknown[]) => unknown).apply(t, args);
+        let key = String(k);
+        if (k === 'unary' || k === 'unaryBackward' || k === 'binary' || k === 'reduce') key += `:${args[0]}`;
+        if (k === 'matmul') {
+          const a = args[0] as { M: number; N: number; K: number; batch: number; transA: boolean; transB: boolean };
+          key += `:${a.batch}x${a.M}x${a.N}x${a.K}${a.transA ? 'T' : ''}${a.transB ? 'T' : ''}`;
+        }
+        const s = stats.get(key) ?? { n: 0, ms: 0 };
+        s.n++;
+        s.ms += performance.now() - t0;
+        stats.set(key, s);
+        return out;
+      };
+    },
+  }) as Backend);
+  return timer;
+}

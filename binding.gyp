@@ -33,5 +33,25 @@
         "-lgomp"
       ]
     }
+  ],
+  "variables": {
+    "autoglm_gloo%": "<!(node -p \"process.env.AUTOGLM_GLOO === '0' ? 0 : +require('fs').existsSync('/usr/include/gloo/rendezvous/redis_store.h')\")"
+  },
+  "conditions": [
+    ["autoglm_gloo==1", {
+      "targets": [
+        {
+          "target_name": "autoglm_gloo",
+          "sources": ["native/gloo/gloo.cc"],
+          "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+          "defines": ["NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED", "HIREDIS_NESTED_INCLUDE"],
+          "cflags!": ["-fno-exceptions"],
+          "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
+          "cflags_cc": ["-std=c++17", "-fexceptions", "-O3"],
+          "ldflags": ["-pthread"],
+          "libraries": ["-lgloo"]
+        }
+      ]
+    }]
   ]
 }

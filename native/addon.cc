@@ -2,6 +2,8 @@
 // buffer sizes cheaply and throws a JS TypeError/RangeError naming the kernel instead of crashing.
 #include "args.h"
 #include <cblas.h>
+#include <malloc.h>
+#include <cstdlib>
 #include <dnnl.hpp>
 #include <string>
 #include <vector>
@@ -191,7 +193,17 @@ void register_more(Napi::Env env, Napi::Object exports);
 void register_attention(Napi::Env env, Napi::Object exports);
 }
 
+// Tensor buffers come and go in the hundreds of MB per training step. glibc raises its mmap threshold after
+// each large free (up to 32 MB), so later buffers of that size come from the heap, and freeing them keeps the
+// pages: a process's RSS then holds every activation buffer it ever freed. Pinning the threshold at glibc's
+// initial 128 KiB returns each large buffer to the system when it is freed (unless the user set
+// MALLOC_MMAP_THRESHOLD_ themselves).
+static void pin_mmap_threshold() {
+  if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr) mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+}
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  pin_mmap_threshold();
   auto fn = [&](const char* name, Napi::Value (*f)(const Napi::CallbackInfo&)) {
     exports.Set(name, Napi::Function::New(env, f, name));
   };

@@ -3,7 +3,8 @@
  * Builds the native addon (build/Release/autoglm_native.node) with node-gyp at `npm install` / `npm ci`.
  * Never fails the install: when the compiler or the system libraries are missing, or the build fails, it prints
  * one line saying so and how to get the fast backend, and exits 0 (the portable backend then runs).
- * AUTOGLM_SKIP_NATIVE=1 skips the build.
+ * AUTOGLM_SKIP_NATIVE=1 skips the build. With libgloo-dev installed it also builds build/Release/autoglm_gloo.node (the
+ * gloo communicator; AUTOGLM_GLOO=0 skips it); if that target breaks the build, it rebuilds without it.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -63,10 +64,20 @@ const [cmd, pre] = nodeGyp();
 const args = [...pre, 'rebuild', '-j', process.env.AUTOGLM_BUILD_JOBS ?? '2'];
 const headers = path.join(path.dirname(process.execPath), '..', 'include', 'node', 'node_api.h');
 if (existsSync(headers)) args.push(`--nodedir=${path.resolve(path.dirname(process.execPath), '..')}`);
-const r = spawnSync(cmd, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
-if (r.status !== 0 || !existsSync(path.join(root, 'build', 'Release', 'autoglm_native.node'))) {
-  const log = `${r.stdout ?? ''}\n${r.stderr ?? ''}`;
-  const firstErr = log.split('\n').find((l) => /error/i.test(l))?.trim().slice(0, 200) ?? (r.error ? String(r.error) : `exit ${r.status}`);
-  notBuilt(`node-gyp failed: ${firstErr}`);
+const build = (env) => spawnSync(cmd, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', env });
+const built = (name) => existsSync(path.join(root, 'build', 'Release', `${name}.node`));
+const firstError = (r) => `${r.stdout ?? ''}\n${r.stderr ?? ''}`.split('\n').find((l) => /error/i.test(l))?.trim().slice(0, 200) ??
+  (r.error ? String(r.error) : `exit ${r.status}`);
+// binding.gyp adds the optional autoglm_gloo target when libgloo-dev is installed (unless AUTOGLM_GLOO=0).
+const GLOO_HINT = 'apt-get install -y libgloo-dev && npm rebuild open-autoglm';
+let glooWhy = process.env.AUTOGLM_GLOO === '0' ? 'AUTOGLM_GLOO=0'
+  : existsSync('/usr/include/gloo/rendezvous/redis_store.h') ? null : 'libgloo-dev is not installed';
+let r = build(process.env);
+if ((r.status !== 0 || !built('autoglm_native')) && glooWhy === null) {
+  glooWhy = `node-gyp failed: ${firstError(r)}`; // retry without it: the gloo addon never costs the main one
+  r = build({ ...process.env, AUTOGLM_GLOO: '0' });
 }
+if (r.status !== 0 || !built('autoglm_native')) notBuilt(`node-gyp failed: ${firstError(r)}`);
 console.log('open-autoglm: native backend built (build/Release/autoglm_native.node)');
+if (glooWhy === null && built('autoglm_gloo')) console.log('open-autoglm: gloo communicator built (build/Release/autoglm_gloo.node)');
+else console.log(`open-autoglm: gloo communicator not built (${glooWhy ?? 'unknown'}); for multi-machine training: ${GLOO_HINT}`);

@@ -5,6 +5,7 @@
 import type { Backend } from './backend.js';
 import { PortableBackend } from './portable.js';
 import { loadNativeBackend, nativeLoadError } from './native.js';
+import { installCollector } from './gc.js';
 
 export type { AttentionShape, Backend, DType, Storage, UnaryOp, BinaryOp, ReduceOp, MatmulArgs, AdamWArgs, SGDArgs } from './backend.js';
 export { DTYPE_BYTES } from './backend.js';
@@ -39,6 +40,7 @@ export function nativeAvailable(): boolean {
 /** The backend in use: chosen once per process (see module comment), replaceable with `setBackend`. */
 export function backend(): Backend {
   if (current) return current;
+  installCollector();
   const want = process.env.AUTOGLM_BACKEND;
   if (want !== undefined && want !== '' && want !== 'native' && want !== 'portable') {
     throw new Error(`AUTOGLM_BACKEND must be 'native' or 'portable'; got '${want}'`);

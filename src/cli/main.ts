@@ -11,6 +11,7 @@ import { registerGenerate } from './commands/generate.js';
 import { registerFinetune } from './commands/finetune.js';
 import { registerEvaluate } from './commands/evaluate.js';
 import { registerMerge } from './commands/merge.js';
+import { registerLaunch } from './commands/launch.js';
 
 export function buildProgram(): Command {
   const program = new Command('autoglm')
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   registerBench(program);
   registerEmbed(program);
   registerGenerate(program);
+  registerLaunch(program);
   return program;
 }
 

@@ -51,7 +51,7 @@ export class TinyGPT extends Module {
   /** Mean next-token cross-entropy of ids (B, T) against targets (B, T). */
   loss(ids: Tensor, targets: Tensor): Tensor {
     const logits = this.forward(ids);
-    return crossEntropy(logits.reshape([-1, this.cfg.vocabSize]), targets.reshape([-1]));
+    return crossEntropy(logits.reshape([-1, this.cfg.vocabSize]), targets.reshape([-1]), { consumeLogits: true }); // logits are ours alone
   }
 
   /** Greedy continuation of `ids` (1, T) by `n` tokens. */

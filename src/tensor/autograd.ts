@@ -20,7 +20,8 @@ export interface GradNode {
   readonly op: string;
   readonly edges: Edge[];
   /** Gradients of the inputs (null where an input needs none), given the output gradient; null once used. */
-  backward: ((gy: Tensor) => (Tensor | null)[]) | null;
+  /** `last` is true when the graph is freed after this pass: saved buffers may then be reused in place. */
+  backward: ((gy: Tensor, last?: boolean) => (Tensor | null)[]) | null;
   /** Shape of the output (for error messages). */
   readonly shape: number[];
 }
@@ -57,7 +58,7 @@ export async function noGradAsync<T>(fn: () => Promise<T>): Promise<T> {
  * Records `out = op(inputs)` on the tape when gradients are enabled and some input requires one.
  * Returns `out` for chaining.
  */
-export function record(op: string, inputs: Tensor[], out: Tensor, backward: (gy: Tensor) => (Tensor | null)[]): Tensor {
+export function record(op: string, inputs: Tensor[], out: Tensor, backward: (gy: Tensor, last?: boolean) => (Tensor | null)[]): Tensor {
   if (!gradEnabled) return out;
   let needs = false;
   for (const t of inputs) if (t.requiresGrad) { needs = true; break; }
@@ -140,7 +141,7 @@ export function runBackward(
       if (!node.backward) {
         throw new AutoGLMError(`'backward' through '${node.op}' a second time: its graph was freed by the first backward pass (pass { retainGraph: true } to the first)`);
       }
-      const inGrads = node.backward(g);
+      const inGrads = node.backward(g, !opts.retainGraph);
       let passedOn = false;
       for (let i = 0; i < node.edges.length; i++) {
         const e = node.edges[i];

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { curriculumSchema, samplingSchema } from '../curriculum/config.js';
 
 const compression = z.union([
   z.boolean(),
@@ -15,6 +16,7 @@ const compression = z.union([
     rank: z.number().int().positive().optional(),
     errorFeedback: z.boolean().optional(),
     warmupSteps: z.number().int().nonnegative().optional(),
+    values: z.enum(['f32','f16']).optional(),
   }).strict(),
 ]);
 
@@ -46,6 +48,26 @@ export const trainerConfigSchema = z.object({
   /** Dropout before the classifier head. */
   headDropout: z.number().min(0).lt(1).default(0.1).describe('Dropout before the classifier head.'),
 
+  // ---- multi-task (src/multitask, loop in src/train/multitask.ts) ----------------------------------------------
+  /** Label sets to train, one head each on a shared backbone (e.g. ['intent', 'domain']); unset = one task. */
+  tasks: z.union([z.string().min(1).transform((s) => s.split(',')), z.array(z.string().min(1)).min(1)]).optional()
+    .describe("Label sets to train, one head each on a shared backbone (e.g. intent,domain; the primary label set by its dataset name, others by their keys); unset = one task"),
+  /** How task losses combine: fixed weights, learned uncertainty (Kendall et al. 2018) or DWA (Liu et al. 2019). */
+  taskWeighting: z.enum(['static', 'uncertainty', 'dwa']).default('static')
+    .describe("How task losses combine: 'static' (taskWeights), 'uncertainty' (learned log-variances s_t: sum exp(-s_t) L_t + s_t), 'dwa' (dynamic weight average)"),
+  /** Static weights, one per task in the order of `tasks` (or task -> weight); default 1 each. */
+  taskWeights: z.union([z.array(z.number().min(0)), z.record(z.number().min(0))]).optional()
+    .describe("Static task weights, one per task in the order of 'tasks' (or {task: weight}); default 1 each"),
+  /** DWA softmax temperature (the paper's T = 2). */
+  dwaTemperature: z.number().positive().default(2).describe('DWA softmax temperature (the paper uses 2).'),
+  /** DWA window: 0 = epoch-average losses; N = averages over every N optimizer steps. */
+  dwaWindow: z.number().int().nonnegative().default(0).describe('DWA loss window: 0 = epoch averages; N = averages over every N optimizer steps.'),
+  /** Which heads a batch trains: 'joint' = every head on the same texts; else one task per batch, drawn so. */
+  taskSampling: z.enum(['joint', 'proportional', 'temperature', 'round-robin']).default('joint')
+    .describe("Which heads a batch trains: 'joint' (every head on the same texts) or one task per batch: 'proportional', 'temperature' (p ∝ n^(1/T)), 'round-robin'"),
+  /** T of temperature task sampling: p_t ∝ n_t^(1/T). */
+  taskSamplingTemperature: z.number().positive().default(2).describe('T of temperature task sampling: p_t ∝ n_t^(1/T).'),
+
   // ---- how long, in what batches ---------------------------------------------------------------------------
   epochs: z.number().int().positive().default(3),
   /** Stop after this many optimizer steps (overrides epochs when smaller). */
@@ -58,6 +80,10 @@ export const trainerConfigSchema = z.object({
   maxLength: z.number().int().positive().max(4096).default(64).describe('Tokens per text (longer texts are cut).'),
   /** Group texts of similar length into batches (less padding). */
   lengthBucketing: z.boolean().default(true).describe('Group texts of similar length into batches (less padding).'),
+  /** Curriculum learning (src/curriculum): easiest fraction first under a difficulty scorer and a pacing function. */
+  curriculum: curriculumSchema,
+  /** How batches are drawn: uniform epochs or loss-weighted with an optional importance correction. */
+  sampling: samplingSchema,
 
   // ---- optimizer ---------------------------------------------------------------------------------------------
   optimizer: z.enum(['adamw', 'adam', 'sgd', 'rmsprop']).default('adamw'),
@@ -123,7 +149,17 @@ export const DEFAULT_HEAD_LR = 2e-2;
 export function parseTrainerConfig(input: unknown): TrainerConfig {
   const r = trainerConfigSchema.safeParse(input ?? {});
   if (r.success) return r.data;
-  const issue = r.error.issues[0];
+  let issue = r.error.issues[0];
+  // a union (e.g. false | {..}) that failed: report the deepest issue of its options, which names the sub-key
+  while (issue.code === 'invalid_union') {
+    const rank = (i: z.ZodIssue) => i.path.length + (i.code === 'invalid_type' ? 0 : 0.5);
+    const inner = issue.unionErrors.flatMap((e) => e.issues).sort((x, y) => rank(y) - rank(x))[0];
+    if (!inner || rank(inner) <= issue.path.length) break;
+    issue = inner;
+  }
+  if (issue.code === 'unrecognized_keys' && issue.path.length) {
+    throw new ConfigError(`config key '${issue.path.join('.')}' has unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `'${k}'`).join(', ')}`);
+  }
   if (issue.code === 'unrecognized_keys') {
     const known = Object.keys(trainerConfigSchema.shape).join(', ');
     throw new ConfigError(`unknown config key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `'${k}'`).join(', ')}; known keys: ${known}`);

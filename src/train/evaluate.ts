@@ -45,8 +45,23 @@ function logitsOf(model: SequenceClassifier, enc: TextEncoder, seqs: number[][],
   return out;
 }
 
-export function evaluateClassifier(model: SequenceClassifier, enc: TextEncoder, examples: Example[], labels: string[],
-  opts: { batchSize: number; maxLength: number; compute: ComputeDType }): EvalResult {
+export interface EvalOptions {
+  batchSize: number;
+  maxLength: number;
+  compute: ComputeDType;
+}
+
+/** Logits (N, C) of examples' texts, in order (data-parallel evaluation: each rank computes its share). */
+export function exampleLogits(model: SequenceClassifier, enc: TextEncoder, examples: Example[], opts: EvalOptions): Float32Array {
+  return logitsOf(model, enc, examples.map((e) => enc.encodeText(e.text).slice(0, opts.maxLength)), opts.batchSize, opts.compute);
+}
+
+export function evaluateClassifier(model: SequenceClassifier, enc: TextEncoder, examples: Example[], labels: string[], opts: EvalOptions): EvalResult {
+  return reportFromLogits(exampleLogits(model, enc, examples, opts), examples, labels);
+}
+
+/** Loss, accuracy, F1 and predictions from the logits (N, C) of labelled examples. */
+export function reportFromLogits(logits: Float32Array, examples: Example[], labels: string[]): EvalResult {
   const index = new Map(labels.map((l, i) => [l, i]));
   const truth = new Int32Array(examples.length);
   examples.forEach((e, i) => {
@@ -54,8 +69,6 @@ export function evaluateClassifier(model: SequenceClassifier, enc: TextEncoder, 
     if (t === undefined) throw new DatasetError(`evaluation example ${i} has label '${e.label}', which the model was not trained on`);
     truth[i] = t;
   });
-  const seqs = examples.map((e) => enc.encodeText(e.text).slice(0, opts.maxLength));
-  const logits = logitsOf(model, enc, seqs, opts.batchSize, opts.compute);
   const C = labels.length;
   const lt = new Tensor(logits, 'f32', [examples.length, C]);
   const loss = examples.length ? crossEntropy(lt, new Tensor(truth, 'i32', [examples.length])).item() : NaN;

@@ -3,8 +3,14 @@ import { appendFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { ClassificationReport } from './metrics.js';
 
-export interface StepLog { step: number; epoch: number; loss: number; lr: number; grad_norm: number; time_s: number; skipped?: boolean }
-export interface EvalLog { step: number; epoch: number; split: string; loss: number; accuracy: number; macro_f1: number; time_s: number; perplexity?: number }
+export interface StepLog { step: number; epoch: number; loss: number; lr: number; grad_norm: number; time_s: number; skipped?: boolean;
+  /** Multi-task runs: each task's loss in the step's batches and its weight. */
+  task_loss?: Record<string, number>; task_weight?: Record<string, number> }
+/** One task's numbers in a multi-task evaluation. */
+export interface TaskMetrics { loss: number; accuracy: number; macro_f1: number; n: number }
+export interface EvalLog { step: number; epoch: number; split: string; loss: number; accuracy: number; macro_f1: number; time_s: number; perplexity?: number;
+  /** Multi-task runs: every task (the top-level accuracy/macro_f1 are the first task's, loss the mean over tasks). */
+  tasks?: Record<string, TaskMetrics> }
 export interface EpochLog { epoch: number; step: number; train_loss: number; val_loss?: number; val_accuracy?: number; val_macro_f1?: number; lr: number; time_s: number }
 
 export interface History {
@@ -12,7 +18,9 @@ export interface History {
   evals: EvalLog[];
   steps: StepLog[];
   /** The test split's report at the end (when the dataset has one). */
-  test?: ClassificationReport & { loss: number };
+  test?: ClassificationReport & { loss: number; tasks?: Record<string, ClassificationReport & { loss: number }> };
+  /** Multi-task runs: the final weight of each task's loss. */
+  taskWeights?: Record<string, number>;
   best?: { step: number; metric: string; value: number };
   /** Causal-LM runs: perplexity of the last validation pass and of the test split (when there is one). */
   perplexity?: { validation?: number; test?: number };
@@ -21,6 +29,8 @@ export interface History {
   stepsDone: number;
   trainTimeS: number;
   peakRssMb: number;
+  /** Data-parallel runs: gradient bytes this rank sent vs dense f32, and the time spent on them. */
+  communication?: import('../distributed/data-parallel.js').CommunicationSummary;
   trainableParams: number;
   totalParams: number;
   outputs: Record<string, string>;
@@ -43,11 +53,12 @@ export function emptyHistory(): History {
 /** Appends one JSON line per event to <dir>/metrics.jsonl. */
 export class MetricsLog {
   readonly file: string;
-  constructor(dir: string) {
-    mkdirSync(dir, { recursive: true });
+  /** enabled false: a data-parallel rank other than 0, which writes nothing. */
+  constructor(dir: string, readonly enabled = true) {
+    if (enabled) mkdirSync(dir, { recursive: true });
     this.file = path.join(dir, 'metrics.jsonl');
   }
   write(kind: string, data: object): void {
-    appendFileSync(this.file, `${JSON.stringify({ kind, ...data })}\n`);
+    if (this.enabled) appendFileSync(this.file, `${JSON.stringify({ kind, ...data })}\n`);
   }
 }

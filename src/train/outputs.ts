@@ -15,6 +15,9 @@ export interface RunInfo {
   labels: string[];
   config: TrainerConfig;
   dataset: string;
+  /** Multi-task runs: the name of the primary label set and the labels of each task's head. */
+  labelSet?: string;
+  taskLabels?: Record<string, string[]>;
 }
 
 export function writeRunInfo(dir: string, info: RunInfo): void {

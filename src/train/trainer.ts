@@ -31,9 +31,17 @@ import { loadDataset, encodeDataset, collate, BucketSampler, RandomSampler, type
 import { AutoGLMError, ConfigError } from '../errors.js';
 import { DEFAULT_HEAD_LR, DEFAULT_LR, parseTrainerConfig, type TrainerConfig, type TrainerConfigInput } from './config.js';
 import { emptyHistory, MetricsLog, type Callback, type EpochLog, type EvalLog, type History, type StepLog } from './history.js';
-import { evaluateClassifier, predictTexts, type EvalResult, type Prediction } from './evaluate.js';
+import { evaluateClassifier, exampleLogits, predictTexts, reportFromLogits, type EvalResult, type Prediction } from './evaluate.js';
 import { saveCheckpoint, loadCheckpoint, listCheckpoints } from './checkpoint.js';
 import { writeRunInfo, writeCurves, saveTrainable, loadTrainable } from './outputs.js';
+import { checkTaskConfig } from '../multitask/tasks.js';
+import { DataParallel } from '../distributed/data-parallel.js';
+import { createCommunicator, currentRankInfo } from '../distributed/env.js';
+import { buildSampler, checkSamplingConfig, type ForwardOutputs } from '../curriculum/index.js';
+import type { MultiTaskState } from './multitask.js';
+
+/** How long a rank waits for the others in one collective (a dead peer is reported at once, not after this). */
+const DP_TIMEOUT_MS = 10 * 60 * 1000;
 
 export interface FinetuneArgs extends Partial<Omit<DatasetSpec, 'dataset'>> {
   /** A named dataset, a file, or splits already loaded. */
@@ -78,9 +86,13 @@ export class AutoGLMTrainer extends EventEmitter {
   private readonly modelSpec: string | TextEncoder;
   private encoder: TextEncoder | null = null;
   classifier: SequenceClassifier | null = null;
+  /** Data-parallel communication while a launched run trains (world size > 1), else null. */
+  dp: DataParallel | null = null;
   lora: LoraModel | null = null;
   labels: string[] = [];
   private splits: DatasetSplits | null = null;
+  /** Set by a multi-task run (config `tasks`) or by `load` of one: the heads, tasks and evaluation (train/multitask.ts). */
+  multitask: MultiTaskState | null = null;
   private notes = new Set<string>();
 
   constructor(opts: TrainerOptions = {}) {
@@ -90,17 +102,20 @@ export class AutoGLMTrainer extends EventEmitter {
     if (this.config.baseQuantization !== 'none' && this.config.method !== 'lora') {
       throw new ConfigError(`config key 'baseQuantization' is '${this.config.baseQuantization}': a quantised base needs method 'lora' (got '${this.config.method}')`);
     }
+    checkTaskConfig(this.config);
+    checkSamplingConfig(this.config);
   }
 
-  /** Says a thing once per trainer (stderr and the 'note' event). */
-  private note(msg: string): void {
+  /** Says a thing once per trainer (stderr and the 'note' event). @internal (also used by train/multitask.ts) */
+  note(msg: string): void {
     if (this.notes.has(msg)) return;
     this.notes.add(msg);
     this.emit('note', msg);
     if (this.listenerCount('note') === 0) process.stderr.write(`autoglm: ${msg}\n`);
   }
 
-  private async backbone(): Promise<TextEncoder> {
+  /** @internal */
+  async backbone(): Promise<TextEncoder> {
     if (this.encoder) return this.encoder;
     if (typeof this.modelSpec === 'string') {
       const m = await loadModel(this.modelSpec);
@@ -109,6 +124,16 @@ export class AutoGLMTrainer extends EventEmitter {
       this.encoder = this.modelSpec;
     }
     return this.encoder;
+  }
+
+  /** False on data-parallel ranks other than 0: they train and evaluate but write no files. */
+  get isMain(): boolean {
+    return !this.dp || this.dp.rank === 0;
+  }
+
+  /** Trainable parameters by name, in model order (the same on every rank). */
+  private trainableNamed(): Array<[string, Tensor]> {
+    return [...(this.classifier as Module).namedParameters()].filter(([, t]) => t.requiresGrad);
   }
 
   get learningRate(): number {
@@ -121,39 +146,46 @@ export class AutoGLMTrainer extends EventEmitter {
     manualSeed(c.seed);
     const enc = await this.backbone();
     const model = new SequenceClassifier(enc, labels.length, c.headDropout);
-    if (c.method === 'lora') {
-      this.lora = new LoraModel(model, {
-        r: c.loraRank, alpha: c.loraAlpha ?? 2 * c.loraRank, dropout: c.loraDropout, targetModules: c.loraTargets,
-        modulesToSave: ['classifier'], useRslora: c.useRslora, useDora: c.useDora, seed: c.seed,
-        baseModelNameOrPath: enc.name,
-      });
-      if (c.baseQuantization !== 'none') {
-        const q = quantizeBase(model, c.baseQuantization, { skip: ['classifier'] });
-        this.note(`frozen base in ${c.baseQuantization}: ${q.layers} layers, ${(q.bytesBefore / 2 ** 20).toFixed(1)} MB -> ${(q.bytesAfter / 2 ** 20).toFixed(1)} MB`);
-      }
-    } else {
-      for (const p of model.parameters()) p.requiresGrad = c.method === 'full' && p.dtype === 'f32';
-      for (const p of model.classifier.parameters()) p.requiresGrad = true;
-    }
+    this.applyMethod(model, ['classifier'], enc.name);
     this.classifier = model;
     this.labels = labels;
     return model;
   }
 
+  /** Applies the method to a model with task heads at module paths `heads`: LoRA (heads as modules to save) or freezing. @internal */
+  applyMethod(model: Module, heads: string[], baseName: string): void {
+    const c = this.config;
+    if (c.method === 'lora') {
+      this.lora = new LoraModel(model, {
+        r: c.loraRank, alpha: c.loraAlpha ?? 2 * c.loraRank, dropout: c.loraDropout, targetModules: c.loraTargets,
+        modulesToSave: heads, useRslora: c.useRslora, useDora: c.useDora, seed: c.seed,
+        baseModelNameOrPath: baseName,
+      });
+      if (c.baseQuantization !== 'none') {
+        const q = quantizeBase(model, c.baseQuantization, { skip: heads });
+        this.note(`frozen base in ${c.baseQuantization}: ${q.layers} layers, ${(q.bytesBefore / 2 ** 20).toFixed(1)} MB -> ${(q.bytesAfter / 2 ** 20).toFixed(1)} MB`);
+      }
+    } else {
+      for (const [p, t] of model.namedParameters()) t.requiresGrad = (c.method === 'full' && t.dtype === 'f32') || heads.some((h) => p.startsWith(`${h}.`));
+    }
+  }
+
   /** Parameter groups: head lr, LoRA+ ratio, layer-wise decay, no weight decay on biases and norms. */
-  private paramGroups(model: SequenceClassifier): ParamsInput {
+  /** @internal (also used by train/multitask.ts: `isHead` picks the head parameters) */
+  paramGroups(model: Module, isHead = (p: string) => p.startsWith('classifier.')): ParamsInput {
     const c = this.config, lr = this.learningRate;
     const headLr = c.headLearningRate ?? (c.method === 'head' ? lr : DEFAULT_HEAD_LR);
     const layers = Math.max(0, ...[...model.namedParameters()].map(([p]) => (layerIndex(p) ?? -1) + 1));
     return this.groupParams(model.namedParameters(), (p) => {
-      if (p.startsWith('classifier.')) return headLr / lr;
+      if (isHead(p)) return headLr / lr;
       const li = layerIndex(p);
       const scale = c.layerwiseLrDecay === 1 ? 1 : c.layerwiseLrDecay ** (li === null ? layers : layers - 1 - li);
       return /\.lora_B\.|\.lora_embedding_B\./.test(p) ? scale * c.loraPlusRatio : scale;
     });
   }
 
-  private makeOptimizer(groups: ParamsInput): Optimizer {
+  /** @internal */
+  makeOptimizer(groups: ParamsInput): Optimizer {
     const c = this.config, lr = this.learningRate;
     switch (c.optimizer) {
       case 'adamw': return new AdamW(groups, { lr, betas: c.betas, eps: c.eps, weightDecay: c.weightDecay });
@@ -163,7 +195,8 @@ export class AutoGLMTrainer extends EventEmitter {
     }
   }
 
-  private loadSplits(args: FinetuneArgs): DatasetSplits {
+  /** @internal */
+  loadSplits(args: FinetuneArgs): DatasetSplits {
     if (typeof args.dataset !== 'string') return args.dataset;
     const { callbacks: _c, stopAfterSteps: _s, ...spec } = args;
     return loadDataset({ ...spec, dataset: args.dataset, seed: spec.seed ?? this.config.seed });
@@ -172,20 +205,40 @@ export class AutoGLMTrainer extends EventEmitter {
   /** Fine-tunes on `dataset`; resolves to the History of the run. */
   async finetune(args: FinetuneArgs): Promise<History> {
     if (this.config.task === 'causal-lm') return this.finetuneCausalLM(args);
+    if (this.config.tasks) return (await import('./multitask.js')).finetuneMultiTask(this, args);
     const c = this.config;
     const splits = this.loadSplits(args);
     if (splits.train.length === 0) throw new ConfigError(`dataset '${splits.name}' has no training examples`);
     if (splits.skipped.length) this.note(`skipped ${splits.skipped.length} bad line(s) in '${splits.name}' (first: ${splits.skipped[0].file}:${splits.skipped[0].line}: ${splits.skipped[0].reason})`);
     this.splits = splits;
-    if (c.gradientCompression !== false) this.note('gradientCompression takes effect with data-parallel training (autoglm launch); with one process it changes nothing');
+    const rank = currentRankInfo();
+    if (rank.worldSize > 1) {
+      this.dp = new DataParallel(await createCommunicator(rank, { timeoutMs: DP_TIMEOUT_MS }), { compression: c.gradientCompression, seed: c.seed });
+      this.note(`data-parallel: rank ${rank.rank} of ${rank.worldSize} (${rank.backend}), gradients ${this.dp.method === 'dense' ? 'as a dense all-reduce' : `compressed with ${this.dp.method}`}`);
+    } else if (c.gradientCompression !== false) {
+      this.note('gradientCompression takes effect with data-parallel training (autoglm launch); with one process it changes nothing');
+    }
+    try {
+      return await this.finetuneClassifier(args, splits);
+    } finally {
+      await this.dp?.comm.close();
+      this.dp = null;
+    }
+  }
+
+  private async finetuneClassifier(args: FinetuneArgs, splits: DatasetSplits): Promise<History> {
+    const c = this.config;
     const model = await this.prepareModel(splits.labels);
     const enc = this.encoder as TextEncoder;
     const maxLength = Math.min(c.maxLength, enc.maxLength);
     const train = encodeDataset(splits.train, enc.encodeText, splits.labels, { maxLength });
     const lengths = train.ids.map((s) => s.length);
-    const sampler: Sampler = c.lengthBucketing ? new BucketSampler(lengths, c.batchSize, c.seed) : new RandomSampler(lengths.length, c.batchSize, c.seed);
+    const sampler: Sampler = buildSampler(c, { batchSize: c.batchSize, seed: c.seed, gradientAccumulation: c.gradientAccumulation, labels: train.labels, lengths,
+      forward: (idx) => this.scoreForward(run, idx), scoreBatchSize: c.evalBatchSize, onRefresh: (info) => this.emit('curriculumRefresh', info) })
+      ?? (c.lengthBucketing ? new BucketSampler(lengths, c.batchSize, c.seed) : new RandomSampler(lengths.length, c.batchSize, c.seed));
     const stepsPerEpoch = Math.max(1, Math.ceil(sampler.batchesPerEpoch / c.gradientAccumulation));
     const totalSteps = Math.min(c.maxSteps ?? Infinity, c.epochs * stepsPerEpoch);
+    sampler.plan?.(totalSteps * c.gradientAccumulation);
     const warmup = c.warmupSteps ?? Math.round(c.warmupRatio * totalSteps);
     const baseLr = this.learningRate;
     const opt = this.makeOptimizer(this.paramGroups(model));
@@ -193,13 +246,14 @@ export class AutoGLMTrainer extends EventEmitter {
     const schedule = SCHEDULES[scheduleKind]({ lr: baseLr, totalSteps, warmupSteps: Math.min(warmup, totalSteps - 1), minLr: c.minLr, tMax: c.tMax });
     const policy = resolvePrecision(c.mixedPrecision);
     this.note(`precision: ${policy.reason}; backend: ${backend().describe()}`);
-    const outDir = c.outputDir ?? path.join('runs', new Date().toISOString().replace(/[:.]/g, '-'));
+    let outDir = c.outputDir ?? path.join('runs', new Date().toISOString().replace(/[:.]/g, '-'));
+    if (this.dp) outDir = await this.dp.agree(outDir); // one folder for the run, named by rank 0
     const run: Run = {
       splits, train, sampler, opt, schedule, policy, baseLr, totalSteps, stepsPerEpoch, outDir,
       plateau: c.scheduler === 'plateau' ? new ReduceLROnPlateau({ mode: 'min', factor: c.plateauFactor, patience: c.plateauPatience, minLr: c.minLr }) : null,
       stopper: c.earlyStopping ? new EarlyStopping({ mode: c.earlyStopping.monitor === 'val_loss' ? 'min' : 'max', patience: c.earlyStopping.patience, minDelta: c.earlyStopping.minDelta }) : null,
       scaler: new DynamicLossScaler(policy.lossScaling),
-      log: new MetricsLog(outDir), history: emptyHistory(), step: 0, best: null, t0: performance.now(), elapsedBefore: 0,
+      log: new MetricsLog(outDir, this.isMain), history: emptyHistory(), step: 0, best: null, t0: performance.now(), elapsedBefore: 0,
     };
     const counts = model.parameterCounts();
     run.history.trainableParams = counts.trainable;
@@ -207,7 +261,7 @@ export class AutoGLMTrainer extends EventEmitter {
     run.history.precision = policy.compute;
     setRng(new Rng(c.seed + 1));
     if (c.resume) this.resume(run);
-    writeRunInfo(outDir, { model: enc.name, method: c.method, labels: splits.labels, config: c, dataset: splits.name });
+    if (this.isMain) writeRunInfo(outDir, { model: enc.name, method: c.method, labels: splits.labels, config: c, dataset: splits.name });
     const callbacks = args.callbacks ?? [];
     for (const cb of callbacks) await cb.onTrainBegin?.({ totalSteps, stepsPerEpoch });
     this.emit('trainBegin', { totalSteps, stepsPerEpoch, trainable: counts.trainable, total: counts.total });
@@ -240,6 +294,7 @@ export class AutoGLMTrainer extends EventEmitter {
   }
 
   private checkpoint(run: Run): string {
+    if (!this.isMain) return '';
     const trainable = new Map<string, Tensor>();
     for (const [k, t] of (this.classifier as Module).namedParameters()) if (t.requiresGrad) trainable.set(k, t);
     const opt = run.opt.stateDict();
@@ -278,11 +333,21 @@ export class AutoGLMTrainer extends EventEmitter {
         for (const cb of callbacks) await cb.onEpochBegin?.(epoch);
         continue;
       }
-      const perSample = autocast(run.policy.compute, () => crossEntropy(this.batchLogits(run, idx), this.batchLabels(run, idx), { reduction: 'none', labelSmoothing: c.labelSmoothing }));
-      const loss = perSample.mean();
-      loss.scale(run.scaler.scale / c.gradientAccumulation).backward();
-      const lv = loss.item();
-      run.sampler.update(idx, { loss: perSample.f32() });
+      // Data-parallel: this rank trains on its block of the global batch, and its loss is the block's share of the
+      // global mean, so the gradients summed over ranks are the global batch's.
+      const rows = this.dp ? this.dp.shard(idx) : idx;
+      let lv = 0, sampleLoss: Float32Array = new Float32Array(0);
+      if (rows.length) {
+        const perSample = autocast(run.policy.compute, () => crossEntropy(this.batchLogits(run, rows), this.batchLabels(run, rows), { reduction: 'none', labelSmoothing: c.labelSmoothing }));
+        const wAll = run.sampler.weights?.(idx) ?? null; // importance weights of a loss-weighted sampler
+        const w = wAll && this.dp ? Float32Array.from(this.dp.shard(Array.from(wAll))) : wAll;
+        const weighted = w ? perSample.mul(new Tensor(w, 'f32', [rows.length]).to(perSample.dtype)) : perSample;
+        const loss = this.dp ? weighted.sum().scale(1 / idx.length) : weighted.mean();
+        loss.scale(run.scaler.scale / c.gradientAccumulation).backward();
+        lv = loss.item();
+        sampleLoss = perSample.f32();
+      }
+      run.sampler.update(idx, { loss: this.dp ? await this.dp.gatherBlocks(sampleLoss) : sampleLoss });
       lossSum += lv;
       lossCount++;
       epochLoss += lv;
@@ -340,12 +405,37 @@ export class AutoGLMTrainer extends EventEmitter {
     return out;
   }
 
+  /** The scoring pass of curriculum samplers: logits and the head's input (B, D) of rows `idx`, eval mode, no gradients. */
+  private scoreForward(run: Run, idx: number[]): ForwardOutputs {
+    const model = this.classifier as SequenceClassifier;
+    const enc = this.encoder as TextEncoder;
+    const D = enc.embedDim;
+    if (this.config.method === 'head') run.features ??= this.embedAll(run.train);
+    model.eval();
+    try {
+      return noGrad(() => autocast(run.policy.compute, () => {
+        let h: Tensor;
+        if (run.features) {
+          const f = new Float32Array(idx.length * D);
+          idx.forEach((i, r) => f.set((run.features as Float32Array).subarray(i * D, (i + 1) * D), r * D));
+          h = new Tensor(f, 'f32', [idx.length, D]);
+        } else {
+          const b = collate(run.train, idx, enc.padId);
+          h = enc.embed(new Tensor(b.ids, 'i32', [b.batchSize, b.seqLen]), new Tensor(b.mask, 'f32', [b.batchSize, b.seqLen]));
+        }
+        return { logits: model.classifier.forward(h).f32(), numClasses: model.numLabels, features: h.f32(), featureDim: D };
+      }));
+    } finally {
+      model.train();
+    }
+  }
+
   /**
    * One guarded optimizer update, shared by every loop: gradients and loss must be finite (else the step is
    * skipped, the fp16 loss scale lowered, and after 5 overflows in a row fp16 falls back); the global norm is
-   * clipped and the loss scale undone through the step's gradient scale.
+   * clipped and the loss scale undone through the step's gradient scale. @internal (the multi-task loop calls it too)
    */
-  private applyUpdate(opt: Optimizer, scaler: DynamicLossScaler, policy: PrecisionPolicy, params: Tensor[], loss: number, lr: number,
+  applyUpdate(opt: Optimizer, scaler: DynamicLossScaler, policy: PrecisionPolicy, params: Tensor[], loss: number, lr: number,
     step: number): { ok: boolean; norm: number; policy: PrecisionPolicy } {
     const c = this.config;
     const scale = scaler.scale;
@@ -368,7 +458,8 @@ export class AutoGLMTrainer extends EventEmitter {
   }
 
   /** Optimizer groups by (lr scale, weight decay): no weight decay on biases and norm weights (ndim < 2). */
-  private groupParams(named: Iterable<[string, Tensor]>, scaleOf: (path: string) => number): ParamsInput {
+  /** @internal */
+  groupParams(named: Iterable<[string, Tensor]>, scaleOf: (path: string) => number): ParamsInput {
     const lr = this.learningRate;
     const groups = new Map<string, { params: Tensor[]; lrScale: number; weightDecay: number }>();
     for (const [p, t] of named) {
@@ -385,6 +476,10 @@ export class AutoGLMTrainer extends EventEmitter {
   private async optimizerStep(run: Run, params: Tensor[], loss: number, epoch: number, callbacks: Callback[]): Promise<void> {
     const c = this.config;
     const lr = run.schedule(run.step) * (run.plateau ? run.plateau.scale : 1);
+    if (this.dp) {
+      await this.dp.syncGradients(this.trainableNamed(), run.step);
+      [loss] = await this.dp.sumNumbers([loss]); // the shares of the global-batch loss
+    }
     const { ok, norm, policy } = this.applyUpdate(run.opt, run.scaler, run.policy, params, loss, lr, run.step);
     run.policy = policy;
     run.opt.zeroGrad();
@@ -415,7 +510,7 @@ export class AutoGLMTrainer extends EventEmitter {
   /** Validation pass: logs, plateau scheduler, early stopping (keeps the best weights in memory). */
   private async validate(run: Run, callbacks: Callback[], epoch: number): Promise<EvalLog | null> {
     if (run.splits.validation.length === 0) return null;
-    const r = this.evalExamples(run.splits.validation);
+    const r = await this.evalExamples(run.splits.validation);
     const log: EvalLog = { step: run.step, epoch, split: 'validation', loss: r.loss, accuracy: r.accuracy, macro_f1: r.macro_f1, time_s: this.elapsed(run) };
     run.history.evals.push(log);
     run.log.write('eval', log);
@@ -439,11 +534,18 @@ export class AutoGLMTrainer extends EventEmitter {
     return log;
   }
 
-  private evalExamples(examples: DatasetSplits['test']): EvalResult {
-    return evaluateClassifier(this.classifier as SequenceClassifier, this.encoder as TextEncoder, examples, this.labels, {
-      batchSize: this.config.evalBatchSize, maxLength: Math.min(this.config.maxLength, (this.encoder as TextEncoder).maxLength),
+  /** Evaluation; data-parallel ranks each compute every W-th example and share the logits. */
+  private async evalExamples(examples: DatasetSplits['test']): Promise<EvalResult> {
+    const model = this.classifier as SequenceClassifier, enc = this.encoder as TextEncoder;
+    const opts = {
+      batchSize: this.config.evalBatchSize, maxLength: Math.min(this.config.maxLength, enc.maxLength),
       compute: resolvePrecision(this.config.mixedPrecision).compute,
-    });
+    };
+    if (!this.dp) return evaluateClassifier(model, enc, examples, this.labels, opts);
+    const { rank, worldSize } = this.dp;
+    const mine = examples.filter((_, i) => i % worldSize === rank);
+    const logits = await this.dp.gatherStrided(exampleLogits(model, enc, mine, opts), examples.length, this.labels.length);
+    return reportFromLogits(logits, examples, this.labels);
   }
 
   private async finish(run: Run, callbacks: Callback[]): Promise<History> {
@@ -459,15 +561,18 @@ export class AutoGLMTrainer extends EventEmitter {
     h.trainTimeS = this.elapsed(run);
     h.stepsDone = run.step;
     if (run.splits.test.length) {
-      const r = this.evalExamples(run.splits.test);
+      const r = await this.evalExamples(run.splits.test);
       h.test = r;
       run.log.write('test', { step: run.step, loss: r.loss, accuracy: r.accuracy, macro_f1: r.macro_f1 });
     }
     if (this.config.saveEvery > 0 || this.config.resume) this.checkpoint(run);
-    h.outputs = this.saveOutputs(run.outDir);
-    h.outputs.metrics = run.log.file;
-    const curves = await writeCurves(run.outDir, h);
-    if (curves) h.outputs.curves = curves;
+    if (this.dp) h.communication = this.dp.summary();
+    if (this.isMain) {
+      h.outputs = this.saveOutputs(run.outDir);
+      h.outputs.metrics = run.log.file;
+      const curves = await writeCurves(run.outDir, h);
+      if (curves) h.outputs.curves = curves;
+    }
     h.peakRssMb = Math.round(process.resourceUsage().maxRSS / 1024);
     for (const cb of callbacks) await cb.onTrainEnd?.(h);
     this.emit('trainEnd', h);
@@ -487,14 +592,16 @@ export class AutoGLMTrainer extends EventEmitter {
 
   /** Evaluates the fine-tuned model on a split of the last dataset, or on examples. */
   async evaluate(split: 'test' | 'validation' | DatasetSplits['test'] = 'test'): Promise<EvalResult> {
+    if (this.multitask) return this.multitask.evaluate(split);
     if (!this.classifier) throw new AutoGLMError(`'evaluate' needs a fine-tuned model: call finetune() first (or AutoGLMTrainer.load)`);
     const ex = typeof split === 'string' ? this.splits?.[split] : split;
     if (!ex || ex.length === 0) throw new ConfigError(`no examples to evaluate in '${typeof split === 'string' ? split : 'examples'}'`);
-    return this.evalExamples(ex);
+    return await this.evalExamples(ex);
   }
 
   /** Predicted labels (with probabilities) for texts. */
   async predict(texts: string[]): Promise<Prediction[]> {
+    if (this.multitask) return this.multitask.predict(texts);
     if (!this.classifier) throw new AutoGLMError(`'predict' needs a fine-tuned model: call finetune() first (or AutoGLMTrainer.load)`);
     return predictTexts(this.classifier, this.encoder as TextEncoder, texts, this.labels, Math.min(this.config.maxLength, (this.encoder as TextEncoder).maxLength));
   }
@@ -504,6 +611,7 @@ export class AutoGLMTrainer extends EventEmitter {
     const { readRunInfo } = await import('./outputs.js');
     const info = readRunInfo(dir);
     const t = new AutoGLMTrainer({ model: info.model, config: { ...info.config, resume: false, outputDir: dir } });
+    if (t.config.tasks) return (await import('./multitask.js')).loadMultiTask(t, dir);
     await t.prepareModel(info.labels);
     if (t.lora) {
       const { loadAdapter } = await import('../peft/index.js');

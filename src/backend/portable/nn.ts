@@ -170,9 +170,9 @@ export function crossEntropyBackward(logp: Float32Array, targets: Int32Array, ro
       dlogits.fill(0, o, o + cols);
       continue;
     }
-    const g = dloss[r];
+    const g = dloss[r], lt = logp[o + t]; // read before the loop: dlogits may alias logp
     for (let c = 0; c < cols; c++) dlogits[o + c] = g * (Math.exp(logp[o + c]) - off);
-    dlogits[o + t] = g * (Math.exp(logp[o + t]) - (1 - ls) - off);
+    dlogits[o + t] = g * (Math.exp(lt) - (1 - ls) - off);
   }
 }
 

@@ -14,12 +14,14 @@ interface BenchOpts {
   torchScript?: string;
   torchConfig: 'best' | 'installed';
   base: 'none' | 'bf16' | 'int8';
+  method?: string;
+  source: 'lora' | 'full';
 }
 
 export function registerBench(program: Command): void {
   program.command('bench')
     .description('time a reference workload of shared/bench/WORKLOADS.md (gemm, block, gpt2-forward, gpt2-lora, gpt2-full, cls-lora, cls-full)')
-    .argument('<workload>', 'gemm | block | gpt2-forward | gpt2-lora | gpt2-full | cls-lora | cls-full')
+    .argument('<workload>', 'gemm | block | gpt2-forward | gpt2-lora | gpt2-full | cls-lora | cls-full | compression')
     .option('--dtype <dtype>', 'fp32 | bf16', choiceOption('--dtype', ['fp32', 'bf16'] as const), 'fp32')
     .option('--threads <n>', 'kernel threads (default: all cores)', intOption('--threads'))
     .option('--steps <n>', 'timed steps (median reported)', intOption('--steps'), 10)
@@ -29,9 +31,17 @@ export function registerBench(program: Command): void {
     .option('--repeat <n>', 'with --vs-torch: alternate the two engines n times, medians across runs', intOption('--repeat'), 3)
     .option('--torch-script <path>', 'path of torch_reference.py')
     .option('--base <dtype>', 'LoRA workloads: frozen base storage none | bf16 | int8', choiceOption('--base', ['none', 'bf16', 'int8'] as const), 'none')
+    .option('--method <m>', 'compression: one gradient compression method (default: all)')
+    .option('--source <s>', 'compression: gradients of a lora | full fine-tune step', choiceOption('--source', ['lora', 'full'] as const), 'lora')
     .option('--torch-config <cfg>', "PyTorch's configuration: best | installed", choiceOption('--torch-config', ['best', 'installed'] as const), 'best')
     .action(async (workload: string, o: BenchOpts) => {
       applyThreads(o.threads);
+      if (workload === 'compression') {
+        const { runCompressionBench, formatCompressionTable } = await import('../../bench/compression.js');
+        const recs = await runCompressionBench({ source: o.source, method: o.method, repeats: o.steps, batchSize: 32 });
+        console.log(o.json ? recs.map((r) => JSON.stringify(r)).join('\n') : formatCompressionTable(recs));
+        return;
+      }
       const { runWorkload, WORKLOADS } = await import('../../bench/workloads.js');
       if (!WORKLOADS[workload]) throw new ConfigError(`unknown workload '${workload}'; expected one of ${Object.keys(WORKLOADS).join(', ')}`);
       if (!o.vsTorch) {

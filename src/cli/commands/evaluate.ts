@@ -21,10 +21,13 @@ export function registerEvaluate(program: Command): void {
       const { loadDataset } = await import('../../data/index.js');
       const info = readRunInfo(dir);
       const trainer = await AutoGLMTrainer.load(dir);
-      const splits = loadDataset({ dataset: o.dataset ?? info.dataset, dataDir: o.dataDir, maxEval: o.maxEval, seed: info.config.seed });
+      const splits = loadDataset({ dataset: o.dataset ?? info.dataset, dataDir: o.dataDir, maxEval: o.maxEval, seed: info.config.seed, labelSet: info.labelSet });
       const r = await trainer.evaluate(splits[o.split as 'test' | 'validation']);
+      const tasks = 'tasks' in r ? (r as typeof r & { tasks: Record<string, typeof r> }).tasks : null;
       console.log(`${o.split}: accuracy ${(100 * r.accuracy).toFixed(2)}%  macro-F1 ${(100 * r.macro_f1).toFixed(2)}%  loss ${r.loss.toFixed(4)}  (${r.n} examples)`);
-      if (o.json) console.log(JSON.stringify({ command: 'eval', split: o.split, accuracy: r.accuracy, macro_f1: r.macro_f1, loss: r.loss, n: r.n }));
+      for (const [name, x] of Object.entries(tasks ?? {})) console.log(`  task ${name}: accuracy ${(100 * x.accuracy).toFixed(2)}%  macro-F1 ${(100 * x.macro_f1).toFixed(2)}%  loss ${x.loss.toFixed(4)}  (${x.n} examples)`);
+      const perTask = tasks ? { tasks: Object.fromEntries(Object.entries(tasks).map(([k, x]) => [k, { accuracy: x.accuracy, macro_f1: x.macro_f1, loss: x.loss, n: x.n }])) } : {};
+      if (o.json) console.log(JSON.stringify({ command: 'eval', split: o.split, accuracy: r.accuracy, macro_f1: r.macro_f1, loss: r.loss, n: r.n, ...perTask }));
     });
 
   program.command('predict')
@@ -36,7 +39,9 @@ export function registerEvaluate(program: Command): void {
       const { AutoGLMTrainer } = await import('../../train/trainer.js');
       const trainer = await AutoGLMTrainer.load(dir);
       for (const p of await trainer.predict(texts)) {
-        console.log(o.json ? JSON.stringify(p) : `${p.label}\t${p.score.toFixed(3)}\t${p.text}`);
+        const tasks = 'tasks' in p ? (p as typeof p & { tasks: Record<string, { label: string; score: number }> }).tasks : null;
+        const labels = tasks ? Object.entries(tasks).map(([k, x]) => `${k}=${x.label}\t${x.score.toFixed(3)}`).join('\t') : `${p.label}\t${p.score.toFixed(3)}`;
+        console.log(o.json ? JSON.stringify(p) : `${labels}\t${p.text}`);
       }
     });
 }

@@ -52,11 +52,13 @@ export function registerFinetune(program: Command): void {
       `train time ${h.trainTimeS.toFixed(1)} s, peak RSS ${h.peakRssMb} MB`,
       `outputs: ${Object.entries(h.outputs).map(([k, v]) => `${k}=${v}`).join('  ')}`,
     ];
+    lines.splice(2, 0, ...Object.entries(t?.tasks ?? {}).map(([name, r]) => `  task ${name}: accuracy ${(100 * r.accuracy).toFixed(2)}%  macro-F1 ${(100 * r.macro_f1).toFixed(2)}%  (${r.n} examples)`));
     for (const l of lines) console.log(l);
     if (o.json) {
       console.log(JSON.stringify({
         command: 'finetune', model: o.model, dataset: o.dataset, method: trainer.config.method,
         accuracy: t?.accuracy ?? null, macro_f1: t?.macro_f1 ?? null, test_loss: t?.loss ?? null,
+        ...(t?.tasks ? { tasks: Object.fromEntries(Object.entries(t.tasks).map(([k, r]) => [k, { accuracy: r.accuracy, macro_f1: r.macro_f1, loss: r.loss, n: r.n }])), task_weights: h.taskWeights } : {}),
         ...(h.perplexity ? { val_perplexity: h.perplexity.validation ?? null, test_perplexity: h.perplexity.test ?? null } : {}),
         train_time_s: +h.trainTimeS.toFixed(2), peak_rss_mb: h.peakRssMb, trainable_params: h.trainableParams, total_params: h.totalParams,
         steps: h.stepsDone, stopped_early: h.stoppedEarly, precision: h.precision, outputs: h.outputs,

@@ -19,6 +19,7 @@ export function registerMerge(program: Command): void {
       const { readRunInfo, writeRunInfo, saveTrainable } = await import('../../train/outputs.js');
       const info = readRunInfo(dir);
       if (info.method !== 'lora') throw new ConfigError(`'${dir}' was trained with method '${info.method}'; merge needs a LoRA run`);
+      if (info.config.tasks) throw new ConfigError(`'${dir}' is a multi-task run (config 'tasks'); merge of a multi-task run is not supported yet`);
       const trainer = await AutoGLMTrainer.load(dir);
       const probes = ['set an alarm for seven', 'what is the weather like', 'play some jazz', 'how do I say hello in french'];
       const before = await trainer.predict(probes);

@@ -16,6 +16,10 @@ export interface Sampler {
   readonly epoch: number;
   /** Batches per epoch. */
   readonly batchesPerEpoch: number;
+  /** Optional: per-sample loss weights for the batch just returned (importance sampling), or null for none. */
+  weights?(indices: readonly number[]): Float32Array | null;
+  /** Optional: the number of batches the run will draw (step-driven samplers pace themselves by it). */
+  plan?(totalBatches: number): void;
   state(): SamplerState;
   load(state: SamplerState): void;
 }

@@ -29,15 +29,22 @@ function out32(shape: number[]): { buf: Float32Array; t: Tensor } {
   return { buf, t: new Tensor(buf, 'f32', shape) };
 }
 
+/** Ops whose backward kernel reads the output y (native); the others read only x. */
+const USES_OUTPUT = new Set<UnaryOp>(['exp', 'sqrt', 'rsqrt', 'reciprocal']);
+
 /** y = f(x) for a unary op; gradient dx = dy * f'(x) from the backend. */
 export function unary(op: UnaryOp, x: Tensor): Tensor {
   const xd = x.f32();
   const { buf, t: y } = out32([...x.shape]);
   backend().unary(op, xd, buf);
+  if (!x.requiresGrad) return y;
+  // Keep the output for the backward pass only where a kernel reads it: GELU's output (the next layer's input)
+  // need not outlive the forward pass when that layer is frozen.
+  const yd = USES_OUTPUT.has(op) ? buf : xd, shape = [...x.shape];
   return record(op, [x], y, (gy) => {
     const dx = uninitF32(xd.length);
-    backend().unaryBackward(op, xd, buf, gy.f32(), dx);
-    return [new Tensor(dx, 'f32', [...x.shape])];
+    backend().unaryBackward(op, xd, yd, gy.f32(), dx);
+    return [new Tensor(dx, 'f32', shape)];
   });
 }
 

@@ -191,12 +191,18 @@ export function linear(x: Tensor, W: Tensor, b: Tensor | null): Tensor {
   gemm(ox, transposed(ow), 1, out, 1, b ? 1 : 0);
   const y = new Tensor(out, 'f32', [...x.shape.slice(0, -1), nOut]);
   const inputs = b ? [x, W, b] : [x, W];
+  if (!inputs.some((t) => t.requiresGrad)) return y;
+  // The backward pass keeps the input only when the weight learns: a frozen Linear (LoRA's base, a frozen
+  // encoder) needs just W for dx, so its input activation is not held until backward.
+  const xShape = [...x.shape], needGx = x.requiresGrad, needGw = W.requiresGrad, needGb = !!b && b.requiresGrad;
+  const savedX = needGw ? ox : null;
+  const savedW = needGx ? ow : null;
   return record('linear', inputs, y, (gy) => {
     const g = gradOperand(reshape(gy, [rows, nOut]), 1, compute);
-    const gx = x.requiresGrad ? new Tensor(gemm(g, ow, 1, uninitF32(rows * nIn)), 'f32', [...x.shape]) : null;
-    const gw = W.requiresGrad ? new Tensor(gemm(transposed(g), ox, 1, uninitF32(nOut * nIn)), 'f32', [nOut, nIn]) : null;
+    const gx = savedW ? new Tensor(gemm(g, savedW, 1, uninitF32(rows * nIn)), 'f32', xShape) : null;
+    const gw = savedX ? new Tensor(gemm(transposed(g), savedX, 1, uninitF32(nOut * nIn)), 'f32', [nOut, nIn]) : null;
     let gb: Tensor | null = null;
-    if (b && b.requiresGrad) {
+    if (needGb) {
       const s = new Float32Array(nOut);
       backend().reduce('sum', gy.f32(), 1, rows, nOut, s);
       gb = new Tensor(s, 'f32', [nOut]);

@@ -26,7 +26,8 @@ export function reshape(x: Tensor, shape: number[]): Tensor {
   }
   const src = x.isContiguous ? x : contiguous(x);
   const y = new Tensor(src.storage, src.dtype, target, contiguousStrides(target), src.offset);
-  return record('reshape', [src], y, (gy) => [reshape(gy, [...src.shape])]);
+  const srcShape = [...src.shape]; // views keep shapes, not their source tensors, for the backward pass
+  return record('reshape', [src], y, (gy) => [reshape(gy, srcShape)]);
 }
 
 export function permute(x: Tensor, dims: number[]): Tensor {
@@ -62,14 +63,15 @@ export function slice(x: Tensor, axis: number, start: number, end?: number, step
   const strides = [...x.strides];
   strides[ax] = x.strides[ax] * step;
   const y = new Tensor(x.storage, x.dtype, shape, strides, x.offset + s * x.strides[ax]);
+  const xShape = [...x.shape], xSize = x.size;
   return record('slice', [x], y, (gy) => {
     // Scatter the gradient into zeros at the sliced positions.
-    const g = new Float32Array(x.size);
-    const gs = contiguousStrides(x.shape);
+    const g = new Float32Array(xSize);
+    const gs = contiguousStrides(xShape);
     const dstStrides = [...gs];
     dstStrides[ax] = gs[ax] * step;
     backend().stridedCopy(gy.f32(), shape, contiguousStrides(shape), g.subarray(s * gs[ax]), dstStrides);
-    return [new Tensor(g, 'f32', [...x.shape])];
+    return [new Tensor(g, 'f32', [...xShape])];
   });
 }
 
@@ -110,12 +112,13 @@ export function concat(xs: Tensor[], axis = 0): Tensor {
     at += t.shape[ax];
   }
   const y = new Tensor(out, dtype, shape);
+  const widths = xs.map((t) => t.shape[ax]);
   return record('concat', xs, y, (gy) => {
     const parts: Tensor[] = [];
     let o = 0;
-    for (const t of xs) {
-      parts.push(slice(gy, ax, o, o + t.shape[ax]));
-      o += t.shape[ax];
+    for (const w of widths) {
+      parts.push(slice(gy, ax, o, o + w));
+      o += w;
     }
     return parts;
   });
@@ -140,7 +143,8 @@ export function expand(x: Tensor, shape: number[]): Tensor {
   }
   const target = shape.map((d, i) => (d === -1 ? x.shape[i - lead] : d));
   const y = new Tensor(x.storage, x.dtype, target, strides, x.offset);
-  return record('expand', [x], y, (gy) => [sumToShape(gy, x.shape)]);
+  const xShape = [...x.shape];
+  return record('expand', [x], y, (gy) => [sumToShape(gy, xShape)]);
 }
 
 export function unsqueeze(x: Tensor, axis: number): Tensor {
@@ -150,11 +154,13 @@ export function unsqueeze(x: Tensor, axis: number): Tensor {
   const stride = ax < x.ndim ? x.strides[ax] * x.shape[ax] : 1;
   const strides = [...x.strides.slice(0, ax), stride, ...x.strides.slice(ax)];
   const y = new Tensor(x.storage, x.dtype, shape, strides, x.offset);
-  return record('unsqueeze', [x], y, (gy) => [reshape(gy, [...x.shape])]);
+  const xShape = [...x.shape];
+  return record('unsqueeze', [x], y, (gy) => [reshape(gy, xShape)]);
 }
 
 export function squeeze(x: Tensor, axis?: number): Tensor {
   const keep = x.shape.map((d, i) => (axis === undefined ? d !== 1 : i !== normAxis(axis, x.ndim, 'squeeze') || d !== 1));
   const y = new Tensor(x.storage, x.dtype, x.shape.filter((_, i) => keep[i]), x.strides.filter((_, i) => keep[i]), x.offset);
-  return record('squeeze', [x], y, (gy) => [reshape(gy, [...x.shape])]);
+  const xShape = [...x.shape];
+  return record('squeeze', [x], y, (gy) => [reshape(gy, xShape)]);
 }

@@ -31,11 +31,12 @@ function softmaxImpl(x: Tensor, axis: number, log: boolean): Tensor {
     const xd = xl.f32();
     const out = uninitF32(xd.length);
     backend().softmax(xd, rows, cols, out, log);
-    const y = new Tensor(out, 'f32', [...xl.shape]);
+    const shape = [...xl.shape]; // the backward pass reads the output only
+    const y = new Tensor(out, 'f32', [...shape]);
     return record(op, [xl], y, (gy) => {
       const dx = uninitF32(out.length);
       backend().softmaxBackward(out, gy.f32(), rows, cols, dx, log);
-      return [new Tensor(dx, 'f32', [...xl.shape])];
+      return [new Tensor(dx, 'f32', [...shape])];
     });
   });
 }
@@ -132,6 +133,11 @@ export interface CrossEntropyOptions {
   ignoreIndex?: number;
   labelSmoothing?: number;
   reduction?: 'mean' | 'sum' | 'none';
+  /**
+   * The logits are a temporary that nothing reads afterwards (a model's own loss): the log-probabilities
+   * overwrite them in place, so a (tokens x vocabulary) buffer is not held twice at the peak of a step.
+   */
+  consumeLogits?: boolean;
 }
 
 /**
@@ -151,7 +157,8 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   if (targets.dtype !== 'i32') throw new DTypeError(`Argument 'targets' passed to 'crossEntropy' has dtype ${targets.dtype}; expected i32 class indices`);
   const t = targets.i32('crossEntropy');
   checkIndices(t, C, 'crossEntropy', 'targets', ignoreIndex);
-  const loss = new Float32Array(rows), logp = uninitF32(rows * C);
+  const own = opts.consumeLogits && logits.dtype === 'f32' && logits.isContiguous && logits.offset === 0 && logits.storage.length === logits.size;
+  const loss = new Float32Array(rows), logp = own ? (logits.storage as Float32Array) : uninitF32(rows * C);
   backend().crossEntropy(logits.f32(), t, rows, C, ignoreIndex, labelSmoothing, loss, logp);
   let count = 0;
   for (let i = 0; i < rows; i++) if (t[i] !== ignoreIndex) count++;
@@ -166,13 +173,17 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
     scale = reduction === 'mean' ? 1 / count : 1; // mean over zero targets is NaN, as in PyTorch
     y = new Tensor(new Float32Array([s * scale]), 'f32', []);
   }
-  return record('crossEntropy', [logits], y, (gy) => {
+  // The backward pass needs log-probabilities, not the logits: keep only their shape.
+  const shape = [...logits.shape];
+  return record('crossEntropy', [logits], y, (gy, last) => {
     let dl: Float32Array;
     if (reduction === 'none') dl = gy.f32();
     else dl = new Float32Array(rows).fill(gy.item() * scale);
-    const dx = uninitF32(rows * C);
+    // On the graph's last pass the log-probabilities are dead once read: the gradient overwrites them in place
+    // (the kernels are element-wise per row), so the logits-sized buffer is not needed twice at the peak.
+    const dx = last ? logp : uninitF32(rows * C);
     backend().crossEntropyBackward(logp, t, rows, C, ignoreIndex, labelSmoothing, dl, dx);
-    return [new Tensor(dx, 'f32', [...logits.shape])];
+    return [new Tensor(dx, 'f32', shape)];
   });
 }
 

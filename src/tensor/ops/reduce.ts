@@ -16,7 +16,7 @@ export function normAxes(axis: number | number[] | undefined, ndim: number, op: 
   return [...set].sort((a, b) => a - b);
 }
 
-function keptShape(shape: number[], axes: number[]): number[] {
+function keptShape(shape: readonly number[], axes: number[]): number[] {
   return shape.map((d, i) => (axes.includes(i) ? 1 : d));
 }
 
@@ -64,14 +64,15 @@ export function sumTo(g: Tensor, shape: readonly number[]): Tensor {
 }
 
 /** Broadcasts a keepdim-shaped gradient back over the reduced axes (a stride-0 view). */
-function spread(gy: Tensor, x: Tensor, axes: number[]): Tensor {
-  return expand(reshape(gy, keptShape(x.shape, axes)), [...x.shape]);
+function spread(gy: Tensor, xShape: readonly number[], axes: number[]): Tensor {
+  return expand(reshape(gy, keptShape(xShape, axes)), [...xShape]);
 }
 
 export function sum(x: Tensor, axis?: number | number[], keepdim = false): Tensor {
   const axes = normAxes(axis, x.ndim, 'sum');
   const y = finish(reduceRaw('sum', x, axes), x, axes, keepdim);
-  return record('sum', [x], y, (gy) => [spread(gy, x, axes)]);
+  const xShape = [...x.shape]; // the shape, not the input's values, for the backward pass
+  return record('sum', [x], y, (gy) => [spread(gy, xShape, axes)]);
 }
 
 export function mean(x: Tensor, axis?: number | number[], keepdim = false): Tensor {
@@ -80,7 +81,8 @@ export function mean(x: Tensor, axis?: number | number[], keepdim = false): Tens
   for (const a of axes) n *= x.shape[a];
   const s = reduceRaw('sum', x, axes);
   const y = finish(affineRaw(s, 1 / n, 0), x, axes, keepdim);
-  return record('mean', [x], y, (gy) => [spread(affineRaw(gy, 1 / n, 0), x, axes)]);
+  const xShape = [...x.shape];
+  return record('mean', [x], y, (gy) => [spread(affineRaw(gy, 1 / n, 0), xShape, axes)]);
 }
 
 function extremum(op: 'max' | 'min', x: Tensor, axis: number | number[] | undefined, keepdim: boolean): Tensor {

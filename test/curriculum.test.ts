@@ -232,7 +232,7 @@ test('loss-weighted sampler: draw frequencies match p (chi-square, fixed seed)',
 
 test('loss-weighted sampler: importance weights make the weighted mean unbiased', () => {
   const { s, n } = weighted(true);
-  const f = Float64Array.from({ length: n }, (_, i) => Math.cos(i) + 2);
+  const f = Float64Array.from({ length: n }, (_, i) => (i % 5) + 0.5 * Math.cos(i)); // correlated with the losses
   const target = f.reduce((a, b) => a + b) / n;
   const p = s.probabilities();
   const w = s.weights([...Array(n).keys()]) as Float32Array;
@@ -250,9 +250,9 @@ test('loss-weighted sampler: importance weights make the weighted mean unbiased'
     usum += b.reduce((a, i) => a + f[i]!, 0) / b.length;
     batches++;
   }
-  assert.ok(Math.abs(wsum / batches - target) < 0.01, `weighted ${wsum / batches} vs ${target}`);
+  assert.ok(Math.abs(wsum / batches - target) < 0.02, `weighted ${wsum / batches} vs ${target}`);
   const biased = [...p].reduce((a, pi, i) => a + pi * f[i]!, 0);
-  assert.ok(Math.abs(usum / batches - biased) < 0.01 && Math.abs(biased - target) > 0.05);
+  assert.ok(Math.abs(usum / batches - biased) < 0.02 && Math.abs(biased - target) > 0.5);
   assert.equal(weighted(false).s.weights([0, 1]), null);
 });
 

@@ -6,7 +6,7 @@
  *
  *   node --import tsx scripts/experiments/curriculum.ts [--seeds 1,2,3] [--steps 250]
  *     [--conditions random,loss,grad-norm,confidence,length,loss-weighted,loss-weighted-iw] [--json out.json]
- *     [--eval-every 25] [--max-eval 1000] [--max-test 0 (= all)] [--batch-size 32] [--refresh-every 50]
+ *     [--eval-every 25] [--max-eval 1000] [--max-test 0 (= all)] [--max-train 0 (= all)] [--batch-size 32] [--refresh-every 50]
  *     [--score-subset 2000 (0 = all)] [--target 0.85] [--pacing sqrt] [--start-fraction 0.3] [--full-at 0.8]
  */
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -27,6 +27,7 @@ const { values: a } = parseArgs({
     'eval-every': { type: 'string', default: '25' },
     'max-eval': { type: 'string', default: '1000' },
     'max-test': { type: 'string', default: '0' },
+    'max-train': { type: 'string', default: '0' },
     'batch-size': { type: 'string', default: '32' },
     'refresh-every': { type: 'string', default: '50' },
     'score-subset': { type: 'string', default: '2000' },
@@ -120,7 +121,7 @@ async function main(): Promise<void> {
   }
   for (const c of conditions) conditionConfig(c);
   const full = loadDataset({ dataset: 'clinc150', seed: 42 });
-  const splits: DatasetSplits = { ...full, validation: subset(full.validation, num('max-eval'), 7), test: subset(full.test, num('max-test'), 8) };
+  const splits: DatasetSplits = { ...full, train: subset(full.train, num('max-train'), 6), validation: subset(full.validation, num('max-eval'), 7), test: subset(full.test, num('max-test'), 8) };
   console.error(`clinc150: ${splits.train.length} train, ${splits.validation.length} validation (of ${full.validation.length}), ${splits.test.length} test; ${splits.labels.length} labels; ${steps} steps, batch ${a['batch-size']}`);
   const results: RunResult[] = [];
   for (const condition of conditions) {

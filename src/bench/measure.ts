@@ -1,5 +1,7 @@
 /** Timing and reporting shared by the benchmark workloads: the same JSON fields as torch_reference.py. */
+import { readFileSync, writeFileSync } from 'node:fs';
 import { backend } from '../backend/index.js';
+import { collectNow } from '../backend/gc.js';
 
 export interface BenchRecord {
   engine: string;
@@ -19,6 +21,34 @@ export interface BenchRecord {
 
 export function peakRssMb(): number {
   return process.resourceUsage().maxRSS / 1024;
+}
+
+/**
+ * Resets the kernel's peak-RSS counter of this process (Linux: VmHWM, through /proc/self/clear_refs), so that
+ * `trainPeakRssMb` reports the peak of what runs afterwards. A no-op elsewhere.
+ */
+export function resetPeakRss(): void {
+  try {
+    writeFileSync('/proc/self/clear_refs', '5');
+  } catch {
+    // not Linux, or not permitted: trainPeakRssMb then reports the process peak
+  }
+}
+
+/** Peak RSS (MB) since the last resetPeakRss (VmHWM), or the process peak where /proc is absent. */
+export function trainPeakRssMb(): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (m) return Math.round(Number(m[1]) / 102.4) / 10;
+  } catch {
+    // fall through
+  }
+  return Math.round(peakRssMb() * 10) / 10;
+}
+
+/** A full collection (see backend/gc.ts), so dead set-up buffers are not counted. */
+export function collectGarbage(): void {
+  collectNow();
 }
 
 export function median(xs: number[]): number {

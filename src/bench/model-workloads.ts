@@ -15,13 +15,15 @@ import { manualSeed } from '../nn/init.js';
 import { AdamW } from '../optim/adam.js';
 import { LoraModel, quantizeBase, type BaseQuantization } from '../peft/index.js';
 import { TinyGPT } from '../models/tiny-gpt.js';
-import { makeRecord, timed, type BenchRecord } from './measure.js';
+import { collectGarbage, makeRecord, resetPeakRss, timed, trainPeakRssMb, type BenchRecord } from './measure.js';
 
 export interface ModelWorkloadOptions {
   dtype: 'fp32' | 'bf16';
   steps: number;
   warmup: number;
   base?: BaseQuantization | 'none';
+  /** gpt2 workloads: gradient checkpointing of every block. */
+  checkpointing?: boolean;
 }
 
 /** The cls workloads' encoder: token + position embeddings, 4 pre-LN blocks (no mask), final LN, mean-pool, head. */
@@ -49,10 +51,15 @@ function runTraining(name: string, o: ModelWorkloadOptions, model: Module, lossF
     loss.backward();
     opt.step();
   };
+  // The training phase's own peak: the process peak also holds the set-up (a random f32 model before it is
+  // quantised, which a checkpoint loaded in 16-bit never has).
+  collectGarbage();
+  resetPeakRss();
   const t = timed(step, o.steps, o.warmup);
   const { trainable, total } = model.parameterCounts();
-  return [makeRecord(o.base && o.base !== 'none' ? `${name}-${o.base}-base` : name, o.dtype, t,
-    { tokens_per_s: Math.round((tokens / t.med) * 10) / 10, trainable_params: trainable, total_params: total })];
+  const suffix = `${o.base && o.base !== 'none' ? `-${o.base}-base` : ''}${o.checkpointing ? '-ckpt' : ''}`;
+  return [makeRecord(`${name}${suffix}`, o.dtype, t,
+    { tokens_per_s: Math.round((tokens / t.med) * 10) / 10, trainable_params: trainable, total_params: total, train_peak_rss_mb: trainPeakRssMb() })];
 }
 
 function gpt2(lora: boolean) {
@@ -60,6 +67,7 @@ function gpt2(lora: boolean) {
     const B = 8, T = 128;
     manualSeed(0);
     const m = new TinyGPT({ vocabSize: 50257, contextLength: 1024, dim: 768, heads: 12, layers: 12, mlpDim: 3072 });
+    m.gradientCheckpointing = !!o.checkpointing;
     if (lora) {
       new LoraModel(m, { r: 8, alpha: 16, targetModules: ['qkv'] });
       if (o.base && o.base !== 'none') quantizeBase(m, o.base);

@@ -6,6 +6,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { arange } from '../tensor/creation.js';
 import { crossEntropy } from '../tensor/ops/nn.js';
 import { noGrad } from '../tensor/autograd.js';
+import { checkpoint } from '../nn/checkpoint.js';
 import { Module, ModuleList } from '../nn/module.js';
 import { Embedding, LayerNorm, Linear } from '../nn/layers.js';
 import { Block } from '../nn/transformer.js';
@@ -27,6 +28,9 @@ export class TinyGPT extends Module {
   readonly blocks: ModuleList<Block>;
   readonly lnF: LayerNorm;
   readonly head: Linear;
+  /** Recompute each block's activations in the backward pass instead of keeping them (nn/checkpoint.ts). */
+  gradientCheckpointing = false;
+
   constructor(readonly cfg: TinyGPTConfig) {
     super();
     this.wte = this.module('wte', new Embedding(cfg.vocabSize, cfg.dim));
@@ -44,7 +48,7 @@ export class TinyGPT extends Module {
       throw new ShapeError(`Argument 'ids' passed to 'TinyGPT.forward' has shape ${fmtShape(ids.shape)}; expected [B, T] with T <= ${this.cfg.contextLength}`);
     }
     let x = this.wte.forward(ids).add(this.wpe.forward(arange(0, T, 1, 'i32'))); // (B, T, C)
-    for (const b of this.blocks) x = b.forward(x);
+    for (const b of this.blocks) x = this.gradientCheckpointing ? checkpoint(b, (h) => b.forward(h), x) : b.forward(x);
     return this.head.forward(this.lnF.forward(x));
   }
 

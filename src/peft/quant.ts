@@ -5,7 +5,7 @@
  * them), so the resident memory of the base is 1 byte per weight.
  */
 import { Module } from '../nn/module.js';
-import { Linear } from '../nn/layers.js';
+import { Embedding, Linear } from '../nn/layers.js';
 import { Tensor } from '../tensor/tensor.js';
 import { backend } from '../backend/index.js';
 import { record, noGrad } from '../tensor/autograd.js';
@@ -74,14 +74,25 @@ export class Int8Linear extends Module {
     return err;
   }
 
+  /** y = x W^T + b without recording (the backward rule is linearInt8's own). */
+  private compute(x: Tensor): Tensor {
+    return noGrad(() => {
+      const y = linear(x, this.denseWeight(), null);
+      return this.bias ? y.add(this.bias) : y;
+    });
+  }
+
   forward(x: Tensor): Tensor {
-    const y = noGrad(() => linear(x, this.denseWeight(), null));
-    const out = this.bias ? noGrad(() => y.add(this.bias as Tensor)) : y;
+    // No arrow function in this scope may mention x: V8 keeps every captured variable of a scope in one context,
+    // so the backward closure would hold the input alive too.
+    const out = this.compute(x);
     const inputs = this.bias && this.bias.requiresGrad ? [x, this.bias] : [x];
+    // flags, not x or inputs: the frozen layer's input need not live until backward
+    const needGx = x.requiresGrad, withBias = inputs.length === 2;
     return record('linearInt8', inputs, out, (gy) => {
       // recompute the dense weight rather than keeping it from the forward pass
-      const gx = x.requiresGrad ? matmul(gy, this.denseWeight()) : null;
-      if (inputs.length === 1) return [gx];
+      const gx = needGx ? matmul(gy, this.denseWeight()) : null;
+      if (!withBias) return [gx];
       const n = this.outFeatures;
       const s = new Float32Array(n);
       backend().reduce('sum', gy.f32(), 1, gy.size / n, n, s);
@@ -100,8 +111,17 @@ export function quantizeBase(model: Module, mode: BaseQuantization, opts: { skip
   const modules = new Map(model.namedModules());
   let layers = 0, bytesBefore = 0, bytesAfter = 0;
   for (const [path, m] of modules) {
-    if (!(m instanceof Linear) || path.includes('lora_')) continue;
     if (skip.some((s) => path === s || path.endsWith(`.${s}`) || path.startsWith(`${s}.`) || path.includes(`.${s}.`))) continue;
+    if (m instanceof Embedding && !m.weight.requiresGrad && m.weight.dtype === 'f32' && !path.includes('lora_')) {
+      // Frozen embedding tables go to bf16 in both modes: a lookup widens only the rows it reads (an int8 table
+      // would need a scale per row in the gather; bf16 already halves the largest frozen matrix of most models).
+      bytesBefore += m.weight.nbytes;
+      m.replaceParam('weight', m.weight.to('bf16'));
+      bytesAfter += m.weight.nbytes;
+      layers++;
+      continue;
+    }
+    if (!(m instanceof Linear) || path.includes('lora_')) continue;
     if (m.weight.requiresGrad) continue; // trainable (full fine-tune or a head): keep f32 master weights
     bytesBefore += m.weight.nbytes;
     if (mode === 'bf16') {

@@ -43,6 +43,17 @@ export function noGrad<T>(fn: () => T): T {
   }
 }
 
+/** Runs `fn` with recording on (the recomputation inside a checkpointed segment's backward pass). */
+export function enableGrad<T>(fn: () => T): T {
+  const prev = gradEnabled;
+  gradEnabled = true;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = prev;
+  }
+}
+
 /** Like noGrad, for async functions. */
 export async function noGradAsync<T>(fn: () => Promise<T>): Promise<T> {
   const prev = gradEnabled;

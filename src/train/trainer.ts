@@ -204,6 +204,9 @@ export class AutoGLMTrainer extends EventEmitter {
 
   /** Fine-tunes on `dataset`; resolves to the History of the run. */
   async finetune(args: FinetuneArgs): Promise<History> {
+    if ((this.config.task === 'causal-lm' || this.config.tasks) && currentRankInfo().worldSize > 1) {
+      throw new ConfigError(`data-parallel training (autoglm launch) supports single-task classification for now; ${this.config.tasks ? `'tasks'` : `task 'causal-lm'`} runs in one process`);
+    }
     if (this.config.task === 'causal-lm') return this.finetuneCausalLM(args);
     if (this.config.tasks) return (await import('./multitask.js')).finetuneMultiTask(this, args);
     const c = this.config;

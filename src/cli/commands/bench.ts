@@ -14,6 +14,7 @@ interface BenchOpts {
   torchScript?: string;
   torchConfig: 'best' | 'installed';
   base: 'none' | 'bf16' | 'int8';
+  checkpointing?: boolean;
   method?: string;
   source: 'lora' | 'full';
 }
@@ -31,6 +32,7 @@ export function registerBench(program: Command): void {
     .option('--repeat <n>', 'with --vs-torch: alternate the two engines n times, medians across runs', intOption('--repeat'), 3)
     .option('--torch-script <path>', 'path of torch_reference.py')
     .option('--base <dtype>', 'LoRA workloads: frozen base storage none | bf16 | int8', choiceOption('--base', ['none', 'bf16', 'int8'] as const), 'none')
+    .option('--checkpointing', 'gpt2 workloads: recompute block activations in the backward pass (gradient checkpointing)')
     .option('--method <m>', 'compression: one gradient compression method (default: all)')
     .option('--source <s>', 'compression: gradients of a lora | full fine-tune step', choiceOption('--source', ['lora', 'full'] as const), 'lora')
     .option('--torch-config <cfg>', "PyTorch's configuration: best | installed", choiceOption('--torch-config', ['best', 'installed'] as const), 'best')
@@ -45,7 +47,7 @@ export function registerBench(program: Command): void {
       const { runWorkload, WORKLOADS } = await import('../../bench/workloads.js');
       if (!WORKLOADS[workload]) throw new ConfigError(`unknown workload '${workload}'; expected one of ${Object.keys(WORKLOADS).join(', ')}`);
       if (!o.vsTorch) {
-        const recs = runWorkload(workload, { dtype: o.dtype, steps: o.steps, warmup: o.warmup, base: o.base });
+        const recs = runWorkload(workload, { dtype: o.dtype, steps: o.steps, warmup: o.warmup, base: o.base, checkpointing: o.checkpointing });
         for (const r of recs) console.log(o.json ? JSON.stringify(r) : Object.entries(r).map(([k, v]) => `${k}=${v}`).join('  '));
         return;
       }

@@ -52,6 +52,8 @@ export function registerFinetune(program: Command): void {
       `train time ${h.trainTimeS.toFixed(1)} s, peak RSS ${h.peakRssMb} MB`,
       `outputs: ${Object.entries(h.outputs).map(([k, v]) => `${k}=${v}`).join('  ')}`,
     ];
+    const cm = h.communication;
+    if (cm) lines.splice(3, 0, `data-parallel: ${cm.worldSize} ranks, gradients ${cm.method}: ${(cm.bytes / 2 ** 20).toFixed(1)} MB sent by this rank vs ${(cm.denseBytes / 2 ** 20).toFixed(1)} MB dense (${cm.compressionRatio.toFixed(1)}x fewer), ${cm.commSeconds.toFixed(1)} s in communication`);
     lines.splice(2, 0, ...Object.entries(t?.tasks ?? {}).map(([name, r]) => `  task ${name}: accuracy ${(100 * r.accuracy).toFixed(2)}%  macro-F1 ${(100 * r.macro_f1).toFixed(2)}%  (${r.n} examples)`));
     for (const l of lines) console.log(l);
     if (o.json) {
@@ -62,6 +64,7 @@ export function registerFinetune(program: Command): void {
         ...(h.perplexity ? { val_perplexity: h.perplexity.validation ?? null, test_perplexity: h.perplexity.test ?? null } : {}),
         train_time_s: +h.trainTimeS.toFixed(2), peak_rss_mb: h.peakRssMb, trainable_params: h.trainableParams, total_params: h.totalParams,
         steps: h.stepsDone, stopped_early: h.stoppedEarly, precision: h.precision, outputs: h.outputs,
+        ...(cm ? { communication: cm } : {}),
       }));
     }
   });

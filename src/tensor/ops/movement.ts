@@ -34,9 +34,13 @@ export function permute(x: Tensor, dims: number[]): Tensor {
   if (dims.length !== x.ndim) {
     throw new ShapeError(`'permute' got dims [${dims.join(',')}] for a tensor of shape ${fmtShape(x.shape)}; expected ${x.ndim} dims`);
   }
-  const d = dims.map((a) => normAxis(a, x.ndim, 'permute'));
+  const nd = x.ndim;
+  const d = dims.map((a) => normAxis(a, nd, 'permute'));
   if (new Set(d).size !== d.length) throw new ShapeError(`'permute' dims [${dims.join(',')}] repeat an axis`);
-  const y = new Tensor(x.storage, x.dtype, d.map((i) => x.shape[i]), d.map((i) => x.strides[i]), x.offset);
+  // No arrow here may mention x: V8 keeps a scope's captured variables in one context, so the backward closure
+  // below would hold x (and its storage) alive too.
+  const xShape = x.shape, xStrides = x.strides;
+  const y = new Tensor(x.storage, x.dtype, d.map((i) => xShape[i]), d.map((i) => xStrides[i]), x.offset);
   const inv = new Array<number>(d.length);
   d.forEach((src, i) => (inv[src] = i));
   return record('permute', [x], y, (gy) => [permute(gy, inv)]);
@@ -141,9 +145,9 @@ export function expand(x: Tensor, shape: number[]): Tensor {
     }
     strides[i + lead] = x.shape[i] === want ? x.strides[i] : 0;
   }
-  const target = shape.map((d, i) => (d === -1 ? x.shape[i - lead] : d));
+  const xShape = [...x.shape]; // captured instead of x (see permute)
+  const target = shape.map((d, i) => (d === -1 ? xShape[i - lead] : d));
   const y = new Tensor(x.storage, x.dtype, target, strides, x.offset);
-  const xShape = [...x.shape];
   return record('expand', [x], y, (gy) => [sumToShape(gy, xShape)]);
 }
 
@@ -159,7 +163,8 @@ export function unsqueeze(x: Tensor, axis: number): Tensor {
 }
 
 export function squeeze(x: Tensor, axis?: number): Tensor {
-  const keep = x.shape.map((d, i) => (axis === undefined ? d !== 1 : i !== normAxis(axis, x.ndim, 'squeeze') || d !== 1));
+  const nd = x.ndim; // the arrows below must not mention x (see permute)
+  const keep = x.shape.map((d, i) => (axis === undefined ? d !== 1 : i !== normAxis(axis, nd, 'squeeze') || d !== 1));
   const y = new Tensor(x.storage, x.dtype, x.shape.filter((_, i) => keep[i]), x.strides.filter((_, i) => keep[i]), x.offset);
   const xShape = [...x.shape];
   return record('squeeze', [x], y, (gy) => [reshape(gy, xShape)]);

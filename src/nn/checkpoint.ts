@@ -1,0 +1,39 @@
+/**
+ * Activation (gradient) checkpointing, as torch.utils.checkpoint: a segment (typically one transformer block) runs
+ * its forward pass without recording, so only its inputs are kept; the backward pass runs the segment again with
+ * recording on and backpropagates through that local graph. Memory: one block's activations instead of every
+ * block's, for about one extra forward pass of compute. Dropout masks are replayed exactly (the RNG state of the
+ * forward pass is restored for the recomputation).
+ */
+import { Tensor } from '../tensor/tensor.js';
+import { enableGrad, isGradEnabled, noGrad, record } from '../tensor/autograd.js';
+import { Rng } from '../backend/rng.js';
+import { getRng, setRng } from './init.js';
+import type { Module } from './module.js';
+
+/** `fn(...inputs)` of `module` (whose trainable parameters receive their gradients) with checkpointed activations. */
+export function checkpoint(module: Module, fn: (...xs: Tensor[]) => Tensor, ...inputs: Tensor[]): Tensor {
+  const params = module.parameters().filter((p) => p.requiresGrad);
+  if (!isGradEnabled() || (params.length === 0 && !inputs.some((t) => t.requiresGrad))) return fn(...inputs);
+  const rng = getRng().state();
+  const y = noGrad(() => fn(...inputs));
+  const needs = inputs.map((t) => t.requiresGrad);
+  // The parameters are edges too, so the node is recorded when only they learn (a frozen embedding feeds LoRA
+  // blocks); their gradients are accumulated by the inner backward pass, so this node returns null for them.
+  return record('checkpoint', [...inputs, ...params], y, (gy) => {
+    const xs = inputs.map((t, i) => {
+      const d = t.detach();
+      d.requiresGrad = needs[i];
+      return d;
+    });
+    const outer = getRng();
+    setRng(new Rng(rng.seed, rng.counter));
+    try {
+      const out = enableGrad(() => fn(...xs));
+      if (out.requiresGrad) out.backward({ gradient: gy });
+    } finally {
+      setRng(outer);
+    }
+    return [...xs.map((d) => (d.requiresGrad ? d.grad : null)), ...params.map(() => null)];
+  });
+}

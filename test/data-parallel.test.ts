@@ -27,9 +27,9 @@ const MAX_TRAIN = 96;
 interface RankOut { rank: number; sums: number[][]; params: number[][]; communication?: { bytes: number; denseBytes: number; compressionRatio: number; method: string }; test?: number; steps: number[] }
 const read = (dir: string, r: number): RankOut => JSON.parse(readFileSync(path.join(dir, `rank-${r}.json`), 'utf8'));
 
-async function local(config: TrainerConfigInput): Promise<RankOut[]> {
+async function local(config: TrainerConfigInput, runDir?: string): Promise<RankOut[]> {
   const dir = tmp('autoglm-dp-');
-  await runLocal(2, ENTRY, { args: { dir, config, maxTrain: MAX_TRAIN }, threadsPerRank: 1 });
+  await runLocal(2, ENTRY, { args: { dir, config, maxTrain: MAX_TRAIN, runDir }, threadsPerRank: 1 });
   return [read(dir, 0), read(dir, 1)];
 }
 
@@ -97,4 +97,15 @@ test('gloo and local give the same result for the same seed', async (t) => {
     assert.deepEqual(g0.params, g1.params);
     assert.deepEqual(g0.params, l0.params, `gloo vs local (${JSON.stringify(cfg.gradientCompression ?? 'dense')})`);
   }
+});
+
+test('a 2-rank run restarts from its last checkpoint and continues exactly', async () => {
+  // constant lr: the schedule does not depend on the total steps, so 3 + 3 steps equal 6 straight ones
+  const cfg: TrainerConfigInput = { ...BASE, scheduler: 'constant', warmupSteps: 0 };
+  const [straight] = await local({ ...cfg, maxSteps: 6 });
+  const runDir = tmp('autoglm-dpr-');
+  await local({ ...cfg, maxSteps: 3, saveEvery: 3 }, runDir);
+  const [r0, r1] = await local({ ...cfg, maxSteps: 6, resume: true }, runDir);
+  assert.deepEqual(r0.params, r1.params);
+  assert.deepEqual(r0.params, straight.params, 'resumed run differs from the straight one');
 });

@@ -105,11 +105,11 @@ export class Int8Linear extends Module {
  * Moves the frozen Linear weights of `model` to bf16 storage or int8 (weight-only). Layers under LoRA are
  * converted in their `base_layer`; modules named in `skip` (a task head) and trainable weights stay f32.
  */
-export function quantizeBase(model: Module, mode: BaseQuantization, opts: { skip?: string[] } = {}): { layers: number; bytesBefore: number; bytesAfter: number } {
+export function quantizeBase(model: Module, mode: BaseQuantization, opts: { skip?: string[] } = {}): { layers: number; embeddings: number; bytesBefore: number; bytesAfter: number } {
   if (mode !== 'bf16' && mode !== 'int8') throw new ConfigError(`base quantization must be 'bf16' or 'int8'; got '${mode as string}'`);
   const skip = opts.skip ?? [];
   const modules = new Map(model.namedModules());
-  let layers = 0, bytesBefore = 0, bytesAfter = 0;
+  let layers = 0, embeddings = 0, bytesBefore = 0, bytesAfter = 0;
   for (const [path, m] of modules) {
     if (skip.some((s) => path === s || path.endsWith(`.${s}`) || path.startsWith(`${s}.`) || path.includes(`.${s}.`))) continue;
     if (m instanceof Embedding && !m.weight.requiresGrad && m.weight.dtype === 'f32' && !path.includes('lora_')) {
@@ -118,7 +118,7 @@ export function quantizeBase(model: Module, mode: BaseQuantization, opts: { skip
       bytesBefore += m.weight.nbytes;
       m.replaceParam('weight', m.weight.to('bf16'));
       bytesAfter += m.weight.nbytes;
-      layers++;
+      embeddings++;
       continue;
     }
     if (!(m instanceof Linear) || path.includes('lora_')) continue;
@@ -136,5 +136,5 @@ export function quantizeBase(model: Module, mode: BaseQuantization, opts: { skip
     }
     layers++;
   }
-  return { layers, bytesBefore, bytesAfter };
+  return { layers, embeddings, bytesBefore, bytesAfter };
 }

@@ -10,10 +10,10 @@ import { AutoGLMTrainer } from '../../src/train/index.js';
 import { currentRankInfo } from '../../src/distributed/env.js';
 import type { TrainerConfigInput } from '../../src/train/config.js';
 
-interface Args { dir: string; config: TrainerConfigInput; maxTrain: number }
+interface Args { dir: string; config: TrainerConfigInput; maxTrain: number; runDir?: string }
 const args: Args = isMainThread ? JSON.parse(process.argv[2] as string) : (workerData as { args: Args }).args;
 const rank = currentRankInfo().rank;
-const trainer = new AutoGLMTrainer({ config: { ...args.config, outputDir: path.join(args.dir, 'run') } });
+const trainer = new AutoGLMTrainer({ config: { ...args.config, outputDir: args.runDir ?? path.join(args.dir, 'run') } });
 trainer.on('note', () => {});
 const sums: number[][] = [];
 const snapshot = () => [...(trainer.classifier?.namedParameters() ?? [])].filter(([, t]) => t.requiresGrad).map(([, t]) => Array.from(t.f32()));

@@ -37,6 +37,7 @@ import { writeRunInfo, writeCurves, saveTrainable, loadTrainable } from './outpu
 import { checkTaskConfig } from '../multitask/tasks.js';
 import { DataParallel } from '../distributed/data-parallel.js';
 import { createCommunicator, currentRankInfo } from '../distributed/env.js';
+import { EpochSampler } from '../data/samplers/sampler.js';
 import { buildSampler, checkSamplingConfig, type ForwardOutputs } from '../curriculum/index.js';
 import type { MultiTaskState } from './multitask.js';
 
@@ -350,7 +351,8 @@ export class AutoGLMTrainer extends EventEmitter {
         lv = loss.item();
         sampleLoss = perSample.f32();
       }
-      run.sampler.update(idx, { loss: this.dp ? await this.dp.gatherBlocks(sampleLoss) : sampleLoss });
+      // Shuffled epochs ignore per-sample losses: only samplers that use them cost a collective per micro-batch.
+      if (!(run.sampler instanceof EpochSampler)) run.sampler.update(idx, { loss: this.dp ? await this.dp.gatherBlocks(sampleLoss) : sampleLoss });
       lossSum += lv;
       lossCount++;
       epochLoss += lv;

@@ -2,7 +2,7 @@
  * Std-scaled dynamic mask: keeps |g| > lambda * std(g), a threshold that follows the gradient's scale
  * (lambda 1.645 keeps about 10% of a normal distribution).
  */
-import { SparseCompressor, encodeSparse, selectAbove } from './sparse.js';
+import { ThresholdCompressor } from './threshold.js';
 import type { ValueDtype } from './values.js';
 
 /** Population standard deviation, accumulated in doubles. */
@@ -19,17 +19,14 @@ export function stdOf(g: Float32Array): number {
   return Math.sqrt(Math.max(0, s2 / n - mean * mean));
 }
 
-export class StdMaskCompressor extends SparseCompressor {
-  readonly name = 'std-mask';
-  readonly methodId = 6;
-  readonly unbiased = false;
+/** A threshold compressor whose cut is lambda * std(g), recomputed for every tensor. */
+export class StdMaskCompressor extends ThresholdCompressor {
+  override readonly name: string = 'std-mask';
+  override readonly methodId: number = 6;
   constructor(readonly lambda: number, values: ValueDtype = 'f16') {
-    super(values);
+    super(0, values);
   }
-  protected nominalK(numel: number): number {
-    return numel;
-  }
-  compress(g: Float32Array): Uint8Array {
-    return encodeSparse(this.methodId, g.length, selectAbove(g, this.lambda * stdOf(g)), this.values);
+  protected override cutOf(g: Float32Array): number {
+    return this.lambda * stdOf(g);
   }
 }

@@ -32,6 +32,32 @@ KERNEL(Matmul) {
   UNDEF;
 }
 
+// matmulLowp(a f32, b Uint16Array(bf16)|Int8Array, out, isInt8, scales|null, batch, M, N, K, transA, transB, strideA,
+// alpha, beta): f32 activations times one low-precision weight, widened block by block (matmul.cc).
+KERNEL(MatmulLowp) {
+  Args a(info, "matmulLowp", 14);
+  const bool i8 = a.flag(3);
+  size_t na, nb, no, ns;
+  const float* x = a.f32(0, &na);
+  const void* w = a.arr(1, i8 ? napi_int8_array : napi_uint16_array, &nb);
+  float* o = a.f32(2, &no);
+  const float* sc = a.f32(4, &ns, true);
+  MatmulP p;
+  p.batch = a.integer(5); p.M = a.integer(6); p.N = a.integer(7); p.K = a.integer(8);
+  p.transA = a.flag(9); p.transB = a.flag(10);
+  p.strideA = a.integer(11); p.strideB = 0;
+  p.alpha = (float)a.num(12); p.beta = (float)a.num(13);
+  a.need(p.M < (1LL << 31) && p.N < (1LL << 31) && p.K < (1LL << 31), "dimensions must be below 2^31");
+  a.need((int64_t)no >= p.batch * p.M * p.N, "out is smaller than batch*M*N");
+  if (p.batch > 0 && p.K > 0) {
+    a.need((int64_t)na >= (p.batch - 1) * p.strideA + p.M * p.K, "a is smaller than its (batch, M, K) view");
+    a.need((int64_t)nb >= p.K * p.N, "b is smaller than its (K, N) view");
+    if (sc) a.need((int64_t)ns >= (p.transB ? p.N : p.K), "scales has fewer entries than b has stored rows");
+  }
+  matmul_lowp(x, w, i8 ? LowpKind::i8 : LowpKind::bf16, sc, o, p);
+  UNDEF;
+}
+
 KERNEL(Softmax) {
   Args a(info, "softmax", 5);
   size_t nx, no;
@@ -259,6 +285,7 @@ void register_more(Napi::Env env, Napi::Object exports) {
     exports.Set(name, Napi::Function::New(env, f, name));
   };
   fn("matmul", Matmul);
+  fn("matmulLowp", MatmulLowp);
   fn("softmax", Softmax);
   fn("softmaxBackward", SoftmaxBackward);
   fn("layerNorm", LayerNorm);

@@ -69,6 +69,10 @@ struct MatmulP {
 };
 void matmul_f32(const float* a, const float* b, float* out, const MatmulP& p);
 void matmul_bf16(const uint16_t* a, const uint16_t* b, float* out, const MatmulP& p);
+enum class LowpKind { bf16, i8 };
+// out = alpha * op(a) @ op(b) + beta * out for f32 a and one low-precision b (strideB ignored: b is shared by the
+// batch); i8 values are multiplied by scales[stored row] (null: 1) when widened.
+void matmul_lowp(const float* a, const void* b, LowpKind kind, const float* scales, float* out, const MatmulP& p);
 const char* bf16_path();  // "onednn" or "sgemm"
 const char* onednn_isa();
 const char* blas_config();

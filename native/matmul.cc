@@ -3,6 +3,7 @@
 // has native bf16 (AVX512-BF16 / AMX); elsewhere the operands are widened to f32 (exact) and go to sgemm.
 #include <cblas.h>
 #include <dnnl.hpp>
+#include <algorithm>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -59,10 +60,10 @@ Dnnl& dnnl_state() {
   static Dnnl* d = new Dnnl();  // never destroyed: avoids teardown-order issues at process exit
   return *d;
 }
-thread_local std::vector<float> scratchA, scratchB;
-
+// Widened copies live only for one product (vectors freed on return): a retained scratch would keep an f32
+// copy of the largest frozen weight resident for the life of the process.
 float* widen(const uint16_t* src, int64_t n, std::vector<float>& buf) {
-  if ((int64_t)buf.size() < n) buf.resize((size_t)n);
+  buf.resize((size_t)n);
   bf16_to_f32_n(src, buf.data(), n);
   return buf.data();
 }
@@ -126,10 +127,60 @@ void matmul_bf16(const uint16_t* a, const uint16_t* b, float* out, const MatmulP
     }
   }
   const int64_t na = p.K == 0 ? 0 : (p.strideA == 0 ? 0 : (p.batch - 1) * p.strideA) + p.M * p.K;
-  const int64_t nb = p.K == 0 ? 0 : (p.strideB == 0 ? 0 : (p.batch - 1) * p.strideB) + p.K * p.N;
-  const float* fa = widen(a, na, scratchA);
-  const float* fb = widen(b, nb, scratchB);
-  matmul_f32(fa, fb, out, p);
+  std::vector<float> wa;
+  const float* fa = widen(a, na, wa);
+  if (p.batch == 1 || p.strideB == 0) {  // one right operand (a weight): widened block by block
+    matmul_lowp(fa, b, LowpKind::bf16, nullptr, out, p);
+    return;
+  }
+  const int64_t nb = p.K == 0 ? 0 : (p.batch - 1) * p.strideB + p.K * p.N;
+  std::vector<float> wb;
+  matmul_f32(fa, widen(b, nb, wb), out, p);
+}
+
+// ---- f32 x low-precision weight ---------------------------------------------------------------------------------
+// The right operand is one stored matrix (bf16, or int8 with a scale per stored row) shared by the whole batch.
+// It is widened to f32 a block of stored rows at a time (about 8 MiB), each block multiplied by sgemm at once:
+// stored rows are output columns when transB (y = x W^T: the block fills a column band of out, ldc = N) and
+// reduction rows otherwise (dx = g W: the products of the blocks accumulate, beta = 1 after the first). So no
+// f32 copy of the whole weight ever exists, and the result equals widening it all (summation order aside).
+static constexpr int64_t kLowpBlockElems = (int64_t)2 << 20;
+
+void matmul_lowp(const float* a, const void* b, LowpKind kind, const float* scales, float* out, const MatmulP& p) {
+  if (p.M == 0 || p.N == 0 || p.batch == 0) return;
+  if (p.K == 0) {
+    matmul_f32(a, nullptr, out, p);
+    return;
+  }
+  const int64_t rowsB = p.transB ? p.N : p.K, colsB = p.transB ? p.K : p.N;
+  const int64_t block = std::max<int64_t>(1, std::min<int64_t>(rowsB, kLowpBlockElems / colsB));
+  std::vector<float> buf((size_t)(block * colsB));
+  const int lda = p.transA ? (int)p.M : (int)p.K;
+  for (int64_t r0 = 0; r0 < rowsB; r0 += block) {
+    const int64_t r1 = std::min(rowsB, r0 + block), nr = r1 - r0;
+    if (kind == LowpKind::bf16) {
+      bf16_to_f32_n((const uint16_t*)b + r0 * colsB, buf.data(), nr * colsB);  // stored rows are contiguous
+    } else {
+      for (int64_t r = r0; r < r1; r++) {
+        const int8_t* src = (const int8_t*)b + r * colsB;
+        float* dst = buf.data() + (r - r0) * colsB;
+        const float s = scales ? scales[r] : 1.0f;
+        for (int64_t c = 0; c < colsB; c++) dst[c] = s * (float)src[c];
+      }
+    }
+    for (int64_t i = 0; i < p.batch; i++) {
+      const float* ai = a + i * p.strideA;
+      float* oi = out + i * p.M * p.N;
+      if (p.transB) {
+        cblas_sgemm(CblasRowMajor, p.transA ? CblasTrans : CblasNoTrans, CblasTrans, (int)p.M, (int)nr, (int)p.K,
+                    p.alpha, ai, lda, buf.data(), (int)p.K, p.beta, oi + r0, (int)p.N);
+      } else {
+        const float* ab = p.transA ? ai + r0 * p.M : ai + r0;
+        cblas_sgemm(CblasRowMajor, p.transA ? CblasTrans : CblasNoTrans, CblasNoTrans, (int)p.M, (int)p.N, (int)nr,
+                    p.alpha, ab, lda, buf.data(), (int)p.N, r0 == 0 ? p.beta : 1.0f, oi, (int)p.N);
+      }
+    }
+  }
 }
 
 const char* onednn_isa() {

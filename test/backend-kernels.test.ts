@@ -512,6 +512,50 @@ for (const dtype of ['f32', 'bf16'] as const) {
   }
 }
 
+// matmulLowp: f32 activations against one bf16 or int8 weight (scales per stored row), widened in blocks of
+// 2^20 elements natively; the last two shapes span several blocks in each layout (output columns, reduction rows).
+const LOWP: (Omit<MM, 'strideB'>)[] = [
+  { batch: 1, M: 3, N: 7, K: 5, transA: false, transB: true, strideA: 15, alpha: 1, beta: 0 },
+  { batch: 1, M: 5, N: 6, K: 9, transA: false, transB: false, strideA: 45, alpha: 0.5, beta: 1 },
+  { batch: 2, M: 4, N: 3, K: 6, transA: true, transB: true, strideA: 24, alpha: 1, beta: 0 },
+  { batch: 3, M: 2, N: 5, K: 4, transA: false, transB: false, strideA: 0, alpha: 1, beta: 0.5 },
+  { batch: 1, M: 3, N: 4000, K: 300, transA: false, transB: true, strideA: 900, alpha: 1, beta: 0 },
+  { batch: 1, M: 3, N: 300, K: 5000, transA: true, transB: false, strideA: 15000, alpha: 1, beta: 1 },
+];
+for (const bDtype of ['bf16', 'i8'] as const) {
+  for (const p of LOWP) {
+    const rows = p.transB ? p.N : p.K;
+    add({
+      kernel: 'matmulLowp', name: `${bDtype} b${p.batch} ${p.M}x${p.K}x${p.N}${p.transA ? ' tA' : ''}${p.transB ? ' tB' : ''} alpha=${p.alpha} beta=${p.beta}${p.strideA === 0 ? ' bcastA' : ''}`,
+      make: (rng) => {
+        const out0 = randn(rng, p.batch * p.M * p.N);
+        if (p.beta === 0) out0.fill(NaN);
+        const a = randn(rng, (p.strideA === 0 ? 1 : p.batch) * p.M * p.K);
+        const b: Uint16Array | Int8Array = bDtype === 'bf16' ? randBf16(rng, p.K * p.N) : Int8Array.from(randInts(rng, p.K * p.N, -127, 127));
+        return { a, b, scales: bDtype === 'i8' ? randn(rng, rows, 0.01) : null, out0 };
+      },
+      run: (be, { a, b, scales, out0 }) => {
+        const out = out0.slice();
+        be.matmulLowp({ a, b, bDtype, scales, out, ...p });
+        return [out];
+      },
+      ref: ({ a, b, scales, out0 }) => {
+        const cols = p.transB ? p.K : p.N;
+        const val = (i: number) => (bDtype === 'bf16' ? bf16Value(b[i]) : Math.fround(scales![Math.floor(i / cols)] * b[i]));
+        const out = new Float64Array(out0.length);
+        for (let bi = 0; bi < p.batch; bi++) for (let i = 0; i < p.M; i++) for (let j = 0; j < p.N; j++) {
+          let s2 = 0;
+          for (let k = 0; k < p.K; k++) s2 += a[bi * p.strideA + (p.transA ? k * p.M + i : i * p.K + k)] * val(p.transB ? j * p.K + k : k * p.N + j);
+          const o = (bi * p.M + i) * p.N + j;
+          out[o] = p.alpha * s2 + (p.beta === 0 ? 0 : p.beta * out0[o]);
+        }
+        return [out];
+      },
+      tol: { rtol: 1e-5, atol: 1e-5 }, cmp: 'norm', nativeTol: 1e-5,
+    });
+  }
+}
+
 // softmax / log-softmax, forward and backward
 for (const [rows, cols] of [[1, 1], [3, 17], [2, 33], [5, 3]]) {
   for (const log of [false, true]) {

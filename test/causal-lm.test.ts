@@ -29,6 +29,17 @@ for (const method of ['lora', 'full'] as const) {
   });
 }
 
+test('causal-LM LoRA on an int8 base: tied embedding/head in int8 (Int8Embedding), perplexity falls', async () => {
+  const trainer = new AutoGLMTrainer({ model: MODEL, config: {
+    task: 'causal-lm', method: 'lora', baseQuantization: 'int8', epochs: 4, batchSize: 8, learningRate: 2e-2, warmupRatio: 0,
+    outputDir: path.join(dir, 'int8'), logEvery: 1 } });
+  trainer.on('note', () => {});
+  const h = await trainer.finetune({ dataset: corpus });
+  const ppl = h.evals.map((e) => e.perplexity as number);
+  assert.ok(ppl.length >= 2 && ppl.every(Number.isFinite), JSON.stringify(ppl));
+  assert.ok(ppl[ppl.length - 1] < ppl[0] * 0.8, `perplexity ${ppl[0]} -> ${ppl[ppl.length - 1]}`);
+});
+
 test('causal-LM config errors: head method, a model without an LM head, a missing text field', async () => {
   await assert.rejects(new AutoGLMTrainer({ model: MODEL, config: { task: 'causal-lm', method: 'head' } }).finetune({ dataset: corpus }), ConfigError);
   await assert.rejects(new AutoGLMTrainer({ config: { task: 'causal-lm' } }).finetune({ dataset: corpus }), ConfigError);

@@ -90,6 +90,18 @@ const CASES: Case[] = [
   { name: 'linear with bias', inputs: () => [rn([2, 3, 5], 56), rn([4, 5], 57), rn([4], 58)], fn: (x, w, b) => T.linear(x, w, b) },
   { name: 'addLinear', inputs: () => [rn([2, 3, 4], 66), rn([2, 3, 5], 67), rn([4, 5], 68)], fn: (y, x, w) => T.addLinear(y, x, w, 0.7) },
   { name: 'linear without bias', inputs: () => [rn([3, 5], 59), rn([2, 5], 60)], fn: (x, w) => T.linear(x, w, null) },
+  {
+    name: 'linearCrossEntropy chunked, bias, ignore + smoothing', inputs: () => [rn([2, 3, 5], 110), rn([7, 5], 111), rn([7], 112)],
+    fn: (h, w, b) => T.linearCrossEntropy(h, w, b, ids([0, 6, -100, 3, 3, 1], [2, 3]), { chunkRows: 4, labelSmoothing: 0.1 }),
+  },
+  { name: 'linearCrossEntropy sum', inputs: () => [rn([4, 3], 113), rn([5, 3], 114)], fn: (h, w) => T.linearCrossEntropy(h, w, null, ids([4, 0, 2, 1]), { reduction: 'sum', chunkRows: 3 }) },
+  // frozen low-precision weights (constants here): bf16 storage, and int8 with per-row scales
+  { name: 'linear bf16 weight', inputs: () => [rn([2, 3, 5], 105), rn([4], 106)], fn: (x, b) => T.linear(x, rn([4, 5], 107).to('bf16'), b) },
+  {
+    name: 'linearInt8', inputs: () => [rn([2, 3, 5], 108), rn([4], 109)],
+    fn: (x, b) => T.linearInt8(x, new Tensor(Int8Array.from([3, -127, 40, 0, 9, 127, -5, 60, 22, -80, 1, 2, 3, 4, 5, -1, -2, -3, -4, -5]), 'i8', [4, 5]),
+      new Tensor(Float32Array.from([0.01, 0.02, 0.005, 0.03]), 'f32', [4]), b),
+  },
   // movement
   { name: 'reshape + slice', inputs: () => [rn([4, 6], 61)], fn: (x) => x.reshape([2, 12]).slice(1, 3, 11, 2) },
   { name: 'split + concat', inputs: () => [rn([3, 7], 62)], fn: (x) => { const [a, b, c] = x.split([2, 4, 1], 1); return T.concat([c, a.mul(2), b], 1); } },
@@ -197,4 +209,34 @@ test('bf16 autocast matmul agrees across backends within 1e-2 and with f32 withi
   if (backends.length < 2) return t.skip('native backend not built');
   const n = withBackend(backends[1], run);
   assert.ok(relErr(n.y, p.y) <= 1e-2 && relErr(n.ga, p.ga) <= 1e-2);
+});
+
+test('linearCrossEntropy equals crossEntropy(linear(...)) for f32, bf16 and int8 weights, scaled upstream, no grad', () => {
+  for (const be of testBackends()) withBackend(be, () => {
+    const targets = ids([3, 0, 9, -100, 9, 5, 1, 2, 8, 0, 4, 7, 6, 6, 2, 1, 0], [17]);
+    const q = new Tensor(Int8Array.from({ length: 10 * 6 }, (_, i) => ((i * 37) % 255) - 127), 'i8', [10, 6]);
+    const sc = rn([10], 300, 0.002, 0.01);
+    for (const kind of ['f32', 'bf16', 'int8'] as const) {
+      const run = (fused: boolean) => {
+        const h = rn([17, 6], 301);
+        const w = kind === 'f32' ? rn([10, 6], 302) : kind === 'bf16' ? rn([10, 6], 302).to('bf16') : q;
+        const b = rn([10], 303);
+        const opts = { labelSmoothing: 0.05 };
+        const loss = fused
+          ? T.linearCrossEntropy(h, w, b, targets, { ...opts, scales: kind === 'int8' ? sc : null, chunkRows: 5 })
+          : T.crossEntropy(kind === 'int8' ? T.linearInt8(h, q, sc, b) : T.linear(h, w, b), targets, opts);
+        loss.mul(0.5).backward();
+        return { loss: loss.item(), gh: (h.grad as Tensor).f32(), gw: w.grad ? w.grad.f32() : null, gb: (b.grad as Tensor).f32() };
+      };
+      const f = run(true), u = run(false);
+      assert.ok(Math.abs(f.loss - u.loss) < 1e-5 * Math.abs(u.loss), `${be.name} ${kind}: loss ${f.loss} vs ${u.loss}`);
+      assert.ok(relErr(f.gh, u.gh) < 1e-5 && relErr(f.gb, u.gb) < 1e-5, `${be.name} ${kind}: gh ${relErr(f.gh, u.gh)} gb ${relErr(f.gb, u.gb)}`);
+      if (kind === 'f32') assert.ok(relErr(f.gw!, u.gw!) < 1e-5, `${be.name}: gw ${relErr(f.gw!, u.gw!)}`);
+      else assert.equal(f.gw, null);
+    }
+    // under noGrad: the same loss, nothing recorded
+    const h = rn([17, 6], 301), w = rn([10, 6], 302);
+    const l = T.noGrad(() => T.linearCrossEntropy(h, w, null, targets));
+    assert.ok(Math.abs(l.item() - T.crossEntropy(T.linear(h, w, null), targets).item()) < 1e-5 && !l.requiresGrad);
+  });
 });

@@ -1,7 +1,10 @@
 // Multi-task vs single-task intent classification: open-autoglm-base + LoRA, the same number of optimizer steps.
 //
 //   node --import tsx scripts/experiments/multitask.ts [--seeds 1,2,3] [--steps N] [--datasets clinc150,slurp]
-//        [--batch-size 32] [--max-train N] [--max-eval N] [--weighting static|uncertainty|dwa] [--json out.json]
+//        [--batch-size 32] [--max-train N] [--max-eval N] [--weighting static|uncertainty|dwa]
+//        [--setups single,multi] [--json out.json]
+//
+// `--setups multi` skips the single-task baseline (e.g. when comparing weightings against a baseline already run).
 //
 // CLINC150 (Larson et al., EMNLP 2019): intent + domain; SLURP (Bastianelli et al., EMNLP 2020): scenario + action
 // + intent. Reports intent test accuracy (mean and sample standard deviation over seeds) and a markdown table.
@@ -30,6 +33,8 @@ const batchSize = int('batch-size', 32) as number;
 const maxTrain = int('max-train'), maxEval = int('max-eval');
 const weighting = (arg('weighting') ?? 'static') as 'static' | 'uncertainty' | 'dwa';
 const jsonOut = arg('json');
+const setups = (arg('setups') ?? 'single,multi').split(',');
+for (const s of setups) if (s !== 'single' && s !== 'multi') throw new Error(`--setups: '${s}' is not 'single' or 'multi'`);
 
 interface Row { dataset: string; setup: string; seed: number; intent: number; other: Record<string, number>; sPerStep: number; trainS: number }
 const rows: Row[] = [];
@@ -46,7 +51,7 @@ for (const ds of datasets) {
   if (!setup) { console.log(`skipping '${ds}': no setup (known: ${Object.keys(SETUPS).join(', ')})`); continue; }
   if (!existsSync(path.join(dataDir, setup.file))) { console.log(`skipping '${ds}': ${path.join(dataDir, setup.file)} not found (set AUTOGLM_DATA_DIR)`); continue; }
   for (const seed of seeds) {
-    for (const kind of ['single', 'multi'] as const) {
+    for (const kind of setups as Array<'single' | 'multi'>) {
       const out = mkdtempSync(path.join(tmpdir(), `autoglm-mtx-${ds}-${kind}-`));
       const tasks = kind === 'multi' ? setup.multi : undefined;
       const trainer = new AutoGLMTrainer({ config: {

@@ -53,6 +53,18 @@ export interface MatmulArgs {
   beta: number;
 }
 
+/**
+ * f32 activations times one low-precision weight: `a` as in MatmulArgs (f32), `b` a single stored matrix shared
+ * by the batch (no batch stride), bf16 bits or int8 values with one f32 scale per stored row (per output channel
+ * of a (out, in) weight, whether or not it is read transposed). The kernel widens b in blocks, never all at once.
+ */
+export interface MatmulLowpArgs extends Omit<MatmulArgs, 'b' | 'dtype' | 'strideB'> {
+  b: Uint16Array | Int8Array;
+  bDtype: 'bf16' | 'i8';
+  /** Per stored row of b (i8 only; null = 1). */
+  scales: Float32Array | null;
+}
+
 export interface AdamWArgs {
   param: Float32Array;
   grad: Float32Array;
@@ -157,6 +169,8 @@ export interface Backend {
 
   // ---- linear algebra ---------------------------------------------------------------------------
   matmul(args: MatmulArgs): void;
+  /** matmul with an f32 `a` and a bf16 or int8 `b` (a frozen weight): same result as widening b first. */
+  matmulLowp(args: MatmulLowpArgs): void;
 
   // ---- fused neural-network kernels (each has a test against its composition) ----------------------
   /** Row-wise softmax (or log-softmax) over the last axis of (rows, cols). */

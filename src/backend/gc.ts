@@ -12,8 +12,9 @@ import { setCollector } from '../tensor/alloc.js';
 const DEFAULT_MB = 0;
 let fullGc: (() => void) | null = null;
 
-/** A full collection now (benchmarks, before measuring a phase's peak); a no-op before installCollector. */
+/** A full collection now (benchmarks, before measuring a phase's peak); installs the collector if need be. */
 export function collectNow(): void {
+  if (!fullGc) installCollector();
   fullGc?.();
 }
 

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { allocStorage } from './backend.js';
 import type {
   AttentionShape,
-  AdamWArgs, Backend, BinaryOp, DType, MatmulArgs, ReduceOp, SGDArgs, Storage, UnaryOp,
+  AdamWArgs, Backend, BinaryOp, DType, MatmulArgs, MatmulLowpArgs, ReduceOp, SGDArgs, Storage, UnaryOp,
 } from './backend.js';
 
 /** The addon's exports (see native/addon.cc and native/bindings2.cc); op names are passed as integer codes. */
@@ -31,6 +31,9 @@ interface Addon {
   sumSquares(x: Float32Array): number;
   matmul(a: Float32Array | Uint16Array, b: Float32Array | Uint16Array, out: Float32Array, bf16: boolean, batch: number,
     M: number, N: number, K: number, transA: boolean, transB: boolean, strideA: number, strideB: number, alpha: number,
+    beta: number): void;
+  matmulLowp(a: Float32Array, b: Uint16Array | Int8Array, out: Float32Array, i8: boolean, scales: Float32Array | null,
+    batch: number, M: number, N: number, K: number, transA: boolean, transB: boolean, strideA: number, alpha: number,
     beta: number): void;
   softmax(x: Float32Array, rows: number, cols: number, out: Float32Array, log: boolean): void;
   softmaxBackward(y: Float32Array, dy: Float32Array, rows: number, cols: number, dx: Float32Array, log: boolean): void;
@@ -230,6 +233,11 @@ class NativeBackend implements Backend {
     if (m.dtype !== 'f32' && m.dtype !== 'bf16') throw new Error(`matmul: dtype must be 'f32' or 'bf16'; got '${m.dtype as string}'`);
     this.a.matmul(m.a, m.b, m.out, m.dtype === 'bf16', m.batch, m.M, m.N, m.K, m.transA, m.transB, m.strideA, m.strideB,
       m.alpha, m.beta);
+  }
+  matmulLowp(m: MatmulLowpArgs): void {
+    if (m.bDtype !== 'bf16' && m.bDtype !== 'i8') throw new Error(`matmulLowp: bDtype must be 'bf16' or 'i8'; got '${m.bDtype as string}'`);
+    this.a.matmulLowp(m.a as Float32Array, m.b, m.out, m.bDtype === 'i8', m.scales, m.batch, m.M, m.N, m.K, m.transA, m.transB,
+      m.strideA, m.alpha, m.beta);
   }
 
   softmax(x: Float32Array, rows: number, cols: number, out: Float32Array, log: boolean): void { this.a.softmax(x, rows, cols, out, log); }

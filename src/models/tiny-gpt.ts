@@ -5,6 +5,8 @@
 import { Tensor } from '../tensor/tensor.js';
 import { arange } from '../tensor/creation.js';
 import { crossEntropy } from '../tensor/ops/nn.js';
+import { linearCrossEntropy } from '../tensor/ops/linear-ce.js';
+import { Int8Linear } from '../peft/quant.js';
 import { noGrad } from '../tensor/autograd.js';
 import { checkpoint } from '../nn/checkpoint.js';
 import { Module, ModuleList } from '../nn/module.js';
@@ -43,18 +45,29 @@ export class TinyGPT extends Module {
 
   /** ids (B, T) i32 -> logits (B, T, vocab). */
   forward(ids: Tensor): Tensor {
+    return this.head.forward(this.hidden(ids));
+  }
+
+  /** ids (B, T) i32 -> final hidden states (B, T, dim), before the head. */
+  hidden(ids: Tensor): Tensor {
     const T = ids.shape[1];
     if (ids.ndim !== 2 || T > this.cfg.contextLength) {
       throw new ShapeError(`Argument 'ids' passed to 'TinyGPT.forward' has shape ${fmtShape(ids.shape)}; expected [B, T] with T <= ${this.cfg.contextLength}`);
     }
     let x = this.wte.forward(ids).add(this.wpe.forward(arange(0, T, 1, 'i32'))); // (B, T, C)
     for (const b of this.blocks) x = this.gradientCheckpointing ? checkpoint(b, (h) => b.forward(h), x) : b.forward(x);
-    return this.head.forward(this.lnF.forward(x));
+    return this.lnF.forward(x);
   }
 
   /** Mean next-token cross-entropy of ids (B, T) against targets (B, T). */
   loss(ids: Tensor, targets: Tensor): Tensor {
-    const logits = this.forward(ids);
+    const h = this.hidden(ids);
+    // A plain or int8 head goes through the fused loss (no (tokens x vocabulary) logits); an adapted head (LoRA on
+    // the head) computes its logits and consumes them.
+    const head: Module = this.head;
+    if (head instanceof Linear) return linearCrossEntropy(h, head.weight, head.bias, targets);
+    if (head instanceof Int8Linear) return linearCrossEntropy(h, head.weight, head.bias, targets, { scales: head.scales });
+    const logits = this.head.forward(h);
     return crossEntropy(logits.reshape([-1, this.cfg.vocabSize]), targets.reshape([-1]), { consumeLogits: true }); // logits are ours alone
   }
 

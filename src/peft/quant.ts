@@ -1,16 +1,15 @@
 /**
  * Low-precision frozen base weights (QLoRA's idea on this hardware): frozen Linear weights kept in bf16, or as
- * int8 weight-only with one absmax scale per output channel, while LoRA adapters train in f32 on top. The int8
- * layer dequantises on use in the forward pass and again in the backward pass (nothing f32 is kept between
- * them), so the resident memory of the base is 1 byte per weight.
+ * int8 weight-only with one absmax scale per output channel, while LoRA adapters train in f32 on top. Products
+ * against either widen the weight a block of rows at a time inside the kernel (forward and backward), so no
+ * f32 copy of a frozen weight is ever made and the resident base is 2 or 1 byte per weight.
  */
 import { Module } from '../nn/module.js';
 import { Embedding, Linear } from '../nn/layers.js';
 import { Tensor } from '../tensor/tensor.js';
 import { backend } from '../backend/index.js';
-import { record, noGrad } from '../tensor/autograd.js';
-import { linear, matmul } from '../tensor/ops/linalg.js';
-import { ConfigError } from '../errors.js';
+import { linear, linearInt8 } from '../tensor/ops/linalg.js';
+import { ConfigError, IndexError } from '../errors.js';
 
 export type BaseQuantization = 'bf16' | 'int8';
 
@@ -74,31 +73,58 @@ export class Int8Linear extends Module {
     return err;
   }
 
-  /** y = x W^T + b without recording (the backward rule is linearInt8's own). */
-  private compute(x: Tensor): Tensor {
-    return noGrad(() => {
-      const y = linear(x, this.denseWeight(), null);
-      return this.bias ? y.add(this.bias) : y;
-    });
+  /** y = x W^T + b with the int8 weight widened block by block inside the product (forward and backward). */
+  forward(x: Tensor): Tensor {
+    return linearInt8(x, this.weight, this.scales, this.bias);
+  }
+}
+
+/**
+ * A frozen embedding table in int8 with one absmax scale per row: a lookup widens only the rows it reads
+ * (scale x value). Tied heads read it through `linearInt8(h, weight, scales)` (see `tiedHeadLinear`).
+ */
+export class Int8Embedding extends Module {
+  weight: Tensor;
+  scales: Tensor;
+  readonly numEmbeddings: number;
+  readonly dim: number;
+
+  constructor(q: Tensor, scales: Tensor) {
+    super();
+    [this.numEmbeddings, this.dim] = q.shape;
+    this.weight = this.param('weight', q, false);
+    this.scales = this.param('scales', scales, false);
   }
 
-  forward(x: Tensor): Tensor {
-    // No arrow function in this scope may mention x: V8 keeps every captured variable of a scope in one context,
-    // so the backward closure would hold the input alive too.
-    const out = this.compute(x);
-    const inputs = this.bias && this.bias.requiresGrad ? [x, this.bias] : [x];
-    // flags, not x or inputs: the frozen layer's input need not live until backward
-    const needGx = x.requiresGrad, withBias = inputs.length === 2;
-    return record('linearInt8', inputs, out, (gy) => {
-      // recompute the dense weight rather than keeping it from the forward pass
-      const gx = needGx ? matmul(gy, this.denseWeight()) : null;
-      if (!withBias) return [gx];
-      const n = this.outFeatures;
-      const s = new Float32Array(n);
-      backend().reduce('sum', gy.f32(), 1, gy.size / n, n, s);
-      return [gx, new Tensor(s, 'f32', [n])];
-    });
+  static fromEmbedding(e: Embedding): Int8Embedding {
+    const { q, scales } = quantizeInt8(e.weight.to('f32'));
+    return new Int8Embedding(q, scales);
   }
+
+  denseWeight(): Tensor {
+    return dequantizeInt8(this.weight, this.scales);
+  }
+
+  /** ids: i32 tensor of any shape -> (...ids.shape, dim) f32 (no gradient: the table is frozen). */
+  forward(ids: Tensor): Tensor {
+    const V = this.numEmbeddings, D = this.dim;
+    const idx = ids.i32('embedding');
+    const q = this.weight.storage as Int8Array, sc = this.scales.f32();
+    const out = new Float32Array(idx.length * D);
+    for (let i = 0; i < idx.length; i++) {
+      const r = idx[i];
+      if (!(r >= 0 && r < V)) throw new IndexError(`Argument 'ids' passed to 'embedding' holds ${r} at position ${i}; expected values in [0, ${V})`);
+      const s = sc[r], o = i * D, src = r * D;
+      for (let j = 0; j < D; j++) out[o + j] = s * q[src + j];
+    }
+    return new Tensor(out, 'f32', [...ids.shape, D]);
+  }
+}
+
+/** h @ E^T for a head tied to an embedding table, whether the table is f32, 16-bit or an Int8Embedding's. */
+export function tiedHeadLinear(h: Tensor, table: Module & { weight: Tensor }): Tensor {
+  if (table instanceof Int8Embedding) return linearInt8(h, table.weight, table.scales, null);
+  return linear(h, table.weight, null);
 }
 
 /**
@@ -113,11 +139,18 @@ export function quantizeBase(model: Module, mode: BaseQuantization, opts: { skip
   for (const [path, m] of modules) {
     if (skip.some((s) => path === s || path.endsWith(`.${s}`) || path.startsWith(`${s}.`) || path.includes(`.${s}.`))) continue;
     if (m instanceof Embedding && !m.weight.requiresGrad && m.weight.dtype === 'f32' && !path.includes('lora_')) {
-      // Frozen embedding tables go to bf16 in both modes: a lookup widens only the rows it reads (an int8 table
-      // would need a scale per row in the gather; bf16 already halves the largest frozen matrix of most models).
+      // Frozen embedding tables follow the mode: bf16, or int8 with a scale per row (a lookup widens only the
+      // rows it reads). A table under a LoRA adapter (its base_layer) stays bf16: the adapter reads it as a table.
       bytesBefore += m.weight.nbytes;
-      m.replaceParam('weight', m.weight.to('bf16'));
-      bytesAfter += m.weight.nbytes;
+      const dot = path.lastIndexOf('.');
+      if (mode === 'int8' && !path.endsWith('.base_layer')) {
+        const q = Int8Embedding.fromEmbedding(m);
+        (modules.get(dot < 0 ? '' : path.slice(0, dot)) as Module).setChild(path.slice(dot + 1), q);
+        bytesAfter += q.weight.nbytes + q.scales.nbytes;
+      } else {
+        m.replaceParam('weight', m.weight.to('bf16'));
+        bytesAfter += m.weight.nbytes;
+      }
       embeddings++;
       continue;
     }

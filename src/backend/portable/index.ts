@@ -4,13 +4,13 @@
  * not build. Single-threaded; floats are evaluated in float64 and rounded to float32 on store.
  */
 import type {
-  AdamWArgs, AttentionShape, Backend, BinaryOp, DType, MatmulArgs, ReduceOp, SGDArgs, Storage, UnaryOp,
+  AdamWArgs, AttentionShape, Backend, BinaryOp, DType, MatmulArgs, MatmulLowpArgs, ReduceOp, SGDArgs, Storage, UnaryOp,
 } from '../backend.js';
 import { allocStorage } from '../backend.js';
 import { attention, attentionBackward } from './attention.js';
 import { cast } from './cast.js';
 import { affine, axpby, unary, unaryBackward } from './elementwise.js';
-import { matmul } from './matmul.js';
+import { matmul, matmulLowp } from './matmul.js';
 import {
   crossEntropy, crossEntropyBackward, gather, layerNorm, layerNormBackward, rmsNorm, rmsNormBackward, rope, scatterAdd,
   softmax, softmaxBackward,
@@ -76,6 +76,9 @@ export class PortableBackend implements Backend {
 
   matmul(args: MatmulArgs): void {
     matmul(args);
+  }
+  matmulLowp(args: MatmulLowpArgs): void {
+    matmulLowp(args);
   }
 
   softmax(x: Float32Array, rows: number, cols: number, out: Float32Array, log: boolean): void {

@@ -5,7 +5,7 @@
  * (each f32 x f32 product is exact in float64), over column panels of Bt sized to stay in L2. Measured ~2.3
  * GFLOP/s single-threaded in V8, about twice a loop-reordered (i, k, j) row-update kernel.
  */
-import type { MatmulArgs } from '../backend.js';
+import type { MatmulArgs, MatmulLowpArgs } from '../backend.js';
 
 const PANEL_BYTES = 256 * 1024; // Bt rows per panel: as many as fit in this
 
@@ -116,4 +116,29 @@ export function matmul(args: MatmulArgs): void {
     }
     gemm(M, N, K, A, ao, Bt, bo, out, bi * M * N, alpha, beta);
   }
+}
+
+/**
+ * f32 a times one bf16 or int8 b (scales per stored row). The portable backend widens b whole and reuses
+ * `matmul` (it is the reference the native kernel's blocked widening is tested against, not a memory path).
+ */
+export function matmulLowp(args: MatmulLowpArgs): void {
+  const { b, bDtype, scales, M, N, K, transB } = args;
+  const rows = transB ? N : K, cols = transB ? K : N;
+  const wide = new Float32Array(rows * cols);
+  if (bDtype === 'bf16') {
+    if (!(b instanceof Uint16Array)) throw new TypeError(`matmulLowp: bDtype 'bf16' expects a Uint16Array b`);
+    new Uint32Array(wide.buffer).set(b.subarray(0, rows * cols));
+    const bits = new Uint32Array(wide.buffer);
+    for (let i = 0; i < bits.length; i++) bits[i] <<= 16;
+  } else if (bDtype === 'i8') {
+    if (!(b instanceof Int8Array)) throw new TypeError(`matmulLowp: bDtype 'i8' expects an Int8Array b`);
+    for (let r = 0; r < rows; r++) {
+      const s = scales ? scales[r] : 1;
+      for (let c = 0; c < cols; c++) wide[r * cols + c] = s * b[r * cols + c];
+    }
+  } else {
+    throw new Error(`matmulLowp: bDtype must be 'bf16' or 'i8'; got '${bDtype as string}'`);
+  }
+  matmul({ ...args, b: wide, dtype: 'f32', strideB: 0 });
 }

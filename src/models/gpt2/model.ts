@@ -10,12 +10,12 @@
  */
 import { Tensor } from '../../tensor/tensor.js';
 import { arange } from '../../tensor/creation.js';
-import { linear } from '../../tensor/ops/linalg.js';
 import { fusedQKVAttention, scaledDotProductAttention } from '../../tensor/ops/nn.js';
 import { Module, ModuleList } from '../../nn/module.js';
 import { Dropout, Embedding, LayerNorm, Linear } from '../../nn/layers.js';
 import { ConfigError, ShapeError, fmtShape } from '../../errors.js';
 import type { HFConfig } from '../hf/config.js';
+import { tiedHeadLinear } from '../../peft/quant.js';
 import { HFModel, type Backbone, type CausalLM, type ForwardOptions, type HFFamily } from '../hf/family.js';
 import { checkIds, keyPaddingMask, lookup, makeEmbedding, makeLinear, type KVCache } from '../hf/layers.js';
 import { SequenceClassifier } from '../hf/heads.js';
@@ -179,7 +179,7 @@ export class GPT2LMHeadModel extends HFModel implements CausalLM {
   get maxPositions(): number { return this.cfg.nPositions; }
   /** ids (B, T) -> logits (B, T, vocab). */
   forward(ids: Tensor, opts: ForwardOptions = {}): Tensor {
-    return linear(this.transformer.forward(ids, opts), this.transformer.wte.weight, null);
+    return tiedHeadLinear(this.transformer.forward(ids, opts), this.transformer.wte);
   }
 }
 

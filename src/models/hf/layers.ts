@@ -99,6 +99,7 @@ export function setParameter(root: Module, key: string, t: Tensor, frozen = fals
 export function lookup(e: Embedding, ids: Tensor): Tensor {
   const w = e.weight;
   if (w.dtype === 'f32') return embedding(ids, w);
+  if (w.dtype === 'i8') return e.forward(ids); // an Int8Embedding put in its place by quantizeBase
   const [V, D] = w.shape;
   const idx = ids.i32('embedding');
   const table = w.dense() as Uint16Array;

@@ -10,13 +10,13 @@
  * through `DecoderParts`.
  */
 import { Tensor } from '../../tensor/tensor.js';
-import { linear } from '../../tensor/ops/linalg.js';
 import { rope, scaledDotProductAttention } from '../../tensor/ops/nn.js';
 import { maximum } from '../../tensor/ops/elementwise.js';
 import { Module, ModuleList } from '../../nn/module.js';
 import { Embedding, Linear, RMSNorm } from '../../nn/layers.js';
 import { ConfigError } from '../../errors.js';
 import type { HFConfig } from '../hf/config.js';
+import { tiedHeadLinear } from '../../peft/quant.js';
 import { HFModel, type Backbone, type CausalLM, type ForwardOptions, type HFFamily } from '../hf/family.js';
 import {
   Rotary, checkIds, keyPaddingMask, lookup, makeEmbedding, makeLinear, parseRopeScaling, repeatKV, slidingWindowMask,
@@ -205,7 +205,7 @@ export class LlamaForCausalLM extends HFModel implements CausalLM {
   /** ids (B, T) -> logits (B, T, vocab). */
   forward(ids: Tensor, opts: ForwardOptions = {}): Tensor {
     const h = this.model.forward(ids, opts);
-    return this.lm_head ? this.lm_head.forward(h) : linear(h, this.model.embed_tokens.weight, null);
+    return this.lm_head ? this.lm_head.forward(h) : tiedHeadLinear(h, this.model.embed_tokens);
   }
 }
 

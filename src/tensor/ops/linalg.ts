@@ -13,16 +13,18 @@ import { contiguous, reshape } from './movement.js';
 import { sumTo } from './reduce.js';
 
 /** A matrix operand as the kernel reads it: logical (rows, cols), stored transposed when `trans`. */
-interface Operand {
-  buf: Float32Array | Uint16Array;
-  dtype: 'f32' | 'bf16';
+export interface Operand {
+  buf: Float32Array | Uint16Array | Int8Array;
+  /** 'i8' only for a quantised weight (`linearInt8`), with one scale per stored row. */
+  dtype: 'f32' | 'bf16' | 'i8';
+  scales?: Float32Array;
   rows: number;
   cols: number;
   trans: boolean;
   batchStride: number;
 }
 
-const transposed = (o: Operand): Operand => ({ ...o, rows: o.cols, cols: o.rows, trans: !o.trans });
+export const transposed = (o: Operand): Operand => ({ ...o, rows: o.cols, cols: o.rows, trans: !o.trans });
 
 function checkFloat(t: Tensor, op: string, arg: string): void {
   if (t.dtype === 'i32' || t.dtype === 'i8') {
@@ -34,7 +36,7 @@ function checkFloat(t: Tensor, op: string, arg: string): void {
  * Reads the last two dims of `t` as a matrix operand with one uniform batch stride over `batch` matrices
  * (0 when t has no batch dims of its own). Transposed views pass as a flag; other layouts are copied once.
  */
-function prepare(t: Tensor, batch: number, compute: ComputeDType): Operand {
+export function prepare(t: Tensor, batch: number, compute: ComputeDType): Operand {
   const nd = t.ndim;
   const R = t.shape[nd - 2], C = t.shape[nd - 1];
   const sR = t.strides[nd - 2], sC = t.strides[nd - 1];
@@ -83,11 +85,23 @@ function prepare(t: Tensor, batch: number, compute: ComputeDType): Operand {
   return { buf, dtype, rows: R, cols: C, trans: trans as boolean, batchStride: own === 1 && batch > 1 ? 0 : R * C };
 }
 
-/** out (batch, a.rows, b.cols) = alpha * a @ b + beta * out. Mixed dtypes are brought to f32. */
-function gemm(a: Operand, b: Operand, batch: number, out: Float32Array, alpha = 1, beta = 0): Float32Array {
+/**
+ * out (batch, a.rows, b.cols) = alpha * a @ b + beta * out. An f32 `a` against one bf16 or int8 matrix `b` (a
+ * frozen weight) goes to the backend's blocked-widening product, so no f32 copy of the weight is made; other
+ * mixed dtypes are brought to f32.
+ */
+export function gemm(a: Operand, b: Operand, batch: number, out: Float32Array, alpha = 1, beta = 0): Float32Array {
+  if (a.dtype === 'f32' && b.dtype !== 'f32' && (batch === 1 || b.batchStride === 0)) {
+    backend().matmulLowp({
+      a: a.buf as Float32Array, b: b.buf as Uint16Array | Int8Array, bDtype: b.dtype, scales: b.scales ?? null, out, batch,
+      M: a.rows, N: b.cols, K: a.cols, transA: a.trans, transB: b.trans, strideA: a.batchStride, alpha, beta,
+    });
+    return out;
+  }
   if (a.dtype !== b.dtype) {
     const up = (o: Operand): Operand => {
       if (o.dtype === 'f32') return o;
+      if (o.dtype === 'i8') throw new DTypeError(`an int8 weight multiplies only f32 activations, one matrix at a time`);
       const f = new Float32Array(o.buf.length);
       backend().cast(o.buf, 'bf16', f, 'f32');
       return { ...o, buf: f, dtype: 'f32' };
@@ -96,7 +110,8 @@ function gemm(a: Operand, b: Operand, batch: number, out: Float32Array, alpha = 
     b = up(b);
   }
   backend().matmul({
-    a: a.buf, b: b.buf, out, dtype: a.dtype, batch, M: a.rows, N: b.cols, K: a.cols,
+    a: a.buf as Float32Array | Uint16Array, b: b.buf as Float32Array | Uint16Array, out, dtype: a.dtype as 'f32' | 'bf16',
+    batch, M: a.rows, N: b.cols, K: a.cols,
     transA: a.trans, transB: b.trans, strideA: a.batchStride, strideB: b.batchStride, alpha, beta,
   });
   return out;
@@ -237,5 +252,59 @@ export function addLinear(y: Tensor, x: Tensor, W: Tensor, alpha = 1, opts: { in
     const gx = x.requiresGrad ? new Tensor(gemm(g, ow, 1, uninitF32(rows * nIn), alpha), 'f32', [...x.shape]) : null;
     const gw = W.requiresGrad ? new Tensor(gemm(transposed(g), ox, 1, uninitF32(nOut * nIn), alpha), 'f32', [nOut, nIn]) : null;
     return [y.requiresGrad ? gy : null, gx, gw];
+  });
+}
+
+/** An int8 (out, in) weight with per-row scales as a matrix operand (stored rows = output channels). */
+export function int8Operand(q: Tensor, scales: Tensor): Operand {
+  const [nOut, nIn] = q.shape;
+  return {
+    buf: (q.storage as Int8Array).subarray(q.offset, q.offset + q.size), dtype: 'i8', scales: scales.f32(),
+    rows: nOut, cols: nIn, trans: false, batchStride: nOut * nIn,
+  };
+}
+
+/**
+ * y = x @ dequant(q)^T + b for an int8 weight q (out, in) with one f32 scale per output channel: the product of
+ * a frozen quantised Linear (QLoRA's idea). The weight is widened block by block inside the kernel, forward and
+ * backward alike, so it stays 1 byte per element in memory. Gradients flow to x and to a trainable bias only.
+ */
+export function linearInt8(x: Tensor, q: Tensor, scales: Tensor, b: Tensor | null): Tensor {
+  checkFloat(x, 'linearInt8', 'x');
+  if (q.dtype !== 'i8' || q.ndim !== 2 || !q.isContiguous) {
+    throw new DTypeError(`Argument 'q' passed to 'linearInt8' must be a contiguous 2-D int8 tensor; got ${q.dtype} ${fmtShape(q.shape)}`);
+  }
+  const [nOut, nIn] = q.shape;
+  if (scales.dtype !== 'f32' || scales.size !== nOut) {
+    throw new ShapeError(`Argument 'scales' passed to 'linearInt8' must be f32 with ${nOut} entries; got ${scales.dtype} ${fmtShape(scales.shape)}`);
+  }
+  if (x.ndim < 1 || x.shape[x.ndim - 1] !== nIn) {
+    throw new ShapeError(`Argument 'x' passed to 'linearInt8' has shape ${fmtShape(x.shape)}; expected [.., ${nIn}] to match weight ${fmtShape(q.shape)}`);
+  }
+  if (b && (b.ndim !== 1 || b.shape[0] !== nOut)) {
+    throw new ShapeError(`Argument 'bias' passed to 'linearInt8' has shape ${fmtShape(b.shape)}; expected [${nOut}]`);
+  }
+  const rows = x.size / nIn;
+  // activations in f32 whatever the autocast policy: the int8 kernel reads f32 on the left
+  const ox = prepare(x.ndim === 2 ? x : reshape(x, [rows, nIn]), 1, 'f32');
+  const ow = int8Operand(q, scales);
+  const out = uninitF32(rows * nOut);
+  if (b) backend().stridedCopy(b.f32(), [rows, nOut], [0, 1], out);
+  gemm(ox, transposed(ow), 1, out, 1, b ? 1 : 0);
+  const y = new Tensor(out, 'f32', [...x.shape.slice(0, -1), nOut]);
+  const needGx = x.requiresGrad, needGb = !!b && b.requiresGrad;
+  if (!needGx && !needGb) return y;
+  const xShape = [...x.shape];
+  return record('linearInt8', b ? [x, b] : [x], y, (gy) => {
+    const g = gradOperand(reshape(gy, [rows, nOut]), 1, 'f32');
+    const gx = needGx ? new Tensor(gemm(g, ow, 1, uninitF32(rows * nIn)), 'f32', xShape) : null;
+    if (!b) return [gx];
+    let gb: Tensor | null = null;
+    if (needGb) {
+      const s = new Float32Array(nOut);
+      backend().reduce('sum', gy.f32(), 1, rows, nOut, s);
+      gb = new Tensor(s, 'f32', [nOut]);
+    }
+    return [gx, gb];
   });
 }

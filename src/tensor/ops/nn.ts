@@ -88,7 +88,7 @@ export function rmsNorm(x: Tensor, gamma: Tensor | null, eps = 1e-6): Tensor {
   });
 }
 
-function checkIndices(idx: Int32Array, n: number, op: string, arg: string, allow?: number): void {
+export function checkIndices(idx: Int32Array, n: number, op: string, arg: string, allow?: number): void {
   for (let i = 0; i < idx.length; i++) {
     const v = idx[i];
     if ((v < 0 || v >= n) && v !== allow) {

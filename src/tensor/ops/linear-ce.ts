@@ -1,0 +1,115 @@
+/**
+ * Cross-entropy of a linear head without the logits: `linearCrossEntropy(h, W, b, targets)` equals
+ * `crossEntropy(linear(h, W, b), targets)` (mean or sum, ignoreIndex, label smoothing), but walks the rows in
+ * chunks: each chunk's logits are made, turned into log-probabilities, the loss read and the gradient of the
+ * logits formed in place, then multiplied back into the gradients of h, W and b at once, so only one chunk of
+ * (rows x vocabulary) ever exists. For a language model's head that is the largest activation of a step (8 x 128
+ * tokens x 50,257 words = 206 MB in f32), gone. The idea is Liger-Kernel's fused linear cross-entropy and Apple's
+ * Cut Cross-Entropy; the arithmetic is the unfused ops' own kernels.
+ *
+ * The gradients are computed in the forward pass when grad mode is on and an input needs one (nothing is kept
+ * but them); backward scales them by the upstream scalar. Under `noGrad` it computes the loss only. The weight
+ * may be f32, bf16 or int8 (`scales` given): low-precision weights are widened block by block in the products.
+ */
+import { backend } from '../../backend/index.js';
+import { DTypeError, ShapeError, fmtShape } from '../../errors.js';
+import { uninitF32 } from '../alloc.js';
+import { Tensor } from '../tensor.js';
+import { isGradEnabled, record } from '../autograd.js';
+import { autocastDType } from '../precision.js';
+import { gemm, int8Operand, prepare, transposed, type Operand } from './linalg.js';
+import { checkIndices } from './nn.js';
+import { contiguous, reshape } from './movement.js';
+
+export interface LinearCrossEntropyOptions {
+  ignoreIndex?: number;
+  labelSmoothing?: number;
+  reduction?: 'mean' | 'sum';
+  /** Per-row scales of an int8 weight (then `W` is the int8 tensor). */
+  scales?: Tensor | null;
+  /** Rows per chunk (default: as many as keep a chunk of logits near 8 MiB, at least 16). */
+  chunkRows?: number;
+}
+
+const CHUNK_ELEMS = 2 << 20;
+
+export function linearCrossEntropy(h: Tensor, W: Tensor, b: Tensor | null, targets: Tensor, opts: LinearCrossEntropyOptions = {}): Tensor {
+  const { ignoreIndex = -100, labelSmoothing = 0, reduction = 'mean', scales = null } = opts;
+  if (reduction !== 'mean' && reduction !== 'sum') {
+    throw new ShapeError(`Argument 'reduction' passed to 'linearCrossEntropy' is '${reduction as string}'; expected 'mean' or 'sum'`);
+  }
+  if (!(labelSmoothing >= 0 && labelSmoothing <= 1)) {
+    throw new ShapeError(`Argument 'labelSmoothing' passed to 'linearCrossEntropy' is ${labelSmoothing}; expected a value in [0, 1]`);
+  }
+  if (W.ndim !== 2) throw new ShapeError(`Argument 'weight' passed to 'linearCrossEntropy' has shape ${fmtShape(W.shape)}; expected [vocab, dim]`);
+  const [V, D] = W.shape;
+  if (h.ndim < 1 || h.shape[h.ndim - 1] !== D) {
+    throw new ShapeError(`Argument 'h' passed to 'linearCrossEntropy' has shape ${fmtShape(h.shape)}; expected [.., ${D}] to match weight ${fmtShape(W.shape)}`);
+  }
+  if (h.dtype === 'i32' || h.dtype === 'i8') throw new DTypeError(`Argument 'h' passed to 'linearCrossEntropy' has dtype ${h.dtype}; expected a float tensor`);
+  if (b && (b.ndim !== 1 || b.shape[0] !== V)) throw new ShapeError(`Argument 'bias' passed to 'linearCrossEntropy' has shape ${fmtShape(b.shape)}; expected [${V}]`);
+  if (W.dtype === 'i8' && (!scales || scales.size !== V)) {
+    throw new ShapeError(`'linearCrossEntropy' with an int8 weight needs 'scales' with ${V} entries`);
+  }
+  const rows = h.size / D;
+  if (targets.size !== rows) {
+    throw new ShapeError(`Argument 'targets' passed to 'linearCrossEntropy' has shape ${fmtShape(targets.shape)}; expected ${rows} targets for h ${fmtShape(h.shape)}`);
+  }
+  if (targets.dtype !== 'i32') throw new DTypeError(`Argument 'targets' passed to 'linearCrossEntropy' has dtype ${targets.dtype}; expected i32 class indices`);
+  const t = targets.i32('linearCrossEntropy');
+  checkIndices(t, V, 'linearCrossEntropy', 'targets', ignoreIndex);
+
+  // int8 weights meet f32 activations; otherwise the autocast policy decides, as in `linear`
+  const compute = W.dtype === 'i8' ? 'f32' : autocastDType();
+  const ow: Operand = W.dtype === 'i8' ? int8Operand(W, scales as Tensor) : prepare(W, 1, compute);
+  const h2 = contiguous(reshape(h.dtype === 'f32' ? h : h.to('f32'), [rows, D]));
+  const hBuf = (h2.storage as Float32Array).subarray(h2.offset, h2.offset + rows * D);
+  const needGh = isGradEnabled() && h.requiresGrad;
+  const needGw = isGradEnabled() && W.requiresGrad && W.dtype !== 'i8';
+  const needGb = isGradEnabled() && !!b && b.requiresGrad;
+  const grads = needGh || needGw || needGb;
+
+  let count = 0;
+  for (let i = 0; i < rows; i++) if (t[i] !== ignoreIndex) count++;
+  const scale = reduction === 'mean' ? 1 / count : 1; // mean over zero targets is NaN, as in PyTorch
+  const gh = needGh ? uninitF32(rows * D) : null;
+  const gw = needGw ? new Float32Array(V * D) : null;
+  const gb = needGb ? new Float32Array(V) : null;
+  const bias = b ? b.f32() : null;
+
+  const chunk = Math.max(1, Math.min(rows, opts.chunkRows ?? Math.max(16, Math.floor(CHUNK_ELEMS / V))));
+  const logits = uninitF32(chunk * V), loss = new Float32Array(chunk), dl = new Float32Array(chunk).fill(scale);
+  let total = 0;
+  for (let r0 = 0; r0 < rows; r0 += chunk) {
+    const nr = Math.min(chunk, rows - r0);
+    const hc = new Tensor(hBuf.subarray(r0 * D, (r0 + nr) * D), 'f32', [nr, D]);
+    const oh = prepare(hc, 1, compute);
+    const z = logits.subarray(0, nr * V), tc = t.subarray(r0, r0 + nr);
+    if (bias) backend().stridedCopy(bias, [nr, V], [0, 1], z);
+    gemm(oh, transposed(ow), 1, z, 1, bias ? 1 : 0);
+    backend().crossEntropy(z, tc, nr, V, ignoreIndex, labelSmoothing, loss, z);
+    for (let i = 0; i < nr; i++) total += loss[i];
+    if (!grads) continue;
+    backend().crossEntropyBackward(z, tc, nr, V, ignoreIndex, labelSmoothing, dl.subarray(0, nr), z);
+    const g = prepare(new Tensor(z, 'f32', [nr, V]), 1, compute);
+    if (gh) gemm(g, ow, 1, gh.subarray(r0 * D, (r0 + nr) * D));
+    if (gw) gemm(transposed(g), oh, 1, gw, 1, 1);
+    if (gb) for (let i = 0; i < nr; i++) for (let j = 0; j < V; j++) gb[j] += z[i * V + j];
+  }
+  const y = new Tensor(new Float32Array([total * scale]), 'f32', []);
+  if (!grads) return y;
+  const inputs = [h, W, ...(b ? [b] : [])];
+  const hShape = [...h.shape], wShape = [V, D];
+  return record('linearCrossEntropy', inputs, y, (gy, last) => {
+    const s = gy.item();
+    // the stored gradients are handed out as they are on the last pass with a unit upstream, else as scaled copies
+    const out = (buf: Float32Array | null, shape: number[]): Tensor | null => {
+      if (!buf) return null;
+      const o = last && s === 1 ? buf : uninitF32(buf.length);
+      if (o !== buf) backend().affine(buf, s, 0, o);
+      return new Tensor(o, 'f32', shape);
+    };
+    const grads = [out(gh, hShape), out(gw, wShape)];
+    return b ? [...grads, out(gb, [V])] : grads;
+  });
+}

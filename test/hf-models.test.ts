@@ -350,3 +350,24 @@ test('CLI: autoglm generate --model DIR "prompt" prints the greedy continuation'
   assert.deepEqual(out.ids, generate(model, prompt, { maxNewTokens: 5, eosTokenId: tok.eosTokenId }));
   assert.equal(out.completion, tok.decode(out.ids.slice(prompt.length)));
 });
+
+test('causal-LM loss from hidden states (fused, chunked) equals the logits path: GPT-2 tied, Llama untied, int8 base', async () => {
+  const { causalLMLossFromHidden } = await import('../src/models/hf/heads.js');
+  const { quantizeBase } = await import('../src/peft/quant.js');
+  const gpt2 = (await loadModel('gpt2', { path: path.join(GOLDEN, 'gpt2') })) as unknown as CausalLM;
+  const llama = buildHFModel({ model_type: 'llama', vocab_size: 50, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2 }) as unknown as CausalLM;
+  for (const [name, m] of [['gpt2', gpt2], ['llama', llama]] as const) {
+    const V = m.vocabSize;
+    const ids = new Tensor(Int32Array.from({ length: 2 * 7 }, (_, i) => (i * 13 + 5) % V), 'i32', [2, 7]);
+    const mask = new Tensor(Float32Array.from({ length: 14 }, (_, i) => (i === 13 || i === 12 ? 0 : 1)), 'f32', [2, 7]);
+    const labels = lmLabels(ids, mask);
+    for (const quant of [false, true]) {
+      if (quant) quantizeBase(m, 'int8');
+      const head = m.headWeights();
+      assert.ok(head, `${name}: a plain head`);
+      const fused = noGrad(() => causalLMLossFromHidden(m.hidden(ids, { attentionMask: mask }), head, labels)).item();
+      const plain = noGrad(() => causalLMLoss(m.forward(ids, { attentionMask: mask }), labels)).item();
+      assert.ok(Math.abs(fused - plain) < 1e-5 * Math.abs(plain), `${name}${quant ? ' int8' : ''}: ${fused} vs ${plain}`);
+    }
+  }
+});

@@ -6,7 +6,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { arange } from '../tensor/creation.js';
 import { crossEntropy } from '../tensor/ops/nn.js';
 import { linearCrossEntropy } from '../tensor/ops/linear-ce.js';
-import { Int8Linear } from '../peft/quant.js';
+import { plainHeadWeights } from '../peft/quant.js';
 import { noGrad } from '../tensor/autograd.js';
 import { checkpoint } from '../nn/checkpoint.js';
 import { Module, ModuleList } from '../nn/module.js';
@@ -64,9 +64,8 @@ export class TinyGPT extends Module {
     const h = this.hidden(ids);
     // A plain or int8 head goes through the fused loss (no (tokens x vocabulary) logits); an adapted head (LoRA on
     // the head) computes its logits and consumes them.
-    const head: Module = this.head;
-    if (head instanceof Linear) return linearCrossEntropy(h, head.weight, head.bias, targets);
-    if (head instanceof Int8Linear) return linearCrossEntropy(h, head.weight, head.bias, targets, { scales: head.scales });
+    const w = plainHeadWeights(this.head);
+    if (w) return linearCrossEntropy(h, w.weight, w.bias, targets, { scales: w.scales });
     const logits = this.head.forward(h);
     return crossEntropy(logits.reshape([-1, this.cfg.vocabSize]), targets.reshape([-1]), { consumeLogits: true }); // logits are ours alone
   }

@@ -1,11 +1,12 @@
 import { backend } from '../backend/index.js';
+import { uninitF32 } from '../tensor/alloc.js';
 import { ConfigError } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { Optimizer, type ParamGroup, type ParamsInput } from './optimizer.js';
 
 export interface AdamOptions { lr: number; betas?: [number, number]; eps?: number; weightDecay?: number }
 
-/** AdamW (decoupled weight decay, PyTorch semantics). `Adam` is AdamW with weight decay 0. */
+/** AdamW (decoupled weight decay, PyTorch semantics). */
 export class AdamW extends Optimizer {
   constructor(params: ParamsInput, opts: AdamOptions) {
     const { lr, betas = [0.9, 0.999], eps = 1e-8, weightDecay = 0.01 } = opts;
@@ -28,8 +29,23 @@ export class AdamW extends Optimizer {
   }
 }
 
+/**
+ * Adam (PyTorch semantics): weight decay is an L2 penalty added to the gradient before the moments (default 0),
+ * not AdamW's decoupled shrink of the weights. A group's `weightDecay` (the trainer sets one per group) is read
+ * the same way.
+ */
 export class Adam extends AdamW {
   constructor(params: ParamsInput, opts: AdamOptions) {
-    super(params, { ...opts, weightDecay: 0 });
+    super(params, { ...opts, weightDecay: opts.weightDecay ?? 0 });
+  }
+  protected override update(p: Tensor, grad: Float32Array, g: ParamGroup, st: Record<string, Float32Array | number>, gradScale: number): void {
+    if (!(g.weightDecay > 0)) {
+      super.update(p, grad, g, st, gradScale);
+      return;
+    }
+    // g' = gradScale * grad + wd * p, then Adam without decoupled decay
+    const l2 = uninitF32(p.size); // scratch, not state: nothing of it belongs in a checkpoint
+    backend().axpby(gradScale, grad, g.weightDecay, p.storage as Float32Array, l2);
+    super.update(p, l2, { ...g, weightDecay: 0 }, st, 1);
   }
 }

@@ -121,6 +121,26 @@ export class Int8Embedding extends Module {
   }
 }
 
+/** The weights of a plain output layer, as the fused loss (`linearCrossEntropy`) reads them. */
+export interface HeadWeights {
+  weight: Tensor;
+  bias: Tensor | null;
+  /** Per-row scales when `weight` is int8. */
+  scales: Tensor | null;
+}
+
+/**
+ * The head weights of a Linear, an Int8Linear, or an embedding table used as a tied head (f32, 16-bit or
+ * Int8Embedding); null for anything else (a LoRA-adapted head computes its logits through its own forward).
+ */
+export function plainHeadWeights(layer: Module | null | undefined): HeadWeights | null {
+  if (layer instanceof Linear) return { weight: layer.weight, bias: layer.bias, scales: null };
+  if (layer instanceof Int8Linear) return { weight: layer.weight, bias: layer.bias, scales: layer.scales };
+  if (layer instanceof Embedding) return { weight: layer.weight, bias: null, scales: null };
+  if (layer instanceof Int8Embedding) return { weight: layer.weight, bias: null, scales: layer.scales };
+  return null;
+}
+
 /** h @ E^T for a head tied to an embedding table, whether the table is f32, 16-bit or an Int8Embedding's. */
 export function tiedHeadLinear(h: Tensor, table: Module & { weight: Tensor }): Tensor {
   if (table instanceof Int8Embedding) return linearInt8(h, table.weight, table.scales, null);

@@ -18,7 +18,7 @@ import { BadLineSink } from '../data/bad-lines.js';
 import { shuffleInPlace } from '../data/split.js';
 import { padIds } from '../data/encode.js';
 import type { BadLine } from '../data/types.js';
-import { causalLMLoss, lmLabels, IGNORE_INDEX } from '../models/hf/heads.js';
+import { causalLMLoss, causalLMLossFromHidden, lmLabels, IGNORE_INDEX } from '../models/hf/heads.js';
 import type { CausalLM } from '../models/hf/family.js';
 import type { HFTokenizer } from '../models/hf/tokenizer.js';
 
@@ -75,6 +75,8 @@ export function padSequences(seqs: number[][], padId: number): { ids: Tensor; ma
 /** Mean next-token loss of a batch (padding ignored). */
 export function lmBatchLoss(model: CausalLM, seqs: number[][], padId: number): Tensor {
   const { ids, mask } = padSequences(seqs, padId);
+  const head = model.headWeights();
+  if (head) return causalLMLossFromHidden(model.hidden(ids, { attentionMask: mask }), head, lmLabels(ids, mask));
   return causalLMLoss(model.forward(ids, { attentionMask: mask }), lmLabels(ids, mask));
 }
 

@@ -15,7 +15,7 @@ import { Module, ModuleList } from '../../nn/module.js';
 import { Dropout, Embedding, LayerNorm, Linear } from '../../nn/layers.js';
 import { ConfigError, ShapeError, fmtShape } from '../../errors.js';
 import type { HFConfig } from '../hf/config.js';
-import { tiedHeadLinear } from '../../peft/quant.js';
+import { plainHeadWeights, tiedHeadLinear, type HeadWeights } from '../../peft/quant.js';
 import { HFModel, type Backbone, type CausalLM, type ForwardOptions, type HFFamily } from '../hf/family.js';
 import { checkIds, keyPaddingMask, lookup, makeEmbedding, makeLinear, type KVCache } from '../hf/layers.js';
 import { SequenceClassifier } from '../hf/heads.js';
@@ -180,6 +180,12 @@ export class GPT2LMHeadModel extends HFModel implements CausalLM {
   /** ids (B, T) -> logits (B, T, vocab). */
   forward(ids: Tensor, opts: ForwardOptions = {}): Tensor {
     return tiedHeadLinear(this.transformer.forward(ids, opts), this.transformer.wte);
+  }
+  hidden(ids: Tensor, opts: ForwardOptions = {}): Tensor {
+    return this.transformer.forward(ids, opts);
+  }
+  headWeights(): HeadWeights | null {
+    return plainHeadWeights(this.transformer.wte);
   }
 }
 

@@ -3,6 +3,7 @@
  * task, the key conventions of its checkpoints), the model interfaces the heads and the generator program
  * against (`Backbone`, `CausalLM`), and the registry of families by `model_type` (a duplicate throws).
  */
+import type { HeadWeights } from '../../peft/quant.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { Module } from '../../nn/module.js';
 import { ConfigError } from '../../errors.js';
@@ -54,6 +55,10 @@ export interface CausalLM extends HFModel {
   readonly maxPositions: number | null;
   readonly backbone: Backbone;
   forward(ids: Tensor, opts?: ForwardOptions): Tensor;
+  /** The final hidden states (B, T, hidden) that the LM head reads. */
+  hidden(ids: Tensor, opts?: ForwardOptions): Tensor;
+  /** The LM head's weights when it is a plain (or quantised, or tied) layer; null for an adapted head. */
+  headWeights(): HeadWeights | null;
 }
 
 export function isCausalLM(m: Module): m is CausalLM {

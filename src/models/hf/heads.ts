@@ -6,6 +6,8 @@
 import { Tensor } from '../../tensor/tensor.js';
 import { crossEntropy, maskedMean } from '../../tensor/ops/nn.js';
 import { matmul } from '../../tensor/ops/linalg.js';
+import { linearCrossEntropy } from '../../tensor/ops/linear-ce.js';
+import type { HeadWeights } from '../../peft/quant.js';
 import { reshape, slice, squeeze } from '../../tensor/ops/movement.js';
 import { sum } from '../../tensor/ops/reduce.js';
 import { Linear } from '../../nn/layers.js';
@@ -35,10 +37,29 @@ export function causalLMLoss(logits: Tensor, labels: Tensor): Tensor {
     throw new ShapeError(`'causalLMLoss' needs logits [B, T, V] and labels [B, T]; got ${fmtShape(logits.shape)} and ${fmtShape(labels.shape)}`);
   }
   const shifted = reshape(slice(logits, 1, 0, T - 1), [B * (T - 1), V]); // (B*(T-1), V)
+  return crossEntropy(shifted, new Tensor(nextTokens(labels), 'i32', [B * (T - 1)]), { ignoreIndex: IGNORE_INDEX });
+}
+
+/**
+ * The same loss from the final hidden states (B, T, D) and a plain head, through the fused chunked loss
+ * (`linearCrossEntropy`): no (B x T x vocabulary) logits are made, in training or evaluation.
+ */
+export function causalLMLossFromHidden(hidden: Tensor, head: HeadWeights, labels: Tensor): Tensor {
+  const [B, T, D] = hidden.shape;
+  if (hidden.ndim !== 3 || labels.ndim !== 2 || labels.shape[0] !== B || labels.shape[1] !== T) {
+    throw new ShapeError(`'causalLMLossFromHidden' needs hidden [B, T, D] and labels [B, T]; got ${fmtShape(hidden.shape)} and ${fmtShape(labels.shape)}`);
+  }
+  const h = reshape(slice(hidden, 1, 0, T - 1), [B * (T - 1), D]);
+  return linearCrossEntropy(h, head.weight, head.bias, new Tensor(nextTokens(labels), 'i32', [B * (T - 1)]), { ignoreIndex: IGNORE_INDEX, scales: head.scales });
+}
+
+/** Labels (B, T) shifted left by one position per row: the targets of positions 0..T-2. */
+function nextTokens(labels: Tensor): Int32Array {
+  const [B, T] = labels.shape;
   const l = labels.i32('causalLMLoss');
   const next = new Int32Array(B * (T - 1));
   for (let b = 0; b < B; b++) next.set(l.subarray(b * T + 1, (b + 1) * T), b * (T - 1));
-  return crossEntropy(shifted, new Tensor(next, 'i32', [B * (T - 1)]), { ignoreIndex: IGNORE_INDEX });
+  return next;
 }
 
 /** Classification loss of logits (B, C) against labels (B): cross-entropy, or MSE for one output (regression). */

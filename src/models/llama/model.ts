@@ -16,7 +16,7 @@ import { Module, ModuleList } from '../../nn/module.js';
 import { Embedding, Linear, RMSNorm } from '../../nn/layers.js';
 import { ConfigError } from '../../errors.js';
 import type { HFConfig } from '../hf/config.js';
-import { tiedHeadLinear } from '../../peft/quant.js';
+import { plainHeadWeights, tiedHeadLinear, type HeadWeights } from '../../peft/quant.js';
 import { HFModel, type Backbone, type CausalLM, type ForwardOptions, type HFFamily } from '../hf/family.js';
 import {
   Rotary, checkIds, keyPaddingMask, lookup, makeEmbedding, makeLinear, parseRopeScaling, repeatKV, slidingWindowMask,
@@ -206,6 +206,12 @@ export class LlamaForCausalLM extends HFModel implements CausalLM {
   forward(ids: Tensor, opts: ForwardOptions = {}): Tensor {
     const h = this.model.forward(ids, opts);
     return this.lm_head ? this.lm_head.forward(h) : tiedHeadLinear(h, this.model.embed_tokens);
+  }
+  hidden(ids: Tensor, opts: ForwardOptions = {}): Tensor {
+    return this.model.forward(ids, opts);
+  }
+  headWeights(): HeadWeights | null {
+    return plainHeadWeights(this.lm_head ?? this.model.embed_tokens);
   }
 }
 

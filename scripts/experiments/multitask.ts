@@ -2,9 +2,11 @@
 //
 //   node --import tsx scripts/experiments/multitask.ts [--seeds 1,2,3] [--steps N] [--datasets clinc150,slurp]
 //        [--batch-size 32] [--max-train N] [--max-eval N] [--weighting static|uncertainty|dwa]
-//        [--setups single,multi] [--json out.json]
+//        [--setups single,multi] [--dwa-window N] [--json out.json]
 //
 // `--setups multi` skips the single-task baseline (e.g. when comparing weightings against a baseline already run).
+// DWA compares average task losses of consecutive windows: epochs by default (Liu et al.), so a run shorter than
+// two epochs keeps the initial weights; `--dwa-window N` uses windows of N optimizer steps.
 //
 // CLINC150 (Larson et al., EMNLP 2019): intent + domain; SLURP (Bastianelli et al., EMNLP 2020): scenario + action
 // + intent. Reports intent test accuracy (mean and sample standard deviation over seeds) and a markdown table.
@@ -34,6 +36,7 @@ const maxTrain = int('max-train'), maxEval = int('max-eval');
 const weighting = (arg('weighting') ?? 'static') as 'static' | 'uncertainty' | 'dwa';
 const jsonOut = arg('json');
 const setups = (arg('setups') ?? 'single,multi').split(',');
+const dwaWindow = int('dwa-window', 0) as number;
 for (const s of setups) if (s !== 'single' && s !== 'multi') throw new Error(`--setups: '${s}' is not 'single' or 'multi'`);
 
 interface Row { dataset: string; setup: string; seed: number; intent: number; other: Record<string, number>; sPerStep: number; trainS: number }
@@ -56,7 +59,7 @@ for (const ds of datasets) {
       const tasks = kind === 'multi' ? setup.multi : undefined;
       const trainer = new AutoGLMTrainer({ config: {
         method: 'lora', seed, maxSteps: steps, epochs: 1000, batchSize, logEvery: 1, evalEvery: 0, outputDir: out,
-        ...(tasks ? { tasks, taskWeighting: weighting } : {}),
+        ...(tasks ? { tasks, taskWeighting: weighting, ...(weighting === 'dwa' ? { dwaWindow } : {}) } : {}),
       } });
       trainer.on('note', () => {});
       const h = await trainer.finetune({ dataset: ds, labelSet: 'intent', maxTrain, maxEval, seed });
@@ -76,7 +79,7 @@ const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const sd = (xs: number[]) => (xs.length > 1 ? Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)) : 0);
 const pct = (x: number) => (100 * x).toFixed(2);
 
-console.log(`\nopen-autoglm-base + LoRA, ${steps} steps of batch ${batchSize}, weighting ${weighting}, seeds ${seeds.join(',')}` +
+console.log(`\nopen-autoglm-base + LoRA, ${steps} steps of batch ${batchSize}, weighting ${weighting}${weighting === 'dwa' ? ` (window ${dwaWindow || 'epoch'})` : ''}, seeds ${seeds.join(',')}` +
   `${maxTrain ? `, maxTrain ${maxTrain}` : ''}${maxEval ? `, maxEval ${maxEval}` : ''}\n`);
 console.log('| dataset | tasks | intent test acc. % (mean ± sd) | other tasks' + ' test acc. % | s/step |');
 console.log('|---|---|---|---|---|');

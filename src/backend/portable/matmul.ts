@@ -6,6 +6,7 @@
  * GFLOP/s single-threaded in V8, about twice a loop-reordered (i, k, j) row-update kernel.
  */
 import type { MatmulArgs, MatmulLowpArgs } from '../backend.js';
+import { cast } from './cast.js';
 
 const PANEL_BYTES = 256 * 1024; // Bt rows per panel: as many as fit in this
 
@@ -128,9 +129,7 @@ export function matmulLowp(args: MatmulLowpArgs): void {
   const wide = new Float32Array(rows * cols);
   if (bDtype === 'bf16') {
     if (!(b instanceof Uint16Array)) throw new TypeError(`matmulLowp: bDtype 'bf16' expects a Uint16Array b`);
-    new Uint32Array(wide.buffer).set(b.subarray(0, rows * cols));
-    const bits = new Uint32Array(wide.buffer);
-    for (let i = 0; i < bits.length; i++) bits[i] <<= 16;
+    cast(b.subarray(0, rows * cols), 'bf16', wide, 'f32');
   } else if (bDtype === 'i8') {
     if (!(b instanceof Int8Array)) throw new TypeError(`matmulLowp: bDtype 'i8' expects an Int8Array b`);
     for (let r = 0; r < rows; r++) {

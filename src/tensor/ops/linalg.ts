@@ -122,6 +122,13 @@ function gradOperand(g: Tensor, batch: number, compute: ComputeDType): Operand {
   return prepare(g, batch, compute);
 }
 
+/** The bias gradient of a linear layer: the column sums of gy viewed as (rows, nOut). */
+function biasGrad(gy: Tensor, rows: number, nOut: number): Tensor {
+  const s = new Float32Array(nOut);
+  backend().reduce('sum', gy.f32(), 1, rows, nOut, s);
+  return new Tensor(s, 'f32', [nOut]);
+}
+
 /**
  * Batched matrix product with NumPy broadcasting of the batch dims: (..., M, K) @ (..., K, N) -> (..., M, N).
  * 1-D operands are promoted as in NumPy. `alpha` scales the product (attention's 1/sqrt(d) at no cost).
@@ -216,12 +223,7 @@ export function linear(x: Tensor, W: Tensor, b: Tensor | null): Tensor {
     const g = gradOperand(reshape(gy, [rows, nOut]), 1, compute);
     const gx = savedW ? new Tensor(gemm(g, savedW, 1, uninitF32(rows * nIn)), 'f32', xShape) : null;
     const gw = savedX ? new Tensor(gemm(transposed(g), savedX, 1, uninitF32(nOut * nIn)), 'f32', [nOut, nIn]) : null;
-    let gb: Tensor | null = null;
-    if (needGb) {
-      const s = new Float32Array(nOut);
-      backend().reduce('sum', gy.f32(), 1, rows, nOut, s);
-      gb = new Tensor(s, 'f32', [nOut]);
-    }
+    const gb = needGb ? biasGrad(gy, rows, nOut) : null;
     return b ? [gx, gw, gb] : [gx, gw];
   });
 }
@@ -299,12 +301,6 @@ export function linearInt8(x: Tensor, q: Tensor, scales: Tensor, b: Tensor | nul
     const g = gradOperand(reshape(gy, [rows, nOut]), 1, 'f32');
     const gx = needGx ? new Tensor(gemm(g, ow, 1, uninitF32(rows * nIn)), 'f32', xShape) : null;
     if (!b) return [gx];
-    let gb: Tensor | null = null;
-    if (needGb) {
-      const s = new Float32Array(nOut);
-      backend().reduce('sum', gy.f32(), 1, rows, nOut, s);
-      gb = new Tensor(s, 'f32', [nOut]);
-    }
-    return [gx, gb];
+    return [gx, needGb ? biasGrad(gy, rows, nOut) : null];
   });
 }

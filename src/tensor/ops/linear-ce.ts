@@ -80,6 +80,7 @@ export function linearCrossEntropy(h: Tensor, W: Tensor, b: Tensor | null, targe
   const gh = needGh ? uninitF32(rows * D) : null;
   const gw = needGw ? new Float32Array(V * D) : null;
   const gb = needGb ? new Float32Array(V) : null;
+  const colSum = needGb ? new Float32Array(V) : new Float32Array(0);
   const bias = b ? b.f32() : null;
 
   const chunk = Math.max(1, Math.min(rows, opts.chunkRows ?? Math.max(MIN_CHUNK_ROWS, Math.floor(CHUNK_ELEMS / V))));
@@ -99,7 +100,10 @@ export function linearCrossEntropy(h: Tensor, W: Tensor, b: Tensor | null, targe
     const g = prepare(new Tensor(z, 'f32', [nr, V]), 1, compute);
     if (gh) gemm(g, ow, 1, gh.subarray(r0 * D, (r0 + nr) * D));
     if (gw) gemm(transposed(g), oh, 1, gw, 1, 1);
-    if (gb) for (let i = 0; i < nr; i++) for (let j = 0; j < V; j++) gb[j] += z[i * V + j];
+    if (gb) {
+      backend().reduce('sum', z, 1, nr, V, colSum);
+      backend().axpby(1, gb, 1, colSum, gb);
+    }
   }
   const y = new Tensor(new Float32Array([total * scale]), 'f32', []);
   if (!grads) return y;

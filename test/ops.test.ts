@@ -196,6 +196,35 @@ test('fused attention equals its composition', () => {
   });
 });
 
+test('fused attention gradients (P rebuilt from row statistics) equal the composed form on a parallel-sized problem', () => {
+  for (const b of testBackends()) withBackend(b, () => {
+    const q = rn([3, 4, 20, 16], 210), k = rn([3, 2, 20, 16], 211), v = rn([3, 2, 20, 16], 212), w = rn([3, 4, 20, 16], 213);
+    const km = mask(Array.from({ length: 60 }, (_, i) => (i % 20 >= 17 ? 1 : 0)), [3, 20]);
+    const run = (fused: boolean) => {
+      const [qq, kk, vv] = [q, k, v].map((t) => t.detach().requireGrad());
+      const y = fused
+        ? T.scaledDotProductAttention(qq, kk, vv, { causal: true, mask: km })
+        : T.composedAttention(qq, kk, vv, true, T.reshape(km, [3, 1, 1, 20]), 1 / 4, 20, 20);
+      y.mul(w).sum().backward();
+      return [y.f32(), ...[qq, kk, vv].map((t) => (t.grad as Tensor).f32())];
+    };
+    const f = run(true), c = run(false);
+    f.forEach((x, i) => assert.ok(relErr(x, c[i]) < 1e-5, `${b.name} output/grad ${i}: ${relErr(x, c[i])}`));
+  });
+});
+
+test('fused attention: a query whose keys are all masked gets a zero output and zero gradients', () => {
+  for (const b of testBackends()) withBackend(b, () => {
+    const q = rn([2, 1, 3, 4], 220), k = rn([2, 1, 3, 4], 221), v = rn([2, 1, 3, 4], 222);
+    const y = T.scaledDotProductAttention(q, k, v, { mask: mask([1, 1, 1, 0, 0, 1], [2, 3]) });
+    y.sum().backward();
+    const out = y.f32(), gq = (q.grad as Tensor).f32(), gv = (v.grad as Tensor).f32();
+    assert.ok(out.subarray(0, 12).every((x) => x === 0) && gq.subarray(0, 12).every((x) => x === 0), `${b.name}: batch 0 is all masked`);
+    assert.ok([...out, ...gq, ...gv].every(Number.isFinite));
+    assert.ok(gv.subarray(12, 24).some((x) => x !== 0));
+  });
+});
+
 test('bf16 autocast matmul agrees across backends within 1e-2 and with f32 within bf16 precision', (t) => {
   const backends = testBackends();
   const run = () => {

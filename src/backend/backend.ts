@@ -214,18 +214,21 @@ export interface Backend {
     inverse: boolean, out: Float32Array): void;
 
   /**
-   * Fused attention: P = softmax(scale * Q K^T with masks) written to `probs` (B, H, Tq, Tk) contiguous, and
-   * out = P V at `outStrides`. `keyMask` (B, Tk) has 1 at keys to ignore (padding), or is null. A query whose
-   * keys are all masked gets P = 0 and a zero output.
+   * Fused attention: P = softmax(scale * Q K^T with masks) and out = P V at `outStrides`. `keyMask` (B, Tk) has 1
+   * at keys to ignore (padding), or is null. A query whose keys are all masked gets P = 0 and a zero output. P is
+   * not kept: `stats` (B, H, Tq, 2) receives per-row statistics from which `attentionBackward` of the same backend
+   * rebuilds it.
    */
   attention(shape: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null,
-    out: Float32Array, probs: Float32Array): void;
+    out: Float32Array, stats: Float32Array): void;
   /**
-   * Gradients of `attention` given dout (at `doutStrides`): dq, dk, dv are written (overwritten) at the strides of
-   * q, k, v; dk/dv sum over the query heads that share a kv head.
+   * Gradients of `attention` given dout (at `doutStrides`), from the same q, k, v, keyMask and the `stats` that the
+   * forward call wrote: dq, dk, dv are written (overwritten) at the strides of q, k, v; dk/dv sum over the query
+   * heads that share a kv head.
    */
-  attentionBackward(shape: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, probs: Float32Array,
-    dout: Float32Array, doutStrides: [number, number, number], dq: Float32Array, dk: Float32Array, dv: Float32Array): void;
+  attentionBackward(shape: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null,
+    stats: Float32Array, dout: Float32Array, doutStrides: [number, number, number], dq: Float32Array, dk: Float32Array,
+    dv: Float32Array): void;
 
   // ---- random (counter-based, see rng.ts) ----------------------------------------------------------
   /** mask[i] = (hashUniform(seed, i) >= p) ? 1/(1-p) : 0. */

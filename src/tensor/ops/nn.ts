@@ -249,13 +249,14 @@ function attentionKernel(q: Tensor, k: Tensor, v: Tensor, keyMask: Float32Array 
   const Dv = v.shape[3];
   const Q = attnView(q), K = attnView(k), V = attnView(v);
   const out = uninitF32(B * Tq * H * Dv);
-  const probs = uninitF32(B * H * Tq * Tk);
+  // per-row softmax statistics (B, H, Tq, 2): the backward pass rebuilds P from them instead of keeping it
+  const stats = new Float32Array(B * H * Tq * 2);
   const shape = { B, H, Hkv, Tq, Tk, D, Dv, qStrides: Q.st, kStrides: K.st, vStrides: V.st, outStrides: [Tq * H * Dv, Dv, H * Dv] as Strides3, scale, causal };
-  backend().attention(shape, Q.buf, K.buf, V.buf, keyMask, out, probs);
+  backend().attention(shape, Q.buf, K.buf, V.buf, keyMask, out, stats);
   const y = new Tensor(out, 'f32', [B, H, Tq, Dv], [Tq * H * Dv, Dv, H * Dv, 1]);
   const grads = (gy: Tensor, dq: Float32Array, dk: Float32Array, dv: Float32Array) => {
     const G = attnView(gy);
-    backend().attentionBackward(shape, Q.buf, K.buf, V.buf, probs, G.buf, G.st, dq, dk, dv);
+    backend().attentionBackward(shape, Q.buf, K.buf, V.buf, keyMask, stats, G.buf, G.st, dq, dk, dv);
   };
   if (fused) {
     // q, k, v are views of `base` (contiguous): write all three gradients into one buffer shaped like it.
@@ -282,7 +283,7 @@ function attentionKernel(q: Tensor, k: Tensor, v: Tensor, keyMask: Float32Array 
       return buf;
     };
     const G = attnView(gy);
-    backend().attentionBackward(sq, relay(Q.t, Tq, H, D), relay(K.t, Tk, Hkv, D), relay(V.t, Tk, Hkv, Dv), probs, G.buf, G.st, dq, dk, dv);
+    backend().attentionBackward(sq, relay(Q.t, Tq, H, D), relay(K.t, Tk, Hkv, D), relay(V.t, Tk, Hkv, Dv), keyMask, stats, G.buf, G.st, dq, dk, dv);
     return [lay(dq, Tq, H, D), lay(dk, Tk, Hkv, D), lay(dv, Tk, Hkv, Dv)];
   });
 }

@@ -68,6 +68,8 @@ struct MatmulP {
   float alpha, beta;
 };
 void matmul_f32(const float* a, const float* b, float* out, const MatmulP& p);
+// skinny.cc: one product (no batch) with a dimension <= 16 and the others large; false = not handled, use sgemm.
+bool skinny_sgemm(const float* a, const float* b, float* c, const MatmulP& p);
 void matmul_bf16(const uint16_t* a, const uint16_t* b, float* out, const MatmulP& p);
 enum class LowpKind { bf16, i8 };
 // out = alpha * op(a) @ op(b) + beta * out for f32 a and one low-precision b (strideB ignored: b is shared by the

@@ -1,5 +1,6 @@
-// Matrix products. f32: OpenBLAS sgemm (OpenMP build); many small batch matrices run in parallel over the
-// batch with single-threaded sgemm inside. bf16: a oneDNN matmul primitive (cached per shape) where the CPU
+// Matrix products. f32: OpenBLAS sgemm (OpenMP build), except products with one dimension <= 16 (LoRA's
+// factors), which run in skinny.cc; many small batch matrices run in parallel over the batch with single-threaded
+// sgemm inside. bf16: a oneDNN matmul primitive (cached per shape) where the CPU
 // has native bf16 (AVX512-BF16 / AMX); elsewhere the operands are widened to f32 (exact) and go to sgemm.
 #include <cblas.h>
 #include <dnnl.hpp>
@@ -41,7 +42,12 @@ void matmul_f32(const float* a, const float* b, float* out, const MatmulP& p) {
     for (int64_t i = 0; i < p.batch; i++) sgemm_one(a + i * p.strideA, b + i * p.strideB, out + i * p.M * p.N, p);
     return;
   }
-  for (int64_t i = 0; i < p.batch; i++) sgemm_one(a + i * p.strideA, b + i * p.strideB, out + i * p.M * p.N, p);
+  for (int64_t i = 0; i < p.batch; i++) {
+    const float* ai = a + i * p.strideA;
+    const float* bi = b + i * p.strideB;
+    float* ci = out + i * p.M * p.N;
+    if (!skinny_sgemm(ai, bi, ci, p)) sgemm_one(ai, bi, ci, p);
+  }
 }
 
 // ---- oneDNN ---------------------------------------------------------------------------------------------------

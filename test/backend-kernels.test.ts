@@ -478,6 +478,16 @@ const MATMULS: (Omit<MM, 'strideA' | 'strideB'> & { bcastA?: boolean; bcastB?: b
   { batch: 2, M: 7, N: 3, K: 6, transA: true, transB: false, alpha: 2, beta: 0.5, bcastA: true },
   { batch: 1, M: 67, N: 261, K: 300, transA: false, transB: false, alpha: 1, beta: 0 }, // crosses the panel boundary
   { batch: 1, M: 4, N: 4, K: 0, transA: false, transB: false, alpha: 1, beta: 1 },
+  // one dimension <= 16, the others large: the skinny kernels (LoRA's factors), every layout, tails included
+  ...[false, true].flatMap((transA) => [false, true].flatMap((transB) => [
+    { batch: 1, M: 517, N: 8, K: 203, transA, transB, alpha: 1, beta: 0 }, // x A^T
+    { batch: 1, M: 301, N: 13, K: 259, transA, transB, alpha: 0.5, beta: 1 },
+    { batch: 1, M: 8, N: 519, K: 301, transA, transB, alpha: 1, beta: 0 }, // dA = d(xA^T)^T x
+    { batch: 1, M: 11, N: 200, K: 403, transA, transB, alpha: 2, beta: 0.5 },
+    { batch: 1, M: 333, N: 389, K: 8, transA, transB, alpha: 2, beta: 1 }, // rank-8 update
+    { batch: 1, M: 260, N: 263, K: 16, transA, transB, alpha: 1, beta: 0 },
+  ])),
+  { batch: 2, M: 300, N: 4, K: 250, transA: false, transB: true, alpha: 1, beta: 0 },
 ];
 for (const dtype of ['f32', 'bf16'] as const) {
   for (const s of MATMULS) {

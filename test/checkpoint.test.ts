@@ -6,6 +6,18 @@ import { LoraModel } from '../src/peft/index.js';
 import { manualSeed, setRng } from '../src/nn/init.js';
 import { Rng } from '../src/backend/rng.js';
 import { randint } from '../src/tensor/creation.js';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Tensor } from '../src/tensor/tensor.js';
+import { crossEntropy } from '../src/tensor/ops/nn.js';
+import { Linear } from '../src/nn/layers.js';
+import type { Module } from '../src/nn/module.js';
+import { setGradientCheckpointing } from '../src/nn/checkpoint.js';
+import { loadHFModelFromDir, causalLMLoss, sequenceClassificationLoss } from '../src/models/hf/index.js';
+import { loadUSELite } from '../src/models/use-lite/index.js';
+import { loadSafetensors } from '../src/models/safetensors.js';
+import { AutoGLMTrainer } from '../src/train/trainer.js';
+import { ConfigError } from '../src/errors.js';
 
 function grads(ckpt: boolean, lora: boolean): { loss: number; g: Map<string, Float32Array> } {
   manualSeed(3);
@@ -34,3 +46,76 @@ for (const lora of [false, true]) {
     }
   });
 }
+
+/** Loss and trainable gradients of `run` on a fresh model from `build`, with checkpointing on or off. */
+function lossAndGrads(build: () => Module, run: (m: Module) => Tensor, ckpt: boolean): { loss: number; g: Map<string, Float32Array>; stacks: number } {
+  const m = build();
+  const stacks = setGradientCheckpointing(m, ckpt);
+  m.train();
+  setRng(new Rng(5));
+  const loss = run(m);
+  loss.backward();
+  const g = new Map<string, Float32Array>();
+  for (const [k, p] of m.namedParameters()) if (p.requiresGrad) g.set(k, p.grad ? p.grad.f32().slice() : new Float32Array(p.size));
+  return { loss: loss.item(), g, stacks };
+}
+
+function assertSame(a: ReturnType<typeof lossAndGrads>, b: ReturnType<typeof lossAndGrads>, what: string): void {
+  assert.ok(b.stacks >= 1, `${what}: no checkpointable layer stack found`);
+  assert.equal(a.loss, b.loss, `${what}: loss`);
+  assert.ok(a.g.size > 0);
+  for (const [k, ga] of a.g) {
+    const gb = b.g.get(k) as Float32Array;
+    let d = 0, s = 0;
+    for (let i = 0; i < ga.length; i++) { d = Math.max(d, Math.abs(ga[i] - gb[i])); s = Math.max(s, Math.abs(ga[i])); }
+    assert.ok(d <= 1e-6 * Math.max(1, s), `${what} ${k}: max diff ${d}`);
+  }
+}
+
+const GOLDEN = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'golden');
+const golden = (arch: string, key: string): Tensor => loadSafetensors(path.join(GOLDEN, arch, 'golden.safetensors')).tensors.get(key) as Tensor;
+
+for (const arch of ['gpt2', 'llama', 'qwen2', 'glm', 'bert']) {
+  test(`gradient checkpointing in ${arch}: same loss and gradients (LoRA with dropout, padding mask)`, () => {
+    const build = () => {
+      manualSeed(7);
+      const m = loadHFModelFromDir(path.join(GOLDEN, arch)) as unknown as Module;
+      new LoraModel(m, { r: 4, alpha: 8, dropout: 0.2, targetModules: 'all-linear', seed: 1 });
+      return m;
+    };
+    const ids = golden(arch, 'input_ids'), mask = golden(arch, 'attention_mask');
+    const run = (m: Module) => {
+      const model = m as unknown as { forward(ids: Tensor, o: object): Tensor };
+      if (arch === 'bert') return sequenceClassificationLoss(model.forward(ids, { attentionMask: mask, tokenTypeIds: golden(arch, 'token_type_ids') }), golden(arch, 'labels'));
+      return causalLMLoss(model.forward(ids, { attentionMask: mask }), golden(arch, 'labels'));
+    };
+    assertSame(lossAndGrads(build, run, false), lossAndGrads(build, run, true), arch);
+  });
+}
+
+test('gradient checkpointing in open-autoglm-base (USE-lite): same loss and gradients, full fine-tuning', () => {
+  const build = () => {
+    manualSeed(7);
+    const enc = loadUSELite();
+    const head = new Linear(512, 3);
+    return Object.assign(enc, { head }) as unknown as Module;
+  };
+  const run = (m: Module) => {
+    const enc = m as unknown as ReturnType<typeof loadUSELite> & { head: Linear };
+    const batch = enc.tokenize(['turn on the lights', 'what is the weather like today?', 'play some music']);
+    return crossEntropy(enc.head.forward(enc.forward(batch.ids, batch.attentionMask)), new Tensor(Int32Array.from([0, 1, 2]), 'i32', [3]));
+  };
+  const a = lossAndGrads(build, run, false), b = lossAndGrads(build, run, true);
+  assertSame(a, b, 'use-lite');
+});
+
+test("trainer config key 'gradientCheckpointing': on in the backbone, false by default", async () => {
+  const on = new AutoGLMTrainer({ model: 'open-autoglm-base', config: { gradientCheckpointing: true, method: 'lora' } });
+  const m = await (on as unknown as { prepareModel(labels: string[]): Promise<Module> }).prepareModel(['a', 'b']);
+  const flags = [...m.namedModules()].map(([, x]) => (x as { gradientCheckpointing?: boolean }).gradientCheckpointing).filter((f) => f !== undefined);
+  assert.deepEqual(flags, [true]);
+  assert.throws(() => new AutoGLMTrainer({ model: 'open-autoglm-base', config: { gradientCheckpointing: 'yes' as unknown as boolean } }), ConfigError);
+  const off = new AutoGLMTrainer({ model: 'open-autoglm-base', config: {} });
+  const m2 = await (off as unknown as { prepareModel(labels: string[]): Promise<Module> }).prepareModel(['a', 'b']);
+  assert.ok([...m2.namedModules()].every(([, x]) => (x as { gradientCheckpointing?: boolean }).gradientCheckpointing !== true));
+});

@@ -37,3 +37,35 @@ export function checkpoint(module: Module, fn: (...xs: Tensor[]) => Tensor, ...i
     return [...xs.map((d) => (d.requiresGrad ? d.grad : null)), ...params.map(() => null)];
   });
 }
+
+/**
+ * A module whose stack of layers can run checkpointed, one segment per layer (transformers'
+ * `supports_gradient_checkpointing`): the backbones of every model family and TinyGPT.
+ */
+export interface Checkpointable {
+  gradientCheckpointing: boolean;
+}
+
+function isCheckpointable(m: Module): m is Module & Checkpointable {
+  return typeof (m as Partial<Checkpointable>).gradientCheckpointing === 'boolean';
+}
+
+/**
+ * Turns gradient checkpointing on or off in every layer stack of `model` that supports it (transformers'
+ * `gradient_checkpointing_enable`); returns how many stacks it set (0: the model has none).
+ */
+export function setGradientCheckpointing(model: Module, on: boolean): number {
+  let n = 0;
+  for (const [, m] of model.namedModules()) {
+    if (isCheckpointable(m)) {
+      m.gradientCheckpointing = on;
+      n++;
+    }
+  }
+  return n;
+}
+
+/** One layer of a stack: `fn(x)` through `checkpoint` when `enabled`, else directly. */
+export function maybeCheckpoint(enabled: boolean, layer: Module, fn: (x: Tensor) => Tensor, x: Tensor): Tensor {
+  return enabled ? checkpoint(layer, fn, x) : fn(x);
+}

@@ -17,6 +17,7 @@ import { noGrad } from '../tensor/autograd.js';
 import { Rng } from '../backend/rng.js';
 import { backend } from '../backend/index.js';
 import { Module } from '../nn/module.js';
+import { setGradientCheckpointing } from '../nn/checkpoint.js';
 import { getRng, manualSeed, setRng } from '../nn/init.js';
 import { Optimizer, type ParamsInput } from '../optim/optimizer.js';
 import { AdamW, Adam } from '../optim/adam.js';
@@ -169,6 +170,15 @@ export class AutoGLMTrainer extends EventEmitter {
     } else {
       for (const [p, t] of model.namedParameters()) t.requiresGrad = (c.method === 'full' && t.dtype === 'f32') || heads.some((h) => p.startsWith(`${h}.`));
     }
+    this.applyCheckpointing(model, baseName);
+  }
+
+  /** `gradientCheckpointing`: on in every layer stack of the model, or a ConfigError where it has none. */
+  private applyCheckpointing(model: Module, name: string): void {
+    if (!this.config.gradientCheckpointing) return;
+    const stacks = setGradientCheckpointing(model, true);
+    if (stacks === 0) throw new ConfigError(`config key 'gradientCheckpointing' is true, but model '${name}' has no layer stack that supports it`);
+    this.note(`gradient checkpointing: on (${stacks} layer stack${stacks > 1 ? 's' : ''})`);
   }
 
   /** Parameter groups: head lr, LoRA+ ratio, layer-wise decay, no weight decay on biases and norms. */
@@ -653,6 +663,7 @@ export class AutoGLMTrainer extends EventEmitter {
     } else {
       for (const p of model.parameters()) p.requiresGrad = p.dtype === 'f32';
     }
+    this.applyCheckpointing(model, this.modelSpec);
     model.train();
     const maxLength = Math.min(c.maxLength, model.maxPositions ?? Infinity);
     const train = lm.tokenizeTexts(tok, splits.train, maxLength);

@@ -8,6 +8,7 @@ import { Tensor } from '../../tensor/tensor.js';
 import { arange, full } from '../../tensor/creation.js';
 import { scaledDotProductAttention } from '../../tensor/ops/nn.js';
 import { Module, ModuleList } from '../../nn/module.js';
+import { maybeCheckpoint } from '../../nn/checkpoint.js';
 import { Dropout, Embedding, LayerNorm, Linear } from '../../nn/layers.js';
 import { ConfigError, ShapeError, fmtShape } from '../../errors.js';
 import type { HFConfig } from '../hf/config.js';
@@ -167,6 +168,8 @@ export class BertPooler extends Module {
 
 /** BertModel: ids (B, T) -> last hidden states (B, T, E); `pooled` gives the pooler output (B, E). */
 export class BertModel extends HFModel implements Backbone {
+  /** Each layer runs through `checkpoint` in training (its activations recomputed in backward); off by default. */
+  gradientCheckpointing = false;
   readonly task = 'base' as const;
   readonly architectureName = 'BertModel';
   readonly embeddings: BertEmbeddings;
@@ -187,7 +190,7 @@ export class BertModel extends HFModel implements Backbone {
     if (tt.shape[0] !== B || tt.shape[1] !== T) throw new ShapeError(`'tokenTypeIds' has shape ${fmtShape(tt.shape)}; expected [${B}, ${T}] like ids`);
     let x = this.embeddings.forward(ids, tt); // (B, T, E)
     const mask = keyPaddingMask(opts.attentionMask, T); // (B, 1, 1, T)
-    for (const layer of this.encoder.layer) x = layer.forward(x, mask);
+    for (const layer of this.encoder.layer) x = maybeCheckpoint(this.gradientCheckpointing, layer, (h) => layer.forward(h, mask), x);
     return x;
   }
 }

@@ -12,6 +12,7 @@ import { Tensor } from '../../tensor/tensor.js';
 import { arange } from '../../tensor/creation.js';
 import { fusedQKVAttention, scaledDotProductAttention } from '../../tensor/ops/nn.js';
 import { Module, ModuleList } from '../../nn/module.js';
+import { maybeCheckpoint } from '../../nn/checkpoint.js';
 import { Dropout, Embedding, LayerNorm, Linear } from '../../nn/layers.js';
 import { ConfigError, ShapeError, fmtShape } from '../../errors.js';
 import type { HFConfig } from '../hf/config.js';
@@ -131,6 +132,8 @@ export class GPT2Block extends Module {
 
 /** The body: token + learned position embeddings, blocks, final LayerNorm. ids (B, T) -> (B, T, C). */
 export class GPT2Model extends HFModel implements Backbone {
+  /** Each layer runs through `checkpoint` in training (its activations recomputed in backward); off by default. */
+  gradientCheckpointing = false;
   readonly task = 'base' as const;
   readonly architectureName = 'GPT2Model';
   readonly wte: Embedding;
@@ -159,7 +162,8 @@ export class GPT2Model extends HFModel implements Backbone {
     const pos = arange(past, past + T, 1, 'i32');
     let x = this.drop.forward(lookup(this.wte, ids).add(lookup(this.wpe, pos))); // (B, T, C)
     const mask = keyPaddingMask(opts.attentionMask, past + T);
-    for (const block of this.h) x = block.forward(x, mask, cache);
+    const ckpt = this.gradientCheckpointing && !cache;
+    for (const block of this.h) x = maybeCheckpoint(ckpt, block, (h) => block.forward(h, mask, cache), x);
     return this.ln_f.forward(x);
   }
 }

@@ -13,6 +13,7 @@ import { Tensor } from '../../tensor/tensor.js';
 import { rope, scaledDotProductAttention } from '../../tensor/ops/nn.js';
 import { maximum } from '../../tensor/ops/elementwise.js';
 import { Module, ModuleList } from '../../nn/module.js';
+import { maybeCheckpoint } from '../../nn/checkpoint.js';
 import { Embedding, Linear, RMSNorm } from '../../nn/layers.js';
 import { ConfigError } from '../../errors.js';
 import type { HFConfig } from '../hf/config.js';
@@ -154,6 +155,8 @@ export class LlamaDecoderLayer extends Module {
 
 /** The body (LlamaModel / Qwen2Model / MistralModel / GlmModel): ids (B, T) -> hidden states (B, T, E). */
 export class LlamaModel extends HFModel implements Backbone {
+  /** Each layer runs through `checkpoint` in training (its activations recomputed in backward); off by default. */
+  gradientCheckpointing = false;
   readonly task = 'base' as const;
   readonly embed_tokens: Embedding;
   readonly layers: ModuleList<LlamaDecoderLayer>;
@@ -183,7 +186,8 @@ export class LlamaModel extends HFModel implements Backbone {
       causal = false;
     }
     let x = lookup(this.embed_tokens, ids); // (B, T, E)
-    for (const layer of this.layers) x = layer.forward(x, cos, sin, mask, causal, cache);
+    const ckpt = this.gradientCheckpointing && !cache;
+    for (const layer of this.layers) x = maybeCheckpoint(ckpt, layer, (h) => layer.forward(h, cos, sin, mask, causal, cache), x);
     return this.norm.forward(x);
   }
 }

@@ -28,6 +28,7 @@ import { Tensor } from '../../tensor/tensor.js';
 import { noGrad } from '../../tensor/autograd.js';
 import { fusedQKVAttention } from '../../tensor/ops/nn.js';
 import { Module, ModuleList } from '../../nn/module.js';
+import { maybeCheckpoint } from '../../nn/checkpoint.js';
 import { Dropout, Embedding, LayerNorm, Linear } from '../../nn/layers.js';
 import { ConfigError, ShapeError, fmtShape } from '../../errors.js';
 import type { USELiteConfig } from './config.js';
@@ -101,6 +102,8 @@ export interface EmbedOptions {
 
 /** USE-Lite: ids -> 512-d L2-normalised sentence embeddings. Load the shipped weights with `loadUSELite`. */
 export class USELite extends Module {
+  /** Each layer runs through `checkpoint` in training (its activations recomputed in backward); off by default. */
+  gradientCheckpointing = false;
   readonly embeddings: Embedding;
   readonly layers: ModuleList<TransformerLayer>;
   readonly tanh_layer: Linear;
@@ -174,7 +177,7 @@ export class USELite extends Module {
       for (let i = 0; i < pad.length; i++) pad[i] = m[i] === 0 ? 1 : 0;
       keyMask = new Tensor(pad, 'f32', [B, T]);
     }
-    for (const layer of this.layers) x = layer.forward(x, keyMask); // (B, T, dim)
+    for (const layer of this.layers) x = maybeCheckpoint(this.gradientCheckpointing, layer, (h) => layer.forward(h, keyMask), x); // (B, T, dim)
     return x;
   }
 

@@ -28,5 +28,5 @@ export function installCollector(): void {
     gc = vm.runInNewContext('gc') as () => void;
   }
   fullGc = gc;
-  setCollector(mb === 0 ? null : gc, mb * 2 ** 20);
+  setCollector(mb === 0 ? null : gc, mb * 2 ** 20, gc);
 }

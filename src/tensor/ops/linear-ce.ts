@@ -13,10 +13,10 @@
  */
 import { backend } from '../../backend/index.js';
 import { DTypeError, ShapeError, fmtShape } from '../../errors.js';
-import { uninitF32 } from '../alloc.js';
+import { collectDeadBuffers, uninitF32 } from '../alloc.js';
 import { Tensor } from '../tensor.js';
 import { isGradEnabled, record } from '../autograd.js';
-import { autocastDType } from '../precision.js';
+import { autocastDType, type ComputeDType } from '../precision.js';
 import { gemm, int8Operand, prepare, transposed, type Operand } from './linalg.js';
 import { checkIndices } from './nn.js';
 import { contiguous, reshape } from './movement.js';
@@ -37,6 +37,39 @@ export interface LinearCrossEntropyOptions {
 
 const CHUNK_ELEMS = 8 << 20;
 const MIN_CHUNK_ROWS = 256;
+/** A logits chunk at least this large is freed as soon as the loss is computed (see collectDeadBuffers). */
+const COLLECT_BYTES = 16 << 20;
+
+/** The chunk loop of `linearCrossEntropy` (a function of its own so that its scratch is unreachable on return). */
+function chunkedLoss(a: {
+  hBuf: Float32Array; t: Int32Array; rows: number; V: number; D: number; chunk: number; scale: number; compute: ComputeDType;
+  ow: Operand; bias: Float32Array | null; ignoreIndex: number; labelSmoothing: number; grads: boolean;
+  gh: Float32Array | null; gw: Float32Array | null; gb: Float32Array | null; colSum: Float32Array;
+}): number {
+  const { hBuf, t, rows, V, D, chunk, scale, compute, ow, bias, ignoreIndex, labelSmoothing, grads, gh, gw, gb, colSum } = a;
+  const logits = uninitF32(chunk * V), loss = new Float32Array(chunk), dl = new Float32Array(chunk).fill(scale);
+  let total = 0;
+  for (let r0 = 0; r0 < rows; r0 += chunk) {
+    const nr = Math.min(chunk, rows - r0);
+    const hc = new Tensor(hBuf.subarray(r0 * D, (r0 + nr) * D), 'f32', [nr, D]);
+    const oh = prepare(hc, 1, compute);
+    const z = logits.subarray(0, nr * V), tc = t.subarray(r0, r0 + nr);
+    if (bias) backend().stridedCopy(bias, [nr, V], [0, 1], z);
+    gemm(oh, transposed(ow), 1, z, 1, bias ? 1 : 0);
+    backend().crossEntropy(z, tc, nr, V, ignoreIndex, labelSmoothing, loss, z);
+    for (let i = 0; i < nr; i++) total += loss[i];
+    if (!grads) continue;
+    backend().crossEntropyBackward(z, tc, nr, V, ignoreIndex, labelSmoothing, dl.subarray(0, nr), z);
+    const g = prepare(new Tensor(z, 'f32', [nr, V]), 1, compute);
+    if (gh) gemm(g, ow, 1, gh.subarray(r0 * D, (r0 + nr) * D));
+    if (gw) gemm(transposed(g), oh, 1, gw, 1, 1);
+    if (gb) {
+      backend().reduce('sum', z, 1, nr, V, colSum);
+      backend().axpby(1, gb, 1, colSum, gb);
+    }
+  }
+  return total;
+}
 
 export function linearCrossEntropy(h: Tensor, W: Tensor, b: Tensor | null, targets: Tensor, opts: LinearCrossEntropyOptions = {}): Tensor {
   const { ignoreIndex = -100, labelSmoothing = 0, reduction = 'mean', scales = null } = opts;
@@ -84,27 +117,9 @@ export function linearCrossEntropy(h: Tensor, W: Tensor, b: Tensor | null, targe
   const bias = b ? b.f32() : null;
 
   const chunk = Math.max(1, Math.min(rows, opts.chunkRows ?? Math.max(MIN_CHUNK_ROWS, Math.floor(CHUNK_ELEMS / V))));
-  const logits = uninitF32(chunk * V), loss = new Float32Array(chunk), dl = new Float32Array(chunk).fill(scale);
-  let total = 0;
-  for (let r0 = 0; r0 < rows; r0 += chunk) {
-    const nr = Math.min(chunk, rows - r0);
-    const hc = new Tensor(hBuf.subarray(r0 * D, (r0 + nr) * D), 'f32', [nr, D]);
-    const oh = prepare(hc, 1, compute);
-    const z = logits.subarray(0, nr * V), tc = t.subarray(r0, r0 + nr);
-    if (bias) backend().stridedCopy(bias, [nr, V], [0, 1], z);
-    gemm(oh, transposed(ow), 1, z, 1, bias ? 1 : 0);
-    backend().crossEntropy(z, tc, nr, V, ignoreIndex, labelSmoothing, loss, z);
-    for (let i = 0; i < nr; i++) total += loss[i];
-    if (!grads) continue;
-    backend().crossEntropyBackward(z, tc, nr, V, ignoreIndex, labelSmoothing, dl.subarray(0, nr), z);
-    const g = prepare(new Tensor(z, 'f32', [nr, V]), 1, compute);
-    if (gh) gemm(g, ow, 1, gh.subarray(r0 * D, (r0 + nr) * D));
-    if (gw) gemm(transposed(g), oh, 1, gw, 1, 1);
-    if (gb) {
-      backend().reduce('sum', z, 1, nr, V, colSum);
-      backend().axpby(1, gb, 1, colSum, gb);
-    }
-  }
+  // The logits chunk is this op's own scratch and dead once the loop returns: a large one is freed at once.
+  const total = chunkedLoss({ hBuf, t, rows, V, D, chunk, scale, compute, ow, bias, ignoreIndex, labelSmoothing, grads, gh, gw, gb, colSum });
+  if (chunk * V * 4 >= COLLECT_BYTES) collectDeadBuffers();
   const y = new Tensor(new Float32Array([total * scale]), 'f32', []);
   if (!grads) return y;
   const inputs = [h, W, ...(b ? [b] : [])];

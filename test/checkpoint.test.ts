@@ -109,6 +109,25 @@ test('gradient checkpointing in open-autoglm-base (USE-lite): same loss and grad
   assertSame(a, b, 'use-lite');
 });
 
+test('gradient checkpointing in open-autoglm-base with LoRA on a 32 x 12 padded batch: same loss and gradients', () => {
+  // pooled gradient sizes (>= 64 KiB): this caught a leaf gradient (the layer input, a residual) whose buffer went
+  // back to the pool while still in use
+  const build = () => {
+    manualSeed(7);
+    const enc = loadUSELite();
+    new LoraModel(enc, { r: 8, alpha: 16, targetModules: 'all-linear', seed: 1 });
+    return Object.assign(enc, { head: new Linear(512, 3) }) as unknown as Module;
+  };
+  const B = 32, T = 12;
+  const ids = new Tensor(Int32Array.from({ length: B * T }, (_, i) => 5 + ((i * 7919) % 900)), 'i32', [B, T]);
+  const mask = new Tensor(Float32Array.from({ length: B * T }, (_, i) => (i % T < T - (i % 3) ? 1 : 0)), 'f32', [B, T]);
+  const run = (m: Module) => {
+    const enc = m as unknown as ReturnType<typeof loadUSELite> & { head: Linear };
+    return crossEntropy(enc.head.forward(enc.forward(ids, mask)), new Tensor(Int32Array.from({ length: B }, (_, i) => i % 3), 'i32', [B]));
+  };
+  assertSame(lossAndGrads(build, run, false), lossAndGrads(build, run, true), 'use-lite lora');
+});
+
 test("trainer config key 'gradientCheckpointing': on in the backbone, false by default", async () => {
   const on = new AutoGLMTrainer({ model: 'open-autoglm-base', config: { gradientCheckpointing: true, method: 'lora' } });
   const m = await (on as unknown as { prepareModel(labels: string[]): Promise<Module> }).prepareModel(['a', 'b']);

@@ -94,3 +94,24 @@ test('embedding on a 16-bit table converts only the rows it looks up', () => {
     assert.deepEqual(Array.from(e), Array.from(ref));
   }
 });
+
+test("a leaf that is also a residual input keeps its gradient: x.add(f(x)) (the buffer both edges get is never pooled)", () => {
+  // add hands the same gradient to the leaf and to the branch; when the branch was done with it, the buffer went
+  // back to the pool while x.grad still pointed at it, and the next gradient of that size overwrote it
+  for (const be of testBackends()) withBackend(be, () => {
+    const n = 128 * 256; // >= 64 KiB: pooled sizes
+    const xv = Float32Array.from({ length: n }, (_, i) => Math.sin(i));
+    const wv = Float32Array.from({ length: n }, (_, i) => Math.cos(i));
+    const x = new Tensor(xv.slice(), 'f32', [128, 256]).requireGrad();
+    const w = new Tensor(wv, 'f32', [128, 256]);
+    const u = new Tensor(Float32Array.from({ length: n }, (_, i) => 1 + (i % 5)), 'f32', [128, 256]);
+    x.add(x.tanh().mul(w)).mul(u).sum().backward();
+    const g = (x.grad as Tensor).f32();
+    let err = 0;
+    for (let i = 0; i < n; i++) {
+      const t = Math.tanh(xv[i]);
+      err = Math.max(err, Math.abs(g[i] - (1 + (i % 5)) * (1 + wv[i] * (1 - t * t))));
+    }
+    assert.ok(err < 1e-4, `${be.name}: max error ${err}`);
+  });
+});

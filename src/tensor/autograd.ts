@@ -161,6 +161,9 @@ export function runBackward(
         if ('leaf' in e) {
           e.leaf.grad = helpers.leafGrad(e.leaf, gx);
           if (e.leaf.grad.storage.buffer === g.storage.buffer) passedOn = true;
+          // A leaf's .grad may be the very buffer handed to another edge as well (x.add(f(x)) gives both the
+          // same gradient): held for good, so that the node that consumes it never returns it to the pool.
+          hold(e.leaf.grad);
         } else {
           const prevG = grads.get(e.node);
           const next = prevG ? helpers.add(prevG, gx) : gx;

@@ -18,23 +18,25 @@ import { loadUSELite } from '../src/models/use-lite/index.js';
 import { loadSafetensors } from '../src/models/safetensors.js';
 import { AutoGLMTrainer } from '../src/train/trainer.js';
 import { ConfigError } from '../src/errors.js';
+import { autocast } from '../src/tensor/precision.js';
 
-function grads(ckpt: boolean, lora: boolean): { loss: number; g: Map<string, Float32Array> } {
+function grads(ckpt: boolean, lora: boolean, compute: 'f32' | 'bf16' = 'f32'): { loss: number; g: Map<string, Float32Array> } {
   manualSeed(3);
   const m = new TinyGPT({ vocabSize: 50, contextLength: 16, dim: 32, heads: 4, layers: 3, mlpDim: 64, dropout: 0.1 });
   if (lora) new LoraModel(m, { r: 4, alpha: 8, targetModules: ['qkv', 'fc1'] });
   m.gradientCheckpointing = ckpt;
   setRng(new Rng(11));
-  const loss = m.loss(randint([2, 12], 50, 1), randint([2, 12], 50, 2));
+  // backward() outside autocast, as a training loop calls it
+  const loss = autocast(compute, () => m.loss(randint([2, 12], 50, 1), randint([2, 12], 50, 2)));
   loss.backward();
   const g = new Map<string, Float32Array>();
   for (const [k, p] of m.namedParameters()) if (p.requiresGrad) g.set(k, p.grad ? p.grad.f32().slice() : new Float32Array(p.size));
   return { loss: loss.item(), g };
 }
 
-for (const lora of [false, true]) {
-  test(`checkpointed blocks: same loss and gradients (${lora ? 'LoRA, frozen embeddings' : 'full'})`, () => {
-    const a = grads(false, lora), b = grads(true, lora);
+for (const [lora, compute] of [[false, 'f32'], [true, 'f32'], [true, 'bf16']] as const) {
+  test(`checkpointed blocks: same loss and gradients (${lora ? 'LoRA, frozen embeddings' : 'full'}, ${compute} autocast)`, () => {
+    const a = grads(false, lora, compute), b = grads(true, lora, compute);
     assert.equal(a.loss, b.loss);
     assert.deepEqual([...a.g.keys()], [...b.g.keys()]);
     for (const [k, ga] of a.g) {

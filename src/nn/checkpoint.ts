@@ -3,11 +3,13 @@
  * its forward pass without recording, so only its inputs are kept; the backward pass runs the segment again with
  * recording on and backpropagates through that local graph. Memory: one block's activations instead of every
  * block's, for about one extra forward pass of compute. Dropout masks are replayed exactly (the RNG state of the
- * forward pass is restored for the recomputation).
+ * forward pass is restored for the recomputation), and so is the autocast dtype (a bf16 forward pass is
+ * recomputed in bf16 even when backward() is called outside `autocast`).
  */
 import { Tensor } from '../tensor/tensor.js';
 import { enableGrad, isGradEnabled, noGrad, record } from '../tensor/autograd.js';
 import { Rng } from '../backend/rng.js';
+import { autocast, autocastDType } from '../tensor/precision.js';
 import { getRng, setRng } from './init.js';
 import type { Module } from './module.js';
 
@@ -16,6 +18,7 @@ export function checkpoint(module: Module, fn: (...xs: Tensor[]) => Tensor, ...i
   const params = module.parameters().filter((p) => p.requiresGrad);
   if (!isGradEnabled() || (params.length === 0 && !inputs.some((t) => t.requiresGrad))) return fn(...inputs);
   const rng = getRng().state();
+  const compute = autocastDType(); // the recomputation runs in the forward pass's autocast dtype, as PyTorch's does
   const y = noGrad(() => fn(...inputs));
   const needs = inputs.map((t) => t.requiresGrad);
   // The parameters are edges too, so the node is recorded when only they learn (a frozen embedding feeds LoRA
@@ -29,7 +32,7 @@ export function checkpoint(module: Module, fn: (...xs: Tensor[]) => Tensor, ...i
     const outer = getRng();
     setRng(new Rng(rng.seed, rng.counter));
     try {
-      const out = enableGrad(() => fn(...xs));
+      const out = autocast(compute, () => enableGrad(() => fn(...xs)));
       if (out.requiresGrad) out.backward({ gradient: gy });
     } finally {
       setRng(outer);

@@ -112,12 +112,13 @@ void reduce_all_rows(const float* src, int64_t ld, int64_t K, int64_t X, const f
     for (int64_t i = 0; i < r * X; i++) out[i] += parts[(size_t)t * r * X + i];
 }
 
-// N <= 16. Bp is (K, 16) with columns >= N zero. Rows of op(A) dot Bp.
+// N <= 16. C = op(A) Bp with Bp = op(B) packed (K, ld): ld = 16 (zero-padded) for the register path, N otherwise.
 void small_n(const float* a, const float* b, float* c, const MatmulP& p) {
   const int64_t M = p.M, N = p.N, K = p.K;
-  std::vector<float> bp((size_t)(K * kSmall), 0.f);
+  const int64_t ld = p.transA ? N : kSmall;
+  std::vector<float> bp((size_t)(K * ld), 0.f);
   for (int64_t k = 0; k < K; k++)
-    for (int64_t n = 0; n < N; n++) bp[k * kSmall + n] = elemB(b, p, k, n);
+    for (int64_t n = 0; n < N; n++) bp[k * ld + n] = elemB(b, p, k, n);
   const float* B = bp.data();
   const bool two = N > 8;
   if (!p.transA) {
@@ -153,11 +154,8 @@ void small_n(const float* a, const float* b, float* c, const MatmulP& p) {
     return;
   }
   // op(A) = A^T, A stored (K, M): C^T (N x M) = Bp^T A, A's rows read in order.
-  std::vector<float> bn((size_t)(K * N));
-  for (int64_t k = 0; k < K; k++)
-    for (int64_t n = 0; n < N; n++) bn[k * N + n] = B[k * kSmall + n];
   std::vector<float> ct;
-  reduce_all_rows(a, M, K, M, bn.data(), N, ct);
+  reduce_all_rows(a, M, K, M, B, N, ct);
   for (int64_t m = 0; m < M; m++)
     for (int64_t n = 0; n < N; n++) {
       float* o = c + m * N + n;
@@ -165,25 +163,23 @@ void small_n(const float* a, const float* b, float* c, const MatmulP& p) {
     }
 }
 
-// M <= 16 (and N > 16). Ap is (K, M): column k of op(A).
+// M <= 16 (and N > 16). op(A) packed (K, M) (column k of op(A) per row) when B is read by rows, (M, K) for dots.
 void small_m(const float* a, const float* b, float* c, const MatmulP& p) {
   const int64_t M = p.M, N = p.N, K = p.K;
   std::vector<float> ap((size_t)(K * M));
-  for (int64_t k = 0; k < K; k++)
-    for (int64_t m = 0; m < M; m++) ap[k * M + m] = elemA(a, p, m, k);
-  const float* A = ap.data();
   if (!p.transB) {
     // B stored (K, N): its rows read in order.
+    for (int64_t k = 0; k < K; k++)
+      for (int64_t m = 0; m < M; m++) ap[k * M + m] = elemA(a, p, m, k);
     std::vector<float> acc;
-    reduce_all_rows(b, N, K, N, A, M, acc);
+    reduce_all_rows(b, N, K, N, ap.data(), M, acc);
     for (int64_t m = 0; m < M; m++) store_row(c + m * N, acc.data() + m * N, N, p.alpha, p.beta);
     return;
   }
-  // B stored (N, K): C[m, n] = dot(row m of op(A), row n of B). Ap transposed to (M, K) rows for the dots.
-  std::vector<float> at((size_t)(M * K));
+  // B stored (N, K): C[m, n] = dot(row m of op(A), row n of B).
   for (int64_t m = 0; m < M; m++)
-    for (int64_t k = 0; k < K; k++) at[m * K + k] = A[k * M + m];
-  const float* At = at.data();
+    for (int64_t k = 0; k < K; k++) ap[m * K + k] = elemA(a, p, m, k);
+  const float* At = ap.data();
 #pragma omp parallel for schedule(static) if (par(N * K))
   for (int64_t n = 0; n < N; n++) {
     const float* brow = b + n * K;

@@ -122,6 +122,13 @@ function gradOperand(g: Tensor, batch: number, compute: ComputeDType): Operand {
   return prepare(g, batch, compute);
 }
 
+/** x W^T + b into a fresh (rows, nOut) buffer: the bias is broadcast into it, then the GEMM accumulates (beta = 1). */
+function affine(ox: Operand, ow: Operand, b: Tensor | null, rows: number, nOut: number): Float32Array {
+  const out = uninitF32(rows * nOut);
+  if (b) backend().stridedCopy(b.f32(), [rows, nOut], [0, 1], out);
+  return gemm(ox, transposed(ow), 1, out, 1, b ? 1 : 0);
+}
+
 /** The bias gradient of a linear layer: the column sums of gy viewed as (rows, nOut). */
 function biasGrad(gy: Tensor, rows: number, nOut: number): Tensor {
   const s = new Float32Array(nOut);
@@ -208,10 +215,7 @@ export function linear(x: Tensor, W: Tensor, b: Tensor | null): Tensor {
   const x2 = x.ndim === 2 ? x : reshape(x, [rows, nIn]);
   const ox = prepare(x2, 1, compute);
   const ow = prepare(W, 1, compute);
-  const out = uninitF32(rows * nOut);
-  if (b) backend().stridedCopy(b.f32(), [rows, nOut], [0, 1], out);
-  gemm(ox, transposed(ow), 1, out, 1, b ? 1 : 0);
-  const y = new Tensor(out, 'f32', [...x.shape.slice(0, -1), nOut]);
+  const y = new Tensor(affine(ox, ow, b, rows, nOut), 'f32', [...x.shape.slice(0, -1), nOut]);
   const inputs = b ? [x, W, b] : [x, W];
   if (!inputs.some((t) => t.requiresGrad)) return y;
   // The backward pass keeps the input only when the weight learns: a frozen Linear (LoRA's base, a frozen
@@ -290,10 +294,7 @@ export function linearInt8(x: Tensor, q: Tensor, scales: Tensor, b: Tensor | nul
   // activations in f32 whatever the autocast policy: the int8 kernel reads f32 on the left
   const ox = prepare(x.ndim === 2 ? x : reshape(x, [rows, nIn]), 1, 'f32');
   const ow = int8Operand(q, scales);
-  const out = uninitF32(rows * nOut);
-  if (b) backend().stridedCopy(b.f32(), [rows, nOut], [0, 1], out);
-  gemm(ox, transposed(ow), 1, out, 1, b ? 1 : 0);
-  const y = new Tensor(out, 'f32', [...x.shape.slice(0, -1), nOut]);
+  const y = new Tensor(affine(ox, ow, b, rows, nOut), 'f32', [...x.shape.slice(0, -1), nOut]);
   const needGx = x.requiresGrad, needGb = !!b && b.requiresGrad;
   if (!needGx && !needGb) return y;
   const xShape = [...x.shape];

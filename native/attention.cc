@@ -11,10 +11,12 @@
 // Masking: causal (query i, the (Tk-Tq+i)-th position, sees keys j <= Tk-Tq+i) and a (B, Tk) key mask, 1 = masked.
 // A query row whose keys are all masked gets P = 0 (output 0) rather than NaN.
 #include <cblas.h>
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <vector>
 #include "args.h"
+#include "vecmath.h"
 
 namespace ag {
 namespace {
@@ -26,6 +28,37 @@ struct Shape {
   bool causal;
   const float* keymask;
 };
+
+// exp(s[j] - mx) * mul over j < visible, 0 where the key mask is set, 8 lanes at a time (the tail through a
+// padded buffer, so every element goes through the same vexp); adds the unscaled exponentials to *sum in double.
+inline void exp_row(float* s, int64_t visible, const float* km, float mx, float mul, double* sum) {
+  const __m256 vmx = _mm256_set1_ps(mx), vmul = _mm256_set1_ps(mul), zero = _mm256_setzero_ps();
+  __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+  alignas(32) float ts[8], tk[8];
+  for (int64_t j = 0; j < visible; j += 8) {
+    const int64_t w = std::min<int64_t>(8, visible - j);
+    __m256 x, keep;
+    if (w == 8) {
+      x = _mm256_loadu_ps(s + j);
+      keep = km ? _mm256_cmp_ps(_mm256_loadu_ps(km + j), zero, _CMP_EQ_OQ) : _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    } else {
+      for (int t = 0; t < 8; t++) { ts[t] = t < w ? s[j + t] : mx; tk[t] = t < w && (!km || km[j + t] == 0.f) ? 0.f : 1.f; }
+      x = _mm256_load_ps(ts);
+      keep = _mm256_cmp_ps(_mm256_load_ps(tk), zero, _CMP_EQ_OQ);
+    }
+    const __m256 e = _mm256_and_ps(vexp(_mm256_sub_ps(x, vmx)), keep);
+    acc0 = _mm256_add_pd(acc0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+    acc1 = _mm256_add_pd(acc1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    const __m256 r = _mm256_mul_ps(e, vmul);
+    if (w == 8) _mm256_storeu_ps(s + j, r);
+    else { _mm256_store_ps(ts, r); for (int t = 0; t < w; t++) s[j + t] = ts[t]; }
+  }
+  if (sum) {
+    alignas(32) double d[4];
+    _mm256_store_pd(d, _mm256_add_pd(acc0, acc1));
+    *sum += (d[0] + d[1]) + (d[2] + d[3]);
+  }
+}
 
 // Masked softmax of one row of S in place. Writes the row's max and 1/sum to st[0], st[1], so that the backward
 // pass rebuilds the same P from S bit for bit (see rebuild_row); a row whose keys are all masked is set to 0 and
@@ -43,27 +76,26 @@ inline void softmax_row(float* s, int64_t n, int64_t visible, const float* km, f
     return;
   }
   double sum = 0;
-  for (int64_t j = 0; j < visible; j++) {
-    if (km && km[j] != 0.f) { s[j] = 0.f; continue; }
-    const float e = std::exp(s[j] - mx);
-    s[j] = e;
-    sum += e;
-  }
+  exp_row(s, visible, km, mx, 1.f, &sum);
   for (int64_t j = visible; j < n; j++) s[j] = 0.f;
   const float inv = (float)(1.0 / sum);
-  for (int64_t j = 0; j < visible; j++) s[j] *= inv;
+  const __m256 vinv = _mm256_set1_ps(inv);
+  int64_t j = 0;
+  for (; j + 8 <= visible; j += 8) _mm256_storeu_ps(s + j, _mm256_mul_ps(_mm256_loadu_ps(s + j), vinv));
+  for (; j < visible; j++) s[j] *= inv;
   st[0] = mx;
   st[1] = inv;
 }
 
-// P from a recomputed row of S and the forward pass's statistics: the same operations as softmax_row.
+// P from a recomputed row of S and the forward pass's statistics: the same operations as softmax_row (exp, then
+// one rounding multiply by 1/sum).
 inline void rebuild_row(float* s, int64_t n, int64_t visible, const float* km, const float* st) {
   const float mx = st[0], inv = st[1];
   if (inv == 0.f) {
     std::memset(s, 0, n * sizeof(float));
     return;
   }
-  for (int64_t j = 0; j < visible; j++) s[j] = (km && km[j] != 0.f) ? 0.f : std::exp(s[j] - mx) * inv;
+  exp_row(s, visible, km, mx, inv, nullptr);
   for (int64_t j = visible; j < n; j++) s[j] = 0.f;
 }
 

@@ -110,6 +110,21 @@ KERNEL(LayerNormBackward) {
   UNDEF;
 }
 
+KERNEL(LayerNormBackwardFromOutput) {
+  Args a(info, "layerNormBackwardFromOutput", 10);
+  size_t ny, nyy, ng, nb, nr, nd, ndg, ndb;
+  float *dy = a.f32(0, &ny), *y = a.f32(1, &nyy), *g = a.f32(2, &ng), *b = a.f32(3, &nb, true), *r = a.f32(4, &nr);
+  int64_t rows = a.integer(5), cols = a.integer(6);
+  float *dx = a.f32(7, &nd), *dg = a.f32(8, &ndg, true), *db = a.f32(9, &ndb, true);
+  const int64_t n = rows * cols;
+  a.need((int64_t)ny >= n && (int64_t)nyy >= n && (int64_t)nd >= n, "dy/y/dx are smaller than rows*cols");
+  a.need((int64_t)ng >= cols && (!b || (int64_t)nb >= cols) && (!dg || (int64_t)ndg >= cols) && (!db || (int64_t)ndb >= cols),
+         "gamma/beta/dgamma/dbeta are shorter than cols");
+  a.need((int64_t)nr >= rows, "rstd is shorter than rows");
+  if (cols > 0) layer_norm_backward_y(dy, y, g, b, r, rows, cols, dx, dg, db);
+  UNDEF;
+}
+
 KERNEL(RmsNorm) {
   Args a(info, "rmsNorm", 7);
   size_t nx, ng, no, nr;
@@ -290,6 +305,7 @@ void register_more(Napi::Env env, Napi::Object exports) {
   fn("softmaxBackward", SoftmaxBackward);
   fn("layerNorm", LayerNorm);
   fn("layerNormBackward", LayerNormBackward);
+  fn("layerNormBackwardFromOutput", LayerNormBackwardFromOutput);
   fn("rmsNorm", RmsNorm);
   fn("rmsNormBackward", RmsNormBackward);
   fn("gather", Gather);

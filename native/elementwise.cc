@@ -212,7 +212,8 @@ void unary_backward(int op, const float* x, const float* y, const float* dy, flo
             __m256 q = _mm256_add_ps(v8(1.0f), e);
             d = _mm256_div_ps(e, _mm256_mul_ps(q, q));
           } else if (op == U_GELU) {  // Phi(x) + x phi(x)
-            d = _mm256_fmadd_ps(_mm256_mul_ps(xv, vexp_neghalfsq(xv)), v8(kInvSqrt2Pi), vnormcdf(xv));
+            const __m256 e = vnormcdf_tail_exp(xv);
+            d = _mm256_fmadd_ps(_mm256_mul_ps(xv, e), v8(kInvSqrt2Pi), vnormcdf_e(xv, e));
           } else if (op == U_SILU) {  // s (1 + x (1 - s))
             __m256 s = vsigmoid(xv);
             d = _mm256_mul_ps(s, _mm256_fmadd_ps(xv, _mm256_sub_ps(v8(1.0f), s), v8(1.0f)));

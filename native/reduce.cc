@@ -1,6 +1,7 @@
 // reduce (sum/max/min over the middle axis of (outer, n, inner)), argmax, sumSquares.
 #include <algorithm>
 #include <limits>
+#include <vector>
 #include "common.h"
 
 namespace ag {
@@ -54,6 +55,35 @@ void reduce_block(int op, const float* x, int64_t n, int64_t inner, float* o) {
     }
   }
 }
+// Column sums of a tall (n, inner) matrix (a Linear layer's bias gradient). Rows are cut into chunks whose size
+// depends on n alone (kColRows, more when n is so large that there would be over 64 partials), each chunk's column
+// sums are taken in double by whichever thread gets it, and the partials are added in chunk order: every thread
+// streams whole rows (splitting columns left one thread idle at inner <= 256 and read 1 KiB per row per strip), and
+// the result is the same bits for any thread count.
+constexpr int64_t kColRows = 128;
+void column_sum(const float* x, int64_t n, int64_t inner, float* o) {
+  const int64_t rows = std::max<int64_t>(kColRows, (n + 63) / 64);
+  const int64_t nchunk = (n + rows - 1) / rows;
+  std::vector<double> part((size_t)(nchunk * inner));
+#pragma omp parallel for schedule(static) if (par(n * inner))
+  for (int64_t c = 0; c < nchunk; c++) {
+    double* acc = part.data() + c * inner;
+    const int64_t i1 = std::min(n, (c + 1) * rows);
+    for (int64_t j = 0; j < inner; j++) acc[j] = 0;
+    for (int64_t i = c * rows; i < i1; i++) {
+      const float* r = x + i * inner;
+#pragma omp simd
+      for (int64_t j = 0; j < inner; j++) acc[j] += (double)r[j];
+    }
+  }
+  std::vector<double> tot((size_t)inner, 0.0);
+  for (int64_t c = 0; c < nchunk; c++) {
+    const double* acc = part.data() + c * inner;
+#pragma omp simd
+    for (int64_t j = 0; j < inner; j++) tot[j] += acc[j];
+  }
+  for (int64_t j = 0; j < inner; j++) o[j] = (float)tot[j];
+}
 }  // namespace
 
 void reduce(int op, const float* x, int64_t outer, int64_t n, int64_t inner, float* o) {
@@ -75,6 +105,10 @@ void reduce(int op, const float* x, int64_t outer, int64_t n, int64_t inner, flo
       for (int t = 0; t < nt; t++) s += part[t];
       o[0] = (float)s;
     } else reduce_block(op, part, nt, 1, o);
+    return;
+  }
+  if (outer == 1 && op == R_SUM && inner >= 16 && n >= 2 * kColRows) {
+    column_sum(x, n, inner, o);
     return;
   }
   if (outer == 1 && par(total) && inner >= 64) {  // column reduce: split columns

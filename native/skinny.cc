@@ -97,19 +97,20 @@ void reduce_rows(const float* src, int64_t ld, int64_t k0, int64_t k1, int64_t X
   }
 }
 
-// out (r x X) = P^T src over all K rows of src (ld apart): the rows are split into one contiguous range per thread,
-// each summed into its own accumulator, then the accumulators are added in thread order.
+// out (r x X) = P^T src over all K rows of src (ld apart): the rows are cut into chunks whose size depends on K
+// alone (256 rows, more for very tall inputs so that at most 64 partials are kept), each chunk is summed into its
+// own accumulator by whichever thread takes it, and the accumulators are added in chunk order: the result is the
+// same bits for any thread count.
 void reduce_all_rows(const float* src, int64_t ld, int64_t K, int64_t X, const float* P, int64_t r, std::vector<float>& out) {
-  const int nt = par(K * X) ? std::max(1, std::min<int>(num_threads(), (int)((K + 63) / 64))) : 1;
-  std::vector<float> parts((size_t)(nt * r * X), 0.f);
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-  for (int t = 0; t < nt; t++) {
-    const int64_t k0 = K * t / nt, k1 = K * (t + 1) / nt;
-    reduce_rows(src, ld, k0, k1, X, P, r, parts.data() + (size_t)t * r * X);
-  }
+  const int64_t rows = std::max<int64_t>(256, (K + 63) / 64);
+  const int64_t nchunk = std::max<int64_t>(1, (K + rows - 1) / rows);
+  std::vector<float> parts((size_t)(nchunk * r * X), 0.f);
+#pragma omp parallel for schedule(static) if (nchunk > 1 && par(K * X))
+  for (int64_t c = 0; c < nchunk; c++)
+    reduce_rows(src, ld, c * rows, std::min(K, (c + 1) * rows), X, P, r, parts.data() + (size_t)c * r * X);
   out.assign(parts.begin(), parts.begin() + r * X);
-  for (int t = 1; t < nt; t++)
-    for (int64_t i = 0; i < r * X; i++) out[i] += parts[(size_t)t * r * X + i];
+  for (int64_t c = 1; c < nchunk; c++)
+    for (int64_t i = 0; i < r * X; i++) out[i] += parts[(size_t)c * r * X + i];
 }
 
 // N <= 16. C = op(A) Bp with Bp = op(B) packed (K, ld): ld = 16 (zero-padded) for the register path, N otherwise.

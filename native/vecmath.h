@@ -61,8 +61,13 @@ static inline __m256 vexp_neghalfsq(__m256 x) {
   return _mm256_fnmadd_ps(_mm256_mul_ps(r, v8(0.5f)), e, r);  // r * (1 - e/2)
 }
 
-// Phi(x) = 0.5 * (1 + erf(x / sqrt2)), accurate in relative terms also in the far left tail (erfc form).
-static inline __m256 vnormcdf(__m256 x) {
+// exp(-x*x/2) as Phi's tail needs it (|x| capped at 14.5, past which it is 0 in float anyway). GELU's backward
+// pass shares it between Phi(x) and the density phi(x) = it / sqrt(2 pi).
+static inline __m256 vnormcdf_tail_exp(__m256 x) { return vexp_neghalfsq(_mm256_min_ps(vabs(x), _mm256_set1_ps(14.5f))); }
+
+// Phi(x) = 0.5 * (1 + erf(x / sqrt2)), accurate in relative terms also in the far left tail (erfc form); `e` is
+// vnormcdf_tail_exp(x).
+static inline __m256 vnormcdf_e(__m256 x, __m256 e) {
   const __m256 z = _mm256_mul_ps(x, v8(0.70710678118654752f));
   const __m256 a = vabs(z);
   // |z| < 1: erf(z) = z * T(z^2)
@@ -95,12 +100,13 @@ static inline __m256 vnormcdf(__m256 x) {
   R = _mm256_fmadd_ps(R, q, v8(5.640464345e-01f));
   R = _mm256_fmadd_ps(R, q, v8(4.379489699e-06f));
   __m256 poly = _mm256_blendv_ps(R, P, _mm256_cmp_ps(a, v8(2.0f), _CMP_LT_OQ));
-  __m256 erfc = _mm256_mul_ps(vexp_neghalfsq(_mm256_min_ps(vabs(x), v8(14.5f))), poly);
+  __m256 erfc = _mm256_mul_ps(e, poly);
   __m256 half_erfc = _mm256_mul_ps(erfc, v8(0.5f));
   __m256 big = _mm256_blendv_ps(_mm256_sub_ps(v8(1.0f), half_erfc), half_erfc, z);  // sign bit of z selects
   __m256 r = _mm256_blendv_ps(big, small, _mm256_cmp_ps(a, v8(1.0f), _CMP_LT_OQ));
   return _mm256_blendv_ps(r, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
 }
+static inline __m256 vnormcdf(__m256 x) { return vnormcdf_e(x, vnormcdf_tail_exp(x)); }
 
 // sigmoid(x) = 1/(1+e) for x >= 0, e/(1+e) for x < 0, with e = exp(-|x|): never overflows, keeps the tiny left tail.
 static inline __m256 vsigmoid(__m256 x) {

@@ -33,6 +33,9 @@ export function installKernelTimer(): KernelTimer {
         const out = (v as (...a: unknown[]) => unknown).apply(t, args);
         let key = String(k);
         if (k === 'unary' || k === 'unaryBackward' || k === 'binary' || k === 'reduce') key += `:${args[0]}`;
+        if (k === 'stridedCopy') key += `:${JSON.stringify(args[1])}${JSON.stringify(args[2])}`;
+        if (k === 'reduce') key += `:${args[2]}x${args[3]}x${args[4]}`;
+        if (k === 'binary') key += `:${JSON.stringify(args[2])}${JSON.stringify(args[4])}${JSON.stringify(args[5])}`;
         if (k === 'matmul') {
           const a = args[0] as { M: number; N: number; K: number; batch: number; transA: boolean; transB: boolean };
           key += `:${a.batch}x${a.M}x${a.N}x${a.K}${a.transA ? 'T' : ''}${a.transB ? 'T' : ''}`;

@@ -425,7 +425,7 @@ for (const from of ['f32', 'bf16', 'f16', 'i32', 'i8'] as DType[]) {
 }
 
 // reductions
-for (const [outer, n, inner] of [[1, 1, 1], [1, 33, 1], [3, 17, 1], [2, 5, 3], [4, 1, 7], [1, 257, 2]]) {
+for (const [outer, n, inner] of [[1, 1, 1], [1, 33, 1], [3, 17, 1], [2, 5, 3], [4, 1, 7], [1, 257, 2], [1, 1000, 300], [1, 2049, 24]]) {
   for (const op of ['sum', 'max', 'min'] as ReduceOp[]) {
     add({
       kernel: 'reduce', name: `${op} (${outer}, ${n}, ${inner})`,
@@ -630,6 +630,29 @@ for (const [rows, cols, affineOn] of [[1, 1, true], [3, 17, true], [4, 33, false
       if (!affineOn) return [dx];
       const dg = numGrad((z) => dotF64(dy, refLayerNorm(x, z, B, rows, cols, eps)), g, 1e-3).map((v, i) => v + dg0[i]);
       const db = numGrad((z) => dotF64(dy, refLayerNorm(x, G, z, rows, cols, eps)), b, 1e-3).map((v, i) => v + db0[i]);
+      return [dx, dg, db];
+    },
+    tol: { rtol: 1e-4, atol: 1e-4 },
+  });
+  // the same gradients from the output (xhat = (y - beta) / gamma); gamma kept away from 0, as layerNorm's op ensures
+  if (affineOn) add({
+    kernel: 'layerNormBackwardFromOutput', name: tag,
+    make: (rng: Rng) => {
+      const m = make(rng);
+      return { ...m, g: m.g.map((v) => (v < 0 ? -0.5 : 0.5) + v) };
+    },
+    run: (be, { x, g, b, dy, dg0, db0 }) => {
+      const out = new Float32Array(x.length), mean = new Float32Array(rows), rstd = new Float32Array(rows);
+      be.layerNorm(x, g, b, rows, cols, eps, out, mean, rstd);
+      const dx = new Float32Array(x.length).fill(NaN), dg = dg0.slice(), db = db0.slice();
+      be.layerNormBackwardFromOutput(dy, out, g, b, rstd, rows, cols, dx, dg, db);
+      return [dx, dg, db];
+    },
+    nativeAtol: 3e-5, // as layerNormBackward: at cols = 1 dx is a rounding residual times rstd (~300); 1.4e-5 seen
+    ref: ({ x, g, b, dy, dg0, db0 }) => {
+      const dx = numGrad((z) => dotF64(dy, refLayerNorm(z, g, b, rows, cols, eps)), x, 1e-3);
+      const dg = numGrad((z) => dotF64(dy, refLayerNorm(x, z, b, rows, cols, eps)), g, 1e-3).map((v, i) => v + dg0[i]);
+      const db = numGrad((z) => dotF64(dy, refLayerNorm(x, g, z, rows, cols, eps)), b, 1e-3).map((v, i) => v + db0[i]);
       return [dx, dg, db];
     },
     tol: { rtol: 1e-4, atol: 1e-4 },

@@ -3,6 +3,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { backend } from '../src/backend/index.js';
 import { blockWorkload } from '../src/bench/workloads.js';
+import { collectNow } from '../src/backend/gc.js';
+import * as T from '../src/tensor/index.js';
 
 test('200 training steps of the block workload keep RSS within 10% after the first 50', (t) => {
   if (backend().name !== 'native') return t.skip('portable backend: 200 block steps take minutes; covered on native');
@@ -30,4 +32,41 @@ test('200 training steps of the block workload keep RSS within 10% after the fir
   // (one small activation) would add 20 MB over the 130 steps between the windows
   assert.ok(late <= early * 1.1, `RSS trends upward: ${early} -> ${late}`);
   assert.ok(lastLoss < firstLoss, 'the block learns');
+});
+
+/**
+ * What the backward pass holds. An activation that no backward needs must be freed as soon as the forward pass
+ * drops it (V8 frees a buffer only when nothing reaches it, a closure included). Each case builds a small graph,
+ * keeps a weak reference to one intermediate's buffer, drops every strong one and runs a full collection.
+ */
+async function heldAfterForward(build: (h: T.Tensor) => T.Tensor): Promise<{ held: boolean; loss: T.Tensor }> {
+  const make = () => {
+    const x = T.randn([16, 64]).requireGrad();
+    const h = x.mul(2); // an intermediate whose own backward needs nothing
+    return { ref: new WeakRef(h.storage as object), loss: build(h).sum() };
+  };
+  const { ref, loss } = make();
+  await new Promise((r) => setTimeout(r, 0));
+  collectNow();
+  return { held: ref.deref() !== undefined, loss };
+}
+
+test('LayerNorm keeps its output, not its input, for the backward pass (gamma away from 0)', async () => {
+  const W = T.randn([32, 64]).requireGrad(); // a trainable Linear after it holds the output anyway
+  const g = T.ones([64]).requireGrad(), b = T.zeros([64]).requireGrad();
+  const r = await heldAfterForward((h) => T.linear(T.layerNorm(h, g, b), W, null));
+  assert.equal(r.held, false, 'the input of LayerNorm is still reachable after the forward pass');
+  r.loss.backward();
+  assert.ok(g.grad && W.grad && Number.isFinite(g.grad.sum().item()));
+  // gamma near 0 (next to beta = 1): xhat cannot be rebuilt from the output well, the input is kept instead
+  const small = T.full([64], 0.01).requireGrad(), one = T.ones([64]).requireGrad();
+  const k = await heldAfterForward((h) => T.linear(T.layerNorm(h, small, one), W, null));
+  assert.equal(k.held, true, 'with gamma near 0 LayerNorm should keep its input');
+});
+
+test('a frozen Linear and a residual add do not hold their inputs', async () => {
+  const frozen = T.randn([32, 64]);
+  assert.equal((await heldAfterForward((h) => T.linear(h, frozen, null).tanh())).held, false, 'frozen Linear');
+  const W = T.randn([64, 64]).requireGrad();
+  assert.equal((await heldAfterForward((h) => T.linear(h.add(T.ones([64])), W, null))).held, false, 'add (its output feeds a trainable Linear)');
 });

@@ -370,3 +370,18 @@ test('native vs portable: adamw, sgd, dropout', { skip: skipCmp }, () => {
   P().dropoutMask(99, 0.37, m[1]!);
   assert.deepEqual(m[0], m[1], 'dropoutMask');
 });
+
+test('sums over rows give the same bits with 1 and 2 threads (column sums, a LoRA factor gradient)', { skip }, async () => {
+  const { spawnSync } = await import('node:child_process');
+  const run = (n: number): { threads: number; cols: string; dA: string } => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', new URL('./helpers/thread-sums.ts', import.meta.url).pathname],
+      { encoding: 'utf8', env: { ...process.env, AUTOGLM_NUM_THREADS: String(n) } });
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout.trim().split('\n').pop()!) as { threads: number; cols: string; dA: string };
+  };
+  const one = run(1), two = run(2);
+  assert.equal(one.threads, 1);
+  assert.equal(two.threads, 2);
+  assert.equal(two.cols, one.cols, 'column sums differ between thread counts');
+  assert.equal(two.dA, one.dA, 'the skinny weight gradient differs between thread counts');
+});

@@ -113,6 +113,8 @@ const CASES: Case[] = [
   { name: 'logSoftmax', inputs: () => [rn([5, 9], 72)], fn: (x) => x.logSoftmax(-1) },
   { name: 'layerNorm affine', inputs: () => [rn([3, 2, 8], 73), rn([8], 74, 0.3, 1), rn([8], 75)], fn: (x, g, b) => T.layerNorm(x, g, b) },
   { name: 'layerNorm plain', inputs: () => [rn([4, 5], 76)], fn: (x) => T.layerNorm(x, null, null) },
+  // gamma near 0 next to beta: xhat is not rebuilt from the output, the input is kept instead
+  { name: 'layerNorm small gamma', inputs: () => [rn([3, 8], 77), rn([8], 78, 0.05), rn([8], 79)], fn: (x, g, b) => T.layerNorm(x, g, b) },
   { name: 'rmsNorm', inputs: () => [rn([3, 6], 77), rn([6], 78, 0.3, 1)], fn: (x, g) => T.rmsNorm(x, g) },
   { name: 'embedding repeated ids', inputs: () => [rn([5, 3], 79)], fn: (w) => T.embedding(ids([1, 4, 1, 0, 1, 3], [2, 3]), w) },
   { name: 'dropout seeded', inputs: () => [rn([6, 10], 80)], fn: (x) => T.dropout(x, 0.3, 1234) },

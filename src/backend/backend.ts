@@ -186,6 +186,13 @@ export interface Backend {
   /** Gradients of layerNorm. dgamma/dbeta (may be null) are ACCUMULATED into (+=). dx is written. */
   layerNormBackward(dy: Float32Array, x: Float32Array, gamma: Float32Array | null, mean: Float32Array, rstd: Float32Array,
     rows: number, cols: number, dx: Float32Array, dgamma: Float32Array | null, dbeta: Float32Array | null): void;
+  /**
+   * The gradients of layerNorm from its output y instead of its input (xhat = (y - beta) / gamma), so that a layer
+   * whose output is kept anyway (by a trainable Linear or a LoRA factor after it) need not keep its input too.
+   * gamma is required and should be well away from 0 (layerNorm's op checks). Accumulation as layerNormBackward.
+   */
+  layerNormBackwardFromOutput(dy: Float32Array, y: Float32Array, gamma: Float32Array, beta: Float32Array | null, rstd: Float32Array,
+    rows: number, cols: number, dx: Float32Array, dgamma: Float32Array | null, dbeta: Float32Array | null): void;
   /** RMS norm: out = x * rstd * gamma, rstd = 1/sqrt(mean(x^2) + eps). Writes rstd. */
   rmsNorm(x: Float32Array, gamma: Float32Array | null, rows: number, cols: number, eps: number, out: Float32Array, rstd: Float32Array): void;
   /** Gradients of rmsNorm; dgamma accumulated (+=), dx written. */

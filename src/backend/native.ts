@@ -41,6 +41,8 @@ interface Addon {
     out: Float32Array, mean: Float32Array, rstd: Float32Array): void;
   layerNormBackward(dy: Float32Array, x: Float32Array, g: Float32Array | null, mean: Float32Array, rstd: Float32Array,
     rows: number, cols: number, dx: Float32Array, dg: Float32Array | null, db: Float32Array | null): void;
+  layerNormBackwardFromOutput(dy: Float32Array, y: Float32Array, g: Float32Array, b: Float32Array | null, rstd: Float32Array,
+    rows: number, cols: number, dx: Float32Array, dg: Float32Array | null, db: Float32Array | null): void;
   rmsNorm(x: Float32Array, g: Float32Array | null, rows: number, cols: number, eps: number, out: Float32Array,
     rstd: Float32Array): void;
   rmsNormBackward(dy: Float32Array, x: Float32Array, g: Float32Array | null, rstd: Float32Array, rows: number, cols: number,
@@ -251,6 +253,10 @@ class NativeBackend implements Backend {
   layerNormBackward(dy: Float32Array, x: Float32Array, gamma: Float32Array | null, mean: Float32Array, rstd: Float32Array,
     rows: number, cols: number, dx: Float32Array, dgamma: Float32Array | null, dbeta: Float32Array | null): void {
     this.a.layerNormBackward(dy, x, gamma, mean, rstd, rows, cols, dx, dgamma, dbeta);
+  }
+  layerNormBackwardFromOutput(dy: Float32Array, y: Float32Array, gamma: Float32Array, beta: Float32Array | null, rstd: Float32Array,
+    rows: number, cols: number, dx: Float32Array, dgamma: Float32Array | null, dbeta: Float32Array | null): void {
+    this.a.layerNormBackwardFromOutput(dy, y, gamma, beta, rstd, rows, cols, dx, dgamma, dbeta);
   }
   rmsNorm(x: Float32Array, gamma: Float32Array | null, rows: number, cols: number, eps: number, out: Float32Array, rstd: Float32Array): void {
     this.a.rmsNorm(x, gamma, rows, cols, eps, out, rstd);

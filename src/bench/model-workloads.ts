@@ -27,7 +27,7 @@ export interface ModelWorkloadOptions {
 }
 
 /** The cls workloads' encoder: token + position embeddings, 4 pre-LN blocks (no mask), final LN, mean-pool, head. */
-class EncoderClassifier extends Module {
+export class EncoderClassifier extends Module {
   readonly wte = this.module('wte', new Embedding(8002, 256));
   readonly wpe = this.module('wpe', new Embedding(128, 256));
   readonly blocks = this.module('blocks', new ModuleList(Array.from({ length: 4 }, () => new Block({ dim: 256, heads: 4, mlpDim: 1024, causal: false }))));

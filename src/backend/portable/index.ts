@@ -12,7 +12,7 @@ import { cast } from './cast.js';
 import { affine, axpby, unary, unaryBackward } from './elementwise.js';
 import { matmul, matmulLowp } from './matmul.js';
 import {
-  crossEntropy, crossEntropyBackward, gather, layerNorm, layerNormBackward, rmsNorm, rmsNormBackward, rope, scatterAdd,
+  crossEntropy, crossEntropyBackward, gather, layerNorm, layerNormBackward, layerNormBackwardFromOutput, rmsNorm, rmsNormBackward, rope, scatterAdd,
   softmax, softmaxBackward,
 } from './nn.js';
 import { adamw, dropoutMask, sgd } from './optim.js';
@@ -94,6 +94,10 @@ export class PortableBackend implements Backend {
   layerNormBackward(dy: Float32Array, x: Float32Array, gamma: Float32Array | null, mean: Float32Array, rstd: Float32Array,
     rows: number, cols: number, dx: Float32Array, dgamma: Float32Array | null, dbeta: Float32Array | null): void {
     layerNormBackward(dy, x, gamma, mean, rstd, rows, cols, dx, dgamma, dbeta);
+  }
+  layerNormBackwardFromOutput(dy: Float32Array, y: Float32Array, gamma: Float32Array, beta: Float32Array | null, rstd: Float32Array,
+    rows: number, cols: number, dx: Float32Array, dgamma: Float32Array | null, dbeta: Float32Array | null): void {
+    layerNormBackwardFromOutput(dy, y, gamma, beta, rstd, rows, cols, dx, dgamma, dbeta);
   }
   rmsNorm(x: Float32Array, gamma: Float32Array | null, rows: number, cols: number, eps: number, out: Float32Array,
     rstd: Float32Array): void {

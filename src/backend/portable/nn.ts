@@ -60,29 +60,45 @@ export function layerNorm(x: Float32Array, gamma: Float32Array | null, beta: Flo
 
 export function layerNormBackward(dy: Float32Array, x: Float32Array, gamma: Float32Array | null, mean: Float32Array,
   rstd: Float32Array, rows: number, cols: number, dx: Float32Array, dgamma: Float32Array | null, dbeta: Float32Array | null): void {
+  normBackwardRows(dy, gamma, rstd, rows, cols, dx, dgamma, dbeta, (r, xh) => {
+    const o = r * cols, mu = mean[r], rs = rstd[r];
+    for (let c = 0; c < cols; c++) xh[c] = (x[o + c] - mu) * rs;
+  });
+}
+
+/** layerNormBackward from the output y: xhat = (y - beta) / gamma. */
+export function layerNormBackwardFromOutput(dy: Float32Array, y: Float32Array, gamma: Float32Array, beta: Float32Array | null,
+  rstd: Float32Array, rows: number, cols: number, dx: Float32Array, dgamma: Float32Array | null, dbeta: Float32Array | null): void {
+  normBackwardRows(dy, gamma, rstd, rows, cols, dx, dgamma, dbeta, (r, xh) => {
+    const o = r * cols;
+    for (let c = 0; c < cols; c++) xh[c] = (beta ? y[o + c] - beta[c] : y[o + c]) / gamma[c];
+  });
+}
+
+/** dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma, with xhat per row from `xhatRow`. */
+function normBackwardRows(dy: Float32Array, gamma: Float32Array | null, rstd: Float32Array, rows: number, cols: number,
+  dx: Float32Array, dgamma: Float32Array | null, dbeta: Float32Array | null, xhatRow: (r: number, xh: Float64Array) => void): void {
   const dg = dgamma ? new Float64Array(cols) : null;
   const db = dbeta ? new Float64Array(cols) : null;
+  const xh = new Float64Array(cols);
   for (let r = 0; r < rows; r++) {
     const o = r * cols;
-    const mu = mean[r];
     const rs = rstd[r];
-    // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma
+    xhatRow(r, xh);
     let sg = 0;
     let sgx = 0;
     for (let c = 0; c < cols; c++) {
-      const xh = (x[o + c] - mu) * rs;
       const g = gamma ? dy[o + c] * gamma[c] : dy[o + c];
       sg += g;
-      sgx += g * xh;
-      if (dg) dg[c] += dy[o + c] * xh;
+      sgx += g * xh[c];
+      if (dg) dg[c] += dy[o + c] * xh[c];
       if (db) db[c] += dy[o + c];
     }
     const mg = sg / cols;
     const mgx = sgx / cols;
     for (let c = 0; c < cols; c++) {
-      const xh = (x[o + c] - mu) * rs;
       const g = gamma ? dy[o + c] * gamma[c] : dy[o + c];
-      dx[o + c] = rs * (g - mg - xh * mgx);
+      dx[o + c] = rs * (g - mg - xh[c] * mgx);
     }
   }
   if (dgamma && dg) for (let c = 0; c < cols; c++) dgamma[c] += dg[c];

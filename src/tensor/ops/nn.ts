@@ -57,18 +57,39 @@ export function layerNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, 
   const rows = x.size / D;
   const xd = x.f32();
   const out = uninitF32(xd.length), mean = new Float32Array(rows), rstd = new Float32Array(rows);
-  const g = gamma ? gamma.f32() : null;
-  backend().layerNorm(xd, g, beta ? beta.f32() : null, rows, D, eps, out, mean, rstd);
+  const g = gamma ? gamma.f32() : null, bt = beta ? beta.f32() : null;
+  backend().layerNorm(xd, g, bt, rows, D, eps, out, mean, rstd);
   const inputs = [x, ...(gamma ? [gamma] : []), ...(beta ? [beta] : [])];
-  return record('layerNorm', inputs, new Tensor(out, 'f32', [...x.shape]), (gy) => {
-    const dx = uninitF32(xd.length);
+  if (!inputs.some((t) => t.requiresGrad)) return new Tensor(out, 'f32', [...x.shape]);
+  // The backward pass needs xhat. It is rebuilt from the output where gamma allows it (as Apex's memory-efficient
+  // LayerNorm does): the output is held anyway wherever a trainable Linear or a LoRA factor reads it (every pre-LN
+  // block's qkv under LoRA), so the input need not be held too: one activation less per LayerNorm (37 MB on
+  // GPT-2 small at 8 x 128 tokens).
+  const fromOut = g !== null && outputInvertible(g, bt);
+  const keepX = fromOut ? null : xd, keepY = fromOut ? out : null, n = xd.length, shape = [...x.shape];
+  return record('layerNorm', inputs, new Tensor(out, 'f32', shape), (gy) => {
+    // (the closure names no variable that holds x: V8 would keep x alive through it)
+    const dx = uninitF32(n);
     const dg = gamma ? new Float32Array(D) : null, db = beta ? new Float32Array(D) : null;
-    backend().layerNormBackward(gy.f32(), xd, g, mean, rstd, rows, D, dx, dg, db);
-    const grads: (Tensor | null)[] = [new Tensor(dx, 'f32', [...x.shape])];
+    if (keepY) backend().layerNormBackwardFromOutput(gy.f32(), keepY, g as Float32Array, bt, rstd, rows, D, dx, dg, db);
+    else backend().layerNormBackward(gy.f32(), keepX as Float32Array, g, mean, rstd, rows, D, dx, dg, db);
+    const grads: (Tensor | null)[] = [new Tensor(dx, 'f32', shape)];
     if (gamma) grads.push(new Tensor(dg as Float32Array, 'f32', [D]));
     if (beta) grads.push(new Tensor(db as Float32Array, 'f32', [D]));
     return grads;
   });
+}
+
+/**
+ * Whether xhat = (y - beta) / gamma recovers the normalised input to within a few float ulps: every |gamma_i| is at
+ * least 1/16 of max(1, max |beta|), so the rounding of y and beta (relative 2^-24) grows at most 16-fold in xhat.
+ */
+function outputInvertible(g: Float32Array, b: Float32Array | null): boolean {
+  let bmax = 1;
+  if (b) for (let i = 0; i < b.length; i++) { const a = Math.abs(b[i]); if (a > bmax) bmax = a; }
+  const floor = bmax / 16;
+  for (let i = 0; i < g.length; i++) if (!(Math.abs(g[i]) >= floor)) return false;
+  return true;
 }
 
 /** RMS norm over the last axis (Llama): x / sqrt(mean(x^2) + eps) * gamma. */

@@ -1,0 +1,30 @@
+// Per-kernel time of the cls-full / cls-lora training step (node --import tsx scripts/profile-cls.ts [full|lora]).
+import { EncoderClassifier } from '../src/bench/model-workloads.js';
+import { randint } from '../src/tensor/creation.js';
+import { crossEntropy } from '../src/tensor/ops/nn.js';
+import { manualSeed } from '../src/nn/init.js';
+import { AdamW } from '../src/optim/adam.js';
+import { LoraModel } from '../src/peft/index.js';
+import { installKernelTimer } from './kernel-timer.js';
+
+const timer = installKernelTimer();
+const lora = process.argv[2] === 'lora';
+manualSeed(0);
+const m = new EncoderClassifier();
+if (lora) new LoraModel(m, { r: 8, alpha: 16, targetModules: ['qkv', 'proj', 'fc1', 'fc2'], modulesToSave: ['head'] });
+const idx = randint([64, 32], 8002, 1), y = randint([64], 150, 2);
+const opt = new AdamW(m.trainableParameters(), { lr: 1e-4, weightDecay: 0.01 });
+const step = () => { opt.zeroGrad(); const l = crossEntropy(m.forward(idx), y); l.backward(); opt.step(); };
+for (let i = 0; i < 3; i++) step();
+timer.clear();
+const N = 10;
+const t0 = performance.now();
+for (let i = 0; i < N; i++) step();
+timer.report(`cls-${lora ? 'lora' : 'full'}`, (performance.now() - t0) / N, N, 40);
+{
+  const r0 = process.resourceUsage();
+  const t1 = performance.now();
+  for (let i = 0; i < N; i++) step();
+  const r1 = process.resourceUsage();
+  console.log(`minor faults per step ${((r1.minorPageFault - r0.minorPageFault) / N).toFixed(0)}, step ${((performance.now() - t1) / N).toFixed(1)} ms, sys ${((r1.systemCPUTime - r0.systemCPUTime) / 1000 / N).toFixed(1)} ms/step, user ${((r1.userCPUTime - r0.userCPUTime) / 1000 / N).toFixed(1)} ms/step`);
+}

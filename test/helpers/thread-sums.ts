@@ -1,0 +1,18 @@
+// Prints the bits of the native backend's row-reducing results (column sums of a tall matrix, a LoRA factor's
+// weight gradient) for the thread count in AUTOGLM_NUM_THREADS: native-smoke.test.ts checks they do not depend on it.
+import { loadNativeBackend } from '../../src/backend/native.js';
+
+const be = loadNativeBackend();
+let seed = 7;
+const rand = (n: number): Float32Array => Float32Array.from({ length: n }, () => {
+  seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+  return seed / 4294967296 - 0.5;
+});
+const hex = (a: Float32Array): string => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('hex');
+const x = rand(2049 * 300);
+const cols = new Float32Array(300);
+be.reduce('sum', x, 1, 2049, 300, cols);
+// dA = G^T X for G (2049, 8), X (2049, 300): the rank-8 factor's weight gradient (a skinny product over rows)
+const g = rand(2049 * 8), dA = new Float32Array(8 * 300);
+be.matmul({ a: g, b: x, out: dA, dtype: 'f32', batch: 1, M: 8, N: 300, K: 2049, transA: true, transB: false, strideA: 0, strideB: 0, alpha: 1, beta: 0 });
+console.log(JSON.stringify({ threads: be.numThreads(), cols: hex(cols), dA: hex(dA) }));

@@ -70,3 +70,34 @@ test('a frozen Linear and a residual add do not hold their inputs', async () => 
   const W = T.randn([64, 64]).requireGrad();
   assert.equal((await heldAfterForward((h) => T.linear(h.add(T.ones([64])), W, null))).held, false, 'add (its output feeds a trainable Linear)');
 });
+
+test('ops whose backward does not need an input do not hold it', async () => {
+  const c = T.randn([64], 3), frozenW = T.randn([32, 64], 4);
+  const ids = new T.Tensor(Int32Array.from({ length: 16 }, (_, i) => i % 64), 'i32', [16]);
+  const ids32 = new T.Tensor(Int32Array.from({ length: 16 }, (_, i) => i % 32), 'i32', [16]);
+  const cases: Array<[string, (h: T.Tensor) => T.Tensor]> = [
+    ['add', (h) => h.add(T.ones([64]))],
+    ['sub', (h) => h.sub(c)],
+    ['scalar mul + add', (h) => h.mul(3).add(1)],
+    ['mul by a constant tensor', (h) => h.mul(c)],
+    ['sum', (h) => h.sum(0)],
+    ['mean', (h) => h.mean(1)],
+    ['concat', (h) => T.concat([h, T.ones([16, 8])], 1)],
+    ['split', (h) => h.split([32, 32], 1)[1]],
+    ['contiguous copy of a transpose', (h) => h.transpose(0, 1).contiguous()],
+    ['softmax (keeps its output)', (h) => h.softmax(-1)],
+    ['dropout (keeps its mask)', (h) => T.dropout(h, 0.25, 7)],
+    ['frozen Linear', (h) => T.linear(h, frozenW, null)],
+    ['matmul by a frozen matrix', (h) => h.matmul(frozenW.transpose(0, 1))],
+    ['crossEntropy of logits', (h) => T.crossEntropy(h, ids)],
+    ['embedding (the table is the input)', (h) => T.embedding(ids, h)],
+    ['stack', (h) => T.stack([h, T.ones([16, 64])], 0)],
+    ['cast to bf16', (h) => h.to('bf16')],
+    ['fused linear cross-entropy, frozen head', (h) => T.linearCrossEntropy(h, frozenW, null, ids32)],
+  ];
+  const held: string[] = [];
+  for (const [name, f] of cases) {
+    if ((await heldAfterForward(f)).held) held.push(name);
+  }
+  assert.deepEqual(held, [], `these ops keep their input alive until backward: ${held.join(', ')}`);
+});

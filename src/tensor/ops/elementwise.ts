@@ -72,25 +72,32 @@ export function sub(a: TensorLike, b: TensorLike): Tensor {
   return record('sub', [A, B], binaryRaw('sub', A, B), (gy) => [ga ? sumTo(gy, sa) : null, gb ? sumTo(affineRaw(gy, -1, 0), sb) : null]);
 }
 
+// The backward closures of mul, div and where name only what their gradients read: an operand that needs no
+// gradient of its own is not kept for its partner's (x * 3 keeps nothing of x; x * mask keeps the mask).
 export function mul(a: TensorLike, b: TensorLike): Tensor {
   const A = toTensor(a), B = toTensor(b);
-  return record('mul', [A, B], binaryRaw('mul', A, B), (gy) => [
-    A.requiresGrad ? sumTo(binaryRaw('mul', gy, B), A.shape) : null,
-    B.requiresGrad ? sumTo(binaryRaw('mul', gy, A), B.shape) : null,
-  ]);
+  const y = binaryRaw('mul', A, B);
+  return record('mul', [A, B], y, mulBackward(A.requiresGrad ? B : null, B.requiresGrad ? A : null, A.shape, B.shape));
+}
+/** da = gy * b (when `forA`, which is b), db = gy * a (when `forB`, which is a). */
+function mulBackward(forA: Tensor | null, forB: Tensor | null, sa: number[], sb: number[]): (gy: Tensor) => (Tensor | null)[] {
+  return (gy) => [forA ? sumTo(binaryRaw('mul', gy, forA), sa) : null, forB ? sumTo(binaryRaw('mul', gy, forB), sb) : null];
 }
 
 export function div(a: TensorLike, b: TensorLike): Tensor {
   const A = toTensor(a), B = toTensor(b);
   const y = binaryRaw('div', A, B);
-  return record('div', [A, B], y, (gy) => {
+  return record('div', [A, B], y, divBackward(B, B.requiresGrad ? y : null, A.requiresGrad, A.shape, B.shape));
+}
+function divBackward(B: Tensor, y: Tensor | null, needA: boolean, sa: number[], sb: number[]): (gy: Tensor) => (Tensor | null)[] {
+  return (gy) => {
     const ga = binaryRaw('div', gy, B);
     return [
-      A.requiresGrad ? sumTo(ga, A.shape) : null,
+      needA ? sumTo(ga, sa) : null,
       // d(a/b)/db = -(a/b)/b = -y/b
-      B.requiresGrad ? sumTo(affineRaw(binaryRaw('mul', ga, y), -1, 0), B.shape) : null,
+      y ? sumTo(affineRaw(binaryRaw('mul', ga, y), -1, 0), sb) : null,
     ];
-  });
+  };
 }
 
 export function pow(a: TensorLike, b: TensorLike): Tensor {
@@ -141,13 +148,13 @@ export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
   const { buf, t } = out32(shape);
   backend().where(C.buf, broadcastStrides(cond.shape, C.strides, shape), AO.buf, broadcastStrides(A.shape, AO.strides, shape),
     BO.buf, broadcastStrides(B.shape, BO.strides, shape), shape, buf);
-  return record('where', [A, B], t, (gy) => {
+  return record('where', [A, B], t, whereBackward(cond, A.requiresGrad, B.requiresGrad, A.shape, B.shape));
+}
+function whereBackward(cond: Tensor, needA: boolean, needB: boolean, sa: number[], sb: number[]): (gy: Tensor) => (Tensor | null)[] {
+  return (gy) => {
     const zero = toTensor(0);
-    return [
-      A.requiresGrad ? sumTo(where(cond, gy, zero), A.shape) : null,
-      B.requiresGrad ? sumTo(where(cond, zero, gy), B.shape) : null,
-    ];
-  });
+    return [needA ? sumTo(where(cond, gy, zero), sa) : null, needB ? sumTo(where(cond, zero, gy), sb) : null];
+  };
 }
 
 export function unaryRaw(op: UnaryOp, x: Tensor): Tensor {

@@ -168,31 +168,44 @@ export function matmul(a: Tensor, b: Tensor, alpha = 1): Tensor {
   const oa = prepare(A, batch, compute), ob = prepare(B, batch, compute);
   const out = gemm(oa, ob, batch, uninitF32(batch * M * N), alpha);
   const y = new Tensor(out, 'f32', [...batchShape, M, N]);
-  return record('matmul', [a, b], y, (gy) => {
+  // Each gradient keeps only the other operand: a product with a frozen matrix does not hold its input.
+  return record('matmul', [a, b], y, matmulBackward({
+    batch, batchShape, M, K, N, alpha, compute, aShape: [...a.shape], bShape: [...b.shape],
+    forA: a.requiresGrad ? ob : null, forB: b.requiresGrad ? { oa, A, broadcast: ob.batchStride === 0 } : null,
+  }));
+}
+
+function matmulBackward(s: {
+  batch: number; batchShape: number[]; M: number; K: number; N: number; alpha: number; compute: ComputeDType;
+  aShape: number[]; bShape: number[]; forA: Operand | null; forB: { oa: Operand; A: Tensor; broadcast: boolean } | null;
+}): (gy: Tensor) => (Tensor | null)[] {
+  const { batch, batchShape, M, K, N, alpha, compute } = s;
+  return (gy) => {
     const g = gradOperand(gy, batch, compute);
     let ga: Tensor | null = null, gb: Tensor | null = null;
-    if (a.requiresGrad) {
+    if (s.forA) {
       // dA = alpha * dY @ B^T
-      const d = gemm(g, transposed(ob), batch, uninitF32(batch * M * K), alpha);
-      ga = sumTo(new Tensor(d, 'f32', [...batchShape, M, K]), a.shape);
+      const d = gemm(g, transposed(s.forA), batch, uninitF32(batch * M * K), alpha);
+      ga = sumTo(new Tensor(d, 'f32', [...batchShape, M, K]), s.aShape);
     }
-    if (b.requiresGrad) {
+    if (s.forB) {
+      const { oa, A, broadcast } = s.forB;
       // dB = alpha * A^T @ dY; a broadcast B sums its gradient over the batch
-      if (batch > 1 && ob.batchStride === 0) {
+      if (batch > 1 && broadcast) {
         // B was broadcast over the batch: dB = sum_i A_i^T @ G_i = (A stacked by rows)^T @ (G stacked by rows).
         const dense = (o: Operand, t: () => Tensor): Operand => (o.trans || o.batchStride === 0 ? prepare(contiguous(t()), batch, compute) : o);
         const sa = dense(oa, () => A.expand([...batchShape, M, K]));
         const sg = dense(g, () => gy);
         const d = gemm(transposed({ ...sa, rows: batch * M, batchStride: 0 }), { ...sg, rows: batch * M, batchStride: 0 }, 1,
           uninitF32(K * N), alpha);
-        gb = reshape(new Tensor(d, 'f32', [K, N]), [...b.shape]);
+        gb = reshape(new Tensor(d, 'f32', [K, N]), [...s.bShape]);
       } else {
         const d = gemm(transposed(oa), g, batch, uninitF32(batch * K * N), alpha);
-        gb = sumTo(new Tensor(d, 'f32', [...batchShape, K, N]), b.shape);
+        gb = sumTo(new Tensor(d, 'f32', [...batchShape, K, N]), s.bShape);
       }
     }
     return [ga, gb];
-  });
+  };
 }
 
 /**

@@ -116,8 +116,11 @@ export function concat(xs: Tensor[], axis = 0): Tensor {
     at += t.shape[ax];
   }
   const y = new Tensor(out, dtype, shape);
-  const widths = xs.map((t) => t.shape[ax]);
-  return record('concat', xs, y, (gy) => {
+  return record('concat', xs, y, concatBackward(ax, xs.map((t) => t.shape[ax])));
+}
+/** The gradient of concat: slices of gy (a closure of its own, so that it does not keep the inputs alive). */
+function concatBackward(ax: number, widths: number[]): (gy: Tensor) => Tensor[] {
+  return (gy) => {
     const parts: Tensor[] = [];
     let o = 0;
     for (const w of widths) {
@@ -125,7 +128,7 @@ export function concat(xs: Tensor[], axis = 0): Tensor {
       o += w;
     }
     return parts;
-  });
+  };
 }
 
 /** Stacks equal-shaped tensors along a new axis. */

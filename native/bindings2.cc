@@ -153,6 +153,20 @@ KERNEL(RmsNormBackward) {
   UNDEF;
 }
 
+KERNEL(RmsNormBackwardFromOutput) {
+  Args a(info, "rmsNormBackwardFromOutput", 8);
+  size_t ny, nyy, ng, nr, nd, ndg;
+  float *dy = a.f32(0, &ny), *y = a.f32(1, &nyy), *g = a.f32(2, &ng), *r = a.f32(3, &nr);
+  int64_t rows = a.integer(4), cols = a.integer(5);
+  float *dx = a.f32(6, &nd), *dg = a.f32(7, &ndg, true);
+  const int64_t n = rows * cols;
+  a.need((int64_t)ny >= n && (int64_t)nyy >= n && (int64_t)nd >= n, "dy/y/dx are smaller than rows*cols");
+  a.need((int64_t)ng >= cols && (!dg || (int64_t)ndg >= cols), "gamma/dgamma are shorter than cols");
+  a.need((int64_t)nr >= rows, "rstd is shorter than rows");
+  if (cols > 0) rms_norm_backward_y(dy, y, g, r, rows, cols, dx, dg);
+  UNDEF;
+}
+
 void check_indices(const Args& a, const int32_t* idx, size_t n, size_t tableRows) {
   for (size_t i = 0; i < n; i++)
     if (idx[i] < 0 || (size_t)idx[i] >= tableRows)
@@ -308,6 +322,7 @@ void register_more(Napi::Env env, Napi::Object exports) {
   fn("layerNormBackwardFromOutput", LayerNormBackwardFromOutput);
   fn("rmsNorm", RmsNorm);
   fn("rmsNormBackward", RmsNormBackward);
+  fn("rmsNormBackwardFromOutput", RmsNormBackwardFromOutput);
   fn("gather", Gather);
   fn("scatterAdd", ScatterAdd);
   fn("crossEntropy", CrossEntropy);

@@ -52,6 +52,8 @@ void layer_norm_backward(const float* dy, const float* x, const float* g, const 
 void layer_norm_backward_y(const float* dy, const float* y, const float* g, const float* b, const float* rstd,
                            int64_t rows, int64_t cols, float* dx, float* dg, float* db);
 void rms_norm(const float* x, const float* g, int64_t rows, int64_t cols, float eps, float* out, float* rstd);
+void rms_norm_backward_y(const float* dy, const float* y, const float* g, const float* rstd, int64_t rows, int64_t cols,
+                         float* dx, float* dg);
 void rms_norm_backward(const float* dy, const float* x, const float* g, const float* rstd, int64_t rows, int64_t cols,
                        float* dx, float* dg);
 void gather(const float* table, const int32_t* idx, int64_t n, int64_t cols, float* out);

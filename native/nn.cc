@@ -226,6 +226,29 @@ void rms_norm_backward(const float* dy, const float* x, const float* g, const fl
   });
 }
 
+// The same gradients from the output y = xhat * gamma: xhat = y / gamma (gamma nonzero, checked by the caller).
+void rms_norm_backward_y(const float* dy, const float* y, const float* g, const float* rstd, int64_t rows, int64_t cols,
+                         float* dx, float* dg) {
+  norm_backward_driver(rows, cols, dg, nullptr, [&](int64_t r, double* pg, double*) {
+    const float *gy = dy + r * cols, *yr = y + r * cols;
+    float* d = dx + r * cols;
+    const float rs = rstd[r];
+    double s = 0;  // sum(gd * xhat), gd = dy * gamma
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < cols; i++) {
+      const float xh = yr[i] / g[i];
+      s += (double)(gy[i] * g[i]) * xh;
+      if (pg) pg[i] += (double)gy[i] * xh;
+    }
+    const float c = (float)(s / (double)cols);
+    for (int64_t i = 0; i < cols; i++) {
+      const float xh = yr[i] / g[i];
+      const float gi = gy[i] * g[i];
+      d[i] = rs * (gi - xh * c);
+    }
+  });
+}
+
 void gather(const float* table, const int32_t* idx, int64_t n, int64_t cols, float* out) {
   rows_loop(n, cols, [&](int64_t i) { std::memcpy(out + i * cols, table + (int64_t)idx[i] * cols, cols * sizeof(float)); });
 }

@@ -683,6 +683,27 @@ for (const [rows, cols, affineOn] of [[1, 1, true], [3, 17, true], [4, 33, false
     },
     tol: { rtol: 1e-4, atol: 1e-4 },
   });
+  // from the output (xhat = y / gamma); any nonzero gamma, small ones included
+  if (affineOn) add({
+    kernel: 'rmsNormBackwardFromOutput', name: tag,
+    make: (rng: Rng) => {
+      const m = make(rng);
+      return { ...m, g: m.g.map((v) => (v < 0 ? -0.01 : 0.01) + v) };
+    },
+    run: (be, { x, g, dy, dg0 }) => {
+      const out = new Float32Array(x.length), rstd = new Float32Array(rows);
+      be.rmsNorm(x, g, rows, cols, eps, out, rstd);
+      const dx = new Float32Array(x.length).fill(NaN), dg = dg0.slice();
+      be.rmsNormBackwardFromOutput(dy, out, g, rstd, rows, cols, dx, dg);
+      return [dx, dg];
+    },
+    nativeAtol: 3e-5,
+    ref: ({ x, g, dy, dg0 }) => [
+      numGrad((z) => dotF64(dy, refRmsNorm(z, g, rows, cols, eps)), x, 1e-3),
+      numGrad((z) => dotF64(dy, refRmsNorm(x, z, rows, cols, eps)), g, 1e-3).map((v, i) => v + dg0[i]),
+    ],
+    tol: { rtol: 1e-4, atol: 1e-4 },
+  });
 }
 
 // gather / scatterAdd (repeated indices accumulate)

@@ -51,7 +51,7 @@ async function heldAfterForward(build: (h: T.Tensor) => T.Tensor): Promise<{ hel
   return { held: ref.deref() !== undefined, loss };
 }
 
-test('LayerNorm keeps its output, not its input, for the backward pass (gamma away from 0)', async () => {
+test('LayerNorm and RMSNorm keep their output, not their input, for the backward pass', async () => {
   const W = T.randn([32, 64]).requireGrad(); // a trainable Linear after it holds the output anyway
   const g = T.ones([64]).requireGrad(), b = T.zeros([64]).requireGrad();
   const r = await heldAfterForward((h) => T.linear(T.layerNorm(h, g, b), W, null));
@@ -62,6 +62,12 @@ test('LayerNorm keeps its output, not its input, for the backward pass (gamma aw
   const small = T.full([64], 0.01).requireGrad(), one = T.ones([64]).requireGrad();
   const k = await heldAfterForward((h) => T.linear(T.layerNorm(h, small, one), W, null));
   assert.equal(k.held, true, 'with gamma near 0 LayerNorm should keep its input');
+  // RMSNorm (Llama's): xhat = y / gamma, exact to rounding for any nonzero gamma
+  const rg = T.full([64], 0.01).requireGrad();
+  const rms = await heldAfterForward((h) => T.linear(T.rmsNorm(h, rg), W, null));
+  assert.equal(rms.held, false, 'the input of RMSNorm is still reachable after the forward pass');
+  rms.loss.backward();
+  assert.ok(rg.grad && Number.isFinite(rg.grad.sum().item()));
 });
 
 test('a frozen Linear and a residual add do not hold their inputs', async () => {

@@ -195,6 +195,9 @@ export interface Backend {
     rows: number, cols: number, dx: Float32Array, dgamma: Float32Array | null, dbeta: Float32Array | null): void;
   /** RMS norm: out = x * rstd * gamma, rstd = 1/sqrt(mean(x^2) + eps). Writes rstd. */
   rmsNorm(x: Float32Array, gamma: Float32Array | null, rows: number, cols: number, eps: number, out: Float32Array, rstd: Float32Array): void;
+  /** rmsNormBackward from the output y (xhat = y / gamma, gamma nonzero), as layerNormBackwardFromOutput. */
+  rmsNormBackwardFromOutput(dy: Float32Array, y: Float32Array, gamma: Float32Array, rstd: Float32Array, rows: number, cols: number,
+    dx: Float32Array, dgamma: Float32Array | null): void;
   /** Gradients of rmsNorm; dgamma accumulated (+=), dx written. */
   rmsNormBackward(dy: Float32Array, x: Float32Array, gamma: Float32Array | null, rstd: Float32Array, rows: number, cols: number,
     dx: Float32Array, dgamma: Float32Array | null): void;

@@ -47,6 +47,8 @@ interface Addon {
     rstd: Float32Array): void;
   rmsNormBackward(dy: Float32Array, x: Float32Array, g: Float32Array | null, rstd: Float32Array, rows: number, cols: number,
     dx: Float32Array, dg: Float32Array | null): void;
+  rmsNormBackwardFromOutput(dy: Float32Array, y: Float32Array, g: Float32Array, rstd: Float32Array, rows: number, cols: number,
+    dx: Float32Array, dg: Float32Array | null): void;
   gather(table: Float32Array, idx: Int32Array, cols: number, out: Float32Array): void;
   scatterAdd(src: Float32Array, idx: Int32Array, cols: number, dtable: Float32Array): void;
   crossEntropy(logits: Float32Array, t: Int32Array, rows: number, cols: number, ignore: number, ls: number,
@@ -260,6 +262,10 @@ class NativeBackend implements Backend {
   }
   rmsNorm(x: Float32Array, gamma: Float32Array | null, rows: number, cols: number, eps: number, out: Float32Array, rstd: Float32Array): void {
     this.a.rmsNorm(x, gamma, rows, cols, eps, out, rstd);
+  }
+  rmsNormBackwardFromOutput(dy: Float32Array, y: Float32Array, gamma: Float32Array, rstd: Float32Array, rows: number, cols: number,
+    dx: Float32Array, dgamma: Float32Array | null): void {
+    this.a.rmsNormBackwardFromOutput(dy, y, gamma, rstd, rows, cols, dx, dgamma);
   }
   rmsNormBackward(dy: Float32Array, x: Float32Array, gamma: Float32Array | null, rstd: Float32Array, rows: number, cols: number,
     dx: Float32Array, dgamma: Float32Array | null): void {

@@ -12,7 +12,7 @@ import { cast } from './cast.js';
 import { affine, axpby, unary, unaryBackward } from './elementwise.js';
 import { matmul, matmulLowp } from './matmul.js';
 import {
-  crossEntropy, crossEntropyBackward, gather, layerNorm, layerNormBackward, layerNormBackwardFromOutput, rmsNorm, rmsNormBackward, rope, scatterAdd,
+  crossEntropy, crossEntropyBackward, gather, layerNorm, layerNormBackward, layerNormBackwardFromOutput, rmsNorm, rmsNormBackwardFromOutput, rmsNormBackward, rope, scatterAdd,
   softmax, softmaxBackward,
 } from './nn.js';
 import { adamw, dropoutMask, sgd } from './optim.js';
@@ -106,6 +106,10 @@ export class PortableBackend implements Backend {
   rmsNormBackward(dy: Float32Array, x: Float32Array, gamma: Float32Array | null, rstd: Float32Array, rows: number, cols: number,
     dx: Float32Array, dgamma: Float32Array | null): void {
     rmsNormBackward(dy, x, gamma, rstd, rows, cols, dx, dgamma);
+  }
+  rmsNormBackwardFromOutput(dy: Float32Array, y: Float32Array, gamma: Float32Array, rstd: Float32Array, rows: number, cols: number,
+    dx: Float32Array, dgamma: Float32Array | null): void {
+    rmsNormBackwardFromOutput(dy, y, gamma, rstd, rows, cols, dx, dgamma);
   }
   gather(table: Float32Array, idx: Int32Array, cols: number, out: Float32Array): void {
     gather(table, idx, cols, out);

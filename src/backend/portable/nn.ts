@@ -141,6 +141,25 @@ export function rmsNormBackward(dy: Float32Array, x: Float32Array, gamma: Float3
   if (dgamma && dg) for (let c = 0; c < cols; c++) dgamma[c] += dg[c];
 }
 
+/** rmsNormBackward from the output y: xhat = y / gamma. */
+export function rmsNormBackwardFromOutput(dy: Float32Array, y: Float32Array, gamma: Float32Array, rstd: Float32Array, rows: number,
+  cols: number, dx: Float32Array, dgamma: Float32Array | null): void {
+  const dg = dgamma ? new Float64Array(cols) : null;
+  for (let r = 0; r < rows; r++) {
+    const o = r * cols;
+    const rs = rstd[r];
+    let sgx = 0;
+    for (let c = 0; c < cols; c++) {
+      const xh = y[o + c] / gamma[c];
+      sgx += dy[o + c] * gamma[c] * xh;
+      if (dg) dg[c] += dy[o + c] * xh;
+    }
+    const mgx = sgx / cols;
+    for (let c = 0; c < cols; c++) dx[o + c] = rs * (dy[o + c] * gamma[c] - (y[o + c] / gamma[c]) * mgx);
+  }
+  if (dgamma && dg) for (let c = 0; c < cols; c++) dgamma[c] += dg[c];
+}
+
 export function gather(table: Float32Array, idx: Int32Array, cols: number, out: Float32Array): void {
   for (let i = 0; i < idx.length; i++) {
     const s = idx[i] * cols;

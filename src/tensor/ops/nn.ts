@@ -81,14 +81,16 @@ export function layerNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, 
 }
 
 /**
- * Whether xhat = (y - beta) / gamma recovers the normalised input to within a few float ulps: every |gamma_i| is at
- * least 1/16 of max(1, max |beta|), so the rounding of y and beta (relative 2^-24) grows at most 16-fold in xhat.
+ * Whether xhat = (y - beta) / gamma recovers the normalised input to within a few float ulps: the division adds
+ * one rounding, and y - beta loses about ulp(|beta_i|) / |gamma_i| to cancellation, so every |beta_i| must stay
+ * within 16 |gamma_i| (an error of at most ~16 ulps of 1 in xhat) and no gamma_i may be 0 or subnormal-small.
  */
 function outputInvertible(g: Float32Array, b: Float32Array | null): boolean {
-  let bmax = 1;
-  if (b) for (let i = 0; i < b.length; i++) { const a = Math.abs(b[i]); if (a > bmax) bmax = a; }
-  const floor = bmax / 16;
-  for (let i = 0; i < g.length; i++) if (!(Math.abs(g[i]) >= floor)) return false;
+  for (let i = 0; i < g.length; i++) {
+    const a = Math.abs(g[i]);
+    if (!(a >= 1e-30) || a === Infinity) return false;
+    if (b && !(Math.abs(b[i]) <= 16 * a)) return false;
+  }
   return true;
 }
 
@@ -98,15 +100,23 @@ export function rmsNorm(x: Tensor, gamma: Tensor | null, eps = 1e-6): Tensor {
   checkVector(gamma, D, 'rmsNorm', 'weight');
   const rows = x.size / D;
   const xd = x.f32();
-  const out = new Float32Array(xd.length), rstd = new Float32Array(rows);
+  const out = uninitF32(xd.length), rstd = new Float32Array(rows);
   const g = gamma ? gamma.f32() : null;
   backend().rmsNorm(xd, g, rows, D, eps, out, rstd);
-  return record('rmsNorm', gamma ? [x, gamma] : [x], new Tensor(out, 'f32', [...x.shape]), (gy) => {
-    const dx = new Float32Array(xd.length);
-    const dg = gamma ? new Float32Array(D) : null;
-    backend().rmsNormBackward(gy.f32(), xd, g, rstd, rows, D, dx, dg);
-    return gamma ? [new Tensor(dx, 'f32', [...x.shape]), new Tensor(dg as Float32Array, 'f32', [D])] : [new Tensor(dx, 'f32', [...x.shape])];
-  });
+  const shape = [...x.shape];
+  // As layerNorm: xhat = y / gamma from the output (exact to rounding for any nonzero gamma), so the input is freed.
+  const keepY = g && outputInvertible(g, null) ? out : null;
+  return record('rmsNorm', gamma ? [x, gamma] : [x], new Tensor(out, 'f32', shape), rmsNormBackward(keepY ? null : xd, keepY, g, rstd, rows, D, shape));
+}
+function rmsNormBackward(x: Float32Array | null, y: Float32Array | null, g: Float32Array | null, rstd: Float32Array, rows: number, D: number,
+  shape: number[]): (gy: Tensor) => Tensor[] {
+  return (gy) => {
+    const dx = uninitF32(rows * D);
+    const dg = g ? new Float32Array(D) : null;
+    if (y) backend().rmsNormBackwardFromOutput(gy.f32(), y, g as Float32Array, rstd, rows, D, dx, dg);
+    else backend().rmsNormBackward(gy.f32(), x as Float32Array, g, rstd, rows, D, dx, dg);
+    return g ? [new Tensor(dx, 'f32', shape), new Tensor(dg as Float32Array, 'f32', [D])] : [new Tensor(dx, 'f32', shape)];
+  };
 }
 
 export function checkIndices(idx: Int32Array, n: number, op: string, arg: string, allow?: number): void {

@@ -65,12 +65,8 @@ static inline __m256 vexp_neghalfsq(__m256 x) {
 // pass shares it between Phi(x) and the density phi(x) = it / sqrt(2 pi).
 static inline __m256 vnormcdf_tail_exp(__m256 x) { return vexp_neghalfsq(_mm256_min_ps(vabs(x), _mm256_set1_ps(14.5f))); }
 
-// Phi(x) = 0.5 * (1 + erf(x / sqrt2)), accurate in relative terms also in the far left tail (erfc form); `e` is
-// vnormcdf_tail_exp(x).
-static inline __m256 vnormcdf_e(__m256 x, __m256 e) {
-  const __m256 z = _mm256_mul_ps(x, v8(0.70710678118654752f));
-  const __m256 a = vabs(z);
-  // |z| < 1: erf(z) = z * T(z^2)
+// Phi for |z| < 1, z = x / sqrt2: 0.5 + 0.5 erf(z), erf(z) = z * T(z^2).
+static inline __m256 vnormcdf_small(__m256 z) {
   __m256 zz = _mm256_mul_ps(z, z);
   __m256 t = v8(7.853861353153693E-5f);
   t = _mm256_fmadd_ps(t, zz, v8(-8.010193625184903E-4f));
@@ -79,7 +75,18 @@ static inline __m256 vnormcdf_e(__m256 x, __m256 e) {
   t = _mm256_fmadd_ps(t, zz, v8(1.128358514861418E-1f));
   t = _mm256_fmadd_ps(t, zz, v8(-3.761262582423300E-1f));
   t = _mm256_fmadd_ps(t, zz, v8(1.128379165726710E+0f));
-  __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(z, t), v8(0.5f), v8(0.5f));
+  return _mm256_fmadd_ps(_mm256_mul_ps(z, t), v8(0.5f), v8(0.5f));
+}
+
+static inline bool all_below_one(__m256 a) { return _mm256_movemask_ps(_mm256_cmp_ps(a, v8(1.0f), _CMP_LT_OQ)) == 0xFF; }
+
+// Phi(x) = 0.5 * (1 + erf(x / sqrt2)), accurate in relative terms also in the far left tail (erfc form); `e` is
+// vnormcdf_tail_exp(x). When all 8 lanes have |x| < sqrt2 (most activations), the tail branch is skipped.
+static inline __m256 vnormcdf_e(__m256 x, __m256 e) {
+  const __m256 z = _mm256_mul_ps(x, v8(0.70710678118654752f));
+  const __m256 a = vabs(z);
+  const __m256 small = vnormcdf_small(z);
+  if (all_below_one(a)) return small;  // (a NaN lane fails the test and takes the full path)
   // |z| >= 1: erfc(a) = exp(-a^2) * poly(1/a), least-squares fits in q = 1/a on [0.5, 1] and [0.1, 0.5]
   __m256 q = _mm256_div_ps(v8(1.0f), _mm256_max_ps(a, v8(1.0f)));
   __m256 P = v8(8.096867561e-03f);
@@ -106,7 +113,11 @@ static inline __m256 vnormcdf_e(__m256 x, __m256 e) {
   __m256 r = _mm256_blendv_ps(big, small, _mm256_cmp_ps(a, v8(1.0f), _CMP_LT_OQ));
   return _mm256_blendv_ps(r, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
 }
-static inline __m256 vnormcdf(__m256 x) { return vnormcdf_e(x, vnormcdf_tail_exp(x)); }
+static inline __m256 vnormcdf(__m256 x) {
+  const __m256 z = _mm256_mul_ps(x, v8(0.70710678118654752f));
+  if (all_below_one(vabs(z))) return vnormcdf_small(z);  // no exp needed
+  return vnormcdf_e(x, vnormcdf_tail_exp(x));
+}
 
 // sigmoid(x) = 1/(1+e) for x >= 0, e/(1+e) for x < 0, with e = exp(-|x|): never overflows, keeps the tiny left tail.
 static inline __m256 vsigmoid(__m256 x) {

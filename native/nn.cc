@@ -142,16 +142,19 @@ static void norm_backward_driver(int64_t rows, int64_t cols, float* dg, float* d
   }
 }
 
-void layer_norm_backward(const float* dy, const float* x, const float* g, const float* mean, const float* rstd,
-                         int64_t rows, int64_t cols, float* dx, float* dg, float* db) {
+// LayerNorm's backward pass for one row at a time, with xhat(r, i) given: from the input ((x - mean) * rstd) or
+// from the output ((y - beta) / gamma).
+template <class XHat>
+static void layer_norm_backward_rows(const float* dy, const float* g, const float* rstd, int64_t rows, int64_t cols,
+                                     float* dx, float* dg, float* db, XHat xhat) {
   norm_backward_driver(rows, cols, dg, db, [&](int64_t r, double* pg, double* pb) {
-    const float *gy = dy + r * cols, *xr = x + r * cols;
+    const float* gy = dy + r * cols;
     float* d = dx + r * cols;
-    const float m = mean[r], rs = rstd[r];
+    const float rs = rstd[r];
     double s1 = 0, s2 = 0;  // sum(g), sum(g * xhat), g = dy * gamma
 #pragma omp simd reduction(+ : s1, s2)
     for (int64_t i = 0; i < cols; i++) {
-      const float xh = (xr[i] - m) * rs;
+      const float xh = xhat(r, i);
       const float gi = g ? gy[i] * g[i] : gy[i];
       s1 += gi;
       s2 += (double)gi * xh;
@@ -160,37 +163,26 @@ void layer_norm_backward(const float* dy, const float* x, const float* g, const 
     }
     const float a = (float)(s1 / (double)cols), c = (float)(s2 / (double)cols);
     for (int64_t i = 0; i < cols; i++) {
-      const float xh = (xr[i] - m) * rs;
+      const float xh = xhat(r, i);
       const float gi = g ? gy[i] * g[i] : gy[i];
       d[i] = rs * (gi - a - xh * c);
     }
   });
 }
 
+void layer_norm_backward(const float* dy, const float* x, const float* g, const float* mean, const float* rstd,
+                         int64_t rows, int64_t cols, float* dx, float* dg, float* db) {
+  layer_norm_backward_rows(dy, g, rstd, rows, cols, dx, dg, db,
+                           [&](int64_t r, int64_t i) { return (x[r * cols + i] - mean[r]) * rstd[r]; });
+}
+
 // The same gradients from the forward pass's output y = xhat * gamma + beta instead of its input: xhat = (y - beta) /
 // gamma (the caller checks that gamma is far enough from 0). The layer then need not keep x when y is held anyway.
 void layer_norm_backward_y(const float* dy, const float* y, const float* g, const float* b, const float* rstd,
                            int64_t rows, int64_t cols, float* dx, float* dg, float* db) {
-  norm_backward_driver(rows, cols, dg, db, [&](int64_t r, double* pg, double* pb) {
-    const float *gy = dy + r * cols, *yr = y + r * cols;
-    float* d = dx + r * cols;
-    const float rs = rstd[r];
-    double s1 = 0, s2 = 0;  // sum(gd), sum(gd * xhat), gd = dy * gamma
-#pragma omp simd reduction(+ : s1, s2)
-    for (int64_t i = 0; i < cols; i++) {
-      const float xh = (b ? yr[i] - b[i] : yr[i]) / g[i];
-      const float gi = gy[i] * g[i];
-      s1 += gi;
-      s2 += (double)gi * xh;
-      if (pg) pg[i] += (double)gy[i] * xh;
-      if (pb) pb[i] += gy[i];
-    }
-    const float a = (float)(s1 / (double)cols), c = (float)(s2 / (double)cols);
-    for (int64_t i = 0; i < cols; i++) {
-      const float xh = (b ? yr[i] - b[i] : yr[i]) / g[i];
-      const float gi = g ? gy[i] * g[i] : gy[i];  // as layer_norm_backward writes it (same contraction of the products)
-      d[i] = rs * (gi - a - xh * c);
-    }
+  layer_norm_backward_rows(dy, g, rstd, rows, cols, dx, dg, db, [&](int64_t r, int64_t i) {
+    const float v = y[r * cols + i];
+    return (b ? v - b[i] : v) / g[i];
   });
 }
 

@@ -120,42 +120,41 @@ export function rmsNorm(x: Float32Array, gamma: Float32Array | null, rows: numbe
 
 export function rmsNormBackward(dy: Float32Array, x: Float32Array, gamma: Float32Array | null, rstd: Float32Array, rows: number,
   cols: number, dx: Float32Array, dgamma: Float32Array | null): void {
-  const dg = dgamma ? new Float64Array(cols) : null;
-  for (let r = 0; r < rows; r++) {
-    const o = r * cols;
-    const rs = rstd[r];
-    // dx = rstd * (g - xhat * mean(g * xhat)), xhat = x * rstd, g = dy * gamma
-    let sgx = 0;
-    for (let c = 0; c < cols; c++) {
-      const xh = x[o + c] * rs;
-      const g = gamma ? dy[o + c] * gamma[c] : dy[o + c];
-      sgx += g * xh;
-      if (dg) dg[c] += dy[o + c] * xh;
-    }
-    const mgx = sgx / cols;
-    for (let c = 0; c < cols; c++) {
-      const g = gamma ? dy[o + c] * gamma[c] : dy[o + c];
-      dx[o + c] = rs * (g - x[o + c] * rs * mgx);
-    }
-  }
-  if (dgamma && dg) for (let c = 0; c < cols; c++) dgamma[c] += dg[c];
+  rmsBackwardRows(dy, gamma, rstd, rows, cols, dx, dgamma, (r, xh) => {
+    const o = r * cols, rs = rstd[r];
+    for (let c = 0; c < cols; c++) xh[c] = x[o + c] * rs;
+  });
 }
 
 /** rmsNormBackward from the output y: xhat = y / gamma. */
 export function rmsNormBackwardFromOutput(dy: Float32Array, y: Float32Array, gamma: Float32Array, rstd: Float32Array, rows: number,
   cols: number, dx: Float32Array, dgamma: Float32Array | null): void {
+  rmsBackwardRows(dy, gamma, rstd, rows, cols, dx, dgamma, (r, xh) => {
+    const o = r * cols;
+    for (let c = 0; c < cols; c++) xh[c] = y[o + c] / gamma[c];
+  });
+}
+
+/** dx = rstd * (g - xhat * mean(g * xhat)), g = dy * gamma, with xhat per row from `xhatRow`. */
+function rmsBackwardRows(dy: Float32Array, gamma: Float32Array | null, rstd: Float32Array, rows: number, cols: number,
+  dx: Float32Array, dgamma: Float32Array | null, xhatRow: (r: number, xh: Float64Array) => void): void {
   const dg = dgamma ? new Float64Array(cols) : null;
+  const xh = new Float64Array(cols);
   for (let r = 0; r < rows; r++) {
     const o = r * cols;
     const rs = rstd[r];
+    xhatRow(r, xh);
     let sgx = 0;
     for (let c = 0; c < cols; c++) {
-      const xh = y[o + c] / gamma[c];
-      sgx += dy[o + c] * gamma[c] * xh;
-      if (dg) dg[c] += dy[o + c] * xh;
+      const g = gamma ? dy[o + c] * gamma[c] : dy[o + c];
+      sgx += g * xh[c];
+      if (dg) dg[c] += dy[o + c] * xh[c];
     }
     const mgx = sgx / cols;
-    for (let c = 0; c < cols; c++) dx[o + c] = rs * (dy[o + c] * gamma[c] - (y[o + c] / gamma[c]) * mgx);
+    for (let c = 0; c < cols; c++) {
+      const g = gamma ? dy[o + c] * gamma[c] : dy[o + c];
+      dx[o + c] = rs * (g - xh[c] * mgx);
+    }
   }
   if (dgamma && dg) for (let c = 0; c < cols; c++) dgamma[c] += dg[c];
 }

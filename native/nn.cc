@@ -197,48 +197,39 @@ void rms_norm(const float* x, const float* g, int64_t rows, int64_t cols, float 
   });
 }
 
-void rms_norm_backward(const float* dy, const float* x, const float* g, const float* rstd, int64_t rows, int64_t cols,
-                       float* dx, float* dg) {
+// RMSNorm's backward pass, xhat(r, i) given (x * rstd, or y / gamma): dx = rstd (g - xhat mean(g xhat)), g = dy gamma.
+template <class XHat>
+static void rms_norm_backward_rows(const float* dy, const float* g, const float* rstd, int64_t rows, int64_t cols, float* dx,
+                                   float* dg, XHat xhat) {
   norm_backward_driver(rows, cols, dg, nullptr, [&](int64_t r, double* pg, double*) {
-    const float *gy = dy + r * cols, *xr = x + r * cols;
+    const float* gy = dy + r * cols;
     float* d = dx + r * cols;
     const float rs = rstd[r];
-    double s = 0;  // sum(g * x)
+    double s = 0;  // sum(g * xhat)
 #pragma omp simd reduction(+ : s)
     for (int64_t i = 0; i < cols; i++) {
+      const float xh = xhat(r, i);
       const float gi = g ? gy[i] * g[i] : gy[i];
-      s += (double)gi * xr[i];
-      if (pg) pg[i] += (double)gy[i] * xr[i] * rs;
+      s += (double)gi * xh;
+      if (pg) pg[i] += (double)gy[i] * xh;
     }
-    const float c = (float)(s / (double)cols) * rs * rs;
+    const float c = (float)(s / (double)cols);
     for (int64_t i = 0; i < cols; i++) {
       const float gi = g ? gy[i] * g[i] : gy[i];
-      d[i] = rs * (gi - xr[i] * c);
+      d[i] = rs * (gi - xhat(r, i) * c);
     }
   });
+}
+
+void rms_norm_backward(const float* dy, const float* x, const float* g, const float* rstd, int64_t rows, int64_t cols,
+                       float* dx, float* dg) {
+  rms_norm_backward_rows(dy, g, rstd, rows, cols, dx, dg, [&](int64_t r, int64_t i) { return x[r * cols + i] * rstd[r]; });
 }
 
 // The same gradients from the output y = xhat * gamma: xhat = y / gamma (gamma nonzero, checked by the caller).
 void rms_norm_backward_y(const float* dy, const float* y, const float* g, const float* rstd, int64_t rows, int64_t cols,
                          float* dx, float* dg) {
-  norm_backward_driver(rows, cols, dg, nullptr, [&](int64_t r, double* pg, double*) {
-    const float *gy = dy + r * cols, *yr = y + r * cols;
-    float* d = dx + r * cols;
-    const float rs = rstd[r];
-    double s = 0;  // sum(gd * xhat), gd = dy * gamma
-#pragma omp simd reduction(+ : s)
-    for (int64_t i = 0; i < cols; i++) {
-      const float xh = yr[i] / g[i];
-      s += (double)(gy[i] * g[i]) * xh;
-      if (pg) pg[i] += (double)gy[i] * xh;
-    }
-    const float c = (float)(s / (double)cols);
-    for (int64_t i = 0; i < cols; i++) {
-      const float xh = yr[i] / g[i];
-      const float gi = gy[i] * g[i];
-      d[i] = rs * (gi - xh * c);
-    }
-  });
+  rms_norm_backward_rows(dy, g, rstd, rows, cols, dx, dg, [&](int64_t r, int64_t i) { return y[r * cols + i] / g[i]; });
 }
 
 void gather(const float* table, const int32_t* idx, int64_t n, int64_t cols, float* out) {

@@ -79,6 +79,7 @@ test('a frozen Linear and a residual add do not hold their inputs', async () => 
 
 test('ops whose backward does not need an input do not hold it', async () => {
   const c = T.randn([64], 3), frozenW = T.randn([32, 64], 4);
+  const loraIn = T.randn([16, 4], 6).requireGrad(), loraB = T.randn([64, 4], 7).requireGrad();
   const ids = new T.Tensor(Int32Array.from({ length: 16 }, (_, i) => i % 64), 'i32', [16]);
   const ids32 = new T.Tensor(Int32Array.from({ length: 16 }, (_, i) => i % 32), 'i32', [16]);
   const cases: Array<[string, (h: T.Tensor) => T.Tensor]> = [
@@ -94,6 +95,7 @@ test('ops whose backward does not need an input do not hold it', async () => {
     ['softmax (keeps its output)', (h) => h.softmax(-1)],
     ['dropout (keeps its mask)', (h) => T.dropout(h, 0.25, 7)],
     ['frozen Linear', (h) => T.linear(h, frozenW, null)],
+    ['addLinear (a LoRA update onto a layer output)', (h) => T.addLinear(h, loraIn, loraB, 0.5)],
     ['matmul by a frozen matrix', (h) => h.matmul(frozenW.transpose(0, 1))],
     ['crossEntropy of logits', (h) => T.crossEntropy(h, ids)],
     ['embedding (the table is the input)', (h) => T.embedding(ids, h)],

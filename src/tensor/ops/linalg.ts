@@ -266,12 +266,23 @@ export function addLinear(y: Tensor, x: Tensor, W: Tensor, alpha = 1, opts: { in
   if (!own) out.set(y.f32());
   gemm(ox, transposed(ow), 1, out, alpha, 1);
   const result = new Tensor(out, 'f32', [...y.shape]);
-  return record('addLinear', [y, x, W], result, (gy) => {
+  // The gradients read W (for x's) and x (for W's), never y: y (a layer's whole output) is not kept for them.
+  return record('addLinear', [y, x, W], result, addLinearBackward({
+    rows, nIn, nOut, alpha, compute, needY: y.requiresGrad, xShape: [...x.shape],
+    forX: x.requiresGrad ? ow : null, forW: W.requiresGrad ? ox : null,
+  }));
+}
+function addLinearBackward(s: {
+  rows: number; nIn: number; nOut: number; alpha: number; compute: ComputeDType; needY: boolean; xShape: number[];
+  forX: Operand | null; forW: Operand | null;
+}): (gy: Tensor) => (Tensor | null)[] {
+  const { rows, nIn, nOut, alpha, compute } = s;
+  return (gy) => {
     const g = gradOperand(reshape(gy, [rows, nOut]), 1, compute);
-    const gx = x.requiresGrad ? new Tensor(gemm(g, ow, 1, uninitF32(rows * nIn), alpha), 'f32', [...x.shape]) : null;
-    const gw = W.requiresGrad ? new Tensor(gemm(transposed(g), ox, 1, uninitF32(nOut * nIn), alpha), 'f32', [nOut, nIn]) : null;
-    return [y.requiresGrad ? gy : null, gx, gw];
-  });
+    const gx = s.forX ? new Tensor(gemm(g, s.forX, 1, uninitF32(rows * nIn), alpha), 'f32', s.xShape) : null;
+    const gw = s.forW ? new Tensor(gemm(transposed(g), s.forW, 1, uninitF32(nOut * nIn), alpha), 'f32', [nOut, nIn]) : null;
+    return [s.needY ? gy : null, gx, gw];
+  };
 }
 
 /** An int8 (out, in) weight with per-row scales as a matrix operand (stored rows = output channels). */

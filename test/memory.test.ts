@@ -96,6 +96,7 @@ test('ops whose backward does not need an input do not hold it', async () => {
     ['dropout (keeps its mask)', (h) => T.dropout(h, 0.25, 7)],
     ['frozen Linear', (h) => T.linear(h, frozenW, null)],
     ['addLinear (a LoRA update onto a layer output)', (h) => T.addLinear(h, loraIn, loraB, 0.5)],
+    ['rope', (h) => T.rope(h.reshape([1, 1, 16, 64]), T.randn([16, 32], 8), T.randn([16, 32], 9))],
     ['matmul by a frozen matrix', (h) => h.matmul(frozenW.transpose(0, 1))],
     ['crossEntropy of logits', (h) => T.crossEntropy(h, ids)],
     ['embedding (the table is the input)', (h) => T.embedding(ids, h)],

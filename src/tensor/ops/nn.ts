@@ -393,10 +393,12 @@ export function rope(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
   const xd = x.f32();
   const out = new Float32Array(xd.length);
   backend().rope(xd, c, s, B * H, T, D, 2 * half, false, out);
-  return record('rope', [x], new Tensor(out, 'f32', [...x.shape]), (gy) => {
-    const dx = new Float32Array(xd.length);
+  // the backward rotation needs only the tables: the closure names no variable that holds x
+  const n = xd.length, shape = [...x.shape];
+  return record('rope', [x], new Tensor(out, 'f32', shape), (gy) => {
+    const dx = new Float32Array(n);
     backend().rope(gy.f32(), c, s, B * H, T, D, 2 * half, true, dx);
-    return [new Tensor(dx, 'f32', [...x.shape])];
+    return [new Tensor(dx, 'f32', shape)];
   });
 }
 

@@ -145,7 +145,10 @@ export interface Backend {
 
   // ---- elementwise (f32) ------------------------------------------------------------------------
   unary(op: UnaryOp, x: Float32Array, out: Float32Array): void;
-  /** dx = dy * f'(x) for `op`; `y` = f(x) (kernels may use whichever is cheaper). */
+  /**
+   * dx = dy * f'(x) for `op`, `y` = f(x). exp, sqrt, rsqrt and reciprocal read only y, every other op only x (the
+   * unary op keeps just the one its kernel reads and passes it as both).
+   */
   unaryBackward(op: UnaryOp, x: Float32Array, y: Float32Array, dy: Float32Array, dx: Float32Array): void;
   /**
    * out[idx] = a[idx . aStrides] (op) b[idx . bStrides] for every idx of `shape`; `out` contiguous.

@@ -42,14 +42,15 @@ export function unary(op: UnaryOp, x: Float32Array, out: Float32Array): void {
 }
 
 /** dx = dy * f'(x). Derivatives are taken from x in float64 (y is not needed by this implementation). */
-export function unaryBackward(op: UnaryOp, x: Float32Array, _y: Float32Array, dy: Float32Array, dx: Float32Array): void {
+export function unaryBackward(op: UnaryOp, x: Float32Array, y: Float32Array, dy: Float32Array, dx: Float32Array): void {
   const n = x.length;
   switch (op) {
     case 'neg': for (let i = 0; i < n; i++) dx[i] = -dy[i]; return;
-    case 'exp': for (let i = 0; i < n; i++) dx[i] = dy[i] * Math.exp(x[i]); return;
+    // exp, sqrt, rsqrt, reciprocal: from the output, as the native kernels (the op keeps y, not x, for them)
+    case 'exp': for (let i = 0; i < n; i++) dx[i] = dy[i] * y[i]; return;
     case 'log': for (let i = 0; i < n; i++) dx[i] = dy[i] / x[i]; return;
-    case 'sqrt': for (let i = 0; i < n; i++) dx[i] = (dy[i] * 0.5) / Math.sqrt(x[i]); return;
-    case 'rsqrt': for (let i = 0; i < n; i++) { const v = x[i]; dx[i] = (dy[i] * -0.5) / (v * Math.sqrt(v)); } return;
+    case 'sqrt': for (let i = 0; i < n; i++) dx[i] = (dy[i] * 0.5) / y[i]; return;
+    case 'rsqrt': for (let i = 0; i < n; i++) { const v = y[i]; dx[i] = dy[i] * -0.5 * v * v * v; } return;
     case 'tanh': for (let i = 0; i < n; i++) { const t = Math.tanh(x[i]); dx[i] = dy[i] * (1 - t * t); } return;
     case 'sigmoid': for (let i = 0; i < n; i++) { const s = sigmoid(x[i]); dx[i] = dy[i] * s * (1 - s); } return;
     case 'relu': for (let i = 0; i < n; i++) dx[i] = x[i] > 0 ? dy[i] : 0; return;
@@ -72,7 +73,7 @@ export function unaryBackward(op: UnaryOp, x: Float32Array, _y: Float32Array, dy
       return;
     case 'abs': for (let i = 0; i < n; i++) { const v = x[i]; dx[i] = v > 0 ? dy[i] : v < 0 ? -dy[i] : 0; } return;
     case 'square': for (let i = 0; i < n; i++) dx[i] = 2 * x[i] * dy[i]; return;
-    case 'reciprocal': for (let i = 0; i < n; i++) { const v = x[i]; dx[i] = -dy[i] / (v * v); } return;
+    case 'reciprocal': for (let i = 0; i < n; i++) { const v = y[i]; dx[i] = -dy[i] * v * v; } return;
     case 'sign': dx.fill(0); return;
     default: throw new Error(`unaryBackward: unknown op '${op as string}'`);
   }

@@ -29,7 +29,7 @@ function out32(shape: number[]): { buf: Float32Array; t: Tensor } {
   return { buf, t: new Tensor(buf, 'f32', shape) };
 }
 
-/** Ops whose backward kernel reads the output y (native); the others read only x. */
+/** Ops whose backward kernels read only the output y (both backends); the others read only x. */
 const USES_OUTPUT = new Set<UnaryOp>(['exp', 'sqrt', 'rsqrt', 'reciprocal']);
 
 /** y = f(x) for a unary op; gradient dx = dy * f'(x) from the backend. */
@@ -40,12 +40,16 @@ export function unary(op: UnaryOp, x: Tensor): Tensor {
   if (!x.requiresGrad) return y;
   // Keep the output for the backward pass only where a kernel reads it: GELU's output (the next layer's input)
   // need not outlive the forward pass when that layer is frozen.
-  const yd = USES_OUTPUT.has(op) ? buf : xd, shape = [...x.shape];
-  return record(op, [x], y, (gy) => {
-    const dx = uninitF32(xd.length);
-    backend().unaryBackward(op, xd, yd, gy.f32(), dx);
+  // Exactly one of x and y is kept (for exp, sqrt, rsqrt, reciprocal y stands in for x, which they do not read).
+  const kept = USES_OUTPUT.has(op) ? buf : xd, shape = [...x.shape];
+  return record(op, [x], y, unaryBackwardOf(op, kept, shape));
+}
+function unaryBackwardOf(op: UnaryOp, kept: Float32Array, shape: number[]): (gy: Tensor) => Tensor[] {
+  return (gy) => {
+    const dx = uninitF32(kept.length);
+    backend().unaryBackward(op, kept, kept, gy.f32(), dx);
     return [new Tensor(dx, 'f32', shape)];
-  });
+  };
 }
 
 /** The raw broadcast binary kernel (no autograd). */

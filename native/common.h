@@ -15,6 +15,11 @@ int num_threads();
 void set_num_threads(int n);
 inline bool par(int64_t work) { return work >= kParMin && num_threads() > 1; }
 
+// Deterministic sums over rows: rows are cut into chunks whose size depends on n alone (at least min_rows, more when
+// n is so large that there would be over 64 partials), whichever thread takes a chunk sums it into that chunk's own
+// partial, and the partials are added in chunk order, so the result is the same bits for any thread count.
+inline int64_t sum_chunk_rows(int64_t n, int64_t min_rows) { return n > 64 * min_rows ? (n + 63) / 64 : min_rows; }
+
 // ---- op codes (must match src/backend/native.ts) ----
 enum Unary { U_NEG, U_EXP, U_LOG, U_SQRT, U_RSQRT, U_TANH, U_SIGMOID, U_RELU, U_GELU, U_GELU_TANH, U_SILU, U_ABS,
   U_SQUARE, U_RECIPROCAL, U_SIGN, U_COUNT };

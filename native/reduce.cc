@@ -55,14 +55,12 @@ void reduce_block(int op, const float* x, int64_t n, int64_t inner, float* o) {
     }
   }
 }
-// Column sums of a tall (n, inner) matrix (a Linear layer's bias gradient). Rows are cut into chunks whose size
-// depends on n alone (kColRows, more when n is so large that there would be over 64 partials), each chunk's column
-// sums are taken in double by whichever thread gets it, and the partials are added in chunk order: every thread
-// streams whole rows (splitting columns left one thread idle at inner <= 256 and read 1 KiB per row per strip), and
-// the result is the same bits for any thread count.
+// Column sums of a tall (n, inner) matrix (a Linear layer's bias gradient), in double, over deterministic row
+// chunks (sum_chunk_rows): every thread streams whole rows (splitting columns left one thread idle at inner <= 256
+// and read 1 KiB per row per strip).
 constexpr int64_t kColRows = 128;
 void column_sum(const float* x, int64_t n, int64_t inner, float* o) {
-  const int64_t rows = std::max<int64_t>(kColRows, (n + 63) / 64);
+  const int64_t rows = sum_chunk_rows(n, kColRows);
   const int64_t nchunk = (n + rows - 1) / rows;
   std::vector<double> part((size_t)(nchunk * inner));
 #pragma omp parallel for schedule(static) if (par(n * inner))

@@ -97,12 +97,9 @@ void reduce_rows(const float* src, int64_t ld, int64_t k0, int64_t k1, int64_t X
   }
 }
 
-// out (r x X) = P^T src over all K rows of src (ld apart): the rows are cut into chunks whose size depends on K
-// alone (256 rows, more for very tall inputs so that at most 64 partials are kept), each chunk is summed into its
-// own accumulator by whichever thread takes it, and the accumulators are added in chunk order: the result is the
-// same bits for any thread count.
+// out (r x X) = P^T src over all K rows of src (ld apart), over deterministic row chunks (sum_chunk_rows).
 void reduce_all_rows(const float* src, int64_t ld, int64_t K, int64_t X, const float* P, int64_t r, std::vector<float>& out) {
-  const int64_t rows = std::max<int64_t>(256, (K + 63) / 64);
+  const int64_t rows = sum_chunk_rows(K, 256);
   const int64_t nchunk = std::max<int64_t>(1, (K + rows - 1) / rows);
   std::vector<float> parts((size_t)(nchunk * r * X), 0.f);
 #pragma omp parallel for schedule(static) if (nchunk > 1 && par(K * X))

@@ -12,8 +12,8 @@ import { cast } from './cast.js';
 import { affine, axpby, unary, unaryBackward } from './elementwise.js';
 import { matmul, matmulLowp } from './matmul.js';
 import {
-  crossEntropy, crossEntropyBackward, gather, layerNorm, layerNormBackward, layerNormBackwardFromOutput, rmsNorm, rmsNormBackwardFromOutput, rmsNormBackward, rope, scatterAdd,
-  softmax, softmaxBackward,
+  crossEntropy, crossEntropyBackward, gather, layerNorm, layerNormBackward, layerNormBackwardFromOutput, rmsNorm, rmsNormBackward,
+  rmsNormBackwardFromOutput, rope, scatterAdd, softmax, softmaxBackward,
 } from './nn.js';
 import { adamw, dropoutMask, sgd } from './optim.js';
 import { argmax, reduce, sumSquares } from './reduce.js';

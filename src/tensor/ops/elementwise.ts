@@ -38,9 +38,8 @@ export function unary(op: UnaryOp, x: Tensor): Tensor {
   const { buf, t: y } = out32([...x.shape]);
   backend().unary(op, xd, buf);
   if (!x.requiresGrad) return y;
-  // Keep the output for the backward pass only where a kernel reads it: GELU's output (the next layer's input)
-  // need not outlive the forward pass when that layer is frozen.
-  // Exactly one of x and y is kept (for exp, sqrt, rsqrt, reciprocal y stands in for x, which they do not read).
+  // Exactly one of x and y is kept, the one the kernel reads: GELU's output (the next layer's input) need not
+  // outlive the forward pass when that layer is frozen, and exp's input is not needed at all.
   const kept = USES_OUTPUT.has(op) ? buf : xd, shape = [...x.shape];
   return record(op, [x], y, unaryBackwardOf(op, kept, shape));
 }

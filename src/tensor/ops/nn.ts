@@ -65,19 +65,23 @@ export function layerNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, 
   // LayerNorm does): the output is held anyway wherever a trainable Linear or a LoRA factor reads it (every pre-LN
   // block's qkv under LoRA), so the input need not be held too: one activation less per LayerNorm (37 MB on
   // GPT-2 small at 8 x 128 tokens).
-  const fromOut = g !== null && outputInvertible(g, bt);
-  const keepX = fromOut ? null : xd, keepY = fromOut ? out : null, n = xd.length, shape = [...x.shape];
-  return record('layerNorm', inputs, new Tensor(out, 'f32', shape), (gy) => {
-    // (the closure names no variable that holds x: V8 would keep x alive through it)
-    const dx = uninitF32(n);
-    const dg = gamma ? new Float32Array(D) : null, db = beta ? new Float32Array(D) : null;
-    if (keepY) backend().layerNormBackwardFromOutput(gy.f32(), keepY, g as Float32Array, bt, rstd, rows, D, dx, dg, db);
-    else backend().layerNormBackward(gy.f32(), keepX as Float32Array, g, mean, rstd, rows, D, dx, dg, db);
-    const grads: (Tensor | null)[] = [new Tensor(dx, 'f32', shape)];
-    if (gamma) grads.push(new Tensor(dg as Float32Array, 'f32', [D]));
-    if (beta) grads.push(new Tensor(db as Float32Array, 'f32', [D]));
+  const saved = g !== null && outputInvertible(g, bt) ? { y: out } : { x: xd, mean };
+  const shape = [...x.shape];
+  return record('layerNorm', inputs, new Tensor(out, 'f32', shape), layerNormBackwardOf(saved, g, bt, rstd, rows, D, shape));
+}
+/** The backward closure of layerNorm, made apart from it so that it holds only `saved` (x or y), never both. */
+function layerNormBackwardOf(saved: { y: Float32Array } | { x: Float32Array; mean: Float32Array }, g: Float32Array | null,
+  bt: Float32Array | null, rstd: Float32Array, rows: number, D: number, shape: number[]): (gy: Tensor) => Tensor[] {
+  return (gy) => {
+    const dx = uninitF32(rows * D);
+    const dg = g ? new Float32Array(D) : null, db = bt ? new Float32Array(D) : null;
+    if ('y' in saved) backend().layerNormBackwardFromOutput(gy.f32(), saved.y, g as Float32Array, bt, rstd, rows, D, dx, dg, db);
+    else backend().layerNormBackward(gy.f32(), saved.x, g, saved.mean, rstd, rows, D, dx, dg, db);
+    const grads = [new Tensor(dx, 'f32', shape)];
+    if (dg) grads.push(new Tensor(dg, 'f32', [D]));
+    if (db) grads.push(new Tensor(db, 'f32', [D]));
     return grads;
-  });
+  };
 }
 
 /**
@@ -105,16 +109,17 @@ export function rmsNorm(x: Tensor, gamma: Tensor | null, eps = 1e-6): Tensor {
   backend().rmsNorm(xd, g, rows, D, eps, out, rstd);
   const shape = [...x.shape];
   // As layerNorm: xhat = y / gamma from the output (exact to rounding for any nonzero gamma), so the input is freed.
-  const keepY = g && outputInvertible(g, null) ? out : null;
-  return record('rmsNorm', gamma ? [x, gamma] : [x], new Tensor(out, 'f32', shape), rmsNormBackward(keepY ? null : xd, keepY, g, rstd, rows, D, shape));
+  const saved = g && outputInvertible(g, null) ? { y: out } : { x: xd };
+  return record('rmsNorm', gamma ? [x, gamma] : [x], new Tensor(out, 'f32', shape), rmsNormBackwardOf(saved, g, rstd, rows, D, shape));
 }
-function rmsNormBackward(x: Float32Array | null, y: Float32Array | null, g: Float32Array | null, rstd: Float32Array, rows: number, D: number,
-  shape: number[]): (gy: Tensor) => Tensor[] {
+/** The backward closure of rmsNorm (holds x or y, as layerNormBackwardOf). */
+function rmsNormBackwardOf(saved: { y: Float32Array } | { x: Float32Array }, g: Float32Array | null, rstd: Float32Array, rows: number,
+  D: number, shape: number[]): (gy: Tensor) => Tensor[] {
   return (gy) => {
     const dx = uninitF32(rows * D);
     const dg = g ? new Float32Array(D) : null;
-    if (y) backend().rmsNormBackwardFromOutput(gy.f32(), y, g as Float32Array, rstd, rows, D, dx, dg);
-    else backend().rmsNormBackward(gy.f32(), x as Float32Array, g, rstd, rows, D, dx, dg);
+    if ('y' in saved) backend().rmsNormBackwardFromOutput(gy.f32(), saved.y, g as Float32Array, rstd, rows, D, dx, dg);
+    else backend().rmsNormBackward(gy.f32(), saved.x, g, rstd, rows, D, dx, dg);
     return g ? [new Tensor(dx, 'f32', shape), new Tensor(dg as Float32Array, 'f32', [D])] : [new Tensor(dx, 'f32', shape)];
   };
 }

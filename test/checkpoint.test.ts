@@ -12,7 +12,7 @@ import { Tensor } from '../src/tensor/tensor.js';
 import { crossEntropy } from '../src/tensor/ops/nn.js';
 import { Linear } from '../src/nn/layers.js';
 import type { Module } from '../src/nn/module.js';
-import { setGradientCheckpointing } from '../src/nn/checkpoint.js';
+import { setGradientCheckpointing, type GradientCheckpointing } from '../src/nn/checkpoint.js';
 import { loadHFModelFromDir, causalLMLoss, sequenceClassificationLoss } from '../src/models/hf/index.js';
 import { loadUSELite } from '../src/models/use-lite/index.js';
 import { loadSafetensors } from '../src/models/safetensors.js';
@@ -20,11 +20,11 @@ import { AutoGLMTrainer } from '../src/train/trainer.js';
 import { ConfigError } from '../src/errors.js';
 import { autocast } from '../src/tensor/precision.js';
 
-function grads(ckpt: boolean, lora: boolean, compute: 'f32' | 'bf16' = 'f32'): { loss: number; g: Map<string, Float32Array> } {
+function grads(ckpt: GradientCheckpointing, lora: boolean, compute: 'f32' | 'bf16' = 'f32'): { loss: number; g: Map<string, Float32Array> } {
   manualSeed(3);
   const m = new TinyGPT({ vocabSize: 50, contextLength: 16, dim: 32, heads: 4, layers: 3, mlpDim: 64, dropout: 0.1 });
   if (lora) new LoraModel(m, { r: 4, alpha: 8, targetModules: ['qkv', 'fc1'] });
-  m.gradientCheckpointing = ckpt;
+  setGradientCheckpointing(m, ckpt);
   setRng(new Rng(11));
   // backward() outside autocast, as a training loop calls it
   const loss = autocast(compute, () => m.loss(randint([2, 12], 50, 1), randint([2, 12], 50, 2)));
@@ -34,9 +34,9 @@ function grads(ckpt: boolean, lora: boolean, compute: 'f32' | 'bf16' = 'f32'): {
   return { loss: loss.item(), g };
 }
 
-for (const [lora, compute] of [[false, 'f32'], [true, 'f32'], [true, 'bf16']] as const) {
-  test(`checkpointed blocks: same loss and gradients (${lora ? 'LoRA, frozen embeddings' : 'full'}, ${compute} autocast)`, () => {
-    const a = grads(false, lora, compute), b = grads(true, lora, compute);
+for (const [lora, compute, mode] of [[false, 'f32', 'full'], [true, 'f32', 'full'], [true, 'bf16', 'full'], [false, 'f32', 'mlp'], [true, 'f32', 'mlp'], [true, 'bf16', 'mlp']] as const) {
+  test(`${mode === 'mlp' ? 'recomputed MLP pre-activations' : 'checkpointed blocks'}: same loss and gradients (${lora ? 'LoRA, frozen embeddings' : 'full'}, ${compute} autocast)`, () => {
+    const a = grads(false, lora, compute), b = grads(mode, lora, compute);
     assert.equal(a.loss, b.loss);
     assert.deepEqual([...a.g.keys()], [...b.g.keys()]);
     for (const [k, ga] of a.g) {
@@ -50,7 +50,7 @@ for (const [lora, compute] of [[false, 'f32'], [true, 'f32'], [true, 'bf16']] as
 }
 
 /** Loss and trainable gradients of `run` on a fresh model from `build`, with checkpointing on or off. */
-function lossAndGrads(build: () => Module, run: (m: Module) => Tensor, ckpt: boolean): { loss: number; g: Map<string, Float32Array>; stacks: number } {
+function lossAndGrads(build: () => Module, run: (m: Module) => Tensor, ckpt: GradientCheckpointing): { loss: number; g: Map<string, Float32Array>; stacks: number } {
   const m = build();
   const stacks = setGradientCheckpointing(m, ckpt);
   m.train();
@@ -91,7 +91,9 @@ for (const arch of ['gpt2', 'llama', 'qwen2', 'glm', 'bert']) {
       if (arch === 'bert') return sequenceClassificationLoss(model.forward(ids, { attentionMask: mask, tokenTypeIds: golden(arch, 'token_type_ids') }), golden(arch, 'labels'));
       return causalLMLoss(model.forward(ids, { attentionMask: mask }), golden(arch, 'labels'));
     };
-    assertSame(lossAndGrads(build, run, false), lossAndGrads(build, run, true), arch);
+    const plain = lossAndGrads(build, run, false);
+    assertSame(plain, lossAndGrads(build, run, true), arch);
+    assertSame(plain, lossAndGrads(build, run, 'mlp'), `${arch} (recomputed MLP pre-activations)`);
   });
 }
 
@@ -109,6 +111,7 @@ test('gradient checkpointing in open-autoglm-base (USE-lite): same loss and grad
   };
   const a = lossAndGrads(build, run, false), b = lossAndGrads(build, run, true);
   assertSame(a, b, 'use-lite');
+  assertSame(a, lossAndGrads(build, run, 'mlp'), 'use-lite (recomputed MLP pre-activations)');
 });
 
 test('gradient checkpointing in open-autoglm-base with LoRA on a 32 x 12 padded batch: same loss and gradients', () => {
@@ -127,7 +130,9 @@ test('gradient checkpointing in open-autoglm-base with LoRA on a 32 x 12 padded 
     const enc = m as unknown as ReturnType<typeof loadUSELite> & { head: Linear };
     return crossEntropy(enc.head.forward(enc.forward(ids, mask)), new Tensor(Int32Array.from({ length: B }, (_, i) => i % 3), 'i32', [B]));
   };
-  assertSame(lossAndGrads(build, run, false), lossAndGrads(build, run, true), 'use-lite lora');
+  const plain = lossAndGrads(build, run, false);
+  assertSame(plain, lossAndGrads(build, run, true), 'use-lite lora');
+  assertSame(plain, lossAndGrads(build, run, 'mlp'), 'use-lite lora (recomputed MLP pre-activations)');
 });
 
 test("trainer config key 'gradientCheckpointing': on in the backbone, false by default", async () => {
@@ -139,4 +144,10 @@ test("trainer config key 'gradientCheckpointing': on in the backbone, false by d
   const off = new AutoGLMTrainer({ model: 'open-autoglm-base', config: {} });
   const m2 = await (off as unknown as { prepareModel(labels: string[]): Promise<Module> }).prepareModel(['a', 'b']);
   assert.ok([...m2.namedModules()].every(([, x]) => (x as { gradientCheckpointing?: boolean }).gradientCheckpointing !== true));
+  // 'mlp': every MLP recomputes its pre-activation, the layer stack is not checkpointed
+  const sel = new AutoGLMTrainer({ model: 'open-autoglm-base', config: { gradientCheckpointing: 'mlp', method: 'lora' } });
+  const m3 = await (sel as unknown as { prepareModel(labels: string[]): Promise<Module> }).prepareModel(['a', 'b']);
+  const rec = [...m3.namedModules()].map(([, x]) => (x as { recomputeActivation?: boolean }).recomputeActivation).filter((f) => f !== undefined);
+  assert.ok(rec.length > 0 && rec.every((f) => f === true));
+  assert.ok([...m3.namedModules()].every(([, x]) => (x as { gradientCheckpointing?: boolean }).gradientCheckpointing !== true));
 });

@@ -15,6 +15,7 @@ import { manualSeed } from '../nn/init.js';
 import { AdamW } from '../optim/adam.js';
 import { LoraModel, quantizeBase, type BaseQuantization } from '../peft/index.js';
 import { TinyGPT } from '../models/tiny-gpt.js';
+import { setGradientCheckpointing } from '../nn/checkpoint.js';
 import { collectGarbage, makeRecord, resetPeakRss, timed, trainPeakRssMb, type BenchRecord } from './measure.js';
 
 export interface ModelWorkloadOptions {
@@ -22,8 +23,8 @@ export interface ModelWorkloadOptions {
   steps: number;
   warmup: number;
   base?: BaseQuantization | 'none';
-  /** gpt2 workloads: gradient checkpointing of every block. */
-  checkpointing?: boolean;
+  /** gpt2 workloads: gradient checkpointing of every block (true = 'full'), or of the MLP pre-activations ('mlp'). */
+  checkpointing?: boolean | 'full' | 'mlp';
 }
 
 /** The cls workloads' encoder: token + position embeddings, 4 pre-LN blocks (no mask), final LN, mean-pool, head. */
@@ -57,7 +58,7 @@ function runTraining(name: string, o: ModelWorkloadOptions, model: Module, lossF
   resetPeakRss();
   const t = timed(step, o.steps, o.warmup);
   const { trainable, total } = model.parameterCounts();
-  const suffix = `${o.base && o.base !== 'none' ? `-${o.base}-base` : ''}${o.checkpointing ? '-ckpt' : ''}`;
+  const suffix = `${o.base && o.base !== 'none' ? `-${o.base}-base` : ''}${o.checkpointing === 'mlp' ? '-ckpt-mlp' : o.checkpointing ? '-ckpt' : ''}`;
   return [makeRecord(`${name}${suffix}`, o.dtype, t,
     { tokens_per_s: Math.round((tokens / t.med) * 10) / 10, trainable_params: trainable, total_params: total, train_peak_rss_mb: trainPeakRssMb() })];
 }
@@ -67,7 +68,7 @@ function gpt2(lora: boolean) {
     const B = 8, T = 128;
     manualSeed(0);
     const m = new TinyGPT({ vocabSize: 50257, contextLength: 1024, dim: 768, heads: 12, layers: 12, mlpDim: 3072 });
-    m.gradientCheckpointing = !!o.checkpointing;
+    setGradientCheckpointing(m, o.checkpointing ?? false);
     if (lora) {
       new LoraModel(m, { r: 8, alpha: 16, targetModules: ['qkv'] });
       if (o.base && o.base !== 'none') quantizeBase(m, o.base);

@@ -23,8 +23,8 @@ import { MODEL_WORKLOADS } from './model-workloads.js';
 export interface WorkloadOptions {
   /** LoRA workloads: frozen base storage. */
   base?: 'none' | 'bf16' | 'int8';
-  /** gpt2 workloads: gradient checkpointing. */
-  checkpointing?: boolean;
+  /** gpt2 workloads: gradient checkpointing (true = 'full'), or 'mlp' (selective recomputation). */
+  checkpointing?: boolean | 'full' | 'mlp';
   dtype: 'fp32' | 'bf16';
   steps: number;
   warmup: number;

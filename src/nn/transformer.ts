@@ -6,6 +6,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { fusedQKVAttention } from '../tensor/ops/nn.js';
 import { ConfigError } from '../errors.js';
 import { Module } from './module.js';
+import { maybeCheckpoint, type ActivationRecomputable } from './checkpoint.js';
 import { Linear, LayerNorm, Dropout } from './layers.js';
 
 export interface BlockConfig {
@@ -36,7 +37,9 @@ export class SelfAttention extends Module {
   }
 }
 
-export class MLP extends Module {
+export class MLP extends Module implements ActivationRecomputable {
+  /** Recompute fc1 and the activation in the backward pass (`setGradientCheckpointing(model, 'mlp')`). */
+  recomputeActivation = false;
   readonly fc1: Linear;
   readonly fc2: Linear;
   readonly drop: Dropout;
@@ -47,8 +50,11 @@ export class MLP extends Module {
     this.drop = this.module('drop', new Dropout(cfg.dropout ?? 0));
   }
   forward(x: Tensor): Tensor {
-    const h = this.fc1.forward(x);
-    const a = this.cfg.activation === 'relu' ? h.relu() : h.gelu(this.cfg.activation === 'gelu_tanh' ? 'tanh' : 'none');
+    const act = (x: Tensor) => {
+      const h = this.fc1.forward(x);
+      return this.cfg.activation === 'relu' ? h.relu() : h.gelu(this.cfg.activation === 'gelu_tanh' ? 'tanh' : 'none');
+    };
+    const a = maybeCheckpoint(this.recomputeActivation, this.fc1, act, x);
     return this.drop.forward(this.fc2.forward(a));
   }
 }

@@ -45,8 +45,12 @@ export const trainerConfigSchema = z.object({
   loraPlusRatio: z.number().positive().default(1).describe('LoRA+: B matrices learn this many times faster than A.'),
   /** Frozen base weights in bf16 or int8 (LoRA only). */
   baseQuantization: z.enum(['none', 'bf16', 'int8']).default('none').describe('Frozen base weights in bf16 or int8 (LoRA only).'),
-  /** Recompute each layer's activations in the backward pass (less memory, about one more forward pass). */
-  gradientCheckpointing: z.boolean().default(false).describe('Recompute each layer\'s activations in the backward pass (less memory, about one more forward pass of compute).'),
+  /**
+   * Recompute activations in the backward pass: true or 'full' = each layer's (least memory, about one more forward
+   * pass of compute); 'mlp' = only the MLPs' pre-activations (selective recomputation: one more up-projection per
+   * layer).
+   */
+  gradientCheckpointing: z.union([z.boolean(), z.enum(['full', 'mlp'])]).default(false).describe('Recompute activations in the backward pass: true or \'full\' = each layer\'s (about one more forward pass of compute); \'mlp\' = only the MLP pre-activations (one more up-projection per layer).'),
   /** Dropout before the classifier head. */
   headDropout: z.number().min(0).lt(1).default(0.1).describe('Dropout before the classifier head.'),
 

@@ -173,12 +173,14 @@ export class AutoGLMTrainer extends EventEmitter {
     this.applyCheckpointing(model, baseName);
   }
 
-  /** `gradientCheckpointing`: on in every layer stack of the model, or a ConfigError where it has none. */
+  /** `gradientCheckpointing`: on in every layer stack (or MLP, for 'mlp') of the model, or a ConfigError where it has none. */
   private applyCheckpointing(model: Module, name: string): void {
-    if (!this.config.gradientCheckpointing) return;
-    const stacks = setGradientCheckpointing(model, true);
-    if (stacks === 0) throw new ConfigError(`config key 'gradientCheckpointing' is true, but model '${name}' has no layer stack that supports it`);
-    this.note(`gradient checkpointing: on (${stacks} layer stack${stacks > 1 ? 's' : ''})`);
+    const mode = this.config.gradientCheckpointing;
+    if (!mode) return;
+    const n = setGradientCheckpointing(model, mode);
+    const what = mode === 'mlp' ? 'MLP' : 'layer stack';
+    if (n === 0) throw new ConfigError(`config key 'gradientCheckpointing' is ${JSON.stringify(mode)}, but model '${name}' has no ${what} that supports it`);
+    this.note(`gradient checkpointing: ${mode === 'mlp' ? 'MLP pre-activations recomputed' : 'on'} (${n} ${what}${n > 1 ? 's' : ''})`);
   }
 
   /** Parameter groups: head lr, LoRA+ ratio, layer-wise decay, no weight decay on biases and norms. */

@@ -14,7 +14,7 @@ interface BenchOpts {
   torchScript?: string;
   torchConfig: 'best' | 'installed';
   base: 'none' | 'bf16' | 'int8';
-  checkpointing?: boolean;
+  checkpointing?: boolean | 'full' | 'mlp';
   method?: string;
   source: 'lora' | 'full';
 }
@@ -32,7 +32,7 @@ export function registerBench(program: Command): void {
     .option('--repeat <n>', 'with --vs-torch: alternate the two engines n times, medians across runs', intOption('--repeat'), 3)
     .option('--torch-script <path>', 'path of torch_reference.py')
     .option('--base <dtype>', 'LoRA workloads: frozen base storage none | bf16 | int8', choiceOption('--base', ['none', 'bf16', 'int8'] as const), 'none')
-    .option('--checkpointing', 'gpt2 workloads: recompute block activations in the backward pass (gradient checkpointing)')
+    .option('--checkpointing [mode]', "gpt2 workloads: recompute activations in the backward pass: full (each block's, the default) | mlp (the MLP pre-activations)", choiceOption('--checkpointing', ['full', 'mlp'] as const))
     .option('--method <m>', 'compression: one gradient compression method (default: all)')
     .option('--source <s>', 'compression: gradients of a lora | full fine-tune step', choiceOption('--source', ['lora', 'full'] as const), 'lora')
     .option('--torch-config <cfg>', "PyTorch's configuration: best | installed", choiceOption('--torch-config', ['best', 'installed'] as const), 'best')

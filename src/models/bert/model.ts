@@ -8,7 +8,7 @@ import { Tensor } from '../../tensor/tensor.js';
 import { arange, full } from '../../tensor/creation.js';
 import { scaledDotProductAttention } from '../../tensor/ops/nn.js';
 import { Module, ModuleList } from '../../nn/module.js';
-import { maybeCheckpoint } from '../../nn/checkpoint.js';
+import { maybeCheckpoint, type ActivationRecomputable } from '../../nn/checkpoint.js';
 import { Dropout, Embedding, LayerNorm, Linear } from '../../nn/layers.js';
 import { ConfigError, ShapeError, fmtShape } from '../../errors.js';
 import type { HFConfig } from '../hf/config.js';
@@ -119,14 +119,15 @@ export class BertAttention extends Module {
   }
 }
 
-export class BertIntermediate extends Module {
+export class BertIntermediate extends Module implements ActivationRecomputable {
+  recomputeActivation = false;
   readonly dense: Linear;
   constructor(readonly cfg: BertConfig) {
     super();
     this.dense = this.module('dense', makeLinear(cfg.hiddenSize, cfg.intermediateSize, true));
   }
   forward(x: Tensor): Tensor {
-    return activate(this.dense.forward(x), this.cfg.activation);
+    return maybeCheckpoint(this.recomputeActivation, this, (x) => activate(this.dense.forward(x), this.cfg.activation), x);
   }
 }
 

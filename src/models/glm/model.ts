@@ -16,6 +16,7 @@ import { Tensor } from '../../tensor/tensor.js';
 import { rope } from '../../tensor/ops/nn.js';
 import { concat } from '../../tensor/ops/movement.js';
 import { Module } from '../../nn/module.js';
+import { maybeCheckpoint, type ActivationRecomputable } from '../../nn/checkpoint.js';
 import type { Linear } from '../../nn/layers.js';
 import type { HFConfig } from '../hf/config.js';
 import type { HFFamily } from '../hf/family.js';
@@ -29,7 +30,8 @@ export function parseGlmConfig(c: HFConfig): DecoderConfig {
 }
 
 /** mlp.gate_up_proj (E -> 2I, no bias) split into gate | up; down_proj(up * silu(gate)). */
-export class GlmMLP extends Module {
+export class GlmMLP extends Module implements ActivationRecomputable {
+  recomputeActivation = false;
   readonly gate_up_proj: Linear;
   readonly down_proj: Linear;
   constructor(readonly cfg: DecoderConfig) {
@@ -39,9 +41,12 @@ export class GlmMLP extends Module {
   }
   forward(x: Tensor): Tensor {
     const I = this.cfg.intermediateSize;
-    const gu = this.gate_up_proj.forward(x); // (B, T, 2I)
-    const gate = gu.slice(-1, 0, I), up = gu.slice(-1, I, 2 * I); // (B, T, I) each
-    return this.down_proj.forward(up.mul(gate.silu()));
+    const act = (x: Tensor) => {
+      const gu = this.gate_up_proj.forward(x); // (B, T, 2I)
+      const gate = gu.slice(-1, 0, I), up = gu.slice(-1, I, 2 * I); // (B, T, I) each
+      return up.mul(gate.silu());
+    };
+    return this.down_proj.forward(maybeCheckpoint(this.recomputeActivation, this.gate_up_proj, act, x));
   }
 }
 

@@ -12,7 +12,7 @@ import { Tensor } from '../../tensor/tensor.js';
 import { arange } from '../../tensor/creation.js';
 import { fusedQKVAttention, scaledDotProductAttention } from '../../tensor/ops/nn.js';
 import { Module, ModuleList } from '../../nn/module.js';
-import { maybeCheckpoint } from '../../nn/checkpoint.js';
+import { maybeCheckpoint, type ActivationRecomputable } from '../../nn/checkpoint.js';
 import { Dropout, Embedding, LayerNorm, Linear } from '../../nn/layers.js';
 import { ConfigError, ShapeError, fmtShape } from '../../errors.js';
 import type { HFConfig } from '../hf/config.js';
@@ -96,7 +96,8 @@ export class GPT2Attention extends Module {
   }
 }
 
-export class GPT2MLP extends Module {
+export class GPT2MLP extends Module implements ActivationRecomputable {
+  recomputeActivation = false;
   readonly c_fc: Linear;
   readonly c_proj: Linear;
   readonly dropout: Dropout;
@@ -107,7 +108,8 @@ export class GPT2MLP extends Module {
     this.dropout = this.module('dropout', new Dropout(cfg.residPdrop));
   }
   forward(x: Tensor): Tensor {
-    return this.dropout.forward(this.c_proj.forward(activate(this.c_fc.forward(x), this.cfg.activation)));
+    const a = maybeCheckpoint(this.recomputeActivation, this.c_fc, (x) => activate(this.c_fc.forward(x), this.cfg.activation), x);
+    return this.dropout.forward(this.c_proj.forward(a));
   }
 }
 

@@ -13,7 +13,7 @@ import { Tensor } from '../../tensor/tensor.js';
 import { rope, scaledDotProductAttention } from '../../tensor/ops/nn.js';
 import { maximum } from '../../tensor/ops/elementwise.js';
 import { Module, ModuleList } from '../../nn/module.js';
-import { maybeCheckpoint } from '../../nn/checkpoint.js';
+import { maybeCheckpoint, type ActivationRecomputable } from '../../nn/checkpoint.js';
 import { Embedding, Linear, RMSNorm } from '../../nn/layers.js';
 import { ConfigError } from '../../errors.js';
 import type { HFConfig } from '../hf/config.js';
@@ -86,7 +86,8 @@ export interface DecoderParts {
   rotate(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor): [Tensor, Tensor];
 }
 
-export class LlamaMLP extends Module {
+export class LlamaMLP extends Module implements ActivationRecomputable {
+  recomputeActivation = false;
   readonly gate_proj: Linear;
   readonly up_proj: Linear;
   readonly down_proj: Linear;
@@ -98,7 +99,9 @@ export class LlamaMLP extends Module {
   }
   /** SwiGLU: down(silu(gate(x)) * up(x)). */
   forward(x: Tensor): Tensor {
-    return this.down_proj.forward(this.gate_proj.forward(x).silu().mul(this.up_proj.forward(x)));
+    const act = (x: Tensor) => this.gate_proj.forward(x).silu().mul(this.up_proj.forward(x));
+    // down_proj's parameters are edges of the segment too, with no gradient from it (checkpoint returns null)
+    return this.down_proj.forward(maybeCheckpoint(this.recomputeActivation, this, act, x));
   }
 }
 

@@ -28,7 +28,7 @@ import { Tensor } from '../../tensor/tensor.js';
 import { noGrad } from '../../tensor/autograd.js';
 import { fusedQKVAttention } from '../../tensor/ops/nn.js';
 import { Module, ModuleList } from '../../nn/module.js';
-import { maybeCheckpoint } from '../../nn/checkpoint.js';
+import { maybeCheckpoint, type ActivationRecomputable } from '../../nn/checkpoint.js';
 import { Dropout, Embedding, LayerNorm, Linear } from '../../nn/layers.js';
 import { ConfigError, ShapeError, fmtShape } from '../../errors.js';
 import type { USELiteConfig } from './config.js';
@@ -58,7 +58,8 @@ export class MultiheadAttention extends Module {
 }
 
 /** relu(x W1 + b1) W2 + b2: TF's conv1 / conv2 (position-wise dense layers). */
-export class FFN extends Module {
+export class FFN extends Module implements ActivationRecomputable {
+  recomputeActivation = false;
   readonly conv1: Linear;
   readonly conv2: Linear;
   constructor(dim: number, hidden: number) {
@@ -67,7 +68,7 @@ export class FFN extends Module {
     this.conv2 = this.module('conv2', new Linear(hidden, dim));
   }
   forward(x: Tensor): Tensor {
-    return this.conv2.forward(this.conv1.forward(x).relu());
+    return this.conv2.forward(maybeCheckpoint(this.recomputeActivation, this.conv1, (x) => this.conv1.forward(x).relu(), x));
   }
 }
 

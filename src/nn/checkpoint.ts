@@ -10,12 +10,8 @@ import { Tensor } from '../tensor/tensor.js';
 import { enableGrad, isGradEnabled, noGrad, record } from '../tensor/autograd.js';
 import { Rng } from '../backend/rng.js';
 import { autocast, autocastDType } from '../tensor/precision.js';
-import { collectDeadBuffersAfter } from '../tensor/alloc.js';
 import { getRng, setRng } from './init.js';
 import type { Module } from './module.js';
-
-/** Fresh buffers (bytes) after which a segment's backward pass frees the dead recomputed activations. */
-const RECOMPUTED_COLLECT_BYTES = 32 << 20;
 
 /** `fn(...inputs)` of `module` (whose trainable parameters receive their gradients) with checkpointed activations. */
 export function checkpoint(module: Module, fn: (...xs: Tensor[]) => Tensor, ...inputs: Tensor[]): Tensor {
@@ -41,8 +37,6 @@ export function checkpoint(module: Module, fn: (...xs: Tensor[]) => Tensor, ...i
     } finally {
       setRng(outer);
     }
-    // the recomputed activations are dead now: freed once they add up (a collection costs a few ms)
-    collectDeadBuffersAfter(RECOMPUTED_COLLECT_BYTES);
     return [...xs.map((d) => (d.requiresGrad ? d.grad : null)), ...params.map(() => null)];
   });
 }

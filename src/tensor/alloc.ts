@@ -44,8 +44,6 @@ let collectEvery = Infinity;
 let sinceCollect = 0;
 
 let fullCollection: (() => void) | null = null;
-/** Bytes of large buffers handed out (fresh or pooled) since the last collection run here (V8's own are not seen). */
-let sinceFull = 0;
 
 export function setCollector(fn: (() => void) | null, everyBytes: number, full: (() => void) | null = fn): void {
   collector = fn;
@@ -60,22 +58,10 @@ export function setCollector(fn: (() => void) | null, everyBytes: number, full: 
  * resident into the backward pass, the step's peak (measured on gpt2-lora: +49 MB).
  */
 export function collectDeadBuffers(): void {
-  sinceFull = 0;
   fullCollection?.();
 }
 
-/**
- * `collectDeadBuffers` when at least `bytes` of large buffers were handed out since the last collection run here.
- * For a checkpointed segment's backward pass, whose recomputed activations are all dead when it returns: left to
- * V8, they piled up over several layers and set the step's peak (gpt2-lora with the MLP pre-activations recomputed,
- * int8 base: 598-619 MB against 550-572 with a collection every 32-64 MB).
- */
-export function collectDeadBuffersAfter(bytes: number): void {
-  if (sinceFull >= bytes) collectDeadBuffers();
-}
-
 export function uninitF32(n: number): Float32Array {
-  if (n * 4 >= MIN_BYTES) sinceFull += n * 4;
   const hit = pool.get(n);
   if (hit && hit.length) {
     pooledBytes -= n * 4;
@@ -83,7 +69,6 @@ export function uninitF32(n: number): Float32Array {
   }
   if (collector && n * 4 >= MIN_BYTES && (sinceCollect += n * 4) >= collectEvery) {
     sinceCollect = 0;
-    if (collector === fullCollection) sinceFull = 0;
     collector();
   }
   if (NodeBuffer && n * 4 >= MIN_BYTES) {

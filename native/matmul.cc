@@ -179,26 +179,25 @@ void matmul_lowp(const float* a, const void* b, LowpKind kind, const float* scal
   }
   const int64_t rowsB = p.transB ? p.N : p.K, colsB = p.transB ? p.K : p.N;
   const int64_t block = std::max<int64_t>(1, std::min<int64_t>(rowsB, kLowpBlockElems / colsB));
-  std::vector<float> wbuf((size_t)(block * colsB));
-  float* buf = wbuf.data();
+  std::vector<float> buf((size_t)(block * colsB));
   const int lda = p.transA ? (int)p.M : (int)p.K;
   for (int64_t r0 = 0; r0 < rowsB; r0 += block) {
     const int64_t r1 = std::min(rowsB, r0 + block), nr = r1 - r0;
     if (kind == LowpKind::bf16) {
-      bf16_to_f32_n((const uint16_t*)b + r0 * colsB, buf, nr * colsB);  // stored rows are contiguous
+      bf16_to_f32_n((const uint16_t*)b + r0 * colsB, buf.data(), nr * colsB);  // stored rows are contiguous
     } else {
-      widen_i8_rows((const int8_t*)b + r0 * colsB, scales ? scales + r0 : nullptr, nr, colsB, buf);
+      widen_i8_rows((const int8_t*)b + r0 * colsB, scales ? scales + r0 : nullptr, nr, colsB, buf.data());
     }
     for (int64_t i = 0; i < p.batch; i++) {
       const float* ai = a + i * p.strideA;
       float* oi = out + i * p.M * p.N;
       if (p.transB) {
         cblas_sgemm(CblasRowMajor, p.transA ? CblasTrans : CblasNoTrans, CblasTrans, (int)p.M, (int)nr, (int)p.K,
-                    p.alpha, ai, lda, buf, (int)p.K, p.beta, oi + r0, (int)p.N);
+                    p.alpha, ai, lda, buf.data(), (int)p.K, p.beta, oi + r0, (int)p.N);
       } else {
         const float* ab = p.transA ? ai + r0 * p.M : ai + r0;
         cblas_sgemm(CblasRowMajor, p.transA ? CblasTrans : CblasNoTrans, CblasNoTrans, (int)p.M, (int)p.N, (int)nr,
-                    p.alpha, ab, lda, buf, (int)p.N, r0 == 0 ? p.beta : 1.0f, oi, (int)p.N);
+                    p.alpha, ab, lda, buf.data(), (int)p.N, r0 == 0 ? p.beta : 1.0f, oi, (int)p.N);
       }
     }
   }

@@ -142,21 +142,22 @@ static void norm_backward_driver(int64_t rows, int64_t cols, float* dg, float* d
   }
 }
 
-// LayerNorm's backward pass for one row at a time, with xhat(r, i) given: from the input ((x - mean) * rstd) or
-// from the output ((y - beta) / gamma).
-template <class XHat>
-static void layer_norm_backward_rows(const float* dy, const float* g, const float* rstd, int64_t rows, int64_t cols,
-                                     float* dx, float* dg, float* db, XHat xhat) {
+// The backward pass of LayerNorm (Centered) or RMSNorm, one row at a time, with xhat(r, i) given: from the input
+// ((x - mean) * rstd, x * rstd) or from the output ((y - beta) / gamma, y / gamma). g = dy * gamma;
+// LayerNorm: dx = rstd (g - mean(g) - xhat mean(g xhat)); RMSNorm: dx = rstd (g - xhat mean(g xhat)).
+template <bool Centered, class XHat>
+static void norm_backward_rows(const float* dy, const float* g, const float* rstd, int64_t rows, int64_t cols, float* dx,
+                               float* dg, float* db, XHat xhat) {
   norm_backward_driver(rows, cols, dg, db, [&](int64_t r, double* pg, double* pb) {
     const float* gy = dy + r * cols;
     float* d = dx + r * cols;
     const float rs = rstd[r];
-    double s1 = 0, s2 = 0;  // sum(g), sum(g * xhat), g = dy * gamma
+    double s1 = 0, s2 = 0;  // sum(g) (LayerNorm only), sum(g * xhat)
 #pragma omp simd reduction(+ : s1, s2)
     for (int64_t i = 0; i < cols; i++) {
       const float xh = xhat(r, i);
       const float gi = g ? gy[i] * g[i] : gy[i];
-      s1 += gi;
+      if constexpr (Centered) s1 += gi;
       s2 += (double)gi * xh;
       if (pg) pg[i] += (double)gy[i] * xh;
       if (pb) pb[i] += gy[i];
@@ -165,14 +166,15 @@ static void layer_norm_backward_rows(const float* dy, const float* g, const floa
     for (int64_t i = 0; i < cols; i++) {
       const float xh = xhat(r, i);
       const float gi = g ? gy[i] * g[i] : gy[i];
-      d[i] = rs * (gi - a - xh * c);
+      if constexpr (Centered) d[i] = rs * (gi - a - xh * c);
+      else d[i] = rs * (gi - xh * c);
     }
   });
 }
 
 void layer_norm_backward(const float* dy, const float* x, const float* g, const float* mean, const float* rstd,
                          int64_t rows, int64_t cols, float* dx, float* dg, float* db) {
-  layer_norm_backward_rows(dy, g, rstd, rows, cols, dx, dg, db,
+  norm_backward_rows<true>(dy, g, rstd, rows, cols, dx, dg, db,
                            [&](int64_t r, int64_t i) { return (x[r * cols + i] - mean[r]) * rstd[r]; });
 }
 
@@ -180,7 +182,7 @@ void layer_norm_backward(const float* dy, const float* x, const float* g, const 
 // gamma (the caller checks that gamma is far enough from 0). The layer then need not keep x when y is held anyway.
 void layer_norm_backward_y(const float* dy, const float* y, const float* g, const float* b, const float* rstd,
                            int64_t rows, int64_t cols, float* dx, float* dg, float* db) {
-  layer_norm_backward_rows(dy, g, rstd, rows, cols, dx, dg, db, [&](int64_t r, int64_t i) {
+  norm_backward_rows<true>(dy, g, rstd, rows, cols, dx, dg, db, [&](int64_t r, int64_t i) {
     const float v = y[r * cols + i];
     return (b ? v - b[i] : v) / g[i];
   });
@@ -197,39 +199,15 @@ void rms_norm(const float* x, const float* g, int64_t rows, int64_t cols, float 
   });
 }
 
-// RMSNorm's backward pass, xhat(r, i) given (x * rstd, or y / gamma): dx = rstd (g - xhat mean(g xhat)), g = dy gamma.
-template <class XHat>
-static void rms_norm_backward_rows(const float* dy, const float* g, const float* rstd, int64_t rows, int64_t cols, float* dx,
-                                   float* dg, XHat xhat) {
-  norm_backward_driver(rows, cols, dg, nullptr, [&](int64_t r, double* pg, double*) {
-    const float* gy = dy + r * cols;
-    float* d = dx + r * cols;
-    const float rs = rstd[r];
-    double s = 0;  // sum(g * xhat)
-#pragma omp simd reduction(+ : s)
-    for (int64_t i = 0; i < cols; i++) {
-      const float xh = xhat(r, i);
-      const float gi = g ? gy[i] * g[i] : gy[i];
-      s += (double)gi * xh;
-      if (pg) pg[i] += (double)gy[i] * xh;
-    }
-    const float c = (float)(s / (double)cols);
-    for (int64_t i = 0; i < cols; i++) {
-      const float gi = g ? gy[i] * g[i] : gy[i];
-      d[i] = rs * (gi - xhat(r, i) * c);
-    }
-  });
-}
-
 void rms_norm_backward(const float* dy, const float* x, const float* g, const float* rstd, int64_t rows, int64_t cols,
                        float* dx, float* dg) {
-  rms_norm_backward_rows(dy, g, rstd, rows, cols, dx, dg, [&](int64_t r, int64_t i) { return x[r * cols + i] * rstd[r]; });
+  norm_backward_rows<false>(dy, g, rstd, rows, cols, dx, dg, nullptr, [&](int64_t r, int64_t i) { return x[r * cols + i] * rstd[r]; });
 }
 
 // The same gradients from the output y = xhat * gamma: xhat = y / gamma (gamma nonzero, checked by the caller).
 void rms_norm_backward_y(const float* dy, const float* y, const float* g, const float* rstd, int64_t rows, int64_t cols,
                          float* dx, float* dg) {
-  rms_norm_backward_rows(dy, g, rstd, rows, cols, dx, dg, [&](int64_t r, int64_t i) { return y[r * cols + i] / g[i]; });
+  norm_backward_rows<false>(dy, g, rstd, rows, cols, dx, dg, nullptr, [&](int64_t r, int64_t i) { return y[r * cols + i] / g[i]; });
 }
 
 void gather(const float* table, const int32_t* idx, int64_t n, int64_t cols, float* out) {

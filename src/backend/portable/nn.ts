@@ -60,7 +60,7 @@ export function layerNorm(x: Float32Array, gamma: Float32Array | null, beta: Flo
 
 export function layerNormBackward(dy: Float32Array, x: Float32Array, gamma: Float32Array | null, mean: Float32Array,
   rstd: Float32Array, rows: number, cols: number, dx: Float32Array, dgamma: Float32Array | null, dbeta: Float32Array | null): void {
-  normBackwardRows(dy, gamma, rstd, rows, cols, dx, dgamma, dbeta, (r, xh) => {
+  normBackwardRows(true, dy, gamma, rstd, rows, cols, dx, dgamma, dbeta, (r, xh) => {
     const o = r * cols, mu = mean[r], rs = rstd[r];
     for (let c = 0; c < cols; c++) xh[c] = (x[o + c] - mu) * rs;
   });
@@ -69,15 +69,19 @@ export function layerNormBackward(dy: Float32Array, x: Float32Array, gamma: Floa
 /** layerNormBackward from the output y: xhat = (y - beta) / gamma. */
 export function layerNormBackwardFromOutput(dy: Float32Array, y: Float32Array, gamma: Float32Array, beta: Float32Array | null,
   rstd: Float32Array, rows: number, cols: number, dx: Float32Array, dgamma: Float32Array | null, dbeta: Float32Array | null): void {
-  normBackwardRows(dy, gamma, rstd, rows, cols, dx, dgamma, dbeta, (r, xh) => {
+  normBackwardRows(true, dy, gamma, rstd, rows, cols, dx, dgamma, dbeta, (r, xh) => {
     const o = r * cols;
     for (let c = 0; c < cols; c++) xh[c] = (beta ? y[o + c] - beta[c] : y[o + c]) / gamma[c];
   });
 }
 
-/** dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * gamma, with xhat per row from `xhatRow`. */
-function normBackwardRows(dy: Float32Array, gamma: Float32Array | null, rstd: Float32Array, rows: number, cols: number,
-  dx: Float32Array, dgamma: Float32Array | null, dbeta: Float32Array | null, xhatRow: (r: number, xh: Float64Array) => void): void {
+/**
+ * The backward pass of LayerNorm (`centered`) or RMSNorm, with xhat per row from `xhatRow`; g = dy * gamma.
+ * LayerNorm: dx = rstd * (g - mean(g) - xhat * mean(g * xhat)); RMSNorm: dx = rstd * (g - xhat * mean(g * xhat)).
+ */
+function normBackwardRows(centered: boolean, dy: Float32Array, gamma: Float32Array | null, rstd: Float32Array, rows: number,
+  cols: number, dx: Float32Array, dgamma: Float32Array | null, dbeta: Float32Array | null,
+  xhatRow: (r: number, xh: Float64Array) => void): void {
   const dg = dgamma ? new Float64Array(cols) : null;
   const db = dbeta ? new Float64Array(cols) : null;
   const xh = new Float64Array(cols);
@@ -94,7 +98,7 @@ function normBackwardRows(dy: Float32Array, gamma: Float32Array | null, rstd: Fl
       if (dg) dg[c] += dy[o + c] * xh[c];
       if (db) db[c] += dy[o + c];
     }
-    const mg = sg / cols;
+    const mg = centered ? sg / cols : 0;
     const mgx = sgx / cols;
     for (let c = 0; c < cols; c++) {
       const g = gamma ? dy[o + c] * gamma[c] : dy[o + c];
@@ -120,7 +124,7 @@ export function rmsNorm(x: Float32Array, gamma: Float32Array | null, rows: numbe
 
 export function rmsNormBackward(dy: Float32Array, x: Float32Array, gamma: Float32Array | null, rstd: Float32Array, rows: number,
   cols: number, dx: Float32Array, dgamma: Float32Array | null): void {
-  rmsBackwardRows(dy, gamma, rstd, rows, cols, dx, dgamma, (r, xh) => {
+  normBackwardRows(false, dy, gamma, rstd, rows, cols, dx, dgamma, null, (r, xh) => {
     const o = r * cols, rs = rstd[r];
     for (let c = 0; c < cols; c++) xh[c] = x[o + c] * rs;
   });
@@ -129,34 +133,10 @@ export function rmsNormBackward(dy: Float32Array, x: Float32Array, gamma: Float3
 /** rmsNormBackward from the output y: xhat = y / gamma. */
 export function rmsNormBackwardFromOutput(dy: Float32Array, y: Float32Array, gamma: Float32Array, rstd: Float32Array, rows: number,
   cols: number, dx: Float32Array, dgamma: Float32Array | null): void {
-  rmsBackwardRows(dy, gamma, rstd, rows, cols, dx, dgamma, (r, xh) => {
+  normBackwardRows(false, dy, gamma, rstd, rows, cols, dx, dgamma, null, (r, xh) => {
     const o = r * cols;
     for (let c = 0; c < cols; c++) xh[c] = y[o + c] / gamma[c];
   });
-}
-
-/** dx = rstd * (g - xhat * mean(g * xhat)), g = dy * gamma, with xhat per row from `xhatRow`. */
-function rmsBackwardRows(dy: Float32Array, gamma: Float32Array | null, rstd: Float32Array, rows: number, cols: number,
-  dx: Float32Array, dgamma: Float32Array | null, xhatRow: (r: number, xh: Float64Array) => void): void {
-  const dg = dgamma ? new Float64Array(cols) : null;
-  const xh = new Float64Array(cols);
-  for (let r = 0; r < rows; r++) {
-    const o = r * cols;
-    const rs = rstd[r];
-    xhatRow(r, xh);
-    let sgx = 0;
-    for (let c = 0; c < cols; c++) {
-      const g = gamma ? dy[o + c] * gamma[c] : dy[o + c];
-      sgx += g * xh[c];
-      if (dg) dg[c] += dy[o + c] * xh[c];
-    }
-    const mgx = sgx / cols;
-    for (let c = 0; c < cols; c++) {
-      const g = gamma ? dy[o + c] * gamma[c] : dy[o + c];
-      dx[o + c] = rs * (g - xh[c] * mgx);
-    }
-  }
-  if (dgamma && dg) for (let c = 0; c < cols; c++) dgamma[c] += dg[c];
 }
 
 export function gather(table: Float32Array, idx: Int32Array, cols: number, out: Float32Array): void {

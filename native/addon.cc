@@ -185,6 +185,12 @@ KERNEL(JsSumSquares) {
   return Napi::Number::New(info.Env(), sum_squares(x, n));
 }
 
+// Hands the heap's free pages back to the kernel (glibc malloc_trim: whole free pages anywhere in the heap, not
+// only at its top). Returns whether anything was released.
+KERNEL(JsTrimHeap) {
+  return Napi::Boolean::New(info.Env(), malloc_trim(0) != 0);
+}
+
 }  // namespace
 
 // The remaining bindings (matmul, nn, optim, info) live in bindings2.cc.
@@ -222,6 +228,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   fn("reduce", JsReduce);
   fn("argmax", JsArgmax);
   fn("sumSquares", JsSumSquares);
+  fn("trimHeap", JsTrimHeap);
   ag::register_more(env, exports);
   ag::register_attention(env, exports);
   return exports;

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { Rng } from '../src/backend/rng.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import * as T from '../src/tensor/index.js';
+import { releaseF32 } from '../src/tensor/alloc.js';
 import { testBackends, withBackend, relErr } from './helpers/backends.js';
 
 interface Case {
@@ -212,6 +213,28 @@ test('fused attention gradients (P rebuilt from row statistics) equal the compos
     };
     const f = run(true), c = run(false);
     f.forEach((x, i) => assert.ok(relErr(x, c[i]) < 1e-5, `${b.name} output/grad ${i}: ${relErr(x, c[i])}`));
+  });
+});
+
+test('fused qkv attention: its gradient buffer may come from the pool dirty, every element is written', () => {
+  for (const b of testBackends()) withBackend(b, () => {
+    const [B, Tn, C] = [2, 64, 64]; // qkv of 2 x 64 x 192 floats = 96 KiB: a pooled size
+    const x = rn([B, Tn, 3 * C], 230), w = rn([B, Tn, C], 231);
+    const run = (fused: boolean) => {
+      const xx = x.detach().requireGrad();
+      if (fused) releaseF32(new Float32Array(B * Tn * 3 * C).fill(Number.NaN)); // the next buffer of that length
+      const y = fused
+        ? T.fusedQKVAttention(xx, 4, { causal: true })
+        : (() => {
+          const parts = [0, 1, 2].map((i) => T.slice(xx, 2, i * C, (i + 1) * C).reshape([B, Tn, 4, C / 4]).transpose(1, 2));
+          return T.composedAttention(parts[0], parts[1], parts[2], true, null, 1 / Math.sqrt(C / 4), Tn, Tn).transpose(1, 2).reshape([B, Tn, C]);
+        })();
+      y.mul(w).sum().backward();
+      return (xx.grad as Tensor).f32();
+    };
+    const f = run(true), c = run(false);
+    assert.ok(f.every(Number.isFinite), `${b.name}: a NaN of the dirty buffer survived`);
+    assert.ok(relErr(f, c) < 1e-5, `${b.name}: ${relErr(f, c)}`);
   });
 });
 

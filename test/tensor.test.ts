@@ -115,3 +115,55 @@ test("a leaf that is also a residual input keeps its gradient: x.add(f(x)) (the 
     assert.ok(err < 1e-4, `${be.name}: max error ${err}`);
   });
 });
+
+test('backward sums a node\'s gradients in place only where no one else holds the pending sum (same bits as retainGraph)', () => {
+  for (const be of testBackends()) withBackend(be, () => {
+    const n = 128 * 256; // >= 64 KiB: pooled sizes
+    const xv = Float32Array.from({ length: n }, (_, i) => Math.sin(i) / 2);
+    const u = new Tensor(Float32Array.from({ length: n }, (_, i) => 1 + (i % 7) / 3), 'f32', [128, 256]);
+    const graph = () => {
+      const x = new Tensor(xv.slice(), 'f32', [128, 256]).requireGrad();
+      const h = x.mul(1.5);               // a node with four consumers: three gradients are summed into its pending slot
+      const a = h.mul(2), b = h.mul(3);
+      const c = a.add(b);                 // add hands one buffer to both a and b: a shared pending gradient
+      const y = c.add(a.tanh()).add(h.exp()).add(h.mul(h)).add(h);
+      return { x, loss: y.mul(u).sum() };
+    };
+    const ref = graph();
+    ref.loss.backward({ retainGraph: true }); // never sums in place: the reference bits
+    for (let step = 0; step < 3; step++) {    // again and again, so pooled buffers come back dirty
+      const run = graph();
+      run.loss.backward();
+      assert.deepEqual(Array.from((run.x.grad as Tensor).f32()), Array.from((ref.x.grad as Tensor).f32()), `${be.name} step ${step}`);
+    }
+    // and against the analytic gradient
+    const g = (ref.x.grad as Tensor).f32(), uv = u.f32();
+    let err = 0;
+    for (let i = 0; i < n; i++) {
+      const h = 1.5 * xv[i], t = Math.tanh(2 * h);
+      const dh = 2 + 3 + 2 * (1 - t * t) + Math.exp(h) + 2 * h + 1;
+      err = Math.max(err, Math.abs(g[i] - uv[i] * dh * 1.5) / (1 + Math.abs(g[i])));
+    }
+    assert.ok(err < 1e-5, `${be.name}: max error ${err}`);
+  });
+});
+
+test('backward never writes into the gradient passed as its seed, nor into a leaf\'s .grad', () => {
+  for (const be of testBackends()) withBackend(be, () => {
+    const n = 128 * 256;
+    const x = new Tensor(Float32Array.from({ length: n }, (_, i) => Math.cos(i)), 'f32', [128, 256]).requireGrad();
+    const z = x.mul(2);
+    const root = z.add(z).add(z.mul(3)); // the root's gradient reaches z three times, the first being the seed itself
+    const seed = new Tensor(Float32Array.from({ length: n }, (_, i) => 1 + (i % 3)), 'f32', [128, 256]);
+    const before = Array.from(seed.f32());
+    root.backward({ gradient: seed });
+    assert.deepEqual(Array.from(seed.f32()), before, `${be.name}: the seed was modified`);
+    const g = (x.grad as Tensor).f32();
+    for (let i = 0; i < n; i += 997) assert.ok(Math.abs(g[i] - before[i] * 5 * 2) < 1e-5, `${be.name}: x.grad[${i}] = ${g[i]}`);
+    // a second backward accumulates into x.grad, and the first one's .grad object is left as it was
+    const first = x.grad as Tensor, firstBits = Array.from(first.f32());
+    x.mul(4).add(x).sum().backward();
+    assert.deepEqual(Array.from(first.f32()), firstBits, `${be.name}: the earlier .grad was written in place`);
+    assert.ok(Math.abs((x.grad as Tensor).f32()[10] - (firstBits[10] + 5)) < 1e-5);
+  });
+});

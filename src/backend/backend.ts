@@ -170,6 +170,13 @@ export interface Backend {
   /** sum of x[i]^2 in float64 accumulation (global-norm clipping). */
   sumSquares(x: Float32Array): number;
 
+  // ---- memory -----------------------------------------------------------------------------------
+  /**
+   * Returns the process heap's free pages to the operating system (native: glibc's malloc_trim; portable: nothing
+   * to do). Buffers freed in the middle of the heap otherwise stay resident until something reuses them.
+   */
+  trimHeap(): void;
+
   // ---- linear algebra ---------------------------------------------------------------------------
   matmul(args: MatmulArgs): void;
   /** matmul with an f32 `a` and a bf16 or int8 `b` (a frozen weight): same result as widening b first. */

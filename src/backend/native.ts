@@ -29,6 +29,7 @@ interface Addon {
   reduce(op: number, x: Float32Array, outer: number, n: number, inner: number, out: Float32Array): void;
   argmax(x: Float32Array, outer: number, n: number, inner: number, out: Int32Array): void;
   sumSquares(x: Float32Array): number;
+  trimHeap(): boolean;
   matmul(a: Float32Array | Uint16Array, b: Float32Array | Uint16Array, out: Float32Array, bf16: boolean, batch: number,
     M: number, N: number, K: number, transA: boolean, transB: boolean, strideA: number, strideB: number, alpha: number,
     beta: number): void;
@@ -232,6 +233,7 @@ class NativeBackend implements Backend {
   }
   argmax(x: Float32Array, outer: number, n: number, inner: number, out: Int32Array): void { this.a.argmax(x, outer, n, inner, out); }
   sumSquares(x: Float32Array): number { return this.a.sumSquares(x); }
+  trimHeap(): void { this.a.trimHeap(); }
 
   matmul(m: MatmulArgs): void {
     if (m.dtype !== 'f32' && m.dtype !== 'bf16') throw new Error(`matmul: dtype must be 'f32' or 'bf16'; got '${m.dtype as string}'`);

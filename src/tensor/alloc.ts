@@ -44,12 +44,19 @@ let collectEvery = Infinity;
 let sinceCollect = 0;
 
 let fullCollection: (() => void) | null = null;
+let trimHeap: (() => void) | null = null;
 
-export function setCollector(fn: (() => void) | null, everyBytes: number, full: (() => void) | null = fn): void {
+/**
+ * `trim` hands the heap's free pages back to the OS (native backend: malloc_trim). A collection frees dead
+ * buffers into the C heap, where pages between live buffers stay resident until a buffer of the right size reuses
+ * them; after a collection that is meant to lower the peak, they are returned as well.
+ */
+export function setCollector(fn: (() => void) | null, everyBytes: number, full: (() => void) | null = fn, trim: (() => void) | null = null): void {
   collector = fn;
   collectEvery = fn && everyBytes > 0 ? everyBytes : Infinity;
   sinceCollect = 0;
   fullCollection = full;
+  trimHeap = trim;
 }
 
 /**
@@ -61,6 +68,17 @@ export function collectDeadBuffers(): void {
   fullCollection?.();
 }
 
+/**
+ * Frees dead buffers and returns the free pages of the heap to the OS: for the moment before a step's largest
+ * scratch buffer, when every activation of the forward pass is alive and the garbage of that pass (dead
+ * temporaries, not yet collected, and the pages of those already freed) would otherwise sit on top of the peak.
+ * On gpt2-lora that garbage was 50-110 MB at the fused loss.
+ */
+export function releaseFreeMemory(): void {
+  fullCollection?.();
+  trimHeap?.();
+}
+
 export function uninitF32(n: number): Float32Array {
   const hit = pool.get(n);
   if (hit && hit.length) {
@@ -70,6 +88,7 @@ export function uninitF32(n: number): Float32Array {
   if (collector && n * 4 >= MIN_BYTES && (sinceCollect += n * 4) >= collectEvery) {
     sinceCollect = 0;
     collector();
+    trimHeap?.();
   }
   if (NodeBuffer && n * 4 >= MIN_BYTES) {
     const b = NodeBuffer.allocUnsafeSlow(n * 4);

@@ -79,6 +79,16 @@ export function record(op: string, inputs: Tensor[], out: Tensor, backward: (gy:
   return out;
 }
 
+/** A contiguous f32 tensor that spans its whole buffer (so writing it in place touches nothing else). */
+function ownsBuffer(t: Tensor): boolean {
+  return t.dtype === 'f32' && t.storage instanceof Float32Array && t.offset === 0 && t.storage.byteOffset === 0 &&
+    t.storage.length === t.size && t.storage.byteLength === t.storage.buffer.byteLength && t.isContiguous;
+}
+
+function sameShape(a: Tensor, b: Tensor): boolean {
+  return a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]);
+}
+
 /** Nodes reachable from `root` in reverse topological order (root first). */
 function topoOrder(root: GradNode): GradNode[] {
   const order: GradNode[] = [];
@@ -117,7 +127,13 @@ export interface BackwardOptions {
 export function runBackward(
   root: Tensor,
   opts: BackwardOptions,
-  helpers: { onesLike: (t: Tensor) => Tensor; add: (a: Tensor, b: Tensor) => Tensor; leafGrad: (leaf: Tensor, g: Tensor) => Tensor },
+  helpers: {
+    onesLike: (t: Tensor) => Tensor;
+    add: (a: Tensor, b: Tensor) => Tensor;
+    /** acc += g in place where it can (same shape, f32, g readable as it is); false: nothing done. */
+    addInto: (acc: Tensor, g: Tensor) => boolean;
+    leafGrad: (leaf: Tensor, g: Tensor) => Tensor;
+  },
 ): void {
   if (!root.requiresGrad) {
     throw new AutoGLMError(`'backward' was called on a tensor that does not require grad (shape ${fmtShape(root.shape)}); ` +
@@ -138,11 +154,16 @@ export function runBackward(
       return;
     }
     const grads = new Map<GradNode, Tensor>([[root.node, seed]]);
-    // How many pending gradients share each storage: a gradient's buffer goes back to the pool only when its node
-    // is done, nothing it returned shares it, and no other pending gradient does (add passes one gradient on).
+    // How many pending gradients (and leaf .grad fields) share each storage. A gradient's buffer goes back to the
+    // pool only when its node is done and nothing pending or stored shares it; a pending sum that no one else
+    // shares takes the next contribution in place (PyTorch's InputBuffer does the same), so the backward pass of
+    // a residual stream allocates nothing for its sums.
     const shared = new Map<unknown, number>();
     const hold = (t: Tensor) => shared.set(t.storage.buffer, (shared.get(t.storage.buffer) ?? 0) + 1);
     const drop = (t: Tensor) => shared.set(t.storage.buffer, (shared.get(t.storage.buffer) ?? 1) - 1);
+    const seedBuf = seed.storage.buffer;
+    const reuse = !opts.retainGraph;
+    const dead = new Map<unknown, Float32Array>(); // by ArrayBuffer: two views of one buffer are released once
     for (const node of topoOrder(root.node)) {
       const g = grads.get(node);
       grads.delete(node);
@@ -151,29 +172,33 @@ export function runBackward(
       if (!node.backward) {
         throw new AutoGLMError(`'backward' through '${node.op}' a second time: its graph was freed by the first backward pass (pass { retainGraph: true } to the first)`);
       }
-      const inGrads = node.backward(g, !opts.retainGraph);
-      let passedOn = false;
+      const inGrads = node.backward(g, reuse);
+      dead.clear();
+      if (reuse && g.storage instanceof Float32Array) dead.set(g.storage.buffer, g.storage);
       for (let i = 0; i < node.edges.length; i++) {
         const e = node.edges[i];
         const gx = inGrads[i];
-        if (gx && gx.storage.buffer === g.storage.buffer) passedOn = true;
         if (!e || !gx) continue;
         if ('leaf' in e) {
           e.leaf.grad = helpers.leafGrad(e.leaf, gx);
-          if (e.leaf.grad.storage.buffer === g.storage.buffer) passedOn = true;
           // A leaf's .grad may be the very buffer handed to another edge as well (x.add(f(x)) gives both the
           // same gradient): held for good, so that the node that consumes it never returns it to the pool.
           hold(e.leaf.grad);
-        } else {
-          const prevG = grads.get(e.node);
-          const next = prevG ? helpers.add(prevG, gx) : gx;
-          if (prevG) drop(prevG);
-          hold(next);
-          grads.set(e.node, next);
+          continue;
         }
+        const prevG = grads.get(e.node);
+        if (prevG && reuse && ownsBuffer(prevG) && prevG.storage.buffer !== seedBuf && shared.get(prevG.storage.buffer) === 1 &&
+            prevG.storage.buffer !== gx.storage.buffer && sameShape(prevG, gx) && helpers.addInto(prevG, gx)) {
+          if (gx.storage instanceof Float32Array) dead.set(gx.storage.buffer, gx.storage);
+          continue;
+        }
+        const next = prevG ? helpers.add(prevG, gx) : gx;
+        if (prevG) drop(prevG);
+        hold(next);
+        grads.set(e.node, next);
       }
-      if (!opts.retainGraph) node.backward = null;
-      if (g !== seed && !passedOn && !shared.get(g.storage.buffer) && g.storage instanceof Float32Array && !opts.retainGraph) releaseF32(g.storage);
+      if (reuse) node.backward = null;
+      for (const [ab, buf] of dead) if (ab !== seedBuf && !shared.get(ab)) releaseF32(buf);
     }
   } finally {
     gradEnabled = prev;

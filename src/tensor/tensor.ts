@@ -128,6 +128,12 @@ export class Tensor {
     runBackward(this, opts, {
       onesLike: (t) => new Tensor(new Float32Array(t.size).fill(1), 'f32', [...t.shape]),
       add: (a, b) => ew.add(a, b),
+      addInto: (acc, g) => {
+        if (g.dtype !== 'f32' || !g.isContiguous || !(g.storage instanceof Float32Array)) return false;
+        const dst = acc.storage as Float32Array;
+        backend().axpby(1, dst, 1, g.storage.subarray(g.offset, g.offset + g.size), dst);
+        return true;
+      },
       leafGrad: (leaf, g) => {
         if (g.dtype !== 'f32') g = ew.cast(g, 'f32');
         if (g.shape.length !== leaf.shape.length || g.shape.some((d, i) => d !== leaf.shape[i])) {

@@ -73,6 +73,9 @@ export class PortableBackend implements Backend {
   sumSquares(x: Float32Array): number {
     return sumSquares(x);
   }
+  trimHeap(): void {
+    // typed arrays are V8's to free; nothing to hand back here
+  }
 
   matmul(args: MatmulArgs): void {
     matmul(args);

@@ -13,7 +13,7 @@
  */
 import { backend } from '../../backend/index.js';
 import { DTypeError, ShapeError, fmtShape } from '../../errors.js';
-import { collectDeadBuffers, uninitF32 } from '../alloc.js';
+import { collectDeadBuffers, releaseFreeMemory, uninitF32 } from '../alloc.js';
 import { Tensor } from '../tensor.js';
 import { isGradEnabled, record } from '../autograd.js';
 import { autocastDType, type ComputeDType } from '../precision.js';
@@ -117,7 +117,9 @@ export function linearCrossEntropy(h: Tensor, W: Tensor, b: Tensor | null, targe
   const bias = b ? b.f32() : null;
 
   const chunk = Math.max(1, Math.min(rows, opts.chunkRows ?? Math.max(MIN_CHUNK_ROWS, Math.floor(CHUNK_ELEMS / V))));
-  // The logits chunk is this op's own scratch and dead once the loop returns: a large one is freed at once.
+  // A large logits chunk is the step's peak: the forward pass's garbage goes first (a collection and the heap's free
+  // pages back to the OS), and the chunk, this op's own scratch, is freed at once when the loop returns.
+  if (chunk * V * 4 >= COLLECT_BYTES) releaseFreeMemory();
   const total = chunkedLoss({ hBuf, t, rows, V, D, chunk, scale, compute, ow, bias, ignoreIndex, labelSmoothing, grads, gh, gw, gb, colSum });
   if (chunk * V * 4 >= COLLECT_BYTES) collectDeadBuffers();
   const y = new Tensor(new Float32Array([total * scale]), 'f32', []);

@@ -297,8 +297,10 @@ function attentionKernel(q: Tensor, k: Tensor, v: Tensor, keyMask: Float32Array 
   if (fused) {
     // q, k, v are views of `base` (contiguous): write all three gradients into one buffer shaped like it.
     const base = fused.base;
+    // q, k, v are disjoint slices of base: where they make up all of it, the kernel writes every element of d
+    const covers = q.size + k.size + v.size === base.size;
     return fused.record(y, (gy) => {
-      const d = new Float32Array(base.size);
+      const d = covers ? uninitF32(base.size) : new Float32Array(base.size);
       grads(gy, d.subarray(q.offset - base.offset), d.subarray(k.offset - base.offset), d.subarray(v.offset - base.offset));
       return new Tensor(d, 'f32', [...base.shape]);
     });

@@ -151,3 +151,13 @@ test("trainer config key 'gradientCheckpointing': on in the backbone, false by d
   assert.ok(rec.length > 0 && rec.every((f) => f === true));
   assert.ok([...m3.namedModules()].every(([, x]) => (x as { gradientCheckpointing?: boolean }).gradientCheckpointing !== true));
 });
+
+test('setGradientCheckpointing from plain JavaScript: an unknown mode is a ConfigError naming it, not silently off', () => {
+  manualSeed(3);
+  const m = new TinyGPT({ vocabSize: 16, contextLength: 8, dim: 16, heads: 2, layers: 1, mlpDim: 32 });
+  for (const bad of ['MLP', 'yes', 1, null, undefined] as unknown[]) {
+    assert.throws(() => setGradientCheckpointing(m, bad as GradientCheckpointing), (e: unknown) =>
+      e instanceof ConfigError && /setGradientCheckpointing/.test(e.message) && /'mlp'/.test(e.message), String(bad));
+  }
+  assert.equal(setGradientCheckpointing(m, 'mlp') > 0, true);
+});

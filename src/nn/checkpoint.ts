@@ -12,6 +12,7 @@ import { Rng } from '../backend/rng.js';
 import { autocast, autocastDType } from '../tensor/precision.js';
 import { getRng, setRng } from './init.js';
 import type { Module } from './module.js';
+import { ConfigError } from '../errors.js';
 
 /** `fn(...inputs)` of `module` (whose trainable parameters receive their gradients) with checkpointed activations. */
 export function checkpoint(module: Module, fn: (...xs: Tensor[]) => Tensor, ...inputs: Tensor[]): Tensor {
@@ -82,6 +83,9 @@ export type GradientCheckpointing = boolean | 'full' | 'mlp';
  * many stacks (or MLPs, for 'mlp') it set: 0 means the model has none.
  */
 export function setGradientCheckpointing(model: Module, mode: GradientCheckpointing): number {
+  if (mode !== true && mode !== false && mode !== 'full' && mode !== 'mlp') {
+    throw new ConfigError(`Argument 'mode' passed to 'setGradientCheckpointing' is ${JSON.stringify(mode) ?? String(mode)}; expected true, false, 'full' or 'mlp'`);
+  }
   const full = mode === true || mode === 'full', mlp = mode === 'mlp';
   let stacks = 0, mlps = 0;
   for (const [, m] of model.namedModules()) {

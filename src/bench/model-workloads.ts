@@ -15,7 +15,7 @@ import { manualSeed } from '../nn/init.js';
 import { AdamW } from '../optim/adam.js';
 import { LoraModel, quantizeBase, type BaseQuantization } from '../peft/index.js';
 import { TinyGPT } from '../models/tiny-gpt.js';
-import { setGradientCheckpointing } from '../nn/checkpoint.js';
+import { setGradientCheckpointing, type GradientCheckpointing } from '../nn/checkpoint.js';
 import { collectGarbage, makeRecord, resetPeakRss, timed, trainPeakRssMb, type BenchRecord } from './measure.js';
 
 export interface ModelWorkloadOptions {
@@ -24,7 +24,7 @@ export interface ModelWorkloadOptions {
   warmup: number;
   base?: BaseQuantization | 'none';
   /** gpt2 workloads: gradient checkpointing of every block (true = 'full'), or of the MLP pre-activations ('mlp'). */
-  checkpointing?: boolean | 'full' | 'mlp';
+  checkpointing?: GradientCheckpointing;
 }
 
 /** The cls workloads' encoder: token + position embeddings, 4 pre-LN blocks (no mask), final LN, mean-pool, head. */

@@ -11,6 +11,7 @@ import { autocast } from '../tensor/precision.js';
 import { Block } from '../nn/transformer.js';
 import { Linear } from '../nn/layers.js';
 import { manualSeed } from '../nn/init.js';
+import type { GradientCheckpointing } from '../nn/checkpoint.js';
 import { SGD } from '../optim/sgd.js';
 import { noGrad } from '../tensor/autograd.js';
 import { GPT2LMHeadModel, parseGPT2Config } from '../models/gpt2/model.js';
@@ -24,7 +25,7 @@ export interface WorkloadOptions {
   /** LoRA workloads: frozen base storage. */
   base?: 'none' | 'bf16' | 'int8';
   /** gpt2 workloads: gradient checkpointing (true = 'full'), or 'mlp' (selective recomputation). */
-  checkpointing?: boolean | 'full' | 'mlp';
+  checkpointing?: GradientCheckpointing;
   dtype: 'fp32' | 'bf16';
   steps: number;
   warmup: number;

@@ -1,6 +1,7 @@
 /** `autoglm bench WORKLOAD`: the reference workloads, alone or side by side with PyTorch (--vs-torch). */
 import type { Command } from 'commander';
 import { ConfigError } from '../../errors.js';
+import type { GradientCheckpointing } from '../../nn/checkpoint.js';
 import { applyThreads, choiceOption, intOption } from '../options.js';
 
 interface BenchOpts {
@@ -14,7 +15,7 @@ interface BenchOpts {
   torchScript?: string;
   torchConfig: 'best' | 'installed';
   base: 'none' | 'bf16' | 'int8';
-  checkpointing?: boolean | 'full' | 'mlp';
+  checkpointing?: GradientCheckpointing;
   method?: string;
   source: 'lora' | 'full';
 }

@@ -119,9 +119,10 @@ export function linearCrossEntropy(h: Tensor, W: Tensor, b: Tensor | null, targe
   const chunk = Math.max(1, Math.min(rows, opts.chunkRows ?? Math.max(MIN_CHUNK_ROWS, Math.floor(CHUNK_ELEMS / V))));
   // A large logits chunk is the step's peak: the forward pass's garbage goes first (a collection and the heap's free
   // pages back to the OS), and the chunk, this op's own scratch, is freed at once when the loop returns.
-  if (chunk * V * 4 >= COLLECT_BYTES) releaseFreeMemory();
+  const largeChunk = chunk * V * 4 >= COLLECT_BYTES;
+  if (largeChunk) releaseFreeMemory();
   const total = chunkedLoss({ hBuf, t, rows, V, D, chunk, scale, compute, ow, bias, ignoreIndex, labelSmoothing, grads, gh, gw, gb, colSum });
-  if (chunk * V * 4 >= COLLECT_BYTES) collectDeadBuffers();
+  if (largeChunk) collectDeadBuffers();
   const y = new Tensor(new Float32Array([total * scale]), 'f32', []);
   if (!grads) return y;
   const inputs = [h, W, ...(b ? [b] : [])];

@@ -3,7 +3,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { backend } from '../src/backend/index.js';
 import { blockWorkload } from '../src/bench/workloads.js';
-import { collectNow } from '../src/backend/gc.js';
+import { collectNow, installCollector } from '../src/backend/gc.js';
+import { setCollector } from '../src/tensor/alloc.js';
+import { checkpoint } from '../src/nn/checkpoint.js';
+import { Linear } from '../src/nn/layers.js';
 import * as T from '../src/tensor/index.js';
 
 test('200 training steps of the block workload keep RSS within 10% after the first 50', (t) => {
@@ -32,6 +35,38 @@ test('200 training steps of the block workload keep RSS within 10% after the fir
   // (one small activation) would add 20 MB over the 130 steps between the windows
   assert.ok(late <= early * 1.1, `RSS trends upward: ${early} -> ${late}`);
   assert.ok(lastLoss < firstLoss, 'the block learns');
+});
+
+test('a backward pass that frees a large graph ends with one full collection; a retained graph or a small step does not', () => {
+  let calls = 0;
+  backend(); // its first use installs the runtime's collector, which this test replaces for a while
+  // threshold 1 MiB: a (512, 1024) f32 activation is 2 MiB, made fresh by the ops below (not from the pool)
+  setCollector({ full: () => { calls++; }, afterBackwardBytes: 2 ** 20 });
+  try {
+    const big = T.randn([1024, 1024]).requireGrad(), small = T.randn([64, 64]).requireGrad();
+    const step = (rows: number, retainGraph: boolean) => {
+      const W = rows > 4 ? big : small;
+      const loss = T.linear(T.randn([rows, W.shape[1]]), W, null).tanh().sum();
+      loss.backward({ retainGraph });
+      return loss;
+    };
+    step(512, true);
+    assert.equal(calls, 0, 'a retained graph is still alive: no collection for it');
+    step(512, false);
+    assert.equal(calls, 1, 'the graph was freed after 2+ MiB of fresh buffers: one collection');
+    step(512, false);
+    assert.equal(calls, 2, 'each large step collects');
+    step(4, false);
+    step(4, false);
+    assert.equal(calls, 2, 'a small step (1 KiB activations and gradient) does not collect');
+    // checkpointed segments run backward passes of their own inside the outer one: only the outer one collects
+    const lin = new Linear(1024, 1024);
+    const seg = (h: T.Tensor) => lin.forward(h).tanh();
+    checkpoint(lin, seg, checkpoint(lin, seg, T.randn([512, 1024]))).sum().backward();
+    assert.equal(calls, 3, 'one collection for a pass with two recomputed segments');
+  } finally {
+    installCollector();
+  }
 });
 
 /**

@@ -7,7 +7,7 @@
  */
 import type { Tensor } from './tensor.js';
 import { AutoGLMError, fmtShape } from '../errors.js';
-import { releaseF32 } from './alloc.js';
+import { collectAfterBackward, releaseF32 } from './alloc.js';
 
 /**
  * An edge of the graph: a leaf tensor (a parameter: its `.grad` receives the gradient) or the node that made
@@ -27,6 +27,8 @@ export interface GradNode {
 }
 
 let gradEnabled = true;
+/** How many backward passes are running (a checkpointed segment runs one inside another). */
+let depth = 0;
 
 export function isGradEnabled(): boolean {
   return gradEnabled;
@@ -148,6 +150,8 @@ export function runBackward(
   }
   const prev = gradEnabled;
   gradEnabled = false;
+  let freed = false;
+  depth++;
   try {
     if (!root.node) {
       root.grad = helpers.leafGrad(root, seed);
@@ -200,7 +204,12 @@ export function runBackward(
       if (reuse) node.backward = null;
       for (const [ab, buf] of dead) if (ab !== seedBuf && !shared.get(ab)) releaseF32(buf);
     }
+    freed = reuse;
   } finally {
     gradEnabled = prev;
+    depth--;
   }
+  // Every activation of the graph is dead now: free them before the next forward pass needs their memory (not
+  // after the inner passes of a checkpointed segment's recomputation, inside an outer pass).
+  if (freed && depth === 0) collectAfterBackward();
 }

@@ -87,7 +87,9 @@ export function compare(o: CompareOptions): ComparedRow[] {
     const m = median(recs.map((r) => r.ms_per_step));
     const base = recs.find((r) => r.ms_per_step === m) ?? recs[0];
     const g = recs.filter((r) => r.gflops !== undefined).map((r) => r.gflops as number);
-    return { ...base, ms_per_step: m, peak_rss_mb: median(recs.map((r) => r.peak_rss_mb)), ...(g.length ? { gflops: median(g) } : {}) };
+    // an even number of runs averages the middle two: rounded as the records are (not 5048.1005000000005)
+    const r3 = (x: number) => Math.round(x * 1000) / 1000, r1 = (x: number) => Math.round(x * 10) / 10;
+    return { ...base, ms_per_step: r3(m), peak_rss_mb: r1(median(recs.map((r) => r.peak_rss_mb))), ...(g.length ? { gflops: r3(median(g)) } : {}) };
   };
   return ours[0].map((_, k) => {
     const a = pick(ours, k), b = pick(torch, k);

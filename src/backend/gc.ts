@@ -1,12 +1,13 @@
 /**
  * Node only: hands V8's full collection to the allocator (tensor/alloc.ts). It always runs at a few fixed points
- * (the end of a backward pass whose step made 512 MB of fresh buffers, around the fused LM loss's logits chunk); with
- * AUTOGLM_GC_MB set, also after every that many megabytes of fresh large buffers, each collection followed by
+ * (the end of a backward pass whose step made 512 MB of fresh buffers, around the fused LM loss's logits chunk);
+ * with AUTOGLM_GC_MB set, also after every that many megabytes of fresh large buffers, each collection followed by
  * returning the heap's free pages to the OS (default 0 = between the fixed points, leave it to V8, which collects
  * every few hundred ms under external-memory pressure). Measured on gpt2-lora with 32, before the collection
  * after backward existed: peak RSS at its floor (int8 base 617-621 MB, f32 base 1072-1075, against about 650 /
- * 1110 by default), but cls-full's steps 20% slower (a forced collection is ~15-20 ms here), so it stays opt-in. `gc` is reached through `--expose-gc` set at run time, the documented V8 flag, without asking users for
- * a node option.
+ * 1110 by default), but cls-full's steps 20% slower (a forced collection is ~15-20 ms here), so it stays opt-in.
+ * `gc` is reached through `--expose-gc` set at run time, the documented V8 flag, without asking users for a node
+ * option.
  */
 import v8 from 'node:v8';
 import vm from 'node:vm';

@@ -49,7 +49,10 @@ export interface Collector {
   trim?: (() => void) | null;
   /** Collect (and trim) after every this many bytes of fresh large buffers; 0 or absent: never. */
   everyBytes?: number;
-  /** A backward pass that frees its graph ends with a collection when this many bytes of fresh large buffers were made since the previous one. Default 512 MiB. */
+  /**
+   * A backward pass that frees its graph ends with a collection when this many bytes of fresh large buffers were
+   * made since the previous backward pass. Default 512 MiB.
+   */
   afterBackwardBytes?: number;
 }
 
@@ -77,7 +80,7 @@ export function setCollector(c: Collector): void {
  * Called by a backward pass that has freed its graph: every activation of the step is dead at this moment, but V8
  * frees them only at its next collection, so the next forward pass took fresh pages while they waited and its
  * first blocks raised the peak. On gpt2-lora (700 MB of fresh buffers a step), peak RSS went from 657-670 to
- * 625-639 MB (int8 base) and from 1108-1120 to 1091-1097 (f32 base); one full collection is 15-20 ms here,
+ * 625-648 MiB (int8 base) and from 1108-1120 to 1079-1099 (f32 base); one full collection is 15-20 ms here,
  * against a 4-5 s step. Only a large step collects: the count starts again at every backward pass, so small
  * models' steps (cls-full: 164 MB each, 450 ms) are left to V8, where a forced collection every few steps measured
  * 1-5% slower and 5-25 MB higher peaks.

@@ -41,7 +41,7 @@ test('a backward pass that frees a large graph ends with one full collection; a 
   let calls = 0;
   backend(); // its first use installs the runtime's collector, which this test replaces for a while
   // threshold 1 MiB: a (512, 1024) f32 activation is 2 MiB, made fresh by the ops below (not from the pool)
-  setCollector({ full: () => { calls++; }, afterBackwardBytes: 2 ** 20 });
+  setCollector({ full: () => { calls++; }, afterBackwardBytes: 2 ** 20, afterBackwardMinIntervalMs: 0 });
   try {
     const big = T.randn([1024, 1024]).requireGrad(), small = T.randn([64, 64]).requireGrad();
     const step = (rows: number, retainGraph: boolean) => {
@@ -64,6 +64,11 @@ test('a backward pass that frees a large graph ends with one full collection; a 
     const seg = (h: T.Tensor) => lin.forward(h).tanh();
     checkpoint(lin, seg, checkpoint(lin, seg, T.randn([512, 1024]))).sum().backward();
     assert.equal(calls, 3, 'one collection for a pass with two recomputed segments');
+    // at most one collection per interval: a second large step right after the first is left to V8
+    setCollector({ full: () => { calls++; }, afterBackwardBytes: 2 ** 20, afterBackwardMinIntervalMs: 60_000 });
+    step(512, false);
+    step(512, false);
+    assert.equal(calls, 4, 'two large steps within the interval: one collection');
   } finally {
     installCollector();
   }

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { median, type BenchRecord } from './measure.js';
+import { median, r1, r3, type BenchRecord } from './measure.js';
 
 export interface CompareOptions {
   workload: string;
@@ -88,17 +88,16 @@ export function compare(o: CompareOptions): ComparedRow[] {
     const base = recs.find((r) => r.ms_per_step === m) ?? recs[0];
     const g = recs.filter((r) => r.gflops !== undefined).map((r) => r.gflops as number);
     // an even number of runs averages the middle two: rounded as the records are (not 5048.1005000000005)
-    const r3 = (x: number) => Math.round(x * 1000) / 1000, r1 = (x: number) => Math.round(x * 10) / 10;
     return { ...base, ms_per_step: r3(m), peak_rss_mb: r1(median(recs.map((r) => r.peak_rss_mb))), ...(g.length ? { gflops: r3(median(g)) } : {}) };
   };
   return ours[0].map((_, k) => {
     const a = pick(ours, k), b = pick(torch, k);
     const row: ComparedRow = {
       workload: a.workload, dtype: a.dtype, ours: a, torch: b, runs: o.repeat,
-      time_ratio: Math.round((a.ms_per_step / b.ms_per_step) * 1000) / 1000,
-      rss_ratio: Math.round((a.peak_rss_mb / b.peak_rss_mb) * 1000) / 1000,
+      time_ratio: r3(a.ms_per_step / b.ms_per_step),
+      rss_ratio: r3(a.peak_rss_mb / b.peak_rss_mb),
     };
-    if (a.gflops !== undefined && b.gflops !== undefined) row.gflops_ratio = Math.round((a.gflops / b.gflops) * 1000) / 1000;
+    if (a.gflops !== undefined && b.gflops !== undefined) row.gflops_ratio = r3(a.gflops / b.gflops);
     return row;
   });
 }

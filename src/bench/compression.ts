@@ -15,7 +15,7 @@ import { SequenceClassifier, textEncoderOf } from '../models/classifier.js';
 import { loadDataset, encodeDataset, collate } from '../data/index.js';
 import { COMPRESSION_METHODS, GradientCompression, type CompressionSpec } from '../compress/index.js';
 import { ConfigError } from '../errors.js';
-import { median } from './measure.js';
+import { median, r3 } from './measure.js';
 
 export interface CompressionBenchOptions {
   source: 'lora' | 'full';
@@ -83,7 +83,6 @@ export async function fineTuneGradients(source: 'lora' | 'full', batchSize: numb
   return { grads, shapes };
 }
 
-const r3 = (x: number) => Math.round(x * 1e3) / 1e3;
 
 export function benchCompressors(grads: Map<string, Float32Array>, shapes: Map<string, number[]>, o: CompressionBenchOptions): CompressionRecord[] {
   const methods = o.method ? [o.method] : [...COMPRESSION_METHODS];

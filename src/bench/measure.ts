@@ -89,7 +89,9 @@ export function timed(fn: () => void, steps: number, warmup: number): { med: num
   return { med: median(ts), lo: Math.min(...ts), hi: Math.max(...ts) };
 }
 
-const r3 = (x: number) => Math.round(x * 1e3) / 1e3;
+/** Rounded to 3 decimals (times in ms, ratios) and to 1 (MB, tokens/s), as the records print them. */
+export const r3 = (x: number) => Math.round(x * 1e3) / 1e3;
+export const r1 = (x: number) => Math.round(x * 10) / 10;
 
 export function makeRecord(workload: string, dtype: string, t: { med: number; lo: number; hi: number }, extra: Partial<BenchRecord> = {}): BenchRecord {
   return {
@@ -100,7 +102,7 @@ export function makeRecord(workload: string, dtype: string, t: { med: number; lo
     ms_per_step: r3(t.med * 1e3),
     ms_min: r3(t.lo * 1e3),
     ms_max: r3(t.hi * 1e3),
-    peak_rss_mb: Math.round(peakRssMb() * 10) / 10,
+    peak_rss_mb: r1(peakRssMb()),
     ...extra,
   };
 }

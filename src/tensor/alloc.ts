@@ -65,9 +65,11 @@ let fullCollection: (() => void) | null = null;
 let trimHeap: (() => void) | null = null;
 let collectEvery = Infinity;
 let sinceCollect = 0;
-let collectAfterBackwardBytes = Infinity;
+const AFTER_BACKWARD_BYTES = 512 * 2 ** 20;
+const AFTER_BACKWARD_MIN_INTERVAL_MS = 1000;
+let collectAfterBackwardBytes = AFTER_BACKWARD_BYTES;
 let sinceBackwardCollect = 0;
-let minBackwardIntervalMs = 1000;
+let minBackwardIntervalMs = AFTER_BACKWARD_MIN_INTERVAL_MS;
 let lastBackwardCollect = -Infinity;
 
 /**
@@ -78,8 +80,8 @@ export function setCollector(c: Collector): void {
   fullCollection = c.full;
   trimHeap = c.trim ?? null;
   collectEvery = c.full && c.everyBytes && c.everyBytes > 0 ? c.everyBytes : Infinity;
-  collectAfterBackwardBytes = c.full ? c.afterBackwardBytes ?? 512 * 2 ** 20 : Infinity;
-  minBackwardIntervalMs = c.afterBackwardMinIntervalMs ?? 1000;
+  collectAfterBackwardBytes = c.afterBackwardBytes ?? AFTER_BACKWARD_BYTES;
+  minBackwardIntervalMs = c.afterBackwardMinIntervalMs ?? AFTER_BACKWARD_MIN_INTERVAL_MS;
   sinceCollect = 0;
   sinceBackwardCollect = 0;
   lastBackwardCollect = -Infinity;

@@ -8,6 +8,7 @@
 import type { Tensor } from './tensor.js';
 import { AutoGLMError, fmtShape } from '../errors.js';
 import { collectAfterBackward, releaseF32 } from './alloc.js';
+import { sameShape } from './shape.js';
 
 /**
  * An edge of the graph: a leaf tensor (a parameter: its `.grad` receives the gradient) or the node that made
@@ -83,12 +84,8 @@ export function record(op: string, inputs: Tensor[], out: Tensor, backward: (gy:
 
 /** A contiguous f32 tensor that spans its whole buffer (so writing it in place touches nothing else). */
 function ownsBuffer(t: Tensor): boolean {
-  return t.dtype === 'f32' && t.storage instanceof Float32Array && t.offset === 0 && t.storage.byteOffset === 0 &&
-    t.storage.length === t.size && t.storage.byteLength === t.storage.buffer.byteLength && t.isContiguous;
-}
-
-function sameShape(a: Tensor, b: Tensor): boolean {
-  return a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]);
+  return t.dtype === 'f32' && t.storage instanceof Float32Array && t.spansStorage && t.storage.byteOffset === 0 &&
+    t.storage.byteLength === t.storage.buffer.byteLength;
 }
 
 /** Nodes reachable from `root` in reverse topological order (root first). */
@@ -192,7 +189,7 @@ export function runBackward(
         }
         const prevG = grads.get(e.node);
         if (prevG && reuse && ownsBuffer(prevG) && prevG.storage.buffer !== seedBuf && shared.get(prevG.storage.buffer) === 1 &&
-            prevG.storage.buffer !== gx.storage.buffer && sameShape(prevG, gx) && helpers.addInto(prevG, gx)) {
+            prevG.storage.buffer !== gx.storage.buffer && sameShape(prevG.shape, gx.shape) && helpers.addInto(prevG, gx)) {
           if (gx.storage instanceof Float32Array) dead.set(gx.storage.buffer, gx.storage);
           continue;
         }

@@ -11,7 +11,7 @@ import type { DType, Storage } from '../backend/backend.js';
 import { DTYPE_BYTES } from '../backend/backend.js';
 import { DTypeError, ShapeError, fmtShape } from '../errors.js';
 import { uninitF32 } from './alloc.js';
-import { contiguousStrides, isContiguous, numel } from './shape.js';
+import { contiguousStrides, isContiguous, numel, sameShape } from './shape.js';
 import { type GradNode, type BackwardOptions, runBackward } from './autograd.js';
 import * as ew from './ops/elementwise.js';
 import * as red from './ops/reduce.js';
@@ -53,6 +53,10 @@ export class Tensor {
   }
   get isContiguous(): boolean {
     return isContiguous(this.shape, this.strides);
+  }
+  /** Dense from the first element of its storage to the last: the storage is exactly this tensor's elements. */
+  get spansStorage(): boolean {
+    return this.isContiguous && this.offset === 0 && this.storage.length === this.size;
   }
   /** Bytes of storage this tensor's elements occupy (not counting views' sharing). */
   get nbytes(): number {
@@ -136,10 +140,10 @@ export class Tensor {
       },
       leafGrad: (leaf, g) => {
         if (g.dtype !== 'f32') g = ew.cast(g, 'f32');
-        if (g.shape.length !== leaf.shape.length || g.shape.some((d, i) => d !== leaf.shape[i])) {
+        if (!sameShape(g.shape, leaf.shape)) {
           throw new ShapeError(`gradient for a leaf of shape ${fmtShape(leaf.shape)} has shape ${fmtShape(g.shape)}`);
         }
-        if (!leaf.grad) return g.isContiguous && g.offset === 0 && g.storage.length === g.size ? g : g.contiguous();
+        if (!leaf.grad) return g.spansStorage ? g : g.contiguous();
         return ew.add(leaf.grad, g);
       },
     });

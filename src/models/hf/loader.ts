@@ -13,7 +13,7 @@ import path from 'node:path';
 import { loadSafetensors } from '../safetensors.js';
 import { CheckpointError, ConfigError, fmtShape } from '../../errors.js';
 import { Tensor } from '../../tensor/tensor.js';
-import { numel } from '../../tensor/shape.js';
+import { numel, sameShape } from '../../tensor/shape.js';
 import { HFConfig, taskOfArchitecture, type HFTask } from './config.js';
 import { familyOf, type HFFamily, type HFModel, type Pooling } from './family.js';
 import { isPlaceholder, setParameter, withDeferredInit } from './layers.js';
@@ -120,7 +120,7 @@ export function loadWeights(model: HFModel, family: HFFamily<unknown>, dir: stri
       const expected = (params.get(key) as Tensor).shape;
       if (t.dtype === 'i32' || t.dtype === 'i8') throw new CheckpointError(`'${file}': tensor '${ck}' has integer dtype ${t.dtype}; expected a float tensor of shape ${fmtShape(expected)}`);
       const v = family.toModel ? family.toModel(key, t) : t;
-      if (v.ndim !== expected.length || v.shape.some((d, i) => d !== expected[i])) {
+      if (!sameShape(v.shape, expected)) {
         const want = family.toCheckpoint ? family.toCheckpoint(key, new Tensor(new Float32Array(numel(expected)), 'f32', expected)).shape : expected;
         throw new CheckpointError(`'${file}': tensor '${ck}' has shape ${fmtShape(t.shape)}; the ${family.name} model that '${configFile}' describes expects ${fmtShape(want)}`);
       }

@@ -261,7 +261,7 @@ export function addLinear(y: Tensor, x: Tensor, W: Tensor, alpha = 1, opts: { in
   const ow = prepare(W, 1, compute);
   // inPlace: the caller owns y (a fresh layer output nothing else reads), so the update accumulates into its
   // buffer and no second activation of that size is kept for the backward pass.
-  const own = opts.inPlace && y.dtype === 'f32' && y.isContiguous && y.offset === 0 && y.storage.length === y.size;
+  const own = opts.inPlace && y.dtype === 'f32' && y.spansStorage;
   const out = own ? (y.storage as Float32Array) : uninitF32(rows * nOut);
   if (!own) out.set(y.f32());
   gemm(ox, transposed(ow), 1, out, alpha, 1);

@@ -8,7 +8,7 @@ import { sumTo as sumToShape } from './reduce.js';
 
 /** A dense copy of x (any dtype); the identity when x is already dense from offset 0. */
 export function contiguous(x: Tensor): Tensor {
-  if (x.isContiguous && x.offset === 0 && x.storage.length === x.size) return x;
+  if (x.spansStorage) return x;
   const y = new Tensor(x.dense(), x.dtype, [...x.shape]);
   if (y.storage === x.storage) return y; // a dense subarray shares storage; still a new view
   return record('contiguous', [x], y, (gy) => [gy]);

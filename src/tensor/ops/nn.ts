@@ -193,7 +193,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   if (targets.dtype !== 'i32') throw new DTypeError(`Argument 'targets' passed to 'crossEntropy' has dtype ${targets.dtype}; expected i32 class indices`);
   const t = targets.i32('crossEntropy');
   checkIndices(t, C, 'crossEntropy', 'targets', ignoreIndex);
-  const own = opts.consumeLogits && logits.dtype === 'f32' && logits.isContiguous && logits.offset === 0 && logits.storage.length === logits.size;
+  const own = opts.consumeLogits && logits.dtype === 'f32' && logits.spansStorage;
   const loss = new Float32Array(rows), logp = own ? (logits.storage as Float32Array) : uninitF32(rows * C);
   backend().crossEntropy(logits.f32(), t, rows, C, ignoreIndex, labelSmoothing, loss, logp);
   let count = 0;

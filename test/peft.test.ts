@@ -16,6 +16,7 @@ import { AdamW } from '../src/optim/adam.js';
 import { LoraModel, loraConfig, saveAdapter, loadAdapter, quantizeBase, type LoraConfigInput } from '../src/peft/index.js';
 import { loadSafetensors } from '../src/models/safetensors.js';
 import { ConfigError, CheckpointError } from '../src/errors.js';
+import { buildHFModel } from '../src/models/hf/loader.js';
 import { relErr } from './helpers/backends.js';
 
 const CFG = { vocabSize: 40, contextLength: 16, dim: 32, heads: 4, layers: 2, mlpDim: 64 };
@@ -188,4 +189,20 @@ test('Linear targets of any architecture: a plain module tree', () => {
   const loss = crossEntropy(n.forward(x), new Tensor(Int32Array.from([0, 2]), 'i32', [2]));
   loss.backward();
   assert.ok(lora.trainableSummary().trainable === 2 * 6 + 5 * 2 + 5 * 3 + 3);
+});
+
+test('a config without targetModules takes PEFT\'s default for the architecture (c_attn, q_proj/v_proj, query/value, qkv)', () => {
+  const cases: Array<[string, Module, string[]]> = [
+    ['gpt2', buildHFModel({ model_type: 'gpt2', vocab_size: 40, n_positions: 16, n_embd: 16, n_head: 2, n_layer: 2 }), ['c_attn']],
+    ['llama', buildHFModel({ model_type: 'llama', vocab_size: 40, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 2, num_attention_heads: 2 }), ['q_proj', 'v_proj']],
+    ['bert', buildHFModel({ model_type: 'bert', vocab_size: 40, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 2, num_attention_heads: 2 }), ['query', 'value']],
+    ['tiny-gpt', new TinyGPT({ vocabSize: 40, contextLength: 16, dim: 16, heads: 2, layers: 2, mlpDim: 32 }), ['qkv']],
+  ];
+  for (const [name, m, want] of cases) {
+    const lm = new LoraModel(m, { r: 2 });
+    const adapted = lm.loraLayers().map(([p]) => p.split('.').pop() as string);
+    assert.deepEqual([...new Set(adapted)].sort(), [...want].sort(), name);
+    assert.equal(adapted.length, 2 * want.length, `${name}: one per layer of 2`);
+    assert.deepEqual(lm.configs.get('default')?.targetModules, want, `${name}: the config records what was chosen (saved as target_modules)`);
+  }
 });

@@ -16,6 +16,8 @@ export const loraConfigSchema = z.object({
   /**
    * Which Linear/Embedding modules get adapters: names or dotted-path suffixes (`['q_proj', 'v_proj']`), a
    * regular expression string matched against the full path, or 'all-linear' (every Linear but the output head).
+   * When a LoraModel's config names none, it takes PEFT's default for the model's architecture (c_attn on GPT-2,
+   * q_proj and v_proj on Llama, query and value on BERT; qkv on this library's own blocks).
    */
   targetModules: targetSchema.default(['qkv']),
   /** Modules trained fully and saved with the adapter (a classifier head). */

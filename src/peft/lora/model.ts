@@ -17,6 +17,19 @@ import type { ParamsInput } from '../../optim/optimizer.js';
 /** Names never targeted by 'all-linear' (output heads), as PEFT excludes the output layer. */
 const OUTPUT_HEADS = ['lm_head', 'head', 'classifier', 'score', 'cls'];
 
+/**
+ * The default targets of a config that names none: PEFT's per-architecture defaults
+ * (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING), found by the layer names each architecture uses. The first
+ * set the model has a Linear for: this library's blocks (qkv), GPT-2 (c_attn), Llama / Qwen2 / Mistral / GLM
+ * (q_proj, v_proj), BERT (query, value), ChatGLM-style fused attention (query_key_value).
+ */
+const DEFAULT_TARGETS = [['qkv'], ['c_attn'], ['q_proj', 'v_proj'], ['query', 'value'], ['query_key_value']];
+
+function defaultTargets(model: Module): string[] {
+  const linears = [...model.namedModules()].filter(([, m]) => m instanceof Linear || m instanceof Int8Linear).map(([p]) => p);
+  return DEFAULT_TARGETS.find((set) => linears.some((p) => matchesTarget(p, set, []))) ?? DEFAULT_TARGETS[0];
+}
+
 function matchesTarget(path: string, targets: string | string[], modulesToSave: string[]): boolean {
   const last = path.split('.').pop() as string;
   if (targets === 'all-linear') return !OUTPUT_HEADS.includes(last) && !modulesToSave.some((m) => path === m || path.endsWith(`.${m}`));
@@ -72,7 +85,8 @@ export class LoraModel {
   addAdapter(name: string, input: LoraConfigInput | LoraConfig = {}): void {
     if (this.configs.has(name)) throw new ConfigError(`adapter '${name}' already exists; choose another name or deleteAdapter('${name}') first`);
     if (!/^[A-Za-z0-9_-]+$/.test(name)) throw new ConfigError(`adapter name '${name}' must be letters, digits, '_' or '-'`);
-    const c = loraConfig(input as LoraConfigInput);
+    const named = (input as { targetModules?: unknown }).targetModules !== undefined;
+    const c = loraConfig((named ? input : { ...input, targetModules: defaultTargets(this.model) }) as LoraConfigInput);
     const modules = new Map(this.model.namedModules());
     let injected = 0;
     for (const [path, m] of modules) {

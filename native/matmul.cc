@@ -57,15 +57,33 @@ bool has_native_bf16() {
   const auto isa = dnnl_get_effective_cpu_isa();
   return (isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16;
 }
+// The engine and the primitive cache are shared by every thread of the process (local data-parallel ranks are worker
+// threads); what oneDNN does not allow to share is not shared:
+// - the stream: one per calling thread;
+// - the scratchpad: oneDNN 2.6 as Debian builds it (no ONEDNN_ENABLE_CONCURRENT_EXEC) hands every primitive in
+//   'library' mode a global scratchpad sized for the thread that created it, so a primitive created by one rank and run
+//   by another wrote past that thread's buffer (non-finite steps, then a segmentation fault). Our primitives use
+//   'user' mode: each call passes a scratchpad of the primitive's own size from a per-thread buffer.
+struct MatmulPrim {
+  dnnl::matmul prim;
+  dnnl::memory::desc scratch;  // what one execution needs (user scratchpad mode)
+};
 struct Dnnl {
   dnnl::engine eng{dnnl::engine::kind::cpu, 0};
-  dnnl::stream strm{eng};
-  std::unordered_map<std::string, dnnl::matmul> cache;
+  std::unordered_map<std::string, MatmulPrim> cache;
   std::mutex mu;
 };
 Dnnl& dnnl_state() {
   static Dnnl* d = new Dnnl();  // never destroyed: avoids teardown-order issues at process exit
   return *d;
+}
+struct DnnlThread {
+  dnnl::stream strm;
+  std::vector<uint8_t> scratch;
+};
+DnnlThread& dnnl_thread(const dnnl::engine& eng) {
+  thread_local DnnlThread* t = new DnnlThread{dnnl::stream(eng), {}};  // one per thread, kept for its life
+  return *t;
 }
 // Widened copies live only for one product (vectors freed on return): a retained scratch would keep an f32
 // copy of the largest frozen weight resident for the life of the process.
@@ -89,12 +107,13 @@ void matmul_onednn(const uint16_t* a, const uint16_t* b, float* out, const Matmu
   dnnl::memory::desc ad({ba, p.M, p.K}, dt::bf16, dims{ba == 1 ? p.M * p.K : sa[0], sa[1], sa[2]});
   dnnl::memory::desc bd({bb, p.K, p.N}, dt::bf16, dims{bb == 1 ? p.K * p.N : sb[0], sb[1], sb[2]});
   dnnl::memory::desc cd({p.batch, p.M, p.N}, dt::f32, dims{p.M * p.N, p.N, 1});
-  dnnl::matmul prim;
+  MatmulPrim prim;
   {
     std::lock_guard<std::mutex> lock(d.mu);
     auto it = d.cache.find(key);
     if (it == d.cache.end()) {
       dnnl::primitive_attr attr;
+      attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
       if (p.alpha != 1.0f) attr.set_output_scales(0, {p.alpha});
       if (p.beta != 0.0f) {
         dnnl::post_ops po;
@@ -102,13 +121,16 @@ void matmul_onednn(const uint16_t* a, const uint16_t* b, float* out, const Matmu
         attr.set_post_ops(po);
       }
       dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(ad, bd, cd), attr, d.eng);
-      it = d.cache.emplace(key, dnnl::matmul(pd)).first;
+      it = d.cache.emplace(key, MatmulPrim{dnnl::matmul(pd), pd.scratchpad_desc()}).first;
     }
     prim = it->second;
   }
+  DnnlThread& t = dnnl_thread(d.eng);
+  if (t.scratch.size() < prim.scratch.get_size()) t.scratch.resize(prim.scratch.get_size());
   dnnl::memory am(ad, d.eng, (void*)a), bm(bd, d.eng, (void*)b), cm(cd, d.eng, (void*)out);
-  prim.execute(d.strm, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
-  d.strm.wait();
+  dnnl::memory sm(prim.scratch, d.eng, t.scratch.data());
+  prim.prim.execute(t.strm, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}, {DNNL_ARG_SCRATCHPAD, sm}});
+  t.strm.wait();
 }
 }  // namespace
 

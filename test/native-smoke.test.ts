@@ -385,3 +385,16 @@ test('sums over rows give the same bits with 1 and 2 threads (column sums, a LoR
   assert.equal(two.cols, one.cols, 'column sums differ between thread counts');
   assert.equal(two.dA, one.dA, 'the skinny weight gradient differs between thread counts');
 });
+
+test('bf16 products from several threads at once give the same bits as one thread (oneDNN path)', { skip }, async () => {
+  // Local data-parallel ranks are worker threads of one process: their oneDNN products once shared a stream and a
+  // library scratchpad, which gave non-finite steps and a segmentation fault on CPUs with bf16 instructions.
+  const { spawnSync } = await import('node:child_process');
+  for (const threads of [1, 2]) {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', new URL('./helpers/bf16-threads.ts', import.meta.url).pathname, '3', '4'],
+      { encoding: 'utf8', env: { ...process.env, AUTOGLM_NUM_THREADS: String(threads), AUTOGLM_BF16_PATH: 'onednn' } });
+    assert.equal(r.status, 0, `exit ${r.status} (signal ${r.signal}): ${r.stderr}`);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { threads: number; mismatches: number };
+    assert.equal(out.mismatches, 0, `${out.mismatches} products differ from the single-thread result (${threads} kernel threads per rank)`);
+  }
+});

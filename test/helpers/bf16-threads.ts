@@ -1,0 +1,71 @@
+// bf16 products from several threads of one process at once (the local data-parallel ranks do this): each
+// worker runs the same products as the main thread did alone and reports whether every result is bit-identical.
+// Run as a script: `node --import tsx test/helpers/bf16-threads.ts [threads] [rounds]`; prints one JSON line.
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { loadNativeBackend } from '../../src/backend/native.js';
+
+interface Case { batch: number; M: number; N: number; K: number; transA: boolean; transB: boolean; strideA: number; strideB: number; alpha: number; beta: number }
+
+// Shapes of a training step: activations x weight (forward), the two backward products, a batched attention product,
+// with a K that is not a multiple of the kernels' blocks, alpha != 1 and accumulation (beta = 1).
+const CASES: Case[] = [
+  { batch: 1, M: 256, N: 384, K: 128, transA: false, transB: true, strideA: 0, strideB: 0, alpha: 1, beta: 0 },
+  { batch: 1, M: 256, N: 128, K: 384, transA: false, transB: false, strideA: 0, strideB: 0, alpha: 1, beta: 0 },
+  { batch: 1, M: 384, N: 128, K: 256, transA: true, transB: false, strideA: 0, strideB: 0, alpha: 1, beta: 1 },
+  { batch: 8, M: 64, N: 64, K: 40, transA: false, transB: true, strideA: 64 * 40, strideB: 64 * 40, alpha: 0.125, beta: 0 },
+  { batch: 1, M: 100, N: 1000, K: 77, transA: false, transB: true, strideA: 0, strideB: 0, alpha: 1, beta: 0 },
+  // a weight gradient over many tokens (long K), accumulated, and one of a LoRA factor (N = 8)
+  { batch: 1, M: 256, N: 256, K: 2048, transA: true, transB: false, strideA: 0, strideB: 0, alpha: 1, beta: 1 },
+  { batch: 1, M: 512, N: 8, K: 3000, transA: true, transB: false, strideA: 0, strideB: 0, alpha: 1, beta: 0 },
+];
+
+function operands(c: Case, seed: number): { a: Uint16Array; b: Uint16Array; out: Float32Array } {
+  let s = seed >>> 0;
+  const bf = (n: number): Uint16Array => Uint16Array.from({ length: n }, () => {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    const f = new Float32Array([s / 4294967296 - 0.5]);
+    return new Uint32Array(f.buffer)[0] >>> 16;
+  });
+  const na = c.strideA ? c.batch * c.strideA : c.M * c.K, nb = c.strideB ? c.batch * c.strideB : c.K * c.N;
+  const out = new Float32Array(c.batch * c.M * c.N);
+  for (let i = 0; i < out.length; i++) out[i] = (i % 7) * 0.25;
+  return { a: bf(na), b: bf(nb), out };
+}
+
+// Each product's operands are made once per thread; `order` reverses the cases (so that each thread creates some
+// of the oneDNN primitives and runs others created by another thread).
+function runner(reverse: boolean): () => string[] {
+  const be = loadNativeBackend();
+  const ops = CASES.map((c, i) => ({ c, ...operands(c, 11 + i) }));
+  const order = ops.map((_, i) => (reverse ? ops.length - 1 - i : i));
+  return () => {
+    const got: string[] = [];
+    for (const i of order) {
+      const { c, a, b, out } = ops[i]!;
+      const o = new Float32Array(out);
+      be.matmul({ a, b, out: o, dtype: 'bf16', ...c });
+      got[i] = Buffer.from(o.buffer).toString('base64');
+    }
+    return got;
+  };
+}
+
+if (isMainThread) {
+  const threads = Number(process.argv[2] ?? 2), rounds = Number(process.argv[3] ?? 40);
+  // the workers start on a fresh primitive cache; the main thread's results, made after theirs, are the reference
+  const results = await Promise.all(Array.from({ length: threads }, (_, t) => new Promise<string[][]>((resolve, reject) => {
+    // Node 20 workers do not apply `--import tsx`: register it in the worker, then import this file
+    const boot = `(await import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))})).register();\nawait import(${JSON.stringify(import.meta.url)});`;
+    const w = new Worker(boot, { eval: true, workerData: { rounds, reverse: t % 2 === 1 } });
+    w.on('message', resolve);
+    w.on('error', reject);
+  })));
+  const want = runner(false)();
+  let mismatches = 0;
+  for (const rs of results) for (const r of rs) r.forEach((got, i) => { if (got !== want[i]) mismatches++; });
+  console.log(JSON.stringify({ threads, rounds, mismatches }));
+} else {
+  const { rounds, reverse } = workerData as { rounds: number; reverse: boolean };
+  const run = runner(reverse);
+  parentPort!.postMessage(Array.from({ length: rounds }, run));
+}

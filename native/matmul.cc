@@ -5,6 +5,7 @@
 #include <cblas.h>
 #include <dnnl.hpp>
 #include <algorithm>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -85,6 +86,27 @@ DnnlThread& dnnl_thread(const dnnl::engine& eng) {
   thread_local DnnlThread* t = new DnnlThread{dnnl::stream(eng), {}};  // one per thread, kept for its life
   return *t;
 }
+uint32_t float_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+}
+bool has_amx() {
+  const auto isa = dnnl_get_effective_cpu_isa();
+  return (isa & dnnl_cpu_isa_avx512_core_amx) == dnnl_cpu_isa_avx512_core_amx;
+}
+// What the scratchpad (and a product's output, when beta = 0) holds before oneDNN runs: -1 leaves it as the last product
+// left it, a byte value fills it. AMX products gave results that depended on what earlier products had left (a
+// recomputed forward pass differed from the first one, a resumed run from the straight one): there, both start from
+// zeros. AUTOGLM_DNNL_FILL=<byte> sets it (tests poison the buffers to show that the default does not depend on them).
+int dnnl_fill() {
+  static const int fill = [] {
+    const char* e = getenv("AUTOGLM_DNNL_FILL");
+    if (e && *e) return std::clamp(atoi(e), -1, 255);
+    return has_amx() ? 0 : -1;
+  }();
+  return fill;
+}
 // Widened copies live only for one product (vectors freed on return): a retained scratch would keep an f32
 // copy of the largest frozen weight resident for the life of the process.
 float* widen(const uint16_t* src, int64_t n, std::vector<float>& buf) {
@@ -100,10 +122,11 @@ void matmul_onednn(const uint16_t* a, const uint16_t* b, float* out, const Matmu
   const dims sa = p.transA ? dims{p.strideA, 1, p.M} : dims{p.strideA, p.K, 1};
   const dims sb = p.transB ? dims{p.strideB, 1, p.K} : dims{p.strideB, p.N, 1};
   Dnnl& d = dnnl_state();
+  // alpha and beta by their bits: std::to_string keeps 6 decimals, so two scales that agree to 6 places shared a primitive
   std::string key = std::to_string(p.batch) + "," + std::to_string(p.M) + "," + std::to_string(p.N) + "," +
                     std::to_string(p.K) + "," + std::to_string(p.strideA) + "," + std::to_string(p.strideB) + "," +
-                    std::to_string(p.transA) + std::to_string(p.transB) + "," + std::to_string(p.alpha) + "," +
-                    std::to_string(p.beta);
+                    std::to_string(p.transA) + std::to_string(p.transB) + "," + std::to_string(float_bits(p.alpha)) + "," +
+                    std::to_string(float_bits(p.beta));
   dnnl::memory::desc ad({ba, p.M, p.K}, dt::bf16, dims{ba == 1 ? p.M * p.K : sa[0], sa[1], sa[2]});
   dnnl::memory::desc bd({bb, p.K, p.N}, dt::bf16, dims{bb == 1 ? p.K * p.N : sb[0], sb[1], sb[2]});
   dnnl::memory::desc cd({p.batch, p.M, p.N}, dt::f32, dims{p.M * p.N, p.N, 1});
@@ -128,6 +151,10 @@ void matmul_onednn(const uint16_t* a, const uint16_t* b, float* out, const Matmu
   DnnlThread& t = dnnl_thread(d.eng);
   if (t.scratch.size() < prim.scratch.get_size()) t.scratch.resize(prim.scratch.get_size());
   dnnl::memory am(ad, d.eng, (void*)a), bm(bd, d.eng, (void*)b), cm(cd, d.eng, (void*)out);
+  if (const int fill = dnnl_fill(); fill >= 0) {
+    std::memset(t.scratch.data(), fill, prim.scratch.get_size());
+    if (p.beta == 0.0f) std::memset(out, fill, (size_t)(p.batch * p.M * p.N) * sizeof(float));
+  }
   dnnl::memory sm(prim.scratch, d.eng, t.scratch.data());
   prim.prim.execute(t.strm, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}, {DNNL_ARG_SCRATCHPAD, sm}});
   t.strm.wait();

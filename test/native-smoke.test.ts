@@ -398,3 +398,15 @@ test('bf16 products from several threads at once give the same bits as one threa
     assert.equal(out.mismatches, 0, `${out.mismatches} products differ from the single-thread result (${threads} kernel threads per rank)`);
   }
 });
+
+test('bf16 products do not depend on what earlier products left in oneDNN\'s buffers (every ISA oneDNN may pick)', { skip }, async () => {
+  // On AMX a recomputed forward pass differed from the first one: results must be a function of the operands alone
+  const { spawnSync } = await import('node:child_process');
+  for (const isa of ['', 'AVX512_CORE_AMX', 'AVX512_CORE_BF16', 'AVX512_CORE']) {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', new URL('./helpers/bf16-threads.ts', import.meta.url).pathname, 'history'],
+      { encoding: 'utf8', env: { ...process.env, AUTOGLM_BF16_PATH: 'onednn', ...(isa ? { ONEDNN_MAX_CPU_ISA: isa } : {}) } });
+    assert.equal(r.status, 0, `ONEDNN_MAX_CPU_ISA=${isa || '(default)'}: exit ${r.status} (signal ${r.signal}): ${r.stderr}`);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { mismatches: number };
+    assert.equal(out.mismatches, 0, `ONEDNN_MAX_CPU_ISA=${isa || '(default)'}: ${out.mismatches} products changed with the buffers' history`);
+  }
+});

@@ -1,6 +1,8 @@
 // bf16 products from several threads of one process at once (the local data-parallel ranks do this): each
 // worker runs the same products as the main thread did alone and reports whether every result is bit-identical.
 // Run as a script: `node --import tsx test/helpers/bf16-threads.ts [threads] [rounds]`; prints one JSON line.
+// `... bf16-threads.ts history`: each product run on a fresh thread state, then again after other products have left
+// NaN-filled buffers behind and with a NaN-filled output (beta = 0): the bits must not change.
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { loadNativeBackend } from '../../src/backend/native.js';
 
@@ -50,7 +52,30 @@ function runner(reverse: boolean): () => string[] {
   };
 }
 
-if (isMainThread) {
+function historyMismatches(): number {
+  const be = loadNativeBackend();
+  const fresh = runner(false)();
+  // dirty the thread's scratchpad: larger products of the same layouts over NaN and huge operands (the small cases)
+  for (const c of CASES.filter((k) => k.M * k.N * k.K < 1 << 24)) {
+    const big = { ...c, M: c.M * 2, N: c.N * 2, K: c.K * 2, strideA: c.strideA * 4, strideB: c.strideB * 4 };
+    const { a, b, out } = operands(big, 5);
+    a.fill(0x7fc0);
+    b.fill(0x7f00);
+    be.matmul({ a, b, out, dtype: 'bf16', ...big });
+  }
+  let bad = 0;
+  CASES.forEach((c, i) => {
+    const { a, b, out } = operands(c, 11 + i);
+    if (c.beta === 0) out.fill(NaN);
+    be.matmul({ a, b, out, dtype: 'bf16', ...c });
+    if (Buffer.from(out.buffer).toString('base64') !== fresh[i]) bad++;
+  });
+  return bad;
+}
+
+if (isMainThread && process.argv[2] === 'history') {
+  console.log(JSON.stringify({ mismatches: historyMismatches() }));
+} else if (isMainThread) {
   const threads = Number(process.argv[2] ?? 2), rounds = Number(process.argv[3] ?? 40);
   // the workers start on a fresh primitive cache; the main thread's results, made after theirs, are the reference
   const results = await Promise.all(Array.from({ length: threads }, (_, t) => new Promise<string[][]>((resolve, reject) => {

@@ -16,7 +16,7 @@ import { saveHFModel } from '../models/hf/save.js';
 import { HFTokenizer } from '../models/hf/tokenizer.js';
 import { CHATML_TEMPLATE } from './template.js';
 
-export const TINY_CHARS = '0123456789abcdefghijklmnopqrstuvwxyz +-*=?:.,!\'"()\n';
+export const TINY_CHARS = '0123456789abcdefghijklmnopqrstuvwxyz +-*=?:.,!\'"()[]/\n';
 export const TINY_SPECIALS = ['<|endoftext|>', '<|im_start|>', '<|im_end|>', '<pad>'] as const;
 
 export interface TinyChatModelOptions {

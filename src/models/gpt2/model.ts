@@ -18,7 +18,7 @@ import { ConfigError, ShapeError, fmtShape } from '../../errors.js';
 import type { HFConfig } from '../hf/config.js';
 import { plainHeadWeights, tiedHeadLinear, type HeadWeights } from '../../peft/quant.js';
 import { HFModel, type Backbone, type CausalLM, type ForwardOptions, type HFFamily } from '../hf/family.js';
-import { checkIds, documentMask, keyPaddingMask, lookup, makeEmbedding, makeLinear, positionIdsOf, type KVCache } from '../hf/layers.js';
+import { allowSelf, checkIds, documentMask, keyPaddingMask, lookup, makeEmbedding, makeLinear, positionIdsOf, type KVCache } from '../hf/layers.js';
 import { maximum } from '../../tensor/ops/elementwise.js';
 import { SequenceClassifier } from '../hf/heads.js';
 
@@ -167,7 +167,7 @@ export class GPT2Model extends HFModel implements Backbone {
     let x = this.drop.forward(lookup(this.wte, ids).add(lookup(this.wpe, pos))); // (B, T, C)
     let mask = keyPaddingMask(opts.attentionMask, past + T); // (B, 1, 1, Tk) or null
     const docs = documentMask(opts.documentIds, T, !!cache); // (B, 1, T, T) or null
-    if (docs) mask = mask ? maximum(mask, docs) : docs;
+    if (docs) mask = mask ? allowSelf(maximum(mask, docs), B, T, T) : docs; // a padding query keeps a key
     const ckpt = this.gradientCheckpointing && !cache;
     for (const block of this.h) x = maybeCheckpoint(ckpt, block, (h) => block.forward(h, mask, cache), x);
     return this.ln_f.forward(x);

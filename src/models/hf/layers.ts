@@ -273,6 +273,20 @@ export function documentMask(documentIds: Tensor | null | undefined, T: number, 
   return new Tensor(d, 'f32', [B, 1, T, T]);
 }
 
+/**
+ * `mask` (broadcastable to (B, 1, Tq, Tk), 1 = not allowed) with every query allowed to see its own position
+ * (key past + i): a padding query whose window or document holds only padding would otherwise have no key at all,
+ * and its softmax row would be NaN (0/0), which reaches the gradients through 0 * NaN. Real tokens always see
+ * themselves, so their outputs do not change.
+ */
+export function allowSelf(mask: Tensor, B: number, Tq: number, Tk: number): Tensor {
+  const past = Tk - Tq;
+  const full = mask.expand([B, 1, Tq, Tk]).contiguous().f32();
+  const d = Float32Array.from(full);
+  for (let b = 0; b < B; b++) for (let i = 0; i < Tq; i++) d[(b * Tq + i) * Tk + past + i] = 0;
+  return new Tensor(d, 'f32', [B, 1, Tq, Tk]);
+}
+
 /** The (B, T) position ids as i32, checked against the ids' shape; null when absent. */
 export function positionIdsOf(positionIds: Tensor | null | undefined, B: number, T: number, hasCache: boolean): Int32Array | null {
   if (!positionIds) return null;

@@ -20,7 +20,7 @@ import type { HFConfig } from '../hf/config.js';
 import { plainHeadWeights, tiedHeadLinear, type HeadWeights } from '../../peft/quant.js';
 import { HFModel, type Backbone, type CausalLM, type ForwardOptions, type HFFamily } from '../hf/family.js';
 import {
-  Rotary, checkIds, documentMask, keyPaddingMask, lookup, makeEmbedding, makeLinear, parseRopeScaling, positionIdsOf, repeatKV, slidingWindowMask,
+  Rotary, allowSelf, checkIds, documentMask, keyPaddingMask, lookup, makeEmbedding, makeLinear, parseRopeScaling, positionIdsOf, repeatKV, slidingWindowMask,
   type KVCache, type RopeScaling,
 } from '../hf/layers.js';
 import { SequenceClassifier } from '../hf/heads.js';
@@ -204,6 +204,8 @@ export class LlamaModel extends HFModel implements Backbone {
       mask = mask ? maximum(mask, win) : win;
       causal = false;
     }
+    // a (B, 1, T, Tk) mask from several sources may leave a padding query with no key: let it see itself
+    if (mask && opts.attentionMask && (docs || !causal)) mask = allowSelf(mask, B, T, past + T);
     let x = lookup(this.embed_tokens, ids); // (B, T, E)
     const ckpt = this.gradientCheckpointing && !cache;
     for (const layer of this.layers) x = maybeCheckpoint(ckpt, layer, (h) => layer.forward(h, cos, sin, mask, causal, cache), x);

@@ -1,14 +1,24 @@
 import { backend } from '../backend/index.js';
 import type { Tensor } from '../tensor/tensor.js';
 
+/** Global L2 norm of the parameters' gradients (one sum-of-squares pass each); NaN or Infinity when any gradient is non-finite. */
+export function gradNorm(params: Iterable<Tensor>): number {
+  let ss = 0;
+  for (const p of params) if (p.grad) ss += backend().sumSquares(p.grad.f32());
+  return Math.sqrt(ss);
+}
+
+/** The factor torch.nn.utils.clip_grad_norm_ scales gradients by: min(1, maxNorm / (norm + 1e-6)); 1 when maxNorm is 0 (off). */
+export function clipCoefficient(norm: number, maxNorm: number): number {
+  return maxNorm > 0 ? Math.min(1, maxNorm / (norm + 1e-6)) : 1;
+}
+
 /**
  * Global-norm gradient clipping (torch.nn.utils.clip_grad_norm_): scales every gradient by
  * min(1, maxNorm / (norm + 1e-6)) and returns the norm before clipping.
  */
 export function clipGradNorm(params: Tensor[], maxNorm: number): number {
-  let ss = 0;
-  for (const p of params) if (p.grad) ss += backend().sumSquares(p.grad.f32());
-  const norm = Math.sqrt(ss);
+  const norm = gradNorm(params);
   const coef = maxNorm / (norm + 1e-6);
   if (coef < 1) {
     // Out of place: a leaf's gradient buffer may be shared with another leaf's (x + y passes one gradient to both).

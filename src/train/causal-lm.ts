@@ -1,26 +1,36 @@
 /**
- * Causal-LM fine-tuning (config `task: 'causal-lm'`): a Hugging Face decoder (gpt2, llama, qwen2, mistral, glm)
- * trained on texts with the shifted next-token loss, padding ignored, with LoRA or full fine-tuning, and
- * evaluated by perplexity = exp(mean next-token NLL over every predicted token).
+ * Task 'causal-lm': a Hugging Face decoder (gpt2, llama, qwen2, mistral, glm) trained with the shifted
+ * next-token loss (padding ignored, optional label smoothing), with LoRA or full fine-tuning, and evaluated by
+ * perplexity = exp(mean next-token NLL over every predicted token). Batches from a shuffled or length-bucketed
+ * sampler; the loop gives it checkpoints, resume, plateau and early stopping on the validation loss.
  *
  * Texts come from a .txt file (one text per line), or a JSONL/JSON/CSV file's `textField`; missing splits are
- * carved from the training texts with a seeded shuffle. The optimizer, schedule, clipping, precision policy and
- * the non-finite-step guard are the classification loop's.
+ * carved from the training texts with a seeded shuffle. Other data (e.g. supervised fine-tuning: prompts masked
+ * out of the loss) plugs in as a `LMDataLoader` given to `CausalLMTask.create`, which yields `LMExample`s with
+ * per-token labels.
  */
+import path from 'node:path';
 import { Tensor } from '../tensor/tensor.js';
 import { noGrad } from '../tensor/autograd.js';
-import { autocast } from '../tensor/precision.js';
+import { autocast, type ComputeDType } from '../tensor/precision.js';
 import { Rng } from '../backend/rng.js';
 import { readFileSync, existsSync } from 'node:fs';
-import { DatasetError, ConfigError } from '../errors.js';
+import { DatasetError, ConfigError, AutoGLMError } from '../errors.js';
+import { manualSeed } from '../nn/init.js';
+import { saveAdapter, type LoraModel } from '../peft/index.js';
+import { BucketSampler, RandomSampler, type Sampler } from '../data/index.js';
 import { readRecords } from '../data/readers.js';
 import { BadLineSink } from '../data/bad-lines.js';
 import { shuffleInPlace } from '../data/split.js';
 import { padIds } from '../data/encode.js';
 import type { BadLine } from '../data/types.js';
-import { causalLMLoss, causalLMLossFromHidden, lmLabels, IGNORE_INDEX } from '../models/hf/heads.js';
+import { causalLMLoss, causalLMLossFromHidden, IGNORE_INDEX } from '../models/hf/heads.js';
 import type { CausalLM } from '../models/hf/family.js';
 import type { HFTokenizer } from '../models/hf/tokenizer.js';
+import type { RunInfo } from './outputs.js';
+import { applyMethod, paramGroups, trainableOf } from './setup.js';
+import type { TrainerConfig } from './config.js';
+import type { EvalSplit, FinetuneArgs, MicroBatchLoss, TaskContext, TaskDefinition, TaskEval, TrainingTask } from './task.js';
 
 export interface TextSplits {
   name: string;
@@ -66,38 +76,203 @@ export function tokenizeTexts(tok: HFTokenizer, texts: string[], maxLength: numb
   return texts.map((t) => tok.encode(t).slice(0, maxLength)).filter((s) => s.length >= 2);
 }
 
+/**
+ * One training sequence: token ids and, optionally, the label of each position (IGNORE_INDEX = not predicted,
+ * e.g. a prompt in supervised fine-tuning); without labels every token after the first is predicted.
+ */
+export interface LMExample {
+  ids: number[];
+  labels?: number[];
+}
+
+export interface LMSplits {
+  name: string;
+  train: LMExample[];
+  validation: LMExample[];
+  test: LMExample[];
+}
+
+/** Produces a causal-LM task's token sequences (the default reads texts; SFT renders conversations). */
+export type LMDataLoader = (ctx: TaskContext, args: FinetuneArgs, tok: HFTokenizer, maxLength: number) => LMSplits | Promise<LMSplits>;
+
 /** Right-padded ids and mask (1 = token) of some sequences. */
 export function padSequences(seqs: number[][], padId: number): { ids: Tensor; mask: Tensor } {
   const p = padIds(seqs, padId, 2);
   return { ids: new Tensor(p.ids, 'i32', [seqs.length, p.T]), mask: new Tensor(p.mask, 'f32', [seqs.length, p.T]) };
 }
 
-/** Mean next-token loss of a batch (padding ignored). */
-export function lmBatchLoss(model: CausalLM, seqs: number[][], padId: number): Tensor {
-  const { ids, mask } = padSequences(seqs, padId);
-  const head = model.headWeights();
-  if (head) return causalLMLossFromHidden(model.hidden(ids, { attentionMask: mask }), head, lmLabels(ids, mask));
-  return causalLMLoss(model.forward(ids, { attentionMask: mask }), lmLabels(ids, mask));
+const asExample = (x: number[] | LMExample): LMExample => (Array.isArray(x) ? { ids: x } : x);
+
+/** Labels (B, T): each example's labels (or its ids), IGNORE_INDEX on padding. */
+function batchLabels(batch: LMExample[], T: number): Tensor {
+  const l = new Int32Array(batch.length * T).fill(IGNORE_INDEX);
+  batch.forEach((e, b) => l.set(e.labels ?? e.ids, b * T));
+  return new Tensor(l, 'i32', [batch.length, T]);
 }
 
-/** Perplexity over texts: exp of the mean NLL of every predicted token (token-weighted across batches). */
-export function perplexity(model: CausalLM, seqs: number[][], padId: number, batchSize: number, compute: 'f32' | 'bf16' | 'f16'): { loss: number; perplexity: number; tokens: number } {
+/** Next-token predictions a sequence contributes to the loss. */
+function predicted(e: LMExample): number {
+  if (!e.labels) return e.ids.length - 1;
+  let n = 0;
+  for (let i = 1; i < e.labels.length; i++) if (e.labels[i] !== IGNORE_INDEX) n++;
+  return n;
+}
+
+/** Mean next-token loss of a batch (padding and IGNORE_INDEX labels ignored). */
+export function lmBatchLoss(model: CausalLM, seqs: ReadonlyArray<number[] | LMExample>, padId: number, opts: { labelSmoothing?: number } = {}): Tensor {
+  const batch = seqs.map(asExample);
+  const { ids, mask } = padSequences(batch.map((e) => e.ids), padId);
+  const labels = batchLabels(batch, ids.shape[1] as number);
+  const head = model.headWeights();
+  if (head) return causalLMLossFromHidden(model.hidden(ids, { attentionMask: mask }), head, labels, opts);
+  return causalLMLoss(model.forward(ids, { attentionMask: mask }), labels, opts);
+}
+
+/** Perplexity over sequences: exp of the mean NLL of every predicted token (token-weighted across batches). */
+export function perplexity(model: CausalLM, seqs: ReadonlyArray<number[] | LMExample>, padId: number, batchSize: number, compute: ComputeDType): { loss: number; perplexity: number; tokens: number } {
   let nll = 0, tokens = 0;
   const wasTraining = model.training;
   model.eval();
   noGrad(() => {
     for (let s = 0; s < seqs.length; s += batchSize) {
-      const batch = seqs.slice(s, s + batchSize);
-      const predicted = batch.reduce((a, q) => a + q.length - 1, 0);
+      const batch = seqs.slice(s, s + batchSize).map(asExample);
+      const n = batch.reduce((a, e) => a + predicted(e), 0);
+      if (n === 0) continue;
       const l = autocast(compute, () => lmBatchLoss(model, batch, padId)).item();
-      nll += l * predicted;
-      tokens += predicted;
+      nll += l * n;
+      tokens += n;
     }
   });
   model.train(wasTraining);
   const loss = tokens ? nll / tokens : NaN;
   return { loss, perplexity: Math.exp(loss), tokens };
 }
+
+/** The default data of task 'causal-lm': texts of a file, tokenized with the model's special tokens. */
+export const textData: LMDataLoader = (ctx, args, tok, maxLength) => {
+  if (typeof args.dataset !== 'string') throw new ConfigError(`task 'causal-lm' takes a text file as 'dataset' (.txt lines, or JSONL/JSON/CSV with textField)`);
+  const splits = loadTextSplits({ ...args, dataset: args.dataset, seed: ctx.config.seed });
+  if (splits.skipped.length) ctx.note(`skipped ${splits.skipped.length} bad line(s) (first: ${splits.skipped[0]!.file}:${splits.skipped[0]!.line}: ${splits.skipped[0]!.reason})`);
+  const enc = (texts: string[]) => tokenizeTexts(tok, texts, maxLength).map((ids) => ({ ids }));
+  return { name: splits.name, train: enc(splits.train), validation: enc(splits.validation), test: enc(splits.test) };
+};
+
+/** Decoder parameters above the layer stack (final norm, LM head): no layer-wise decay. */
+const TOP = /^(lm_head|ln_f|norm|final_layernorm|transformer\.ln_f|model\.norm|transformer\.final_layernorm)\./;
+
+export class CausalLMTask implements TrainingTask<number[]> {
+  readonly lora: LoraModel | null;
+  private readonly sampler: Sampler;
+  private readonly padId: number;
+
+  private constructor(readonly name: string, private readonly ctx: TaskContext, readonly model: CausalLM, readonly baseName: string,
+    readonly tokenizer: HFTokenizer, readonly data: LMSplits) {
+    const c = ctx.config;
+    this.lora = applyMethod(model, c, { heads: [], baseName, taskType: 'CAUSAL_LM', keepPrecision: ['lm_head'], note: (m) => ctx.note(m) });
+    model.train();
+    this.padId = tokenizer.padTokenId ?? 0;
+    const lengths = data.train.map((e) => e.ids.length);
+    this.sampler = c.lengthBucketing ? new BucketSampler(lengths, c.batchSize, c.seed) : new RandomSampler(lengths.length, c.batchSize, c.seed);
+  }
+
+  /**
+   * Loads the decoder named by the trainer's model (a folder or Hub id), applies the method and reads the data
+   * with `loadData` (texts by default). `name` is the task's registered name (checkpoints and messages carry it).
+   */
+  static async create(ctx: TaskContext, args: FinetuneArgs, loadData: LMDataLoader = textData, name = 'causal-lm'): Promise<CausalLMTask> {
+    const c = ctx.config, spec = ctx.modelSpec;
+    if (typeof spec !== 'string') throw new ConfigError(`task '${name}' takes a model folder or Hub id as 'model'`);
+    manualSeed(c.seed);
+    const { loadHFModel } = await import('../models/hf/loader.js');
+    const model = requireCausalLM(await loadHFModel(spec), spec);
+    const tok = model.hf?.tokenizer as HFTokenizer;
+    const data = await loadData(ctx, args, tok, Math.min(c.maxLength, model.maxPositions ?? Infinity));
+    if (data.train.length === 0) throw new ConfigError(`no training text of 2 or more tokens in '${data.name}'`);
+    return new CausalLMTask(name, ctx, model, spec, tok, data);
+  }
+
+  private get c(): TrainerConfig {
+    return this.ctx.config;
+  }
+
+  trainable() {
+    return trainableOf(this.model);
+  }
+
+  paramGroups() {
+    return paramGroups(this.trainable(), this.c, { isTop: (p) => TOP.test(p) });
+  }
+
+  get batchesPerEpoch(): number {
+    return this.sampler.batchesPerEpoch;
+  }
+
+  nextBatch(): number[] | null {
+    return this.sampler.next();
+  }
+
+  loss(idx: number[]): MicroBatchLoss {
+    const batch = idx.map((i) => this.data.train[i]!);
+    return { loss: autocast(this.ctx.compute, () => lmBatchLoss(this.model, batch, this.padId, { labelSmoothing: this.c.labelSmoothing })) };
+  }
+
+  async evaluate(split: EvalSplit): Promise<TaskEval | null> {
+    const seqs = this.data[split];
+    if (seqs.length === 0) return null;
+    return perplexity(this.model, seqs, this.padId, this.c.evalBatchSize, this.ctx.compute);
+  }
+
+  state(): Record<string, unknown> {
+    return { sampler: this.sampler.state() };
+  }
+
+  load(state: Record<string, unknown>, where: string): void {
+    if (!state || typeof state['sampler'] !== 'object') throw new AutoGLMError(`checkpoint '${where}' has no sampler state for task '${this.name}'`);
+    this.sampler.load(state['sampler'] as Record<string, unknown>);
+  }
+
+  runInfo(): RunInfo {
+    return { model: this.baseName, method: this.c.method, labels: [], config: this.c, dataset: this.data.name };
+  }
+
+  /** The adapter (PEFT layout, task type CAUSAL_LM) or the whole model as a Hugging Face folder. */
+  async saveOutputs(dir: string): Promise<Record<string, string>> {
+    if (this.lora) return { adapter: path.dirname(saveAdapter(this.lora, path.join(dir, 'adapter')).weights) };
+    const { saveHFModel } = await import('../models/hf/save.js');
+    saveHFModel(this.model, path.join(dir, 'model'));
+    return { model: path.join(dir, 'model') };
+  }
+}
+
+/** Config keys that mean nothing without a classification head, shared with tasks built on causal-LM (SFT). */
+export const CAUSAL_LM_REFUSES: TaskDefinition['refuses'] = {
+  headDropout: 'a decoder has no classification head to put dropout before',
+  headLearningRate: 'a causal LM has no new head: its LM head is the pretrained output layer (often tied to the input embeddings), trained at learningRate',
+  tasks: 'a causal-LM head in a multi-task run is not supported yet; multi-task training takes task classification',
+  taskWeighting: "it weighs the losses of several classification heads ('tasks')",
+  taskWeights: "it weighs the losses of several classification heads ('tasks')",
+  dwaTemperature: "it belongs to taskWeighting 'dwa' of a multi-task run ('tasks')",
+  dwaWindow: "it belongs to taskWeighting 'dwa' of a multi-task run ('tasks')",
+  taskSampling: "it draws one task per batch in a multi-task run ('tasks')",
+  taskSamplingTemperature: "it belongs to taskSampling 'temperature' of a multi-task run ('tasks')",
+  curriculum: 'causal-LM batches are drawn uniformly (or by length); curriculum learning works with task classification',
+  sampling: 'causal-LM batches are drawn uniformly (or by length); loss-weighted sampling works with task classification',
+};
+
+/** Checks shared with tasks built on causal-LM. */
+export function checkCausalLM(c: TrainerConfig, name: string): void {
+  if (c.method === 'head') throw new ConfigError(`config key 'method' is 'head': task '${name}' trains with 'lora' or 'full'`);
+}
+
+export const causalLMTask: TaskDefinition = {
+  name: 'causal-lm',
+  description: 'a Hugging Face decoder on texts, next-token loss, evaluated by perplexity',
+  refuses: CAUSAL_LM_REFUSES,
+  monitors: ['val_loss'],
+  dataParallel: false,
+  check: (c) => checkCausalLM(c, 'causal-lm'),
+  create: (ctx, args) => CausalLMTask.create(ctx, args),
+};
 
 export function requireCausalLM(m: unknown, name: string): CausalLM {
   const c = m as Partial<CausalLM>;

@@ -1,20 +1,26 @@
 /**
  * Checkpoints: a folder `checkpoint-<step>` holding the trainable weights (`weights.safetensors`), the
- * optimizer state (`optimizer.safetensors`) and everything else the loop needs to continue exactly
- * (`trainer_state.json`: step, epoch, sampler position, RNG states, scheduler, loss scaler, early stopping,
- * history). Written to a temporary folder, each file fsynced, then renamed into place, so a crash never leaves a
- * half-written checkpoint under its final name; the oldest beyond `keepLast` are deleted afterwards.
+ * optimizer state (`optimizer.safetensors`), the best weights so far when early stopping restores them
+ * (`best.safetensors`) and everything else the loop needs to continue exactly (`trainer_state.json`: step, epoch,
+ * sampler positions, RNG states, scheduler, loss scaler, early stopping, the task's state, data-parallel state,
+ * history), written losslessly (serialize.ts: ±Infinity, NaN and typed arrays survive). Written to a temporary
+ * folder, each file fsynced, then renamed into place, so a crash (even SIGKILL mid-write) never leaves a
+ * half-written checkpoint under its final name and the previous one stays loadable; the oldest beyond `keepLast`
+ * are deleted only afterwards.
  */
 import { mkdirSync, readdirSync, renameSync, rmSync, existsSync, readFileSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
 import path from 'node:path';
 import { CheckpointError } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { loadSafetensors, saveSafetensors } from '../models/safetensors.js';
+import { parseState, stringifyState } from './serialize.js';
 
 export interface CheckpointData {
   weights: Map<string, Tensor>;
   optimizer: Map<string, Tensor>;
   state: Record<string, unknown>;
+  /** Early stopping's best weights so far (restoreBest), when there are any. */
+  best?: Map<string, Tensor> | null;
 }
 
 function fsyncPath(p: string): void {
@@ -32,10 +38,14 @@ export function saveCheckpoint(outDir: string, step: number, data: CheckpointDat
   const tmp = `${final}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp);
-  saveSafetensors(path.join(tmp, 'weights.safetensors'), data.weights);
-  saveSafetensors(path.join(tmp, 'optimizer.safetensors'), data.optimizer);
+  const files: Array<[string, Map<string, Tensor>]> = [['weights.safetensors', data.weights], ['optimizer.safetensors', data.optimizer]];
+  if (data.best) files.push(['best.safetensors', data.best]);
+  for (const [f, t] of files) {
+    saveSafetensors(path.join(tmp, f), t);
+    fsyncPath(path.join(tmp, f));
+  }
   const sf = path.join(tmp, 'trainer_state.json');
-  writeFileSync(sf, JSON.stringify(data.state));
+  writeFileSync(sf, stringifyState(data.state));
   fsyncPath(sf);
   fsyncPath(tmp);
   rmSync(final, { recursive: true, force: true });
@@ -58,13 +68,14 @@ export function loadCheckpoint(dir: string): CheckpointData {
   }
   let state: Record<string, unknown>;
   try {
-    state = JSON.parse(readFileSync(path.join(dir, 'trainer_state.json'), 'utf8')) as Record<string, unknown>;
+    state = parseState(readFileSync(path.join(dir, 'trainer_state.json'), 'utf8')) as Record<string, unknown>;
   } catch (e) {
     throw new CheckpointError(`checkpoint '${dir}': trainer_state.json is not valid JSON (${(e as Error).message})`, { cause: e });
   }
   return {
     weights: loadSafetensors(path.join(dir, 'weights.safetensors')).tensors,
     optimizer: loadSafetensors(path.join(dir, 'optimizer.safetensors')).tensors,
+    best: existsSync(path.join(dir, 'best.safetensors')) ? loadSafetensors(path.join(dir, 'best.safetensors')).tensors : null,
     state,
   };
 }

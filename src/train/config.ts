@@ -22,8 +22,12 @@ const compression = z.union([
 
 export const trainerConfigSchema = z.object({
   // ---- what is trained -----------------------------------------------------------------------------------
-  /** 'classification' (a head on a sentence encoder) or 'causal-lm' (a Hugging Face decoder on texts, evaluated by perplexity). */
-  task: z.enum(['classification', 'causal-lm']).default('classification').describe("'classification' (a head on a sentence encoder) or 'causal-lm' (a Hugging Face decoder on texts, evaluated by perplexity)"),
+  /**
+   * The kind of training, a registered task (src/train/tasks.ts): 'classification' (a head on a sentence encoder),
+   * 'causal-lm' (a Hugging Face decoder on texts, evaluated by perplexity); setting `tasks` makes it 'multi-task'.
+   * A key that means nothing for the task is refused (ConfigError naming the key and the task).
+   */
+  task: z.string().min(1).default('classification').describe("'classification' (a head on a sentence encoder), 'causal-lm' (a Hugging Face decoder on texts, evaluated by perplexity), or 'multi-task' (set by 'tasks')"),
   /** 'lora': adapters on the encoder + the head; 'full': every parameter; 'head': the classifier head alone. */
   method: z.enum(['lora', 'full', 'head']).default('lora').describe('\'lora\': adapters on the encoder + the head; \'full\': every parameter; \'head\': the classifier head alone.'),
   /** Peak learning rate of the encoder's trainable weights. Default by method: lora 2e-3, full 1e-4, head 5e-2. */
@@ -54,7 +58,7 @@ export const trainerConfigSchema = z.object({
   /** Dropout before the classifier head. */
   headDropout: z.number().min(0).lt(1).default(0.1).describe('Dropout before the classifier head.'),
 
-  // ---- multi-task (src/multitask, loop in src/train/multitask.ts) ----------------------------------------------
+  // ---- multi-task (src/multitask, task in src/train/multitask.ts) ----------------------------------------------
   /** Label sets to train, one head each on a shared backbone (e.g. ['intent', 'domain']); unset = one task. */
   tasks: z.union([z.string().min(1).transform((s) => s.split(',')), z.array(z.string().min(1)).min(1)]).optional()
     .describe("Label sets to train, one head each on a shared backbone (e.g. intent,domain; the primary label set by its dataset name, others by their keys); unset = one task"),
@@ -150,6 +154,17 @@ export type TrainerConfigInput = z.input<typeof trainerConfigSchema>;
 export const DEFAULT_LR: Record<TrainerConfig['method'], number> = { lora: 2e-3, full: 1e-4, head: 5e-2 };
 /** The head's default learning rate with lora/full: the pooled embeddings are unit-norm, so the head needs a large one. */
 export const DEFAULT_HEAD_LR = 2e-2;
+
+let defaults: Record<string, string> | null = null;
+
+/** Whether `value` is key's schema default (a key at its default changes nothing, so no task refuses it). */
+export function isDefaultValue(key: keyof TrainerConfig, value: unknown): boolean {
+  defaults ??= Object.fromEntries(Object.entries(trainerConfigSchema.shape).map(([k, sch]) => {
+    const r = (sch as z.ZodTypeAny).safeParse(undefined);
+    return [k, JSON.stringify(r.success ? r.data : undefined)];
+  }));
+  return JSON.stringify(value) === defaults[key];
+}
 
 /** Validates a config object; the error names the key, the value and what is allowed. */
 export function parseTrainerConfig(input: unknown): TrainerConfig {

@@ -1,5 +1,7 @@
 /** The trainer: `new AutoGLMTrainer({ model, config }).finetune({ dataset })`. */
 export { AutoGLMTrainer, type FinetuneArgs, type TrainerOptions } from './trainer.js';
+export { registerTask, taskNames } from './tasks.js';
+export type { TaskDefinition, TrainingTask, TaskContext, TaskEval, MicroBatchLoss } from './task.js';
 export { parseTrainerConfig, trainerConfigSchema, DEFAULT_LR, type TrainerConfig, type TrainerConfigInput } from './config.js';
 export type { History, Callback, StepLog, EvalLog, EpochLog } from './history.js';
 export { classificationReport, type ClassificationReport } from './metrics.js';

@@ -46,7 +46,12 @@ export function saveTrainable(model: Module, dir: string, headOnly: boolean): st
 
 /** Copies saved parameters into the model by name, checking shapes. */
 export function loadTrainable(model: Module, tensors: Map<string, Tensor>, where: string): void {
-  const own = new Map(model.namedParameters());
+  loadNamed([...model.namedParameters()], tensors, where);
+}
+
+/** Copies saved tensors into `named` by name, checking sizes; every saved key must be one of `named`. */
+export function loadNamed(named: Array<[string, Tensor]>, tensors: Map<string, Tensor>, where: string): void {
+  const own = new Map(named);
   for (const [k, v] of tensors) {
     const p = own.get(k);
     if (!p) throw new CheckpointError(`${where}: key '${k}' is not a parameter of this model`);

@@ -31,26 +31,26 @@ export function lmLabels(ids: Tensor, attentionMask: Tensor | null = null): Tens
  * Mean next-token cross-entropy, as transformers computes it: logits (B, T, V) at position t predict
  * labels (B, T) at t + 1; labels equal to -100 are ignored.
  */
-export function causalLMLoss(logits: Tensor, labels: Tensor): Tensor {
+export function causalLMLoss(logits: Tensor, labels: Tensor, opts: { labelSmoothing?: number } = {}): Tensor {
   const [B, T, V] = logits.shape;
   if (logits.ndim !== 3 || labels.ndim !== 2 || labels.shape[0] !== B || labels.shape[1] !== T) {
     throw new ShapeError(`'causalLMLoss' needs logits [B, T, V] and labels [B, T]; got ${fmtShape(logits.shape)} and ${fmtShape(labels.shape)}`);
   }
   const shifted = reshape(slice(logits, 1, 0, T - 1), [B * (T - 1), V]); // (B*(T-1), V)
-  return crossEntropy(shifted, new Tensor(nextTokens(labels), 'i32', [B * (T - 1)]), { ignoreIndex: IGNORE_INDEX });
+  return crossEntropy(shifted, new Tensor(nextTokens(labels), 'i32', [B * (T - 1)]), { ignoreIndex: IGNORE_INDEX, labelSmoothing: opts.labelSmoothing ?? 0 });
 }
 
 /**
  * The same loss from the final hidden states (B, T, D) and a plain head, through the fused chunked loss
  * (`linearCrossEntropy`): no (B x T x vocabulary) logits are made, in training or evaluation.
  */
-export function causalLMLossFromHidden(hidden: Tensor, head: HeadWeights, labels: Tensor): Tensor {
+export function causalLMLossFromHidden(hidden: Tensor, head: HeadWeights, labels: Tensor, opts: { labelSmoothing?: number } = {}): Tensor {
   const [B, T, D] = hidden.shape;
   if (hidden.ndim !== 3 || labels.ndim !== 2 || labels.shape[0] !== B || labels.shape[1] !== T) {
     throw new ShapeError(`'causalLMLossFromHidden' needs hidden [B, T, D] and labels [B, T]; got ${fmtShape(hidden.shape)} and ${fmtShape(labels.shape)}`);
   }
   const h = reshape(slice(hidden, 1, 0, T - 1), [B * (T - 1), D]);
-  return linearCrossEntropy(h, head.weight, head.bias, new Tensor(nextTokens(labels), 'i32', [B * (T - 1)]), { ignoreIndex: IGNORE_INDEX, scales: head.scales });
+  return linearCrossEntropy(h, head.weight, head.bias, new Tensor(nextTokens(labels), 'i32', [B * (T - 1)]), { ignoreIndex: IGNORE_INDEX, labelSmoothing: opts.labelSmoothing ?? 0, scales: head.scales });
 }
 
 /** Labels (B, T) shifted left by one position per row: the targets of positions 0..T-2. */

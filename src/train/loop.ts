@@ -1,0 +1,333 @@
+/**
+ * The training loop, once for every task (task.ts says what a task supplies). One optimizer step:
+ *
+ *   gradientAccumulation x [ task.nextBatch -> task.loss (forward under the precision policy) -> backward of
+ *   loss x lossScale / accumulation -> task.afterBackward (sampler feedback) ]
+ *   -> guarded update (update.ts: data-parallel sync, finite check, clip through optim/, step or skip)
+ *   -> step log, callbacks, events -> evaluation every evalEvery steps (plateau, early stopping, best weights)
+ *   -> checkpoint every saveEvery steps.
+ *
+ * An epoch ends when the task's batches run out (evaluation there when evalEvery is 0). The loop's state, the
+ * task's state, the RNG, the optimizer, scheduler, loss scaler, early stopping (with its best weights), the
+ * history and the data-parallel error-feedback memories go into each checkpoint, so a resumed run continues
+ * bit for bit.
+ */
+import { Tensor } from '../tensor/tensor.js';
+import { Rng } from '../backend/rng.js';
+import { backend } from '../backend/index.js';
+import { getRng, setRng } from '../nn/init.js';
+import type { Optimizer } from '../optim/optimizer.js';
+import { SCHEDULES, ReduceLROnPlateau, EarlyStopping, type Schedule } from '../optim/schedule.js';
+import { DynamicLossScaler, type PrecisionPolicy } from '../precision/index.js';
+import type { DataParallel } from '../distributed/data-parallel.js';
+import { CheckpointError } from '../errors.js';
+import type { TrainerConfig } from './config.js';
+import { emptyHistory, MetricsLog, type Callback, type EpochLog, type EvalLog, type History, type StepLog } from './history.js';
+import { saveCheckpoint, loadCheckpoint, listCheckpoints } from './checkpoint.js';
+import { writeRunInfo, writeCurves, loadNamed } from './outputs.js';
+import { learningRate, makeOptimizer } from './setup.js';
+import { guardedUpdate } from './update.js';
+import { parseState, stringifyState } from './serialize.js';
+import type { TrainingTask } from './task.js';
+
+/** The trainer side of a run: config, events, data parallelism, the precision policy (shared with the task). */
+export interface LoopHost {
+  readonly config: TrainerConfig;
+  readonly dp: DataParallel | null;
+  /** The run's precision policy; the loop replaces `policy` when fp16 keeps overflowing. */
+  readonly precision: { policy: PrecisionPolicy };
+  readonly outDir: string;
+  readonly callbacks: Callback[];
+  /** Stop after this many optimizer steps of this call (tests of resume). */
+  readonly stopAfterSteps?: number;
+  note(msg: string): void;
+  emit(event: string, ...args: unknown[]): void;
+}
+
+/** The loop's own part of a checkpoint (trainer_state.json 'loop'). */
+interface LoopState { step: number; epoch: number; epochLoss: number; epochBatches: number; elapsed: number; policy: PrecisionPolicy }
+
+export class TrainingLoop {
+  private readonly c: TrainerConfig;
+  private readonly named: Array<[string, Tensor]>;
+  private readonly opt: Optimizer;
+  private readonly schedule: Schedule;
+  private readonly plateau: ReduceLROnPlateau | null;
+  private readonly stopper: EarlyStopping | null;
+  private readonly scaler: DynamicLossScaler;
+  private readonly log: MetricsLog;
+  private readonly baseLr: number;
+  readonly totalSteps: number;
+  readonly stepsPerEpoch: number;
+  private history: History = emptyHistory();
+  private step = 0;
+  private epoch = 0;
+  private epochLoss = 0;
+  private epochBatches = 0;
+  /** Early stopping's best weights so far (restoreBest), by trainable name. */
+  private best: Map<string, Float32Array> | null = null;
+  private t0 = performance.now();
+  private elapsedBefore = 0;
+
+  constructor(private readonly task: TrainingTask, private readonly host: LoopHost) {
+    const c = (this.c = host.config);
+    this.named = task.trainable();
+    this.stepsPerEpoch = Math.max(1, Math.ceil(task.batchesPerEpoch / c.gradientAccumulation));
+    this.totalSteps = Math.min(c.maxSteps ?? Infinity, c.epochs * this.stepsPerEpoch);
+    task.plan?.(this.totalSteps * c.gradientAccumulation);
+    this.baseLr = learningRate(c);
+    this.opt = makeOptimizer(task.paramGroups(), c);
+    const warmup = c.warmupSteps ?? Math.round(c.warmupRatio * this.totalSteps);
+    // plateau: the constant schedule (with its warm-up) times ReduceLROnPlateau's scale
+    this.schedule = SCHEDULES[c.scheduler === 'plateau' ? 'constant' : c.scheduler]!({
+      lr: this.baseLr, totalSteps: this.totalSteps, warmupSteps: Math.min(warmup, this.totalSteps - 1), minLr: c.minLr, tMax: c.tMax });
+    this.plateau = c.scheduler === 'plateau' ? new ReduceLROnPlateau({ mode: 'min', factor: c.plateauFactor, patience: c.plateauPatience, minLr: c.minLr }) : null;
+    const es = c.earlyStopping;
+    this.stopper = es ? new EarlyStopping({ mode: es.monitor === 'val_loss' ? 'min' : 'max', patience: es.patience, minDelta: es.minDelta }) : null;
+    this.scaler = new DynamicLossScaler(host.precision.policy.lossScaling);
+    this.log = new MetricsLog(host.outDir, this.isMain);
+  }
+
+  private get isMain(): boolean {
+    return !this.host.dp || this.host.dp.rank === 0;
+  }
+
+  private get policy(): PrecisionPolicy {
+    return this.host.precision.policy;
+  }
+
+  private elapsed(): number {
+    return this.elapsedBefore + (performance.now() - this.t0) / 1e3;
+  }
+
+  /** Trains to the end (or `stopAfterSteps`), evaluates the test split, writes the outputs; resolves to the history. */
+  async run(): Promise<History> {
+    const c = this.c, h = this.host;
+    const counts = this.task.model.parameterCounts();
+    Object.assign(this.history, { trainableParams: counts.trainable, totalParams: counts.total, precision: this.policy.compute });
+    h.note(`precision: ${this.policy.reason}; backend: ${backend().describe()}`);
+    setRng(new Rng(c.seed + 1));
+    if (c.resume) await this.resume();
+    const info = this.task.runInfo();
+    if (this.isMain && info) writeRunInfo(h.outDir, info);
+    for (const cb of h.callbacks) await cb.onTrainBegin?.({ totalSteps: this.totalSteps, stepsPerEpoch: this.stepsPerEpoch });
+    h.emit('trainBegin', { totalSteps: this.totalSteps, stepsPerEpoch: this.stepsPerEpoch, trainable: counts.trainable, total: counts.total });
+    await this.loop();
+    return this.finish();
+  }
+
+  private async loop(): Promise<void> {
+    const c = this.c, task = this.task, cbs = this.host.callbacks;
+    const stopAt = this.host.stopAfterSteps ? this.step + this.host.stopAfterSteps : Infinity;
+    let micro = 0, lossSum = 0, lossCount = 0;
+    const parts = new Map<string, { sum: number; n: number }>();
+    task.model.train();
+    for (const cb of cbs) await cb.onEpochBegin?.(this.epoch);
+    while (this.step < this.totalSteps && this.step < stopAt) {
+      const batch = task.nextBatch();
+      if (batch === null) {
+        await this.endEpoch(this.epochBatches ? this.epochLoss / this.epochBatches : NaN);
+        if (this.history.stoppedEarly) break;
+        this.epoch++;
+        this.epochLoss = 0;
+        this.epochBatches = 0;
+        for (const cb of cbs) await cb.onEpochBegin?.(this.epoch);
+        continue;
+      }
+      const r = task.loss(batch);
+      let lv = 0;
+      if (r.loss) {
+        r.loss.scale(this.scaler.scale / c.gradientAccumulation).backward();
+        lv = r.loss.item();
+      }
+      await task.afterBackward?.(batch);
+      for (const [k, v] of r.parts ?? []) {
+        const p = parts.get(k) ?? { sum: 0, n: 0 };
+        p.sum += v;
+        p.n++;
+        parts.set(k, p);
+      }
+      lossSum += lv;
+      lossCount++;
+      this.epochLoss += lv;
+      this.epochBatches++;
+      if (++micro % c.gradientAccumulation !== 0) continue;
+      const taskLoss = parts.size ? Object.fromEntries([...parts].map(([k, p]) => [k, p.sum / p.n])) : null;
+      await this.optimizerStep(lossSum / lossCount, taskLoss);
+      lossSum = 0;
+      lossCount = 0;
+      parts.clear();
+      if (this.history.stoppedEarly) break;
+    }
+    if (!this.history.stoppedEarly && this.step >= this.totalSteps && this.epochBatches > 0 && this.history.epochs.every((e) => e.epoch !== this.epoch)) {
+      await this.endEpoch(this.epochLoss / this.epochBatches);
+    }
+  }
+
+  private async optimizerStep(loss: number, taskLoss: Record<string, number> | null): Promise<void> {
+    const c = this.c, h = this.host;
+    const lr = this.schedule(this.step) * (this.plateau ? this.plateau.scale : 1);
+    const extra = this.task.stepLog?.() ?? {};
+    const u = await guardedUpdate({ opt: this.opt, scaler: this.scaler, named: this.named, loss, lr, maxGradNorm: c.maxGradNorm, dp: h.dp, step: this.step });
+    if (!u.ok) this.overflow();
+    this.opt.zeroGrad();
+    this.step++;
+    const log: StepLog = { step: this.step, epoch: this.epoch, loss: u.loss, lr, grad_norm: u.norm, time_s: this.elapsed(), ...(u.ok ? {} : { skipped: true }),
+      ...(taskLoss ? { task_loss: taskLoss } : {}), ...extra };
+    if (this.step % c.logEvery === 0 || this.step === 1) {
+      this.history.steps.push(log);
+      this.log.write('step', log);
+    }
+    for (const cb of h.callbacks) await cb.onBatchEnd?.(this.step, log);
+    h.emit('step', log, this.totalSteps);
+    this.task.afterStep?.(this.step);
+    if (c.evalEvery > 0 && this.step % c.evalEvery === 0) await this.validate();
+    if (c.saveEvery > 0 && this.step % c.saveEvery === 0) {
+      const dir = await this.checkpoint();
+      h.emit('checkpoint', dir, this.step);
+    }
+  }
+
+  /** A skipped step: say so; after 5 fp16 overflows in a row, fall back to bf16 (or fp32). */
+  private overflow(): void {
+    const h = this.host;
+    h.note(`step ${this.step}: non-finite loss or gradients; the step was skipped${this.scaler.enabled ? ` and the loss scale lowered to ${this.scaler.scale}` : ''}`);
+    if (this.policy.compute === 'f16' && this.scaler.overflows >= 5) {
+      const compute = backend().nativeBf16 ? 'bf16' : 'f32';
+      h.precision.policy = { compute, lossScaling: false, reason: 'fp16 overflowed 5 steps in a row' };
+      h.note(`fp16 overflowed 5 steps in a row: falling back to ${compute === 'bf16' ? 'bf16' : 'fp32'}`);
+    }
+  }
+
+  private async endEpoch(trainLoss: number): Promise<void> {
+    const h = this.host;
+    this.task.endEpoch?.(this.epoch);
+    const e: EpochLog = { epoch: this.epoch, step: this.step, train_loss: trainLoss,
+      lr: this.schedule(Math.max(0, this.step - 1)) * (this.plateau ? this.plateau.scale : 1), time_s: this.elapsed() };
+    if (this.c.evalEvery === 0) {
+      const v = await this.validate();
+      if (v) Object.assign(e, { val_loss: v.loss, val_accuracy: v.accuracy, val_macro_f1: v.macro_f1 });
+    }
+    this.history.epochs.push(e);
+    this.log.write('epoch', e);
+    for (const cb of h.callbacks) await cb.onEpochEnd?.(this.epoch, e);
+    h.emit('epoch', e);
+  }
+
+  /** Validation: logs, the plateau scheduler, early stopping (keeping the best weights in memory). */
+  private async validate(): Promise<EvalLog | null> {
+    const h = this.host, es = this.c.earlyStopping;
+    const r = await this.task.evaluate('validation');
+    this.task.model.train();
+    if (!r) return null;
+    const log: EvalLog = { step: this.step, epoch: this.epoch, split: 'validation', loss: r.loss, accuracy: r.accuracy ?? NaN, macro_f1: r.macro_f1 ?? NaN,
+      ...(r.perplexity !== undefined ? { perplexity: r.perplexity } : {}), time_s: this.elapsed(), ...(r.tasks ? { tasks: r.tasks } : {}) };
+    if (r.perplexity !== undefined) this.history.perplexity = { ...this.history.perplexity, validation: r.perplexity };
+    this.history.evals.push(log);
+    this.log.write('eval', log);
+    for (const cb of h.callbacks) await cb.onEvaluate?.(log);
+    h.emit('evaluate', log);
+    if (this.plateau && this.plateau.step(r.loss, this.baseLr)) h.note(`ReduceLROnPlateau: learning rate scale now ${this.plateau.scale}`);
+    if (this.stopper && es) {
+      const value = es.monitor === 'val_loss' ? r.loss : es.monitor === 'val_accuracy' ? log.accuracy : log.macro_f1;
+      const { improved, stop } = this.stopper.check(value, this.step);
+      if (improved) {
+        this.history.best = { step: this.step, metric: es.monitor, value };
+        if (es.restoreBest) this.best = new Map(this.named.map(([k, t]) => [k, t.f32().slice()]));
+      }
+      if (stop) {
+        this.history.stoppedEarly = true;
+        h.note(`early stopping at step ${this.step}: ${es.monitor} did not improve for ${es.patience} evaluations (best ${this.stopper.best.toFixed(4)} at step ${this.stopper.bestStep})`);
+      }
+    }
+    return log;
+  }
+
+  private async finish(): Promise<History> {
+    const h = this.history, host = this.host;
+    if (this.best) {
+      for (const [k, t] of this.named) {
+        const v = this.best.get(k);
+        if (v) (t.storage as Float32Array).set(v);
+      }
+      host.note(`restored the best weights (step ${h.best?.step})`);
+    }
+    h.trainTimeS = this.elapsed();
+    h.stepsDone = this.step;
+    this.task.finish?.(h);
+    const r = await this.task.evaluate('test');
+    if (r) {
+      if (r.report) h.test = r.report;
+      if (r.perplexity !== undefined) h.perplexity = { ...h.perplexity, test: r.perplexity };
+      this.log.write('test', { step: this.step, loss: r.loss, accuracy: r.accuracy, macro_f1: r.macro_f1, perplexity: r.perplexity, tokens: r.tokens, tasks: r.tasks });
+    }
+    if (this.c.saveEvery > 0 || this.c.resume) await this.checkpoint();
+    if (host.dp) h.communication = host.dp.summary();
+    if (this.isMain) {
+      h.outputs = { dir: host.outDir, ...(await this.task.saveOutputs(host.outDir)), metrics: this.log.file };
+      const curves = await writeCurves(host.outDir, h);
+      if (curves) h.outputs.curves = curves;
+    }
+    h.peakRssMb = Math.round(process.resourceUsage().maxRSS / 1024);
+    for (const cb of host.callbacks) await cb.onTrainEnd?.(h);
+    host.emit('trainEnd', h);
+    return h;
+  }
+
+  /** Writes a checkpoint (rank 0; every rank contributes its error-feedback memory); returns its folder ('' on other ranks). */
+  private async checkpoint(): Promise<string> {
+    const dp = this.host.dp;
+    let dpStates: unknown[] | null = null;
+    if (dp && dp.method !== 'dense') {
+      const parts = await dp.comm.allGather(new TextEncoder().encode(stringifyState(dp.state())));
+      dpStates = parts.map((b) => parseState(new TextDecoder().decode(b)));
+    }
+    if (!this.isMain) return '';
+    const opt = this.opt.stateDict();
+    const loop: LoopState = { step: this.step, epoch: this.epoch, epochLoss: this.epochLoss, epochBatches: this.epochBatches, elapsed: this.elapsed(), policy: this.policy };
+    const best = this.best && new Map([...this.best].map(([k, v]) => [k, new Tensor(v, 'f32', [v.length])]));
+    return saveCheckpoint(this.host.outDir, this.step, {
+      weights: new Map(this.named), optimizer: opt.tensors, best,
+      state: {
+        format: 2, task: this.task.name, loop, rng: getRng().state(), optimizer: opt.meta, scaler: this.scaler.state(),
+        plateau: this.plateau?.state(), stopper: this.stopper?.state(), taskState: this.task.state(), history: this.history,
+        dp: dpStates ? { worldSize: dpStates.length, ranks: dpStates } : undefined,
+      },
+    }, this.c.keepLast);
+  }
+
+  /** Restores everything a checkpoint holds (exact continuation). */
+  private async resume(): Promise<void> {
+    const c = this.c, h = this.host;
+    const dir = typeof c.resume === 'string' ? c.resume : listCheckpoints(h.outDir).pop();
+    if (!dir) {
+      h.note(`resume: no checkpoint in ${h.outDir}; starting fresh`);
+      return;
+    }
+    const ck = loadCheckpoint(dir);
+    const st = ck.state as { format?: number; task?: string; loop: LoopState; rng: { seed: number; counter: number }; optimizer: Parameters<Optimizer['loadStateDict']>[0]['meta'];
+      scaler: ReturnType<DynamicLossScaler['state']>; plateau?: Record<string, number>; stopper?: Record<string, number>; taskState: Record<string, unknown>; history: History;
+      dp?: { worldSize: number; ranks: unknown[] } };
+    if (st.format !== 2 || !st.loop) throw new CheckpointError(`checkpoint '${dir}' was written by an older version of the trainer (no loop state); start the run afresh or resume from a newer checkpoint`);
+    if (st.task !== this.task.name) throw new CheckpointError(`checkpoint '${dir}' is of task '${st.task}'; this run is task '${this.task.name}'`);
+    const missing = this.named.find(([k]) => !ck.weights.has(k));
+    if (missing) throw new CheckpointError(`checkpoint '${dir}' has no weights for trainable '${missing[0]}' (same model, method and task needed)`);
+    loadNamed(this.named, ck.weights, dir);
+    this.opt.loadStateDict({ tensors: ck.optimizer, meta: st.optimizer });
+    this.task.load(st.taskState, dir);
+    setRng(new Rng(st.rng.seed, st.rng.counter));
+    this.scaler.load(st.scaler);
+    if (this.plateau && st.plateau) this.plateau.load(st.plateau);
+    if (this.stopper && st.stopper) this.stopper.load(st.stopper);
+    if (ck.best && c.earlyStopping && c.earlyStopping.restoreBest) this.best = new Map([...ck.best].map(([k, t]) => [k, t.f32().slice()]));
+    h.precision.policy = st.loop.policy;
+    this.history = { ...st.history, outputs: {} };
+    ({ step: this.step, epoch: this.epoch, epochLoss: this.epochLoss, epochBatches: this.epochBatches, elapsed: this.elapsedBefore } = st.loop);
+    const dp = h.dp;
+    if (dp && dp.method !== 'dense') {
+      if (st.dp && st.dp.worldSize === dp.worldSize) dp.load(st.dp.ranks[dp.rank]);
+      else h.note(`resume: checkpoint '${dir}' has no error-feedback memory for ${dp.worldSize} ranks${st.dp ? ` (it was written by ${st.dp.worldSize})` : ''}; the memories start at zero`);
+    }
+    h.note(`resumed from ${dir} at step ${this.step}`);
+  }
+}

@@ -1,7 +1,8 @@
 /**
  * A LoRA adapter (PEFT layout) folded into its base model and written as a complete Hugging Face folder:
  * config.json, model.safetensors, tokenizer.json / tokenizer_config.json (with the chat template), a
- * chat_template.jinja when the base has one, and generation_config.json (the base's, or one made from config.json's
+ * chat_template.jinja when the base has one (the tokenizer files saved beside the adapter by an SFT run win, so the
+ * merged model carries the chat template it was trained with), and generation_config.json (the base's, or one made from config.json's
  * bos / eos / pad ids as transformers' GenerationConfig.from_model_config does). `autoglm generate` and transformers'
  * from_pretrained load it as an ordinary model.
  */
@@ -12,6 +13,7 @@ import { loadHFModel, loadHFModelFromDir } from '../models/hf/loader.js';
 import { Tensor } from '../tensor/tensor.js';
 import { noGrad } from '../tensor/autograd.js';
 import { saveHFModel } from '../models/hf/save.js';
+import { HFTokenizer } from '../models/hf/tokenizer.js';
 import type { HFModel } from '../models/hf/family.js';
 import { LoraModel, loadAdapter, readAdapterConfig } from '../peft/index.js';
 
@@ -62,6 +64,9 @@ export async function mergeAdapterToHF(adapterOrRun: string, out: string, opts: 
   const lora = new LoraModel(model, { targetModules: cfg.targetModules }, 'scratch');
   loadAdapter(lora, adapterDir, 'merged');
   lora.deleteAdapter('scratch');
+  // the tokenizer files an SFT run saved beside its adapter carry the chat template it was trained with
+  const trained = existsSync(path.join(adapterDir, 'tokenizer.json')) ? HFTokenizer.fromDir(adapterDir) : null;
+  if (trained) model.hf = { ...model.hf, tokenizer: trained };
   const probe = probeIds(model);
   const before = logits(model, probe);
   const { maxError } = lora.mergeAndUnload();

@@ -12,7 +12,7 @@ import { parquetWriteFile } from 'hyparquet-writer';
 import { loadSftSplits, readSftFile } from '../src/sft/dataset.js';
 import { toExample, RecordError } from '../src/sft/formats.js';
 import { BadLineSink } from '../src/data/bad-lines.js';
-import { DatasetError } from '../src/errors.js';
+import { ConfigError, DatasetError } from '../src/errors.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'autoglm-sft-data-'));
 const file = (name: string, text: string) => {
@@ -110,4 +110,23 @@ test('splits: validation carved from train with a seed, disjoint, file order kep
   assert.ok(texts(a.validation).every((t) => !texts(a.train).includes(t)));
   const idx = texts(a.train).map((t) => Number(t.slice(1)));
   assert.deepEqual(idx, [...idx].sort((x, y) => x - y));
+});
+
+test('synthetic chat tasks: seeded, held-out questions disjoint from train, answers correct', async () => {
+  const { syntheticSplits } = await import('../src/sft/synthetic.js');
+  const a = syntheticSplits({ task: 'addition', train: 300, test: 50, seed: 4, digits: 2 });
+  assert.deepEqual(a, syntheticSplits({ task: 'addition', train: 300, test: 50, seed: 4, digits: 2 }));
+  const q = (x: typeof a.train) => new Set(x.map((e) => e.messages[0].content));
+  const train = q(a.train);
+  assert.ok([...q(a.test)].every((t) => !train.has(t)));
+  for (const e of [...a.train, ...a.test]) {
+    const m = /^what is (\d{2})\+(\d{2})\?$/.exec(e.messages[0].content)!;
+    assert.equal(e.messages[1].content, String(Number(m[1]) + Number(m[2])).padStart(3, '0'));
+  }
+  for (const e of syntheticSplits({ task: 'reverse', train: 20, test: 5, seed: 1 }).train) assert.equal([...e.messages[0].content.slice(8)].reverse().join(''), e.messages[1].content);
+  for (const e of syntheticSplits({ task: 'lookup', train: 20, test: 5, seed: 1 }).train) {
+    const [, pairs, key] = /^(.*)\. what is (\w)\?$/.exec(e.messages[0].content)!;
+    assert.equal(Object.fromEntries(pairs.split(' ').map((p) => p.split('=')))[key], e.messages[1].content);
+  }
+  assert.throws(() => syntheticSplits({ task: 'addition', train: 200, test: 0, digits: 1 }), ConfigError);
 });

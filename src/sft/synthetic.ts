@@ -2,7 +2,8 @@
  * Synthetic chat tasks with a checkable answer, for SFT runs whose learning is visible without pretrained
  * weights: each example is a user question and the one right assistant answer.
  *
- * - 'addition': "what is 482+37?" -> "519" (operands with 1..digits digits);
+ * - 'addition': "what is 482+037?" -> "0519" (operands of `digits` digits and the sum of digits + 1, zero-padded:
+ *   every question has the same layout, so a small model learns the digit alignment quickly);
  * - 'reverse': "reverse kqzv" -> "vzqk" (3..8 letters);
  * - 'lookup': "a=4 c=9 f=1 k=7. what is c?" -> "9" (4 keys).
  *
@@ -33,7 +34,8 @@ export function syntheticPair(task: SyntheticTask, rng: Rng, digits = 3): { ques
     case 'addition': {
       const max = 10 ** digits - 1;
       const a = int(rng, 0, max), b = int(rng, 0, max);
-      return { question: `what is ${a}+${b}?`, answer: String(a + b) };
+      const pad = (x: number, w: number) => String(x).padStart(w, '0');
+      return { question: `what is ${pad(a, digits)}+${pad(b, digits)}?`, answer: pad(a + b, digits + 1) };
     }
     case 'reverse': {
       const n = int(rng, 3, 8);

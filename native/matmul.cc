@@ -57,15 +57,31 @@ bool has_native_bf16() {
   const auto isa = dnnl_get_effective_cpu_isa();
   return (isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16;
 }
+// One engine and primitive cache per process; a stream and a scratchpad per thread. Data-parallel ranks run as
+// worker threads of one process and multiply at the same time: a shared stream, or the library-managed scratchpad
+// of a primitive executed by two threads at once, gave wrong products now and then (a 2-rank bf16 run differed from
+// itself between runs). With a user scratchpad a primitive may be executed concurrently.
+struct DnnlMatmul {
+  dnnl::matmul prim;
+  dnnl::memory::desc scratch;
+};
 struct Dnnl {
   dnnl::engine eng{dnnl::engine::kind::cpu, 0};
-  dnnl::stream strm{eng};
-  std::unordered_map<std::string, dnnl::matmul> cache;
+  std::unordered_map<std::string, DnnlMatmul> cache;
   std::mutex mu;
 };
 Dnnl& dnnl_state() {
   static Dnnl* d = new Dnnl();  // never destroyed: avoids teardown-order issues at process exit
   return *d;
+}
+struct DnnlThread {
+  dnnl::stream strm;
+  std::vector<uint8_t> scratch;
+};
+DnnlThread& dnnl_thread() {
+  thread_local DnnlThread* t = nullptr;  // never destroyed, like the engine it refers to
+  if (!t) t = new DnnlThread{dnnl::stream(dnnl_state().eng), {}};
+  return *t;
 }
 // Widened copies live only for one product (vectors freed on return): a retained scratch would keep an f32
 // copy of the largest frozen weight resident for the life of the process.
@@ -89,12 +105,13 @@ void matmul_onednn(const uint16_t* a, const uint16_t* b, float* out, const Matmu
   dnnl::memory::desc ad({ba, p.M, p.K}, dt::bf16, dims{ba == 1 ? p.M * p.K : sa[0], sa[1], sa[2]});
   dnnl::memory::desc bd({bb, p.K, p.N}, dt::bf16, dims{bb == 1 ? p.K * p.N : sb[0], sb[1], sb[2]});
   dnnl::memory::desc cd({p.batch, p.M, p.N}, dt::f32, dims{p.M * p.N, p.N, 1});
-  dnnl::matmul prim;
+  DnnlMatmul mm;
   {
     std::lock_guard<std::mutex> lock(d.mu);
     auto it = d.cache.find(key);
     if (it == d.cache.end()) {
       dnnl::primitive_attr attr;
+      attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
       if (p.alpha != 1.0f) attr.set_output_scales(0, {p.alpha});
       if (p.beta != 0.0f) {
         dnnl::post_ops po;
@@ -102,13 +119,17 @@ void matmul_onednn(const uint16_t* a, const uint16_t* b, float* out, const Matmu
         attr.set_post_ops(po);
       }
       dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(ad, bd, cd), attr, d.eng);
-      it = d.cache.emplace(key, dnnl::matmul(pd)).first;
+      it = d.cache.emplace(key, DnnlMatmul{dnnl::matmul(pd), pd.scratchpad_desc()}).first;
     }
-    prim = it->second;
+    mm = it->second;
   }
+  DnnlThread& t = dnnl_thread();
+  const size_t sbytes = mm.scratch.get_size();
+  if (t.scratch.size() < sbytes) t.scratch.resize(sbytes);
   dnnl::memory am(ad, d.eng, (void*)a), bm(bd, d.eng, (void*)b), cm(cd, d.eng, (void*)out);
-  prim.execute(d.strm, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
-  d.strm.wait();
+  dnnl::memory sm(mm.scratch, d.eng, sbytes ? (void*)t.scratch.data() : nullptr);
+  mm.prim.execute(t.strm, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}, {DNNL_ARG_SCRATCHPAD, sm}});
+  t.strm.wait();
 }
 }  // namespace
 

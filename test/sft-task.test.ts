@@ -81,17 +81,22 @@ async function resumeIsExact(extra: Record<string, unknown>, weights: string): P
 test('an SFT run resumes exactly (LoRA, padded batches)', () => resumeIsExact({ method: 'lora' }, 'adapter/adapter_model.safetensors'));
 test('an SFT run resumes exactly (full fine-tuning, packing, all-token loss)', () => resumeIsExact({ method: 'full', packing: true, completionOnlyLoss: false }, 'model/model.safetensors'));
 
-test('autoglm finetune --task sft --method lora --json: the summary has eval_loss and perplexity', async () => {
+test('autoglm finetune --task sft --method lora --json: the summary has eval_loss and perplexity; autoglm predict answers through the template', async () => {
   const logs: string[] = [];
   const log = console.log;
   console.log = (...a: unknown[]) => logs.push(a.join(' '));
+  const out = tmp('cli-');
+  let answer: string;
   try {
     const rc = await main(['finetune', '--task', 'sft', '--model', model, '--dataset', data, '--method', 'lora', '--max-steps', '2', '--batch-size', '8',
-      '--max-length', '48', '--mixed-precision', 'fp32', '--sample-generations', '0', '--output-dir', tmp('cli-'), '--quiet', '--json']);
+      '--max-length', '48', '--mixed-precision', 'fp32', '--sample-generations', '0', '--output-dir', out, '--quiet', '--json']);
     assert.equal(rc, 0);
+    assert.equal(await main(['predict', out, 'what is 1+2?', '--json']), 0);
+    answer = logs.pop()!;
   } finally {
     console.log = log;
   }
+  assert.equal((JSON.parse(answer) as { prompt: string }).prompt, 'what is 1+2?');
   const j = JSON.parse(logs.at(-1)!) as { eval_loss: number; perplexity: number; steps: number };
   assert.equal(j.steps, 2);
   assert.ok(Number.isFinite(j.eval_loss) && Math.abs(Math.exp(j.eval_loss) - j.perplexity) < 1e-6 * j.perplexity);

@@ -5,6 +5,7 @@ export * from './nn/index.js';
 export * from './optim/index.js';
 export * from './peft/index.js';
 export * from './train/index.js';
+export * as sft from './sft/index.js';
 export { backend, setBackend, getBackend, nativeAvailable } from './backend/index.js';
 export { resolvePrecision, DynamicLossScaler, type MixedPrecision, type PrecisionPolicy } from './precision/index.js';
 export { loadModel, registerModel, listModels } from './models/registry.js';

@@ -1,6 +1,6 @@
 /**
  * Exact resume for every task, as a user meets it: SIGKILL and `resume: true`. For each task (classification
- * with loss-weighted sampling, multi-task with round-robin task sampling and DWA, causal-LM), with plateau +
+ * with loss-weighted sampling, multi-task with round-robin task sampling and DWA, causal-LM, SFT with packing), with plateau +
  * early stopping (best weights restored) and label smoothing / dropout where the task has them:
  *   straight: 8 steps;
  *   run 1: killed right after the step-2 checkpoint, which precedes the first evaluation (step 3), so early
@@ -84,7 +84,7 @@ test('training state serialises without loss: +-Infinity, NaN, -0, typed arrays;
   }
 });
 
-for (const task of ['classification', 'multi-task', 'causal-lm']) {
+for (const task of ['classification', 'multi-task', 'causal-lm', 'sft']) {
   test(`${task}: SIGKILL after a checkpoint that precedes the first evaluation, SIGKILL mid-checkpoint, resume: bit-identical to the straight run`, async () => {
     const dir = mkdtempSync(path.join(tmpdir(), `autoglm-resume-${task}-`));
     const straight = path.join(dir, 'straight'), killed = path.join(dir, 'killed');

@@ -29,7 +29,7 @@ import type { CausalLM } from '../models/hf/family.js';
 import type { HFTokenizer } from '../models/hf/tokenizer.js';
 import type { RunInfo } from './outputs.js';
 import { applyMethod, paramGroups, trainableOf } from './setup.js';
-import type { TrainerConfig } from './config.js';
+import { SFT_ONLY, type TrainerConfig } from './config.js';
 import type { EvalSplit, FinetuneArgs, MicroBatchLoss, TaskContext, TaskDefinition, TaskEval, TrainingTask } from './task.js';
 
 export interface TextSplits {
@@ -158,7 +158,7 @@ export const textData: LMDataLoader = (ctx, args, tok, maxLength) => {
 };
 
 /** Decoder parameters above the layer stack (final norm, LM head): no layer-wise decay. */
-const TOP = /^(lm_head|ln_f|norm|final_layernorm|transformer\.ln_f|model\.norm|transformer\.final_layernorm)\./;
+export const TOP = /^(lm_head|ln_f|norm|final_layernorm|transformer\.ln_f|model\.norm|transformer\.final_layernorm)\./;
 
 export class CausalLMTask implements TrainingTask<number[]> {
   readonly lora: LoraModel | null;
@@ -267,7 +267,7 @@ export function checkCausalLM(c: TrainerConfig, name: string): void {
 export const causalLMTask: TaskDefinition = {
   name: 'causal-lm',
   description: 'a Hugging Face decoder on texts, next-token loss, evaluated by perplexity',
-  refuses: CAUSAL_LM_REFUSES,
+  refuses: { ...CAUSAL_LM_REFUSES, ...SFT_ONLY },
   monitors: ['val_loss'],
   dataParallel: false,
   check: (c) => checkCausalLM(c, 'causal-lm'),

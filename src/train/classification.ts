@@ -22,7 +22,7 @@ import { CheckpointError, ConfigError } from '../errors.js';
 import { evaluateClassifier, exampleLogits, predictTexts, reportFromLogits, type EvalResult, type Prediction } from './evaluate.js';
 import { saveTrainable, loadTrainable, type RunInfo } from './outputs.js';
 import { applyMethod, paramGroups, trainableOf } from './setup.js';
-import type { TrainerConfig } from './config.js';
+import { SFT_ONLY, type TrainerConfig } from './config.js';
 import type { EvalSplit, FinetuneArgs, MicroBatchLoss, TaskContext, TaskDefinition, TaskEval, TrainingTask } from './task.js';
 
 /** The trainer's encoder: a registered model by name, or the TextEncoder given. */
@@ -265,6 +265,7 @@ export const classificationTask: TaskDefinition = {
   name: 'classification',
   description: 'a classifier head on a sentence encoder; loss, accuracy and macro-F1',
   refuses: {
+    ...SFT_ONLY,
     taskWeighting: "it weighs the losses of several tasks; set 'tasks' (label sets) to train several heads",
     taskWeights: "it weighs the losses of several tasks; set 'tasks' (label sets) to train several heads",
     dwaTemperature: "it belongs to taskWeighting 'dwa' of a multi-task run ('tasks')",

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { SFT_FORMATS } from '../sft/types.js';
 import { curriculumSchema, samplingSchema } from '../curriculum/config.js';
 
 const compression = z.union([
@@ -78,6 +79,23 @@ export const trainerConfigSchema = z.object({
   /** T of temperature task sampling: p_t ∝ n_t^(1/T). */
   taskSamplingTemperature: z.number().positive().default(2).describe('T of temperature task sampling: p_t ∝ n_t^(1/T).'),
 
+  // ---- supervised fine-tuning (task 'sft', src/train/sft.ts; refused by the other tasks) ----------------------------
+  /** Record shape of the SFT data: decided from each record's keys ('auto'), or one of the shapes. */
+  datasetFormat: z.enum(SFT_FORMATS).default('auto')
+    .describe("Task sft: record shape of the data: 'auto' (from each record's keys), 'messages', 'sharegpt', 'alpaca', 'prompt-completion' or 'text'"),
+  /** Loss on the assistant turns / the completion only (TRL's completion_only_loss / assistant_only_loss); false: every token. */
+  completionOnlyLoss: z.boolean().default(true)
+    .describe("Task sft: loss on the assistant turns / the completion only (TRL's completion_only_loss / assistant_only_loss); false: on every token"),
+  /** Pack short examples into rows of up to maxLength tokens; each attends to and is scored against itself only. */
+  packing: z.boolean().default(false)
+    .describe('Task sft: pack examples into rows of up to maxLength tokens (best fit); a per-document causal mask keeps them apart'),
+  /** A Jinja chat template (its text, or a .jinja file) instead of the model's tokenizer_config.json one (default ChatML when it has none). */
+  chatTemplate: z.string().min(1).optional()
+    .describe("Task sft: a Jinja chat template (text, or a path to a .jinja file) instead of the model's (ChatML when the model has none)"),
+  /** Validation prompts answered greedily at the end of the run, written to <outputDir>/samples.jsonl. */
+  sampleGenerations: z.number().int().nonnegative().default(4)
+    .describe('Task sft: validation prompts answered greedily at the end, written to samples.jsonl in the run folder; 0 = none'),
+
   // ---- how long, in what batches ---------------------------------------------------------------------------
   epochs: z.number().int().positive().default(3),
   /** Stop after this many optimizer steps (overrides epochs when smaller). */
@@ -149,6 +167,15 @@ export const trainerConfigSchema = z.object({
 }).strict();
 
 export type TrainerConfig = z.infer<typeof trainerConfigSchema>;
+
+/** The keys of task 'sft', which the other tasks refuse (spread into their `refuses`). */
+export const SFT_ONLY: Readonly<Partial<Record<keyof TrainerConfig, string>>> = {
+  datasetFormat: "it selects the record shape of task 'sft' data",
+  completionOnlyLoss: "it masks prompts out of the loss of task 'sft' (plain texts: task sft with datasetFormat 'text')",
+  packing: "packing is implemented by task 'sft' (plain texts: task sft with datasetFormat 'text' and completionOnlyLoss false)",
+  chatTemplate: "chat templates render the conversations of task 'sft'",
+  sampleGenerations: "sample generations are written by task 'sft'",
+};
 export type TrainerConfigInput = z.input<typeof trainerConfigSchema>;
 
 export const DEFAULT_LR: Record<TrainerConfig['method'], number> = { lora: 2e-3, full: 1e-4, head: 5e-2 };

@@ -21,7 +21,7 @@ import {
   MultiTaskClassifier, makeTaskWeighting, makeTaskSampler, primaryLabelSet, resolveTasks, staticTaskWeights, taskTargets,
   evaluateTasks, predictTasks, type TaskSpec, type TaskWeighting, type TaskSampler, type MultiTaskEvalResult, type MultiTaskPrediction,
 } from '../multitask/index.js';
-import { isDefaultValue, type TrainerConfig } from './config.js';
+import { SFT_ONLY, isDefaultValue, type TrainerConfig } from './config.js';
 import type { History, StepLog, TaskMetrics } from './history.js';
 import { saveTrainable, loadTrainable, type RunInfo } from './outputs.js';
 import { applyMethod, headLearningRate, learningRate, paramGroups, trainableOf } from './setup.js';
@@ -258,6 +258,7 @@ export const multiTaskTask: TaskDefinition = {
   name: 'multi-task',
   description: "several classification heads on one backbone (config 'tasks'), losses combined by a task weighting",
   refuses: {
+    ...SFT_ONLY,
     curriculum: 'multi-task training draws its own batches (taskSampling); curriculum learning works with task classification',
     sampling: 'multi-task training draws its own batches (taskSampling); loss-weighted sampling works with task classification',
   },

@@ -11,6 +11,7 @@ import type { TaskDefinition } from './task.js';
 import { classificationTask } from './classification.js';
 import { multiTaskTask } from './multitask.js';
 import { causalLMTask } from './causal-lm.js';
+import { sftTask } from './sft.js';
 
 const TASKS = new Map<string, TaskDefinition>();
 
@@ -31,6 +32,7 @@ export function taskDefinitions(): TaskDefinition[] {
 registerTask(classificationTask);
 registerTask(multiTaskTask);
 registerTask(causalLMTask);
+registerTask(sftTask);
 
 /** The task a config selects: `task`, where 'classification' with `tasks` set is 'multi-task'. */
 export function taskOf(c: TrainerConfig): TaskDefinition {

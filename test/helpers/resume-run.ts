@@ -15,8 +15,9 @@ import { AutoGLMTrainer, type TrainerConfigInput } from '../../src/train/index.j
 import { stringifyState } from '../../src/train/serialize.js';
 import { Rng } from '../../src/backend/rng.js';
 import type { DatasetSplits, Example } from '../../src/data/index.js';
+import { makeTinyChatModel } from '../../src/sft/tiny-chat-model.js';
 
-interface Args { task: 'classification' | 'multi-task' | 'causal-lm'; out: string; resume: boolean; killAfterCheckpoint?: number; killWhileWriting?: number }
+interface Args { task: 'classification' | 'multi-task' | 'causal-lm' | 'sft'; out: string; resume: boolean; killAfterCheckpoint?: number; killWhileWriting?: number }
 const args = JSON.parse(process.argv[2] as string) as Args;
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -61,8 +62,12 @@ const PER_TASK: Record<Args['task'], TrainerConfigInput> = {
   // round-robin task sampling with windowed DWA: samplers, task sampler and loss history in the state
   'multi-task': { headDropout: 0.1, tasks: ['resume-synthetic', 'mood'], taskWeighting: 'dwa', dwaWindow: 2, taskSampling: 'round-robin', labelSmoothing: 0.1 },
   'causal-lm': { task: 'causal-lm', learningRate: 1e-2, labelSmoothing: 0.1 },
+  // SFT: chat records (text -> topic) on the tiny chat model (ChatML template), packed, loss on the answers
+  sft: { task: 'sft', learningRate: 1e-2, labelSmoothing: 0.1, packing: true, maxLength: 128, sampleGenerations: 1 },
 };
-const model = args.task === 'causal-lm' ? path.join(ROOT, 'test/fixtures/golden/gpt2') : 'open-autoglm-base';
+const tinyChat = path.join(args.out, '..', 'tiny-chat');
+if (args.task === 'sft' && !fs.existsSync(path.join(tinyChat, 'config.json'))) makeTinyChatModel(tinyChat, { hiddenSize: 32, layers: 1, heads: 2 });
+const model = args.task === 'causal-lm' ? path.join(ROOT, 'test/fixtures/golden/gpt2') : args.task === 'sft' ? tinyChat : 'open-autoglm-base';
 const trainer = new AutoGLMTrainer({ model, config: { ...COMMON, ...PER_TASK[args.task] } });
 trainer.on('note', () => {});
 trainer.on('checkpoint', (_dir: string, step: number) => {
@@ -75,6 +80,12 @@ let dataset: string | DatasetSplits = splits;
 if (args.task === 'causal-lm') {
   const file = path.join(args.out, '..', 'texts.jsonl');
   if (!fs.existsSync(file)) fs.writeFileSync(file, splits.train.concat(splits.validation).map((e) => JSON.stringify({ text: e.text })).join('\n'));
+  dataset = file;
+}
+if (args.task === 'sft') {
+  const file = path.join(args.out, '..', 'chat.jsonl');
+  const chat = (e: Example) => ({ messages: [{ role: 'user', content: e.text }, { role: 'assistant', content: e.label }] });
+  if (!fs.existsSync(file)) fs.writeFileSync(file, splits.train.concat(splits.validation).map((e) => JSON.stringify(chat(e))).join('\n'));
   dataset = file;
 }
 const h = await trainer.finetune({ dataset, labelSet: 'resume-synthetic' });

@@ -31,7 +31,7 @@ export function registerEvaluate(program: Command): void {
     });
 
   program.command('predict')
-    .description('predict labels for texts with a fine-tuned run folder')
+    .description('predict labels for texts with a fine-tuned run folder (an SFT run answers each text as a user message)')
     .argument('<run-dir>', 'output folder of autoglm finetune')
     .argument('<texts...>', 'texts to classify')
     .option('--json', 'JSON lines')
@@ -39,6 +39,11 @@ export function registerEvaluate(program: Command): void {
       const { AutoGLMTrainer } = await import('../../train/trainer.js');
       const trainer = await AutoGLMTrainer.load(dir);
       for (const p of await trainer.predict(texts)) {
+        if ('completion' in p) { // an SFT run: each text answered as a user message through the chat template
+          const c = p as unknown as { prompt: string; completion: string };
+          console.log(o.json ? JSON.stringify(c) : c.completion);
+          continue;
+        }
         const tasks = 'tasks' in p ? (p as typeof p & { tasks: Record<string, { label: string; score: number }> }).tasks : null;
         const labels = tasks ? Object.entries(tasks).map(([k, x]) => `${k}=${x.label}\t${x.score.toFixed(3)}`).join('\t') : `${p.label}\t${p.score.toFixed(3)}`;
         console.log(o.json ? JSON.stringify(p) : `${labels}\t${p.text}`);

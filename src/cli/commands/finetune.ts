@@ -18,8 +18,8 @@ interface Opts extends Record<string, unknown>, DataFlags {
 export function registerFinetune(program: Command): void {
   const cmd = program.command('finetune')
     .description('fine-tune a model for text classification (default: LoRA on open-autoglm-base over custom_intent_v2)')
-    .option('--model <name>', 'registered model name, or (task causal-lm) a Hugging Face folder or Hub id', 'open-autoglm-base')
-    .option('--dataset <name|file>', 'named dataset (custom_intent_v2, clinc150, snips, massive-en, slurp) or a .jsonl/.json/.csv file', 'custom_intent_v2')
+    .option('--model <name>', 'registered model name, or (task causal-lm, sft) a Hugging Face folder or Hub id', 'open-autoglm-base')
+    .option('--dataset <name|file>', 'named dataset (custom_intent_v2, clinc150, snips, massive-en, slurp) or a .jsonl/.json/.csv file (task sft: also .parquet)', 'custom_intent_v2')
     .option('--eval-dataset <file>', 'validation file (default: the dataset\'s own split, or a seeded split)')
     .option('--test-dataset <file>', 'test file')
     .option('--text-field <name>', 'text field of file datasets (default text)')
@@ -61,7 +61,10 @@ export function registerFinetune(program: Command): void {
         command: 'finetune', model: o.model, dataset: o.dataset, method: trainer.config.method,
         accuracy: t?.accuracy ?? null, macro_f1: t?.macro_f1 ?? null, test_loss: t?.loss ?? null,
         ...(t?.tasks ? { tasks: Object.fromEntries(Object.entries(t.tasks).map(([k, r]) => [k, { accuracy: r.accuracy, macro_f1: r.macro_f1, loss: r.loss, n: r.n }])), task_weights: h.taskWeights } : {}),
-        ...(h.perplexity ? { val_perplexity: h.perplexity.validation ?? null, test_perplexity: h.perplexity.test ?? null } : {}),
+        ...(h.perplexity ? {
+          val_perplexity: h.perplexity.validation ?? null, test_perplexity: h.perplexity.test ?? null,
+          eval_loss: h.evals.length ? h.evals[h.evals.length - 1].loss : null, perplexity: h.perplexity.validation ?? null,
+        } : {}),
         train_time_s: +h.trainTimeS.toFixed(2), peak_rss_mb: h.peakRssMb, trainable_params: h.trainableParams, total_params: h.totalParams,
         steps: h.stepsDone, stopped_early: h.stoppedEarly, precision: h.precision, outputs: h.outputs,
         ...(cm ? { communication: cm } : {}),

@@ -18,7 +18,8 @@ import { ConfigError, ShapeError, fmtShape } from '../../errors.js';
 import type { HFConfig } from '../hf/config.js';
 import { plainHeadWeights, tiedHeadLinear, type HeadWeights } from '../../peft/quant.js';
 import { HFModel, type Backbone, type CausalLM, type ForwardOptions, type HFFamily } from '../hf/family.js';
-import { checkIds, keyPaddingMask, lookup, makeEmbedding, makeLinear, type KVCache } from '../hf/layers.js';
+import { allowSelf, checkIds, documentMask, keyPaddingMask, lookup, makeEmbedding, makeLinear, positionIdsOf, type KVCache } from '../hf/layers.js';
+import { maximum } from '../../tensor/ops/elementwise.js';
 import { SequenceClassifier } from '../hf/heads.js';
 
 export type Activation = 'gelu_new' | 'gelu' | 'relu' | 'silu';
@@ -155,15 +156,18 @@ export class GPT2Model extends HFModel implements Backbone {
     return this.cfg.nEmbd;
   }
   forward(ids: Tensor, opts: ForwardOptions = {}): Tensor {
-    const [, T] = checkIds(ids, 'GPT2Model.forward');
+    const [B, T] = checkIds(ids, 'GPT2Model.forward');
     const cache = opts.cache ?? null;
     const past = cache ? cache.length : 0;
     if (past + T > this.cfg.nPositions) {
       throw new ShapeError(`'GPT2Model.forward': ${past} cached + ${T} new positions (ids ${fmtShape(ids.shape)}) exceed n_positions ${this.cfg.nPositions}`);
     }
-    const pos = arange(past, past + T, 1, 'i32');
+    const given = positionIdsOf(opts.positionIds, B, T, !!cache);
+    const pos = given ? new Tensor(given, 'i32', [B, T]) : arange(past, past + T, 1, 'i32'); // (B, T) or (T)
     let x = this.drop.forward(lookup(this.wte, ids).add(lookup(this.wpe, pos))); // (B, T, C)
-    const mask = keyPaddingMask(opts.attentionMask, past + T);
+    let mask = keyPaddingMask(opts.attentionMask, past + T); // (B, 1, 1, Tk) or null
+    const docs = documentMask(opts.documentIds, T, !!cache); // (B, 1, T, T) or null
+    if (docs) mask = mask ? allowSelf(maximum(mask, docs), B, T, T) : docs; // a padding query keeps a key
     const ckpt = this.gradientCheckpointing && !cache;
     for (const block of this.h) x = maybeCheckpoint(ckpt, block, (h) => block.forward(h, mask, cache), x);
     return this.ln_f.forward(x);

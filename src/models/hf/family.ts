@@ -16,6 +16,16 @@ export interface ForwardOptions {
   attentionMask?: Tensor | null;
   /** (B, T) segment ids (BERT). */
   tokenTypeIds?: Tensor | null;
+  /**
+   * (B, T) i32 position of each token (decoders); default 0..T-1 after the cache. Packed sequences restart
+   * positions at 0 in each document.
+   */
+  positionIds?: Tensor | null;
+  /**
+   * (B, T) packed-document id of each token (decoders): a token attends only to earlier tokens of its own
+   * document. Padding in a packed row is a document of its own; no attentionMask is needed with it.
+   */
+  documentIds?: Tensor | null;
   /** Keys and values of earlier positions (decoders): the new ids continue them, and the cache is extended. */
   cache?: KVCache | null;
 }

@@ -178,6 +178,22 @@ export class Rotary {
     this.sin = sin;
     this.len = len;
   }
+  /** cos/sin tables (N, rotDim/2) for arbitrary positions (packed sequences, whose positions restart per document). */
+  tablesAt(positions: Int32Array): { cos: Tensor; sin: Tensor } {
+    let max = 0;
+    for (const p of positions) {
+      if (p < 0) throw new ConfigError(`'positionIds' holds ${p}; expected positions >= 0`);
+      if (p > max) max = p;
+    }
+    if (max + 1 > this.len) this.grow(max + 1);
+    const half = this.rotDim / 2, N = positions.length;
+    const cos = new Float32Array(N * half), sin = new Float32Array(N * half);
+    for (let i = 0; i < N; i++) {
+      cos.set(this.cos.subarray(positions[i] * half, (positions[i] + 1) * half), i * half);
+      sin.set(this.sin.subarray(positions[i] * half, (positions[i] + 1) * half), i * half);
+    }
+    return { cos: new Tensor(cos, 'f32', [N, half]), sin: new Tensor(sin, 'f32', [N, half]) };
+  }
   tables(offset: number, T: number): { cos: Tensor; sin: Tensor } {
     if (offset + T > this.len) this.grow(offset + T);
     const half = this.rotDim / 2;
@@ -234,6 +250,51 @@ export function keyPaddingMask(attentionMask: Tensor | null | undefined, Tk: num
   const d = new Float32Array(B * T);
   for (let i = 0; i < d.length; i++) d[i] = m[i] === 0 ? 1 : 0;
   return new Tensor(d, 'f32', [B, 1, 1, T]);
+}
+
+/**
+ * Packed sequences: (B, 1, T, T) mask with 1 where query i may not see key j: a later position (j > i) or another
+ * document (documentIds[b, i] != documentIds[b, j]). Padding is a document of its own (any id), so no attention
+ * row is empty; it needs no attentionMask. Null when documentIds is absent.
+ */
+export function documentMask(documentIds: Tensor | null | undefined, T: number, hasCache: boolean): Tensor | null {
+  if (!documentIds) return null;
+  if (hasCache) throw new ConfigError(`'documentIds' (packed sequences) cannot be combined with a KV cache; generation runs one sequence per row`);
+  if (documentIds.ndim !== 2 || documentIds.shape[1] !== T) throw new ConfigError(`'documentIds' has shape ${fmtShape(documentIds.shape)}; expected [B, ${T}]`);
+  const B = documentIds.shape[0];
+  const doc = documentIds.toFlatArray();
+  const d = new Float32Array(B * T * T);
+  for (let b = 0; b < B; b++) {
+    for (let i = 0; i < T; i++) {
+      const row = (b * T + i) * T, di = doc[b * T + i];
+      for (let j = 0; j < T; j++) if (j > i || doc[b * T + j] !== di) d[row + j] = 1;
+    }
+  }
+  return new Tensor(d, 'f32', [B, 1, T, T]);
+}
+
+/**
+ * `mask` (broadcastable to (B, 1, Tq, Tk), 1 = not allowed) with every query allowed to see its own position
+ * (key past + i): a padding query whose window or document holds only padding would otherwise have no key at all,
+ * and its softmax row would be NaN (0/0), which reaches the gradients through 0 * NaN. Real tokens always see
+ * themselves, so their outputs do not change.
+ */
+export function allowSelf(mask: Tensor, B: number, Tq: number, Tk: number): Tensor {
+  const past = Tk - Tq;
+  const full = mask.expand([B, 1, Tq, Tk]).contiguous().f32();
+  const d = Float32Array.from(full);
+  for (let b = 0; b < B; b++) for (let i = 0; i < Tq; i++) d[(b * Tq + i) * Tk + past + i] = 0;
+  return new Tensor(d, 'f32', [B, 1, Tq, Tk]);
+}
+
+/** The (B, T) position ids as i32, checked against the ids' shape; null when absent. */
+export function positionIdsOf(positionIds: Tensor | null | undefined, B: number, T: number, hasCache: boolean): Int32Array | null {
+  if (!positionIds) return null;
+  if (hasCache) throw new ConfigError(`'positionIds' cannot be combined with a KV cache (positions continue the cache)`);
+  if (positionIds.ndim !== 2 || positionIds.shape[0] !== B || positionIds.shape[1] !== T) {
+    throw new ConfigError(`'positionIds' has shape ${fmtShape(positionIds.shape)}; expected [${B}, ${T}] like the ids`);
+  }
+  return positionIds.dtype === 'i32' ? positionIds.i32('positionIds') : Int32Array.from(positionIds.toFlatArray());
 }
 
 /** (Tq, Tk) mask with 1 where a query at absolute position i may not see key j: j > i, or i - j >= window. */

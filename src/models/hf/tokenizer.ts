@@ -76,6 +76,7 @@ export class HFTokenizer {
   }
 
   decode(ids: number[], opts: { skipSpecialTokens?: boolean } = {}): string {
+    if (ids.length === 0) return ''; // @huggingface/tokenizers throws on an empty list (e.g. nothing was generated)
     return this.tok.decode(ids, { skip_special_tokens: opts.skipSpecialTokens ?? true });
   }
 

@@ -20,7 +20,7 @@ import type { HFConfig } from '../hf/config.js';
 import { plainHeadWeights, tiedHeadLinear, type HeadWeights } from '../../peft/quant.js';
 import { HFModel, type Backbone, type CausalLM, type ForwardOptions, type HFFamily } from '../hf/family.js';
 import {
-  Rotary, checkIds, keyPaddingMask, lookup, makeEmbedding, makeLinear, parseRopeScaling, repeatKV, slidingWindowMask,
+  Rotary, allowSelf, checkIds, documentMask, keyPaddingMask, lookup, makeEmbedding, makeLinear, parseRopeScaling, positionIdsOf, repeatKV, slidingWindowMask,
   type KVCache, type RopeScaling,
 } from '../hf/layers.js';
 import { SequenceClassifier } from '../hf/heads.js';
@@ -130,11 +130,24 @@ export class LlamaAttention extends Module {
     const q0 = this.q_proj.forward(x).reshape([B, T, H, hd]).transpose(1, 2); // (B, H, T, hd)
     const k0 = this.k_proj.forward(x).reshape([B, T, KV, hd]).transpose(1, 2); // (B, KV, T, hd)
     let v = this.v_proj.forward(x).reshape([B, T, KV, hd]).transpose(1, 2); // (B, KV, T, hd)
-    let [q, k] = this.parts.rotate(q0, k0, cos, sin);
+    // tables (T, r) are shared by the rows; (B * T, r) tables hold each row's own positions (packed sequences)
+    let [q, k] = cos.shape[0] === T ? this.parts.rotate(q0, k0, cos, sin) : rotateRows(this.parts, q0, k0, cos, sin);
     if (cache) [k, v] = cache.update(this.layerIdx, k, v); // (B, KV, past + T, hd)
     const o = scaledDotProductAttention(q, repeatKV(k, H / KV), repeatKV(v, H / KV), { causal, mask, scale: 1 / Math.sqrt(hd) }); // (B, H, T, hd)
     return this.o_proj.forward(o.transpose(1, 2).reshape([B, T, H * hd])); // (B, T, E)
   }
+}
+
+/**
+ * Rotary embeddings with positions per row: q (B, H, T, hd), k (B, KV, T, hd) are folded to (H, 1, B * T, hd) so
+ * that the (B * T, r) tables line up with their rows, rotated, and unfolded.
+ */
+function rotateRows(parts: DecoderParts, q: Tensor, k: Tensor, cos: Tensor, sin: Tensor): [Tensor, Tensor] {
+  const [B, , T, hd] = q.shape;
+  const fold = (x: Tensor) => x.permute([1, 0, 2, 3]).reshape([x.shape[1], 1, B * T, hd]); // (H, 1, B * T, hd)
+  const unfold = (x: Tensor, H: number) => x.reshape([H, B, T, x.shape[3]]).permute([1, 0, 2, 3]); // (B, H, T, hd)
+  const [qr, kr] = parts.rotate(fold(q), fold(k), cos, sin);
+  return [unfold(qr, q.shape[1]), unfold(kr, k.shape[1])];
 }
 
 /** Pre-norm block: x + attn(input_layernorm(x)); x + mlp(post_attention_layernorm(x)). */
@@ -176,11 +189,14 @@ export class LlamaModel extends HFModel implements Backbone {
     return this.cfg.hiddenSize;
   }
   forward(ids: Tensor, opts: ForwardOptions = {}): Tensor {
-    const [, T] = checkIds(ids, `${this.architectureName}.forward`);
+    const [B, T] = checkIds(ids, `${this.architectureName}.forward`);
     const cache = opts.cache ?? null;
     const past = cache ? cache.length : 0;
-    const { cos, sin } = this.rotary.tables(past, T); // (T, rotaryDim / 2)
+    const positions = positionIdsOf(opts.positionIds, B, T, !!cache);
+    const { cos, sin } = positions ? this.rotary.tablesAt(positions) : this.rotary.tables(past, T); // (T or B * T, rotaryDim / 2)
     let mask = keyPaddingMask(opts.attentionMask, past + T); // (B, 1, 1, Tk) or null
+    const docs = documentMask(opts.documentIds, T, !!cache); // (B, 1, T, T) or null
+    if (docs) mask = mask ? maximum(mask, docs) : docs;
     let causal = true;
     const w = this.cfg.slidingWindow;
     if (w !== null && past + T > w) {
@@ -188,6 +204,8 @@ export class LlamaModel extends HFModel implements Backbone {
       mask = mask ? maximum(mask, win) : win;
       causal = false;
     }
+    // a (B, 1, T, Tk) mask from several sources may leave a padding query with no key: let it see itself
+    if (mask && opts.attentionMask && (docs || !causal)) mask = allowSelf(mask, B, T, past + T);
     let x = lookup(this.embed_tokens, ids); // (B, T, E)
     const ckpt = this.gradientCheckpointing && !cache;
     for (const layer of this.layers) x = maybeCheckpoint(ckpt, layer, (h) => layer.forward(h, cos, sin, mask, causal, cache), x);

@@ -32,6 +32,14 @@ export const loraConfigSchema = z.object({
   /** Per-module overrides of r / alpha, keyed by a name suffix or a regular expression. */
   rankPattern: z.record(z.string(), z.number().int().positive()).default({}),
   alphaPattern: z.record(z.string(), z.number().positive()).default({}),
+  /**
+   * PEFT's `fan_in_fan_out`: the adapted layers are stored (in, out) in the checkpoint (GPT-2's Conv1D). Here those
+   * layers are (out, in) Linear layers, and PEFT's lora_A (r, in) and lora_B (out, r) have the same layout for a
+   * Conv1D as for a Linear (only PEFT's merge transposes B A), so the flag changes no tensor: it is read from PEFT's
+   * files and set, as PEFT sets it, when the adapted layers are GPT-2's Conv1D ones (false elsewhere, with a warning,
+   * as PEFT does for a torch Linear).
+   */
+  fanInFanOut: z.boolean().default(false),
   /** Saved in adapter_config.json. */
   taskType: z.string().default('SEQ_CLS'),
   baseModelNameOrPath: z.string().nullable().default(null),
@@ -74,7 +82,7 @@ export function toPeftJson(c: LoraConfig): Record<string, unknown> {
     target_modules: c.targetModules, modules_to_save: c.modulesToSave.length ? c.modulesToSave : null, bias: c.bias,
     use_rslora: c.useRslora, use_dora: c.useDora, init_lora_weights: c.initLoraWeights,
     layers_to_transform: c.layersToTransform ?? null, rank_pattern: c.rankPattern, alpha_pattern: c.alphaPattern,
-    base_model_name_or_path: c.baseModelNameOrPath, fan_in_fan_out: false, inference_mode: true, revision: null,
+    base_model_name_or_path: c.baseModelNameOrPath, fan_in_fan_out: c.fanInFanOut, inference_mode: true, revision: null,
     library: 'open-autoglm',
   };
 }
@@ -82,7 +90,9 @@ export function toPeftJson(c: LoraConfig): Record<string, unknown> {
 /** Reads adapter_config.json (PEFT's keys); unknown PEFT keys that change nothing here are ignored. */
 export function fromPeftJson(j: Record<string, unknown>, file: string): LoraConfig {
   if (j.peft_type !== 'LORA') throw new ConfigError(`${file}: peft_type is ${JSON.stringify(j.peft_type)}; only "LORA" is supported`);
-  if (j.fan_in_fan_out === true) throw new ConfigError(`${file}: fan_in_fan_out=true (Conv1D layouts) is not supported; the model's Linear weights are (out, in)`);
+  if (j.fan_in_fan_out !== undefined && j.fan_in_fan_out !== null && typeof j.fan_in_fan_out !== 'boolean') {
+    throw new ConfigError(`${file}: fan_in_fan_out is ${JSON.stringify(j.fan_in_fan_out)}; expected true or false`);
+  }
   const pick = <T>(k: string): T | undefined => (j[k] === null || j[k] === undefined ? undefined : (j[k] as T));
   try {
     return loraConfig({
@@ -90,7 +100,7 @@ export function fromPeftJson(j: Record<string, unknown>, file: string): LoraConf
       modulesToSave: pick('modules_to_save'), bias: pick('bias'), initLoraWeights: pick('init_lora_weights'),
       useRslora: pick('use_rslora'), useDora: pick('use_dora'), layersToTransform: typeof j.layers_to_transform === 'number' ? [j.layers_to_transform] : pick('layers_to_transform'),
       rankPattern: pick('rank_pattern'), alphaPattern: pick('alpha_pattern'), taskType: pick('task_type'),
-      baseModelNameOrPath: pick('base_model_name_or_path') ?? null,
+      baseModelNameOrPath: pick('base_model_name_or_path') ?? null, fanInFanOut: pick('fan_in_fan_out'),
     });
   } catch (e) {
     throw new ConfigError(`${file}: ${(e as Error).message}`, { cause: e });

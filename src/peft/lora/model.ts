@@ -57,6 +57,20 @@ function specFor(c: LoraConfig, path: string): AdapterSpec {
   };
 }
 
+/** GPT-2's layers that its checkpoints store as Conv1D, (in, out). */
+const CONV1D_LAYERS = /(^|\.)(c_attn|c_proj|c_fc)$/;
+
+/**
+ * PEFT's `fan_in_fan_out` for the adapted layers: true when they are GPT-2's Conv1D layers (PEFT sets it so, and
+ * warns, when the user did not); false when none is (PEFT resets a true flag on torch Linear layers, with a warning).
+ */
+function fanInFanOut(model: Module, adapted: string[], requested: boolean): boolean {
+  const gpt2 = (model as { hf?: { family?: string } | null }).hf?.family === 'gpt2';
+  const conv = gpt2 && adapted.some((p) => CONV1D_LAYERS.test(p));
+  if (requested && !conv) console.warn('LoRA: fanInFanOut (fan_in_fan_out) is true but the adapted layers are not Conv1D layers; setting it to false, as PEFT does');
+  return conv;
+}
+
 export class LoraModel {
   readonly configs = new Map<string, LoraConfig>();
   private activeNames: string[] = [];
@@ -88,6 +102,7 @@ export class LoraModel {
     const named = (input as { targetModules?: unknown }).targetModules !== undefined;
     const c = loraConfig((named ? input : { ...input, targetModules: defaultTargets(this.model) }) as LoraConfigInput);
     const modules = new Map(this.model.namedModules());
+    const adapted: string[] = [];
     let injected = 0;
     for (const [path, m] of modules) {
       if (path === '' || !(m instanceof Linear || m instanceof Int8Linear || m instanceof Embedding || m instanceof LoraLinear || m instanceof LoraEmbedding)) continue;
@@ -108,6 +123,7 @@ export class LoraModel {
         parent.setChild(path.slice(dot + 1), layer);
       }
       layer.addAdapter(name, specFor(c, path));
+      adapted.push(path);
       injected++;
     }
     if (injected === 0) {
@@ -120,6 +136,7 @@ export class LoraModel {
         throw new ConfigError(`LoRA config key 'modulesToSave' names '${m}', which is not a module of the model`);
       }
     }
+    c.fanInFanOut = fanInFanOut(this.model, adapted, c.fanInFanOut);
     this.configs.set(name, c);
     if (this.activeNames.length === 0) this.setAdapter(name);
     else this.savedHeads.set(name, this.headSnapshot(true));

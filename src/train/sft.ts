@@ -1,0 +1,289 @@
+/**
+ * Task 'sft': supervised fine-tuning of a Hugging Face decoder (gpt2, llama, qwen2, mistral, glm) on chat or
+ * instruction data, as TRL's SFTTrainer does it, on the one training loop (loop.ts: accumulation, guarded update,
+ * schedules, evaluation, early stopping, checkpoints and exact resume).
+ *
+ * What the task brings (the pieces live in src/sft): records in the shapes the field uses (chat messages,
+ * ShareGPT, Alpaca, prompt/completion, text; JSONL, JSON, CSV, Parquet); the model's chat template
+ * (tokenizer_config.json, chat_template.jinja, or config `chatTemplate`; ChatML when there is none); the loss on
+ * assistant turns / completions only (`completionOnlyLoss`, default true); padded batches, or packed rows
+ * (`packing`) whose examples are kept apart by position ids and a per-document causal mask; validation / test
+ * loss and perplexity over the scored tokens; the adapter in PEFT's layout (or the whole model) with the tokenizer
+ * files and chat template next to it; greedy sample answers to validation prompts in samples.jsonl; and
+ * `predict` (AutoGLMTrainer.predict) that answers user messages through the chat template.
+ */
+import path from 'node:path';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { autocast } from '../tensor/precision.js';
+import { ConfigError, DatasetError, AutoGLMError } from '../errors.js';
+import { manualSeed } from '../nn/init.js';
+import { saveAdapter, loadAdapter, LoraModel } from '../peft/index.js';
+import { BucketSampler, RandomSampler, type Sampler } from '../data/index.js';
+import { causalLMLoss, causalLMLossFromHidden } from '../models/hf/heads.js';
+import { generate } from '../models/hf/generate.js';
+import type { CausalLM } from '../models/hf/family.js';
+import type { HFTokenizer } from '../models/hf/tokenizer.js';
+import { loadSftSplits } from '../sft/dataset.js';
+import { chatTemplateOf, type ChatTemplate } from '../sft/template.js';
+import { tokenizeAll, type TokenizedExample } from '../sft/tokenize.js';
+import { packRows, packedBatch, padBatch, type SftBatch } from '../sft/batch.js';
+import { configEos, generateChat } from '../sft/chat.js';
+import type { SftExample } from '../sft/types.js';
+import type { RunInfo } from './outputs.js';
+import { applyMethod, paramGroups, trainableOf } from './setup.js';
+import type { TrainerConfig } from './config.js';
+import { CAUSAL_LM_REFUSES, TOP, checkCausalLM, perplexity, requireCausalLM } from './causal-lm.js';
+import type { EvalSplit, FinetuneArgs, MicroBatchLoss, TaskContext, TaskDefinition, TaskEval, TrainingTask } from './task.js';
+
+interface SftData {
+  name: string;
+  train: TokenizedExample[];
+  validation: TokenizedExample[];
+  test: TokenizedExample[];
+  /** Validation examples as read (for sample generations). */
+  validationExamples: SftExample[];
+}
+
+/** A reply of `predict` on an SFT run. */
+export interface ChatPrediction {
+  prompt: string;
+  completion: string;
+}
+
+/** The chat template of config `chatTemplate` (its text, or a file), else the model's. */
+function templateFor(tok: HFTokenizer, dir: string | null, c: TrainerConfig): ChatTemplate {
+  let text = c.chatTemplate;
+  if (text && !text.includes('{') && (text.endsWith('.jinja') || existsSync(text))) {
+    try {
+      text = readFileSync(text, 'utf8');
+    } catch (e) {
+      throw new ConfigError(`config key 'chatTemplate': cannot read '${c.chatTemplate}': ${(e as Error).message}`, { cause: e });
+    }
+  }
+  return chatTemplateOf(tok, dir, { template: text });
+}
+
+/** The prompt (every message before the last assistant turn) and the reference answer of an example, or null. */
+function promptOf(e: SftExample): { messages?: SftExample & { kind: 'conversation' }; prompt?: string; reference: string; chat: boolean } | null {
+  if (e.kind === 'conversation') {
+    const last = e.messages.map((m) => m.role).lastIndexOf('assistant');
+    if (last < 1) return null;
+    return { messages: { kind: 'conversation', messages: e.messages.slice(0, last) }, reference: e.messages[last].content, chat: true };
+  }
+  if (e.kind === 'prompt-completion') return { prompt: e.prompt, reference: e.completion, chat: false };
+  return null;
+}
+
+export class SftTask implements TrainingTask<number[]> {
+  readonly lora: LoraModel | null;
+  private readonly sampler: Sampler | null;
+  private readonly padId: number;
+  /** Packed rows (indices into data.train), when packing. */
+  private readonly rows: number[][] | null;
+  private tokens = 0;
+  private scored = 0;
+  private trainStart = 0;
+  private evalSeconds = 0;
+  private tokensPerSecond = NaN;
+
+  private constructor(readonly name: string, private readonly ctx: TaskContext, readonly model: CausalLM, readonly baseName: string,
+    readonly tokenizer: HFTokenizer, readonly template: ChatTemplate, private readonly data: SftData, lora: LoraModel | null | undefined) {
+    const c = ctx.config;
+    this.lora = lora === undefined ? applyMethod(model, c, { heads: [], baseName, taskType: 'CAUSAL_LM', keepPrecision: ['lm_head'], note: (m) => ctx.note(m) }) : lora;
+    model.train();
+    this.padId = tokenizer.padTokenId ?? 0;
+    const maxLength = Math.min(c.maxLength, model.maxPositions ?? Infinity);
+    this.rows = c.packing && data.train.length ? packRows(data.train.map((e) => e.ids.length), maxLength) : null;
+    const lengths = this.rows ? this.rows.map((r) => r.reduce((a, i) => a + data.train[i].ids.length, 0)) : data.train.map((e) => e.ids.length);
+    this.sampler = lengths.length === 0 ? null
+      : c.lengthBucketing && !this.rows ? new BucketSampler(lengths, c.batchSize, c.seed) : new RandomSampler(lengths.length, c.batchSize, c.seed);
+  }
+
+  static async create(ctx: TaskContext, args: FinetuneArgs): Promise<SftTask> {
+    const c = ctx.config, spec = ctx.modelSpec;
+    if (typeof spec !== 'string') throw new ConfigError(`task 'sft' takes a Hugging Face decoder folder or Hub id as 'model'`);
+    if (typeof args.dataset !== 'string') throw new ConfigError(`task 'sft' takes a dataset file as 'dataset' (.jsonl, .json, .csv or .parquet with chat messages, ShareGPT conversations, Alpaca, prompt/completion or text records)`);
+    manualSeed(c.seed);
+    const { loadHFModel } = await import('../models/hf/loader.js');
+    const model = requireCausalLM(await loadHFModel(spec), spec);
+    const tok = model.hf?.tokenizer as HFTokenizer;
+    const template = templateFor(tok, model.hf?.source ?? null, c);
+    const splits = await loadSftSplits({
+      dataset: args.dataset, evalDataset: args.evalDataset, testDataset: args.testDataset, format: c.datasetFormat, textField: args.textField,
+      onBadLine: args.onBadLine, seed: c.seed, validationFraction: args.validationFraction, maxTrain: args.maxTrain, maxEval: args.maxEval,
+    });
+    if (splits.skipped.length) ctx.note(`skipped ${splits.skipped.length} bad record(s) (first: ${splits.skipped[0].file}:${splits.skipped[0].line}: ${splits.skipped[0].reason})`);
+    if (splits.train.some((e) => e.kind === 'conversation')) ctx.note(`chat template: ${template.origin}`);
+    const maxLength = Math.min(c.maxLength, model.maxPositions ?? Infinity);
+    const opts = { maxLength, completionOnlyLoss: c.completionOnlyLoss };
+    const enc = (xs: SftExample[], split: string) => {
+      const r = tokenizeAll(xs, tok, template, opts);
+      if (r.dropped) ctx.note(`${split}: dropped ${r.dropped} example(s) with no token to score within maxLength ${maxLength}`);
+      return r.examples;
+    };
+    const data: SftData = { name: splits.name, train: enc(splits.train, 'train'), validation: enc(splits.validation, 'validation'), test: enc(splits.test, 'test'), validationExamples: splits.validation };
+    if (data.train.length === 0) throw new DatasetError(`'${splits.name}' has no training example with a token to score within maxLength ${maxLength}`);
+    return new SftTask('sft', ctx, model, spec, tok, template, data, undefined);
+  }
+
+  /** A finished run rebuilt from its folder (adapter or model), for predict. */
+  static async load(ctx: TaskContext, dir: string, info: RunInfo): Promise<SftTask> {
+    const { loadHFModel, loadHFModelFromDir } = await import('../models/hf/loader.js');
+    const adapter = path.join(dir, 'adapter');
+    let model: CausalLM, lora: LoraModel | null = null;
+    if (existsSync(path.join(adapter, 'adapter_config.json'))) {
+      model = requireCausalLM(await loadHFModel(info.model), info.model);
+      lora = new LoraModel(model, { targetModules: ctx.config.loraTargets }, 'scratch');
+      loadAdapter(lora, adapter, 'default');
+      lora.deleteAdapter('scratch');
+    } else {
+      model = requireCausalLM(loadHFModelFromDir(path.join(dir, 'model')), path.join(dir, 'model'));
+    }
+    const saved = existsSync(path.join(adapter, 'tokenizer.json')) ? (await import('../models/hf/tokenizer.js')).HFTokenizer.fromDir(adapter) : null;
+    const tok = saved ?? (model.hf?.tokenizer as HFTokenizer);
+    const template = templateFor(tok, existsSync(adapter) ? adapter : model.hf?.source ?? null, ctx.config);
+    const empty: SftData = { name: info.dataset, train: [], validation: [], test: [], validationExamples: [] };
+    const t = new SftTask('sft', ctx, model, info.model, tok, template, empty, lora);
+    model.eval();
+    return t;
+  }
+
+  private get c(): TrainerConfig {
+    return this.ctx.config;
+  }
+
+  trainable() {
+    return trainableOf(this.model);
+  }
+
+  paramGroups() {
+    return paramGroups(this.trainable(), this.c, { isTop: (p) => TOP.test(p) });
+  }
+
+  get batchesPerEpoch(): number {
+    return this.sampler?.batchesPerEpoch ?? 0;
+  }
+
+  nextBatch(): number[] | null {
+    if (!this.sampler) throw new AutoGLMError(`task 'sft' was loaded for prediction and has no training data`);
+    return this.sampler.next();
+  }
+
+  /** The padded (or packed) batch of sampler indices. */
+  batch(idx: number[]): SftBatch {
+    const train = this.data.train;
+    if (this.rows) return packedBatch(idx.map((r) => this.rows![r].map((i) => train[i])), this.padId);
+    return padBatch(idx.map((i) => train[i]), this.padId);
+  }
+
+  loss(idx: number[]): MicroBatchLoss {
+    if (this.trainStart === 0) this.trainStart = performance.now();
+    const b = this.batch(idx);
+    this.tokens += b.tokens;
+    this.scored += b.scored;
+    const opts = { attentionMask: b.attentionMask, positionIds: b.positionIds, documentIds: b.documentIds };
+    const ls = { labelSmoothing: this.c.labelSmoothing };
+    const loss = autocast(this.ctx.compute, () => {
+      const head = this.model.headWeights();
+      return head ? causalLMLossFromHidden(this.model.hidden(b.ids, opts), head, b.labels, ls) : causalLMLoss(this.model.forward(b.ids, opts), b.labels, ls);
+    });
+    return { loss };
+  }
+
+  async evaluate(split: EvalSplit): Promise<TaskEval | null> {
+    const seqs = this.data[split];
+    if (seqs.length === 0) return null;
+    const t0 = performance.now();
+    const r = perplexity(this.model, seqs, this.padId, this.c.evalBatchSize, this.ctx.compute);
+    this.evalSeconds += (performance.now() - t0) / 1e3;
+    return r;
+  }
+
+  state(): Record<string, unknown> {
+    return { sampler: this.sampler?.state() ?? null, tokens: this.tokens, scored: this.scored };
+  }
+
+  load(state: Record<string, unknown>, where: string): void {
+    if (!state || typeof state['sampler'] !== 'object' || state['sampler'] === null) throw new AutoGLMError(`checkpoint '${where}' has no sampler state for task '${this.name}'`);
+    this.sampler?.load(state['sampler'] as Record<string, unknown>);
+    this.tokens = Number(state['tokens'] ?? 0);
+    this.scored = Number(state['scored'] ?? 0);
+  }
+
+  /** Training throughput: tokens (not padding) per second of training time, evaluations excluded. */
+  finish(): void {
+    const s = (performance.now() - this.trainStart) / 1e3 - this.evalSeconds;
+    this.tokensPerSecond = this.trainStart && s > 0 ? this.tokens / s : NaN;
+  }
+
+  runInfo(): RunInfo {
+    return { model: this.baseName, method: this.c.method, labels: [], config: this.c, dataset: this.data.name };
+  }
+
+  /** The adapter (PEFT layout, with the tokenizer files and chat template beside it) or the model; sft.json; samples.jsonl. */
+  async saveOutputs(dir: string): Promise<Record<string, string>> {
+    const out: Record<string, string> = {};
+    const config = { ...this.tokenizer.config, chat_template: this.template.source };
+    const { HFTokenizer } = await import('../models/hf/tokenizer.js');
+    const tok = new HFTokenizer(this.tokenizer.json, config);
+    if (this.lora) {
+      out.adapter = path.dirname(saveAdapter(this.lora, path.join(dir, 'adapter')).weights);
+      tok.save(out.adapter);
+    } else {
+      const { saveHFModel } = await import('../models/hf/save.js');
+      const hf = this.model.hf as NonNullable<CausalLM['hf']>;
+      this.model.hf = { ...hf, tokenizer: tok };
+      saveHFModel(this.model, path.join(dir, 'model'));
+      this.model.hf = hf;
+      out.model = path.join(dir, 'model');
+    }
+    out.summary = path.join(dir, 'sft.json');
+    writeFileSync(out.summary, `${JSON.stringify({
+      examples: { train: this.data.train.length, validation: this.data.validation.length, test: this.data.test.length },
+      packing: this.c.packing, rows: this.rows?.length ?? null, completion_only_loss: this.c.completionOnlyLoss, chat_template: this.template.origin,
+      tokens: this.tokens, scored_tokens: this.scored, tokens_per_s: Number.isFinite(this.tokensPerSecond) ? Math.round(this.tokensPerSecond) : null,
+    }, null, 2)}\n`);
+    const samples = this.samples(this.c.sampleGenerations);
+    if (samples.length) {
+      out.samples = path.join(dir, 'samples.jsonl');
+      writeFileSync(out.samples, samples.map((s) => JSON.stringify(s)).join('\n') + '\n');
+    }
+    return out;
+  }
+
+  /** Greedy answers to the first n validation prompts, beside their references. */
+  samples(n: number): Array<Record<string, unknown>> {
+    const out: Array<Record<string, unknown>> = [];
+    for (const e of this.data.validationExamples) {
+      if (out.length >= n) break;
+      const p = promptOf(e);
+      if (!p) continue;
+      const maxNewTokens = Math.min(256, 2 * this.tokenizer.encode(p.reference, { addSpecialTokens: false }).length + 8);
+      if (p.chat) {
+        const r = generateChat(this.model, this.tokenizer, this.template, p.messages!.messages, { maxNewTokens });
+        out.push({ messages: p.messages!.messages, reference: p.reference, generated: r.text });
+      } else {
+        const ids = this.tokenizer.encode(p.prompt!);
+        const gen = generate(this.model, ids, { maxNewTokens, eosTokenId: configEos(this.model) });
+        out.push({ prompt: p.prompt, reference: p.reference, generated: this.tokenizer.decode(gen.slice(ids.length)) });
+      }
+    }
+    return out;
+  }
+
+  /** Each text as a user message, answered greedily through the chat template. */
+  async predict(texts: string[]): Promise<ChatPrediction[]> {
+    return texts.map((prompt) => ({ prompt, completion: generateChat(this.model, this.tokenizer, this.template, [{ role: 'user', content: prompt }], { maxNewTokens: 128 }).text }));
+  }
+}
+
+export const sftTask: TaskDefinition = {
+  name: 'sft',
+  description: 'supervised fine-tuning of a decoder on chat / instruction data: chat template, loss on the answers, packing',
+  refuses: CAUSAL_LM_REFUSES,
+  monitors: ['val_loss'],
+  dataParallel: false,
+  check: (c) => checkCausalLM(c, 'sft'),
+  create: (ctx, args) => SftTask.create(ctx, args),
+  load: (ctx, dir, info) => SftTask.load(ctx, dir, info),
+};

@@ -1,0 +1,103 @@
+/**
+ * Task 'sft' on the training loop, end to end on the tiny random-init chat model: LoRA and full runs write the
+ * adapter (PEFT layout, tokenizer files and chat template beside it) or the model, sft.json and samples.jsonl;
+ * validation loss and perplexity over the scored tokens; predict answers through the chat template; the keys of
+ * task 'sft' are refused by the other tasks; and a run resumes exactly (padded and packed), as the trainer issue's
+ * resume test does for the other tasks.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { AutoGLMTrainer } from '../src/train/index.js';
+import { listCheckpoints } from '../src/train/checkpoint.js';
+import { loadSafetensors } from '../src/models/safetensors.js';
+import { makeTinyChatModel } from '../src/sft/tiny-chat-model.js';
+import { syntheticSplits } from '../src/sft/synthetic.js';
+import { ConfigError } from '../src/errors.js';
+import { main } from '../src/cli/main.js';
+
+const root = mkdtempSync(path.join(tmpdir(), 'autoglm-sft-task-'));
+const model = path.join(root, 'tiny');
+makeTinyChatModel(model, { hiddenSize: 32, layers: 1, heads: 2, seed: 0 });
+const { train } = syntheticSplits({ task: 'addition', train: 60, test: 0, seed: 1, digits: 2 });
+const data = path.join(root, 'train.jsonl');
+writeFileSync(data, train.map((x) => JSON.stringify(x)).join('\n') + '\n');
+const tmp = (p: string) => mkdtempSync(path.join(root, p));
+const QUICK = { task: 'sft', batchSize: 8, maxLength: 48, evalBatchSize: 32, logEvery: 1, mixedPrecision: 'fp32', learningRate: 5e-3, sampleGenerations: 2 } as const;
+
+test('LoRA SFT run: adapter with tokenizer files and chat template, sft.json, samples, perplexity, predict through the template', async () => {
+  const out = tmp('lora-');
+  const t = new AutoGLMTrainer({ model, config: { ...QUICK, method: 'lora', maxSteps: 4, outputDir: out } });
+  t.on('note', () => {});
+  const h = await t.finetune({ dataset: data });
+  assert.equal(h.stepsDone, 4);
+  const v = h.evals.at(-1)!;
+  assert.ok(Number.isFinite(v.loss) && Math.abs(Math.exp(v.loss) - (h.perplexity?.validation ?? NaN)) < 1e-9 * Math.exp(v.loss));
+  const adapter = path.join(out, 'adapter');
+  for (const f of ['adapter_config.json', 'adapter_model.safetensors', 'tokenizer.json', 'tokenizer_config.json']) assert.ok(existsSync(path.join(adapter, f)), f);
+  assert.equal(JSON.parse(readFileSync(path.join(adapter, 'adapter_config.json'), 'utf8')).task_type, 'CAUSAL_LM');
+  assert.ok(JSON.parse(readFileSync(path.join(adapter, 'tokenizer_config.json'), 'utf8')).chat_template.includes('<|im_start|>'));
+  const summary = JSON.parse(readFileSync(path.join(out, 'sft.json'), 'utf8')) as { tokens: number; scored_tokens: number; completion_only_loss: boolean };
+  assert.ok(summary.tokens > summary.scored_tokens && summary.scored_tokens > 0 && summary.completion_only_loss);
+  const samples = readFileSync(path.join(out, 'samples.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { messages: unknown[]; reference: string; generated: string });
+  assert.equal(samples.length, 2);
+  assert.ok(typeof samples[0].generated === 'string' && samples[0].messages.length === 1);
+  const p = (await t.predict(['what is 1+2?'])) as unknown as { prompt: string; completion: string }[];
+  assert.equal(p[0].prompt, 'what is 1+2?');
+  assert.equal(typeof p[0].completion, 'string');
+  // a finished run loads for predict, with the same answers
+  const loaded = await AutoGLMTrainer.load(out);
+  assert.deepEqual(await loaded.predict(['what is 1+2?']), p);
+});
+
+test('keys of task sft are refused elsewhere; keys sft cannot honour are refused', () => {
+  assert.throws(() => new AutoGLMTrainer({ config: { packing: true } }), (e: Error) => e instanceof ConfigError && /packing/.test(e.message) && /classification/.test(e.message));
+  assert.throws(() => new AutoGLMTrainer({ model, config: { task: 'causal-lm', completionOnlyLoss: false } }), ConfigError);
+  assert.throws(() => new AutoGLMTrainer({ model, config: { task: 'sft', headDropout: 0.3 } }), (e: Error) => e instanceof ConfigError && /headDropout/.test(e.message));
+  assert.throws(() => new AutoGLMTrainer({ model, config: { task: 'sft', method: 'head' } }), ConfigError);
+  assert.throws(() => new AutoGLMTrainer({ model, config: { task: 'sft', datasetFormat: 'csv' as 'text' } }), ConfigError); // not a record shape
+});
+
+/** 2N steps straight == N steps, stop, resume N more: bit-identical weights. */
+async function resumeIsExact(extra: Record<string, unknown>, weights: string): Promise<void> {
+  const N = 3;
+  const straight = tmp('straight-'), split = tmp('split-');
+  const cfg = (out: string, resume: boolean) => ({ ...QUICK, sampleGenerations: 0, ...extra, maxSteps: 2 * N, saveEvery: N, keepLast: 3, evalEvery: 2, outputDir: out, resume });
+  const quiet = (t: AutoGLMTrainer) => { t.on('note', () => {}); return t; };
+  await quiet(new AutoGLMTrainer({ model, config: cfg(straight, false) })).finetune({ dataset: data });
+  await quiet(new AutoGLMTrainer({ model, config: cfg(split, false) })).finetune({ dataset: data, stopAfterSteps: N });
+  assert.equal(path.basename(listCheckpoints(split).at(-1)!), 'checkpoint-0000003');
+  const h = await quiet(new AutoGLMTrainer({ model, config: cfg(split, true) })).finetune({ dataset: data });
+  assert.equal(h.stepsDone, 2 * N);
+  const a = loadSafetensors(path.join(straight, weights)).tensors, b = loadSafetensors(path.join(split, weights)).tensors;
+  assert.deepEqual([...a.keys()].sort(), [...b.keys()].sort());
+  for (const [k, x] of a) assert.deepEqual(Buffer.from(b.get(k)!.f32().buffer), Buffer.from(x.f32().buffer), `${k} differs after resume`);
+  const tokens = (d: string) => (JSON.parse(readFileSync(path.join(d, 'sft.json'), 'utf8')) as { tokens: number }).tokens;
+  assert.equal(tokens(split), tokens(straight));
+}
+
+test('an SFT run resumes exactly (LoRA, padded batches)', () => resumeIsExact({ method: 'lora' }, 'adapter/adapter_model.safetensors'));
+test('an SFT run resumes exactly (full fine-tuning, packing, all-token loss)', () => resumeIsExact({ method: 'full', packing: true, completionOnlyLoss: false }, 'model/model.safetensors'));
+
+test('autoglm finetune --task sft --method lora --json: the summary has eval_loss and perplexity; autoglm predict answers through the template', async () => {
+  const logs: string[] = [];
+  const log = console.log;
+  console.log = (...a: unknown[]) => logs.push(a.join(' '));
+  const out = tmp('cli-');
+  let answer: string;
+  try {
+    const rc = await main(['finetune', '--task', 'sft', '--model', model, '--dataset', data, '--method', 'lora', '--max-steps', '2', '--batch-size', '8',
+      '--max-length', '48', '--mixed-precision', 'fp32', '--sample-generations', '0', '--output-dir', out, '--quiet', '--json']);
+    assert.equal(rc, 0);
+    assert.equal(await main(['predict', out, 'what is 1+2?', '--json']), 0);
+    answer = logs.pop()!;
+  } finally {
+    console.log = log;
+  }
+  assert.equal((JSON.parse(answer) as { prompt: string }).prompt, 'what is 1+2?');
+  const j = JSON.parse(logs.at(-1)!) as { eval_loss: number; perplexity: number; steps: number };
+  assert.equal(j.steps, 2);
+  assert.ok(Number.isFinite(j.eval_loss) && Math.abs(Math.exp(j.eval_loss) - j.perplexity) < 1e-6 * j.perplexity);
+});

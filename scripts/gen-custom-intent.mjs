@@ -25,8 +25,8 @@ import { SLOTS } from './custom-intent/slots.mjs';
 const SEED = 20261201;
 const TRAIN_PER_INTENT = 140;
 const EVAL_PER_INTENT = 60; // half validation, half test
-const P_HELD = { template: 0.2, phrase: 0.4, slot: 0.8 };
-const TYPO_RATE = 0.2;
+const P_HELD = { template: 0.25, phrase: 0.5, slot: 1 };
+const TYPO_RATE = 0.3;
 
 // ---- seeded random numbers (mulberry32: 32-bit integer state, Math.imul only) ----
 function rng(seed) {
@@ -136,15 +136,15 @@ function surface(s) {
   if (chance(0.12)) s = pick(PREFIXES) + s;
   if (chance(0.06)) s += pick(SUFFIXES);
   if (chance(TYPO_RATE)) s = typo(s);
-  if (chance(0.04)) s = typo(s);
+  if (chance(0.08)) s = typo(s);
   const question = /^(what|how|is|are|do(?! not)|does|did|has|have|will|when|where|which|who|should|am|any|can|could)\b/.test(s.replace(/^(hey assistant |hey, |ok |assistant, |um |so |quick one: |excuse me, )/, ''));
   const r = rand();
   if (question) s += r < 0.45 ? '?' : r < 0.5 ? '.' : '';
   else s += r < 0.15 ? '.' : r < 0.2 ? '!' : '';
   const c = rand();
   if (c < 0.22) s = s[0].toUpperCase() + s.slice(1);
-  else if (c < 0.24) s = s.toUpperCase();
-  else if (c < 0.3) s = s.replace(/\b[a-z]/g, (m) => m.toUpperCase());
+  else if (c < 0.23) s = s.toUpperCase();
+  else if (c < 0.26) s = s.replace(/\b[a-z]/g, (m) => m.toUpperCase());
   return s;
 }
 

@@ -1,10 +1,15 @@
 // Bag-of-words baselines of a classification dataset (default custom_intent_v2): the logistic regression that
 // `autoglm finetune` prints beside its own accuracy, for each C of its grid, and a multinomial Naive Bayes.
-//   node --import tsx scripts/intent-baselines.ts [dataset]
+//   node --import tsx scripts/intent-baselines.ts [dataset | folder with train/validation/test.jsonl]
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { loadDataset } from '../src/data/index.js';
 import { BOW_C_GRID, BowLogisticRegression, MultinomialNaiveBayes, bowBaseline } from '../src/eval/index.js';
 
-const d = loadDataset({ dataset: process.argv[2] ?? 'custom_intent_v2' });
+const arg = process.argv[2] ?? 'custom_intent_v2';
+const d = existsSync(arg) && statSync(arg).isDirectory()
+  ? loadDataset({ dataset: join(arg, 'train.jsonl'), evalDataset: join(arg, 'validation.jsonl'), testDataset: join(arg, 'test.jsonl') })
+  : loadDataset({ dataset: arg });
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 console.log(`${d.name}: ${d.labels.length} labels, train ${d.train.length}, validation ${d.validation.length}, test ${d.test.length}`);
 for (const c of BOW_C_GRID) {

@@ -103,3 +103,30 @@ test('bad input: typed errors naming the argument', () => {
   assert.throws(() => MultinomialNaiveBayes.fit(ORDER, 0), ConfigError);
   assert.throws(() => bowBaseline({ train: ORDER, validation: [], test: [] }, { cGrid: [] }), (e: unknown) => e instanceof ConfigError && /cGrid/.test((e as Error).message));
 });
+
+test('autoglm finetune prints the baseline beside its accuracy, and baseline_bow_accuracy in --json; --no-baseline skips it', async () => {
+  const { mkdtempSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { main } = await import('../src/cli/main.js');
+  const run = async (extra: string[]) => {
+    const out: string[] = [], log = console.log;
+    console.log = (...a: unknown[]) => void out.push(a.join(' '));
+    try {
+      const args = ['finetune', '--max-train', '100', '--max-eval', '50', '--max-steps', '2', '--batch-size', '8', '--max-length', '24', '--quiet', '--json', '--output-dir', mkdtempSync(join(tmpdir(), 'autoglm-bow-'))];
+      assert.equal(await main([...args, ...extra]), 0);
+    } finally {
+      console.log = log;
+    }
+    return { lines: out, json: JSON.parse(out[out.length - 1]!) as Record<string, unknown> };
+  };
+  const withBaseline = await run([]);
+  const line = withBaseline.lines.find((l) => l.startsWith('bag-of-words baseline (unigram+bigram logistic regression): '));
+  assert.ok(line && / \| fine-tuned: \d+\.\d%$/.test(line), withBaseline.lines.join('\n'));
+  const b = withBaseline.json.baseline_bow_accuracy as number;
+  assert.ok(b > 0 && b <= 1, `baseline_bow_accuracy ${b}`);
+  assert.ok(line.includes(`${(100 * b).toFixed(1)}%`));
+  const without = await run(['--no-baseline']);
+  assert.equal(without.json.baseline_bow_accuracy, null);
+  assert.ok(!without.lines.some((l) => l.startsWith('bag-of-words')));
+});

@@ -85,7 +85,7 @@ export const INTENTS = {
     "(what's|what is) (left on|the status of) (my|the) (timer|countdown)",
     'is the timer (almost|nearly) done',
     '~(how far along|where) is (my|the) (timer|countdown)',
-    '~(time|minutes) remaining on the (pasta|eggs|oven) timer',
+    '~how much longer (on|for) the (pasta|eggs|oven) timer',
     '~when will the (timer|countdown) (finish|end|go off)',
   ],
   music_play: [
@@ -173,7 +173,7 @@ export const INTENTS = {
     '(do i|did i) (have|put) {item} on (my|the) list',
     'what do i need (to buy|from the store)',
     '(how many|what) (items|things) are on (my|the) list',
-    '~(go over|review|recite) (my|the) (shopping|grocery) list',
+    '~(go over|review|tell me) (my|the) (shopping|grocery) list',
     '~(tell me|show me) what (i need|to get) at the (store|supermarket)',
     '~(is|are) {item} already on the (shopping|grocery) list',
     '~(what|which) groceries (are on the list|are left to buy)',

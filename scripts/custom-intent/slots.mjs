@@ -58,7 +58,7 @@ export const SLOTS = {
     '~a piano lesson', '~the book club', '~a vet appointment', '~drinks with the team', '~a parent teacher conference',
     '~a flight to denver', '~a code review', '~brunch with priya', '~a call with mom', '~the grocery run'],
   room: ['the kitchen', 'the living room', 'the bedroom', 'the bathroom', 'the hallway', 'the office', 'the garage',
-    '~the basement', '~the nursery', '~the attic', '~the guest room', '~the patio', '~the study'],
+    '~the basement', '~the laundry room', '~the attic', '~the guest room', '~the den', '~the study'],
   when: ['today', 'tomorrow', 'this week', 'on friday', 'next monday', 'this afternoon', 'tomorrow morning', 'on the 15th',
     'this weekend', 'next week', 'tonight',
     '~on thursday', '~the day after tomorrow', '~next wednesday', '~on the 3rd', '~this evening', '~later today'],

@@ -5,8 +5,8 @@
  * Features: lower-cased word tokens (letters and digits, an inner apostrophe kept: "don't"), unigram and bigram
  * counts, the vocabulary of the training split. Models:
  * - `BowLogisticRegression`: multinomial logistic regression (softmax, a bias per class, L2 on the weights), fitted
- *   full-batch by L-BFGS with scikit-learn's defaults (C = 1, at most 100 iterations, tolerance 1e-4; history 5). No random
- *   numbers: the same data gives the same weights.
+ *   full-batch by L-BFGS (history 5) with scikit-learn's defaults: C = 1, at most 100 iterations, tolerance 1e-4.
+ *   No random numbers: the same data gives the same weights.
  * - `MultinomialNaiveBayes`: the classic count model with add-alpha smoothing.
  * `bowBaseline()` fits the regression on train, picks its inverse L2 strength C on validation from a small grid (as the
  * fine-tuned model gets its own validation split) and reports the test accuracy.
@@ -116,6 +116,9 @@ export class BowLogisticRegression {
     const C = labels.length, nW = vocab.size * C;
     const theta = new Float64Array(nW + C); // [W (V, C) row-major | b (C)]
     if (opts.init) {
+      if (opts.init.labels.join('\n') !== labels.join('\n')) {
+        throw new ConfigError(`'BowLogisticRegression.fit': option 'init' has labels [${opts.init.labels.join(', ')}]; expected the training labels [${labels.join(', ')}]`);
+      }
       for (const [f, j] of vocab.index) {
         const from = opts.init.vocab.index.get(f);
         if (from !== undefined) theta.set(opts.init.w.subarray(from * C, from * C + C), j * C);

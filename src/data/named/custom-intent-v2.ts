@@ -1,6 +1,7 @@
 /**
  * custom_intent_v2: the project's own default dataset, embedded in the package (datasets/custom_intent_v2), made by
- * scripts/gen-custom-intent.mjs: personal-assistant intents with templated, paraphrased and typo'd utterances.
+ * scripts/gen-custom-intent.mjs: 25 personal-assistant intents that share their vocabulary, with templated,
+ * paraphrased and typo'd utterances; validation and test use phrasings and slot values that training never shows.
  */
 import { join } from 'node:path';
 import { toExamples } from '../examples.js';

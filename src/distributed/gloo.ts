@@ -83,7 +83,8 @@ function packageRoot(): string {
 
 function loadAddon(): GlooAddon | null {
   if (addon || loadError) return addon;
-  const file = path.join(packageRoot(), 'build', 'Release', 'autoglm_gloo.node');
+  // AUTOGLM_ADDON_DIR: where the .node files are (default <package>/build/Release), as for the native backend
+  const file = path.join(process.env.AUTOGLM_ADDON_DIR || path.join(packageRoot(), 'build', 'Release'), 'autoglm_gloo.node');
   if (!existsSync(file)) {
     loadError = `${file} is missing`;
     return null;

@@ -12,6 +12,7 @@ import { CheckpointError } from '../errors.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { DType } from '../backend/backend.js';
 import { backend } from '../backend/index.js';
+import { constants } from 'node:buffer';
 
 /** safetensors dtype -> (bytes per element, how it loads). */
 const ST_DTYPES: Record<string, { bytes: number; native?: DType }> = {
@@ -176,6 +177,7 @@ export function loadSafetensors(file: string, opts: LoadOptions = {}): { tensors
     for (const info of h.tensors.values()) {
       if (opts.names && !opts.names.has(info.name)) continue;
       const len = info.end - info.begin;
+      if (len > constants.MAX_LENGTH) fail(file, `holds ${len} bytes, more than the ${constants.MAX_LENGTH} one array can hold`, info.name);
       // 8-byte aligned backing store so that any typed array view fits.
       const bytes = new Uint8Array(new ArrayBuffer(Math.ceil(len / 8) * 8), 0, len);
       readExact(fd, bytes, h.dataStart + info.begin, file, info.name);

@@ -5,7 +5,7 @@ export {
   makeCompressor, makeMemory, resolveSpec, compressionSpecSchema, compressionSpecObjectSchema, registerCompressor, registerMemory, compressorNames, COMPRESSION_DEFAULTS,
   type ResolvedSpec, type CompressorFactory, type MemoryFactory,
 } from './registry.js';
-export { GradientCompression, type GradientCompressionOptions } from './gradient-compression.js';
+export { GradientCompression, firstNonFinite, FRAME_SKIPPED, type GradientCompressionOptions } from './gradient-compression.js';
 export { sparsityWarmup } from './schedule.js';
 export { BaseCompressor } from './compressors/base.js';
 export { NoneCompressor } from './compressors/none.js';

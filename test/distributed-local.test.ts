@@ -133,9 +133,9 @@ test('LocalGroup, SingleCommunicator and currentRankInfo validate and behave', a
   await assert.rejects(s.broadcast(p, 1), CommunicationError);
   await s.close();
   await assert.rejects(s.barrier(), /after close/);
-  assert.deepEqual(currentRankInfo({}), { rank: 0, localRank: 0, worldSize: 1, backend: 'single' });
+  assert.deepEqual(currentRankInfo({}), { rank: 0, localRank: 0, worldSize: 1, backend: 'single', launcher: 'none' });
   assert.deepEqual(currentRankInfo({ AUTOGLM_RANK: '3', AUTOGLM_LOCAL_RANK: '1', AUTOGLM_WORLD_SIZE: '4', AUTOGLM_RDZV: 'redis://h:6379', AUTOGLM_RUN_ID: 'x' }),
-    { rank: 3, localRank: 1, worldSize: 4, backend: 'gloo', rdzv: 'redis://h:6379', runId: 'x' });
+    { rank: 3, localRank: 1, worldSize: 4, backend: 'gloo', launcher: 'autoglm', rdzv: 'redis://h:6379', runId: 'x' });
   assert.throws(() => currentRankInfo({ AUTOGLM_RANK: '4', AUTOGLM_WORLD_SIZE: '4', AUTOGLM_RDZV: 'file:///tmp/x' }), ConfigError);
   assert.throws(() => currentRankInfo({ AUTOGLM_RANK: 'a', AUTOGLM_WORLD_SIZE: '2' }), /AUTOGLM_RANK is 'a'/);
 });

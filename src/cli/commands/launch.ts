@@ -46,7 +46,12 @@ function entryUrl(): URL {
   return new URL(`../launch-entry${ext}`, import.meta.url);
 }
 
-function rdzvOption(v: string): string {
+export function runIdOption(v: string): string {
+  if (!/^[\w.-]+$/.test(v)) throw new ConfigError(`option '--run-id' is '${v}'; expected letters, digits, '.', '_' or '-'`);
+  return v;
+}
+
+export function rdzvOption(v: string): string {
   if (!/^redis:\/\/[^/:]+(:\d+)?\/?$/.test(v) && !/^file:\/\/\/.+/.test(v)) {
     throw new ConfigError(`option '--rdzv' is '${v}'; expected redis://host[:port] or file:///absolute/dir`);
   }

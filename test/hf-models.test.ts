@@ -300,6 +300,13 @@ test('a config.json declaring a parameter larger than one tensor can hold is a C
     /parameter 'transformer\.wte\.weight' of shape \[1000000000,32\].*check key 'vocab_size' = 1000000000/.test((e as Error).message));
 });
 
+test('config.json sizes past a sane bound are ConfigErrors before the skeleton allocates norms and biases (found by the fault suite)', () => {
+  for (const [key, v] of [['n_embd', 1_000_000_000], ['n_layer', 16_777_216], ['n_inner', 2 ** 31]] as const) {
+    const dir = variant('gpt2', `sane-${key}`, (d) => editConfig(d, (c) => (c[key] = v)));
+    assert.throws(() => loadHFModelFromDir(dir), (e: unknown) => e instanceof ConfigError && new RegExp(`key '${key}' is ${v}; expected an integer in \\[1, \\d+\\]`).test((e as Error).message), key);
+  }
+});
+
 test('Hub ids: offline, a clear error naming the id and how to use a local folder; a cached snapshot loads offline', async () => {
   const cacheDir = path.join(tmp, 'hub-cache');
   const failing = (async () => { throw new TypeError('fetch failed (no network in this test)'); }) as unknown as typeof fetch;

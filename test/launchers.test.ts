@@ -47,10 +47,10 @@ test('precedence: autoglm launch > torchrun > Open MPI > MPICH > Slurm (mpirun i
 
 test('bad launcher variables and a missing store are ConfigErrors naming the variable', () => {
   const bad = (env: NodeJS.ProcessEnv, re: RegExp) => assert.throws(() => currentRankInfo(env), (e: unknown) => e instanceof ConfigError && re.test(e.message), JSON.stringify(env));
-  bad({ RANK: '2', WORLD_SIZE: '2', ...RDZV }, /RANK \(torchrun\) is 2; expected below WORLD_SIZE \(2\)/);
-  bad({ OMPI_COMM_WORLD_RANK: 'x', OMPI_COMM_WORLD_SIZE: '2', ...RDZV }, /OMPI_COMM_WORLD_RANK \(mpi\) is 'x'/);
-  bad({ OMPI_COMM_WORLD_RANK: '0', OMPI_COMM_WORLD_SIZE: '2', OMPI_COMM_WORLD_LOCAL_RANK: '3', OMPI_COMM_WORLD_LOCAL_SIZE: '2', ...RDZV }, /LOCAL_RANK \(mpi\) is 3/);
-  bad({ SLURM_PROCID: '0', SLURM_NTASKS: '-1', SLURM_STEP_ID: '0', ...RDZV }, /SLURM_NTASKS \(slurm\) is '-1'/);
+  bad({ RANK: '2', WORLD_SIZE: '2', ...RDZV }, /RANK is 2 \(torchrun\); expected below WORLD_SIZE \(2\)/);
+  bad({ OMPI_COMM_WORLD_RANK: 'x', OMPI_COMM_WORLD_SIZE: '2', ...RDZV }, /OMPI_COMM_WORLD_RANK is 'x' \(mpi\)/);
+  bad({ OMPI_COMM_WORLD_RANK: '0', OMPI_COMM_WORLD_SIZE: '2', OMPI_COMM_WORLD_LOCAL_RANK: '3', OMPI_COMM_WORLD_LOCAL_SIZE: '2', ...RDZV }, /LOCAL_RANK is 3 \(mpi\)/);
+  bad({ SLURM_PROCID: '0', SLURM_NTASKS: '-1', SLURM_STEP_ID: '0', ...RDZV }, /SLURM_NTASKS is '-1' \(slurm\)/);
   bad({ OMPI_COMM_WORLD_RANK: '0', OMPI_COMM_WORLD_SIZE: '2' }, /AUTOGLM_RDZV is not set.*2 ranks that mpi started/);
   // world size 1 needs no store
   assert.equal(currentRankInfo({ RANK: '0', WORLD_SIZE: '1' }).backend, 'single');

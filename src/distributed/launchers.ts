@@ -58,7 +58,7 @@ function envInt(env: NodeJS.ProcessEnv, name: string, min: number, launcher: Lau
   const v = env[name];
   const n = Number(v);
   if (v === undefined || v === '' || !/^\d+$/.test(v.trim()) || n < min) {
-    throw new ConfigError(`environment variable ${name} (${launcher}) is '${v ?? ''}'; expected an integer >= ${min}`);
+    throw new ConfigError(`environment variable ${name} is '${v ?? ''}' (${launcher}); expected an integer >= ${min}`);
   }
   return n;
 }
@@ -74,12 +74,12 @@ export function launcherRank(env: NodeJS.ProcessEnv): LauncherRank | null {
   if (!c) return null;
   const worldSize = envInt(env, c.worldSize, 1, c.launcher);
   const rank = envInt(env, c.rank, 0, c.launcher);
-  if (rank >= worldSize) throw new ConfigError(`environment variable ${c.rank} (${c.launcher}) is ${rank}; expected below ${c.worldSize} (${worldSize})`);
+  if (rank >= worldSize) throw new ConfigError(`environment variable ${c.rank} is ${rank} (${c.launcher}); expected below ${c.worldSize} (${worldSize})`);
   const localRank = c.localRank && set(env, c.localRank) ? envInt(env, c.localRank, 0, c.launcher) : rank;
   // Slurm writes SLURM_NTASKS_PER_NODE as '2' or, for uneven nodes, '2(x3),1': only a plain integer is taken
   const lws = c.localWorldSize && set(env, c.localWorldSize) && /^\d+$/.test(env[c.localWorldSize]!) ? envInt(env, c.localWorldSize, 1, c.launcher) : undefined;
   if (lws !== undefined && localRank >= lws) {
-    throw new ConfigError(`environment variable ${c.localRank} (${c.launcher}) is ${localRank}; expected below ${c.localWorldSize} (${lws})`);
+    throw new ConfigError(`environment variable ${c.localRank} is ${localRank} (${c.launcher}); expected below ${c.localWorldSize} (${lws})`);
   }
   const runId = cleanRunId(env.AUTOGLM_RUN_ID || c.runId(env) || 'autoglm');
   return { launcher: c.launcher, rank, localRank, worldSize, ...(lws !== undefined ? { localWorldSize: lws } : {}), rdzv: env.AUTOGLM_RDZV || undefined, runId };

@@ -12,7 +12,7 @@ test('fault suite, short budget: every class survives with 0 data lost', { timeo
   for (const line of formatTable(rows).split('\n')) t.diagnostic(line);
   for (const r of rows) {
     if (r.skipped) {
-      assert.ok(!CI, `${r.fault} was not run under CI=true: ${r.skipped}`);
+      assert.ok(!CI || r.optional, `${r.fault} was not run under CI=true: ${r.skipped}`);
       continue;
     }
     assert.ok(r.tries >= 1);

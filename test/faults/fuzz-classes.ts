@@ -24,6 +24,8 @@ export interface FaultClass {
   name: string;
   /** Relative share of the time budget. */
   weight: number;
+  /** Its precondition is a privilege of the machine (root for mount), not a piece of the project: CI may lack it. */
+  optional?: boolean;
   /** Set up once (reference runs, fixture files); false when the class cannot run here, with the reason. */
   setup?(): Promise<true | string>;
   attempt(rng: Rng): Promise<TryResult>;

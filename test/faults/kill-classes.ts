@@ -1,10 +1,13 @@
 /**
  * Process fault classes: a single-process fine-tune SIGKILLed at a random moment (during steps, evaluation or a
  * checkpoint write) and resumed must end with the uninterrupted run's weights, byte for byte; a 2-rank gloo job
- * under `launch --max-restarts 1` with one rank SIGKILLed at a random moment must too.
+ * under `launch --max-restarts 1` with one rank SIGKILLed at a random moment must too; a run whose output folder is
+ * a small tmpfs (root only: not run elsewhere) must fail with a typed error, leave every checkpoint readable, and
+ * resume elsewhere to the same weights.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { listCheckpoints, loadCheckpoint } from '../../src/train/checkpoint.js';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -45,18 +48,22 @@ function rankPid(launcherPid: number, rank: number): number | null {
 }
 
 let single: { weights: Buffer; ms: number } | null = null;
+/** The uninterrupted single-process run (once per suite run). */
+async function singleReference(): Promise<true | string> {
+  if (single) return true;
+  const dir = mkdtempSync(path.join(tmpdir(), 'autoglm-fk-ref-'));
+  const t0 = performance.now();
+  const r = await start([...FINETUNE, '--output-dir', dir]).done;
+  const w = adapter(dir);
+  if (r.code !== 0 || !w) return `the reference run failed: ${r.out.slice(-300)}`;
+  single = { weights: w, ms: performance.now() - t0 };
+  return true;
+}
+
 const singleKill: FaultClass = {
   name: 'SIGKILL of a single-process run at a random moment -> resume',
   weight: 3,
-  async setup() {
-    const dir = mkdtempSync(path.join(tmpdir(), 'autoglm-fk-ref-'));
-    const t0 = performance.now();
-    const r = await start([...FINETUNE, '--output-dir', dir]).done;
-    const w = adapter(dir);
-    if (r.code !== 0 || !w) return `the reference run failed: ${r.out.slice(-300)}`;
-    single = { weights: w, ms: performance.now() - t0 };
-    return true;
-  },
+  setup: singleReference,
   async attempt(rng: Rng): Promise<TryResult> {
     const dir = mkdtempSync(path.join(tmpdir(), 'autoglm-fk-'));
     try {
@@ -108,4 +115,43 @@ const rankKill: FaultClass = {
   },
 };
 
-export const KILL_CLASSES: FaultClass[] = [singleKill, rankKill];
+const mnt = path.join(tmpdir(), `autoglm-faults-disk-${process.pid}`);
+const sh = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: 'utf8' });
+const fullDisk: FaultClass = {
+  name: 'full disk (small tmpfs) during checkpoints -> typed error, checkpoints intact, resume',
+  weight: 2,
+  optional: true,
+  async setup() {
+    mkdirSync(mnt, { recursive: true });
+    const m = sh('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', mnt]);
+    if (m.status !== 0) return `cannot mount a tmpfs here (${m.stderr.trim() || 'not root'})`;
+    sh('umount', [mnt]);
+    return singleReference();
+  },
+  async attempt(rng: Rng): Promise<TryResult> {
+    const kb = 600 + Math.floor(rng.uniform() * 5000);
+    if (sh('mount', ['-t', 'tmpfs', '-o', `size=${kb}k`, 'tmpfs', mnt]).status !== 0) return { survived: false, dataLost: false, detail: 'mount failed' };
+    const copy = mkdtempSync(path.join(tmpdir(), 'autoglm-fd-'));
+    try {
+      const dir = path.join(mnt, 'run');
+      const r = await start([...FINETUNE, '--output-dir', dir]).done;
+      // exit 0 (it fitted) or 2 (a typed error); 1 is an unexpected error
+      if (r.code !== 0 && !(r.code === 2 && /autoglm: \w+Error: .*ENOSPC/.test(r.out))) {
+        return { survived: false, dataLost: false, detail: `${kb} KB: exit ${r.code}: ${r.out.slice(-300)}` };
+      }
+      for (const ck of listCheckpoints(dir)) {
+        try { loadCheckpoint(ck); } catch (e) { return { survived: true, dataLost: true, detail: `${kb} KB: ${ck} unreadable: ${(e as Error).message}` }; }
+      }
+      if (existsSync(dir)) cpSync(dir, copy, { recursive: true });
+      const again = await start([...FINETUNE, '--output-dir', copy, '--resume', 'true']).done;
+      if (again.code !== 0) return { survived: true, dataLost: true, detail: `${kb} KB: resume failed: ${again.out.slice(-300)}` };
+      const w = adapter(copy);
+      return w && w.equals(single!.weights) ? { survived: true, dataLost: false } : { survived: true, dataLost: true, detail: `${kb} KB: resumed weights differ` };
+    } finally {
+      sh('umount', [mnt]);
+      rmSync(copy, { recursive: true, force: true });
+    }
+  },
+};
+
+export const KILL_CLASSES: FaultClass[] = [singleKill, rankKill, fullDisk];

@@ -11,7 +11,7 @@ import { Rng } from '../../src/backend/rng.js';
 import { FUZZ_CLASSES, type FaultClass } from './fuzz-classes.js';
 import { KILL_CLASSES } from './kill-classes.js';
 
-export interface Row { fault: string; tries: number; survived: number; dataLost: number; details: string[]; skipped?: string }
+export interface Row { fault: string; tries: number; survived: number; dataLost: number; details: string[]; skipped?: string; optional?: boolean }
 
 export async function runFaults(opts: { seed: number; budgetS: number; only?: string; minTries?: number; log?: (s: string) => void }): Promise<Row[]> {
   const log = opts.log ?? (() => undefined);
@@ -19,7 +19,7 @@ export async function runFaults(opts: { seed: number; budgetS: number; only?: st
   const total = classes.reduce((s, c) => s + c.weight, 0);
   const rows: Row[] = [];
   for (const [i, c] of classes.entries()) {
-    const row: Row = { fault: c.name, tries: 0, survived: 0, dataLost: 0, details: [] };
+    const row: Row = { fault: c.name, tries: 0, survived: 0, dataLost: 0, details: [], optional: c.optional };
     rows.push(row);
     const ready = c.setup ? await c.setup() : true;
     if (ready !== true) {

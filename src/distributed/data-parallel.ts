@@ -13,7 +13,8 @@
  * all-reduce is used only for dense f32.
  *
  * Non-finite gradients (an fp16 overflow, a bad batch): `syncGradients` reports them in its result, on every rank
- * alike, and leaves every gradient NaN so that a caller's finite check skips the step everywhere. Compressed, the
+ * alike, and leaves the synced gradients non-finite (dense: the sums carry the NaN/Inf; compressed: all NaN) so
+ * that a caller's finite check skips the step everywhere even if it ignores the result. Compressed, the
  * ranks first agree whether any of them holds a NaN or an infinity (a one-float all-reduce) and then encode
  * nothing: residuals, DGC momentum and PowerSGD's factors stay as they were, so one bad step cannot poison error
  * feedback (inf - inf = NaN) for the rest of the run. With loss scaling, pass `lossScale`: the memory and the
@@ -37,7 +38,7 @@ export interface SyncOptions {
 }
 
 export interface SyncResult {
-  /** False when a rank's gradients held a NaN or an infinity: every gradient is NaN and the step must be skipped. */
+  /** False when a rank's gradients held a NaN or an infinity: the synced gradients are not finite; skip the step. */
   finite: boolean;
 }
 

@@ -11,7 +11,8 @@ import {
   GradientCompression, makeCompressor, registerCompressor, resolveSpec, sparsityWarmup, ResidualMemory, DGCMemory,
   PowerSGDCompressor, TopKCompressor, type CompressionSpec, type Compressor,
 } from '../src/compress/index.js';
-import type { TrainerConfig } from '../src/train/config.js';
+import { parseTrainerConfig, type TrainerConfig } from '../src/train/config.js';
+import { benchCompressors, VARIANTS, type CompressionRecord } from '../src/bench/compression.js';
 
 function gaussian(n: number, seed: number, scale = 1): Float32Array {
   const r = new Rng(seed);
@@ -421,6 +422,32 @@ test('config: true = top-k 10% with residual feedback; bad keys are ConfigErrors
   assert.throws(() => registerCompressor('topk', () => makeCompressor({ method: 'none' })), ConfigError);
 });
 
+test('the trainer\'s gradientCompression key is the registry\'s schema: every option reachable, bad values named', () => {
+  const all = [
+    { method: 'topk', ratio: 0.01, errorFeedback: 'dgc', momentum: 0.8, clipNorm: 2, warmupSteps: 10, values: 'f32' },
+    { method: 'std-mask', lambda: 2.5, errorFeedback: 'residual' },
+    { method: 'threshold', threshold: 0.01 },
+    { method: 'qsgd', levels: 7, bucketSize: 128, errorFeedback: 'none' },
+    { method: 'powersgd', rank: 2 },
+  ];
+  for (const spec of all) {
+    const cfg = parseTrainerConfig({ gradientCompression: spec });
+    assert.deepEqual(cfg.gradientCompression, spec);
+    const r = resolveSpec(cfg.gradientCompression as CompressionSpec);
+    for (const [k, v] of Object.entries(spec)) if (k !== 'errorFeedback') assert.equal((r as unknown as Record<string, unknown>)[k], v, k);
+  }
+  assert.equal(resolveSpec(parseTrainerConfig({ gradientCompression: { method: 'topk', errorFeedback: 'dgc' } }).gradientCompression as CompressionSpec).errorFeedback, 'dgc');
+  const bad = (spec: unknown, re: RegExp) => assert.throws(() => parseTrainerConfig({ gradientCompression: spec }), (e: unknown) => e instanceof ConfigError && re.test(e.message), JSON.stringify(spec));
+  bad({ method: 'zip' }, /'gradientCompression\.method' is "zip".*expected one of none, fp16/);
+  bad({ method: 'topk', errorFeedback: 'maybe' }, /'gradientCompression\.errorFeedback' is "maybe".*'residual', 'dgc'/);
+  bad({ method: 'topk', momentum: 1 }, /'gradientCompression\.momentum' is 1/);
+  bad({ method: 'qsgd', levels: 40000 }, /'gradientCompression\.levels' is 40000/);
+  bad({ method: 'topk', ratoi: 0.1 }, /'gradientCompression' has unknown key 'ratoi'/);
+  // a compressor registered at run time is accepted by the trainer's config at once
+  registerCompressor('test-identity', () => makeCompressor({ method: 'none' }));
+  assert.equal((parseTrainerConfig({ gradientCompression: { method: 'test-identity' } }).gradientCompression as CompressionSpec).method, 'test-identity');
+});
+
 test('sparse payloads switch to u32 indices when varints are not smaller, and check them', () => {
   const n = 2 ** 22 + 2, g = new Float32Array(n);
   g[2 ** 21] = 1;
@@ -444,4 +471,17 @@ test("the trainer's gradientCompression value is a valid spec", () => {
   assert.equal(resolveSpec(spec).rank, 2);
   const topk: TrainerConfig['gradientCompression'] = { method: 'topk', ratio: 0.1, values: 'f32' };
   assert.equal(resolveSpec(topk).values, 'f32');
+});
+
+test('bench compression has rows for QSGD 4-bit and top-k with DGC, built from the same specs a run takes', () => {
+  const rng = new Rng(3);
+  const grads = new Map([['w', Float32Array.from({ length: 4096 }, () => rng.normal())], ['b', Float32Array.from({ length: 64 }, () => rng.normal())]]);
+  const shapes = new Map([['w', [64, 64]], ['b', [64]]]);
+  const recs = benchCompressors(grads, shapes, { source: 'lora', repeats: 1, batchSize: 1 });
+  const row = (m: string) => recs.find((r) => r.method === m) as CompressionRecord;
+  assert.ok(row('qsgd-4bit') && row('topk-dgc'), recs.map((r) => r.method).join(', '));
+  assert.equal(row('topk-dgc').error_feedback, 'dgc');
+  assert.ok(row('qsgd-4bit').compression_ratio > 1.6 * row('qsgd').compression_ratio, `${row('qsgd-4bit').compression_ratio} vs ${row('qsgd').compression_ratio}`);
+  assert.equal(row('topk-dgc').rel_error, row('topk').rel_error, 'first step with fresh DGC memory sends top-k of g');
+  for (const v of Object.values(VARIANTS)) parseTrainerConfig({ gradientCompression: v });
 });

@@ -14,6 +14,7 @@ import { runLocal } from '../src/distributed/run-local.js';
 import { DataParallel } from '../src/distributed/data-parallel.js';
 import { SingleCommunicator } from '../src/distributed/single.js';
 import { glooAvailable } from '../src/distributed/gloo.js';
+import { skipOrFail } from './helpers/ci.js';
 import { AutoGLMTrainer } from '../src/train/index.js';
 import type { TrainerConfigInput } from '../src/train/config.js';
 
@@ -86,11 +87,8 @@ test('2 local ranks, top-k 10% with error feedback: identical ranks, >= 10x fewe
 });
 
 test('gloo and local give the same result for the same seed', async (t) => {
-  if (!glooAvailable().ok) {
-    if (process.env.CI === 'true') assert.fail('gloo addon not built under CI');
-    t.skip('gloo addon not built');
-    return;
-  }
+  const g = glooAvailable();
+  if (!g.ok) return skipOrFail(t, 'gloo addon', g.reason);
   for (const cfg of [BASE, { ...BASE, gradientCompression: { method: 'onebit' as const } }]) {
     const [l0] = await local(cfg);
     const [g0, g1] = await gloo(cfg);

@@ -163,6 +163,21 @@ for (const world of [2, 3]) {
     });
 }
 
+test('gloo: a payload length over maxGatherBytes fails allGather on every rank, naming the rank, before allocating', { skip: skipAll }, async () => {
+  const store = tempStore();
+  const run = spawnRanks('oversize', 2, store.url, 10_000);
+  try {
+    for (const r of [0, 1]) {
+      const e = await run.next(r, 'error', 20_000);
+      assert.equal(e.name, 'CommunicationError');
+      assert.match(String(e.message), /allGather on rank \d of 2: rank 1 announced a payload of 4096 bytes; the limit is 1024 bytes/);
+    }
+  } finally {
+    run.killAll();
+    store.dispose();
+  }
+});
+
 test('gloo: a peer that never calls fails the op after the configured timeout', { skip: skipAll }, async (t) => {
   const store = tempStore();
   const run = spawnRanks('stall', 2, store.url, 800);

@@ -20,6 +20,8 @@ import {
   type CausalLM, type HFModel,
 } from '../src/models/hf/index.js';
 import { BertForSequenceClassification } from '../src/models/bert/model.js';
+import { checkpointShape } from '../src/models/hf/shape-check.js';
+import type { HFFamily } from '../src/models/hf/family.js';
 import { loadModel } from '../src/models/registry.js';
 
 const ROOT = path.dirname(fileURLToPath(import.meta.url));
@@ -280,8 +282,29 @@ test('bad inputs: typed errors naming the file, the key and what was expected', 
     saveSafetensors(f, tensors);
   };
   expectErr(variant('gpt2', 'shape', badShape), CheckpointError, 'model.safetensors', "'transformer.ln_f.weight'", '[31]', 'expects [32]');
+  // a declared size that disagrees with the checkpoint header names the config key, before anything is allocated
+  expectErr(variant('gpt2', 'hugevocab', (d) => editConfig(d, (c) => (c.vocab_size = 1_000_000_000))), CheckpointError,
+    "'transformer.wte.weight' has shape [288,32]", 'expects [1000000000,32]', "config key 'vocab_size'");
+  expectErr(variant('gpt2', 'inner', (d) => editConfig(d, (c) => (c.n_inner = 48))), CheckpointError,
+    "'transformer.h.0.mlp.c_fc.bias' has shape [64]", 'expects [48]', "dimension 0 is 48 (config key 'n_inner')");
+  // a GPT-2 Conv1D weight is [in, out] in the checkpoint: expected shapes are given in checkpoint order, found on a probe
+  assert.deepEqual(checkpointShape(familyByName('gpt2') as HFFamily<unknown>, 'transformer.h.0.mlp.c_fc.weight', [48, 32]), [32, 48]);
+  assert.deepEqual(checkpointShape(familyByName('gpt2') as HFFamily<unknown>, 'transformer.wte.weight', [1e9, 32]), [1e9, 32]);
   assert.throws(() => loadHFModelFromDir(path.join(tmp, 'nowhere')), (e: unknown) => e instanceof ConfigError && /config\.json/.test((e as Error).message));
   assert.throws(() => loadHFModelFromDir(path.join(GOLDEN, 'bert'), { task: 'causal-lm' }), ConfigError);
+});
+
+test('a config.json declaring a parameter larger than one tensor can hold is a ConfigError naming the key, not a RangeError', () => {
+  const cfg = { model_type: 'gpt2', vocab_size: 1_000_000_000, n_positions: 32, n_embd: 32, n_layer: 1, n_head: 4 };
+  assert.throws(() => buildHFModel(cfg), (e: unknown) => e instanceof ConfigError &&
+    /parameter 'transformer\.wte\.weight' of shape \[1000000000,32\].*check key 'vocab_size' = 1000000000/.test((e as Error).message));
+});
+
+test('config.json sizes past a sane bound are ConfigErrors before the skeleton allocates norms and biases (found by the fault suite)', () => {
+  for (const [key, v] of [['n_embd', 1_000_000_000], ['n_layer', 16_777_216], ['n_inner', 2 ** 31]] as const) {
+    const dir = variant('gpt2', `sane-${key}`, (d) => editConfig(d, (c) => (c[key] = v)));
+    assert.throws(() => loadHFModelFromDir(dir), (e: unknown) => e instanceof ConfigError && new RegExp(`key '${key}' is ${v}; expected an integer in \\[1, \\d+\\]`).test((e as Error).message), key);
+  }
 });
 
 test('Hub ids: offline, a clear error naming the id and how to use a local folder; a cached snapshot loads offline', async () => {

@@ -1,6 +1,6 @@
 /**
  * Smoke test of the native backend: hand-computed values, and every kernel against the portable backend
- * (f32 within 1e-5 relative, bf16 matmul within 1e-2). Skips when the addon is not built.
+ * (f32 within 1e-5 relative, bf16 matmul within 1e-2). Skips when the addon is not built; fails then under CI=true.
  * Run: node --import tsx --test test/native-smoke.test.ts
  */
 import { test } from 'node:test';
@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { loadNativeBackend, nativeLoadError } from '../src/backend/native.js';
 import type { Backend, BinaryOp, UnaryOp } from '../src/backend/backend.js';
 import { hashUniform } from '../src/backend/rng.js';
+import { requirePiece } from './helpers/ci.js';
 
 let nb: Backend | null = null;
 try {
@@ -15,7 +16,7 @@ try {
 } catch {
   // reported by the skip message below
 }
-const skip = nb ? false : `native addon not built (${nativeLoadError() ?? 'unknown reason'})`;
+const skip = requirePiece('native addon', nb !== null, nativeLoadError() ?? 'unknown reason');
 
 let pb: Backend | null = null;
 try {

@@ -9,6 +9,7 @@ import { Tensor } from '../src/tensor/tensor.js';
 import * as T from '../src/tensor/index.js';
 import { releaseF32 } from '../src/tensor/alloc.js';
 import { testBackends, withBackend, relErr } from './helpers/backends.js';
+import { skipOrFail } from './helpers/ci.js';
 
 interface Case {
   name: string;
@@ -178,7 +179,7 @@ for (const b of testBackends()) {
 
 test('native agrees with portable, forward and backward (f32 within 1e-5 relative)', (t) => {
   const [portable, native] = testBackends();
-  if (!native) return t.skip('native backend not built');
+  if (!native) return skipOrFail(t, 'native addon', 'not built');
   for (const c of CASES) {
     const p = withBackend(portable, () => evaluate(c));
     const n = withBackend(native, () => evaluate(c));
@@ -260,7 +261,7 @@ test('bf16 autocast matmul agrees across backends within 1e-2 and with f32 withi
   };
   const p = withBackend(backends[0], run);
   assert.ok(relErr(p.y, p.f32) < 2e-2, `bf16 vs f32 rel err ${relErr(p.y, p.f32)}`);
-  if (backends.length < 2) return t.skip('native backend not built');
+  if (backends.length < 2) return skipOrFail(t, 'native addon', 'not built');
   const n = withBackend(backends[1], run);
   assert.ok(relErr(n.y, p.y) <= 1e-2 && relErr(n.ga, p.ga) <= 1e-2);
 });

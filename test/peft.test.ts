@@ -121,6 +121,23 @@ test('several adapters on one base: switch, disable, delete; each keeps its own 
   assert.ok([...m.namedParameters()].every(([k]) => !k.includes('task_b')));
 });
 
+test('an adapter added after another was trained starts from the base model\'s head, not the trained one', () => {
+  const m = model();
+  const base = logits(m);
+  const headBefore = [...m.namedParameters()].filter(([k]) => k.startsWith('head.')).map(([k, t]) => [k, t.f32().slice()] as const);
+  const lora = new LoraModel(m, { r: 4, alpha: 8, targetModules: ['qkv'], modulesToSave: ['head'] }, 'task_a');
+  const opt = new AdamW(lora.parameterGroups({ lr: 5e-2 }), { lr: 5e-2, weightDecay: 0 });
+  for (let i = 0; i < 3; i++) { opt.zeroGrad(); m.loss(ids, targets).backward(); opt.step(); }
+  const ya = logits(m);
+  lora.addAdapter('task_b', { r: 2, alpha: 2, targetModules: ['fc1'], modulesToSave: ['head'] });
+  lora.setAdapter('task_b');
+  const params = new Map(m.namedParameters());
+  for (const [k, v] of headBefore) assert.deepEqual(params.get(k)?.f32(), v, `${k} is the base model's`);
+  assert.ok(relErr(logits(m), base) < 1e-6, 'a fresh adapter (B = 0) with the original head gives the base logits');
+  lora.setAdapter('task_a');
+  assert.ok(relErr(logits(m), ya) < 1e-6, 'task_a keeps its trained head');
+});
+
 test('LoRA+ groups give B ratio x the learning rate of A', () => {
   const lora = new LoraModel(model(), { r: 4, targetModules: ['qkv'] });
   const groups = lora.parameterGroups({ lr: 1e-3, loraPlusRatio: 16 }) as Array<{ params: Tensor[]; lr: number }>;

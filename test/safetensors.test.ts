@@ -70,6 +70,33 @@ test('hostile headers raise CheckpointError naming the file and the tensor', () 
   assert.throws(() => loadSafetensors(path.join(dir, 'missing.safetensors')), CheckpointError);
 });
 
+test('overlaps are found between any two tensors, not only neighbours; a zero-length entry cannot mask one', () => {
+  const F = (b: number, e: number) => ({ dtype: 'F32', shape: [(e - b) / 4], data_offsets: [b, e] });
+  const bad: Array<[string, Record<string, unknown>]> = [
+    ['zero-length between', { a: F(0, 8), z: F(4, 4), b: F(4, 12) }],
+    ['zero-length strictly inside', { a: F(0, 8), z: F(4, 4) }],
+    ['inside a long one, past its neighbour', { big: F(0, 16), b: F(4, 8), c: F(8, 12) }],
+  ];
+  for (const [what, h] of bad) {
+    assert.throws(() => loadSafetensors(withHeader(h)), (e: unknown) => e instanceof CheckpointError && /overlap tensor/.test(e.message), what);
+  }
+  // zero-length entries at a boundary, and back-to-back tensors, are fine
+  const ok = loadSafetensors(withHeader({ z0: F(0, 0), a: F(0, 8), z1: F(8, 8), b: F(8, 16), z2: F(16, 16) })).tensors;
+  assert.deepEqual([...ok.keys()].sort(), ['a', 'b', 'z0', 'z1', 'z2']);
+});
+
+test('I64 tensors load as i32 when every value fits, and raise CheckpointError naming the tensor when one does not', () => {
+  const fits = new BigInt64Array([0n, -5n, 2147483647n, -2147483648n]);
+  const t = loadSafetensors(withHeader({ ids: { dtype: 'I64', shape: [4], data_offsets: [0, 32] } }, new Uint8Array(fits.buffer))).tensors.get('ids') as Tensor;
+  assert.equal(t.dtype, 'i32');
+  assert.deepEqual(Array.from(t.dense()), [0, -5, 2147483647, -2147483648]);
+  for (const v of [2147483648n, -2147483649n, 1n << 40n]) {
+    const data = new BigInt64Array([1n, v]);
+    const f = withHeader({ pos: { dtype: 'I64', shape: [2], data_offsets: [0, 16] } }, new Uint8Array(data.buffer));
+    assert.throws(() => loadSafetensors(f), (e: unknown) => e instanceof CheckpointError && /tensor 'pos'.*element 1 is -?\d+, outside the int32 range/.test(e.message), String(v));
+  }
+});
+
 test('fuzz: 2000 mutated files either load or raise CheckpointError', () => {
   const f = path.join(dir, 'fuzz-src.safetensors');
   saveSafetensors(f, sample());

@@ -5,6 +5,7 @@
 // Errors reject with "gloo <op> on rank R of W: <kind>: <what>"; after one the context is broken and every later call
 // rejects at once (a gloo pair that saw an error cannot be reused). src/distributed/gloo.ts is the only caller.
 #include <napi.h>
+#include <stdexcept>
 
 #include <gloo/allgather.h>
 #include <gloo/allgatherv.h>
@@ -272,10 +273,17 @@ class GlooContext : public Napi::ObjectWrap<GlooContext> {
     return Submit(info.Env(), job);
   }
 
-  // allGather(Uint8Array) -> { data: Uint8Array (all payloads in rank order), lengths: number[] }.
+  // allGather(Uint8Array, maxBytes) -> { data: Uint8Array (all payloads in rank order), lengths: number[] }.
+  // A length over maxBytes (per rank) fails the op on every rank (they all see the same lengths) before any
+  // allocation: a peer cannot make this process allocate whatever it announces.
   Napi::Value AllGather(const Napi::CallbackInfo& info) {
     ExpectTyped(info, napi_uint8_array, "allGather", "Uint8Array");
     auto payload = info[0].As<Napi::Uint8Array>();
+    const double maxArg = info.Length() > 1 && info[1].IsNumber() ? info[1].ToNumber().DoubleValue() : 0;
+    if (!(maxArg >= 0) || maxArg > 9007199254740991.0) {
+      throw Napi::TypeError::New(info.Env(), "Argument 'maxBytes' passed to gloo allGather must be a non-negative number");
+    }
+    const uint64_t maxBytes = maxArg > 0 ? uint64_t(maxArg) : UINT64_MAX;
     auto* job = new Job(info.Env());
     job->op = "allGather";
     Pin(job, payload);
@@ -283,12 +291,19 @@ class GlooContext : public Napi::ObjectWrap<GlooContext> {
     const size_t len = payload.ByteLength();
     auto lengths = std::make_shared<std::vector<uint64_t>>(opts_.size);
     auto out = std::make_shared<std::vector<uint8_t>>();
-    job->run = [this, ptr, len, lengths, out] {
+    job->run = [this, ptr, len, lengths, out, maxBytes] {
       uint64_t mine = len;
       gloo::AllgatherOptions lo(context_);
       lo.setInput(&mine, 1);
       lo.setOutput(lengths->data(), lengths->size());
       gloo::allgather(lo);
+      for (size_t r = 0; r < lengths->size(); r++) {
+        if ((*lengths)[r] > maxBytes) {
+          throw std::runtime_error("rank " + std::to_string(r) + " announced a payload of " +
+              std::to_string((*lengths)[r]) + " bytes; the limit is " + std::to_string(maxBytes) +
+              " bytes a rank (maxGatherBytes)");
+        }
+      }
       std::vector<size_t> counts(lengths->begin(), lengths->end());
       size_t total = 0;
       for (auto c : counts) total += c;

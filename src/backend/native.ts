@@ -147,7 +147,8 @@ export function nativeLoadError(): string | null {
 
 function loadAddon(): Addon {
   if (addon) return addon;
-  const file = path.join(packageRoot(), 'build', 'Release', 'autoglm_native.node');
+  // AUTOGLM_ADDON_DIR: where the .node files are (default <package>/build/Release); tests point it elsewhere
+  const file = path.join(process.env.AUTOGLM_ADDON_DIR || path.join(packageRoot(), 'build', 'Release'), 'autoglm_native.node');
   if (!existsSync(file)) {
     throw new Error(`the native addon is not built (${file} is missing); build it with ` +
       `'apt-get install -y libopenblas-dev libopenblas0-openmp libdnnl-dev g++ make && npm rebuild open-autoglm'`);

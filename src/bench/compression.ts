@@ -3,7 +3,9 @@
  * model (open-autoglm-base + a classifier head on custom_intent_v2), built as the trainer builds it. Per
  * method: the exact bytes of the step frame GradientCompression puts on the wire, against dense f32, the
  * median time of encode and of decodeSum (one rank), and the relative error ||decompressed - g|| / ||g||.
- * Error feedback is off, so the numbers are the compressor's own.
+ * Error feedback is off, so the numbers are the compressor's own, except in the variant rows (VARIANTS: QSGD
+ * 4-bit, top-k with DGC's momentum correction), whose time includes the memory's work and whose error is that of
+ * the first step (fresh memory: what is sent from g itself, as later steps also send accumulated velocity).
  */
 import { Tensor } from '../tensor/tensor.js';
 import { crossEntropy } from '../tensor/ops/nn.js';
@@ -30,6 +32,8 @@ export interface CompressionBenchOptions {
 export interface CompressionRecord {
   method: string;
   source: string;
+  /** The memory: 'none', or the error feedback of a variant row. */
+  error_feedback: string;
   tensors: number;
   numel: number;
   bytes: number;
@@ -40,8 +44,15 @@ export interface CompressionRecord {
   rel_error: number;
 }
 
-/** The specs measured: the defaults of each method (the threshold one scaled to these gradients). */
+/** Rows beyond each method's defaults: name -> spec. */
+export const VARIANTS: Record<string, CompressionSpec> = {
+  'qsgd-4bit': { method: 'qsgd', levels: 7, errorFeedback: false }, // 1 sign + 3 level bits
+  'topk-dgc': { method: 'topk', errorFeedback: 'dgc' }, //             top-k 10% with DGC momentum correction (m 0.9)
+};
+
+/** The specs measured: the defaults of each method (the threshold one scaled to these gradients), and VARIANTS. */
 function specFor(method: string, grads: Map<string, Float32Array>): CompressionSpec {
+  if (VARIANTS[method]) return VARIANTS[method];
   if (method !== 'threshold') return { method, errorFeedback: false };
   let ss = 0, n = 0;
   for (const g of grads.values()) {
@@ -85,17 +96,21 @@ export async function fineTuneGradients(source: 'lora' | 'full', batchSize: numb
 
 
 export function benchCompressors(grads: Map<string, Float32Array>, shapes: Map<string, number[]>, o: CompressionBenchOptions): CompressionRecord[] {
-  const methods = o.method ? [o.method] : [...COMPRESSION_METHODS];
-  for (const m of methods) if (!(COMPRESSION_METHODS as readonly string[]).includes(m)) throw new ConfigError(`option '--method' is '${m}'; expected one of ${COMPRESSION_METHODS.join(', ')}`);
+  const known = [...COMPRESSION_METHODS, ...Object.keys(VARIANTS)];
+  const methods = o.method ? [o.method] : known;
+  for (const m of methods) if (!known.includes(m)) throw new ConfigError(`option '--method' is '${m}'; expected one of ${known.join(', ')}`);
   const numel = [...grads.values()].reduce((s, g) => s + g.length, 0);
   let gss = 0;
   for (const g of grads.values()) for (let i = 0; i < g.length; i++) gss += g[i] * g[i];
   const out = new Map([...grads].map(([k, g]) => [k, new Float32Array(g.length)]));
   const records: CompressionRecord[] = [];
   for (const method of methods) {
-    const gc = new GradientCompression(specFor(method, grads), { seed: 1, shapes });
+    const spec = specFor(method, grads);
+    const gc = new GradientCompression(spec, { seed: 1, shapes });
     let frame = gc.encode(grads, 0); // warm-up (and PowerSGD's first Q)
     gc.decodeSum([frame], out, false);
+    const withMemory = gc.memory.name !== 'none';
+    const firstError = withMemory ? relError(grads, out, gss) : 0;
     const tc: number[] = [], td: number[] = [];
     for (let r = 0; r < o.repeats; r++) {
       const t0 = performance.now();
@@ -105,19 +120,24 @@ export function benchCompressors(grads: Map<string, Float32Array>, shapes: Map<s
       td.push(performance.now() - t1);
       tc.push(t1 - t0);
     }
-    let ess = 0;
-    for (const [k, g] of grads) {
-      const d = out.get(k) as Float32Array;
-      for (let i = 0; i < g.length; i++) ess += (d[i] - g[i]) ** 2;
-    }
     records.push({
-      method, source: o.source, tensors: grads.size, numel, bytes: frame.length, dense_bytes: 4 * numel,
+      method, source: o.source, error_feedback: gc.memory.name, tensors: grads.size, numel, bytes: frame.length, dense_bytes: 4 * numel,
       compression_ratio: Math.round((4 * numel / frame.length) * 100) / 100,
       compress_ms: r3(median(tc)), decompress_ms: r3(median(td)),
-      rel_error: Math.round(Math.sqrt(ess / Math.max(gss, 1e-300)) * 1e4) / 1e4,
+      rel_error: Math.round((withMemory ? firstError : relError(grads, out, gss)) * 1e4) / 1e4,
     });
   }
   return records;
+}
+
+/** ||decoded - g|| / ||g|| over every tensor (`gss` = ||g||^2). */
+function relError(grads: Map<string, Float32Array>, decoded: Map<string, Float32Array>, gss: number): number {
+  let ess = 0;
+  for (const [k, g] of grads) {
+    const d = decoded.get(k) as Float32Array;
+    for (let i = 0; i < g.length; i++) ess += (d[i] - g[i]) ** 2;
+  }
+  return Math.sqrt(ess / Math.max(gss, 1e-300));
 }
 
 export async function runCompressionBench(o: CompressionBenchOptions): Promise<CompressionRecord[]> {
@@ -127,7 +147,7 @@ export async function runCompressionBench(o: CompressionBenchOptions): Promise<C
 
 /** A readable table of the records. */
 export function formatCompressionTable(recs: CompressionRecord[]): string {
-  const cols: (keyof CompressionRecord)[] = ['method', 'bytes', 'dense_bytes', 'compression_ratio', 'compress_ms', 'decompress_ms', 'rel_error'];
+  const cols: (keyof CompressionRecord)[] = ['method', 'error_feedback', 'bytes', 'dense_bytes', 'compression_ratio', 'compress_ms', 'decompress_ms', 'rel_error'];
   const rows = [cols.map(String), ...recs.map((r) => cols.map((c) => String(r[c])))];
   const w = cols.map((_, j) => Math.max(...rows.map((r) => r[j].length)));
   const head = recs.length ? `gradients: ${recs[0].source}, ${recs[0].tensors} tensors, ${recs[0].numel} floats\n` : '';

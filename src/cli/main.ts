@@ -11,13 +11,21 @@ import { registerGenerate } from './commands/generate.js';
 import { registerFinetune } from './commands/finetune.js';
 import { registerEvaluate } from './commands/evaluate.js';
 import { registerMerge } from './commands/merge.js';
-import { registerLaunch } from './commands/launch.js';
+import { registerLaunch, rdzvOption, runIdOption } from './commands/launch.js';
 
 export function buildProgram(): Command {
   const program = new Command('autoglm')
     .description('Efficient fine-tuning of transformer language models on Node.js')
     .version('0.1.0')
-    .showHelpAfterError();
+    .showHelpAfterError()
+    // for ranks that torchrun, mpirun, srun or Kubernetes started: where they meet (see src/distributed/launchers.ts)
+    .option('--rdzv <url>', 'rendezvous store of ranks started by torchrun, mpirun or srun: redis://host:port or file:///dir (sets AUTOGLM_RDZV)', rdzvOption)
+    .option('--run-id <id>', 'names the job in the rendezvous store (sets AUTOGLM_RUN_ID)', runIdOption)
+    .hook('preAction', (cmd) => {
+      const o = cmd.opts<{ rdzv?: string; runId?: string }>();
+      if (cmd === program && o.rdzv) process.env.AUTOGLM_RDZV = o.rdzv;
+      if (cmd === program && o.runId) process.env.AUTOGLM_RUN_ID = o.runId;
+    });
   registerFinetune(program);
   registerEvaluate(program);
   registerMerge(program);

@@ -7,6 +7,11 @@
  *
  * The frame holds every tensor of the step in the map's order (see wire.ts); every rank must pass the same
  * names in the same order, which decodeSum checks through a hash of each name.
+ *
+ * Non-finite gradients never reach the memory or the compressor: a NaN or Inf would poison the residual for good
+ * (inf - inf = NaN) or a compressor's state (PowerSGD's Q). `firstNonFinite` says so before any state changes (the
+ * data-parallel layer agrees on it across ranks and skips the step); `encode` of such gradients changes nothing
+ * and returns a 'skipped' frame (flags bit 0), and `decodeSum` of a set holding one returns false with NaN sums.
  */
 import { Rng } from '../backend/rng.js';
 import { CommunicationError } from '../errors.js';
@@ -23,6 +28,18 @@ export interface GradientCompressionOptions {
 }
 
 const WHO = 'frame';
+/** Frame flags (byte 3): the sender's gradients were not finite; the frame holds no tensors. */
+export const FRAME_SKIPPED = 1;
+
+/** The name of the first tensor holding a NaN or an infinity, or null when all are finite. */
+export function firstNonFinite(grads: ReadonlyMap<string, Float32Array>): string | null {
+  for (const [name, g] of grads) {
+    let z = 0;
+    for (let i = 0; i < g.length; i++) z += g[i] * 0; // NaN as soon as one element is NaN or infinite
+    if (z !== 0) return name;
+  }
+  return null;
+}
 
 function frameFail(field: string, got: string | number, expected: string, rank: number): never {
   throw new CommunicationError(`'${WHO}' payload of rank ${rank}: field '${field}' is ${got}; expected ${expected}`);
@@ -47,8 +64,17 @@ export class GradientCompression {
     this.shapes = opts.shapes ?? new Map();
   }
 
-  /** Compresses every tensor of this step into one frame (error feedback applied and updated). */
+  /**
+   * Compresses every tensor of this step into one frame (error feedback applied and updated). Gradients with a
+   * NaN or an infinity change no state: the frame says 'skipped' (see the module comment).
+   */
   encode(grads: ReadonlyMap<string, Float32Array>, step: number): Uint8Array {
+    if (firstNonFinite(grads) !== null) {
+      const frame = new Uint8Array(HEADER_BYTES);
+      frame.set([MAGIC, FRAME_ID, VERSION, FRAME_SKIPPED]);
+      setU32(frame, 4, grads.size);
+      return frame;
+    }
     const parts: Uint8Array[] = [];
     let total = HEADER_BYTES, dense = 0;
     for (const [name, g] of grads) {
@@ -85,11 +111,16 @@ export class GradientCompression {
 
   /**
    * into[name] = sum (or mean) over ranks of each rank's decompressed tensor. `into` lists the tensors in the
-   * order they were encoded, with arrays of their sizes (they are overwritten).
+   * order they were encoded, with arrays of their sizes (they are overwritten). Returns false, with every sum NaN,
+   * when a rank's frame says its gradients were not finite.
    */
-  decodeSum(payloads: readonly Uint8Array[], into: ReadonlyMap<string, Float32Array>, average: boolean): void {
+  decodeSum(payloads: readonly Uint8Array[], into: ReadonlyMap<string, Float32Array>, average: boolean): boolean {
     if (payloads.length === 0) throw new CommunicationError(`'decodeSum': argument 'payloads' is empty; expected one frame per rank`);
     const alpha = average ? 1 / payloads.length : 1;
+    if (payloads.some((f) => f instanceof Uint8Array && f.length === HEADER_BYTES && f[0] === MAGIC && f[1] === FRAME_ID && f[3] === FRAME_SKIPPED)) {
+      for (const out of into.values()) out.fill(NaN);
+      return false;
+    }
     for (const out of into.values()) out.fill(0);
     const names = [...into.keys()];
     const hashes = names.map(nameHash);
@@ -113,6 +144,7 @@ export class GradientCompression {
       }
       if (off !== f.length) frameFail('length', `${f.length} bytes`, `${off} (the tensors' payloads)`, rank);
     });
+    return true;
   }
 
   /** Memory and compressor state for a checkpoint. */

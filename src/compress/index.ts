@@ -2,10 +2,10 @@
 export type { CompressContext, Compressor, Memory, CompressionSpec, CompressionMethod } from './types.js';
 export { COMPRESSION_METHODS } from './types.js';
 export {
-  makeCompressor, makeMemory, resolveSpec, registerCompressor, registerMemory, compressorNames, COMPRESSION_DEFAULTS,
+  makeCompressor, makeMemory, resolveSpec, compressionSpecSchema, compressionSpecObjectSchema, registerCompressor, registerMemory, compressorNames, COMPRESSION_DEFAULTS,
   type ResolvedSpec, type CompressorFactory, type MemoryFactory,
 } from './registry.js';
-export { GradientCompression, type GradientCompressionOptions } from './gradient-compression.js';
+export { GradientCompression, firstNonFinite, FRAME_SKIPPED, type GradientCompressionOptions } from './gradient-compression.js';
 export { sparsityWarmup } from './schedule.js';
 export { BaseCompressor } from './compressors/base.js';
 export { NoneCompressor } from './compressors/none.js';

@@ -2,6 +2,7 @@
  * Compressors and memories by name. A registered factory builds an instance from a validated spec;
  * registering a name twice throws. Defaults live in COMPRESSION_DEFAULTS, in one place.
  */
+import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { COMPRESSION_METHODS, type CompressionSpec, type Compressor, type Memory } from './types.js';
 import { NoneCompressor } from './compressors/none.js';
@@ -20,7 +21,7 @@ import { ResidualMemory } from './memory/residual.js';
 import { DGCMemory } from './memory/dgc.js';
 
 /** A spec with every optional key filled in. */
-export type ResolvedSpec = Required<Omit<CompressionSpec, 'errorFeedback'>> & { errorFeedback: 'none' | 'residual' | 'dgc' };
+export type ResolvedSpec = Required<Omit<CompressionSpec, 'errorFeedback'>> & { errorFeedback: 'none' | 'residual' | 'dgc' | (string & {}) };
 
 export const COMPRESSION_DEFAULTS = {
   ratio: 0.1, //          topk/randomk: send 10%
@@ -74,10 +75,40 @@ registerMemory('none', () => new NoMemory());
 registerMemory('residual', () => new ResidualMemory());
 registerMemory('dgc', (s) => new DGCMemory({ momentum: s.momentum, clipNorm: s.clipNorm }));
 
-const KEYS = ['method', 'ratio', 'levels', 'bucketSize', 'rank', 'lambda', 'threshold', 'errorFeedback', 'warmupSteps', 'momentum', 'clipNorm', 'values'];
+/**
+ * The one schema of a compression config: `resolveSpec` validates with it, and the trainer's `gradientCompression`
+ * key is this schema (src/train/config.ts imports it), so every key a compressor or memory reads is reachable from a
+ * run and nothing is listed twice. Method and errorFeedback names are checked against the registries when parsed,
+ * so a registered compressor or memory is accepted everywhere at once.
+ */
+export const compressionSpecObjectSchema = z.object({
+  method: z.string().refine((m) => compressors.has(m), () => ({ message: `expected one of ${[...compressors.keys()].join(', ')}` }))
+    .describe('A built-in method (none, fp16, bf16, topk, randomk, threshold, std-mask, qsgd, terngrad, onebit, powersgd) or a registered compressor.'),
+  ratio: z.number().gt(0).max(1).optional().describe(`topk/randomk: fraction of elements sent (default ${COMPRESSION_DEFAULTS.ratio}).`),
+  levels: z.number().int().min(1).max(32767).optional().describe(`qsgd: quantization levels s (default ${COMPRESSION_DEFAULTS.levels}; 7 = 4-bit).`),
+  bucketSize: z.number().int().positive().optional().describe(`qsgd: elements sharing one norm (default ${COMPRESSION_DEFAULTS.bucketSize}).`),
+  rank: z.number().int().positive().optional().describe(`powersgd: rank of the factors (default ${COMPRESSION_DEFAULTS.rank}).`),
+  lambda: z.number().positive().finite().optional().describe(`std-mask: keep |g| > lambda * std(g) (default ${COMPRESSION_DEFAULTS.lambda}).`),
+  threshold: z.number().min(0).finite().optional().describe(`threshold: keep |g| > threshold (default ${COMPRESSION_DEFAULTS.threshold}).`),
+  errorFeedback: z.union([z.boolean(), z.string().refine((m) => memories.has(m), () => ({ message: `expected true, false or one of ${[...memories.keys()].map((k) => `'${k}'`).join(', ')}` }))])
+    .optional().describe("true/'residual': residual error feedback; 'dgc': DGC momentum correction; false/'none'. Default: residual for topk, threshold, std-mask, onebit, powersgd."),
+  warmupSteps: z.number().int().nonnegative().optional().describe('topk/randomk: exponential sparsity warm-up over this many steps (default 0).'),
+  momentum: z.number().min(0).lt(1).optional().describe(`dgc: momentum factor (default ${COMPRESSION_DEFAULTS.momentum}).`),
+  clipNorm: z.number().min(0).finite().optional().describe('dgc: local L2 clipping per tensor; 0 = off (default).'),
+  values: z.enum(['f32', 'f16']).optional().describe("topk/randomk/threshold/std-mask: dtype of the sent values (default 'f16')."),
+}).strict();
 
-function check(ok: boolean, key: string, value: unknown, expected: string): void {
-  if (!ok) throw new ConfigError(`gradientCompression: key '${key}' is ${JSON.stringify(value)}; expected ${expected}`);
+/** `true` = top-k 10% with residual error feedback, `false` = none, or a spec object. */
+export const compressionSpecSchema = z.union([z.boolean(), compressionSpecObjectSchema]);
+
+function specError(spec: unknown, issue: z.ZodIssue): ConfigError {
+  if (issue.code === 'unrecognized_keys') {
+    return new ConfigError(`gradientCompression: key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `'${k}'`).join(', ')} ` +
+      `unknown; expected a known key (${Object.keys(compressionSpecObjectSchema.shape).join(', ')})`);
+  }
+  const key = issue.path.join('.');
+  const value = (spec as Record<string, unknown>)[issue.path[0] as string];
+  return new ConfigError(`gradientCompression: key '${key}' is ${JSON.stringify(value)}; ${issue.message.replace(/^(?!expected)/, 'expected: ')}`);
 }
 
 /**
@@ -86,23 +117,16 @@ function check(ok: boolean, key: string, value: unknown, expected: string): void
 export function resolveSpec(spec: CompressionSpec | boolean): ResolvedSpec {
   if (typeof spec === 'boolean') spec = spec ? { method: 'topk', ratio: 0.1, errorFeedback: true } : { method: 'none' };
   if (typeof spec !== 'object' || spec === null) throw new ConfigError(`gradientCompression is ${JSON.stringify(spec)}; expected true, false or an object with 'method'`);
-  for (const k of Object.keys(spec)) check(KEYS.includes(k), k, (spec as unknown as Record<string, unknown>)[k], `a known key (${KEYS.join(', ')})`);
-  const known = [...compressors.keys()];
-  check(typeof spec.method === 'string' && compressors.has(spec.method), 'method', spec.method, `one of ${known.join(', ')}`);
-  const s = { ...COMPRESSION_DEFAULTS, ...Object.fromEntries(Object.entries(spec).filter(([, v]) => v !== undefined)) } as CompressionSpec & typeof COMPRESSION_DEFAULTS;
-  check(s.ratio > 0 && s.ratio <= 1, 'ratio', s.ratio, 'a number in (0, 1]');
-  check(Number.isInteger(s.levels) && s.levels >= 1 && s.levels <= 32767, 'levels', s.levels, 'an integer in [1, 32767]');
-  check(Number.isInteger(s.bucketSize) && s.bucketSize >= 1, 'bucketSize', s.bucketSize, 'a positive integer');
-  check(Number.isInteger(s.rank) && s.rank >= 1, 'rank', s.rank, 'a positive integer');
-  check(s.lambda > 0 && Number.isFinite(s.lambda), 'lambda', s.lambda, 'a positive number');
-  check(s.threshold >= 0 && Number.isFinite(s.threshold), 'threshold', s.threshold, 'a number >= 0');
-  check(Number.isInteger(s.warmupSteps) && s.warmupSteps >= 0, 'warmupSteps', s.warmupSteps, 'an integer >= 0');
-  check(s.momentum >= 0 && s.momentum < 1, 'momentum', s.momentum, 'a number in [0, 1)');
-  check(s.values === 'f32' || s.values === 'f16', 'values', s.values, "'f32' or 'f16'");
-  check(s.clipNorm >= 0 && Number.isFinite(s.clipNorm), 'clipNorm', s.clipNorm, 'a number >= 0');
+  const r = compressionSpecObjectSchema.safeParse(spec);
+  if (!r.success) {
+    // the deepest issue of a union (errorFeedback) names what was expected
+    let issue = r.error.issues[0]!;
+    if (issue.code === 'invalid_union') issue = issue.unionErrors.flatMap((e) => e.issues).find((i) => i.code !== 'invalid_type') ?? issue;
+    throw specError(spec, issue);
+  }
+  const s = { ...COMPRESSION_DEFAULTS, ...Object.fromEntries(Object.entries(r.data).filter(([, v]) => v !== undefined)) } as CompressionSpec & typeof COMPRESSION_DEFAULTS;
   const ef = s.errorFeedback ?? BIASED_DEFAULT_EF.has(s.method);
-  check([true, false, 'residual', 'dgc', 'none'].includes(ef as never), 'errorFeedback', ef, "true, false, 'residual' or 'dgc'");
-  return { ...s, errorFeedback: ef === true ? 'residual' : ef === false ? 'none' : (ef as 'none' | 'residual' | 'dgc') } as ResolvedSpec;
+  return { ...s, errorFeedback: ef === true ? 'residual' : ef === false ? 'none' : ef } as ResolvedSpec;
 }
 
 export function makeCompressor(spec: CompressionSpec | boolean): Compressor {

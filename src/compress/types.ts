@@ -81,7 +81,7 @@ export interface CompressionSpec {
    * Default: residual for the biased sparsifiers and quantizers (topk, threshold, std-mask, onebit,
    * powersgd), none for the others.
    */
-  errorFeedback?: boolean | 'none' | 'residual' | 'dgc';
+  errorFeedback?: boolean | 'none' | 'residual' | 'dgc' | (string & {});
   /** topk/randomk: exponential sparsity warm-up from 25% to `ratio` over this many steps (DGC). Default 0. */
   warmupSteps?: number;
   /** dgc: momentum factor m (default 0.9). */

@@ -11,7 +11,8 @@
  *   then the method's body. Bodies put their 4-byte fields first, so f32 sections start 4-byte aligned.
  *
  * A step frame (`GradientCompression.encode`) concatenates payloads:
- *   bytes 0..3  0xAC, FRAME_ID, version, 0;  bytes 4..7 u32 tensor count
+ *   bytes 0..3  0xAC, FRAME_ID, version, flags (bit 0: the sender's gradients were not finite; no tensors
+ *               follow, see gradient-compression.ts);  bytes 4..7 u32 tensor count
  *   per tensor: u32 hash of the name, u32 payload length, the payload, zero padding to a multiple of 4.
  */
 import { CommunicationError } from '../errors.js';

@@ -86,22 +86,32 @@ export function readJson(file: string, sink: BadLineSink, keys?: readonly string
   if (arrays.length === 0) {
     throw new DatasetError(`${file}: JSON dataset holds no array of records; expected [ {...}, ... ] or { "<split>": [ ... ] }`);
   }
-  // every record spans the lines from its start to the next record's start (over all arrays, in document order)
-  const starts: number[] = [...lines.values()].flat();
-  const endOf = (line: number) => {
-    const next = starts.find((s) => s > line);
-    return next === undefined ? Infinity : next - 1;
+  // every record spans the lines from its start to the next record's start (over all arrays, in document order);
+  // both lists sorted once and searched by bisection, so a file with many damaged lines stays O(n log n)
+  const starts = Float64Array.from([...lines.values()].flat()).sort();
+  const damaged = Float64Array.from(damagedLines.keys()).sort();
+  const firstAbove = (sorted: Float64Array, x: number, orEqual: boolean): number => {
+    let lo = 0, hi = sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (sorted[mid]! > x || (orEqual && sorted[mid] === x)) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
+  };
+  const damageIn = (line: number): number | undefined => {
+    const n = firstAbove(starts, line, false);
+    const end = n < starts.length ? starts[n]! - 1 : Infinity;
+    const d = firstAbove(damaged, line, true);
+    return d < damaged.length && damaged[d]! <= end ? damaged[d] : undefined;
   };
   const records: (RawRecord & { key: string })[] = [];
   for (const [key, arr] of arrays) {
     const keyStarts = lines.get(key) ?? [];
     for (let i = 0; i < arr.length; i++) {
       const line = keyStarts[i] ?? 0;
-      if (damagedLines.size > 0) {
-        const end = endOf(line);
-        const hit = [...damagedLines.keys()].find((d) => d >= line && d <= end);
-        if (hit !== undefined) { sink.report(file, hit, UTF8_REASON(damagedLines.get(hit)!)); continue; }
-      }
+      const hit = damaged.length > 0 ? damageIn(line) : undefined;
+      if (hit !== undefined) { sink.report(file, hit, UTF8_REASON(damagedLines.get(hit)!)); continue; }
       records.push({ file, line, value: arr[i], key });
     }
   }

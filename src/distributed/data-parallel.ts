@@ -11,10 +11,18 @@
  * variable-size bytes, and every rank decompresses and sums all of them in rank order (DeepSpeed's 1-bit Adam
  * does the same), so the result is bit-identical everywhere. Every collective works with every compressor;
  * all-reduce is used only for dense f32.
+ *
+ * Non-finite gradients (an fp16 overflow, a bad batch): `syncGradients` reports them in its result, on every rank
+ * alike, and leaves the synced gradients non-finite (dense: the sums carry the NaN/Inf; compressed: all NaN) so
+ * that a caller's finite check skips the step everywhere even if it ignores the result. Compressed, the
+ * ranks first agree whether any of them holds a NaN or an infinity (a one-float all-reduce) and then encode
+ * nothing: residuals, DGC momentum and PowerSGD's factors stay as they were, so one bad step cannot poison error
+ * feedback (inf - inf = NaN) for the rest of the run. With loss scaling, pass `lossScale`: the memory and the
+ * compressor then work on unscaled gradients, so residuals keep their meaning when the scale changes.
  */
 import { Tensor } from '../tensor/tensor.js';
-import { GradientCompression, type CompressionSpec } from '../compress/index.js';
-import { CommunicationError } from '../errors.js';
+import { GradientCompression, firstNonFinite, type CompressionSpec } from '../compress/index.js';
+import { CommunicationError, ConfigError } from '../errors.js';
 import type { Communicator } from './communicator.js';
 
 export interface DataParallelOptions {
@@ -22,6 +30,16 @@ export interface DataParallelOptions {
   compression?: CompressionSpec | boolean;
   /** Seed of the compressors' random choices (mixed with the rank). */
   seed?: number;
+}
+
+export interface SyncOptions {
+  /** The loss scale the gradients carry (fp16 dynamic loss scaling); the synced sums carry it too. Default 1. */
+  lossScale?: number;
+}
+
+export interface SyncResult {
+  /** False when a rank's gradients held a NaN or an infinity: the synced gradients are not finite; skip the step. */
+  finite: boolean;
 }
 
 export interface CommunicationSummary {
@@ -72,14 +90,20 @@ export class DataParallel {
 
   /**
    * Replaces each parameter's gradient with the sum over ranks (a parameter without a gradient on this rank counts
-   * as zeros, so every rank sends the same tensors). PowerSGD's matrix view uses the parameter shapes.
+   * as zeros, so every rank sends the same tensors). PowerSGD's matrix view uses the parameter shapes. The result
+   * says whether the sums are finite, the same on every rank (see the module comment).
    */
-  async syncGradients(named: ReadonlyArray<readonly [string, Tensor]>, step: number): Promise<void> {
+  async syncGradients(named: ReadonlyArray<readonly [string, Tensor]>, step: number, opts: SyncOptions = {}): Promise<SyncResult> {
     const t0 = performance.now();
+    const scale = opts.lossScale ?? 1;
+    if (!(scale > 0) || !Number.isFinite(scale)) {
+      throw new ConfigError(`Option 'lossScale' passed to 'DataParallel.syncGradients' is ${scale}; expected a positive finite number`);
+    }
     const grads = new Map<string, Float32Array>();
     for (const [name, p] of named) grads.set(name, p.grad ? p.grad.f32() : new Float32Array(p.size));
     let dense = 0;
     for (const g of grads.values()) dense += g.length * 4;
+    let finite = true;
     if (!this.codec) {
       const flat = new Float32Array(dense / 4);
       let o = 0;
@@ -88,6 +112,7 @@ export class DataParallel {
         o += g.length;
       }
       await this.comm.allReduce(flat, 'sum');
+      finite = firstNonFinite(new Map([['', flat]])) === null; // a NaN or Inf on any rank reaches every sum
       o = 0;
       for (const [name, p] of named) {
         p.grad = new Tensor(flat.slice(o, o + p.size), 'f32', [...p.shape]);
@@ -95,18 +120,32 @@ export class DataParallel {
       }
       this.bytes += dense;
     } else {
-      if (this.codec.shapes.size === 0) this.codec.shapes = new Map(named.map(([n, p]) => [n, [...p.shape]]));
-      const payload = this.codec.encode(grads, step);
-      const all = await this.comm.allGather(payload);
-      const into = new Map<string, Float32Array>();
-      for (const [name, p] of named) into.set(name, new Float32Array(p.size));
-      this.codec.decodeSum(all, into, false);
-      for (const [name, p] of named) p.grad = new Tensor(into.get(name) as Float32Array, 'f32', [...p.shape]);
-      this.bytes += payload.byteLength;
+      // every rank learns whether any rank's gradients are non-finite before any memory or compressor state changes
+      const bad = Float32Array.of(firstNonFinite(grads) === null ? 0 : 1);
+      await this.comm.allReduce(bad, 'sum');
+      finite = bad[0] === 0;
+      if (!finite) {
+        for (const [, p] of named) p.grad = new Tensor(new Float32Array(p.size).fill(NaN), 'f32', [...p.shape]);
+      } else {
+        if (this.codec.shapes.size === 0) this.codec.shapes = new Map(named.map(([n, p]) => [n, [...p.shape]]));
+        const unscaled = scale === 1 ? grads : new Map([...grads].map(([k, g]) => [k, g.map((x) => x / scale)]));
+        const payload = this.codec.encode(unscaled, step);
+        const all = await this.comm.allGather(payload);
+        const into = new Map<string, Float32Array>();
+        for (const [name, p] of named) into.set(name, new Float32Array(p.size));
+        finite = this.codec.decodeSum(all, into, false);
+        for (const [name, p] of named) {
+          const sum = into.get(name) as Float32Array;
+          if (scale !== 1) for (let i = 0; i < sum.length; i++) sum[i]! *= scale;
+          p.grad = new Tensor(sum, 'f32', [...p.shape]);
+        }
+        this.bytes += payload.byteLength;
+      }
     }
     this.denseBytes += dense;
     this.steps++;
     this.commMs += performance.now() - t0;
+    return { finite };
   }
 
   /** Element-wise sums of a few numbers over ranks (losses, counts). */

@@ -36,6 +36,11 @@ export interface GlooOptions {
    * for a file store or a Redis on loopback (one machine), otherwise this machine's hostname.
    */
   host?: string;
+  /**
+   * The largest allGather payload a rank may announce, in bytes. A larger length fails the op on every rank with a
+   * CommunicationError before anything is allocated. Default 1 GiB (a 1-bit payload of an 8-billion-parameter model).
+   */
+  maxGatherBytes?: number;
 }
 
 /** The addon's exports (native/gloo/gloo.cc). */
@@ -58,7 +63,7 @@ interface NativeOptions {
 interface NativeContext {
   connect(): Promise<void>;
   allReduce(data: Float32Array): Promise<void>;
-  allGather(payload: Uint8Array): Promise<{ data: Uint8Array; lengths: number[] }>;
+  allGather(payload: Uint8Array, maxBytes: number): Promise<{ data: Uint8Array; lengths: number[] }>;
   broadcast(data: Uint8Array, root: number): Promise<void>;
   barrier(): Promise<void>;
   close(): Promise<void>;
@@ -66,6 +71,7 @@ interface NativeContext {
 
 export const GLOO_HINT = 'apt-get install -y libgloo-dev && npm rebuild open-autoglm';
 const DEFAULT_TIMEOUT_MS = 30_000;
+const DEFAULT_MAX_GATHER_BYTES = 2 ** 30;
 
 let addon: GlooAddon | null = null;
 let loadError: string | null = null;
@@ -83,7 +89,8 @@ function packageRoot(): string {
 
 function loadAddon(): GlooAddon | null {
   if (addon || loadError) return addon;
-  const file = path.join(packageRoot(), 'build', 'Release', 'autoglm_gloo.node');
+  // AUTOGLM_ADDON_DIR: where the .node files are (default <package>/build/Release), as for the native backend
+  const file = path.join(process.env.AUTOGLM_ADDON_DIR || path.join(packageRoot(), 'build', 'Release'), 'autoglm_gloo.node');
   if (!existsSync(file)) {
     loadError = `${file} is missing`;
     return null;
@@ -152,6 +159,7 @@ export class GlooCommunicator implements Communicator {
     readonly rank: number,
     readonly worldSize: number,
     private readonly ctx: NativeContext,
+    private readonly maxGatherBytes: number,
   ) {}
 
   /** Validates the options, then meets the other ranks through the store and connects to each of them. */
@@ -163,6 +171,10 @@ export class GlooCommunicator implements Communicator {
     }
     if (!Number.isInteger(rank) || rank < 0 || rank >= worldSize) {
       throw new ConfigError(`Option 'rank' passed to '${where}' is ${rank}; expected an integer in [0, ${worldSize})`);
+    }
+    const maxGatherBytes = opts.maxGatherBytes ?? DEFAULT_MAX_GATHER_BYTES;
+    if (!Number.isSafeInteger(maxGatherBytes) || maxGatherBytes < 1) {
+      throw new ConfigError(`Option 'maxGatherBytes' passed to '${where}' is ${maxGatherBytes}; expected a positive integer`);
     }
     const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
@@ -202,7 +214,7 @@ export class GlooCommunicator implements Communicator {
       throw new CommunicationError(`${msg}${hint} [rendezvous ${opts.rendezvous}, host ${host}, ` +
         `timeout ${timeoutMs} ms]`, { cause: e });
     }
-    return new GlooCommunicator(rank, worldSize, ctx);
+    return new GlooCommunicator(rank, worldSize, ctx, maxGatherBytes);
   }
 
   async allReduce(data: Float32Array, op: 'sum' | 'mean' = 'sum'): Promise<void> {
@@ -214,10 +226,13 @@ export class GlooCommunicator implements Communicator {
     if (op === 'mean') for (let i = 0; i < data.length; i++) data[i]! /= W;
   }
 
-  /** The returned arrays are views into one buffer that holds every rank's payload in rank order. */
+  /**
+   * The returned arrays are views into one buffer that holds every rank's payload in rank order. A rank announcing
+   * more than `maxGatherBytes` fails the op on every rank (CommunicationError naming that rank).
+   */
   async allGather(payload: Uint8Array): Promise<Uint8Array[]> {
     this.stats.calls++;
-    const { data, lengths } = await this.call(() => this.ctx.allGather(payload));
+    const { data, lengths } = await this.call(() => this.ctx.allGather(payload, this.maxGatherBytes));
     const W = this.worldSize;
     const out: Uint8Array[] = [];
     let off = 0;

@@ -12,6 +12,7 @@ import { CheckpointError } from '../errors.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { DType } from '../backend/backend.js';
 import { backend } from '../backend/index.js';
+import { constants } from 'node:buffer';
 
 /** safetensors dtype -> (bytes per element, how it loads). */
 const ST_DTYPES: Record<string, { bytes: number; native?: DType }> = {
@@ -49,6 +50,22 @@ function readExact(fd: number, buf: Uint8Array, position: number, file: string, 
     const n = readSync(fd, buf, done, buf.length - done, position + done);
     if (n === 0) fail(file, `file ends after ${position + done} bytes; expected ${buf.length - done} more (truncated)`, tensor);
     done += n;
+  }
+}
+
+/**
+ * No two tensors share a byte, and no zero-length tensor sits strictly inside another (the format's own reader
+ * requires the ranges to tile the data area; a zero-length entry at a boundary is fine). One sweep in offset order
+ * against the tensor that reaches furthest so far, so every pair is covered, not only neighbours.
+ */
+function checkNoOverlap(file: string, list: TensorInfo[]): void {
+  const sorted = list.sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let reach: TensorInfo | null = null;
+  for (const t of sorted) {
+    if (reach && t.begin < reach.end && (t.end > t.begin || t.begin > reach.begin)) {
+      fail(file, `data_offsets [${t.begin}, ${t.end}] overlap tensor '${reach.name}' at [${reach.begin}, ${reach.end}]`, t.name);
+    }
+    if (!reach || t.end > reach.end) reach = t;
   }
 }
 
@@ -97,13 +114,7 @@ export function readHeader(fd: number, file: string): SafetensorsHeader {
     }
     tensors.set(name, { name, dtype: e.dtype, shape, begin, end });
   }
-  // Offsets must not overlap.
-  const sorted = [...tensors.values()].sort((a, b) => a.begin - b.begin);
-  for (let i = 1; i < sorted.length; i++) {
-    if (sorted[i].begin < sorted[i - 1].end && sorted[i].end > sorted[i].begin) {
-      fail(file, `data_offsets [${sorted[i].begin}, ${sorted[i].end}] overlap tensor '${sorted[i - 1].name}'`, sorted[i].name);
-    }
-  }
+  checkNoOverlap(file, [...tensors.values()]);
   return { file, tensors, metadata, dataStart };
 }
 
@@ -114,7 +125,20 @@ export interface LoadOptions {
   names?: Set<string>;
 }
 
-function toTensor(info: TensorInfo, bytes: Uint8Array, opts: LoadOptions): Tensor {
+/** I64 -> i32, refusing (not wrapping) a value outside the i32 range. */
+function i64ToI32(file: string, info: TensorInfo, v: BigInt64Array): Int32Array {
+  const out = new Int32Array(v.length);
+  for (let i = 0; i < v.length; i++) {
+    const x = v[i];
+    if (x > 2147483647n || x < -2147483648n) {
+      fail(file, `I64 element ${i} is ${x}, outside the int32 range this library holds integer tensors in`, info.name);
+    }
+    out[i] = Number(x);
+  }
+  return out;
+}
+
+function toTensor(file: string, info: TensorInfo, bytes: Uint8Array, opts: LoadOptions): Tensor {
   const shape = info.shape;
   const n = bytes.byteLength / ST_DTYPES[info.dtype].bytes;
   const buf = bytes.buffer as ArrayBuffer;
@@ -131,8 +155,7 @@ function toTensor(info: TensorInfo, bytes: Uint8Array, opts: LoadOptions): Tenso
     case 'F64': return new Tensor(Float32Array.from(new Float64Array(buf, bytes.byteOffset, n)), 'f32', shape);
     case 'I32': return new Tensor(new Int32Array(buf, bytes.byteOffset, n), 'i32', shape);
     case 'I64': {
-      const v = new BigInt64Array(buf, bytes.byteOffset, n);
-      return new Tensor(Int32Array.from(v, (x) => Number(x)), 'i32', shape);
+      return new Tensor(i64ToI32(file, info, new BigInt64Array(buf, bytes.byteOffset, n)), 'i32', shape);
     }
     case 'I16': return new Tensor(Int32Array.from(new Int16Array(buf, bytes.byteOffset, n)), 'i32', shape);
     case 'I8': return new Tensor(new Int8Array(buf, bytes.byteOffset, n), 'i8', shape);
@@ -154,10 +177,11 @@ export function loadSafetensors(file: string, opts: LoadOptions = {}): { tensors
     for (const info of h.tensors.values()) {
       if (opts.names && !opts.names.has(info.name)) continue;
       const len = info.end - info.begin;
+      if (len > constants.MAX_LENGTH) fail(file, `holds ${len} bytes, more than the ${constants.MAX_LENGTH} one array can hold`, info.name);
       // 8-byte aligned backing store so that any typed array view fits.
       const bytes = new Uint8Array(new ArrayBuffer(Math.ceil(len / 8) * 8), 0, len);
       readExact(fd, bytes, h.dataStart + info.begin, file, info.name);
-      out.set(info.name, toTensor(info, bytes, opts));
+      out.set(info.name, toTensor(file, info, bytes, opts));
     }
     return { tensors: out, metadata: h.metadata };
   } finally {
@@ -167,7 +191,12 @@ export function loadSafetensors(file: string, opts: LoadOptions = {}): { tensors
 
 /** Reads only the header (names, dtypes, shapes) of a file. */
 export function inspectSafetensors(file: string): SafetensorsHeader {
-  const fd = openSync(file, 'r');
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (e) {
+    throw new CheckpointError(`cannot open safetensors file '${file}': ${(e as Error).message}`, { cause: e });
+  }
   try {
     return readHeader(fd, file);
   } finally {

@@ -7,19 +7,10 @@ import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { SFT_FORMATS } from '../sft/types.js';
 import { curriculumSchema, samplingSchema } from '../curriculum/config.js';
+import { compressionSpecSchema } from '../compress/registry.js';
 
-const compression = z.union([
-  z.boolean(),
-  z.object({
-    method: z.enum(['none', 'fp16', 'bf16', 'topk', 'randomk', 'threshold', 'std-mask', 'qsgd', 'terngrad', 'onebit', 'powersgd']),
-    ratio: z.number().positive().max(1).optional(),
-    levels: z.number().int().positive().optional(),
-    rank: z.number().int().positive().optional(),
-    errorFeedback: z.boolean().optional(),
-    warmupSteps: z.number().int().nonnegative().optional(),
-    values: z.enum(['f32','f16']).optional(),
-  }).strict(),
-]);
+/** The gradientCompression key: the compression registry's own schema (one source of truth for methods and options). */
+const compression = compressionSpecSchema;
 
 export const trainerConfigSchema = z.object({
   // ---- what is trained -----------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
 /** The backends the tests run on: portable always, native when the addon is built. */
 import { getBackend, nativeAvailable, setBackend, type Backend } from '../../src/backend/index.js';
+import { requireNative } from './ci.js';
 
 export function testBackends(): Backend[] {
   const list = [getBackend('portable')];
   if (nativeAvailable()) list.push(getBackend('native'));
-  else console.log('# native backend not built: tests run on the portable backend only');
+  else console.log(`# ${String(requireNative())}: tests run on the portable backend only`);
   return list;
 }
 

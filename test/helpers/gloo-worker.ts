@@ -6,6 +6,8 @@
  *            broadcast from the last rank, barrier; prints {event:'done', failures, stats}.
  *   loop     all-reduces 1 MiB in a loop, printing {event:'looping'} once; on error prints {event:'error'} and exits.
  *   stall    rank 0 calls barrier and reports the error; the other ranks connect and then never call.
+ *   oversize maxGatherBytes 1024; the last rank gathers 4096 bytes, the others 10: every rank reports its error,
+ *            then checks the communicator refuses further ops; prints {event:'error', ...}.
  */
 import { GlooCommunicator } from '../../src/distributed/gloo.js';
 
@@ -47,7 +49,8 @@ async function ops(comm: GlooCommunicator): Promise<string[]> {
 
 async function main(): Promise<void> {
   const timeoutMs = timeoutS ? Number(timeoutS) : undefined;
-  const comm = await GlooCommunicator.create({ rank, worldSize, rendezvous: rendezvous!, runId, timeoutMs });
+  const maxGatherBytes = scenario === 'oversize' ? 1024 : undefined;
+  const comm = await GlooCommunicator.create({ rank, worldSize, rendezvous: rendezvous!, runId, timeoutMs, maxGatherBytes });
   say({ event: 'connected' });
   if (scenario === 'ops') {
     const failures = await ops(comm);
@@ -62,6 +65,13 @@ async function main(): Promise<void> {
         break;
       }
       if (i === 20) say({ event: 'looping' });
+    }
+  } else if (scenario === 'oversize') {
+    try {
+      await comm.allGather(new Uint8Array(rank === worldSize - 1 ? 4096 : 10));
+      say({ event: 'done' });
+    } catch (e) {
+      say({ event: 'error', ...describe(e) });
     }
   } else if (scenario === 'stall') {
     if (rank !== 0) {

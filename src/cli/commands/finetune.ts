@@ -9,6 +9,7 @@ import type { Command } from 'commander';
 import type { DatasetSpec } from '../../data/types.js';
 import { addConfigFlags, configFromFlags } from '../config-flags.js';
 import { applyThreads, choiceOption, intOption } from '../options.js';
+import { ConfigError } from '../../errors.js';
 
 type DataFlags = Pick<DatasetSpec, 'dataset' | 'evalDataset' | 'testDataset' | 'textField' | 'labelField' | 'labelSet' | 'dataDir' | 'onBadLine' | 'maxTrain' | 'maxEval'>;
 interface Opts extends Record<string, unknown>, DataFlags {
@@ -17,6 +18,23 @@ interface Opts extends Record<string, unknown>, DataFlags {
   json?: boolean;
   quiet?: boolean;
   baseline: boolean;
+}
+
+/**
+ * Under `autoglm launch --max-restarts N` (AUTOGLM_MAX_RESTARTS > 0): checkpoints must go to a known folder, and
+ * a restarted attempt (AUTOGLM_RESTART_COUNT > 0) resumes from the last one there unless `resume` says otherwise.
+ */
+export function underRestarts(cfg: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): Record<string, unknown> {
+  const max = Number(env.AUTOGLM_MAX_RESTARTS ?? 0);
+  if (!(max > 0)) return cfg;
+  if (typeof cfg.outputDir !== 'string') {
+    throw new ConfigError(`'launch --max-restarts ${max}' needs finetune's --output-dir: the folder whose last checkpoint a restart continues from`);
+  }
+  if (!(typeof cfg.saveEvery === 'number' && cfg.saveEvery > 0)) {
+    throw new ConfigError(`'launch --max-restarts ${max}' needs finetune's --save-every N (> 0): without checkpoints a restart would start over`);
+  }
+  if (Number(env.AUTOGLM_RESTART_COUNT ?? 0) > 0 && cfg.resume === undefined) return { ...cfg, resume: true };
+  return cfg;
 }
 
 export function registerFinetune(program: Command): void {
@@ -42,7 +60,7 @@ export function registerFinetune(program: Command): void {
     applyThreads(o.threads);
     const { AutoGLMTrainer } = await import('../../train/trainer.js');
     const { attachProgress } = await import('../progress.js');
-    const trainer = new AutoGLMTrainer({ model: o.model, config: configFromFlags(o) });
+    const trainer = new AutoGLMTrainer({ model: o.model, config: underRestarts(configFromFlags(o)) });
     const stop = attachProgress(trainer, !!o.quiet);
     const h = await trainer.finetune({
       dataset: o.dataset, evalDataset: o.evalDataset, testDataset: o.testDataset, textField: o.textField, labelField: o.labelField,

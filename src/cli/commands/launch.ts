@@ -12,6 +12,13 @@
  * (SIGTERM, then SIGKILL after 5 s; terminate() for threads) and the launcher fails with one line naming the rank
  * and its exit code.
  *
+ * Elastic restarts, as torchelastic's: with `--max-restarts N`, when a rank fails the launcher stops the others and
+ * starts all ranks again, up to N times, then gives up with one line naming the failure and N. Each attempt gets
+ * AUTOGLM_RESTART_COUNT (0, 1, ...) and AUTOGLM_MAX_RESTARTS, and meets under run id <run-id>-r<attempt> (a fresh
+ * set of store keys); `finetune` then resumes from the last checkpoint in its --output-dir (it refuses to start
+ * under --max-restarts without --output-dir and --save-every). On several nodes each node's launcher restarts its
+ * ranks; the other nodes' ranks see the lost peer, fail, and restart into the same attempt.
+ *
  * Also the hidden `autoglm dist-selftest`, a tiny collective job the tests launch.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -38,6 +45,7 @@ interface LaunchOpts {
   nodeRank: number;
   rdzv?: string;
   runId?: string;
+  maxRestarts: number;
 }
 
 /** The module each rank runs (.ts under tsx, .js once built). */
@@ -46,7 +54,12 @@ function entryUrl(): URL {
   return new URL(`../launch-entry${ext}`, import.meta.url);
 }
 
-function rdzvOption(v: string): string {
+export function runIdOption(v: string): string {
+  if (!/^[\w.-]+$/.test(v)) throw new ConfigError(`option '--run-id' is '${v}'; expected letters, digits, '.', '_' or '-'`);
+  return v;
+}
+
+export function rdzvOption(v: string): string {
   if (!/^redis:\/\/[^/:]+(:\d+)?\/?$/.test(v) && !/^file:\/\/\/.+/.test(v)) {
     throw new ConfigError(`option '--rdzv' is '${v}'; expected redis://host[:port] or file:///absolute/dir`);
   }
@@ -64,6 +77,7 @@ export function registerLaunch(program: Command): void {
     .option('--node-rank <r>', 'this node\'s index in [0, nnodes)', intOption('--node-rank', 0), 0)
     .option('--rdzv <url>', 'rendezvous store for gloo: redis://host:port or file:///dir (default: a fresh temp dir on one node)', rdzvOption)
     .option('--run-id <id>', `names the job in the rendezvous store (default ${DEFAULTS.runId})`)
+    .option('--max-restarts <n>', 'when a rank fails, restart all ranks (from the last checkpoint) up to n times', intOption('--max-restarts', 0), 0)
     .argument('<command...>', 'the autoglm command to run on every rank, with its options')
     .passThroughOptions()
     .action(async (command: string[], o: LaunchOpts) => {
@@ -75,10 +89,34 @@ export function registerLaunch(program: Command): void {
       if (o.nnodes > 1 && !o.rdzv) throw new ConfigError(`option '--rdzv' is missing; expected redis://host:port (or a shared file:///dir) with --nnodes ${o.nnodes}`);
       if (command[0] === 'launch') throw new ConfigError(`argument 'command' is 'launch'; expected a command to run on each rank`);
       if (o.runId !== undefined && !/^[\w.-]+$/.test(o.runId)) throw new ConfigError(`option '--run-id' is '${o.runId}'; expected letters, digits, '.', '_' or '-'`);
-      if (backend === 'local') await launchLocal(command, o);
-      else await launchProcesses(command, o);
+      await withRestarts(o.maxRestarts, (attempt) => (backend === 'local' ? launchLocal(command, o, attempt) : launchProcesses(command, o, attempt)));
     });
   registerSelftest(program);
+}
+
+/** Set when the launcher itself is interrupted (SIGINT/SIGTERM): the ranks it stopped are not restarted. */
+let interrupted = false;
+
+/** Runs `attempt(i)` for i = 0, 1, ... while a rank fails and restarts are left (see the module comment). */
+async function withRestarts(maxRestarts: number, attempt: (i: number) => Promise<void>): Promise<void> {
+  const { RankFailedError } = await import('../../distributed/run-local.js');
+  for (let i = 0; ; i++) {
+    try {
+      await attempt(i);
+      return;
+    } catch (e) {
+      if (!(e instanceof RankFailedError) || interrupted || maxRestarts === 0) throw e;
+      if (i >= maxRestarts) {
+        throw new RankFailedError(e.rank, e.exitCode, `${e.detail}; gave up after ${maxRestarts} restart${maxRestarts > 1 ? 's' : ''} (--max-restarts ${maxRestarts})`, { cause: e });
+      }
+      process.stderr.write(`autoglm launch: ${e.message}; restarting all ranks from the last checkpoint (restart ${i + 1} of ${maxRestarts})\n`);
+    }
+  }
+}
+
+/** The environment that tells an attempt's ranks where they stand among restarts. */
+function restartEnv(o: LaunchOpts, attempt: number): Record<string, string> {
+  return { AUTOGLM_RESTART_COUNT: String(attempt), AUTOGLM_MAX_RESTARTS: String(o.maxRestarts) };
 }
 
 function threadsPerRank(nproc: number): number {
@@ -88,12 +126,13 @@ function threadsPerRank(nproc: number): number {
   return Math.max(1, Math.floor(cores / nproc));
 }
 
-async function launchLocal(command: string[], o: LaunchOpts): Promise<void> {
+async function launchLocal(command: string[], o: LaunchOpts, attempt: number): Promise<void> {
   const { runLocal } = await import('../../distributed/run-local.js');
+  Object.assign(process.env, restartEnv(o, attempt)); // worker threads share this process's environment
   await runLocal(o.nproc, entryUrl(), { args: { argv: command }, threadsPerRank: threadsPerRank(o.nproc) });
 }
 
-async function launchProcesses(command: string[], o: LaunchOpts): Promise<void> {
+async function launchProcesses(command: string[], o: LaunchOpts, attempt: number): Promise<void> {
   const { pipeLines, RankFailedError } = await import('../../distributed/run-local.js');
   const tmp = o.rdzv ? null : mkdtempSync(path.join(os.tmpdir(), 'autoglm-rdzv-'));
   const rdzv = o.rdzv ?? pathToFileURL(tmp!).href;
@@ -106,7 +145,10 @@ async function launchProcesses(command: string[], o: LaunchOpts): Promise<void> 
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill(signal);
     if (!killTimer) killTimer = setTimeout(() => { for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL'); }, DEFAULTS.killAfterMs);
   };
-  const onSignal = (sig: NodeJS.Signals): void => stopAll(sig);
+  const onSignal = (sig: NodeJS.Signals): void => {
+    interrupted = true;
+    stopAll(sig);
+  };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
@@ -116,7 +158,8 @@ async function launchProcesses(command: string[], o: LaunchOpts): Promise<void> 
         const rank = o.nodeRank * o.nproc + local;
         const env = {
           ...process.env, AUTOGLM_RANK: String(rank), AUTOGLM_LOCAL_RANK: String(local), AUTOGLM_WORLD_SIZE: String(worldSize),
-          AUTOGLM_RDZV: rdzv, AUTOGLM_RUN_ID: o.runId ?? DEFAULTS.runId, OMP_NUM_THREADS: threads, AUTOGLM_NUM_THREADS: threads,
+          AUTOGLM_RDZV: rdzv, AUTOGLM_RUN_ID: `${o.runId ?? DEFAULTS.runId}${attempt > 0 ? `-r${attempt}` : ''}`, OMP_NUM_THREADS: threads,
+          AUTOGLM_NUM_THREADS: threads, ...(o.maxRestarts > 0 ? restartEnv(o, attempt) : {}),
         };
         const c = spawn(process.execPath, [...process.execArgv, fileURLToPath(entryUrl()), ...command], { env, stdio: ['ignore', 'pipe', 'pipe'] });
         children.push(c);

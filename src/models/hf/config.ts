@@ -12,6 +12,16 @@ export const HF_TASKS: readonly HFTask[] = ['causal-lm', 'sequence-classificatio
 
 type Json = Record<string, unknown>;
 
+/**
+ * Upper bounds of structural sizes, far above any published model (Llama 3.1 405B: 126 layers, hidden 16384,
+ * intermediate 53248, 128 heads). The model skeleton allocates norms and biases before the checkpoint is read, so
+ * these bound what a damaged config.json can make it allocate (512 layers of 2^18-wide biases: about 2 GB at most).
+ */
+const INT_LIMITS: Record<string, number> = {
+  n_layer: 512, num_hidden_layers: 512, n_head: 16384, num_attention_heads: 16384, num_key_value_heads: 16384, num_labels: 1 << 20,
+  n_embd: 1 << 16, hidden_size: 1 << 16, head_dim: 1 << 12, n_inner: 1 << 18, intermediate_size: 1 << 18,
+};
+
 export class HFConfig {
   constructor(readonly raw: Json, readonly file: string) {}
 
@@ -44,14 +54,18 @@ export class HFConfig {
       : `'${this.file}' key '${key}' is ${JSON.stringify(v)}; expected ${expected}`);
   }
 
-  /** A positive integer (or a non-negative one with `min` 0); `def` when the key is absent or null. */
+  /**
+   * A positive integer (or a non-negative one with `min` 0) up to a sane bound (INT_LIMITS, else 2^31 - 1), so that
+   * a damaged config cannot make the model skeleton build a billion layers; `def` when the key is absent or null.
+   */
   int(key: string, def?: number, min = 1): number {
+    const max = INT_LIMITS[key] ?? 2 ** 31 - 1;
     if (!this.has(key)) {
       if (def !== undefined) return def;
-      this.fail(key, `an integer >= ${min}`);
+      this.fail(key, `an integer in [${min}, ${max}]`);
     }
     const v = this.raw[key];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) this.fail(key, `an integer >= ${min}`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) this.fail(key, `an integer in [${min}, ${max}]`);
     return v;
   }
 

@@ -10,14 +10,15 @@
 import { existsSync, readFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadSafetensors } from '../safetensors.js';
+import { inspectSafetensors, loadSafetensors } from '../safetensors.js';
 import { CheckpointError, ConfigError, fmtShape } from '../../errors.js';
 import { Tensor } from '../../tensor/tensor.js';
-import { numel, sameShape } from '../../tensor/shape.js';
+import { sameShape } from '../../tensor/shape.js';
 import { HFConfig, taskOfArchitecture, type HFTask } from './config.js';
 import { familyOf, type HFFamily, type HFModel, type Pooling } from './family.js';
 import { isPlaceholder, setParameter, withDeferredInit } from './layers.js';
 import { HFTokenizer } from './tokenizer.js';
+import { checkHeaderShape, checkParameterSizes, checkpointShape } from './shape-check.js';
 import { Embedding, Linear } from '../../nn/layers.js';
 import { getRng } from '../../nn/init.js';
 import './architectures.js';
@@ -100,12 +101,23 @@ function resolver(params: Map<string, Tensor>, prefix: string): (key: string) =>
 }
 
 /** Fills the parameters of `model` (built with deferred init) from the safetensors files of `dir`. */
-export function loadWeights(model: HFModel, family: HFFamily<unknown>, dir: string, dtype: 'f32' | 'keep' = 'f32', configFile = 'config.json'): LoadReport {
+export function loadWeights(model: HFModel, family: HFFamily<unknown>, dir: string, dtype: 'f32' | 'keep' = 'f32', configFile = 'config.json',
+  raw: Record<string, unknown> = {}): LoadReport {
   const params = new Map(model.namedParameters());
   const resolve = resolver(params, family.basePrefix);
   const report: LoadReport = { unexpected: [], ignored: [], initialized: [] };
   const from = new Map<string, string>();
-  for (const { file, keys } of weightFiles(dir)) {
+  const files = weightFiles(dir);
+  // every header first: a config that disagrees with the checkpoint fails before a byte of weights is read
+  for (const { file } of files) {
+    for (const info of inspectSafetensors(file).tensors.values()) {
+      const key = resolve(info.name);
+      if (key === null) continue;
+      checkHeaderShape({ family, key, ckptKey: info.name, shape: info.shape, expected: (params.get(key) as Tensor).shape, raw, file, configFile });
+    }
+  }
+  checkParameterSizes(model, raw, configFile);
+  for (const { file, keys } of files) {
     const { tensors } = loadSafetensors(file, { floatDType: dtype === 'keep' ? 'keep' : 'f32' });
     if (keys) {
       for (const k of keys) if (!tensors.has(k)) throw new CheckpointError(`'${path.join(dir, INDEX)}' maps '${k}' to '${path.basename(file)}', which has no such tensor`);
@@ -121,7 +133,7 @@ export function loadWeights(model: HFModel, family: HFFamily<unknown>, dir: stri
       if (t.dtype === 'i32' || t.dtype === 'i8') throw new CheckpointError(`'${file}': tensor '${ck}' has integer dtype ${t.dtype}; expected a float tensor of shape ${fmtShape(expected)}`);
       const v = family.toModel ? family.toModel(key, t) : t;
       if (!sameShape(v.shape, expected)) {
-        const want = family.toCheckpoint ? family.toCheckpoint(key, new Tensor(new Float32Array(numel(expected)), 'f32', expected)).shape : expected;
+        const want = checkpointShape(family, key, expected);
         throw new CheckpointError(`'${file}': tensor '${ck}' has shape ${fmtShape(t.shape)}; the ${family.name} model that '${configFile}' describes expects ${fmtShape(want)}`);
       }
       setParameter(model, key, v);
@@ -160,7 +172,7 @@ export function loadHFModelFromDir(dir: string, opts: LoadHFOptions = {}): HFMod
   const cfg = family.parseConfig(config);
   const task = opts.task ?? taskOfArchitecture(config.architecture) ?? family.defaultTask;
   const model = withDeferredInit(() => family.build(cfg, { task, numLabels: opts.numLabels, pooling: opts.pooling }));
-  const loadReport = loadWeights(model, family, dir, opts.dtype ?? 'f32', config.file);
+  const loadReport = loadWeights(model, family, dir, opts.dtype ?? 'f32', config.file, config.raw);
   model.hf = {
     family: family.name, task, config: config.raw, tokenizer: HFTokenizer.fromDir(dir),
     generationConfig: readOptionalJson(path.join(dir, 'generation_config.json')), source: dir,
@@ -175,6 +187,7 @@ export function buildHFModel(config: Record<string, unknown>, opts: { task?: HFT
   const family = familyOf(c);
   const task = opts.task ?? taskOfArchitecture(c.architecture) ?? family.defaultTask;
   const model = withDeferredInit(() => family.build(family.parseConfig(c), { task, numLabels: opts.numLabels, pooling: opts.pooling }));
+  checkParameterSizes(model, config, c.file);
   initWeights(model, c.num('initializer_range', 0.02));
   model.hf = { family: family.name, task, config, tokenizer: null, generationConfig: null, source: null };
   return model;

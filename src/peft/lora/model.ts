@@ -76,7 +76,8 @@ export class LoraModel {
   private activeNames: string[] = [];
   /** Per adapter, the values of its modules-to-save parameters while another adapter is active. */
   private readonly savedHeads = new Map<string, Map<string, Float32Array>>();
-  private originalHeads: Map<string, Float32Array> | null = null;
+  /** The base model's values of every modules-to-save parameter, taken when an adapter first names it (before training). */
+  private readonly originalHeads = new Map<string, Float32Array>();
 
   constructor(readonly model: Module, config: LoraConfigInput | LoraConfig = {}, adapterName = 'default') {
     this.addAdapter(adapterName, config);
@@ -138,6 +139,8 @@ export class LoraModel {
     }
     c.fanInFanOut = fanInFanOut(this.model, adapted, c.fanInFanOut);
     this.configs.set(name, c);
+    // snapshot at injection: a later adapter starts from the base model's head, not the first task's trained one
+    for (const [k, t] of this.headParams()) if (!this.originalHeads.has(k)) this.originalHeads.set(k, t.f32().slice());
     if (this.activeNames.length === 0) this.setAdapter(name);
     else this.savedHeads.set(name, this.headSnapshot(true));
     this.applyTrainable();
@@ -157,10 +160,8 @@ export class LoraModel {
 
   /** Values of the head parameters now (or of the base model's original head). */
   private headSnapshot(original = false): Map<string, Float32Array> {
-    const heads = this.headParams();
-    if (!this.originalHeads) this.originalHeads = new Map([...heads].map(([k, t]) => [k, t.f32().slice()]));
     if (original) return new Map([...this.originalHeads].map(([k, v]) => [k, v.slice()]));
-    return new Map([...heads].map(([k, t]) => [k, t.f32().slice()]));
+    return new Map([...this.headParams()].map(([k, t]) => [k, t.f32().slice()]));
   }
 
   /** Activates one adapter (or several, summed); swaps in that adapter's task head. */
@@ -171,7 +172,13 @@ export class LoraModel {
     if (heads.size && this.activeNames.length === 1) this.savedHeads.set(this.activeNames[0], this.headSnapshot());
     if (heads.size && list.length === 1) {
       const saved = this.savedHeads.get(list[0]);
-      if (saved) for (const [k, v] of saved) { const t = heads.get(k); if (t) copyInto(t, new Tensor(v, 'f32', [...t.shape])); }
+      if (saved) {
+        // a head parameter this adapter never saw (named by a later adapter) goes back to the base model's value
+        for (const [k, t] of heads) {
+          const v = saved.get(k) ?? this.originalHeads.get(k);
+          if (v) copyInto(t, new Tensor(v, 'f32', [...t.shape]));
+        }
+      }
     }
     this.activeNames = list;
     for (const [, l] of this.loraLayers()) l.active = list.filter((n) => l.specs.has(n));

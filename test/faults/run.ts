@@ -1,0 +1,70 @@
+/**
+ * The fault suite: `npm run faults -- [--seed N] [--budget-s S] [--only substring]`. Runs every fault class for its
+ * share of the time budget (at least `minTries` each), then prints one table: fault, tries, survived, data lost.
+ * Exits 1 when a try did not survive or lost data (its first details are printed under the table). Seeded: the
+ * same seed and budget replay the same tries (up to timing-dependent kill points).
+ *
+ *   npm run faults                        # 60 s
+ *   npm run faults -- --budget-s 1200     # the long run
+ */
+import { Rng } from '../../src/backend/rng.js';
+import { FUZZ_CLASSES, type FaultClass } from './fuzz-classes.js';
+import { KILL_CLASSES } from './kill-classes.js';
+
+export interface Row { fault: string; tries: number; survived: number; dataLost: number; details: string[]; skipped?: string; optional?: boolean }
+
+export async function runFaults(opts: { seed: number; budgetS: number; only?: string; minTries?: number; log?: (s: string) => void }): Promise<Row[]> {
+  const log = opts.log ?? (() => undefined);
+  const classes: FaultClass[] = [...FUZZ_CLASSES, ...KILL_CLASSES].filter((c) => !opts.only || c.name.includes(opts.only));
+  const total = classes.reduce((s, c) => s + c.weight, 0);
+  const rows: Row[] = [];
+  for (const [i, c] of classes.entries()) {
+    const row: Row = { fault: c.name, tries: 0, survived: 0, dataLost: 0, details: [], optional: c.optional };
+    rows.push(row);
+    const ready = c.setup ? await c.setup() : true;
+    if (ready !== true) {
+      row.skipped = ready;
+      log(`${c.name}: not run (${ready})`);
+      continue;
+    }
+    const rng = new Rng(opts.seed * 1000 + i);
+    const until = performance.now() + (1000 * opts.budgetS * c.weight) / total;
+    while (row.tries < (opts.minTries ?? 1) || performance.now() < until) {
+      const r = await c.attempt(rng);
+      row.tries++;
+      if (r.survived) row.survived++;
+      if (r.dataLost) row.dataLost++;
+      if ((!r.survived || r.dataLost) && row.details.length < 5) row.details.push(r.detail ?? '?');
+    }
+    log(`${c.name}: ${row.survived}/${row.tries} survived, ${row.dataLost} data lost`);
+  }
+  return rows;
+}
+
+export function formatTable(rows: Row[]): string {
+  const head = ['fault', 'tries', 'survived', 'data lost'];
+  const body = rows.map((r) => [r.fault, r.skipped ? '-' : String(r.tries), r.skipped ? `not run: ${r.skipped}` : String(r.survived), r.skipped ? '-' : String(r.dataLost)]);
+  const w = head.map((_, j) => Math.max(head[j]!.length, ...body.map((b) => b[j]!.length)));
+  const line = (cells: string[]) => cells.map((c, j) => (j === 0 ? c.padEnd(w[j]!) : c.padStart(w[j]!))).join('  ');
+  const out = [line(head), w.map((n) => '-'.repeat(n)).join('  '), ...body.map(line)];
+  for (const r of rows) for (const d of r.details) out.push(`  ${r.fault}: ${d}`);
+  return out.join('\n');
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const arg = (name: string): string | undefined => {
+    const i = process.argv.indexOf(name);
+    return i >= 0 ? process.argv[i + 1] : undefined;
+  };
+  const seed = Number(arg('--seed') ?? 1), budgetS = Number(arg('--budget-s') ?? 60);
+  if (!Number.isInteger(seed) || !(budgetS > 0)) {
+    process.stderr.write('usage: npm run faults -- [--seed N] [--budget-s S] [--only substring]\n');
+    process.exit(2);
+  }
+  const t0 = performance.now();
+  const rows = await runFaults({ seed, budgetS, only: arg('--only'), log: (s) => process.stderr.write(`faults: ${s}\n`) });
+  console.log(`fault suite: seed ${seed}, budget ${budgetS} s, took ${((performance.now() - t0) / 1e3).toFixed(0)} s`);
+  console.log(formatTable(rows));
+  const bad = rows.some((r) => r.survived < r.tries || r.dataLost > 0);
+  process.exit(bad ? 1 : 0);
+}

@@ -3,7 +3,9 @@
  * a backend and names an independent float64 reference written from the definition (naive loops, finite
  * differences, a Simpson-rule erf, a nearest-value search for f16). Every case checks
  *   (a) portable against its reference, and
- *   (b) native against portable, when the native addon loads (skipped otherwise).
+ *   (b) native against portable, when the native addon loads (skipped otherwise), and
+ *   (c) wasm against portable, with the same tolerances as native (skipped when the module does not load; a
+ *       failure under CI=true, see helpers/backends.ts).
  * Adding a case is adding one entry. Hand-computed values, cast edge bits and dropout statistics follow the table.
  */
 import { test } from 'node:test';
@@ -12,6 +14,7 @@ import type { Backend, BinaryOp, DType, ReduceOp, Storage, UnaryOp } from '../sr
 import { PortableBackend } from '../src/backend/portable.js';
 import { hashUniform, Rng } from '../src/backend/rng.js';
 import { erf, erfc } from '../src/backend/portable/special.js';
+import { wasmBackendList } from './helpers/backends.js';
 
 // ---- backends ----------------------------------------------------------------------------------------------
 
@@ -28,6 +31,7 @@ async function loadNative(): Promise<Backend | null> {
   }
 }
 const native = await loadNative();
+const wasm = wasmBackendList()[0] ?? null;
 
 // ---- comparison helpers --------------------------------------------------------------------------------------
 
@@ -902,20 +906,22 @@ for (const c of CASES) {
         else assertClose(out, ref, c.tol?.rtol ?? 1e-5, c.tol?.atol ?? 1e-6, what);
       });
     });
-    await t.test('native vs portable', (tt) => {
-      if (!native) {
-        tt.skip('native backend not built');
-        return;
-      }
-      const theirs = c.run(native, inputs);
-      assert.equal(theirs.length, mine.length, 'number of outputs');
-      theirs.forEach((out, k) => {
-        const what = `${label} output ${k}`;
-        if (c.cmp === 'bits') assertBits(out, mine[k], what);
-        else if (c.cmp === 'norm') assertNormClose(out, mine[k], c.nativeTol ?? 1e-5, what);
-        else assertClose(out, mine[k], 1e-5, c.nativeAtol ?? 1e-6, what);
+    for (const [name, other] of [['native', native], ['wasm', wasm]] as const) {
+      await t.test(`${name} vs portable`, (tt) => {
+        if (!other) {
+          tt.skip(`${name} backend not available`);
+          return;
+        }
+        const theirs = c.run(other, inputs);
+        assert.equal(theirs.length, mine.length, 'number of outputs');
+        theirs.forEach((out, k) => {
+          const what = `${name}: ${label} output ${k}`;
+          if (c.cmp === 'bits') assertBits(out, mine[k], what);
+          else if (c.cmp === 'norm') assertNormClose(out, mine[k], c.nativeTol ?? 1e-5, what);
+          else assertClose(out, mine[k], 1e-5, c.nativeAtol ?? 1e-6, what);
+        });
       });
-    });
+    }
   });
 }
 

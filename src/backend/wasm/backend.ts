@@ -1,0 +1,190 @@
+/**
+ * The WebAssembly backend: kernels written in C++ (wasm/*.cc), compiled to wasm32 with 128-bit SIMD, run on the
+ * module's linear memory (see memory.ts for how operands get there) on 1 + N worker threads where shared memory
+ * exists. Kernels without a wasm implementation run the portable TypeScript ones, so the backend is complete.
+ * This file has no Node-only imports: the loader (node.ts, or a browser one) instantiates the module.
+ */
+import type {
+  AdamWArgs, AttentionShape, Backend, BinaryOp, DType, MatmulArgs, MatmulLowpArgs, ReduceOp, SGDArgs, Storage, UnaryOp,
+} from '../backend.js';
+import { allocStorage } from '../backend.js';
+import { PortableBackend } from '../portable.js';
+import type { WasmMemory } from './memory.js';
+
+/** The largest element of a batched (batch, rows, cols) operand that `stride` between items reaches, + 1. */
+function extent(batch: number, stride: number, size: number): number {
+  return (batch - 1) * stride + size;
+}
+
+export class WasmBackend implements Backend {
+  readonly name = 'wasm' as const;
+  readonly nativeBf16 = false;
+  private readonly p = new PortableBackend();
+
+  constructor(private readonly w: WasmMemory, private readonly line: string) {}
+
+  describe(): string {
+    return `${this.line}, ${this.numThreads()} thread${this.numThreads() === 1 ? '' : 's'}`;
+  }
+  numThreads(): number {
+    return this.w.x.ag_threads();
+  }
+
+  alloc(dtype: DType, size: number): Storage {
+    return allocStorage(dtype, size);
+  }
+  fill(dst: Float32Array | Int32Array, value: number): void {
+    dst.fill(value);
+  }
+  stridedCopy(src: Storage, shape: number[], strides: number[], dst: Storage, dstStrides?: number[]): void {
+    this.p.stridedCopy(src, shape, strides, dst, dstStrides);
+  }
+  cast(src: Storage, srcDtype: DType, dst: Storage, dstDtype: DType): void {
+    this.p.cast(src, srcDtype, dst, dstDtype);
+  }
+
+  unary(op: UnaryOp, x: Float32Array, out: Float32Array): void {
+    this.p.unary(op, x, out);
+  }
+  unaryBackward(op: UnaryOp, x: Float32Array, y: Float32Array, dy: Float32Array, dx: Float32Array): void {
+    this.p.unaryBackward(op, x, y, dy, dx);
+  }
+  binary(op: BinaryOp, a: Float32Array, aStrides: number[], b: Float32Array, bStrides: number[], shape: number[], out: Float32Array): void {
+    this.p.binary(op, a, aStrides, b, bStrides, shape, out);
+  }
+  axpby(alpha: number, x: Float32Array, beta: number, y: Float32Array, out: Float32Array): void {
+    this.p.axpby(alpha, x, beta, y, out);
+  }
+  affine(x: Float32Array, scale: number, shift: number, out: Float32Array): void {
+    this.p.affine(x, scale, shift, out);
+  }
+  where(cond: Float32Array, condStrides: number[], a: Float32Array, aStrides: number[], b: Float32Array, bStrides: number[],
+    shape: number[], out: Float32Array): void {
+    this.p.where(cond, condStrides, a, aStrides, b, bStrides, shape, out);
+  }
+
+  reduce(op: ReduceOp, x: Float32Array, outer: number, n: number, inner: number, out: Float32Array): void {
+    this.p.reduce(op, x, outer, n, inner, out);
+  }
+  argmax(x: Float32Array, outer: number, n: number, inner: number, out: Int32Array): void {
+    this.p.argmax(x, outer, n, inner, out);
+  }
+  sumSquares(x: Float32Array): number {
+    return this.p.sumSquares(x);
+  }
+  trimHeap(): void {
+    // operands live in the module's memory only for one call; tensors are V8's to free
+  }
+
+  matmul(m: MatmulArgs): void {
+    const { dtype, batch, M, N, K } = m;
+    if (dtype !== 'f32' && dtype !== 'bf16') throw new Error(`matmul: dtype must be 'f32' or 'bf16'; got '${dtype as string}'`);
+    const bf16 = dtype === 'bf16';
+    if (bf16 !== m.a instanceof Uint16Array || bf16 !== m.b instanceof Uint16Array) {
+      throw new TypeError(`matmul: dtype '${dtype}' expects ${bf16 ? 'Uint16Array' : 'Float32Array'} operands`);
+    }
+    if (M === 0 || N === 0 || batch === 0) return;
+    this.product(m, m.b, bf16 ? 1 : 0, null, m.strideB);
+  }
+  matmulLowp(m: MatmulLowpArgs): void {
+    if (m.bDtype !== 'bf16' && m.bDtype !== 'i8') throw new Error(`matmulLowp: bDtype must be 'bf16' or 'i8'; got '${m.bDtype as string}'`);
+    if (m.bDtype === 'bf16' && !(m.b instanceof Uint16Array)) throw new TypeError(`matmulLowp: bDtype 'bf16' expects a Uint16Array b`);
+    if (m.bDtype === 'i8' && !(m.b instanceof Int8Array)) throw new TypeError(`matmulLowp: bDtype 'i8' expects an Int8Array b`);
+    if (!(m.a instanceof Float32Array)) throw new TypeError('matmulLowp: a must be a Float32Array');
+    if (m.M === 0 || m.N === 0 || m.batch === 0) return;
+    const rows = m.transB ? m.N : m.K;
+    if (m.scales && m.scales.length < rows) throw new RangeError(`matmulLowp: scales has ${m.scales.length} elements; b has ${rows} stored rows`);
+    this.product({ ...m, dtype: 'f32' }, m.b, m.bDtype === 'i8' ? 2 : 1, m.bDtype === 'i8' ? m.scales : null, 0);
+  }
+
+  /** Checks sizes, places the operands and runs ag_matmul. bKind: 0 f32, 1 bf16, 2 int8. */
+  private product(m: Omit<MatmulArgs, 'b' | 'strideB'>, b: Float32Array | Uint16Array | Int8Array, bKind: number,
+    scales: Float32Array | null, strideB: number): void {
+    const { a, out, batch, M, N, K } = m;
+    const need = (what: string, have: number, want: number) => {
+      if (have < want) throw new RangeError(`matmul: ${what} has ${have} elements; (batch ${batch}, M ${M}, N ${N}, K ${K}) needs ${want}`);
+    };
+    need('a', a.length, extent(batch, m.strideA, M * K));
+    need('b', b.length, extent(batch, strideB, K * N));
+    need('out', out.length, batch * M * N);
+    const w = this.w;
+    w.reset();
+    const pa = w.put(a.subarray(0, extent(batch, m.strideA, M * K)));
+    const pb = w.put(b.subarray(0, extent(batch, strideB, K * N)));
+    const ps = w.putOpt(scales);
+    const size = batch * M * N;
+    const po = m.beta !== 0 ? w.put(out.subarray(0, size)) : w.reserve(size * 4);
+    w.x.ag_matmul(pa, pb, po, m.dtype === 'bf16' ? 1 : 0, bKind, ps, batch, M, N, K, m.transA ? 1 : 0, m.transB ? 1 : 0,
+      m.strideA, strideB, m.alpha, m.beta);
+    w.get(po, out, size);
+  }
+
+  softmax(x: Float32Array, rows: number, cols: number, out: Float32Array, log: boolean): void {
+    this.p.softmax(x, rows, cols, out, log);
+  }
+  softmaxBackward(y: Float32Array, dy: Float32Array, rows: number, cols: number, dx: Float32Array, log: boolean): void {
+    this.p.softmaxBackward(y, dy, rows, cols, dx, log);
+  }
+  layerNorm(x: Float32Array, gamma: Float32Array | null, beta: Float32Array | null, rows: number, cols: number, eps: number,
+    out: Float32Array, mean: Float32Array, rstd: Float32Array): void {
+    this.p.layerNorm(x, gamma, beta, rows, cols, eps, out, mean, rstd);
+  }
+  layerNormBackward(dy: Float32Array, x: Float32Array, gamma: Float32Array | null, mean: Float32Array, rstd: Float32Array,
+    rows: number, cols: number, dx: Float32Array, dgamma: Float32Array | null, dbeta: Float32Array | null): void {
+    this.p.layerNormBackward(dy, x, gamma, mean, rstd, rows, cols, dx, dgamma, dbeta);
+  }
+  layerNormBackwardFromOutput(dy: Float32Array, y: Float32Array, gamma: Float32Array, beta: Float32Array | null, rstd: Float32Array,
+    rows: number, cols: number, dx: Float32Array, dgamma: Float32Array | null, dbeta: Float32Array | null): void {
+    this.p.layerNormBackwardFromOutput(dy, y, gamma, beta, rstd, rows, cols, dx, dgamma, dbeta);
+  }
+  rmsNorm(x: Float32Array, gamma: Float32Array | null, rows: number, cols: number, eps: number, out: Float32Array,
+    rstd: Float32Array): void {
+    this.p.rmsNorm(x, gamma, rows, cols, eps, out, rstd);
+  }
+  rmsNormBackward(dy: Float32Array, x: Float32Array, gamma: Float32Array | null, rstd: Float32Array, rows: number, cols: number,
+    dx: Float32Array, dgamma: Float32Array | null): void {
+    this.p.rmsNormBackward(dy, x, gamma, rstd, rows, cols, dx, dgamma);
+  }
+  rmsNormBackwardFromOutput(dy: Float32Array, y: Float32Array, gamma: Float32Array, rstd: Float32Array, rows: number, cols: number,
+    dx: Float32Array, dgamma: Float32Array | null): void {
+    this.p.rmsNormBackwardFromOutput(dy, y, gamma, rstd, rows, cols, dx, dgamma);
+  }
+  gather(table: Float32Array, idx: Int32Array, cols: number, out: Float32Array): void {
+    this.p.gather(table, idx, cols, out);
+  }
+  scatterAdd(src: Float32Array, idx: Int32Array, cols: number, dtable: Float32Array): void {
+    this.p.scatterAdd(src, idx, cols, dtable);
+  }
+  crossEntropy(logits: Float32Array, targets: Int32Array, rows: number, cols: number, ignoreIndex: number, ls: number,
+    loss: Float32Array, logp: Float32Array): void {
+    this.p.crossEntropy(logits, targets, rows, cols, ignoreIndex, ls, loss, logp);
+  }
+  crossEntropyBackward(logp: Float32Array, targets: Int32Array, rows: number, cols: number, ignoreIndex: number, ls: number,
+    dloss: Float32Array, dlogits: Float32Array): void {
+    this.p.crossEntropyBackward(logp, targets, rows, cols, ignoreIndex, ls, dloss, dlogits);
+  }
+  rope(x: Float32Array, cos: Float32Array, sin: Float32Array, rows: number, T: number, D: number, rotDim: number,
+    inverse: boolean, out: Float32Array): void {
+    this.p.rope(x, cos, sin, rows, T, D, rotDim, inverse, out);
+  }
+
+  dropoutMask(seed: number, p: number, mask: Float32Array): void {
+    this.p.dropoutMask(seed, p, mask);
+  }
+  adamw(args: AdamWArgs): void {
+    this.p.adamw(args);
+  }
+  sgd(args: SGDArgs): void {
+    this.p.sgd(args);
+  }
+
+  attention(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null,
+    out: Float32Array, stats: Float32Array): void {
+    this.p.attention(s, q, k, v, keyMask, out, stats);
+  }
+  attentionBackward(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null,
+    stats: Float32Array, dout: Float32Array, doutStrides: [number, number, number], dq: Float32Array, dk: Float32Array,
+    dv: Float32Array): void {
+    this.p.attentionBackward(s, q, k, v, keyMask, stats, dout, doutStrides, dq, dk, dv);
+  }
+}

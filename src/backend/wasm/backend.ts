@@ -16,6 +16,32 @@ function extent(batch: number, stride: number, size: number): number {
   return (batch - 1) * stride + size;
 }
 
+/** The furthest element a (b, h, t, feature) view reaches, + 1. */
+function reach(st: readonly number[], B: number, H: number, T: number, D: number): number {
+  return (B - 1) * st[0] + (H - 1) * st[1] + (T - 1) * st[2] + D;
+}
+
+function checkAttention(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null,
+  stats: Float32Array, o: Float32Array, os: readonly number[], oName: string): void {
+  const fail = (what: string) => { throw new RangeError(`attention: ${what}`); };
+  for (const key of ['B', 'H', 'Hkv', 'Tq', 'Tk', 'D', 'Dv'] as const) {
+    if (!Number.isInteger(s[key]) || s[key] <= 0) fail(`shape.${key} must be a positive integer; got ${s[key]}`);
+  }
+  if (s.H % s.Hkv !== 0) fail(`H (${s.H}) must be a multiple of Hkv (${s.Hkv})`);
+  for (const st of [s.qStrides, s.kStrides, s.vStrides, os]) if (st.length !== 3 || st.some((x) => !(x >= 0))) fail('strides must be 3 non-negative numbers');
+  if (reach(s.qStrides, s.B, s.H, s.Tq, s.D) > q.length) fail('q is smaller than its strides reach');
+  if (reach(s.kStrides, s.B, s.Hkv, s.Tk, s.D) > k.length) fail('k is smaller than its strides reach');
+  if (reach(s.vStrides, s.B, s.Hkv, s.Tk, s.Dv) > v.length) fail('v is smaller than its strides reach');
+  if (reach(os, s.B, s.H, s.Tq, s.Dv) > o.length) fail(`${oName} is smaller than its strides reach`);
+  if (stats.length < s.B * s.H * s.Tq * 2) fail('stats must hold B*H*Tq*2 elements');
+  if (keyMask && keyMask.length < s.B * s.Tk) fail('keyMask must hold B*Tk elements');
+}
+
+/** The int part of an attention shape as ag_attention reads it. */
+function shapeInts(s: AttentionShape): number[] {
+  return [s.B, s.H, s.Hkv, s.Tq, s.Tk, s.D, s.Dv, ...s.qStrides, ...s.kStrides, ...s.vStrides, ...s.outStrides, s.causal ? 1 : 0];
+}
+
 export class WasmBackend implements Backend {
   readonly name = 'wasm' as const;
   readonly nativeBf16 = false;
@@ -180,11 +206,29 @@ export class WasmBackend implements Backend {
 
   attention(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null,
     out: Float32Array, stats: Float32Array): void {
-    this.p.attention(s, q, k, v, keyMask, out, stats);
+    checkAttention(s, q, k, v, keyMask, stats, out, s.outStrides, 'out');
+    const w = this.w;
+    w.reset();
+    const shape = w.putInts(shapeInts(s));
+    // out is written at its strides only: the bytes between stay as they were, so it goes in as well as out
+    const [pq, pk, pv, pm, po] = w.putShared([q, k, v, keyMask, out]);
+    const ps = w.reserve(stats.byteLength);
+    if (w.x.ag_attention(shape, s.scale, pq, pk, pv, pm, po, ps) !== 0) throw new RangeError('attention: out of WebAssembly memory');
+    w.getShared([out]);
+    w.get(ps, stats);
   }
   attentionBackward(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null,
     stats: Float32Array, dout: Float32Array, doutStrides: [number, number, number], dq: Float32Array, dk: Float32Array,
     dv: Float32Array): void {
-    this.p.attentionBackward(s, q, k, v, keyMask, stats, dout, doutStrides, dq, dk, dv);
+    checkAttention(s, q, k, v, keyMask, stats, dout, doutStrides, 'dout');
+    const w = this.w;
+    w.reset();
+    const shape = w.putInts(shapeInts(s));
+    const dos = w.putInts(doutStrides);
+    const [pq, pk, pv, pm, pst, pdo, pdq, pdk, pdv] = w.putShared([q, k, v, keyMask, stats, dout, dq, dk, dv]);
+    if (w.x.ag_attention_backward(shape, s.scale, pq, pk, pv, pm, pst, pdo, dos, pdq, pdk, pdv) !== 0) {
+      throw new RangeError('attentionBackward: out of WebAssembly memory');
+    }
+    w.getShared([dq, dk, dv]);
   }
 }

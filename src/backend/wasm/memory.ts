@@ -18,6 +18,9 @@ export interface WasmExports {
   ag_ready_workers(): number;
   ag_set_main_may_wait(v: number): void;
   ag_gemm_init(threads: number): void;
+  ag_attention(shape: number, scale: number, q: number, k: number, v: number, keyMask: number, out: number, stats: number): number;
+  ag_attention_backward(shape: number, scale: number, q: number, k: number, v: number, keyMask: number, stats: number,
+    dout: number, dos: number, dq: number, dk: number, dv: number): number;
   ag_matmul(a: number, b: number, out: number, aBf16: number, bKind: number, scales: number, batch: number, M: number,
     N: number, K: number, ta: number, tb: number, strideA: number, strideB: number, alpha: number, beta: number): void;
   [name: string]: unknown;
@@ -58,6 +61,46 @@ export class WasmMemory {
   get(p: number, dst: Typed, n = dst.length): void {
     const bytes = n * dst.BYTES_PER_ELEMENT;
     new Uint8Array(dst.buffer, dst.byteOffset, bytes).set(new Uint8Array(this.memory.buffer, p, bytes));
+  }
+
+  /**
+   * put() for several operands at once. Views of one ArrayBuffer (q, k and v read from one fused projection; dq, dk,
+   * dv written into one gradient, at offsets into it) are placed once, as the span of bytes they cover together, so
+   * that the kernel sees them overlap as they do; `getShared` copies such a span back once.
+   */
+  putShared(arrays: (Typed | null)[]): number[] {
+    const spans = new Map<ArrayBufferLike, { lo: number; hi: number; p: number }>();
+    for (const a of arrays) {
+      if (!a) continue;
+      const s = spans.get(a.buffer);
+      if (!s) spans.set(a.buffer, { lo: a.byteOffset, hi: a.byteOffset + a.byteLength, p: 0 });
+      else { s.lo = Math.min(s.lo, a.byteOffset); s.hi = Math.max(s.hi, a.byteOffset + a.byteLength); }
+    }
+    for (const [buf, s] of spans) s.p = this.put(new Uint8Array(buf, s.lo, s.hi - s.lo));
+    this.spans = spans;
+    return arrays.map((a) => {
+      if (!a) return 0;
+      const s = spans.get(a.buffer)!;
+      return s.p + a.byteOffset - s.lo;
+    });
+  }
+  private spans = new Map<ArrayBufferLike, { lo: number; hi: number; p: number }>();
+
+  /** Copies back the spans of the last putShared that hold any of `arrays`, each once. */
+  getShared(arrays: Typed[]): void {
+    const done = new Set<ArrayBufferLike>();
+    for (const a of arrays) {
+      if (done.has(a.buffer)) continue;
+      done.add(a.buffer);
+      const s = this.spans.get(a.buffer);
+      if (!s) throw new Error('wasm backend: getShared of an array that putShared did not place');
+      new Uint8Array(a.buffer, s.lo, s.hi - s.lo).set(new Uint8Array(this.memory.buffer, s.p, s.hi - s.lo));
+    }
+  }
+
+  /** Ints placed for a kernel's small integer arguments (shapes, strides). */
+  putInts(xs: number[]): number {
+    return this.put(Int32Array.from(xs));
   }
 
   f32(p: number, n: number): Float32Array {

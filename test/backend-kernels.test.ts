@@ -15,6 +15,7 @@ import { PortableBackend } from '../src/backend/portable.js';
 import { hashUniform, Rng } from '../src/backend/rng.js';
 import { erf, erfc } from '../src/backend/portable/special.js';
 import { wasmBackendList } from './helpers/backends.js';
+import type { WasmBackend } from '../src/backend/wasm/backend.js';
 
 // ---- backends ----------------------------------------------------------------------------------------------
 
@@ -32,6 +33,8 @@ async function loadNative(): Promise<Backend | null> {
 }
 const native = await loadNative();
 const wasm = wasmBackendList()[0] ?? null;
+// every size through the wasm kernels (by default, small ones run the portable kernels)
+if (wasm) (wasm as WasmBackend).minElements = 0;
 
 // ---- comparison helpers --------------------------------------------------------------------------------------
 

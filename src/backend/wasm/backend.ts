@@ -16,6 +16,21 @@ function extent(batch: number, stride: number, size: number): number {
   return (batch - 1) * stride + size;
 }
 
+/** The wasm unary ops (codes of native/common.h's Unary enum); the others run the portable kernels. */
+const WASM_UNARY: Partial<Record<UnaryOp, number>> = { exp: 1, tanh: 5, sigmoid: 6, gelu: 8, gelu_tanh: 9, silu: 10 };
+/**
+ * Below this many elements an elementwise or row kernel runs the portable one by default: placing operands costs
+ * a few microseconds, more than such a small op.
+ */
+const MIN_ELEMENTWISE = 2048;
+
+function sameLength(kernel: string, ...xs: Float32Array[]): void {
+  for (const a of xs) if (a.length !== xs[0].length) throw new RangeError(`${kernel}: buffers of ${xs.map((b) => b.length).join(', ')} elements; expected equal lengths`);
+}
+function atLeast(kernel: string, n: number, ...xs: (Float32Array | Int32Array)[]): void {
+  for (const a of xs) if (a.length < n) throw new RangeError(`${kernel}: a buffer of ${a.length} elements; ${n} needed`);
+}
+
 /** The furthest element a (b, h, t, feature) view reaches, + 1. */
 function reach(st: readonly number[], B: number, H: number, T: number, D: number): number {
   return (B - 1) * st[0] + (H - 1) * st[1] + (T - 1) * st[2] + D;
@@ -46,6 +61,8 @@ export class WasmBackend implements Backend {
   readonly name = 'wasm' as const;
   readonly nativeBf16 = false;
   private readonly p = new PortableBackend();
+  /** Elementwise and row kernels on fewer elements run the portable ones (tests set 0 to run every size here). */
+  minElements = MIN_ELEMENTWISE;
 
   constructor(private readonly w: WasmMemory, private readonly line: string) {}
 
@@ -70,10 +87,24 @@ export class WasmBackend implements Backend {
   }
 
   unary(op: UnaryOp, x: Float32Array, out: Float32Array): void {
-    this.p.unary(op, x, out);
+    const code = WASM_UNARY[op];
+    if (code === undefined || x.length < this.minElements) return this.p.unary(op, x, out);
+    sameLength('unary', x, out);
+    const w = this.w;
+    w.reset();
+    const px = w.put(x), po = w.reserve(out.byteLength);
+    w.x.ag_unary(code, px, po, x.length);
+    w.get(po, out);
   }
   unaryBackward(op: UnaryOp, x: Float32Array, y: Float32Array, dy: Float32Array, dx: Float32Array): void {
-    this.p.unaryBackward(op, x, y, dy, dx);
+    const code = WASM_UNARY[op];
+    if (code === undefined || op === 'exp' || x.length < this.minElements) return this.p.unaryBackward(op, x, y, dy, dx);
+    sameLength('unaryBackward', x, dy, dx);
+    const w = this.w;
+    w.reset();
+    const px = w.put(x), pg = w.put(dy), pd = w.reserve(dx.byteLength);
+    w.x.ag_unary_backward(code, px, pg, pd, x.length);
+    w.get(pd, dx);
   }
   binary(op: BinaryOp, a: Float32Array, aStrides: number[], b: Float32Array, bStrides: number[], shape: number[], out: Float32Array): void {
     this.p.binary(op, a, aStrides, b, bStrides, shape, out);
@@ -146,22 +177,73 @@ export class WasmBackend implements Backend {
   }
 
   softmax(x: Float32Array, rows: number, cols: number, out: Float32Array, log: boolean): void {
-    this.p.softmax(x, rows, cols, out, log);
+    const n = rows * cols;
+    if (n < this.minElements) return this.p.softmax(x, rows, cols, out, log);
+    atLeast('softmax', n, x, out);
+    const w = this.w;
+    w.reset();
+    const px = w.put(x.subarray(0, n)), po = w.reserve(n * 4);
+    w.x.ag_softmax(px, rows, cols, po, log ? 1 : 0);
+    w.get(po, out, n);
   }
   softmaxBackward(y: Float32Array, dy: Float32Array, rows: number, cols: number, dx: Float32Array, log: boolean): void {
-    this.p.softmaxBackward(y, dy, rows, cols, dx, log);
+    const n = rows * cols;
+    if (n < this.minElements) return this.p.softmaxBackward(y, dy, rows, cols, dx, log);
+    atLeast('softmaxBackward', n, y, dy, dx);
+    const w = this.w;
+    w.reset();
+    const py = w.put(y.subarray(0, n)), pg = w.put(dy.subarray(0, n)), pd = w.reserve(n * 4);
+    w.x.ag_softmax_backward(py, pg, rows, cols, pd, log ? 1 : 0);
+    w.get(pd, dx, n);
   }
   layerNorm(x: Float32Array, gamma: Float32Array | null, beta: Float32Array | null, rows: number, cols: number, eps: number,
     out: Float32Array, mean: Float32Array, rstd: Float32Array): void {
-    this.p.layerNorm(x, gamma, beta, rows, cols, eps, out, mean, rstd);
+    const n = rows * cols;
+    if (n < this.minElements) return this.p.layerNorm(x, gamma, beta, rows, cols, eps, out, mean, rstd);
+    atLeast('layerNorm', n, x, out);
+    atLeast('layerNorm', rows, mean, rstd);
+    if (gamma) atLeast('layerNorm', cols, gamma);
+    if (beta) atLeast('layerNorm', cols, beta);
+    const w = this.w;
+    w.reset();
+    const px = w.put(x.subarray(0, n)), pg = w.putOpt(gamma), pb = w.putOpt(beta);
+    const po = w.reserve(n * 4), pm = w.reserve(rows * 4), pr = w.reserve(rows * 4);
+    w.x.ag_layer_norm(px, pg, pb, rows, cols, eps, po, pm, pr);
+    w.get(po, out, n);
+    w.get(pm, mean, rows);
+    w.get(pr, rstd, rows);
   }
   layerNormBackward(dy: Float32Array, x: Float32Array, gamma: Float32Array | null, mean: Float32Array, rstd: Float32Array,
     rows: number, cols: number, dx: Float32Array, dgamma: Float32Array | null, dbeta: Float32Array | null): void {
-    this.p.layerNormBackward(dy, x, gamma, mean, rstd, rows, cols, dx, dgamma, dbeta);
+    const n = rows * cols;
+    if (n < this.minElements) return this.p.layerNormBackward(dy, x, gamma, mean, rstd, rows, cols, dx, dgamma, dbeta);
+    atLeast('layerNormBackward', n, dy, x, dx);
+    atLeast('layerNormBackward', rows, mean, rstd);
+    for (const a of [gamma, dgamma, dbeta]) if (a) atLeast('layerNormBackward', cols, a);
+    const w = this.w;
+    w.reset();
+    const pdy = w.put(dy.subarray(0, n)), px = w.put(x.subarray(0, n)), pg = w.putOpt(gamma), pm = w.put(mean), pr = w.put(rstd);
+    const pdx = w.reserve(n * 4), pdg = w.putOpt(dgamma), pdb = w.putOpt(dbeta);
+    w.x.ag_layer_norm_backward(pdy, px, pg, pm, pr, rows, cols, pdx, pdg, pdb);
+    w.get(pdx, dx, n);
+    if (dgamma) w.get(pdg, dgamma);
+    if (dbeta) w.get(pdb, dbeta);
   }
   layerNormBackwardFromOutput(dy: Float32Array, y: Float32Array, gamma: Float32Array, beta: Float32Array | null, rstd: Float32Array,
     rows: number, cols: number, dx: Float32Array, dgamma: Float32Array | null, dbeta: Float32Array | null): void {
-    this.p.layerNormBackwardFromOutput(dy, y, gamma, beta, rstd, rows, cols, dx, dgamma, dbeta);
+    const n = rows * cols;
+    if (n < this.minElements) return this.p.layerNormBackwardFromOutput(dy, y, gamma, beta, rstd, rows, cols, dx, dgamma, dbeta);
+    atLeast('layerNormBackwardFromOutput', n, dy, y, dx);
+    atLeast('layerNormBackwardFromOutput', rows, rstd);
+    for (const a of [gamma, beta, dgamma, dbeta]) if (a) atLeast('layerNormBackwardFromOutput', cols, a);
+    const w = this.w;
+    w.reset();
+    const pdy = w.put(dy.subarray(0, n)), py = w.put(y.subarray(0, n)), pg = w.put(gamma), pb = w.putOpt(beta), pr = w.put(rstd);
+    const pdx = w.reserve(n * 4), pdg = w.putOpt(dgamma), pdb = w.putOpt(dbeta);
+    w.x.ag_layer_norm_backward_y(pdy, py, pg, pb, pr, rows, cols, pdx, pdg, pdb);
+    w.get(pdx, dx, n);
+    if (dgamma) w.get(pdg, dgamma);
+    if (dbeta) w.get(pdb, dbeta);
   }
   rmsNorm(x: Float32Array, gamma: Float32Array | null, rows: number, cols: number, eps: number, out: Float32Array,
     rstd: Float32Array): void {
@@ -183,11 +265,38 @@ export class WasmBackend implements Backend {
   }
   crossEntropy(logits: Float32Array, targets: Int32Array, rows: number, cols: number, ignoreIndex: number, ls: number,
     loss: Float32Array, logp: Float32Array): void {
-    this.p.crossEntropy(logits, targets, rows, cols, ignoreIndex, ls, loss, logp);
+    const n = rows * cols;
+    if (n < this.minElements) return this.p.crossEntropy(logits, targets, rows, cols, ignoreIndex, ls, loss, logp);
+    atLeast('crossEntropy', n, logits, logp);
+    atLeast('crossEntropy', rows, targets, loss);
+    for (let r = 0; r < rows; r++) {
+      const t = targets[r];
+      if (t !== ignoreIndex && !(t >= 0 && t < cols)) throw new RangeError(`crossEntropy: target ${t} of row ${r} is outside [0, ${cols})`);
+    }
+    const w = this.w;
+    w.reset();
+    const px = w.put(logits.subarray(0, n)), pt = w.put(targets.subarray(0, rows));
+    const pl = w.reserve(rows * 4), pp = w.reserve(n * 4);
+    w.x.ag_cross_entropy(px, pt, rows, cols, ignoreIndex, ls, pl, pp);
+    w.get(pl, loss, rows);
+    w.get(pp, logp, n);
   }
   crossEntropyBackward(logp: Float32Array, targets: Int32Array, rows: number, cols: number, ignoreIndex: number, ls: number,
     dloss: Float32Array, dlogits: Float32Array): void {
-    this.p.crossEntropyBackward(logp, targets, rows, cols, ignoreIndex, ls, dloss, dlogits);
+    const n = rows * cols;
+    if (n < this.minElements) return this.p.crossEntropyBackward(logp, targets, rows, cols, ignoreIndex, ls, dloss, dlogits);
+    atLeast('crossEntropyBackward', n, logp, dlogits);
+    atLeast('crossEntropyBackward', rows, targets, dloss);
+    for (let r = 0; r < rows; r++) {
+      const t = targets[r];
+      if (t !== ignoreIndex && !(t >= 0 && t < cols)) throw new RangeError(`crossEntropyBackward: target ${t} of row ${r} is outside [0, ${cols})`);
+    }
+    const w = this.w;
+    w.reset();
+    const pp = w.put(logp.subarray(0, n)), pt = w.put(targets.subarray(0, rows)), pg = w.put(dloss.subarray(0, rows));
+    const pd = w.reserve(n * 4);
+    w.x.ag_cross_entropy_backward(pp, pt, rows, cols, ignoreIndex, ls, pg, pd);
+    w.get(pd, dlogits, n);
   }
   rope(x: Float32Array, cos: Float32Array, sin: Float32Array, rows: number, T: number, D: number, rotDim: number,
     inverse: boolean, out: Float32Array): void {
@@ -197,11 +306,31 @@ export class WasmBackend implements Backend {
   dropoutMask(seed: number, p: number, mask: Float32Array): void {
     this.p.dropoutMask(seed, p, mask);
   }
-  adamw(args: AdamWArgs): void {
-    this.p.adamw(args);
+  adamw(a: AdamWArgs): void {
+    const n = a.param.length;
+    if (n < this.minElements) return this.p.adamw(a);
+    atLeast('adamw', n, a.grad, a.m, a.v);
+    const w = this.w;
+    w.reset();
+    const pp = w.put(a.param), pg = w.put(a.grad.subarray(0, n)), pm = w.put(a.m.subarray(0, n)), pv = w.put(a.v.subarray(0, n));
+    w.x.ag_adamw(pp, pg, pm, pv, n, a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, 1 - Math.pow(a.beta1, a.step),
+      1 - Math.pow(a.beta2, a.step), a.gradScale);
+    w.get(pp, a.param);
+    w.get(pm, a.m, n);
+    w.get(pv, a.v, n);
   }
-  sgd(args: SGDArgs): void {
-    this.p.sgd(args);
+  sgd(a: SGDArgs): void {
+    const n = a.param.length;
+    if (n < this.minElements) return this.p.sgd(a);
+    atLeast('sgd', n, a.grad);
+    if (a.momentum !== 0) atLeast('sgd', n, a.buf);
+    const w = this.w;
+    w.reset();
+    const pp = w.put(a.param), pg = w.put(a.grad.subarray(0, n));
+    const pb = a.momentum !== 0 ? w.put(a.buf.subarray(0, n)) : 0;
+    w.x.ag_sgd(pp, pg, pb, n, a.lr, a.momentum, a.dampening, a.nesterov ? 1 : 0, a.weightDecay, a.firstStep ? 1 : 0, a.gradScale);
+    w.get(pp, a.param);
+    if (a.momentum !== 0) w.get(pb, a.buf, n);
   }
 
   attention(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null,

@@ -21,6 +21,22 @@ export interface WasmExports {
   ag_attention(shape: number, scale: number, q: number, k: number, v: number, keyMask: number, out: number, stats: number): number;
   ag_attention_backward(shape: number, scale: number, q: number, k: number, v: number, keyMask: number, stats: number,
     dout: number, dos: number, dq: number, dk: number, dv: number): number;
+  ag_unary(op: number, x: number, out: number, n: number): number;
+  ag_unary_backward(op: number, x: number, dy: number, dx: number, n: number): number;
+  ag_softmax(x: number, rows: number, cols: number, out: number, log: number): void;
+  ag_softmax_backward(y: number, dy: number, rows: number, cols: number, dx: number, log: number): void;
+  ag_layer_norm(x: number, g: number, b: number, rows: number, cols: number, eps: number, out: number, mean: number, rstd: number): void;
+  ag_layer_norm_backward(dy: number, x: number, g: number, mean: number, rstd: number, rows: number, cols: number, dx: number,
+    dg: number, db: number): void;
+  ag_layer_norm_backward_y(dy: number, y: number, g: number, b: number, rstd: number, rows: number, cols: number, dx: number,
+    dg: number, db: number): void;
+  ag_cross_entropy(logits: number, t: number, rows: number, cols: number, ignore: number, ls: number, loss: number, logp: number): void;
+  ag_cross_entropy_backward(logp: number, t: number, rows: number, cols: number, ignore: number, ls: number, dloss: number,
+    dl: number): void;
+  ag_adamw(p: number, g: number, m: number, v: number, n: number, lr: number, b1: number, b2: number, eps: number, wd: number,
+    bc1: number, bc2: number, gs: number): void;
+  ag_sgd(p: number, g: number, buf: number, n: number, lr: number, mom: number, damp: number, nesterov: number, wd: number,
+    first: number, gs: number): void;
   ag_matmul(a: number, b: number, out: number, aBf16: number, bKind: number, scales: number, batch: number, M: number,
     N: number, K: number, ta: number, tb: number, strideA: number, strideB: number, alpha: number, beta: number): void;
   [name: string]: unknown;

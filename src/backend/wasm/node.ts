@@ -55,6 +55,12 @@ inst.exports.ag_worker_loop();
 `;
 
 let lastError: string | null = null;
+let workerError: string | null = null;
+
+/** Why a worker thread failed, or null. */
+export function wasmWorkerError(): string | null {
+  return workerError;
+}
 
 /** Why the last loadWasmBackend() failed, or null. */
 export function wasmLoadError(): string | null {
@@ -91,7 +97,10 @@ function load(): Backend {
   x.ag_set_main_may_wait(1);  // Node's main thread may block on atomics (a browser's may not)
   for (let t = 1; t < threads; t++) {
     const stackTop = (x.ag_alloc_permanent(STACK_BYTES) >>> 0) + STACK_BYTES;
-    const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { module, memory, stackTop } });
+    // execArgv []: the worker is plain CommonJS, whatever the parent's flags (--input-type=module, loaders)
+    const w = new Worker(WORKER_SOURCE, { eval: true, execArgv: [], workerData: { module, memory, stackTop } });
+    // a worker that fails to start is left out (the kernels use the threads that reported ready), never fatal
+    w.on('error', (e) => { workerError = e.message; });
     w.unref();
   }
   if (threads > 1) {

@@ -9,11 +9,20 @@ namespace ag {
 namespace {
 
 #ifndef AG_MR
-#define AG_MR 6
+#define AG_MR 4
 #define AG_NR 8
 #endif
+#ifndef AG_UNROLL
+#define AG_UNROLL 2
+#endif
 constexpr int MR = AG_MR, NR = AG_NR;
-constexpr int KC = 256, MC = MR * 12, NC = 1024;
+#ifndef AG_KC
+#define AG_KC 256
+#endif
+#ifndef AG_MCT
+#define AG_MCT 12
+#endif
+constexpr int KC = AG_KC, MC = MR * AG_MCT, NC = 1024;
 
 // packed A: ceil(mc/MR) panels of kc x MR; packed B: ceil(nc/NR) panels of kc x NR (zero-padded edges).
 template <class Get>
@@ -57,6 +66,7 @@ __attribute__((always_inline)) inline void micro(int kc, const float* pa, const 
   for (int r = 0; r < MR; r++)
 #pragma clang loop unroll(full)
     for (int v = 0; v < NV; v++) acc[r][v] = wasm_f32x4_splat(0.f);
+#pragma clang loop unroll_count(AG_UNROLL)
   for (int k = 0; k < kc; k++) {
     v128_t b[NV];
 #pragma clang loop unroll(full)
@@ -107,11 +117,27 @@ Buffers& buffers(int tid) {
   return b;
 }
 
-}  // namespace
+// The packing of one operand block, behind a function pointer so that the blocked loop and its micro-kernel are
+// compiled once, whatever the operands' layouts and dtypes (only the packing loops are instantiated per layout).
+struct Packers {
+  void (*pack_a)(const void* get, int i0, int k0, int mc, int kc, float* pa);
+  const void* ga;
+  void (*pack_b)(const void* get, int k0, int j0, int kc, int nc, float* pb);
+  const void* gb;
+};
+template <class G>
+void pack_a_of(const void* g, int i0, int k0, int mc, int kc, float* pa) {
+  const G& get = *(const G*)g;
+  pack_a([&](int i, int k) { return get(i0 + i, k0 + k); }, mc, kc, pa);
+}
+template <class G>
+void pack_b_of(const void* g, int k0, int j0, int kc, int nc, float* pb) {
+  const G& get = *(const G*)g;
+  pack_b([&](int k, int j) { return get(k0 + k, j0 + j); }, kc, nc, pb);
+}
 
-// The blocked product on getters for op(A)(i, k) and op(B)(k, j).
-template <class GA, class GB>
-void gemm_blocked(int tid, int M, int N, int K, float alpha, const GA& ga, const GB& gb, float beta, float* C, int ldc) {
+__attribute__((noinline)) void gemm_core(int tid, int M, int N, int K, float alpha, const Packers& pk, float beta, float* C,
+                                         int ldc) {
   Buffers& buf = buffers(tid);
   if (K == 0) {
     for (int i = 0; i < M; i++)
@@ -123,10 +149,10 @@ void gemm_blocked(int tid, int M, int N, int K, float alpha, const GA& ga, const
     for (int pc = 0; pc < K; pc += KC) {
       const int kc = min_(KC, K - pc);
       const float bet = pc == 0 ? beta : 1.f;
-      pack_b([&](int k, int j) { return gb(pc + k, jc + j); }, kc, nc, buf.pb);
+      pk.pack_b(pk.gb, pc, jc, kc, nc, buf.pb);
       for (int ic = 0; ic < M; ic += MC) {
         const int mc = min_(MC, M - ic);
-        pack_a([&](int i, int k) { return ga(ic + i, pc + k); }, mc, kc, buf.pa);
+        pk.pack_a(pk.ga, ic, pc, mc, kc, buf.pa);
         for (int jr = 0; jr < nc; jr += NR) {
           const int nr = min_(NR, nc - jr);
           const float* pb = buf.pb + (size_t)jr * kc;
@@ -138,6 +164,15 @@ void gemm_blocked(int tid, int M, int N, int K, float alpha, const GA& ga, const
       }
     }
   }
+}
+
+}  // namespace
+
+// The blocked product on getters for op(A)(i, k) and op(B)(k, j).
+template <class GA, class GB>
+void gemm_blocked(int tid, int M, int N, int K, float alpha, const GA& ga, const GB& gb, float beta, float* C, int ldc) {
+  const Packers pk{pack_a_of<GA>, &ga, pack_b_of<GB>, &gb};
+  gemm_core(tid, M, N, K, alpha, pk, beta, C, ldc);
 }
 
 void sgemm(int tid, bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,

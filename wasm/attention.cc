@@ -82,14 +82,15 @@ struct Task {
   float *out, *stats, *dq, *dk, *dv;
   const int* dos;
   float* scratch;  // per thread: 2 * Tq * Tk floats
+  Counter pairs;   // (batch, kv head) pairs
 };
 
-void forward_task(void* ctx, int tid, int nt) {
-  const Task& t = *(const Task*)ctx;
+void forward_task(void* ctx, int tid, int) {
+  Task& t = *(Task*)ctx;
   const Shape& p = *t.p;
   const int groups = p.H / p.Hkv;
   float* P = t.scratch + (size_t)tid * 2 * p.Tq * p.Tk;
-  for (int bk = tid; bk < p.B * p.Hkv; bk += nt) {
+  for (int bk; (bk = t.pairs.take()) >= 0;) {
     const int b = bk / p.Hkv, hk = bk % p.Hkv;
     const float* K = t.k + (size_t)b * p.ks[0] + (size_t)hk * p.ks[1];
     const float* V = t.v + (size_t)b * p.vs[0] + (size_t)hk * p.vs[1];
@@ -106,14 +107,14 @@ void forward_task(void* ctx, int tid, int nt) {
   }
 }
 
-void backward_task(void* ctx, int tid, int nt) {
-  const Task& t = *(const Task*)ctx;
+void backward_task(void* ctx, int tid, int) {
+  Task& t = *(Task*)ctx;
   const Shape& p = *t.p;
   const int groups = p.H / p.Hkv;
   float* P = t.scratch + (size_t)tid * 2 * p.Tq * p.Tk;
   float* dS = P + (size_t)p.Tq * p.Tk;
   const int* dos = t.dos;
-  for (int bk = tid; bk < p.B * p.Hkv; bk += nt) {
+  for (int bk; (bk = t.pairs.take()) >= 0;) {
     const int b = bk / p.Hkv, hk = bk % p.Hkv;
     const float* K = t.k + (size_t)b * p.ks[0] + (size_t)hk * p.ks[1];
     const float* V = t.v + (size_t)b * p.vs[0] + (size_t)hk * p.vs[1];
@@ -165,7 +166,7 @@ EXPORT(ag_attention) int ag_attention(const int* shape, float scale, const float
   const int nt = threads_for_shape(p);
   float* scratch = (float*)alloc_bytes((size_t)nt * 2 * p.Tq * p.Tk * 4);
   if (!scratch) return -1;
-  Task t{&p, q, k, v, keymask, nullptr, nullptr, out, stats, nullptr, nullptr, nullptr, nullptr, scratch};
+  Task t{&p, q, k, v, keymask, nullptr, nullptr, out, stats, nullptr, nullptr, nullptr, nullptr, scratch, {0, p.B * p.Hkv}};
   parallel(forward_task, &t, nt);
   return 0;
 }
@@ -180,7 +181,7 @@ EXPORT(ag_attention_backward) int ag_attention_backward(const int* shape, float 
   const int nt = threads_for_shape(p);
   float* scratch = (float*)alloc_bytes((size_t)nt * 2 * p.Tq * p.Tk * 4);
   if (!scratch) return -1;
-  Task t{&p, q, k, v, keymask, stats, dout, nullptr, nullptr, dq, dk, dv, dos, scratch};
+  Task t{&p, q, k, v, keymask, stats, dout, nullptr, nullptr, dq, dk, dv, dos, scratch, {0, p.B * p.Hkv}};
   parallel(backward_task, &t, nt);
   return 0;
 }

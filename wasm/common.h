@@ -15,6 +15,16 @@ int num_threads();
 // Runs fn(ctx, tid, nt) for tid in [0, nt) on nt threads (the caller's thread is tid 0), nt <= num_threads().
 typedef void (*TaskFn)(void* ctx, int tid, int nt);
 void parallel(TaskFn fn, void* ctx, int nt);
+// Items [0, n) taken one at a time from a shared counter by nt threads: a thread that the OS delays (a busy
+// machine) takes fewer, instead of everyone waiting for its fixed share. Returns the next item or -1.
+struct Counter {
+  volatile int32_t next;
+  int n;
+  int take() {
+    const int i = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED);
+    return i < n ? i : -1;
+  }
+};
 // A thread count for `work` units of work (elements, flops / 16): 1 below a threshold.
 int threads_for(double work);
 // Permanent allocation (below the mark that ag_reset returns to).

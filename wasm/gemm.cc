@@ -200,6 +200,7 @@ struct MatmulTask {
   float alpha, beta;
   int parts;  // per batch item, the rows (splitM) or the columns are cut into this many parts
   int splitM;
+  Counter items;  // batch * parts work items
 };
 
 // One batch item's rows [i0, i1) x columns [j0, j1) on thread tid's buffers.
@@ -235,11 +236,10 @@ void dispatch(int tid, const MatmulTask& t, int bi, int i0, int i1, int j0, int 
 }
 
 // Work item w of batch * parts: batch item w / parts, part w % parts (a range of rows or of columns, multiples of
-// the micro-tile), taken round-robin by thread.
-void matmul_task(void* ctx, int tid, int nt) {
-  const MatmulTask& t = *(const MatmulTask*)ctx;
-  const int items = t.batch * t.parts;
-  for (int w = tid; w < items; w += nt) {
+// the micro-tile), taken from the shared counter.
+void matmul_task(void* ctx, int tid, int) {
+  MatmulTask& t = *(MatmulTask*)ctx;
+  for (int w; (w = t.items.take()) >= 0;) {
     const int bi = w / t.parts, p = w % t.parts;
     if (t.splitM) {
       const int step = ((t.M + t.parts - 1) / t.parts + MR - 1) / MR * MR;
@@ -269,13 +269,15 @@ EXPORT(ag_matmul) void ag_matmul(const void* a, const void* b, float* out, int a
                                  int batch, int M, int N, int K, int ta, int tb, int strideA, int strideB, float alpha,
                                  float beta) {
   if (batch <= 0 || M <= 0 || N <= 0) return;
-  MatmulTask t{a, b, out, aBf16, bKind, scales, batch, M, N, K, ta, tb, strideA, strideB, alpha, beta, 1, 1};
+  MatmulTask t{a, b, out, aBf16, bKind, scales, batch, M, N, K, ta, tb, strideA, strideB, alpha, beta, 1, 1, {0, 0}};
   const int nt = threads_for((double)batch * M * N * (K + 1) / 16);
-  if (nt > 1 && batch < nt * 2) {
-    // cut each item: along the longer of M and N, into at least nt parts of at least one micro-tile
+  if (nt > 1 && batch < nt * 4) {
+    // cut each item along the longer of M and N into 4 parts per thread (each packs the whole of the other operand:
+    // with at least 8 micro-tiles a part, that is under 1/32 of the part's work)
     t.splitM = M >= N;
     const int tiles = t.splitM ? (M + MR - 1) / MR : (N + NR - 1) / NR;
-    t.parts = min_(tiles, nt);
+    t.parts = max_(1, min_(tiles / 8, nt * 4));
   }
+  t.items.n = batch * t.parts;
   parallel(matmul_task, &t, nt);
 }

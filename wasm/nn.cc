@@ -30,17 +30,20 @@ double logd(double x) {
   return 2 * s * t + e * 0.69314718055994530942;
 }
 
-// Runs f(i) for i in [0, n) spread over threads for `work` units of work.
+// Runs f(i) for i in [0, n) spread over threads for `work` units of work, in chunks taken from a shared counter.
 template <class F>
 void par_for(int n, double work, const F& f) {
-  struct C { const F* f; int n; } c{&f, n};
-  const int nt = min_(threads_for(work), n);
-  parallel([](void* p, int tid, int nt) {
-    const C& c = *(const C*)p;
-    const int chunk = (c.n + nt - 1) / nt;
-    const int i1 = min_(c.n, (tid + 1) * chunk);
-    for (int i = tid * chunk; i < i1; i++) (*c.f)(i);
-  }, &c, nt < 1 ? 1 : nt);
+  int nt = min_(threads_for(work), n);
+  if (nt < 1) nt = 1;
+  const int per = max_(1, n / (nt * 8));
+  struct C { const F* f; int n, per; Counter chunks; } c{&f, n, per, {0, (n + per - 1) / per}};
+  parallel([](void* p, int, int) {
+    C& c = *(C*)p;
+    for (int k; (k = c.chunks.take()) >= 0;) {
+      const int i1 = min_(c.n, (k + 1) * c.per);
+      for (int i = k * c.per; i < i1; i++) (*c.f)(i);
+    }
+  }, &c, nt);
 }
 // As par_for, with the thread index: f(tid, i0, i1) over one contiguous chunk per thread.
 template <class F>

@@ -3,7 +3,9 @@
  * a backend and names an independent float64 reference written from the definition (naive loops, finite
  * differences, a Simpson-rule erf, a nearest-value search for f16). Every case checks
  *   (a) portable against its reference, and
- *   (b) native against portable, when the native addon loads (skipped otherwise; a failure under CI=true).
+ *   (b) native against portable, when the native addon loads (skipped otherwise; a failure under CI=true), and
+ *   (c) wasm against portable, with the same tolerances as native (skipped when the module does not load; a
+ *       failure under CI=true, see helpers/backends.ts).
  * Adding a case is adding one entry. Hand-computed values, cast edge bits and dropout statistics follow the table.
  */
 import { test } from 'node:test';
@@ -13,6 +15,8 @@ import { PortableBackend } from '../src/backend/portable.js';
 import { hashUniform, Rng } from '../src/backend/rng.js';
 import { erf, erfc } from '../src/backend/portable/special.js';
 import { requireNative } from './helpers/ci.js';
+import { wasmBackendList } from './helpers/backends.js';
+import type { WasmBackend } from '../src/backend/wasm/backend.js';
 
 // ---- backends ----------------------------------------------------------------------------------------------
 
@@ -30,6 +34,9 @@ async function loadNative(): Promise<Backend | null> {
 }
 const native = await loadNative();
 const nativeSkip = native ? false : requireNative();
+const wasm = wasmBackendList()[0] ?? null;
+// every size through the wasm kernels (by default, small ones run the portable kernels)
+if (wasm) (wasm as WasmBackend).minElements = 0;
 
 // ---- comparison helpers --------------------------------------------------------------------------------------
 
@@ -904,17 +911,22 @@ for (const c of CASES) {
         else assertClose(out, ref, c.tol?.rtol ?? 1e-5, c.tol?.atol ?? 1e-6, what);
       });
     });
-    await t.test('native vs portable', { skip: nativeSkip }, () => {
-      if (!native) return;
-      const theirs = c.run(native, inputs);
-      assert.equal(theirs.length, mine.length, 'number of outputs');
-      theirs.forEach((out, k) => {
-        const what = `${label} output ${k}`;
-        if (c.cmp === 'bits') assertBits(out, mine[k], what);
-        else if (c.cmp === 'norm') assertNormClose(out, mine[k], c.nativeTol ?? 1e-5, what);
-        else assertClose(out, mine[k], 1e-5, c.nativeAtol ?? 1e-6, what);
+    for (const [name, other] of [['native', native], ['wasm', wasm]] as const) {
+      await t.test(`${name} vs portable`, { skip: name === 'native' ? nativeSkip : false }, (tt) => {
+        if (!other) {
+          tt.skip(`${name} backend not available`);
+          return;
+        }
+        const theirs = c.run(other, inputs);
+        assert.equal(theirs.length, mine.length, 'number of outputs');
+        theirs.forEach((out, k) => {
+          const what = `${name}: ${label} output ${k}`;
+          if (c.cmp === 'bits') assertBits(out, mine[k], what);
+          else if (c.cmp === 'norm') assertNormClose(out, mine[k], c.nativeTol ?? 1e-5, what);
+          else assertClose(out, mine[k], 1e-5, c.nativeAtol ?? 1e-6, what);
+        });
       });
-    });
+    }
   });
 }
 

@@ -121,7 +121,7 @@ export interface AttentionShape {
 }
 
 export interface Backend {
-  readonly name: 'native' | 'portable';
+  readonly name: 'native' | 'wasm' | 'portable';
   /** One line describing the backend (library versions, ISA, threads). */
   describe(): string;
   /** Number of threads the kernels use. */

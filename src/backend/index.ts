@@ -1,15 +1,19 @@
 /**
- * Backend selection: native when the addon loads, else portable; `AUTOGLM_BACKEND=native|portable` overrides.
- * The first use prints one line naming the backend when it is not the fast one.
+ * Backend selection: native when the addon loads, else wasm (the WebAssembly SIMD kernels, which need no compiler
+ * on the user's machine), else portable; `AUTOGLM_BACKEND=native|wasm|portable` overrides. The first use prints one
+ * line naming the backend when it is not the native one.
  */
 import type { Backend } from './backend.js';
 import { PortableBackend } from './portable.js';
 import { loadNativeBackend, nativeLoadError } from './native.js';
+import { loadWasmBackend, wasmLoadError } from './wasm/node.js';
 import { installCollector } from './gc.js';
+import { ConfigError } from '../errors.js';
 
 export type { AttentionShape, Backend, DType, Storage, UnaryOp, BinaryOp, ReduceOp, MatmulArgs, AdamWArgs, SGDArgs } from './backend.js';
 export { DTYPE_BYTES } from './backend.js';
 export { PortableBackend } from './portable.js';
+export type BackendName = 'native' | 'wasm' | 'portable';
 export { Rng, hashUniform, hash32 } from './rng.js';
 
 let current: Backend | null = null;
@@ -17,11 +21,11 @@ const instances = new Map<string, Backend>();
 
 const FAST_HINT = 'apt-get install -y libopenblas-dev libopenblas0-openmp libdnnl-dev g++ make && npm rebuild open-autoglm';
 
-/** A backend by name ('native' throws a clear error if the addon is not built). */
-export function getBackend(name: 'native' | 'portable'): Backend {
+/** A backend by name ('native' / 'wasm' throw a clear error if the addon / the wasm module cannot load). */
+export function getBackend(name: BackendName): Backend {
   let b = instances.get(name);
   if (!b) {
-    b = name === 'native' ? loadNativeBackend() : new PortableBackend();
+    b = name === 'native' ? loadNativeBackend() : name === 'wasm' ? loadWasmBackend() : new PortableBackend();
     instances.set(name, b);
   }
   return b;
@@ -37,30 +41,44 @@ export function nativeAvailable(): boolean {
   }
 }
 
+/** True when the wasm backend can be loaded in this process. */
+export function wasmAvailable(): boolean {
+  try {
+    getBackend('wasm');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** The backend in use: chosen once per process (see module comment), replaceable with `setBackend`. */
 export function backend(): Backend {
   if (current) return current;
   installCollector();
   const want = process.env.AUTOGLM_BACKEND;
-  if (want !== undefined && want !== '' && want !== 'native' && want !== 'portable') {
-    throw new Error(`AUTOGLM_BACKEND must be 'native' or 'portable'; got '${want}'`);
+  if (want !== undefined && want !== '' && want !== 'native' && want !== 'wasm' && want !== 'portable') {
+    throw new ConfigError(`AUTOGLM_BACKEND must be 'native', 'wasm' or 'portable'; got '${want}'`);
   }
-  if (want === 'portable') {
-    current = getBackend('portable');
-  } else if (want === 'native') {
-    current = getBackend('native');
+  if (want === 'portable' || want === 'native' || want === 'wasm') {
+    current = getBackend(want);
   } else if (nativeAvailable()) {
     current = getBackend('native');
   } else {
-    current = getBackend('portable');
     const why = nativeLoadError();
-    process.stderr.write(`open-autoglm: using the portable TypeScript backend (slow)${why ? ` because the native addon did not load (${why})` : ''}; for the fast one: ${FAST_HINT}\n`);
+    const because = why ? ` because the native addon did not load (${why})` : '';
+    if (wasmAvailable()) {
+      current = getBackend('wasm');
+      process.stderr.write(`open-autoglm: using the ${current.describe()} backend${because}; for the fastest one: ${FAST_HINT}\n`);
+    } else {
+      current = getBackend('portable');
+      process.stderr.write(`open-autoglm: using the portable TypeScript backend (slow)${because}, and the wasm kernels did not load (${wasmLoadError()}); for the fast one: ${FAST_HINT}\n`);
+    }
   }
   return current;
 }
 
 /** Switches the process-wide backend (tests run every op on both). */
-export function setBackend(b: Backend | 'native' | 'portable'): Backend {
+export function setBackend(b: Backend | BackendName): Backend {
   current = typeof b === 'string' ? getBackend(b) : b;
   return current;
 }

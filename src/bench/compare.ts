@@ -1,6 +1,7 @@
 /**
- * Side-by-side runs: our workload and torch_reference.py, each in its own process (peak RSS is per
- * process), alternated `repeat` times on the same machine; the figure quoted is the ratio of medians.
+ * Side-by-side runs: our workload and a reference (torch_reference.py, or TF.js through scripts/tfjs-reference.mjs),
+ * each in its own process (peak RSS is per process), alternated `repeat` times on the same machine; the figure
+ * quoted is the ratio of medians.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -18,6 +19,8 @@ export interface CompareOptions {
   torchScript: string;
   /** 'best' = OpenMP OpenBLAS with its core type set (WORKLOADS.md); 'installed' = as Debian ships it. */
   torchConfig: 'best' | 'installed';
+  /** Our backend (AUTOGLM_BACKEND for our process); absent: the default choice. */
+  backend?: string;
 }
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -30,11 +33,31 @@ function parseLines(out: string): BenchRecord[] {
   return out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as BenchRecord);
 }
 
-function runOurs(o: CompareOptions): BenchRecord[] {
+function runOurs(o: CompareOptions, backend = o.backend): BenchRecord[] {
   const bin = path.join(ROOT, 'bin', 'autoglm.js');
   const r = spawnSync(process.execPath, [bin, 'bench', o.workload, '--dtype', o.dtype, '--threads', String(o.threads),
-    '--steps', String(o.steps), '--warmup', String(o.warmup), '--json'], { encoding: 'utf8', env: process.env, maxBuffer: 1 << 24 });
+    '--steps', String(o.steps), '--warmup', String(o.warmup), '--json', ...(backend ? ['--backend', backend] : [])],
+  { encoding: 'utf8', env: process.env, maxBuffer: 1 << 24 });
   if (r.status !== 0) throw new Error(`our benchmark failed (exit ${r.status}): ${r.stderr}`);
+  return parseLines(r.stdout);
+}
+
+export const TFJS_SCRIPT = path.join(ROOT, 'scripts', 'tfjs-reference.mjs');
+
+/** Checks that the TF.js reference can run here; returns the reason when it cannot. */
+export function tfjsUnavailable(workload: string): string | null {
+  if (workload !== 'block') return `the TF.js reference implements the block workload only; got '${workload}'`;
+  if (!existsSync(TFJS_SCRIPT)) return `${TFJS_SCRIPT} is missing`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', "await import('@tensorflow/tfjs'); await import('@tensorflow/tfjs-backend-wasm')"],
+    { encoding: 'utf8', cwd: ROOT });
+  if (r.status !== 0) return '@tensorflow/tfjs and @tensorflow/tfjs-backend-wasm are not installed (npm install --save-dev @tensorflow/tfjs @tensorflow/tfjs-backend-wasm)';
+  return null;
+}
+
+function runTfjs(o: CompareOptions): BenchRecord[] {
+  const r = spawnSync(process.execPath, [TFJS_SCRIPT, o.workload, '--backend', 'wasm', '--threads', String(o.threads),
+    '--steps', String(o.steps), '--warmup', String(o.warmup), '--json'], { encoding: 'utf8', cwd: ROOT, maxBuffer: 1 << 24 });
+  if (r.status !== 0) throw new Error(`tfjs-reference.mjs failed (exit ${r.status}): ${r.stderr.slice(-2000)}`);
   return parseLines(r.stdout);
 }
 
@@ -82,6 +105,31 @@ export function compare(o: CompareOptions): ComparedRow[] {
     ours.push(runOurs(o));
     torch.push(runTorch(o));
   }
+  return ratios(ours, torch, o.repeat);
+}
+
+/** The rows of `--vs-tfjs`: ours against TF.js's wasm backend and, when given, against our native backend. */
+export interface TfjsComparison {
+  tfjs: ComparedRow[];
+  native: ComparedRow[] | null;
+}
+
+/**
+ * Alternates ours, TF.js (wasm backend) and, with `withNative` (ours on another backend than native), our native
+ * backend, `repeat` times; per measurement, medians across runs. `torch` in the rows is the reference's record.
+ */
+export function compareTfjs(o: CompareOptions, withNative: boolean): TfjsComparison {
+  const ours: BenchRecord[][] = [], tfjs: BenchRecord[][] = [], native: BenchRecord[][] = [];
+  for (let i = 0; i < o.repeat; i++) {
+    ours.push(runOurs(o));
+    tfjs.push(runTfjs(o));
+    if (withNative) native.push(runOurs(o, 'native'));
+  }
+  return { tfjs: ratios(ours, tfjs, o.repeat), native: withNative ? ratios(ours, native, o.repeat) : null };
+}
+
+function ratios(ours: BenchRecord[][], torch: BenchRecord[][], runs: number): ComparedRow[] {
+  const o = { repeat: runs };
   const pick = (runs: BenchRecord[][], k: number): BenchRecord => {
     const recs = runs.map((r) => r[k]);
     const m = median(recs.map((r) => r.ms_per_step));

@@ -1,12 +1,25 @@
-/** The backends the tests run on: portable always, native when the addon is built. */
-import { getBackend, nativeAvailable, setBackend, type Backend } from '../../src/backend/index.js';
+/**
+ * The backends the tests run on: portable (the reference, always first), native when the addon is built, wasm when
+ * its module loads. Under CI=true a wasm module that does not load is a failure (it is committed with the package).
+ */
+import { getBackend, nativeAvailable, setBackend, wasmAvailable, type Backend } from '../../src/backend/index.js';
+import { wasmLoadError } from '../../src/backend/wasm/node.js';
 import { requireNative } from './ci.js';
 
 export function testBackends(): Backend[] {
   const list = [getBackend('portable')];
   if (nativeAvailable()) list.push(getBackend('native'));
-  else console.log(`# ${String(requireNative())}: tests run on the portable backend only`);
+  else console.log(`# ${String(requireNative())}: tests run without it`);
+  list.push(...wasmBackendList());
   return list;
+}
+
+/** [the wasm backend] when it loads; [] otherwise, or an error under CI=true. */
+export function wasmBackendList(): Backend[] {
+  if (wasmAvailable()) return [getBackend('wasm')];
+  if (process.env.CI === 'true') throw new Error(`CI=true and the wasm backend did not load: ${wasmLoadError()}`);
+  console.log(`# wasm backend did not load (${wasmLoadError()}): tests run without it`);
+  return [];
 }
 
 export function withBackend<T>(b: Backend, fn: () => T): T {

@@ -11,6 +11,8 @@ interface BenchOpts {
   warmup: number;
   json?: boolean;
   vsTorch?: boolean;
+  vsTfjs?: boolean;
+  backend?: 'native' | 'wasm' | 'portable';
   repeat: number;
   torchScript?: string;
   torchConfig: 'best' | 'installed';
@@ -29,8 +31,10 @@ export function registerBench(program: Command): void {
     .option('--steps <n>', 'timed steps (median reported)', intOption('--steps'), 10)
     .option('--warmup <n>', 'untimed warm-up steps', intOption('--warmup', 0), 3)
     .option('--json', 'one JSON line per measurement (the fields of torch_reference.py)')
+    .option('--backend <name>', 'our kernels: native | wasm | portable (default: native, else wasm, else portable)', choiceOption('--backend', ['native', 'wasm', 'portable'] as const))
     .option('--vs-torch', 'also run ../shared/bench/torch_reference.py in the same run and print ratios')
-    .option('--repeat <n>', 'with --vs-torch: alternate the two engines n times, medians across runs', intOption('--repeat'), 3)
+    .option('--vs-tfjs', "block: also run TF.js's wasm backend (scripts/tfjs-reference.mjs) and, when ours is not native, our native backend, alternated, and print ratios")
+    .option('--repeat <n>', 'with --vs-torch / --vs-tfjs: alternate the engines n times, medians across runs', intOption('--repeat'), 3)
     .option('--torch-script <path>', 'path of torch_reference.py')
     .option('--base <dtype>', 'LoRA workloads: frozen base storage none | bf16 | int8', choiceOption('--base', ['none', 'bf16', 'int8'] as const), 'none')
     .option('--checkpointing [mode]', "gpt2 workloads: recompute activations in the backward pass: full (each block's, the default) | mlp (the MLP pre-activations)", choiceOption('--checkpointing', ['full', 'mlp'] as const))
@@ -39,6 +43,8 @@ export function registerBench(program: Command): void {
     .option('--torch-config <cfg>', "PyTorch's configuration: best | installed", choiceOption('--torch-config', ['best', 'installed'] as const), 'best')
     .action(async (workload: string, o: BenchOpts) => {
       applyThreads(o.threads);
+      if (o.backend) process.env.AUTOGLM_BACKEND = o.backend;
+      if (o.vsTorch && o.vsTfjs) throw new ConfigError('--vs-torch and --vs-tfjs: choose one reference per run');
       if (workload === 'compression') {
         const { runCompressionBench, formatCompressionTable } = await import('../../bench/compression.js');
         const recs = await runCompressionBench({ source: o.source, method: o.method, repeats: o.steps, batchSize: 32 });
@@ -47,6 +53,10 @@ export function registerBench(program: Command): void {
       }
       const { runWorkload, WORKLOADS } = await import('../../bench/workloads.js');
       if (!WORKLOADS[workload]) throw new ConfigError(`unknown workload '${workload}'; expected one of ${Object.keys(WORKLOADS).join(', ')}`);
+      if (o.vsTfjs) {
+        await benchVsTfjs(workload, o);
+        return;
+      }
       if (!o.vsTorch) {
         const recs = runWorkload(workload, { dtype: o.dtype, steps: o.steps, warmup: o.warmup, base: o.base, checkpointing: o.checkpointing });
         for (const r of recs) console.log(o.json ? JSON.stringify(r) : Object.entries(r).map(([k, v]) => `${k}=${v}`).join('  '));
@@ -58,7 +68,7 @@ export function registerBench(program: Command): void {
       const why = torchUnavailable(script);
       if (why) throw new ConfigError(`--vs-torch cannot run: ${why}`);
       const threads = o.threads ?? backend().numThreads();
-      const rows = compare({ workload, dtype: o.dtype, threads, steps: o.steps, warmup: o.warmup, repeat: o.repeat, torchScript: script, torchConfig: o.torchConfig });
+      const rows = compare({ workload, dtype: o.dtype, threads, steps: o.steps, warmup: o.warmup, repeat: o.repeat, torchScript: script, torchConfig: o.torchConfig, backend: o.backend });
       for (const r of rows) {
         if (o.json) {
           console.log(JSON.stringify(r));
@@ -69,4 +79,30 @@ export function registerBench(program: Command): void {
         }
       }
     });
+}
+
+/** `--vs-tfjs`: ours, TF.js's wasm backend and (ours not native) our native backend, alternated; one line each. */
+async function benchVsTfjs(workload: string, o: BenchOpts): Promise<void> {
+  if (o.dtype !== 'fp32') throw new ConfigError(`--vs-tfjs times fp32 only (TF.js's wasm backend has no bf16); got --dtype ${o.dtype}`);
+  const { compareTfjs, tfjsUnavailable } = await import('../../bench/compare.js');
+  const { backend, nativeAvailable } = await import('../../backend/index.js');
+  const why = tfjsUnavailable(workload);
+  if (why) throw new ConfigError(`--vs-tfjs cannot run: ${why}`);
+  const ours = backend();
+  const threads = o.threads ?? ours.numThreads();
+  const withNative = ours.name !== 'native' && nativeAvailable();
+  const r = compareTfjs({ workload, dtype: o.dtype, threads, steps: o.steps, warmup: o.warmup, repeat: o.repeat, torchScript: '',
+    torchConfig: 'best', backend: ours.name }, withNative);
+  if (o.json) {
+    console.log(JSON.stringify(r));
+    return;
+  }
+  for (const [i, t] of r.tfjs.entries()) {
+    const n = r.native?.[i];
+    const speedup = Math.round((t.torch.ms_per_step / t.ours.ms_per_step) * 10) / 10;
+    console.log(`${t.workload} ${t.dtype}, ${threads} thread${threads === 1 ? '' : 's'}: ours (${ours.name}) ${t.ours.ms_per_step} ms, ` +
+      `TF.js wasm ${t.torch.ms_per_step} ms (${t.torch.threads} thread${t.torch.threads === 1 ? '' : 's'}; ours x${speedup} faster)` +
+      (n ? `, our native ${n.torch.ms_per_step} ms (${ours.name} / native x${n.time_ratio})` : '') +
+      `; peak RSS ours ${t.ours.peak_rss_mb} MB, TF.js ${t.torch.peak_rss_mb} MB  [median of ${t.runs} alternations]`);
+  }
 }

@@ -13,7 +13,6 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { ConfigError } from '../errors.js';
 import { setCollector } from '../tensor/alloc.js';
-import { backend } from './index.js';
 
 const DEFAULT_MB = 0;
 let fullGc: (() => void) | null = null;
@@ -24,7 +23,11 @@ export function collectNow(): void {
   fullGc?.();
 }
 
-export function installCollector(): void {
+/** What returns the heap's free pages (the backend's trimHeap; the backend module passes it when it installs this). */
+let heapTrim: () => void = () => {};
+
+export function installCollector(trimHeap: () => void = heapTrim): void {
+  heapTrim = trimHeap;
   const raw = process.env['AUTOGLM_GC_MB'];
   const mb = raw === undefined || raw === '' ? DEFAULT_MB : Number(raw);
   if (!Number.isFinite(mb) || mb < 0) throw new ConfigError(`environment variable AUTOGLM_GC_MB is '${raw}'; expected a number of megabytes >= 0 (0 = off)`);
@@ -34,5 +37,5 @@ export function installCollector(): void {
     gc = vm.runInNewContext('gc') as () => void;
   }
   fullGc = gc;
-  setCollector({ full: gc, trim: () => backend().trimHeap(), everyBytes: mb * 2 ** 20 });
+  setCollector({ full: gc, trim: trimHeap, everyBytes: mb * 2 ** 20 });
 }

@@ -54,7 +54,8 @@ export function wasmAvailable(): boolean {
 /** The backend in use: chosen once per process (see module comment), replaceable with `setBackend`. */
 export function backend(): Backend {
   if (current) return current;
-  installCollector();
+  // the collector returns free heap pages through whichever backend is current when it runs
+  installCollector(() => backend().trimHeap());
   const want = process.env.AUTOGLM_BACKEND;
   if (want !== undefined && want !== '' && want !== 'native' && want !== 'wasm' && want !== 'portable') {
     throw new ConfigError(`AUTOGLM_BACKEND must be 'native', 'wasm' or 'portable'; got '${want}'`);

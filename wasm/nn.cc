@@ -358,3 +358,22 @@ EXPORT(ag_sgd) void ag_sgd(float* p, const float* g, float* buf, int n, double l
     }
   });
 }
+
+// ---- reductions ----
+// Sums over the middle axis of (outer, n, inner) in float64, each output in the portable kernel's order (so the
+// same bits), over strips of 256 inner elements.
+EXPORT(ag_reduce_sum) void ag_reduce_sum(const float* x, int outer, int n, int inner, float* out) {
+  constexpr int S = 256;
+  const int strips = (inner + S - 1) / S;
+  par_for(outer * strips, (double)outer * n * inner, [&](int w) {
+    const int o = w / strips, i0 = (w % strips) * S, m = min_(S, inner - i0);
+    double acc[S];
+    for (int i = 0; i < m; i++) acc[i] = 0;
+    const float* base = x + (size_t)o * n * inner + i0;
+    for (int j = 0; j < n; j++) {
+      const float* r = base + (size_t)j * inner;
+      for (int i = 0; i < m; i++) acc[i] += r[i];
+    }
+    for (int i = 0; i < m; i++) out[(size_t)o * inner + i0 + i] = (float)acc[i];
+  });
+}

@@ -39,6 +39,7 @@ export interface WasmExports {
     bc1: number, bc2: number, gs: number): void;
   ag_sgd(p: number, g: number, buf: number, n: number, lr: number, mom: number, damp: number, nesterov: number, wd: number,
     first: number, gs: number): void;
+  ag_reduce_sum(x: number, outer: number, n: number, inner: number, out: number): void;
   ag_matmul(a: number, b: number, out: number, aBf16: number, bKind: number, scales: number, batch: number, M: number,
     N: number, K: number, ta: number, tb: number, strideA: number, strideB: number, alpha: number, beta: number): void;
   [name: string]: unknown;

@@ -95,10 +95,10 @@ function load(): Backend {
   for (let t = 1; t < threads; t++) {
     const stackTop = (x.ag_alloc_permanent(STACK_BYTES) >>> 0) + STACK_BYTES;
     // execArgv []: the worker is plain CommonJS, whatever the parent's flags (--input-type=module, loaders)
-    const w = new Worker(WORKER_SOURCE, { eval: true, execArgv: [], workerData: { module, memory, stackTop } });
+    const worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: [], workerData: { module, memory, stackTop } });
     // a worker that fails to start is left out (the kernels use the threads that reported ready), never fatal
-    w.on('error', (e) => { workerError = e.message; });
-    w.unref();
+    worker.on('error', (e) => { workerError = e.message; });
+    worker.unref();
   }
   if (threads > 1) {
     const nap = new Int32Array(new SharedArrayBuffer(4));

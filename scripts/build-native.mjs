@@ -2,7 +2,7 @@
 /**
  * Builds the native addon (build/Release/autoglm_native.node) with node-gyp at `npm install` / `npm ci`.
  * Never fails the install: when the compiler or the system libraries are missing, or the build fails, it prints
- * one line saying so and how to get the fast backend, and exits 0 (the portable backend then runs).
+ * one line saying so and how to get the fast backend, and exits 0 (the wasm backend then runs, else the portable one).
  * AUTOGLM_SKIP_NATIVE=1 skips the build. With libgloo-dev installed it also builds build/Release/autoglm_gloo.node (the
  * gloo communicator; AUTOGLM_GLOO=0 skips it); if that target breaks the build, it rebuilds without it.
  */
@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const HINT = 'apt-get install -y libopenblas-dev libopenblas0-openmp libdnnl-dev g++ make && npm rebuild open-autoglm';
 const notBuilt = (why) => {
-  console.log(`open-autoglm: native backend not built (${why}); the portable TypeScript backend will be used. For the fast one: ${HINT}`);
+  console.log(`open-autoglm: native backend not built (${why}); the WebAssembly backend will be used. For the fastest one: ${HINT}`);
   process.exit(0);
 };
 

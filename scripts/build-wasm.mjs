@@ -10,7 +10,7 @@
  * AUTOGLM_SKIP_WASM=1 skips the build.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -49,4 +49,7 @@ for (const [name, flags] of variants) {
     skip(`${clang} failed on ${name}`);
   }
 }
+// the compiler that made them: test/wasm.test.ts compares a fresh build with wasm/prebuilt only under the same one
+const version = spawnSync(clang, ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0].trim();
+writeFileSync(path.join(outDir, 'clang-version.txt'), version + '\n');
 console.log(`open-autoglm: wasm kernels built into ${path.relative(root, outDir) || '.'}`);

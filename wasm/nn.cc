@@ -45,20 +45,6 @@ void par_for(int n, double work, const F& f) {
     }
   }, &c, nt);
 }
-// As par_for, with the thread index: f(tid, i0, i1) over one contiguous chunk per thread.
-template <class F>
-void par_chunks(int n, double work, const F& f, int* used = nullptr) {
-  struct C { const F* f; int n; } c{&f, n};
-  int nt = min_(threads_for(work), n);
-  if (nt < 1) nt = 1;
-  if (used) *used = nt;
-  parallel([](void* p, int tid, int nt) {
-    const C& c = *(const C*)p;
-    const int chunk = (c.n + nt - 1) / nt;
-    (*c.f)(tid, min_(c.n, tid * chunk), min_(c.n, (tid + 1) * chunk));
-  }, &c, nt);
-}
-
 inline float row_max(const float* x, int n) {
   float m = -__builtin_inff();
   for (int i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
@@ -238,20 +224,22 @@ EXPORT(ag_layer_norm) void ag_layer_norm(const float* x, const float* g, const f
 }
 
 namespace {
-// LayerNorm's backward one row at a time with xhat(r, i) given (from x or from y); dg/db accumulated through
-// per-thread float64 partials, added in thread order.
+// LayerNorm's backward one row at a time with xhat(r, i) given (from x or from y). dg/db are summed through float64
+// partials over chunks of rows whose size depends on the row count alone (native/common.h's sum_chunk_rows), added
+// in chunk order: the same bits on any number of threads.
 template <class XHat>
 void ln_backward(const float* dy, const float* g, const float* rstd, int rows, int cols, float* dx, float* dg, float* db,
                  const XHat& xhat) {
   const int nacc = (dg ? 1 : 0) + (db ? 1 : 0);
-  const int maxt = num_threads();
-  double* part = nacc ? (double*)alloc_bytes((size_t)maxt * nacc * cols * 8) : nullptr;
-  if (part) for (size_t i = 0; i < (size_t)maxt * nacc * cols; i++) part[i] = 0;
-  int used = 1;
-  par_chunks(rows, (double)rows * cols * 3, [&](int tid, int r0, int r1) {
-    double* pg = dg ? part + (size_t)tid * nacc * cols : nullptr;
-    double* pb = db ? part + (size_t)tid * nacc * cols + (dg ? cols : 0) : nullptr;
-    for (int r = r0; r < r1; r++) {
+  const int chunk = rows > 64 * 16 ? (rows + 63) / 64 : 16;
+  const int nch = (rows + chunk - 1) / chunk;
+  double* part = nacc ? (double*)alloc_bytes((size_t)nch * nacc * cols * 8) : nullptr;
+  if (part) for (size_t i = 0; i < (size_t)nch * nacc * cols; i++) part[i] = 0;
+  par_for(nch, (double)rows * cols * 3, [&](int ch) {
+    double* pg = dg ? part + (size_t)ch * nacc * cols : nullptr;
+    double* pb = db ? part + (size_t)ch * nacc * cols + (dg ? cols : 0) : nullptr;
+    const int r1 = min_(rows, (ch + 1) * chunk);
+    for (int r = ch * chunk; r < r1; r++) {
       const float* gy = dy + (size_t)r * cols;
       float* d = dx + (size_t)r * cols;
       const float rs = rstd[r];
@@ -271,12 +259,12 @@ void ln_backward(const float* dy, const float* g, const float* rstd, int rows, i
         d[i] = rs * (gi - a - xh * c);
       }
     }
-  }, &used);
+  });
   for (int k = 0; k < nacc; k++) {
     float* dst = (k == 0 && dg) ? dg : db;
     for (int i = 0; i < cols; i++) {
       double s = 0;
-      for (int t = 0; t < used; t++) s += part[((size_t)t * nacc + k) * cols + i];
+      for (int t = 0; t < nch; t++) s += part[((size_t)t * nacc + k) * cols + i];
       dst[i] += (float)s;
     }
   }
@@ -356,5 +344,24 @@ EXPORT(ag_sgd) void ag_sgd(float* p, const float* g, float* buf, int n, double l
       }
       p[i] = (float)((double)p[i] - lr * gi);
     }
+  });
+}
+
+// ---- reductions ----
+// Sums over the middle axis of (outer, n, inner) in float64, each output in the portable kernel's order (so the
+// same bits), over strips of 256 inner elements.
+EXPORT(ag_reduce_sum) void ag_reduce_sum(const float* x, int outer, int n, int inner, float* out) {
+  constexpr int S = 256;
+  const int strips = (inner + S - 1) / S;
+  par_for(outer * strips, (double)outer * n * inner, [&](int w) {
+    const int o = w / strips, i0 = (w % strips) * S, m = min_(S, inner - i0);
+    double acc[S];
+    for (int i = 0; i < m; i++) acc[i] = 0;
+    const float* base = x + (size_t)o * n * inner + i0;
+    for (int j = 0; j < n; j++) {
+      const float* r = base + (size_t)j * inner;
+      for (int i = 0; i < m; i++) acc[i] += r[i];
+    }
+    for (int i = 0; i < m; i++) out[(size_t)o * inner + i0 + i] = (float)acc[i];
   });
 }

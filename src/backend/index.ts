@@ -69,7 +69,8 @@ export function backend(): Backend {
     const because = why ? ` because the native addon did not load (${why})` : '';
     if (wasmAvailable()) {
       current = getBackend('wasm');
-      process.stderr.write(`open-autoglm: using the ${current.describe()} backend${because}; for the fastest one: ${FAST_HINT}\n`);
+      const hint = why?.includes(FAST_HINT) ? '' : `; for the fastest one: ${FAST_HINT}`;
+      process.stderr.write(`open-autoglm: using the ${current.describe()} backend${because}${hint}\n`);
     } else {
       current = getBackend('portable');
       process.stderr.write(`open-autoglm: using the portable TypeScript backend (slow)${because}, and the wasm kernels did not load (${wasmLoadError()}); for the fast one: ${FAST_HINT}\n`);

@@ -121,7 +121,15 @@ export class WasmBackend implements Backend {
   }
 
   reduce(op: ReduceOp, x: Float32Array, outer: number, n: number, inner: number, out: Float32Array): void {
-    this.p.reduce(op, x, outer, n, inner, out);
+    const size = outer * n * inner;
+    if (op !== 'sum' || size < this.minElements || outer * inner === 0) return this.p.reduce(op, x, outer, n, inner, out);
+    atLeast('reduce', size, x);
+    atLeast('reduce', outer * inner, out);
+    const w = this.w;
+    w.reset();
+    const px = w.put(x.subarray(0, size)), po = w.reserve(outer * inner * 4);
+    w.x.ag_reduce_sum(px, outer, n, inner, po);
+    w.get(po, out, outer * inner);
   }
   argmax(x: Float32Array, outer: number, n: number, inner: number, out: Int32Array): void {
     this.p.argmax(x, outer, n, inner, out);

@@ -3,10 +3,12 @@
  *
  * Tensors are ordinary typed arrays (JavaScript-owned ArrayBuffers, garbage-collected like any other), so a kernel
  * call copies its inputs into the module's memory, runs, and copies its outputs back: one bump allocation per
- * operand above a fixed mark, reset by the next call. The copies are memcpy-speed (~10 GB/s) and cost O(size) where a
- * product costs O(size * K); measured on the block workload they are ~3% of a step (see PERFORMANCE.md). Keeping
- * tensors inside wasm memory instead would make every tensor a view that a memory.grow detaches (non-shared memory),
- * cap all tensors together at 4 GiB, and need a finalizer-driven allocator: not worth it for ~3%.
+ * operand above a fixed mark, reset by the next call. The copies run at memcpy speed and cost O(size) where a
+ * product costs O(size * K); measured on the block workload: 3.3% of a step, 96 MiB placed per step (see
+ * docs/PERFORMANCE.md). Keeping tensors inside wasm memory instead would make every tensor a view that a
+ * memory.grow detaches (non-shared memory), cap all tensors together at 4 GiB, and need a finalizer-driven
+ * allocator: not worth it for 3%. The cost of this design: the module's memory stays at the largest single call's
+ * operands (wasm memory cannot shrink).
  */
 
 export interface WasmExports {
@@ -37,6 +39,7 @@ export interface WasmExports {
     bc1: number, bc2: number, gs: number): void;
   ag_sgd(p: number, g: number, buf: number, n: number, lr: number, mom: number, damp: number, nesterov: number, wd: number,
     first: number, gs: number): void;
+  ag_reduce_sum(x: number, outer: number, n: number, inner: number, out: number): void;
   ag_matmul(a: number, b: number, out: number, aBf16: number, bKind: number, scales: number, batch: number, M: number,
     N: number, K: number, ta: number, tb: number, strideA: number, strideB: number, alpha: number, beta: number): void;
   [name: string]: unknown;

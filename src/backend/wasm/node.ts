@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { Backend } from '../backend.js';
 import { WasmBackend } from './backend.js';
-import { WasmMemory, type WasmExports } from './memory.js';
+import { instantiateKernels } from './instantiate.js';
 
 const FILE = 'autoglm-mt.wasm';
 const STACK_BYTES = 1 << 20;
@@ -88,25 +88,22 @@ function load(): Backend {
   } catch (e) {
     throw new Error(`the wasm kernels ${found.file} failed to compile: ${(e as Error).message}`);
   }
-  const memory = new WebAssembly.Memory({ initial: 64, maximum: 65536, shared: true });
-  const instance = new WebAssembly.Instance(module, { env: { memory } });
-  const x = instance.exports as unknown as WasmExports;
   const threads = threadCount();
-  x.ag_gemm_init(threads);
-  x.ag_set_threads(threads);
+  const w = instantiateKernels(module, true, threads);
+  const { x, memory } = w;
   x.ag_set_main_may_wait(1);  // Node's main thread may block on atomics (a browser's may not)
   for (let t = 1; t < threads; t++) {
     const stackTop = (x.ag_alloc_permanent(STACK_BYTES) >>> 0) + STACK_BYTES;
     // execArgv []: the worker is plain CommonJS, whatever the parent's flags (--input-type=module, loaders)
-    const w = new Worker(WORKER_SOURCE, { eval: true, execArgv: [], workerData: { module, memory, stackTop } });
+    const worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: [], workerData: { module, memory, stackTop } });
     // a worker that fails to start is left out (the kernels use the threads that reported ready), never fatal
-    w.on('error', (e) => { workerError = e.message; });
-    w.unref();
+    worker.on('error', (e) => { workerError = e.message; });
+    worker.unref();
   }
   if (threads > 1) {
     const nap = new Int32Array(new SharedArrayBuffer(4));
     const t0 = Date.now();
     while (x.ag_ready_workers() < threads - 1 && Date.now() - t0 < READY_WAIT_MS) Atomics.wait(nap, 0, 0, 2);
   }
-  return new WasmBackend(new WasmMemory(x, memory), `wasm (SIMD128, ${found.origin === 'built' ? 'built at install' : 'prebuilt'})`);
+  return new WasmBackend(w, `wasm (SIMD128, ${found.origin === 'built' ? 'built at install' : 'prebuilt'})`);
 }

@@ -99,13 +99,15 @@ test('gloo and local give the same result for the same seed', async (t) => {
   }
 });
 
-test('a 2-rank run restarts from its last checkpoint and continues exactly', async () => {
-  // constant lr: the schedule does not depend on the total steps, so 3 + 3 steps equal 6 straight ones
-  const cfg: TrainerConfigInput = { ...BASE, scheduler: 'constant', warmupSteps: 0 };
-  const [straight] = await local({ ...cfg, maxSteps: 6 });
-  const runDir = tmp('autoglm-dpr-');
-  await local({ ...cfg, maxSteps: 3, saveEvery: 3 }, runDir);
-  const [r0, r1] = await local({ ...cfg, maxSteps: 6, resume: true }, runDir);
-  assert.deepEqual(r0.params, r1.params);
-  assert.deepEqual(r0.params, straight.params, 'resumed run differs from the straight one');
-});
+for (const compression of [false, true] as const) {
+  test(`a 2-rank run restarts from its last checkpoint and continues exactly (${compression ? 'top-k with error feedback: the residuals are checkpointed' : 'dense'})`, async () => {
+    // constant lr: the schedule does not depend on the total steps, so 3 + 3 steps equal 6 straight ones
+    const cfg: TrainerConfigInput = { ...BASE, scheduler: 'constant', warmupSteps: 0, gradientCompression: compression };
+    const [straight] = await local({ ...cfg, maxSteps: 6 });
+    const runDir = tmp('autoglm-dpr-');
+    await local({ ...cfg, maxSteps: 3, saveEvery: 3 }, runDir);
+    const [r0, r1] = await local({ ...cfg, maxSteps: 6, resume: true }, runDir);
+    assert.deepEqual(r0.params, r1.params);
+    assert.deepEqual(r0.params, straight.params, 'resumed run differs from the straight one');
+  });
+}

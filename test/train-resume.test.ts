@@ -61,6 +61,29 @@ function comparable(out: string): unknown {
   return JSON.parse(stringifyState(strip(rest)));
 }
 
+test('training state serialises without loss: +-Infinity, NaN, -0, typed arrays; early stopping and plateau continue alike', async () => {
+  const { EarlyStopping, ReduceLROnPlateau } = await import('../src/optim/schedule.js');
+  const state = { best: Infinity, worst: -Infinity, missing: NaN, zero: -0, plain: [1, 'a', null, { x: 2.5 }], f32: Float32Array.of(1.5, NaN, -Infinity), i32: Int32Array.of(-3, 7) };
+  const back = parseState(stringifyState(state)) as typeof state;
+  assert.equal(back.best, Infinity);
+  assert.equal(back.worst, -Infinity);
+  assert.ok(Number.isNaN(back.missing));
+  assert.ok(Object.is(back.zero, -0));
+  assert.deepEqual(back.plain, state.plain);
+  assert.ok(back.f32 instanceof Float32Array && Buffer.from(back.f32.buffer).equals(Buffer.from(state.f32.buffer)));
+  assert.deepEqual(Array.from(back.i32), [-3, 7]);
+  // a checkpoint taken before the first evaluation: the restored controllers behave as the originals
+  const es = new EarlyStopping({ mode: 'min', patience: 2 }), pl = new ReduceLROnPlateau({ mode: 'min', patience: 0, factor: 0.5 });
+  const es2 = new EarlyStopping({ mode: 'min', patience: 2 }), pl2 = new ReduceLROnPlateau({ mode: 'min', patience: 0, factor: 0.5 });
+  es2.load((parseState(stringifyState(es.state())) as Record<string, number>));
+  pl2.load((parseState(stringifyState(pl.state())) as Record<string, number>));
+  for (const v of [1.0, 0.9, 0.95, 0.97, 0.8]) {
+    assert.deepEqual(es2.check(v, 0), es.check(v, 0));
+    assert.equal(pl2.step(v, 1e-3), pl.step(v, 1e-3));
+    assert.equal(pl2.scale, pl.scale);
+  }
+});
+
 for (const task of ['classification', 'multi-task', 'causal-lm', 'sft']) {
   test(`${task}: SIGKILL after a checkpoint that precedes the first evaluation, SIGKILL mid-checkpoint, resume: bit-identical to the straight run`, async () => {
     const dir = mkdtempSync(path.join(tmpdir(), `autoglm-resume-${task}-`));

@@ -15,7 +15,7 @@ import { noGrad } from '../tensor/autograd.js';
 import { autocast, type ComputeDType } from '../tensor/precision.js';
 import { Rng } from '../backend/rng.js';
 import { readFileSync, existsSync } from 'node:fs';
-import { DatasetError, ConfigError, AutoGLMError } from '../errors.js';
+import { DatasetError, ConfigError, CheckpointError } from '../errors.js';
 import { manualSeed } from '../nn/init.js';
 import { saveAdapter, type LoraModel } from '../peft/index.js';
 import { BucketSampler, RandomSampler, type Sampler } from '../data/index.js';
@@ -227,7 +227,7 @@ export class CausalLMTask implements TrainingTask<number[]> {
   }
 
   load(state: Record<string, unknown>, where: string): void {
-    if (!state || typeof state['sampler'] !== 'object') throw new AutoGLMError(`checkpoint '${where}' has no sampler state for task '${this.name}'`);
+    if (!state || typeof state['sampler'] !== 'object') throw new CheckpointError(`checkpoint '${where}' has no sampler state for task '${this.name}'`);
     this.sampler.load(state['sampler'] as Record<string, unknown>);
   }
 

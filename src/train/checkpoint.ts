@@ -53,6 +53,8 @@ export function saveCheckpoint(outDir: string, step: number, data: CheckpointDat
   fsyncPath(outDir);
   const all = listCheckpoints(outDir);
   for (const old of all.slice(0, Math.max(0, all.length - keepLast))) rmSync(old, { recursive: true, force: true });
+  // what a killed writer left half-done (never loaded: listCheckpoints skips it)
+  for (const f of readdirSync(outDir)) if (/^checkpoint-\d+\.tmp-\d+$/.test(f)) rmSync(path.join(outDir, f), { recursive: true, force: true });
   return final;
 }
 

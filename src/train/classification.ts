@@ -18,7 +18,7 @@ import { SequenceClassifier, textEncoderOf, type TextEncoder } from '../models/c
 import { loadDataset, encodeDataset, collate, BucketSampler, RandomSampler, type DatasetSplits, type EncodedDataset, type Sampler } from '../data/index.js';
 import { EpochSampler } from '../data/samplers/sampler.js';
 import { buildSampler, type ForwardOutputs } from '../curriculum/index.js';
-import { AutoGLMError, ConfigError } from '../errors.js';
+import { CheckpointError, ConfigError } from '../errors.js';
 import { evaluateClassifier, exampleLogits, predictTexts, reportFromLogits, type EvalResult, type Prediction } from './evaluate.js';
 import { saveTrainable, loadTrainable, type RunInfo } from './outputs.js';
 import { applyMethod, paramGroups, trainableOf } from './setup.js';
@@ -223,7 +223,7 @@ export class ClassificationTask implements TrainingTask<number[]> {
   }
 
   load(state: Record<string, unknown>, where: string): void {
-    if (!state || typeof state['sampler'] !== 'object') throw new AutoGLMError(`checkpoint '${where}' has no sampler state for task 'classification'`);
+    if (!state || typeof state['sampler'] !== 'object') throw new CheckpointError(`checkpoint '${where}' has no sampler state for task 'classification'`);
     (this.sampler as Sampler).load(state['sampler'] as Record<string, unknown>);
   }
 

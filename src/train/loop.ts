@@ -68,6 +68,8 @@ export class TrainingLoop {
   private best: Map<string, Float32Array> | null = null;
   private t0 = performance.now();
   private elapsedBefore = 0;
+  /** The step of the last checkpoint written or resumed from. */
+  private savedAt = -1;
 
   constructor(private readonly task: TrainingTask, private readonly host: LoopHost) {
     const c = (this.c = host.config);
@@ -123,7 +125,7 @@ export class TrainingLoop {
     const parts = new Map<string, { sum: number; n: number }>();
     task.model.train();
     for (const cb of cbs) await cb.onEpochBegin?.(this.epoch);
-    while (this.step < this.totalSteps && this.step < stopAt) {
+    while (!this.history.stoppedEarly && this.step < this.totalSteps && this.step < stopAt) {
       const batch = task.nextBatch();
       if (batch === null) {
         await this.endEpoch(this.epochBatches ? this.epochLoss / this.epochBatches : NaN);
@@ -159,6 +161,9 @@ export class TrainingLoop {
       parts.clear();
       if (this.history.stoppedEarly) break;
     }
+    // The last state of training (before the end-of-run evaluation and the best weights): resuming it with more
+    // steps continues as one longer run would.
+    if ((c.saveEvery > 0 || c.resume) && this.savedAt !== this.step) await this.checkpoint();
     if (!this.history.stoppedEarly && this.step >= this.totalSteps && this.epochBatches > 0 && this.history.epochs.every((e) => e.epoch !== this.epoch)) {
       await this.endEpoch(this.epochLoss / this.epochBatches);
     }
@@ -261,7 +266,6 @@ export class TrainingLoop {
       if (r.perplexity !== undefined) h.perplexity = { ...h.perplexity, test: r.perplexity };
       this.log.write('test', { step: this.step, loss: r.loss, accuracy: r.accuracy, macro_f1: r.macro_f1, perplexity: r.perplexity, tokens: r.tokens, tasks: r.tasks });
     }
-    if (this.c.saveEvery > 0 || this.c.resume) await this.checkpoint();
     if (host.dp) h.communication = host.dp.summary();
     if (this.isMain) {
       h.outputs = { dir: host.outDir, ...(await this.task.saveOutputs(host.outDir)), metrics: this.log.file };
@@ -282,6 +286,7 @@ export class TrainingLoop {
       const parts = await dp.comm.allGather(new TextEncoder().encode(stringifyState(dp.state())));
       dpStates = parts.map((b) => parseState(new TextDecoder().decode(b)));
     }
+    this.savedAt = this.step;
     if (!this.isMain) return '';
     const opt = this.opt.stateDict();
     const loop: LoopState = { step: this.step, epoch: this.epoch, epochLoss: this.epochLoss, epochBatches: this.epochBatches, elapsed: this.elapsed(), policy: this.policy };
@@ -328,6 +333,7 @@ export class TrainingLoop {
       if (st.dp && st.dp.worldSize === dp.worldSize) dp.load(st.dp.ranks[dp.rank]);
       else h.note(`resume: checkpoint '${dir}' has no error-feedback memory for ${dp.worldSize} ranks${st.dp ? ` (it was written by ${st.dp.worldSize})` : ''}; the memories start at zero`);
     }
+    this.savedAt = this.step;
     h.note(`resumed from ${dir} at step ${this.step}`);
   }
 }

@@ -26,6 +26,11 @@
  *        task-specific history fields; optional `evaluateOn` / `predict` for `AutoGLMTrainer.evaluate/predict`.
  * Every other config key is the loop's and means the same for every task; a key a task cannot honour must be in
  * its `refuses` (the key x task table test in test/train-keys.test.ts holds every key to this).
+ *
+ * A task built on another composes it: supervised fine-tuning of a decoder is causal-LM with other data, so its
+ * definition can be `create: (ctx, args) => CausalLMTask.create(ctx, args, sftData, 'sft')` where `sftData` is an
+ * `LMDataLoader` yielding `LMExample`s whose labels are IGNORE_INDEX on the prompt, with `refuses:
+ * CAUSAL_LM_REFUSES` and `check: (c) => checkCausalLM(c, 'sft')` (all in causal-lm.ts).
  */
 import type { Module } from '../nn/module.js';
 import type { Tensor } from '../tensor/tensor.js';

@@ -2,7 +2,8 @@
  * The task registry: every kind of training the trainer runs, one line each (task.ts says how to write one), and
  * the check that every config key means something for the chosen task: a key a task refuses, set to anything
  * but its default, is a ConfigError naming the key and the task; so is an early-stopping monitor the task does
- * not report, and a LoRA key with a method other than 'lora'.
+ * not report, and a key whose meaning needs another key's value (a LoRA key with method 'full', SGD's momentum
+ * with AdamW, a cosine period with a linear schedule, ...).
  */
 import { ConfigError } from '../errors.js';
 import { isDefaultValue, type TrainerConfig } from './config.js';
@@ -42,8 +43,23 @@ export function taskOf(c: TrainerConfig): TaskDefinition {
   return def;
 }
 
-/** Keys that configure LoRA adapters: meaningless with method 'full' or 'head'. */
-const LORA_KEYS = ['loraRank', 'loraAlpha', 'loraDropout', 'loraTargets', 'useRslora', 'useDora', 'loraPlusRatio'] as const;
+/**
+ * Keys whose meaning depends on another key, for every task: the condition under which each one is used, said in
+ * the error when it is set without it.
+ */
+const DEPENDS: Array<[keyof TrainerConfig, (c: TrainerConfig) => boolean, string]> = [
+  ...(['loraRank', 'loraAlpha', 'loraDropout', 'loraTargets', 'useRslora', 'useDora', 'loraPlusRatio'] as const)
+    .map((k): [keyof TrainerConfig, (c: TrainerConfig) => boolean, string] => [k, (c) => c.method === 'lora', "LoRA keys apply to method 'lora'"]),
+  ['momentum', (c) => c.optimizer === 'sgd', "it is SGD's momentum (optimizer 'sgd')"],
+  ['nesterov', (c) => c.optimizer === 'sgd', "it is SGD's Nesterov momentum (optimizer 'sgd')"],
+  ['betas', (c) => c.optimizer === 'adam' || c.optimizer === 'adamw', "it belongs to optimizers 'adam' and 'adamw'"],
+  ['eps', (c) => c.optimizer !== 'sgd', "it belongs to optimizers 'adam', 'adamw' and 'rmsprop'"],
+  ['minLr', (c) => c.scheduler === 'cosine' || c.scheduler === 'plateau', "it is the floor of schedulers 'cosine' and 'plateau'"],
+  ['tMax', (c) => c.scheduler === 'cosine', "it is the period of scheduler 'cosine'"],
+  ['plateauPatience', (c) => c.scheduler === 'plateau', "it belongs to scheduler 'plateau'"],
+  ['plateauFactor', (c) => c.scheduler === 'plateau', "it belongs to scheduler 'plateau'"],
+  ['keepLast', (c) => c.saveEvery > 0 || c.resume !== false, "it prunes the checkpoints of saveEvery (or of a resumed run)"],
+];
 
 /** Refuses every key the task (or the method) cannot give a meaning to; returns the task. */
 export function checkTaskKeys(c: TrainerConfig): TaskDefinition {
@@ -54,9 +70,8 @@ export function checkTaskKeys(c: TrainerConfig): TaskDefinition {
   if (c.earlyStopping && !def.monitors.includes(c.earlyStopping.monitor)) {
     throw new ConfigError(`config key 'earlyStopping.monitor' is '${c.earlyStopping.monitor}', but task '${def.name}' reports ${def.monitors.map((m) => `'${m}'`).join(', ')}`);
   }
-  if (c.method !== 'lora') {
-    const key = LORA_KEYS.find((k) => !isDefaultValue(k, c[k]));
-    if (key) throw new ConfigError(`config key '${key}' is set (${JSON.stringify(c[key])}), but method is '${c.method}' (task '${def.name}'): LoRA keys apply to method 'lora'`);
+  for (const [key, used, why] of DEPENDS) {
+    if (!used(c) && !isDefaultValue(key, c[key])) throw new ConfigError(`config key '${key}' is set (${JSON.stringify(c[key])}) but has no effect in this run (task '${def.name}'): ${why}`);
   }
   def.check?.(c);
   return def;

@@ -63,9 +63,9 @@ export class AutoGLMTrainer extends EventEmitter {
     if (this.config.baseQuantization !== 'none' && this.config.method !== 'lora') {
       throw new ConfigError(`config key 'baseQuantization' is '${this.config.baseQuantization}': a quantised base needs method 'lora' (got '${this.config.method}')`);
     }
+    this.definition = checkKeys ? checkTaskKeys(this.config) : taskOf(this.config);
     checkTaskConfig(this.config);
     checkSamplingConfig(this.config);
-    this.definition = checkKeys ? checkTaskKeys(this.config) : taskOf(this.config);
     this.precision = { policy: resolvePrecision(this.config.mixedPrecision) };
   }
 

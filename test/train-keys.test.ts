@@ -90,6 +90,12 @@ const TABLE: Record<string, Row> = {
   dwaWindow: { value: 1, needs: { taskWeighting: 'dwa', maxSteps: 5 }, refused: ['classification', 'causal-lm'] },
   taskSampling: { value: 'round-robin', refused: ['classification', 'causal-lm'] },
   taskSamplingTemperature: { value: 0.2, needs: { taskSampling: 'temperature', maxSteps: 6 }, refused: ['classification', 'causal-lm'] },
+  // task 'sft' keys (the sft column of this table is not written yet: test/sft-task.test.ts covers them on task sft)
+  datasetFormat: { value: 'text', refused: ['classification', 'multi-task', 'causal-lm'] },
+  completionOnlyLoss: { value: false, refused: ['classification', 'multi-task', 'causal-lm'] },
+  packing: { value: true, refused: ['classification', 'multi-task', 'causal-lm'] },
+  chatTemplate: { value: '{{ messages[0].content }}', refused: ['classification', 'multi-task', 'causal-lm'] },
+  sampleGenerations: { value: 0, refused: ['classification', 'multi-task', 'causal-lm'] },
   epochs: { value: 1, needs: { maxSteps: undefined } },
   maxSteps: { value: 3 },
   batchSize: { value: 2 },

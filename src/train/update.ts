@@ -51,7 +51,9 @@ export async function guardedUpdate(u: UpdateInput): Promise<UpdateResult> {
       u.scaler.update(false);
       return { ok: false, norm: NaN, loss };
     }
-    await u.dp.syncGradients(u.named, u.step);
+    // error-feedback memory and compressor work on unscaled gradients (residuals keep their meaning when the fp16
+    // loss scale changes); the synced sums come back in loss-scaled units like the dense path's
+    await u.dp.syncGradients(u.named, u.step, { lossScale: u.scaler.scale });
   } else if (u.dp) {
     await u.dp.syncGradients(u.named, u.step);
     [loss] = (await u.dp.sumNumbers([loss])) as [number];

@@ -11,16 +11,15 @@ import { crossEntropy } from '../tensor/ops/nn.js';
 import { autocast } from '../tensor/precision.js';
 import { noGrad } from '../tensor/autograd.js';
 import { manualSeed } from '../nn/init.js';
-import { saveAdapter, loadAdapter, type LoraModel } from '../peft/index.js';
+import { saveAdapter, type LoraModel } from '../peft/index.js';
 import { loadModel } from '../models/registry.js';
-import { loadSafetensors } from '../models/safetensors.js';
 import { SequenceClassifier, textEncoderOf, type TextEncoder } from '../models/classifier.js';
 import { loadDataset, encodeDataset, collate, BucketSampler, RandomSampler, type DatasetSplits, type EncodedDataset, type Sampler } from '../data/index.js';
 import { EpochSampler } from '../data/samplers/sampler.js';
 import { buildSampler, type ForwardOutputs } from '../curriculum/index.js';
 import { CheckpointError, ConfigError } from '../errors.js';
 import { evaluateClassifier, exampleLogits, predictTexts, reportFromLogits, type EvalResult, type Prediction } from './evaluate.js';
-import { saveTrainable, loadTrainable, type RunInfo } from './outputs.js';
+import { saveTrainable, loadRunWeights, type RunInfo } from './outputs.js';
 import { applyMethod, paramGroups, trainableOf } from './setup.js';
 import { SFT_ONLY, type TrainerConfig } from './config.js';
 import type { EvalSplit, FinetuneArgs, MicroBatchLoss, TaskContext, TaskDefinition, TaskEval, TrainingTask } from './task.js';
@@ -248,15 +247,7 @@ export class ClassificationTask implements TrainingTask<number[]> {
   /** A finished run's classifier from its output folder (adapter or weights), in eval mode. */
   static async fromRun(ctx: TaskContext, dir: string, info: RunInfo): Promise<ClassificationTask> {
     const task = await ClassificationTask.build(ctx, info.labels, null);
-    if (task.lora) {
-      const cfgName = task.lora.activeAdapters[0] as string;
-      loadAdapter(task.lora, path.join(dir, 'adapter'), 'trained');
-      task.lora.deleteAdapter(cfgName);
-      task.lora.setAdapter('trained');
-    } else {
-      loadTrainable(task.model, loadSafetensors(path.join(dir, 'model.safetensors')).tensors, dir);
-    }
-    task.model.eval();
+    loadRunWeights(task.model, task.lora, dir);
     return task;
   }
 }

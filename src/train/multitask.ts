@@ -13,8 +13,7 @@ import { crossEntropy } from '../tensor/ops/nn.js';
 import { autocast } from '../tensor/precision.js';
 import { manualSeed } from '../nn/init.js';
 import type { ParamGroup } from '../optim/optimizer.js';
-import { loadAdapter, saveAdapter, type LoraModel } from '../peft/index.js';
-import { loadSafetensors } from '../models/safetensors.js';
+import { saveAdapter, type LoraModel } from '../peft/index.js';
 import { BucketSampler, RandomSampler, padIds, type DatasetSplits, type Example, type Sampler } from '../data/index.js';
 import { CheckpointError, ConfigError } from '../errors.js';
 import {
@@ -23,7 +22,7 @@ import {
 } from '../multitask/index.js';
 import { SFT_ONLY, isDefaultValue, type TrainerConfig } from './config.js';
 import type { History, StepLog, TaskMetrics } from './history.js';
-import { saveTrainable, loadTrainable, type RunInfo } from './outputs.js';
+import { saveTrainable, loadRunWeights, type RunInfo } from './outputs.js';
 import { applyMethod, headLearningRate, learningRate, paramGroups, trainableOf } from './setup.js';
 import { loadSplits, textEncoder } from './classification.js';
 import type { EvalSplit, FinetuneArgs, MicroBatchLoss, TaskContext, TaskDefinition, TaskEval, TrainingTask } from './task.js';
@@ -241,15 +240,7 @@ export class MultiTaskTask implements TrainingTask<BatchPlan> {
     const taskLabels = info.taskLabels;
     const tasks = (ctx.config.tasks as string[]).map((name) => ({ name, labels: taskLabels[name] ?? [] }));
     const task = await MultiTaskTask.build(ctx, tasks, info.labelSet, null);
-    if (task.lora) {
-      const cfgName = task.lora.activeAdapters[0]!;
-      loadAdapter(task.lora, path.join(dir, 'adapter'), 'trained');
-      task.lora.deleteAdapter(cfgName);
-      task.lora.setAdapter('trained');
-    } else {
-      loadTrainable(task.model, loadSafetensors(path.join(dir, 'model.safetensors')).tensors, dir);
-    }
-    task.model.eval();
+    loadRunWeights(task.model, task.lora, dir);
     return task;
   }
 }

@@ -5,7 +5,8 @@ import { CheckpointError, fmtShape } from '../errors.js';
 import type { Module } from '../nn/module.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { copyInto } from '../tensor/creation.js';
-import { saveSafetensors } from '../models/safetensors.js';
+import { loadSafetensors, saveSafetensors } from '../models/safetensors.js';
+import { loadAdapter, type LoraModel } from '../peft/index.js';
 import type { TrainerConfig } from './config.js';
 import type { History } from './history.js';
 
@@ -92,4 +93,20 @@ export async function writeCurves(dir: string, h: History): Promise<string | nul
   } catch {
     return null;
   }
+}
+
+/**
+ * A finished run's trained weights into a freshly built model: its adapter (in place of the one the build injected,
+ * named 'trained' and made active), or its trainable tensors from model.safetensors. Leaves the model in eval mode.
+ */
+export function loadRunWeights(model: Module, lora: LoraModel | null, dir: string): void {
+  if (lora) {
+    const built = lora.activeAdapters[0] as string;
+    loadAdapter(lora, path.join(dir, 'adapter'), 'trained');
+    lora.deleteAdapter(built);
+    lora.setAdapter('trained');
+  } else {
+    loadTrainable(model, loadSafetensors(path.join(dir, 'model.safetensors')).tensors, dir);
+  }
+  model.eval();
 }

@@ -10,7 +10,7 @@ import { checkpoint } from '../src/nn/checkpoint.js';
 import { Linear } from '../src/nn/layers.js';
 import * as T from '../src/tensor/index.js';
 
-test('200 training steps of the block workload keep RSS within 10% after the first 50', (t) => {
+test('200 training steps of the block workload keep RSS within 15% after the first 50', (t) => {
   if (backend().name !== 'native') {
     // AUTOGLM_BACKEND=portable by choice: 200 block steps take minutes there; a missing addon is another matter
     if (nativeAvailable()) return t.skip('portable backend: 200 block steps take minutes; covered on native');

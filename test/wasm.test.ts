@@ -62,6 +62,14 @@ test('AUTOGLM_BACKEND=wasm selects the wasm backend; a bad value is a ConfigErro
   assert.match(bad.stderr, /ConfigError.*AUTOGLM_BACKEND must be 'native', 'wasm' or 'portable'; got 'gpu'/);
 });
 
+test('a bad AUTOGLM_NUM_THREADS is a ConfigError, not a silent fall back to a slower backend', () => {
+  for (const bad of ['0', 'two', '-1']) {
+    const r = child("const { backend } = await import('./src/backend/index.ts'); console.log(backend().name);", { AUTOGLM_NUM_THREADS: bad });
+    assert.notEqual(r.status, 0, `AUTOGLM_NUM_THREADS=${bad} picked '${r.stdout.trim()}'`);
+    assert.match(r.stderr, new RegExp(`ConfigError.*AUTOGLM_NUM_THREADS is '${bad}'; expected a positive integer`));
+  }
+});
+
 test('wasm kernels give the same bits on 1 and 2 threads (matmul, attention, layer norm, softmax)', (t) => {
   if (!wasm) return t.skip('wasm backend not available');
   const code = `

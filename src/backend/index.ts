@@ -8,6 +8,7 @@ import { PortableBackend } from './portable.js';
 import { loadNativeBackend, nativeLoadError } from './native.js';
 import { loadWasmBackend, wasmLoadError } from './wasm/node.js';
 import { installCollector } from './gc.js';
+import { threadCount } from './threads.js';
 import { ConfigError } from '../errors.js';
 
 export type { AttentionShape, Backend, DType, Storage, UnaryOp, BinaryOp, ReduceOp, MatmulArgs, AdamWArgs, SGDArgs } from './backend.js';
@@ -60,6 +61,8 @@ export function backend(): Backend {
   if (want !== undefined && want !== '' && want !== 'native' && want !== 'wasm' && want !== 'portable') {
     throw new ConfigError(`AUTOGLM_BACKEND must be 'native', 'wasm' or 'portable'; got '${want}'`);
   }
+  // a bad AUTOGLM_NUM_THREADS is the user's error, not a reason to fall back to a slower backend
+  threadCount();
   if (want === 'portable' || want === 'native' || want === 'wasm') {
     current = getBackend(want);
   } else if (nativeAvailable()) {

@@ -5,10 +5,10 @@
  */
 import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { allocStorage } from './backend.js';
+import { threadCount } from './threads.js';
 import type {
   AttentionShape,
   AdamWArgs, Backend, BinaryOp, DType, MatmulArgs, MatmulLowpArgs, ReduceOp, SGDArgs, Storage, UnaryOp,
@@ -127,15 +127,6 @@ export function openblasCoreType(): string | null {
  */
 const AMD_CORETYPE = 'Haswell';
 
-function threadCount(): number {
-  const env = process.env.AUTOGLM_NUM_THREADS;
-  if (env !== undefined && env !== '') {
-    const n = Number(env);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`AUTOGLM_NUM_THREADS must be a positive integer; got '${env}'`);
-    return n;
-  }
-  return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
-}
 
 let lastError: string | null = null;
 let addon: Addon | null = null;

@@ -4,13 +4,13 @@
  * sources), on a shared memory with one worker_thread per extra kernel thread.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { Backend } from '../backend.js';
 import { WasmBackend } from './backend.js';
 import { instantiateKernels } from './instantiate.js';
+import { threadCount } from '../threads.js';
 
 const FILE = 'autoglm-mt.wasm';
 const STACK_BYTES = 1 << 20;
@@ -36,15 +36,6 @@ export function wasmFile(): { file: string; origin: 'built' | 'prebuilt' } | nul
   return existsSync(pre) ? { file: pre, origin: 'prebuilt' } : null;
 }
 
-function threadCount(): number {
-  const env = process.env.AUTOGLM_NUM_THREADS;
-  if (env !== undefined && env !== '') {
-    const n = Number(env);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`AUTOGLM_NUM_THREADS must be a positive integer; got '${env}'`);
-    return n;
-  }
-  return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
-}
 
 // The worker: instantiates the same module on the same memory, takes its own stack, and serves tasks forever.
 const WORKER_SOURCE = `

@@ -6,9 +6,9 @@
 import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { allocStorage } from './backend.js';
 import { threadCount } from './threads.js';
+import { packageRoot } from '../package-root.js';
 import type {
   AttentionShape,
   AdamWArgs, Backend, BinaryOp, DType, MatmulArgs, MatmulLowpArgs, ReduceOp, SGDArgs, Storage, UnaryOp,
@@ -88,16 +88,6 @@ function code<K extends string>(table: Record<K, number>, key: K, kernel: string
   return c;
 }
 
-/** The package root: the nearest ancestor of this file that holds package.json (works from src/ and dist/). */
-function packageRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(path.join(dir, 'package.json'))) return dir;
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error(`no package.json above ${fileURLToPath(import.meta.url)}`);
-    dir = up;
-  }
-}
 
 /**
  * The OpenBLAS core type for this CPU. Debian's OpenBLAS 0.3.21 misdetects recent processors (Sapphire Rapids, Zen 3/4)

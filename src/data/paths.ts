@@ -1,26 +1,9 @@
 /** Where data lives: the package root (for the embedded datasets) and the data folder of the public datasets. */
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 
-let root: string | undefined;
-
-/** The folder of this package's package.json (works from src/ under tsx and from dist/). */
-export function packageRoot(): string {
-  if (root) return root;
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const pj = join(dir, 'package.json');
-    if (existsSync(pj)) {
-      try {
-        if ((JSON.parse(readFileSync(pj, 'utf8')) as { name?: string }).name === 'open-autoglm') return (root = dir);
-      } catch { /* not ours; keep looking */ }
-    }
-    const up = dirname(dir);
-    if (up === dir) return (root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..'));
-    dir = up;
-  }
-}
+export { packageRoot } from '../package-root.js';
+import { packageRoot } from '../package-root.js';
 
 const isDir = (p: string) => existsSync(p) && statSync(p).isDirectory();
 

@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { CommunicationError, ConfigError } from '../errors.js';
 import { emptyStats } from './communicator.js';
 import type { CommStats, Communicator } from './communicator.js';
+import { packageRoot } from '../package-root.js';
 
 export interface GlooOptions {
   rank: number;
@@ -76,16 +77,6 @@ const DEFAULT_MAX_GATHER_BYTES = 2 ** 30;
 let addon: GlooAddon | null = null;
 let loadError: string | null = null;
 
-/** The package root: the nearest ancestor of this file that holds package.json (works from src/ and dist/). */
-function packageRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(path.join(dir, 'package.json'))) {
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error(`no package.json above ${fileURLToPath(import.meta.url)}`);
-    dir = up;
-  }
-  return dir;
-}
 
 function loadAddon(): GlooAddon | null {
   if (addon || loadError) return addon;

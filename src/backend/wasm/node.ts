@@ -5,27 +5,18 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { Backend } from '../backend.js';
 import { WasmBackend } from './backend.js';
 import { instantiateKernels } from './instantiate.js';
 import { threadCount } from '../threads.js';
+import { packageRoot } from '../../package-root.js';
 
 const FILE = 'autoglm-mt.wasm';
 const STACK_BYTES = 1 << 20;
 /** How long the first use waits for the workers to start (they join later if slower). */
 const READY_WAIT_MS = 3000;
 
-function packageRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(path.join(dir, 'package.json'))) return dir;
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error(`no package.json above ${fileURLToPath(import.meta.url)}`);
-    dir = up;
-  }
-}
 
 /** The module file: built at install, else the committed one; null when neither exists. */
 export function wasmFile(): { file: string; origin: 'built' | 'prebuilt' } | null {

@@ -12,7 +12,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { makeTinyChatModel } from '../src/sft/tiny-chat-model.js';
 import { syntheticSplits, type SyntheticTask } from '../src/sft/synthetic.js';
-import { AutoGLMTrainer } from '../src/train/index.js';
+import { AutoGLMTrainer, type ChatPrediction } from '../src/train/index.js';
 import { applyThreads } from '../src/cli/options.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 
@@ -53,7 +53,7 @@ const h = await trainer.finetune({ dataset: path.join(dataDir, 'train.jsonl'), m
 const trainS = (performance.now() - t0) / 1e3;
 const test = readFileSync(path.join(dataDir, 'test.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { messages: { role: string; content: string }[] });
 const t1 = performance.now();
-const preds = (await trainer.predict(test.map((x) => x.messages[0].content))) as unknown as { completion: string }[];
+const preds = (await trainer.predict(test.map((x) => x.messages[0].content))) as ChatPrediction[];
 const correct = preds.filter((p, i) => p.completion.trim() === test[i].messages[1].content).length;
 const sft = JSON.parse(readFileSync(path.join(run, 'sft.json'), 'utf8')) as { tokens_per_s: number; tokens: number };
 console.log(JSON.stringify({

@@ -157,3 +157,13 @@ test('evaluate an SFT run: loss and perplexity as in training, on a split or a f
     console.log = log;
   }
 });
+
+test('packing honours lengthBucketing (rows of similar fill batched together): the run differs with it off', async () => {
+  const weights = async (lengthBucketing: boolean) => {
+    const t = new AutoGLMTrainer({ model, config: { ...QUICK, method: 'lora', packing: true, batchSize: 2, maxSteps: 2, sampleGenerations: 0, lengthBucketing, outputDir: tmp('bucket-') } });
+    t.on('note', () => {});
+    await t.finetune({ dataset: data });
+    return t.task!.trainable().map(([, p]) => Buffer.from(p.f32().buffer).toString('base64')).join();
+  };
+  assert.notEqual(await weights(true), await weights(false));
+});

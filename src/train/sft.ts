@@ -107,7 +107,7 @@ export class SftTask implements TrainingTask<number[]> {
     this.rows = c.packing && data.train.length ? packRows(data.train.map((e) => e.ids.length), maxLength) : null;
     const lengths = this.rows ? this.rows.map((r) => r.reduce((a, i) => a + data.train[i].ids.length, 0)) : data.train.map((e) => e.ids.length);
     this.sampler = lengths.length === 0 ? null
-      : c.lengthBucketing && !this.rows ? new BucketSampler(lengths, c.batchSize, c.seed) : new RandomSampler(lengths.length, c.batchSize, c.seed);
+      : c.lengthBucketing ? new BucketSampler(lengths, c.batchSize, c.seed) : new RandomSampler(lengths.length, c.batchSize, c.seed); // packed: rows of similar fill together
   }
 
   static async create(ctx: TaskContext, args: FinetuneArgs): Promise<SftTask> {

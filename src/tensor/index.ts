@@ -12,5 +12,5 @@ export { matmul, linear, addLinear, linearInt8 } from './ops/linalg.js';
 export { linearCrossEntropy, type LinearCrossEntropyOptions } from './ops/linear-ce.js';
 export {
   softmax, logSoftmax, layerNorm, rmsNorm, embedding, dropout, crossEntropy, maskedFill, causalMask,
-  scaledDotProductAttention, composedAttention, fusedQKVAttention, rope, maskedMean, type CrossEntropyOptions, type AttentionOptions,
+  scaledDotProductAttention, composedAttention, fusedQKVAttention, rope, maskedMean, type CrossEntropyOptions, type AttentionOptions, type PackedMask,
 } from './ops/nn.js';

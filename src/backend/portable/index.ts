@@ -145,12 +145,12 @@ export class PortableBackend implements Backend {
   }
 
   attention(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null,
-    out: Float32Array, stats: Float32Array): void {
-    attention(s, q, k, v, keyMask, out, stats);
+    firstKey: Int32Array | null, out: Float32Array, stats: Float32Array): void {
+    attention(s, q, k, v, keyMask, firstKey, out, stats);
   }
   attentionBackward(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null,
-    stats: Float32Array, dout: Float32Array, doutStrides: [number, number, number], dq: Float32Array, dk: Float32Array,
-    dv: Float32Array): void {
-    attentionBackward(s, q, k, v, keyMask, stats, dout, doutStrides, dq, dk, dv);
+    firstKey: Int32Array | null, stats: Float32Array, dout: Float32Array, doutStrides: [number, number, number], dq: Float32Array,
+    dk: Float32Array, dv: Float32Array): void {
+    attentionBackward(s, q, k, v, keyMask, firstKey, stats, dout, doutStrides, dq, dk, dv);
   }
 }

@@ -192,25 +192,43 @@ export class SftTask implements TrainingTask<number[]> {
     return padBatch(idx.map((i) => train[i]), this.padId);
   }
 
+  /**
+   * The mean loss over the scored tokens of the batch. Data-parallel: every rank draws the same global batch, trains
+   * on its block of rows, and returns its tokens' share of the global mean (its mean x its scored tokens / the global
+   * batch's), so that the gradients summed over ranks are the global batch's.
+   */
   loss(idx: number[]): MicroBatchLoss {
     if (this.trainStart === 0) this.trainStart = performance.now();
-    const b = this.batch(idx);
-    this.tokens += b.tokens;
-    this.scored += b.scored;
+    const dp = this.ctx.dp;
+    const global = this.batch(idx);
+    this.tokens += global.tokens;
+    this.scored += global.scored;
+    const mine = dp ? dp.shard(idx) : idx;
+    if (mine.length === 0) return { loss: null };
+    const b = dp ? this.batch(mine) : global;
+    if (dp && b.scored === 0) return { loss: null };
     const opts = { attentionMask: b.attentionMask, positionIds: b.positionIds, documentIds: b.documentIds };
     const ls = { labelSmoothing: this.c.labelSmoothing };
     const loss = autocast(this.ctx.compute, () => {
       const head = this.model.headWeights();
       return head ? causalLMLossFromHidden(this.model.hidden(b.ids, opts), head, b.labels, ls) : causalLMLoss(this.model.forward(b.ids, opts), b.labels, ls);
     });
-    return { loss };
+    return { loss: dp ? loss.scale(b.scored / global.scored) : loss };
   }
 
   async evaluate(split: EvalSplit): Promise<TaskEval | null> {
     const seqs = this.data[split];
     if (seqs.length === 0) return null;
     const t0 = performance.now();
-    const r = perplexity(this.model, seqs, this.padId, this.c.evalBatchSize, this.ctx.compute);
+    // data-parallel: each rank scores every W-th sequence; the token-weighted sums are added over ranks
+    const dp = this.ctx.dp;
+    const mine = dp ? seqs.filter((_, i) => i % dp.worldSize === dp.rank) : seqs;
+    let r = perplexity(this.model, mine, this.padId, this.c.evalBatchSize, this.ctx.compute);
+    if (dp) {
+      const [nll, tokens] = await dp.sumNumbers([r.tokens ? r.loss * r.tokens : 0, r.tokens]);
+      const loss = tokens ? nll / tokens : NaN;
+      r = { loss, perplexity: Math.exp(loss), tokens };
+    }
     this.evalSeconds += (performance.now() - t0) / 1e3;
     return r;
   }
@@ -361,7 +379,7 @@ export const sftTask: TaskDefinition = {
   description: 'supervised fine-tuning of a decoder on chat / instruction data: chat template, loss on the answers, packing',
   refuses: CAUSAL_LM_REFUSES,
   monitors: ['val_loss'],
-  dataParallel: false,
+  dataParallel: true,
   check: (c) => checkCausalLM(c, 'sft'),
   create: (ctx, args) => SftTask.create(ctx, args),
   load: (ctx, dir, info) => SftTask.load(ctx, dir, info),

@@ -21,7 +21,7 @@ const { values: a } = parseArgs({
     task: { type: 'string', default: 'addition' }, digits: { type: 'string', default: '2' }, train: { type: 'string', default: '9000' },
     test: { type: 'string', default: '500' }, method: { type: 'string', default: 'full' }, steps: { type: 'string', default: '1500' },
     'batch-size': { type: 'string', default: '32' }, lr: { type: 'string', default: '3e-3' }, packing: { type: 'boolean', default: false },
-    'no-completion-only-loss': { type: 'boolean', default: false }, threads: { type: 'string', default: '1' },
+    'no-completion-only-loss': { type: 'boolean', default: false }, 'no-length-bucketing': { type: 'boolean', default: false }, threads: { type: 'string', default: '1' },
     layers: { type: 'string', default: '2' }, hidden: { type: 'string', default: '128' }, heads: { type: 'string', default: '4' },
     'max-length': { type: 'string', default: '64' }, 'lora-rank': { type: 'string', default: '16' }, seed: { type: 'string', default: '0' },
     work: { type: 'string', default: '/tmp/sft-synthetic' }, 'resume-check': { type: 'boolean', default: false },
@@ -39,10 +39,10 @@ if (!existsSync(path.join(dataDir, 'test.jsonl'))) {
   writeFileSync(path.join(dataDir, 'train.jsonl'), train.map((x) => JSON.stringify(x)).join('\n') + '\n');
   writeFileSync(path.join(dataDir, 'test.jsonl'), test.map((x) => JSON.stringify(x)).join('\n') + '\n');
 }
-const run = path.join(a.work as string, tag, `run-${a.method}${a.packing ? '-packed' : ''}${a['no-completion-only-loss'] ? '-allloss' : ''}`);
+const run = path.join(a.work as string, tag, `run-${a.method}${a.packing ? '-packed' : ''}${a['no-completion-only-loss'] ? '-allloss' : ''}${a['no-length-bucketing'] ? '-nobucket' : ''}`);
 const config = {
   task: 'sft', method: a.method as 'full' | 'lora', maxSteps: n('steps'), epochs: 1000, batchSize: n('batch-size'), learningRate: n('lr'),
-  maxLength: n('max-length'), packing: a.packing, completionOnlyLoss: !a['no-completion-only-loss'], mixedPrecision: 'fp32' as const,
+  maxLength: n('max-length'), packing: a.packing, completionOnlyLoss: !a['no-completion-only-loss'], lengthBucketing: !a['no-length-bucketing'], mixedPrecision: 'fp32' as const,
   scheduler: 'cosine' as const, warmupRatio: 0.05, weightDecay: 0.0, outputDir: run, logEvery: 100, evalEvery: 0, sampleGenerations: 4,
   ...(a.method === 'lora' ? { loraRank: n('lora-rank'), loraTargets: 'all-linear' } : {}),
 };

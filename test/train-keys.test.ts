@@ -103,7 +103,7 @@ const TABLE: Record<string, Row> = {
   // task 'sft' keys
   datasetFormat: { value: 'text', refused: ['classification', 'multi-task', 'causal-lm'] },
   completionOnlyLoss: { value: false, refused: ['classification', 'multi-task', 'causal-lm'] },
-  packing: { value: true, refused: ['classification', 'multi-task', 'causal-lm'] },
+  packing: { value: true, needs: { maxLength: 128 }, refused: ['classification', 'multi-task', 'causal-lm'] }, // rows of 128 hold 2+ examples
   chatTemplate: { value: "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}", refused: ['classification', 'multi-task', 'causal-lm'] },
   sampleGenerations: { value: 0, refused: ['classification', 'multi-task', 'causal-lm'] },
   epochs: { value: 1, needs: { maxSteps: undefined } },

@@ -158,12 +158,16 @@ test('evaluate an SFT run: loss and perplexity as in training, on a split or a f
   }
 });
 
-test('packing honours lengthBucketing (rows of similar fill batched together): the run differs with it off', async () => {
-  const weights = async (lengthBucketing: boolean) => {
+test('packing: lengthBucketing does not apply to packed rows (drawn uniformly), and the run says so', async () => {
+  const run = async (lengthBucketing: boolean) => {
     const t = new AutoGLMTrainer({ model, config: { ...QUICK, method: 'lora', packing: true, batchSize: 2, maxSteps: 2, sampleGenerations: 0, lengthBucketing, outputDir: tmp('bucket-') } });
-    t.on('note', () => {});
+    const notes: string[] = [];
+    t.on('note', (m: string) => notes.push(m));
     await t.finetune({ dataset: data });
-    return t.task!.trainable().map(([, p]) => Buffer.from(p.f32().buffer).toString('base64')).join();
+    return { notes, weights: t.task!.trainable().map(([, p]) => Buffer.from(p.f32().buffer).toString('base64')).join() };
   };
-  assert.notEqual(await weights(true), await weights(false));
+  const on = await run(true), off = await run(false);
+  assert.equal(on.weights, off.weights);
+  assert.ok(on.notes.some((n) => /lengthBucketing does not apply to packed rows/.test(n)), JSON.stringify(on.notes));
+  assert.ok(!off.notes.some((n) => /lengthBucketing/.test(n)));
 });

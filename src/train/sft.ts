@@ -107,7 +107,11 @@ export class SftTask implements TrainingTask<number[]> {
     this.rows = c.packing && data.train.length ? packRows(data.train.map((e) => e.ids.length), maxLength) : null;
     const lengths = this.rows ? this.rows.map((r) => r.reduce((a, i) => a + data.train[i].ids.length, 0)) : data.train.map((e) => e.ids.length);
     this.sampler = lengths.length === 0 ? null
-      : c.lengthBucketing ? new BucketSampler(lengths, c.batchSize, c.seed) : new RandomSampler(lengths.length, c.batchSize, c.seed); // packed: rows of similar fill together
+      : c.lengthBucketing && !this.rows ? new BucketSampler(lengths, c.batchSize, c.seed) : new RandomSampler(lengths.length, c.batchSize, c.seed);
+    // Packed rows are filled to maxLength by best fit, so bucketing them saves no padding; and BucketSampler, which
+    // orders rows of equal length by index, then batches the same neighbours together in every epoch (measured on
+    // scripts/sft-synthetic.ts --packing: 70.4% exact match against 100% with rows drawn uniformly).
+    if (this.rows && c.lengthBucketing) ctx.note('packing: lengthBucketing does not apply to packed rows (they are filled to maxLength); rows are drawn uniformly');
   }
 
   static async create(ctx: TaskContext, args: FinetuneArgs): Promise<SftTask> {

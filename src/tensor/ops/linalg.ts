@@ -10,6 +10,7 @@ import { record } from '../autograd.js';
 import { broadcastShapes, numel } from '../shape.js';
 import { autocastDType, type ComputeDType } from '../precision.js';
 import { contiguous, reshape } from './movement.js';
+import { cachedCopy, isCacheable } from '../versions.js';
 import { sumTo } from './reduce.js';
 
 /** A matrix operand as the kernel reads it: logical (rows, cols), stored transposed when `trans`. */
@@ -70,19 +71,28 @@ export function prepare(t: Tensor, batch: number, compute: ComputeDType): Operan
   } else {
     dtype = 'f32';
   }
-  if (dtype === 'f32' && compute === 'bf16') {
-    const h = new Uint16Array(count);
-    backend().cast(buf, 'f32', h, 'bf16');
-    buf = h;
-    dtype = 'bf16';
-  } else if (dtype === 'f32' && compute === 'f16') {
-    const h = new Uint16Array(count);
-    backend().cast(buf, 'f32', h, 'f16');
-    const f = new Float32Array(count);
-    backend().cast(h, 'f16', f, 'f32');
-    buf = f;
+  if (dtype === 'f32' && compute !== 'f32') {
+    // a weight's copy is kept until its storage is next written (versions.ts); other operands are cast each time
+    const lowp: (s: Float32Array) => Float32Array | Uint16Array = compute === 'bf16' ? toBf16 : roundF16;
+    buf = src === t && src.dtype === 'f32' && isCacheable(src.storage) ? cachedCopy(buf as Float32Array, compute, lowp) : lowp(buf as Float32Array);
+    if (compute === 'bf16') dtype = 'bf16';
   }
   return { buf, dtype, rows: R, cols: C, trans: trans as boolean, batchStride: own === 1 && batch > 1 ? 0 : R * C };
+}
+
+function toBf16(src: Float32Array): Uint16Array {
+  const h = new Uint16Array(src.length);
+  backend().cast(src, 'f32', h, 'bf16');
+  return h;
+}
+
+/** f32 values rounded through f16 (f16 autocast: the kernels multiply f32). */
+function roundF16(src: Float32Array): Float32Array {
+  const h = new Uint16Array(src.length);
+  backend().cast(src, 'f32', h, 'f16');
+  const f = new Float32Array(src.length);
+  backend().cast(h, 'f16', f, 'f32');
+  return f;
 }
 
 /**

@@ -27,7 +27,7 @@ export interface Operand {
 
 export const transposed = (o: Operand): Operand => ({ ...o, rows: o.cols, cols: o.rows, trans: !o.trans });
 
-function checkFloat(t: Tensor, op: string, arg: string): void {
+export function checkFloat(t: Tensor, op: string, arg: string): void {
   if (t.dtype === 'i32' || t.dtype === 'i8') {
     throw new DTypeError(`Argument '${arg}' passed to '${op}' has dtype ${t.dtype}; expected a float tensor (f32, bf16, f16)`);
   }
@@ -133,14 +133,14 @@ function gradOperand(g: Tensor, batch: number, compute: ComputeDType): Operand {
 }
 
 /** x W^T + b into a fresh (rows, nOut) buffer: the bias is broadcast into it, then the GEMM accumulates (beta = 1). */
-function affine(ox: Operand, ow: Operand, b: Tensor | null, rows: number, nOut: number): Float32Array {
+export function affine(ox: Operand, ow: Operand, b: Tensor | null, rows: number, nOut: number): Float32Array {
   const out = uninitF32(rows * nOut);
   if (b) backend().stridedCopy(b.f32(), [rows, nOut], [0, 1], out);
   return gemm(ox, transposed(ow), 1, out, 1, b ? 1 : 0);
 }
 
 /** The bias gradient of a linear layer: the column sums of gy viewed as (rows, nOut). */
-function biasGrad(gy: Tensor, rows: number, nOut: number): Tensor {
+export function biasGrad(gy: Tensor, rows: number, nOut: number): Tensor {
   const s = new Float32Array(nOut);
   backend().reduce('sum', gy.f32(), 1, rows, nOut, s);
   return new Tensor(s, 'f32', [nOut]);

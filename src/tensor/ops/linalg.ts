@@ -4,7 +4,7 @@
  */
 import { backend } from '../../backend/index.js';
 import { DTypeError, ShapeError, fmtShape } from '../../errors.js';
-import { uninitF32 } from '../alloc.js';
+import { uninitF32, uninitU16 } from '../alloc.js';
 import { Tensor } from '../tensor.js';
 import { record } from '../autograd.js';
 import { broadcastShapes, numel } from '../shape.js';
@@ -81,7 +81,7 @@ export function prepare(t: Tensor, batch: number, compute: ComputeDType): Operan
 }
 
 function toBf16(src: Float32Array): Uint16Array {
-  const h = new Uint16Array(src.length);
+  const h = uninitU16(src.length);
   backend().cast(src, 'f32', h, 'bf16');
   return h;
 }

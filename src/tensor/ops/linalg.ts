@@ -100,7 +100,13 @@ function roundF16(src: Float32Array): Float32Array {
  * frozen weight) goes to the backend's blocked-widening product, so no f32 copy of the weight is made; other
  * mixed dtypes are brought to f32.
  */
-export function gemm(a: Operand, b: Operand, batch: number, out: Float32Array, alpha = 1, beta = 0): Float32Array {
+export function gemm(a: Operand, b: Operand, batch: number, out: Float32Array, alpha = 1, beta = 0, bias: Float32Array | null = null): Float32Array {
+  if (bias && (a.dtype !== b.dtype || a.dtype === 'i8')) {
+    // the mixed-dtype kernels take no bias: out starts as it, the product accumulates (beta = 1)
+    backend().stridedCopy(bias, [batch * a.rows, b.cols], [0, 1], out);
+    bias = null;
+    beta = 1;
+  }
   if (a.dtype === 'f32' && b.dtype !== 'f32' && (batch === 1 || b.batchStride === 0)) {
     backend().matmulLowp({
       a: a.buf as Float32Array, b: b.buf as Uint16Array | Int8Array, bDtype: b.dtype, scales: b.scales ?? null, out, batch,
@@ -122,7 +128,7 @@ export function gemm(a: Operand, b: Operand, batch: number, out: Float32Array, a
   backend().matmul({
     a: a.buf as Float32Array | Uint16Array, b: b.buf as Float32Array | Uint16Array, out, dtype: a.dtype as 'f32' | 'bf16',
     batch, M: a.rows, N: b.cols, K: a.cols,
-    transA: a.trans, transB: b.trans, strideA: a.batchStride, strideB: b.batchStride, alpha, beta,
+    transA: a.trans, transB: b.trans, strideA: a.batchStride, strideB: b.batchStride, alpha, beta, bias,
   });
   return out;
 }
@@ -132,11 +138,12 @@ function gradOperand(g: Tensor, batch: number, compute: ComputeDType): Operand {
   return prepare(g, batch, compute);
 }
 
-/** x W^T + b into a fresh (rows, nOut) buffer: the bias is broadcast into it, then the GEMM accumulates (beta = 1). */
+/**
+ * x W^T + b into a fresh (rows, nOut) buffer. The backend adds the bias (oneDNN's bf16 product in its epilogue;
+ * elsewhere out starts as the bias and the product accumulates onto it).
+ */
 export function affine(ox: Operand, ow: Operand, b: Tensor | null, rows: number, nOut: number): Float32Array {
-  const out = uninitF32(rows * nOut);
-  if (b) backend().stridedCopy(b.f32(), [rows, nOut], [0, 1], out);
-  return gemm(ox, transposed(ow), 1, out, 1, b ? 1 : 0);
+  return gemm(ox, transposed(ow), 1, uninitF32(rows * nOut), 1, 0, b ? b.f32() : null);
 }
 
 /** The bias gradient of a linear layer: the column sums of gy viewed as (rows, nOut). */

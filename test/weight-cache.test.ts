@@ -36,36 +36,49 @@ function uncached<T>(m: { parameters(): Tensor[] }, fn: () => T): T {
 function fresh(l: Linear): Linear {
   const c = new Linear(l.inFeatures, l.outFeatures);
   c.loadStateDict(l.stateDict());
+  for (const p of c.parameters()) p.requiresGrad = false;
   return c;
 }
 
-test('a weight is cast once while unchanged, and again after each optimizer step', () => {
+const freeze = (l: Linear, frozen = true) => { for (const p of l.parameters()) p.requiresGrad = !frozen; };
+
+test('a frozen weight is cast once while unchanged; a trainable one is not cached; an optimizer step invalidates', () => {
   manualSeed(1);
   const l = new Linear(48, 40);
   const x = randn([6, 48], 2);
   castCacheCounts(true);
+  bf16(() => l.forward(x));
+  bf16(() => l.forward(x));
+  assert.deepEqual(castCacheCounts(true), { hits: 0, misses: 0 }, 'trainable: cast per product, as before (no copy kept past the graph)');
+  freeze(l);
   const y0 = bf16(() => l.forward(x));
   const y1 = bf16(() => l.forward(x));
   same(y0, y1, 'a reused copy gives the same bits');
   assert.deepEqual(castCacheCounts(true), { hits: 1, misses: 1 });
+  // unfrozen for a step, frozen again: the copy made before the step is not used after it
   const v = storageVersion(l.weight);
+  freeze(l, false);
   const opt = new SGD(l.parameters(), { lr: 0.5 });
   bf16(() => l.forward(x)).sum().backward();
   opt.step();
   assert.ok(storageVersion(l.weight) > v, 'the optimizer step bumps the version');
+  freeze(l);
   const y2 = bf16(() => l.forward(x));
   assert.notDeepEqual(Array.from(y2.f32()), Array.from(y0.f32()));
   same(y2, bf16(() => fresh(l).forward(x)), 'after a step: the new weights');
   // AdamW too
+  freeze(l, false);
   const adam = new AdamW(l.parameters(), { lr: 0.1, weightDecay: 0.01 });
   bf16(() => l.forward(x)).sum().backward();
   adam.step();
+  freeze(l);
   same(bf16(() => l.forward(x)), bf16(() => fresh(l).forward(x)), 'after an AdamW step');
 });
 
 test('loads and direct writes: a stale copy is caught by the check and avoided with markModified', () => {
   manualSeed(2);
   const l = new Linear(32, 24);
+  freeze(l);
   const x = randn([5, 32], 3);
   const y0 = bf16(() => l.forward(x));
   // loadStateDict (copyInto) bumps the version
@@ -89,6 +102,7 @@ test('loads and direct writes: a stale copy is caught by the check and avoided w
 test('a transposed view and a slice of a weight are cast from its current values', () => {
   manualSeed(4);
   const l = new Linear(16, 12);
+  freeze(l);
   const x = randn([3, 12], 5);
   const viaT = () => bf16(() => x.matmul(l.weight));
   const a = viaT();

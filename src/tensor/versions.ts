@@ -11,11 +11,11 @@
  * the version it was made from, and reuses it while the version is unchanged. Activations and gradients are never
  * cached: they are fresh buffers that nothing registers.
  *
- * Memory: a frozen weight's copy is kept for good (a LoRA base is multiplied every step; its copy was held through
- * every forward and backward pass before, for the input gradient). A trainable weight's copy is held only weakly: the
- * backward pass keeps it while the graph lives, as before, and reuses it in a recomputed forward pass or the next
- * micro-batch, but once the graph is freed nothing holds it through the optimizer step (the weight's gradient and
- * the optimizer's state are at their largest then).
+ * Only frozen weights (requiresGrad false when multiplied) are cached. A trainable weight changes every step, and its
+ * copy is already made once per forward pass and held by the backward pass while the graph lives; keeping it past
+ * the graph would hold a bf16 copy of every weight through the optimizer step, when the gradients and the optimizer's
+ * state are at their largest (gpt2-full: +500 MB peak RSS, measured with a weakly held copy, which a synchronous
+ * training loop keeps alive anyway).
  *
  * Code that writes a parameter's storage directly (not through copyInto, an optimizer or loadStateDict) must call
  * `markModified(t)` afterwards, or later products read the old values. `checkCastCache(true)` (or the environment
@@ -33,11 +33,8 @@ interface Entry {
   /** What the copy is for: 'bf16' (bf16 storage), or 'f16' (f32 values rounded through f16). */
   kind: string;
   version: number;
-  /** Frozen weights: the copy; trainable ones: a weak reference to it. */
-  buf: Float32Array | Uint16Array | WeakRef<Float32Array | Uint16Array>;
+  buf: Float32Array | Uint16Array;
 }
-
-const deref = (e: Entry) => (e.buf instanceof WeakRef ? e.buf.deref() : e.buf);
 
 const versions = new WeakMap<Memory, number>();
 const cacheable = new WeakSet<Memory>();
@@ -82,26 +79,23 @@ export function castCacheCounts(reset = false): { hits: number; misses: number }
 
 /**
  * The copy of `src` (a subarray of cacheable storage) of the given kind: the cached one while the storage's version
- * is unchanged (and, when held weakly, still alive), else `make(src)`, kept for next time: strongly when `keep`.
+ * is unchanged, else `make(src)`, kept for next time.
  */
-export function cachedCopy<B extends Float32Array | Uint16Array>(src: Float32Array, kind: string, make: (src: Float32Array) => B, keep: boolean): B {
+export function cachedCopy<B extends Float32Array | Uint16Array>(src: Float32Array, kind: string, make: (src: Float32Array) => B): B {
   const m = src.buffer;
   const version = versions.get(m) ?? 0;
   let list = copies.get(m);
   const hit = list?.find((e) => e.byteStart === src.byteOffset && e.count === src.length && e.kind === kind);
-  const kept = hit && hit.version === version ? deref(hit) : undefined;
-  if (kept) {
+  if (hit && hit.version === version) {
     counts.hits++;
-    if (check) verify(kept, make(src), kind);
-    if (keep) hit!.buf = kept;
-    return kept as B;
+    if (check) verify(hit.buf, make(src), kind);
+    return hit.buf as B;
   }
   counts.misses++;
   const buf = make(src);
-  const held = keep ? buf : new WeakRef(buf);
   if (!list) copies.set(m, (list = []));
-  if (hit) Object.assign(hit, { version, buf: held });
-  else list.push({ byteStart: src.byteOffset, count: src.length, kind, version, buf: held });
+  if (hit) Object.assign(hit, { version, buf });
+  else list.push({ byteStart: src.byteOffset, count: src.length, kind, version, buf });
   return buf;
 }
 

@@ -72,10 +72,10 @@ export function prepare(t: Tensor, batch: number, compute: ComputeDType): Operan
     dtype = 'f32';
   }
   if (dtype === 'f32' && compute !== 'f32') {
-    // a weight's copy is kept until its storage is next written (versions.ts); other operands are cast each time
+    // a frozen weight's copy is kept until its storage is next written (versions.ts); other operands are cast each time
     const lowp: (s: Float32Array) => Float32Array | Uint16Array = compute === 'bf16' ? toBf16 : roundF16;
-    buf = src === t && src.dtype === 'f32' && isCacheable(src.storage)
-      ? cachedCopy(buf as Float32Array, compute, lowp, !t.requiresGrad) : lowp(buf as Float32Array);
+    buf = src === t && src.dtype === 'f32' && !t.requiresGrad && isCacheable(src.storage)
+      ? cachedCopy(buf as Float32Array, compute, lowp) : lowp(buf as Float32Array);
     if (compute === 'bf16') dtype = 'bf16';
   }
   return { buf, dtype, rows: R, cols: C, trans: trans as boolean, batchStride: own === 1 && batch > 1 ? 0 : R * C };

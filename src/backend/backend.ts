@@ -51,6 +51,22 @@ export interface MatmulArgs {
   /** out = alpha * op(a) @ op(b) + beta * out. beta = 1 accumulates into `out` (gradient accumulation). */
   alpha: number;
   beta: number;
+  /**
+   * (N) added to every output row: out = alpha * op(a) @ op(b) + bias (a Linear's bias); only with beta = 0. The
+   * native backend adds it inside oneDNN's bf16 product; elsewhere `out` starts as the bias and the product
+   * accumulates onto it (`prefillBias`), as callers did before.
+   */
+  bias?: Float32Array | null;
+}
+
+/** For kernels without a fused bias: writes the bias into every row of out; returns the args with beta = 1. */
+export function prefillBias<T extends MatmulArgs>(m: T): T {
+  if (!m.bias) return m;
+  if (m.beta !== 0) throw new Error(`matmul: a bias needs beta = 0; got beta ${m.beta}`);
+  if (m.bias.length < m.N) throw new Error(`matmul: the bias has ${m.bias.length} elements; expected N = ${m.N}`);
+  const bias = m.bias.subarray(0, m.N);
+  for (let r = 0; r < m.batch * m.M; r++) m.out.set(bias, r * m.N);
+  return { ...m, bias: null, beta: 1 };
 }
 
 /**

@@ -32,7 +32,7 @@ interface Addon {
   trimHeap(): boolean;
   matmul(a: Float32Array | Uint16Array, b: Float32Array | Uint16Array, out: Float32Array, bf16: boolean, batch: number,
     M: number, N: number, K: number, transA: boolean, transB: boolean, strideA: number, strideB: number, alpha: number,
-    beta: number): void;
+    beta: number, bias: Float32Array | null): void;
   matmulLowp(a: Float32Array, b: Uint16Array | Int8Array, out: Float32Array, i8: boolean, scales: Float32Array | null,
     batch: number, M: number, N: number, K: number, transA: boolean, transB: boolean, strideA: number, alpha: number,
     beta: number): void;
@@ -220,7 +220,7 @@ class NativeBackend implements Backend {
   matmul(m: MatmulArgs): void {
     if (m.dtype !== 'f32' && m.dtype !== 'bf16') throw new Error(`matmul: dtype must be 'f32' or 'bf16'; got '${m.dtype as string}'`);
     this.a.matmul(m.a, m.b, m.out, m.dtype === 'bf16', m.batch, m.M, m.N, m.K, m.transA, m.transB, m.strideA, m.strideB,
-      m.alpha, m.beta);
+      m.alpha, m.beta, m.bias ?? null);
   }
   matmulLowp(m: MatmulLowpArgs): void {
     if (m.bDtype !== 'bf16' && m.bDtype !== 'i8') throw new Error(`matmulLowp: bDtype must be 'bf16' or 'i8'; got '${m.bDtype as string}'`);

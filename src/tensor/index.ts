@@ -4,6 +4,7 @@ export type { TensorLike } from './tensor.js';
 export { tensor, full, zeros, ones, zerosLike, onesLike, arange, randn, rand, randint, copyInto } from './creation.js';
 export { noGrad, noGradAsync, isGradEnabled } from './autograd.js';
 export { autocast, autocastDType, setAutocast, type ComputeDType } from './precision.js';
+export { markModified, storageVersion, checkCastCache, castCacheCounts } from './versions.js';
 export { gradcheck, type GradcheckOptions, type GradcheckResult } from './gradcheck.js';
 export { add, sub, mul, div, pow, maximum, minimum, where, cast, unary, affine, toTensor } from './ops/elementwise.js';
 export { sum, mean, max, min, variance, argmax, sumTo } from './ops/reduce.js';

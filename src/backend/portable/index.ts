@@ -6,7 +6,7 @@
 import type {
   AdamWArgs, AttentionShape, Backend, BinaryOp, DType, MatmulArgs, MatmulLowpArgs, ReduceOp, SGDArgs, Storage, UnaryOp,
 } from '../backend.js';
-import { allocStorage } from '../backend.js';
+import { allocStorage, prefillBias } from '../backend.js';
 import { attention, attentionBackward } from './attention.js';
 import { cast } from './cast.js';
 import { affine, axpby, unary, unaryBackward } from './elementwise.js';
@@ -78,7 +78,7 @@ export class PortableBackend implements Backend {
   }
 
   matmul(args: MatmulArgs): void {
-    matmul(args);
+    matmul(prefillBias(args));
   }
   matmulLowp(args: MatmulLowpArgs): void {
     matmulLowp(args);

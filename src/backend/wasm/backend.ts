@@ -7,7 +7,7 @@
 import type {
   AdamWArgs, AttentionShape, Backend, BinaryOp, DType, MatmulArgs, MatmulLowpArgs, ReduceOp, SGDArgs, Storage, UnaryOp,
 } from '../backend.js';
-import { allocStorage } from '../backend.js';
+import { allocStorage, prefillBias } from '../backend.js';
 import { PortableBackend } from '../portable.js';
 import type { WasmMemory } from './memory.js';
 
@@ -143,6 +143,7 @@ export class WasmBackend implements Backend {
   }
 
   matmul(m: MatmulArgs): void {
+    m = prefillBias(m);
     const { dtype, batch, M, N, K } = m;
     if (dtype !== 'f32' && dtype !== 'bf16') throw new Error(`matmul: dtype must be 'f32' or 'bf16'; got '${dtype as string}'`);
     const bf16 = dtype === 'bf16';

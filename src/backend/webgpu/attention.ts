@@ -1,0 +1,217 @@
+/**
+ * Fused attention on device arrays, as `Backend.attention` / `attentionBackward`. Forward: one workgroup per query
+ * row keeps that row's scores in workgroup memory (masked softmax, then P V): P never reaches global memory; stats
+ * receive the row's max and 1/sum. Backward in two kernels, FlashAttention-2's split: per query row, P is rebuilt
+ * from the stats, dP = dO V^T, delta = rowsum(P * dP), dS = P (dP - delta) scale and dq = dS K; per key row, dk and
+ * dv sum over every query (and every query head of the kv head's group) in chunks of 128, without atomics.
+ */
+import type { AttentionShape } from '../backend.js';
+import type { GpuArray } from './array.js';
+import { Params, type GpuContext } from './device.js';
+import { ShapeError } from '../../errors.js';
+import { PARAMS, buf } from './wgsl.js';
+
+/** Longest key sequence (the row of scores lives in workgroup memory). */
+export const MAX_TK = 2048;
+const MAX_D = 256;
+
+// p: 0 B, 1 H, 2 Hkv, 3 Tq, 4 Tk, 5 D, 6 Dv, 7 scale(f32), 8 causal, 9 hasMask,
+//    10..12 q strides, 13..15 k, 16..18 v, 19..21 out/dout, 22 qOff, 23 kOff, 24 vOff, 25 oOff, 26 maskOff, 27 statsOff,
+//    28 dqOff, 29 dkOff, 30 dvOff, 31 deltaOff
+const COMMON = /* wgsl */ `
+const WG: u32 = 128u;
+var<workgroup> red: array<f32, 128>;
+fn wgSum(v: f32, t: u32) -> f32 {
+  red[t] = v;
+  workgroupBarrier();
+  for (var s = 64u; s > 0u; s = s >> 1u) { if (t < s) { red[t] = red[t] + red[t + s]; } workgroupBarrier(); }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+fn wgMax(v: f32, t: u32) -> f32 {
+  red[t] = v;
+  workgroupBarrier();
+  for (var s = 64u; s > 0u; s = s >> 1u) { if (t < s) { red[t] = max(red[t], red[t + s]); } workgroupBarrier(); }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+fn visible(i: u32) -> u32 {
+  let Tk = i32(pu(4u));
+  if (pu(8u) == 0u) { return u32(Tk); }
+  return u32(clamp(Tk - i32(pu(3u)) + i32(i) + 1, 0, Tk));
+}
+fn masked(b: u32, j: u32) -> bool { return pu(9u) == 1u && KM[pu(26u) + b * pu(4u) + j] != 0.0; }
+fn qAt(b: u32, h: u32, i: u32) -> u32 { return pu(22u) + b * pu(10u) + h * pu(11u) + i * pu(12u); }
+fn kAt(b: u32, h: u32, j: u32) -> u32 { return pu(23u) + b * pu(13u) + h * pu(14u) + j * pu(15u); }
+fn vAt(b: u32, h: u32, j: u32) -> u32 { return pu(24u) + b * pu(16u) + h * pu(17u) + j * pu(18u); }
+fn oAt(b: u32, h: u32, i: u32) -> u32 { return pu(25u) + b * pu(19u) + h * pu(20u) + i * pu(21u); }
+fn score(b: u32, h: u32, hk: u32, i: u32, j: u32) -> f32 {
+  let qo = qAt(b, h, i); let ko = kAt(b, hk, j);
+  var acc = 0.0;
+  for (var d = 0u; d < pu(5u); d = d + 1u) { acc = fma(Q[qo + d], K[ko + d], acc); }
+  return acc * pf(7u);
+}
+`;
+
+const NEG_INF = 'negInf()';
+
+const DECL_FWD = PARAMS + buf(1, 'Q', 'f32') + buf(2, 'K', 'f32') + buf(3, 'V', 'f32') + buf(4, 'KM', 'f32') + buf(5, 'O', 'f32', true) +
+  buf(6, 'ST', 'f32', true);
+
+const FORWARD = DECL_FWD + COMMON + /* wgsl */ `
+var<workgroup> sc: array<f32, ${MAX_TK}>;
+@compute @workgroup_size(128)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let i = wid.x; let h = wid.y; let b = wid.z; let t = lid.x;
+  let hk = h / (pu(1u) / pu(2u));
+  let vis = visible(i);
+  var m = ${NEG_INF};
+  for (var j = t; j < vis; j = j + WG) {
+    var s = ${NEG_INF};
+    if (!masked(b, j)) { s = score(b, h, hk, i, j); }
+    sc[j] = s;
+    m = max(m, s);
+  }
+  let mx = wgMax(m, t);
+  let any = mx != ${NEG_INF};
+  var sum = 0.0;
+  for (var j = t; j < vis; j = j + WG) {
+    let e = select(0.0, exp(sc[j] - mx), any && sc[j] != ${NEG_INF});
+    sc[j] = e;
+    sum = sum + e;
+  }
+  let tot = wgSum(sum, t);
+  let inv = select(0.0, 1.0 / tot, tot > 0.0);
+  let oo = oAt(b, h, i);
+  for (var d = t; d < pu(6u); d = d + WG) {
+    var acc = 0.0;
+    for (var j = 0u; j < vis; j = j + 1u) { acc = fma(sc[j] * inv, V[vAt(b, hk, j) + d], acc); }
+    O[oo + d] = acc;
+  }
+  if (t == 0u) {
+    let so = pu(27u) + ((b * pu(1u) + h) * pu(3u) + i) * 2u;
+    ST[so] = select(0.0, mx, tot > 0.0);
+    ST[so + 1u] = inv;
+  }
+}`;
+
+const DECL_BWD = PARAMS + buf(1, 'Q', 'f32') + buf(2, 'K', 'f32') + buf(3, 'V', 'f32') + buf(4, 'KM', 'f32') + buf(5, 'ST', 'f32') +
+  buf(6, 'DO', 'f32');
+
+/** Per query row: dq, and delta = rowsum(P * dP) for the key-row kernel. */
+const BACKWARD_Q = DECL_BWD + buf(7, 'DQ', 'f32', true) + buf(8, 'DL', 'f32', true) + COMMON + /* wgsl */ `
+var<workgroup> sc: array<f32, ${MAX_TK}>;
+@compute @workgroup_size(128)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let i = wid.x; let h = wid.y; let b = wid.z; let t = lid.x;
+  let hk = h / (pu(1u) / pu(2u));
+  let vis = visible(i);
+  let row = (b * pu(1u) + h) * pu(3u) + i;
+  let mx = ST[pu(27u) + row * 2u]; let inv = ST[pu(27u) + row * 2u + 1u];
+  let oo = oAt(b, h, i);
+  var part = 0.0;
+  for (var j = t; j < vis; j = j + WG) {
+    var pj = 0.0;
+    if (!masked(b, j)) { pj = exp(score(b, h, hk, i, j) - mx) * inv; }
+    let vo = vAt(b, hk, j);
+    var dp = 0.0;
+    for (var d = 0u; d < pu(6u); d = d + 1u) { dp = fma(DO[oo + d], V[vo + d], dp); }
+    sc[j] = pj;
+    part = part + pj * dp;
+  }
+  let delta = wgSum(part, t);
+  // dS = P (dP - delta) scale in place of P (dP recomputed: a second row buffer would not fit workgroup memory)
+  for (var j = t; j < vis; j = j + WG) {
+    let vo = vAt(b, hk, j);
+    var dp = 0.0;
+    for (var d = 0u; d < pu(6u); d = d + 1u) { dp = fma(DO[oo + d], V[vo + d], dp); }
+    sc[j] = sc[j] * (dp - delta) * pf(7u);
+  }
+  workgroupBarrier();
+  let qo = qAt(b, h, i);
+  for (var d = t; d < pu(5u); d = d + WG) {
+    var acc = 0.0;
+    for (var j = 0u; j < vis; j = j + 1u) { acc = fma(sc[j], K[kAt(b, hk, j) + d], acc); }
+    DQ[pu(28u) + b * pu(10u) + h * pu(11u) + i * pu(12u) + d] = acc;
+  }
+  if (t == 0u) { DL[pu(31u) + row] = delta; }
+}`;
+
+/** Per key row of a kv head: dk and dv over every query of every query head in its group. */
+const BACKWARD_KV = DECL_BWD + buf(7, 'DL', 'f32') + buf(8, 'DK', 'f32', true) + buf(9, 'DV', 'f32', true) + COMMON + /* wgsl */ `
+var<workgroup> pc: array<f32, 128>;
+var<workgroup> gc: array<f32, 128>;
+@compute @workgroup_size(128)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let j = wid.x; let hk = wid.y; let b = wid.z; let t = lid.x;
+  let G = pu(1u) / pu(2u);
+  let Tq = pu(3u);
+  let km = masked(b, j);
+  var ak = array<f32, 2>(0.0, 0.0);
+  var av = array<f32, 2>(0.0, 0.0);
+  for (var h = hk * G; h < (hk + 1u) * G; h = h + 1u) {
+    for (var i0 = 0u; i0 < Tq; i0 = i0 + WG) {
+      let i = i0 + t;
+      var pj = 0.0; var ds = 0.0;
+      if (i < Tq && j < visible(i) && !km) {
+        let row = (b * pu(1u) + h) * Tq + i;
+        pj = exp(score(b, h, hk, i, j) - ST[pu(27u) + row * 2u]) * ST[pu(27u) + row * 2u + 1u];
+        let oo = oAt(b, h, i); let vo = vAt(b, hk, j);
+        var dp = 0.0;
+        for (var d = 0u; d < pu(6u); d = d + 1u) { dp = fma(DO[oo + d], V[vo + d], dp); }
+        ds = pj * (dp - DL[pu(31u) + row]) * pf(7u);
+      }
+      pc[t] = pj; gc[t] = ds;
+      workgroupBarrier();
+      let n = min(WG, Tq - i0);
+      for (var u = 0u; u < 2u; u = u + 1u) {
+        let d = t + u * WG;
+        for (var s = 0u; s < n; s = s + 1u) {
+          if (d < pu(5u)) { ak[u] = fma(gc[s], Q[qAt(b, h, i0 + s) + d], ak[u]); }
+          if (d < pu(6u)) { av[u] = fma(pc[s], DO[oAt(b, h, i0 + s) + d], av[u]); }
+        }
+      }
+      workgroupBarrier();
+    }
+  }
+  for (var u = 0u; u < 2u; u = u + 1u) {
+    let d = t + u * WG;
+    if (d < pu(5u)) { DK[pu(29u) + b * pu(13u) + hk * pu(14u) + j * pu(15u) + d] = ak[u]; }
+    if (d < pu(6u)) { DV[pu(30u) + b * pu(16u) + hk * pu(17u) + j * pu(18u) + d] = av[u]; }
+  }
+}`;
+
+function check(s: AttentionShape): void {
+  if (s.Tk > MAX_TK) throw new ShapeError(`attention on WebGPU supports up to ${MAX_TK} keys; got Tk = ${s.Tk}`);
+  if (s.D > MAX_D || s.Dv > MAX_D) throw new ShapeError(`attention on WebGPU supports head sizes up to ${MAX_D}; got D = ${s.D}, Dv = ${s.Dv}`);
+  if (s.H % s.Hkv !== 0) throw new ShapeError(`attention: H = ${s.H} is not a multiple of Hkv = ${s.Hkv}`);
+}
+
+function params(s: AttentionShape, oStrides: [number, number, number], offs: number[]): Params {
+  return new Params().u32(s.B, s.H, s.Hkv, s.Tq, s.Tk, s.D, s.Dv).f32(s.scale).u32(s.causal ? 1 : 0, offs[0])
+    .u32(...s.qStrides, ...s.kStrides, ...s.vStrides, ...oStrides).u32(...offs.slice(1));
+}
+
+export function attention(ctx: GpuContext, s: AttentionShape, q: GpuArray, k: GpuArray, v: GpuArray, keyMask: GpuArray | null,
+  out: GpuArray, stats: GpuArray): void {
+  check(s);
+  const km = keyMask ?? ctx.dummy();
+  const p = params(s, s.outStrides, [keyMask ? 1 : 0, q.offset, k.offset, v.offset, out.offset, km.offset, stats.offset, 0, 0, 0, 0]);
+  ctx.run(FORWARD, [{ arr: q }, { arr: k }, { arr: v }, { arr: km }, { arr: out, write: true }, { arr: stats, write: true }], p,
+    [s.Tq, s.H, s.B]);
+}
+
+export function attentionBackward(ctx: GpuContext, s: AttentionShape, q: GpuArray, k: GpuArray, v: GpuArray, keyMask: GpuArray | null,
+  stats: GpuArray, dout: GpuArray, doutStrides: [number, number, number], dq: GpuArray, dk: GpuArray, dv: GpuArray): void {
+  check(s);
+  const km = keyMask ?? ctx.dummy();
+  const delta = ctx.alloc('f32', s.B * s.H * s.Tq);
+  const p = params(s, doutStrides, [keyMask ? 1 : 0, q.offset, k.offset, v.offset, dout.offset, km.offset, stats.offset, dq.offset,
+    dk.offset, dv.offset, 0]);
+  const ins = [q, k, v, km, stats, dout].map((arr) => ({ arr }));
+  ctx.run(BACKWARD_Q, [...ins, { arr: dq, write: true }, { arr: delta, write: true }], p, [s.Tq, s.H, s.B]);
+  ctx.run(BACKWARD_KV, [...ins, { arr: delta }, { arr: dk, write: true }, { arr: dv, write: true }], p, [s.Tk, s.Hkv, s.B]);
+  ctx.release(delta);
+}

@@ -7,6 +7,7 @@ import { webgpuInBrowser } from '../../src/backend/webgpu/index.js';
 import { Twin, type Result } from './twin.js';
 import { elementwiseCases } from './cases-elementwise.js';
 import { nnCases } from './cases-nn.js';
+import { trainCases } from './train-case.js';
 
 interface Report {
   adapter: string | null;
@@ -21,7 +22,7 @@ async function main(filter: string): Promise<Report> {
   const P = new PortableBackend();
   const results: Result[] = [];
   let seed = 1;
-  for (const c of [...elementwiseCases, ...nnCases]) {
+  for (const c of [...elementwiseCases, ...nnCases, ...trainCases]) {
     if (filter && !c.name.includes(filter)) continue;
     const t = new Twin(G, seed++);
     const errors: string[] = [];

@@ -59,8 +59,15 @@ export class Twin {
     this.checks.push({ label, pair, rtol, atol });
   }
 
+  private reported: Result[] = [];
+  /** Adds a result computed by the case itself (its detail extended by `note`). */
+  report(r: Result, note = ''): void {
+    this.reported.push(note ? { ...r, detail: `${r.detail}; ${note}` } : r);
+  }
+
   async results(name: string): Promise<Result[]> {
-    const out: Result[] = [];
+    const out: Result[] = this.reported.map((r) => ({ ...r, name: `${name}: ${r.name}` }));
+    this.reported = [];
     for (const { label, pair, rtol, atol } of this.checks) {
       const got = await this.gpu.read(pair.g);
       out.push(compare(`${name}: ${label}`, got, pair.c, pair.dtype, rtol, atol));

@@ -8,6 +8,21 @@ function contiguous(B: number, H: number, T: number, D: number): [number, number
 
 export const nnCases: Case[] = [
   {
+    name: 'limits are clear errors (attention beyond 2048 keys, a buffer over the binding limit)',
+    run(t, P, G) {
+      const s: AttentionShape = { B: 1, H: 1, Hkv: 1, Tq: 1, Tk: 3000, D: 4, Dv: 4, scale: 1, causal: false,
+        qStrides: [4, 4, 4], kStrides: [12000, 12000, 4], vStrides: [12000, 12000, 4], outStrides: [4, 4, 4] };
+      const a = G.alloc('f32', 12000);
+      let msg = '';
+      try { G.attention(s, a, a, a, null, G.alloc('f32', 4), G.alloc('f32', 2)); } catch (e) { msg = `${(e as Error).name}: ${(e as Error).message}`; }
+      if (!/ShapeError: .*2048 keys; got Tk = 3000/.test(msg)) throw new Error(`attention Tk = 3000: expected a ShapeError; got '${msg}'`);
+      const max = G.ctx.device.limits.maxStorageBufferBindingSize;
+      msg = '';
+      try { G.alloc('f32', max / 4 + 1); } catch (e) { msg = (e as Error).message; }
+      if (!msg.includes('storage binding limit')) throw new Error(`an alloc over the limit: expected a clear error; got '${msg}'`);
+    },
+  },
+  {
     name: 'softmax and log-softmax, forward and backward',
     run(t, P, G) {
       const rows = 9, cols = 300;

@@ -38,6 +38,8 @@ export class Params {
 }
 
 const MAX_DIM = 65535;
+/** Free buffers the pool keeps, in bytes; beyond it a returned buffer is destroyed. */
+const MAX_POOLED = 1 << 30;
 /** Passes recorded before the pending commands are submitted without a read. */
 const FLUSH_EVERY = 256;
 
@@ -53,27 +55,55 @@ export class GpuContext {
   /** Dispatches recorded since creation (tests and benchmarks). */
   dispatches = 0;
 
+  /** The first uncaptured WebGPU error (or device loss): thrown by the next `read`, the next asynchronous point. */
+  private failure: string | null = null;
+  private pooled = 0;
+
   constructor(device: GPUDevice, adapterInfo: string, hasF16: boolean) {
     this.device = device;
     this.adapterInfo = adapterInfo;
     this.hasF16 = hasF16;
+    device.addEventListener('uncapturederror', (e) => {
+      this.failure ??= `WebGPU error: ${(e as GPUUncapturedErrorEvent).error.message}`;
+    });
+    void device.lost.then((info) => {
+      this.failure ??= `the WebGPU device was lost (${info.reason}): ${info.message}`;
+    });
+  }
+
+  private raise(): void {
+    if (this.failure) throw new Error(this.failure);
   }
 
   // ---- memory ---------------------------------------------------------------------------------------------------
+  /** Powers of two from 256 bytes; above half the largest buffer, the size itself (rounded to 256). */
   private sizeClass(bytes: number): number {
+    const max = this.device.limits.maxStorageBufferBindingSize;
+    if (bytes > max) {
+      throw new RangeError(`WebGPU: a buffer of ${bytes} bytes is over this device's storage binding limit of ${max} bytes`);
+    }
     let c = 256;
     while (c < bytes) c *= 2;
-    return c;
+    return c <= max ? c : Math.ceil(bytes / 256) * 256;
   }
 
   private take(bytes: number): GPUBuffer {
     const c = this.sizeClass(bytes);
     const list = this.pool.get(c);
-    if (list && list.length) return list.pop() as GPUBuffer;
+    if (list && list.length) {
+      this.pooled -= c;
+      return list.pop() as GPUBuffer;
+    }
     return this.device.createBuffer({ size: c, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
   }
 
   private recycle(buf: GPUBuffer): void {
+    if (this.pooled + buf.size > MAX_POOLED) {
+      this.flush(); // commands recorded so far may still use it
+      buf.destroy();
+      return;
+    }
+    this.pooled += buf.size;
     const list = this.pool.get(buf.size);
     if (list) list.push(buf);
     else this.pool.set(buf.size, [buf]);
@@ -105,9 +135,7 @@ export class GpuContext {
 
   /** Bytes held by the pool (free buffers). */
   pooledBytes(): number {
-    let s = 0;
-    for (const [c, l] of this.pool) s += c * l.length;
-    return s;
+    return this.pooled;
   }
 
   /** A device copy of `data` (f32, i32, bf16/f16 as Uint16Array, i8). */
@@ -141,7 +169,12 @@ export class GpuContext {
     const staging = this.device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     this.enc().copyBufferToBuffer(arr.buffer, w0 * 4, staging, 0, bytes);
     this.flush();
-    await staging.mapAsync(GPUMapMode.READ);
+    this.raise();
+    await staging.mapAsync(GPUMapMode.READ).catch((e: Error) => {
+      this.raise();
+      throw e;
+    });
+    this.raise();
     const raw = staging.getMappedRange().slice(0);
     staging.unmap();
     staging.destroy();

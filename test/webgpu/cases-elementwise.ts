@@ -50,6 +50,17 @@ export const elementwiseCases: Case[] = [
     },
   },
   {
+    name: 'a chain of 700 dependent dispatches (several command batches, shared parameter slots)',
+    run(t, P, G) {
+      const x = t.f32(100);
+      for (let i = 0; i < 700; i++) {
+        P.affine(x.c, 1, i % 7, x.c);
+        G.affine(x.g, 1, i % 7, x.g);
+      }
+      t.check('x', x, 1e-6, 1e-6);
+    },
+  },
+  {
     name: 'where, axpby, affine, fill',
     run(t, P, G) {
       const c = t.in(Float32Array.from({ length: 12 }, (_, i) => i % 3 === 0 ? 1 : 0));

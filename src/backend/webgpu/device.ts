@@ -42,6 +42,13 @@ const MAX_DIM = 65535;
 const MAX_POOLED = 1 << 30;
 /** Passes recorded before the pending commands are submitted without a read. */
 const FLUSH_EVERY = 256;
+/**
+ * Parameter words of one dispatch occupy one 256-byte slot (the storage binding offset alignment) of a parameter
+ * buffer that every batch of recorded commands reuses: the slots are filled by one queue write just before the
+ * batch is submitted, which the queue orders after the previous batch has read them. No buffer per dispatch.
+ */
+const SLOT_BYTES = 256;
+const PARAM_BYTES = FLUSH_EVERY * SLOT_BYTES;
 
 export class GpuContext {
   readonly device: GPUDevice;
@@ -51,6 +58,8 @@ export class GpuContext {
   private pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
   private encoder: GPUCommandEncoder | null = null;
   private pending = 0;
+  private paramBuf: GPUBuffer | null = null;
+  private paramData = new Uint32Array(PARAM_BYTES / 4);
   private finalizer = new FinalizationRegistry<GPUBuffer>((buf) => this.recycle(buf));
   /** Dispatches recorded since creation (tests and benchmarks). */
   dispatches = 0;
@@ -196,6 +205,9 @@ export class GpuContext {
   /** Submits the recorded commands. */
   flush(): void {
     if (!this.encoder) return;
+    if (this.pending > 0 && this.paramBuf) {
+      this.device.queue.writeBuffer(this.paramBuf, 0, this.paramData, 0, (this.pending * SLOT_BYTES) / 4);
+    }
     this.device.queue.submit([this.encoder.finish()]);
     this.encoder = null;
     this.pending = 0;
@@ -241,13 +253,17 @@ export class GpuContext {
       return t;
     });
     const words = params.toArray();
-    const pbuf = this.device.createBuffer({ size: Math.max(16, words.byteLength), usage: GPUBufferUsage.STORAGE, mappedAtCreation: true });
-    new Uint32Array(pbuf.getMappedRange()).set(words);
-    pbuf.unmap();
+    if (words.byteLength > SLOT_BYTES) throw new Error(`a kernel has ${words.length} parameter words; at most ${SLOT_BYTES / 4}`);
+    this.paramBuf ??= this.device.createBuffer({ size: PARAM_BYTES, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+    const slot = this.pending; // this dispatch's slot; pending counts the dispatches of the batch being recorded
+    this.paramData.set(words, (slot * SLOT_BYTES) / 4);
     const { pipeline, layout } = this.pipeline(code, binds);
     const bindGroup = this.device.createBindGroup({
       layout,
-      entries: [{ binding: 0, resource: { buffer: pbuf } }, ...actual.map((buffer, i) => ({ binding: i + 1, resource: { buffer } }))],
+      entries: [
+        { binding: 0, resource: { buffer: this.paramBuf, offset: slot * SLOT_BYTES, size: SLOT_BYTES } },
+        ...actual.map((buffer, i) => ({ binding: i + 1, resource: { buffer } })),
+      ],
     });
     let [x, y, z] = typeof groups === 'number' ? [groups, 1, 1] : groups;
     if (x > MAX_DIM) {
@@ -262,8 +278,9 @@ export class GpuContext {
     pass.dispatchWorkgroups(x, y, z);
     pass.end();
     this.dispatches++;
+    this.pending++; // before recycling: a full pool flushes, and the flush must write this dispatch's slot
     for (const t of temps) this.recycle(t); // later uses are later in queue order
-    if (++this.pending >= FLUSH_EVERY) this.flush();
+    if (this.pending >= FLUSH_EVERY) this.flush();
   }
 }
 

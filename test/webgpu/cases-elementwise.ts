@@ -122,6 +122,12 @@ export const elementwiseCases: Case[] = [
       const s = t.f32(12), d = t.out(40);
       P.stridedCopy(s.c, [3, 4], [4, 1], d.c.subarray(2), [10, 2]); G.stridedCopy(s.g, [3, 4], [4, 1], d.g.subarray(2), [10, 2]);
       t.check('dstStrides', d, 0, 0);
+      for (const dt of ['bf16', 'i8'] as const) {
+        const src = t.in(dt === 'i8' ? Int8Array.from(t.int(12, 255), (v) => v - 127) : Uint16Array.from(t.int(12, 65536)), dt);
+        const dst = t.out(41, dt);
+        P.stridedCopy(src.c, [3, 4], [4, 1], dst.c.subarray(3), [10, 3]); G.stridedCopy(src.g, [3, 4], [4, 1], dst.g.subarray(3), [10, 3]);
+        t.check(`${dt} at dstStrides (elements sharing words)`, dst, 0, 0);
+      }
     },
   },
   {

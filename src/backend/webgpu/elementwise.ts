@@ -195,11 +195,21 @@ export function stridedCopy(ctx: GpuContext, src: GpuArray, shape: number[], str
   const nd = shape.length;
   const n = shape.reduce((a, b) => a * b, 1);
   if (dstStrides) {
-    // scattered writes: one invocation per element (32-bit dtypes), else per element into its word with no neighbours
-    if (PER_WORD[dst.dtype] !== 1) {
-      // 16/8-bit: gather into a contiguous temporary, then scatter word by word through the inverse is not possible;
-      // go element by element through f32? Not exact for bits: use a dense temporary and a second strided pass.
-      throw new RangeError(`stridedCopy with dstStrides supports 32-bit dtypes on WebGPU; got ${dst.dtype}`);
+    // scattered writes: one invocation per element
+    const per = PER_WORD[dst.dtype];
+    if (per !== 1) {
+      // 16/8-bit elements share words: clear then set each element's bits with atomics (disjoint bits, no race)
+      const bits = 32 / per, mask = `${(1 << bits) - 1}u`;
+      const code = PARAMS + CONVERT + STRIDED + buf(1, 's', 'u32') + srcAccess(src.dtype) +
+        '@group(0) @binding(2) var<storage, read_write> o: array<atomic<u32>>;\n' + flatMain('pu(0u)', `let nd = pu(1u);
+  let si = u32(i32(pu(3u)) + stridedOffset(i, nd, 4u, 0u));
+  let di = u32(i32(pu(2u)) + stridedOffset(i, nd, 4u, 1u));
+  let sh = (di % ${per}u) * ${bits}u;
+  atomicAnd(&o[di / ${per}u], ~(${mask} << sh));
+  atomicOr(&o[di / ${per}u], (srcBits(si) & ${mask}) << sh);`);
+      const p = new Params().u32(n, nd, dst.offset, src.offset).u32(...shape).i32(...strides).i32(...dstStrides);
+      ctx.run(code, [{ arr: src }, { arr: dst, write: true }], p, groups256(n));
+      return;
     }
     const code = PARAMS + STRIDED + buf(1, 's', 'u32') + buf(2, 'o', 'u32', true) +
       flatMain('pu(0u)', `let nd = pu(1u);

@@ -38,6 +38,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }
 
 const NEG_INF = 'negInf()';
+/** Rows per partial sum of the dgamma/dbeta column reduction. */
+const ROWS_PER_CHUNK = 64;
 
 export function reduce(ctx: GpuContext, op: ReduceOp, x: GpuArray, outer: number, n: number, inner: number, out: GpuArray): void {
   const init = op === 'sum' ? '0.0' : op === 'max' ? NEG_INF : 'posInf()';
@@ -182,14 +184,34 @@ export function normBackward(ctx: GpuContext, a: NormBackwardArgs): void {
   for (var c = t; c < cols; c = c + 256u) { dx[pu(8u) + r * cols + c] = rs * (gd(r, c, cols) - mg - xh(r, c, cols) * mgx); }`);
   ctx.run(rowCode, [...binds, { arr: a.dx, write: true }], p(a.dx, a.dx), a.rows);
   if (!a.dgamma && !a.dbeta) return;
-  const dg = a.dgamma ?? ctx.dummy(true), db = a.dbeta ?? ctx.dummy(true);
-  const colCode = decl + buf(7, 'dG', 'f32', true) + buf(8, 'dB', 'f32', true) + fx + flatMain('pu(1u)', `
-  let cols = pu(1u); let c = i;
+  // dgamma/dbeta: partial column sums over chunks of ROWS_PER_CHUNK rows (parallel over columns x chunks), then one
+  // pass per column adds the chunks in order (deterministic) into the accumulated gradients
+  const chunks = Math.ceil(a.rows / ROWS_PER_CHUNK);
+  const pg = ctx.alloc('f32', chunks * a.cols), pb = ctx.alloc('f32', chunks * a.cols);
+  const partCode = decl + buf(7, 'PG', 'f32', true) + buf(8, 'PB', 'f32', true) + fx + `
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let cols = pu(1u); let c = wid.x * 256u + lid.x; let chunk = wid.y;
+  if (c >= cols) { return; }
   var g = 0.0; var b = 0.0;
-  for (var r = 0u; r < pu(0u); r = r + 1u) { let v = dy[pu(2u) + r * cols + c]; g = g + v * xh(r, c, cols); b = b + v; }
-  ${a.dgamma ? 'dG[pu(8u) + c] = dG[pu(8u) + c] + g;' : ''}
-  ${a.dbeta ? 'dB[pu(9u) + c] = dB[pu(9u) + c] + b;' : ''}`);
-  ctx.run(colCode, [...binds, { arr: dg, write: true }, { arr: db, write: true }], p(dg, db), groups256(a.cols));
+  let r1 = min(pu(0u), (chunk + 1u) * ${ROWS_PER_CHUNK}u);
+  for (var r = chunk * ${ROWS_PER_CHUNK}u; r < r1; r = r + 1u) { let v = dy[pu(2u) + r * cols + c]; g = g + v * xh(r, c, cols); b = b + v; }
+  PG[chunk * cols + c] = g;
+  PB[chunk * cols + c] = b;
+}`;
+  ctx.run(partCode, [...binds, { arr: pg, write: true }, { arr: pb, write: true }], p(pg, pb), [Math.ceil(a.cols / 256), chunks, 1]);
+  const dg = a.dgamma ?? ctx.dummy(true), db = a.dbeta ?? ctx.dummy(true);
+  const sumCode = PARAMS + buf(1, 'PG', 'f32') + buf(2, 'PB', 'f32') + buf(3, 'dG', 'f32', true) + buf(4, 'dB', 'f32', true) +
+    flatMain('pu(0u)', `
+  let cols = pu(0u);
+  var g = 0.0; var b = 0.0;
+  for (var k = 0u; k < pu(1u); k = k + 1u) { g = g + PG[k * cols + i]; b = b + PB[k * cols + i]; }
+  ${a.dgamma ? 'dG[pu(2u) + i] = dG[pu(2u) + i] + g;' : ''}
+  ${a.dbeta ? 'dB[pu(3u) + i] = dB[pu(3u) + i] + b;' : ''}`);
+  ctx.run(sumCode, [{ arr: pg }, { arr: pb }, { arr: dg, write: true }, { arr: db, write: true }],
+    new Params().u32(a.cols, chunks, dg.offset, db.offset), groups256(a.cols));
+  ctx.release(pg);
+  ctx.release(pb);
 }
 
 export function gather(ctx: GpuContext, table: GpuArray, idx: GpuArray, cols: number, out: GpuArray): void {

@@ -23,6 +23,19 @@ export const nnCases: Case[] = [
     },
   },
   {
+    name: 'buffer pool: a released buffer comes back zero-filled to the next alloc of its size class',
+    async run(t, P, G) {
+      const a = G.upload(new Float32Array(1000).fill(3), 'f32');
+      const before = G.ctx.pooledBytes();
+      G.ctx.release(a);
+      if (G.ctx.pooledBytes() !== before + a.buffer.size) throw new Error(`pool: ${G.ctx.pooledBytes()} bytes after release; expected ${before + a.buffer.size}`);
+      const b = G.alloc('f32', 900);
+      if (b.buffer !== a.buffer) throw new Error('pool: the released buffer was not reused');
+      const got = await G.read(b);
+      if (got.some((v) => v !== 0)) throw new Error('pool: a reused buffer is not zero-filled');
+    },
+  },
+  {
     name: 'softmax and log-softmax, forward and backward',
     run(t, P, G) {
       const rows = 9, cols = 300;

@@ -3,7 +3,8 @@
  * (0 broadcasts), as `Backend.matmul`. Each 256-thread workgroup computes a 64x64 output tile from 16-deep K tiles
  * staged in workgroup memory; every thread keeps 4x4 f32 accumulators. f32 operands whose contiguous dimension,
  * offset and batch stride are multiples of 4 are loaded as vec4<f32>; 16-bit operands (bf16, f16) are stored two
- * per word and widened on load; an int8 `b` (matmulLowp) is widened and scaled per stored row.
+ * per word and loaded a word at a time where the contiguous dimension, offset and stride are even (else element by
+ * element), widened exactly to f32; an int8 `b` (matmulLowp) is widened and scaled per stored row.
  */
 import type { DeviceArg } from './array.js';
 import type { GpuArray } from './array.js';
@@ -21,6 +22,8 @@ interface Operand {
   /** Stored with k contiguous (A not transposed, B transposed). */
   kContiguous: boolean;
   vec4: boolean;
+  /** 16-bit operand loaded a word (two elements) at a time. */
+  pairs: boolean;
   scaled: boolean;
 }
 
@@ -69,6 +72,24 @@ function tileLoad(o: Operand): string {
     ${x}s[kk][rr] = v.x; ${x}s[kk][rr + 1u] = v.y; ${x}s[kk][rr + 2u] = v.z; ${x}s[kk][rr + 3u] = v.w;
   }`;
   }
+  if (o.pairs) {
+    const conv = o.dtype === 'bf16' ? 'bf16ToF32' : 'f16ToF32';
+    const sc = (row: string): string => (o.scaled ? ` * SC[pu(10u) + ${row}]` : '');
+    if (o.kContiguous) {
+      return `for (var l = 0u; l < 2u; l = l + 1u) {
+    let e = tid + l * 256u; let kk = (e % 8u) * 2u; let rr = e / 8u;
+    var w = 0u;
+    if (r0 + rr < ${rowsDim} && k0 + kk < pu(2u)) { w = ${x}[(${off} + b * ${stride} + (r0 + rr) * pu(2u) + k0 + kk) / 2u]; }
+    ${x}s[kk][rr] = ${conv}(w & 0xffffu)${sc('(r0 + rr)')}; ${x}s[kk + 1u][rr] = ${conv}(w >> 16u)${sc('(r0 + rr)')};
+  }`;
+    }
+    return `for (var l = 0u; l < 2u; l = l + 1u) {
+    let e = tid + l * 256u; let rr = (e % 32u) * 2u; let kk = e / 32u;
+    var w = 0u;
+    if (r0 + rr < ${rowsDim} && k0 + kk < pu(2u)) { w = ${x}[(${off} + b * ${stride} + (k0 + kk) * ${rowsDim} + r0 + rr) / 2u]; }
+    ${x}s[kk][rr] = ${conv}(w & 0xffffu)${sc('(k0 + kk)')}; ${x}s[kk][rr + 1u] = ${conv}(w >> 16u)${sc('(k0 + kk)')};
+  }`;
+  }
   // scalar: consecutive invocations walk the contiguous dimension
   const split = o.kContiguous ? 'let kk = e % 16u; let rr = e / 16u;' : 'let rr = e % 64u; let kk = e / 64u;';
   return `for (var l = 0u; l < 4u; l = l + 1u) {
@@ -81,7 +102,7 @@ function source(a: Operand, b: Operand): string {
   const decl = (o: Operand, binding: number): string =>
     o.vec4 ? buf(binding, `${o.name}4`, 'vec4<f32>') : buf(binding, o.name, o.dtype === 'f32' ? 'f32' : 'u32');
   return PARAMS + CONVERT + decl(a, 1) + decl(b, 2) + buf(3, 'O', 'f32', true) + buf(4, 'SC', 'f32') +
-    (a.vec4 ? '' : loader(a)) + (b.vec4 ? '' : loader(b)) + `
+    (a.vec4 || a.pairs ? '' : loader(a)) + (b.vec4 || b.pairs ? '' : loader(b)) + `
 var<workgroup> As: array<array<f32, ${TILE}>, 16>;
 var<workgroup> Bs: array<array<f32, ${TILE}>, 16>;
 @compute @workgroup_size(16, 16)
@@ -142,11 +163,15 @@ interface Call {
 }
 
 function launch(ctx: GpuContext, c: Call): void {
-  const a: Operand = { name: 'A', dtype: c.aType, kContiguous: !c.transA, vec4: false, scaled: false };
-  const b: Operand = { name: 'B', dtype: c.bType, kContiguous: c.transB, vec4: false, scaled: c.scales !== null };
+  const a: Operand = { name: 'A', dtype: c.aType, kContiguous: !c.transA, vec4: false, pairs: false, scaled: false };
+  const b: Operand = { name: 'B', dtype: c.bType, kContiguous: c.transB, vec4: false, pairs: false, scaled: c.scales !== null };
   const aligned = (off: number, stride: number, contiguous: number): boolean => off % 4 === 0 && stride % 4 === 0 && contiguous % 4 === 0;
   a.vec4 = a.dtype === 'f32' && aligned(c.a.offset, c.strideA, a.kContiguous ? c.K : c.M);
   b.vec4 = b.dtype === 'f32' && !b.scaled && aligned(c.b.offset, c.strideB, b.kContiguous ? c.K : c.N);
+  const even = (off: number, stride: number, contiguous: number): boolean => off % 2 === 0 && stride % 2 === 0 && contiguous % 2 === 0;
+  const half = (t: Elem): boolean => t === 'bf16' || t === 'f16';
+  a.pairs = half(a.dtype) && even(c.a.offset, c.strideA, a.kContiguous ? c.K : c.M);
+  b.pairs = half(b.dtype) && even(c.b.offset, c.strideB, b.kContiguous ? c.K : c.N);
   const sc = c.scales ?? ctx.dummy();
   const p = new Params().u32(c.M, c.N, c.K, c.a.offset, c.b.offset, c.out.offset, c.strideA, c.strideB).f32(c.alpha, c.beta).u32(sc.offset);
   ctx.run(source(a, b), [{ arr: c.a }, { arr: c.b }, { arr: c.out, write: true }, { arr: sc }], p,

@@ -8,14 +8,14 @@ function contiguous(B: number, H: number, T: number, D: number): [number, number
 
 export const nnCases: Case[] = [
   {
-    name: 'limits are clear errors (attention beyond 2048 keys, a buffer over the binding limit)',
+    name: 'limits are clear errors (attention head size over 256, a buffer over the binding limit)',
     run(t, P, G) {
-      const s: AttentionShape = { B: 1, H: 1, Hkv: 1, Tq: 1, Tk: 3000, D: 4, Dv: 4, scale: 1, causal: false,
-        qStrides: [4, 4, 4], kStrides: [12000, 12000, 4], vStrides: [12000, 12000, 4], outStrides: [4, 4, 4] };
-      const a = G.alloc('f32', 12000);
+      const s: AttentionShape = { B: 1, H: 1, Hkv: 1, Tq: 1, Tk: 3, D: 300, Dv: 300, scale: 1, causal: false,
+        qStrides: [300, 300, 300], kStrides: [900, 900, 300], vStrides: [900, 900, 300], outStrides: [300, 300, 300] };
+      const a = G.alloc('f32', 900);
       let msg = '';
       try { G.attention(s, a, a, a, null, G.alloc('f32', 4), G.alloc('f32', 2)); } catch (e) { msg = `${(e as Error).name}: ${(e as Error).message}`; }
-      if (!/ShapeError: .*2048 keys; got Tk = 3000/.test(msg)) throw new Error(`attention Tk = 3000: expected a ShapeError; got '${msg}'`);
+      if (!/ShapeError: .*head sizes up to 256; got D = 300/.test(msg)) throw new Error(`attention D = 300: expected a ShapeError; got '${msg}'`);
       const max = G.ctx.device.limits.maxStorageBufferBindingSize;
       msg = '';
       try { G.alloc('f32', max / 4 + 1); } catch (e) { msg = (e as Error).message; }
@@ -215,7 +215,8 @@ export const nnCases: Case[] = [
   ...([
     ['plain', { B: 2, H: 2, Hkv: 2, Tq: 9, Tk: 9, D: 16, Dv: 16, causal: false, mask: false }],
     ['causal, grouped-query, key mask', { B: 2, H: 4, Hkv: 2, Tq: 7, Tk: 7, D: 8, Dv: 12, causal: true, mask: true }],
-    ['causal, Tq < Tk, 130 keys (two chunks)', { B: 1, H: 2, Hkv: 1, Tq: 5, Tk: 130, D: 8, Dv: 8, causal: true, mask: false }],
+    ['causal, Tq < Tk, 130 keys (two chunks of queries for dk/dv)', { B: 1, H: 2, Hkv: 1, Tq: 5, Tk: 130, D: 8, Dv: 8, causal: true, mask: false }],
+    ['2500 keys (three chunks of scores), key mask, Dv = 200', { B: 1, H: 1, Hkv: 1, Tq: 3, Tk: 2500, D: 4, Dv: 200, causal: false, mask: true }],
   ] as const).map(([label, c]): Case => ({
     name: `attention forward and backward (${label})`,
     run(t, P, G) {

@@ -1,7 +1,7 @@
 /**
  * Fused attention on device arrays, as `Backend.attention` / `attentionBackward`. Forward: one workgroup per query
- * row keeps that row's scores in workgroup memory (masked softmax, then P V): P never reaches global memory; stats
- * receive the row's max and 1/sum. Backward in two kernels, FlashAttention-2's split: per query row, P is rebuilt
+ * row takes the keys in chunks of scores in workgroup memory with a running max and sum (online softmax), so P never
+ * reaches global memory and the sequence length is not bounded; stats receive the row's max and 1/sum. Backward in two kernels, FlashAttention-2's split: per query row, P is rebuilt
  * from the stats, dP = dO V^T, delta = rowsum(P * dP), dS = P (dP - delta) scale and dq = dS K; per key row, dk and
  * dv sum over every query (and every query head of the kv head's group) in chunks of 128, without atomics.
  */
@@ -11,8 +11,9 @@ import { Params, type GpuContext } from './device.js';
 import { ShapeError } from '../../errors.js';
 import { PARAMS, buf } from './wgsl.js';
 
-/** Longest key sequence (the row of scores lives in workgroup memory). */
-export const MAX_TK = 2048;
+/** Keys per chunk of a query row's scores in workgroup memory (any number of keys is processed chunk by chunk). */
+const CHUNK = 1024;
+/** Largest head size: each of the 128 threads keeps two output features. */
 const MAX_D = 256;
 
 // p: 0 B, 1 H, 2 Hkv, 3 Tq, 4 Tk, 5 D, 6 Dv, 7 scale(f32), 8 causal, 9 hasMask,
@@ -61,38 +62,54 @@ const DECL_FWD = PARAMS + buf(1, 'Q', 'f32') + buf(2, 'K', 'f32') + buf(3, 'V', 
   buf(6, 'ST', 'f32', true);
 
 const FORWARD = DECL_FWD + COMMON + /* wgsl */ `
-var<workgroup> sc: array<f32, ${MAX_TK}>;
+var<workgroup> sc: array<f32, ${CHUNK}>;
 @compute @workgroup_size(128)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let i = wid.x; let h = wid.y; let b = wid.z; let t = lid.x;
   let hk = h / (pu(1u) / pu(2u));
   let vis = visible(i);
-  var m = ${NEG_INF};
-  for (var j = t; j < vis; j = j + WG) {
-    var s = ${NEG_INF};
-    if (!masked(b, j)) { s = score(b, h, hk, i, j); }
-    sc[j] = s;
-    m = max(m, s);
+  var acc = array<f32, 2>(0.0, 0.0);
+  var mRun = ${NEG_INF};
+  var lRun = 0.0;
+  // keys in chunks of ${CHUNK} with a running max and sum (online softmax): any number of keys
+  for (var j0 = 0u; j0 < vis; j0 = j0 + ${CHUNK}u) {
+    let j1 = min(vis, j0 + ${CHUNK}u);
+    var m = ${NEG_INF};
+    for (var j = j0 + t; j < j1; j = j + WG) {
+      var s = ${NEG_INF};
+      if (!masked(b, j)) { s = score(b, h, hk, i, j); }
+      sc[j - j0] = s;
+      m = max(m, s);
+    }
+    let mNew = max(mRun, wgMax(m, t));
+    let alpha = select(0.0, exp(mRun - mNew), mRun != ${NEG_INF});
+    var sum = 0.0;
+    for (var j = j0 + t; j < j1; j = j + WG) {
+      let e = select(0.0, exp(sc[j - j0] - mNew), mNew != ${NEG_INF} && sc[j - j0] != ${NEG_INF});
+      sc[j - j0] = e;
+      sum = sum + e;
+    }
+    lRun = lRun * alpha + wgSum(sum, t);
+    for (var u = 0u; u < 2u; u = u + 1u) {
+      let d = t + u * WG;
+      if (d < pu(6u)) {
+        var a = acc[u] * alpha;
+        for (var j = j0; j < j1; j = j + 1u) { a = fma(sc[j - j0], V[vAt(b, hk, j) + d], a); }
+        acc[u] = a;
+      }
+    }
+    mRun = mNew;
+    workgroupBarrier();
   }
-  let mx = wgMax(m, t);
-  let any = mx != ${NEG_INF};
-  var sum = 0.0;
-  for (var j = t; j < vis; j = j + WG) {
-    let e = select(0.0, exp(sc[j] - mx), any && sc[j] != ${NEG_INF});
-    sc[j] = e;
-    sum = sum + e;
-  }
-  let tot = wgSum(sum, t);
-  let inv = select(0.0, 1.0 / tot, tot > 0.0);
+  let inv = select(0.0, 1.0 / lRun, lRun > 0.0);
   let oo = oAt(b, h, i);
-  for (var d = t; d < pu(6u); d = d + WG) {
-    var acc = 0.0;
-    for (var j = 0u; j < vis; j = j + 1u) { acc = fma(sc[j] * inv, V[vAt(b, hk, j) + d], acc); }
-    O[oo + d] = acc;
+  for (var u = 0u; u < 2u; u = u + 1u) {
+    let d = t + u * WG;
+    if (d < pu(6u)) { O[oo + d] = acc[u] * inv; }
   }
   if (t == 0u) {
     let so = pu(27u) + ((b * pu(1u) + h) * pu(3u) + i) * 2u;
-    ST[so] = select(0.0, mx, tot > 0.0);
+    ST[so] = select(0.0, mRun, lRun > 0.0);
     ST[so + 1u] = inv;
   }
 }`;
@@ -100,9 +117,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 const DECL_BWD = PARAMS + buf(1, 'Q', 'f32') + buf(2, 'K', 'f32') + buf(3, 'V', 'f32') + buf(4, 'KM', 'f32') + buf(5, 'ST', 'f32') +
   buf(6, 'DO', 'f32');
 
-/** Per query row: dq, and delta = rowsum(P * dP) for the key-row kernel. */
+/** Per query row: delta = rowsum(P * dP) (first pass over the keys), then dq = dS K in chunks (second pass). */
 const BACKWARD_Q = DECL_BWD + buf(7, 'DQ', 'f32', true) + buf(8, 'DL', 'f32', true) + COMMON + /* wgsl */ `
-var<workgroup> sc: array<f32, ${MAX_TK}>;
+var<workgroup> sc: array<f32, ${CHUNK}>;
+fn prob(b: u32, h: u32, hk: u32, i: u32, j: u32, mx: f32, inv: f32) -> f32 {
+  if (masked(b, j)) { return 0.0; }
+  return exp(score(b, h, hk, i, j) - mx) * inv;
+}
+fn dprob(oo: u32, vo: u32) -> f32 {
+  var dp = 0.0;
+  for (var d = 0u; d < pu(6u); d = d + 1u) { dp = fma(DO[oo + d], V[vo + d], dp); }
+  return dp;
+}
 @compute @workgroup_size(128)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let i = wid.x; let h = wid.y; let b = wid.z; let t = lid.x;
@@ -112,29 +138,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let mx = ST[pu(27u) + row * 2u]; let inv = ST[pu(27u) + row * 2u + 1u];
   let oo = oAt(b, h, i);
   var part = 0.0;
-  for (var j = t; j < vis; j = j + WG) {
-    var pj = 0.0;
-    if (!masked(b, j)) { pj = exp(score(b, h, hk, i, j) - mx) * inv; }
-    let vo = vAt(b, hk, j);
-    var dp = 0.0;
-    for (var d = 0u; d < pu(6u); d = d + 1u) { dp = fma(DO[oo + d], V[vo + d], dp); }
-    sc[j] = pj;
-    part = part + pj * dp;
-  }
+  for (var j = t; j < vis; j = j + WG) { part = part + prob(b, h, hk, i, j, mx, inv) * dprob(oo, vAt(b, hk, j)); }
   let delta = wgSum(part, t);
-  // dS = P (dP - delta) scale in place of P (dP recomputed: a second row buffer would not fit workgroup memory)
-  for (var j = t; j < vis; j = j + WG) {
-    let vo = vAt(b, hk, j);
-    var dp = 0.0;
-    for (var d = 0u; d < pu(6u); d = d + 1u) { dp = fma(DO[oo + d], V[vo + d], dp); }
-    sc[j] = sc[j] * (dp - delta) * pf(7u);
+  var acc = array<f32, 2>(0.0, 0.0);
+  for (var j0 = 0u; j0 < vis; j0 = j0 + ${CHUNK}u) {
+    let j1 = min(vis, j0 + ${CHUNK}u);
+    for (var j = j0 + t; j < j1; j = j + WG) {
+      sc[j - j0] = prob(b, h, hk, i, j, mx, inv) * (dprob(oo, vAt(b, hk, j)) - delta) * pf(7u);
+    }
+    workgroupBarrier();
+    for (var u = 0u; u < 2u; u = u + 1u) {
+      let d = t + u * WG;
+      if (d < pu(5u)) {
+        var a = acc[u];
+        for (var j = j0; j < j1; j = j + 1u) { a = fma(sc[j - j0], K[kAt(b, hk, j) + d], a); }
+        acc[u] = a;
+      }
+    }
+    workgroupBarrier();
   }
-  workgroupBarrier();
-  let qo = qAt(b, h, i);
-  for (var d = t; d < pu(5u); d = d + WG) {
-    var acc = 0.0;
-    for (var j = 0u; j < vis; j = j + 1u) { acc = fma(sc[j], K[kAt(b, hk, j) + d], acc); }
-    DQ[pu(28u) + b * pu(10u) + h * pu(11u) + i * pu(12u) + d] = acc;
+  for (var u = 0u; u < 2u; u = u + 1u) {
+    let d = t + u * WG;
+    if (d < pu(5u)) { DQ[pu(28u) + b * pu(10u) + h * pu(11u) + i * pu(12u) + d] = acc[u]; }
   }
   if (t == 0u) { DL[pu(31u) + row] = delta; }
 }`;
@@ -184,7 +209,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }`;
 
 function check(s: AttentionShape): void {
-  if (s.Tk > MAX_TK) throw new ShapeError(`attention on WebGPU supports up to ${MAX_TK} keys; got Tk = ${s.Tk}`);
   if (s.D > MAX_D || s.Dv > MAX_D) throw new ShapeError(`attention on WebGPU supports head sizes up to ${MAX_D}; got D = ${s.D}, Dv = ${s.Dv}`);
   if (s.H % s.Hkv !== 0) throw new ShapeError(`attention: H = ${s.H} is not a multiple of Hkv = ${s.Hkv}`);
 }

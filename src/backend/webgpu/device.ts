@@ -271,6 +271,9 @@ export class GpuContext {
       y = Math.ceil(x / MAX_DIM);
       x = MAX_DIM;
     }
+    if (y > MAX_DIM || z > MAX_DIM) {
+      throw new RangeError(`WebGPU: a dispatch of ${x} x ${y} x ${z} workgroups is over the limit of ${MAX_DIM} per dimension (batch or rows too large for one call)`);
+    }
     if (x === 0 || y === 0 || z === 0) return;
     const pass = this.enc().beginComputePass();
     pass.setPipeline(pipeline);

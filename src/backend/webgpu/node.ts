@@ -16,8 +16,14 @@ function notice(why: string): null {
   return null;
 }
 
-/** A WebGPU backend through the `webgpu` package, or null (with a one-line notice) where there is none. */
-export async function loadWebGpuNode(): Promise<WebGpuBackend | null> {
+let loading: Promise<WebGpuBackend | null> | null = null;
+
+/** A WebGPU backend through the `webgpu` package, or null (with a one-line notice) where there is none; one per process. */
+export function loadWebGpuNode(): Promise<WebGpuBackend | null> {
+  return (loading ??= load());
+}
+
+async function load(): Promise<WebGpuBackend | null> {
   let mod: { create(opts: string[]): GPU; globals: Record<string, unknown> };
   try {
     const name = 'webgpu'; // optional dependency: resolved at run time, so a missing binding is a notice, not a crash

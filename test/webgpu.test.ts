@@ -26,6 +26,8 @@ test('WebGPU kernels equal the portable backend (headless Chromium)', { timeout:
   if (!report.adapter) return skipOrFail(t, 'a WebGPU adapter', 'navigator.gpu.requestAdapter() gave none in headless Chromium');
   t.diagnostic(`adapter: ${report.adapter}; ${report.results.length} checks in ${(report.ms / 1000).toFixed(1)} s`);
   assert.ok(report.results.length > 0, 'no case ran');
+  const slow = report.results.filter((r) => r.ok && / ms$/.test(r.detail)).sort((a, b) => parseInt(b.detail) - parseInt(a.detail)).slice(0, 5);
+  t.diagnostic(`slowest cases: ${slow.map((r) => `${r.name.replace(': runs without errors', '')} (${r.detail})`).join('; ')}`);
   for (const r of report.results) {
     if (r.name.includes('loss trajectory')) t.diagnostic(`${r.name}: ${r.detail}`);
     await t.test(r.name, () => assert.ok(r.ok, r.detail));

@@ -182,21 +182,23 @@ export const nnCases: Case[] = [
     name: 'matmul bf16 and f16 operands (f32 accumulation), matmulLowp bf16 and int8',
     run(t, P, G) {
       const toBits = (x: Float32Array, dt: 'bf16' | 'f16'): Uint16Array => { const o = new Uint16Array(x.length); P.cast(x, 'f32', o, dt); return o; };
-      // odd K and M (element loads) and even ones (loads of two elements per word), every transpose
-      for (const [M, N, K] of [[33, 40, 29], [34, 70, 30]]) {
+      // odd K and M: element loads; even: loads of two elements per word. Every pipeline variant once (each costs a
+      // shader compilation, seconds under SwiftShader): bf16 in every orientation with pairs, both dtypes with singles.
+      const combos: [number[], 'bf16' | 'f16', boolean, boolean][] = [
+        [[33, 40, 29], 'bf16', false, true], [[33, 40, 29], 'f16', true, false],
+        [[34, 70, 30], 'bf16', false, true], [[34, 70, 30], 'bf16', true, false], [[34, 70, 30], 'bf16', false, false],
+        [[34, 70, 30], 'bf16', true, true], [[34, 70, 30], 'f16', false, true],
+      ];
+      for (const [[M, N, K], dt, transA, transB] of combos) {
         const a32 = t.rand(M * K), b32 = t.rand(K * N);
-        for (const dt of ['bf16', 'f16'] as const) {
-          for (const [transA, transB] of [[false, true], [true, false], [false, false], [true, true]]) {
-            const a = t.in(toBits(a32, dt), dt), b = t.in(toBits(b32, dt), dt), out = t.out(M * N);
-            const args = { batch: 1, M, N, K, transA, transB, strideA: 0, strideB: 0, alpha: 1, beta: 0 };
-            // reference: the portable f32 product of the widened values (the portable matmul takes f32 and bf16 only)
-            const aw = new Float32Array(M * K), bw = new Float32Array(K * N);
-            P.cast(a.c, dt, aw, 'f32'); P.cast(b.c, dt, bw, 'f32');
-            P.matmul({ ...args, a: aw, b: bw, out: out.c, dtype: 'f32' });
-            G.matmul({ ...args, a: a.g, b: b.g, out: out.g, dtype: dt });
-            t.check(`${dt} ${M}x${N}x${K} tA=${transA} tB=${transB}`, out, 1e-4, 1e-5);
-          }
-        }
+        const a = t.in(toBits(a32, dt), dt), b = t.in(toBits(b32, dt), dt), out = t.out(M * N);
+        const args = { batch: 1, M, N, K, transA, transB, strideA: 0, strideB: 0, alpha: 1, beta: 0 };
+        // reference: the portable f32 product of the widened values (the portable matmul takes f32 and bf16 only)
+        const aw = new Float32Array(M * K), bw = new Float32Array(K * N);
+        P.cast(a.c, dt, aw, 'f32'); P.cast(b.c, dt, bw, 'f32');
+        P.matmul({ ...args, a: aw, b: bw, out: out.c, dtype: 'f32' });
+        G.matmul({ ...args, a: a.g, b: b.g, out: out.g, dtype: dt });
+        t.check(`${dt} ${M}x${N}x${K} tA=${transA} tB=${transB}`, out, 1e-4, 1e-5);
       }
       const M = 33, N = 40, K = 29;
       const b32 = t.rand(K * N);

@@ -26,6 +26,7 @@ async function main(filter: string): Promise<Report> {
     if (filter && !c.name.includes(filter)) continue;
     const t = new Twin(G, seed++);
     const errors: string[] = [];
+    const c0 = performance.now();
     G.ctx.device.pushErrorScope('validation');
     try {
       await c.run(t, P, G);
@@ -35,7 +36,8 @@ async function main(filter: string): Promise<Report> {
     }
     const gpuError = await G.ctx.device.popErrorScope();
     if (gpuError) errors.push(`WebGPU validation: ${gpuError.message}`);
-    results.push({ name: `${c.name}: runs without errors`, ok: errors.length === 0, detail: errors.join('\n') });
+    const ms = Math.round(performance.now() - c0);
+    results.push({ name: `${c.name}: runs without errors`, ok: errors.length === 0, detail: errors.join('\n') || `${ms} ms` });
   }
   return { adapter: G.describe(), results, ms: performance.now() - t0 };
 }

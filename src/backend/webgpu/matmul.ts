@@ -10,7 +10,7 @@ import type { DeviceArg } from './array.js';
 import type { GpuArray } from './array.js';
 import type { MatmulArgs, MatmulLowpArgs } from '../backend.js';
 import { Params, type GpuContext } from './device.js';
-import { CONVERT, PARAMS, buf, byte, half } from './wgsl.js';
+import { CONVERT_FN, PARAMS, buf, byte, half } from './wgsl.js';
 
 type Elem = 'f32' | 'bf16' | 'f16' | 'i8';
 
@@ -101,7 +101,8 @@ function tileLoad(o: Operand): string {
 function source(a: Operand, b: Operand): string {
   const decl = (o: Operand, binding: number): string =>
     o.vec4 ? buf(binding, `${o.name}4`, 'vec4<f32>') : buf(binding, o.name, o.dtype === 'f32' ? 'f32' : 'u32');
-  return PARAMS + CONVERT + decl(a, 1) + decl(b, 2) + buf(3, 'O', 'f32', true) + buf(4, 'SC', 'f32') +
+  const conv = [...new Set([a.dtype, b.dtype])].map((t) => (t === 'bf16' ? CONVERT_FN.bf16ToF32 : t === 'f16' ? CONVERT_FN.f16ToF32 : '')).join('');
+  return PARAMS + conv + decl(a, 1) + decl(b, 2) + buf(3, 'O', 'f32', true) + buf(4, 'SC', 'f32') +
     (a.vec4 || a.pairs ? '' : loader(a)) + (b.vec4 || b.pairs ? '' : loader(b)) + `
 var<workgroup> As: array<array<f32, ${TILE}>, 16>;
 var<workgroup> Bs: array<array<f32, ${TILE}>, 16>;

@@ -44,14 +44,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 export const groups256 = (n: number): number => Math.ceil(n / 256);
 
 /** bf16/f16 bits <-> f32, exactly as the portable backend (round to nearest even, NaN quieted, subnormals kept). */
-export const CONVERT = /* wgsl */ `
+export const CONVERT_FN = {
+  bf16ToF32: /* wgsl */ `
 fn bf16ToF32(h: u32) -> f32 { return bitcast<f32>(h << 16u); }
+`,
+  f32ToBf16: /* wgsl */ `
 fn f32ToBf16(f: f32) -> u32 {
   let x = bitcast<u32>(f);
   if ((x & 0x7fffffffu) > 0x7f800000u) { return ((x >> 16u) & 0x8000u) | 0x7fc0u; }
   let lsb = (x >> 16u) & 1u;
   return ((x + 0x7fffu + lsb) >> 16u) & 0xffffu;
 }
+`,
+  f16ToF32: /* wgsl */ `
 fn f16ToF32(h: u32) -> f32 {
   let sign = (h & 0x8000u) << 16u;
   let e = (h >> 10u) & 0x1fu;
@@ -68,6 +73,8 @@ fn f16ToF32(h: u32) -> f32 {
   }
   return bitcast<f32>(sign | ((e + 112u) << 23u) | (m << 13u));
 }
+`,
+  f32ToF16: /* wgsl */ `
 fn f32ToF16(f: f32) -> u32 {
   let x = bitcast<u32>(f);
   let sign = (x >> 16u) & 0x8000u;
@@ -94,7 +101,11 @@ fn f32ToF16(f: f32) -> u32 {
   if (rem > 0x1000u || (rem == 0x1000u && (h & 1u) != 0u)) { h = h + 1u; }
   return sign | h;
 }
-`;
+`,
+};
+
+/** Every conversion (kernels that need only one include just it: SwiftShader compiles what it is given). */
+export const CONVERT = Object.values(CONVERT_FN).join('');
 
 /** Element `i` (in elements, offset included) of a packed 16-bit array `a` as raw bits. */
 export function half(a: string): string {

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { CheckpointError } from '../../errors.js';
-import { defaultModelDir } from './config.js';
+import { defaultModelDir } from './files.js';
 import type { USELite } from './model.js';
 import type { VocabEntry } from './tokenizer.js';
 import { buildUSELite, parseVocab } from './build.js';
@@ -12,9 +12,9 @@ import { dirSource } from './files.js';
 
 export { USELite, MultiheadAttention, FFN, TransformerLayer, defaultInvTimescales, type EmbedOptions } from './model.js';
 export { USETokenizer, padBatch, WORD_PREFIX, UNK_ID, type VocabEntry, type EncodedBatch } from './tokenizer.js';
-export { USE_LITE_CONFIG, USE_LITE_PACKAGE, defaultModelDir, type USELiteConfig, type USELiteLayerConfig } from './config.js';
+export { USE_LITE_CONFIG, USE_LITE_PACKAGE, type USELiteConfig, type USELiteLayerConfig } from './config.js';
 export { weightMap, readTFJSWeightsFrom, useLiteStateFrom, type TFJSTensor, type TFJSWeightSpec, type WeightMapping, type WeightSource } from './weights.js';
-export { readTFJSWeights, loadUSELiteState, dirSource } from './files.js';
+export { readTFJSWeights, loadUSELiteState, dirSource, defaultModelDir } from './files.js';
 export { buildUSELite, parseVocab } from './build.js';
 
 export interface LoadUSELiteOptions {

@@ -21,6 +21,7 @@ export function findChromium(): string | null {
 
 /** Why the browser tests cannot run here (no Chromium, no playwright-core), or null when they can. */
 export async function browserUnavailable(): Promise<string | null> {
+  if (process.env.AUTOGLM_CHROMIUM && !findChromium()) return `AUTOGLM_CHROMIUM is '${process.env.AUTOGLM_CHROMIUM}', which does not exist`;
   if (!findChromium()) return `no Chromium (apt-get install -y chromium, or set AUTOGLM_CHROMIUM); looked for ${CANDIDATES.join(', ')}`;
   try {
     await import('playwright-core');

@@ -3,7 +3,8 @@
  * portable backend, threaded on shared memory (the page served cross-origin isolated) and single-threaded (served
  * without COOP/COEP); (b) the page (examples/browser) trains LoRA on a small CSV dropped into it to a stated test
  * accuracy; (c) the run it offers for download (autoglm.json + the PEFT adapter), loaded in Node, predicts the same
- * labels for the test split and the same probabilities for typed sentences. Without Chromium these skip with the
+ * labels for the test split and the same probabilities for typed sentences; (d) a job trained in the page and the
+ * same job trained in Node on the wasm backend end with the same test loss, bit for bit. Without Chromium these skip with the
  * reason; under CI=true they FAIL (scripts/setup.sh installs chromium).
  */
 import { test } from 'node:test';
@@ -114,6 +115,29 @@ test('in Chromium (cross-origin isolated): wasm kernels on threads match portabl
         }
       } finally {
         rmSync(dir, { recursive: true, force: true });
+      }
+    });
+    await t.test('(d) the page and Node on the wasm backend train the same job to the same test loss and accuracy (bit for bit)', async () => {
+      const job = { maxTrain: 64, maxEval: 32, config: { epochs: 1 } };
+      const page = await s.page.evaluate((j) => (window as unknown as { autoglm: { train(o: unknown): Promise<TrainSummary> } }).autoglm.train({ dataset: 'custom_intent_v2', ...j }), job)
+        .catch((e: Error) => assert.fail(`${e.message}\n${s.log.join('\n')}`));
+      const { backend, setBackend } = await import('../src/backend/index.js');
+      const { AutoGLMTrainer } = await import('../src/train/trainer.js');
+      const before = backend();
+      const out = mkdtempSync(path.join(os.tmpdir(), 'autoglm-browser-node-'));
+      try {
+        setBackend('wasm');
+        const trainer = new AutoGLMTrainer({ config: { ...job.config, outputDir: out } });
+        trainer.on('note', () => undefined);
+        const h = await trainer.finetune({ dataset: 'custom_intent_v2', maxTrain: job.maxTrain, maxEval: job.maxEval });
+        assert.equal(h.stepsDone, page.steps);
+        assert.equal(h.test!.n, page.test!.n);
+        t.diagnostic(`test loss: page ${page.test!.loss}, node ${h.test!.loss}`);
+        assert.ok(Math.abs(h.test!.loss - page.test!.loss) <= 1e-6 * Math.abs(h.test!.loss), `test loss: page ${page.test!.loss}, node ${h.test!.loss}`);
+        assert.equal(h.test!.accuracy, page.test!.accuracy);
+      } finally {
+        setBackend(before);
+        rmSync(out, { recursive: true, force: true });
       }
     });
   } finally {

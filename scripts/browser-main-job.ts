@@ -58,7 +58,7 @@ for (const b of nodeBackends) {
   }
 }
 process.stderr.write(`running the main job in headless Chromium (wasm backend, ${threads} threads)...\n`);
-const b = await headlessMainJob({ maxTrain, maxEval, threads, say: (l) => process.stderr.write(`  ${l}\n`) });
+const b = await headlessMainJob({ maxTrain, maxEval, threads, rebuild: true, say: (l) => process.stderr.write(`  ${l}\n`) });
 const t = b.summary.test!;
 console.log(`browser (headless Chromium, ${b.backend.replace(/^backend: /, '')}): test accuracy ${pct(t.accuracy)}  macro-F1 ${pct(t.macro_f1)}  test loss ${t.loss.toFixed(6)}  ${b.summary.steps} steps  `
   + `train time ${b.summary.trainTimeS.toFixed(1)} s  peak RSS: page renderer ${b.rendererPeakMb ?? '?'} MB, all browser processes ${b.browserPeakSumMb ?? '?'} MB, wasm memory ${b.summary.memoryMb.wasm ?? '?'} MB`);

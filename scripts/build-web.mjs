@@ -2,7 +2,8 @@
 /**
  * The browser build (esbuild): src/browser/index.ts -> dist/web/autoglm.js (the library's browser entry),
  * src/browser/worker.ts -> dist/web/worker.js (the page's training worker), examples/browser/app.ts ->
- * dist/web/app.js (the page). ES modules for browsers, with source maps.
+ * dist/web/app.js (the page). ES modules for browsers, with source maps; class names are kept (error names such
+ * as ConfigError reach the page).
  *
  * Node-only modules stay out: a module `x.ts` with a sibling `x.browser.ts` is replaced by it (the one today:
  * src/backend/index.ts, whose native addon and worker_threads give way to index.browser.ts's fetch + Web Workers),
@@ -61,7 +62,7 @@ export async function buildWeb({ outdir = path.join(ROOT, 'dist', 'web'), entrie
   if (write) mkdirSync(outdir, { recursive: true });
   const r = await esbuild.build({
     entryPoints: entries, outdir, bundle: true, format: 'esm', platform: 'browser', target: ['es2022', 'chrome111', 'firefox111', 'safari16.4'],
-    sourcemap: write, minify, write, metafile: true, logLevel: 'silent', absWorkingDir: ROOT,
+    sourcemap: write, minify, keepNames: true, write, metafile: true, logLevel: 'silent', absWorkingDir: ROOT,
     alias: { 'csv-parse/sync': 'csv-parse/browser/esm/sync' },
     external: [...BUILTINS], plugins: [browserVariants],
   });

@@ -67,7 +67,7 @@ const SMALL_RUN_ACCURACY = 0.9;
 
 test('in Chromium (cross-origin isolated): wasm kernels on threads match portable; the page trains on a dropped CSV and its download predicts the same in Node', { skip, timeout: 240_000 }, async (t) => {
   const bundles = await testBundles();
-  const s = await openPage({ extra: { '/test/': bundles }, query: 'threads=2' });
+  const s = await openPage({ extra: { '/test/': bundles }, query: 'threads=2', rebuild: true });
   try {
     await t.test('(a) every wasm kernel against the portable backend, 2 threads on shared memory', async () => {
       const r = await runKernels(s, 2);
@@ -77,6 +77,15 @@ test('in Chromium (cross-origin isolated): wasm kernels on threads match portabl
     });
     const csv = smallCsv();
     let summary: TrainSummary | null = null;
+    await t.test('(b0) a config key the browser cannot honour is a ConfigError in the page, naming the key', async () => {
+      await s.page.evaluate(() => (window as unknown as { autoglm: { whenReady(): Promise<void> } }).autoglm.whenReady());
+      const err = await s.page.evaluate(() => (window as unknown as { autoglm: { train(o: unknown): Promise<unknown> } }).autoglm
+        .train({ dataset: 'custom_intent_v2', config: { earlyStopping: { patience: 2 } } }).then(() => 'trained', (e: Error) => e.message));
+      assert.match(err, /^ConfigError: config key 'earlyStopping' is set .* the browser run cannot honour it/);
+      const bad = await s.page.evaluate(() => (window as unknown as { autoglm: { train(o: unknown): Promise<unknown> } }).autoglm
+        .train({ dataset: 'custom_intent_v2', config: { loraRank: -2 } }).then(() => 'trained', (e: Error) => e.message));
+      assert.match(bad, /^ConfigError: config key 'loraRank' is -2/);
+    });
     await t.test(`(b) the page trains on a 240-line CSV to >= ${100 * SMALL_RUN_ACCURACY}% test accuracy`, async () => {
       await s.page.evaluate(() => (window as unknown as { autoglm: { whenReady(): Promise<void> } }).autoglm.whenReady());
       await s.page.fill('#textField', 'utterance');
@@ -148,7 +157,7 @@ test('in Chromium (cross-origin isolated): wasm kernels on threads match portabl
 
 test('in Chromium without cross-origin isolation: the single-threaded wasm kernels match portable', { skip, timeout: 120_000 }, async () => {
   const bundles = await testBundles();
-  const s = await openPage({ extra: { '/test/': bundles }, isolate: false });
+  const s = await openPage({ extra: { '/test/': bundles }, isolate: false, rebuild: true });
   try {
     const r = await runKernels(s, 2);
     assert.equal(r.isolated, false);

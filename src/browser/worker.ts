@@ -12,7 +12,7 @@ import type { Prediction } from '../train/evaluate.js';
 import type { RunInfo } from '../train/outputs.js';
 import { WasmBackend } from '../backend/wasm/backend.js';
 import { adapterFiles } from '../peft/lora/state.js';
-import { BASE_MODEL, finetuneInBrowser, predictInBrowser, type BrowserFinetuneResult } from './train.js';
+import { BASE_MODEL, browserConfig, finetuneInBrowser, predictInBrowser, type BrowserFinetuneResult } from './train.js';
 import { customIntentV2, splitsFromFile } from './data.js';
 import { cachedBytes, storeAdapter, type AdapterFiles } from './cache.js';
 import { fetchBaseModel } from './index.js';
@@ -69,6 +69,7 @@ async function loadSplits(d: DatasetChoice, datasetsUrl: string): Promise<Datase
 
 async function train(r: Extract<WorkerRequest, { type: 'train' }>): Promise<void> {
   if (!weights) throw new Error("the worker is not initialised: send 'init' first");
+  browserConfig(r.config); // a bad or unsupported key is refused before any data is read
   stopRequested = false;
   heapPeak = 0;
   const splits = await loadSplits(r.dataset, r.datasetsUrl);

@@ -108,6 +108,8 @@ export interface HeadlessRunOptions {
   threads?: number;
   backend?: 'wasm' | 'portable';
   isolate?: boolean;
+  /** Rebuild the browser bundles first (a checkout whose dist/web may be older than its sources). */
+  rebuild?: boolean;
   config?: Record<string, unknown>;
   /** Called with each status line. */
   say?(line: string): void;
@@ -128,7 +130,7 @@ export async function headlessMainJob(o: HeadlessRunOptions = {}): Promise<Headl
   const q = new URLSearchParams();
   if (o.threads) q.set('threads', String(o.threads));
   if (o.backend) q.set('backend', o.backend);
-  const s = await openPage({ query: q.toString(), isolate: o.isolate });
+  const s = await openPage({ query: q.toString(), isolate: o.isolate, rebuild: o.rebuild });
   try {
     const t0 = performance.now();
     await s.page.evaluate(() => (window as unknown as { autoglm: { whenReady(): Promise<void> } }).autoglm.whenReady());

@@ -33,7 +33,7 @@ export function registerWeb(program: Command): void {
     .action(async (o: WebOpts) => {
       if (o.headlessRun) {
         const { headlessMainJob } = await import('../../web/headless.js');
-        const r = await headlessMainJob({ maxTrain: o.maxTrain, maxEval: o.maxEval, threads: o.threads, isolate: o.isolation, say: (l) => process.stderr.write(`${l}\n`) });
+        const r = await headlessMainJob({ maxTrain: o.maxTrain, maxEval: o.maxEval, threads: o.threads, isolate: o.isolation, rebuild: o.rebuild, say: (l) => process.stderr.write(`${l}\n`) });
         const t = r.summary.test;
         console.log(`browser (headless Chromium, ${r.backend.replace(/^backend: /, '')}): ${r.summary.steps} steps`);
         console.log(t ? `test accuracy ${(100 * t.accuracy).toFixed(2)}%  macro-F1 ${(100 * t.macro_f1).toFixed(2)}%  (${t.n} examples)` : 'no test split');

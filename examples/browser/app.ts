@@ -20,6 +20,7 @@ let lastZip: Uint8Array | null = null;
 let lastFiles: Record<string, Uint8Array> | null = null;
 let pending: { resolve(v: unknown): void; reject(e: Error): void; kind: 'train' | 'predict' | 'ready' } | null = null;
 let ready = false;
+let totalSteps = 1;
 const readyWaiters: Array<() => void> = [];
 
 function status(s: string): void {
@@ -69,9 +70,9 @@ function showResult(s: TrainSummary): void {
   const max = Math.max(1, ...t.confusion.flat());
   const short = (l: string) => (l.length > 14 ? `${l.slice(0, 13)}…` : l);
   const head = `<tr><th></th>${s.labels.map((_, j) => `<th title="${s.labels[j]}">${j}</th>`).join('')}</tr>`;
-  const rows = t.confusion.map((r, i) => `<tr><th class="r" title="${s.labels[i]}">${i} ${short(s.labels[i]!)}</th>${r.map((v) => {
-    const a = v / max;
-    return `<td style="background: rgba(${i === r.indexOf(v) ? '40,160,40' : '220,60,60'},${v ? 0.15 + 0.85 * a : 0})">${v || ''}</td>`;
+  const rows = t.confusion.map((r, i) => `<tr><th class="r" title="${s.labels[i]}">${i} ${short(s.labels[i]!)}</th>${r.map((v, j) => {
+    const a = v / max; // green on the diagonal (right), red off it (which label it was taken for)
+    return `<td style="background: rgba(${i === j ? '40,160,40' : '220,60,60'},${v ? 0.15 + 0.85 * a : 0})">${v || ''}</td>`;
   }).join('')}</tr>`).join('');
   $('cm').innerHTML = `<p class="muted">confusion matrix: rows true label, columns predicted</p><table class="cm">${head}${rows}</table>`;
 }
@@ -98,11 +99,11 @@ worker.onmessage = (ev: MessageEvent<WorkerEvent>) => {
     steps.push(e.log);
     $<HTMLProgressElement>('progress').value = e.log.step / e.totalSteps;
     $('stepInfo').textContent = `step ${e.log.step}/${e.totalSteps}  epoch ${e.log.epoch + 1}  loss ${e.log.loss.toFixed(4)}  lr ${e.log.lr.toExponential(2)}  ${e.log.time_s.toFixed(1)} s`;
-    drawChart(e.totalSteps);
-    (window as unknown as { __total: number }).__total = e.totalSteps;
+    totalSteps = e.totalSteps;
+    drawChart(totalSteps);
   } else if (e.type === 'epoch') {
     epochs.push(e.log);
-    drawChart((window as unknown as { __total: number }).__total ?? 1);
+    drawChart(totalSteps);
   } else if (e.type === 'done') {
     showResult(e.summary);
     $<HTMLButtonElement>('train').disabled = false;

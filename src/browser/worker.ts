@@ -35,8 +35,8 @@ export interface TrainSummary {
   test: (ClassificationReport & { loss: number }) | null;
   /** Every test prediction's label index, in test order (to compare with Node). */
   testPredictions: number[];
-  /** Peak JS heap (performance.memory, Chromium only) and the wasm memory, in MB. */
-  memoryMb: { jsHeapPeak: number | null; wasm: number | null };
+  /** The wasm kernels' linear memory at the end (its high-water mark), MB; null on another backend. */
+  memoryMb: { wasm: number | null };
 }
 
 export type WorkerEvent =
@@ -54,12 +54,6 @@ const post = (e: WorkerEvent) => (self as unknown as { postMessage(m: unknown): 
 let weights: WeightSource | null = null;
 let trained: BrowserFinetuneResult | null = null;
 let stopRequested = false;
-let heapPeak = 0;
-
-function sampleHeap(): void {
-  const m = (performance as unknown as { memory?: { usedJSHeapSize: number } }).memory;
-  if (m) heapPeak = Math.max(heapPeak, m.usedJSHeapSize);
-}
 
 async function loadSplits(d: DatasetChoice, datasetsUrl: string): Promise<DatasetSplits> {
   if (d.kind === 'file') return splitsFromFile(d.name, d.bytes, { textField: d.textField, labelField: d.labelField });
@@ -71,14 +65,12 @@ async function train(r: Extract<WorkerRequest, { type: 'train' }>): Promise<void
   if (!weights) throw new Error("the worker is not initialised: send 'init' first");
   browserConfig(r.config); // a bad or unsupported key is refused before any data is read
   stopRequested = false;
-  heapPeak = 0;
   const splits = await loadSplits(r.dataset, r.datasetsUrl);
   post({ type: 'data', name: splits.name, labels: splits.labels, sizes: { train: splits.train.length, validation: splits.validation.length, test: splits.test.length },
     skipped: splits.skipped.length, firstSkipped: splits.skipped[0] ? `${splits.skipped[0].file}:${splits.skipped[0].line}: ${splits.skipped[0].reason}` : null });
   const res = await finetuneInBrowser({
     weights, splits, config: r.config,
     onStep: async (log, totalSteps) => {
-      sampleHeap();
       post({ type: 'step', log, totalSteps });
       await new Promise((ok) => setTimeout(ok, 0)); // lets 'stop' and 'predict' messages in
     },
@@ -87,7 +79,6 @@ async function train(r: Extract<WorkerRequest, { type: 'train' }>): Promise<void
     shouldStop: () => stopRequested,
   });
   trained = res;
-  sampleHeap();
   const adapter = res.lora ? adapterFiles(res.lora) : null;
   const stored = adapter ? await storeAdapter('last', adapter) : false;
   const b = backend();
@@ -100,7 +91,7 @@ async function train(r: Extract<WorkerRequest, { type: 'train' }>): Promise<void
       dataset: splits.name, labels: res.labels, steps: res.steps, trainTimeS: res.trainTimeS, trainableParams: res.trainableParams, totalParams: res.totalParams,
       test: t ? { accuracy: t.accuracy, macro_f1: t.macro_f1, per_class: t.per_class, confusion: t.confusion, n: t.n, loss: t.loss } : null,
       testPredictions: t ? Array.from(t.predictions) : [],
-      memoryMb: { jsHeapPeak: heapPeak ? Math.round(heapPeak / 2 ** 20) : null, wasm: wasmMem === null ? null : Math.round(wasmMem / 2 ** 20) },
+      memoryMb: { wasm: wasmMem === null ? null : Math.round(wasmMem / 2 ** 20) },
     },
   });
 }

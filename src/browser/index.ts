@@ -33,7 +33,8 @@ export type { EvalResult, Prediction } from '../train/evaluate.js';
  * shards it names, vocab.json), read through the Cache API; resolves to a WeightSource for buildUSELite / finetuneInBrowser.
  */
 export async function fetchBaseModel(baseUrl: string | URL, fetchBytes: (url: string) => Promise<ArrayBuffer> = cachedBytes): Promise<WeightSource> {
-  const url = (name: string) => new URL(name, baseUrl).href;
+  const base = new URL(baseUrl, (globalThis as { location?: { href: string } }).location?.href); // '/model/' against the page's location
+  const url = (name: string) => new URL(name, base).href;
   const files = new Map<string, Uint8Array>();
   const get = async (name: string) => files.set(name, new Uint8Array(await fetchBytes(url(name))));
   await get('model.json');

@@ -49,7 +49,8 @@ export async function loadBrowserWasmBackend(o: BrowserWasmOptions): Promise<Was
   const hw = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 1;
   const threads = shared ? Math.max(1, o.threads ?? hw) : 1;
   const file = shared ? 'autoglm-mt.wasm' : 'autoglm-st.wasm';
-  const url = new URL(file, o.baseUrl).href;
+  // a relative baseUrl ('/wasm/') is taken against the page's (or worker's) own location
+  const url = new URL(file, new URL(o.baseUrl, (globalThis as { location?: { href: string } }).location?.href)).href;
   const bytes = await (o.fetchBytes ?? plainFetch)(url);
   let module: WebAssembly.Module;
   try {

@@ -8,7 +8,9 @@
 // called from an OpenMP parallel region). P itself is not kept: the forward pass stores each row's max and 1/sum
 // (B, H, Tq, 2), and the backward pass recomputes S = scale Q K^T and rebuilds P bit for bit (one more small
 // product per head; for GPT-2 small at 8 x 128 tokens, 6.3 MB less held per block).
-// Masking: causal (query i, the (Tk-Tq+i)-th position, sees keys j <= Tk-Tq+i) and a (B, Tk) key mask, 1 = masked.
+// Masking: causal (query i, the (Tk-Tq+i)-th position, sees keys j <= Tk-Tq+i), a (B, Tk) key mask, 1 = masked,
+// and a (B, Tq) first allowed key per query (packed rows: query i sees keys j >= firstKey[b, i], its document's
+// start; the keys before it get P = 0 and the row's softmax runs over [firstKey, visible) only).
 // A query row whose keys are all masked gets P = 0 (output 0) rather than NaN.
 #include <cblas.h>
 #include <algorithm>
@@ -27,6 +29,7 @@ struct Shape {
   float scale;
   bool causal;
   const float* keymask;
+  const int32_t* firstkey;
 };
 
 // exp(s[j] - mx) * mul over j < visible, 0 where the key mask is set, 8 lanes at a time (the tail through a
@@ -103,6 +106,21 @@ inline int64_t visible_keys(const Shape& p, int64_t i) {
   return std::max<int64_t>(p.causal ? std::min(p.Tk, p.Tk - p.Tq + i + 1) : p.Tk, 0);
 }
 
+// The first key query i may see (fk: this batch row's first allowed keys, or null), clamped to [0, visible].
+inline int64_t first_key(const int32_t* fk, int64_t i, int64_t visible) {
+  return fk ? std::min<int64_t>(std::max<int64_t>(fk[i], 0), visible) : 0;
+}
+
+// Row i of P in place: softmax over keys [lo, visible), 0 elsewhere (rebuild: from the forward pass's statistics).
+inline void softmax_at(float* row, int64_t n, int64_t visible, int64_t lo, const float* km, float* st) {
+  softmax_row(row + lo, n - lo, visible - lo, km ? km + lo : nullptr, st);
+  if (lo) std::memset(row, 0, lo * sizeof(float));
+}
+inline void rebuild_at(float* row, int64_t n, int64_t visible, int64_t lo, const float* km, const float* st) {
+  rebuild_row(row + lo, n - lo, visible - lo, km ? km + lo : nullptr, st);
+  if (lo) std::memset(row, 0, lo * sizeof(float));
+}
+
 void forward(const Shape& p, const float* q, const float* k, const float* v, float* out, float* stats) {
   const int64_t groups = p.H / p.Hkv;
   const int64_t pairs = p.B * p.Hkv;
@@ -116,6 +134,7 @@ void forward(const Shape& p, const float* q, const float* k, const float* v, flo
     const float* K = k + b * p.ks[0] + hk * p.ks[1];
     const float* V = v + b * p.vs[0] + hk * p.vs[1];
     const float* km = p.keymask ? p.keymask + b * p.Tk : nullptr;
+    const int32_t* fk = p.firstkey ? p.firstkey + b * p.Tq : nullptr;
     for (int64_t g = 0; g < groups; g++) {
       const int64_t h = hk * groups + g;
       const float* Q = q + b * p.qs[0] + h * p.qs[1];
@@ -124,7 +143,10 @@ void forward(const Shape& p, const float* q, const float* k, const float* v, flo
       float* O = out + b * p.os[0] + h * p.os[1];
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)p.Tq, (int)p.Tk, (int)p.D, p.scale, Q, (int)p.qs[2], K,
                   (int)p.ks[2], 0.f, P, (int)p.Tk);
-      for (int64_t i = 0; i < p.Tq; i++) softmax_row(P + i * p.Tk, p.Tk, visible_keys(p, i), km, st + i * 2);
+      for (int64_t i = 0; i < p.Tq; i++) {
+        const int64_t vis = visible_keys(p, i);
+        softmax_at(P + i * p.Tk, p.Tk, vis, first_key(fk, i, vis), km, st + i * 2);
+      }
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)p.Tq, (int)p.Dv, (int)p.Tk, 1.f, P, (int)p.Tk, V,
                   (int)p.vs[2], 0.f, O, (int)p.os[2]);
     }
@@ -149,6 +171,7 @@ void backward(const Shape& p, const float* q, const float* k, const float* v, co
       float* dK = dk + b * p.ks[0] + hk * p.ks[1];
       float* dV = dv + b * p.vs[0] + hk * p.vs[1];
       const float* km = p.keymask ? p.keymask + b * p.Tk : nullptr;
+      const int32_t* fk = p.firstkey ? p.firstkey + b * p.Tq : nullptr;
       for (int64_t g = 0; g < groups; g++) {
         const int64_t h = hk * groups + g;
         const float* Q = q + b * p.qs[0] + h * p.qs[1];
@@ -157,7 +180,10 @@ void backward(const Shape& p, const float* q, const float* k, const float* v, co
         float* P = Pbuf.data();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)p.Tq, (int)p.Tk, (int)p.D, p.scale, Q, (int)p.qs[2], K,
                     (int)p.ks[2], 0.f, P, (int)p.Tk);
-        for (int64_t i = 0; i < p.Tq; i++) rebuild_row(P + i * p.Tk, p.Tk, visible_keys(p, i), km, st + i * 2);
+        for (int64_t i = 0; i < p.Tq; i++) {
+          const int64_t vis = visible_keys(p, i);
+          rebuild_at(P + i * p.Tk, p.Tk, vis, first_key(fk, i, vis), km, st + i * 2);
+        }
         const float* dO = dout + b * dos[0] + h * dos[1];
         float* dQ = dq + b * p.qs[0] + h * p.qs[1];
         const float beta = g == 0 ? 0.f : 1.f;
@@ -224,17 +250,19 @@ int64_t extent(const int64_t* st, int64_t B, int64_t H, int64_t T, int64_t D) {
 
 }  // namespace
 
-// attention(shape, q, k, v, keyMask|null, out, stats)
+// attention(shape, q, k, v, keyMask|null, firstKey|null, out, stats)
 KERNEL(JsAttention) {
-  Args a(info, "attention", 7);
+  Args a(info, "attention", 8);
   Shape s = read_shape(a, 0);
-  size_t nq, nk, nv, nm, no, np;
+  size_t nq, nk, nv, nm, nf = 0, no, np;
   const float* q = a.f32(1, &nq);
   const float* k = a.f32(2, &nk);
   const float* v = a.f32(3, &nv);
   s.keymask = a.f32(4, &nm, true);
-  float* out = a.f32(5, &no);
-  float* stats = a.f32(6, &np);
+  s.firstkey = (a.info[5].IsNull() || a.info[5].IsUndefined()) ? nullptr : a.i32(5, &nf);
+  float* out = a.f32(6, &no);
+  float* stats = a.f32(7, &np);
+  a.need(!s.firstkey || (int64_t)nf >= s.B * s.Tq, "firstKey must hold B*Tq elements");
   a.need(extent(s.qs, s.B, s.H, s.Tq, s.D) <= (int64_t)nq, "q is smaller than its strides reach");
   a.need(extent(s.ks, s.B, s.Hkv, s.Tk, s.D) <= (int64_t)nk, "k is smaller than its strides reach");
   a.need(extent(s.vs, s.B, s.Hkv, s.Tk, s.Dv) <= (int64_t)nv, "v is smaller than its strides reach");
@@ -245,21 +273,23 @@ KERNEL(JsAttention) {
   UNDEF;
 }
 
-// attentionBackward(shape, q, k, v, keyMask|null, stats, dout, doutStrides, dq, dk, dv)
+// attentionBackward(shape, q, k, v, keyMask|null, firstKey|null, stats, dout, doutStrides, dq, dk, dv)
 KERNEL(JsAttentionBackward) {
-  Args a(info, "attentionBackward", 11);
+  Args a(info, "attentionBackward", 12);
   Shape s = read_shape(a, 0);
-  size_t nq, nk, nv, nm, np, nd, ndq, ndk, ndv;
+  size_t nq, nk, nv, nm, nf = 0, np, nd, ndq, ndk, ndv;
   const float* q = a.f32(1, &nq);
   const float* k = a.f32(2, &nk);
   const float* v = a.f32(3, &nv);
   s.keymask = a.f32(4, &nm, true);
-  const float* stats = a.f32(5, &np);
-  const float* dout = a.f32(6, &nd);
-  auto dos = a.ints(7, true);
-  float* dq = a.f32(8, &ndq);
-  float* dk = a.f32(9, &ndk);
-  float* dv = a.f32(10, &ndv);
+  s.firstkey = (a.info[5].IsNull() || a.info[5].IsUndefined()) ? nullptr : a.i32(5, &nf);
+  const float* stats = a.f32(6, &np);
+  const float* dout = a.f32(7, &nd);
+  auto dos = a.ints(8, true);
+  float* dq = a.f32(9, &ndq);
+  float* dk = a.f32(10, &ndk);
+  float* dv = a.f32(11, &ndv);
+  a.need(!s.firstkey || (int64_t)nf >= s.B * s.Tq, "firstKey must hold B*Tq elements");
   a.need(dos.size() == 3, "doutStrides must be 3 strides");
   a.need(extent(s.qs, s.B, s.H, s.Tq, s.D) <= (int64_t)std::min(nq, ndq), "q/dq are smaller than their strides reach");
   a.need(extent(s.ks, s.B, s.Hkv, s.Tk, s.D) <= (int64_t)std::min(nk, ndk), "k/dk are smaller than their strides reach");

@@ -17,6 +17,9 @@ KERNEL(Matmul) {
   p.transA = a.flag(8); p.transB = a.flag(9);
   p.strideA = a.integer(10); p.strideB = a.integer(11);
   p.alpha = (float)a.num(12); p.beta = (float)a.num(13);
+  size_t nbias = 0;
+  if (info.Length() > 14) p.bias = a.f32(14, &nbias, true);  // optional (N) bias, only with beta = 0
+  a.need(!p.bias || ((int64_t)nbias >= p.N && p.beta == 0.0f), "bias needs N elements and beta = 0");
   a.need(p.M < (1LL << 31) && p.N < (1LL << 31) && p.K < (1LL << 31), "dimensions must be below 2^31");
   a.need((int64_t)no >= p.batch * p.M * p.N, "out is smaller than batch*M*N");
   if (p.batch > 0 && p.K > 0) {
@@ -47,6 +50,9 @@ KERNEL(MatmulLowp) {
   p.transA = a.flag(9); p.transB = a.flag(10);
   p.strideA = a.integer(11); p.strideB = 0;
   p.alpha = (float)a.num(12); p.beta = (float)a.num(13);
+  size_t nbias = 0;
+  if (info.Length() > 14) p.bias = a.f32(14, &nbias, true);  // optional (N) bias, only with beta = 0
+  a.need(!p.bias || ((int64_t)nbias >= p.N && p.beta == 0.0f), "bias needs N elements and beta = 0");
   a.need(p.M < (1LL << 31) && p.N < (1LL << 31) && p.K < (1LL << 31), "dimensions must be below 2^31");
   a.need((int64_t)no >= p.batch * p.M * p.N, "out is smaller than batch*M*N");
   if (p.batch > 0 && p.K > 0) {

@@ -75,6 +75,8 @@ struct MatmulP {
   int64_t batch, M, N, K, strideA, strideB;
   bool transA, transB;
   float alpha, beta;
+  // (N) added to every row of out: out = alpha * op(a) @ op(b) + bias. Only with beta = 0.
+  const float* bias = nullptr;
 };
 void matmul_f32(const float* a, const float* b, float* out, const MatmulP& p);
 // skinny.cc: one product (no batch) with a dimension <= 16 and the others large; false = not handled, use sgemm.

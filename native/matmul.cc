@@ -28,8 +28,19 @@ static void sgemm_one(const float* a, const float* b, float* c, const MatmulP& p
               (int)p.N, (int)p.K, p.alpha, a, lda, b, ldb, p.beta, c, (int)p.N);
 }
 
+// out's rows start as the bias, and the product accumulates onto them (beta = 1): the bias of a product that does
+// not fuse it.
+static MatmulP prefill_bias(float* out, const MatmulP& p) {
+  for (int64_t r = 0; r < p.batch * p.M; r++) std::memcpy(out + r * p.N, p.bias, (size_t)p.N * sizeof(float));
+  MatmulP q = p;
+  q.bias = nullptr;
+  q.beta = 1.0f;
+  return q;
+}
+
 void matmul_f32(const float* a, const float* b, float* out, const MatmulP& p) {
   if (p.M == 0 || p.N == 0 || p.batch == 0) return;
+  if (p.bias) return matmul_f32(a, b, out, prefill_bias(out, p));
   if (p.K == 0) {  // out = beta * out
     const int64_t n = p.batch * p.M * p.N;
     for (int64_t i = 0; i < n; i++) out[i] = p.beta == 0.0f ? 0.0f : p.beta * out[i];
@@ -126,10 +137,11 @@ void matmul_onednn(const uint16_t* a, const uint16_t* b, float* out, const Matmu
   std::string key = std::to_string(p.batch) + "," + std::to_string(p.M) + "," + std::to_string(p.N) + "," +
                     std::to_string(p.K) + "," + std::to_string(p.strideA) + "," + std::to_string(p.strideB) + "," +
                     std::to_string(p.transA) + std::to_string(p.transB) + "," + std::to_string(float_bits(p.alpha)) + "," +
-                    std::to_string(float_bits(p.beta));
+                    std::to_string(float_bits(p.beta)) + (p.bias ? ",bias" : "");
   dnnl::memory::desc ad({ba, p.M, p.K}, dt::bf16, dims{ba == 1 ? p.M * p.K : sa[0], sa[1], sa[2]});
   dnnl::memory::desc bd({bb, p.K, p.N}, dt::bf16, dims{bb == 1 ? p.K * p.N : sb[0], sb[1], sb[2]});
   dnnl::memory::desc cd({p.batch, p.M, p.N}, dt::f32, dims{p.M * p.N, p.N, 1});
+  dnnl::memory::desc biasd = p.bias ? dnnl::memory::desc({1, 1, p.N}, dt::f32, dims{p.N, p.N, 1}) : dnnl::memory::desc();
   MatmulPrim prim;
   {
     std::lock_guard<std::mutex> lock(d.mu);
@@ -143,7 +155,7 @@ void matmul_onednn(const uint16_t* a, const uint16_t* b, float* out, const Matmu
         po.append_sum(p.beta);
         attr.set_post_ops(po);
       }
-      dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(ad, bd, cd), attr, d.eng);
+      dnnl::matmul::primitive_desc pd(p.bias ? dnnl::matmul::desc(ad, bd, biasd, cd) : dnnl::matmul::desc(ad, bd, cd), attr, d.eng);
       it = d.cache.emplace(key, MatmulPrim{dnnl::matmul(pd), pd.scratchpad_desc()}).first;
     }
     prim = it->second;
@@ -156,7 +168,9 @@ void matmul_onednn(const uint16_t* a, const uint16_t* b, float* out, const Matmu
     if (p.beta == 0.0f) std::memset(out, fill, (size_t)(p.batch * p.M * p.N) * sizeof(float));
   }
   dnnl::memory sm(prim.scratch, d.eng, t.scratch.data());
-  prim.prim.execute(t.strm, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}, {DNNL_ARG_SCRATCHPAD, sm}});
+  std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}, {DNNL_ARG_SCRATCHPAD, sm}};
+  if (p.bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(biasd, d.eng, (void*)p.bias));
+  prim.prim.execute(t.strm, args);
   t.strm.wait();
 }
 }  // namespace
@@ -172,9 +186,15 @@ const char* bf16_path() {
   return path;
 }
 
+void matmul_bf16_widened(const uint16_t* a, const uint16_t* b, float* out, const MatmulP& p);
+
 void matmul_bf16(const uint16_t* a, const uint16_t* b, float* out, const MatmulP& p) {
   if (p.M == 0 || p.N == 0 || p.batch == 0) return;
-  if (bf16_path()[0] == 'o' && p.K > 0 && !(p.strideA == 0 && p.strideB == 0 && p.batch > 1)) {
+  // oneDNN adds a bias in the product's epilogue (no pass over out to write it first, none to read it back); it
+  // takes it only unscaled and without accumulation
+  const bool onednn = bf16_path()[0] == 'o' && p.K > 0 && !(p.strideA == 0 && p.strideB == 0 && p.batch > 1);
+  if (p.bias && !(onednn && p.alpha == 1.0f && p.beta == 0.0f)) return matmul_bf16(a, b, out, prefill_bias(out, p));
+  if (onednn) {
     try {
       matmul_onednn(a, b, out, p);
       return;
@@ -182,6 +202,12 @@ void matmul_bf16(const uint16_t* a, const uint16_t* b, float* out, const MatmulP
       // fall through to the widening path (e.g. a layout the primitive rejects)
     }
   }
+  if (p.bias) return matmul_bf16_widened(a, b, out, prefill_bias(out, p));
+  matmul_bf16_widened(a, b, out, p);
+}
+
+// bf16 operands widened to f32 (exact), then sgemm: CPUs without bf16 hardware
+void matmul_bf16_widened(const uint16_t* a, const uint16_t* b, float* out, const MatmulP& p) {
   const int64_t na = p.K == 0 ? 0 : (p.strideA == 0 ? 0 : (p.batch - 1) * p.strideA) + p.M * p.K;
   std::vector<float> wa;
   const float* fa = widen(a, na, wa);

@@ -1,5 +1,6 @@
 // Per-kernel time of the block workload step (node --import tsx scripts/profile-block.ts [bf16]).
 import { blockWorkload } from '../src/bench/workloads.js';
+import { castCacheCounts } from '../src/tensor/versions.js';
 import { installKernelTimer } from './kernel-timer.js';
 
 const timer = installKernelTimer();
@@ -7,7 +8,10 @@ const dtype = process.argv[2] === 'bf16' ? 'bf16' : 'f32';
 const w = blockWorkload();
 for (let i = 0; i < 3; i++) w.step(dtype);
 timer.clear();
+castCacheCounts(true);
 const N = 10;
 const t0 = performance.now();
 for (let i = 0; i < N; i++) w.step(dtype);
 timer.report(`block ${dtype}`, (performance.now() - t0) / N, N);
+const cc = castCacheCounts();
+console.log(`weight copies per step: ${cc.hits / N} reused, ${cc.misses / N} made`);

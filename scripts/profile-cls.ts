@@ -1,26 +1,32 @@
-// Per-kernel time of the cls-full / cls-lora training step (node --import tsx scripts/profile-cls.ts [full|lora]).
+// Per-kernel time of the cls-full / cls-lora training step (node --import tsx scripts/profile-cls.ts [full|lora] [bf16]).
 import { EncoderClassifier } from '../src/bench/model-workloads.js';
 import { randint } from '../src/tensor/creation.js';
 import { crossEntropy } from '../src/tensor/ops/nn.js';
 import { manualSeed } from '../src/nn/init.js';
 import { AdamW } from '../src/optim/adam.js';
 import { LoraModel } from '../src/peft/index.js';
+import { autocast } from '../src/tensor/precision.js';
+import { castCacheCounts } from '../src/tensor/versions.js';
 import { installKernelTimer } from './kernel-timer.js';
 
 const timer = installKernelTimer();
 const lora = process.argv[2] === 'lora';
+const compute = process.argv[3] === 'bf16' ? 'bf16' : 'f32';
 manualSeed(0);
 const m = new EncoderClassifier();
 if (lora) new LoraModel(m, { r: 8, alpha: 16, targetModules: ['qkv', 'proj', 'fc1', 'fc2'], modulesToSave: ['head'] });
 const idx = randint([64, 32], 8002, 1), y = randint([64], 150, 2);
 const opt = new AdamW(m.trainableParameters(), { lr: 1e-4, weightDecay: 0.01 });
-const step = () => { opt.zeroGrad(); const l = crossEntropy(m.forward(idx), y); l.backward(); opt.step(); };
+const step = () => { opt.zeroGrad(); const l = autocast(compute, () => crossEntropy(m.forward(idx), y)); l.backward(); opt.step(); };
 for (let i = 0; i < 3; i++) step();
 timer.clear();
+castCacheCounts(true);
 const N = 10;
 const t0 = performance.now();
 for (let i = 0; i < N; i++) step();
-timer.report(`cls-${lora ? 'lora' : 'full'}`, (performance.now() - t0) / N, N, 40);
+timer.report(`cls-${lora ? 'lora' : 'full'} ${compute}`, (performance.now() - t0) / N, N, 40);
+const cc = castCacheCounts();
+console.log(`weight copies per step: ${cc.hits / N} reused, ${cc.misses / N} made`);
 {
   const r0 = process.resourceUsage();
   const t1 = performance.now();

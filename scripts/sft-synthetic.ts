@@ -12,7 +12,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { makeTinyChatModel } from '../src/sft/tiny-chat-model.js';
 import { syntheticSplits, type SyntheticTask } from '../src/sft/synthetic.js';
-import { AutoGLMTrainer } from '../src/train/index.js';
+import { AutoGLMTrainer, type ChatPrediction } from '../src/train/index.js';
 import { applyThreads } from '../src/cli/options.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 
@@ -21,7 +21,7 @@ const { values: a } = parseArgs({
     task: { type: 'string', default: 'addition' }, digits: { type: 'string', default: '2' }, train: { type: 'string', default: '9000' },
     test: { type: 'string', default: '500' }, method: { type: 'string', default: 'full' }, steps: { type: 'string', default: '1500' },
     'batch-size': { type: 'string', default: '32' }, lr: { type: 'string', default: '3e-3' }, packing: { type: 'boolean', default: false },
-    'no-completion-only-loss': { type: 'boolean', default: false }, threads: { type: 'string', default: '1' },
+    'no-completion-only-loss': { type: 'boolean', default: false }, 'no-length-bucketing': { type: 'boolean', default: false }, threads: { type: 'string', default: '1' },
     layers: { type: 'string', default: '2' }, hidden: { type: 'string', default: '128' }, heads: { type: 'string', default: '4' },
     'max-length': { type: 'string', default: '64' }, 'lora-rank': { type: 'string', default: '16' }, seed: { type: 'string', default: '0' },
     work: { type: 'string', default: '/tmp/sft-synthetic' }, 'resume-check': { type: 'boolean', default: false },
@@ -39,10 +39,10 @@ if (!existsSync(path.join(dataDir, 'test.jsonl'))) {
   writeFileSync(path.join(dataDir, 'train.jsonl'), train.map((x) => JSON.stringify(x)).join('\n') + '\n');
   writeFileSync(path.join(dataDir, 'test.jsonl'), test.map((x) => JSON.stringify(x)).join('\n') + '\n');
 }
-const run = path.join(a.work as string, tag, `run-${a.method}${a.packing ? '-packed' : ''}${a['no-completion-only-loss'] ? '-allloss' : ''}`);
+const run = path.join(a.work as string, tag, `run-${a.method}${a.packing ? '-packed' : ''}${a['no-completion-only-loss'] ? '-allloss' : ''}${a['no-length-bucketing'] ? '-nobucket' : ''}`);
 const config = {
   task: 'sft', method: a.method as 'full' | 'lora', maxSteps: n('steps'), epochs: 1000, batchSize: n('batch-size'), learningRate: n('lr'),
-  maxLength: n('max-length'), packing: a.packing, completionOnlyLoss: !a['no-completion-only-loss'], mixedPrecision: 'fp32' as const,
+  maxLength: n('max-length'), packing: a.packing, completionOnlyLoss: !a['no-completion-only-loss'], lengthBucketing: !a['no-length-bucketing'], mixedPrecision: 'fp32' as const,
   scheduler: 'cosine' as const, warmupRatio: 0.05, weightDecay: 0.0, outputDir: run, logEvery: 100, evalEvery: 0, sampleGenerations: 4,
   ...(a.method === 'lora' ? { loraRank: n('lora-rank'), loraTargets: 'all-linear' } : {}),
 };
@@ -53,7 +53,7 @@ const h = await trainer.finetune({ dataset: path.join(dataDir, 'train.jsonl'), m
 const trainS = (performance.now() - t0) / 1e3;
 const test = readFileSync(path.join(dataDir, 'test.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { messages: { role: string; content: string }[] });
 const t1 = performance.now();
-const preds = (await trainer.predict(test.map((x) => x.messages[0].content))) as unknown as { completion: string }[];
+const preds = (await trainer.predict(test.map((x) => x.messages[0].content))) as ChatPrediction[];
 const correct = preds.filter((p, i) => p.completion.trim() === test[i].messages[1].content).length;
 const sft = JSON.parse(readFileSync(path.join(run, 'sft.json'), 'utf8')) as { tokens_per_s: number; tokens: number };
 console.log(JSON.stringify({

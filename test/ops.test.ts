@@ -38,6 +38,8 @@ function pos(shape: number[], seed: number, lo = 0.5, hi = 2): Tensor {
 }
 const ids = (vals: number[], shape = [vals.length]) => new Tensor(Int32Array.from(vals), 'i32', shape);
 const mask = (vals: number[], shape: number[]) => new Tensor(Float32Array.from(vals), 'f32', shape);
+/** Two packed rows of 5 positions: documents [0, 2) [2, 5) and [0, 1) [1, 3) [3, 4) [4, 5). */
+const packed = (keyMask: Tensor | null): T.PackedMask => ({ keyMask, firstKey: Int32Array.from([0, 0, 2, 2, 2, 0, 1, 1, 3, 4]) });
 /** Values kept away from the kink of relu/abs/max so that finite differences are valid. */
 function awayFromZero(shape: number[], seed: number): Tensor {
   const t = rn(shape, seed);
@@ -140,6 +142,14 @@ const CASES: Case[] = [
   { name: 'attention strided views', inputs: () => [rn([2, 5, 2, 4], 100), rn([2, 5, 2, 4], 101), rn([2, 5, 2, 3], 102)], fn: (q, k, v) => T.scaledDotProductAttention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), { causal: true }) },
   { name: 'fused qkv attention causal', inputs: () => [rn([2, 5, 24], 103)], fn: (x) => T.fusedQKVAttention(x, 2, { causal: true }) },
   { name: 'fused qkv attention key mask', inputs: () => [rn([2, 4, 12], 104)], fn: (x) => T.fusedQKVAttention(x, 1, { mask: mask([0, 0, 1, 1, 0, 0, 0, 1], [2, 4]) }) },
+  // packed rows: each query's first allowed key (its document's start), on top of the causal bound and a key mask
+  { name: 'attention packed (first key per query)', inputs: () => [rn([2, 2, 5, 4], 105), rn([2, 2, 5, 4], 106), rn([2, 2, 5, 4], 107)], fn: (q, k, v) => T.scaledDotProductAttention(q, k, v, { causal: true, mask: packed(null) }) },
+  {
+    name: 'attention packed grouped-query + key mask', inputs: () => [rn([2, 4, 5, 4], 108), rn([2, 2, 5, 4], 109), rn([2, 2, 5, 3], 110)],
+    fn: (q, k, v) => T.scaledDotProductAttention(q, k, v, { causal: true, mask: packed(mask([0, 0, 0, 0, 1, 0, 0, 1, 0, 0], [2, 5])) }),
+  },
+  { name: 'attention first keys without causal', inputs: () => [rn([2, 1, 5, 4], 111), rn([2, 1, 5, 4], 112), rn([2, 1, 5, 4], 113)], fn: (q, k, v) => T.scaledDotProductAttention(q, k, v, { mask: packed(null) }) },
+  { name: 'fused qkv attention packed', inputs: () => [rn([2, 5, 24], 114)], fn: (x) => T.fusedQKVAttention(x, 2, { causal: true, mask: packed(null) }) },
   {
     name: 'rope partial', inputs: () => [rn([1, 2, 3, 6], 91)],
     fn: (x) => {

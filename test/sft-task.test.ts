@@ -10,12 +10,12 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { AutoGLMTrainer } from '../src/train/index.js';
+import { AutoGLMTrainer, isChatPrediction, isSftEvalResult, type ChatPrediction } from '../src/train/index.js';
 import { listCheckpoints } from '../src/train/checkpoint.js';
 import { loadSafetensors } from '../src/models/safetensors.js';
 import { makeTinyChatModel } from '../src/sft/tiny-chat-model.js';
 import { syntheticSplits } from '../src/sft/synthetic.js';
-import { ConfigError } from '../src/errors.js';
+import { AutoGLMError, ConfigError, DatasetError } from '../src/errors.js';
 import { main } from '../src/cli/main.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'autoglm-sft-task-'));
@@ -44,7 +44,7 @@ test('LoRA SFT run: adapter with tokenizer files and chat template, sft.json, sa
   const samples = readFileSync(path.join(out, 'samples.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { messages: unknown[]; reference: string; generated: string });
   assert.equal(samples.length, 2);
   assert.ok(typeof samples[0].generated === 'string' && samples[0].messages.length === 1);
-  const p = (await t.predict(['what is 1+2?'])) as unknown as { prompt: string; completion: string }[];
+  const p = (await t.predict(['what is 1+2?'])) as ChatPrediction[];
   assert.equal(p[0].prompt, 'what is 1+2?');
   assert.equal(typeof p[0].completion, 'string');
   // a finished run loads for predict, with the same answers
@@ -100,4 +100,70 @@ test('autoglm finetune --task sft --method lora --json: the summary has eval_los
   const j = JSON.parse(logs.at(-1)!) as { eval_loss: number; perplexity: number; steps: number };
   assert.equal(j.steps, 2);
   assert.ok(Number.isFinite(j.eval_loss) && Math.abs(Math.exp(j.eval_loss) - j.perplexity) < 1e-6 * j.perplexity);
+});
+
+test('predict on an SFT run: typed answers through the chat template, generation options honoured; refused on classification', async () => {
+  const out = tmp('predict-');
+  const t = new AutoGLMTrainer({ model, config: { ...QUICK, method: 'lora', maxSteps: 2, sampleGenerations: 0, outputDir: out } });
+  t.on('note', () => {});
+  await t.finetune({ dataset: data });
+  const p = await t.predict(['what is 12+30?', 'what is 1+1?']);
+  assert.ok(p.every(isChatPrediction));
+  const one = await t.predict(['what is 12+30?'], { maxNewTokens: 1 });
+  assert.ok(isChatPrediction(one[0]) && one[0].completion.length <= 1, JSON.stringify(one));
+  // greedy is the default: the same answer twice; sampling is seeded
+  assert.deepEqual(await t.predict(['what is 12+30?']), [p[0]]);
+  const s1 = await t.predict(['what is 12+30?'], { doSample: true, temperature: 5, seed: 3 }), s2 = await t.predict(['what is 12+30?'], { doSample: true, temperature: 5, seed: 3 });
+  assert.deepEqual(s1, s2);
+  const cls = new AutoGLMTrainer({ config: { maxSteps: 1 } });
+  await assert.rejects(() => cls.predict(['x'], { maxNewTokens: 4 }), AutoGLMError); // no fine-tune yet
+});
+
+test('evaluate an SFT run: loss and perplexity as in training, on a split or a file, in memory and loaded; exact match; autoglm eval', async () => {
+  const out = tmp('eval-');
+  const t = new AutoGLMTrainer({ model, config: { ...QUICK, method: 'lora', maxSteps: 3, evalEvery: 3, sampleGenerations: 0, outputDir: out } });
+  t.on('note', () => {});
+  const h = await t.finetune({ dataset: data });
+  const v = await t.evaluate('validation');
+  assert.ok(isSftEvalResult(v));
+  assert.ok(Math.abs(v.loss - h.evals.at(-1)!.loss) < 1e-6, `${v.loss} vs ${h.evals.at(-1)!.loss}`);
+  assert.ok(Math.abs(v.perplexity - Math.exp(v.loss)) < 1e-9 * v.perplexity && v.tokens > 0 && v.n === 6);
+  // the loaded run re-reads its validation split from the file autoglm.json names: the same figures
+  const loaded = await AutoGLMTrainer.load(out);
+  const lv = await loaded.evaluate('validation');
+  assert.ok(isSftEvalResult(lv) && Math.abs(lv.loss - v.loss) < 1e-6 && lv.n === v.n && lv.tokens === v.tokens);
+  await assert.rejects(() => loaded.evaluate('test'), (e: Error) => e instanceof ConfigError && /no test file/.test(e.message));
+  // a file: every record; exact match against the references (answers the model gives to itself score 100%)
+  const { test: held } = syntheticSplits({ task: 'addition', train: 0, test: 8, seed: 9, digits: 2 });
+  const own = (await loaded.predict(held.map((x) => x.messages[0].content))) as ChatPrediction[];
+  const file = path.join(root, 'held.jsonl');
+  writeFileSync(file, held.map((x, i) => JSON.stringify({ messages: [x.messages[0], { role: 'assistant', content: i < 4 ? own[i].completion : 'not the answer' }] })).join('\n') + '\n');
+  const em = await loaded.evaluate(file, { exactMatch: true, maxNewTokens: 128 });
+  assert.ok(isSftEvalResult(em) && em.n === 8 && em.answered === 8 && em.exact_match === 0.5, JSON.stringify(em));
+  const capped = await loaded.evaluate(file, { maxEval: 3 });
+  assert.ok(isSftEvalResult(capped) && capped.n === 3 && capped.exact_match === undefined);
+  await assert.rejects(() => loaded.evaluate(path.join(root, 'missing.jsonl')), DatasetError);
+  // the CLI
+  const logs: string[] = [];
+  const log = console.log;
+  console.log = (...a: unknown[]) => logs.push(a.join(' '));
+  try {
+    assert.equal(await main(['eval', out, '--split', 'validation', '--json']), 0);
+    const j = JSON.parse(logs.at(-1)!) as { task: string; loss: number; perplexity: number; n: number };
+    assert.ok(j.task === 'sft' && Math.abs(j.loss - v.loss) < 1e-6 && j.n === 6);
+    assert.equal(await main(['eval', out, '--dataset', file, '--exact-match', '--max-new-tokens', '128', '--json']), 0);
+    assert.equal((JSON.parse(logs.at(-1)!) as { exact_match: number }).exact_match, 0.5);
+  } finally {
+    console.log = log;
+  }
+});
+
+test('packing honours lengthBucketing (rows of similar fill batched together): the run differs with it off', async () => {
+  const weights = async (lengthBucketing: boolean) => {
+    const t = new AutoGLMTrainer({ model, config: { ...QUICK, method: 'lora', packing: true, batchSize: 2, maxSteps: 2, sampleGenerations: 0, lengthBucketing, outputDir: tmp('bucket-') } });
+    t.on('note', () => {});
+    await t.finetune({ dataset: data });
+    return t.task!.trainable().map(([, p]) => Buffer.from(p.f32().buffer).toString('base64')).join();
+  };
+  assert.notEqual(await weights(true), await weights(false));
 });

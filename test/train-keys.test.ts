@@ -19,10 +19,11 @@ import type { DatasetSplits, Example } from '../src/data/index.js';
 import { TinyGPT } from '../src/models/tiny-gpt.js';
 import { manualSeed } from '../src/nn/init.js';
 import type { TextEncoder } from '../src/models/classifier.js';
+import { makeTinyChatModel } from '../src/sft/tiny-chat-model.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const GPT2 = path.join(ROOT, 'test/fixtures/golden/gpt2');
-const TASKS = ['classification', 'multi-task', 'causal-lm'] as const;
+const TASKS = ['classification', 'multi-task', 'causal-lm', 'sft'] as const;
 type Task = (typeof TASKS)[number];
 const dir = mkdtempSync(path.join(tmpdir(), 'autoglm-keys-'));
 
@@ -38,6 +39,13 @@ function examples(n: number, seed: number): Example[] {
 const SPLITS: DatasetSplits = { name: 'keys', train: examples(16, 1), validation: examples(4, 2), test: examples(4, 3), labels: ['music', 'weather'], extraLabels: { mood: ['angry', 'happy'] }, skipped: [] };
 const TEXTS = path.join(dir, 'texts.jsonl');
 writeFileSync(TEXTS, examples(24, 4).map((e) => JSON.stringify({ text: e.text })).join('\n'));
+// task sft: chat records (text -> topic) that also carry a 'text' field, so that datasetFormat 'text' reads other data
+const CHATS = path.join(dir, 'chats.jsonl');
+writeFileSync(CHATS, examples(24, 5).map((e) => JSON.stringify({ messages: [{ role: 'user', content: e.text }, { role: 'assistant', content: e.label }], text: `${e.text}: ${e.label}` })).join('\n'));
+const TINY_CHAT = path.join(dir, 'tiny-chat');
+makeTinyChatModel(TINY_CHAT, { hiddenSize: 16, layers: 2, heads: 2, seed: 0 }); // 2 layers: layerwiseLrDecay has layers to tell apart
+const MODEL: Record<Task, () => string | TextEncoder> = { classification: tinyEncoder, 'multi-task': tinyEncoder, 'causal-lm': () => GPT2, sft: () => TINY_CHAT };
+const DATA: Record<Task, string | DatasetSplits> = { classification: SPLITS, 'multi-task': SPLITS, 'causal-lm': TEXTS, sft: CHATS };
 
 /** A tiny sentence encoder (characters -> 2 transformer blocks of width 16 -> mean pooling): the table's runs stay fast. */
 function tinyEncoder(): TextEncoder {
@@ -51,6 +59,8 @@ const BASE: Record<Task, TrainerConfigInput> = {
   classification: {},
   'multi-task': { tasks: ['keys', 'mood'] },
   'causal-lm': { task: 'causal-lm' },
+  // chat records are ~50 characters (tokens) long with the ChatML template; one sample generation keeps it quick
+  sft: { task: 'sft', maxLength: 64, sampleGenerations: 1 },
 };
 const COMMON: TrainerConfigInput = { maxSteps: 2, batchSize: 4, maxLength: 12, evalBatchSize: 8, logEvery: 1, learningRate: 1e-2, warmupSteps: 0 };
 
@@ -69,42 +79,42 @@ interface Row {
 const PLATEAU = { scheduler: 'plateau', evalEvery: 1, maxSteps: 6, learningRate: 0.3, plateauPatience: 0 } as const;
 const TABLE: Record<string, Row> = {
   task: { value: null, special: "selects the task (registry test below: an unknown task is refused, naming the known ones)" },
-  tasks: { value: ['keys', 'mood'], refused: ['causal-lm'], special: "selects task 'multi-task' (its label sets are the multi-task run's)" },
+  tasks: { value: ['keys', 'mood'], refused: ['causal-lm', 'sft'], special: "selects task 'multi-task' (its label sets are the multi-task run's)" },
   method: { value: 'full' },
   learningRate: { value: 0.05 },
-  headLearningRate: { value: 0.5, refused: ['causal-lm'] },
+  headLearningRate: { value: 0.5, refused: ['causal-lm', 'sft'] },
   layerwiseLrDecay: { value: 0.3 },
   loraRank: { value: 2 },
   loraAlpha: { value: 64 },
   loraDropout: { value: 0.3 },
-  loraTargets: { value: { classification: ['qkv'], 'multi-task': ['qkv'], 'causal-lm': ['c_attn'] }, perTask: true },
+  loraTargets: { value: { classification: ['qkv'], 'multi-task': ['qkv'], 'causal-lm': ['c_attn'], sft: ['q_proj'] }, perTask: true },
   useRslora: { value: true },
   useDora: { value: true },
   loraPlusRatio: { value: 16 },
   baseQuantization: { value: 'int8' },
   gradientCheckpointing: { value: true },
-  headDropout: { value: 0.5, refused: ['causal-lm'] },
-  taskWeighting: { value: 'uncertainty', refused: ['classification', 'causal-lm'] },
-  taskWeights: { value: [1, 3], refused: ['classification', 'causal-lm'] },
-  dwaTemperature: { value: 0.1, needs: { taskWeighting: 'dwa', dwaWindow: 1, maxSteps: 5 }, refused: ['classification', 'causal-lm'] },
-  dwaWindow: { value: 1, needs: { taskWeighting: 'dwa', maxSteps: 5 }, refused: ['classification', 'causal-lm'] },
-  taskSampling: { value: 'round-robin', refused: ['classification', 'causal-lm'] },
-  taskSamplingTemperature: { value: 0.2, needs: { taskSampling: 'temperature', maxSteps: 6 }, refused: ['classification', 'causal-lm'] },
-  // task 'sft' keys (the sft column of this table is not written yet: test/sft-task.test.ts covers them on task sft)
+  headDropout: { value: 0.5, refused: ['causal-lm', 'sft'] },
+  taskWeighting: { value: 'uncertainty', refused: ['classification', 'causal-lm', 'sft'] },
+  taskWeights: { value: [1, 3], refused: ['classification', 'causal-lm', 'sft'] },
+  dwaTemperature: { value: 0.1, needs: { taskWeighting: 'dwa', dwaWindow: 1, maxSteps: 5 }, refused: ['classification', 'causal-lm', 'sft'] },
+  dwaWindow: { value: 1, needs: { taskWeighting: 'dwa', maxSteps: 5 }, refused: ['classification', 'causal-lm', 'sft'] },
+  taskSampling: { value: 'round-robin', refused: ['classification', 'causal-lm', 'sft'] },
+  taskSamplingTemperature: { value: 0.2, needs: { taskSampling: 'temperature', maxSteps: 6 }, refused: ['classification', 'causal-lm', 'sft'] },
+  // task 'sft' keys
   datasetFormat: { value: 'text', refused: ['classification', 'multi-task', 'causal-lm'] },
   completionOnlyLoss: { value: false, refused: ['classification', 'multi-task', 'causal-lm'] },
-  packing: { value: true, refused: ['classification', 'multi-task', 'causal-lm'] },
-  chatTemplate: { value: '{{ messages[0].content }}', refused: ['classification', 'multi-task', 'causal-lm'] },
+  packing: { value: true, needs: { maxLength: 128 }, refused: ['classification', 'multi-task', 'causal-lm'] }, // rows of 128 hold 2+ examples
+  chatTemplate: { value: "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}", refused: ['classification', 'multi-task', 'causal-lm'] },
   sampleGenerations: { value: 0, refused: ['classification', 'multi-task', 'causal-lm'] },
   epochs: { value: 1, needs: { maxSteps: undefined } },
   maxSteps: { value: 3 },
   batchSize: { value: 2 },
   evalBatchSize: { value: 1, special: 'sets how many texts an evaluation pass takes at once (memory and speed): the numbers stay the same, the run must accept it' },
   gradientAccumulation: { value: 2 },
-  maxLength: { value: 4 },
+  maxLength: { value: { classification: 4, 'multi-task': 4, 'causal-lm': 4, sft: 40 }, perTask: true },
   lengthBucketing: { value: false },
-  curriculum: { value: { scorer: 'length', pacing: 'linear', startFraction: 0.3 }, refused: ['multi-task', 'causal-lm'] },
-  sampling: { value: { method: 'loss-weighted' }, refused: ['multi-task', 'causal-lm'] },
+  curriculum: { value: { scorer: 'length', pacing: 'linear', startFraction: 0.3 }, refused: ['multi-task', 'causal-lm', 'sft'] },
+  sampling: { value: { method: 'loss-weighted' }, refused: ['multi-task', 'causal-lm', 'sft'] },
   optimizer: { value: 'sgd' },
   betas: { value: [0.5, 0.9] },
   eps: { value: 1e-2 },
@@ -141,10 +151,10 @@ let runs = 0;
 async function fingerprint(task: Task, cfg: TrainerConfigInput): Promise<Record<string, unknown>> {
   const out = path.join(dir, `run-${++runs}`);
   const config = Object.fromEntries(Object.entries({ ...COMMON, ...BASE[task], ...cfg, outputDir: out }).filter(([, v]) => v !== undefined)) as TrainerConfigInput;
-  const t = new AutoGLMTrainer({ model: task === 'causal-lm' ? GPT2 : tinyEncoder(), config });
+  const t = new AutoGLMTrainer({ model: MODEL[task](), config });
   const notes: string[] = [];
   t.on('note', (m: string) => notes.push(m.split(out).join('<out>')));
-  const h = await t.finetune({ dataset: task === 'causal-lm' ? TEXTS : SPLITS, labelSet: 'keys' });
+  const h = await t.finetune({ dataset: DATA[task], labelSet: 'keys' });
   const w = createHash('sha256');
   for (const [k, p] of t.task!.trainable()) w.update(k).update(Buffer.from(p.f32().buffer));
   const files = (d: string): string[] => readdirSync(d).flatMap((f) => (statSync(path.join(d, f)).isDirectory() ? files(path.join(d, f)).map((x) => `${f}/${x}`) : [f]));

@@ -6,7 +6,7 @@ import { mkdtempSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AutoGLMTrainer, parseTrainerConfig } from '../src/train/index.js';
+import { AutoGLMTrainer, parseTrainerConfig, type Prediction } from '../src/train/index.js';
 import { ConfigError } from '../src/errors.js';
 import { loadSafetensors } from '../src/models/safetensors.js';
 import { listCheckpoints } from '../src/train/checkpoint.js';
@@ -42,9 +42,9 @@ test('a short LoRA fine-tune: history, outputs in PEFT layout, reload for predic
   const cfg = JSON.parse(readFileSync(path.join(out, 'adapter/adapter_config.json'), 'utf8'));
   assert.equal(cfg.peft_type, 'LORA');
   assert.ok(notes.some((n) => n.startsWith('precision')));
-  const before = await trainer.predict(['wake me up at 7 tomorrow', 'what is the weather in paris']);
+  const before = (await trainer.predict(['wake me up at 7 tomorrow', 'what is the weather in paris'])) as Prediction[];
   const reloaded = await AutoGLMTrainer.load(out);
-  const after = await reloaded.predict(['wake me up at 7 tomorrow', 'what is the weather in paris']);
+  const after = (await reloaded.predict(['wake me up at 7 tomorrow', 'what is the weather in paris'])) as Prediction[];
   assert.deepEqual(after.map((p) => p.label), before.map((p) => p.label));
   assert.ok(Math.abs(after[0].score - before[0].score) < 1e-5);
   // the CLI's merge: a plain model with the adapter folded in predicts the same
@@ -53,7 +53,7 @@ test('a short LoRA fine-tune: history, outputs in PEFT layout, reload for predic
   assert.equal(await main(['merge', out, '--out', merged]), 0);
   const plain = await AutoGLMTrainer.load(merged);
   assert.equal(plain.lora, null);
-  const m = await plain.predict(['wake me up at 7 tomorrow', 'what is the weather in paris']);
+  const m = (await plain.predict(['wake me up at 7 tomorrow', 'what is the weather in paris'])) as Prediction[];
   assert.deepEqual(m.map((p) => p.label), before.map((p) => p.label));
   assert.ok(Math.abs(m[0].score - before[0].score) < 1e-5);
 });

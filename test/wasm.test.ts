@@ -85,9 +85,9 @@ test('wasm kernels give the same bits on 1 and 2 threads (matmul, attention, lay
     const B = 2, H = 4, T = 40, D = 16, st = [H * T * D, T * D, D];
     const q = rnd(B * H * T * D), k = rnd(B * H * T * D), v = rnd(B * H * T * D), o = new Float32Array(q.length), stats = new Float32Array(B * H * T * 2);
     const shape = { B, H, Hkv: H, Tq: T, Tk: T, D, Dv: D, qStrides: st, kStrides: st, vStrides: st, outStrides: st, scale: 0.25, causal: true };
-    b.attention(shape, q, k, v, null, o, stats);
+    b.attention(shape, q, k, v, null, null, o, stats);
     const dq = new Float32Array(q.length), dk = new Float32Array(q.length), dv = new Float32Array(q.length);
-    b.attentionBackward(shape, q, k, v, null, stats, rnd(q.length), st, dq, dk, dv);
+    b.attentionBackward(shape, q, k, v, null, null, stats, rnd(q.length), st, dq, dk, dv);
     for (const a of [o, stats, dq, dk, dv]) h.update(new Uint8Array(a.buffer));
     const rows = 300, cols = 256, x = rnd(rows * cols), y = new Float32Array(rows * cols), mean = new Float32Array(rows), rstd = new Float32Array(rows);
     b.layerNorm(x, rnd(cols), rnd(cols), rows, cols, 1e-5, y, mean, rstd);

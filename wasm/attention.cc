@@ -76,9 +76,27 @@ inline int visible_keys(const Shape& p, int i) {
   return max_(p.causal ? min_(p.Tk, p.Tk - p.Tq + i + 1) : p.Tk, 0);
 }
 
+// The first key query i may see (fk: this batch row's first allowed keys, or null; packed rows: its document's
+// start), clamped to [0, visible].
+inline int first_key(const int* fk, int i, int visible) {
+  return fk ? min_(max_(fk[i], 0), visible) : 0;
+}
+
+// Row i of P in place: softmax over keys [lo, visible), 0 elsewhere (rebuild: from the forward pass's statistics).
+inline void softmax_at(float* row, int n, int visible, int lo, const float* km, float* st) {
+  softmax_row(row + lo, n - lo, visible - lo, km ? km + lo : nullptr, st);
+  for (int j = 0; j < lo; j++) row[j] = 0.f;
+}
+inline void rebuild_at(float* row, int n, int visible, int lo, const float* km, const float* st) {
+  rebuild_row(row + lo, n - lo, visible - lo, km ? km + lo : nullptr, st);
+  for (int j = 0; j < lo; j++) row[j] = 0.f;
+}
+
 struct Task {
   const Shape* p;
-  const float *q, *k, *v, *keymask, *stats_in, *dout;
+  const float *q, *k, *v, *keymask;
+  const int* firstkey;
+  const float *stats_in, *dout;
   float *out, *stats, *dq, *dk, *dv;
   const int* dos;
   float* scratch;  // per thread: 2 * Tq * Tk floats
@@ -95,13 +113,17 @@ void forward_task(void* ctx, int tid, int) {
     const float* K = t.k + (size_t)b * p.ks[0] + (size_t)hk * p.ks[1];
     const float* V = t.v + (size_t)b * p.vs[0] + (size_t)hk * p.vs[1];
     const float* km = t.keymask ? t.keymask + (size_t)b * p.Tk : nullptr;
+    const int* fk = t.firstkey ? t.firstkey + (size_t)b * p.Tq : nullptr;
     for (int g = 0; g < groups; g++) {
       const int h = hk * groups + g;
       const float* Q = t.q + (size_t)b * p.qs[0] + (size_t)h * p.qs[1];
       float* st = t.stats + ((size_t)b * p.H + h) * p.Tq * 2;
       float* O = t.out + (size_t)b * p.os[0] + (size_t)h * p.os[1];
       sgemm(tid, false, true, p.Tq, p.Tk, p.D, p.scale, Q, p.qs[2], K, p.ks[2], 0.f, P, p.Tk);
-      for (int i = 0; i < p.Tq; i++) softmax_row(P + (size_t)i * p.Tk, p.Tk, visible_keys(p, i), km, st + i * 2);
+      for (int i = 0; i < p.Tq; i++) {
+        const int vis = visible_keys(p, i);
+        softmax_at(P + (size_t)i * p.Tk, p.Tk, vis, first_key(fk, i, vis), km, st + i * 2);
+      }
       sgemm(tid, false, false, p.Tq, p.Dv, p.Tk, 1.f, P, p.Tk, V, p.vs[2], 0.f, O, p.os[2]);
     }
   }
@@ -121,12 +143,16 @@ void backward_task(void* ctx, int tid, int) {
     float* dK = t.dk + (size_t)b * p.ks[0] + (size_t)hk * p.ks[1];
     float* dV = t.dv + (size_t)b * p.vs[0] + (size_t)hk * p.vs[1];
     const float* km = t.keymask ? t.keymask + (size_t)b * p.Tk : nullptr;
+    const int* fk = t.firstkey ? t.firstkey + (size_t)b * p.Tq : nullptr;
     for (int g = 0; g < groups; g++) {
       const int h = hk * groups + g;
       const float* Q = t.q + (size_t)b * p.qs[0] + (size_t)h * p.qs[1];
       const float* st = t.stats_in + ((size_t)b * p.H + h) * p.Tq * 2;
       sgemm(tid, false, true, p.Tq, p.Tk, p.D, p.scale, Q, p.qs[2], K, p.ks[2], 0.f, P, p.Tk);
-      for (int i = 0; i < p.Tq; i++) rebuild_row(P + (size_t)i * p.Tk, p.Tk, visible_keys(p, i), km, st + i * 2);
+      for (int i = 0; i < p.Tq; i++) {
+        const int vis = visible_keys(p, i);
+        rebuild_at(P + (size_t)i * p.Tk, p.Tk, vis, first_key(fk, i, vis), km, st + i * 2);
+      }
       const float* dO = t.dout + (size_t)b * dos[0] + (size_t)h * dos[1];
       float* dQ = t.dq + (size_t)b * p.qs[0] + (size_t)h * p.qs[1];
       const float beta = g == 0 ? 0.f : 1.f;
@@ -156,9 +182,10 @@ int threads_for_shape(const Shape& p) {
 
 using namespace ag;
 
-// shape: ints {B, H, Hkv, Tq, Tk, D, Dv, qs[3], ks[3], vs[3], os[3], causal} and the scale.
+// shape: ints {B, H, Hkv, Tq, Tk, D, Dv, qs[3], ks[3], vs[3], os[3], causal} and the scale; keymask (B, Tk) and
+// firstkey (B, Tq) may be null.
 EXPORT(ag_attention) int ag_attention(const int* shape, float scale, const float* q, const float* k, const float* v,
-                                      const float* keymask, float* out, float* stats) {
+                                      const float* keymask, const int* firstkey, float* out, float* stats) {
   Shape p;
   __builtin_memcpy(&p, shape, 7 * 4 + 12 * 4);
   p.causal = shape[19];
@@ -166,13 +193,13 @@ EXPORT(ag_attention) int ag_attention(const int* shape, float scale, const float
   const int nt = threads_for_shape(p);
   float* scratch = (float*)alloc_bytes((size_t)nt * 2 * p.Tq * p.Tk * 4);
   if (!scratch) return -1;
-  Task t{&p, q, k, v, keymask, nullptr, nullptr, out, stats, nullptr, nullptr, nullptr, nullptr, scratch, {0, p.B * p.Hkv}};
+  Task t{&p, q, k, v, keymask, firstkey, nullptr, nullptr, out, stats, nullptr, nullptr, nullptr, nullptr, scratch, {0, p.B * p.Hkv}};
   parallel(forward_task, &t, nt);
   return 0;
 }
 
 EXPORT(ag_attention_backward) int ag_attention_backward(const int* shape, float scale, const float* q, const float* k,
-                                                        const float* v, const float* keymask, const float* stats,
+                                                        const float* v, const float* keymask, const int* firstkey, const float* stats,
                                                         const float* dout, const int* dos, float* dq, float* dk, float* dv) {
   Shape p;
   __builtin_memcpy(&p, shape, 7 * 4 + 12 * 4);
@@ -181,7 +208,7 @@ EXPORT(ag_attention_backward) int ag_attention_backward(const int* shape, float 
   const int nt = threads_for_shape(p);
   float* scratch = (float*)alloc_bytes((size_t)nt * 2 * p.Tq * p.Tk * 4);
   if (!scratch) return -1;
-  Task t{&p, q, k, v, keymask, stats, dout, nullptr, nullptr, dq, dk, dv, dos, scratch, {0, p.B * p.Hkv}};
+  Task t{&p, q, k, v, keymask, firstkey, stats, dout, nullptr, nullptr, dq, dk, dv, dos, scratch, {0, p.B * p.Hkv}};
   parallel(backward_task, &t, nt);
   return 0;
 }

@@ -51,6 +51,22 @@ export interface MatmulArgs {
   /** out = alpha * op(a) @ op(b) + beta * out. beta = 1 accumulates into `out` (gradient accumulation). */
   alpha: number;
   beta: number;
+  /**
+   * (N) added to every output row: out = alpha * op(a) @ op(b) + bias (a Linear's bias); only with beta = 0. The
+   * native backend adds it inside oneDNN's bf16 product; elsewhere `out` starts as the bias and the product
+   * accumulates onto it (`prefillBias`), as callers did before.
+   */
+  bias?: Float32Array | null;
+}
+
+/** For kernels without a fused bias: writes the bias into every row of out; returns the args with beta = 1. */
+export function prefillBias<T extends MatmulArgs>(m: T): T {
+  if (!m.bias) return m;
+  if (m.beta !== 0) throw new Error(`matmul: a bias needs beta = 0; got beta ${m.beta}`);
+  if (m.bias.length < m.N) throw new Error(`matmul: the bias has ${m.bias.length} elements; expected N = ${m.N}`);
+  const bias = m.bias.subarray(0, m.N);
+  for (let r = 0; r < m.batch * m.M; r++) m.out.set(bias, r * m.N);
+  return { ...m, bias: null, beta: 1 };
 }
 
 /**
@@ -235,19 +251,21 @@ export interface Backend {
 
   /**
    * Fused attention: P = softmax(scale * Q K^T with masks) and out = P V at `outStrides`. `keyMask` (B, Tk) has 1
-   * at keys to ignore (padding), or is null. A query whose keys are all masked gets P = 0 and a zero output. P is
+   * at keys to ignore (padding), or is null. `firstKey` (B, Tq), or null, is the first key each query may see
+   * (packed rows: the start of its document): query i of batch b sees keys j with firstKey[b * Tq + i] <= j, on top
+   * of the causal bound and the key mask. A query whose keys are all masked gets P = 0 and a zero output. P is
    * not kept: `stats` (B, H, Tq, 2) receives per-row statistics from which `attentionBackward` of the same backend
    * rebuilds it.
    */
   attention(shape: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null,
-    out: Float32Array, stats: Float32Array): void;
+    firstKey: Int32Array | null, out: Float32Array, stats: Float32Array): void;
   /**
    * Gradients of `attention` given dout (at `doutStrides`), from the same q, k, v, keyMask and the `stats` that the
    * forward call wrote: dq, dk, dv are written (overwritten) at the strides of q, k, v; dk/dv sum over the query
    * heads that share a kv head.
    */
   attentionBackward(shape: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null,
-    stats: Float32Array, dout: Float32Array, doutStrides: [number, number, number], dq: Float32Array, dk: Float32Array,
+    firstKey: Int32Array | null, stats: Float32Array, dout: Float32Array, doutStrides: [number, number, number], dq: Float32Array, dk: Float32Array,
     dv: Float32Array): void;
 
   // ---- random (counter-based, see rng.ts) ----------------------------------------------------------

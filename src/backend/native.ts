@@ -32,7 +32,7 @@ interface Addon {
   trimHeap(): boolean;
   matmul(a: Float32Array | Uint16Array, b: Float32Array | Uint16Array, out: Float32Array, bf16: boolean, batch: number,
     M: number, N: number, K: number, transA: boolean, transB: boolean, strideA: number, strideB: number, alpha: number,
-    beta: number): void;
+    beta: number, bias: Float32Array | null): void;
   matmulLowp(a: Float32Array, b: Uint16Array | Int8Array, out: Float32Array, i8: boolean, scales: Float32Array | null,
     batch: number, M: number, N: number, K: number, transA: boolean, transB: boolean, strideA: number, alpha: number,
     beta: number): void;
@@ -59,9 +59,9 @@ interface Addon {
   rope(x: Float32Array, cos: Float32Array, sin: Float32Array, rows: number, T: number, D: number, rot: number,
     inverse: boolean, out: Float32Array): void;
   dropoutMask(seed: number, p: number, mask: Float32Array): void;
-  attention(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, km: Float32Array | null, out: Float32Array,
-    stats: Float32Array): void;
-  attentionBackward(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, km: Float32Array | null,
+  attention(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, km: Float32Array | null, fk: Int32Array | null,
+    out: Float32Array, stats: Float32Array): void;
+  attentionBackward(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, km: Float32Array | null, fk: Int32Array | null,
     stats: Float32Array, dout: Float32Array, dos: number[], dq: Float32Array, dk: Float32Array, dv: Float32Array): void;
   adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, lr: number, b1: number, b2: number,
     eps: number, wd: number, step: number, gs: number): void;
@@ -220,7 +220,7 @@ class NativeBackend implements Backend {
   matmul(m: MatmulArgs): void {
     if (m.dtype !== 'f32' && m.dtype !== 'bf16') throw new Error(`matmul: dtype must be 'f32' or 'bf16'; got '${m.dtype as string}'`);
     this.a.matmul(m.a, m.b, m.out, m.dtype === 'bf16', m.batch, m.M, m.N, m.K, m.transA, m.transB, m.strideA, m.strideB,
-      m.alpha, m.beta);
+      m.alpha, m.beta, m.bias ?? null);
   }
   matmulLowp(m: MatmulLowpArgs): void {
     if (m.bDtype !== 'bf16' && m.bDtype !== 'i8') throw new Error(`matmulLowp: bDtype must be 'bf16' or 'i8'; got '${m.bDtype as string}'`);
@@ -272,13 +272,13 @@ class NativeBackend implements Backend {
 
   dropoutMask(seed: number, p: number, mask: Float32Array): void { this.a.dropoutMask(seed, p, mask); }
   attention(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null,
-    out: Float32Array, stats: Float32Array): void {
-    this.a.attention(s, q, k, v, keyMask, out, stats);
+    firstKey: Int32Array | null, out: Float32Array, stats: Float32Array): void {
+    this.a.attention(s, q, k, v, keyMask, firstKey, out, stats);
   }
   attentionBackward(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null,
-    stats: Float32Array, dout: Float32Array, doutStrides: [number, number, number], dq: Float32Array, dk: Float32Array,
-    dv: Float32Array): void {
-    this.a.attentionBackward(s, q, k, v, keyMask, stats, dout, doutStrides, dq, dk, dv);
+    firstKey: Int32Array | null, stats: Float32Array, dout: Float32Array, doutStrides: [number, number, number], dq: Float32Array,
+    dk: Float32Array, dv: Float32Array): void {
+    this.a.attentionBackward(s, q, k, v, keyMask, firstKey, stats, dout, doutStrides, dq, dk, dv);
   }
   adamw(g: AdamWArgs): void {
     this.a.adamw(g.param, g.grad, g.m, g.v, g.lr, g.beta1, g.beta2, g.eps, g.weightDecay, g.step, g.gradScale);

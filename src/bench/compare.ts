@@ -21,11 +21,15 @@ export interface CompareOptions {
   torchConfig: 'best' | 'installed';
   /** Our backend (AUTOGLM_BACKEND for our process); absent: the default choice. */
   backend?: string;
+  /** More arguments for the reference script (e.g. scripts/torch-sft-reference.py's --attention sdpa). */
+  torchArgs?: string[];
 }
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-export function defaultTorchScript(): string {
+/** The PyTorch reference of a workload: the SFT workloads' is ours (scripts/torch-sft-reference.py), the others' is shared/bench's. */
+export function defaultTorchScript(workload = ''): string {
+  if (workload.startsWith('gpt2-lora-sft')) return path.join(ROOT, 'scripts', 'torch-sft-reference.py');
   return process.env.AUTOGLM_TORCH_REFERENCE ?? path.resolve(ROOT, '..', 'shared', 'bench', 'torch_reference.py');
 }
 
@@ -73,8 +77,8 @@ export function torchEnv(config: 'best' | 'installed'): NodeJS.ProcessEnv {
 
 function runTorch(o: CompareOptions): BenchRecord[] {
   const r = spawnSync('/usr/bin/python3', [o.torchScript, o.workload, '--dtype', o.dtype, '--threads', String(o.threads),
-    '--steps', String(o.steps), '--warmup', String(o.warmup), '--json'], { encoding: 'utf8', env: torchEnv(o.torchConfig), maxBuffer: 1 << 24 });
-  if (r.status !== 0) throw new Error(`torch_reference.py failed (exit ${r.status}): ${r.stderr.slice(-2000)}`);
+    '--steps', String(o.steps), '--warmup', String(o.warmup), '--json', ...(o.torchArgs ?? [])], { encoding: 'utf8', env: torchEnv(o.torchConfig), maxBuffer: 1 << 24 });
+  if (r.status !== 0) throw new Error(`${path.basename(o.torchScript)} failed (exit ${r.status}): ${r.stderr.slice(-2000)}`);
   return parseLines(r.stdout);
 }
 

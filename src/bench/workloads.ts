@@ -20,6 +20,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { makeRecord, timed, type BenchRecord } from './measure.js';
 
 import { MODEL_WORKLOADS } from './model-workloads.js';
+import { SFT_WORKLOADS } from './sft-workloads.js';
 
 export interface WorkloadOptions {
   /** LoRA workloads: frozen base storage. */
@@ -109,7 +110,7 @@ function gpt2Forward(o: WorkloadOptions): BenchRecord[] {
   return [makeRecord('gpt2-forward', o.dtype, t, { tokens_per_s: Math.round((B * T) / t.med * 10) / 10, trainable_params: 0, total_params: total })];
 }
 
-export const WORKLOADS: Record<string, Workload> = { gemm, block, 'gpt2-forward': gpt2Forward, ...MODEL_WORKLOADS };
+export const WORKLOADS: Record<string, Workload> = { gemm, block, 'gpt2-forward': gpt2Forward, ...MODEL_WORKLOADS, ...SFT_WORKLOADS };
 
 export function runWorkload(name: string, o: WorkloadOptions): BenchRecord[] {
   const w = WORKLOADS[name];

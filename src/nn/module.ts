@@ -5,6 +5,7 @@
 import { CheckpointError, fmtShape } from '../errors.js';
 import { Tensor } from '../tensor/tensor.js';
 import { copyInto } from '../tensor/creation.js';
+import { markCacheable } from '../tensor/versions.js';
 
 export abstract class Module {
   training = true;
@@ -16,6 +17,8 @@ export abstract class Module {
     if (this._params.has(name)) throw new Error(`parameter '${name}' is registered twice`);
     t.name = name;
     t.requiresGrad = trainable && t.dtype === 'f32';
+    // products under autocast keep its bf16 copy until its storage is next written (tensor/versions.ts)
+    markCacheable(t);
     this._params.set(name, t);
     return t;
   }
@@ -28,6 +31,7 @@ export abstract class Module {
     const old = this._params.get(name);
     if (!old) throw new Error(`no parameter '${name}' to replace`);
     t.name = name;
+    markCacheable(t);
     this._params.set(name, t);
     const self = this as unknown as Record<string, unknown>;
     for (const k of Object.keys(self)) if (self[k] === old) self[k] = t;

@@ -4,6 +4,7 @@
  */
 import { ConfigError } from '../errors.js';
 import { Tensor } from '../tensor/tensor.js';
+import { markModified } from '../tensor/versions.js';
 import { CheckpointError } from '../errors.js';
 
 export interface ParamGroup {
@@ -44,6 +45,7 @@ export abstract class Optimizer {
           this.state.set(p, st);
         }
         this.update(p, p.grad.f32(), g, st, gradScale);
+        markModified(p);
       }
     }
   }

@@ -7,6 +7,7 @@
 import { Module } from '../nn/module.js';
 import { Embedding, Linear } from '../nn/layers.js';
 import { Tensor } from '../tensor/tensor.js';
+import { markModified } from '../tensor/versions.js';
 import { backend } from '../backend/index.js';
 import { linear, linearInt8 } from '../tensor/ops/linalg.js';
 import { ConfigError, IndexError } from '../errors.js';
@@ -67,6 +68,8 @@ export class Int8Linear extends Module {
     const { q, scales } = quantizeInt8(w);
     (this.weight.storage as Int8Array).set(q.storage as Int8Array);
     (this.scales.storage as Float32Array).set(scales.storage as Float32Array);
+    markModified(this.weight);
+    markModified(this.scales);
     const back = this.denseWeight().f32(), want = w.f32();
     let err = 0;
     for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(back[i] - want[i]));

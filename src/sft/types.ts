@@ -28,3 +28,46 @@ export type SftExample =
 /** The record shapes a dataset file may hold ('auto' = decided from each record's keys). */
 export const SFT_FORMATS = ['auto', 'messages', 'sharegpt', 'alpaca', 'prompt-completion', 'text'] as const;
 export type SftFormat = (typeof SFT_FORMATS)[number];
+
+/** A reply of `AutoGLMTrainer.predict` on an SFT run: each text answered as a user message through the chat template. */
+export interface ChatPrediction {
+  prompt: string;
+  completion: string;
+}
+
+/** Generation settings of `predict` and of exact-match evaluation on an SFT run (greedy by default). */
+export interface ChatGenerationOptions {
+  /** Tokens to generate at most (default 128 for predict; for exact match: twice the reference's length + 8). */
+  maxNewTokens?: number;
+  /** Sample instead of greedy decoding, with temperature / topK / topP, seeded. */
+  doSample?: boolean;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  seed?: number;
+}
+
+/** What `AutoGLMTrainer.evaluate` (and `autoglm eval`) reports for an SFT run. */
+export interface SftEvalResult {
+  /** Mean next-token loss over the scored tokens (the answers under completion-only loss). */
+  loss: number;
+  perplexity: number;
+  /** Scored tokens. */
+  tokens: number;
+  /** Examples with a token to score within maxLength. */
+  n: number;
+  /** With `exactMatch`: the share of prompts whose greedy answer equals the reference (whitespace trimmed). */
+  exact_match?: number;
+  /** With `exactMatch`: how many examples had a prompt and a reference answer. */
+  answered?: number;
+  /** With `exactMatch`: the first few answers beside their references. */
+  samples?: Array<{ prompt: string; reference: string; generated: string }>;
+}
+
+/** Options of an SFT run's evaluation. */
+export interface SftEvalOptions extends ChatGenerationOptions {
+  /** Also answer each prompt greedily and compare with the reference answer (the last assistant turn or the completion). */
+  exactMatch?: boolean;
+  /** Use at most this many examples. */
+  maxEval?: number;
+}

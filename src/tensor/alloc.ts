@@ -146,3 +146,12 @@ export function uninitF32(n: number): Float32Array {
   }
   return new Float32Array(n);
 }
+
+/** A Uint16Array for a kernel that overwrites every element (a cast's output): uninitialised from 64 KiB, as uninitF32. */
+export function uninitU16(n: number): Uint16Array {
+  if (NodeBuffer && n * 2 >= MIN_BYTES) {
+    const b = NodeBuffer.allocUnsafeSlow(n * 2);
+    return new Uint16Array(b.buffer, b.byteOffset, n);
+  }
+  return new Uint16Array(n);
+}

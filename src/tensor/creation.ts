@@ -3,6 +3,7 @@ import type { DType } from '../backend/backend.js';
 import { Rng } from '../backend/rng.js';
 import { DTypeError, ShapeError, fmtShape } from '../errors.js';
 import { Tensor } from './tensor.js';
+import { markModified } from './versions.js';
 import { checkShape, numel } from './shape.js';
 
 type Nested = number | Nested[];
@@ -112,4 +113,5 @@ export function copyInto(dst: Tensor, src: Tensor): void {
   if (!dst.isContiguous) throw new ShapeError(`'copyInto' needs a dense destination`);
   const s = src.dtype === dst.dtype ? src.dense() : src.to(dst.dtype).dense();
   (dst.storage as Float32Array).set(s as Float32Array, dst.offset);
+  markModified(dst);
 }

@@ -9,6 +9,7 @@ import { Rng } from '../backend/rng.js';
 import { AutoGLMError } from '../errors.js';
 import { Tensor } from './tensor.js';
 import { noGrad } from './autograd.js';
+import { markModified } from './versions.js';
 
 export interface GradcheckOptions {
   eps?: number;
@@ -56,10 +57,13 @@ export function gradcheck(fn: (...xs: Tensor[]) => Tensor, inputs: Tensor[], opt
         const j = x.offset + i;
         const orig = data[j];
         data[j] = orig + eps;
+        markModified(x);
         const lp = weightedSum(fn(...inputs), w);
         data[j] = orig - eps;
+        markModified(x);
         const lm = weightedSum(fn(...inputs), w);
         data[j] = orig;
+        markModified(x);
         // the perturbation actually applied is the float32-rounded one
         const h = Math.fround(orig + eps) - Math.fround(orig - eps);
         numeric[i] = (lp - lm) / h;

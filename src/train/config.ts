@@ -98,7 +98,7 @@ export const trainerConfigSchema = z.object({
   /** Tokens per text (longer texts are cut). */
   maxLength: z.number().int().positive().max(4096).default(64).describe('Tokens per text (longer texts are cut).'),
   /** Group texts of similar length into batches (less padding). */
-  lengthBucketing: z.boolean().default(true).describe('Group texts of similar length into batches (less padding).'),
+  lengthBucketing: z.boolean().default(true).describe('Group texts (task sft with packing: packed rows) of similar length into batches (less padding).'),
   /** Curriculum learning (src/curriculum): easiest fraction first under a difficulty scorer and a pacing function. */
   curriculum: curriculumSchema,
   /** How batches are drawn: uniform epochs or loss-weighted with an optional importance correction. */

@@ -1,5 +1,6 @@
 /** The trainer: `new AutoGLMTrainer({ model, config }).finetune({ dataset })`. */
-export { AutoGLMTrainer, type FinetuneArgs, type TrainerOptions } from './trainer.js';
+export { AutoGLMTrainer, isChatPrediction, isSftEvalResult, type FinetuneArgs, type TrainerOptions } from './trainer.js';
+export type { ChatPrediction, ChatGenerationOptions, SftEvalResult, SftEvalOptions } from '../sft/types.js';
 export { registerTask, taskNames } from './tasks.js';
 export type { TaskDefinition, TrainingTask, TaskContext, TaskEval, MicroBatchLoss } from './task.js';
 export { parseTrainerConfig, trainerConfigSchema, DEFAULT_LR, type TrainerConfig, type TrainerConfigInput } from './config.js';

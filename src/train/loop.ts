@@ -13,6 +13,7 @@
  * bit for bit.
  */
 import { Tensor } from '../tensor/tensor.js';
+import { markModified } from '../tensor/versions.js';
 import { Rng } from '../backend/rng.js';
 import { backend } from '../backend/index.js';
 import { getRng, setRng } from '../nn/init.js';
@@ -253,7 +254,9 @@ export class TrainingLoop {
     if (this.best) {
       for (const [k, t] of this.named) {
         const v = this.best.get(k);
-        if (v) (t.storage as Float32Array).set(v);
+        if (!v) continue;
+        (t.storage as Float32Array).set(v);
+        markModified(t);
       }
       host.note(`restored the best weights (step ${h.best?.step})`);
     }

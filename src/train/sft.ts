@@ -23,12 +23,13 @@ import { causalLMLoss, causalLMLossFromHidden } from '../models/hf/heads.js';
 import { generate } from '../models/hf/generate.js';
 import type { CausalLM } from '../models/hf/family.js';
 import type { HFTokenizer } from '../models/hf/tokenizer.js';
-import { loadSftSplits } from '../sft/dataset.js';
+import { loadSftSplits, readSftFile } from '../sft/dataset.js';
+import { BadLineSink } from '../data/bad-lines.js';
 import { chatTemplateOf, type ChatTemplate } from '../sft/template.js';
 import { tokenizeAll, type TokenizedExample } from '../sft/tokenize.js';
 import { packRows, packedBatch, padBatch, type SftBatch } from '../sft/batch.js';
 import { configEos, generateChat } from '../sft/chat.js';
-import type { SftExample } from '../sft/types.js';
+import type { ChatMessage, ChatGenerationOptions, ChatPrediction, SftEvalOptions, SftEvalResult, SftExample } from '../sft/types.js';
 import type { RunInfo } from './outputs.js';
 import { applyMethod, paramGroups, trainableOf } from './setup.js';
 import type { TrainerConfig } from './config.js';
@@ -40,15 +41,23 @@ interface SftData {
   train: TokenizedExample[];
   validation: TokenizedExample[];
   test: TokenizedExample[];
-  /** Validation examples as read (for sample generations). */
+  /** Validation and test examples as read (sample generations, exact match). */
   validationExamples: SftExample[];
+  testExamples: SftExample[];
 }
 
-/** A reply of `predict` on an SFT run. */
-export interface ChatPrediction {
-  prompt: string;
-  completion: string;
+/** Where a run's data came from (autoglm.json), so that a loaded run can evaluate on its own splits again. */
+interface SftDataInfo {
+  dataset: string;
+  evalDataset?: string;
+  testDataset?: string;
+  textField?: string;
+  validationFraction?: number;
+  maxTrain?: number;
+  maxEval?: number;
 }
+
+export type { ChatPrediction };
 
 /** The chat template of config `chatTemplate` (its text, or a file), else the model's. */
 function templateFor(tok: HFTokenizer, dir: string | null, c: TrainerConfig): ChatTemplate {
@@ -85,6 +94,8 @@ export class SftTask implements TrainingTask<number[]> {
   private trainStart = 0;
   private evalSeconds = 0;
   private tokensPerSecond = NaN;
+  /** The run's data files and options (null: a run folder from before they were recorded). */
+  private dataInfo: SftDataInfo | null = null;
 
   private constructor(readonly name: string, private readonly ctx: TaskContext, readonly model: CausalLM, readonly baseName: string,
     readonly tokenizer: HFTokenizer, readonly template: ChatTemplate, private readonly data: SftData, lora: LoraModel | null | undefined) {
@@ -96,7 +107,7 @@ export class SftTask implements TrainingTask<number[]> {
     this.rows = c.packing && data.train.length ? packRows(data.train.map((e) => e.ids.length), maxLength) : null;
     const lengths = this.rows ? this.rows.map((r) => r.reduce((a, i) => a + data.train[i].ids.length, 0)) : data.train.map((e) => e.ids.length);
     this.sampler = lengths.length === 0 ? null
-      : c.lengthBucketing && !this.rows ? new BucketSampler(lengths, c.batchSize, c.seed) : new RandomSampler(lengths.length, c.batchSize, c.seed);
+      : c.lengthBucketing ? new BucketSampler(lengths, c.batchSize, c.seed) : new RandomSampler(lengths.length, c.batchSize, c.seed); // packed: rows of similar fill together
   }
 
   static async create(ctx: TaskContext, args: FinetuneArgs): Promise<SftTask> {
@@ -121,9 +132,13 @@ export class SftTask implements TrainingTask<number[]> {
       if (r.dropped) ctx.note(`${split}: dropped ${r.dropped} example(s) with no token to score within maxLength ${maxLength}`);
       return r.examples;
     };
-    const data: SftData = { name: splits.name, train: enc(splits.train, 'train'), validation: enc(splits.validation, 'validation'), test: enc(splits.test, 'test'), validationExamples: splits.validation };
+    const data: SftData = { name: splits.name, train: enc(splits.train, 'train'), validation: enc(splits.validation, 'validation'), test: enc(splits.test, 'test'),
+      validationExamples: splits.validation, testExamples: splits.test };
     if (data.train.length === 0) throw new DatasetError(`'${splits.name}' has no training example with a token to score within maxLength ${maxLength}`);
-    return new SftTask('sft', ctx, model, spec, tok, template, data, undefined);
+    const t = new SftTask('sft', ctx, model, spec, tok, template, data, undefined);
+    t.dataInfo = { dataset: args.dataset, evalDataset: args.evalDataset, testDataset: args.testDataset, textField: args.textField,
+      validationFraction: args.validationFraction, maxTrain: args.maxTrain, maxEval: args.maxEval };
+    return t;
   }
 
   /** A finished run rebuilt from its folder (adapter or model), for predict. */
@@ -142,8 +157,9 @@ export class SftTask implements TrainingTask<number[]> {
     const saved = existsSync(path.join(adapter, 'tokenizer.json')) ? (await import('../models/hf/tokenizer.js')).HFTokenizer.fromDir(adapter) : null;
     const tok = saved ?? (model.hf?.tokenizer as HFTokenizer);
     const template = templateFor(tok, existsSync(adapter) ? adapter : model.hf?.source ?? null, ctx.config);
-    const empty: SftData = { name: info.dataset, train: [], validation: [], test: [], validationExamples: [] };
+    const empty: SftData = { name: info.dataset, train: [], validation: [], test: [], validationExamples: [], testExamples: [] };
     const t = new SftTask('sft', ctx, model, info.model, tok, template, empty, lora);
+    t.dataInfo = (info as RunInfo & { sftData?: SftDataInfo }).sftData ?? null;
     model.eval();
     return t;
   }
@@ -176,25 +192,43 @@ export class SftTask implements TrainingTask<number[]> {
     return padBatch(idx.map((i) => train[i]), this.padId);
   }
 
+  /**
+   * The mean loss over the scored tokens of the batch. Data-parallel: every rank draws the same global batch, trains
+   * on its block of rows, and returns its tokens' share of the global mean (its mean x its scored tokens / the global
+   * batch's), so that the gradients summed over ranks are the global batch's.
+   */
   loss(idx: number[]): MicroBatchLoss {
     if (this.trainStart === 0) this.trainStart = performance.now();
-    const b = this.batch(idx);
-    this.tokens += b.tokens;
-    this.scored += b.scored;
+    const dp = this.ctx.dp;
+    const global = this.batch(idx);
+    this.tokens += global.tokens;
+    this.scored += global.scored;
+    const mine = dp ? dp.shard(idx) : idx;
+    if (mine.length === 0) return { loss: null };
+    const b = dp ? this.batch(mine) : global;
+    if (dp && b.scored === 0) return { loss: null };
     const opts = { attentionMask: b.attentionMask, positionIds: b.positionIds, documentIds: b.documentIds };
     const ls = { labelSmoothing: this.c.labelSmoothing };
     const loss = autocast(this.ctx.compute, () => {
       const head = this.model.headWeights();
       return head ? causalLMLossFromHidden(this.model.hidden(b.ids, opts), head, b.labels, ls) : causalLMLoss(this.model.forward(b.ids, opts), b.labels, ls);
     });
-    return { loss };
+    return { loss: dp ? loss.scale(b.scored / global.scored) : loss };
   }
 
   async evaluate(split: EvalSplit): Promise<TaskEval | null> {
     const seqs = this.data[split];
     if (seqs.length === 0) return null;
     const t0 = performance.now();
-    const r = perplexity(this.model, seqs, this.padId, this.c.evalBatchSize, this.ctx.compute);
+    // data-parallel: each rank scores every W-th sequence; the token-weighted sums are added over ranks
+    const dp = this.ctx.dp;
+    const mine = dp ? seqs.filter((_, i) => i % dp.worldSize === dp.rank) : seqs;
+    let r = perplexity(this.model, mine, this.padId, this.c.evalBatchSize, this.ctx.compute);
+    if (dp) {
+      const [nll, tokens] = await dp.sumNumbers([r.tokens ? r.loss * r.tokens : 0, r.tokens]);
+      const loss = tokens ? nll / tokens : NaN;
+      r = { loss, perplexity: Math.exp(loss), tokens };
+    }
     this.evalSeconds += (performance.now() - t0) / 1e3;
     return r;
   }
@@ -217,7 +251,7 @@ export class SftTask implements TrainingTask<number[]> {
   }
 
   runInfo(): RunInfo {
-    return { model: this.baseName, method: this.c.method, labels: [], config: this.c, dataset: this.data.name };
+    return { model: this.baseName, method: this.c.method, labels: [], config: this.c, dataset: this.data.name, ...(this.dataInfo ? { sftData: this.dataInfo } : {}) } as RunInfo;
   }
 
   /** The adapter (PEFT layout, with the tokenizer files and chat template beside it) or the model; sft.json; samples.jsonl. */
@@ -254,26 +288,89 @@ export class SftTask implements TrainingTask<number[]> {
   /** Greedy answers to the first n validation prompts, beside their references. */
   samples(n: number): Array<Record<string, unknown>> {
     const out: Array<Record<string, unknown>> = [];
-    for (const e of this.data.validationExamples) {
-      if (out.length >= n) break;
-      const p = promptOf(e);
-      if (!p) continue;
-      const maxNewTokens = Math.min(256, 2 * this.tokenizer.encode(p.reference, { addSpecialTokens: false }).length + 8);
-      if (p.chat) {
-        const r = generateChat(this.model, this.tokenizer, this.template, p.messages!.messages, { maxNewTokens });
-        out.push({ messages: p.messages!.messages, reference: p.reference, generated: r.text });
-      } else {
-        const ids = this.tokenizer.encode(p.prompt!);
-        const gen = generate(this.model, ids, { maxNewTokens, eosTokenId: configEos(this.model) });
-        out.push({ prompt: p.prompt, reference: p.reference, generated: this.tokenizer.decode(gen.slice(ids.length)) });
+    const wasTraining = this.model.training;
+    this.model.eval();
+    try {
+      for (const e of this.data.validationExamples) {
+        if (out.length >= n) break;
+        const p = promptOf(e);
+        if (!p) continue;
+        const maxNewTokens = Math.min(256, 2 * this.tokenizer.encode(p.reference, { addSpecialTokens: false }).length + 8);
+        const generated = this.answer({ chat: p.chat, messages: p.messages?.messages, prompt: p.prompt }, { maxNewTokens });
+        out.push({ ...(p.chat ? { messages: p.messages!.messages } : { prompt: p.prompt }), reference: p.reference, generated });
       }
+    } finally {
+      this.model.train(wasTraining);
     }
     return out;
   }
 
-  /** Each text as a user message, answered greedily through the chat template. */
-  async predict(texts: string[]): Promise<ChatPrediction[]> {
-    return texts.map((prompt) => ({ prompt, completion: generateChat(this.model, this.tokenizer, this.template, [{ role: 'user', content: prompt }], { maxNewTokens: 128 }).text }));
+  /** Each text as a user message, answered through the chat template (greedy unless opts.doSample). */
+  async predict(texts: string[], opts: ChatGenerationOptions = {}): Promise<ChatPrediction[]> {
+    const wasTraining = this.model.training;
+    this.model.eval();
+    try {
+      return texts.map((prompt) => ({ prompt, completion: this.answer({ chat: true, messages: [{ role: 'user', content: prompt }] }, { maxNewTokens: 128, ...opts }) }));
+    } finally {
+      this.model.train(wasTraining);
+    }
+  }
+
+  /** The model's answer to a prompt: a conversation through the chat template, or a plain-text prompt. */
+  private answer(p: { chat: boolean; messages?: ChatMessage[]; prompt?: string }, opts: ChatGenerationOptions): string {
+    if (p.chat) return generateChat(this.model, this.tokenizer, this.template, p.messages!, opts).text;
+    const ids = this.tokenizer.encode(p.prompt!);
+    const gen = generate(this.model, ids, { ...opts, eosTokenId: configEos(this.model) });
+    return this.tokenizer.decode(gen.slice(ids.length), { skipSpecialTokens: true });
+  }
+
+  /** The examples of a split of the run's data (re-read from the files autoglm.json names when the run was loaded), or of a dataset file. */
+  private async examplesOf(split: EvalSplit | string): Promise<{ examples: SftExample[]; name: string }> {
+    if (split !== 'validation' && split !== 'test') {
+      const sink = new BadLineSink('error');
+      return { examples: await readSftFile(split, sink, this.c.datasetFormat, this.dataInfo?.textField ?? 'text'), name: split };
+    }
+    const have = split === 'validation' ? this.data.validationExamples : this.data.testExamples;
+    if (have.length || this.data.train.length) return { examples: have, name: `${this.data.name} (${split})` };
+    if (!this.dataInfo) throw new ConfigError(`this SFT run's folder does not say which data it was trained on; evaluate it on a dataset file instead of '${split}'`);
+    if (split === 'test' && !this.dataInfo.testDataset) throw new ConfigError(`this SFT run had no test file (testDataset); evaluate it on '${split === 'test' ? 'validation' : split}' or on a dataset file`);
+    const s = await loadSftSplits({ ...this.dataInfo, format: this.c.datasetFormat, seed: this.c.seed, onBadLine: 'skip' });
+    return { examples: s[split], name: `${this.dataInfo.dataset} (${split})` };
+  }
+
+  /**
+   * Loss and perplexity over the scored tokens of a split or a dataset file (the same tokenization and masking as
+   * training); with `exactMatch`, also each prompt answered (greedy by default) and compared with its reference.
+   */
+  async evaluateOn(split: EvalSplit | string | unknown[], opts: SftEvalOptions = {}): Promise<SftEvalResult> {
+    if (typeof split !== 'string') throw new ConfigError(`an SFT run evaluates on 'validation', 'test' or a dataset file (.jsonl, .json, .csv, .parquet), not on classification examples`);
+    const { examples: all } = await this.examplesOf(split);
+    const examples = opts.maxEval !== undefined ? all.slice(0, opts.maxEval) : all;
+    const maxLength = Math.min(this.c.maxLength, this.model.maxPositions ?? Infinity);
+    const seqs = tokenizeAll(examples, this.tokenizer, this.template, { maxLength, completionOnlyLoss: this.c.completionOnlyLoss }).examples;
+    const r = seqs.length ? perplexity(this.model, seqs, this.padId, this.c.evalBatchSize, this.ctx.compute) : { loss: NaN, perplexity: NaN, tokens: 0 };
+    const out: SftEvalResult = { loss: r.loss, perplexity: r.perplexity, tokens: r.tokens, n: seqs.length };
+    if (!opts.exactMatch) return out;
+    const { exactMatch: _e, maxEval: _m, ...gen } = opts;
+    const wasTraining = this.model.training;
+    this.model.eval();
+    let right = 0, answered = 0;
+    const samples: NonNullable<SftEvalResult['samples']> = [];
+    try {
+      for (const e of examples) {
+        const p = promptOf(e);
+        if (!p) continue;
+        const maxNewTokens = gen.maxNewTokens ?? Math.min(256, 2 * this.tokenizer.encode(p.reference, { addSpecialTokens: false }).length + 8);
+        const generated = this.answer({ chat: p.chat, messages: p.messages?.messages, prompt: p.prompt }, { ...gen, maxNewTokens });
+        answered++;
+        if (generated.trim() === p.reference.trim()) right++;
+        if (samples.length < 5) samples.push({ prompt: p.chat ? p.messages!.messages.at(-1)!.content : p.prompt!, reference: p.reference, generated });
+      }
+    } finally {
+      this.model.train(wasTraining);
+    }
+    if (answered === 0) throw new DatasetError(`exact match needs examples with a reference answer (a conversation ending in an assistant turn, or prompt/completion); '${split}' has none`);
+    return { ...out, exact_match: right / answered, answered, samples };
   }
 }
 
@@ -282,7 +379,7 @@ export const sftTask: TaskDefinition = {
   description: 'supervised fine-tuning of a decoder on chat / instruction data: chat template, loss on the answers, packing',
   refuses: CAUSAL_LM_REFUSES,
   monitors: ['val_loss'],
-  dataParallel: false,
+  dataParallel: true,
   check: (c) => checkCausalLM(c, 'sft'),
   create: (ctx, args) => SftTask.create(ctx, args),
   load: (ctx, dir, info) => SftTask.load(ctx, dir, info),

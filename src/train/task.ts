@@ -148,10 +148,13 @@ export interface TrainingTask<B = unknown> {
   saveOutputs(dir: string): Promise<Record<string, string>>;
   /** Task-specific fields of the final history (e.g. the final task weights). */
   finish?(history: History): void;
-  /** `AutoGLMTrainer.evaluate`: a split of the run's data or examples. */
-  evaluateOn?(split: EvalSplit | DatasetSplits['test']): Promise<unknown>;
-  /** `AutoGLMTrainer.predict`. */
-  predict?(texts: string[]): Promise<unknown[]>;
+  /**
+   * `AutoGLMTrainer.evaluate`: a split of the run's data, examples, or a dataset file (tasks that read files); `opts`
+   * are the task's own evaluation options (the trainer refuses them for tasks that take none).
+   */
+  evaluateOn?(split: EvalSplit | DatasetSplits['test'] | string, opts?: object): Promise<unknown>;
+  /** `AutoGLMTrainer.predict`; `opts` as for evaluateOn (generation settings of task sft). */
+  predict?(texts: string[], opts?: object): Promise<unknown[]>;
 }
 
 /** A registered kind of training. */

@@ -25,6 +25,7 @@ import { AutoGLMError, ConfigError } from '../errors.js';
 import { parseTrainerConfig, type TrainerConfig, type TrainerConfigInput } from './config.js';
 import type { History } from './history.js';
 import type { EvalResult, Prediction } from './evaluate.js';
+import type { ChatGenerationOptions, ChatPrediction, SftEvalOptions, SftEvalResult } from '../sft/types.js';
 import { readRunInfo } from './outputs.js';
 import { learningRate } from './setup.js';
 import { checkTaskKeys, taskDefinitions, taskOf } from './tasks.js';
@@ -33,6 +34,16 @@ import { TrainingLoop } from './loop.js';
 import type { FinetuneArgs, TaskContext, TaskDefinition, TrainingTask } from './task.js';
 
 export type { FinetuneArgs } from './task.js';
+
+/** Whether predictions are an SFT run's answers (else a classification run's labels). */
+export function isChatPrediction(p: Prediction | ChatPrediction): p is ChatPrediction {
+  return 'completion' in p && !('label' in p);
+}
+
+/** Whether an evaluation is an SFT run's (loss, perplexity, exact match), else a classification run's. */
+export function isSftEvalResult(r: EvalResult | SftEvalResult): r is SftEvalResult {
+  return 'perplexity' in r && !('accuracy' in r);
+}
 
 /** How long a rank waits for the others in one collective (a dead peer is reported at once, not after this). */
 const DP_TIMEOUT_MS = 10 * 60 * 1000;
@@ -147,18 +158,32 @@ export class AutoGLMTrainer extends EventEmitter {
     }
   }
 
-  /** Evaluates the fine-tuned model on a split of the last dataset, or on examples. */
-  async evaluate(split: 'test' | 'validation' | DatasetSplits['test'] = 'test'): Promise<EvalResult> {
+  /**
+   * Evaluates the fine-tuned model on a split of the last dataset ('test' | 'validation'), or on examples
+   * (classification, multi-task), or on a dataset file (sft). Classification runs report an `EvalResult`
+   * (accuracy, macro-F1, loss, per-class report; per task in a multi-task run); SFT runs an `SftEvalResult` (loss
+   * and perplexity over the scored tokens, and with `opts.exactMatch` the share of prompts answered exactly).
+   */
+  async evaluate(split: 'test' | 'validation' | DatasetSplits['test'] | string = 'test', opts: SftEvalOptions = {}): Promise<EvalResult | SftEvalResult> {
     if (!this.task) throw new AutoGLMError(`'evaluate' needs a fine-tuned model: call finetune() first (or AutoGLMTrainer.load)`);
-    if (!this.task.evaluateOn) throw new ConfigError(`'evaluate' works on classification runs; task '${this.task.name}' reports its evaluation in the history of finetune()`);
-    return (await this.task.evaluateOn(split)) as EvalResult;
+    if (!this.task.evaluateOn) throw new ConfigError(`'evaluate' works on classification, multi-task and sft runs; task '${this.task.name}' reports its evaluation in the history of finetune()`);
+    if (this.task.name !== 'sft') {
+      if (typeof split === 'string' && split !== 'test' && split !== 'validation') throw new ConfigError(`'evaluate' takes 'test', 'validation' or examples for task '${this.task.name}' (got '${split}'; a file: load it with loadDataset and pass its examples)`);
+      if (Object.keys(opts).length) throw new ConfigError(`evaluation options ${Object.keys(opts).map((k) => `'${k}'`).join(', ')} apply to sft runs; task '${this.task.name}' takes none`);
+    }
+    return (await this.task.evaluateOn(split, opts)) as EvalResult | SftEvalResult;
   }
 
-  /** Predicted labels (with probabilities) for texts. */
-  async predict(texts: string[]): Promise<Prediction[]> {
+  /**
+   * Predictions for texts: a classification run's labels with probabilities (`Prediction`, per task in a
+   * multi-task run); an SFT run's answers, each text sent as a user message through the chat template
+   * (`ChatPrediction`; greedy unless `opts.doSample`). Narrow with `isChatPrediction`.
+   */
+  async predict(texts: string[], opts: ChatGenerationOptions = {}): Promise<Prediction[] | ChatPrediction[]> {
     if (!this.task) throw new AutoGLMError(`'predict' needs a fine-tuned model: call finetune() first (or AutoGLMTrainer.load)`);
-    if (!this.task.predict) throw new ConfigError(`'predict' works on classification runs; task '${this.task.name}' has no labels to predict`);
-    return (await this.task.predict(texts)) as Prediction[];
+    if (!this.task.predict) throw new ConfigError(`'predict' works on classification, multi-task and sft runs; task '${this.task.name}' has no labels to predict or chat template to answer through`);
+    if (this.task.name !== 'sft' && Object.keys(opts).length) throw new ConfigError(`generation options ${Object.keys(opts).map((k) => `'${k}'`).join(', ')} apply to sft runs; task '${this.task.name}' predicts labels`);
+    return (await this.task.predict(texts, opts)) as Prediction[] | ChatPrediction[];
   }
 
   /** Rebuilds a trainer from a finished run's output folder (for eval/predict). */

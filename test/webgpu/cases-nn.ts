@@ -14,8 +14,16 @@ export const nnCases: Case[] = [
         qStrides: [300, 300, 300], kStrides: [900, 900, 300], vStrides: [900, 900, 300], outStrides: [300, 300, 300] };
       const a = G.alloc('f32', 900);
       let msg = '';
-      try { G.attention(s, a, a, a, null, G.alloc('f32', 4), G.alloc('f32', 2)); } catch (e) { msg = `${(e as Error).name}: ${(e as Error).message}`; }
+      try { G.attention(s, a, a, a, null, null, G.alloc('f32', 4), G.alloc('f32', 2)); } catch (e) { msg = `${(e as Error).name}: ${(e as Error).message}`; }
       if (!/ShapeError: .*head sizes up to 256; got D = 300/.test(msg)) throw new Error(`attention D = 300: expected a ShapeError; got '${msg}'`);
+      msg = '';
+      const s4 = { ...s, Tq: 2, D: 4, Dv: 4 };
+      try { G.attention(s4, a, a, a, null, G.alloc('i32', 1), G.alloc('f32', 8), G.alloc('f32', 4)); } catch (e) { msg = `${(e as Error).name}: ${(e as Error).message}`; }
+      if (!/ShapeError: .*firstKey has 1 elements; expected B \* Tq = 2/.test(msg)) throw new Error(`a short firstKey: expected a ShapeError; got '${msg}'`);
+      msg = '';
+      const mm = { batch: 1, M: 2, N: 3, K: 2, transA: false, transB: false, strideA: 0, strideB: 0, alpha: 1, beta: 0, dtype: 'f32' as const };
+      try { G.matmul({ ...mm, a, b: a, out: G.alloc('f32', 6), bias: G.alloc('f32', 2) }); } catch (e) { msg = `${(e as Error).name}: ${(e as Error).message}`; }
+      if (!/ShapeError: .*bias has 2 elements; expected N = 3/.test(msg)) throw new Error(`a short bias: expected a ShapeError; got '${msg}'`);
       const max = G.ctx.device.limits.maxStorageBufferBindingSize;
       msg = '';
       try { G.alloc('f32', max / 4 + 1); } catch (e) { msg = (e as Error).message; }
@@ -179,6 +187,27 @@ export const nnCases: Case[] = [
     },
   },
   {
+    name: 'matmul with a bias (a Linear\'s, added in the epilogue; the portable backend fills out first)',
+    run(t, P, G) {
+      // batched, at offsets (the bias a view at element 5), f32 transposed and not, and a bf16 product
+      for (const [batch, M, N, K, transA, transB] of [[2, 33, 40, 29, false, true], [1, 64, 128, 64, false, false], [3, 5, 7, 9, true, false]] as const) {
+        const a = t.f32(batch * M * K + 3), b = t.f32(K * N + 1), bias = t.f32(N + 5);
+        const out = t.out(batch * M * N, 'f32', t.rand(batch * M * N));
+        const args = { batch, M, N, K, transA, transB, strideA: M * K, strideB: 0, alpha: 0.5, beta: 0 };
+        P.matmul({ ...args, a: a.c.subarray(3), b: b.c.subarray(1), out: out.c, dtype: 'f32', bias: bias.c.subarray(5) });
+        G.matmul({ ...args, a: a.g.subarray(3), b: b.g.subarray(1), out: out.g, dtype: 'f32', bias: bias.g.subarray(5) });
+        t.check(`bias ${batch}x${M}x${N}x${K} tA=${transA} tB=${transB}`, out, 1e-4, 1e-5);
+      }
+      const M = 34, N = 70, K = 30;
+      const toBits = (x: Float32Array): Uint16Array => { const o = new Uint16Array(x.length); P.cast(x, 'f32', o, 'bf16'); return o; };
+      const a = t.in(toBits(t.rand(M * K)), 'bf16'), b = t.in(toBits(t.rand(K * N)), 'bf16'), bias = t.f32(N), out = t.out(M * N);
+      const args = { batch: 1, M, N, K, transA: false, transB: true, strideA: 0, strideB: 0, alpha: 1, beta: 0 };
+      P.matmul({ ...args, a: a.c, b: b.c, out: out.c, dtype: 'bf16', bias: bias.c });
+      G.matmul({ ...args, a: a.g, b: b.g, out: out.g, dtype: 'bf16', bias: bias.g });
+      t.check('bias bf16 34x70x30 tB', out, 1e-4, 1e-5);
+    },
+  },
+  {
     name: 'matmul bf16 and f16 operands (f32 accumulation), matmulLowp bf16 and int8',
     run(t, P, G) {
       const toBits = (x: Float32Array, dt: 'bf16' | 'f16'): Uint16Array => { const o = new Uint16Array(x.length); P.cast(x, 'f32', o, dt); return o; };
@@ -215,10 +244,18 @@ export const nnCases: Case[] = [
     },
   },
   ...([
-    ['plain', { B: 2, H: 2, Hkv: 2, Tq: 9, Tk: 9, D: 16, Dv: 16, causal: false, mask: false }],
-    ['causal, grouped-query, key mask', { B: 2, H: 4, Hkv: 2, Tq: 7, Tk: 7, D: 8, Dv: 12, causal: true, mask: true }],
-    ['causal, Tq < Tk, 130 keys (two chunks of queries for dk/dv)', { B: 1, H: 2, Hkv: 1, Tq: 5, Tk: 130, D: 8, Dv: 8, causal: true, mask: false }],
-    ['2500 keys (three chunks of scores), key mask, Dv = 200', { B: 1, H: 1, Hkv: 1, Tq: 3, Tk: 2500, D: 4, Dv: 200, causal: false, mask: true }],
+    ['plain', { B: 2, H: 2, Hkv: 2, Tq: 9, Tk: 9, D: 16, Dv: 16, causal: false, mask: false, firstKey: null }],
+    ['causal, grouped-query, key mask', { B: 2, H: 4, Hkv: 2, Tq: 7, Tk: 7, D: 8, Dv: 12, causal: true, mask: true, firstKey: null }],
+    ['causal, Tq < Tk, 130 keys (two chunks of queries for dk/dv)', { B: 1, H: 2, Hkv: 1, Tq: 5, Tk: 130, D: 8, Dv: 8, causal: true, mask: false, firstKey: null }],
+    ['2500 keys (three chunks of scores), key mask, Dv = 200', { B: 1, H: 1, Hkv: 1, Tq: 3, Tk: 2500, D: 4, Dv: 200, causal: false, mask: true, firstKey: null }],
+    // packed rows: each query sees its document from its start (firstKey) up to itself; row 1 holds three documents,
+    // row 0 two (a negative start reads as 0); with a key mask and grouped-query heads
+    ['packed rows (firstKey), causal, grouped-query, key mask', { B: 2, H: 4, Hkv: 2, Tq: 11, Tk: 11, D: 8, Dv: 12, causal: true, mask: true,
+      firstKey: [0, 0, 0, 0, 0, 0, -3, 6, 6, 6, 6, 0, 0, 0, 3, 3, 3, 3, 7, 7, 7, 7] }],
+    // a first key in the second chunk of scores (1024 keys each), one at 0 and one past the last key (every key
+    // hidden: a zero output and zero gradients)
+    ['firstKey in the second chunk of 1100 keys, one query with every key hidden', { B: 1, H: 2, Hkv: 1, Tq: 3, Tk: 1100, D: 4, Dv: 8,
+      causal: false, mask: false, firstKey: [1050, 0, 1100] }],
   ] as const).map(([label, c]): Case => ({
     name: `attention forward and backward (${label})`,
     run(t, P, G) {
@@ -233,13 +270,14 @@ export const nnCases: Case[] = [
       const km = new Float32Array(B * Tk);
       if (c.mask) { km[1] = 1; km[Tk + 2] = 1; km[Tk + 3] = 1; }
       const mask = c.mask ? t.in(km) : null;
+      const fk = c.firstKey ? t.in(Int32Array.from(c.firstKey), 'i32') : null;
       const out = t.out(B * H * Tq * Dv), stats = t.out(B * H * Tq * 2);
-      P.attention(s, q.c, k.c, v.c, mask?.c ?? null, out.c, stats.c);
-      G.attention(s, q.g, k.g, v.g, mask?.g ?? null, out.g, stats.g);
+      P.attention(s, q.c, k.c, v.c, mask?.c ?? null, fk?.c ?? null, out.c, stats.c);
+      G.attention(s, q.g, k.g, v.g, mask?.g ?? null, fk?.g ?? null, out.g, stats.g);
       t.check('out', out, 1e-4, 1e-5);
       const dout = t.f32(B * H * Tq * Dv), dq = t.out(q.c.length), dk = t.out(k.c.length), dv = t.out(v.c.length);
-      P.attentionBackward(s, q.c, k.c, v.c, mask?.c ?? null, stats.c, dout.c, s.outStrides, dq.c, dk.c, dv.c);
-      G.attentionBackward(s, q.g, k.g, v.g, mask?.g ?? null, stats.g, dout.g, s.outStrides, dq.g, dk.g, dv.g);
+      P.attentionBackward(s, q.c, k.c, v.c, mask?.c ?? null, fk?.c ?? null, stats.c, dout.c, s.outStrides, dq.c, dk.c, dv.c);
+      G.attentionBackward(s, q.g, k.g, v.g, mask?.g ?? null, fk?.g ?? null, stats.g, dout.g, s.outStrides, dq.g, dk.g, dv.g);
       t.check('dq', dq, 1e-4, 1e-5);
       t.check('dk', dk, 1e-4, 1e-5);
       t.check('dv', dv, 1e-4, 1e-5);

@@ -11,16 +11,21 @@ function visibleKeys(s: AttentionShape, i: number): number {
   return s.causal ? Math.max(0, Math.min(s.Tk, s.Tk - s.Tq + i + 1)) : s.Tk;
 }
 
+/** The first key query i of batch b may see (packed rows: its document's start); 0 without firstKey. */
+function firstKeyOf(firstKey: Int32Array | null, s: AttentionShape, b: number, i: number): number {
+  return firstKey ? Math.max(0, firstKey[b * s.Tq + i]) : 0;
+}
+
 /** Row i of P for (b, h) into `row` (length Tk); returns [max, 1/sum] (both 0 when every key is masked). */
-function probsRow(s: AttentionShape, q: Float32Array, k: Float32Array, keyMask: Float32Array | null, b: number, h: number,
-  i: number, row: Float64Array): [number, number] {
+function probsRow(s: AttentionShape, q: Float32Array, k: Float32Array, keyMask: Float32Array | null, firstKey: Int32Array | null,
+  b: number, h: number, i: number, row: Float64Array): [number, number] {
   const { H, Hkv, Tk, D, qStrides: qs, kStrides: ks, scale } = s;
   const hk = Math.floor(h / (H / Hkv));
   const qo = b * qs[0] + h * qs[1] + i * qs[2];
-  const vis = visibleKeys(s, i);
+  const vis = visibleKeys(s, i), lo = firstKeyOf(firstKey, s, b, i);
   let mx = -Infinity;
   for (let j = 0; j < vis; j++) {
-    if (keyMask && keyMask[b * Tk + j] !== 0) { row[j] = -Infinity; continue; }
+    if (j < lo || (keyMask && keyMask[b * Tk + j] !== 0)) { row[j] = -Infinity; continue; }
     const ko = b * ks[0] + hk * ks[1] + j * ks[2];
     let acc = 0;
     for (let d = 0; d < D; d++) acc += q[qo + d] * k[ko + d];
@@ -38,7 +43,7 @@ function probsRow(s: AttentionShape, q: Float32Array, k: Float32Array, keyMask: 
 }
 
 export function attention(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null,
-  out: Float32Array, stats: Float32Array): void {
+  firstKey: Int32Array | null, out: Float32Array, stats: Float32Array): void {
   const { B, H, Hkv, Tq, Tk, Dv, vStrides: vs, outStrides: os } = s;
   const groups = H / Hkv;
   const row = new Float64Array(Tk);
@@ -46,7 +51,7 @@ export function attention(s: AttentionShape, q: Float32Array, k: Float32Array, v
     for (let h = 0; h < H; h++) {
       const hk = Math.floor(h / groups);
       for (let i = 0; i < Tq; i++) {
-        const [mx, inv] = probsRow(s, q, k, keyMask, b, h, i, row);
+        const [mx, inv] = probsRow(s, q, k, keyMask, firstKey, b, h, i, row);
         stats[((b * H + h) * Tq + i) * 2] = mx;
         stats[((b * H + h) * Tq + i) * 2 + 1] = inv;
         const vis = visibleKeys(s, i);
@@ -62,7 +67,7 @@ export function attention(s: AttentionShape, q: Float32Array, k: Float32Array, v
 }
 
 export function attentionBackward(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array,
-  keyMask: Float32Array | null, _stats: Float32Array, dout: Float32Array, dos: [number, number, number], dq: Float32Array,
+  keyMask: Float32Array | null, firstKey: Int32Array | null, _stats: Float32Array, dout: Float32Array, dos: [number, number, number], dq: Float32Array,
   dk: Float32Array, dv: Float32Array): void {
   const { B, H, Hkv, Tq, Tk, D, Dv, qStrides: qs, kStrides: ks, vStrides: vs, scale } = s;
   const groups = H / Hkv;
@@ -78,7 +83,7 @@ export function attentionBackward(s: AttentionShape, q: Float32Array, k: Float32
     for (let h = 0; h < H; h++) {
       const hk = Math.floor(h / groups);
       for (let i = 0; i < Tq; i++) {
-        probsRow(s, q, k, keyMask, b, h, i, P);
+        probsRow(s, q, k, keyMask, firstKey, b, h, i, P);
         const dOo = b * dos[0] + h * dos[1] + i * dos[2];
         const qo = b * qs[0] + h * qs[1] + i * qs[2];
         let dot = 0;

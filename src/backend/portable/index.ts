@@ -6,7 +6,7 @@
 import type {
   AdamWArgs, AttentionShape, Backend, BinaryOp, DType, MatmulArgs, MatmulLowpArgs, ReduceOp, SGDArgs, Storage, UnaryOp,
 } from '../backend.js';
-import { allocStorage } from '../backend.js';
+import { allocStorage, prefillBias } from '../backend.js';
 import { attention, attentionBackward } from './attention.js';
 import { cast } from './cast.js';
 import { affine, axpby, unary, unaryBackward } from './elementwise.js';
@@ -78,7 +78,7 @@ export class PortableBackend implements Backend {
   }
 
   matmul(args: MatmulArgs): void {
-    matmul(args);
+    matmul(prefillBias(args));
   }
   matmulLowp(args: MatmulLowpArgs): void {
     matmulLowp(args);
@@ -145,12 +145,12 @@ export class PortableBackend implements Backend {
   }
 
   attention(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null,
-    out: Float32Array, stats: Float32Array): void {
-    attention(s, q, k, v, keyMask, out, stats);
+    firstKey: Int32Array | null, out: Float32Array, stats: Float32Array): void {
+    attention(s, q, k, v, keyMask, firstKey, out, stats);
   }
   attentionBackward(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null,
-    stats: Float32Array, dout: Float32Array, doutStrides: [number, number, number], dq: Float32Array, dk: Float32Array,
-    dv: Float32Array): void {
-    attentionBackward(s, q, k, v, keyMask, stats, dout, doutStrides, dq, dk, dv);
+    firstKey: Int32Array | null, stats: Float32Array, dout: Float32Array, doutStrides: [number, number, number], dq: Float32Array,
+    dk: Float32Array, dv: Float32Array): void {
+    attentionBackward(s, q, k, v, keyMask, firstKey, stats, dout, doutStrides, dq, dk, dv);
   }
 }

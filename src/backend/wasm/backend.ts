@@ -7,7 +7,7 @@
 import type {
   AdamWArgs, AttentionShape, Backend, BinaryOp, DType, MatmulArgs, MatmulLowpArgs, ReduceOp, SGDArgs, Storage, UnaryOp,
 } from '../backend.js';
-import { allocStorage } from '../backend.js';
+import { allocStorage, prefillBias } from '../backend.js';
 import { PortableBackend } from '../portable.js';
 import type { WasmMemory } from './memory.js';
 
@@ -37,7 +37,7 @@ function reach(st: readonly number[], B: number, H: number, T: number, D: number
 }
 
 function checkAttention(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null,
-  stats: Float32Array, o: Float32Array, os: readonly number[], oName: string): void {
+  firstKey: Int32Array | null, stats: Float32Array, o: Float32Array, os: readonly number[], oName: string): void {
   const fail = (what: string) => { throw new RangeError(`attention: ${what}`); };
   for (const key of ['B', 'H', 'Hkv', 'Tq', 'Tk', 'D', 'Dv'] as const) {
     if (!Number.isInteger(s[key]) || s[key] <= 0) fail(`shape.${key} must be a positive integer; got ${s[key]}`);
@@ -50,6 +50,7 @@ function checkAttention(s: AttentionShape, q: Float32Array, k: Float32Array, v: 
   if (reach(os, s.B, s.H, s.Tq, s.Dv) > o.length) fail(`${oName} is smaller than its strides reach`);
   if (stats.length < s.B * s.H * s.Tq * 2) fail('stats must hold B*H*Tq*2 elements');
   if (keyMask && keyMask.length < s.B * s.Tk) fail('keyMask must hold B*Tk elements');
+  if (firstKey && firstKey.length < s.B * s.Tq) fail('firstKey must hold B*Tq elements');
 }
 
 /** The int part of an attention shape as ag_attention reads it. */
@@ -71,6 +72,10 @@ export class WasmBackend implements Backend {
   }
   numThreads(): number {
     return this.w.x.ag_threads();
+  }
+  /** Bytes of the module's linear memory (its high-water mark: wasm memory never shrinks). */
+  wasmMemoryBytes(): number {
+    return this.w.memory.buffer.byteLength;
   }
 
   alloc(dtype: DType, size: number): Storage {
@@ -142,6 +147,7 @@ export class WasmBackend implements Backend {
   }
 
   matmul(m: MatmulArgs): void {
+    m = prefillBias(m);
     const { dtype, batch, M, N, K } = m;
     if (dtype !== 'f32' && dtype !== 'bf16') throw new Error(`matmul: dtype must be 'f32' or 'bf16'; got '${dtype as string}'`);
     const bf16 = dtype === 'bf16';
@@ -342,28 +348,28 @@ export class WasmBackend implements Backend {
   }
 
   attention(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null,
-    out: Float32Array, stats: Float32Array): void {
-    checkAttention(s, q, k, v, keyMask, stats, out, s.outStrides, 'out');
+    firstKey: Int32Array | null, out: Float32Array, stats: Float32Array): void {
+    checkAttention(s, q, k, v, keyMask, firstKey, stats, out, s.outStrides, 'out');
     const w = this.w;
     w.reset();
     const shape = w.putInts(shapeInts(s));
     // out is written at its strides only: the bytes between stay as they were, so it goes in as well as out
-    const [pq, pk, pv, pm, po] = w.putShared([q, k, v, keyMask, out]);
+    const [pq, pk, pv, pm, pf, po] = w.putShared([q, k, v, keyMask, firstKey, out]);
     const ps = w.reserve(stats.byteLength);
-    if (w.x.ag_attention(shape, s.scale, pq, pk, pv, pm, po, ps) !== 0) throw new RangeError('attention: out of WebAssembly memory');
+    if (w.x.ag_attention(shape, s.scale, pq, pk, pv, pm, pf, po, ps) !== 0) throw new RangeError('attention: out of WebAssembly memory');
     w.getShared([out]);
     w.get(ps, stats);
   }
   attentionBackward(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null,
-    stats: Float32Array, dout: Float32Array, doutStrides: [number, number, number], dq: Float32Array, dk: Float32Array,
-    dv: Float32Array): void {
-    checkAttention(s, q, k, v, keyMask, stats, dout, doutStrides, 'dout');
+    firstKey: Int32Array | null, stats: Float32Array, dout: Float32Array, doutStrides: [number, number, number], dq: Float32Array,
+    dk: Float32Array, dv: Float32Array): void {
+    checkAttention(s, q, k, v, keyMask, firstKey, stats, dout, doutStrides, 'dout');
     const w = this.w;
     w.reset();
     const shape = w.putInts(shapeInts(s));
     const dos = w.putInts(doutStrides);
-    const [pq, pk, pv, pm, pst, pdo, pdq, pdk, pdv] = w.putShared([q, k, v, keyMask, stats, dout, dq, dk, dv]);
-    if (w.x.ag_attention_backward(shape, s.scale, pq, pk, pv, pm, pst, pdo, dos, pdq, pdk, pdv) !== 0) {
+    const [pq, pk, pv, pm, pf, pst, pdo, pdq, pdk, pdv] = w.putShared([q, k, v, keyMask, firstKey, stats, dout, dq, dk, dv]);
+    if (w.x.ag_attention_backward(shape, s.scale, pq, pk, pv, pm, pf, pst, pdo, dos, pdq, pdk, pdv) !== 0) {
       throw new RangeError('attentionBackward: out of WebAssembly memory');
     }
     w.getShared([dq, dk, dv]);

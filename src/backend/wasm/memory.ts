@@ -20,8 +20,8 @@ export interface WasmExports {
   ag_ready_workers(): number;
   ag_set_main_may_wait(v: number): void;
   ag_gemm_init(threads: number): void;
-  ag_attention(shape: number, scale: number, q: number, k: number, v: number, keyMask: number, out: number, stats: number): number;
-  ag_attention_backward(shape: number, scale: number, q: number, k: number, v: number, keyMask: number, stats: number,
+  ag_attention(shape: number, scale: number, q: number, k: number, v: number, keyMask: number, firstKey: number, out: number, stats: number): number;
+  ag_attention_backward(shape: number, scale: number, q: number, k: number, v: number, keyMask: number, firstKey: number, stats: number,
     dout: number, dos: number, dq: number, dk: number, dv: number): number;
   ag_unary(op: number, x: number, out: number, n: number): number;
   ag_unary_backward(op: number, x: number, dy: number, dx: number, n: number): number;

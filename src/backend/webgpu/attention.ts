@@ -8,7 +8,7 @@
 import type { AttentionShape } from '../backend.js';
 import type { GpuArray } from './array.js';
 import { Params, type GpuContext } from './device.js';
-import { ShapeError } from '../../errors.js';
+import { DTypeError, ShapeError } from '../../errors.js';
 import { PARAMS, buf } from './wgsl.js';
 
 /** Keys per chunk of a query row's scores in workgroup memory (any number of keys is processed chunk by chunk). */
@@ -18,7 +18,10 @@ const MAX_D = 256;
 
 // p: 0 B, 1 H, 2 Hkv, 3 Tq, 4 Tk, 5 D, 6 Dv, 7 scale(f32), 8 causal, 9 hasMask,
 //    10..12 q strides, 13..15 k, 16..18 v, 19..21 out/dout, 22 qOff, 23 kOff, 24 vOff, 25 oOff, 26 maskOff, 27 statsOff,
-//    28 dqOff, 29 dkOff, 30 dvOff, 31 deltaOff
+//    28 dqOff, 29 dkOff, 30 dvOff, 31 deltaOff, 32 hasFirstKey, 33 firstKeyOff
+// firstKey (B, Tq; packed rows: each query's document start) is read by the forward and the query-row backward
+// kernel; the latter copies it (bits) after delta in the scratch buffer, from which the key-row kernel reads it
+// (binding one more buffer there would exceed 10 storage buffers per stage).
 const COMMON = /* wgsl */ `
 const WG: u32 = 128u;
 var<workgroup> red: array<f32, 128>;
@@ -43,6 +46,7 @@ fn visible(i: u32) -> u32 {
   if (pu(8u) == 0u) { return u32(Tk); }
   return u32(clamp(Tk - i32(pu(3u)) + i32(i) + 1, 0, Tk));
 }
+fn fkAt(b: u32, i: u32) -> u32 { return b * pu(3u) + i; }
 fn masked(b: u32, j: u32) -> bool { return pu(9u) == 1u && KM[pu(26u) + b * pu(4u) + j] != 0.0; }
 fn qAt(b: u32, h: u32, i: u32) -> u32 { return pu(22u) + b * pu(10u) + h * pu(11u) + i * pu(12u); }
 fn kAt(b: u32, h: u32, j: u32) -> u32 { return pu(23u) + b * pu(13u) + h * pu(14u) + j * pu(15u); }
@@ -58,10 +62,15 @@ fn score(b: u32, h: u32, hk: u32, i: u32, j: u32) -> f32 {
 
 const NEG_INF = 'negInf()';
 
-const DECL_FWD = PARAMS + buf(1, 'Q', 'f32') + buf(2, 'K', 'f32') + buf(3, 'V', 'f32') + buf(4, 'KM', 'f32') + buf(5, 'O', 'f32', true) +
-  buf(6, 'ST', 'f32', true);
+/** The first key query i of batch b may see: max(0, firstKey[b, i]), 0 without firstKey (kernels binding FK). */
+const FIRST = /* wgsl */ `
+fn first(b: u32, i: u32) -> u32 { if (pu(32u) == 0u) { return 0u; } return u32(max(0, FK[pu(33u) + fkAt(b, i)])); }
+`;
 
-const FORWARD = DECL_FWD + COMMON + /* wgsl */ `
+const DECL_FWD = PARAMS + buf(1, 'Q', 'f32') + buf(2, 'K', 'f32') + buf(3, 'V', 'f32') + buf(4, 'KM', 'f32') + buf(5, 'O', 'f32', true) +
+  buf(6, 'ST', 'f32', true) + buf(7, 'FK', 'i32');
+
+const FORWARD = DECL_FWD + COMMON + FIRST + /* wgsl */ `
 var<workgroup> sc: array<f32, ${CHUNK}>;
 @compute @workgroup_size(128)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -71,8 +80,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   var acc = array<f32, 2>(0.0, 0.0);
   var mRun = ${NEG_INF};
   var lRun = 0.0;
-  // keys in chunks of ${CHUNK} with a running max and sum (online softmax): any number of keys
-  for (var j0 = 0u; j0 < vis; j0 = j0 + ${CHUNK}u) {
+  // keys from the first visible one in chunks of ${CHUNK} with a running max and sum (online softmax): any number of keys
+  for (var j0 = first(b, i); j0 < vis; j0 = j0 + ${CHUNK}u) {
     let j1 = min(vis, j0 + ${CHUNK}u);
     var m = ${NEG_INF};
     for (var j = j0 + t; j < j1; j = j + WG) {
@@ -118,7 +127,7 @@ const DECL_BWD = PARAMS + buf(1, 'Q', 'f32') + buf(2, 'K', 'f32') + buf(3, 'V', 
   buf(6, 'DO', 'f32');
 
 /** Per query row: delta = rowsum(P * dP) (first pass over the keys), then dq = dS K in chunks (second pass). */
-const BACKWARD_Q = DECL_BWD + buf(7, 'DQ', 'f32', true) + buf(8, 'DL', 'f32', true) + COMMON + /* wgsl */ `
+const BACKWARD_Q = DECL_BWD + buf(7, 'DQ', 'f32', true) + buf(8, 'DL', 'u32', true) + buf(9, 'FK', 'i32') + COMMON + FIRST + /* wgsl */ `
 var<workgroup> sc: array<f32, ${CHUNK}>;
 fn prob(b: u32, h: u32, hk: u32, i: u32, j: u32, mx: f32, inv: f32) -> f32 {
   if (masked(b, j)) { return 0.0; }
@@ -134,14 +143,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let i = wid.x; let h = wid.y; let b = wid.z; let t = lid.x;
   let hk = h / (pu(1u) / pu(2u));
   let vis = visible(i);
+  let lo = first(b, i);
   let row = (b * pu(1u) + h) * pu(3u) + i;
   let mx = ST[pu(27u) + row * 2u]; let inv = ST[pu(27u) + row * 2u + 1u];
   let oo = oAt(b, h, i);
   var part = 0.0;
-  for (var j = t; j < vis; j = j + WG) { part = part + prob(b, h, hk, i, j, mx, inv) * dprob(oo, vAt(b, hk, j)); }
+  for (var j = lo + t; j < vis; j = j + WG) { part = part + prob(b, h, hk, i, j, mx, inv) * dprob(oo, vAt(b, hk, j)); }
   let delta = wgSum(part, t);
   var acc = array<f32, 2>(0.0, 0.0);
-  for (var j0 = 0u; j0 < vis; j0 = j0 + ${CHUNK}u) {
+  for (var j0 = lo; j0 < vis; j0 = j0 + ${CHUNK}u) {
     let j1 = min(vis, j0 + ${CHUNK}u);
     for (var j = j0 + t; j < j1; j = j + WG) {
       sc[j - j0] = prob(b, h, hk, i, j, mx, inv) * (dprob(oo, vAt(b, hk, j)) - delta) * pf(7u);
@@ -161,11 +171,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let d = t + u * WG;
     if (d < pu(5u)) { DQ[pu(28u) + b * pu(10u) + h * pu(11u) + i * pu(12u) + d] = acc[u]; }
   }
-  if (t == 0u) { DL[pu(31u) + row] = delta; }
+  if (t == 0u) {
+    DL[pu(31u) + row] = bitcast<u32>(delta);
+    // the first visible key, for the key-row kernel (after the B * H * Tq deltas)
+    if (h == 0u) { DL[pu(31u) + pu(0u) * pu(1u) * pu(3u) + fkAt(b, i)] = lo; }
+  }
 }`;
 
 /** Per key row of a kv head: dk and dv over every query of every query head in its group. */
-const BACKWARD_KV = DECL_BWD + buf(7, 'DL', 'f32') + buf(8, 'DK', 'f32', true) + buf(9, 'DV', 'f32', true) + COMMON + /* wgsl */ `
+const BACKWARD_KV = DECL_BWD + buf(7, 'DL', 'u32') + buf(8, 'DK', 'f32', true) + buf(9, 'DV', 'f32', true) + COMMON + /* wgsl */ `
 var<workgroup> pc: array<f32, 128>;
 var<workgroup> gc: array<f32, 128>;
 @compute @workgroup_size(128)
@@ -180,13 +194,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     for (var i0 = 0u; i0 < Tq; i0 = i0 + WG) {
       let i = i0 + t;
       var pj = 0.0; var ds = 0.0;
-      if (i < Tq && j < visible(i) && !km) {
+      if (i < Tq && j < visible(i) && !km && j >= DL[pu(31u) + pu(0u) * pu(1u) * Tq + fkAt(b, i)]) {
         let row = (b * pu(1u) + h) * Tq + i;
         pj = exp(score(b, h, hk, i, j) - ST[pu(27u) + row * 2u]) * ST[pu(27u) + row * 2u + 1u];
         let oo = oAt(b, h, i); let vo = vAt(b, hk, j);
         var dp = 0.0;
         for (var d = 0u; d < pu(6u); d = d + 1u) { dp = fma(DO[oo + d], V[vo + d], dp); }
-        ds = pj * (dp - DL[pu(31u) + row]) * pf(7u);
+        ds = pj * (dp - bitcast<f32>(DL[pu(31u) + row])) * pf(7u);
       }
       pc[t] = pj; gc[t] = ds;
       workgroupBarrier();
@@ -218,24 +232,37 @@ function params(s: AttentionShape, oStrides: [number, number, number], offs: num
     .u32(...s.qStrides, ...s.kStrides, ...s.vStrides, ...oStrides).u32(...offs.slice(1));
 }
 
+function checkFirstKey(s: AttentionShape, firstKey: GpuArray | null): void {
+  if (!firstKey) return;
+  if (firstKey.dtype !== 'i32') throw new DTypeError(`attention: firstKey must be i32; got ${firstKey.dtype}`);
+  if (firstKey.length < s.B * s.Tq) throw new ShapeError(`attention: firstKey has ${firstKey.length} elements; expected B * Tq = ${s.B * s.Tq}`);
+}
+
 export function attention(ctx: GpuContext, s: AttentionShape, q: GpuArray, k: GpuArray, v: GpuArray, keyMask: GpuArray | null,
-  out: GpuArray, stats: GpuArray): void {
+  firstKey: GpuArray | null, out: GpuArray, stats: GpuArray): void {
   check(s);
+  checkFirstKey(s, firstKey);
   const km = keyMask ?? ctx.dummy();
-  const p = params(s, s.outStrides, [keyMask ? 1 : 0, q.offset, k.offset, v.offset, out.offset, km.offset, stats.offset, 0, 0, 0, 0]);
-  ctx.run(FORWARD, [{ arr: q }, { arr: k }, { arr: v }, { arr: km }, { arr: out, write: true }, { arr: stats, write: true }], p,
-    [s.Tq, s.H, s.B]);
+  const fk = firstKey ?? ctx.dummy();
+  const p = params(s, s.outStrides, [keyMask ? 1 : 0, q.offset, k.offset, v.offset, out.offset, km.offset, stats.offset, 0, 0, 0, 0])
+    .u32(firstKey ? 1 : 0, fk.offset);
+  ctx.run(FORWARD, [{ arr: q }, { arr: k }, { arr: v }, { arr: km }, { arr: out, write: true }, { arr: stats, write: true }, { arr: fk }],
+    p, [s.Tq, s.H, s.B]);
 }
 
 export function attentionBackward(ctx: GpuContext, s: AttentionShape, q: GpuArray, k: GpuArray, v: GpuArray, keyMask: GpuArray | null,
-  stats: GpuArray, dout: GpuArray, doutStrides: [number, number, number], dq: GpuArray, dk: GpuArray, dv: GpuArray): void {
+  firstKey: GpuArray | null, stats: GpuArray, dout: GpuArray, doutStrides: [number, number, number], dq: GpuArray, dk: GpuArray,
+  dv: GpuArray): void {
   check(s);
+  checkFirstKey(s, firstKey);
   const km = keyMask ?? ctx.dummy();
-  const delta = ctx.alloc('f32', s.B * s.H * s.Tq);
+  const fk = firstKey ?? ctx.dummy();
+  // delta (B, H, Tq), then each query's first visible key (B, Tq), as u32 words
+  const delta = ctx.alloc('f32', s.B * s.H * s.Tq + s.B * s.Tq);
   const p = params(s, doutStrides, [keyMask ? 1 : 0, q.offset, k.offset, v.offset, dout.offset, km.offset, stats.offset, dq.offset,
-    dk.offset, dv.offset, 0]);
+    dk.offset, dv.offset, delta.offset]).u32(firstKey ? 1 : 0, fk.offset);
   const ins = [q, k, v, km, stats, dout].map((arr) => ({ arr }));
-  ctx.run(BACKWARD_Q, [...ins, { arr: dq, write: true }, { arr: delta, write: true }], p, [s.Tq, s.H, s.B]);
+  ctx.run(BACKWARD_Q, [...ins, { arr: dq, write: true }, { arr: delta, write: true }, { arr: fk }], p, [s.Tq, s.H, s.B]);
   ctx.run(BACKWARD_KV, [...ins, { arr: delta }, { arr: dk, write: true }, { arr: dv, write: true }], p, [s.Tk, s.Hkv, s.B]);
   ctx.release(delta);
 }

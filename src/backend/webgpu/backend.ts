@@ -91,12 +91,13 @@ export class WebGpuBackend implements DeviceKernels {
   rope(x: GpuArray, cos: GpuArray, sin: GpuArray, rows: number, T: number, D: number, rotDim: number, inverse: boolean, out: GpuArray): void {
     ew.rope(this.ctx, x, cos, sin, rows, T, D, rotDim, inverse, out);
   }
-  attention(shape: AttentionShape, q: GpuArray, k: GpuArray, v: GpuArray, keyMask: GpuArray | null, out: GpuArray, stats: GpuArray): void {
-    at.attention(this.ctx, shape, q, k, v, keyMask, out, stats);
+  attention(shape: AttentionShape, q: GpuArray, k: GpuArray, v: GpuArray, keyMask: GpuArray | null, firstKey: GpuArray | null,
+    out: GpuArray, stats: GpuArray): void {
+    at.attention(this.ctx, shape, q, k, v, keyMask, firstKey, out, stats);
   }
-  attentionBackward(shape: AttentionShape, q: GpuArray, k: GpuArray, v: GpuArray, keyMask: GpuArray | null, stats: GpuArray, dout: GpuArray,
-    doutStrides: [number, number, number], dq: GpuArray, dk: GpuArray, dv: GpuArray): void {
-    at.attentionBackward(this.ctx, shape, q, k, v, keyMask, stats, dout, doutStrides, dq, dk, dv);
+  attentionBackward(shape: AttentionShape, q: GpuArray, k: GpuArray, v: GpuArray, keyMask: GpuArray | null, firstKey: GpuArray | null,
+    stats: GpuArray, dout: GpuArray, doutStrides: [number, number, number], dq: GpuArray, dk: GpuArray, dv: GpuArray): void {
+    at.attentionBackward(this.ctx, shape, q, k, v, keyMask, firstKey, stats, dout, doutStrides, dq, dk, dv);
   }
 
   // ---- random, optimizers

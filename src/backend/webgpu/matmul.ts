@@ -4,12 +4,14 @@
  * staged in workgroup memory; every thread keeps 4x4 f32 accumulators. f32 operands whose contiguous dimension,
  * offset and batch stride are multiples of 4 are loaded as vec4<f32>; 16-bit operands (bf16, f16) are stored two
  * per word and loaded a word at a time where the contiguous dimension, offset and stride are even (else element by
- * element), widened exactly to f32; an int8 `b` (matmulLowp) is widened and scaled per stored row.
+ * element), widened exactly to f32; an int8 `b` (matmulLowp) is widened and scaled per stored row. A bias (N) is
+ * added in the epilogue (out = alpha * op(a) @ op(b) + bias, beta = 0), where the CPU backends fill out first.
  */
 import type { DeviceArg } from './array.js';
 import type { GpuArray } from './array.js';
 import type { MatmulArgs, MatmulLowpArgs } from '../backend.js';
 import { Params, type GpuContext } from './device.js';
+import { DTypeError, ShapeError } from '../../errors.js';
 import { CONVERT_FN, PARAMS, buf, byte, half } from './wgsl.js';
 
 type Elem = 'f32' | 'bf16' | 'f16' | 'i8';
@@ -30,7 +32,7 @@ interface Operand {
 /** WGSL: the element (b, row r of op(x) along M/N, k) as f32; stored index from (row, k). */
 function loader(o: Operand): string {
   const x = o.name;
-  // p: 0 M, 1 N, 2 K, 3 aOff, 4 bOff, 5 outOff, 6 strideA, 7 strideB, 8 alpha, 9 beta, 10 scalesOff
+  // p: 0 M, 1 N, 2 K, 3 aOff, 4 bOff, 5 outOff, 6 strideA, 7 strideB, 8 alpha, 9 beta, 10 scalesOff, 11 hasBias, 12 biasOff
   const rowsDim = x === 'A' ? 'pu(0u)' : 'pu(1u)';
   const off = x === 'A' ? 'pu(3u)' : 'pu(4u)';
   const stride = x === 'A' ? 'pu(6u)' : 'pu(7u)';
@@ -102,7 +104,7 @@ function source(a: Operand, b: Operand): string {
   const decl = (o: Operand, binding: number): string =>
     o.vec4 ? buf(binding, `${o.name}4`, 'vec4<f32>') : buf(binding, o.name, o.dtype === 'f32' ? 'f32' : 'u32');
   const conv = [...new Set([a.dtype, b.dtype])].map((t) => (t === 'bf16' ? CONVERT_FN.bf16ToF32 : t === 'f16' ? CONVERT_FN.f16ToF32 : '')).join('');
-  return PARAMS + conv + decl(a, 1) + decl(b, 2) + buf(3, 'O', 'f32', true) + buf(4, 'SC', 'f32') +
+  return PARAMS + conv + decl(a, 1) + decl(b, 2) + buf(3, 'O', 'f32', true) + buf(4, 'SC', 'f32') + buf(5, 'BI', 'f32') +
     (a.vec4 || a.pairs ? '' : loader(a)) + (b.vec4 || b.pairs ? '' : loader(b)) + `
 var<workgroup> As: array<array<f32, ${TILE}>, 16>;
 var<workgroup> Bs: array<array<f32, ${TILE}>, 16>;
@@ -138,6 +140,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       let o = pu(5u) + (b * M + m) * N + n;
       var v = alpha * acc[i][j];
       if (beta != 0.0) { v = v + beta * O[o]; }
+      if (pu(11u) != 0u) { v = v + BI[pu(12u) + n]; }
       O[o] = v;
     }
   }
@@ -161,6 +164,7 @@ interface Call {
   strideB: number;
   alpha: number;
   beta: number;
+  bias?: GpuArray | null;
 }
 
 function launch(ctx: GpuContext, c: Call): void {
@@ -174,8 +178,15 @@ function launch(ctx: GpuContext, c: Call): void {
   a.pairs = half(a.dtype) && even(c.a.offset, c.strideA, a.kContiguous ? c.K : c.M);
   b.pairs = half(b.dtype) && even(c.b.offset, c.strideB, b.kContiguous ? c.K : c.N);
   const sc = c.scales ?? ctx.dummy();
-  const p = new Params().u32(c.M, c.N, c.K, c.a.offset, c.b.offset, c.out.offset, c.strideA, c.strideB).f32(c.alpha, c.beta).u32(sc.offset);
-  ctx.run(source(a, b), [{ arr: c.a }, { arr: c.b }, { arr: c.out, write: true }, { arr: sc }], p,
+  if (c.bias) {
+    if (c.beta !== 0) throw new Error(`matmul: a bias needs beta = 0; got beta ${c.beta}`);
+    if (c.bias.dtype !== 'f32') throw new DTypeError(`matmul: the bias must be f32; got ${c.bias.dtype}`);
+    if (c.bias.length < c.N) throw new ShapeError(`matmul: the bias has ${c.bias.length} elements; expected N = ${c.N}`);
+  }
+  const bias = c.bias ?? ctx.dummy();
+  const p = new Params().u32(c.M, c.N, c.K, c.a.offset, c.b.offset, c.out.offset, c.strideA, c.strideB).f32(c.alpha, c.beta)
+    .u32(sc.offset, c.bias ? 1 : 0, bias.offset);
+  ctx.run(source(a, b), [{ arr: c.a }, { arr: c.b }, { arr: c.out, write: true }, { arr: sc }, { arr: bias }], p,
     [Math.ceil(c.N / TILE), Math.ceil(c.M / TILE), c.batch]);
 }
 

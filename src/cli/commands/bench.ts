@@ -20,12 +20,13 @@ interface BenchOpts {
   checkpointing?: GradientCheckpointing;
   method?: string;
   source: 'lora' | 'full';
+  torchAttention?: 'explicit' | 'sdpa';
 }
 
 export function registerBench(program: Command): void {
   program.command('bench')
-    .description('time a reference workload of shared/bench/WORKLOADS.md (gemm, block, gpt2-forward, gpt2-lora, gpt2-full, cls-lora, cls-full)')
-    .argument('<workload>', 'gemm | block | gpt2-forward | gpt2-lora | gpt2-full | cls-lora | cls-full | compression')
+    .description('time a reference workload of shared/bench/WORKLOADS.md (gemm, block, gpt2-forward, gpt2-lora, gpt2-full, cls-lora, cls-full), or the SFT step on gpt2-lora (gpt2-lora-sft padded, gpt2-lora-sft-packed)')
+    .argument('<workload>', 'gemm | block | gpt2-forward | gpt2-lora | gpt2-full | cls-lora | cls-full | gpt2-lora-sft | gpt2-lora-sft-packed | compression')
     .option('--dtype <dtype>', 'fp32 | bf16', choiceOption('--dtype', ['fp32', 'bf16'] as const), 'fp32')
     .option('--threads <n>', 'kernel threads (default: all cores)', intOption('--threads'))
     .option('--steps <n>', 'timed steps (median reported)', intOption('--steps'), 10)
@@ -40,6 +41,7 @@ export function registerBench(program: Command): void {
     .option('--checkpointing [mode]', "gpt2 workloads: recompute activations in the backward pass: full (each block's, the default) | mlp (the MLP pre-activations)", choiceOption('--checkpointing', ['full', 'mlp'] as const))
     .option('--method <m>', 'compression: one gradient compression method (default: all)')
     .option('--source <s>', 'compression: gradients of a lora | full fine-tune step', choiceOption('--source', ['lora', 'full'] as const), 'lora')
+    .option('--torch-attention <a>', 'SFT workloads with --vs-torch: the reference\'s attention: explicit (as torch_reference.py) | sdpa (F.scaled_dot_product_attention)', choiceOption('--torch-attention', ['explicit', 'sdpa'] as const))
     .option('--torch-config <cfg>', "PyTorch's configuration: best | installed", choiceOption('--torch-config', ['best', 'installed'] as const), 'best')
     .action(async (workload: string, o: BenchOpts) => {
       applyThreads(o.threads);
@@ -53,6 +55,9 @@ export function registerBench(program: Command): void {
       }
       const { runWorkload, WORKLOADS } = await import('../../bench/workloads.js');
       if (!WORKLOADS[workload]) throw new ConfigError(`unknown workload '${workload}'; expected one of ${Object.keys(WORKLOADS).join(', ')}`);
+      const isSft = workload.startsWith('gpt2-lora-sft');
+      if (isSft && (o.base !== 'none' || o.checkpointing)) throw new ConfigError(`--base and --checkpointing apply to the gpt2 and cls workloads; '${workload}' times task sft's step as configured by default`);
+      if (o.torchAttention && !(isSft && o.vsTorch)) throw new ConfigError(`--torch-attention applies to the SFT workloads with --vs-torch`);
       if (o.vsTfjs) {
         await benchVsTfjs(workload, o);
         return;
@@ -64,11 +69,12 @@ export function registerBench(program: Command): void {
       }
       const { compare, defaultTorchScript, torchUnavailable } = await import('../../bench/compare.js');
       const { backend } = await import('../../backend/index.js');
-      const script = o.torchScript ?? defaultTorchScript();
+      const script = o.torchScript ?? defaultTorchScript(workload);
       const why = torchUnavailable(script);
       if (why) throw new ConfigError(`--vs-torch cannot run: ${why}`);
       const threads = o.threads ?? backend().numThreads();
-      const rows = compare({ workload, dtype: o.dtype, threads, steps: o.steps, warmup: o.warmup, repeat: o.repeat, torchScript: script, torchConfig: o.torchConfig, backend: o.backend });
+      const rows = compare({ workload, dtype: o.dtype, threads, steps: o.steps, warmup: o.warmup, repeat: o.repeat, torchScript: script, torchConfig: o.torchConfig, backend: o.backend,
+        torchArgs: o.torchAttention ? ['--attention', o.torchAttention] : [] });
       for (const r of rows) {
         if (o.json) {
           console.log(JSON.stringify(r));

@@ -15,6 +15,7 @@ import { mkdirSync, copyFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from '../../errors.js';
 import { choiceOption } from '../options.js';
+import type { Prediction } from '../../train/evaluate.js';
 
 interface MergeOpts { out: string; base?: string; dtype: 'f32' | 'bf16' | 'f16'; json?: boolean }
 
@@ -26,9 +27,9 @@ async function mergeClassifier(dir: string, o: MergeOpts): Promise<void> {
   if (info.config.tasks) throw new ConfigError(`'${dir}' is a multi-task run (config 'tasks'); merge of a multi-task run is not supported yet`);
   const trainer = await AutoGLMTrainer.load(dir);
   const probes = ['set an alarm for seven', 'what is the weather like', 'play some jazz', 'how do I say hello in french'];
-  const before = await trainer.predict(probes);
+  const before = (await trainer.predict(probes)) as Prediction[];
   const { maxError } = (trainer.lora as NonNullable<typeof trainer.lora>).mergeAndUnload();
-  const after = await trainer.predict(probes);
+  const after = (await trainer.predict(probes)) as Prediction[];
   let drift = 0;
   before.forEach((p, i) => p.top.forEach((t) => {
     const q = after[i].top.find((x) => x.label === t.label);

@@ -10,7 +10,9 @@
  */
 import { Tensor } from '../../tensor/tensor.js';
 import { arange } from '../../tensor/creation.js';
-import { fusedQKVAttention, scaledDotProductAttention } from '../../tensor/ops/nn.js';
+import { fusedQKVAttention, scaledDotProductAttention, type PackedMask } from '../../tensor/ops/nn.js';
+
+type AttentionMask = Tensor | PackedMask;
 import { Module, ModuleList } from '../../nn/module.js';
 import { maybeCheckpoint, type ActivationRecomputable } from '../../nn/checkpoint.js';
 import { Dropout, Embedding, LayerNorm, Linear } from '../../nn/layers.js';
@@ -18,7 +20,7 @@ import { ConfigError, ShapeError, fmtShape } from '../../errors.js';
 import type { HFConfig } from '../hf/config.js';
 import { plainHeadWeights, tiedHeadLinear, type HeadWeights } from '../../peft/quant.js';
 import { HFModel, type Backbone, type CausalLM, type ForwardOptions, type HFFamily } from '../hf/family.js';
-import { allowSelf, checkIds, documentMask, keyPaddingMask, lookup, makeEmbedding, makeLinear, positionIdsOf, type KVCache } from '../hf/layers.js';
+import { allowSelf, checkIds, documentMask, documentStarts, keyPaddingMask, lookup, makeEmbedding, makeLinear, positionIdsOf, type KVCache } from '../hf/layers.js';
 import { maximum } from '../../tensor/ops/elementwise.js';
 import { SequenceClassifier } from '../hf/heads.js';
 
@@ -77,7 +79,7 @@ export class GPT2Attention extends Module {
     this.resid_dropout = this.module('resid_dropout', new Dropout(cfg.residPdrop));
   }
   /** x (B, T, C) -> (B, T, C); mask (B, 1, 1, Tk) with 1 at padded keys. */
-  forward(x: Tensor, mask: Tensor | null, cache: KVCache | null): Tensor {
+  forward(x: Tensor, mask: AttentionMask | null, cache: KVCache | null): Tensor {
     const [B, T, C] = x.shape;
     const nh = this.cfg.nHead, hs = C / nh;
     let scale = this.cfg.scaleAttnWeights ? 1 / Math.sqrt(hs) : 1;
@@ -127,7 +129,7 @@ export class GPT2Block extends Module {
     this.ln_2 = this.module('ln_2', new LayerNorm(cfg.nEmbd, cfg.eps));
     this.mlp = this.module('mlp', new GPT2MLP(cfg));
   }
-  forward(x: Tensor, mask: Tensor | null, cache: KVCache | null): Tensor {
+  forward(x: Tensor, mask: AttentionMask | null, cache: KVCache | null): Tensor {
     const h = x.add(this.attn.forward(this.ln_1.forward(x), mask, cache));
     return h.add(this.mlp.forward(this.ln_2.forward(h)));
   }
@@ -165,9 +167,12 @@ export class GPT2Model extends HFModel implements Backbone {
     const given = positionIdsOf(opts.positionIds, B, T, !!cache);
     const pos = given ? new Tensor(given, 'i32', [B, T]) : arange(past, past + T, 1, 'i32'); // (B, T) or (T)
     let x = this.drop.forward(lookup(this.wte, ids).add(lookup(this.wpe, pos))); // (B, T, C)
-    let mask = keyPaddingMask(opts.attentionMask, past + T); // (B, 1, 1, Tk) or null
-    const docs = documentMask(opts.documentIds, T, !!cache); // (B, 1, T, T) or null
-    if (docs) mask = mask ? allowSelf(maximum(mask, docs), B, T, T) : docs; // a padding query keeps a key
+    const keys = keyPaddingMask(opts.attentionMask, past + T); // (B, 1, 1, Tk) or null
+    // packed rows: each query's document start, for the fused kernel; else a dense per-document mask
+    const starts = documentStarts(opts.documentIds, T, !!cache);
+    let mask: AttentionMask | null = starts ? { keyMask: keys, firstKey: starts } : keys;
+    const docs = starts ? null : documentMask(opts.documentIds, T, !!cache); // (B, 1, T, T) or null
+    if (docs) mask = keys ? allowSelf(maximum(keys, docs), B, T, T) : docs; // a padding query keeps a key
     const ckpt = this.gradientCheckpointing && !cache;
     for (const block of this.h) x = maybeCheckpoint(ckpt, block, (h) => block.forward(h, mask, cache), x);
     return this.ln_f.forward(x);

@@ -259,8 +259,7 @@ export function keyPaddingMask(attentionMask: Tensor | null | undefined, Tk: num
  */
 export function documentMask(documentIds: Tensor | null | undefined, T: number, hasCache: boolean): Tensor | null {
   if (!documentIds) return null;
-  if (hasCache) throw new ConfigError(`'documentIds' (packed sequences) cannot be combined with a KV cache; generation runs one sequence per row`);
-  if (documentIds.ndim !== 2 || documentIds.shape[1] !== T) throw new ConfigError(`'documentIds' has shape ${fmtShape(documentIds.shape)}; expected [B, ${T}]`);
+  checkDocumentIds(documentIds, T, hasCache);
   const B = documentIds.shape[0];
   const doc = documentIds.toFlatArray();
   const d = new Float32Array(B * T * T);
@@ -271,6 +270,40 @@ export function documentMask(documentIds: Tensor | null | undefined, T: number, 
     }
   }
   return new Tensor(d, 'f32', [B, 1, T, T]);
+}
+
+function checkDocumentIds(documentIds: Tensor, T: number, hasCache: boolean): void {
+  if (hasCache) throw new ConfigError(`'documentIds' (packed sequences) cannot be combined with a KV cache; generation runs one sequence per row`);
+  if (documentIds.ndim !== 2 || documentIds.shape[1] !== T) throw new ConfigError(`'documentIds' has shape ${fmtShape(documentIds.shape)}; expected [B, ${T}]`);
+}
+
+/**
+ * Packed sequences on the fused attention path: the first key each query may see, the start of its document
+ * (B * T, row-major), for `PackedMask.firstKey`. With the causal bound this is exactly documentMask's mask when
+ * every document is one contiguous run of its row, as packing makes them (padding included: one run at the end).
+ * Null when documentIds is absent, or when a document id comes back after another one (then documentMask's dense
+ * mask keeps the semantics).
+ */
+export function documentStarts(documentIds: Tensor | null | undefined, T: number, hasCache: boolean): Int32Array | null {
+  if (!documentIds) return null;
+  checkDocumentIds(documentIds, T, hasCache);
+  const B = documentIds.shape[0];
+  const doc = documentIds.toFlatArray();
+  const starts = new Int32Array(B * T);
+  for (let b = 0; b < B; b++) {
+    const seen = new Set<number>();
+    let start = 0;
+    for (let i = 0; i < T; i++) {
+      const d = doc[b * T + i];
+      if (i > 0 && d !== doc[b * T + i - 1]) {
+        if (seen.has(d)) return null; // not contiguous
+        start = i;
+      }
+      seen.add(d);
+      starts[b * T + i] = start;
+    }
+  }
+  return starts;
 }
 
 /**

@@ -10,7 +10,7 @@
  * through `DecoderParts`.
  */
 import { Tensor } from '../../tensor/tensor.js';
-import { rope, scaledDotProductAttention } from '../../tensor/ops/nn.js';
+import { rope, scaledDotProductAttention, type PackedMask } from '../../tensor/ops/nn.js';
 import { maximum } from '../../tensor/ops/elementwise.js';
 import { Module, ModuleList } from '../../nn/module.js';
 import { maybeCheckpoint, type ActivationRecomputable } from '../../nn/checkpoint.js';
@@ -20,7 +20,7 @@ import type { HFConfig } from '../hf/config.js';
 import { plainHeadWeights, tiedHeadLinear, type HeadWeights } from '../../peft/quant.js';
 import { HFModel, type Backbone, type CausalLM, type ForwardOptions, type HFFamily } from '../hf/family.js';
 import {
-  Rotary, allowSelf, checkIds, documentMask, keyPaddingMask, lookup, makeEmbedding, makeLinear, parseRopeScaling, positionIdsOf, repeatKV, slidingWindowMask,
+  Rotary, allowSelf, checkIds, documentMask, documentStarts, keyPaddingMask, lookup, makeEmbedding, makeLinear, parseRopeScaling, positionIdsOf, repeatKV, slidingWindowMask,
   type KVCache, type RopeScaling,
 } from '../hf/layers.js';
 import { SequenceClassifier } from '../hf/heads.js';
@@ -124,7 +124,7 @@ export class LlamaAttention extends Module {
     this.o_proj = this.module('o_proj', makeLinear(H * hd, E, cfg.oBias));
   }
   /** x (B, T, E) -> (B, T, E); mask broadcastable to (B, H, T, Tk) with 1 where attention is not allowed. */
-  forward(x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | null, causal: boolean, cache: KVCache | null): Tensor {
+  forward(x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | PackedMask | null, causal: boolean, cache: KVCache | null): Tensor {
     const [B, T] = x.shape;
     const { numHeads: H, numKVHeads: KV, headDim: hd } = this.cfg;
     const q0 = this.q_proj.forward(x).reshape([B, T, H, hd]).transpose(1, 2); // (B, H, T, hd)
@@ -163,7 +163,7 @@ export class LlamaDecoderLayer extends Module {
     this.input_layernorm = this.module('input_layernorm', new RMSNorm(cfg.hiddenSize, cfg.eps));
     this.post_attention_layernorm = this.module('post_attention_layernorm', new RMSNorm(cfg.hiddenSize, cfg.eps));
   }
-  forward(x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | null, causal: boolean, cache: KVCache | null): Tensor {
+  forward(x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | PackedMask | null, causal: boolean, cache: KVCache | null): Tensor {
     const h = x.add(this.self_attn.forward(this.input_layernorm.forward(x), cos, sin, mask, causal, cache));
     return h.add(this.mlp.forward(this.post_attention_layernorm.forward(h)));
   }
@@ -194,18 +194,25 @@ export class LlamaModel extends HFModel implements Backbone {
     const past = cache ? cache.length : 0;
     const positions = positionIdsOf(opts.positionIds, B, T, !!cache);
     const { cos, sin } = positions ? this.rotary.tablesAt(positions) : this.rotary.tables(past, T); // (T or B * T, rotaryDim / 2)
-    let mask = keyPaddingMask(opts.attentionMask, past + T); // (B, 1, 1, Tk) or null
-    const docs = documentMask(opts.documentIds, T, !!cache); // (B, 1, T, T) or null
-    if (docs) mask = mask ? maximum(mask, docs) : docs;
+    const keys = keyPaddingMask(opts.attentionMask, past + T); // (B, 1, 1, Tk) or null
+    const w = this.cfg.slidingWindow, windowed = w !== null && past + T > w;
+    // packed rows: each query's document start, for the fused kernel (no sliding window); else a dense mask
+    const starts = windowed ? null : documentStarts(opts.documentIds, T, !!cache);
+    let mask: Tensor | PackedMask | null = starts ? { keyMask: keys, firstKey: starts } : keys;
     let causal = true;
-    const w = this.cfg.slidingWindow;
-    if (w !== null && past + T > w) {
-      const win = slidingWindowMask(T, past + T, w); // (T, Tk), causal included
-      mask = mask ? maximum(mask, win) : win;
-      causal = false;
+    if (!starts) {
+      let dense = keys;
+      const docs = documentMask(opts.documentIds, T, !!cache); // (B, 1, T, T) or null
+      if (docs) dense = dense ? maximum(dense, docs) : docs;
+      if (windowed) {
+        const win = slidingWindowMask(T, past + T, w as number); // (T, Tk), causal included
+        dense = dense ? maximum(dense, win) : win;
+        causal = false;
+      }
+      // a (B, 1, T, Tk) mask from several sources may leave a padding query with no key: let it see itself
+      if (dense && opts.attentionMask && (docs || !causal)) dense = allowSelf(dense, B, T, past + T);
+      mask = dense;
     }
-    // a (B, 1, T, Tk) mask from several sources may leave a padding query with no key: let it see itself
-    if (mask && opts.attentionMask && (docs || !causal)) mask = allowSelf(mask, B, T, past + T);
     let x = lookup(this.embed_tokens, ids); // (B, T, E)
     const ckpt = this.gradientCheckpointing && !cache;
     for (const layer of this.layers) x = maybeCheckpoint(ckpt, layer, (h) => layer.forward(h, cos, sin, mask, causal, cache), x);

@@ -9,6 +9,7 @@
  * d loss / d s_t = 1 - exp(-s_t) * L_t, so s_t settles where exp(-s_t) = 1 / L_t.
  */
 import { Tensor } from '../../tensor/tensor.js';
+import { markModified } from '../../tensor/versions.js';
 import { ConfigError } from '../../errors.js';
 import { registerTaskWeighting, type TaskWeighting, type TaskWeightingOptions } from './weighting.js';
 
@@ -51,6 +52,7 @@ export class UncertaintyWeighting implements TaskWeighting {
     const v = state['logVars'];
     if (!Array.isArray(v) || v.length !== this.tasks.length) throw new ConfigError(`'UncertaintyWeighting.load': state has logVars ${JSON.stringify(v)}; expected ${this.tasks.length} numbers`);
     (this.logVars.storage as Float32Array).set(v as number[]);
+    markModified(this.logVars);
   }
 }
 

@@ -4,12 +4,13 @@
  */
 import { backend } from '../../backend/index.js';
 import { DTypeError, ShapeError, fmtShape } from '../../errors.js';
-import { uninitF32 } from '../alloc.js';
+import { uninitF32, uninitU16 } from '../alloc.js';
 import { Tensor } from '../tensor.js';
 import { record } from '../autograd.js';
 import { broadcastShapes, numel } from '../shape.js';
 import { autocastDType, type ComputeDType } from '../precision.js';
 import { contiguous, reshape } from './movement.js';
+import { cachedCopy, isCacheable } from '../versions.js';
 import { sumTo } from './reduce.js';
 
 /** A matrix operand as the kernel reads it: logical (rows, cols), stored transposed when `trans`. */
@@ -26,7 +27,7 @@ export interface Operand {
 
 export const transposed = (o: Operand): Operand => ({ ...o, rows: o.cols, cols: o.rows, trans: !o.trans });
 
-function checkFloat(t: Tensor, op: string, arg: string): void {
+export function checkFloat(t: Tensor, op: string, arg: string): void {
   if (t.dtype === 'i32' || t.dtype === 'i8') {
     throw new DTypeError(`Argument '${arg}' passed to '${op}' has dtype ${t.dtype}; expected a float tensor (f32, bf16, f16)`);
   }
@@ -70,19 +71,29 @@ export function prepare(t: Tensor, batch: number, compute: ComputeDType): Operan
   } else {
     dtype = 'f32';
   }
-  if (dtype === 'f32' && compute === 'bf16') {
-    const h = new Uint16Array(count);
-    backend().cast(buf, 'f32', h, 'bf16');
-    buf = h;
-    dtype = 'bf16';
-  } else if (dtype === 'f32' && compute === 'f16') {
-    const h = new Uint16Array(count);
-    backend().cast(buf, 'f32', h, 'f16');
-    const f = new Float32Array(count);
-    backend().cast(h, 'f16', f, 'f32');
-    buf = f;
+  if (dtype === 'f32' && compute !== 'f32') {
+    // a frozen weight's copy is kept until its storage is next written (versions.ts); other operands are cast each time
+    const lowp: (s: Float32Array) => Float32Array | Uint16Array = compute === 'bf16' ? toBf16 : roundF16;
+    buf = src === t && src.dtype === 'f32' && !t.requiresGrad && isCacheable(src.storage)
+      ? cachedCopy(buf as Float32Array, compute, lowp) : lowp(buf as Float32Array);
+    if (compute === 'bf16') dtype = 'bf16';
   }
   return { buf, dtype, rows: R, cols: C, trans: trans as boolean, batchStride: own === 1 && batch > 1 ? 0 : R * C };
+}
+
+function toBf16(src: Float32Array): Uint16Array {
+  const h = uninitU16(src.length);
+  backend().cast(src, 'f32', h, 'bf16');
+  return h;
+}
+
+/** f32 values rounded through f16 (f16 autocast: the kernels multiply f32). */
+function roundF16(src: Float32Array): Float32Array {
+  const h = new Uint16Array(src.length);
+  backend().cast(src, 'f32', h, 'f16');
+  const f = new Float32Array(src.length);
+  backend().cast(h, 'f16', f, 'f32');
+  return f;
 }
 
 /**
@@ -90,7 +101,13 @@ export function prepare(t: Tensor, batch: number, compute: ComputeDType): Operan
  * frozen weight) goes to the backend's blocked-widening product, so no f32 copy of the weight is made; other
  * mixed dtypes are brought to f32.
  */
-export function gemm(a: Operand, b: Operand, batch: number, out: Float32Array, alpha = 1, beta = 0): Float32Array {
+export function gemm(a: Operand, b: Operand, batch: number, out: Float32Array, alpha = 1, beta = 0, bias: Float32Array | null = null): Float32Array {
+  if (bias && (a.dtype !== b.dtype || a.dtype === 'i8')) {
+    // the mixed-dtype kernels take no bias: out starts as it, the product accumulates (beta = 1)
+    backend().stridedCopy(bias, [batch * a.rows, b.cols], [0, 1], out);
+    bias = null;
+    beta = 1;
+  }
   if (a.dtype === 'f32' && b.dtype !== 'f32' && (batch === 1 || b.batchStride === 0)) {
     backend().matmulLowp({
       a: a.buf as Float32Array, b: b.buf as Uint16Array | Int8Array, bDtype: b.dtype, scales: b.scales ?? null, out, batch,
@@ -112,7 +129,7 @@ export function gemm(a: Operand, b: Operand, batch: number, out: Float32Array, a
   backend().matmul({
     a: a.buf as Float32Array | Uint16Array, b: b.buf as Float32Array | Uint16Array, out, dtype: a.dtype as 'f32' | 'bf16',
     batch, M: a.rows, N: b.cols, K: a.cols,
-    transA: a.trans, transB: b.trans, strideA: a.batchStride, strideB: b.batchStride, alpha, beta,
+    transA: a.trans, transB: b.trans, strideA: a.batchStride, strideB: b.batchStride, alpha, beta, bias,
   });
   return out;
 }
@@ -122,15 +139,16 @@ function gradOperand(g: Tensor, batch: number, compute: ComputeDType): Operand {
   return prepare(g, batch, compute);
 }
 
-/** x W^T + b into a fresh (rows, nOut) buffer: the bias is broadcast into it, then the GEMM accumulates (beta = 1). */
-function affine(ox: Operand, ow: Operand, b: Tensor | null, rows: number, nOut: number): Float32Array {
-  const out = uninitF32(rows * nOut);
-  if (b) backend().stridedCopy(b.f32(), [rows, nOut], [0, 1], out);
-  return gemm(ox, transposed(ow), 1, out, 1, b ? 1 : 0);
+/**
+ * x W^T + b into a fresh (rows, nOut) buffer. The backend adds the bias (oneDNN's bf16 product in its epilogue;
+ * elsewhere out starts as the bias and the product accumulates onto it).
+ */
+export function affine(ox: Operand, ow: Operand, b: Tensor | null, rows: number, nOut: number): Float32Array {
+  return gemm(ox, transposed(ow), 1, uninitF32(rows * nOut), 1, 0, b ? b.f32() : null);
 }
 
 /** The bias gradient of a linear layer: the column sums of gy viewed as (rows, nOut). */
-function biasGrad(gy: Tensor, rows: number, nOut: number): Tensor {
+export function biasGrad(gy: Tensor, rows: number, nOut: number): Tensor {
   const s = new Float32Array(nOut);
   backend().reduce('sum', gy.f32(), 1, rows, nOut, s);
   return new Tensor(s, 'f32', [nOut]);

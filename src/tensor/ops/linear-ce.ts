@@ -54,8 +54,7 @@ function chunkedLoss(a: {
     const hc = new Tensor(hBuf.subarray(r0 * D, (r0 + nr) * D), 'f32', [nr, D]);
     const oh = prepare(hc, 1, compute);
     const z = logits.subarray(0, nr * V), tc = t.subarray(r0, r0 + nr);
-    if (bias) backend().stridedCopy(bias, [nr, V], [0, 1], z);
-    gemm(oh, transposed(ow), 1, z, 1, bias ? 1 : 0);
+    gemm(oh, transposed(ow), 1, z, 1, 0, bias); // the bias added by the product (see affine in linalg.ts)
     backend().crossEntropy(z, tc, nr, V, ignoreIndex, labelSmoothing, loss, z);
     for (let i = 0; i < nr; i++) total += loss[i];
     if (!grads) continue;

@@ -8,7 +8,7 @@ import { uninitF32 } from '../alloc.js';
 import { Tensor } from '../tensor.js';
 import { record } from '../autograd.js';
 import { normAxis, numel } from '../shape.js';
-import { where, toTensor, binaryRaw } from './elementwise.js';
+import { where, toTensor, binaryRaw, maximum } from './elementwise.js';
 import { contiguous, permute, reshape, slice, transpose } from './movement.js';
 import { matmul } from './linalg.js';
 import { sum } from './reduce.js';
@@ -243,13 +243,24 @@ export function causalMask(Tq: number, Tk: number): Tensor {
   return m;
 }
 
+/**
+ * Packed rows (several documents per row, each attending within itself): a key mask (or null) plus the first key
+ * each query may see, `firstKey` (B * Tq, row-major), its document's start; with `causal` this is the per-document
+ * causal mask, and it runs in the fused kernel.
+ */
+export interface PackedMask {
+  keyMask: Tensor | null;
+  firstKey: Int32Array;
+}
+
 export interface AttentionOptions {
   causal?: boolean;
   /**
    * 1 where attention is NOT allowed (padding), 0 elsewhere. A key mask of shape (B, Tk) or (B, 1, 1, Tk) runs
-   * in the fused kernel; any other shape broadcastable to (B, H, Tq, Tk) runs the composed form.
+   * in the fused kernel; any other shape broadcastable to (B, H, Tq, Tk) runs the composed form. A `PackedMask`
+   * adds each query's first allowed key (packed rows).
    */
-  mask?: Tensor | null;
+  mask?: Tensor | PackedMask | null;
   /** Defaults to 1/sqrt(head size). */
   scale?: number;
 }
@@ -278,7 +289,7 @@ function keyMaskOf(mask: Tensor | null | undefined, B: number, Tk: number): Floa
  * in (B, T, H, D) layouts as (B, H, T, D) views, or, with `fusedGrad`, written into one buffer shaped like the
  * tensor that q, k and v are views of (a fused qkv projection).
  */
-function attentionKernel(q: Tensor, k: Tensor, v: Tensor, keyMask: Float32Array | null, causal: boolean, scale: number,
+function attentionKernel(q: Tensor, k: Tensor, v: Tensor, keyMask: Float32Array | null, firstKey: Int32Array | null, causal: boolean, scale: number,
   fused: { base: Tensor; record: (y: Tensor, bw: (gy: Tensor) => Tensor) => Tensor } | null): Tensor {
   const [B, H, Tq, D] = q.shape;
   const [, Hkv, Tk] = k.shape;
@@ -288,11 +299,11 @@ function attentionKernel(q: Tensor, k: Tensor, v: Tensor, keyMask: Float32Array 
   // per-row softmax statistics (B, H, Tq, 2): the backward pass rebuilds P from them instead of keeping it
   const stats = new Float32Array(B * H * Tq * 2);
   const shape = { B, H, Hkv, Tq, Tk, D, Dv, qStrides: Q.st, kStrides: K.st, vStrides: V.st, outStrides: [Tq * H * Dv, Dv, H * Dv] as Strides3, scale, causal };
-  backend().attention(shape, Q.buf, K.buf, V.buf, keyMask, out, stats);
+  backend().attention(shape, Q.buf, K.buf, V.buf, keyMask, firstKey, out, stats);
   const y = new Tensor(out, 'f32', [B, H, Tq, Dv], [Tq * H * Dv, Dv, H * Dv, 1]);
   const grads = (gy: Tensor, dq: Float32Array, dk: Float32Array, dv: Float32Array) => {
     const G = attnView(gy);
-    backend().attentionBackward(shape, Q.buf, K.buf, V.buf, keyMask, stats, G.buf, G.st, dq, dk, dv);
+    backend().attentionBackward(shape, Q.buf, K.buf, V.buf, keyMask, firstKey, stats, G.buf, G.st, dq, dk, dv);
   };
   if (fused) {
     // q, k, v are views of `base` (contiguous): write all three gradients into one buffer shaped like it.
@@ -321,7 +332,7 @@ function attentionKernel(q: Tensor, k: Tensor, v: Tensor, keyMask: Float32Array 
       return buf;
     };
     const G = attnView(gy);
-    backend().attentionBackward(sq, relay(Q.t, Tq, H, D), relay(K.t, Tk, Hkv, D), relay(V.t, Tk, Hkv, Dv), keyMask, stats, G.buf, G.st, dq, dk, dv);
+    backend().attentionBackward(sq, relay(Q.t, Tq, H, D), relay(K.t, Tk, Hkv, D), relay(V.t, Tk, Hkv, Dv), keyMask, firstKey, stats, G.buf, G.st, dq, dk, dv);
     return [lay(dq, Tq, H, D), lay(dk, Tk, Hkv, D), lay(dv, Tk, Hkv, Dv)];
   });
 }
@@ -337,9 +348,29 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   }
   const hs = q.shape[3], Tq = q.shape[2], Tk = k.shape[2];
   const scale = opts.scale ?? 1 / Math.sqrt(hs);
-  const km = keyMaskOf(opts.mask, q.shape[0], Tk);
-  if (km !== undefined) return attentionKernel(q, k, v, km, !!opts.causal, scale, null);
-  return composedAttention(q, k, v, opts.causal ?? false, opts.mask ?? null, scale, Tq, Tk);
+  const { mask, firstKey } = splitMask(opts.mask, q.shape[0], Tq, Tk);
+  const km = keyMaskOf(mask, q.shape[0], Tk);
+  if (km !== undefined) return attentionKernel(q, k, v, km, firstKey, !!opts.causal, scale, null);
+  return composedAttention(q, k, v, opts.causal ?? false, withFirstKey(mask, firstKey, q.shape[0], Tq, Tk), scale, Tq, Tk);
+}
+
+/** A mask option as a tensor mask (or null) and the first allowed keys of a PackedMask (checked), or null. */
+function splitMask(m: Tensor | PackedMask | null | undefined, B: number, Tq: number, Tk: number): { mask: Tensor | null; firstKey: Int32Array | null } {
+  if (!m || m instanceof Tensor) return { mask: m ?? null, firstKey: null };
+  if (!(m.firstKey instanceof Int32Array) || m.firstKey.length !== B * Tq) {
+    throw new ShapeError(`attention: a packed mask's firstKey must be an Int32Array of B * Tq = ${B * Tq} entries; got ${m.firstKey?.length ?? typeof m.firstKey}`);
+  }
+  for (const f of m.firstKey) if (!(f >= 0 && f < Tk)) throw new ShapeError(`attention: a packed mask's firstKey holds ${f}; expected key indices 0..${Tk - 1}`);
+  return { mask: m.keyMask, firstKey: m.firstKey };
+}
+
+/** The composed form's mask: `mask` with the keys before each query's first allowed key masked too. */
+function withFirstKey(mask: Tensor | null, firstKey: Int32Array | null, B: number, Tq: number, Tk: number): Tensor | null {
+  if (!firstKey) return mask;
+  const d = new Float32Array(B * Tq * Tk);
+  for (let r = 0; r < B * Tq; r++) d.fill(1, r * Tk, r * Tk + firstKey[r]);
+  const fk = new Tensor(d, 'f32', [B, 1, Tq, Tk]);
+  return mask ? maximum(mask, fk) : fk;
 }
 
 /** The composed form (reference for the fused kernel; used for general masks). */
@@ -368,16 +399,17 @@ export function fusedQKVAttention(qkv: Tensor, heads: number, opts: AttentionOpt
     throw new ShapeError(`Argument 'qkv' passed to 'fusedQKVAttention' has shape ${fmtShape(qkv.shape)}; expected (B, T, 3C) with C divisible by heads=${heads}`);
   }
   const C = C3 / 3, hs = C / heads;
-  const km = keyMaskOf(opts.mask, B, T);
+  const { mask, firstKey } = splitMask(opts.mask, B, T, T);
+  const km = keyMaskOf(mask, B, T);
   const base = contiguous(qkv);
   const view = new Tensor(base.storage, 'f32', [B, T, 3, heads, hs], [T * C3, C3, C, hs, 1], base.offset).permute([2, 0, 3, 1, 4]); // (3, B, nh, T, hs)
   if (km === undefined) {
     const parts = [0, 1, 2].map((i) => slice(base, 2, i * C, (i + 1) * C).reshape([B, T, heads, hs]).transpose(1, 2));
-    const o = composedAttention(parts[0], parts[1], parts[2], !!opts.causal, opts.mask ?? null, opts.scale ?? 1 / Math.sqrt(hs), T, T);
+    const o = composedAttention(parts[0], parts[1], parts[2], !!opts.causal, withFirstKey(mask, firstKey, B, T, T), opts.scale ?? 1 / Math.sqrt(hs), T, T);
     return reshape(o.transpose(1, 2), [B, T, C]);
   }
   const pick = (i: number) => new Tensor(base.storage, 'f32', view.shape.slice(1), view.strides.slice(1), base.offset + i * C);
-  const y = attentionKernel(pick(0), pick(1), pick(2), km, !!opts.causal, opts.scale ?? 1 / Math.sqrt(hs), {
+  const y = attentionKernel(pick(0), pick(1), pick(2), km, firstKey, !!opts.causal, opts.scale ?? 1 / Math.sqrt(hs), {
     base,
     record: (out, bw) => record('fusedQKVAttention', [base], out, (gy) => [bw(gy)]),
   });

@@ -1,0 +1,63 @@
+/**
+ * bf16 autocast follows the same loss trajectory as before the bf16 speed work (#17: cached weight copies, the
+ * fused LoRA product) and as fp32, within bf16 tolerance. The stored trajectories were measured at 5f6468a (before
+ * that work) with the native backend on AVX512-BF16 (oneDNN brg:avx512_core_bf16); they were bit-identical after
+ * it there. Other ISAs (AMX, no bf16 hardware) and backends accumulate in another order, hence the tolerances.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { blockWorkload } from '../src/bench/workloads.js';
+import { EncoderClassifier } from '../src/bench/model-workloads.js';
+import { randint } from '../src/tensor/creation.js';
+import { crossEntropy } from '../src/tensor/ops/nn.js';
+import { manualSeed } from '../src/nn/init.js';
+import { AdamW } from '../src/optim/adam.js';
+import { LoraModel } from '../src/peft/index.js';
+import { autocast } from '../src/tensor/precision.js';
+
+const STORED = {
+  block: {
+    bf16: [6.398352146148682, 6.366596698760986, 6.334939479827881, 6.3033833503723145, 6.271659851074219, 6.240070343017578],
+    f32: [6.398309707641602, 6.3666090965271, 6.3349432945251465, 6.303309440612793, 6.271707057952881, 6.240133285522461],
+  },
+  clsLora: {
+    bf16: [5.027530670166016, 4.08498477935791, 2.6851584911346436, 2.4963154792785645, 2.192147731781006, 1.5781112909317017],
+    f32: [5.027449607849121, 4.085385322570801, 2.6845619678497314, 2.491666555404663, 2.1834716796875, 1.5640580654144287],
+  },
+};
+
+function close(got: number[], want: number[], tol: number, what: string): void {
+  got.forEach((v, i) => assert.ok(Math.abs(v - want[i]) <= tol, `${what} step ${i + 1}: ${v} against ${want[i]} (tolerance ${tol}); all: ${JSON.stringify(got)}`));
+}
+
+test('block workload (full training, SGD): bf16 loss trajectory as stored and as fp32', () => {
+  const run = (dt: 'bf16' | 'f32') => {
+    const w = blockWorkload(1e-1);
+    return Array.from({ length: 6 }, () => w.step(dt));
+  };
+  const bf16 = run('bf16');
+  close(bf16, STORED.block.bf16, 2e-3, 'bf16 against the stored bf16 trajectory');
+  close(bf16, STORED.block.f32, 2e-3, 'bf16 against the stored fp32 trajectory');
+  close(run('f32'), STORED.block.f32, 1e-4, 'fp32 against the stored fp32 trajectory');
+});
+
+test('cls-lora (LoRA on qkv, proj, fc1, fc2; AdamW): bf16 loss trajectory as stored and as fp32', () => {
+  const run = (dt: 'bf16' | 'f32') => {
+    manualSeed(0);
+    const m = new EncoderClassifier();
+    new LoraModel(m, { r: 8, alpha: 16, targetModules: ['qkv', 'proj', 'fc1', 'fc2'], modulesToSave: ['head'] });
+    const idx = randint([16, 32], 8002, 1), y = randint([16], 150, 2);
+    const opt = new AdamW(m.trainableParameters(), { lr: 1e-2, weightDecay: 0.01 });
+    return Array.from({ length: 6 }, () => {
+      opt.zeroGrad();
+      const l = autocast(dt, () => crossEntropy(m.forward(idx), y));
+      l.backward();
+      opt.step();
+      return l.item();
+    });
+  };
+  const bf16 = run('bf16');
+  close(bf16, STORED.clsLora.bf16, 1e-2, 'bf16 against the stored bf16 trajectory');
+  close(bf16, STORED.clsLora.f32, 3e-2, 'bf16 against the stored fp32 trajectory');
+  close(run('f32'), STORED.clsLora.f32, 1e-3, 'fp32 against the stored fp32 trajectory');
+});

@@ -1,0 +1,66 @@
+/**
+ * Data-parallel SFT as a user runs it: `autoglm launch --nproc 2 finetune --task sft ...` (local worker threads)
+ * trains the same adapter as one process on the same global batches, padded and packed, within float summation
+ * order; the validation loss (each rank scores half the sequences) is the single process's; the run folder is
+ * complete (adapter, sft.json with the global token counts).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadSafetensors } from '../src/models/safetensors.js';
+import { makeTinyChatModel } from '../src/sft/tiny-chat-model.js';
+import { syntheticSplits } from '../src/sft/synthetic.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const CLI = path.join(ROOT, 'src/cli/launch-entry.ts');
+const root = mkdtempSync(path.join(tmpdir(), 'autoglm-sft-dp-'));
+const model = path.join(root, 'tiny');
+makeTinyChatModel(model, { hiddenSize: 32, layers: 2, heads: 2, seed: 0 });
+const data = path.join(root, 'train.jsonl');
+writeFileSync(data, syntheticSplits({ task: 'addition', train: 80, test: 0, seed: 3, digits: 2 }).train.map((x) => JSON.stringify(x)).join('\n') + '\n');
+
+function cli(args: string[]): Promise<{ code: number | null; stderr: string; stdout: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, AUTOGLM_NUM_THREADS: '1' } });
+    let stderr = '', stdout = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    p.on('close', (code) => resolve({ code, stderr, stdout }));
+  });
+}
+
+/** SGD (the update is linear in the gradient, so two halves vs one batch differ at float rounding only), no dropout. */
+const run = (out: string, extra: string[]) => ['finetune', '--task', 'sft', '--model', model, '--dataset', data, '--method', 'lora', '--max-steps', '4',
+  '--batch-size', '8', '--max-length', '64', '--optimizer', 'sgd', '--learning-rate', '0.5', '--mixed-precision', 'fp32', '--sample-generations', '1',
+  '--eval-every', '2', '--seed', '5', '--output-dir', out, '--quiet', '--json', ...extra];
+
+for (const packing of [false, true]) {
+  test(`autoglm launch --nproc 2 finetune --task sft${packing ? ' --packing' : ''}: the adapter of one process on the same global batches`, async () => {
+    const extra = packing ? ['--packing', 'true'] : [];
+    const one = path.join(root, `one-${packing}`), two = path.join(root, `two-${packing}`);
+    const [a, b] = await Promise.all([cli(run(one, extra)), cli(['launch', '--nproc', '2', '--backend', 'local', ...run(two, extra)])]);
+    assert.equal(a.code, 0, a.stderr.slice(-3000));
+    assert.equal(b.code, 0, b.stderr.slice(-3000));
+    const wa = loadSafetensors(path.join(one, 'adapter/adapter_model.safetensors')).tensors, wb = loadSafetensors(path.join(two, 'adapter/adapter_model.safetensors')).tensors;
+    assert.deepEqual([...wb.keys()].sort(), [...wa.keys()].sort());
+    let diff = 0, moved = 0;
+    for (const [k, x] of wa) {
+      const p = x.f32(), q = wb.get(k)!.f32();
+      for (let i = 0; i < p.length; i++) diff = Math.max(diff, Math.abs(p[i] - q[i]));
+    }
+    const base = loadSafetensors(path.join(one, 'adapter/adapter_model.safetensors')).tensors; // B starts at 0: a moved B shows training happened
+    for (const [k, x] of base) if (k.includes('lora_B')) for (const v of x.f32()) moved = Math.max(moved, Math.abs(v));
+    assert.ok(moved > 1e-3, `the adapter did not train (max |B| ${moved})`);
+    assert.ok(diff < 1e-5, `2 ranks vs 1 process: max adapter difference ${diff}`);
+    const sa = JSON.parse(readFileSync(path.join(one, 'sft.json'), 'utf8')), sb = JSON.parse(readFileSync(path.join(two, 'sft.json'), 'utf8'));
+    assert.equal(sb.tokens, sa.tokens);
+    assert.equal(sb.scored_tokens, sa.scored_tokens);
+    const last = (s: string) => JSON.parse(s.trim().split('\n').filter((l) => l.startsWith('{')).at(-1)!) as { eval_loss: number };
+    const ea = last(a.stdout).eval_loss, eb = last(b.stdout.replace(/^\[rank \d+\] /gm, '')).eval_loss;
+    assert.ok(Math.abs(ea - eb) < 1e-4 * Math.abs(ea), `validation loss ${eb} (2 ranks) vs ${ea} (1 process)`);
+  });
+}

@@ -1,6 +1,6 @@
 /**
  * The WebGPU kernels against the portable backend, in headless Chromium (WebGPU through SwiftShader): every kernel
- * on random inputs (test/webgpu/cases-*.ts). Skips with the reason where Chromium, puppeteer-core or a WebGPU adapter
+ * on random inputs (test/webgpu/cases-*.ts). Skips with the reason where Chromium, playwright-core or a WebGPU adapter
  * is missing; under CI=true that is a failure. AUTOGLM_WEBGPU_FILTER=<substring> runs only the matching cases.
  */
 import { test } from 'node:test';

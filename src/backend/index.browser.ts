@@ -1,9 +1,9 @@
 /**
  * Backend selection in a browser: the browser build (scripts/build-web.mjs) puts this file in place of index.ts,
  * which loads the native addon and Node's worker_threads. The same names are exported. The page (or its worker)
- * calls `initBrowserBackend` once, before any tensor work: it picks WebGPU where a WebGPU backend is registered
- * and an adapter exists (`registerWebGPULoader`, the hook for src/backend/webgpu), else the wasm kernels fetched
- * from `wasmUrl`, else the portable TypeScript backend; `prefer` overrides, as AUTOGLM_BACKEND does in Node.
+ * calls `initBrowserBackend` once, before any tensor work: it picks the wasm kernels fetched from `wasmUrl`, else
+ * the portable TypeScript backend; `prefer` overrides, as AUTOGLM_BACKEND does in Node. WebGPU (a loader registered
+ * with `registerWebGPULoader`, the hook for src/backend/webgpu) is used only when asked for with prefer: 'webgpu'.
  */
 import type { Backend } from './backend.js';
 import { PortableBackend } from './portable.js';
@@ -26,7 +26,7 @@ export function registerWebGPULoader(load: () => Promise<Backend | null>): void 
 }
 
 export interface BrowserBackendOptions extends Partial<BrowserWasmOptions> {
-  /** Force a backend ('webgpu', 'wasm' or 'portable'); default: the fastest that loads. */
+  /** Force a backend ('webgpu', 'wasm' or 'portable'); default: wasm where it loads, else portable (never WebGPU, yet). */
   prefer?: 'webgpu' | 'wasm' | 'portable';
 }
 
@@ -37,17 +37,12 @@ export async function initBrowserBackend(o: BrowserBackendOptions = {}): Promise
     throw new ConfigError(`backend preference must be 'webgpu', 'wasm' or 'portable'; got '${String(want)}'`);
   }
   const why: string[] = [];
-  if ((want === undefined || want === 'webgpu') && webgpuLoader) {
-    try {
-      const b = await webgpuLoader();
-      if (b) return use('webgpu', b);
-      why.push('WebGPU: no adapter');
-    } catch (e) {
-      if (want === 'webgpu') throw e;
-      why.push(`WebGPU: ${(e as Error).message}`);
-    }
-  } else if (want === 'webgpu') {
-    throw new ConfigError('backend \'webgpu\' was asked for, but no WebGPU backend is registered (registerWebGPULoader)');
+  // Not chosen by default: the tensor layer cannot hold device arrays yet (src/backend/webgpu/README.md), so wasm.
+  if (want === 'webgpu') {
+    if (!webgpuLoader) throw new ConfigError('backend \'webgpu\' was asked for, but no WebGPU backend is registered (registerWebGPULoader)');
+    const b = await webgpuLoader();
+    if (!b) throw new ConfigError('backend \'webgpu\' was asked for, but navigator.gpu gives no adapter here');
+    return use('webgpu', b);
   }
   if (want !== 'portable' && o.baseUrl !== undefined) {
     try {

@@ -11,6 +11,7 @@ import { registerGenerate } from './commands/generate.js';
 import { registerFinetune } from './commands/finetune.js';
 import { registerEvaluate } from './commands/evaluate.js';
 import { registerMerge } from './commands/merge.js';
+import { registerWeb } from './commands/web.js';
 import { registerLaunch, rdzvOption, runIdOption } from './commands/launch.js';
 
 export function buildProgram(): Command {
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
   registerEmbed(program);
   registerGenerate(program);
   registerLaunch(program);
+  registerWeb(program);
   return program;
 }
 

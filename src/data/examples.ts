@@ -1,6 +1,6 @@
 /** Raw records to examples: field lookup, label maps, and the reports for missing or malformed fields. */
 import type { BadLineSink } from './bad-lines.js';
-import type { RawRecord } from './readers.js';
+import type { RawRecord } from './parse.js';
 import type { Example } from './types.js';
 
 /** An example with the file and line it came from (for reports after the split). */

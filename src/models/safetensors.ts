@@ -13,13 +13,13 @@ import { Tensor } from '../tensor/tensor.js';
 import type { DType } from '../backend/backend.js';
 import { backend } from '../backend/index.js';
 import { constants } from 'node:buffer';
+import { safetensorsParts } from './safetensors-encode.js';
 
 /** safetensors dtype -> (bytes per element, how it loads). */
 const ST_DTYPES: Record<string, { bytes: number; native?: DType }> = {
   F64: { bytes: 8 }, F32: { bytes: 4, native: 'f32' }, F16: { bytes: 2, native: 'f16' }, BF16: { bytes: 2, native: 'bf16' },
   I64: { bytes: 8 }, I32: { bytes: 4, native: 'i32' }, I16: { bytes: 2 }, I8: { bytes: 1, native: 'i8' }, U8: { bytes: 1 }, BOOL: { bytes: 1 },
 };
-const OUR_TO_ST: Record<DType, string> = { f32: 'F32', f16: 'F16', bf16: 'BF16', i32: 'I32', i8: 'I8' };
 
 /** Headers larger than this are refused (the format's own reader uses 100 MB). */
 const MAX_HEADER = 100 * 1024 * 1024;
@@ -209,25 +209,7 @@ export function inspectSafetensors(file: string): SafetensorsHeader {
  * under the final name. Keys are written in sorted order, the header padded to 8 bytes as the format does.
  */
 export function saveSafetensors(file: string, tensors: Map<string, Tensor>, metadata?: Record<string, string>): void {
-  const names = [...tensors.keys()].sort();
-  const header: Record<string, unknown> = {};
-  if (metadata && Object.keys(metadata).length) header.__metadata__ = metadata;
-  let off = 0;
-  const parts: Uint8Array[] = [];
-  for (const name of names) {
-    const t = tensors.get(name) as Tensor;
-    const d = t.dense();
-    const bytes = new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
-    header[name] = { dtype: OUR_TO_ST[t.dtype], shape: t.shape, data_offsets: [off, off + bytes.byteLength] };
-    parts.push(bytes);
-    off += bytes.byteLength;
-  }
-  let json = JSON.stringify(header);
-  const pad = (8 - (Buffer.byteLength(json) % 8)) % 8;
-  json += ' '.repeat(pad);
-  const hb = Buffer.from(json, 'utf8');
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(hb.length));
+  const [len, hb, ...parts] = safetensorsParts(tensors, metadata);
   const tmp = `${file}.tmp-${process.pid}`;
   const fd = openSync(tmp, 'w');
   try {

@@ -4,7 +4,8 @@ import { crossEntropy, softmax } from '../tensor/ops/nn.js';
 import { noGrad } from '../tensor/autograd.js';
 import { autocast, type ComputeDType } from '../tensor/precision.js';
 import type { SequenceClassifier, TextEncoder } from '../models/classifier.js';
-import { padIds, type Example } from '../data/index.js';
+import { padIds } from '../data/encode.js';
+import type { Example } from '../data/types.js';
 import { DatasetError } from '../errors.js';
 import { classificationReport, type ClassificationReport } from './metrics.js';
 

@@ -10,7 +10,8 @@ import type { Optimizer, ParamsInput } from '../optim/optimizer.js';
 import { AdamW, Adam } from '../optim/adam.js';
 import { SGD } from '../optim/sgd.js';
 import { RMSprop } from '../optim/rmsprop.js';
-import { LoraModel, layerIndex, quantizeBase } from '../peft/index.js';
+import { LoraModel, layerIndex } from '../peft/lora/model.js';
+import { quantizeBase } from '../peft/quant.js';
 import { ConfigError } from '../errors.js';
 import { DEFAULT_HEAD_LR, DEFAULT_LR, type TrainerConfig } from './config.js';
 

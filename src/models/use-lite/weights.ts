@@ -6,10 +6,9 @@
  * order. A tensor is float32 or int32, or quantized (`quantization: { dtype: 'uint8' | 'uint16', scale, min }`
  * read as q * scale + min, or `{ dtype: 'float16' }`). Every size is checked: a shard that is missing, short
  * or too long, or a tensor whose shape differs from the model's, is a CheckpointError naming the file and
- * the tensor.
+ * the tensor. The files come from a `WeightSource` (a folder in Node: files.ts; fetched files in a browser), so this
+ * file reads no file system itself.
  */
-import { readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
 import { CheckpointError, fmtShape } from '../../errors.js';
 import { Tensor } from '../../tensor/tensor.js';
 import type { USELiteConfig } from './config.js';
@@ -36,18 +35,34 @@ export interface TFJSTensor {
 
 const QUANT_BYTES: Record<string, number> = { uint8: 1, uint16: 2, float16: 2 };
 
-function readJSON(path: string): unknown {
+/** Where the model's files come from: a folder (Node), or fetched bytes (a browser). */
+export interface WeightSource {
+  /** The file's bytes; throws when it cannot be read. */
+  bytes(name: string): Uint8Array;
+  /** How messages name the file (a path or a URL). */
+  where(name: string): string;
+}
+
+function readJSON(src: WeightSource, name: string): unknown {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = new TextDecoder().decode(src.bytes(name));
   } catch (e) {
-    throw new CheckpointError(`cannot read '${path}'`, { cause: e });
+    throw new CheckpointError(`cannot read '${src.where(name)}'`, { cause: e });
   }
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new CheckpointError(`'${path}' is not valid JSON`, { cause: e });
+    throw new CheckpointError(`'${src.where(name)}' is not valid JSON`, { cause: e });
   }
+}
+
+/** The buffers back to back. */
+function concatBytes(parts: Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let o = 0;
+  for (const p of parts) { out.set(p, o); o += p.length; }
+  return out;
 }
 
 /** IEEE half to float. */
@@ -88,23 +103,23 @@ function decode(spec: TFJSWeightSpec, bytes: Uint8Array, n: number, where: strin
   return out;
 }
 
-/** Every tensor of a TF.js graph model in `dir` (model.json and the shards it names), by TF name. */
-export function readTFJSWeights(dir: string, modelFile = 'model.json'): Map<string, TFJSTensor> {
-  const manifestPath = join(dir, modelFile);
-  const model = readJSON(manifestPath) as { weightsManifest?: WeightsGroup[] };
+/** Every tensor of a TF.js graph model (model.json and the shards it names, from `src`), by TF name. */
+export function readTFJSWeightsFrom(src: WeightSource, modelFile = 'model.json'): Map<string, TFJSTensor> {
+  const manifestPath = src.where(modelFile);
+  const model = readJSON(src, modelFile) as { weightsManifest?: WeightsGroup[] };
   if (!Array.isArray(model.weightsManifest)) throw new CheckpointError(`'${manifestPath}' has no 'weightsManifest' list`);
   const out = new Map<string, TFJSTensor>();
   for (const group of model.weightsManifest) {
     const shards = group.paths.map((p) => {
-      const path = join(dir, p);
+      const path = src.where(p);
       try {
-        return { path, bytes: readFileSync(path) };
+        return { path, bytes: src.bytes(p) };
       } catch (e) {
         throw new CheckpointError(`weight shard '${path}' named in '${manifestPath}' cannot be read`, { cause: e });
       }
     });
     const total = shards.reduce((s, x) => s + x.bytes.length, 0);
-    const all = shards.length === 1 ? shards[0].bytes : Buffer.concat(shards.map((s) => s.bytes), total);
+    const all = shards.length === 1 ? shards[0].bytes : concatBytes(shards.map((s) => s.bytes), total);
     const shardAt = (off: number): string => {
       let end = 0;
       for (const s of shards) if (off < (end += s.bytes.length)) return s.path;
@@ -219,10 +234,10 @@ export interface USELiteState {
   invTimescales: Float32Array;
 }
 
-/** Reads the shipped weights and maps them to parameters, checking shapes and the graph's constants. */
-export function loadUSELiteState(dir: string, cfg: USELiteConfig): USELiteState {
-  const tf = readTFJSWeights(dir);
-  const where = join(dir, 'model.json');
+/** Reads the shipped weights from `src` and maps them to parameters, checking shapes and the graph's constants. */
+export function useLiteStateFrom(src: WeightSource, cfg: USELiteConfig): USELiteState {
+  const tf = readTFJSWeightsFrom(src);
+  const where = src.where('model.json');
   const get = (name: string, shape: number[]): TFJSTensor => {
     const t = tf.get(name);
     if (!t) throw new CheckpointError(`'${where}' has no tensor '${name}'`);

@@ -11,37 +11,10 @@ import { Tensor } from '../../tensor/tensor.js';
 import { copyInto } from '../../tensor/creation.js';
 import { loadSafetensors, saveSafetensors } from '../../models/safetensors.js';
 import { type LoraConfig, fromPeftJson, toPeftJson } from './config.js';
-import { LoraModel } from './model.js';
+import type { LoraModel } from './model.js';
+import { adapterStateDict, peftKey } from './state.js';
 
-const PREFIX = 'base_model.model.';
-
-/** Internal parameter path -> PEFT key (adapter name removed), or null when the parameter is not saved. */
-function peftKey(internal: string, adapter: string, heads: string[], bias: LoraConfig['bias']): string | null {
-  const parts = internal.split('.');
-  const i = parts.findIndex((p, k) => k > 0 && /^lora_/.test(parts[k - 1]) && p === adapter);
-  if (i > 0) {
-    const kind = parts[i - 1];
-    if (kind === 'lora_dropout') return null;
-    const rest = [...parts.slice(0, i), ...parts.slice(i + 1)].join('.');
-    return PREFIX + rest;
-  }
-  if (parts.some((p) => /^lora_/.test(p))) return null; // another adapter's weights
-  const mod = parts.slice(0, -1).join('.');
-  if (heads.some((h) => mod === h || mod.endsWith(`.${h}`))) return PREFIX + internal;
-  if (bias !== 'none' && internal.endsWith('.bias') && (bias === 'all' || internal.endsWith('.base_layer.bias'))) return PREFIX + internal;
-  return null;
-}
-
-/** The tensors of adapter `name` keyed as PEFT saves them. */
-export function adapterStateDict(m: LoraModel, name: string): Map<string, Tensor> {
-  const c = m.requireAdapter(name);
-  const out = new Map<string, Tensor>();
-  for (const [p, t] of m.model.namedParameters()) {
-    const k = peftKey(p, name, c.modulesToSave, c.bias);
-    if (k) out.set(k, t.dtype === 'f32' ? t : t.to('f32'));
-  }
-  return out;
-}
+export { adapterStateDict } from './state.js';
 
 function writeAtomic(file: string, text: string): void {
   const tmp = `${file}.tmp-${process.pid}`;

@@ -1,0 +1,71 @@
+/**
+ * The acceptance figure of issue 21: the main job (LoRA on custom_intent_v2 with the trainer's defaults, what
+ * `npx autoglm finetune` runs) in the page, in headless Chromium on the wasm backend, side by side with the same
+ * job in Node, in one run; prints test accuracy, time and peak memory of each and the accuracy difference.
+ *
+ *   node --import tsx scripts/browser-main-job.ts [--max-train N] [--max-eval N] [--threads N] [--node-backends native,wasm]
+ *
+ * Node runs first (each backend in its own process: `autoglm finetune --json`), then the browser. Times on a
+ * shared machine are indicative; accuracy is what this compares.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { headlessMainJob } from '../src/web/headless.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const arg = (name: string): string | undefined => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : undefined;
+};
+const maxTrain = arg('--max-train') ? Number(arg('--max-train')) : undefined;
+const maxEval = arg('--max-eval') ? Number(arg('--max-eval')) : undefined;
+const threads = arg('--threads') ? Number(arg('--threads')) : 2;
+const nodeBackends = (arg('--node-backends') ?? 'native,wasm').split(',').filter(Boolean);
+
+interface NodeRun { backend: string; accuracy: number; macro_f1: number; test_loss: number; train_time_s: number; peak_rss_mb: number; steps: number; precision: string }
+
+function nodeJob(backend: string): NodeRun | null {
+  const out = mkdtempSync(path.join(os.tmpdir(), 'autoglm-mainjob-'));
+  try {
+    const flags = ['finetune', '--json', '--quiet', '--no-baseline', '--output-dir', out, '--threads', String(threads),
+      ...(maxTrain ? ['--max-train', String(maxTrain)] : []), ...(maxEval ? ['--max-eval', String(maxEval)] : [])];
+    const code = `import { main } from './src/cli/main.ts'; process.exitCode = await main(${JSON.stringify(flags)});`;
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+      cwd: ROOT, encoding: 'utf8', env: { ...process.env, AUTOGLM_BACKEND: backend }, maxBuffer: 64 << 20,
+    });
+    const line = r.stdout.trim().split('\n').reverse().find((l) => l.startsWith('{"command":"finetune"'));
+    if (r.status !== 0 || !line) {
+      console.log(`node (${backend}): failed (exit ${r.status}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+      return null;
+    }
+    return { backend, ...(JSON.parse(line) as Omit<NodeRun, 'backend'>) };
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+const nodeRuns: NodeRun[] = [];
+for (const b of nodeBackends) {
+  process.stderr.write(`running the main job in Node (${b} backend, ${threads} threads)...\n`);
+  const r = nodeJob(b);
+  if (r) {
+    nodeRuns.push(r);
+    console.log(`node (${b}, ${r.precision}): test accuracy ${pct(r.accuracy)}  macro-F1 ${pct(r.macro_f1)}  test loss ${r.test_loss.toFixed(6)}  ${r.steps} steps  train time ${r.train_time_s.toFixed(1)} s  peak RSS ${r.peak_rss_mb} MB`);
+  }
+}
+process.stderr.write(`running the main job in headless Chromium (wasm backend, ${threads} threads)...\n`);
+const b = await headlessMainJob({ maxTrain, maxEval, threads, rebuild: true, say: (l) => process.stderr.write(`  ${l}\n`) });
+const t = b.summary.test!;
+console.log(`browser (headless Chromium, ${b.backend.replace(/^backend: /, '')}): test accuracy ${pct(t.accuracy)}  macro-F1 ${pct(t.macro_f1)}  test loss ${t.loss.toFixed(6)}  ${b.summary.steps} steps  `
+  + `train time ${b.summary.trainTimeS.toFixed(1)} s  peak RSS: page renderer ${b.rendererPeakMb ?? '?'} MB, all browser processes ${b.browserPeakSumMb ?? '?'} MB, wasm memory ${b.summary.memoryMb.wasm ?? '?'} MB`);
+for (const r of nodeRuns) {
+  const d = 100 * (t.accuracy - r.accuracy);
+  console.log(`browser - node (${r.backend}): ${d >= 0 ? '+' : ''}${d.toFixed(2)} points (${Math.abs(d) <= 1 ? 'within' : 'NOT within'} 1 point); time ${(b.summary.trainTimeS / r.train_time_s).toFixed(2)}x`);
+}
+console.log(JSON.stringify({ command: 'browser-main-job', threads, maxTrain: maxTrain ?? null, maxEval: maxEval ?? null, node: nodeRuns,
+  browser: { accuracy: t.accuracy, macro_f1: t.macro_f1, test_loss: t.loss, n: t.n, steps: b.summary.steps, train_time_s: b.summary.trainTimeS, renderer_peak_mb: b.rendererPeakMb,
+    browser_peak_sum_mb: b.browserPeakSumMb, wasm_mb: b.summary.memoryMb.wasm, backend: b.backend } }));

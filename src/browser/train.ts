@@ -1,0 +1,179 @@
+/**
+ * Fine-tuning a classifier in a browser: the same recipe as the Node trainer's classification task (src/train/
+ * classification.ts run by src/train/loop.ts), step for step and draw for draw: the seed set before the encoder
+ * and head are built, the method applied by setup.ts (LoRA injection, parameter groups, the optimizer), the
+ * length-bucketed or shuffled sampler, the loss scaled and back-propagated per micro-batch, the guarded update of
+ * update.ts (clipping, finite check) at the schedule's learning rate, validation at each epoch's end, the test
+ * split at the end. So a page given the Node run's data and config reaches the Node run's accuracy.
+ *
+ * What the browser run does not do yet is refused by name (ConfigError), never ignored: checkpoints to disk and
+ * resume, early stopping, ReduceLROnPlateau, curriculum and loss-weighted sampling, multi-task, data-parallel
+ * training, a quantised base, method 'head', and fp16/bf16 compute (the wasm kernels compute in fp32).
+ */
+import { Tensor } from '../tensor/tensor.js';
+import { crossEntropy } from '../tensor/ops/nn.js';
+import { autocast } from '../tensor/precision.js';
+import { Rng } from '../backend/rng.js';
+import { manualSeed, setRng } from '../nn/init.js';
+import { SCHEDULES } from '../optim/schedule.js';
+import { DynamicLossScaler } from '../precision/index.js';
+import { SequenceClassifier, textEncoderOf, type TextEncoder } from '../models/classifier.js';
+import { buildUSELite } from '../models/use-lite/build.js';
+import type { WeightSource } from '../models/use-lite/weights.js';
+import type { LoraModel } from '../peft/lora/model.js';
+import { encodeDataset, collate, type EncodedDataset } from '../data/encode.js';
+import { BucketSampler } from '../data/samplers/bucket.js';
+import { RandomSampler } from '../data/samplers/random.js';
+import type { Sampler } from '../data/samplers/sampler.js';
+import type { DatasetSplits } from '../data/types.js';
+import { parseTrainerConfig, isDefaultValue, type TrainerConfig, type TrainerConfigInput } from '../train/config.js';
+import { applyMethod, learningRate, makeOptimizer, paramGroups, trainableOf } from '../train/setup.js';
+import { guardedUpdate } from '../train/update.js';
+import { evaluateClassifier, predictTexts, type EvalResult, type Prediction } from '../train/evaluate.js';
+import type { EpochLog, EvalLog, StepLog } from '../train/history.js';
+import { ConfigError } from '../errors.js';
+
+/** The encoder's name in logs and adapter_config.json, as in Node. */
+export const BASE_MODEL = 'open-autoglm-base';
+
+/** Keys the browser run cannot honour yet, with why: refused when set to anything but the default. */
+const BROWSER_REFUSES: Partial<Record<keyof TrainerConfig, string>> = {
+  task: "the browser trains task 'classification'",
+  tasks: 'multi-task training runs in Node',
+  baseQuantization: 'a quantised base runs in Node',
+  gradientCheckpointing: 'activation recomputation runs in Node',
+  curriculum: 'curriculum sampling runs in Node',
+  sampling: 'loss-weighted sampling runs in Node',
+  earlyStopping: 'early stopping runs in Node',
+  evalEvery: 'the browser validates at the end of each epoch',
+  saveEvery: 'checkpoints to a folder are written in Node; the page keeps the finished adapter',
+  resume: 'resuming from a checkpoint folder runs in Node',
+  outputDir: 'the page offers the adapter as a download',
+  gradientCompression: 'data-parallel training runs in Node',
+};
+const ALLOWED_METHODS = ['lora', 'full'];
+
+/** The config of a browser run: validated as in Node, then the keys the browser cannot honour refused. */
+export function browserConfig(input: TrainerConfigInput = {}): TrainerConfig {
+  const c = parseTrainerConfig(input);
+  for (const [k, why] of Object.entries(BROWSER_REFUSES) as Array<[keyof TrainerConfig, string]>) {
+    if (k in c && !isDefaultValue(k, c[k])) throw new ConfigError(`config key '${k}' is set (${JSON.stringify(c[k])}), but the browser run cannot honour it: ${why}`);
+  }
+  if (!ALLOWED_METHODS.includes(c.method)) throw new ConfigError(`config key 'method' is '${c.method}'; the browser trains ${ALLOWED_METHODS.map((m) => `'${m}'`).join(' or ')}`);
+  if (c.scheduler === 'plateau') throw new ConfigError("config key 'scheduler' is 'plateau'; the browser run has 'constant', 'linear' and 'cosine'");
+  if (c.mixedPrecision === 'bf16' || c.mixedPrecision === 'fp16') throw new ConfigError(`config key 'mixedPrecision' is '${c.mixedPrecision}'; the browser computes in fp32 ('fp32' or 'auto')`);
+  return c;
+}
+
+export interface BrowserFinetuneOptions {
+  /** The base model's files (model.json, shards, vocab.json). */
+  weights: WeightSource;
+  splits: DatasetSplits;
+  config?: TrainerConfigInput;
+  onStep?(log: StepLog, totalSteps: number): void | Promise<void>;
+  onEvaluate?(log: EvalLog): void | Promise<void>;
+  onEpoch?(log: EpochLog): void | Promise<void>;
+  /** Asked after each step: true stops the run (it still evaluates the test split). */
+  shouldStop?(): boolean;
+}
+
+export interface BrowserFinetuneResult {
+  config: TrainerConfig;
+  labels: string[];
+  steps: number;
+  trainTimeS: number;
+  trainableParams: number;
+  totalParams: number;
+  /** The test split's report (accuracy, macro-F1, per-class, confusion matrix, predictions), or null without one. */
+  test: EvalResult | null;
+  model: SequenceClassifier;
+  encoder: TextEncoder;
+  lora: LoraModel | null;
+}
+
+/** Trains (see the module comment) and evaluates the test split. */
+export async function finetuneInBrowser(o: BrowserFinetuneOptions): Promise<BrowserFinetuneResult> {
+  const c = browserConfig(o.config);
+  const { splits } = o;
+  if (splits.train.length === 0) throw new ConfigError(`dataset '${splits.name}' has no training examples`);
+  const labels = splits.labels;
+  // as ClassificationTask.build: the seed, then the encoder and the head (both draw initial values)
+  manualSeed(c.seed);
+  const encoder = textEncoderOf(buildUSELite(o.weights), BASE_MODEL);
+  const model = new SequenceClassifier(encoder, labels.length, c.headDropout);
+  const lora = applyMethod(model, c, { heads: ['classifier'], baseName: encoder.name, note: (m) => console.info(`autoglm: ${m}`) });
+  const maxLength = Math.min(c.maxLength, encoder.maxLength);
+  const train: EncodedDataset = encodeDataset(splits.train, encoder.encodeText, labels, { maxLength });
+  const lengths = train.ids.map((s) => s.length);
+  const sampler: Sampler = c.lengthBucketing ? new BucketSampler(lengths, c.batchSize, c.seed) : new RandomSampler(lengths.length, c.batchSize, c.seed);
+
+  // as TrainingLoop's constructor
+  const named = trainableOf(model);
+  const stepsPerEpoch = Math.max(1, Math.ceil(sampler.batchesPerEpoch / c.gradientAccumulation));
+  const totalSteps = Math.min(c.maxSteps ?? Infinity, c.epochs * stepsPerEpoch);
+  sampler.plan?.(totalSteps * c.gradientAccumulation);
+  const opt = makeOptimizer(paramGroups(named, c, { isHead: (p) => p.startsWith('classifier.') }), c);
+  const warmup = c.warmupSteps ?? Math.round(c.warmupRatio * totalSteps);
+  const schedule = SCHEDULES[c.scheduler]!({ lr: learningRate(c), totalSteps, warmupSteps: Math.min(warmup, totalSteps - 1), minLr: c.minLr, tMax: c.tMax });
+  const scaler = new DynamicLossScaler(false);
+  const evalOpts = { batchSize: c.evalBatchSize, maxLength, compute: 'f32' as const };
+  const counts = model.parameterCounts();
+
+  setRng(new Rng(c.seed + 1));
+  const t0 = performance.now();
+  const elapsed = () => (performance.now() - t0) / 1e3;
+  let step = 0, epoch = 0, epochLoss = 0, epochBatches = 0, micro = 0, lossSum = 0, lossCount = 0;
+  const endEpoch = async () => {
+    const e: EpochLog = { epoch, step, train_loss: epochBatches ? epochLoss / epochBatches : NaN, lr: schedule(Math.max(0, step - 1)), time_s: elapsed() };
+    if (splits.validation.length) {
+      const v = evaluateClassifier(model, encoder, splits.validation, labels, evalOpts);
+      const log: EvalLog = { step, epoch, split: 'validation', loss: v.loss, accuracy: v.accuracy, macro_f1: v.macro_f1, time_s: elapsed() };
+      await o.onEvaluate?.(log);
+      Object.assign(e, { val_loss: v.loss, val_accuracy: v.accuracy, val_macro_f1: v.macro_f1 });
+    }
+    model.train();
+    await o.onEpoch?.(e);
+  };
+  let stopped = false;
+  model.train();
+  while (step < totalSteps && !stopped) {
+    const idx = sampler.next();
+    if (idx === null) {
+      await endEpoch();
+      epoch++;
+      epochLoss = 0;
+      epochBatches = 0;
+      continue;
+    }
+    // as ClassificationTask.loss, then the loop's backward of loss x scale / accumulation
+    const batch = collate(train, idx, encoder.padId);
+    const y = new Tensor(Int32Array.from(idx, (i) => train.labels[i]!), 'i32', [idx.length]);
+    const loss = autocast('f32', () => crossEntropy(
+      model.forward(new Tensor(batch.ids, 'i32', [batch.batchSize, batch.seqLen]), new Tensor(batch.mask, 'f32', [batch.batchSize, batch.seqLen])),
+      y, { reduction: 'none', labelSmoothing: c.labelSmoothing })).mean();
+    loss.scale(scaler.scale / c.gradientAccumulation).backward();
+    const lv = loss.item();
+    lossSum += lv;
+    lossCount++;
+    epochLoss += lv;
+    epochBatches++;
+    if (++micro % c.gradientAccumulation !== 0) continue;
+    const lr = schedule(step);
+    const u = await guardedUpdate({ opt, scaler, named, loss: lossSum / lossCount, lr, maxGradNorm: c.maxGradNorm, dp: null, step });
+    opt.zeroGrad();
+    step++;
+    lossSum = 0;
+    lossCount = 0;
+    await o.onStep?.({ step, epoch, loss: u.loss, lr, grad_norm: u.norm, time_s: elapsed(), ...(u.ok ? {} : { skipped: true }) }, totalSteps);
+    stopped = o.shouldStop?.() ?? false;
+  }
+  if (!stopped && epochBatches > 0) await endEpoch();
+  const trainTimeS = elapsed();
+  const test = splits.test.length ? evaluateClassifier(model, encoder, splits.test, labels, evalOpts) : null;
+  return { config: c, labels, steps: step, trainTimeS, trainableParams: counts.trainable, totalParams: counts.total, test, model, encoder, lora };
+}
+
+/** Predictions of a trained classifier for typed sentences. */
+export function predictInBrowser(r: Pick<BrowserFinetuneResult, 'model' | 'encoder' | 'labels' | 'config'>, texts: string[]): Prediction[] {
+  return predictTexts(r.model, r.encoder, texts, r.labels, Math.min(r.config.maxLength, r.encoder.maxLength));
+}

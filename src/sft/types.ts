@@ -5,6 +5,8 @@
  * completion) and a plain text (language modelling).
  */
 
+import type { GenerateOptions } from '../models/hf/generate.js';
+
 /** One chat turn. `role` is 'system' | 'user' | 'assistant' | 'tool' (ShareGPT's names are mapped to these). */
 export interface ChatMessage {
   role: string;
@@ -35,17 +37,11 @@ export interface ChatPrediction {
   completion: string;
 }
 
-/** Generation settings of `predict` and of exact-match evaluation on an SFT run (greedy by default). */
-export interface ChatGenerationOptions {
-  /** Tokens to generate at most (default 128 for predict; for exact match: twice the reference's length + 8). */
-  maxNewTokens?: number;
-  /** Sample instead of greedy decoding, with temperature / topK / topP, seeded. */
-  doSample?: boolean;
-  temperature?: number;
-  topK?: number;
-  topP?: number;
-  seed?: number;
-}
+/**
+ * Generation settings of `predict` and of exact-match evaluation on an SFT run (greedy by default), as `generate`
+ * takes them; maxNewTokens defaults to 128 for predict and, for exact match, twice the reference's length + 8.
+ */
+export type ChatGenerationOptions = Pick<GenerateOptions, 'maxNewTokens' | 'doSample' | 'temperature' | 'topK' | 'topP' | 'seed'>;
 
 /** What `AutoGLMTrainer.evaluate` (and `autoglm eval`) reports for an SFT run. */
 export interface SftEvalResult {

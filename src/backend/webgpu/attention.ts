@@ -9,7 +9,7 @@ import type { AttentionShape } from '../backend.js';
 import type { GpuArray } from './array.js';
 import { Params, type GpuContext } from './device.js';
 import { DTypeError, ShapeError } from '../../errors.js';
-import { PARAMS, buf } from './wgsl.js';
+import { PARAMS, buf, workgroupReductions } from './wgsl.js';
 
 /** Keys per chunk of a query row's scores in workgroup memory (any number of keys is processed chunk by chunk). */
 const CHUNK = 1024;
@@ -24,23 +24,7 @@ const MAX_D = 256;
 // (binding one more buffer there would exceed 10 storage buffers per stage).
 const COMMON = /* wgsl */ `
 const WG: u32 = 128u;
-var<workgroup> red: array<f32, 128>;
-fn wgSum(v: f32, t: u32) -> f32 {
-  red[t] = v;
-  workgroupBarrier();
-  for (var s = 64u; s > 0u; s = s >> 1u) { if (t < s) { red[t] = red[t] + red[t + s]; } workgroupBarrier(); }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-fn wgMax(v: f32, t: u32) -> f32 {
-  red[t] = v;
-  workgroupBarrier();
-  for (var s = 64u; s > 0u; s = s >> 1u) { if (t < s) { red[t] = max(red[t], red[t + s]); } workgroupBarrier(); }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
+${workgroupReductions(128)}
 fn visible(i: u32) -> u32 {
   let Tk = i32(pu(4u));
   if (pu(8u) == 0u) { return u32(Tk); }

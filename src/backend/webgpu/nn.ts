@@ -6,28 +6,12 @@
 import type { AdamWArgs, ReduceOp, SGDArgs } from '../backend.js';
 import type { DeviceArg, GpuArray } from './array.js';
 import { Params, type GpuContext } from './device.js';
-import { PARAMS, buf, flatMain, groups256 } from './wgsl.js';
+import { PARAMS, buf, workgroupReductions, flatMain, groups256 } from './wgsl.js';
 
 /** A kernel with one 256-thread workgroup per row: `r` the row, `t` the thread; wgSum/wgMax reduce over the group. */
 function rowMain(rows: string, body: string): string {
   return `
-var<workgroup> red: array<f32, 256>;
-fn wgSum(v: f32, t: u32) -> f32 {
-  red[t] = v;
-  workgroupBarrier();
-  for (var s = 128u; s > 0u; s = s >> 1u) { if (t < s) { red[t] = red[t] + red[t + s]; } workgroupBarrier(); }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-fn wgMax(v: f32, t: u32) -> f32 {
-  red[t] = v;
-  workgroupBarrier();
-  for (var s = 128u; s > 0u; s = s >> 1u) { if (t < s) { red[t] = max(red[t], red[t + s]); } workgroupBarrier(); }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
+${workgroupReductions(256)}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let r = wid.y * nwg.x + wid.x;

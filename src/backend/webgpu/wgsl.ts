@@ -197,3 +197,18 @@ fn stridedOffset(i: u32, nd: u32, base: u32, k: u32) -> i32 {
   return off;
 }
 `;
+
+/** WGSL `wgSum` / `wgMax` over a workgroup of `size` threads (a power of two), through `red`, a workgroup array. */
+export function workgroupReductions(size: number): string {
+  const reduce = (name: string, combine: string): string => `fn ${name}(v: f32, t: u32) -> f32 {
+  red[t] = v;
+  workgroupBarrier();
+  for (var s = ${size / 2}u; s > 0u; s = s >> 1u) { if (t < s) { red[t] = ${combine}; } workgroupBarrier(); }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}`;
+  return `var<workgroup> red: array<f32, ${size}>;
+${reduce('wgSum', 'red[t] + red[t + s]')}
+${reduce('wgMax', 'max(red[t], red[t + s])')}`;
+}

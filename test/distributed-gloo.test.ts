@@ -1,8 +1,8 @@
 /**
  * The gloo communicator across real processes: each rank is a child (test/helpers/gloo-worker.ts) that rendezvouses
  * through a FileStore in a temp dir, or through Redis (AUTOGLM_TEST_REDIS, else redis://127.0.0.1:6379 when one
- * answers). Checks the collectives' results on 2 and 3 ranks, that a peer killed mid-all-reduce surfaces on the others
- * as a CommunicationError within 1 s, and that a peer that never calls fails the op after the configured timeout.
+ * answers). Checks the collectives' results on 2 and 3 ranks, that a peer killed (SIGKILL) or stopped (SIGSTOP: found by the heartbeats) mid-all-reduce surfaces on the others as a CommunicationError
+ * within 1 s, and that a peer that never calls fails the op after the configured timeout.
  * Skipped when the addon is not built, and Redis cases when no Redis answers, except under CI=true.
  */
 import { test } from 'node:test';
@@ -137,8 +137,8 @@ for (const world of [2, 3]) {
   }
 }
 
-for (const world of [2, 3]) {
-  test(`gloo: a peer killed mid-all-reduce is reported on the ${world - 1} others within 1 s`, { skip: skipAll },
+for (const [signal, how] of [['SIGKILL', 'killed'], ['SIGSTOP', 'stopped']] as const) for (const world of [2, 3]) {
+  test(`gloo: a peer ${how} (${signal}) mid-all-reduce is reported on the ${world - 1} others within 1 s`, { skip: skipAll },
     async (t) => {
       const store = tempStore();
       const run = spawnRanks('loop', world, store.url, 30_000);
@@ -146,11 +146,11 @@ for (const world of [2, 3]) {
         await Promise.all(Array.from({ length: world }, (_, r) => run.next(r, 'looping')));
         const victim = world - 1;
         const t0 = performance.now();
-        run.children[victim]!.kill('SIGKILL');
+        run.children[victim]!.kill(signal);
         for (let r = 0; r < victim; r++) {
           const e = await run.next(r, 'error', 10_000);
           const ms = performance.now() - t0;
-          const msg = `rank ${r} saw the SIGKILL of rank ${victim} after ${ms.toFixed(1)} ms: ${e.message}`;
+          const msg = `rank ${r} saw the ${signal} of rank ${victim} after ${ms.toFixed(1)} ms: ${e.message}`;
           t.diagnostic(msg);
           assert.equal(e.name, 'CommunicationError');
           assert.match(String(e.message), new RegExp(`allReduce on rank ${r} of ${world}`));

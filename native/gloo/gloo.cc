@@ -69,6 +69,7 @@ class GlooContext : public Napi::ObjectWrap<GlooContext> {
       InstanceMethod<&GlooContext::Broadcast>("broadcast"),
       InstanceMethod<&GlooContext::Barrier>("barrier"),
       InstanceMethod<&GlooContext::Close>("close"),
+      InstanceMethod<&GlooContext::Abandon>("abandon"),
     });
   }
 
@@ -375,6 +376,15 @@ class GlooContext : public Napi::ObjectWrap<GlooContext> {
       baseStore_.reset();
     };
     return Submit(env, job);
+  }
+
+  // abandon(): after a peer was lost (heartbeats), an operation may be stuck inside gloo until its timeout. Later
+  // calls reject as closed, and pending ones no longer keep the event loop alive, so the process can exit; the
+  // worker finishes (or times out) on its own and its late settlement is ignored by the caller.
+  Napi::Value Abandon(const Napi::CallbackInfo& info) {
+    closed_ = true;
+    if (!tsfnReleased_) tsfn_.Unref(info.Env());
+    return info.Env().Undefined();
   }
 };
 

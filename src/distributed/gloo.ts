@@ -85,6 +85,18 @@ const DEFAULT_TIMEOUT_MS = 30_000;
 const DEFAULT_MAX_GATHER_BYTES = 2 ** 30;
 const DEFAULT_HEARTBEAT_MS = 700;
 
+let exitOnLostPeer = false;
+
+/**
+ * What a process that IS a rank does when its heartbeats lose a peer: with `true` (the CLI sets it) it prints one
+ * line naming the lost rank and exits with code 2 at once, even in the middle of a step, an evaluation or a
+ * checkpoint write (checkpoints are written atomically), so the launcher restarts the job without waiting for this
+ * rank's next collective. With `false` (the library default) only the pending and later operations fail.
+ */
+export function setExitOnLostPeer(on: boolean): void {
+  exitOnLostPeer = on;
+}
+
 /** The heartbeat silence from AUTOGLM_DP_HEARTBEAT_MS, or undefined when unset. */
 function envHeartbeatMs(): number | undefined {
   const v = process.env.AUTOGLM_DP_HEARTBEAT_MS;
@@ -235,7 +247,7 @@ export class GlooCommunicator implements Communicator {
       await ctx.close().catch(() => undefined);
       const msg = (e as Error).message;
       const hint = /already set/.test(msg) ? ` (keys of run '${runId}' are already in the store: pass a fresh runId)` : '';
-      throw new CommunicationError(`${msg}${hint} [rendezvous ${opts.rendezvous}, host ${host}, ` +
+      throw new CommunicationError(`${msg}${hint} [rendezvous store ${opts.rendezvous}, host ${host}, ` +
         `timeout ${timeoutMs} ms]`, { cause: e });
     }
     const comm = new GlooCommunicator(rank, worldSize, ctx, maxGatherBytes);
@@ -256,6 +268,10 @@ export class GlooCommunicator implements Communicator {
       comm.heartbeats.onLost((p) => {
         comm.lostPeer = p;
         for (const f of comm.lostWaiters.splice(0)) f(p);
+        if (exitOnLostPeer && !comm.closed) {
+          process.stderr.write(`autoglm: CommunicationError: rank ${rank} of ${worldSize}: rank ${p.rank} ${p.reason}; exiting so the launcher can restart the job\n`);
+          process.exit(2);
+        }
       });
     }
     return comm;

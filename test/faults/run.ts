@@ -9,13 +9,14 @@
  */
 import { Rng } from '../../src/backend/rng.js';
 import { FUZZ_CLASSES, type FaultClass } from './fuzz-classes.js';
-import { KILL_CLASSES } from './kill-classes.js';
+import { KILL_CLASSES, stopDetections } from './kill-classes.js';
+import { STORE_CLASSES } from './store-classes.js';
 
 export interface Row { fault: string; tries: number; survived: number; dataLost: number; details: string[]; skipped?: string; optional?: boolean }
 
 export async function runFaults(opts: { seed: number; budgetS: number; only?: string; minTries?: number; log?: (s: string) => void }): Promise<Row[]> {
   const log = opts.log ?? (() => undefined);
-  const classes: FaultClass[] = [...FUZZ_CLASSES, ...KILL_CLASSES].filter((c) => !opts.only || c.name.includes(opts.only));
+  const classes: FaultClass[] = [...FUZZ_CLASSES, ...KILL_CLASSES, ...STORE_CLASSES].filter((c) => !opts.only || c.name.includes(opts.only));
   const total = classes.reduce((s, c) => s + c.weight, 0);
   const rows: Row[] = [];
   for (const [i, c] of classes.entries()) {
@@ -48,6 +49,10 @@ export function formatTable(rows: Row[]): string {
   const line = (cells: string[]) => cells.map((c, j) => (j === 0 ? c.padEnd(w[j]!) : c.padStart(w[j]!))).join('  ');
   const out = [line(head), w.map((n) => '-'.repeat(n)).join('  '), ...body.map(line)];
   for (const r of rows) for (const d of r.details) out.push(`  ${r.fault}: ${d}`);
+  if (stopDetections.length) {
+    const ms = [...stopDetections].sort((a, b) => a - b);
+    out.push(`SIGSTOPped rank noticed by the others after: median ${ms[ms.length >> 1]!.toFixed(0)} ms, max ${ms[ms.length - 1]!.toFixed(0)} ms (${ms.length} stops; must be < 1000)`);
+  }
   return out.join('\n');
 }
 

@@ -192,3 +192,26 @@ test('gloo: a peer that never calls fails the op after the configured timeout', 
     store.dispose();
   }
 });
+
+test('gloo: a process that exits without closing its communicators exits cleanly (no abort at teardown)', { skip: skipAll }, async () => {
+  const store = tempStore();
+  const gloo = pathToFileURL(path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'distributed', 'gloo.ts')).href;
+  const code = `import { GlooCommunicator } from ${JSON.stringify(gloo)};
+    const cs = await Promise.all([0, 1].map((rank) => GlooCommunicator.create({ rank, worldSize: 2, rendezvous: ${JSON.stringify(store.url)}, runId: 'noclose', timeoutMs: 10000 })));
+    const x = new Float32Array([1]); await Promise.all(cs.map((c) => c.allReduce(x.slice())));
+    console.log('done');`;
+  try {
+    const r = await new Promise<{ code: number | null; signal: string | null; out: string }>((resolve) => {
+      const c = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      c.stdout!.on('data', (d) => (out += d));
+      c.stderr!.on('data', (d) => (out += d));
+      c.on('exit', (code, signal) => resolve({ code, signal, out }));
+    });
+    assert.equal(r.signal, null, r.out);
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, /done/);
+  } finally {
+    store.dispose();
+  }
+});

@@ -72,7 +72,7 @@ interface NativeOptions {
 interface NativeContext {
   connect(): Promise<void>;
   allReduce(data: Float32Array): Promise<void>;
-  allGather(payload: Uint8Array, maxBytes: number): Promise<{ data: Uint8Array; lengths: number[] }>;
+  allGather(payload: Uint8Array, maxBytes: number, announce?: bigint): Promise<{ data: Uint8Array; lengths: number[] }>;
   broadcast(data: Uint8Array, root: number): Promise<void>;
   barrier(): Promise<void>;
   close(): Promise<void>;
@@ -291,8 +291,20 @@ export class GlooCommunicator implements Communicator {
    * more than `maxGatherBytes` fails the op on every rank (CommunicationError naming that rank).
    */
   async allGather(payload: Uint8Array): Promise<Uint8Array[]> {
+    return this.gather(payload);
+  }
+
+  /**
+   * @internal For the fault suite's fuzzer only: this rank announces `announce` bytes instead of its payload's length
+   * (as a hostile or broken peer would) and sends that many (its payload, cut or zero-padded).
+   */
+  async allGatherAnnouncing(payload: Uint8Array, announce: bigint): Promise<Uint8Array[]> {
+    return this.gather(payload, announce);
+  }
+
+  private async gather(payload: Uint8Array, announce?: bigint): Promise<Uint8Array[]> {
     this.stats.calls++;
-    const { data, lengths } = await this.call('allGather', () => this.ctx.allGather(payload, this.maxGatherBytes));
+    const { data, lengths } = await this.call('allGather', () => this.ctx.allGather(payload, this.maxGatherBytes, announce));
     const W = this.worldSize;
     const out: Uint8Array[] = [];
     let off = 0;

@@ -174,6 +174,7 @@ export class Heartbeats {
       const ready = next('ready', 'connecting to every peer');
       worker.postMessage({ type: 'peers', addrs });
       await ready;
+      worker.unref(); // after the listeners: the thread never keeps the process alive
     } catch (e) {
       await worker.terminate();
       throw e;

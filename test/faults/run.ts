@@ -11,12 +11,13 @@ import { Rng } from '../../src/backend/rng.js';
 import { FUZZ_CLASSES, type FaultClass } from './fuzz-classes.js';
 import { KILL_CLASSES, stopDetections } from './kill-classes.js';
 import { STORE_CLASSES } from './store-classes.js';
+import { glooLengths } from './gloo-fuzz.js';
 
 export interface Row { fault: string; tries: number; survived: number; dataLost: number; details: string[]; skipped?: string; optional?: boolean }
 
 export async function runFaults(opts: { seed: number; budgetS: number; only?: string; minTries?: number; log?: (s: string) => void }): Promise<Row[]> {
   const log = opts.log ?? (() => undefined);
-  const classes: FaultClass[] = [...FUZZ_CLASSES, ...KILL_CLASSES, ...STORE_CLASSES].filter((c) => !opts.only || c.name.includes(opts.only));
+  const classes: FaultClass[] = [...FUZZ_CLASSES, glooLengths, ...KILL_CLASSES, ...STORE_CLASSES].filter((c) => !opts.only || c.name.includes(opts.only));
   const total = classes.reduce((s, c) => s + c.weight, 0);
   const rows: Row[] = [];
   for (const [i, c] of classes.entries()) {

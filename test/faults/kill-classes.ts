@@ -65,6 +65,7 @@ function rankFault(world: number, signal: 'SIGKILL' | 'SIGSTOP'): FaultClass {
   return {
     name: `${signal} of one rank of a ${world}-rank gloo job -> launch --max-restarts 1`,
     weight: world === 2 ? 3 : 2,
+    ...(world > 2 ? { longOnly: `test/distributed-gloo.test.ts (${signal} of one of 3 gloo ranks noticed by the others in < 1 s)` } : {}),
     setup: () => dpReference(world),
     async attempt(rng: Rng): Promise<TryResult> {
       const dir = mkdtempSync(path.join(tmpdir(), 'autoglm-fr-'));

@@ -1,5 +1,6 @@
 /**
- * The fault suite: `npm run faults -- [--seed N] [--budget-s S] [--only substring]`. Runs every fault class for its
+ * The fault suite: `npm run faults -- [--seed N] [--budget-s S] [--only substring] [--short]` (--short: the CI's
+ * run, without the long-only classes). Runs every fault class for its
  * share of the time budget (at least `minTries` each), then prints one table: fault, tries, survived, data lost.
  * Exits 1 when a try did not survive or lost data (its first details are printed under the table). Seeded: the
  * same seed and budget replay the same tries (up to timing-dependent kill points).
@@ -13,17 +14,18 @@ import { KILL_CLASSES, stopDetections } from './kill-classes.js';
 import { STORE_CLASSES } from './store-classes.js';
 import { glooLengths } from './gloo-fuzz.js';
 
-export interface Row { fault: string; tries: number; survived: number; dataLost: number; details: string[]; skipped?: string; optional?: boolean }
+export interface Row { fault: string; tries: number; survived: number; dataLost: number; details: string[]; skipped?: string; optional?: boolean; longOnly?: boolean }
 
-export async function runFaults(opts: { seed: number; budgetS: number; only?: string; minTries?: number; log?: (s: string) => void }): Promise<Row[]> {
+/** `short`: the CI's run, which leaves out the classes marked longOnly (each says which faster test covers it). */
+export async function runFaults(opts: { seed: number; budgetS: number; only?: string; minTries?: number; short?: boolean; log?: (s: string) => void }): Promise<Row[]> {
   const log = opts.log ?? (() => undefined);
   const classes: FaultClass[] = [...FUZZ_CLASSES, glooLengths, ...KILL_CLASSES, ...STORE_CLASSES].filter((c) => !opts.only || c.name.includes(opts.only));
   const total = classes.reduce((s, c) => s + c.weight, 0);
   const rows: Row[] = [];
   for (const [i, c] of classes.entries()) {
-    const row: Row = { fault: c.name, tries: 0, survived: 0, dataLost: 0, details: [], optional: c.optional };
+    const row: Row = { fault: c.name, tries: 0, survived: 0, dataLost: 0, details: [], optional: c.optional, longOnly: !!c.longOnly };
     rows.push(row);
-    const ready = c.setup ? await c.setup() : true;
+    const ready = opts.short && c.longOnly ? `long run only; in CI: ${c.longOnly}` : c.setup ? await c.setup() : true;
     if (ready !== true) {
       row.skipped = ready;
       log(`${c.name}: not run (${ready})`);
@@ -64,11 +66,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   };
   const seed = Number(arg('--seed') ?? 1), budgetS = Number(arg('--budget-s') ?? 60);
   if (!Number.isInteger(seed) || !(budgetS > 0)) {
-    process.stderr.write('usage: npm run faults -- [--seed N] [--budget-s S] [--only substring]\n');
+    process.stderr.write('usage: npm run faults -- [--seed N] [--budget-s S] [--only substring] [--short]\n');
     process.exit(2);
   }
   const t0 = performance.now();
-  const rows = await runFaults({ seed, budgetS, only: arg('--only'), log: (s) => process.stderr.write(`faults: ${s}\n`) });
+  const rows = await runFaults({ seed, budgetS, only: arg('--only'), short: process.argv.includes('--short'), log: (s) => process.stderr.write(`faults: ${s}\n`) });
   console.log(`fault suite: seed ${seed}, budget ${budgetS} s, took ${((performance.now() - t0) / 1e3).toFixed(0)} s`);
   console.log(formatTable(rows));
   const bad = rows.some((r) => r.survived < r.tries || r.dataLost > 0);

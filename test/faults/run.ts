@@ -1,12 +1,13 @@
 /**
- * The fault suite: `npm run faults -- [--seed N] [--budget-s S] [--only substring] [--short]` (--short: the CI's
- * run, without the long-only classes). Runs every fault class for its
- * share of the time budget (at least `minTries` each), then prints one table: fault, tries, survived, data lost.
+ * The fault suite: `npm run faults -- [--seed N] [--budget-s S] [--only substring] [--short] [--min-tries N]`
+ * (--short: the CI's run, without the long-only classes; --min-tries: each class at least N times, default 1).
+ * Runs every fault class for its share of the time budget (at least `minTries` each), then prints one table: fault,
+ * tries, survived, data lost.
  * Exits 1 when a try did not survive or lost data (its first details are printed under the table). Seeded: the
  * same seed and budget replay the same tries (up to timing-dependent kill points).
  *
  *   npm run faults                        # 60 s
- *   npm run faults -- --budget-s 1200     # the long run
+ *   npm run faults -- --budget-s 1200 --min-tries 5    # the long run: every class at least 5 times (about 25 min)
  */
 import { Rng } from '../../src/backend/rng.js';
 import { FUZZ_CLASSES, type FaultClass } from './fuzz-classes.js';
@@ -64,13 +65,13 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     const i = process.argv.indexOf(name);
     return i >= 0 ? process.argv[i + 1] : undefined;
   };
-  const seed = Number(arg('--seed') ?? 1), budgetS = Number(arg('--budget-s') ?? 60);
-  if (!Number.isInteger(seed) || !(budgetS > 0)) {
-    process.stderr.write('usage: npm run faults -- [--seed N] [--budget-s S] [--only substring] [--short]\n');
+  const seed = Number(arg('--seed') ?? 1), budgetS = Number(arg('--budget-s') ?? 60), minTries = Number(arg('--min-tries') ?? 1);
+  if (!Number.isInteger(seed) || !(budgetS > 0) || !Number.isInteger(minTries) || minTries < 1) {
+    process.stderr.write('usage: npm run faults -- [--seed N] [--budget-s S] [--only substring] [--short] [--min-tries N]\n');
     process.exit(2);
   }
   const t0 = performance.now();
-  const rows = await runFaults({ seed, budgetS, only: arg('--only'), short: process.argv.includes('--short'), log: (s) => process.stderr.write(`faults: ${s}\n`) });
+  const rows = await runFaults({ seed, budgetS, only: arg('--only'), short: process.argv.includes('--short'), minTries, log: (s) => process.stderr.write(`faults: ${s}\n`) });
   console.log(`fault suite: seed ${seed}, budget ${budgetS} s, took ${((performance.now() - t0) / 1e3).toFixed(0)} s`);
   console.log(formatTable(rows));
   const bad = rows.some((r) => r.survived < r.tries || r.dataLost > 0);

@@ -48,11 +48,12 @@ export async function runFaults(opts: { seed: number; budgetS: number; only?: st
 
 export function formatTable(rows: Row[]): string {
   const head = ['fault', 'tries', 'survived', 'data lost'];
-  const body = rows.map((r) => [r.fault, r.skipped ? '-' : String(r.tries), r.skipped ? `not run: ${r.skipped}` : String(r.survived), r.skipped ? '-' : String(r.dataLost)]);
+  const body = rows.map((r) => [r.fault, r.skipped ? '-' : String(r.tries), r.skipped ? 'not run' : String(r.survived), r.skipped ? '-' : String(r.dataLost)]);
   const w = head.map((_, j) => Math.max(head[j]!.length, ...body.map((b) => b[j]!.length)));
   const line = (cells: string[]) => cells.map((c, j) => (j === 0 ? c.padEnd(w[j]!) : c.padStart(w[j]!))).join('  ');
   const out = [line(head), w.map((n) => '-'.repeat(n)).join('  '), ...body.map(line)];
   for (const r of rows) for (const d of r.details) out.push(`  ${r.fault}: ${d}`);
+  for (const r of rows) if (r.skipped) out.push(`  ${r.fault}: not run: ${r.skipped}`);
   if (stopDetections.length) {
     const ms = [...stopDetections].sort((a, b) => a - b);
     out.push(`SIGSTOPped rank noticed by the others after: median ${ms[ms.length >> 1]!.toFixed(0)} ms, max ${ms[ms.length - 1]!.toFixed(0)} ms (${ms.length} stops; must be < 1000)`);

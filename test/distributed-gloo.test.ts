@@ -97,6 +97,13 @@ test('gloo: options are validated before any connection', { skip: skipAll }, asy
   await assert.rejects(GlooCommunicator.create({ ...base, rendezvous: 'tcp://h:1' }), /expected the scheme/);
   await assert.rejects(GlooCommunicator.create({ ...base, timeoutMs: -1 }), ConfigError);
   await assert.rejects(GlooCommunicator.create({ ...base, runId: 'a/b' }), ConfigError);
+  await assert.rejects(GlooCommunicator.create({ ...base, heartbeatMs: -5 }), /heartbeatMs.*>= 0/);
+  process.env.AUTOGLM_DP_HEARTBEAT_MS = 'soon';
+  try {
+    await assert.rejects(GlooCommunicator.create(base), /AUTOGLM_DP_HEARTBEAT_MS is 'soon'/);
+  } finally {
+    delete process.env.AUTOGLM_DP_HEARTBEAT_MS;
+  }
 });
 
 test('gloo: world size 1 in this process; close twice; calls after close reject', { skip: skipAll }, async () => {

@@ -222,3 +222,25 @@ test('gloo: a process that exits without closing its communicators exits cleanly
     store.dispose();
   }
 });
+
+test('gloo: a Redis URL where something else listens, or a Redis that refuses us, fails at once naming the store (no hang)', { skip: skipAll }, async () => {
+  const servers: net.Server[] = [];
+  const listen = (onConn: (s: net.Socket) => void): Promise<number> => new Promise((resolve) => {
+    const srv = net.createServer(onConn);
+    servers.push(srv);
+    srv.listen(0, '127.0.0.1', () => resolve((srv.address() as net.AddressInfo).port));
+  });
+  try {
+    const silent = await listen(() => undefined); // accepts, never answers (hiredis would wait forever)
+    const denied = await listen((s) => s.end('-DENIED Redis is running in protected mode\r\n'));
+    const http = await listen((s) => s.end('HTTP/1.1 400 Bad Request\r\n\r\n'));
+    const t0 = performance.now();
+    await assert.rejects(GlooCommunicator.create({ rank: 0, worldSize: 2, rendezvous: `redis://127.0.0.1:${silent}`, timeoutMs: 800 }),
+      (e: unknown) => e instanceof CommunicationError && /rank 0 of 2: the rendezvous store redis:\/\/127\.0\.0\.1:\d+ did not answer PING within 800 ms/.test(e.message));
+    assert.ok(performance.now() - t0 < 5000);
+    await assert.rejects(GlooCommunicator.create({ rank: 0, worldSize: 2, rendezvous: `redis://127.0.0.1:${denied}` }), /refused us: DENIED Redis is running in protected mode/);
+    await assert.rejects(GlooCommunicator.create({ rank: 0, worldSize: 2, rendezvous: `redis://127.0.0.1:${http}` }), /answered PING with something that is not Redis \("HTTP/);
+  } finally {
+    for (const s of servers) s.close();
+  }
+});

@@ -25,6 +25,7 @@ import { emptyStats } from './communicator.js';
 import type { CommStats, Communicator } from './communicator.js';
 import { packageRoot } from '../package-root.js';
 import { Heartbeats, type LostPeer } from './heartbeat.js';
+import { pingRedis } from './redis-ping.js';
 
 export interface GlooOptions {
   rank: number;
@@ -227,6 +228,11 @@ export class GlooCommunicator implements Communicator {
         `build it with: ${GLOO_HINT}`);
     }
     if (store.kind === 'file') mkdirSync(store.dir, { recursive: true });
+    else {
+      await pingRedis(opts.rendezvous, store.host, store.port, Math.min(timeoutMs, 30_000)).catch((e: Error) => {
+        throw new CommunicationError(`gloo connect on rank ${rank} of ${worldSize}: ${e.message}`, { cause: e });
+      });
+    }
 
     const local = store.kind === 'file' || isLoopback(store.host);
     const host = opts.host ?? process.env.AUTOGLM_GLOO_HOST ?? (local ? '127.0.0.1' : os.hostname());

@@ -16,6 +16,7 @@ import path from 'node:path';
 import type { Rng } from '../../src/backend/rng.js';
 import { CommunicationError } from '../../src/errors.js';
 import { GlooCommunicator, glooAvailable } from '../../src/distributed/gloo.js';
+import { pingRedis } from '../../src/distributed/redis-ping.js';
 import type { FaultClass } from './fuzz-classes.js';
 import type { TryResult } from './fuzz.js';
 import { FINETUNE, adapter, dp, dpReference, rankPid, sleep, start } from './jobs.js';
@@ -39,10 +40,8 @@ export async function startRedis(): Promise<{ url: string; proc: ChildProcess; k
     const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
     const exited = new Promise<void>((resolve) => proc.on('exit', () => resolve()));
     for (let i = 0; i < 100 && proc.exitCode === null; i++) {
-      const up = await new Promise<boolean>((resolve) => {
-        const c = net.connect({ host: '127.0.0.1', port }, () => { c.end(); resolve(true); });
-        c.on('error', () => resolve(false));
-      });
+      // a PONG, not just a connection: the port may have been taken by another process between freePort and the bind
+      const up = await pingRedis(`redis://127.0.0.1:${port}`, '127.0.0.1', port, 1000).then(() => true, () => false);
       if (up) return { url: `redis://127.0.0.1:${port}`, proc, kill: async () => { if (proc.exitCode === null) proc.kill('SIGKILL'); await exited; } };
       await sleep(50);
     }

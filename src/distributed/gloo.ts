@@ -90,9 +90,10 @@ let exitOnLostPeer = false;
 
 /**
  * What a process that IS a rank does when its heartbeats lose a peer: with `true` (the CLI sets it) it prints one
- * line naming the lost rank and exits with code 2 at once, even in the middle of a step, an evaluation or a
- * checkpoint write (checkpoints are written atomically), so the launcher restarts the job without waiting for this
- * rank's next collective. With `false` (the library default) only the pending and later operations fail.
+ * line naming the lost rank and ends at once (SIGKILL to itself, so no exit handler can hang on the stuck
+ * collective), even in the middle of a step, an evaluation or a checkpoint write (checkpoints are written
+ * atomically), so the launcher restarts the job without waiting for this rank's next collective. With `false` (the
+ * library default) only the pending and later operations fail.
  */
 export function setExitOnLostPeer(on: boolean): void {
   exitOnLostPeer = on;
@@ -275,8 +276,11 @@ export class GlooCommunicator implements Communicator {
         comm.lostPeer = p;
         for (const f of comm.lostWaiters.splice(0)) f(p);
         if (exitOnLostPeer && !comm.closed) {
+          // stderr is synchronous on a pipe or a file; then SIGKILL, not process.exit: exit() runs the libraries'
+          // destructors while this rank's gloo thread is stuck in the collective, and once in the fault suite's 3-rank
+          // runs a rank never got out of it (the launcher then waited for the hang limit)
           process.stderr.write(`autoglm: CommunicationError: rank ${rank} of ${worldSize}: rank ${p.rank} ${p.reason}; exiting so the launcher can restart the job\n`);
-          process.exit(2);
+          process.kill(process.pid, 'SIGKILL');
         }
       });
     }

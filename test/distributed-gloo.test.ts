@@ -1,8 +1,8 @@
 /**
  * The gloo communicator across real processes: each rank is a child (test/helpers/gloo-worker.ts) that rendezvouses
  * through a FileStore in a temp dir, or through Redis (AUTOGLM_TEST_REDIS, else redis://127.0.0.1:6379 when one
- * answers). Checks the collectives' results on 2 and 3 ranks, that a peer killed mid-all-reduce surfaces on the others
- * as a CommunicationError within 1 s, and that a peer that never calls fails the op after the configured timeout.
+ * answers). Checks the collectives' results on 2 and 3 ranks, that a peer killed (SIGKILL) or stopped (SIGSTOP: found by the heartbeats) mid-all-reduce surfaces on the others as a CommunicationError
+ * within 1 s, and that a peer that never calls fails the op after the configured timeout.
  * Skipped when the addon is not built, and Redis cases when no Redis answers, except under CI=true.
  */
 import { test } from 'node:test';
@@ -97,6 +97,13 @@ test('gloo: options are validated before any connection', { skip: skipAll }, asy
   await assert.rejects(GlooCommunicator.create({ ...base, rendezvous: 'tcp://h:1' }), /expected the scheme/);
   await assert.rejects(GlooCommunicator.create({ ...base, timeoutMs: -1 }), ConfigError);
   await assert.rejects(GlooCommunicator.create({ ...base, runId: 'a/b' }), ConfigError);
+  await assert.rejects(GlooCommunicator.create({ ...base, heartbeatMs: -5 }), /heartbeatMs.*>= 0/);
+  process.env.AUTOGLM_DP_HEARTBEAT_MS = 'soon';
+  try {
+    await assert.rejects(GlooCommunicator.create(base), /AUTOGLM_DP_HEARTBEAT_MS is 'soon'/);
+  } finally {
+    delete process.env.AUTOGLM_DP_HEARTBEAT_MS;
+  }
 });
 
 test('gloo: world size 1 in this process; close twice; calls after close reject', { skip: skipAll }, async () => {
@@ -137,8 +144,8 @@ for (const world of [2, 3]) {
   }
 }
 
-for (const world of [2, 3]) {
-  test(`gloo: a peer killed mid-all-reduce is reported on the ${world - 1} others within 1 s`, { skip: skipAll },
+for (const [signal, how] of [['SIGKILL', 'killed'], ['SIGSTOP', 'stopped']] as const) for (const world of [2, 3]) {
+  test(`gloo: a peer ${how} (${signal}) mid-all-reduce is reported on the ${world - 1} others within 1 s`, { skip: skipAll },
     async (t) => {
       const store = tempStore();
       const run = spawnRanks('loop', world, store.url, 30_000);
@@ -146,11 +153,11 @@ for (const world of [2, 3]) {
         await Promise.all(Array.from({ length: world }, (_, r) => run.next(r, 'looping')));
         const victim = world - 1;
         const t0 = performance.now();
-        run.children[victim]!.kill('SIGKILL');
+        run.children[victim]!.kill(signal);
         for (let r = 0; r < victim; r++) {
           const e = await run.next(r, 'error', 10_000);
           const ms = performance.now() - t0;
-          const msg = `rank ${r} saw the SIGKILL of rank ${victim} after ${ms.toFixed(1)} ms: ${e.message}`;
+          const msg = `rank ${r} saw the ${signal} of rank ${victim} after ${ms.toFixed(1)} ms: ${e.message}`;
           t.diagnostic(msg);
           assert.equal(e.name, 'CommunicationError');
           assert.match(String(e.message), new RegExp(`allReduce on rank ${r} of ${world}`));
@@ -190,5 +197,50 @@ test('gloo: a peer that never calls fails the op after the configured timeout', 
   } finally {
     run.killAll();
     store.dispose();
+  }
+});
+
+test('gloo: a process that exits without closing its communicators exits cleanly (no abort at teardown)', { skip: skipAll }, async () => {
+  const store = tempStore();
+  const gloo = pathToFileURL(path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'distributed', 'gloo.ts')).href;
+  const code = `import { GlooCommunicator } from ${JSON.stringify(gloo)};
+    const cs = await Promise.all([0, 1].map((rank) => GlooCommunicator.create({ rank, worldSize: 2, rendezvous: ${JSON.stringify(store.url)}, runId: 'noclose', timeoutMs: 10000 })));
+    const x = new Float32Array([1]); await Promise.all(cs.map((c) => c.allReduce(x.slice())));
+    console.log('done');`;
+  try {
+    const r = await new Promise<{ code: number | null; signal: string | null; out: string }>((resolve) => {
+      const c = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      c.stdout!.on('data', (d) => (out += d));
+      c.stderr!.on('data', (d) => (out += d));
+      c.on('exit', (code, signal) => resolve({ code, signal, out }));
+    });
+    assert.equal(r.signal, null, r.out);
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, /done/);
+  } finally {
+    store.dispose();
+  }
+});
+
+test('gloo: a Redis URL where something else listens, or a Redis that refuses us, fails at once naming the store (no hang)', { skip: skipAll }, async () => {
+  const servers: net.Server[] = [];
+  const listen = (onConn: (s: net.Socket) => void): Promise<number> => new Promise((resolve) => {
+    const srv = net.createServer(onConn);
+    servers.push(srv);
+    srv.listen(0, '127.0.0.1', () => resolve((srv.address() as net.AddressInfo).port));
+  });
+  try {
+    const silent = await listen(() => undefined); // accepts, never answers (hiredis would wait forever)
+    const denied = await listen((s) => s.end('-DENIED Redis is running in protected mode\r\n'));
+    const http = await listen((s) => s.end('HTTP/1.1 400 Bad Request\r\n\r\n'));
+    const t0 = performance.now();
+    await assert.rejects(GlooCommunicator.create({ rank: 0, worldSize: 2, rendezvous: `redis://127.0.0.1:${silent}`, timeoutMs: 800 }),
+      (e: unknown) => e instanceof CommunicationError && /rank 0 of 2: the rendezvous store redis:\/\/127\.0\.0\.1:\d+ did not answer PING within 800 ms/.test(e.message));
+    assert.ok(performance.now() - t0 < 5000);
+    await assert.rejects(GlooCommunicator.create({ rank: 0, worldSize: 2, rendezvous: `redis://127.0.0.1:${denied}` }), /refused us: DENIED Redis is running in protected mode/);
+    await assert.rejects(GlooCommunicator.create({ rank: 0, worldSize: 2, rendezvous: `redis://127.0.0.1:${http}` }), /answered PING with something that is not Redis \("HTTP/);
+  } finally {
+    for (const s of servers) s.close();
   }
 });

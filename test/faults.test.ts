@@ -1,18 +1,19 @@
 /**
  * The fault suite's short run (test/faults/run.ts; `npm run faults -- --budget-s 1200` for the long one): every
- * fault class tried, all survived, no data lost. About 90 s on 2 cores.
+ * fault class but the long-only ones (3-rank gloo jobs, covered here by test/distributed-gloo.test.ts) tried, all
+ * survived, no data lost. About 170 s on 2 cores under a load average of 14; the 3-minute timeout is the CI bound.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { formatTable, runFaults } from './faults/run.js';
 import { CI } from './helpers/ci.js';
 
-test('fault suite, short budget: every class survives with 0 data lost', { timeout: 170_000 }, async (t) => {
-  const rows = await runFaults({ seed: Number(process.env.AUTOGLM_FAULTS_SEED ?? 1), budgetS: 45 });
+test('fault suite, short budget: every class survives with 0 data lost', { timeout: 180_000 }, async (t) => {
+  const rows = await runFaults({ seed: Number(process.env.AUTOGLM_FAULTS_SEED ?? 1), budgetS: 30, short: true });
   for (const line of formatTable(rows).split('\n')) t.diagnostic(line);
   for (const r of rows) {
     if (r.skipped) {
-      assert.ok(!CI || r.optional, `${r.fault} was not run under CI=true: ${r.skipped}`);
+      assert.ok(!CI || r.optional || r.longOnly, `${r.fault} was not run under CI=true: ${r.skipped}`);
       continue;
     }
     assert.ok(r.tries >= 1);

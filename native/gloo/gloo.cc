@@ -24,6 +24,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <algorithm>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -69,6 +70,7 @@ class GlooContext : public Napi::ObjectWrap<GlooContext> {
       InstanceMethod<&GlooContext::Broadcast>("broadcast"),
       InstanceMethod<&GlooContext::Barrier>("barrier"),
       InstanceMethod<&GlooContext::Close>("close"),
+      InstanceMethod<&GlooContext::Abandon>("abandon"),
     });
   }
 
@@ -111,7 +113,9 @@ class GlooContext : public Napi::ObjectWrap<GlooContext> {
         worker_.join();
       }
     }
-    if (!tsfnReleased_) tsfn_.Release();
+    // No tsfn_.Release() here: at environment teardown this destructor runs from inside the TSFN's own finalization,
+    // which holds the TSFN's lock (releasing it then aborted the process when a communicator was never closed). An
+    // unclosed context's TSFN is unref'd and simply goes with the environment.
   }
 
   // Called on the JS thread for each finished job.
@@ -284,6 +288,17 @@ class GlooContext : public Napi::ObjectWrap<GlooContext> {
       throw Napi::TypeError::New(info.Env(), "Argument 'maxBytes' passed to gloo allGather must be a non-negative number");
     }
     const uint64_t maxBytes = maxArg > 0 ? uint64_t(maxArg) : UINT64_MAX;
+    // Test hook (the fault suite's fuzzer): a third argument, a BigInt, is the length this rank announces instead of
+    // its payload's, as a hostile or broken peer would; it then sends that many bytes (its payload, cut or
+    // zero-padded), allocated only after every rank passed the maxBytes check.
+    bool hostile = false;
+    uint64_t announce = 0;
+    if (info.Length() > 2 && info[2].IsBigInt()) {
+      bool lossless = true;
+      announce = info[2].As<Napi::BigInt>().Uint64Value(&lossless);
+      if (!lossless) throw Napi::TypeError::New(info.Env(), "Argument 'announce' passed to gloo allGather must be a BigInt in [0, 2^64)");
+      hostile = true;
+    }
     auto* job = new Job(info.Env());
     job->op = "allGather";
     Pin(job, payload);
@@ -291,8 +306,8 @@ class GlooContext : public Napi::ObjectWrap<GlooContext> {
     const size_t len = payload.ByteLength();
     auto lengths = std::make_shared<std::vector<uint64_t>>(opts_.size);
     auto out = std::make_shared<std::vector<uint8_t>>();
-    job->run = [this, ptr, len, lengths, out, maxBytes] {
-      uint64_t mine = len;
+    job->run = [this, ptr, len, lengths, out, maxBytes, hostile, announce] {
+      uint64_t mine = hostile ? announce : len;
       gloo::AllgatherOptions lo(context_);
       lo.setInput(&mine, 1);
       lo.setOutput(lengths->data(), lengths->size());
@@ -306,12 +321,24 @@ class GlooContext : public Napi::ObjectWrap<GlooContext> {
       }
       std::vector<size_t> counts(lengths->begin(), lengths->end());
       size_t total = 0;
-      for (auto c : counts) total += c;
+      for (size_t r = 0; r < counts.size(); r++) {
+        if (counts[r] > SIZE_MAX - total) throw std::runtime_error("the announced payloads add up to more than 2^64 bytes");
+        total += counts[r];
+      }
       if (total == 0) return;  // every rank sees the same lengths, so every rank skips
       out->resize(total);
       uint8_t dummy = 0;
+      std::vector<uint8_t> lie;
+      const uint8_t* in = ptr;
+      size_t inLen = len;
+      if (hostile && announce != len) {
+        lie.assign(size_t(announce), 0);
+        std::memcpy(lie.data(), ptr, std::min<size_t>(len, size_t(announce)));
+        in = lie.data();
+        inLen = size_t(announce);
+      }
       gloo::AllgathervOptions vo(context_);
-      vo.setInput(len ? ptr : &dummy, len);
+      vo.setInput(inLen ? const_cast<uint8_t*>(in) : &dummy, inLen);
       vo.setOutput(out->data(), counts);
       gloo::allgatherv(vo);
     };
@@ -375,6 +402,15 @@ class GlooContext : public Napi::ObjectWrap<GlooContext> {
       baseStore_.reset();
     };
     return Submit(env, job);
+  }
+
+  // abandon(): after a peer was lost (heartbeats), an operation may be stuck inside gloo until its timeout. Later
+  // calls reject as closed, and pending ones no longer keep the event loop alive, so the process can exit; the
+  // worker finishes (or times out) on its own and its late settlement is ignored by the caller.
+  Napi::Value Abandon(const Napi::CallbackInfo& info) {
+    closed_ = true;
+    if (!tsfnReleased_) tsfn_.Unref(info.Env());
+    return info.Env().Undefined();
   }
 };
 

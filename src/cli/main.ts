@@ -13,6 +13,7 @@ import { registerEvaluate } from './commands/evaluate.js';
 import { registerMerge } from './commands/merge.js';
 import { registerWeb } from './commands/web.js';
 import { registerLaunch, rdzvOption, runIdOption } from './commands/launch.js';
+import { setExitOnLostPeer } from '../distributed/gloo.js';
 
 export function buildProgram(): Command {
   const program = new Command('autoglm')
@@ -41,6 +42,8 @@ export function buildProgram(): Command {
 
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
+  // a CLI process is one rank of a job: when a peer is lost it exits at once for the launcher to restart the job
+  setExitOnLostPeer(true);
   program.exitOverride();
   try {
     await program.parseAsync(argv, { from: 'user' });

@@ -68,6 +68,8 @@ export interface PlateauOptions {
   factor?: number;
   patience?: number;
   threshold?: number;
+  /** 'rel' (default): better than best by a fraction `threshold`; 'abs': by `threshold` itself (PyTorch's threshold_mode). */
+  thresholdMode?: 'rel' | 'abs';
   minLr?: number;
   cooldown?: number;
 }
@@ -78,6 +80,7 @@ export class ReduceLROnPlateau {
   readonly factor: number;
   readonly patience: number;
   readonly threshold: number;
+  readonly thresholdMode: 'rel' | 'abs';
   readonly minLr: number;
   readonly cooldown: number;
   best: number;
@@ -91,14 +94,21 @@ export class ReduceLROnPlateau {
     this.factor = o.factor ?? 0.1;
     this.patience = o.patience ?? 10;
     this.threshold = o.threshold ?? 1e-4;
+    this.thresholdMode = o.thresholdMode ?? 'rel';
+    if (this.thresholdMode !== 'rel' && this.thresholdMode !== 'abs') throw new ConfigError(`ReduceLROnPlateau thresholdMode must be 'rel' or 'abs'; got '${String(this.thresholdMode)}'`);
     this.minLr = o.minLr ?? 0;
     this.cooldown = o.cooldown ?? 0;
     if (!(this.factor > 0 && this.factor < 1)) throw new ConfigError(`ReduceLROnPlateau factor must be in (0, 1); got ${this.factor}`);
     this.best = this.mode === 'min' ? Infinity : -Infinity;
   }
 
+  /**
+   * PyTorch's is_better. One deliberate difference: in 'rel' mode the margin is |best| * threshold, so a negative
+   * metric must also improve to count (PyTorch's best * (1 - threshold) accepts a worse value when best < 0).
+   */
   private better(v: number): boolean {
-    return this.mode === 'min' ? v < this.best * (1 - Math.sign(this.best) * this.threshold) : v > this.best * (1 + Math.sign(this.best) * this.threshold);
+    const margin = this.thresholdMode === 'abs' || !Number.isFinite(this.best) ? (Number.isFinite(this.best) ? this.threshold : 0) : Math.abs(this.best) * this.threshold;
+    return this.mode === 'min' ? v < this.best - margin : v > this.best + margin;
   }
 
   /** Records a metric value; returns true when the learning rate was reduced. `baseLr` bounds it by minLr. */

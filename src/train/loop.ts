@@ -175,9 +175,9 @@ export class TrainingLoop {
     const lr = this.schedule(this.step) * (this.plateau ? this.plateau.scale : 1);
     const extra = this.task.stepLog?.() ?? {};
     const u = await guardedUpdate({ opt: this.opt, scaler: this.scaler, named: this.named, loss, lr, maxGradNorm: c.maxGradNorm, dp: h.dp, step: this.step });
-    if (!u.ok) this.overflow();
     this.opt.zeroGrad();
     this.step++;
+    if (!u.ok) this.overflow(); // after the count, so the note names the step as the logs and checkpoints do
     const log: StepLog = { step: this.step, epoch: this.epoch, loss: u.loss, lr, grad_norm: u.norm, time_s: this.elapsed(), ...(u.ok ? {} : { skipped: true }),
       ...(taskLoss ? { task_loss: taskLoss } : {}), ...extra };
     if (this.step % c.logEvery === 0 || this.step === 1) {

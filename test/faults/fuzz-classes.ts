@@ -26,6 +26,8 @@ export interface FaultClass {
   weight: number;
   /** Its precondition is a privilege of the machine (root for mount), not a piece of the project: CI may lack it. */
   optional?: boolean;
+  /** Too slow for the CI's short run (`short: true`), and covered there by a faster test: tried in the long run. */
+  longOnly?: string;
   /** Set up once (reference runs, fixture files); false when the class cannot run here, with the reason. */
   setup?(): Promise<true | string>;
   attempt(rng: Rng): Promise<TryResult>;

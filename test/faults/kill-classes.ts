@@ -5,47 +5,15 @@
  * a small tmpfs (root only: not run elsewhere) must fail with a typed error, leave every checkpoint readable, and
  * resume elsewhere to the same weights.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { listCheckpoints, loadCheckpoint } from '../../src/train/checkpoint.js';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Rng } from '../../src/backend/rng.js';
-import { glooAvailable } from '../../src/distributed/gloo.js';
 import type { FaultClass } from './fuzz-classes.js';
 import type { TryResult } from './fuzz.js';
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const CLI = path.join(ROOT, 'src/cli/launch-entry.ts');
-const ENV = { ...process.env, AUTOGLM_NUM_THREADS: '1', OMP_NUM_THREADS: '1' };
-const FINETUNE = ['finetune', '--max-train', '96', '--max-eval', '16', '--max-steps', '12', '--save-every', '3', '--batch-size', '16',
-  '--max-length', '24', '--head-dropout', '0', '--length-bucketing', 'false', '--seed', '11', '--quiet'];
-
-function start(args: string[]): { child: ChildProcess; done: Promise<{ code: number | null; signal: string | null; out: string }> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout!.on('data', (d) => (out += d));
-  child.stderr!.on('data', (d) => (out += d));
-  return { child, done: new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal, out }))) };
-}
-const adapter = (dir: string): Buffer | null => {
-  const f = path.join(dir, 'adapter', 'adapter_model.safetensors');
-  return existsSync(f) ? readFileSync(f) : null;
-};
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** The pid of `launcherPid`'s child that runs `rank` (from /proc). */
-function rankPid(launcherPid: number, rank: number): number | null {
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      if (Number(readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]) !== launcherPid) continue;
-      if (readFileSync(`/proc/${d}/environ`, 'utf8').split('\0').includes(`AUTOGLM_RANK=${rank}`)) return Number(d);
-    } catch { /* gone */ }
-  }
-  return null;
-}
+import { FINETUNE, adapter, dp, dpReference, rankPid, sleep, start } from './jobs.js';
 
 let single: { weights: Buffer; ms: number } | null = null;
 /** The uninterrupted single-process run (once per suite run). */
@@ -81,39 +49,60 @@ const singleKill: FaultClass = {
   },
 };
 
-let dp: { weights: Buffer; ms: number } | null = null;
-const rankKill: FaultClass = {
-  name: 'SIGKILL of one rank of a 2-rank gloo job -> launch --max-restarts 1',
-  weight: 3,
-  async setup() {
-    const g = glooAvailable();
-    if (!g.ok) return `gloo addon: ${g.reason}`;
-    if (!existsSync('/proc/self/environ')) return 'no /proc';
-    const dir = mkdtempSync(path.join(tmpdir(), 'autoglm-fr-ref-'));
-    const t0 = performance.now();
-    const r = await start(['launch', '--nproc', '2', '--backend', 'gloo', ...FINETUNE, '--output-dir', dir]).done;
-    const w = adapter(dir);
-    if (r.code !== 0 || !w) return `the reference run failed: ${r.out.slice(-300)}`;
-    dp = { weights: w, ms: performance.now() - t0 };
-    return true;
-  },
-  async attempt(rng: Rng): Promise<TryResult> {
-    const dir = mkdtempSync(path.join(tmpdir(), 'autoglm-fr-'));
-    try {
-      const victim = rng.uniform() < 0.5 ? 0 : 1;
-      const run = start(['launch', '--nproc', '2', '--backend', 'gloo', '--max-restarts', '1', ...FINETUNE, '--output-dir', dir]);
-      await Promise.race([sleep(rng.uniform() * dp!.ms), run.done]);
-      const pid = run.child.exitCode === null ? rankPid(run.child.pid!, victim) : null;
-      if (pid) process.kill(pid, 'SIGKILL');
-      const r = await run.done;
-      if (r.code !== 0) return { survived: false, dataLost: false, detail: `the job failed: ${r.out.slice(-300)}` };
-      const w = adapter(dir);
-      return w && w.equals(dp!.weights) ? { survived: true, dataLost: false } : { survived: true, dataLost: true, detail: `rank ${victim} killed: final weights differ` };
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  },
-};
+/** The longest a SIGSTOPped rank may go unnoticed by the others (the heartbeats' promise, #20). */
+const STOP_DETECT_MS = 1000;
+/** Detection times of SIGSTOPped ranks, for the report (ms). */
+export const stopDetections: number[] = [];
+
+/**
+ * One rank of a `world`-rank gloo job under `launch --max-restarts 1` gets `signal`: SIGKILL at a random moment
+ * (start-up, rendezvous, steps, checkpoints, the end); SIGSTOP at a random moment of the training steps (after the
+ * first checkpoint, before the final adapter), where the others must notice within STOP_DETECT_MS (a rank stopped
+ * during the rendezvous is waited for until the rendezvous timeout, as torchelastic does). Either way the job must
+ * restart from its last checkpoint and end with the uninterrupted run's weights, byte for byte.
+ */
+function rankFault(world: number, signal: 'SIGKILL' | 'SIGSTOP'): FaultClass {
+  return {
+    name: `${signal} of one rank of a ${world}-rank gloo job -> launch --max-restarts 1`,
+    weight: world === 2 ? 3 : 2,
+    ...(world > 2 ? { longOnly: `test/distributed-gloo.test.ts (${signal} of one of 3 gloo ranks noticed by the others in < 1 s)` } : {}),
+    setup: () => dpReference(world),
+    async attempt(rng: Rng): Promise<TryResult> {
+      const dir = mkdtempSync(path.join(tmpdir(), 'autoglm-fr-'));
+      const ref = dp.get(world)!;
+      const victim = Math.min(world - 1, Math.floor(rng.uniform() * world));
+      const run = start(['launch', '--nproc', String(world), '--backend', 'gloo', '--max-restarts', '1', ...FINETUNE, '--output-dir', dir]);
+      try {
+        let stoppedAt = 0;
+        if (signal === 'SIGKILL') {
+          await Promise.race([sleep(rng.uniform() * ref.ms), run.done]);
+        } else {
+          // the training steps: after the step-3 checkpoint, a random delay, and not once the adapter is written
+          while (run.child.exitCode === null && !existsSync(path.join(dir, 'checkpoint-0000003'))) await sleep(10);
+          await sleep(rng.uniform() * 600);
+        }
+        const pid = run.child.exitCode === null && !existsSync(path.join(dir, 'adapter')) ? rankPid(run.child.pid!, victim) : null;
+        if (pid) {
+          process.kill(pid, signal);
+          stoppedAt = performance.now();
+        }
+        const detected = signal === 'SIGSTOP' && pid ? run.output(/autoglm: CommunicationError/) : null;
+        const r = await run.done;
+        const what = `rank ${victim} ${pid ? signal : 'not signalled (the job ended first)'}`;
+        if (detected) {
+          const ms = (await Promise.race([detected, run.done.then(() => NaN)])) - stoppedAt;
+          stopDetections.push(ms);
+          if (!(ms < STOP_DETECT_MS)) return { survived: false, dataLost: false, detail: `${what}: the others noticed after ${ms.toFixed(0)} ms` };
+        }
+        if (r.code !== 0) return { survived: false, dataLost: false, detail: `${what}: the job failed (exit ${r.code}): ${r.out.slice(-400)}` };
+        const w = adapter(dir);
+        return w && w.equals(ref.weights) ? { survived: true, dataLost: false } : { survived: true, dataLost: true, detail: `${what}: final weights differ` };
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  };
+}
 
 const mnt = path.join(tmpdir(), `autoglm-faults-disk-${process.pid}`);
 const sh = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: 'utf8' });
@@ -154,4 +143,4 @@ const fullDisk: FaultClass = {
   },
 };
 
-export const KILL_CLASSES: FaultClass[] = [singleKill, rankKill, fullDisk];
+export const KILL_CLASSES: FaultClass[] = [singleKill, rankFault(2, 'SIGKILL'), rankFault(2, 'SIGSTOP'), rankFault(3, 'SIGKILL'), rankFault(3, 'SIGSTOP'), fullDisk];

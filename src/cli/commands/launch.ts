@@ -142,7 +142,11 @@ async function launchProcesses(command: string[], o: LaunchOpts, attempt: number
   let failure: InstanceType<typeof RankFailedError> | null = null;
   let killTimer: NodeJS.Timeout | null = null;
   const stopAll = (signal: NodeJS.Signals): void => {
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill(signal);
+    for (const c of children) {
+      if (c.exitCode !== null || c.signalCode !== null) continue;
+      c.kill(signal);
+      c.kill('SIGCONT'); // a stopped rank (SIGSTOP, Ctrl-Z) only acts on the signal once continued
+    }
     if (!killTimer) killTimer = setTimeout(() => { for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL'); }, DEFAULTS.killAfterMs);
   };
   const onSignal = (sig: NodeJS.Signals): void => {

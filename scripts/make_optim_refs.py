@@ -65,7 +65,7 @@ out["plateau"] = plateau
 w0 = [0.5, -1.25, 2.0, 0.1, -0.3]
 grads = [[0.3, -0.2, 0.05, 1.5, 0.0], [-0.1, 0.4, 0.2, -0.7, 0.01], [0.05, 0.05, -0.3, 0.2, -0.02]]
 rms = []
-for momentum, eps, alpha, wd in [(0.0, 1e-8, 0.99, 0.0), (0.9, 1e-3, 0.9, 0.0), (0.5, 0.1, 0.8, 0.05)]:
+for momentum, eps, alpha, wd in [(0.0, 1e-8, 0.99, 0.0), (0.9, 1e-3, 0.9, 0.0), (0.5, 0.1, 0.8, 0.05), (0.7, 1e-6, 0.99, 0.01)]:
     p = torch.nn.Parameter(torch.tensor(w0, dtype=torch.float64))
     opt = torch.optim.RMSprop([p], lr=0.01, alpha=alpha, eps=eps, momentum=momentum, weight_decay=wd)
     for g in grads:

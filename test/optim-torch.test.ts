@@ -12,6 +12,8 @@ import { Tensor } from '../src/tensor/tensor.js';
 import { EarlyStopping, ReduceLROnPlateau, cosineSchedule, linearSchedule } from '../src/optim/schedule.js';
 import { RMSprop } from '../src/optim/rmsprop.js';
 import { clipGradNorm } from '../src/optim/clip.js';
+import { parseTrainerConfig } from '../src/train/config.js';
+import { makeOptimizer } from '../src/train/setup.js';
 
 const REF = JSON.parse(readFileSync(new URL('./fixtures/optim-torch.json', import.meta.url), 'utf8'));
 const close = (got: number, want: number, what: string, rel = 1e-6): void =>
@@ -92,4 +94,22 @@ test('clipGradNorm = torch clip_grad_norm_ at max norms 0.5, 2.5 and 1000 (norm 
     close(norm, c.norm, `max norm ${c.maxNorm}: norm`);
     ps.forEach((p: Tensor, j: number) => c.clipped[j].forEach((want: number, i: number) => close(p.grad!.f32()[i]!, want, `max norm ${c.maxNorm}: grad ${j}[${i}]`)));
   }
+});
+
+test("the trainer's rmsprop = torch.optim.RMSprop (alpha 0.99): momentum and eps from the config, momentum 0 when unset", () => {
+  for (const c of REF.rmsprop.filter((r: { alpha: number }) => r.alpha === 0.99)) {
+    const config = parseTrainerConfig({
+      optimizer: 'rmsprop', learningRate: c.lr, eps: c.eps, weightDecay: c.weightDecay,
+      ...(c.momentum === 0 ? {} : { momentum: c.momentum }),
+    });
+    const p = new Tensor(Float32Array.from(c.w0), 'f32', [c.w0.length]);
+    p.requiresGrad = true;
+    const opt = makeOptimizer([{ params: [p], weightDecay: c.weightDecay }], config);
+    for (const g of c.grads) {
+      p.grad = new Tensor(Float32Array.from(g), 'f32', [g.length]);
+      opt.step();
+    }
+    c.w.forEach((want: number, i: number) => close(p.f32()[i]!, want, `trainer rmsprop momentum ${c.momentum} [${i}]`, 2e-6));
+  }
+  assert.ok(REF.rmsprop.some((r: { alpha: number; momentum: number }) => r.alpha === 0.99 && r.momentum > 0), 'the fixture has a momentum case at alpha 0.99');
 });

@@ -110,7 +110,8 @@ export const trainerConfigSchema = z.object({
   eps: z.number().positive().default(1e-8),
   /** Decoupled (AdamW) or L2 (others) weight decay; never applied to biases and norm weights. */
   weightDecay: z.number().min(0).default(0.01).describe('Decoupled (AdamW) or L2 (others) weight decay; never applied to biases and norm weights.'),
-  momentum: z.number().min(0).lt(1).default(0.9),
+  /** Momentum of 'sgd' (default 0.9) and of 'rmsprop' (default 0, as torch.optim.RMSprop). */
+  momentum: z.number().min(0).lt(1).optional().describe("Momentum of 'sgd' (default 0.9) and of 'rmsprop' (default 0, as torch.optim.RMSprop)."),
   nesterov: z.boolean().default(false),
   /** Global-norm gradient clipping; 0 = off. */
   maxGradNorm: z.number().min(0).default(1.0).describe('Global-norm gradient clipping; 0 = off.'),

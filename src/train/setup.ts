@@ -106,8 +106,8 @@ export function makeOptimizer(groups: ParamsInput, c: TrainerConfig): Optimizer 
   switch (c.optimizer) {
     case 'adamw': return new AdamW(groups, { lr, betas: c.betas, eps: c.eps, weightDecay: c.weightDecay });
     case 'adam': return new Adam(groups, { lr, betas: c.betas, eps: c.eps });
-    case 'sgd': return new SGD(groups, { lr, momentum: c.momentum, nesterov: c.nesterov, weightDecay: c.weightDecay });
-    case 'rmsprop': return new RMSprop(groups, { lr, eps: c.eps, momentum: 0, weightDecay: c.weightDecay });
+    case 'sgd': return new SGD(groups, { lr, momentum: c.momentum ?? 0.9, nesterov: c.nesterov, weightDecay: c.weightDecay });
+    case 'rmsprop': return new RMSprop(groups, { lr, eps: c.eps, momentum: c.momentum ?? 0, weightDecay: c.weightDecay });
   }
 }
 

@@ -50,7 +50,7 @@ export function taskOf(c: TrainerConfig): TaskDefinition {
 const DEPENDS: Array<[keyof TrainerConfig, (c: TrainerConfig) => boolean, string]> = [
   ...(['loraRank', 'loraAlpha', 'loraDropout', 'loraTargets', 'useRslora', 'useDora', 'loraPlusRatio'] as const)
     .map((k): [keyof TrainerConfig, (c: TrainerConfig) => boolean, string] => [k, (c) => c.method === 'lora', "LoRA keys apply to method 'lora'"]),
-  ['momentum', (c) => c.optimizer === 'sgd', "it is SGD's momentum (optimizer 'sgd')"],
+  ['momentum', (c) => c.optimizer === 'sgd' || c.optimizer === 'rmsprop', "it belongs to optimizers 'sgd' and 'rmsprop'"],
   ['nesterov', (c) => c.optimizer === 'sgd', "it is SGD's Nesterov momentum (optimizer 'sgd')"],
   ['betas', (c) => c.optimizer === 'adam' || c.optimizer === 'adamw', "it belongs to optimizers 'adam' and 'adamw'"],
   ['eps', (c) => c.optimizer !== 'sgd', "it belongs to optimizers 'adam', 'adamw' and 'rmsprop'"],

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parquetWriteFile } from 'hyparquet-writer';
@@ -129,4 +129,21 @@ test('synthetic chat tasks: seeded, held-out questions disjoint from train, answ
     assert.equal(Object.fromEntries(pairs.split(' ').map((p) => p.split('=')))[key], e.messages[1].content);
   }
   assert.throws(() => syntheticSplits({ task: 'addition', train: 200, test: 0, digits: 1 }), ConfigError);
+});
+
+test('a damaged Parquet file that sends the decoder into a loop is a DatasetError after the time limit, not a hang', async () => {
+  // test/fixtures/parquet-decoder-loop.parquet: a prompt/completion file of our own with bytes mutated by the fault
+  // suite's fuzzer; hyparquet's parquetReadObjects never returns on it.
+  const f = path.join(dir, 'loop.parquet');
+  writeFileSync(f, readFileSync(new URL('./fixtures/parquet-decoder-loop.parquet', import.meta.url)));
+  const t0 = performance.now();
+  await assert.rejects(readSftFile(f, new BadLineSink('skip')), (e: Error) => e instanceof DatasetError && e.message.includes(f) && /decoding took over/.test(e.message));
+  assert.ok(performance.now() - t0 < 15_000, `refused after ${(performance.now() - t0).toFixed(0)} ms`);
+  const old = process.env.AUTOGLM_PARQUET_TIMEOUT_MS;
+  process.env.AUTOGLM_PARQUET_TIMEOUT_MS = 'soon';
+  try {
+    await assert.rejects(readSftFile(f, new BadLineSink('skip')), (e: Error) => e instanceof ConfigError && e.message.includes('AUTOGLM_PARQUET_TIMEOUT_MS'));
+  } finally {
+    if (old === undefined) delete process.env.AUTOGLM_PARQUET_TIMEOUT_MS; else process.env.AUTOGLM_PARQUET_TIMEOUT_MS = old;
+  }
 });

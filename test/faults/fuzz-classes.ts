@@ -1,5 +1,5 @@
 /**
- * In-process fault classes: fuzzing of every parser that takes outside bytes (safetensors, JSONL/CSV/JSON datasets,
+ * In-process fault classes: fuzzing of every parser that takes outside bytes (safetensors, JSONL/CSV/JSON/Parquet datasets,
  * compression payloads and step frames, trainer config JSON, model config.json) and NaN/Inf injection into
  * data-parallel gradients with every compressor and error feedback. Each `attempt` is one try.
  */
@@ -12,6 +12,9 @@ import { CheckpointError, CommunicationError, ConfigError, DatasetError } from '
 import { loadSafetensors, saveSafetensors } from '../../src/models/safetensors.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { loadDataset } from '../../src/data/index.js';
+import { parquetWriteFile } from 'hyparquet-writer';
+import { readSftFile } from '../../src/sft/dataset.js';
+import { BadLineSink } from '../../src/data/bad-lines.js';
 import { COMPRESSION_METHODS, GradientCompression, makeCompressor } from '../../src/compress/index.js';
 import { parseTrainerConfig, trainerConfigSchema } from '../../src/train/config.js';
 import { configFromFlags } from '../../src/cli/config-flags.js';
@@ -78,6 +81,34 @@ const datasetClass = (ext: string): FaultClass => ({
     dataset: scratch(ext, mutateBytes(rng, DATA[ext]!)), onBadLine: pick(rng, ['skip', 'error'] as const), validationFraction: 0.01, testFraction: 0.01,
   }), [DatasetError, ConfigError]),
 });
+
+// Parquet (read by the SFT dataset reader through hyparquet): a chat file with a nested `messages` list of structs
+// and a prompt/completion file, each mutated byte by byte.
+const PARQUET: Uint8Array[] = [];
+const parquet: FaultClass = {
+  name: 'fuzz: Parquet dataset reader',
+  weight: 1,
+  async setup() {
+    const chat = path.join(dir, 'chat.parquet'), pc = path.join(dir, 'pc.parquet');
+    const convs = ROWS.map((r) => [{ role: 'user', content: r.text }, { role: 'assistant', content: r.label }]);
+    parquetWriteFile({
+      filename: chat,
+      columnData: [{ name: 'messages', data: convs }],
+      schema: [
+        { name: 'root', num_children: 1 },
+        { name: 'messages', repetition_type: 'OPTIONAL', converted_type: 'LIST', num_children: 1 },
+        { name: 'list', repetition_type: 'REPEATED', num_children: 1 },
+        { name: 'element', repetition_type: 'OPTIONAL', num_children: 2 },
+        { name: 'role', type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'OPTIONAL' },
+        { name: 'content', type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'OPTIONAL' },
+      ],
+    } as Parameters<typeof parquetWriteFile>[0]);
+    parquetWriteFile({ filename: pc, columnData: [{ name: 'prompt', data: ROWS.map((r) => r.text), type: 'STRING' }, { name: 'completion', data: ROWS.map((r) => r.label), type: 'STRING' }] });
+    PARQUET.push(readFileSync(chat), readFileSync(pc));
+    return true;
+  },
+  attempt: async (rng) => verdict(() => readSftFile(scratch('parquet', mutateBytes(rng, pick(rng, PARQUET))), new BadLineSink(pick(rng, ['skip', 'error'] as const))), [DatasetError], 10_000),
+};
 
 // ---- compression wire ----------------------------------------------------------------------------------------------
 
@@ -186,4 +217,4 @@ const nanInjection: FaultClass = {
   },
 };
 
-export const FUZZ_CLASSES: FaultClass[] = [safetensors, datasetClass('jsonl'), datasetClass('csv'), datasetClass('json'), wire, trainerConfig, modelConfig, nanInjection];
+export const FUZZ_CLASSES: FaultClass[] = [safetensors, datasetClass('jsonl'), datasetClass('csv'), datasetClass('json'), parquet, wire, trainerConfig, modelConfig, nanInjection];

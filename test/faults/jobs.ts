@@ -87,3 +87,5 @@ export async function dpReference(world: number): Promise<true | string> {
   }
 }
 
+/** Still running: neither exited nor ended by a signal (a child killed by a signal keeps exitCode null). */
+export const running = (c: ChildProcess): boolean => c.exitCode === null && c.signalCode === null;

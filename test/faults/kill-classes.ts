@@ -13,7 +13,7 @@ import path from 'node:path';
 import type { Rng } from '../../src/backend/rng.js';
 import type { FaultClass } from './fuzz-classes.js';
 import type { TryResult } from './fuzz.js';
-import { FINETUNE, adapter, dp, dpReference, rankPid, sleep, start } from './jobs.js';
+import { FINETUNE, adapter, dp, dpReference, rankPid, running, sleep, start } from './jobs.js';
 
 let single: { weights: Buffer; ms: number } | null = null;
 /** The uninterrupted single-process run (once per suite run). */
@@ -78,10 +78,10 @@ function rankFault(world: number, signal: 'SIGKILL' | 'SIGSTOP'): FaultClass {
           await Promise.race([sleep(rng.uniform() * ref.ms), run.done]);
         } else {
           // the training steps: after the step-3 checkpoint, a random delay, and not once the adapter is written
-          while (run.child.exitCode === null && !existsSync(path.join(dir, 'checkpoint-0000003'))) await sleep(10);
+          while (running(run.child) && !existsSync(path.join(dir, 'checkpoint-0000003'))) await sleep(10);
           await sleep(rng.uniform() * 600);
         }
-        const pid = run.child.exitCode === null && !existsSync(path.join(dir, 'adapter')) ? rankPid(run.child.pid!, victim) : null;
+        const pid = running(run.child) && !existsSync(path.join(dir, 'adapter')) ? rankPid(run.child.pid!, victim) : null;
         if (pid) {
           process.kill(pid, signal);
           stoppedAt = performance.now();

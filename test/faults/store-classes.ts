@@ -19,7 +19,7 @@ import { GlooCommunicator, glooAvailable } from '../../src/distributed/gloo.js';
 import { pingRedis } from '../../src/distributed/redis-ping.js';
 import type { FaultClass } from './fuzz-classes.js';
 import type { TryResult } from './fuzz.js';
-import { FINETUNE, adapter, dp, dpReference, rankPid, sleep, start } from './jobs.js';
+import { FINETUNE, adapter, dp, dpReference, rankPid, running, sleep, start } from './jobs.js';
 
 /** How soon after the store dies a waiting rank must fail (ms). */
 const STORE_FAIL_MS = 5000;
@@ -39,10 +39,10 @@ export async function startRedis(): Promise<{ url: string; proc: ChildProcess; k
     const port = await freePort();
     const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
     const exited = new Promise<void>((resolve) => proc.on('exit', () => resolve()));
-    for (let i = 0; i < 100 && proc.exitCode === null; i++) {
+    for (let i = 0; i < 100 && running(proc); i++) {
       // a PONG, not just a connection: the port may have been taken by another process between freePort and the bind
       const up = await pingRedis(`redis://127.0.0.1:${port}`, '127.0.0.1', port, 1000).then(() => true, () => false);
-      if (up) return { url: `redis://127.0.0.1:${port}`, proc, kill: async () => { if (proc.exitCode === null) proc.kill('SIGKILL'); await exited; } };
+      if (up) return { url: `redis://127.0.0.1:${port}`, proc, kill: async () => { if (running(proc)) proc.kill('SIGKILL'); await exited; } };
       await sleep(50);
     }
     proc.kill('SIGKILL');
@@ -98,12 +98,12 @@ const midRun: FaultClass = {
     const what = alsoKillRank ? 'store and then rank 1 killed' : 'store killed';
     const run = start(['launch', '--nproc', '2', '--backend', 'gloo', '--rdzv', redis.url, '--run-id', 'fs', '--max-restarts', '1', ...FINETUNE, '--output-dir', dir]);
     try {
-      while (run.child.exitCode === null && !existsSync(path.join(dir, 'checkpoint-0000003'))) await sleep(10);
+      while (running(run.child) && !existsSync(path.join(dir, 'checkpoint-0000003'))) await sleep(10);
       await sleep(rng.uniform() * 300);
       await redis.kill();
       let killedAt = 0;
       if (alsoKillRank) {
-        const pid = run.child.exitCode === null && !existsSync(path.join(dir, 'adapter')) ? rankPid(run.child.pid!, 1) : null;
+        const pid = running(run.child) && !existsSync(path.join(dir, 'adapter')) ? rankPid(run.child.pid!, 1) : null;
         if (pid) { process.kill(pid, 'SIGKILL'); killedAt = performance.now(); }
       }
       const r = await run.done;

@@ -44,7 +44,10 @@ const { parentPort, workerData } = require('node:worker_threads');
 const { rank, world, host, periodMs, silenceMs } = workerData;
 const BEAT = '\x01', BYE = '\x02', LOST = '\x03';
 const peers = new Map();             // rank -> { sock, last, state: 'alive' | 'left' | 'lost' }
-let ready = false, closing = false, lastTick = performance.now();
+let ready = false, closing = false, gotPeers = false, lastTick = performance.now();
+// 'ready' only once the parent has sent the peers' addresses: it listens for 'ready' from then on, and a lower rank
+// can be connected to by every peer before that (while its own address exchange has not returned yet).
+const maybeReady = () => { if (!ready && gotPeers && peers.size === world - 1) { ready = true; post({ type: 'ready' }); } };
 const post = (m) => parentPort.postMessage(m);
 const lost = (peer, reason) => {
   const p = peers.get(peer);
@@ -60,7 +63,7 @@ function adopt(sock, peer) {
   const rec = { sock, last: performance.now(), state: 'alive' };
   const register = () => {
     peers.set(peer, rec);
-    if (!ready && peers.size === world - 1) { ready = true; post({ type: 'ready' }); }
+    maybeReady();
   };
   if (peer !== null) { register(); const b = Buffer.alloc(4); b.writeUInt32LE(rank); sock.write(b); }
   sock.on('data', (d) => {
@@ -97,7 +100,8 @@ parentPort.on('message', (m) => {
       sock.on('connect', () => adopt(sock, r));
       sock.on('error', (e) => { if (!peers.has(r)) post({ type: 'error', message: 'heartbeat connect to rank ' + r + ' at ' + h + ':' + port + ': ' + e.message }); });
     }
-    if (world === 1) { ready = true; post({ type: 'ready' }); }
+    gotPeers = true;
+    maybeReady();
   } else if (m.type === 'bye') {
     closing = true;
     clearInterval(timer);

@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parquetWriteFile } from 'hyparquet-writer';
+import { writeChatParquet } from './helpers/parquet.js';
 import { loadSftSplits, readSftFile } from '../src/sft/dataset.js';
 import { toExample, RecordError } from '../src/sft/formats.js';
 import { BadLineSink } from '../src/data/bad-lines.js';
@@ -63,18 +64,7 @@ test('JSONL, JSON, CSV and Parquet files give the same examples', async () => {
   const json = file('a.json', JSON.stringify(recs, null, 1));
   const csv = file('a.csv', 'messages\n' + recs.map((r) => `"${JSON.stringify(r.messages).replace(/"/g, '""')}"`).join('\n') + '\n');
   const pq = path.join(dir, 'a.parquet');
-  parquetWriteFile({
-    filename: pq,
-    columnData: [{ name: 'messages', data: recs.map((r) => r.messages) }],
-    schema: [
-      { name: 'root', num_children: 1 },
-      { name: 'messages', repetition_type: 'OPTIONAL', converted_type: 'LIST', num_children: 1 },
-      { name: 'list', repetition_type: 'REPEATED', num_children: 1 },
-      { name: 'element', repetition_type: 'OPTIONAL', num_children: 2 },
-      { name: 'role', type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'OPTIONAL' },
-      { name: 'content', type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'OPTIONAL' },
-    ],
-  } as Parameters<typeof parquetWriteFile>[0]);
+  writeChatParquet(pq, recs.map((r) => r.messages));
   const strip = (xs: Awaited<ReturnType<typeof readSftFile>>) => xs.map(({ source: _s, ...x }) => x);
   const want = recs.map((r) => ({ kind: 'conversation', messages: r.messages }));
   for (const f of [jsonl, json, csv, pq]) {

@@ -13,6 +13,7 @@ import { loadSafetensors, saveSafetensors } from '../../src/models/safetensors.j
 import { Tensor } from '../../src/tensor/tensor.js';
 import { loadDataset } from '../../src/data/index.js';
 import { parquetWriteFile } from 'hyparquet-writer';
+import { writeChatParquet } from '../helpers/parquet.js';
 import { readSftFile } from '../../src/sft/dataset.js';
 import { BadLineSink } from '../../src/data/bad-lines.js';
 import { COMPRESSION_METHODS, GradientCompression, makeCompressor } from '../../src/compress/index.js';
@@ -91,18 +92,7 @@ const parquet: FaultClass = {
   async setup() {
     const chat = path.join(dir, 'chat.parquet'), pc = path.join(dir, 'pc.parquet');
     const convs = ROWS.map((r) => [{ role: 'user', content: r.text }, { role: 'assistant', content: r.label }]);
-    parquetWriteFile({
-      filename: chat,
-      columnData: [{ name: 'messages', data: convs }],
-      schema: [
-        { name: 'root', num_children: 1 },
-        { name: 'messages', repetition_type: 'OPTIONAL', converted_type: 'LIST', num_children: 1 },
-        { name: 'list', repetition_type: 'REPEATED', num_children: 1 },
-        { name: 'element', repetition_type: 'OPTIONAL', num_children: 2 },
-        { name: 'role', type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'OPTIONAL' },
-        { name: 'content', type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'OPTIONAL' },
-      ],
-    } as Parameters<typeof parquetWriteFile>[0]);
+    writeChatParquet(chat, convs);
     parquetWriteFile({ filename: pc, columnData: [{ name: 'prompt', data: ROWS.map((r) => r.text), type: 'STRING' }, { name: 'completion', data: ROWS.map((r) => r.label), type: 'STRING' }] });
     PARQUET.push(readFileSync(chat), readFileSync(pc));
     return true;

@@ -249,6 +249,16 @@ test('RandomSampler dropLast; BucketSampler batches hold similar lengths', () =>
   assert.throws(() => new RandomSampler(10, 0, 1), ConfigError);
 });
 
+test('BucketSampler: rows of equal length meet different neighbours each epoch', () => {
+  // One bucket of 40 equal lengths: ties used to be broken by index, so every epoch held the same four batches
+  // ({0..3}, {4..7}, ...) in another order.
+  const s = new BucketSampler(new Array<number>(40).fill(5), 4, 11, { bucketSize: 100 });
+  const sets = (batches: number[][]) => batches.map((b) => [...b].sort((x, y) => x - y).join(',')).sort();
+  const e0 = sets(epochOf(s));
+  const e1 = sets(epochOf(s));
+  assert.notDeepEqual(e1, e0);
+});
+
 // ---------------------------------------------------------------- named public datasets
 
 const DATA = resolveDataDir();

@@ -1,6 +1,8 @@
 /**
  * Length bucketing: each epoch, shuffle the rows (seed + epoch), cut them into chunks of bucketSize * batchSize,
  * sort each chunk by length so batches hold similar lengths (less padding), then shuffle the order of the batches.
+ * The sort is stable, so rows of equal length keep the epoch's shuffled order: they meet different neighbours each
+ * epoch instead of always being batched with the rows next to them by index.
  */
 import { Rng } from '../../backend/rng.js';
 import { ConfigError } from '../../errors.js';
@@ -31,7 +33,7 @@ export class BucketSampler extends EpochSampler {
     const order = shuffleInPlace(Array.from({ length: this.n }, (_, i) => i), rng);
     const batches: number[][] = [];
     for (const c of chunk(order, this.bucketSize * this.batchSize)) {
-      c.sort((a, b) => this.lengths[a]! - this.lengths[b]! || a - b);
+      c.sort((a, b) => this.lengths[a]! - this.lengths[b]!);
       batches.push(...chunk(c, this.batchSize));
     }
     return shuffleInPlace(batches, rng);

@@ -23,3 +23,5 @@ export async function webgpuInBrowser(): Promise<WebGpuBackend | null> {
   const gpu = (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
   return gpu ? createWebGpuBackend(gpu) : null;
 }
+export { WebGpuTensorBackend } from './tensor-backend.js';
+export { useWebGpu, moveToDevice, moveToCPU } from './tensors.js';

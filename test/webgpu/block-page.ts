@@ -1,0 +1,47 @@
+/**
+ * The block workload trained through the tensor layer on WebGPU (bundled by test/webgpu-block.test.ts): the same
+ * model, data and SGD steps as src/bench/block.ts, parameters and activations on the device, the loss read back once
+ * a step (`await loss.value()`, the design's logging point).
+ */
+import { webgpuInBrowser, useWebGpu, moveToDevice } from '../../src/backend/webgpu/index.js';
+import { blockWorkload } from '../../src/bench/block.js';
+
+export interface BlockReport {
+  adapter: string | null;
+  losses: number[];
+  ms: number[];
+  /** Typed arrays uploaded as kernel inputs in the last step (targets and small constants; no weights). */
+  uploadsLastStep: number;
+  /** What a synchronous read of a device tensor threw (a DeviceError is expected). */
+  syncRead: string;
+  onDevice: boolean;
+}
+
+async function run(arg: { steps: number; batch: number; lr: number }): Promise<BlockReport> {
+  const G = await webgpuInBrowser();
+  if (!G) return { adapter: null, losses: [], ms: [], uploadsLastStep: 0, syncRead: '', onDevice: false };
+  const b = useWebGpu(G);
+  const w = blockWorkload(arg.lr, { batch: arg.batch });
+  moveToDevice([...w.params, w.x]);
+  const losses: number[] = [], ms: number[] = [];
+  let uploadsLastStep = 0;
+  let last = w.x;
+  for (let i = 0; i < arg.steps; i++) {
+    const t0 = performance.now();
+    b.uploads = 0;
+    const loss = w.stepTensor('f32');
+    uploadsLastStep = b.uploads;
+    losses.push(await loss.value());
+    ms.push(Math.round(performance.now() - t0));
+    last = loss;
+  }
+  let syncRead = 'nothing thrown';
+  try {
+    last.item();
+  } catch (e) {
+    syncRead = `${(e as Error).name}: ${(e as Error).message}`;
+  }
+  return { adapter: b.describe(), losses, ms, uploadsLastStep, syncRead, onDevice: w.params.every((p) => p.onDevice) && last.onDevice };
+}
+
+(globalThis as unknown as { runBlock: typeof run }).runBlock = run;

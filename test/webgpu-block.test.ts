@@ -40,6 +40,12 @@ test('block workload: WebGPU (tensor layer on the device) follows the native los
   deltas.forEach((d, i) => assert.ok(d <= 1e-4, `step ${i}: webgpu ${r.losses[i]} vs ${ref.name} ${cpu[i]} (relative ${d})`));
   assert.ok(r.onDevice, 'parameters and the loss live on the device');
   assert.match(r.syncRead, /^DeviceError: /, 'a synchronous read of a device tensor throws a DeviceError');
+  // CPU-only paths on device tensors: a DeviceError naming the op, never values read as zeros or NaN
+  const names: Record<string, RegExp> = { toArray: /'toFlatArray' \/ 'toArray' \/ 'item'/, gradNorm: /'sumSquares'/, RMSprop: /'RMSprop'/,
+    embedding: /'embedding' is a device tensor/, 'Float32Array.from': /iteration of a WebGPU device array/ };
+  for (const [what, re] of Object.entries(names)) {
+    assert.match(r.cpuOnly[what] ?? 'not tried', new RegExp(`^DeviceError: .*${re.source}`), `${what} on device tensors`);
+  }
   // per step: the targets (crossEntropy forward and backward) and small constants; never a weight or an activation
   assert.ok(r.uploadsLastStep <= 8, `uploads in a step: ${r.uploadsLastStep}`);
 });

@@ -5,6 +5,10 @@
  */
 import { webgpuInBrowser, useWebGpu, moveToDevice } from '../../src/backend/webgpu/index.js';
 import { blockWorkload } from '../../src/bench/block.js';
+import { RMSprop } from '../../src/optim/rmsprop.js';
+import { gradNorm } from '../../src/optim/clip.js';
+import { embedding } from '../../src/tensor/ops/nn.js';
+import { Tensor } from '../../src/tensor/tensor.js';
 
 export interface BlockReport {
   adapter: string | null;
@@ -14,12 +18,14 @@ export interface BlockReport {
   uploadsLastStep: number;
   /** What a synchronous read of a device tensor threw (a DeviceError is expected). */
   syncRead: string;
+  /** What CPU-only paths threw on device tensors, by what was tried (DeviceErrors naming the op are expected). */
+  cpuOnly: Record<string, string>;
   onDevice: boolean;
 }
 
 async function run(arg: { steps: number; batch: number; lr: number }): Promise<BlockReport> {
   const G = await webgpuInBrowser();
-  if (!G) return { adapter: null, losses: [], ms: [], uploadsLastStep: 0, syncRead: '', onDevice: false };
+  if (!G) return { adapter: null, losses: [], ms: [], uploadsLastStep: 0, syncRead: '', cpuOnly: {}, onDevice: false };
   const b = useWebGpu(G);
   const w = blockWorkload(arg.lr, { batch: arg.batch });
   moveToDevice([...w.params, w.x]);
@@ -41,7 +47,22 @@ async function run(arg: { steps: number; batch: number; lr: number }): Promise<B
   } catch (e) {
     syncRead = `${(e as Error).name}: ${(e as Error).message}`;
   }
-  return { adapter: b.describe(), losses, ms, uploadsLastStep, syncRead, onDevice: w.params.every((p) => p.onDevice) && last.onDevice };
+  const cpuOnly: Record<string, string> = {};
+  const attempt = (what: string, fn: () => unknown): void => {
+    try {
+      fn();
+      cpuOnly[what] = 'nothing thrown';
+    } catch (e) {
+      cpuOnly[what] = `${(e as Error).name}: ${(e as Error).message}`;
+    }
+  };
+  const p = w.params[0];
+  attempt('toArray', () => p.toArray());
+  attempt('gradNorm', () => gradNorm(w.params));
+  attempt('RMSprop', () => new RMSprop([p], { lr: 1e-3 }).step());
+  attempt('embedding', () => embedding(new Tensor(b.alloc('i32', 4), 'i32', [4]), w.params[0].reshape([-1, 256])));
+  attempt('Float32Array.from', () => Float32Array.from(p.f32()));
+  return { adapter: b.describe(), losses, ms, uploadsLastStep, syncRead, cpuOnly, onDevice: w.params.every((p) => p.onDevice) && last.onDevice };
 }
 
 (globalThis as unknown as { runBlock: typeof run }).runBlock = run;

@@ -39,6 +39,7 @@ test('block workload: WebGPU (tensor layer on the device) follows the native los
   assert.ok(cpu[STEPS - 1] < cpu[0], `the loss goes down on ${ref.name}: ${cpu.join(', ')}`);
   deltas.forEach((d, i) => assert.ok(d <= 1e-4, `step ${i}: webgpu ${r.losses[i]} vs ${ref.name} ${cpu[i]} (relative ${d})`));
   assert.ok(r.onDevice, 'parameters and the loss live on the device');
+  assert.equal(r.selected, 'webgpu', 'initBrowserBackend() picks WebGPU where navigator.gpu gives an adapter');
   assert.match(r.syncRead, /^DeviceError: /, 'a synchronous read of a device tensor throws a DeviceError');
   // CPU-only paths on device tensors: a DeviceError naming the op, never values read as zeros or NaN
   const names: Record<string, RegExp> = { toArray: /'toFlatArray' \/ 'toArray' \/ 'item'/, gradNorm: /'sumSquares'/, RMSprop: /'RMSprop'/,

@@ -5,6 +5,7 @@
  */
 import { webgpuInBrowser, useWebGpu, moveToDevice } from '../../src/backend/webgpu/index.js';
 import { blockWorkload } from '../../src/bench/block.js';
+import { initBrowserBackend } from '../../src/backend/index.browser.js';
 import { RMSprop } from '../../src/optim/rmsprop.js';
 import { gradNorm } from '../../src/optim/clip.js';
 import { embedding } from '../../src/tensor/ops/nn.js';
@@ -21,11 +22,14 @@ export interface BlockReport {
   /** What CPU-only paths threw on device tensors, by what was tried (DeviceErrors naming the op are expected). */
   cpuOnly: Record<string, string>;
   onDevice: boolean;
+  /** The backend initBrowserBackend() picks by default in this page (WebGPU where an adapter exists). */
+  selected: string;
 }
 
 async function run(arg: { steps: number; batch: number; lr: number }): Promise<BlockReport> {
   const G = await webgpuInBrowser();
-  if (!G) return { adapter: null, losses: [], ms: [], uploadsLastStep: 0, syncRead: '', cpuOnly: {}, onDevice: false };
+  if (!G) return { adapter: null, losses: [], ms: [], uploadsLastStep: 0, syncRead: '', cpuOnly: {}, onDevice: false, selected: '' };
+  const selected = (await initBrowserBackend()).name;
   const b = useWebGpu(G);
   const w = blockWorkload(arg.lr, { batch: arg.batch });
   moveToDevice([...w.params, w.x]);
@@ -62,7 +66,7 @@ async function run(arg: { steps: number; batch: number; lr: number }): Promise<B
   attempt('RMSprop', () => new RMSprop([p], { lr: 1e-3 }).step());
   attempt('embedding', () => embedding(new Tensor(b.alloc('i32', 4), 'i32', [4]), w.params[0].reshape([-1, 256])));
   attempt('Float32Array.from', () => Float32Array.from(p.f32()));
-  return { adapter: b.describe(), losses, ms, uploadsLastStep, syncRead, cpuOnly, onDevice: w.params.every((p) => p.onDevice) && last.onDevice };
+  return { adapter: b.describe(), selected, losses, ms, uploadsLastStep, syncRead, cpuOnly, onDevice: w.params.every((p) => p.onDevice) && last.onDevice };
 }
 
 (globalThis as unknown as { runBlock: typeof run }).runBlock = run;

@@ -3,7 +3,8 @@
  * model, data and SGD steps as src/bench/block.ts, parameters and activations on the device, the loss read back once
  * a step (`await loss.value()`, the design's logging point).
  */
-import { webgpuInBrowser, useWebGpu, moveToDevice } from '../../src/backend/webgpu/index.js';
+import { webgpuInBrowser } from '../../src/backend/webgpu/index.js';
+import { useWebGpu, moveToDevice } from '../../src/backend/webgpu/tensors.js';
 import { blockWorkload } from '../../src/bench/block.js';
 import { initBrowserBackend } from '../../src/backend/index.browser.js';
 import { RMSprop } from '../../src/optim/rmsprop.js';

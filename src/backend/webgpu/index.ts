@@ -24,4 +24,3 @@ export async function webgpuInBrowser(): Promise<WebGpuBackend | null> {
   return gpu ? createWebGpuBackend(gpu) : null;
 }
 export { WebGpuTensorBackend } from './tensor-backend.js';
-export { useWebGpu, moveToDevice, moveToCPU } from './tensors.js';

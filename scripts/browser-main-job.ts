@@ -4,6 +4,10 @@
  * job in Node, in one run; prints test accuracy, time and peak memory of each and the accuracy difference.
  *
  *   node --import tsx scripts/browser-main-job.ts [--max-train N] [--max-eval N] [--threads N] [--node-backends native,wasm]
+ *     [--backend wasm|webgpu]
+ *
+ * `--backend webgpu` trains the page on the WebGPU backend (Chromium with --enable-unsafe-webgpu; on a machine
+ * without a GPU that is SwiftShader, CPU emulation: use --max-train / --max-eval, which Node gets too).
  *
  * Node runs first (each backend in its own process: `autoglm finetune --json`), then the browser. Times on a
  * shared machine are indicative; accuracy is what this compares.
@@ -24,6 +28,8 @@ const maxTrain = arg('--max-train') ? Number(arg('--max-train')) : undefined;
 const maxEval = arg('--max-eval') ? Number(arg('--max-eval')) : undefined;
 const threads = arg('--threads') ? Number(arg('--threads')) : 2;
 const nodeBackends = (arg('--node-backends') ?? 'native,wasm').split(',').filter(Boolean);
+const pageBackend = arg('--backend') ?? 'wasm';
+if (pageBackend !== 'wasm' && pageBackend !== 'webgpu') throw new Error(`--backend must be 'wasm' or 'webgpu'; got '${pageBackend}'`);
 
 interface NodeRun { backend: string; accuracy: number; macro_f1: number; test_loss: number; train_time_s: number; peak_rss_mb: number; steps: number; precision: string }
 
@@ -57,8 +63,9 @@ for (const b of nodeBackends) {
     console.log(`node (${b}, ${r.precision}): test accuracy ${pct(r.accuracy)}  macro-F1 ${pct(r.macro_f1)}  test loss ${r.test_loss.toFixed(6)}  ${r.steps} steps  train time ${r.train_time_s.toFixed(1)} s  peak RSS ${r.peak_rss_mb} MB`);
   }
 }
-process.stderr.write(`running the main job in headless Chromium (wasm backend, ${threads} threads)...\n`);
-const b = await headlessMainJob({ maxTrain, maxEval, threads, rebuild: true, say: (l) => process.stderr.write(`  ${l}\n`) });
+process.stderr.write(`running the main job in headless Chromium (${pageBackend} backend, ${threads} threads)...\n`);
+const b = await headlessMainJob({ maxTrain, maxEval, threads, rebuild: true, backend: pageBackend, say: (l) => process.stderr.write(`  ${l}\n`) });
+if (pageBackend === 'webgpu' && !/webgpu/.test(b.backend)) throw new Error(`the page did not train on WebGPU: ${b.backend}`);
 const t = b.summary.test!;
 console.log(`browser (headless Chromium, ${b.backend.replace(/^backend: /, '')}): test accuracy ${pct(t.accuracy)}  macro-F1 ${pct(t.macro_f1)}  test loss ${t.loss.toFixed(6)}  ${b.summary.steps} steps  `
   + `train time ${b.summary.trainTimeS.toFixed(1)} s  peak RSS: page renderer ${b.rendererPeakMb ?? '?'} MB, all browser processes ${b.browserPeakSumMb ?? '?'} MB, wasm memory ${b.summary.memoryMb.wasm ?? '?'} MB`);
@@ -66,6 +73,6 @@ for (const r of nodeRuns) {
   const d = 100 * (t.accuracy - r.accuracy);
   console.log(`browser - node (${r.backend}): ${d >= 0 ? '+' : ''}${d.toFixed(2)} points (${Math.abs(d) <= 1 ? 'within' : 'NOT within'} 1 point); time ${(b.summary.trainTimeS / r.train_time_s).toFixed(2)}x`);
 }
-console.log(JSON.stringify({ command: 'browser-main-job', threads, maxTrain: maxTrain ?? null, maxEval: maxEval ?? null, node: nodeRuns,
+console.log(JSON.stringify({ command: 'browser-main-job', pageBackend, threads, maxTrain: maxTrain ?? null, maxEval: maxEval ?? null, node: nodeRuns,
   browser: { accuracy: t.accuracy, macro_f1: t.macro_f1, test_loss: t.loss, n: t.n, steps: b.summary.steps, train_time_s: b.summary.trainTimeS, renderer_peak_mb: b.rendererPeakMb,
     browser_peak_sum_mb: b.browserPeakSumMb, wasm_mb: b.summary.memoryMb.wasm, backend: b.backend } }));

@@ -23,6 +23,12 @@ export class CheckpointError extends AutoGLMError {}
 /** A lost peer, a timeout or a malformed payload in distributed training. */
 export class CommunicationError extends AutoGLMError {}
 
+/**
+ * A synchronous CPU read of device-resident storage (a WebGPU tensor: `item()`, `toArray()`, an op that reads values
+ * in JavaScript), or an op with no device kernel: names the op; `await t.data()` is the read that works everywhere.
+ */
+export class DeviceError extends AutoGLMError {}
+
 /** `[2,3]` for messages. */
 export function fmtShape(shape: readonly number[]): string {
   return `[${shape.join(',')}]`;

@@ -207,7 +207,7 @@ drop.ondrop = (e) => {
 const q = new URLSearchParams(location.search);
 send({
   type: 'init', wasmUrl: new URL('/wasm/', location.href).href, modelUrl: new URL('/model/', location.href).href,
-  prefer: (q.get('backend') as 'wasm' | 'portable' | null) ?? undefined, threads: q.get('threads') ? Number(q.get('threads')) : undefined,
+  prefer: (q.get('backend') as 'webgpu' | 'wasm' | 'portable' | null) ?? undefined, threads: q.get('threads') ? Number(q.get('threads')) : undefined,
 });
 
 /** Script access (headless runs and tests). */

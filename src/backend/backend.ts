@@ -136,8 +136,26 @@ export interface AttentionShape {
   causal: boolean;
 }
 
+/** Moving data between the CPU and a device-resident backend's memory. */
+export interface DeviceMemory {
+  /** True when `s` is device storage (not a typed array). */
+  holds(s: Storage): boolean;
+  /** A device copy of CPU data (synchronous: queued in order with the kernels). */
+  upload(s: Storage, dtype: DType): Storage;
+  /** The values of device storage once every queued kernel has run: the one asynchronous read back. */
+  read(s: Storage): Promise<Storage>;
+  /** `Backend.sumSquares` of device storage: the value once the queued kernels have run. */
+  sumSquares(s: Float32Array): Promise<number>;
+}
+
 export interface Backend {
-  readonly name: 'native' | 'wasm' | 'portable';
+  readonly name: 'native' | 'wasm' | 'portable' | 'webgpu';
+  /**
+   * Set only by a device-resident backend (WebGPU, src/backend/webgpu/README.md): its `alloc` returns device arrays
+   * (typed as `Storage`: they have `length`, `subarray` and `buffer`, never elements), typed arrays passed to its
+   * kernels as inputs are uploaded, and these are the ways between the two memories. The CPU backends leave it unset.
+   */
+  readonly device?: DeviceMemory;
   /** One line describing the backend (library versions, ISA, threads). */
   describe(): string;
   /** Number of threads the kernels use. */

@@ -1,14 +1,20 @@
 /**
  * Backend selection in a browser: the browser build (scripts/build-web.mjs) puts this file in place of index.ts,
  * which loads the native addon and Node's worker_threads. The same names are exported. The page (or its worker)
- * calls `initBrowserBackend` once, before any tensor work: it picks the wasm kernels fetched from `wasmUrl`, else
- * the portable TypeScript backend; `prefer` overrides, as AUTOGLM_BACKEND does in Node. WebGPU (a loader registered
- * with `registerWebGPULoader`, the hook for src/backend/webgpu) is used only when asked for with prefer: 'webgpu'.
+ * calls `initBrowserBackend` once, before any tensor work: it picks WebGPU when `navigator.gpu` gives an adapter
+ * (tensors then live on the device: src/backend/webgpu/README.md), else the wasm kernels fetched from `baseUrl`, else
+ * the portable TypeScript backend; `prefer` overrides, as AUTOGLM_BACKEND does in Node. With WebGPU chosen, the
+ * wasm kernels are still loaded where `baseUrl` is given: `getBackend('wasm')` is the CPU backend for work that
+ * reads values in JavaScript (the page's evaluation).
  */
+/// <reference types="@webgpu/types" />
 import type { Backend } from './backend.js';
 import { PortableBackend } from './portable.js';
 import { loadBrowserWasmBackend, type BrowserWasmOptions } from './wasm/browser.js';
 import { ConfigError } from '../errors.js';
+import { createContext } from './webgpu/device.js';
+import { WebGpuBackend } from './webgpu/backend.js';
+import { WebGpuTensorBackend } from './webgpu/tensor-backend.js';
 
 export type { AttentionShape, Backend, DType, Storage, UnaryOp, BinaryOp, ReduceOp, MatmulArgs, AdamWArgs, SGDArgs } from './backend.js';
 export { DTYPE_BYTES } from './backend.js';
@@ -18,15 +24,21 @@ export { Rng, hashUniform, hash32 } from './rng.js';
 
 let current: Backend | null = null;
 const instances = new Map<string, Backend>();
-let webgpuLoader: (() => Promise<Backend | null>) | null = null;
+/** The WebGPU backend on navigator.gpu's adapter, or null where the page has no WebGPU or no adapter. */
+async function navigatorWebGpu(): Promise<Backend | null> {
+  const gpu = (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
+  const ctx = gpu ? await createContext(gpu) : null;
+  return ctx ? new WebGpuTensorBackend(new WebGpuBackend(ctx)) : null;
+}
+let webgpuLoader: () => Promise<Backend | null> = navigatorWebGpu;
 
-/** The hook for a WebGPU backend: a loader that resolves to the backend, or null where WebGPU has no adapter. */
+/** Replaces the WebGPU loader (default: navigator.gpu); it resolves to the backend, or null where WebGPU has no adapter. */
 export function registerWebGPULoader(load: () => Promise<Backend | null>): void {
   webgpuLoader = load;
 }
 
 export interface BrowserBackendOptions extends Partial<BrowserWasmOptions> {
-  /** Force a backend ('webgpu', 'wasm' or 'portable'); default: wasm where it loads, else portable (never WebGPU, yet). */
+  /** Force a backend ('webgpu', 'wasm' or 'portable'); default: WebGPU where an adapter exists, else wasm where it loads, else portable. */
   prefer?: 'webgpu' | 'wasm' | 'portable';
 }
 
@@ -37,12 +49,27 @@ export async function initBrowserBackend(o: BrowserBackendOptions = {}): Promise
     throw new ConfigError(`backend preference must be 'webgpu', 'wasm' or 'portable'; got '${String(want)}'`);
   }
   const why: string[] = [];
-  // Not chosen by default: the tensor layer cannot hold device arrays yet (src/backend/webgpu/README.md), so wasm.
-  if (want === 'webgpu') {
-    if (!webgpuLoader) throw new ConfigError('backend \'webgpu\' was asked for, but no WebGPU backend is registered (registerWebGPULoader)');
-    const b = await webgpuLoader();
-    if (!b) throw new ConfigError('backend \'webgpu\' was asked for, but navigator.gpu gives no adapter here');
-    return use('webgpu', b);
+  if (want === 'webgpu' || want === undefined) {
+    let b: Backend | null = null;
+    try {
+      b = await webgpuLoader();
+      if (!b) why.push('webgpu: navigator.gpu gives no adapter here');
+    } catch (e) {
+      if (want === 'webgpu') throw e;
+      why.push(`webgpu: ${(e as Error).message}`);
+    }
+    if (b) {
+      // the CPU kernels for what reads values in JavaScript (evaluation), where they load
+      if (o.baseUrl !== undefined) {
+        try {
+          instances.set('wasm', await loadBrowserWasmBackend(o as BrowserWasmOptions));
+        } catch (e) {
+          console.warn(`open-autoglm: the wasm kernels did not load (${(e as Error).message}); CPU work uses the portable backend`);
+        }
+      }
+      return use('webgpu', b);
+    }
+    if (want === 'webgpu') throw new ConfigError(`backend 'webgpu' was asked for, but ${why.join('; ').replace(/^webgpu: /, '')}`);
   }
   if (want !== 'portable' && o.baseUrl !== undefined) {
     try {

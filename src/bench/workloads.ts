@@ -5,22 +5,20 @@
 import { backend } from '../backend/index.js';
 import { Rng } from '../backend/rng.js';
 import { ConfigError } from '../errors.js';
-import { randn, randint } from '../tensor/creation.js';
-import { crossEntropy } from '../tensor/ops/nn.js';
+import { randint } from '../tensor/creation.js';
 import { autocast } from '../tensor/precision.js';
-import { Block } from '../nn/transformer.js';
-import { Linear } from '../nn/layers.js';
 import { manualSeed } from '../nn/init.js';
 import type { GradientCheckpointing } from '../nn/checkpoint.js';
-import { SGD } from '../optim/sgd.js';
 import { noGrad } from '../tensor/autograd.js';
 import { GPT2LMHeadModel, parseGPT2Config } from '../models/gpt2/model.js';
 import { HFConfig } from '../models/hf/config.js';
-import type { Tensor } from '../tensor/tensor.js';
 import { makeRecord, timed, type BenchRecord } from './measure.js';
 
+import { blockWorkload } from './block.js';
 import { MODEL_WORKLOADS } from './model-workloads.js';
 import { SFT_WORKLOADS } from './sft-workloads.js';
+
+export { blockWorkload } from './block.js';
 
 export interface WorkloadOptions {
   /** LoRA workloads: frozen base storage. */
@@ -60,26 +58,6 @@ function gemm(o: WorkloadOptions): BenchRecord[] {
     out.push(makeRecord(`gemm-${M}x${K}x${N}`, o.dtype, t, { gflops: Math.round((2 * M * K * N) / t.med / 1e8) / 10 }));
   }
   return out;
-}
-
-/** The block workload's model, data and SGD step (B8 T128 d256 h4 ff1024, head to 512 classes, lr 1e-3). */
-export function blockWorkload(lr = 1e-3): { step: (compute?: 'f32' | 'bf16') => number; params: Tensor[]; tokens: number } {
-  const B = 8, T = 128, d = 256;
-  manualSeed(0);
-  const blk = new Block({ dim: d, heads: 4, mlpDim: 1024, causal: true });
-  const head = new Linear(d, 512);
-  const x = randn([B, T, d], 1);
-  const y = randint([B * T], 512, 2);
-  const params = [...blk.parameters(), ...head.parameters()];
-  const opt = new SGD(params, { lr });
-  const step = (compute: 'f32' | 'bf16' = 'f32') => {
-    opt.zeroGrad();
-    const loss = autocast(compute, () => crossEntropy(head.forward(blk.forward(x)).reshape([B * T, 512]), y));
-    loss.backward(); // the backward products reuse the dtype recorded in the forward pass
-    opt.step();
-    return loss.item();
-  };
-  return { step, params, tokens: B * T };
 }
 
 /** One pre-LN causal block + linear head to 512 classes + cross-entropy, SGD lr 1e-3; B8 T128 d256 h4 ff1024. */

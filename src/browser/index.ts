@@ -14,6 +14,8 @@ import { cachedBytes } from './cache.js';
 
 export { initBrowserBackend, registerWebGPULoader, backend, setBackend, getBackend, type BrowserBackendOptions } from '../backend/index.browser.js';
 export { PortableBackend } from '../backend/portable.js';
+export { useWebGpu, moveToDevice, moveToCPU } from '../backend/webgpu/tensors.js';
+export { WebGpuTensorBackend } from '../backend/webgpu/tensor-backend.js';
 export { WasmBackend } from '../backend/wasm/backend.js';
 export { canShareMemory } from '../backend/wasm/browser.js';
 export * from '../errors.js';

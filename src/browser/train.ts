@@ -9,6 +9,12 @@
  * What the browser run does not do yet is refused by name (ConfigError), never ignored: checkpoints to disk and
  * resume, early stopping, ReduceLROnPlateau, curriculum and loss-weighted sampling, multi-task, data-parallel
  * training, a quantised base, method 'head', and fp16/bf16 compute (the wasm kernels compute in fp32).
+ *
+ * On the WebGPU backend (chosen by initBrowserBackend where navigator.gpu gives an adapter) the model's parameters,
+ * activations, gradients and optimizer state stay on the device for the training steps; the loss and the gradient
+ * norm are read back once a step, and evaluation (which reads logits in JavaScript) runs on the CPU kernels (wasm,
+ * else portable) over a copy of the weights read back at each evaluation. The finished model is left on the CPU
+ * backend, for predictions and the adapter download.
  */
 import { Tensor } from '../tensor/tensor.js';
 import { crossEntropy } from '../tensor/ops/nn.js';
@@ -32,6 +38,8 @@ import { guardedUpdate } from '../train/update.js';
 import { evaluateClassifier, predictTexts, type EvalResult, type Prediction } from '../train/evaluate.js';
 import type { EpochLog, EvalLog, StepLog } from '../train/history.js';
 import { ConfigError } from '../errors.js';
+import { backend, getBackend, setBackend, type Backend } from '../backend/index.js';
+import { moveToCPU, moveToDevice } from '../backend/webgpu/tensors.js';
 
 /** The encoder's name in logs and adapter_config.json, as in Node. */
 export const BASE_MODEL = 'open-autoglm-base';
@@ -91,9 +99,24 @@ export interface BrowserFinetuneResult {
   lora: LoraModel | null;
 }
 
+/** The device backend of the last run (a run leaves the model on the CPU backend; the next one trains on the device again). */
+let lastDevice: Backend | null = null;
+
+/** The CPU backend for evaluation next to a device one: wasm where it loaded, else portable. */
+function cpuBackend(): Backend {
+  try {
+    return getBackend('wasm');
+  } catch {
+    return getBackend('portable');
+  }
+}
+
 /** Trains (see the module comment) and evaluates the test split. */
 export async function finetuneInBrowser(o: BrowserFinetuneOptions): Promise<BrowserFinetuneResult> {
   const c = browserConfig(o.config);
+  if (!backend().device && lastDevice) setBackend(lastDevice);
+  const device = backend().device ? backend() : null;
+  lastDevice = device;
   const { splits } = o;
   if (splits.train.length === 0) throw new ConfigError(`dataset '${splits.name}' has no training examples`);
   const labels = splits.labels;
@@ -118,6 +141,22 @@ export async function finetuneInBrowser(o: BrowserFinetuneOptions): Promise<Brow
   const scaler = new DynamicLossScaler(false);
   const evalOpts = { batchSize: c.evalBatchSize, maxLength, compute: 'f32' as const };
   const counts = model.parameterCounts();
+  const params = model.parameters();
+  if (device) moveToDevice(params);
+  /** Runs `fn` (evaluation: reads values in JavaScript) on the CPU backend over the weights read back. */
+  const onCpu = async <T>(fn: () => T, stay = false): Promise<T> => {
+    if (!device) return fn();
+    await moveToCPU(params);
+    setBackend(cpuBackend());
+    try {
+      return fn();
+    } finally {
+      if (!stay) {
+        setBackend(device);
+        moveToDevice(params);
+      }
+    }
+  };
 
   setRng(new Rng(c.seed + 1));
   const t0 = performance.now();
@@ -126,7 +165,7 @@ export async function finetuneInBrowser(o: BrowserFinetuneOptions): Promise<Brow
   const endEpoch = async () => {
     const e: EpochLog = { epoch, step, train_loss: epochBatches ? epochLoss / epochBatches : NaN, lr: schedule(Math.max(0, step - 1)), time_s: elapsed() };
     if (splits.validation.length) {
-      const v = evaluateClassifier(model, encoder, splits.validation, labels, evalOpts);
+      const v = await onCpu(() => evaluateClassifier(model, encoder, splits.validation, labels, evalOpts));
       const log: EvalLog = { step, epoch, split: 'validation', loss: v.loss, accuracy: v.accuracy, macro_f1: v.macro_f1, time_s: elapsed() };
       await o.onEvaluate?.(log);
       Object.assign(e, { val_loss: v.loss, val_accuracy: v.accuracy, val_macro_f1: v.macro_f1 });
@@ -152,7 +191,7 @@ export async function finetuneInBrowser(o: BrowserFinetuneOptions): Promise<Brow
       model.forward(new Tensor(batch.ids, 'i32', [batch.batchSize, batch.seqLen]), new Tensor(batch.mask, 'f32', [batch.batchSize, batch.seqLen])),
       y, { reduction: 'none', labelSmoothing: c.labelSmoothing })).mean();
     loss.scale(scaler.scale / c.gradientAccumulation).backward();
-    const lv = loss.item();
+    const lv = device ? await loss.value() : loss.item();
     lossSum += lv;
     lossCount++;
     epochLoss += lv;
@@ -169,7 +208,8 @@ export async function finetuneInBrowser(o: BrowserFinetuneOptions): Promise<Brow
   }
   if (!stopped && epochBatches > 0) await endEpoch();
   const trainTimeS = elapsed();
-  const test = splits.test.length ? evaluateClassifier(model, encoder, splits.test, labels, evalOpts) : null;
+  // on a device: the model stays on the CPU backend from here (predictions, the adapter download)
+  const test = await onCpu(() => (splits.test.length ? evaluateClassifier(model, encoder, splits.test, labels, evalOpts) : null), true);
   return { config: c, labels, steps: step, trainTimeS, trainableParams: counts.trainable, totalParams: counts.total, test, model, encoder, lora };
 }
 

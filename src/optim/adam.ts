@@ -1,5 +1,5 @@
 import { backend } from '../backend/index.js';
-import { uninitF32 } from '../tensor/alloc.js';
+import { uninitF32, zerosF32 } from '../tensor/alloc.js';
 import { ConfigError } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { Optimizer, type ParamGroup, type ParamsInput } from './optimizer.js';
@@ -16,8 +16,8 @@ export class AdamW extends Optimizer {
   }
   protected update(p: Tensor, grad: Float32Array, g: ParamGroup, st: Record<string, Float32Array | number>, gradScale: number): void {
     if (st.m === undefined) {
-      st.m = new Float32Array(p.size);
-      st.v = new Float32Array(p.size);
+      st.m = zerosF32(p.size);
+      st.v = zerosF32(p.size);
       st.step = 0;
     }
     st.step = (st.step as number) + 1;

@@ -8,6 +8,14 @@ export function gradNorm(params: Iterable<Tensor>): number {
   return Math.sqrt(ss);
 }
 
+/** `gradNorm` on any backend: on a device-resident one (WebGPU) the sums are read back (one wait for all). */
+export async function gradNormAsync(params: Iterable<Tensor>): Promise<number> {
+  const dev = backend().device;
+  if (!dev) return gradNorm(params);
+  const sums = await Promise.all([...params].filter((p) => p.grad).map((p) => dev.sumSquares((p.grad as Tensor).f32())));
+  return Math.sqrt(sums.reduce((a, s) => a + s, 0));
+}
+
 /** The factor torch.nn.utils.clip_grad_norm_ scales gradients by: min(1, maxNorm / (norm + 1e-6)); 1 when maxNorm is 0 (off). */
 export function clipCoefficient(norm: number, maxNorm: number): number {
   return maxNorm > 0 ? Math.min(1, maxNorm / (norm + 1e-6)) : 1;

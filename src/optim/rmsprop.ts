@@ -1,4 +1,5 @@
-import { ConfigError } from '../errors.js';
+import { ConfigError, DeviceError } from '../errors.js';
+import { isDeviceStorage } from '../tensor/alloc.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { Optimizer, type ParamGroup, type ParamsInput } from './optimizer.js';
 
@@ -21,6 +22,7 @@ export class RMSprop extends Optimizer {
       st.buf = new Float32Array(p.size);
     }
     const w = p.storage as Float32Array, v = st.v as Float32Array, buf = st.buf as Float32Array;
+    if (isDeviceStorage(w)) throw new DeviceError(`'RMSprop' updates in TypeScript on the CPU and has no device kernel; use AdamW or SGD on the ${p.name ?? 'device'} parameters`);
     const { lr, weightDecay: wd } = g;
     const alpha = g.alpha as number, eps = g.eps as number, mom = g.momentum as number;
     for (let i = 0; i < w.length; i++) {

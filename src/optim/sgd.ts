@@ -1,6 +1,7 @@
 import { backend } from '../backend/index.js';
 import { ConfigError } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
+import { zerosF32 } from '../tensor/alloc.js';
 import { Optimizer, type ParamGroup, type ParamsInput } from './optimizer.js';
 
 export interface SGDOptions { lr: number; momentum?: number; dampening?: number; nesterov?: boolean; weightDecay?: number }
@@ -15,7 +16,7 @@ export class SGD extends Optimizer {
   protected update(p: Tensor, grad: Float32Array, g: ParamGroup, st: Record<string, Float32Array | number>, gradScale: number): void {
     const momentum = g.momentum as number;
     const first = st.buf === undefined;
-    if (first) st.buf = momentum > 0 ? new Float32Array(p.size) : new Float32Array(0);
+    if (first) st.buf = momentum > 0 ? zerosF32(p.size) : new Float32Array(0);
     backend().sgd({
       param: p.storage as Float32Array, grad, buf: st.buf as Float32Array, lr: g.lr, momentum, dampening: g.dampening as number,
       nesterov: g.nesterov as boolean, weightDecay: g.weightDecay, firstStep: first, gradScale,

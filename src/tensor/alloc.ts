@@ -5,6 +5,22 @@
  * faults of fresh zeroed pages on every op. Elsewhere (browsers, small sizes) it is an ordinary Float32Array.
  * Use it only where every element is written before it is read.
  */
+import { backend } from '../backend/index.js';
+
+/**
+ * On a device-resident backend (WebGPU), tensor storage is a device array, not a typed array. One check per op
+ * (never per element): `ArrayBuffer.isView` is true for every typed array and false for a device array.
+ */
+export function isDeviceStorage(s: { readonly length: number }): boolean {
+  return !ArrayBuffer.isView(s);
+}
+
+/** A zero-filled f32 buffer: a typed array, or device storage on a device-resident backend. */
+export function zerosF32(n: number): Float32Array {
+  const b = backend();
+  return b.device ? (b.alloc('f32', n) as Float32Array) : new Float32Array(n);
+}
+
 const NodeBuffer: { allocUnsafeSlow(n: number): Uint8Array } | undefined =
   (globalThis as unknown as { Buffer?: { allocUnsafeSlow(n: number): Uint8Array } }).Buffer;
 
@@ -127,6 +143,8 @@ export function releaseFreeMemory(): void {
 }
 
 export function uninitF32(n: number): Float32Array {
+  const b = backend();
+  if (b.device) return b.alloc('f32', n) as Float32Array;
   const hit = pool.get(n);
   if (hit && hit.length) {
     pooledBytes -= n * 4;
@@ -149,6 +167,8 @@ export function uninitF32(n: number): Float32Array {
 
 /** A Uint16Array for a kernel that overwrites every element (a cast's output): uninitialised from 64 KiB, as uninitF32. */
 export function uninitU16(n: number): Uint16Array {
+  const b = backend();
+  if (b.device) return b.alloc('bf16', n) as Uint16Array;
   if (NodeBuffer && n * 2 >= MIN_BYTES) {
     const b = NodeBuffer.allocUnsafeSlow(n * 2);
     return new Uint16Array(b.buffer, b.byteOffset, n);

@@ -1,6 +1,8 @@
 /** Tensor creation: from JS data, constants, ranges, seeded random. */
 import type { DType } from '../backend/backend.js';
 import { Rng } from '../backend/rng.js';
+import { backend } from '../backend/index.js';
+import { isDeviceStorage } from './alloc.js';
 import { DTypeError, ShapeError, fmtShape } from '../errors.js';
 import { Tensor } from './tensor.js';
 import { markModified } from './versions.js';
@@ -112,6 +114,7 @@ export function copyInto(dst: Tensor, src: Tensor): void {
   if (dst.size !== src.size) throw new ShapeError(`'copyInto' shapes ${fmtShape(dst.shape)} and ${fmtShape(src.shape)} differ`);
   if (!dst.isContiguous) throw new ShapeError(`'copyInto' needs a dense destination`);
   const s = src.dtype === dst.dtype ? src.dense() : src.to(dst.dtype).dense();
-  (dst.storage as Float32Array).set(s as Float32Array, dst.offset);
+  if (isDeviceStorage(dst.storage)) backend().stridedCopy(s, [src.size], [1], dst.storage.subarray(dst.offset, dst.offset + src.size));
+  else (dst.storage as Float32Array).set(s as Float32Array, dst.offset);
   markModified(dst);
 }

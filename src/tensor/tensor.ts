@@ -9,8 +9,8 @@
 import { backend } from '../backend/index.js';
 import type { DType, Storage } from '../backend/backend.js';
 import { DTYPE_BYTES } from '../backend/backend.js';
-import { DTypeError, ShapeError, fmtShape } from '../errors.js';
-import { uninitF32 } from './alloc.js';
+import { DeviceError, DTypeError, ShapeError, fmtShape } from '../errors.js';
+import { isDeviceStorage, uninitF32 } from './alloc.js';
 import { contiguousStrides, isContiguous, numel, sameShape } from './shape.js';
 import { type GradNode, type BackwardOptions, runBackward } from './autograd.js';
 import * as ew from './ops/elementwise.js';
@@ -95,7 +95,7 @@ export class Tensor {
   f32(): Float32Array {
     const d = this.dense();
     if (this.dtype === 'f32') return d as Float32Array;
-    const out = new Float32Array(this.size);
+    const out = isDeviceStorage(d) ? backend().alloc('f32', this.size) as Float32Array : new Float32Array(this.size);
     backend().cast(d, this.dtype, out, 'f32');
     return out;
   }
@@ -106,8 +106,35 @@ export class Tensor {
     return this.dense() as Int32Array;
   }
 
+  /**
+   * The values on the CPU, dense and row-major: f32 for float dtypes, the stored integers for i32 / i8. Works on
+   * every backend; on a device-resident one (WebGPU) this is the read back (it waits for the queued kernels), the
+   * way to get values for logging, metrics, evaluation and saving. The result is a copy the caller may keep.
+   */
+  async data(): Promise<Float32Array | Int32Array | Int8Array> {
+    const v = this.dtype === 'i32' || this.dtype === 'i8' ? this.dense() : this.f32();
+    if (!isDeviceStorage(v)) return v.slice() as Float32Array | Int32Array | Int8Array;
+    const dev = backend().device;
+    if (!dev) throw new DeviceError(`'data': this tensor is device storage, but the current backend (${backend().name}) is not a device backend`);
+    return (await dev.read(v)) as Float32Array | Int32Array | Int8Array;
+  }
+
+  /** The value of a one-element tensor, on every backend (see `data`). */
+  async value(): Promise<number> {
+    if (this.size !== 1) throw new ShapeError(`'value' needs a tensor with one element; got shape ${fmtShape(this.shape)}`);
+    return (await this.data())[0];
+  }
+
+  /** True when the storage is a device array (WebGPU): synchronous reads (`item`, `toArray`) throw, `data()` works. */
+  get onDevice(): boolean {
+    return isDeviceStorage(this.storage);
+  }
+
   /** A copy of the values as a plain JS number array (flat, row-major). */
   toFlatArray(): number[] {
+    if (isDeviceStorage(this.storage)) {
+      throw new DeviceError(`'toFlatArray' / 'toArray' / 'item' read values synchronously, but this ${fmtShape(this.shape)} tensor lives on the ${backend().name} device; use 'await t.data()' or 'await t.value()'`);
+    }
     return Array.from(this.dtype === 'i32' || this.dtype === 'i8' ? this.dense() : this.f32());
   }
   /** A nested JS array of the values. */

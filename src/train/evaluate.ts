@@ -6,7 +6,8 @@ import { autocast, type ComputeDType } from '../tensor/precision.js';
 import type { SequenceClassifier, TextEncoder } from '../models/classifier.js';
 import { padIds } from '../data/encode.js';
 import type { Example } from '../data/types.js';
-import { DatasetError } from '../errors.js';
+import { DatasetError, DeviceError } from '../errors.js';
+import { isDeviceStorage } from '../tensor/alloc.js';
 import { classificationReport, type ClassificationReport } from './metrics.js';
 
 export interface EvalResult extends ClassificationReport {
@@ -39,6 +40,7 @@ function logitsOf(model: SequenceClassifier, enc: TextEncoder, seqs: number[][],
       const idx = order.slice(s, s + batchSize);
       const { ids, mask } = pad(idx.map((i) => seqs[i]), enc.padId);
       const l = autocast(compute, () => model.forward(ids, mask)).f32();
+      if (isDeviceStorage(l)) throw new DeviceError("evaluation reads logits in JavaScript; on the webgpu backend evaluate on a CPU backend (moveToCPU, as the page's trainer does)");
       idx.forEach((i, r) => out.set(l.subarray(r * C, (r + 1) * C), i * C));
     }
   });

@@ -13,7 +13,8 @@
  */
 import type { Tensor } from '../tensor/tensor.js';
 import type { Optimizer } from '../optim/optimizer.js';
-import { clipCoefficient, gradNorm } from '../optim/clip.js';
+import { clipCoefficient, gradNorm, gradNormAsync } from '../optim/clip.js';
+import { backend } from '../backend/index.js';
 import type { DynamicLossScaler } from '../precision/index.js';
 import type { DataParallel } from '../distributed/data-parallel.js';
 
@@ -59,7 +60,7 @@ export async function guardedUpdate(u: UpdateInput): Promise<UpdateResult> {
     [loss] = (await u.dp.sumNumbers([loss])) as [number];
   }
   const scale = u.scaler.scale;
-  const norm = gradNorm(params) / scale;
+  const norm = (backend().device ? await gradNormAsync(params) : gradNorm(params)) / scale; // device: one read back
   const ok = u.scaler.update(Number.isFinite(norm) && Number.isFinite(loss));
   if (ok) {
     u.opt.setLearningRate(u.lr);

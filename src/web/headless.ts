@@ -42,8 +42,11 @@ export interface PageSession {
   close(): Promise<void>;
 }
 
-/** Serves the page and opens it in headless Chromium; `query` is appended to the page URL (backend, threads). */
-export async function openPage(o: WebServerOptions & { query?: string; path?: string } = {}): Promise<PageSession> {
+/**
+ * Serves the page and opens it in headless Chromium; `query` is appended to the page URL (backend, threads). `webgpu`
+ * launches Chromium with WebGPU (`--enable-unsafe-webgpu`: SwiftShader where there is no GPU) instead of `--disable-gpu`.
+ */
+export async function openPage(o: WebServerOptions & { query?: string; path?: string; webgpu?: boolean } = {}): Promise<PageSession> {
   const exe = findChromium();
   if (!exe) throw new ConfigError('no Chromium found: apt-get install -y chromium, or set AUTOGLM_CHROMIUM to its path');
   let chromium: typeof import('playwright-core').chromium;
@@ -57,7 +60,7 @@ export async function openPage(o: WebServerOptions & { query?: string; path?: st
   const profile = mkdtempSync(path.join(os.tmpdir(), 'autoglm-chromium-'));
   try {
     const root = typeof process.getuid === 'function' && process.getuid() === 0;
-    browser = await chromium.launchPersistentContext(profile, { executablePath: exe, headless: true, args: [...(root ? ['--no-sandbox'] : []), '--disable-gpu', '--disable-dev-shm-usage'] });
+    browser = await chromium.launchPersistentContext(profile, { executablePath: exe, headless: true, args: [...(root ? ['--no-sandbox'] : []), o.webgpu ? '--enable-unsafe-webgpu' : '--disable-gpu', '--disable-dev-shm-usage'] });
   } catch (e) {
     await server.close();
     rmSync(profile, { recursive: true, force: true });
@@ -106,7 +109,7 @@ export interface HeadlessRunOptions {
   maxTrain?: number;
   maxEval?: number;
   threads?: number;
-  backend?: 'wasm' | 'portable';
+  backend?: 'webgpu' | 'wasm' | 'portable';
   isolate?: boolean;
   /** Rebuild the browser bundles first (a checkout whose dist/web may be older than its sources). */
   rebuild?: boolean;
@@ -130,7 +133,7 @@ export async function headlessMainJob(o: HeadlessRunOptions = {}): Promise<Headl
   const q = new URLSearchParams();
   if (o.threads) q.set('threads', String(o.threads));
   if (o.backend) q.set('backend', o.backend);
-  const s = await openPage({ query: q.toString(), isolate: o.isolate, rebuild: o.rebuild });
+  const s = await openPage({ query: q.toString(), isolate: o.isolate, rebuild: o.rebuild, webgpu: o.backend === 'webgpu' });
   try {
     const t0 = performance.now();
     await s.page.evaluate(() => (window as unknown as { autoglm: { whenReady(): Promise<void> } }).autoglm.whenReady());

@@ -6,10 +6,22 @@
  * Chromium exposes WebGPU there through SwiftShader with `--enable-unsafe-webgpu` alone (probed: Chromium 156 on
  * Debian 12, adapter "google swiftshader", no shader-f16).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { browserUnavailable, findChromium } from '../../src/web/headless.js';
+
+/** As the browser build (scripts/build-web.mjs): `x.ts` gives way to a sibling `x.browser.ts` (src/backend/index.ts). */
+const browserVariants: import('esbuild').Plugin = {
+  name: 'browser-variants',
+  setup(b) {
+    b.onResolve({ filter: /^\.\.?\// }, (args) => {
+      if (args.kind === 'entry-point') return undefined;
+      const alt = `${path.resolve(args.resolveDir, args.path).replace(/\.js$/, '')}.browser.ts`;
+      return existsSync(alt) ? { path: alt } : undefined;
+    });
+  },
+};
 
 /** Why a WebGPU browser test cannot run here (no Chromium, no playwright-core), or null when it can try. */
 export const browserMissing = browserUnavailable;
@@ -23,7 +35,8 @@ export async function runInChromium<T>(entry: string, fn: string, arg: unknown, 
   const dir = mkdtempSync(path.join(tmpdir(), 'autoglm-webgpu-'));
   try {
     await esbuild.build({ entryPoints: [entry], bundle: true, format: 'iife', platform: 'browser', target: 'es2022',
-      outfile: path.join(dir, 'page.js'), logLevel: 'error' });
+      outfile: path.join(dir, 'page.js'), logLevel: 'error', plugins: [browserVariants],
+      alias: { 'csv-parse/sync': 'csv-parse/browser/esm/sync' } });
     writeFileSync(path.join(dir, 'index.html'), '<!doctype html><meta charset="utf-8"><script src="page.js"></script>\n');
     const browser = await chromium.launch({
       executablePath: exe,

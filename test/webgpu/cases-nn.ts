@@ -281,6 +281,12 @@ export const nnCases: Case[] = [
       t.check('dq', dq, 1e-4, 1e-5);
       t.check('dk', dk, 1e-4, 1e-5);
       t.check('dv', dv, 1e-4, 1e-5);
+      // dk and dv in one buffer (the tensor layer's fused qkv gradient): one writable binding for both
+      const both = G.alloc('f32', k.c.length + v.c.length);
+      G.attentionBackward(s, q.g, k.g, v.g, mask?.g ?? null, fk?.g ?? null, stats.g, dout.g, s.outStrides, dq.g, both.subarray(0, k.c.length),
+        both.subarray(k.c.length));
+      t.check('dk and dv in one buffer: dk', { c: dk.c, g: both.subarray(0, k.c.length), dtype: 'f32' }, 1e-4, 1e-5);
+      t.check('dk and dv in one buffer: dv', { c: dv.c, g: both.subarray(k.c.length), dtype: 'f32' }, 1e-4, 1e-5);
     },
   })),
 ];

@@ -5,6 +5,7 @@
  */
 /// <reference types="@webgpu/types" />
 import type { Backend, DType, Storage } from '../backend.js';
+import { DeviceError } from '../../errors.js';
 
 /** Elements of `dtype` per 32-bit word of a GPUBuffer. */
 export const PER_WORD: Record<DType, number> = { f32: 1, i32: 1, bf16: 2, f16: 2, i8: 4 };
@@ -27,10 +28,27 @@ export class GpuArray {
     return new GpuArray(this.buffer, this.dtype, this.offset + b, e - b, this.root ?? this);
   }
 
+  /** Byte position of element 0 in the buffer (a key for caches of copies, as a typed array's byteOffset). */
+  get byteOffset(): number {
+    return (this.offset * 4) / PER_WORD[this.dtype];
+  }
+
+  // Typed-array methods that read or write elements on the CPU: a clear error naming the method (the tensor layer
+  // passes device arrays where typed arrays are expected, so a CPU path that was missed fails here, not silently).
+  set(): never { throw cpuAccess('set'); }
+  slice(): never { throw cpuAccess('slice'); }
+  fill(): never { throw cpuAccess('fill'); }
+  [Symbol.iterator](): never { throw cpuAccess('iteration'); }
+
   /** Bytes the elements span (rounded up to whole words by the buffer). */
   get byteLength(): number {
     return Math.ceil(this.length / PER_WORD[this.dtype]) * 4;
   }
+}
+
+function cpuAccess(what: string): DeviceError {
+  return new DeviceError(`${what} of a WebGPU device array on the CPU: its values are on the device; read them with 'await t.data()' ` +
+    '(this CPU path has no device form yet)');
 }
 
 /** Replaces typed arrays by GpuArray, through objects, tuples and unions (null stays null). */

@@ -206,6 +206,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   }
 }`;
 
+/**
+ * BACKWARD_KV for dk and dv in one buffer (a fused qkv projection's gradient: the tensor layer writes dq, dk and dv
+ * into slices of one array). WebGPU forbids two writable bindings of one buffer, so dv is addressed through dk's
+ * binding at its own element offset.
+ */
+const BACKWARD_KV_SHARED = BACKWARD_KV.replace(buf(9, 'DV', 'f32', true), '').replaceAll('DV[', 'DK[');
+
 function check(s: AttentionShape): void {
   if (s.D > MAX_D || s.Dv > MAX_D) throw new ShapeError(`attention on WebGPU supports head sizes up to ${MAX_D}; got D = ${s.D}, Dv = ${s.Dv}`);
   if (s.H % s.Hkv !== 0) throw new ShapeError(`attention: H = ${s.H} is not a multiple of Hkv = ${s.Hkv}`);
@@ -247,6 +254,7 @@ export function attentionBackward(ctx: GpuContext, s: AttentionShape, q: GpuArra
     dk.offset, dv.offset, delta.offset]).u32(firstKey ? 1 : 0, fk.offset);
   const ins = [q, k, v, km, stats, dout].map((arr) => ({ arr }));
   ctx.run(BACKWARD_Q, [...ins, { arr: dq, write: true }, { arr: delta, write: true }, { arr: fk }], p, [s.Tq, s.H, s.B]);
-  ctx.run(BACKWARD_KV, [...ins, { arr: delta }, { arr: dk, write: true }, { arr: dv, write: true }], p, [s.Tk, s.Hkv, s.B]);
+  if (dk.buffer === dv.buffer) ctx.run(BACKWARD_KV_SHARED, [...ins, { arr: delta }, { arr: dk, write: true }], p, [s.Tk, s.Hkv, s.B]);
+  else ctx.run(BACKWARD_KV, [...ins, { arr: delta }, { arr: dk, write: true }, { arr: dv, write: true }], p, [s.Tk, s.Hkv, s.B]);
   ctx.release(delta);
 }

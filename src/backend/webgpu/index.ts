@@ -23,3 +23,4 @@ export async function webgpuInBrowser(): Promise<WebGpuBackend | null> {
   const gpu = (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
   return gpu ? createWebGpuBackend(gpu) : null;
 }
+export { WebGpuTensorBackend } from './tensor-backend.js';

@@ -7,6 +7,7 @@
  */
 /// <reference types="@webgpu/types" />
 import { createWebGpuBackend } from './index.js';
+export { useWebGpu, moveToDevice, moveToCPU } from './tensors.js';
 import type { WebGpuBackend } from './backend.js';
 
 let notified = false;

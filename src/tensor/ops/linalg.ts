@@ -4,7 +4,7 @@
  */
 import { backend } from '../../backend/index.js';
 import { DTypeError, ShapeError, fmtShape } from '../../errors.js';
-import { uninitF32, uninitU16 } from '../alloc.js';
+import { isDeviceStorage, uninitF32, uninitU16, zerosF32 } from '../alloc.js';
 import { Tensor } from '../tensor.js';
 import { record } from '../autograd.js';
 import { broadcastShapes, numel } from '../shape.js';
@@ -64,7 +64,7 @@ export function prepare(t: Tensor, batch: number, compute: ComputeDType): Operan
   if (src.dtype === 'bf16') {
     dtype = 'bf16';
   } else if (src.dtype === 'f16') {
-    const f = new Float32Array(count);
+    const f = zerosF32(count);
     backend().cast(buf, 'f16', f, 'f32');
     buf = f;
     dtype = 'f32';
@@ -119,7 +119,7 @@ export function gemm(a: Operand, b: Operand, batch: number, out: Float32Array, a
     const up = (o: Operand): Operand => {
       if (o.dtype === 'f32') return o;
       if (o.dtype === 'i8') throw new DTypeError(`an int8 weight multiplies only f32 activations, one matrix at a time`);
-      const f = new Float32Array(o.buf.length);
+      const f = zerosF32(o.buf.length);
       backend().cast(o.buf, 'bf16', f, 'f32');
       return { ...o, buf: f, dtype: 'f32' };
     };
@@ -149,7 +149,7 @@ export function affine(ox: Operand, ow: Operand, b: Tensor | null, rows: number,
 
 /** The bias gradient of a linear layer: the column sums of gy viewed as (rows, nOut). */
 export function biasGrad(gy: Tensor, rows: number, nOut: number): Tensor {
-  const s = new Float32Array(nOut);
+  const s = zerosF32(nOut);
   backend().reduce('sum', gy.f32(), 1, rows, nOut, s);
   return new Tensor(s, 'f32', [nOut]);
 }
@@ -281,7 +281,11 @@ export function addLinear(y: Tensor, x: Tensor, W: Tensor, alpha = 1, opts: { in
   // buffer and no second activation of that size is kept for the backward pass.
   const own = opts.inPlace && y.dtype === 'f32' && y.spansStorage;
   const out = own ? (y.storage as Float32Array) : uninitF32(rows * nOut);
-  if (!own) out.set(y.f32());
+  if (!own) {
+    const yd = y.f32();
+    if (isDeviceStorage(out)) backend().stridedCopy(yd, [yd.length], [1], out);
+    else out.set(yd);
+  }
   gemm(ox, transposed(ow), 1, out, alpha, 1);
   const result = new Tensor(out, 'f32', [...y.shape]);
   // The gradients read W (for x's) and x (for W's), never y: y (a layer's whole output) is not kept for them.

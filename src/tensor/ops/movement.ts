@@ -2,6 +2,7 @@
 import { backend } from '../../backend/index.js';
 import { ShapeError, fmtShape } from '../../errors.js';
 import { Tensor } from '../tensor.js';
+import { zerosF32 } from '../alloc.js';
 import { record } from '../autograd.js';
 import { contiguousStrides, normAxis, numel } from '../shape.js';
 import { sumTo as sumToShape } from './reduce.js';
@@ -70,7 +71,7 @@ export function slice(x: Tensor, axis: number, start: number, end?: number, step
   const xShape = [...x.shape], xSize = x.size;
   return record('slice', [x], y, (gy) => {
     // Scatter the gradient into zeros at the sliced positions.
-    const g = new Float32Array(xSize);
+    const g = zerosF32(xSize);
     const gs = contiguousStrides(xShape);
     const dstStrides = [...gs];
     dstStrides[ax] = gs[ax] * step;

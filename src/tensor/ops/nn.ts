@@ -3,8 +3,8 @@
  * Each is a fused backend kernel with its gradient; tests check the fused forms against compositions.
  */
 import { backend } from '../../backend/index.js';
-import { DTypeError, IndexError, ShapeError, fmtShape } from '../../errors.js';
-import { uninitF32 } from '../alloc.js';
+import { DeviceError, DTypeError, IndexError, ShapeError, fmtShape } from '../../errors.js';
+import { isDeviceStorage, uninitF32, zerosF32 } from '../alloc.js';
 import { Tensor } from '../tensor.js';
 import { record } from '../autograd.js';
 import { normAxis, numel } from '../shape.js';
@@ -56,7 +56,7 @@ export function layerNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, 
   checkVector(beta, D, 'layerNorm', 'bias');
   const rows = x.size / D;
   const xd = x.f32();
-  const out = uninitF32(xd.length), mean = new Float32Array(rows), rstd = new Float32Array(rows);
+  const out = uninitF32(xd.length), mean = zerosF32(rows), rstd = zerosF32(rows);
   const g = gamma ? gamma.f32() : null, bt = beta ? beta.f32() : null;
   backend().layerNorm(xd, g, bt, rows, D, eps, out, mean, rstd);
   const inputs = [x, ...(gamma ? [gamma] : []), ...(beta ? [beta] : [])];
@@ -74,7 +74,7 @@ function layerNormBackwardOf(saved: { y: Float32Array } | { x: Float32Array; mea
   bt: Float32Array | null, rstd: Float32Array, rows: number, D: number, shape: number[]): (gy: Tensor) => Tensor[] {
   return (gy) => {
     const dx = uninitF32(rows * D);
-    const dg = g ? new Float32Array(D) : null, db = bt ? new Float32Array(D) : null;
+    const dg = g ? zerosF32(D) : null, db = bt ? zerosF32(D) : null;
     if ('y' in saved) backend().layerNormBackwardFromOutput(gy.f32(), saved.y, g as Float32Array, bt, rstd, rows, D, dx, dg, db);
     else backend().layerNormBackward(gy.f32(), saved.x, g, saved.mean, rstd, rows, D, dx, dg, db);
     const grads = [new Tensor(dx, 'f32', shape)];
@@ -90,6 +90,8 @@ function layerNormBackwardOf(saved: { y: Float32Array } | { x: Float32Array; mea
  * within 16 |gamma_i| (an error of at most ~16 ulps of 1 in xhat) and no gamma_i may be 0 or subnormal-small.
  */
 function outputInvertible(g: Float32Array, b: Float32Array | null): boolean {
+  // gamma on a device cannot be read here without waiting: keep the input instead (exact either way, one more activation)
+  if (isDeviceStorage(g)) return false;
   for (let i = 0; i < g.length; i++) {
     const a = Math.abs(g[i]);
     if (!(a >= 1e-30) || a === Infinity) return false;
@@ -104,7 +106,7 @@ export function rmsNorm(x: Tensor, gamma: Tensor | null, eps = 1e-6): Tensor {
   checkVector(gamma, D, 'rmsNorm', 'weight');
   const rows = x.size / D;
   const xd = x.f32();
-  const out = uninitF32(xd.length), rstd = new Float32Array(rows);
+  const out = uninitF32(xd.length), rstd = zerosF32(rows);
   const g = gamma ? gamma.f32() : null;
   backend().rmsNorm(xd, g, rows, D, eps, out, rstd);
   const shape = [...x.shape];
@@ -117,7 +119,7 @@ function rmsNormBackwardOf(saved: { y: Float32Array } | { x: Float32Array }, g: 
   D: number, shape: number[]): (gy: Tensor) => Tensor[] {
   return (gy) => {
     const dx = uninitF32(rows * D);
-    const dg = g ? new Float32Array(D) : null;
+    const dg = g ? zerosF32(D) : null;
     if ('y' in saved) backend().rmsNormBackwardFromOutput(gy.f32(), saved.y, g as Float32Array, rstd, rows, D, dx, dg);
     else backend().rmsNormBackward(gy.f32(), saved.x, g, rstd, rows, D, dx, dg);
     return g ? [new Tensor(dx, 'f32', shape), new Tensor(dg as Float32Array, 'f32', [D])] : [new Tensor(dx, 'f32', shape)];
@@ -125,6 +127,9 @@ function rmsNormBackwardOf(saved: { y: Float32Array } | { x: Float32Array }, g: 
 }
 
 export function checkIndices(idx: Int32Array, n: number, op: string, arg: string, allow?: number): void {
+  if (isDeviceStorage(idx)) {
+    throw new DeviceError(`Argument '${arg}' passed to '${op}' is a device tensor; indices are checked on the CPU, so keep index tensors (ids, targets) in CPU memory (the device backend uploads them)`);
+  }
   for (let i = 0; i < idx.length; i++) {
     const v = idx[i];
     if ((v < 0 || v >= n) && v !== allow) {
@@ -149,7 +154,7 @@ export function embedding(ids: Tensor, table: Tensor): Tensor {
     for (let i = 0; i < idx.length; i++) backend().cast(src.subarray(idx[i] * D, (idx[i] + 1) * D), table.dtype, out.subarray(i * D, (i + 1) * D), 'f32');
   }
   return record('embedding', [table], new Tensor(out, 'f32', [...ids.shape, D]), (gy) => {
-    const dt = new Float32Array(V * D);
+    const dt = zerosF32(V * D);
     backend().scatterAdd(gy.f32(), idx, D, dt);
     return [new Tensor(dt, 'f32', [V, D])];
   });
@@ -194,7 +199,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   const t = targets.i32('crossEntropy');
   checkIndices(t, C, 'crossEntropy', 'targets', ignoreIndex);
   const own = opts.consumeLogits && logits.dtype === 'f32' && logits.spansStorage;
-  const loss = new Float32Array(rows), logp = own ? (logits.storage as Float32Array) : uninitF32(rows * C);
+  const loss = zerosF32(rows), logp = own ? (logits.storage as Float32Array) : uninitF32(rows * C);
   backend().crossEntropy(logits.f32(), t, rows, C, ignoreIndex, labelSmoothing, loss, logp);
   let count = 0;
   for (let i = 0; i < rows; i++) if (t[i] !== ignoreIndex) count++;
@@ -204,17 +209,29 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
     y = new Tensor(loss, 'f32', [...targets.shape]);
     scale = 1;
   } else {
-    let s = 0;
-    for (let i = 0; i < rows; i++) s += loss[i];
     scale = reduction === 'mean' ? 1 / count : 1; // mean over zero targets is NaN, as in PyTorch
-    y = new Tensor(new Float32Array([s * scale]), 'f32', []);
+    if (isDeviceStorage(loss)) {
+      // on the device: the sum and the scale by kernels (f32 accumulation there; f64 here), nothing read back
+      const s = zerosF32(1);
+      backend().reduce('sum', loss, 1, rows, 1, s);
+      backend().affine(s, scale, 0, s);
+      y = new Tensor(s, 'f32', []);
+    } else {
+      let s = 0;
+      for (let i = 0; i < rows; i++) s += loss[i];
+      y = new Tensor(new Float32Array([s * scale]), 'f32', []);
+    }
   }
   // The backward pass needs log-probabilities, not the logits: keep only their shape.
   const shape = [...logits.shape];
   return record('crossEntropy', [logits], y, (gy, last) => {
     let dl: Float32Array;
     if (reduction === 'none') dl = gy.f32();
-    else dl = new Float32Array(rows).fill(gy.item() * scale);
+    else if (gy.onDevice) {
+      // dl[r] = gy * scale for every row, without reading gy back: a stride-0 product
+      dl = zerosF32(rows);
+      backend().binary('mul', gy.f32(), [0], Float32Array.of(scale), [0], [rows], dl);
+    } else dl = new Float32Array(rows).fill(gy.item() * scale);
     // On the graph's last pass the log-probabilities are dead once read: the gradient overwrites them in place
     // (the kernels are element-wise per row), so the logits-sized buffer is not needed twice at the peak.
     const dx = last ? logp : uninitF32(rows * C);
@@ -297,7 +314,7 @@ function attentionKernel(q: Tensor, k: Tensor, v: Tensor, keyMask: Float32Array 
   const Q = attnView(q), K = attnView(k), V = attnView(v);
   const out = uninitF32(B * Tq * H * Dv);
   // per-row softmax statistics (B, H, Tq, 2): the backward pass rebuilds P from them instead of keeping it
-  const stats = new Float32Array(B * H * Tq * 2);
+  const stats = zerosF32(B * H * Tq * 2);
   const shape = { B, H, Hkv, Tq, Tk, D, Dv, qStrides: Q.st, kStrides: K.st, vStrides: V.st, outStrides: [Tq * H * Dv, Dv, H * Dv] as Strides3, scale, causal };
   backend().attention(shape, Q.buf, K.buf, V.buf, keyMask, firstKey, out, stats);
   const y = new Tensor(out, 'f32', [B, H, Tq, Dv], [Tq * H * Dv, Dv, H * Dv, 1]);
@@ -311,7 +328,7 @@ function attentionKernel(q: Tensor, k: Tensor, v: Tensor, keyMask: Float32Array 
     // q, k, v are disjoint slices of base: where they make up all of it, the kernel writes every element of d
     const covers = q.size + k.size + v.size === base.size;
     return fused.record(y, (gy) => {
-      const d = covers ? uninitF32(base.size) : new Float32Array(base.size);
+      const d = covers ? uninitF32(base.size) : zerosF32(base.size);
       grads(gy, d.subarray(q.offset - base.offset), d.subarray(k.offset - base.offset), d.subarray(v.offset - base.offset));
       return new Tensor(d, 'f32', [...base.shape]);
     });
@@ -430,12 +447,12 @@ export function rope(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
   }
   const c = cos.f32(), s = sin.f32();
   const xd = x.f32();
-  const out = new Float32Array(xd.length);
+  const out = zerosF32(xd.length);
   backend().rope(xd, c, s, B * H, T, D, 2 * half, false, out);
   // the backward rotation needs only the tables: the closure names no variable that holds x
   const n = xd.length, shape = [...x.shape];
   return record('rope', [x], new Tensor(out, 'f32', shape), (gy) => {
-    const dx = new Float32Array(n);
+    const dx = zerosF32(n);
     backend().rope(gy.f32(), c, s, B * H, T, D, 2 * half, true, dx);
     return [new Tensor(dx, 'f32', shape)];
   });

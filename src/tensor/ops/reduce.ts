@@ -3,6 +3,7 @@ import { backend } from '../../backend/index.js';
 import type { ReduceOp } from '../../backend/backend.js';
 import { ShapeError, fmtShape } from '../../errors.js';
 import { Tensor } from '../tensor.js';
+import { isDeviceStorage, zerosF32 } from '../alloc.js';
 import { record } from '../autograd.js';
 import { normAxis, numel, sameShape } from '../shape.js';
 import { binaryRaw, affineRaw, sub, mul, affine } from './elementwise.js';
@@ -24,7 +25,7 @@ function keptShape(shape: readonly number[], axes: number[]): number[] {
 export function reduceRaw(op: ReduceOp, x: Tensor, axes: number[]): Tensor {
   let buf: Float32Array = x.f32();
   let shape = [...x.shape];
-  if (axes.length === 0) return new Tensor(op === 'sum' && buf === x.storage ? buf.slice() : buf, 'f32', shape);
+  if (axes.length === 0) return new Tensor(op === 'sum' && buf === x.storage ? copyF32(buf) : buf, 'f32', shape);
   // Group consecutive axes into runs, reduce each run with one kernel call, last run first.
   const runs: Array<[number, number]> = [];
   for (const a of axes) {
@@ -38,12 +39,20 @@ export function reduceRaw(op: ReduceOp, x: Tensor, axes: number[]): Tensor {
     const n = numel(shape.slice(lo, hi));
     const inner = numel(shape.slice(hi));
     if (n === 0 && op !== 'sum') throw new ShapeError(`'${op}' over an empty axis of shape ${fmtShape(x.shape)}`);
-    const out = new Float32Array(outer * inner);
+    const out = zerosF32(outer * inner);
     backend().reduce(op, buf, outer, n, inner, out);
     buf = out;
     shape = [...shape.slice(0, lo), ...new Array<number>(hi - lo).fill(1), ...shape.slice(hi)];
   }
   return new Tensor(buf, 'f32', shape);
+}
+
+/** A copy of an f32 buffer (a device copy on a device-resident backend). */
+function copyF32(buf: Float32Array): Float32Array {
+  if (!isDeviceStorage(buf)) return buf.slice();
+  const out = zerosF32(buf.length);
+  backend().stridedCopy(buf, [buf.length], [1], out);
+  return out;
 }
 
 function finish(y: Tensor, x: Tensor, axes: number[], keepdim: boolean): Tensor {
@@ -114,7 +123,8 @@ export function variance(x: Tensor, axis?: number | number[], keepdim = false, u
 export function argmax(x: Tensor, axis = -1): Tensor {
   const a = normAxis(axis, x.ndim, 'argmax');
   const outer = numel(x.shape.slice(0, a)), n = x.shape[a], inner = numel(x.shape.slice(a + 1));
-  const out = new Int32Array(outer * inner);
-  backend().argmax(x.f32(), outer, n, inner, out);
+  const b = backend();
+  const out = b.device ? (b.alloc('i32', outer * inner) as Int32Array) : new Int32Array(outer * inner);
+  b.argmax(x.f32(), outer, n, inner, out);
   return new Tensor(out, 'i32', x.shape.filter((_, i) => i !== a));
 }

@@ -88,7 +88,8 @@ const BLOCK_LINEARS: [number, number][] = [[256, 768], [256, 256], [256, 1024], 
 /**
  * Floating-point operations of the block step's matrix products: each Linear's forward, input gradient and weight
  * gradient (2 * rows * in * out each), and attention's (B * H = 32 heads, T 128, head dim 64) two forward products
- * and five backward ones (the scores recomputed, dV, dP, dQ, dK) over the full T x T (the causal half is not skipped).
+ * and five backward ones (the scores recomputed, dV, dP, dQ, dK), counted over the full T x T: a nominal count (the
+ * wasm kernel skips the blocks above the causal diagonal, other engines compute them and mask).
  */
 export function blockProductFlops(): number {
   const rows = 1024, heads = 32, T = 128, hd = 64;

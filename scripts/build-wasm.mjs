@@ -45,16 +45,18 @@ const variants = [
   ['autoglm-mt.wasm', ['-matomics', '-DAG_THREADS'], ['-Wl,--shared-memory', '-Wl,--max-memory=4294967296']],
   ['autoglm-st.wasm', [], ['-Wl,--max-memory=4294967296']],
 ];
+let tmp = null;  // the objects' folder, removed on the way out (skip() exits the process)
 function run(args, what) {
   const r = spawnSync(clang, args, { encoding: 'utf8' });
   if (r.status !== 0) {
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
     if (/unknown target|No available targets|wasm32/.test(r.stderr)) skip(`${clang} has no wasm32 target: ${r.stderr.trim().split('\n')[0]}`);
     console.log(r.stderr);
     skip(`${clang} failed on ${what}`);
   }
 }
 mkdirSync(outDir, { recursive: true });
-const tmp = mkdtempSync(path.join(os.tmpdir(), 'autoglm-wasm-obj-'));
+tmp = mkdtempSync(path.join(os.tmpdir(), 'autoglm-wasm-obj-'));
 try {
   for (const [name, cflags, lflags] of variants) {
     const objects = sources.map((f) => {

@@ -497,6 +497,12 @@ const MATMULS: (Omit<MM, 'strideA' | 'strideB'> & { bcastA?: boolean; bcastB?: b
     { batch: 1, M: 260, N: 263, K: 16, transA, transB, alpha: 1, beta: 0 },
   ])),
   { batch: 2, M: 300, N: 4, K: 250, transA: false, transB: true, alpha: 1, beta: 0 },
+  // rows split over threads (M >= N, enough work): wasm packs op(B) once for all parts (two K blocks, tails in M, N
+  // and K); f32 operands pack 4 at a time, through 4x4 transposes in two of the layouts
+  ...[false, true].flatMap((transA) => [false, true].map((transB) => ({ batch: 1, M: 301, N: 77, K: 301, transA, transB, alpha: 1, beta: 0 }))),
+  { batch: 1, M: 264, N: 64, K: 512, transA: false, transB: true, alpha: 0.5, beta: 1 }, // no tails
+  { batch: 3, M: 150, N: 45, K: 270, transA: false, transB: true, alpha: 1, beta: 0, bcastB: true }, // one op(B) for the batch
+  { batch: 3, M: 150, N: 45, K: 270, transA: true, transB: false, alpha: 1, beta: 0 }, // one op(B) per item
 ];
 for (const dtype of ['f32', 'bf16'] as const) {
   for (const s of MATMULS) {
@@ -540,6 +546,9 @@ const LOWP: (Omit<MM, 'strideB'>)[] = [
   { batch: 3, M: 2, N: 5, K: 4, transA: false, transB: false, strideA: 0, alpha: 1, beta: 0.5 },
   { batch: 1, M: 3, N: 4000, K: 300, transA: false, transB: true, strideA: 900, alpha: 1, beta: 0 },
   { batch: 1, M: 3, N: 300, K: 5000, transA: true, transB: false, strideA: 15000, alpha: 1, beta: 1 },
+  // rows split over threads: wasm widens the weight once, packed for all parts
+  { batch: 1, M: 260, N: 37, K: 530, transA: false, transB: true, strideA: 0, alpha: 1, beta: 0 },
+  { batch: 1, M: 260, N: 37, K: 530, transA: true, transB: false, strideA: 0, alpha: 1, beta: 0.5 },
 ];
 for (const bDtype of ['bf16', 'i8'] as const) {
   for (const p of LOWP) {

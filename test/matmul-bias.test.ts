@@ -2,7 +2,7 @@
  * matmul's `bias` (a Linear's bias added by the backend; oneDNN's bf16 product adds it in its epilogue) against
  * what callers did before: out filled with the bias, then the product accumulated onto it (beta = 1). On every
  * backend, f32 and bf16, with a transposed weight, a batch over one shared weight, and alpha != 1 (which oneDNN
- * does not fuse with a bias, so the native backend fills out first there too).
+ * does not fuse with a bias, so the native backend fills out first there too), and sizes that run on several threads.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,7 +17,9 @@ const seeded = (n: number, seed: number) => {
 for (const b of testBackends()) {
   for (const dtype of ['f32', 'bf16'] as const) {
     test(`${b.name} ${dtype}: matmul with a bias = bias rows + product (beta = 1)`, () => {
-      for (const [batch, M, K, N, transB, alpha, strideB] of [[1, 37, 64, 48, true, 1, 0], [1, 33, 40, 24, false, 1, 0], [2, 9, 32, 16, true, 1, 0], [1, 20, 16, 12, true, 0.5, 0]] as const) {
+      for (const [batch, M, K, N, transB, alpha, strideB] of [[1, 37, 64, 48, true, 1, 0], [1, 33, 40, 24, false, 1, 0], [2, 9, 32, 16, true, 1, 0], [1, 20, 16, 12, true, 0.5, 0],
+        // large enough for threads: rows split (wasm: op(B) packed once), columns split (the bias from the part's column on)
+        [1, 300, 256, 77, true, 1, 0], [1, 40, 200, 300, false, 1, 0]] as const) {
         const lowp = (f: Float32Array) => {
           if (dtype === 'f32') return f;
           const h = new Uint16Array(f.length);

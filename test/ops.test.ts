@@ -230,6 +230,43 @@ test('fused attention gradients (P rebuilt from row statistics) equal the compos
   });
 });
 
+test('fused causal attention over query-row blocks (T > 32; Tq < Tk; grouped kv heads; key mask) equals the composed form', () => {
+  for (const b of testBackends()) withBackend(b, () => {
+    for (const [Tq, Tk] of [[75, 75], [40, 75], [64, 64]]) {
+      const q = rn([2, 4, Tq, 16], 240), k = rn([2, 2, Tk, 16], 241), v = rn([2, 2, Tk, 12], 242), w = rn([2, 4, Tq, 12], 243);
+      const km = mask(Array.from({ length: 2 * Tk }, (_, i) => (i % Tk === 3 || i % Tk === Tk - 2 ? 1 : 0)), [2, Tk]);
+      const run = (fused: boolean) => {
+        const [qq, kk, vv] = [q, k, v].map((t) => t.detach().requireGrad());
+        const y = fused
+          ? T.scaledDotProductAttention(qq, kk, vv, { causal: true, mask: km })
+          : T.composedAttention(qq, kk, vv, true, T.reshape(km, [2, 1, 1, Tk]), 1 / 4, Tq, Tk);
+        y.mul(w).sum().backward();
+        return [y.f32(), ...[qq, kk, vv].map((t) => (t.grad as Tensor).f32())];
+      };
+      const f = run(true), c = run(false);
+      f.forEach((x, i) => assert.ok(relErr(x, c[i]) < 1e-5, `${b.name} Tq ${Tq} Tk ${Tk} output/grad ${i}: ${relErr(x, c[i])}`));
+    }
+  });
+});
+
+test('fused causal attention with packed rows over query-row blocks agrees across backends', () => {
+  const [B, H, Tn, D] = [2, 2, 70, 8];
+  const starts = [[0, 23, 50], [0, 31]];
+  const firstKey = Int32Array.from({ length: B * Tn }, (_, i) => {
+    const bi = Math.floor(i / Tn), t = i % Tn;
+    return starts[bi].filter((s0) => s0 <= t).pop()!;
+  });
+  const evalOn = (b: ReturnType<typeof testBackends>[number]) => withBackend(b, () => {
+    const [q, k, v] = [250, 251, 252].map((seed) => rn([B, H, Tn, D], seed));
+    const y = T.scaledDotProductAttention(q, k, v, { causal: true, mask: { keyMask: null, firstKey } });
+    y.mul(rn([B, H, Tn, D], 253)).sum().backward();
+    return [y.f32(), ...[q, k, v].map((t) => (t.grad as Tensor).f32())];
+  });
+  const [portable, ...others] = testBackends();
+  const ref = evalOn(portable);
+  for (const b of others) evalOn(b).forEach((x, i) => assert.ok(relErr(x, ref[i]) < 1e-5, `${b.name} output/grad ${i}: ${relErr(x, ref[i])}`));
+});
+
 test('fused qkv attention: its gradient buffer may come from the pool dirty, every element is written', () => {
   for (const b of testBackends()) withBackend(b, () => {
     const [B, Tn, C] = [2, 64, 64]; // qkv of 2 x 64 x 192 floats = 96 KiB: a pooled size

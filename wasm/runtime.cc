@@ -109,13 +109,22 @@ EXPORT(ag_ready_workers) int ag_ready_workers() { return aload(&g_ready); }
 EXPORT(ag_set_main_may_wait) void ag_set_main_may_wait(int v) { g_main_may_wait = v; }
 
 #ifdef AG_THREADS
+#ifndef AG_WORKER_SPIN
+#define AG_WORKER_SPIN 100000
+#endif
 // A worker's loop: never returns. The worker's JavaScript sets its own stack pointer before calling it.
 EXPORT(ag_worker_loop) void ag_worker_loop() {
   int32_t seen = aload(&g_gen);
   aadd(&g_ready, 1);
   for (;;) {
-    int32_t g;
-    while ((g = aload(&g_gen)) == seen) __builtin_wasm_memory_atomic_wait32((int32_t*)&g_gen, seen, -1);
+    // A training step calls kernels back to back, tens of microseconds apart: the worker polls for the next task a
+    // while before it sleeps, as waking a sleeping thread (a futex, and an idle virtual CPU's exit) takes longer.
+    int32_t g = aload(&g_gen);
+    for (int s = 0; g == seen && s < AG_WORKER_SPIN; s++) g = aload(&g_gen);
+    while (g == seen) {
+      __builtin_wasm_memory_atomic_wait32((int32_t*)&g_gen, seen, -1);
+      g = aload(&g_gen);
+    }
     seen = g;
     int idx = aadd(&g_next, 1);
     int nt = aload(&g_nt);

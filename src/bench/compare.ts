@@ -139,8 +139,10 @@ function ratios(ours: BenchRecord[][], torch: BenchRecord[][], runs: number): Co
     const m = median(recs.map((r) => r.ms_per_step));
     const base = recs.find((r) => r.ms_per_step === m) ?? recs[0];
     const g = recs.filter((r) => r.gflops !== undefined).map((r) => r.gflops as number);
+    const gg = recs.filter((r) => r.gemm_gflops !== undefined).map((r) => r.gemm_gflops as number);
     // an even number of runs averages the middle two: rounded as the records are (not 5048.1005000000005)
-    return { ...base, ms_per_step: r3(m), peak_rss_mb: r1(median(recs.map((r) => r.peak_rss_mb))), ...(g.length ? { gflops: r3(median(g)) } : {}) };
+    return { ...base, ms_per_step: r3(m), peak_rss_mb: r1(median(recs.map((r) => r.peak_rss_mb))), ...(g.length ? { gflops: r3(median(g)) } : {}),
+      ...(gg.length ? { gemm_gflops: r3(median(gg)) } : {}) };
   };
   return ours[0].map((_, k) => {
     const a = pick(ours, k), b = pick(torch, k);

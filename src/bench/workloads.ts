@@ -60,13 +60,63 @@ function gemm(o: WorkloadOptions): BenchRecord[] {
   return out;
 }
 
-/** One pre-LN causal block + linear head to 512 classes + cross-entropy, SGD lr 1e-3; B8 T128 d256 h4 ff1024. */
+/** The block step's Linear layers as (in, out) on its B*T = 1024 rows: qkv, proj, fc1, fc2, head. */
+const BLOCK_LINEARS: [number, number][] = [[256, 768], [256, 256], [256, 1024], [1024, 256], [256, 512]];
+
+/**
+ * Floating-point operations of the block step's matrix products: each Linear's forward, input gradient and weight
+ * gradient (2 * rows * in * out each), and attention's (B * H = 32 heads, T 128, head dim 64) two forward products
+ * and five backward ones (the scores recomputed, dV, dP, dQ, dK), counted over the full T x T: a nominal count (the
+ * wasm kernel skips the blocks above the causal diagonal, other engines compute them and mask).
+ */
+export function blockProductFlops(): number {
+  const rows = 1024, heads = 32, T = 128, hd = 64;
+  const linear = BLOCK_LINEARS.reduce((a, [i, o]) => a + 3 * 2 * rows * i * o, 0);
+  return linear + 7 * 2 * heads * T * T * hd;
+}
+
+/**
+ * GFLOP/s of the backend's matmul on the block step's Linear products (the 15 shapes, each layer's forward x W^T,
+ * dx = dy W and dW = dy^T x), fastest of `runs` passes over the set: the GEMM kernel's own rate, apart from the
+ * step's other work.
+ */
+export function blockGemmGflops(runs = 5): number {
+  const rows = 1024, be = backend();
+  const cases = BLOCK_LINEARS.flatMap(([i, o]) => [
+    { M: rows, K: i, N: o, transA: false, transB: true },
+    { M: rows, K: o, N: i, transA: false, transB: false },
+    { M: o, K: rows, N: i, transA: true, transB: false },
+  ]).map((c) => ({ ...c, a: randomF32(c.M * c.K, 3), b: randomF32(c.K * c.N, 4), out: new Float32Array(c.M * c.N) }));
+  let flops = 0;
+  for (const c of cases) flops += 2 * c.M * c.N * c.K;
+  const pass = () => {
+    for (const c of cases) be.matmul({ ...c, dtype: 'f32', batch: 1, strideA: 0, strideB: 0, alpha: 1, beta: 0 });
+  };
+  pass();
+  let best = Infinity;
+  for (let r = 0; r < runs; r++) {
+    const t0 = performance.now();
+    pass();
+    best = Math.min(best, performance.now() - t0);
+  }
+  return Math.round(flops / best / 1e5) / 10;
+}
+
+/**
+ * One pre-LN causal block + linear head to 512 classes + cross-entropy, SGD lr 1e-3; B8 T128 d256 h4 ff1024.
+ * gflops: the step's matrix products (blockProductFlops) per second of the median step; gemm_gflops (fp32): the
+ * matmul kernel alone on the step's Linear shapes (blockGemmGflops).
+ */
 function block(o: WorkloadOptions): BenchRecord[] {
   const w = blockWorkload();
   const compute = o.dtype === 'bf16' ? 'bf16' : 'f32';
   const t = timed(() => w.step(compute), o.steps, o.warmup);
   const total = w.params.reduce((a, p) => a + p.size, 0);
-  return [makeRecord('block', o.dtype, t, { tokens_per_s: Math.round(w.tokens / t.med * 10) / 10, trainable_params: total, total_params: total })];
+  const gflops = Math.round(blockProductFlops() / t.med / 1e8) / 10;
+  return [makeRecord('block', o.dtype, t, {
+    tokens_per_s: Math.round(w.tokens / t.med * 10) / 10, trainable_params: total, total_params: total, gflops,
+    ...(compute === 'f32' ? { gemm_gflops: blockGemmGflops() } : {}),
+  })];
 }
 
 /**

@@ -7,7 +7,7 @@
 import type {
   AdamWArgs, AttentionShape, Backend, BinaryOp, DType, MatmulArgs, MatmulLowpArgs, ReduceOp, SGDArgs, Storage, UnaryOp,
 } from '../backend.js';
-import { allocStorage, prefillBias } from '../backend.js';
+import { allocStorage } from '../backend.js';
 import { PortableBackend } from '../portable.js';
 import type { WasmMemory } from './memory.js';
 
@@ -29,6 +29,13 @@ function sameLength(kernel: string, ...xs: Float32Array[]): void {
 }
 function atLeast(kernel: string, n: number, ...xs: (Float32Array | Int32Array)[]): void {
   for (const a of xs) if (a.length < n) throw new RangeError(`${kernel}: a buffer of ${a.length} elements; ${n} needed`);
+}
+
+/** A bias (the kernel starts each row of out as it, as prefillBias does) needs beta = 0 and N elements. */
+function checkBias(m: { bias?: Float32Array | null; beta: number; N: number }): void {
+  if (!m.bias) return;
+  if (m.beta !== 0) throw new Error(`matmul: a bias needs beta = 0; got beta ${m.beta}`);
+  if (m.bias.length < m.N) throw new Error(`matmul: the bias has ${m.bias.length} elements; expected N = ${m.N}`);
 }
 
 /** The furthest element a (b, h, t, feature) view reaches, + 1. */
@@ -147,30 +154,31 @@ export class WasmBackend implements Backend {
   }
 
   matmul(m: MatmulArgs): void {
-    m = prefillBias(m);
     const { dtype, batch, M, N, K } = m;
     if (dtype !== 'f32' && dtype !== 'bf16') throw new Error(`matmul: dtype must be 'f32' or 'bf16'; got '${dtype as string}'`);
     const bf16 = dtype === 'bf16';
     if (bf16 !== m.a instanceof Uint16Array || bf16 !== m.b instanceof Uint16Array) {
       throw new TypeError(`matmul: dtype '${dtype}' expects ${bf16 ? 'Uint16Array' : 'Float32Array'} operands`);
     }
+    checkBias(m);
     if (M === 0 || N === 0 || batch === 0) return;
-    this.product(m, m.b, bf16 ? 1 : 0, null, m.strideB);
+    this.product(m, m.b, bf16 ? 1 : 0, null, m.strideB, m.bias ?? null);
   }
   matmulLowp(m: MatmulLowpArgs): void {
     if (m.bDtype !== 'bf16' && m.bDtype !== 'i8') throw new Error(`matmulLowp: bDtype must be 'bf16' or 'i8'; got '${m.bDtype as string}'`);
     if (m.bDtype === 'bf16' && !(m.b instanceof Uint16Array)) throw new TypeError(`matmulLowp: bDtype 'bf16' expects a Uint16Array b`);
     if (m.bDtype === 'i8' && !(m.b instanceof Int8Array)) throw new TypeError(`matmulLowp: bDtype 'i8' expects an Int8Array b`);
     if (!(m.a instanceof Float32Array)) throw new TypeError('matmulLowp: a must be a Float32Array');
+    checkBias(m);
     if (m.M === 0 || m.N === 0 || m.batch === 0) return;
     const rows = m.transB ? m.N : m.K;
     if (m.scales && m.scales.length < rows) throw new RangeError(`matmulLowp: scales has ${m.scales.length} elements; b has ${rows} stored rows`);
-    this.product({ ...m, dtype: 'f32' }, m.b, m.bDtype === 'i8' ? 2 : 1, m.bDtype === 'i8' ? m.scales : null, 0);
+    this.product({ ...m, dtype: 'f32' }, m.b, m.bDtype === 'i8' ? 2 : 1, m.bDtype === 'i8' ? m.scales : null, 0, m.bias ?? null);
   }
 
   /** Checks sizes, places the operands and runs ag_matmul. bKind: 0 f32, 1 bf16, 2 int8. */
   private product(m: Omit<MatmulArgs, 'b' | 'strideB'>, b: Float32Array | Uint16Array | Int8Array, bKind: number,
-    scales: Float32Array | null, strideB: number): void {
+    scales: Float32Array | null, strideB: number, bias: Float32Array | null = null): void {
     const { a, out, batch, M, N, K } = m;
     const need = (what: string, have: number, want: number) => {
       if (have < want) throw new RangeError(`matmul: ${what} has ${have} elements; (batch ${batch}, M ${M}, N ${N}, K ${K}) needs ${want}`);
@@ -182,11 +190,11 @@ export class WasmBackend implements Backend {
     w.reset();
     const pa = w.put(a.subarray(0, extent(batch, m.strideA, M * K)));
     const pb = w.put(b.subarray(0, extent(batch, strideB, K * N)));
-    const ps = w.putOpt(scales);
+    const ps = w.putOpt(scales), pbias = bias ? w.put(bias.subarray(0, N)) : 0;
     const size = batch * M * N;
     const po = m.beta !== 0 ? w.put(out.subarray(0, size)) : w.reserve(size * 4);
     w.x.ag_matmul(pa, pb, po, m.dtype === 'bf16' ? 1 : 0, bKind, ps, batch, M, N, K, m.transA ? 1 : 0, m.transB ? 1 : 0,
-      m.strideA, strideB, m.alpha, m.beta);
+      m.strideA, strideB, m.alpha, m.beta, pbias);
     w.get(po, out, size);
   }
 

@@ -41,7 +41,7 @@ export interface WasmExports {
     first: number, gs: number): void;
   ag_reduce_sum(x: number, outer: number, n: number, inner: number, out: number): void;
   ag_matmul(a: number, b: number, out: number, aBf16: number, bKind: number, scales: number, batch: number, M: number,
-    N: number, K: number, ta: number, tb: number, strideA: number, strideB: number, alpha: number, beta: number): void;
+    N: number, K: number, ta: number, tb: number, strideA: number, strideB: number, alpha: number, beta: number, bias: number): void;
   [name: string]: unknown;
 }
 

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { ConfigError } from '../../errors.js';
 import type { GradientCheckpointing } from '../../nn/checkpoint.js';
 import { applyThreads, choiceOption, intOption } from '../options.js';
+import type { BenchRecord } from '../../bench/measure.js';
 
 interface BenchOpts {
   dtype: 'fp32' | 'bf16';
@@ -110,5 +111,8 @@ async function benchVsTfjs(workload: string, o: BenchOpts): Promise<void> {
       `TF.js wasm ${t.torch.ms_per_step} ms (${t.torch.threads} thread${t.torch.threads === 1 ? '' : 's'}; ours x${speedup} faster)` +
       (n ? `, our native ${n.torch.ms_per_step} ms (${ours.name} / native x${n.time_ratio})` : '') +
       `; peak RSS ours ${t.ours.peak_rss_mb} MB, TF.js ${t.torch.peak_rss_mb} MB  [median of ${t.runs} alternations]`);
+    // GFLOP/s: the step's matrix products over the step time, and the GEMM kernel alone on the step's Linear shapes
+    const rate = (r: BenchRecord) => `${r.gflops} GFLOP/s over the step` + (r.gemm_gflops !== undefined ? `, GEMM ${r.gemm_gflops} GFLOP/s` : '');
+    if (t.ours.gflops !== undefined) console.log(`  ours (${ours.name}): ${rate(t.ours)}` + (n?.torch.gflops !== undefined ? `; native: ${rate(n.torch)}` : ''));
   }
 }

@@ -54,6 +54,10 @@ export class GpuContext {
   readonly device: GPUDevice;
   readonly adapterInfo: string;
   readonly hasF16: boolean;
+  /** A CPU emulation (SwiftShader, a fallback adapter): kernels pick variants without workgroup barriers where they have one. */
+  readonly software: boolean;
+  /** The matmul kernel: `tiled` (workgroup-memory tiles) or `direct` (no barriers; the default on software adapters). */
+  matmulVariant: 'tiled' | 'direct';
   private pool = new Map<number, GPUBuffer[]>();
   private pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
   private encoder: GPUCommandEncoder | null = null;
@@ -68,10 +72,12 @@ export class GpuContext {
   private failure: string | null = null;
   private pooled = 0;
 
-  constructor(device: GPUDevice, adapterInfo: string, hasF16: boolean) {
+  constructor(device: GPUDevice, adapterInfo: string, hasF16: boolean, software = false) {
     this.device = device;
     this.adapterInfo = adapterInfo;
     this.hasF16 = hasF16;
+    this.software = software;
+    this.matmulVariant = software ? 'direct' : 'tiled';
     device.addEventListener('uncapturederror', (e) => {
       this.failure ??= `WebGPU error: ${(e as GPUUncapturedErrorEvent).error.message}`;
     });
@@ -303,5 +309,7 @@ export async function createContext(gpu: GPU): Promise<GpuContext | null> {
   });
   const info = (adapter as GPUAdapter & { info?: GPUAdapterInfo }).info;
   const desc = info ? [info.vendor, info.architecture, info.description].filter(Boolean).join(' ') : 'unknown adapter';
-  return new GpuContext(device, desc, hasF16);
+  const fallback = (info as (GPUAdapterInfo & { isFallbackAdapter?: boolean }) | undefined)?.isFallbackAdapter
+    ?? (adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false;
+  return new GpuContext(device, desc, hasF16, fallback || /swiftshader|llvmpipe|lavapipe/i.test(desc));
 }

@@ -123,6 +123,8 @@ export interface HeadlessRunOptions {
   maxEval?: number;
   threads?: number;
   backend?: 'webgpu' | 'wasm' | 'portable';
+  /** Dawn toggles for Chromium's WebGPU (`webgpuFlags`), e.g. ['disable_robustness']; only with backend 'webgpu'. */
+  dawnFeatures?: string[];
   isolate?: boolean;
   /** Rebuild the browser bundles first (a checkout whose dist/web may be older than its sources). */
   rebuild?: boolean;
@@ -146,7 +148,8 @@ export async function headlessMainJob(o: HeadlessRunOptions = {}): Promise<Headl
   const q = new URLSearchParams();
   if (o.threads) q.set('threads', String(o.threads));
   if (o.backend) q.set('backend', o.backend);
-  const s = await openPage({ query: q.toString(), isolate: o.isolate, rebuild: o.rebuild, webgpu: o.backend === 'webgpu' });
+  if (o.dawnFeatures?.length && o.backend !== 'webgpu') throw new ConfigError(`dawnFeatures apply to the WebGPU backend only; the backend is '${o.backend ?? 'default'}'`);
+  const s = await openPage({ query: q.toString(), isolate: o.isolate, rebuild: o.rebuild, webgpu: o.backend === 'webgpu', dawnFeatures: o.dawnFeatures });
   try {
     const t0 = performance.now();
     await s.page.evaluate(() => (window as unknown as { autoglm: { whenReady(): Promise<void> } }).autoglm.whenReady());

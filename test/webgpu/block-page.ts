@@ -30,10 +30,11 @@ export interface BlockReport {
   profile?: { kernel: string; dispatches: number; ms: number }[];
 }
 
-async function run(arg: { steps: number; batch: number; lr: number; profile?: boolean }): Promise<BlockReport> {
+async function run(arg: { steps: number; batch: number; lr: number; profile?: boolean; matmul?: 'tiled' | 'direct' }): Promise<BlockReport> {
   const G = await webgpuInBrowser();
   if (!G) return { adapter: null, losses: [], ms: [], uploadsLastStep: 0, syncRead: '', cpuOnly: {}, onDevice: false, selected: '' };
   const selected = (await initBrowserBackend()).name;
+  if (arg.matmul) G.ctx.matmulVariant = arg.matmul;
   const b = useWebGpu(G);
   const w = blockWorkload(arg.lr, { batch: arg.batch });
   moveToDevice([...w.params, w.x]);

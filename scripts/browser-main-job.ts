@@ -4,7 +4,7 @@
  * job in Node, in one run; prints test accuracy, time and peak memory of each and the accuracy difference.
  *
  *   node --import tsx scripts/browser-main-job.ts [--max-train N] [--max-eval N] [--threads N] [--node-backends native,wasm]
- *     [--backend wasm|webgpu]
+ *     [--backend wasm|webgpu] [--dawn-features disable_robustness,...]
  *
  * `--backend webgpu` trains the page on the WebGPU backend (Chromium with --enable-unsafe-webgpu; on a machine
  * without a GPU that is SwiftShader, CPU emulation: use --max-train / --max-eval, which Node gets too).
@@ -29,6 +29,8 @@ const maxEval = arg('--max-eval') ? Number(arg('--max-eval')) : undefined;
 const threads = arg('--threads') ? Number(arg('--threads')) : 2;
 const nodeBackends = (arg('--node-backends') ?? 'native,wasm').split(',').filter(Boolean);
 const pageBackend = arg('--backend') ?? 'wasm';
+const dawnFeatures = arg('--dawn-features')?.split(',').filter(Boolean);
+if (dawnFeatures && pageBackend !== 'webgpu') throw new Error(`--dawn-features needs --backend webgpu`);
 if (pageBackend !== 'wasm' && pageBackend !== 'webgpu') throw new Error(`--backend must be 'wasm' or 'webgpu'; got '${pageBackend}'`);
 
 interface NodeRun { backend: string; accuracy: number; macro_f1: number; test_loss: number; train_time_s: number; peak_rss_mb: number; steps: number; precision: string }
@@ -64,7 +66,7 @@ for (const b of nodeBackends) {
   }
 }
 process.stderr.write(`running the main job in headless Chromium (${pageBackend} backend, ${threads} threads)...\n`);
-const b = await headlessMainJob({ maxTrain, maxEval, threads, rebuild: true, backend: pageBackend, say: (l) => process.stderr.write(`  ${l}\n`) });
+const b = await headlessMainJob({ maxTrain, maxEval, threads, rebuild: true, backend: pageBackend, dawnFeatures, say: (l) => process.stderr.write(`  ${l}\n`) });
 if (pageBackend === 'webgpu' && !/webgpu/.test(b.backend)) throw new Error(`the page did not train on WebGPU: ${b.backend}`);
 const t = b.summary.test!;
 console.log(`browser (headless Chromium, ${b.backend.replace(/^backend: /, '')}): test accuracy ${pct(t.accuracy)}  macro-F1 ${pct(t.macro_f1)}  test loss ${t.loss.toFixed(6)}  ${b.summary.steps} steps  `

@@ -6,6 +6,7 @@
  * (default 1 of the workload's 8, the same first rows on both sides) and AUTOGLM_WEBGPU_BLOCK_STEPS steps (default 5).
  * Under CI=true a missing Chromium, playwright-core or adapter fails the test.
  */
+import { ConfigError } from '../src/errors.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -19,6 +20,11 @@ import type { BlockReport } from './webgpu/block-page.js';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const STEPS = Number(process.env.AUTOGLM_WEBGPU_BLOCK_STEPS ?? 5);
 const BATCH = Number(process.env.AUTOGLM_WEBGPU_BLOCK_BATCH ?? 1);
+/** AUTOGLM_WEBGPU_PROFILE=1: one more step's dispatches timed one at a time, by kernel (printed). */
+const PROFILE = process.env.AUTOGLM_WEBGPU_PROFILE === '1';
+/** AUTOGLM_WEBGPU_MATMUL=tiled|direct: the matmul kernel (default: the adapter's, direct on software adapters). */
+const MATMUL = process.env.AUTOGLM_WEBGPU_MATMUL;
+if (MATMUL !== undefined && MATMUL !== 'tiled' && MATMUL !== 'direct') throw new ConfigError(`AUTOGLM_WEBGPU_MATMUL must be 'tiled' or 'direct'; got '${MATMUL}'`);
 const LR = 0.5;
 
 test('block workload: WebGPU (tensor layer on the device) follows the native loss trajectory', { timeout: 900_000 }, async (t) => {
@@ -29,10 +35,15 @@ test('block workload: WebGPU (tensor layer on the device) follows the native los
   const t0 = performance.now();
   const cpu = Array.from({ length: STEPS }, () => w.step('f32'));
   t.diagnostic(`${ref.name}: ${cpu.map((v) => v.toPrecision(9)).join(' ')} (${((performance.now() - t0) / STEPS).toFixed(0)} ms/step)`);
-  const r = await runInChromium<BlockReport>(path.join(here, 'webgpu', 'block-page.ts'), 'runBlock', { steps: STEPS, batch: BATCH, lr: LR }, 840_000);
+  const r = await runInChromium<BlockReport>(path.join(here, 'webgpu', 'block-page.ts'), 'runBlock', { steps: STEPS, batch: BATCH, lr: LR, profile: PROFILE, matmul: MATMUL }, 840_000);
   if (!r.adapter) return skipOrFail(t, 'a WebGPU adapter', 'navigator.gpu.requestAdapter() gave none in headless Chromium');
   t.diagnostic(`${r.adapter}: ${r.losses.map((v) => v.toPrecision(9)).join(' ')} (ms per step: ${r.ms.join(', ')}; ` +
     `uploads in the last step: ${r.uploadsLastStep})`);
+  if (r.profile) {
+    const total = r.profile.reduce((s, p) => s + p.ms, 0);
+    t.diagnostic(`profile of one step (dispatches timed alone): ${r.profile.reduce((s, p) => s + p.dispatches, 0)} dispatches, ${total.toFixed(0)} ms of kernels; ` +
+      r.profile.map((p) => `${p.kernel} ${p.ms.toFixed(0)} ms/${p.dispatches}`).join(', '));
+  }
   const deltas = r.losses.map((v, i) => Math.abs(v - cpu[i]) / Math.abs(cpu[i]));
   t.diagnostic(`relative loss deltas: ${deltas.map((d) => d.toExponential(2)).join(' ')}`);
   assert.equal(r.losses.length, STEPS);

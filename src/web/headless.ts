@@ -43,10 +43,23 @@ export interface PageSession {
 }
 
 /**
+ * Chromium's WebGPU flags: `--enable-unsafe-webgpu`, plus Dawn toggles from `dawnFeatures` or, where that is not
+ * given, the comma-separated AUTOGLM_WEBGPU_DAWN_FEATURES (e.g. `disable_robustness`: no bounds clamping of buffer
+ * accesses, which SwiftShader pays for on every load; every kernel of ours checks its own bounds).
+ */
+export function webgpuFlags(dawnFeatures?: string[]): string[] {
+  const features = dawnFeatures ?? (process.env.AUTOGLM_WEBGPU_DAWN_FEATURES ?? '').split(',').map((f) => f.trim()).filter(Boolean);
+  for (const f of features) {
+    if (!/^[a-z0-9_]+$/.test(f)) throw new ConfigError(`Dawn feature names are lower-case words joined by '_' (e.g. disable_robustness); got '${f}'`);
+  }
+  return ['--enable-unsafe-webgpu', ...(features.length ? [`--enable-dawn-features=${features.join(',')}`] : [])];
+}
+
+/**
  * Serves the page and opens it in headless Chromium; `query` is appended to the page URL (backend, threads). `webgpu`
  * launches Chromium with WebGPU (`--enable-unsafe-webgpu`: SwiftShader where there is no GPU) instead of `--disable-gpu`.
  */
-export async function openPage(o: WebServerOptions & { query?: string; path?: string; webgpu?: boolean } = {}): Promise<PageSession> {
+export async function openPage(o: WebServerOptions & { query?: string; path?: string; webgpu?: boolean; dawnFeatures?: string[] } = {}): Promise<PageSession> {
   const exe = findChromium();
   if (!exe) throw new ConfigError('no Chromium found: apt-get install -y chromium, or set AUTOGLM_CHROMIUM to its path');
   let chromium: typeof import('playwright-core').chromium;
@@ -60,7 +73,7 @@ export async function openPage(o: WebServerOptions & { query?: string; path?: st
   const profile = mkdtempSync(path.join(os.tmpdir(), 'autoglm-chromium-'));
   try {
     const root = typeof process.getuid === 'function' && process.getuid() === 0;
-    browser = await chromium.launchPersistentContext(profile, { executablePath: exe, headless: true, args: [...(root ? ['--no-sandbox'] : []), o.webgpu ? '--enable-unsafe-webgpu' : '--disable-gpu', '--disable-dev-shm-usage'] });
+    browser = await chromium.launchPersistentContext(profile, { executablePath: exe, headless: true, args: [...(root ? ['--no-sandbox'] : []), ...(o.webgpu ? webgpuFlags(o.dawnFeatures) : ['--disable-gpu']), '--disable-dev-shm-usage'] });
   } catch (e) {
     await server.close();
     rmSync(profile, { recursive: true, force: true });
@@ -110,6 +123,8 @@ export interface HeadlessRunOptions {
   maxEval?: number;
   threads?: number;
   backend?: 'webgpu' | 'wasm' | 'portable';
+  /** Dawn toggles for Chromium's WebGPU (`webgpuFlags`), e.g. ['disable_robustness']; only with backend 'webgpu'. */
+  dawnFeatures?: string[];
   isolate?: boolean;
   /** Rebuild the browser bundles first (a checkout whose dist/web may be older than its sources). */
   rebuild?: boolean;
@@ -133,7 +148,8 @@ export async function headlessMainJob(o: HeadlessRunOptions = {}): Promise<Headl
   const q = new URLSearchParams();
   if (o.threads) q.set('threads', String(o.threads));
   if (o.backend) q.set('backend', o.backend);
-  const s = await openPage({ query: q.toString(), isolate: o.isolate, rebuild: o.rebuild, webgpu: o.backend === 'webgpu' });
+  if (o.dawnFeatures?.length && o.backend !== 'webgpu') throw new ConfigError(`dawnFeatures apply to the WebGPU backend only; the backend is '${o.backend ?? 'default'}'`);
+  const s = await openPage({ query: q.toString(), isolate: o.isolate, rebuild: o.rebuild, webgpu: o.backend === 'webgpu', dawnFeatures: o.dawnFeatures });
   try {
     const t0 = performance.now();
     await s.page.evaluate(() => (window as unknown as { autoglm: { whenReady(): Promise<void> } }).autoglm.whenReady());

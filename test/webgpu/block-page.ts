@@ -4,6 +4,7 @@
  * a step (`await loss.value()`, the design's logging point).
  */
 import { webgpuInBrowser } from '../../src/backend/webgpu/index.js';
+import { profileTrace } from '../../src/backend/webgpu/device.js';
 import { useWebGpu, moveToDevice } from '../../src/backend/webgpu/tensors.js';
 import { blockWorkload } from '../../src/bench/block.js';
 import { initBrowserBackend } from '../../src/backend/index.browser.js';
@@ -25,12 +26,15 @@ export interface BlockReport {
   onDevice: boolean;
   /** The backend initBrowserBackend() picks by default in this page (WebGPU where an adapter exists). */
   selected: string;
+  /** With `profile`: one more step's dispatches timed one at a time, by kernel (ms), and that step's dispatch count. */
+  profile?: { kernel: string; dispatches: number; ms: number }[];
 }
 
-async function run(arg: { steps: number; batch: number; lr: number }): Promise<BlockReport> {
+async function run(arg: { steps: number; batch: number; lr: number; profile?: boolean; matmul?: 'tiled' | 'direct' }): Promise<BlockReport> {
   const G = await webgpuInBrowser();
   if (!G) return { adapter: null, losses: [], ms: [], uploadsLastStep: 0, syncRead: '', cpuOnly: {}, onDevice: false, selected: '' };
   const selected = (await initBrowserBackend()).name;
+  if (arg.matmul) G.ctx.matmulVariant = arg.matmul;
   const b = useWebGpu(G);
   const w = blockWorkload(arg.lr, { batch: arg.batch });
   moveToDevice([...w.params, w.x]);
@@ -45,6 +49,14 @@ async function run(arg: { steps: number; batch: number; lr: number }): Promise<B
     losses.push(await loss.value());
     ms.push(Math.round(performance.now() - t0));
     last = loss;
+  }
+  let profile: BlockReport['profile'];
+  if (arg.profile) {
+    G.ctx.trace = [];
+    await w.stepTensor('f32').value();
+    const trace = G.ctx.trace;
+    G.ctx.trace = null;
+    profile = await profileTrace(G.ctx, trace);
   }
   let syncRead = 'nothing thrown';
   try {
@@ -67,7 +79,7 @@ async function run(arg: { steps: number; batch: number; lr: number }): Promise<B
   attempt('RMSprop', () => new RMSprop([p], { lr: 1e-3 }).step());
   attempt('embedding', () => embedding(new Tensor(b.alloc('i32', 4), 'i32', [4]), w.params[0].reshape([-1, 256])));
   attempt('Float32Array.from', () => Float32Array.from(p.f32()));
-  return { adapter: b.describe(), selected, losses, ms, uploadsLastStep, syncRead, cpuOnly, onDevice: w.params.every((p) => p.onDevice) && last.onDevice };
+  return { adapter: b.describe(), selected, profile, losses, ms, uploadsLastStep, syncRead, cpuOnly, onDevice: w.params.every((p) => p.onDevice) && last.onDevice };
 }
 
 (globalThis as unknown as { runBlock: typeof run }).runBlock = run;

@@ -9,7 +9,7 @@
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { browserUnavailable, findChromium } from '../../src/web/headless.js';
+import { browserUnavailable, findChromium, webgpuFlags } from '../../src/web/headless.js';
 
 /** As the browser build (scripts/build-web.mjs): `x.ts` gives way to a sibling `x.browser.ts` (src/backend/index.ts). */
 const browserVariants: import('esbuild').Plugin = {
@@ -41,7 +41,7 @@ export async function runInChromium<T>(entry: string, fn: string, arg: unknown, 
     const browser = await chromium.launch({
       executablePath: exe,
       headless: true,
-      args: ['--no-sandbox', '--enable-unsafe-webgpu', '--disable-dev-shm-usage'],
+      args: ['--no-sandbox', ...webgpuFlags(), '--disable-dev-shm-usage'],
     });
     try {
       const page = await browser.newPage();

@@ -22,8 +22,14 @@ async function main(filter: string): Promise<Report> {
   const P = new PortableBackend();
   const results: Result[] = [];
   let seed = 1;
-  for (const c of [...elementwiseCases, ...nnCases, ...trainCases]) {
+  const variant0 = G.ctx.matmulVariant;
+  // the matmul cases run on both matmul kernels (tiled, and direct: the software adapters' default); the rest on the adapter's
+  const runs = [...elementwiseCases, ...nnCases, ...trainCases].flatMap((c) => c.name.startsWith('matmul')
+    ? (['tiled', 'direct'] as const).map((v) => ({ c: { ...c, name: `${c.name} [${v} kernel]` }, v }))
+    : [{ c, v: variant0 }]);
+  for (const { c, v } of runs) {
     if (filter && !c.name.includes(filter)) continue;
+    G.ctx.matmulVariant = v;
     const t = new Twin(G, seed++);
     const errors: string[] = [];
     const c0 = performance.now();
@@ -39,6 +45,7 @@ async function main(filter: string): Promise<Report> {
     const ms = Math.round(performance.now() - c0);
     results.push({ name: `${c.name}: runs without errors`, ok: errors.length === 0, detail: errors.join('\n') || `${ms} ms` });
   }
+  G.ctx.matmulVariant = variant0;
   return { adapter: G.describe(), results, ms: performance.now() - t0 };
 }
 

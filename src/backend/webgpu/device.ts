@@ -54,6 +54,10 @@ export class GpuContext {
   readonly device: GPUDevice;
   readonly adapterInfo: string;
   readonly hasF16: boolean;
+  /** A CPU emulation (SwiftShader, a fallback adapter): kernels pick variants without workgroup barriers where they have one. */
+  readonly software: boolean;
+  /** The matmul kernel: `tiled` (workgroup-memory tiles) or `direct` (no barriers; the default on software adapters). */
+  matmulVariant: 'tiled' | 'direct';
   private pool = new Map<number, GPUBuffer[]>();
   private pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
   private encoder: GPUCommandEncoder | null = null;
@@ -63,15 +67,19 @@ export class GpuContext {
   private finalizer = new FinalizationRegistry<GPUBuffer>((buf) => this.recycle(buf));
   /** Dispatches recorded since creation (tests and benchmarks). */
   dispatches = 0;
+  /** When an array: every dispatch recorded is also kept here (with the calling kernel's name) for `profile`. */
+  trace: TracedDispatch[] | null = null;
 
   /** The first uncaptured WebGPU error (or device loss): thrown by the next `read`, the next asynchronous point. */
   private failure: string | null = null;
   private pooled = 0;
 
-  constructor(device: GPUDevice, adapterInfo: string, hasF16: boolean) {
+  constructor(device: GPUDevice, adapterInfo: string, hasF16: boolean, software = false) {
     this.device = device;
     this.adapterInfo = adapterInfo;
     this.hasF16 = hasF16;
+    this.software = software;
+    this.matmulVariant = software ? 'direct' : 'tiled';
     device.addEventListener('uncapturederror', (e) => {
       this.failure ??= `WebGPU error: ${(e as GPUUncapturedErrorEvent).error.message}`;
     });
@@ -281,10 +289,65 @@ export class GpuContext {
     pass.dispatchWorkgroups(x, y, z);
     pass.end();
     this.dispatches++;
+    if (this.trace) this.trace.push({ kernel: caller(), pipeline, layout, buffers: actual, words: words.slice(), groups: [x, y, z] });
     this.pending++; // before recycling: a full pool flushes, and the flush must write this dispatch's slot
     for (const t of temps) this.recycle(t); // later uses are later in queue order
     if (this.pending >= FLUSH_EVERY) this.flush();
   }
+}
+
+/** One recorded dispatch (`GpuContext.trace`). */
+export interface TracedDispatch {
+  kernel: string;
+  pipeline: GPUComputePipeline;
+  layout: GPUBindGroupLayout;
+  buffers: GPUBuffer[];
+  /** The parameter words (their slot in the shared parameter buffer is rewritten by later batches). */
+  words: Uint32Array;
+  groups: [number, number, number];
+}
+
+/** The name of the kernel function that called `run` (profiling only: reads the stack). */
+function caller(): string {
+  const lines = (new Error().stack ?? '').split('\n').slice(1).map((l) => l.trim());
+  const l = lines.find((x) => !/GpuContext|\bcaller\b|\brun\b/.test(x) && /^at /.test(x)) ?? lines[2] ?? '?';
+  return /^at (?:\S+\.)?(\S+) /.exec(l)?.[1] ?? l;
+}
+
+/**
+ * Times traced dispatches one at a time (each submitted alone and waited for; the contents of the buffers are
+ * whatever they hold now, which changes no kernel's cost): milliseconds per kernel name, largest first, with the
+ * number of dispatches and the sum of the per-dispatch submit-and-wait overhead measured on an empty encoder.
+ */
+export async function profileTrace(ctx: GpuContext, trace: TracedDispatch[]): Promise<{ kernel: string; dispatches: number; ms: number }[]> {
+  const by = new Map<string, { dispatches: number; ms: number }>();
+  const t0 = performance.now();
+  ctx.device.queue.submit([ctx.device.createCommandEncoder().finish()]);
+  await ctx.device.queue.onSubmittedWorkDone();
+  const empty = performance.now() - t0;
+  const params = ctx.device.createBuffer({ size: SLOT_BYTES, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+  for (const d of trace) {
+    const words = new Uint32Array(SLOT_BYTES / 4);
+    words.set(d.words);
+    ctx.device.queue.writeBuffer(params, 0, words);
+    const bindGroup = ctx.device.createBindGroup({ layout: d.layout, entries: [{ binding: 0, resource: { buffer: params } },
+      ...d.buffers.map((buffer, i) => ({ binding: i + 1, resource: { buffer } }))] });
+    const enc = ctx.device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    pass.setPipeline(d.pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(...d.groups);
+    pass.end();
+    const t = performance.now();
+    ctx.device.queue.submit([enc.finish()]);
+    await ctx.device.queue.onSubmittedWorkDone();
+    const e = by.get(d.kernel) ?? { dispatches: 0, ms: 0 };
+    e.dispatches++;
+    e.ms += Math.max(0, performance.now() - t - empty);
+    by.set(d.kernel, e);
+  }
+  params.destroy();
+  return [...by].map(([kernel, v]) => ({ kernel, ...v })).sort((a, b) => b.ms - a.ms);
 }
 
 /** Asks `gpu` (navigator.gpu, or the Node binding's) for an adapter and a device; null when there is no adapter. */
@@ -303,5 +366,7 @@ export async function createContext(gpu: GPU): Promise<GpuContext | null> {
   });
   const info = (adapter as GPUAdapter & { info?: GPUAdapterInfo }).info;
   const desc = info ? [info.vendor, info.architecture, info.description].filter(Boolean).join(' ') : 'unknown adapter';
-  return new GpuContext(device, desc, hasF16);
+  const fallback = (info as (GPUAdapterInfo & { isFallbackAdapter?: boolean }) | undefined)?.isFallbackAdapter
+    ?? (adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false;
+  return new GpuContext(device, desc, hasF16, fallback || /swiftshader|llvmpipe|lavapipe/i.test(desc));
 }

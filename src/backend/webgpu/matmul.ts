@@ -6,6 +6,11 @@
  * per word and loaded a word at a time where the contiguous dimension, offset and stride are even (else element by
  * element), widened exactly to f32; an int8 `b` (matmulLowp) is widened and scaled per stored row. A bias (N) is
  * added in the epilogue (out = alpha * op(a) @ op(b) + bias, beta = 0), where the CPU backends fill out first.
+ *
+ * On a software adapter (SwiftShader: `GpuContext.software`) the `direct` variant is used instead: 64-thread
+ * workgroups, each thread 4x4 outputs read straight from the buffers with no workgroup memory and no barrier
+ * (SwiftShader runs a barrier as a switch between the workgroup's invocations, which made the tiled kernel several
+ * times slower there). Same sums in the same k order, so the same results.
  */
 import type { DeviceArg } from './array.js';
 import type { GpuArray } from './array.js';
@@ -147,6 +152,46 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }`;
 }
 
+/** The barrier-free variant (software adapters): a workgroup of 8x8 threads covers 32x32 outputs, 4x4 a thread. */
+const DIRECT = 32;
+function directSource(a: Operand, b: Operand): string {
+  const conv = [...new Set([a.dtype, b.dtype])].map((t) => (t === 'bf16' ? CONVERT_FN.bf16ToF32 : t === 'f16' ? CONVERT_FN.f16ToF32 : '')).join('');
+  const decl = (o: Operand, binding: number): string => buf(binding, o.name, o.dtype === 'f32' ? 'f32' : 'u32');
+  return PARAMS + conv + decl(a, 1) + decl(b, 2) + buf(3, 'O', 'f32', true) + buf(4, 'SC', 'f32') + buf(5, 'BI', 'f32') +
+    loader(a) + loader(b) + `
+@compute @workgroup_size(8, 8)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let b = wid.z;
+  let m0 = wid.y * ${DIRECT}u + lid.y * 4u;
+  let n0 = wid.x * ${DIRECT}u + lid.x * 4u;
+  let M = pu(0u); let N = pu(1u);
+  if (m0 >= M || n0 >= N) { return; }
+  var acc: array<array<f32, 4>, 4>;
+  for (var k = 0u; k < pu(2u); k = k + 1u) {
+    var av: array<f32, 4>;
+    var bv: array<f32, 4>;
+    for (var i = 0u; i < 4u; i = i + 1u) { av[i] = ldA(b, m0 + i, k); bv[i] = ldB(b, n0 + i, k); }
+    for (var i = 0u; i < 4u; i = i + 1u) {
+      for (var j = 0u; j < 4u; j = j + 1u) { acc[i][j] = fma(av[i], bv[j], acc[i][j]); }
+    }
+  }
+  let alpha = pf(8u); let beta = pf(9u);
+  for (var i = 0u; i < 4u; i = i + 1u) {
+    let m = m0 + i;
+    if (m >= M) { continue; }
+    for (var j = 0u; j < 4u; j = j + 1u) {
+      let n = n0 + j;
+      if (n >= N) { continue; }
+      let o = pu(5u) + (b * M + m) * N + n;
+      var v = alpha * acc[i][j];
+      if (beta != 0.0) { v = v + beta * O[o]; }
+      if (pu(11u) != 0u) { v = v + BI[pu(12u) + n]; }
+      O[o] = v;
+    }
+  }
+}`;
+}
+
 interface Call {
   a: GpuArray;
   b: GpuArray;
@@ -186,8 +231,12 @@ function launch(ctx: GpuContext, c: Call): void {
   const bias = c.bias ?? ctx.dummy();
   const p = new Params().u32(c.M, c.N, c.K, c.a.offset, c.b.offset, c.out.offset, c.strideA, c.strideB).f32(c.alpha, c.beta)
     .u32(sc.offset, c.bias ? 1 : 0, bias.offset);
-  ctx.run(source(a, b), [{ arr: c.a }, { arr: c.b }, { arr: c.out, write: true }, { arr: sc }, { arr: bias }], p,
-    [Math.ceil(c.N / TILE), Math.ceil(c.M / TILE), c.batch]);
+  const binds = [{ arr: c.a }, { arr: c.b }, { arr: c.out, write: true }, { arr: sc }, { arr: bias }];
+  if (ctx.matmulVariant === 'direct') {
+    ctx.run(directSource(a, b), binds, p, [Math.ceil(c.N / DIRECT), Math.ceil(c.M / DIRECT), c.batch]);
+  } else {
+    ctx.run(source(a, b), binds, p, [Math.ceil(c.N / TILE), Math.ceil(c.M / TILE), c.batch]);
+  }
 }
 
 export function matmul(ctx: GpuContext, args: Omit<DeviceArg<MatmulArgs>, 'dtype'> & { dtype: 'f32' | 'bf16' | 'f16' }): void {

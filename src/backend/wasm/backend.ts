@@ -159,6 +159,7 @@ export class WasmBackend implements Backend {
   }
   matmulLowp(m: MatmulLowpArgs): void {
     if (m.bDtype !== 'bf16' && m.bDtype !== 'i8') throw new Error(`matmulLowp: bDtype must be 'bf16' or 'i8'; got '${m.bDtype as string}'`);
+    if ((m as { bias?: unknown }).bias) throw new Error('matmulLowp: takes no bias (start out as the bias and pass beta = 1)');
     if (m.bDtype === 'bf16' && !(m.b instanceof Uint16Array)) throw new TypeError(`matmulLowp: bDtype 'bf16' expects a Uint16Array b`);
     if (m.bDtype === 'i8' && !(m.b instanceof Int8Array)) throw new TypeError(`matmulLowp: bDtype 'i8' expects an Int8Array b`);
     if (!(m.a instanceof Float32Array)) throw new TypeError('matmulLowp: a must be a Float32Array');

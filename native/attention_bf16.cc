@@ -11,7 +11,8 @@
 //   dP = dO V^T, dS = P (dP - rowsum(dP P)) scale in f32 rounded to bf16, dQ = dS K, dK = dS^T Q, each written at
 //   the strides of q, k, v.
 // Grouped-query heads (Hkv < H) are not handled here (the caller uses attention.cc for them).
-// Scratch per call: S (f32) and P, dS (bf16), B*H*Tq*Tk each, freed on return.
+// Scratch: S (f32) and P, dS (bf16), B*H*Tq*Tk each, plus one f32 and one bf16 (B, H, T, D) buffer, kept per thread
+// between calls (about 16 MB at GPT-2 small's 8 x 128 tokens).
 #include <vector>
 #include "attention.h"
 
@@ -26,6 +27,21 @@ void pack(const float* src, const int64_t* st, int64_t B, int64_t H, int64_t T, 
   for (int64_t r = 0; r < rows; r++) {
     const int64_t b = r / (H * T), h = (r / T) % H, t = r % T;
     f32_to_bf16_row(src + b * st[0] + h * st[1] + t * st[2], dst + r * D, D);
+  }
+}
+
+// q, k and v packed as `pack` does, in one parallel loop (one fork/join instead of three)
+void pack_qkv(const Shape& p, const float* q, const float* k, const float* v, uint16_t* ql, uint16_t* kl, uint16_t* vl) {
+  const int64_t nq = p.B * p.H * p.Tq, nk = p.B * p.H * p.Tk;
+#pragma omp parallel for schedule(static) if (par((nq + nk) * p.D + nk * p.Dv))
+  for (int64_t r = 0; r < nq + 2 * nk; r++) {
+    const int t = r < nq ? 0 : r < nq + nk ? 1 : 2;
+    const int64_t i = t == 0 ? r : t == 1 ? r - nq : r - nq - nk, T = t == 0 ? p.Tq : p.Tk, D = t == 2 ? p.Dv : p.D;
+    const int64_t* st = t == 0 ? p.qs : t == 1 ? p.ks : p.vs;
+    const float* src = t == 0 ? q : t == 1 ? k : v;
+    uint16_t* dst = t == 0 ? ql : t == 1 ? kl : vl;
+    const int64_t b = i / (p.H * T), h = (i / T) % p.H, j = i % T;
+    f32_to_bf16_row(src + b * st[0] + h * st[1] + j * st[2], dst + i * D, D);
   }
 }
 
@@ -67,55 +83,72 @@ void probs(const Shape& p, const uint16_t* ql, const uint16_t* kl, float* S, uin
   }
 }
 
+// Per-thread scratch, kept between calls (grow-only): fresh buffers of a few MB each call came back from the OS as
+// zeroed pages (glibc returns the heap top promptly), and their page faults cost more than the products.
+struct Scratch {
+  std::vector<float> S, G;
+  std::vector<uint16_t> P, dS, dO;
+};
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
+}
+template <class T>
+T* sized(std::vector<T>& v, int64_t n) {
+  if ((int64_t)v.size() < n) v.resize((size_t)n);
+  return v.data();
+}
+
 void forward(const Shape& p, const float* q, const float* k, const float* v, float* out, float* stats, uint16_t* ql,
              uint16_t* kl, uint16_t* vl) {
   const int64_t BH = p.B * p.H;
-  pack(q, p.qs, p.B, p.H, p.Tq, p.D, ql);
-  pack(k, p.ks, p.B, p.H, p.Tk, p.D, kl);
-  pack(v, p.vs, p.B, p.H, p.Tk, p.Dv, vl);
-  std::vector<float> S((size_t)(BH * p.Tq * p.Tk));
-  std::vector<uint16_t> P(S.size());
-  probs(p, ql, kl, S.data(), P.data(), stats, false);
-  std::vector<float>().swap(S);
-  std::vector<float> O((size_t)(BH * p.Tq * p.Dv));
-  matmul_bf16(P.data(), vl, O.data(), mm(BH, p.Tq, p.Dv, p.Tk, false, false, 1.0f));
-  scatter(O.data(), p.B, p.H, p.Tq, p.Dv, out, p.os);
+  pack_qkv(p, q, k, v, ql, kl, vl);
+  Scratch& sc = scratch();
+  float* S = sized(sc.S, BH * p.Tq * p.Tk);
+  uint16_t* P = sized(sc.P, BH * p.Tq * p.Tk);
+  probs(p, ql, kl, S, P, stats, false);
+  float* O = sized(sc.G, BH * p.Tq * p.Dv);
+  matmul_bf16(P, vl, O, mm(BH, p.Tq, p.Dv, p.Tk, false, false, 1.0f));
+  scatter(O, p.B, p.H, p.Tq, p.Dv, out, p.os);
 }
 
 void backward(const Shape& p, const uint16_t* ql, const uint16_t* kl, const uint16_t* vl, const float* stats,
               const float* dout, const int64_t* dos, float* dq, float* dk, float* dv) {
   const int64_t BH = p.B * p.H, rows = BH * p.Tq;
-  std::vector<float> S((size_t)(rows * p.Tk));
-  std::vector<uint16_t> P(S.size()), dS(S.size()), dO((size_t)(BH * p.Tq * p.Dv));
-  probs(p, ql, kl, S.data(), P.data(), const_cast<float*>(stats), true);  // rebuild reads the statistics only
-  pack(dout, dos, p.B, p.H, p.Tq, p.Dv, dO.data());
-  std::vector<float> G((size_t)(BH * std::max(p.Tq, p.Tk) * std::max(p.D, p.Dv)));
+  Scratch& sc = scratch();
+  float* S = sized(sc.S, rows * p.Tk);
+  uint16_t* P = sized(sc.P, rows * p.Tk);
+  uint16_t* dS = sized(sc.dS, rows * p.Tk);
+  uint16_t* dO = sized(sc.dO, BH * p.Tq * p.Dv);
+  float* G = sized(sc.G, BH * std::max(p.Tq, p.Tk) * std::max(p.D, p.Dv));
+  probs(p, ql, kl, S, P, const_cast<float*>(stats), true);  // rebuild reads the statistics only
+  pack(dout, dos, p.B, p.H, p.Tq, p.Dv, dO);
   // dV = P^T dO
-  matmul_bf16(P.data(), dO.data(), G.data(), mm(BH, p.Tk, p.Dv, p.Tq, true, false, 1.0f));
-  scatter(G.data(), p.B, p.H, p.Tk, p.Dv, dv, p.vs);
+  matmul_bf16(P, dO, G, mm(BH, p.Tk, p.Dv, p.Tq, true, false, 1.0f));
+  scatter(G, p.B, p.H, p.Tk, p.Dv, dv, p.vs);
   // dP = dO V^T (into S), then dS = P (dP - rowsum(dP P)) scale
-  matmul_bf16(dO.data(), vl, S.data(), mm(BH, p.Tq, p.Tk, p.Dv, false, true, 1.0f));
+  matmul_bf16(dO, vl, S, mm(BH, p.Tq, p.Tk, p.Dv, false, true, 1.0f));
 #pragma omp parallel if (par(rows * p.Tk))
   {
     std::vector<float> pf((size_t)p.Tk);
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; r++) {
-      float* d = S.data() + r * p.Tk;
-      const uint16_t* pr = P.data() + r * p.Tk;
+      float* d = S + r * p.Tk;
+      const uint16_t* pr = P + r * p.Tk;
       for (int64_t j = 0; j < p.Tk; j++) pf[j] = bf16_to_f32(pr[j]);
       double dot = 0;
       for (int64_t j = 0; j < p.Tk; j++) dot += (double)d[j] * pf[j];
       const float c = (float)dot;
       for (int64_t j = 0; j < p.Tk; j++) d[j] = pf[j] * (d[j] - c) * p.scale;
-      f32_to_bf16_row(d, dS.data() + r * p.Tk, p.Tk);
+      f32_to_bf16_row(d, dS + r * p.Tk, p.Tk);
     }
   }
   // dQ = dS K
-  matmul_bf16(dS.data(), kl, G.data(), mm(BH, p.Tq, p.D, p.Tk, false, false, 1.0f));
-  scatter(G.data(), p.B, p.H, p.Tq, p.D, dq, p.qs);
+  matmul_bf16(dS, kl, G, mm(BH, p.Tq, p.D, p.Tk, false, false, 1.0f));
+  scatter(G, p.B, p.H, p.Tq, p.D, dq, p.qs);
   // dK = dS^T Q
-  matmul_bf16(dS.data(), ql, G.data(), mm(BH, p.Tk, p.D, p.Tq, true, false, 1.0f));
-  scatter(G.data(), p.B, p.H, p.Tk, p.D, dk, p.ks);
+  matmul_bf16(dS, ql, G, mm(BH, p.Tk, p.D, p.Tq, true, false, 1.0f));
+  scatter(G, p.B, p.H, p.Tk, p.D, dk, p.ks);
 }
 
 uint16_t* u16(const Args& a, size_t i, size_t* n) { return (uint16_t*)a.arr(i, napi_uint16_array, n); }

@@ -1,7 +1,7 @@
 // Per-kernel time of the block workload step (node --import tsx scripts/profile-block.ts [bf16]).
 import { blockWorkload } from '../src/bench/workloads.js';
 import { castCacheCounts } from '../src/tensor/versions.js';
-import { installKernelTimer } from './kernel-timer.js';
+import { installKernelTimer, now } from './kernel-timer.js';
 
 const timer = installKernelTimer();
 const dtype = process.argv[2] === 'bf16' ? 'bf16' : 'f32';
@@ -10,8 +10,8 @@ for (let i = 0; i < 3; i++) w.step(dtype);
 timer.clear();
 castCacheCounts(true);
 const N = 10;
-const t0 = performance.now();
+const t0 = now();
 for (let i = 0; i < N; i++) w.step(dtype);
-timer.report(`block ${dtype}`, (performance.now() - t0) / N, N);
+timer.report(`block ${dtype}`, (now() - t0) / N, N);
 const cc = castCacheCounts();
 console.log(`weight copies per step: ${cc.hits / N} reused, ${cc.misses / N} made`);

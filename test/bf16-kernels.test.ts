@@ -132,7 +132,7 @@ test('attentionBf16 refuses grouped-query heads and short buffers', { skip }, ()
   assert.throws(() => native.attentionBf16!({ ...shape, Hkv: 2, kStrides: [32, 16, 4], vStrides: [32, 16, 4] }, f(32), f(32), f(32), null, null, f(32), f(16), h(31), h(32), h(32)), /ql, kl, vl/);
 });
 
-test('under bf16 autocast the fused qkv attention takes the bf16 kernel where the CPU has bf16 (else the f32 one), with the f32 results within bf16 error', { skip }, () => {
+test('under bf16 autocast the fused qkv attention takes the bf16 kernel where the CPU has bf16 and T >= 64 (else the f32 one), with the f32 results within bf16 error', { skip }, () => {
   const prev = backend();
   const native = getBackend('native');
   const calls: string[] = [];
@@ -144,7 +144,7 @@ test('under bf16 autocast the fused qkv attention takes the bf16 kernel where th
     },
   }) as Backend);
   try {
-    const B = 2, Tn = 24, heads = 3, hs = 8, C = heads * hs;
+    const B = 2, Tn = 67, heads = 3, hs = 8, C = heads * hs; // Tn >= BF16_ATTENTION_MIN_T
     const run = (dt: 'f32' | 'bf16') => {
       const qkv = new Tensor(randn(B * Tn * 3 * C, 5), 'f32', [B, Tn, 3 * C]).requireGrad();
       const y = autocast(dt, () => T.fusedQKVAttention(qkv, heads, { causal: true }));
@@ -165,6 +165,11 @@ test('under bf16 autocast the fused qkv attention takes the bf16 kernel where th
     T.sum(y2).backward();
     assert.deepEqual(calls, want);
     assert.ok(q.grad!.f32().every((x) => Number.isFinite(x)));
+    // short sequences stay on the f32 kernel
+    calls.length = 0;
+    const s = new Tensor(randn(B * heads * 32 * hs, 8), 'f32', [B, heads, 32, hs]);
+    autocast('bf16', () => T.scaledDotProductAttention(s, s, s));
+    assert.deepEqual(calls, ['attention']);
   } finally {
     setBackend(prev);
   }

@@ -1,14 +1,16 @@
 // The fused attention kernels alone, f32 (attention) against bf16 products (attentionBf16), forward + backward, on the
 // block (B8 H4 T128 hs64), cls (B64 H4 T32 hs64) and gpt2 (B8 H12 T128 hs64) shapes, fused qkv layout; medians of 15
-// (node --import tsx scripts/experiments/attention-bf16-bench.ts).
+// (node --import tsx scripts/experiments/attention-bf16-bench.ts). KERNEL_TIMER_CPU=1 times process CPU time instead of
+// wall time (steadier on a loaded machine; with AUTOGLM_NUM_THREADS=1 the kernels' own cost).
 import { getBackend } from '../../src/backend/index.js';
 import type { AttentionShape } from '../../src/backend/backend.js';
 
 const be = getBackend('native');
+const now = process.env.KERNEL_TIMER_CPU === '1' ? () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; } : () => performance.now();
 const med = (f: () => void, n = 15) => {
   for (let i = 0; i < 3; i++) f();
   const t: number[] = [];
-  for (let i = 0; i < n; i++) { const t0 = performance.now(); f(); t.push(performance.now() - t0); }
+  for (let i = 0; i < n; i++) { const t0 = now(); f(); t.push(now() - t0); }
   return t.sort((a, b) => a - b)[n >> 1];
 };
 for (const [name, B, H, T, D, causal] of [['block', 8, 4, 128, 64, true], ['cls', 64, 4, 32, 64, false], ['gpt2', 8, 12, 128, 64, true]] as const) {

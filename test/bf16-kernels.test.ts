@@ -214,4 +214,13 @@ test('a Block under bf16 autocast: the same output and gradient bits with the ML
   a.forEach((v, i) => assert.deepEqual(v, b[i], `tensor ${i}`));
 });
 
+test('an int8 weight takes a bf16 activation (the MLP activation made in bf16 before an int8 base): widened, as its f32 value', () => {
+  const x = T.cast(new Tensor(randn(5 * 12, 3), 'f32', [5, 12]), 'bf16');
+  const q = new Tensor(Int8Array.from({ length: 7 * 12 }, (_, i) => ((i * 37) % 255) - 127), 'i8', [7, 12]);
+  const scales = new Tensor(Float32Array.from({ length: 7 }, (_, i) => 0.01 * (i + 1)), 'f32', [7]);
+  const got = T.linearInt8(x, q, scales, null).f32();
+  const want = T.linearInt8(x.to('f32'), q, scales, null).f32();
+  assert.deepEqual(got, want);
+});
+
 if (!nativeAvailable()) console.log(`# ${String(skip)}`);

@@ -12,7 +12,8 @@
         "native/matmul.cc",
         "native/skinny.cc",
         "native/optim.cc",
-        "native/attention.cc"
+        "native/attention.cc",
+        "native/attention_bf16.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

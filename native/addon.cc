@@ -85,6 +85,18 @@ KERNEL(JsUnary) {
   UNDEF;
 }
 
+// unaryBf16(op, x, out Uint16Array): unary's values rounded to bf16, in one pass (no f32 output)
+KERNEL(JsUnaryBf16) {
+  Args a(info, "unaryBf16", 3);
+  int op = a.op(0, U_COUNT);
+  size_t n, no;
+  float* x = a.f32(1, &n);
+  uint16_t* o = (uint16_t*)a.arr(2, napi_uint16_array, &no);
+  a.need(no >= n, "out is smaller than x");
+  unary_bf16(op, x, o, n);
+  UNDEF;
+}
+
 KERNEL(JsUnaryBackward) {
   Args a(info, "unaryBackward", 5);
   int op = a.op(0, U_COUNT);
@@ -197,6 +209,7 @@ KERNEL(JsTrimHeap) {
 namespace ag {
 void register_more(Napi::Env env, Napi::Object exports);
 void register_attention(Napi::Env env, Napi::Object exports);
+void register_attention_bf16(Napi::Env env, Napi::Object exports);
 }
 
 // Tensor buffers come and go in the hundreds of MB per training step. glibc raises its mmap threshold after
@@ -221,6 +234,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   fn("cast", JsCast);
   fn("unary", JsUnary);
   fn("unaryBackward", JsUnaryBackward);
+  fn("unaryBf16", JsUnaryBf16);
   fn("binary", JsBinary);
   fn("where", JsWhere);
   fn("axpby", JsAxpby);
@@ -231,6 +245,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   fn("trimHeap", JsTrimHeap);
   ag::register_more(env, exports);
   ag::register_attention(env, exports);
+  ag::register_attention_bf16(env, exports);
   return exports;
 }
 

@@ -33,6 +33,7 @@ void fill_i32(int32_t* dst, int64_t n, int32_t v);
 void strided_copy(const void* src, int esize, const int64_t* shape, const int64_t* strides, int ndim, void* dst, const int64_t* dstrides);
 void cast(const void* src, int sdt, void* dst, int ddt, int64_t n);
 void unary(int op, const float* x, float* out, int64_t n);
+void unary_bf16(int op, const float* x, uint16_t* out, int64_t n);  // unary, rounded to bf16
 void unary_backward(int op, const float* x, const float* y, const float* dy, float* dx, int64_t n);
 void binary(int op, const float* a, const int64_t* as, const float* b, const int64_t* bs, const int64_t* shape, int ndim,
             float* out);

@@ -85,8 +85,9 @@ void bf16_to_f32_n(const uint16_t* s, float* d, int64_t n) {
     for (; i < i1; i++) d[i] = bf16_to_f32(s[i]);
   });
 }
+// 16 at a time (vecmath.h), with the scalar rule's bits
 static void f32_to_bf16_n(const float* s, uint16_t* d, int64_t n) {
-  blocks(n, [&](int64_t i0, int64_t i1) { for (int64_t i = i0; i < i1; i++) d[i] = f32_to_bf16(s[i]); });
+  blocks(n, [&](int64_t i0, int64_t i1) { f32_to_bf16_row(s + i0, d + i0, i1 - i0); });
 }
 static void f32_to_f16_n(const float* s, uint16_t* d, int64_t n) {
   blocks(n, [&](int64_t i0, int64_t i1) {
@@ -172,6 +173,18 @@ void unary(int op, const float* x, float* o, int64_t n) {
       case U_SIGN:
         for (int64_t i = 0; i < m; i++) { float v = xs[i]; os[i] = v > 0.0f ? 1.0f : v < 0.0f ? -1.0f : v; }
         break;
+    }
+  }, op == U_GELU || op == U_GELU_TANH ? 4 : 1);
+}
+
+// unary's values rounded to bf16 (f32_to_bf16's rule): the same bits as unary then cast, without the f32 buffer
+void unary_bf16(int op, const float* x, uint16_t* o, int64_t n) {
+  blocks(n, [&](int64_t i0, int64_t i1) {
+    alignas(32) float t[1024];
+    for (int64_t j = i0; j < i1; j += 1024) {
+      const int64_t m = std::min<int64_t>(1024, i1 - j);
+      unary(op, x + j, t, m);  // serial: below the parallel threshold
+      f32_to_bf16_row(t, o + j, m);
     }
   }, op == U_GELU || op == U_GELU_TANH ? 4 : 1);
 }

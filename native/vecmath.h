@@ -140,4 +140,31 @@ static inline void vmap(const float* x, float* out, int64_t n, F f) {
   }
 }
 
+// 8 floats to bf16 with f32_to_bf16's rule exactly (round to nearest even; NaN -> sign | 0x7fc0), as 8 u32 lanes
+static inline __m256i f32_to_bf16_x8(__m256 x) {
+  const __m256i u = _mm256_castps_si256(x);
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), lsb), 16);
+  const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)), _mm256_set1_epi32(0x7f800000));
+  const __m256i qnan = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x8000)), _mm256_set1_epi32(0x7fc0));
+  return _mm256_blendv_epi8(rounded, qnan, nan);
+}
+// n floats to bf16 (f32_to_bf16's rule), 16 at a time, the tail through a padded buffer
+static inline void f32_to_bf16_row(const float* s, uint16_t* d, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256i lo = f32_to_bf16_x8(_mm256_loadu_ps(s + i)), hi = f32_to_bf16_x8(_mm256_loadu_ps(s + i + 8));
+    // packus interleaves the 128-bit lanes (lo0-3 hi0-3 lo4-7 hi4-7); the permute puts them in order
+    _mm256_storeu_si256((__m256i*)(d + i), _mm256_permute4x64_epi64(_mm256_packus_epi32(lo, hi), 0xD8));
+  }
+  if (i < n) {
+    alignas(32) float t[16] = {0};
+    alignas(32) uint16_t h[16];
+    for (int64_t j = i; j < n; j++) t[j - i] = s[j];
+    const __m256i lo = f32_to_bf16_x8(_mm256_load_ps(t)), hi = f32_to_bf16_x8(_mm256_load_ps(t + 8));
+    _mm256_store_si256((__m256i*)h, _mm256_permute4x64_epi64(_mm256_packus_epi32(lo, hi), 0xD8));
+    for (int64_t j = i; j < n; j++) d[j] = h[j - i];
+  }
+}
+
 }  // namespace ag

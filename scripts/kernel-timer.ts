@@ -10,6 +10,13 @@ export interface KernelTimer {
   report(label: string, stepMs: number, steps: number, top?: number): void;
 }
 
+/**
+ * The clock: wall time, or with KERNEL_TIMER_CPU=1 the process's CPU time (user + system), which a loaded machine
+ * disturbs far less; with one kernel thread (AUTOGLM_NUM_THREADS=1) that is each kernel's own cost.
+ */
+const cpuClock = process.env.KERNEL_TIMER_CPU === '1';
+export const now = cpuClock ? () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; } : () => performance.now();
+
 export function installKernelTimer(): KernelTimer {
   const real = backend();
   const stats = new Map<string, { n: number; ms: number }>();
@@ -29,7 +36,7 @@ export function installKernelTimer(): KernelTimer {
       if (typeof v !== 'function') return v;
       return (...args: unknown[]) => {
         if (!timer.on) return (v as (...a: unknown[]) => unknown).apply(t, args);
-        const t0 = performance.now();
+        const t0 = now();
         const out = (v as (...a: unknown[]) => unknown).apply(t, args);
         let key = String(k);
         if (k === 'unary' || k === 'unaryBackward' || k === 'binary' || k === 'reduce') key += `:${args[0]}`;
@@ -42,7 +49,7 @@ export function installKernelTimer(): KernelTimer {
         }
         const s = stats.get(key) ?? { n: 0, ms: 0 };
         s.n++;
-        s.ms += performance.now() - t0;
+        s.ms += now() - t0;
         stats.set(key, s);
         return out;
       };

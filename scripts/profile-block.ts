@@ -3,7 +3,7 @@
 import { backend } from '../src/backend/index.js';
 import { blockWorkload } from '../src/bench/workloads.js';
 import { castCacheCounts } from '../src/tensor/versions.js';
-import { installKernelTimer } from './kernel-timer.js';
+import { installKernelTimer, now } from './kernel-timer.js';
 
 const timer = installKernelTimer();
 console.log(backend().describe());
@@ -13,8 +13,8 @@ for (let i = 0; i < 3; i++) w.step(dtype);
 timer.clear();
 castCacheCounts(true);
 const N = process.argv.includes('--steps') ? Number(process.argv[process.argv.indexOf('--steps') + 1]) : 10;
-const t0 = performance.now();
+const t0 = now();
 for (let i = 0; i < N; i++) w.step(dtype);
-timer.report(`block ${dtype}`, (performance.now() - t0) / N, N);
+timer.report(`block ${dtype}`, (now() - t0) / N, N);
 const cc = castCacheCounts();
 console.log(`weight copies per step: ${cc.hits / N} reused, ${cc.misses / N} made`);

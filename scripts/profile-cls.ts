@@ -7,7 +7,7 @@ import { AdamW } from '../src/optim/adam.js';
 import { LoraModel } from '../src/peft/index.js';
 import { autocast } from '../src/tensor/precision.js';
 import { castCacheCounts } from '../src/tensor/versions.js';
-import { installKernelTimer } from './kernel-timer.js';
+import { installKernelTimer, now } from './kernel-timer.js';
 
 const timer = installKernelTimer();
 const lora = process.argv[2] === 'lora';
@@ -22,9 +22,9 @@ for (let i = 0; i < 3; i++) step();
 timer.clear();
 castCacheCounts(true);
 const N = 10;
-const t0 = performance.now();
+const t0 = now();
 for (let i = 0; i < N; i++) step();
-timer.report(`cls-${lora ? 'lora' : 'full'} ${compute}`, (performance.now() - t0) / N, N, 40);
+timer.report(`cls-${lora ? 'lora' : 'full'} ${compute}`, (now() - t0) / N, N, 40);
 const cc = castCacheCounts();
 console.log(`weight copies per step: ${cc.hits / N} reused, ${cc.misses / N} made`);
 {

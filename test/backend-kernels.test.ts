@@ -1004,6 +1004,32 @@ test('cast: bf16 edge bits', () => {
   }
 });
 
+test('cast f32 -> bf16: native and wasm equal portable bit for bit on every high half (vector body, tails, NaN payloads)', { skip: nativeSkip }, () => {
+  // every 16-bit high half with low halves around the rounding points (0, below/at/above the tie, all ones, and one
+  // random), at odd lengths and offsets so that vector bodies, tails and the parallel blocks' seams all see each case
+  const lows = [0x0000, 0x7fff, 0x8000, 0x8001, 0xffff];
+  const rng = new Rng(7);
+  const bits = new Uint32Array(65536 * (lows.length + 1));
+  let n = 0;
+  for (let h = 0; h < 65536; h++) {
+    for (const l of lows) bits[n++] = ((h << 16) | l) >>> 0;
+    bits[n++] = ((h << 16) | rng.int(65536)) >>> 0;
+  }
+  const src = new Float32Array(bits.buffer);
+  const want = new Uint16Array(src.length);
+  portable.cast(src, 'f32', want, 'bf16');
+  for (const be of [native, wasm]) {
+    if (!be) continue;
+    for (const [off, len] of [[0, src.length], [3, src.length - 8], [1, 15], [5, 17], [0, 16], [2, 33]]) {
+      const got = new Uint16Array(len);
+      be.cast(src.subarray(off, off + len), 'f32', got, 'bf16');
+      for (let i = 0; i < len; i++) {
+        if (got[i] !== want[off + i]) assert.fail(`f32 0x${bits[off + i].toString(16)} -> bf16 0x${got[i].toString(16)}, expected 0x${want[off + i].toString(16)} (offset ${off}, length ${len})`);
+      }
+    }
+  }
+});
+
 test('cast: f16 edge bits and exhaustive round trip', () => {
   const cases: [number, number][] = [
     [0, 0x0000], [-0, 0x8000], [1, 0x3c00], [-2, 0xc000], [65504, 0x7bff], [65519.99, 0x7bff], [65520, 0x7c00], [1e10, 0x7c00],

@@ -43,5 +43,11 @@ for (const b of testBackends()) {
     const f = seeded(16, 4);
     assert.throws(() => b.matmul({ a: f, b: f, out: new Float32Array(16), dtype: 'f32', batch: 1, M: 4, N: 4, K: 4, transA: false, transB: false, strideA: 0, strideB: 0, alpha: 1, beta: 1, bias: f.subarray(0, 4) }), /bias/);
   });
+  test(`${b.name}: matmulLowp refuses a bias (its kernels have no epilogue for one)`, () => {
+    const f = seeded(16, 5), w = new Uint16Array(16);
+    b.cast(f, 'f32', w, 'bf16');
+    const args = { a: f, b: w, bDtype: 'bf16', scales: null, out: new Float32Array(16), batch: 1, M: 4, N: 4, K: 4, transA: false, transB: true, strideA: 0, alpha: 1, beta: 0 } as const;
+    // not in the type (MatmulLowpArgs omits it): an untyped caller's bias must not be dropped silently
+    assert.throws(() => b.matmulLowp({ ...args, bias: f.subarray(0, 4) } as typeof args), /takes no bias/);
+  });
 }
-

@@ -73,8 +73,10 @@ export function prefillBias<T extends MatmulArgs>(m: T): T {
  * f32 activations times one low-precision weight: `a` as in MatmulArgs (f32), `b` a single stored matrix shared
  * by the batch (no batch stride), bf16 bits or int8 values with one f32 scale per stored row (per output channel
  * of a (out, in) weight, whether or not it is read transposed). The kernel widens b in blocks, never all at once.
+ * It takes no bias (the CPU kernels have no epilogue for one): callers start `out` as the bias and accumulate (beta = 1),
+ * as `gemm` in src/tensor/ops/linalg.ts does; a `bias` passed anyway is refused.
  */
-export interface MatmulLowpArgs extends Omit<MatmulArgs, 'b' | 'dtype' | 'strideB'> {
+export interface MatmulLowpArgs extends Omit<MatmulArgs, 'b' | 'dtype' | 'strideB' | 'bias'> {
   b: Uint16Array | Int8Array;
   bDtype: 'bf16' | 'i8';
   /** Per stored row of b (i8 only; null = 1). */
@@ -179,6 +181,11 @@ export interface Backend {
 
   // ---- elementwise (f32) ------------------------------------------------------------------------
   unary(op: UnaryOp, x: Float32Array, out: Float32Array): void;
+  /**
+   * Optional: `unary` with its values rounded to bf16 (round to nearest even) into `out`, in one pass: the same bits
+   * as unary then cast, without the f32 buffer (an activation whose only reader is a bf16 product).
+   */
+  unaryBf16?(op: UnaryOp, x: Float32Array, out: Uint16Array): void;
   /**
    * dx = dy * f'(x) for `op`, `y` = f(x). exp, sqrt, rsqrt and reciprocal read only y, every other op only x (the
    * unary op keeps just the one its kernel reads and passes it as both).
@@ -285,6 +292,18 @@ export interface Backend {
   attentionBackward(shape: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null,
     firstKey: Int32Array | null, stats: Float32Array, dout: Float32Array, doutStrides: [number, number, number], dq: Float32Array, dk: Float32Array,
     dv: Float32Array): void;
+  /**
+   * Optional: `attention` with bf16 products (bf16 autocast on a backend with `nativeBf16`), H = Hkv only. q, k, v are
+   * f32 views as for `attention`; the kernel also writes them packed as dense bf16 (B, H, T, D) into ql, kl, vl,
+   * which `attentionBf16Backward` reads instead of q, k, v (the backward pass keeps those, not the f32 projection).
+   * P is rounded to bf16 before its product with V; softmax and its statistics run in f32.
+   */
+  attentionBf16?(shape: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null,
+    firstKey: Int32Array | null, out: Float32Array, stats: Float32Array, ql: Uint16Array, kl: Uint16Array, vl: Uint16Array): void;
+  /** Gradients of `attentionBf16`, written (overwritten) at the strides of shape's q, k, v. */
+  attentionBf16Backward?(shape: AttentionShape, ql: Uint16Array, kl: Uint16Array, vl: Uint16Array, keyMask: Float32Array | null,
+    firstKey: Int32Array | null, stats: Float32Array, dout: Float32Array, doutStrides: [number, number, number], dq: Float32Array,
+    dk: Float32Array, dv: Float32Array): void;
 
   // ---- random (counter-based, see rng.ts) ----------------------------------------------------------
   /** mask[i] = (hashUniform(seed, i) >= p) ? 1/(1-p) : 0. */

@@ -20,6 +20,7 @@ interface Addon {
   stridedCopy(src: Storage, shape: number[], strides: number[], dst: Storage, dstStrides?: number[]): void;
   cast(src: Storage, srcDt: number, dst: Storage, dstDt: number): void;
   unary(op: number, x: Float32Array, out: Float32Array): void;
+  unaryBf16(op: number, x: Float32Array, out: Uint16Array): void;
   unaryBackward(op: number, x: Float32Array, y: Float32Array, dy: Float32Array, dx: Float32Array): void;
   binary(op: number, a: Float32Array, as: number[], b: Float32Array, bs: number[], shape: number[], out: Float32Array): void;
   where(c: Float32Array, cs: number[], a: Float32Array, as: number[], b: Float32Array, bs: number[], shape: number[],
@@ -62,6 +63,10 @@ interface Addon {
   attention(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, km: Float32Array | null, fk: Int32Array | null,
     out: Float32Array, stats: Float32Array): void;
   attentionBackward(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, km: Float32Array | null, fk: Int32Array | null,
+    stats: Float32Array, dout: Float32Array, dos: number[], dq: Float32Array, dk: Float32Array, dv: Float32Array): void;
+  attentionBf16(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, km: Float32Array | null, fk: Int32Array | null,
+    out: Float32Array, stats: Float32Array, ql: Uint16Array, kl: Uint16Array, vl: Uint16Array): void;
+  attentionBf16Backward(s: AttentionShape, ql: Uint16Array, kl: Uint16Array, vl: Uint16Array, km: Float32Array | null, fk: Int32Array | null,
     stats: Float32Array, dout: Float32Array, dos: number[], dq: Float32Array, dk: Float32Array, dv: Float32Array): void;
   adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, lr: number, b1: number, b2: number,
     eps: number, wd: number, step: number, gs: number): void;
@@ -197,6 +202,7 @@ class NativeBackend implements Backend {
   }
 
   unary(op: UnaryOp, x: Float32Array, out: Float32Array): void { this.a.unary(code(UNARY, op, 'unary'), x, out); }
+  unaryBf16(op: UnaryOp, x: Float32Array, out: Uint16Array): void { this.a.unaryBf16(code(UNARY, op, 'unaryBf16'), x, out); }
   unaryBackward(op: UnaryOp, x: Float32Array, y: Float32Array, dy: Float32Array, dx: Float32Array): void {
     this.a.unaryBackward(code(UNARY, op, 'unaryBackward'), x, y, dy, dx);
   }
@@ -224,6 +230,7 @@ class NativeBackend implements Backend {
   }
   matmulLowp(m: MatmulLowpArgs): void {
     if (m.bDtype !== 'bf16' && m.bDtype !== 'i8') throw new Error(`matmulLowp: bDtype must be 'bf16' or 'i8'; got '${m.bDtype as string}'`);
+    if ((m as { bias?: unknown }).bias) throw new Error('matmulLowp: takes no bias (start out as the bias and pass beta = 1)');
     this.a.matmulLowp(m.a as Float32Array, m.b, m.out, m.bDtype === 'i8', m.scales, m.batch, m.M, m.N, m.K, m.transA, m.transB,
       m.strideA, m.alpha, m.beta);
   }
@@ -279,6 +286,15 @@ class NativeBackend implements Backend {
     firstKey: Int32Array | null, stats: Float32Array, dout: Float32Array, doutStrides: [number, number, number], dq: Float32Array,
     dk: Float32Array, dv: Float32Array): void {
     this.a.attentionBackward(s, q, k, v, keyMask, firstKey, stats, dout, doutStrides, dq, dk, dv);
+  }
+  attentionBf16(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null,
+    firstKey: Int32Array | null, out: Float32Array, stats: Float32Array, ql: Uint16Array, kl: Uint16Array, vl: Uint16Array): void {
+    this.a.attentionBf16(s, q, k, v, keyMask, firstKey, out, stats, ql, kl, vl);
+  }
+  attentionBf16Backward(s: AttentionShape, ql: Uint16Array, kl: Uint16Array, vl: Uint16Array, keyMask: Float32Array | null,
+    firstKey: Int32Array | null, stats: Float32Array, dout: Float32Array, doutStrides: [number, number, number], dq: Float32Array,
+    dk: Float32Array, dv: Float32Array): void {
+    this.a.attentionBf16Backward(s, ql, kl, vl, keyMask, firstKey, stats, dout, doutStrides, dq, dk, dv);
   }
   adamw(g: AdamWArgs): void {
     this.a.adamw(g.param, g.grad, g.m, g.v, g.lr, g.beta1, g.beta2, g.eps, g.weightDecay, g.step, g.gradScale);

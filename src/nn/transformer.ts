@@ -4,6 +4,7 @@
  */
 import { Tensor } from '../tensor/tensor.js';
 import { fusedQKVAttention } from '../tensor/ops/nn.js';
+import { unaryForBf16Product } from '../tensor/ops/elementwise.js';
 import { ConfigError } from '../errors.js';
 import { Module } from './module.js';
 import { maybeCheckpoint, type ActivationRecomputable } from './checkpoint.js';
@@ -52,7 +53,8 @@ export class MLP extends Module implements ActivationRecomputable {
   forward(x: Tensor): Tensor {
     const act = (x: Tensor) => {
       const h = this.fc1.forward(x);
-      return this.cfg.activation === 'relu' ? h.relu() : h.gelu(this.cfg.activation === 'gelu_tanh' ? 'tanh' : 'none');
+      // fc2 alone reads the activation: under bf16 autocast it is made in bf16 directly (the bits fc2 would cast it to)
+      return unaryForBf16Product(this.cfg.activation === 'relu' ? 'relu' : this.cfg.activation === 'gelu_tanh' ? 'gelu_tanh' : 'gelu', h);
     };
     const a = maybeCheckpoint(this.recomputeActivation, this.fc1, act, x);
     return this.drop.forward(this.fc2.forward(a));

@@ -1,7 +1,9 @@
 /**
  * Autocast: the dtype in which matrix products run. Inside `autocast('bf16', fn)` the operands of `matmul`
  * and `linear` are cast to bf16 (their outputs, and every other op, stay f32, with f32 master weights);
- * the same dtype is used in their backward pass. 'f16' storage is supported by casts, but the matrix kernels
+ * the same dtype is used in their backward pass. On a backend that multiplies bf16 in hardware (`nativeBf16`), the
+ * fused attention kernel's products run in bf16 too (softmax in f32; see ops/attention-bf16.ts), as PyTorch's
+ * autocast runs them. 'f16' storage is supported by casts, but the matrix kernels
  * take f32 or bf16 operands, so f16 autocast computes the products on f16-rounded values in f32.
  */
 export type ComputeDType = 'f32' | 'bf16' | 'f16';

@@ -125,6 +125,7 @@ export function matmul(args: MatmulArgs): void {
  */
 export function matmulLowp(args: MatmulLowpArgs): void {
   const { b, bDtype, scales, M, N, K, transB } = args;
+  if ((args as { bias?: unknown }).bias) throw new Error('matmulLowp: takes no bias (start out as the bias and pass beta = 1)');
   const rows = transB ? N : K, cols = transB ? K : N;
   const wide = new Float32Array(rows * cols);
   if (bDtype === 'bf16') {

@@ -166,14 +166,14 @@ export class WasmBackend implements Backend {
   }
   matmulLowp(m: MatmulLowpArgs): void {
     if (m.bDtype !== 'bf16' && m.bDtype !== 'i8') throw new Error(`matmulLowp: bDtype must be 'bf16' or 'i8'; got '${m.bDtype as string}'`);
+    if ((m as { bias?: unknown }).bias) throw new Error('matmulLowp: takes no bias (start out as the bias and pass beta = 1)');
     if (m.bDtype === 'bf16' && !(m.b instanceof Uint16Array)) throw new TypeError(`matmulLowp: bDtype 'bf16' expects a Uint16Array b`);
     if (m.bDtype === 'i8' && !(m.b instanceof Int8Array)) throw new TypeError(`matmulLowp: bDtype 'i8' expects an Int8Array b`);
     if (!(m.a instanceof Float32Array)) throw new TypeError('matmulLowp: a must be a Float32Array');
-    checkBias(m);
     if (m.M === 0 || m.N === 0 || m.batch === 0) return;
     const rows = m.transB ? m.N : m.K;
     if (m.scales && m.scales.length < rows) throw new RangeError(`matmulLowp: scales has ${m.scales.length} elements; b has ${rows} stored rows`);
-    this.product({ ...m, dtype: 'f32' }, m.b, m.bDtype === 'i8' ? 2 : 1, m.bDtype === 'i8' ? m.scales : null, 0, m.bias ?? null);
+    this.product({ ...m, dtype: 'f32' }, m.b, m.bDtype === 'i8' ? 2 : 1, m.bDtype === 'i8' ? m.scales : null, 0);
   }
 
   /** Checks sizes, places the operands and runs ag_matmul. bKind: 0 f32, 1 bf16, 2 int8. */

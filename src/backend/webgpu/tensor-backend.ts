@@ -105,8 +105,8 @@ export class WebGpuTensorBackend implements Backend {
     this.gpu.matmul({ ...a, a: this.in(a.a, a.dtype), b: this.in(a.b, a.dtype), out: this.out(a.out, 'matmul', 'out'), bias: this.inN(a.bias ?? null) });
   }
   matmulLowp(a: MatmulLowpArgs): void {
-    this.gpu.matmulLowp({ ...a, a: this.in(a.a), b: this.in(a.b, a.bDtype), scales: this.inN(a.scales), out: this.out(a.out, 'matmulLowp', 'out'),
-      bias: this.inN(a.bias ?? null) });
+    if ((a as { bias?: unknown }).bias) throw new Error('matmulLowp: takes no bias (start out as the bias and pass beta = 1)');
+    this.gpu.matmulLowp({ ...a, a: this.in(a.a), b: this.in(a.b, a.bDtype), scales: this.inN(a.scales), out: this.out(a.out, 'matmulLowp', 'out') });
   }
 
   softmax(x: Float32Array, rows: number, cols: number, out: Float32Array, log: boolean): void {

@@ -2,7 +2,8 @@
 import { backend } from '../../backend/index.js';
 import type { BinaryOp, DType, UnaryOp } from '../../backend/backend.js';
 import { DTypeError } from '../../errors.js';
-import { uninitF32 } from '../alloc.js';
+import { uninitF32, uninitU16 } from '../alloc.js';
+import { autocastDType } from '../precision.js';
 import { Tensor, type TensorLike } from '../tensor.js';
 import { record } from '../autograd.js';
 import { broadcastShapes, broadcastStrides, contiguousStrides, numel, sameShape } from '../shape.js';
@@ -42,6 +43,21 @@ export function unary(op: UnaryOp, x: Tensor): Tensor {
   // outlive the forward pass when that layer is frozen, and exp's input is not needed at all.
   const kept = USES_OUTPUT.has(op) ? buf : xd, shape = [...x.shape];
   return record(op, [x], y, unaryBackwardOf(op, kept, shape));
+}
+/**
+ * unary(op, x) for an activation whose only reader is a bf16 product under bf16 autocast (the MLP's activation before
+ * its second Linear), which rounds it to bf16 anyway: as bf16 storage where the backend rounds in the same pass
+ * (`unaryBf16`), the same bits without an f32 buffer and a cast pass over it. Elsewhere, and for ops whose gradient
+ * reads the output, plain `unary`.
+ */
+export function unaryForBf16Product(op: UnaryOp, x: Tensor): Tensor {
+  const be = backend();
+  if (autocastDType() !== 'bf16' || !be.unaryBf16 || USES_OUTPUT.has(op)) return unary(op, x);
+  const xd = x.f32();
+  const buf = uninitU16(xd.length);
+  be.unaryBf16(op, xd, buf);
+  const y = new Tensor(buf, 'bf16', [...x.shape]);
+  return x.requiresGrad ? record(op, [x], y, unaryBackwardOf(op, xd, [...x.shape])) : y;
 }
 function unaryBackwardOf(op: UnaryOp, kept: Float32Array, shape: number[]): (gy: Tensor) => Tensor[] {
   return (gy) => {

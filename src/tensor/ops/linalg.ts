@@ -108,6 +108,8 @@ export function gemm(a: Operand, b: Operand, batch: number, out: Float32Array, a
     bias = null;
     beta = 1;
   }
+  // an int8 weight meets f32 activations: a bf16 one (an activation made in bf16 for its product) is widened first
+  if (b.dtype === 'i8' && a.dtype === 'bf16') a = widened(a);
   if (a.dtype === 'f32' && b.dtype !== 'f32' && (batch === 1 || b.batchStride === 0)) {
     backend().matmulLowp({
       a: a.buf as Float32Array, b: b.buf as Uint16Array | Int8Array, bDtype: b.dtype, scales: b.scales ?? null, out, batch,
@@ -116,15 +118,8 @@ export function gemm(a: Operand, b: Operand, batch: number, out: Float32Array, a
     return out;
   }
   if (a.dtype !== b.dtype) {
-    const up = (o: Operand): Operand => {
-      if (o.dtype === 'f32') return o;
-      if (o.dtype === 'i8') throw new DTypeError(`an int8 weight multiplies only f32 activations, one matrix at a time`);
-      const f = zerosF32(o.buf.length);
-      backend().cast(o.buf, 'bf16', f, 'f32');
-      return { ...o, buf: f, dtype: 'f32' };
-    };
-    a = up(a);
-    b = up(b);
+    a = widened(a);
+    b = widened(b);
   }
   backend().matmul({
     a: a.buf as Float32Array | Uint16Array, b: b.buf as Float32Array | Uint16Array, out, dtype: a.dtype as 'f32' | 'bf16',
@@ -132,6 +127,15 @@ export function gemm(a: Operand, b: Operand, batch: number, out: Float32Array, a
     transA: a.trans, transB: b.trans, strideA: a.batchStride, strideB: b.batchStride, alpha, beta, bias,
   });
   return out;
+}
+
+/** A bf16 operand widened to f32 (exact); f32 ones pass; int8 ones are refused (they take the low-precision kernels). */
+function widened(o: Operand): Operand {
+  if (o.dtype === 'f32') return o;
+  if (o.dtype === 'i8') throw new DTypeError(`an int8 weight multiplies only f32 activations, one matrix at a time`);
+  const f = zerosF32(o.buf.length);
+  backend().cast(o.buf, 'bf16', f, 'f32');
+  return { ...o, buf: f, dtype: 'f32' };
 }
 
 /** The gradient (a dense f32 tensor of logical (rows, cols) per batch) as an operand. */

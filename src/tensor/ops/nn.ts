@@ -11,6 +11,7 @@ import { normAxis, numel } from '../shape.js';
 import { where, toTensor, binaryRaw, maximum } from './elementwise.js';
 import { contiguous, permute, reshape, slice, transpose } from './movement.js';
 import { matmul } from './linalg.js';
+import { attentionBf16, attnView, bf16AttentionBackend, type FusedQKV, type Strides3 } from './attention-bf16.js';
 import { sum } from './reduce.js';
 
 /** Moves `axis` last (a view), runs `fn` on (rows, cols), and moves it back. */
@@ -282,16 +283,6 @@ export interface AttentionOptions {
   scale?: number;
 }
 
-type Strides3 = [number, number, number];
-
-/** A (B, H, T, D) view as the kernel reads it: buffer from the view's offset and (b, h, t) strides. */
-function attnView(t: Tensor): { t: Tensor; buf: Float32Array; st: Strides3 } {
-  let v = t.dtype === 'f32' ? t : t.to('f32');
-  if (v.strides[3] !== 1 && v.shape[3] !== 1) v = contiguous(v);
-  const buf = (v.offset ? (v.storage as Float32Array).subarray(v.offset) : v.storage) as Float32Array;
-  return { t: v, buf, st: [v.strides[0], v.strides[1], v.strides[2]] };
-}
-
 /** The key mask (B, Tk) of a (B, Tk) or (B, 1, 1, Tk) mask tensor, else null (not a key mask). */
 function keyMaskOf(mask: Tensor | null | undefined, B: number, Tk: number): Float32Array | null | undefined {
   if (!mask) return null;
@@ -307,9 +298,11 @@ function keyMaskOf(mask: Tensor | null | undefined, B: number, Tk: number): Floa
  * tensor that q, k and v are views of (a fused qkv projection).
  */
 function attentionKernel(q: Tensor, k: Tensor, v: Tensor, keyMask: Float32Array | null, firstKey: Int32Array | null, causal: boolean, scale: number,
-  fused: { base: Tensor; record: (y: Tensor, bw: (gy: Tensor) => Tensor) => Tensor } | null): Tensor {
+  fused: FusedQKV | null): Tensor {
   const [B, H, Tq, D] = q.shape;
   const [, Hkv, Tk] = k.shape;
+  const lowp = bf16AttentionBackend(H, Hkv, Tq, Tk); // bf16 autocast with bf16 hardware: the products in bf16
+  if (lowp) return attentionBf16(lowp, q, k, v, keyMask, firstKey, causal, scale, fused);
   const Dv = v.shape[3];
   const Q = attnView(q), K = attnView(k), V = attnView(v);
   const out = uninitF32(B * Tq * H * Dv);
@@ -428,11 +421,17 @@ export function fusedQKVAttention(qkv: Tensor, heads: number, opts: AttentionOpt
   const pick = (i: number) => new Tensor(base.storage, 'f32', view.shape.slice(1), view.strides.slice(1), base.offset + i * C);
   const y = attentionKernel(pick(0), pick(1), pick(2), km, firstKey, !!opts.causal, opts.scale ?? 1 / Math.sqrt(hs), {
     base,
-    record: (out, bw) => record('fusedQKVAttention', [base], out, (gy) => [bw(gy)]),
+    record: (out, bw) => record('fusedQKVAttention', [base], out, gradOf(bw)),
   });
   // (B, H, T, hs) view over a (B, T, H, hs) buffer: merging heads is a free reshape
   return reshape(transpose(y, 1, 2), [B, T, C]);
 }
+
+/**
+ * The fused op's backward closure, made apart from fusedQKVAttention so that it holds `bw` only: the bf16 kernel's
+ * gradients read packed bf16 copies, and the f32 projection (qkv) is then freed after the forward pass.
+ */
+const gradOf = (bw: (gy: Tensor) => Tensor) => (gy: Tensor): Tensor[] => [bw(gy)];
 
 /**
  * Rotary position embedding for x (B, H, T, D) with cos/sin tables (T, rotDim/2), rotate-half layout,

@@ -1,0 +1,232 @@
+// Fused attention with bf16 products, for bf16 autocast (as PyTorch's autocast runs attention's products in bf16).
+//
+// The same scheme as attention.cc (masks, per-row softmax statistics, P rebuilt in the backward pass from them, so
+// nothing Tq x Tk is held between the passes), but the products run batched over every (batch, head) at once through
+// matmul_bf16 (oneDNN's bf16 kernels where the CPU has them; widened to f32 sgemm elsewhere), not per head in f32:
+// - q, k, v (f32 views at their strides) are packed once into dense bf16 (B, H, T, D); the backward pass keeps these
+//   (half the bytes of the f32 projection it would hold otherwise);
+// - S = scale Q K^T in f32, each row's softmax in f32 (attention.h's softmax_at: the same statistics), P rounded to
+//   bf16; O = P V in f32, written at the output's strides;
+// - backward: S and P again (the same product and statistics: the same bits), dO packed to bf16, dV = P^T dO,
+//   dP = dO V^T, dS = P (dP - rowsum(dP P)) scale in f32 rounded to bf16, dQ = dS K, dK = dS^T Q, each written at
+//   the strides of q, k, v.
+// Grouped-query heads (Hkv < H) are not handled here (the caller uses attention.cc for them).
+// Scratch: S (f32) and P, dS (bf16), B*H*Tq*Tk each, plus one f32 and one bf16 (B, H, T, D) buffer, kept per thread
+// between calls (about 16 MB at GPT-2 small's 8 x 128 tokens).
+#include <vector>
+#include "attention.h"
+
+namespace ag {
+using namespace attn;
+namespace {
+
+// A (B, H, T, D) f32 view at strides st, packed into dense bf16 (B, H, T, D)
+void pack(const float* src, const int64_t* st, int64_t B, int64_t H, int64_t T, int64_t D, uint16_t* dst) {
+  const int64_t rows = B * H * T;
+#pragma omp parallel for schedule(static) if (par(rows * D))
+  for (int64_t r = 0; r < rows; r++) {
+    const int64_t b = r / (H * T), h = (r / T) % H, t = r % T;
+    f32_to_bf16_row(src + b * st[0] + h * st[1] + t * st[2], dst + r * D, D);
+  }
+}
+
+// q, k and v packed as `pack` does, in one parallel loop (one fork/join instead of three)
+void pack_qkv(const Shape& p, const float* q, const float* k, const float* v, uint16_t* ql, uint16_t* kl, uint16_t* vl) {
+  const int64_t nq = p.B * p.H * p.Tq, nk = p.B * p.H * p.Tk;
+#pragma omp parallel for schedule(static) if (par((nq + nk) * p.D + nk * p.Dv))
+  for (int64_t r = 0; r < nq + 2 * nk; r++) {
+    const int t = r < nq ? 0 : r < nq + nk ? 1 : 2;
+    const int64_t i = t == 0 ? r : t == 1 ? r - nq : r - nq - nk, T = t == 0 ? p.Tq : p.Tk, D = t == 2 ? p.Dv : p.D;
+    const int64_t* st = t == 0 ? p.qs : t == 1 ? p.ks : p.vs;
+    const float* src = t == 0 ? q : t == 1 ? k : v;
+    uint16_t* dst = t == 0 ? ql : t == 1 ? kl : vl;
+    const int64_t b = i / (p.H * T), h = (i / T) % p.H, j = i % T;
+    f32_to_bf16_row(src + b * st[0] + h * st[1] + j * st[2], dst + i * D, D);
+  }
+}
+
+// Dense f32 (B, H, T, D) written into a view at strides st
+void scatter(const float* src, int64_t B, int64_t H, int64_t T, int64_t D, float* dst, const int64_t* st) {
+  const int64_t rows = B * H * T;
+#pragma omp parallel for schedule(static) if (par(rows * D))
+  for (int64_t r = 0; r < rows; r++) {
+    const int64_t b = r / (H * T), h = (r / T) % H, t = r % T;
+    std::memcpy(dst + b * st[0] + h * st[1] + t * st[2], src + r * D, (size_t)D * sizeof(float));
+  }
+}
+
+// batch products of dense matrices: (M, K) @ (K, N), either stored transposed
+MatmulP mm(int64_t batch, int64_t M, int64_t N, int64_t K, bool transA, bool transB, float alpha) {
+  MatmulP p;
+  p.batch = batch; p.M = M; p.N = N; p.K = K;
+  p.strideA = M * K; p.strideB = K * N;
+  p.transA = transA; p.transB = transB;
+  p.alpha = alpha; p.beta = 0.0f;
+  return p;
+}
+
+// S = scale Q K^T, then each row's softmax (writing its statistics) or, with `rebuild`, the row rebuilt from them;
+// P gets the rows rounded to bf16
+void probs(const Shape& p, const uint16_t* ql, const uint16_t* kl, float* S, uint16_t* P, float* stats, bool rebuild) {
+  const int64_t rows = p.B * p.H * p.Tq;
+  matmul_bf16(ql, kl, S, mm(p.B * p.H, p.Tq, p.Tk, p.D, false, true, p.scale));
+#pragma omp parallel for schedule(static) if (par(rows * p.Tk))
+  for (int64_t r = 0; r < rows; r++) {
+    const int64_t b = r / (p.H * p.Tq), i = r % p.Tq;
+    const float* km = p.keymask ? p.keymask + b * p.Tk : nullptr;
+    const int32_t* fk = p.firstkey ? p.firstkey + b * p.Tq : nullptr;
+    const int64_t vis = visible_keys(p, i);
+    float* row = S + r * p.Tk;
+    if (rebuild) rebuild_at(row, p.Tk, vis, first_key(fk, i, vis), km, stats + r * 2);
+    else softmax_at(row, p.Tk, vis, first_key(fk, i, vis), km, stats + r * 2);
+    f32_to_bf16_row(row, P + r * p.Tk, p.Tk);
+  }
+}
+
+// Per-thread scratch, kept between calls (grow-only): fresh buffers of a few MB each call came back from the OS as
+// zeroed pages (glibc returns the heap top promptly), and their page faults cost more than the products.
+struct Scratch {
+  std::vector<float> S, G;
+  std::vector<uint16_t> P, dS, dO;
+};
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
+}
+template <class T>
+T* sized(std::vector<T>& v, int64_t n) {
+  if ((int64_t)v.size() < n) v.resize((size_t)n);
+  return v.data();
+}
+
+void forward(const Shape& p, const float* q, const float* k, const float* v, float* out, float* stats, uint16_t* ql,
+             uint16_t* kl, uint16_t* vl) {
+  const int64_t BH = p.B * p.H;
+  pack_qkv(p, q, k, v, ql, kl, vl);
+  Scratch& sc = scratch();
+  float* S = sized(sc.S, BH * p.Tq * p.Tk);
+  uint16_t* P = sized(sc.P, BH * p.Tq * p.Tk);
+  probs(p, ql, kl, S, P, stats, false);
+  float* O = sized(sc.G, BH * p.Tq * p.Dv);
+  matmul_bf16(P, vl, O, mm(BH, p.Tq, p.Dv, p.Tk, false, false, 1.0f));
+  scatter(O, p.B, p.H, p.Tq, p.Dv, out, p.os);
+}
+
+void backward(const Shape& p, const uint16_t* ql, const uint16_t* kl, const uint16_t* vl, const float* stats,
+              const float* dout, const int64_t* dos, float* dq, float* dk, float* dv) {
+  const int64_t BH = p.B * p.H, rows = BH * p.Tq;
+  Scratch& sc = scratch();
+  float* S = sized(sc.S, rows * p.Tk);
+  uint16_t* P = sized(sc.P, rows * p.Tk);
+  uint16_t* dS = sized(sc.dS, rows * p.Tk);
+  uint16_t* dO = sized(sc.dO, BH * p.Tq * p.Dv);
+  float* G = sized(sc.G, BH * std::max(p.Tq, p.Tk) * std::max(p.D, p.Dv));
+  probs(p, ql, kl, S, P, const_cast<float*>(stats), true);  // rebuild reads the statistics only
+  pack(dout, dos, p.B, p.H, p.Tq, p.Dv, dO);
+  // dV = P^T dO
+  matmul_bf16(P, dO, G, mm(BH, p.Tk, p.Dv, p.Tq, true, false, 1.0f));
+  scatter(G, p.B, p.H, p.Tk, p.Dv, dv, p.vs);
+  // dP = dO V^T (into S), then dS = P (dP - rowsum(dP P)) scale
+  matmul_bf16(dO, vl, S, mm(BH, p.Tq, p.Tk, p.Dv, false, true, 1.0f));
+#pragma omp parallel if (par(rows * p.Tk))
+  {
+    std::vector<float> pf((size_t)p.Tk);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+      float* d = S + r * p.Tk;
+      const uint16_t* pr = P + r * p.Tk;
+      for (int64_t j = 0; j < p.Tk; j++) pf[j] = bf16_to_f32(pr[j]);
+      // rowsum(dP P) in double, 4 lanes (a fixed order: the same bits on every run)
+      __m256d acc = _mm256_setzero_pd();
+      int64_t j = 0;
+      for (; j + 4 <= p.Tk; j += 4)
+        acc = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(d + j)), _mm256_cvtps_pd(_mm_loadu_ps(pf.data() + j)), acc);
+      alignas(32) double lanes[4];
+      _mm256_store_pd(lanes, acc);
+      double dot = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+      for (; j < p.Tk; j++) dot += (double)d[j] * pf[j];
+      const float c = (float)dot;
+      for (j = 0; j < p.Tk; j++) d[j] = pf[j] * (d[j] - c) * p.scale;
+      f32_to_bf16_row(d, dS + r * p.Tk, p.Tk);
+    }
+  }
+  // dQ = dS K
+  matmul_bf16(dS, kl, G, mm(BH, p.Tq, p.D, p.Tk, false, false, 1.0f));
+  scatter(G, p.B, p.H, p.Tq, p.D, dq, p.qs);
+  // dK = dS^T Q
+  matmul_bf16(dS, ql, G, mm(BH, p.Tk, p.D, p.Tq, true, false, 1.0f));
+  scatter(G, p.B, p.H, p.Tk, p.D, dk, p.ks);
+}
+
+uint16_t* u16(const Args& a, size_t i, size_t* n) { return (uint16_t*)a.arr(i, napi_uint16_array, n); }
+
+}  // namespace
+
+// attentionBf16(shape, q, k, v, keyMask|null, firstKey|null, out, stats, ql, kl, vl): as attention, and the packed
+// bf16 q, k, v ((B, H, T, D) dense) for the backward pass
+KERNEL(JsAttentionBf16) {
+  Args a(info, "attentionBf16", 11);
+  Shape s = read_shape(a, 0);
+  size_t nq, nk, nv, nm, nf = 0, no, np, nql, nkl, nvl;
+  const float* q = a.f32(1, &nq);
+  const float* k = a.f32(2, &nk);
+  const float* v = a.f32(3, &nv);
+  s.keymask = a.f32(4, &nm, true);
+  s.firstkey = (a.info[5].IsNull() || a.info[5].IsUndefined()) ? nullptr : a.i32(5, &nf);
+  float* out = a.f32(6, &no);
+  float* stats = a.f32(7, &np);
+  uint16_t* ql = u16(a, 8, &nql);
+  uint16_t* kl = u16(a, 9, &nkl);
+  uint16_t* vl = u16(a, 10, &nvl);
+  a.need(s.H == s.Hkv, "grouped-query heads (Hkv < H) are not supported");
+  a.need(!s.firstkey || (int64_t)nf >= s.B * s.Tq, "firstKey must hold B*Tq elements");
+  a.need(extent(s.qs, s.B, s.H, s.Tq, s.D) <= (int64_t)nq, "q is smaller than its strides reach");
+  a.need(extent(s.ks, s.B, s.Hkv, s.Tk, s.D) <= (int64_t)nk, "k is smaller than its strides reach");
+  a.need(extent(s.vs, s.B, s.Hkv, s.Tk, s.Dv) <= (int64_t)nv, "v is smaller than its strides reach");
+  a.need(extent(s.os, s.B, s.H, s.Tq, s.Dv) <= (int64_t)no, "out is smaller than its strides reach");
+  a.need((int64_t)np >= s.B * s.H * s.Tq * 2, "stats must hold B*H*Tq*2 elements");
+  a.need(!s.keymask || (int64_t)nm >= s.B * s.Tk, "keyMask must hold B*Tk elements");
+  a.need((int64_t)nql >= s.B * s.H * s.Tq * s.D && (int64_t)nkl >= s.B * s.H * s.Tk * s.D &&
+         (int64_t)nvl >= s.B * s.H * s.Tk * s.Dv, "ql, kl, vl must hold B*H*Tq*D, B*H*Tk*D and B*H*Tk*Dv elements");
+  forward(s, q, k, v, out, stats, ql, kl, vl);
+  UNDEF;
+}
+
+// attentionBf16Backward(shape, ql, kl, vl, keyMask|null, firstKey|null, stats, dout, doutStrides, dq, dk, dv): dq, dk,
+// dv written at shape's q, k, v strides
+KERNEL(JsAttentionBf16Backward) {
+  Args a(info, "attentionBf16Backward", 12);
+  Shape s = read_shape(a, 0);
+  size_t nql, nkl, nvl, nm, nf = 0, np, nd, ndq, ndk, ndv;
+  const uint16_t* ql = u16(a, 1, &nql);
+  const uint16_t* kl = u16(a, 2, &nkl);
+  const uint16_t* vl = u16(a, 3, &nvl);
+  s.keymask = a.f32(4, &nm, true);
+  s.firstkey = (a.info[5].IsNull() || a.info[5].IsUndefined()) ? nullptr : a.i32(5, &nf);
+  const float* stats = a.f32(6, &np);
+  const float* dout = a.f32(7, &nd);
+  auto dos = a.ints(8, true);
+  float* dq = a.f32(9, &ndq);
+  float* dk = a.f32(10, &ndk);
+  float* dv = a.f32(11, &ndv);
+  a.need(s.H == s.Hkv, "grouped-query heads (Hkv < H) are not supported");
+  a.need(!s.firstkey || (int64_t)nf >= s.B * s.Tq, "firstKey must hold B*Tq elements");
+  a.need(dos.size() == 3, "doutStrides must be 3 strides");
+  a.need((int64_t)nql >= s.B * s.H * s.Tq * s.D && (int64_t)nkl >= s.B * s.H * s.Tk * s.D &&
+         (int64_t)nvl >= s.B * s.H * s.Tk * s.Dv, "ql, kl, vl must hold B*H*Tq*D, B*H*Tk*D and B*H*Tk*Dv elements");
+  a.need(extent(s.qs, s.B, s.H, s.Tq, s.D) <= (int64_t)ndq, "dq is smaller than its strides reach");
+  a.need(extent(s.ks, s.B, s.Hkv, s.Tk, s.D) <= (int64_t)ndk, "dk is smaller than its strides reach");
+  a.need(extent(s.vs, s.B, s.Hkv, s.Tk, s.Dv) <= (int64_t)ndv, "dv is smaller than its strides reach");
+  a.need(extent(dos.data(), s.B, s.H, s.Tq, s.Dv) <= (int64_t)nd, "dout is smaller than its strides reach");
+  a.need((int64_t)np >= s.B * s.H * s.Tq * 2, "stats must hold B*H*Tq*2 elements");
+  a.need(!s.keymask || (int64_t)nm >= s.B * s.Tk, "keyMask must hold B*Tk elements");
+  backward(s, ql, kl, vl, stats, dout, dos.data(), dq, dk, dv);
+  UNDEF;
+}
+
+void register_attention_bf16(Napi::Env env, Napi::Object exports) {
+  exports.Set("attentionBf16", Napi::Function::New(env, JsAttentionBf16, "attentionBf16"));
+  exports.Set("attentionBf16Backward", Napi::Function::New(env, JsAttentionBf16Backward, "attentionBf16Backward"));
+}
+
+}  // namespace ag

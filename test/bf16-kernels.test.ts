@@ -1,0 +1,226 @@
+/**
+ * The bf16 autocast kernels of the native backend.
+ *
+ * `unaryBf16` (the MLP's activation made in bf16 for fc2): bit for bit what unary then a cast give, and a Block under
+ * bf16 autocast gives the same output and gradients bits with it as without it.
+ *
+ * Attention with bf16 products (native `attentionBf16`, taken under bf16 autocast where the CPU multiplies bf16 in
+ * hardware) against the f32 kernel of the portable backend: forward output, statistics and the three gradients, with
+ * causal and non-causal masks, key masks, packed rows' first keys, Tq < Tk, odd sizes (tails in every vector loop),
+ * the fused qkv layout and a problem large enough for the parallel paths. Errors are those of bf16 operands (norm-wise
+ * relative, a few 2^-8). The kernel runs oneDNN's bf16 products where the CPU has them and widened f32 sgemm elsewhere:
+ * run this file under ONEDNN_MAX_CPU_ISA=AVX512_CORE (or on a CPU without bf16) for the second path.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { AttentionShape, Backend } from '../src/backend/backend.js';
+import { getBackend, nativeAvailable, setBackend, backend } from '../src/backend/index.js';
+import { Rng } from '../src/backend/rng.js';
+import { Tensor } from '../src/tensor/tensor.js';
+import * as T from '../src/tensor/index.js';
+import { autocast } from '../src/tensor/precision.js';
+import { requireNative } from './helpers/ci.js';
+import { relErr } from './helpers/backends.js';
+import { Block } from '../src/nn/transformer.js';
+
+const skip = requireNative();
+const portable = getBackend('portable');
+
+const randn = (n: number, seed: number) => {
+  const r = new Rng(seed);
+  return Float32Array.from({ length: n }, () => r.normal());
+};
+
+interface Case { B: number; H: number; Tq: number; Tk: number; D: number; Dv: number; causal: boolean; keyMask?: boolean; firstKey?: boolean; fused?: boolean }
+const CASES: Case[] = [
+  { B: 2, H: 3, Tq: 37, Tk: 37, D: 24, Dv: 24, causal: true },
+  { B: 1, H: 2, Tq: 5, Tk: 19, D: 8, Dv: 12, causal: true }, // queries are the last Tq positions
+  { B: 3, H: 2, Tq: 17, Tk: 17, D: 16, Dv: 16, causal: false, keyMask: true },
+  { B: 2, H: 2, Tq: 21, Tk: 21, D: 9, Dv: 9, causal: true, firstKey: true },
+  { B: 2, H: 4, Tq: 33, Tk: 33, D: 16, Dv: 16, causal: true, fused: true }, // q, k, v views of one (B, T, 3, H, D) buffer
+  { B: 4, H: 4, Tq: 128, Tk: 128, D: 64, Dv: 64, causal: true, fused: true }, // the block workload's attention
+];
+
+function layout(c: Case) {
+  const { B, H, Tq, Tk, D, Dv } = c;
+  if (c.fused) {
+    const C = H * D, T = Tq;
+    const base = randn(B * T * 3 * C, 1);
+    const st: [number, number, number] = [T * 3 * C, D, 3 * C];
+    return { q: base, k: base.subarray(C), v: base.subarray(2 * C), qs: st, ks: st, vs: st, size: base.length };
+  }
+  return {
+    q: randn(B * H * Tq * D, 1), k: randn(B * H * Tk * D, 2), v: randn(B * H * Tk * Dv, 3),
+    qs: [H * Tq * D, Tq * D, D] as [number, number, number], ks: [H * Tk * D, Tk * D, D] as [number, number, number],
+    vs: [H * Tk * Dv, Tk * Dv, Dv] as [number, number, number], size: 0,
+  };
+}
+
+for (const c of CASES) {
+  const name = `B${c.B} H${c.H} Tq${c.Tq} Tk${c.Tk} D${c.D} Dv${c.Dv}${c.causal ? ' causal' : ''}${c.keyMask ? ' keyMask' : ''}${c.firstKey ? ' firstKey' : ''}${c.fused ? ' fused qkv' : ''}`;
+  test(`attentionBf16 vs the f32 kernel: ${name}`, { skip }, () => {
+    const native = getBackend('native');
+    assert.ok(native.attentionBf16 && native.attentionBf16Backward, 'the native backend has the bf16 attention kernels');
+    const { B, H, Tq, Tk, D, Dv } = c;
+    const L = layout(c);
+    const km = c.keyMask ? Float32Array.from({ length: B * Tk }, (_, i) => (i % Tk) % 5 === 3 || (i >= Tk && i % Tk > Tk - 4) ? 1 : 0) : null;
+    const fk = c.firstKey ? Int32Array.from({ length: B * Tq }, (_, i) => (i % Tq) < 8 ? 0 : (i % Tq) < 15 ? 8 : 15) : null;
+    const shape: AttentionShape = { B, H, Hkv: H, Tq, Tk, D, Dv, qStrides: L.qs, kStrides: L.ks, vStrides: L.vs, outStrides: [Tq * H * Dv, Dv, H * Dv], scale: 1 / Math.sqrt(D), causal: c.causal };
+    const run = (be: Backend, lowp: boolean) => {
+      const out = new Float32Array(B * Tq * H * Dv).fill(NaN), stats = new Float32Array(B * H * Tq * 2);
+      const ql = new Uint16Array(B * H * Tq * D), kl = new Uint16Array(B * H * Tk * D), vl = new Uint16Array(B * H * Tk * Dv);
+      if (lowp) be.attentionBf16!(shape, L.q, L.k, L.v, km, fk, out, stats, ql, kl, vl);
+      else be.attention(shape, L.q, L.k, L.v, km, fk, out, stats);
+      const dout = randn(B * Tq * H * Dv, 4);
+      const grad = (n: number) => new Float32Array(n).fill(NaN);
+      let dq: Float32Array, dk: Float32Array, dv: Float32Array;
+      if (c.fused) {
+        const d = grad(L.size);
+        const C = H * D;
+        [dq, dk, dv] = [d, d.subarray(C), d.subarray(2 * C)];
+      } else {
+        [dq, dk, dv] = [grad(B * H * Tq * D), grad(B * H * Tk * D), grad(B * H * Tk * Dv)];
+      }
+      if (lowp) be.attentionBf16Backward!(shape, ql, kl, vl, km, fk, stats, dout, shape.outStrides, dq, dk, dv);
+      else be.attentionBackward(shape, L.q, L.k, L.v, km, fk, stats, dout, shape.outStrides, dq, dk, dv);
+      return { out, stats, dq: c.fused ? dq : dq, dk, dv, ql };
+    };
+    const want = run(portable, false);
+    const got = run(native, true);
+    // every element written (the NaN fill is gone), and within bf16 error of the f32 kernel
+    for (const [what, g, w, tol] of [['out', got.out, want.out, 2e-2], ['dq', got.dq, want.dq, 3e-2], ['dk', got.dk, want.dk, 3e-2], ['dv', got.dv, want.dv, 2e-2]] as const) {
+      assert.ok(g.every((x) => Number.isFinite(x)), `${what}: every element written and finite`);
+      const e = relErr(g, w);
+      assert.ok(e <= tol, `${what}: norm-wise relative error ${e} > ${tol}`);
+    }
+    // the row statistics are f32 softmax statistics of bf16 scores: the row max within bf16 error, masked rows alike
+    for (let r = 0; r < B * H * Tq; r++) {
+      const [m, inv] = [got.stats[2 * r], got.stats[2 * r + 1]], [wm, winv] = [want.stats[2 * r], want.stats[2 * r + 1]];
+      assert.equal(inv === 0, winv === 0, `row ${r}: fully masked in one kernel only`);
+      assert.ok(Math.abs(m - wm) <= 0.05 * Math.max(1, Math.abs(wm)), `row ${r}: max ${m} vs ${wm}`);
+    }
+    // q packed in bf16: the f32 values rounded (the first row of the first head)
+    const q0 = new Uint16Array(D);
+    portable.cast(L.q.subarray(0, D), 'f32', q0, 'bf16');
+    assert.deepEqual(Array.from(got.ql.subarray(0, D)), Array.from(q0));
+  });
+}
+
+test('attentionBf16: the backward pass rebuilds the forward pass\'s P (a repeat gives the same bits)', { skip }, () => {
+  const native = getBackend('native');
+  const c = CASES[5], L = layout(c);
+  const { B, H, Tq, Tk, D, Dv } = c;
+  const shape: AttentionShape = { B, H, Hkv: H, Tq, Tk, D, Dv, qStrides: L.qs, kStrides: L.ks, vStrides: L.vs, outStrides: [Tq * H * Dv, Dv, H * Dv], scale: 0.125, causal: true };
+  const once = () => {
+    const out = new Float32Array(B * Tq * H * Dv), stats = new Float32Array(B * H * Tq * 2);
+    const ql = new Uint16Array(B * H * Tq * D), kl = new Uint16Array(B * H * Tk * D), vl = new Uint16Array(B * H * Tk * Dv);
+    native.attentionBf16!(shape, L.q, L.k, L.v, null, null, out, stats, ql, kl, vl);
+    const d = new Float32Array(L.size);
+    native.attentionBf16Backward!(shape, ql, kl, vl, null, null, stats, randn(out.length, 9), shape.outStrides, d, d.subarray(H * D), d.subarray(2 * H * D));
+    return [out, d];
+  };
+  const [a, b] = [once(), once()];
+  assert.deepEqual(a[0], b[0]);
+  assert.deepEqual(a[1], b[1]);
+});
+
+test('attentionBf16 refuses grouped-query heads and short buffers', { skip }, () => {
+  const native = getBackend('native');
+  const shape: AttentionShape = { B: 1, H: 2, Hkv: 1, Tq: 4, Tk: 4, D: 4, Dv: 4, qStrides: [32, 16, 4], kStrides: [16, 16, 4], vStrides: [16, 16, 4], outStrides: [32, 4, 8], scale: 0.5, causal: false };
+  const f = (n: number) => new Float32Array(n), h = (n: number) => new Uint16Array(n);
+  assert.throws(() => native.attentionBf16!(shape, f(32), f(16), f(16), null, null, f(32), f(16), h(32), h(32), h(32)), /grouped-query/);
+  assert.throws(() => native.attentionBf16!({ ...shape, Hkv: 2, kStrides: [32, 16, 4], vStrides: [32, 16, 4] }, f(32), f(32), f(32), null, null, f(32), f(16), h(31), h(32), h(32)), /ql, kl, vl/);
+});
+
+test('under bf16 autocast the fused qkv attention takes the bf16 kernel where the CPU has bf16 and T >= 64 (else the f32 one), with the f32 results within bf16 error', { skip }, () => {
+  const prev = backend();
+  const native = getBackend('native');
+  const calls: string[] = [];
+  setBackend(new Proxy(native, {
+    get(t, k, r) {
+      const v = Reflect.get(t, k, r);
+      if (typeof v !== 'function') return v;
+      return (...args: unknown[]) => { if (String(k).startsWith('attention')) calls.push(String(k)); return (v as (...a: unknown[]) => unknown).apply(t, args); };
+    },
+  }) as Backend);
+  try {
+    const B = 2, Tn = 67, heads = 3, hs = 8, C = heads * hs; // Tn >= BF16_ATTENTION_MIN_T
+    const run = (dt: 'f32' | 'bf16') => {
+      const qkv = new Tensor(randn(B * Tn * 3 * C, 5), 'f32', [B, Tn, 3 * C]).requireGrad();
+      const y = autocast(dt, () => T.fusedQKVAttention(qkv, heads, { causal: true }));
+      T.sum(T.mul(y, new Tensor(randn(B * Tn * C, 6), 'f32', [B, Tn, C]))).backward();
+      return { y: y.f32(), g: qkv.grad!.f32() };
+    };
+    const f = run('f32');
+    calls.length = 0;
+    const h = run('bf16');
+    const want = native.nativeBf16 ? ['attentionBf16', 'attentionBf16Backward'] : ['attention', 'attentionBackward'];
+    assert.deepEqual(calls, want);
+    assert.ok(relErr(h.y, f.y) <= 2e-2, `output ${relErr(h.y, f.y)}`);
+    assert.ok(relErr(h.g, f.g) <= 3e-2, `gradient ${relErr(h.g, f.g)}`);
+    // the separate q, k, v form (scaledDotProductAttention) too
+    calls.length = 0;
+    const q = new Tensor(randn(B * heads * Tn * hs, 7), 'f32', [B, heads, Tn, hs]).requireGrad();
+    const y2 = autocast('bf16', () => T.scaledDotProductAttention(q, q, q, { causal: false }));
+    T.sum(y2).backward();
+    assert.deepEqual(calls, want);
+    assert.ok(q.grad!.f32().every((x) => Number.isFinite(x)));
+    // short sequences stay on the f32 kernel
+    calls.length = 0;
+    const s = new Tensor(randn(B * heads * 32 * hs, 8), 'f32', [B, heads, 32, hs]);
+    autocast('bf16', () => T.scaledDotProductAttention(s, s, s));
+    assert.deepEqual(calls, ['attention']);
+  } finally {
+    setBackend(prev);
+  }
+});
+
+test('unaryBf16 equals unary then the cast, bit for bit (odd lengths, tails, the parallel path)', { skip }, () => {
+  const native = getBackend('native');
+  assert.ok(native.unaryBf16, 'the native backend has unaryBf16');
+  for (const op of ['gelu', 'gelu_tanh', 'relu', 'silu', 'tanh'] as const) {
+    for (const n of [1, 7, 16, 17, 1023, 1025, 100_003]) {
+      const x = randn(n, n);
+      x[0] = NaN;
+      if (n > 3) [x[1], x[2]] = [Infinity, -Infinity];
+      const f = new Float32Array(n), want = new Uint16Array(n), got = new Uint16Array(n);
+      native.unary(op, x, f);
+      native.cast(f, 'f32', want, 'bf16');
+      native.unaryBf16!(op, x, got);
+      for (let i = 0; i < n; i++) if (got[i] !== want[i]) assert.fail(`${op} n=${n} element ${i}: 0x${got[i].toString(16)} vs 0x${want[i].toString(16)}`);
+    }
+  }
+});
+
+test('a Block under bf16 autocast: the same output and gradient bits with the MLP activation made in bf16 as with the cast', { skip }, () => {
+  const prev = backend();
+  const native = getBackend('native');
+  const run = (be: Backend) => {
+    setBackend(be);
+    try {
+      const blk = new Block({ dim: 32, heads: 2, mlpDim: 72, causal: true });
+      for (const [i, p] of blk.parameters().entries()) p.f32().set(randn(p.size, 100 + i));
+      const x = new Tensor(randn(3 * 11 * 32, 8), 'f32', [3, 11, 32]).requireGrad();
+      const y = autocast('bf16', () => blk.forward(x));
+      T.sum(T.mul(y, new Tensor(randn(y.size, 9), 'f32', [...y.shape]))).backward();
+      return [y.f32(), x.grad!.f32(), ...blk.parameters().map((p) => p.grad!.f32())];
+    } finally {
+      setBackend(prev);
+    }
+  };
+  // the native backend without unaryBf16: the activation in f32, rounded by fc2's cast
+  const without = new Proxy(native, { get: (t, k, r) => (k === 'unaryBf16' ? undefined : Reflect.get(t, k, r)) }) as Backend;
+  const a = run(native), b = run(without);
+  a.forEach((v, i) => assert.deepEqual(v, b[i], `tensor ${i}`));
+});
+
+test('an int8 weight takes a bf16 activation (the MLP activation made in bf16 before an int8 base): widened, as its f32 value', () => {
+  const x = T.cast(new Tensor(randn(5 * 12, 3), 'f32', [5, 12]), 'bf16');
+  const q = new Tensor(Int8Array.from({ length: 7 * 12 }, (_, i) => ((i * 37) % 255) - 127), 'i8', [7, 12]);
+  const scales = new Tensor(Float32Array.from({ length: 7 }, (_, i) => 0.01 * (i + 1)), 'f32', [7]);
+  const got = T.linearInt8(x, q, scales, null).f32();
+  const want = T.linearInt8(x.to('f32'), q, scales, null).f32();
+  assert.deepEqual(got, want);
+});
+
+if (!nativeAvailable()) console.log(`# ${String(skip)}`);

@@ -13,6 +13,7 @@
  * shared machine are indicative; accuracy is what this compares.
  */
 import { spawnSync } from 'node:child_process';
+import { parseArgs } from 'node:util';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,13 +21,36 @@ import { fileURLToPath } from 'node:url';
 import { headlessMainJob } from '../src/web/headless.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const arg = (name: string): string | undefined => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? process.argv[i + 1] : undefined;
+const usage = 'usage: node --import tsx scripts/browser-main-job.ts [--max-train N] [--max-eval N] [--threads N] ' +
+  '[--node-backends native,wasm] [--backend wasm|webgpu] [--dawn-features a,b]';
+let values: Record<string, string | boolean | undefined>;
+try {
+  ({ values } = parseArgs({ strict: true, allowPositionals: false, options: {
+    'max-train': { type: 'string' }, 'max-eval': { type: 'string' }, threads: { type: 'string' },
+    'node-backends': { type: 'string' }, backend: { type: 'string' }, 'dawn-features': { type: 'string' }, help: { type: 'boolean' },
+  } }));
+} catch (e) {
+  console.error(`${(e as Error).message}\n${usage}`);
+  process.exit(2);
+}
+if (values['help']) {
+  console.log(usage);
+  process.exit(0);
+}
+const arg = (name: string): string | undefined => values[name.replace(/^--/, '')] as string | undefined;
+/** A positive integer option, or a clear refusal. */
+const count = (name: string): number | undefined => {
+  const v = arg(name);
+  if (v === undefined) return undefined;
+  if (!/^[1-9][0-9]*$/.test(v)) {
+    console.error(`${name} is '${v}'; expected a positive integer\n${usage}`);
+    process.exit(2);
+  }
+  return Number(v);
 };
-const maxTrain = arg('--max-train') ? Number(arg('--max-train')) : undefined;
-const maxEval = arg('--max-eval') ? Number(arg('--max-eval')) : undefined;
-const threads = arg('--threads') ? Number(arg('--threads')) : 2;
+const maxTrain = count('--max-train');
+const maxEval = count('--max-eval');
+const threads = count('--threads') ?? 2;
 const nodeBackends = (arg('--node-backends') ?? 'native,wasm').split(',').filter(Boolean);
 const pageBackend = arg('--backend') ?? 'wasm';
 const dawnFeatures = arg('--dawn-features')?.split(',').filter(Boolean);

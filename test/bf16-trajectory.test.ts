@@ -10,14 +10,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { blockWorkload } from '../src/bench/workloads.js';
-import { EncoderClassifier } from '../src/bench/model-workloads.js';
-import { randint } from '../src/tensor/creation.js';
-import { crossEntropy } from '../src/tensor/ops/nn.js';
-import { manualSeed } from '../src/nn/init.js';
-import { AdamW } from '../src/optim/adam.js';
-import { LoraModel } from '../src/peft/index.js';
-import { autocast } from '../src/tensor/precision.js';
+import { blockTrajectory, clsLoraTrajectory } from './helpers/trajectories.js';
 import { backend } from '../src/backend/index.js';
 
 const STORED = {
@@ -38,10 +31,7 @@ function close(got: number[], want: number[], tol: number, what: string): void {
 }
 
 test('block workload (full training, SGD): bf16 loss trajectory as stored and as fp32', () => {
-  const run = (dt: 'bf16' | 'f32') => {
-    const w = blockWorkload(1e-1);
-    return Array.from({ length: 6 }, () => w.step(dt));
-  };
+  const run = blockTrajectory;
   const bf16 = run('bf16');
   close(bf16, backend().nativeBf16 ? STORED.block.bf16Attention : STORED.block.bf16, 2e-3, 'bf16 against the stored bf16 trajectory');
   close(bf16, STORED.block.f32, 2e-3, 'bf16 against the stored fp32 trajectory');
@@ -49,20 +39,7 @@ test('block workload (full training, SGD): bf16 loss trajectory as stored and as
 });
 
 test('cls-lora (LoRA on qkv, proj, fc1, fc2; AdamW): bf16 loss trajectory as stored and as fp32', () => {
-  const run = (dt: 'bf16' | 'f32') => {
-    manualSeed(0);
-    const m = new EncoderClassifier();
-    new LoraModel(m, { r: 8, alpha: 16, targetModules: ['qkv', 'proj', 'fc1', 'fc2'], modulesToSave: ['head'] });
-    const idx = randint([16, 32], 8002, 1), y = randint([16], 150, 2);
-    const opt = new AdamW(m.trainableParameters(), { lr: 1e-2, weightDecay: 0.01 });
-    return Array.from({ length: 6 }, () => {
-      opt.zeroGrad();
-      const l = autocast(dt, () => crossEntropy(m.forward(idx), y));
-      l.backward();
-      opt.step();
-      return l.item();
-    });
-  };
+  const run = clsLoraTrajectory;
   const bf16 = run('bf16');
   close(bf16, STORED.clsLora.bf16, 1e-2, 'bf16 against the stored bf16 trajectory');
   close(bf16, STORED.clsLora.f32, 3e-2, 'bf16 against the stored fp32 trajectory');

@@ -1,30 +1,5 @@
 // Prints the loss trajectories that test/bf16-trajectory.test.ts checks (block and cls-lora, bf16 and f32), for
 // updating its stored values when a change legitimately changes bf16 bits (node --import tsx scripts/experiments/bf16-trajectory.ts).
-import { blockWorkload } from '../../src/bench/workloads.js';
-import { EncoderClassifier } from '../../src/bench/model-workloads.js';
-import { randint } from '../../src/tensor/creation.js';
-import { crossEntropy } from '../../src/tensor/ops/nn.js';
-import { manualSeed } from '../../src/nn/init.js';
-import { AdamW } from '../../src/optim/adam.js';
-import { LoraModel } from '../../src/peft/index.js';
-import { autocast } from '../../src/tensor/precision.js';
+import { blockTrajectory, clsLoraTrajectory } from '../../test/helpers/trajectories.js';
 
-const block = (dt: 'bf16' | 'f32') => {
-  const w = blockWorkload(1e-1);
-  return Array.from({ length: 6 }, () => w.step(dt));
-};
-const clsLora = (dt: 'bf16' | 'f32') => {
-  manualSeed(0);
-  const m = new EncoderClassifier();
-  new LoraModel(m, { r: 8, alpha: 16, targetModules: ['qkv', 'proj', 'fc1', 'fc2'], modulesToSave: ['head'] });
-  const idx = randint([16, 32], 8002, 1), y = randint([16], 150, 2);
-  const opt = new AdamW(m.trainableParameters(), { lr: 1e-2, weightDecay: 0.01 });
-  return Array.from({ length: 6 }, () => {
-    opt.zeroGrad();
-    const l = autocast(dt, () => crossEntropy(m.forward(idx), y));
-    l.backward();
-    opt.step();
-    return l.item();
-  });
-};
-for (const dt of ['bf16', 'f32'] as const) console.log(JSON.stringify({ dt, block: block(dt), clsLora: clsLora(dt) }));
+for (const dt of ['bf16', 'f32'] as const) console.log(JSON.stringify({ dt, block: blockTrajectory(dt), clsLora: clsLoraTrajectory(dt) }));

@@ -135,12 +135,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     workgroupBarrier();
   }
   let M = pu(0u); let N = pu(1u);
-  let alpha = pf(8u); let beta = pf(9u);
+${storeAccumulators('m0 + lid.y + 16u * i', 'n0 + lid.x + 16u * j')}
+}`;
+}
+
+/**
+ * The store of a thread's 4x4 accumulators, shared by both matmul kernels: out = alpha * acc + beta * out + bias.
+ * `row` and `col` are WGSL expressions of the loop indices i and j; M, N, b and acc are in scope.
+ */
+function storeAccumulators(row: string, col: string): string {
+  return `  let alpha = pf(8u); let beta = pf(9u);
   for (var i = 0u; i < 4u; i = i + 1u) {
-    let m = m0 + lid.y + 16u * i;
+    let m = ${row};
     if (m >= M) { continue; }
     for (var j = 0u; j < 4u; j = j + 1u) {
-      let n = n0 + lid.x + 16u * j;
+      let n = ${col};
       if (n >= N) { continue; }
       let o = pu(5u) + (b * M + m) * N + n;
       var v = alpha * acc[i][j];
@@ -148,8 +157,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       if (pu(11u) != 0u) { v = v + BI[pu(12u) + n]; }
       O[o] = v;
     }
-  }
-}`;
+  }`;
 }
 
 /** The barrier-free variant (software adapters): a workgroup of 8x8 threads covers 32x32 outputs, 4x4 a thread. */
@@ -175,42 +183,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       for (var j = 0u; j < 4u; j = j + 1u) { acc[i][j] = fma(av[i], bv[j], acc[i][j]); }
     }
   }
-  let alpha = pf(8u); let beta = pf(9u);
-  for (var i = 0u; i < 4u; i = i + 1u) {
-    let m = m0 + i;
-    if (m >= M) { continue; }
-    for (var j = 0u; j < 4u; j = j + 1u) {
-      let n = n0 + j;
-      if (n >= N) { continue; }
-      let o = pu(5u) + (b * M + m) * N + n;
-      var v = alpha * acc[i][j];
-      if (beta != 0.0) { v = v + beta * O[o]; }
-      if (pu(11u) != 0u) { v = v + BI[pu(12u) + n]; }
-      O[o] = v;
-    }
-  }
+${storeAccumulators('m0 + i', 'n0 + j')}
 }`;
 }
 
-interface Call {
+/** One product as the kernels take it: MatmulArgs' shape fields, with device operands and their element types. */
+type Call = Pick<MatmulArgs, 'batch' | 'M' | 'N' | 'K' | 'transA' | 'transB' | 'strideA' | 'strideB' | 'alpha' | 'beta'> & {
   a: GpuArray;
   b: GpuArray;
   out: GpuArray;
   aType: Elem;
   bType: Elem;
   scales: GpuArray | null;
-  batch: number;
-  M: number;
-  N: number;
-  K: number;
-  transA: boolean;
-  transB: boolean;
-  strideA: number;
-  strideB: number;
-  alpha: number;
-  beta: number;
   bias?: GpuArray | null;
-}
+};
 
 function launch(ctx: GpuContext, c: Call): void {
   const a: Operand = { name: 'A', dtype: c.aType, kContiguous: !c.transA, vec4: false, pairs: false, scaled: false };

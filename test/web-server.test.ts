@@ -42,3 +42,17 @@ test('autoglm web serves the page, bundles, kernels, model and dataset, cross-or
     await plain.close();
   }
 });
+
+test('autoglm web: a port outside 0-65535 is a ConfigError naming the option (exit 2), not a RangeError from the server', async () => {
+  const { main } = await import('../src/cli/main.js');
+  const errors: string[] = [];
+  const saved = process.stderr.write;
+  process.stderr.write = ((chunk: string | Uint8Array) => { errors.push(String(chunk)); return true; }) as typeof process.stderr.write;
+  try {
+    assert.equal(await main(['web', '--port', '99999']), 2);
+    assert.equal(await main(['web', '--port', '-1']), 2);
+  } finally {
+    process.stderr.write = saved;
+  }
+  assert.match(errors.join(''), /option '--port' is '99999'; expected an integer from 0 to 65535/);
+});

@@ -1,10 +1,13 @@
 /** Option parsing helpers shared by the commands: typed, validated, with errors naming the flag. */
 import { ConfigError } from '../errors.js';
 
-export function intOption(flag: string, min = 1): (v: string) => number {
+export function intOption(flag: string, min = 1, max = Infinity): (v: string) => number {
   return (v: string) => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new ConfigError(`option '${flag}' is '${v}'; expected an integer >= ${min}`);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      const range = max === Infinity ? `>= ${min}` : `from ${min} to ${max}`;
+      throw new ConfigError(`option '${flag}' is '${v}'; expected an integer ${range}`);
+    }
     return n;
   };
 }

@@ -21,7 +21,7 @@ interface WebOpts {
 export function registerWeb(program: Command): void {
   program.command('web')
     .description('serve the in-browser fine-tuning page (COOP/COEP set, so the wasm kernels run threaded); --headless-run runs the main job in headless Chromium')
-    .option('--port <n>', 'port', intOption('--port', 0), 8080)
+    .option('--port <n>', 'port', intOption('--port', 0, 65535), 8080)
     .option('--host <host>', 'interface to listen on', '127.0.0.1')
     .option('--no-isolation', 'leave out COOP/COEP (the page then runs the single-threaded kernels)')
     .option('--rebuild', 'rebuild the browser bundles (dist/web) first')

@@ -21,3 +21,8 @@ test('fault suite, short budget: every class survives with 0 data lost', { timeo
     assert.equal(r.dataLost, 0, `${r.fault}: ${r.details.join('; ')}`);
   }
 });
+
+test('fault suite: --only that matches no class is a ConfigError listing the classes, not an empty table', async () => {
+  await assert.rejects(runFaults({ seed: 1, budgetS: 1, only: 'no such fault' }), (e: Error) =>
+    e.name === 'ConfigError' && /matches no fault class/.test(e.message) && e.message.includes('fuzz: safetensors reader'));
+});

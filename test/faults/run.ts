@@ -9,6 +9,7 @@
  *   npm run faults                        # 60 s
  *   npm run faults -- --budget-s 1200 --min-tries 5    # the long run: every class at least 5 times (about 25 min)
  */
+import { ConfigError } from '../../src/errors.js';
 import { Rng } from '../../src/backend/rng.js';
 import { FUZZ_CLASSES, type FaultClass } from './fuzz-classes.js';
 import { KILL_CLASSES, stopDetections } from './kill-classes.js';
@@ -20,7 +21,11 @@ export interface Row { fault: string; tries: number; survived: number; dataLost:
 /** `short`: the CI's run, which leaves out the classes marked longOnly (each says which faster test covers it). */
 export async function runFaults(opts: { seed: number; budgetS: number; only?: string; minTries?: number; short?: boolean; log?: (s: string) => void }): Promise<Row[]> {
   const log = opts.log ?? (() => undefined);
-  const classes: FaultClass[] = [...FUZZ_CLASSES, glooLengths, ...KILL_CLASSES, ...STORE_CLASSES].filter((c) => !opts.only || c.name.includes(opts.only));
+  const all: FaultClass[] = [...FUZZ_CLASSES, glooLengths, ...KILL_CLASSES, ...STORE_CLASSES];
+  const classes = all.filter((c) => !opts.only || c.name.includes(opts.only));
+  if (!classes.length) {
+    throw new ConfigError(`fault suite: --only '${opts.only}' matches no fault class; the classes are:\n  ${all.map((c) => c.name).join('\n  ')}`);
+  }
   const total = classes.reduce((s, c) => s + c.weight, 0);
   const rows: Row[] = [];
   for (const [i, c] of classes.entries()) {
@@ -72,7 +77,14 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     process.exit(2);
   }
   const t0 = performance.now();
-  const rows = await runFaults({ seed, budgetS, only: arg('--only'), short: process.argv.includes('--short'), minTries, log: (s) => process.stderr.write(`faults: ${s}\n`) });
+  let rows: Row[];
+  try {
+    rows = await runFaults({ seed, budgetS, only: arg('--only'), short: process.argv.includes('--short'), minTries, log: (s) => process.stderr.write(`faults: ${s}\n`) });
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    process.stderr.write(`${e.message}\n`);
+    process.exit(2);
+  }
   console.log(`fault suite: seed ${seed}, budget ${budgetS} s, took ${((performance.now() - t0) / 1e3).toFixed(0)} s`);
   console.log(formatTable(rows));
   const bad = rows.some((r) => r.survived < r.tries || r.dataLost > 0);

@@ -1,5 +1,6 @@
 // N-API bindings: matmul, neural-network row kernels, dropout, optimizers, library info and threads.
 #include <dnnl.hpp>
+#include <ctime>
 #include "args.h"
 
 namespace ag {
@@ -307,6 +308,13 @@ KERNEL(Info) {
   return o;
 }
 
+// The calling thread's own CPU time in ms (the profiling scripts' kernel timer: leaves out V8's collector threads)
+KERNEL(ThreadCpuMs) {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return Napi::Number::New(info.Env(), ts.tv_sec * 1e3 + ts.tv_nsec / 1e6);
+}
+
 KERNEL(SetNumThreads) {
   Args a(info, "setNumThreads", 1);
   set_num_threads((int)a.integer(0));
@@ -339,6 +347,7 @@ void register_more(Napi::Env env, Napi::Object exports) {
   fn("sgd", Sgd);
   fn("info", Info);
   fn("setNumThreads", SetNumThreads);
+  fn("threadCpuMs", ThreadCpuMs);
 }
 
 }  // namespace ag

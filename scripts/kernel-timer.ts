@@ -1,4 +1,5 @@
 // Per-kernel timing for the profiling scripts: wraps every backend method with a timer and prints a table.
+import { createRequire } from 'node:module';
 import { backend, setBackend } from '../src/backend/index.js';
 import type { Backend } from '../src/backend/backend.js';
 
@@ -12,10 +13,17 @@ export interface KernelTimer {
 
 /**
  * The clock: wall time, or with KERNEL_TIMER_CPU=1 the process's CPU time (user + system), which a loaded machine
- * disturbs far less; with one kernel thread (AUTOGLM_NUM_THREADS=1) that is each kernel's own cost.
+ * disturbs far less; with one kernel thread (AUTOGLM_NUM_THREADS=1) that is each kernel's own cost, plus whatever V8's
+ * collector threads ran meanwhile. KERNEL_TIMER_CPU=thread: the main thread's own CPU time (native addon), without those.
  */
-const cpuClock = process.env.KERNEL_TIMER_CPU === '1';
-export const now = cpuClock ? () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; } : () => performance.now();
+const cpuClock = process.env.KERNEL_TIMER_CPU;
+/** The calling thread's own CPU time (the addon's clock_gettime(CLOCK_THREAD_CPUTIME_ID)): leaves out V8's collector threads. */
+function threadMsFn(): () => number {
+  const addon = createRequire(import.meta.url)('../build/Release/autoglm_native.node') as { threadCpuMs(): number };
+  return () => addon.threadCpuMs();
+}
+export const now = cpuClock === 'thread' ? threadMsFn()
+  : cpuClock === '1' ? () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; } : () => performance.now();
 
 export function installKernelTimer(): KernelTimer {
   const real = backend();

@@ -20,39 +20,44 @@ namespace ag {
 using namespace attn;
 namespace {
 
+// The rows of a (B, H, T, D) view at strides st, one (batch, head) block of T rows per iteration (no divisions per row)
+template <class RowF>
+void for_blocks(int64_t B, int64_t H, int64_t T, int64_t D, RowF rowf) {
+#pragma omp parallel for schedule(static) if (par(B * H * T * D))
+  for (int64_t bh = 0; bh < B * H; bh++) {
+    const int64_t b = bh / H, h = bh % H;
+    for (int64_t t = 0; t < T; t++) rowf(b, h, t, bh * T + t);
+  }
+}
+
 // A (B, H, T, D) f32 view at strides st, packed into dense bf16 (B, H, T, D)
 void pack(const float* src, const int64_t* st, int64_t B, int64_t H, int64_t T, int64_t D, uint16_t* dst) {
-  const int64_t rows = B * H * T;
-#pragma omp parallel for schedule(static) if (par(rows * D))
-  for (int64_t r = 0; r < rows; r++) {
-    const int64_t b = r / (H * T), h = (r / T) % H, t = r % T;
+  for_blocks(B, H, T, D, [&](int64_t b, int64_t h, int64_t t, int64_t r) {
     f32_to_bf16_row(src + b * st[0] + h * st[1] + t * st[2], dst + r * D, D);
-  }
+  });
 }
 
 // q, k and v packed as `pack` does, in one parallel loop (one fork/join instead of three)
 void pack_qkv(const Shape& p, const float* q, const float* k, const float* v, uint16_t* ql, uint16_t* kl, uint16_t* vl) {
-  const int64_t nq = p.B * p.H * p.Tq, nk = p.B * p.H * p.Tk;
-#pragma omp parallel for schedule(static) if (par((nq + nk) * p.D + nk * p.Dv))
-  for (int64_t r = 0; r < nq + 2 * nk; r++) {
-    const int t = r < nq ? 0 : r < nq + nk ? 1 : 2;
-    const int64_t i = t == 0 ? r : t == 1 ? r - nq : r - nq - nk, T = t == 0 ? p.Tq : p.Tk, D = t == 2 ? p.Dv : p.D;
-    const int64_t* st = t == 0 ? p.qs : t == 1 ? p.ks : p.vs;
-    const float* src = t == 0 ? q : t == 1 ? k : v;
-    uint16_t* dst = t == 0 ? ql : t == 1 ? kl : vl;
-    const int64_t b = i / (p.H * T), h = (i / T) % p.H, j = i % T;
-    f32_to_bf16_row(src + b * st[0] + h * st[1] + j * st[2], dst + i * D, D);
+  const int64_t BH = p.B * p.H;
+#pragma omp parallel for schedule(static) if (par(BH * (p.Tq * p.D + p.Tk * (p.D + p.Dv))))
+  for (int64_t i = 0; i < 3 * BH; i++) {
+    const int w = (int)(i / BH);
+    const int64_t bh = i % BH, b = bh / p.H, h = bh % p.H, T = w == 0 ? p.Tq : p.Tk, D = w == 2 ? p.Dv : p.D;
+    const int64_t* st = w == 0 ? p.qs : w == 1 ? p.ks : p.vs;
+    const float* src = (w == 0 ? q : w == 1 ? k : v) + b * st[0] + h * st[1];
+    uint16_t* dst = (w == 0 ? ql : w == 1 ? kl : vl) + bh * T * D;
+    for (int64_t t = 0; t < T; t++) f32_to_bf16_row(src + t * st[2], dst + t * D, D);
   }
 }
 
 // Dense f32 (B, H, T, D) written into a view at strides st
 void scatter(const float* src, int64_t B, int64_t H, int64_t T, int64_t D, float* dst, const int64_t* st) {
-  const int64_t rows = B * H * T;
-#pragma omp parallel for schedule(static) if (par(rows * D))
-  for (int64_t r = 0; r < rows; r++) {
-    const int64_t b = r / (H * T), h = (r / T) % H, t = r % T;
-    std::memcpy(dst + b * st[0] + h * st[1] + t * st[2], src + r * D, (size_t)D * sizeof(float));
-  }
+  for_blocks(B, H, T, D, [&](int64_t b, int64_t h, int64_t t, int64_t r) {
+    float* o = dst + b * st[0] + h * st[1] + t * st[2];
+    const float* s = src + r * D;
+    for (int64_t j = 0; j < D; j++) o[j] = s[j];
+  });
 }
 
 // batch products of dense matrices: (M, K) @ (K, N), either stored transposed
@@ -71,15 +76,17 @@ void probs(const Shape& p, const uint16_t* ql, const uint16_t* kl, float* S, uin
   const int64_t rows = p.B * p.H * p.Tq;
   matmul_bf16(ql, kl, S, mm(p.B * p.H, p.Tq, p.Tk, p.D, false, true, p.scale));
 #pragma omp parallel for schedule(static) if (par(rows * p.Tk))
-  for (int64_t r = 0; r < rows; r++) {
-    const int64_t b = r / (p.H * p.Tq), i = r % p.Tq;
+  for (int64_t bh = 0; bh < p.B * p.H; bh++) {
+    const int64_t b = bh / p.H;
     const float* km = p.keymask ? p.keymask + b * p.Tk : nullptr;
     const int32_t* fk = p.firstkey ? p.firstkey + b * p.Tq : nullptr;
-    const int64_t vis = visible_keys(p, i);
-    float* row = S + r * p.Tk;
-    if (rebuild) rebuild_at(row, p.Tk, vis, first_key(fk, i, vis), km, stats + r * 2);
-    else softmax_at(row, p.Tk, vis, first_key(fk, i, vis), km, stats + r * 2);
-    f32_to_bf16_row(row, P + r * p.Tk, p.Tk);
+    for (int64_t i = 0, r = bh * p.Tq; i < p.Tq; i++, r++) {
+      const int64_t vis = visible_keys(p, i);
+      float* row = S + r * p.Tk;
+      if (rebuild) rebuild_at(row, p.Tk, vis, first_key(fk, i, vis), km, stats + r * 2);
+      else softmax_at(row, p.Tk, vis, first_key(fk, i, vis), km, stats + r * 2);
+      f32_to_bf16_row(row, P + r * p.Tk, p.Tk);
+    }
   }
 }
 

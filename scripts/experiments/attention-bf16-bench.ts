@@ -2,11 +2,12 @@
 // block (B8 H4 T128 hs64), cls (B64 H4 T32 hs64) and gpt2 (B8 H12 T128 hs64) shapes, fused qkv layout; medians of 15
 // (node --import tsx scripts/experiments/attention-bf16-bench.ts). KERNEL_TIMER_CPU=1 times process CPU time instead of
 // wall time (steadier on a loaded machine; with AUTOGLM_NUM_THREADS=1 the kernels' own cost).
+import { createRequire } from 'node:module';
 import { getBackend } from '../../src/backend/index.js';
 import type { AttentionShape } from '../../src/backend/backend.js';
 
 const be = getBackend('native');
-const now = process.env.KERNEL_TIMER_CPU === '1' ? () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; } : () => performance.now();
+const now = process.env.KERNEL_TIMER_CPU === 'thread' ? (() => { const a = createRequire(import.meta.url)('../../build/Release/autoglm_native.node') as { threadCpuMs(): number }; return () => a.threadCpuMs(); })() : process.env.KERNEL_TIMER_CPU === '1' ? () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; } : () => performance.now();
 const med = (f: () => void, n = 15) => {
   for (let i = 0; i < 3; i++) f();
   const t: number[] = [];

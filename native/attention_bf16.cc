@@ -70,6 +70,15 @@ MatmulP mm(int64_t batch, int64_t M, int64_t N, int64_t K, bool transA, bool tra
   return p;
 }
 
+// A batched product whose (B, H, M, N) result goes to a view at strides st: written there by oneDNN directly where it
+// can, else densely into G and scattered
+void product_to(const uint16_t* a, const uint16_t* b, const MatmulP& m, int64_t B, int64_t H, float* G, float* dst,
+                const int64_t* st) {
+  if (matmul_bf16_out_strided(a, b, dst, m, B, H, st)) return;
+  matmul_bf16(a, b, G, m);
+  scatter(G, B, H, m.M, m.N, dst, st);
+}
+
 // S = scale Q K^T, then each row's softmax (writing its statistics) or, with `rebuild`, the row rebuilt from them;
 // P gets the rows rounded to bf16
 void probs(const Shape& p, const uint16_t* ql, const uint16_t* kl, float* S, uint16_t* P, float* stats, bool rebuild) {
@@ -114,9 +123,7 @@ void forward(const Shape& p, const float* q, const float* k, const float* v, flo
   float* S = sized(sc.S, BH * p.Tq * p.Tk);
   uint16_t* P = sized(sc.P, BH * p.Tq * p.Tk);
   probs(p, ql, kl, S, P, stats, false);
-  float* O = sized(sc.G, BH * p.Tq * p.Dv);
-  matmul_bf16(P, vl, O, mm(BH, p.Tq, p.Dv, p.Tk, false, false, 1.0f));
-  scatter(O, p.B, p.H, p.Tq, p.Dv, out, p.os);
+  product_to(P, vl, mm(BH, p.Tq, p.Dv, p.Tk, false, false, 1.0f), p.B, p.H, sized(sc.G, BH * p.Tq * p.Dv), out, p.os);
 }
 
 void backward(const Shape& p, const uint16_t* ql, const uint16_t* kl, const uint16_t* vl, const float* stats,
@@ -131,8 +138,7 @@ void backward(const Shape& p, const uint16_t* ql, const uint16_t* kl, const uint
   probs(p, ql, kl, S, P, const_cast<float*>(stats), true);  // rebuild reads the statistics only
   pack(dout, dos, p.B, p.H, p.Tq, p.Dv, dO);
   // dV = P^T dO
-  matmul_bf16(P, dO, G, mm(BH, p.Tk, p.Dv, p.Tq, true, false, 1.0f));
-  scatter(G, p.B, p.H, p.Tk, p.Dv, dv, p.vs);
+  product_to(P, dO, mm(BH, p.Tk, p.Dv, p.Tq, true, false, 1.0f), p.B, p.H, G, dv, p.vs);
   // dP = dO V^T (into S), then dS = P (dP - rowsum(dP P)) scale
   matmul_bf16(dO, vl, S, mm(BH, p.Tq, p.Tk, p.Dv, false, true, 1.0f));
 #pragma omp parallel if (par(rows * p.Tk))
@@ -158,11 +164,9 @@ void backward(const Shape& p, const uint16_t* ql, const uint16_t* kl, const uint
     }
   }
   // dQ = dS K
-  matmul_bf16(dS, kl, G, mm(BH, p.Tq, p.D, p.Tk, false, false, 1.0f));
-  scatter(G, p.B, p.H, p.Tq, p.D, dq, p.qs);
+  product_to(dS, kl, mm(BH, p.Tq, p.D, p.Tk, false, false, 1.0f), p.B, p.H, G, dq, p.qs);
   // dK = dS^T Q
-  matmul_bf16(dS, ql, G, mm(BH, p.Tk, p.D, p.Tq, true, false, 1.0f));
-  scatter(G, p.B, p.H, p.Tk, p.D, dk, p.ks);
+  product_to(dS, ql, mm(BH, p.Tk, p.D, p.Tq, true, false, 1.0f), p.B, p.H, G, dk, p.ks);
 }
 
 uint16_t* u16(const Args& a, size_t i, size_t* n) { return (uint16_t*)a.arr(i, napi_uint16_array, n); }

@@ -83,6 +83,11 @@ void matmul_f32(const float* a, const float* b, float* out, const MatmulP& p);
 // skinny.cc: one product (no batch) with a dimension <= 16 and the others large; false = not handled, use sgemm.
 bool skinny_sgemm(const float* a, const float* b, float* c, const MatmulP& p);
 void matmul_bf16(const uint16_t* a, const uint16_t* b, float* out, const MatmulP& p);
+// matmul_bf16 of B*H dense products (p.strideA = M*K, p.strideB = K*N, no bias, beta = 0) with the output (B, H, M, N)
+// written at strides os (last dimension contiguous) by oneDNN itself; false where it does not run (no oneDNN bf16
+// path, AMX's pre-filled outputs, a layout the primitive rejects): the caller multiplies densely and scatters.
+bool matmul_bf16_out_strided(const uint16_t* a, const uint16_t* b, float* out, const MatmulP& p, int64_t B, int64_t H,
+                             const int64_t* os);
 enum class LowpKind { bf16, i8 };
 // out = alpha * op(a) @ op(b) + beta * out for f32 a and one low-precision b (strideB ignored: b is shared by the
 // batch); i8 values are multiplied by scales[stored row] (null: 1) when widened.

@@ -126,13 +126,17 @@ float* widen(const uint16_t* src, int64_t n, std::vector<float>& buf) {
   return buf.data();
 }
 
+// Runs the cached primitive for `key` (made from the descriptors on first use) with a per-thread user scratchpad.
+void run_onednn(const std::string& key, const dnnl::memory::desc& ad, const dnnl::memory::desc& bd,
+                const dnnl::memory::desc& cd, const dnnl::memory::desc& biasd, const uint16_t* a, const uint16_t* b,
+                float* out, const MatmulP& p, bool dense_out);
+
 void matmul_onednn(const uint16_t* a, const uint16_t* b, float* out, const MatmulP& p) {
   using dt = dnnl::memory::data_type;
   using dims = dnnl::memory::dims;
   const int64_t ba = p.strideA == 0 ? 1 : p.batch, bb = p.strideB == 0 ? 1 : p.batch;
   const dims sa = p.transA ? dims{p.strideA, 1, p.M} : dims{p.strideA, p.K, 1};
   const dims sb = p.transB ? dims{p.strideB, 1, p.K} : dims{p.strideB, p.N, 1};
-  Dnnl& d = dnnl_state();
   // alpha and beta by their bits: std::to_string keeps 6 decimals, so two scales that agree to 6 places shared a primitive
   std::string key = std::to_string(p.batch) + "," + std::to_string(p.M) + "," + std::to_string(p.N) + "," +
                     std::to_string(p.K) + "," + std::to_string(p.strideA) + "," + std::to_string(p.strideB) + "," +
@@ -142,6 +146,13 @@ void matmul_onednn(const uint16_t* a, const uint16_t* b, float* out, const Matmu
   dnnl::memory::desc bd({bb, p.K, p.N}, dt::bf16, dims{bb == 1 ? p.K * p.N : sb[0], sb[1], sb[2]});
   dnnl::memory::desc cd({p.batch, p.M, p.N}, dt::f32, dims{p.M * p.N, p.N, 1});
   dnnl::memory::desc biasd = p.bias ? dnnl::memory::desc({1, 1, p.N}, dt::f32, dims{p.N, p.N, 1}) : dnnl::memory::desc();
+  run_onednn(key, ad, bd, cd, biasd, a, b, out, p, true);
+}
+
+void run_onednn(const std::string& key, const dnnl::memory::desc& ad, const dnnl::memory::desc& bd,
+                const dnnl::memory::desc& cd, const dnnl::memory::desc& biasd, const uint16_t* a, const uint16_t* b,
+                float* out, const MatmulP& p, bool dense_out) {
+  Dnnl& d = dnnl_state();
   MatmulPrim prim;
   {
     std::lock_guard<std::mutex> lock(d.mu);
@@ -165,7 +176,7 @@ void matmul_onednn(const uint16_t* a, const uint16_t* b, float* out, const Matmu
   dnnl::memory am(ad, d.eng, (void*)a), bm(bd, d.eng, (void*)b), cm(cd, d.eng, (void*)out);
   if (const int fill = dnnl_fill(); fill >= 0) {
     std::memset(t.scratch.data(), fill, prim.scratch.get_size());
-    if (p.beta == 0.0f) std::memset(out, fill, (size_t)(p.batch * p.M * p.N) * sizeof(float));
+    if (p.beta == 0.0f && dense_out) std::memset(out, fill, (size_t)(p.batch * p.M * p.N) * sizeof(float));
   }
   dnnl::memory sm(prim.scratch, d.eng, t.scratch.data());
   std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}, {DNNL_ARG_SCRATCHPAD, sm}};
@@ -174,6 +185,31 @@ void matmul_onednn(const uint16_t* a, const uint16_t* b, float* out, const Matmu
   t.strm.wait();
 }
 }  // namespace
+
+bool matmul_bf16_out_strided(const uint16_t* a, const uint16_t* b, float* out, const MatmulP& p, int64_t B, int64_t H,
+                             const int64_t* os) {
+  // not on the widening path, and not where the output is pre-filled before each product (AMX: run_onednn fills a
+  // dense output only)
+  if (bf16_path()[0] != 'o' || p.K == 0 || p.M == 0 || p.N == 0 || p.bias || p.beta != 0.0f || dnnl_fill() >= 0 ||
+      B * H != p.batch || p.strideA != p.M * p.K || p.strideB != p.K * p.N)
+    return false;
+  using dt = dnnl::memory::data_type;
+  using dims = dnnl::memory::dims;
+  const int64_t sA = p.M * p.K, sB = p.K * p.N;
+  dnnl::memory::desc ad({B, H, p.M, p.K}, dt::bf16, p.transA ? dims{H * sA, sA, 1, p.M} : dims{H * sA, sA, p.K, 1});
+  dnnl::memory::desc bd({B, H, p.K, p.N}, dt::bf16, p.transB ? dims{H * sB, sB, 1, p.K} : dims{H * sB, sB, p.N, 1});
+  dnnl::memory::desc cd({B, H, p.M, p.N}, dt::f32, dims{os[0], os[1], os[2], 1});
+  const std::string key = "4d," + std::to_string(B) + "," + std::to_string(H) + "," + std::to_string(p.M) + "," +
+                          std::to_string(p.N) + "," + std::to_string(p.K) + "," + std::to_string(p.transA) +
+                          std::to_string(p.transB) + "," + std::to_string(float_bits(p.alpha)) + "," +
+                          std::to_string(os[0]) + "," + std::to_string(os[1]) + "," + std::to_string(os[2]);
+  try {
+    run_onednn(key, ad, bd, cd, dnnl::memory::desc(), a, b, out, p, false);
+    return true;
+  } catch (const dnnl::error&) {
+    return false;
+  }
+}
 
 const char* bf16_path() {
   // AUTOGLM_BF16_PATH=onednn|sgemm overrides the choice (tests use it to exercise the oneDNN path anywhere)

@@ -28,8 +28,9 @@ type Bf16Backend = Backend & Required<Pick<Backend, 'attentionBf16' | 'attention
  * Shorter sequences stay on the f32 kernel: per (batch, head) their products are too small for the batched bf16 ones
  * to pay (measured on Zen 4 with AVX512-BF16, CPU time of forward + backward against the f32 kernel: 0.68-0.74 at
  * T = 128 with 4 heads of 64, 0.83 at GPT-2 small's 12 heads, 0.98-1.30 at T = 32). Since the packing runs per
- * (batch, head) block, T = 32 measured 0.83-1.14 (median 0.89, 5 runs of 25 alternations, main-thread CPU time, loaded
- * machine): not yet enough to move the cls workloads' and the main job's numerics for, so the bar stays.
+ * (batch, head) block and oneDNN writes the outputs into their views, T = 32 measured 0.83-1.16 (median about 1.0, 8 runs
+ * of 25 alternations, main-thread CPU time, loaded machine): no gain to move the cls workloads' and the main job's
+ * numerics for, so the bar stays.
  */
 export const BF16_ATTENTION_MIN_T = 64;
 

@@ -7,6 +7,7 @@ export * from './peft/index.js';
 export * from './train/index.js';
 export * as sft from './sft/index.js';
 export { backend, setBackend, getBackend, nativeAvailable } from './backend/index.js';
+export { initBackend, type InitBackendOptions, type BackendPreference } from './backend/init.js';
 export { resolvePrecision, DynamicLossScaler, type MixedPrecision, type PrecisionPolicy } from './precision/index.js';
 export { loadModel, registerModel, listModels } from './models/registry.js';
 export { SequenceClassifier, textEncoderOf, type TextEncoder } from './models/classifier.js';

@@ -11,10 +11,15 @@ export { useWebGpu, moveToDevice, moveToCPU } from './tensors.js';
 import type { WebGpuBackend } from './backend.js';
 
 let notified = false;
+let unavailable: string | null = null;
 function notice(why: string): null {
-  if (!notified) process.stderr.write(`open-autoglm: no WebGPU in Node (${why}); the CPU backends are used\n`);
-  notified = true;
+  unavailable = why;
   return null;
+}
+
+/** Why `loadWebGpuNode` gave null (null before it has finished, or where it found an adapter). */
+export function webgpuNodeUnavailable(): string | null {
+  return unavailable;
 }
 
 let loading: Promise<WebGpuBackend | null> | null = null;
@@ -25,9 +30,17 @@ let loading: Promise<WebGpuBackend | null> | null = null;
  */
 let instance: GPU | null = null;
 
-/** A WebGPU backend through the `webgpu` package, or null (with a one-line notice) where there is none; one per process. */
-export function loadWebGpuNode(): Promise<WebGpuBackend | null> {
-  return (loading ??= load());
+/**
+ * A WebGPU backend through the `webgpu` package, or null where there is none (with a one-line notice on stderr unless
+ * `notice: false`: a caller that refuses instead, as `initBackend({ prefer: 'webgpu' })` does); one per process.
+ */
+export async function loadWebGpuNode(o: { notice?: boolean } = {}): Promise<WebGpuBackend | null> {
+  const b = await (loading ??= load());
+  if (!b && o.notice !== false && !notified) {
+    notified = true;
+    process.stderr.write(`open-autoglm: no WebGPU in Node (${unavailable}); the CPU backends are used\n`);
+  }
+  return b;
 }
 
 async function load(): Promise<WebGpuBackend | null> {

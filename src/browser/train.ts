@@ -190,7 +190,7 @@ export async function finetuneInBrowser(o: BrowserFinetuneOptions): Promise<Brow
     const loss = autocast('f32', () => crossEntropy(
       model.forward(new Tensor(batch.ids, 'i32', [batch.batchSize, batch.seqLen]), new Tensor(batch.mask, 'f32', [batch.batchSize, batch.seqLen])),
       y, { reduction: 'none', labelSmoothing: c.labelSmoothing })).mean();
-    loss.scale(scaler.scale / c.gradientAccumulation).backward();
+    scaler.scaleLoss(loss, c.gradientAccumulation).backward();
     const lv = device ? await loss.value() : loss.item();
     lossSum += lv;
     lossCount++;
@@ -203,7 +203,9 @@ export async function finetuneInBrowser(o: BrowserFinetuneOptions): Promise<Brow
     step++;
     lossSum = 0;
     lossCount = 0;
-    await o.onStep?.({ step, epoch, loss: u.loss, lr, grad_norm: u.norm, time_s: elapsed(), ...(u.ok ? {} : { skipped: true }) }, totalSteps);
+    // on the device the norm and the skip were decided there: read back here, for the log line
+    const s = await u.settled;
+    await o.onStep?.({ step, epoch, loss: u.loss, lr, grad_norm: s.norm, time_s: elapsed(), ...(s.ok ? {} : { skipped: true }) }, totalSteps);
     stopped = o.shouldStop?.() ?? false;
   }
   if (!stopped && epochBatches > 0) await endEpoch();

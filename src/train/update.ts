@@ -48,19 +48,24 @@ export interface UpdateResult {
   norm: number;
   /** The step's loss (summed over data-parallel ranks). */
   loss: number;
-  /** `ok` and `norm`, read back from the device where they were decided there (resolved at once on the CPU backends). */
-  settled: Promise<{ ok: boolean; norm: number }>;
+  /**
+   * `ok` and `norm`, read back from the device where they were decided there (resolved at once on the CPU backends).
+   * Lazy: the read starts when this is awaited, or at the next update of the same optimizer.
+   */
+  settled: PromiseLike<Settled>;
 }
 
-/** Each optimizer's last gated step, until the CPU has applied its outcome. */
-const pending = new WeakMap<Optimizer, Promise<{ ok: boolean; norm: number }>>();
+interface Settled { ok: boolean; norm: number }
+
+/** Each optimizer's last gated step, until the CPU has applied its outcome: starts (once) the read of its gate. */
+const pending = new WeakMap<Optimizer, () => Promise<Settled>>();
 
 /** Waits until the CPU bookkeeping of `opt`'s last device-gated step is done (before saving its state, say). */
 export async function settleUpdates(opt: Optimizer): Promise<void> {
-  await pending.get(opt);
+  await pending.get(opt)?.();
 }
 
-function settledNow(ok: boolean, norm: number): Promise<{ ok: boolean; norm: number }> {
+function settledNow(ok: boolean, norm: number): Promise<Settled> {
   return Promise.resolve({ ok, norm });
 }
 
@@ -96,7 +101,7 @@ export async function guardedUpdate(u: UpdateInput): Promise<UpdateResult> {
 
 /** The device path: the gate's kernels, the optimizer's gated kernels, no read back (see the module comment). */
 async function gatedUpdate(u: UpdateInput, params: Tensor[], dev: DeviceMemory): Promise<UpdateResult> {
-  await pending.get(u.opt); // the previous step's outcome is on the CPU before this step's step counts are used
+  await pending.get(u.opt)?.(); // the previous step's outcome is on the CPU before this step's step counts are used
   const grads = params.filter((p) => p.grad).map((p) => (p.grad as Tensor).f32());
   const sc = u.scaler;
   const gate = dev.stepGate(grads, {
@@ -105,12 +110,13 @@ async function gatedUpdate(u: UpdateInput, params: Tensor[], dev: DeviceMemory):
   });
   u.opt.setLearningRate(u.lr);
   u.opt.step(1, gate);
-  const settled = dev.read(gate).then((g) => {
+  let read: Promise<Settled> | null = null;
+  const start = (): Promise<Settled> => (read ??= dev.read(gate).then((g) => {
     const ok = g[1] === 1;
     sc.update(ok); // the same decision the gate made on the device (the device's scale already follows it)
     if (!ok) u.opt.undoSkippedStep();
     return { ok, norm: (g as Float32Array)[2] };
-  });
-  pending.set(u.opt, settled);
-  return { ok: null, norm: NaN, loss: u.loss, settled };
+  }));
+  pending.set(u.opt, start);
+  return { ok: null, norm: NaN, loss: u.loss, settled: { then: (res, rej) => start().then(res, rej) } };
 }

@@ -254,16 +254,16 @@ export function crossEntropyBackward(ctx: GpuContext, logp: GpuArray, targets: G
     groups256(rows * cols));
 }
 
-/** The optional step gate of the optimizer kernels (gate.ts): binding 5, its offset at parameter word `w`. */
-function gateCode(gate: GpuArray | undefined, w: number): { decl: string; open: string; mult: string } {
+/** The optional step gate of the optimizer kernels (gate.ts): the binding after the others, its offset at parameter word `w`. */
+function gateCode(gate: GpuArray | undefined, binding: number, w: number): { decl: string; open: string; mult: string } {
   if (!gate) return { decl: '', open: '', mult: '1.0' };
-  return { decl: buf(5, 'Gt', 'f32'), open: `if (Gt[pu(${w}u) + 1u] == 0.0) { return; }`, mult: `Gt[pu(${w}u)]` };
+  return { decl: buf(binding, 'Gt', 'f32'), open: `if (Gt[pu(${w}u) + 1u] == 0.0) { return; }`, mult: `Gt[pu(${w}u)]` };
 }
 
 export function adamw(ctx: GpuContext, a: DeviceArg<AdamWArgs>): void {
   const bc1 = 1 - Math.pow(a.beta1, a.step);
   const bc2 = 1 - Math.pow(a.beta2, a.step);
-  const gt = gateCode(a.gate, 15);
+  const gt = gateCode(a.gate, 5, 15);
   const code = PARAMS + buf(1, 'P', 'f32', true) + buf(2, 'G', 'f32') + buf(3, 'M', 'f32', true) + buf(4, 'V', 'f32', true) + gt.decl + flatMain('pu(0u)', `
   ${gt.open}
   let lr = pf(5u); let b1 = pf(6u); let b2 = pf(7u); let eps = pf(8u); let decay = pf(9u); let bc1 = pf(10u); let bc2 = pf(11u);
@@ -283,7 +283,7 @@ export function adamw(ctx: GpuContext, a: DeviceArg<AdamWArgs>): void {
 
 export function sgd(ctx: GpuContext, a: DeviceArg<SGDArgs>): void {
   const buf3 = a.momentum !== 0 ? a.buf : ctx.dummy(true);
-  const gt = gateCode(a.gate, 12);
+  const gt = gateCode(a.gate, 4, 12);
   const code = PARAMS + buf(1, 'P', 'f32', true) + buf(2, 'G', 'f32') + buf(3, 'B', 'f32', true) + gt.decl + flatMain('pu(0u)', `
   ${gt.open}
   let lr = pf(4u); let mom = pf(5u); let damp = pf(6u); let wd = pf(7u); let first = pu(8u); let nest = pu(9u);
@@ -304,7 +304,7 @@ export function sgd(ctx: GpuContext, a: DeviceArg<SGDArgs>): void {
 /** RMSprop (PyTorch semantics, centered = false; src/optim/rmsprop.ts), fused: one pass over the parameter. */
 export function rmsprop(ctx: GpuContext, a: DeviceArg<RMSpropArgs>): void {
   const buf4 = a.momentum > 0 ? a.buf : ctx.dummy(true);
-  const gt = gateCode(a.gate, 11);
+  const gt = gateCode(a.gate, 5, 11);
   const code = PARAMS + buf(1, 'P', 'f32', true) + buf(2, 'G', 'f32') + buf(3, 'V', 'f32', true) + buf(4, 'B', 'f32', true) + gt.decl + flatMain('pu(0u)', `
   ${gt.open}
   let lr = pf(5u); let alpha = pf(6u); let eps = pf(7u); let mom = pf(8u); let wd = pf(9u);

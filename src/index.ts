@@ -11,6 +11,6 @@ export { initBackend, type InitBackendOptions, type BackendPreference } from './
 export { resolvePrecision, DynamicLossScaler, type MixedPrecision, type PrecisionPolicy } from './precision/index.js';
 export { loadModel, registerModel, listModels } from './models/registry.js';
 export { SequenceClassifier, textEncoderOf, type TextEncoder } from './models/classifier.js';
-export { loadSafetensors, saveSafetensors, inspectSafetensors } from './models/safetensors.js';
+export { loadSafetensors, saveSafetensors, saveSafetensorsAsync, inspectSafetensors } from './models/safetensors.js';
 export { loadDataset, listNamedDatasets, type DatasetSpec, type DatasetSplits, type Example } from './data/index.js';
 export { bowBaseline, BowLogisticRegression, MultinomialNaiveBayes, BOW_C_GRID, type BowBaselineResult, type BowLogisticRegressionOptions } from './eval/index.js';

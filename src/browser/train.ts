@@ -11,10 +11,11 @@
  * training, a quantised base, method 'head', and fp16/bf16 compute (the wasm kernels compute in fp32).
  *
  * On the WebGPU backend (chosen by initBrowserBackend where navigator.gpu gives an adapter) the model's parameters,
- * activations, gradients and optimizer state stay on the device for the training steps; the loss and the gradient
- * norm are read back once a step, and evaluation (which reads logits in JavaScript) runs on the CPU kernels (wasm,
- * else portable) over a copy of the weights read back at each evaluation. The finished model is left on the CPU
- * backend, for predictions and the adapter download.
+ * activations, gradients and optimizer state stay on the device for the training steps and for evaluation: the loss
+ * is read back once a micro-batch, the gradient norm and the step's skip flag (decided on the device by the step gate)
+ * once a step for its log line, and evaluation reads back each batch's summed loss and predicted labels only
+ * (evaluateClassifierAsync). After the test split the finished model is moved to the CPU backend (wasm, else
+ * portable), for predictions and the adapter download.
  */
 import { Tensor } from '../tensor/tensor.js';
 import { crossEntropy } from '../tensor/ops/nn.js';
@@ -35,7 +36,7 @@ import type { DatasetSplits } from '../data/types.js';
 import { parseTrainerConfig, isDefaultValue, type TrainerConfig, type TrainerConfigInput } from '../train/config.js';
 import { applyMethod, learningRate, makeOptimizer, paramGroups, trainableOf } from '../train/setup.js';
 import { guardedUpdate } from '../train/update.js';
-import { evaluateClassifier, predictTexts, type EvalResult, type Prediction } from '../train/evaluate.js';
+import { evaluateClassifierAsync, predictTexts, type EvalResult, type Prediction } from '../train/evaluate.js';
 import type { EpochLog, EvalLog, StepLog } from '../train/history.js';
 import { ConfigError } from '../errors.js';
 import { backend, getBackend, setBackend, type Backend } from '../backend/index.js';
@@ -143,20 +144,6 @@ export async function finetuneInBrowser(o: BrowserFinetuneOptions): Promise<Brow
   const counts = model.parameterCounts();
   const params = model.parameters();
   if (device) moveToDevice(params);
-  /** Runs `fn` (evaluation: reads values in JavaScript) on the CPU backend over the weights read back. */
-  const onCpu = async <T>(fn: () => T, stay = false): Promise<T> => {
-    if (!device) return fn();
-    await moveToCPU(params);
-    setBackend(cpuBackend());
-    try {
-      return fn();
-    } finally {
-      if (!stay) {
-        setBackend(device);
-        moveToDevice(params);
-      }
-    }
-  };
 
   setRng(new Rng(c.seed + 1));
   const t0 = performance.now();
@@ -165,7 +152,7 @@ export async function finetuneInBrowser(o: BrowserFinetuneOptions): Promise<Brow
   const endEpoch = async () => {
     const e: EpochLog = { epoch, step, train_loss: epochBatches ? epochLoss / epochBatches : NaN, lr: schedule(Math.max(0, step - 1)), time_s: elapsed() };
     if (splits.validation.length) {
-      const v = await onCpu(() => evaluateClassifier(model, encoder, splits.validation, labels, evalOpts));
+      const v = await evaluateClassifierAsync(model, encoder, splits.validation, labels, evalOpts);
       const log: EvalLog = { step, epoch, split: 'validation', loss: v.loss, accuracy: v.accuracy, macro_f1: v.macro_f1, time_s: elapsed() };
       await o.onEvaluate?.(log);
       Object.assign(e, { val_loss: v.loss, val_accuracy: v.accuracy, val_macro_f1: v.macro_f1 });
@@ -210,8 +197,12 @@ export async function finetuneInBrowser(o: BrowserFinetuneOptions): Promise<Brow
   }
   if (!stopped && epochBatches > 0) await endEpoch();
   const trainTimeS = elapsed();
-  // on a device: the model stays on the CPU backend from here (predictions, the adapter download)
-  const test = await onCpu(() => (splits.test.length ? evaluateClassifier(model, encoder, splits.test, labels, evalOpts) : null), true);
+  const test = splits.test.length ? await evaluateClassifierAsync(model, encoder, splits.test, labels, evalOpts) : null;
+  if (device) {
+    // the model stays on the CPU backend from here (predictions read values in JavaScript; the adapter download)
+    await moveToCPU(params);
+    setBackend(cpuBackend());
+  }
   return { config: c, labels, steps: step, trainTimeS, trainableParams: counts.trainable, totalParams: counts.total, test, model, encoder, lora };
 }
 

@@ -5,6 +5,10 @@
  *    the optimizer's gated kernels; no read back inside a step) equals the CPU path, skipped step included, for
  *    AdamW, Adam with L2 decay, SGD with Nesterov momentum and RMSprop (the fused RMSprop kernel against the
  *    TypeScript loop);
+ *  - evaluation on the device (`evaluateClassifierAsync`: forward, loss and argmax there, only the batch loss sums and
+ *    the predictions read back) equals `evaluateClassifier` on the CPU, and leaves the weights on the device;
+ *  - saving from the device: `adapterFilesAsync` / `readBack` give the CPU's bytes; the synchronous encoder refuses
+ *    a device tensor with a DeviceError naming the asynchronous forms.
  */
 import type { PortableBackend } from '../../src/backend/portable.js';
 import type { WebGpuBackend } from '../../src/backend/webgpu/index.js';
@@ -18,6 +22,14 @@ import { RMSprop } from '../../src/optim/rmsprop.js';
 import type { Optimizer } from '../../src/optim/optimizer.js';
 import { DynamicLossScaler } from '../../src/precision/index.js';
 import { guardedUpdate } from '../../src/train/update.js';
+import { Module } from '../../src/nn/module.js';
+import { Embedding, Linear } from '../../src/nn/layers.js';
+import { manualSeed } from '../../src/nn/init.js';
+import { SequenceClassifier, type TextEncoder } from '../../src/models/classifier.js';
+import { evaluateClassifier, evaluateClassifierAsync } from '../../src/train/evaluate.js';
+import { LoraModel } from '../../src/peft/lora/model.js';
+import { adapterFiles, adapterFilesAsync } from '../../src/peft/lora/state.js';
+import { encodeSafetensors, readBack } from '../../src/models/safetensors-encode.js';
 import type { Case } from './cases-elementwise.js';
 import { compare } from './twin.js';
 
@@ -93,3 +105,93 @@ export const deviceCases: Case[] = Object.keys(OPTIMIZERS).flatMap((opt) => [fal
     }
   },
 })));
+
+/** A small text classifier: character ids -> embedding -> Linear 'proj' -> masked sum over positions -> head. */
+class Toy extends Module {
+  readonly emb: Embedding;
+  readonly proj: Linear;
+  constructor() {
+    super();
+    this.emb = this.module('emb', new Embedding(40, 16));
+    this.proj = this.module('proj', new Linear(16, 16));
+  }
+}
+
+function toyClassifier(seed: number): SequenceClassifier {
+  manualSeed(seed);
+  const toy = new Toy();
+  const enc: TextEncoder = {
+    module: toy, embedDim: 16, maxLength: 24, padId: 0, name: 'toy',
+    encodeText: (t) => [...t].map((ch) => 1 + (ch.charCodeAt(0) % 39)),
+    embed: (ids, mask) => toy.proj.forward(toy.emb.forward(ids)).mul(mask.reshape([...mask.shape, 1])).sum(1),
+  };
+  return new SequenceClassifier(enc, 5, 0);
+}
+
+const LABELS = ['a', 'b', 'c', 'd', 'e'];
+const examples = Array.from({ length: 37 }, (_, i) => ({ text: 'xyz'.repeat(1 + (i % 5)) + String.fromCharCode(65 + ((i * 7) % 26)) + 'q'.repeat(i % 3),
+  label: LABELS[(i * 3) % 5] }));
+
+deviceCases.push({
+  name: 'evaluation on the device equals the CPU (evaluateClassifierAsync: loss, predictions, accuracy; weights stay there)',
+  async run(t, P: PortableBackend, G: WebGpuBackend) {
+    const opts = { batchSize: 8, maxLength: 24, compute: 'f32' as const };
+    setBackend(P);
+    const mc = toyClassifier(5);
+    const cpu = evaluateClassifier(mc, mc.backbone, examples, LABELS, opts);
+    const cpuAsync = await evaluateClassifierAsync(mc, mc.backbone, examples, LABELS, opts);
+    const b = useWebGpu(G);
+    try {
+      const m = toyClassifier(5);
+      const params = m.parameters();
+      moveToDevice(params);
+      b.uploads = 0;
+      const gpu = await evaluateClassifierAsync(m, m.backbone, examples, LABELS, opts);
+      const same = (name: string, a: unknown, c: unknown): void => t.report({ name, ok: JSON.stringify(a) === JSON.stringify(c), detail: `webgpu ${JSON.stringify(a)}, cpu ${JSON.stringify(c)}` });
+      t.report(compare('loss', Float32Array.of(gpu.loss), Float32Array.of(cpu.loss), 'f32', 1e-5, 1e-6), `cpu ${cpu.loss}, webgpu ${gpu.loss}`);
+      same('predictions', [...gpu.predictions], [...cpu.predictions]);
+      same('accuracy and macro F1', [gpu.accuracy, gpu.macro_f1], [cpu.accuracy, cpu.macro_f1]);
+      same('the async form on a CPU backend is evaluateClassifier', [cpuAsync.loss, [...cpuAsync.predictions]], [cpu.loss, [...cpu.predictions]]);
+      same('weights still on the device', params.every((p) => p.onDevice), true);
+      // per batch: ids are gathered from the CPU, the mask and targets uploaded; never a weight (5 batches)
+      t.report({ name: 'uploads: inputs only', ok: b.uploads <= 4 * Math.ceil(examples.length / 8), detail: `${b.uploads} uploads` });
+      if (!(cpu.accuracy > 0 && cpu.accuracy < 1)) t.report({ name: 'a case with right and wrong predictions', ok: false, detail: String(cpu.accuracy) });
+    } finally {
+      setBackend(P);
+    }
+  },
+});
+
+deviceCases.push({
+  name: 'saving from the device: adapterFilesAsync and readBack give the CPU bytes; the synchronous encoder refuses',
+  async run(t, P: PortableBackend, G: WebGpuBackend) {
+    const lora = (): LoraModel => new LoraModel(toyClassifier(9), { targetModules: ['proj'], r: 4, modulesToSave: ['classifier'], initLoraWeights: 'gaussian' });
+    setBackend(P);
+    const cpuLora = lora();
+    const want = adapterFiles(cpuLora);
+    const bf = new Tensor(Uint16Array.from({ length: 6 }, (_, i) => 0x3f80 + i), 'bf16', [2, 3]);
+    const wantBf = encodeSafetensors(new Map([['x', bf]]));
+    useWebGpu(G);
+    try {
+      const m = lora();
+      moveToDevice(m.model.parameters());
+      const got = await adapterFilesAsync(m);
+      const eq = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && a.every((v, i) => v === b[i]);
+      t.report({ name: 'adapter_model.safetensors bytes', ok: eq(got['adapter_model.safetensors'], want['adapter_model.safetensors']),
+        detail: `${got['adapter_model.safetensors'].length} bytes vs ${want['adapter_model.safetensors'].length}` });
+      t.report({ name: 'adapter_config.json', ok: got['adapter_config.json'] === want['adapter_config.json'], detail: '' });
+      const dbf = new Tensor(bf.storage, 'bf16', [2, 3]);
+      moveToDevice([dbf]);
+      t.report({ name: 'bf16 tensor read back bit for bit', ok: eq(encodeSafetensors(await readBack(new Map([['x', dbf]]))), wantBf), detail: '' });
+      let thrown = 'nothing thrown';
+      try {
+        adapterFiles(m);
+      } catch (e) {
+        thrown = `${(e as Error).name}: ${(e as Error).message}`;
+      }
+      t.report({ name: 'adapterFiles on device tensors: a DeviceError naming the async forms', ok: /^DeviceError: tensor '.*' to save lives on the webgpu device.*adapterFilesAsync/.test(thrown), detail: thrown });
+    } finally {
+      setBackend(P);
+    }
+  },
+});

@@ -7,6 +7,8 @@
  *    TypeScript loop);
  *  - evaluation on the device (`evaluateClassifierAsync`: forward, loss and argmax there, only the batch loss sums and
  *    the predictions read back) equals `evaluateClassifier` on the CPU, and leaves the weights on the device;
+ *  - the fused LM loss (`linearCrossEntropy`, chunked) on the device: loss and the gradients of h, W and b equal the
+ *    portable backend's;
  *  - saving from the device: `adapterFilesAsync` / `readBack` give the CPU's bytes; the synchronous encoder refuses
  *    a device tensor with a DeviceError naming the asynchronous forms.
  */
@@ -30,6 +32,7 @@ import { evaluateClassifier, evaluateClassifierAsync } from '../../src/train/eva
 import { LoraModel } from '../../src/peft/lora/model.js';
 import { adapterFiles, adapterFilesAsync } from '../../src/peft/lora/state.js';
 import { encodeSafetensors, readBack } from '../../src/models/safetensors-encode.js';
+import { linearCrossEntropy } from '../../src/tensor/ops/linear-ce.js';
 import type { Case } from './cases-elementwise.js';
 import { compare } from './twin.js';
 
@@ -195,3 +198,31 @@ deviceCases.push({
     }
   },
 });
+
+deviceCases.push(...(['mean', 'sum'] as const).map((reduction): Case => ({
+  name: `fused LM loss on the device: linearCrossEntropy (${reduction}, chunks of 5 rows, ignoreIndex, label smoothing, bias)`,
+  async run(t, P: PortableBackend, G: WebGpuBackend) {
+    const R = 13, D = 24, V = 70;
+    const rng = new Rng(3);
+    const rand = (n: number): Float32Array => Float32Array.from({ length: n }, () => rng.uniform() * 2 - 1);
+    const hv = rand(R * D), wv = rand(V * D), bv = rand(V);
+    const tv = Int32Array.from({ length: R }, (_, i) => (i % 4 === 3 ? -100 : rng.int(V)));
+    const run = async (dev: boolean): Promise<Float32Array[]> => {
+      const h = new Tensor(hv.slice(), 'f32', [R, D]), W = new Tensor(wv.slice(), 'f32', [V, D]), b = new Tensor(bv.slice(), 'f32', [V]);
+      for (const x of [h, W, b]) x.requiresGrad = true;
+      if (dev) moveToDevice([h, W, b]);
+      const loss = linearCrossEntropy(h, W, b, new Tensor(tv, 'i32', [R]), { reduction, labelSmoothing: 0.1, chunkRows: 5 });
+      loss.scale(3).backward();
+      return Promise.all([loss, h.grad as Tensor, W.grad as Tensor, b.grad as Tensor].map(async (x) => Float32Array.from(await x.data() as Float32Array)));
+    };
+    setBackend(P);
+    const cpu = await run(false);
+    useWebGpu(G);
+    try {
+      const gpu = await run(true);
+      ['loss', 'dh', 'dW', 'db'].forEach((n, i) => t.report(compare(n, gpu[i], cpu[i], 'f32', 2e-5, 1e-6), i === 0 ? `cpu ${cpu[0][0]}, webgpu ${gpu[0][0]}` : ''));
+    } finally {
+      setBackend(P);
+    }
+  },
+})));

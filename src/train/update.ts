@@ -13,11 +13,11 @@
  *
  * On a device backend (WebGPU) without data parallelism, the norm, the finite check, the clip coefficient and the
  * fp16 loss scale's update are computed on the device by the step gate (src/backend/webgpu/gate.ts) and applied by the
- * optimizer kernels, with no read back: the result's `ok` is null and `norm` NaN, and `settled` reads the gate (16
- * bytes) when someone wants it (a log line). The CPU's bookkeeping of the step (the loss scaler's counters, the
- * optimizer's step counts on a skipped step) follows from that read, which the next update awaits before its own
- * kernels: by then the device has run the step long ago (the next micro-batches were queued behind it), so it does
- * not stall the device.
+ * optimizer kernels, with no read back in the step: the result's `ok` is null and `norm` NaN, and `settled` reads the
+ * gate (24 bytes) when someone wants it (a log line). The CPU's bookkeeping of the step (the loss scaler's counters,
+ * the optimizer's step counts on a skipped step: AdamW's bias correction needs them) follows from that read, which the
+ * next update of the same optimizer awaits before queueing its own kernels: the next micro-batches are queued behind
+ * the gate by then, so the device never waits for it; the CPU runs at most one step ahead.
  */
 import type { Tensor } from '../tensor/tensor.js';
 import type { Optimizer } from '../optim/optimizer.js';

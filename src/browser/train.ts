@@ -130,6 +130,9 @@ function softwareAdapter(b: Backend): boolean {
 /** Trains (see the module comment) and evaluates the test split. */
 export async function finetuneInBrowser(o: BrowserFinetuneOptions): Promise<BrowserFinetuneResult> {
   const c = browserConfig(o.config);
+  if (o.evaluateOn !== undefined && o.evaluateOn !== 'device' && o.evaluateOn !== 'cpu') {
+    throw new ConfigError(`option 'evaluateOn' is '${String(o.evaluateOn)}'; expected 'device' or 'cpu'`);
+  }
   if (!backend().device && lastDevice) setBackend(lastDevice);
   const device = backend().device ? backend() : null;
   lastDevice = device;
@@ -156,9 +159,6 @@ export async function finetuneInBrowser(o: BrowserFinetuneOptions): Promise<Brow
   const schedule = SCHEDULES[c.scheduler]!({ lr: learningRate(c), totalSteps, warmupSteps: Math.min(warmup, totalSteps - 1), minLr: c.minLr, tMax: c.tMax });
   const scaler = new DynamicLossScaler(false);
   const evalOpts = { batchSize: c.evalBatchSize, maxLength, compute: 'f32' as const };
-  if (o.evaluateOn !== undefined && o.evaluateOn !== 'device' && o.evaluateOn !== 'cpu') {
-    throw new ConfigError(`option 'evaluateOn' is '${String(o.evaluateOn)}'; expected 'device' or 'cpu'`);
-  }
   const evalOnDevice = !!device && (o.evaluateOn ?? (softwareAdapter(device) ? 'cpu' : 'device')) === 'device';
   const counts = model.parameterCounts();
   const params = model.parameters();

@@ -61,6 +61,12 @@ test('finetuneInBrowser is the Node trainer\'s recipe: same job, same test loss 
   }
 });
 
+test("finetuneInBrowser's evaluateOn: a bad value is a ConfigError naming it", async () => {
+  const splits = loadDataset({ dataset: 'custom_intent_v2', maxTrain: 8, maxEval: 4 });
+  await assert.rejects(finetuneInBrowser({ weights: dirSource(defaultModelDir()), splits, evaluateOn: 'gpu' as never }),
+    (e: Error) => e instanceof ConfigError && /option 'evaluateOn' is 'gpu'; expected 'device' or 'cpu'/.test(e.message));
+});
+
 test('keys the browser run cannot honour are refused by name', () => {
   for (const [cfg, key] of [[{ earlyStopping: { patience: 1 } }, 'earlyStopping'], [{ saveEvery: 10 }, 'saveEvery'], [{ curriculum: { scorer: 'loss' } }, 'curriculum'],
     [{ method: 'head' }, 'method'], [{ scheduler: 'plateau' }, 'scheduler'], [{ mixedPrecision: 'bf16' }, 'mixedPrecision'], [{ tasks: 'intent,domain' }, 'tasks']] as const) {

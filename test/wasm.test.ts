@@ -59,7 +59,7 @@ test('AUTOGLM_BACKEND=wasm selects the wasm backend; a bad value is a ConfigErro
   assert.match(ok.stdout, /^wasm \| wasm \(SIMD128, (prebuilt|built at install)\), 2 threads/);
   const bad = child("const { backend } = await import('./src/backend/index.ts'); backend();", { AUTOGLM_BACKEND: 'gpu' });
   assert.notEqual(bad.status, 0);
-  assert.match(bad.stderr, /ConfigError.*AUTOGLM_BACKEND must be 'native', 'wasm' or 'portable'; got 'gpu'/);
+  assert.match(bad.stderr, /ConfigError.*AUTOGLM_BACKEND must be 'native', 'wasm', 'portable' or 'webgpu'; got 'gpu'/);
 });
 
 test('a bad AUTOGLM_NUM_THREADS is a ConfigError, not a silent fall back to a slower backend', () => {

@@ -13,6 +13,7 @@ import { Twin } from './webgpu/twin.js';
 import { elementwiseCases } from './webgpu/cases-elementwise.js';
 import { nnCases } from './webgpu/cases-nn.js';
 import { trainCases } from './webgpu/train-case.js';
+import { deviceCases } from './webgpu/cases-device.js';
 
 
 const { loadWebGpuNode } = await import('../src/backend/webgpu/node.js');
@@ -28,7 +29,7 @@ test('WebGPU kernels equal the portable backend (Node, Dawn)', { skip: G ? false
   if (!G) return;
   t.diagnostic(`adapter: ${G.describe()}`);
   let seed = 1;
-  for (const c of [...elementwiseCases, ...nnCases, ...trainCases]) {
+  for (const c of [...elementwiseCases, ...nnCases, ...trainCases, ...deviceCases]) {
     if (filter && !c.name.includes(filter)) continue;
     const twin = new Twin(G, seed++);
     await t.test(c.name, async (st) => {

@@ -98,6 +98,12 @@ export interface AdamWArgs {
   step: number;
   /** Multiplies the gradient before use (e.g. 1/lossScale or a clipping coefficient). */
   gradScale: number;
+  /**
+   * Device backends only (the tensor layer never passes it to a CPU backend): the step gate, a device array whose
+   * word 0 multiplies the gradient (after gradScale) and whose word 1, when 0, makes the update write nothing (a
+   * skipped step decided on the device: src/backend/webgpu/gate.ts).
+   */
+  gate?: Float32Array;
 }
 
 export interface SGDArgs {
@@ -114,6 +120,35 @@ export interface SGDArgs {
   /** True on the first step: the momentum buffer is initialised to the gradient (PyTorch semantics). */
   firstStep: boolean;
   gradScale: number;
+  /**
+   * Device backends only (the tensor layer never passes it to a CPU backend): the step gate, a device array whose
+   * word 0 multiplies the gradient (after gradScale) and whose word 1, when 0, makes the update write nothing (a
+   * skipped step decided on the device: src/backend/webgpu/gate.ts).
+   */
+  gate?: Float32Array;
+}
+
+/** RMSprop (PyTorch semantics, centered = false): see src/optim/rmsprop.ts. Fused only on device backends. */
+export interface RMSpropArgs {
+  param: Float32Array;
+  grad: Float32Array;
+  /** Square average. */
+  v: Float32Array;
+  /** Momentum buffer; unused when momentum is 0. */
+  buf: Float32Array;
+  lr: number;
+  alpha: number;
+  eps: number;
+  momentum: number;
+  /** L2 weight decay added to the gradient. */
+  weightDecay: number;
+  gradScale: number;
+  /**
+   * Device backends only (the tensor layer never passes it to a CPU backend): the step gate, a device array whose
+   * word 0 multiplies the gradient (after gradScale) and whose word 1, when 0, makes the update write nothing (a
+   * skipped step decided on the device: src/backend/webgpu/gate.ts).
+   */
+  gate?: Float32Array;
 }
 
 /**
@@ -148,6 +183,14 @@ export interface DeviceMemory {
   read(s: Storage): Promise<Storage>;
   /** `Backend.sumSquares` of device storage: the value once the queued kernels have run. */
   sumSquares(s: Float32Array): Promise<number>;
+  /**
+   * The optimizer step's gate, computed on the device with no read back (src/backend/webgpu/gate.ts): the global norm
+   * of `grads`, the finite check, clipping's coefficient and the fp16 loss scaler's update (its device `state`
+   * [scale, clean steps], updated in place). Returns the gate [multiplier, open, norm, 1, open, 0] for the optimizer
+   * kernels (`AdamWArgs.gate`).
+   */
+  stepGate(grads: Float32Array[], o: { maxNorm: number; lossFinite: boolean;
+    scaler: { state: Float32Array; backoff: number; growth: number; growthInterval: number } | null }): Float32Array;
 }
 
 export interface Backend {
@@ -312,6 +355,8 @@ export interface Backend {
   // ---- optimizer updates (in place) ----------------------------------------------------------------
   adamw(args: AdamWArgs): void;
   sgd(args: SGDArgs): void;
+  /** Fused RMSprop: device backends (the CPU backends leave it unset and src/optim/rmsprop.ts loops in TypeScript). */
+  rmsprop?(args: RMSpropArgs): void;
 }
 
 export const DTYPE_BYTES: Record<DType, number> = { f32: 4, bf16: 2, f16: 2, i32: 4, i8: 1 };

@@ -1,6 +1,7 @@
 /**
  * Backend selection: native when the addon loads, else wasm (the WebAssembly SIMD kernels, which need no compiler
- * on the user's machine), else portable; `AUTOGLM_BACKEND=native|wasm|portable` overrides. The first use prints one
+ * on the user's machine), else portable; `AUTOGLM_BACKEND=native|wasm|portable` overrides. WebGPU is never picked here
+ * (it loads asynchronously): `await initBackend({ prefer: 'webgpu' })` (init.ts) asks for it. The first use prints one
  * line naming the backend when it is not the native one.
  */
 import type { Backend } from './backend.js';
@@ -58,28 +59,37 @@ export function backend(): Backend {
   // the collector returns free heap pages through whichever backend is current when it runs
   installCollector(() => backend().trimHeap());
   const want = process.env.AUTOGLM_BACKEND;
-  if (want !== undefined && want !== '' && want !== 'native' && want !== 'wasm' && want !== 'portable') {
-    throw new ConfigError(`AUTOGLM_BACKEND must be 'native', 'wasm' or 'portable'; got '${want}'`);
+  if (want === 'webgpu') {
+    throw new ConfigError("AUTOGLM_BACKEND=webgpu: WebGPU loads asynchronously in Node, so it is chosen by 'await initBackend()' " +
+      "(open-autoglm, or open-autoglm/backend/init) before the first tensor op; the CLI's trainer runs on the CPU backends");
   }
+  if (want !== undefined && want !== '' && want !== 'native' && want !== 'wasm' && want !== 'portable') {
+    throw new ConfigError(`AUTOGLM_BACKEND must be 'native', 'wasm', 'portable' or 'webgpu'; got '${want}'`);
+  }
+  current = want === 'portable' || want === 'native' || want === 'wasm' ? pick(want) : autoBackend();
+  return current;
+}
+
+function pick(name: BackendName): Backend {
   // a bad AUTOGLM_NUM_THREADS is the user's error, not a reason to fall back to a slower backend
   threadCount();
-  if (want === 'portable' || want === 'native' || want === 'wasm') {
-    current = getBackend(want);
-  } else if (nativeAvailable()) {
-    current = getBackend('native');
-  } else {
-    const why = nativeLoadError();
-    const because = why ? ` because the native addon did not load (${why})` : '';
-    if (wasmAvailable()) {
-      current = getBackend('wasm');
-      const hint = why?.includes(FAST_HINT) ? '' : `; for the fastest one: ${FAST_HINT}`;
-      process.stderr.write(`open-autoglm: using the ${current.describe()} backend${because}${hint}\n`);
-    } else {
-      current = getBackend('portable');
-      process.stderr.write(`open-autoglm: using the portable TypeScript backend (slow)${because}, and the wasm kernels did not load (${wasmLoadError()}); for the fast one: ${FAST_HINT}\n`);
-    }
+  return getBackend(name);
+}
+
+/** The automatic choice among the CPU backends (native, else wasm, else portable; one line when not native); not made current. */
+export function autoBackend(): Backend {
+  threadCount();
+  if (nativeAvailable()) return getBackend('native');
+  const why = nativeLoadError();
+  const because = why ? ` because the native addon did not load (${why})` : '';
+  if (wasmAvailable()) {
+    const b = getBackend('wasm');
+    const hint = why?.includes(FAST_HINT) ? '' : `; for the fastest one: ${FAST_HINT}`;
+    process.stderr.write(`open-autoglm: using the ${b.describe()} backend${because}${hint}\n`);
+    return b;
   }
-  return current;
+  process.stderr.write(`open-autoglm: using the portable TypeScript backend (slow)${because}, and the wasm kernels did not load (${wasmLoadError()}); for the fast one: ${FAST_HINT}\n`);
+  return getBackend('portable');
 }
 
 /** Switches the process-wide backend (tests run every op on both). */

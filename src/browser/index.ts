@@ -23,7 +23,7 @@ export * from '../tensor/index.js';
 export { finetuneInBrowser, predictInBrowser, browserConfig, BASE_MODEL, type BrowserFinetuneOptions, type BrowserFinetuneResult } from './train.js';
 export { splitsFromFile, customIntentV2, type FileDatasetOptions } from './data.js';
 export { cachedBytes, storeAdapter, loadStoredAdapter, type AdapterFiles } from './cache.js';
-export { adapterFiles, adapterStateDict } from '../peft/lora/state.js';
+export { adapterFiles, adapterFilesAsync, adapterStateDict } from '../peft/lora/state.js';
 export { encodeSafetensors } from '../models/safetensors-encode.js';
 export { buildUSELite } from '../models/use-lite/build.js';
 export type { DatasetSplits, Example } from '../data/types.js';

@@ -11,7 +11,7 @@ import type { EpochLog, EvalLog, StepLog } from '../train/history.js';
 import type { Prediction } from '../train/evaluate.js';
 import type { RunInfo } from '../train/outputs.js';
 import { WasmBackend } from '../backend/wasm/backend.js';
-import { adapterFiles } from '../peft/lora/state.js';
+import { adapterFilesAsync } from '../peft/lora/state.js';
 import { BASE_MODEL, browserConfig, finetuneInBrowser, predictInBrowser, type BrowserFinetuneResult } from './train.js';
 import { customIntentV2, splitsFromFile } from './data.js';
 import { cachedBytes, storeAdapter, type AdapterFiles } from './cache.js';
@@ -79,7 +79,7 @@ async function train(r: Extract<WorkerRequest, { type: 'train' }>): Promise<void
     shouldStop: () => stopRequested,
   });
   trained = res;
-  const adapter = res.lora ? adapterFiles(res.lora) : null;
+  const adapter = res.lora ? await adapterFilesAsync(res.lora) : null;
   const stored = adapter ? await storeAdapter('last', adapter) : false;
   const b = backend();
   const wasmMem = b instanceof WasmBackend ? b.wasmMemoryBytes() : null;

@@ -13,7 +13,7 @@ import { Tensor } from '../tensor/tensor.js';
 import type { DType } from '../backend/backend.js';
 import { backend } from '../backend/index.js';
 import { constants } from 'node:buffer';
-import { safetensorsParts } from './safetensors-encode.js';
+import { readBack, safetensorsParts } from './safetensors-encode.js';
 
 /** safetensors dtype -> (bytes per element, how it loads). */
 const ST_DTYPES: Record<string, { bytes: number; native?: DType }> = {
@@ -202,6 +202,11 @@ export function inspectSafetensors(file: string): SafetensorsHeader {
   } finally {
     closeSync(fd);
   }
+}
+
+/** `saveSafetensors` of tensors that may live on a device (WebGPU): read back first (`readBack`), then written. */
+export async function saveSafetensorsAsync(file: string, tensors: Map<string, Tensor>, metadata?: Record<string, string>): Promise<void> {
+  saveSafetensors(file, await readBack(tensors), metadata);
 }
 
 /**

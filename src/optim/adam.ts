@@ -14,7 +14,8 @@ export class AdamW extends Optimizer {
     if (!(eps > 0)) throw new ConfigError(`AdamW eps must be > 0; got ${eps}`);
     super(params, { lr, beta1: betas[0], beta2: betas[1], eps, weightDecay });
   }
-  protected update(p: Tensor, grad: Float32Array, g: ParamGroup, st: Record<string, Float32Array | number>, gradScale: number): void {
+  protected update(p: Tensor, grad: Float32Array, g: ParamGroup, st: Record<string, Float32Array | number>, gradScale: number,
+    gate?: Float32Array): void {
     if (st.m === undefined) {
       st.m = zerosF32(p.size);
       st.v = zerosF32(p.size);
@@ -24,7 +25,7 @@ export class AdamW extends Optimizer {
     backend().adamw({
       param: p.storage as Float32Array, grad, m: st.m as Float32Array, v: st.v as Float32Array, lr: g.lr,
       beta1: g.beta1 as number, beta2: g.beta2 as number, eps: g.eps as number, weightDecay: g.weightDecay,
-      step: st.step as number, gradScale,
+      step: st.step as number, gradScale, ...(gate ? { gate } : {}),
     });
   }
 }
@@ -38,14 +39,21 @@ export class Adam extends AdamW {
   constructor(params: ParamsInput, opts: AdamOptions) {
     super(params, { ...opts, weightDecay: opts.weightDecay ?? 0 });
   }
-  protected override update(p: Tensor, grad: Float32Array, g: ParamGroup, st: Record<string, Float32Array | number>, gradScale: number): void {
+  protected override update(p: Tensor, grad: Float32Array, g: ParamGroup, st: Record<string, Float32Array | number>, gradScale: number,
+    gate?: Float32Array): void {
     if (!(g.weightDecay > 0)) {
-      super.update(p, grad, g, st, gradScale);
+      super.update(p, grad, g, st, gradScale, gate);
       return;
     }
     // g' = gradScale * grad + wd * p, then Adam without decoupled decay
+    let scaled = grad;
+    if (gate) {
+      // the gate's multiplier applies to the gradient, not to the decay: multiply first, then the gate without it
+      scaled = uninitF32(p.size);
+      backend().binary('mul', grad, [1], gate, [0], [p.size], scaled);
+    }
     const l2 = uninitF32(p.size); // scratch, not state: nothing of it belongs in a checkpoint
-    backend().axpby(gradScale, grad, g.weightDecay, p.storage as Float32Array, l2);
-    super.update(p, l2, { ...g, weightDecay: 0 }, st, 1);
+    backend().axpby(gradScale, scaled, g.weightDecay, p.storage as Float32Array, l2);
+    super.update(p, l2, { ...g, weightDecay: 0 }, st, 1, gate && gate.subarray(3));
   }
 }

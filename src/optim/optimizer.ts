@@ -33,9 +33,18 @@ export abstract class Optimizer {
     for (const g of this.groups) for (const p of g.params) p.grad = null;
   }
 
-  /** One update of every parameter that has a gradient; `gradScale` multiplies gradients first (clipping, loss scale). */
-  step(gradScale = 1): void {
+  /** The bookkeeping of the last gated step, for `undoSkippedStep`: states it created, step counts before it. */
+  private gated: { created: Tensor[]; before: Map<Tensor, Record<string, number>> } | null = null;
+
+  /**
+   * One update of every parameter that has a gradient; `gradScale` multiplies gradients first (clipping, loss scale).
+   * `gate` (device backends: src/backend/webgpu/gate.ts) also multiplies them, by a factor on the device, and makes the
+   * kernels write nothing when the device decided to skip the step; the CPU learns that later and calls
+   * `undoSkippedStep` before the next step, so step counts (AdamW's bias correction) and first-step state stay exact.
+   */
+  step(gradScale = 1, gate?: Float32Array): void {
     this.stepCount++;
+    const undo = gate ? { created: [] as Tensor[], before: new Map<Tensor, Record<string, number>>() } : null;
     for (const g of this.groups) {
       for (const p of g.params) {
         if (!p.grad) continue;
@@ -43,14 +52,33 @@ export abstract class Optimizer {
         if (!st) {
           st = {};
           this.state.set(p, st);
+          undo?.created.push(p);
+        } else if (undo) {
+          undo.before.set(p, Object.fromEntries(Object.entries(st).filter(([, v]) => typeof v === 'number')) as Record<string, number>);
         }
-        this.update(p, p.grad.f32(), g, st, gradScale);
+        this.update(p, p.grad.f32(), g, st, gradScale, gate);
         markModified(p);
       }
     }
+    this.gated = undo;
   }
 
-  protected abstract update(p: Tensor, grad: Float32Array, group: ParamGroup, state: Record<string, Float32Array | number>, gradScale: number): void;
+  /**
+   * The device skipped the last gated step (its gate was closed: a non-finite gradient or loss): undo the CPU's
+   * bookkeeping of it (the step count, per-parameter step counts, states the step created). The kernels wrote
+   * nothing, so the parameters and the state arrays are as before it.
+   */
+  undoSkippedStep(): void {
+    const u = this.gated;
+    if (!u) throw new Error('undoSkippedStep: the last step was not gated');
+    this.gated = null;
+    this.stepCount--;
+    for (const p of u.created) this.state.delete(p);
+    for (const [p, before] of u.before) Object.assign(this.state.get(p) as object, before);
+  }
+
+  protected abstract update(p: Tensor, grad: Float32Array, group: ParamGroup, state: Record<string, Float32Array | number>, gradScale: number,
+    gate?: Float32Array): void;
 
   /** Sets the learning rate of every group (schedulers), keeping per-group ratios given as `lrScale`. */
   setLearningRate(lr: number): void {

@@ -13,13 +13,14 @@ export class SGD extends Optimizer {
     if (nesterov && (momentum <= 0 || dampening !== 0)) throw new ConfigError(`SGD nesterov needs momentum > 0 and dampening 0; got momentum ${momentum}, dampening ${dampening}`);
     super(params, { lr, momentum, dampening, nesterov, weightDecay });
   }
-  protected update(p: Tensor, grad: Float32Array, g: ParamGroup, st: Record<string, Float32Array | number>, gradScale: number): void {
+  protected update(p: Tensor, grad: Float32Array, g: ParamGroup, st: Record<string, Float32Array | number>, gradScale: number,
+    gate?: Float32Array): void {
     const momentum = g.momentum as number;
     const first = st.buf === undefined;
     if (first) st.buf = momentum > 0 ? zerosF32(p.size) : new Float32Array(0);
     backend().sgd({
       param: p.storage as Float32Array, grad, buf: st.buf as Float32Array, lr: g.lr, momentum, dampening: g.dampening as number,
-      nesterov: g.nesterov as boolean, weightDecay: g.weightDecay, firstStep: first, gradScale,
+      nesterov: g.nesterov as boolean, weightDecay: g.weightDecay, firstStep: first, gradScale, ...(gate ? { gate } : {}),
     });
   }
 }

@@ -2,5 +2,5 @@
 export { loraConfig, loraConfigSchema, toPeftJson, fromPeftJson, type LoraConfig, type LoraConfigInput } from './lora/config.js';
 export { LoraLinear, LoraEmbedding, scalingOf, type AdapterSpec, type LoraLayer } from './lora/layer.js';
 export { LoraModel, layerIndex } from './lora/model.js';
-export { saveAdapter, loadAdapter, readAdapterConfig, adapterStateDict } from './lora/io.js';
+export { saveAdapter, saveAdapterAsync, loadAdapter, readAdapterConfig, adapterStateDict } from './lora/io.js';
 export { quantizeBase, Int8Linear, Int8Embedding, tiedHeadLinear, plainHeadWeights, type HeadWeights, type BaseQuantization } from './quant.js';

@@ -7,7 +7,7 @@
  */
 import type { Backend } from '../backend/backend.js';
 import type { ComputeDType } from '../tensor/precision.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { Tensor } from '../tensor/tensor.js';
 import { backend } from '../backend/index.js';
 import { ConfigError } from '../errors.js';
 
@@ -44,6 +44,29 @@ export class DynamicLossScaler {
     this.scale = enabled ? init : 1;
   }
 
+  /** On a device backend: [scale, clean steps in a row] on the device, which the step gate updates (see `scaleLoss`). */
+  private dev: Float32Array | null = null;
+
+  /**
+   * The device copy of the state, made from the CPU values on first use (device backends only). The step gate
+   * (src/backend/webgpu/gate.ts) updates it on the device, as torch's `_amp_update_scale_`; `update` replays the same
+   * decision on the CPU when the gate is read back, so `scale` and the counters follow one step behind.
+   */
+  deviceState(): Float32Array {
+    const dev = backend().device;
+    if (!dev) throw new Error('DynamicLossScaler.deviceState: the current backend keeps tensors in CPU memory');
+    return (this.dev ??= dev.upload(Float32Array.of(this.scale, this.goodSteps), 'f32') as Float32Array);
+  }
+
+  /**
+   * The loss to call backward on: `loss` x scale / `divisor` (the gradient accumulation steps). On a device backend
+   * with scaling on, the scale is the device's (updated there by the step gate, with no read back).
+   */
+  scaleLoss(loss: Tensor, divisor = 1): Tensor {
+    if (this.enabled && backend().device) return loss.mul(new Tensor(this.deviceState().subarray(0, 1), 'f32', [])).scale(1 / divisor);
+    return loss.scale(this.scale / divisor);
+  }
+
   /** True when every gradient is finite (checked in one pass of sum of squares per tensor). */
   static finite(params: Tensor[]): boolean {
     for (const p of params) {
@@ -78,5 +101,6 @@ export class DynamicLossScaler {
   }
   load(s: LossScalerState): void {
     Object.assign(this, s);
+    this.dev = null; // made again from the loaded values on next use
   }
 }

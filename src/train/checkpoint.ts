@@ -13,6 +13,7 @@ import path from 'node:path';
 import { CheckpointError } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { loadSafetensors, saveSafetensors } from '../models/safetensors.js';
+import { readBack } from '../models/safetensors-encode.js';
 import { parseState, stringifyState } from './serialize.js';
 
 export interface CheckpointData {
@@ -56,6 +57,16 @@ export function saveCheckpoint(outDir: string, step: number, data: CheckpointDat
   // what a killed writer left half-done (never loaded: listCheckpoints skips it)
   for (const f of readdirSync(outDir)) if (/^checkpoint-\d+\.tmp-\d+$/.test(f)) rmSync(path.join(outDir, f), { recursive: true, force: true });
   return final;
+}
+
+/**
+ * `saveCheckpoint` of tensors that may live on a device (WebGPU): weights, optimizer state and best weights are read
+ * back first (every read queued at once), then written as `saveCheckpoint` does. After device-gated updates, await
+ * `settleUpdates(opt)` (train/update.ts) before taking the optimizer's `stateDict`, so its step counts are final.
+ */
+export async function saveCheckpointAsync(outDir: string, step: number, data: CheckpointData, keepLast: number): Promise<string> {
+  const [weights, optimizer, best] = await Promise.all([readBack(data.weights), readBack(data.optimizer), data.best ? readBack(data.best) : null]);
+  return saveCheckpoint(outDir, step, { ...data, weights, optimizer, best }, keepLast);
 }
 
 /** Complete checkpoints in outDir, oldest first (temporary folders are ignored). */

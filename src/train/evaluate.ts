@@ -8,6 +8,7 @@ import { padIds } from '../data/encode.js';
 import type { Example } from '../data/types.js';
 import { DatasetError, DeviceError } from '../errors.js';
 import { isDeviceStorage } from '../tensor/alloc.js';
+import { backend } from '../backend/index.js';
 import { classificationReport, type ClassificationReport } from './metrics.js';
 
 export interface EvalResult extends ClassificationReport {
@@ -40,7 +41,7 @@ function logitsOf(model: SequenceClassifier, enc: TextEncoder, seqs: number[][],
       const idx = order.slice(s, s + batchSize);
       const { ids, mask } = pad(idx.map((i) => seqs[i]), enc.padId);
       const l = autocast(compute, () => model.forward(ids, mask)).f32();
-      if (isDeviceStorage(l)) throw new DeviceError("evaluation reads logits in JavaScript; on the webgpu backend evaluate on a CPU backend (moveToCPU, as the page's trainer does)");
+      if (isDeviceStorage(l)) throw new DeviceError("evaluation reads logits in JavaScript; on the webgpu backend use 'await evaluateClassifierAsync' (evaluates on the device)");
       idx.forEach((i, r) => out.set(l.subarray(r * C, (r + 1) * C), i * C));
     }
   });
@@ -63,8 +64,43 @@ export function evaluateClassifier(model: SequenceClassifier, enc: TextEncoder, 
   return reportFromLogits(exampleLogits(model, enc, examples, opts), examples, labels);
 }
 
-/** Loss, accuracy, F1 and predictions from the logits (N, C) of labelled examples. */
-export function reportFromLogits(logits: Float32Array, examples: Example[], labels: string[]): EvalResult {
+/**
+ * `evaluateClassifier` on every backend. On a device backend (WebGPU) the forward, the loss and the argmax run on the
+ * device and only what the metrics need is read back: each batch's summed loss (one number) and its predicted labels
+ * (one integer per example), all reads queued before the first is awaited; the weights never leave the device. On
+ * the CPU backends it is `evaluateClassifier` (the same numbers). On the device the loss is summed per batch in f32
+ * (the CPU path: one mean over every row), so it agrees to f32 rounding; predictions are the same argmax.
+ */
+export async function evaluateClassifierAsync(model: SequenceClassifier, enc: TextEncoder, examples: Example[], labels: string[],
+  opts: EvalOptions): Promise<EvalResult> {
+  if (!backend().device) return evaluateClassifier(model, enc, examples, labels, opts);
+  const truth = truthOf(examples, labels);
+  const seqs = examples.map((e) => enc.encodeText(e.text).slice(0, opts.maxLength));
+  const order = seqs.map((_, i) => i).sort((a, b) => seqs[a].length - seqs[b].length || a - b);
+  const reads: Promise<[number[], Float32Array | Int32Array | Int8Array, Float32Array | Int32Array | Int8Array]>[] = [];
+  const wasTraining = model.training;
+  model.eval();
+  noGrad(() => {
+    for (let s = 0; s < order.length; s += opts.batchSize) {
+      const idx = order.slice(s, s + opts.batchSize);
+      const { ids, mask } = pad(idx.map((i) => seqs[i]), enc.padId);
+      const logits = autocast(opts.compute, () => model.forward(ids, mask));
+      const y = new Tensor(Int32Array.from(idx, (i) => truth[i]), 'i32', [idx.length]);
+      const lossSum = crossEntropy(logits, y, { reduction: 'sum' });
+      reads.push(Promise.all([idx, lossSum.data(), logits.argmax(-1).data()]));
+    }
+  });
+  model.train(wasTraining);
+  const pred = new Int32Array(examples.length);
+  let nll = 0;
+  for (const [idx, l, p] of await Promise.all(reads)) {
+    nll += l[0];
+    idx.forEach((i, r) => (pred[i] = p[r]));
+  }
+  return { ...classificationReport(truth, pred, labels), loss: examples.length ? nll / examples.length : NaN, predictions: pred };
+}
+
+function truthOf(examples: Example[], labels: string[]): Int32Array {
   const index = new Map(labels.map((l, i) => [l, i]));
   const truth = new Int32Array(examples.length);
   examples.forEach((e, i) => {
@@ -72,6 +108,12 @@ export function reportFromLogits(logits: Float32Array, examples: Example[], labe
     if (t === undefined) throw new DatasetError(`evaluation example ${i} has label '${e.label}', which the model was not trained on`);
     truth[i] = t;
   });
+  return truth;
+}
+
+/** Loss, accuracy, F1 and predictions from the logits (N, C) of labelled examples. */
+export function reportFromLogits(logits: Float32Array, examples: Example[], labels: string[]): EvalResult {
+  const truth = truthOf(examples, labels);
   const C = labels.length;
   const lt = new Tensor(logits, 'f32', [examples.length, C]);
   const loss = examples.length ? crossEntropy(lt, new Tensor(truth, 'i32', [examples.length])).item() : NaN;

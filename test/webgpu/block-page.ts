@@ -8,7 +8,6 @@ import { profileTrace } from '../../src/backend/webgpu/device.js';
 import { useWebGpu, moveToDevice } from '../../src/backend/webgpu/tensors.js';
 import { blockWorkload } from '../../src/bench/block.js';
 import { initBrowserBackend } from '../../src/backend/index.browser.js';
-import { RMSprop } from '../../src/optim/rmsprop.js';
 import { gradNorm } from '../../src/optim/clip.js';
 import { embedding } from '../../src/tensor/ops/nn.js';
 import { Tensor } from '../../src/tensor/tensor.js';
@@ -76,7 +75,6 @@ async function run(arg: { steps: number; batch: number; lr: number; profile?: bo
   const p = w.params[0];
   attempt('toArray', () => p.toArray());
   attempt('gradNorm', () => gradNorm(w.params));
-  attempt('RMSprop', () => new RMSprop([p], { lr: 1e-3 }).step());
   attempt('embedding', () => embedding(new Tensor(b.alloc('i32', 4), 'i32', [4]), w.params[0].reshape([-1, 256])));
   attempt('Float32Array.from', () => Float32Array.from(p.f32()));
   return { adapter: b.describe(), selected, profile, losses, ms, uploadsLastStep, syncRead, cpuOnly, onDevice: w.params.every((p) => p.onDevice) && last.onDevice };

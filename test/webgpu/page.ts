@@ -8,6 +8,7 @@ import { Twin, type Result } from './twin.js';
 import { elementwiseCases } from './cases-elementwise.js';
 import { nnCases } from './cases-nn.js';
 import { trainCases } from './train-case.js';
+import { deviceCases } from './cases-device.js';
 
 interface Report {
   adapter: string | null;
@@ -24,7 +25,7 @@ async function main(filter: string): Promise<Report> {
   let seed = 1;
   const variant0 = G.ctx.matmulVariant;
   // the matmul cases run on both matmul kernels (tiled, and direct: the software adapters' default); the rest on the adapter's
-  const runs = [...elementwiseCases, ...nnCases, ...trainCases].flatMap((c) => c.name.startsWith('matmul')
+  const runs = [...elementwiseCases, ...nnCases, ...trainCases, ...deviceCases].flatMap((c) => c.name.startsWith('matmul')
     ? (['tiled', 'direct'] as const).map((v) => ({ c: { ...c, name: `${c.name} [${v} kernel]` }, v }))
     : [{ c, v: variant0 }]);
   for (const { c, v } of runs) {

@@ -62,7 +62,7 @@ type DeviceArgs<A extends unknown[]> = { [I in keyof A]: DeviceArg<A[I]> };
 
 /** `T`'s methods over GpuArrays; a method that returns a value returns a Promise of it (a read back). */
 export type OnDevice<T> = {
-  [K in keyof T]: T[K] extends (...args: infer A) => infer R
+  [K in keyof T]: NonNullable<T[K]> extends (...args: infer A) => infer R
     ? (...args: DeviceArgs<A>) => R extends void ? void : R extends Storage ? GpuArray : Promise<R>
     : T[K];
 };

@@ -2,13 +2,14 @@
  * `WebGpuBackend`: the `Backend` kernels on device arrays (see README.md for the design). Every kernel records its
  * work and returns; `read` and `sumSquares` are the asynchronous points.
  */
-import type { AdamWArgs, AttentionShape, BinaryOp, DType, MatmulArgs, MatmulLowpArgs, ReduceOp, SGDArgs, UnaryOp } from '../backend.js';
+import type { AdamWArgs, AttentionShape, BinaryOp, DType, MatmulArgs, MatmulLowpArgs, ReduceOp, RMSpropArgs, SGDArgs, UnaryOp } from '../backend.js';
 import type { DeviceArg, DeviceKernels, GpuArray } from './array.js';
 import type { GpuContext } from './device.js';
 import * as ew from './elementwise.js';
 import * as nn from './nn.js';
 import * as mm from './matmul.js';
 import * as at from './attention.js';
+import { stepGate, type GateOptions } from './gate.js';
 
 export class WebGpuBackend implements DeviceKernels {
   readonly name = 'webgpu';
@@ -104,4 +105,7 @@ export class WebGpuBackend implements DeviceKernels {
   dropoutMask(seed: number, p: number, mask: GpuArray): void { ew.dropoutMask(this.ctx, seed, p, mask); }
   adamw(args: DeviceArg<AdamWArgs>): void { nn.adamw(this.ctx, args); }
   sgd(args: DeviceArg<SGDArgs>): void { nn.sgd(this.ctx, args); }
+  rmsprop(args: DeviceArg<RMSpropArgs>): void { nn.rmsprop(this.ctx, args); }
+  /** The optimizer step's gate (gate.ts): norm, finite check, clip coefficient, loss-scaler update; no read back. */
+  stepGate(grads: GpuArray[], o: GateOptions): GpuArray { return stepGate(this.ctx, grads, o); }
 }

@@ -3,7 +3,7 @@
  * gather/scatterAdd, and the fused optimizer updates. Semantics as the portable backend's (src/backend/portable),
  * with f32 arithmetic.
  */
-import type { AdamWArgs, ReduceOp, SGDArgs } from '../backend.js';
+import type { AdamWArgs, ReduceOp, RMSpropArgs, SGDArgs } from '../backend.js';
 import type { DeviceArg, GpuArray } from './array.js';
 import { Params, type GpuContext } from './device.js';
 import { PARAMS, buf, workgroupReductions, flatMain, groups256 } from './wgsl.js';
@@ -254,12 +254,20 @@ export function crossEntropyBackward(ctx: GpuContext, logp: GpuArray, targets: G
     groups256(rows * cols));
 }
 
+/** The optional step gate of the optimizer kernels (gate.ts): the binding after the others, its offset at parameter word `w`. */
+function gateCode(gate: GpuArray | undefined, binding: number, w: number): { decl: string; open: string; mult: string } {
+  if (!gate) return { decl: '', open: '', mult: '1.0' };
+  return { decl: buf(binding, 'Gt', 'f32'), open: `if (Gt[pu(${w}u) + 1u] == 0.0) { return; }`, mult: `Gt[pu(${w}u)]` };
+}
+
 export function adamw(ctx: GpuContext, a: DeviceArg<AdamWArgs>): void {
   const bc1 = 1 - Math.pow(a.beta1, a.step);
   const bc2 = 1 - Math.pow(a.beta2, a.step);
-  const code = PARAMS + buf(1, 'P', 'f32', true) + buf(2, 'G', 'f32') + buf(3, 'M', 'f32', true) + buf(4, 'V', 'f32', true) + flatMain('pu(0u)', `
+  const gt = gateCode(a.gate, 5, 15);
+  const code = PARAMS + buf(1, 'P', 'f32', true) + buf(2, 'G', 'f32') + buf(3, 'M', 'f32', true) + buf(4, 'V', 'f32', true) + gt.decl + flatMain('pu(0u)', `
+  ${gt.open}
   let lr = pf(5u); let b1 = pf(6u); let b2 = pf(7u); let eps = pf(8u); let decay = pf(9u); let bc1 = pf(10u); let bc2 = pf(11u);
-  let g = G[pu(2u) + i] * pf(12u);
+  let g = G[pu(2u) + i] * pf(12u) * ${gt.mult};
   var p = P[pu(1u) + i];
   p = p - decay * p;
   let m = b1 * M[pu(3u) + i] + pf(13u) * g;
@@ -267,17 +275,20 @@ export function adamw(ctx: GpuContext, a: DeviceArg<AdamWArgs>): void {
   M[pu(3u) + i] = m;
   V[pu(4u) + i] = v;
   P[pu(1u) + i] = p - (lr * (m / bc1)) / (sqrt(v / bc2) + eps);`);
-  ctx.run(code, [{ arr: a.param, write: true }, { arr: a.grad }, { arr: a.m, write: true }, { arr: a.v, write: true }],
+  ctx.run(code, [{ arr: a.param, write: true }, { arr: a.grad }, { arr: a.m, write: true }, { arr: a.v, write: true }, ...(a.gate ? [{ arr: a.gate }] : [])],
     new Params().u32(a.param.length, a.param.offset, a.grad.offset, a.m.offset, a.v.offset)
-      .f32(a.lr, a.beta1, a.beta2, a.eps, a.lr * a.weightDecay, bc1, bc2, a.gradScale, 1 - a.beta1, 1 - a.beta2), groups256(a.param.length));
+      .f32(a.lr, a.beta1, a.beta2, a.eps, a.lr * a.weightDecay, bc1, bc2, a.gradScale, 1 - a.beta1, 1 - a.beta2).u32(a.gate?.offset ?? 0),
+    groups256(a.param.length));
 }
 
 export function sgd(ctx: GpuContext, a: DeviceArg<SGDArgs>): void {
   const buf3 = a.momentum !== 0 ? a.buf : ctx.dummy(true);
-  const code = PARAMS + buf(1, 'P', 'f32', true) + buf(2, 'G', 'f32') + buf(3, 'B', 'f32', true) + flatMain('pu(0u)', `
+  const gt = gateCode(a.gate, 4, 12);
+  const code = PARAMS + buf(1, 'P', 'f32', true) + buf(2, 'G', 'f32') + buf(3, 'B', 'f32', true) + gt.decl + flatMain('pu(0u)', `
+  ${gt.open}
   let lr = pf(4u); let mom = pf(5u); let damp = pf(6u); let wd = pf(7u); let first = pu(8u); let nest = pu(9u);
   let p = P[pu(1u) + i];
-  var g = G[pu(2u) + i] * pf(10u);
+  var g = G[pu(2u) + i] * pf(10u) * ${gt.mult};
   if (wd != 0.0) { g = g + wd * p; }
   if (mom != 0.0) {
     let b = select(mom * B[pu(3u) + i] + pf(11u) * g, g, first == 1u);
@@ -285,7 +296,31 @@ export function sgd(ctx: GpuContext, a: DeviceArg<SGDArgs>): void {
     g = select(b, g + mom * b, nest == 1u);
   }
   P[pu(1u) + i] = p - lr * g;`);
-  ctx.run(code, [{ arr: a.param, write: true }, { arr: a.grad }, { arr: buf3, write: true }],
+  ctx.run(code, [{ arr: a.param, write: true }, { arr: a.grad }, { arr: buf3, write: true }, ...(a.gate ? [{ arr: a.gate }] : [])],
     new Params().u32(a.param.length, a.param.offset, a.grad.offset, buf3.offset).f32(a.lr, a.momentum, a.dampening, a.weightDecay)
-      .u32(a.firstStep ? 1 : 0, a.nesterov ? 1 : 0).f32(a.gradScale, 1 - a.dampening), groups256(a.param.length));
+      .u32(a.firstStep ? 1 : 0, a.nesterov ? 1 : 0).f32(a.gradScale, 1 - a.dampening).u32(a.gate?.offset ?? 0), groups256(a.param.length));
+}
+
+/** RMSprop (PyTorch semantics, centered = false; src/optim/rmsprop.ts), fused: one pass over the parameter. */
+export function rmsprop(ctx: GpuContext, a: DeviceArg<RMSpropArgs>): void {
+  const buf4 = a.momentum > 0 ? a.buf : ctx.dummy(true);
+  const gt = gateCode(a.gate, 5, 11);
+  const code = PARAMS + buf(1, 'P', 'f32', true) + buf(2, 'G', 'f32') + buf(3, 'V', 'f32', true) + buf(4, 'B', 'f32', true) + gt.decl + flatMain('pu(0u)', `
+  ${gt.open}
+  let lr = pf(5u); let alpha = pf(6u); let eps = pf(7u); let mom = pf(8u); let wd = pf(9u);
+  let w = P[pu(1u) + i];
+  let g = G[pu(2u) + i] * pf(10u) * ${gt.mult} + wd * w;
+  let v = alpha * V[pu(3u) + i] + (1.0 - alpha) * g * g;
+  V[pu(3u) + i] = v;
+  let upd = g / (sqrt(v) + eps);
+  if (mom > 0.0) {
+    let b = mom * B[pu(4u) + i] + upd;
+    B[pu(4u) + i] = b;
+    P[pu(1u) + i] = w - lr * b;
+  } else {
+    P[pu(1u) + i] = w - lr * upd;
+  }`);
+  ctx.run(code, [{ arr: a.param, write: true }, { arr: a.grad }, { arr: a.v, write: true }, { arr: buf4, write: true }, ...(a.gate ? [{ arr: a.gate }] : [])],
+    new Params().u32(a.param.length, a.param.offset, a.grad.offset, a.v.offset, buf4.offset).f32(a.lr, a.alpha, a.eps, a.momentum, a.weightDecay, a.gradScale)
+      .u32(a.gate?.offset ?? 0), groups256(a.param.length));
 }

@@ -11,17 +11,36 @@ export { useWebGpu, moveToDevice, moveToCPU } from './tensors.js';
 import type { WebGpuBackend } from './backend.js';
 
 let notified = false;
+let unavailable: string | null = null;
 function notice(why: string): null {
-  if (!notified) process.stderr.write(`open-autoglm: no WebGPU in Node (${why}); the CPU backends are used\n`);
-  notified = true;
+  unavailable = why;
   return null;
 }
 
-let loading: Promise<WebGpuBackend | null> | null = null;
+/** Why `loadWebGpuNode` gave null (null before it has finished, or where it found an adapter). */
+export function webgpuNodeUnavailable(): string | null {
+  return unavailable;
+}
 
-/** A WebGPU backend through the `webgpu` package, or null (with a one-line notice) where there is none; one per process. */
-export function loadWebGpuNode(): Promise<WebGpuBackend | null> {
-  return (loading ??= load());
+let loading: Promise<WebGpuBackend | null> | null = null;
+/**
+ * The `GPU` object of the binding (Dawn's instance), held for the life of the process: the adapter and device do not
+ * keep it alive, and once it is collected Dawn's instance is destroyed while the binding still polls it for events,
+ * which crashes the process (SIGSEGV in `InstanceBase::ProcessEvents`, webgpu 0.6.2).
+ */
+let instance: GPU | null = null;
+
+/**
+ * A WebGPU backend through the `webgpu` package, or null where there is none (with a one-line notice on stderr unless
+ * `notice: false`: a caller that refuses instead, as `initBackend({ prefer: 'webgpu' })` does); one per process.
+ */
+export async function loadWebGpuNode(o: { notice?: boolean } = {}): Promise<WebGpuBackend | null> {
+  const b = await (loading ??= load());
+  if (!b && o.notice !== false && !notified) {
+    notified = true;
+    process.stderr.write(`open-autoglm: no WebGPU in Node (${unavailable}); the CPU backends are used\n`);
+  }
+  return b;
 }
 
 async function load(): Promise<WebGpuBackend | null> {
@@ -36,7 +55,8 @@ async function load(): Promise<WebGpuBackend | null> {
     if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
   }
   try {
-    const b = await createWebGpuBackend(mod.create([]));
+    instance = mod.create([]);
+    const b = await createWebGpuBackend(instance);
     return b ?? notice('Dawn found no adapter: no GPU driver (Vulkan/Metal/D3D12) with WebGPU support');
   } catch (e) {
     return notice(`Dawn failed: ${(e as Error).message.split('\n')[0]}`);

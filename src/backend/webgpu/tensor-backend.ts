@@ -8,8 +8,8 @@
  * written silently on the CPU side. `sumSquares`, the one kernel that returns a value, has no synchronous form here.
  */
 /// <reference types="@webgpu/types" />
-import type { AdamWArgs, AttentionShape, Backend, BinaryOp, DeviceMemory, DType, MatmulArgs, MatmulLowpArgs, ReduceOp, SGDArgs, Storage,
-  UnaryOp } from '../backend.js';
+import type { AdamWArgs, AttentionShape, Backend, BinaryOp, DeviceMemory, DType, MatmulArgs, MatmulLowpArgs, ReduceOp, RMSpropArgs, SGDArgs,
+  Storage, UnaryOp } from '../backend.js';
 import { DeviceError } from '../../errors.js';
 import { GpuArray } from './array.js';
 import type { WebGpuBackend } from './backend.js';
@@ -35,6 +35,8 @@ export class WebGpuTensorBackend implements Backend {
       upload: (s, dtype) => (s instanceof GpuArray ? s : gpu.upload(s as Float32Array, dtype)) as unknown as Storage,
       read: async (s) => (s instanceof GpuArray ? (await gpu.read(s)) as Storage : s),
       sumSquares: (s) => gpu.sumSquares(this.in(s)),
+      stepGate: (grads, o) => gpu.stepGate(grads.map((g) => this.in(g)),
+        { ...o, scaler: o.scaler && { ...o.scaler, state: this.out(o.scaler.state, 'stepGate', 'scaler.state') } }) as unknown as Float32Array,
     };
   }
 
@@ -98,7 +100,7 @@ export class WebGpuTensorBackend implements Backend {
   }
   sumSquares(): number {
     throw new DeviceError("'sumSquares' (gradient-norm clipping) returns a number synchronously, which the webgpu backend cannot: " +
-      'the norm is on the device (clipping on the device is not built yet; train without max_grad_norm there)');
+      'the norm is on the device: use the step gate (guardedUpdate does), or await gradNormAsync(params) to read it');
   }
 
   matmul(a: MatmulArgs): void {
@@ -183,11 +185,17 @@ export class WebGpuTensorBackend implements Backend {
   dropoutMask(seed: number, p: number, mask: Float32Array): void { this.gpu.dropoutMask(seed, p, this.out(mask, 'dropoutMask', 'mask')); }
   adamw(a: AdamWArgs): void {
     const op = 'adamw';
-    this.gpu.adamw({ ...a, param: this.out(a.param, op, 'param'), grad: this.in(a.grad), m: this.out(a.m, op, 'm'), v: this.out(a.v, op, 'v') });
+    this.gpu.adamw({ ...a, param: this.out(a.param, op, 'param'), grad: this.in(a.grad), m: this.out(a.m, op, 'm'), v: this.out(a.v, op, 'v'),
+      gate: a.gate && this.in(a.gate) });
   }
   sgd(a: SGDArgs): void {
     // without momentum the buffer is unused (the tensor layer passes an empty typed array)
     const buf = a.momentum !== 0 ? this.out(a.buf, 'sgd', 'buf') : this.gpu.ctx.dummy(true);
-    this.gpu.sgd({ ...a, param: this.out(a.param, 'sgd', 'param'), grad: this.in(a.grad), buf });
+    this.gpu.sgd({ ...a, param: this.out(a.param, 'sgd', 'param'), grad: this.in(a.grad), buf, gate: a.gate && this.in(a.gate) });
+  }
+  rmsprop(a: RMSpropArgs): void {
+    const op = 'rmsprop';
+    const buf = a.momentum > 0 ? this.out(a.buf, op, 'buf') : this.gpu.ctx.dummy(true);
+    this.gpu.rmsprop({ ...a, param: this.out(a.param, op, 'param'), grad: this.in(a.grad), v: this.out(a.v, op, 'v'), buf, gate: a.gate && this.in(a.gate) });
   }
 }

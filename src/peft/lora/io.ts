@@ -9,7 +9,7 @@ import path from 'node:path';
 import { CheckpointError, ConfigError, fmtShape } from '../../errors.js';
 import { Tensor } from '../../tensor/tensor.js';
 import { copyInto } from '../../tensor/creation.js';
-import { loadSafetensors, saveSafetensors } from '../../models/safetensors.js';
+import { loadSafetensors, saveSafetensors, saveSafetensorsAsync } from '../../models/safetensors.js';
 import { type LoraConfig, fromPeftJson, toPeftJson } from './config.js';
 import type { LoraModel } from './model.js';
 import { adapterStateDict, peftKey } from './state.js';
@@ -32,6 +32,17 @@ export function saveAdapter(m: LoraModel, dir: string, name = m.activeAdapters[0
   const weights = path.join(dir, 'adapter_model.safetensors');
   const config = path.join(dir, 'adapter_config.json');
   saveSafetensors(weights, adapterStateDict(m, name), { format: 'pt' });
+  writeAtomic(config, `${JSON.stringify(toPeftJson(c), null, 2)}\n`);
+  return { config, weights };
+}
+
+/** `saveAdapter` for a model that may live on a device (WebGPU, no `moveToCPU` needed): its tensors are read back first. */
+export async function saveAdapterAsync(m: LoraModel, dir: string, name = m.activeAdapters[0]): Promise<{ config: string; weights: string }> {
+  const c = m.requireAdapter(name);
+  mkdirSync(dir, { recursive: true });
+  const weights = path.join(dir, 'adapter_model.safetensors');
+  const config = path.join(dir, 'adapter_config.json');
+  await saveSafetensorsAsync(weights, adapterStateDict(m, name), { format: 'pt' });
   writeAtomic(config, `${JSON.stringify(toPeftJson(c), null, 2)}\n`);
   return { config, weights };
 }

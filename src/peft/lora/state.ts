@@ -3,7 +3,7 @@
  * adapter_model.safetensors): what io.ts writes to a folder in Node and what a page offers as downloads. No file system.
  */
 import type { Tensor } from '../../tensor/tensor.js';
-import { encodeSafetensors } from '../../models/safetensors-encode.js';
+import { encodeSafetensors, readBack } from '../../models/safetensors-encode.js';
 import { type LoraConfig, toPeftJson } from './config.js';
 import type { LoraModel } from './model.js';
 
@@ -43,5 +43,15 @@ export function adapterFiles(m: LoraModel, name = m.activeAdapters[0]): { 'adapt
   return {
     'adapter_config.json': `${JSON.stringify(toPeftJson(c), null, 2)}\n`,
     'adapter_model.safetensors': encodeSafetensors(adapterStateDict(m, name), { format: 'pt' }),
+  };
+}
+
+/** `adapterFiles` for a model that may live on a device (WebGPU): its tensors are read back first. */
+export async function adapterFilesAsync(m: LoraModel, name = m.activeAdapters[0]): Promise<{ 'adapter_config.json': string; 'adapter_model.safetensors': Uint8Array }> {
+  const c = m.requireAdapter(name);
+  const tensors = await readBack(adapterStateDict(m, name));
+  return {
+    'adapter_config.json': `${JSON.stringify(toPeftJson(c), null, 2)}\n`,
+    'adapter_model.safetensors': encodeSafetensors(tensors, { format: 'pt' }),
   };
 }

@@ -8,12 +8,13 @@
  * Cut Cross-Entropy; the arithmetic is the unfused ops' own kernels.
  *
  * The gradients are computed in the forward pass when grad mode is on and an input needs one (nothing is kept
- * but them); backward scales them by the upstream scalar. Under `noGrad` it computes the loss only. The weight
+ * but them); backward scales them by the upstream scalar. On a device backend (WebGPU) the same loop runs as kernels:
+ * the loss is summed into a device scalar and backward scales by the device's upstream value, nothing read back. Under `noGrad` it computes the loss only. The weight
  * may be f32, bf16 or int8 (`scales` given): low-precision weights are widened block by block in the products.
  */
 import { backend } from '../../backend/index.js';
 import { DTypeError, ShapeError, fmtShape } from '../../errors.js';
-import { collectDeadBuffers, releaseFreeMemory, uninitF32 } from '../alloc.js';
+import { collectDeadBuffers, releaseFreeMemory, uninitF32, zerosF32 } from '../alloc.js';
 import { Tensor } from '../tensor.js';
 import { isGradEnabled, record } from '../autograd.js';
 import { autocastDType, type ComputeDType } from '../precision.js';
@@ -45,10 +46,15 @@ function chunkedLoss(a: {
   hBuf: Float32Array; t: Int32Array; rows: number; V: number; D: number; chunk: number; scale: number; compute: ComputeDType;
   ow: Operand; bias: Float32Array | null; ignoreIndex: number; labelSmoothing: number; grads: boolean;
   gh: Float32Array | null; gw: Float32Array | null; gb: Float32Array | null; colSum: Float32Array;
-}): number {
+}): Float32Array {
   const { hBuf, t, rows, V, D, chunk, scale, compute, ow, bias, ignoreIndex, labelSmoothing, grads, gh, gw, gb, colSum } = a;
-  const logits = uninitF32(chunk * V), loss = new Float32Array(chunk), dl = new Float32Array(chunk).fill(scale);
+  const device = !!backend().device;
+  const logits = uninitF32(chunk * V), loss = zerosF32(chunk), dl = zerosF32(chunk);
+  if (device) backend().fill(dl, scale);
+  else dl.fill(scale);
+  // the loss sum: a number here, a device scalar (chunk sums added by kernels, nothing read back) on a device
   let total = 0;
+  const totalDev = device ? zerosF32(1) : null, part = device ? zerosF32(1) : null;
   for (let r0 = 0; r0 < rows; r0 += chunk) {
     const nr = Math.min(chunk, rows - r0);
     const hc = new Tensor(hBuf.subarray(r0 * D, (r0 + nr) * D), 'f32', [nr, D]);
@@ -56,7 +62,12 @@ function chunkedLoss(a: {
     const z = logits.subarray(0, nr * V), tc = t.subarray(r0, r0 + nr);
     gemm(oh, transposed(ow), 1, z, 1, 0, bias); // the bias added by the product (see affine in linalg.ts)
     backend().crossEntropy(z, tc, nr, V, ignoreIndex, labelSmoothing, loss, z);
-    for (let i = 0; i < nr; i++) total += loss[i];
+    if (totalDev && part) {
+      backend().reduce('sum', loss.subarray(0, nr), 1, nr, 1, part);
+      backend().axpby(1, totalDev, 1, part, totalDev);
+    } else {
+      for (let i = 0; i < nr; i++) total += loss[i];
+    }
     if (!grads) continue;
     backend().crossEntropyBackward(z, tc, nr, V, ignoreIndex, labelSmoothing, dl.subarray(0, nr), z);
     const g = prepare(new Tensor(z, 'f32', [nr, V]), 1, compute);
@@ -67,7 +78,11 @@ function chunkedLoss(a: {
       backend().axpby(1, gb, 1, colSum, gb);
     }
   }
-  return total;
+  if (totalDev) {
+    backend().affine(totalDev, scale, 0, totalDev);
+    return totalDev;
+  }
+  return new Float32Array([total * scale]);
 }
 
 export function linearCrossEntropy(h: Tensor, W: Tensor, b: Tensor | null, targets: Tensor, opts: LinearCrossEntropyOptions = {}): Tensor {
@@ -110,9 +125,9 @@ export function linearCrossEntropy(h: Tensor, W: Tensor, b: Tensor | null, targe
   for (let i = 0; i < rows; i++) if (t[i] !== ignoreIndex) count++;
   const scale = reduction === 'mean' ? 1 / count : 1; // mean over zero targets is NaN, as in PyTorch
   const gh = needGh ? uninitF32(rows * D) : null;
-  const gw = needGw ? new Float32Array(V * D) : null;
-  const gb = needGb ? new Float32Array(V) : null;
-  const colSum = needGb ? new Float32Array(V) : new Float32Array(0);
+  const gw = needGw ? zerosF32(V * D) : null;
+  const gb = needGb ? zerosF32(V) : null;
+  const colSum = needGb ? zerosF32(V) : new Float32Array(0);
   const bias = b ? b.f32() : null;
 
   const chunk = Math.max(1, Math.min(rows, opts.chunkRows ?? Math.max(MIN_CHUNK_ROWS, Math.floor(CHUNK_ELEMS / V))));
@@ -122,17 +137,20 @@ export function linearCrossEntropy(h: Tensor, W: Tensor, b: Tensor | null, targe
   if (largeChunk) releaseFreeMemory();
   const total = chunkedLoss({ hBuf, t, rows, V, D, chunk, scale, compute, ow, bias, ignoreIndex, labelSmoothing, grads, gh, gw, gb, colSum });
   if (largeChunk) collectDeadBuffers();
-  const y = new Tensor(new Float32Array([total * scale]), 'f32', []);
+  const y = new Tensor(total, 'f32', []);
   if (!grads) return y;
   const inputs = [h, W, ...(b ? [b] : [])];
   const hShape = [...h.shape], wShape = [V, D];
   return record('linearCrossEntropy', inputs, y, (gy, last) => {
-    const s = gy.item();
+    // on a device the upstream scalar stays there: the gradients are multiplied by it (a stride-0 product)
+    const gyDev = gy.onDevice ? gy.f32() : null;
+    const s = gyDev ? NaN : gy.item();
     // the stored gradients are handed out as they are on the last pass with a unit upstream, else as scaled copies
     const out = (buf: Float32Array | null, shape: number[]): Tensor | null => {
       if (!buf) return null;
       const o = last && s === 1 ? buf : uninitF32(buf.length);
-      if (o !== buf) backend().affine(buf, s, 0, o);
+      if (gyDev) backend().binary('mul', buf, [1], gyDev, [0], [buf.length], o);
+      else if (o !== buf) backend().affine(buf, s, 0, o);
       return new Tensor(o, 'f32', shape);
     };
     const grads = [out(gh, hShape), out(gw, wShape)];

@@ -18,6 +18,12 @@ function notice(why: string): null {
 }
 
 let loading: Promise<WebGpuBackend | null> | null = null;
+/**
+ * The `GPU` object of the binding (Dawn's instance), held for the life of the process: the adapter and device do not
+ * keep it alive, and once it is collected Dawn's instance is destroyed while the binding still polls it for events,
+ * which crashes the process (SIGSEGV in `InstanceBase::ProcessEvents`, webgpu 0.6.2).
+ */
+let instance: GPU | null = null;
 
 /** A WebGPU backend through the `webgpu` package, or null (with a one-line notice) where there is none; one per process. */
 export function loadWebGpuNode(): Promise<WebGpuBackend | null> {
@@ -36,7 +42,8 @@ async function load(): Promise<WebGpuBackend | null> {
     if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
   }
   try {
-    const b = await createWebGpuBackend(mod.create([]));
+    instance = mod.create([]);
+    const b = await createWebGpuBackend(instance);
     return b ?? notice('Dawn found no adapter: no GPU driver (Vulkan/Metal/D3D12) with WebGPU support');
   } catch (e) {
     return notice(`Dawn failed: ${(e as Error).message.split('\n')[0]}`);

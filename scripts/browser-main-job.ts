@@ -4,10 +4,14 @@
  * job in Node, in one run; prints test accuracy, time and peak memory of each and the accuracy difference.
  *
  *   node --import tsx scripts/browser-main-job.ts [--max-train N] [--max-eval N] [--threads N] [--node-backends native,wasm]
- *     [--backend wasm|webgpu] [--dawn-features disable_robustness,...]
+ *     [--backend wasm|webgpu] [--dawn-features disable_robustness,...] [--runner chromium|node]
  *
  * `--backend webgpu` trains the page on the WebGPU backend (Chromium with --enable-unsafe-webgpu; on a machine
  * without a GPU that is SwiftShader, CPU emulation: use --max-train / --max-eval, which Node gets too).
+ *
+ * `--runner node` (with `--backend webgpu`) runs the page's training code (`finetuneInBrowser`, src/browser/train.ts)
+ * in this Node process on Dawn's WebGPU (the optional `webgpu` package) instead of in Chromium: the same code path
+ * as the page's worker without the page, for adapters that Dawn in Node takes and Chromium does not (Mesa's lavapipe).
  *
  * Node runs first (each backend in its own process: `autoglm finetune --json`), then the browser. Times on a
  * shared machine are indicative; accuracy is what this compares.
@@ -19,15 +23,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { headlessMainJob } from '../src/web/headless.js';
+import { nodeWebGpuMainJob } from './webgpu-node-job.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const usage = 'usage: node --import tsx scripts/browser-main-job.ts [--max-train N] [--max-eval N] [--threads N] ' +
-  '[--node-backends native,wasm] [--backend wasm|webgpu] [--dawn-features a,b]';
+  '[--node-backends native,wasm] [--backend wasm|webgpu] [--dawn-features a,b] [--runner chromium|node]';
 let values: Record<string, string | boolean | undefined>;
 try {
   ({ values } = parseArgs({ strict: true, allowPositionals: false, options: {
     'max-train': { type: 'string' }, 'max-eval': { type: 'string' }, threads: { type: 'string' },
-    'node-backends': { type: 'string' }, backend: { type: 'string' }, 'dawn-features': { type: 'string' }, help: { type: 'boolean' },
+    'node-backends': { type: 'string' }, backend: { type: 'string' }, 'dawn-features': { type: 'string' }, runner: { type: 'string' }, help: { type: 'boolean' },
   } }));
 } catch (e) {
   console.error(`${(e as Error).message}\n${usage}`);
@@ -55,7 +60,15 @@ const nodeBackends = (arg('--node-backends') ?? 'native,wasm').split(',').filter
 const pageBackend = arg('--backend') ?? 'wasm';
 const dawnFeatures = arg('--dawn-features')?.split(',').filter(Boolean);
 if (dawnFeatures && pageBackend !== 'webgpu') throw new Error(`--dawn-features needs --backend webgpu`);
-if (pageBackend !== 'wasm' && pageBackend !== 'webgpu') throw new Error(`--backend must be 'wasm' or 'webgpu'; got '${pageBackend}'`);
+function refuse(why: string): never {
+  console.error(`${why}\n${usage}`);
+  process.exit(2);
+}
+if (pageBackend !== 'wasm' && pageBackend !== 'webgpu') refuse(`--backend must be 'wasm' or 'webgpu'; got '${pageBackend}'`);
+const runner = arg('--runner') ?? 'chromium';
+if (runner !== 'chromium' && runner !== 'node') refuse(`--runner must be 'chromium' or 'node'; got '${runner}'`);
+if (runner === 'node' && pageBackend !== 'webgpu') refuse('--runner node trains on WebGPU in Node: it needs --backend webgpu');
+if (runner === 'node' && dawnFeatures) refuse('--dawn-features are Chromium flags; not with --runner node');
 
 interface NodeRun { backend: string; accuracy: number; macro_f1: number; test_loss: number; train_time_s: number; peak_rss_mb: number; steps: number; precision: string }
 
@@ -88,6 +101,18 @@ for (const b of nodeBackends) {
     nodeRuns.push(r);
     console.log(`node (${b}, ${r.precision}): test accuracy ${pct(r.accuracy)}  macro-F1 ${pct(r.macro_f1)}  test loss ${r.test_loss.toFixed(6)}  ${r.steps} steps  train time ${r.train_time_s.toFixed(1)} s  peak RSS ${r.peak_rss_mb} MB`);
   }
+}
+if (runner === 'node') {
+  process.stderr.write('running the page\'s training code in Node on WebGPU (Dawn)...\n');
+  const w = await nodeWebGpuMainJob({ maxTrain, maxEval, say: (l) => process.stderr.write(`  ${new Date().toISOString().slice(11, 19)} ${l}\n`) });
+  console.log(`page code in Node on WebGPU (${w.adapter}): test accuracy ${pct(w.accuracy)}  macro-F1 ${pct(w.macro_f1)}  test loss ${w.test_loss.toFixed(6)}  ${w.steps} steps  train time ${w.train_time_s.toFixed(1)} s (${(w.train_time_s / w.steps).toFixed(2)} s a step)`);
+  for (const r of nodeRuns) {
+    const d = 100 * (w.accuracy - r.accuracy);
+    console.log(`webgpu (node) - node (${r.backend}): ${d >= 0 ? '+' : ''}${d.toFixed(2)} points (${Math.abs(d) <= 1 ? 'within' : 'NOT within'} 1 point); time ${(w.train_time_s / r.train_time_s).toFixed(2)}x`);
+  }
+  console.log(JSON.stringify({ command: 'browser-main-job', runner, pageBackend, threads, maxTrain: maxTrain ?? null, maxEval: maxEval ?? null, node: nodeRuns,
+    webgpuNode: { ...w, predictions: undefined } }));
+  process.exit(0);
 }
 process.stderr.write(`running the main job in headless Chromium (${pageBackend} backend, ${threads} threads)...\n`);
 const b = await headlessMainJob({ maxTrain, maxEval, threads, rebuild: true, backend: pageBackend, dawnFeatures, say: (l) => process.stderr.write(`  ${l}\n`) });

@@ -41,8 +41,8 @@ export const KERNELS: BenchKernel[] = [
       const q = rand(n), kk = rand(n), v = rand(n), out = zeros(n), stats = zeros(B * H * T * 2), dout = rand(n);
       const dq = zeros(n), dk = zeros(n), dv = zeros(n);
       return () => {
-        k.attention(s, q, kk, v, null, out, stats);
-        k.attentionBackward(s, q, kk, v, null, stats, dout, st, dq, dk, dv);
+        k.attention(s, q, kk, v, null, null, out, stats);
+        k.attentionBackward(s, q, kk, v, null, null, stats, dout, st, dq, dk, dv);
       };
     },
   },

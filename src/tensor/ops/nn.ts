@@ -431,7 +431,7 @@ export function fusedQKVAttention(qkv: Tensor, heads: number, opts: AttentionOpt
  * The fused op's backward closure, made apart from fusedQKVAttention so that it holds `bw` only: the bf16 kernel's
  * gradients read packed bf16 copies, and the f32 projection (qkv) is then freed after the forward pass.
  */
-const gradOf = (bw: (gy: Tensor) => Tensor) => (gy: Tensor): Tensor[] => [bw(gy)];
+const gradOf = (bw: (gy: Tensor, last?: boolean) => Tensor) => (gy: Tensor, last?: boolean): Tensor[] => [bw(gy, last)];
 
 /**
  * Rotary position embedding for x (B, H, T, D) with cos/sin tables (T, rotDim/2), rotate-half layout,

@@ -1,0 +1,98 @@
+/**
+ * The buffer pool (tensor/alloc.ts): dead buffers are reused by size whatever their dtype, a buffer enters it once,
+ * and the copies that products and attention make under bf16 autocast go back to it without changing any result:
+ * recycled (dirty) memory in a second identical step gives the same bits, and a graph kept for a second backward
+ * pass keeps its copies.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as T from '../src/tensor/index.js';
+import type { Tensor } from '../src/tensor/tensor.js';
+import { poolStats, releaseBuffer, uninitF32, uninitU16 } from '../src/tensor/alloc.js';
+import { loraLinear } from '../src/tensor/ops/lora-linear.js';
+import { fusedQKVAttention } from '../src/tensor/ops/nn.js';
+import { testBackends, withBackend } from './helpers/backends.js';
+
+test('pool: a dead buffer serves the next request of its byte size, of either dtype, and enters the pool once', () => {
+  const n = 16384 + 37; // a size nothing else asks for
+  const u = new Uint16Array(2 * n);
+  releaseBuffer(u);
+  releaseBuffer(u); // a second release of the same memory is a no-op
+  releaseBuffer(new Uint16Array(u.buffer, 0, n)); // and so is a view of it
+  const a = uninitF32(n);
+  assert.equal(a.buffer, u.buffer, 'the u16 buffer serves an f32 request of the same bytes');
+  const b = uninitF32(n);
+  assert.notEqual(b.buffer, u.buffer, 'never handed out twice');
+  // part of a buffer is never pooled
+  const big = new Float32Array(3 * n);
+  releaseBuffer(big.subarray(n, 2 * n));
+  assert.notEqual(uninitF32(n).buffer, big.buffer);
+  const h = uninitU16(2 * n);
+  assert.notEqual(h.buffer, u.buffer);
+});
+
+/** A small model that runs every op that hands copies back: linear, matmul, addLinear, loraLinear, fused attention. */
+function model(seed: number) {
+  const p = {
+    x: T.randn([4, 64, 128], seed),
+    wqkv: T.randn([384, 128], seed + 1).scale(0.05).requireGrad(),
+    wo: T.randn([128, 128], seed + 2).scale(0.05).requireGrad(),
+    base: T.randn([256, 128], seed + 3).scale(0.05), // frozen
+    A: T.randn([8, 128], seed + 4).scale(0.05).requireGrad(),
+    B: T.randn([256, 8], seed + 5).scale(0.05).requireGrad(),
+    w2: T.randn([128, 256], seed + 6).scale(0.05).requireGrad(),
+    m: T.randn([128, 128], seed + 7).scale(0.05).requireGrad(),
+  };
+  const forward = (): Tensor => {
+    const qkv = T.linear(p.x, p.wqkv, null);
+    const att = fusedQKVAttention(qkv, 2, { causal: true });
+    const h = T.addLinear(att, att, p.wo, 0.5); // att + 0.5 * att wo^T
+    const u = loraLinear(h, p.base, null, p.A, p.B, 2);
+    const v = T.linear(u.gelu(), p.w2, null);
+    return T.matmul(v, p.m).square().mean();
+  };
+  const params = [p.wqkv, p.wo, p.A, p.B, p.w2, p.m];
+  const grads = () => params.map((t) => Array.from((t.grad as Tensor).f32()));
+  const zero = () => { for (const t of params) t.grad = null; };
+  return { forward, grads, zero };
+}
+
+for (const b of testBackends()) {
+  test(`pool: bf16 steps through recycled copies are bit-identical; retainGraph keeps them (${b.name})`, () => withBackend(b, () => {
+    const m = model(700);
+    const step = () => {
+      m.zero();
+      const loss = T.autocast('bf16', m.forward);
+      loss.backward();
+      return [loss.item(), ...m.grads().flat()];
+    };
+    const before = poolStats(true);
+    const first = step();
+    const released = poolStats().released - before.released;
+    assert.ok(released > 0, `the step's bf16 copies and dead gradients went back to the pool (${released})`);
+    poolStats(true);
+    const second = step(); // its buffers come from the pool, holding the first step's values
+    assert.ok(poolStats().hits > 0, 'the second step reused pooled memory');
+    assert.deepEqual(second, first, 'recycled memory changed a result');
+    // a graph kept for a second pass must keep its copies: twice the gradients, exactly
+    m.zero();
+    const loss = T.autocast('bf16', m.forward);
+    loss.backward({ retainGraph: true });
+    const once = m.grads();
+    // fill the pool with NaN buffers of the copies' sizes: a copy wrongly handed back would be overwritten with them
+    for (const n of [32768, 65536, 98304, 131072]) releaseBuffer(new Float32Array(n).fill(Number.NaN));
+    for (let i = 0; i < 4; i++) T.noGrad(() => T.autocast('bf16', m.forward)); // takes (and returns) pooled buffers
+    loss.backward();
+    const twice = m.grads();
+    once.forEach((g, i) => assert.deepEqual(twice[i], g.map((v) => 2 * v), `parameter ${i}`));
+  }));
+
+  test(`pool: a product without a graph hands its bf16 copies back at once (${b.name})`, () => withBackend(b, () => {
+    const x = T.randn([256, 128], 710), w = T.randn([256, 128], 711).requireGrad();
+    poolStats(true);
+    const y = T.noGrad(() => T.autocast('bf16', () => T.linear(x, w, null)));
+    assert.equal(poolStats().released, 2, 'the casts of x and w (64 KiB each)');
+    const y2 = T.noGrad(() => T.autocast('bf16', () => T.linear(x, w, null)));
+    assert.deepEqual(Array.from(y2.f32()), Array.from(y.f32()));
+  }));
+}

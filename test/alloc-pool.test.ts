@@ -11,6 +11,7 @@ import type { Tensor } from '../src/tensor/tensor.js';
 import { poolStats, releaseBuffer, uninitF32, uninitU16 } from '../src/tensor/alloc.js';
 import { loraLinear } from '../src/tensor/ops/lora-linear.js';
 import { fusedQKVAttention } from '../src/tensor/ops/nn.js';
+import { residualAdd } from '../src/tensor/ops/elementwise.js';
 import { testBackends, withBackend } from './helpers/backends.js';
 
 test('pool: a dead buffer serves the next request of its byte size, of either dtype, and enters the pool once', () => {
@@ -94,5 +95,32 @@ for (const b of testBackends()) {
     assert.equal(poolStats().released, 2, 'the casts of x and w (64 KiB each)');
     const y2 = T.noGrad(() => T.autocast('bf16', () => T.linear(x, w, null)));
     assert.deepEqual(Array.from(y2.f32()), Array.from(y.f32()));
+  }));
+}
+
+for (const b of testBackends()) {
+  test(`residualAdd: the sum takes the sublayer output's buffer only where nothing reads it, same bits as add (${b.name})`, () => withBackend(b, () => {
+    const run = (inPlace: boolean) => {
+      const x = T.randn([2, 8, 16], 720).requireGrad(), w = T.randn([16, 16], 721).requireGrad(), v = T.randn([2, 8, 16], 722);
+      const sub = T.linear(x, w, null);
+      const y = inPlace ? residualAdd(x, sub) : T.add(x, sub);
+      if (inPlace) assert.equal(y.storage, sub.storage, 'a linear output is taken over');
+      y.mul(v).sum().backward();
+      return [...y.f32(), ...(x.grad as Tensor).f32(), ...(w.grad as Tensor).f32()];
+    };
+    assert.deepEqual(run(true), run(false));
+    // not taken: a leaf, an op whose backward reads its output (exp), another shape (broadcast), no graph
+    const x = T.randn([4, 16], 723).requireGrad();
+    const leaf = T.randn([4, 16], 724).requireGrad();
+    const e = x.exp();
+    const row = T.linear(T.randn([1, 16], 725), T.randn([16, 16], 726).requireGrad(), null);
+    const plain = T.linear(x.detach(), T.randn([16, 16], 727), null);
+    for (const y of [leaf, e, row, plain]) {
+      const before = Array.from(y.f32());
+      const s = residualAdd(x, y);
+      assert.notEqual(s.storage, y.storage);
+      assert.deepEqual(Array.from(y.f32()), before, 'left as it was');
+      assert.deepEqual(Array.from(s.f32()), Array.from(T.add(x, y).f32()));
+    }
   }));
 }

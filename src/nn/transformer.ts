@@ -4,7 +4,7 @@
  */
 import { Tensor } from '../tensor/tensor.js';
 import { fusedQKVAttention } from '../tensor/ops/nn.js';
-import { unaryForBf16Product } from '../tensor/ops/elementwise.js';
+import { residualAdd, unaryForBf16Product } from '../tensor/ops/elementwise.js';
 import { ConfigError } from '../errors.js';
 import { Module } from './module.js';
 import { maybeCheckpoint, type ActivationRecomputable } from './checkpoint.js';
@@ -75,7 +75,8 @@ export class Block extends Module {
     this.mlp = this.module('mlp', new MLP(cfg));
   }
   forward(x: Tensor, padMask: Tensor | null = null): Tensor {
-    const h = x.add(this.attn.forward(this.ln1.forward(x), padMask));
-    return h.add(this.mlp.forward(this.ln2.forward(h)));
+    // each sublayer's output is read by its residual sum alone: the sum may take its buffer
+    const h = residualAdd(x, this.attn.forward(this.ln1.forward(x), padMask));
+    return residualAdd(h, this.mlp.forward(this.ln2.forward(h)));
   }
 }

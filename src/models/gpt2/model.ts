@@ -21,7 +21,7 @@ import type { HFConfig } from '../hf/config.js';
 import { plainHeadWeights, tiedHeadLinear, type HeadWeights } from '../../peft/quant.js';
 import { HFModel, type Backbone, type CausalLM, type ForwardOptions, type HFFamily } from '../hf/family.js';
 import { allowSelf, checkIds, documentMask, documentStarts, keyPaddingMask, lookup, makeEmbedding, makeLinear, positionIdsOf, type KVCache } from '../hf/layers.js';
-import { maximum } from '../../tensor/ops/elementwise.js';
+import { maximum, residualAdd } from '../../tensor/ops/elementwise.js';
 import { SequenceClassifier } from '../hf/heads.js';
 
 export type Activation = 'gelu_new' | 'gelu' | 'relu' | 'silu';
@@ -130,8 +130,9 @@ export class GPT2Block extends Module {
     this.mlp = this.module('mlp', new GPT2MLP(cfg));
   }
   forward(x: Tensor, mask: AttentionMask | null, cache: KVCache | null): Tensor {
-    const h = x.add(this.attn.forward(this.ln_1.forward(x), mask, cache));
-    return h.add(this.mlp.forward(this.ln_2.forward(h)));
+    // each sublayer's output is read by its residual sum alone: the sum may take its buffer
+    const h = residualAdd(x, this.attn.forward(this.ln_1.forward(x), mask, cache));
+    return residualAdd(h, this.mlp.forward(this.ln_2.forward(h)));
   }
 }
 

@@ -85,6 +85,31 @@ export function add(a: TensorLike, b: TensorLike): Tensor {
   return record('add', [A, B], binaryRaw('add', A, B), (gy) => [ga ? sumTo(gy, sa) : null, gb ? sumTo(gy, sb) : null]);
 }
 
+/**
+ * Ops whose backward pass never reads their output, nor does anything else they make hold it: once the code that
+ * called the op is done with the output, its buffer may be overwritten.
+ */
+const OUTPUT_UNREAD = new Set(['linear', 'loraLinear', 'addLinear', 'linearInt8', 'matmul', 'add']);
+
+/**
+ * x + y for a residual connection, where y is a sublayer's output that the caller reads no more: the sum is written
+ * into y's buffer (no new activation; in a transformer block, one buffer of the residual stream per sublayer) when
+ * nothing can read y's values again: y was made by an op of OUTPUT_UNREAD in the graph being recorded, is f32, dense
+ * and alone in its buffer, with x's shape, on a CPU backend. Otherwise, `add`. The same bits and gradients as `add`.
+ */
+export function residualAdd(x: Tensor, y: Tensor): Tensor {
+  const op = y.node?.op;
+  if (op === undefined || !OUTPUT_UNREAD.has(op) || x.dtype !== 'f32' || y.dtype !== 'f32' || !sameShape(x.shape, y.shape) ||
+    !y.spansStorage || !(y.storage instanceof Float32Array) || y.storage.byteOffset !== 0 ||
+    y.storage.byteLength !== y.storage.buffer.byteLength || y.storage.buffer === x.storage.buffer) {
+    return add(x, y);
+  }
+  const out = y.storage;
+  backend().axpby(1, out, 1, x.dense() as Float32Array, out); // y + x: the bits of x + y
+  const [ga, gb, shape] = [x.requiresGrad, y.requiresGrad, [...x.shape]];
+  return record('add', [x, y], new Tensor(out, 'f32', shape), (gy) => [ga ? gy : null, gb ? gy : null]);
+}
+
 export function sub(a: TensorLike, b: TensorLike): Tensor {
   const A = toTensor(a), B = toTensor(b);
   const [ga, gb, sa, sb] = [A.requiresGrad, B.requiresGrad, A.shape, B.shape];

@@ -11,7 +11,7 @@ import type { Tensor } from '../src/tensor/tensor.js';
 import { poolStats, releaseBuffer, uninitF32, uninitU16 } from '../src/tensor/alloc.js';
 import { loraLinear } from '../src/tensor/ops/lora-linear.js';
 import { fusedQKVAttention } from '../src/tensor/ops/nn.js';
-import { residualAdd } from '../src/tensor/ops/elementwise.js';
+import { residualAdd, unaryForBf16Product } from '../src/tensor/ops/elementwise.js';
 import { testBackends, withBackend } from './helpers/backends.js';
 
 test('pool: a dead buffer serves the next request of its byte size, of either dtype, and enters the pool once', () => {
@@ -121,6 +121,34 @@ for (const b of testBackends()) {
       assert.notEqual(s.storage, y.storage);
       assert.deepEqual(Array.from(y.f32()), before, 'left as it was');
       assert.deepEqual(Array.from(s.f32()), Array.from(T.add(x, y).f32()));
+    }
+  }));
+}
+
+for (const b of testBackends()) {
+  test(`activation with consume: the gradient is written over its input on the last pass only, same bits (${b.name})`, () => withBackend(b, () => {
+    for (const compute of ['f32', 'bf16'] as const) {
+      const run = (consume: boolean, retain: boolean) => {
+        const x = T.randn([64, 256], 730).requireGrad(), w = T.randn([256, 256], 731).scale(0.1).requireGrad();
+        const v = T.randn([64, 256], 732);
+        let h!: Tensor;
+        const loss = T.autocast(compute, () => {
+          h = T.linear(x, w, null);
+          const a = compute === 'bf16' ? unaryForBf16Product('gelu', h, { consume }) : T.unary('gelu', h, { consume });
+          return T.linear(a, w, null).mul(v).sum();
+        });
+        const hBefore = Array.from(h.f32());
+        if (retain) loss.backward({ retainGraph: true });
+        loss.backward();
+        const hAfter = Array.from(h.f32());
+        return { grads: [...(x.grad as Tensor).f32(), ...(w.grad as Tensor).f32()], kept: hAfter.every((u, i) => Object.is(u, hBefore[i])) };
+      };
+      const ref = run(false, false), con = run(true, false);
+      assert.deepEqual(con.grads, ref.grads, `${compute}: same gradients`);
+      assert.ok(ref.kept, `${compute}: without consume the input is left alone`);
+      assert.ok(!con.kept, `${compute}: with consume the last pass wrote the gradient over the input`);
+      const twice = run(true, true), twiceRef = run(false, true);
+      assert.deepEqual(twice.grads, twiceRef.grads, `${compute}: a retained graph keeps the input for its second pass`);
     }
   }));
 }

@@ -53,8 +53,9 @@ export class MLP extends Module implements ActivationRecomputable {
   forward(x: Tensor): Tensor {
     const act = (x: Tensor) => {
       const h = this.fc1.forward(x);
-      // fc2 alone reads the activation: under bf16 autocast it is made in bf16 directly (the bits fc2 would cast it to)
-      return unaryForBf16Product(this.cfg.activation === 'relu' ? 'relu' : this.cfg.activation === 'gelu_tanh' ? 'gelu_tanh' : 'gelu', h);
+      // fc2 alone reads the activation: under bf16 autocast it is made in bf16 directly (the bits fc2 would cast it to);
+      // the activation alone reads h, so its gradient may be written over h
+      return unaryForBf16Product(this.cfg.activation === 'relu' ? 'relu' : this.cfg.activation === 'gelu_tanh' ? 'gelu_tanh' : 'gelu', h, { consume: true });
     };
     const a = maybeCheckpoint(this.recomputeActivation, this.fc1, act, x);
     return this.drop.forward(this.fc2.forward(a));

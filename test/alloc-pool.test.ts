@@ -152,3 +152,24 @@ for (const b of testBackends()) {
     }
   }));
 }
+
+for (const b of testBackends()) {
+  test(`fused qkv attention with consume: qkv's buffer goes back once read for the last time, same bits (${b.name})`, () => withBackend(b, () => {
+    // T = 32 runs the f32 kernel (qkv read in the backward pass), T = 64 under bf16 the bf16 one (read in the forward pass)
+    for (const [Tn, compute] of [[32, 'f32'], [32, 'bf16'], [64, 'bf16']] as const) {
+      const run = (consume: boolean, retain: boolean) => {
+        const x = T.randn([2, Tn, 128], 740).requireGrad(), w = T.randn([384, 128], 741).scale(0.05).requireGrad();
+        const v = T.randn([2, Tn, 128], 742);
+        const loss = T.autocast(compute, () => fusedQKVAttention(T.linear(x, w, null), 4, { causal: true, consume }).mul(v).sum());
+        // pooled buffers of qkv's size, dirtied: a qkv buffer handed back too early would be overwritten with NaN
+        const dirty = [0, 1, 2].map(() => uninitF32(2 * Tn * 384).fill(Number.NaN));
+        for (const d of dirty) releaseBuffer(d);
+        if (retain) loss.backward({ retainGraph: true });
+        loss.backward();
+        return [...(x.grad as Tensor).f32(), ...(w.grad as Tensor).f32()];
+      };
+      assert.deepEqual(run(true, false), run(false, false), `T ${Tn} ${compute}`);
+      assert.deepEqual(run(true, true), run(false, true), `T ${Tn} ${compute}, graph retained`);
+    }
+  }));
+}

@@ -33,7 +33,8 @@ export class SelfAttention extends Module {
   }
   /** x (B, T, C); padMask (B, T) (or (B, 1, 1, T)) with 1 at padding, or null. */
   forward(x: Tensor, padMask: Tensor | null = null): Tensor {
-    const merged = fusedQKVAttention(this.qkv.forward(x), this.cfg.heads, { causal: this.cfg.causal, mask: padMask }); // (B, T, C)
+    // the projection is read by attention alone
+    const merged = fusedQKVAttention(this.qkv.forward(x), this.cfg.heads, { causal: this.cfg.causal, mask: padMask, consume: true }); // (B, T, C)
     return this.drop.forward(this.proj.forward(merged));
   }
 }

@@ -91,7 +91,7 @@ export class GPT2Attention extends Module {
     const qkv = this.c_attn.forward(x); // (B, T, 3C): q | k | v, heads inside each
     let merged: Tensor;
     if (!cache) {
-      merged = fusedQKVAttention(qkv, nh, { causal: true, mask, scale }); // (B, T, C), reads q, k, v in place
+      merged = fusedQKVAttention(qkv, nh, { causal: true, mask, scale, consume: true }); // (B, T, C), reads q, k, v in place; qkv read by it alone
     } else {
       const heads = qkv.reshape([B, T, 3, nh, hs]).permute([2, 0, 3, 1, 4]); // (3, B, nh, T, hs)
       const q = heads.slice(0, 0, 1).squeeze(0); // (B, nh, T, hs)

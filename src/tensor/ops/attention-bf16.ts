@@ -41,6 +41,8 @@ export function bf16AttentionBackend(H: number, Hkv: number, Tq: number, Tk: num
 /** What the fused qkv path passes: the tensor q, k, v are views of, and how to record on it. */
 export interface FusedQKV {
   base: Tensor;
+  /** base's buffer is this op's alone (fusedQKVAttention's `consume`): it goes back to the pool once read for the last time. */
+  own?: boolean;
   record: (y: Tensor, bw: (gy: Tensor, last?: boolean) => Tensor) => Tensor;
 }
 
@@ -60,6 +62,8 @@ export function attentionBf16(be: Bf16Backend, q: Tensor, k: Tensor, v: Tensor, 
   const outStrides: Strides3 = [Tq * H * Dv, Dv, H * Dv];
   const shape: AttentionShape = { B, H, Hkv: H, Tq, Tk, D, Dv, qStrides: Q.st, kStrides: K.st, vStrides: V.st, outStrides, scale, causal };
   be.attentionBf16(shape, Q.buf, K.buf, V.buf, keyMask, firstKey, out, stats, ql, kl, vl);
+  // the backward pass reads the packed copies: q, k, v themselves were read for the last time
+  if (fused?.own) releaseBuffer(fused.base.storage as Float32Array);
   const y = new Tensor(out, 'f32', [B, H, Tq, Dv], [...outStrides, 1]);
   // gradients written at the given strides for q, k, v; on the graph's last pass the packed copies (this op's own)
   // go back to the pool once read

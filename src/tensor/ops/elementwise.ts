@@ -43,7 +43,7 @@ const OUTPUT_UNREAD = new Set(['linear', 'loraLinear', 'addLinear', 'linearInt8'
  * Whether the op that `x` is passed to may take over x's buffer, its caller having promised not to read x again
  * (`consume`): x was made by an op of OUTPUT_UNREAD in the graph being recorded, is f32, dense and alone in its buffer.
  */
-function consumable(x: Tensor): boolean {
+export function consumable(x: Tensor): boolean {
   const op = x.node?.op;
   const s = x.storage;
   return op !== undefined && OUTPUT_UNREAD.has(op) && x.dtype === 'f32' && x.spansStorage && s instanceof Float32Array &&

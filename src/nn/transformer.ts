@@ -4,7 +4,7 @@
  */
 import { Tensor } from '../tensor/tensor.js';
 import { fusedQKVAttention } from '../tensor/ops/nn.js';
-import { unaryForBf16Product } from '../tensor/ops/elementwise.js';
+import { residualAdd, unaryForBf16Product } from '../tensor/ops/elementwise.js';
 import { ConfigError } from '../errors.js';
 import { Module } from './module.js';
 import { maybeCheckpoint, type ActivationRecomputable } from './checkpoint.js';
@@ -33,7 +33,8 @@ export class SelfAttention extends Module {
   }
   /** x (B, T, C); padMask (B, T) (or (B, 1, 1, T)) with 1 at padding, or null. */
   forward(x: Tensor, padMask: Tensor | null = null): Tensor {
-    const merged = fusedQKVAttention(this.qkv.forward(x), this.cfg.heads, { causal: this.cfg.causal, mask: padMask }); // (B, T, C)
+    // the projection is read by attention alone
+    const merged = fusedQKVAttention(this.qkv.forward(x), this.cfg.heads, { causal: this.cfg.causal, mask: padMask, consume: true }); // (B, T, C)
     return this.drop.forward(this.proj.forward(merged));
   }
 }
@@ -53,8 +54,9 @@ export class MLP extends Module implements ActivationRecomputable {
   forward(x: Tensor): Tensor {
     const act = (x: Tensor) => {
       const h = this.fc1.forward(x);
-      // fc2 alone reads the activation: under bf16 autocast it is made in bf16 directly (the bits fc2 would cast it to)
-      return unaryForBf16Product(this.cfg.activation === 'relu' ? 'relu' : this.cfg.activation === 'gelu_tanh' ? 'gelu_tanh' : 'gelu', h);
+      // fc2 alone reads the activation: under bf16 autocast it is made in bf16 directly (the bits fc2 would cast it to);
+      // the activation alone reads h, so its gradient may be written over h
+      return unaryForBf16Product(this.cfg.activation === 'relu' ? 'relu' : this.cfg.activation === 'gelu_tanh' ? 'gelu_tanh' : 'gelu', h, { consume: true });
     };
     const a = maybeCheckpoint(this.recomputeActivation, this.fc1, act, x);
     return this.drop.forward(this.fc2.forward(a));
@@ -75,7 +77,8 @@ export class Block extends Module {
     this.mlp = this.module('mlp', new MLP(cfg));
   }
   forward(x: Tensor, padMask: Tensor | null = null): Tensor {
-    const h = x.add(this.attn.forward(this.ln1.forward(x), padMask));
-    return h.add(this.mlp.forward(this.ln2.forward(h)));
+    // each sublayer's output is read by its residual sum alone: the sum may take its buffer
+    const h = residualAdd(x, this.attn.forward(this.ln1.forward(x), padMask));
+    return residualAdd(h, this.mlp.forward(this.ln2.forward(h)));
   }
 }

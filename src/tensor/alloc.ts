@@ -27,25 +27,82 @@ const NodeBuffer: { allocUnsafeSlow(n: number): Uint8Array } | undefined =
 const MIN_BYTES = 1 << 16;
 
 /**
- * Buffers handed back by the backward pass once a gradient is provably dead (see autograd.ts), reused by the
- * next request of the same length: in a training loop the same shapes recur every step, so this saves the
- * allocation, the first-touch page faults and the GC pressure of most gradient buffers.
+ * Buffers handed back once provably dead, reused by the next request of the same byte length (of either dtype: a
+ * bf16 cast of (rows, 2n) serves an f32 activation of (rows, n)): in a training loop the same shapes recur every
+ * step, so this saves the allocation, the first-touch page faults and the GC pressure of most gradient buffers and
+ * of the bf16 copies that products make under autocast. Dead means: the backward pass's own gradients once no
+ * pending sum or `.grad` shares them (autograd.ts), and the copies an op made itself and only it holds (a
+ * product's bf16 operands, attention's packed q, k, v), once its backward pass has read them on the graph's last
+ * pass, or at once where nothing saves them. PyTorch's caching allocator does the same by reference counting.
  */
-const pool = new Map<number, Float32Array[]>();
+const pool = new Map<number, ArrayBuffer[]>();
+/** The ArrayBuffers now in the pool: a second release of one (two views of it) is a no-op, never a double entry. */
+const pooled = new WeakSet<ArrayBuffer>();
 let pooledBytes = 0;
-const MAX_POOLED = 64 * 2 ** 20;
-/** At most this many buffers of one length (shapes that recur every step need only a few). */
-const MAX_PER_LENGTH = 4;
+/**
+ * At most this many bytes in the pool. cls-lora bf16 made 97 MB of fresh buffers a step with 64 MiB here, 64 MB with
+ * 128 MiB (no fewer with 256); its peak RSS stayed within run-to-run noise (257-271 MB against main's 264-265).
+ */
+const MAX_POOLED = 128 * 2 ** 20;
+/**
+ * At most this many buffers of one size: a step's gradients and copies of one shape are many at a time (4 layers'
+ * worth; cls-lora bf16 made 145 MB of fresh buffers a step with 4 here, 136 MB with 16, no fewer with more).
+ */
+const MAX_PER_LENGTH = 16;
 
-/** Returns a dead buffer (its own ArrayBuffer, nothing else references it) to the pool. */
-export function releaseF32(buf: Float32Array): void {
+/** Reuses and fresh allocations of pooled sizes since the last reset (for profiles and tests). */
+const poolCounts = { hits: 0, misses: 0, released: 0 };
+export function poolStats(reset = false): { hits: number; misses: number; released: number } {
+  const c = { ...poolCounts };
+  if (reset) poolCounts.hits = poolCounts.misses = poolCounts.released = 0;
+  return c;
+}
+
+/**
+ * Returns a dead buffer to the pool. The caller guarantees that nothing will read or write it again: it was made
+ * by uninitF32 / uninitU16 (or is otherwise a whole ArrayBuffer of its own), and no tensor, closure or pending
+ * gradient that may still be used references its memory. Device storage, small buffers and views of part of a
+ * buffer are ignored.
+ */
+export function releaseBuffer(buf: Float32Array | Uint16Array): void {
+  if (!ArrayBuffer.isView(buf)) return;
   const bytes = buf.byteLength;
-  if (bytes < MIN_BYTES || buf.byteOffset !== 0 || buf.buffer.byteLength !== bytes || pooledBytes + bytes > MAX_POOLED) return;
-  const list = pool.get(buf.length);
+  const ab = buf.buffer as ArrayBuffer;
+  if (bytes < MIN_BYTES || buf.byteOffset !== 0 || ab.byteLength !== bytes || pooledBytes + bytes > MAX_POOLED || pooled.has(ab)) return;
+  const list = pool.get(bytes);
   if (list && list.length >= MAX_PER_LENGTH) return;
-  if (list) list.push(buf);
-  else pool.set(buf.length, [buf]);
+  if (list) list.push(ab);
+  else pool.set(bytes, [ab]);
+  pooled.add(ab);
   pooledBytes += bytes;
+  poolCounts.released++;
+}
+
+/** releaseBuffer for an f32 buffer (the backward pass's dead gradients). */
+export const releaseF32: (buf: Float32Array) => void = releaseBuffer;
+
+/** A pooled ArrayBuffer of exactly `bytes`, or null. */
+function takePooled(bytes: number): ArrayBuffer | null {
+  const hit = pool.get(bytes);
+  const ab = hit?.pop();
+  if (!ab) return null;
+  pooled.delete(ab);
+  pooledBytes -= bytes;
+  poolCounts.hits++;
+  sinceBackwardCollect += bytes; // a step's size counts its reused buffers too (collectAfterBackward)
+  return ab;
+}
+
+/** Fresh uninitialised memory of `bytes` (>= MIN_BYTES; Node's Buffer where there is one), counted for the collector. */
+function freshBytes(bytes: number): ArrayBuffer | null {
+  poolCounts.misses++;
+  sinceBackwardCollect += bytes;
+  if ((sinceCollect += bytes) >= collectEvery) {
+    sinceCollect = 0;
+    fullCollection?.();
+    trimHeap?.();
+  }
+  return NodeBuffer ? NodeBuffer.allocUnsafeSlow(bytes).buffer as ArrayBuffer : null;
 }
 
 /**
@@ -119,7 +176,16 @@ export function collectAfterBackward(): void {
   const now = performance.now();
   if (now - lastBackwardCollect < minBackwardIntervalMs) return;
   lastBackwardCollect = now;
+  // The pool's buffers go with the dead activations: held through the optimizer step they were its peak's top
+  // (gpt2-full bf16: 2859 -> 3128 MB peak RSS with them kept); a step this large pays little for fresh ones.
+  dropPool();
   fullCollection();
+}
+
+/** Empties the pool: its buffers are freed with the next collection. */
+export function dropPool(): void {
+  pool.clear();
+  pooledBytes = 0;
 }
 
 /**
@@ -128,6 +194,7 @@ export function collectAfterBackward(): void {
  * resident into the backward pass, the step's peak (measured on gpt2-lora: +49 MB).
  */
 export function collectDeadBuffers(): void {
+  if (fullCollection) dropPool();
   fullCollection?.();
 }
 
@@ -138,6 +205,7 @@ export function collectDeadBuffers(): void {
  * On gpt2-lora that garbage was 50-110 MB at the fused loss.
  */
 export function releaseFreeMemory(): void {
+  if (fullCollection) dropPool(); // pooled buffers are dead memory too, here on top of the peak
   fullCollection?.();
   trimHeap?.();
 }
@@ -145,33 +213,18 @@ export function releaseFreeMemory(): void {
 export function uninitF32(n: number): Float32Array {
   const b = backend();
   if (b.device) return b.alloc('f32', n) as Float32Array;
-  const hit = pool.get(n);
-  if (hit && hit.length) {
-    pooledBytes -= n * 4;
-    return hit.pop() as Float32Array;
-  }
-  if (n * 4 >= MIN_BYTES) {
-    sinceBackwardCollect += n * 4;
-    if ((sinceCollect += n * 4) >= collectEvery) {
-      sinceCollect = 0;
-      fullCollection?.();
-      trimHeap?.();
-    }
-  }
-  if (NodeBuffer && n * 4 >= MIN_BYTES) {
-    const b = NodeBuffer.allocUnsafeSlow(n * 4);
-    return new Float32Array(b.buffer, b.byteOffset, n);
-  }
-  return new Float32Array(n);
+  const bytes = n * 4;
+  if (bytes < MIN_BYTES) return new Float32Array(n);
+  const ab = takePooled(bytes) ?? freshBytes(bytes);
+  return ab ? new Float32Array(ab, 0, n) : new Float32Array(n);
 }
 
-/** A Uint16Array for a kernel that overwrites every element (a cast's output): uninitialised from 64 KiB, as uninitF32. */
+/** A Uint16Array for a kernel that overwrites every element (a cast's output): pooled or uninitialised from 64 KiB, as uninitF32. */
 export function uninitU16(n: number): Uint16Array {
   const b = backend();
   if (b.device) return b.alloc('bf16', n) as Uint16Array;
-  if (NodeBuffer && n * 2 >= MIN_BYTES) {
-    const b = NodeBuffer.allocUnsafeSlow(n * 2);
-    return new Uint16Array(b.buffer, b.byteOffset, n);
-  }
-  return new Uint16Array(n);
+  const bytes = n * 2;
+  if (bytes < MIN_BYTES) return new Uint16Array(n);
+  const ab = takePooled(bytes) ?? freshBytes(bytes);
+  return ab ? new Uint16Array(ab, 0, n) : new Uint16Array(n);
 }

@@ -127,7 +127,7 @@ export class BertIntermediate extends Module implements ActivationRecomputable {
     this.dense = this.module('dense', makeLinear(cfg.hiddenSize, cfg.intermediateSize, true));
   }
   forward(x: Tensor): Tensor {
-    return maybeCheckpoint(this.recomputeActivation, this, (x) => activate(this.dense.forward(x), this.cfg.activation), x);
+    return maybeCheckpoint(this.recomputeActivation, this, (x) => activate(this.dense.forward(x), this.cfg.activation, { consume: true }), x);
   }
 }
 

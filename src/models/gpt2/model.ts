@@ -21,7 +21,7 @@ import type { HFConfig } from '../hf/config.js';
 import { plainHeadWeights, tiedHeadLinear, type HeadWeights } from '../../peft/quant.js';
 import { HFModel, type Backbone, type CausalLM, type ForwardOptions, type HFFamily } from '../hf/family.js';
 import { allowSelf, checkIds, documentMask, documentStarts, keyPaddingMask, lookup, makeEmbedding, makeLinear, positionIdsOf, type KVCache } from '../hf/layers.js';
-import { maximum } from '../../tensor/ops/elementwise.js';
+import { maximum, residualAdd, unary, type UnaryOptions } from '../../tensor/ops/elementwise.js';
 import { SequenceClassifier } from '../hf/heads.js';
 
 export type Activation = 'gelu_new' | 'gelu' | 'relu' | 'silu';
@@ -46,12 +46,16 @@ const ACTIVATIONS: Record<string, Activation> = {
   gelu_new: 'gelu_new', gelu_pytorch_tanh: 'gelu_new', gelu_fast: 'gelu_new', gelu: 'gelu', relu: 'relu', silu: 'silu', swish: 'silu',
 };
 
-export function activate(x: Tensor, a: Activation): Tensor {
+/**
+ * The activation of x. `opts.consume`: the caller reads x no more (a fresh product's output, as in the MLPs here),
+ * so the gradient may be written over it (UnaryOptions).
+ */
+export function activate(x: Tensor, a: Activation, opts: UnaryOptions = {}): Tensor {
   switch (a) {
-    case 'gelu_new': return x.gelu('tanh');
-    case 'gelu': return x.gelu();
-    case 'relu': return x.relu();
-    case 'silu': return x.silu();
+    case 'gelu_new': return unary('gelu_tanh', x, opts);
+    case 'gelu': return unary('gelu', x, opts);
+    case 'relu': return unary('relu', x, opts);
+    case 'silu': return unary('silu', x, opts);
   }
 }
 
@@ -87,7 +91,7 @@ export class GPT2Attention extends Module {
     const qkv = this.c_attn.forward(x); // (B, T, 3C): q | k | v, heads inside each
     let merged: Tensor;
     if (!cache) {
-      merged = fusedQKVAttention(qkv, nh, { causal: true, mask, scale }); // (B, T, C), reads q, k, v in place
+      merged = fusedQKVAttention(qkv, nh, { causal: true, mask, scale, consume: true }); // (B, T, C), reads q, k, v in place; qkv read by it alone
     } else {
       const heads = qkv.reshape([B, T, 3, nh, hs]).permute([2, 0, 3, 1, 4]); // (3, B, nh, T, hs)
       const q = heads.slice(0, 0, 1).squeeze(0); // (B, nh, T, hs)
@@ -111,7 +115,7 @@ export class GPT2MLP extends Module implements ActivationRecomputable {
     this.dropout = this.module('dropout', new Dropout(cfg.residPdrop));
   }
   forward(x: Tensor): Tensor {
-    const a = maybeCheckpoint(this.recomputeActivation, this.c_fc, (x) => activate(this.c_fc.forward(x), this.cfg.activation), x);
+    const a = maybeCheckpoint(this.recomputeActivation, this.c_fc, (x) => activate(this.c_fc.forward(x), this.cfg.activation, { consume: true }), x);
     return this.dropout.forward(this.c_proj.forward(a));
   }
 }
@@ -130,8 +134,9 @@ export class GPT2Block extends Module {
     this.mlp = this.module('mlp', new GPT2MLP(cfg));
   }
   forward(x: Tensor, mask: AttentionMask | null, cache: KVCache | null): Tensor {
-    const h = x.add(this.attn.forward(this.ln_1.forward(x), mask, cache));
-    return h.add(this.mlp.forward(this.ln_2.forward(h)));
+    // each sublayer's output is read by its residual sum alone: the sum may take its buffer
+    const h = residualAdd(x, this.attn.forward(this.ln_1.forward(x), mask, cache));
+    return residualAdd(h, this.mlp.forward(this.ln_2.forward(h)));
   }
 }
 

@@ -11,7 +11,7 @@
  */
 import { Tensor } from '../../tensor/tensor.js';
 import { rope, scaledDotProductAttention, type PackedMask } from '../../tensor/ops/nn.js';
-import { maximum } from '../../tensor/ops/elementwise.js';
+import { maximum, residualAdd } from '../../tensor/ops/elementwise.js';
 import { Module, ModuleList } from '../../nn/module.js';
 import { maybeCheckpoint, type ActivationRecomputable } from '../../nn/checkpoint.js';
 import { Embedding, Linear, RMSNorm } from '../../nn/layers.js';
@@ -164,8 +164,9 @@ export class LlamaDecoderLayer extends Module {
     this.post_attention_layernorm = this.module('post_attention_layernorm', new RMSNorm(cfg.hiddenSize, cfg.eps));
   }
   forward(x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | PackedMask | null, causal: boolean, cache: KVCache | null): Tensor {
-    const h = x.add(this.self_attn.forward(this.input_layernorm.forward(x), cos, sin, mask, causal, cache));
-    return h.add(this.mlp.forward(this.post_attention_layernorm.forward(h)));
+    // each sublayer's output is read by its residual sum alone: the sum may take its buffer
+    const h = residualAdd(x, this.self_attn.forward(this.input_layernorm.forward(x), cos, sin, mask, causal, cache));
+    return residualAdd(h, this.mlp.forward(this.post_attention_layernorm.forward(h)));
   }
 }
 

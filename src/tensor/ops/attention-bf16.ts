@@ -6,7 +6,7 @@
  */
 import { backend } from '../../backend/index.js';
 import type { AttentionShape, Backend } from '../../backend/backend.js';
-import { uninitF32, uninitU16 } from '../alloc.js';
+import { releaseBuffer, uninitF32, uninitU16 } from '../alloc.js';
 import { Tensor } from '../tensor.js';
 import { record } from '../autograd.js';
 import { autocastDType } from '../precision.js';
@@ -44,7 +44,9 @@ export function bf16AttentionBackend(H: number, Hkv: number, Tq: number, Tk: num
 /** What the fused qkv path passes: the tensor q, k, v are views of, and how to record on it. */
 export interface FusedQKV {
   base: Tensor;
-  record: (y: Tensor, bw: (gy: Tensor) => Tensor) => Tensor;
+  /** base's buffer is this op's alone (fusedQKVAttention's `consume`): it goes back to the pool once read for the last time. */
+  own?: boolean;
+  record: (y: Tensor, bw: (gy: Tensor, last?: boolean) => Tensor) => Tensor;
 }
 
 /**
@@ -63,11 +65,15 @@ export function attentionBf16(be: Bf16Backend, q: Tensor, k: Tensor, v: Tensor, 
   const outStrides: Strides3 = [Tq * H * Dv, Dv, H * Dv];
   const shape: AttentionShape = { B, H, Hkv: H, Tq, Tk, D, Dv, qStrides: Q.st, kStrides: K.st, vStrides: V.st, outStrides, scale, causal };
   be.attentionBf16(shape, Q.buf, K.buf, V.buf, keyMask, firstKey, out, stats, ql, kl, vl);
+  // the backward pass reads the packed copies: q, k, v themselves were read for the last time
+  if (fused?.own) releaseBuffer(fused.base.storage as Float32Array);
   const y = new Tensor(out, 'f32', [B, H, Tq, Dv], [...outStrides, 1]);
-  // gradients written at the given strides for q, k, v
-  const grads = (gy: Tensor, st: Strides3[], dq: Float32Array, dk: Float32Array, dv: Float32Array) => {
+  // gradients written at the given strides for q, k, v; on the graph's last pass the packed copies (this op's own)
+  // go back to the pool once read
+  const grads = (gy: Tensor, last: boolean | undefined, st: Strides3[], dq: Float32Array, dk: Float32Array, dv: Float32Array) => {
     const G = attnView(gy);
     be.attentionBf16Backward({ ...shape, qStrides: st[0], kStrides: st[1], vStrides: st[2] }, ql, kl, vl, keyMask, firstKey, stats, G.buf, G.st, dq, dk, dv);
+    if (last) for (const b of [ql, kl, vl]) releaseBuffer(b);
   };
   if (fused) {
     // q, k, v are views of base (contiguous): all three gradients go into one buffer shaped like it
@@ -75,16 +81,16 @@ export function attentionBf16(be: Bf16Backend, q: Tensor, k: Tensor, v: Tensor, 
     const baseShape = [...base.shape], baseSize = base.size, st = [Q.st, K.st, V.st];
     const offs = [q.offset - base.offset, k.offset - base.offset, v.offset - base.offset];
     const covers = q.size + k.size + v.size === baseSize;
-    return fused.record(y, (gy) => {
+    return fused.record(y, (gy, last) => {
       const d = covers ? uninitF32(baseSize) : new Float32Array(baseSize);
-      grads(gy, st, d.subarray(offs[0]), d.subarray(offs[1]), d.subarray(offs[2]));
+      grads(gy, last, st, d.subarray(offs[0]), d.subarray(offs[1]), d.subarray(offs[2]));
       return new Tensor(d, 'f32', baseShape);
     });
   }
-  return record('attention', [q, k, v], y, (gy) => {
+  return record('attention', [q, k, v], y, (gy, last) => {
     // (B, T, H, D) layouts, returned as (B, H, T, D) views
     const dq = uninitF32(B * Tq * H * D), dk = uninitF32(B * Tk * H * D), dv = uninitF32(B * Tk * H * Dv);
-    grads(gy, [[Tq * H * D, D, H * D], [Tk * H * D, D, H * D], [Tk * H * Dv, Dv, H * Dv]], dq, dk, dv);
+    grads(gy, last, [[Tq * H * D, D, H * D], [Tk * H * D, D, H * D], [Tk * H * Dv, Dv, H * Dv]], dq, dk, dv);
     const lay = (buf: Float32Array, T: number, Dd: number) => new Tensor(buf, 'f32', [B, H, T, Dd], [T * H * Dd, Dd, H * Dd, 1]);
     return [lay(dq, Tq, D), lay(dk, Tk, D), lay(dv, Tk, Dv)];
   });

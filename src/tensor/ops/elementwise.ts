@@ -33,16 +33,49 @@ function out32(shape: number[]): { buf: Float32Array; t: Tensor } {
 /** Ops whose backward kernels read only the output y (both backends); the others read only x. */
 const USES_OUTPUT = new Set<UnaryOp>(['exp', 'sqrt', 'rsqrt', 'reciprocal']);
 
+/**
+ * Ops whose backward pass never reads their output, nor does anything else they make hold it: once the code that
+ * called the op is done with the output, its buffer may be overwritten.
+ */
+const OUTPUT_UNREAD = new Set(['linear', 'loraLinear', 'addLinear', 'linearInt8', 'matmul', 'add']);
+
+/**
+ * Whether the op that `x` is passed to may take over x's buffer, its caller having promised not to read x again
+ * (`consume`): x was made by an op of OUTPUT_UNREAD in the graph being recorded, is f32, dense and alone in its buffer.
+ */
+export function consumable(x: Tensor): boolean {
+  const op = x.node?.op;
+  const s = x.storage;
+  return op !== undefined && OUTPUT_UNREAD.has(op) && x.dtype === 'f32' && x.spansStorage && s instanceof Float32Array &&
+    s.byteOffset === 0 && s.byteLength === s.buffer.byteLength;
+}
+
+/** Options of the activations (unary, unaryForBf16Product). */
+export interface UnaryOptions {
+  /**
+   * The caller reads x no more (an MLP's first product, read by its activation alone): where x's buffer is the
+   * activation's alone (see consumable), the gradient is written over it on the graph's last backward pass instead
+   * of into a new buffer. The same bits either way.
+   */
+  consume?: boolean;
+}
+
 /** y = f(x) for a unary op; gradient dx = dy * f'(x) from the backend. */
-export function unary(op: UnaryOp, x: Tensor): Tensor {
+export function unary(op: UnaryOp, x: Tensor, opts: UnaryOptions = {}): Tensor {
   const xd = x.f32();
   const { buf, t: y } = out32([...x.shape]);
   backend().unary(op, xd, buf);
   if (!x.requiresGrad) return y;
   // Exactly one of x and y is kept, the one the kernel reads: GELU's output (the next layer's input) need not
   // outlive the forward pass when that layer is frozen, and exp's input is not needed at all.
-  const kept = USES_OUTPUT.has(op) ? buf : xd, shape = [...x.shape];
-  return record(op, [x], y, unaryBackwardOf(op, kept, shape));
+  const fromOutput = USES_OUTPUT.has(op);
+  const kept = fromOutput ? buf : xd, shape = [...x.shape];
+  return record(op, [x], y, unaryBackwardOf(op, kept, shape, !fromOutput && ownsInput(x, xd, opts)));
+}
+/** Whether the kept f32 input `xd` is the op's own: a widened copy of a 16-bit x, or a consumable x (UnaryOptions). */
+function ownsInput(x: Tensor, xd: Float32Array, opts: UnaryOptions): boolean {
+  if (!ArrayBuffer.isView(xd)) return false; // device storage: kernels never write over their input there
+  return x.dtype !== 'f32' ? xd.byteLength === xd.buffer.byteLength : !!opts.consume && consumable(x);
 }
 /**
  * unary(op, x) for an activation whose only reader is a bf16 product under bf16 autocast (the MLP's activation before
@@ -50,18 +83,19 @@ export function unary(op: UnaryOp, x: Tensor): Tensor {
  * (`unaryBf16`), the same bits without an f32 buffer and a cast pass over it. Elsewhere, and for ops whose gradient
  * reads the output, plain `unary`.
  */
-export function unaryForBf16Product(op: UnaryOp, x: Tensor): Tensor {
+export function unaryForBf16Product(op: UnaryOp, x: Tensor, opts: UnaryOptions = {}): Tensor {
   const be = backend();
-  if (autocastDType() !== 'bf16' || !be.unaryBf16 || USES_OUTPUT.has(op)) return unary(op, x);
+  if (autocastDType() !== 'bf16' || !be.unaryBf16 || USES_OUTPUT.has(op)) return unary(op, x, opts);
   const xd = x.f32();
   const buf = uninitU16(xd.length);
   be.unaryBf16(op, xd, buf);
   const y = new Tensor(buf, 'bf16', [...x.shape]);
-  return x.requiresGrad ? record(op, [x], y, unaryBackwardOf(op, xd, [...x.shape])) : y;
+  return x.requiresGrad ? record(op, [x], y, unaryBackwardOf(op, xd, [...x.shape], ownsInput(x, xd, opts))) : y;
 }
-function unaryBackwardOf(op: UnaryOp, kept: Float32Array, shape: number[]): (gy: Tensor) => Tensor[] {
-  return (gy) => {
-    const dx = uninitF32(kept.length);
+/** dx from the kept x (or y); `own`: the kept buffer is the op's alone, so the graph's last pass writes dx over it. */
+function unaryBackwardOf(op: UnaryOp, kept: Float32Array, shape: number[], own = false): (gy: Tensor, last?: boolean) => Tensor[] {
+  return (gy, last) => {
+    const dx = last && own ? kept : uninitF32(kept.length); // the kernels read x[i] before writing dx[i]
     backend().unaryBackward(op, kept, kept, gy.f32(), dx);
     return [new Tensor(dx, 'f32', shape)];
   };
@@ -83,6 +117,20 @@ export function add(a: TensorLike, b: TensorLike): Tensor {
   const A = toTensor(a), B = toTensor(b);
   const [ga, gb, sa, sb] = [A.requiresGrad, B.requiresGrad, A.shape, B.shape];
   return record('add', [A, B], binaryRaw('add', A, B), (gy) => [ga ? sumTo(gy, sa) : null, gb ? sumTo(gy, sb) : null]);
+}
+
+/**
+ * x + y for a residual connection, where y is a sublayer's output that the caller reads no more: the sum is written
+ * into y's buffer (no new activation; in a transformer block, one buffer of the residual stream per sublayer) when
+ * nothing can read y's values again: y was made by an op of OUTPUT_UNREAD in the graph being recorded, is f32, dense
+ * and alone in its buffer, with x's shape, on a CPU backend. Otherwise, `add`. The same bits and gradients as `add`.
+ */
+export function residualAdd(x: Tensor, y: Tensor): Tensor {
+  if (!consumable(y) || x.dtype !== 'f32' || !sameShape(x.shape, y.shape) || y.storage.buffer === x.storage.buffer) return add(x, y);
+  const out = y.storage as Float32Array;
+  backend().axpby(1, out, 1, x.dense() as Float32Array, out); // y + x: the bits of x + y
+  const [ga, gb, shape] = [x.requiresGrad, y.requiresGrad, [...x.shape]];
+  return record('add', [x, y], new Tensor(out, 'f32', shape), (gy) => [ga ? gy : null, gb ? gy : null]);
 }
 
 export function sub(a: TensorLike, b: TensorLike): Tensor {

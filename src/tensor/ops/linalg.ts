@@ -4,9 +4,9 @@
  */
 import { backend } from '../../backend/index.js';
 import { DTypeError, ShapeError, fmtShape } from '../../errors.js';
-import { isDeviceStorage, uninitF32, uninitU16, zerosF32 } from '../alloc.js';
+import { isDeviceStorage, releaseBuffer, uninitF32, uninitU16, zerosF32 } from '../alloc.js';
 import { Tensor } from '../tensor.js';
-import { record } from '../autograd.js';
+import { isGradEnabled, record } from '../autograd.js';
 import { broadcastShapes, numel } from '../shape.js';
 import { autocastDType, type ComputeDType } from '../precision.js';
 import { contiguous, reshape } from './movement.js';
@@ -23,9 +23,33 @@ export interface Operand {
   cols: number;
   trans: boolean;
   batchStride: number;
+  /**
+   * True when `buf` is a copy that `prepare` made for this operand alone (a bf16 cast of an activation, a gradient
+   * or a trainable weight; never a kept copy of a frozen weight, never the tensor's own storage): whoever holds the
+   * operand last hands it back with `releaseOperands`.
+   */
+  fresh?: boolean;
 }
 
 export const transposed = (o: Operand): Operand => ({ ...o, rows: o.cols, cols: o.rows, trans: !o.trans });
+
+/**
+ * Returns the fresh copies among `ops` to the pool (alloc.ts), each buffer once, except those that an operand in
+ * `keep` still uses. Call it when nothing will multiply these operands again: right after the forward product for
+ * the ones no gradient reads, at the end of the backward closure for its own gradient's cast, and on the graph's
+ * last backward pass (`last`) for the ones the closure kept.
+ */
+export function releaseOperands(ops: (Operand | null)[], keep: (Operand | null)[] = []): void {
+  for (let i = 0; i < ops.length; i++) {
+    const o = ops[i];
+    if (!o?.fresh) continue;
+    let seen = false;
+    for (let j = 0; j < i && !seen; j++) seen = ops[j]?.buf === o.buf;
+    for (const k of keep) if (k?.buf === o.buf) seen = true;
+    if (!seen) releaseBuffer(o.buf as Float32Array | Uint16Array);
+  }
+}
+
 
 export function checkFloat(t: Tensor, op: string, arg: string): void {
   if (t.dtype === 'i32' || t.dtype === 'i8') {
@@ -61,6 +85,7 @@ export function prepare(t: Tensor, batch: number, compute: ComputeDType): Operan
   const count = own * R * C;
   let buf = src.storage.subarray(src.offset, src.offset + count) as Float32Array | Uint16Array;
   let dtype: 'f32' | 'bf16';
+  let fresh = false;
   if (src.dtype === 'bf16') {
     dtype = 'bf16';
   } else if (src.dtype === 'f16') {
@@ -74,11 +99,12 @@ export function prepare(t: Tensor, batch: number, compute: ComputeDType): Operan
   if (dtype === 'f32' && compute !== 'f32') {
     // a frozen weight's copy is kept until its storage is next written (versions.ts); other operands are cast each time
     const lowp: (s: Float32Array) => Float32Array | Uint16Array = compute === 'bf16' ? toBf16 : roundF16;
-    buf = src === t && src.dtype === 'f32' && !t.requiresGrad && isCacheable(src.storage)
-      ? cachedCopy(buf as Float32Array, compute, lowp) : lowp(buf as Float32Array);
+    const keep = src === t && src.dtype === 'f32' && !t.requiresGrad && isCacheable(src.storage);
+    buf = keep ? cachedCopy(buf as Float32Array, compute, lowp) : lowp(buf as Float32Array);
+    fresh = !keep;
     if (compute === 'bf16') dtype = 'bf16';
   }
-  return { buf, dtype, rows: R, cols: C, trans: trans as boolean, batchStride: own === 1 && batch > 1 ? 0 : R * C };
+  return { buf, dtype, rows: R, cols: C, trans: trans as boolean, batchStride: own === 1 && batch > 1 ? 0 : R * C, fresh };
 }
 
 function toBf16(src: Float32Array): Uint16Array {
@@ -109,23 +135,27 @@ export function gemm(a: Operand, b: Operand, batch: number, out: Float32Array, a
     beta = 1;
   }
   // an int8 weight meets f32 activations: a bf16 one (an activation made in bf16 for its product) is widened first
+  const a0 = a, b0 = b;
   if (b.dtype === 'i8' && a.dtype === 'bf16') a = widened(a);
   if (a.dtype === 'f32' && b.dtype !== 'f32' && (batch === 1 || b.batchStride === 0)) {
     backend().matmulLowp({
       a: a.buf as Float32Array, b: b.buf as Uint16Array | Int8Array, bDtype: b.dtype, scales: b.scales ?? null, out, batch,
       M: a.rows, N: b.cols, K: a.cols, transA: a.trans, transB: b.trans, strideA: a.batchStride, alpha, beta,
     });
-    return out;
+  } else {
+    if (a.dtype !== b.dtype) {
+      a = widened(a);
+      b = widened(b);
+    }
+    backend().matmul({
+      a: a.buf as Float32Array | Uint16Array, b: b.buf as Float32Array | Uint16Array, out, dtype: a.dtype as 'f32' | 'bf16',
+      batch, M: a.rows, N: b.cols, K: a.cols,
+      transA: a.trans, transB: b.trans, strideA: a.batchStride, strideB: b.batchStride, alpha, beta, bias,
+    });
   }
-  if (a.dtype !== b.dtype) {
-    a = widened(a);
-    b = widened(b);
-  }
-  backend().matmul({
-    a: a.buf as Float32Array | Uint16Array, b: b.buf as Float32Array | Uint16Array, out, dtype: a.dtype as 'f32' | 'bf16',
-    batch, M: a.rows, N: b.cols, K: a.cols,
-    transA: a.trans, transB: b.trans, strideA: a.batchStride, strideB: b.batchStride, alpha, beta, bias,
-  });
+  // the widened copies are this call's own
+  if (a !== a0) releaseBuffer(a.buf as Float32Array);
+  if (b !== b0) releaseBuffer(b.buf as Float32Array);
   return out;
 }
 
@@ -133,9 +163,9 @@ export function gemm(a: Operand, b: Operand, batch: number, out: Float32Array, a
 function widened(o: Operand): Operand {
   if (o.dtype === 'f32') return o;
   if (o.dtype === 'i8') throw new DTypeError(`an int8 weight multiplies only f32 activations, one matrix at a time`);
-  const f = zerosF32(o.buf.length);
+  const f = uninitF32(o.buf.length);
   backend().cast(o.buf, 'bf16', f, 'f32');
-  return { ...o, buf: f, dtype: 'f32' };
+  return { ...o, buf: f, dtype: 'f32', fresh: false };
 }
 
 /** The gradient (a dense f32 tensor of logical (rows, cols) per batch) as an operand. */
@@ -191,18 +221,22 @@ export function matmul(a: Tensor, b: Tensor, alpha = 1): Tensor {
   const out = gemm(oa, ob, batch, uninitF32(batch * M * N), alpha);
   const y = new Tensor(out, 'f32', [...batchShape, M, N]);
   // Each gradient keeps only the other operand: a product with a frozen matrix does not hold its input.
+  const recording = isGradEnabled() && (a.requiresGrad || b.requiresGrad);
+  const forA = recording && a.requiresGrad ? ob : null, forB = recording && b.requiresGrad ? oa : null;
+  releaseOperands([oa, ob], [forA, forB]);
+  if (!recording) return y;
   return record('matmul', [a, b], y, matmulBackward({
     batch, batchShape, M, K, N, alpha, compute, aShape: [...a.shape], bShape: [...b.shape],
-    forA: a.requiresGrad ? ob : null, forB: b.requiresGrad ? { oa, A, broadcast: ob.batchStride === 0 } : null,
+    forA, forB: forB ? { oa: forB, A, broadcast: ob.batchStride === 0 } : null,
   }));
 }
 
 function matmulBackward(s: {
   batch: number; batchShape: number[]; M: number; K: number; N: number; alpha: number; compute: ComputeDType;
   aShape: number[]; bShape: number[]; forA: Operand | null; forB: { oa: Operand; A: Tensor; broadcast: boolean } | null;
-}): (gy: Tensor) => (Tensor | null)[] {
+}): (gy: Tensor, last?: boolean) => (Tensor | null)[] {
   const { batch, batchShape, M, K, N, alpha, compute } = s;
-  return (gy) => {
+  return (gy, last) => {
     const g = gradOperand(gy, batch, compute);
     let ga: Tensor | null = null, gb: Tensor | null = null;
     if (s.forA) {
@@ -220,12 +254,15 @@ function matmulBackward(s: {
         const sg = dense(g, () => gy);
         const d = gemm(transposed({ ...sa, rows: batch * M, batchStride: 0 }), { ...sg, rows: batch * M, batchStride: 0 }, 1,
           uninitF32(K * N), alpha);
+        releaseOperands([sa, sg], [oa, g]);
         gb = reshape(new Tensor(d, 'f32', [K, N]), [...s.bShape]);
       } else {
         const d = gemm(transposed(oa), g, batch, uninitF32(batch * K * N), alpha);
         gb = sumTo(new Tensor(d, 'f32', [...batchShape, K, N]), s.bShape);
       }
     }
+    releaseOperands([g]);
+    if (last) releaseOperands([s.forA, s.forB?.oa ?? null]);
     return [ga, gb];
   };
 }
@@ -252,16 +289,22 @@ export function linear(x: Tensor, W: Tensor, b: Tensor | null): Tensor {
   const ow = prepare(W, 1, compute);
   const y = new Tensor(affine(ox, ow, b, rows, nOut), 'f32', [...x.shape.slice(0, -1), nOut]);
   const inputs = b ? [x, W, b] : [x, W];
-  if (!inputs.some((t) => t.requiresGrad)) return y;
+  if (!isGradEnabled() || !inputs.some((t) => t.requiresGrad)) {
+    releaseOperands([ox, ow]);
+    return y;
+  }
   // The backward pass keeps the input only when the weight learns: a frozen Linear (LoRA's base, a frozen
   // encoder) needs just W for dx, so its input activation is not held until backward.
   const xShape = [...x.shape], needGx = x.requiresGrad, needGw = W.requiresGrad, needGb = !!b && b.requiresGrad;
   const savedX = needGw ? ox : null;
   const savedW = needGx ? ow : null;
-  return record('linear', inputs, y, (gy) => {
+  releaseOperands([ox, ow], [savedX, savedW]);
+  return record('linear', inputs, y, (gy, last) => {
     const g = gradOperand(reshape(gy, [rows, nOut]), 1, compute);
     const gx = savedW ? new Tensor(gemm(g, savedW, 1, uninitF32(rows * nIn)), 'f32', xShape) : null;
     const gw = savedX ? new Tensor(gemm(transposed(g), savedX, 1, uninitF32(nOut * nIn)), 'f32', [nOut, nIn]) : null;
+    releaseOperands([g]);
+    if (last) releaseOperands([savedX, savedW]);
     const gb = needGb ? biasGrad(gy, rows, nOut) : null;
     return b ? [gx, gw, gb] : [gx, gw];
   });
@@ -292,21 +335,26 @@ export function addLinear(y: Tensor, x: Tensor, W: Tensor, alpha = 1, opts: { in
   }
   gemm(ox, transposed(ow), 1, out, alpha, 1);
   const result = new Tensor(out, 'f32', [...y.shape]);
+  const recording = isGradEnabled() && (y.requiresGrad || x.requiresGrad || W.requiresGrad);
+  const forX = recording && x.requiresGrad ? ow : null, forW = recording && W.requiresGrad ? ox : null;
+  releaseOperands([ox, ow], [forX, forW]);
+  if (!recording) return result;
   // The gradients read W (for x's) and x (for W's), never y: y (a layer's whole output) is not kept for them.
   return record('addLinear', [y, x, W], result, addLinearBackward({
-    rows, nIn, nOut, alpha, compute, needY: y.requiresGrad, xShape: [...x.shape],
-    forX: x.requiresGrad ? ow : null, forW: W.requiresGrad ? ox : null,
+    rows, nIn, nOut, alpha, compute, needY: y.requiresGrad, xShape: [...x.shape], forX, forW,
   }));
 }
 function addLinearBackward(s: {
   rows: number; nIn: number; nOut: number; alpha: number; compute: ComputeDType; needY: boolean; xShape: number[];
   forX: Operand | null; forW: Operand | null;
-}): (gy: Tensor) => (Tensor | null)[] {
+}): (gy: Tensor, last?: boolean) => (Tensor | null)[] {
   const { rows, nIn, nOut, alpha, compute } = s;
-  return (gy) => {
+  return (gy, last) => {
     const g = gradOperand(reshape(gy, [rows, nOut]), 1, compute);
     const gx = s.forX ? new Tensor(gemm(g, s.forX, 1, uninitF32(rows * nIn), alpha), 'f32', s.xShape) : null;
     const gw = s.forW ? new Tensor(gemm(transposed(g), s.forW, 1, uninitF32(nOut * nIn), alpha), 'f32', [nOut, nIn]) : null;
+    releaseOperands([g]);
+    if (last) releaseOperands([s.forX, s.forW]);
     return [s.needY ? gy : null, gx, gw];
   };
 }

@@ -8,12 +8,12 @@
  * gradient (rows x r) are cast besides. What the backward pass keeps is what the composition kept.
  */
 import { ShapeError, fmtShape } from '../../errors.js';
-import { uninitF32 } from '../alloc.js';
+import { releaseBuffer, uninitF32 } from '../alloc.js';
 import { Tensor } from '../tensor.js';
-import { record } from '../autograd.js';
+import { isGradEnabled, record } from '../autograd.js';
 import { autocastDType } from '../precision.js';
 import { reshape } from './movement.js';
-import { affine, biasGrad, gemm, prepare, transposed, checkFloat } from './linalg.js';
+import { affine, biasGrad, gemm, prepare, releaseOperands, transposed, checkFloat } from './linalg.js';
 
 export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B: Tensor, scaling: number, xa: Tensor = x): Tensor {
   checkFloat(x, 'loraLinear', 'x');
@@ -35,17 +35,24 @@ export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B:
   const out = affine(ox, ow, b, rows, nOut); // x W^T + b
   const h = gemm(oxa, transposed(oA), 1, uninitF32(rows * r)); // (rows, r)
   const oh = prepare(new Tensor(h, 'f32', [rows, r]), 1, compute);
+  if (oh.fresh) releaseBuffer(h); // h was read only by its cast
   gemm(oh, transposed(oB), 1, out, scaling, 1); // += scaling * h B^T
   const y = new Tensor(out, 'f32', [...x.shape.slice(0, -1), nOut]);
   const sep = xa !== x;
   const inputs = [x, ...(sep ? [xa] : []), W, ...(b ? [b] : []), A, B];
-  if (!inputs.some((t) => t.requiresGrad)) return y;
+  const all = [ox, oxa, ow, oA, oB, oh];
+  if (!isGradEnabled() || !inputs.some((t) => t.requiresGrad)) {
+    releaseOperands(all);
+    return y;
+  }
   const needGx = x.requiresGrad, needGxa = xa.requiresGrad, needGw = W.requiresGrad, needGb = !!b && b.requiresGrad;
   const needGA = A.requiresGrad, needGB = B.requiresGrad, needGh = needGA || needGxa;
-  // kept for the backward pass: only what some gradient reads
+  // kept for the backward pass: only what some gradient reads; the other copies go back to the pool now
   const keep = { ox: needGw ? ox : null, oxa: needGA ? oxa : null, ow: needGx ? ow : null, oA: needGxa ? oA : null, oB: needGh ? oB : null, oh: needGB ? oh : null };
+  const kept = [keep.ox, keep.oxa, keep.ow, keep.oA, keep.oB, keep.oh];
+  releaseOperands(all, kept);
   const xShape = [...x.shape];
-  return record('loraLinear', inputs, y, (gy) => {
+  return record('loraLinear', inputs, y, (gy, last) => {
     const g = prepare(reshape(gy, [rows, nOut]), 1, compute); // the one cast of the output gradient
     const gb = needGb ? biasGrad(gy, rows, nOut) : null;
     const gW = keep.ox ? new Tensor(gemm(transposed(g), keep.ox, 1, uninitF32(nOut * nIn)), 'f32', [nOut, nIn]) : null;
@@ -61,7 +68,11 @@ export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B:
         else if (!sep) gx = gemm(ogh, keep.oA, 1, uninitF32(rows * nIn));
         else gxa = gemm(ogh, keep.oA, 1, uninitF32(rows * nIn));
       }
+      releaseOperands([ogh]);
+      releaseBuffer(dh);
     }
+    releaseOperands([g]);
+    if (last) releaseOperands(kept);
     const asX = (d: Float32Array | null) => (d ? new Tensor(d, 'f32', xShape) : null);
     return [asX(gx), ...(sep ? [asX(gxa)] : []), gW, ...(b ? [gb] : []), gA, gB];
   });

@@ -4,11 +4,11 @@
  */
 import { backend } from '../../backend/index.js';
 import { DeviceError, DTypeError, IndexError, ShapeError, fmtShape } from '../../errors.js';
-import { isDeviceStorage, uninitF32, zerosF32 } from '../alloc.js';
+import { isDeviceStorage, releaseBuffer, uninitF32, zerosF32 } from '../alloc.js';
 import { Tensor } from '../tensor.js';
 import { record } from '../autograd.js';
 import { normAxis, numel } from '../shape.js';
-import { where, toTensor, binaryRaw, maximum } from './elementwise.js';
+import { where, toTensor, binaryRaw, maximum, consumable } from './elementwise.js';
 import { contiguous, permute, reshape, slice, transpose } from './movement.js';
 import { matmul } from './linalg.js';
 import { attentionBf16, attnView, bf16AttentionBackend, type FusedQKV, type Strides3 } from './attention-bf16.js';
@@ -320,11 +320,14 @@ function attentionKernel(q: Tensor, k: Tensor, v: Tensor, keyMask: Float32Array 
     const base = fused.base;
     // q, k, v are disjoint slices of base: where they make up all of it, the kernel writes every element of d
     const covers = q.size + k.size + v.size === base.size;
-    return fused.record(y, (gy) => {
+    const r = fused.record(y, (gy, last) => {
       const d = covers ? uninitF32(base.size) : zerosF32(base.size);
       grads(gy, d.subarray(q.offset - base.offset), d.subarray(k.offset - base.offset), d.subarray(v.offset - base.offset));
+      if (last && fused.own) releaseBuffer(base.storage as Float32Array); // q, k, v read for the last time
       return new Tensor(d, 'f32', [...base.shape]);
     });
+    if (fused.own && !r.node) releaseBuffer(base.storage as Float32Array); // no graph: read for the last time
+    return r;
   }
   return record('attention', [q, k, v], y, (gy) => {
     // (B, T, H, D) layouts, returned as (B, H, T, D) views
@@ -403,7 +406,14 @@ export function composedAttention(q: Tensor, k: Tensor, v: Tensor, causal: boole
  * Self-attention on a fused projection qkv (B, T, 3C) (GPT-2's c_attn layout: q, k, v blocks of C, heads inside
  * each): returns (B, T, C) with heads merged. Reads q, k, v in place and writes d(qkv) directly.
  */
-export function fusedQKVAttention(qkv: Tensor, heads: number, opts: AttentionOptions = {}): Tensor {
+export function fusedQKVAttention(qkv: Tensor, heads: number, opts: AttentionOptions & {
+  /**
+   * The caller reads qkv no more (a fresh projection's output): where its buffer is this op's alone (see
+   * `consumable`), it goes back to the pool as soon as nothing reads it (after the forward pass where the bf16 kernel
+   * keeps its own copies, else after the graph's last backward pass).
+   */
+  consume?: boolean;
+} = {}): Tensor {
   const [B, T, C3] = qkv.shape;
   if (qkv.ndim !== 3 || C3 % 3 !== 0 || (C3 / 3) % heads !== 0) {
     throw new ShapeError(`Argument 'qkv' passed to 'fusedQKVAttention' has shape ${fmtShape(qkv.shape)}; expected (B, T, 3C) with C divisible by heads=${heads}`);
@@ -421,6 +431,7 @@ export function fusedQKVAttention(qkv: Tensor, heads: number, opts: AttentionOpt
   const pick = (i: number) => new Tensor(base.storage, 'f32', view.shape.slice(1), view.strides.slice(1), base.offset + i * C);
   const y = attentionKernel(pick(0), pick(1), pick(2), km, firstKey, !!opts.causal, opts.scale ?? 1 / Math.sqrt(hs), {
     base,
+    own: !!opts.consume && base === qkv && consumable(qkv),
     record: (out, bw) => record('fusedQKVAttention', [base], out, gradOf(bw)),
   });
   // (B, H, T, hs) view over a (B, T, H, hs) buffer: merging heads is a free reshape
@@ -431,7 +442,7 @@ export function fusedQKVAttention(qkv: Tensor, heads: number, opts: AttentionOpt
  * The fused op's backward closure, made apart from fusedQKVAttention so that it holds `bw` only: the bf16 kernel's
  * gradients read packed bf16 copies, and the f32 projection (qkv) is then freed after the forward pass.
  */
-const gradOf = (bw: (gy: Tensor) => Tensor) => (gy: Tensor): Tensor[] => [bw(gy)];
+const gradOf = (bw: (gy: Tensor, last?: boolean) => Tensor) => (gy: Tensor, last?: boolean): Tensor[] => [bw(gy, last)];
 
 /**
  * Rotary position embedding for x (B, H, T, D) with cos/sin tables (T, rotDim/2), rotate-half layout,

@@ -1,0 +1,175 @@
+/**
+ * The buffer pool (tensor/alloc.ts): dead buffers are reused by size whatever their dtype, a buffer enters it once,
+ * and the copies that products and attention make under bf16 autocast go back to it without changing any result:
+ * recycled (dirty) memory in a second identical step gives the same bits, and a graph kept for a second backward
+ * pass keeps its copies.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as T from '../src/tensor/index.js';
+import type { Tensor } from '../src/tensor/tensor.js';
+import { poolStats, releaseBuffer, uninitF32, uninitU16 } from '../src/tensor/alloc.js';
+import { loraLinear } from '../src/tensor/ops/lora-linear.js';
+import { fusedQKVAttention } from '../src/tensor/ops/nn.js';
+import { residualAdd, unaryForBf16Product } from '../src/tensor/ops/elementwise.js';
+import { testBackends, withBackend } from './helpers/backends.js';
+
+test('pool: a dead buffer serves the next request of its byte size, of either dtype, and enters the pool once', () => {
+  const n = 16384 + 37; // a size nothing else asks for
+  const u = new Uint16Array(2 * n);
+  releaseBuffer(u);
+  releaseBuffer(u); // a second release of the same memory is a no-op
+  releaseBuffer(new Uint16Array(u.buffer, 0, n)); // and so is a view of it
+  const a = uninitF32(n);
+  assert.equal(a.buffer, u.buffer, 'the u16 buffer serves an f32 request of the same bytes');
+  const b = uninitF32(n);
+  assert.notEqual(b.buffer, u.buffer, 'never handed out twice');
+  // part of a buffer is never pooled
+  const big = new Float32Array(3 * n);
+  releaseBuffer(big.subarray(n, 2 * n));
+  assert.notEqual(uninitF32(n).buffer, big.buffer);
+  const h = uninitU16(2 * n);
+  assert.notEqual(h.buffer, u.buffer);
+});
+
+/** A small model that runs every op that hands copies back: linear, matmul, addLinear, loraLinear, fused attention. */
+function model(seed: number) {
+  const p = {
+    x: T.randn([4, 64, 128], seed),
+    wqkv: T.randn([384, 128], seed + 1).scale(0.05).requireGrad(),
+    wo: T.randn([128, 128], seed + 2).scale(0.05).requireGrad(),
+    base: T.randn([256, 128], seed + 3).scale(0.05), // frozen
+    A: T.randn([8, 128], seed + 4).scale(0.05).requireGrad(),
+    B: T.randn([256, 8], seed + 5).scale(0.05).requireGrad(),
+    w2: T.randn([128, 256], seed + 6).scale(0.05).requireGrad(),
+    m: T.randn([128, 128], seed + 7).scale(0.05).requireGrad(),
+  };
+  const forward = (): Tensor => {
+    const qkv = T.linear(p.x, p.wqkv, null);
+    const att = fusedQKVAttention(qkv, 2, { causal: true });
+    const h = T.addLinear(att, att, p.wo, 0.5); // att + 0.5 * att wo^T
+    const u = loraLinear(h, p.base, null, p.A, p.B, 2);
+    const v = T.linear(u.gelu(), p.w2, null);
+    return T.matmul(v, p.m).square().mean();
+  };
+  const params = [p.wqkv, p.wo, p.A, p.B, p.w2, p.m];
+  const grads = () => params.map((t) => Array.from((t.grad as Tensor).f32()));
+  const zero = () => { for (const t of params) t.grad = null; };
+  return { forward, grads, zero };
+}
+
+for (const b of testBackends()) {
+  test(`pool: bf16 steps through recycled copies are bit-identical; retainGraph keeps them (${b.name})`, () => withBackend(b, () => {
+    const m = model(700);
+    const step = () => {
+      m.zero();
+      const loss = T.autocast('bf16', m.forward);
+      loss.backward();
+      return [loss.item(), ...m.grads().flat()];
+    };
+    const before = poolStats(true);
+    const first = step();
+    const released = poolStats().released - before.released;
+    assert.ok(released > 0, `the step's bf16 copies and dead gradients went back to the pool (${released})`);
+    poolStats(true);
+    const second = step(); // its buffers come from the pool, holding the first step's values
+    assert.ok(poolStats().hits > 0, 'the second step reused pooled memory');
+    assert.deepEqual(second, first, 'recycled memory changed a result');
+    // a graph kept for a second pass must keep its copies: twice the gradients, exactly
+    m.zero();
+    const loss = T.autocast('bf16', m.forward);
+    loss.backward({ retainGraph: true });
+    const once = m.grads();
+    // fill the pool with NaN buffers of the copies' sizes: a copy wrongly handed back would be overwritten with them
+    for (const n of [32768, 65536, 98304, 131072]) releaseBuffer(new Float32Array(n).fill(Number.NaN));
+    for (let i = 0; i < 4; i++) T.noGrad(() => T.autocast('bf16', m.forward)); // takes (and returns) pooled buffers
+    loss.backward();
+    const twice = m.grads();
+    once.forEach((g, i) => assert.deepEqual(twice[i], g.map((v) => 2 * v), `parameter ${i}`));
+  }));
+
+  test(`pool: a product without a graph hands its bf16 copies back at once (${b.name})`, () => withBackend(b, () => {
+    const x = T.randn([256, 128], 710), w = T.randn([256, 128], 711).requireGrad();
+    poolStats(true);
+    const y = T.noGrad(() => T.autocast('bf16', () => T.linear(x, w, null)));
+    assert.equal(poolStats().released, 2, 'the casts of x and w (64 KiB each)');
+    const y2 = T.noGrad(() => T.autocast('bf16', () => T.linear(x, w, null)));
+    assert.deepEqual(Array.from(y2.f32()), Array.from(y.f32()));
+  }));
+}
+
+for (const b of testBackends()) {
+  test(`residualAdd: the sum takes the sublayer output's buffer only where nothing reads it, same bits as add (${b.name})`, () => withBackend(b, () => {
+    const run = (inPlace: boolean) => {
+      const x = T.randn([2, 8, 16], 720).requireGrad(), w = T.randn([16, 16], 721).requireGrad(), v = T.randn([2, 8, 16], 722);
+      const sub = T.linear(x, w, null);
+      const y = inPlace ? residualAdd(x, sub) : T.add(x, sub);
+      if (inPlace) assert.equal(y.storage, sub.storage, 'a linear output is taken over');
+      y.mul(v).sum().backward();
+      return [...y.f32(), ...(x.grad as Tensor).f32(), ...(w.grad as Tensor).f32()];
+    };
+    assert.deepEqual(run(true), run(false));
+    // not taken: a leaf, an op whose backward reads its output (exp), another shape (broadcast), no graph
+    const x = T.randn([4, 16], 723).requireGrad();
+    const leaf = T.randn([4, 16], 724).requireGrad();
+    const e = x.exp();
+    const row = T.linear(T.randn([1, 16], 725), T.randn([16, 16], 726).requireGrad(), null);
+    const plain = T.linear(x.detach(), T.randn([16, 16], 727), null);
+    for (const y of [leaf, e, row, plain]) {
+      const before = Array.from(y.f32());
+      const s = residualAdd(x, y);
+      assert.notEqual(s.storage, y.storage);
+      assert.deepEqual(Array.from(y.f32()), before, 'left as it was');
+      assert.deepEqual(Array.from(s.f32()), Array.from(T.add(x, y).f32()));
+    }
+  }));
+}
+
+for (const b of testBackends()) {
+  test(`activation with consume: the gradient is written over its input on the last pass only, same bits (${b.name})`, () => withBackend(b, () => {
+    for (const compute of ['f32', 'bf16'] as const) {
+      const run = (consume: boolean, retain: boolean) => {
+        const x = T.randn([64, 256], 730).requireGrad(), w = T.randn([256, 256], 731).scale(0.1).requireGrad();
+        const v = T.randn([64, 256], 732);
+        let h!: Tensor;
+        const loss = T.autocast(compute, () => {
+          h = T.linear(x, w, null);
+          const a = compute === 'bf16' ? unaryForBf16Product('gelu', h, { consume }) : T.unary('gelu', h, { consume });
+          return T.linear(a, w, null).mul(v).sum();
+        });
+        const hBefore = Array.from(h.f32());
+        if (retain) loss.backward({ retainGraph: true });
+        loss.backward();
+        const hAfter = Array.from(h.f32());
+        return { grads: [...(x.grad as Tensor).f32(), ...(w.grad as Tensor).f32()], kept: hAfter.every((u, i) => Object.is(u, hBefore[i])) };
+      };
+      const ref = run(false, false), con = run(true, false);
+      assert.deepEqual(con.grads, ref.grads, `${compute}: same gradients`);
+      assert.ok(ref.kept, `${compute}: without consume the input is left alone`);
+      assert.ok(!con.kept, `${compute}: with consume the last pass wrote the gradient over the input`);
+      const twice = run(true, true), twiceRef = run(false, true);
+      assert.deepEqual(twice.grads, twiceRef.grads, `${compute}: a retained graph keeps the input for its second pass`);
+    }
+  }));
+}
+
+for (const b of testBackends()) {
+  test(`fused qkv attention with consume: qkv's buffer goes back once read for the last time, same bits (${b.name})`, () => withBackend(b, () => {
+    // T = 32 runs the f32 kernel (qkv read in the backward pass), T = 64 under bf16 the bf16 one (read in the forward pass)
+    for (const [Tn, compute] of [[32, 'f32'], [32, 'bf16'], [64, 'bf16']] as const) {
+      const run = (consume: boolean, retain: boolean) => {
+        const x = T.randn([2, Tn, 128], 740).requireGrad(), w = T.randn([384, 128], 741).scale(0.05).requireGrad();
+        const v = T.randn([2, Tn, 128], 742);
+        const loss = T.autocast(compute, () => fusedQKVAttention(T.linear(x, w, null), 4, { causal: true, consume }).mul(v).sum());
+        // pooled buffers of qkv's size, dirtied: a qkv buffer handed back too early would be overwritten with NaN
+        const dirty = [0, 1, 2].map(() => uninitF32(2 * Tn * 384).fill(Number.NaN));
+        for (const d of dirty) releaseBuffer(d);
+        if (retain) loss.backward({ retainGraph: true });
+        loss.backward();
+        return [...(x.grad as Tensor).f32(), ...(w.grad as Tensor).f32()];
+      };
+      assert.deepEqual(run(true, false), run(false, false), `T ${Tn} ${compute}`);
+      assert.deepEqual(run(true, true), run(false, true), `T ${Tn} ${compute}, graph retained`);
+    }
+  }));
+}

@@ -41,7 +41,11 @@ const pooled = new WeakSet<ArrayBuffer>();
 let pooledBytes = 0;
 /**
  * At most this many bytes in the pool. cls-lora bf16 made 97 MB of fresh buffers a step with 64 MiB here, 64 MB with
- * 128 MiB (no fewer with 256); its peak RSS stayed within run-to-run noise (257-271 MB against main's 264-265).
+ * 128 MiB (no fewer with 256); its peak RSS stayed within run-to-run noise (257-271 MB against main's 264-265), and
+ * with 32 MiB it took 185 ms a step against 168 (medians of 3 alternating runs). The cost is on top of the garbage
+ * V8 has not collected yet: the main job (`npx autoglm finetune`, one run each) peaked at 333 MB without a pool, 390
+ * with 32 MiB, 397 with 64 and 475 with 128, in 16.6, 14.3, 14.6 and 14.4 s of training; dropping sizes no step
+ * reused within two steps gave 377 MB but 16.8 s. A pool that sizes itself to the model is still to be built.
  */
 const MAX_POOLED = 128 * 2 ** 20;
 /**

@@ -174,7 +174,9 @@ export class TrainingLoop {
     const c = this.c, h = this.host;
     const lr = this.schedule(this.step) * (this.plateau ? this.plateau.scale : 1);
     const extra = this.task.stepLog?.() ?? {};
-    const u = await guardedUpdate({ opt: this.opt, scaler: this.scaler, named: this.named, loss, lr, maxGradNorm: c.maxGradNorm, dp: h.dp, step: this.step });
+    const g = await guardedUpdate({ opt: this.opt, scaler: this.scaler, named: this.named, loss, lr, maxGradNorm: c.maxGradNorm, dp: h.dp, step: this.step });
+    // decided on a device (ok null): this loop logs every step's outcome, so it reads the gate now
+    const u = g.ok === null ? { ...g, ...(await g.settled) } : g;
     this.opt.zeroGrad();
     this.step++;
     if (!u.ok) this.overflow(); // after the count, so the note names the step as the logs and checkpoints do

@@ -29,10 +29,12 @@ function pad(seqs: number[][], padId: number): { ids: Tensor; mask: Tensor } {
   return { ids: new Tensor(p.ids, 'i32', [seqs.length, p.T]), mask: new Tensor(p.mask, 'f32', [seqs.length, p.T]) };
 }
 
-/** Logits (N, C) of texts, in input order. */
-function logitsOf(model: SequenceClassifier, enc: TextEncoder, seqs: number[][], batchSize: number, compute: ComputeDType): Float32Array {
-  const C = model.numLabels;
-  const out = new Float32Array(seqs.length * C);
+/**
+ * The forward pass of evaluation: `seqs` in batches of similar length (shortest first, ties in input order), the
+ * model in eval mode and no graph; `each` gets a batch's input indices and its logits (batch, C).
+ */
+function forwardBatches(model: SequenceClassifier, enc: TextEncoder, seqs: number[][], batchSize: number, compute: ComputeDType,
+  each: (idx: number[], logits: Tensor) => void): void {
   const order = seqs.map((_, i) => i).sort((a, b) => seqs[a].length - seqs[b].length || a - b);
   const wasTraining = model.training;
   model.eval();
@@ -40,12 +42,21 @@ function logitsOf(model: SequenceClassifier, enc: TextEncoder, seqs: number[][],
     for (let s = 0; s < order.length; s += batchSize) {
       const idx = order.slice(s, s + batchSize);
       const { ids, mask } = pad(idx.map((i) => seqs[i]), enc.padId);
-      const l = autocast(compute, () => model.forward(ids, mask)).f32();
-      if (isDeviceStorage(l)) throw new DeviceError("evaluation reads logits in JavaScript; on the webgpu backend use 'await evaluateClassifierAsync' (evaluates on the device)");
-      idx.forEach((i, r) => out.set(l.subarray(r * C, (r + 1) * C), i * C));
+      each(idx, autocast(compute, () => model.forward(ids, mask)));
     }
   });
   model.train(wasTraining);
+}
+
+/** Logits (N, C) of texts, in input order. */
+function logitsOf(model: SequenceClassifier, enc: TextEncoder, seqs: number[][], batchSize: number, compute: ComputeDType): Float32Array {
+  const C = model.numLabels;
+  const out = new Float32Array(seqs.length * C);
+  forwardBatches(model, enc, seqs, batchSize, compute, (idx, logits) => {
+    const l = logits.f32();
+    if (isDeviceStorage(l)) throw new DeviceError("evaluation reads logits in JavaScript; on the webgpu backend use 'await evaluateClassifierAsync' (evaluates on the device)");
+    idx.forEach((i, r) => out.set(l.subarray(r * C, (r + 1) * C), i * C));
+  });
   return out;
 }
 
@@ -76,21 +87,12 @@ export async function evaluateClassifierAsync(model: SequenceClassifier, enc: Te
   if (!backend().device) return evaluateClassifier(model, enc, examples, labels, opts);
   const truth = truthOf(examples, labels);
   const seqs = examples.map((e) => enc.encodeText(e.text).slice(0, opts.maxLength));
-  const order = seqs.map((_, i) => i).sort((a, b) => seqs[a].length - seqs[b].length || a - b);
   const reads: Promise<[number[], Float32Array | Int32Array | Int8Array, Float32Array | Int32Array | Int8Array]>[] = [];
-  const wasTraining = model.training;
-  model.eval();
-  noGrad(() => {
-    for (let s = 0; s < order.length; s += opts.batchSize) {
-      const idx = order.slice(s, s + opts.batchSize);
-      const { ids, mask } = pad(idx.map((i) => seqs[i]), enc.padId);
-      const logits = autocast(opts.compute, () => model.forward(ids, mask));
-      const y = new Tensor(Int32Array.from(idx, (i) => truth[i]), 'i32', [idx.length]);
-      const lossSum = crossEntropy(logits, y, { reduction: 'sum' });
-      reads.push(Promise.all([idx, lossSum.data(), logits.argmax(-1).data()]));
-    }
+  forwardBatches(model, enc, seqs, opts.batchSize, opts.compute, (idx, logits) => {
+    const y = new Tensor(Int32Array.from(idx, (i) => truth[i]), 'i32', [idx.length]);
+    const lossSum = crossEntropy(logits, y, { reduction: 'sum' });
+    reads.push(Promise.all([idx, lossSum.data(), logits.argmax(-1).data()]));
   });
-  model.train(wasTraining);
   const pred = new Int32Array(examples.length);
   let nll = 0;
   for (const [idx, l, p] of await Promise.all(reads)) {

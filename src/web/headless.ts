@@ -59,9 +59,30 @@ export function webgpuFlags(dawnFeatures?: string[]): string[] {
 /**
  * Which adapter Chromium's WebGPU gets: 'default' (headless; SwiftShader where there is no GPU) or 'llvmpipe' (Chromium
  * under Xvfb, not headless, on Mesa's llvmpipe through Dawn's OpenGL ES backend at the compatibility level: see
- * src/web/llvmpipe.ts; several times faster than SwiftShader on a CPU-only machine).
+ * src/web/llvmpipe.ts).
  */
 export type ChromiumAdapter = 'default' | 'llvmpipe';
+
+/** AUTOGLM_CHROMIUM_ADAPTER ('default' or 'llvmpipe'; unset or empty: 'default'): the kernel tests' and bench's adapter. */
+export function chromiumAdapterFromEnv(): ChromiumAdapter {
+  const v = process.env.AUTOGLM_CHROMIUM_ADAPTER ?? '';
+  if (v === '' || v === 'default' || v === 'llvmpipe') return v === 'llvmpipe' ? 'llvmpipe' : 'default';
+  throw new ConfigError(`AUTOGLM_CHROMIUM_ADAPTER must be 'default' or 'llvmpipe'; got '${v}'`);
+}
+
+/**
+ * How to launch Chromium with WebGPU on `adapter`: headless with `webgpuFlags`, or for 'llvmpipe' not headless on the
+ * X display `display` (an Xvfb from `startXvfb`) with LLVMPIPE_CHROMIUM_FLAGS, and without playwright's
+ * `--use-angle=swiftshader-webgl`, which would put ANGLE back on SwiftShader.
+ */
+export function webgpuLaunchOptions(adapter: ChromiumAdapter, display: string | null, dawnFeatures?: string[]):
+  { headless: boolean; args: string[]; env?: Record<string, string | undefined>; ignoreDefaultArgs?: string[] } {
+  if (adapter === 'default') return { headless: true, args: webgpuFlags(dawnFeatures) };
+  if (adapter !== 'llvmpipe') throw new ConfigError(`adapter must be 'default' or 'llvmpipe'; got '${String(adapter)}'`);
+  if (!display) throw new ConfigError(`adapter 'llvmpipe' runs Chromium on an X display (startXvfb); none was given`);
+  return { headless: false, args: [...webgpuFlags(dawnFeatures), ...LLVMPIPE_CHROMIUM_FLAGS], env: { ...process.env, DISPLAY: display },
+    ignoreDefaultArgs: ['--use-angle=swiftshader-webgl'] };
+}
 
 /**
  * Serves the page and opens it in headless Chromium; `query` is appended to the page URL (backend, threads). `webgpu`
@@ -77,20 +98,17 @@ export async function openPage(o: WebServerOptions & { query?: string; path?: st
   } catch (e) {
     throw new ConfigError('driving Chromium needs playwright-core (a dev dependency of open-autoglm: npm install --save-dev playwright-core)', { cause: e });
   }
-  const llvmpipe = o.adapter === 'llvmpipe';
-  if (llvmpipe && !o.webgpu) throw new ConfigError(`adapter 'llvmpipe' is a WebGPU adapter: it needs webgpu: true`);
-  if (o.adapter !== undefined && o.adapter !== 'default' && !llvmpipe) throw new ConfigError(`adapter must be 'default' or 'llvmpipe'; got '${String(o.adapter)}'`);
-  const xvfb: VirtualDisplay | null = llvmpipe ? await startXvfb() : null;
+  const adapter = o.adapter ?? 'default';
+  if (adapter !== 'default' && adapter !== 'llvmpipe') throw new ConfigError(`adapter must be 'default' or 'llvmpipe'; got '${String(adapter)}'`);
+  if (adapter === 'llvmpipe' && !o.webgpu) throw new ConfigError(`adapter 'llvmpipe' is a WebGPU adapter: it needs webgpu: true`);
+  const xvfb: VirtualDisplay | null = adapter === 'llvmpipe' ? await startXvfb() : null;
   const server = await startWebServer({ port: 0, ...o });
   let browser: BrowserContext;
   const profile = mkdtempSync(path.join(os.tmpdir(), 'autoglm-chromium-'));
   try {
     const root = typeof process.getuid === 'function' && process.getuid() === 0;
-    const gpu = o.webgpu ? [...webgpuFlags(o.dawnFeatures), ...(llvmpipe ? LLVMPIPE_CHROMIUM_FLAGS : [])] : ['--disable-gpu'];
-    browser = await chromium.launchPersistentContext(profile, {
-      executablePath: exe, headless: !llvmpipe, args: [...(root ? ['--no-sandbox'] : []), ...gpu, '--disable-dev-shm-usage'],
-      ...(xvfb ? { env: { ...process.env, DISPLAY: xvfb.display }, ignoreDefaultArgs: ['--use-angle=swiftshader-webgl'] } : {}),
-    });
+    const { args, ...rest } = o.webgpu ? webgpuLaunchOptions(adapter, xvfb?.display ?? null, o.dawnFeatures) : { headless: true, args: ['--disable-gpu'] };
+    browser = await chromium.launchPersistentContext(profile, { executablePath: exe, ...rest, args: [...(root ? ['--no-sandbox'] : []), ...args, '--disable-dev-shm-usage'] });
   } catch (e) {
     await server.close();
     await xvfb?.close();

@@ -64,10 +64,14 @@ export async function startXvfb(): Promise<VirtualDisplay> {
     child.on('exit', (code) => { clearTimeout(timer); reject(new ConfigError(`Xvfb exited (${code}) before reporting a display: ${stderr.trim().slice(-300)}`)); });
     child.on('error', (e) => { clearTimeout(timer); reject(new ConfigError(`Xvfb could not start: ${e.message}`, { cause: e })); });
   });
+  // An Xvfb outlives a Node process that exits without close() (an uncaught error): stop it then too.
+  const onExit = () => { child.kill(); };
+  process.once('exit', onExit);
   return {
     display,
     close: () => new Promise<void>((resolve) => {
-      if (child.exitCode !== null) return resolve();
+      process.removeListener('exit', onExit);
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
       child.once('exit', () => resolve());
       child.kill();
     }),

@@ -4,10 +4,15 @@
  * job in Node, in one run; prints test accuracy, time and peak memory of each and the accuracy difference.
  *
  *   node --import tsx scripts/browser-main-job.ts [--max-train N] [--max-eval N] [--threads N] [--node-backends native,wasm]
- *     [--backend wasm|webgpu] [--dawn-features disable_robustness,...] [--runner chromium|node]
+ *     [--backend wasm|webgpu] [--dawn-features disable_robustness,...] [--runner chromium|node] [--chromium-llvmpipe]
  *
  * `--backend webgpu` trains the page on the WebGPU backend (Chromium with --enable-unsafe-webgpu; on a machine
  * without a GPU that is SwiftShader, CPU emulation: use --max-train / --max-eval, which Node gets too).
+ *
+ * `--chromium-llvmpipe` (with `--backend webgpu`) gives the page Mesa's llvmpipe instead of SwiftShader: Chromium runs
+ * under a virtual X server (Xvfb, started and stopped here), not headless, with Dawn's OpenGL ES backend at the
+ * compatibility level (src/web/llvmpipe.ts). It fails with the reason when Xvfb or Mesa's llvmpipe GL driver is
+ * missing, or when the page's adapter turns out not to be llvmpipe.
  *
  * `--runner node` (with `--backend webgpu`) runs the page's training code (`finetuneInBrowser`, src/browser/train.ts)
  * in this Node process on Dawn's WebGPU (the optional `webgpu` package) instead of in Chromium: the same code path
@@ -23,16 +28,18 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { headlessMainJob } from '../src/web/headless.js';
+import { llvmpipeUnavailable } from '../src/web/llvmpipe.js';
 import { nodeWebGpuMainJob } from './webgpu-node-job.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const usage = 'usage: node --import tsx scripts/browser-main-job.ts [--max-train N] [--max-eval N] [--threads N] ' +
-  '[--node-backends native,wasm] [--backend wasm|webgpu] [--dawn-features a,b] [--runner chromium|node]';
+  '[--node-backends native,wasm] [--backend wasm|webgpu] [--dawn-features a,b] [--runner chromium|node] [--chromium-llvmpipe]';
 let values: Record<string, string | boolean | undefined>;
 try {
   ({ values } = parseArgs({ strict: true, allowPositionals: false, options: {
     'max-train': { type: 'string' }, 'max-eval': { type: 'string' }, threads: { type: 'string' },
-    'node-backends': { type: 'string' }, backend: { type: 'string' }, 'dawn-features': { type: 'string' }, runner: { type: 'string' }, help: { type: 'boolean' },
+    'node-backends': { type: 'string' }, backend: { type: 'string' }, 'dawn-features': { type: 'string' }, runner: { type: 'string' },
+    'chromium-llvmpipe': { type: 'boolean' }, help: { type: 'boolean' },
   } }));
 } catch (e) {
   console.error(`${(e as Error).message}\n${usage}`);
@@ -69,6 +76,13 @@ const runner = arg('--runner') ?? 'chromium';
 if (runner !== 'chromium' && runner !== 'node') refuse(`--runner must be 'chromium' or 'node'; got '${runner}'`);
 if (runner === 'node' && pageBackend !== 'webgpu') refuse('--runner node trains on WebGPU in Node: it needs --backend webgpu');
 if (runner === 'node' && dawnFeatures) refuse('--dawn-features are Chromium flags; not with --runner node');
+const llvmpipe = values['chromium-llvmpipe'] === true;
+if (llvmpipe && pageBackend !== 'webgpu') refuse('--chromium-llvmpipe is a WebGPU adapter for the page: it needs --backend webgpu');
+if (llvmpipe && runner === 'node') refuse('--chromium-llvmpipe is how Chromium is launched; not with --runner node');
+if (llvmpipe) {
+  const why = llvmpipeUnavailable();
+  if (why) refuse(`--chromium-llvmpipe: ${why}`);
+}
 
 interface NodeRun { backend: string; accuracy: number; macro_f1: number; test_loss: number; train_time_s: number; peak_rss_mb: number; steps: number; precision: string }
 
@@ -114,11 +128,13 @@ if (runner === 'node') {
     webgpuNode: { ...w, predictions: undefined } }));
   process.exit(0);
 }
-process.stderr.write(`running the main job in headless Chromium (${pageBackend} backend, ${threads} threads)...\n`);
-const b = await headlessMainJob({ maxTrain, maxEval, threads, rebuild: true, backend: pageBackend, dawnFeatures, say: (l) => process.stderr.write(`  ${l}\n`) });
+const where = llvmpipe ? 'Chromium under Xvfb on llvmpipe' : 'headless Chromium';
+process.stderr.write(`running the main job in ${where} (${pageBackend} backend, ${threads} threads)...\n`);
+const b = await headlessMainJob({ maxTrain, maxEval, threads, rebuild: true, backend: pageBackend, dawnFeatures, adapter: llvmpipe ? 'llvmpipe' : 'default',
+  say: (l) => process.stderr.write(`  ${new Date().toISOString().slice(11, 19)} ${l}\n`) });
 if (pageBackend === 'webgpu' && !/webgpu/.test(b.backend)) throw new Error(`the page did not train on WebGPU: ${b.backend}`);
 const t = b.summary.test!;
-console.log(`browser (headless Chromium, ${b.backend.replace(/^backend: /, '')}): test accuracy ${pct(t.accuracy)}  macro-F1 ${pct(t.macro_f1)}  test loss ${t.loss.toFixed(6)}  ${b.summary.steps} steps  `
+console.log(`browser (${where}, ${b.backend.replace(/^backend: /, '')}): test accuracy ${pct(t.accuracy)}  macro-F1 ${pct(t.macro_f1)}  test loss ${t.loss.toFixed(6)}  ${b.summary.steps} steps  `
   + `train time ${b.summary.trainTimeS.toFixed(1)} s  peak RSS: page renderer ${b.rendererPeakMb ?? '?'} MB, all browser processes ${b.browserPeakSumMb ?? '?'} MB, wasm memory ${b.summary.memoryMb.wasm ?? '?'} MB`);
 for (const r of nodeRuns) {
   const d = 100 * (t.accuracy - r.accuracy);

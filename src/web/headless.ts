@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { BrowserContext, Page } from 'playwright-core';
 import { ConfigError } from '../errors.js';
 import { startWebServer, type WebServer, type WebServerOptions } from './server.js';
+import { LLVMPIPE_CHROMIUM_FLAGS, startXvfb, type VirtualDisplay } from './llvmpipe.js';
 import type { TrainSummary } from '../browser/worker.js';
 
 const CANDIDATES = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome', '/usr/bin/google-chrome-stable'];
@@ -56,10 +57,39 @@ export function webgpuFlags(dawnFeatures?: string[]): string[] {
 }
 
 /**
- * Serves the page and opens it in headless Chromium; `query` is appended to the page URL (backend, threads). `webgpu`
- * launches Chromium with WebGPU (`--enable-unsafe-webgpu`: SwiftShader where there is no GPU) instead of `--disable-gpu`.
+ * Which adapter Chromium's WebGPU gets: 'default' (headless; SwiftShader where there is no GPU) or 'llvmpipe' (Chromium
+ * under Xvfb, not headless, on Mesa's llvmpipe through Dawn's OpenGL ES backend at the compatibility level: see
+ * src/web/llvmpipe.ts).
  */
-export async function openPage(o: WebServerOptions & { query?: string; path?: string; webgpu?: boolean; dawnFeatures?: string[] } = {}): Promise<PageSession> {
+export type ChromiumAdapter = 'default' | 'llvmpipe';
+
+/** AUTOGLM_CHROMIUM_ADAPTER ('default' or 'llvmpipe'; unset or empty: 'default'): the kernel tests' and bench's adapter. */
+export function chromiumAdapterFromEnv(): ChromiumAdapter {
+  const v = process.env.AUTOGLM_CHROMIUM_ADAPTER ?? '';
+  if (v === '' || v === 'default' || v === 'llvmpipe') return v === 'llvmpipe' ? 'llvmpipe' : 'default';
+  throw new ConfigError(`AUTOGLM_CHROMIUM_ADAPTER must be 'default' or 'llvmpipe'; got '${v}'`);
+}
+
+/**
+ * How to launch Chromium with WebGPU on `adapter`: headless with `webgpuFlags`, or for 'llvmpipe' not headless on the
+ * X display `display` (an Xvfb from `startXvfb`) with LLVMPIPE_CHROMIUM_FLAGS, and without playwright's
+ * `--use-angle=swiftshader-webgl`, which would put ANGLE back on SwiftShader.
+ */
+export function webgpuLaunchOptions(adapter: ChromiumAdapter, display: string | null, dawnFeatures?: string[]):
+  { headless: boolean; args: string[]; env?: Record<string, string | undefined>; ignoreDefaultArgs?: string[] } {
+  if (adapter === 'default') return { headless: true, args: webgpuFlags(dawnFeatures) };
+  if (adapter !== 'llvmpipe') throw new ConfigError(`adapter must be 'default' or 'llvmpipe'; got '${String(adapter)}'`);
+  if (!display) throw new ConfigError(`adapter 'llvmpipe' runs Chromium on an X display (startXvfb); none was given`);
+  return { headless: false, args: [...webgpuFlags(dawnFeatures), ...LLVMPIPE_CHROMIUM_FLAGS], env: { ...process.env, DISPLAY: display },
+    ignoreDefaultArgs: ['--use-angle=swiftshader-webgl'] };
+}
+
+/**
+ * Serves the page and opens it in headless Chromium; `query` is appended to the page URL (backend, threads). `webgpu`
+ * launches Chromium with WebGPU (`--enable-unsafe-webgpu`: SwiftShader where there is no GPU) instead of `--disable-gpu`;
+ * `adapter: 'llvmpipe'` (with `webgpu`) runs it under Xvfb on Mesa's llvmpipe instead.
+ */
+export async function openPage(o: WebServerOptions & { query?: string; path?: string; webgpu?: boolean; dawnFeatures?: string[]; adapter?: ChromiumAdapter } = {}): Promise<PageSession> {
   const exe = findChromium();
   if (!exe) throw new ConfigError('no Chromium found: apt-get install -y chromium, or set AUTOGLM_CHROMIUM to its path');
   let chromium: typeof import('playwright-core').chromium;
@@ -68,14 +98,20 @@ export async function openPage(o: WebServerOptions & { query?: string; path?: st
   } catch (e) {
     throw new ConfigError('driving Chromium needs playwright-core (a dev dependency of open-autoglm: npm install --save-dev playwright-core)', { cause: e });
   }
+  const adapter = o.adapter ?? 'default';
+  if (adapter !== 'default' && adapter !== 'llvmpipe') throw new ConfigError(`adapter must be 'default' or 'llvmpipe'; got '${String(adapter)}'`);
+  if (adapter === 'llvmpipe' && !o.webgpu) throw new ConfigError(`adapter 'llvmpipe' is a WebGPU adapter: it needs webgpu: true`);
+  const xvfb: VirtualDisplay | null = adapter === 'llvmpipe' ? await startXvfb() : null;
   const server = await startWebServer({ port: 0, ...o });
   let browser: BrowserContext;
   const profile = mkdtempSync(path.join(os.tmpdir(), 'autoglm-chromium-'));
   try {
     const root = typeof process.getuid === 'function' && process.getuid() === 0;
-    browser = await chromium.launchPersistentContext(profile, { executablePath: exe, headless: true, args: [...(root ? ['--no-sandbox'] : []), ...(o.webgpu ? webgpuFlags(o.dawnFeatures) : ['--disable-gpu']), '--disable-dev-shm-usage'] });
+    const { args, ...rest } = o.webgpu ? webgpuLaunchOptions(adapter, xvfb?.display ?? null, o.dawnFeatures) : { headless: true, args: ['--disable-gpu'] };
+    browser = await chromium.launchPersistentContext(profile, { executablePath: exe, ...rest, args: [...(root ? ['--no-sandbox'] : []), ...args, '--disable-dev-shm-usage'] });
   } catch (e) {
     await server.close();
+    await xvfb?.close();
     rmSync(profile, { recursive: true, force: true });
     throw e;
   }
@@ -85,7 +121,12 @@ export async function openPage(o: WebServerOptions & { query?: string; path?: st
   page.on('pageerror', (e) => log.push(`pageerror: ${e.message}`));
   page.on('worker', (w) => w.on('console', (m) => log.push(`worker console.${m.type()}: ${m.text()}`)));
   await page.goto(`${server.url}${o.path ?? ''}${o.query ? `?${o.query}` : ''}`);
-  return { server, browser, page, profile, log, close: async () => { await browser.close(); await server.close(); rmSync(profile, { recursive: true, force: true }); } };
+  return { server, browser, page, profile, log, close: async () => {
+    await browser.close();
+    await server.close();
+    await xvfb?.close();
+    rmSync(profile, { recursive: true, force: true });
+  } };
 }
 
 /**
@@ -125,6 +166,8 @@ export interface HeadlessRunOptions {
   backend?: 'webgpu' | 'wasm' | 'portable';
   /** Dawn toggles for Chromium's WebGPU (`webgpuFlags`), e.g. ['disable_robustness']; only with backend 'webgpu'. */
   dawnFeatures?: string[];
+  /** Chromium's WebGPU adapter (`ChromiumAdapter`); 'llvmpipe' only with backend 'webgpu'. */
+  adapter?: ChromiumAdapter;
   isolate?: boolean;
   /** Rebuild the browser bundles first (a checkout whose dist/web may be older than its sources). */
   rebuild?: boolean;
@@ -149,12 +192,16 @@ export async function headlessMainJob(o: HeadlessRunOptions = {}): Promise<Headl
   if (o.threads) q.set('threads', String(o.threads));
   if (o.backend) q.set('backend', o.backend);
   if (o.dawnFeatures?.length && o.backend !== 'webgpu') throw new ConfigError(`dawnFeatures apply to the WebGPU backend only; the backend is '${o.backend ?? 'default'}'`);
-  const s = await openPage({ query: q.toString(), isolate: o.isolate, rebuild: o.rebuild, webgpu: o.backend === 'webgpu', dawnFeatures: o.dawnFeatures });
+  if (o.adapter === 'llvmpipe' && o.backend !== 'webgpu') throw new ConfigError(`adapter 'llvmpipe' applies to the WebGPU backend only; the backend is '${o.backend ?? 'default'}'`);
+  const s = await openPage({ query: q.toString(), isolate: o.isolate, rebuild: o.rebuild, webgpu: o.backend === 'webgpu', dawnFeatures: o.dawnFeatures, adapter: o.adapter });
   try {
     const t0 = performance.now();
     await s.page.evaluate(() => (window as unknown as { autoglm: { whenReady(): Promise<void> } }).autoglm.whenReady());
     const backend = (await s.page.evaluate(() => (window as unknown as { autoglm: { status(): string } }).autoglm.status())) ?? '';
     o.say?.(backend);
+    if (o.adapter === 'llvmpipe' && !/llvmpipe/i.test(backend)) {
+      throw new ConfigError(`Chromium was launched for llvmpipe but the page's WebGPU adapter is not llvmpipe: ${backend}\n${s.log.slice(-10).join('\n')}`);
+    }
     const stop = setInterval(() => {
       s.page.evaluate(() => document.getElementById('stepInfo')?.textContent ?? '').then((l) => l && o.say?.(l), () => undefined);
     }, 10_000);

@@ -4,12 +4,14 @@
  * refuses module scripts) and returns what a function of the page gives. The browser is found and driven as the
  * browser tests do (src/web/headless.ts: `findChromium`, `browserUnavailable`, playwright-core).
  * Chromium exposes WebGPU there through SwiftShader with `--enable-unsafe-webgpu` alone (probed: Chromium 156 on
- * Debian 12, adapter "google swiftshader", no shader-f16).
+ * Debian 12, adapter "google swiftshader", no shader-f16); AUTOGLM_CHROMIUM_ADAPTER=llvmpipe runs it under Xvfb on
+ * Mesa's llvmpipe instead (src/web/llvmpipe.ts).
  */
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { browserUnavailable, findChromium, webgpuFlags } from '../../src/web/headless.js';
+import { browserUnavailable, chromiumAdapterFromEnv, findChromium, webgpuLaunchOptions } from '../../src/web/headless.js';
+import { startXvfb, type VirtualDisplay } from '../../src/web/llvmpipe.js';
 
 /** As the browser build (scripts/build-web.mjs): `x.ts` gives way to a sibling `x.browser.ts` (src/backend/index.ts). */
 const browserVariants: import('esbuild').Plugin = {
@@ -38,11 +40,11 @@ export async function runInChromium<T>(entry: string, fn: string, arg: unknown, 
       outfile: path.join(dir, 'page.js'), logLevel: 'error', plugins: [browserVariants],
       alias: { 'csv-parse/sync': 'csv-parse/browser/esm/sync' } });
     writeFileSync(path.join(dir, 'index.html'), '<!doctype html><meta charset="utf-8"><script src="page.js"></script>\n');
-    const browser = await chromium.launch({
-      executablePath: exe,
-      headless: true,
-      args: ['--no-sandbox', ...webgpuFlags(), '--disable-dev-shm-usage'],
-    });
+    const adapter = chromiumAdapterFromEnv();
+    const xvfb: VirtualDisplay | null = adapter === 'llvmpipe' ? await startXvfb() : null;
+    const { args, ...rest } = webgpuLaunchOptions(adapter, xvfb?.display ?? null);
+    const browser = await chromium.launch({ executablePath: exe, ...rest, args: ['--no-sandbox', ...args, '--disable-dev-shm-usage'] })
+      .catch(async (e: unknown) => { await xvfb?.close(); throw e; });
     try {
       const page = await browser.newPage();
       const logs: string[] = [];
@@ -63,6 +65,7 @@ export async function runInChromium<T>(entry: string, fn: string, arg: unknown, 
       }
     } finally {
       await browser.close();
+      await xvfb?.close();
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -350,15 +350,26 @@ export async function profileTrace(ctx: GpuContext, trace: TracedDispatch[]): Pr
   return [...by].map(([kernel, v]) => ({ kernel, ...v })).sort((a, b) => b.ms - a.ms);
 }
 
+/** WebGPU's core defaults for the compute limits that the kernels rely on. */
+const CORE_COMPUTE_LIMITS = {
+  maxComputeInvocationsPerWorkgroup: 256, maxComputeWorkgroupSizeX: 256, maxComputeWorkgroupSizeY: 256, maxComputeWorkgroupSizeZ: 64,
+  maxComputeWorkgroupStorageSize: 16384, maxComputeWorkgroupsPerDimension: 65535,
+};
+
 /** Asks `gpu` (navigator.gpu, or the Node binding's) for an adapter and a device; null when there is no adapter. */
 export async function createContext(gpu: GPU): Promise<GpuContext | null> {
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) return null;
   const hasF16 = adapter.features.has('shader-f16');
   const lim = adapter.limits;
+  // The kernels are written to WebGPU's core limits (256 invocations a workgroup). A compatibility-level adapter
+  // (Chromium's OpenGL ES backend: src/web/llvmpipe.ts) defaults to less, so those are asked for up to core's values.
+  const core: Record<string, number> = CORE_COMPUTE_LIMITS;
+  const compute = Object.fromEntries(Object.entries(core).map(([k, v]) => [k, Math.min(v, (lim as unknown as Record<string, number>)[k] ?? v)]));
   const device = await adapter.requestDevice({
     requiredFeatures: hasF16 ? ['shader-f16'] : [],
     requiredLimits: {
+      ...compute,
       maxStorageBufferBindingSize: lim.maxStorageBufferBindingSize,
       maxBufferSize: lim.maxBufferSize,
       maxStorageBuffersPerShaderStage: Math.min(10, lim.maxStorageBuffersPerShaderStage),

@@ -2,13 +2,17 @@
  * Chromium's WebGPU on Mesa's llvmpipe (src/web/llvmpipe.ts): the launch options, the environment switch that the
  * kernel tests read, and Xvfb itself. The page on llvmpipe is exercised by `scripts/browser-main-job.ts
  * --chromium-llvmpipe` and `AUTOGLM_CHROMIUM_ADAPTER=llvmpipe node --import tsx --test test/webgpu.test.ts`.
- * The Xvfb check skips where Xvfb or Mesa's GL is missing: .ci/run installs neither xvfb nor a display, and the
- * default adapter (headless, SwiftShader) does not need them.
+ * Where Xvfb or Mesa's GL is missing the Xvfb checks skip with the reason, and fail under CI=true (scripts/setup.sh
+ * installs xvfb): the page on llvmpipe is how a machine without a GPU runs the page's WebGPU path at a usable pace.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../src/errors.js';
+import { requirePiece } from './helpers/ci.js';
+import { runInChromium } from './webgpu/browser.js';
 import { chromiumAdapterFromEnv, webgpuLaunchOptions } from '../src/web/headless.js';
 import { LLVMPIPE_CHROMIUM_FLAGS, llvmpipeUnavailable, startXvfb } from '../src/web/llvmpipe.js';
 
@@ -50,7 +54,8 @@ test('webgpuLaunchOptions: headless SwiftShader by default; llvmpipe runs on the
 });
 
 const why = llvmpipeUnavailable();
-test('startXvfb gives a display of its own and stops it', { skip: why ?? false }, async () => {
+const skip = requirePiece('Xvfb and Mesa llvmpipe', why === null, why ?? '');
+test('startXvfb gives a display of its own and stops it', { skip }, async () => {
   const x = await startXvfb();
   try {
     assert.match(x.display, /^:\d+$/);
@@ -60,3 +65,28 @@ test('startXvfb gives a display of its own and stops it', { skip: why ?? false }
   }
   await x.close(); // a second close is harmless
 });
+
+interface KernelReport {
+  adapter: string | null;
+  results: { name: string; ok: boolean; detail: string }[];
+}
+
+test('Chromium on llvmpipe: the page gets the llvmpipe adapter (not SwiftShader) and a device-resident training run equals portable',
+  { skip, timeout: 300_000 }, async (t) => {
+    const page = path.join(path.dirname(fileURLToPath(import.meta.url)), 'webgpu', 'page.ts');
+    const old = process.env.AUTOGLM_CHROMIUM_ADAPTER;
+    process.env.AUTOGLM_CHROMIUM_ADAPTER = 'llvmpipe'; // read by runInChromium after its first await
+    let r: KernelReport;
+    try {
+      r = await runInChromium<KernelReport>(page, 'runKernelTests', 'a device-resident training run', 280_000);
+    } finally {
+      if (old === undefined) delete process.env.AUTOGLM_CHROMIUM_ADAPTER;
+      else process.env.AUTOGLM_CHROMIUM_ADAPTER = old;
+    }
+    assert.ok(r.adapter, 'navigator.gpu.requestAdapter() gave no adapter under Xvfb');
+    t.diagnostic(`adapter: ${r.adapter}`);
+    assert.match(r.adapter, /llvmpipe/i);
+    assert.doesNotMatch(r.adapter, /swiftshader/i);
+    assert.ok(r.results.length > 1, 'the case did not run');
+    for (const x of r.results) assert.ok(x.ok, `${x.name}: ${x.detail}`);
+  });

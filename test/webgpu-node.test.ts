@@ -22,7 +22,7 @@ import { elementwiseCases } from './webgpu/cases-elementwise.js';
 import { nnCases } from './webgpu/cases-nn.js';
 import { trainCases } from './webgpu/train-case.js';
 import { deviceCases } from './webgpu/cases-device.js';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -40,6 +40,13 @@ import { TinyGPT } from '../src/models/tiny-gpt.js';
 import { LoraModel, loadAdapter } from '../src/peft/index.js';
 import { relErr } from './helpers/backends.js';
 import { DeviceError } from '../src/errors.js';
+import { Rng } from '../src/backend/rng.js';
+import type { Backend } from '../src/backend/backend.js';
+import { WebGpuTensorBackend } from '../src/backend/webgpu/tensor-backend.js';
+import { AutoGLMTrainer, type TrainerConfigInput } from '../src/train/index.js';
+import type { History } from '../src/train/history.js';
+import type { DatasetSplits, Example } from '../src/data/index.js';
+import type { TextEncoder } from '../src/models/classifier.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -194,3 +201,116 @@ function embedInput(m: USELite): [Tensor, Tensor] {
 function embedOnce(m: USELite): Float32Array {
   return noGrad(() => m.forward(...embedInput(m))).f32().slice();
 }
+
+// ---- the trainer on WebGPU in Node (src/train/device.ts) --------------------------------------------------------------
+
+const TOPICS = { weather: ['rain tomorrow', 'snow storm', 'sunny skies'], music: ['new album', 'concert tonight', 'guitar songs'] } as Record<string, string[]>;
+function topicExamples(n: number, seed: number): Example[] {
+  const rng = new Rng(seed);
+  return Array.from({ length: n }, (_, i) => {
+    const topic = rng.int(2) ? 'weather' : 'music';
+    return { text: `${rng.int(2) ? 'I love' : 'I hate'} the ${TOPICS[topic]![rng.int(3)]}${i % 2 ? ' today' : ''}`, label: topic };
+  });
+}
+const TOPIC_SPLITS: DatasetSplits = { name: 'topics', train: topicExamples(24, 1), validation: topicExamples(8, 2), test: topicExamples(8, 3), labels: ['music', 'weather'], extraLabels: {}, skipped: [] };
+
+/** A tiny sentence encoder (characters -> 2 blocks of width 32 -> mean pooling), built afresh (seeded) for each run. */
+function tinyEncoder(): TextEncoder {
+  manualSeed(3);
+  const m = new TinyGPT({ vocabSize: 64, contextLength: 24, dim: 32, heads: 2, layers: 2, mlpDim: 64 });
+  return { module: m, embedDim: 32, maxLength: 24, padId: 0, name: 'tiny-encoder',
+    encodeText: (t) => [...t].map((ch) => 1 + (ch.charCodeAt(0) % 63)), embed: (ids, mask) => m.hidden(ids).mul(mask.unsqueeze(-1)).sum(1).div(mask.sum(1, true)) };
+}
+
+/** Runs a fine-tune on `b` (the WebGPU backend, or the CPU one) and restores the backend that was current. */
+async function finetuneOn(b: Backend, model: string | TextEncoder, config: TrainerConfigInput, dataset: string | DatasetSplits): Promise<{ h: History; notes: string[]; trainer: AutoGLMTrainer }> {
+  const was = backend();
+  setBackend(b);
+  try {
+    const trainer = new AutoGLMTrainer({ model, config: { logEvery: 1, outputDir: mkdtempSync(path.join(tmpdir(), 'autoglm-wgpu-trainer-')), ...config } });
+    const notes: string[] = [];
+    trainer.on('note', (m: string) => notes.push(m));
+    const h = await trainer.finetune({ dataset });
+    return { h, notes, trainer };
+  } finally {
+    setBackend(was);
+  }
+}
+
+const rel = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(b), 1e-12);
+
+test('the trainer on WebGPU in Node: a LoRA classification fine-tune follows the CPU backend (losses, evaluation)', { skip, timeout: 600_000 }, async (t) => {
+  if (!G) return;
+  const cpu = backend();
+  const config: TrainerConfigInput = { epochs: 2, batchSize: 6, evalBatchSize: 8, learningRate: 1e-2, loraRank: 4 };
+  const a = await finetuneOn(cpu, tinyEncoder(), config, TOPIC_SPLITS);
+  const t0 = performance.now();
+  const g = await finetuneOn(new WebGpuTensorBackend(G), tinyEncoder(), config, TOPIC_SPLITS);
+  const ms = performance.now() - t0;
+  assert.ok(g.notes.some((n) => n.includes('backend: webgpu')), `trained on webgpu: ${g.notes.join(' | ')}`);
+  const la = a.h.steps.map((s) => s.loss), lg = g.h.steps.map((s) => s.loss);
+  assert.equal(lg.length, la.length);
+  const d = lg.map((v, i) => rel(v, la[i]!));
+  const dn = g.h.steps.map((s, i) => rel(s.grad_norm, a.h.steps[i]!.grad_norm));
+  t.diagnostic(`${cpu.name}: ${la.map((v) => v.toFixed(6)).join(' ')}`);
+  t.diagnostic(`webgpu: ${lg.map((v) => v.toFixed(6)).join(' ')} (${(ms / 1e3).toFixed(1)} s in all)`);
+  t.diagnostic(`relative loss deltas ${d.map((x) => x.toExponential(1)).join(' ')}; grad norms ${dn.map((x) => x.toExponential(1)).join(' ')}`);
+  d.forEach((x, i) => assert.ok(x < 1e-4, `step ${i + 1}: loss ${lg[i]} vs ${la[i]} (relative ${x})`));
+  dn.forEach((x, i) => assert.ok(x < 1e-3, `step ${i + 1}: grad norm (relative ${x})`));
+  assert.ok(la[la.length - 1]! < la[0]!, `the loss goes down: ${la.join(', ')}`);
+  const va = a.h.evals.map((e) => e.loss), vg = g.h.evals.map((e) => e.loss);
+  vg.forEach((v, i) => assert.ok(rel(v, va[i]!) < 1e-4, `validation loss ${i}: ${v} vs ${va[i]}`));
+  assert.deepEqual(g.h.evals.map((e) => e.accuracy), a.h.evals.map((e) => e.accuracy));
+  assert.ok(rel(g.h.test!.loss, a.h.test!.loss) < 1e-4, `test loss ${g.h.test!.loss} vs ${a.h.test!.loss}`);
+  assert.deepEqual([g.h.test!.accuracy, g.h.test!.macro_f1], [a.h.test!.accuracy, a.h.test!.macro_f1]);
+  // the finished model is back on the CPU: outputs were written, predictions work
+  assert.ok(existsSync(path.join(g.h.outputs.adapter as string, 'adapter_model.safetensors')));
+  assert.equal((await g.trainer.predict(['I love the new album'])).length, 1);
+});
+
+test('the trainer on WebGPU in Node: causal-LM fine-tune and perplexity follow the CPU backend', { skip, timeout: 600_000 }, async (t) => {
+  if (!G) return;
+  const cpu = backend();
+  const corpus = path.join(mkdtempSync(path.join(tmpdir(), 'autoglm-wgpu-lm-')), 'texts.jsonl');
+  const phrases = ['the cat sat on the mat', 'a dog ran in the park', 'the sun is warm today', 'we read a good book'];
+  writeFileSync(corpus, Array.from({ length: 24 }, (_, i) => JSON.stringify({ text: phrases[i % phrases.length] })).join('\n'));
+  const config: TrainerConfigInput = { task: 'causal-lm', epochs: 1, batchSize: 8, learningRate: 2e-2, warmupRatio: 0, evalEvery: 1 };
+  const gpt2 = path.join(ROOT, 'test/fixtures/golden/gpt2');
+  const a = await finetuneOn(cpu, gpt2, config, corpus);
+  const g = await finetuneOn(new WebGpuTensorBackend(G), gpt2, config, corpus);
+  const la = a.h.steps.map((s) => s.loss), lg = g.h.steps.map((s) => s.loss);
+  const pa = a.h.evals.map((e) => e.perplexity as number), pg = g.h.evals.map((e) => e.perplexity as number);
+  t.diagnostic(`${cpu.name}: losses ${la.map((v) => v.toFixed(6)).join(' ')}; perplexity ${pa.map((v) => v.toFixed(5)).join(' ')}`);
+  t.diagnostic(`webgpu: losses ${lg.map((v) => v.toFixed(6)).join(' ')}; perplexity ${pg.map((v) => v.toFixed(5)).join(' ')}`);
+  assert.ok(la.length >= 2 && lg.length === la.length && pg.length === pa.length && pa.length >= 2);
+  lg.forEach((v, i) => assert.ok(rel(v, la[i]!) < 1e-4, `step ${i + 1}: loss ${v} vs ${la[i]}`));
+  pg.forEach((v, i) => assert.ok(rel(v, pa[i]!) < 1e-4, `eval ${i}: perplexity ${v} vs ${pa[i]}`));
+  assert.ok(pa[pa.length - 1]! < pa[0]!, `perplexity falls: ${pa.join(', ')}`);
+});
+
+test('the trainer on WebGPU in Node: keys the device path cannot honour are refused by name', { skip }, async () => {
+  if (!G) return;
+  const was = backend();
+  const refused: Array<[TrainerConfigInput, string]> = [
+    [{ mixedPrecision: 'bf16' }, 'mixedPrecision'], [{ mixedPrecision: 'fp16' }, 'mixedPrecision'], [{ gradientCompression: true }, 'gradientCompression'],
+    [{ saveEvery: 2 }, 'saveEvery'], [{ resume: true }, 'resume'], [{ method: 'head' }, 'method'], [{ earlyStopping: {} }, 'earlyStopping.restoreBest'],
+    [{ tasks: ['topics', 'mood'] }, 'task'], [{ baseQuantization: 'int8' }, 'baseQuantization'], [{ curriculum: { scorer: 'length' } }, 'curriculum'],
+  ];
+  setBackend(new WebGpuTensorBackend(G));
+  try {
+    for (const [config, key] of refused) {
+      assert.throws(() => new AutoGLMTrainer({ config }), (e: unknown) => e instanceof ConfigError && e.message.includes(`'${key}'`) && e.message.includes('webgpu'), JSON.stringify(config));
+    }
+    new AutoGLMTrainer({ config: { earlyStopping: { restoreBest: false }, optimizer: 'rmsprop' } }); // these are honoured
+  } finally {
+    setBackend(was);
+  }
+  // made current after the trainer was built: refused when the fine-tune starts, before any work
+  const trainer = new AutoGLMTrainer({ model: tinyEncoder(), config: { saveEvery: 1 } });
+  setBackend(new WebGpuTensorBackend(G));
+  try {
+    await assert.rejects(trainer.finetune({ dataset: TOPIC_SPLITS }), (e: unknown) => e instanceof ConfigError && e.message.includes("'saveEvery'"));
+  } finally {
+    setBackend(was);
+  }
+});

@@ -63,9 +63,8 @@ export function registerFinetune(program: Command): void {
   cmd.action(async (o: Opts) => {
     applyThreads(o.threads);
     // before the trainer is built: WebGPU loads asynchronously (initBackend), and the trainer checks its keys against it
-    if (o.backend) process.env.AUTOGLM_BACKEND = o.backend;
     const { initBackend } = await import('../../backend/init.js');
-    await initBackend();
+    await initBackend(o.backend ? { prefer: o.backend } : {});
     const { AutoGLMTrainer } = await import('../../train/trainer.js');
     const { attachProgress } = await import('../progress.js');
     const trainer = new AutoGLMTrainer({ model: o.model, config: underRestarts(configFromFlags(o)) });

@@ -11,6 +11,10 @@
  * task's state, the RNG, the optimizer, scheduler, loss scaler, early stopping (with its best weights), the
  * history and the data-parallel error-feedback memories go into each checkpoint, so a resumed run continues
  * bit for bit.
+ *
+ * On a device backend (WebGPU; device.ts says what it refuses) the same loop runs: the task's model is uploaded once,
+ * each micro-batch's loss is read with `await loss.value()`, the guarded update decides the step on the device, and
+ * after the test split the model is read back and the CPU backend made current for the outputs.
  */
 import { Tensor } from '../tensor/tensor.js';
 import { markModified } from '../tensor/versions.js';

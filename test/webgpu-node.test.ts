@@ -155,6 +155,8 @@ test('loading weights while WebGPU is current: on the device, values as on the C
   const bf16OnCpu = loadSafetensors(bf16File).tensors.get('w') as Tensor;
   const peft = JSON.parse(readFileSync(path.join(FIX, 'peft/expected.json'), 'utf8')) as { config: Record<string, number>; ids: number[][]; logits: number[] };
   useWebGpu(G);
+  const t0 = performance.now(), at: string[] = [];
+  const lap = (what: string) => at.push(`${what} ${((performance.now() - t0) / 1e3).toFixed(1)} s`);
   try {
     const gpt2 = loadHFModelFromDir(path.join(FIX, 'golden/gpt2')) as unknown as CausalLM;
     assert.ok(gpt2.parameters().every((p) => p.onDevice), 'every GPT-2 parameter on the device');
@@ -163,6 +165,7 @@ test('loading weights while WebGPU is current: on the device, values as on the C
     const eLogits = relErr(await logits.data() as Float32Array, g('logits').f32());
     const eLoss = Math.abs((await loss.value()) - g('loss').item()) / g('loss').item();
     assert.ok(eLogits < 1e-4 && eLoss < 1e-5, `GPT-2 on the device vs PyTorch: logits ${eLogits}, loss ${eLoss}`);
+    lap('gpt2');
 
     const bf = loadSafetensors(bf16File).tensors.get('w') as Tensor;
     assert.ok(bf.onDevice, 'a loaded tensor is on the device');
@@ -172,6 +175,7 @@ test('loading weights while WebGPU is current: on the device, values as on the C
     assert.ok(use.parameters().every((p) => p.onDevice), 'every open-autoglm-base parameter on the device');
     const eUse = relErr(await noGrad(() => use.forward(...embedInput(use))).data() as Float32Array, cpuEmbed);
     assert.ok(eUse < 1e-4, `open-autoglm-base embedding on the device vs the CPU: ${eUse}`);
+    lap('open-autoglm-base');
 
     const c = peft.config;
     const base = onCpu(() => {
@@ -187,6 +191,8 @@ test('loading weights while WebGPU is current: on the device, values as on the C
     const ePeft = relErr(await noGrad(() => base.forward(ids)).data() as Float32Array, peft.logits);
     assert.ok(ePeft < 1e-4, `PEFT adapter on the device vs PyTorch: ${ePeft}`);
     assert.throws(() => loadAdapter(lora, path.join(FIX, 'peft/adapter'), 'again'), (e: unknown) => e instanceof DeviceError && /loadAdapter/.test(e.message));
+    lap('peft');
+    t.diagnostic(`until: ${at.join(', ')}`);
     t.diagnostic(`relative errors: gpt2 logits ${eLogits.toExponential(2)}, loss ${eLoss.toExponential(2)}; open-autoglm-base ${eUse.toExponential(2)}; peft ${ePeft.toExponential(2)}`);
   } finally {
     setBackend(ref);
@@ -212,7 +218,7 @@ function topicExamples(n: number, seed: number): Example[] {
     return { text: `${rng.int(2) ? 'I love' : 'I hate'} the ${TOPICS[topic]![rng.int(3)]}${i % 2 ? ' today' : ''}`, label: topic };
   });
 }
-const TOPIC_SPLITS: DatasetSplits = { name: 'topics', train: topicExamples(24, 1), validation: topicExamples(8, 2), test: topicExamples(8, 3), labels: ['music', 'weather'], extraLabels: {}, skipped: [] };
+const TOPIC_SPLITS: DatasetSplits = { name: 'topics', train: topicExamples(12, 1), validation: topicExamples(6, 2), test: topicExamples(6, 3), labels: ['music', 'weather'], extraLabels: {}, skipped: [] };
 
 /** A tiny sentence encoder (characters -> 2 blocks of width 32 -> mean pooling), built afresh (seeded) for each run. */
 function tinyEncoder(): TextEncoder {
@@ -286,6 +292,15 @@ test('the trainer on WebGPU in Node: causal-LM fine-tune and perplexity follow t
   lg.forEach((v, i) => assert.ok(rel(v, la[i]!) < 1e-4, `step ${i + 1}: loss ${v} vs ${la[i]}`));
   pg.forEach((v, i) => assert.ok(rel(v, pa[i]!) < 1e-4, `eval ${i}: perplexity ${v} vs ${pa[i]}`));
   assert.ok(pa[pa.length - 1]! < pa[0]!, `perplexity falls: ${pa.join(', ')}`);
+  // a second fine-tune of the same trainer runs on the device again, not on the CPU backend the first one left current
+  const was = backend();
+  let on = '';
+  try {
+    await g.trainer.finetune({ dataset: corpus, callbacks: [{ onTrainBegin: () => void (on = backend().name) }] });
+  } finally {
+    setBackend(was);
+  }
+  assert.equal(on, 'webgpu');
 });
 
 test('the trainer on WebGPU in Node: keys the device path cannot honour are refused by name', { skip }, async () => {

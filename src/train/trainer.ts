@@ -32,7 +32,7 @@ import { checkTaskKeys, taskDefinitions, taskOf } from './tasks.js';
 import { ClassificationTask } from './classification.js';
 import { TrainingLoop } from './loop.js';
 import { checkDeviceConfig, refuseDeviceDataParallel } from './device.js';
-import { backend, cpuBackend, setBackend } from '../backend/index.js';
+import { backend, cpuBackend, setBackend, type Backend } from '../backend/index.js';
 import { onCpu } from '../backend/placement.js';
 import type { FinetuneArgs, TaskContext, TaskDefinition, TrainingTask } from './task.js';
 
@@ -68,6 +68,11 @@ export class AutoGLMTrainer extends EventEmitter {
   dp: DataParallel | null = null;
   private precision: { policy: PrecisionPolicy };
   private notes = new Set<string>();
+  /**
+   * The device backend of this trainer's last fine-tune: a run leaves the CPU backend current (the finished model
+   * is read back), and the next `finetune` of this trainer runs on the device again rather than falling back.
+   */
+  private device: Backend | null = null;
 
   /** `checkKeys` false: a finished run's saved config, rebuilt by `load` (checked when it was trained). */
   constructor(opts: TrainerOptions = {}, checkKeys = true) {
@@ -140,7 +145,8 @@ export class AutoGLMTrainer extends EventEmitter {
       const dp = taskDefinitions().filter((d) => d.dataParallel).map((d) => `'${d.name}'`).join(', ');
       throw new ConfigError(`data-parallel training (autoglm launch) supports task ${dp} for now; task '${def.name}' runs in one process`);
     }
-    const device = backend().device ? backend() : null;
+    if (this.device && !backend().device) setBackend(this.device);
+    const device = (this.device = backend().device ? backend() : null);
     if (device) {
       // the backend may have been made current after the trainer was built
       checkDeviceConfig(c, def, device.name);

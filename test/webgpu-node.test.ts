@@ -1,6 +1,8 @@
 /**
- * The WebGPU kernels against the portable backend, and the block workload's loss trajectory against native, in Node
- * through the optional `webgpu` package (Dawn), where Dawn finds an adapter. On machines without a GPU that is Mesa's
+ * The WebGPU kernels against the portable backend, the block workload's loss trajectory against native, loading
+ * weights while WebGPU is current (against PyTorch's stored outputs and the CPU) and the Node trainer on WebGPU
+ * (classification and causal-LM against the CPU backend, refused keys), in Node through the optional `webgpu` package
+ * (Dawn), where Dawn finds an adapter. On machines without a GPU that is Mesa's
  * lavapipe (a Vulkan driver on the CPU) from Mesa 25 (Debian 12: bookworm-backports' `mesa-vulkan-drivers`, which
  * .ci/run installs; Debian 12's own Mesa 22.3 is refused by Dawn: "Vulkan shaderUniform*ArrayDynamicIndexing
  * required"). Under CI=true a missing adapter fails the test; elsewhere it skips with the reason.

@@ -112,6 +112,11 @@ export function wasmAvailable(): boolean {
   return instances.has('wasm');
 }
 
+/** The CPU backend next to a device one (evaluation on the CPU, loading weights): wasm where it loaded, else portable. */
+export function cpuBackend(): Backend {
+  return instances.get('wasm') ?? getBackend('portable');
+}
+
 /** The backend in use: the one initBrowserBackend chose, else the portable one (said once on the console). */
 export function backend(): Backend {
   if (current) return current;

@@ -61,12 +61,12 @@ export function backend(): Backend {
   const want = process.env.AUTOGLM_BACKEND;
   if (want === 'webgpu') {
     throw new ConfigError("AUTOGLM_BACKEND=webgpu: WebGPU loads asynchronously in Node, so it is chosen by 'await initBackend()' " +
-      "(open-autoglm, or open-autoglm/backend/init) before the first tensor op; the CLI's trainer runs on the CPU backends");
+      "(open-autoglm, or open-autoglm/backend/init) before the first tensor op (the trainer: config key backend 'webgpu', the CLI's --backend webgpu)");
   }
   if (want !== undefined && want !== '' && want !== 'native' && want !== 'wasm' && want !== 'portable') {
     throw new ConfigError(`AUTOGLM_BACKEND must be 'native', 'wasm', 'portable' or 'webgpu'; got '${want}'`);
   }
-  current = want === 'portable' || want === 'native' || want === 'wasm' ? pick(want) : autoBackend();
+  current = lastCpu = want === 'portable' || want === 'native' || want === 'wasm' ? pick(want) : autoBackend();
   return current;
 }
 
@@ -92,8 +92,22 @@ export function autoBackend(): Backend {
   return getBackend('portable');
 }
 
+/** The last CPU backend that was current. */
+let lastCpu: Backend | null = null;
+/**
+ * The CPU backend: the current one when it is a CPU backend, else the last CPU backend that was current, else the one
+ * `backend()` would choose (AUTOGLM_BACKEND when it names one, else native, wasm, portable). It builds and loads
+ * models while a device backend (WebGPU) is current (src/backend/placement.ts).
+ */
+export function cpuBackend(): Backend {
+  if (current && !current.device) return current;
+  const want = process.env.AUTOGLM_BACKEND;
+  return (lastCpu ??= want === 'portable' || want === 'native' || want === 'wasm' ? pick(want) : autoBackend());
+}
+
 /** Switches the process-wide backend (tests run every op on both). */
 export function setBackend(b: Backend | BackendName): Backend {
   current = typeof b === 'string' ? getBackend(b) : b;
+  if (!current.device) lastCpu = current;
   return current;
 }

@@ -12,6 +12,7 @@ import { CheckpointError } from '../errors.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { DType } from '../backend/backend.js';
 import { backend } from '../backend/index.js';
+import { onCpu, placeOnCurrent } from '../backend/placement.js';
 import { constants } from 'node:buffer';
 import { readBack, safetensorsParts } from './safetensors-encode.js';
 
@@ -163,8 +164,17 @@ function toTensor(file: string, info: TensorInfo, bytes: Uint8Array, opts: LoadO
   }
 }
 
-/** Loads tensors from a .safetensors file. */
+/**
+ * Loads tensors from a .safetensors file: decoded on the CPU, then, where a device backend (WebGPU) is current,
+ * uploaded to it (src/backend/placement.ts).
+ */
 export function loadSafetensors(file: string, opts: LoadOptions = {}): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
+  const r = onCpu(() => decodeSafetensors(file, opts));
+  placeOnCurrent(r.tensors.values());
+  return r;
+}
+
+function decodeSafetensors(file: string, opts: LoadOptions): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
   let fd: number;
   try {
     fd = openSync(file, 'r');

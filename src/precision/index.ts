@@ -27,6 +27,7 @@ export function resolvePrecision(mp: MixedPrecision, b: Backend = backend()): Pr
     return { compute: COMPUTE[mp], lossScaling: mp === 'fp16', reason: `mixedPrecision '${mp}' as configured` };
   }
   if (mp !== 'auto') throw new ConfigError(`config key 'mixedPrecision' is '${mp as string}'; expected fp32, bf16, fp16 or auto`);
+  if (b.device) return { compute: 'f32', lossScaling: false, reason: `auto: fp32 on the ${b.name} backend (bf16/fp16 autocast is not run on the device)` };
   if (b.nativeBf16) return { compute: 'bf16', lossScaling: false, reason: 'auto: this CPU multiplies bf16 in hardware' };
   // fp16 products are emulated on CPUs (no fp16 FMA in the kernels), so they would only cost time here.
   return { compute: 'f32', lossScaling: false, reason: `auto: the ${b.name} backend has no bf16/fp16 hardware path on this CPU, so fp32 is fastest` };

@@ -14,6 +14,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { noGrad } from '../tensor/autograd.js';
 import { autocast, type ComputeDType } from '../tensor/precision.js';
 import { Rng } from '../backend/rng.js';
+import { backend } from '../backend/index.js';
 import { readFileSync, existsSync } from 'node:fs';
 import { DatasetError, ConfigError, CheckpointError } from '../errors.js';
 import { manualSeed } from '../nn/init.js';
@@ -128,9 +129,14 @@ export function lmBatchLoss(model: CausalLM, seqs: ReadonlyArray<number[] | LMEx
   return causalLMLoss(model.forward(ids, { attentionMask: mask }), labels, opts);
 }
 
-/** Perplexity over sequences: exp of the mean NLL of every predicted token (token-weighted across batches). */
-export function perplexity(model: CausalLM, seqs: ReadonlyArray<number[] | LMExample>, padId: number, batchSize: number, compute: ComputeDType): { loss: number; perplexity: number; tokens: number } {
-  let nll = 0, tokens = 0;
+/**
+ * Perplexity over sequences: exp of the mean NLL of every predicted token (token-weighted across batches). On a device
+ * backend (WebGPU) each batch's mean loss stays on the device until every batch is queued, then the scalars are read
+ * back together (no synchronous read); on the CPU backends each is read as it is computed. The same sums either way.
+ */
+export async function perplexity(model: CausalLM, seqs: ReadonlyArray<number[] | LMExample>, padId: number, batchSize: number, compute: ComputeDType): Promise<{ loss: number; perplexity: number; tokens: number }> {
+  const device = !!backend().device;
+  const batches: Array<{ n: number; loss: number | Promise<number> }> = [];
   const wasTraining = model.training;
   model.eval();
   noGrad(() => {
@@ -138,12 +144,17 @@ export function perplexity(model: CausalLM, seqs: ReadonlyArray<number[] | LMExa
       const batch = seqs.slice(s, s + batchSize).map(asExample);
       const n = batch.reduce((a, e) => a + predicted(e), 0);
       if (n === 0) continue;
-      const l = autocast(compute, () => lmBatchLoss(model, batch, padId)).item();
-      nll += l * n;
-      tokens += n;
+      const l = autocast(compute, () => lmBatchLoss(model, batch, padId));
+      batches.push({ n, loss: device ? l.value() : l.item() });
     }
   });
   model.train(wasTraining);
+  const losses = await Promise.all(batches.map((b) => b.loss));
+  let nll = 0, tokens = 0;
+  batches.forEach((b, i) => {
+    nll += losses[i] * b.n;
+    tokens += b.n;
+  });
   const loss = tokens ? nll / tokens : NaN;
   return { loss, perplexity: Math.exp(loss), tokens };
 }

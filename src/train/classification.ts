@@ -18,7 +18,7 @@ import { loadDataset, encodeDataset, collate, BucketSampler, RandomSampler, type
 import { EpochSampler } from '../data/samplers/sampler.js';
 import { buildSampler, type ForwardOutputs } from '../curriculum/index.js';
 import { CheckpointError, ConfigError } from '../errors.js';
-import { evaluateClassifier, exampleLogits, predictTexts, reportFromLogits, type EvalResult, type Prediction } from './evaluate.js';
+import { evaluateClassifierAsync, exampleLogits, predictTexts, reportFromLogits, type EvalResult, type Prediction } from './evaluate.js';
 import { saveTrainable, loadRunWeights, type RunInfo } from './outputs.js';
 import { applyMethod, paramGroups, trainableOf } from './setup.js';
 import { SFT_ONLY, type TrainerConfig } from './config.js';
@@ -201,7 +201,7 @@ export class ClassificationTask implements TrainingTask<number[]> {
   private async evalExamples(examples: DatasetSplits['test']): Promise<EvalResult> {
     const opts = { batchSize: this.c.evalBatchSize, maxLength: this.maxLength, compute: this.ctx.compute };
     const dp = this.ctx.dp;
-    if (!dp) return evaluateClassifier(this.model, this.encoder, examples, this.labels, opts);
+    if (!dp) return evaluateClassifierAsync(this.model, this.encoder, examples, this.labels, opts); // the CPU's evaluateClassifier on a CPU backend
     const mine = examples.filter((_, i) => i % dp.worldSize === dp.rank);
     const logits = await dp.gatherStrided(exampleLogits(this.model, this.encoder, mine, opts), examples.length, this.labels.length);
     return reportFromLogits(logits, examples, this.labels);

@@ -11,11 +11,16 @@
  * task's state, the RNG, the optimizer, scheduler, loss scaler, early stopping (with its best weights), the
  * history and the data-parallel error-feedback memories go into each checkpoint, so a resumed run continues
  * bit for bit.
+ *
+ * On a device backend (WebGPU; device.ts says what it refuses) the same loop runs: the task's model is uploaded once,
+ * each micro-batch's loss is read with `await loss.value()`, the guarded update decides the step on the device, and
+ * after the test split the model is read back and the CPU backend made current for the outputs.
  */
 import { Tensor } from '../tensor/tensor.js';
 import { markModified } from '../tensor/versions.js';
 import { Rng } from '../backend/rng.js';
-import { backend } from '../backend/index.js';
+import { backend, cpuBackend, setBackend } from '../backend/index.js';
+import { moveToCPU, moveToDevice } from '../backend/placement.js';
 import { getRng, setRng } from '../nn/init.js';
 import type { Optimizer } from '../optim/optimizer.js';
 import { SCHEDULES, ReduceLROnPlateau, EarlyStopping, type Schedule } from '../optim/schedule.js';
@@ -109,6 +114,8 @@ export class TrainingLoop {
     const counts = this.task.model.parameterCounts();
     Object.assign(this.history, { trainableParams: counts.trainable, totalParams: counts.total, precision: this.policy.compute });
     h.note(`precision: ${this.policy.reason}; backend: ${backend().describe()}`);
+    // on a device backend (device.ts): the model the task built on the CPU is uploaded once; the step stays there
+    if (backend().device) moveToDevice(this.task.model.parameters());
     setRng(new Rng(c.seed + 1));
     if (c.resume) await this.resume();
     const info = this.task.runInfo();
@@ -141,7 +148,7 @@ export class TrainingLoop {
       let lv = 0;
       if (r.loss) {
         r.loss.scale(this.scaler.scale / c.gradientAccumulation).backward();
-        lv = r.loss.item();
+        lv = r.loss.onDevice ? await r.loss.value() : r.loss.item();
       }
       await task.afterBackward?.(batch);
       for (const [k, v] of r.parts ?? []) {
@@ -270,6 +277,13 @@ export class TrainingLoop {
       if (r.report) h.test = r.report;
       if (r.perplexity !== undefined) h.perplexity = { ...h.perplexity, test: r.perplexity };
       this.log.write('test', { step: this.step, loss: r.loss, accuracy: r.accuracy, macro_f1: r.macro_f1, perplexity: r.perplexity, tokens: r.tokens, tasks: r.tasks });
+    }
+    const device = backend().device ? backend() : null;
+    if (device) {
+      // the finished model goes back to the CPU backend (made current) for the outputs, evaluate and predict
+      await moveToCPU(this.task.model.parameters());
+      setBackend(cpuBackend());
+      host.note(`trained on ${device.name}; the finished model is on the CPU backend (${backend().name}), now current`);
     }
     if (host.dp) h.communication = host.dp.summary();
     if (this.isMain) {

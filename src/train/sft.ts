@@ -227,7 +227,7 @@ export class SftTask implements TrainingTask<number[]> {
     // data-parallel: each rank scores every W-th sequence; the token-weighted sums are added over ranks
     const dp = this.ctx.dp;
     const mine = dp ? seqs.filter((_, i) => i % dp.worldSize === dp.rank) : seqs;
-    let r = perplexity(this.model, mine, this.padId, this.c.evalBatchSize, this.ctx.compute);
+    let r = await perplexity(this.model, mine, this.padId, this.c.evalBatchSize, this.ctx.compute);
     if (dp) {
       const [nll, tokens] = await dp.sumNumbers([r.tokens ? r.loss * r.tokens : 0, r.tokens]);
       const loss = tokens ? nll / tokens : NaN;
@@ -352,7 +352,7 @@ export class SftTask implements TrainingTask<number[]> {
     const examples = opts.maxEval !== undefined ? all.slice(0, opts.maxEval) : all;
     const maxLength = Math.min(this.c.maxLength, this.model.maxPositions ?? Infinity);
     const seqs = tokenizeAll(examples, this.tokenizer, this.template, { maxLength, completionOnlyLoss: this.c.completionOnlyLoss }).examples;
-    const r = seqs.length ? perplexity(this.model, seqs, this.padId, this.c.evalBatchSize, this.ctx.compute) : { loss: NaN, perplexity: NaN, tokens: 0 };
+    const r = seqs.length ? await perplexity(this.model, seqs, this.padId, this.c.evalBatchSize, this.ctx.compute) : { loss: NaN, perplexity: NaN, tokens: 0 };
     const out: SftEvalResult = { loss: r.loss, perplexity: r.perplexity, tokens: r.tokens, n: seqs.length };
     if (!opts.exactMatch) return out;
     const { exactMatch: _e, maxEval: _m, ...gen } = opts;

@@ -31,6 +31,9 @@ import { learningRate } from './setup.js';
 import { checkTaskKeys, taskDefinitions, taskOf } from './tasks.js';
 import { ClassificationTask } from './classification.js';
 import { TrainingLoop } from './loop.js';
+import { checkDeviceConfig, refuseDeviceDataParallel } from './device.js';
+import { backend, cpuBackend, setBackend, type Backend } from '../backend/index.js';
+import { onCpu } from '../backend/placement.js';
 import type { FinetuneArgs, TaskContext, TaskDefinition, TrainingTask } from './task.js';
 
 export type { FinetuneArgs } from './task.js';
@@ -65,6 +68,11 @@ export class AutoGLMTrainer extends EventEmitter {
   dp: DataParallel | null = null;
   private precision: { policy: PrecisionPolicy };
   private notes = new Set<string>();
+  /**
+   * The device backend of this trainer's last fine-tune: a run leaves the CPU backend current (the finished model
+   * is read back), and the next `finetune` of this trainer runs on the device again rather than falling back.
+   */
+  private device: Backend | null = null;
 
   /** `checkKeys` false: a finished run's saved config, rebuilt by `load` (checked when it was trained). */
   constructor(opts: TrainerOptions = {}, checkKeys = true) {
@@ -78,6 +86,7 @@ export class AutoGLMTrainer extends EventEmitter {
     checkTaskConfig(this.config);
     checkSamplingConfig(this.config);
     this.precision = { policy: resolvePrecision(this.config.mixedPrecision) };
+    if (checkKeys && backend().device) checkDeviceConfig(this.config, this.definition, backend().name);
   }
 
   /** Says a thing once per trainer (stderr, or the 'note' event when someone listens). */
@@ -136,6 +145,13 @@ export class AutoGLMTrainer extends EventEmitter {
       const dp = taskDefinitions().filter((d) => d.dataParallel).map((d) => `'${d.name}'`).join(', ');
       throw new ConfigError(`data-parallel training (autoglm launch) supports task ${dp} for now; task '${def.name}' runs in one process`);
     }
+    if (this.device && !backend().device) setBackend(this.device);
+    const device = (this.device = backend().device ? backend() : null);
+    if (device) {
+      // the backend may have been made current after the trainer was built
+      checkDeviceConfig(c, def, device.name);
+      refuseDeviceDataParallel(rank.worldSize, device.name);
+    }
     this.precision = { policy: resolvePrecision(c.mixedPrecision) };
     if (rank.worldSize > 1) {
       this.dp = new DataParallel(await createCommunicator(rank, { timeoutMs: DP_TIMEOUT_MS }), { compression: c.gradientCompression, seed: c.seed });
@@ -144,7 +160,8 @@ export class AutoGLMTrainer extends EventEmitter {
       this.note('gradientCompression takes effect with data-parallel training (autoglm launch); with one process it changes nothing');
     }
     try {
-      this.task = await def.create(this.context(), args);
+      // built on the CPU (seeded initialisation, loading, the method applied); the loop uploads it on a device backend
+      this.task = await onCpu(() => def.create(this.context(), args));
       let outDir = c.outputDir ?? path.join('runs', new Date().toISOString().replace(/[:.]/g, '-'));
       if (this.dp) outDir = await this.dp.agree(outDir); // one folder for the run, named by rank 0
       const loop = new TrainingLoop(this.task, {
@@ -191,6 +208,11 @@ export class AutoGLMTrainer extends EventEmitter {
     const info = readRunInfo(dir);
     const t = new AutoGLMTrainer({ model: info.model, config: { ...info.config, resume: false, outputDir: dir } }, false);
     if (!t.definition.load) throw new ConfigError(`'${dir}' holds a task '${t.definition.name}' run, which AutoGLMTrainer.load cannot rebuild; its adapter or model folder is in '${dir}'`);
+    if (backend().device) {
+      // as after a fine-tune on the device: a finished model is evaluated and predicts on the CPU backend
+      t.note(`AutoGLMTrainer.load: the ${backend().name} backend was current; the loaded model runs on the CPU backend (${cpuBackend().name}), now current`);
+      setBackend(cpuBackend());
+    }
     t.task = await t.definition.load(t.context(), dir, info);
     return t;
   }

@@ -15,6 +15,7 @@ type DataFlags = Pick<DatasetSpec, 'dataset' | 'evalDataset' | 'testDataset' | '
 interface Opts extends Record<string, unknown>, DataFlags {
   model: string;
   threads?: number;
+  backend?: 'auto' | 'native' | 'wasm' | 'portable' | 'webgpu';
   json?: boolean;
   quiet?: boolean;
   baseline: boolean;
@@ -52,12 +53,18 @@ export function registerFinetune(program: Command): void {
     .option('--max-train <n>', 'use at most n training examples', intOption('--max-train'))
     .option('--max-eval <n>', 'use at most n validation/test examples', intOption('--max-eval'))
     .option('--threads <n>', 'kernel threads', intOption('--threads'))
+    .option('--backend <name>', "where the kernels run: auto (native, else wasm, else portable) | native | wasm | portable | webgpu (Dawn in Node: " +
+      "a GPU driver or Mesa's lavapipe; none is an error, not a fall back) (default: AUTOGLM_BACKEND, else auto)",
+    choiceOption('--backend', ['auto', 'native', 'wasm', 'portable', 'webgpu'] as const))
     .option('--json', 'print one machine-readable summary line last')
     .option('--quiet', 'no progress output')
     .option('--no-baseline', 'skip the bag-of-words baseline printed beside the test accuracy (classification)');
   addConfigFlags(cmd);
   cmd.action(async (o: Opts) => {
     applyThreads(o.threads);
+    // before the trainer is built: WebGPU loads asynchronously (initBackend), and the trainer checks its keys against it
+    const { initBackend } = await import('../../backend/init.js');
+    await initBackend(o.backend ? { prefer: o.backend } : {});
     const { AutoGLMTrainer } = await import('../../train/trainer.js');
     const { attachProgress } = await import('../progress.js');
     const trainer = new AutoGLMTrainer({ model: o.model, config: underRestarts(configFromFlags(o)) });

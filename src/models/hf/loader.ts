@@ -21,6 +21,7 @@ import { HFTokenizer } from './tokenizer.js';
 import { checkHeaderShape, checkParameterSizes, checkpointShape } from './shape-check.js';
 import { Embedding, Linear } from '../../nn/layers.js';
 import { getRng } from '../../nn/init.js';
+import { onCpu, placeOnCurrent } from '../../backend/placement.js';
 import './architectures.js';
 
 export interface LoadHFOptions {
@@ -162,8 +163,17 @@ function readOptionalJson(file: string): Record<string, unknown> | null {
   }
 }
 
-/** Loads a model from a local Hugging Face directory, in eval mode (as transformers' from_pretrained). */
+/**
+ * Loads a model from a local Hugging Face directory, in eval mode (as transformers' from_pretrained). Built and filled
+ * on the CPU; where a device backend (WebGPU) is current its parameters are then uploaded (src/backend/placement.ts).
+ */
 export function loadHFModelFromDir(dir: string, opts: LoadHFOptions = {}): HFModel & { loadReport: LoadReport } {
+  const model = onCpu(() => buildHFModelFromDir(dir, opts));
+  placeOnCurrent(model.parameters());
+  return model;
+}
+
+function buildHFModelFromDir(dir: string, opts: LoadHFOptions): HFModel & { loadReport: LoadReport } {
   if (opts.dtype !== undefined && opts.dtype !== 'f32' && opts.dtype !== 'keep') {
     throw new ConfigError(`option 'dtype' is '${String(opts.dtype)}'; expected 'f32' or 'keep'`);
   }

@@ -9,6 +9,7 @@ import type { USELite } from './model.js';
 import type { VocabEntry } from './tokenizer.js';
 import { buildUSELite, parseVocab } from './build.js';
 import { dirSource } from './files.js';
+import { onCpu, placeOnCurrent } from '../../backend/placement.js';
 
 export { USELite, MultiheadAttention, FFN, TransformerLayer, defaultInvTimescales, type EmbedOptions } from './model.js';
 export { USETokenizer, padBatch, WORD_PREFIX, UNK_ID, type VocabEntry, type EncodedBatch } from './tokenizer.js';
@@ -35,7 +36,12 @@ export function readVocab(path: string): VocabEntry[] {
   return parseVocab(text, path);
 }
 
-/** The pretrained USE-Lite (eval mode) with its tokenizer. */
+/**
+ * The pretrained USE-Lite (eval mode) with its tokenizer: built on the CPU; where a device backend (WebGPU) is
+ * current its parameters are then uploaded (src/backend/placement.ts).
+ */
 export function loadUSELite(opts: LoadUSELiteOptions = {}): USELite {
-  return buildUSELite(dirSource(opts.dir ?? defaultModelDir()), { dropout: opts.dropout });
+  const m = onCpu(() => buildUSELite(dirSource(opts.dir ?? defaultModelDir()), { dropout: opts.dropout }));
+  placeOnCurrent(m.parameters());
+  return m;
 }

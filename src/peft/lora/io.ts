@@ -6,7 +6,9 @@
  */
 import { mkdirSync, readFileSync, writeFileSync, renameSync, existsSync, openSync, fsyncSync, closeSync } from 'node:fs';
 import path from 'node:path';
-import { CheckpointError, ConfigError, fmtShape } from '../../errors.js';
+import { CheckpointError, ConfigError, DeviceError, fmtShape } from '../../errors.js';
+import { backend } from '../../backend/index.js';
+import { onCpu, placeOnCurrent } from '../../backend/placement.js';
 import { Tensor } from '../../tensor/tensor.js';
 import { copyInto } from '../../tensor/creation.js';
 import { loadSafetensors, saveSafetensors, saveSafetensorsAsync } from '../../models/safetensors.js';
@@ -64,8 +66,23 @@ export function readAdapterConfig(dir: string): LoraConfig {
 /**
  * Loads an adapter saved in PEFT's layout into `m` as adapter `name` (added with the file's config), checking
  * that every key the model expects is there with the right shape and that the file holds no unknown key.
+ *
+ * Where a device backend (WebGPU) is current, the adapter is added and filled on the CPU and then the model's
+ * parameters (the adapter's with them) are uploaded (src/backend/placement.ts). A LoRA model is managed on the CPU
+ * (adapters added, heads swapped): one whose parameters are already on the device is a DeviceError.
  */
 export function loadAdapter(m: LoraModel, dir: string, name = 'default', opts: { activate?: boolean } = {}): LoraConfig {
+  const onDevice = m.model.parameters().find((p) => p.onDevice);
+  if (onDevice) {
+    throw new DeviceError(`'loadAdapter': the model's parameters are on the device (${backend().name}); load adapters into a model on the CPU ` +
+      `(build it and its LoraModel inside onCpu, or 'await moveToCPU(model.parameters())'), then 'moveToDevice(model.parameters())'`);
+  }
+  const config = onCpu(() => fillAdapter(m, dir, name, opts));
+  placeOnCurrent(m.model.parameters());
+  return config;
+}
+
+function fillAdapter(m: LoraModel, dir: string, name: string, opts: { activate?: boolean }): LoraConfig {
   const config = readAdapterConfig(dir);
   const file = path.join(dir, 'adapter_model.safetensors');
   if (!existsSync(file)) throw new CheckpointError(`no adapter_model.safetensors in '${dir}'`);

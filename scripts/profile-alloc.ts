@@ -56,5 +56,5 @@ const rows = [...stats.entries()].sort((a, b) => b[1].bytes - a[1].bytes);
 let tot = 0, cnt = 0;
 for (const [, s] of rows) { tot += s.bytes; cnt += s.n; }
 const ps = poolStats();
-console.log(`${which} ${dtype}: fresh ${(tot / N / 2 ** 20).toFixed(1)} MB/step in ${cnt / N} buffers; pool: ${ps.hits / N} reused, ${ps.released / N} released per step`);
+console.log(`${which} ${dtype}: fresh ${(tot / N / 2 ** 20).toFixed(1)} MB/step in ${cnt / N} buffers; pool: ${ps.hits / N} reused, ${ps.released / N} released, ${ps.dropped / N} dropped per step, ${(ps.bytes / 2 ** 20).toFixed(1)} MB held`);
 for (const [k, s] of rows.slice(0, 40)) console.log(`${(s.bytes / N / 2 ** 20).toFixed(2).padStart(7)} MB ${String(s.n / N).padStart(5)}x ${k}`);

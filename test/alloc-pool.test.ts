@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../src/tensor/index.js';
 import type { Tensor } from '../src/tensor/tensor.js';
-import { poolStats, releaseBuffer, uninitF32, uninitU16 } from '../src/tensor/alloc.js';
+import { poolStats, poolStepBoundary, releaseBuffer, uninitF32, uninitU16 } from '../src/tensor/alloc.js';
 import { loraLinear } from '../src/tensor/ops/lora-linear.js';
 import { fusedQKVAttention } from '../src/tensor/ops/nn.js';
 import { residualAdd, unaryForBf16Product } from '../src/tensor/ops/elementwise.js';
@@ -30,6 +30,60 @@ test('pool: a dead buffer serves the next request of its byte size, of either dt
   assert.notEqual(uninitF32(n).buffer, big.buffer);
   const h = uninitU16(2 * n);
   assert.notEqual(h.buffer, u.buffer);
+});
+
+test('pool: a step boundary keeps the buffers the ended step drew on and drops those that waited unused', () => {
+  poolStepBoundary(); poolStepBoundary(); // whatever earlier tests left: unused for a whole period, dropped
+  assert.equal(poolStats().buffers, 0, 'an idle period empties the pool');
+  const n = 16384 + 41, m = 16384 + 43; // sizes nothing else asks for
+  const steady = [uninitF32(n), uninitF32(n), uninitF32(n)];
+  const oneOff = uninitF32(m); // an evaluation batch's shape, say
+  for (const b of [...steady, oneOff]) releaseBuffer(b);
+  poolStepBoundary(); // handed back during the step that ends here: all kept for the next one
+  assert.equal(poolStats().buffers, 4);
+  // a steady step takes two of the three buffers of its size at once (its peak demand), then hands them back
+  const a = uninitF32(n), b = uninitF32(n);
+  assert.ok(steady.some((x) => x.buffer === a.buffer) && steady.some((x) => x.buffer === b.buffer));
+  releaseBuffer(a); releaseBuffer(b);
+  poolStats(true);
+  poolStepBoundary(); // the third buffer of n and the one of m waited a whole step unused
+  const st = poolStats();
+  assert.equal(st.dropped, 2, 'the surplus of n and the one-off size are dropped');
+  assert.equal(st.buffers, 2, 'the two that the step drew on are kept');
+  assert.equal(st.bytes, 2 * 4 * n);
+  assert.notEqual(uninitF32(m).buffer, oneOff.buffer, 'a dropped buffer is never handed out again');
+  // the next step draws on both: nothing dropped, the same memory again
+  const c = uninitF32(n), d = uninitF32(n);
+  assert.deepEqual(new Set([c.buffer, d.buffer]), new Set([a.buffer, b.buffer]));
+  releaseBuffer(c); releaseBuffer(d);
+  poolStats(true);
+  poolStepBoundary();
+  assert.equal(poolStats().dropped, 0);
+  poolStepBoundary(); poolStepBoundary(); // idle: empty again
+  assert.equal(poolStats().buffers, 0);
+});
+
+test('pool: a training loop reuses as much as before the boundary drops, and an evaluation\'s sizes go after one step', () => {
+  const m = model(730);
+  const step = () => { m.zero(); m.forward().backward(); }; // the backward pass ends with a step boundary
+  step(); step();
+  poolStats(true);
+  step();
+  const steady = poolStats(true);
+  assert.ok(steady.hits > 0, 'a steady step reuses pooled buffers');
+  assert.equal(steady.dropped, 0, 'a steady step uses every buffer it keeps');
+  // an evaluation at another batch size leaves buffers of its own sizes; the next steps drop them
+  const x = T.randn([3, 128, 128], 731); // bf16 copies of 96 KiB (x and the weight)
+  T.noGrad(() => T.autocast('bf16', () => T.linear(x, T.randn([384, 128], 732), null)));
+  assert.ok(poolStats().released > 0, 'the evaluation handed its copies back');
+  step(); step();
+  const after = poolStats(true);
+  assert.ok(after.dropped > 0, 'the evaluation\'s buffers are dropped');
+  step();
+  const again = poolStats(true);
+  assert.equal(again.hits, steady.hits, 'steady steps reuse as much as before');
+  assert.equal(again.dropped, 0);
+  assert.equal(again.bytes, steady.bytes, 'and the pool holds what it held before the evaluation');
 });
 
 /** A small model that runs every op that hands copies back: linear, matmul, addLinear, loraLinear, fused attention. */

@@ -34,18 +34,29 @@ const MIN_BYTES = 1 << 16;
  * pending sum or `.grad` shares them (autograd.ts), and the copies an op made itself and only it holds (a
  * product's bf16 operands, attention's packed q, k, v), once its backward pass has read them on the graph's last
  * pass, or at once where nothing saves them. PyTorch's caching allocator does the same by reference counting.
+ *
+ * The pool sizes itself to the job (poolStepBoundary): at every step boundary each size keeps only the buffers that
+ * the step just ended drew on, so a steady-state step reuses everything while one-off sizes (an evaluation's
+ * batches, a length bucket that comes round again only much later) do not pin memory.
  */
-const pool = new Map<number, ArrayBuffer[]>();
+interface PooledSize {
+  /** Free buffers of this byte length, oldest first. */
+  free: ArrayBuffer[];
+  /** The fewest free buffers this size had since the last step boundary: that many were never needed. */
+  low: number;
+}
+const pool = new Map<number, PooledSize>();
 /** The ArrayBuffers now in the pool: a second release of one (two views of it) is a no-op, never a double entry. */
 const pooled = new WeakSet<ArrayBuffer>();
 let pooledBytes = 0;
 /**
- * At most this many bytes in the pool. cls-lora bf16 made 97 MB of fresh buffers a step with 64 MiB here, 64 MB with
- * 128 MiB (no fewer with 256); its peak RSS stayed within run-to-run noise (257-271 MB against main's 264-265), and
- * with 32 MiB it took 185 ms a step against 168 (medians of 3 alternating runs). The cost is on top of the garbage
- * V8 has not collected yet: the main job (`npx autoglm finetune`, one run each) peaked at 333 MB without a pool, 390
- * with 32 MiB, 397 with 64 and 475 with 128, in 16.6, 14.3, 14.6 and 14.4 s of training; dropping sizes no step
- * reused within two steps gave 377 MB but 16.8 s. A pool that sizes itself to the model is still to be built.
+ * At most this many bytes in the pool, a bound for jobs that run long without a step boundary (the pool's own
+ * sizing happens at the boundaries). With this as the pool's only limit, the main job (`npx autoglm finetune`, bf16
+ * on AVX512-BF16) peaked at 475 MB against 333 MB without a pool: the pool grew to its cap with sizes its steps
+ * rarely asked for again (length buckets, evaluation batches; fp32 on Zen 3: 80 MB of 40 sizes after 40 steps).
+ * With the boundaries (Zen 3, AVX2, one run each on a loaded host): the whole job in fp32 357 -> 294 MB, its first
+ * epoch on 1200 examples 337 -> 288 MB (fp32) and 316 MB (bf16 forced); the pool holds 10-23 MB between steps; block
+ * and cls-lora (one shape) reuse exactly as many buffers as before and make as many fresh ones.
  */
 const MAX_POOLED = 128 * 2 ** 20;
 /**
@@ -55,10 +66,12 @@ const MAX_POOLED = 128 * 2 ** 20;
 const MAX_PER_LENGTH = 16;
 
 /** Reuses and fresh allocations of pooled sizes since the last reset (for profiles and tests). */
-const poolCounts = { hits: 0, misses: 0, released: 0 };
-export function poolStats(reset = false): { hits: number; misses: number; released: number } {
-  const c = { ...poolCounts };
-  if (reset) poolCounts.hits = poolCounts.misses = poolCounts.released = 0;
+const poolCounts = { hits: 0, misses: 0, released: 0, dropped: 0 };
+export function poolStats(reset = false): { hits: number; misses: number; released: number; dropped: number; bytes: number; buffers: number } {
+  let buffers = 0;
+  for (const c of pool.values()) buffers += c.free.length;
+  const c = { ...poolCounts, bytes: pooledBytes, buffers };
+  if (reset) poolCounts.hits = poolCounts.misses = poolCounts.released = poolCounts.dropped = 0;
   return c;
 }
 
@@ -73,13 +86,32 @@ export function releaseBuffer(buf: Float32Array | Uint16Array): void {
   const bytes = buf.byteLength;
   const ab = buf.buffer as ArrayBuffer;
   if (bytes < MIN_BYTES || buf.byteOffset !== 0 || ab.byteLength !== bytes || pooledBytes + bytes > MAX_POOLED || pooled.has(ab)) return;
-  const list = pool.get(bytes);
-  if (list && list.length >= MAX_PER_LENGTH) return;
-  if (list) list.push(ab);
-  else pool.set(bytes, [ab]);
+  let c = pool.get(bytes);
+  if (!c) pool.set(bytes, c = { free: [], low: 0 });
+  else if (c.free.length >= MAX_PER_LENGTH) return;
+  c.free.push(ab);
   pooled.add(ab);
   pooledBytes += bytes;
   poolCounts.released++;
+}
+
+/**
+ * A step boundary (the end of a backward pass that freed its graph; autograd calls it through collectAfterBackward):
+ * each size drops the free buffers that stayed unused since the previous boundary (its low-water mark), oldest
+ * first, and keeps the rest. A buffer that a step draws on is kept for the next one; one that waits a whole step
+ * unused goes to the collector. The buffers handed back late in a step (the backward pass's gradients) are above the
+ * low-water mark, so they wait for the next step's forward and backward passes.
+ */
+export function poolStepBoundary(): void {
+  for (const [bytes, c] of pool) {
+    if (c.low > 0) {
+      for (const ab of c.free.splice(0, c.low)) pooled.delete(ab);
+      pooledBytes -= c.low * bytes;
+      poolCounts.dropped += c.low;
+    }
+    if (c.free.length === 0) pool.delete(bytes);
+    else c.low = c.free.length;
+  }
 }
 
 /** releaseBuffer for an f32 buffer (the backward pass's dead gradients). */
@@ -87,9 +119,10 @@ export const releaseF32: (buf: Float32Array) => void = releaseBuffer;
 
 /** A pooled ArrayBuffer of exactly `bytes`, or null. */
 function takePooled(bytes: number): ArrayBuffer | null {
-  const hit = pool.get(bytes);
-  const ab = hit?.pop();
+  const c = pool.get(bytes);
+  const ab = c?.free.pop();
   if (!ab) return null;
+  if (c!.free.length < c!.low) c!.low = c!.free.length;
   pooled.delete(ab);
   pooledBytes -= bytes;
   poolCounts.hits++;
@@ -171,9 +204,11 @@ export function setCollector(c: Collector): void {
  * 625-648 MiB (int8 base) and from 1108-1120 to 1079-1099 (f32 base); one full collection is 15-20 ms here,
  * against a 4-5 s step. Only a large step collects: the count starts again at every backward pass, so small
  * models' steps (cls-full: 164 MB each, 450 ms) are left to V8, where a forced collection every few steps measured
- * 1-5% slower and 5-25 MB higher peaks; and at most one collection a second.
+ * 1-5% slower and 5-25 MB higher peaks; and at most one collection a second. Every such backward pass is also the
+ * pool's step boundary (poolStepBoundary).
  */
 export function collectAfterBackward(): void {
+  poolStepBoundary();
   const large = sinceBackwardCollect >= collectAfterBackwardBytes;
   sinceBackwardCollect = 0;
   if (!large || !fullCollection) return;

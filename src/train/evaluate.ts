@@ -7,7 +7,7 @@ import type { SequenceClassifier, TextEncoder } from '../models/classifier.js';
 import { padIds } from '../data/encode.js';
 import type { Example } from '../data/types.js';
 import { DatasetError, DeviceError } from '../errors.js';
-import { isDeviceStorage } from '../tensor/alloc.js';
+import { isDeviceStorage, poolStepBoundary } from '../tensor/alloc.js';
 import { backend } from '../backend/index.js';
 import { classificationReport, type ClassificationReport } from './metrics.js';
 
@@ -31,7 +31,8 @@ function pad(seqs: number[][], padId: number): { ids: Tensor; mask: Tensor } {
 
 /**
  * The forward pass of evaluation: `seqs` in batches of similar length (shortest first, ties in input order), the
- * model in eval mode and no graph; `each` gets a batch's input indices and its logits (batch, C).
+ * model in eval mode and no graph; `each` gets a batch's input indices and its logits (batch, C). Each batch is a
+ * step boundary of the buffer pool (alloc.ts): buffers of the lengths that the batches have left behind go.
  */
 function forwardBatches(model: SequenceClassifier, enc: TextEncoder, seqs: number[][], batchSize: number, compute: ComputeDType,
   each: (idx: number[], logits: Tensor) => void): void {
@@ -43,6 +44,7 @@ function forwardBatches(model: SequenceClassifier, enc: TextEncoder, seqs: numbe
       const idx = order.slice(s, s + batchSize);
       const { ids, mask } = pad(idx.map((i) => seqs[i]), enc.padId);
       each(idx, autocast(compute, () => model.forward(ids, mask)));
+      poolStepBoundary();
     }
   });
   model.train(wasTraining);

@@ -49,6 +49,7 @@ for (let i = 0; i < repeat; i++) {
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 const ms = (e: string, k: number) => median(runs[e].map((r) => r[k].ms_per_step));
 const all = (e: string, k: number) => runs[e].map((r) => r[k].ms_per_step).join('/');
+const rss = (e: string, k: number) => median(runs[e].map((r) => r[k].peak_rss_mb));
 runs['ours fp32'][0].forEach((rec, k) => {
   const name = `${rec.workload}${rec.shape ? ` ${rec.shape}` : ''}`;
   const f = ms('ours fp32', k), b = ms('ours bf16', k);
@@ -61,6 +62,7 @@ runs['ours fp32'][0].forEach((rec, k) => {
     const of = ms('other fp32', k), ob = ms('other bf16', k);
     line += `; other fp32 ${r3(of)} ms (${all('other fp32', k)}), other bf16 ${r3(ob)} ms (${all('other bf16', k)}); other bf16/fp32 x${r3(ob / of)}; ours/other fp32 x${r3(f / of)}`;
   }
+  line += `; peak RSS MB: ${engines.map((e) => `${e} ${rss(e, k)}`).join(', ')}`;
   console.log(line);
 });
 console.log(`(${repeat} alternations, ${steps} timed steps after ${warmup} warm-up each, ${threads} threads; medians)`);

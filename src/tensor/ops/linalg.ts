@@ -103,8 +103,9 @@ export function prepare(t: Tensor, batch: number, compute: ComputeDType): Operan
     // Where bf16 products widen their operands to f32 (no bf16 hardware), an activation or a gradient is rounded to
     // bf16 precision in f32 storage, in one pass: the kernel multiplies it as it is (sgemm), the same values as a
     // bf16 copy widened inside the product. Weights (a kept frozen copy, a parameter) stay bf16, half the memory
-    // while held for the backward pass; the product widens them a block at a time (matmulLowp).
-    const parameter = t.requiresGrad && !t.node;
+    // while held for the backward pass; the product widens them a block at a time (matmulLowp). Small parameters
+    // (LoRA's factors) are rounded like activations: their products then take the f32 kernels' skinny path.
+    const parameter = t.requiresGrad && !t.node && count > SMALL_PARAMETER;
     if (compute === 'bf16' && !keep && !parameter && !be.nativeBf16 && be.roundBf16 && !isDeviceStorage(buf)) {
       const f = uninitF32(count);
       be.roundBf16(buf as Float32Array, f);
@@ -117,6 +118,9 @@ export function prepare(t: Tensor, batch: number, compute: ComputeDType): Operan
   }
   return { buf, dtype, rows: R, cols: C, trans: trans as boolean, batchStride: own === 1 && batch > 1 ? 0 : R * C, fresh };
 }
+
+/** Parameters up to this many elements reach the widening bf16 product rounded in f32 storage (see `prepare`). */
+const SMALL_PARAMETER = 1 << 16;
 
 function toBf16(src: Float32Array): Uint16Array {
   const h = uninitU16(src.length);

@@ -97,6 +97,16 @@ KERNEL(JsUnaryBf16) {
   UNDEF;
 }
 
+KERNEL(JsRoundBf16) {
+  Args a(info, "roundBf16", 2);
+  size_t n, no;
+  float* x = a.f32(0, &n);
+  float* o = a.f32(1, &no);
+  a.need(no >= n, "dst is smaller than src");
+  round_bf16_n(x, o, n);
+  UNDEF;
+}
+
 KERNEL(JsUnaryBackward) {
   Args a(info, "unaryBackward", 5);
   int op = a.op(0, U_COUNT);
@@ -235,6 +245,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   fn("unary", JsUnary);
   fn("unaryBackward", JsUnaryBackward);
   fn("unaryBf16", JsUnaryBf16);
+  fn("roundBf16", JsRoundBf16);
   fn("binary", JsBinary);
   fn("where", JsWhere);
   fn("axpby", JsAxpby);

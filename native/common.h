@@ -118,5 +118,6 @@ inline uint16_t f32_to_bf16(float f) {
   return (uint16_t)(u >> 16);
 }
 void bf16_to_f32_n(const uint16_t* src, float* dst, int64_t n);
+void round_bf16_n(const float* src, float* dst, int64_t n);
 
 }  // namespace ag

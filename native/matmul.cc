@@ -118,12 +118,13 @@ int dnnl_fill() {
   }();
   return fill;
 }
-// Widened copies live only for one product (vectors freed on return): a retained scratch would keep an f32
-// copy of the largest frozen weight resident for the life of the process.
-float* widen(const uint16_t* src, int64_t n, std::vector<float>& buf) {
-  buf.resize((size_t)n);
-  bf16_to_f32_n(src, buf.data(), n);
-  return buf.data();
+// Widened copies live only for one product (freed on return): a retained scratch would keep an f32 copy of the
+// largest frozen weight resident for the life of the process. Not zero-filled first (a std::vector's resize was a
+// second pass over the buffer): every element is written by the widening.
+float* widen(const uint16_t* src, int64_t n, std::unique_ptr<float[]>& buf) {
+  buf.reset(new float[(size_t)std::max<int64_t>(n, 1)]);
+  bf16_to_f32_n(src, buf.get(), n);
+  return buf.get();
 }
 
 // Runs the cached primitive for `key` (made from the descriptors on first use) with a per-thread user scratchpad.
@@ -245,14 +246,14 @@ void matmul_bf16(const uint16_t* a, const uint16_t* b, float* out, const MatmulP
 // bf16 operands widened to f32 (exact), then sgemm: CPUs without bf16 hardware
 void matmul_bf16_widened(const uint16_t* a, const uint16_t* b, float* out, const MatmulP& p) {
   const int64_t na = p.K == 0 ? 0 : (p.strideA == 0 ? 0 : (p.batch - 1) * p.strideA) + p.M * p.K;
-  std::vector<float> wa;
+  std::unique_ptr<float[]> wa;
   const float* fa = widen(a, na, wa);
   if (p.batch == 1 || p.strideB == 0) {  // one right operand (a weight): widened block by block
     matmul_lowp(fa, b, LowpKind::bf16, nullptr, out, p);
     return;
   }
   const int64_t nb = p.K == 0 ? 0 : (p.batch - 1) * p.strideB + p.K * p.N;
-  std::vector<float> wb;
+  std::unique_ptr<float[]> wb;
   matmul_f32(fa, widen(b, nb, wb), out, p);
 }
 
@@ -290,25 +291,25 @@ void matmul_lowp(const float* a, const void* b, LowpKind kind, const float* scal
   }
   const int64_t rowsB = p.transB ? p.N : p.K, colsB = p.transB ? p.K : p.N;
   const int64_t block = std::max<int64_t>(1, std::min<int64_t>(rowsB, kLowpBlockElems / colsB));
-  std::vector<float> buf((size_t)(block * colsB));
+  std::unique_ptr<float[]> buf(new float[(size_t)(block * colsB)]);  // not zero-filled: each block is written whole
   const int lda = p.transA ? (int)p.M : (int)p.K;
   for (int64_t r0 = 0; r0 < rowsB; r0 += block) {
     const int64_t r1 = std::min(rowsB, r0 + block), nr = r1 - r0;
     if (kind == LowpKind::bf16) {
-      bf16_to_f32_n((const uint16_t*)b + r0 * colsB, buf.data(), nr * colsB);  // stored rows are contiguous
+      bf16_to_f32_n((const uint16_t*)b + r0 * colsB, buf.get(), nr * colsB);  // stored rows are contiguous
     } else {
-      widen_i8_rows((const int8_t*)b + r0 * colsB, scales ? scales + r0 : nullptr, nr, colsB, buf.data());
+      widen_i8_rows((const int8_t*)b + r0 * colsB, scales ? scales + r0 : nullptr, nr, colsB, buf.get());
     }
     for (int64_t i = 0; i < p.batch; i++) {
       const float* ai = a + i * p.strideA;
       float* oi = out + i * p.M * p.N;
       if (p.transB) {
         cblas_sgemm(CblasRowMajor, p.transA ? CblasTrans : CblasNoTrans, CblasTrans, (int)p.M, (int)nr, (int)p.K,
-                    p.alpha, ai, lda, buf.data(), (int)p.K, p.beta, oi + r0, (int)p.N);
+                    p.alpha, ai, lda, buf.get(), (int)p.K, p.beta, oi + r0, (int)p.N);
       } else {
         const float* ab = p.transA ? ai + r0 * p.M : ai + r0;
         cblas_sgemm(CblasRowMajor, p.transA ? CblasTrans : CblasNoTrans, CblasNoTrans, (int)p.M, (int)p.N, (int)nr,
-                    p.alpha, ab, lda, buf.data(), (int)p.N, r0 == 0 ? p.beta : 1.0f, oi, (int)p.N);
+                    p.alpha, ab, lda, buf.get(), (int)p.N, r0 == 0 ? p.beta : 1.0f, oi, (int)p.N);
       }
     }
   }

@@ -230,6 +230,12 @@ export interface Backend {
    */
   unaryBf16?(op: UnaryOp, x: Float32Array, out: Uint16Array): void;
   /**
+   * Optional: dst = src rounded to bf16 precision (round to nearest even), kept in f32 storage: the bits of a cast to
+   * bf16 and back, in one pass. Where bf16 products widen their operands to f32 (`nativeBf16` false), autocast gives
+   * the products such operands instead of bf16 buffers that the kernel would widen again (ops/linalg.ts `prepare`).
+   */
+  roundBf16?(src: Float32Array, dst: Float32Array): void;
+  /**
    * dx = dy * f'(x) for `op`, `y` = f(x). exp, sqrt, rsqrt and reciprocal read only y, every other op only x (the
    * unary op keeps just the one its kernel reads and passes it as both).
    */

@@ -21,6 +21,7 @@ interface Addon {
   cast(src: Storage, srcDt: number, dst: Storage, dstDt: number): void;
   unary(op: number, x: Float32Array, out: Float32Array): void;
   unaryBf16(op: number, x: Float32Array, out: Uint16Array): void;
+  roundBf16(src: Float32Array, dst: Float32Array): void;
   unaryBackward(op: number, x: Float32Array, y: Float32Array, dy: Float32Array, dx: Float32Array): void;
   binary(op: number, a: Float32Array, as: number[], b: Float32Array, bs: number[], shape: number[], out: Float32Array): void;
   where(c: Float32Array, cs: number[], a: Float32Array, as: number[], b: Float32Array, bs: number[], shape: number[],
@@ -203,6 +204,10 @@ class NativeBackend implements Backend {
 
   unary(op: UnaryOp, x: Float32Array, out: Float32Array): void { this.a.unary(code(UNARY, op, 'unary'), x, out); }
   unaryBf16(op: UnaryOp, x: Float32Array, out: Uint16Array): void { this.a.unaryBf16(code(UNARY, op, 'unaryBf16'), x, out); }
+  roundBf16(src: Float32Array, dst: Float32Array): void {
+    if (dst.length < src.length) throw new RangeError(`roundBf16: dst has ${dst.length} elements but src has ${src.length}; expected at least as many`);
+    this.a.roundBf16(src, dst);
+  }
   unaryBackward(op: UnaryOp, x: Float32Array, y: Float32Array, dy: Float32Array, dx: Float32Array): void {
     this.a.unaryBackward(code(UNARY, op, 'unaryBackward'), x, y, dy, dx);
   }

@@ -37,7 +37,7 @@ function parseLines(out: string): BenchRecord[] {
   return out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as BenchRecord);
 }
 
-function runOurs(o: CompareOptions, backend = o.backend): BenchRecord[] {
+export function runOurs(o: CompareOptions, backend = o.backend): BenchRecord[] {
   const bin = path.join(ROOT, 'bin', 'autoglm.js');
   const r = spawnSync(process.execPath, [bin, 'bench', o.workload, '--dtype', o.dtype, '--threads', String(o.threads),
     '--steps', String(o.steps), '--warmup', String(o.warmup), '--json', ...(backend ? ['--backend', backend] : [])],
@@ -75,7 +75,7 @@ export function torchEnv(config: 'best' | 'installed'): NodeJS.ProcessEnv {
   return env;
 }
 
-function runTorch(o: CompareOptions): BenchRecord[] {
+export function runTorch(o: CompareOptions): BenchRecord[] {
   const r = spawnSync('/usr/bin/python3', [o.torchScript, o.workload, '--dtype', o.dtype, '--threads', String(o.threads),
     '--steps', String(o.steps), '--warmup', String(o.warmup), '--json', ...(o.torchArgs ?? [])], { encoding: 'utf8', env: torchEnv(o.torchConfig), maxBuffer: 1 << 24 });
   if (r.status !== 0) throw new Error(`${path.basename(o.torchScript)} failed (exit ${r.status}): ${r.stderr.slice(-2000)}`);

@@ -98,14 +98,29 @@ export function prepare(t: Tensor, batch: number, compute: ComputeDType): Operan
   }
   if (dtype === 'f32' && compute !== 'f32') {
     // a frozen weight's copy is kept until its storage is next written (versions.ts); other operands are cast each time
-    const lowp: (s: Float32Array) => Float32Array | Uint16Array = compute === 'bf16' ? toBf16 : roundF16;
     const keep = src === t && src.dtype === 'f32' && !t.requiresGrad && isCacheable(src.storage);
+    const be = backend();
+    // Where bf16 products widen their operands to f32 (no bf16 hardware), an activation or a gradient is rounded to
+    // bf16 precision in f32 storage, in one pass: the kernel multiplies it as it is (sgemm), the same values as a
+    // bf16 copy widened inside the product. Weights (a kept frozen copy, a parameter) stay bf16, half the memory
+    // while held for the backward pass; the product widens them a block at a time (matmulLowp). Small parameters
+    // (LoRA's factors) are rounded like activations: their products then take the f32 kernels' skinny path.
+    const parameter = t.requiresGrad && !t.node && count > SMALL_PARAMETER;
+    if (compute === 'bf16' && !keep && !parameter && !be.nativeBf16 && be.roundBf16 && !isDeviceStorage(buf)) {
+      const f = uninitF32(count);
+      be.roundBf16(buf as Float32Array, f);
+      return { buf: f, dtype: 'f32', rows: R, cols: C, trans: trans as boolean, batchStride: own === 1 && batch > 1 ? 0 : R * C, fresh: true };
+    }
+    const lowp: (s: Float32Array) => Float32Array | Uint16Array = compute === 'bf16' ? toBf16 : roundF16;
     buf = keep ? cachedCopy(buf as Float32Array, compute, lowp) : lowp(buf as Float32Array);
     fresh = !keep;
     if (compute === 'bf16') dtype = 'bf16';
   }
   return { buf, dtype, rows: R, cols: C, trans: trans as boolean, batchStride: own === 1 && batch > 1 ? 0 : R * C, fresh };
 }
+
+/** Parameters up to this many elements reach the widening bf16 product rounded in f32 storage (see `prepare`). */
+const SMALL_PARAMETER = 1 << 16;
 
 function toBf16(src: Float32Array): Uint16Array {
   const h = uninitU16(src.length);

@@ -73,8 +73,9 @@ test('pool: a training loop reuses as much as before the boundary drops, and an 
   assert.ok(steady.hits > 0, 'a steady step reuses pooled buffers');
   assert.equal(steady.dropped, 0, 'a steady step uses every buffer it keeps');
   // an evaluation at another batch size leaves buffers of its own sizes; the next steps drop them
-  const x = T.randn([3, 128, 128], 731); // bf16 copies of 96 KiB (x and the weight)
-  T.noGrad(() => T.autocast('bf16', () => T.linear(x, T.randn([384, 128], 732), null)));
+  // (sizes no training step uses, whether the copies are bf16 or, without bf16 products, bf16-rounded f32)
+  const x = T.randn([3, 97, 128], 731);
+  T.noGrad(() => T.autocast('bf16', () => T.linear(x, T.randn([389, 128], 732), null)));
   assert.ok(poolStats().released > 0, 'the evaluation handed its copies back');
   step(); step();
   const after = poolStats(true);

@@ -109,12 +109,14 @@ export function prepare(t: Tensor, batch: number, compute: ComputeDType): Operan
     if (compute === 'bf16' && !keep && !parameter && !be.nativeBf16 && be.roundBf16 && !isDeviceStorage(buf)) {
       const f = uninitF32(count);
       be.roundBf16(buf as Float32Array, f);
-      return { buf: f, dtype: 'f32', rows: R, cols: C, trans: trans as boolean, batchStride: own === 1 && batch > 1 ? 0 : R * C, fresh: true };
+      buf = f; // stays f32
+      fresh = true;
+    } else {
+      const lowp: (s: Float32Array) => Float32Array | Uint16Array = compute === 'bf16' ? toBf16 : roundF16;
+      buf = keep ? cachedCopy(buf as Float32Array, compute, lowp) : lowp(buf as Float32Array);
+      fresh = !keep;
+      if (compute === 'bf16') dtype = 'bf16';
     }
-    const lowp: (s: Float32Array) => Float32Array | Uint16Array = compute === 'bf16' ? toBf16 : roundF16;
-    buf = keep ? cachedCopy(buf as Float32Array, compute, lowp) : lowp(buf as Float32Array);
-    fresh = !keep;
-    if (compute === 'bf16') dtype = 'bf16';
   }
   return { buf, dtype, rows: R, cols: C, trans: trans as boolean, batchStride: own === 1 && batch > 1 ? 0 : R * C, fresh };
 }

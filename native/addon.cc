@@ -107,6 +107,20 @@ KERNEL(JsRoundBf16) {
   UNDEF;
 }
 
+// castRowsBf16(src, rows, cols, dst Uint16Array, ld): src's (rows, cols) rows as bf16 rows of ld elements, the rest zero
+KERNEL(JsCastRowsBf16) {
+  Args a(info, "castRowsBf16", 5);
+  size_t n, nd;
+  const float* x = a.f32(0, &n);
+  const int64_t rows = a.integer(1), cols = a.integer(2), ld = a.integer(4);
+  uint16_t* o = (uint16_t*)a.arr(3, napi_uint16_array, &nd);
+  a.need(ld >= cols, "ld is smaller than cols");
+  a.need((int64_t)n >= rows * cols, "src is smaller than rows x cols");
+  a.need((int64_t)nd >= rows * ld, "dst is smaller than rows x ld");
+  cast_rows_bf16(x, rows, cols, o, ld);
+  UNDEF;
+}
+
 KERNEL(JsUnaryBackward) {
   Args a(info, "unaryBackward", 5);
   int op = a.op(0, U_COUNT);
@@ -246,6 +260,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   fn("unaryBackward", JsUnaryBackward);
   fn("unaryBf16", JsUnaryBf16);
   fn("roundBf16", JsRoundBf16);
+  fn("castRowsBf16", JsCastRowsBf16);
   fn("binary", JsBinary);
   fn("where", JsWhere);
   fn("axpby", JsAxpby);

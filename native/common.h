@@ -119,5 +119,6 @@ inline uint16_t f32_to_bf16(float f) {
 }
 void bf16_to_f32_n(const uint16_t* src, float* dst, int64_t n);
 void round_bf16_n(const float* src, float* dst, int64_t n);
+void cast_rows_bf16(const float* src, int64_t rows, int64_t cols, uint16_t* dst, int64_t ld);
 
 }  // namespace ag

@@ -99,6 +99,16 @@ void round_bf16_n(const float* s, float* d, int64_t n) {
     for (; i < i1; i++) d[i] = bf16_to_f32(f32_to_bf16(s[i]));
   });
 }
+// The rows of an f32 (rows, cols) matrix cast to bf16 (f32_to_bf16's rule) into rows of `ld` elements, the
+// columns past `cols` set to zero: an activation's bf16 copy with room for more columns beside it (LoRA's product
+// with its rank-r factors appended, src/tensor/ops/lora-linear.ts), in the one pass the plain cast makes.
+void cast_rows_bf16(const float* s, int64_t rows, int64_t cols, uint16_t* d, int64_t ld) {
+#pragma omp parallel for schedule(static) if (par(rows * cols))
+  for (int64_t r = 0; r < rows; r++) {
+    f32_to_bf16_row(s + r * cols, d + r * ld, cols);
+    for (int64_t c = cols; c < ld; c++) d[r * ld + c] = 0;
+  }
+}
 static void f32_to_f16_n(const float* s, uint16_t* d, int64_t n) {
   blocks(n, [&](int64_t i0, int64_t i1) {
     int64_t i = i0;

@@ -236,6 +236,12 @@ export interface Backend {
    */
   roundBf16?(src: Float32Array, dst: Float32Array): void;
   /**
+   * Optional: the rows of src, an f32 (rows, cols) matrix, cast to bf16 (round to nearest even) into rows of `ld`
+   * elements of dst, columns cols..ld-1 set to zero: a bf16 copy with room for more columns beside it, in the pass a
+   * plain cast makes (LoRA's base product with the adapter's factors appended, ops/lora-linear.ts).
+   */
+  castRowsBf16?(src: Float32Array, rows: number, cols: number, dst: Uint16Array, ld: number): void;
+  /**
    * dx = dy * f'(x) for `op`, `y` = f(x). exp, sqrt, rsqrt and reciprocal read only y, every other op only x (the
    * unary op keeps just the one its kernel reads and passes it as both).
    */

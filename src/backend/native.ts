@@ -22,6 +22,7 @@ interface Addon {
   unary(op: number, x: Float32Array, out: Float32Array): void;
   unaryBf16(op: number, x: Float32Array, out: Uint16Array): void;
   roundBf16(src: Float32Array, dst: Float32Array): void;
+  castRowsBf16(src: Float32Array, rows: number, cols: number, dst: Uint16Array, ld: number): void;
   unaryBackward(op: number, x: Float32Array, y: Float32Array, dy: Float32Array, dx: Float32Array): void;
   binary(op: number, a: Float32Array, as: number[], b: Float32Array, bs: number[], shape: number[], out: Float32Array): void;
   where(c: Float32Array, cs: number[], a: Float32Array, as: number[], b: Float32Array, bs: number[], shape: number[],
@@ -207,6 +208,9 @@ class NativeBackend implements Backend {
   roundBf16(src: Float32Array, dst: Float32Array): void {
     if (dst.length < src.length) throw new RangeError(`roundBf16: dst has ${dst.length} elements but src has ${src.length}; expected at least as many`);
     this.a.roundBf16(src, dst);
+  }
+  castRowsBf16(src: Float32Array, rows: number, cols: number, dst: Uint16Array, ld: number): void {
+    this.a.castRowsBf16(src, rows, cols, dst, ld);
   }
   unaryBackward(op: UnaryOp, x: Float32Array, y: Float32Array, dy: Float32Array, dx: Float32Array): void {
     this.a.unaryBackward(code(UNARY, op, 'unaryBackward'), x, y, dy, dx);

@@ -6,14 +6,21 @@
  * times (the base product's two gradients, addLinear's two and, through it, lora_A's), each a full pass over an
  * activation; here x is cast once (when xa is x) and the gradient once. Only the rank-r intermediate and its
  * gradient (rows x r) are cast besides. What the backward pass keeps is what the composition kept.
+ *
+ * Where bf16 products run in hardware (`nativeBf16`) and the base weight is frozen, the rank-r factors ride along
+ * the base product as r more columns of its reduction (`appended`): y = [x | s h] [W | B]^T and dx = [g | dh] [W; A].
+ * The composition's second product over the whole output (and, backward, over the whole input gradient), each a
+ * read and a write of an f32 activation for a rank-8 update, is gone; what is added is r of nIn + r columns to the
+ * base product and a copy of the bf16 weight with the factor beside it (nOut x (nIn + r)).
  */
 import { ShapeError, fmtShape } from '../../errors.js';
-import { releaseBuffer, uninitF32 } from '../alloc.js';
+import { backend } from '../../backend/index.js';
+import { releaseBuffer, uninitF32, uninitU16 } from '../alloc.js';
 import { Tensor } from '../tensor.js';
 import { isGradEnabled, record } from '../autograd.js';
 import { autocastDType } from '../precision.js';
 import { reshape } from './movement.js';
-import { affine, biasGrad, gemm, prepare, releaseOperands, transposed, checkFloat } from './linalg.js';
+import { affine, biasGrad, gemm, prepare, releaseOperands, transposed, checkFloat, type Operand } from './linalg.js';
 
 export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B: Tensor, scaling: number, xa: Tensor = x): Tensor {
   checkFloat(x, 'loraLinear', 'x');
@@ -29,16 +36,36 @@ export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B:
   const compute = autocastDType();
   const rows = x.size / nIn;
   const flat = (t: Tensor) => (t.ndim === 2 ? t : reshape(t, [rows, nIn]));
-  const ox = prepare(flat(x), 1, compute);
-  const oxa = xa === x ? ox : prepare(flat(xa), 1, compute);
-  const ow = prepare(W, 1, compute), oA = prepare(A, 1, compute), oB = prepare(B, 1, compute);
-  const out = affine(ox, ow, b, rows, nOut); // x W^T + b
-  const h = gemm(oxa, transposed(oA), 1, uninitF32(rows * r)); // (rows, r)
-  const oh = prepare(new Tensor(h, 'f32', [rows, r]), 1, compute);
-  if (oh.fresh) releaseBuffer(h); // h was read only by its cast
-  gemm(oh, transposed(oB), 1, out, scaling, 1); // += scaling * h B^T
-  const y = new Tensor(out, 'f32', [...x.shape.slice(0, -1), nOut]);
   const sep = xa !== x;
+  const ow = prepare(W, 1, compute), oA = prepare(A, 1, compute), oB = prepare(B, 1, compute);
+  const fused = appendable(compute, sep, W, ow, oA, oB);
+  let ox: Operand, oxa: Operand, oh: Operand, hScale: number, out: Float32Array;
+  if (fused && x.dtype === 'f32' && x.isContiguous) {
+    // x's bf16 copy with r columns beside it: h = x A^T (A padded with zero columns), then s h written there
+    const L = nIn + r;
+    const be = backend();
+    const xc = uninitU16(rows * L);
+    be.castRowsBf16!(x.f32(), rows, nIn, xc, L);
+    ox = oxa = { buf: xc, dtype: 'bf16', rows, cols: L, trans: false, batchStride: rows * L, fresh: true };
+    const h = gemm(ox, transposed(padded(oA, r, L)), 1, uninitF32(rows * r), scaling); // s h, (rows, r)
+    oh = { buf: toBf16(h), dtype: 'bf16', rows, cols: r, trans: false, batchStride: rows * r, fresh: true };
+    releaseBuffer(h);
+    be.stridedCopy(oh.buf, [rows, r], [r, 1], xc.subarray(nIn), [L, 1]);
+    hScale = 1;
+    const wb = sideBySide(ow, oB, nOut, nIn, r); // [W | B], (nOut, L)
+    out = affine(ox, wb, b, rows, nOut); // [x | s h] [W | B]^T + b
+    releaseBuffer(wb.buf as Uint16Array);
+  } else {
+    ox = prepare(flat(x), 1, compute);
+    oxa = sep ? prepare(flat(xa), 1, compute) : ox;
+    out = affine(ox, ow, b, rows, nOut); // x W^T + b
+    const h = gemm(oxa, transposed(oA), 1, uninitF32(rows * r)); // (rows, r)
+    oh = prepare(new Tensor(h, 'f32', [rows, r]), 1, compute);
+    if (oh.fresh) releaseBuffer(h); // h was read only by its cast
+    hScale = scaling;
+    gemm(oh, transposed(oB), 1, out, scaling, 1); // += scaling * h B^T
+  }
+  const y = new Tensor(out, 'f32', [...x.shape.slice(0, -1), nOut]);
   const inputs = [x, ...(sep ? [xa] : []), W, ...(b ? [b] : []), A, B];
   const all = [ox, oxa, ow, oA, oB, oh];
   if (!isGradEnabled() || !inputs.some((t) => t.requiresGrad)) {
@@ -52,18 +79,38 @@ export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B:
   const kept = [keep.ox, keep.oxa, keep.ow, keep.oA, keep.oB, keep.oh];
   releaseOperands(all, kept);
   const xShape = [...x.shape];
+  // the output gradient with dh beside it when x's gradient takes both paths in one product
+  const appendGrad = fused && !!keep.ow && !!keep.oA && !!keep.oB;
   return record('loraLinear', inputs, y, (gy, last) => {
-    const g = prepare(reshape(gy, [rows, nOut]), 1, compute); // the one cast of the output gradient
     const gb = needGb ? biasGrad(gy, rows, nOut) : null;
+    const g2 = reshape(gy, [rows, nOut]);
+    const M = nOut + r;
+    let g: Operand;
+    if (appendGrad && g2.dtype === 'f32' && g2.isContiguous) {
+      const gc = uninitU16(rows * M);
+      backend().castRowsBf16!(g2.f32(), rows, nOut, gc, M);
+      g = { buf: gc, dtype: 'bf16', rows, cols: M, trans: false, batchStride: rows * M, fresh: true };
+    } else {
+      g = prepare(g2, 1, compute); // the one cast of the output gradient
+    }
+    const wide = g.cols > nOut; // g's r columns past nOut: zeros now, dh once it is known
     const gW = keep.ox ? new Tensor(gemm(transposed(g), keep.ox, 1, uninitF32(nOut * nIn)), 'f32', [nOut, nIn]) : null;
-    const gB = keep.oh ? new Tensor(gemm(transposed(g), keep.oh, 1, uninitF32(nOut * r), scaling), 'f32', [nOut, r]) : null;
-    let gx: Float32Array | null = keep.ow ? gemm(g, keep.ow, 1, uninitF32(rows * nIn)) : null;
+    // (s h) or h beside or under g: rows of the result past nOut are discarded
+    const gB = keep.oh ? new Tensor(firstRows(gemm(transposed(g), keep.oh, 1, uninitF32(g.cols * r), hScale), nOut * r), 'f32', [nOut, r]) : null;
+    let gx: Float32Array | null = keep.ow && !wide ? gemm(g, keep.ow, 1, uninitF32(rows * nIn)) : null;
     let gA: Tensor | null = null, gxa: Float32Array | null = null;
     if (keep.oB) {
-      const dh = gemm(g, keep.oB, 1, uninitF32(rows * r), scaling); // dL/dh = scaling * g B, (rows, r)
+      const oBg = wide ? padded(keep.oB, nOut, M, true) : keep.oB;
+      const dh = gemm(g, oBg, 1, uninitF32(rows * r), scaling); // dL/dh = scaling * g B, (rows, r)
       const ogh = prepare(new Tensor(dh, 'f32', [rows, r]), 1, compute);
-      if (keep.oxa) gA = new Tensor(gemm(transposed(ogh), keep.oxa, 1, uninitF32(r * nIn)), 'f32', [r, nIn]);
-      if (keep.oA) {
+      if (keep.oxa) gA = new Tensor(leftColumns(gemm(transposed(ogh), keep.oxa, 1, uninitF32(r * keep.oxa.cols)), r, keep.oxa.cols, nIn), 'f32', [r, nIn]);
+      if (wide) {
+        // [g | dh] [W; A]: x's gradient from both paths in one product
+        backend().stridedCopy(ogh.buf, [rows, r], [r, 1], (g.buf as Uint16Array).subarray(nOut), [M, 1]);
+        const wa = stacked(keep.ow!, keep.oA!, nOut, nIn, r);
+        gx = gemm(g, wa, 1, uninitF32(rows * nIn));
+        releaseBuffer(wa.buf as Uint16Array);
+      } else if (keep.oA) {
         if (!sep && gx) gemm(ogh, keep.oA, 1, gx, 1, 1); // x's gradient from both paths, in one buffer
         else if (!sep) gx = gemm(ogh, keep.oA, 1, uninitF32(rows * nIn));
         else gxa = gemm(ogh, keep.oA, 1, uninitF32(rows * nIn));
@@ -76,4 +123,69 @@ export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B:
     const asX = (d: Float32Array | null) => (d ? new Tensor(d, 'f32', xShape) : null);
     return [asX(gx), ...(sep ? [asX(gxa)] : []), gW, ...(b ? [gb] : []), gA, gB];
   });
+}
+
+/**
+ * Whether the factors can ride along the base product (see the file's comment): bf16 products in hardware with a
+ * row-cast kernel, one input (no LoRA dropout), a frozen base weight, and the three matrices as dense bf16.
+ */
+function appendable(compute: string, sep: boolean, W: Tensor, ow: Operand, oA: Operand, oB: Operand): boolean {
+  const be = backend();
+  return compute === 'bf16' && !!be.nativeBf16 && !!be.castRowsBf16 && !be.device && !sep && !W.requiresGrad &&
+    [ow, oA, oB].every((o) => o.dtype === 'bf16' && !o.trans);
+}
+
+/** The bf16 cast of a small f32 buffer. */
+function toBf16(f: Float32Array): Uint16Array {
+  const h = uninitU16(f.length);
+  backend().cast(f, 'f32', h, 'bf16');
+  return h;
+}
+
+/**
+ * A dense bf16 (rows, cols) operand widened with zeros to `to` columns (or, `below`, to `to` rows): the factor's
+ * share of a product whose other operand carries r more columns.
+ */
+function padded(o: Operand, rows: number, to: number, below = false): Operand {
+  const cols = o.cols;
+  const p = new Uint16Array(below ? to * cols : rows * to);
+  if (below) p.set((o.buf as Uint16Array).subarray(0, rows * cols));
+  else backend().stridedCopy(o.buf, [rows, cols], [cols, 1], p, [to, 1]);
+  return below ? { buf: p, dtype: 'bf16', rows: to, cols, trans: false, batchStride: to * cols }
+    : { buf: p, dtype: 'bf16', rows, cols: to, trans: false, batchStride: rows * to };
+}
+
+/** [W | B]: each row of the bf16 base weight (nOut, nIn) followed by the row of B (nOut, r), as one (nOut, nIn + r) operand. */
+function sideBySide(ow: Operand, oB: Operand, nOut: number, nIn: number, r: number): Operand {
+  const L = nIn + r;
+  const wb = uninitU16(nOut * L);
+  const be = backend();
+  be.stridedCopy(ow.buf, [nOut, nIn], [nIn, 1], wb, [L, 1]);
+  be.stridedCopy(oB.buf, [nOut, r], [r, 1], wb.subarray(nIn), [L, 1]);
+  return { buf: wb, dtype: 'bf16', rows: nOut, cols: L, trans: false, batchStride: nOut * L };
+}
+
+/** [W; A]: the bf16 base weight (nOut, nIn) with A's r rows under it, as one (nOut + r, nIn) operand. */
+function stacked(ow: Operand, oA: Operand, nOut: number, nIn: number, r: number): Operand {
+  const wa = uninitU16((nOut + r) * nIn);
+  wa.set((ow.buf as Uint16Array).subarray(0, nOut * nIn));
+  wa.set((oA.buf as Uint16Array).subarray(0, r * nIn), nOut * nIn);
+  return { buf: wa, dtype: 'bf16', rows: nOut + r, cols: nIn, trans: false, batchStride: (nOut + r) * nIn };
+}
+
+/** The first n elements of a product's output as a buffer of its own (the rows that belong to the gradient). */
+function firstRows(f: Float32Array, n: number): Float32Array {
+  if (f.length === n) return f;
+  const out = f.slice(0, n);
+  releaseBuffer(f);
+  return out;
+}
+
+/** The first `keep` columns of an f32 (rows, cols) matrix, dense. */
+function leftColumns(f: Float32Array, rows: number, cols: number, keep: number): Float32Array {
+  if (cols === keep) return f;
+  const out = new Float32Array(rows * keep);
+  backend().stridedCopy(f, [rows, keep], [cols, 1], out);
+  releaseBuffer(f);
+  return out;
 }

@@ -87,9 +87,9 @@ function chunkedLoss(a: {
 
 /**
  * zerosF32, its pages mapped before the chunks' products accumulate into it. Fresh zero pages are mapped at their first
- * write; inside the parallel product those faults cost several times a plain pass: GPT-2's head gradient (50,257 x 768,
- * 154 MB, 4 chunks of 256 rows, bf16 on Zen 4) took 430-480 ms for the first chunk's product on fresh pages against
- * 75 ms on mapped ones, plus 76-86 ms for writing one zero per page first.
+ * write; inside the parallel product those faults cost several times a plain pass: the four 256-row chunk products into
+ * GPT-2's head gradient (50,257 x 768, 154 MB; bf16 on Zen 4) took 730 ms on fresh pages against 391 ms with a zero
+ * written to each page first, that included (scripts/bench-bf16-parts.ts head).
  */
 function touchedZeros(n: number): Float32Array {
   const z = zerosF32(n);

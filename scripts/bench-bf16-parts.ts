@@ -1,0 +1,71 @@
+/**
+ * Micro-benchmarks behind two of the bf16 changes (issue #17), each against what it replaced, alternated in one process:
+ *
+ *   node --import tsx scripts/bench-bf16-parts.ts [lora] [head] [--repeat 7]
+ *
+ * lora: loraLinear forward + backward under bf16 autocast with the rank-r factors appended to the base product (the
+ *   path taken where bf16 runs in hardware) against the composition of two products (`castRowsBf16` hidden, which is
+ *   what the appended path needs), on the shapes of the cls and main-job layers.
+ * head: GPT-2's head weight gradient (50,257 x 768, 154 MB) accumulated by four 256-row chunk products into fresh zero
+ *   pages, against the same after writing a zero a page first (what linearCrossEntropy does).
+ * Prints the medians; the ratios are new / old.
+ */
+import { backend } from '../src/backend/index.js';
+import { loraLinear } from '../src/tensor/ops/lora-linear.js';
+import { autocast } from '../src/tensor/precision.js';
+import { randn } from '../src/tensor/creation.js';
+
+const args = process.argv.slice(2);
+const repeat = args.includes('--repeat') ? Number(args[args.indexOf('--repeat') + 1]) : 7;
+const all = !args.includes('lora') && !args.includes('head');
+const be = backend() as ReturnType<typeof backend> & { castRowsBf16?: unknown };
+const median = (x: number[]) => [...x].sort((p, q) => p - q)[x.length >> 1];
+console.log(be.describe());
+
+if (all || args.includes('lora')) {
+  if (!be.nativeBf16 || !be.castRowsBf16) console.log('lora: this backend has no bf16 products in hardware: both sides take the composition');
+  for (const [rows, nIn, nOut] of [[2048, 256, 768], [2048, 1024, 256], [1024, 256, 768], [1024, 256, 256], [1024, 256, 1024], [1024, 1024, 256]]) {
+    const x = randn([rows, nIn], 1).requireGrad(), W = randn([nOut, nIn], 2).scale(0.1), b = randn([nOut], 3);
+    const A = randn([8, nIn], 4).scale(0.1).requireGrad(), B = randn([nOut, 8], 5).scale(0.1).requireGrad(), gy = randn([rows, nOut], 6);
+    const own = Object.getOwnPropertyDescriptor(be, 'castRowsBf16');
+    const run = (appended: boolean) => {
+      if (!appended) Object.defineProperty(be, 'castRowsBf16', { value: undefined, configurable: true, writable: true });
+      try {
+        const t0 = performance.now();
+        for (let i = 0; i < 10; i++) {
+          const y = autocast('bf16', () => loraLinear(x, W, b, A, B, 2));
+          y.backward({ gradient: gy });
+          x.grad = A.grad = B.grad = null;
+        }
+        return (performance.now() - t0) / 10;
+      } finally {
+        if (own) Object.defineProperty(be, 'castRowsBf16', own);
+        else delete be.castRowsBf16;
+      }
+    };
+    run(true); run(false);
+    const a: number[] = [], c: number[] = [];
+    for (let i = 0; i < repeat; i++) { a.push(run(true)); c.push(run(false)); }
+    console.log(`lora ${rows}x${nIn}->${nOut}: appended ${median(a).toFixed(3)} ms, two products ${median(c).toFixed(3)} ms, ratio ${(median(a) / median(c)).toFixed(3)}`);
+  }
+}
+
+if (all || args.includes('head')) {
+  const V = 50257, D = 768, K = 256;
+  const a = new Uint16Array(K * V).fill(0x3c00), b = new Uint16Array(K * D).fill(0x3c00);
+  const dtype = be.nativeBf16 ? 'bf16' : 'f32';
+  const af = new Float32Array(K * V).fill(1), bf = new Float32Array(K * D).fill(1);
+  const run = (touch: boolean) => {
+    const t0 = performance.now();
+    const out = new Float32Array(V * D);
+    if (touch) for (let i = 0; i < out.length; i += 1024) out[i] = 0;
+    for (let c = 0; c < 4; c++) {
+      be.matmul({ a: dtype === 'bf16' ? a : af, b: dtype === 'bf16' ? b : bf, out, dtype, batch: 1, M: V, N: D, K, transA: true, transB: false,
+        strideA: 0, strideB: 0, alpha: 1, beta: 1 });
+    }
+    return performance.now() - t0;
+  };
+  const t: number[] = [], f: number[] = [];
+  for (let i = 0; i < Math.min(repeat, 5); i++) { t.push(run(true)); f.push(run(false)); }
+  console.log(`head gradient (${dtype}, 4 chunks): touched first ${median(t).toFixed(0)} ms, fresh pages ${median(f).toFixed(0)} ms, ratio ${(median(t) / median(f)).toFixed(3)}`);
+}

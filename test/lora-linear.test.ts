@@ -18,6 +18,7 @@ import { backend } from '../src/backend/index.js';
 import { spawnSync } from 'node:child_process';
 import { loadNativeBackend, nativeLoadError } from '../src/backend/native.js';
 import { requirePiece } from './helpers/ci.js';
+import { f32BitsToBf16 } from '../src/backend/portable/cast.js';
 
 /** Whether loraLinear appends the factors to the base product here (bf16 products in hardware). */
 const appended = () => !!backend().nativeBf16 && !!backend().castRowsBf16;
@@ -94,7 +95,7 @@ test('LoraLinear under bf16 autocast takes the fused op, with the composition\'s
 
 /** y, dx, dA, dB in f64 from the bf16-rounded operands, h = x A^T rounded to bf16 as the product's operand. */
 function reference(x: Float32Array, W: Float32Array, A: Float32Array, B: Float32Array, gy: Float32Array, rows: number, nIn: number, nOut: number, r: number, s: number) {
-  const rb = (v: number) => { const f = new Float32Array([v]); const u = new Uint32Array(f.buffer); u[0] = ((u[0] + 0x7fff + ((u[0] >>> 16) & 1)) >>> 16) << 16; return f[0]; };
+  const rb = (v: number) => { const f = new Float32Array([v]); const u = new Uint32Array(f.buffer); u[0] = f32BitsToBf16(u[0]) << 16; return f[0]; };
   const [xb, Wb, Ab, Bb, gb] = [x, W, A, B, gy].map((t) => Array.from(t, rb));
   const y = new Float64Array(rows * nOut), dx = new Float64Array(rows * nIn), dA = new Float64Array(r * nIn), dB = new Float64Array(nOut * r);
   for (let i = 0; i < rows; i++) {

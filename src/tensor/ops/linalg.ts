@@ -124,7 +124,8 @@ export function prepare(t: Tensor, batch: number, compute: ComputeDType): Operan
 /** Parameters up to this many elements reach the widening bf16 product rounded in f32 storage (see `prepare`). */
 const SMALL_PARAMETER = 1 << 16;
 
-function toBf16(src: Float32Array): Uint16Array {
+/** A bf16 copy of f32 values (the cast every bf16 operand gets). */
+export function toBf16(src: Float32Array): Uint16Array {
   const h = uninitU16(src.length);
   backend().cast(src, 'f32', h, 'bf16');
   return h;

@@ -20,7 +20,7 @@ import { Tensor } from '../tensor.js';
 import { isGradEnabled, record } from '../autograd.js';
 import { autocastDType } from '../precision.js';
 import { reshape } from './movement.js';
-import { affine, biasGrad, gemm, prepare, releaseOperands, transposed, checkFloat, type Operand } from './linalg.js';
+import { affine, biasGrad, gemm, prepare, releaseOperands, toBf16, transposed, checkFloat, type Operand } from './linalg.js';
 
 export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B: Tensor, scaling: number, xa: Tensor = x): Tensor {
   checkFloat(x, 'loraLinear', 'x');
@@ -47,12 +47,12 @@ export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B:
     const xc = uninitU16(rows * L);
     be.castRowsBf16!(x.f32(), rows, nIn, xc, L);
     ox = oxa = { buf: xc, dtype: 'bf16', rows, cols: L, trans: false, batchStride: rows * L, fresh: true };
-    const h = gemm(ox, transposed(padded(oA, r, L)), 1, uninitF32(rows * r), scaling); // s h, (rows, r)
+    const h = gemm(ox, transposed(withZeroColumns(oA, L)), 1, uninitF32(rows * r), scaling); // s h, (rows, r)
     oh = { buf: toBf16(h), dtype: 'bf16', rows, cols: r, trans: false, batchStride: rows * r, fresh: true };
     releaseBuffer(h);
     be.stridedCopy(oh.buf, [rows, r], [r, 1], xc.subarray(nIn), [L, 1]);
     hScale = 1;
-    const wb = sideBySide(ow, oB, nOut, nIn, r); // [W | B], (nOut, L)
+    const wb = sideBySide(ow, oB); // [W | B], (nOut, L)
     out = affine(ox, wb, b, rows, nOut); // [x | s h] [W | B]^T + b
     releaseBuffer(wb.buf as Uint16Array);
   } else {
@@ -100,14 +100,14 @@ export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B:
     let gx: Float32Array | null = keep.ow && !wide ? gemm(g, keep.ow, 1, uninitF32(rows * nIn)) : null;
     let gA: Tensor | null = null, gxa: Float32Array | null = null;
     if (keep.oB) {
-      const oBg = wide ? padded(keep.oB, nOut, M, true) : keep.oB;
+      const oBg = wide ? withZeroRows(keep.oB, M) : keep.oB;
       const dh = gemm(g, oBg, 1, uninitF32(rows * r), scaling); // dL/dh = scaling * g B, (rows, r)
       const ogh = prepare(new Tensor(dh, 'f32', [rows, r]), 1, compute);
       if (keep.oxa) gA = new Tensor(leftColumns(gemm(transposed(ogh), keep.oxa, 1, uninitF32(r * keep.oxa.cols)), r, keep.oxa.cols, nIn), 'f32', [r, nIn]);
       if (wide) {
         // [g | dh] [W; A]: x's gradient from both paths in one product
         backend().stridedCopy(ogh.buf, [rows, r], [r, 1], (g.buf as Uint16Array).subarray(nOut), [M, 1]);
-        const wa = stacked(keep.ow!, keep.oA!, nOut, nIn, r);
+        const wa = stacked(keep.ow!, keep.oA!);
         gx = gemm(g, wa, 1, uninitF32(rows * nIn));
         releaseBuffer(wa.buf as Uint16Array);
       } else if (keep.oA) {
@@ -135,42 +135,37 @@ function appendable(compute: string, sep: boolean, W: Tensor, ow: Operand, oA: O
     [ow, oA, oB].every((o) => o.dtype === 'bf16' && !o.trans);
 }
 
-/** The bf16 cast of a small f32 buffer. */
-function toBf16(f: Float32Array): Uint16Array {
-  const h = uninitU16(f.length);
-  backend().cast(f, 'f32', h, 'bf16');
-  return h;
+/** A dense bf16 operand widened with zero columns to `to` columns: A's share of a product whose left side has r more. */
+function withZeroColumns(o: Operand, to: number): Operand {
+  const p = new Uint16Array(o.rows * to);
+  backend().stridedCopy(o.buf, [o.rows, o.cols], [o.cols, 1], p, [to, 1]);
+  return { buf: p, dtype: 'bf16', rows: o.rows, cols: to, trans: false, batchStride: o.rows * to };
 }
 
-/**
- * A dense bf16 (rows, cols) operand widened with zeros to `to` columns (or, `below`, to `to` rows): the factor's
- * share of a product whose other operand carries r more columns.
- */
-function padded(o: Operand, rows: number, to: number, below = false): Operand {
-  const cols = o.cols;
-  const p = new Uint16Array(below ? to * cols : rows * to);
-  if (below) p.set((o.buf as Uint16Array).subarray(0, rows * cols));
-  else backend().stridedCopy(o.buf, [rows, cols], [cols, 1], p, [to, 1]);
-  return below ? { buf: p, dtype: 'bf16', rows: to, cols, trans: false, batchStride: to * cols }
-    : { buf: p, dtype: 'bf16', rows, cols: to, trans: false, batchStride: rows * to };
+/** A dense bf16 operand with zero rows under it up to `to` rows: B's share of a product whose left side has r more columns. */
+function withZeroRows(o: Operand, to: number): Operand {
+  const p = new Uint16Array(to * o.cols);
+  p.set((o.buf as Uint16Array).subarray(0, o.rows * o.cols));
+  return { buf: p, dtype: 'bf16', rows: to, cols: o.cols, trans: false, batchStride: to * o.cols };
 }
 
 /** [W | B]: each row of the bf16 base weight (nOut, nIn) followed by the row of B (nOut, r), as one (nOut, nIn + r) operand. */
-function sideBySide(ow: Operand, oB: Operand, nOut: number, nIn: number, r: number): Operand {
-  const L = nIn + r;
+function sideBySide(ow: Operand, oB: Operand): Operand {
+  const nOut = ow.rows, nIn = ow.cols, L = nIn + oB.cols;
   const wb = uninitU16(nOut * L);
   const be = backend();
   be.stridedCopy(ow.buf, [nOut, nIn], [nIn, 1], wb, [L, 1]);
-  be.stridedCopy(oB.buf, [nOut, r], [r, 1], wb.subarray(nIn), [L, 1]);
+  be.stridedCopy(oB.buf, [nOut, oB.cols], [oB.cols, 1], wb.subarray(nIn), [L, 1]);
   return { buf: wb, dtype: 'bf16', rows: nOut, cols: L, trans: false, batchStride: nOut * L };
 }
 
 /** [W; A]: the bf16 base weight (nOut, nIn) with A's r rows under it, as one (nOut + r, nIn) operand. */
-function stacked(ow: Operand, oA: Operand, nOut: number, nIn: number, r: number): Operand {
-  const wa = uninitU16((nOut + r) * nIn);
-  wa.set((ow.buf as Uint16Array).subarray(0, nOut * nIn));
-  wa.set((oA.buf as Uint16Array).subarray(0, r * nIn), nOut * nIn);
-  return { buf: wa, dtype: 'bf16', rows: nOut + r, cols: nIn, trans: false, batchStride: (nOut + r) * nIn };
+function stacked(ow: Operand, oA: Operand): Operand {
+  const n = ow.rows * ow.cols, rows = ow.rows + oA.rows;
+  const wa = uninitU16(rows * ow.cols);
+  wa.set((ow.buf as Uint16Array).subarray(0, n));
+  wa.set((oA.buf as Uint16Array).subarray(0, oA.rows * oA.cols), n);
+  return { buf: wa, dtype: 'bf16', rows, cols: ow.cols, trans: false, batchStride: rows * ow.cols };
 }
 
 /** The first n elements of a product's output as a buffer of its own (the rows that belong to the gradient). */

@@ -81,7 +81,7 @@ async function findRedis(): Promise<{ url: string } | { skip: string }> {
     s.on('error', () => resolve(false));
   });
   return up ? { url: 'redis://127.0.0.1:6379' }
-    : { skip: 'no Redis on 127.0.0.1:6379 and AUTOGLM_TEST_REDIS unset (apt-get install redis-server)' };
+    : { skip: 'no Redis on 127.0.0.1:6379 and AUTOGLM_TEST_REDIS unset (start one: redis-server --daemonize yes, after apt-get install redis-server; bash .ci/run starts its own)' };
 }
 const redis = await findRedis();
 const redisSkip = 'skip' in redis && !CI ? redis.skip : false;

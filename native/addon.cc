@@ -234,6 +234,7 @@ namespace ag {
 void register_more(Napi::Env env, Napi::Object exports);
 void register_attention(Napi::Env env, Napi::Object exports);
 void register_attention_bf16(Napi::Env env, Napi::Object exports);
+void register_lora(Napi::Env env, Napi::Object exports);
 }
 
 // Tensor buffers come and go in the hundreds of MB per training step. glibc raises its mmap threshold after
@@ -272,6 +273,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ag::register_more(env, exports);
   ag::register_attention(env, exports);
   ag::register_attention_bf16(env, exports);
+  ag::register_lora(env, exports);
   return exports;
 }
 

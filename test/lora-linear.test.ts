@@ -121,11 +121,13 @@ function reference(x: Float32Array, W: Float32Array, A: Float32Array, B: Float32
 }
 
 test('loraLinear under bf16 autocast against an f64 reference of its bf16 operands (frozen W, factors appended where bf16 runs in hardware)', () => {
-  for (const [rows, nIn, nOut, r] of [[37, 40, 72, 4], [64, 96, 24, 8]]) {
+  // ranks up to 16 take the kernel that casts the rows (loraRows), 20 the products of their own; x in bf16 (an
+  // activation made in bf16, as GELU's output under autocast) is copied with the rank-r columns beside it
+  for (const [rows, nIn, nOut, r, bf16In] of [[37, 40, 72, 4, 0], [64, 96, 24, 8, 0], [301, 45, 33, 12, 0], [20, 24, 16, 20, 0], [70, 48, 40, 8, 1]]) {
     const x = randn([rows, nIn], 21).requireGrad(), W = randn([nOut, nIn], 22).scale(0.2);
     const A = randn([r, nIn], 23).scale(0.2).requireGrad(), B = randn([nOut, r], 24).scale(0.2).requireGrad();
     const gy = randn([rows, nOut], 25);
-    const y = autocast('bf16', () => loraLinear(x, W, null, A, B, 2));
+    const y = autocast('bf16', () => loraLinear(bf16In ? x.to('bf16') : x, W, null, A, B, 2));
     y.backward({ gradient: gy });
     const ref = reference(x.f32(), W.f32(), A.f32(), B.f32(), gy.f32(), rows, nIn, nOut, r, 2);
     // f32 accumulation against f64, and the bf16 roundings of h and dh, which a different summation order may move

@@ -372,19 +372,20 @@ test('native vs portable: adamw, sgd, dropout', { skip: skipCmp }, () => {
   assert.deepEqual(m[0], m[1], 'dropoutMask');
 });
 
-test('sums over rows give the same bits with 1 and 2 threads (column sums, a LoRA factor gradient)', { skip }, async () => {
+test('sums over rows give the same bits with 1 and 2 threads (column sums, a LoRA factor gradient, loraRows)', { skip }, async () => {
   const { spawnSync } = await import('node:child_process');
-  const run = (n: number): { threads: number; cols: string; dA: string } => {
+  const run = (n: number): { threads: number; cols: string; dA: string; loraRows: string } => {
     const r = spawnSync(process.execPath, ['--import', 'tsx', new URL('./helpers/thread-sums.ts', import.meta.url).pathname],
       { encoding: 'utf8', env: { ...process.env, AUTOGLM_NUM_THREADS: String(n) } });
     assert.equal(r.status, 0, r.stderr);
-    return JSON.parse(r.stdout.trim().split('\n').pop()!) as { threads: number; cols: string; dA: string };
+    return JSON.parse(r.stdout.trim().split('\n').pop()!) as { threads: number; cols: string; dA: string; loraRows: string };
   };
   const one = run(1), two = run(2);
   assert.equal(one.threads, 1);
   assert.equal(two.threads, 2);
   assert.equal(two.cols, one.cols, 'column sums differ between thread counts');
   assert.equal(two.dA, one.dA, 'the skinny weight gradient differs between thread counts');
+  assert.equal(two.loraRows, one.loraRows, 'loraRows (the rank-r columns, B\'s gradient) differs between thread counts');
 });
 
 test('bf16 products from several threads at once give the same bits as one thread (oneDNN path)', { skip }, async () => {
@@ -410,4 +411,45 @@ test('bf16 products do not depend on what earlier products left in oneDNN\'s buf
     const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { mismatches: number };
     assert.equal(out.mismatches, 0, `ONEDNN_MAX_CPU_ISA=${isa || '(default)'}: ${out.mismatches} products changed with the buffers' history`);
   }
+});
+
+test('loraRows, loraOuter: bf16 rows with the rank-r product beside them, and the factors\' gradients, against an f64 reference', { skip }, () => {
+  const be = N();
+  let seed = 3;
+  const rand = (n: number): Float32Array => Float32Array.from({ length: n }, () => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return seed / 4294967296 - 0.5;
+  });
+  const toBf = (f: Float32Array): Uint16Array => { const h = new Uint16Array(f.length); be.cast(f, 'f32', h, 'bf16'); return h; };
+  const wide = (h: Uint16Array): Float32Array => { const f = new Float32Array(h.length); be.cast(h, 'bf16', f, 'f32'); return f; };
+  for (const [rows, cols, r] of [[37, 45, 5], [300, 64, 8], [9, 8, 1], [130, 100, 16]]) {
+    for (const srcBf16 of [false, true]) {
+      const x32 = rand(rows * cols), xb = toBf(x32), F = toBf(rand(r * cols)), H = toBf(rand(rows * r));
+      const dst = new Uint16Array(rows * (cols + r)).fill(0xffff), h = new Uint16Array(rows * r), gH = new Float32Array(cols * r);
+      be.loraRows!(srcBf16 ? xb : x32, rows, cols, dst, F, r, 1.5, h, H, gH);
+      const xw = wide(xb), Fw = wide(F), Hw = wide(H), dw = wide(dst), hw = wide(h);
+      const want = new Float64Array(cols * r);
+      for (let i = 0; i < rows; i++) {
+        for (let c = 0; c < cols; c++) assert.equal(dst[i * (cols + r) + c], xb[i * cols + c], `row ${i} col ${c}: the bf16 copy`);
+        for (let j = 0; j < r; j++) {
+          let t = 0;
+          for (let c = 0; c < cols; c++) t += xw[i * cols + c] * Fw[j * cols + c];
+          // f32 accumulation in another order may land the rounded value one bf16 step away
+          assert.ok(Math.abs(hw[i * r + j] - 1.5 * t) <= 1e-5 + Math.abs(1.5 * t) * 2 ** -7, `h[${i}, ${j}] ${hw[i * r + j]} vs ${1.5 * t} (${rows}x${cols}, r ${r})`);
+          assert.equal(dw[i * (cols + r) + cols + j], hw[i * r + j], 'the r columns hold h');
+          for (let c = 0; c < cols; c++) want[c * r + j] += xw[i * cols + c] * Hw[i * r + j];
+        }
+      }
+      for (let k = 0; k < want.length; k++) assert.ok(Math.abs(gH[k] - want[k]) <= 1e-4 * (1 + Math.abs(want[k])), `gH[${k}] ${gH[k]} vs ${want[k]}`);
+      // loraOuter over the copy (rows of cols + r, the first cols read) sums the same products in the same order
+      const outer = new Float32Array(r * cols);
+      be.loraOuter!(dst, rows, cols, cols + r, H, r, outer);
+      for (let c = 0; c < cols; c++) for (let j = 0; j < r; j++) assert.equal(outer[j * cols + c], gH[c * r + j], `loraOuter[${j}, ${c}]`);
+    }
+  }
+  const dst = new Uint16Array(4 * 25), h = new Uint16Array(4 * 17);
+  assert.throws(() => be.loraRows!(new Float32Array(32), 4, 8, dst, new Uint16Array(17 * 8), 17, 1, h, null, null), /loraRows: r must be 1 to 16/);
+  assert.throws(() => be.loraRows!(new Float32Array(32), 4, 8, dst, new Uint16Array(8 * 8), 8, 1, h, new Uint16Array(32), null), /H and gH come together/);
+  assert.throws(() => be.loraRows!(new Float32Array(31), 4, 8, dst, new Uint16Array(8 * 8), 8, 1, h, null, null), /src is smaller/);
+  assert.throws(() => be.loraOuter!(dst, 4, 8, 7, h, 8, new Float32Array(64)), /loraOuter: ld is smaller than cols/);
 });

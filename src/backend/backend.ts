@@ -242,6 +242,22 @@ export interface Backend {
    */
   castRowsBf16?(src: Float32Array, rows: number, cols: number, dst: Uint16Array, ld: number): void;
   /**
+   * Optional: LoRA's rank-r product in the pass that makes an activation's bf16 copy (ops/lora-linear.ts). src is a
+   * (rows, cols) matrix, f32 or bf16 (a Uint16Array); F (r, cols) and h (rows, r) are bf16, r <= `loraRowsMaxRank`:
+   * dst (rows, cols + r) gets each row of src as bf16 followed by h's row, h = bf16(scale * bf16(src) F^T) with the
+   * products accumulated in f32. With H (rows, r, bf16) and gH (cols, r, f32): gH = bf16(src)^T H, the same bits for
+   * any thread count.
+   */
+  loraRows?(src: Float32Array | Uint16Array, rows: number, cols: number, dst: Uint16Array, F: Uint16Array, r: number,
+    scale: number, h: Uint16Array, H: Uint16Array | null, gH: Float32Array | null): void;
+  /**
+   * Optional, with `loraRows`: out (r, cols) = X[:, :cols]^T H for bf16 X (rows, ld) and H (rows, r), r <=
+   * `loraRowsMaxRank` (LoRA's A gradient dh^T x from x's kept bf16 copy), the same bits for any thread count.
+   */
+  loraOuter?(X: Uint16Array, rows: number, cols: number, ld: number, H: Uint16Array, r: number, out: Float32Array): void;
+  /** The largest rank `loraRows` and `loraOuter` take. */
+  readonly loraRowsMaxRank?: number;
+  /**
    * dx = dy * f'(x) for `op`, `y` = f(x). exp, sqrt, rsqrt and reciprocal read only y, every other op only x (the
    * unary op keeps just the one its kernel reads and passes it as both).
    */

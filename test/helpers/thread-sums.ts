@@ -1,5 +1,5 @@
 // Prints the bits of the native backend's row-reducing results (column sums of a tall matrix, a LoRA factor's
-// weight gradient) for the thread count in AUTOGLM_NUM_THREADS: native-smoke.test.ts checks they do not depend on it.
+// weight gradient, loraRows' gradient of B, loraOuter) for the thread count in AUTOGLM_NUM_THREADS: native-smoke.test.ts checks they do not depend on it.
 import { loadNativeBackend } from '../../src/backend/native.js';
 
 const be = loadNativeBackend();
@@ -15,4 +15,10 @@ be.reduce('sum', x, 1, 2049, 300, cols);
 // dA = G^T X for G (2049, 8), X (2049, 300): the rank-8 factor's weight gradient (a skinny product over rows)
 const g = rand(2049 * 8), dA = new Float32Array(8 * 300);
 be.matmul({ a: g, b: x, out: dA, dtype: 'f32', batch: 1, M: 8, N: 300, K: 2049, transA: true, transB: false, strideA: 0, strideB: 0, alpha: 1, beta: 0 });
-console.log(JSON.stringify({ threads: be.numThreads(), cols: hex(cols), dA: hex(dA) }));
+// loraRows over 2049 rows of 300 columns (9 row chunks), rank 8: its outer product gH = bf16(x)^T H
+const toBf = (f: Float32Array): Uint16Array => { const h = new Uint16Array(f.length); be.cast(f, 'f32', h, 'bf16'); return h; };
+const dst = new Uint16Array(2049 * 308), h = new Uint16Array(2049 * 8), gH = new Float32Array(300 * 8);
+be.loraRows!(x, 2049, 300, dst, toBf(rand(8 * 300)), 8, 2, h, toBf(rand(2049 * 8)), gH);
+const outer = new Float32Array(8 * 300);
+be.loraOuter!(dst, 2049, 300, 308, h, 8, outer);
+console.log(JSON.stringify({ threads: be.numThreads(), cols: hex(cols), dA: hex(dA), loraRows: hex(gH) + Buffer.from(h.buffer).toString('hex') + hex(outer) }));

@@ -12,6 +12,12 @@
  * The composition's second product over the whole output (and, backward, over the whole input gradient), each a
  * read and a write of an f32 activation for a rank-8 update, is gone; what is added is r of nIn + r columns to the
  * base product and a copy of the bf16 weight with the factor beside it (nOut x (nIn + r)).
+ *
+ * Up to rank 16 (`loraRowsMaxRank`) the rank-r products themselves are made in the pass that writes those bf16 rows
+ * (the backend's `loraRows`): s h = s x A^T beside x's copy forward; dh = s g B beside g's copy, and B's gradient
+ * g^T (s h), backward; A's gradient dh^T x is one pass over x's copy (`loraOuter`). As products of their own these are
+ * skinny (one side r wide), and the library kernels run them far under memory bandwidth. An x that is bf16 already
+ * (GELU's output under autocast) is copied into the wider rows in that pass.
  */
 import { ShapeError, fmtShape } from '../../errors.js';
 import { backend } from '../../backend/index.js';
@@ -40,17 +46,25 @@ export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B:
   const ow = prepare(W, 1, compute), oA = prepare(A, 1, compute), oB = prepare(B, 1, compute);
   const fused = appendable(compute, sep, W, ow, oA, oB);
   let ox: Operand, oxa: Operand, oh: Operand, hScale: number, out: Float32Array;
-  if (fused && x.dtype === 'f32' && x.isContiguous) {
-    // x's bf16 copy with r columns beside it: h = x A^T (A padded with zero columns), then s h written there
+  const be = backend();
+  const inPass = fused && rowKernel(r); // s h made in the pass that casts x (loraRows), not by a product of its own
+  if (fused && x.isContiguous && (x.dtype === 'f32' || (x.dtype === 'bf16' && inPass))) {
+    // x's bf16 copy with r columns beside it holding s h = s x A^T
     const L = nIn + r;
-    const be = backend();
     const xc = uninitU16(rows * L);
-    be.castRowsBf16!(x.f32(), rows, nIn, xc, L);
     ox = oxa = { buf: xc, dtype: 'bf16', rows, cols: L, trans: false, batchStride: rows * L, fresh: true };
-    const h = gemm(ox, transposed(withZeroColumns(oA, L)), 1, uninitF32(rows * r), scaling); // s h, (rows, r)
-    oh = { buf: toBf16(h), dtype: 'bf16', rows, cols: r, trans: false, batchStride: rows * r, fresh: true };
-    releaseBuffer(h);
-    be.stridedCopy(oh.buf, [rows, r], [r, 1], xc.subarray(nIn), [L, 1]);
+    let hb: Uint16Array;
+    if (inPass) {
+      hb = uninitU16(rows * r);
+      be.loraRows!(x.dense() as Float32Array | Uint16Array, rows, nIn, xc, oA.buf as Uint16Array, r, scaling, hb, null, null);
+    } else {
+      be.castRowsBf16!(x.f32(), rows, nIn, xc, L);
+      const h = gemm(ox, transposed(withZeroColumns(oA, L)), 1, uninitF32(rows * r), scaling); // A padded with zero columns
+      hb = toBf16(h);
+      releaseBuffer(h);
+      be.stridedCopy(hb, [rows, r], [r, 1], xc.subarray(nIn), [L, 1]);
+    }
+    oh = { buf: hb, dtype: 'bf16', rows, cols: r, trans: false, batchStride: rows * r, fresh: true };
     hScale = 1;
     const wb = sideBySide(ow, oB); // [W | B], (nOut, L)
     out = affine(ox, wb, b, rows, nOut); // [x | s h] [W | B]^T + b
@@ -86,27 +100,52 @@ export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B:
     const g2 = reshape(gy, [rows, nOut]);
     const M = nOut + r;
     let g: Operand;
+    // made in the pass that casts g (loraRows): dh = s g B beside g, and B's gradient g^T (s h)
+    let ogh: Operand | null = null, gBIn: Float32Array | null = null;
     if (appendGrad && g2.dtype === 'f32' && g2.isContiguous) {
       const gc = uninitU16(rows * M);
-      backend().castRowsBf16!(g2.f32(), rows, nOut, gc, M);
       g = { buf: gc, dtype: 'bf16', rows, cols: M, trans: false, batchStride: rows * M, fresh: true };
+      if (rowKernel(r)) {
+        const dhb = uninitU16(rows * r), Bt = transposedBf16(keep.oB!);
+        const H = keep.oh && keep.oh.dtype === 'bf16' ? keep.oh : null;
+        gBIn = H ? uninitF32(nOut * r) : null;
+        backend().loraRows!(g2.f32(), rows, nOut, gc, Bt, r, scaling, dhb, H ? (H.buf as Uint16Array) : null, gBIn);
+        if (gBIn && hScale !== 1) backend().axpby(hScale, gBIn, 0, gBIn, gBIn);
+        ogh = { buf: dhb, dtype: 'bf16', rows, cols: r, trans: false, batchStride: rows * r, fresh: true };
+      } else {
+        backend().castRowsBf16!(g2.f32(), rows, nOut, gc, M);
+      }
     } else {
       g = prepare(g2, 1, compute); // the one cast of the output gradient
     }
-    const wide = g.cols > nOut; // g's r columns past nOut: zeros now, dh once it is known
+    const wide = g.cols > nOut; // g's r columns past nOut: zeros now, dh once it is known (or dh already)
     const gW = keep.ox ? new Tensor(gemm(transposed(g), keep.ox, 1, uninitF32(nOut * nIn)), 'f32', [nOut, nIn]) : null;
     // (s h) or h beside or under g: rows of the result past nOut are discarded
-    const gB = keep.oh ? new Tensor(firstRows(gemm(transposed(g), keep.oh, 1, uninitF32(g.cols * r), hScale), nOut * r), 'f32', [nOut, r]) : null;
+    const gB = gBIn ? new Tensor(gBIn, 'f32', [nOut, r])
+      : keep.oh ? new Tensor(firstRows(gemm(transposed(g), keep.oh, 1, uninitF32(g.cols * r), hScale), nOut * r), 'f32', [nOut, r]) : null;
     let gx: Float32Array | null = keep.ow && !wide ? gemm(g, keep.ow, 1, uninitF32(rows * nIn)) : null;
     let gA: Tensor | null = null, gxa: Float32Array | null = null;
     if (keep.oB) {
-      const oBg = wide ? withZeroRows(keep.oB, M) : keep.oB;
-      const dh = gemm(g, oBg, 1, uninitF32(rows * r), scaling); // dL/dh = scaling * g B, (rows, r)
-      const ogh = prepare(new Tensor(dh, 'f32', [rows, r]), 1, compute);
-      if (keep.oxa) gA = new Tensor(leftColumns(gemm(transposed(ogh), keep.oxa, 1, uninitF32(r * keep.oxa.cols)), r, keep.oxa.cols, nIn), 'f32', [r, nIn]);
+      let dh: Float32Array | null = null;
+      if (!ogh) {
+        const oBg = wide ? withZeroRows(keep.oB, M) : keep.oB;
+        dh = gemm(g, oBg, 1, uninitF32(rows * r), scaling); // dL/dh = scaling * g B, (rows, r)
+        ogh = prepare(new Tensor(dh, 'f32', [rows, r]), 1, compute);
+        if (wide) backend().stridedCopy(ogh.buf, [rows, r], [r, 1], (g.buf as Uint16Array).subarray(nOut), [M, 1]);
+      }
+      if (keep.oxa) {
+        const oxa = keep.oxa, be = backend();
+        let gAbuf: Float32Array;
+        if (rowKernel(r) && be.loraOuter && oxa.dtype === 'bf16' && ogh.dtype === 'bf16' && !oxa.trans && !ogh.trans) {
+          gAbuf = new Float32Array(r * nIn); // dh^T x in one pass over x's copy (a skinny product: M = r)
+          be.loraOuter(oxa.buf as Uint16Array, rows, nIn, oxa.cols, ogh.buf as Uint16Array, r, gAbuf);
+        } else {
+          gAbuf = leftColumns(gemm(transposed(ogh), oxa, 1, uninitF32(r * oxa.cols)), r, oxa.cols, nIn);
+        }
+        gA = new Tensor(gAbuf, 'f32', [r, nIn]);
+      }
       if (wide) {
         // [g | dh] [W; A]: x's gradient from both paths in one product
-        backend().stridedCopy(ogh.buf, [rows, r], [r, 1], (g.buf as Uint16Array).subarray(nOut), [M, 1]);
         const wa = stacked(keep.ow!, keep.oA!);
         gx = gemm(g, wa, 1, uninitF32(rows * nIn));
         releaseBuffer(wa.buf as Uint16Array);
@@ -115,9 +154,9 @@ export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B:
         else if (!sep) gx = gemm(ogh, keep.oA, 1, uninitF32(rows * nIn));
         else gxa = gemm(ogh, keep.oA, 1, uninitF32(rows * nIn));
       }
-      releaseOperands([ogh]);
-      releaseBuffer(dh);
+      if (dh) releaseBuffer(dh);
     }
+    if (ogh) releaseOperands([ogh]);
     releaseOperands([g]);
     if (last) releaseOperands(kept);
     const asX = (d: Float32Array | null) => (d ? new Tensor(d, 'f32', xShape) : null);
@@ -133,6 +172,19 @@ function appendable(compute: string, sep: boolean, W: Tensor, ow: Operand, oA: O
   const be = backend();
   return compute === 'bf16' && !!be.nativeBf16 && !!be.castRowsBf16 && !be.device && !sep && !W.requiresGrad &&
     [ow, oA, oB].every((o) => o.dtype === 'bf16' && !o.trans);
+}
+
+/** Whether the backend's loraRows kernel takes rank r. */
+function rowKernel(r: number): boolean {
+  const be = backend();
+  return !!be.loraRows && r <= (be.loraRowsMaxRank ?? 0);
+}
+
+/** A dense bf16 (rows, cols) operand transposed into a fresh (cols, rows) bf16 matrix. */
+function transposedBf16(o: Operand): Uint16Array {
+  const t = new Uint16Array(o.rows * o.cols);
+  backend().stridedCopy(o.buf, [o.cols, o.rows], [1, o.cols], t);
+  return t;
 }
 
 /** A dense bf16 operand widened with zero columns to `to` columns: A's share of a product whose left side has r more. */

@@ -13,7 +13,8 @@
         "native/skinny.cc",
         "native/optim.cc",
         "native/attention.cc",
-        "native/attention_bf16.cc"
+        "native/attention_bf16.cc",
+        "native/lora.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -93,6 +93,9 @@ enum class LowpKind { bf16, i8 };
 // batch); i8 values are multiplied by scales[stored row] (null: 1) when widened.
 void matmul_lowp(const float* a, const void* b, LowpKind kind, const float* scales, float* out, const MatmulP& p);
 const char* bf16_path();  // "onednn" or "sgemm"
+// The CPU runs AVX512-BF16 dot products (vdpbf16ps) and oneDNN may use them (ONEDNN_MAX_CPU_ISA below
+// AVX512_CORE_BF16 turns our own bf16 dot kernels off with oneDNN's, so that tests reach the AVX2 paths there).
+bool bf16_dot_isa();
 const char* onednn_isa();
 const char* blas_config();
 const char* blas_core();

@@ -134,12 +134,6 @@ AG_BF16_TARGET void outer_bf16(const uint16_t* dst, int64_t ld, int64_t cols, co
   }
 }
 
-bool has_avx512_bf16() {
-  static const bool yes = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
-                          __builtin_cpu_supports("avx512vl");
-  return yes;
-}
-
 // out (n) = the chunks' partials (nchunk blocks of n) added in chunk order.
 void sum_parts(const std::vector<float>& parts, int64_t nchunk, int64_t n, float* out) {
   std::memcpy(out, parts.data(), (size_t)n * sizeof(float));
@@ -164,7 +158,7 @@ template <typename S, int r>
 void lora_rows_t(const S* src, int64_t rows, int64_t cols, uint16_t* dst, const uint16_t* F, float scale, uint16_t* h,
                  const uint16_t* H, float* gH) {
   const int64_t ld = cols + r;
-  const bool bf16 = has_avx512_bf16();
+  const bool bf16 = bf16_dot_isa();
   std::vector<float> Fw(bf16 ? 0 : (size_t)(r * cols));
   if (!bf16) bf16_to_f32_n(F, Fw.data(), r * cols);
   // Rows in chunks (each chunk's outer product summed into its own partial): each row is cast and projected while it
@@ -196,7 +190,7 @@ void lora_rows_t(const S* src, int64_t rows, int64_t cols, uint16_t* dst, const 
 // out (r, cols) = X[:, :cols]^T H for X (rows, ld) and H (rows, r), both bf16: A's gradient dh^T x from x's copy.
 template <int r>
 void lora_outer_t(const uint16_t* X, int64_t rows, int64_t cols, int64_t ld, const uint16_t* H, float* out) {
-  const bool bf16 = has_avx512_bf16();
+  const bool bf16 = bf16_dot_isa();
   const int64_t chunk = sum_chunk_rows(rows, 128);
   const int64_t nchunk = std::max<int64_t>(1, (rows + chunk - 1) / chunk);
   std::vector<float> parts((size_t)(nchunk * r * cols));

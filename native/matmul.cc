@@ -69,6 +69,15 @@ bool has_native_bf16() {
   const auto isa = dnnl_get_effective_cpu_isa();
   return (isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16;
 }
+}  // namespace
+
+bool bf16_dot_isa() {
+  static const bool yes = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vl") && has_native_bf16();
+  return yes;
+}
+
+namespace {
 // The engine and the primitive cache are shared by every thread of the process (local data-parallel ranks are worker
 // threads); what oneDNN does not allow to share is not shared:
 // - the stream: one per calling thread;

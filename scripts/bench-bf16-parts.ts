@@ -3,9 +3,11 @@
  *
  *   node --import tsx scripts/bench-bf16-parts.ts [lora] [head] [--repeat 7]
  *
- * lora: loraLinear forward + backward under bf16 autocast with the rank-r factors appended to the base product (the
- *   path taken where bf16 runs in hardware) against the composition of two products (`castRowsBf16` hidden, which is
- *   what the appended path needs), on the shapes of the cls and main-job layers.
+ * lora: loraLinear forward + backward under bf16 autocast, rank 8, on the shapes of the cls and main-job layers, three
+ *   ways: the rank-r factors appended to the base product with their own products made in the pass that casts the
+ *   rows (`loraRows`, `loraOuter`: the path taken where bf16 runs in hardware), the same appended path with those as
+ *   products of their own (the two kernels hidden), and the composition of two products (`castRowsBf16` hidden too).
+ *   The ratios are the first path's time over each of the others'.
  * head: GPT-2's head weight gradient (50,257 x 768, 154 MB) accumulated by four 256-row chunk products into fresh zero
  *   pages, against the same after writing a zero a page first (what linearCrossEntropy does).
  * Prints the medians; the ratios are new / old.
@@ -18,18 +20,21 @@ import { randn } from '../src/tensor/creation.js';
 const args = process.argv.slice(2);
 const repeat = args.includes('--repeat') ? Number(args[args.indexOf('--repeat') + 1]) : 7;
 const all = !args.includes('lora') && !args.includes('head');
-const be = backend() as ReturnType<typeof backend> & { castRowsBf16?: unknown };
+const be = backend();
 const median = (x: number[]) => [...x].sort((p, q) => p - q)[x.length >> 1];
 console.log(be.describe());
 
 if (all || args.includes('lora')) {
-  if (!be.nativeBf16 || !be.castRowsBf16) console.log('lora: this backend has no bf16 products in hardware: both sides take the composition');
+  if (!be.nativeBf16 || !be.castRowsBf16) console.log('lora: this backend has no bf16 products in hardware: every side takes the composition');
+  // the paths, each by hiding the backend methods it must not use: the rank-r products in the rows' pass (loraRows,
+  // loraOuter), the same appended path with those products as products of their own, and the composition
+  const paths: [string, string[]][] = [['rows kernel', []], ['appended, products', ['loraRows', 'loraOuter']], ['two products', ['castRowsBf16', 'loraRows', 'loraOuter']]];
   for (const [rows, nIn, nOut] of [[2048, 256, 768], [2048, 1024, 256], [1024, 256, 768], [1024, 256, 256], [1024, 256, 1024], [1024, 1024, 256]]) {
     const x = randn([rows, nIn], 1).requireGrad(), W = randn([nOut, nIn], 2).scale(0.1), b = randn([nOut], 3);
     const A = randn([8, nIn], 4).scale(0.1).requireGrad(), B = randn([nOut, 8], 5).scale(0.1).requireGrad(), gy = randn([rows, nOut], 6);
-    const own = Object.getOwnPropertyDescriptor(be, 'castRowsBf16');
-    const run = (appended: boolean) => {
-      if (!appended) Object.defineProperty(be, 'castRowsBf16', { value: undefined, configurable: true, writable: true });
+    const run = (hidden: string[]) => {
+      const own = hidden.map((k) => [k, Object.getOwnPropertyDescriptor(be, k)] as const);
+      for (const k of hidden) Object.defineProperty(be, k, { value: undefined, configurable: true, writable: true });
       try {
         const t0 = performance.now();
         for (let i = 0; i < 10; i++) {
@@ -39,14 +44,17 @@ if (all || args.includes('lora')) {
         }
         return (performance.now() - t0) / 10;
       } finally {
-        if (own) Object.defineProperty(be, 'castRowsBf16', own);
-        else delete be.castRowsBf16;
+        for (const [k, d] of own) {
+          if (d) Object.defineProperty(be, k, d);
+          else delete (be as unknown as Record<string, unknown>)[k];
+        }
       }
     };
-    run(true); run(false);
-    const a: number[] = [], c: number[] = [];
-    for (let i = 0; i < repeat; i++) { a.push(run(true)); c.push(run(false)); }
-    console.log(`lora ${rows}x${nIn}->${nOut}: appended ${median(a).toFixed(3)} ms, two products ${median(c).toFixed(3)} ms, ratio ${(median(a) / median(c)).toFixed(3)}`);
+    for (const [, h] of paths) run(h);
+    const t = paths.map(() => [] as number[]);
+    for (let i = 0; i < repeat; i++) paths.forEach(([, h], k) => t[k].push(run(h)));
+    const m = t.map(median);
+    console.log(`lora ${rows}x${nIn}->${nOut}: ${paths.map(([n], k) => `${n} ${m[k].toFixed(3)} ms`).join(', ')}; ratios ${m.slice(1).map((v) => (m[0] / v).toFixed(3)).join(', ')}`);
   }
 }
 

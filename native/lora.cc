@@ -50,14 +50,14 @@ template <int r>
 void project_row_avx2(uint16_t* d, int64_t cols, const float* Fw, float scale, uint16_t* h) {
   const int64_t cv = cols / 8 * 8;
   __m256 t[r];
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int j = 0; j < r; j++) t[j] = _mm256_setzero_ps();
   for (int64_t c = 0; c < cv; c += 8) {
     const __m256 x = widen8(d + c);
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int j = 0; j < r; j++) t[j] = _mm256_fmadd_ps(x, _mm256_loadu_ps(Fw + j * cols + c), t[j]);
   }
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int j = 0; j < r; j++) {
     float v = hsum8(t[j]);
     for (int64_t c = cv; c < cols; c++) v += bf16_to_f32(d[c]) * Fw[j * cols + c];
@@ -74,24 +74,25 @@ void outer_avx2(const uint16_t* dst, int64_t ld, int64_t cols, const uint16_t* H
   bf16_to_f32_n(H + i0 * r, Hw.data(), (i1 - i0) * r);
   for (int64_t c = 0; c < cv; c += 8) {
     __m256 s[r];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int j = 0; j < r; j++) s[j] = _mm256_setzero_ps();
     for (int64_t i = i0; i < i1; i++) {
       const __m256 x = widen8(dst + i * ld + c);
       const float* hr = Hw.data() + (i - i0) * r;
-      #pragma GCC unroll 16
+#pragma GCC unroll 16
       for (int j = 0; j < r; j++) s[j] = _mm256_fmadd_ps(x, _mm256_broadcast_ss(hr + j), s[j]);
     }
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int j = 0; j < r; j++) _mm256_storeu_ps(acc + j * cols + c, s[j]);
   }
-  for (int64_t c = cv; c < cols; c++)
-    #pragma GCC unroll 16
+  for (int64_t c = cv; c < cols; c++) {
+#pragma GCC unroll 16
     for (int j = 0; j < r; j++) {
       float v = 0.f;
       for (int64_t i = i0; i < i1; i++) v += bf16_to_f32(dst[i * ld + c]) * Hw[(i - i0) * r + j];
       acc[j * cols + c] = v;
     }
+  }
 }
 
 // ---- AVX512-BF16: vdpbf16ps, 32 bf16 products a pair at a time into 16 f32 sums ----
@@ -104,15 +105,15 @@ AG_BF16_TARGET inline __m512 dot_bf16(__m512 acc, __m512i a, __m512i b) {
 template <int r>
 AG_BF16_TARGET void project_row_bf16(uint16_t* d, int64_t cols, const uint16_t* F, float scale, uint16_t* h) {
   __m512 t[r];
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int j = 0; j < r; j++) t[j] = _mm512_setzero_ps();
   for (int64_t c = 0; c < cols; c += 32) {
     const __mmask32 m = cols - c >= 32 ? ~(__mmask32)0 : (__mmask32)((1u << (cols - c)) - 1);
     const __m512i x = _mm512_maskz_loadu_epi16(m, d + c);  // the missing tail is zeros: zero products
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int j = 0; j < r; j++) t[j] = dot_bf16(t[j], x, _mm512_maskz_loadu_epi16(m, F + j * cols + c));
   }
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int j = 0; j < r; j++) d[cols + j] = h[j] = f32_to_bf16(scale * _mm512_reduce_add_ps(t[j]));
 }
 
@@ -124,7 +125,7 @@ AG_BF16_TARGET void outer_bf16(const uint16_t* dst, int64_t ld, int64_t cols, co
   const int64_t n = i1 - i0, pairs = (n + 1) / 2;
   std::vector<uint32_t> Hp((size_t)(pairs * r));  // (H[i, j], H[i+1, j]) as one 32-bit pair, 0 past the last row
   for (int64_t p = 0; p < pairs; p++)
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int j = 0; j < r; j++) {
       const int64_t i = i0 + 2 * p;
       Hp[p * r + j] = (uint32_t)H[i * r + j] | (i + 1 < i1 ? (uint32_t)H[(i + 1) * r + j] << 16 : 0u);
@@ -135,7 +136,7 @@ AG_BF16_TARGET void outer_bf16(const uint16_t* dst, int64_t ld, int64_t cols, co
   for (int64_t c = 0; c < cols; c += 16) {
     const __mmask16 m = cols - c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (cols - c)) - 1);
     __m512 s[r];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int j = 0; j < r; j++) s[j] = _mm512_setzero_ps();
     for (int64_t p = 0; p < pairs; p++) {
       const int64_t i = i0 + 2 * p;
@@ -144,10 +145,10 @@ AG_BF16_TARGET void outer_bf16(const uint16_t* dst, int64_t ld, int64_t cols, co
                                    : _mm512_setzero_si512();
       const __m512i x = _mm512_permutex2var_epi16(a, idx, b);
       const uint32_t* hp = Hp.data() + p * r;
-      #pragma GCC unroll 16
+#pragma GCC unroll 16
       for (int j = 0; j < r; j++) s[j] = dot_bf16(s[j], x, _mm512_set1_epi32((int)hp[j]));
     }
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int j = 0; j < r; j++) _mm512_mask_storeu_ps(acc + j * cols + c, m, s[j]);
   }
 }
@@ -201,9 +202,10 @@ void lora_rows_t(const S* src, int64_t rows, int64_t cols, uint16_t* dst, const 
   if (!H) return;
   std::vector<float> sum((size_t)(r * cols));
   sum_parts(parts, nchunk, r * cols, sum.data());
-  for (int64_t c = 0; c < cols; c++)
-    #pragma GCC unroll 16
+  for (int64_t c = 0; c < cols; c++) {
+#pragma GCC unroll 16
     for (int j = 0; j < r; j++) gH[c * r + j] = sum[(size_t)j * cols + c];
+  }
 }
 
 // out (r, cols) = X[:, :cols]^T H for X (rows, ld) and H (rows, r), both bf16: A's gradient dh^T x from x's copy.

@@ -16,6 +16,7 @@ import { backend } from '../src/backend/index.js';
 import { loraLinear } from '../src/tensor/ops/lora-linear.js';
 import { autocast } from '../src/tensor/precision.js';
 import { randn } from '../src/tensor/creation.js';
+import { LORA_BF16_PATHS, withHidden } from './lora-paths.js';
 
 const args = process.argv.slice(2);
 const repeat = args.includes('--repeat') ? Number(args[args.indexOf('--repeat') + 1]) : 7;
@@ -26,30 +27,19 @@ console.log(be.describe());
 
 if (all || args.includes('lora')) {
   if (!be.nativeBf16 || !be.castRowsBf16) console.log('lora: this backend has no bf16 products in hardware: every side takes the composition');
-  // the paths, each by hiding the backend methods it must not use: the rank-r products in the rows' pass (loraRows,
-  // loraOuter), the same appended path with those products as products of their own, and the composition
-  const paths: [string, string[]][] = [['rows kernel', []], ['appended, products', ['loraRows', 'loraOuter']], ['two products', ['castRowsBf16', 'loraRows', 'loraOuter']]];
+  const paths = LORA_BF16_PATHS;
   for (const [rows, nIn, nOut] of [[2048, 256, 768], [2048, 1024, 256], [1024, 256, 768], [1024, 256, 256], [1024, 256, 1024], [1024, 1024, 256]]) {
     const x = randn([rows, nIn], 1).requireGrad(), W = randn([nOut, nIn], 2).scale(0.1), b = randn([nOut], 3);
     const A = randn([8, nIn], 4).scale(0.1).requireGrad(), B = randn([nOut, 8], 5).scale(0.1).requireGrad(), gy = randn([rows, nOut], 6);
-    const run = (hidden: string[]) => {
-      const own = hidden.map((k) => [k, Object.getOwnPropertyDescriptor(be, k)] as const);
-      for (const k of hidden) Object.defineProperty(be, k, { value: undefined, configurable: true, writable: true });
-      try {
-        const t0 = performance.now();
-        for (let i = 0; i < 10; i++) {
-          const y = autocast('bf16', () => loraLinear(x, W, b, A, B, 2));
-          y.backward({ gradient: gy });
-          x.grad = A.grad = B.grad = null;
-        }
-        return (performance.now() - t0) / 10;
-      } finally {
-        for (const [k, d] of own) {
-          if (d) Object.defineProperty(be, k, d);
-          else delete (be as unknown as Record<string, unknown>)[k];
-        }
+    const run = (hidden: string[]) => withHidden(hidden, () => {
+      const t0 = performance.now();
+      for (let i = 0; i < 10; i++) {
+        const y = autocast('bf16', () => loraLinear(x, W, b, A, B, 2));
+        y.backward({ gradient: gy });
+        x.grad = A.grad = B.grad = null;
       }
-    };
+      return (performance.now() - t0) / 10;
+    });
     for (const [, h] of paths) run(h);
     const t = paths.map(() => [] as number[]);
     for (let i = 0; i < repeat; i++) paths.forEach(([, h], k) => t[k].push(run(h)));

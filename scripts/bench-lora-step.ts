@@ -17,6 +17,7 @@ import { manualSeed } from '../src/nn/init.js';
 import { AdamW } from '../src/optim/adam.js';
 import { LoraModel } from '../src/peft/index.js';
 import { autocast } from '../src/tensor/precision.js';
+import { LORA_BF16_PATHS, withHidden } from './lora-paths.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: number) => (args.includes(name) ? Number(args[args.indexOf(name) + 1]) : dflt);
@@ -32,22 +33,13 @@ const idx = randint([64, 32], 8002, 1), y = randint([64], 150, 2);
 const optim = new AdamW(m.trainableParameters(), { lr: 1e-4, weightDecay: 0.01 });
 const step = () => { optim.zeroGrad(); const l = autocast('bf16', () => crossEntropy(m.forward(idx), y)); l.backward(); optim.step(); };
 
-const paths: [string, string[]][] = [['rows kernel', []], ['appended, products', ['loraRows', 'loraOuter']], ['two products', ['castRowsBf16', 'loraRows', 'loraOuter']]];
-const timedPath = (hidden: string[]): number => {
-  const own = hidden.map((k) => [k, Object.getOwnPropertyDescriptor(be, k)] as const);
-  for (const k of hidden) Object.defineProperty(be, k, { value: undefined, configurable: true, writable: true });
-  try {
-    step(); // the first step after a switch makes the other path's buffer sizes: not timed
-    const t0 = performance.now();
-    for (let i = 0; i < steps; i++) step();
-    return (performance.now() - t0) / steps;
-  } finally {
-    for (const [k, d] of own) {
-      if (d) Object.defineProperty(be, k, d);
-      else delete (be as unknown as Record<string, unknown>)[k];
-    }
-  }
-};
+const paths = LORA_BF16_PATHS;
+const timedPath = (hidden: string[]): number => withHidden(hidden, () => {
+  step(); // the first step after a switch makes the other path's buffer sizes: not timed
+  const t0 = performance.now();
+  for (let i = 0; i < steps; i++) step();
+  return (performance.now() - t0) / steps;
+});
 for (const [, h] of paths) timedPath(h);
 const t = paths.map(() => [] as number[]);
 for (let r = 0; r < rounds; r++) {

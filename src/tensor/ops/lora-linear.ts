@@ -109,11 +109,11 @@ export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B:
         const dhb = uninitU16(rows * r), Bt = transposedBf16(keep.oB!);
         const H = keep.oh && keep.oh.dtype === 'bf16' ? keep.oh : null;
         gBIn = H ? uninitF32(nOut * r) : null;
-        backend().loraRows!(g2.f32(), rows, nOut, gc, Bt, r, scaling, dhb, H ? (H.buf as Uint16Array) : null, gBIn);
-        if (gBIn && hScale !== 1) backend().axpby(hScale, gBIn, 0, gBIn, gBIn);
+        be.loraRows!(g2.f32(), rows, nOut, gc, Bt, r, scaling, dhb, H ? (H.buf as Uint16Array) : null, gBIn);
+        if (gBIn && hScale !== 1) be.axpby(hScale, gBIn, 0, gBIn, gBIn);
         ogh = { buf: dhb, dtype: 'bf16', rows, cols: r, trans: false, batchStride: rows * r, fresh: true };
       } else {
-        backend().castRowsBf16!(g2.f32(), rows, nOut, gc, M);
+        be.castRowsBf16!(g2.f32(), rows, nOut, gc, M);
       }
     } else {
       g = prepare(g2, 1, compute); // the one cast of the output gradient
@@ -134,7 +134,7 @@ export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B:
         if (wide) backend().stridedCopy(ogh.buf, [rows, r], [r, 1], (g.buf as Uint16Array).subarray(nOut), [M, 1]);
       }
       if (keep.oxa) {
-        const oxa = keep.oxa, be = backend();
+        const oxa = keep.oxa;
         let gAbuf: Float32Array;
         if (rowKernel(r) && be.loraOuter && oxa.dtype === 'bf16' && ogh.dtype === 'bf16' && !oxa.trans && !ogh.trans) {
           gAbuf = new Float32Array(r * nIn); // dh^T x in one pass over x's copy (a skinny product: M = r)

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CommunicationError, ConfigError } from '../src/errors.js';
 import { skipOrFail } from './helpers/ci.js';
 import { RankFailedError, SingleCommunicator, currentRankInfo, glooAvailable, runLocal, LocalGroup } from '../src/distributed/index.js';
@@ -188,4 +188,23 @@ test('autoglm launch --backend gloo: child processes get AUTOGLM_* rank variable
   assert.notEqual(bad.code, 0);
   assert.match(bad.stderr, /^autoglm: RankFailedError: rank 0 failed \(exit code 2\)/m);
   assert.ok(bad.ms < 30_000, `the hanging rank was stopped (launcher took ${bad.ms} ms)`);
+});
+
+test('a peer that leaves the barrier and closes at once does not fail the ranks still in it (2000 groups of 4 ranks)', async () => {
+  const { Worker } = await import('node:worker_threads');
+  const W = 4, rounds = 2000;
+  const groups = Array.from({ length: rounds }, () => new LocalGroup(W));
+  const results = await Promise.all(Array.from({ length: W }, (_, r) => {
+    const taken = groups.map((g) => g.take(r));
+    const entry = pathToFileURL(path.join(ROOT, 'test/helpers/barrier-close-worker.ts')).href;
+    const code = `(await import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))})).register();\nawait import(${JSON.stringify(entry)});\n`;
+    const w = new Worker(code, {
+      eval: true, execArgv: [], workerData: { parts: taken.map((t) => t.data) }, transferList: taken.flatMap((t) => t.transferList),
+    });
+    return new Promise<{ failures: number; first: string }>((resolve, reject) => {
+      w.once('message', resolve);
+      w.once('error', reject);
+    }).finally(() => w.terminate());
+  }));
+  for (const [r, res] of results.entries()) assert.equal(res.failures, 0, `rank ${r}: ${res.failures} of ${rounds} barriers failed; first: ${res.first}`);
 });

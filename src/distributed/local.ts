@@ -265,6 +265,9 @@ export class LocalCommunicator implements Communicator {
         const reason = abortReason(ctl, W);
         if (reason !== null) throw new CommunicationError(`${reason} during ${op} (seen by rank ${this.rank})`);
         const state = Atomics.load(ctl, slot(j, STATE));
+        // A peer marks its arrival before it can close or exit: one that arrived between the two loads above and
+        // then left (the last barrier of a run) has done its part of this step.
+        if (state !== STATE_RUNNING && Atomics.load(ctl, slot(j, ARRIVE)) >= target) break;
         if (state !== STATE_RUNNING) {
           const what = state === STATE_CLOSED ? 'closed its communicator' : `exited (code ${Atomics.load(ctl, slot(j, EXIT))})`;
           throw new CommunicationError(`rank ${j} ${what} during ${op} (seen by rank ${this.rank})`);

@@ -11,7 +11,7 @@ import type { Tensor } from '../src/tensor/tensor.js';
 import { poolStats, poolStepBoundary, releaseBuffer, uninitF32, uninitU16 } from '../src/tensor/alloc.js';
 import { loraLinear } from '../src/tensor/ops/lora-linear.js';
 import { fusedQKVAttention } from '../src/tensor/ops/nn.js';
-import { residualAdd, unaryForBf16Product } from '../src/tensor/ops/elementwise.js';
+import { releasable, residualAdd, unaryForBf16Product } from '../src/tensor/ops/elementwise.js';
 import { testBackends, withBackend } from './helpers/backends.js';
 
 test('pool: a dead buffer serves the next request of its byte size, of either dtype, and enters the pool once', () => {
@@ -225,6 +225,53 @@ for (const b of testBackends()) {
       };
       assert.deepEqual(run(true, false), run(false, false), `T ${Tn} ${compute}`);
       assert.deepEqual(run(true, true), run(false, true), `T ${Tn} ${compute}, graph retained`);
+    }
+  }));
+}
+
+test('releasable: through views to a producer whose backward never reads its output, alone in its buffer', () => {
+  const x = T.randn([2, 16, 96], 740).requireGrad(), w = T.randn([96, 96], 741).requireGrad();
+  const qkv = T.linear(x, T.randn([288, 96], 742).requireGrad(), null);
+  assert.ok(releasable(fusedQKVAttention(qkv, 2)), 'merged heads: reshape / permute views of the attention output');
+  assert.ok(releasable(T.linear(x, w, null).gelu()), 'an activation that keeps its input');
+  assert.ok(releasable(T.linear(x, w, null)), 'a product');
+  assert.ok(!releasable(x), 'a leaf');
+  assert.ok(!releasable(T.layerNorm(x, null, null)), 'a norm (its backward may read its output)');
+  assert.ok(!releasable(T.linear(x, w, null).exp()), 'exp (its backward reads its output)');
+  assert.ok(!releasable(T.slice(T.linear(x, w, null), 2, 0, 48)), 'part of a buffer');
+  assert.ok(!releasable(T.noGrad(() => T.linear(x, w, null))), 'no graph: who made it is unknown');
+});
+
+for (const b of testBackends()) {
+  test(`consume: linear and loraLinear hand x's buffer to the pool once read for the last time, same bits (${b.name})`, () => withBackend(b, () => {
+    for (const compute of ['f32', 'bf16'] as const) {
+      for (const kind of ['linear', 'linear-frozen', 'lora'] as const) {
+        const run = (consume: boolean, retain: boolean) => {
+          const x = T.randn([8, 40, 96], 750).requireGrad(), w1 = T.randn([130, 96], 751).scale(0.1).requireGrad();
+          const w2 = T.randn([96, 130], 752).scale(0.1).requireGrad(kind === 'linear');
+          const A = T.randn([8, 130], 753).scale(0.1).requireGrad(), B = T.randn([96, 8], 754).scale(0.1).requireGrad();
+          let a!: Tensor;
+          const loss = T.autocast(compute, () => {
+            a = unaryForBf16Product('gelu', T.linear(x, w1, null)); // (8, 40, 130): a size nothing else has
+            const y = kind === 'lora' ? loraLinear(a, w2, null, A, B, 2, a, { consume }) : T.linear(a, w2, null, { consume });
+            return y.square().mean();
+          });
+          if (retain) loss.backward({ retainGraph: true });
+          loss.backward();
+          const ab = a.storage.buffer;
+          // the pool hands out its latest buffers first (a's gradient is of its size too): look at a few
+          const next = Array.from({ length: 4 }, () => (a.dtype === 'bf16' ? uninitU16(a.size) : uninitF32(a.size)));
+          const grads = [x, w1, ...(kind === 'linear' ? [w2] : []), ...(kind === 'lora' ? [A, B] : [])].map((t) => Array.from((t.grad as Tensor).f32()));
+          return { grads, loss: loss.item(), reused: next.some((n) => n.buffer === ab) };
+        };
+        const tag = `${compute} ${kind}`;
+        const plain = run(false, false), own = run(true, false), kept = run(true, true);
+        assert.equal(plain.reused, false, `${tag}: without consume the activation is not pooled`);
+        assert.equal(own.reused, true, `${tag}: with consume it is`);
+        assert.equal(own.loss, plain.loss, tag);
+        assert.deepEqual(own.grads, plain.grads, `${tag}: the same gradients`);
+        assert.deepEqual(kept.grads, plain.grads.map((g) => g.map((v) => 2 * v)), `${tag}: a retained graph keeps x for its second pass`);
+      }
     }
   }));
 }

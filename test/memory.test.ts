@@ -160,3 +160,24 @@ test('ops whose backward does not need an input do not hold it', async () => {
   }
   assert.deepEqual(held, [], `these ops keep their input alive until backward: ${held.join(', ')}`);
 });
+
+test("layerNorm's privateOutput: the last pass writes dx over the output's buffer, with the same bits; never on a retained pass", () => {
+  const x = T.randn([64, 96]).requireGrad(), g = T.randn([96]).mul(0.5).add(1).requireGrad(), b = T.randn([96]).mul(0.1).requireGrad();
+  const W = T.randn([40, 96]).requireGrad();
+  const run = (privateOutput: boolean, retain: boolean) => {
+    for (const p of [x, g, b, W]) p.grad = null;
+    const y = T.layerNorm(x, g, b, 1e-5, { privateOutput });
+    const yBuf = y.storage.buffer;
+    const loss = T.linear(y, W, null).square().sum();
+    loss.backward({ retainGraph: retain });
+    return { dx: [...x.grad!.f32()], dg: [...g.grad!.f32()], db: [...b.grad!.f32()], dW: [...W.grad!.f32()], overY: x.grad!.storage.buffer === yBuf };
+  };
+  const plain = run(false, false), own = run(true, false), kept = run(true, true);
+  assert.equal(plain.overY, false);
+  assert.equal(own.overY, true, 'the last pass writes dx over y');
+  assert.equal(kept.overY, false, 'a retained graph keeps y');
+  for (const k of ['dx', 'dg', 'db', 'dW'] as const) {
+    assert.deepEqual(own[k], plain[k], `${k}: the same bits`);
+    assert.deepEqual(kept[k], plain[k], `${k}: the same bits (retained)`);
+  }
+});

@@ -1,8 +1,8 @@
 /** Basic layers: Linear, Embedding, LayerNorm, RMSNorm, Dropout. Parameter names match HF checkpoints. */
 import { Tensor } from '../tensor/tensor.js';
 import { full } from '../tensor/creation.js';
-import { linear } from '../tensor/ops/linalg.js';
-import { embedding, layerNorm, rmsNorm, dropout } from '../tensor/ops/nn.js';
+import { linear, type ConsumeOptions } from '../tensor/ops/linalg.js';
+import { embedding, layerNorm, rmsNorm, dropout, type NormOptions } from '../tensor/ops/nn.js';
 import { ConfigError } from '../errors.js';
 import { Module } from './module.js';
 import { kaimingUniform, uniform, normal, getRng } from './init.js';
@@ -23,8 +23,9 @@ export class Linear extends Module {
     this.weight = this.param('weight', kaimingUniform([outFeatures, inFeatures], inFeatures));
     this.bias = opts.bias === false ? null : this.param('bias', uniform([outFeatures], 1 / Math.sqrt(inFeatures)));
   }
-  forward(x: Tensor): Tensor {
-    return linear(x, this.weight, this.bias);
+  /** `opts.consume`: the caller reads x no more (see ConsumeOptions). */
+  forward(x: Tensor, opts: ConsumeOptions = {}): Tensor {
+    return linear(x, this.weight, this.bias, opts);
   }
 }
 
@@ -52,8 +53,9 @@ export class LayerNorm extends Module {
     this.weight = affine ? this.param('weight', full([dim], 1)) : null;
     this.bias = affine && opts.bias !== false ? this.param('bias', full([dim], 0)) : null;
   }
-  forward(x: Tensor): Tensor {
-    return layerNorm(x, this.weight, this.bias, this.eps);
+  /** `opts.privateOutput`: see NormOptions (the caller passes the output to ops of the graph alone). */
+  forward(x: Tensor, opts: NormOptions = {}): Tensor {
+    return layerNorm(x, this.weight, this.bias, this.eps, opts);
   }
 }
 

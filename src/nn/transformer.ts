@@ -20,6 +20,9 @@ export interface BlockConfig {
   eps?: number;
 }
 
+/** For a product's input that the caller reads no more (ConsumeOptions). */
+const CONSUME = { consume: true } as const;
+
 export class SelfAttention extends Module {
   readonly qkv: Linear;
   readonly proj: Linear;
@@ -35,7 +38,7 @@ export class SelfAttention extends Module {
   forward(x: Tensor, padMask: Tensor | null = null): Tensor {
     // the projection is read by attention alone
     const merged = fusedQKVAttention(this.qkv.forward(x), this.cfg.heads, { causal: this.cfg.causal, mask: padMask, consume: true }); // (B, T, C)
-    return this.drop.forward(this.proj.forward(merged));
+    return this.drop.forward(this.proj.forward(merged, CONSUME)); // the merged heads are read by the projection alone
   }
 }
 
@@ -59,9 +62,11 @@ export class MLP extends Module implements ActivationRecomputable {
       return unaryForBf16Product(this.cfg.activation === 'relu' ? 'relu' : this.cfg.activation === 'gelu_tanh' ? 'gelu_tanh' : 'gelu', h, { consume: true });
     };
     const a = maybeCheckpoint(this.recomputeActivation, this.fc1, act, x);
-    return this.drop.forward(this.fc2.forward(a));
+    return this.drop.forward(this.fc2.forward(a, CONSUME)); // the activation is read by fc2 alone
   }
 }
+
+const PRIVATE = { privateOutput: true } as const;
 
 /** x + attn(ln1(x)); x + mlp(ln2(x)). */
 export class Block extends Module {
@@ -77,8 +82,9 @@ export class Block extends Module {
     this.mlp = this.module('mlp', new MLP(cfg));
   }
   forward(x: Tensor, padMask: Tensor | null = null): Tensor {
-    // each sublayer's output is read by its residual sum alone: the sum may take its buffer
-    const h = residualAdd(x, this.attn.forward(this.ln1.forward(x), padMask));
-    return residualAdd(h, this.mlp.forward(this.ln2.forward(h)));
+    // each sublayer's output is read by its residual sum alone: the sum may take its buffer; each norm's output is
+    // read by its sublayer alone
+    const h = residualAdd(x, this.attn.forward(this.ln1.forward(x, PRIVATE), padMask));
+    return residualAdd(h, this.mlp.forward(this.ln2.forward(h, PRIVATE)));
   }
 }

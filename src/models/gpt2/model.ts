@@ -135,8 +135,9 @@ export class GPT2Block extends Module {
   }
   forward(x: Tensor, mask: AttentionMask | null, cache: KVCache | null): Tensor {
     // each sublayer's output is read by its residual sum alone: the sum may take its buffer
-    const h = residualAdd(x, this.attn.forward(this.ln_1.forward(x), mask, cache));
-    return residualAdd(h, this.mlp.forward(this.ln_2.forward(h)));
+    // each norm's output is read by its sublayer alone (NormOptions.privateOutput)
+    const h = residualAdd(x, this.attn.forward(this.ln_1.forward(x, { privateOutput: true }), mask, cache));
+    return residualAdd(h, this.mlp.forward(this.ln_2.forward(h, { privateOutput: true })));
   }
 }
 

@@ -91,8 +91,9 @@ export class TransformerLayer extends Module {
   }
   forward(x: Tensor, keyMask: Tensor | null): Tensor {
     const residual = this.adjust_residual ? this.adjust_residual.forward(x) : x; // (B, T, dim)
-    const h = residual.add(this.drop.forward(this.mha.forward(this.mha_norm.forward(x), keyMask)));
-    return h.add(this.drop.forward(this.ffn.forward(this.ffn_norm.forward(h))));
+    // each norm's output is read by its sublayer alone (NormOptions.privateOutput)
+    const h = residual.add(this.drop.forward(this.mha.forward(this.mha_norm.forward(x, { privateOutput: true }), keyMask)));
+    return h.add(this.drop.forward(this.ffn.forward(this.ffn_norm.forward(h, { privateOutput: true }))));
   }
 }
 

@@ -6,7 +6,7 @@
  * (`base_layer.weight`, `lora_A.<adapter>.weight`, `lora_B.<adapter>.weight`, `lora_magnitude_vector.<adapter>`).
  */
 import { Tensor } from '../../tensor/tensor.js';
-import { addLinear, linear } from '../../tensor/ops/linalg.js';
+import { addLinear, linear, type ConsumeOptions } from '../../tensor/ops/linalg.js';
 import { loraLinear } from '../../tensor/ops/lora-linear.js';
 import { autocastDType } from '../../tensor/precision.js';
 import { embedding } from '../../tensor/ops/nn.js';
@@ -82,7 +82,8 @@ export type LinearLike = Module & {
   readonly outFeatures: number;
   weight: Tensor;
   bias: Tensor | null;
-  forward(x: Tensor): Tensor;
+  /** opts: see ConsumeOptions (a layer may ignore it: the same results). */
+  forward(x: Tensor, opts?: ConsumeOptions): Tensor;
 };
 
 export class LoraLinear extends Module {
@@ -178,9 +179,16 @@ export class LoraLinear extends Module {
     return first !== undefined && !(this.specs.get(first) as AdapterSpec).useDora ? first : null;
   }
 
-  forward(x: Tensor): Tensor {
-    if (this.disabled) return this.base_layer.forward(x);
+  /**
+   * `opts.consume` (the caller reads x no more): passed on where one product alone reads x (the base layer of a
+   * disabled or fully merged adapter, or the fused adapter when it is the only one left unmerged, without dropout).
+   */
+  forward(x: Tensor, opts: ConsumeOptions = {}): Tensor {
+    if (this.disabled) return this.base_layer.forward(x, opts);
     const fused = this.fusedAdapter();
+    const unmerged = this.active.filter((n) => !this.mergedState.has(n));
+    if (unmerged.length === 0) return this.base_layer.forward(x, opts);
+    const alone = unmerged.length === 1 && unmerged[0] === fused;
     let y = fused === null ? this.base_layer.forward(x) : null;
     for (const name of this.active) {
       if (this.mergedState.has(name)) continue;
@@ -188,7 +196,7 @@ export class LoraLinear extends Module {
       const h = (this.lora_dropout.get(name) as Dropout).forward(x);
       if (name === fused) {
         const A = (this.lora_A.get(name) as Linear).weight, B = (this.lora_B.get(name) as Linear).weight;
-        y = loraLinear(x, this.base_layer.weight, this.base_layer.bias, A, B, scalingOf(spec), h);
+        y = loraLinear(x, this.base_layer.weight, this.base_layer.bias, A, B, scalingOf(spec), h, alone && h === x ? opts : {});
         continue;
       }
       y ??= this.base_layer.forward(x);

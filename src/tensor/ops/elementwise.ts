@@ -50,6 +50,33 @@ export function consumable(x: Tensor): boolean {
     s.byteOffset === 0 && s.byteLength === s.buffer.byteLength;
 }
 
+/** Ops that only re-view their input, whose backward passes read no data: a consumer looks through them. */
+const VIEW_OPS = new Set(['reshape', 'permute']);
+/**
+ * Producers whose backward pass never reads their output, nor does anything else they make hold it: OUTPUT_UNREAD,
+ * the fused attention ops (their backward passes rebuild P from the row statistics) and the activations that keep
+ * their input (not USES_OUTPUT).
+ */
+const RELEASE_AFTER_READ = new Set([...OUTPUT_UNREAD, 'attention', 'fusedQKVAttention', 'gelu', 'gelu_tanh', 'relu', 'silu']);
+
+/**
+ * Whether a consumer whose caller reads x no more (`consume`: an attention's merged heads read by the output
+ * projection alone, an MLP's activation read by its second Linear alone) may hand x's buffer to the pool once it has
+ * read x for the last time: x was made in the graph being recorded, through views only, by an op of
+ * RELEASE_AFTER_READ, and is alone in its buffer (f32 or bf16). Otherwise the buffer waits for V8's next collection,
+ * and the fresh memory that replaces it drives those collections (about 64 MB a cls-lora bf16 step before).
+ */
+export function releasable(x: Tensor): boolean {
+  let node = x.node;
+  while (node && VIEW_OPS.has(node.op)) {
+    const e = node.edges[0];
+    node = e && 'node' in e ? e.node : null;
+  }
+  const s = x.storage;
+  return !!node && RELEASE_AFTER_READ.has(node.op) && x.spansStorage && ArrayBuffer.isView(s) && s.byteOffset === 0 &&
+    s.byteLength === s.buffer.byteLength && (s instanceof Float32Array || s instanceof Uint16Array);
+}
+
 /** Options of the activations (unary, unaryForBf16Product). */
 export interface UnaryOptions {
   /**

@@ -7,6 +7,7 @@ import { DTypeError, ShapeError, fmtShape } from '../../errors.js';
 import { isDeviceStorage, releaseBuffer, uninitF32, uninitU16, zerosF32 } from '../alloc.js';
 import { Tensor } from '../tensor.js';
 import { isGradEnabled, record } from '../autograd.js';
+import { releasable } from './elementwise.js';
 import { broadcastShapes, numel } from '../shape.js';
 import { autocastDType, type ComputeDType } from '../precision.js';
 import { contiguous, reshape } from './movement.js';
@@ -289,7 +290,30 @@ function matmulBackward(s: {
  * y = x @ W^T + b for x (..., in), W (out, in), b (out) or null: the Linear layer's product with the bias
  * added by the GEMM itself (beta = 1 over a broadcast bias).
  */
-export function linear(x: Tensor, W: Tensor, b: Tensor | null): Tensor {
+/** Options of the products that read an activation x (linear, loraLinear). */
+export interface ConsumeOptions {
+  /**
+   * The caller reads x no more and hands it to this op alone: where x's buffer may go (see `releasable`), it goes back
+   * to the pool once read for the last time (after the forward pass when the op reads a copy of x, else after the
+   * graph's last backward pass). The same bits either way.
+   */
+  consume?: boolean;
+}
+
+/**
+ * Takes over x's buffer for a consuming op (ConsumeOptions): `ox` is the operand made from x. A copy (fresh): x's
+ * own buffer is done with, and goes now. x's storage itself: the operand becomes the op's own, handed back with
+ * the op's other operands (releaseOperands).
+ */
+export function takeConsumed(x: Tensor, ox: Operand, opts: ConsumeOptions): void {
+  if (!opts.consume || !releasable(x)) return;
+  const s = x.storage as Float32Array | Uint16Array;
+  if (ox.buf.buffer === s.buffer) {
+    if (ox.buf.byteLength === s.byteLength) ox.fresh = true; // x's whole storage (a view of it)
+  } else if (ox.fresh) releaseBuffer(s);
+}
+
+export function linear(x: Tensor, W: Tensor, b: Tensor | null, opts: ConsumeOptions = {}): Tensor {
   checkFloat(x, 'linear', 'x');
   checkFloat(W, 'linear', 'weight');
   if (W.ndim !== 2) throw new ShapeError(`Argument 'weight' passed to 'linear' has shape ${fmtShape(W.shape)}; expected [out, in]`);
@@ -306,6 +330,7 @@ export function linear(x: Tensor, W: Tensor, b: Tensor | null): Tensor {
   const ox = prepare(x2, 1, compute);
   const ow = prepare(W, 1, compute);
   const y = new Tensor(affine(ox, ow, b, rows, nOut), 'f32', [...x.shape.slice(0, -1), nOut]);
+  takeConsumed(x, ox, opts);
   const inputs = b ? [x, W, b] : [x, W];
   if (!isGradEnabled() || !inputs.some((t) => t.requiresGrad)) {
     releaseOperands([ox, ow]);

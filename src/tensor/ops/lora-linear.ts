@@ -26,9 +26,10 @@ import { Tensor } from '../tensor.js';
 import { isGradEnabled, record } from '../autograd.js';
 import { autocastDType } from '../precision.js';
 import { reshape } from './movement.js';
-import { affine, biasGrad, gemm, prepare, releaseOperands, toBf16, transposed, checkFloat, type Operand } from './linalg.js';
+import { affine, biasGrad, gemm, prepare, releaseOperands, takeConsumed, toBf16, transposed, checkFloat, type ConsumeOptions, type Operand } from './linalg.js';
 
-export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B: Tensor, scaling: number, xa: Tensor = x): Tensor {
+export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B: Tensor, scaling: number, xa: Tensor = x,
+  opts: ConsumeOptions = {}): Tensor {
   checkFloat(x, 'loraLinear', 'x');
   checkFloat(W, 'loraLinear', 'weight');
   const [nOut, nIn] = W.shape, r = A.shape[0];
@@ -69,6 +70,7 @@ export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B:
     const wb = sideBySide(ow, oB); // [W | B], (nOut, L)
     out = affine(ox, wb, b, rows, nOut); // [x | s h] [W | B]^T + b
     releaseBuffer(wb.buf as Uint16Array);
+    takeConsumed(x, ox, opts); // the products read x's copy
   } else {
     ox = prepare(flat(x), 1, compute);
     oxa = sep ? prepare(flat(xa), 1, compute) : ox;
@@ -78,6 +80,7 @@ export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B:
     if (oh.fresh) releaseBuffer(h); // h was read only by its cast
     hScale = scaling;
     gemm(oh, transposed(oB), 1, out, scaling, 1); // += scaling * h B^T
+    if (!sep) takeConsumed(x, ox, opts);
   }
   const y = new Tensor(out, 'f32', [...x.shape.slice(0, -1), nOut]);
   const inputs = [x, ...(sep ? [xa] : []), W, ...(b ? [b] : []), A, B];

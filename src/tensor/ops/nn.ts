@@ -50,8 +50,20 @@ function checkVector(p: Tensor | null, n: number, op: string, arg: string): void
   }
 }
 
+/** Options of layerNorm (and the LayerNorm module). */
+export interface NormOptions {
+  /**
+   * The caller hands the output to ops of the graph being recorded and keeps no reference to it itself (a pre-LN
+   * block's norm, read by the sublayer's first product alone): where the backward pass rebuilds xhat from the
+   * output, the graph's last pass writes the input's gradient over the output's buffer instead of into a new one
+   * (each row's xhat is read before its gradient is written: the same bits). Without it, the dead output waits for
+   * V8's next collection and the gradient takes fresh memory, which drive V8's collections (20 MB a cls-lora step).
+   */
+  privateOutput?: boolean;
+}
+
 /** Layer norm over the last axis with optional affine parameters (gamma, beta of shape [D]). */
-export function layerNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, eps = 1e-5): Tensor {
+export function layerNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, eps = 1e-5, opts: NormOptions = {}): Tensor {
   const D = x.shape[x.ndim - 1];
   checkVector(gamma, D, 'layerNorm', 'weight');
   checkVector(beta, D, 'layerNorm', 'bias');
@@ -68,13 +80,18 @@ export function layerNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, 
   // GPT-2 small at 8 x 128 tokens).
   const saved = g !== null && outputInvertible(g, bt) ? { y: out } : { x: xd, mean };
   const shape = [...x.shape];
-  return record('layerNorm', inputs, new Tensor(out, 'f32', shape), layerNormBackwardOf(saved, g, bt, rstd, rows, D, shape));
+  // out is a whole buffer of its own (uninitF32; device storage: kernels never write over an input there)
+  const own = !!opts.privateOutput && 'y' in saved && ArrayBuffer.isView(out) && out.byteOffset === 0 && out.byteLength === out.buffer.byteLength;
+  return record('layerNorm', inputs, new Tensor(out, 'f32', shape), layerNormBackwardOf(saved, g, bt, rstd, rows, D, shape, own));
 }
-/** The backward closure of layerNorm, made apart from it so that it holds only `saved` (x or y), never both. */
+/**
+ * The backward closure of layerNorm, made apart from it so that it holds only `saved` (x or y), never both; `own`:
+ * y is the op's alone once the graph's consumers are done (NormOptions.privateOutput), so the last pass writes dx over it.
+ */
 function layerNormBackwardOf(saved: { y: Float32Array } | { x: Float32Array; mean: Float32Array }, g: Float32Array | null,
-  bt: Float32Array | null, rstd: Float32Array, rows: number, D: number, shape: number[]): (gy: Tensor) => Tensor[] {
-  return (gy) => {
-    const dx = uninitF32(rows * D);
+  bt: Float32Array | null, rstd: Float32Array, rows: number, D: number, shape: number[], own: boolean): (gy: Tensor, last?: boolean) => Tensor[] {
+  return (gy, last) => {
+    const dx = own && last && 'y' in saved && gy.storage.buffer !== saved.y.buffer ? saved.y : uninitF32(rows * D);
     const dg = g ? zerosF32(D) : null, db = bt ? zerosF32(D) : null;
     if ('y' in saved) backend().layerNormBackwardFromOutput(gy.f32(), saved.y, g as Float32Array, bt, rstd, rows, D, dx, dg, db);
     else backend().layerNormBackward(gy.f32(), saved.x, g, saved.mean, rstd, rows, D, dx, dg, db);

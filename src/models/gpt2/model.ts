@@ -99,7 +99,7 @@ export class GPT2Attention extends Module {
       const o = scaledDotProductAttention(q, k, v, { causal: true, mask, scale }); // (B, nh, T, hs)
       merged = o.transpose(1, 2).reshape([B, T, C]); // (B, T, C)
     }
-    return this.resid_dropout.forward(this.c_proj.forward(merged));
+    return this.resid_dropout.forward(this.c_proj.forward(merged, { consume: true }));
   }
 }
 
@@ -116,7 +116,7 @@ export class GPT2MLP extends Module implements ActivationRecomputable {
   }
   forward(x: Tensor): Tensor {
     const a = maybeCheckpoint(this.recomputeActivation, this.c_fc, (x) => activate(this.c_fc.forward(x), this.cfg.activation, { consume: true }), x);
-    return this.dropout.forward(this.c_proj.forward(a));
+    return this.dropout.forward(this.c_proj.forward(a, { consume: true })); // the activation is read by c_proj alone
   }
 }
 

@@ -134,7 +134,7 @@ export class LlamaAttention extends Module {
     let [q, k] = cos.shape[0] === T ? this.parts.rotate(q0, k0, cos, sin) : rotateRows(this.parts, q0, k0, cos, sin);
     if (cache) [k, v] = cache.update(this.layerIdx, k, v); // (B, KV, past + T, hd)
     const o = scaledDotProductAttention(q, repeatKV(k, H / KV), repeatKV(v, H / KV), { causal, mask, scale: 1 / Math.sqrt(hd) }); // (B, H, T, hd)
-    return this.o_proj.forward(o.transpose(1, 2).reshape([B, T, H * hd])); // (B, T, E)
+    return this.o_proj.forward(o.transpose(1, 2).reshape([B, T, H * hd]), { consume: true }); // (B, T, E); the merged heads are read by it alone
   }
 }
 

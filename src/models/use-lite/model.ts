@@ -53,7 +53,7 @@ export class MultiheadAttention extends Module {
    */
   forward(x: Tensor, keyMask: Tensor | null): Tensor {
     const o = fusedQKVAttention(this.qkv_transform.forward(x), this.heads, { mask: keyMask }); // (B, T, C)
-    return this.output_transform.forward(o); // (B, T, outDim)
+    return this.output_transform.forward(o, { consume: true }); // (B, T, outDim); o is read by it alone
   }
 }
 
@@ -68,7 +68,8 @@ export class FFN extends Module implements ActivationRecomputable {
     this.conv2 = this.module('conv2', new Linear(hidden, dim));
   }
   forward(x: Tensor): Tensor {
-    return this.conv2.forward(maybeCheckpoint(this.recomputeActivation, this.conv1, (x) => this.conv1.forward(x).relu(), x));
+    // the activation is read by conv2 alone
+    return this.conv2.forward(maybeCheckpoint(this.recomputeActivation, this.conv1, (x) => this.conv1.forward(x).relu(), x), { consume: true });
   }
 }
 

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import * as T from '../src/tensor/index.js';
 import type { Tensor } from '../src/tensor/tensor.js';
 import { poolStats, poolStepBoundary, releaseBuffer, uninitF32, uninitU16 } from '../src/tensor/alloc.js';
+import { releaseWithGraph } from '../src/tensor/autograd.js';
 import { loraLinear } from '../src/tensor/ops/lora-linear.js';
 import { fusedQKVAttention } from '../src/tensor/ops/nn.js';
 import { releasable, residualAdd, unaryForBf16Product } from '../src/tensor/ops/elementwise.js';
@@ -275,3 +276,35 @@ for (const b of testBackends()) {
     }
   }));
 }
+
+test('releaseWithGraph: the buffer goes back at the end of the pass that frees its maker, not on a retained pass; same bits', () => {
+  const run = (release: boolean, retain: boolean) => {
+    const x = T.randn([6, 44, 128], 760).requireGrad(), w = T.randn([128, 128], 761).scale(0.1).requireGrad();
+    const v = T.randn([128, 128], 762).scale(0.1).requireGrad();
+    const h = residualAdd(x, T.linear(x, w, null)); // (6, 44, 128): a size nothing else has
+    if (release) releaseWithGraph(h);
+    const out = residualAdd(h, T.linear(T.layerNorm(h, null, null), v, null));
+    const loss = out.square().mean();
+    const hb = h.storage.buffer;
+    const inPool = () => {
+      const got = Array.from({ length: 6 }, () => uninitF32(h.size));
+      const found = got.some((g) => g.buffer === hb);
+      for (const g of got) if (g.buffer !== hb) releaseBuffer(g);
+      return found;
+    };
+    let afterRetained = false;
+    if (retain) { loss.backward({ retainGraph: true }); afterRetained = inPool(); }
+    loss.backward();
+    return { afterRetained, afterLast: inPool(), grads: [x, w, v].map((t) => Array.from((t.grad as Tensor).f32())) };
+  };
+  const plain = run(false, false), own = run(true, false), kept = run(true, true), plainKept = run(false, true);
+  assert.equal(plain.afterLast, false);
+  assert.equal(own.afterLast, true, 'released once the graph is freed');
+  assert.equal(kept.afterRetained, false, 'kept through a retained pass');
+  assert.equal(kept.afterLast, true);
+  assert.deepEqual(own.grads, plain.grads);
+  assert.deepEqual(kept.grads, plainKept.grads, 'two passes, the second after the retained one');
+  // no graph: nothing to do
+  const y = T.noGrad(() => T.linear(T.randn([4, 128], 763), T.randn([128, 128], 764), null));
+  releaseWithGraph(y);
+});

@@ -7,7 +7,7 @@
  */
 import type { Tensor } from './tensor.js';
 import { AutoGLMError, fmtShape } from '../errors.js';
-import { collectAfterBackward, releaseF32 } from './alloc.js';
+import { collectAfterBackward, releaseBuffer, releaseF32 } from './alloc.js';
 import { sameShape } from './shape.js';
 
 /**
@@ -25,6 +25,22 @@ export interface GradNode {
   backward: ((gy: Tensor, last?: boolean) => (Tensor | null)[]) | null;
   /** Shape of the output (for error messages). */
   readonly shape: number[];
+  /** Buffers that go back to the pool at the end of the backward pass that frees this node (releaseWithGraph). */
+  release?: (Float32Array | Uint16Array)[];
+}
+
+/**
+ * `t` is an intermediate that only ops of the graph being recorded read, and that nothing writes over (a block's
+ * residual stream between its two sublayers): its maker promises to keep no reference to it. Its buffer goes back to
+ * the pool at the end of the backward pass that frees the node that made it, when no backward closure can read it
+ * any more, instead of waiting for V8's next collection. Nothing happens without a graph, or where t does not
+ * span a buffer of its own.
+ */
+export function releaseWithGraph(t: Tensor): void {
+  const n = t.node, s = t.storage;
+  if (!n || !(s instanceof Float32Array || s instanceof Uint16Array) || !t.spansStorage || s.byteOffset !== 0 ||
+      s.byteLength !== s.buffer.byteLength) return;
+  (n.release ??= []).push(s);
 }
 
 let gradEnabled = true;
@@ -165,6 +181,7 @@ export function runBackward(
     const seedBuf = seed.storage.buffer;
     const reuse = !opts.retainGraph;
     const dead = new Map<unknown, Float32Array>(); // by ArrayBuffer: two views of one buffer are released once
+    const graphDead: (Float32Array | Uint16Array)[] = []; // releaseWithGraph's buffers, released once the pass is done
     for (const node of topoOrder(root.node)) {
       const g = grads.get(node);
       grads.delete(node);
@@ -198,9 +215,13 @@ export function runBackward(
         hold(next);
         grads.set(e.node, next);
       }
-      if (reuse) node.backward = null;
+      if (reuse) {
+        node.backward = null;
+        if (node.release) { graphDead.push(...node.release); node.release = undefined; }
+      }
       for (const [ab, buf] of dead) if (ab !== seedBuf && !shared.get(ab)) releaseF32(buf);
     }
+    for (const b of graphDead) releaseBuffer(b);
     freed = reuse;
   } finally {
     gradEnabled = prev;

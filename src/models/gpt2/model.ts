@@ -9,6 +9,7 @@
  * the price is one transposed copy per Conv1D weight when loading and saving.
  */
 import { Tensor } from '../../tensor/tensor.js';
+import { releaseWithGraph } from '../../tensor/autograd.js';
 import { arange } from '../../tensor/creation.js';
 import { fusedQKVAttention, scaledDotProductAttention, type PackedMask } from '../../tensor/ops/nn.js';
 
@@ -137,6 +138,7 @@ export class GPT2Block extends Module {
     // each sublayer's output is read by its residual sum alone: the sum may take its buffer
     // each norm's output is read by its sublayer alone (NormOptions.privateOutput)
     const h = residualAdd(x, this.attn.forward(this.ln_1.forward(x, { privateOutput: true }), mask, cache));
+    releaseWithGraph(h); // read by ln_2 and the second sum alone
     return residualAdd(h, this.mlp.forward(this.ln_2.forward(h, { privateOutput: true })));
   }
 }

@@ -25,7 +25,7 @@
  * (padded keys get the same -1e9 bias, pooling is masked), so each sentence's result is the graph's.
  */
 import { Tensor } from '../../tensor/tensor.js';
-import { noGrad } from '../../tensor/autograd.js';
+import { noGrad, releaseWithGraph } from '../../tensor/autograd.js';
 import { fusedQKVAttention } from '../../tensor/ops/nn.js';
 import { Module, ModuleList } from '../../nn/module.js';
 import { maybeCheckpoint, type ActivationRecomputable } from '../../nn/checkpoint.js';
@@ -94,6 +94,7 @@ export class TransformerLayer extends Module {
     const residual = this.adjust_residual ? this.adjust_residual.forward(x) : x; // (B, T, dim)
     // each norm's output is read by its sublayer alone (NormOptions.privateOutput)
     const h = residual.add(this.drop.forward(this.mha.forward(this.mha_norm.forward(x, { privateOutput: true }), keyMask)));
+    releaseWithGraph(h); // read by ffn_norm and the second sum alone
     return h.add(this.drop.forward(this.ffn.forward(this.ffn_norm.forward(h, { privateOutput: true }))));
   }
 }

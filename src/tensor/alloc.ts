@@ -15,6 +15,15 @@ export function isDeviceStorage(s: { readonly length: number }): boolean {
   return !ArrayBuffer.isView(s);
 }
 
+/**
+ * Whether `t` is a dense tensor over a whole CPU buffer of its own (f32 or 16-bit): writing over it, or handing it to
+ * the pool, touches nothing else.
+ */
+export function ownsWholeBuffer(t: { storage: unknown; spansStorage: boolean }): boolean {
+  const s = t.storage;
+  return (s instanceof Float32Array || s instanceof Uint16Array) && t.spansStorage && s.byteOffset === 0 && s.byteLength === s.buffer.byteLength;
+}
+
 /** A zero-filled f32 buffer: a typed array, or device storage on a device-resident backend. */
 export function zerosF32(n: number): Float32Array {
   const b = backend();

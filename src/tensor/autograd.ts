@@ -7,7 +7,7 @@
  */
 import type { Tensor } from './tensor.js';
 import { AutoGLMError, fmtShape } from '../errors.js';
-import { collectAfterBackward, releaseBuffer, releaseF32 } from './alloc.js';
+import { collectAfterBackward, ownsWholeBuffer, releaseBuffer, releaseF32 } from './alloc.js';
 import { sameShape } from './shape.js';
 
 /**
@@ -37,10 +37,8 @@ export interface GradNode {
  * span a buffer of its own.
  */
 export function releaseWithGraph(t: Tensor): void {
-  const n = t.node, s = t.storage;
-  if (!n || !(s instanceof Float32Array || s instanceof Uint16Array) || !t.spansStorage || s.byteOffset !== 0 ||
-      s.byteLength !== s.buffer.byteLength) return;
-  (n.release ??= []).push(s);
+  if (!t.node || !ownsWholeBuffer(t)) return;
+  (t.node.release ??= []).push(t.storage as Float32Array | Uint16Array);
 }
 
 let gradEnabled = true;
@@ -100,8 +98,7 @@ export function record(op: string, inputs: Tensor[], out: Tensor, backward: (gy:
 
 /** A contiguous f32 tensor that spans its whole buffer (so writing it in place touches nothing else). */
 function ownsBuffer(t: Tensor): boolean {
-  return t.dtype === 'f32' && t.storage instanceof Float32Array && t.spansStorage && t.storage.byteOffset === 0 &&
-    t.storage.byteLength === t.storage.buffer.byteLength;
+  return t.dtype === 'f32' && ownsWholeBuffer(t);
 }
 
 /** Nodes reachable from `root` in reverse topological order (root first). */

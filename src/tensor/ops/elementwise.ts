@@ -2,7 +2,7 @@
 import { backend } from '../../backend/index.js';
 import type { BinaryOp, DType, UnaryOp } from '../../backend/backend.js';
 import { DTypeError } from '../../errors.js';
-import { uninitF32, uninitU16 } from '../alloc.js';
+import { ownsWholeBuffer, uninitF32, uninitU16 } from '../alloc.js';
 import { autocastDType } from '../precision.js';
 import { Tensor, type TensorLike } from '../tensor.js';
 import { record } from '../autograd.js';
@@ -45,9 +45,7 @@ const OUTPUT_UNREAD = new Set(['linear', 'loraLinear', 'addLinear', 'linearInt8'
  */
 export function consumable(x: Tensor): boolean {
   const op = x.node?.op;
-  const s = x.storage;
-  return op !== undefined && OUTPUT_UNREAD.has(op) && x.dtype === 'f32' && x.spansStorage && s instanceof Float32Array &&
-    s.byteOffset === 0 && s.byteLength === s.buffer.byteLength;
+  return op !== undefined && OUTPUT_UNREAD.has(op) && x.dtype === 'f32' && ownsWholeBuffer(x);
 }
 
 /** Ops that only re-view their input, whose backward passes read no data: a consumer looks through them. */
@@ -72,9 +70,7 @@ export function releasable(x: Tensor): boolean {
     const e = node.edges[0];
     node = e && 'node' in e ? e.node : null;
   }
-  const s = x.storage;
-  return !!node && RELEASE_AFTER_READ.has(node.op) && x.spansStorage && ArrayBuffer.isView(s) && s.byteOffset === 0 &&
-    s.byteLength === s.buffer.byteLength && (s instanceof Float32Array || s instanceof Uint16Array);
+  return !!node && RELEASE_AFTER_READ.has(node.op) && ownsWholeBuffer(x);
 }
 
 /** Options of the activations (unary, unaryForBf16Product). */

@@ -286,10 +286,6 @@ function matmulBackward(s: {
   };
 }
 
-/**
- * y = x @ W^T + b for x (..., in), W (out, in), b (out) or null: the Linear layer's product with the bias
- * added by the GEMM itself (beta = 1 over a broadcast bias).
- */
 /** Options of the products that read an activation x (linear, loraLinear). */
 export interface ConsumeOptions {
   /**
@@ -313,6 +309,10 @@ export function takeConsumed(x: Tensor, ox: Operand, opts: ConsumeOptions): void
   } else if (ox.fresh) releaseBuffer(s);
 }
 
+/**
+ * y = x @ W^T + b for x (..., in), W (out, in), b (out) or null: the Linear layer's product with the bias
+ * added by the GEMM itself (beta = 1 over a broadcast bias).
+ */
 export function linear(x: Tensor, W: Tensor, b: Tensor | null, opts: ConsumeOptions = {}): Tensor {
   checkFloat(x, 'linear', 'x');
   checkFloat(W, 'linear', 'weight');

@@ -4,7 +4,7 @@
  */
 import { backend } from '../../backend/index.js';
 import { DeviceError, DTypeError, IndexError, ShapeError, fmtShape } from '../../errors.js';
-import { isDeviceStorage, releaseBuffer, uninitF32, zerosF32 } from '../alloc.js';
+import { isDeviceStorage, ownsWholeBuffer, releaseBuffer, uninitF32, zerosF32 } from '../alloc.js';
 import { Tensor } from '../tensor.js';
 import { record } from '../autograd.js';
 import { normAxis, numel } from '../shape.js';
@@ -80,9 +80,10 @@ export function layerNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, 
   // GPT-2 small at 8 x 128 tokens).
   const saved = g !== null && outputInvertible(g, bt) ? { y: out } : { x: xd, mean };
   const shape = [...x.shape];
-  // out is a whole buffer of its own (uninitF32; device storage: kernels never write over an input there)
-  const own = !!opts.privateOutput && 'y' in saved && ArrayBuffer.isView(out) && out.byteOffset === 0 && out.byteLength === out.buffer.byteLength;
-  return record('layerNorm', inputs, new Tensor(out, 'f32', shape), layerNormBackwardOf(saved, g, bt, rstd, rows, D, shape, own));
+  const y = new Tensor(out, 'f32', shape);
+  // out is a whole buffer of its own (uninitF32; not device storage, where kernels never write over an input)
+  const own = !!opts.privateOutput && 'y' in saved && ownsWholeBuffer(y);
+  return record('layerNorm', inputs, y, layerNormBackwardOf(saved, g, bt, rstd, rows, D, shape, own));
 }
 /**
  * The backward closure of layerNorm, made apart from it so that it holds only `saved` (x or y), never both; `own`:

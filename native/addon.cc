@@ -97,6 +97,32 @@ KERNEL(JsUnaryBf16) {
   UNDEF;
 }
 
+// unaryBf16Grad(op, x, y Uint16Array, d Uint16Array): f(x) and f'(x) rounded to bf16 (gelu, gelu_tanh, silu)
+KERNEL(JsUnaryBf16Grad) {
+  Args a(info, "unaryBf16Grad", 4);
+  int op = a.op(0, U_COUNT);
+  a.need(op == U_GELU || op == U_GELU_TANH || op == U_SILU, "op is not gelu, gelu_tanh or silu");
+  size_t n, ny, nd;
+  float* x = a.f32(1, &n);
+  uint16_t* y = (uint16_t*)a.arr(2, napi_uint16_array, &ny);
+  uint16_t* d = (uint16_t*)a.arr(3, napi_uint16_array, &nd);
+  a.need(ny >= n && nd >= n, "y or d is smaller than x");
+  unary_bf16_grad(op, x, y, d, n);
+  UNDEF;
+}
+
+// mulBf16(g, d Uint16Array, out): out = g * d
+KERNEL(JsMulBf16) {
+  Args a(info, "mulBf16", 3);
+  size_t n, nd, no;
+  float* g = a.f32(0, &n);
+  uint16_t* d = (uint16_t*)a.arr(1, napi_uint16_array, &nd);
+  float* o = a.f32(2, &no);
+  a.need(nd >= n && no >= n, "d or out is smaller than g");
+  mul_bf16(g, d, o, n);
+  UNDEF;
+}
+
 KERNEL(JsRoundBf16) {
   Args a(info, "roundBf16", 2);
   size_t n, no;
@@ -260,6 +286,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   fn("unary", JsUnary);
   fn("unaryBackward", JsUnaryBackward);
   fn("unaryBf16", JsUnaryBf16);
+  fn("unaryBf16Grad", JsUnaryBf16Grad);
+  fn("mulBf16", JsMulBf16);
   fn("roundBf16", JsRoundBf16);
   fn("castRowsBf16", JsCastRowsBf16);
   fn("binary", JsBinary);

@@ -34,6 +34,8 @@ void strided_copy(const void* src, int esize, const int64_t* shape, const int64_
 void cast(const void* src, int sdt, void* dst, int ddt, int64_t n);
 void unary(int op, const float* x, float* out, int64_t n);
 void unary_bf16(int op, const float* x, uint16_t* out, int64_t n);  // unary, rounded to bf16
+void unary_bf16_grad(int op, const float* x, uint16_t* y, uint16_t* d, int64_t n);  // f(x) and f'(x), rounded to bf16
+void mul_bf16(const float* g, const uint16_t* d, float* out, int64_t n);  // out = g * d
 void unary_backward(int op, const float* x, const float* y, const float* dy, float* dx, int64_t n);
 void binary(int op, const float* a, const int64_t* as, const float* b, const int64_t* bs, const int64_t* shape, int ndim,
             float* out);

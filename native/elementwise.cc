@@ -209,6 +209,30 @@ void unary_bf16(int op, const float* x, uint16_t* o, int64_t n) {
   }, op == U_GELU || op == U_GELU_TANH ? 4 : 1);
 }
 
+// f'(x) for the activations whose gradient unary_backward computes from x (tanh, sigmoid, gelu, gelu_tanh, silu)
+static inline __m256 vderiv(int op, __m256 xv) {
+  if (op == U_TANH) {  // 1 - tanh^2 = 4e / (1 + e)^2, e = exp(-2|x|): no cancellation for large |x|
+    __m256 e = vexp(_mm256_mul_ps(v8(-2.0f), vabs(xv)));
+    __m256 q = _mm256_add_ps(v8(1.0f), e);
+    return _mm256_div_ps(_mm256_mul_ps(v8(4.0f), e), _mm256_mul_ps(q, q));
+  } else if (op == U_SIGMOID) {  // s (1 - s) = e / (1 + e)^2, e = exp(-|x|)
+    __m256 e = vexp(_mm256_sub_ps(v8(0.0f), vabs(xv)));
+    __m256 q = _mm256_add_ps(v8(1.0f), e);
+    return _mm256_div_ps(e, _mm256_mul_ps(q, q));
+  } else if (op == U_GELU) {  // Phi(x) + x phi(x)
+    const __m256 e = vnormcdf_tail_exp(xv);
+    return _mm256_fmadd_ps(_mm256_mul_ps(xv, e), v8(kInvSqrt2Pi), vnormcdf_e(xv, e));
+  } else if (op == U_SILU) {  // s (1 + x (1 - s))
+    __m256 s = vsigmoid(xv);
+    return _mm256_mul_ps(s, _mm256_fmadd_ps(xv, _mm256_sub_ps(v8(1.0f), s), v8(1.0f)));
+  } else {  // gelu_tanh: s + 2 x s (1 - s) sqrt(2/pi) (1 + 3k x^2), s = sigmoid(2u)
+    __m256 s = vgelu_tanh_s(xv);
+    __m256 du = _mm256_mul_ps(v8(kSqrt2OverPi), _mm256_fmadd_ps(_mm256_mul_ps(xv, xv), v8(3.0f * kKappa), v8(1.0f)));
+    __m256 t2 = _mm256_mul_ps(_mm256_mul_ps(v8(2.0f), xv), _mm256_mul_ps(s, _mm256_sub_ps(v8(1.0f), s)));
+    return _mm256_fmadd_ps(t2, du, s);
+  }
+}
+
 void unary_backward(int op, const float* x, const float* y, const float* dy, float* dx, int64_t n) {
   blocks(n, [&](int64_t i0, int64_t i1) {
     const float *xs = x + i0, *ys = y + i0, *gs = dy + i0;
@@ -235,33 +259,70 @@ void unary_backward(int op, const float* x, const float* y, const float* dy, flo
           __m256 xv;
           if (k == 8) xv = _mm256_loadu_ps(xs + i);
           else { for (int j = 0; j < 8; j++) t[j] = j < k ? xs[i + j] : 0.0f; xv = _mm256_load_ps(t); }
-          __m256 d;
-          if (op == U_TANH) {  // 1 - tanh^2 = 4e / (1 + e)^2, e = exp(-2|x|): no cancellation for large |x|
-            __m256 e = vexp(_mm256_mul_ps(v8(-2.0f), vabs(xv)));
-            __m256 q = _mm256_add_ps(v8(1.0f), e);
-            d = _mm256_div_ps(_mm256_mul_ps(v8(4.0f), e), _mm256_mul_ps(q, q));
-          } else if (op == U_SIGMOID) {  // s (1 - s) = e / (1 + e)^2, e = exp(-|x|)
-            __m256 e = vexp(_mm256_sub_ps(v8(0.0f), vabs(xv)));
-            __m256 q = _mm256_add_ps(v8(1.0f), e);
-            d = _mm256_div_ps(e, _mm256_mul_ps(q, q));
-          } else if (op == U_GELU) {  // Phi(x) + x phi(x)
-            const __m256 e = vnormcdf_tail_exp(xv);
-            d = _mm256_fmadd_ps(_mm256_mul_ps(xv, e), v8(kInvSqrt2Pi), vnormcdf_e(xv, e));
-          } else if (op == U_SILU) {  // s (1 + x (1 - s))
-            __m256 s = vsigmoid(xv);
-            d = _mm256_mul_ps(s, _mm256_fmadd_ps(xv, _mm256_sub_ps(v8(1.0f), s), v8(1.0f)));
-          } else {  // gelu_tanh: s + 2 x s (1 - s) sqrt(2/pi) (1 + 3k x^2), s = sigmoid(2u)
-            __m256 s = vgelu_tanh_s(xv);
-            __m256 du = _mm256_mul_ps(v8(kSqrt2OverPi), _mm256_fmadd_ps(_mm256_mul_ps(xv, xv), v8(3.0f * kKappa), v8(1.0f)));
-            __m256 t2 = _mm256_mul_ps(_mm256_mul_ps(v8(2.0f), xv), _mm256_mul_ps(s, _mm256_sub_ps(v8(1.0f), s)));
-            d = _mm256_fmadd_ps(t2, du, s);
-          }
+          const __m256 d = vderiv(op, xv);
           if (k == 8) _mm256_storeu_ps(ds + i, _mm256_mul_ps(d, _mm256_loadu_ps(gs + i)));
           else { _mm256_store_ps(t, d); for (int j = 0; j < k; j++) ds[i + j] = gs[i + j] * t[j]; }
         }
       }
     }
   }, op == U_GELU || op == U_GELU_TANH || op == U_SILU || op == U_TANH || op == U_SIGMOID ? 4 : 1);
+}
+
+// f(x) and f'(x) together for gelu, gelu_tanh, silu, sharing their costly part (Phi, the sigmoid); y has unary's bits
+// (vnormcdf_e and vnormcdf agree), d vderiv's.
+static inline void vact_grad(int op, __m256 xv, float* y, float* d) {
+  if (op == U_GELU) {
+    const __m256 e = vnormcdf_tail_exp(xv);
+    const __m256 phi = vnormcdf_e(xv, e);
+    _mm256_store_ps(y, _mm256_mul_ps(xv, phi));
+    _mm256_store_ps(d, _mm256_fmadd_ps(_mm256_mul_ps(xv, e), v8(kInvSqrt2Pi), phi));
+  } else if (op == U_SILU) {
+    const __m256 s = vsigmoid(xv);
+    _mm256_store_ps(y, _mm256_mul_ps(xv, s));
+    _mm256_store_ps(d, _mm256_mul_ps(s, _mm256_fmadd_ps(xv, _mm256_sub_ps(v8(1.0f), s), v8(1.0f))));
+  } else {  // gelu_tanh
+    const __m256 s = vgelu_tanh_s(xv);
+    _mm256_store_ps(y, _mm256_mul_ps(xv, s));
+    __m256 du = _mm256_mul_ps(v8(kSqrt2OverPi), _mm256_fmadd_ps(_mm256_mul_ps(xv, xv), v8(3.0f * kKappa), v8(1.0f)));
+    __m256 t2 = _mm256_mul_ps(_mm256_mul_ps(v8(2.0f), xv), _mm256_mul_ps(s, _mm256_sub_ps(v8(1.0f), s)));
+    _mm256_store_ps(d, _mm256_fmadd_ps(t2, du, s));
+  }
+}
+
+// An activation's value and derivative at x, both rounded to bf16 (f32_to_bf16's rule), in one pass: y has the bits
+// of unary_bf16; d replaces x for the backward pass (mul_bf16), half x's bytes, and no function evaluated again there.
+// gelu, gelu_tanh, silu.
+void unary_bf16_grad(int op, const float* x, uint16_t* y, uint16_t* d, int64_t n) {
+  blocks(n, [&](int64_t i0, int64_t i1) {
+    alignas(32) float t[1024], u[1024];
+    for (int64_t j = i0; j < i1; j += 1024) {
+      const int64_t m = std::min<int64_t>(1024, i1 - j);
+      const float* xs = x + j;
+      int64_t i = 0;
+      for (; i + 8 <= m; i += 8) vact_grad(op, _mm256_loadu_ps(xs + i), t + i, u + i);
+      if (i < m) {
+        alignas(32) float r[8], ry[8], rd[8];
+        for (int q = 0; q < 8; q++) r[q] = i + q < m ? xs[i + q] : 0.0f;
+        vact_grad(op, _mm256_load_ps(r), ry, rd);
+        for (int64_t q = i; q < m; q++) { t[q] = ry[q - i]; u[q] = rd[q - i]; }
+      }
+      f32_to_bf16_row(t, y + j, m);
+      f32_to_bf16_row(u, d + j, m);
+    }
+  }, 4);
+}
+
+// out = g * d, d bf16 (widened exactly): the backward pass of unary_bf16_grad
+void mul_bf16(const float* g, const uint16_t* d, float* out, int64_t n) {
+  blocks(n, [&](int64_t i0, int64_t i1) {
+    int64_t i = i0;
+    for (; i + 8 <= i1; i += 8) {
+      const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)(d + i)));
+      const __m256 dv = _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
+      _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(g + i), dv));
+    }
+    for (; i < i1; i++) out[i] = g[i] * bf16_to_f32(d[i]);
+  });
 }
 
 void axpby(float alpha, const float* x, float beta, const float* y, float* o, int64_t n) {

@@ -230,6 +230,14 @@ export interface Backend {
    */
   unaryBf16?(op: UnaryOp, x: Float32Array, out: Uint16Array): void;
   /**
+   * Optional, for gelu, gelu_tanh and silu: f(x) into y and f'(x) into d, both rounded to bf16, in one pass (y has
+   * unaryBf16's bits). Under bf16 autocast the backward pass then keeps d, half x's bytes, and takes dx = dy * d
+   * (`mulBf16`) instead of evaluating the function again.
+   */
+  unaryBf16Grad?(op: UnaryOp, x: Float32Array, y: Uint16Array, d: Uint16Array): void;
+  /** Optional: out = g * d, d bf16 (widened exactly); `unaryBf16Grad`'s backward pass. */
+  mulBf16?(g: Float32Array, d: Uint16Array, out: Float32Array): void;
+  /**
    * Optional: dst = src rounded to bf16 precision (round to nearest even), kept in f32 storage: the bits of a cast to
    * bf16 and back, in one pass. Where bf16 products widen their operands to f32 (`nativeBf16` false), autocast gives
    * the products such operands instead of bf16 buffers that the kernel would widen again (ops/linalg.ts `prepare`).

@@ -21,6 +21,8 @@ interface Addon {
   cast(src: Storage, srcDt: number, dst: Storage, dstDt: number): void;
   unary(op: number, x: Float32Array, out: Float32Array): void;
   unaryBf16(op: number, x: Float32Array, out: Uint16Array): void;
+  unaryBf16Grad(op: number, x: Float32Array, y: Uint16Array, d: Uint16Array): void;
+  mulBf16(g: Float32Array, d: Uint16Array, out: Float32Array): void;
   roundBf16(src: Float32Array, dst: Float32Array): void;
   castRowsBf16(src: Float32Array, rows: number, cols: number, dst: Uint16Array, ld: number): void;
   loraRows(src: Float32Array | Uint16Array, rows: number, cols: number, dst: Uint16Array, F: Uint16Array, r: number,
@@ -208,6 +210,8 @@ class NativeBackend implements Backend {
 
   unary(op: UnaryOp, x: Float32Array, out: Float32Array): void { this.a.unary(code(UNARY, op, 'unary'), x, out); }
   unaryBf16(op: UnaryOp, x: Float32Array, out: Uint16Array): void { this.a.unaryBf16(code(UNARY, op, 'unaryBf16'), x, out); }
+  unaryBf16Grad(op: UnaryOp, x: Float32Array, y: Uint16Array, d: Uint16Array): void { this.a.unaryBf16Grad(code(UNARY, op, 'unaryBf16Grad'), x, y, d); }
+  mulBf16(g: Float32Array, d: Uint16Array, out: Float32Array): void { this.a.mulBf16(g, d, out); }
   roundBf16(src: Float32Array, dst: Float32Array): void {
     if (dst.length < src.length) throw new RangeError(`roundBf16: dst has ${dst.length} elements but src has ${src.length}; expected at least as many`);
     this.a.roundBf16(src, dst);

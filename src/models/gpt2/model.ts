@@ -22,7 +22,7 @@ import type { HFConfig } from '../hf/config.js';
 import { plainHeadWeights, tiedHeadLinear, type HeadWeights } from '../../peft/quant.js';
 import { HFModel, type Backbone, type CausalLM, type ForwardOptions, type HFFamily } from '../hf/family.js';
 import { allowSelf, checkIds, documentMask, documentStarts, keyPaddingMask, lookup, makeEmbedding, makeLinear, positionIdsOf, type KVCache } from '../hf/layers.js';
-import { maximum, residualAdd, unary, type UnaryOptions } from '../../tensor/ops/elementwise.js';
+import { maximum, residualAdd, unary, unaryForBf16Product, type UnaryOptions } from '../../tensor/ops/elementwise.js';
 import { SequenceClassifier } from '../hf/heads.js';
 
 export type Activation = 'gelu_new' | 'gelu' | 'relu' | 'silu';
@@ -49,14 +49,16 @@ const ACTIVATIONS: Record<string, Activation> = {
 
 /**
  * The activation of x. `opts.consume`: the caller reads x no more (a fresh product's output, as in the MLPs here),
- * so the gradient may be written over it (UnaryOptions).
+ * so the gradient may be written over it (UnaryOptions). `readByProduct`: a product alone reads the activation (GPT-2's
+ * c_proj), so under bf16 autocast it is made in bf16 at once (unaryForBf16Product).
  */
-export function activate(x: Tensor, a: Activation, opts: UnaryOptions = {}): Tensor {
+export function activate(x: Tensor, a: Activation, opts: UnaryOptions = {}, readByProduct = false): Tensor {
+  const f = readByProduct ? unaryForBf16Product : unary;
   switch (a) {
-    case 'gelu_new': return unary('gelu_tanh', x, opts);
-    case 'gelu': return unary('gelu', x, opts);
-    case 'relu': return unary('relu', x, opts);
-    case 'silu': return unary('silu', x, opts);
+    case 'gelu_new': return f('gelu_tanh', x, opts);
+    case 'gelu': return f('gelu', x, opts);
+    case 'relu': return f('relu', x, opts);
+    case 'silu': return f('silu', x, opts);
   }
 }
 
@@ -116,7 +118,7 @@ export class GPT2MLP extends Module implements ActivationRecomputable {
     this.dropout = this.module('dropout', new Dropout(cfg.residPdrop));
   }
   forward(x: Tensor): Tensor {
-    const a = maybeCheckpoint(this.recomputeActivation, this.c_fc, (x) => activate(this.c_fc.forward(x), this.cfg.activation, { consume: true }), x);
+    const a = maybeCheckpoint(this.recomputeActivation, this.c_fc, (x) => activate(this.c_fc.forward(x), this.cfg.activation, { consume: true }, true), x);
     return this.dropout.forward(this.c_proj.forward(a, { consume: true })); // the activation is read by c_proj alone
   }
 }

@@ -2,7 +2,7 @@
 import { backend } from '../../backend/index.js';
 import type { BinaryOp, DType, UnaryOp } from '../../backend/backend.js';
 import { DTypeError } from '../../errors.js';
-import { ownsWholeBuffer, uninitF32, uninitU16 } from '../alloc.js';
+import { ownsWholeBuffer, releaseBuffer, uninitF32, uninitU16 } from '../alloc.js';
 import { autocastDType } from '../precision.js';
 import { Tensor, type TensorLike } from '../tensor.js';
 import { record } from '../autograd.js';
@@ -111,10 +111,27 @@ export function unaryForBf16Product(op: UnaryOp, x: Tensor, opts: UnaryOptions =
   if (autocastDType() !== 'bf16' || !be.unaryBf16 || USES_OUTPUT.has(op)) return unary(op, x, opts);
   const xd = x.f32();
   const buf = uninitU16(xd.length);
+  const shape = [...x.shape];
+  if (x.requiresGrad && be.unaryBf16Grad && be.mulBf16 && WITH_BF16_GRAD.has(op)) {
+    // The backward pass keeps f'(x) in bf16 (the precision of the products the gradient feeds) instead of x in f32:
+    // half the bytes, and a product there instead of the function again. x itself is read no more.
+    const d = uninitU16(xd.length);
+    be.unaryBf16Grad(op, xd, buf, d);
+    if (ownsInput(x, xd, opts)) releaseBuffer(xd);
+    const mulBf16 = be.mulBf16.bind(be);
+    return record(op, [x], new Tensor(buf, 'bf16', shape), (gy, last) => {
+      const dx = uninitF32(d.length);
+      mulBf16(gy.f32(), d, dx);
+      if (last) releaseBuffer(d);
+      return [new Tensor(dx, 'f32', shape)];
+    });
+  }
   be.unaryBf16(op, xd, buf);
-  const y = new Tensor(buf, 'bf16', [...x.shape]);
-  return x.requiresGrad ? record(op, [x], y, unaryBackwardOf(op, xd, [...x.shape], ownsInput(x, xd, opts))) : y;
+  const y = new Tensor(buf, 'bf16', shape);
+  return x.requiresGrad ? record(op, [x], y, unaryBackwardOf(op, xd, shape, ownsInput(x, xd, opts))) : y;
 }
+/** The activations whose bf16 autocast path keeps f'(x) in bf16 for the backward pass (Backend.unaryBf16Grad). */
+const WITH_BF16_GRAD: ReadonlySet<UnaryOp> = new Set<UnaryOp>(['gelu', 'gelu_tanh', 'silu']);
 /** dx from the kept x (or y); `own`: the kept buffer is the op's alone, so the graph's last pass writes dx over it. */
 function unaryBackwardOf(op: UnaryOp, kept: Float32Array, shape: number[], own = false): (gy: Tensor, last?: boolean) => Tensor[] {
   return (gy, last) => {

@@ -21,8 +21,12 @@ export interface GradNode {
   readonly op: string;
   readonly edges: Edge[];
   /** Gradients of the inputs (null where an input needs none), given the output gradient; null once used. */
-  /** `last` is true when the graph is freed after this pass: saved buffers may then be reused in place. */
-  backward: ((gy: Tensor, last?: boolean) => (Tensor | null)[]) | null;
+  /**
+   * `last` is true when the graph is freed after this pass: saved buffers may then be reused in place. `ownGy`: gy's
+   * buffer is this call's alone (nothing pending, stored or seeded shares it, and it spans its buffer): the backward
+   * pass may write an input's gradient over it and return that (the engine then keeps it alive as that gradient).
+   */
+  backward: ((gy: Tensor, last?: boolean, ownGy?: boolean) => (Tensor | null)[]) | null;
   /** Shape of the output (for error messages). */
   readonly shape: number[];
   /** Buffers that go back to the pool at the end of the backward pass that frees this node (releaseWithGraph). */
@@ -85,7 +89,7 @@ export async function noGradAsync<T>(fn: () => Promise<T>): Promise<T> {
  * Records `out = op(inputs)` on the tape when gradients are enabled and some input requires one.
  * Returns `out` for chaining.
  */
-export function record(op: string, inputs: Tensor[], out: Tensor, backward: (gy: Tensor, last?: boolean) => (Tensor | null)[]): Tensor {
+export function record(op: string, inputs: Tensor[], out: Tensor, backward: (gy: Tensor, last?: boolean, ownGy?: boolean) => (Tensor | null)[]): Tensor {
   if (!gradEnabled) return out;
   let needs = false;
   for (const t of inputs) if (t.requiresGrad) { needs = true; break; }
@@ -187,7 +191,8 @@ export function runBackward(
       if (!node.backward) {
         throw new AutoGLMError(`'backward' through '${node.op}' a second time: its graph was freed by the first backward pass (pass { retainGraph: true } to the first)`);
       }
-      const inGrads = node.backward(g, reuse);
+      const ownGy = reuse && g !== seed && g.storage.buffer !== seedBuf && !shared.get(g.storage.buffer) && ownsBuffer(g);
+      const inGrads = node.backward(g, reuse, ownGy);
       dead.clear();
       if (reuse && g.storage instanceof Float32Array) dead.set(g.storage.buffer, g.storage);
       for (let i = 0; i < node.edges.length; i++) {

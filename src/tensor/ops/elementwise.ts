@@ -119,9 +119,10 @@ export function unaryForBf16Product(op: UnaryOp, x: Tensor, opts: UnaryOptions =
     be.unaryBf16Grad(op, xd, buf, d);
     if (ownsInput(x, xd, opts)) releaseBuffer(xd);
     const mulBf16 = be.mulBf16.bind(be);
-    return record(op, [x], new Tensor(buf, 'bf16', shape), (gy, last) => {
-      const dx = uninitF32(d.length);
-      mulBf16(gy.f32(), d, dx);
+    return record(op, [x], new Tensor(buf, 'bf16', shape), (gy, last, ownGy) => {
+      const g = gy.f32();
+      const dx = ownGy ? g : uninitF32(d.length); // the kernel reads g[i] before writing dx[i]
+      mulBf16(g, d, dx);
       if (last) releaseBuffer(d);
       return [new Tensor(dx, 'f32', shape)];
     });
@@ -133,10 +134,12 @@ export function unaryForBf16Product(op: UnaryOp, x: Tensor, opts: UnaryOptions =
 /** The activations whose bf16 autocast path keeps f'(x) in bf16 for the backward pass (Backend.unaryBf16Grad). */
 const WITH_BF16_GRAD: ReadonlySet<UnaryOp> = new Set<UnaryOp>(['gelu', 'gelu_tanh', 'silu']);
 /** dx from the kept x (or y); `own`: the kept buffer is the op's alone, so the graph's last pass writes dx over it. */
-function unaryBackwardOf(op: UnaryOp, kept: Float32Array, shape: number[], own = false): (gy: Tensor, last?: boolean) => Tensor[] {
-  return (gy, last) => {
-    const dx = last && own ? kept : uninitF32(kept.length); // the kernels read x[i] before writing dx[i]
-    backend().unaryBackward(op, kept, kept, gy.f32(), dx);
+function unaryBackwardOf(op: UnaryOp, kept: Float32Array, shape: number[], own = false): (gy: Tensor, last?: boolean, ownGy?: boolean) => Tensor[] {
+  return (gy, last, ownGy) => {
+    const g = gy.f32();
+    // the kernels read x[i] and dy[i] before writing dx[i]
+    const dx = last && own ? kept : ownGy ? g : uninitF32(kept.length);
+    backend().unaryBackward(op, kept, kept, g, dx);
     return [new Tensor(dx, 'f32', shape)];
   };
 }

@@ -250,6 +250,25 @@ KERNEL(CrossEntropyBackward) {
   UNDEF;
 }
 
+// crossEntropyGradBf16(logits (overwritten), targets, rows, cols, ignore, ls, dloss, loss, dlogits Uint16Array)
+KERNEL(CrossEntropyGradBf16) {
+  Args a(info, "crossEntropyGradBf16", 9);
+  size_t nx, nt, ng, nl, nd;
+  float* x = a.f32(0, &nx);
+  int32_t* t = a.i32(1, &nt);
+  int64_t rows = a.integer(2), cols = a.integer(3);
+  int32_t ignore = (int32_t)a.integer(4, INT32_MIN);
+  float ls = (float)a.num(5);
+  float *g = a.f32(6, &ng), *l = a.f32(7, &nl);
+  uint16_t* d = (uint16_t*)a.arr(8, napi_uint16_array, &nd);
+  a.need((int64_t)nx >= rows * cols && (int64_t)nd >= rows * cols, "logits/dlogits are smaller than rows*cols");
+  a.need((int64_t)nt >= rows && (int64_t)ng >= rows && (int64_t)nl >= rows, "targets/dloss/loss are shorter than rows");
+  if (cols == 0) UNDEF;
+  check_targets(a, t, rows, cols, ignore);
+  cross_entropy_grad_bf16(x, t, rows, cols, ignore, ls, g, l, d);
+  UNDEF;
+}
+
 KERNEL(Rope) {
   Args a(info, "rope", 9);
   size_t nx, nc, ns, no;
@@ -341,6 +360,7 @@ void register_more(Napi::Env env, Napi::Object exports) {
   fn("scatterAdd", ScatterAdd);
   fn("crossEntropy", CrossEntropy);
   fn("crossEntropyBackward", CrossEntropyBackward);
+  fn("crossEntropyGradBf16", CrossEntropyGradBf16);
   fn("rope", Rope);
   fn("dropoutMask", DropoutMask);
   fn("adamw", AdamW);

@@ -278,6 +278,38 @@ void cross_entropy_backward(const float* logp, const int32_t* t, int64_t rows, i
   });
 }
 
+// crossEntropy and crossEntropyBackward at once, the gradient rounded to bf16 (the fused LM head under bf16 autocast,
+// whose products take it in bf16): one pass of exponentials, kept in x (scratch, overwritten), where the two kernels
+// and a cast take two and five passes over the (rows x cols) logits. The loss is computed as cross_entropy does
+// (the label-smoothing term from sum(x) - cols * lse, in double); the gradient g * (e / s - ls / cols), minus
+// g * (1 - ls) at the target, as cross_entropy_backward's g * (exp(logp) - ls / cols) up to f32 rounding.
+void cross_entropy_grad_bf16(float* logits, const int32_t* t, int64_t rows, int64_t cols, int32_t ignore, float ls,
+                             const float* dloss, float* loss, uint16_t* dl) {
+  rows_loop(rows, cols * 4, [&](int64_t r) {
+    float* x = logits + r * cols;
+    uint16_t* d = dl + r * cols;
+    const int32_t tr = t[r];
+    if (tr == ignore) { loss[r] = 0.0f; std::memset(d, 0, cols * sizeof(uint16_t)); return; }
+    const float mx = row_max(x, cols);
+    const double sx = ls != 0.0f ? sum_d(x, cols) : 0.0;
+    const float xt = x[tr];
+    const double s = sum_exp(x, cols, mx, x);  // x := exp(x - mx)
+    const float lse = (float)((double)mx + std::log(s));
+    double l = -(1.0 - (double)ls) * (double)(xt - lse);
+    if (ls != 0.0f) l -= (double)ls / (double)cols * (sx - (double)cols * (double)lse);
+    loss[r] = (float)l;
+    const float g = dloss[r], off = ls / (float)cols, inv = (float)(1.0 / s);
+    const float et = x[tr];
+    const __m256 vg = _mm256_set1_ps(g), vinv = _mm256_set1_ps(inv), voff = _mm256_set1_ps(off);
+    int64_t i = 0;
+    for (; i + 8 <= cols; i += 8)  // in place, then rounded a row at a time
+      _mm256_storeu_ps(x + i, _mm256_mul_ps(vg, _mm256_fmsub_ps(_mm256_loadu_ps(x + i), vinv, voff)));
+    for (; i < cols; i++) x[i] = g * (x[i] * inv - off);
+    x[tr] = g * (et * inv - off) - g * (1.0f - ls);
+    f32_to_bf16_row(x, d, cols);
+  });
+}
+
 void rope(const float* x, const float* cs, const float* sn, int64_t rows, int64_t T, int64_t D, int64_t rot, bool inv,
           float* out) {
   const int64_t h = rot / 2;

@@ -248,6 +248,33 @@ test("unaryBf16Grad: y has unaryBf16's bits, d is unaryBackward's f'(x) rounded 
   }
 });
 
+test('linearCrossEntropy under bf16 autocast: the loss and the logits\' gradient in one kernel (crossEntropyGradBf16) against the two kernels and a cast', { skip }, () => {
+  const prev = backend();
+  const native = getBackend('native');
+  assert.ok(native.crossEntropyGradBf16, 'the native backend has crossEntropyGradBf16');
+  const without = new Proxy(native, { get: (t, k, r) => (k === 'crossEntropyGradBf16' ? undefined : Reflect.get(t, k, r)) }) as Backend;
+  const targets = Int32Array.from({ length: 301 }, (_, i) => (i * 7919) % 1003);
+  targets[3] = -100; targets[200] = -100;
+  try {
+    for (const ls of [0, 0.1]) {
+      const run = (be: Backend) => {
+        setBackend(be);
+        const h = new Tensor(randn(301 * 40, 20), 'f32', [301, 40]).requireGrad();
+        const w = new Tensor(randn(1003 * 40, 21).map((v) => v * 0.3), 'f32', [1003, 40]).requireGrad();
+        const loss = autocast('bf16', () => T.linearCrossEntropy(h, w, null, new Tensor(targets, 'i32', [301]), { labelSmoothing: ls, chunkRows: 128 }));
+        loss.mul(0.5).backward();
+        return { loss: loss.item(), gh: h.grad!.f32(), gw: w.grad!.f32() };
+      };
+      const a = run(native), b = run(without);
+      assert.ok(Math.abs(a.loss - b.loss) <= 1e-6 * Math.abs(b.loss), `ls ${ls}: loss ${a.loss} vs ${b.loss}`);
+      // the same values up to f32 rounding before the bf16 one: a few elements one bf16 step (2^-8) apart (1e-4 measured)
+      assert.ok(relErr(a.gh, b.gh) < 1e-3 && relErr(a.gw, b.gw) < 1e-3, `ls ${ls}: gh ${relErr(a.gh, b.gh)} gw ${relErr(a.gw, b.gw)}`);
+    }
+  } finally {
+    setBackend(prev);
+  }
+});
+
 test('an int8 weight takes a bf16 activation (the MLP activation made in bf16 before an int8 base): widened, as its f32 value', () => {
   const x = T.cast(new Tensor(randn(5 * 12, 3), 'f32', [5, 12]), 'bf16');
   const q = new Tensor(Int8Array.from({ length: 7 * 12 }, (_, i) => ((i * 37) % 255) - 127), 'i8', [7, 12]);

@@ -346,6 +346,12 @@ export interface Backend {
   crossEntropyBackward(logp: Float32Array, targets: Int32Array, rows: number, cols: number, ignoreIndex: number, ls: number,
     dloss: Float32Array, dlogits: Float32Array): void;
   /**
+   * Optional: crossEntropy's per-row losses and crossEntropyBackward's dlogits rounded to bf16, at once (the fused LM
+   * head under bf16 autocast, whose products take the gradient in bf16). `logits` is scratch: overwritten.
+   */
+  crossEntropyGradBf16?(logits: Float32Array, targets: Int32Array, rows: number, cols: number, ignoreIndex: number, ls: number,
+    dloss: Float32Array, loss: Float32Array, dlogits: Uint16Array): void;
+  /**
    * Rotary position embedding applied to x of shape (rows, T, D) where rows = B*H (contiguous), rotating the first
    * `rotDim` features in pairs (i, i + rotDim/2) ("rotate_half", the HF/Llama layout): for position t,
    * out = x * cos[t] + rotate_half(x) * sin[t], with cos/sin of shape (T, rotDim/2). `inverse` uses -sin (backward).

@@ -14,11 +14,11 @@
  */
 import { backend } from '../../backend/index.js';
 import { DTypeError, ShapeError, fmtShape } from '../../errors.js';
-import { collectDeadBuffers, releaseFreeMemory, uninitF32, zerosF32 } from '../alloc.js';
+import { collectDeadBuffers, releaseFreeMemory, uninitF32, uninitU16, zerosF32 } from '../alloc.js';
 import { Tensor } from '../tensor.js';
 import { isGradEnabled, record } from '../autograd.js';
 import { autocastDType, type ComputeDType } from '../precision.js';
-import { gemm, int8Operand, prepare, transposed, type Operand } from './linalg.js';
+import { gemm, int8Operand, prepare, releaseOperands, transposed, type Operand } from './linalg.js';
 import { checkIndices } from './nn.js';
 import { contiguous, reshape } from './movement.js';
 
@@ -48,7 +48,10 @@ function chunkedLoss(a: {
   gh: Float32Array | null; gw: Float32Array | null; gb: Float32Array | null; colSum: Float32Array;
 }): Float32Array {
   const { hBuf, t, rows, V, D, chunk, scale, compute, ow, bias, ignoreIndex, labelSmoothing, grads, gh, gw, gb, colSum } = a;
-  const device = !!backend().device;
+  const be = backend(), device = !!be.device;
+  // bf16 autocast on a backend that takes the loss and the logits' gradient in bf16 at once: the products read that
+  // gradient in bf16 anyway; the bias's gradient (a column sum) wants it in f32
+  const fused = grads && !gb && compute === 'bf16' && be.nativeBf16 && be.crossEntropyGradBf16 && ow.dtype === 'bf16' ? be : null;
   const logits = uninitF32(chunk * V), loss = zerosF32(chunk), dl = zerosF32(chunk);
   if (device) backend().fill(dl, scale);
   else dl.fill(scale);
@@ -61,18 +64,30 @@ function chunkedLoss(a: {
     const oh = prepare(hc, 1, compute);
     const z = logits.subarray(0, nr * V), tc = t.subarray(r0, r0 + nr);
     gemm(oh, transposed(ow), 1, z, 1, 0, bias); // the bias added by the product (see affine in linalg.ts)
-    backend().crossEntropy(z, tc, nr, V, ignoreIndex, labelSmoothing, loss, z);
+    let g: Operand | null = null;
+    if (fused) {
+      const gz = uninitU16(nr * V);
+      fused.crossEntropyGradBf16!(z, tc, nr, V, ignoreIndex, labelSmoothing, dl.subarray(0, nr), loss, gz);
+      g = { buf: gz, dtype: 'bf16', rows: nr, cols: V, trans: false, batchStride: nr * V, fresh: true };
+    } else {
+      backend().crossEntropy(z, tc, nr, V, ignoreIndex, labelSmoothing, loss, z);
+    }
     if (totalDev && part) {
       backend().reduce('sum', loss.subarray(0, nr), 1, nr, 1, part);
       backend().axpby(1, totalDev, 1, part, totalDev);
     } else {
       for (let i = 0; i < nr; i++) total += loss[i];
     }
-    if (!grads) continue;
-    backend().crossEntropyBackward(z, tc, nr, V, ignoreIndex, labelSmoothing, dl.subarray(0, nr), z);
-    const g = prepare(new Tensor(z, 'f32', [nr, V]), 1, compute);
+    if (!grads) { releaseOperands([oh]); continue; }
+    if (!g) {
+      backend().crossEntropyBackward(z, tc, nr, V, ignoreIndex, labelSmoothing, dl.subarray(0, nr), z);
+      g = prepare(new Tensor(z, 'f32', [nr, V]), 1, compute);
+    }
     if (gh) gemm(g, ow, 1, gh.subarray(r0 * D, (r0 + nr) * D));
     if (gw) gemm(transposed(g), oh, 1, gw, 1, 1);
+    // the chunk's copies (bf16 autocast: of h's rows, and of the logits' gradient, 26 MB at GPT-2's 256 x 50,257)
+    // serve the next chunk from the pool instead of fresh pages
+    releaseOperands([oh, g]);
     if (gb) {
       backend().reduce('sum', z, 1, nr, V, colSum);
       backend().axpby(1, gb, 1, colSum, gb);

@@ -163,6 +163,7 @@ export function linearCrossEntropy(h: Tensor, W: Tensor, b: Tensor | null, targe
   const largeChunk = chunk * V * 4 >= COLLECT_BYTES;
   if (largeChunk) releaseFreeMemory();
   const total = chunkedLoss({ hBuf, t, rows, V, D, chunk, scale, compute, ow, bias, ignoreIndex, labelSmoothing, grads, gh, gw, gb, colSum });
+  releaseOperands([ow]); // a trainable weight's bf16 copy (77 MB for GPT-2's tied embedding), read for the last time
   if (largeChunk) collectDeadBuffers();
   const y = new Tensor(total, 'f32', []);
   if (!grads) return y;

@@ -1,7 +1,7 @@
 /**
- * Micro-benchmarks behind two of the bf16 changes (issue #17), each against what it replaced, alternated in one process:
+ * Micro-benchmarks behind three of the bf16 changes (issue #17), each against what it replaced, alternated in one process:
  *
- *   node --import tsx scripts/bench-bf16-parts.ts [lora] [head] [--repeat 7]
+ *   node --import tsx scripts/bench-bf16-parts.ts [lora] [head] [gelu] [--repeat 7]
  *
  * lora: loraLinear forward + backward under bf16 autocast, rank 8, on the shapes of the cls and main-job layers, three
  *   ways: the rank-r factors appended to the base product with their own products made in the pass that casts the
@@ -10,6 +10,8 @@
  *   The ratios are the first path's time over each of the others'.
  * head: GPT-2's head weight gradient (50,257 x 768, 154 MB) accumulated by four 256-row chunk products into fresh zero
  *   pages, against the same after writing a zero a page first (what linearCrossEntropy does).
+ * gelu: an MLP activation's forward + backward at 2048 x 1024 (gelu, gelu_tanh, silu; inputs uniform in [-2, 2]):
+ *   `unaryBf16Grad` + `mulBf16` (f'(x) kept in bf16) against `unaryBf16` + `unaryBackward` (x kept in f32).
  * Prints the medians; the ratios are new / old.
  */
 import { backend } from '../src/backend/index.js';
@@ -20,7 +22,7 @@ import { LORA_BF16_PATHS, withHidden } from './lora-paths.js';
 
 const args = process.argv.slice(2);
 const repeat = args.includes('--repeat') ? Number(args[args.indexOf('--repeat') + 1]) : 7;
-const all = !args.includes('lora') && !args.includes('head');
+const all = !args.includes('lora') && !args.includes('head') && !args.includes('gelu');
 const be = backend();
 const median = (x: number[]) => [...x].sort((p, q) => p - q)[x.length >> 1];
 console.log(be.describe());
@@ -66,4 +68,18 @@ if (all || args.includes('head')) {
   const t: number[] = [], f: number[] = [];
   for (let i = 0; i < Math.min(repeat, 5); i++) { t.push(run(true)); f.push(run(false)); }
   console.log(`head gradient (${dtype}, 4 chunks): touched first ${median(t).toFixed(0)} ms, fresh pages ${median(f).toFixed(0)} ms, ratio ${(median(t) / median(f)).toFixed(3)}`);
+}
+
+if ((all || args.includes('gelu')) && be.unaryBf16 && be.unaryBf16Grad && be.mulBf16) {
+  const n = 2048 * 1024;
+  const x = new Float32Array(n), g = new Float32Array(n), dx = new Float32Array(n), y = new Uint16Array(n), d = new Uint16Array(n);
+  for (let i = 0; i < n; i++) { x[i] = ((i * 7919) % 4001) / 1000 - 2; g[i] = ((i * 104729) % 2001) / 1000 - 1; }
+  for (const op of ['gelu', 'gelu_tanh', 'silu'] as const) {
+    const old = () => { const t0 = performance.now(); be.unaryBf16!(op, x, y); be.unaryBackward(op, x, x, g, dx); return performance.now() - t0; };
+    const neu = () => { const t0 = performance.now(); be.unaryBf16Grad!(op, x, y, d); be.mulBf16!(g, d, dx); return performance.now() - t0; };
+    old(); neu();
+    const to: number[] = [], tn: number[] = [];
+    for (let i = 0; i < repeat * 6; i++) { to.push(old()); tn.push(neu()); }
+    console.log(`gelu ${op} 2048x1024 forward + backward: derivative kept ${median(tn).toFixed(3)} ms, x kept ${median(to).toFixed(3)} ms, ratio ${(median(tn) / median(to)).toFixed(3)}`);
+  }
 }

@@ -209,6 +209,20 @@ void unary_bf16(int op, const float* x, uint16_t* o, int64_t n) {
   }, op == U_GELU || op == U_GELU_TANH ? 4 : 1);
 }
 
+// The activations' derivatives from their costly part, shared by vderiv and vact_grad: gelu's from e =
+// vnormcdf_tail_exp(x) and Phi(x); silu's and gelu_tanh's from their sigmoid s.
+static inline __m256 dgelu(__m256 x, __m256 e, __m256 phi) {  // Phi(x) + x phi(x)
+  return _mm256_fmadd_ps(_mm256_mul_ps(x, e), v8(kInvSqrt2Pi), phi);
+}
+static inline __m256 dsilu(__m256 x, __m256 s) {  // s (1 + x (1 - s))
+  return _mm256_mul_ps(s, _mm256_fmadd_ps(x, _mm256_sub_ps(v8(1.0f), s), v8(1.0f)));
+}
+static inline __m256 dgelu_tanh(__m256 x, __m256 s) {  // s + 2 x s (1 - s) sqrt(2/pi) (1 + 3k x^2), s = sigmoid(2u)
+  __m256 du = _mm256_mul_ps(v8(kSqrt2OverPi), _mm256_fmadd_ps(_mm256_mul_ps(x, x), v8(3.0f * kKappa), v8(1.0f)));
+  __m256 t2 = _mm256_mul_ps(_mm256_mul_ps(v8(2.0f), x), _mm256_mul_ps(s, _mm256_sub_ps(v8(1.0f), s)));
+  return _mm256_fmadd_ps(t2, du, s);
+}
+
 // f'(x) for the activations whose gradient unary_backward computes from x (tanh, sigmoid, gelu, gelu_tanh, silu)
 static inline __m256 vderiv(int op, __m256 xv) {
   if (op == U_TANH) {  // 1 - tanh^2 = 4e / (1 + e)^2, e = exp(-2|x|): no cancellation for large |x|
@@ -219,17 +233,13 @@ static inline __m256 vderiv(int op, __m256 xv) {
     __m256 e = vexp(_mm256_sub_ps(v8(0.0f), vabs(xv)));
     __m256 q = _mm256_add_ps(v8(1.0f), e);
     return _mm256_div_ps(e, _mm256_mul_ps(q, q));
-  } else if (op == U_GELU) {  // Phi(x) + x phi(x)
+  } else if (op == U_GELU) {
     const __m256 e = vnormcdf_tail_exp(xv);
-    return _mm256_fmadd_ps(_mm256_mul_ps(xv, e), v8(kInvSqrt2Pi), vnormcdf_e(xv, e));
-  } else if (op == U_SILU) {  // s (1 + x (1 - s))
-    __m256 s = vsigmoid(xv);
-    return _mm256_mul_ps(s, _mm256_fmadd_ps(xv, _mm256_sub_ps(v8(1.0f), s), v8(1.0f)));
-  } else {  // gelu_tanh: s + 2 x s (1 - s) sqrt(2/pi) (1 + 3k x^2), s = sigmoid(2u)
-    __m256 s = vgelu_tanh_s(xv);
-    __m256 du = _mm256_mul_ps(v8(kSqrt2OverPi), _mm256_fmadd_ps(_mm256_mul_ps(xv, xv), v8(3.0f * kKappa), v8(1.0f)));
-    __m256 t2 = _mm256_mul_ps(_mm256_mul_ps(v8(2.0f), xv), _mm256_mul_ps(s, _mm256_sub_ps(v8(1.0f), s)));
-    return _mm256_fmadd_ps(t2, du, s);
+    return dgelu(xv, e, vnormcdf_e(xv, e));
+  } else if (op == U_SILU) {
+    return dsilu(xv, vsigmoid(xv));
+  } else {
+    return dgelu_tanh(xv, vgelu_tanh_s(xv));
   }
 }
 
@@ -275,17 +285,15 @@ static inline void vact_grad(int op, __m256 xv, float* y, float* d) {
     const __m256 e = vnormcdf_tail_exp(xv);
     const __m256 phi = vnormcdf_e(xv, e);
     _mm256_store_ps(y, _mm256_mul_ps(xv, phi));
-    _mm256_store_ps(d, _mm256_fmadd_ps(_mm256_mul_ps(xv, e), v8(kInvSqrt2Pi), phi));
+    _mm256_store_ps(d, dgelu(xv, e, phi));
   } else if (op == U_SILU) {
     const __m256 s = vsigmoid(xv);
     _mm256_store_ps(y, _mm256_mul_ps(xv, s));
-    _mm256_store_ps(d, _mm256_mul_ps(s, _mm256_fmadd_ps(xv, _mm256_sub_ps(v8(1.0f), s), v8(1.0f))));
+    _mm256_store_ps(d, dsilu(xv, s));
   } else {  // gelu_tanh
     const __m256 s = vgelu_tanh_s(xv);
     _mm256_store_ps(y, _mm256_mul_ps(xv, s));
-    __m256 du = _mm256_mul_ps(v8(kSqrt2OverPi), _mm256_fmadd_ps(_mm256_mul_ps(xv, xv), v8(3.0f * kKappa), v8(1.0f)));
-    __m256 t2 = _mm256_mul_ps(_mm256_mul_ps(v8(2.0f), xv), _mm256_mul_ps(s, _mm256_sub_ps(v8(1.0f), s)));
-    _mm256_store_ps(d, _mm256_fmadd_ps(t2, du, s));
+    _mm256_store_ps(d, dgelu_tanh(xv, s));
   }
 }
 

@@ -318,3 +318,24 @@ test('releaseWithGraph: the buffer goes back at the end of the pass that frees i
   const y = T.noGrad(() => T.linear(T.randn([4, 128], 763), T.randn([128, 128], 764), null));
   releaseWithGraph(y);
 });
+
+for (const b of testBackends()) {
+  test(`ownGy: activations that write their gradient over gy give the bits of a retained graph's pass, gy shared or not (${b.name})`, () => withBackend(b, () => {
+    for (const compute of ['f32', 'bf16'] as const) {
+      const run = (retain: boolean) => {
+        const x = T.randn([64, 256], 740).requireGrad(), w = T.randn([256, 256], 741).scale(0.1).requireGrad();
+        const v = T.randn([64, 256], 742);
+        const loss = T.autocast(compute, () => {
+          const h1 = T.linear(x, w, null), h2 = T.linear(x.mul(0.5), w, null);
+          // one gy (add's) reaches both activations; the second to run finds it its alone
+          const a = T.unary('gelu', h1).add(T.unary('silu', h2));
+          const c = compute === 'bf16' ? unaryForBf16Product('gelu', T.linear(a, w, null)) : T.unary('gelu', T.linear(a, w, null));
+          return T.linear(c, w, null).mul(v).sum();
+        });
+        loss.backward(retain ? { retainGraph: true } : {});
+        return [...(x.grad as Tensor).f32(), ...(w.grad as Tensor).f32()];
+      };
+      assert.deepEqual(run(false), run(true), `${compute}: the same gradients with the graph freed as retained`);
+    }
+  }));
+}

@@ -1,6 +1,7 @@
 // Where a training step's fresh large buffers (64 KiB and more: the ones V8 counts as external memory, whose growth
 // triggers its collections) are made, per step, by call site; and the pool's reuse (tensor/alloc.ts).
 // node --import tsx scripts/profile-alloc.ts block|cls-lora|cls-full|gpt2-lora|gpt2-full [bf16]
+import type { Tensor } from '../src/tensor/tensor.js';
 const stats = new Map<string, { n: number; bytes: number }>();
 let on = false;
 function site(): string {
@@ -23,41 +24,40 @@ for (const name of ['Float32Array', 'Uint16Array', 'Int32Array', 'Uint8Array'] a
   Object.defineProperty(Sub, 'name', { value: name });
   (globalThis as any)[name] = Sub;
 }
-if (process.env.KEEP === "1") (globalThis as any).__keepPool = true;
-const which = process.argv[2] ?? "block";
+const which = process.argv[2] ?? 'block';
 const dtype = process.argv[3] === 'bf16' ? 'bf16' : 'f32';
 let step: () => void;
 if (which === 'block') {
   const { blockWorkload } = await import('../src/bench/workloads.js');
   const w = blockWorkload();
   step = () => w.step(dtype);
-} else if (which.startsWith('gpt2')) {
-  const { TinyGPT } = await import('../src/models/tiny-gpt.js');
-  const { randint } = await import('../src/tensor/creation.js');
-  const { manualSeed } = await import('../src/nn/init.js');
-  const { AdamW } = await import('../src/optim/adam.js');
-  const { LoraModel } = await import('../src/peft/index.js');
-  const { autocast } = await import('../src/tensor/precision.js');
-  manualSeed(0);
-  const m = new TinyGPT({ vocabSize: 50257, contextLength: 1024, dim: 768, heads: 12, layers: 12, mlpDim: 3072 });
-  if (which === 'gpt2-lora') new LoraModel(m, { r: 8, alpha: 16, targetModules: ['qkv'] });
-  const idx = randint([8, 128], 50257, 1), y = randint([8, 128], 50257, 2);
-  const opt = new AdamW(m.trainableParameters(), { lr: 1e-4, weightDecay: 0.01 });
-  step = () => { opt.zeroGrad(); const l = autocast(dtype, () => m.loss(idx, y)); l.backward(); opt.step(); l.item(); };
 } else {
-  const { EncoderClassifier } = await import('../src/bench/model-workloads.js');
   const { randint } = await import('../src/tensor/creation.js');
-  const { crossEntropy } = await import('../src/tensor/ops/nn.js');
   const { manualSeed } = await import('../src/nn/init.js');
   const { AdamW } = await import('../src/optim/adam.js');
   const { LoraModel } = await import('../src/peft/index.js');
   const { autocast } = await import('../src/tensor/precision.js');
   manualSeed(0);
-  const m = new EncoderClassifier();
-  if (which === 'cls-lora') new LoraModel(m, { r: 8, alpha: 16, targetModules: ['qkv', 'proj', 'fc1', 'fc2'], modulesToSave: ['head'] });
-  const idx = randint([64, 32], 8002, 1), y = randint([64], 150, 2);
-  const opt = new AdamW(m.trainableParameters(), { lr: 1e-4, weightDecay: 0.01 });
-  step = () => { opt.zeroGrad(); const l = autocast(dtype, () => crossEntropy(m.forward(idx), y)); l.backward(); opt.step(); l.item(); };
+  let loss: () => Tensor;
+  let params: Tensor[];
+  if (which.startsWith('gpt2')) {
+    const { TinyGPT } = await import('../src/models/tiny-gpt.js');
+    const m = new TinyGPT({ vocabSize: 50257, contextLength: 1024, dim: 768, heads: 12, layers: 12, mlpDim: 3072 });
+    if (which === 'gpt2-lora') new LoraModel(m, { r: 8, alpha: 16, targetModules: ['qkv'] });
+    const idx = randint([8, 128], 50257, 1), y = randint([8, 128], 50257, 2);
+    loss = () => m.loss(idx, y);
+    params = m.trainableParameters();
+  } else {
+    const { EncoderClassifier } = await import('../src/bench/model-workloads.js');
+    const { crossEntropy } = await import('../src/tensor/ops/nn.js');
+    const m = new EncoderClassifier();
+    if (which === 'cls-lora') new LoraModel(m, { r: 8, alpha: 16, targetModules: ['qkv', 'proj', 'fc1', 'fc2'], modulesToSave: ['head'] });
+    const idx = randint([64, 32], 8002, 1), y = randint([64], 150, 2);
+    loss = () => crossEntropy(m.forward(idx), y);
+    params = m.trainableParameters();
+  }
+  const opt = new AdamW(params, { lr: 1e-4, weightDecay: 0.01 });
+  step = () => { opt.zeroGrad(); const l = autocast(dtype, loss); l.backward(); opt.step(); l.item(); };
 }
 const { poolStats } = await import('../src/tensor/alloc.js');
 const N = which.startsWith('gpt2') ? 2 : 5;

@@ -49,6 +49,7 @@ export function installKernelTimer(): KernelTimer {
         let key = String(k);
         if (k === 'unary' || k === 'unaryBackward' || k === 'binary' || k === 'reduce') key += `:${args[0]}`;
         if (k === 'cast' && process.env.KERNEL_TIMER_CASTS) key += `:${args[1]}->${args[3]}:${(args[0] as { length: number }).length}`;
+        if (k === 'scatterAdd') key += `:${(args[3] as { length: number }).length}`;
         if (k === 'stridedCopy') key += `:${JSON.stringify(args[1])}${JSON.stringify(args[2])}`;
         if (k === 'reduce') key += `:${args[2]}x${args[3]}x${args[4]}`;
         if (k === 'binary') key += `:${JSON.stringify(args[2])}${JSON.stringify(args[4])}${JSON.stringify(args[5])}`;

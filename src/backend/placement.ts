@@ -14,7 +14,7 @@
 import type { Backend, Storage } from './backend.js';
 import { backend, cpuBackend, setBackend } from './index.js';
 import { DeviceError } from '../errors.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { peekGrad, type Tensor } from '../tensor/tensor.js';
 
 type Movable = { storage: Storage; grad: Tensor | null };
 
@@ -40,7 +40,8 @@ export function moveToDevice(tensors: Iterable<Tensor>): void {
   };
   for (const t of tensors) {
     move(t);
-    if (t.grad) move(t.grad);
+    const g = peekGrad(t);
+    if (g) move(g);
   }
 }
 
@@ -57,7 +58,8 @@ export async function moveToCPU(tensors: Iterable<Tensor>): Promise<void> {
   const all: Promise<void>[] = [];
   for (const t of tensors) {
     all.push(move(t));
-    if (t.grad) all.push(move(t.grad));
+    const g = peekGrad(t);
+    if (g) all.push(move(g));
   }
   await Promise.all(all);
 }

@@ -20,7 +20,7 @@
  * feedback (inf - inf = NaN) for the rest of the run. With loss scaling, pass `lossScale`: the memory and the
  * compressor then work on unscaled gradients, so residuals keep their meaning when the scale changes.
  */
-import { Tensor } from '../tensor/tensor.js';
+import { Tensor, peekGrad, setPrivateGrad } from '../tensor/tensor.js';
 import { GradientCompression, firstNonFinite, type CompressionSpec } from '../compress/index.js';
 import { CommunicationError, ConfigError } from '../errors.js';
 import type { Communicator } from './communicator.js';
@@ -100,7 +100,10 @@ export class DataParallel {
       throw new ConfigError(`Option 'lossScale' passed to 'DataParallel.syncGradients' is ${scale}; expected a positive finite number`);
     }
     const grads = new Map<string, Float32Array>();
-    for (const [name, p] of named) grads.set(name, p.grad ? p.grad.f32() : new Float32Array(p.size));
+    for (const [name, p] of named) {
+      const g = peekGrad(p);
+      grads.set(name, g ? g.f32() : new Float32Array(p.size));
+    }
     let dense = 0;
     for (const g of grads.values()) dense += g.length * 4;
     let finite = true;
@@ -115,7 +118,7 @@ export class DataParallel {
       finite = firstNonFinite(new Map([['', flat]])) === null; // a NaN or Inf on any rank reaches every sum
       o = 0;
       for (const [name, p] of named) {
-        p.grad = new Tensor(flat.slice(o, o + p.size), 'f32', [...p.shape]);
+        setPrivateGrad(p, new Tensor(flat.slice(o, o + p.size), 'f32', [...p.shape]));
         o += p.size;
       }
       this.bytes += dense;
@@ -125,7 +128,7 @@ export class DataParallel {
       await this.comm.allReduce(bad, 'sum');
       finite = bad[0] === 0;
       if (!finite) {
-        for (const [, p] of named) p.grad = new Tensor(new Float32Array(p.size).fill(NaN), 'f32', [...p.shape]);
+        for (const [, p] of named) setPrivateGrad(p, new Tensor(new Float32Array(p.size).fill(NaN), 'f32', [...p.shape]));
       } else {
         if (this.codec.shapes.size === 0) this.codec.shapes = new Map(named.map(([n, p]) => [n, [...p.shape]]));
         const unscaled = scale === 1 ? grads : new Map([...grads].map(([k, g]) => [k, g.map((x) => x / scale)]));
@@ -137,7 +140,7 @@ export class DataParallel {
         for (const [name, p] of named) {
           const sum = into.get(name) as Float32Array;
           if (scale !== 1) for (let i = 0; i < sum.length; i++) sum[i]! *= scale;
-          p.grad = new Tensor(sum, 'f32', [...p.shape]);
+          setPrivateGrad(p, new Tensor(sum, 'f32', [...p.shape]));
         }
         this.bytes += payload.byteLength;
       }

@@ -3,7 +3,7 @@
  * follow the attribute path (`blocks.0.attn.qkv.weight`), so that checkpoint keys map one to one.
  */
 import { CheckpointError, fmtShape } from '../errors.js';
-import { Tensor } from '../tensor/tensor.js';
+import { Tensor, releaseGrad } from '../tensor/tensor.js';
 import { copyInto } from '../tensor/creation.js';
 import { markCacheable } from '../tensor/versions.js';
 
@@ -111,9 +111,9 @@ export abstract class Module {
     return this.train(false);
   }
 
-  /** Clears gradients of every parameter. */
+  /** Clears gradients of every parameter (as Optimizer.zeroGrad: a gradient only the library held goes back to the pool). */
   zeroGrad(): void {
-    for (const p of this.parameters()) p.grad = null;
+    for (const p of this.parameters()) releaseGrad(p);
   }
 
   stateDict(): Map<string, Tensor> {

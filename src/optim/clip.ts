@@ -1,10 +1,13 @@
 import { backend } from '../backend/index.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { peekGrad, setPrivateGrad, type Tensor } from '../tensor/tensor.js';
 
 /** Global L2 norm of the parameters' gradients (one sum-of-squares pass each); NaN or Infinity when any gradient is non-finite. */
 export function gradNorm(params: Iterable<Tensor>): number {
   let ss = 0;
-  for (const p of params) if (p.grad) ss += backend().sumSquares(p.grad.f32());
+  for (const p of params) {
+    const g = peekGrad(p);
+    if (g) ss += backend().sumSquares(g.f32());
+  }
   return Math.sqrt(ss);
 }
 
@@ -12,7 +15,7 @@ export function gradNorm(params: Iterable<Tensor>): number {
 export async function gradNormAsync(params: Iterable<Tensor>): Promise<number> {
   const dev = backend().device;
   if (!dev) return gradNorm(params);
-  const sums = await Promise.all([...params].filter((p) => p.grad).map((p) => dev.sumSquares((p.grad as Tensor).f32())));
+  const sums = await Promise.all([...params].map(peekGrad).filter((g) => g !== null).map((g) => dev.sumSquares(g.f32())));
   return Math.sqrt(sums.reduce((a, s) => a + s, 0));
 }
 
@@ -30,7 +33,10 @@ export function clipGradNorm(params: Tensor[], maxNorm: number): number {
   const coef = maxNorm / (norm + 1e-6);
   if (coef < 1) {
     // Out of place: a leaf's gradient buffer may be shared with another leaf's (x + y passes one gradient to both).
-    for (const p of params) if (p.grad) p.grad = p.grad.scale(coef);
+    for (const p of params) {
+      const g = peekGrad(p);
+      if (g) setPrivateGrad(p, g.scale(coef));
+    }
   }
   return norm;
 }

@@ -3,7 +3,7 @@
  * each optimizer implements one per-parameter update on the backend's fused kernel.
  */
 import { ConfigError } from '../errors.js';
-import { Tensor } from '../tensor/tensor.js';
+import { Tensor, peekGrad, releaseGrad } from '../tensor/tensor.js';
 import { markModified } from '../tensor/versions.js';
 import { CheckpointError } from '../errors.js';
 
@@ -28,9 +28,12 @@ export abstract class Optimizer {
     this.groups = list.map((g) => ({ ...defaults, ...g, params: g.params.filter((p) => p.requiresGrad) }) as ParamGroup);
   }
 
-  /** Clears the gradients of every parameter. */
+  /**
+   * Clears the gradients of every parameter (PyTorch's zero_grad(set_to_none=True)). A gradient that only the library
+   * has held (never read through `p.grad`) goes back to the allocation pool for the next backward pass.
+   */
   zeroGrad(): void {
-    for (const g of this.groups) for (const p of g.params) p.grad = null;
+    for (const g of this.groups) for (const p of g.params) releaseGrad(p);
   }
 
   /** The bookkeeping of the last gated step, for `undoSkippedStep`: states it created, step counts before it. */
@@ -47,7 +50,8 @@ export abstract class Optimizer {
     const undo = gate ? { created: [] as Tensor[], before: new Map<Tensor, Record<string, number>>() } : null;
     for (const g of this.groups) {
       for (const p of g.params) {
-        if (!p.grad) continue;
+        const grad = peekGrad(p);
+        if (!grad) continue;
         let st = this.state.get(p);
         if (!st) {
           st = {};
@@ -56,7 +60,7 @@ export abstract class Optimizer {
         } else if (undo) {
           undo.before.set(p, Object.fromEntries(Object.entries(st).filter(([, v]) => typeof v === 'number')) as Record<string, number>);
         }
-        this.update(p, p.grad.f32(), g, st, gradScale, gate);
+        this.update(p, grad.f32(), g, st, gradScale, gate);
         markModified(p);
       }
     }

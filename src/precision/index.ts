@@ -7,7 +7,7 @@
  */
 import type { Backend } from '../backend/backend.js';
 import type { ComputeDType } from '../tensor/precision.js';
-import { Tensor } from '../tensor/tensor.js';
+import { Tensor, peekGrad } from '../tensor/tensor.js';
 import { backend } from '../backend/index.js';
 import { ConfigError } from '../errors.js';
 
@@ -71,8 +71,8 @@ export class DynamicLossScaler {
   /** True when every gradient is finite (checked in one pass of sum of squares per tensor). */
   static finite(params: Tensor[]): boolean {
     for (const p of params) {
-      if (!p.grad) continue;
-      if (!Number.isFinite(backend().sumSquares(p.grad.f32()))) return false;
+      const g = peekGrad(p);
+      if (g && !Number.isFinite(backend().sumSquares(g.f32()))) return false;
     }
     return true;
   }

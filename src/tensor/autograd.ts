@@ -149,6 +149,8 @@ export function runBackward(
     /** acc += g in place where it can (same shape, f32, g readable as it is); false: nothing done. */
     addInto: (acc: Tensor, g: Tensor) => boolean;
     leafGrad: (leaf: Tensor, g: Tensor) => Tensor;
+    /** Marks `g`, now `leaf`'s gradient, as held by the library alone (see tensor.ts, privateGrads). */
+    privateGrad: (leaf: Tensor, g: Tensor) => void;
   },
 ): void {
   if (!root.requiresGrad) {
@@ -182,6 +184,7 @@ export function runBackward(
     const seedBuf = seed.storage.buffer;
     const reuse = !opts.retainGraph;
     const dead = new Map<unknown, Float32Array>(); // by ArrayBuffer: two views of one buffer are released once
+    const leafGrads = new Map<Tensor, Tensor>(); // each leaf's gradient as this pass left it
     const graphDead: (Float32Array | Uint16Array)[] = []; // releaseWithGraph's buffers, released once the pass is done
     for (const node of topoOrder(root.node)) {
       const g = grads.get(node);
@@ -200,10 +203,12 @@ export function runBackward(
         const gx = inGrads[i];
         if (!e || !gx) continue;
         if ('leaf' in e) {
-          e.leaf.grad = helpers.leafGrad(e.leaf, gx);
+          const lg = helpers.leafGrad(e.leaf, gx);
+          e.leaf.grad = lg;
+          leafGrads.set(e.leaf, lg);
           // A leaf's .grad may be the very buffer handed to another edge as well (x.add(f(x)) gives both the
           // same gradient): held for good, so that the node that consumes it never returns it to the pool.
-          hold(e.leaf.grad);
+          hold(lg);
           continue;
         }
         const prevG = grads.get(e.node);
@@ -224,6 +229,11 @@ export function runBackward(
       for (const [ab, buf] of dead) if (ab !== seedBuf && !shared.get(ab)) releaseF32(buf);
     }
     for (const b of graphDead) releaseBuffer(b);
+    // A leaf gradient (of a pass that freed its graph) whose buffer no other leaf shares (p1.add(p2) hands both the same one) and that is not the
+    // caller's seed is the library's alone until someone reads it: its buffer may go back to the pool at zeroGrad.
+    const owners = new Map<unknown, number>();
+    for (const g of leafGrads.values()) owners.set(g.storage.buffer, (owners.get(g.storage.buffer) ?? 0) + 1);
+    if (reuse) for (const [leaf, g] of leafGrads) if (owners.get(g.storage.buffer) === 1 && g.storage.buffer !== seedBuf) helpers.privateGrad(leaf, g);
     freed = reuse;
   } finally {
     gradEnabled = prev;

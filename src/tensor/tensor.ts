@@ -10,7 +10,7 @@ import { backend } from '../backend/index.js';
 import type { DType, Storage } from '../backend/backend.js';
 import { DTYPE_BYTES } from '../backend/backend.js';
 import { DeviceError, DTypeError, ShapeError, fmtShape } from '../errors.js';
-import { isDeviceStorage, uninitF32 } from './alloc.js';
+import { isDeviceStorage, ownsWholeBuffer, releaseBuffer, uninitF32 } from './alloc.js';
 import { contiguousStrides, isContiguous, numel, sameShape } from './shape.js';
 import { type GradNode, type BackwardOptions, runBackward } from './autograd.js';
 import * as ew from './ops/elementwise.js';
@@ -22,6 +22,46 @@ import * as nnops from './ops/nn.js';
 export type Scalar = number;
 export type TensorLike = Tensor | number;
 
+/**
+ * Leaf gradients that only the library has held: made by a backward pass (or by the library's own gradient code,
+ * setPrivateGrad), shared with no other leaf, and never read through the `grad` getter, which takes a tensor out of
+ * this set for good. Their buffers can go back to the allocation pool when the gradient is cleared (releaseGrad, the
+ * optimizers' zeroGrad) and a later pass can accumulate into them in place, as PyTorch's caching allocator and
+ * AccumulateGrad do by reference count: a gradient that user code has seen stays valid however long it is held.
+ */
+const privateGrads = new WeakSet<Tensor>();
+let gradSlot: { get(t: Tensor): Tensor | null; set(t: Tensor, g: Tensor | null): void };
+
+/** A leaf's gradient, read without taking it out of the private set (the library's own readers, which keep no reference). */
+export function peekGrad(t: Tensor): Tensor | null {
+  return gradSlot.get(t);
+}
+
+/** Sets a leaf's gradient to fresh memory that nothing else holds (the library's own gradient code: clipping, data-parallel sums). */
+export function setPrivateGrad(t: Tensor, g: Tensor): void {
+  const old = gradSlot.get(t);
+  gradSlot.set(t, g);
+  if (old && old !== g) releasePrivate(old);
+  privateGrads.add(g);
+}
+
+/**
+ * Clears a leaf's gradient (zeroGrad). A gradient that only the library has held goes back to the allocation pool
+ * for the next backward pass; one that user code has read (`p.grad`) is only dropped, so it stays valid.
+ */
+export function releaseGrad(t: Tensor): void {
+  const g = gradSlot.get(t);
+  if (!g) return;
+  gradSlot.set(t, null);
+  releasePrivate(g);
+}
+
+function releasePrivate(g: Tensor): void {
+  if (!privateGrads.has(g)) return;
+  privateGrads.delete(g);
+  if (ownsWholeBuffer(g) && g.storage instanceof Float32Array) releaseBuffer(g.storage);
+}
+
 export class Tensor {
   readonly storage: Storage;
   readonly dtype: DType;
@@ -30,8 +70,19 @@ export class Tensor {
   readonly offset: number;
   /** When true, ops on this tensor are recorded and `backward()` fills `grad`. */
   requiresGrad = false;
+  #grad: Tensor | null = null;
   /** Accumulated gradient (f32, same shape), for leaves that require one. */
-  grad: Tensor | null = null;
+  get grad(): Tensor | null {
+    const g = this.#grad;
+    if (g) privateGrads.delete(g);
+    return g;
+  }
+  set grad(g: Tensor | null) {
+    this.#grad = g;
+  }
+  static {
+    gradSlot = { get: (t) => t.#grad, set: (t, g) => { t.#grad = g; } };
+  }
   /** The op that produced this tensor, while the graph is alive. */
   node: GradNode | null = null;
   /** Optional name, used in error messages and state dicts. */
@@ -170,8 +221,18 @@ export class Tensor {
         if (!sameShape(g.shape, leaf.shape)) {
           throw new ShapeError(`gradient for a leaf of shape ${fmtShape(leaf.shape)} has shape ${fmtShape(g.shape)}`);
         }
-        if (!leaf.grad) return g.spansStorage ? g : g.contiguous();
-        return ew.add(leaf.grad, g);
+        const acc = leaf.#grad;
+        if (!acc) return g.spansStorage ? g : g.contiguous();
+        // a gradient only the library holds takes the next pass's contribution in place (gradient accumulation)
+        if (privateGrads.has(acc) && ownsWholeBuffer(acc) && acc.storage instanceof Float32Array && g.isContiguous && g.storage instanceof Float32Array) {
+          const dst = acc.storage;
+          backend().axpby(1, dst, 1, g.storage.subarray(g.offset, g.offset + g.size), dst);
+          return acc;
+        }
+        return ew.add(acc, g);
+      },
+      privateGrad: (leaf, g) => {
+        if (leaf.#grad === g) privateGrads.add(g);
       },
     });
   }

@@ -19,7 +19,7 @@
  * next update of the same optimizer awaits before queueing its own kernels: the next micro-batches are queued behind
  * the gate by then, so the device never waits for it; the CPU runs at most one step ahead.
  */
-import type { Tensor } from '../tensor/tensor.js';
+import { peekGrad, type Tensor } from '../tensor/tensor.js';
 import type { Optimizer } from '../optim/optimizer.js';
 import { clipCoefficient, gradNorm, gradNormAsync } from '../optim/clip.js';
 import { backend } from '../backend/index.js';
@@ -102,7 +102,7 @@ export async function guardedUpdate(u: UpdateInput): Promise<UpdateResult> {
 /** The device path: the gate's kernels, the optimizer's gated kernels, no read back (see the module comment). */
 async function gatedUpdate(u: UpdateInput, params: Tensor[], dev: DeviceMemory): Promise<UpdateResult> {
   await pending.get(u.opt)?.(); // the previous step's outcome is on the CPU before this step's step counts are used
-  const grads = params.filter((p) => p.grad).map((p) => (p.grad as Tensor).f32());
+  const grads = params.map(peekGrad).filter((g) => g !== null).map((g) => g.f32());
   const sc = u.scaler;
   const gate = dev.stepGate(grads, {
     maxNorm: u.maxGradNorm, lossFinite: Number.isFinite(u.loss),

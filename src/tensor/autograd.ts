@@ -229,8 +229,9 @@ export function runBackward(
       for (const [ab, buf] of dead) if (ab !== seedBuf && !shared.get(ab)) releaseF32(buf);
     }
     for (const b of graphDead) releaseBuffer(b);
-    // A leaf gradient (of a pass that freed its graph) whose buffer no other leaf shares (p1.add(p2) hands both the same one) and that is not the
-    // caller's seed is the library's alone until someone reads it: its buffer may go back to the pool at zeroGrad.
+    // A leaf gradient of a pass that freed its graph, whose buffer no other leaf shares (p1.add(p2) can hand both
+    // the same one) and is not the caller's seed, is the library's alone until someone reads it (tensor.ts,
+    // privateGrads): zeroGrad may hand its buffer back to the pool.
     const owners = new Map<unknown, number>();
     for (const g of leafGrads.values()) owners.set(g.storage.buffer, (owners.get(g.storage.buffer) ?? 0) + 1);
     if (reuse) for (const [leaf, g] of leafGrads) if (owners.get(g.storage.buffer) === 1 && g.storage.buffer !== seedBuf) helpers.privateGrad(leaf, g);

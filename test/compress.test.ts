@@ -443,6 +443,10 @@ test('the trainer\'s gradientCompression key is the registry\'s schema: every op
   bad({ method: 'topk', momentum: 1 }, /'gradientCompression\.momentum' is 1/);
   bad({ method: 'qsgd', levels: 40000 }, /'gradientCompression\.levels' is 40000/);
   bad({ method: 'topk', ratoi: 0.1 }, /'gradientCompression' has unknown key 'ratoi'/);
+  // a method's name alone (`--gradient-compression topk`) is that method with its defaults
+  assert.deepEqual(parseTrainerConfig({ gradientCompression: 'qsgd' }).gradientCompression, { method: 'qsgd' });
+  assert.deepEqual(resolveSpec('topk'), resolveSpec({ method: 'topk' }));
+  bad('zip', /'gradientCompression' is "zip": expected true, false, a method name \(none, fp16.*\) or an object with 'method'/);
   // a compressor registered at run time is accepted by the trainer's config at once
   registerCompressor('test-identity', () => makeCompressor({ method: 'none' }));
   assert.equal((parseTrainerConfig({ gradientCompression: { method: 'test-identity' } }).gradientCompression as CompressionSpec).method, 'test-identity');

@@ -56,7 +56,7 @@ export class GradientCompression {
   shapes: ReadonlyMap<string, readonly number[]>;
   private sent = new Map<string, Float32Array>();
 
-  constructor(spec: CompressionSpec | boolean = true, opts: GradientCompressionOptions = {}) {
+  constructor(spec: CompressionSpec | boolean | string = true, opts: GradientCompressionOptions = {}) {
     const s = resolveSpec(spec);
     this.compressor = makeCompressor(s);
     this.memory = makeMemory(s);

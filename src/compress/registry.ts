@@ -98,8 +98,13 @@ export const compressionSpecObjectSchema = z.object({
   values: z.enum(['f32', 'f16']).optional().describe("topk/randomk/threshold/std-mask: dtype of the sent values (default 'f16')."),
 }).strict();
 
-/** `true` = top-k 10% with residual error feedback, `false` = none, or a spec object. */
-export const compressionSpecSchema = z.union([z.boolean(), compressionSpecObjectSchema]);
+/** A method's name alone (`--gradient-compression topk`): that method with its defaults. */
+const compressionMethodSchema = z.string()
+  .refine((m) => compressors.has(m), () => ({ message: `expected true, false, a method name (${[...compressors.keys()].join(', ')}) or an object with 'method'` }))
+  .transform((method) => ({ method }));
+
+/** `true` = top-k 10% with residual error feedback, `false` = none, a method's name, or a spec object. */
+export const compressionSpecSchema = z.union([z.boolean(), compressionMethodSchema, compressionSpecObjectSchema]);
 
 function specError(spec: unknown, issue: z.ZodIssue): ConfigError {
   if (issue.code === 'unrecognized_keys') {
@@ -112,11 +117,12 @@ function specError(spec: unknown, issue: z.ZodIssue): ConfigError {
 }
 
 /**
- * Validates a spec and fills in the defaults. `true` = top-k 10% with residual error feedback, `false` = none.
+ * Validates a spec and fills in the defaults. `true` = top-k 10% with residual error feedback, `false` = none, a name = that method.
  */
-export function resolveSpec(spec: CompressionSpec | boolean): ResolvedSpec {
+export function resolveSpec(spec: CompressionSpec | boolean | string): ResolvedSpec {
   if (typeof spec === 'boolean') spec = spec ? { method: 'topk', ratio: 0.1, errorFeedback: true } : { method: 'none' };
-  if (typeof spec !== 'object' || spec === null) throw new ConfigError(`gradientCompression is ${JSON.stringify(spec)}; expected true, false or an object with 'method'`);
+  if (typeof spec === 'string') spec = { method: spec };
+  if (typeof spec !== 'object' || spec === null) throw new ConfigError(`gradientCompression is ${JSON.stringify(spec)}; expected true, false, a method name or an object with 'method'`);
   const r = compressionSpecObjectSchema.safeParse(spec);
   if (!r.success) {
     // the deepest issue of a union (errorFeedback) names what was expected

@@ -26,8 +26,8 @@ import { CommunicationError, ConfigError } from '../errors.js';
 import type { Communicator } from './communicator.js';
 
 export interface DataParallelOptions {
-  /** false / undefined: dense all-reduce; true: top-k 10% + error feedback; or a compression spec. */
-  compression?: CompressionSpec | boolean;
+  /** false / undefined: dense all-reduce; true: top-k 10% + error feedback; a method's name; or a compression spec. */
+  compression?: CompressionSpec | boolean | string;
   /** Seed of the compressors' random choices (mixed with the rank). */
   seed?: number;
 }
@@ -65,7 +65,7 @@ export class DataParallel {
 
   constructor(readonly comm: Communicator, opts: DataParallelOptions = {}) {
     const spec = opts.compression ?? false;
-    const none = spec === false || (typeof spec === 'object' && spec.method === 'none' && !spec.errorFeedback);
+    const none = spec === false || spec === 'none' || (typeof spec === 'object' && spec.method === 'none' && !spec.errorFeedback);
     this.codec = none ? null : new GradientCompression(spec, { seed: opts.seed, rank: comm.rank });
   }
 

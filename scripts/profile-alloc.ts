@@ -25,6 +25,7 @@ for (const name of ['Float32Array', 'Uint16Array', 'Int32Array', 'Uint8Array'] a
   (globalThis as any)[name] = Sub;
 }
 const which = process.argv[2] ?? 'block';
+const gpt2 = which.startsWith('gpt2'); // steps of seconds: fewer of them
 const dtype = process.argv[3] === 'bf16' ? 'bf16' : 'f32';
 let step: () => void;
 if (which === 'block') {
@@ -40,7 +41,7 @@ if (which === 'block') {
   manualSeed(0);
   let loss: () => Tensor;
   let params: Tensor[];
-  if (which.startsWith('gpt2')) {
+  if (gpt2) {
     const { TinyGPT } = await import('../src/models/tiny-gpt.js');
     const m = new TinyGPT({ vocabSize: 50257, contextLength: 1024, dim: 768, heads: 12, layers: 12, mlpDim: 3072 });
     if (which === 'gpt2-lora') new LoraModel(m, { r: 8, alpha: 16, targetModules: ['qkv'] });
@@ -60,8 +61,8 @@ if (which === 'block') {
   step = () => { opt.zeroGrad(); const l = autocast(dtype, loss); l.backward(); opt.step(); l.item(); };
 }
 const { poolStats } = await import('../src/tensor/alloc.js');
-const N = which.startsWith('gpt2') ? 2 : 5;
-for (let i = 0; i < (N === 2 ? 2 : 3); i++) step();
+const N = gpt2 ? 2 : 5, WARMUP = gpt2 ? 2 : 3;
+for (let i = 0; i < WARMUP; i++) step();
 poolStats(true);
 on = true;
 for (let i = 0; i < N; i++) step();

@@ -242,12 +242,6 @@ export function collectAfterBackward(): void {
   fullCollection();
 }
 
-/** Empties the pool: its buffers are freed with the next collection. */
-export function dropPool(): void {
-  pool.clear();
-  pooledBytes = 0;
-}
-
 /**
  * Frees dead buffers now where the runtime allows it (Node: a full collection, a few ms on a small JS heap). For
  * ops that drop a large scratch buffer of their own: left to V8, the fused LM loss's 49 MB logits chunk stayed

@@ -56,6 +56,14 @@ export function releaseGrad(t: Tensor): void {
   releasePrivate(g);
 }
 
+/** acc += g in place, acc a dense f32 tensor over its whole buffer; false (nothing done) where g is not dense f32. */
+function addInto(acc: Tensor, g: Tensor): boolean {
+  if (g.dtype !== 'f32' || !g.isContiguous || !(g.storage instanceof Float32Array)) return false;
+  const dst = acc.storage as Float32Array;
+  backend().axpby(1, dst, 1, g.storage.subarray(g.offset, g.offset + g.size), dst);
+  return true;
+}
+
 function releasePrivate(g: Tensor): void {
   if (!privateGrads.has(g)) return;
   privateGrads.delete(g);
@@ -210,12 +218,7 @@ export class Tensor {
     runBackward(this, opts, {
       onesLike: (t) => new Tensor(new Float32Array(t.size).fill(1), 'f32', [...t.shape]),
       add: (a, b) => ew.add(a, b),
-      addInto: (acc, g) => {
-        if (g.dtype !== 'f32' || !g.isContiguous || !(g.storage instanceof Float32Array)) return false;
-        const dst = acc.storage as Float32Array;
-        backend().axpby(1, dst, 1, g.storage.subarray(g.offset, g.offset + g.size), dst);
-        return true;
-      },
+      addInto,
       leafGrad: (leaf, g) => {
         if (g.dtype !== 'f32') g = ew.cast(g, 'f32');
         if (!sameShape(g.shape, leaf.shape)) {
@@ -224,11 +227,7 @@ export class Tensor {
         const acc = leaf.#grad;
         if (!acc) return g.spansStorage ? g : g.contiguous();
         // a gradient only the library holds takes the next pass's contribution in place (gradient accumulation)
-        if (privateGrads.has(acc) && ownsWholeBuffer(acc) && acc.storage instanceof Float32Array && g.isContiguous && g.storage instanceof Float32Array) {
-          const dst = acc.storage;
-          backend().axpby(1, dst, 1, g.storage.subarray(g.offset, g.offset + g.size), dst);
-          return acc;
-        }
+        if (privateGrads.has(acc) && ownsWholeBuffer(acc) && acc.storage instanceof Float32Array && addInto(acc, g)) return acc;
         return ew.add(acc, g);
       },
       privateGrad: (leaf, g) => {

@@ -344,11 +344,12 @@ export function linear(x: Tensor, W: Tensor, b: Tensor | null, opts: ConsumeOpti
   releaseOperands([ox, ow], [savedX, savedW]);
   return record('linear', inputs, y, (gy, last) => {
     const g = gradOperand(reshape(gy, [rows, nOut]), 1, compute);
+    // the bias gradient while gy is still in cache from the cast that has just read it, not after the products
+    const gb = needGb ? biasGrad(gy, rows, nOut) : null;
     const gx = savedW ? new Tensor(gemm(g, savedW, 1, uninitF32(rows * nIn)), 'f32', xShape) : null;
     const gw = savedX ? new Tensor(gemm(transposed(g), savedX, 1, uninitF32(nOut * nIn)), 'f32', [nOut, nIn]) : null;
     releaseOperands([g]);
     if (last) releaseOperands([savedX, savedW]);
-    const gb = needGb ? biasGrad(gy, rows, nOut) : null;
     return b ? [gx, gw, gb] : [gx, gw];
   });
 }

@@ -8,6 +8,9 @@ void adamw(float* p, const float* g, float* m, float* v, int64_t n, double lr, d
            double wd, double step, double gs) {
   const double bc1 = 1.0 - std::pow(b1, step), bc2 = 1.0 - std::pow(b2, step);
   const double decay = lr * wd;
+  // PyTorch's form: p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps), the bias corrections folded into two scalars:
+  // one square root and one division an element (double division and square root are most of this kernel's time)
+  const double step_size = lr / bc1, inv_sqrt_bc2 = 1.0 / std::sqrt(bc2);
   auto body = [&](int64_t i0, int64_t i1) {
 #pragma omp simd
     for (int64_t i = i0; i < i1; i++) {
@@ -16,8 +19,7 @@ void adamw(float* p, const float* g, float* m, float* v, int64_t n, double lr, d
       pi -= decay * pi;
       const double mi = (float)(b1 * m[i] + (1.0 - b1) * gi);  // the stored float32 moments are used below
       const double vi = (float)(b2 * v[i] + (1.0 - b2) * gi * gi);
-      const double mh = mi / bc1, vh = vi / bc2;
-      pi -= lr * mh / (std::sqrt(vh) + eps);
+      pi -= step_size * (mi / (std::sqrt(vi) * inv_sqrt_bc2 + eps));
       m[i] = (float)mi;
       v[i] = (float)vi;
       p[i] = (float)pi;

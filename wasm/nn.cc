@@ -313,6 +313,8 @@ EXPORT(ag_cross_entropy_backward) void ag_cross_entropy_backward(const float* lo
 EXPORT(ag_adamw) void ag_adamw(float* p, const float* g, float* m, float* v, int n, double lr, double b1, double b2,
                                double eps, double wd, double bc1, double bc2, double gs) {
   const double decay = lr * wd;
+  // native/optim.cc's form (PyTorch's): the bias corrections folded into two scalars
+  const double step_size = lr / bc1, inv_sqrt_bc2 = 1.0 / __builtin_sqrt(bc2);
   par_for(nblocks(n), (double)n * 4, [&](int b) {
     const int i0 = b * kBlock, i1 = min_(n, i0 + kBlock);
     for (int i = i0; i < i1; i++) {
@@ -321,8 +323,7 @@ EXPORT(ag_adamw) void ag_adamw(float* p, const float* g, float* m, float* v, int
       pi -= decay * pi;
       const double mi = (float)(b1 * m[i] + (1.0 - b1) * gi);
       const double vi = (float)(b2 * v[i] + (1.0 - b2) * gi * gi);
-      const double mh = mi / bc1, vh = vi / bc2;
-      pi -= lr * mh / (__builtin_sqrt(vh) + eps);
+      pi -= step_size * (mi / (__builtin_sqrt(vi) * inv_sqrt_bc2 + eps));
       m[i] = (float)mi;
       v[i] = (float)vi;
       p[i] = (float)pi;

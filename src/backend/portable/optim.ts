@@ -10,6 +10,8 @@ export function adamw(args: AdamWArgs): void {
   const bc1 = 1 - Math.pow(beta1, step);
   const bc2 = 1 - Math.pow(beta2, step);
   const decay = lr * weightDecay;
+  // native/optim.cc's form (PyTorch's): the bias corrections folded into two scalars
+  const stepSize = lr / bc1, invSqrtBc2 = 1 / Math.sqrt(bc2);
   const n = param.length;
   for (let i = 0; i < n; i++) {
     const g = grad[i] * gradScale;
@@ -17,7 +19,7 @@ export function adamw(args: AdamWArgs): void {
     p -= decay * p;
     m[i] = beta1 * m[i] + (1 - beta1) * g;
     v[i] = beta2 * v[i] + (1 - beta2) * g * g;
-    p -= (lr * (m[i] / bc1)) / (Math.sqrt(v[i] / bc2) + eps);
+    p -= stepSize * (m[i] / (Math.sqrt(v[i]) * invSqrtBc2 + eps));
     param[i] = p;
   }
 }

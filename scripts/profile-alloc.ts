@@ -6,7 +6,7 @@ const stats = new Map<string, { n: number; bytes: number }>();
 let on = false;
 function site(): string {
   const st = new Error().stack!.split('\n').slice(2);
-  const f = st.filter((l) => l.includes('/src/') && !l.includes('alloc.ts') && !l.includes('backend.ts')).slice(0, 2);
+  const f = st.filter((l) => l.includes('/src/') && !l.includes('alloc.ts') && !l.includes('backend.ts')).slice(0, Number(process.env.ALLOC_FRAMES ?? 2));
   return f.map((l) => l.trim().replace(/^at /, '').replace(/\(?(file:\/\/)?\/.*?\/src\//, '').replace(/\)$/, '')).join(' < ');
 }
 function note(bytes: number) {

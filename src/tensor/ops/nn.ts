@@ -94,8 +94,11 @@ function layerNormBackwardOf(saved: { y: Float32Array } | { x: Float32Array; mea
   return (gy, last) => {
     const dx = own && last && 'y' in saved && gy.storage.buffer !== saved.y.buffer ? saved.y : uninitF32(rows * D);
     const dg = g ? zerosF32(D) : null, db = bt ? zerosF32(D) : null;
-    if ('y' in saved) backend().layerNormBackwardFromOutput(gy.f32(), saved.y, g as Float32Array, bt, rstd, rows, D, dx, dg, db);
-    else backend().layerNormBackward(gy.f32(), saved.x, g, saved.mean, rstd, rows, D, dx, dg, db);
+    const gd = gy.f32();
+    if ('y' in saved) backend().layerNormBackwardFromOutput(gd, saved.y, g as Float32Array, bt, rstd, rows, D, dx, dg, db);
+    else backend().layerNormBackward(gd, saved.x, g, saved.mean, rstd, rows, D, dx, dg, db);
+    // a dense copy of a strided gy (mean pooling's broadcast gradient after a final norm) is this pass's own
+    if (gd.buffer !== gy.storage.buffer) releaseBuffer(gd);
     const grads = [new Tensor(dx, 'f32', shape)];
     if (dg) grads.push(new Tensor(dg, 'f32', [D]));
     if (db) grads.push(new Tensor(db, 'f32', [D]));

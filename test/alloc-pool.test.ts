@@ -15,6 +15,9 @@ import { fusedQKVAttention } from '../src/tensor/ops/nn.js';
 import { releasable, residualAdd, unaryForBf16Product } from '../src/tensor/ops/elementwise.js';
 import { testBackends, withBackend } from './helpers/backends.js';
 import { backend } from '../src/backend/index.js';
+import { Block } from '../src/nn/transformer.js';
+import { manualSeed } from '../src/nn/init.js';
+import { maybeCheckpoint, runLayers } from '../src/nn/checkpoint.js';
 
 test('pool: a dead buffer serves the next request of its byte size, of either dtype, and enters the pool once', () => {
   const n = 16384 + 37; // a size nothing else asks for
@@ -339,3 +342,30 @@ for (const b of testBackends()) {
     }
   }));
 }
+
+test('runLayers: the residual stream between layers goes back to the pool once the graph is freed, checkpointed or not; same bits', () => {
+  for (const ckpt of [false, true]) {
+    const run = (stack: boolean) => {
+      manualSeed(7);
+      const layers = [0, 1, 2].map(() => new Block({ dim: 64, heads: 2, mlpDim: 128, causal: true }));
+      const x = T.randn([3, 97, 64], 770).requireGrad(); // (3, 97, 64): a size nothing else has, over the pool's 64 KiB
+      const outs: Tensor[] = [];
+      const fn = (l: Block, h: Tensor) => { const y = l.forward(h); outs.push(y); return y; };
+      let y = x;
+      if (stack) y = runLayers(layers, ckpt, fn, x);
+      else for (const l of layers) y = maybeCheckpoint(ckpt, l, (h) => fn(l, h), y);
+      const between = outs.slice(0, -1).map((t) => t.storage.buffer);
+      y.square().mean().backward();
+      const got = Array.from({ length: 8 }, () => uninitF32(x.size));
+      const back = between.filter((b) => got.some((g) => g.buffer === b)).length;
+      for (const g of got) releaseBuffer(g);
+      const grads = [x, ...layers.flatMap((l) => l.parameters())].map((t) => Array.from((t.grad as Tensor).f32()));
+      return { back, last: outs[outs.length - 1].storage.buffer, grads, y: Array.from(y.f32()) };
+    };
+    const plain = run(false), stacked = run(true);
+    assert.equal(plain.back, 0, `checkpointing ${ckpt}: a plain loop leaves them to the collector`);
+    assert.equal(stacked.back, 2, `checkpointing ${ckpt}: both streams between the three layers are back`);
+    assert.deepEqual(stacked.y, plain.y);
+    assert.deepEqual(stacked.grads, plain.grads);
+  }
+});

@@ -15,7 +15,7 @@ import { manualSeed } from '../nn/init.js';
 import { AdamW } from '../optim/adam.js';
 import { LoraModel, quantizeBase, type BaseQuantization } from '../peft/index.js';
 import { TinyGPT } from '../models/tiny-gpt.js';
-import { setGradientCheckpointing, type GradientCheckpointing } from '../nn/checkpoint.js';
+import { runLayers, setGradientCheckpointing, type GradientCheckpointing } from '../nn/checkpoint.js';
 import { collectGarbage, makeRecord, resetPeakRss, timed, trainPeakRssMb, type BenchRecord } from './measure.js';
 
 export interface ModelWorkloadOptions {
@@ -37,7 +37,7 @@ export class EncoderClassifier extends Module {
   forward(ids: Tensor): Tensor {
     const T = ids.shape[1];
     let x = this.wte.forward(ids).add(this.wpe.forward(arange(0, T, 1, 'i32'))); // (B, T, C)
-    for (const b of this.blocks) x = b.forward(x);
+    x = runLayers(this.blocks, false, (b, h) => b.forward(h), x);
     return this.head.forward(this.ln_f.forward(x).mean(1)); // (B, 150)
   }
 }

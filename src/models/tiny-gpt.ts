@@ -8,7 +8,7 @@ import { crossEntropy } from '../tensor/ops/nn.js';
 import { linearCrossEntropy } from '../tensor/ops/linear-ce.js';
 import { plainHeadWeights } from '../peft/quant.js';
 import { noGrad } from '../tensor/autograd.js';
-import { maybeCheckpoint } from '../nn/checkpoint.js';
+import { runLayers } from '../nn/checkpoint.js';
 import { Module, ModuleList } from '../nn/module.js';
 import { Embedding, LayerNorm, Linear } from '../nn/layers.js';
 import { Block } from '../nn/transformer.js';
@@ -55,7 +55,7 @@ export class TinyGPT extends Module {
       throw new ShapeError(`Argument 'ids' passed to 'TinyGPT.forward' has shape ${fmtShape(ids.shape)}; expected [B, T] with T <= ${this.cfg.contextLength}`);
     }
     let x = this.wte.forward(ids).add(this.wpe.forward(arange(0, T, 1, 'i32'))); // (B, T, C)
-    for (const b of this.blocks) x = maybeCheckpoint(this.gradientCheckpointing, b, (h) => b.forward(h), x);
+    x = runLayers(this.blocks, this.gradientCheckpointing, (b, h) => b.forward(h), x);
     return this.lnF.forward(x);
   }
 

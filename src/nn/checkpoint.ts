@@ -7,7 +7,7 @@
  * recomputed in bf16 even when backward() is called outside `autocast`).
  */
 import { Tensor } from '../tensor/tensor.js';
-import { enableGrad, isGradEnabled, noGrad, record } from '../tensor/autograd.js';
+import { enableGrad, isGradEnabled, noGrad, record, releaseWithGraph } from '../tensor/autograd.js';
 import { Rng } from '../backend/rng.js';
 import { autocast, autocastDType } from '../tensor/precision.js';
 import { getRng, setRng } from './init.js';
@@ -104,4 +104,20 @@ export function setGradientCheckpointing(model: Module, mode: GradientCheckpoint
 /** One layer of a stack: `fn(x)` through `checkpoint` when `enabled`, else directly. */
 export function maybeCheckpoint(enabled: boolean, layer: Module, fn: (x: Tensor) => Tensor, x: Tensor): Tensor {
   return enabled ? checkpoint(layer, fn, x) : fn(x);
+}
+
+/**
+ * A stack of layers on x, each through `maybeCheckpoint`: fn(layer, h) is one layer's forward pass. The residual
+ * stream between two layers, made here and read only by the next layer's ops (its norm, its residual sum, a
+ * checkpoint's recomputation), goes back to the pool when the backward pass frees the graph (`releaseWithGraph`)
+ * instead of at V8's next collection: callers keep no reference to it and return only the last layer's output.
+ */
+export function runLayers<L extends Module>(layers: Iterable<L>, checkpointing: boolean, fn: (layer: L, h: Tensor) => Tensor, x: Tensor): Tensor {
+  let h = x;
+  for (const layer of layers) {
+    const next = maybeCheckpoint(checkpointing, layer, (t) => fn(layer, t), h);
+    if (h !== x) releaseWithGraph(h);
+    h = next;
+  }
+  return h;
 }

@@ -8,7 +8,7 @@ import { Tensor } from '../../tensor/tensor.js';
 import { arange, full } from '../../tensor/creation.js';
 import { scaledDotProductAttention } from '../../tensor/ops/nn.js';
 import { Module, ModuleList } from '../../nn/module.js';
-import { maybeCheckpoint, type ActivationRecomputable } from '../../nn/checkpoint.js';
+import { maybeCheckpoint, runLayers, type ActivationRecomputable } from '../../nn/checkpoint.js';
 import { Dropout, Embedding, LayerNorm, Linear } from '../../nn/layers.js';
 import { ConfigError, ShapeError, fmtShape } from '../../errors.js';
 import type { HFConfig } from '../hf/config.js';
@@ -191,7 +191,7 @@ export class BertModel extends HFModel implements Backbone {
     if (tt.shape[0] !== B || tt.shape[1] !== T) throw new ShapeError(`'tokenTypeIds' has shape ${fmtShape(tt.shape)}; expected [${B}, ${T}] like ids`);
     let x = this.embeddings.forward(ids, tt); // (B, T, E)
     const mask = keyPaddingMask(opts.attentionMask, T); // (B, 1, 1, T)
-    for (const layer of this.encoder.layer) x = maybeCheckpoint(this.gradientCheckpointing, layer, (h) => layer.forward(h, mask), x);
+    x = runLayers(this.encoder.layer, this.gradientCheckpointing, (layer, h) => layer.forward(h, mask), x);
     return x;
   }
 }

@@ -15,7 +15,7 @@ import { fusedQKVAttention, scaledDotProductAttention, type PackedMask } from '.
 
 type AttentionMask = Tensor | PackedMask;
 import { Module, ModuleList } from '../../nn/module.js';
-import { maybeCheckpoint, type ActivationRecomputable } from '../../nn/checkpoint.js';
+import { maybeCheckpoint, runLayers, type ActivationRecomputable } from '../../nn/checkpoint.js';
 import { Dropout, Embedding, LayerNorm, Linear } from '../../nn/layers.js';
 import { ConfigError, ShapeError, fmtShape } from '../../errors.js';
 import type { HFConfig } from '../hf/config.js';
@@ -184,7 +184,7 @@ export class GPT2Model extends HFModel implements Backbone {
     const docs = starts ? null : documentMask(opts.documentIds, T, !!cache); // (B, 1, T, T) or null
     if (docs) mask = keys ? allowSelf(maximum(keys, docs), B, T, T) : docs; // a padding query keeps a key
     const ckpt = this.gradientCheckpointing && !cache;
-    for (const block of this.h) x = maybeCheckpoint(ckpt, block, (h) => block.forward(h, mask, cache), x);
+    x = runLayers(this.h, ckpt, (block, h) => block.forward(h, mask, cache), x);
     return this.ln_f.forward(x);
   }
 }

@@ -14,7 +14,7 @@ import { releaseWithGraph } from '../../tensor/autograd.js';
 import { rope, scaledDotProductAttention, type PackedMask } from '../../tensor/ops/nn.js';
 import { maximum, residualAdd } from '../../tensor/ops/elementwise.js';
 import { Module, ModuleList } from '../../nn/module.js';
-import { maybeCheckpoint, type ActivationRecomputable } from '../../nn/checkpoint.js';
+import { maybeCheckpoint, runLayers, type ActivationRecomputable } from '../../nn/checkpoint.js';
 import { Embedding, Linear, RMSNorm } from '../../nn/layers.js';
 import { ConfigError } from '../../errors.js';
 import type { HFConfig } from '../hf/config.js';
@@ -218,7 +218,7 @@ export class LlamaModel extends HFModel implements Backbone {
     }
     let x = lookup(this.embed_tokens, ids); // (B, T, E)
     const ckpt = this.gradientCheckpointing && !cache;
-    for (const layer of this.layers) x = maybeCheckpoint(ckpt, layer, (h) => layer.forward(h, cos, sin, mask, causal, cache), x);
+    x = runLayers(this.layers, ckpt, (layer, h) => layer.forward(h, cos, sin, mask, causal, cache), x);
     return this.norm.forward(x);
   }
 }

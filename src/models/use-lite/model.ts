@@ -28,7 +28,7 @@ import { Tensor } from '../../tensor/tensor.js';
 import { noGrad, releaseWithGraph } from '../../tensor/autograd.js';
 import { fusedQKVAttention } from '../../tensor/ops/nn.js';
 import { Module, ModuleList } from '../../nn/module.js';
-import { maybeCheckpoint, type ActivationRecomputable } from '../../nn/checkpoint.js';
+import { maybeCheckpoint, runLayers, type ActivationRecomputable } from '../../nn/checkpoint.js';
 import { Dropout, Embedding, LayerNorm, Linear } from '../../nn/layers.js';
 import { ConfigError, ShapeError, fmtShape } from '../../errors.js';
 import type { USELiteConfig } from './config.js';
@@ -181,7 +181,7 @@ export class USELite extends Module {
       for (let i = 0; i < pad.length; i++) pad[i] = m[i] === 0 ? 1 : 0;
       keyMask = new Tensor(pad, 'f32', [B, T]);
     }
-    for (const layer of this.layers) x = maybeCheckpoint(this.gradientCheckpointing, layer, (h) => layer.forward(h, keyMask), x); // (B, T, dim)
+    x = runLayers(this.layers, this.gradientCheckpointing, (layer, h) => layer.forward(h, keyMask), x); // (B, T, dim)
     return x;
   }
 

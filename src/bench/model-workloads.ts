@@ -15,6 +15,7 @@ import { manualSeed } from '../nn/init.js';
 import { AdamW } from '../optim/adam.js';
 import { LoraModel, quantizeBase, type BaseQuantization } from '../peft/index.js';
 import { TinyGPT } from '../models/tiny-gpt.js';
+import { releaseWithGraph } from '../tensor/autograd.js';
 import { runLayers, setGradientCheckpointing, type GradientCheckpointing } from '../nn/checkpoint.js';
 import { collectGarbage, makeRecord, resetPeakRss, timed, trainPeakRssMb, type BenchRecord } from './measure.js';
 
@@ -36,9 +37,13 @@ export class EncoderClassifier extends Module {
   readonly head = this.module('head', new Linear(256, 150));
   forward(ids: Tensor): Tensor {
     const T = ids.shape[1];
-    let x = this.wte.forward(ids).add(this.wpe.forward(arange(0, T, 1, 'i32'))); // (B, T, C)
-    x = runLayers(this.blocks, false, (b, h) => b.forward(h), x);
-    return this.head.forward(this.ln_f.forward(x).mean(1)); // (B, 150)
+    const x = this.wte.forward(ids).add(this.wpe.forward(arange(0, T, 1, 'i32'))); // (B, T, C)
+    const y = runLayers(this.blocks, false, (b, h) => b.forward(h), x);
+    const z = this.ln_f.forward(y);
+    // the embeddings, the last block's output and the final norm's are read by the first block, the final norm and
+    // the pooling alone
+    for (const t of [x, y, z]) releaseWithGraph(t);
+    return this.head.forward(z.mean(1)); // (B, 150)
   }
 }
 

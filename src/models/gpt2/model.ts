@@ -184,8 +184,11 @@ export class GPT2Model extends HFModel implements Backbone {
     const docs = starts ? null : documentMask(opts.documentIds, T, !!cache); // (B, 1, T, T) or null
     if (docs) mask = keys ? allowSelf(maximum(keys, docs), B, T, T) : docs; // a padding query keeps a key
     const ckpt = this.gradientCheckpointing && !cache;
-    x = runLayers(this.h, ckpt, (block, h) => block.forward(h, mask, cache), x);
-    return this.ln_f.forward(x);
+    const y = runLayers(this.h, ckpt, (block, h) => block.forward(h, mask, cache), x);
+    // the embeddings and the last block's output are read by the first block and the final norm alone
+    releaseWithGraph(x);
+    releaseWithGraph(y);
+    return this.ln_f.forward(y);
   }
 }
 

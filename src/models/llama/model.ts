@@ -218,8 +218,11 @@ export class LlamaModel extends HFModel implements Backbone {
     }
     let x = lookup(this.embed_tokens, ids); // (B, T, E)
     const ckpt = this.gradientCheckpointing && !cache;
-    x = runLayers(this.layers, ckpt, (layer, h) => layer.forward(h, cos, sin, mask, causal, cache), x);
-    return this.norm.forward(x);
+    const y = runLayers(this.layers, ckpt, (layer, h) => layer.forward(h, cos, sin, mask, causal, cache), x);
+    // the embeddings and the last layer's output are read by the first layer and the final norm alone
+    releaseWithGraph(x);
+    releaseWithGraph(y);
+    return this.norm.forward(y);
   }
 }
 

@@ -172,17 +172,21 @@ export class USELite extends Module {
     this.checkBatch(ids, attentionMask);
     const [B, T] = ids.shape;
     const e = this.embeddings.forward(ids); // (B, T, embedDim)
+    const inner = [e];
     let x = e.add(e.add(this.timingSignal(T))); // the graph adds the timed embeddings to the embeddings
     let keyMask: Tensor | null = null;
     if (attentionMask) {
       const m = attentionMask.f32();
+      inner.push(x);
       x = x.mul(new Tensor(m, 'f32', [B, T, 1])); // the graph's scatter leaves zeros at padding
       const pad = new Float32Array(B * T);
       for (let i = 0; i < pad.length; i++) pad[i] = m[i] === 0 ? 1 : 0;
       keyMask = new Tensor(pad, 'f32', [B, T]);
     }
-    x = runLayers(this.layers, this.gradientCheckpointing, (layer, h) => layer.forward(h, keyMask), x); // (B, T, dim)
-    return x;
+    inner.push(x);
+    // made here and read by the sums, the mask and the first layer alone: back to the pool with the graph
+    for (const t of inner) releaseWithGraph(t);
+    return runLayers(this.layers, this.gradientCheckpointing, (layer, h) => layer.forward(h, keyMask), x); // (B, T, dim)
   }
 
   /** Mean of the token states over tokens (B, dim): the input of the tanh layer. */
@@ -201,7 +205,9 @@ export class USELite extends Module {
 
   /** Sentence embeddings (B, dim), L2-normalised: l2_normalize(tanh(pool(encode(ids)) W + b)). */
   forward(ids: Tensor, attentionMask: Tensor | null = null): Tensor {
-    const pooled = this.pool(this.encode(ids, attentionMask), attentionMask);
+    const states = this.encode(ids, attentionMask);
+    const pooled = this.pool(states, attentionMask);
+    releaseWithGraph(states); // read by the pooling alone here
     const y = this.tanh_layer.forward(pooled).tanh(); // (B, dim)
     return y.div(y.square().sum(-1, true).maximum(this.cfg.l2Eps).sqrt());
   }

@@ -9,6 +9,7 @@ import { arange, full } from '../../tensor/creation.js';
 import { scaledDotProductAttention } from '../../tensor/ops/nn.js';
 import { Module, ModuleList } from '../../nn/module.js';
 import { maybeCheckpoint, runLayers, type ActivationRecomputable } from '../../nn/checkpoint.js';
+import { releaseWithGraph } from '../../tensor/autograd.js';
 import { Dropout, Embedding, LayerNorm, Linear } from '../../nn/layers.js';
 import { ConfigError, ShapeError, fmtShape } from '../../errors.js';
 import type { HFConfig } from '../hf/config.js';
@@ -189,10 +190,10 @@ export class BertModel extends HFModel implements Backbone {
     const [B, T] = checkIds(ids, 'BertModel.forward', this.cfg.maxPositions);
     const tt = opts.tokenTypeIds ?? full([B, T], 0, 'i32');
     if (tt.shape[0] !== B || tt.shape[1] !== T) throw new ShapeError(`'tokenTypeIds' has shape ${fmtShape(tt.shape)}; expected [${B}, ${T}] like ids`);
-    let x = this.embeddings.forward(ids, tt); // (B, T, E)
+    const x = this.embeddings.forward(ids, tt); // (B, T, E)
     const mask = keyPaddingMask(opts.attentionMask, T); // (B, 1, 1, T)
-    x = runLayers(this.encoder.layer, this.gradientCheckpointing, (layer, h) => layer.forward(h, mask), x);
-    return x;
+    releaseWithGraph(x); // read by the first layer alone
+    return runLayers(this.encoder.layer, this.gradientCheckpointing, (layer, h) => layer.forward(h, mask), x);
   }
 }
 

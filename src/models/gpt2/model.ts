@@ -15,7 +15,7 @@ import { fusedQKVAttention, scaledDotProductAttention, type PackedMask } from '.
 
 type AttentionMask = Tensor | PackedMask;
 import { Module, ModuleList } from '../../nn/module.js';
-import { maybeCheckpoint, runLayers, type ActivationRecomputable } from '../../nn/checkpoint.js';
+import { maybeCheckpoint, type ActivationRecomputable } from '../../nn/checkpoint.js';
 import { Dropout, Embedding, LayerNorm, Linear } from '../../nn/layers.js';
 import { ConfigError, ShapeError, fmtShape } from '../../errors.js';
 import type { HFConfig } from '../hf/config.js';
@@ -184,11 +184,9 @@ export class GPT2Model extends HFModel implements Backbone {
     const docs = starts ? null : documentMask(opts.documentIds, T, !!cache); // (B, 1, T, T) or null
     if (docs) mask = keys ? allowSelf(maximum(keys, docs), B, T, T) : docs; // a padding query keeps a key
     const ckpt = this.gradientCheckpointing && !cache;
-    const y = runLayers(this.h, ckpt, (block, h) => block.forward(h, mask, cache), x);
-    // the embeddings and the last block's output are read by the first block and the final norm alone
-    releaseWithGraph(x);
-    releaseWithGraph(y);
-    return this.ln_f.forward(y);
+    // a plain loop, not runLayers: as TinyGPT's (the collection before the LM loss's logits chunk frees the stream)
+    for (const block of this.h) x = maybeCheckpoint(ckpt, block, (h) => block.forward(h, mask, cache), x);
+    return this.ln_f.forward(x);
   }
 }
 

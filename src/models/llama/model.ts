@@ -14,7 +14,7 @@ import { releaseWithGraph } from '../../tensor/autograd.js';
 import { rope, scaledDotProductAttention, type PackedMask } from '../../tensor/ops/nn.js';
 import { maximum, residualAdd } from '../../tensor/ops/elementwise.js';
 import { Module, ModuleList } from '../../nn/module.js';
-import { maybeCheckpoint, runLayers, type ActivationRecomputable } from '../../nn/checkpoint.js';
+import { maybeCheckpoint, type ActivationRecomputable } from '../../nn/checkpoint.js';
 import { Embedding, Linear, RMSNorm } from '../../nn/layers.js';
 import { ConfigError } from '../../errors.js';
 import type { HFConfig } from '../hf/config.js';
@@ -218,11 +218,9 @@ export class LlamaModel extends HFModel implements Backbone {
     }
     let x = lookup(this.embed_tokens, ids); // (B, T, E)
     const ckpt = this.gradientCheckpointing && !cache;
-    const y = runLayers(this.layers, ckpt, (layer, h) => layer.forward(h, cos, sin, mask, causal, cache), x);
-    // the embeddings and the last layer's output are read by the first layer and the final norm alone
-    releaseWithGraph(x);
-    releaseWithGraph(y);
-    return this.norm.forward(y);
+    // a plain loop, not runLayers: as GPT2Model's (the collection before the LM loss's logits chunk frees the stream)
+    for (const layer of this.layers) x = maybeCheckpoint(ckpt, layer, (h) => layer.forward(h, cos, sin, mask, causal, cache), x);
+    return this.norm.forward(x);
   }
 }
 

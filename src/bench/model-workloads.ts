@@ -42,7 +42,7 @@ export class EncoderClassifier extends Module {
     const z = this.ln_f.forward(y);
     // the embeddings, the last block's output and the final norm's are read by the first block, the final norm and
     // the pooling alone
-    for (const t of [x, y, z]) releaseWithGraph(t);
+    releaseWithGraph(x, y, z);
     return this.head.forward(z.mean(1)); // (B, 150)
   }
 }

@@ -34,15 +34,14 @@ export interface GradNode {
 }
 
 /**
- * `t` is an intermediate that only ops of the graph being recorded read, and that nothing writes over (a block's
+ * Each `t` is an intermediate that only ops of the graph being recorded read, and that nothing writes over (a block's
  * residual stream between its two sublayers): its maker promises to keep no reference to it. Its buffer goes back to
  * the pool at the end of the backward pass that frees the node that made it, when no backward closure can read it
  * any more, instead of waiting for V8's next collection. Nothing happens without a graph, or where t does not
  * span a buffer of its own.
  */
-export function releaseWithGraph(t: Tensor): void {
-  if (!t.node || !ownsWholeBuffer(t)) return;
-  (t.node.release ??= []).push(t.storage as Float32Array | Uint16Array);
+export function releaseWithGraph(...ts: Tensor[]): void {
+  for (const t of ts) if (t.node && ownsWholeBuffer(t)) (t.node.release ??= []).push(t.storage as Float32Array | Uint16Array);
 }
 
 let gradEnabled = true;

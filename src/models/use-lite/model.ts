@@ -172,20 +172,18 @@ export class USELite extends Module {
     this.checkBatch(ids, attentionMask);
     const [B, T] = ids.shape;
     const e = this.embeddings.forward(ids); // (B, T, embedDim)
-    const inner = [e];
     let x = e.add(e.add(this.timingSignal(T))); // the graph adds the timed embeddings to the embeddings
     let keyMask: Tensor | null = null;
     if (attentionMask) {
       const m = attentionMask.f32();
-      inner.push(x);
+      releaseWithGraph(x); // read by the mask alone
       x = x.mul(new Tensor(m, 'f32', [B, T, 1])); // the graph's scatter leaves zeros at padding
       const pad = new Float32Array(B * T);
       for (let i = 0; i < pad.length; i++) pad[i] = m[i] === 0 ? 1 : 0;
       keyMask = new Tensor(pad, 'f32', [B, T]);
     }
-    inner.push(x);
-    // made here and read by the sums, the mask and the first layer alone: back to the pool with the graph
-    for (const t of inner) releaseWithGraph(t);
+    // made here and read by the sums and the first layer alone: back to the pool with the graph
+    releaseWithGraph(e, x);
     return runLayers(this.layers, this.gradientCheckpointing, (layer, h) => layer.forward(h, keyMask), x); // (B, T, dim)
   }
 

@@ -93,6 +93,41 @@ test('one gradient buffer shared by two leaves is never handed back', () => {
   assert.deepEqual([...g2.f32()], values);
 });
 
+/** Takes (and drops) pooled buffers of n floats until none is left. */
+function drainPool(n: number): void {
+  for (;;) {
+    poolStats(true);
+    uninitF32(n);
+    if (poolStats().hits === 0) return;
+  }
+}
+
+test('a weight read by two ops (tied embeddings): the second contribution goes into the first in place and back to the pool', () => {
+  // w (168 x 256: a size no other test pools) is read by two products; its first gradient of the pass takes the
+  // second in place, whose buffer is dead at once
+  const R = 168, w = T.randn([R, IN], 11).requireGrad(), x2 = T.randn([48, IN], 12);
+  const first = () => T.linear(x, w, null).tanh().sum(), second = () => T.linear(x2, w, null).square().sum();
+  const parts = [first, second].map((f) => {
+    f().backward();
+    const g = [...w.grad!.f32()];
+    w.grad = null;
+    return g;
+  });
+  drainPool(R * IN);
+  first().add(second()).backward();
+  const g = peekGrad(w)!;
+  assert.deepEqual([...g.f32()], parts[0].map((v, i) => Math.fround(v + parts[1][i])), 'the two contributions summed');
+  poolStats(true);
+  uninitF32(R * IN).fill(Number.NaN);
+  assert.equal(poolStats().hits, 1, 'the dead contribution was in the pool');
+  assert.deepEqual([...g.f32()], parts[0].map((v, i) => Math.fround(v + parts[1][i])), 'and is not the gradient');
+  // one tensor handed to both of a node's edges (p + p: add's backward gives both the same gradient): still right
+  const p = T.randn([R, IN], 13).requireGrad();
+  const y = T.randn([R, IN], 14);
+  p.add(p).mul(y).sum().backward();
+  assert.deepEqual([...p.grad!.f32()], [...y.f32()].map((v) => Math.fround(v + v)));
+});
+
 test('a gradient passed in as backward\'s seed, or set by user code, is never handed back', () => {
   const p = T.randn([OUT, IN], 4).requireGrad();
   const seed = T.ones([OUT, IN]);

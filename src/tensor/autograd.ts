@@ -147,7 +147,8 @@ export function runBackward(
     add: (a: Tensor, b: Tensor) => Tensor;
     /** acc += g in place where it can (same shape, f32, g readable as it is); false: nothing done. */
     addInto: (acc: Tensor, g: Tensor) => boolean;
-    leafGrad: (leaf: Tensor, g: Tensor) => Tensor;
+    /** The leaf's gradient once g is added; `own`: the leaf's gradient is this pass's alone, so g may go into it in place. */
+    leafGrad: (leaf: Tensor, g: Tensor, own?: boolean) => Tensor;
     /** Marks `g`, now `leaf`'s gradient, as held by the library alone (see tensor.ts, privateGrads). */
     privateGrad: (leaf: Tensor, g: Tensor) => void;
   },
@@ -202,12 +203,19 @@ export function runBackward(
         const gx = inGrads[i];
         if (!e || !gx) continue;
         if ('leaf' in e) {
-          const lg = helpers.leafGrad(e.leaf, gx);
+          // This pass's earlier gradient for the leaf, held by the leaf alone, takes gx in place (a weight read by
+          // two ops, as a tied embedding and LM head: PyTorch's AccumulateGrad does the same).
+          const prev = leafGrads.get(e.leaf);
+          const own = reuse && prev !== undefined && shared.get(prev.storage.buffer) === 1 && prev.storage.buffer !== seedBuf &&
+            prev.storage.buffer !== gx.storage.buffer;
+          const lg = helpers.leafGrad(e.leaf, gx, own);
           e.leaf.grad = lg;
           leafGrads.set(e.leaf, lg);
           // A leaf's .grad may be the very buffer handed to another edge as well (x.add(f(x)) gives both the
           // same gradient): held for good, so that the node that consumes it never returns it to the pool.
-          hold(lg);
+          if (lg !== prev) hold(lg);
+          // gx summed into the leaf's gradient is dead, unless another edge holds it too (the release below checks)
+          if (reuse && lg.storage.buffer !== gx.storage.buffer && ownsBuffer(gx)) dead.set(gx.storage.buffer, gx.storage as Float32Array);
           continue;
         }
         const prevG = grads.get(e.node);

@@ -219,15 +219,16 @@ export class Tensor {
       onesLike: (t) => new Tensor(new Float32Array(t.size).fill(1), 'f32', [...t.shape]),
       add: (a, b) => ew.add(a, b),
       addInto,
-      leafGrad: (leaf, g) => {
+      leafGrad: (leaf, g, own = false) => {
         if (g.dtype !== 'f32') g = ew.cast(g, 'f32');
         if (!sameShape(g.shape, leaf.shape)) {
           throw new ShapeError(`gradient for a leaf of shape ${fmtShape(leaf.shape)} has shape ${fmtShape(g.shape)}`);
         }
         const acc = leaf.#grad;
         if (!acc) return g.spansStorage ? g : g.contiguous();
-        // a gradient only the library holds takes the next pass's contribution in place (gradient accumulation)
-        if (privateGrads.has(acc) && ownsWholeBuffer(acc) && acc.storage instanceof Float32Array && addInto(acc, g)) return acc;
+        // a gradient only the library holds takes the next contribution in place: this pass's own (`own`), or an
+        // earlier pass's that no one has read (gradient accumulation)
+        if ((own || privateGrads.has(acc)) && ownsWholeBuffer(acc) && acc.storage instanceof Float32Array && addInto(acc, g)) return acc;
         return ew.add(acc, g);
       },
       privateGrad: (leaf, g) => {

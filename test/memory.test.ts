@@ -5,7 +5,8 @@ import { backend, nativeAvailable } from '../src/backend/index.js';
 import { skipOrFail } from './helpers/ci.js';
 import { blockWorkload } from '../src/bench/workloads.js';
 import { collectNow, installCollector } from '../src/backend/gc.js';
-import { setCollector } from '../src/tensor/alloc.js';
+import { poolStepBoundary, releaseBuffer, setCollector, uninitF32 } from '../src/tensor/alloc.js';
+import { SGD } from '../src/optim/sgd.js';
 import { checkpoint } from '../src/nn/checkpoint.js';
 import { Linear } from '../src/nn/layers.js';
 import * as T from '../src/tensor/index.js';
@@ -79,6 +80,36 @@ test('a backward pass that frees a large graph ends with one full collection; a 
     assert.equal(calls, 4, 'two large steps within the interval: one collection');
   } finally {
     installCollector();
+  }
+});
+
+test('zeroGrad collects once the gradients that found the pool full reach the threshold; not before', () => {
+  backend(); // its first use installs the runtime's collector, which this test replaces for a while
+  // 16,400 floats (65,600 bytes): a size no other test pools; the pool keeps at most 64 buffers of one size
+  const n = 16_400;
+  const params = Array.from({ length: 4 }, (_, i) => T.randn([n], 90 + i).requireGrad());
+  const all = new SGD(params, { lr: 0.1 }), two = new SGD(params.slice(0, 2), { lr: 0.1 });
+  let calls = 0;
+  // a backward pass (four private gradients of n floats), then the pool filled up to its 64 buffers of that size
+  const stepUntilZeroGrad = () => {
+    params.map((p) => p.square().sum()).reduce((a, b) => a.add(b)).backward();
+    const fill = Array.from({ length: 64 }, () => uninitF32(n));
+    for (const b of fill) releaseBuffer(b);
+    setCollector({ full: () => { calls++; }, afterBackwardBytes: Infinity, refusedBytes: 3 * n * 4 }); // counts from 0
+  };
+  try {
+    stepUntilZeroGrad();
+    two.zeroGrad();
+    assert.equal(calls, 0, 'two gradients the full pool refused: under the threshold, no collection');
+    all.zeroGrad();
+    assert.equal(calls, 1, 'four: one collection');
+    stepUntilZeroGrad();
+    all.zeroGrad();
+    assert.equal(calls, 2, 'again the next step');
+  } finally {
+    installCollector();
+    poolStepBoundary();
+    poolStepBoundary(); // the filler buffers waited a whole step unused: dropped
   }
 });
 

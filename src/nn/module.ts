@@ -4,6 +4,7 @@
  */
 import { CheckpointError, fmtShape } from '../errors.js';
 import { Tensor, releaseGrad } from '../tensor/tensor.js';
+import { collectRefused } from '../tensor/alloc.js';
 import { copyInto } from '../tensor/creation.js';
 import { markCacheable } from '../tensor/versions.js';
 
@@ -114,6 +115,7 @@ export abstract class Module {
   /** Clears gradients of every parameter (as Optimizer.zeroGrad: a gradient only the library held goes back to the pool). */
   zeroGrad(): void {
     for (const p of this.parameters()) releaseGrad(p);
+    collectRefused();
   }
 
   stateDict(): Map<string, Tensor> {

@@ -4,6 +4,7 @@
  */
 import { ConfigError } from '../errors.js';
 import { Tensor, peekGrad, releaseGrad } from '../tensor/tensor.js';
+import { collectRefused } from '../tensor/alloc.js';
 import { markModified } from '../tensor/versions.js';
 import { CheckpointError } from '../errors.js';
 
@@ -34,6 +35,7 @@ export abstract class Optimizer {
    */
   zeroGrad(): void {
     for (const g of this.groups) for (const p of g.params) releaseGrad(p);
+    collectRefused();
   }
 
   /** The bookkeeping of the last gated step, for `undoSkippedStep`: states it created, step counts before it. */

@@ -106,10 +106,13 @@ export function releaseBuffer(buf: Float32Array | Uint16Array): void {
   if (!ArrayBuffer.isView(buf)) return;
   const bytes = buf.byteLength;
   const ab = buf.buffer as ArrayBuffer;
-  if (bytes < MIN_BYTES || buf.byteOffset !== 0 || ab.byteLength !== bytes || pooledBytes + bytes > MAX_POOLED || pooled.has(ab)) return;
+  if (bytes < MIN_BYTES || buf.byteOffset !== 0 || ab.byteLength !== bytes || pooled.has(ab)) return;
   let c = pool.get(bytes);
+  if (pooledBytes + bytes > MAX_POOLED || (c && c.free.length >= MAX_PER_LENGTH)) {
+    refusedBytes += bytes; // dead, and left to the collector: see collectRefused
+    return;
+  }
   if (!c) pool.set(bytes, c = { free: [], low: 0 });
-  else if (c.free.length >= MAX_PER_LENGTH) return;
   c.free.push(ab);
   pooled.add(ab);
   pooledBytes += bytes;
@@ -135,6 +138,21 @@ export function poolStepBoundary(): void {
   }
 }
 
+/** Bytes of dead buffers the pool had no room for since the last collection: they wait for V8's collector. */
+let refusedBytes = 0;
+const REFUSED_COLLECT_BYTES = 64 * 2 ** 20;
+let refusedCollectBytes = REFUSED_COLLECT_BYTES;
+
+/**
+ * Frees the dead buffers that the pool had no room for, where they are many: zeroGrad hands back every gradient at
+ * once, and on a large model they overflow the pool's cap (gpt2-full: 652 MB of gradients onto 633 MB pooled from
+ * the backward pass). Left to V8 they stayed resident through the next forward pass, whose buffers came from the
+ * pool and so never pushed V8 to collect, and sat on top of the step's peak at the fused loss.
+ */
+export function collectRefused(): void {
+  if (refusedBytes >= refusedCollectBytes) collect(true);
+}
+
 /** releaseBuffer for an f32 buffer (the backward pass's dead gradients). */
 export const releaseF32: (buf: Float32Array) => void = releaseBuffer;
 
@@ -157,8 +175,7 @@ function freshBytes(bytes: number): ArrayBuffer | null {
   sinceBackwardCollect += bytes;
   if ((sinceCollect += bytes) >= collectEvery) {
     sinceCollect = 0;
-    fullCollection?.();
-    trimHeap?.();
+    collect(true);
   }
   return NodeBuffer ? NodeBuffer.allocUnsafeSlow(bytes).buffer as ArrayBuffer : null;
 }
@@ -171,6 +188,7 @@ function freshBytes(bytes: number): ArrayBuffer | null {
  * - at the end of a backward pass that freed its graph, when the step made `afterBackwardBytes` of fresh large
  *   buffers (collectAfterBackward);
  * - before and after the fused LM loss's logits chunk (releaseFreeMemory, collectDeadBuffers);
+ * - at zeroGrad, when the dead buffers that found the pool full reach `refusedBytes` (collectRefused);
  * - optionally, after every `everyBytes` of fresh large buffers.
  */
 export interface Collector {
@@ -190,10 +208,19 @@ export interface Collector {
    * many buffers (a forced collection is 15-20 ms here: at most 2% of the time with the default 1000).
    */
   afterBackwardMinIntervalMs?: number;
+  /** zeroGrad collects (and trims) once this many bytes of dead buffers found the pool full (collectRefused). Default 64 MiB. */
+  refusedBytes?: number;
 }
 
 let fullCollection: (() => void) | null = null;
 let trimHeap: (() => void) | null = null;
+/** A full collection where the runtime has one (every dead buffer freed, refused ones included), then a trim if asked. */
+function collect(trim: boolean): void {
+  if (!fullCollection) return;
+  refusedBytes = 0;
+  fullCollection();
+  if (trim) trimHeap?.();
+}
 let collectEvery = Infinity;
 let sinceCollect = 0;
 const AFTER_BACKWARD_BYTES = 512 * 2 ** 20;
@@ -213,6 +240,8 @@ export function setCollector(c: Collector): void {
   collectEvery = c.full && c.everyBytes && c.everyBytes > 0 ? c.everyBytes : Infinity;
   collectAfterBackwardBytes = c.afterBackwardBytes ?? AFTER_BACKWARD_BYTES;
   minBackwardIntervalMs = c.afterBackwardMinIntervalMs ?? AFTER_BACKWARD_MIN_INTERVAL_MS;
+  refusedCollectBytes = c.refusedBytes ?? REFUSED_COLLECT_BYTES;
+  refusedBytes = 0;
   sinceCollect = 0;
   sinceBackwardCollect = 0;
   lastBackwardCollect = -Infinity;
@@ -239,7 +268,7 @@ export function collectAfterBackward(): void {
   // The pool keeps its buffers (the next forward pass draws on them): dropped here, the next step took them as fresh
   // pages again, and the kernel's zeroing of those pages was a fifth of gpt2-full's bf16 step on Zen 4 (229 thousand
   // minor faults and 871 ms of system time a 3.9 s step; 192 thousand and 473 ms kept, for +88 MB of peak RSS).
-  fullCollection();
+  collect(false);
 }
 
 /**
@@ -248,7 +277,7 @@ export function collectAfterBackward(): void {
  * resident into the backward pass, the step's peak (measured on gpt2-lora: +49 MB).
  */
 export function collectDeadBuffers(): void {
-  fullCollection?.();
+  collect(false);
 }
 
 /**
@@ -258,8 +287,7 @@ export function collectDeadBuffers(): void {
  * On gpt2-lora that garbage was 50-110 MB at the fused loss.
  */
 export function releaseFreeMemory(): void {
-  fullCollection?.();
-  trimHeap?.();
+  collect(true);
 }
 
 export function uninitF32(n: number): Float32Array {

@@ -12,7 +12,7 @@ import { poolStats, poolStepBoundary, releaseBuffer, uninitF32, uninitU16 } from
 import { releaseWithGraph } from '../src/tensor/autograd.js';
 import { loraLinear } from '../src/tensor/ops/lora-linear.js';
 import { fusedQKVAttention } from '../src/tensor/ops/nn.js';
-import { releasable, residualAdd, unaryForBf16Product } from '../src/tensor/ops/elementwise.js';
+import { releasable, releaseAfterRead, residualAdd, unaryForBf16Product } from '../src/tensor/ops/elementwise.js';
 import { testBackends, withBackend } from './helpers/backends.js';
 import { backend } from '../src/backend/index.js';
 import { Block } from '../src/nn/transformer.js';
@@ -289,6 +289,47 @@ for (const b of testBackends()) {
     }
   }));
 }
+
+test('releaseAfterRead: the stream between two sublayers goes back in the forward pass where no reader keeps it; same bits', () => {
+  const D = 128, shape = [6, 44, D]; // (6, 44, 128): a size nothing else has
+  const run = (release: boolean, gammaOf: () => Tensor) => {
+    const x = T.randn(shape, 770).requireGrad(), w = T.randn([D, D], 771).scale(0.1).requireGrad();
+    const v = T.randn([D, D], 772).scale(0.1).requireGrad();
+    const gamma = gammaOf().requireGrad(), beta = T.randn([D], 774).scale(0.1).requireGrad();
+    const h = residualAdd(x, T.linear(x, w, null));
+    const n = T.layerNorm(h, gamma, beta);
+    const out = residualAdd(h, T.linear(n, v, null));
+    let did = false;
+    if (release) {
+      did = releaseAfterRead(h, [n, out]);
+      // the next request of its size gets h's buffer, and writes over it
+      const got = uninitF32(h.size);
+      if (did) assert.ok(got.buffer === h.storage.buffer, 'h was the pooled buffer handed out next');
+      got.fill(Number.NaN);
+    }
+    out.square().mean().backward();
+    return { did, grads: [x, w, v, gamma, beta].map((t) => Array.from((t.grad as Tensor).f32())) };
+  };
+  const ones = () => T.randn([D], 773).scale(0.1).add(1); // an invertible gamma: the norm keeps its output
+  const plain = run(false, ones), rel = run(true, ones);
+  assert.equal(rel.did, true, 'released: the norm keeps its output, the sum nothing');
+  assert.deepEqual(rel.grads, plain.grads, 'the same gradients bit for bit');
+  // a gamma with a zero: the norm keeps its input for the backward pass, so h stays
+  const zero = () => { const g = T.randn([D], 775).add(1).f32().slice(); g[3] = 0; return T.tensor(g); };
+  const kept = run(true, zero), keptPlain = run(false, zero);
+  assert.equal(kept.did, false, 'the norm holds h');
+  assert.deepEqual(kept.grads, keptPlain.grads);
+  // a reader that keeps its input (a Linear whose weight learns reads h again for its gradient): h stays
+  const x = T.randn(shape, 776).requireGrad(), w = T.randn([D, D], 777).requireGrad();
+  const h = residualAdd(x, T.linear(x, w, null));
+  assert.equal(releaseAfterRead(h, [T.linear(h, w, null)]), false);
+  // no graph: nothing can read it again
+  const hn = T.noGrad(() => T.randn(shape, 778).add(T.randn(shape, 779)));
+  assert.equal(releaseAfterRead(hn, [T.noGrad(() => T.layerNorm(hn, null, null))]), true);
+  // made by an op whose backward pass reads its output (exp): kept
+  const e = T.randn(shape, 780).requireGrad().exp();
+  assert.equal(releaseAfterRead(e, []), false, 'exp reads its output in backward');
+});
 
 test('releaseWithGraph: the buffer goes back at the end of the pass that frees its maker, not on a retained pass; same bits', () => {
   const run = (release: boolean, retain: boolean) => {

@@ -3,9 +3,8 @@
  * pre-LayerNorm block (GPT-2 / the reference workloads' block). Names follow GPT-2's layout (qkv = c_attn).
  */
 import { Tensor } from '../tensor/tensor.js';
-import { releaseWithGraph } from '../tensor/autograd.js';
 import { fusedQKVAttention } from '../tensor/ops/nn.js';
-import { residualAdd, unaryForBf16Product } from '../tensor/ops/elementwise.js';
+import { releaseAfterRead, residualAdd, unaryForBf16Product } from '../tensor/ops/elementwise.js';
 import { ConfigError } from '../errors.js';
 import { Module } from './module.js';
 import { maybeCheckpoint, type ActivationRecomputable } from './checkpoint.js';
@@ -86,7 +85,9 @@ export class Block extends Module {
     // each sublayer's output is read by its residual sum alone: the sum may take its buffer; each norm's output is
     // read by its sublayer alone
     const h = residualAdd(x, this.attn.forward(this.ln1.forward(x, PRIVATE), padMask));
-    releaseWithGraph(h); // the residual stream between the sublayers is read by ln2 and the second sum alone
-    return residualAdd(h, this.mlp.forward(this.ln2.forward(h, PRIVATE)));
+    const n = this.ln2.forward(h, PRIVATE);
+    const out = residualAdd(h, this.mlp.forward(n));
+    releaseAfterRead(h, [n, out]); // the residual stream between the sublayers is read by ln2 and the second sum alone
+    return out;
   }
 }

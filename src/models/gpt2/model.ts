@@ -9,7 +9,6 @@
  * the price is one transposed copy per Conv1D weight when loading and saving.
  */
 import { Tensor } from '../../tensor/tensor.js';
-import { releaseWithGraph } from '../../tensor/autograd.js';
 import { arange } from '../../tensor/creation.js';
 import { fusedQKVAttention, scaledDotProductAttention, type PackedMask } from '../../tensor/ops/nn.js';
 
@@ -22,7 +21,7 @@ import type { HFConfig } from '../hf/config.js';
 import { plainHeadWeights, tiedHeadLinear, type HeadWeights } from '../../peft/quant.js';
 import { HFModel, type Backbone, type CausalLM, type ForwardOptions, type HFFamily } from '../hf/family.js';
 import { allowSelf, checkIds, documentMask, documentStarts, keyPaddingMask, lookup, makeEmbedding, makeLinear, positionIdsOf, type KVCache } from '../hf/layers.js';
-import { maximum, residualAdd, unary, unaryForBf16Product, type UnaryOptions } from '../../tensor/ops/elementwise.js';
+import { maximum, releaseAfterRead, residualAdd, unary, unaryForBf16Product, type UnaryOptions } from '../../tensor/ops/elementwise.js';
 import { SequenceClassifier } from '../hf/heads.js';
 
 export type Activation = 'gelu_new' | 'gelu' | 'relu' | 'silu';
@@ -140,8 +139,10 @@ export class GPT2Block extends Module {
     // each sublayer's output is read by its residual sum alone: the sum may take its buffer
     // each norm's output is read by its sublayer alone (NormOptions.privateOutput)
     const h = residualAdd(x, this.attn.forward(this.ln_1.forward(x, { privateOutput: true }), mask, cache));
-    releaseWithGraph(h); // read by ln_2 and the second sum alone
-    return residualAdd(h, this.mlp.forward(this.ln_2.forward(h, { privateOutput: true })));
+    const n = this.ln_2.forward(h, { privateOutput: true });
+    const out = residualAdd(h, this.mlp.forward(n));
+    releaseAfterRead(h, [n, out]); // read by ln_2 and the second sum alone
+    return out;
   }
 }
 

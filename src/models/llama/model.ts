@@ -10,9 +10,8 @@
  * through `DecoderParts`.
  */
 import { Tensor } from '../../tensor/tensor.js';
-import { releaseWithGraph } from '../../tensor/autograd.js';
 import { rope, scaledDotProductAttention, type PackedMask } from '../../tensor/ops/nn.js';
-import { maximum, residualAdd } from '../../tensor/ops/elementwise.js';
+import { maximum, releaseAfterRead, residualAdd } from '../../tensor/ops/elementwise.js';
 import { Module, ModuleList } from '../../nn/module.js';
 import { maybeCheckpoint, type ActivationRecomputable } from '../../nn/checkpoint.js';
 import { Embedding, Linear, RMSNorm } from '../../nn/layers.js';
@@ -167,8 +166,10 @@ export class LlamaDecoderLayer extends Module {
   forward(x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | PackedMask | null, causal: boolean, cache: KVCache | null): Tensor {
     // each sublayer's output is read by its residual sum alone: the sum may take its buffer
     const h = residualAdd(x, this.self_attn.forward(this.input_layernorm.forward(x), cos, sin, mask, causal, cache));
-    releaseWithGraph(h); // read by the second norm and the second sum alone
-    return residualAdd(h, this.mlp.forward(this.post_attention_layernorm.forward(h)));
+    const n = this.post_attention_layernorm.forward(h);
+    const out = residualAdd(h, this.mlp.forward(n));
+    releaseAfterRead(h, [n, out]); // read by the second norm and the second sum alone
+    return out;
   }
 }
 

@@ -27,6 +27,7 @@
 import { Tensor } from '../../tensor/tensor.js';
 import { noGrad, releaseWithGraph } from '../../tensor/autograd.js';
 import { fusedQKVAttention } from '../../tensor/ops/nn.js';
+import { releaseAfterRead } from '../../tensor/ops/elementwise.js';
 import { Module, ModuleList } from '../../nn/module.js';
 import { maybeCheckpoint, runLayers, type ActivationRecomputable } from '../../nn/checkpoint.js';
 import { Dropout, Embedding, LayerNorm, Linear } from '../../nn/layers.js';
@@ -94,8 +95,10 @@ export class TransformerLayer extends Module {
     const residual = this.adjust_residual ? this.adjust_residual.forward(x) : x; // (B, T, dim)
     // each norm's output is read by its sublayer alone (NormOptions.privateOutput)
     const h = residual.add(this.drop.forward(this.mha.forward(this.mha_norm.forward(x, { privateOutput: true }), keyMask)));
-    releaseWithGraph(h); // read by ffn_norm and the second sum alone
-    return h.add(this.drop.forward(this.ffn.forward(this.ffn_norm.forward(h, { privateOutput: true }))));
+    const n = this.ffn_norm.forward(h, { privateOutput: true });
+    const out = h.add(this.drop.forward(this.ffn.forward(n)));
+    releaseAfterRead(h, [n, out]); // read by ffn_norm and the second sum alone
+    return out;
   }
 }
 

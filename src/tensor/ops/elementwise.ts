@@ -73,6 +73,29 @@ export function releasable(x: Tensor): boolean {
   return !!node && RELEASE_AFTER_READ.has(node.op) && ownsWholeBuffer(x);
 }
 
+/** Marks y's maker as reading none of its inputs in its backward pass (GradNode.holdsNoInput); returns y. */
+export function holdsNoInput(y: Tensor): Tensor {
+  if (y.node) y.node.holdsNoInput = true;
+  return y;
+}
+
+/**
+ * Hands x's buffer back to the pool in the forward pass, once its caller has read it for the last time, where no
+ * backward closure can read it: x is the caller's own intermediate (made in the graph by an op that never reads its
+ * output, as `releasable`; without a graph, alone in its buffer), and `readers`, the outputs of every op that read x,
+ * were made by ops that hold none of their inputs (GradNode.holdsNoInput) or recorded nothing. The residual stream
+ * between a pre-LN block's sublayers, read by the second norm (which keeps its output where gamma allows) and the
+ * second sum alone: back to the pool before the block ends, where V8 would free it only at its next collection, and
+ * `releaseWithGraph` only after the backward pass (past the peak of a decoder LM, which comes at its loss). Returns
+ * whether it did.
+ */
+export function releaseAfterRead(x: Tensor, readers: Tensor[]): boolean {
+  if (!(x.node ? releasable(x) : ownsWholeBuffer(x))) return false;
+  for (const r of readers) if (r.node && !r.node.holdsNoInput) return false;
+  releaseBuffer(x.storage as Float32Array | Uint16Array);
+  return true;
+}
+
 /** Options of the activations (unary, unaryForBf16Product). */
 export interface UnaryOptions {
   /**
@@ -159,7 +182,7 @@ export function binaryRaw(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
 export function add(a: TensorLike, b: TensorLike): Tensor {
   const A = toTensor(a), B = toTensor(b);
   const [ga, gb, sa, sb] = [A.requiresGrad, B.requiresGrad, A.shape, B.shape];
-  return record('add', [A, B], binaryRaw('add', A, B), (gy) => [ga ? sumTo(gy, sa) : null, gb ? sumTo(gy, sb) : null]);
+  return holdsNoInput(record('add', [A, B], binaryRaw('add', A, B), (gy) => [ga ? sumTo(gy, sa) : null, gb ? sumTo(gy, sb) : null]));
 }
 
 /**
@@ -173,7 +196,7 @@ export function residualAdd(x: Tensor, y: Tensor): Tensor {
   const out = y.storage as Float32Array;
   backend().axpby(1, out, 1, x.dense() as Float32Array, out); // y + x: the bits of x + y
   const [ga, gb, shape] = [x.requiresGrad, y.requiresGrad, [...x.shape]];
-  return record('add', [x, y], new Tensor(out, 'f32', shape), (gy) => [ga ? gy : null, gb ? gy : null]);
+  return holdsNoInput(record('add', [x, y], new Tensor(out, 'f32', shape), (gy) => [ga ? gy : null, gb ? gy : null]));
 }
 
 export function sub(a: TensorLike, b: TensorLike): Tensor {

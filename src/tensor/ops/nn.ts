@@ -8,7 +8,7 @@ import { isDeviceStorage, ownsWholeBuffer, releaseBuffer, uninitF32, zerosF32 } 
 import { Tensor } from '../tensor.js';
 import { record } from '../autograd.js';
 import { normAxis, numel } from '../shape.js';
-import { where, toTensor, binaryRaw, maximum, consumable } from './elementwise.js';
+import { where, toTensor, binaryRaw, maximum, consumable, holdsNoInput } from './elementwise.js';
 import { contiguous, permute, reshape, slice, transpose } from './movement.js';
 import { matmul } from './linalg.js';
 import { attentionBf16, attnView, bf16AttentionBackend, type FusedQKV, type Strides3 } from './attention-bf16.js';
@@ -83,7 +83,8 @@ export function layerNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, 
   const y = new Tensor(out, 'f32', shape);
   // out is a whole buffer of its own (uninitF32; not device storage, where kernels never write over an input)
   const own = !!opts.privateOutput && 'y' in saved && ownsWholeBuffer(y);
-  return record('layerNorm', inputs, y, layerNormBackwardOf(saved, g, bt, rstd, rows, D, shape, own));
+  const r = record('layerNorm', inputs, y, layerNormBackwardOf(saved, g, bt, rstd, rows, D, shape, own));
+  return 'y' in saved ? holdsNoInput(r) : r;
 }
 /**
  * The backward closure of layerNorm, made apart from it so that it holds only `saved` (x or y), never both; `own`:
@@ -134,7 +135,8 @@ export function rmsNorm(x: Tensor, gamma: Tensor | null, eps = 1e-6): Tensor {
   const shape = [...x.shape];
   // As layerNorm: xhat = y / gamma from the output (exact to rounding for any nonzero gamma), so the input is freed.
   const saved = g && outputInvertible(g, null) ? { y: out } : { x: xd };
-  return record('rmsNorm', gamma ? [x, gamma] : [x], new Tensor(out, 'f32', shape), rmsNormBackwardOf(saved, g, rstd, rows, D, shape));
+  const r = record('rmsNorm', gamma ? [x, gamma] : [x], new Tensor(out, 'f32', shape), rmsNormBackwardOf(saved, g, rstd, rows, D, shape));
+  return 'y' in saved ? holdsNoInput(r) : r;
 }
 /** The backward closure of rmsNorm (holds x or y, as layerNormBackwardOf). */
 function rmsNormBackwardOf(saved: { y: Float32Array } | { x: Float32Array }, g: Float32Array | null, rstd: Float32Array, rows: number,

@@ -214,13 +214,6 @@ export interface Collector {
 
 let fullCollection: (() => void) | null = null;
 let trimHeap: (() => void) | null = null;
-/** A full collection where the runtime has one (every dead buffer freed, refused ones included), then a trim if asked. */
-function collect(trim: boolean): void {
-  if (!fullCollection) return;
-  refusedBytes = 0;
-  fullCollection();
-  if (trim) trimHeap?.();
-}
 let collectEvery = Infinity;
 let sinceCollect = 0;
 const AFTER_BACKWARD_BYTES = 512 * 2 ** 20;
@@ -229,6 +222,14 @@ let collectAfterBackwardBytes = AFTER_BACKWARD_BYTES;
 let sinceBackwardCollect = 0;
 let minBackwardIntervalMs = AFTER_BACKWARD_MIN_INTERVAL_MS;
 let lastBackwardCollect = -Infinity;
+
+/** A full collection where the runtime has one (every dead buffer freed, refused ones included), then a trim if asked. */
+function collect(trim: boolean): void {
+  if (!fullCollection) return;
+  refusedBytes = 0;
+  fullCollection();
+  if (trim) trimHeap?.();
+}
 
 /**
  * `trim`: a collection frees dead buffers into the C heap, where pages between live buffers stay resident until a

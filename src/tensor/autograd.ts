@@ -33,8 +33,8 @@ export interface GradNode {
   release?: (Float32Array | Uint16Array)[];
   /**
    * The backward pass reads none of the inputs, parameters aside (a sum; a norm that rebuilds from its output, which
-   * reads only its gamma): an input its caller
-   * reads no more may go back to the pool in the forward pass (elementwise.ts, releaseAfterRead).
+   * reads only its gamma): an input its caller reads no more may go back to the pool in the forward pass
+   * (elementwise.ts, releaseAfterRead).
    */
   holdsNoInput?: boolean;
 }

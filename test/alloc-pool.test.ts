@@ -326,6 +326,10 @@ test('releaseAfterRead: the stream between two sublayers goes back in the forwar
   // no graph: nothing can read it again
   const hn = T.noGrad(() => T.randn(shape, 778).add(T.randn(shape, 779)));
   assert.equal(releaseAfterRead(hn, [T.noGrad(() => T.layerNorm(hn, null, null))]), true);
+  // already marked to go back with the graph: not handed back a second time
+  const hw = residualAdd(x, T.linear(x, w, null));
+  releaseWithGraph(hw);
+  assert.equal(releaseAfterRead(hw, []), false);
   // made by an op whose backward pass reads its output (exp): kept
   const e = T.randn(shape, 780).requireGrad().exp();
   assert.equal(releaseAfterRead(e, []), false, 'exp reads its output in backward');

@@ -91,6 +91,8 @@ export function holdsNoInput(y: Tensor): Tensor {
  */
 export function releaseAfterRead(x: Tensor, readers: Tensor[]): boolean {
   if (!(x.node ? releasable(x) : ownsWholeBuffer(x))) return false;
+  // already promised to the pool for the end of the backward pass (releaseWithGraph): handed back once, not twice
+  if (x.node?.release?.includes(x.storage as Float32Array | Uint16Array)) return false;
   for (const r of readers) if (r.node && !r.node.holdsNoInput) return false;
   releaseBuffer(x.storage as Float32Array | Uint16Array);
   return true;

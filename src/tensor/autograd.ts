@@ -191,6 +191,10 @@ export function runBackward(
     const reuse = !opts.retainGraph;
     const dead = new Map<unknown, Float32Array>(); // by ArrayBuffer: two views of one buffer are released once
     const leafGrads = new Map<Tensor, Tensor>(); // each leaf's gradient as this pass left it
+    // Whether a sum of this pass (pending for a node, or a leaf's gradient) may take gx in place: the pass frees the
+    // graph, and the sum spans its own f32 buffer that nothing else holds, is not the caller's seed and is not gx's.
+    const sumsInPlace = (sum: Tensor | undefined, gx: Tensor): sum is Tensor => sum !== undefined && reuse && ownsBuffer(sum) &&
+      sum.storage.buffer !== seedBuf && shared.get(sum.storage.buffer) === 1 && sum.storage.buffer !== gx.storage.buffer;
     const graphDead: (Float32Array | Uint16Array)[] = []; // releaseWithGraph's buffers, released once the pass is done
     for (const node of topoOrder(root.node)) {
       const g = grads.get(node);
@@ -212,9 +216,7 @@ export function runBackward(
           // This pass's earlier gradient for the leaf, held by the leaf alone, takes gx in place (a weight read by
           // two ops, as a tied embedding and LM head: PyTorch's AccumulateGrad does the same).
           const prev = leafGrads.get(e.leaf);
-          const own = reuse && prev !== undefined && shared.get(prev.storage.buffer) === 1 && prev.storage.buffer !== seedBuf &&
-            prev.storage.buffer !== gx.storage.buffer;
-          const lg = helpers.leafGrad(e.leaf, gx, own);
+          const lg = helpers.leafGrad(e.leaf, gx, sumsInPlace(prev, gx));
           e.leaf.grad = lg;
           leafGrads.set(e.leaf, lg);
           // A leaf's .grad may be the very buffer handed to another edge as well (x.add(f(x)) gives both the
@@ -225,8 +227,7 @@ export function runBackward(
           continue;
         }
         const prevG = grads.get(e.node);
-        if (prevG && reuse && ownsBuffer(prevG) && prevG.storage.buffer !== seedBuf && shared.get(prevG.storage.buffer) === 1 &&
-            prevG.storage.buffer !== gx.storage.buffer && sameShape(prevG.shape, gx.shape) && helpers.addInto(prevG, gx)) {
+        if (sumsInPlace(prevG, gx) && sameShape(prevG.shape, gx.shape) && helpers.addInto(prevG, gx)) {
           if (gx.storage instanceof Float32Array) dead.set(gx.storage.buffer, gx.storage);
           continue;
         }

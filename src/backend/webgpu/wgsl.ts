@@ -198,9 +198,17 @@ fn stridedOffset(i: u32, nd: u32, base: u32, k: u32) -> i32 {
 }
 `;
 
-/** WGSL `wgSum` / `wgMax` over a workgroup of `size` threads (a power of two), through `red`, a workgroup array. */
+/**
+ * WGSL `wgSum` / `wgMax` over a workgroup of `size` threads (a power of two), through `red`, a workgroup array.
+ * Each call opens with a barrier as well as closing with one. The closing one alone is enough by WGSL's rules, but
+ * Chromium 156's WebGPU on Mesa 22.3's llvmpipe (GL through ANGLE, an AVX2 Zen 3) gave a layer norm's variance from a
+ * wrong mean with it alone: some threads read the first call's `red[0]` after thread 0 had written the second call's
+ * partial there, as if the read had been moved past the closing barrier. The opening barrier keeps every thread's
+ * use of one result ahead of the next call's writes (test/browser-llvmpipe.test.ts; all 404 kernel checks there).
+ */
 export function workgroupReductions(size: number): string {
   const reduce = (name: string, combine: string): string => `fn ${name}(v: f32, t: u32) -> f32 {
+  workgroupBarrier();
   red[t] = v;
   workgroupBarrier();
   for (var s = ${size / 2}u; s > 0u; s = s >> 1u) { if (t < s) { red[t] = ${combine}; } workgroupBarrier(); }

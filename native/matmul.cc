@@ -127,13 +127,29 @@ int dnnl_fill() {
   }();
   return fill;
 }
-// Widened copies live only for one product (freed on return): a retained scratch would keep an f32 copy of the
-// largest frozen weight resident for the life of the process. Not zero-filled first (a std::vector's resize was a
-// second pass over the buffer): every element is written by the widening.
-float* widen(const uint16_t* src, int64_t n, std::unique_ptr<float[]>& buf) {
-  buf.reset(new float[(size_t)std::max<int64_t>(n, 1)]);
-  bf16_to_f32_n(src, buf.get(), n);
-  return buf.get();
+// Widened copies are written into a per-thread scratch of kWidenScratchElems floats per slot (the left operand's
+// slot, the right one's), kept from one product to the next: a fresh buffer each time was a fresh mapping each time,
+// and its page faults cost more than the widening (cls-full in bf16 on an AVX2 Zen 3: 16,000 minor faults a step
+// against 110-240 in fp32). The bound keeps what stays resident small (2 x 8 MiB at most, only on the threads that
+// widen); a larger copy (a product the callers do not cut into blocks) is made fresh and freed on return, as before.
+// Not zero-filled first: every element is written by the widening.
+static constexpr int64_t kWidenScratchElems = (int64_t)2 << 20;
+enum WidenSlot { kSlotA = 0, kSlotB = 1 };
+
+static float* widen_buffer(int64_t n, WidenSlot slot, std::unique_ptr<float[]>& own) {
+  thread_local std::unique_ptr<float[]> kept[2];
+  if (n > kWidenScratchElems) {
+    own.reset(new float[(size_t)n]);
+    return own.get();
+  }
+  if (!kept[slot]) kept[slot].reset(new float[(size_t)kWidenScratchElems]);  // pages are touched only as used
+  return kept[slot].get();
+}
+
+static float* widen(const uint16_t* src, int64_t n, WidenSlot slot, std::unique_ptr<float[]>& own) {
+  float* d = widen_buffer(std::max<int64_t>(n, 1), slot, own);
+  bf16_to_f32_n(src, d, n);
+  return d;
 }
 
 // Runs the cached primitive for `key` (made from the descriptors on first use) with a per-thread user scratchpad.
@@ -254,16 +270,32 @@ void matmul_bf16(const uint16_t* a, const uint16_t* b, float* out, const MatmulP
 
 // bf16 operands widened to f32 (exact), then sgemm: CPUs without bf16 hardware
 void matmul_bf16_widened(const uint16_t* a, const uint16_t* b, float* out, const MatmulP& p) {
-  const int64_t na = p.K == 0 ? 0 : (p.strideA == 0 ? 0 : (p.batch - 1) * p.strideA) + p.M * p.K;
-  std::unique_ptr<float[]> wa;
-  const float* fa = widen(a, na, wa);
-  if (p.batch == 1 || p.strideB == 0) {  // one right operand (a weight): widened block by block
-    matmul_lowp(fa, b, LowpKind::bf16, nullptr, out, p);
+  if (p.batch == 1 || p.strideB == 0) {  // one right operand (a weight): widened block by block in matmul_lowp
+    if (!p.transA && p.K > 0 && (p.batch == 1 || p.strideA == p.M * p.K)) {
+      // the left operand's rows lie back to back (the batches too): a band of them at a time, each band's rows of
+      // out at once, so its widened copy stays within the scratch
+      const int64_t rows = p.batch * p.M, band = std::max<int64_t>(1, std::min<int64_t>(rows, kWidenScratchElems / p.K));
+      for (int64_t r0 = 0; r0 < rows; r0 += band) {
+        const int64_t nr = std::min(rows, r0 + band) - r0;
+        std::unique_ptr<float[]> own;
+        MatmulP q = p;
+        q.batch = 1;
+        q.M = nr;
+        q.strideA = 0;
+        matmul_lowp(widen(a + r0 * p.K, nr * p.K, kSlotA, own), b, LowpKind::bf16, nullptr, out + r0 * p.N, q);
+      }
+      return;
+    }
+    const int64_t na = p.K == 0 ? 0 : (p.strideA == 0 ? 0 : (p.batch - 1) * p.strideA) + p.M * p.K;
+    std::unique_ptr<float[]> own;
+    matmul_lowp(widen(a, na, kSlotA, own), b, LowpKind::bf16, nullptr, out, p);
     return;
   }
+  const int64_t na = p.K == 0 ? 0 : (p.strideA == 0 ? 0 : (p.batch - 1) * p.strideA) + p.M * p.K;
   const int64_t nb = p.K == 0 ? 0 : (p.batch - 1) * p.strideB + p.K * p.N;
-  std::unique_ptr<float[]> wb;
-  matmul_f32(fa, widen(b, nb, wb), out, p);
+  std::unique_ptr<float[]> ownA, ownB;
+  const float* fa = widen(a, na, kSlotA, ownA);
+  matmul_f32(fa, widen(b, nb, kSlotB, ownB), out, p);
 }
 
 // ---- f32 x low-precision weight ---------------------------------------------------------------------------------
@@ -272,7 +304,7 @@ void matmul_bf16_widened(const uint16_t* a, const uint16_t* b, float* out, const
 // stored rows are output columns when transB (y = x W^T: the block fills a column band of out, ldc = N) and
 // reduction rows otherwise (dx = g W: the products of the blocks accumulate, beta = 1 after the first). So no
 // f32 copy of the whole weight ever exists, and the result equals widening it all (summation order aside).
-static constexpr int64_t kLowpBlockElems = (int64_t)2 << 20;
+static constexpr int64_t kLowpBlockElems = kWidenScratchElems;  // a block fills the right operand's scratch slot
 
 // dst[r][c] = scale[r] * src[r][c] for a block of int8 rows, AVX2, rows split over the threads (the head of a
 // language model is widened once per logits chunk and direction: 38.6 M weights on GPT-2).
@@ -300,25 +332,26 @@ void matmul_lowp(const float* a, const void* b, LowpKind kind, const float* scal
   }
   const int64_t rowsB = p.transB ? p.N : p.K, colsB = p.transB ? p.K : p.N;
   const int64_t block = std::max<int64_t>(1, std::min<int64_t>(rowsB, kLowpBlockElems / colsB));
-  std::unique_ptr<float[]> buf(new float[(size_t)(block * colsB)]);  // not zero-filled: each block is written whole
+  std::unique_ptr<float[]> own;
+  float* const blockBuf = widen_buffer(block * colsB, kSlotB, own);  // not zero-filled: each block is written whole
   const int lda = p.transA ? (int)p.M : (int)p.K;
   for (int64_t r0 = 0; r0 < rowsB; r0 += block) {
     const int64_t r1 = std::min(rowsB, r0 + block), nr = r1 - r0;
     if (kind == LowpKind::bf16) {
-      bf16_to_f32_n((const uint16_t*)b + r0 * colsB, buf.get(), nr * colsB);  // stored rows are contiguous
+      bf16_to_f32_n((const uint16_t*)b + r0 * colsB, blockBuf, nr * colsB);  // stored rows are contiguous
     } else {
-      widen_i8_rows((const int8_t*)b + r0 * colsB, scales ? scales + r0 : nullptr, nr, colsB, buf.get());
+      widen_i8_rows((const int8_t*)b + r0 * colsB, scales ? scales + r0 : nullptr, nr, colsB, blockBuf);
     }
     for (int64_t i = 0; i < p.batch; i++) {
       const float* ai = a + i * p.strideA;
       float* oi = out + i * p.M * p.N;
       if (p.transB) {
         cblas_sgemm(CblasRowMajor, p.transA ? CblasTrans : CblasNoTrans, CblasTrans, (int)p.M, (int)nr, (int)p.K,
-                    p.alpha, ai, lda, buf.get(), (int)p.K, p.beta, oi + r0, (int)p.N);
+                    p.alpha, ai, lda, blockBuf, (int)p.K, p.beta, oi + r0, (int)p.N);
       } else {
         const float* ab = p.transA ? ai + r0 * p.M : ai + r0;
         cblas_sgemm(CblasRowMajor, p.transA ? CblasTrans : CblasNoTrans, CblasNoTrans, (int)p.M, (int)p.N, (int)nr,
-                    p.alpha, ab, lda, buf.get(), (int)p.N, r0 == 0 ? p.beta : 1.0f, oi, (int)p.N);
+                    p.alpha, ab, lda, blockBuf, (int)p.N, r0 == 0 ? p.beta : 1.0f, oi, (int)p.N);
       }
     }
   }

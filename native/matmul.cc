@@ -270,6 +270,7 @@ void matmul_bf16(const uint16_t* a, const uint16_t* b, float* out, const MatmulP
 
 // bf16 operands widened to f32 (exact), then sgemm: CPUs without bf16 hardware
 void matmul_bf16_widened(const uint16_t* a, const uint16_t* b, float* out, const MatmulP& p) {
+  const int64_t na = p.K == 0 ? 0 : (p.strideA == 0 ? 0 : (p.batch - 1) * p.strideA) + p.M * p.K;
   if (p.batch == 1 || p.strideB == 0) {  // one right operand (a weight): widened block by block in matmul_lowp
     if (!p.transA && p.K > 0 && (p.batch == 1 || p.strideA == p.M * p.K)) {
       // the left operand's rows lie back to back (the batches too): a band of them at a time, each band's rows of
@@ -286,12 +287,10 @@ void matmul_bf16_widened(const uint16_t* a, const uint16_t* b, float* out, const
       }
       return;
     }
-    const int64_t na = p.K == 0 ? 0 : (p.strideA == 0 ? 0 : (p.batch - 1) * p.strideA) + p.M * p.K;
     std::unique_ptr<float[]> own;
     matmul_lowp(widen(a, na, kSlotA, own), b, LowpKind::bf16, nullptr, out, p);
     return;
   }
-  const int64_t na = p.K == 0 ? 0 : (p.strideA == 0 ? 0 : (p.batch - 1) * p.strideA) + p.M * p.K;
   const int64_t nb = p.K == 0 ? 0 : (p.batch - 1) * p.strideB + p.K * p.N;
   std::unique_ptr<float[]> ownA, ownB;
   const float* fa = widen(a, na, kSlotA, ownA);

@@ -127,22 +127,33 @@ int dnnl_fill() {
   }();
   return fill;
 }
-// Widened copies are written into a per-thread scratch of kWidenScratchElems floats per slot (the left operand's
+// Widened copies are written into a per-thread scratch of widen_scratch_elems() floats per slot (the left operand's
 // slot, the right one's), kept from one product to the next: a fresh buffer each time was a fresh mapping each time,
 // and its page faults cost more than the widening (cls-full in bf16 on an AVX2 Zen 3: 16,000 minor faults a step
-// against 110-240 in fp32). The bound keeps what stays resident small (2 x 8 MiB at most, only on the threads that
-// widen); a larger copy (a product the callers do not cut into blocks) is made fresh and freed on return, as before.
-// Not zero-filled first: every element is written by the widening.
-static constexpr int64_t kWidenScratchElems = (int64_t)2 << 20;
+// against 110-240 in fp32). The bound keeps what stays resident small (2 x 16 MiB at most, only on the threads that
+// widen, pages touched only as used); a larger copy (a product the callers do not cut into blocks) is made fresh and
+// freed on return, as before. 4M floats holds each of GPT-2's layer weights (768 x 3072) and an MLP activation of
+// 1,024 x 3,072 whole: with 2M, fc2's forward product (both operands bf16) widened its weight once per band of the
+// activation and ran as four smaller sgemm calls, 25% slower than the f32 product (now 5%). Not zero-filled first:
+// every element is written by the widening. AUTOGLM_WIDEN_SCRATCH=<floats> sets it (tests shrink it so that small
+// products take the banded and blocked paths).
+static int64_t widen_scratch_elems() {
+  static const int64_t n = [] {
+    const char* e = getenv("AUTOGLM_WIDEN_SCRATCH");
+    if (e && *e) return std::max<int64_t>(1024, atoll(e));
+    return (int64_t)4 << 20;
+  }();
+  return n;
+}
 enum WidenSlot { kSlotA = 0, kSlotB = 1 };
 
 static float* widen_buffer(int64_t n, WidenSlot slot, std::unique_ptr<float[]>& own) {
   thread_local std::unique_ptr<float[]> kept[2];
-  if (n > kWidenScratchElems) {
+  if (n > widen_scratch_elems()) {
     own.reset(new float[(size_t)n]);
     return own.get();
   }
-  if (!kept[slot]) kept[slot].reset(new float[(size_t)kWidenScratchElems]);  // pages are touched only as used
+  if (!kept[slot]) kept[slot].reset(new float[(size_t)widen_scratch_elems()]);  // pages are touched only as used
   return kept[slot].get();
 }
 
@@ -271,11 +282,16 @@ void matmul_bf16(const uint16_t* a, const uint16_t* b, float* out, const MatmulP
 // bf16 operands widened to f32 (exact), then sgemm: CPUs without bf16 hardware
 void matmul_bf16_widened(const uint16_t* a, const uint16_t* b, float* out, const MatmulP& p) {
   const int64_t na = p.K == 0 ? 0 : (p.strideA == 0 ? 0 : (p.batch - 1) * p.strideA) + p.M * p.K;
-  if (p.batch == 1 || p.strideB == 0) {  // one right operand (a weight): widened block by block in matmul_lowp
-    if (!p.transA && p.K > 0 && (p.batch == 1 || p.strideA == p.M * p.K)) {
+  const int64_t slot = widen_scratch_elems();
+  if (p.batch == 1 || p.strideB == 0) {  // one right operand (a weight)
+    if (na > slot && !p.transA && p.K > 0 && (p.batch == 1 || p.strideA == p.M * p.K)) {
       // the left operand's rows lie back to back (the batches too): a band of them at a time, each band's rows of
-      // out at once, so its widened copy stays within the scratch
-      const int64_t rows = p.batch * p.M, band = std::max<int64_t>(1, std::min<int64_t>(rows, kWidenScratchElems / p.K));
+      // out at once, so its widened copy stays within the scratch. The right operand is widened once when it fits
+      // its slot, else block by block for each band (matmul_lowp).
+      const int64_t rows = p.batch * p.M, band = std::max<int64_t>(1, std::min<int64_t>(rows, slot / p.K));
+      const bool whole = p.K * p.N <= slot;
+      std::unique_ptr<float[]> ownB;
+      const float* fb = whole ? widen(b, p.K * p.N, kSlotB, ownB) : nullptr;
       for (int64_t r0 = 0; r0 < rows; r0 += band) {
         const int64_t nr = std::min(rows, r0 + band) - r0;
         std::unique_ptr<float[]> own;
@@ -283,10 +299,14 @@ void matmul_bf16_widened(const uint16_t* a, const uint16_t* b, float* out, const
         q.batch = 1;
         q.M = nr;
         q.strideA = 0;
-        matmul_lowp(widen(a + r0 * p.K, nr * p.K, kSlotA, own), b, LowpKind::bf16, nullptr, out + r0 * p.N, q);
+        q.strideB = 0;
+        const float* fa = widen(a + r0 * p.K, nr * p.K, kSlotA, own);
+        if (whole) matmul_f32(fa, fb, out + r0 * p.N, q);
+        else matmul_lowp(fa, b, LowpKind::bf16, nullptr, out + r0 * p.N, q);
       }
       return;
     }
+    // the left operand whole (in its slot, or fresh when larger and transposed), the right one a block at a time
     std::unique_ptr<float[]> own;
     matmul_lowp(widen(a, na, kSlotA, own), b, LowpKind::bf16, nullptr, out, p);
     return;
@@ -299,11 +319,11 @@ void matmul_bf16_widened(const uint16_t* a, const uint16_t* b, float* out, const
 
 // ---- f32 x low-precision weight ---------------------------------------------------------------------------------
 // The right operand is one stored matrix (bf16, or int8 with a scale per stored row) shared by the whole batch.
-// It is widened to f32 a block of stored rows at a time (about 8 MiB), each block multiplied by sgemm at once:
-// stored rows are output columns when transB (y = x W^T: the block fills a column band of out, ldc = N) and
-// reduction rows otherwise (dx = g W: the products of the blocks accumulate, beta = 1 after the first). So no
-// f32 copy of the whole weight ever exists, and the result equals widening it all (summation order aside).
-static constexpr int64_t kLowpBlockElems = kWidenScratchElems;  // a block fills the right operand's scratch slot
+// It is widened to f32 a block of stored rows at a time (the right operand's scratch slot, 16 MiB), each block
+// multiplied by sgemm at once: stored rows are output columns when transB (y = x W^T: the block fills a column band
+// of out, ldc = N) and reduction rows otherwise (dx = g W: the products of the blocks accumulate, beta = 1 after the
+// first). So no f32 copy of the whole weight ever exists, and the result equals widening it all (summation order
+// aside).
 
 // dst[r][c] = scale[r] * src[r][c] for a block of int8 rows, AVX2, rows split over the threads (the head of a
 // language model is widened once per logits chunk and direction: 38.6 M weights on GPT-2).
@@ -330,7 +350,7 @@ void matmul_lowp(const float* a, const void* b, LowpKind kind, const float* scal
     return;
   }
   const int64_t rowsB = p.transB ? p.N : p.K, colsB = p.transB ? p.K : p.N;
-  const int64_t block = std::max<int64_t>(1, std::min<int64_t>(rowsB, kLowpBlockElems / colsB));
+  const int64_t block = std::max<int64_t>(1, std::min<int64_t>(rowsB, widen_scratch_elems() / colsB));
   std::unique_ptr<float[]> own;
   float* const blockBuf = widen_buffer(block * colsB, kSlotB, own);  // not zero-filled: each block is written whole
   const int lda = p.transA ? (int)p.M : (int)p.K;

@@ -115,14 +115,18 @@ test('LoRA on a frozen base under bf16 autocast: the same output bits, gradients
 });
 
 test('widening products larger than the per-thread scratch: bands of rows and blocks of the weight give the f32 product of the widened operands', { skip }, async () => {
-  // AUTOGLM_BF16_PATH=sgemm takes the widening path on any CPU; the helper's cases outgrow the 2M-float scratch slots
+  // AUTOGLM_BF16_PATH=sgemm takes the widening path on any CPU. At the default slot (4M floats) two cases outgrow it
+  // (K = 3,000,000; 5,000 rows); at 1M floats every case has an operand larger than its slot: left operands in bands
+  // with the right one widened once (cases 0-2, 8) or in blocks for each band (5, 7), right operands in blocks
   const { spawnSync } = await import('node:child_process');
-  const r = spawnSync(process.execPath, ['--import', 'tsx', new URL('./helpers/bf16-widened-bands.ts', import.meta.url).pathname],
-    { encoding: 'utf8', env: { ...process.env, AUTOGLM_BF16_PATH: 'sgemm' } });
-  assert.equal(r.status, 0, `exit ${r.status} (signal ${r.signal}): ${r.stderr}`);
-  const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { describe: string; results: { case: number; err: number }[] };
-  assert.match(out.describe, /via f32 sgemm/);
-  assert.equal(out.results.length, 7);
-  // summation order aside (about 1e-7 of the largest value; 7e-5 with K = 3,000,000), a misplaced band is of order 1
-  for (const x of out.results) assert.ok(x.err <= 1e-3, `case ${x.case}: largest difference ${x.err} of the largest value`);
+  for (const slot of [undefined, '1048576']) {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', new URL('./helpers/bf16-widened-bands.ts', import.meta.url).pathname],
+      { encoding: 'utf8', env: { ...process.env, AUTOGLM_BF16_PATH: 'sgemm', ...(slot ? { AUTOGLM_WIDEN_SCRATCH: slot } : {}) } });
+    assert.equal(r.status, 0, `exit ${r.status} (signal ${r.signal}): ${r.stderr}`);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { describe: string; results: { case: number; err: number }[] };
+    assert.match(out.describe, /via f32 sgemm/);
+    assert.equal(out.results.length, 9);
+    // summation order aside (about 1e-7 of the largest value; 7e-5 with K = 3,000,000), a misplaced band is of order 1
+    for (const x of out.results) assert.ok(x.err <= 1e-3, `slot ${slot ?? 'default'}, case ${x.case}: largest difference ${x.err} of the largest value`);
+  }
 });

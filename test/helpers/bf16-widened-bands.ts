@@ -1,8 +1,9 @@
 // bf16 products on the widening path (run with AUTOGLM_BF16_PATH=sgemm, so on any CPU) whose operands outgrow the
-// per-thread widening scratch (2M floats a slot, native/matmul.cc): a left operand cut into bands of rows (batches
-// folded into rows), a right one in blocks, transposed layouts, a bias, accumulation and a batch of distinct right
-// operands. Each result against the f32 product of the widened operands on the same backend (equal up to summation
-// order: sgemm on a band of rows may add in another order than on all of them); prints one JSON line.
+// per-thread widening scratch (native/matmul.cc: 4M floats a slot, or AUTOGLM_WIDEN_SCRATCH; the test runs this at
+// 4M and at 1M floats): a left operand cut into bands of rows (batches folded into rows) against a right one widened
+// once or in blocks for each band, a right one in blocks, transposed layouts, a bias, accumulation and a batch of
+// distinct right operands. Each result against the f32 product of the widened operands on the same backend (equal up
+// to summation order: sgemm on a band of rows may add in another order than on all of them); prints one JSON line.
 import { loadNativeBackend } from '../../src/backend/native.js';
 
 interface Case { batch: number; M: number; N: number; K: number; transA: boolean; transB: boolean; strideA: number; strideB: number; alpha: number; beta: number; bias: boolean }
@@ -15,6 +16,8 @@ const CASES: Case[] = [
   { batch: 1, M: 40, N: 2100, K: 1024, transA: false, transB: true, strideA: 0, strideB: 0, alpha: 1, beta: 0, bias: false },
   { batch: 1, M: 3, N: 5, K: 3_000_000, transA: false, transB: true, strideA: 0, strideB: 0, alpha: 1, beta: 0, bias: false },
   { batch: 2, M: 1100, N: 30, K: 1024, transA: false, transB: true, strideA: 1100 * 1024, strideB: 30 * 1024, alpha: 1, beta: 0, bias: false },
+  { batch: 1, M: 2100, N: 1100, K: 1024, transA: false, transB: true, strideA: 0, strideB: 0, alpha: 1, beta: 0, bias: true },
+  { batch: 1, M: 5000, N: 40, K: 1024, transA: false, transB: false, strideA: 0, strideB: 0, alpha: 1, beta: 1, bias: false },
 ];
 
 const be = loadNativeBackend();

@@ -250,7 +250,8 @@ KERNEL(CrossEntropyBackward) {
   UNDEF;
 }
 
-// crossEntropyGradBf16(logits (overwritten), targets, rows, cols, ignore, ls, dloss, loss, dlogits Uint16Array)
+// crossEntropyGradBf16(logits (overwritten), targets, rows, cols, ignore, ls, dloss, loss, dlogits Uint16Array | null:
+// the gradient rounded to bf16 in logits' own f32 storage)
 KERNEL(CrossEntropyGradBf16) {
   Args a(info, "crossEntropyGradBf16", 9);
   size_t nx, nt, ng, nl, nd;
@@ -260,8 +261,8 @@ KERNEL(CrossEntropyGradBf16) {
   int32_t ignore = (int32_t)a.integer(4, INT32_MIN);
   float ls = (float)a.num(5);
   float *g = a.f32(6, &ng), *l = a.f32(7, &nl);
-  uint16_t* d = (uint16_t*)a.arr(8, napi_uint16_array, &nd);
-  a.need((int64_t)nx >= rows * cols && (int64_t)nd >= rows * cols, "logits/dlogits are smaller than rows*cols");
+  uint16_t* d = (uint16_t*)a.arr(8, napi_uint16_array, &nd, true);
+  a.need((int64_t)nx >= rows * cols && (!d || (int64_t)nd >= rows * cols), "logits/dlogits are smaller than rows*cols");
   a.need((int64_t)nt >= rows && (int64_t)ng >= rows && (int64_t)nl >= rows, "targets/dloss/loss are shorter than rows");
   if (cols == 0) UNDEF;
   check_targets(a, t, rows, cols, ignore);

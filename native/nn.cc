@@ -280,16 +280,22 @@ void cross_entropy_backward(const float* logp, const int32_t* t, int64_t rows, i
 
 // crossEntropy and crossEntropyBackward at once, the gradient rounded to bf16 (the fused LM head under bf16 autocast,
 // whose products take it in bf16): one pass of exponentials, kept in x (scratch, overwritten), where the two kernels
-// and a cast take two and five passes over the (rows x cols) logits. The loss is computed as cross_entropy does
+// and a cast take two and five passes over the (rows x cols) logits. With dl null the rounded gradient stays in x,
+// in f32 storage (the widening products of CPUs without bf16 hardware take it so, with no bf16 copy to widen). The loss is computed as cross_entropy does
 // (the label-smoothing term from sum(x) - cols * lse, in double); the gradient g * (e / s - ls / cols), minus
 // g * (1 - ls) at the target, as cross_entropy_backward's g * (exp(logp) - ls / cols) up to f32 rounding.
 void cross_entropy_grad_bf16(float* logits, const int32_t* t, int64_t rows, int64_t cols, int32_t ignore, float ls,
                              const float* dloss, float* loss, uint16_t* dl) {
   rows_loop(rows, cols * 4, [&](int64_t r) {
     float* x = logits + r * cols;
-    uint16_t* d = dl + r * cols;
+    uint16_t* d = dl ? dl + r * cols : nullptr;
     const int32_t tr = t[r];
-    if (tr == ignore) { loss[r] = 0.0f; std::memset(d, 0, cols * sizeof(uint16_t)); return; }
+    if (tr == ignore) {
+      loss[r] = 0.0f;
+      if (d) std::memset(d, 0, cols * sizeof(uint16_t));
+      else std::memset(x, 0, cols * sizeof(float));
+      return;
+    }
     const float mx = row_max(x, cols);
     const double sx = ls != 0.0f ? sum_d(x, cols) : 0.0;
     const float xt = x[tr];
@@ -306,7 +312,14 @@ void cross_entropy_grad_bf16(float* logits, const int32_t* t, int64_t rows, int6
       _mm256_storeu_ps(x + i, _mm256_mul_ps(vg, _mm256_fmsub_ps(_mm256_loadu_ps(x + i), vinv, voff)));
     for (; i < cols; i++) x[i] = g * (x[i] * inv - off);
     x[tr] = g * (et * inv - off) - g * (1.0f - ls);
-    f32_to_bf16_row(x, d, cols);
+    if (d) {
+      f32_to_bf16_row(x, d, cols);
+      return;
+    }
+    i = 0;  // rounded in place: the bits of the bf16 row widened
+    for (; i + 8 <= cols; i += 8)
+      _mm256_storeu_ps(x + i, _mm256_castsi256_ps(_mm256_slli_epi32(f32_to_bf16_x8(_mm256_loadu_ps(x + i)), 16)));
+    for (; i < cols; i++) x[i] = bf16_to_f32(f32_to_bf16(x[i]));
   });
 }
 

@@ -248,7 +248,25 @@ test("unaryBf16Grad: y has unaryBf16's bits, d is unaryBackward's f'(x) rounded 
   }
 });
 
-test('linearCrossEntropy under bf16 autocast: the loss and the logits\' gradient in one kernel (crossEntropyGradBf16) against the two kernels and a cast', { skip }, () => {
+test('crossEntropyGradBf16 with no bf16 output: the rounded gradient left in the logits, the bits of the bf16 gradient widened; the same losses', { skip }, () => {
+  const native = getBackend('native');
+  const rows = 37, cols = 1001; // a row's tail past the 8-wide loop
+  const targets = Int32Array.from({ length: rows }, (_, i) => (i * 7919) % cols);
+  targets[5] = -100;
+  for (const ls of [0, 0.1]) {
+    const logits = randn(rows * cols, 31).map((v) => 4 * v), dloss = randn(rows, 32);
+    const z1 = logits.slice(), z2 = logits.slice(), l1 = new Float32Array(rows), l2 = new Float32Array(rows);
+    const g16 = new Uint16Array(rows * cols), widened = new Float32Array(rows * cols);
+    native.crossEntropyGradBf16!(z1, targets, rows, cols, -100, ls, dloss, l1, g16);
+    native.crossEntropyGradBf16!(z2, targets, rows, cols, -100, ls, dloss, l2, null);
+    native.cast(g16, 'bf16', widened, 'f32');
+    assert.deepEqual(l2, l1, `ls ${ls}: losses`);
+    for (let i = 0; i < z2.length; i++) if (!Object.is(z2[i], widened[i])) assert.fail(`ls ${ls} [${i}]: ${z2[i]} vs ${widened[i]}`);
+    assert.ok(z2.subarray(5 * cols, 6 * cols).every((v) => v === 0), 'an ignored row: zeros');
+  }
+});
+
+test('linearCrossEntropy under bf16 autocast: the loss and the logits\' gradient in one kernel (crossEntropyGradBf16: bf16 where products take bf16, rounded in place where they widen) against the two kernels and a rounding', { skip }, () => {
   const prev = backend();
   const native = getBackend('native');
   assert.ok(native.crossEntropyGradBf16, 'the native backend has crossEntropyGradBf16');

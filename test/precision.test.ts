@@ -10,6 +10,9 @@ test('policy: explicit dtypes as asked; auto picks bf16 only on bf16 hardware', 
   const portable = getBackend('portable');
   assert.deepEqual([resolvePrecision('fp32', portable).compute, resolvePrecision('bf16', portable).compute, resolvePrecision('fp16', portable).compute], ['f32', 'bf16', 'f16']);
   assert.equal(resolvePrecision('fp16', portable).lossScaling, true);
+  // bf16 asked for where its products are emulated: run as asked, and the log says what it costs
+  assert.match(resolvePrecision('bf16', portable).reason, /^mixedPrecision 'bf16' as configured \(the .* backend has no bf16 products on this CPU/);
+  assert.equal(resolvePrecision('bf16', { ...portable, nativeBf16: true, name: 'native' } as typeof portable).reason, `mixedPrecision 'bf16' as configured`);
   assert.equal(resolvePrecision('auto', portable).compute, 'f32');
   assert.equal(resolvePrecision('auto', { ...portable, nativeBf16: true, name: 'native' } as typeof portable).compute, 'bf16');
   assert.throws(() => resolvePrecision('int4' as never, portable), ConfigError);

@@ -347,10 +347,12 @@ export interface Backend {
     dloss: Float32Array, dlogits: Float32Array): void;
   /**
    * Optional: crossEntropy's per-row losses and crossEntropyBackward's dlogits rounded to bf16, at once (the fused LM
-   * head under bf16 autocast, whose products take the gradient in bf16). `logits` is scratch: overwritten.
+   * head under bf16 autocast, whose products take the gradient in bf16). `logits` is scratch: overwritten. With
+   * `dlogits` null the rounded gradient is left in `logits` (f32 storage holding bf16 values: the bits of the bf16
+   * gradient widened), for products that widen bf16 operands to f32 anyway.
    */
   crossEntropyGradBf16?(logits: Float32Array, targets: Int32Array, rows: number, cols: number, ignoreIndex: number, ls: number,
-    dloss: Float32Array, loss: Float32Array, dlogits: Uint16Array): void;
+    dloss: Float32Array, loss: Float32Array, dlogits: Uint16Array | null): void;
   /**
    * Rotary position embedding applied to x of shape (rows, T, D) where rows = B*H (contiguous), rotating the first
    * `rotDim` features in pairs (i, i + rotDim/2) ("rotate_half", the HF/Llama layout): for position t,

@@ -65,7 +65,7 @@ interface Addon {
   crossEntropyBackward(logp: Float32Array, t: Int32Array, rows: number, cols: number, ignore: number, ls: number,
     dloss: Float32Array, dlogits: Float32Array): void;
   crossEntropyGradBf16(logits: Float32Array, t: Int32Array, rows: number, cols: number, ignore: number, ls: number,
-    dloss: Float32Array, loss: Float32Array, dlogits: Uint16Array): void;
+    dloss: Float32Array, loss: Float32Array, dlogits: Uint16Array | null): void;
   rope(x: Float32Array, cos: Float32Array, sin: Float32Array, rows: number, T: number, D: number, rot: number,
     inverse: boolean, out: Float32Array): void;
   dropoutMask(seed: number, p: number, mask: Float32Array): void;
@@ -299,7 +299,7 @@ class NativeBackend implements Backend {
     this.a.crossEntropyBackward(logp, targets, rows, cols, ignoreIndex, ls, dloss, dlogits);
   }
   crossEntropyGradBf16(logits: Float32Array, targets: Int32Array, rows: number, cols: number, ignoreIndex: number, ls: number,
-    dloss: Float32Array, loss: Float32Array, dlogits: Uint16Array): void {
+    dloss: Float32Array, loss: Float32Array, dlogits: Uint16Array | null): void {
     this.a.crossEntropyGradBf16(logits, targets, rows, cols, ignoreIndex, ls, dloss, loss, dlogits);
   }
   rope(x: Float32Array, cos: Float32Array, sin: Float32Array, rows: number, T: number, D: number, rotDim: number,

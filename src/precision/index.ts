@@ -24,7 +24,11 @@ const COMPUTE: Record<'fp32' | 'bf16' | 'fp16', ComputeDType> = { fp32: 'f32', b
 
 export function resolvePrecision(mp: MixedPrecision, b: Backend = backend()): PrecisionPolicy {
   if (mp === 'fp32' || mp === 'bf16' || mp === 'fp16') {
-    return { compute: COMPUTE[mp], lossScaling: mp === 'fp16', reason: `mixedPrecision '${mp}' as configured` };
+    // said in the log: bf16 asked for where its products are emulated keeps bf16's numerics, not its speed
+    const emulated = mp === 'bf16' && !b.device && !b.nativeBf16
+      ? ` (the ${b.name} backend has no bf16 products on this CPU: they run in f32 on bf16-rounded operands, bf16's numerics at about fp32's speed or a little slower; 'auto' would pick fp32)`
+      : '';
+    return { compute: COMPUTE[mp], lossScaling: mp === 'fp16', reason: `mixedPrecision '${mp}' as configured${emulated}` };
   }
   if (mp !== 'auto') throw new ConfigError(`config key 'mixedPrecision' is '${mp as string}'; expected fp32, bf16, fp16 or auto`);
   if (b.device) return { compute: 'f32', lossScaling: false, reason: `auto: fp32 on the ${b.name} backend (bf16/fp16 autocast is not run on the device)` };

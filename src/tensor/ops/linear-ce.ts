@@ -50,8 +50,10 @@ function chunkedLoss(a: {
   const { hBuf, t, rows, V, D, chunk, scale, compute, ow, bias, ignoreIndex, labelSmoothing, grads, gh, gw, gb, colSum } = a;
   const be = backend(), device = !!be.device;
   // bf16 autocast on a backend that takes the loss and the logits' gradient in bf16 at once: the products read that
-  // gradient in bf16 anyway; the bias's gradient (a column sum) wants it in f32
-  const fused = grads && !gb && compute === 'bf16' && be.nativeBf16 && be.crossEntropyGradBf16 && ow.dtype === 'bf16' ? be : null;
+  // gradient in bf16 anyway; the bias's gradient (a column sum) wants it in f32. Where the products widen bf16 operands
+  // (no bf16 hardware) the kernel leaves the rounded gradient in the logits' own f32 storage: one pass over them where
+  // the loss, its gradient and the rounding took three, and no second logits-sized buffer alive
+  const fused = grads && !gb && compute === 'bf16' && !device && be.crossEntropyGradBf16 && ow.dtype === 'bf16' ? be : null;
   const logits = uninitF32(chunk * V), loss = zerosF32(chunk), dl = zerosF32(chunk);
   if (device) backend().fill(dl, scale);
   else dl.fill(scale);
@@ -65,10 +67,13 @@ function chunkedLoss(a: {
     const z = logits.subarray(0, nr * V), tc = t.subarray(r0, r0 + nr);
     gemm(oh, transposed(ow), 1, z, 1, 0, bias); // the bias added by the product (see affine in linalg.ts)
     let g: Operand | null = null;
-    if (fused) {
+    if (fused?.nativeBf16) {
       const gz = uninitU16(nr * V);
       fused.crossEntropyGradBf16!(z, tc, nr, V, ignoreIndex, labelSmoothing, dl.subarray(0, nr), loss, gz);
       g = { buf: gz, dtype: 'bf16', rows: nr, cols: V, trans: false, batchStride: nr * V, fresh: true };
+    } else if (fused) {
+      fused.crossEntropyGradBf16!(z, tc, nr, V, ignoreIndex, labelSmoothing, dl.subarray(0, nr), loss, null);
+      g = { buf: z, dtype: 'f32', rows: nr, cols: V, trans: false, batchStride: nr * V, fresh: false }; // the logits' scratch: not released
     } else {
       backend().crossEntropy(z, tc, nr, V, ignoreIndex, labelSmoothing, loss, z);
     }

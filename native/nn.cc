@@ -281,9 +281,10 @@ void cross_entropy_backward(const float* logp, const int32_t* t, int64_t rows, i
 // crossEntropy and crossEntropyBackward at once, the gradient rounded to bf16 (the fused LM head under bf16 autocast,
 // whose products take it in bf16): one pass of exponentials, kept in x (scratch, overwritten), where the two kernels
 // and a cast take two and five passes over the (rows x cols) logits. With dl null the rounded gradient stays in x,
-// in f32 storage (the widening products of CPUs without bf16 hardware take it so, with no bf16 copy to widen). The loss is computed as cross_entropy does
-// (the label-smoothing term from sum(x) - cols * lse, in double); the gradient g * (e / s - ls / cols), minus
-// g * (1 - ls) at the target, as cross_entropy_backward's g * (exp(logp) - ls / cols) up to f32 rounding.
+// in f32 storage (the widening products of CPUs without bf16 hardware take it so, with no bf16 copy to widen). The
+// loss is computed as cross_entropy does (the label-smoothing term from sum(x) - cols * lse, in double); the gradient
+// g * (e / s - ls / cols), minus g * (1 - ls) at the target, as cross_entropy_backward's g * (exp(logp) - ls / cols)
+// up to f32 rounding.
 void cross_entropy_grad_bf16(float* logits, const int32_t* t, int64_t rows, int64_t cols, int32_t ignore, float ls,
                              const float* dloss, float* loss, uint16_t* dl) {
   rows_loop(rows, cols * 4, [&](int64_t r) {

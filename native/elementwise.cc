@@ -92,12 +92,7 @@ static void f32_to_bf16_n(const float* s, uint16_t* d, int64_t n) {
 // f32 values rounded to bf16 precision (f32_to_bf16's rule) and kept in f32 storage: the bits of cast to bf16 then
 // widened, in one pass (bf16 operands of the widening product path, without a bf16 buffer between)
 void round_bf16_n(const float* s, float* d, int64_t n) {
-  blocks(n, [&](int64_t i0, int64_t i1) {
-    int64_t i = i0;
-    for (; i + 8 <= i1; i += 8)
-      _mm256_storeu_ps(d + i, _mm256_castsi256_ps(_mm256_slli_epi32(f32_to_bf16_x8(_mm256_loadu_ps(s + i)), 16)));
-    for (; i < i1; i++) d[i] = bf16_to_f32(f32_to_bf16(s[i]));
-  });
+  blocks(n, [&](int64_t i0, int64_t i1) { round_bf16_row(s + i0, d + i0, i1 - i0); });
 }
 // The rows of an f32 (rows, cols) matrix cast to bf16 (f32_to_bf16's rule) into rows of `ld` elements, the
 // columns past `cols` set to zero: an activation's bf16 copy with room for more columns beside it (LoRA's product

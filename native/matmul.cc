@@ -293,14 +293,14 @@ void matmul_bf16_widened(const uint16_t* a, const uint16_t* b, float* out, const
       const bool whole = p.K * p.N <= slot;
       std::unique_ptr<float[]> ownB;
       const float* fb = whole ? widen(b, p.K * p.N, kSlotB, ownB) : nullptr;
+      MatmulP q = p;  // one band: a single matrix of nr rows
+      q.batch = 1;
+      q.strideA = 0;
+      q.strideB = 0;
       for (int64_t r0 = 0; r0 < rows; r0 += band) {
         const int64_t nr = std::min(rows, r0 + band) - r0;
         std::unique_ptr<float[]> own;
-        MatmulP q = p;
-        q.batch = 1;
         q.M = nr;
-        q.strideA = 0;
-        q.strideB = 0;
         const float* fa = widen(a + r0 * p.K, nr * p.K, kSlotA, own);
         if (whole) matmul_f32(fa, fb, out + r0 * p.N, q);
         else matmul_lowp(fa, b, LowpKind::bf16, nullptr, out + r0 * p.N, q);

@@ -317,10 +317,7 @@ void cross_entropy_grad_bf16(float* logits, const int32_t* t, int64_t rows, int6
       f32_to_bf16_row(x, d, cols);
       return;
     }
-    i = 0;  // rounded in place: the bits of the bf16 row widened
-    for (; i + 8 <= cols; i += 8)
-      _mm256_storeu_ps(x + i, _mm256_castsi256_ps(_mm256_slli_epi32(f32_to_bf16_x8(_mm256_loadu_ps(x + i)), 16)));
-    for (; i < cols; i++) x[i] = bf16_to_f32(f32_to_bf16(x[i]));
+    round_bf16_row(x, x, cols);  // rounded in place: the bits of the bf16 row widened
   });
 }
 

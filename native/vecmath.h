@@ -166,5 +166,17 @@ static inline void f32_to_bf16_row(const float* s, uint16_t* d, int64_t n) {
     for (int64_t j = i; j < n; j++) d[j] = h[j - i];
   }
 }
+// n floats rounded to bf16 precision in f32 storage (the bits of f32_to_bf16_row's output widened); d may be s
+static inline __m256 round_bf16_x8(__m256 x) { return _mm256_castsi256_ps(_mm256_slli_epi32(f32_to_bf16_x8(x), 16)); }
+static inline void round_bf16_row(const float* s, float* d, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(d + i, round_bf16_x8(_mm256_loadu_ps(s + i)));
+  if (i < n) {
+    alignas(32) float t[8] = {0};
+    for (int64_t j = i; j < n; j++) t[j - i] = s[j];
+    _mm256_store_ps(t, round_bf16_x8(_mm256_load_ps(t)));
+    for (int64_t j = i; j < n; j++) d[j] = t[j - i];
+  }
+}
 
 }  // namespace ag

@@ -4,8 +4,11 @@
 // q, k, v and out are addressed through (batch, head, position) strides with a contiguous feature dim, so a
 // fused qkv projection (B, T, 3, H, hs) or a (B, T, H, hs) projection is read in place: no head-split copies.
 // The loop runs over (batch, kv-head) pairs in parallel (grouped-query heads that share a kv head run in the same
-// iteration, so dK/dV accumulate without races), with single-threaded sgemm inside (OpenBLAS runs serially when
-// called from an OpenMP parallel region). P itself is not kept: the forward pass stores each row's max and 1/sum
+// iteration, so dK/dV accumulate without races). The per-head products run through small_gemm.h's register tiles,
+// not BLAS (whose packing and dispatch cost as much as these products' arithmetic: 1.4-1.6x the time at 32 x 32 x
+// 64, single-threaded, hot): K and V are transposed once per kv head where a product needs them as rows of K^T or
+// V^T, and under a causal mask each block of rows computes only the keys its last row sees (about half the
+// products' work at Tq = Tk), with the same bits as the whole product. P itself is not kept: the forward pass stores each row's max and 1/sum
 // (B, H, Tq, 2), and the backward pass recomputes S = scale Q K^T and rebuilds P bit for bit (one more small
 // product per head; for GPT-2 small at 8 x 128 tokens, 6.3 MB less held per block).
 // Masking: causal (query i, the (Tk-Tq+i)-th position, sees keys j <= Tk-Tq+i), a (B, Tk) key mask, 1 = masked,
@@ -19,10 +22,37 @@
 #include <limits>
 #include <vector>
 #include "attention.h"
+#include "small_gemm.h"
 
 namespace ag {
 using namespace attn;
 namespace {
+
+// The columns (keys) that rows [i0, i1) of S need: up to the last row's visible keys (the causal triangle)
+inline int64_t block_keys(const Shape& p, int64_t i1) { return visible_keys(p, i1 - 1); }
+
+// The first query that sees key j0 (causal: query i sees keys j <= Tk - Tq + i)
+inline int64_t first_query(const Shape& p, int64_t j0) { return p.causal ? std::max<int64_t>(0, j0 - (p.Tk - p.Tq)) : 0; }
+
+// S = scale Q K^T (kt: K transposed, D x Tk) into P (Tq x Tk), each row's columns up to its block's visible keys
+void scores(const Shape& p, const float* Q, const float* kt, float* P) {
+  sg::gemm(p.Tq, p.Tk, p.D, p.scale, Q, p.qs[2], 1, kt, p.Tk, P, p.Tk, false,
+           [&](int64_t, int64_t i1) { return block_keys(p, i1); }, sg::all_terms);
+}
+
+// C (+)= A^T B for dV = P^T dO and dK = dS^T Q, A being (rows x m, row stride lda) and zero wherever `terms` skips:
+// the small tiles while A spans up to 1 MiB (512 x 512 keys), OpenBLAS's sgemm beyond (reading a long transposed
+// operand a term at a time misses the TLB, BLAS packs it: 0.4-0.7x BLAS's speed at 1024-2048 keys without the
+// copy). Neither product is recomputed, so the two need not give the same bits.
+template <class Terms>
+void at_b(int64_t m, int64_t n, int64_t rows, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+          int64_t ldc, bool accumulate, Terms terms) {
+  if (rows * lda * (int64_t)sizeof(float) > (1 << 20))
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)n, (int)rows, 1.f, A, (int)lda, B, (int)ldb,
+                accumulate ? 1.f : 0.f, C, (int)ldc);
+  else
+    sg::gemm(m, n, rows, 1.f, A, 1, lda, B, ldb, C, ldc, accumulate, sg::all_cols, terms);
+}
 
 void forward(const Shape& p, const float* q, const float* k, const float* v, float* out, float* stats) {
   const int64_t groups = p.H / p.Hkv;
@@ -30,7 +60,7 @@ void forward(const Shape& p, const float* q, const float* k, const float* v, flo
   const bool parallel = pairs > 1 && p.Tq * p.Tk * (p.D + p.Dv) * p.B * p.H > (1 << 16);
 #pragma omp parallel if (parallel)
   {
-  std::vector<float> scratch((size_t)(p.Tq * p.Tk));
+  std::vector<float> scratch((size_t)(p.Tq * p.Tk)), kt((size_t)(p.D * p.Tk));
 #pragma omp for schedule(dynamic, 1)
   for (int64_t bk = 0; bk < pairs; bk++) {
     const int64_t b = bk / p.Hkv, hk = bk % p.Hkv;
@@ -38,20 +68,21 @@ void forward(const Shape& p, const float* q, const float* k, const float* v, flo
     const float* V = v + b * p.vs[0] + hk * p.vs[1];
     const float* km = p.keymask ? p.keymask + b * p.Tk : nullptr;
     const int32_t* fk = p.firstkey ? p.firstkey + b * p.Tq : nullptr;
+    sg::transpose(K, p.ks[2], p.Tk, p.D, kt.data(), p.Tk);
     for (int64_t g = 0; g < groups; g++) {
       const int64_t h = hk * groups + g;
       const float* Q = q + b * p.qs[0] + h * p.qs[1];
       float* P = scratch.data();
       float* st = stats + (b * p.H + h) * p.Tq * 2;
       float* O = out + b * p.os[0] + h * p.os[1];
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)p.Tq, (int)p.Tk, (int)p.D, p.scale, Q, (int)p.qs[2], K,
-                  (int)p.ks[2], 0.f, P, (int)p.Tk);
+      scores(p, Q, kt.data(), P);
       for (int64_t i = 0; i < p.Tq; i++) {
         const int64_t vis = visible_keys(p, i);
         softmax_at(P + i * p.Tk, p.Tk, vis, first_key(fk, i, vis), km, st + i * 2);
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)p.Tq, (int)p.Dv, (int)p.Tk, 1.f, P, (int)p.Tk, V,
-                  (int)p.vs[2], 0.f, O, (int)p.os[2]);
+      // O = P V over the keys the block's rows see (P is 0 past them)
+      sg::gemm(p.Tq, p.Dv, p.Tk, 1.f, P, p.Tk, 1, V, p.vs[2], O, p.os[2], false, sg::all_cols,
+               [&](int64_t, int64_t i1, int64_t*, int64_t* k1) { *k1 = block_keys(p, i1); });
     }
   }
   }
@@ -65,7 +96,8 @@ void backward(const Shape& p, const float* q, const float* k, const float* v, co
   const bool parallel = pairs > 1 && p.Tq * p.Tk * (p.D + p.Dv) * p.B * p.H > (1 << 16);
 #pragma omp parallel if (parallel)
   {
-    std::vector<float> dS((size_t)(p.Tq * p.Tk)), Pbuf((size_t)(p.Tq * p.Tk));
+    std::vector<float> dS((size_t)(p.Tq * p.Tk)), Pbuf((size_t)(p.Tq * p.Tk)), kt((size_t)(p.D * p.Tk)),
+        vt((size_t)(p.Dv * p.Tk));
 #pragma omp for schedule(dynamic, 1)
     for (int64_t bk = 0; bk < pairs; bk++) {
       const int64_t b = bk / p.Hkv, hk = bk % p.Hkv;
@@ -75,40 +107,43 @@ void backward(const Shape& p, const float* q, const float* k, const float* v, co
       float* dV = dv + b * p.vs[0] + hk * p.vs[1];
       const float* km = p.keymask ? p.keymask + b * p.Tk : nullptr;
       const int32_t* fk = p.firstkey ? p.firstkey + b * p.Tq : nullptr;
+      sg::transpose(K, p.ks[2], p.Tk, p.D, kt.data(), p.Tk);
+      sg::transpose(V, p.vs[2], p.Tk, p.Dv, vt.data(), p.Tk);
+      // the terms of a product over queries that can be nonzero for keys [j0, j1)
+      const auto seen_by = [&](int64_t j0, int64_t, int64_t* k0, int64_t*) { *k0 = first_query(p, j0); };
+      const auto block_cols = [&](int64_t, int64_t i1) { return block_keys(p, i1); };
       for (int64_t g = 0; g < groups; g++) {
         const int64_t h = hk * groups + g;
         const float* Q = q + b * p.qs[0] + h * p.qs[1];
         const float* st = stats + (b * p.H + h) * p.Tq * 2;
         // P again: the forward pass's product and row statistics give the same values bit for bit
         float* P = Pbuf.data();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)p.Tq, (int)p.Tk, (int)p.D, p.scale, Q, (int)p.qs[2], K,
-                    (int)p.ks[2], 0.f, P, (int)p.Tk);
+        scores(p, Q, kt.data(), P);
         for (int64_t i = 0; i < p.Tq; i++) {
           const int64_t vis = visible_keys(p, i);
           rebuild_at(P + i * p.Tk, p.Tk, vis, first_key(fk, i, vis), km, st + i * 2);
         }
         const float* dO = dout + b * dos[0] + h * dos[1];
         float* dQ = dq + b * p.qs[0] + h * p.qs[1];
-        const float beta = g == 0 ? 0.f : 1.f;
+        const bool acc = g > 0;
         // dV (+)= P^T dO
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)p.Tk, (int)p.Dv, (int)p.Tq, 1.f, P, (int)p.Tk, dO,
-                    (int)dos[2], beta, dV, (int)p.vs[2]);
-        // dP = dO V^T, then dS = P * (dP - rowsum(dP * P)) * scale
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)p.Tq, (int)p.Tk, (int)p.Dv, 1.f, dO, (int)dos[2], V,
-                    (int)p.vs[2], 0.f, dS.data(), (int)p.Tk);
+        at_b(p.Tk, p.Dv, p.Tq, P, p.Tk, dO, dos[2], dV, p.vs[2], acc, seen_by);
+        // dP = dO V^T, then dS = P * (dP - rowsum(dP * P)) * scale over the visible keys, 0 past them
+        sg::gemm(p.Tq, p.Tk, p.Dv, 1.f, dO, dos[2], 1, vt.data(), p.Tk, dS.data(), p.Tk, false, block_cols, sg::all_terms);
         for (int64_t i = 0; i < p.Tq; i++) {
+          const int64_t vis = visible_keys(p, i);
           float* r = dS.data() + i * p.Tk;
           const float* pr = P + i * p.Tk;
           double dot = 0;
-          for (int64_t j = 0; j < p.Tk; j++) dot += (double)r[j] * pr[j];
+          for (int64_t j = 0; j < vis; j++) dot += (double)r[j] * pr[j];
           const float d = (float)dot;
-          for (int64_t j = 0; j < p.Tk; j++) r[j] = pr[j] * (r[j] - d) * p.scale;
+          for (int64_t j = 0; j < vis; j++) r[j] = pr[j] * (r[j] - d) * p.scale;
+          std::fill(r + vis, r + p.Tk, 0.f);
         }
         // dQ = dS K ; dK (+)= dS^T Q
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)p.Tq, (int)p.D, (int)p.Tk, 1.f, dS.data(), (int)p.Tk, K,
-                    (int)p.ks[2], 0.f, dQ, (int)p.qs[2]);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)p.Tk, (int)p.D, (int)p.Tq, 1.f, dS.data(), (int)p.Tk, Q,
-                    (int)p.qs[2], beta, dK, (int)p.ks[2]);
+        sg::gemm(p.Tq, p.D, p.Tk, 1.f, dS.data(), p.Tk, 1, K, p.ks[2], dQ, p.qs[2], false, sg::all_cols,
+                 [&](int64_t, int64_t i1, int64_t*, int64_t* k1) { *k1 = block_keys(p, i1); });
+        at_b(p.Tk, p.D, p.Tq, dS.data(), p.Tk, Q, p.qs[2], dK, p.ks[2], acc, seen_by);
       }
     }
   }

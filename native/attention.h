@@ -50,15 +50,33 @@ inline void exp_row(float* s, int64_t visible, const float* km, float mx, float 
   }
 }
 
+// The largest of s[j] over j < visible whose key is not masked (km[j] == 0), NaNs skipped; -inf if there is none
+inline float row_max(const float* s, int64_t visible, const float* km) {
+  const float ninf = -std::numeric_limits<float>::infinity();
+  __m256 m = _mm256_set1_ps(ninf);
+  const __m256 vninf = m, zero = _mm256_setzero_ps();
+  int64_t j = 0;
+  for (; j + 8 <= visible; j += 8) {
+    __m256 x = _mm256_loadu_ps(s + j);
+    if (km) x = _mm256_blendv_ps(x, vninf, _mm256_cmp_ps(_mm256_loadu_ps(km + j), zero, _CMP_NEQ_UQ));
+    m = _mm256_max_ps(x, m);  // a NaN in x gives m (the second operand)
+  }
+  alignas(32) float l[8];
+  _mm256_store_ps(l, m);
+  float mx = ninf;
+  for (int t = 0; t < 8; t++) mx = l[t] > mx ? l[t] : mx;
+  for (; j < visible; j++) {
+    if (km && km[j] != 0.f) continue;
+    if (s[j] > mx) mx = s[j];
+  }
+  return mx;
+}
+
 // Masked softmax of one row of S in place. Writes the row's max and 1/sum to st[0], st[1], so that the backward
 // pass rebuilds the same P from S bit for bit (see rebuild_row); a row whose keys are all masked is set to 0 and
 // gets st[1] = 0.
 inline void softmax_row(float* s, int64_t n, int64_t visible, const float* km, float* st) {
-  float mx = -std::numeric_limits<float>::infinity();
-  for (int64_t j = 0; j < visible; j++) {
-    if (km && km[j] != 0.f) continue;
-    if (s[j] > mx) mx = s[j];
-  }
+  const float mx = row_max(s, visible, km);
   if (mx == -std::numeric_limits<float>::infinity()) {
     std::memset(s, 0, n * sizeof(float));
     st[0] = 0.f;

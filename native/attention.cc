@@ -134,9 +134,7 @@ void backward(const Shape& p, const float* q, const float* k, const float* v, co
           const int64_t vis = visible_keys(p, i);
           float* r = dS.data() + i * p.Tk;
           const float* pr = P + i * p.Tk;
-          double dot = 0;
-          for (int64_t j = 0; j < vis; j++) dot += (double)r[j] * pr[j];
-          const float d = (float)dot;
+          const float d = (float)dot_row(r, pr, vis);
           for (int64_t j = 0; j < vis; j++) r[j] = pr[j] * (r[j] - d) * p.scale;
           std::fill(r + vis, r + p.Tk, 0.f);
         }

@@ -149,17 +149,9 @@ void backward(const Shape& p, const uint16_t* ql, const uint16_t* kl, const uint
       float* d = S + r * p.Tk;
       const uint16_t* pr = P + r * p.Tk;
       for (int64_t j = 0; j < p.Tk; j++) pf[j] = bf16_to_f32(pr[j]);
-      // rowsum(dP P) in double, 4 lanes (a fixed order: the same bits on every run)
-      __m256d acc = _mm256_setzero_pd();
-      int64_t j = 0;
-      for (; j + 4 <= p.Tk; j += 4)
-        acc = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(d + j)), _mm256_cvtps_pd(_mm_loadu_ps(pf.data() + j)), acc);
-      alignas(32) double lanes[4];
-      _mm256_store_pd(lanes, acc);
-      double dot = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
-      for (; j < p.Tk; j++) dot += (double)d[j] * pf[j];
-      const float c = (float)dot;
-      for (j = 0; j < p.Tk; j++) d[j] = pf[j] * (d[j] - c) * p.scale;
+      // rowsum(dP P) in double (a fixed order: the same bits on every run)
+      const float c = (float)dot_row(d, pf.data(), p.Tk);
+      for (int64_t j = 0; j < p.Tk; j++) d[j] = pf[j] * (d[j] - c) * p.scale;
       f32_to_bf16_row(d, dS + r * p.Tk, p.Tk);
     }
   }

@@ -42,7 +42,9 @@ export function blockWorkload(lr = 1e-3, opts: { batch?: number } = {}): BlockWo
   const opt = new SGD(params, { lr });
   const stepTensor = (compute: 'f32' | 'bf16' = 'f32') => {
     opt.zeroGrad();
-    const loss = autocast(compute, () => crossEntropy(head.forward(blk.forward(x)).reshape([b * T, 512]), y));
+    // the logits are read by the loss alone: its log-probabilities take their buffer (consumeLogits), where a
+    // second logits-sized buffer would come fresh from the system each step (PyTorch's caching allocator has one)
+    const loss = autocast(compute, () => crossEntropy(head.forward(blk.forward(x)).reshape([b * T, 512]), y, { consumeLogits: true }));
     loss.backward(); // the backward products reuse the dtype recorded in the forward pass
     opt.step();
     return loss;

@@ -28,16 +28,40 @@ namespace ag {
 using namespace attn;
 namespace {
 
-// The columns (keys) that rows [i0, i1) of S need: up to the last row's visible keys (the causal triangle)
-inline int64_t block_keys(const Shape& p, int64_t i1) { return visible_keys(p, i1 - 1); }
+// Which keys a block of query rows can see, and which queries can see a block of keys, in one batch row: the causal
+// triangle and, with packed rows, each query's first key (its document's start). The products compute no more (the
+// rest of P and dS is zero), so a packed row of short documents costs about its documents' squares, not its own.
+struct Reach {
+  const Shape& p;
+  const int32_t* fk = nullptr;
+  std::vector<int64_t> lo, suffix_min;  // per query: its first visible key; the least of those from it on
+  explicit Reach(const Shape& s) : p(s) {
+    if (s.firstkey) { lo.resize((size_t)s.Tq); suffix_min.resize((size_t)s.Tq); }
+  }
+  void set_row(const int32_t* first) {
+    fk = first;
+    if (!fk) return;
+    for (int64_t i = 0; i < p.Tq; i++) lo[i] = first_key(fk, i, visible_keys(p, i));
+    int64_t m = INT64_MAX;
+    for (int64_t i = p.Tq - 1; i >= 0; i--) suffix_min[i] = m = std::min(m, lo[i]);
+  }
+  // keys [c0, c1) that rows [i0, i1) see
+  void keys(int64_t i0, int64_t i1, int64_t* c0, int64_t* c1) const {
+    *c1 = visible_keys(p, i1 - 1);
+    if (fk) *c0 = *std::min_element(lo.begin() + i0, lo.begin() + i1);
+  }
+  // queries [k0, k1) that may see any of keys [j0, j1)
+  void queries(int64_t j0, int64_t j1, int64_t* k0, int64_t* k1) const {
+    *k0 = p.causal ? std::max<int64_t>(0, j0 - (p.Tk - p.Tq)) : 0;
+    // past the last query whose first key is at most j1 - 1 (suffix_min does not decrease)
+    if (fk) *k1 = std::upper_bound(suffix_min.begin(), suffix_min.end(), j1 - 1) - suffix_min.begin();
+  }
+};
 
-// The first query that sees key j0 (causal: query i sees keys j <= Tk - Tq + i)
-inline int64_t first_query(const Shape& p, int64_t j0) { return p.causal ? std::max<int64_t>(0, j0 - (p.Tk - p.Tq)) : 0; }
-
-// S = scale Q K^T (kt: K transposed, D x Tk) into P (Tq x Tk), each row's columns up to its block's visible keys
-void scores(const Shape& p, const float* Q, const float* kt, float* P) {
+// S = scale Q K^T (kt: K transposed, D x Tk) into P (Tq x Tk), each row block's columns over the keys it sees
+void scores(const Shape& p, const Reach& r, const float* Q, const float* kt, float* P) {
   sg::gemm(p.Tq, p.Tk, p.D, p.scale, Q, p.qs[2], 1, kt, p.Tk, P, p.Tk, false,
-           [&](int64_t, int64_t i1) { return block_keys(p, i1); }, sg::all_terms);
+           [&](int64_t i0, int64_t i1, int64_t* c0, int64_t* c1) { r.keys(i0, i1, c0, c1); }, sg::all_terms);
 }
 
 // C (+)= A^T B for dV = P^T dO and dK = dS^T Q, A being (rows x m, row stride lda) and zero wherever `terms` skips:
@@ -61,6 +85,7 @@ void forward(const Shape& p, const float* q, const float* k, const float* v, flo
 #pragma omp parallel if (parallel)
   {
   std::vector<float> scratch((size_t)(p.Tq * p.Tk)), kt((size_t)(p.D * p.Tk));
+  Reach reach(p);
 #pragma omp for schedule(dynamic, 1)
   for (int64_t bk = 0; bk < pairs; bk++) {
     const int64_t b = bk / p.Hkv, hk = bk % p.Hkv;
@@ -69,20 +94,21 @@ void forward(const Shape& p, const float* q, const float* k, const float* v, flo
     const float* km = p.keymask ? p.keymask + b * p.Tk : nullptr;
     const int32_t* fk = p.firstkey ? p.firstkey + b * p.Tq : nullptr;
     sg::transpose(K, p.ks[2], p.Tk, p.D, kt.data(), p.Tk);
+    reach.set_row(fk);
     for (int64_t g = 0; g < groups; g++) {
       const int64_t h = hk * groups + g;
       const float* Q = q + b * p.qs[0] + h * p.qs[1];
       float* P = scratch.data();
       float* st = stats + (b * p.H + h) * p.Tq * 2;
       float* O = out + b * p.os[0] + h * p.os[1];
-      scores(p, Q, kt.data(), P);
+      scores(p, reach, Q, kt.data(), P);
       for (int64_t i = 0; i < p.Tq; i++) {
         const int64_t vis = visible_keys(p, i);
         softmax_at(P + i * p.Tk, p.Tk, vis, first_key(fk, i, vis), km, st + i * 2);
       }
-      // O = P V over the keys the block's rows see (P is 0 past them)
+      // O = P V over the keys the block's rows see (P is 0 elsewhere)
       sg::gemm(p.Tq, p.Dv, p.Tk, 1.f, P, p.Tk, 1, V, p.vs[2], O, p.os[2], false, sg::all_cols,
-               [&](int64_t, int64_t i1, int64_t*, int64_t* k1) { *k1 = block_keys(p, i1); });
+               [&](int64_t i0, int64_t i1, int64_t* k0, int64_t* k1) { reach.keys(i0, i1, k0, k1); });
     }
   }
   }
@@ -98,6 +124,7 @@ void backward(const Shape& p, const float* q, const float* k, const float* v, co
   {
     std::vector<float> dS((size_t)(p.Tq * p.Tk)), Pbuf((size_t)(p.Tq * p.Tk)), kt((size_t)(p.D * p.Tk)),
         vt((size_t)(p.Dv * p.Tk));
+    Reach reach(p);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t bk = 0; bk < pairs; bk++) {
       const int64_t b = bk / p.Hkv, hk = bk % p.Hkv;
@@ -109,16 +136,17 @@ void backward(const Shape& p, const float* q, const float* k, const float* v, co
       const int32_t* fk = p.firstkey ? p.firstkey + b * p.Tq : nullptr;
       sg::transpose(K, p.ks[2], p.Tk, p.D, kt.data(), p.Tk);
       sg::transpose(V, p.vs[2], p.Tk, p.Dv, vt.data(), p.Tk);
-      // the terms of a product over queries that can be nonzero for keys [j0, j1)
-      const auto seen_by = [&](int64_t j0, int64_t, int64_t* k0, int64_t*) { *k0 = first_query(p, j0); };
-      const auto block_cols = [&](int64_t, int64_t i1) { return block_keys(p, i1); };
+      reach.set_row(fk);
+      // a block of rows' keys (columns of dP, terms of dS K); a block of keys' queries (terms of P^T dO, dS^T Q)
+      const auto keys = [&](int64_t i0, int64_t i1, int64_t* c0, int64_t* c1) { reach.keys(i0, i1, c0, c1); };
+      const auto seen_by = [&](int64_t j0, int64_t j1, int64_t* k0, int64_t* k1) { reach.queries(j0, j1, k0, k1); };
       for (int64_t g = 0; g < groups; g++) {
         const int64_t h = hk * groups + g;
         const float* Q = q + b * p.qs[0] + h * p.qs[1];
         const float* st = stats + (b * p.H + h) * p.Tq * 2;
         // P again: the forward pass's product and row statistics give the same values bit for bit
         float* P = Pbuf.data();
-        scores(p, Q, kt.data(), P);
+        scores(p, reach, Q, kt.data(), P);
         for (int64_t i = 0; i < p.Tq; i++) {
           const int64_t vis = visible_keys(p, i);
           rebuild_at(P + i * p.Tk, p.Tk, vis, first_key(fk, i, vis), km, st + i * 2);
@@ -128,19 +156,19 @@ void backward(const Shape& p, const float* q, const float* k, const float* v, co
         const bool acc = g > 0;
         // dV (+)= P^T dO
         at_b(p.Tk, p.Dv, p.Tq, P, p.Tk, dO, dos[2], dV, p.vs[2], acc, seen_by);
-        // dP = dO V^T, then dS = P * (dP - rowsum(dP * P)) * scale over the visible keys, 0 past them
-        sg::gemm(p.Tq, p.Tk, p.Dv, 1.f, dO, dos[2], 1, vt.data(), p.Tk, dS.data(), p.Tk, false, block_cols, sg::all_terms);
+        // dP = dO V^T, then dS = P * (dP - rowsum(dP * P)) * scale over the keys a row sees, 0 elsewhere
+        sg::gemm(p.Tq, p.Tk, p.Dv, 1.f, dO, dos[2], 1, vt.data(), p.Tk, dS.data(), p.Tk, false, keys, sg::all_terms);
         for (int64_t i = 0; i < p.Tq; i++) {
-          const int64_t vis = visible_keys(p, i);
+          const int64_t vis = visible_keys(p, i), lo = first_key(fk, i, vis);
           float* r = dS.data() + i * p.Tk;
           const float* pr = P + i * p.Tk;
-          const float d = (float)dot_row(r, pr, vis);
-          for (int64_t j = 0; j < vis; j++) r[j] = pr[j] * (r[j] - d) * p.scale;
+          const float d = (float)dot_row(r + lo, pr + lo, vis - lo);
+          std::fill(r, r + lo, 0.f);
+          for (int64_t j = lo; j < vis; j++) r[j] = pr[j] * (r[j] - d) * p.scale;
           std::fill(r + vis, r + p.Tk, 0.f);
         }
         // dQ = dS K ; dK (+)= dS^T Q
-        sg::gemm(p.Tq, p.D, p.Tk, 1.f, dS.data(), p.Tk, 1, K, p.ks[2], dQ, p.qs[2], false, sg::all_cols,
-                 [&](int64_t, int64_t i1, int64_t*, int64_t* k1) { *k1 = block_keys(p, i1); });
+        sg::gemm(p.Tq, p.D, p.Tk, 1.f, dS.data(), p.Tk, 1, K, p.ks[2], dQ, p.qs[2], false, sg::all_cols, keys);
         at_b(p.Tk, p.D, p.Tq, dS.data(), p.Tk, Q, p.qs[2], dK, p.ks[2], acc, seen_by);
       }
     }

@@ -113,9 +113,11 @@ inline std::vector<float>& pack_buffer() {
 constexpr int64_t kMR = 6, kNR = 16, kPackSpan = 32768;
 
 // C = alpha * A B (accumulate: C += alpha * A B) over m rows, n columns and K terms, where the rows [i0, i1) of one
-// 6-row block need only the columns [0, cols(i0, i1)) and the terms [k0, k1) given by terms(i0, i1, &k0, &k1):
-// attention's causal triangle (columns or terms past a block's last visible key) and its zeros (terms before a
-// block's first query that sees it). Columns outside [0, cols) are not written.
+// 6-row block need only the columns [c0, c1) given by cols(i0, i1, &c0, &c1) and the terms [k0, k1) given by
+// terms(i0, i1, &k0, &k1) (both start as everything): attention's causal triangle (columns or terms past a block's
+// last visible key), packed rows (keys before a block's earliest document start) and the zeros of P and dS that
+// these leave (terms outside the queries that see a block of keys). The 16-column panels that hold no needed column
+// are not written.
 template <class Cols, class Terms>
 inline void gemm(int64_t m, int64_t n, int64_t K, float alpha, const float* A, int64_t ars, int64_t acs, const float* B,
                  int64_t ldb, float* C, int64_t ldc, bool accumulate, Cols cols, Terms terms) {
@@ -142,9 +144,11 @@ inline void gemm(int64_t m, int64_t n, int64_t K, float alpha, const float* A, i
       const int64_t ldp = pack ? kNR : ldb;
       for (int64_t i0 = ic; i0 < ie; i0 += kMR) {
         const int64_t i1 = std::min(ie, i0 + kMR);
-        const int64_t nc = std::min(n, cols(i0, i1));
-        if (j0 >= nc) continue;
-        const int64_t w = std::min(wmax, nc - j0);
+        int64_t c0 = 0, c1 = n;
+        cols(i0, i1, &c0, &c1);
+        c1 = std::min(c1, n);
+        if (j0 >= c1 || j0 + kNR <= c0) continue;
+        const int64_t w = std::min(wmax, c1 - j0);
         int64_t k0 = 0, k1 = K;
         terms(i0, i1, &k0, &k1);
         k0 = std::max<int64_t>(k0, 0);
@@ -162,7 +166,7 @@ inline void gemm(int64_t m, int64_t n, int64_t K, float alpha, const float* A, i
   }
 }
 
-inline int64_t all_cols(int64_t, int64_t) { return INT64_MAX; }
+inline void all_cols(int64_t, int64_t, int64_t*, int64_t*) {}
 inline void all_terms(int64_t, int64_t, int64_t*, int64_t*) {}
 
 // dst (cols x rows, row stride ldd) = src (rows x cols, row stride lds) transposed, 8 x 8 blocks in registers

@@ -269,9 +269,7 @@ test('fused attention over 600 keys (B in packed panels, the transposed products
   });
 });
 
-test('fused causal attention with packed rows over query-row blocks agrees across backends', () => {
-  const [B, H, Tn, D] = [2, 2, 70, 8];
-  const starts = [[0, 23, 50], [0, 31]];
+for (const [B, H, Tn, D, starts] of [[2, 2, 70, 8, [[0, 23, 50], [0, 31]]], [1, 2, 600, 16, [[0, 5, 6, 130, 131, 400, 599]]]] as const) test(`fused causal attention with packed rows over query-row blocks agrees across backends (T ${Tn}, documents from ${starts.map((s) => s.join(', ')).join('; ')}${Tn > 512 ? ': the transposed products through BLAS' : ''})`, () => {
   const firstKey = Int32Array.from({ length: B * Tn }, (_, i) => {
     const bi = Math.floor(i / Tn), t = i % Tn;
     return starts[bi].filter((s0) => s0 <= t).pop()!;

@@ -65,17 +65,31 @@ void scores(const Shape& p, const Reach& r, const float* Q, const float* kt, flo
 }
 
 // C (+)= A^T B for dV = P^T dO and dK = dS^T Q, A being (rows x m, row stride lda) and zero wherever `terms` skips:
-// the small tiles while A spans up to 1 MiB (512 x 512 keys), OpenBLAS's sgemm beyond (reading a long transposed
-// operand a term at a time misses the TLB, BLAS packs it: 0.4-0.7x BLAS's speed at 1024-2048 keys without the
-// copy). Neither product is recomputed, so the two need not give the same bits.
+// the small tiles while A spans up to 1 MiB (512 x 512 keys), OpenBLAS's sgemm beyond, on blocks of 128 keys and the
+// queries that see them (reading a long transposed operand a term at a time misses the TLB, BLAS packs it: the tiles
+// ran at 0.4-0.7x BLAS's speed at 1024-2048 keys). Neither product is recomputed, so the two need not give the same
+// bits.
 template <class Terms>
 void at_b(int64_t m, int64_t n, int64_t rows, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
           int64_t ldc, bool accumulate, Terms terms) {
-  if (rows * lda * (int64_t)sizeof(float) > (1 << 20))
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)n, (int)rows, 1.f, A, (int)lda, B, (int)ldb,
-                accumulate ? 1.f : 0.f, C, (int)ldc);
-  else
+  if (rows * lda * (int64_t)sizeof(float) <= (1 << 20)) {
     sg::gemm(m, n, rows, 1.f, A, 1, lda, B, ldb, C, ldc, accumulate, sg::all_cols, terms);
+    return;
+  }
+  for (int64_t j0 = 0; j0 < m; j0 += 128) {
+    const int64_t j1 = std::min(m, j0 + 128);
+    int64_t k0 = 0, k1 = rows;
+    terms(j0, j1, &k0, &k1);
+    k0 = std::max<int64_t>(k0, 0);
+    k1 = std::min(k1, rows);
+    if (k1 <= k0) {
+      if (!accumulate)
+        for (int64_t j = j0; j < j1; j++) std::fill(C + j * ldc, C + j * ldc + n, 0.f);
+      continue;
+    }
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(j1 - j0), (int)n, (int)(k1 - k0), 1.f, A + k0 * lda + j0,
+                (int)lda, B + k0 * ldb, (int)ldb, accumulate ? 1.f : 0.f, C + j0 * ldc, (int)ldc);
+  }
 }
 
 void forward(const Shape& p, const float* q, const float* k, const float* v, float* out, float* stats) {

@@ -92,13 +92,24 @@ void at_b(int64_t m, int64_t n, int64_t rows, const float* A, int64_t lda, const
   }
 }
 
+// Each thread's P, dS and transposed K and V, kept between calls (grow-only; see sized)
+struct Scratch {
+  std::vector<float> P, dS, kt, vt;
+};
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
+}
+
 void forward(const Shape& p, const float* q, const float* k, const float* v, float* out, float* stats) {
   const int64_t groups = p.H / p.Hkv;
   const int64_t pairs = p.B * p.Hkv;
   const bool parallel = pairs > 1 && p.Tq * p.Tk * (p.D + p.Dv) * p.B * p.H > (1 << 16);
 #pragma omp parallel if (parallel)
   {
-  std::vector<float> scratch((size_t)(p.Tq * p.Tk)), kt((size_t)(p.D * p.Tk));
+  Scratch& sc = scratch();
+  float* P = sized(sc.P, p.Tq * p.Tk);
+  float* kt = sized(sc.kt, p.D * p.Tk);
   Reach reach(p);
 #pragma omp for schedule(dynamic, 1)
   for (int64_t bk = 0; bk < pairs; bk++) {
@@ -107,15 +118,14 @@ void forward(const Shape& p, const float* q, const float* k, const float* v, flo
     const float* V = v + b * p.vs[0] + hk * p.vs[1];
     const float* km = p.keymask ? p.keymask + b * p.Tk : nullptr;
     const int32_t* fk = p.firstkey ? p.firstkey + b * p.Tq : nullptr;
-    sg::transpose(K, p.ks[2], p.Tk, p.D, kt.data(), p.Tk);
+    sg::transpose(K, p.ks[2], p.Tk, p.D, kt, p.Tk);
     reach.set_row(fk);
     for (int64_t g = 0; g < groups; g++) {
       const int64_t h = hk * groups + g;
       const float* Q = q + b * p.qs[0] + h * p.qs[1];
-      float* P = scratch.data();
       float* st = stats + (b * p.H + h) * p.Tq * 2;
       float* O = out + b * p.os[0] + h * p.os[1];
-      scores(p, reach, Q, kt.data(), P);
+      scores(p, reach, Q, kt, P);
       for (int64_t i = 0; i < p.Tq; i++) {
         const int64_t vis = visible_keys(p, i);
         softmax_at(P + i * p.Tk, p.Tk, vis, first_key(fk, i, vis), km, st + i * 2);
@@ -136,8 +146,11 @@ void backward(const Shape& p, const float* q, const float* k, const float* v, co
   const bool parallel = pairs > 1 && p.Tq * p.Tk * (p.D + p.Dv) * p.B * p.H > (1 << 16);
 #pragma omp parallel if (parallel)
   {
-    std::vector<float> dS((size_t)(p.Tq * p.Tk)), Pbuf((size_t)(p.Tq * p.Tk)), kt((size_t)(p.D * p.Tk)),
-        vt((size_t)(p.Dv * p.Tk));
+    Scratch& sc = scratch();
+    float* P = sized(sc.P, p.Tq * p.Tk);
+    float* dS = sized(sc.dS, p.Tq * p.Tk);
+    float* kt = sized(sc.kt, p.D * p.Tk);
+    float* vt = sized(sc.vt, p.Dv * p.Tk);
     Reach reach(p);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t bk = 0; bk < pairs; bk++) {
@@ -148,8 +161,8 @@ void backward(const Shape& p, const float* q, const float* k, const float* v, co
       float* dV = dv + b * p.vs[0] + hk * p.vs[1];
       const float* km = p.keymask ? p.keymask + b * p.Tk : nullptr;
       const int32_t* fk = p.firstkey ? p.firstkey + b * p.Tq : nullptr;
-      sg::transpose(K, p.ks[2], p.Tk, p.D, kt.data(), p.Tk);
-      sg::transpose(V, p.vs[2], p.Tk, p.Dv, vt.data(), p.Tk);
+      sg::transpose(K, p.ks[2], p.Tk, p.D, kt, p.Tk);
+      sg::transpose(V, p.vs[2], p.Tk, p.Dv, vt, p.Tk);
       reach.set_row(fk);
       // a block of rows' keys (columns of dP, terms of dS K); a block of keys' queries (terms of P^T dO, dS^T Q)
       const auto keys = [&](int64_t i0, int64_t i1, int64_t* c0, int64_t* c1) { reach.keys(i0, i1, c0, c1); };
@@ -159,8 +172,7 @@ void backward(const Shape& p, const float* q, const float* k, const float* v, co
         const float* Q = q + b * p.qs[0] + h * p.qs[1];
         const float* st = stats + (b * p.H + h) * p.Tq * 2;
         // P again: the forward pass's product and row statistics give the same values bit for bit
-        float* P = Pbuf.data();
-        scores(p, reach, Q, kt.data(), P);
+        scores(p, reach, Q, kt, P);
         for (int64_t i = 0; i < p.Tq; i++) {
           const int64_t vis = visible_keys(p, i);
           rebuild_at(P + i * p.Tk, p.Tk, vis, first_key(fk, i, vis), km, st + i * 2);
@@ -171,10 +183,10 @@ void backward(const Shape& p, const float* q, const float* k, const float* v, co
         // dV (+)= P^T dO
         at_b(p.Tk, p.Dv, p.Tq, P, p.Tk, dO, dos[2], dV, p.vs[2], acc, seen_by);
         // dP = dO V^T, then dS = P * (dP - rowsum(dP * P)) * scale over the keys a row sees, 0 elsewhere
-        sg::gemm(p.Tq, p.Tk, p.Dv, 1.f, dO, dos[2], 1, vt.data(), p.Tk, dS.data(), p.Tk, false, keys, sg::all_terms);
+        sg::gemm(p.Tq, p.Tk, p.Dv, 1.f, dO, dos[2], 1, vt, p.Tk, dS, p.Tk, false, keys, sg::all_terms);
         for (int64_t i = 0; i < p.Tq; i++) {
           const int64_t vis = visible_keys(p, i), lo = first_key(fk, i, vis);
-          float* r = dS.data() + i * p.Tk;
+          float* r = dS + i * p.Tk;
           const float* pr = P + i * p.Tk;
           const float d = (float)dot_row(r + lo, pr + lo, vis - lo);
           std::fill(r, r + lo, 0.f);
@@ -182,8 +194,8 @@ void backward(const Shape& p, const float* q, const float* k, const float* v, co
           std::fill(r + vis, r + p.Tk, 0.f);
         }
         // dQ = dS K ; dK (+)= dS^T Q
-        sg::gemm(p.Tq, p.D, p.Tk, 1.f, dS.data(), p.Tk, 1, K, p.ks[2], dQ, p.qs[2], false, sg::all_cols, keys);
-        at_b(p.Tk, p.D, p.Tq, dS.data(), p.Tk, Q, p.qs[2], dK, p.ks[2], acc, seen_by);
+        sg::gemm(p.Tq, p.D, p.Tk, 1.f, dS, p.Tk, 1, K, p.ks[2], dQ, p.qs[2], false, sg::all_cols, keys);
+        at_b(p.Tk, p.D, p.Tq, dS, p.Tk, Q, p.qs[2], dK, p.ks[2], acc, seen_by);
       }
     }
   }

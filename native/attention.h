@@ -4,11 +4,20 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <vector>
 #include "args.h"
 #include "vecmath.h"
 
 namespace ag {
 namespace attn {
+
+// v's data, grown to n elements first where it holds fewer: per-thread scratch kept between calls (fresh buffers of a
+// few MB each call come back from the OS as zeroed pages, whose faults cost more than the products)
+template <class T>
+T* sized(std::vector<T>& v, int64_t n) {
+  if ((int64_t)v.size() < n) v.resize((size_t)n);
+  return v.data();
+}
 
 struct Shape {
   int64_t B, H, Hkv, Tq, Tk, D, Dv;

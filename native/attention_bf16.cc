@@ -109,11 +109,6 @@ Scratch& scratch() {
   thread_local Scratch s;
   return s;
 }
-template <class T>
-T* sized(std::vector<T>& v, int64_t n) {
-  if ((int64_t)v.size() < n) v.resize((size_t)n);
-  return v.data();
-}
 
 void forward(const Shape& p, const float* q, const float* k, const float* v, float* out, float* stats, uint16_t* ql,
              uint16_t* kl, uint16_t* vl) {

@@ -30,7 +30,10 @@ type Bf16Backend = Backend & Required<Pick<Backend, 'attentionBf16' | 'attention
  * T = 128 with 4 heads of 64, 0.83 at GPT-2 small's 12 heads, 0.98-1.30 at T = 32). Since the packing runs per
  * (batch, head) block and oneDNN writes the outputs into their views, T = 32 measured 0.83-1.16 (median about 1.0, 8 runs
  * of 25 alternations, main-thread CPU time, loaded machine): no gain to move the cls workloads' and the main job's
- * numerics for, so the bar stays.
+ * numerics for, so the bar stays. Those ratios are against the f32 kernel of the time (per-head OpenBLAS products);
+ * the f32 kernel's register-tiled products that skip the causal triangle and other documents' keys took 0.2-0.7x its
+ * time on Zen 3 (`scripts/bench-attention.ts --other <before>`), and are not yet measured against this kernel on a CPU
+ * with bf16 (`scripts/bench-attention.ts --bf16` there says where the bar should now be).
  */
 export const BF16_ATTENTION_MIN_T = 64;
 

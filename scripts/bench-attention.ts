@@ -1,0 +1,109 @@
+/**
+ * The native fused attention kernels alone, forward and backward, on the workloads' shapes, long causal rows and packed
+ * rows (causal, each query's first key its document's start), each checkout in its own process, alternated.
+ *
+ *   node --import tsx scripts/bench-attention.ts [--other <dir>] [--repeat 3] [--calls 10] [--threads 2] [--bf16] [--only <text>]
+ *
+ * Prints per shape the median over alternations of each process's median call time (ms), and with --other the ratio
+ * ours / other (paired: the median of the ratios within each alternation). --other <dir>: another checkout (built:
+ * build/ and node_modules), before / after a kernel change on a loaded machine. --bf16: the bf16 kernel
+ * (attentionBf16, batched bf16 products: oneDNN's where the CPU has bf16, widened elsewhere) beside the f32 one in
+ * each process, for where autocast should switch from one to the other (src/tensor/ops/attention-bf16.ts). --only: the
+ * shapes whose name holds the text.
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { spawnSync } from 'node:child_process';
+import { parseArgs } from 'node:util';
+import type { AttentionShape } from '../src/backend/backend.js';
+
+const HERE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+interface Case { name: string; B: number; H: number; T: number; D: number; causal: boolean; doc?: number }
+const CASES: Case[] = [
+  { name: 'cls (B64 H4 T32 D64)', B: 64, H: 4, T: 32, D: 64, causal: false },
+  { name: 'block (B8 H4 T128 D64 causal)', B: 8, H: 4, T: 128, D: 64, causal: true },
+  { name: 'gpt2 (B8 H12 T128 D64 causal)', B: 8, H: 12, T: 128, D: 64, causal: true },
+  { name: 'long (B1 H12 T1024 D64 causal)', B: 1, H: 12, T: 1024, D: 64, causal: true },
+  { name: 'long (B1 H12 T1024 D64)', B: 1, H: 12, T: 1024, D: 64, causal: false },
+  { name: 'packed (B3 H4 T1024 D32, 48-token docs)', B: 3, H: 4, T: 1024, D: 32, causal: true, doc: 48 },
+  { name: 'packed (B1 H12 T2048 D64, 300-token docs)', B: 1, H: 12, T: 2048, D: 64, causal: true, doc: 300 },
+];
+
+type Times = Record<string, number>; // "<case> f32|bf16 fwd|bwd" -> median ms
+
+async function child(root: string, calls: number, bf16: boolean, only: string): Promise<Times> {
+  const { loadNativeBackend } = (await import(path.join(root, 'src/backend/native.ts'))) as typeof import('../src/backend/native.js');
+  const be = loadNativeBackend();
+  let seed = 1;
+  const rand = (n: number) => Float32Array.from({ length: n }, () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 31) - 1);
+  const med = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1];
+  const out: Times = {};
+  for (const c of CASES.filter((x) => x.name.includes(only))) {
+    const { B, H, T, D } = c, C = 3 * H * D;
+    const qkv = rand(B * T * C), dqkv = new Float32Array(B * T * C), dout = rand(B * T * H * D);
+    const [q, k, v] = [0, 1, 2].map((i) => qkv.subarray(i * H * D));
+    const [dq, dk, dv] = [0, 1, 2].map((i) => dqkv.subarray(i * H * D));
+    const st: [number, number, number] = [T * C, D, C], os_: [number, number, number] = [T * H * D, D, H * D];
+    const s: AttentionShape = { B, H, Hkv: H, Tq: T, Tk: T, D, Dv: D, qStrides: st, kStrides: st, vStrides: st, outStrides: os_, scale: 1 / Math.sqrt(D), causal: c.causal };
+    const fk = c.doc ? Int32Array.from({ length: B * T }, (_, i) => Math.floor((i % T) / c.doc!) * c.doc!) : null;
+    const o = new Float32Array(B * T * H * D), stats = new Float32Array(B * H * T * 2);
+    const kernels: ['f32' | 'bf16', () => void, () => void][] = [['f32',
+      () => be.attention(s, q, k, v, null, fk, o, stats),
+      () => be.attentionBackward(s, q, k, v, null, fk, stats, dout, os_, dq, dk, dv)]];
+    if (bf16 && be.attentionBf16 && be.attentionBf16Backward) {
+      const [ql, kl, vl] = [0, 1, 2].map(() => new Uint16Array(B * H * T * D));
+      kernels.push(['bf16',
+        () => be.attentionBf16!(s, q, k, v, null, fk, o, stats, ql, kl, vl),
+        () => be.attentionBf16Backward!(s, ql, kl, vl, null, fk, stats, dout, os_, dq, dk, dv)]); // dq, dk, dv at q's, k's, v's strides
+    }
+    for (const [dt, fwd, bwd] of kernels) {
+      const tf: number[] = [], tb: number[] = [];
+      for (let r = 0; r < calls + 2; r++) {
+        let t0 = performance.now();
+        fwd();
+        const f = performance.now() - t0;
+        t0 = performance.now();
+        bwd();
+        if (r >= 2) { tf.push(f); tb.push(performance.now() - t0); }
+      }
+      out[`${c.name} ${dt} fwd`] = med(tf);
+      out[`${c.name} ${dt} bwd`] = med(tb);
+    }
+  }
+  return out;
+}
+
+const { values: a } = parseArgs({ options: {
+  other: { type: 'string' }, repeat: { type: 'string', default: '3' }, calls: { type: 'string', default: '10' },
+  threads: { type: 'string', default: String(Math.min(2, os.availableParallelism())) }, bf16: { type: 'boolean', default: false },
+  child: { type: 'string' }, only: { type: 'string', default: '' },
+} });
+if (a.child) {
+  console.log(JSON.stringify(await child(a.child, Number(a.calls), a.bf16!, a.only!)));
+} else {
+  const trees: [string, string][] = [['ours', HERE]];
+  if (a.other) trees.unshift(['other', path.resolve(a.other)]);
+  const runs = new Map<string, Times[]>(trees.map(([n]) => [n, []]));
+  for (let r = 0; r < Number(a.repeat); r++) {
+    for (const [name, root] of trees) {
+      const p = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', root, '--calls', a.calls!, '--only', a.only!, ...(a.bf16 ? ['--bf16'] : [])],
+        { cwd: root, encoding: 'utf8', env: { ...process.env, AUTOGLM_NUM_THREADS: a.threads } });
+      if (p.status !== 0) throw new Error(`${name} (${root}) failed: ${p.stderr}`);
+      runs.get(name)!.push(JSON.parse(p.stdout.trim().split('\n').pop()!) as Times);
+    }
+  }
+  const med = (x: number[]) => [...x].sort((p, q) => p - q)[x.length >> 1];
+  const keys = Object.keys(runs.get('ours')![0]);
+  console.log(`native attention alone, ${a.threads} threads, ${a.repeat} alternations of ${trees.map(([n]) => n).join(', ')}; median ms of ${a.calls} calls each`);
+  for (const key of keys) {
+    const ours = runs.get('ours')!.map((t) => t[key]);
+    let line = `${key}: ours ${med(ours).toFixed(2)}`;
+    const other = runs.get('other')?.map((t) => t[key]);
+    if (other && other.every((x) => x !== undefined)) {
+      line += `, other ${med(other).toFixed(2)}, ours/other x${(med(ours) / med(other)).toFixed(2)} (paired x${med(ours.map((x, i) => x / other[i])).toFixed(2)})`;
+    }
+    console.log(line);
+  }
+}

@@ -18,6 +18,7 @@
 // The row helpers and the shape are in attention.h; attention_bf16.cc runs the same scheme with bf16 products.
 #include <cblas.h>
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -35,15 +36,20 @@ struct Reach {
   const Shape& p;
   const int32_t* fk = nullptr;
   std::vector<int64_t> lo, suffix_min;  // per query: its first visible key; the least of those from it on
+  bool ordered = true;                  // lo does not decrease (documents one after another)
   explicit Reach(const Shape& s) : p(s) {
     if (s.firstkey) { lo.resize((size_t)s.Tq); suffix_min.resize((size_t)s.Tq); }
   }
   void set_row(const int32_t* first) {
     fk = first;
+    ordered = true;
     if (!fk) return;
     for (int64_t i = 0; i < p.Tq; i++) lo[i] = first_key(fk, i, visible_keys(p, i));
     int64_t m = INT64_MAX;
-    for (int64_t i = p.Tq - 1; i >= 0; i--) suffix_min[i] = m = std::min(m, lo[i]);
+    for (int64_t i = p.Tq - 1; i >= 0; i--) {
+      if (lo[i] > m) ordered = false;
+      suffix_min[i] = m = std::min(m, lo[i]);
+    }
   }
   // keys [c0, c1) that rows [i0, i1) see
   void keys(int64_t i0, int64_t i1, int64_t* c0, int64_t* c1) const {
@@ -56,7 +62,27 @@ struct Reach {
     // past the last query whose first key is at most j1 - 1 (suffix_min does not decrease)
     if (fk) *k1 = std::upper_bound(suffix_min.begin(), suffix_min.end(), j1 - 1) - suffix_min.begin();
   }
+  // The keys [z0, z1) of row i of P and dS that the products read, around the ones it sees, [lo, vis): its row block's
+  // (the forward pass's P V, dS K) and, for the transposed products (P^T dO, dS^T Q), every block of `width` keys that
+  // holds one it sees (their tiles read a block of keys for each query that sees any of them; with documents one
+  // after another, exactly the queries whose [lo, vis) meets the block). These are zeroed outside [lo, vis); the rest
+  // of the row is never read, so it is neither computed nor written: a packed row's stores are about its documents'
+  // squares, not its own. Documents out of order: the whole row.
+  void span(int64_t i, int64_t lo_i, int64_t vis, int64_t width, int64_t* z0, int64_t* z1) const {
+    if (!ordered) { *z0 = 0; *z1 = p.Tk; return; }
+    const int64_t i0 = i / sg::kMR * sg::kMR, i1 = std::min(p.Tq, i0 + sg::kMR);
+    int64_t c0 = 0, c1 = p.Tk;
+    keys(i0, i1, &c0, &c1);
+    *z0 = std::min(c0, lo_i / width * width);
+    *z1 = std::min(p.Tk, std::max(c1, (vis + width - 1) / width * width));
+  }
 };
+
+// The transposed products' key blocks: past 512 x 512 keys (1 MiB of P) they run through BLAS on blocks of kBlasKeys
+// keys (at_b), below through the 6-row tiles
+constexpr int64_t kBlasKeys = 128;
+inline bool transposed_by_blas(int64_t rows, int64_t lda) { return rows * lda * (int64_t)sizeof(float) > (1 << 20); }
+inline int64_t key_block(const Shape& p) { return transposed_by_blas(p.Tq, p.Tk) ? kBlasKeys : sg::kMR; }
 
 // S = scale Q K^T (kt: K transposed, D x Tk) into P (Tq x Tk), each row block's columns over the keys it sees
 void scores(const Shape& p, const Reach& r, const float* Q, const float* kt, float* P) {
@@ -72,12 +98,12 @@ void scores(const Shape& p, const Reach& r, const float* Q, const float* kt, flo
 template <class Terms>
 void at_b(int64_t m, int64_t n, int64_t rows, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
           int64_t ldc, bool accumulate, Terms terms) {
-  if (rows * lda * (int64_t)sizeof(float) <= (1 << 20)) {
+  if (!transposed_by_blas(rows, lda)) {
     sg::gemm(m, n, rows, 1.f, A, 1, lda, B, ldb, C, ldc, accumulate, sg::all_cols, terms);
     return;
   }
-  for (int64_t j0 = 0; j0 < m; j0 += 128) {
-    const int64_t j1 = std::min(m, j0 + 128);
+  for (int64_t j0 = 0; j0 < m; j0 += kBlasKeys) {
+    const int64_t j1 = std::min(m, j0 + kBlasKeys);
     int64_t k0 = 0, k1 = rows;
     terms(j0, j1, &k0, &k1);
     k0 = std::max<int64_t>(k0, 0);
@@ -90,6 +116,12 @@ void at_b(int64_t m, int64_t n, int64_t rows, const float* A, int64_t lda, const
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(j1 - j0), (int)n, (int)(k1 - k0), 1.f, A + k0 * lda + j0,
                 (int)lda, B + k0 * ldb, (int)ldb, accumulate ? 1.f : 0.f, C + j0 * ldc, (int)ldc);
   }
+}
+
+// Tests: P and dS filled with NaN before each head (attentionPoison), so that reading what was not written shows
+std::atomic<bool> poison{false};
+void poison_fill(float* a, int64_t n) {
+  if (poison.load(std::memory_order_relaxed)) std::fill(a, a + n, std::numeric_limits<float>::quiet_NaN());
 }
 
 // Each thread's P, dS and transposed K and V, kept between calls (grow-only; see sized)
@@ -111,6 +143,7 @@ void forward(const Shape& p, const float* q, const float* k, const float* v, flo
   float* P = sized(sc.P, p.Tq * p.Tk);
   float* kt = sized(sc.kt, p.D * p.Tk);
   Reach reach(p);
+  const int64_t width = key_block(p);
 #pragma omp for schedule(dynamic, 1)
   for (int64_t bk = 0; bk < pairs; bk++) {
     const int64_t b = bk / p.Hkv, hk = bk % p.Hkv;
@@ -125,10 +158,13 @@ void forward(const Shape& p, const float* q, const float* k, const float* v, flo
       const float* Q = q + b * p.qs[0] + h * p.qs[1];
       float* st = stats + (b * p.H + h) * p.Tq * 2;
       float* O = out + b * p.os[0] + h * p.os[1];
+      poison_fill(P, p.Tq * p.Tk);
       scores(p, reach, Q, kt, P);
       for (int64_t i = 0; i < p.Tq; i++) {
-        const int64_t vis = visible_keys(p, i);
-        softmax_at(P + i * p.Tk, p.Tk, vis, first_key(fk, i, vis), km, st + i * 2);
+        const int64_t vis = visible_keys(p, i), lo = first_key(fk, i, vis);
+        int64_t z0, z1;
+        reach.span(i, lo, vis, width, &z0, &z1);
+        softmax_span(P + i * p.Tk, z0, z1, vis, lo, km, st + i * 2);
       }
       // O = P V over the keys the block's rows see (P is 0 elsewhere)
       sg::gemm(p.Tq, p.Dv, p.Tk, 1.f, P, p.Tk, 1, V, p.vs[2], O, p.os[2], false, sg::all_cols,
@@ -152,6 +188,7 @@ void backward(const Shape& p, const float* q, const float* k, const float* v, co
     float* kt = sized(sc.kt, p.D * p.Tk);
     float* vt = sized(sc.vt, p.Dv * p.Tk);
     Reach reach(p);
+    const int64_t width = key_block(p);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t bk = 0; bk < pairs; bk++) {
       const int64_t b = bk / p.Hkv, hk = bk % p.Hkv;
@@ -172,10 +209,14 @@ void backward(const Shape& p, const float* q, const float* k, const float* v, co
         const float* Q = q + b * p.qs[0] + h * p.qs[1];
         const float* st = stats + (b * p.H + h) * p.Tq * 2;
         // P again: the forward pass's product and row statistics give the same values bit for bit
+        poison_fill(P, p.Tq * p.Tk);
+        poison_fill(dS, p.Tq * p.Tk);
         scores(p, reach, Q, kt, P);
         for (int64_t i = 0; i < p.Tq; i++) {
-          const int64_t vis = visible_keys(p, i);
-          rebuild_at(P + i * p.Tk, p.Tk, vis, first_key(fk, i, vis), km, st + i * 2);
+          const int64_t vis = visible_keys(p, i), lo = first_key(fk, i, vis);
+          int64_t z0, z1;
+          reach.span(i, lo, vis, width, &z0, &z1);
+          rebuild_span(P + i * p.Tk, z0, z1, vis, lo, km, st + i * 2);
         }
         const float* dO = dout + b * dos[0] + h * dos[1];
         float* dQ = dq + b * p.qs[0] + h * p.qs[1];
@@ -186,12 +227,14 @@ void backward(const Shape& p, const float* q, const float* k, const float* v, co
         sg::gemm(p.Tq, p.Tk, p.Dv, 1.f, dO, dos[2], 1, vt, p.Tk, dS, p.Tk, false, keys, sg::all_terms);
         for (int64_t i = 0; i < p.Tq; i++) {
           const int64_t vis = visible_keys(p, i), lo = first_key(fk, i, vis);
+          int64_t z0, z1;
+          reach.span(i, lo, vis, width, &z0, &z1);
           float* r = dS + i * p.Tk;
           const float* pr = P + i * p.Tk;
           const float d = (float)dot_row(r + lo, pr + lo, vis - lo);
-          std::fill(r, r + lo, 0.f);
+          std::fill(r + z0, r + lo, 0.f);
           for (int64_t j = lo; j < vis; j++) r[j] = pr[j] * (r[j] - d) * p.scale;
-          std::fill(r + vis, r + p.Tk, 0.f);
+          std::fill(r + vis, r + z1, 0.f);
         }
         // dQ = dS K ; dK (+)= dS^T Q
         sg::gemm(p.Tq, p.D, p.Tk, 1.f, dS, p.Tk, 1, K, p.ks[2], dQ, p.qs[2], false, sg::all_cols, keys);
@@ -254,7 +297,16 @@ KERNEL(JsAttentionBackward) {
   UNDEF;
 }
 
+// attentionPoison(on): see poison
+KERNEL(JsAttentionPoison) {
+  Args a(info, "attentionPoison", 1);
+  if (!a.info[0].IsBoolean()) a.type_err(0, "a boolean");
+  poison.store(a.info[0].As<Napi::Boolean>().Value());
+  UNDEF;
+}
+
 void register_attention(Napi::Env env, Napi::Object exports) {
+  exports.Set("attentionPoison", Napi::Function::New(env, JsAttentionPoison, "attentionPoison"));
   exports.Set("attention", Napi::Function::New(env, JsAttention, "attention"));
   exports.Set("attentionBackward", Napi::Function::New(env, JsAttentionBackward, "attentionBackward"));
 }

@@ -141,14 +141,23 @@ inline int64_t first_key(const int32_t* fk, int64_t i, int64_t visible) {
   return fk ? std::min<int64_t>(std::max<int64_t>(fk[i], 0), visible) : 0;
 }
 
-// Row i of P in place: softmax over keys [lo, visible), 0 elsewhere (rebuild: from the forward pass's statistics).
+// Row i of P in place: softmax over keys [lo, visible), 0 at [z0, lo) and [visible, z1), the keys past those left as
+// they are (z0 <= lo <= visible <= z1; the f32 kernel zeroes only what its products read). rebuild_span: from the
+// forward pass's statistics.
+inline void softmax_span(float* row, int64_t z0, int64_t z1, int64_t visible, int64_t lo, const float* km, float* st) {
+  softmax_row(row + lo, z1 - lo, visible - lo, km ? km + lo : nullptr, st);
+  if (lo > z0) std::memset(row + z0, 0, (lo - z0) * sizeof(float));
+}
+inline void rebuild_span(float* row, int64_t z0, int64_t z1, int64_t visible, int64_t lo, const float* km, const float* st) {
+  rebuild_row(row + lo, z1 - lo, visible - lo, km ? km + lo : nullptr, st);
+  if (lo > z0) std::memset(row + z0, 0, (lo - z0) * sizeof(float));
+}
+// The whole row of n keys: 0 outside [lo, visible)
 inline void softmax_at(float* row, int64_t n, int64_t visible, int64_t lo, const float* km, float* st) {
-  softmax_row(row + lo, n - lo, visible - lo, km ? km + lo : nullptr, st);
-  if (lo) std::memset(row, 0, lo * sizeof(float));
+  softmax_span(row, 0, n, visible, lo, km, st);
 }
 inline void rebuild_at(float* row, int64_t n, int64_t visible, int64_t lo, const float* km, const float* st) {
-  rebuild_row(row + lo, n - lo, visible - lo, km ? km + lo : nullptr, st);
-  if (lo) std::memset(row, 0, lo * sizeof(float));
+  rebuild_span(row, 0, n, visible, lo, km, st);
 }
 
 // Reads the shape object {B, H, Hkv, Tq, Tk, D, Dv, qStrides, kStrides, vStrides, outStrides, scale, causal}.

@@ -9,7 +9,9 @@ import { Tensor } from '../src/tensor/tensor.js';
 import * as T from '../src/tensor/index.js';
 import { releaseF32 } from '../src/tensor/alloc.js';
 import { testBackends, withBackend, relErr } from './helpers/backends.js';
-import { skipOrFail } from './helpers/ci.js';
+import { requireNative, skipOrFail } from './helpers/ci.js';
+import { getBackend } from '../src/backend/index.js';
+import { attentionPoison } from '../src/backend/native.js';
 
 interface Case {
   name: string;
@@ -283,6 +285,45 @@ for (const [B, H, Tn, D, starts] of [[2, 2, 70, 8, [[0, 23, 50], [0, 31]]], [1, 
   const [portable, ...others] = testBackends();
   const ref = evalOn(portable);
   for (const b of others) evalOn(b).forEach((x, i) => assert.ok(relErr(x, ref[i]) < 1e-5, `${b.name} output/grad ${i}: ${relErr(x, ref[i])}`));
+});
+
+test('native f32 attention reads no element of P or dS it did not write: NaN-filled scratch, the same results (causal, packed in and out of order, Tq < Tk, grouped kv heads, key mask, 600 keys)', { skip: requireNative() }, () => {
+  const native = getBackend('native'), portable = getBackend('portable');
+  type Case = { name: string; B: number; H: number; Hkv: number; Tq: number; Tk: number; D: number; causal: boolean; starts?: number[][]; masked?: boolean; firstKey?: (t: number) => number };
+  const cases: Case[] = [
+    { name: 'causal T 75', B: 2, H: 4, Hkv: 2, Tq: 75, Tk: 75, D: 16, causal: true, masked: true },
+    { name: 'causal Tq 40 Tk 75', B: 2, H: 2, Hkv: 2, Tq: 40, Tk: 75, D: 8, causal: true },
+    { name: 'no mask T 33', B: 2, H: 2, Hkv: 1, Tq: 33, Tk: 33, D: 8, causal: false, masked: true },
+    { name: 'packed T 70', B: 2, H: 2, Hkv: 2, Tq: 70, Tk: 70, D: 8, causal: true, starts: [[0, 23, 50], [0, 31]] },
+    { name: 'packed T 600 (BLAS blocks)', B: 1, H: 2, Hkv: 2, Tq: 600, Tk: 600, D: 16, causal: true, starts: [[0, 5, 6, 130, 131, 400, 599]] },
+    { name: 'causal T 600', B: 1, H: 2, Hkv: 1, Tq: 600, Tk: 600, D: 8, causal: true },
+    // first keys that go back (not documents one after another): whole rows
+    { name: 'first keys out of order T 50', B: 1, H: 2, Hkv: 2, Tq: 50, Tk: 50, D: 8, causal: true, starts: [[0]], firstKey: (t) => (t < 20 ? 0 : t < 30 ? 20 : t < 40 ? 10 : 40) },
+  ];
+  const run = (be: typeof native, c: Case) => withBackend(be, () => {
+    const q = rn([c.B, c.H, c.Tq, c.D], 270), k = rn([c.B, c.Hkv, c.Tk, c.D], 271), v = rn([c.B, c.Hkv, c.Tk, c.D], 272);
+    // each query's first key: the last listed start at or before it (its document's), or c.firstKey's
+    const firstKey = c.starts ? Int32Array.from({ length: c.B * c.Tq }, (_, i) => {
+      const b = Math.floor(i / c.Tq), t = i % c.Tq;
+      return c.firstKey ? c.firstKey(t) : c.starts![b].filter((s0) => s0 <= t).pop()!;
+    }) : null;
+    const keyMask = c.masked ? mask(Array.from({ length: c.B * c.Tk }, (_, i) => (i % c.Tk === 3 ? 1 : 0)), [c.B, c.Tk]) : null;
+    const y = T.scaledDotProductAttention(q, k, v, { causal: c.causal, mask: firstKey ? { keyMask: null, firstKey } : keyMask ?? undefined });
+    y.mul(rn([c.B, c.H, c.Tq, c.D], 273)).sum().backward();
+    return [y.f32(), ...[q, k, v].map((t) => (t.grad as Tensor).f32())];
+  });
+  attentionPoison(true);
+  try {
+    for (const c of cases) {
+      const ref = run(portable, c), got = run(native, c);
+      got.forEach((x, i) => {
+        assert.ok(x.every(Number.isFinite), `${c.name} output/grad ${i}: a NaN of the poisoned scratch was read`);
+        assert.ok(relErr(x, ref[i]) < 1e-5, `${c.name} output/grad ${i}: ${relErr(x, ref[i])}`);
+      });
+    }
+  } finally {
+    attentionPoison(false);
+  }
 });
 
 test('fused qkv attention: its gradient buffer may come from the pool dirty, every element is written', () => {

@@ -77,6 +77,7 @@ interface Addon {
     out: Float32Array, stats: Float32Array, ql: Uint16Array, kl: Uint16Array, vl: Uint16Array): void;
   attentionBf16Backward(s: AttentionShape, ql: Uint16Array, kl: Uint16Array, vl: Uint16Array, km: Float32Array | null, fk: Int32Array | null,
     stats: Float32Array, dout: Float32Array, dos: number[], dq: Float32Array, dk: Float32Array, dv: Float32Array): void;
+  attentionPoison(on: boolean): void;
   adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, lr: number, b1: number, b2: number,
     eps: number, wd: number, step: number, gs: number): void;
   sgd(p: Float32Array, g: Float32Array, buf: Float32Array, lr: number, momentum: number, dampening: number,
@@ -162,6 +163,14 @@ function loadAddon(): Addon {
   mod.setNumThreads(threadCount());
   addon = mod;
   return mod;
+}
+
+/**
+ * For tests: while on, the f32 attention kernels fill their per-thread P and dS scratch with NaN before each head, so
+ * that a product reading an element the kernel neither computed nor zeroed shows as NaN (native/attention.cc, Reach).
+ */
+export function attentionPoison(on: boolean): void {
+  loadAddon().attentionPoison(on);
 }
 
 /** Loads the native backend; throws an Error with the reason when the addon is not built or cannot load. */

@@ -28,6 +28,22 @@ inline void tail_masks(int64_t n, __m256i* m0, __m256i* m1) {
   *m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n - 8), idx);
 }
 
+// c0[r], c1[r] += A(r, k) times B's row k (two 8-column halves, from load(k, &b0, &b1)) over k < K
+template <int MR, class Load>
+inline void fma_rows(int64_t K, const float* A, int64_t ars, int64_t acs, __m256* c0, __m256* c1, Load load) {
+  for (int64_t k = 0; k < K; k++) {
+    __m256 b0, b1;
+    load(k, &b0, &b1);
+    const float* a = A + k * acs;
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++) {
+      const __m256 x = _mm256_broadcast_ss(a + r * ars);
+      c0[r] = _mm256_fmadd_ps(x, b0, c0[r]);
+      c1[r] = _mm256_fmadd_ps(x, b1, c1[r]);
+    }
+  }
+}
+
 // Rows [0, MR) and columns [0, n) (n <= 16) of C from K terms
 template <int MR>
 inline void tile(int64_t K, const float* A, int64_t ars, int64_t acs, const float* B, int64_t ldb, int64_t n,
@@ -36,31 +52,20 @@ inline void tile(int64_t K, const float* A, int64_t ars, int64_t acs, const floa
 #pragma GCC unroll 6
   for (int r = 0; r < MR; r++) c0[r] = c1[r] = _mm256_setzero_ps();
   if (n == 16) {
-    for (int64_t k = 0; k < K; k++) {
-      const __m256 b0 = _mm256_loadu_ps(B + k * ldb), b1 = _mm256_loadu_ps(B + k * ldb + 8);
-      const float* a = A + k * acs;
-#pragma GCC unroll 6
-      for (int r = 0; r < MR; r++) {
-        const __m256 x = _mm256_broadcast_ss(a + r * ars);
-        c0[r] = _mm256_fmadd_ps(x, b0, c0[r]);
-        c1[r] = _mm256_fmadd_ps(x, b1, c1[r]);
-      }
-    }
+    fma_rows<MR>(K, A, ars, acs, c0, c1, [&](int64_t k, __m256* b0, __m256* b1) {
+      *b0 = _mm256_loadu_ps(B + k * ldb);
+      *b1 = _mm256_loadu_ps(B + k * ldb + 8);
+    });
   } else {
     __m256i m0, m1;
     tail_masks(n, &m0, &m1);
     if (n > 8) {
-      for (int64_t k = 0; k < K; k++) {
-        const __m256 b0 = _mm256_loadu_ps(B + k * ldb), b1 = _mm256_maskload_ps(B + k * ldb + 8, m1);
-        const float* a = A + k * acs;
-#pragma GCC unroll 6
-        for (int r = 0; r < MR; r++) {
-          const __m256 x = _mm256_broadcast_ss(a + r * ars);
-          c0[r] = _mm256_fmadd_ps(x, b0, c0[r]);
-          c1[r] = _mm256_fmadd_ps(x, b1, c1[r]);
-        }
-      }
+      fma_rows<MR>(K, A, ars, acs, c0, c1, [&](int64_t k, __m256* b0, __m256* b1) {
+        *b0 = _mm256_loadu_ps(B + k * ldb);
+        *b1 = _mm256_maskload_ps(B + k * ldb + 8, m1);
+      });
     } else {
+      // one half: no second row of FMAs
       for (int64_t k = 0; k < K; k++) {
         const __m256 b0 = _mm256_maskload_ps(B + k * ldb, m0);
         const float* a = A + k * acs;

@@ -20,11 +20,12 @@ import type { AttentionShape } from '../src/backend/backend.js';
 
 const HERE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-interface Case { name: string; B: number; H: number; T: number; D: number; causal: boolean; doc?: number }
+interface Case { name: string; B: number; H: number; T: number; D: number; causal: boolean; doc?: number; pad?: number }
 const CASES: Case[] = [
   { name: 'cls (B64 H4 T32 D64)', B: 64, H: 4, T: 32, D: 64, causal: false },
   { name: 'block (B8 H4 T128 D64 causal)', B: 8, H: 4, T: 128, D: 64, causal: true },
   { name: 'gpt2 (B8 H12 T128 D64 causal)', B: 8, H: 12, T: 128, D: 64, causal: true },
+  { name: 'padded (B32 H4 T160 D32 causal, a key mask on the last 20%)', B: 32, H: 4, T: 160, D: 32, causal: true, pad: 0.2 },
   { name: 'long (B1 H12 T1024 D64 causal)', B: 1, H: 12, T: 1024, D: 64, causal: true },
   { name: 'long (B1 H12 T1024 D64)', B: 1, H: 12, T: 1024, D: 64, causal: false },
   { name: 'packed (B3 H4 T1024 D32, 48-token docs)', B: 3, H: 4, T: 1024, D: 32, causal: true, doc: 48 },
@@ -48,15 +49,16 @@ async function child(root: string, calls: number, bf16: boolean, only: string): 
     const st: [number, number, number] = [T * C, D, C], os_: [number, number, number] = [T * H * D, D, H * D];
     const s: AttentionShape = { B, H, Hkv: H, Tq: T, Tk: T, D, Dv: D, qStrides: st, kStrides: st, vStrides: st, outStrides: os_, scale: 1 / Math.sqrt(D), causal: c.causal };
     const fk = c.doc ? Int32Array.from({ length: B * T }, (_, i) => Math.floor((i % T) / c.doc!) * c.doc!) : null;
+    const km = c.pad ? Float32Array.from({ length: B * T }, (_, i) => (i % T >= T * (1 - c.pad!) ? 1 : 0)) : null;
     const o = new Float32Array(B * T * H * D), stats = new Float32Array(B * H * T * 2);
     const kernels: ['f32' | 'bf16', () => void, () => void][] = [['f32',
-      () => be.attention(s, q, k, v, null, fk, o, stats),
-      () => be.attentionBackward(s, q, k, v, null, fk, stats, dout, os_, dq, dk, dv)]];
+      () => be.attention(s, q, k, v, km, fk, o, stats),
+      () => be.attentionBackward(s, q, k, v, km, fk, stats, dout, os_, dq, dk, dv)]];
     if (bf16 && be.attentionBf16 && be.attentionBf16Backward) {
       const [ql, kl, vl] = [0, 1, 2].map(() => new Uint16Array(B * H * T * D));
       kernels.push(['bf16',
-        () => be.attentionBf16!(s, q, k, v, null, fk, o, stats, ql, kl, vl),
-        () => be.attentionBf16Backward!(s, ql, kl, vl, null, fk, stats, dout, os_, dq, dk, dv)]); // dq, dk, dv at q's, k's, v's strides
+        () => be.attentionBf16!(s, q, k, v, km, fk, o, stats, ql, kl, vl),
+        () => be.attentionBf16Backward!(s, ql, kl, vl, km, fk, stats, dout, os_, dq, dk, dv)]); // dq, dk, dv at q's, k's, v's strides
     }
     for (const [dt, fwd, bwd] of kernels) {
       const tf: number[] = [], tb: number[] = [];

@@ -7,10 +7,10 @@
 // iteration, so dK/dV accumulate without races). The per-head products run through small_gemm.h's register tiles,
 // not BLAS (whose packing and dispatch cost as much as these products' arithmetic: 1.4-1.6x the time at 32 x 32 x
 // 64, single-threaded, hot): K and V are transposed once per kv head where a product needs them as rows of K^T or
-// V^T, and under a causal mask each block of rows computes only the keys its last row sees (about half the
-// products' work at Tq = Tk), with the same bits as the whole product. P itself is not kept: the forward pass stores each row's max and 1/sum
-// (B, H, Tq, 2), and the backward pass recomputes S = scale Q K^T and rebuilds P bit for bit (one more small
-// product per head; for GPT-2 small at 8 x 128 tokens, 6.3 MB less held per block).
+// V^T, and each block of rows computes only the keys it can see (Reach: the causal triangle, a packed row's
+// document), with the same bits as the whole product. P itself is not kept: the forward pass stores each row's
+// max and 1/sum (B, H, Tq, 2), and the backward pass recomputes S = scale Q K^T and rebuilds P bit for bit (one
+// more small product per head; for GPT-2 small at 8 x 128 tokens, 6.3 MB less held per block).
 // Masking: causal (query i, the (Tk-Tq+i)-th position, sees keys j <= Tk-Tq+i), a (B, Tk) key mask, 1 = masked,
 // and a (B, Tq) first allowed key per query (packed rows: query i sees keys j >= firstKey[b, i], its document's
 // start; the keys before it get P = 0 and the row's softmax runs over [firstKey, visible) only).

@@ -29,26 +29,50 @@ namespace ag {
 using namespace attn;
 namespace {
 
+// The transposed products' key blocks: past 512 x 512 keys (1 MiB of P) they run through BLAS on blocks of kBlasKeys
+// keys (at_b), below through the 6-row tiles
+constexpr int64_t kBlasKeys = 128;
+inline bool transposed_by_blas(int64_t rows, int64_t lda) { return rows * lda * (int64_t)sizeof(float) > (1 << 20); }
+inline int64_t key_block(const Shape& p) { return transposed_by_blas(p.Tq, p.Tk) ? kBlasKeys : sg::kMR; }
+
 // Which keys a block of query rows can see, and which queries can see a block of keys, in one batch row: the causal
 // triangle and, with packed rows, each query's first key (its document's start). The products compute no more (the
 // rest of P and dS is zero), so a packed row of short documents costs about its documents' squares, not its own.
 struct Reach {
   const Shape& p;
+  const int64_t width;                  // the transposed products' key blocks (key_block)
   const int32_t* fk = nullptr;
   std::vector<int64_t> lo, suffix_min;  // per query: its first visible key; the least of those from it on
-  bool ordered = true;                  // lo does not decrease (documents one after another)
-  explicit Reach(const Shape& s) : p(s) {
+  std::vector<int64_t> z0, z1;          // per query: the keys of its rows of P and dS that products read (span)
+  Reach(const Shape& s, int64_t w) : p(s), width(w), z0((size_t)s.Tq), z1((size_t)s.Tq) {
     if (s.firstkey) { lo.resize((size_t)s.Tq); suffix_min.resize((size_t)s.Tq); }
   }
   void set_row(const int32_t* first) {
     fk = first;
-    ordered = true;
-    if (!fk) return;
-    for (int64_t i = 0; i < p.Tq; i++) lo[i] = first_key(fk, i, visible_keys(p, i));
-    int64_t m = INT64_MAX;
-    for (int64_t i = p.Tq - 1; i >= 0; i--) {
-      if (lo[i] > m) ordered = false;
-      suffix_min[i] = m = std::min(m, lo[i]);
+    bool ordered = true;  // lo does not decrease (documents one after another)
+    if (fk) {
+      for (int64_t i = 0; i < p.Tq; i++) lo[i] = first_key(fk, i, visible_keys(p, i));
+      int64_t m = INT64_MAX;
+      for (int64_t i = p.Tq - 1; i >= 0; i--) {
+        if (lo[i] > m) ordered = false;
+        suffix_min[i] = m = std::min(m, lo[i]);
+      }
+    }
+    // The keys [z0, z1) of row i of P and dS that the products read, around the ones it sees, [lo, vis): its row
+    // block's (the forward pass's P V, dS K) and, for the transposed products (P^T dO, dS^T Q), every block of
+    // `width` keys that holds one it sees (their tiles read a block of keys for each query that sees any of them; with
+    // documents one after another, exactly the queries whose [lo, vis) meets the block). These are zeroed outside
+    // [lo, vis); the rest of the row is never read, so it is neither computed nor written: a packed row's stores are
+    // about its documents' squares, not its own. Documents out of order: the whole row.
+    for (int64_t i0 = 0; i0 < p.Tq; i0 += sg::kMR) {
+      const int64_t i1 = std::min(p.Tq, i0 + sg::kMR);
+      int64_t c0 = 0, c1 = p.Tk;
+      keys(i0, i1, &c0, &c1);
+      for (int64_t i = i0; i < i1; i++) {
+        const int64_t vis = visible_keys(p, i), l = fk ? lo[i] : 0;
+        z0[i] = ordered ? std::min(c0, l / width * width) : 0;
+        z1[i] = ordered ? std::min(p.Tk, std::max(c1, (vis + width - 1) / width * width)) : p.Tk;
+      }
     }
   }
   // keys [c0, c1) that rows [i0, i1) see
@@ -62,27 +86,7 @@ struct Reach {
     // past the last query whose first key is at most j1 - 1 (suffix_min does not decrease)
     if (fk) *k1 = std::upper_bound(suffix_min.begin(), suffix_min.end(), j1 - 1) - suffix_min.begin();
   }
-  // The keys [z0, z1) of row i of P and dS that the products read, around the ones it sees, [lo, vis): its row block's
-  // (the forward pass's P V, dS K) and, for the transposed products (P^T dO, dS^T Q), every block of `width` keys that
-  // holds one it sees (their tiles read a block of keys for each query that sees any of them; with documents one
-  // after another, exactly the queries whose [lo, vis) meets the block). These are zeroed outside [lo, vis); the rest
-  // of the row is never read, so it is neither computed nor written: a packed row's stores are about its documents'
-  // squares, not its own. Documents out of order: the whole row.
-  void span(int64_t i, int64_t lo_i, int64_t vis, int64_t width, int64_t* z0, int64_t* z1) const {
-    if (!ordered) { *z0 = 0; *z1 = p.Tk; return; }
-    const int64_t i0 = i / sg::kMR * sg::kMR, i1 = std::min(p.Tq, i0 + sg::kMR);
-    int64_t c0 = 0, c1 = p.Tk;
-    keys(i0, i1, &c0, &c1);
-    *z0 = std::min(c0, lo_i / width * width);
-    *z1 = std::min(p.Tk, std::max(c1, (vis + width - 1) / width * width));
-  }
 };
-
-// The transposed products' key blocks: past 512 x 512 keys (1 MiB of P) they run through BLAS on blocks of kBlasKeys
-// keys (at_b), below through the 6-row tiles
-constexpr int64_t kBlasKeys = 128;
-inline bool transposed_by_blas(int64_t rows, int64_t lda) { return rows * lda * (int64_t)sizeof(float) > (1 << 20); }
-inline int64_t key_block(const Shape& p) { return transposed_by_blas(p.Tq, p.Tk) ? kBlasKeys : sg::kMR; }
 
 // S = scale Q K^T (kt: K transposed, D x Tk) into P (Tq x Tk), each row block's columns over the keys it sees
 void scores(const Shape& p, const Reach& r, const float* Q, const float* kt, float* P) {
@@ -142,8 +146,7 @@ void forward(const Shape& p, const float* q, const float* k, const float* v, flo
   Scratch& sc = scratch();
   float* P = sized(sc.P, p.Tq * p.Tk);
   float* kt = sized(sc.kt, p.D * p.Tk);
-  Reach reach(p);
-  const int64_t width = key_block(p);
+  Reach reach(p, key_block(p));
 #pragma omp for schedule(dynamic, 1)
   for (int64_t bk = 0; bk < pairs; bk++) {
     const int64_t b = bk / p.Hkv, hk = bk % p.Hkv;
@@ -161,10 +164,8 @@ void forward(const Shape& p, const float* q, const float* k, const float* v, flo
       poison_fill(P, p.Tq * p.Tk);
       scores(p, reach, Q, kt, P);
       for (int64_t i = 0; i < p.Tq; i++) {
-        const int64_t vis = visible_keys(p, i), lo = first_key(fk, i, vis);
-        int64_t z0, z1;
-        reach.span(i, lo, vis, width, &z0, &z1);
-        softmax_span(P + i * p.Tk, z0, z1, vis, lo, km, st + i * 2);
+        const int64_t vis = visible_keys(p, i);
+        softmax_span(P + i * p.Tk, reach.z0[i], reach.z1[i], vis, first_key(fk, i, vis), km, st + i * 2);
       }
       // O = P V over the keys the block's rows see (P is 0 elsewhere)
       sg::gemm(p.Tq, p.Dv, p.Tk, 1.f, P, p.Tk, 1, V, p.vs[2], O, p.os[2], false, sg::all_cols,
@@ -187,8 +188,7 @@ void backward(const Shape& p, const float* q, const float* k, const float* v, co
     float* dS = sized(sc.dS, p.Tq * p.Tk);
     float* kt = sized(sc.kt, p.D * p.Tk);
     float* vt = sized(sc.vt, p.Dv * p.Tk);
-    Reach reach(p);
-    const int64_t width = key_block(p);
+    Reach reach(p, key_block(p));
 #pragma omp for schedule(dynamic, 1)
     for (int64_t bk = 0; bk < pairs; bk++) {
       const int64_t b = bk / p.Hkv, hk = bk % p.Hkv;
@@ -213,10 +213,8 @@ void backward(const Shape& p, const float* q, const float* k, const float* v, co
         poison_fill(dS, p.Tq * p.Tk);
         scores(p, reach, Q, kt, P);
         for (int64_t i = 0; i < p.Tq; i++) {
-          const int64_t vis = visible_keys(p, i), lo = first_key(fk, i, vis);
-          int64_t z0, z1;
-          reach.span(i, lo, vis, width, &z0, &z1);
-          rebuild_span(P + i * p.Tk, z0, z1, vis, lo, km, st + i * 2);
+          const int64_t vis = visible_keys(p, i);
+          rebuild_span(P + i * p.Tk, reach.z0[i], reach.z1[i], vis, first_key(fk, i, vis), km, st + i * 2);
         }
         const float* dO = dout + b * dos[0] + h * dos[1];
         float* dQ = dq + b * p.qs[0] + h * p.qs[1];
@@ -226,12 +224,10 @@ void backward(const Shape& p, const float* q, const float* k, const float* v, co
         // dP = dO V^T, then dS = P * (dP - rowsum(dP * P)) * scale over the keys a row sees, 0 elsewhere
         sg::gemm(p.Tq, p.Tk, p.Dv, 1.f, dO, dos[2], 1, vt, p.Tk, dS, p.Tk, false, keys, sg::all_terms);
         for (int64_t i = 0; i < p.Tq; i++) {
-          const int64_t vis = visible_keys(p, i), lo = first_key(fk, i, vis);
-          int64_t z0, z1;
-          reach.span(i, lo, vis, width, &z0, &z1);
+          const int64_t vis = visible_keys(p, i), lo = first_key(fk, i, vis), z0 = reach.z0[i], z1 = reach.z1[i];
           float* r = dS + i * p.Tk;
           const float* pr = P + i * p.Tk;
-          const float d = (float)dot_row(r + lo, pr + lo, vis - lo);
+          const float d = (float)dot_d(r + lo, pr + lo, vis - lo);
           std::fill(r + z0, r + lo, 0.f);
           for (int64_t j = lo; j < vis; j++) r[j] = pr[j] * (r[j] - d) * p.scale;
           std::fill(r + vis, r + z1, 0.f);

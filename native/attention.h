@@ -81,22 +81,6 @@ inline float row_max(const float* s, int64_t visible, const float* km) {
   return mx;
 }
 
-// sum_j a[j] * b[j] over j < n, in double: four lanes of two accumulators, then the tail in order
-inline double dot_row(const float* a, const float* b, int64_t n) {
-  __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    const __m256 x = _mm256_loadu_ps(a + j), y = _mm256_loadu_ps(b + j);
-    acc0 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x)), _mm256_cvtps_pd(_mm256_castps256_ps128(y)), acc0);
-    acc1 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(y, 1)), acc1);
-  }
-  alignas(32) double d[4];
-  _mm256_store_pd(d, _mm256_add_pd(acc0, acc1));
-  double s = (d[0] + d[1]) + (d[2] + d[3]);
-  for (; j < n; j++) s += (double)a[j] * b[j];
-  return s;
-}
-
 // Masked softmax of one row of S in place. Writes the row's max and 1/sum to st[0], st[1], so that the backward
 // pass rebuilds the same P from S bit for bit (see rebuild_row); a row whose keys are all masked is set to 0 and
 // gets st[1] = 0.

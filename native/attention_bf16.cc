@@ -145,7 +145,7 @@ void backward(const Shape& p, const uint16_t* ql, const uint16_t* kl, const uint
       const uint16_t* pr = P + r * p.Tk;
       for (int64_t j = 0; j < p.Tk; j++) pf[j] = bf16_to_f32(pr[j]);
       // rowsum(dP P) in double (a fixed order: the same bits on every run)
-      const float c = (float)dot_row(d, pf.data(), p.Tk);
+      const float c = (float)dot_d(d, pf.data(), p.Tk);
       for (int64_t j = 0; j < p.Tk; j++) d[j] = pf[j] * (d[j] - c) * p.scale;
       f32_to_bf16_row(d, dS + r * p.Tk, p.Tk);
     }

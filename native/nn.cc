@@ -47,12 +47,6 @@ inline double sum_exp(const float* x, int64_t n, float mx, float* e) {
   }
   return s;
 }
-inline double dot_d(const float* a, const float* b, int64_t n) {
-  double s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; i++) s += (double)a[i] * (double)b[i];
-  return s;
-}
 inline double sum_d(const float* a, int64_t n) {
   double s = 0;
 #pragma omp simd reduction(+ : s)

@@ -8,6 +8,14 @@ namespace ag {
 
 static inline __m256 v8(float x) { return _mm256_set1_ps(x); }
 
+// sum_i a[i] * b[i] in double (vectorised; a fixed order for a given build)
+static inline double dot_d(const float* a, const float* b, int64_t n) {
+  double s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; i++) s += (double)a[i] * (double)b[i];
+  return s;
+}
+
 // 2^n for integer n in [-126, 127] (as float vector)
 static inline __m256 pow2i(__m256i n) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23));

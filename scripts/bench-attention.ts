@@ -17,6 +17,8 @@ import { fileURLToPath } from 'node:url';
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import type { AttentionShape } from '../src/backend/backend.js';
+import { Rng } from '../src/backend/rng.js';
+import { median } from '../src/bench/measure.js';
 
 const HERE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -37,9 +39,8 @@ type Times = Record<string, number>; // "<case> f32|bf16 fwd|bwd" -> median ms
 async function child(root: string, calls: number, bf16: boolean, only: string): Promise<Times> {
   const { loadNativeBackend } = (await import(path.join(root, 'src/backend/native.ts'))) as typeof import('../src/backend/native.js');
   const be = loadNativeBackend();
-  let seed = 1;
-  const rand = (n: number) => Float32Array.from({ length: n }, () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 31) - 1);
-  const med = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1];
+  const rng = new Rng(1);
+  const rand = (n: number) => Float32Array.from({ length: n }, () => 2 * rng.uniform() - 1);
   const out: Times = {};
   for (const c of CASES.filter((x) => x.name.includes(only))) {
     const { B, H, T, D } = c, C = 3 * H * D;
@@ -70,8 +71,8 @@ async function child(root: string, calls: number, bf16: boolean, only: string): 
         bwd();
         if (r >= 2) { tf.push(f); tb.push(performance.now() - t0); }
       }
-      out[`${c.name} ${dt} fwd`] = med(tf);
-      out[`${c.name} ${dt} bwd`] = med(tb);
+      out[`${c.name} ${dt} fwd`] = median(tf);
+      out[`${c.name} ${dt} bwd`] = median(tb);
     }
   }
   return out;
@@ -96,15 +97,15 @@ if (a.child) {
       runs.get(name)!.push(JSON.parse(p.stdout.trim().split('\n').pop()!) as Times);
     }
   }
-  const med = (x: number[]) => [...x].sort((p, q) => p - q)[x.length >> 1];
+
   const keys = Object.keys(runs.get('ours')![0]);
   console.log(`native attention alone, ${a.threads} threads, ${a.repeat} alternations of ${trees.map(([n]) => n).join(', ')}; median ms of ${a.calls} calls each`);
   for (const key of keys) {
     const ours = runs.get('ours')!.map((t) => t[key]);
-    let line = `${key}: ours ${med(ours).toFixed(2)}`;
+    let line = `${key}: ours ${median(ours).toFixed(2)}`;
     const other = runs.get('other')?.map((t) => t[key]);
     if (other && other.every((x) => x !== undefined)) {
-      line += `, other ${med(other).toFixed(2)}, ours/other x${(med(ours) / med(other)).toFixed(2)} (paired x${med(ours.map((x, i) => x / other[i])).toFixed(2)})`;
+      line += `, other ${median(other).toFixed(2)}, ours/other x${(median(ours) / median(other)).toFixed(2)} (paired x${median(ours.map((x, i) => x / other[i])).toFixed(2)})`;
     }
     console.log(line);
   }

@@ -11,8 +11,12 @@
 //   dP = dO V^T, dS = P (dP - rowsum(dP P)) scale in f32 rounded to bf16, dQ = dS K, dK = dS^T Q, each written at
 //   the strides of q, k, v.
 // Grouped-query heads (Hkv < H) are not handled here (the caller uses attention.cc for them).
-// Scratch: S (f32) and P, dS (bf16), B*H*Tq*Tk each, plus one f32 and one bf16 (B, H, T, D) buffer, kept per thread
-// between calls (about 16 MB at GPT-2 small's 8 x 128 tokens).
+// Scratch: S (f32) and P, dS (bf16), 8 bytes a score, plus one f32 and one bf16 (B, H, T, D) buffer, kept per thread
+// between calls. The (batch, head) blocks run in chunks whose scores fit kScoreBudget (whole batch rows where one
+// fits, else heads of one row; `for_chunks`), so the scratch stays bounded at long sequences: all of B*H*Tq*Tk at
+// once would be 800 MB at GPT-2 small's 8 x 1,024 tokens. The workloads' shapes fit one chunk (GPT-2's 8 x 128
+// tokens: 12.6 MB).
+#include <atomic>
 #include <vector>
 #include "attention.h"
 
@@ -156,6 +160,44 @@ void backward(const Shape& p, const uint16_t* ql, const uint16_t* kl, const uint
   product_to(dS, ql, mm(BH, p.Tk, p.D, p.Tq, true, false, 1.0f), p.B, p.H, G, dk, p.ks);
 }
 
+// The scores one chunk of (batch, head) blocks may hold in scratch (S, P, dS: 8 bytes each); tests set it lower
+// (attentionBf16Budget) to run the chunked paths on small shapes.
+constexpr int64_t kScoreBudget = 4 << 20;  // 32 MiB of scratch
+std::atomic<int64_t> score_budget{kScoreBudget};
+
+// Runs f(sub, b0, h0) over chunks of the (batch, head) blocks: sub is p restricted to batch rows [b0, b0 + sub.B) and
+// heads [h0, h0 + sub.H) (its masks from row b0 on); whole rows where one row's scores fit the budget, else heads of
+// one row. Every block's products, softmax and packing are its own, so the chunks give the bits of one call.
+template <class F>
+void for_chunks(const Shape& p, F f) {
+  const int64_t per = std::max<int64_t>(1, score_budget.load(std::memory_order_relaxed) / (p.Tq * p.Tk));
+  if (per >= p.B * p.H) return f(p, 0, 0);
+  Shape sub = p;
+  if (per >= p.H) {
+    const int64_t nb = per / p.H;
+    for (int64_t b0 = 0; b0 < p.B; b0 += nb) {
+      sub.B = std::min(nb, p.B - b0);
+      sub.keymask = p.keymask ? p.keymask + b0 * p.Tk : nullptr;
+      sub.firstkey = p.firstkey ? p.firstkey + b0 * p.Tq : nullptr;
+      f(sub, b0, (int64_t)0);
+    }
+    return;
+  }
+  sub.B = 1;
+  for (int64_t b0 = 0; b0 < p.B; b0++) {
+    sub.keymask = p.keymask ? p.keymask + b0 * p.Tk : nullptr;
+    sub.firstkey = p.firstkey ? p.firstkey + b0 * p.Tq : nullptr;
+    for (int64_t h0 = 0; h0 < p.H; h0 += per) {
+      sub.H = sub.Hkv = std::min(per, p.H - h0);
+      f(sub, b0, h0);
+    }
+  }
+}
+
+// Offsets of block (b0, h0): in a view at strides st, and in a dense (B, H, T, D) buffer
+inline int64_t at(const int64_t* st, int64_t b0, int64_t h0) { return b0 * st[0] + h0 * st[1]; }
+inline int64_t dense(const Shape& p, int64_t b0, int64_t h0, int64_t TD) { return (b0 * p.H + h0) * TD; }
+
 uint16_t* u16(const Args& a, size_t i, size_t* n) { return (uint16_t*)a.arr(i, napi_uint16_array, n); }
 
 }  // namespace
@@ -186,7 +228,11 @@ KERNEL(JsAttentionBf16) {
   a.need(!s.keymask || (int64_t)nm >= s.B * s.Tk, "keyMask must hold B*Tk elements");
   a.need((int64_t)nql >= s.B * s.H * s.Tq * s.D && (int64_t)nkl >= s.B * s.H * s.Tk * s.D &&
          (int64_t)nvl >= s.B * s.H * s.Tk * s.Dv, "ql, kl, vl must hold B*H*Tq*D, B*H*Tk*D and B*H*Tk*Dv elements");
-  forward(s, q, k, v, out, stats, ql, kl, vl);
+  for_chunks(s, [&](const Shape& c, int64_t b0, int64_t h0) {
+    forward(c, q + at(s.qs, b0, h0), k + at(s.ks, b0, h0), v + at(s.vs, b0, h0), out + at(s.os, b0, h0),
+            stats + dense(s, b0, h0, s.Tq * 2), ql + dense(s, b0, h0, s.Tq * s.D), kl + dense(s, b0, h0, s.Tk * s.D),
+            vl + dense(s, b0, h0, s.Tk * s.Dv));
+  });
   UNDEF;
 }
 
@@ -218,11 +264,24 @@ KERNEL(JsAttentionBf16Backward) {
   a.need(extent(dos.data(), s.B, s.H, s.Tq, s.Dv) <= (int64_t)nd, "dout is smaller than its strides reach");
   a.need((int64_t)np >= s.B * s.H * s.Tq * 2, "stats must hold B*H*Tq*2 elements");
   a.need(!s.keymask || (int64_t)nm >= s.B * s.Tk, "keyMask must hold B*Tk elements");
-  backward(s, ql, kl, vl, stats, dout, dos.data(), dq, dk, dv);
+  for_chunks(s, [&](const Shape& c, int64_t b0, int64_t h0) {
+    backward(c, ql + dense(s, b0, h0, s.Tq * s.D), kl + dense(s, b0, h0, s.Tk * s.D), vl + dense(s, b0, h0, s.Tk * s.Dv),
+             stats + dense(s, b0, h0, s.Tq * 2), dout + at(dos.data(), b0, h0), dos.data(), dq + at(s.qs, b0, h0),
+             dk + at(s.ks, b0, h0), dv + at(s.vs, b0, h0));
+  });
+  UNDEF;
+}
+
+// attentionBf16Budget(scores): the scores a chunk may hold (see for_chunks); 0 restores the default. For tests.
+KERNEL(JsAttentionBf16Budget) {
+  Args a(info, "attentionBf16Budget", 1);
+  const int64_t n = a.integer(0);
+  score_budget.store(n == 0 ? kScoreBudget : n, std::memory_order_relaxed);
   UNDEF;
 }
 
 void register_attention_bf16(Napi::Env env, Napi::Object exports) {
+  exports.Set("attentionBf16Budget", Napi::Function::New(env, JsAttentionBf16Budget, "attentionBf16Budget"));
   exports.Set("attentionBf16", Napi::Function::New(env, JsAttentionBf16, "attentionBf16"));
   exports.Set("attentionBf16Backward", Napi::Function::New(env, JsAttentionBf16Backward, "attentionBf16Backward"));
 }

@@ -9,7 +9,8 @@
  * build/ and node_modules), before / after a kernel change on a loaded machine. --bf16: the bf16 kernel
  * (attentionBf16, batched bf16 products: oneDNN's where the CPU has bf16, widened elsewhere) beside the f32 one in
  * each process, for where autocast should switch from one to the other (src/tensor/ops/attention-bf16.ts). --only: the
- * shapes whose name holds the text.
+ * shapes whose name holds the text. Each process also reports its peak RSS (MB): the kernels' per-thread scratch, kept
+ * between calls, grows to the largest case run (use --only for one case's).
  */
 import os from 'node:os';
 import path from 'node:path';
@@ -75,6 +76,7 @@ async function child(root: string, calls: number, bf16: boolean, only: string): 
       out[`${c.name} ${dt} bwd`] = median(tb);
     }
   }
+  out['peak RSS (MB)'] = process.resourceUsage().maxRSS / 1024; // the kernels' scratch, kept per thread, is most of it
   return out;
 }
 

@@ -21,8 +21,10 @@ import { Tensor } from '../src/tensor/tensor.js';
 import * as T from '../src/tensor/index.js';
 import { autocast } from '../src/tensor/precision.js';
 import { requireNative } from './helpers/ci.js';
+import { attentionBf16Budget } from '../src/backend/native.js';
 import { relErr } from './helpers/backends.js';
 import { Block } from '../src/nn/transformer.js';
+import { BF16_ATTENTION_MIN_SHARE, visibleShare } from '../src/tensor/ops/attention-bf16.js';
 
 const skip = requireNative();
 const portable = getBackend('portable');
@@ -125,6 +127,51 @@ test('attentionBf16: the backward pass rebuilds the forward pass\'s P (a repeat 
   assert.deepEqual(a[1], b[1]);
 });
 
+test('attentionBf16 in chunks of (batch, head) blocks (a bounded scratch): every element written, the packing\'s bits, the rest within rounding of one call, and the same bits on a repeat', { skip }, () => {
+  const native = getBackend('native');
+  // rows of 2 and 1 batch rows, 2 heads and 1 head a chunk, with the last chunk short where the count does not divide
+  for (const c of [CASES[2], CASES[3], CASES[5], { ...CASES[5], B: 3, H: 3, Tq: 70, Tk: 70, D: 20, Dv: 20, fused: false, keyMask: true, firstKey: true }]) {
+    const { B, H, Tq, Tk, D, Dv } = c;
+    const L = layout(c);
+    const km = c.keyMask ? Float32Array.from({ length: B * Tk }, (_, i) => (i % Tk) % 7 === 2 ? 1 : 0) : null;
+    const fk = c.firstKey ? Int32Array.from({ length: B * Tq }, (_, i) => (i % Tq) < 9 ? 0 : 9 + (i % 2)) : null;
+    const shape: AttentionShape = { B, H, Hkv: H, Tq, Tk, D, Dv, qStrides: L.qs, kStrides: L.ks, vStrides: L.vs, outStrides: [Tq * H * Dv, Dv, H * Dv], scale: 0.2, causal: c.causal };
+    const dout = randn(B * Tq * H * Dv, 11);
+    const once = (budget: number) => {
+      attentionBf16Budget(budget);
+      try {
+        const out = new Float32Array(B * Tq * H * Dv).fill(NaN), stats = new Float32Array(B * H * Tq * 2).fill(NaN);
+        const ql = new Uint16Array(B * H * Tq * D), kl = new Uint16Array(B * H * Tk * D), vl = new Uint16Array(B * H * Tk * Dv);
+        native.attentionBf16!(shape, L.q, L.k, L.v, km, fk, out, stats, ql, kl, vl);
+        const n = c.fused ? L.size : 0, C = H * D;
+        const d = c.fused ? new Float32Array(n).fill(NaN) : null;
+        const [dq, dk, dv] = d ? [d, d.subarray(C), d.subarray(2 * C)]
+          : [new Float32Array(B * H * Tq * D).fill(NaN), new Float32Array(B * H * Tk * D).fill(NaN), new Float32Array(B * H * Tk * Dv).fill(NaN)];
+        native.attentionBf16Backward!(shape, ql, kl, vl, km, fk, stats, dout, shape.outStrides, dq, dk, dv);
+        return { out, stats, ql, kl, vl, dq, dk, dv };
+      } finally {
+        attentionBf16Budget(0);
+      }
+    };
+    const whole = once(0);
+    for (const [what, budget] of [['2 rows', 2 * H * Tq * Tk], ['1 row', H * Tq * Tk], ['2 heads', 2 * Tq * Tk], ['1 head', 1]] as const) {
+      const got = once(budget);
+      const at = `B${B} H${H} T${Tq}, chunks of ${what}`;
+      // the packed copies are roundings of q, k, v: the same bits; the products may differ in their last bits where a
+      // chunk's batch count takes another kernel (one matrix against several), so within rounding, not bit for bit
+      for (const k of ['ql', 'kl', 'vl'] as const) assert.deepEqual(got[k], whole[k], `${at}: ${k}`);
+      for (const k of ['out', 'stats', 'dq', 'dk', 'dv'] as const) {
+        assert.ok(got[k].every(Number.isFinite), `${at}: every element of ${k} written`);
+        const e = relErr(got[k], whole[k]);
+        assert.ok(e <= 1e-3, `${at}: ${k} norm-wise relative error ${e} against one call`);
+      }
+      // deterministic: the chunks depend on the shape and the budget only
+      const again = once(budget);
+      for (const k of Object.keys(whole) as (keyof typeof whole)[]) assert.deepEqual(again[k], got[k], `${at}: a repeat's ${k}`);
+    }
+  }
+});
+
 test('attentionBf16 refuses grouped-query heads and short buffers', { skip }, () => {
   const native = getBackend('native');
   const shape: AttentionShape = { B: 1, H: 2, Hkv: 1, Tq: 4, Tk: 4, D: 4, Dv: 4, qStrides: [32, 16, 4], kStrides: [16, 16, 4], vStrides: [16, 16, 4], outStrides: [32, 4, 8], scale: 0.5, causal: false };
@@ -171,6 +218,63 @@ test('under bf16 autocast the fused qkv attention takes the bf16 kernel where th
     const s = new Tensor(randn(B * heads * 32 * hs, 8), 'f32', [B, heads, 32, hs]);
     autocast('bf16', () => T.scaledDotProductAttention(s, s, s));
     assert.deepEqual(calls, ['attention']);
+  } finally {
+    setBackend(prev);
+  }
+});
+
+test('visibleShare counts the scores the masks leave, as the kernels do (causal, Tq < Tk, key masks, packed rows)', () => {
+  const r = new Rng(3);
+  for (const [B, Tq, Tk] of [[1, 5, 5], [2, 7, 11], [3, 16, 16], [2, 1, 9]]) {
+    for (const causal of [false, true]) {
+      for (const withMask of [false, true]) {
+        for (const withFirst of [false, true]) {
+          const keyMask = withMask ? Float32Array.from({ length: B * Tk }, () => (r.uniform() < 0.3 ? 1 : 0)) : null;
+          const firstKey = withFirst ? Int32Array.from({ length: B * Tq }, () => Math.floor(r.uniform() * Tk)) : null;
+          let seen = 0; // brute force: key j visible to query i of row b
+          for (let b = 0; b < B; b++) for (let i = 0; i < Tq; i++) for (let j = 0; j < Tk; j++) {
+            const ok = (!causal || j <= Tk - Tq + i) && (!firstKey || j >= firstKey[b * Tq + i]) && (!keyMask || keyMask[b * Tk + j] === 0);
+            if (ok) seen++;
+          }
+          assert.equal(visibleShare({ B, causal, keyMask, firstKey }, Tq, Tk), seen / (B * Tq * Tk), `B${B} Tq${Tq} Tk${Tk} causal ${causal} mask ${withMask} firstKey ${withFirst}`);
+        }
+      }
+    }
+  }
+});
+
+test(`under bf16 autocast, attention stays on the f32 kernel where the masks leave at most ${BF16_ATTENTION_MIN_SHARE} of the scores (packed rows of short documents, mostly padding)`, { skip }, () => {
+  const prev = backend();
+  const native = getBackend('native');
+  const calls: string[] = [];
+  // a backend that says it multiplies bf16 in hardware, so that the choice shows on any CPU (the bf16 kernel widens here)
+  setBackend(new Proxy(native, {
+    get(t, k, r) {
+      if (k === 'nativeBf16') return true;
+      const v = Reflect.get(t, k, r);
+      if (typeof v !== 'function') return v;
+      return (...args: unknown[]) => { if (String(k).startsWith('attention')) calls.push(String(k)); return (v as (...a: unknown[]) => unknown).apply(t, args); };
+    },
+  }) as Backend);
+  try {
+    const B = 2, Tn = 128, heads = 2, hs = 8;
+    const q = new Tensor(randn(B * heads * Tn * hs, 7), 'f32', [B, heads, Tn, hs]).requireGrad();
+    const docs = (len: number) => Int32Array.from({ length: B * Tn }, (_, i) => (i % Tn) - ((i % Tn) % len));
+    const padded = (keep: number) => new Tensor(Float32Array.from({ length: B * Tn }, (_, i) => (i % Tn) < keep ? 0 : 1), 'f32', [B, Tn]);
+    const cases: [string, T.AttentionOptions, boolean][] = [
+      ['causal', { causal: true }, true],
+      ['packed rows of 16-token documents (6.6% of the scores)', { causal: true, mask: { keyMask: null, firstKey: docs(16) } }, false],
+      ['packed rows of 64-token documents (25.4%)', { causal: true, mask: { keyMask: null, firstKey: docs(64) } }, true],
+      ['keys 90% padding', { mask: padded(13) }, false],
+      ['keys 20% padding', { mask: padded(103) }, true],
+    ];
+    for (const [what, opts, bf16] of cases) {
+      calls.length = 0;
+      const y = autocast('bf16', () => T.scaledDotProductAttention(q, q, q, opts));
+      T.sum(y).backward();
+      assert.deepEqual(calls, bf16 ? ['attentionBf16', 'attentionBf16Backward'] : ['attention', 'attentionBackward'], what);
+      assert.ok(y.f32().every(Number.isFinite), `${what}: output finite`);
+    }
   } finally {
     setBackend(prev);
   }

@@ -78,6 +78,7 @@ interface Addon {
   attentionBf16Backward(s: AttentionShape, ql: Uint16Array, kl: Uint16Array, vl: Uint16Array, km: Float32Array | null, fk: Int32Array | null,
     stats: Float32Array, dout: Float32Array, dos: number[], dq: Float32Array, dk: Float32Array, dv: Float32Array): void;
   attentionPoison(on: boolean): void;
+  attentionBf16Budget(scores: number): void;
   adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, lr: number, b1: number, b2: number,
     eps: number, wd: number, step: number, gs: number): void;
   sgd(p: Float32Array, g: Float32Array, buf: Float32Array, lr: number, momentum: number, dampening: number,
@@ -171,6 +172,14 @@ function loadAddon(): Addon {
  */
 export function attentionPoison(on: boolean): void {
   loadAddon().attentionPoison(on);
+}
+
+/**
+ * For tests: the scores (8 bytes of scratch each) that one chunk of the bf16 attention kernel's (batch, head) blocks
+ * may hold (native/attention_bf16.cc, for_chunks), so that small shapes run the chunked paths; 0 restores the default.
+ */
+export function attentionBf16Budget(scores: number): void {
+  loadAddon().attentionBf16Budget(scores);
 }
 
 /** Loads the native backend; throws an Error with the reason when the addon is not built or cannot load. */

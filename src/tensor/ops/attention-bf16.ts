@@ -37,11 +37,46 @@ type Bf16Backend = Backend & Required<Pick<Backend, 'attentionBf16' | 'attention
  */
 export const BF16_ATTENTION_MIN_T = 64;
 
-/** The backend, when attention of q (B, H, Tq, ..) over k (B, Hkv, Tk, ..) runs in bf16 now; else null. */
-export function bf16AttentionBackend(H: number, Hkv: number, Tq: number, Tk: number): Bf16Backend | null {
+/**
+ * The bf16 kernel runs only where the masks leave more than this share of the Tq x Tk scores. Where they leave less
+ * (packed rows of short documents, rows mostly padding), attention stays on the f32 kernel under bf16 autocast too. The bf16 kernel computes every score, as its
+ * batched products take whole squares, and the softmax's exponentials for all of them; the f32 kernel computes only
+ * the blocks the masks leave. At a quarter the bf16 kernel does four times the multiply-adds and exponentials, more
+ * than its bf16 products can win back. A plain causal mask leaves just over half, and keeps the bf16 kernel, where it
+ * was measured faster. This share is set from the work counts; it is not measured on a CPU with bf16.
+ */
+export const BF16_ATTENTION_MIN_SHARE = 0.25;
+
+/** The masks' shape: how many of the B x Tq x Tk scores they leave visible (the f32 kernel's rule, attention.h). */
+export interface AttentionMasks { B: number; causal: boolean; keyMask: Float32Array | null; firstKey: Int32Array | null }
+
+/** The share of the B x Tq x Tk scores that the masks leave: keys up to the causal limit, from the first key on, not masked. */
+export function visibleShare(m: AttentionMasks, Tq: number, Tk: number): number {
+  const { B, causal, keyMask, firstKey } = m;
+  let seen = 0;
+  const masked = new Int32Array(Tk + 1); // masked keys before j, for one batch row
+  for (let b = 0; b < B; b++) {
+    if (keyMask) for (let j = 0; j < Tk; j++) masked[j + 1] = masked[j] + (keyMask[b * Tk + j] !== 0 ? 1 : 0);
+    for (let i = 0; i < Tq; i++) {
+      const hi = causal ? Math.min(Tk, Math.max(0, Tk - Tq + i + 1)) : Tk;
+      const lo = firstKey ? Math.min(hi, Math.max(0, firstKey[b * Tq + i])) : 0;
+      seen += hi - lo - (keyMask ? masked[hi] - masked[lo] : 0);
+    }
+  }
+  return seen / (B * Tq * Tk);
+}
+
+/**
+ * The backend, when attention of q (B, H, Tq, ..) over k (B, Hkv, Tk, ..) under these masks runs in bf16 now; else
+ * null.
+ */
+export function bf16AttentionBackend(H: number, Hkv: number, Tq: number, Tk: number, masks: AttentionMasks): Bf16Backend | null {
   const be = backend();
   const fits = H === Hkv && Tq >= BF16_ATTENTION_MIN_T && Tk >= BF16_ATTENTION_MIN_T;
-  return autocastDType() === 'bf16' && fits && be.nativeBf16 && be.attentionBf16 && be.attentionBf16Backward ? be as Bf16Backend : null;
+  if (!(autocastDType() === 'bf16' && fits && be.nativeBf16 && be.attentionBf16 && be.attentionBf16Backward)) return null;
+  // a plain causal mask leaves at least half: only key masks and packed rows can leave less
+  const sparse = (masks.keyMask || masks.firstKey) && visibleShare(masks, Tq, Tk) <= BF16_ATTENTION_MIN_SHARE;
+  return sparse ? null : be as Bf16Backend;
 }
 
 /** What the fused qkv path passes: the tensor q, k, v are views of, and how to record on it. */

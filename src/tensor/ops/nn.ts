@@ -324,7 +324,8 @@ function attentionKernel(q: Tensor, k: Tensor, v: Tensor, keyMask: Float32Array 
   fused: FusedQKV | null): Tensor {
   const [B, H, Tq, D] = q.shape;
   const [, Hkv, Tk] = k.shape;
-  const lowp = bf16AttentionBackend(H, Hkv, Tq, Tk); // bf16 autocast with bf16 hardware: the products in bf16
+  // bf16 autocast with bf16 hardware: the products in bf16 (unless the masks leave little of the square)
+  const lowp = bf16AttentionBackend(H, Hkv, Tq, Tk, { B, causal, keyMask, firstKey });
   if (lowp) return attentionBf16(lowp, q, k, v, keyMask, firstKey, causal, scale, fused);
   const Dv = v.shape[3];
   const Q = attnView(q), K = attnView(k), V = attnView(v);

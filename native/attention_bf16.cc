@@ -167,7 +167,9 @@ std::atomic<int64_t> score_budget{kScoreBudget};
 
 // Runs f(sub, b0, h0) over chunks of the (batch, head) blocks: sub is p restricted to batch rows [b0, b0 + sub.B) and
 // heads [h0, h0 + sub.H) (its masks from row b0 on); whole rows where one row's scores fit the budget, else heads of
-// one row. Every block's products, softmax and packing are its own, so the chunks give the bits of one call.
+// one row. Every block's products, softmax and packing are its own, so the chunks compute what one call does, with
+// the same bits on every run of a shape and budget; a chunk's batch count may take another product kernel than one
+// call's (one matrix against several), so the last bits may differ from one call's.
 template <class F>
 void for_chunks(const Shape& p, F f) {
   const int64_t per = std::max<int64_t>(1, score_budget.load(std::memory_order_relaxed) / (p.Tq * p.Tk));

@@ -173,24 +173,14 @@ std::atomic<int64_t> score_budget{kScoreBudget};
 template <class F>
 void for_chunks(const Shape& p, F f) {
   const int64_t per = std::max<int64_t>(1, score_budget.load(std::memory_order_relaxed) / (p.Tq * p.Tk));
-  if (per >= p.B * p.H) return f(p, 0, 0);
+  const int64_t nb = per >= p.H ? per / p.H : 1, nh = per >= p.H ? p.H : per;  // batch rows, heads a chunk
   Shape sub = p;
-  if (per >= p.H) {
-    const int64_t nb = per / p.H;
-    for (int64_t b0 = 0; b0 < p.B; b0 += nb) {
-      sub.B = std::min(nb, p.B - b0);
-      sub.keymask = p.keymask ? p.keymask + b0 * p.Tk : nullptr;
-      sub.firstkey = p.firstkey ? p.firstkey + b0 * p.Tq : nullptr;
-      f(sub, b0, (int64_t)0);
-    }
-    return;
-  }
-  sub.B = 1;
-  for (int64_t b0 = 0; b0 < p.B; b0++) {
+  for (int64_t b0 = 0; b0 < p.B; b0 += nb) {
+    sub.B = std::min(nb, p.B - b0);
     sub.keymask = p.keymask ? p.keymask + b0 * p.Tk : nullptr;
     sub.firstkey = p.firstkey ? p.firstkey + b0 * p.Tq : nullptr;
-    for (int64_t h0 = 0; h0 < p.H; h0 += per) {
-      sub.H = sub.Hkv = std::min(per, p.H - h0);
+    for (int64_t h0 = 0; h0 < p.H; h0 += nh) {
+      sub.H = sub.Hkv = std::min(nh, p.H - h0);
       f(sub, b0, h0);
     }
   }

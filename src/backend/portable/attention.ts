@@ -7,12 +7,13 @@
  */
 import type { AttentionShape } from '../backend.js';
 
-function visibleKeys(s: AttentionShape, i: number): number {
+/** How many keys query i may see before any other mask: all Tk, or up to the causal limit (queries are the last Tq positions). */
+export function visibleKeys(s: Pick<AttentionShape, 'causal' | 'Tq' | 'Tk'>, i: number): number {
   return s.causal ? Math.max(0, Math.min(s.Tk, s.Tk - s.Tq + i + 1)) : s.Tk;
 }
 
 /** The first key query i of batch b may see (packed rows: its document's start); 0 without firstKey. */
-function firstKeyOf(firstKey: Int32Array | null, s: AttentionShape, b: number, i: number): number {
+export function firstKeyOf(firstKey: Int32Array | null, s: Pick<AttentionShape, 'Tq'>, b: number, i: number): number {
   return firstKey ? Math.max(0, firstKey[b * s.Tq + i]) : 0;
 }
 

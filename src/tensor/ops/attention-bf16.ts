@@ -11,6 +11,7 @@ import { Tensor } from '../tensor.js';
 import { record } from '../autograd.js';
 import { autocastDType } from '../precision.js';
 import { contiguous } from './movement.js';
+import { firstKeyOf, visibleKeys } from '../../backend/portable/attention.js';
 
 export type Strides3 = [number, number, number];
 
@@ -50,16 +51,19 @@ export const BF16_ATTENTION_MIN_SHARE = 0.25;
 /** The masks' shape: how many of the B x Tq x Tk scores they leave visible (the f32 kernel's rule, attention.h). */
 export interface AttentionMasks { B: number; causal: boolean; keyMask: Float32Array | null; firstKey: Int32Array | null }
 
-/** The share of the B x Tq x Tk scores that the masks leave: keys up to the causal limit, from the first key on, not masked. */
+/**
+ * The share of the B x Tq x Tk scores that the masks leave: keys up to the causal limit, from the first key on, not
+ * masked (the reference kernel's rule, backend/portable/attention.ts).
+ */
 export function visibleShare(m: AttentionMasks, Tq: number, Tk: number): number {
   const { B, causal, keyMask, firstKey } = m;
+  const s = { causal, Tq, Tk };
   let seen = 0;
   const masked = new Int32Array(Tk + 1); // masked keys before j, for one batch row
   for (let b = 0; b < B; b++) {
     if (keyMask) for (let j = 0; j < Tk; j++) masked[j + 1] = masked[j] + (keyMask[b * Tk + j] !== 0 ? 1 : 0);
     for (let i = 0; i < Tq; i++) {
-      const hi = causal ? Math.min(Tk, Math.max(0, Tk - Tq + i + 1)) : Tk;
-      const lo = firstKey ? Math.min(hi, Math.max(0, firstKey[b * Tq + i])) : 0;
+      const hi = visibleKeys(s, i), lo = Math.min(hi, firstKeyOf(firstKey, s, b, i));
       seen += hi - lo - (keyMask ? masked[hi] - masked[lo] : 0);
     }
   }

@@ -65,6 +65,11 @@ function runTfjs(o: CompareOptions): BenchRecord[] {
   return parseLines(r.stdout);
 }
 
+/** The Python that runs the PyTorch references: AUTOGLM_PYTHON (a virtual environment's, say), else Debian's with python3-torch. */
+export function torchPython(): string {
+  return process.env.AUTOGLM_PYTHON || '/usr/bin/python3';
+}
+
 export function torchEnv(config: 'best' | 'installed'): NodeJS.ProcessEnv {
   const env = { ...process.env };
   delete env.OPENBLAS_CORETYPE;
@@ -76,7 +81,7 @@ export function torchEnv(config: 'best' | 'installed'): NodeJS.ProcessEnv {
 }
 
 export function runTorch(o: CompareOptions): BenchRecord[] {
-  const r = spawnSync('/usr/bin/python3', [o.torchScript, o.workload, '--dtype', o.dtype, '--threads', String(o.threads),
+  const r = spawnSync(torchPython(), [o.torchScript, o.workload, '--dtype', o.dtype, '--threads', String(o.threads),
     '--steps', String(o.steps), '--warmup', String(o.warmup), '--json', ...(o.torchArgs ?? [])], { encoding: 'utf8', env: torchEnv(o.torchConfig), maxBuffer: 1 << 24 });
   if (r.status !== 0) throw new Error(`${path.basename(o.torchScript)} failed (exit ${r.status}): ${r.stderr.slice(-2000)}`);
   return parseLines(r.stdout);
@@ -85,8 +90,9 @@ export function runTorch(o: CompareOptions): BenchRecord[] {
 /** Checks that the reference can run here; returns the reason when it cannot. */
 export function torchUnavailable(script: string): string | null {
   if (!existsSync(script)) return `the reference script ${script} is missing (set AUTOGLM_TORCH_REFERENCE or --torch-script)`;
-  const r = spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' });
-  if (r.status !== 0) return '/usr/bin/python3 has no torch (apt-get install -y python3-torch)';
+  const python = torchPython();
+  const r = spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8' });
+  if (r.status !== 0) return `${python} has no torch (apt-get install -y python3-torch, or set AUTOGLM_PYTHON to a Python that has it)`;
   return null;
 }
 

@@ -29,9 +29,12 @@ const CASES: Case[] = [
   { name: 'block (B8 H4 T128 D64 causal)', B: 8, H: 4, T: 128, D: 64, causal: true },
   { name: 'gpt2 (B8 H12 T128 D64 causal)', B: 8, H: 12, T: 128, D: 64, causal: true },
   { name: 'padded (B32 H4 T160 D32 causal, a key mask on the last 20%)', B: 32, H: 4, T: 160, D: 32, causal: true, pad: 0.2 },
-  // where autocast switches kernels: BF16_ATTENTION_MIN_T (64 tokens) and BF16_ATTENTION_MIN_SHARE (a quarter of the
-  // scores visible; a row of L-token documents leaves (L + 1) / 2T of them: 12.9% at L = 32, 25.4% at L = 64)
+  // where autocast switches kernels: BF16_ATTENTION_MIN_T (64 tokens) and BF16_ATTENTION_MIN_SHARE (the share of the
+  // scores visible: causal just over half; a row of L-token documents leaves (L + 1) / 2T of them: 12.9% at L = 32, 25.4% at L = 64)
   { name: 'short (B64 H4 T64 D64 causal)', B: 64, H: 4, T: 64, D: 64, causal: true },
+  { name: 'full (B16 H4 T64 D64)', B: 16, H: 4, T: 64, D: 64, causal: false },
+  { name: 'full (B8 H12 T128 D64)', B: 8, H: 12, T: 128, D: 64, causal: false },
+  { name: 'full (B4 H12 T256 D64)', B: 4, H: 12, T: 256, D: 64, causal: false },
   { name: 'sft-packed (B8 H12 T128 D64, 32-token docs)', B: 8, H: 12, T: 128, D: 64, causal: true, doc: 32 },
   { name: 'sft-packed (B8 H12 T128 D64, 64-token docs)', B: 8, H: 12, T: 128, D: 64, causal: true, doc: 64 },
   { name: 'long (B1 H12 T1024 D64 causal)', B: 1, H: 12, T: 1024, D: 64, causal: true },

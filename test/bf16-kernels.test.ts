@@ -180,7 +180,7 @@ test('attentionBf16 refuses grouped-query heads and short buffers', { skip }, ()
   assert.throws(() => native.attentionBf16!({ ...shape, Hkv: 2, kStrides: [32, 16, 4], vStrides: [32, 16, 4] }, f(32), f(32), f(32), null, null, f(32), f(16), h(31), h(32), h(32)), /ql, kl, vl/);
 });
 
-test('under bf16 autocast the fused qkv attention takes the bf16 kernel where the CPU has bf16 and T >= 64 (else the f32 one), with the f32 results within bf16 error', { skip }, () => {
+test('under bf16 autocast the fused qkv attention takes the bf16 kernel where the CPU has bf16, T >= 64 and no mask hides much (else the f32 one), with the f32 results within bf16 error', { skip }, () => {
   const prev = backend();
   const native = getBackend('native');
   const calls: string[] = [];
@@ -195,7 +195,7 @@ test('under bf16 autocast the fused qkv attention takes the bf16 kernel where th
     const B = 2, Tn = 67, heads = 3, hs = 8, C = heads * hs; // Tn >= BF16_ATTENTION_MIN_T
     const run = (dt: 'f32' | 'bf16') => {
       const qkv = new Tensor(randn(B * Tn * 3 * C, 5), 'f32', [B, Tn, 3 * C]).requireGrad();
-      const y = autocast(dt, () => T.fusedQKVAttention(qkv, heads, { causal: true }));
+      const y = autocast(dt, () => T.fusedQKVAttention(qkv, heads, { causal: false }));
       T.sum(T.mul(y, new Tensor(randn(B * Tn * C, 6), 'f32', [B, Tn, C]))).backward();
       return { y: y.f32(), g: qkv.grad!.f32() };
     };
@@ -213,7 +213,10 @@ test('under bf16 autocast the fused qkv attention takes the bf16 kernel where th
     T.sum(y2).backward();
     assert.deepEqual(calls, want);
     assert.ok(q.grad!.f32().every((x) => Number.isFinite(x)));
-    // short sequences stay on the f32 kernel
+    // causal rows (just over half the scores) and short sequences stay on the f32 kernel
+    calls.length = 0;
+    autocast('bf16', () => T.scaledDotProductAttention(q, q, q, { causal: true }));
+    assert.deepEqual(calls, ['attention']);
     calls.length = 0;
     const s = new Tensor(randn(B * heads * 32 * hs, 8), 'f32', [B, heads, 32, hs]);
     autocast('bf16', () => T.scaledDotProductAttention(s, s, s));
@@ -262,10 +265,12 @@ test(`under bf16 autocast, attention stays on the f32 kernel where the masks lea
     const docs = (len: number) => Int32Array.from({ length: B * Tn }, (_, i) => (i % Tn) - ((i % Tn) % len));
     const padded = (keep: number) => new Tensor(Float32Array.from({ length: B * Tn }, (_, i) => (i % Tn) < keep ? 0 : 1), 'f32', [B, Tn]);
     const cases: [string, T.AttentionOptions, boolean][] = [
-      ['causal', { causal: true }, true],
-      ['packed rows of 16-token documents (6.6% of the scores)', { causal: true, mask: { keyMask: null, firstKey: docs(16) } }, false],
-      ['packed rows of 64-token documents (25.4%)', { causal: true, mask: { keyMask: null, firstKey: docs(64) } }, true],
+      ['no mask', {}, true],
+      ['causal (50.4% of the scores)', { causal: true }, false],
+      ['packed rows of 16-token documents (6.6%)', { causal: true, mask: { keyMask: null, firstKey: docs(16) } }, false],
+      ['packed rows of 64-token documents (25.4%)', { causal: true, mask: { keyMask: null, firstKey: docs(64) } }, false],
       ['keys 90% padding', { mask: padded(13) }, false],
+      ['keys 50% padding', { mask: padded(64) }, false],
       ['keys 20% padding', { mask: padded(103) }, true],
     ];
     for (const [what, opts, bf16] of cases) {

@@ -27,26 +27,24 @@ type Bf16Backend = Backend & Required<Pick<Backend, 'attentionBf16' | 'attention
 
 /**
  * Shorter sequences stay on the f32 kernel: per (batch, head) their products are too small for the batched bf16 ones
- * to pay (measured on Zen 4 with AVX512-BF16, CPU time of forward + backward against the f32 kernel: 0.68-0.74 at
- * T = 128 with 4 heads of 64, 0.83 at GPT-2 small's 12 heads, 0.98-1.30 at T = 32). Since the packing runs per
- * (batch, head) block and oneDNN writes the outputs into their views, T = 32 measured 0.83-1.16 (median about 1.0, 8 runs
- * of 25 alternations, main-thread CPU time, loaded machine): no gain to move the cls workloads' and the main job's
- * numerics for, so the bar stays. Those ratios are against the f32 kernel of the time (per-head OpenBLAS products);
- * the f32 kernel's register-tiled products that skip the causal triangle and other documents' keys took 0.2-0.7x its
- * time on Zen 3 (`scripts/bench-attention.ts --other <before>`), and are not yet measured against this kernel on a CPU
- * with bf16 (`scripts/bench-attention.ts --bf16` there says where the bar should now be).
+ * to pay (measured on Zen 4 with AVX512-BF16 against the f32 kernel of the time: 0.98-1.30 at T = 32; on an Intel
+ * Emerald Rapids with AMX, 2 threads, against today's f32 kernel: 1.18 at T = 32 without a mask, the cls workloads'
+ * attention). At T >= 64 the masks decide (BF16_ATTENTION_MIN_SHARE).
  */
 export const BF16_ATTENTION_MIN_T = 64;
 
 /**
- * The bf16 kernel runs only where the masks leave more than this share of the Tq x Tk scores. Where they leave less
- * (packed rows of short documents, rows mostly padding), attention stays on the f32 kernel under bf16 autocast too. The bf16 kernel computes every score, as its
- * batched products take whole squares, and the softmax's exponentials for all of them; the f32 kernel computes only
- * the blocks the masks leave. At a quarter the bf16 kernel does four times the multiply-adds and exponentials, more
- * than its bf16 products can win back. A plain causal mask leaves just over half, and keeps the bf16 kernel, where it
- * was measured faster. This share is set from the work counts; it is not measured on a CPU with bf16.
+ * The bf16 kernel runs only where the masks leave more than this share of the Tq x Tk scores; elsewhere attention stays
+ * on the f32 kernel under bf16 autocast too. The bf16 kernel computes every score, as its batched products take whole
+ * squares, and the softmax's exponentials for all of them; the f32 kernel computes only the blocks the masks leave
+ * (causal triangle, other documents' keys, padding). Measured on an Intel Emerald Rapids with AMX (oneDNN isa
+ * avx512_core_amx, 2 threads, `scripts/bench-attention.ts --bf16`, forward + backward, bf16 kernel / f32 kernel):
+ * without a mask 0.63 at T = 1024 (12 heads of 64); causal, which leaves just over half, 1.06 at T = 1024, 1.15 at
+ * T = 128 with 4 heads, 0.99 with GPT-2's 12, 1.22 at T = 64; with padded keys too 1.49; packed rows 1.45-5.7. So a causal mask
+ * keeps the f32 kernel, and with it every workload but long unmasked rows. (On Zen 4 the bf16 kernel had beaten the
+ * f32 kernel of the time at T = 128 causal, before that kernel learnt to skip the masked blocks.)
  */
-export const BF16_ATTENTION_MIN_SHARE = 0.25;
+export const BF16_ATTENTION_MIN_SHARE = 0.6;
 
 /** The masks' shape: how many of the B x Tq x Tk scores they leave visible (the f32 kernel's rule, attention.h). */
 export interface AttentionMasks { B: number; causal: boolean; keyMask: Float32Array | null; firstKey: Int32Array | null }
@@ -78,9 +76,7 @@ export function bf16AttentionBackend(H: number, Hkv: number, Tq: number, Tk: num
   const be = backend();
   const fits = H === Hkv && Tq >= BF16_ATTENTION_MIN_T && Tk >= BF16_ATTENTION_MIN_T;
   if (!(autocastDType() === 'bf16' && fits && be.nativeBf16 && be.attentionBf16 && be.attentionBf16Backward)) return null;
-  // a plain causal mask leaves at least half: only key masks and packed rows can leave less
-  const sparse = (masks.keyMask || masks.firstKey) && visibleShare(masks, Tq, Tk) <= BF16_ATTENTION_MIN_SHARE;
-  return sparse ? null : be as Bf16Backend;
+  return visibleShare(masks, Tq, Tk) > BF16_ATTENTION_MIN_SHARE ? be as Bf16Backend : null;
 }
 
 /** What the fused qkv path passes: the tensor q, k, v are views of, and how to record on it. */

@@ -29,7 +29,8 @@ type Bf16Backend = Backend & Required<Pick<Backend, 'attentionBf16' | 'attention
  * Shorter sequences stay on the f32 kernel: per (batch, head) their products are too small for the batched bf16 ones
  * to pay (measured on Zen 4 with AVX512-BF16 against the f32 kernel of the time: 0.98-1.30 at T = 32; on an Intel
  * Emerald Rapids with AMX, 2 threads, against today's f32 kernel: 1.18 at T = 32 without a mask, the cls workloads'
- * attention). At T >= 64 the masks decide (BF16_ATTENTION_MIN_SHARE).
+ * attention; without a mask 0.70 at T = 64, 0.84 at T = 128 with 12 heads, 0.73 at T = 256). At T >= 64 the masks
+ * decide (BF16_ATTENTION_MIN_SHARE).
  */
 export const BF16_ATTENTION_MIN_T = 64;
 
@@ -39,10 +40,12 @@ export const BF16_ATTENTION_MIN_T = 64;
  * squares, and the softmax's exponentials for all of them; the f32 kernel computes only the blocks the masks leave
  * (causal triangle, other documents' keys, padding). Measured on an Intel Emerald Rapids with AMX (oneDNN isa
  * avx512_core_amx, 2 threads, `scripts/bench-attention.ts --bf16`, forward + backward, bf16 kernel / f32 kernel):
- * without a mask 0.63 at T = 1024 (12 heads of 64); causal, which leaves just over half, 1.06 at T = 1024, 1.15 at
- * T = 128 with 4 heads, 0.99 with GPT-2's 12, 1.22 at T = 64; with padded keys too 1.49; packed rows 1.45-5.7. So a causal mask
- * keeps the f32 kernel, and with it every workload but long unmasked rows. (On Zen 4 the bf16 kernel had beaten the
- * f32 kernel of the time at T = 128 causal, before that kernel learnt to skip the masked blocks.)
+ * without a mask 0.63-0.84 at T = 64-1024; causal, which leaves just over half, 1.06 at T = 1024, 1.15 at T = 128
+ * with 4 heads, 0.99 with GPT-2's 12, 1.22 at T = 64; with padded keys too 1.49; packed rows 1.45-5.7. Interpolated
+ * between the causal and the unmasked times, the two kernels break even at 0.56-0.82 of the scores, by shape. So a
+ * causal mask keeps the f32 kernel, and with it every workload here (the bf16 kernel takes unmasked or lightly padded
+ * rows of 64 tokens and more). (On Zen 4 the bf16 kernel had beaten the f32 kernel of the time at T = 128 causal,
+ * before that kernel learnt to skip the masked blocks.)
  */
 export const BF16_ATTENTION_MIN_SHARE = 0.6;
 

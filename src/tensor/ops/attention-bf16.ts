@@ -2,8 +2,8 @@
  * The fused attention kernel's views, and its bf16 form: under bf16 autocast on a backend that multiplies bf16 in
  * hardware (`nativeBf16`), attention's products run in bf16 as PyTorch's autocast runs them (softmax and its
  * statistics stay f32; P is rounded to bf16 before its product with V), where the masks leave most scores to compute
- * (bf16AttentionBackend). The backward pass keeps q, k, v packed in
- * bf16 (half the bytes of the f32 projection it keeps otherwise) and writes the gradients where the f32 kernel does.
+ * (bf16AttentionBackend). The backward pass keeps q, k, v packed in bf16 (half the bytes of the f32 projection it keeps
+ * otherwise) and writes the gradients where the f32 kernel does.
  */
 import { backend } from '../../backend/index.js';
 import type { AttentionShape, Backend } from '../../backend/backend.js';

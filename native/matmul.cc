@@ -5,6 +5,7 @@
 #include <cblas.h>
 #include <dnnl.hpp>
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -127,6 +128,18 @@ int dnnl_fill() {
   }();
   return fill;
 }
+// AUTOGLM_DNNL_PROBE=1, a diagnostic: every product with beta = 0 runs four times, over (scratchpad, output) filled with
+// (zeros, zeros), (zeros, NaN bytes), (NaN bytes, zeros) and (zeros, zeros) again, and says on stderr, once per
+// primitive, which of the runs gave other bits than the first: the product reads its output's or its scratchpad's
+// earlier contents, or is not deterministic. The first run's result is kept. For finding the products behind the
+// zero fill above (on AMX, an SFT resume lost its bits without the output's fill).
+bool dnnl_probe() {
+  static const bool on = [] {
+    const char* e = getenv("AUTOGLM_DNNL_PROBE");
+    return e && e[0] == '1' && e[1] == 0;
+  }();
+  return on;
+}
 // Widened copies are written into a per-thread scratch of widen_scratch_elems() floats per slot (the left operand's
 // slot, the right one's), kept from one product to the next: a fresh buffer each time was a fresh mapping each time,
 // and its page faults cost more than the widening (cls-full in bf16 on an AVX2 Zen 3: 16,000 minor faults a step
@@ -163,6 +176,9 @@ static float* widen(const uint16_t* src, int64_t n, WidenSlot slot, std::unique_
   bf16_to_f32_n(src, d, n);
   return d;
 }
+
+void probe_onednn(const std::string& key, const MatmulPrim& prim, std::unordered_map<int, dnnl::memory>& args,
+                  DnnlThread& t, float* out, size_t n);
 
 // Runs the cached primitive for `key` (made from the descriptors on first use) with a per-thread user scratchpad.
 void run_onednn(const std::string& key, const dnnl::memory::desc& ad, const dnnl::memory::desc& bd,
@@ -219,8 +235,33 @@ void run_onednn(const std::string& key, const dnnl::memory::desc& ad, const dnnl
   dnnl::memory sm(prim.scratch, d.eng, t.scratch.data());
   std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}, {DNNL_ARG_SCRATCHPAD, sm}};
   if (p.bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(biasd, d.eng, (void*)p.bias));
+  if (dnnl_probe() && p.beta == 0.0f && dense_out) return probe_onednn(key, prim, args, t, out, (size_t)(p.batch * p.M * p.N));
   prim.prim.execute(t.strm, args);
   t.strm.wait();
+}
+
+void probe_onednn(const std::string& key, const MatmulPrim& prim, std::unordered_map<int, dnnl::memory>& args,
+                  DnnlThread& t, float* out, size_t n) {
+  static std::mutex mu;
+  static std::unordered_map<std::string, bool> told;
+  const size_t sn = prim.scratch.get_size(), bytes = n * sizeof(float);
+  std::vector<float> first(n);
+  std::string found;
+  const int fills[4][2] = {{0, 0}, {0, 0xff}, {0xff, 0}, {0, 0}};  // (scratchpad, output)
+  const char* what[4] = {"", "its output's contents", "its scratchpad's contents", "nothing (a repeat)"};
+  for (int r = 0; r < 4; r++) {
+    std::memset(t.scratch.data(), fills[r][0], sn);
+    std::memset(out, fills[r][1], bytes);
+    prim.prim.execute(t.strm, args);
+    t.strm.wait();
+    if (r == 0) std::memcpy(first.data(), out, bytes);
+    else if (std::memcmp(first.data(), out, bytes) != 0) found += std::string(found.empty() ? "" : "; ") + what[r];
+  }
+  std::memcpy(out, first.data(), bytes);
+  if (found.empty()) return;
+  std::lock_guard<std::mutex> lock(mu);
+  if (told.emplace(key, true).second)
+    fprintf(stderr, "autoglm: oneDNN product [batch,M,N,K,strideA,strideB,trans,alpha,beta] (alpha, beta as bits) %s depends on %s\n", key.c_str(), found.c_str());
 }
 }  // namespace
 

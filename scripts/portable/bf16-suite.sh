@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue #17's measurements on one machine, each job on its own pair of CPUs at 2 threads (as on the 2-vCPU machines the
 # other figures come from), up to 8 jobs side by side: the five workloads and gemm against PyTorch, the attention
-# kernels, the bf16 tests, and (with the USE-lite weights) the main job and the data-parallel example.
+# kernels, the bf16 tests, the oneDNN probe (AUTOGLM_DNNL_PROBE) and (with the USE-lite weights) the main job and the
+# data-parallel example.
 #
 #   bash scripts/portable/bf16-suite.sh <out-dir> [seconds a job may take, default 400]
 #
@@ -46,6 +47,9 @@ job gpt2-lora "$(dt gpt2-lora 3 "${P[4]:-}" '--steps 3 --warmup 1')"
 job gpt2-full "$(dt gpt2-full 3 "${P[5]:-}" '--steps 3 --warmup 1')"
 job tests "pin '${P[6]:-},${P[7]:-}' node --import tsx --test --test-concurrency=2 test/bf16-kernels.test.ts test/bf16-trajectory.test.ts test/bf16-widened.test.ts test/checkpoint.test.ts test/native-smoke.test.ts test/precision.test.ts test/attention-packed.test.ts $([ $weights = yes ] && echo test/data-parallel.test.ts test/train-resume.test.ts)"
 wait
+# AUTOGLM_DNNL_PROBE=1: which oneDNN products depend on their output's or scratchpad's earlier contents (native/matmul.cc)
+job probe "AUTOGLM_DNNL_PROBE=1 pin '${P[0]:-}' node bin/autoglm.js bench gpt2-lora-sft-packed --dtype bf16 --threads 2 --steps 2 --warmup 0; AUTOGLM_DNNL_PROBE=1 pin '${P[0]:-}' node bin/autoglm.js bench gpt2-lora-sft --dtype bf16 --threads 2 --steps 2 --warmup 0; AUTOGLM_DNNL_PROBE=1 pin '${P[0]:-}' node bin/autoglm.js bench cls-full --dtype bf16 --threads 2 --steps 2 --warmup 0"
+wait
 if [ $weights = yes ]; then  # the main job and the README's data-parallel example, after the benchmarks
   job main "for i in 1 2; do pin '${P[0]:-}' node bin/autoglm.js finetune --output-dir \$(mktemp -d); done"
   job launch "pin '${P[1]:-},${P[2]:-}' node bin/autoglm.js launch --nproc 2 finetune --max-train 2000 --output-dir \$(mktemp -d); echo \"exit \$?\""
@@ -55,4 +59,5 @@ echo "== done in $(( $(date +%s) - t0 )) s; logs in $out"
 for f in gemm block cls-lora cls-full gpt2-lora gpt2-full main launch; do
   [ -f "$out/$f.log" ] && { echo "== $f"; grep -E '^(block|cls|gpt2|gemm)|ratio|bf16 (fwd|bwd)|train time|test accuracy|exit' "$out/$f.log" | sed -E 's/; peak RSS MB:.*//' | cut -c1-400; }
 done
+echo "== probe (products whose bits depend on more than their operands)"; grep 'oneDNN product' "$out/probe.log" || echo none
 echo "== tests"; grep -E '^# (tests|pass|fail)|^not ok' "$out/tests.log"

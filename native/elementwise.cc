@@ -21,7 +21,19 @@ constexpr float kKappa = 0.044715f;
 constexpr float kInvSqrt2Pi = 0.3989422804014327f;
 }  // namespace
 
-void fill_f32(float* d, int64_t n, float v) { blocks(n, [&](int64_t i0, int64_t i1) { for (int64_t i = i0; i < i1; i++) d[i] = v; }); }
+void fill_bytes(void* dst, int64_t n, int byte) {
+  char* d = static_cast<char*>(dst);
+  if (!par(n / (int64_t)sizeof(float))) { std::memset(d, byte, (size_t)n); return; }
+  const int64_t B = (int64_t)1 << 18;
+  const int64_t nb = (n + B - 1) / B;
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < nb; b++) std::memset(d + b * B, byte, (size_t)(std::min(n, (b + 1) * B) - b * B));
+}
+// +0.0f is all zero bytes: memset, in parallel
+void fill_f32(float* d, int64_t n, float v) {
+  if (v == 0.0f && !std::signbit(v)) return fill_bytes(d, n * (int64_t)sizeof(float), 0);
+  blocks(n, [&](int64_t i0, int64_t i1) { for (int64_t i = i0; i < i1; i++) d[i] = v; });
+}
 void fill_i32(int32_t* d, int64_t n, int32_t v) { blocks(n, [&](int64_t i0, int64_t i1) { for (int64_t i = i0; i < i1; i++) d[i] = v; }); }
 
 // ---- stridedCopy ------------------------------------------------------------------------------------------

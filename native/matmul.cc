@@ -229,8 +229,8 @@ void run_onednn(const std::string& key, const dnnl::memory::desc& ad, const dnnl
   if (t.scratch.size() < prim.scratch.get_size()) t.scratch.resize(prim.scratch.get_size());
   dnnl::memory am(ad, d.eng, (void*)a), bm(bd, d.eng, (void*)b), cm(cd, d.eng, (void*)out);
   if (const int fill = dnnl_fill(); fill >= 0) {
-    std::memset(t.scratch.data(), fill, prim.scratch.get_size());
-    if (p.beta == 0.0f && dense_out) std::memset(out, fill, (size_t)(p.batch * p.M * p.N) * sizeof(float));
+    fill_bytes(t.scratch.data(), (int64_t)prim.scratch.get_size(), fill);
+    if (p.beta == 0.0f && dense_out) fill_bytes(out, p.batch * p.M * p.N * (int64_t)sizeof(float), fill);
   }
   dnnl::memory sm(prim.scratch, d.eng, t.scratch.data());
   std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}, {DNNL_ARG_SCRATCHPAD, sm}};

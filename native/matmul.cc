@@ -11,6 +11,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 #include <immintrin.h>
 #include "common.h"
@@ -178,7 +179,7 @@ static float* widen(const uint16_t* src, int64_t n, WidenSlot slot, std::unique_
 }
 
 void probe_onednn(const std::string& key, const MatmulPrim& prim, std::unordered_map<int, dnnl::memory>& args,
-                  DnnlThread& t, float* out, size_t n);
+                  DnnlThread& t, float* out, int64_t bytes);
 
 // Runs the cached primitive for `key` (made from the descriptors on first use) with a per-thread user scratchpad.
 void run_onednn(const std::string& key, const dnnl::memory::desc& ad, const dnnl::memory::desc& bd,
@@ -228,39 +229,39 @@ void run_onednn(const std::string& key, const dnnl::memory::desc& ad, const dnnl
   DnnlThread& t = dnnl_thread(d.eng);
   if (t.scratch.size() < prim.scratch.get_size()) t.scratch.resize(prim.scratch.get_size());
   dnnl::memory am(ad, d.eng, (void*)a), bm(bd, d.eng, (void*)b), cm(cd, d.eng, (void*)out);
-  if (const int fill = dnnl_fill(); fill >= 0) {
-    fill_bytes(t.scratch.data(), (int64_t)prim.scratch.get_size(), fill);
-    if (p.beta == 0.0f && dense_out) fill_bytes(out, p.batch * p.M * p.N * (int64_t)sizeof(float), fill);
-  }
   dnnl::memory sm(prim.scratch, d.eng, t.scratch.data());
   std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}, {DNNL_ARG_SCRATCHPAD, sm}};
   if (p.bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(biasd, d.eng, (void*)p.bias));
-  if (dnnl_probe() && p.beta == 0.0f && dense_out) return probe_onednn(key, prim, args, t, out, (size_t)(p.batch * p.M * p.N));
+  const int64_t out_bytes = p.batch * p.M * p.N * (int64_t)sizeof(float);
+  if (dnnl_probe() && p.beta == 0.0f && dense_out) return probe_onednn(key, prim, args, t, out, out_bytes);  // fills itself
+  if (const int fill = dnnl_fill(); fill >= 0) {
+    fill_bytes(t.scratch.data(), (int64_t)prim.scratch.get_size(), fill);
+    if (p.beta == 0.0f && dense_out) fill_bytes(out, out_bytes, fill);
+  }
   prim.prim.execute(t.strm, args);
   t.strm.wait();
 }
 
 void probe_onednn(const std::string& key, const MatmulPrim& prim, std::unordered_map<int, dnnl::memory>& args,
-                  DnnlThread& t, float* out, size_t n) {
+                  DnnlThread& t, float* out, int64_t bytes) {
   static std::mutex mu;
-  static std::unordered_map<std::string, bool> told;
-  const size_t sn = prim.scratch.get_size(), bytes = n * sizeof(float);
-  std::vector<float> first(n);
+  static std::unordered_set<std::string> told;
+  std::vector<char> first((size_t)bytes);
   std::string found;
   const int fills[4][2] = {{0, 0}, {0, 0xff}, {0xff, 0}, {0, 0}};  // (scratchpad, output)
   const char* what[4] = {"", "its output's contents", "its scratchpad's contents", "nothing (a repeat)"};
   for (int r = 0; r < 4; r++) {
-    std::memset(t.scratch.data(), fills[r][0], sn);
-    std::memset(out, fills[r][1], bytes);
+    fill_bytes(t.scratch.data(), (int64_t)prim.scratch.get_size(), fills[r][0]);
+    fill_bytes(out, bytes, fills[r][1]);
     prim.prim.execute(t.strm, args);
     t.strm.wait();
-    if (r == 0) std::memcpy(first.data(), out, bytes);
-    else if (std::memcmp(first.data(), out, bytes) != 0) found += std::string(found.empty() ? "" : "; ") + what[r];
+    if (r == 0) std::memcpy(first.data(), out, (size_t)bytes);
+    else if (std::memcmp(first.data(), out, (size_t)bytes) != 0) found += std::string(found.empty() ? "" : "; ") + what[r];
   }
-  std::memcpy(out, first.data(), bytes);
+  std::memcpy(out, first.data(), (size_t)bytes);
   if (found.empty()) return;
   std::lock_guard<std::mutex> lock(mu);
-  if (told.emplace(key, true).second)
+  if (told.insert(key).second)
     fprintf(stderr, "autoglm: oneDNN product [batch,M,N,K,strideA,strideB,trans,alpha,beta] (alpha, beta as bits) %s depends on %s\n", key.c_str(), found.c_str());
 }
 }  // namespace

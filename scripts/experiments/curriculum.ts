@@ -94,7 +94,7 @@ async function runOne(splits: DatasetSplits, condition: string, seed: number): P
   trainer.on('evaluate', (e: { step: number; accuracy: number }) => process.stderr.write(`  ${condition} seed ${seed}: step ${e.step} val acc ${e.accuracy.toFixed(4)}\n`));
   const h = await trainer.finetune({ dataset: splits });
   rmSync(out, { recursive: true, force: true });
-  const hit = h.evals.find((e) => e.split === 'validation' && e.accuracy >= target);
+  const hit = h.evals.find((e) => e.split === 'validation' && (e.accuracy ?? 0) >= target);
   const sorted = stepTimes.slice().sort((x, y) => x - y);
   const later = refreshes.slice(1);
   return {

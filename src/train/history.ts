@@ -8,7 +8,9 @@ export interface StepLog { step: number; epoch: number; loss: number; lr: number
   task_loss?: Record<string, number>; task_weight?: Record<string, number> }
 /** One task's numbers in a multi-task evaluation. */
 export interface TaskMetrics { loss: number; accuracy: number; macro_f1: number; n: number }
-export interface EvalLog { step: number; epoch: number; split: string; loss: number; accuracy: number; macro_f1: number; time_s: number; perplexity?: number;
+/** One validation pass. accuracy and macro_f1: classification and multi-task runs (absent where the task has no labels to
+ * score: causal-LM and SFT runs, which report perplexity). */
+export interface EvalLog { step: number; epoch: number; split: string; loss: number; accuracy?: number; macro_f1?: number; time_s: number; perplexity?: number;
   /** Multi-task runs: every task (the top-level accuracy/macro_f1 are the first task's, loss the mean over tasks). */
   tasks?: Record<string, TaskMetrics> }
 export interface EpochLog { epoch: number; step: number; train_loss: number; val_loss?: number; val_accuracy?: number; val_macro_f1?: number; lr: number; time_s: number }

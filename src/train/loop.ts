@@ -235,7 +235,9 @@ export class TrainingLoop {
     const r = await this.task.evaluate('validation');
     this.task.model.train();
     if (!r) return null;
-    const log: EvalLog = { step: this.step, epoch: this.epoch, split: 'validation', loss: r.loss, accuracy: r.accuracy ?? NaN, macro_f1: r.macro_f1 ?? NaN,
+    // only the metrics the task measures (an SFT or causal-LM pass has no accuracy: no NaN in the logs)
+    const log: EvalLog = { step: this.step, epoch: this.epoch, split: 'validation', loss: r.loss,
+      ...(r.accuracy !== undefined ? { accuracy: r.accuracy } : {}), ...(r.macro_f1 !== undefined ? { macro_f1: r.macro_f1 } : {}),
       ...(r.perplexity !== undefined ? { perplexity: r.perplexity } : {}), time_s: this.elapsed(), ...(r.tasks ? { tasks: r.tasks } : {}) };
     if (r.perplexity !== undefined) this.history.perplexity = { ...this.history.perplexity, validation: r.perplexity };
     this.history.evals.push(log);
@@ -244,7 +246,8 @@ export class TrainingLoop {
     h.emit('evaluate', log);
     if (this.plateau && this.plateau.step(r.loss, this.baseLr)) h.note(`ReduceLROnPlateau: learning rate scale now ${this.plateau.scale}`);
     if (this.stopper && es) {
-      const value = es.monitor === 'val_loss' ? r.loss : es.monitor === 'val_accuracy' ? log.accuracy : log.macro_f1;
+      // the task's `monitors` list what it measures (config validation refuses the others)
+      const value = es.monitor === 'val_loss' ? r.loss : (es.monitor === 'val_accuracy' ? log.accuracy : log.macro_f1) ?? NaN;
       const { improved, stop } = this.stopper.check(value, this.step);
       if (improved) {
         this.history.best = { step: this.step, metric: es.monitor, value };

@@ -66,7 +66,7 @@ export async function writeCurves(dir: string, h: History): Promise<string | nul
   const values = [
     ...h.steps.map((s) => ({ step: s.step, value: s.loss, series: 'train loss', panel: 'loss' })),
     ...h.evals.map((e) => ({ step: e.step, value: e.loss, series: 'validation loss', panel: 'loss' })),
-    ...h.evals.map((e) => ({ step: e.step, value: e.accuracy, series: 'validation accuracy', panel: 'accuracy' })),
+    ...h.evals.map((e) => ({ step: e.step, value: e.accuracy ?? NaN, series: 'validation accuracy', panel: 'accuracy' })),
   ].filter((v) => Number.isFinite(v.value));
   if (values.length === 0) return null;
   try {

@@ -15,7 +15,7 @@ import { listCheckpoints } from '../src/train/checkpoint.js';
 import { loadSafetensors } from '../src/models/safetensors.js';
 import { makeTinyChatModel } from '../src/sft/tiny-chat-model.js';
 import { syntheticSplits } from '../src/sft/synthetic.js';
-import { AutoGLMError, ConfigError, DatasetError } from '../src/errors.js';
+import { AutoGLMError, CheckpointError, ConfigError, DatasetError } from '../src/errors.js';
 import { main } from '../src/cli/main.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'autoglm-sft-task-'));
@@ -82,6 +82,18 @@ async function resumeIsExact(extra: Record<string, unknown>, weights: string): P
   const tokens = (d: string) => (JSON.parse(readFileSync(path.join(d, 'sft.json'), 'utf8')) as { tokens: number }).tokens;
   assert.equal(tokens(split), tokens(straight));
 }
+
+test('resuming with other data settings (a packed run resumed padded) is a CheckpointError naming the checkpoint and the settings', async () => {
+  const out = tmp('settings-');
+  const cfg = (packing: boolean, resume: boolean) => ({ ...QUICK, sampleGenerations: 0, method: 'lora', packing, maxSteps: 4, saveEvery: 2, outputDir: out, resume }) as const;
+  const t = new AutoGLMTrainer({ model, config: cfg(true, false) });
+  t.on('note', () => {});
+  await t.finetune({ dataset: data, stopAfterSteps: 2 });
+  const r = new AutoGLMTrainer({ model, config: cfg(false, true) });
+  r.on('note', () => {});
+  await assert.rejects(r.finetune({ dataset: data }), (e: Error) => e instanceof CheckpointError
+    && e.message.includes('checkpoint-0000002') && /other data settings/.test(e.message) && /packing/.test(e.message));
+});
 
 test('an SFT run resumes exactly (LoRA, padded batches)', () => resumeIsExact({ method: 'lora' }, 'adapter/adapter_model.safetensors'));
 test('an SFT run resumes exactly (full fine-tuning, packing, all-token loss)', () => resumeIsExact({ method: 'full', packing: true, completionOnlyLoss: false }, 'model/model.safetensors'));

@@ -26,7 +26,7 @@ import type { Optimizer } from '../optim/optimizer.js';
 import { SCHEDULES, ReduceLROnPlateau, EarlyStopping, type Schedule } from '../optim/schedule.js';
 import { DynamicLossScaler, type PrecisionPolicy } from '../precision/index.js';
 import type { DataParallel } from '../distributed/data-parallel.js';
-import { CheckpointError } from '../errors.js';
+import { CheckpointError, ConfigError } from '../errors.js';
 import type { TrainerConfig } from './config.js';
 import { emptyHistory, MetricsLog, type Callback, type EpochLog, type EvalLog, type History, type StepLog } from './history.js';
 import { saveCheckpoint, loadCheckpoint, listCheckpoints } from './checkpoint.js';
@@ -339,9 +339,17 @@ export class TrainingLoop {
     if (st.task !== this.task.name) throw new CheckpointError(`checkpoint '${dir}' is of task '${st.task}'; this run is task '${this.task.name}'`);
     const missing = this.named.find(([k]) => !ck.weights.has(k));
     if (missing) throw new CheckpointError(`checkpoint '${dir}' has no weights for trainable '${missing[0]}' (same model, method and task needed)`);
+    // the task's state first (its data order): a checkpoint written with other data settings is refused before any
+    // weight of this run is overwritten
+    try {
+      this.task.load(st.taskState, dir);
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      throw new CheckpointError(`checkpoint '${dir}' was written with other data settings than this run's (${e.message}); `
+        + 'resume with the settings it was written with (packing, sampler, curriculum, batch size), or start afresh');
+    }
     loadNamed(this.named, ck.weights, dir);
     this.opt.loadStateDict({ tensors: ck.optimizer, meta: st.optimizer });
-    this.task.load(st.taskState, dir);
     setRng(new Rng(st.rng.seed, st.rng.counter));
     this.scaler.load(st.scaler);
     if (this.plateau && st.plateau) this.plateau.load(st.plateau);

@@ -10,7 +10,8 @@ import { Tensor } from '../src/tensor/tensor.js';
 import { SGD } from '../src/optim/sgd.js';
 import { clipGradNorm } from '../src/optim/clip.js';
 import { DynamicLossScaler } from '../src/precision/index.js';
-import type { DataParallel } from '../src/distributed/data-parallel.js';
+import { DataParallel } from '../src/distributed/data-parallel.js';
+import { inProcessGroup } from './helpers/in-process-group.js';
 import { guardedUpdate } from '../src/train/update.js';
 
 function param(values: number[], grad: number[]): Tensor {
@@ -59,4 +60,24 @@ test('compressed data parallelism: the ranks agree on finiteness before compress
   const v = await guardedUpdate({ opt: new SGD([p], { lr: 1, momentum: 0 }), scaler: new DynamicLossScaler(false), named: [['p', p]], loss: 1, lr: 1, maxGradNorm: 0, dp: fakeDp(false), step: 0 });
   assert.ok(v.ok && v.loss === 2);
   assert.deepEqual(calls, ['sumNumbers', 'syncGradients']);
+});
+
+test('a graceful stop asked by one rank stops every rank after the same step (dense and compressed all-reduce)', async () => {
+  for (const compression of [false, { method: 'topk', errorFeedback: 'residual' }] as const) {
+    for (const asks of [[false, false], [true, false], [false, true], [true, true]]) {
+      const comms = inProcessGroup(2);
+      const us = await Promise.all(comms.map((c, rank) => {
+        const p = param([1, 2, 3, 4], [0.5, -0.5, 0.25, rank]);
+        const dp = new DataParallel(c, { compression, seed: 3 });
+        return guardedUpdate({ opt: new SGD([p], { lr: 0.1, momentum: 0 }), scaler: new DynamicLossScaler(false), named: [['p', p]], loss: 1, lr: 0.1, maxGradNorm: 0, dp, step: 0, stop: asks[rank] });
+      }));
+      const want = asks.some(Boolean);
+      assert.deepEqual(us.map((u) => [u.ok, u.stop]), [[true, want], [true, want]], `${JSON.stringify(compression)}, asked ${asks}`);
+      assert.deepEqual(us.map((u) => u.loss), [2, 2], 'the loss is still the sum over the ranks');
+    }
+  }
+  // one process: the step's own request
+  const p = param([1], [1]);
+  const u = await guardedUpdate({ opt: new SGD([p], { lr: 0.1, momentum: 0 }), scaler: new DynamicLossScaler(false), named: [['p', p]], loss: 1, lr: 0.1, maxGradNorm: 0, dp: null, step: 0, stop: true });
+  assert.ok(u.ok && u.stop);
 });

@@ -47,6 +47,12 @@ export interface RunLocalOptions {
   stderr?: Writable;
   /** Prefix each output line with `[rank N] ` (default true). */
   prefix?: boolean;
+  /**
+   * Once aborted, each worker is asked to stop gracefully (the message `{ type: 'autoglm-stop', signal: reason }`,
+   * which `autoglm finetune` in a rank turns into a stop after the step under way, with a checkpoint:
+   * src/cli/interrupt.ts); from then on a rank that exits with 130 or 143 (interrupted) has not failed.
+   */
+  stop?: AbortSignal;
 }
 
 export interface RankExit {
@@ -114,10 +120,14 @@ export async function runLocal(nproc: number, entry: string | URL, opts: RunLoca
       w.on('exit', (code) => {
         group.markExited(rank, code);
         exits[rank] = { rank, exitCode: code };
-        if (code !== 0 && !errors[rank]) fail(rank, code, `exited with code ${code}`);
+        const interrupted = opts.stop?.aborted && (code === 130 || code === 143);
+        if (code !== 0 && !errors[rank] && !interrupted) fail(rank, code, `exited with code ${code}`);
         finish();
       });
     }
+    opts.stop?.addEventListener('abort', () => {
+      for (const w of workers) w.postMessage({ type: 'autoglm-stop', signal: String(opts.stop!.reason ?? 'SIGTERM') });
+    }, { once: true });
   });
 }
 

@@ -34,7 +34,7 @@ export function loadSplits(ctx: TaskContext, args: FinetuneArgs): DatasetSplits 
   let splits: DatasetSplits;
   if (typeof args.dataset !== 'string') splits = args.dataset;
   else {
-    const { callbacks: _c, stopAfterSteps: _s, ...spec } = args;
+    const { callbacks: _c, stopAfterSteps: _s, signal: _a, ...spec } = args;
     splits = loadDataset({ ...spec, dataset: args.dataset, seed: spec.seed ?? ctx.config.seed });
   }
   if (splits.train.length === 0) throw new ConfigError(`dataset '${splits.name}' has no training examples`);

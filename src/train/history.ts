@@ -27,6 +27,12 @@ export interface History {
   /** Causal-LM runs: perplexity of the last validation pass and of the test split (when there is one). */
   perplexity?: { validation?: number; test?: number };
   stoppedEarly: boolean;
+  /**
+   * Set when `finetune`'s signal stopped the run (SIGINT or SIGTERM under `autoglm finetune`): the last step done and
+   * the checkpoint written after it ('' on data-parallel ranks other than 0), from which `resume` continues exactly.
+   * Such a run has no test evaluation and no final outputs.
+   */
+  interrupted?: { step: number; checkpoint: string };
   /** Optimizer steps taken. */
   stepsDone: number;
   trainTimeS: number;

@@ -36,6 +36,11 @@ import { guardedUpdate } from './update.js';
 import { parseState, stringifyState } from './serialize.js';
 import type { TrainingTask } from './task.js';
 
+/** Resolves on a later turn of the event loop (after pending I/O and signal events). */
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => (typeof setImmediate === 'function' ? setImmediate(resolve) : setTimeout(resolve, 0)));
+}
+
 /** The trainer side of a run: config, events, data parallelism, the precision policy (shared with the task). */
 export interface LoopHost {
   readonly config: TrainerConfig;
@@ -46,6 +51,8 @@ export interface LoopHost {
   readonly callbacks: Callback[];
   /** Stop after this many optimizer steps of this call (tests of resume). */
   readonly stopAfterSteps?: number;
+  /** Aborted: stop after the step under way, with a checkpoint (FinetuneArgs.signal). */
+  readonly signal?: AbortSignal;
   note(msg: string): void;
   emit(event: string, ...args: unknown[]): void;
 }
@@ -74,8 +81,11 @@ export class TrainingLoop {
   private best: Map<string, Float32Array> | null = null;
   private t0 = performance.now();
   private elapsedBefore = 0;
-  /** The step of the last checkpoint written or resumed from. */
+  /** The step of the last checkpoint written or resumed from, and its folder ('' on ranks other than 0). */
   private savedAt = -1;
+  private savedDir = '';
+  /** The signal stopped the run (every rank agreed at the same step). */
+  private interrupted = false;
 
   constructor(private readonly task: TrainingTask, private readonly host: LoopHost) {
     const c = (this.c = host.config);
@@ -163,25 +173,37 @@ export class TrainingLoop {
       this.epochBatches++;
       if (++micro % c.gradientAccumulation !== 0) continue;
       const taskLoss = parts.size ? Object.fromEntries([...parts].map(([k, p]) => [k, p.sum / p.n])) : null;
-      await this.optimizerStep(lossSum / lossCount, taskLoss);
+      // with a signal, the event loop gets a turn each step: the step's awaits resolve at once (microtasks), so a
+      // SIGINT handler (autoglm finetune) would otherwise not run until the next evaluation
+      if (this.host.signal) await nextTurn();
+      // a stop asked for in the last step is no interruption: the run ends as it would have
+      this.interrupted = (await this.optimizerStep(lossSum / lossCount, taskLoss)) && this.step < this.totalSteps && !this.history.stoppedEarly;
       lossSum = 0;
       lossCount = 0;
       parts.clear();
-      if (this.history.stoppedEarly) break;
+      if (this.history.stoppedEarly || this.interrupted) break;
     }
     // The last state of training (before the end-of-run evaluation and the best weights): resuming it with more
-    // steps continues as one longer run would.
-    if ((c.saveEvery > 0 || c.resume) && this.savedAt !== this.step) await this.checkpoint();
+    // steps continues as one longer run would. An interrupted run always gets one.
+    if ((c.saveEvery > 0 || c.resume || this.interrupted) && this.savedAt !== this.step) await this.checkpoint();
+    if (this.interrupted) {
+      this.history.interrupted = { step: this.step, checkpoint: this.savedDir };
+      this.log.write('interrupted', { step: this.step, checkpoint: this.savedDir, time_s: this.elapsed() });
+      this.host.note(`interrupted after step ${this.step} of ${this.totalSteps}${this.isMain ? `: checkpoint ${this.savedDir} (resume continues from it)` : ' (rank 0 wrote the checkpoint)'}`);
+      return;
+    }
     if (!this.history.stoppedEarly && this.step >= this.totalSteps && this.epochBatches > 0 && this.history.epochs.every((e) => e.epoch !== this.epoch)) {
       await this.endEpoch(this.epochLoss / this.epochBatches);
     }
   }
 
-  private async optimizerStep(loss: number, taskLoss: Record<string, number> | null): Promise<void> {
+  /** One optimizer step and what follows it; true when the run is to stop after it (the signal, agreed by every rank). */
+  private async optimizerStep(loss: number, taskLoss: Record<string, number> | null): Promise<boolean> {
     const c = this.c, h = this.host;
     const lr = this.schedule(this.step) * (this.plateau ? this.plateau.scale : 1);
     const extra = this.task.stepLog?.() ?? {};
-    const g = await guardedUpdate({ opt: this.opt, scaler: this.scaler, named: this.named, loss, lr, maxGradNorm: c.maxGradNorm, dp: h.dp, step: this.step });
+    const g = await guardedUpdate({ opt: this.opt, scaler: this.scaler, named: this.named, loss, lr, maxGradNorm: c.maxGradNorm, dp: h.dp, step: this.step,
+      stop: h.signal?.aborted ?? false });
     // decided on a device (ok null): this loop logs every step's outcome, so it reads the gate now
     const u = g.ok === null ? { ...g, ...(await g.settled) } : g;
     this.opt.zeroGrad();
@@ -201,6 +223,7 @@ export class TrainingLoop {
       const dir = await this.checkpoint();
       h.emit('checkpoint', dir, this.step);
     }
+    return g.stop;
   }
 
   /** A skipped step: say so; after 5 fp16 overflows in a row, fall back to bf16 (or fp32). */
@@ -263,6 +286,7 @@ export class TrainingLoop {
 
   private async finish(): Promise<History> {
     const h = this.history, host = this.host;
+    if (this.interrupted) return this.finishInterrupted();
     if (this.best) {
       for (const [k, t] of this.named) {
         const v = this.best.get(k);
@@ -300,6 +324,27 @@ export class TrainingLoop {
     return h;
   }
 
+  /**
+   * The end of an interrupted run: its counts and timings, no best weights restored, no test evaluation, no outputs
+   * but the checkpoint (written by loop) and the metrics log; the model stays as trained (on the CPU backend).
+   */
+  private async finishInterrupted(): Promise<History> {
+    const h = this.history, host = this.host;
+    h.trainTimeS = this.elapsed();
+    h.stepsDone = this.step;
+    this.task.finish?.(h);
+    if (backend().device) {
+      await moveToCPU(this.task.model.parameters());
+      setBackend(cpuBackend());
+    }
+    if (host.dp) h.communication = host.dp.summary();
+    if (this.isMain) h.outputs = { dir: host.outDir, checkpoint: this.savedDir, metrics: this.log.file };
+    h.peakRssMb = Math.round(process.resourceUsage().maxRSS / 1024);
+    for (const cb of host.callbacks) await cb.onTrainEnd?.(h);
+    host.emit('trainEnd', h);
+    return h;
+  }
+
   /** Writes a checkpoint (rank 0; every rank contributes its error-feedback memory); returns its folder ('' on other ranks). */
   private async checkpoint(): Promise<string> {
     const dp = this.host.dp;
@@ -309,18 +354,19 @@ export class TrainingLoop {
       dpStates = parts.map((b) => parseState(new TextDecoder().decode(b)));
     }
     this.savedAt = this.step;
+    this.savedDir = '';
     if (!this.isMain) return '';
     const opt = this.opt.stateDict();
     const loop: LoopState = { step: this.step, epoch: this.epoch, epochLoss: this.epochLoss, epochBatches: this.epochBatches, elapsed: this.elapsed(), policy: this.policy };
     const best = this.best && new Map([...this.best].map(([k, v]) => [k, new Tensor(v, 'f32', [v.length])]));
-    return saveCheckpoint(this.host.outDir, this.step, {
+    return (this.savedDir = saveCheckpoint(this.host.outDir, this.step, {
       weights: new Map(this.named), optimizer: opt.tensors, best,
       state: {
         format: 2, task: this.task.name, loop, rng: getRng().state(), optimizer: opt.meta, scaler: this.scaler.state(),
         plateau: this.plateau?.state(), stopper: this.stopper?.state(), taskState: this.task.state(), history: this.history,
         dp: dpStates ? { worldSize: dpStates.length, ranks: dpStates } : undefined,
       },
-    }, this.c.keepLast);
+    }, this.c.keepLast));
   }
 
   /** Restores everything a checkpoint holds (exact continuation). */
@@ -364,6 +410,7 @@ export class TrainingLoop {
       else h.note(`resume: checkpoint '${dir}' has no error-feedback memory for ${dp.worldSize} ranks${st.dp ? ` (it was written by ${st.dp.worldSize})` : ''}; the memories start at zero`);
     }
     this.savedAt = this.step;
+    this.savedDir = this.isMain ? dir : '';
     h.note(`resumed from ${dir} at step ${this.step}`);
   }
 }

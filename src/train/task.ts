@@ -50,6 +50,14 @@ export interface FinetuneArgs extends Partial<Omit<DatasetSpec, 'dataset'>> {
   callbacks?: Callback[];
   /** Stop after this many optimizer steps of this call (tests of resume). */
   stopAfterSteps?: number;
+  /**
+   * Stops the run gracefully once aborted: the optimizer step under way finishes, a checkpoint of it is written to the
+   * output folder (whatever `saveEvery` says), and `finetune` resolves to the history with `interrupted` set, without
+   * the test evaluation and the final outputs; `resume` continues it exactly. With data parallelism every rank stops
+   * after the same step (the ranks agree in the step's all-reduce), so one rank's signal stops them all.
+   * `autoglm finetune` aborts it on SIGINT and SIGTERM.
+   */
+  signal?: AbortSignal;
 }
 
 /** What a task gets from the trainer when it is created. */

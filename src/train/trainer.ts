@@ -165,7 +165,7 @@ export class AutoGLMTrainer extends EventEmitter {
       let outDir = c.outputDir ?? path.join('runs', new Date().toISOString().replace(/[:.]/g, '-'));
       if (this.dp) outDir = await this.dp.agree(outDir); // one folder for the run, named by rank 0
       const loop = new TrainingLoop(this.task, {
-        config: c, dp: this.dp, precision: this.precision, outDir, callbacks: args.callbacks ?? [], stopAfterSteps: args.stopAfterSteps,
+        config: c, dp: this.dp, precision: this.precision, outDir, callbacks: args.callbacks ?? [], stopAfterSteps: args.stopAfterSteps, signal: args.signal,
         note: (m) => this.note(m), emit: (e, ...a) => void this.emit(e, ...a),
       });
       return await loop.run();

@@ -39,6 +39,8 @@ export interface UpdateInput {
   dp: DataParallel | null;
   /** Optimizer steps done before this one (compressors' warm-up). */
   step: number;
+  /** This rank asks to stop after this step (a graceful stop: FinetuneArgs.signal). */
+  stop?: boolean;
 }
 
 export interface UpdateResult {
@@ -48,6 +50,8 @@ export interface UpdateResult {
   norm: number;
   /** The step's loss (summed over data-parallel ranks). */
   loss: number;
+  /** Stop after this step: some rank asked (`stop`), agreed in the step's all-reduce so that every rank stops here. */
+  stop: boolean;
   /**
    * `ok` and `norm`, read back from the device where they were decided there (resolved at once on the CPU backends).
    * Lazy: the read starts when this is awaited, or at the next update of the same optimizer.
@@ -73,21 +77,25 @@ export async function guardedUpdate(u: UpdateInput): Promise<UpdateResult> {
   const params = u.named.map(([, t]) => t);
   let loss = u.loss;
   const dev = backend().device;
+  let stop = u.stop ?? false;
   if (dev && !u.dp) return gatedUpdate(u, params, dev);
   if (u.dp && u.dp.method !== 'dense') {
     const localOk = Number.isFinite(loss) && Number.isFinite(gradNorm(params));
-    const [sum, bad] = await u.dp.sumNumbers([loss, localOk ? 0 : 1]);
+    const [sum, bad, stops] = await u.dp.sumNumbers([loss, localOk ? 0 : 1, stop ? 1 : 0]);
     loss = sum as number;
+    stop = (stops as number) > 0;
     if ((bad as number) > 0) {
       u.scaler.update(false);
-      return { ok: false, norm: NaN, loss, settled: settledNow(false, NaN) };
+      return { ok: false, norm: NaN, loss, stop, settled: settledNow(false, NaN) };
     }
     // error-feedback memory and compressor work on unscaled gradients (residuals keep their meaning when the fp16
     // loss scale changes); the synced sums come back in loss-scaled units like the dense path's
     await u.dp.syncGradients(u.named, u.step, { lossScale: u.scaler.scale });
   } else if (u.dp) {
     await u.dp.syncGradients(u.named, u.step);
-    [loss] = (await u.dp.sumNumbers([loss])) as [number];
+    const [sum, stops] = (await u.dp.sumNumbers([loss, stop ? 1 : 0])) as [number, number];
+    loss = sum;
+    stop = stops > 0;
   }
   const scale = u.scaler.scale;
   const norm = (dev ? await gradNormAsync(params) : gradNorm(params)) / scale; // device with data parallelism: one read back
@@ -96,7 +104,7 @@ export async function guardedUpdate(u: UpdateInput): Promise<UpdateResult> {
     u.opt.setLearningRate(u.lr);
     u.opt.step(clipCoefficient(norm, u.maxGradNorm) / scale);
   }
-  return { ok, norm, loss, settled: settledNow(ok, norm) };
+  return { ok, norm, loss, stop, settled: settledNow(ok, norm) };
 }
 
 /** The device path: the gate's kernels, the optimizer's gated kernels, no read back (see the module comment). */
@@ -118,5 +126,5 @@ async function gatedUpdate(u: UpdateInput, params: Tensor[], dev: DeviceMemory):
     return { ok, norm: (g as Float32Array)[2] };
   }));
   pending.set(u.opt, start);
-  return { ok: null, norm: NaN, loss: u.loss, settled: { then: (res, rej) => start().then(res, rej) } };
+  return { ok: null, norm: NaN, loss: u.loss, stop: u.stop ?? false, settled: { then: (res, rej) => start().then(res, rej) } };
 }

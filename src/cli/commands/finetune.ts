@@ -5,7 +5,7 @@
  * src/eval/bow-baseline.ts) on the same splits, fitted after training (so it changes neither the time nor the peak
  * RSS reported), so that the fine-tuned accuracy can be read against what word counts alone get.
  */
-import type { Command } from 'commander';
+import { CommanderError, type Command } from 'commander';
 import type { DatasetSpec } from '../../data/types.js';
 import { addConfigFlags, configFromFlags } from '../config-flags.js';
 import { applyThreads, choiceOption, intOption } from '../options.js';
@@ -69,11 +69,32 @@ export function registerFinetune(program: Command): void {
     const { attachProgress } = await import('../progress.js');
     const trainer = new AutoGLMTrainer({ model: o.model, config: underRestarts(configFromFlags(o)) });
     const stop = attachProgress(trainer, !!o.quiet);
-    const h = await trainer.finetune({
-      dataset: o.dataset, evalDataset: o.evalDataset, testDataset: o.testDataset, textField: o.textField, labelField: o.labelField,
-      labelSet: o.labelSet, dataDir: o.dataDir, onBadLine: o.onBadLine, maxTrain: o.maxTrain, maxEval: o.maxEval,
-    });
-    stop();
+    // SIGINT / SIGTERM: the step under way finishes, a checkpoint is written, and the command exits 130 / 143
+    const { onInterrupt, signalExitCode } = await import('../interrupt.js');
+    const interrupt = onInterrupt();
+    let h;
+    try {
+      h = await trainer.finetune({
+        dataset: o.dataset, evalDataset: o.evalDataset, testDataset: o.testDataset, textField: o.textField, labelField: o.labelField,
+        labelSet: o.labelSet, dataDir: o.dataDir, onBadLine: o.onBadLine, maxTrain: o.maxTrain, maxEval: o.maxEval, signal: interrupt.signal,
+      });
+    } finally {
+      interrupt.dispose();
+      stop();
+    }
+    if (h.interrupted) {
+      const sig = interrupt.received() ?? 'SIGTERM';
+      const ck = h.interrupted.checkpoint;
+      if (ck) {
+        console.log(`interrupted by ${sig} after step ${h.stepsDone}: checkpoint ${ck}; continue with the same command and --resume ${ck}`
+          + ' (or --resume true with the same --output-dir)');
+      }
+      if (o.json) {
+        console.log(JSON.stringify({ command: 'finetune', model: o.model, dataset: o.dataset, method: trainer.config.method, interrupted: sig, steps: h.stepsDone,
+          checkpoint: ck || null, train_time_s: +h.trainTimeS.toFixed(2), peak_rss_mb: h.peakRssMb, outputs: h.outputs }));
+      }
+      throw new CommanderError(signalExitCode(sig), 'autoglm.interrupted', '');
+    }
     const t = h.test;
     const baseline = t && !t.tasks && o.baseline ? await bowBaselineOf(o, trainer.config.seed) : null;
     const lines = [
@@ -82,10 +103,10 @@ export function registerFinetune(program: Command): void {
         : h.perplexity ? `perplexity: validation ${h.perplexity.validation?.toFixed(3) ?? '-'}, test ${h.perplexity.test?.toFixed(3) ?? '-'}` : 'no test split',
       ...(t && baseline ? [`bag-of-words baseline (unigram+bigram logistic regression): ${(100 * baseline.accuracy).toFixed(1)}% | fine-tuned: ${(100 * t.accuracy).toFixed(1)}%`] : []),
       `train time ${h.trainTimeS.toFixed(1)} s, peak RSS ${h.peakRssMb} MB`,
-      `outputs: ${Object.entries(h.outputs).map(([k, v]) => `${k}=${v}`).join('  ')}`,
+      Object.keys(h.outputs).length ? `outputs: ${Object.entries(h.outputs).map(([k, v]) => `${k}=${v}`).join('  ')}` : 'outputs: written by rank 0',
     ];
     const cm = h.communication;
-    if (cm) lines.splice(3, 0, `data-parallel: ${cm.worldSize} ranks, gradients ${cm.method}: ${(cm.bytes / 2 ** 20).toFixed(1)} MB sent by this rank vs ${(cm.denseBytes / 2 ** 20).toFixed(1)} MB dense (${cm.compressionRatio.toFixed(1)}x fewer), ${cm.commSeconds.toFixed(1)} s in communication`);
+    if (cm) lines.splice(3, 0, `data-parallel: ${cm.worldSize} ranks, gradients ${cm.method}: ${(cm.bytes / 2 ** 20).toFixed(1)} MB sent by this rank${cm.method === 'dense' ? '' : ` vs ${(cm.denseBytes / 2 ** 20).toFixed(1)} MB dense (${cm.compressionRatio.toFixed(1)}x fewer)`}, ${cm.commSeconds.toFixed(1)} s in communication`);
     lines.splice(baseline ? 3 : 2, 0, ...Object.entries(t?.tasks ?? {}).map(([name, r]) => `  task ${name}: accuracy ${(100 * r.accuracy).toFixed(2)}%  macro-F1 ${(100 * r.macro_f1).toFixed(2)}%  (${r.n} examples)`));
     for (const l of lines) console.log(l);
     if (o.json) {

@@ -12,6 +12,11 @@
  * (SIGTERM, then SIGKILL after 5 s; terminate() for threads) and the launcher fails with one line naming the rank
  * and its exit code.
  *
+ * Interrupting the launcher (SIGINT, Ctrl-C; SIGTERM) stops the job gracefully: every rank is asked to stop (the
+ * signal for processes, a message for threads), the ranks agree to stop after the same step, rank 0 writes a
+ * checkpoint, and the launcher exits 130 / 143 once they have (src/cli/interrupt.ts; `finetune --resume` continues).
+ * A second signal, more than 2 s later, stops them at once (SIGKILL for processes); so do DEFAULTS.stopGraceMs.
+ *
  * Elastic restarts, as torchelastic's: with `--max-restarts N`, when a rank fails the launcher stops the others and
  * starts all ranks again, up to N times, then gives up with one line naming the failure and N. Each attempt gets
  * AUTOGLM_RESTART_COUNT (0, 1, ...) and AUTOGLM_MAX_RESTARTS, and meets under run id <run-id>-r<attempt> (a fresh
@@ -26,7 +31,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import type { Command } from 'commander';
+import { CommanderError, type Command } from 'commander';
 import { CommunicationError, ConfigError } from '../../errors.js';
 import { choiceOption, intOption } from '../options.js';
 
@@ -36,6 +41,9 @@ const DEFAULTS = {
   runId: 'autoglm',
   /** After SIGTERM, how long a rank process gets before SIGKILL. */
   killAfterMs: 5000,
+  /** After the launcher's own SIGINT / SIGTERM (a graceful stop: the step under way, then a checkpoint), how long the
+   * ranks get before SIGKILL; a second signal kills them at once. */
+  stopGraceMs: 120_000,
 } as const;
 
 interface LaunchOpts {
@@ -126,10 +134,50 @@ function threadsPerRank(nproc: number): number {
   return Math.max(1, Math.floor(cores / nproc));
 }
 
+/** The exit of a launcher whose ranks stopped on its signal: 130 / 143, as theirs (CommanderError: main returns it). */
+function interruptedExit(codes: Array<number | null>): void {
+  const code = codes.find((c) => c === 130 || c === 143);
+  if (code !== undefined) throw new CommanderError(code, 'autoglm.interrupted', '');
+}
+
+/**
+ * The launcher's SIGINT / SIGTERM while ranks run (see the module comment): `first` on the first signal, `again` on
+ * one more than DOUBLE_SIGNAL_MS later (a repeat within it is the same request, as for a rank).
+ */
+async function handleSignals(first: (sig: NodeJS.Signals) => void, again: (sig: NodeJS.Signals) => void): Promise<() => void> {
+  const { DOUBLE_SIGNAL_MS } = await import('../interrupt.js');
+  let at = 0;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (!interrupted) {
+      interrupted = true;
+      at = Date.now();
+      process.stderr.write(`autoglm launch: ${sig}: every rank stops after the step under way and rank 0 writes a checkpoint (send it again to stop them at once)\n`);
+      first(sig);
+    } else if (Date.now() - at >= DOUBLE_SIGNAL_MS) {
+      process.stderr.write(`autoglm launch: ${sig} again: stopping every rank at once\n`);
+      again(sig);
+    }
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return () => {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+  };
+}
+
 async function launchLocal(command: string[], o: LaunchOpts, attempt: number): Promise<void> {
   const { runLocal } = await import('../../distributed/run-local.js');
+  const { signalExitCode } = await import('../interrupt.js');
   Object.assign(process.env, restartEnv(o, attempt)); // worker threads share this process's environment
-  await runLocal(o.nproc, entryUrl(), { args: { argv: command }, threadsPerRank: threadsPerRank(o.nproc) });
+  const stop = new AbortController();
+  const release = await handleSignals((sig) => stop.abort(sig), (sig) => process.exit(signalExitCode(sig)));
+  try {
+    const exits = await runLocal(o.nproc, entryUrl(), { args: { argv: command }, threadsPerRank: threadsPerRank(o.nproc), stop: stop.signal });
+    interruptedExit(exits.map((e) => e.exitCode));
+  } finally {
+    release();
+  }
 }
 
 async function launchProcesses(command: string[], o: LaunchOpts, attempt: number): Promise<void> {
@@ -149,12 +197,17 @@ async function launchProcesses(command: string[], o: LaunchOpts, attempt: number
     }
     if (!killTimer) killTimer = setTimeout(() => { for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL'); }, DEFAULTS.killAfterMs);
   };
-  const onSignal = (sig: NodeJS.Signals): void => {
-    interrupted = true;
-    stopAll(sig);
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  // the first signal goes to every rank, which stops after its step with a checkpoint; they get stopGraceMs
+  const release = await handleSignals((sig) => {
+    for (const c of children) {
+      if (c.exitCode !== null || c.signalCode !== null) continue;
+      c.kill(sig);
+      c.kill('SIGCONT');
+    }
+    killTimer = setTimeout(() => { for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL'); }, DEFAULTS.stopGraceMs);
+  }, () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  });
   try {
     await new Promise<void>((resolve) => {
       let left = o.nproc;
@@ -174,7 +227,9 @@ async function launchProcesses(command: string[], o: LaunchOpts, attempt: number
           stopAll('SIGTERM');
         });
         c.on('close', (code, signal) => {
-          if ((code !== 0 || signal) && !failure) {
+          // after the launcher's signal, a rank that stopped with its checkpoint exits 130 / 143: not a failure
+          const stopped = interrupted && (code === 130 || code === 143);
+          if ((code !== 0 || signal) && !failure && !stopped) {
             failure = new RankFailedError(rank, code ?? -1, signal ? `killed by ${signal}` : `exited with code ${code}`);
             stopAll('SIGTERM');
           }
@@ -184,11 +239,11 @@ async function launchProcesses(command: string[], o: LaunchOpts, attempt: number
     });
   } finally {
     if (killTimer) clearTimeout(killTimer);
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
+    release();
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   }
   if (failure) throw failure;
+  interruptedExit(children.map((c) => c.exitCode));
 }
 
 interface SelftestOpts {

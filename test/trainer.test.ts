@@ -26,6 +26,18 @@ test('config errors name the key, the value and what is allowed', () => {
 
 const QUICK = { epochs: 1, batchSize: 16, maxLength: 32, logEvery: 1, evalBatchSize: 64 } as const;
 
+test('an outputDir that cannot be a folder is a ConfigError before any step (not a lost run at its end)', async () => {
+  const file = path.join(tmp('autoglm-outfile-'), 'not-a-folder');
+  writeFileSync(file, 'x');
+  const steps: number[] = [];
+  const t = new AutoGLMTrainer({ config: { ...QUICK, maxSteps: 2, outputDir: file } });
+  t.on('note', () => {});
+  t.on('step', (l: { step: number }) => steps.push(l.step));
+  await assert.rejects(t.finetune({ dataset: 'custom_intent_v2', maxTrain: 32, maxEval: 16 }),
+    (e: unknown) => e instanceof ConfigError && e.message.includes(`outputDir '${file}'`) && /EEXIST/.test(e.message));
+  assert.deepEqual(steps, []);
+});
+
 test('a short LoRA fine-tune: history, outputs in PEFT layout, reload for predict', async () => {
   const out = tmp('autoglm-ft-');
   const trainer = new AutoGLMTrainer({ config: { ...QUICK, maxSteps: 6, outputDir: out } });

@@ -1,5 +1,6 @@
 /** What a run records (History), the Keras-style callbacks it calls, and the metrics log. */
-import { appendFileSync, mkdirSync } from 'node:fs';
+import { accessSync, appendFileSync, constants, mkdirSync } from 'node:fs';
+import { ConfigError } from '../errors.js';
 import path from 'node:path';
 import type { ClassificationReport } from './metrics.js';
 
@@ -63,7 +64,15 @@ export class MetricsLog {
   readonly file: string;
   /** enabled false: a data-parallel rank other than 0, which writes nothing. */
   constructor(dir: string, readonly enabled = true) {
-    if (enabled) mkdirSync(dir, { recursive: true });
+    // before training: a folder that cannot be made or written is a ConfigError now, not a lost run at its end
+    if (enabled) {
+      try {
+        mkdirSync(dir, { recursive: true });
+        accessSync(dir, constants.W_OK);
+      } catch (e) {
+        throw new ConfigError(`outputDir '${dir}' cannot hold the run's files: ${(e as Error).message}`);
+      }
+    }
     this.file = path.join(dir, 'metrics.jsonl');
   }
   write(kind: string, data: object): void {

@@ -2,7 +2,8 @@
  * Data-parallel SFT as a user runs it: `autoglm launch --nproc 2 finetune --task sft ...` (local worker threads)
  * trains the same adapter as one process on the same global batches, padded and packed, within float summation
  * order; the validation loss (each rank scores half the sequences) is the single process's; the run folder is
- * complete (adapter, sft.json with the global token counts).
+ * complete (adapter, sft.json with the global token counts). The same for task causal-lm on plain texts of unequal
+ * lengths (each rank's loss weighted by its share of the global batch's predicted tokens).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -22,6 +23,9 @@ const model = path.join(root, 'tiny');
 makeTinyChatModel(model, { hiddenSize: 32, layers: 2, heads: 2, seed: 0 });
 const data = path.join(root, 'train.jsonl');
 writeFileSync(data, syntheticSplits({ task: 'addition', train: 80, test: 0, seed: 3, digits: 2 }).train.map((x) => JSON.stringify(x)).join('\n') + '\n');
+
+const texts = path.join(root, 'texts.txt');
+writeFileSync(texts, Array.from({ length: 60 }, (_, i) => `note ${i}: ${'the quick brown fox jumps over the lazy dog '.slice(0, 8 + ((i * 7) % 37))}`).join('\n') + '\n');
 
 function cli(args: string[]): Promise<{ code: number | null; stderr: string; stdout: string }> {
   return new Promise((resolve) => {
@@ -64,3 +68,26 @@ for (const packing of [false, true]) {
     assert.ok(Math.abs(ea - eb) < 1e-4 * Math.abs(ea), `validation loss ${eb} (2 ranks) vs ${ea} (1 process)`);
   });
 }
+
+test('autoglm launch --nproc 2 finetune --task causal-lm: the adapter and the validation loss of one process on the same global batches', async () => {
+  const args = (out: string) => ['finetune', '--task', 'causal-lm', '--model', model, '--dataset', texts, '--method', 'lora', '--max-steps', '4',
+    '--batch-size', '8', '--max-length', '64', '--optimizer', 'sgd', '--learning-rate', '0.5', '--mixed-precision', 'fp32', '--eval-every', '2',
+    '--seed', '5', '--output-dir', out, '--quiet', '--json'];
+  const one = path.join(root, 'lm-one'), two = path.join(root, 'lm-two');
+  const [a, b] = await Promise.all([cli(args(one)), cli(['launch', '--nproc', '2', '--backend', 'local', ...args(two)])]);
+  assert.equal(a.code, 0, a.stderr.slice(-3000));
+  assert.equal(b.code, 0, b.stderr.slice(-3000));
+  const wa = loadSafetensors(path.join(one, 'adapter/adapter_model.safetensors')).tensors, wb = loadSafetensors(path.join(two, 'adapter/adapter_model.safetensors')).tensors;
+  assert.deepEqual([...wb.keys()].sort(), [...wa.keys()].sort());
+  let diff = 0, moved = 0;
+  for (const [k, x] of wa) {
+    const p = x.f32(), q = wb.get(k)!.f32();
+    for (let i = 0; i < p.length; i++) diff = Math.max(diff, Math.abs(p[i] - q[i]));
+    if (k.includes('lora_B')) for (const v of p) moved = Math.max(moved, Math.abs(v));
+  }
+  assert.ok(moved > 1e-3, `the adapter did not train (max |B| ${moved})`);
+  assert.ok(diff < 1e-5, `2 ranks vs 1 process: max adapter difference ${diff}`);
+  const last = (s: string) => JSON.parse(s.trim().split('\n').filter((l) => l.startsWith('{')).at(-1)!) as { eval_loss: number };
+  const ea = last(a.stdout).eval_loss, eb = last(b.stdout.replace(/^\[rank \d+\] /gm, '')).eval_loss;
+  assert.ok(Math.abs(ea - eb) < 1e-4 * Math.abs(ea), `validation loss ${eb} (2 ranks) vs ${ea} (1 process)`);
+});

@@ -8,6 +8,9 @@
  * carved from the training texts with a seeded shuffle. Other data (e.g. supervised fine-tuning: prompts masked
  * out of the loss) plugs in as a `LMDataLoader` given to `CausalLMTask.create`, which yields `LMExample`s with
  * per-token labels.
+ *
+ * Data-parallel (`autoglm launch`): every rank draws the same global batch and trains on its block of rows, its loss
+ * scaled to its tokens' share of the global mean; evaluation is split over the ranks (shardedPerplexity).
  */
 import path from 'node:path';
 import { Tensor } from '../tensor/tensor.js';
@@ -27,6 +30,7 @@ import { padIds } from '../data/encode.js';
 import type { BadLine } from '../data/types.js';
 import { causalLMLoss, causalLMLossFromHidden, IGNORE_INDEX } from '../models/hf/heads.js';
 import type { CausalLM } from '../models/hf/family.js';
+import type { DataParallel } from '../distributed/data-parallel.js';
 import type { HFTokenizer } from '../models/hf/tokenizer.js';
 import type { RunInfo } from './outputs.js';
 import { applyMethod, paramGroups, trainableOf } from './setup.js';
@@ -159,6 +163,19 @@ export async function perplexity(model: CausalLM, seqs: ReadonlyArray<number[] |
   return { loss, perplexity: Math.exp(loss), tokens };
 }
 
+/**
+ * Perplexity over sequences with data parallelism: each rank scores every W-th sequence and the token-weighted sums
+ * are added over the ranks (so every rank gets the whole split's figure); one process scores them all.
+ */
+export async function shardedPerplexity(dp: DataParallel | null, model: CausalLM, seqs: ReadonlyArray<number[] | LMExample>, padId: number, batchSize: number,
+  compute: ComputeDType): Promise<{ loss: number; perplexity: number; tokens: number }> {
+  if (!dp) return perplexity(model, seqs, padId, batchSize, compute);
+  const r = await perplexity(model, seqs.filter((_, i) => i % dp.worldSize === dp.rank), padId, batchSize, compute);
+  const [nll, tokens] = await dp.sumNumbers([r.tokens ? r.loss * r.tokens : 0, r.tokens]);
+  const loss = tokens ? nll / tokens : NaN;
+  return { loss, perplexity: Math.exp(loss), tokens };
+}
+
 /** The default data of task 'causal-lm': texts of a file, tokenized with the model's special tokens. */
 export const textData: LMDataLoader = (ctx, args, tok, maxLength) => {
   if (typeof args.dataset !== 'string') throw new ConfigError(`task 'causal-lm' takes a text file as 'dataset' (.txt lines, or JSONL/JSON/CSV with textField)`);
@@ -222,15 +239,25 @@ export class CausalLMTask implements TrainingTask<number[]> {
     return this.sampler.next();
   }
 
+  /**
+   * The mean next-token loss of the batch. Data-parallel: every rank draws the same global batch, trains on its block
+   * of rows and returns its tokens' share of the global mean (its mean x its predicted tokens / the global batch's),
+   * so that the gradients summed over the ranks are the global batch's.
+   */
   loss(idx: number[]): MicroBatchLoss {
-    const batch = idx.map((i) => this.data.train[i]!);
-    return { loss: autocast(this.ctx.compute, () => lmBatchLoss(this.model, batch, this.padId, { labelSmoothing: this.c.labelSmoothing })) };
+    const dp = this.ctx.dp, train = this.data.train;
+    const mine = dp ? dp.shard(idx) : idx;
+    const tokens = (rows: number[]) => rows.reduce((a, i) => a + predicted(asExample(train[i]!)), 0);
+    const own = dp ? tokens(mine) : 1;
+    if (mine.length === 0 || own === 0) return { loss: null };
+    const loss = autocast(this.ctx.compute, () => lmBatchLoss(this.model, mine.map((i) => train[i]!), this.padId, { labelSmoothing: this.c.labelSmoothing }));
+    return { loss: dp ? loss.scale(own / tokens(idx)) : loss };
   }
 
   async evaluate(split: EvalSplit): Promise<TaskEval | null> {
     const seqs = this.data[split];
     if (seqs.length === 0) return null;
-    return perplexity(this.model, seqs, this.padId, this.c.evalBatchSize, this.ctx.compute);
+    return shardedPerplexity(this.ctx.dp, this.model, seqs, this.padId, this.c.evalBatchSize, this.ctx.compute);
   }
 
   state(): Record<string, unknown> {
@@ -280,7 +307,7 @@ export const causalLMTask: TaskDefinition = {
   description: 'a Hugging Face decoder on texts, next-token loss, evaluated by perplexity',
   refuses: { ...CAUSAL_LM_REFUSES, ...SFT_ONLY },
   monitors: ['val_loss'],
-  dataParallel: false,
+  dataParallel: true,
   check: (c) => checkCausalLM(c, 'causal-lm'),
   create: (ctx, args) => CausalLMTask.create(ctx, args),
 };

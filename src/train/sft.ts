@@ -33,7 +33,7 @@ import type { ChatMessage, ChatGenerationOptions, ChatPrediction, SftEvalOptions
 import type { RunInfo } from './outputs.js';
 import { applyMethod, paramGroups, trainableOf } from './setup.js';
 import type { TrainerConfig } from './config.js';
-import { CAUSAL_LM_REFUSES, TOP, checkCausalLM, perplexity, requireCausalLM } from './causal-lm.js';
+import { CAUSAL_LM_REFUSES, TOP, checkCausalLM, perplexity, requireCausalLM, shardedPerplexity } from './causal-lm.js';
 import type { EvalSplit, FinetuneArgs, MicroBatchLoss, TaskContext, TaskDefinition, TaskEval, TrainingTask } from './task.js';
 
 interface SftData {
@@ -225,14 +225,7 @@ export class SftTask implements TrainingTask<number[]> {
     if (seqs.length === 0) return null;
     const t0 = performance.now();
     // data-parallel: each rank scores every W-th sequence; the token-weighted sums are added over ranks
-    const dp = this.ctx.dp;
-    const mine = dp ? seqs.filter((_, i) => i % dp.worldSize === dp.rank) : seqs;
-    let r = await perplexity(this.model, mine, this.padId, this.c.evalBatchSize, this.ctx.compute);
-    if (dp) {
-      const [nll, tokens] = await dp.sumNumbers([r.tokens ? r.loss * r.tokens : 0, r.tokens]);
-      const loss = tokens ? nll / tokens : NaN;
-      r = { loss, perplexity: Math.exp(loss), tokens };
-    }
+    const r = await shardedPerplexity(this.ctx.dp, this.model, seqs, this.padId, this.c.evalBatchSize, this.ctx.compute);
     this.evalSeconds += (performance.now() - t0) / 1e3;
     return r;
   }

@@ -60,6 +60,25 @@ test('JSONL, CSV and JSON files with custom text and label fields', () => {
   assert.deepEqual(d3.test, []); // an eval file and no test file: nothing carved unless testFraction is set
 });
 
+test('labelFields: several label sets from a user file (multi-task); a label may be missing, not all of them', () => {
+  const recs = [
+    { text: 'a', intent: 'x', domain: 'd1' }, { text: 'b', intent: 'y' }, { text: 'c', domain: 'd2', intent: null }, { text: 'd', intent: 'x', domain: '' },
+    { text: 'e' }, { text: 'f', intent: { nested: 1 } }, { text: 'g', intent: 'y', domain: 'd1' },
+  ];
+  const f = fixture('jsonl', jsonl(recs));
+  const d = loadDataset({ dataset: f, labelFields: ['intent', 'domain'], onBadLine: 'skip', validationFraction: 0.01, testFraction: 0.01 });
+  assert.deepEqual(d.train.map((x) => [x.text, x.label, x.extra?.domain]), [['a', 'x', 'd1'], ['b', 'y', ''], ['c', '', 'd2'], ['d', 'x', ''], ['g', 'y', 'd1']]);
+  assert.deepEqual(d.labels, ['', 'x', 'y']);
+  assert.deepEqual(d.extraLabels, { domain: ['', 'd1', 'd2'] });
+  assert.deepEqual(d.skipped.map((b) => [b.line, b.reason.split(':')[0]]), [[5, 'no label'], [6, 'bad field']]);
+  // labelField picks the primary set among them
+  const e = loadDataset({ dataset: f, labelFields: ['intent', 'domain'], labelField: 'domain', onBadLine: 'skip', validationFraction: 0.01, testFraction: 0.01 });
+  assert.deepEqual(Object.keys(e.extraLabels), ['intent']);
+  assert.deepEqual(e.labels, ['', 'd1', 'd2']);
+  assert.throws(() => loadDataset({ dataset: f, labelFields: [] }), (x: unknown) => x instanceof ConfigError && /labelFields/.test(x.message));
+  assert.throws(() => loadDataset({ dataset: 'clinc150', labelFields: ['intent'] }), (x: unknown) => x instanceof ConfigError && /named dataset/.test(x.message));
+});
+
 test('labelMap renames and merges labels; maxTrain / maxEval cap with a seeded subset', () => {
   const train = fixture('jsonl', jsonl(rows(40)));
   const d = loadDataset({ dataset: train, textField: 'utterance', labelField: 'intent', labelMap: { label_0: 'zero', label_1: 'zero' }, maxTrain: 10, maxEval: 2 });

@@ -1,7 +1,7 @@
 /** Multi-task learning: loss weightings (uncertainty gradient, DWA), task samplers, config errors, and a short run. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, existsSync } from 'node:fs';
+import { mkdtempSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Tensor } from '../src/tensor/tensor.js';
@@ -9,6 +9,7 @@ import { noGrad } from '../src/tensor/autograd.js';
 import { Rng } from '../src/backend/rng.js';
 import { AutoGLMTrainer, parseTrainerConfig, type TrainerConfigInput } from '../src/train/index.js';
 import { ConfigError } from '../src/errors.js';
+import { main } from '../src/cli/main.js';
 import { loadSafetensors } from '../src/models/safetensors.js';
 import type { DatasetSplits, Example } from '../src/data/index.js';
 import {
@@ -200,4 +201,33 @@ test('multi-task full fine-tune with round-robin sampling and windowed DWA; chec
   const a = loadSafetensors(path.join(out, 'model.safetensors')).tensors;
   const b = loadSafetensors(path.join(resumed.config.outputDir as string, 'model.safetensors')).tensors;
   for (const k of ['heads.topic.weight', 'heads.mood.bias']) assert.deepEqual(Array.from(b.get(k)!.f32()), Array.from(a.get(k)!.f32()), `${k} after resume`);
+});
+
+test('autoglm finetune --tasks on a user file (each task a label field, some rows lacking one) and autoglm eval of the run from elsewhere: the run\'s own test figures', async () => {
+  const dir = tmp('autoglm-mt-file-');
+  // topic and mood as fields; every 4th row lacks its mood
+  const rows = [...synthetic(160, 1), ...synthetic(40, 2)].map((e, i) => ({ text: e.text, topic: e.label, ...(i % 4 === 3 ? {} : { mood: e.extra!.mood }) }));
+  const file = path.join(dir, 'labels.jsonl');
+  writeFileSync(file, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  const out = path.join(dir, 'run');
+  const logs: string[] = [];
+  const log = console.log, cwd = process.cwd();
+  console.log = (...a: unknown[]) => logs.push(a.join(' '));
+  try {
+    assert.equal(await main(['finetune', '--dataset', file, '--tasks', 'topic,mood', '--max-steps', '12', '--batch-size', '16', '--max-length', '24',
+      '--output-dir', out, '--quiet', '--no-baseline', '--json']), 0);
+    const run = JSON.parse(logs.at(-1)!) as { accuracy: number; tasks: Record<string, { accuracy: number; n: number }> };
+    assert.deepEqual(Object.keys(run.tasks), ['topic', 'mood']);
+    assert.ok(run.tasks.mood!.n < run.tasks.topic!.n, `rows lacking a mood are left out of its figures (${run.tasks.mood!.n} of ${run.tasks.topic!.n})`);
+    const info = JSON.parse(readFileSync(path.join(out, 'autoglm.json'), 'utf8')) as { data: { dataset: string; labelFields: string[]; labelField: string } };
+    assert.deepEqual(info.data, { dataset: file, labelFields: ['topic', 'mood'], labelField: 'topic' });
+    process.chdir(tmpdir()); // the run's file is found by its absolute path
+    assert.equal(await main(['eval', out, '--json']), 0);
+    const ev = JSON.parse(logs.at(-1)!) as { accuracy: number; tasks: Record<string, { accuracy: number; n: number }> };
+    assert.equal(ev.accuracy, run.accuracy);
+    for (const k of ['topic', 'mood']) assert.deepEqual([ev.tasks[k]!.accuracy, ev.tasks[k]!.n], [run.tasks[k]!.accuracy, run.tasks[k]!.n], k);
+  } finally {
+    console.log = log;
+    process.chdir(cwd);
+  }
 });

@@ -70,6 +70,27 @@ test('a short LoRA fine-tune: history, outputs in PEFT layout, reload for predic
   assert.ok(Math.abs(m[0].score - before[0].score) < 1e-5);
 });
 
+test('autoglm eval of a run trained on a file, from another folder: the same test split and accuracy (the file by its absolute path)', async () => {
+  const { main } = await import('../src/cli/main.js');
+  const out = tmp('autoglm-file-run-');
+  const file = path.relative(process.cwd(), path.join(ROOT, 'datasets/custom_intent_v2/validation.jsonl')); // 750 rows, a relative path
+  const logs: string[] = [];
+  const log = console.log, cwd = process.cwd();
+  console.log = (...a: unknown[]) => logs.push(a.join(' '));
+  try {
+    assert.equal(await main(['finetune', '--dataset', file, '--max-steps', '4', '--batch-size', '16', '--max-length', '24', '--output-dir', out, '--quiet', '--no-baseline', '--json']), 0);
+    const run = JSON.parse(logs.at(-1)!) as { accuracy: number };
+    process.chdir(tmpdir());
+    assert.equal(await main(['eval', out, '--json']), 0);
+    const ev = JSON.parse(logs.at(-1)!) as { accuracy: number; n: number };
+    assert.equal(ev.n, 75);
+    assert.equal(ev.accuracy, run.accuracy);
+  } finally {
+    console.log = log;
+    process.chdir(cwd);
+  }
+});
+
 test('gradientCompression with one process is a validated no-op that says so once', async () => {
   const trainer = new AutoGLMTrainer({ config: { ...QUICK, maxSteps: 2, gradientCompression: true, outputDir: tmp('autoglm-gc-'), method: 'head' } });
   const notes: string[] = [];

@@ -16,6 +16,11 @@ export interface Fields {
   label: string;
   /** Other label sets: set name -> field. */
   extra?: Record<string, string>;
+  /**
+   * Several label sets from a user file (DatasetSpec.labelFields): a label may be absent, null or empty (''
+   * : no label of that set), but a record needs one of them.
+   */
+  optional?: boolean;
 }
 
 /** A label value as a string: strings as they are, finite numbers and booleans printed; anything else undefined. */
@@ -38,17 +43,26 @@ export function toExamples(records: readonly RawRecord[], fields: Fields, sink: 
       sink.report(rec.file, rec.line, `bad field: '${fields.text}' (text field) is ${typeof text === 'string' ? 'empty' : typeof text}; expected a non-empty string`);
       continue;
     }
-    const bad = missingLabel(obj, fields.label, 'label field');
-    if (bad) { sink.report(rec.file, rec.line, bad); continue; }
+    const label = (field: string, what: string): string | { bad: string } => {
+      if (fields.optional && (obj[field] === undefined || obj[field] === null || obj[field] === '')) return '';
+      const bad = missingLabel(obj, field, what);
+      return bad ? { bad } : labelValue(obj[field])!;
+    };
+    const primary = label(fields.label, 'label field');
+    if (typeof primary !== 'string') { sink.report(rec.file, rec.line, primary.bad); continue; }
     let extra: Record<string, string> | undefined;
     let extraBad: string | undefined;
     for (const [set, field] of Object.entries(fields.extra ?? {})) {
-      extraBad = missingLabel(obj, field, `label set '${set}'`);
-      if (extraBad) break;
-      (extra ??= {})[set] = labelValue(obj[field])!;
+      const v = label(field, `label set '${set}'`);
+      if (typeof v !== 'string') { extraBad = v.bad; break; }
+      (extra ??= {})[set] = v;
     }
     if (extraBad) { sink.report(rec.file, rec.line, extraBad); continue; }
-    const ex: Example = { text: text.trim(), label: map(labelValue(obj[fields.label])!) };
+    if (fields.optional && primary === '' && Object.values(extra ?? {}).every((v) => v === '')) {
+      sink.report(rec.file, rec.line, `no label: none of the label fields ${[fields.label, ...Object.values(fields.extra ?? {})].map((f) => `'${f}'`).join(', ')} has a value`);
+      continue;
+    }
+    const ex: Example = { text: text.trim(), label: primary === '' ? '' : map(primary) };
     if (extra) ex.extra = extra;
     out.push({ ex, file: rec.file, line: rec.line });
   }

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import { ConfigError, DatasetError } from '../errors.js';
 import { BadLineSink } from './bad-lines.js';
-import { toExamples } from './examples.js';
+import { toExamples, type Fields } from './examples.js';
 import './named/index.js';
 import { resolveDataDir } from './paths.js';
 import { formatOf, readRecords } from './readers.js';
@@ -33,9 +33,14 @@ export function loadDataset(spec: DatasetSpec): DatasetSplits {
 }
 
 function loadFiles(spec: DatasetSpec, sink: BadLineSink): RawSplits {
-  const fields = { text: spec.textField ?? DATA_DEFAULTS.textField, label: spec.labelField ?? DATA_DEFAULTS.labelField };
+  const sets = spec.labelFields ?? [];
+  const label = spec.labelField ?? sets[0] ?? DATA_DEFAULTS.labelField;
+  const extraSets = sets.filter((s) => s !== label);
+  const fields: Fields = sets.length
+    ? { text: spec.textField ?? DATA_DEFAULTS.textField, label, extra: Object.fromEntries(extraSets.map((s) => [s, s])), optional: true }
+    : { text: spec.textField ?? DATA_DEFAULTS.textField, label };
   const read = (file: string) => toExamples(readRecords(file, sink), fields, sink, spec.labelMap);
-  const out: RawSplits = { train: read(spec.dataset), extraSets: [] };
+  const out: RawSplits = { train: read(spec.dataset), extraSets };
   if (spec.evalDataset !== undefined) out.validation = read(spec.evalDataset);
   if (spec.testDataset !== undefined) out.test = read(spec.testDataset);
   return out;
@@ -69,5 +74,9 @@ function validateSpec(spec: DatasetSpec): void {
     const v = spec[key];
     if (v !== undefined && !(Number.isInteger(v) && v > 0)) fail(key, v, 'a positive integer');
   }
+  if (spec.labelFields !== undefined && !(Array.isArray(spec.labelFields) && spec.labelFields.length > 0 && spec.labelFields.every((f) => typeof f === 'string' && f !== ''))) {
+    fail('labelFields', spec.labelFields, 'a non-empty list of field names');
+  }
+  if (spec.labelFields !== undefined && getNamedDataset(spec.dataset)) fail('labelFields', spec.labelFields, `no label fields with the named dataset '${spec.dataset}' (it brings its own label sets)`);
   if (spec.onBadLine !== undefined && spec.onBadLine !== 'skip' && spec.onBadLine !== 'error') fail('onBadLine', spec.onBadLine, "'skip' or 'error'");
 }

@@ -38,6 +38,12 @@ export interface DatasetSpec {
   labelField?: string;
   /** Which label set is primary (slurp: 'intent' | 'scenario' | 'action'; clinc150: 'intent' | 'domain'). */
   labelSet?: string;
+  /**
+   * User files with several label sets (multi-task `tasks`): the label fields to read, each a label set of its own name,
+   * the primary one `labelField` (default: the first of these). A record may lack some of them (no label for that
+   * task: '' , left out of its loss) but needs at least one. The multi-task trainer sets this from `tasks`.
+   */
+  labelFields?: string[];
   /** Renames (or merges) labels: raw label -> name, applied to every split before anything else; unmapped labels are kept. */
   labelMap?: Record<string, string>;
   /** clinc150 only: keep the out-of-scope examples as the class 'oos' (domain 'oos'). Default false. */

@@ -16,6 +16,8 @@ import { loadModel } from '../models/registry.js';
 import { SequenceClassifier, textEncoderOf, type TextEncoder } from '../models/classifier.js';
 import { loadDataset, encodeDataset, collate, BucketSampler, RandomSampler, type DatasetSplits, type EncodedDataset, type Sampler } from '../data/index.js';
 import { EpochSampler } from '../data/samplers/sampler.js';
+import { getNamedDataset } from '../data/registry.js';
+import type { DatasetSpec } from '../data/types.js';
 import { buildSampler, type ForwardOutputs } from '../curriculum/index.js';
 import { CheckpointError, ConfigError } from '../errors.js';
 import { evaluateClassifierAsync, exampleLogits, predictTexts, reportFromLogits, type EvalResult, type Prediction } from './evaluate.js';
@@ -42,6 +44,19 @@ export function loadSplits(ctx: TaskContext, args: FinetuneArgs): DatasetSplits 
   return splits;
 }
 
+/**
+ * The dataset of a run as `loadDataset` takes it, for the run's autoglm.json (RunInfo.data): files by absolute path,
+ * no caps (maxTrain, maxEval), so that `autoglm eval` loads the same splits from anywhere; undefined for splits given
+ * in memory.
+ */
+export function runDataSpec(args: FinetuneArgs, extra: Partial<DatasetSpec> = {}): Partial<DatasetSpec> | undefined {
+  if (typeof args.dataset !== 'string') return undefined;
+  const { callbacks: _c, stopAfterSteps: _s, signal: _a, maxTrain: _t, maxEval: _e, dataset, ...spec } = { ...args, ...extra };
+  const abs = (f: string | undefined) => (f === undefined || getNamedDataset(f) ? f : path.resolve(f));
+  return JSON.parse(JSON.stringify({ ...spec, dataset: abs(dataset as string), evalDataset: abs(spec.evalDataset), testDataset: abs(spec.testDataset),
+    dataDir: spec.dataDir === undefined ? undefined : path.resolve(spec.dataDir) })) as Partial<DatasetSpec>;
+}
+
 export class ClassificationTask implements TrainingTask<number[]> {
   readonly name = 'classification';
   readonly lora: LoraModel | null;
@@ -49,6 +64,8 @@ export class ClassificationTask implements TrainingTask<number[]> {
   private sampler: Sampler | null = null;
   /** method 'head': the frozen encoder's embeddings of the training set. */
   private features: Float32Array | null = null;
+  /** The dataset for the run's autoglm.json (runDataSpec). */
+  private dataSpec: Partial<DatasetSpec> | undefined;
   /** Per-sample losses of the last micro-batch (sampler feedback). */
   private sampleLoss: Float32Array = new Float32Array(0);
 
@@ -228,7 +245,7 @@ export class ClassificationTask implements TrainingTask<number[]> {
 
   runInfo(): RunInfo | null {
     const s = this.splits as DatasetSplits;
-    return { model: this.encoder.name, method: this.c.method, labels: s.labels, config: this.c, dataset: s.name };
+    return { model: this.encoder.name, method: this.c.method, labels: s.labels, config: this.c, dataset: s.name, ...(this.dataSpec ? { data: this.dataSpec } : {}) };
   }
 
   /** The adapter (PEFT layout) or the trained weights. */
@@ -240,6 +257,7 @@ export class ClassificationTask implements TrainingTask<number[]> {
   static async create(ctx: TaskContext, args: FinetuneArgs): Promise<ClassificationTask> {
     const splits = loadSplits(ctx, args);
     const task = await ClassificationTask.build(ctx, splits.labels, splits);
+    task.dataSpec = runDataSpec(args);
     task.prepareData(splits);
     return task;
   }

@@ -24,7 +24,9 @@ import { SFT_ONLY, isDefaultValue, type TrainerConfig } from './config.js';
 import type { History, StepLog, TaskMetrics } from './history.js';
 import { saveTrainable, loadRunWeights, type RunInfo } from './outputs.js';
 import { applyMethod, headLearningRate, learningRate, paramGroups, trainableOf } from './setup.js';
-import { loadSplits, textEncoder } from './classification.js';
+import { loadSplits, runDataSpec, textEncoder } from './classification.js';
+import { getNamedDataset } from '../data/registry.js';
+import type { DatasetSpec } from '../data/types.js';
 import type { EvalSplit, FinetuneArgs, MicroBatchLoss, TaskContext, TaskDefinition, TaskEval, TrainingTask } from './task.js';
 
 /** Where a micro-batch's rows come from: one sampler over every labelled text (joint), or one per task. */
@@ -47,6 +49,8 @@ export class MultiTaskTask implements TrainingTask<BatchPlan> {
   readonly lora: LoraModel | null;
   private data: MultiTaskData | null = null;
   private microInEpoch = 0;
+  /** The dataset for the run's autoglm.json (runDataSpec). */
+  private dataSpec: Partial<DatasetSpec> | undefined;
 
   private constructor(private readonly ctx: TaskContext, readonly model: MultiTaskClassifier, readonly tasks: TaskSpec[],
     /** Name of the dataset's primary label set (its labels are `Example.label`; the others are in `extra`). */
@@ -208,7 +212,7 @@ export class MultiTaskTask implements TrainingTask<BatchPlan> {
 
   runInfo(): RunInfo {
     return { model: this.model.backbone.name, method: this.c.method, labels: this.labels, config: this.c, dataset: this.d.splits.name,
-      labelSet: this.primary, taskLabels: Object.fromEntries(this.tasks.map((x) => [x.name, x.labels])) };
+      labelSet: this.primary, taskLabels: Object.fromEntries(this.tasks.map((x) => [x.name, x.labels])), ...(this.dataSpec ? { data: this.dataSpec } : {}) };
   }
 
   finish(h: History): void {
@@ -224,12 +228,17 @@ export class MultiTaskTask implements TrainingTask<BatchPlan> {
   static async create(ctx: TaskContext, args: FinetuneArgs): Promise<MultiTaskTask> {
     const c = ctx.config;
     if (c.method === 'head' && c.taskSampling !== 'joint') ctx.note('method head with a task sampler recomputes the frozen embeddings per batch');
-    const splits = loadSplits(ctx, args);
-    const primary = primaryLabelSet(splits, args);
+    // a user file: each task is a label field of its records (the primary one labelField, else the first task)
+    const file = typeof args.dataset === 'string' && !getNamedDataset(args.dataset);
+    const fileSets: Partial<DatasetSpec> = file && args.labelFields === undefined
+      ? { labelFields: c.tasks as string[], labelField: args.labelField ?? (c.tasks as string[])[0] } : {};
+    const splits = loadSplits(ctx, { ...args, ...fileSets });
+    const primary = primaryLabelSet(splits, { ...args, ...fileSets });
     const tasks = resolveTasks(c.tasks as string[], splits, primary);
     const weights = staticTaskWeights(c.taskWeights, tasks.map((x) => x.name));
     const weighting = makeTaskWeighting(c.taskWeighting, { tasks: tasks.map((x) => x.name), weights, temperature: c.dwaTemperature });
     const task = await MultiTaskTask.build(ctx, tasks, primary, weighting);
+    task.dataSpec = runDataSpec(args, fileSets);
     task.prepareData(splits);
     return task;
   }

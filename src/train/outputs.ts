@@ -9,6 +9,7 @@ import { loadSafetensors, saveSafetensors } from '../models/safetensors.js';
 import { loadAdapter, type LoraModel } from '../peft/index.js';
 import type { TrainerConfig } from './config.js';
 import type { History } from './history.js';
+import type { DatasetSpec } from '../data/types.js';
 
 export interface RunInfo {
   model: string;
@@ -19,6 +20,11 @@ export interface RunInfo {
   /** Multi-task runs: the name of the primary label set and the labels of each task's head. */
   labelSet?: string;
   taskLabels?: Record<string, string[]>;
+  /**
+   * The dataset as `loadDataset` took it (files by absolute path, without the caps), so that `autoglm eval` loads the
+   * same splits; absent when the splits were given in memory (and in runs written before it).
+   */
+  data?: Partial<DatasetSpec>;
 }
 
 export function writeRunInfo(dir: string, info: RunInfo): void {

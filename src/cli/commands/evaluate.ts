@@ -49,7 +49,12 @@ export function registerEvaluate(program: Command): void {
       if (o.exactMatch || o.maxNewTokens !== undefined) throw new ConfigError(`options '--exact-match' and '--max-new-tokens' apply to SFT runs; '${dir}' is a task '${(info.config as { task?: string }).task ?? 'classification'}' run`);
       const { loadDataset } = await import('../../data/index.js');
       const trainer = await AutoGLMTrainer.load(dir);
-      const splits = loadDataset({ dataset: o.dataset ?? info.dataset, dataDir: o.dataDir, maxEval: o.maxEval, seed: info.config.seed, labelSet: info.labelSet });
+      // the run's own dataset (autoglm.json 'data': files by absolute path, its fields and splits), or --dataset read with
+      // the run's fields and label sets
+      const d = info.data ?? {};
+      const fields = { textField: d.textField, labelField: d.labelField, labelFields: d.labelFields, labelMap: d.labelMap, includeOos: d.includeOos };
+      const spec = o.dataset !== undefined ? { ...fields, dataset: o.dataset } : info.data ? { ...d, dataset: d.dataset ?? info.dataset } : { dataset: info.dataset };
+      const splits = loadDataset({ ...spec, dataDir: o.dataDir ?? d.dataDir, maxEval: o.maxEval, seed: d.seed ?? info.config.seed, labelSet: info.labelSet });
       const r = (await trainer.evaluate(splits[o.split as 'test' | 'validation'])) as EvalResult;
       const tasks = 'tasks' in r ? (r as typeof r & { tasks: Record<string, typeof r> }).tasks : null;
       console.log(`${o.split}: accuracy ${(100 * r.accuracy).toFixed(2)}%  macro-F1 ${(100 * r.macro_f1).toFixed(2)}%  loss ${r.loss.toFixed(4)}  (${r.n} examples)`);

@@ -142,8 +142,12 @@ export class TrainingLoop {
     let micro = 0, lossSum = 0, lossCount = 0;
     const parts = new Map<string, { sum: number; n: number }>();
     task.model.train();
+    const first = this.step;
+    // stopped before its first step (Ctrl-C while the model or data loaded): no step, nothing new to save. With data
+    // parallelism the ranks agree in the first step's all-reduce instead.
+    if (this.host.signal?.aborted && !this.host.dp && this.step < this.totalSteps) this.interrupted = true;
     for (const cb of cbs) await cb.onEpochBegin?.(this.epoch);
-    while (!this.history.stoppedEarly && this.step < this.totalSteps && this.step < stopAt) {
+    while (!this.interrupted && !this.history.stoppedEarly && this.step < this.totalSteps && this.step < stopAt) {
       const batch = task.nextBatch();
       if (batch === null) {
         await this.endEpoch(this.epochBatches ? this.epochLoss / this.epochBatches : NaN);
@@ -185,11 +189,12 @@ export class TrainingLoop {
     }
     // The last state of training (before the end-of-run evaluation and the best weights): resuming it with more
     // steps continues as one longer run would. An interrupted run always gets one.
-    if ((c.saveEvery > 0 || c.resume || this.interrupted) && this.savedAt !== this.step) await this.checkpoint();
+    if ((c.saveEvery > 0 || c.resume || (this.interrupted && this.step > first)) && this.savedAt !== this.step) await this.checkpoint();
     if (this.interrupted) {
       this.history.interrupted = { step: this.step, checkpoint: this.savedDir };
       this.log.write('interrupted', { step: this.step, checkpoint: this.savedDir, time_s: this.elapsed() });
-      this.host.note(`interrupted after step ${this.step} of ${this.totalSteps}${this.isMain ? `: checkpoint ${this.savedDir} (resume continues from it)` : ' (rank 0 wrote the checkpoint)'}`);
+      const where = !this.isMain ? ' (rank 0 wrote the checkpoint)' : this.savedDir ? `: checkpoint ${this.savedDir} (resume continues from it)` : ': no checkpoint (nothing trained)';
+      this.host.note(`interrupted ${this.step > first ? 'after' : 'before'} step ${this.step > first ? this.step : this.step + 1} of ${this.totalSteps}${where}`);
       return;
     }
     if (!this.history.stoppedEarly && this.step >= this.totalSteps && this.epochBatches > 0 && this.history.epochs.every((e) => e.epoch !== this.epoch)) {

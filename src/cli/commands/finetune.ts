@@ -83,14 +83,17 @@ export function registerFinetune(program: Command): void {
       stop();
     }
     if (h.interrupted) {
-      const sig = interrupt.received() ?? 'SIGTERM';
+      // a data-parallel rank may stop because another rank was asked to (the ranks agree): no signal of its own
+      const got = interrupt.received(), sig = got ?? 'SIGTERM', by = got ? `by ${got}` : '(another rank was stopped)';
       const ck = h.interrupted.checkpoint;
       if (ck) {
-        console.log(`interrupted by ${sig} after step ${h.stepsDone}: checkpoint ${ck}; continue with the same command and --resume ${ck}`
+        console.log(`interrupted ${by} after step ${h.stepsDone}: checkpoint ${ck}; continue with the same command and --resume ${ck}`
           + ' (or --resume true with the same --output-dir)');
+      } else if (h.stepsDone === 0) {
+        console.log(`interrupted ${by} before the first step: nothing trained, nothing saved`);
       }
       if (o.json) {
-        console.log(JSON.stringify({ command: 'finetune', model: o.model, dataset: o.dataset, method: trainer.config.method, interrupted: sig, steps: h.stepsDone,
+        console.log(JSON.stringify({ command: 'finetune', model: o.model, dataset: o.dataset, method: trainer.config.method, interrupted: got ?? 'another rank', steps: h.stepsDone,
           checkpoint: ck || null, train_time_s: +h.trainTimeS.toFixed(2), peak_rss_mb: h.peakRssMb, outputs: h.outputs }));
       }
       throw new CommanderError(signalExitCode(sig), 'autoglm.interrupted', '');

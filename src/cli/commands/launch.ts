@@ -134,10 +134,13 @@ function threadsPerRank(nproc: number): number {
   return Math.max(1, Math.floor(cores / nproc));
 }
 
-/** The exit of a launcher whose ranks stopped on its signal: 130 / 143, as theirs (CommanderError: main returns it). */
-function interruptedExit(codes: Array<number | null>): void {
-  const code = codes.find((c) => c === 130 || c === 143);
-  if (code !== undefined) throw new CommanderError(code, 'autoglm.interrupted', '');
+/**
+ * The exit of a launcher whose ranks stopped on its signal `sig` (some rank exited 130 or 143): 128 + the signal's
+ * number (CommanderError: main returns it). A rank that stopped because another one did cannot know which signal it was.
+ */
+async function interruptedExit(codes: Array<number | null>, sig: NodeJS.Signals | null): Promise<void> {
+  const { signalExitCode } = await import('../interrupt.js');
+  if (sig && codes.some((c) => c === 130 || c === 143)) throw new CommanderError(signalExitCode(sig), 'autoglm.interrupted', '');
 }
 
 /**
@@ -174,7 +177,7 @@ async function launchLocal(command: string[], o: LaunchOpts, attempt: number): P
   const release = await handleSignals((sig) => stop.abort(sig), (sig) => process.exit(signalExitCode(sig)));
   try {
     const exits = await runLocal(o.nproc, entryUrl(), { args: { argv: command }, threadsPerRank: threadsPerRank(o.nproc), stop: stop.signal });
-    interruptedExit(exits.map((e) => e.exitCode));
+    await interruptedExit(exits.map((e) => e.exitCode), stop.signal.aborted ? (stop.signal.reason as NodeJS.Signals) : null);
   } finally {
     release();
   }
@@ -198,7 +201,9 @@ async function launchProcesses(command: string[], o: LaunchOpts, attempt: number
     if (!killTimer) killTimer = setTimeout(() => { for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL'); }, DEFAULTS.killAfterMs);
   };
   // the first signal goes to every rank, which stops after its step with a checkpoint; they get stopGraceMs
+  let received: NodeJS.Signals | null = null;
   const release = await handleSignals((sig) => {
+    received = sig;
     for (const c of children) {
       if (c.exitCode !== null || c.signalCode !== null) continue;
       c.kill(sig);
@@ -243,7 +248,7 @@ async function launchProcesses(command: string[], o: LaunchOpts, attempt: number
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   }
   if (failure) throw failure;
-  interruptedExit(children.map((c) => c.exitCode));
+  await interruptedExit(children.map((c) => c.exitCode), received);
 }
 
 interface SelftestOpts {

@@ -3,6 +3,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { Tensor } from '../src/tensor/tensor.js';
 import { noGrad } from '../src/tensor/autograd.js';
@@ -18,6 +20,7 @@ import {
 } from '../src/multitask/index.js';
 
 const tmp = (p: string) => mkdtempSync(path.join(tmpdir(), p));
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const scalar = (v: number) => new Tensor(Float32Array.of(v), 'f32', []);
 
 test('uncertainty weighting: value sum exp(-s_t) L_t + s_t, gradient w.r.t. s_t matches finite differences', () => {
@@ -231,3 +234,59 @@ test('autoglm finetune --tasks on a user file (each task a label field, some row
     process.chdir(cwd);
   }
 });
+
+/** The CLI through tsx in a child process (`launch` runs its ranks as worker threads of it). */
+function cliChild(args: string[]): Promise<{ code: number | null; out: string; stdout: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli/launch-entry.ts'), ...args],
+      { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, AUTOGLM_NUM_THREADS: '1' } });
+    let out = '', stdout = '';
+    p.stdout.on('data', (d) => { out += d; stdout += d; });
+    p.stderr.on('data', (d) => (out += d));
+    p.on('close', (code) => resolve({ code, out, stdout }));
+  });
+}
+
+for (const [weighting, sampling] of [['uncertainty', 'joint'], ['dwa', 'round-robin']] as const) {
+  test(`autoglm launch --nproc 2 finetune --tasks (${weighting}, ${sampling}): the weights, task weights and test figures of one process on the same global batches`, async () => {
+    const dir = tmp(`autoglm-mt-dp-${weighting}-`);
+    // every 4th row lacks its mood, so ranks' blocks hold different counts of each task's labels
+    const rows = [...synthetic(160, 1), ...synthetic(40, 2), ...synthetic(40, 3)].map((e, i) => ({ text: e.text, topic: e.label, ...(i % 4 === 3 ? {} : { mood: e.extra!.mood }) }));
+    const file = path.join(dir, 'labels.jsonl');
+    writeFileSync(file, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    const args = (out: string) => ['finetune', '--dataset', file, '--tasks', 'topic,mood', '--task-weighting', weighting, '--task-sampling', sampling,
+      ...(weighting === 'dwa' ? ['--dwa-window', '2'] : []), '--method', 'full', '--optimizer', 'sgd', '--learning-rate', '0.05', '--head-learning-rate', '0.5', '--max-steps', '8',
+      '--batch-size', '16', '--max-length', '24', '--head-dropout', '0', '--length-bucketing', 'false', '--mixed-precision', 'fp32', '--seed', '3',
+      '--log-every', '1', '--output-dir', out, '--quiet', '--no-baseline', '--json'];
+    const one = path.join(dir, 'one'), two = path.join(dir, 'two');
+    const [a, b] = await Promise.all([cliChild(args(one)), cliChild(['launch', '--nproc', '2', '--backend', 'local', ...args(two)])]);
+    assert.equal(a.code, 0, a.out.slice(-3000));
+    assert.equal(b.code, 0, b.out.slice(-3000));
+    const wa = loadSafetensors(path.join(one, 'model.safetensors')).tensors, wb = loadSafetensors(path.join(two, 'model.safetensors')).tensors;
+    assert.deepEqual([...wb.keys()].sort(), [...wa.keys()].sort());
+    let diff = 0;
+    for (const [k, x] of wa) {
+      const p = x.f32(), q = wb.get(k)!.f32();
+      for (let i = 0; i < p.length; i++) diff = Math.max(diff, Math.abs(p[i]! - q[i]!));
+    }
+    assert.ok(diff < 1e-5, `2 ranks vs 1 process: max weight difference ${diff}`);
+    type Summary = { accuracy: number; task_weights: Record<string, number>; tasks: Record<string, { accuracy: number; n: number }> };
+    const last = (s: string) => JSON.parse(s.trim().split('\n').map((l) => l.replace(/^\[rank \d+\] /, '')).filter((l) => l.startsWith('{')).at(-1)!) as Summary;
+    const sa = last(a.stdout), sb = last(b.stdout);
+    for (const t of ['topic', 'mood']) {
+      assert.ok(Math.abs(sa.task_weights[t]! - sb.task_weights[t]!) < 1e-5, `${t} weight ${sb.task_weights[t]} (2 ranks) vs ${sa.task_weights[t]}`);
+      assert.equal(sb.tasks[t]!.n, sa.tasks[t]!.n);
+    }
+    // every step's task weights (DWA's come from the global batches' task losses, summed over the ranks)
+    const stepWeights = (out: string) => readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { kind: string; task_weight?: Record<string, number> })
+      .filter((l) => l.kind === 'step').map((l) => [l.task_weight!.topic!, l.task_weight!.mood!]);
+    const [pa, pb] = [stepWeights(one), stepWeights(two)];
+    assert.equal(pb.length, 8);
+    pa.forEach((w, i) => w.forEach((x, t) => assert.ok(Math.abs(x - pb[i]![t]!) < 1e-5, `step ${i + 1}: task weights ${pb[i]} (2 ranks) vs ${w}`)));
+    assert.ok(pa.flat().some((w) => Math.abs(w - 1) > 1e-3), `the task weights moved (${weighting}): ${pa.map((w) => w.join('/')).join(' ')}`);
+    // the epoch's train loss is the global batches' (each rank's losses are its shares of them)
+    const epochLoss = (out: string) => (readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { kind: string; train_loss: number })
+      .find((l) => l.kind === 'epoch') as { train_loss: number }).train_loss;
+    assert.ok(Math.abs(epochLoss(one) - epochLoss(two)) < 1e-5, `epoch train loss ${epochLoss(two)} (2 ranks) vs ${epochLoss(one)}`);
+  });
+}

@@ -90,8 +90,11 @@ export class DataParallel {
 
   /**
    * Replaces each parameter's gradient with the sum over ranks (a parameter without a gradient on this rank counts
-   * as zeros, so every rank sends the same tensors). PowerSGD's matrix view uses the parameter shapes. The result
-   * says whether the sums are finite, the same on every rank (see the module comment).
+   * as zeros, so every rank sends the same tensors). Uncompressed, a parameter that no rank has a gradient for keeps
+   * none, as in one process (so that the optimizer skips it: no weight decay or momentum step for a head that the
+   * step's batch did not reach, as with round-robin task sampling): one flag per parameter rides along in the sum.
+   * PowerSGD's matrix view uses the parameter shapes. The result says whether the sums are finite, the same on every
+   * rank (see the module comment).
    */
   async syncGradients(named: ReadonlyArray<readonly [string, Tensor]>, step: number, opts: SyncOptions = {}): Promise<SyncResult> {
     const t0 = performance.now();
@@ -108,19 +111,21 @@ export class DataParallel {
     for (const g of grads.values()) dense += g.length * 4;
     let finite = true;
     if (!this.codec) {
-      const flat = new Float32Array(dense / 4);
+      const n = dense / 4;
+      const flat = new Float32Array(n + named.length); // the gradients, then whether this rank has each one
       let o = 0;
       for (const g of grads.values()) {
         flat.set(g, o);
         o += g.length;
       }
+      named.forEach(([, p], i) => (flat[n + i] = peekGrad(p) ? 1 : 0));
       await this.comm.allReduce(flat, 'sum');
       finite = firstNonFinite(new Map([['', flat]])) === null; // a NaN or Inf on any rank reaches every sum
       o = 0;
-      for (const [name, p] of named) {
-        setPrivateGrad(p, new Tensor(flat.slice(o, o + p.size), 'f32', [...p.shape]));
+      named.forEach(([, p], i) => {
+        if (flat[n + i]! > 0) setPrivateGrad(p, new Tensor(flat.slice(o, o + p.size), 'f32', [...p.shape]));
         o += p.size;
-      }
+      });
       this.bytes += dense;
     } else {
       // every rank learns whether any rank's gradients are non-finite before any memory or compressor state changes

@@ -244,6 +244,9 @@ export class TrainingLoop {
 
   private async endEpoch(trainLoss: number): Promise<void> {
     const h = this.host;
+    // data-parallel: a rank's micro-batch losses are its shares of the global batches' means, so the epoch's train loss
+    // is their sum over the ranks (every rank ends its epochs at the same batch)
+    if (h.dp) [trainLoss] = (await h.dp.sumNumbers([trainLoss])) as [number];
     this.task.endEpoch?.(this.epoch);
     const e: EpochLog = { epoch: this.epoch, step: this.step, train_loss: trainLoss,
       lr: this.schedule(Math.max(0, this.step - 1)) * (this.plateau ? this.plateau.scale : 1), time_s: this.elapsed() };

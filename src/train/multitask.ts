@@ -27,6 +27,7 @@ import { applyMethod, headLearningRate, learningRate, paramGroups, trainableOf }
 import { loadSplits, runDataSpec, textEncoder } from './classification.js';
 import { getNamedDataset } from '../data/registry.js';
 import type { DatasetSpec } from '../data/types.js';
+import type { DataParallel } from '../distributed/data-parallel.js';
 import type { EvalSplit, FinetuneArgs, MicroBatchLoss, TaskContext, TaskDefinition, TaskEval, TrainingTask } from './task.js';
 
 /** Where a micro-batch's rows come from: one sampler over every labelled text (joint), or one per task. */
@@ -51,6 +52,9 @@ export class MultiTaskTask implements TrainingTask<BatchPlan> {
   private microInEpoch = 0;
   /** The dataset for the run's autoglm.json (runDataSpec). */
   private dataSpec: Partial<DatasetSpec> | undefined;
+  /** Data-parallel: this rank's task losses of the last micro-batch, and the parts that afterBackward fills. */
+  private pendingSums: Map<number, [number, number]> | null = null;
+  private pendingParts: Map<string, number> | null = null;
 
   private constructor(private readonly ctx: TaskContext, readonly model: MultiTaskClassifier, readonly tasks: TaskSpec[],
     /** Name of the dataset's primary label set (its labels are `Example.label`; the others are in `extra`). */
@@ -136,6 +140,7 @@ export class MultiTaskTask implements TrainingTask<BatchPlan> {
   }
 
   loss(plan: BatchPlan): MicroBatchLoss {
+    if (this.ctx.dp) return this.rankLoss(plan, this.ctx.dp);
     const d = this.d, weighting = this.weighting as TaskWeighting;
     const p = padIds(plan.rows.map((r) => d.ids[r]!), this.model.backbone.padId);
     const ids = new Tensor(p.ids, 'i32', [plan.rows.length, p.T]), mask = new Tensor(p.mask, 'f32', [plan.rows.length, p.T]); // (B, T)
@@ -153,6 +158,62 @@ export class MultiTaskTask implements TrainingTask<BatchPlan> {
     const values = new Map([...losses].map(([k, l]) => [k, l.item()]));
     weighting.observe(values);
     return { loss: total, parts: new Map([...values].map(([k, v]) => [this.tasks[k]!.name, v])) };
+  }
+
+  /**
+   * A data-parallel rank's loss: every rank draws the same global batch and trains on its block of rows. Each task's
+   * mean cross-entropy over the rank's labelled rows is scaled by their share of the global batch's labelled rows, and
+   * the weighting's own terms by 1 / world size (`combine`'s share), so that the gradients summed over the ranks are
+   * the whole batch's. Every task labelled anywhere in the global batch enters the combination on every rank (with a
+   * zero loss where this rank's rows lack it), so that uncertainty's s_t terms add up. The task losses that DWA
+   * averages and the logs show are the global batch's: summed over the ranks in `afterBackward`.
+   */
+  private rankLoss(plan: BatchPlan, dp: DataParallel): MicroBatchLoss {
+    const d = this.d, weighting = this.weighting as TaskWeighting;
+    const rows = dp.shard(plan.rows);
+    const labelled = (k: number, rs: readonly number[]) => rs.reduce((a, r) => a + (d.targets[k]![r]! >= 0 ? 1 : 0), 0);
+    const tasks = plan.tasks.filter((k) => labelled(k, plan.rows) > 0);
+    const sums = new Map<number, [number, number]>(); // task -> [sum of this rank's losses, its labelled rows]
+    const parts = new Map<string, number>();
+    this.pendingSums = sums;
+    this.pendingParts = parts;
+    if (tasks.length === 0) return { loss: null, parts };
+    const total = autocast(this.ctx.compute, () => {
+      let h: Tensor | null = null;
+      const losses = new Map<number, Tensor>();
+      for (const k of tasks) {
+        const mine = labelled(k, rows);
+        if (mine === 0) {
+          losses.set(k, new Tensor(new Float32Array(1), 'f32', []));
+          continue;
+        }
+        if (!h) {
+          const p = padIds(rows.map((r) => d.ids[r]!), this.model.backbone.padId);
+          h = this.model.features(new Tensor(p.ids, 'i32', [rows.length, p.T]), new Tensor(p.mask, 'f32', [rows.length, p.T]));
+        }
+        const tg = Int32Array.from(rows, (r) => d.targets[k]![r]!);
+        const ce = crossEntropy(this.model.head(this.tasks[k]!.name, h), new Tensor(tg, 'i32', [tg.length]), { ignoreIndex: -1, labelSmoothing: this.c.labelSmoothing });
+        sums.set(k, [ce.item() * mine, mine]);
+        losses.set(k, ce.scale(mine / labelled(k, plan.rows)));
+      }
+      return weighting.combine(losses, 1 / dp.worldSize);
+    });
+    return { loss: total, parts };
+  }
+
+  /** Data-parallel: the micro-batch's task losses over the global batch (one small all-reduce), for DWA and the logs. */
+  async afterBackward(): Promise<void> {
+    const dp = this.ctx.dp;
+    if (!dp || !this.pendingSums) return;
+    const sums = this.pendingSums, parts = this.pendingParts as Map<string, number>;
+    const g = await dp.sumNumbers(this.tasks.flatMap((_, k) => sums.get(k) ?? [0, 0]));
+    const values = new Map<number, number>();
+    this.tasks.forEach((_, k) => {
+      if (g[2 * k + 1]! > 0) values.set(k, g[2 * k]! / g[2 * k + 1]!);
+    });
+    (this.weighting as TaskWeighting).observe(values);
+    for (const [k, v] of values) parts.set(this.tasks[k]!.name, v);
+    this.pendingSums = this.pendingParts = null;
   }
 
   /** The weights the step's losses were combined with (read before the update changes learned ones). */
@@ -263,7 +324,7 @@ export const multiTaskTask: TaskDefinition = {
     sampling: 'multi-task training draws its own batches (taskSampling); loss-weighted sampling works with task classification',
   },
   monitors: ['val_loss', 'val_accuracy', 'val_macro_f1'],
-  dataParallel: false,
+  dataParallel: true,
   check(c) {
     const refuse = (key: string, why: string) => {
       throw new ConfigError(`config key '${key}' is set, but ${why} (task 'multi-task')`);

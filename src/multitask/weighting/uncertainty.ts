@@ -22,11 +22,11 @@ export class UncertaintyWeighting implements TaskWeighting {
     this.logVars = new Tensor(new Float32Array(tasks.length), 'f32', [tasks.length]).requireGrad();
   }
 
-  combine(losses: ReadonlyMap<number, Tensor>): Tensor {
+  combine(losses: ReadonlyMap<number, Tensor>, share = 1): Tensor {
     let total: Tensor | null = null;
     for (const [t, l] of losses) {
       const s = this.logVars.slice(0, t, t + 1); // (1,)
-      const term = s.neg().exp().mul(l).add(s);
+      const term = s.neg().exp().mul(l).add(share === 1 ? s : s.scale(share));
       total = total ? total.add(term) : term;
     }
     if (!total) throw new ConfigError(`'UncertaintyWeighting.combine': argument 'losses' is empty; expected the loss of at least one task`);

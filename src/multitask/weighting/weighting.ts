@@ -16,8 +16,12 @@ export interface TaskWeightingOptions {
 
 export interface TaskWeighting {
   readonly name: string;
-  /** The weighted total (a scalar) of the losses of the tasks in this batch (task index -> scalar loss). */
-  combine(losses: ReadonlyMap<number, Tensor>): Tensor;
+  /**
+   * The weighted total (a scalar) of the losses of the tasks in this batch (task index -> scalar loss). `share`: a
+   * data-parallel rank's part of the batch (1 / world size) for the weighting's own terms that do not scale with a loss
+   * (uncertainty's + s_t), so that the totals summed over the ranks are the whole batch's; 1 by default.
+   */
+  combine(losses: ReadonlyMap<number, Tensor>, share?: number): Tensor;
   /** The current weight of each task, for logs (uncertainty: exp(-s_t)). */
   weights(): number[];
   /** Records a batch's task loss values (DWA averages them over a window). */

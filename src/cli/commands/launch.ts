@@ -151,8 +151,8 @@ async function handleSignals(first: (sig: NodeJS.Signals) => void, again: (sig: 
   const { DOUBLE_SIGNAL_MS } = await import('../interrupt.js');
   let at = 0;
   const onSignal = (sig: NodeJS.Signals): void => {
-    if (!interrupted) {
-      interrupted = true;
+    if (at === 0) {
+      interrupted = true; // no restart after this (withRestarts)
       at = Date.now();
       process.stderr.write(`autoglm launch: ${sig}: every rank stops after the step under way and rank 0 writes a checkpoint (send it again to stop them at once)\n`);
       first(sig);
@@ -209,6 +209,7 @@ async function launchProcesses(command: string[], o: LaunchOpts, attempt: number
       c.kill(sig);
       c.kill('SIGCONT');
     }
+    if (killTimer) clearTimeout(killTimer);
     killTimer = setTimeout(() => { for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL'); }, DEFAULTS.stopGraceMs);
   }, () => {
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');

@@ -29,32 +29,47 @@ export interface Interrupt {
   dispose(): void;
 }
 
+/**
+ * Requests to stop, as a function of the signal's name: `first` for the first, `again` for one more than
+ * DOUBLE_SIGNAL_MS after it; a repeat within that window is the same request and does nothing.
+ */
+export function stopRequests(first: (sig: string) => void, again: (sig: string) => void): (sig: string) => void {
+  let at = 0;
+  return (sig) => {
+    if (at === 0) {
+      at = Date.now();
+      first(sig);
+    } else if (Date.now() - at >= DOUBLE_SIGNAL_MS) {
+      again(sig);
+    }
+  };
+}
+
+/** Sends SIGINT and SIGTERM to `handler` (instead of their default, which ends the process) until the returned call. */
+export function onSignals(handler: (sig: NodeJS.Signals) => void): () => void {
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return () => {
+    process.removeListener('SIGINT', handler);
+    process.removeListener('SIGTERM', handler);
+  };
+}
+
 /** Listens for SIGINT and SIGTERM (or the launcher's stop message in a worker thread) until `dispose`. */
 export function onInterrupt(say: (msg: string) => void = (m) => process.stderr.write(`autoglm: ${m}\n`)): Interrupt {
   const ctl = new AbortController();
   let got: string | null = null;
-  let at = 0;
-  const request = (sig: string): void => {
-    if (got === null) {
-      got = sig;
-      at = Date.now();
-      say(`${sig}: stopping after the step under way and writing a checkpoint (send it again to exit at once)`);
-      ctl.abort(sig);
-      return;
-    }
-    if (Date.now() - at < DOUBLE_SIGNAL_MS) return;
+  const request = stopRequests((sig) => {
+    got = sig;
+    say(`${sig}: stopping after the step under way and writing a checkpoint (send it again to exit at once)`);
+    ctl.abort(sig);
+  }, (sig) => {
     say(`${sig} again: exiting at once (the last checkpoint written stays)`);
     process.exit(signalExitCode(sig));
-  };
+  });
   let dispose: () => void;
   if (isMainThread) {
-    const onSig = (sig: NodeJS.Signals): void => request(sig);
-    process.on('SIGINT', onSig);
-    process.on('SIGTERM', onSig);
-    dispose = () => {
-      process.removeListener('SIGINT', onSig);
-      process.removeListener('SIGTERM', onSig);
-    };
+    dispose = onSignals(request);
   } else if (parentPort) {
     const port = parentPort;
     const onMsg = (m: unknown): void => {

@@ -172,7 +172,8 @@ export class MultiTaskTask implements TrainingTask<BatchPlan> {
     const d = this.d, weighting = this.weighting as TaskWeighting;
     const rows = dp.shard(plan.rows);
     const labelled = (k: number, rs: readonly number[]) => rs.reduce((a, r) => a + (d.targets[k]![r]! >= 0 ? 1 : 0), 0);
-    const tasks = plan.tasks.filter((k) => labelled(k, plan.rows) > 0);
+    const global = new Map(plan.tasks.map((k) => [k, labelled(k, plan.rows)]));
+    const tasks = plan.tasks.filter((k) => global.get(k)! > 0);
     const sums = new Map<number, [number, number]>(); // task -> [sum of this rank's losses, its labelled rows]
     const parts = new Map<string, number>();
     this.pendingSums = sums;
@@ -194,7 +195,7 @@ export class MultiTaskTask implements TrainingTask<BatchPlan> {
         const tg = Int32Array.from(rows, (r) => d.targets[k]![r]!);
         const ce = crossEntropy(this.model.head(this.tasks[k]!.name, h), new Tensor(tg, 'i32', [tg.length]), { ignoreIndex: -1, labelSmoothing: this.c.labelSmoothing });
         sums.set(k, [ce.item() * mine, mine]);
-        losses.set(k, ce.scale(mine / labelled(k, plan.rows)));
+        losses.set(k, ce.scale(mine / global.get(k)!));
       }
       return weighting.combine(losses, 1 / dp.worldSize);
     });

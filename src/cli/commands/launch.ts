@@ -148,25 +148,15 @@ async function interruptedExit(codes: Array<number | null>, sig: NodeJS.Signals 
  * one more than DOUBLE_SIGNAL_MS later (a repeat within it is the same request, as for a rank).
  */
 async function handleSignals(first: (sig: NodeJS.Signals) => void, again: (sig: NodeJS.Signals) => void): Promise<() => void> {
-  const { DOUBLE_SIGNAL_MS } = await import('../interrupt.js');
-  let at = 0;
-  const onSignal = (sig: NodeJS.Signals): void => {
-    if (at === 0) {
-      interrupted = true; // no restart after this (withRestarts)
-      at = Date.now();
-      process.stderr.write(`autoglm launch: ${sig}: every rank stops after the step under way and rank 0 writes a checkpoint (send it again to stop them at once)\n`);
-      first(sig);
-    } else if (Date.now() - at >= DOUBLE_SIGNAL_MS) {
-      process.stderr.write(`autoglm launch: ${sig} again: stopping every rank at once\n`);
-      again(sig);
-    }
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  return () => {
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
-  };
+  const { onSignals, stopRequests } = await import('../interrupt.js');
+  return onSignals(stopRequests((sig) => {
+    interrupted = true; // no restart after this (withRestarts)
+    process.stderr.write(`autoglm launch: ${sig}: every rank stops after the step under way and rank 0 writes a checkpoint (send it again to stop them at once)\n`);
+    first(sig as NodeJS.Signals);
+  }, (sig) => {
+    process.stderr.write(`autoglm launch: ${sig} again: stopping every rank at once\n`);
+    again(sig as NodeJS.Signals);
+  }));
 }
 
 async function launchLocal(command: string[], o: LaunchOpts, attempt: number): Promise<void> {

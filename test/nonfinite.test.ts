@@ -2,7 +2,8 @@
  * Non-finite gradients and error feedback: a NaN or an infinity on one rank skips the step on every rank, leaves
  * residuals / DGC momentum / compressor state exactly as they were, and training continues as if the step had not
  * happened; with loss scaling, residuals are kept in unscaled units. Every built-in compressor, with residual and
- * DGC error feedback.
+ * DGC error feedback. Also the other gradients a step may lack: a parameter that no rank has a gradient for (a
+ * multi-task head the batch did not reach) is left out of the compressed frame and keeps no gradient.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -109,3 +110,36 @@ test('GradientCompression.encode of non-finite gradients changes no state and se
   assert.equal(gc.decodeSum([gc.encode(g, 2), frame], into, false), false);
   assert.ok(into.get('a')!.every(Number.isNaN));
 });
+
+for (const method of COMPRESSION_METHODS) {
+  for (const errorFeedback of ['residual', 'dgc'] as const) {
+    test(`${method} + ${errorFeedback}: a parameter no rank has a gradient for keeps none, and its state waits for a step that reaches it`, async () => {
+      const spec: CompressionSpec = { method, errorFeedback };
+      const withHead = (): [string, Tensor][] => [...params(), ['head', new Tensor(new Float32Array(12), 'f32', [3, 4])]];
+      /** Two ranks, three steps; at step 1 'head' has no gradient on either rank (`absent`) or is not passed at all. */
+      const three = async (absent: boolean) => {
+        const ranks = inProcessGroup(2).map((c) => ({ dp: new DataParallel(c, { compression: spec, seed: 7 }), named: withHead() }));
+        const out: { heads: (number[] | null)[]; grads: number[][] } = { heads: [], grads: [] };
+        for (const step of [0, 1, 2]) {
+          ranks.forEach((r, rank) => setGrads(r.named, rank, step));
+          if (step === 1) for (const r of ranks) r.named[2]![1].grad = null;
+          if (step === 2) ranks[0]!.named[2]![1].grad = null; // rank 1 alone reaches the head: both get the sum
+          await Promise.all(ranks.map((r) => r.dp.syncGradients(step === 1 && !absent ? r.named.slice(0, 2) : r.named, step)));
+          for (const r of ranks) {
+            const g = r.named[2]![1].grad;
+            out.heads.push(g ? Array.from(g.f32()) : null);
+          }
+        }
+        out.grads = ranks.flatMap((r) => r.named.map(([, p]) => Array.from((p.grad as Tensor).f32())));
+        return { out, states: ranks.map((r) => structuredClone(r.dp.state())) };
+      };
+      const absent = await three(true);
+      assert.deepEqual(absent.out.heads.slice(2, 4), [null, null], 'no rank had a gradient at step 1: none after the sync');
+      assert.ok(absent.out.heads[4] && absent.out.heads[4].some((x) => x !== 0), 'step 2: rank 1 alone has one: a sum');
+      assert.deepStrictEqual(absent.out.heads[4], absent.out.heads[5], 'the same sum on both ranks');
+      const skipped = await three(false);
+      assert.deepStrictEqual(absent.out, skipped.out, 'as if the head had not been in step 1 at all');
+      assert.deepStrictEqual(absent.states, skipped.states);
+    });
+  }
+}

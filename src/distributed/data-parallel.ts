@@ -90,9 +90,10 @@ export class DataParallel {
 
   /**
    * Replaces each parameter's gradient with the sum over ranks (a parameter without a gradient on this rank counts
-   * as zeros, so every rank sends the same tensors). Uncompressed, a parameter that no rank has a gradient for keeps
-   * none, as in one process (so that the optimizer skips it: no weight decay or momentum step for a head that the
-   * step's batch did not reach, as with round-robin task sampling): one flag per parameter rides along in the sum.
+   * as zeros, so every rank sends the same tensors). A parameter that no rank has a gradient for keeps none, as in
+   * one process (so that the optimizer skips it: no weight decay or momentum step for a head that the step's batch
+   * did not reach, as with round-robin task sampling): one flag per parameter rides along in the dense sum, or in
+   * the compressed path's one small all-reduce before encoding, which leaves such parameters out of the frame.
    * PowerSGD's matrix view uses the parameter shapes. The result says whether the sums are finite, the same on every
    * rank (see the module comment).
    */
@@ -128,21 +129,27 @@ export class DataParallel {
       });
       this.bytes += dense;
     } else {
-      // every rank learns whether any rank's gradients are non-finite before any memory or compressor state changes
-      const bad = Float32Array.of(firstNonFinite(grads) === null ? 0 : 1);
-      await this.comm.allReduce(bad, 'sum');
-      finite = bad[0] === 0;
+      // before any memory or compressor state changes, every rank learns whether any rank's gradients are
+      // non-finite, and which parameters some rank has a gradient for (the others are left out of the frame:
+      // their residuals and compressor state wait for a step that reaches them, and they keep no gradient)
+      const flags = new Float32Array(1 + named.length);
+      flags[0] = firstNonFinite(grads) === null ? 0 : 1;
+      named.forEach(([, p], i) => (flags[1 + i] = peekGrad(p) ? 1 : 0));
+      await this.comm.allReduce(flags, 'sum');
+      finite = flags[0] === 0;
+      const present = named.filter((_, i) => flags[1 + i]! > 0);
       if (!finite) {
-        for (const [, p] of named) setPrivateGrad(p, new Tensor(new Float32Array(p.size).fill(NaN), 'f32', [...p.shape]));
+        for (const [, p] of present) setPrivateGrad(p, new Tensor(new Float32Array(p.size).fill(NaN), 'f32', [...p.shape]));
       } else {
         if (this.codec.shapes.size === 0) this.codec.shapes = new Map(named.map(([n, p]) => [n, [...p.shape]]));
-        const unscaled = scale === 1 ? grads : new Map([...grads].map(([k, g]) => [k, g.map((x) => x / scale)]));
+        const sent = new Map(present.map(([name]) => [name, grads.get(name) as Float32Array]));
+        const unscaled = scale === 1 ? sent : new Map([...sent].map(([k, g]) => [k, g.map((x) => x / scale)]));
         const payload = this.codec.encode(unscaled, step);
         const all = await this.comm.allGather(payload);
         const into = new Map<string, Float32Array>();
-        for (const [name, p] of named) into.set(name, new Float32Array(p.size));
+        for (const [name, p] of present) into.set(name, new Float32Array(p.size));
         finite = this.codec.decodeSum(all, into, false);
-        for (const [name, p] of named) {
+        for (const [name, p] of present) {
           const sum = into.get(name) as Float32Array;
           if (scale !== 1) for (let i = 0; i < sum.length; i++) sum[i]! *= scale;
           setPrivateGrad(p, new Tensor(sum, 'f32', [...p.shape]));

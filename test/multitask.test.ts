@@ -276,6 +276,7 @@ for (const [weighting, sampling] of [['uncertainty', 'joint'], ['dwa', 'round-ro
     for (const t of ['topic', 'mood']) {
       assert.ok(Math.abs(sa.task_weights[t]! - sb.task_weights[t]!) < 1e-5, `${t} weight ${sb.task_weights[t]} (2 ranks) vs ${sa.task_weights[t]}`);
       assert.equal(sb.tasks[t]!.n, sa.tasks[t]!.n);
+      assert.equal(sb.tasks[t]!.accuracy, sa.tasks[t]!.accuracy, `${t}: test accuracy (each rank scored every 2nd row)`);
     }
     // every step's task weights (DWA's come from the global batches' task losses, summed over the ranks)
     const stepWeights = (out: string) => readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { kind: string; task_weight?: Record<string, number> })

@@ -44,9 +44,16 @@ export function taskLogits(model: MultiTaskClassifier, seqs: number[][], batchSi
 
 export function evaluateTasks(model: MultiTaskClassifier, examples: Example[], primary: string,
   opts: { batchSize: number; maxLength: number; compute: ComputeDType }): MultiTaskEvalResult {
-  const enc = model.backbone;
-  const seqs = examples.map((e) => enc.encodeText(e.text).slice(0, opts.maxLength));
-  const logits = taskLogits(model, seqs, opts.batchSize, opts.compute);
+  return scoreTasks(model, examples, primary, taskLogits(model, encodeExamples(model, examples, opts.maxLength), opts.batchSize, opts.compute));
+}
+
+/** The examples' token ids, cut to `maxLength`. */
+export function encodeExamples(model: MultiTaskClassifier, examples: Example[], maxLength: number): number[][] {
+  return examples.map((e) => model.backbone.encodeText(e.text).slice(0, maxLength));
+}
+
+/** Every task's report from its heads' logits over `examples` (taskLogits' layout). */
+export function scoreTasks(model: MultiTaskClassifier, examples: Example[], primary: string, logits: Float32Array[]): MultiTaskEvalResult {
   const tasks: Record<string, EvalResult> = {};
   model.tasks.forEach((t, k) => (tasks[t.name] = scoreTask(t, logits[k]!, taskTargets(examples, t, primary))));
   return { ...tasks[model.tasks[0]!.name]!, tasks };

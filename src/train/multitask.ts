@@ -18,7 +18,7 @@ import { BucketSampler, RandomSampler, padIds, type DatasetSplits, type Example,
 import { CheckpointError, ConfigError } from '../errors.js';
 import {
   MultiTaskClassifier, makeTaskWeighting, makeTaskSampler, primaryLabelSet, resolveTasks, staticTaskWeights, taskTargets,
-  evaluateTasks, predictTasks, type TaskSpec, type TaskWeighting, type TaskSampler, type MultiTaskEvalResult, type MultiTaskPrediction,
+  encodeExamples, evaluateTasks, predictTasks, scoreTasks, taskLogits, type TaskSpec, type TaskWeighting, type TaskSampler, type MultiTaskEvalResult, type MultiTaskPrediction,
 } from '../multitask/index.js';
 import { SFT_ONLY, isDefaultValue, type TrainerConfig } from './config.js';
 import type { History, StepLog, TaskMetrics } from './history.js';
@@ -231,15 +231,23 @@ export class MultiTaskTask implements TrainingTask<BatchPlan> {
     if (this.c.dwaWindow === 0) this.weighting?.endWindow();
   }
 
-  private evaluateExamples(examples: Example[]): MultiTaskEvalResult {
-    return evaluateTasks(this.model, examples, this.primary, { batchSize: this.c.evalBatchSize, maxLength: this.maxLength, compute: this.ctx.compute });
+  /** Evaluation; data-parallel ranks each compute every W-th example's logits and share them. */
+  private async evaluateExamples(examples: Example[]): Promise<MultiTaskEvalResult> {
+    const dp = this.ctx.dp;
+    const opts = { batchSize: this.c.evalBatchSize, maxLength: this.maxLength, compute: this.ctx.compute };
+    if (!dp) return evaluateTasks(this.model, examples, this.primary, opts);
+    const mine = examples.filter((_, i) => i % dp.worldSize === dp.rank);
+    const local = taskLogits(this.model, encodeExamples(this.model, mine, opts.maxLength), opts.batchSize, opts.compute);
+    const logits: Float32Array[] = [];
+    for (const [k, t] of this.model.tasks.entries()) logits.push(await dp.gatherStrided(local[k]!, examples.length, t.labels.length));
+    return scoreTasks(this.model, examples, this.primary, logits);
   }
 
   /** Every task's report; the loss is the mean of the tasks' (what plateau and val_loss watch), accuracy and F1 the first task's. */
   async evaluate(split: EvalSplit): Promise<TaskEval | null> {
     const ex = this.data?.splits[split] ?? [];
     if (ex.length === 0) return null;
-    const r = this.evaluateExamples(ex);
+    const r = await this.evaluateExamples(ex);
     const tasks: Record<string, TaskMetrics> = Object.fromEntries(Object.entries(r.tasks).map(([k, x]) => [k, { loss: x.loss, accuracy: x.accuracy, macro_f1: x.macro_f1, n: x.n }]));
     if (split === 'test') return { loss: r.loss, accuracy: r.accuracy, macro_f1: r.macro_f1, tasks, report: r };
     const losses = Object.values(tasks).map((x) => x.loss).filter(Number.isFinite);

@@ -7,6 +7,8 @@
  *   - `autoglm launch --nproc 2` (worker threads): SIGINT to the launcher -> every rank stops after the same step,
  *     exit 130; with --backend gloo (processes), Ctrl-C as a terminal sends it, to the whole process group (each
  *     rank gets it twice: from the terminal and from the launcher), needs the gloo addon (a failure under CI=true).
+ * And the other way a finished run could lose its work: a test evaluation that throws. The trained model is written
+ * first, then the error goes up.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,7 +17,8 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AutoGLMTrainer, type TrainerConfigInput } from '../src/train/index.js';
+import { AutoGLMTrainer, registerTask, type TrainerConfigInput } from '../src/train/index.js';
+import { classificationTask } from '../src/train/classification.js';
 import { listCheckpoints } from '../src/train/checkpoint.js';
 import { loadSafetensors } from '../src/models/safetensors.js';
 import { Rng } from '../src/backend/rng.js';
@@ -150,3 +153,25 @@ for (const backend of ['local', 'gloo'] as const) {
     assert.ok(existsSync(path.join(dir, 'adapter/adapter_model.safetensors')));
   });
 }
+
+test('a test evaluation that throws: the trained model is written to the output folder, then the error goes up', async () => {
+  registerTask({
+    ...classificationTask, name: 'classification-failing-test',
+    async create(ctx, args) {
+      const task = await classificationTask.create(ctx, args);
+      const evaluate = task.evaluate.bind(task);
+      task.evaluate = async (split) => {
+        if (split === 'test') throw new Error('out of memory in the test evaluation (simulated)');
+        return evaluate(split);
+      };
+      return task;
+    },
+  });
+  const out = tmp('failing-test-');
+  const notes: string[] = [];
+  const t = new AutoGLMTrainer({ config: { ...CONFIG, maxSteps: 3, task: 'classification-failing-test', outputDir: out } });
+  t.on('note', (m: string) => notes.push(m));
+  await assert.rejects(t.finetune({ dataset: splits }), /out of memory in the test evaluation \(simulated\)/);
+  assert.ok(existsSync(path.join(out, 'adapter/adapter_model.safetensors')), 'the trained adapter is on disk');
+  assert.ok(notes.some((n) => n.includes('the test evaluation failed') && n.includes(path.join(out, 'adapter'))), notes.join('\n'));
+});

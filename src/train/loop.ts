@@ -307,7 +307,14 @@ export class TrainingLoop {
     h.trainTimeS = this.elapsed();
     h.stepsDone = this.step;
     this.task.finish?.(h);
-    const r = await this.task.evaluate('test');
+    let r: Awaited<ReturnType<TrainingTask['evaluate']>>;
+    try {
+      r = await this.task.evaluate('test');
+    } catch (e) {
+      // the trained model is finished work: it is written before the evaluation's error goes up
+      await this.saveAfterFailedTest(e);
+      throw e;
+    }
     if (r) {
       if (r.report) h.test = r.report;
       if (r.perplexity !== undefined) h.perplexity = { ...h.perplexity, test: r.perplexity };
@@ -330,6 +337,21 @@ export class TrainingLoop {
     for (const cb of host.callbacks) await cb.onTrainEnd?.(h);
     host.emit('trainEnd', h);
     return h;
+  }
+
+  /** The finished model's outputs when the test evaluation threw (rank 0; the error goes up after this). */
+  private async saveAfterFailedTest(e: unknown): Promise<void> {
+    if (!this.isMain) return;
+    try {
+      if (backend().device) {
+        await moveToCPU(this.task.model.parameters());
+        setBackend(cpuBackend());
+      }
+      const out = await this.task.saveOutputs(this.host.outDir);
+      this.host.note(`the test evaluation failed (${e instanceof Error ? e.message : String(e)}); the trained model is saved: ${Object.values(out).join(', ')}`);
+    } catch (e2) {
+      this.host.note(`the test evaluation failed, and so did saving the trained model: ${e2 instanceof Error ? e2.message : String(e2)}`);
+    }
   }
 
   /**

@@ -35,7 +35,7 @@ import type { HFTokenizer } from '../models/hf/tokenizer.js';
 import type { RunInfo } from './outputs.js';
 import { applyMethod, paramGroups, trainableOf } from './setup.js';
 import { SFT_ONLY, type TrainerConfig } from './config.js';
-import type { EvalSplit, FinetuneArgs, MicroBatchLoss, TaskContext, TaskDefinition, TaskEval, TrainingTask } from './task.js';
+import { datasetArgs, type EvalSplit, type FinetuneArgs, type MicroBatchLoss, type TaskContext, type TaskDefinition, type TaskEval, type TrainingTask } from './task.js';
 
 export interface TextSplits {
   name: string;
@@ -179,7 +179,7 @@ export async function shardedPerplexity(dp: DataParallel | null, model: CausalLM
 /** The default data of task 'causal-lm': texts of a file, tokenized with the model's special tokens. */
 export const textData: LMDataLoader = (ctx, args, tok, maxLength) => {
   if (typeof args.dataset !== 'string') throw new ConfigError(`task 'causal-lm' takes a text file as 'dataset' (.txt lines, or JSONL/JSON/CSV with textField)`);
-  const splits = loadTextSplits({ ...args, dataset: args.dataset, seed: ctx.config.seed });
+  const splits = loadTextSplits({ ...datasetArgs(args), dataset: args.dataset, seed: ctx.config.seed });
   if (splits.skipped.length) ctx.note(`skipped ${splits.skipped.length} bad line(s) (first: ${splits.skipped[0]!.file}:${splits.skipped[0]!.line}: ${splits.skipped[0]!.reason})`);
   const enc = (texts: string[]) => tokenizeTexts(tok, texts, maxLength).map((ids) => ({ ids }));
   return { name: splits.name, train: enc(splits.train), validation: enc(splits.validation), test: enc(splits.test) };

@@ -24,7 +24,7 @@ import { evaluateClassifierAsync, exampleLogits, predictTexts, reportFromLogits,
 import { saveTrainable, loadRunWeights, type RunInfo } from './outputs.js';
 import { applyMethod, paramGroups, trainableOf } from './setup.js';
 import { SFT_ONLY, type TrainerConfig } from './config.js';
-import type { EvalSplit, FinetuneArgs, MicroBatchLoss, TaskContext, TaskDefinition, TaskEval, TrainingTask } from './task.js';
+import { datasetArgs, type EvalSplit, type FinetuneArgs, type MicroBatchLoss, type TaskContext, type TaskDefinition, type TaskEval, type TrainingTask } from './task.js';
 
 /** The trainer's encoder: a registered model by name, or the TextEncoder given. */
 export async function textEncoder(spec: string | TextEncoder): Promise<TextEncoder> {
@@ -36,8 +36,7 @@ export function loadSplits(ctx: TaskContext, args: FinetuneArgs): DatasetSplits 
   let splits: DatasetSplits;
   if (typeof args.dataset !== 'string') splits = args.dataset;
   else {
-    const { callbacks: _c, stopAfterSteps: _s, signal: _a, ...spec } = args;
-    splits = loadDataset({ ...spec, dataset: args.dataset, seed: spec.seed ?? ctx.config.seed });
+    splits = loadDataset({ ...datasetArgs(args), dataset: args.dataset, seed: args.seed ?? ctx.config.seed });
   }
   if (splits.train.length === 0) throw new ConfigError(`dataset '${splits.name}' has no training examples`);
   if (splits.skipped.length) ctx.note(`skipped ${splits.skipped.length} bad line(s) in '${splits.name}' (first: ${splits.skipped[0]!.file}:${splits.skipped[0]!.line}: ${splits.skipped[0]!.reason})`);
@@ -51,7 +50,7 @@ export function loadSplits(ctx: TaskContext, args: FinetuneArgs): DatasetSplits 
  */
 export function runDataSpec(args: FinetuneArgs, extra: Partial<DatasetSpec> = {}): Partial<DatasetSpec> | undefined {
   if (typeof args.dataset !== 'string') return undefined;
-  const { callbacks: _c, stopAfterSteps: _s, signal: _a, maxTrain: _t, maxEval: _e, dataset, ...spec } = { ...args, ...extra };
+  const { maxTrain: _t, maxEval: _e, dataset, ...spec } = { ...datasetArgs(args), ...extra };
   const abs = (f: string | undefined) => (f === undefined || getNamedDataset(f) ? f : path.resolve(f));
   return JSON.parse(JSON.stringify({ ...spec, dataset: abs(dataset as string), evalDataset: abs(spec.evalDataset), testDataset: abs(spec.testDataset),
     dataDir: spec.dataDir === undefined ? undefined : path.resolve(spec.dataDir) })) as Partial<DatasetSpec>;

@@ -60,6 +60,15 @@ export interface FinetuneArgs extends Partial<Omit<DatasetSpec, 'dataset'>> {
   signal?: AbortSignal;
 }
 
+/** The run's controls in FinetuneArgs; everything else is the dataset's (DatasetSpec's fields). */
+type RunControls = 'callbacks' | 'stopAfterSteps' | 'signal';
+
+/** FinetuneArgs without the run's controls: the dataset as `loadDataset` takes it (with `dataset` still possibly splits). */
+export function datasetArgs(args: FinetuneArgs): Omit<FinetuneArgs, RunControls> {
+  const { callbacks: _c, stopAfterSteps: _s, signal: _a, ...spec } = args;
+  return spec;
+}
+
 /** What a task gets from the trainer when it is created. */
 export interface TaskContext {
   readonly config: TrainerConfig;

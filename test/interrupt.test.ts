@@ -175,3 +175,15 @@ test('a test evaluation that throws: the trained model is written to the output 
   assert.ok(existsSync(path.join(out, 'adapter/adapter_model.safetensors')), 'the trained adapter is on disk');
   assert.ok(notes.some((n) => n.includes('the test evaluation failed') && n.includes(path.join(out, 'adapter'))), notes.join('\n'));
 });
+
+test('the API: a signal after the last step lets the run finish (test evaluation and outputs)', async () => {
+  const out = tmp('after-last-');
+  const ctl = new AbortController();
+  const t = new AutoGLMTrainer({ config: { ...CONFIG, maxSteps: 3, outputDir: out } });
+  t.on('note', () => {});
+  const h = await t.finetune({ dataset: splits, signal: ctl.signal, callbacks: [{ onBatchEnd: (step) => { if (step === 3) ctl.abort(); } }] });
+  assert.equal(h.interrupted, undefined);
+  assert.equal(h.stepsDone, 3);
+  assert.ok(h.test, 'the test evaluation ran');
+  assert.ok(existsSync(path.join(out, 'adapter/adapter_model.safetensors')));
+});

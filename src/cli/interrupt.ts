@@ -61,7 +61,7 @@ export function onInterrupt(say: (msg: string) => void = (m) => process.stderr.w
   let got: string | null = null;
   const request = stopRequests((sig) => {
     got = sig;
-    say(`${sig}: stopping after the step under way and writing a checkpoint (send it again to exit at once)`);
+    say(`${sig}: stopping after the step under way and writing a checkpoint (after the last step: finishing the test evaluation and outputs); send it again to exit at once`);
     ctl.abort(sig);
   }, (sig) => {
     say(`${sig} again: exiting at once (the last checkpoint written stays)`);

@@ -105,8 +105,10 @@ function randBf16(rng: Rng, n: number): Uint16Array {
   for (let i = 0; i < n; i++) out[i] = u[i] >>> 16;
   return out;
 }
+const BF16_BITS = new Uint32Array(1), BF16_F32 = new Float32Array(BF16_BITS.buffer);
 function bf16Value(bits: number): number {
-  return new Float32Array(new Uint32Array([bits << 16]).buffer)[0];
+  BF16_BITS[0] = bits << 16;
+  return BF16_F32[0]!;
 }
 function prod(shape: number[]): number {
   return shape.reduce((a, b) => a * b, 1);

@@ -28,11 +28,16 @@ const CASES: Case[] = [
 
 function operands(c: Case, seed: number): { a: Uint16Array; b: Uint16Array; out: Float32Array } {
   let s = seed >>> 0;
-  const bf = (n: number): Uint16Array => Uint16Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    const f = new Float32Array([s / 4294967296 - 0.5]);
-    return new Uint32Array(f.buffer)[0] >>> 16;
-  });
+  const f = new Float32Array(1), u = new Uint32Array(f.buffer);
+  const bf = (n: number): Uint16Array => {
+    const x = new Uint16Array(n);
+    for (let i = 0; i < n; i++) {
+      s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+      f[0] = s / 4294967296 - 0.5;
+      x[i] = u[0]! >>> 16;
+    }
+    return x;
+  };
   const na = c.strideA ? c.batch * c.strideA : c.M * c.K, nb = c.strideB ? c.batch * c.strideB : c.K * c.N;
   const out = new Float32Array(c.batch * c.M * c.N);
   for (let i = 0; i < out.length; i++) out[i] = (i % 7) * 0.25;

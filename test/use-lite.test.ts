@@ -1,6 +1,6 @@
 /**
- * `open-autoglm-base` (USE-Lite) against the original: the shipped TF.js graph, run by TF.js (pure-JS CPU
- * backend), and this project's implementation embed the same sentences; every sentence must reach cosine
+ * `open-autoglm-base` (USE-Lite) against the original: the shipped TF.js graph, run by TF.js (its WebAssembly
+ * backend: 20x faster than its pure-JS one here, with the same figures), and this project's implementation embed the same sentences; every sentence must reach cosine
  * >= 0.9999. Also: the tokenizer on known ids, batching by padding vs one sentence at a time, a gradient
  * through a classification head, the registry, and the weight reader's errors.
  */
@@ -10,6 +10,7 @@ import { mkdtempSync, readFileSync, symlinkSync, writeFileSync, readdirSync, rmS
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
 import { Tensor } from '../src/tensor/tensor.js';
 import { crossEntropy } from '../src/tensor/ops/nn.js';
 import { Linear } from '../src/nn/layers.js';
@@ -31,7 +32,7 @@ const tokenizer = model.tokenizer!;
 
 /** The original graph, loaded from the shipped files with TF.js's in-memory IO handler. */
 async function loadOriginal(): Promise<tf.GraphModel> {
-  await tf.setBackend('cpu');
+  await tf.setBackend('wasm');
   const json = JSON.parse(readFileSync(join(DIR, 'model.json'), 'utf8'));
   const group = json.weightsManifest[0];
   const bytes = Buffer.concat(group.paths.map((p: string) => readFileSync(join(DIR, p))));
@@ -74,7 +75,7 @@ test('USE-Lite matches the original TF.js graph on 50+ sentences', async (t) => 
   assert.ok(sentences.length >= 50);
   const seqs = sentences.map((s) => tokenizer.encode(s).slice(0, USE_LITE_CONFIG.maxLength));
   const graph = await loadOriginal();
-  // The graph runs on sparse batches of similar length (its CPU kernels are slow on padding); each batch
+  // The graph runs on sparse batches of similar length (its kernels are slow on padding); each batch
   // still pads its shorter sentences, as one large batch would.
   const order = seqs.map((_, i) => i).sort((a, b) => seqs[a].length - seqs[b].length);
   const ref: number[][] = new Array(seqs.length);
@@ -83,7 +84,7 @@ test('USE-Lite matches the original TF.js graph on 50+ sentences', async (t) => 
     const idx = order.slice(s, s + 8);
     (await runOriginal(graph, idx.map((i) => seqs[i]))).forEach((row, r) => { ref[idx[r]] = row; });
   }
-  t.diagnostic(`TF.js cpu: ${sentences.length} sentences in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  t.diagnostic(`TF.js wasm: ${sentences.length} sentences in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   for (const b of testBackends()) {
     withBackend(b, () => {
       const t1 = performance.now();

@@ -320,13 +320,8 @@ export class TrainingLoop {
       if (r.perplexity !== undefined) h.perplexity = { ...h.perplexity, test: r.perplexity };
       this.log.write('test', { step: this.step, loss: r.loss, accuracy: r.accuracy, macro_f1: r.macro_f1, perplexity: r.perplexity, tokens: r.tokens, tasks: r.tasks });
     }
-    const device = backend().device ? backend() : null;
-    if (device) {
-      // the finished model goes back to the CPU backend (made current) for the outputs, evaluate and predict
-      await moveToCPU(this.task.model.parameters());
-      setBackend(cpuBackend());
-      host.note(`trained on ${device.name}; the finished model is on the CPU backend (${backend().name}), now current`);
-    }
+    const device = await this.modelToCPU();
+    if (device) host.note(`trained on ${device}; the finished model is on the CPU backend (${backend().name}), now current`);
     if (host.dp) h.communication = host.dp.summary();
     if (this.isMain) {
       h.outputs = { dir: host.outDir, ...(await this.task.saveOutputs(host.outDir)), metrics: this.log.file };
@@ -339,14 +334,23 @@ export class TrainingLoop {
     return h;
   }
 
+  /**
+   * A device-resident model goes back to the CPU backend, made current (for the outputs, evaluate and predict);
+   * returns the device's name, or null when training ran on the CPU.
+   */
+  private async modelToCPU(): Promise<string | null> {
+    const device = backend().device ? backend() : null;
+    if (!device) return null;
+    await moveToCPU(this.task.model.parameters());
+    setBackend(cpuBackend());
+    return device.name;
+  }
+
   /** The finished model's outputs when the test evaluation threw (rank 0; the error goes up after this). */
   private async saveAfterFailedTest(e: unknown): Promise<void> {
     if (!this.isMain) return;
     try {
-      if (backend().device) {
-        await moveToCPU(this.task.model.parameters());
-        setBackend(cpuBackend());
-      }
+      await this.modelToCPU();
       const out = await this.task.saveOutputs(this.host.outDir);
       this.host.note(`the test evaluation failed (${e instanceof Error ? e.message : String(e)}); the trained model is saved: ${Object.values(out).join(', ')}`);
     } catch (e2) {
@@ -363,10 +367,7 @@ export class TrainingLoop {
     h.trainTimeS = this.elapsed();
     h.stepsDone = this.step;
     this.task.finish?.(h);
-    if (backend().device) {
-      await moveToCPU(this.task.model.parameters());
-      setBackend(cpuBackend());
-    }
+    await this.modelToCPU();
     if (host.dp) h.communication = host.dp.summary();
     if (this.isMain) h.outputs = { dir: host.outDir, checkpoint: this.savedDir, metrics: this.log.file };
     h.peakRssMb = Math.round(process.resourceUsage().maxRSS / 1024);

@@ -188,3 +188,40 @@ test('packing: lengthBucketing does not apply to packed rows (drawn uniformly), 
   assert.ok(on.notes.some((n) => /lengthBucketing does not apply to packed rows/.test(n)), JSON.stringify(on.notes));
   assert.ok(!off.notes.some((n) => /lengthBucketing/.test(n)));
 });
+
+test('NEFTune (neftuneNoiseAlpha): uniform noise within alpha / sqrt(T * hidden) on the token embeddings while training, none in eval mode; the table\'s gradient is unchanged', async () => {
+  const { loadHFModel } = await import('../src/models/hf/loader.js');
+  const { lookup, tokenEmbeddings } = await import('../src/models/hf/layers.js');
+  const { Tensor } = await import('../src/tensor/tensor.js');
+  const lm = await loadHFModel(model) as unknown as { backbone: { embed_tokens: import('../src/nn/layers.js').Embedding; neftuneAlpha: number } };
+  const e = lm.backbone.embed_tokens;
+  const ids = new Tensor(Int32Array.from({ length: 2 * 9 }, (_, i) => (7 * i) % 50), 'i32', [2, 9]);
+  const clean = lookup(e, ids).f32();
+  const a = 5 / Math.sqrt(9 * 32);
+  const noisy = tokenEmbeddings(e, ids, 5, true).f32();
+  let max = 0, sum = 0;
+  for (let i = 0; i < clean.length; i++) {
+    const d = noisy[i]! - clean[i]!;
+    max = Math.max(max, Math.abs(d));
+    sum += d;
+  }
+  assert.ok(max <= a * (1 + 1e-5) && max > 0.9 * a, `noise magnitude ${max} against the bound ${a}`);
+  assert.ok(Math.abs(sum / clean.length) < 0.1 * a, `noise mean ${sum / clean.length}`);
+  assert.notDeepEqual(Array.from(tokenEmbeddings(e, ids, 5, true).f32()), Array.from(noisy), 'a fresh draw each call');
+  assert.deepEqual(Array.from(tokenEmbeddings(e, ids, 5, false).f32()), Array.from(clean), 'eval mode: no noise');
+  assert.deepEqual(Array.from(tokenEmbeddings(e, ids, 0, true).f32()), Array.from(clean), 'alpha 0: no noise');
+  // the noise is a constant of the step: d(sum)/d(table) counts each id's occurrences, as without it
+  const grads = [true, false].map((train) => {
+    e.weight.grad = null;
+    e.weight.requiresGrad = true;
+    tokenEmbeddings(e, ids, train ? 5 : 0, true).sum().backward();
+    return Array.from(e.weight.grad!.f32());
+  });
+  assert.deepEqual(grads[0], grads[1]);
+  // the trainer sets it on the decoder's backbone, for task 'sft' and 'causal-lm' (the others refuse the key)
+  const t = new AutoGLMTrainer({ model, config: { ...QUICK, method: 'lora', maxSteps: 1, neftuneNoiseAlpha: 5, sampleGenerations: 0, outputDir: tmp('neftune-') } });
+  t.on('note', () => {});
+  await t.finetune({ dataset: data });
+  assert.equal((t.lora!.model as unknown as { backbone: { neftuneAlpha: number } }).backbone.neftuneAlpha, 5);
+  assert.throws(() => new AutoGLMTrainer({ config: { neftuneNoiseAlpha: 5 } }), (err: Error) => err instanceof ConfigError && /neftuneNoiseAlpha/.test(err.message) && /classification/.test(err.message));
+});

@@ -123,6 +123,7 @@ const TABLE: Record<string, Row> = {
   nesterov: { value: true, needs: { optimizer: 'sgd' } },
   maxGradNorm: { value: 1e-3 },
   labelSmoothing: { value: 0.3 },
+  neftuneNoiseAlpha: { value: 5, refused: ['classification', 'multi-task'] },
   scheduler: { value: 'constant' },
   warmupSteps: { value: 1 },
   warmupRatio: { value: 0.5, needs: { warmupSteps: undefined } },

@@ -185,6 +185,17 @@ export const textData: LMDataLoader = (ctx, args, tok, maxLength) => {
   return { name: splits.name, train: enc(splits.train), validation: enc(splits.validation), test: enc(splits.test) };
 };
 
+/**
+ * A loaded decoder made ready to train (causal-LM and SFT): the method applied (LoRA injected, or everything
+ * trainable), NEFTune's alpha set on its backbone, training mode. Returns the LoRA model, or null for 'full'.
+ */
+export function decoderForTraining(model: CausalLM, ctx: TaskContext, baseName: string): LoraModel | null {
+  const lora = applyMethod(model, ctx.config, { heads: [], baseName, taskType: 'CAUSAL_LM', keepPrecision: ['lm_head'], note: (m) => ctx.note(m) });
+  model.backbone.neftuneAlpha = ctx.config.neftuneNoiseAlpha;
+  model.train();
+  return lora;
+}
+
 /** Decoder parameters above the layer stack (final norm, LM head): no layer-wise decay. */
 export const TOP = /^(lm_head|ln_f|norm|final_layernorm|transformer\.ln_f|model\.norm|transformer\.final_layernorm)\./;
 
@@ -196,8 +207,7 @@ export class CausalLMTask implements TrainingTask<number[]> {
   private constructor(readonly name: string, private readonly ctx: TaskContext, readonly model: CausalLM, readonly baseName: string,
     readonly tokenizer: HFTokenizer, readonly data: LMSplits) {
     const c = ctx.config;
-    this.lora = applyMethod(model, c, { heads: [], baseName, taskType: 'CAUSAL_LM', keepPrecision: ['lm_head'], note: (m) => ctx.note(m) });
-    model.train();
+    this.lora = decoderForTraining(model, ctx, baseName);
     this.padId = tokenizer.padTokenId ?? 0;
     const lengths = data.train.map((e) => e.ids.length);
     this.sampler = c.lengthBucketing ? new BucketSampler(lengths, c.batchSize, c.seed) : new RandomSampler(lengths.length, c.batchSize, c.seed);

@@ -116,6 +116,7 @@ export const trainerConfigSchema = z.object({
   /** Global-norm gradient clipping; 0 = off. */
   maxGradNorm: z.number().min(0).default(1.0).describe('Global-norm gradient clipping; 0 = off.'),
   labelSmoothing: z.number().min(0).max(1).default(0),
+  neftuneNoiseAlpha: z.number().nonnegative().finite().default(0).describe("NEFTune (transformers' neftune_noise_alpha): uniform noise of alpha / sqrt(T * hidden) on a decoder's token embeddings while training (5 is the paper's usual value); 0 = off. Tasks 'sft' and 'causal-lm'."),
 
   // ---- learning-rate schedule ----------------------------------------------------------------------------------
   scheduler: z.enum(['constant', 'linear', 'cosine', 'plateau']).default('linear'),
@@ -167,6 +168,10 @@ export const SFT_ONLY: Readonly<Partial<Record<keyof TrainerConfig, string>>> = 
   packing: "packing is implemented by task 'sft' (plain texts: task sft with datasetFormat 'text' and completionOnlyLoss false)",
   chatTemplate: "chat templates render the conversations of task 'sft'",
   sampleGenerations: "sample generations are written by task 'sft'",
+};
+/** The keys that act on a decoder's token embeddings (tasks 'sft' and 'causal-lm'); the classification tasks refuse them. */
+export const DECODER_ONLY: Readonly<Partial<Record<keyof TrainerConfig, string>>> = {
+  neftuneNoiseAlpha: "NEFTune adds noise to a decoder's token embeddings (tasks 'sft' and 'causal-lm')",
 };
 export type TrainerConfigInput = z.input<typeof trainerConfigSchema>;
 

@@ -23,6 +23,7 @@ const DEVICE_REFUSES: Readonly<Partial<Record<keyof TrainerConfig, string>>> = {
   baseQuantization: 'a quantised frozen base has not been run on the device',
   gradientCheckpointing: 'activation recomputation has not been run on the device',
   useDora: "DoRA's weight norms have not been run on the device",
+  neftuneNoiseAlpha: "NEFTune's noise is drawn on the CPU and has not been run on the device",
 };
 
 /** The tasks that run on a device backend. */

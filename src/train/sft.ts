@@ -31,9 +31,9 @@ import { packRows, packedBatch, padBatch, type SftBatch } from '../sft/batch.js'
 import { configEos, generateChat } from '../sft/chat.js';
 import type { ChatMessage, ChatGenerationOptions, ChatPrediction, SftEvalOptions, SftEvalResult, SftExample } from '../sft/types.js';
 import type { RunInfo } from './outputs.js';
-import { applyMethod, paramGroups, trainableOf } from './setup.js';
+import { paramGroups, trainableOf } from './setup.js';
 import type { TrainerConfig } from './config.js';
-import { CAUSAL_LM_REFUSES, TOP, checkCausalLM, perplexity, requireCausalLM, shardedPerplexity } from './causal-lm.js';
+import { CAUSAL_LM_REFUSES, TOP, checkCausalLM, decoderForTraining, perplexity, requireCausalLM, shardedPerplexity } from './causal-lm.js';
 import type { EvalSplit, FinetuneArgs, MicroBatchLoss, TaskContext, TaskDefinition, TaskEval, TrainingTask } from './task.js';
 
 interface SftData {
@@ -100,8 +100,11 @@ export class SftTask implements TrainingTask<number[]> {
   private constructor(readonly name: string, private readonly ctx: TaskContext, readonly model: CausalLM, readonly baseName: string,
     readonly tokenizer: HFTokenizer, readonly template: ChatTemplate, private readonly data: SftData, lora: LoraModel | null | undefined) {
     const c = ctx.config;
-    this.lora = lora === undefined ? applyMethod(model, c, { heads: [], baseName, taskType: 'CAUSAL_LM', keepPrecision: ['lm_head'], note: (m) => ctx.note(m) }) : lora;
-    model.train();
+    if (lora === undefined) this.lora = decoderForTraining(model, ctx, baseName);
+    else {
+      this.lora = lora;
+      model.train();
+    }
     this.padId = tokenizer.padTokenId ?? 0;
     const maxLength = Math.min(c.maxLength, model.maxPositions ?? Infinity);
     this.rows = c.packing && data.train.length ? packRows(data.train.map((e) => e.ids.length), maxLength) : null;

@@ -61,9 +61,10 @@ const PER_TASK: Record<Args['task'], TrainerConfigInput> = {
   classification: { headDropout: 0.1, sampling: { method: 'loss-weighted', importanceWeights: true, refreshEvery: 2 } },
   // round-robin task sampling with windowed DWA: samplers, task sampler and loss history in the state
   'multi-task': { headDropout: 0.1, tasks: ['resume-synthetic', 'mood'], taskWeighting: 'dwa', dwaWindow: 2, taskSampling: 'round-robin', labelSmoothing: 0.1 },
-  'causal-lm': { task: 'causal-lm', learningRate: 1e-2, labelSmoothing: 0.1 },
+  // NEFTune's noise is drawn from the tensor layer's generator, which the state holds (GPT-2 here, a Llama below)
+  'causal-lm': { task: 'causal-lm', learningRate: 1e-2, labelSmoothing: 0.1, neftuneNoiseAlpha: 5 },
   // SFT: chat records (text -> topic) on the tiny chat model (ChatML template), packed, loss on the answers
-  sft: { task: 'sft', learningRate: 1e-2, labelSmoothing: 0.1, packing: true, maxLength: 128, sampleGenerations: 1 },
+  sft: { task: 'sft', learningRate: 1e-2, labelSmoothing: 0.1, packing: true, maxLength: 128, sampleGenerations: 1, neftuneNoiseAlpha: 5 },
 };
 const tinyChat = path.join(args.out, '..', 'tiny-chat');
 if (args.task === 'sft' && !fs.existsSync(path.join(tinyChat, 'config.json'))) makeTinyChatModel(tinyChat, { hiddenSize: 32, layers: 1, heads: 2 });

@@ -14,7 +14,7 @@ import { Dropout, Embedding, LayerNorm, Linear } from '../../nn/layers.js';
 import { ConfigError, ShapeError, fmtShape } from '../../errors.js';
 import type { HFConfig } from '../hf/config.js';
 import { HFModel, type Backbone, type ForwardOptions, type HFFamily, type Pooling } from '../hf/family.js';
-import { checkIds, keyPaddingMask, lookup, makeEmbedding, makeLinear } from '../hf/layers.js';
+import { checkIds, keyPaddingMask, lookup, makeEmbedding, makeLinear, tokenEmbeddings } from '../hf/layers.js';
 import { pool } from '../hf/heads.js';
 import { activate, type Activation } from '../gpt2/model.js';
 
@@ -62,10 +62,10 @@ export class BertEmbeddings extends Module {
     this.LayerNorm = this.module('LayerNorm', new LayerNorm(cfg.hiddenSize, cfg.eps));
     this.dropout = this.module('dropout', new Dropout(cfg.hiddenDropout));
   }
-  /** ids, tokenTypes (B, T) -> (B, T, E). */
-  forward(ids: Tensor, tokenTypes: Tensor): Tensor {
+  /** ids, tokenTypes (B, T) -> (B, T, E); `neftuneAlpha`: noise on the word embeddings in training mode (tokenEmbeddings). */
+  forward(ids: Tensor, tokenTypes: Tensor, neftuneAlpha = 0): Tensor {
     const T = ids.shape[1];
-    const x = lookup(this.word_embeddings, ids).add(lookup(this.token_type_embeddings, tokenTypes))
+    const x = tokenEmbeddings(this.word_embeddings, ids, neftuneAlpha, this.training).add(lookup(this.token_type_embeddings, tokenTypes))
       .add(lookup(this.position_embeddings, arange(0, T, 1, 'i32')));
     return this.dropout.forward(this.LayerNorm.forward(x));
   }
@@ -190,7 +190,7 @@ export class BertModel extends HFModel implements Backbone {
     const [B, T] = checkIds(ids, 'BertModel.forward', this.cfg.maxPositions);
     const tt = opts.tokenTypeIds ?? full([B, T], 0, 'i32');
     if (tt.shape[0] !== B || tt.shape[1] !== T) throw new ShapeError(`'tokenTypeIds' has shape ${fmtShape(tt.shape)}; expected [${B}, ${T}] like ids`);
-    const x = this.embeddings.forward(ids, tt); // (B, T, E)
+    const x = this.embeddings.forward(ids, tt, this.neftuneAlpha); // (B, T, E)
     const mask = keyPaddingMask(opts.attentionMask, T); // (B, 1, 1, T)
     releaseWithGraph(x); // read by the first layer alone
     return runLayers(this.encoder.layer, this.gradientCheckpointing, (layer, h) => layer.forward(h, mask), x);

@@ -20,7 +20,7 @@ import { ConfigError, ShapeError, fmtShape } from '../../errors.js';
 import type { HFConfig } from '../hf/config.js';
 import { plainHeadWeights, tiedHeadLinear, type HeadWeights } from '../../peft/quant.js';
 import { HFModel, type Backbone, type CausalLM, type ForwardOptions, type HFFamily } from '../hf/family.js';
-import { allowSelf, checkIds, documentMask, documentStarts, keyPaddingMask, lookup, makeEmbedding, makeLinear, positionIdsOf, type KVCache } from '../hf/layers.js';
+import { allowSelf, checkIds, documentMask, documentStarts, keyPaddingMask, lookup, makeEmbedding, tokenEmbeddings, makeLinear, positionIdsOf, type KVCache } from '../hf/layers.js';
 import { maximum, releaseAfterRead, residualAdd, unary, unaryForBf16Product, type UnaryOptions } from '../../tensor/ops/elementwise.js';
 import { SequenceClassifier } from '../hf/heads.js';
 
@@ -177,7 +177,7 @@ export class GPT2Model extends HFModel implements Backbone {
     }
     const given = positionIdsOf(opts.positionIds, B, T, !!cache);
     const pos = given ? new Tensor(given, 'i32', [B, T]) : arange(past, past + T, 1, 'i32'); // (B, T) or (T)
-    let x = this.drop.forward(lookup(this.wte, ids).add(lookup(this.wpe, pos))); // (B, T, C)
+    let x = this.drop.forward(tokenEmbeddings(this.wte, ids, this.neftuneAlpha, this.training).add(lookup(this.wpe, pos))); // (B, T, C)
     const keys = keyPaddingMask(opts.attentionMask, past + T); // (B, 1, 1, Tk) or null
     // packed rows: each query's document start, for the fused kernel; else a dense per-document mask
     const starts = documentStarts(opts.documentIds, T, !!cache);

@@ -46,6 +46,12 @@ export interface HFInfo {
 /** A top-level model of a Hugging Face architecture: a Module whose parameter names are the checkpoint keys. */
 export abstract class HFModel extends Module {
   hf: HFInfo | null = null;
+  /**
+   * NEFTune (Jain et al. 2023; transformers' `neftune_noise_alpha`): in training mode, the token embeddings get
+   * uniform noise in [-a, a], a = alpha / sqrt(T * hidden) for a (B, T) batch, before positions are added; 0 = off.
+   * A backbone's forward reads its own (a causal LM's is `model.backbone.neftuneAlpha`).
+   */
+  neftuneAlpha = 0;
   abstract readonly task: HFTask;
   /** The `architectures[0]` name that a save writes (GPT2LMHeadModel, LlamaForCausalLM...). */
   abstract readonly architectureName: string;
@@ -54,6 +60,8 @@ export abstract class HFModel extends Module {
 /** A transformer body: ids (B, T) -> hidden states (B, T, D). */
 export interface Backbone extends Module {
   readonly hiddenSize: number;
+  /** NEFTune's alpha (HFModel.neftuneAlpha): noise on the token embeddings in training mode; 0 = off. */
+  neftuneAlpha: number;
   forward(ids: Tensor, opts?: ForwardOptions): Tensor;
 }
 

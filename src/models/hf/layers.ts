@@ -7,6 +7,8 @@
 import { Tensor } from '../../tensor/tensor.js';
 import { backend } from '../../backend/index.js';
 import { embedding } from '../../tensor/ops/nn.js';
+import { rand } from '../../tensor/creation.js';
+import { getRng } from '../../nn/init.js';
 import { concat, expand, reshape, unsqueeze } from '../../tensor/ops/movement.js';
 import type { Module } from '../../nn/module.js';
 import { Embedding, Linear } from '../../nn/layers.js';
@@ -112,6 +114,19 @@ export function lookup(e: Embedding, ids: Tensor): Tensor {
   const out = new Float32Array(rows.length);
   backend().cast(rows, w.dtype, out, 'f32');
   return new Tensor(out, 'f32', [...ids.shape, D]);
+}
+
+/**
+ * The token embeddings of `ids` (lookup), with NEFTune's noise in training mode when `alpha` > 0 (HFModel.neftuneAlpha):
+ * uniform in [-a, a], a = alpha / sqrt(T * D), drawn from the tensor layer's seeded generator (one draw a call, so a
+ * resumed run draws the same noise). The noise is a constant of the step: gradients reach the table unchanged.
+ */
+export function tokenEmbeddings(e: Embedding, ids: Tensor, alpha: number, training: boolean): Tensor {
+  const x = lookup(e, ids); // (B, T, D)
+  if (alpha === 0 || !training) return x;
+  const [T, D] = x.shape.slice(-2) as [number, number];
+  const a = alpha / Math.sqrt(T * D);
+  return x.add(rand([...x.shape], getRng().nextSeed(), -a, a));
 }
 
 // ---- rotary position embedding -------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import type { HFConfig } from '../hf/config.js';
 import { plainHeadWeights, tiedHeadLinear, type HeadWeights } from '../../peft/quant.js';
 import { HFModel, type Backbone, type CausalLM, type ForwardOptions, type HFFamily } from '../hf/family.js';
 import {
-  Rotary, allowSelf, checkIds, documentMask, documentStarts, keyPaddingMask, lookup, makeEmbedding, makeLinear, parseRopeScaling, positionIdsOf, repeatKV, slidingWindowMask,
+  Rotary, allowSelf, checkIds, documentMask, documentStarts, keyPaddingMask, makeEmbedding, makeLinear, parseRopeScaling, positionIdsOf, repeatKV, slidingWindowMask, tokenEmbeddings,
   type KVCache, type RopeScaling,
 } from '../hf/layers.js';
 import { SequenceClassifier } from '../hf/heads.js';
@@ -217,7 +217,7 @@ export class LlamaModel extends HFModel implements Backbone {
       if (dense && opts.attentionMask && (docs || !causal)) dense = allowSelf(dense, B, T, past + T);
       mask = dense;
     }
-    let x = lookup(this.embed_tokens, ids); // (B, T, E)
+    let x = tokenEmbeddings(this.embed_tokens, ids, this.neftuneAlpha, this.training); // (B, T, E)
     const ckpt = this.gradientCheckpointing && !cache;
     // a plain loop, not runLayers: as GPT2Model's (the collection before the LM loss's logits chunk frees the stream)
     for (const layer of this.layers) x = maybeCheckpoint(ckpt, layer, (h) => layer.forward(h, cos, sin, mask, causal, cache), x);

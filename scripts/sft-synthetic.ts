@@ -5,7 +5,7 @@
  *
  *   node --import tsx scripts/sft-synthetic.ts [--task addition --digits 2 --train 9000 --test 500]
  *     [--method full|lora --steps 1500 --batch-size 32 --lr 3e-3 --packing --no-completion-only-loss --threads 1]
- *     [--layers 2 --hidden 128 --heads 4 --max-length 64 --work /tmp/sft-synthetic]
+ *     [--layers 2 --hidden 128 --heads 4 --max-length 64 --work /tmp/sft-synthetic] [--neftune 5 (NEFTune's alpha)]
  */
 import { parseArgs } from 'node:util';
 import { existsSync, readFileSync } from 'node:fs';
@@ -25,6 +25,7 @@ const { values: a } = parseArgs({
     layers: { type: 'string', default: '2' }, hidden: { type: 'string', default: '128' }, heads: { type: 'string', default: '4' },
     'max-length': { type: 'string', default: '64' }, 'lora-rank': { type: 'string', default: '16' }, seed: { type: 'string', default: '0' },
     work: { type: 'string', default: '/tmp/sft-synthetic' }, 'resume-check': { type: 'boolean', default: false },
+    neftune: { type: 'string', default: '0' },
   },
 });
 const n = (k: keyof typeof a) => Number(a[k]);
@@ -39,11 +40,11 @@ if (!existsSync(path.join(dataDir, 'test.jsonl'))) {
   writeFileSync(path.join(dataDir, 'train.jsonl'), train.map((x) => JSON.stringify(x)).join('\n') + '\n');
   writeFileSync(path.join(dataDir, 'test.jsonl'), test.map((x) => JSON.stringify(x)).join('\n') + '\n');
 }
-const run = path.join(a.work as string, tag, `run-${a.method}${a.packing ? '-packed' : ''}${a['no-completion-only-loss'] ? '-allloss' : ''}${a['no-length-bucketing'] ? '-nobucket' : ''}`);
+const run = path.join(a.work as string, tag, `run-${a.method}${a.packing ? '-packed' : ''}${a['no-completion-only-loss'] ? '-allloss' : ''}${a['no-length-bucketing'] ? '-nobucket' : ''}${n('neftune') > 0 ? `-neftune${n('neftune')}` : ''}`);
 const config = {
   task: 'sft', method: a.method as 'full' | 'lora', maxSteps: n('steps'), epochs: 1000, batchSize: n('batch-size'), learningRate: n('lr'),
   maxLength: n('max-length'), packing: a.packing, completionOnlyLoss: !a['no-completion-only-loss'], lengthBucketing: !a['no-length-bucketing'], mixedPrecision: 'fp32' as const,
-  scheduler: 'cosine' as const, warmupRatio: 0.05, weightDecay: 0.0, outputDir: run, logEvery: 100, evalEvery: 0, sampleGenerations: 4,
+  scheduler: 'cosine' as const, warmupRatio: 0.05, weightDecay: 0.0, outputDir: run, logEvery: 100, evalEvery: 0, sampleGenerations: 4, neftuneNoiseAlpha: n('neftune'),
   ...(a.method === 'lora' ? { loraRank: n('lora-rank'), loraTargets: 'all-linear' } : {}),
 };
 const trainer = new AutoGLMTrainer({ model: modelDir, config });

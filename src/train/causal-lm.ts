@@ -186,13 +186,12 @@ export const textData: LMDataLoader = (ctx, args, tok, maxLength) => {
 };
 
 /**
- * A loaded decoder made ready to train (causal-LM and SFT): the method applied (LoRA injected, or everything
- * trainable), NEFTune's alpha set on its backbone, training mode. Returns the LoRA model, or null for 'full'.
+ * A loaded decoder set up for training (causal-LM and SFT): the method applied (LoRA injected, or everything
+ * trainable) and NEFTune's alpha set on its backbone. Returns the LoRA model, or null for 'full'.
  */
 export function decoderForTraining(model: CausalLM, ctx: TaskContext, baseName: string): LoraModel | null {
   const lora = applyMethod(model, ctx.config, { heads: [], baseName, taskType: 'CAUSAL_LM', keepPrecision: ['lm_head'], note: (m) => ctx.note(m) });
   model.backbone.neftuneAlpha = ctx.config.neftuneNoiseAlpha;
-  model.train();
   return lora;
 }
 
@@ -208,6 +207,7 @@ export class CausalLMTask implements TrainingTask<number[]> {
     readonly tokenizer: HFTokenizer, readonly data: LMSplits) {
     const c = ctx.config;
     this.lora = decoderForTraining(model, ctx, baseName);
+    model.train();
     this.padId = tokenizer.padTokenId ?? 0;
     const lengths = data.train.map((e) => e.ids.length);
     this.sampler = c.lengthBucketing ? new BucketSampler(lengths, c.batchSize, c.seed) : new RandomSampler(lengths.length, c.batchSize, c.seed);

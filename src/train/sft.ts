@@ -100,11 +100,8 @@ export class SftTask implements TrainingTask<number[]> {
   private constructor(readonly name: string, private readonly ctx: TaskContext, readonly model: CausalLM, readonly baseName: string,
     readonly tokenizer: HFTokenizer, readonly template: ChatTemplate, private readonly data: SftData, lora: LoraModel | null | undefined) {
     const c = ctx.config;
-    if (lora === undefined) this.lora = decoderForTraining(model, ctx, baseName);
-    else {
-      this.lora = lora;
-      model.train();
-    }
+    this.lora = lora === undefined ? decoderForTraining(model, ctx, baseName) : lora;
+    model.train();
     this.padId = tokenizer.padTokenId ?? 0;
     const maxLength = Math.min(c.maxLength, model.maxPositions ?? Infinity);
     this.rows = c.packing && data.train.length ? packRows(data.train.map((e) => e.ids.length), maxLength) : null;

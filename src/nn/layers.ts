@@ -73,7 +73,8 @@ export class RMSNorm extends Module {
 
 /** Inverted dropout, active in training mode; masks are seeded from the process generator (manualSeed). */
 export class Dropout extends Module {
-  constructor(readonly p = 0.1) {
+  /** p may be set to 0 after construction (task dpo turns the base model's dropout off, as TRL's disable_dropout). */
+  constructor(public p = 0.1) {
     super();
     if (!(p >= 0 && p < 1)) throw new ConfigError(`Argument 'p' passed to 'Dropout' is ${p}; expected a probability in [0, 1)`);
   }

@@ -14,7 +14,7 @@ import { readParquetRecords } from '../data/parquet.js';
 import { shuffleInPlace } from '../data/split.js';
 import type { BadLine, BadLinePolicy } from '../data/types.js';
 import { RecordError, toExample } from './formats.js';
-import type { SftExample, SftFormat } from './types.js';
+import type { RecordSource, SftExample, SftFormat } from './types.js';
 
 export interface SftDataSpec {
   /** Training file (.jsonl, .json, .csv, .parquet). */
@@ -51,16 +51,24 @@ async function records(file: string, sink: BadLineSink): Promise<RawRecord[]> {
 
 /** The examples of one file; bad records go to `sink` with their file, line or row, and field. */
 export async function readSftFile(file: string, sink: BadLineSink, format: SftFormat = 'auto', textField = 'text'): Promise<SftExample[]> {
-  const out: SftExample[] = [];
-  const where = isParquet(file) ? 'row' : 'line';
+  return readFileWith(file, sink, (v) => toExample(v, format, textField));
+}
+
+/**
+ * The records of one file read by `parse` (which throws RecordError for a record that does not fit), each with its
+ * source; bad records go to `sink` with their file, line or Parquet row, and field.
+ */
+export async function readFileWith<T extends { source?: RecordSource }>(file: string, sink: BadLineSink, parse: (value: unknown) => T): Promise<T[]> {
+  const out: T[] = [];
+  const parquet = isParquet(file);
   for (const r of await records(file, sink)) {
     try {
-      const ex = toExample(r.value, format, textField);
+      const ex = parse(r.value);
       ex.source = { file: r.file, line: r.line };
       out.push(ex);
     } catch (e) {
       if (!(e instanceof RecordError)) throw e;
-      sink.report(r.file, r.line, `${where === 'row' ? `(Parquet row ${r.line}) ` : ''}${e.message}`);
+      sink.report(r.file, r.line, `${parquet ? `(Parquet row ${r.line}) ` : ''}${e.message}`);
     }
   }
   return out;
@@ -68,11 +76,16 @@ export async function readSftFile(file: string, sink: BadLineSink, format: SftFo
 
 /** Train / validation / test examples of a spec. */
 export async function loadSftSplits(spec: SftDataSpec): Promise<SftSplits> {
+  return loadSplitsWith(spec, (f, sink) => readSftFile(f, sink, spec.format ?? 'auto', spec.textField ?? 'text'));
+}
+
+/** Splits of any record kind (SFT examples, preference pairs): the files read with `read`, validation carved when absent. */
+export async function loadSplitsWith<T>(spec: Omit<SftDataSpec, 'format' | 'textField'>, read: (file: string, sink: BadLineSink) => Promise<T[]>):
+  Promise<{ name: string; train: T[]; validation: T[]; test: T[]; skipped: BadLine[] }> {
   const sink = new BadLineSink(spec.onBadLine ?? 'error');
-  const read = (f: string) => readSftFile(f, sink, spec.format ?? 'auto', spec.textField ?? 'text');
-  let train = await read(spec.dataset);
-  let validation = spec.evalDataset ? await read(spec.evalDataset) : [];
-  const test = spec.testDataset ? await read(spec.testDataset) : [];
+  let train = await read(spec.dataset, sink);
+  let validation = spec.evalDataset ? await read(spec.evalDataset, sink) : [];
+  const test = spec.testDataset ? await read(spec.testDataset, sink) : [];
   if (train.length === 0) throw new DatasetError(`dataset '${spec.dataset}' has no usable records${sink.skipped.length ? ` (${sink.skipped.length} skipped, first: ${sink.skipped[0].file}:${sink.skipped[0].line}: ${sink.skipped[0].reason})` : ''}`);
   if (!spec.evalDataset) {
     const shuffled = shuffleInPlace([...train], new Rng(spec.seed ?? 42));
@@ -81,6 +94,6 @@ export async function loadSftSplits(spec: SftDataSpec): Promise<SftSplits> {
     const held = new Set(validation);
     train = train.filter((e) => !held.has(e)); // file order kept
   }
-  const cap = (a: SftExample[], n?: number) => (n !== undefined ? a.slice(0, n) : a);
+  const cap = (a: T[], n?: number) => (n !== undefined ? a.slice(0, n) : a);
   return { name: spec.dataset, train: cap(train, spec.maxTrain), validation: cap(validation, spec.maxEval), test: cap(test, spec.maxEval), skipped: sink.skipped };
 }

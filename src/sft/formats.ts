@@ -27,21 +27,21 @@ export class RecordError extends Error {
 
 type Obj = Record<string, unknown>;
 
-const describe = (v: unknown): string => {
+export const describe = (v: unknown): string => {
   if (v === undefined) return 'is missing';
   if (v === null) return 'is null';
   const s = JSON.stringify(v);
   return `is ${Array.isArray(v) ? 'an array' : typeof v}${s ? ` (${s.length > 40 ? `${s.slice(0, 40)}...` : s})` : ''}`;
 };
 
-function str(v: unknown, field: string, allowEmpty = true): string {
+export function str(v: unknown, field: string, allowEmpty = true): string {
   if (typeof v !== 'string') throw new RecordError(field, `${describe(v)}; expected a string`);
   if (!allowEmpty && v.length === 0) throw new RecordError(field, 'is an empty string; expected text');
   return v;
 }
 
 /** A list field that CSV (or a JSON string column in Parquet) holds as a JSON string. */
-function list(v: unknown, field: string): unknown[] {
+export function list(v: unknown, field: string): unknown[] {
   if (typeof v === 'string' && /^\s*\[/.test(v)) {
     try {
       v = JSON.parse(v);
@@ -68,7 +68,7 @@ function content(v: unknown, field: string): string {
 
 const ROLES = new Set(['system', 'user', 'assistant', 'tool']);
 
-function messages(v: unknown, field: string): ChatMessage[] {
+export function messages(v: unknown, field: string): ChatMessage[] {
   const out = list(v, field).map((m, i) => {
     const f = `${field}[${i}]`;
     if (!m || typeof m !== 'object' || Array.isArray(m)) throw new RecordError(f, `${describe(m)}; expected {role, content}`);

@@ -82,7 +82,7 @@ export function segmentsOf(ex: SftExample, template: ChatTemplate | null, eos: s
   }
 }
 
-function eosText(tok: HFTokenizer): string | null {
+export function eosText(tok: HFTokenizer): string | null {
   const v = tok.config.eos_token;
   const s = typeof v === 'string' ? v : v && typeof v === 'object' ? (v as { content?: unknown }).content : null;
   return typeof s === 'string' && tok.tokenToId(s) !== null ? s : null;

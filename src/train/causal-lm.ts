@@ -34,7 +34,7 @@ import type { DataParallel } from '../distributed/data-parallel.js';
 import type { HFTokenizer } from '../models/hf/tokenizer.js';
 import type { RunInfo } from './outputs.js';
 import { applyMethod, paramGroups, trainableOf } from './setup.js';
-import { SFT_ONLY, type TrainerConfig } from './config.js';
+import { DPO_ONLY, SFT_ONLY, type TrainerConfig } from './config.js';
 import { datasetArgs, type EvalSplit, type FinetuneArgs, type MicroBatchLoss, type TaskContext, type TaskDefinition, type TaskEval, type TrainingTask } from './task.js';
 
 export interface TextSplits {
@@ -315,7 +315,7 @@ export function checkCausalLM(c: TrainerConfig, name: string): void {
 export const causalLMTask: TaskDefinition = {
   name: 'causal-lm',
   description: 'a Hugging Face decoder on texts, next-token loss, evaluated by perplexity',
-  refuses: { ...CAUSAL_LM_REFUSES, ...SFT_ONLY },
+  refuses: { ...CAUSAL_LM_REFUSES, ...SFT_ONLY, ...DPO_ONLY },
   monitors: ['val_loss'],
   dataParallel: true,
   check: (c) => checkCausalLM(c, 'causal-lm'),

@@ -23,7 +23,7 @@ import { CheckpointError, ConfigError } from '../errors.js';
 import { evaluateClassifierAsync, exampleLogits, predictTexts, reportFromLogits, type EvalResult, type Prediction } from './evaluate.js';
 import { saveTrainable, loadRunWeights, type RunInfo } from './outputs.js';
 import { applyMethod, paramGroups, trainableOf } from './setup.js';
-import { DECODER_ONLY, SFT_ONLY, type TrainerConfig } from './config.js';
+import { DECODER_ONLY, DPO_ONLY, SFT_ONLY, type TrainerConfig } from './config.js';
 import { datasetArgs, type EvalSplit, type FinetuneArgs, type MicroBatchLoss, type TaskContext, type TaskDefinition, type TaskEval, type TrainingTask } from './task.js';
 
 /** The trainer's encoder: a registered model by name, or the TextEncoder given. */
@@ -275,6 +275,7 @@ export const classificationTask: TaskDefinition = {
   refuses: {
     ...SFT_ONLY,
     ...DECODER_ONLY,
+    ...DPO_ONLY,
     taskWeighting: "it weighs the losses of several tasks; set 'tasks' (label sets) to train several heads",
     taskWeights: "it weighs the losses of several tasks; set 'tasks' (label sets) to train several heads",
     dwaTemperature: "it belongs to taskWeighting 'dwa' of a multi-task run ('tasks')",

@@ -19,7 +19,7 @@ export const trainerConfigSchema = z.object({
    * 'causal-lm' (a Hugging Face decoder on texts, evaluated by perplexity); setting `tasks` makes it 'multi-task'.
    * A key that means nothing for the task is refused (ConfigError naming the key and the task).
    */
-  task: z.string().min(1).default('classification').describe("'classification' (a head on a sentence encoder), 'causal-lm' (a Hugging Face decoder on texts, evaluated by perplexity), or 'multi-task' (set by 'tasks')"),
+  task: z.string().min(1).default('classification').describe("'classification' (a head on a sentence encoder), 'causal-lm' (a Hugging Face decoder on texts, evaluated by perplexity), 'sft' (a decoder on chat / instruction data), 'dpo' (a decoder on preference pairs), or 'multi-task' (set by 'tasks')"),
   /** 'lora': adapters on the encoder + the head; 'full': every parameter; 'head': the classifier head alone. */
   method: z.enum(['lora', 'full', 'head']).default('lora').describe('\'lora\': adapters on the encoder + the head; \'full\': every parameter; \'head\': the classifier head alone.'),
   /** Peak learning rate of the encoder's trainable weights. Default by method: lora 2e-3, full 1e-4, head 5e-2. */
@@ -86,6 +86,14 @@ export const trainerConfigSchema = z.object({
   /** Validation prompts answered greedily at the end of the run, written to <outputDir>/samples.jsonl. */
   sampleGenerations: z.number().int().nonnegative().default(4)
     .describe('Task sft: validation prompts answered greedily at the end, written to samples.jsonl in the run folder; 0 = none'),
+
+  // ---- preference tuning (task 'dpo', src/train/dpo.ts; refused by the other tasks) ------------------------------------
+  /** DPO's beta: how far the policy may move from the reference (TRL's default 0.1; smaller = further). */
+  dpoBeta: z.number().positive().finite().default(0.1)
+    .describe("Task dpo: beta, the strength of the KL penalty to the reference model (TRL's default 0.1; smaller lets the policy move further)"),
+  /** The preference loss: DPO's 'sigmoid' (with labelSmoothing as cDPO's epsilon), IPO, or SLiC's 'hinge'. */
+  dpoLossType: z.enum(['sigmoid', 'ipo', 'hinge']).default('sigmoid')
+    .describe("Task dpo: 'sigmoid' (DPO, Rafailov et al. 2023; labelSmoothing = conservative DPO's epsilon), 'ipo' (Azar et al. 2023, on length-averaged log-probabilities) or 'hinge' (SLiC)"),
 
   // ---- how long, in what batches ---------------------------------------------------------------------------
   epochs: z.number().int().positive().default(3),
@@ -168,6 +176,11 @@ export const SFT_ONLY: Readonly<Partial<Record<keyof TrainerConfig, string>>> = 
   packing: "packing is implemented by task 'sft' (plain texts: task sft with datasetFormat 'text' and completionOnlyLoss false)",
   chatTemplate: "chat templates render the conversations of task 'sft'",
   sampleGenerations: "sample generations are written by task 'sft'",
+};
+/** The keys of task 'dpo', which the other tasks refuse (spread into their `refuses`). */
+export const DPO_ONLY: Readonly<Partial<Record<keyof TrainerConfig, string>>> = {
+  dpoBeta: "it is the KL strength of preference tuning (task 'dpo')",
+  dpoLossType: "it selects the preference loss of task 'dpo'",
 };
 /** The keys that act on a decoder's token embeddings (tasks 'sft' and 'causal-lm'); the classification tasks refuse them. */
 export const DECODER_ONLY: Readonly<Partial<Record<keyof TrainerConfig, string>>> = {

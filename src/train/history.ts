@@ -6,14 +6,23 @@ import type { ClassificationReport } from './metrics.js';
 
 export interface StepLog { step: number; epoch: number; loss: number; lr: number; grad_norm: number; time_s: number; skipped?: boolean;
   /** Multi-task runs: each task's loss in the step's batches and its weight. */
-  task_loss?: Record<string, number>; task_weight?: Record<string, number> }
+  task_loss?: Record<string, number>; task_weight?: Record<string, number>;
+  /** DPO runs: the step's rewards (means over its pairs). */
+  rewards?: PreferenceRewards }
+/**
+ * A preference-tuning run's rewards, as TRL logs them: the means over pairs of β(log π − log π_ref) of the chosen and
+ * the rejected answers, their difference, and the share of pairs whose chosen reward is the larger.
+ */
+export interface PreferenceRewards { chosen: number; rejected: number; margin: number; accuracy: number }
 /** One task's numbers in a multi-task evaluation. */
 export interface TaskMetrics { loss: number; accuracy: number; macro_f1: number; n: number }
 /** One validation pass. accuracy and macro_f1: classification and multi-task runs (absent where the task has no labels to
  * score: causal-LM and SFT runs, which report perplexity). */
 export interface EvalLog { step: number; epoch: number; split: string; loss: number; accuracy?: number; macro_f1?: number; time_s: number; perplexity?: number;
   /** Multi-task runs: every task (the top-level accuracy/macro_f1 are the first task's, loss the mean over tasks). */
-  tasks?: Record<string, TaskMetrics> }
+  tasks?: Record<string, TaskMetrics>;
+  /** DPO runs: the split's rewards (accuracy above is their reward accuracy). */
+  rewards?: PreferenceRewards }
 export interface EpochLog { epoch: number; step: number; train_loss: number; val_loss?: number; val_accuracy?: number; val_macro_f1?: number; lr: number; time_s: number }
 
 export interface History {

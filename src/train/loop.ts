@@ -269,7 +269,8 @@ export class TrainingLoop {
     // only the metrics the task measures (an SFT or causal-LM pass has no accuracy: no NaN in the logs)
     const log: EvalLog = { step: this.step, epoch: this.epoch, split: 'validation', loss: r.loss,
       ...(r.accuracy !== undefined ? { accuracy: r.accuracy } : {}), ...(r.macro_f1 !== undefined ? { macro_f1: r.macro_f1 } : {}),
-      ...(r.perplexity !== undefined ? { perplexity: r.perplexity } : {}), time_s: this.elapsed(), ...(r.tasks ? { tasks: r.tasks } : {}) };
+      ...(r.perplexity !== undefined ? { perplexity: r.perplexity } : {}), time_s: this.elapsed(), ...(r.tasks ? { tasks: r.tasks } : {}),
+      ...(r.rewards ? { rewards: r.rewards } : {}) };
     if (r.perplexity !== undefined) this.history.perplexity = { ...this.history.perplexity, validation: r.perplexity };
     this.history.evals.push(log);
     this.log.write('eval', log);
@@ -318,7 +319,7 @@ export class TrainingLoop {
     if (r) {
       if (r.report) h.test = r.report;
       if (r.perplexity !== undefined) h.perplexity = { ...h.perplexity, test: r.perplexity };
-      this.log.write('test', { step: this.step, loss: r.loss, accuracy: r.accuracy, macro_f1: r.macro_f1, perplexity: r.perplexity, tokens: r.tokens, tasks: r.tasks });
+      this.log.write('test', { step: this.step, loss: r.loss, accuracy: r.accuracy, macro_f1: r.macro_f1, perplexity: r.perplexity, tokens: r.tokens, tasks: r.tasks, rewards: r.rewards });
     }
     const device = await this.modelToCPU();
     if (device) host.note(`trained on ${device}; the finished model is on the CPU backend (${backend().name}), now current`);

@@ -20,7 +20,7 @@ import {
   MultiTaskClassifier, makeTaskWeighting, makeTaskSampler, primaryLabelSet, resolveTasks, staticTaskWeights, taskTargets,
   encodeExamples, evaluateTasks, predictTasks, scoreTasks, taskLogits, type TaskSpec, type TaskWeighting, type TaskSampler, type MultiTaskEvalResult, type MultiTaskPrediction,
 } from '../multitask/index.js';
-import { DECODER_ONLY, SFT_ONLY, isDefaultValue, type TrainerConfig } from './config.js';
+import { DECODER_ONLY, DPO_ONLY, SFT_ONLY, isDefaultValue, type TrainerConfig } from './config.js';
 import type { History, StepLog, TaskMetrics } from './history.js';
 import { saveTrainable, loadRunWeights, type RunInfo } from './outputs.js';
 import { applyMethod, headLearningRate, learningRate, paramGroups, trainableOf } from './setup.js';
@@ -330,6 +330,7 @@ export const multiTaskTask: TaskDefinition = {
   refuses: {
     ...SFT_ONLY,
     ...DECODER_ONLY,
+    ...DPO_ONLY,
     curriculum: 'multi-task training draws its own batches (taskSampling); curriculum learning works with task classification',
     sampling: 'multi-task training draws its own batches (taskSampling); loss-weighted sampling works with task classification',
   },

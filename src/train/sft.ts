@@ -32,7 +32,7 @@ import { configEos, generateChat } from '../sft/chat.js';
 import type { ChatMessage, ChatGenerationOptions, ChatPrediction, SftEvalOptions, SftEvalResult, SftExample } from '../sft/types.js';
 import type { RunInfo } from './outputs.js';
 import { paramGroups, trainableOf } from './setup.js';
-import type { TrainerConfig } from './config.js';
+import { DPO_ONLY, type TrainerConfig } from './config.js';
 import { CAUSAL_LM_REFUSES, TOP, checkCausalLM, decoderForTraining, perplexity, requireCausalLM, shardedPerplexity } from './causal-lm.js';
 import type { EvalSplit, FinetuneArgs, MicroBatchLoss, TaskContext, TaskDefinition, TaskEval, TrainingTask } from './task.js';
 
@@ -60,7 +60,7 @@ interface SftDataInfo {
 export type { ChatPrediction };
 
 /** The chat template of config `chatTemplate` (its text, or a file), else the model's. */
-function templateFor(tok: HFTokenizer, dir: string | null, c: TrainerConfig): ChatTemplate {
+export function templateFor(tok: HFTokenizer, dir: string | null, c: TrainerConfig): ChatTemplate {
   let text = c.chatTemplate;
   if (text && !text.includes('{') && (text.endsWith('.jinja') || existsSync(text))) {
     try {
@@ -81,6 +81,86 @@ function promptOf(e: SftExample): { messages?: SftExample & { kind: 'conversatio
   }
   if (e.kind === 'prompt-completion') return { prompt: e.prompt, reference: e.completion, chat: false };
   return null;
+}
+
+/** A prompt to answer: messages through the chat template, or plain text. */
+export interface ChatPrompt {
+  chat: boolean;
+  messages?: ChatMessage[];
+  prompt?: string;
+}
+
+/** The model's answer to a prompt (greedy unless opts.doSample), up to its end-of-turn or eos token. */
+export function answerChat(model: CausalLM, tok: HFTokenizer, template: ChatTemplate, p: ChatPrompt, opts: ChatGenerationOptions): string {
+  if (p.chat) return generateChat(model, tok, template, p.messages!, opts).text;
+  const ids = tok.encode(p.prompt!);
+  const gen = generate(model, ids, { ...opts, eosTokenId: configEos(model) });
+  return tok.decode(gen.slice(ids.length), { skipSpecialTokens: true });
+}
+
+/** Runs fn with the model in eval mode, then puts its mode back. */
+function inEval<T>(model: CausalLM, fn: () => T): T {
+  const wasTraining = model.training;
+  model.eval();
+  try {
+    return fn();
+  } finally {
+    model.train(wasTraining);
+  }
+}
+
+/** Greedy answers to the first n prompts (validation), beside their references: a run's samples.jsonl. */
+export function sampleAnswers(model: CausalLM, tok: HFTokenizer, template: ChatTemplate, prompts: ReadonlyArray<ChatPrompt & { reference: string }>, n: number): Array<Record<string, unknown>> {
+  return inEval(model, () => prompts.slice(0, n).map((p) => {
+    const maxNewTokens = Math.min(256, 2 * tok.encode(p.reference, { addSpecialTokens: false }).length + 8);
+    const generated = answerChat(model, tok, template, p, { maxNewTokens });
+    return { ...(p.chat ? { messages: p.messages } : { prompt: p.prompt }), reference: p.reference, generated };
+  }));
+}
+
+/** Each text as a user message, answered through the chat template (greedy unless opts.doSample): `predict` of tasks sft and dpo. */
+export function predictChat(model: CausalLM, tok: HFTokenizer, template: ChatTemplate, texts: string[], opts: ChatGenerationOptions): ChatPrediction[] {
+  return inEval(model, () => texts.map((prompt) => ({ prompt, completion: answerChat(model, tok, template, { chat: true, messages: [{ role: 'user', content: prompt }] }, { maxNewTokens: 128, ...opts }) })));
+}
+
+/** A decoder run's outputs (tasks sft and dpo): the adapter in PEFT's layout with the tokenizer files and chat template beside it, or the whole model. */
+export async function saveChatOutputs(model: CausalLM, lora: LoraModel | null, tokenizer: HFTokenizer, template: ChatTemplate, dir: string): Promise<Record<string, string>> {
+  const config = { ...tokenizer.config, chat_template: template.source };
+  const { HFTokenizer } = await import('../models/hf/tokenizer.js');
+  const tok = new HFTokenizer(tokenizer.json, config);
+  if (lora) {
+    const adapter = path.dirname(saveAdapter(lora, path.join(dir, 'adapter')).weights);
+    tok.save(adapter);
+    return { adapter };
+  }
+  const { saveHFModel } = await import('../models/hf/save.js');
+  const hf = model.hf as NonNullable<CausalLM['hf']>;
+  model.hf = { ...hf, tokenizer: tok };
+  try {
+    saveHFModel(model, path.join(dir, 'model'));
+  } finally {
+    model.hf = hf;
+  }
+  return { model: path.join(dir, 'model') };
+}
+
+/** A finished decoder run's model (base + its adapter, or the saved model), tokenizer and chat template. */
+export async function loadChatRun(ctx: TaskContext, dir: string, info: RunInfo): Promise<{ model: CausalLM; lora: LoraModel | null; tokenizer: HFTokenizer; template: ChatTemplate }> {
+  const { loadHFModel, loadHFModelFromDir } = await import('../models/hf/loader.js');
+  const adapter = path.join(dir, 'adapter');
+  let model: CausalLM, lora: LoraModel | null = null;
+  if (existsSync(path.join(adapter, 'adapter_config.json'))) {
+    model = requireCausalLM(await loadHFModel(info.model), info.model);
+    lora = new LoraModel(model, { targetModules: ctx.config.loraTargets }, 'scratch');
+    loadAdapter(lora, adapter, 'default');
+    lora.deleteAdapter('scratch');
+  } else {
+    model = requireCausalLM(loadHFModelFromDir(path.join(dir, 'model')), path.join(dir, 'model'));
+  }
+  const saved = existsSync(path.join(adapter, 'tokenizer.json')) ? (await import('../models/hf/tokenizer.js')).HFTokenizer.fromDir(adapter) : null;
+  const tokenizer = saved ?? (model.hf?.tokenizer as HFTokenizer);
+  const template = templateFor(tokenizer, existsSync(adapter) ? adapter : model.hf?.source ?? null, ctx.config);
+  return { model, lora, tokenizer, template };
 }
 
 export class SftTask implements TrainingTask<number[]> {
@@ -147,22 +227,9 @@ export class SftTask implements TrainingTask<number[]> {
 
   /** A finished run rebuilt from its folder (adapter or model), for predict. */
   static async load(ctx: TaskContext, dir: string, info: RunInfo): Promise<SftTask> {
-    const { loadHFModel, loadHFModelFromDir } = await import('../models/hf/loader.js');
-    const adapter = path.join(dir, 'adapter');
-    let model: CausalLM, lora: LoraModel | null = null;
-    if (existsSync(path.join(adapter, 'adapter_config.json'))) {
-      model = requireCausalLM(await loadHFModel(info.model), info.model);
-      lora = new LoraModel(model, { targetModules: ctx.config.loraTargets }, 'scratch');
-      loadAdapter(lora, adapter, 'default');
-      lora.deleteAdapter('scratch');
-    } else {
-      model = requireCausalLM(loadHFModelFromDir(path.join(dir, 'model')), path.join(dir, 'model'));
-    }
-    const saved = existsSync(path.join(adapter, 'tokenizer.json')) ? (await import('../models/hf/tokenizer.js')).HFTokenizer.fromDir(adapter) : null;
-    const tok = saved ?? (model.hf?.tokenizer as HFTokenizer);
-    const template = templateFor(tok, existsSync(adapter) ? adapter : model.hf?.source ?? null, ctx.config);
+    const { model, lora, tokenizer, template } = await loadChatRun(ctx, dir, info);
     const empty: SftData = { name: info.dataset, train: [], validation: [], test: [], validationExamples: [], testExamples: [] };
-    const t = new SftTask('sft', ctx, model, info.model, tok, template, empty, lora);
+    const t = new SftTask('sft', ctx, model, info.model, tokenizer, template, empty, lora);
     t.dataInfo = (info as RunInfo & { sftData?: SftDataInfo }).sftData ?? null;
     model.eval();
     return t;
@@ -253,21 +320,7 @@ export class SftTask implements TrainingTask<number[]> {
 
   /** The adapter (PEFT layout, with the tokenizer files and chat template beside it) or the model; sft.json; samples.jsonl. */
   async saveOutputs(dir: string): Promise<Record<string, string>> {
-    const out: Record<string, string> = {};
-    const config = { ...this.tokenizer.config, chat_template: this.template.source };
-    const { HFTokenizer } = await import('../models/hf/tokenizer.js');
-    const tok = new HFTokenizer(this.tokenizer.json, config);
-    if (this.lora) {
-      out.adapter = path.dirname(saveAdapter(this.lora, path.join(dir, 'adapter')).weights);
-      tok.save(out.adapter);
-    } else {
-      const { saveHFModel } = await import('../models/hf/save.js');
-      const hf = this.model.hf as NonNullable<CausalLM['hf']>;
-      this.model.hf = { ...hf, tokenizer: tok };
-      saveHFModel(this.model, path.join(dir, 'model'));
-      this.model.hf = hf;
-      out.model = path.join(dir, 'model');
-    }
+    const out = await saveChatOutputs(this.model, this.lora, this.tokenizer, this.template, dir);
     out.summary = path.join(dir, 'sft.json');
     writeFileSync(out.summary, `${JSON.stringify({
       examples: { train: this.data.train.length, validation: this.data.validation.length, test: this.data.test.length },
@@ -284,41 +337,18 @@ export class SftTask implements TrainingTask<number[]> {
 
   /** Greedy answers to the first n validation prompts, beside their references. */
   samples(n: number): Array<Record<string, unknown>> {
-    const out: Array<Record<string, unknown>> = [];
-    const wasTraining = this.model.training;
-    this.model.eval();
-    try {
-      for (const e of this.data.validationExamples) {
-        if (out.length >= n) break;
-        const p = promptOf(e);
-        if (!p) continue;
-        const maxNewTokens = Math.min(256, 2 * this.tokenizer.encode(p.reference, { addSpecialTokens: false }).length + 8);
-        const generated = this.answer({ chat: p.chat, messages: p.messages?.messages, prompt: p.prompt }, { maxNewTokens });
-        out.push({ ...(p.chat ? { messages: p.messages!.messages } : { prompt: p.prompt }), reference: p.reference, generated });
-      }
-    } finally {
-      this.model.train(wasTraining);
-    }
-    return out;
+    const prompts = this.data.validationExamples.map(promptOf).filter((p) => p !== null).map((p) => ({ chat: p.chat, messages: p.messages?.messages, prompt: p.prompt, reference: p.reference }));
+    return sampleAnswers(this.model, this.tokenizer, this.template, prompts, n);
   }
 
   /** Each text as a user message, answered through the chat template (greedy unless opts.doSample). */
   async predict(texts: string[], opts: ChatGenerationOptions = {}): Promise<ChatPrediction[]> {
-    const wasTraining = this.model.training;
-    this.model.eval();
-    try {
-      return texts.map((prompt) => ({ prompt, completion: this.answer({ chat: true, messages: [{ role: 'user', content: prompt }] }, { maxNewTokens: 128, ...opts }) }));
-    } finally {
-      this.model.train(wasTraining);
-    }
+    return predictChat(this.model, this.tokenizer, this.template, texts, opts);
   }
 
   /** The model's answer to a prompt: a conversation through the chat template, or a plain-text prompt. */
-  private answer(p: { chat: boolean; messages?: ChatMessage[]; prompt?: string }, opts: ChatGenerationOptions): string {
-    if (p.chat) return generateChat(this.model, this.tokenizer, this.template, p.messages!, opts).text;
-    const ids = this.tokenizer.encode(p.prompt!);
-    const gen = generate(this.model, ids, { ...opts, eosTokenId: configEos(this.model) });
-    return this.tokenizer.decode(gen.slice(ids.length), { skipSpecialTokens: true });
+  private answer(p: ChatPrompt, opts: ChatGenerationOptions): string {
+    return answerChat(this.model, this.tokenizer, this.template, p, opts);
   }
 
   /** The examples of a split of the run's data (re-read from the files autoglm.json names when the run was loaded), or of a dataset file. */
@@ -374,7 +404,7 @@ export class SftTask implements TrainingTask<number[]> {
 export const sftTask: TaskDefinition = {
   name: 'sft',
   description: 'supervised fine-tuning of a decoder on chat / instruction data: chat template, loss on the answers, packing',
-  refuses: CAUSAL_LM_REFUSES,
+  refuses: { ...CAUSAL_LM_REFUSES, ...DPO_ONLY },
   monitors: ['val_loss'],
   dataParallel: true,
   check: (c) => checkCausalLM(c, 'sft'),

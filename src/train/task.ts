@@ -41,7 +41,7 @@ import type { TextEncoder } from '../models/classifier.js';
 import type { DatasetSpec, DatasetSplits } from '../data/index.js';
 import type { DataParallel } from '../distributed/data-parallel.js';
 import type { TrainerConfig } from './config.js';
-import type { Callback, History, StepLog, TaskMetrics } from './history.js';
+import type { Callback, History, PreferenceRewards, StepLog, TaskMetrics } from './history.js';
 import type { RunInfo } from './outputs.js';
 
 export interface FinetuneArgs extends Partial<Omit<DatasetSpec, 'dataset'>> {
@@ -105,6 +105,8 @@ export interface TaskEval {
   /** Tokens scored (causal-LM). */
   tokens?: number;
   tasks?: Record<string, TaskMetrics>;
+  /** Preference tuning: the rewards (accuracy is their reward accuracy). */
+  rewards?: PreferenceRewards;
   /** The full report that the history keeps for the test split. */
   report?: History['test'];
 }

@@ -12,6 +12,7 @@ import { classificationTask } from './classification.js';
 import { multiTaskTask } from './multitask.js';
 import { causalLMTask } from './causal-lm.js';
 import { sftTask } from './sft.js';
+import { dpoTask } from './dpo.js';
 
 const TASKS = new Map<string, TaskDefinition>();
 
@@ -33,6 +34,7 @@ registerTask(classificationTask);
 registerTask(multiTaskTask);
 registerTask(causalLMTask);
 registerTask(sftTask);
+registerTask(dpoTask);
 
 /** The task a config selects: `task`, where 'classification' with `tasks` set is 'multi-task'. */
 export function taskOf(c: TrainerConfig): TaskDefinition {

@@ -35,6 +35,7 @@ import { checkDeviceConfig, refuseDeviceDataParallel } from './device.js';
 import { backend, cpuBackend, setBackend, type Backend } from '../backend/index.js';
 import { onCpu } from '../backend/placement.js';
 import type { FinetuneArgs, TaskContext, TaskDefinition, TrainingTask } from './task.js';
+import type { DpoEvalResult } from './dpo.js';
 
 export type { FinetuneArgs } from './task.js';
 
@@ -44,9 +45,17 @@ export function isChatPrediction(p: Prediction | ChatPrediction): p is ChatPredi
 }
 
 /** Whether an evaluation is an SFT run's (loss, perplexity, exact match), else a classification run's. */
-export function isSftEvalResult(r: EvalResult | SftEvalResult): r is SftEvalResult {
+export function isSftEvalResult(r: EvalResult | SftEvalResult | DpoEvalResult): r is SftEvalResult {
   return 'perplexity' in r && !('accuracy' in r);
 }
+
+/** Whether an evaluation is a DPO run's (preference loss, reward accuracy, rewards). */
+export function isDpoEvalResult(r: EvalResult | SftEvalResult | DpoEvalResult): r is DpoEvalResult {
+  return 'rewards' in r;
+}
+
+/** Tasks whose runs are decoders: they evaluate on files and answer prompts through the chat template. */
+const DECODER_RUNS = new Set(['sft', 'dpo']);
 
 /** How long a rank waits for the others in one collective (a dead peer is reported at once, not after this). */
 const DP_TIMEOUT_MS = 10 * 60 * 1000;
@@ -177,18 +186,19 @@ export class AutoGLMTrainer extends EventEmitter {
 
   /**
    * Evaluates the fine-tuned model on a split of the last dataset ('test' | 'validation'), or on examples
-   * (classification, multi-task), or on a dataset file (sft). Classification runs report an `EvalResult`
+   * (classification, multi-task), or on a dataset file (sft, dpo). Classification runs report an `EvalResult`
    * (accuracy, macro-F1, loss, per-class report; per task in a multi-task run); SFT runs an `SftEvalResult` (loss
-   * and perplexity over the scored tokens, and with `opts.exactMatch` the share of prompts answered exactly).
+   * and perplexity over the scored tokens, and with `opts.exactMatch` the share of prompts answered exactly); DPO runs
+   * a `DpoEvalResult` (preference loss, reward accuracy and rewards against the base model; opts: maxEval).
    */
-  async evaluate(split: 'test' | 'validation' | DatasetSplits['test'] | string = 'test', opts: SftEvalOptions = {}): Promise<EvalResult | SftEvalResult> {
+  async evaluate(split: 'test' | 'validation' | DatasetSplits['test'] | string = 'test', opts: SftEvalOptions = {}): Promise<EvalResult | SftEvalResult | DpoEvalResult> {
     if (!this.task) throw new AutoGLMError(`'evaluate' needs a fine-tuned model: call finetune() first (or AutoGLMTrainer.load)`);
-    if (!this.task.evaluateOn) throw new ConfigError(`'evaluate' works on classification, multi-task and sft runs; task '${this.task.name}' reports its evaluation in the history of finetune()`);
-    if (this.task.name !== 'sft') {
+    if (!this.task.evaluateOn) throw new ConfigError(`'evaluate' works on classification, multi-task, sft and dpo runs; task '${this.task.name}' reports its evaluation in the history of finetune()`);
+    if (!DECODER_RUNS.has(this.task.name)) {
       if (typeof split === 'string' && split !== 'test' && split !== 'validation') throw new ConfigError(`'evaluate' takes 'test', 'validation' or examples for task '${this.task.name}' (got '${split}'; a file: load it with loadDataset and pass its examples)`);
       if (Object.keys(opts).length) throw new ConfigError(`evaluation options ${Object.keys(opts).map((k) => `'${k}'`).join(', ')} apply to sft runs; task '${this.task.name}' takes none`);
     }
-    return (await this.task.evaluateOn(split, opts)) as EvalResult | SftEvalResult;
+    return (await this.task.evaluateOn(split, opts)) as EvalResult | SftEvalResult | DpoEvalResult;
   }
 
   /**
@@ -199,7 +209,7 @@ export class AutoGLMTrainer extends EventEmitter {
   async predict(texts: string[], opts: ChatGenerationOptions = {}): Promise<Prediction[] | ChatPrediction[]> {
     if (!this.task) throw new AutoGLMError(`'predict' needs a fine-tuned model: call finetune() first (or AutoGLMTrainer.load)`);
     if (!this.task.predict) throw new ConfigError(`'predict' works on classification, multi-task and sft runs; task '${this.task.name}' has no labels to predict or chat template to answer through`);
-    if (this.task.name !== 'sft' && Object.keys(opts).length) throw new ConfigError(`generation options ${Object.keys(opts).map((k) => `'${k}'`).join(', ')} apply to sft runs; task '${this.task.name}' predicts labels`);
+    if (!DECODER_RUNS.has(this.task.name) && Object.keys(opts).length) throw new ConfigError(`generation options ${Object.keys(opts).map((k) => `'${k}'`).join(', ')} apply to sft and dpo runs; task '${this.task.name}' predicts labels`);
     return (await this.task.predict(texts, opts)) as Prediction[] | ChatPrediction[];
   }
 

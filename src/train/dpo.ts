@@ -1,0 +1,387 @@
+/**
+ * Task 'dpo': preference tuning of a Hugging Face decoder (gpt2, llama, qwen2, mistral, glm) with Direct Preference
+ * Optimization, as TRL's DPOTrainer does it, on the one training loop (loop.ts: accumulation, guarded update,
+ * schedules, evaluation, early stopping, checkpoints and exact resume).
+ *
+ * - Data: `{prompt, chosen, rejected}` records, plain or conversational, with the prompt explicit or implicit
+ *   (src/sft/preference.ts); JSONL, JSON, CSV or Parquet; the model's chat template (or config `chatTemplate`).
+ * - Reference model: the model as it is before training (with LoRA, the base; with full fine-tuning, the loaded
+ *   weights). Its log-probabilities of every pair are computed once, when the task is built (TRL's
+ *   `precompute_ref_log_probs`), so no second model is held in memory and a step costs one forward and backward pass
+ *   of the policy. They are computed again on resume, from the same initial model, before the checkpoint is loaded.
+ * - Loss (`dpoLossType`): 'sigmoid' (DPO, with `labelSmoothing` as conservative DPO's ε), 'ipo' or 'hinge', with
+ *   `dpoBeta` (src/sft/dpo.ts). The base model's dropout is off (TRL's `disable_dropout`, its default): the
+ *   reference was computed without it; the adapters' `loraDropout` stays as set.
+ * - Logs: each logged step and each evaluation carry the rewards TRL logs (chosen, rejected, margin, accuracy = the
+ *   share of pairs whose chosen reward is the larger); an evaluation's `accuracy` is that reward accuracy, so early
+ *   stopping can watch 'val_accuracy' as well as 'val_loss'.
+ * - Outputs: the adapter in PEFT's layout (or the whole model) with the tokenizer and chat template beside it, as task
+ *   sft writes them, dpo.json, and greedy answers to validation prompts in samples.jsonl; a loaded run predicts
+ *   (answers through the chat template) and evaluates on preference files (the reference: the base with the adapters
+ *   off, or the base model named in autoglm.json).
+ *
+ * Data-parallel (`autoglm launch`): every rank draws the same global batch of pairs and trains on its block, its loss
+ * scaled to its share of the global mean; reference and evaluation log-probabilities are computed by every W-th pair's
+ * rank and gathered.
+ */
+import path from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { autocast } from '../tensor/precision.js';
+import { noGrad } from '../tensor/autograd.js';
+import { ConfigError, DatasetError, AutoGLMError, CheckpointError } from '../errors.js';
+import { manualSeed } from '../nn/init.js';
+import { Dropout } from '../nn/layers.js';
+import type { LoraModel } from '../peft/index.js';
+import { BucketSampler, RandomSampler, type Sampler } from '../data/index.js';
+import { BadLineSink } from '../data/bad-lines.js';
+import type { CausalLM } from '../models/hf/family.js';
+import type { HFTokenizer } from '../models/hf/tokenizer.js';
+import { loadSplitsWith, readFileWith } from '../sft/dataset.js';
+import type { ChatTemplate } from '../sft/template.js';
+import { padBatch } from '../sft/batch.js';
+import { pairPrompt, pairRow, toPreference, tokenizePair, type PreferenceExample, type TokenizedPair } from '../sft/preference.js';
+import { dpoLoss, dpoTerms, emptyRewardSums, rewardMeans, scoredCounts, sequenceLogProbs, type DpoLossOptions, type RewardSums } from '../sft/dpo.js';
+import type { ChatGenerationOptions, ChatPrediction } from '../sft/types.js';
+import type { RunInfo } from './outputs.js';
+import type { PreferenceRewards } from './history.js';
+import { paramGroups, trainableOf } from './setup.js';
+import type { TrainerConfig } from './config.js';
+import { SFT_ONLY } from './config.js';
+import { CAUSAL_LM_REFUSES, TOP, checkCausalLM, decoderForTraining, requireCausalLM } from './causal-lm.js';
+import { loadChatRun, predictChat, sampleAnswers, saveChatOutputs, templateFor } from './sft.js';
+import type { EvalSplit, FinetuneArgs, MicroBatchLoss, TaskContext, TaskDefinition, TaskEval, TrainingTask } from './task.js';
+
+type Split = 'train' | EvalSplit;
+
+interface DpoData {
+  name: string;
+  pairs: Record<Split, TokenizedPair[]>;
+  /** Validation pairs as read (sample generations). */
+  validationExamples: PreferenceExample[];
+}
+
+/** Where a run's data came from (autoglm.json). */
+interface DpoDataInfo {
+  dataset: string;
+  evalDataset?: string;
+  testDataset?: string;
+  validationFraction?: number;
+  maxTrain?: number;
+  maxEval?: number;
+}
+
+/** What `AutoGLMTrainer.evaluate` (and `autoglm eval`) reports for a DPO run. */
+export interface DpoEvalResult {
+  /** Mean preference loss over the pairs. */
+  loss: number;
+  /** Share of pairs whose chosen answer has the larger reward. */
+  accuracy: number;
+  rewards: PreferenceRewards;
+  /** Pairs scored. */
+  n: number;
+}
+
+/** Reads the pairs of one file; bad records go to the sink with their file, line or row, and field. */
+export function readPreferenceFile(file: string, sink: BadLineSink): Promise<PreferenceExample[]> {
+  return readFileWith(file, sink, toPreference);
+}
+
+function tokenizeAll(ctx: TaskContext | null, xs: readonly PreferenceExample[], tok: HFTokenizer, template: ChatTemplate, maxLength: number, split: string): TokenizedPair[] {
+  const out: TokenizedPair[] = [];
+  for (const x of xs) {
+    const p = tokenizePair(x, tok, template, maxLength);
+    if (p) out.push(p);
+  }
+  if (out.length < xs.length) ctx?.note(`${split}: dropped ${xs.length - out.length} pair(s) with no answer token within maxLength ${maxLength}`);
+  return out;
+}
+
+export class DpoTask implements TrainingTask<number[]> {
+  readonly name = 'dpo';
+  private readonly sampler: Sampler | null;
+  private readonly padId: number;
+  /** Reference log-probabilities of each split's pairs: chosen, rejected per pair. */
+  private readonly reference: Partial<Record<Split, Float32Array>> = {};
+  /** This micro-batch's reward sums (this rank's pairs), then the optimizer step's (every rank's). */
+  private pending: RewardSums = emptyRewardSums();
+  private stepSums: RewardSums = emptyRewardSums();
+  private dataInfo: DpoDataInfo | null = null;
+  private lastEval: DpoEvalResult | null = null;
+
+  private constructor(private readonly ctx: TaskContext, readonly model: CausalLM, readonly baseName: string, readonly tokenizer: HFTokenizer,
+    readonly template: ChatTemplate, private readonly data: DpoData, readonly lora: LoraModel | null) {
+    const c = ctx.config;
+    this.padId = tokenizer.padTokenId ?? 0;
+    const train = data.pairs.train;
+    const lengths = train.map((p) => p.prompt.length + Math.max(p.chosen.length, p.rejected.length));
+    this.sampler = lengths.length === 0 ? null : c.lengthBucketing ? new BucketSampler(lengths, c.batchSize, c.seed) : new RandomSampler(lengths.length, c.batchSize, c.seed);
+  }
+
+  static async create(ctx: TaskContext, args: FinetuneArgs): Promise<DpoTask> {
+    const c = ctx.config, spec = ctx.modelSpec;
+    if (typeof spec !== 'string') throw new ConfigError(`task 'dpo' takes a Hugging Face decoder folder or Hub id as 'model'`);
+    if (typeof args.dataset !== 'string') throw new ConfigError(`task 'dpo' takes a preference file as 'dataset' (.jsonl, .json, .csv or .parquet with 'chosen' and 'rejected', and 'prompt' or a prompt they share)`);
+    manualSeed(c.seed);
+    const { loadHFModel } = await import('../models/hf/loader.js');
+    const model = requireCausalLM(await loadHFModel(spec), spec);
+    const tok = model.hf?.tokenizer as HFTokenizer;
+    const template = templateFor(tok, model.hf?.source ?? null, c);
+    const splits = await loadSplitsWith({ dataset: args.dataset, evalDataset: args.evalDataset, testDataset: args.testDataset, onBadLine: args.onBadLine, seed: c.seed,
+      validationFraction: args.validationFraction, maxTrain: args.maxTrain, maxEval: args.maxEval }, readPreferenceFile);
+    if (splits.skipped.length) ctx.note(`skipped ${splits.skipped.length} bad record(s) (first: ${splits.skipped[0]!.file}:${splits.skipped[0]!.line}: ${splits.skipped[0]!.reason})`);
+    if (splits.train.some((e) => e.kind === 'conversation')) ctx.note(`chat template: ${template.origin}`);
+    const maxLength = Math.min(c.maxLength, model.maxPositions ?? Infinity);
+    const enc = (xs: PreferenceExample[], split: string) => tokenizeAll(ctx, xs, tok, template, maxLength, split);
+    const data: DpoData = { name: splits.name, pairs: { train: enc(splits.train, 'train'), validation: enc(splits.validation, 'validation'), test: enc(splits.test, 'test') },
+      validationExamples: splits.validation };
+    if (data.pairs.train.length === 0) throw new DatasetError(`'${splits.name}' has no training pair with an answer token within maxLength ${maxLength}`);
+    const lora = decoderForTraining(model, ctx, spec);
+    // TRL's disable_dropout: the reference log-probabilities are the model's without dropout, and so is the policy's
+    let off = 0;
+    for (const [name, m] of model.namedModules()) {
+      if (m instanceof Dropout && m.p > 0 && !/(^|\.)lora_dropout(\.|$)/.test(name)) {
+        m.p = 0;
+        off++;
+      }
+    }
+    if (off) ctx.note(`dpo: the model's dropout is off (${off} layer(s)), as TRL's disable_dropout; loraDropout stays as set`);
+    const t = new DpoTask(ctx, model, spec, tok, template, data, lora);
+    t.dataInfo = { dataset: args.dataset, evalDataset: args.evalDataset, testDataset: args.testDataset, validationFraction: args.validationFraction, maxTrain: args.maxTrain, maxEval: args.maxEval };
+    // the reference: the model before any step (LoRA's B is zero: the base)
+    for (const split of ['train', 'validation', 'test'] as const) t.reference[split] = await t.logProbs(data.pairs[split]);
+    model.train();
+    return t;
+  }
+
+  /** A finished run rebuilt from its folder, for predict and evaluate. */
+  static async load(ctx: TaskContext, dir: string, info: RunInfo): Promise<DpoTask> {
+    const { model, lora, tokenizer, template } = await loadChatRun(ctx, dir, info);
+    const empty: DpoData = { name: info.dataset, pairs: { train: [], validation: [], test: [] }, validationExamples: [] };
+    const t = new DpoTask(ctx, model, info.model, tokenizer, template, empty, lora);
+    t.dataInfo = (info as RunInfo & { dpoData?: DpoDataInfo }).dpoData ?? null;
+    model.eval();
+    return t;
+  }
+
+  private get c(): TrainerConfig {
+    return this.ctx.config;
+  }
+
+  private get lossOptions(): DpoLossOptions {
+    return { beta: this.c.dpoBeta, lossType: this.c.dpoLossType, labelSmoothing: this.c.labelSmoothing };
+  }
+
+  trainable() {
+    return trainableOf(this.model);
+  }
+
+  paramGroups() {
+    return paramGroups(this.trainable(), this.c, { isTop: (p) => TOP.test(p) });
+  }
+
+  get batchesPerEpoch(): number {
+    return this.sampler?.batchesPerEpoch ?? 0;
+  }
+
+  nextBatch(): number[] | null {
+    if (!this.sampler) throw new AutoGLMError(`task 'dpo' was loaded for prediction and has no training data`);
+    return this.sampler.next();
+  }
+
+  /** The batch of pairs: their chosen rows, then their rejected rows, right-padded. */
+  private rows(pairs: readonly TokenizedPair[]) {
+    return padBatch([...pairs.map((p) => pairRow(p, 'chosen')), ...pairs.map((p) => pairRow(p, 'rejected'))], this.padId);
+  }
+
+  /**
+   * The mean preference loss of the batch's pairs. Data-parallel: every rank draws the same global batch, trains on
+   * its block of pairs and returns its share of the global mean (its mean x its pairs / the batch's pairs).
+   */
+  loss(idx: number[]): MicroBatchLoss {
+    const dp = this.ctx.dp, train = this.data.pairs.train, ref = this.reference.train!;
+    const mine = dp ? dp.shard(idx) : idx;
+    if (mine.length === 0) return { loss: null };
+    const b = this.rows(mine.map((i) => train[i]!));
+    const reference = [...mine.map((i) => ref[2 * i]!), ...mine.map((i) => ref[2 * i + 1]!)];
+    const policy = autocast(this.ctx.compute, () => sequenceLogProbs(this.model, b));
+    const { loss, sums } = dpoLoss(policy, reference, scoredCounts(b), this.lossOptions);
+    this.pending = sums;
+    return { loss: dp ? loss.scale(mine.length / idx.length) : loss };
+  }
+
+  /** The micro-batch's reward sums join the step's (added over the ranks when data-parallel). */
+  async afterBackward(): Promise<void> {
+    let p = this.pending;
+    this.pending = emptyRewardSums();
+    if (this.ctx.dp) {
+      const [chosen, rejected, correct, loss, n] = await this.ctx.dp.sumNumbers([p.chosen, p.rejected, p.correct, p.loss, p.n]);
+      p = { chosen: chosen!, rejected: rejected!, correct: correct!, loss: loss!, n: n! };
+    }
+    for (const k of ['chosen', 'rejected', 'correct', 'loss', 'n'] as const) this.stepSums[k] += p[k];
+  }
+
+  stepLog() {
+    const s = this.stepSums;
+    this.stepSums = emptyRewardSums();
+    return s.n ? { rewards: rewardMeans(s) } : {};
+  }
+
+  /**
+   * Log-probabilities of pairs' answers under the model as it is (eval mode, no gradients): chosen and rejected per
+   * pair. Data-parallel: each rank computes every W-th pair and they are gathered.
+   */
+  private async logProbs(pairs: readonly TokenizedPair[]): Promise<Float32Array> {
+    const dp = this.ctx.dp;
+    const mine = dp ? pairs.filter((_, i) => i % dp.worldSize === dp.rank) : pairs;
+    const out = new Float32Array(2 * mine.length), bs = this.c.evalBatchSize;
+    const wasTraining = this.model.training;
+    this.model.eval();
+    try {
+      noGrad(() => {
+        for (let s = 0; s < mine.length; s += bs) {
+          const chunk = mine.slice(s, s + bs), n = chunk.length;
+          const lp = autocast(this.ctx.compute, () => sequenceLogProbs(this.model, this.rows(chunk))).f32();
+          for (let k = 0; k < n; k++) {
+            out[2 * (s + k)] = lp[k]!;
+            out[2 * (s + k) + 1] = lp[n + k]!;
+          }
+        }
+      });
+    } finally {
+      this.model.train(wasTraining);
+    }
+    return dp ? dp.gatherStrided(out, pairs.length, 2) : out;
+  }
+
+  /** Loss, reward accuracy and rewards of pairs from their policy and reference log-probabilities. */
+  private scores(pairs: readonly TokenizedPair[], policy: Float32Array, reference: Float32Array): DpoEvalResult {
+    const n = pairs.length;
+    const order = (a: Float32Array) => [...Array.from({ length: n }, (_, i) => a[2 * i]!), ...Array.from({ length: n }, (_, i) => a[2 * i + 1]!)];
+    const counts = [...pairs.map((p) => p.chosen.length), ...pairs.map((p) => p.rejected.length)];
+    const { sums } = dpoTerms(order(policy), order(reference), counts, this.lossOptions);
+    const rewards = rewardMeans(sums);
+    return { loss: sums.loss / n, accuracy: rewards.accuracy, rewards, n };
+  }
+
+  async evaluate(split: EvalSplit): Promise<TaskEval | null> {
+    const pairs = this.data.pairs[split];
+    if (pairs.length === 0) return null;
+    const r = this.scores(pairs, await this.logProbs(pairs), this.reference[split]!);
+    this.lastEval = r;
+    return { loss: r.loss, accuracy: r.accuracy, rewards: r.rewards };
+  }
+
+  state(): Record<string, unknown> {
+    return { sampler: this.sampler?.state() ?? null };
+  }
+
+  load(state: Record<string, unknown>, where: string): void {
+    if (!state || typeof state['sampler'] !== 'object' || state['sampler'] === null) throw new CheckpointError(`checkpoint '${where}' has no sampler state for task 'dpo'`);
+    this.sampler?.load(state['sampler'] as Record<string, unknown>);
+  }
+
+  runInfo(): RunInfo {
+    return { model: this.baseName, method: this.c.method, labels: [], config: this.c, dataset: this.data.name, ...(this.dataInfo ? { dpoData: this.dataInfo } : {}) } as RunInfo;
+  }
+
+  /** The adapter (PEFT layout, tokenizer files and chat template beside it) or the model; dpo.json; samples.jsonl. */
+  async saveOutputs(dir: string): Promise<Record<string, string>> {
+    const out = await saveChatOutputs(this.model, this.lora, this.tokenizer, this.template, dir);
+    out.summary = path.join(dir, 'dpo.json');
+    writeFileSync(out.summary, `${JSON.stringify({
+      pairs: { train: this.data.pairs.train.length, validation: this.data.pairs.validation.length, test: this.data.pairs.test.length },
+      beta: this.c.dpoBeta, loss_type: this.c.dpoLossType, label_smoothing: this.c.labelSmoothing, reference: 'the model before training (log-probabilities precomputed)',
+      chat_template: this.template.origin, last_evaluation: this.lastEval,
+    }, null, 2)}\n`);
+    const prompts = this.data.validationExamples.map(pairPrompt);
+    const samples = sampleAnswers(this.model, this.tokenizer, this.template, prompts, this.c.sampleGenerations);
+    if (samples.length) {
+      out.samples = path.join(dir, 'samples.jsonl');
+      writeFileSync(out.samples, samples.map((s) => JSON.stringify(s)).join('\n') + '\n');
+    }
+    return out;
+  }
+
+  /** Each text as a user message, answered through the chat template (greedy unless opts.doSample). */
+  async predict(texts: string[], opts: ChatGenerationOptions = {}): Promise<ChatPrediction[]> {
+    return predictChat(this.model, this.tokenizer, this.template, texts, opts);
+  }
+
+  /**
+   * Preference loss, reward accuracy and rewards on a split of the run's data or on a preference file. A loaded run's
+   * reference is the base model: its adapters turned off (LoRA), or the base named in autoglm.json loaded (full).
+   */
+  async evaluateOn(split: EvalSplit | string | unknown[], opts: { maxEval?: number } = {}): Promise<DpoEvalResult> {
+    if (typeof split !== 'string') throw new ConfigError(`a DPO run evaluates on 'validation', 'test' or a preference file (.jsonl, .json, .csv, .parquet)`);
+    const unknown = Object.keys(opts).filter((k) => k !== 'maxEval' && (opts as Record<string, unknown>)[k] !== undefined);
+    if (unknown.length) throw new ConfigError(`evaluation options ${unknown.map((k) => `'${k}'`).join(', ')} do not apply to dpo runs (they take maxEval)`);
+    const maxLength = Math.min(this.c.maxLength, this.model.maxPositions ?? Infinity);
+    let pairs: TokenizedPair[], reference: Float32Array | undefined;
+    if ((split === 'validation' || split === 'test') && this.data.pairs.train.length) {
+      pairs = this.data.pairs[split];
+      reference = this.reference[split];
+    } else {
+      pairs = tokenizeAll(null, await this.examplesOf(split), this.tokenizer, this.template, maxLength, split);
+    }
+    if (opts.maxEval !== undefined) {
+      pairs = pairs.slice(0, opts.maxEval);
+      reference = reference?.slice(0, 2 * pairs.length);
+    }
+    if (pairs.length === 0) throw new DatasetError(`'${split}' has no preference pair with an answer token within maxLength ${maxLength}`);
+    const policy = await this.logProbs(pairs);
+    reference ??= await this.baseLogProbs(pairs);
+    return this.scores(pairs, policy, reference);
+  }
+
+  /** The pairs of a split re-read from the files autoglm.json names, or of a preference file. */
+  private async examplesOf(split: string): Promise<PreferenceExample[]> {
+    if (split !== 'validation' && split !== 'test') return readPreferenceFile(split, new BadLineSink('error'));
+    if (!this.dataInfo) throw new ConfigError(`this DPO run's folder does not say which data it was trained on; evaluate it on a preference file instead of '${split}'`);
+    if (split === 'test' && !this.dataInfo.testDataset) throw new ConfigError(`this DPO run had no test file (testDataset); evaluate it on 'validation' or on a preference file`);
+    const s = await loadSplitsWith({ ...this.dataInfo, seed: this.c.seed, onBadLine: 'skip' }, readPreferenceFile);
+    return s[split];
+  }
+
+  /** Reference log-probabilities of a loaded run: the base model's. */
+  private async baseLogProbs(pairs: readonly TokenizedPair[]): Promise<Float32Array> {
+    if (this.lora) {
+      this.lora.disableAdapters();
+      try {
+        return await this.logProbs(pairs);
+      } finally {
+        this.lora.enableAdapters();
+      }
+    }
+    const { loadHFModel } = await import('../models/hf/loader.js');
+    const base = requireCausalLM(await loadHFModel(this.baseName), this.baseName);
+    const saved = this.model;
+    (this as { model: CausalLM }).model = base;
+    try {
+      return await this.logProbs(pairs);
+    } finally {
+      (this as { model: CausalLM }).model = saved;
+    }
+  }
+}
+
+export const dpoTask: TaskDefinition = {
+  name: 'dpo',
+  description: 'preference tuning of a decoder on chosen / rejected answers (DPO, IPO, SLiC hinge) against the initial model',
+  refuses: {
+    ...CAUSAL_LM_REFUSES,
+    datasetFormat: "task 'dpo' reads preference records ('prompt', 'chosen', 'rejected'); datasetFormat selects the record shape of task 'sft'",
+    completionOnlyLoss: "task 'dpo' always scores the answers only (the prompt is shared by both sides of a pair)",
+    packing: SFT_ONLY.packing!,
+  },
+  monitors: ['val_loss', 'val_accuracy'],
+  dataParallel: true,
+  check: (c) => {
+    checkCausalLM(c, 'dpo');
+    if (c.labelSmoothing >= 0.5) throw new ConfigError(`config key 'labelSmoothing' is ${c.labelSmoothing}: with task 'dpo' it is conservative DPO's epsilon, the share of pairs taken to be mislabelled; expected a value below 0.5`);
+    if (c.labelSmoothing > 0 && c.dpoLossType !== 'sigmoid') {
+      throw new ConfigError(`config key 'labelSmoothing' is ${c.labelSmoothing}: with task 'dpo' it is conservative DPO's epsilon, which applies to dpoLossType 'sigmoid', not '${c.dpoLossType}'`);
+    }
+  },
+  create: (ctx, args) => DpoTask.create(ctx, args),
+  load: (ctx, dir, info) => DpoTask.load(ctx, dir, info),
+};

@@ -3,7 +3,9 @@
  * trains the same adapter as one process on the same global batches, padded and packed, within float summation
  * order; the validation loss (each rank scores half the sequences) is the single process's; the run folder is
  * complete (adapter, sft.json with the global token counts). The same for task causal-lm on plain texts of unequal
- * lengths (each rank's loss weighted by its share of the global batch's predicted tokens).
+ * lengths (each rank's loss weighted by its share of the global batch's predicted tokens); and for task dpo (each rank's pairs
+ * weighted by their share of the batch, the reference log-probabilities computed by half the ranks each, the rewards
+ * in the logs summed over the ranks).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -81,4 +83,28 @@ test('autoglm launch --nproc 2 finetune --task causal-lm: the adapter and the va
     '--batch-size', '8', '--max-length', '64', '--optimizer', 'sgd', '--learning-rate', '0.5', '--mixed-precision', 'fp32', '--eval-every', '2',
     '--seed', '5', '--output-dir', out, '--quiet', '--json'];
   await oneAndTwoRanks(args, path.join(root, 'lm-one'), path.join(root, 'lm-two'));
+});
+
+test('autoglm launch --nproc 2 finetune --task dpo: the adapter, the validation loss and the rewards of one process on the same global batches', async () => {
+  const prefs = path.join(root, 'prefs.jsonl');
+  const pairs = syntheticSplits({ task: 'addition', train: 48, test: 0, seed: 4, digits: 2 }).train.map((x) => {
+    const [user, assistant] = x.messages;
+    return { prompt: [user], chosen: [assistant], rejected: [{ role: 'assistant', content: [...assistant!.content].reverse().join('') }] };
+  });
+  writeFileSync(prefs, pairs.map((p) => JSON.stringify(p)).join('\n') + '\n');
+  // 5 pairs a batch: the ranks hold 3 and 2 pairs, so the shares of the global mean are unequal
+  const args = (out: string) => ['finetune', '--task', 'dpo', '--model', model, '--dataset', prefs, '--method', 'lora', '--max-steps', '4',
+    '--batch-size', '5', '--max-length', '64', '--optimizer', 'sgd', '--learning-rate', '0.5', '--mixed-precision', 'fp32', '--eval-every', '2',
+    '--sample-generations', '0', '--seed', '5', '--output-dir', out, '--quiet', '--json'];
+  const one = path.join(root, 'dpo-one'), two = path.join(root, 'dpo-two');
+  await oneAndTwoRanks(args, one, two);
+  const rewards = (dir: string) => readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { kind: string; rewards?: Record<string, number> })
+    .filter((l) => l.kind === 'step' || l.kind === 'eval').map((l) => l.rewards!);
+  const ra = rewards(one), rb = rewards(two);
+  assert.equal(rb.length, ra.length);
+  // (not the reward accuracy: a pair whose margin is within rounding of 0, as every pair's is at the first step, may
+  // count either way)
+  ra.forEach((a, i) => {
+    for (const k of ['chosen', 'rejected', 'margin']) assert.ok(Math.abs(a[k]! - rb[i]![k]!) < 1e-4 * Math.max(1e-2, Math.abs(a[k]!)), `${k} of log line ${i}: ${rb[i]![k]} (2 ranks) vs ${a[k]} (1 process)`);
+  });
 });

@@ -23,7 +23,7 @@ import { makeTinyChatModel } from '../src/sft/tiny-chat-model.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const GPT2 = path.join(ROOT, 'test/fixtures/golden/gpt2');
-const TASKS = ['classification', 'multi-task', 'causal-lm', 'sft'] as const;
+const TASKS = ['classification', 'multi-task', 'causal-lm', 'sft', 'dpo'] as const;
 type Task = (typeof TASKS)[number];
 const dir = mkdtempSync(path.join(tmpdir(), 'autoglm-keys-'));
 
@@ -42,10 +42,14 @@ writeFileSync(TEXTS, examples(24, 4).map((e) => JSON.stringify({ text: e.text })
 // task sft: chat records (text -> topic) that also carry a 'text' field, so that datasetFormat 'text' reads other data
 const CHATS = path.join(dir, 'chats.jsonl');
 writeFileSync(CHATS, examples(24, 5).map((e) => JSON.stringify({ messages: [{ role: 'user', content: e.text }, { role: 'assistant', content: e.label }], text: `${e.text}: ${e.label}` })).join('\n'));
+// task dpo: the right topic preferred to the other one
+const PREFS = path.join(dir, 'prefs.jsonl');
+writeFileSync(PREFS, examples(24, 6).map((e) => JSON.stringify({ prompt: [{ role: 'user', content: e.text }], chosen: [{ role: 'assistant', content: e.label }],
+  rejected: [{ role: 'assistant', content: e.label === 'music' ? 'weather' : 'music' }] })).join('\n'));
 const TINY_CHAT = path.join(dir, 'tiny-chat');
 makeTinyChatModel(TINY_CHAT, { hiddenSize: 16, layers: 2, heads: 2, seed: 0 }); // 2 layers: layerwiseLrDecay has layers to tell apart
-const MODEL: Record<Task, () => string | TextEncoder> = { classification: tinyEncoder, 'multi-task': tinyEncoder, 'causal-lm': () => GPT2, sft: () => TINY_CHAT };
-const DATA: Record<Task, string | DatasetSplits> = { classification: SPLITS, 'multi-task': SPLITS, 'causal-lm': TEXTS, sft: CHATS };
+const MODEL: Record<Task, () => string | TextEncoder> = { classification: tinyEncoder, 'multi-task': tinyEncoder, 'causal-lm': () => GPT2, sft: () => TINY_CHAT, dpo: () => TINY_CHAT };
+const DATA: Record<Task, string | DatasetSplits> = { classification: SPLITS, 'multi-task': SPLITS, 'causal-lm': TEXTS, sft: CHATS, dpo: PREFS };
 
 /** A tiny sentence encoder (characters -> 2 transformer blocks of width 16 -> mean pooling): the table's runs stay fast. */
 function tinyEncoder(): TextEncoder {
@@ -61,6 +65,7 @@ const BASE: Record<Task, TrainerConfigInput> = {
   'causal-lm': { task: 'causal-lm' },
   // chat records are ~50 characters (tokens) long with the ChatML template; one sample generation keeps it quick
   sft: { task: 'sft', maxLength: 64, sampleGenerations: 1 },
+  dpo: { task: 'dpo', maxLength: 64, sampleGenerations: 1 },
 };
 const COMMON: TrainerConfigInput = { maxSteps: 2, batchSize: 4, maxLength: 12, evalBatchSize: 8, logEvery: 1, learningRate: 1e-2, warmupSteps: 0 };
 
@@ -79,42 +84,45 @@ interface Row {
 const PLATEAU = { scheduler: 'plateau', evalEvery: 1, maxSteps: 6, learningRate: 0.3, plateauPatience: 0 } as const;
 const TABLE: Record<string, Row> = {
   task: { value: null, special: "selects the task (registry test below: an unknown task is refused, naming the known ones)" },
-  tasks: { value: ['keys', 'mood'], refused: ['causal-lm', 'sft'], special: "selects task 'multi-task' (its label sets are the multi-task run's)" },
+  tasks: { value: ['keys', 'mood'], refused: ['causal-lm', 'sft', 'dpo'], special: "selects task 'multi-task' (its label sets are the multi-task run's)" },
   method: { value: 'full' },
   learningRate: { value: 0.05 },
-  headLearningRate: { value: 0.5, refused: ['causal-lm', 'sft'] },
+  headLearningRate: { value: 0.5, refused: ['causal-lm', 'sft', 'dpo'] },
   layerwiseLrDecay: { value: 0.3 },
   loraRank: { value: 2 },
   loraAlpha: { value: 64 },
   loraDropout: { value: 0.3 },
-  loraTargets: { value: { classification: ['qkv'], 'multi-task': ['qkv'], 'causal-lm': ['c_attn'], sft: ['q_proj'] }, perTask: true },
+  loraTargets: { value: { classification: ['qkv'], 'multi-task': ['qkv'], 'causal-lm': ['c_attn'], sft: ['q_proj'], dpo: ['q_proj'] }, perTask: true },
   useRslora: { value: true },
   useDora: { value: true },
   loraPlusRatio: { value: 16 },
   baseQuantization: { value: 'int8' },
   gradientCheckpointing: { value: true },
-  headDropout: { value: 0.5, refused: ['causal-lm', 'sft'] },
-  taskWeighting: { value: 'uncertainty', refused: ['classification', 'causal-lm', 'sft'] },
-  taskWeights: { value: [1, 3], refused: ['classification', 'causal-lm', 'sft'] },
-  dwaTemperature: { value: 0.1, needs: { taskWeighting: 'dwa', dwaWindow: 1, maxSteps: 5 }, refused: ['classification', 'causal-lm', 'sft'] },
-  dwaWindow: { value: 1, needs: { taskWeighting: 'dwa', maxSteps: 5 }, refused: ['classification', 'causal-lm', 'sft'] },
-  taskSampling: { value: 'round-robin', refused: ['classification', 'causal-lm', 'sft'] },
-  taskSamplingTemperature: { value: 0.2, needs: { taskSampling: 'temperature', maxSteps: 6 }, refused: ['classification', 'causal-lm', 'sft'] },
+  headDropout: { value: 0.5, refused: ['causal-lm', 'sft', 'dpo'] },
+  taskWeighting: { value: 'uncertainty', refused: ['classification', 'causal-lm', 'sft', 'dpo'] },
+  taskWeights: { value: [1, 3], refused: ['classification', 'causal-lm', 'sft', 'dpo'] },
+  dwaTemperature: { value: 0.1, needs: { taskWeighting: 'dwa', dwaWindow: 1, maxSteps: 5 }, refused: ['classification', 'causal-lm', 'sft', 'dpo'] },
+  dwaWindow: { value: 1, needs: { taskWeighting: 'dwa', maxSteps: 5 }, refused: ['classification', 'causal-lm', 'sft', 'dpo'] },
+  taskSampling: { value: 'round-robin', refused: ['classification', 'causal-lm', 'sft', 'dpo'] },
+  taskSamplingTemperature: { value: 0.2, needs: { taskSampling: 'temperature', maxSteps: 6 }, refused: ['classification', 'causal-lm', 'sft', 'dpo'] },
   // task 'sft' keys
-  datasetFormat: { value: 'text', refused: ['classification', 'multi-task', 'causal-lm'] },
-  completionOnlyLoss: { value: false, refused: ['classification', 'multi-task', 'causal-lm'] },
-  packing: { value: true, needs: { maxLength: 128 }, refused: ['classification', 'multi-task', 'causal-lm'] }, // rows of 128 hold 2+ examples
+  datasetFormat: { value: 'text', refused: ['classification', 'multi-task', 'causal-lm', 'dpo'] },
+  completionOnlyLoss: { value: false, refused: ['classification', 'multi-task', 'causal-lm', 'dpo'] },
+  packing: { value: true, needs: { maxLength: 128 }, refused: ['classification', 'multi-task', 'causal-lm', 'dpo'] }, // rows of 128 hold 2+ examples
   chatTemplate: { value: "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}", refused: ['classification', 'multi-task', 'causal-lm'] },
   sampleGenerations: { value: 0, refused: ['classification', 'multi-task', 'causal-lm'] },
+  // task 'dpo' keys
+  dpoBeta: { value: 0.5, refused: ['classification', 'multi-task', 'causal-lm', 'sft'] },
+  dpoLossType: { value: 'ipo', refused: ['classification', 'multi-task', 'causal-lm', 'sft'] },
   epochs: { value: 1, needs: { maxSteps: undefined } },
   maxSteps: { value: 3 },
   batchSize: { value: 2 },
   evalBatchSize: { value: 1, special: 'sets how many texts an evaluation pass takes at once (memory and speed): the numbers stay the same, the run must accept it' },
   gradientAccumulation: { value: 2 },
-  maxLength: { value: { classification: 4, 'multi-task': 4, 'causal-lm': 4, sft: 40 }, perTask: true },
+  maxLength: { value: { classification: 4, 'multi-task': 4, 'causal-lm': 4, sft: 40, dpo: 30 }, perTask: true },
   lengthBucketing: { value: false },
-  curriculum: { value: { scorer: 'length', pacing: 'linear', startFraction: 0.3 }, refused: ['multi-task', 'causal-lm', 'sft'] },
-  sampling: { value: { method: 'loss-weighted' }, refused: ['multi-task', 'causal-lm', 'sft'] },
+  curriculum: { value: { scorer: 'length', pacing: 'linear', startFraction: 0.3 }, refused: ['multi-task', 'causal-lm', 'sft', 'dpo'] },
+  sampling: { value: { method: 'loss-weighted' }, refused: ['multi-task', 'causal-lm', 'sft', 'dpo'] },
   optimizer: { value: 'sgd' },
   betas: { value: [0.5, 0.9] },
   eps: { value: 1e-2 },

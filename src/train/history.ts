@@ -34,6 +34,8 @@ export interface History {
   /** Multi-task runs: the final weight of each task's loss. */
   taskWeights?: Record<string, number>;
   best?: { step: number; metric: string; value: number };
+  /** DPO runs: preference loss and rewards of the last validation pass and of the test split (when there is one). */
+  preference?: { validation?: PreferenceRewards & { loss: number }; test?: PreferenceRewards & { loss: number } };
   /** Causal-LM runs: perplexity of the last validation pass and of the test split (when there is one). */
   perplexity?: { validation?: number; test?: number };
   stoppedEarly: boolean;

@@ -272,6 +272,7 @@ export class TrainingLoop {
       ...(r.perplexity !== undefined ? { perplexity: r.perplexity } : {}), time_s: this.elapsed(), ...(r.tasks ? { tasks: r.tasks } : {}),
       ...(r.rewards ? { rewards: r.rewards } : {}) };
     if (r.perplexity !== undefined) this.history.perplexity = { ...this.history.perplexity, validation: r.perplexity };
+    if (r.rewards) this.history.preference = { ...this.history.preference, validation: { loss: r.loss, ...r.rewards } };
     this.history.evals.push(log);
     this.log.write('eval', log);
     for (const cb of h.callbacks) await cb.onEvaluate?.(log);
@@ -319,6 +320,7 @@ export class TrainingLoop {
     if (r) {
       if (r.report) h.test = r.report;
       if (r.perplexity !== undefined) h.perplexity = { ...h.perplexity, test: r.perplexity };
+      if (r.rewards) h.preference = { ...h.preference, test: { loss: r.loss, ...r.rewards } };
       this.log.write('test', { step: this.step, loss: r.loss, accuracy: r.accuracy, macro_f1: r.macro_f1, perplexity: r.perplexity, tokens: r.tokens, tasks: r.tasks, rewards: r.rewards });
     }
     const device = await this.modelToCPU();

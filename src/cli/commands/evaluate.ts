@@ -4,6 +4,7 @@ import { applyThreads, intOption } from '../options.js';
 import { ConfigError } from '../../errors.js';
 import type { EvalResult } from '../../train/evaluate.js';
 import type { SftEvalResult } from '../../sft/types.js';
+import type { DpoEvalResult } from '../../train/dpo.js';
 
 interface EvalOpts { dataset?: string; split: string; dataDir?: string; maxEval?: number; exactMatch?: boolean; maxNewTokens?: number; threads?: number; json?: boolean }
 
@@ -27,6 +28,21 @@ async function evalSft(dir: string, o: EvalOpts): Promise<void> {
   }
 }
 
+/**
+ * A DPO run: preference loss, reward accuracy and rewards against the base model (adapters off, or the base model
+ * loaded) on the run's validation / test pairs or on every pair of --dataset.
+ */
+async function evalDpo(dir: string, o: EvalOpts): Promise<void> {
+  if (o.dataDir) throw new ConfigError(`option '--data-dir' names the folder of the classification datasets; a DPO run takes --dataset <file>`);
+  if (o.exactMatch || o.maxNewTokens !== undefined) throw new ConfigError(`options '--exact-match' and '--max-new-tokens' apply to SFT runs; '${dir}' is a task 'dpo' run`);
+  const { AutoGLMTrainer } = await import('../../train/trainer.js');
+  const trainer = await AutoGLMTrainer.load(dir);
+  const what = o.dataset ?? o.split;
+  const r = (await trainer.evaluate(what, { maxEval: o.maxEval })) as DpoEvalResult;
+  console.log(`${what}: reward accuracy ${(100 * r.accuracy).toFixed(2)}%  margin ${r.rewards.margin.toFixed(4)}  (chosen ${r.rewards.chosen.toFixed(4)}, rejected ${r.rewards.rejected.toFixed(4)})  loss ${r.loss.toFixed(4)}  (${r.n} pairs)`);
+  if (o.json) console.log(JSON.stringify({ command: 'eval', task: 'dpo', split: o.dataset ? null : o.split, dataset: o.dataset ?? null, loss: r.loss, accuracy: r.accuracy, rewards: r.rewards, n: r.n }));
+}
+
 export function registerEvaluate(program: Command): void {
   program.command('eval')
     .description('evaluate a fine-tuned run folder on a dataset split (an SFT run: loss, perplexity and optionally exact match of greedy answers)')
@@ -46,6 +62,7 @@ export function registerEvaluate(program: Command): void {
       const { readRunInfo } = await import('../../train/outputs.js');
       const info = readRunInfo(dir);
       if ((info.config as { task?: string }).task === 'sft') return evalSft(dir, o);
+      if ((info.config as { task?: string }).task === 'dpo') return evalDpo(dir, o);
       if (o.exactMatch || o.maxNewTokens !== undefined) throw new ConfigError(`options '--exact-match' and '--max-new-tokens' apply to SFT runs; '${dir}' is a task '${(info.config as { task?: string }).task ?? 'classification'}' run`);
       const { loadDataset } = await import('../../data/index.js');
       const trainer = await AutoGLMTrainer.load(dir);

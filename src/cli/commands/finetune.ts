@@ -41,8 +41,8 @@ export function underRestarts(cfg: Record<string, unknown>, env: NodeJS.ProcessE
 export function registerFinetune(program: Command): void {
   const cmd = program.command('finetune')
     .description('fine-tune a model for text classification (default: LoRA on open-autoglm-base over custom_intent_v2)')
-    .option('--model <name>', 'registered model name, or (task causal-lm, sft) a Hugging Face folder or Hub id', 'open-autoglm-base')
-    .option('--dataset <name|file>', 'named dataset (custom_intent_v2, clinc150, snips, massive-en, slurp) or a .jsonl/.json/.csv file (task sft: also .parquet)', 'custom_intent_v2')
+    .option('--model <name>', 'registered model name, or (tasks causal-lm, sft, dpo) a Hugging Face folder or Hub id', 'open-autoglm-base')
+    .option('--dataset <name|file>', 'named dataset (custom_intent_v2, clinc150, snips, massive-en, slurp) or a .jsonl/.json/.csv file (tasks sft and dpo: also .parquet; dpo: preference pairs)', 'custom_intent_v2')
     .option('--eval-dataset <file>', 'validation file (default: the dataset\'s own split, or a seeded split)')
     .option('--test-dataset <file>', 'test file')
     .option('--text-field <name>', 'text field of file datasets (default text)')
@@ -103,7 +103,8 @@ export function registerFinetune(program: Command): void {
     const lines = [
       `method ${trainer.config.method}, ${h.trainableParams.toLocaleString('en-US')} trainable of ${h.totalParams.toLocaleString('en-US')} parameters, precision ${h.precision}`,
       t ? `test accuracy ${(100 * t.accuracy).toFixed(2)}%  macro-F1 ${(100 * t.macro_f1).toFixed(2)}%  (${t.n} examples)`
-        : h.perplexity ? `perplexity: validation ${h.perplexity.validation?.toFixed(3) ?? '-'}, test ${h.perplexity.test?.toFixed(3) ?? '-'}` : 'no test split',
+        : h.perplexity ? `perplexity: validation ${h.perplexity.validation?.toFixed(3) ?? '-'}, test ${h.perplexity.test?.toFixed(3) ?? '-'}`
+        : h.preference ? `preference: ${Object.entries(h.preference).map(([k, p]) => `${k} reward accuracy ${(100 * p.accuracy).toFixed(2)}%, margin ${p.margin.toFixed(4)}, loss ${p.loss.toFixed(4)}`).join('; ')}` : 'no test split',
       ...(t && baseline ? [`bag-of-words baseline (unigram+bigram logistic regression): ${(100 * baseline.accuracy).toFixed(1)}% | fine-tuned: ${(100 * t.accuracy).toFixed(1)}%`] : []),
       `train time ${h.trainTimeS.toFixed(1)} s, peak RSS ${h.peakRssMb} MB`,
       Object.keys(h.outputs).length ? `outputs: ${Object.entries(h.outputs).map(([k, v]) => `${k}=${v}`).join('  ')}` : 'outputs: written by rank 0',
@@ -120,6 +121,10 @@ export function registerFinetune(program: Command): void {
         ...(h.perplexity ? {
           val_perplexity: h.perplexity.validation ?? null, test_perplexity: h.perplexity.test ?? null,
           eval_loss: h.evals.length ? h.evals[h.evals.length - 1].loss : null, perplexity: h.perplexity.validation ?? null,
+        } : {}),
+        ...(h.preference ? {
+          eval_loss: h.preference.validation?.loss ?? null, reward_accuracy: h.preference.validation?.accuracy ?? null, reward_margin: h.preference.validation?.margin ?? null,
+          test_reward_accuracy: h.preference.test?.accuracy ?? null,
         } : {}),
         train_time_s: +h.trainTimeS.toFixed(2), peak_rss_mb: h.peakRssMb, trainable_params: h.trainableParams, total_params: h.totalParams,
         steps: h.stepsDone, stopped_early: h.stoppedEarly, precision: h.precision, outputs: h.outputs,

@@ -254,6 +254,23 @@ test('full DPO run (IPO loss): trains every weight; the loaded run evaluates aga
   assert.ok(Math.abs(r.loss - last.loss) < 1e-4 * Math.max(1, last.loss), `loaded ${r.loss} vs trained ${last.loss}`);
 });
 
+test("RPO (rpoAlpha): the loss adds alpha x the chosen answers' mean next-token NLL, in training and evaluation", async () => {
+  const one = { prompt: [{ role: 'user', content: 'reverse abcd' }], chosen: [{ role: 'assistant', content: 'dcba' }], rejected: [{ role: 'assistant', content: 'xxxx' }] };
+  const file = path.join(root, 'same.jsonl');
+  writeFileSync(file, Array.from({ length: 12 }, () => JSON.stringify(one)).join('\n') + '\n');
+  const { loadHFModel } = await import('../src/models/hf/loader.js');
+  const m = requireCausalLM(await loadHFModel(model), model);
+  const tok = m.hf!.tokenizer as HFTokenizer;
+  const p = tokenizePair(toPreference(one), tok, chatTemplateOf(tok, model, {}), 48)!;
+  const lp = noGrad(() => sequenceLogProbs(m, padBatch([pairRow(p, 'chosen')], tok.padTokenId ?? 0))).item();
+  const want = Math.LN2 + 2 * (-lp / p.chosen.length);
+  const t = new AutoGLMTrainer({ model, config: { ...QUICK, rpoAlpha: 2, maxSteps: 1, evalEvery: 1, learningRate: 1e-12, warmupSteps: 0, outputDir: tmp('rpo-') } });
+  t.on('note', () => {});
+  const h = await t.finetune({ dataset: file });
+  assert.ok(Math.abs(h.steps[0]!.loss - want) < 1e-5 * want, `first step's loss ${h.steps[0]!.loss} vs ln 2 + 2 x ${-lp / p.chosen.length}`);
+  assert.ok(Math.abs(h.evals[0]!.loss - want) < 1e-5 * want, `evaluation loss ${h.evals[0]!.loss} vs ${want}`);
+});
+
 test('DPO config: keys it cannot honour are refused, labelSmoothing is conservative DPO\'s epsilon (sigmoid, below 0.5); early stopping on the reward accuracy', async () => {
   const refused: Array<[object, string]> = [
     [{ packing: true }, 'packing'], [{ completionOnlyLoss: false }, 'completionOnlyLoss'], [{ datasetFormat: 'alpaca' }, 'datasetFormat'],

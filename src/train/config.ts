@@ -95,6 +95,10 @@ export const trainerConfigSchema = z.object({
   dpoLossType: z.enum(['sigmoid', 'ipo', 'hinge']).default('sigmoid')
     .describe("Task dpo: 'sigmoid' (DPO, Rafailov et al. 2023; labelSmoothing = conservative DPO's epsilon), 'ipo' (Azar et al. 2023, on length-averaged log-probabilities) or 'hinge' (SLiC)"),
 
+  /** RPO (Pang et al. 2024; TRL's rpo_alpha): adds alpha x the chosen answers' mean next-token NLL to the preference loss; 0 = off. */
+  rpoAlpha: z.number().nonnegative().finite().default(0)
+    .describe("Task dpo: RPO's alpha (TRL's rpo_alpha): adds alpha x the mean next-token NLL of the chosen answers to the preference loss, so their likelihood does not fall (the paper uses 1); 0 = off"),
+
   // ---- how long, in what batches ---------------------------------------------------------------------------
   epochs: z.number().int().positive().default(3),
   /** Stop after this many optimizer steps (overrides epochs when smaller). */
@@ -181,6 +185,7 @@ export const SFT_ONLY: Readonly<Partial<Record<keyof TrainerConfig, string>>> = 
 export const DPO_ONLY: Readonly<Partial<Record<keyof TrainerConfig, string>>> = {
   dpoBeta: "it is the KL strength of preference tuning (task 'dpo')",
   dpoLossType: "it selects the preference loss of task 'dpo'",
+  rpoAlpha: "it weighs the chosen answers' NLL in the preference loss of task 'dpo'",
 };
 /** The keys that act on a decoder's token embeddings (tasks 'sft' and 'causal-lm'); the classification tasks refuse them. */
 export const DECODER_ONLY: Readonly<Partial<Record<keyof TrainerConfig, string>>> = {

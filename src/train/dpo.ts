@@ -10,7 +10,8 @@
  *   `precompute_ref_log_probs`), so no second model is held in memory and a step costs one forward and backward pass
  *   of the policy. They are computed again on resume, from the same initial model, before the checkpoint is loaded.
  * - Loss (`dpoLossType`): 'sigmoid' (DPO, with `labelSmoothing` as conservative DPO's ε), 'ipo' or 'hinge', with
- *   `dpoBeta` (src/sft/dpo.ts). The base model's dropout is off (TRL's `disable_dropout`, its default): the
+ *   `dpoBeta` (src/sft/dpo.ts); `rpoAlpha` adds RPO's alpha x the chosen answers' mean next-token NLL (TRL's rpo_alpha),
+ *   which keeps DPO from lowering the likelihood of the chosen answers along with the rejected ones. The base model's dropout is off (TRL's `disable_dropout`, its default): the
  *   reference was computed without it; the adapters' `loraDropout` stays as set.
  * - Logs: each logged step and each evaluation carry the rewards TRL logs (chosen, rejected, margin, accuracy = the
  *   share of pairs whose chosen reward is the larger); an evaluation's `accuracy` is that reward accuracy, so early
@@ -27,6 +28,7 @@
 import path from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { autocast } from '../tensor/precision.js';
+import { slice } from '../tensor/ops/movement.js';
 import { noGrad } from '../tensor/autograd.js';
 import { ConfigError, DatasetError, AutoGLMError, CheckpointError } from '../errors.js';
 import { manualSeed } from '../nn/init.js';
@@ -205,8 +207,16 @@ export class DpoTask implements TrainingTask<number[]> {
     const reference = [...mine.map((i) => ref[2 * i]!), ...mine.map((i) => ref[2 * i + 1]!)];
     const policy = autocast(this.ctx.compute, () => sequenceLogProbs(this.model, b));
     const { loss, sums } = dpoLoss(policy, reference, scoredCounts(b), this.lossOptions);
+    let total = dp ? loss.scale(mine.length / idx.length) : loss;
+    const alpha = this.c.rpoAlpha;
+    if (alpha > 0) {
+      // RPO: alpha x the mean NLL over the batch's chosen tokens (this rank's share: its tokens' NLL / the batch's tokens)
+      const tokens = idx.reduce((a, i) => a + train[i]!.chosen.length, 0);
+      const nll = slice(policy, 0, 0, mine.length).sum().scale(-alpha / tokens);
+      total = total.add(nll);
+    }
     this.pending = sums;
-    return { loss: dp ? loss.scale(mine.length / idx.length) : loss };
+    return { loss: total };
   }
 
   /** The micro-batch's reward sums join the step's (added over the ranks when data-parallel). */
@@ -260,7 +270,17 @@ export class DpoTask implements TrainingTask<number[]> {
     const counts = [...pairs.map((p) => p.chosen.length), ...pairs.map((p) => p.rejected.length)];
     const { sums } = dpoTerms(order(policy), order(reference), counts, this.lossOptions);
     const rewards = rewardMeans(sums);
-    return { loss: sums.loss / n, accuracy: rewards.accuracy, rewards, n };
+    let loss = sums.loss / n;
+    if (this.c.rpoAlpha > 0) {
+      // RPO's term, as in training: alpha x the mean NLL over the chosen answers' tokens
+      let nll = 0, tokens = 0;
+      pairs.forEach((p, i) => {
+        nll -= policy[2 * i]!;
+        tokens += p.chosen.length;
+      });
+      loss += this.c.rpoAlpha * nll / tokens;
+    }
+    return { loss, accuracy: rewards.accuracy, rewards, n };
   }
 
   async evaluate(split: EvalSplit): Promise<TaskEval | null> {
@@ -290,7 +310,7 @@ export class DpoTask implements TrainingTask<number[]> {
     out.summary = path.join(dir, 'dpo.json');
     writeFileSync(out.summary, `${JSON.stringify({
       pairs: { train: this.data.pairs.train.length, validation: this.data.pairs.validation.length, test: this.data.pairs.test.length },
-      beta: this.c.dpoBeta, loss_type: this.c.dpoLossType, label_smoothing: this.c.labelSmoothing, reference: 'the model before training (log-probabilities precomputed)',
+      beta: this.c.dpoBeta, loss_type: this.c.dpoLossType, label_smoothing: this.c.labelSmoothing, rpo_alpha: this.c.rpoAlpha, reference: 'the model before training (log-probabilities precomputed)',
       chat_template: this.template.origin, last_evaluation: this.lastEval,
     }, null, 2)}\n`);
     const prompts = this.data.validationExamples.map(pairPrompt);

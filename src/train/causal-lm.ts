@@ -19,7 +19,7 @@ import { autocast, type ComputeDType } from '../tensor/precision.js';
 import { Rng } from '../backend/rng.js';
 import { backend } from '../backend/index.js';
 import { readFileSync, existsSync } from 'node:fs';
-import { DatasetError, ConfigError, CheckpointError } from '../errors.js';
+import { AutoGLMError, DatasetError, ConfigError, CheckpointError } from '../errors.js';
 import { manualSeed } from '../nn/init.js';
 import { saveAdapter, type LoraModel } from '../peft/index.js';
 import { BucketSampler, RandomSampler, type Sampler } from '../data/index.js';
@@ -198,13 +198,46 @@ export function decoderForTraining(model: CausalLM, ctx: TaskContext, baseName: 
 /** Decoder parameters above the layer stack (final norm, LM head): no layer-wise decay. */
 export const TOP = /^(lm_head|ln_f|norm|final_layernorm|transformer\.ln_f|model\.norm|transformer\.final_layernorm)\./;
 
-export class CausalLMTask implements TrainingTask<number[]> {
+/**
+ * What the decoder tasks (causal-lm, sft, dpo) share: their trainable tensors and parameter groups (no layer-wise decay
+ * above the layer stack), and batches from their sampler (null when the run was loaded for predict / evaluate).
+ */
+export abstract class DecoderTask {
+  abstract readonly name: string;
+  abstract readonly model: CausalLM;
+  protected abstract readonly ctx: TaskContext;
+  protected abstract readonly sampler: Sampler | null;
+
+  protected get c(): TrainerConfig {
+    return this.ctx.config;
+  }
+
+  trainable() {
+    return trainableOf(this.model);
+  }
+
+  paramGroups() {
+    return paramGroups(this.trainable(), this.c, { isTop: (p) => TOP.test(p) });
+  }
+
+  get batchesPerEpoch(): number {
+    return this.sampler?.batchesPerEpoch ?? 0;
+  }
+
+  nextBatch(): number[] | null {
+    if (!this.sampler) throw new AutoGLMError(`task '${this.name}' was loaded for prediction and has no training data`);
+    return this.sampler.next();
+  }
+}
+
+export class CausalLMTask extends DecoderTask implements TrainingTask<number[]> {
   readonly lora: LoraModel | null;
-  private readonly sampler: Sampler;
+  protected readonly sampler: Sampler;
   private readonly padId: number;
 
-  private constructor(readonly name: string, private readonly ctx: TaskContext, readonly model: CausalLM, readonly baseName: string,
+  private constructor(readonly name: string, protected readonly ctx: TaskContext, readonly model: CausalLM, readonly baseName: string,
     readonly tokenizer: HFTokenizer, readonly data: LMSplits) {
+    super();
     const c = ctx.config;
     this.lora = decoderForTraining(model, ctx, baseName);
     model.train();
@@ -227,26 +260,6 @@ export class CausalLMTask implements TrainingTask<number[]> {
     const data = await loadData(ctx, args, tok, Math.min(c.maxLength, model.maxPositions ?? Infinity));
     if (data.train.length === 0) throw new ConfigError(`no training text of 2 or more tokens in '${data.name}'`);
     return new CausalLMTask(name, ctx, model, spec, tok, data);
-  }
-
-  private get c(): TrainerConfig {
-    return this.ctx.config;
-  }
-
-  trainable() {
-    return trainableOf(this.model);
-  }
-
-  paramGroups() {
-    return paramGroups(this.trainable(), this.c, { isTop: (p) => TOP.test(p) });
-  }
-
-  get batchesPerEpoch(): number {
-    return this.sampler.batchesPerEpoch;
-  }
-
-  nextBatch(): number[] | null {
-    return this.sampler.next();
   }
 
   /**

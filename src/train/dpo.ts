@@ -30,7 +30,7 @@ import { writeFileSync } from 'node:fs';
 import { autocast } from '../tensor/precision.js';
 import { slice } from '../tensor/ops/movement.js';
 import { noGrad } from '../tensor/autograd.js';
-import { ConfigError, DatasetError, AutoGLMError, CheckpointError } from '../errors.js';
+import { ConfigError, DatasetError, CheckpointError } from '../errors.js';
 import { manualSeed } from '../nn/init.js';
 import { Dropout } from '../nn/layers.js';
 import type { LoraModel } from '../peft/index.js';
@@ -46,10 +46,8 @@ import { dpoLoss, dpoTerms, emptyRewardSums, rewardMeans, scoredCounts, sequence
 import type { ChatGenerationOptions, ChatPrediction } from '../sft/types.js';
 import type { RunInfo } from './outputs.js';
 import type { PreferenceRewards } from './history.js';
-import { paramGroups, trainableOf } from './setup.js';
-import type { TrainerConfig } from './config.js';
 import { SFT_ONLY } from './config.js';
-import { CAUSAL_LM_REFUSES, TOP, checkCausalLM, decoderForTraining, requireCausalLM } from './causal-lm.js';
+import { CAUSAL_LM_REFUSES, DecoderTask, checkCausalLM, decoderForTraining, requireCausalLM } from './causal-lm.js';
 import { loadChatRun, predictChat, sampleAnswers, saveChatOutputs, templateFor } from './sft.js';
 import type { EvalSplit, FinetuneArgs, MicroBatchLoss, TaskContext, TaskDefinition, TaskEval, TrainingTask } from './task.js';
 
@@ -98,9 +96,9 @@ function tokenizeAll(ctx: TaskContext | null, xs: readonly PreferenceExample[], 
   return out;
 }
 
-export class DpoTask implements TrainingTask<number[]> {
+export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
   readonly name = 'dpo';
-  private readonly sampler: Sampler | null;
+  protected readonly sampler: Sampler | null;
   private readonly padId: number;
   /** Reference log-probabilities of each split's pairs: chosen, rejected per pair. */
   private readonly reference: Partial<Record<Split, Float32Array>> = {};
@@ -110,8 +108,9 @@ export class DpoTask implements TrainingTask<number[]> {
   private dataInfo: DpoDataInfo | null = null;
   private lastEval: DpoEvalResult | null = null;
 
-  private constructor(private readonly ctx: TaskContext, readonly model: CausalLM, readonly baseName: string, readonly tokenizer: HFTokenizer,
+  private constructor(protected readonly ctx: TaskContext, readonly model: CausalLM, readonly baseName: string, readonly tokenizer: HFTokenizer,
     readonly template: ChatTemplate, private readonly data: DpoData, readonly lora: LoraModel | null) {
+    super();
     const c = ctx.config;
     this.padId = tokenizer.padTokenId ?? 0;
     const train = data.pairs.train;
@@ -165,29 +164,8 @@ export class DpoTask implements TrainingTask<number[]> {
     return t;
   }
 
-  private get c(): TrainerConfig {
-    return this.ctx.config;
-  }
-
   private get lossOptions(): DpoLossOptions {
     return { beta: this.c.dpoBeta, lossType: this.c.dpoLossType, labelSmoothing: this.c.labelSmoothing };
-  }
-
-  trainable() {
-    return trainableOf(this.model);
-  }
-
-  paramGroups() {
-    return paramGroups(this.trainable(), this.c, { isTop: (p) => TOP.test(p) });
-  }
-
-  get batchesPerEpoch(): number {
-    return this.sampler?.batchesPerEpoch ?? 0;
-  }
-
-  nextBatch(): number[] | null {
-    if (!this.sampler) throw new AutoGLMError(`task 'dpo' was loaded for prediction and has no training data`);
-    return this.sampler.next();
   }
 
   /** The batch of pairs: their chosen rows, then their rejected rows, right-padded. */

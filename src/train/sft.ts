@@ -31,9 +31,8 @@ import { packRows, packedBatch, padBatch, type SftBatch } from '../sft/batch.js'
 import { configEos, generateChat } from '../sft/chat.js';
 import type { ChatMessage, ChatGenerationOptions, ChatPrediction, SftEvalOptions, SftEvalResult, SftExample } from '../sft/types.js';
 import type { RunInfo } from './outputs.js';
-import { paramGroups, trainableOf } from './setup.js';
 import { DPO_ONLY, type TrainerConfig } from './config.js';
-import { CAUSAL_LM_REFUSES, TOP, checkCausalLM, decoderForTraining, perplexity, requireCausalLM, shardedPerplexity } from './causal-lm.js';
+import { CAUSAL_LM_REFUSES, DecoderTask, checkCausalLM, decoderForTraining, perplexity, requireCausalLM, shardedPerplexity } from './causal-lm.js';
 import type { EvalSplit, FinetuneArgs, MicroBatchLoss, TaskContext, TaskDefinition, TaskEval, TrainingTask } from './task.js';
 
 interface SftData {
@@ -163,9 +162,9 @@ export async function loadChatRun(ctx: TaskContext, dir: string, info: RunInfo):
   return { model, lora, tokenizer, template };
 }
 
-export class SftTask implements TrainingTask<number[]> {
+export class SftTask extends DecoderTask implements TrainingTask<number[]> {
   readonly lora: LoraModel | null;
-  private readonly sampler: Sampler | null;
+  protected readonly sampler: Sampler | null;
   private readonly padId: number;
   /** Packed rows (indices into data.train), when packing. */
   private readonly rows: number[][] | null;
@@ -177,8 +176,9 @@ export class SftTask implements TrainingTask<number[]> {
   /** The run's data files and options (null: a run folder from before they were recorded). */
   private dataInfo: SftDataInfo | null = null;
 
-  private constructor(readonly name: string, private readonly ctx: TaskContext, readonly model: CausalLM, readonly baseName: string,
+  private constructor(readonly name: string, protected readonly ctx: TaskContext, readonly model: CausalLM, readonly baseName: string,
     readonly tokenizer: HFTokenizer, readonly template: ChatTemplate, private readonly data: SftData, lora: LoraModel | null | undefined) {
+    super();
     const c = ctx.config;
     this.lora = lora === undefined ? decoderForTraining(model, ctx, baseName) : lora;
     model.train();
@@ -233,27 +233,6 @@ export class SftTask implements TrainingTask<number[]> {
     t.dataInfo = (info as RunInfo & { sftData?: SftDataInfo }).sftData ?? null;
     model.eval();
     return t;
-  }
-
-  private get c(): TrainerConfig {
-    return this.ctx.config;
-  }
-
-  trainable() {
-    return trainableOf(this.model);
-  }
-
-  paramGroups() {
-    return paramGroups(this.trainable(), this.c, { isTop: (p) => TOP.test(p) });
-  }
-
-  get batchesPerEpoch(): number {
-    return this.sampler?.batchesPerEpoch ?? 0;
-  }
-
-  nextBatch(): number[] | null {
-    if (!this.sampler) throw new AutoGLMError(`task 'sft' was loaded for prediction and has no training data`);
-    return this.sampler.next();
   }
 
   /** The padded (or packed) batch of sampler indices. */

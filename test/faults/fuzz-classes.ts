@@ -15,6 +15,12 @@ import { loadDataset } from '../../src/data/index.js';
 import { parquetWriteFile } from 'hyparquet-writer';
 import { writeChatParquet } from '../helpers/parquet.js';
 import { readSftFile } from '../../src/sft/dataset.js';
+import { readPreferenceFile } from '../../src/train/dpo.js';
+import { toPreference, tokenizePair } from '../../src/sft/preference.js';
+import { RecordError } from '../../src/sft/formats.js';
+import { chatTemplateOf, type ChatTemplate } from '../../src/sft/template.js';
+import { tinyChatTokenizerFiles } from '../../src/sft/tiny-chat-model.js';
+import { HFTokenizer } from '../../src/models/hf/tokenizer.js';
 import { BadLineSink } from '../../src/data/bad-lines.js';
 import { COMPRESSION_METHODS, GradientCompression, makeCompressor } from '../../src/compress/index.js';
 import { parseTrainerConfig, trainerConfigSchema } from '../../src/train/config.js';
@@ -98,6 +104,42 @@ const parquet: FaultClass = {
     return true;
   },
   attempt: async (rng) => verdict(() => readSftFile(scratch('parquet', mutateBytes(rng, pick(rng, PARQUET))), new BadLineSink(pick(rng, ['skip', 'error'] as const))), [DatasetError], 10_000),
+};
+
+// ---- preference records (task dpo) ------------------------------------------------------------------------------------
+
+// conversational pairs with an explicit prompt, implicit-prompt conversations, and plain ones with and without a prompt
+const PREFS = ROWS.map((r, i) => {
+  const user = { role: 'user', content: r.text }, good = { role: 'assistant', content: r.label }, bad = { role: 'assistant', content: `not ${r.label}` };
+  switch (i % 4) {
+    case 0: return { prompt: [user], chosen: [good], rejected: [bad] };
+    case 1: return { chosen: [user, good], rejected: [user, bad] };
+    case 2: return { prompt: r.text, chosen: ` ${r.label}`, rejected: ` not ${r.label}` };
+    default: return { chosen: `Q: ${r.text} A: ${r.label}`, rejected: `Q: ${r.text} A: not ${r.label}` };
+  }
+});
+const PREFS_JSONL = Buffer.from(PREFS.map((r) => JSON.stringify(r)).join('\n') + '\n');
+let prefTok: { tok: HFTokenizer; template: ChatTemplate } | null = null;
+const preference: FaultClass = {
+  name: 'fuzz: preference records (task dpo)',
+  weight: 1,
+  async setup() {
+    const { json, config } = tinyChatTokenizerFiles();
+    const tok = new HFTokenizer(json, config);
+    prefTok = { tok, template: chatTemplateOf(tok) };
+    return true;
+  },
+  async attempt(rng) {
+    if (rng.uniform() < 0.5) {
+      return verdict(() => readPreferenceFile(scratch('jsonl', mutateBytes(rng, PREFS_JSONL)), new BadLineSink(pick(rng, ['skip', 'error'] as const))), [DatasetError]);
+    }
+    // a record with wrong fields goes through parsing and tokenization (long answers cut to a small maxLength)
+    const rec = mutateObject(rng, pick(rng, PREFS) as Record<string, unknown>, ['prompt']);
+    return verdict(() => {
+      const ex = toPreference(rec);
+      tokenizePair(ex, prefTok!.tok, prefTok!.template, 2 + int(rng, 64));
+    }, [RecordError, DatasetError]);
+  },
 };
 
 // ---- compression wire ----------------------------------------------------------------------------------------------
@@ -207,4 +249,4 @@ const nanInjection: FaultClass = {
   },
 };
 
-export const FUZZ_CLASSES: FaultClass[] = [safetensors, datasetClass('jsonl'), datasetClass('csv'), datasetClass('json'), parquet, wire, trainerConfig, modelConfig, nanInjection];
+export const FUZZ_CLASSES: FaultClass[] = [safetensors, datasetClass('jsonl'), datasetClass('csv'), datasetClass('json'), parquet, preference, wire, trainerConfig, modelConfig, nanInjection];

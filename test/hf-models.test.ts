@@ -394,3 +394,35 @@ test('causal-LM loss from hidden states (fused, chunked) equals the logits path:
     }
   }
 });
+
+test('causal-LM loss from hidden states with prompts and padding ignored: only the scored rows go through the head, the same loss and gradients as the logits path', async () => {
+  const { causalLMLossFromHidden, IGNORE_INDEX } = await import('../src/models/hf/heads.js');
+  const m = (await loadModel('gpt2', { path: path.join(GOLDEN, 'gpt2') })) as unknown as CausalLM;
+  const V = m.vocabSize;
+  const ids = new Tensor(Int32Array.from({ length: 3 * 9 }, (_, i) => (i * 17 + 3) % V), 'i32', [3, 9]);
+  const mask = new Tensor(Float32Array.from({ length: 27 }, (_, i) => (i % 9 >= 9 - (i / 9 | 0) * 2 ? 0 : 1)), 'f32', [3, 9]);
+  // each row's first 4 tokens a prompt (not scored), its padding not scored
+  const l = Int32Array.from(lmLabels(ids, mask).i32('labels'));
+  for (let i = 0; i < l.length; i++) if (i % 9 < 4) l[i] = IGNORE_INDEX;
+  const labels = new Tensor(l, 'i32', [3, 9]);
+  const params = [...m.namedParameters()];
+  for (const [, p] of params) p.requiresGrad = true;
+  const grads = (loss: () => Tensor) => {
+    for (const [, p] of params) p.grad = null;
+    const v = loss();
+    v.backward();
+    return { v: v.item(), g: params.map(([, p]) => Float32Array.from(p.grad?.f32() ?? [])) };
+  };
+  const fused = grads(() => causalLMLossFromHidden(m.hidden(ids, { attentionMask: mask }), m.headWeights()!, labels));
+  const plain = grads(() => causalLMLoss(m.forward(ids, { attentionMask: mask }), labels));
+  assert.ok(Math.abs(fused.v - plain.v) < 1e-5 * Math.abs(plain.v), `${fused.v} vs ${plain.v}`);
+  params.forEach(([k], j) => {
+    const a = fused.g[j]!, b = plain.g[j]!;
+    let scale = 1e-6, d = 0;
+    for (let i = 0; i < b.length; i++) {
+      scale = Math.max(scale, Math.abs(b[i]!));
+      d = Math.max(d, Math.abs(a[i]! - b[i]!));
+    }
+    assert.ok(d < 1e-4 * scale, `${k}: gradient difference ${d} (scale ${scale})`);
+  });
+});

@@ -17,6 +17,7 @@ import { reshape, slice, stack } from '../tensor/ops/movement.js';
 import { sum } from '../tensor/ops/reduce.js';
 import { ShapeError, fmtShape } from '../errors.js';
 import type { CausalLM } from '../models/hf/family.js';
+import { scoredRows } from '../models/hf/heads.js';
 import type { SftBatch } from './batch.js';
 import { IGNORE_INDEX } from './tokenize.js';
 
@@ -30,49 +31,39 @@ export interface DpoLossOptions {
   labelSmoothing?: number;
 }
 
-/** The scored span of each row: next-token positions [start, end) (position t predicts token t + 1), and its tokens. */
-function scoredSpans(labels: Int32Array, R: number, T: number): Array<{ start: number; end: number }> | null {
-  const spans: Array<{ start: number; end: number }> = [];
-  for (let r = 0; r < R; r++) {
-    let start = -1, end = -1, gaps = false;
-    for (let t = 1; t < T; t++) {
-      if (labels[r * T + t] === IGNORE_INDEX) continue;
-      if (start < 0) start = t - 1;
-      else if (end !== t - 1) gaps = true;
-      end = t;
-    }
-    if (gaps) return null;
-    spans.push(start < 0 ? { start: 0, end: 0 } : { start, end });
-  }
-  return spans;
-}
-
 /**
  * Log-probability of each row's scored tokens (labels not IGNORE_INDEX) given the tokens before them: (R), with
- * gradients. With a plain LM head (the usual case) only the scored positions go through it, one fused chunked
- * product per row (no logits of the prompt, no (R x T x vocabulary) tensor); otherwise from the full logits.
+ * gradients. With a plain LM head (the usual case) only the scored positions go through it (gathered once), one fused
+ * chunked product per row: no logits of the prompts or the padding, no (R x T x vocabulary) tensor. Otherwise from
+ * the full logits.
  */
 export function sequenceLogProbs(model: CausalLM, batch: SftBatch): Tensor {
   const [R, T] = batch.ids.shape as [number, number];
   const labels = batch.labels.i32('sequenceLogProbs');
   const opts = { attentionMask: batch.attentionMask, positionIds: batch.positionIds, documentIds: batch.documentIds };
+  const next = new Int32Array(R * (T - 1));
+  for (let r = 0; r < R; r++) next.set(labels.subarray(r * T + 1, (r + 1) * T), r * (T - 1));
   const head = model.headWeights();
-  const spans = head ? scoredSpans(labels, R, T) : null;
-  if (head && spans) {
-    const h = model.hidden(batch.ids, opts); // (R, T, D)
-    const D = h.shape[2] as number;
-    const rows = spans.map(({ start, end }, r) => {
-      if (end === start) return new Tensor(new Float32Array(1), 'f32', []);
-      const hr = reshape(slice(slice(h, 0, r, r + 1), 1, start, end), [end - start, D]);
-      const targets = new Tensor(labels.slice(r * T + start + 1, r * T + end + 1), 'i32', [end - start]);
-      return linearCrossEntropy(hr, head.weight, head.bias, targets, { reduction: 'sum', scales: head.scales }).scale(-1);
+  if (head) {
+    const hidden = model.hidden(batch.ids, opts); // (R, T, D)
+    const D = hidden.shape[2] as number;
+    const { h, targets } = scoredRows(reshape(slice(hidden, 1, 0, T - 1), [R * (T - 1), D]), next);
+    const compact = targets.length < next.length;
+    let at = 0;
+    const rows = Array.from({ length: R }, (_, r) => {
+      // this row's scored rows: a block of the gathered ones, or its whole (T - 1) when nothing was gathered
+      let n = 0;
+      for (let t = 0; t < T - 1; t++) if (next[r * (T - 1) + t] !== IGNORE_INDEX) n++;
+      const [from, to] = compact ? [at, at + n] : [r * (T - 1), (r + 1) * (T - 1)];
+      at += n;
+      if (n === 0) return new Tensor(new Float32Array(1), 'f32', []);
+      const t = new Tensor(targets.slice(from, to), 'i32', [to - from]);
+      return linearCrossEntropy(slice(h, 0, from, to), head.weight, head.bias, t, { reduction: 'sum', ignoreIndex: IGNORE_INDEX, scales: head.scales }).scale(-1);
     });
     return stack(rows);
   }
   const logits = model.forward(batch.ids, opts); // (R, T, V)
   const V = logits.shape[2] as number;
-  const next = new Int32Array(R * (T - 1));
-  for (let r = 0; r < R; r++) next.set(labels.subarray(r * T + 1, (r + 1) * T), r * (T - 1));
   const shifted = reshape(slice(logits, 1, 0, T - 1), [R * (T - 1), V]);
   const nll = crossEntropy(shifted, new Tensor(next, 'i32', [R * (T - 1)]), { ignoreIndex: IGNORE_INDEX, reduction: 'none' });
   return sum(reshape(nll, [R, T - 1]), 1).scale(-1);

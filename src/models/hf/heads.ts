@@ -4,7 +4,8 @@
  * (transformers' `XForSequenceClassification`: a bias-free `score` layer), and sentence embeddings.
  */
 import { Tensor } from '../../tensor/tensor.js';
-import { crossEntropy, maskedMean } from '../../tensor/ops/nn.js';
+import { crossEntropy, embedding, maskedMean } from '../../tensor/ops/nn.js';
+import { backend } from '../../backend/index.js';
 import { matmul } from '../../tensor/ops/linalg.js';
 import { linearCrossEntropy } from '../../tensor/ops/linear-ce.js';
 import type { HeadWeights } from '../../peft/quant.js';
@@ -49,8 +50,27 @@ export function causalLMLossFromHidden(hidden: Tensor, head: HeadWeights, labels
   if (hidden.ndim !== 3 || labels.ndim !== 2 || labels.shape[0] !== B || labels.shape[1] !== T) {
     throw new ShapeError(`'causalLMLossFromHidden' needs hidden [B, T, D] and labels [B, T]; got ${fmtShape(hidden.shape)} and ${fmtShape(labels.shape)}`);
   }
-  const h = reshape(slice(hidden, 1, 0, T - 1), [B * (T - 1), D]);
-  return linearCrossEntropy(h, head.weight, head.bias, new Tensor(nextTokens(labels), 'i32', [B * (T - 1)]), { ignoreIndex: IGNORE_INDEX, labelSmoothing: opts.labelSmoothing ?? 0, scales: head.scales });
+  const { h, targets } = scoredRows(reshape(slice(hidden, 1, 0, T - 1), [B * (T - 1), D]), nextTokens(labels));
+  return linearCrossEntropy(h, head.weight, head.bias, new Tensor(targets, 'i32', [targets.length]), { ignoreIndex: IGNORE_INDEX, labelSmoothing: opts.labelSmoothing ?? 0, scales: head.scales });
+}
+
+/**
+ * The rows of h (N, D) whose target is scored, and their targets: the head's products (the largest of an SFT step:
+ * rows x hidden x vocabulary, three times) then skip the prompts and the padding, whose loss is ignored anyway. The
+ * same loss and gradients (mean over the same scored rows; the gather's backward scatters into h's rows). On a device
+ * backend, or when every row (or none) is scored, h and the targets as they are.
+ */
+export function scoredRows(h: Tensor, targets: Int32Array): { h: Tensor; targets: Int32Array } {
+  let n = 0;
+  for (const t of targets) if (t !== IGNORE_INDEX) n++;
+  if (n === 0 || n === targets.length || backend().device) return { h, targets };
+  const rows = new Int32Array(n), kept = new Int32Array(n);
+  for (let i = 0, k = 0; i < targets.length; i++) {
+    if (targets[i] === IGNORE_INDEX) continue;
+    rows[k] = i;
+    kept[k++] = targets[i]!;
+  }
+  return { h: embedding(new Tensor(rows, 'i32', [n]), h), targets: kept };
 }
 
 /** Labels (B, T) shifted left by one position per row: the targets of positions 0..T-2. */

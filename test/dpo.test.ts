@@ -287,6 +287,9 @@ test('DPO config: keys it cannot honour are refused, labelSmoothing is conservat
   assert.equal(h.best?.metric, 'val_accuracy');
   await assert.rejects(new AutoGLMTrainer({ model, config: { task: 'dpo' } }).finetune({ dataset: { name: 'x', train: [], validation: [], test: [], labels: [], extraLabels: {}, skipped: [] } }),
     (e: unknown) => e instanceof ConfigError && e.message.includes('preference file'));
+  // the default model is the classification encoder: the error says which model a decoder task takes
+  await assert.rejects(new AutoGLMTrainer({ config: { task: 'dpo' } }).finetune({ dataset: data }),
+    (e: unknown) => e instanceof ConfigError && e.message.includes("task 'dpo' takes a Hugging Face decoder") && e.message.includes('open-autoglm-base'));
 });
 
 test('a bad preference record: a DatasetError naming file, line and field; skipped and counted under onBadLine skip', async () => {

@@ -254,8 +254,7 @@ export class CausalLMTask extends DecoderTask implements TrainingTask<number[]> 
     const c = ctx.config, spec = ctx.modelSpec;
     if (typeof spec !== 'string') throw new ConfigError(`task '${name}' takes a model folder or Hub id as 'model'`);
     manualSeed(c.seed);
-    const { loadHFModel } = await import('../models/hf/loader.js');
-    const model = requireCausalLM(await loadHFModel(spec), spec);
+    const model = await loadDecoder(spec, name);
     const tok = model.hf?.tokenizer as HFTokenizer;
     const data = await loadData(ctx, args, tok, Math.min(c.maxLength, model.maxPositions ?? Infinity));
     if (data.train.length === 0) throw new ConfigError(`no training text of 2 or more tokens in '${data.name}'`);
@@ -335,12 +334,22 @@ export const causalLMTask: TaskDefinition = {
   create: (ctx, args) => CausalLMTask.create(ctx, args),
 };
 
-export function requireCausalLM(m: unknown, name: string): CausalLM {
+/** A decoder task's model (a Hugging Face folder or Hub id) loaded, or a ConfigError naming the task. */
+export async function loadDecoder(spec: string, task: string): Promise<CausalLM> {
+  if (spec === 'open-autoglm-base') {
+    throw new ConfigError(`task '${task}' takes a Hugging Face decoder as its model (--model path/to/folder, or a Hub id); 'open-autoglm-base', the default model, is the sentence encoder of task classification`);
+  }
+  const { loadHFModel } = await import('../models/hf/loader.js');
+  return requireCausalLM(await loadHFModel(spec), spec, task);
+}
+
+/** The loaded model as a decoder with an LM head and a tokenizer, else a ConfigError naming the task that needs one. */
+export function requireCausalLM(m: unknown, name: string, task = 'causal-lm'): CausalLM {
   const c = m as Partial<CausalLM>;
   if (!c || c.task !== 'causal-lm' || typeof c.forward !== 'function') {
-    throw new ConfigError(`task 'causal-lm' needs a decoder with an LM head; model '${name}' is not one (load a Hugging Face causal-LM folder: --model path/to/dir)`);
+    throw new ConfigError(`task '${task}' needs a decoder with an LM head; model '${name}' is not one (load a Hugging Face causal-LM folder: --model path/to/dir)`);
   }
-  if (!c.hf?.tokenizer) throw new ConfigError(`model '${name}' has no tokenizer.json; a causal-LM fine-tune needs one`);
+  if (!c.hf?.tokenizer) throw new ConfigError(`model '${name}' has no tokenizer.json; task '${task}' needs one`);
   return c as CausalLM;
 }
 

@@ -47,7 +47,7 @@ import type { ChatGenerationOptions, ChatPrediction } from '../sft/types.js';
 import type { RunInfo } from './outputs.js';
 import type { PreferenceRewards } from './history.js';
 import { SFT_ONLY } from './config.js';
-import { CAUSAL_LM_REFUSES, DecoderTask, checkCausalLM, decoderForTraining, requireCausalLM } from './causal-lm.js';
+import { CAUSAL_LM_REFUSES, DecoderTask, checkCausalLM, decoderForTraining, loadDecoder } from './causal-lm.js';
 import { loadChatRun, predictChat, sampleAnswers, saveChatOutputs, templateFor } from './sft.js';
 import type { EvalSplit, FinetuneArgs, MicroBatchLoss, TaskContext, TaskDefinition, TaskEval, TrainingTask } from './task.js';
 
@@ -123,8 +123,7 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
     if (typeof spec !== 'string') throw new ConfigError(`task 'dpo' takes a Hugging Face decoder folder or Hub id as 'model'`);
     if (typeof args.dataset !== 'string') throw new ConfigError(`task 'dpo' takes a preference file as 'dataset' (.jsonl, .json, .csv or .parquet with 'chosen' and 'rejected', and 'prompt' or a prompt they share)`);
     manualSeed(c.seed);
-    const { loadHFModel } = await import('../models/hf/loader.js');
-    const model = requireCausalLM(await loadHFModel(spec), spec);
+    const model = await loadDecoder(spec, 'dpo');
     const tok = model.hf?.tokenizer as HFTokenizer;
     const template = templateFor(tok, model.hf?.source ?? null, c);
     const splits = await loadSplitsWith({ dataset: args.dataset, evalDataset: args.evalDataset, testDataset: args.testDataset, onBadLine: args.onBadLine, seed: c.seed,
@@ -156,7 +155,7 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
 
   /** A finished run rebuilt from its folder, for predict and evaluate. */
   static async load(ctx: TaskContext, dir: string, info: RunInfo): Promise<DpoTask> {
-    const { model, lora, tokenizer, template } = await loadChatRun(ctx, dir, info);
+    const { model, lora, tokenizer, template } = await loadChatRun(ctx, dir, info, 'dpo');
     const empty: DpoData = { name: info.dataset, pairs: { train: [], validation: [], test: [] }, validationExamples: [] };
     const t = new DpoTask(ctx, model, info.model, tokenizer, template, empty, lora);
     t.dataInfo = (info as RunInfo & { dpoData?: DpoDataInfo }).dpoData ?? null;
@@ -350,8 +349,7 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
         this.lora.enableAdapters();
       }
     }
-    const { loadHFModel } = await import('../models/hf/loader.js');
-    const base = requireCausalLM(await loadHFModel(this.baseName), this.baseName);
+    const base = await loadDecoder(this.baseName, 'dpo');
     const saved = this.model;
     (this as { model: CausalLM }).model = base;
     try {

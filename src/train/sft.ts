@@ -32,7 +32,7 @@ import { configEos, generateChat } from '../sft/chat.js';
 import type { ChatMessage, ChatGenerationOptions, ChatPrediction, SftEvalOptions, SftEvalResult, SftExample } from '../sft/types.js';
 import type { RunInfo } from './outputs.js';
 import { DPO_ONLY, type TrainerConfig } from './config.js';
-import { CAUSAL_LM_REFUSES, DecoderTask, checkCausalLM, decoderForTraining, perplexity, requireCausalLM, shardedPerplexity } from './causal-lm.js';
+import { CAUSAL_LM_REFUSES, DecoderTask, checkCausalLM, loadDecoder, decoderForTraining, perplexity, requireCausalLM, shardedPerplexity } from './causal-lm.js';
 import type { EvalSplit, FinetuneArgs, MicroBatchLoss, TaskContext, TaskDefinition, TaskEval, TrainingTask } from './task.js';
 
 interface SftData {
@@ -144,17 +144,17 @@ export async function saveChatOutputs(model: CausalLM, lora: LoraModel | null, t
 }
 
 /** A finished decoder run's model (base + its adapter, or the saved model), tokenizer and chat template. */
-export async function loadChatRun(ctx: TaskContext, dir: string, info: RunInfo): Promise<{ model: CausalLM; lora: LoraModel | null; tokenizer: HFTokenizer; template: ChatTemplate }> {
-  const { loadHFModel, loadHFModelFromDir } = await import('../models/hf/loader.js');
+export async function loadChatRun(ctx: TaskContext, dir: string, info: RunInfo, task: string): Promise<{ model: CausalLM; lora: LoraModel | null; tokenizer: HFTokenizer; template: ChatTemplate }> {
+  const { loadHFModelFromDir } = await import('../models/hf/loader.js');
   const adapter = path.join(dir, 'adapter');
   let model: CausalLM, lora: LoraModel | null = null;
   if (existsSync(path.join(adapter, 'adapter_config.json'))) {
-    model = requireCausalLM(await loadHFModel(info.model), info.model);
+    model = await loadDecoder(info.model, task);
     lora = new LoraModel(model, { targetModules: ctx.config.loraTargets }, 'scratch');
     loadAdapter(lora, adapter, 'default');
     lora.deleteAdapter('scratch');
   } else {
-    model = requireCausalLM(loadHFModelFromDir(path.join(dir, 'model')), path.join(dir, 'model'));
+    model = requireCausalLM(loadHFModelFromDir(path.join(dir, 'model')), path.join(dir, 'model'), task);
   }
   const saved = existsSync(path.join(adapter, 'tokenizer.json')) ? (await import('../models/hf/tokenizer.js')).HFTokenizer.fromDir(adapter) : null;
   const tokenizer = saved ?? (model.hf?.tokenizer as HFTokenizer);
@@ -199,8 +199,7 @@ export class SftTask extends DecoderTask implements TrainingTask<number[]> {
     if (typeof spec !== 'string') throw new ConfigError(`task 'sft' takes a Hugging Face decoder folder or Hub id as 'model'`);
     if (typeof args.dataset !== 'string') throw new ConfigError(`task 'sft' takes a dataset file as 'dataset' (.jsonl, .json, .csv or .parquet with chat messages, ShareGPT conversations, Alpaca, prompt/completion or text records)`);
     manualSeed(c.seed);
-    const { loadHFModel } = await import('../models/hf/loader.js');
-    const model = requireCausalLM(await loadHFModel(spec), spec);
+    const model = await loadDecoder(spec, 'sft');
     const tok = model.hf?.tokenizer as HFTokenizer;
     const template = templateFor(tok, model.hf?.source ?? null, c);
     const splits = await loadSftSplits({
@@ -227,7 +226,7 @@ export class SftTask extends DecoderTask implements TrainingTask<number[]> {
 
   /** A finished run rebuilt from its folder (adapter or model), for predict. */
   static async load(ctx: TaskContext, dir: string, info: RunInfo): Promise<SftTask> {
-    const { model, lora, tokenizer, template } = await loadChatRun(ctx, dir, info);
+    const { model, lora, tokenizer, template } = await loadChatRun(ctx, dir, info, 'sft');
     const empty: SftData = { name: info.dataset, train: [], validation: [], test: [], validationExamples: [], testExamples: [] };
     const t = new SftTask('sft', ctx, model, info.model, tokenizer, template, empty, lora);
     t.dataInfo = (info as RunInfo & { sftData?: SftDataInfo }).sftData ?? null;

@@ -45,9 +45,9 @@ async function evalDpo(dir: string, o: EvalOpts): Promise<void> {
 
 export function registerEvaluate(program: Command): void {
   program.command('eval')
-    .description('evaluate a fine-tuned run folder on a dataset split (an SFT run: loss, perplexity and optionally exact match of greedy answers)')
+    .description('evaluate a fine-tuned run folder on a dataset split (an SFT run: loss, perplexity and optionally exact match of greedy answers; a DPO run: preference loss, reward accuracy and margin against the base)')
     .argument('<run-dir>', 'output folder of autoglm finetune')
-    .option('--dataset <name|file>', 'dataset (default: the one it was trained on; an SFT run: a file whose every record is evaluated)')
+    .option('--dataset <name|file>', 'dataset (default: the one it was trained on; an SFT or DPO run: a file whose every record is evaluated)')
     .option('--split <split>', 'test | validation', 'test')
     .option('--data-dir <dir>', 'folder of the named datasets')
     .option('--max-eval <n>', 'use at most n examples', intOption('--max-eval'))
@@ -81,7 +81,7 @@ export function registerEvaluate(program: Command): void {
     });
 
   program.command('predict')
-    .description('predict labels for texts with a fine-tuned run folder (an SFT run answers each text as a user message)')
+    .description('predict labels for texts with a fine-tuned run folder (an SFT or DPO run answers each text as a user message)')
     .argument('<run-dir>', 'output folder of autoglm finetune')
     .argument('<texts...>', 'texts to classify')
     .option('--max-new-tokens <n>', 'SFT runs: tokens generated at most per answer (default 128)', intOption('--max-new-tokens'))

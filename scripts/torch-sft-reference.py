@@ -9,8 +9,11 @@ batch is task sft's:
                         the second half of each example (the first half is its prompt), padding ignored;
   gpt2-lora-sft-packed: row r holds examples of 48, 40, 24, 16 tokens rotated by r; positions restart in each
                         example; a query sees earlier keys of its own example only; loss on each second half.
+  gpt2-lora-dpo:        gpt2-lora-sft's rows read as 4 pairs (rows 0-3 chosen, 4-7 rejected), DPO's sigmoid loss
+                        (beta 0.1) on the answers' summed log-probabilities (TRL's selective_log_softmax) against
+                        fixed reference log-probabilities, as TRL's DPOTrainer with precomputed reference values.
 
-Usage: python3 torch-sft-reference.py gpt2-lora-sft|gpt2-lora-sft-packed [--threads 2] [--dtype fp32|bf16]
+Usage: python3 torch-sft-reference.py gpt2-lora-sft|gpt2-lora-sft-packed|gpt2-lora-dpo [--threads 2] [--dtype fp32|bf16]
        [--steps 10] [--warmup 3] [--attention explicit|sdpa] [--json]
 Prints the fields of torch_reference.py (engine, workload, dtype, threads, ms_per_step, ...).
 """
@@ -20,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 p = argparse.ArgumentParser()
-p.add_argument("workload", choices=["gpt2-lora-sft", "gpt2-lora-sft-packed"])
+p.add_argument("workload", choices=["gpt2-lora-sft", "gpt2-lora-sft-packed", "gpt2-lora-dpo"])
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
 p.add_argument("--steps", type=int, default=10)
@@ -87,10 +90,12 @@ class LM(nn.Module):
         s.blocks = nn.ModuleList([Block(768, 12, 3072) for _ in range(12)])
         s.ln_f = nn.LayerNorm(768); s.head = nn.Linear(768, V, bias=False)
 
-    def forward(s, idx, pos, blocked, labels):
+    def forward(s, idx, pos, blocked, labels=None):
         x = s.wte(idx) + s.wpe(pos)
         for b in s.blocks: x = b(x, blocked)
         logits = s.head(s.ln_f(x))
+        if labels is None:
+            return logits
         return F.cross_entropy(logits[:, :-1].reshape(-1, V), labels[:, 1:].reshape(-1), ignore_index=IGNORE)
 
 
@@ -123,10 +128,31 @@ params = [q for q in m.parameters() if q.requires_grad]
 opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01)
 
 
+def selective_log_softmax(logits, index):
+    """TRL's (trl/trainer/utils.py): log-softmax of the chosen entries without a second logits-sized tensor."""
+    if logits.dtype in (torch.float32, torch.float64):
+        picked = torch.gather(logits, dim=-1, index=index.unsqueeze(-1)).squeeze(-1)
+        return picked - torch.stack([torch.logsumexp(lg, dim=-1) for lg in logits])
+    return torch.stack([torch.gather(F.log_softmax(lg, dim=-1), dim=-1, index=ix.unsqueeze(-1)).squeeze(-1) for lg, ix in zip(logits, index)])
+
+
+dpo = a.workload == "gpt2-lora-dpo"
+ref = torch.tensor([-math.log(V) * ((T - 8 * r) // 2) for r in range(B)])  # a uniform model's (ours uses the same)
+
+
+def dpo_loss():
+    logits = m(idx, pos, blocked)
+    lab = labels[:, 1:].clone(); scored = lab != IGNORE; lab[~scored] = 0
+    lp = (selective_log_softmax(logits[:, :-1], lab) * scored).sum(-1)
+    h = B // 2
+    z = (lp[:h] - ref[:h]) - (lp[h:] - ref[h:])
+    return -F.logsigmoid(0.1 * z).mean()
+
+
 def step():
     opt.zero_grad(set_to_none=True)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=(a.dtype == "bf16")):
-        loss = m(idx, pos, blocked, labels)
+        loss = dpo_loss() if dpo else m(idx, pos, blocked, labels)
     loss.backward(); opt.step()
 
 

@@ -10,6 +10,8 @@
  *   r; positions restart in each example, a per-document causal mask keeps them apart, each example's first half
  *   is its prompt.
  *
+ * - gpt2-lora-dpo: task dpo's step on gpt2-lora-sft's padded rows read as 4 pairs (see `dpo` below).
+ *
  * scripts/torch-sft-reference.py times the same steps in PyTorch (`autoglm bench gpt2-lora-sft --vs-torch`).
  * The one difference of model: Hugging Face GPT-2 ties the LM head to the token embedding, the reference's head is
  * untied; with a frozen base the head's matrix products are the same.
@@ -24,6 +26,7 @@ import { causalLMLossFromHidden, causalLMLoss } from '../models/hf/heads.js';
 import type { CausalLM } from '../models/hf/family.js';
 import { packedBatch, padBatch, type SftBatch } from '../sft/batch.js';
 import { IGNORE_INDEX, type TokenizedExample } from '../sft/tokenize.js';
+import { dpoLoss, scoredCounts, sequenceLogProbs } from '../sft/dpo.js';
 import { collectGarbage, makeRecord, resetPeakRss, timed, trainPeakRssMb, type BenchRecord } from './measure.js';
 
 const B = 8, T = 128, VOCAB = 50257;
@@ -47,15 +50,21 @@ export interface SftWorkloadOptions {
   warmup: number;
 }
 
+/** The gpt2-lora model: GPT-2 small's shape, random weights, LoRA r 8 on the fused qkv, in training mode. */
+function gpt2Lora(): CausalLM {
+  const model = buildHFModel({
+    model_type: 'gpt2', vocab_size: VOCAB, n_positions: 1024, n_embd: 768, n_layer: 12, n_head: 12, n_inner: 3072,
+    activation_function: 'gelu', embd_pdrop: 0, resid_pdrop: 0, attn_pdrop: 0, layer_norm_epsilon: 1e-5,
+  }, { task: 'causal-lm' }) as CausalLM;
+  new LoraModel(model, { r: 8, alpha: 16, targetModules: ['c_attn'] });
+  model.train();
+  return model;
+}
+
 function sft(packed: boolean) {
   return (o: SftWorkloadOptions): BenchRecord[] => {
     manualSeed(0);
-    const model = buildHFModel({
-      model_type: 'gpt2', vocab_size: VOCAB, n_positions: 1024, n_embd: 768, n_layer: 12, n_head: 12, n_inner: 3072,
-      activation_function: 'gelu', embd_pdrop: 0, resid_pdrop: 0, attn_pdrop: 0, layer_norm_epsilon: 1e-5,
-    }, { task: 'causal-lm' }) as CausalLM;
-    new LoraModel(model, { r: 8, alpha: 16, targetModules: ['c_attn'] });
-    model.train();
+    const model = gpt2Lora();
     let seed = 1;
     const rows = sftRowLengths(packed).map((lens) => lens.map((len) => example(len, seed++)));
     const batch: SftBatch = packed ? packedBatch(rows, 0) : padBatch(rows.map((r) => r[0]), 0);
@@ -83,4 +92,34 @@ function sft(packed: boolean) {
   };
 }
 
-export const SFT_WORKLOADS = { 'gpt2-lora-sft': sft(false), 'gpt2-lora-sft-packed': sft(true) };
+/**
+ * gpt2-lora-dpo: task dpo's step on the padded batch of gpt2-lora-sft read as 4 pairs (rows 0-3 chosen, rows 4-7
+ * rejected; each row's second half its answer): the answers' log-probabilities (`sequenceLogProbs`), the sigmoid
+ * loss against fixed reference log-probabilities (task dpo computes them once, before training), backward, AdamW.
+ */
+function dpo(o: SftWorkloadOptions): BenchRecord[] {
+  manualSeed(0);
+  const model = gpt2Lora();
+  let seed = 1;
+  const batch = padBatch(sftRowLengths(false).map((lens) => example(lens[0]!, seed++)), 0);
+  const opt = new AdamW(model.trainableParameters(), { lr: 1e-4, weightDecay: 0.01 });
+  const compute = o.dtype === 'bf16' ? 'bf16' : 'f32';
+  const reference = Array.from({ length: B }, (_, r) => -Math.log(VOCAB) * Math.floor((T - 8 * r) / 2)); // a uniform model's
+  const counts = scoredCounts(batch);
+  const step = () => {
+    opt.zeroGrad();
+    const policy = autocast(compute, () => sequenceLogProbs(model, batch));
+    dpoLoss(policy, reference, counts, { beta: 0.1, lossType: 'sigmoid' }).loss.backward();
+    opt.step();
+  };
+  collectGarbage();
+  resetPeakRss();
+  const t = timed(step, o.steps, o.warmup);
+  const { trainable, total } = model.parameterCounts();
+  return [makeRecord('gpt2-lora-dpo', o.dtype, t, {
+    tokens_per_s: Math.round((batch.tokens / t.med) * 10) / 10, trainable_params: trainable, total_params: total, train_peak_rss_mb: trainPeakRssMb(),
+    tokens: batch.tokens, scored_tokens: batch.scored, pairs: B / 2,
+  })];
+}
+
+export const SFT_WORKLOADS = { 'gpt2-lora-sft': sft(false), 'gpt2-lora-sft-packed': sft(true), 'gpt2-lora-dpo': dpo };

@@ -220,7 +220,8 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
   private async logProbs(pairs: readonly TokenizedPair[]): Promise<Float32Array> {
     const dp = this.ctx.dp;
     const mine = dp ? pairs.filter((_, i) => i % dp.worldSize === dp.rank) : pairs;
-    const out = new Float32Array(2 * mine.length), bs = this.c.evalBatchSize;
+    // evalBatchSize rows at once: half as many pairs
+    const out = new Float32Array(2 * mine.length), bs = Math.max(1, Math.floor(this.c.evalBatchSize / 2));
     const wasTraining = this.model.training;
     this.model.eval();
     try {

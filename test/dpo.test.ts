@@ -25,7 +25,7 @@ import { padBatch } from '../src/sft/batch.js';
 import { chatTemplateOf } from '../src/sft/template.js';
 import { IGNORE_INDEX } from '../src/sft/tokenize.js';
 import { requireCausalLM } from '../src/train/causal-lm.js';
-import { ConfigError, DatasetError } from '../src/errors.js';
+import { CheckpointError, ConfigError, DatasetError } from '../src/errors.js';
 import { main } from '../src/cli/main.js';
 import type { HFTokenizer } from '../src/models/hf/tokenizer.js';
 
@@ -290,6 +290,23 @@ test('DPO config: keys it cannot honour are refused, labelSmoothing is conservat
   // the default model is the classification encoder: the error says which model a decoder task takes
   await assert.rejects(new AutoGLMTrainer({ config: { task: 'dpo' } }).finetune({ dataset: data }),
     (e: unknown) => e instanceof ConfigError && e.message.includes("task 'dpo' takes a Hugging Face decoder") && e.message.includes('open-autoglm-base'));
+});
+
+test('a resumed DPO run takes the reference log-probabilities from its checkpoint; other pairs (another maxLength) are a CheckpointError', async () => {
+  const out = tmp('resume-');
+  const run = async (cfg: object) => {
+    const t = new AutoGLMTrainer({ model, config: { ...QUICK, saveEvery: 2, outputDir: out, ...cfg } });
+    const notes: string[] = [];
+    t.on('note', (m: string) => notes.push(m));
+    return { h: await t.finetune({ dataset: data }), notes };
+  };
+  const first = await run({ maxSteps: 2 });
+  assert.ok(first.notes.some((n) => /^dpo: reference log-probabilities of 120 pairs computed/.test(n)), first.notes.join('\n'));
+  const second = await run({ maxSteps: 4, resume: true });
+  assert.equal(second.h.stepsDone, 4);
+  assert.ok(second.notes.includes('dpo: reference log-probabilities from the checkpoint'), second.notes.join('\n'));
+  await assert.rejects(run({ maxSteps: 6, resume: true, maxLength: 36 }),
+    (e: unknown) => e instanceof CheckpointError && e.message.includes('reference log-probabilities of other train pairs'));
 });
 
 test('a bad preference record: a DatasetError naming file, line and field; skipped and counted under onBadLine skip', async () => {

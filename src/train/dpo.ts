@@ -6,9 +6,9 @@
  * - Data: `{prompt, chosen, rejected}` records, plain or conversational, with the prompt explicit or implicit
  *   (src/sft/preference.ts); JSONL, JSON, CSV or Parquet; the model's chat template (or config `chatTemplate`).
  * - Reference model: the model as it is before training (with LoRA, the base; with full fine-tuning, the loaded
- *   weights). Its log-probabilities of every pair are computed once, when the task is built (TRL's
+ *   weights). Its log-probabilities of every pair are computed once, before the first step (`prepare`; TRL's
  *   `precompute_ref_log_probs`), so no second model is held in memory and a step costs one forward and backward pass
- *   of the policy. They are computed again on resume, from the same initial model, before the checkpoint is loaded.
+ *   of the policy. Checkpoints keep them with a digest of the pairs' tokens: a resumed run takes them from there.
  * - Loss (`dpoLossType`): 'sigmoid' (DPO, with `labelSmoothing` as conservative DPO's ε), 'ipo' or 'hinge', with
  *   `dpoBeta` (src/sft/dpo.ts); `rpoAlpha` adds RPO's alpha x the chosen answers' mean next-token NLL (TRL's rpo_alpha),
  *   which keeps DPO from lowering the likelihood of the chosen answers along with the rejected ones. The base model's dropout is off (TRL's `disable_dropout`, its default): the
@@ -30,7 +30,8 @@ import { writeFileSync } from 'node:fs';
 import { autocast } from '../tensor/precision.js';
 import { slice } from '../tensor/ops/movement.js';
 import { noGrad } from '../tensor/autograd.js';
-import { ConfigError, DatasetError, CheckpointError } from '../errors.js';
+import { AutoGLMError, ConfigError, DatasetError, CheckpointError } from '../errors.js';
+import { createHash } from 'node:crypto';
 import { manualSeed } from '../nn/init.js';
 import { Dropout } from '../nn/layers.js';
 import type { LoraModel } from '../peft/index.js';
@@ -96,6 +97,13 @@ function tokenizeAll(ctx: TaskContext | null, xs: readonly PreferenceExample[], 
   return out;
 }
 
+/** A digest of pairs' token ids (a checkpoint's reference log-probabilities are for exactly these pairs). */
+function pairsDigest(pairs: readonly TokenizedPair[]): string {
+  const h = createHash('sha256');
+  for (const p of pairs) for (const ids of [p.prompt, p.chosen, p.rejected]) h.update(Int32Array.from(ids)).update('|');
+  return h.digest('hex').slice(0, 32);
+}
+
 export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
   readonly name = 'dpo';
   protected readonly sampler: Sampler | null;
@@ -147,10 +155,24 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
     if (off) ctx.note(`dpo: the model's dropout is off (${off} layer(s)), as TRL's disable_dropout; loraDropout stays as set`);
     const t = new DpoTask(ctx, model, spec, tok, template, data, lora);
     t.dataInfo = { dataset: args.dataset, evalDataset: args.evalDataset, testDataset: args.testDataset, validationFraction: args.validationFraction, maxTrain: args.maxTrain, maxEval: args.maxEval };
-    // the reference: the model before any step (LoRA's B is zero: the base)
-    for (const split of ['train', 'validation', 'test'] as const) t.reference[split] = await t.logProbs(data.pairs[split]);
     model.train();
     return t;
+  }
+
+  /**
+   * The reference: the model before its first step (LoRA's B is zero: the base), each split's pairs scored once. A
+   * resumed run has them from its checkpoint (state()), computed by the run's start from the same initial model.
+   */
+  async prepare(): Promise<void> {
+    const splits = (['train', 'validation', 'test'] as const).filter((s) => !this.reference[s] && this.data.pairs[s].length);
+    if (splits.length === 0) {
+      if (this.data.pairs.train.length) this.ctx.note('dpo: reference log-probabilities from the checkpoint');
+      return;
+    }
+    const t0 = performance.now();
+    for (const s of splits) this.reference[s] = await this.logProbs(this.data.pairs[s]);
+    const n = splits.reduce((a, s) => a + this.data.pairs[s].length, 0);
+    this.ctx.note(`dpo: reference log-probabilities of ${n} pairs computed in ${((performance.now() - t0) / 1e3).toFixed(1)} s (the model before training)`);
   }
 
   /** A finished run rebuilt from its folder, for predict and evaluate. */
@@ -177,7 +199,8 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
    * its block of pairs and returns its share of the global mean (its mean x its pairs / the batch's pairs).
    */
   loss(idx: number[]): MicroBatchLoss {
-    const dp = this.ctx.dp, train = this.data.pairs.train, ref = this.reference.train!;
+    const dp = this.ctx.dp, train = this.data.pairs.train, ref = this.reference.train;
+    if (!ref) throw new AutoGLMError(`task 'dpo': the reference log-probabilities are computed by prepare(), which the training loop calls before the first step`);
     const mine = dp ? dp.shard(idx) : idx;
     if (mine.length === 0) return { loss: null };
     const b = this.rows(mine.map((i) => train[i]!));
@@ -264,17 +287,31 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
   async evaluate(split: EvalSplit): Promise<TaskEval | null> {
     const pairs = this.data.pairs[split];
     if (pairs.length === 0) return null;
-    const r = this.scores(pairs, await this.logProbs(pairs), this.reference[split]!);
+    const reference = this.reference[split];
+    if (!reference) throw new AutoGLMError(`task 'dpo': no reference log-probabilities of the ${split} pairs (prepare() computes them before the first step)`);
+    const r = this.scores(pairs, await this.logProbs(pairs), reference);
     this.lastEval = r;
     return { loss: r.loss, accuracy: r.accuracy, rewards: r.rewards };
   }
 
+  /** The sampler, and the reference log-probabilities (a resumed run does not compute them again). */
   state(): Record<string, unknown> {
-    return { sampler: this.sampler?.state() ?? null };
+    const digests = Object.fromEntries((['train', 'validation', 'test'] as const).map((k) => [k, pairsDigest(this.data.pairs[k])]));
+    return { sampler: this.sampler?.state() ?? null, reference: { ...this.reference }, pairs: digests };
   }
 
   load(state: Record<string, unknown>, where: string): void {
     if (!state || typeof state['sampler'] !== 'object' || state['sampler'] === null) throw new CheckpointError(`checkpoint '${where}' has no sampler state for task 'dpo'`);
+    const ref = (state['reference'] ?? {}) as Partial<Record<Split, unknown>>, digests = (state['pairs'] ?? {}) as Partial<Record<Split, unknown>>;
+    for (const s of ['train', 'validation', 'test'] as const) {
+      const r = ref[s], pairs = this.data.pairs[s];
+      if (r === undefined) continue;
+      // the same pairs, token for token: other data, maxLength or chat template would make the stored reference wrong
+      if (!(r instanceof Float32Array) || r.length !== 2 * pairs.length || digests[s] !== pairsDigest(pairs)) {
+        throw new CheckpointError(`checkpoint '${where}' holds the reference log-probabilities of other ${s} pairs than this run's ${pairs.length} (other data, maxLength or chat template than the run that wrote it); resume with the same settings`);
+      }
+      this.reference[s] = r;
+    }
     this.sampler?.load(state['sampler'] as Record<string, unknown>);
   }
 

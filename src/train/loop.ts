@@ -128,6 +128,8 @@ export class TrainingLoop {
     if (backend().device) moveToDevice(this.task.model.parameters());
     setRng(new Rng(c.seed + 1));
     if (c.resume) await this.resume();
+    // what the task computes once before training, after a resume has restored its state (DPO's reference)
+    await this.task.prepare?.();
     const info = this.task.runInfo();
     if (this.isMain && info) writeRunInfo(h.outDir, info);
     for (const cb of h.callbacks) await cb.onTrainBegin?.({ totalSteps: this.totalSteps, stepsPerEpoch: this.stepsPerEpoch });

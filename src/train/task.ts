@@ -135,6 +135,11 @@ export interface TrainingTask<B = unknown> {
   readonly batchesPerEpoch: number;
   /** Told once before training: how many micro-batches the run will draw (step-paced samplers). */
   plan?(totalMicroBatches: number): void;
+  /**
+   * Called once before the first step, after a resume has loaded `state()` (so that what a checkpoint holds is not
+   * computed again): e.g. DPO's reference log-probabilities. May communicate (every rank calls it).
+   */
+  prepare?(): Promise<void>;
   /** The next micro-batch, or null at the end of an epoch (the next call starts the next epoch). */
   nextBatch(): B | null;
 

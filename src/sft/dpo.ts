@@ -17,7 +17,7 @@ import { reshape, slice, stack } from '../tensor/ops/movement.js';
 import { sum } from '../tensor/ops/reduce.js';
 import { ShapeError, fmtShape } from '../errors.js';
 import type { CausalLM } from '../models/hf/family.js';
-import { scoredRows } from '../models/hf/heads.js';
+import { nextTokens, scoredRows } from '../models/hf/heads.js';
 import type { SftBatch } from './batch.js';
 import { IGNORE_INDEX } from './tokenize.js';
 
@@ -39,21 +39,17 @@ export interface DpoLossOptions {
  */
 export function sequenceLogProbs(model: CausalLM, batch: SftBatch): Tensor {
   const [R, T] = batch.ids.shape as [number, number];
-  const labels = batch.labels.i32('sequenceLogProbs');
   const opts = { attentionMask: batch.attentionMask, positionIds: batch.positionIds, documentIds: batch.documentIds };
-  const next = new Int32Array(R * (T - 1));
-  for (let r = 0; r < R; r++) next.set(labels.subarray(r * T + 1, (r + 1) * T), r * (T - 1));
+  const next = nextTokens(batch.labels);
   const head = model.headWeights();
   if (head) {
     const hidden = model.hidden(batch.ids, opts); // (R, T, D)
     const D = hidden.shape[2] as number;
     const { h, targets } = scoredRows(reshape(slice(hidden, 1, 0, T - 1), [R * (T - 1), D]), next);
-    const compact = targets.length < next.length;
+    const compact = targets.length < next.length, counts = scoredCounts(batch);
     let at = 0;
-    const rows = Array.from({ length: R }, (_, r) => {
+    const rows = counts.map((n, r) => {
       // this row's scored rows: a block of the gathered ones, or its whole (T - 1) when nothing was gathered
-      let n = 0;
-      for (let t = 0; t < T - 1; t++) if (next[r * (T - 1) + t] !== IGNORE_INDEX) n++;
       const [from, to] = compact ? [at, at + n] : [r * (T - 1), (r + 1) * (T - 1)];
       at += n;
       if (n === 0) return new Tensor(new Float32Array(1), 'f32', []);
@@ -85,11 +81,10 @@ export interface RewardSums {
   chosen: number;
   rejected: number;
   correct: number;
-  loss: number;
   n: number;
 }
 
-export const emptyRewardSums = (): RewardSums => ({ chosen: 0, rejected: 0, correct: 0, loss: 0, n: 0 });
+export const emptyRewardSums = (): RewardSums => ({ chosen: 0, rejected: 0, correct: 0, n: 0 });
 
 /** Means of reward sums: what the logs show. */
 export function rewardMeans(s: RewardSums): { chosen: number; rejected: number; margin: number; accuracy: number } {
@@ -128,7 +123,6 @@ export function dpoTerms(policy: ArrayLike<number>, reference: ArrayLike<number>
     sums.chosen += beta * c;
     sums.rejected += beta * r;
     sums.correct += beta * c > beta * r ? 1 : 0;
-    sums.loss += losses[i]!;
   }
   sums.n = B;
   return { losses, dz, scale, sums };

@@ -186,13 +186,23 @@ export const textData: LMDataLoader = (ctx, args, tok, maxLength) => {
 };
 
 /**
- * A loaded decoder set up for training (causal-LM and SFT): the method applied (LoRA injected, or everything
+ * A loaded decoder set up for training (causal-LM, SFT and DPO): the method applied (LoRA injected, or everything
  * trainable) and NEFTune's alpha set on its backbone. Returns the LoRA model, or null for 'full'.
  */
 export function decoderForTraining(model: CausalLM, ctx: TaskContext, baseName: string): LoraModel | null {
   const lora = applyMethod(model, ctx.config, { heads: [], baseName, taskType: 'CAUSAL_LM', keepPrecision: ['lm_head'], note: (m) => ctx.note(m) });
   model.backbone.neftuneAlpha = ctx.config.neftuneNoiseAlpha;
   return lora;
+}
+
+/**
+ * The batches of a decoder task over examples (or packed rows) of these lengths: length-bucketed under
+ * `lengthBucketing` (less padding) unless `bucketing` says otherwise, else uniformly shuffled; null without examples
+ * (a run loaded for predict / evaluate).
+ */
+export function samplerOf(lengths: number[], c: TrainerConfig, bucketing = c.lengthBucketing): Sampler | null {
+  if (lengths.length === 0) return null;
+  return bucketing ? new BucketSampler(lengths, c.batchSize, c.seed) : new RandomSampler(lengths.length, c.batchSize, c.seed);
 }
 
 /** Decoder parameters above the layer stack (final norm, LM head): no layer-wise decay. */
@@ -238,12 +248,10 @@ export class CausalLMTask extends DecoderTask implements TrainingTask<number[]> 
   private constructor(readonly name: string, protected readonly ctx: TaskContext, readonly model: CausalLM, readonly baseName: string,
     readonly tokenizer: HFTokenizer, readonly data: LMSplits) {
     super();
-    const c = ctx.config;
     this.lora = decoderForTraining(model, ctx, baseName);
     model.train();
     this.padId = tokenizer.padTokenId ?? 0;
-    const lengths = data.train.map((e) => e.ids.length);
-    this.sampler = c.lengthBucketing ? new BucketSampler(lengths, c.batchSize, c.seed) : new RandomSampler(lengths.length, c.batchSize, c.seed);
+    this.sampler = samplerOf(data.train.map((e) => e.ids.length), ctx.config)!; // create() refuses an empty training set
   }
 
   /**

@@ -35,7 +35,7 @@ import { createHash } from 'node:crypto';
 import { manualSeed } from '../nn/init.js';
 import { Dropout } from '../nn/layers.js';
 import type { LoraModel } from '../peft/index.js';
-import { BucketSampler, RandomSampler, type Sampler } from '../data/index.js';
+import type { Sampler } from '../data/index.js';
 import { BadLineSink } from '../data/bad-lines.js';
 import type { CausalLM } from '../models/hf/family.js';
 import type { HFTokenizer } from '../models/hf/tokenizer.js';
@@ -43,12 +43,12 @@ import { loadSplitsWith, readFileWith } from '../sft/dataset.js';
 import type { ChatTemplate } from '../sft/template.js';
 import { padBatch } from '../sft/batch.js';
 import { pairPrompt, pairRow, toPreference, tokenizePair, type PreferenceExample, type TokenizedPair } from '../sft/preference.js';
-import { dpoLoss, dpoTerms, emptyRewardSums, rewardMeans, scoredCounts, sequenceLogProbs, type DpoLossOptions, type RewardSums } from '../sft/dpo.js';
+import { dpoLoss, dpoTerms, emptyRewardSums, rewardMeans, sequenceLogProbs, type DpoLossOptions, type RewardSums } from '../sft/dpo.js';
 import type { ChatGenerationOptions, ChatPrediction } from '../sft/types.js';
 import type { RunInfo } from './outputs.js';
 import type { PreferenceRewards } from './history.js';
 import { SFT_ONLY } from './config.js';
-import { CAUSAL_LM_REFUSES, DecoderTask, checkCausalLM, decoderForTraining, loadDecoder } from './causal-lm.js';
+import { CAUSAL_LM_REFUSES, DecoderTask, checkCausalLM, decoderForTraining, loadDecoder, samplerOf } from './causal-lm.js';
 import { loadChatRun, predictChat, sampleAnswers, saveChatOutputs, templateFor } from './sft.js';
 import type { EvalSplit, FinetuneArgs, MicroBatchLoss, TaskContext, TaskDefinition, TaskEval, TrainingTask } from './task.js';
 
@@ -87,7 +87,10 @@ export function readPreferenceFile(file: string, sink: BadLineSink): Promise<Pre
   return readFileWith(file, sink, toPreference);
 }
 
-function tokenizeAll(ctx: TaskContext | null, xs: readonly PreferenceExample[], tok: HFTokenizer, template: ChatTemplate, maxLength: number, split: string): TokenizedPair[] {
+/** The scored tokens of each row of pairs' batch (chosen rows, then rejected rows): their answers' lengths. */
+const answerCounts = (pairs: readonly TokenizedPair[]) => [...pairs.map((p) => p.chosen.length), ...pairs.map((p) => p.rejected.length)];
+
+function tokenizePairs(ctx: TaskContext | null, xs: readonly PreferenceExample[], tok: HFTokenizer, template: ChatTemplate, maxLength: number, split: string): TokenizedPair[] {
   const out: TokenizedPair[] = [];
   for (const x of xs) {
     const p = tokenizePair(x, tok, template, maxLength);
@@ -119,11 +122,10 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
   private constructor(protected readonly ctx: TaskContext, readonly model: CausalLM, readonly baseName: string, readonly tokenizer: HFTokenizer,
     readonly template: ChatTemplate, private readonly data: DpoData, readonly lora: LoraModel | null) {
     super();
-    const c = ctx.config;
     this.padId = tokenizer.padTokenId ?? 0;
     const train = data.pairs.train;
     const lengths = train.map((p) => p.prompt.length + Math.max(p.chosen.length, p.rejected.length));
-    this.sampler = lengths.length === 0 ? null : c.lengthBucketing ? new BucketSampler(lengths, c.batchSize, c.seed) : new RandomSampler(lengths.length, c.batchSize, c.seed);
+    this.sampler = samplerOf(lengths, ctx.config);
   }
 
   static async create(ctx: TaskContext, args: FinetuneArgs): Promise<DpoTask> {
@@ -139,7 +141,7 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
     if (splits.skipped.length) ctx.note(`skipped ${splits.skipped.length} bad record(s) (first: ${splits.skipped[0]!.file}:${splits.skipped[0]!.line}: ${splits.skipped[0]!.reason})`);
     if (splits.train.some((e) => e.kind === 'conversation')) ctx.note(`chat template: ${template.origin}`);
     const maxLength = Math.min(c.maxLength, model.maxPositions ?? Infinity);
-    const enc = (xs: PreferenceExample[], split: string) => tokenizeAll(ctx, xs, tok, template, maxLength, split);
+    const enc = (xs: PreferenceExample[], split: string) => tokenizePairs(ctx, xs, tok, template, maxLength, split);
     const data: DpoData = { name: splits.name, pairs: { train: enc(splits.train, 'train'), validation: enc(splits.validation, 'validation'), test: enc(splits.test, 'test') },
       validationExamples: splits.validation };
     if (data.pairs.train.length === 0) throw new DatasetError(`'${splits.name}' has no training pair with an answer token within maxLength ${maxLength}`);
@@ -206,7 +208,7 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
     const b = this.rows(mine.map((i) => train[i]!));
     const reference = [...mine.map((i) => ref[2 * i]!), ...mine.map((i) => ref[2 * i + 1]!)];
     const policy = autocast(this.ctx.compute, () => sequenceLogProbs(this.model, b));
-    const { loss, sums } = dpoLoss(policy, reference, scoredCounts(b), this.lossOptions);
+    const { loss, sums } = dpoLoss(policy, reference, answerCounts(mine.map((i) => train[i]!)), this.lossOptions);
     let total = dp ? loss.scale(mine.length / idx.length) : loss;
     const alpha = this.c.rpoAlpha;
     if (alpha > 0) {
@@ -224,10 +226,10 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
     let p = this.pending;
     this.pending = emptyRewardSums();
     if (this.ctx.dp) {
-      const [chosen, rejected, correct, loss, n] = await this.ctx.dp.sumNumbers([p.chosen, p.rejected, p.correct, p.loss, p.n]);
-      p = { chosen: chosen!, rejected: rejected!, correct: correct!, loss: loss!, n: n! };
+      const [chosen, rejected, correct, n] = await this.ctx.dp.sumNumbers([p.chosen, p.rejected, p.correct, p.n]);
+      p = { chosen: chosen!, rejected: rejected!, correct: correct!, n: n! };
     }
-    for (const k of ['chosen', 'rejected', 'correct', 'loss', 'n'] as const) this.stepSums[k] += p[k];
+    for (const k of ['chosen', 'rejected', 'correct', 'n'] as const) this.stepSums[k] += p[k];
   }
 
   stepLog() {
@@ -240,18 +242,18 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
    * Log-probabilities of pairs' answers under the model as it is (eval mode, no gradients): chosen and rejected per
    * pair. Data-parallel: each rank computes every W-th pair and they are gathered.
    */
-  private async logProbs(pairs: readonly TokenizedPair[]): Promise<Float32Array> {
+  private async logProbs(pairs: readonly TokenizedPair[], model: CausalLM = this.model): Promise<Float32Array> {
     const dp = this.ctx.dp;
     const mine = dp ? pairs.filter((_, i) => i % dp.worldSize === dp.rank) : pairs;
     // evalBatchSize rows at once: half as many pairs
     const out = new Float32Array(2 * mine.length), bs = Math.max(1, Math.floor(this.c.evalBatchSize / 2));
-    const wasTraining = this.model.training;
-    this.model.eval();
+    const wasTraining = model.training;
+    model.eval();
     try {
       noGrad(() => {
         for (let s = 0; s < mine.length; s += bs) {
           const chunk = mine.slice(s, s + bs), n = chunk.length;
-          const lp = autocast(this.ctx.compute, () => sequenceLogProbs(this.model, this.rows(chunk))).f32();
+          const lp = autocast(this.ctx.compute, () => sequenceLogProbs(model, this.rows(chunk))).f32();
           for (let k = 0; k < n; k++) {
             out[2 * (s + k)] = lp[k]!;
             out[2 * (s + k) + 1] = lp[n + k]!;
@@ -259,7 +261,7 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
         }
       });
     } finally {
-      this.model.train(wasTraining);
+      model.train(wasTraining);
     }
     return dp ? dp.gatherStrided(out, pairs.length, 2) : out;
   }
@@ -268,10 +270,9 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
   private scores(pairs: readonly TokenizedPair[], policy: Float32Array, reference: Float32Array): DpoEvalResult {
     const n = pairs.length;
     const order = (a: Float32Array) => [...Array.from({ length: n }, (_, i) => a[2 * i]!), ...Array.from({ length: n }, (_, i) => a[2 * i + 1]!)];
-    const counts = [...pairs.map((p) => p.chosen.length), ...pairs.map((p) => p.rejected.length)];
-    const { sums } = dpoTerms(order(policy), order(reference), counts, this.lossOptions);
+    const { losses, sums } = dpoTerms(order(policy), order(reference), answerCounts(pairs), this.lossOptions);
     const rewards = rewardMeans(sums);
-    let loss = sums.loss / n;
+    let loss = losses.reduce((a, l) => a + l, 0) / n;
     if (this.c.rpoAlpha > 0) {
       // RPO's term, as in training: alpha x the mean NLL over the chosen answers' tokens
       let nll = 0, tokens = 0;
@@ -356,7 +357,7 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
       pairs = this.data.pairs[split];
       reference = this.reference[split];
     } else {
-      pairs = tokenizeAll(null, await this.examplesOf(split), this.tokenizer, this.template, maxLength, split);
+      pairs = tokenizePairs(null, await this.examplesOf(split), this.tokenizer, this.template, maxLength, split);
     }
     if (opts.maxEval !== undefined) {
       pairs = pairs.slice(0, opts.maxEval);
@@ -387,14 +388,7 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
         this.lora.enableAdapters();
       }
     }
-    const base = await loadDecoder(this.baseName, 'dpo');
-    const saved = this.model;
-    (this as { model: CausalLM }).model = base;
-    try {
-      return await this.logProbs(pairs);
-    } finally {
-      (this as { model: CausalLM }).model = saved;
-    }
+    return this.logProbs(pairs, await loadDecoder(this.baseName, 'dpo'));
   }
 }
 

@@ -18,7 +18,7 @@ import { autocast } from '../tensor/precision.js';
 import { ConfigError, DatasetError, AutoGLMError } from '../errors.js';
 import { manualSeed } from '../nn/init.js';
 import { saveAdapter, loadAdapter, LoraModel } from '../peft/index.js';
-import { BucketSampler, RandomSampler, type Sampler } from '../data/index.js';
+import type { Sampler } from '../data/index.js';
 import { causalLMLoss, causalLMLossFromHidden } from '../models/hf/heads.js';
 import { generate } from '../models/hf/generate.js';
 import type { CausalLM } from '../models/hf/family.js';
@@ -32,7 +32,7 @@ import { configEos, generateChat } from '../sft/chat.js';
 import type { ChatMessage, ChatGenerationOptions, ChatPrediction, SftEvalOptions, SftEvalResult, SftExample } from '../sft/types.js';
 import type { RunInfo } from './outputs.js';
 import { DPO_ONLY, type TrainerConfig } from './config.js';
-import { CAUSAL_LM_REFUSES, DecoderTask, checkCausalLM, loadDecoder, decoderForTraining, perplexity, requireCausalLM, shardedPerplexity } from './causal-lm.js';
+import { CAUSAL_LM_REFUSES, DecoderTask, checkCausalLM, loadDecoder, samplerOf, decoderForTraining, perplexity, requireCausalLM, shardedPerplexity } from './causal-lm.js';
 import type { EvalSplit, FinetuneArgs, MicroBatchLoss, TaskContext, TaskDefinition, TaskEval, TrainingTask } from './task.js';
 
 interface SftData {
@@ -186,8 +186,7 @@ export class SftTask extends DecoderTask implements TrainingTask<number[]> {
     const maxLength = Math.min(c.maxLength, model.maxPositions ?? Infinity);
     this.rows = c.packing && data.train.length ? packRows(data.train.map((e) => e.ids.length), maxLength) : null;
     const lengths = this.rows ? this.rows.map((r) => r.reduce((a, i) => a + data.train[i].ids.length, 0)) : data.train.map((e) => e.ids.length);
-    this.sampler = lengths.length === 0 ? null
-      : c.lengthBucketing && !this.rows ? new BucketSampler(lengths, c.batchSize, c.seed) : new RandomSampler(lengths.length, c.batchSize, c.seed);
+    this.sampler = samplerOf(lengths, c, c.lengthBucketing && !this.rows);
     // Packed rows are filled to maxLength by best fit, so bucketing them saves no padding; and BucketSampler, which
     // orders rows of equal length by index, then batches the same neighbours together in every epoch (measured on
     // scripts/sft-synthetic.ts --packing: 70.4% exact match against 100% with rows drawn uniformly).

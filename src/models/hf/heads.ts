@@ -74,7 +74,7 @@ export function scoredRows(h: Tensor, targets: Int32Array): { h: Tensor; targets
 }
 
 /** Labels (B, T) shifted left by one position per row: the targets of positions 0..T-2. */
-function nextTokens(labels: Tensor): Int32Array {
+export function nextTokens(labels: Tensor): Int32Array {
   const [B, T] = labels.shape;
   const l = labels.i32('causalLMLoss');
   const next = new Int32Array(B * (T - 1));

@@ -8,7 +8,7 @@
  *
  *   node --import tsx scripts/sft-synthetic.ts --steps 1500            # first: the SFT run (full fine-tuning)
  *   node --import tsx scripts/dpo-synthetic.ts [--work /tmp/sft-synthetic --tag addition-d2-L2-H128-s0 --prompts 3000]
- *     [--method lora|full --steps 300 --batch-size 32 --lr 2e-3 --beta 0.1 --loss sigmoid|ipo|hinge --rpo 0 --threads 1]
+ *     [--method lora|full --steps 300 --batch-size 32 --lr 2e-3 --beta 0.1 --loss sigmoid|ipo|hinge|simpo|orpo --gamma 0.5 --rpo 0 --threads 1]
  *     [--negatives self+perturbed|self] [--control: task sft on the chosen answers instead, the same steps]
  */
 import { parseArgs } from 'node:util';
@@ -22,7 +22,7 @@ const { values: a } = parseArgs({
     work: { type: 'string', default: '/tmp/sft-synthetic' }, tag: { type: 'string', default: 'addition-d2-L2-H128-s0' }, 'sft-run': { type: 'string', default: 'run-full' },
     prompts: { type: 'string', default: '3000' }, method: { type: 'string', default: 'lora' }, steps: { type: 'string', default: '300' },
     'batch-size': { type: 'string', default: '32' }, lr: { type: 'string', default: '2e-3' }, beta: { type: 'string', default: '0.1' },
-    control: { type: 'boolean', default: false }, loss: { type: 'string', default: 'sigmoid' }, rpo: { type: 'string', default: '0' }, negatives: { type: 'string', default: 'self+perturbed' }, threads: { type: 'string', default: '1' }, 'max-length': { type: 'string', default: '64' },
+    control: { type: 'boolean', default: false }, loss: { type: 'string', default: 'sigmoid' }, gamma: { type: 'string', default: '0.5' }, rpo: { type: 'string', default: '0' }, negatives: { type: 'string', default: 'self+perturbed' }, threads: { type: 'string', default: '1' }, 'max-length': { type: 'string', default: '64' },
   },
 });
 const n = (k: keyof typeof a) => Number(a[k]);
@@ -54,7 +54,7 @@ const pairs = train.flatMap((x, i) => {
 });
 const own = train.filter((x, i) => answers[i]!.completion.trim() !== x.messages[1]!.content).length;
 const genS = (performance.now() - t0) / 1e3;
-const dir = path.join(base, a.control ? `control-sft-${a.method}-${a.negatives}` : `dpo-${a.method}-${a.loss}-b${a.beta}-rpo${a.rpo}-${a.negatives}`);
+const dir = path.join(base, a.control ? `control-sft-${a.method}-${a.negatives}` : `dpo-${a.method}-${a.loss}-b${a.beta}${a.loss === 'simpo' ? `-g${a.gamma}` : ''}-rpo${a.rpo}-${a.negatives}`);
 mkdirSync(dir, { recursive: true });
 const prefs = path.join(dir, 'pairs.jsonl');
 writeFileSync(prefs, pairs.map((p) => JSON.stringify(p)).join('\n') + '\n');
@@ -65,7 +65,7 @@ if (a.control) writeFileSync(prefs, pairs.map((p) => JSON.stringify({ messages: 
 const trainer = new AutoGLMTrainer({
   model: path.join(sftRun, 'model'),
   config: {
-    ...(a.control ? { task: 'sft' } : { task: 'dpo', dpoBeta: n('beta'), rpoAlpha: n('rpo'), dpoLossType: a.loss as 'sigmoid' }), method: a.method as 'lora' | 'full', maxSteps: n('steps'), epochs: 1000, batchSize: n('batch-size'), learningRate: n('lr'), maxLength: n('max-length'), mixedPrecision: 'fp32', scheduler: 'cosine', warmupRatio: 0.05, weightDecay: 0, evalEvery: 0,
+    ...(a.control ? { task: 'sft' } : { task: 'dpo', dpoBeta: n('beta'), rpoAlpha: n('rpo'), dpoLossType: a.loss as 'sigmoid', ...(a.loss === 'simpo' ? { simpoGamma: n('gamma') } : {}) }), method: a.method as 'lora' | 'full', maxSteps: n('steps'), epochs: 1000, batchSize: n('batch-size'), learningRate: n('lr'), maxLength: n('max-length'), mixedPrecision: 'fp32', scheduler: 'cosine', warmupRatio: 0.05, weightDecay: 0, evalEvery: 0,
     logEvery: 50, sampleGenerations: 4, outputDir: path.join(dir, 'run'), ...(a.method === 'lora' ? { loraRank: 16 } : {}),
   },
 });
@@ -77,7 +77,7 @@ const h = await trainer.finetune({ dataset: prefs, maxEval: 200 });
 const trainS = (performance.now() - t1) / 1e3;
 const after = exact((await trainer.predict(test.map((x) => x.messages[0]!.content))) as ChatPrediction[], test);
 console.log(JSON.stringify({
-  tag: a.tag, task: a.control ? 'sft (control)' : 'dpo', method: a.method, loss: a.loss, beta: n('beta'), rpo_alpha: n('rpo'), lr: n('lr'), steps: h.stepsDone, negatives: a.negatives, pairs: pairs.length, own_mistakes: own, prompts: train.length, held_out: test.length,
+  tag: a.tag, task: a.control ? 'sft (control)' : 'dpo', method: a.method, loss: a.loss, beta: n('beta'), ...(a.loss === 'simpo' ? { gamma: n('gamma') } : {}), rpo_alpha: n('rpo'), lr: n('lr'), steps: h.stepsDone, negatives: a.negatives, pairs: pairs.length, own_mistakes: own, prompts: train.length, held_out: test.length,
   exact_match_sft: before, exact_match_dpo: after, val_reward_accuracy: h.preference?.validation?.accuracy, val_margin: h.preference?.validation?.margin,
   generation_s: +genS.toFixed(1), train_time_s: +trainS.toFixed(1), run: path.join(dir, 'run'),
 }));

@@ -95,6 +95,65 @@ for (const [type, beta, eps] of [['sigmoid', 0.1, 0], ['sigmoid', 0.5, 0.2], ['h
   });
 }
 
+/** TRL's CPOTrainer (loss_type 'simpo') and ORPOTrainer losses for one batch, written out from their formulas (float64). */
+function trlReferenceFree(pc: number[], pr: number[], nc: number[], nr: number[], type: 'simpo' | 'orpo', beta: number, eps: number, gamma: number): number {
+  let total = 0;
+  for (let i = 0; i < pc.length; i++) {
+    const c = pc[i]! / nc[i]!, r = pr[i]! / nr[i]!; // average_log_prob=True
+    if (type === 'simpo') {
+      const logits = c - r - gamma / beta;
+      total += -logSigmoid(beta * logits) * (1 - eps) - logSigmoid(-beta * logits) * eps;
+    } else {
+      const logOdds = c - r - (Math.log1p(-Math.exp(c)) - Math.log1p(-Math.exp(r)));
+      total += -beta * logSigmoid(logOdds);
+    }
+  }
+  return total / pc.length;
+}
+
+for (const [type, beta, eps, gamma] of [['simpo', 2, 0, 0.5], ['simpo', 2.5, 0.1, 1.4], ['orpo', 0.1, 0, 0], ['orpo', 1, 0, 0]] as const) {
+  test(`dpoLoss '${type}' (beta ${beta}, epsilon ${eps}${type === 'simpo' ? `, gamma ${gamma}` : ''}), no reference: TRL's formula, its gradient by finite differences, rewards beta x mean log-probability`, () => {
+    const rng = new Rng(11), B = 6;
+    const counts = Array.from({ length: 2 * B }, () => 1 + Math.floor(12 * rng.uniform()));
+    // per-token log-probabilities from -3 to -0.01: ORPO's odds are defined below 0 and steep near it
+    const policy = counts.map((n) => -n * (0.01 + 3 * rng.uniform()));
+    const f = (p: number[]) => trlReferenceFree(p.slice(0, B), p.slice(B), counts.slice(0, B), counts.slice(B), type, beta, eps, gamma);
+    const x = new Tensor(Float32Array.from(policy), 'f32', [2 * B]);
+    x.requiresGrad = true;
+    const { loss, sums } = dpoLoss(x, null, counts, { beta, lossType: type, labelSmoothing: eps, gamma });
+    const p32: number[] = Array.from(x.f32());
+    assert.ok(Math.abs(loss.item() - f(p32)) < 1e-6 * Math.max(1, Math.abs(f(p32))), `loss ${loss.item()} vs TRL ${f(p32)}`);
+    loss.backward();
+    const g = x.grad!.f32();
+    for (let i = 0; i < 2 * B; i++) {
+      const h = 1e-5 * counts[i]!, up: number[] = [...p32], dn: number[] = [...p32];
+      up[i]! += h;
+      dn[i]! -= h;
+      const fd = (f(up) - f(dn)) / (2 * h);
+      assert.ok(Math.abs(g[i]! - fd) < 1e-6 + 1e-4 * Math.abs(fd), `d loss / d policy[${i}]: ${g[i]} vs finite difference ${fd}`);
+    }
+    let chosen = 0, rejected = 0, correct = 0;
+    for (let i = 0; i < B; i++) {
+      const c = beta * p32[i]! / counts[i]!, r = beta * p32[B + i]! / counts[B + i]!;
+      chosen += c;
+      rejected += r;
+      correct += c > r ? 1 : 0;
+    }
+    assert.ok(Math.abs(sums.chosen - chosen) < 1e-9 && Math.abs(sums.rejected - rejected) < 1e-9 && sums.correct === correct && sums.n === B);
+  });
+}
+
+test("dpoLoss 'orpo' where an answer is certain (mean log-probability 0, or just above in float32): finite loss and gradients", () => {
+  const x = new Tensor(Float32Array.from([0, 1e-7, -2, -3]), 'f32', [4]);
+  x.requiresGrad = true;
+  const { loss } = dpoLoss(x, null, [1, 1, 1, 1], { beta: 0.1, lossType: 'orpo' });
+  loss.backward();
+  assert.ok(Number.isFinite(loss.item()) && loss.item() >= 0 && loss.item() < 1e-3, `loss ${loss.item()}`);
+  assert.ok(Array.from(x.grad!.f32()).every(Number.isFinite), `${x.grad!.f32()}`);
+  // losses that compare against the reference refuse to run without it
+  assert.throws(() => dpoLoss(x, null, [1, 1, 1, 1], { beta: 0.1, lossType: 'sigmoid' }), /needs the reference model/);
+});
+
 // ---- log-probabilities of the answers ----------------------------------------------------------------------------------
 
 test('sequenceLogProbs: the sum of log-softmax of the model\'s logits over the answer tokens; the fused head path\'s gradients equal the logits path\'s', async () => {
@@ -271,11 +330,56 @@ test("RPO (rpoAlpha): the loss adds alpha x the chosen answers' mean next-token 
   assert.ok(Math.abs(h.evals[0]!.loss - want) < 1e-5 * want, `evaluation loss ${h.evals[0]!.loss} vs ${want}`);
 });
 
+test('SimPO and ORPO runs (no reference model): nothing is scored before the first step, the preference is learned, the loaded run evaluates without the base', async () => {
+  for (const [loss, cfg] of [['simpo', { dpoBeta: 2, simpoGamma: 1 }], ['orpo', { dpoBeta: 0.5 }]] as const) {
+    const out = tmp(`${loss}-`);
+    const t = new AutoGLMTrainer({ model, config: { ...QUICK, method: 'lora', dpoLossType: loss, ...cfg, learningRate: 2e-2, epochs: 20, maxSteps: 60, evalEvery: 30, saveEvery: 30, outputDir: out } });
+    const notes: string[] = [];
+    t.on('note', (m: string) => notes.push(m));
+    const h = await t.finetune({ dataset: data });
+    assert.ok(notes.includes(`dpo: loss '${loss}' takes no reference model`) && !notes.some((n) => n.includes('reference log-probabilities')), notes.join('\n'));
+    const first = h.evals[0]!, v = h.evals.at(-1)!;
+    assert.ok(v.accuracy! >= 0.9 && v.rewards!.margin > first.rewards!.margin && v.loss < first.loss, `${loss}: ${JSON.stringify(first)} -> ${JSON.stringify(v)}`);
+    const summary = JSON.parse(readFileSync(path.join(out, 'dpo.json'), 'utf8')) as { loss_type: string; reference: unknown; simpo_gamma?: number };
+    assert.deepEqual([summary.loss_type, summary.reference, summary.simpo_gamma], [loss, null, loss === 'simpo' ? 1 : undefined]);
+    // a loaded run scores the validation pairs as the run did, with no base model
+    const loaded = await AutoGLMTrainer.load(out);
+    const again = (await loaded.evaluate('validation')) as DpoEvalResult;
+    assert.ok(Math.abs(again.loss - v.loss) < 1e-5 * Math.max(1, v.loss) && again.accuracy === v.accuracy, `loaded ${JSON.stringify(again)} vs ${JSON.stringify(v)}`);
+    // resume: no reference in the checkpoint, none computed
+    const r = new AutoGLMTrainer({ model, config: { ...QUICK, method: 'lora', dpoLossType: loss, ...cfg, learningRate: 2e-2, epochs: 20, maxSteps: 70, evalEvery: 30, saveEvery: 30, outputDir: out, resume: true } });
+    const rnotes: string[] = [];
+    r.on('note', (m: string) => rnotes.push(m));
+    assert.equal((await r.finetune({ dataset: data })).stepsDone, 70);
+    assert.ok(!rnotes.some((n) => n.includes('reference log-probabilities')), rnotes.join('\n'));
+  }
+});
+
+test("ORPO's loss is its odds-ratio term plus the chosen answers' mean NLL (weight 1), in training and evaluation", async () => {
+  const one = { prompt: [{ role: 'user', content: 'reverse abcd' }], chosen: [{ role: 'assistant', content: 'dcba' }], rejected: [{ role: 'assistant', content: 'xxxxx' }] };
+  const file = path.join(root, 'orpo-one.jsonl');
+  writeFileSync(file, Array.from({ length: 12 }, () => JSON.stringify(one)).join('\n') + '\n');
+  const { loadHFModel } = await import('../src/models/hf/loader.js');
+  const m = requireCausalLM(await loadHFModel(model), model);
+  const tok = m.hf!.tokenizer as HFTokenizer;
+  const p = tokenizePair(toPreference(one), tok, chatTemplateOf(tok, model, {}), 48)!;
+  const lp = (side: 'chosen' | 'rejected') => noGrad(() => sequenceLogProbs(m, padBatch([pairRow(p, side)], tok.padTokenId ?? 0))).item();
+  const c = lp('chosen') / p.chosen.length, r = lp('rejected') / p.rejected.length, beta = 0.3;
+  const want = -c - beta * logSigmoid(c - r - (Math.log1p(-Math.exp(c)) - Math.log1p(-Math.exp(r))));
+  const t = new AutoGLMTrainer({ model, config: { ...QUICK, dpoLossType: 'orpo', dpoBeta: beta, maxSteps: 1, evalEvery: 1, learningRate: 1e-12, warmupSteps: 0, outputDir: tmp('orpo-') } });
+  t.on('note', () => {});
+  const h = await t.finetune({ dataset: file });
+  assert.ok(Math.abs(h.steps[0]!.loss - want) < 1e-5 * want, `first step's loss ${h.steps[0]!.loss} vs ${want}`);
+  assert.ok(Math.abs(h.evals[0]!.loss - want) < 1e-5 * want, `evaluation loss ${h.evals[0]!.loss} vs ${want}`);
+  assert.ok(Math.abs(h.steps[0]!.rewards!.chosen - beta * c) < 1e-5, 'ORPO reward: beta x mean log-probability');
+});
+
 test('DPO config: keys it cannot honour are refused, labelSmoothing is conservative DPO\'s epsilon (sigmoid, below 0.5); early stopping on the reward accuracy', async () => {
   const refused: Array<[object, string]> = [
     [{ packing: true }, 'packing'], [{ completionOnlyLoss: false }, 'completionOnlyLoss'], [{ datasetFormat: 'alpaca' }, 'datasetFormat'],
     [{ headDropout: 0.3 }, 'headDropout'], [{ method: 'head' }, 'method'], [{ labelSmoothing: 0.5 }, 'labelSmoothing'],
     [{ dpoLossType: 'hinge', labelSmoothing: 0.1 }, 'labelSmoothing'], [{ earlyStopping: { monitor: 'val_macro_f1' } }, 'earlyStopping'],
+    [{ dpoLossType: 'orpo', labelSmoothing: 0.1 }, 'labelSmoothing'], [{ simpoGamma: 1 }, 'simpoGamma'], [{ dpoLossType: 'orpo', rpoAlpha: 1 }, 'rpoAlpha'],
   ];
   for (const [cfg, key] of refused) {
     assert.throws(() => new AutoGLMTrainer({ model, config: { task: 'dpo', ...cfg } }), (e: unknown) => e instanceof ConfigError && e.message.includes(key) && e.message.includes('dpo'), JSON.stringify(cfg));

@@ -85,8 +85,8 @@ test('autoglm launch --nproc 2 finetune --task causal-lm: the adapter and the va
   await oneAndTwoRanks(args, path.join(root, 'lm-one'), path.join(root, 'lm-two'));
 });
 
-test('autoglm launch --nproc 2 finetune --task dpo: the adapter, the validation loss and the rewards of one process on the same global batches', async () => {
-  const prefs = path.join(root, 'prefs.jsonl');
+for (const loss of ['sigmoid', 'orpo'] as const) test(`autoglm launch --nproc 2 finetune --task dpo --dpo-loss-type ${loss}: the adapter, the validation loss and the rewards of one process on the same global batches${loss === 'orpo' ? " (no reference; the NLL term's tokens shared over the ranks)" : ''}`, async () => {
+  const prefs = path.join(root, `prefs-${loss}.jsonl`);
   const pairs = syntheticSplits({ task: 'addition', train: 48, test: 0, seed: 4, digits: 2 }).train.map((x) => {
     const [user, assistant] = x.messages;
     return { prompt: [user], chosen: [assistant], rejected: [{ role: 'assistant', content: [...assistant!.content].reverse().join('') }] };
@@ -94,9 +94,9 @@ test('autoglm launch --nproc 2 finetune --task dpo: the adapter, the validation 
   writeFileSync(prefs, pairs.map((p) => JSON.stringify(p)).join('\n') + '\n');
   // 5 pairs a batch: the ranks hold 3 and 2 pairs, so the shares of the global mean are unequal
   const args = (out: string) => ['finetune', '--task', 'dpo', '--model', model, '--dataset', prefs, '--method', 'lora', '--max-steps', '4',
-    '--batch-size', '5', '--max-length', '64', '--optimizer', 'sgd', '--learning-rate', '0.5', '--mixed-precision', 'fp32', '--eval-every', '2',
+    '--batch-size', '5', '--max-length', '64', '--dpo-loss-type', loss, '--optimizer', 'sgd', '--learning-rate', '0.5', '--mixed-precision', 'fp32', '--eval-every', '2',
     '--sample-generations', '0', '--seed', '5', '--output-dir', out, '--quiet', '--json'];
-  const one = path.join(root, 'dpo-one'), two = path.join(root, 'dpo-two');
+  const one = path.join(root, `dpo-${loss}-one`), two = path.join(root, `dpo-${loss}-two`);
   await oneAndTwoRanks(args, one, two);
   const rewards = (dir: string) => readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { kind: string; rewards?: Record<string, number> })
     .filter((l) => l.kind === 'step' || l.kind === 'eval').map((l) => l.rewards!);

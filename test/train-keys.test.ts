@@ -115,6 +115,7 @@ const TABLE: Record<string, Row> = {
   dpoBeta: { value: 0.5, refused: ['classification', 'multi-task', 'causal-lm', 'sft'] },
   dpoLossType: { value: 'ipo', refused: ['classification', 'multi-task', 'causal-lm', 'sft'] },
   rpoAlpha: { value: 1, refused: ['classification', 'multi-task', 'causal-lm', 'sft'] },
+  simpoGamma: { value: 1, needs: { dpoLossType: 'simpo' }, refused: ['classification', 'multi-task', 'causal-lm', 'sft'] },
   epochs: { value: 1, needs: { maxSteps: undefined } },
   maxSteps: { value: 3 },
   batchSize: { value: 2 },

@@ -1,13 +1,20 @@
 /**
  * The objective of preference tuning (task 'dpo'): each row's log-probability of its scored tokens under the
- * decoder, and the pairwise losses of TRL's DPOTrainer on them, with the rewards it logs.
+ * decoder, and the pairwise losses of TRL's DPOTrainer, CPOTrainer (SimPO) and ORPOTrainer on them, with the rewards
+ * they log.
  *
  * For a pair, with policy log-probabilities πc, πr of the chosen and rejected answers and the reference model's
  * ρc, ρr, the margin is z = (πc − ρc) − (πr − ρr) and the loss of one pair is
  *   'sigmoid' (DPO):  −(1 − ε) log σ(βz) − ε log σ(−βz)      (ε = labelSmoothing: conservative DPO)
  *   'hinge'  (SLiC):  max(0, 1 − βz)
  *   'ipo':            (z − 1 / (2β))²  on log-probabilities averaged over each answer's tokens (as TRL)
- * averaged over the pairs. The rewards are β(πc − ρc) and β(πr − ρr); a pair is ranked right when the first is larger.
+ * The rewards are β(πc − ρc) and β(πr − ρr). Two losses take no reference, and compare log-probabilities averaged over
+ * each answer's tokens, c = πc / |yc| and r = πr / |yr| (the rewards are βc and βr):
+ *   'simpo' (SimPO, Meng et al. 2024; TRL's CPOTrainer loss_type 'simpo'): the sigmoid loss on z = c − r − γ/β
+ *             (γ = simpoGamma, the target reward margin)
+ *   'orpo'  (ORPO, Hong et al. 2024): −β log σ(log odds(c) − log odds(r)), odds(p) = e^p / (1 − e^p); the task adds
+ *             the chosen answers' mean NLL (weight 1), so ORPO trains from a base model without an SFT stage.
+ * Losses are averaged over the pairs; a pair is ranked right when its chosen reward is the larger.
  */
 import { Tensor } from '../tensor/tensor.js';
 import { record } from '../tensor/autograd.js';
@@ -15,20 +22,26 @@ import { crossEntropy } from '../tensor/ops/nn.js';
 import { linearCrossEntropy } from '../tensor/ops/linear-ce.js';
 import { reshape, slice, stack } from '../tensor/ops/movement.js';
 import { sum } from '../tensor/ops/reduce.js';
-import { ShapeError, fmtShape } from '../errors.js';
+import { AutoGLMError, ShapeError, fmtShape } from '../errors.js';
 import type { CausalLM } from '../models/hf/family.js';
 import { nextTokens, scoredRows } from '../models/hf/heads.js';
 import type { SftBatch } from './batch.js';
 import { IGNORE_INDEX } from './tokenize.js';
 
-export const DPO_LOSS_TYPES = ['sigmoid', 'ipo', 'hinge'] as const;
+export const DPO_LOSS_TYPES = ['sigmoid', 'ipo', 'hinge', 'simpo', 'orpo'] as const;
 export type DpoLossType = (typeof DPO_LOSS_TYPES)[number];
+/** The losses that need no reference model. */
+export const referenceFree = (t: DpoLossType): boolean => t === 'simpo' || t === 'orpo';
+/** The losses that compare log-probabilities averaged over each answer's tokens. */
+const lengthAveraged = (t: DpoLossType): boolean => t === 'ipo' || t === 'simpo' || t === 'orpo';
 
 export interface DpoLossOptions {
   beta: number;
   lossType: DpoLossType;
-  /** Conservative DPO's ε (sigmoid only): the share of pairs assumed to be labelled the wrong way round. */
+  /** Conservative DPO's ε (sigmoid and simpo): the share of pairs assumed to be labelled the wrong way round. */
   labelSmoothing?: number;
+  /** SimPO's target reward margin γ (simpo only; TRL's simpo_gamma, 0.5). */
+  gamma?: number;
 }
 
 /**
@@ -65,7 +78,7 @@ export function sequenceLogProbs(model: CausalLM, batch: SftBatch): Tensor {
   return sum(reshape(nll, [R, T - 1]), 1).scale(-1);
 }
 
-/** Scored tokens of each row of a batch (IPO's length normalisation). */
+/** Scored tokens of each row of a batch. */
 export function scoredCounts(batch: SftBatch): number[] {
   const [R, T] = batch.labels.shape as [number, number];
   const l = batch.labels.i32('scoredCounts');
@@ -94,62 +107,79 @@ export function rewardMeans(s: RewardSums): { chosen: number; rejected: number; 
 const logSigmoid = (x: number) => (x < 0 ? x - Math.log1p(Math.exp(x)) : -Math.log1p(Math.exp(-x)));
 const sigmoid = (x: number) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x)));
 
+/** log(1 − e^p) for p < 0, without cancellation at either end. */
+const log1mexp = (p: number) => (p < -Math.LN2 ? Math.log1p(-Math.exp(p)) : Math.log(-Math.expm1(p)));
+/** Average log-probabilities are below 0; a float32 sum can round a certain answer's to 0 or just above. */
+const ODDS_MAX_LOGP = -1e-7;
+
 /**
- * Per-pair losses, rewards and d loss / d z (float64) of B pairs: `policy` and `reference` hold the chosen rows'
- * log-probabilities then the rejected rows' (2B each); `counts` the rows' scored tokens (used by 'ipo').
+ * Per-pair losses, rewards and the loss's derivatives (float64) of B pairs: `policy` and `reference` hold the chosen
+ * rows' log-probabilities then the rejected rows' (2B each; `reference` null for 'simpo' and 'orpo'); `counts` the
+ * rows' scored tokens (the length-averaged losses). `grad[k]` is d loss_i / d policy[k] of row k's pair i.
  */
-export function dpoTerms(policy: ArrayLike<number>, reference: ArrayLike<number>, counts: ArrayLike<number>, opts: DpoLossOptions):
-  { losses: Float64Array; dz: Float64Array; scale: Float64Array; sums: RewardSums } {
+export function dpoTerms(policy: ArrayLike<number>, reference: ArrayLike<number> | null, counts: ArrayLike<number>, opts: DpoLossOptions):
+  { losses: Float64Array; grad: Float64Array; sums: RewardSums } {
   const B = policy.length / 2, { beta, lossType } = opts, eps = opts.labelSmoothing ?? 0;
-  const losses = new Float64Array(B), dz = new Float64Array(B), scale = new Float64Array(2 * B);
+  if (!reference && !referenceFree(lossType)) throw new AutoGLMError(`preference loss '${lossType}' needs the reference model's log-probabilities`);
+  const losses = new Float64Array(B), grad = new Float64Array(2 * B);
   const sums = emptyRewardSums();
+  const avg = lengthAveraged(lossType);
   for (let i = 0; i < B; i++) {
-    // IPO compares log-probabilities averaged over each answer's tokens
-    const sc = lossType === 'ipo' ? 1 / Math.max(1, counts[i]!) : 1, sr = lossType === 'ipo' ? 1 / Math.max(1, counts[B + i]!) : 1;
-    scale[i] = sc;
-    scale[B + i] = sr;
-    const c = (policy[i]! - reference[i]!) * sc, r = (policy[B + i]! - reference[B + i]!) * sr, z = c - r;
-    if (lossType === 'sigmoid') {
+    const sc = avg ? 1 / Math.max(1, counts[i]!) : 1, sr = avg ? 1 / Math.max(1, counts[B + i]!) : 1;
+    // c, r: the chosen and rejected sides' log-ratios to the reference (or, reference-free, their log-probabilities)
+    const c = (policy[i]! - (reference ? reference[i]! : 0)) * sc, r = (policy[B + i]! - (reference ? reference[B + i]! : 0)) * sr;
+    let dc: number, dr: number; // d loss_i / dc, d loss_i / dr
+    if (lossType === 'sigmoid' || lossType === 'simpo') {
+      const z = c - r - (lossType === 'simpo' ? (opts.gamma ?? 0.5) / beta : 0);
       losses[i] = -(1 - eps) * logSigmoid(beta * z) - eps * logSigmoid(-beta * z);
-      dz[i] = -(1 - eps) * beta * sigmoid(-beta * z) + eps * beta * sigmoid(beta * z);
+      dc = -(1 - eps) * beta * sigmoid(-beta * z) + eps * beta * sigmoid(beta * z);
+      dr = -dc;
     } else if (lossType === 'hinge') {
-      losses[i] = Math.max(0, 1 - beta * z);
-      dz[i] = 1 - beta * z > 0 ? -beta : 0;
-    } else {
-      const d = z - 1 / (2 * beta);
+      losses[i] = Math.max(0, 1 - beta * (c - r));
+      dc = 1 - beta * (c - r) > 0 ? -beta : 0;
+      dr = -dc;
+    } else if (lossType === 'ipo') {
+      const d = c - r - 1 / (2 * beta);
       losses[i] = d * d;
-      dz[i] = 2 * d;
+      dc = 2 * d;
+      dr = -dc;
+    } else {
+      // ORPO: the log odds ratio; d log odds(p) / dp = 1 / (1 − e^p)
+      const pc = Math.min(c, ODDS_MAX_LOGP), pr = Math.min(r, ODDS_MAX_LOGP);
+      const lor = pc - pr - (log1mexp(pc) - log1mexp(pr));
+      losses[i] = -beta * logSigmoid(lor);
+      const g = -beta * sigmoid(-lor);
+      dc = c < ODDS_MAX_LOGP ? g / -Math.expm1(pc) : 0;
+      dr = r < ODDS_MAX_LOGP ? -g / -Math.expm1(pr) : 0;
     }
+    grad[i] = dc * sc;
+    grad[B + i] = dr * sr;
     sums.chosen += beta * c;
     sums.rejected += beta * r;
     sums.correct += beta * c > beta * r ? 1 : 0;
   }
   sums.n = B;
-  return { losses, dz, scale, sums };
+  return { losses, grad, sums };
 }
 
 /**
  * The mean preference loss of B pairs (a scalar with gradients to `policy`, (2B): chosen rows then rejected rows),
- * against the reference log-probabilities; and the pairs' reward sums.
+ * against the reference log-probabilities (none for 'simpo' and 'orpo'); and the pairs' reward sums.
  */
-export function dpoLoss(policy: Tensor, reference: ArrayLike<number>, counts: ArrayLike<number>, opts: DpoLossOptions): { loss: Tensor; sums: RewardSums } {
-  if (policy.ndim !== 1 || policy.size % 2 !== 0 || policy.size === 0 || reference.length !== policy.size || counts.length !== policy.size) {
-    throw new ShapeError(`'dpoLoss' needs policy log-probabilities (2B) with 2B reference values and counts; got ${fmtShape(policy.shape)}, ${reference.length} and ${counts.length}`);
+export function dpoLoss(policy: Tensor, reference: ArrayLike<number> | null, counts: ArrayLike<number>, opts: DpoLossOptions): { loss: Tensor; sums: RewardSums } {
+  if (policy.ndim !== 1 || policy.size % 2 !== 0 || policy.size === 0 || (reference && reference.length !== policy.size) || counts.length !== policy.size) {
+    throw new ShapeError(`'dpoLoss' needs policy log-probabilities (2B) with 2B reference values and counts; got ${fmtShape(policy.shape)}, ${reference?.length ?? 'no reference'} and ${counts.length}`);
   }
   const B = policy.size / 2;
-  const { losses, dz, scale, sums } = dpoTerms(policy.f32(), reference, counts, opts);
+  const { losses, grad, sums } = dpoTerms(policy.f32(), reference, counts, opts);
   let total = 0;
   for (const l of losses) total += l;
   const y = new Tensor(new Float32Array([total / B]), 'f32', []);
   return {
     sums,
     loss: record('dpoLoss', [policy], y, (gy) => {
-      const g = gy.item() / B, out = new Float32Array(2 * B);
-      for (let i = 0; i < B; i++) {
-        out[i] = g * dz[i]! * scale[i]!;
-        out[B + i] = -g * dz[i]! * scale[B + i]!;
-      }
-      return [new Tensor(out, 'f32', [2 * B])];
+      const g = gy.item() / B;
+      return [new Tensor(Float32Array.from(grad, (d) => g * d), 'f32', [2 * B])];
     }),
   };
 }

@@ -88,12 +88,15 @@ export const trainerConfigSchema = z.object({
     .describe('Task sft: validation prompts answered greedily at the end, written to samples.jsonl in the run folder; 0 = none'),
 
   // ---- preference tuning (task 'dpo', src/train/dpo.ts; refused by the other tasks) ------------------------------------
-  /** DPO's beta: how far the policy may move from the reference (TRL's default 0.1; smaller = further). */
+  /** DPO's beta: how far the policy may move from the reference (TRL's default 0.1; smaller = further); SimPO's reward scale; ORPO's lambda. */
   dpoBeta: z.number().positive().finite().default(0.1)
-    .describe("Task dpo: beta, the strength of the KL penalty to the reference model (TRL's default 0.1; smaller lets the policy move further)"),
-  /** The preference loss: DPO's 'sigmoid' (with labelSmoothing as cDPO's epsilon), IPO, or SLiC's 'hinge'. */
-  dpoLossType: z.enum(['sigmoid', 'ipo', 'hinge']).default('sigmoid')
-    .describe("Task dpo: 'sigmoid' (DPO, Rafailov et al. 2023; labelSmoothing = conservative DPO's epsilon), 'ipo' (Azar et al. 2023, on length-averaged log-probabilities) or 'hinge' (SLiC)"),
+    .describe("Task dpo: beta, the strength of the KL penalty to the reference model (TRL's default 0.1; smaller lets the policy move further); with 'simpo' the reward scale (the paper uses 2-10), with 'orpo' the odds-ratio term's weight lambda"),
+  /** The preference loss: DPO's 'sigmoid' (with labelSmoothing as cDPO's epsilon), IPO, SLiC's 'hinge'; reference-free SimPO and ORPO. */
+  dpoLossType: z.enum(['sigmoid', 'ipo', 'hinge', 'simpo', 'orpo']).default('sigmoid')
+    .describe("Task dpo: 'sigmoid' (DPO, Rafailov et al. 2023; labelSmoothing = conservative DPO's epsilon), 'ipo' (Azar et al. 2023, on length-averaged log-probabilities), 'hinge' (SLiC); without a reference model: 'simpo' (Meng et al. 2024, length-averaged, target margin simpoGamma) or 'orpo' (Hong et al. 2024, odds ratio + the chosen answers' NLL, from a base model)"),
+  /** SimPO's target reward margin gamma (TRL's simpo_gamma). */
+  simpoGamma: z.number().nonnegative().finite().default(0.5)
+    .describe("Task dpo, dpoLossType 'simpo': the target reward margin gamma (TRL's simpo_gamma, 0.5; the paper uses 0.3-1.6)"),
 
   /** RPO (Pang et al. 2024; TRL's rpo_alpha): adds alpha x the chosen answers' mean next-token NLL to the preference loss; 0 = off. */
   rpoAlpha: z.number().nonnegative().finite().default(0)
@@ -186,6 +189,7 @@ export const DPO_ONLY: Readonly<Partial<Record<keyof TrainerConfig, string>>> = 
   dpoBeta: "it is the KL strength of preference tuning (task 'dpo')",
   dpoLossType: "it selects the preference loss of task 'dpo'",
   rpoAlpha: "it weighs the chosen answers' NLL in the preference loss of task 'dpo'",
+  simpoGamma: "it is SimPO's target margin in the preference loss of task 'dpo'",
 };
 /** The keys that act on a decoder's token embeddings (tasks 'sft' and 'causal-lm'); the classification tasks refuse them. */
 export const DECODER_ONLY: Readonly<Partial<Record<keyof TrainerConfig, string>>> = {

@@ -11,8 +11,11 @@
  *   of the policy. Checkpoints keep them with a digest of the pairs' tokens: a resumed run takes them from there.
  * - Loss (`dpoLossType`): 'sigmoid' (DPO, with `labelSmoothing` as conservative DPO's ε), 'ipo' or 'hinge', with
  *   `dpoBeta` (src/sft/dpo.ts); `rpoAlpha` adds RPO's alpha x the chosen answers' mean next-token NLL (TRL's rpo_alpha),
- *   which keeps DPO from lowering the likelihood of the chosen answers along with the rejected ones. The base model's dropout is off (TRL's `disable_dropout`, its default): the
- *   reference was computed without it; the adapters' `loraDropout` stays as set.
+ *   which keeps DPO from lowering the likelihood of the chosen answers along with the rejected ones. Without a
+ *   reference model (none is scored, none kept in checkpoints): 'simpo' (TRL's CPOTrainer with loss_type 'simpo';
+ *   `simpoGamma`; `rpoAlpha` is CPO's cpo_alpha) and 'orpo' (TRL's ORPOTrainer: the odds-ratio term weighted by
+ *   `dpoBeta` plus the chosen answers' mean NLL). The base model's dropout is off (TRL's `disable_dropout`, its
+ *   default): the reference was computed without it; the adapters' `loraDropout` stays as set.
  * - Logs: each logged step and each evaluation carry the rewards TRL logs (chosen, rejected, margin, accuracy = the
  *   share of pairs whose chosen reward is the larger); an evaluation's `accuracy` is that reward accuracy, so early
  *   stopping can watch 'val_accuracy' as well as 'val_loss'.
@@ -43,11 +46,11 @@ import { loadSplitsWith, readFileWith } from '../sft/dataset.js';
 import type { ChatTemplate } from '../sft/template.js';
 import { padBatch } from '../sft/batch.js';
 import { pairPrompt, pairRow, toPreference, tokenizePair, type PreferenceExample, type TokenizedPair } from '../sft/preference.js';
-import { dpoLoss, dpoTerms, emptyRewardSums, rewardMeans, sequenceLogProbs, type DpoLossOptions, type RewardSums } from '../sft/dpo.js';
+import { dpoLoss, dpoTerms, emptyRewardSums, referenceFree, rewardMeans, sequenceLogProbs, type DpoLossOptions, type RewardSums } from '../sft/dpo.js';
 import type { ChatGenerationOptions, ChatPrediction } from '../sft/types.js';
 import type { RunInfo } from './outputs.js';
 import type { PreferenceRewards } from './history.js';
-import { SFT_ONLY } from './config.js';
+import { SFT_ONLY, isDefaultValue } from './config.js';
 import { CAUSAL_LM_REFUSES, DecoderTask, checkCausalLM, decoderForTraining, loadDecoder, samplerOf } from './causal-lm.js';
 import { loadChatRun, predictChat, sampleAnswers, saveChatOutputs, templateFor } from './sft.js';
 import type { EvalSplit, FinetuneArgs, MicroBatchLoss, TaskContext, TaskDefinition, TaskEval, TrainingTask } from './task.js';
@@ -166,6 +169,10 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
    * resumed run has them from its checkpoint (state()), computed by the run's start from the same initial model.
    */
   async prepare(): Promise<void> {
+    if (this.referenceFree) {
+      this.ctx.note(`dpo: loss '${this.c.dpoLossType}' takes no reference model`);
+      return;
+    }
     const splits = (['train', 'validation', 'test'] as const).filter((s) => !this.reference[s] && this.data.pairs[s].length);
     if (splits.length === 0) {
       if (this.data.pairs.train.length) this.ctx.note('dpo: reference log-probabilities from the checkpoint');
@@ -188,7 +195,17 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
   }
 
   private get lossOptions(): DpoLossOptions {
-    return { beta: this.c.dpoBeta, lossType: this.c.dpoLossType, labelSmoothing: this.c.labelSmoothing };
+    return { beta: this.c.dpoBeta, lossType: this.c.dpoLossType, labelSmoothing: this.c.labelSmoothing, gamma: this.c.simpoGamma };
+  }
+
+  /** SimPO and ORPO compare the policy's own log-probabilities: no reference model. */
+  private get referenceFree(): boolean {
+    return referenceFree(this.c.dpoLossType);
+  }
+
+  /** The weight of the chosen answers' mean NLL in the loss: ORPO's 1, else rpoAlpha (RPO; CPO's alpha with SimPO). */
+  private get nllWeight(): number {
+    return this.c.dpoLossType === 'orpo' ? 1 : this.c.rpoAlpha;
   }
 
   /** The batch of pairs: their chosen rows, then their rejected rows, right-padded. */
@@ -202,17 +219,17 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
    */
   loss(idx: number[]): MicroBatchLoss {
     const dp = this.ctx.dp, train = this.data.pairs.train, ref = this.reference.train;
-    if (!ref) throw new AutoGLMError(`task 'dpo': the reference log-probabilities are computed by prepare(), which the training loop calls before the first step`);
+    if (!ref && !this.referenceFree) throw new AutoGLMError(`task 'dpo': the reference log-probabilities are computed by prepare(), which the training loop calls before the first step`);
     const mine = dp ? dp.shard(idx) : idx;
     if (mine.length === 0) return { loss: null };
     const b = this.rows(mine.map((i) => train[i]!));
-    const reference = [...mine.map((i) => ref[2 * i]!), ...mine.map((i) => ref[2 * i + 1]!)];
+    const reference = ref ? [...mine.map((i) => ref[2 * i]!), ...mine.map((i) => ref[2 * i + 1]!)] : null;
     const policy = autocast(this.ctx.compute, () => sequenceLogProbs(this.model, b));
     const { loss, sums } = dpoLoss(policy, reference, answerCounts(mine.map((i) => train[i]!)), this.lossOptions);
     let total = dp ? loss.scale(mine.length / idx.length) : loss;
-    const alpha = this.c.rpoAlpha;
+    const alpha = this.nllWeight;
     if (alpha > 0) {
-      // RPO: alpha x the mean NLL over the batch's chosen tokens (this rank's share: its tokens' NLL / the batch's tokens)
+      // RPO, ORPO: alpha x the mean NLL over the batch's chosen tokens (this rank's share: its tokens' NLL / the batch's tokens)
       const tokens = idx.reduce((a, i) => a + train[i]!.chosen.length, 0);
       const nll = slice(policy, 0, 0, mine.length).sum().scale(-alpha / tokens);
       total = total.add(nll);
@@ -267,20 +284,20 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
   }
 
   /** Loss, reward accuracy and rewards of pairs from their policy and reference log-probabilities. */
-  private scores(pairs: readonly TokenizedPair[], policy: Float32Array, reference: Float32Array): DpoEvalResult {
+  private scores(pairs: readonly TokenizedPair[], policy: Float32Array, reference: Float32Array | null): DpoEvalResult {
     const n = pairs.length;
     const order = (a: Float32Array) => [...Array.from({ length: n }, (_, i) => a[2 * i]!), ...Array.from({ length: n }, (_, i) => a[2 * i + 1]!)];
-    const { losses, sums } = dpoTerms(order(policy), order(reference), answerCounts(pairs), this.lossOptions);
+    const { losses, sums } = dpoTerms(order(policy), reference && order(reference), answerCounts(pairs), this.lossOptions);
     const rewards = rewardMeans(sums);
     let loss = losses.reduce((a, l) => a + l, 0) / n;
-    if (this.c.rpoAlpha > 0) {
-      // RPO's term, as in training: alpha x the mean NLL over the chosen answers' tokens
+    if (this.nllWeight > 0) {
+      // RPO's (ORPO's) term, as in training: alpha x the mean NLL over the chosen answers' tokens
       let nll = 0, tokens = 0;
       pairs.forEach((p, i) => {
         nll -= policy[2 * i]!;
         tokens += p.chosen.length;
       });
-      loss += this.c.rpoAlpha * nll / tokens;
+      loss += this.nllWeight * nll / tokens;
     }
     return { loss, accuracy: rewards.accuracy, rewards, n };
   }
@@ -288,8 +305,8 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
   async evaluate(split: EvalSplit): Promise<TaskEval | null> {
     const pairs = this.data.pairs[split];
     if (pairs.length === 0) return null;
-    const reference = this.reference[split];
-    if (!reference) throw new AutoGLMError(`task 'dpo': no reference log-probabilities of the ${split} pairs (prepare() computes them before the first step)`);
+    const reference = this.reference[split] ?? null;
+    if (!reference && !this.referenceFree) throw new AutoGLMError(`task 'dpo': no reference log-probabilities of the ${split} pairs (prepare() computes them before the first step)`);
     const r = this.scores(pairs, await this.logProbs(pairs), reference);
     this.lastEval = r;
     return { loss: r.loss, accuracy: r.accuracy, rewards: r.rewards };
@@ -326,7 +343,9 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
     out.summary = path.join(dir, 'dpo.json');
     writeFileSync(out.summary, `${JSON.stringify({
       pairs: { train: this.data.pairs.train.length, validation: this.data.pairs.validation.length, test: this.data.pairs.test.length },
-      beta: this.c.dpoBeta, loss_type: this.c.dpoLossType, label_smoothing: this.c.labelSmoothing, rpo_alpha: this.c.rpoAlpha, reference: 'the model before training (log-probabilities precomputed)',
+      beta: this.c.dpoBeta, loss_type: this.c.dpoLossType, label_smoothing: this.c.labelSmoothing, rpo_alpha: this.c.rpoAlpha,
+      ...(this.c.dpoLossType === 'simpo' ? { simpo_gamma: this.c.simpoGamma } : {}),
+      reference: this.referenceFree ? null : 'the model before training (log-probabilities precomputed)',
       chat_template: this.template.origin, last_evaluation: this.lastEval,
     }, null, 2)}\n`);
     const prompts = this.data.validationExamples.map(pairPrompt);
@@ -365,8 +384,8 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
     }
     if (pairs.length === 0) throw new DatasetError(`'${split}' has no preference pair with an answer token within maxLength ${maxLength}`);
     const policy = await this.logProbs(pairs);
-    reference ??= await this.baseLogProbs(pairs);
-    return this.scores(pairs, policy, reference);
+    if (!this.referenceFree) reference ??= await this.baseLogProbs(pairs);
+    return this.scores(pairs, policy, reference ?? null);
   }
 
   /** The pairs of a split re-read from the files autoglm.json names, or of a preference file. */
@@ -394,7 +413,7 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
 
 export const dpoTask: TaskDefinition = {
   name: 'dpo',
-  description: 'preference tuning of a decoder on chosen / rejected answers (DPO, IPO, SLiC hinge) against the initial model',
+  description: 'preference tuning of a decoder on chosen / rejected answers (DPO, IPO, SLiC hinge against the initial model; SimPO, ORPO without one)',
   refuses: {
     ...CAUSAL_LM_REFUSES,
     datasetFormat: "task 'dpo' reads preference records ('prompt', 'chosen', 'rejected'); datasetFormat selects the record shape of task 'sft'",
@@ -406,8 +425,14 @@ export const dpoTask: TaskDefinition = {
   check: (c) => {
     checkCausalLM(c, 'dpo');
     if (c.labelSmoothing >= 0.5) throw new ConfigError(`config key 'labelSmoothing' is ${c.labelSmoothing}: with task 'dpo' it is conservative DPO's epsilon, the share of pairs taken to be mislabelled; expected a value below 0.5`);
-    if (c.labelSmoothing > 0 && c.dpoLossType !== 'sigmoid') {
-      throw new ConfigError(`config key 'labelSmoothing' is ${c.labelSmoothing}: with task 'dpo' it is conservative DPO's epsilon, which applies to dpoLossType 'sigmoid', not '${c.dpoLossType}'`);
+    if (c.labelSmoothing > 0 && c.dpoLossType !== 'sigmoid' && c.dpoLossType !== 'simpo') {
+      throw new ConfigError(`config key 'labelSmoothing' is ${c.labelSmoothing}: with task 'dpo' it is conservative DPO's epsilon, which applies to dpoLossType 'sigmoid' and 'simpo', not '${c.dpoLossType}'`);
+    }
+    if (!isDefaultValue('simpoGamma', c.simpoGamma) && c.dpoLossType !== 'simpo') {
+      throw new ConfigError(`config key 'simpoGamma' is ${c.simpoGamma}: it is SimPO's target margin, which applies to dpoLossType 'simpo', not '${c.dpoLossType}'`);
+    }
+    if (c.rpoAlpha > 0 && c.dpoLossType === 'orpo') {
+      throw new ConfigError(`config key 'rpoAlpha' is ${c.rpoAlpha}: dpoLossType 'orpo' adds the chosen answers' NLL with weight 1 itself (set the odds-ratio term's weight with dpoBeta)`);
     }
   },
   create: (ctx, args) => DpoTask.create(ctx, args),

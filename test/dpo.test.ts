@@ -156,9 +156,15 @@ test("dpoLoss 'orpo' where an answer is certain (mean log-probability 0, or just
 
 // ---- log-probabilities of the answers ----------------------------------------------------------------------------------
 
-test('sequenceLogProbs: the sum of log-softmax of the model\'s logits over the answer tokens; the fused head path\'s gradients equal the logits path\'s', async () => {
+/** sequenceLogProbs against a float64 log-softmax of the logits, and the fused head path's gradients against the logits path's. */
+async function compareHeadPaths(frozenHead: boolean) {
   const { loadHFModel } = await import('../src/models/hf/loader.js');
   const m = requireCausalLM(await loadHFModel(model), model);
+  if (frozenHead) {
+    const hw = m.headWeights()!;
+    hw.weight.requiresGrad = false;
+    if (hw.bias) hw.bias.requiresGrad = false;
+  }
   const tok = m.hf!.tokenizer as HFTokenizer;
   const template = chatTemplateOf(tok, model, {});
   const ex = toPreference(pairs(3, 2)[0]) as PreferenceExample;
@@ -206,6 +212,14 @@ test('sequenceLogProbs: the sum of log-softmax of the model\'s logits over the a
     for (let i = 0; i < g.length; i++) worst = Math.max(worst, Math.abs(g[i]! - h[i]!) / Math.max(scale, 1e-6));
   }
   assert.ok(worst < 1e-4, `fused vs logits path: relative gradient difference ${worst}`);
+}
+
+test('sequenceLogProbs: the sum of log-softmax of the model\'s logits over the answer tokens; the fused head path\'s gradients equal the logits path\'s', async () => {
+  await compareHeadPaths(false);
+});
+
+test('sequenceLogProbs with the LM head frozen (LoRA): one fused product for the batch, per-row sums; the same values and gradients as the logits path', async () => {
+  await compareHeadPaths(true);
 });
 
 // ---- records and tokenization ------------------------------------------------------------------------------------------

@@ -407,3 +407,30 @@ test('linearCrossEntropy equals crossEntropy(linear(...)) for f32, bf16 and int8
     assert.ok(Math.abs(l.item() - T.crossEntropy(T.linear(h, w, null), targets).item()) < 1e-5 && !l.requiresGrad);
   });
 });
+
+test("linearCrossEntropy reduction 'none': each row's loss as crossEntropy's, h's gradient under per-row upstream values; a trainable weight is refused", () => {
+  for (const be of testBackends()) withBackend(be, () => {
+    const targets = ids([3, 0, 9, -100, 9, 5, 1, 2, 8, 0, 4], [11]);
+    const up = new Tensor(Float32Array.from({ length: 11 }, (_, i) => (i % 3) - 0.7 * i), 'f32', [11]);
+    for (const kind of ['f32', 'bf16'] as const) {
+      const run = (fused: boolean) => {
+        const h = rn([11, 6], 311);
+        const w = rn([10, 6], 312).to(kind), b = rn([10], 313);
+        w.requiresGrad = false;
+        b.requiresGrad = false;
+        const rows = fused ? T.linearCrossEntropy(h, w, b, targets, { reduction: 'none', labelSmoothing: 0.05, chunkRows: 4 })
+          : T.crossEntropy(T.linear(h, w, b), targets, { reduction: 'none', labelSmoothing: 0.05 });
+        T.sum(T.mul(rows, up)).backward();
+        return { rows: Float32Array.from(rows.f32()), gh: (h.grad as Tensor).f32(), shape: rows.shape };
+      };
+      const f = run(true), u = run(false);
+      assert.deepEqual(f.shape, [11]);
+      assert.ok(relErr(f.rows, u.rows) < 1e-5 && f.rows[3] === 0, `${be.name} ${kind}: rows ${relErr(f.rows, u.rows)}`);
+      assert.ok(relErr(f.gh, u.gh) < 1e-5, `${be.name} ${kind}: gh ${relErr(f.gh, u.gh)}`);
+    }
+    const h = rn([11, 6], 311), w = rn([10, 6], 312);
+    assert.throws(() => T.linearCrossEntropy(h, w, null, targets, { reduction: 'none' }), /gradients to h only/);
+    const l = T.noGrad(() => T.linearCrossEntropy(h, w, null, targets, { reduction: 'none' }));
+    assert.ok(relErr(l.f32(), T.noGrad(() => T.crossEntropy(T.linear(h, w, null), targets, { reduction: 'none' })).f32()) < 1e-5);
+  });
+});

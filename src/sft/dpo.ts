@@ -17,7 +17,7 @@
  * Losses are averaged over the pairs; a pair is ranked right when its chosen reward is the larger.
  */
 import { Tensor } from '../tensor/tensor.js';
-import { record } from '../tensor/autograd.js';
+import { isGradEnabled, record } from '../tensor/autograd.js';
 import { crossEntropy } from '../tensor/ops/nn.js';
 import { linearCrossEntropy } from '../tensor/ops/linear-ce.js';
 import { reshape, slice, stack } from '../tensor/ops/movement.js';
@@ -46,9 +46,10 @@ export interface DpoLossOptions {
 
 /**
  * Log-probability of each row's scored tokens (labels not IGNORE_INDEX) given the tokens before them: (R), with
- * gradients. With a plain LM head (the usual case) only the scored positions go through it (gathered once), one fused
- * chunked product per row: no logits of the prompts or the padding, no (R x T x vocabulary) tensor. Otherwise from
- * the full logits.
+ * gradients. With a plain LM head (the usual case) only the scored positions go through it (gathered once), in one
+ * fused chunked product whose per-token losses are summed by row: no logits of the prompts or the padding, no
+ * (R x T x vocabulary) tensor. Where the head itself trains (its gradient sums over rows, which have their own
+ * upstream values) one product per row; otherwise from the full logits.
  */
 export function sequenceLogProbs(model: CausalLM, batch: SftBatch): Tensor {
   const [R, T] = batch.ids.shape as [number, number];
@@ -60,16 +61,21 @@ export function sequenceLogProbs(model: CausalLM, batch: SftBatch): Tensor {
     const D = hidden.shape[2] as number;
     const { h, targets } = scoredRows(reshape(slice(hidden, 1, 0, T - 1), [R * (T - 1), D]), next);
     const compact = targets.length < next.length, counts = scoredCounts(batch);
+    // each row's scored rows: a block of the gathered ones, or its whole (T - 1) when nothing was gathered
     let at = 0;
-    const rows = counts.map((n, r) => {
-      // this row's scored rows: a block of the gathered ones, or its whole (T - 1) when nothing was gathered
-      const [from, to] = compact ? [at, at + n] : [r * (T - 1), (r + 1) * (T - 1)];
+    const blocks = counts.map((n, r) => {
+      const b: [number, number] = compact ? [at, at + n] : [r * (T - 1), (r + 1) * (T - 1)];
       at += n;
-      if (n === 0) return new Tensor(new Float32Array(1), 'f32', []);
-      const t = new Tensor(targets.slice(from, to), 'i32', [to - from]);
-      return linearCrossEntropy(slice(h, 0, from, to), head.weight, head.bias, t, { reduction: 'sum', ignoreIndex: IGNORE_INDEX, scales: head.scales }).scale(-1);
+      return b;
     });
-    return stack(rows);
+    const ce = (from: number, to: number, reduction: 'sum' | 'none') =>
+      linearCrossEntropy(slice(h, 0, from, to), head.weight, head.bias, new Tensor(targets.slice(from, to), 'i32', [to - from]), { reduction, ignoreIndex: IGNORE_INDEX, scales: head.scales });
+    const zero = () => new Tensor(new Float32Array(1), 'f32', []);
+    const headTrains = isGradEnabled() && (head.weight.requiresGrad || !!head.bias?.requiresGrad);
+    if (targets.length === 0) return stack(blocks.map(() => zero()));
+    if (headTrains) return stack(blocks.map(([from, to]) => (to > from ? ce(from, to, 'sum').scale(-1) : zero())));
+    const nll = ce(0, targets.length, 'none'); // (scored rows)
+    return stack(blocks.map(([from, to]) => (to > from ? sum(slice(nll, 0, from, to)).scale(-1) : zero())));
   }
   const logits = model.forward(batch.ids, opts); // (R, T, V)
   const V = logits.shape[2] as number;

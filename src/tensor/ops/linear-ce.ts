@@ -25,7 +25,12 @@ import { contiguous, reshape } from './movement.js';
 export interface LinearCrossEntropyOptions {
   ignoreIndex?: number;
   labelSmoothing?: number;
-  reduction?: 'mean' | 'sum';
+  /**
+   * 'none': each row's loss, (rows) (0 where ignored), as crossEntropy's; on CPU backends, with gradients to h only (W
+   * and b must not need one: their gradients sum over rows, which have their own upstream values). The gradient of h
+   * is formed in the forward pass with a unit upstream per row and scaled row by row in backward.
+   */
+  reduction?: 'mean' | 'sum' | 'none';
   /** Per-row scales of an int8 weight (then `W` is the int8 tensor). */
   scales?: Tensor | null;
   /**
@@ -46,8 +51,10 @@ function chunkedLoss(a: {
   hBuf: Float32Array; t: Int32Array; rows: number; V: number; D: number; chunk: number; scale: number; compute: ComputeDType;
   ow: Operand; bias: Float32Array | null; ignoreIndex: number; labelSmoothing: number; grads: boolean;
   gh: Float32Array | null; gw: Float32Array | null; gb: Float32Array | null; colSum: Float32Array;
+  /** reduction 'none': each row's loss goes here (and is returned) instead of their sum. */
+  rowLoss: Float32Array | null;
 }): Float32Array {
-  const { hBuf, t, rows, V, D, chunk, scale, compute, ow, bias, ignoreIndex, labelSmoothing, grads, gh, gw, gb, colSum } = a;
+  const { hBuf, t, rows, V, D, chunk, scale, compute, ow, bias, ignoreIndex, labelSmoothing, grads, gh, gw, gb, colSum, rowLoss } = a;
   const be = backend(), device = !!be.device;
   // bf16 autocast on a backend that takes the loss and the logits' gradient in bf16 at once: the products read that
   // gradient in bf16 anyway; the bias's gradient (a column sum) wants it in f32. Where the products widen bf16 operands
@@ -77,7 +84,9 @@ function chunkedLoss(a: {
     } else {
       backend().crossEntropy(z, tc, nr, V, ignoreIndex, labelSmoothing, loss, z);
     }
-    if (totalDev && part) {
+    if (rowLoss) {
+      rowLoss.set(loss.subarray(0, nr), r0);
+    } else if (totalDev && part) {
       backend().reduce('sum', loss.subarray(0, nr), 1, nr, 1, part);
       backend().axpby(1, totalDev, 1, part, totalDev);
     } else {
@@ -98,6 +107,7 @@ function chunkedLoss(a: {
       backend().axpby(1, gb, 1, colSum, gb);
     }
   }
+  if (rowLoss) return rowLoss;
   if (totalDev) {
     backend().affine(totalDev, scale, 0, totalDev);
     return totalDev;
@@ -119,8 +129,8 @@ function touchedZeros(n: number): Float32Array {
 
 export function linearCrossEntropy(h: Tensor, W: Tensor, b: Tensor | null, targets: Tensor, opts: LinearCrossEntropyOptions = {}): Tensor {
   const { ignoreIndex = -100, labelSmoothing = 0, reduction = 'mean', scales = null } = opts;
-  if (reduction !== 'mean' && reduction !== 'sum') {
-    throw new ShapeError(`Argument 'reduction' passed to 'linearCrossEntropy' is '${reduction as string}'; expected 'mean' or 'sum'`);
+  if (reduction !== 'mean' && reduction !== 'sum' && reduction !== 'none') {
+    throw new ShapeError(`Argument 'reduction' passed to 'linearCrossEntropy' is '${reduction as string}'; expected 'mean', 'sum' or 'none'`);
   }
   if (!(labelSmoothing >= 0 && labelSmoothing <= 1)) {
     throw new ShapeError(`Argument 'labelSmoothing' passed to 'linearCrossEntropy' is ${labelSmoothing}; expected a value in [0, 1]`);
@@ -152,10 +162,15 @@ export function linearCrossEntropy(h: Tensor, W: Tensor, b: Tensor | null, targe
   const needGw = isGradEnabled() && W.requiresGrad && W.dtype !== 'i8';
   const needGb = isGradEnabled() && !!b && b.requiresGrad;
   const grads = needGh || needGw || needGb;
+  const none = reduction === 'none';
+  if (none && (needGw || needGb)) {
+    throw new ShapeError(`'linearCrossEntropy' with reduction 'none' gives gradients to h only; its weight and bias must not require gradients (sum the rows' losses with reduction 'sum' instead)`);
+  }
+  if (none && backend().device) throw new ShapeError(`'linearCrossEntropy' with reduction 'none' runs on CPU backends only`);
 
   let count = 0;
   for (let i = 0; i < rows; i++) if (t[i] !== ignoreIndex) count++;
-  const scale = reduction === 'mean' ? 1 / count : 1; // mean over zero targets is NaN, as in PyTorch
+  const scale = reduction === 'mean' ? 1 / count : 1; // mean over zero targets is NaN, as in PyTorch; 'none': a unit upstream per row
   const gh = needGh ? uninitF32(rows * D) : null;
   const gw = needGw ? touchedZeros(V * D) : null;
   const gb = needGb ? zerosF32(V) : null;
@@ -167,13 +182,22 @@ export function linearCrossEntropy(h: Tensor, W: Tensor, b: Tensor | null, targe
   // pages back to the OS), and the chunk, this op's own scratch, is freed at once when the loop returns.
   const largeChunk = chunk * V * 4 >= COLLECT_BYTES;
   if (largeChunk) releaseFreeMemory();
-  const total = chunkedLoss({ hBuf, t, rows, V, D, chunk, scale, compute, ow, bias, ignoreIndex, labelSmoothing, grads, gh, gw, gb, colSum });
+  const rowLoss = none ? zerosF32(rows) : null;
+  const total = chunkedLoss({ hBuf, t, rows, V, D, chunk, scale, compute, ow, bias, ignoreIndex, labelSmoothing, grads, gh, gw, gb, colSum, rowLoss });
   releaseOperands([ow]); // a trainable weight's bf16 copy (77 MB for GPT-2's tied embedding), read for the last time
   if (largeChunk) collectDeadBuffers();
-  const y = new Tensor(total, 'f32', []);
+  const y = new Tensor(total, 'f32', none ? [...h.shape.slice(0, -1)] : []);
   if (!grads) return y;
   const inputs = [h, W, ...(b ? [b] : [])];
   const hShape = [...h.shape], wShape = [V, D];
+  if (none) {
+    // each row of h's gradient was formed with a unit upstream: scaled by its row's upstream value
+    return record('linearCrossEntropy', inputs, y, (gy, last) => {
+      const g = gy.f32(), o = last ? (gh as Float32Array) : uninitF32(rows * D);
+      backend().binary('mul', gh as Float32Array, [D, 1], g, [1, 0], [rows, D], o);
+      return [new Tensor(o, 'f32', hShape), null, ...(b ? [null] : [])];
+    });
+  }
   return record('linearCrossEntropy', inputs, y, (gy, last) => {
     // on a device the upstream scalar stays there: the gradients are multiplied by it (a stride-0 product)
     const gyDev = gy.onDevice ? gy.f32() : null;

@@ -18,8 +18,8 @@ import { noGrad } from '../src/tensor/autograd.js';
 import { Rng } from '../src/backend/rng.js';
 import { makeTinyChatModel } from '../src/sft/tiny-chat-model.js';
 import { syntheticPair } from '../src/sft/synthetic.js';
-import { dpoLoss, sequenceLogProbs, type DpoLossType } from '../src/sft/dpo.js';
-import { pairRow, toPreference, tokenizePair, type PreferenceExample } from '../src/sft/preference.js';
+import { dpoLoss, ktoKl, ktoLoss, sequenceLogProbs, type DpoLossType } from '../src/sft/dpo.js';
+import { pairRow, toPreference, toUnpaired, tokenizePair, type PreferenceExample } from '../src/sft/preference.js';
 import { RecordError } from '../src/sft/formats.js';
 import { padBatch } from '../src/sft/batch.js';
 import { chatTemplateOf } from '../src/sft/template.js';
@@ -154,6 +154,54 @@ test("dpoLoss 'orpo' where an answer is certain (mean log-probability 0, or just
   assert.throws(() => dpoLoss(x, null, [1, 1, 1, 1], { beta: 0.1, lossType: 'sigmoid' }), /needs the reference model/);
 });
 
+/** TRL's KTOTrainer.kto_loss (loss_type 'kto') for one batch, written out from its formulas (float64); the mean over the examples. */
+function trlKto(pi: number[], ref: number[], labels: boolean[], kl: number, beta: number, wd: number, wu: number): number {
+  let total = 0;
+  pi.forEach((p, i) => {
+    const r = p - ref[i]!;
+    total += labels[i] ? wd * (1 - 1 / (1 + Math.exp(-beta * (r - kl)))) : wu * (1 - 1 / (1 + Math.exp(-beta * (kl - r))));
+  });
+  return total / pi.length;
+}
+
+for (const [beta, wd, wu] of [[0.1, 1, 1], [0.5, 1.33, 1]] as const) {
+  test(`ktoLoss (beta ${beta}, weights ${wd} / ${wu}): TRL's formula, its gradient by finite differences (the KL estimate held), rewards and counts`, () => {
+    const rng = new Rng(13), n = 7;
+    const policy = Array.from({ length: n }, () => -30 * rng.uniform() - 1);
+    const reference = policy.map((v) => v + 6 * (rng.uniform() - 0.5));
+    const labels = Array.from({ length: n }, (_, i) => i % 3 !== 0);
+    // the KL estimate: the mean log-ratio of the mismatched rows, clamped at 0
+    assert.equal(ktoKl([-3, -5], [-4, -4]), 0);
+    const kl = ktoKl([-3, -4], [-4, -4.4]);
+    assert.ok(Math.abs(kl - 0.7) < 1e-12);
+    const f = (p: number[]) => trlKto(p, reference, labels, kl, beta, wd, wu);
+    const x = new Tensor(Float32Array.from(policy), 'f32', [n]);
+    x.requiresGrad = true;
+    // a data-parallel rank's share: divided by the global batch's 2n examples
+    const { loss, sums } = ktoLoss(x, reference, labels, kl, { beta, desirableWeight: wd, undesirableWeight: wu }, 2 * n);
+    const p32: number[] = Array.from(x.f32());
+    assert.ok(Math.abs(2 * loss.item() - f(p32)) < 1e-6, `loss ${2 * loss.item()} vs TRL ${f(p32)}`);
+    loss.backward();
+    const g = x.grad!.f32();
+    for (let i = 0; i < n; i++) {
+      const h = 1e-3, up = [...p32], dn = [...p32];
+      up[i]! += h;
+      dn[i]! -= h;
+      const fd = (f(up) - f(dn)) / (2 * h) / 2;
+      assert.ok(Math.abs(g[i]! - fd) < 1e-7 + 1e-4 * Math.abs(fd), `d loss / d policy[${i}]: ${g[i]} vs finite difference ${fd}`);
+    }
+    let chosen = 0, rejected = 0, correct = 0;
+    p32.forEach((p, i) => {
+      const r = p - reference[i]!;
+      if (labels[i]) chosen += beta * r;
+      else rejected += beta * r;
+      correct += (labels[i] ? r > kl : r < kl) ? 1 : 0;
+    });
+    assert.ok(Math.abs(sums.chosen - chosen) < 1e-9 && Math.abs(sums.rejected - rejected) < 1e-9 && sums.correct === correct);
+    assert.deepEqual([sums.n, sums.nChosen, sums.nRejected, sums.kl, sums.nKl], [n, 4, 3, kl, 1]);
+  });
+}
+
 // ---- log-probabilities of the answers ----------------------------------------------------------------------------------
 
 /** sequenceLogProbs against a float64 log-softmax of the logits, and the fused head path's gradients against the logits path's. */
@@ -223,6 +271,23 @@ test('sequenceLogProbs with the LM head frozen (LoRA): one fused product for the
 });
 
 // ---- records and tokenization ------------------------------------------------------------------------------------------
+
+test("KTO's records: unpaired (plain or conversational, labels as CSV strings), or pairs unpaired into a desirable and an undesirable example; bad ones name their field", () => {
+  const t = toUnpaired({ prompt: 'q', completion: 'a', label: true });
+  assert.deepEqual(t.examples, [{ pair: { kind: 'text', prompt: 'q', chosen: 'a', rejected: 'a' }, label: true }]);
+  const conv = toUnpaired({ prompt: [{ role: 'user', content: 'hi' }], completion: [{ role: 'assistant', content: 'go away' }], label: 'False' });
+  assert.equal(conv.examples[0]!.label, false);
+  assert.equal(conv.examples[0]!.pair.kind, 'conversation');
+  assert.deepEqual(toUnpaired({ prompt: 'q', completion: 'a', label: 1 }).examples[0]!.label, true);
+  const two = toUnpaired({ prompt: 'q', chosen: 'good', rejected: 'bad' }).examples;
+  assert.deepEqual(two.map((e) => [e.pair.chosen, e.label]), [['good', true], ['bad', false]]);
+  for (const [rec, field] of [[{ prompt: 'q', completion: 'a' }, 'label'], [{ prompt: 'q', completion: 'a', label: 'maybe' }, 'label'], [{ completion: 'a', label: true }, 'prompt'],
+    [{ prompt: [{ role: 'user', content: 'hi' }], completion: 'a', label: true }, 'prompt'], [{ prompt: 'q', completion: '', label: true }, 'completion']] as const) {
+    assert.throws(() => toUnpaired(rec), (e: unknown) => e instanceof RecordError && e.message.includes(`'${field}'`), JSON.stringify(rec));
+  }
+  // an unpaired record under a paired loss: the error says which loss reads it
+  assert.throws(() => toPreference({ prompt: 'q', completion: 'a', label: true }), (e: unknown) => e instanceof RecordError && e.message.includes("dpoLossType 'kto'"));
+});
 
 test("preference records: TRL's shapes (explicit or implicit prompt, plain or conversational, CSV's JSON strings); a bad record names its field", () => {
   const conv = toPreference({ prompt: [{ role: 'user', content: 'hi' }], chosen: [{ role: 'assistant', content: 'hello' }], rejected: [{ role: 'assistant', content: 'go away' }] });
@@ -388,12 +453,48 @@ test("ORPO's loss is its odds-ratio term plus the chosen answers' mean NLL (weig
   assert.ok(Math.abs(h.steps[0]!.rewards!.chosen - beta * c) < 1e-5, 'ORPO reward: beta x mean log-probability');
 });
 
+test("KTO run (unpaired examples): the first loss is 0.5, desirable completions rise above the KL estimate and undesirable ones fall below; resume, loaded run, a file's examples", async () => {
+  const file = path.join(root, 'kto.jsonl');
+  // the paired data unpaired by hand, one record per example, alternating labels
+  writeFileSync(file, pairs(120, 1).flatMap((r) => {
+    const p = r as { prompt: unknown; chosen: unknown; rejected: unknown };
+    return [{ prompt: p.prompt, completion: p.chosen, label: true }, { prompt: p.prompt, completion: p.rejected, label: false }];
+  }).map((r) => JSON.stringify(r)).join('\n') + '\n');
+  const out = tmp('kto-');
+  const cfg = { ...QUICK, method: 'lora', dpoLossType: 'kto', desirableWeight: 1.2, learningRate: 2e-2, epochs: 20, evalEvery: 30, saveEvery: 30, outputDir: out } as const;
+  const t = new AutoGLMTrainer({ model, config: { ...cfg, maxSteps: 60 } });
+  const notes: string[] = [];
+  t.on('note', (m: string) => notes.push(m));
+  const h = await t.finetune({ dataset: file });
+  assert.ok(notes.some((n) => /^kto: \d+ desirable and \d+ undesirable training examples$/.test(n)), notes.join('\n'));
+  // at the reference every log-ratio and the KL estimate are 0: each loss is w (1 - sigmoid(0))
+  const s1 = h.steps[0]!;
+  assert.ok(s1.loss > 0.5 - 1e-6 && s1.loss < 0.6 + 1e-6 && Math.abs(s1.rewards!.margin) < 1e-5 && s1.rewards!.kl === 0, JSON.stringify(s1));
+  const v = h.evals.at(-1)!;
+  assert.ok(v.accuracy! >= 0.9 && v.rewards!.margin > 0.1 && v.loss < s1.loss - 0.03 && typeof v.rewards!.kl === 'number', JSON.stringify(h.evals));
+  const summary = JSON.parse(readFileSync(path.join(out, 'dpo.json'), 'utf8')) as { examples: { train: number }; desirable_weight: number; loss_type: string };
+  assert.deepEqual([summary.examples.train, summary.desirable_weight, summary.loss_type], [216, 1.2, 'kto']);
+  const loaded = await AutoGLMTrainer.load(out);
+  const again = (await loaded.evaluate('validation')) as DpoEvalResult;
+  assert.ok(Math.abs(again.loss - v.loss) < 1e-5 && again.accuracy === v.accuracy, `loaded ${JSON.stringify(again)} vs ${JSON.stringify(v)}`);
+  // a preference file's pairs, unpaired, against the base (adapters off)
+  const onPairs = (await loaded.evaluate(data, { maxEval: 20 })) as DpoEvalResult;
+  assert.ok(onPairs.n === 20 && onPairs.accuracy >= 0.8, JSON.stringify(onPairs));
+  const r = new AutoGLMTrainer({ model, config: { ...cfg, maxSteps: 70, resume: true } });
+  const rnotes: string[] = [];
+  r.on('note', (m: string) => rnotes.push(m));
+  assert.equal((await r.finetune({ dataset: file })).stepsDone, 70);
+  assert.ok(rnotes.includes('dpo: reference log-probabilities from the checkpoint'), rnotes.join('\n'));
+});
+
 test('DPO config: keys it cannot honour are refused, labelSmoothing is conservative DPO\'s epsilon (sigmoid, below 0.5); early stopping on the reward accuracy', async () => {
   const refused: Array<[object, string]> = [
     [{ packing: true }, 'packing'], [{ completionOnlyLoss: false }, 'completionOnlyLoss'], [{ datasetFormat: 'alpaca' }, 'datasetFormat'],
     [{ headDropout: 0.3 }, 'headDropout'], [{ method: 'head' }, 'method'], [{ labelSmoothing: 0.5 }, 'labelSmoothing'],
     [{ dpoLossType: 'hinge', labelSmoothing: 0.1 }, 'labelSmoothing'], [{ earlyStopping: { monitor: 'val_macro_f1' } }, 'earlyStopping'],
     [{ dpoLossType: 'orpo', labelSmoothing: 0.1 }, 'labelSmoothing'], [{ simpoGamma: 1 }, 'simpoGamma'], [{ dpoLossType: 'orpo', rpoAlpha: 1 }, 'rpoAlpha'],
+    [{ desirableWeight: 2 }, 'desirableWeight'], [{ dpoLossType: 'ipo', undesirableWeight: 2 }, 'undesirableWeight'], [{ dpoLossType: 'kto', rpoAlpha: 1 }, 'rpoAlpha'],
+    [{ dpoLossType: 'kto', labelSmoothing: 0.1 }, 'labelSmoothing'],
   ];
   for (const [cfg, key] of refused) {
     assert.throws(() => new AutoGLMTrainer({ model, config: { task: 'dpo', ...cfg } }), (e: unknown) => e instanceof ConfigError && e.message.includes(key) && e.message.includes('dpo'), JSON.stringify(cfg));

@@ -85,7 +85,7 @@ test('autoglm launch --nproc 2 finetune --task causal-lm: the adapter and the va
   await oneAndTwoRanks(args, path.join(root, 'lm-one'), path.join(root, 'lm-two'));
 });
 
-for (const loss of ['sigmoid', 'orpo'] as const) test(`autoglm launch --nproc 2 finetune --task dpo --dpo-loss-type ${loss}: the adapter, the validation loss and the rewards of one process on the same global batches${loss === 'orpo' ? " (no reference; the NLL term's tokens shared over the ranks)" : ''}`, async () => {
+for (const loss of ['sigmoid', 'orpo', 'kto'] as const) test(`autoglm launch --nproc 2 finetune --task dpo --dpo-loss-type ${loss}: the adapter, the validation loss and the rewards of one process on the same global batches${loss === 'orpo' ? " (no reference; the NLL term's tokens shared over the ranks)" : loss === 'kto' ? ' (the pairs unpaired; the KL estimate of the whole global batch on every rank)' : ''}`, async () => {
   const prefs = path.join(root, `prefs-${loss}.jsonl`);
   const pairs = syntheticSplits({ task: 'addition', train: 48, test: 0, seed: 4, digits: 2 }).train.map((x) => {
     const [user, assistant] = x.messages;

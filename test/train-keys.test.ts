@@ -116,6 +116,8 @@ const TABLE: Record<string, Row> = {
   dpoLossType: { value: 'ipo', refused: ['classification', 'multi-task', 'causal-lm', 'sft'] },
   rpoAlpha: { value: 1, refused: ['classification', 'multi-task', 'causal-lm', 'sft'] },
   simpoGamma: { value: 1, needs: { dpoLossType: 'simpo' }, refused: ['classification', 'multi-task', 'causal-lm', 'sft'] },
+  desirableWeight: { value: 1.5, needs: { dpoLossType: 'kto' }, refused: ['classification', 'multi-task', 'causal-lm', 'sft'] },
+  undesirableWeight: { value: 1.5, needs: { dpoLossType: 'kto' }, refused: ['classification', 'multi-task', 'causal-lm', 'sft'] },
   epochs: { value: 1, needs: { maxSteps: undefined } },
   maxSteps: { value: 3 },
   batchSize: { value: 2 },

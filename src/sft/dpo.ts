@@ -28,7 +28,7 @@ import { nextTokens, scoredRows } from '../models/hf/heads.js';
 import type { SftBatch } from './batch.js';
 import { IGNORE_INDEX } from './tokenize.js';
 
-export const DPO_LOSS_TYPES = ['sigmoid', 'ipo', 'hinge', 'simpo', 'orpo'] as const;
+export const DPO_LOSS_TYPES = ['sigmoid', 'ipo', 'hinge', 'simpo', 'orpo', 'kto'] as const;
 export type DpoLossType = (typeof DPO_LOSS_TYPES)[number];
 /** The losses that need no reference model. */
 export const referenceFree = (t: DpoLossType): boolean => t === 'simpo' || t === 'orpo';
@@ -95,19 +95,30 @@ export function scoredCounts(batch: SftBatch): number[] {
   });
 }
 
-/** Sums over pairs of what TRL logs: rewards of each side, pairs ranked right, and the pair count. */
+/**
+ * Sums of what TRL logs: the rewards of the chosen (desirable) and rejected (undesirable) answers and their counts
+ * (a pair has one of each), the pairs (examples) ranked right and their count; KTO: its KL estimates and their count.
+ */
 export interface RewardSums {
   chosen: number;
   rejected: number;
+  nChosen: number;
+  nRejected: number;
   correct: number;
   n: number;
+  kl: number;
+  nKl: number;
 }
 
-export const emptyRewardSums = (): RewardSums => ({ chosen: 0, rejected: 0, correct: 0, n: 0 });
+export const emptyRewardSums = (): RewardSums => ({ chosen: 0, rejected: 0, nChosen: 0, nRejected: 0, correct: 0, n: 0, kl: 0, nKl: 0 });
 
-/** Means of reward sums: what the logs show. */
-export function rewardMeans(s: RewardSums): { chosen: number; rejected: number; margin: number; accuracy: number } {
-  return { chosen: s.chosen / s.n, rejected: s.rejected / s.n, margin: (s.chosen - s.rejected) / s.n, accuracy: s.correct / s.n };
+/** The order in which reward sums travel as numbers (an all-reduce over ranks). */
+export const REWARD_SUM_KEYS = ['chosen', 'rejected', 'nChosen', 'nRejected', 'correct', 'n', 'kl', 'nKl'] as const;
+
+/** Means of reward sums: what the logs show (KTO: with its KL estimate). */
+export function rewardMeans(s: RewardSums): { chosen: number; rejected: number; margin: number; accuracy: number; kl?: number } {
+  const chosen = s.nChosen ? s.chosen / s.nChosen : 0, rejected = s.nRejected ? s.rejected / s.nRejected : 0;
+  return { chosen, rejected, margin: chosen - rejected, accuracy: s.correct / s.n, ...(s.nKl ? { kl: s.kl / s.nKl } : {}) };
 }
 
 const logSigmoid = (x: number) => (x < 0 ? x - Math.log1p(Math.exp(x)) : -Math.log1p(Math.exp(-x)));
@@ -126,6 +137,7 @@ const ODDS_MAX_LOGP = -1e-7;
 export function dpoTerms(policy: ArrayLike<number>, reference: ArrayLike<number> | null, counts: ArrayLike<number>, opts: DpoLossOptions):
   { losses: Float64Array; grad: Float64Array; sums: RewardSums } {
   const B = policy.length / 2, { beta, lossType } = opts, eps = opts.labelSmoothing ?? 0;
+  if (lossType === 'kto') throw new AutoGLMError(`'kto' scores unpaired examples: ktoTerms, not dpoTerms`);
   if (!reference && !referenceFree(lossType)) throw new AutoGLMError(`preference loss '${lossType}' needs the reference model's log-probabilities`);
   const losses = new Float64Array(B), grad = new Float64Array(2 * B);
   const sums = emptyRewardSums();
@@ -164,7 +176,7 @@ export function dpoTerms(policy: ArrayLike<number>, reference: ArrayLike<number>
     sums.rejected += beta * r;
     sums.correct += beta * c > beta * r ? 1 : 0;
   }
-  sums.n = B;
+  sums.n = sums.nChosen = sums.nRejected = B;
   return { losses, grad, sums };
 }
 
@@ -186,6 +198,76 @@ export function dpoLoss(policy: Tensor, reference: ArrayLike<number> | null, cou
     loss: record('dpoLoss', [policy], y, (gy) => {
       const g = gy.item() / B;
       return [new Tensor(Float32Array.from(grad, (d) => g * d), 'f32', [2 * B])];
+    }),
+  };
+}
+
+// ---- KTO (unpaired examples) -------------------------------------------------------------------------------------------
+
+export interface KtoOptions {
+  beta: number;
+  /** Weights of the desirable and the undesirable examples' losses (TRL's desirable_weight, undesirable_weight). */
+  desirableWeight: number;
+  undesirableWeight: number;
+}
+
+/**
+ * KTO's reference point: the KL estimate max(0, mean(π(y'|x) − ρ(y'|x))) over completions y' paired with other
+ * examples' prompts x (TRL's KL dataset); no gradient flows through it.
+ */
+export function ktoKl(policyKl: ArrayLike<number>, referenceKl: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < policyKl.length; i++) s += policyKl[i]! - referenceKl[i]!;
+  return policyKl.length ? Math.max(0, s / policyKl.length) : 0;
+}
+
+/**
+ * KTO's per-example losses (TRL's KTOTrainer, loss_type 'kto'), their derivatives to the policy's log-probabilities
+ * and the reward sums (float64). With r = π − ρ, the log-ratio of an example's completion, and z the KL estimate:
+ * a desirable example's loss is w_d (1 − σ(β(r − z))), an undesirable one's w_u (1 − σ(β(z − r))); its reward βr;
+ * it is ranked right when r lies on its label's side of z.
+ */
+export function ktoTerms(policy: ArrayLike<number>, reference: ArrayLike<number>, labels: ArrayLike<boolean>, kl: number, opts: KtoOptions):
+  { losses: Float64Array; grad: Float64Array; sums: RewardSums } {
+  const n = policy.length, { beta } = opts;
+  const losses = new Float64Array(n), grad = new Float64Array(n), sums = emptyRewardSums();
+  for (let i = 0; i < n; i++) {
+    const r = policy[i]! - reference[i]!, good = labels[i]!;
+    const s = sigmoid(beta * (good ? r - kl : kl - r)), w = good ? opts.desirableWeight : opts.undesirableWeight;
+    losses[i] = w * (1 - s);
+    grad[i] = (good ? -1 : 1) * w * beta * s * (1 - s);
+    if (good) {
+      sums.chosen += beta * r;
+      sums.nChosen++;
+    } else {
+      sums.rejected += beta * r;
+      sums.nRejected++;
+    }
+    sums.correct += (good ? r > kl : r < kl) ? 1 : 0;
+  }
+  sums.n = n;
+  sums.kl = kl;
+  sums.nKl = 1;
+  return { losses, grad, sums };
+}
+
+/**
+ * KTO's loss of n examples, summed and divided by `denominator` (the global batch's examples: a data-parallel rank's
+ * share of the mean), with gradients to `policy` (n); and the reward sums.
+ */
+export function ktoLoss(policy: Tensor, reference: ArrayLike<number>, labels: ArrayLike<boolean>, kl: number, opts: KtoOptions, denominator: number): { loss: Tensor; sums: RewardSums } {
+  if (policy.ndim !== 1 || policy.size === 0 || reference.length !== policy.size || labels.length !== policy.size) {
+    throw new ShapeError(`'ktoLoss' needs policy log-probabilities (n) with n reference values and labels; got ${fmtShape(policy.shape)}, ${reference.length} and ${labels.length}`);
+  }
+  const { losses, grad, sums } = ktoTerms(policy.f32(), reference, labels, kl, opts);
+  let total = 0;
+  for (const l of losses) total += l;
+  const y = new Tensor(new Float32Array([total / denominator]), 'f32', []);
+  return {
+    sums,
+    loss: record('ktoLoss', [policy], y, (gy) => {
+      const g = gy.item() / denominator;
+      return [new Tensor(Float32Array.from(grad, (d) => g * d), 'f32', [policy.size])];
     }),
   };
 }

@@ -13,6 +13,10 @@
  * appended). Both rows of a pair share the prompt's tokens; only the answers' tokens are scored. Pairs longer than
  * maxLength keep the start of the answers and the end of the prompt (TRL's keep_end for prompts), the prompt at
  * least half of maxLength when it is that long.
+ *
+ * KTO (dpoLossType 'kto', TRL's KTOTrainer) reads unpaired records, `{prompt, completion, label}` (label true: the
+ * completion is desirable), plain or conversational; or pairs, each unpaired into its chosen answer (desirable) and its
+ * rejected one (undesirable), as TRL's `unpair_preference_dataset`.
  */
 import { DatasetError } from '../errors.js';
 import type { HFTokenizer } from '../models/hf/tokenizer.js';
@@ -32,6 +36,9 @@ const isMessageList = (v: unknown) => Array.isArray(v) || (typeof v === 'string'
 export function toPreference(value: unknown): PreferenceExample {
   if (!value || typeof value !== 'object' || Array.isArray(value)) throw new RecordError('(record)', `${describe(value)}; expected an object`);
   const rec = value as Record<string, unknown>;
+  if (!('chosen' in rec) && 'completion' in rec && 'label' in rec) {
+    throw new RecordError('chosen', "is missing: this is an unpaired record ('prompt', 'completion', 'label'), which dpoLossType 'kto' trains on; the other losses compare pairs ('chosen' and 'rejected')");
+  }
   for (const k of ['chosen', 'rejected']) {
     if (!(k in rec)) throw new RecordError(k, `is missing; a preference record has 'chosen' and 'rejected' (and 'prompt', or a prompt they share), keys ${JSON.stringify(Object.keys(rec).slice(0, 8))}`);
   }
@@ -124,4 +131,53 @@ export function pairRow(p: TokenizedPair, side: 'chosen' | 'rejected'): Tokenize
 export function pairPrompt(ex: PreferenceExample): { chat: boolean; messages?: ChatMessage[]; prompt?: string; reference: string } {
   if (ex.kind === 'text') return { chat: false, prompt: ex.prompt, reference: ex.chosen };
   return { chat: true, messages: ex.prompt, reference: ex.chosen.filter((m) => m.role === 'assistant').map((m) => m.content).join('\n') };
+}
+
+/** One unpaired example (KTO): a prompt, a completion, and whether the completion is desirable. */
+export interface UnpairedExample {
+  /** The prompt and completion, as a pair whose both sides are the completion (tokenized by tokenizePair). */
+  pair: PreferenceExample;
+  label: boolean;
+}
+
+/** The unpaired examples of one record, with the record's place in its file. */
+export interface UnpairedRecord {
+  examples: UnpairedExample[];
+  source?: RecordSource;
+}
+
+function labelOf(v: unknown): boolean {
+  if (typeof v === 'boolean') return v;
+  if (v === 1 || v === 0) return v === 1;
+  if (typeof v === 'string' && /^\s*(true|false|1|0)\s*$/i.test(v)) return /^\s*(true|1)\s*$/i.test(v);
+  throw new RecordError('label', `${describe(v)}; expected true (the completion is desirable) or false`);
+}
+
+/**
+ * Reads one record as KTO's unpaired examples: `{prompt, completion, label}` (one example), or a preference pair
+ * (two: its chosen answer desirable, its rejected one not). Throws RecordError naming the field.
+ */
+export function toUnpaired(value: unknown): UnpairedRecord {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) throw new RecordError('(record)', `${describe(value)}; expected an object`);
+  const rec = value as Record<string, unknown>;
+  if ('chosen' in rec || 'rejected' in rec) {
+    const p = toPreference(rec);
+    const side = (answer: 'chosen' | 'rejected'): PreferenceExample => (p.kind === 'text'
+      ? { kind: 'text', prompt: p.prompt, chosen: p[answer], rejected: p[answer] }
+      : { kind: 'conversation', prompt: p.prompt, chosen: p[answer], rejected: p[answer] });
+    return { examples: [{ pair: side('chosen'), label: true }, { pair: side('rejected'), label: false }] };
+  }
+  for (const k of ['prompt', 'completion', 'label']) {
+    if (!(k in rec) || rec[k] === null) throw new RecordError(k, `is missing; an unpaired record has 'prompt', 'completion' and 'label' (or a pair: 'chosen' and 'rejected'), keys ${JSON.stringify(Object.keys(rec).slice(0, 8))}`);
+  }
+  const label = labelOf(rec.label);
+  if (isMessageList(rec.completion)) {
+    if (!isMessageList(rec.prompt)) throw new RecordError('prompt', `${describe(rec.prompt)}; expected a list of messages, as 'completion' is`);
+    const prompt = messages(rec.prompt, 'prompt'), completion = messages(rec.completion, 'completion');
+    if (!completion.some((m) => m.role === 'assistant')) throw new RecordError('completion', 'has no assistant message; expected the answer to judge');
+    return { examples: [{ pair: { kind: 'conversation', prompt, chosen: completion, rejected: completion }, label }] };
+  }
+  if (isMessageList(rec.prompt)) throw new RecordError('prompt', "is a list of messages but 'completion' is a string; expected both of one kind");
+  const prompt = str(rec.prompt, 'prompt', false), completion = str(rec.completion, 'completion', false);
+  return { examples: [{ pair: { kind: 'text', prompt, chosen: completion, rejected: completion }, label }] };
 }

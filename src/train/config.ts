@@ -92,8 +92,13 @@ export const trainerConfigSchema = z.object({
   dpoBeta: z.number().positive().finite().default(0.1)
     .describe("Task dpo: beta, the strength of the KL penalty to the reference model (TRL's default 0.1; smaller lets the policy move further); with 'simpo' the reward scale (the paper uses 2-10), with 'orpo' the odds-ratio term's weight lambda"),
   /** The preference loss: DPO's 'sigmoid' (with labelSmoothing as cDPO's epsilon), IPO, SLiC's 'hinge'; reference-free SimPO and ORPO. */
-  dpoLossType: z.enum(['sigmoid', 'ipo', 'hinge', 'simpo', 'orpo']).default('sigmoid')
-    .describe("Task dpo: 'sigmoid' (DPO, Rafailov et al. 2023; labelSmoothing = conservative DPO's epsilon), 'ipo' (Azar et al. 2023, on length-averaged log-probabilities), 'hinge' (SLiC); without a reference model: 'simpo' (Meng et al. 2024, length-averaged, target margin simpoGamma) or 'orpo' (Hong et al. 2024, odds ratio + the chosen answers' NLL, from a base model)"),
+  dpoLossType: z.enum(['sigmoid', 'ipo', 'hinge', 'simpo', 'orpo', 'kto']).default('sigmoid')
+    .describe("Task dpo: 'sigmoid' (DPO, Rafailov et al. 2023; labelSmoothing = conservative DPO's epsilon), 'ipo' (Azar et al. 2023, on length-averaged log-probabilities), 'hinge' (SLiC); without a reference model: 'simpo' (Meng et al. 2024, length-averaged, target margin simpoGamma) or 'orpo' (Hong et al. 2024, odds ratio + the chosen answers' NLL, from a base model); on unpaired examples (prompt, completion, label): 'kto' (Ethayarajh et al. 2024)"),
+  /** KTO: the weights of the desirable and the undesirable examples' losses (TRL's desirable_weight, undesirable_weight). */
+  desirableWeight: z.number().positive().finite().default(1)
+    .describe("Task dpo, dpoLossType 'kto': the weight of desirable examples' losses (TRL's desirable_weight; raise the rarer kind's weight so that weight x count is within 1:1 to 4:3)"),
+  undesirableWeight: z.number().positive().finite().default(1)
+    .describe("Task dpo, dpoLossType 'kto': the weight of undesirable examples' losses (TRL's undesirable_weight)"),
   /** SimPO's target reward margin gamma (TRL's simpo_gamma). */
   simpoGamma: z.number().nonnegative().finite().default(0.5)
     .describe("Task dpo, dpoLossType 'simpo': the target reward margin gamma (TRL's simpo_gamma, 0.5; the paper uses 0.3-1.6)"),
@@ -190,6 +195,8 @@ export const DPO_ONLY: Readonly<Partial<Record<keyof TrainerConfig, string>>> = 
   dpoLossType: "it selects the preference loss of task 'dpo'",
   rpoAlpha: "it weighs the chosen answers' NLL in the preference loss of task 'dpo'",
   simpoGamma: "it is SimPO's target margin in the preference loss of task 'dpo'",
+  desirableWeight: "it weighs KTO's desirable examples (task 'dpo')",
+  undesirableWeight: "it weighs KTO's undesirable examples (task 'dpo')",
 };
 /** The keys that act on a decoder's token embeddings (tasks 'sft' and 'causal-lm'); the classification tasks refuse them. */
 export const DECODER_ONLY: Readonly<Partial<Record<keyof TrainerConfig, string>>> = {

@@ -45,8 +45,11 @@ import type { HFTokenizer } from '../models/hf/tokenizer.js';
 import { loadSplitsWith, readFileWith } from '../sft/dataset.js';
 import type { ChatTemplate } from '../sft/template.js';
 import { padBatch } from '../sft/batch.js';
-import { pairPrompt, pairRow, toPreference, tokenizePair, type PreferenceExample, type TokenizedPair } from '../sft/preference.js';
-import { dpoLoss, dpoTerms, emptyRewardSums, referenceFree, rewardMeans, sequenceLogProbs, type DpoLossOptions, type RewardSums } from '../sft/dpo.js';
+import { pairPrompt, pairRow, toPreference, toUnpaired, tokenizePair, type PreferenceExample, type TokenizedPair, type UnpairedExample } from '../sft/preference.js';
+import { REWARD_SUM_KEYS, dpoLoss, dpoTerms, emptyRewardSums, ktoKl, ktoLoss, ktoTerms, referenceFree, rewardMeans, sequenceLogProbs, type DpoLossOptions, type KtoOptions,
+  type RewardSums } from '../sft/dpo.js';
+import { Rng } from '../backend/rng.js';
+import { shuffleInPlace } from '../data/split.js';
 import type { ChatGenerationOptions, ChatPrediction } from '../sft/types.js';
 import type { RunInfo } from './outputs.js';
 import type { PreferenceRewards } from './history.js';
@@ -59,7 +62,10 @@ type Split = 'train' | EvalSplit;
 
 interface DpoData {
   name: string;
+  /** Pairs; KTO: each example's completion as 'chosen' and its KL completion (another example's) as 'rejected'. */
   pairs: Record<Split, TokenizedPair[]>;
+  /** KTO: whether each example's completion is desirable. */
+  labels: Record<Split, boolean[]> | null;
   /** Validation pairs as read (sample generations). */
   validationExamples: PreferenceExample[];
 }
@@ -90,6 +96,34 @@ export function readPreferenceFile(file: string, sink: BadLineSink): Promise<Pre
   return readFileWith(file, sink, toPreference);
 }
 
+/** KTO: reads the unpaired examples of one file, by record (a pair is two examples; splits keep them together). */
+function readUnpairedFile(file: string, sink: BadLineSink) {
+  return readFileWith(file, sink, toUnpaired);
+}
+
+/** A split's records as examples, each with its record's place in the file. */
+const unpaired = (records: ReturnType<typeof toUnpaired>[]): UnpairedExample[] =>
+  records.flatMap((r) => r.examples.map((e) => ({ ...e, pair: { ...e.pair, source: r.source } })));
+
+/**
+ * KTO's examples as pairs: 'chosen' its completion, 'rejected' its KL completion, the completion of the next example
+ * in a seeded cycle through the split (TRL pairs each prompt with another example's completion in its batch), cut to
+ * fit maxLength after the prompt.
+ */
+function tokenizeUnpaired(ctx: TaskContext | null, xs: readonly UnpairedExample[], tok: HFTokenizer, template: ChatTemplate, maxLength: number, split: string, seed: number):
+  { pairs: TokenizedPair[]; labels: boolean[] } {
+  const kept: { t: TokenizedPair; label: boolean }[] = [];
+  for (const x of xs) {
+    const t = tokenizePair(x.pair, tok, template, maxLength);
+    if (t) kept.push({ t, label: x.label });
+  }
+  if (kept.length < xs.length) ctx?.note(`${split}: dropped ${xs.length - kept.length} example(s) with no completion token within maxLength ${maxLength}`);
+  const order = shuffleInPlace(kept.map((_, i) => i), new Rng(seed)), partner = new Array<number>(kept.length);
+  order.forEach((i, k) => (partner[i] = order[(k + 1) % order.length]!));
+  const pairs = kept.map(({ t }, i) => ({ prompt: t.prompt, chosen: t.chosen, rejected: kept[partner[i]!]!.t.chosen.slice(0, Math.max(0, maxLength - t.prompt.length)) }));
+  return { pairs, labels: kept.map((k) => k.label) };
+}
+
 /** The scored tokens of each row of pairs' batch (chosen rows, then rejected rows): their answers' lengths. */
 const answerCounts = (pairs: readonly TokenizedPair[]) => [...pairs.map((p) => p.chosen.length), ...pairs.map((p) => p.rejected.length)];
 
@@ -101,6 +135,40 @@ function tokenizePairs(ctx: TaskContext | null, xs: readonly PreferenceExample[]
   }
   if (out.length < xs.length) ctx?.note(`${split}: dropped ${xs.length - out.length} pair(s) with no answer token within maxLength ${maxLength}`);
   return out;
+}
+
+type SplitSpec = Parameters<typeof loadSplitsWith>[0];
+
+const noteSkipped = (ctx: TaskContext, skipped: { file: string; line: number; reason: string }[]) => {
+  if (skipped.length) ctx.note(`skipped ${skipped.length} bad record(s) (first: ${skipped[0]!.file}:${skipped[0]!.line}: ${skipped[0]!.reason})`);
+};
+
+/** The run's pairs, read and tokenized. */
+async function pairData(ctx: TaskContext, spec: SplitSpec, tok: HFTokenizer, template: ChatTemplate, maxLength: number): Promise<DpoData> {
+  const splits = await loadSplitsWith(spec, readPreferenceFile);
+  noteSkipped(ctx, splits.skipped);
+  if (splits.train.some((e) => e.kind === 'conversation')) ctx.note(`chat template: ${template.origin}`);
+  const enc = (xs: PreferenceExample[], split: string) => tokenizePairs(ctx, xs, tok, template, maxLength, split);
+  const data: DpoData = { name: splits.name, pairs: { train: enc(splits.train, 'train'), validation: enc(splits.validation, 'validation'), test: enc(splits.test, 'test') },
+    labels: null, validationExamples: splits.validation };
+  if (data.pairs.train.length === 0) throw new DatasetError(`'${splits.name}' has no training pair with an answer token within maxLength ${maxLength}`);
+  return data;
+}
+
+/** KTO: the run's unpaired examples (pairs unpaired), read and tokenized with their KL completions. */
+async function ktoData(ctx: TaskContext, spec: SplitSpec, tok: HFTokenizer, template: ChatTemplate, maxLength: number): Promise<DpoData> {
+  const splits = await loadSplitsWith(spec, readUnpairedFile);
+  noteSkipped(ctx, splits.skipped);
+  const xs = { train: unpaired(splits.train), validation: unpaired(splits.validation), test: unpaired(splits.test) };
+  if (xs.train.some((e) => e.pair.kind === 'conversation')) ctx.note(`chat template: ${template.origin}`);
+  const enc = (split: Split) => tokenizeUnpaired(ctx, xs[split], tok, template, maxLength, split, spec.seed ?? 42);
+  const train = enc('train'), validation = enc('validation'), test = enc('test');
+  if (train.pairs.length === 0) throw new DatasetError(`'${splits.name}' has no training example with a completion token within maxLength ${maxLength}`);
+  const good = train.labels.filter(Boolean).length;
+  ctx.note(`kto: ${good} desirable and ${train.labels.length - good} undesirable training examples`);
+  return { name: splits.name, pairs: { train: train.pairs, validation: validation.pairs, test: test.pairs },
+    labels: { train: train.labels, validation: validation.labels, test: test.labels },
+    validationExamples: xs.validation.filter((e) => e.label).map((e) => e.pair) };
 }
 
 /** A digest of pairs' token ids (a checkpoint's reference log-probabilities are for exactly these pairs). */
@@ -134,20 +202,15 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
   static async create(ctx: TaskContext, args: FinetuneArgs): Promise<DpoTask> {
     const c = ctx.config, spec = ctx.modelSpec;
     if (typeof spec !== 'string') throw new ConfigError(`task 'dpo' takes a Hugging Face decoder folder or Hub id as 'model'`);
-    if (typeof args.dataset !== 'string') throw new ConfigError(`task 'dpo' takes a preference file as 'dataset' (.jsonl, .json, .csv or .parquet with 'chosen' and 'rejected', and 'prompt' or a prompt they share)`);
+    if (typeof args.dataset !== 'string') throw new ConfigError(`task 'dpo' takes a preference file as 'dataset' (.jsonl, .json, .csv or .parquet with 'chosen' and 'rejected', and 'prompt' or a prompt they share; with dpoLossType 'kto' also 'prompt', 'completion' and 'label')`);
     manualSeed(c.seed);
     const model = await loadDecoder(spec, 'dpo');
     const tok = model.hf?.tokenizer as HFTokenizer;
     const template = templateFor(tok, model.hf?.source ?? null, c);
-    const splits = await loadSplitsWith({ dataset: args.dataset, evalDataset: args.evalDataset, testDataset: args.testDataset, onBadLine: args.onBadLine, seed: c.seed,
-      validationFraction: args.validationFraction, maxTrain: args.maxTrain, maxEval: args.maxEval }, readPreferenceFile);
-    if (splits.skipped.length) ctx.note(`skipped ${splits.skipped.length} bad record(s) (first: ${splits.skipped[0]!.file}:${splits.skipped[0]!.line}: ${splits.skipped[0]!.reason})`);
-    if (splits.train.some((e) => e.kind === 'conversation')) ctx.note(`chat template: ${template.origin}`);
+    const dataSpec = { dataset: args.dataset, evalDataset: args.evalDataset, testDataset: args.testDataset, onBadLine: args.onBadLine, seed: c.seed,
+      validationFraction: args.validationFraction, maxTrain: args.maxTrain, maxEval: args.maxEval };
     const maxLength = Math.min(c.maxLength, model.maxPositions ?? Infinity);
-    const enc = (xs: PreferenceExample[], split: string) => tokenizePairs(ctx, xs, tok, template, maxLength, split);
-    const data: DpoData = { name: splits.name, pairs: { train: enc(splits.train, 'train'), validation: enc(splits.validation, 'validation'), test: enc(splits.test, 'test') },
-      validationExamples: splits.validation };
-    if (data.pairs.train.length === 0) throw new DatasetError(`'${splits.name}' has no training pair with an answer token within maxLength ${maxLength}`);
+    const data = c.dpoLossType === 'kto' ? await ktoData(ctx, dataSpec, tok, template, maxLength) : await pairData(ctx, dataSpec, tok, template, maxLength);
     const lora = decoderForTraining(model, ctx, spec);
     // TRL's disable_dropout: the reference log-probabilities are the model's without dropout, and so is the policy's
     let off = 0;
@@ -187,11 +250,15 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
   /** A finished run rebuilt from its folder, for predict and evaluate. */
   static async load(ctx: TaskContext, dir: string, info: RunInfo): Promise<DpoTask> {
     const { model, lora, tokenizer, template } = await loadChatRun(ctx, dir, info, 'dpo');
-    const empty: DpoData = { name: info.dataset, pairs: { train: [], validation: [], test: [] }, validationExamples: [] };
+    const empty: DpoData = { name: info.dataset, pairs: { train: [], validation: [], test: [] }, labels: null, validationExamples: [] };
     const t = new DpoTask(ctx, model, info.model, tokenizer, template, empty, lora);
     t.dataInfo = (info as RunInfo & { dpoData?: DpoDataInfo }).dpoData ?? null;
     model.eval();
     return t;
+  }
+
+  private get ktoOptions(): KtoOptions {
+    return { beta: this.c.dpoBeta, desirableWeight: this.c.desirableWeight, undesirableWeight: this.c.undesirableWeight };
   }
 
   private get lossOptions(): DpoLossOptions {
@@ -218,6 +285,7 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
    * its block of pairs and returns its share of the global mean (its mean x its pairs / the batch's pairs).
    */
   loss(idx: number[]): MicroBatchLoss {
+    if (this.c.dpoLossType === 'kto') return this.ktoLoss(idx);
     const dp = this.ctx.dp, train = this.data.pairs.train, ref = this.reference.train;
     if (!ref && !this.referenceFree) throw new AutoGLMError(`task 'dpo': the reference log-probabilities are computed by prepare(), which the training loop calls before the first step`);
     const mine = dp ? dp.shard(idx) : idx;
@@ -238,15 +306,42 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
     return { loss: total };
   }
 
+  /**
+   * KTO's loss of the batch's examples, the mean over the global batch (a rank: its share). The KL estimate is the
+   * policy's against the reference on the batch's KL rows (each prompt with another example's completion), without
+   * gradient and in eval mode (no dropout draws); every rank scores the whole global batch's KL rows, so the ranks
+   * agree on it without communicating.
+   */
+  private ktoLoss(idx: number[]): MicroBatchLoss {
+    const dp = this.ctx.dp, train = this.data.pairs.train, ref = this.reference.train, labels = this.data.labels?.train;
+    if (!ref || !labels) throw new AutoGLMError(`task 'dpo': the reference log-probabilities are computed by prepare(), which the training loop calls before the first step`);
+    this.model.eval();
+    let policyKl: Float32Array;
+    try {
+      policyKl = noGrad(() => autocast(this.ctx.compute, () => sequenceLogProbs(this.model, padBatch(idx.map((i) => pairRow(train[i]!, 'rejected')), this.padId)))).f32();
+    } finally {
+      this.model.train();
+    }
+    const kl = ktoKl(policyKl, idx.map((i) => ref[2 * i + 1]!));
+    const mine = dp ? dp.shard(idx) : idx;
+    if (mine.length === 0) return { loss: null };
+    const policy = autocast(this.ctx.compute, () => sequenceLogProbs(this.model, padBatch(mine.map((i) => pairRow(train[i]!, 'chosen')), this.padId)));
+    const { loss, sums } = ktoLoss(policy, mine.map((i) => ref[2 * i]!), mine.map((i) => labels[i]!), kl, this.ktoOptions, idx.length);
+    // the estimate is the same on every rank: counted once in the step's sums
+    if (dp && dp.rank !== 0) sums.kl = sums.nKl = 0;
+    this.pending = sums;
+    return { loss };
+  }
+
   /** The micro-batch's reward sums join the step's (added over the ranks when data-parallel). */
   async afterBackward(): Promise<void> {
     let p = this.pending;
     this.pending = emptyRewardSums();
     if (this.ctx.dp) {
-      const [chosen, rejected, correct, n] = await this.ctx.dp.sumNumbers([p.chosen, p.rejected, p.correct, p.n]);
-      p = { chosen: chosen!, rejected: rejected!, correct: correct!, n: n! };
+      const all = await this.ctx.dp.sumNumbers(REWARD_SUM_KEYS.map((k) => p[k]));
+      p = Object.fromEntries(REWARD_SUM_KEYS.map((k, i) => [k, all[i]!])) as unknown as RewardSums;
     }
-    for (const k of ['chosen', 'rejected', 'correct', 'n'] as const) this.stepSums[k] += p[k];
+    for (const k of REWARD_SUM_KEYS) this.stepSums[k] += p[k];
   }
 
   stepLog() {
@@ -283,9 +378,20 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
     return dp ? dp.gatherStrided(out, pairs.length, 2) : out;
   }
 
-  /** Loss, reward accuracy and rewards of pairs from their policy and reference log-probabilities. */
-  private scores(pairs: readonly TokenizedPair[], policy: Float32Array, reference: Float32Array | null): DpoEvalResult {
+  /**
+   * Loss, reward accuracy and rewards of pairs from their policy and reference log-probabilities. KTO (`labels`
+   * given): of the examples, against the KL estimate over the whole split.
+   */
+  private scores(pairs: readonly TokenizedPair[], policy: Float32Array, reference: Float32Array | null, labels: readonly boolean[] | null): DpoEvalResult {
     const n = pairs.length;
+    if (labels) {
+      if (!reference) throw new AutoGLMError(`task 'dpo': loss 'kto' needs the reference model's log-probabilities`);
+      const side = (a: Float32Array, k: 0 | 1) => Array.from({ length: n }, (_, i) => a[2 * i + k]!);
+      const kl = ktoKl(side(policy, 1), side(reference, 1));
+      const { losses, sums } = ktoTerms(side(policy, 0), side(reference, 0), labels, kl, this.ktoOptions);
+      const rewards = rewardMeans(sums);
+      return { loss: losses.reduce((a, l) => a + l, 0) / n, accuracy: rewards.accuracy, rewards, n };
+    }
     const order = (a: Float32Array) => [...Array.from({ length: n }, (_, i) => a[2 * i]!), ...Array.from({ length: n }, (_, i) => a[2 * i + 1]!)];
     const { losses, sums } = dpoTerms(order(policy), reference && order(reference), answerCounts(pairs), this.lossOptions);
     const rewards = rewardMeans(sums);
@@ -307,7 +413,7 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
     if (pairs.length === 0) return null;
     const reference = this.reference[split] ?? null;
     if (!reference && !this.referenceFree) throw new AutoGLMError(`task 'dpo': no reference log-probabilities of the ${split} pairs (prepare() computes them before the first step)`);
-    const r = this.scores(pairs, await this.logProbs(pairs), reference);
+    const r = this.scores(pairs, await this.logProbs(pairs), reference, this.data.labels?.[split] ?? null);
     this.lastEval = r;
     return { loss: r.loss, accuracy: r.accuracy, rewards: r.rewards };
   }
@@ -341,8 +447,9 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
   async saveOutputs(dir: string): Promise<Record<string, string>> {
     const out = await saveChatOutputs(this.model, this.lora, this.tokenizer, this.template, dir);
     out.summary = path.join(dir, 'dpo.json');
+    const counts = { train: this.data.pairs.train.length, validation: this.data.pairs.validation.length, test: this.data.pairs.test.length };
     writeFileSync(out.summary, `${JSON.stringify({
-      pairs: { train: this.data.pairs.train.length, validation: this.data.pairs.validation.length, test: this.data.pairs.test.length },
+      ...(this.data.labels ? { examples: counts, desirable_weight: this.c.desirableWeight, undesirable_weight: this.c.undesirableWeight } : { pairs: counts }),
       beta: this.c.dpoBeta, loss_type: this.c.dpoLossType, label_smoothing: this.c.labelSmoothing, rpo_alpha: this.c.rpoAlpha,
       ...(this.c.dpoLossType === 'simpo' ? { simpo_gamma: this.c.simpoGamma } : {}),
       reference: this.referenceFree ? null : 'the model before training (log-probabilities precomputed)',
@@ -371,30 +478,37 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
     const unknown = Object.keys(opts).filter((k) => k !== 'maxEval' && (opts as Record<string, unknown>)[k] !== undefined);
     if (unknown.length) throw new ConfigError(`evaluation options ${unknown.map((k) => `'${k}'`).join(', ')} do not apply to dpo runs (they take maxEval)`);
     const maxLength = Math.min(this.c.maxLength, this.model.maxPositions ?? Infinity);
-    let pairs: TokenizedPair[], reference: Float32Array | undefined;
+    let pairs: TokenizedPair[], reference: Float32Array | undefined, labels: boolean[] | null;
     if ((split === 'validation' || split === 'test') && this.data.pairs.train.length) {
       pairs = this.data.pairs[split];
       reference = this.reference[split];
+      labels = this.data.labels?.[split] ?? null;
     } else {
-      pairs = tokenizePairs(null, await this.examplesOf(split), this.tokenizer, this.template, maxLength, split);
+      ({ pairs, labels } = await this.examplesOf(split, maxLength));
     }
     if (opts.maxEval !== undefined) {
       pairs = pairs.slice(0, opts.maxEval);
+      labels = labels?.slice(0, pairs.length) ?? null;
       reference = reference?.slice(0, 2 * pairs.length);
     }
-    if (pairs.length === 0) throw new DatasetError(`'${split}' has no preference pair with an answer token within maxLength ${maxLength}`);
+    if (pairs.length === 0) throw new DatasetError(`'${split}' has no preference ${labels ? 'example' : 'pair'} with an answer token within maxLength ${maxLength}`);
     const policy = await this.logProbs(pairs);
     if (!this.referenceFree) reference ??= await this.baseLogProbs(pairs);
-    return this.scores(pairs, policy, reference ?? null);
+    return this.scores(pairs, policy, reference ?? null, labels);
   }
 
-  /** The pairs of a split re-read from the files autoglm.json names, or of a preference file. */
-  private async examplesOf(split: string): Promise<PreferenceExample[]> {
-    if (split !== 'validation' && split !== 'test') return readPreferenceFile(split, new BadLineSink('error'));
-    if (!this.dataInfo) throw new ConfigError(`this DPO run's folder does not say which data it was trained on; evaluate it on a preference file instead of '${split}'`);
-    if (split === 'test' && !this.dataInfo.testDataset) throw new ConfigError(`this DPO run had no test file (testDataset); evaluate it on 'validation' or on a preference file`);
-    const s = await loadSplitsWith({ ...this.dataInfo, seed: this.c.seed, onBadLine: 'skip' }, readPreferenceFile);
-    return s[split];
+  /** The pairs (KTO: examples) of a split re-read from the files autoglm.json names, or of a file; tokenized. */
+  private async examplesOf(split: string, maxLength: number): Promise<{ pairs: TokenizedPair[]; labels: boolean[] | null }> {
+    const kto = this.c.dpoLossType === 'kto';
+    const encode = async (read: <T>(r: (f: string, s: BadLineSink) => Promise<T[]>) => Promise<T[]>) => {
+      if (kto) return tokenizeUnpaired(null, unpaired(await read(readUnpairedFile)), this.tokenizer, this.template, maxLength, split, this.c.seed);
+      return { pairs: tokenizePairs(null, await read(readPreferenceFile), this.tokenizer, this.template, maxLength, split), labels: null };
+    };
+    if (split !== 'validation' && split !== 'test') return encode((r) => r(split, new BadLineSink('error')));
+    const info = this.dataInfo;
+    if (!info) throw new ConfigError(`this DPO run's folder does not say which data it was trained on; evaluate it on a preference file instead of '${split}'`);
+    if (split === 'test' && !info.testDataset) throw new ConfigError(`this DPO run had no test file (testDataset); evaluate it on 'validation' or on a preference file`);
+    return encode(async (r) => (await loadSplitsWith({ ...info, seed: this.c.seed, onBadLine: 'skip' }, r))[split]);
   }
 
   /** Reference log-probabilities of a loaded run: the base model's. */
@@ -413,7 +527,7 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
 
 export const dpoTask: TaskDefinition = {
   name: 'dpo',
-  description: 'preference tuning of a decoder on chosen / rejected answers (DPO, IPO, SLiC hinge against the initial model; SimPO, ORPO without one)',
+  description: 'preference tuning of a decoder on chosen / rejected answers (DPO, IPO, SLiC hinge against the initial model; SimPO, ORPO without one) or on desirable / undesirable ones (KTO)',
   refuses: {
     ...CAUSAL_LM_REFUSES,
     datasetFormat: "task 'dpo' reads preference records ('prompt', 'chosen', 'rejected'); datasetFormat selects the record shape of task 'sft'",
@@ -430,6 +544,12 @@ export const dpoTask: TaskDefinition = {
     }
     if (!isDefaultValue('simpoGamma', c.simpoGamma) && c.dpoLossType !== 'simpo') {
       throw new ConfigError(`config key 'simpoGamma' is ${c.simpoGamma}: it is SimPO's target margin, which applies to dpoLossType 'simpo', not '${c.dpoLossType}'`);
+    }
+    for (const k of ['desirableWeight', 'undesirableWeight'] as const) {
+      if (!isDefaultValue(k, c[k]) && c.dpoLossType !== 'kto') throw new ConfigError(`config key '${k}' is ${c[k]}: it weighs KTO's examples, which applies to dpoLossType 'kto', not '${c.dpoLossType}'`);
+    }
+    if (c.rpoAlpha > 0 && c.dpoLossType === 'kto') {
+      throw new ConfigError(`config key 'rpoAlpha' is ${c.rpoAlpha}: RPO's NLL term is on the chosen answers of pairs; dpoLossType 'kto' has unpaired examples`);
     }
     if (c.rpoAlpha > 0 && c.dpoLossType === 'orpo') {
       throw new ConfigError(`config key 'rpoAlpha' is ${c.rpoAlpha}: dpoLossType 'orpo' adds the chosen answers' NLL with weight 1 itself (set the odds-ratio term's weight with dpoBeta)`);

@@ -13,7 +13,9 @@ export interface StepLog { step: number; epoch: number; loss: number; lr: number
  * A preference-tuning run's rewards, as TRL logs them: the means over pairs of β(log π − log π_ref) of the chosen and
  * the rejected answers, their difference, and the share of pairs whose chosen reward is the larger.
  */
-export interface PreferenceRewards { chosen: number; rejected: number; margin: number; accuracy: number }
+export interface PreferenceRewards { chosen: number; rejected: number; margin: number; accuracy: number;
+  /** KTO: the KL estimate (its reference point); accuracy is then the share of examples on their label's side of it. */
+  kl?: number }
 /** One task's numbers in a multi-task evaluation. */
 export interface TaskMetrics { loss: number; accuracy: number; macro_f1: number; n: number }
 /** One validation pass. accuracy and macro_f1: classification and multi-task runs (absent where the task has no labels to

@@ -16,7 +16,7 @@ import { parquetWriteFile } from 'hyparquet-writer';
 import { writeChatParquet } from '../helpers/parquet.js';
 import { readSftFile } from '../../src/sft/dataset.js';
 import { readPreferenceFile } from '../../src/train/dpo.js';
-import { toPreference, tokenizePair } from '../../src/sft/preference.js';
+import { toPreference, toUnpaired, tokenizePair } from '../../src/sft/preference.js';
 import { RecordError } from '../../src/sft/formats.js';
 import { chatTemplateOf, type ChatTemplate } from '../../src/sft/template.js';
 import { tinyChatTokenizerFiles } from '../../src/sft/tiny-chat-model.js';
@@ -118,10 +118,14 @@ const PREFS = ROWS.map((r, i) => {
     default: return { chosen: `Q: ${r.text} A: ${r.label}`, rejected: `Q: ${r.text} A: not ${r.label}` };
   }
 });
+// KTO's unpaired records: plain and conversational, labels as booleans and as CSV strings
+const UNPAIRED = ROWS.map((r, i) => (i % 2
+  ? { prompt: r.text, completion: ` ${r.label}`, label: i % 4 === 1 }
+  : { prompt: [{ role: 'user', content: r.text }], completion: [{ role: 'assistant', content: r.label }], label: i % 4 === 0 ? 'true' : 'False' }));
 const PREFS_JSONL = Buffer.from(PREFS.map((r) => JSON.stringify(r)).join('\n') + '\n');
 let prefTok: { tok: HFTokenizer; template: ChatTemplate } | null = null;
 const preference: FaultClass = {
-  name: 'fuzz: preference records (task dpo)',
+  name: 'fuzz: preference records (task dpo; KTO\'s unpaired ones)',
   weight: 1,
   async setup() {
     const { json, config } = tinyChatTokenizerFiles();
@@ -133,11 +137,18 @@ const preference: FaultClass = {
     if (rng.uniform() < 0.5) {
       return verdict(() => readPreferenceFile(scratch('jsonl', mutateBytes(rng, PREFS_JSONL)), new BadLineSink(pick(rng, ['skip', 'error'] as const))), [DatasetError]);
     }
-    // a record with wrong fields goes through parsing and tokenization (long answers cut to a small maxLength)
-    const rec = mutateObject(rng, pick(rng, PREFS) as Record<string, unknown>, ['prompt']);
+    // a record with wrong fields goes through parsing and tokenization (long answers cut to a small maxLength); KTO
+    // reads unpaired records and pairs (unpaired)
+    if (rng.uniform() < 0.5) {
+      const rec = mutateObject(rng, pick(rng, PREFS) as Record<string, unknown>, ['prompt']);
+      return verdict(() => {
+        const ex = toPreference(rec);
+        tokenizePair(ex, prefTok!.tok, prefTok!.template, 2 + int(rng, 64));
+      }, [RecordError, DatasetError]);
+    }
+    const rec = mutateObject(rng, pick(rng, [...UNPAIRED, ...PREFS]) as Record<string, unknown>, ['prompt', 'label']);
     return verdict(() => {
-      const ex = toPreference(rec);
-      tokenizePair(ex, prefTok!.tok, prefTok!.template, 2 + int(rng, 64));
+      for (const ex of toUnpaired(rec).examples) tokenizePair(ex.pair, prefTok!.tok, prefTok!.template, 2 + int(rng, 64));
     }, [RecordError, DatasetError]);
   },
 };

@@ -24,10 +24,10 @@ export function attachProgress(trainer: AutoGLMTrainer, quiet: boolean): () => v
   });
   trainer.on('evaluate', (e: EvalLog) => {
     // the metrics the task measured: accuracy and macro-F1 (classification, multi-task), perplexity (causal LM, SFT),
-    // the reward accuracy and margin (DPO)
+    // the reward accuracy and margin (DPO; KTO: and its KL estimate)
     const pct = (name: string, v: number | undefined) => (v === undefined ? '' : `  ${name} ${(100 * v).toFixed(2)}%`);
     const line = `eval @ step ${e.step}: loss ${e.loss.toFixed(4)}${e.perplexity === undefined ? '' : `  perplexity ${e.perplexity.toFixed(3)}`}`
-      + (e.rewards ? `${pct('reward accuracy', e.rewards.accuracy)}  margin ${e.rewards.margin.toFixed(4)}` : `${pct('accuracy', e.accuracy)}${pct('macro-F1', e.macro_f1)}`);
+      + (e.rewards ? `${pct('reward accuracy', e.rewards.accuracy)}  margin ${e.rewards.margin.toFixed(4)}${e.rewards.kl === undefined ? '' : `  KL ${e.rewards.kl.toFixed(4)}`}` : `${pct('accuracy', e.accuracy)}${pct('macro-F1', e.macro_f1)}`);
     if (bar) bar.stop();
     if (!quiet) process.stderr.write(`${line}\n`);
     if (bar) bar.start(bar.getTotal(), e.step);

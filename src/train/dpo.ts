@@ -244,7 +244,7 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
     const t0 = performance.now();
     for (const s of splits) this.reference[s] = await this.logProbs(this.data.pairs[s]);
     const n = splits.reduce((a, s) => a + this.data.pairs[s].length, 0);
-    this.ctx.note(`dpo: reference log-probabilities of ${n} pairs computed in ${((performance.now() - t0) / 1e3).toFixed(1)} s (the model before training)`);
+    this.ctx.note(`dpo: reference log-probabilities of ${n} ${this.data.labels ? 'examples (and their KL completions)' : 'pairs'} computed in ${((performance.now() - t0) / 1e3).toFixed(1)} s (the model before training)`);
   }
 
   /** A finished run rebuilt from its folder, for predict and evaluate. */

@@ -39,7 +39,8 @@ async function evalDpo(dir: string, o: EvalOpts): Promise<void> {
   const trainer = await AutoGLMTrainer.load(dir);
   const what = o.dataset ?? o.split;
   const r = (await trainer.evaluate(what, { maxEval: o.maxEval })) as DpoEvalResult;
-  console.log(`${what}: reward accuracy ${(100 * r.accuracy).toFixed(2)}%  margin ${r.rewards.margin.toFixed(4)}  (chosen ${r.rewards.chosen.toFixed(4)}, rejected ${r.rewards.rejected.toFixed(4)})  loss ${r.loss.toFixed(4)}  (${r.n} pairs)`);
+  const kto = r.rewards.kl !== undefined; // KTO: unpaired examples, scored against its KL estimate
+  console.log(`${what}: reward accuracy ${(100 * r.accuracy).toFixed(2)}%  margin ${r.rewards.margin.toFixed(4)}  (chosen ${r.rewards.chosen.toFixed(4)}, rejected ${r.rewards.rejected.toFixed(4)}${kto ? `, KL ${r.rewards.kl!.toFixed(4)}` : ''})  loss ${r.loss.toFixed(4)}  (${r.n} ${kto ? 'examples' : 'pairs'})`);
   if (o.json) console.log(JSON.stringify({ command: 'eval', task: 'dpo', split: o.dataset ? null : o.split, dataset: o.dataset ?? null, loss: r.loss, accuracy: r.accuracy, rewards: r.rewards, n: r.n }));
 }
 

@@ -104,7 +104,7 @@ export function registerFinetune(program: Command): void {
       `method ${trainer.config.method}, ${h.trainableParams.toLocaleString('en-US')} trainable of ${h.totalParams.toLocaleString('en-US')} parameters, precision ${h.precision}`,
       t ? `test accuracy ${(100 * t.accuracy).toFixed(2)}%  macro-F1 ${(100 * t.macro_f1).toFixed(2)}%  (${t.n} examples)`
         : h.perplexity ? `perplexity: validation ${h.perplexity.validation?.toFixed(3) ?? '-'}, test ${h.perplexity.test?.toFixed(3) ?? '-'}`
-        : h.preference ? `preference: ${Object.entries(h.preference).map(([k, p]) => `${k} reward accuracy ${(100 * p.accuracy).toFixed(2)}%, margin ${p.margin.toFixed(4)}, loss ${p.loss.toFixed(4)}`).join('; ')}` : 'no test split',
+        : h.preference ? `preference: ${Object.entries(h.preference).map(([k, p]) => `${k} reward accuracy ${(100 * p.accuracy).toFixed(2)}%, margin ${p.margin.toFixed(4)}${p.kl === undefined ? '' : `, KL ${p.kl.toFixed(4)}`}, loss ${p.loss.toFixed(4)}`).join('; ')}` : 'no test split',
       ...(t && baseline ? [`bag-of-words baseline (unigram+bigram logistic regression): ${(100 * baseline.accuracy).toFixed(1)}% | fine-tuned: ${(100 * t.accuracy).toFixed(1)}%`] : []),
       `train time ${h.trainTimeS.toFixed(1)} s, peak RSS ${h.peakRssMb} MB`,
       Object.keys(h.outputs).length ? `outputs: ${Object.entries(h.outputs).map(([k, v]) => `${k}=${v}`).join('  ')}` : 'outputs: written by rank 0',
@@ -125,6 +125,7 @@ export function registerFinetune(program: Command): void {
         ...(h.preference ? {
           eval_loss: h.preference.validation?.loss ?? null, reward_accuracy: h.preference.validation?.accuracy ?? null, reward_margin: h.preference.validation?.margin ?? null,
           test_reward_accuracy: h.preference.test?.accuracy ?? null,
+          ...(h.preference.validation?.kl !== undefined ? { kl: h.preference.validation.kl } : {}),
         } : {}),
         train_time_s: +h.trainTimeS.toFixed(2), peak_rss_mb: h.peakRssMb, trainable_params: h.trainableParams, total_params: h.totalParams,
         steps: h.stepsDone, stopped_early: h.stoppedEarly, precision: h.precision, outputs: h.outputs,

@@ -5,6 +5,10 @@
  *
  * - Data: `{prompt, chosen, rejected}` records, plain or conversational, with the prompt explicit or implicit
  *   (src/sft/preference.ts); JSONL, JSON, CSV or Parquet; the model's chat template (or config `chatTemplate`).
+ * - KTO (dpoLossType 'kto', TRL's KTOTrainer): unpaired `{prompt, completion, label}` records, or pairs unpaired. Each
+ *   example is held as a pair whose 'chosen' side is its completion and whose 'rejected' side is its KL completion
+ *   (another example's completion after its prompt), so that the reference, checkpoints and data parallelism work as
+ *   for pairs; the loss (src/sft/dpo.ts) scores the completions against the KL estimate of the KL completions.
  * - Reference model: the model as it is before training (with LoRA, the base; with full fine-tuning, the loaded
  *   weights). Its log-probabilities of every pair are computed once, before the first step (`prepare`; TRL's
  *   `precompute_ref_log_probs`), so no second model is held in memory and a step costs one forward and backward pass

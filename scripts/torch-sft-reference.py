@@ -12,8 +12,11 @@ batch is task sft's:
   gpt2-lora-dpo:        gpt2-lora-sft's rows read as 4 pairs (rows 0-3 chosen, 4-7 rejected), DPO's sigmoid loss
                         (beta 0.1) on the answers' summed log-probabilities (TRL's selective_log_softmax) against
                         fixed reference log-probabilities, as TRL's DPOTrainer with precomputed reference values.
+  gpt2-lora-kto:        those rows as 8 unpaired examples (even rows desirable), TRL's KTOTrainer step: the KL rows'
+                        log-probabilities under no_grad (the same 8 rows: the same work), the KL estimate clamped
+                        at 0, KTO's loss (beta 0.1) against fixed reference values.
 
-Usage: python3 torch-sft-reference.py gpt2-lora-sft|gpt2-lora-sft-packed|gpt2-lora-dpo [--threads 2] [--dtype fp32|bf16]
+Usage: python3 torch-sft-reference.py gpt2-lora-sft|gpt2-lora-sft-packed|gpt2-lora-dpo|gpt2-lora-kto [--threads 2] [--dtype fp32|bf16]
        [--steps 10] [--warmup 3] [--attention explicit|sdpa] [--json]
 Prints the fields of torch_reference.py (engine, workload, dtype, threads, ms_per_step, ...).
 """
@@ -23,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 p = argparse.ArgumentParser()
-p.add_argument("workload", choices=["gpt2-lora-sft", "gpt2-lora-sft-packed", "gpt2-lora-dpo"])
+p.add_argument("workload", choices=["gpt2-lora-sft", "gpt2-lora-sft-packed", "gpt2-lora-dpo", "gpt2-lora-kto"])
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
 p.add_argument("--steps", type=int, default=10)
@@ -140,10 +143,27 @@ dpo = a.workload == "gpt2-lora-dpo"
 ref = torch.tensor([-math.log(V) * ((T - 8 * r) // 2) for r in range(B)])  # a uniform model's (ours uses the same)
 
 
-def dpo_loss():
+kto = a.workload == "gpt2-lora-kto"
+
+
+def answer_logps():
     logits = m(idx, pos, blocked)
     lab = labels[:, 1:].clone(); scored = lab != IGNORE; lab[~scored] = 0
-    lp = (selective_log_softmax(logits[:, :-1], lab) * scored).sum(-1)
+    return (selective_log_softmax(logits[:, :-1], lab) * scored).sum(-1)
+
+
+def kto_loss():
+    m.eval()
+    with torch.no_grad():
+        kl = (answer_logps() - ref).mean().clamp(min=0)
+    m.train()
+    r = answer_logps() - ref
+    good = torch.arange(B) % 2 == 0
+    return torch.where(good, 1 - torch.sigmoid(0.1 * (r - kl)), 1 - torch.sigmoid(0.1 * (kl - r))).mean()
+
+
+def dpo_loss():
+    lp = answer_logps()
     h = B // 2
     z = (lp[:h] - ref[:h]) - (lp[h:] - ref[h:])
     return -F.logsigmoid(0.1 * z).mean()
@@ -152,7 +172,7 @@ def dpo_loss():
 def step():
     opt.zero_grad(set_to_none=True)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=(a.dtype == "bf16")):
-        loss = dpo_loss() if dpo else m(idx, pos, blocked, labels)
+        loss = dpo_loss() if dpo else kto_loss() if kto else m(idx, pos, blocked, labels)
     loss.backward(); opt.step()
 
 

@@ -29,7 +29,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 
 /** The PyTorch reference of a workload: the SFT workloads' is ours (scripts/torch-sft-reference.py), the others' is shared/bench's. */
 export function defaultTorchScript(workload = ''): string {
-  if (workload.startsWith('gpt2-lora-sft') || workload === 'gpt2-lora-dpo') return path.join(ROOT, 'scripts', 'torch-sft-reference.py');
+  if (workload.startsWith('gpt2-lora-sft') || workload === 'gpt2-lora-dpo' || workload === 'gpt2-lora-kto') return path.join(ROOT, 'scripts', 'torch-sft-reference.py');
   return process.env.AUTOGLM_TORCH_REFERENCE ?? path.resolve(ROOT, '..', 'shared', 'bench', 'torch_reference.py');
 }
 

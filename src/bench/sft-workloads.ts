@@ -11,6 +11,7 @@
  *   is its prompt.
  *
  * - gpt2-lora-dpo: task dpo's step on gpt2-lora-sft's padded rows read as 4 pairs (see `dpo` below).
+ * - gpt2-lora-kto: KTO's step (dpoLossType 'kto') on those rows read as 8 unpaired examples (see `kto` below).
  *
  * scripts/torch-sft-reference.py times the same steps in PyTorch (`autoglm bench gpt2-lora-sft --vs-torch`).
  * The one difference of model: Hugging Face GPT-2 ties the LM head to the token embedding, the reference's head is
@@ -26,7 +27,8 @@ import { causalLMLossFromHidden, causalLMLoss } from '../models/hf/heads.js';
 import type { CausalLM } from '../models/hf/family.js';
 import { packedBatch, padBatch, type SftBatch } from '../sft/batch.js';
 import { IGNORE_INDEX, type TokenizedExample } from '../sft/tokenize.js';
-import { dpoLoss, scoredCounts, sequenceLogProbs } from '../sft/dpo.js';
+import { dpoLoss, ktoKl, ktoLoss, scoredCounts, sequenceLogProbs } from '../sft/dpo.js';
+import { noGrad } from '../tensor/autograd.js';
 import { collectGarbage, makeRecord, resetPeakRss, timed, trainPeakRssMb, type BenchRecord } from './measure.js';
 
 const B = 8, T = 128, VOCAB = 50257;
@@ -122,4 +124,39 @@ function dpo(o: SftWorkloadOptions): BenchRecord[] {
   })];
 }
 
-export const SFT_WORKLOADS = { 'gpt2-lora-sft': sft(false), 'gpt2-lora-sft-packed': sft(true), 'gpt2-lora-dpo': dpo };
+/**
+ * gpt2-lora-kto: task dpo's KTO step on the padded batch of gpt2-lora-sft read as 8 unpaired examples (even rows
+ * desirable): the KL rows' log-probabilities without gradient in eval mode (the same 8 rows stand for the KL
+ * completions: the same work), the KL estimate against fixed reference values, the examples' log-probabilities,
+ * KTO's loss, backward, AdamW.
+ */
+function kto(o: SftWorkloadOptions): BenchRecord[] {
+  manualSeed(0);
+  const model = gpt2Lora();
+  let seed = 1;
+  const batch = padBatch(sftRowLengths(false).map((lens) => example(lens[0]!, seed++)), 0);
+  const opt = new AdamW(model.trainableParameters(), { lr: 1e-4, weightDecay: 0.01 });
+  const compute = o.dtype === 'bf16' ? 'bf16' : 'f32';
+  const reference = Array.from({ length: B }, (_, r) => -Math.log(VOCAB) * Math.floor((T - 8 * r) / 2));
+  const labels = Array.from({ length: B }, (_, r) => r % 2 === 0);
+  const step = () => {
+    opt.zeroGrad();
+    model.eval();
+    const klRows = noGrad(() => autocast(compute, () => sequenceLogProbs(model, batch))).f32();
+    model.train();
+    const kl = ktoKl(klRows, reference);
+    const policy = autocast(compute, () => sequenceLogProbs(model, batch));
+    ktoLoss(policy, reference, labels, kl, { beta: 0.1, desirableWeight: 1, undesirableWeight: 1 }, B).loss.backward();
+    opt.step();
+  };
+  collectGarbage();
+  resetPeakRss();
+  const t = timed(step, o.steps, o.warmup);
+  const { trainable, total } = model.parameterCounts();
+  return [makeRecord('gpt2-lora-kto', o.dtype, t, {
+    tokens_per_s: Math.round((batch.tokens / t.med) * 10) / 10, trainable_params: trainable, total_params: total, train_peak_rss_mb: trainPeakRssMb(),
+    tokens: batch.tokens, scored_tokens: batch.scored, examples: B,
+  })];
+}
+
+export const SFT_WORKLOADS = { 'gpt2-lora-sft': sft(false), 'gpt2-lora-sft-packed': sft(true), 'gpt2-lora-dpo': dpo, 'gpt2-lora-kto': kto };

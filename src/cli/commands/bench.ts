@@ -26,8 +26,8 @@ interface BenchOpts {
 
 export function registerBench(program: Command): void {
   program.command('bench')
-    .description('time a reference workload of shared/bench/WORKLOADS.md (gemm, block, gpt2-forward, gpt2-lora, gpt2-full, cls-lora, cls-full), or the SFT step on gpt2-lora (gpt2-lora-sft padded, gpt2-lora-sft-packed), or the DPO step (gpt2-lora-dpo)')
-    .argument('<workload>', 'gemm | block | gpt2-forward | gpt2-lora | gpt2-full | cls-lora | cls-full | gpt2-lora-sft | gpt2-lora-sft-packed | gpt2-lora-dpo | compression')
+    .description('time a reference workload of shared/bench/WORKLOADS.md (gemm, block, gpt2-forward, gpt2-lora, gpt2-full, cls-lora, cls-full), or the SFT step on gpt2-lora (gpt2-lora-sft padded, gpt2-lora-sft-packed), or the DPO and KTO steps (gpt2-lora-dpo, gpt2-lora-kto)')
+    .argument('<workload>', 'gemm | block | gpt2-forward | gpt2-lora | gpt2-full | cls-lora | cls-full | gpt2-lora-sft | gpt2-lora-sft-packed | gpt2-lora-dpo | gpt2-lora-kto | compression')
     .option('--dtype <dtype>', 'fp32 | bf16', choiceOption('--dtype', ['fp32', 'bf16'] as const), 'fp32')
     .option('--threads <n>', 'kernel threads (default: all cores)', intOption('--threads'))
     .option('--steps <n>', 'timed steps (median reported)', intOption('--steps'), 10)
@@ -56,7 +56,7 @@ export function registerBench(program: Command): void {
       }
       const { runWorkload, WORKLOADS } = await import('../../bench/workloads.js');
       if (!WORKLOADS[workload]) throw new ConfigError(`unknown workload '${workload}'; expected one of ${Object.keys(WORKLOADS).join(', ')}`);
-      const isSft = workload.startsWith('gpt2-lora-sft') || workload === 'gpt2-lora-dpo';
+      const isSft = workload.startsWith('gpt2-lora-sft') || workload === 'gpt2-lora-dpo' || workload === 'gpt2-lora-kto';
       if (isSft && (o.base !== 'none' || o.checkpointing)) throw new ConfigError(`--base and --checkpointing apply to the gpt2 and cls workloads; '${workload}' times task sft's step as configured by default`);
       if (o.torchAttention && !(isSft && o.vsTorch)) throw new ConfigError(`--torch-attention applies to the SFT workloads with --vs-torch`);
       if (o.vsTfjs) {

@@ -392,20 +392,29 @@ test('full DPO run (IPO loss): trains every weight; the loaded run evaluates aga
   assert.ok(Math.abs(r.loss - last.loss) < 1e-4 * Math.max(1, last.loss), `loaded ${r.loss} vs trained ${last.loss}`);
 });
 
-test("RPO (rpoAlpha): the loss adds alpha x the chosen answers' mean next-token NLL, in training and evaluation", async () => {
-  const one = { prompt: [{ role: 'user', content: 'reverse abcd' }], chosen: [{ role: 'assistant', content: 'dcba' }], rejected: [{ role: 'assistant', content: 'xxxx' }] };
-  const file = path.join(root, 'same.jsonl');
+/**
+ * A file of 12 copies of one pair ("reverse abcd": "dcba" or `rejected`), and the initial model's log-probability of
+ * each side's answer with its length.
+ */
+async function onePairFile(name: string, rejected: string) {
+  const one = { prompt: [{ role: 'user', content: 'reverse abcd' }], chosen: [{ role: 'assistant', content: 'dcba' }], rejected: [{ role: 'assistant', content: rejected }] };
+  const file = path.join(root, name);
   writeFileSync(file, Array.from({ length: 12 }, () => JSON.stringify(one)).join('\n') + '\n');
   const { loadHFModel } = await import('../src/models/hf/loader.js');
   const m = requireCausalLM(await loadHFModel(model), model);
   const tok = m.hf!.tokenizer as HFTokenizer;
   const p = tokenizePair(toPreference(one), tok, chatTemplateOf(tok, model, {}), 48)!;
-  const lp = noGrad(() => sequenceLogProbs(m, padBatch([pairRow(p, 'chosen')], tok.padTokenId ?? 0))).item();
-  const want = Math.LN2 + 2 * (-lp / p.chosen.length);
+  const side = (s: 'chosen' | 'rejected') => ({ lp: noGrad(() => sequenceLogProbs(m, padBatch([pairRow(p, s)], tok.padTokenId ?? 0))).item(), n: p[s].length });
+  return { file, chosen: side('chosen'), rejected: side('rejected') };
+}
+
+test("RPO (rpoAlpha): the loss adds alpha x the chosen answers' mean next-token NLL, in training and evaluation", async () => {
+  const { file, chosen: { lp, n } } = await onePairFile('same.jsonl', 'xxxx');
+  const want = Math.LN2 + 2 * (-lp / n);
   const t = new AutoGLMTrainer({ model, config: { ...QUICK, rpoAlpha: 2, maxSteps: 1, evalEvery: 1, learningRate: 1e-12, warmupSteps: 0, outputDir: tmp('rpo-') } });
   t.on('note', () => {});
   const h = await t.finetune({ dataset: file });
-  assert.ok(Math.abs(h.steps[0]!.loss - want) < 1e-5 * want, `first step's loss ${h.steps[0]!.loss} vs ln 2 + 2 x ${-lp / p.chosen.length}`);
+  assert.ok(Math.abs(h.steps[0]!.loss - want) < 1e-5 * want, `first step's loss ${h.steps[0]!.loss} vs ln 2 + 2 x ${-lp / n}`);
   assert.ok(Math.abs(h.evals[0]!.loss - want) < 1e-5 * want, `evaluation loss ${h.evals[0]!.loss} vs ${want}`);
 });
 
@@ -435,15 +444,8 @@ test('SimPO and ORPO runs (no reference model): nothing is scored before the fir
 });
 
 test("ORPO's loss is its odds-ratio term plus the chosen answers' mean NLL (weight 1), in training and evaluation", async () => {
-  const one = { prompt: [{ role: 'user', content: 'reverse abcd' }], chosen: [{ role: 'assistant', content: 'dcba' }], rejected: [{ role: 'assistant', content: 'xxxxx' }] };
-  const file = path.join(root, 'orpo-one.jsonl');
-  writeFileSync(file, Array.from({ length: 12 }, () => JSON.stringify(one)).join('\n') + '\n');
-  const { loadHFModel } = await import('../src/models/hf/loader.js');
-  const m = requireCausalLM(await loadHFModel(model), model);
-  const tok = m.hf!.tokenizer as HFTokenizer;
-  const p = tokenizePair(toPreference(one), tok, chatTemplateOf(tok, model, {}), 48)!;
-  const lp = (side: 'chosen' | 'rejected') => noGrad(() => sequenceLogProbs(m, padBatch([pairRow(p, side)], tok.padTokenId ?? 0))).item();
-  const c = lp('chosen') / p.chosen.length, r = lp('rejected') / p.rejected.length, beta = 0.3;
+  const { file, chosen, rejected } = await onePairFile('orpo-one.jsonl', 'xxxxx');
+  const c = chosen.lp / chosen.n, r = rejected.lp / rejected.n, beta = 0.3;
   const want = -c - beta * logSigmoid(c - r - (Math.log1p(-Math.exp(c)) - Math.log1p(-Math.exp(r))));
   const t = new AutoGLMTrainer({ model, config: { ...QUICK, dpoLossType: 'orpo', dpoBeta: beta, maxSteps: 1, evalEvery: 1, learningRate: 1e-12, warmupSteps: 0, outputDir: tmp('orpo-') } });
   t.on('note', () => {});

@@ -29,6 +29,7 @@ import { packedBatch, padBatch, type SftBatch } from '../sft/batch.js';
 import { IGNORE_INDEX, type TokenizedExample } from '../sft/tokenize.js';
 import { dpoLoss, ktoKl, ktoLoss, scoredCounts, sequenceLogProbs } from '../sft/dpo.js';
 import { noGrad } from '../tensor/autograd.js';
+import type { Tensor } from '../tensor/tensor.js';
 import { collectGarbage, makeRecord, resetPeakRss, timed, trainPeakRssMb, type BenchRecord } from './measure.js';
 
 const B = 8, T = 128, VOCAB = 50257;
@@ -95,68 +96,53 @@ function sft(packed: boolean) {
 }
 
 /**
- * gpt2-lora-dpo: task dpo's step on the padded batch of gpt2-lora-sft read as 4 pairs (rows 0-3 chosen, rows 4-7
- * rejected; each row's second half its answer): the answers' log-probabilities (`sequenceLogProbs`), the sigmoid
- * loss against fixed reference log-probabilities (task dpo computes them once, before training), backward, AdamW.
+ * A preference step on the padded batch of gpt2-lora-sft (each row's second half its answer), timed: `loss` makes the
+ * step's loss from the model, the batch and fixed reference log-probabilities of the rows (a uniform model's: task
+ * dpo computes its reference once, before training); then backward and AdamW.
  */
-function dpo(o: SftWorkloadOptions): BenchRecord[] {
-  manualSeed(0);
-  const model = gpt2Lora();
-  let seed = 1;
-  const batch = padBatch(sftRowLengths(false).map((lens) => example(lens[0]!, seed++)), 0);
-  const opt = new AdamW(model.trainableParameters(), { lr: 1e-4, weightDecay: 0.01 });
-  const compute = o.dtype === 'bf16' ? 'bf16' : 'f32';
-  const reference = Array.from({ length: B }, (_, r) => -Math.log(VOCAB) * Math.floor((T - 8 * r) / 2)); // a uniform model's
-  const counts = scoredCounts(batch);
-  const step = () => {
-    opt.zeroGrad();
-    const policy = autocast(compute, () => sequenceLogProbs(model, batch));
-    dpoLoss(policy, reference, counts, { beta: 0.1, lossType: 'sigmoid' }).loss.backward();
-    opt.step();
+function preferenceStep(name: string, extra: Record<string, number>, loss: (model: CausalLM, batch: SftBatch, compute: 'bf16' | 'f32', reference: number[]) => Tensor) {
+  return (o: SftWorkloadOptions): BenchRecord[] => {
+    manualSeed(0);
+    const model = gpt2Lora();
+    let seed = 1;
+    const batch = padBatch(sftRowLengths(false).map((lens) => example(lens[0]!, seed++)), 0);
+    const opt = new AdamW(model.trainableParameters(), { lr: 1e-4, weightDecay: 0.01 });
+    const compute = o.dtype === 'bf16' ? 'bf16' : 'f32';
+    const reference = Array.from({ length: B }, (_, r) => -Math.log(VOCAB) * Math.floor((T - 8 * r) / 2));
+    const step = () => {
+      opt.zeroGrad();
+      loss(model, batch, compute, reference).backward();
+      opt.step();
+    };
+    collectGarbage();
+    resetPeakRss();
+    const t = timed(step, o.steps, o.warmup);
+    const { trainable, total } = model.parameterCounts();
+    return [makeRecord(name, o.dtype, t, {
+      tokens_per_s: Math.round((batch.tokens / t.med) * 10) / 10, trainable_params: trainable, total_params: total, train_peak_rss_mb: trainPeakRssMb(),
+      tokens: batch.tokens, scored_tokens: batch.scored, ...extra,
+    })];
   };
-  collectGarbage();
-  resetPeakRss();
-  const t = timed(step, o.steps, o.warmup);
-  const { trainable, total } = model.parameterCounts();
-  return [makeRecord('gpt2-lora-dpo', o.dtype, t, {
-    tokens_per_s: Math.round((batch.tokens / t.med) * 10) / 10, trainable_params: trainable, total_params: total, train_peak_rss_mb: trainPeakRssMb(),
-    tokens: batch.tokens, scored_tokens: batch.scored, pairs: B / 2,
-  })];
 }
 
+/** gpt2-lora-dpo: task dpo's step on the rows read as 4 pairs (rows 0-3 chosen, 4-7 rejected), the sigmoid loss. */
+const dpo = preferenceStep('gpt2-lora-dpo', { pairs: B / 2 }, (model, batch, compute, reference) => {
+  const policy = autocast(compute, () => sequenceLogProbs(model, batch));
+  return dpoLoss(policy, reference, scoredCounts(batch), { beta: 0.1, lossType: 'sigmoid' }).loss;
+});
+
 /**
- * gpt2-lora-kto: task dpo's KTO step on the padded batch of gpt2-lora-sft read as 8 unpaired examples (even rows
- * desirable): the KL rows' log-probabilities without gradient in eval mode (the same 8 rows stand for the KL
- * completions: the same work), the KL estimate against fixed reference values, the examples' log-probabilities,
- * KTO's loss, backward, AdamW.
+ * gpt2-lora-kto: KTO's step on the rows read as 8 unpaired examples (even rows desirable): the KL rows'
+ * log-probabilities without gradient in eval mode (the same 8 rows stand for the KL completions: the same work), the
+ * KL estimate, the examples' log-probabilities, KTO's loss.
  */
-function kto(o: SftWorkloadOptions): BenchRecord[] {
-  manualSeed(0);
-  const model = gpt2Lora();
-  let seed = 1;
-  const batch = padBatch(sftRowLengths(false).map((lens) => example(lens[0]!, seed++)), 0);
-  const opt = new AdamW(model.trainableParameters(), { lr: 1e-4, weightDecay: 0.01 });
-  const compute = o.dtype === 'bf16' ? 'bf16' : 'f32';
-  const reference = Array.from({ length: B }, (_, r) => -Math.log(VOCAB) * Math.floor((T - 8 * r) / 2));
+const kto = preferenceStep('gpt2-lora-kto', { examples: B }, (model, batch, compute, reference) => {
+  model.eval();
+  const klRows = noGrad(() => autocast(compute, () => sequenceLogProbs(model, batch))).f32();
+  model.train();
+  const policy = autocast(compute, () => sequenceLogProbs(model, batch));
   const labels = Array.from({ length: B }, (_, r) => r % 2 === 0);
-  const step = () => {
-    opt.zeroGrad();
-    model.eval();
-    const klRows = noGrad(() => autocast(compute, () => sequenceLogProbs(model, batch))).f32();
-    model.train();
-    const kl = ktoKl(klRows, reference);
-    const policy = autocast(compute, () => sequenceLogProbs(model, batch));
-    ktoLoss(policy, reference, labels, kl, { beta: 0.1, desirableWeight: 1, undesirableWeight: 1 }, B).loss.backward();
-    opt.step();
-  };
-  collectGarbage();
-  resetPeakRss();
-  const t = timed(step, o.steps, o.warmup);
-  const { trainable, total } = model.parameterCounts();
-  return [makeRecord('gpt2-lora-kto', o.dtype, t, {
-    tokens_per_s: Math.round((batch.tokens / t.med) * 10) / 10, trainable_params: trainable, total_params: total, train_peak_rss_mb: trainPeakRssMb(),
-    tokens: batch.tokens, scored_tokens: batch.scored, examples: B,
-  })];
-}
+  return ktoLoss(policy, reference, labels, ktoKl(klRows, reference), { beta: 0.1, desirableWeight: 1, undesirableWeight: 1 }, B).loss;
+});
 
 export const SFT_WORKLOADS = { 'gpt2-lora-sft': sft(false), 'gpt2-lora-sft-packed': sft(true), 'gpt2-lora-dpo': dpo, 'gpt2-lora-kto': kto };

@@ -188,18 +188,19 @@ export function dpoLoss(policy: Tensor, reference: ArrayLike<number> | null, cou
   if (policy.ndim !== 1 || policy.size % 2 !== 0 || policy.size === 0 || (reference && reference.length !== policy.size) || counts.length !== policy.size) {
     throw new ShapeError(`'dpoLoss' needs policy log-probabilities (2B) with 2B reference values and counts; got ${fmtShape(policy.shape)}, ${reference?.length ?? 'no reference'} and ${counts.length}`);
   }
-  const B = policy.size / 2;
   const { losses, grad, sums } = dpoTerms(policy.f32(), reference, counts, opts);
+  return { sums, loss: summedTerms('dpoLoss', policy, losses, grad, policy.size / 2) };
+}
+
+/** Per-item losses summed and divided by `denominator`: a scalar whose gradient to `policy` is `grad` / denominator. */
+function summedTerms(op: string, policy: Tensor, losses: Float64Array, grad: Float64Array, denominator: number): Tensor {
   let total = 0;
   for (const l of losses) total += l;
-  const y = new Tensor(new Float32Array([total / B]), 'f32', []);
-  return {
-    sums,
-    loss: record('dpoLoss', [policy], y, (gy) => {
-      const g = gy.item() / B;
-      return [new Tensor(Float32Array.from(grad, (d) => g * d), 'f32', [2 * B])];
-    }),
-  };
+  const y = new Tensor(new Float32Array([total / denominator]), 'f32', []);
+  return record(op, [policy], y, (gy) => {
+    const g = gy.item() / denominator;
+    return [new Tensor(Float32Array.from(grad, (d) => g * d), 'f32', [policy.size])];
+  });
 }
 
 // ---- KTO (unpaired examples) -------------------------------------------------------------------------------------------
@@ -260,14 +261,5 @@ export function ktoLoss(policy: Tensor, reference: ArrayLike<number>, labels: Ar
     throw new ShapeError(`'ktoLoss' needs policy log-probabilities (n) with n reference values and labels; got ${fmtShape(policy.shape)}, ${reference.length} and ${labels.length}`);
   }
   const { losses, grad, sums } = ktoTerms(policy.f32(), reference, labels, kl, opts);
-  let total = 0;
-  for (const l of losses) total += l;
-  const y = new Tensor(new Float32Array([total / denominator]), 'f32', []);
-  return {
-    sums,
-    loss: record('ktoLoss', [policy], y, (gy) => {
-      const g = gy.item() / denominator;
-      return [new Tensor(Float32Array.from(grad, (d) => g * d), 'f32', [policy.size])];
-    }),
-  };
+  return { sums, loss: summedTerms('ktoLoss', policy, losses, grad, denominator) };
 }

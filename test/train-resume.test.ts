@@ -84,7 +84,7 @@ test('training state serialises without loss: +-Infinity, NaN, -0, typed arrays;
   }
 });
 
-for (const task of ['classification', 'multi-task', 'causal-lm', 'sft', 'dpo']) {
+for (const task of ['classification', 'multi-task', 'causal-lm', 'sft', 'dpo', 'kto']) {
   test(`${task}: SIGKILL after a checkpoint that precedes the first evaluation, SIGKILL mid-checkpoint, resume: bit-identical to the straight run`, async () => {
     const dir = mkdtempSync(path.join(tmpdir(), `autoglm-resume-${task}-`));
     const straight = path.join(dir, 'straight'), killed = path.join(dir, 'killed');

@@ -168,8 +168,17 @@ async function ktoData(ctx: TaskContext, spec: SplitSpec, tok: HFTokenizer, temp
   const enc = (split: Split) => tokenizeUnpaired(ctx, xs[split], tok, template, maxLength, split, spec.seed ?? 42);
   const train = enc('train'), validation = enc('validation'), test = enc('test');
   if (train.pairs.length === 0) throw new DatasetError(`'${splits.name}' has no training example with a completion token within maxLength ${maxLength}`);
-  const good = train.labels.filter(Boolean).length;
-  ctx.note(`kto: ${good} desirable and ${train.labels.length - good} undesirable training examples`);
+  const good = train.labels.filter(Boolean).length, bad = train.labels.length - good;
+  ctx.note(`kto: ${good} desirable and ${bad} undesirable training examples`);
+  // TRL's advice: desirableWeight x desirable examples to undesirableWeight x undesirable ones within 1:1 to 4:3
+  const c = ctx.config, ratio = (c.desirableWeight * good) / (c.undesirableWeight * bad);
+  if (good && bad && !(ratio >= 1 && ratio <= 4 / 3)) {
+    // the advice: raise the rarer kind's weight
+    const hint = ratio > 4 / 3
+      ? `undesirableWeight ${((3 / 4) * c.desirableWeight * good / bad).toFixed(2)}-${(c.desirableWeight * good / bad).toFixed(2)} with desirableWeight ${c.desirableWeight}`
+      : `desirableWeight ${(c.undesirableWeight * bad / good).toFixed(2)}-${((4 / 3) * c.undesirableWeight * bad / good).toFixed(2)} with undesirableWeight ${c.undesirableWeight}`;
+    ctx.note(`kto: desirableWeight x desirable examples to undesirableWeight x undesirable ones is ${ratio.toFixed(2)}; KTO's authors advise 1 to 4/3 (${hint})`);
+  }
   return { name: splits.name, pairs: { train: train.pairs, validation: validation.pairs, test: test.pairs },
     labels: { train: train.labels, validation: validation.labels, test: test.labels },
     validationExamples: xs.validation.filter((e) => e.label).map((e) => e.pair) };

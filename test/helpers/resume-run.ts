@@ -17,7 +17,7 @@ import { Rng } from '../../src/backend/rng.js';
 import type { DatasetSplits, Example } from '../../src/data/index.js';
 import { makeTinyChatModel } from '../../src/sft/tiny-chat-model.js';
 
-interface Args { task: 'classification' | 'multi-task' | 'causal-lm' | 'sft' | 'dpo'; out: string; resume: boolean; killAfterCheckpoint?: number; killWhileWriting?: number }
+interface Args { task: 'classification' | 'multi-task' | 'causal-lm' | 'sft' | 'dpo' | 'kto'; out: string; resume: boolean; killAfterCheckpoint?: number; killWhileWriting?: number }
 const args = JSON.parse(process.argv[2] as string) as Args;
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -67,10 +67,13 @@ const PER_TASK: Record<Args['task'], TrainerConfigInput> = {
   sft: { task: 'sft', learningRate: 1e-2, labelSmoothing: 0.1, packing: true, maxLength: 128, sampleGenerations: 1, neftuneNoiseAlpha: 5 },
   // DPO: preference pairs (the topic vs another topic) on the tiny chat model; conservative DPO's epsilon, NEFTune, LoRA dropout
   dpo: { task: 'dpo', learningRate: 1e-2, labelSmoothing: 0.1, maxLength: 128, sampleGenerations: 1, neftuneNoiseAlpha: 5 },
+  // KTO on the same pairs unpaired: the KL rows' forward (eval mode) between the training ones, weighted examples
+  kto: { task: 'dpo', dpoLossType: 'kto', desirableWeight: 1.3, learningRate: 1e-2, maxLength: 128, sampleGenerations: 1, neftuneNoiseAlpha: 5 },
 };
 const tinyChat = path.join(args.out, '..', 'tiny-chat');
-if ((args.task === 'sft' || args.task === 'dpo') && !fs.existsSync(path.join(tinyChat, 'config.json'))) makeTinyChatModel(tinyChat, { hiddenSize: 32, layers: 1, heads: 2 });
-const model = args.task === 'causal-lm' ? path.join(ROOT, 'test/fixtures/golden/gpt2') : args.task === 'sft' || args.task === 'dpo' ? tinyChat : 'open-autoglm-base';
+const chatTask = args.task === 'sft' || args.task === 'dpo' || args.task === 'kto';
+if (chatTask && !fs.existsSync(path.join(tinyChat, 'config.json'))) makeTinyChatModel(tinyChat, { hiddenSize: 32, layers: 1, heads: 2 });
+const model = args.task === 'causal-lm' ? path.join(ROOT, 'test/fixtures/golden/gpt2') : chatTask ? tinyChat : 'open-autoglm-base';
 const trainer = new AutoGLMTrainer({ model, config: { ...COMMON, ...PER_TASK[args.task] } });
 trainer.on('note', () => {});
 trainer.on('checkpoint', (_dir: string, step: number) => {
@@ -91,7 +94,7 @@ if (args.task === 'sft') {
   if (!fs.existsSync(file)) fs.writeFileSync(file, splits.train.concat(splits.validation).map((e) => JSON.stringify(chat(e))).join('\n'));
   dataset = file;
 }
-if (args.task === 'dpo') {
+if (args.task === 'dpo' || args.task === 'kto') {
   const file = path.join(args.out, '..', 'prefs.jsonl');
   const topics = Object.keys(TOPICS).sort();
   const pair = (e: Example) => ({ prompt: [{ role: 'user', content: e.text }], chosen: [{ role: 'assistant', content: e.label }],

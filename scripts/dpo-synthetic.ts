@@ -8,7 +8,7 @@
  *
  *   node --import tsx scripts/sft-synthetic.ts --steps 1500            # first: the SFT run (full fine-tuning)
  *   node --import tsx scripts/dpo-synthetic.ts [--work /tmp/sft-synthetic --tag addition-d2-L2-H128-s0 --prompts 3000]
- *     [--method lora|full --steps 300 --batch-size 32 --lr 2e-3 --beta 0.1 --loss sigmoid|ipo|hinge|simpo|orpo --gamma 0.5 --rpo 0 --threads 1]
+ *     [--method lora|full --steps 300 --batch-size 32 --lr 2e-3 --beta 0.1 --loss sigmoid|ipo|hinge|robust|exo_pair|sppo_hard|nca_pair|apo_zero|apo_down|simpo|orpo|kto --gamma 0.5 --rpo 0 --threads 1]
  *     [--negatives self+perturbed|self] [--control: task sft on the chosen answers instead, the same steps]
  */
 import { parseArgs } from 'node:util';

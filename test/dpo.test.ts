@@ -55,14 +55,25 @@ function trlLoss(pc: number[], pr: number[], rc: number[], rr: number[], nc: num
   for (let i = 0; i < pc.length; i++) {
     const norm = type === 'ipo';
     const logits = (norm ? pc[i]! / nc[i]! - pr[i]! / nr[i]! : pc[i]! - pr[i]!) - (norm ? rc[i]! / nc[i]! - rr[i]! / nr[i]! : rc[i]! - rr[i]!);
+    const a = pc[i]! - rc[i]!, b = pr[i]! - rr[i]!, sig = (x: number) => 1 / (1 + Math.exp(-x));
     if (type === 'sigmoid') total += -logSigmoid(beta * logits) * (1 - eps) - logSigmoid(-beta * logits) * eps;
     else if (type === 'hinge') total += Math.max(0, 1 - beta * logits);
-    else total += (logits - 1 / (2 * beta)) ** 2;
+    else if (type === 'ipo') total += (logits - 1 / (2 * beta)) ** 2;
+    else if (type === 'robust') total += (-logSigmoid(beta * logits) * (1 - eps) + logSigmoid(-beta * logits) * eps) / (1 - 2 * eps);
+    else if (type === 'exo_pair') {
+      const e = eps === 0 ? 1e-3 : eps;
+      total += sig(beta * logits) * (logSigmoid(beta * logits) - Math.log(1 - e)) + sig(-beta * logits) * (logSigmoid(-beta * logits) - Math.log(e));
+    } else if (type === 'sppo_hard') total += (a - 0.5 / beta) ** 2 + (b + 0.5 / beta) ** 2;
+    else if (type === 'nca_pair') total += -logSigmoid(a * beta) - 0.5 * logSigmoid(-a * beta) - 0.5 * logSigmoid(-b * beta);
+    else if (type === 'apo_zero') total += 1 - sig(beta * a) + sig(beta * b);
+    else if (type === 'apo_down') total += sig(beta * a) + 1 - sig(beta * (a - b));
+    else throw new Error(type);
   }
   return total / pc.length;
 }
 
-for (const [type, beta, eps] of [['sigmoid', 0.1, 0], ['sigmoid', 0.5, 0.2], ['hinge', 0.3, 0], ['ipo', 0.1, 0]] as const) {
+for (const [type, beta, eps] of [['sigmoid', 0.1, 0], ['sigmoid', 0.5, 0.2], ['hinge', 0.3, 0], ['ipo', 0.1, 0], ['robust', 0.3, 0.2], ['exo_pair', 0.3, 0],
+  ['exo_pair', 0.5, 0.1], ['sppo_hard', 0.5, 0], ['nca_pair', 0.3, 0], ['apo_zero', 0.3, 0], ['apo_down', 0.3, 0]] as const) {
   test(`dpoLoss '${type}' (beta ${beta}, epsilon ${eps}): TRL's formula, and its gradient by finite differences`, () => {
     const rng = new Rng(7), B = 5;
     const policy = Array.from({ length: 2 * B }, () => -20 * rng.uniform() - 1);
@@ -489,6 +500,21 @@ test("KTO run (unpaired examples): the first loss is 0.5, desirable completions 
   assert.ok(rnotes.includes('dpo: reference log-probabilities from the checkpoint'), rnotes.join('\n'));
 });
 
+test("TRL's other pair losses end to end: at the reference (every log-ratio 0) the first step's loss is each formula's value at 0", async () => {
+  const e = 1e-3, beta = 0.5;
+  const atZero: Array<[DpoLossType, number, object]> = [
+    ['robust', Math.LN2, { labelSmoothing: 0.2 }], ['exo_pair', 0.5 * (-Math.LN2 - Math.log(1 - e)) + 0.5 * (-Math.LN2 - Math.log(e)), {}],
+    ['sppo_hard', 2 * (0.5 / beta) ** 2, {}], ['nca_pair', 2 * Math.LN2, {}], ['apo_zero', 1, {}], ['apo_down', 1, {}],
+  ];
+  for (const [loss, want, extra] of atZero) {
+    const t = new AutoGLMTrainer({ model, config: { ...QUICK, dpoLossType: loss, dpoBeta: beta, ...extra, maxSteps: 2, evalEvery: 2, outputDir: tmp(`${loss}-`) } });
+    t.on('note', () => {});
+    const h = await t.finetune({ dataset: data, maxTrain: 24, maxEval: 8 });
+    assert.ok(Math.abs(h.steps[0]!.loss - want) < 1e-5, `${loss}: first loss ${h.steps[0]!.loss} vs ${want}`);
+    assert.ok(Number.isFinite(h.evals[0]!.loss) && h.evals[0]!.rewards !== undefined, `${loss}: ${JSON.stringify(h.evals[0])}`);
+  }
+});
+
 test('DPO config: keys it cannot honour are refused, labelSmoothing is conservative DPO\'s epsilon (sigmoid, below 0.5); early stopping on the reward accuracy', async () => {
   const refused: Array<[object, string]> = [
     [{ packing: true }, 'packing'], [{ completionOnlyLoss: false }, 'completionOnlyLoss'], [{ datasetFormat: 'alpaca' }, 'datasetFormat'],
@@ -496,7 +522,7 @@ test('DPO config: keys it cannot honour are refused, labelSmoothing is conservat
     [{ dpoLossType: 'hinge', labelSmoothing: 0.1 }, 'labelSmoothing'], [{ earlyStopping: { monitor: 'val_macro_f1' } }, 'earlyStopping'],
     [{ dpoLossType: 'orpo', labelSmoothing: 0.1 }, 'labelSmoothing'], [{ simpoGamma: 1 }, 'simpoGamma'], [{ dpoLossType: 'orpo', rpoAlpha: 1 }, 'rpoAlpha'],
     [{ desirableWeight: 2 }, 'desirableWeight'], [{ dpoLossType: 'ipo', undesirableWeight: 2 }, 'undesirableWeight'], [{ dpoLossType: 'kto', rpoAlpha: 1 }, 'rpoAlpha'],
-    [{ dpoLossType: 'kto', labelSmoothing: 0.1 }, 'labelSmoothing'],
+    [{ dpoLossType: 'kto', labelSmoothing: 0.1 }, 'labelSmoothing'], [{ dpoLossType: 'apo_zero', labelSmoothing: 0.1 }, 'labelSmoothing'],
   ];
   for (const [cfg, key] of refused) {
     assert.throws(() => new AutoGLMTrainer({ model, config: { task: 'dpo', ...cfg } }), (e: unknown) => e instanceof ConfigError && e.message.includes(key) && e.message.includes('dpo'), JSON.stringify(cfg));

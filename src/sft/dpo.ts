@@ -8,6 +8,8 @@
  *   'sigmoid' (DPO):  −(1 − ε) log σ(βz) − ε log σ(−βz)      (ε = labelSmoothing: conservative DPO)
  *   'hinge'  (SLiC):  max(0, 1 − βz)
  *   'ipo':            (z − 1 / (2β))²  on log-probabilities averaged over each answer's tokens (as TRL)
+ * and, with c = πc − ρc and r = πr − ρr, TRL's other stateless pair losses: 'robust' (rDPO, with ε the label noise),
+ * 'exo_pair' (EXO), 'sppo_hard' (SPPO with hard labels), 'nca_pair' (NCA), 'apo_zero' and 'apo_down' (APO).
  * The rewards are β(πc − ρc) and β(πr − ρr). Two losses take no reference, and compare log-probabilities averaged over
  * each answer's tokens, c = πc / |yc| and r = πr / |yr| (the rewards are βc and βr):
  *   'simpo' (SimPO, Meng et al. 2024; TRL's CPOTrainer loss_type 'simpo'): the sigmoid loss on z = c − r − γ/β
@@ -28,7 +30,7 @@ import { nextTokens, scoredRows } from '../models/hf/heads.js';
 import type { SftBatch } from './batch.js';
 import { IGNORE_INDEX } from './tokenize.js';
 
-export const DPO_LOSS_TYPES = ['sigmoid', 'ipo', 'hinge', 'simpo', 'orpo', 'kto'] as const;
+export const DPO_LOSS_TYPES = ['sigmoid', 'ipo', 'hinge', 'robust', 'exo_pair', 'sppo_hard', 'nca_pair', 'apo_zero', 'apo_down', 'simpo', 'orpo', 'kto'] as const;
 export type DpoLossType = (typeof DPO_LOSS_TYPES)[number];
 /** The losses that need no reference model. */
 export const referenceFree = (t: DpoLossType): boolean => t === 'simpo' || t === 'orpo';
@@ -123,6 +125,8 @@ export function rewardMeans(s: RewardSums): { chosen: number; rejected: number; 
 
 const logSigmoid = (x: number) => (x < 0 ? x - Math.log1p(Math.exp(x)) : -Math.log1p(Math.exp(-x)));
 const sigmoid = (x: number) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x)));
+/** σ'(x) = σ(x) σ(−x). */
+const dSigmoid = (x: number) => sigmoid(x) * sigmoid(-x);
 
 /** log(1 − e^p) for p < 0, without cancellation at either end. */
 const log1mexp = (p: number) => (p < -Math.LN2 ? Math.log1p(-Math.exp(p)) : Math.log(-Math.expm1(p)));
@@ -161,6 +165,33 @@ export function dpoTerms(policy: ArrayLike<number>, reference: ArrayLike<number>
       losses[i] = d * d;
       dc = 2 * d;
       dr = -dc;
+    } else if (lossType === 'robust') {
+      const x = beta * (c - r);
+      losses[i] = (-(1 - eps) * logSigmoid(x) + eps * logSigmoid(-x)) / (1 - 2 * eps);
+      dc = -beta * ((1 - eps) * sigmoid(-x) + eps * sigmoid(x)) / (1 - 2 * eps);
+      dr = -dc;
+    } else if (lossType === 'exo_pair') {
+      // the reverse KL from the label distribution (1 - ε, ε) to σ(βz); TRL takes ε = 1e-3 where it is 0
+      const e = eps || 1e-3, x = beta * (c - r), p = sigmoid(x);
+      losses[i] = p * (logSigmoid(x) - Math.log(1 - e)) + (1 - p) * (logSigmoid(-x) - Math.log(e));
+      dc = beta * p * (1 - p) * (x + Math.log(e / (1 - e)));
+      dr = -dc;
+    } else if (lossType === 'sppo_hard') {
+      losses[i] = (c - 0.5 / beta) ** 2 + (r + 0.5 / beta) ** 2;
+      dc = 2 * (c - 0.5 / beta);
+      dr = 2 * (r + 0.5 / beta);
+    } else if (lossType === 'nca_pair') {
+      losses[i] = -logSigmoid(beta * c) - 0.5 * logSigmoid(-beta * c) - 0.5 * logSigmoid(-beta * r);
+      dc = beta * (-sigmoid(-beta * c) + 0.5 * sigmoid(beta * c));
+      dr = 0.5 * beta * sigmoid(beta * r);
+    } else if (lossType === 'apo_zero') {
+      losses[i] = 1 - sigmoid(beta * c) + sigmoid(beta * r);
+      dc = -beta * dSigmoid(beta * c);
+      dr = beta * dSigmoid(beta * r);
+    } else if (lossType === 'apo_down') {
+      losses[i] = sigmoid(beta * c) + 1 - sigmoid(beta * (c - r));
+      dc = beta * (dSigmoid(beta * c) - dSigmoid(beta * (c - r)));
+      dr = beta * dSigmoid(beta * (c - r));
     } else {
       // ORPO: the log odds ratio; d log odds(p) / dp = 1 / (1 − e^p)
       const pc = Math.min(c, ODDS_MAX_LOGP), pr = Math.min(r, ODDS_MAX_LOGP);

@@ -538,6 +538,9 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
   }
 }
 
+/** The losses that take labelSmoothing (the label noise ε). */
+const SMOOTHED_LOSSES: readonly string[] = ['sigmoid', 'simpo', 'robust', 'exo_pair'];
+
 export const dpoTask: TaskDefinition = {
   name: 'dpo',
   description: 'preference tuning of a decoder on chosen / rejected answers (DPO, IPO, SLiC hinge against the initial model; SimPO, ORPO without one) or on desirable / undesirable ones (KTO)',
@@ -552,8 +555,8 @@ export const dpoTask: TaskDefinition = {
   check: (c) => {
     checkCausalLM(c, 'dpo');
     if (c.labelSmoothing >= 0.5) throw new ConfigError(`config key 'labelSmoothing' is ${c.labelSmoothing}: with task 'dpo' it is conservative DPO's epsilon, the share of pairs taken to be mislabelled; expected a value below 0.5`);
-    if (c.labelSmoothing > 0 && c.dpoLossType !== 'sigmoid' && c.dpoLossType !== 'simpo') {
-      throw new ConfigError(`config key 'labelSmoothing' is ${c.labelSmoothing}: with task 'dpo' it is conservative DPO's epsilon, which applies to dpoLossType 'sigmoid' and 'simpo', not '${c.dpoLossType}'`);
+    if (c.labelSmoothing > 0 && !SMOOTHED_LOSSES.includes(c.dpoLossType)) {
+      throw new ConfigError(`config key 'labelSmoothing' is ${c.labelSmoothing}: with task 'dpo' it is the share of pairs taken to be mislabelled, which applies to dpoLossType ${SMOOTHED_LOSSES.map((l) => `'${l}'`).join(', ')}, not '${c.dpoLossType}'`);
     }
     if (!isDefaultValue('simpoGamma', c.simpoGamma) && c.dpoLossType !== 'simpo') {
       throw new ConfigError(`config key 'simpoGamma' is ${c.simpoGamma}: it is SimPO's target margin, which applies to dpoLossType 'simpo', not '${c.dpoLossType}'`);

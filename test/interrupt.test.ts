@@ -48,17 +48,17 @@ test('the API: a run whose signal is aborted stops after the step under way with
   await quiet(new AutoGLMTrainer({ config: { ...CONFIG, outputDir: straight } })).finetune({ dataset: splits });
   const ctl = new AbortController();
   const h = await quiet(new AutoGLMTrainer({ config: { ...CONFIG, outputDir: split } })).finetune({
-    dataset: splits, signal: ctl.signal, callbacks: [{ onBatchEnd: (step) => { if (step === 3) ctl.abort(); } }],
+    dataset: splits, signal: ctl.signal, callbacks: [{ onBatchEnd: (step) => { if (step === 4) ctl.abort(); } }],
   });
-  // aborted after step 3's update: step 4, already under way, finishes
-  assert.deepEqual(h.interrupted, { step: 4, checkpoint: path.join(split, 'checkpoint-0000004') });
-  assert.equal(h.stepsDone, 4);
+  // aborted after step 4's update (no validation there: evalEvery 3): step 5, already under way, finishes
+  assert.deepEqual(h.interrupted, { step: 5, checkpoint: path.join(split, 'checkpoint-0000005') });
+  assert.equal(h.stepsDone, 5);
   assert.equal(h.test, undefined, 'no test evaluation');
-  assert.deepEqual(listCheckpoints(split).map((d) => path.basename(d)), ['checkpoint-0000004'], 'a checkpoint although saveEvery is 0');
+  assert.deepEqual(listCheckpoints(split).map((d) => path.basename(d)), ['checkpoint-0000005'], 'a checkpoint although saveEvery is 0');
   assert.ok(!existsSync(path.join(split, 'adapter')), 'no final outputs');
-  assert.equal(h.outputs.checkpoint, path.join(split, 'checkpoint-0000004'));
+  assert.equal(h.outputs.checkpoint, path.join(split, 'checkpoint-0000005'));
   const lines = readFileSync(path.join(split, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { kind: string; step: number });
-  assert.deepEqual(lines.filter((l) => l.kind === 'interrupted').map((l) => l.step), [4]);
+  assert.deepEqual(lines.filter((l) => l.kind === 'interrupted').map((l) => l.step), [5]);
   // resumed: the same weights as the straight run, bit for bit
   const r = await quiet(new AutoGLMTrainer({ config: { ...CONFIG, outputDir: split, resume: true } })).finetune({ dataset: splits });
   assert.equal(r.interrupted, undefined);
@@ -79,6 +79,60 @@ test('the API: a run whose signal is aborted stops after the step under way with
   const none = tmp('none-');
   const n = await quiet(new AutoGLMTrainer({ config: { ...CONFIG, outputDir: none } })).finetune({ dataset: splits, signal: early.signal });
   assert.deepEqual([n.interrupted, n.stepsDone, listCheckpoints(none)], [{ step: 0, checkpoint: '' }, 0, []]);
+});
+
+/** A history without its timings and outputs (what a resumed run must reproduce). */
+function comparable(h: object): unknown {
+  return JSON.parse(JSON.stringify(h, (k, v) => (k === 'time_s' || k === 'trainTimeS' || k === 'peakRssMb' || k === 'outputs' ? undefined : v)));
+}
+
+for (const [where, cfg, at] of [['after a step (evalEvery 3)', { evalEvery: 3 }, 3], ['ending an epoch (evalEvery 0)', { evalEvery: 0, maxSteps: 12 }, 8]] as const) {
+  test(`the API: a stop asked before the validation ${where} gives it up; the checkpoint holds it pending, resume runs it first: the straight run's weights and history`, async () => {
+    const straight = tmp('vstraight-'), split = tmp('vsplit-');
+    const config = { ...CONFIG, ...cfg };
+    const quiet = (t: AutoGLMTrainer) => { t.on('note', () => {}); return t; };
+    const s = await quiet(new AutoGLMTrainer({ config: { ...config, outputDir: straight } })).finetune({ dataset: splits });
+    const ctl = new AbortController();
+    const notes: string[] = [];
+    const t = new AutoGLMTrainer({ config: { ...config, outputDir: split } });
+    t.on('note', (m: string) => notes.push(m));
+    // aborted after step `at`'s update, before its validation (8 steps an epoch: 64 examples, batches of 8)
+    const h = await t.finetune({ dataset: splits, signal: ctl.signal, callbacks: [{ onBatchEnd: (step) => { if (step === at) ctl.abort(); } }] });
+    assert.deepEqual(h.interrupted, { step: at, checkpoint: path.join(split, `checkpoint-000000${at}`), validationPending: true });
+    assert.ok(notes.some((n) => n.startsWith(`interrupted during the validation after step ${at} of`)), notes.join('\n'));
+    assert.equal(h.evals.length, s.evals.filter((e) => e.step < at).length, 'the validation under way is not in the history');
+    const r = new AutoGLMTrainer({ config: { ...config, outputDir: split, resume: true } });
+    const rnotes: string[] = [];
+    r.on('note', (m: string) => rnotes.push(m));
+    const done = await r.finetune({ dataset: splits });
+    assert.ok(rnotes.some((n) => n.startsWith('resume: the validation')), rnotes.join('\n'));
+    const a = adapterOf(straight), b = adapterOf(split);
+    for (const [k, x] of a) assert.ok(b.get(k)!.equals(x), `${k} differs after the resume`);
+    const { interrupted: _, ...rest } = comparable(done) as Record<string, unknown>;
+    assert.deepEqual(rest, comparable(s));
+  });
+}
+
+test('the API: a signal that arrives while a long validation runs (a timer: it fires only when the event loop gets a turn) gives the validation up; resume completes it', async () => {
+  // 1,920 validation texts in batches of 8: 240 batches, 1.6 s on a 2-vCPU Zen 3, long enough on a fast CPU for the
+  // pace's turns of the event loop (every 100 ms)
+  const big: DatasetSplits = { ...splits, validation: examples(1920, 9) };
+  const config = { ...CONFIG, evalBatchSize: 8 };
+  const straight = tmp('mstraight-'), split = tmp('msplit-');
+  const quiet = (t: AutoGLMTrainer) => { t.on('note', () => {}); return t; };
+  const s = await quiet(new AutoGLMTrainer({ config: { ...config, outputDir: straight } })).finetune({ dataset: big });
+  const ctl = new AbortController();
+  let started = 0;
+  const h = await quiet(new AutoGLMTrainer({ config: { ...config, outputDir: split } })).finetune({
+    dataset: big, signal: ctl.signal, callbacks: [{ onBatchEnd: (step) => { if (step === 3) { started = performance.now(); setTimeout(() => ctl.abort(), 0); } } }],
+  });
+  const waited = performance.now() - started;
+  assert.deepEqual(h.interrupted, { step: 3, checkpoint: path.join(split, 'checkpoint-0000003'), validationPending: true });
+  assert.ok(waited < 5_000, `the stop took ${waited.toFixed(0)} ms`);
+  const done = await quiet(new AutoGLMTrainer({ config: { ...config, outputDir: split, resume: true } })).finetune({ dataset: big });
+  const a = adapterOf(straight), b = adapterOf(split);
+  for (const [k, x] of a) assert.ok(b.get(k)!.equals(x), `${k} differs after the resume`);
+  assert.deepEqual(done.evals.map((e) => [e.step, e.loss]), s.evals.map((e) => [e.step, e.loss]));
 });
 
 /** The CLI (`autoglm <args>` through tsx); sends `signal` once `trigger` appears in its output (to the group with `group`). */
@@ -109,7 +163,7 @@ const FINETUNE = ['finetune', '--max-train', '96', '--max-eval', '16', '--max-st
 /** The step a run was interrupted after, from the line the CLI prints (and the checkpoint's folder it names). */
 function interruptedAt(out: string, dir: string): number {
   // (a data-parallel rank 0 that stopped because rank 1 got the stop first names no signal)
-  const m = /interrupted (?:by (SIG\w+)|\(another rank was stopped\)) after step (\d+): checkpoint (\S+);/.exec(out);
+  const m = /interrupted (?:by (SIG\w+)|\(another rank was stopped\)) (?:during the validation )?after step (\d+): checkpoint (\S+);/.exec(out);
   assert.ok(m, `no 'interrupted by' line in: ${out.slice(-3000)}`);
   const step = Number(m[2]);
   assert.equal(m[3], path.join(dir, `checkpoint-${String(step).padStart(7, '0')}`));

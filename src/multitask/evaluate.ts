@@ -5,11 +5,11 @@
  */
 import { Tensor } from '../tensor/tensor.js';
 import { crossEntropy, softmax } from '../tensor/ops/nn.js';
-import { noGrad } from '../tensor/autograd.js';
 import { autocast, type ComputeDType } from '../tensor/precision.js';
 import { padIds, type Example } from '../data/index.js';
 import { classificationReport } from '../train/metrics.js';
 import type { EvalResult, Prediction } from '../train/evaluate.js';
+import { runBatches, runBatchesNow, type EvalPace } from '../train/pace.js';
 import type { MultiTaskClassifier, TaskSpec } from './heads.js';
 import { taskTargets } from './tasks.js';
 
@@ -18,33 +18,53 @@ export type MultiTaskEvalResult = EvalResult & { tasks: Record<string, EvalResul
 export type TaskPrediction = Omit<Prediction, 'text'>;
 export type MultiTaskPrediction = Prediction & { tasks: Record<string, TaskPrediction> };
 
-/** Logits of every head, (N, C_t) per task in input order. */
+/** The batches of `taskLogits`, one per `next()`, each head's logits into `out`. */
+function* taskLogitSteps(model: MultiTaskClassifier, seqs: number[][], batchSize: number, compute: ComputeDType, out: Float32Array[]): Generator<void> {
+  const order = seqs.map((_, i) => i).sort((a, b) => seqs[a]!.length - seqs[b]!.length || a - b);
+  for (let s = 0; s < order.length; s += batchSize) {
+    const idx = order.slice(s, s + batchSize);
+    const p = padIds(idx.map((i) => seqs[i]!), model.backbone.padId);
+    const ids = new Tensor(p.ids, 'i32', [idx.length, p.T]), mask = new Tensor(p.mask, 'f32', [idx.length, p.T]); // (B, T)
+    autocast(compute, () => {
+      const h = model.features(ids, mask); // (B, D)
+      model.tasks.forEach((t, k) => {
+        const C = t.labels.length, l = model.head(t.name, h).f32(); // (B, C)
+        idx.forEach((i, r) => out[k]!.set(l.subarray(r * C, (r + 1) * C), i * C));
+      });
+    });
+    yield;
+  }
+}
+
+/** Logits of every head, (N, C_t) per task in input order, in eval mode (restored after) without a graph. */
 export function taskLogits(model: MultiTaskClassifier, seqs: number[][], batchSize: number, compute: ComputeDType): Float32Array[] {
   const out = model.tasks.map((t) => new Float32Array(seqs.length * t.labels.length));
-  const order = seqs.map((_, i) => i).sort((a, b) => seqs[a]!.length - seqs[b]!.length || a - b);
   const wasTraining = model.training;
   model.eval();
-  noGrad(() => {
-    for (let s = 0; s < order.length; s += batchSize) {
-      const idx = order.slice(s, s + batchSize);
-      const p = padIds(idx.map((i) => seqs[i]!), model.backbone.padId);
-      const ids = new Tensor(p.ids, 'i32', [idx.length, p.T]), mask = new Tensor(p.mask, 'f32', [idx.length, p.T]); // (B, T)
-      autocast(compute, () => {
-        const h = model.features(ids, mask); // (B, D)
-        model.tasks.forEach((t, k) => {
-          const C = t.labels.length, l = model.head(t.name, h).f32(); // (B, C)
-          idx.forEach((i, r) => out[k]!.set(l.subarray(r * C, (r + 1) * C), i * C));
-        });
-      });
-    }
-  });
-  model.train(wasTraining);
+  try {
+    runBatchesNow(taskLogitSteps(model, seqs, batchSize, compute, out));
+  } finally {
+    model.train(wasTraining);
+  }
   return out;
 }
 
-export function evaluateTasks(model: MultiTaskClassifier, examples: Example[], primary: string,
-  opts: { batchSize: number; maxLength: number; compute: ComputeDType }): MultiTaskEvalResult {
-  return scoreTasks(model, examples, primary, taskLogits(model, encodeExamples(model, examples, opts.maxLength), opts.batchSize, opts.compute));
+/** `taskLogits` with `pace` (training's validation, pace.ts) awaited before each batch. */
+export async function taskLogitsAsync(model: MultiTaskClassifier, seqs: number[][], batchSize: number, compute: ComputeDType, pace?: EvalPace): Promise<Float32Array[]> {
+  const out = model.tasks.map((t) => new Float32Array(seqs.length * t.labels.length));
+  const wasTraining = model.training;
+  model.eval();
+  try {
+    await runBatches(taskLogitSteps(model, seqs, batchSize, compute, out), pace);
+  } finally {
+    model.train(wasTraining);
+  }
+  return out;
+}
+
+export async function evaluateTasks(model: MultiTaskClassifier, examples: Example[], primary: string,
+  opts: { batchSize: number; maxLength: number; compute: ComputeDType; pace?: EvalPace }): Promise<MultiTaskEvalResult> {
+  return scoreTasks(model, examples, primary, await taskLogitsAsync(model, encodeExamples(model, examples, opts.maxLength), opts.batchSize, opts.compute, opts.pace));
 }
 
 /** The examples' token ids, cut to `maxLength`. */

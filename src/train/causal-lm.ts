@@ -14,7 +14,6 @@
  */
 import path from 'node:path';
 import { Tensor } from '../tensor/tensor.js';
-import { noGrad } from '../tensor/autograd.js';
 import { autocast, type ComputeDType } from '../tensor/precision.js';
 import { Rng } from '../backend/rng.js';
 import { backend } from '../backend/index.js';
@@ -36,6 +35,7 @@ import type { RunInfo } from './outputs.js';
 import { applyMethod, paramGroups, trainableOf } from './setup.js';
 import { DPO_ONLY, SFT_ONLY, type TrainerConfig } from './config.js';
 import { datasetArgs, type EvalSplit, type FinetuneArgs, type MicroBatchLoss, type TaskContext, type TaskDefinition, type TaskEval, type TrainingTask } from './task.js';
+import { runBatches, type EvalPace } from './pace.js';
 
 export interface TextSplits {
   name: string;
@@ -138,21 +138,27 @@ export function lmBatchLoss(model: CausalLM, seqs: ReadonlyArray<number[] | LMEx
  * backend (WebGPU) each batch's mean loss stays on the device until every batch is queued, then the scalars are read
  * back together (no synchronous read); on the CPU backends each is read as it is computed. The same sums either way.
  */
-export async function perplexity(model: CausalLM, seqs: ReadonlyArray<number[] | LMExample>, padId: number, batchSize: number, compute: ComputeDType): Promise<{ loss: number; perplexity: number; tokens: number }> {
+export async function perplexity(model: CausalLM, seqs: ReadonlyArray<number[] | LMExample>, padId: number, batchSize: number, compute: ComputeDType,
+  pace?: EvalPace): Promise<{ loss: number; perplexity: number; tokens: number }> {
   const device = !!backend().device;
   const batches: Array<{ n: number; loss: number | Promise<number> }> = [];
-  const wasTraining = model.training;
-  model.eval();
-  noGrad(() => {
+  function* steps(): Generator<void> {
     for (let s = 0; s < seqs.length; s += batchSize) {
       const batch = seqs.slice(s, s + batchSize).map(asExample);
       const n = batch.reduce((a, e) => a + predicted(e), 0);
       if (n === 0) continue;
       const l = autocast(compute, () => lmBatchLoss(model, batch, padId));
       batches.push({ n, loss: device ? l.value() : l.item() });
+      yield;
     }
-  });
-  model.train(wasTraining);
+  }
+  const wasTraining = model.training;
+  model.eval();
+  try {
+    await runBatches(steps(), pace); // pace: training's validation (pace.ts)
+  } finally {
+    model.train(wasTraining);
+  }
   const losses = await Promise.all(batches.map((b) => b.loss));
   let nll = 0, tokens = 0;
   batches.forEach((b, i) => {
@@ -168,9 +174,9 @@ export async function perplexity(model: CausalLM, seqs: ReadonlyArray<number[] |
  * are added over the ranks (so every rank gets the whole split's figure); one process scores them all.
  */
 export async function shardedPerplexity(dp: DataParallel | null, model: CausalLM, seqs: ReadonlyArray<number[] | LMExample>, padId: number, batchSize: number,
-  compute: ComputeDType): Promise<{ loss: number; perplexity: number; tokens: number }> {
-  if (!dp) return perplexity(model, seqs, padId, batchSize, compute);
-  const r = await perplexity(model, seqs.filter((_, i) => i % dp.worldSize === dp.rank), padId, batchSize, compute);
+  compute: ComputeDType, pace?: EvalPace): Promise<{ loss: number; perplexity: number; tokens: number }> {
+  if (!dp) return perplexity(model, seqs, padId, batchSize, compute, pace);
+  const r = await perplexity(model, seqs.filter((_, i) => i % dp.worldSize === dp.rank), padId, batchSize, compute, pace);
   const [nll, tokens] = await dp.sumNumbers([r.tokens ? r.loss * r.tokens : 0, r.tokens]);
   const loss = tokens ? nll / tokens : NaN;
   return { loss, perplexity: Math.exp(loss), tokens };
@@ -284,10 +290,10 @@ export class CausalLMTask extends DecoderTask implements TrainingTask<number[]> 
     return { loss: dp ? loss.scale(own / tokens(idx)) : loss };
   }
 
-  async evaluate(split: EvalSplit): Promise<TaskEval | null> {
+  async evaluate(split: EvalSplit, pace?: EvalPace): Promise<TaskEval | null> {
     const seqs = this.data[split];
     if (seqs.length === 0) return null;
-    return shardedPerplexity(this.ctx.dp, this.model, seqs, this.padId, this.c.evalBatchSize, this.ctx.compute);
+    return shardedPerplexity(this.ctx.dp, this.model, seqs, this.padId, this.c.evalBatchSize, this.ctx.compute, pace);
   }
 
   state(): Record<string, unknown> {

@@ -20,7 +20,8 @@ import { getNamedDataset } from '../data/registry.js';
 import type { DatasetSpec } from '../data/types.js';
 import { buildSampler, type ForwardOutputs } from '../curriculum/index.js';
 import { CheckpointError, ConfigError } from '../errors.js';
-import { evaluateClassifierAsync, exampleLogits, predictTexts, reportFromLogits, type EvalResult, type Prediction } from './evaluate.js';
+import { evaluateClassifierAsync, exampleLogitsAsync, predictTexts, reportFromLogits, type EvalResult, type Prediction } from './evaluate.js';
+import type { EvalPace } from './pace.js';
 import { saveTrainable, loadRunWeights, type RunInfo } from './outputs.js';
 import { applyMethod, paramGroups, trainableOf } from './setup.js';
 import { DECODER_ONLY, DPO_ONLY, SFT_ONLY, type TrainerConfig } from './config.js';
@@ -206,20 +207,20 @@ export class ClassificationTask implements TrainingTask<number[]> {
     }
   }
 
-  async evaluate(split: EvalSplit): Promise<TaskEval | null> {
+  async evaluate(split: EvalSplit, pace?: EvalPace): Promise<TaskEval | null> {
     const ex = this.splits?.[split] ?? [];
     if (ex.length === 0) return null;
-    const r = await this.evalExamples(ex);
+    const r = await this.evalExamples(ex, pace);
     return { loss: r.loss, accuracy: r.accuracy, macro_f1: r.macro_f1, report: r };
   }
 
   /** Evaluation; data-parallel ranks each compute every W-th example and share the logits. */
-  private async evalExamples(examples: DatasetSplits['test']): Promise<EvalResult> {
-    const opts = { batchSize: this.c.evalBatchSize, maxLength: this.maxLength, compute: this.ctx.compute };
+  private async evalExamples(examples: DatasetSplits['test'], pace?: EvalPace): Promise<EvalResult> {
+    const opts = { batchSize: this.c.evalBatchSize, maxLength: this.maxLength, compute: this.ctx.compute, pace };
     const dp = this.ctx.dp;
     if (!dp) return evaluateClassifierAsync(this.model, this.encoder, examples, this.labels, opts); // the CPU's evaluateClassifier on a CPU backend
     const mine = examples.filter((_, i) => i % dp.worldSize === dp.rank);
-    const logits = await dp.gatherStrided(exampleLogits(this.model, this.encoder, mine, opts), examples.length, this.labels.length);
+    const logits = await dp.gatherStrided(await exampleLogitsAsync(this.model, this.encoder, mine, opts), examples.length, this.labels.length);
     return reportFromLogits(logits, examples, this.labels);
   }
 

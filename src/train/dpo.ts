@@ -61,6 +61,7 @@ import { SFT_ONLY, isDefaultValue } from './config.js';
 import { CAUSAL_LM_REFUSES, DecoderTask, checkCausalLM, decoderForTraining, loadDecoder, samplerOf } from './causal-lm.js';
 import { loadChatRun, predictChat, sampleAnswers, saveChatOutputs, templateFor } from './sft.js';
 import type { EvalSplit, FinetuneArgs, MicroBatchLoss, TaskContext, TaskDefinition, TaskEval, TrainingTask } from './task.js';
+import { runBatches, type EvalPace } from './pace.js';
 
 type Split = 'train' | EvalSplit;
 
@@ -367,24 +368,27 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
    * Log-probabilities of pairs' answers under the model as it is (eval mode, no gradients): chosen and rejected per
    * pair. Data-parallel: each rank computes every W-th pair and they are gathered.
    */
-  private async logProbs(pairs: readonly TokenizedPair[], model: CausalLM = this.model): Promise<Float32Array> {
+  private async logProbs(pairs: readonly TokenizedPair[], model: CausalLM = this.model, pace?: EvalPace): Promise<Float32Array> {
     const dp = this.ctx.dp;
     const mine = dp ? pairs.filter((_, i) => i % dp.worldSize === dp.rank) : pairs;
     // evalBatchSize rows at once: half as many pairs
     const out = new Float32Array(2 * mine.length), bs = Math.max(1, Math.floor(this.c.evalBatchSize / 2));
+    const compute = this.ctx.compute, rows = (ps: readonly TokenizedPair[]) => this.rows(ps);
+    function* steps(): Generator<void> {
+      for (let s = 0; s < mine.length; s += bs) {
+        const chunk = mine.slice(s, s + bs), n = chunk.length;
+        const lp = autocast(compute, () => sequenceLogProbs(model, rows(chunk))).f32();
+        for (let k = 0; k < n; k++) {
+          out[2 * (s + k)] = lp[k]!;
+          out[2 * (s + k) + 1] = lp[n + k]!;
+        }
+        yield;
+      }
+    }
     const wasTraining = model.training;
     model.eval();
     try {
-      noGrad(() => {
-        for (let s = 0; s < mine.length; s += bs) {
-          const chunk = mine.slice(s, s + bs), n = chunk.length;
-          const lp = autocast(this.ctx.compute, () => sequenceLogProbs(model, this.rows(chunk))).f32();
-          for (let k = 0; k < n; k++) {
-            out[2 * (s + k)] = lp[k]!;
-            out[2 * (s + k) + 1] = lp[n + k]!;
-          }
-        }
-      });
+      await runBatches(steps(), pace); // pace: training's validation (pace.ts)
     } finally {
       model.train(wasTraining);
     }
@@ -421,12 +425,12 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
     return { loss, accuracy: rewards.accuracy, rewards, n };
   }
 
-  async evaluate(split: EvalSplit): Promise<TaskEval | null> {
+  async evaluate(split: EvalSplit, pace?: EvalPace): Promise<TaskEval | null> {
     const pairs = this.data.pairs[split];
     if (pairs.length === 0) return null;
     const reference = this.reference[split] ?? null;
     if (!reference && !this.referenceFree) throw new AutoGLMError(`task 'dpo': no reference log-probabilities of the ${split} pairs (prepare() computes them before the first step)`);
-    const r = this.scores(pairs, await this.logProbs(pairs), reference, this.data.labels?.[split] ?? null);
+    const r = this.scores(pairs, await this.logProbs(pairs, this.model, pace), reference, this.data.labels?.[split] ?? null);
     this.lastEval = r;
     return { loss: r.loss, accuracy: r.accuracy, rewards: r.rewards };
   }

@@ -1,7 +1,6 @@
 /** Evaluation and prediction of a sequence classifier: batched by length, without gradients, in eval mode. */
 import { Tensor } from '../tensor/tensor.js';
 import { crossEntropy, softmax } from '../tensor/ops/nn.js';
-import { noGrad } from '../tensor/autograd.js';
 import { autocast, type ComputeDType } from '../tensor/precision.js';
 import type { SequenceClassifier, TextEncoder } from '../models/classifier.js';
 import { padIds } from '../data/encode.js';
@@ -10,6 +9,7 @@ import { DatasetError, DeviceError } from '../errors.js';
 import { isDeviceStorage, poolStepBoundary } from '../tensor/alloc.js';
 import { backend } from '../backend/index.js';
 import { classificationReport, type ClassificationReport } from './metrics.js';
+import { runBatches, runBatchesNow, type EvalPace } from './pace.js';
 
 export interface EvalResult extends ClassificationReport {
   loss: number;
@@ -30,35 +30,54 @@ function pad(seqs: number[][], padId: number): { ids: Tensor; mask: Tensor } {
 }
 
 /**
- * The forward pass of evaluation: `seqs` in batches of similar length (shortest first, ties in input order), the
- * model in eval mode and no graph; `each` gets a batch's input indices and its logits (batch, C). Each batch is a
- * step boundary of the buffer pool (alloc.ts): buffers of the lengths that the batches have left behind go.
+ * The forward pass of evaluation: `seqs` in batches of similar length (shortest first, ties in input order), one batch
+ * per `next()` (pace.ts drives them, without a graph); `each` gets a batch's input indices and its logits (batch, C).
+ * Each batch is a step boundary of the buffer pool (alloc.ts): buffers of the lengths that the batches have left
+ * behind go.
  */
-function forwardBatches(model: SequenceClassifier, enc: TextEncoder, seqs: number[][], batchSize: number, compute: ComputeDType,
-  each: (idx: number[], logits: Tensor) => void): void {
+function* forwardSteps(model: SequenceClassifier, enc: TextEncoder, seqs: number[][], batchSize: number, compute: ComputeDType,
+  each: (idx: number[], logits: Tensor) => void): Generator<void> {
   const order = seqs.map((_, i) => i).sort((a, b) => seqs[a].length - seqs[b].length || a - b);
+  for (let s = 0; s < order.length; s += batchSize) {
+    const idx = order.slice(s, s + batchSize);
+    const { ids, mask } = pad(idx.map((i) => seqs[i]), enc.padId);
+    each(idx, autocast(compute, () => model.forward(ids, mask)));
+    poolStepBoundary();
+    yield;
+  }
+}
+
+/** `forwardSteps` with the model in eval mode (restored after), at once or (`pace`: training's validation) paced. */
+async function forwardBatches(model: SequenceClassifier, enc: TextEncoder, seqs: number[][], batchSize: number, compute: ComputeDType,
+  each: (idx: number[], logits: Tensor) => void, pace?: EvalPace): Promise<void> {
   const wasTraining = model.training;
   model.eval();
-  noGrad(() => {
-    for (let s = 0; s < order.length; s += batchSize) {
-      const idx = order.slice(s, s + batchSize);
-      const { ids, mask } = pad(idx.map((i) => seqs[i]), enc.padId);
-      each(idx, autocast(compute, () => model.forward(ids, mask)));
-      poolStepBoundary();
-    }
-  });
-  model.train(wasTraining);
+  try {
+    await runBatches(forwardSteps(model, enc, seqs, batchSize, compute, each), pace);
+  } finally {
+    model.train(wasTraining);
+  }
+}
+
+/** The logits of each batch into `out` (N, C) in input order (a CPU backend's: they are read here). */
+function collectLogits(C: number, out: Float32Array) {
+  return (idx: number[], logits: Tensor) => {
+    const l = logits.f32();
+    if (isDeviceStorage(l)) throw new DeviceError("evaluation reads logits in JavaScript; on the webgpu backend use 'await evaluateClassifierAsync' (evaluates on the device)");
+    idx.forEach((i, r) => out.set(l.subarray(r * C, (r + 1) * C), i * C));
+  };
 }
 
 /** Logits (N, C) of texts, in input order. */
 function logitsOf(model: SequenceClassifier, enc: TextEncoder, seqs: number[][], batchSize: number, compute: ComputeDType): Float32Array {
-  const C = model.numLabels;
-  const out = new Float32Array(seqs.length * C);
-  forwardBatches(model, enc, seqs, batchSize, compute, (idx, logits) => {
-    const l = logits.f32();
-    if (isDeviceStorage(l)) throw new DeviceError("evaluation reads logits in JavaScript; on the webgpu backend use 'await evaluateClassifierAsync' (evaluates on the device)");
-    idx.forEach((i, r) => out.set(l.subarray(r * C, (r + 1) * C), i * C));
-  });
+  const out = new Float32Array(seqs.length * model.numLabels);
+  const wasTraining = model.training;
+  model.eval();
+  try {
+    runBatchesNow(forwardSteps(model, enc, seqs, batchSize, compute, collectLogits(model.numLabels, out)));
+  } finally {
+    model.train(wasTraining);
+  }
   return out;
 }
 
@@ -66,11 +85,21 @@ export interface EvalOptions {
   batchSize: number;
   maxLength: number;
   compute: ComputeDType;
+  /** Training's validation: awaited before each batch (pace.ts); a graceful stop gives the evaluation up. */
+  pace?: EvalPace;
 }
 
 /** Logits (N, C) of examples' texts, in order (data-parallel evaluation: each rank computes its share). */
 export function exampleLogits(model: SequenceClassifier, enc: TextEncoder, examples: Example[], opts: EvalOptions): Float32Array {
   return logitsOf(model, enc, examples.map((e) => enc.encodeText(e.text).slice(0, opts.maxLength)), opts.batchSize, opts.compute);
+}
+
+/** `exampleLogits` awaiting `opts.pace` before each batch. */
+export async function exampleLogitsAsync(model: SequenceClassifier, enc: TextEncoder, examples: Example[], opts: EvalOptions): Promise<Float32Array> {
+  const out = new Float32Array(examples.length * model.numLabels);
+  const seqs = examples.map((e) => enc.encodeText(e.text).slice(0, opts.maxLength));
+  await forwardBatches(model, enc, seqs, opts.batchSize, opts.compute, collectLogits(model.numLabels, out), opts.pace);
+  return out;
 }
 
 export function evaluateClassifier(model: SequenceClassifier, enc: TextEncoder, examples: Example[], labels: string[], opts: EvalOptions): EvalResult {
@@ -86,15 +115,15 @@ export function evaluateClassifier(model: SequenceClassifier, enc: TextEncoder, 
  */
 export async function evaluateClassifierAsync(model: SequenceClassifier, enc: TextEncoder, examples: Example[], labels: string[],
   opts: EvalOptions): Promise<EvalResult> {
-  if (!backend().device) return evaluateClassifier(model, enc, examples, labels, opts);
+  if (!backend().device) return reportFromLogits(await exampleLogitsAsync(model, enc, examples, opts), examples, labels);
   const truth = truthOf(examples, labels);
   const seqs = examples.map((e) => enc.encodeText(e.text).slice(0, opts.maxLength));
   const reads: Promise<[number[], Float32Array | Int32Array | Int8Array, Float32Array | Int32Array | Int8Array]>[] = [];
-  forwardBatches(model, enc, seqs, opts.batchSize, opts.compute, (idx, logits) => {
+  await forwardBatches(model, enc, seqs, opts.batchSize, opts.compute, (idx, logits) => {
     const y = new Tensor(Int32Array.from(idx, (i) => truth[i]), 'i32', [idx.length]);
     const lossSum = crossEntropy(logits, y, { reduction: 'sum' });
     reads.push(Promise.all([idx, lossSum.data(), logits.argmax(-1).data()]));
-  });
+  }, opts.pace);
   const pred = new Int32Array(examples.length);
   let nll = 0;
   for (const [idx, l, p] of await Promise.all(reads)) {

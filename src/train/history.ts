@@ -44,9 +44,10 @@ export interface History {
   /**
    * Set when `finetune`'s signal stopped the run (SIGINT or SIGTERM under `autoglm finetune`): the last step done and
    * the checkpoint written after it ('' on data-parallel ranks other than 0), from which `resume` continues exactly.
-   * Such a run has no test evaluation and no final outputs.
+   * Such a run has no test evaluation and no final outputs. `validationPending`: the stop came during the validation
+   * after that step, which was given up; resume runs it first.
    */
-  interrupted?: { step: number; checkpoint: string };
+  interrupted?: { step: number; checkpoint: string; validationPending?: true };
   /** Optimizer steps taken. */
   stepsDone: number;
   trainTimeS: number;

@@ -35,6 +35,10 @@ import { learningRate, makeOptimizer } from './setup.js';
 import { guardedUpdate } from './update.js';
 import { parseState, stringifyState } from './serialize.js';
 import type { TrainingTask } from './task.js';
+import { EvaluationAbandoned, type EvalPace } from './pace.js';
+
+/** How often a paced validation gives the event loop a turn (pace.ts). */
+const PACE_MS = 100;
 
 /** Resolves on a later turn of the event loop (after pending I/O and signal events). */
 function nextTurn(): Promise<void> {
@@ -57,8 +61,14 @@ export interface LoopHost {
   emit(event: string, ...args: unknown[]): void;
 }
 
+/**
+ * A validation given up for a graceful stop (pace.ts), which resume runs first: the one after a step (evalEvery), or
+ * the one that ends an epoch (evalEvery 0) with the epoch's train loss, whose log is written after it.
+ */
+type PendingValidation = { kind: 'step' } | { kind: 'epoch'; trainLoss: number };
+
 /** The loop's own part of a checkpoint (trainer_state.json 'loop'). */
-interface LoopState { step: number; epoch: number; epochLoss: number; epochBatches: number; elapsed: number; policy: PrecisionPolicy }
+interface LoopState { step: number; epoch: number; epochLoss: number; epochBatches: number; elapsed: number; policy: PrecisionPolicy; pending?: PendingValidation | null }
 
 export class TrainingLoop {
   private readonly c: TrainerConfig;
@@ -86,6 +96,8 @@ export class TrainingLoop {
   private savedDir = '';
   /** The signal stopped the run (every rank agreed at the same step). */
   private interrupted = false;
+  /** The validation that the signal made the run give up (one process), kept in the checkpoint; resume runs it first. */
+  private pending: PendingValidation | null = null;
 
   constructor(private readonly task: TrainingTask, private readonly host: LoopHost) {
     const c = (this.c = host.config);
@@ -145,6 +157,7 @@ export class TrainingLoop {
     const parts = new Map<string, { sum: number; n: number }>();
     task.model.train();
     const first = this.step;
+    if (this.pending) await this.resumePending();
     // stopped before its first step (Ctrl-C while the model or data loaded): no step, nothing new to save. With data
     // parallelism the ranks agree in the first step's all-reduce instead.
     if (this.host.signal?.aborted && !this.host.dp && this.step < this.totalSteps) this.interrupted = true;
@@ -154,6 +167,10 @@ export class TrainingLoop {
       if (batch === null) {
         await this.endEpoch(this.epochBatches ? this.epochLoss / this.epochBatches : NaN);
         if (this.history.stoppedEarly) break;
+        if (this.pending) { // its validation given up: the checkpoint keeps the epoch open, resume ends it
+          this.interrupted = true;
+          break;
+        }
         this.epoch++;
         this.epochLoss = 0;
         this.epochBatches = 0;
@@ -183,20 +200,25 @@ export class TrainingLoop {
       // SIGINT handler (autoglm finetune) would otherwise not run until the next evaluation
       if (this.host.signal) await nextTurn();
       // a stop asked for in the last step is no interruption: the run ends as it would have
-      this.interrupted = (await this.optimizerStep(lossSum / lossCount, taskLoss)) && this.step < this.totalSteps && !this.history.stoppedEarly;
+      const stop = await this.optimizerStep(lossSum / lossCount, taskLoss);
+      this.interrupted = this.pending !== null || (stop && this.step < this.totalSteps && !this.history.stoppedEarly);
       lossSum = 0;
       lossCount = 0;
       parts.clear();
       if (this.history.stoppedEarly || this.interrupted) break;
     }
     // The last state of training (before the end-of-run evaluation and the best weights): resuming it with more
-    // steps continues as one longer run would. An interrupted run always gets one.
-    if ((c.saveEvery > 0 || c.resume || (this.interrupted && this.step > first)) && this.savedAt !== this.step) await this.checkpoint();
+    // steps continues as one longer run would. An interrupted run always gets one; one that gave its validation up
+    // gets one with the validation pending (also at a step that has a checkpoint: it was written before).
+    if (((c.saveEvery > 0 || c.resume || (this.interrupted && this.step > first)) && this.savedAt !== this.step) || this.pending) await this.checkpoint();
     if (this.interrupted) {
-      this.history.interrupted = { step: this.step, checkpoint: this.savedDir };
-      this.log.write('interrupted', { step: this.step, checkpoint: this.savedDir, time_s: this.elapsed() });
-      const where = !this.isMain ? ' (rank 0 wrote the checkpoint)' : this.savedDir ? `: checkpoint ${this.savedDir} (resume continues from it)` : ': no checkpoint (nothing trained)';
-      this.host.note(`interrupted ${this.step > first ? 'after' : 'before'} step ${this.step > first ? this.step : this.step + 1} of ${this.totalSteps}${where}`);
+      const pending = this.pending ? { validationPending: true as const } : {};
+      this.history.interrupted = { step: this.step, checkpoint: this.savedDir, ...pending };
+      this.log.write('interrupted', { step: this.step, checkpoint: this.savedDir, ...pending, time_s: this.elapsed() });
+      const where = !this.isMain ? ' (rank 0 wrote the checkpoint)' : this.savedDir
+        ? `: checkpoint ${this.savedDir} (resume ${this.pending ? 'runs the validation, then continues' : 'continues from it'})` : ': no checkpoint (nothing trained)';
+      const when = this.pending ? `during the validation after step ${this.step}` : this.step > first ? `after step ${this.step}` : `before step ${this.step + 1}`;
+      this.host.note(`interrupted ${when} of ${this.totalSteps}${where}`);
       return;
     }
     if (!this.history.stoppedEarly && this.step >= this.totalSteps && this.epochBatches > 0 && this.history.epochs.every((e) => e.epoch !== this.epoch)) {
@@ -225,7 +247,10 @@ export class TrainingLoop {
     for (const cb of h.callbacks) await cb.onBatchEnd?.(this.step, log);
     h.emit('step', log, this.totalSteps);
     this.task.afterStep?.(this.step);
-    if (c.evalEvery > 0 && this.step % c.evalEvery === 0) await this.validate();
+    if (c.evalEvery > 0 && this.step % c.evalEvery === 0) {
+      await this.validate({ kind: 'step' });
+      if (this.pending) return true; // given up for the stop: no checkpoint of the step before its validation
+    }
     if (c.saveEvery > 0 && this.step % c.saveEvery === 0) {
       const dir = await this.checkpoint();
       h.emit('checkpoint', dir, this.step);
@@ -250,10 +275,17 @@ export class TrainingLoop {
     // is their sum over the ranks (every rank ends its epochs at the same batch)
     if (h.dp) [trainLoss] = (await h.dp.sumNumbers([trainLoss])) as [number];
     this.task.endEpoch?.(this.epoch);
+    await this.epochLog(trainLoss);
+  }
+
+  /** An epoch's log: its train loss and, with evalEvery 0, its validation (given up for a stop: no log yet). */
+  private async epochLog(trainLoss: number): Promise<void> {
+    const h = this.host;
     const e: EpochLog = { epoch: this.epoch, step: this.step, train_loss: trainLoss,
       lr: this.schedule(Math.max(0, this.step - 1)) * (this.plateau ? this.plateau.scale : 1), time_s: this.elapsed() };
     if (this.c.evalEvery === 0) {
-      const v = await this.validate();
+      const v = await this.validate({ kind: 'epoch', trainLoss });
+      if (this.pending) return;
       if (v) Object.assign(e, { val_loss: v.loss, val_accuracy: v.accuracy, val_macro_f1: v.macro_f1 });
     }
     this.history.epochs.push(e);
@@ -262,11 +294,23 @@ export class TrainingLoop {
     h.emit('epoch', e);
   }
 
-  /** Validation: logs, the plateau scheduler, early stopping (keeping the best weights in memory). */
-  private async validate(): Promise<EvalLog | null> {
+  /**
+   * Validation: logs, the plateau scheduler, early stopping (keeping the best weights in memory). Given up when the
+   * run's signal asks for a stop before the last step (one process; see evalPace): then `pending` says which, and it
+   * returns null.
+   */
+  private async validate(which: PendingValidation): Promise<EvalLog | null> {
     const h = this.host, es = this.c.earlyStopping;
-    const r = await this.task.evaluate('validation');
-    this.task.model.train();
+    let r: Awaited<ReturnType<TrainingTask['evaluate']>>;
+    try {
+      r = await this.task.evaluate('validation', this.evalPace());
+    } catch (e) {
+      if (!(e instanceof EvaluationAbandoned)) throw e;
+      this.pending = which;
+      return null;
+    } finally {
+      this.task.model.train();
+    }
     if (!r) return null;
     // only the metrics the task measures (an SFT or causal-LM pass has no accuracy: no NaN in the logs)
     const log: EvalLog = { step: this.step, epoch: this.epoch, split: 'validation', loss: r.loss,
@@ -294,6 +338,49 @@ export class TrainingLoop {
       }
     }
     return log;
+  }
+
+  /**
+   * What validation awaits before each batch when the run has a signal: a turn of the event loop every PACE_MS (so
+   * that the signal's handler runs, and a second signal can end the process), and EvaluationAbandoned once the stop
+   * is asked for before the last step. Data-parallel ranks finish the validation (giving it up would need them to
+   * agree mid-evaluation) and stop after the next step, which they agree on; after the last step the run finishes its
+   * evaluations and outputs, as a stop asked for then always did.
+   */
+  private evalPace(): EvalPace | undefined {
+    const signal = this.host.signal;
+    if (!signal) return undefined;
+    const abandonable = !this.host.dp && this.step < this.totalSteps;
+    let last = performance.now();
+    return async () => {
+      if (performance.now() - last >= PACE_MS) {
+        await nextTurn();
+        last = performance.now();
+      }
+      if (abandonable && signal.aborted) throw new EvaluationAbandoned('validation given up for a graceful stop');
+    };
+  }
+
+  /** A resumed run's first act when its checkpoint holds a validation given up for a stop: that validation. */
+  private async resumePending(): Promise<void> {
+    const p = this.pending!, c = this.c;
+    this.pending = null;
+    this.host.note(`resume: the validation ${p.kind === 'step' ? `after step ${this.step}` : `ending epoch ${this.epoch}`}, given up when the run stopped, runs first`);
+    if (p.kind === 'step') {
+      await this.validate(p);
+      if (!this.pending && c.saveEvery > 0 && this.step % c.saveEvery === 0) {
+        const dir = await this.checkpoint();
+        this.host.emit('checkpoint', dir, this.step);
+      }
+    } else {
+      await this.epochLog(p.trainLoss);
+      if (!this.pending && !this.history.stoppedEarly) {
+        this.epoch++;
+        this.epochLoss = 0;
+        this.epochBatches = 0;
+      }
+    }
+    if (this.pending) this.interrupted = true;
   }
 
   private async finish(): Promise<History> {
@@ -393,7 +480,8 @@ export class TrainingLoop {
     this.savedDir = '';
     if (!this.isMain) return '';
     const opt = this.opt.stateDict();
-    const loop: LoopState = { step: this.step, epoch: this.epoch, epochLoss: this.epochLoss, epochBatches: this.epochBatches, elapsed: this.elapsed(), policy: this.policy };
+    const loop: LoopState = { step: this.step, epoch: this.epoch, epochLoss: this.epochLoss, epochBatches: this.epochBatches, elapsed: this.elapsed(), policy: this.policy,
+      pending: this.pending };
     const best = this.best && new Map([...this.best].map(([k, v]) => [k, new Tensor(v, 'f32', [v.length])]));
     return (this.savedDir = saveCheckpoint(this.host.outDir, this.step, {
       weights: new Map(this.named), optimizer: opt.tensors, best,
@@ -440,6 +528,7 @@ export class TrainingLoop {
     h.precision.policy = st.loop.policy;
     this.history = { ...st.history, outputs: {} };
     ({ step: this.step, epoch: this.epoch, epochLoss: this.epochLoss, epochBatches: this.epochBatches, elapsed: this.elapsedBefore } = st.loop);
+    this.pending = st.loop.pending ?? null;
     const dp = h.dp;
     if (dp && dp.method !== 'dense') {
       if (st.dp && st.dp.worldSize === dp.worldSize) dp.load(st.dp.ranks[dp.rank]);

@@ -12,13 +12,14 @@ import { Tensor } from '../tensor/tensor.js';
 import { crossEntropy } from '../tensor/ops/nn.js';
 import { autocast } from '../tensor/precision.js';
 import { manualSeed } from '../nn/init.js';
+import type { EvalPace } from './pace.js';
 import type { ParamGroup } from '../optim/optimizer.js';
 import { saveAdapter, type LoraModel } from '../peft/index.js';
 import { BucketSampler, RandomSampler, padIds, type DatasetSplits, type Example, type Sampler } from '../data/index.js';
 import { CheckpointError, ConfigError } from '../errors.js';
 import {
   MultiTaskClassifier, makeTaskWeighting, makeTaskSampler, primaryLabelSet, resolveTasks, staticTaskWeights, taskTargets,
-  encodeExamples, evaluateTasks, predictTasks, scoreTasks, taskLogits, type TaskSpec, type TaskWeighting, type TaskSampler, type MultiTaskEvalResult, type MultiTaskPrediction,
+  encodeExamples, evaluateTasks, predictTasks, scoreTasks, taskLogitsAsync, type TaskSpec, type TaskWeighting, type TaskSampler, type MultiTaskEvalResult, type MultiTaskPrediction,
 } from '../multitask/index.js';
 import { DECODER_ONLY, DPO_ONLY, SFT_ONLY, isDefaultValue, type TrainerConfig } from './config.js';
 import type { History, StepLog, TaskMetrics } from './history.js';
@@ -232,22 +233,22 @@ export class MultiTaskTask implements TrainingTask<BatchPlan> {
   }
 
   /** Evaluation; data-parallel ranks each compute every W-th example's logits and share them. */
-  private async evaluateExamples(examples: Example[]): Promise<MultiTaskEvalResult> {
+  private async evaluateExamples(examples: Example[], pace?: EvalPace): Promise<MultiTaskEvalResult> {
     const dp = this.ctx.dp;
-    const opts = { batchSize: this.c.evalBatchSize, maxLength: this.maxLength, compute: this.ctx.compute };
+    const opts = { batchSize: this.c.evalBatchSize, maxLength: this.maxLength, compute: this.ctx.compute, pace };
     if (!dp) return evaluateTasks(this.model, examples, this.primary, opts);
     const mine = examples.filter((_, i) => i % dp.worldSize === dp.rank);
-    const local = taskLogits(this.model, encodeExamples(this.model, mine, opts.maxLength), opts.batchSize, opts.compute);
+    const local = await taskLogitsAsync(this.model, encodeExamples(this.model, mine, opts.maxLength), opts.batchSize, opts.compute, pace);
     const logits: Float32Array[] = [];
     for (const [k, t] of this.model.tasks.entries()) logits.push(await dp.gatherStrided(local[k]!, examples.length, t.labels.length));
     return scoreTasks(this.model, examples, this.primary, logits);
   }
 
   /** Every task's report; the loss is the mean of the tasks' (what plateau and val_loss watch), accuracy and F1 the first task's. */
-  async evaluate(split: EvalSplit): Promise<TaskEval | null> {
+  async evaluate(split: EvalSplit, pace?: EvalPace): Promise<TaskEval | null> {
     const ex = this.data?.splits[split] ?? [];
     if (ex.length === 0) return null;
-    const r = await this.evaluateExamples(ex);
+    const r = await this.evaluateExamples(ex, pace);
     const tasks: Record<string, TaskMetrics> = Object.fromEntries(Object.entries(r.tasks).map(([k, x]) => [k, { loss: x.loss, accuracy: x.accuracy, macro_f1: x.macro_f1, n: x.n }]));
     if (split === 'test') return { loss: r.loss, accuracy: r.accuracy, macro_f1: r.macro_f1, tasks, report: r };
     const losses = Object.values(tasks).map((x) => x.loss).filter(Number.isFinite);

@@ -34,6 +34,7 @@ import type { RunInfo } from './outputs.js';
 import { DPO_ONLY, type TrainerConfig } from './config.js';
 import { CAUSAL_LM_REFUSES, DecoderTask, checkCausalLM, loadDecoder, samplerOf, decoderForTraining, perplexity, requireCausalLM, shardedPerplexity } from './causal-lm.js';
 import type { EvalSplit, FinetuneArgs, MicroBatchLoss, TaskContext, TaskDefinition, TaskEval, TrainingTask } from './task.js';
+import type { EvalPace } from './pace.js';
 
 interface SftData {
   name: string;
@@ -264,12 +265,12 @@ export class SftTask extends DecoderTask implements TrainingTask<number[]> {
     return { loss: dp ? loss.scale(b.scored / global.scored) : loss };
   }
 
-  async evaluate(split: EvalSplit): Promise<TaskEval | null> {
+  async evaluate(split: EvalSplit, pace?: EvalPace): Promise<TaskEval | null> {
     const seqs = this.data[split];
     if (seqs.length === 0) return null;
     const t0 = performance.now();
     // data-parallel: each rank scores every W-th sequence; the token-weighted sums are added over ranks
-    const r = await shardedPerplexity(this.ctx.dp, this.model, seqs, this.padId, this.c.evalBatchSize, this.ctx.compute);
+    const r = await shardedPerplexity(this.ctx.dp, this.model, seqs, this.padId, this.c.evalBatchSize, this.ctx.compute, pace);
     this.evalSeconds += (performance.now() - t0) / 1e3;
     return r;
   }

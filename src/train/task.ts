@@ -43,6 +43,7 @@ import type { DataParallel } from '../distributed/data-parallel.js';
 import type { TrainerConfig } from './config.js';
 import type { Callback, History, PreferenceRewards, StepLog, TaskMetrics } from './history.js';
 import type { RunInfo } from './outputs.js';
+import type { EvalPace } from './pace.js';
 
 export interface FinetuneArgs extends Partial<Omit<DatasetSpec, 'dataset'>> {
   /** A named dataset, a file, or splits already loaded. */
@@ -157,7 +158,11 @@ export interface TrainingTask<B = unknown> {
 
   // ---- evaluation -----------------------------------------------------------------------------------------------
   /** Loss and metrics on a split of the run's data, or null where the split is empty. Restores train mode itself. */
-  evaluate(split: EvalSplit): Promise<TaskEval | null>;
+  /**
+   * A split's loss and metrics. During training (validation) the loop passes `pace`, to await before each batch: it
+   * lets a graceful stop's signal through and throws EvaluationAbandoned to give the evaluation up (pace.ts).
+   */
+  evaluate(split: EvalSplit, pace?: EvalPace): Promise<TaskEval | null>;
 
   // ---- state ------------------------------------------------------------------------------------------------------
   /** Everything but weights and optimizer state that an exact resume needs (serialised losslessly). */

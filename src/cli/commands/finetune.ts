@@ -87,7 +87,9 @@ export function registerFinetune(program: Command): void {
       const got = interrupt.received(), sig = got ?? 'SIGTERM', by = got ? `by ${got}` : '(another rank was stopped)';
       const ck = h.interrupted.checkpoint;
       if (ck) {
-        console.log(`interrupted ${by} after step ${h.stepsDone}: checkpoint ${ck}; continue with the same command and --resume ${ck}`
+        // a stop during a validation gives it up; resume runs it first
+        const when = h.interrupted.validationPending ? `during the validation after step ${h.stepsDone}` : `after step ${h.stepsDone}`;
+        console.log(`interrupted ${by} ${when}: checkpoint ${ck}; continue with the same command and --resume ${ck}`
           + ' (or --resume true with the same --output-dir)');
       } else if (h.stepsDone === 0) {
         console.log(`interrupted ${by} before the first step: nothing trained, nothing saved`);

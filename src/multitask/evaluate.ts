@@ -9,7 +9,7 @@ import { autocast, type ComputeDType } from '../tensor/precision.js';
 import { padIds, type Example } from '../data/index.js';
 import { classificationReport } from '../train/metrics.js';
 import type { EvalResult, Prediction } from '../train/evaluate.js';
-import { runBatches, runBatchesNow, type EvalPace } from '../train/pace.js';
+import { evalBatches, evalBatchesNow, type EvalPace } from '../train/pace.js';
 import type { MultiTaskClassifier, TaskSpec } from './heads.js';
 import { taskTargets } from './tasks.js';
 
@@ -39,26 +39,14 @@ function* taskLogitSteps(model: MultiTaskClassifier, seqs: number[][], batchSize
 /** Logits of every head, (N, C_t) per task in input order, in eval mode (restored after) without a graph. */
 export function taskLogits(model: MultiTaskClassifier, seqs: number[][], batchSize: number, compute: ComputeDType): Float32Array[] {
   const out = model.tasks.map((t) => new Float32Array(seqs.length * t.labels.length));
-  const wasTraining = model.training;
-  model.eval();
-  try {
-    runBatchesNow(taskLogitSteps(model, seqs, batchSize, compute, out));
-  } finally {
-    model.train(wasTraining);
-  }
+  evalBatchesNow(model, taskLogitSteps(model, seqs, batchSize, compute, out));
   return out;
 }
 
 /** `taskLogits` with `pace` (training's validation, pace.ts) awaited before each batch. */
 export async function taskLogitsAsync(model: MultiTaskClassifier, seqs: number[][], batchSize: number, compute: ComputeDType, pace?: EvalPace): Promise<Float32Array[]> {
   const out = model.tasks.map((t) => new Float32Array(seqs.length * t.labels.length));
-  const wasTraining = model.training;
-  model.eval();
-  try {
-    await runBatches(taskLogitSteps(model, seqs, batchSize, compute, out), pace);
-  } finally {
-    model.train(wasTraining);
-  }
+  await evalBatches(model, taskLogitSteps(model, seqs, batchSize, compute, out), pace);
   return out;
 }
 

@@ -35,7 +35,7 @@ import type { RunInfo } from './outputs.js';
 import { applyMethod, paramGroups, trainableOf } from './setup.js';
 import { DPO_ONLY, SFT_ONLY, type TrainerConfig } from './config.js';
 import { datasetArgs, type EvalSplit, type FinetuneArgs, type MicroBatchLoss, type TaskContext, type TaskDefinition, type TaskEval, type TrainingTask } from './task.js';
-import { runBatches, type EvalPace } from './pace.js';
+import { evalBatches, type EvalPace } from './pace.js';
 
 export interface TextSplits {
   name: string;
@@ -152,13 +152,7 @@ export async function perplexity(model: CausalLM, seqs: ReadonlyArray<number[] |
       yield;
     }
   }
-  const wasTraining = model.training;
-  model.eval();
-  try {
-    await runBatches(steps(), pace); // pace: training's validation (pace.ts)
-  } finally {
-    model.train(wasTraining);
-  }
+  await evalBatches(model, steps(), pace); // pace: training's validation (pace.ts)
   const losses = await Promise.all(batches.map((b) => b.loss));
   let nll = 0, tokens = 0;
   batches.forEach((b, i) => {

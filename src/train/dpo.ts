@@ -61,7 +61,7 @@ import { SFT_ONLY, isDefaultValue } from './config.js';
 import { CAUSAL_LM_REFUSES, DecoderTask, checkCausalLM, decoderForTraining, loadDecoder, samplerOf } from './causal-lm.js';
 import { loadChatRun, predictChat, sampleAnswers, saveChatOutputs, templateFor } from './sft.js';
 import type { EvalSplit, FinetuneArgs, MicroBatchLoss, TaskContext, TaskDefinition, TaskEval, TrainingTask } from './task.js';
-import { runBatches, type EvalPace } from './pace.js';
+import { evalBatches, type EvalPace } from './pace.js';
 
 type Split = 'train' | EvalSplit;
 
@@ -385,13 +385,7 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
         yield;
       }
     }
-    const wasTraining = model.training;
-    model.eval();
-    try {
-      await runBatches(steps(), pace); // pace: training's validation (pace.ts)
-    } finally {
-      model.train(wasTraining);
-    }
+    await evalBatches(model, steps(), pace); // pace: training's validation (pace.ts)
     return dp ? dp.gatherStrided(out, pairs.length, 2) : out;
   }
 

@@ -9,7 +9,7 @@ import { DatasetError, DeviceError } from '../errors.js';
 import { isDeviceStorage, poolStepBoundary } from '../tensor/alloc.js';
 import { backend } from '../backend/index.js';
 import { classificationReport, type ClassificationReport } from './metrics.js';
-import { runBatches, runBatchesNow, type EvalPace } from './pace.js';
+import { evalBatches, evalBatchesNow, type EvalPace } from './pace.js';
 
 export interface EvalResult extends ClassificationReport {
   loss: number;
@@ -47,18 +47,6 @@ function* forwardSteps(model: SequenceClassifier, enc: TextEncoder, seqs: number
   }
 }
 
-/** `forwardSteps` with the model in eval mode (restored after), at once or (`pace`: training's validation) paced. */
-async function forwardBatches(model: SequenceClassifier, enc: TextEncoder, seqs: number[][], batchSize: number, compute: ComputeDType,
-  each: (idx: number[], logits: Tensor) => void, pace?: EvalPace): Promise<void> {
-  const wasTraining = model.training;
-  model.eval();
-  try {
-    await runBatches(forwardSteps(model, enc, seqs, batchSize, compute, each), pace);
-  } finally {
-    model.train(wasTraining);
-  }
-}
-
 /** The logits of each batch into `out` (N, C) in input order (a CPU backend's: they are read here). */
 function collectLogits(C: number, out: Float32Array) {
   return (idx: number[], logits: Tensor) => {
@@ -71,13 +59,7 @@ function collectLogits(C: number, out: Float32Array) {
 /** Logits (N, C) of texts, in input order. */
 function logitsOf(model: SequenceClassifier, enc: TextEncoder, seqs: number[][], batchSize: number, compute: ComputeDType): Float32Array {
   const out = new Float32Array(seqs.length * model.numLabels);
-  const wasTraining = model.training;
-  model.eval();
-  try {
-    runBatchesNow(forwardSteps(model, enc, seqs, batchSize, compute, collectLogits(model.numLabels, out)));
-  } finally {
-    model.train(wasTraining);
-  }
+  evalBatchesNow(model, forwardSteps(model, enc, seqs, batchSize, compute, collectLogits(model.numLabels, out)));
   return out;
 }
 
@@ -98,7 +80,7 @@ export function exampleLogits(model: SequenceClassifier, enc: TextEncoder, examp
 export async function exampleLogitsAsync(model: SequenceClassifier, enc: TextEncoder, examples: Example[], opts: EvalOptions): Promise<Float32Array> {
   const out = new Float32Array(examples.length * model.numLabels);
   const seqs = examples.map((e) => enc.encodeText(e.text).slice(0, opts.maxLength));
-  await forwardBatches(model, enc, seqs, opts.batchSize, opts.compute, collectLogits(model.numLabels, out), opts.pace);
+  await evalBatches(model, forwardSteps(model, enc, seqs, opts.batchSize, opts.compute, collectLogits(model.numLabels, out)), opts.pace);
   return out;
 }
 
@@ -119,11 +101,11 @@ export async function evaluateClassifierAsync(model: SequenceClassifier, enc: Te
   const truth = truthOf(examples, labels);
   const seqs = examples.map((e) => enc.encodeText(e.text).slice(0, opts.maxLength));
   const reads: Promise<[number[], Float32Array | Int32Array | Int8Array, Float32Array | Int32Array | Int8Array]>[] = [];
-  await forwardBatches(model, enc, seqs, opts.batchSize, opts.compute, (idx, logits) => {
+  await evalBatches(model, forwardSteps(model, enc, seqs, opts.batchSize, opts.compute, (idx, logits) => {
     const y = new Tensor(Int32Array.from(idx, (i) => truth[i]), 'i32', [idx.length]);
     const lossSum = crossEntropy(logits, y, { reduction: 'sum' });
     reads.push(Promise.all([idx, lossSum.data(), logits.argmax(-1).data()]));
-  }, opts.pace);
+  }), opts.pace);
   const pred = new Int32Array(examples.length);
   let nll = 0;
   for (const [idx, l, p] of await Promise.all(reads)) {

@@ -7,8 +7,8 @@
  * throws `EvaluationAbandoned` once the stop is asked for, so that the run writes its checkpoint with the evaluation
  * pending (resume runs it first: the same history and weights as a run never stopped).
  *
- * The batch loops are generators, one batch per `next()`: `runBatches` drives them with the pace, `runBatchesNow` at
- * once (the synchronous entry points: predict, the browser, `trainer.evaluate`).
+ * The batch loops are generators, one batch per `next()`: `evalBatches` drives them with the pace, `evalBatchesNow` at
+ * once (the synchronous entry points: predict, the browser's evaluation).
  */
 import { noGrad } from '../tensor/autograd.js';
 import { AutoGLMError } from '../errors.js';
@@ -19,17 +19,39 @@ export type EvalPace = () => Promise<void>;
 /** An evaluation given up for a graceful stop (the loop catches it; it never reaches the caller of `finetune`). */
 export class EvaluationAbandoned extends AutoGLMError {}
 
-/** Runs evaluation batches, one per `next()` of `steps`, each without gradients; `pace` awaited before each. */
-export async function runBatches(steps: Iterator<unknown>, pace?: EvalPace): Promise<void> {
-  for (;;) {
-    if (pace) await pace();
-    if (noGrad(() => steps.next()).done) return;
+/** What evaluation switches: a module's training flag (nn Module's train / eval). */
+interface Switchable {
+  readonly training: boolean;
+  eval(): unknown;
+  train(mode?: boolean): unknown;
+}
+
+/**
+ * Runs evaluation batches, one per `next()` of `steps`, each without gradients and with `model` in eval mode (back in
+ * its own mode after, also when the evaluation is given up); `pace` awaited before each batch.
+ */
+export async function evalBatches(model: Switchable, steps: Iterator<unknown>, pace?: EvalPace): Promise<void> {
+  const wasTraining = model.training;
+  model.eval();
+  try {
+    for (;;) {
+      if (pace) await pace();
+      if (noGrad(() => steps.next()).done) return;
+    }
+  } finally {
+    model.train(wasTraining);
   }
 }
 
-/** `runBatches` at once, without a pace (synchronous callers). */
-export function runBatchesNow(steps: Iterator<unknown>): void {
-  noGrad(() => {
-    while (!steps.next().done);
-  });
+/** `evalBatches` at once, without a pace (synchronous callers). */
+export function evalBatchesNow(model: Switchable, steps: Iterator<unknown>): void {
+  const wasTraining = model.training;
+  model.eval();
+  try {
+    noGrad(() => {
+      while (!steps.next().done);
+    });
+  } finally {
+    model.train(wasTraining);
+  }
 }

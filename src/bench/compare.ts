@@ -25,11 +25,14 @@ export interface CompareOptions {
   torchArgs?: string[];
 }
 
+/** The workloads that time a decoder task's step (src/bench/sft-workloads.ts; their reference: scripts/torch-sft-reference.py). */
+export const isDecoderTaskWorkload = (w: string): boolean => ['gpt2-lora-sft', 'gpt2-lora-sft-packed', 'gpt2-lora-dpo', 'gpt2-lora-kto'].includes(w);
+
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /** The PyTorch reference of a workload: the SFT workloads' is ours (scripts/torch-sft-reference.py), the others' is shared/bench's. */
 export function defaultTorchScript(workload = ''): string {
-  if (workload.startsWith('gpt2-lora-sft') || workload === 'gpt2-lora-dpo' || workload === 'gpt2-lora-kto') return path.join(ROOT, 'scripts', 'torch-sft-reference.py');
+  if (isDecoderTaskWorkload(workload)) return path.join(ROOT, 'scripts', 'torch-sft-reference.py');
   return process.env.AUTOGLM_TORCH_REFERENCE ?? path.resolve(ROOT, '..', 'shared', 'bench', 'torch_reference.py');
 }
 

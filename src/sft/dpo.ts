@@ -25,6 +25,7 @@ import { linearCrossEntropy } from '../tensor/ops/linear-ce.js';
 import { reshape, slice, stack } from '../tensor/ops/movement.js';
 import { sum } from '../tensor/ops/reduce.js';
 import { AutoGLMError, ShapeError, fmtShape } from '../errors.js';
+import { backend } from '../backend/index.js';
 import type { CausalLM } from '../models/hf/family.js';
 import { nextTokens, scoredRows } from '../models/hf/heads.js';
 import type { SftBatch } from './batch.js';
@@ -51,7 +52,7 @@ export interface DpoLossOptions {
  * gradients. With a plain LM head (the usual case) only the scored positions go through it (gathered once), in one
  * fused chunked product whose per-token losses are summed by row: no logits of the prompts or the padding, no
  * (R x T x vocabulary) tensor. Where the head itself trains (its gradient sums over rows, which have their own
- * upstream values) one product per row; otherwise from the full logits.
+ * upstream values), and on a device backend, one product per row; without a plain head from the full logits.
  */
 export function sequenceLogProbs(model: CausalLM, batch: SftBatch): Tensor {
   const [R, T] = batch.ids.shape as [number, number];
@@ -73,9 +74,10 @@ export function sequenceLogProbs(model: CausalLM, batch: SftBatch): Tensor {
     const ce = (from: number, to: number, reduction: 'sum' | 'none') =>
       linearCrossEntropy(slice(h, 0, from, to), head.weight, head.bias, new Tensor(targets.slice(from, to), 'i32', [to - from]), { reduction, ignoreIndex: IGNORE_INDEX, scales: head.scales });
     const zero = () => new Tensor(new Float32Array(1), 'f32', []);
-    const headTrains = isGradEnabled() && (head.weight.requiresGrad || !!head.bias?.requiresGrad);
+    // per-row losses with their own upstream values: CPU backends, and a head that takes no gradient (linear-ce.ts)
+    const batched = !backend().device && !(isGradEnabled() && (head.weight.requiresGrad || !!head.bias?.requiresGrad));
     if (targets.length === 0) return stack(blocks.map(() => zero()));
-    if (headTrains) return stack(blocks.map(([from, to]) => (to > from ? ce(from, to, 'sum').scale(-1) : zero())));
+    if (!batched) return stack(blocks.map(([from, to]) => (to > from ? ce(from, to, 'sum').scale(-1) : zero())));
     const nll = ce(0, targets.length, 'none'); // (scored rows)
     return stack(blocks.map(([from, to]) => (to > from ? sum(slice(nll, 0, from, to)).scale(-1) : zero())));
   }

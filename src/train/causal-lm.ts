@@ -34,7 +34,7 @@ import type { HFTokenizer } from '../models/hf/tokenizer.js';
 import type { RunInfo } from './outputs.js';
 import { applyMethod, paramGroups, trainableOf } from './setup.js';
 import { DPO_ONLY, SFT_ONLY, type TrainerConfig } from './config.js';
-import { datasetArgs, type EvalSplit, type FinetuneArgs, type MicroBatchLoss, type TaskContext, type TaskDefinition, type TaskEval, type TrainingTask } from './task.js';
+import { datasetArgs, noteSkipped, type EvalSplit, type FinetuneArgs, type MicroBatchLoss, type TaskContext, type TaskDefinition, type TaskEval, type TrainingTask } from './task.js';
 import { evalBatches, type EvalPace } from './pace.js';
 
 export interface TextSplits {
@@ -180,7 +180,7 @@ export async function shardedPerplexity(dp: DataParallel | null, model: CausalLM
 export const textData: LMDataLoader = (ctx, args, tok, maxLength) => {
   if (typeof args.dataset !== 'string') throw new ConfigError(`task 'causal-lm' takes a text file as 'dataset' (.txt lines, or JSONL/JSON/CSV with textField)`);
   const splits = loadTextSplits({ ...datasetArgs(args), dataset: args.dataset, seed: ctx.config.seed });
-  if (splits.skipped.length) ctx.note(`skipped ${splits.skipped.length} bad line(s) (first: ${splits.skipped[0]!.file}:${splits.skipped[0]!.line}: ${splits.skipped[0]!.reason})`);
+  noteSkipped(ctx, splits.skipped, 'line');
   const enc = (texts: string[]) => tokenizeTexts(tok, texts, maxLength).map((ids) => ({ ids }));
   return { name: splits.name, train: enc(splits.train), validation: enc(splits.validation), test: enc(splits.test) };
 };

@@ -25,7 +25,7 @@ import type { EvalPace } from './pace.js';
 import { saveTrainable, loadRunWeights, type RunInfo } from './outputs.js';
 import { applyMethod, paramGroups, trainableOf } from './setup.js';
 import { DECODER_ONLY, DPO_ONLY, SFT_ONLY, type TrainerConfig } from './config.js';
-import { datasetArgs, type EvalSplit, type FinetuneArgs, type MicroBatchLoss, type TaskContext, type TaskDefinition, type TaskEval, type TrainingTask } from './task.js';
+import { datasetArgs, noteSkipped, type EvalSplit, type FinetuneArgs, type MicroBatchLoss, type TaskContext, type TaskDefinition, type TaskEval, type TrainingTask } from './task.js';
 
 /** The trainer's encoder: a registered model by name, or the TextEncoder given. */
 export async function textEncoder(spec: string | TextEncoder): Promise<TextEncoder> {
@@ -40,7 +40,7 @@ export function loadSplits(ctx: TaskContext, args: FinetuneArgs): DatasetSplits 
     splits = loadDataset({ ...datasetArgs(args), dataset: args.dataset, seed: args.seed ?? ctx.config.seed });
   }
   if (splits.train.length === 0) throw new ConfigError(`dataset '${splits.name}' has no training examples`);
-  if (splits.skipped.length) ctx.note(`skipped ${splits.skipped.length} bad line(s) in '${splits.name}' (first: ${splits.skipped[0]!.file}:${splits.skipped[0]!.line}: ${splits.skipped[0]!.reason})`);
+  noteSkipped(ctx, splits.skipped, 'line', ` in '${splits.name}'`);
   return splits;
 }
 

@@ -60,7 +60,7 @@ import type { PreferenceRewards } from './history.js';
 import { SFT_ONLY, isDefaultValue } from './config.js';
 import { CAUSAL_LM_REFUSES, DecoderTask, checkCausalLM, decoderForTraining, loadDecoder, samplerOf } from './causal-lm.js';
 import { loadChatRun, predictChat, sampleAnswers, saveChatOutputs, templateFor } from './sft.js';
-import type { EvalSplit, FinetuneArgs, MicroBatchLoss, TaskContext, TaskDefinition, TaskEval, TrainingTask } from './task.js';
+import { noteSkipped, type EvalSplit, type FinetuneArgs, type MicroBatchLoss, type TaskContext, type TaskDefinition, type TaskEval, type TrainingTask } from './task.js';
 import { evalBatches, type EvalPace } from './pace.js';
 
 type Split = 'train' | EvalSplit;
@@ -144,14 +144,10 @@ function tokenizePairs(ctx: TaskContext | null, xs: readonly PreferenceExample[]
 
 type SplitSpec = Parameters<typeof loadSplitsWith>[0];
 
-const noteSkipped = (ctx: TaskContext, skipped: { file: string; line: number; reason: string }[]) => {
-  if (skipped.length) ctx.note(`skipped ${skipped.length} bad record(s) (first: ${skipped[0]!.file}:${skipped[0]!.line}: ${skipped[0]!.reason})`);
-};
-
 /** The run's pairs, read and tokenized. */
 async function pairData(ctx: TaskContext, spec: SplitSpec, tok: HFTokenizer, template: ChatTemplate, maxLength: number): Promise<DpoData> {
   const splits = await loadSplitsWith(spec, readPreferenceFile);
-  noteSkipped(ctx, splits.skipped);
+  noteSkipped(ctx, splits.skipped, 'record');
   if (splits.train.some((e) => e.kind === 'conversation')) ctx.note(`chat template: ${template.origin}`);
   const enc = (xs: PreferenceExample[], split: string) => tokenizePairs(ctx, xs, tok, template, maxLength, split);
   const data: DpoData = { name: splits.name, pairs: { train: enc(splits.train, 'train'), validation: enc(splits.validation, 'validation'), test: enc(splits.test, 'test') },
@@ -163,7 +159,7 @@ async function pairData(ctx: TaskContext, spec: SplitSpec, tok: HFTokenizer, tem
 /** KTO: the run's unpaired examples (pairs unpaired), read and tokenized with their KL completions. */
 async function ktoData(ctx: TaskContext, spec: SplitSpec, tok: HFTokenizer, template: ChatTemplate, maxLength: number): Promise<DpoData> {
   const splits = await loadSplitsWith(spec, readUnpairedFile);
-  noteSkipped(ctx, splits.skipped);
+  noteSkipped(ctx, splits.skipped, 'record');
   const xs = { train: unpaired(splits.train), validation: unpaired(splits.validation), test: unpaired(splits.test) };
   if (xs.train.some((e) => e.pair.kind === 'conversation')) ctx.note(`chat template: ${template.origin}`);
   const enc = (split: Split) => tokenizeUnpaired(ctx, xs[split], tok, template, maxLength, split, spec.seed ?? 42);

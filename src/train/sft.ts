@@ -33,7 +33,7 @@ import type { ChatMessage, ChatGenerationOptions, ChatPrediction, SftEvalOptions
 import type { RunInfo } from './outputs.js';
 import { DPO_ONLY, type TrainerConfig } from './config.js';
 import { CAUSAL_LM_REFUSES, DecoderTask, checkCausalLM, loadDecoder, samplerOf, decoderForTraining, perplexity, requireCausalLM, shardedPerplexity } from './causal-lm.js';
-import type { EvalSplit, FinetuneArgs, MicroBatchLoss, TaskContext, TaskDefinition, TaskEval, TrainingTask } from './task.js';
+import { noteSkipped, type EvalSplit, type FinetuneArgs, type MicroBatchLoss, type TaskContext, type TaskDefinition, type TaskEval, type TrainingTask } from './task.js';
 import type { EvalPace } from './pace.js';
 
 interface SftData {
@@ -206,7 +206,7 @@ export class SftTask extends DecoderTask implements TrainingTask<number[]> {
       dataset: args.dataset, evalDataset: args.evalDataset, testDataset: args.testDataset, format: c.datasetFormat, textField: args.textField,
       onBadLine: args.onBadLine, seed: c.seed, validationFraction: args.validationFraction, maxTrain: args.maxTrain, maxEval: args.maxEval,
     });
-    if (splits.skipped.length) ctx.note(`skipped ${splits.skipped.length} bad record(s) (first: ${splits.skipped[0].file}:${splits.skipped[0].line}: ${splits.skipped[0].reason})`);
+    noteSkipped(ctx, splits.skipped, 'record');
     if (splits.train.some((e) => e.kind === 'conversation')) ctx.note(`chat template: ${template.origin}`);
     const maxLength = Math.min(c.maxLength, model.maxPositions ?? Infinity);
     const opts = { maxLength, completionOnlyLoss: c.completionOnlyLoss };

@@ -38,7 +38,7 @@ import type { ComputeDType } from '../tensor/precision.js';
 import type { ParamsInput } from '../optim/optimizer.js';
 import type { LoraModel } from '../peft/index.js';
 import type { TextEncoder } from '../models/classifier.js';
-import type { DatasetSpec, DatasetSplits } from '../data/index.js';
+import type { BadLine, DatasetSpec, DatasetSplits } from '../data/index.js';
 import type { DataParallel } from '../distributed/data-parallel.js';
 import type { TrainerConfig } from './config.js';
 import type { Callback, History, PreferenceRewards, StepLog, TaskMetrics } from './history.js';
@@ -63,6 +63,12 @@ export interface FinetuneArgs extends Partial<Omit<DatasetSpec, 'dataset'>> {
 
 /** The run's controls in FinetuneArgs; everything else is the dataset's (DatasetSpec's fields). */
 type RunControls = 'callbacks' | 'stopAfterSteps' | 'signal';
+
+/** Says how many bad lines (records) a run's data skipped under onBadLine 'skip', and the first one, file:line and why. */
+export function noteSkipped(ctx: Pick<TaskContext, 'note'>, skipped: readonly BadLine[], unit: 'line' | 'record', where = ''): void {
+  const f = skipped[0];
+  if (f) ctx.note(`skipped ${skipped.length} bad ${unit}(s)${where} (first: ${f.file}:${f.line}: ${f.reason})`);
+}
 
 /** FinetuneArgs without the run's controls: the dataset as `loadDataset` takes it (with `dataset` still possibly splits). */
 export function datasetArgs(args: FinetuneArgs): Omit<FinetuneArgs, RunControls> {

@@ -56,7 +56,8 @@ export function registerBench(program: Command): void {
       }
       const { runWorkload, WORKLOADS } = await import('../../bench/workloads.js');
       if (!WORKLOADS[workload]) throw new ConfigError(`unknown workload '${workload}'; expected one of ${Object.keys(WORKLOADS).join(', ')}`);
-      const isSft = workload.startsWith('gpt2-lora-sft') || workload === 'gpt2-lora-dpo' || workload === 'gpt2-lora-kto';
+      const { compare, defaultTorchScript, torchUnavailable, isDecoderTaskWorkload } = await import('../../bench/compare.js');
+      const isSft = isDecoderTaskWorkload(workload);
       if (isSft && (o.base !== 'none' || o.checkpointing)) throw new ConfigError(`--base and --checkpointing apply to the gpt2 and cls workloads; '${workload}' times task sft's step as configured by default`);
       if (o.torchAttention && !(isSft && o.vsTorch)) throw new ConfigError(`--torch-attention applies to the SFT workloads with --vs-torch`);
       if (o.vsTfjs) {
@@ -68,7 +69,6 @@ export function registerBench(program: Command): void {
         for (const r of recs) console.log(o.json ? JSON.stringify(r) : Object.entries(r).map(([k, v]) => `${k}=${v}`).join('  '));
         return;
       }
-      const { compare, defaultTorchScript, torchUnavailable } = await import('../../bench/compare.js');
       const { backend } = await import('../../backend/index.js');
       const script = o.torchScript ?? defaultTorchScript(workload);
       const why = torchUnavailable(script);

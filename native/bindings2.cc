@@ -36,14 +36,16 @@ KERNEL(Matmul) {
   UNDEF;
 }
 
-// matmulLowp(a f32, b Uint16Array(bf16)|Int8Array, out, isInt8, scales|null, batch, M, N, K, transA, transB, strideA,
-// alpha, beta): f32 activations times one low-precision weight, widened block by block (matmul.cc).
+// matmulLowp(a f32, b Uint16Array(bf16)|Int8Array(int8, or packed NF4 codes), out, kind (0 bf16, 1 int8, 2 nf4),
+// scales|null, batch, M, N, K, transA, transB, strideA, alpha, beta): f32 activations times one low-precision weight,
+// widened block by block (matmul.cc). int8: scales per stored row; nf4: absmax per 64 elements (required).
 KERNEL(MatmulLowp) {
   Args a(info, "matmulLowp", 14);
-  const bool i8 = a.flag(3);
+  const int64_t kind = a.integer(3);
+  a.need(kind <= 2, "kind must be 0 (bf16), 1 (int8) or 2 (nf4)");
   size_t na, nb, no, ns;
   const float* x = a.f32(0, &na);
-  const void* w = a.arr(1, i8 ? napi_int8_array : napi_uint16_array, &nb);
+  const void* w = a.arr(1, kind == 0 ? napi_uint16_array : napi_int8_array, &nb);
   float* o = a.f32(2, &no);
   const float* sc = a.f32(4, &ns, true);
   MatmulP p;
@@ -58,10 +60,15 @@ KERNEL(MatmulLowp) {
   a.need((int64_t)no >= p.batch * p.M * p.N, "out is smaller than batch*M*N");
   if (p.batch > 0 && p.K > 0) {
     a.need((int64_t)na >= (p.batch - 1) * p.strideA + p.M * p.K, "a is smaller than its (batch, M, K) view");
-    a.need((int64_t)nb >= p.K * p.N, "b is smaller than its (K, N) view");
-    if (sc) a.need((int64_t)ns >= (p.transB ? p.N : p.K), "scales has fewer entries than b has stored rows");
+    if (kind == 2) {
+      a.need((int64_t)nb >= (p.K * p.N + 1) / 2, "nf4 b holds fewer than K*N codes");
+      a.need(sc && (int64_t)ns >= (p.K * p.N + 63) / 64, "nf4 needs an absmax for every 64 elements of b");
+    } else {
+      a.need((int64_t)nb >= p.K * p.N, "b is smaller than its (K, N) view");
+      if (sc) a.need((int64_t)ns >= (p.transB ? p.N : p.K), "scales has fewer entries than b has stored rows");
+    }
   }
-  matmul_lowp(x, w, i8 ? LowpKind::i8 : LowpKind::bf16, sc, o, p);
+  matmul_lowp(x, w, kind == 0 ? LowpKind::bf16 : kind == 1 ? LowpKind::i8 : LowpKind::nf4, sc, o, p);
   UNDEF;
 }
 

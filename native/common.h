@@ -94,9 +94,10 @@ void matmul_bf16(const uint16_t* a, const uint16_t* b, float* out, const MatmulP
 // path, AMX's pre-filled outputs, a layout the primitive rejects): the caller multiplies densely and scatters.
 bool matmul_bf16_out_strided(const uint16_t* a, const uint16_t* b, float* out, const MatmulP& p, int64_t B, int64_t H,
                              const int64_t* os);
-enum class LowpKind { bf16, i8 };
+enum class LowpKind { bf16, i8, nf4 };
 // out = alpha * op(a) @ op(b) + beta * out for f32 a and one low-precision b (strideB ignored: b is shared by the
-// batch); i8 values are multiplied by scales[stored row] (null: 1) when widened.
+// batch); i8 values are multiplied by scales[stored row] (null: 1) when widened; nf4 codes (two per byte, high
+// nibble first) index the NF4 levels, times scales[element / 64] (the absmax of each block, src/backend/nf4.ts).
 void matmul_lowp(const float* a, const void* b, LowpKind kind, const float* scales, float* out, const MatmulP& p);
 const char* bf16_path();  // "onednn" or "sgemm"
 // The CPU runs AVX512-BF16 dot products (vdpbf16ps) and oneDNN may use them (ONEDNN_MAX_CPU_ISA below

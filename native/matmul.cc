@@ -403,7 +403,8 @@ void matmul_bf16_widened(const uint16_t* a, const uint16_t* b, float* out, const
 }
 
 // ---- f32 x low-precision weight ---------------------------------------------------------------------------------
-// The right operand is one stored matrix (bf16, or int8 with a scale per stored row) shared by the whole batch.
+// The right operand is one stored matrix (bf16, int8 with a scale per stored row, or NF4 codes with an absmax per 64
+// elements) shared by the whole batch.
 // It is widened to f32 a block of stored rows at a time (the right operand's scratch slot, 16 MiB), each block
 // multiplied by sgemm at once: stored rows are output columns when transB (y = x W^T: the block fills a column band
 // of out, ldc = N) and reduction rows otherwise (dx = g W: the products of the blocks accumulate, beta = 1 after the
@@ -428,6 +429,38 @@ static void widen_i8_rows(const int8_t* src, const float* scales, int64_t rows, 
   }
 }
 
+// NF4 (src/backend/nf4.ts): bitsandbytes' 16 levels; element e's value is kNf4[code(e)] * absmax[e / 64].
+static const float kNf4[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
+                               -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
+                               0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
+                               0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
+struct Nf4Pairs {  // the two levels of each byte (high nibble first), so a byte widens with one table load
+  float v[256][2];
+  Nf4Pairs() {
+    for (int b = 0; b < 256; b++) v[b][0] = kNf4[b >> 4], v[b][1] = kNf4[b & 15];
+  }
+};
+
+// dst[i] = value of element e0 + i for i < n, blocks of 64 split over the threads (each block one scale).
+static void widen_nf4(const uint8_t* q, const float* absmax, int64_t e0, int64_t n, float* dst) {
+  static const Nf4Pairs tab;
+  const int64_t e1 = e0 + n, b0 = e0 / 64, b1 = (e1 + 63) / 64;
+#pragma omp parallel for schedule(static) if (par(n))
+  for (int64_t blk = b0; blk < b1; blk++) {
+    const int64_t s = std::max(e0, blk * 64), t = std::min(e1, blk * 64 + 64);
+    const float sc = absmax[blk];
+    float* d = dst + (s - e0);
+    int64_t e = s;
+    if (e & 1) *d++ = kNf4[q[e >> 1] & 15] * sc, e++;  // an odd start: the low nibble of its byte
+    for (; e + 2 <= t; e += 2, d += 2) {
+      const float* pr = tab.v[q[e >> 1]];
+      d[0] = pr[0] * sc;
+      d[1] = pr[1] * sc;
+    }
+    if (e < t) *d = kNf4[q[e >> 1] >> 4] * sc;
+  }
+}
+
 void matmul_lowp(const float* a, const void* b, LowpKind kind, const float* scales, float* out, const MatmulP& p) {
   if (p.M == 0 || p.N == 0 || p.batch == 0) return;
   if (p.K == 0) {
@@ -443,8 +476,10 @@ void matmul_lowp(const float* a, const void* b, LowpKind kind, const float* scal
     const int64_t r1 = std::min(rowsB, r0 + block), nr = r1 - r0;
     if (kind == LowpKind::bf16) {
       bf16_to_f32_n((const uint16_t*)b + r0 * colsB, blockBuf, nr * colsB);  // stored rows are contiguous
-    } else {
+    } else if (kind == LowpKind::i8) {
       widen_i8_rows((const int8_t*)b + r0 * colsB, scales ? scales + r0 : nullptr, nr, colsB, blockBuf);
+    } else {
+      widen_nf4((const uint8_t*)b, scales, r0 * colsB, nr * colsB, blockBuf);
     }
     for (int64_t i = 0; i < p.batch; i++) {
       const float* ai = a + i * p.strideA;

@@ -15,6 +15,7 @@ import { PortableBackend } from '../src/backend/portable.js';
 import { hashUniform, Rng } from '../src/backend/rng.js';
 import { erf, erfc } from '../src/backend/portable/special.js';
 import { requireNative } from './helpers/ci.js';
+import { NF4_LEVELS } from '../src/backend/nf4.js';
 import { wasmBackendList } from './helpers/backends.js';
 import type { WasmBackend } from '../src/backend/wasm/backend.js';
 
@@ -539,8 +540,8 @@ for (const dtype of ['f32', 'bf16'] as const) {
   }
 }
 
-// matmulLowp: f32 activations against one bf16 or int8 weight (scales per stored row), widened in blocks of
-// 2^20 elements natively; the last two shapes span several blocks in each layout (output columns, reduction rows).
+// matmulLowp: f32 activations against one bf16, int8 (scales per stored row) or NF4 weight (absmax per 64 elements,
+// codes high nibble first), widened in blocks natively.
 const LOWP: (Omit<MM, 'strideB'>)[] = [
   { batch: 1, M: 3, N: 7, K: 5, transA: false, transB: true, strideA: 15, alpha: 1, beta: 0 },
   { batch: 1, M: 5, N: 6, K: 9, transA: false, transB: false, strideA: 45, alpha: 0.5, beta: 1 },
@@ -552,8 +553,14 @@ const LOWP: (Omit<MM, 'strideB'>)[] = [
   { batch: 1, M: 260, N: 37, K: 530, transA: false, transB: true, strideA: 0, alpha: 1, beta: 0 },
   { batch: 1, M: 260, N: 37, K: 530, transA: true, transB: false, strideA: 0, alpha: 1, beta: 0.5 },
 ];
-for (const bDtype of ['bf16', 'i8'] as const) {
-  for (const p of LOWP) {
+// NF4 only: 14,100 stored rows of 299 elements span the native kernel's 4M-float blocks, and its blocks of 14,027
+// rows start at odd elements (the low nibble of a byte)
+const LOWP_NF4: (Omit<MM, 'strideB'>)[] = [
+  { batch: 1, M: 2, N: 14100, K: 299, transA: false, transB: true, strideA: 0, alpha: 1, beta: 0 },
+  { batch: 1, M: 2, N: 299, K: 14100, transA: false, transB: false, strideA: 0, alpha: 1, beta: 0.5 },
+];
+for (const bDtype of ['bf16', 'i8', 'nf4'] as const) {
+  for (const p of bDtype === 'nf4' ? [...LOWP, ...LOWP_NF4] : LOWP) {
     const rows = p.transB ? p.N : p.K;
     add({
       kernel: 'matmulLowp', name: `${bDtype} b${p.batch} ${p.M}x${p.K}x${p.N}${p.transA ? ' tA' : ''}${p.transB ? ' tB' : ''} alpha=${p.alpha} beta=${p.beta}${p.strideA === 0 ? ' bcastA' : ''}`,
@@ -561,6 +568,11 @@ for (const bDtype of ['bf16', 'i8'] as const) {
         const out0 = randn(rng, p.batch * p.M * p.N);
         if (p.beta === 0) out0.fill(NaN);
         const a = randn(rng, (p.strideA === 0 ? 1 : p.batch) * p.M * p.K);
+        if (bDtype === 'nf4') {
+          const n = p.K * p.N;
+          const absmax = Float32Array.from(randn(rng, Math.ceil(n / 64), 0.05), Math.abs);
+          return { a, b: Int8Array.from(randInts(rng, Math.ceil(n / 2), -128, 127)), scales: absmax, out0 };
+        }
         const b: Uint16Array | Int8Array = bDtype === 'bf16' ? randBf16(rng, p.K * p.N) : Int8Array.from(randInts(rng, p.K * p.N, -127, 127));
         return { a, b, scales: bDtype === 'i8' ? randn(rng, rows, 0.01) : null, out0 };
       },
@@ -571,7 +583,9 @@ for (const bDtype of ['bf16', 'i8'] as const) {
       },
       ref: ({ a, b, scales, out0 }) => {
         const cols = p.transB ? p.K : p.N;
-        const val = (i: number) => (bDtype === 'bf16' ? bf16Value(b[i]) : Math.fround(scales![Math.floor(i / cols)] * b[i]));
+        const val = (i: number) => (bDtype === 'bf16' ? bf16Value(b[i])
+          : bDtype === 'nf4' ? Math.fround(NF4_LEVELS[(i % 2 === 0 ? (b[i >> 1] & 0xff) >> 4 : b[i >> 1] & 15)] * scales![Math.floor(i / 64)])
+          : Math.fround(scales![Math.floor(i / cols)] * b[i]));
         const out = new Float64Array(out0.length);
         for (let bi = 0; bi < p.batch; bi++) for (let i = 0; i < p.M; i++) for (let j = 0; j < p.N; j++) {
           let s2 = 0;

@@ -78,6 +78,24 @@ template <class TB, bool T> struct GetB {
   }
 };
 
+// An NF4 B (src/backend/nf4.ts): element e = its index in storage order (from `base`, the offset of this getter's
+// first column); the code is a nibble of byte e / 2 (high first), the value its level times the absmax of e / 64.
+constexpr float kNf4[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
+                            -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
+                            0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
+                            0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
+template <bool T> struct GetBNf4 {
+  const uint8_t* q;
+  const float* absmax;
+  size_t base;
+  int ld;
+  float operator()(int k, int j) const {
+    const size_t e = base + (T ? (size_t)j * ld + k : (size_t)k * ld + j);
+    const int byte = q[e >> 1];
+    return kNf4[(e & 1) ? byte & 15 : byte >> 4] * absmax[e >> 6];
+  }
+};
+
 // f32 operands packed 4 values at a time (the same values as pack_a / pack_b give): a stored-transposed A and a
 // plain B are copied a vector at a time, the other two layouts through 4x4 transposes.
 inline void transpose4(v128_t r0, v128_t r1, v128_t r2, v128_t r3, float* d, int stride) {
@@ -303,7 +321,10 @@ void sgemm(int tid, bool ta, bool tb, int M, int N, int K, float alpha, const fl
 // ---- the Backend's matmul: batched, f32 or bf16 operands, and f32 A times a bf16 / int8 B with row scales ----
 
 namespace {
-enum BKind { BK_F32 = 0, BK_BF16 = 1, BK_I8 = 2 };
+enum BKind { BK_F32 = 0, BK_BF16 = 1, BK_I8 = 2, BK_NF4 = 3 };
+struct Nf4Tag {};
+template <class T> constexpr bool kIsNf4 = false;
+template <> constexpr bool kIsNf4<Nf4Tag> = true;
 struct MatmulTask {
   const void* a;
   const void* b;
@@ -323,9 +344,17 @@ struct MatmulTask {
 // Calls f(getter of op(B)'s columns from j0 on) for batch item bi.
 template <class TB, class F>
 void with_b(const MatmulTask& t, int bi, int j0, const F& f) {
+  if constexpr (kIsNf4<TB>) {  // one stored matrix (no batch stride); scales = absmax per 64
+    const uint8_t* q = (const uint8_t*)t.b;
+    if (t.tb) f(GetBNf4<true>{q, t.scales, (size_t)j0 * t.K, t.K});
+    else f(GetBNf4<false>{q, t.scales, (size_t)j0, t.N});
+    return;
+  }
+  else {
   const TB* B = (const TB*)t.b + (size_t)bi * t.strideB;
   if (t.tb) f(GetB<TB, true>{B + (size_t)j0 * t.K, t.K, t.scales ? t.scales + j0 : nullptr});
   else f(GetB<TB, false>{B + j0, t.N, t.scales});
+  }
 }
 
 // One batch item's rows [i0, i1) x columns [j0, j1) on thread tid's buffers.
@@ -349,6 +378,7 @@ void dispatch(int tid, const MatmulTask& t, int bi, int i0, int i1, int j0, int 
   if (t.aBf16) part<uint16_t, uint16_t>(tid, t, bi, i0, i1, j0, j1);
   else if (t.bKind == BK_BF16) part<float, uint16_t>(tid, t, bi, i0, i1, j0, j1);
   else if (t.bKind == BK_I8) part<float, int8_t>(tid, t, bi, i0, i1, j0, j1);
+  else if (t.bKind == BK_NF4) part<float, Nf4Tag>(tid, t, bi, i0, i1, j0, j1);
   else part<float, float>(tid, t, bi, i0, i1, j0, j1);
 }
 
@@ -382,6 +412,7 @@ void prepack_task(void* ctx, int, int) {
   for (int w; (w = t.panels.take()) >= 0;) {
     if (t.aBf16 || t.bKind == BK_BF16) prepack_item<uint16_t>(t, pre, w);
     else if (t.bKind == BK_I8) prepack_item<int8_t>(t, pre, w);
+    else if (t.bKind == BK_NF4) prepack_item<Nf4Tag>(t, pre, w);
     else prepack_item<float>(t, pre, w);
   }
 }
@@ -397,7 +428,8 @@ EXPORT(ag_gemm_init) void ag_gemm_init(int threads) {
 }
 
 // out = alpha * op(a) @ op(b) + beta * out, batched (see MatmulArgs / MatmulLowpArgs in src/backend/backend.ts).
-// aBf16: a (and b, when bKind is 1) hold bf16 bits; bKind 0 f32, 1 bf16, 2 int8 (times scales[stored row]).
+// aBf16: a (and b, when bKind is 1) hold bf16 bits; bKind 0 f32, 1 bf16, 2 int8 (times scales[stored row]), 3 NF4
+// (packed codes, scales = the absmax of every 64 elements).
 // bias: null, or (N) added to every row (then beta is 0): out starts as the bias and the product accumulates onto it.
 EXPORT(ag_matmul) void ag_matmul(const void* a, const void* b, float* out, int aBf16, int bKind, const float* scales,
                                  int batch, int M, int N, int K, int ta, int tb, int strideA, int strideB, float alpha,

@@ -72,14 +72,16 @@ export function prefillBias<T extends MatmulArgs>(m: T): T {
 /**
  * f32 activations times one low-precision weight: `a` as in MatmulArgs (f32), `b` a single stored matrix shared
  * by the batch (no batch stride), bf16 bits or int8 values with one f32 scale per stored row (per output channel
- * of a (out, in) weight, whether or not it is read transposed). The kernel widens b in blocks, never all at once.
+ * of a (out, in) weight, whether or not it is read transposed), or NF4 codes (src/backend/nf4.ts: two per byte of
+ * an Int8Array read as unsigned, one f32 absmax per 64 elements in storage order). The kernel widens b in blocks,
+ * never all at once.
  * It takes no bias (the CPU kernels have no epilogue for one): callers start `out` as the bias and accumulate (beta = 1),
  * as `gemm` in src/tensor/ops/linalg.ts does; a `bias` passed anyway is refused.
  */
 export interface MatmulLowpArgs extends Omit<MatmulArgs, 'b' | 'dtype' | 'strideB' | 'bias'> {
   b: Uint16Array | Int8Array;
-  bDtype: 'bf16' | 'i8';
-  /** Per stored row of b (i8 only; null = 1). */
+  bDtype: 'bf16' | 'i8' | 'nf4';
+  /** i8: per stored row of b (null = 1); nf4: the absmax of each block of 64 stored elements (required). */
   scales: Float32Array | null;
 }
 

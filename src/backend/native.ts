@@ -41,7 +41,8 @@ interface Addon {
   matmul(a: Float32Array | Uint16Array, b: Float32Array | Uint16Array, out: Float32Array, bf16: boolean, batch: number,
     M: number, N: number, K: number, transA: boolean, transB: boolean, strideA: number, strideB: number, alpha: number,
     beta: number, bias: Float32Array | null): void;
-  matmulLowp(a: Float32Array, b: Uint16Array | Int8Array, out: Float32Array, i8: boolean, scales: Float32Array | null,
+  /** kind: 0 bf16, 1 int8, 2 nf4 (packed codes in an Int8Array). */
+  matmulLowp(a: Float32Array, b: Uint16Array | Int8Array, out: Float32Array, kind: number, scales: Float32Array | null,
     batch: number, M: number, N: number, K: number, transA: boolean, transB: boolean, strideA: number, alpha: number,
     beta: number): void;
   softmax(x: Float32Array, rows: number, cols: number, out: Float32Array, log: boolean): void;
@@ -97,6 +98,7 @@ const BINARY: Record<BinaryOp, number> = {
 };
 const REDUCE: Record<ReduceOp, number> = { sum: 0, max: 1, min: 2 };
 const DTYPE: Record<DType, number> = { f32: 0, bf16: 1, f16: 2, i32: 3, i8: 4 };
+const LOWP_KIND: Record<MatmulLowpArgs['bDtype'], number> = { bf16: 0, i8: 1, nf4: 2 };
 
 function code<K extends string>(table: Record<K, number>, key: K, kernel: string): number {
   const c = table[key];
@@ -273,9 +275,10 @@ class NativeBackend implements Backend {
       m.alpha, m.beta, m.bias ?? null);
   }
   matmulLowp(m: MatmulLowpArgs): void {
-    if (m.bDtype !== 'bf16' && m.bDtype !== 'i8') throw new Error(`matmulLowp: bDtype must be 'bf16' or 'i8'; got '${m.bDtype as string}'`);
+    const kind = LOWP_KIND[m.bDtype];
+    if (kind === undefined) throw new Error(`matmulLowp: bDtype must be 'bf16', 'i8' or 'nf4'; got '${m.bDtype as string}'`);
     if ((m as { bias?: unknown }).bias) throw new Error('matmulLowp: takes no bias (start out as the bias and pass beta = 1)');
-    this.a.matmulLowp(m.a as Float32Array, m.b, m.out, m.bDtype === 'i8', m.scales, m.batch, m.M, m.N, m.K, m.transA, m.transB,
+    this.a.matmulLowp(m.a as Float32Array, m.b, m.out, kind, m.scales, m.batch, m.M, m.N, m.K, m.transA, m.transB,
       m.strideA, m.alpha, m.beta);
   }
 

@@ -6,6 +6,7 @@
  * GFLOP/s single-threaded in V8, about twice a loop-reordered (i, k, j) row-update kernel.
  */
 import type { MatmulArgs, MatmulLowpArgs } from '../backend.js';
+import { nf4Blocks, nf4Bytes, widenNf4 } from '../nf4.js';
 import { cast } from './cast.js';
 
 const PANEL_BYTES = 256 * 1024; // Bt rows per panel: as many as fit in this
@@ -120,7 +121,7 @@ export function matmul(args: MatmulArgs): void {
 }
 
 /**
- * f32 a times one bf16 or int8 b (scales per stored row). The portable backend widens b whole and reuses
+ * f32 a times one bf16, int8 (scales per stored row) or NF4 b (absmax per 64 elements). The portable backend widens b whole and reuses
  * `matmul` (it is the reference the native kernel's blocked widening is tested against, not a memory path).
  */
 export function matmulLowp(args: MatmulLowpArgs): void {
@@ -137,8 +138,20 @@ export function matmulLowp(args: MatmulLowpArgs): void {
       const s = scales ? scales[r] : 1;
       for (let c = 0; c < cols; c++) wide[r * cols + c] = s * b[r * cols + c];
     }
+  } else if (bDtype === 'nf4') {
+    if (!(b instanceof Int8Array)) throw new TypeError(`matmulLowp: bDtype 'nf4' expects an Int8Array b (packed codes)`);
+    checkNf4(b, scales, rows * cols);
+    widenNf4(b, scales!, 0, rows * cols, wide);
   } else {
-    throw new Error(`matmulLowp: bDtype must be 'bf16' or 'i8'; got '${bDtype as string}'`);
+    throw new Error(`matmulLowp: bDtype must be 'bf16', 'i8' or 'nf4'; got '${bDtype as string}'`);
   }
   matmul({ ...args, b: wide, dtype: 'f32', strideB: 0 });
+}
+
+/** Refuses NF4 operands too short for n elements (the packed codes and the absmax blocks). */
+export function checkNf4(b: Int8Array, absmax: Float32Array | null, n: number): void {
+  if (b.length < nf4Bytes(n)) throw new RangeError(`matmulLowp: nf4 b has ${b.length} bytes; ${n} elements need ${nf4Bytes(n)}`);
+  if (!absmax || absmax.length < nf4Blocks(n)) {
+    throw new RangeError(`matmulLowp: nf4 needs ${nf4Blocks(n)} absmax values (one per 64 elements); got ${absmax ? absmax.length : 'none'}`);
+  }
 }

@@ -4,6 +4,8 @@
  * exists. Kernels without a wasm implementation run the portable TypeScript ones, so the backend is complete.
  * This file has no Node-only imports: the loader (node.ts, or a browser one) instantiates the module.
  */
+import { checkNf4 } from '../portable/matmul.js';
+import { nf4Bytes } from '../nf4.js';
 import type {
   AdamWArgs, AttentionShape, Backend, BinaryOp, DType, MatmulArgs, MatmulLowpArgs, ReduceOp, SGDArgs, Storage, UnaryOp,
 } from '../backend.js';
@@ -64,6 +66,9 @@ function checkAttention(s: AttentionShape, q: Float32Array, k: Float32Array, v: 
 function shapeInts(s: AttentionShape): number[] {
   return [s.B, s.H, s.Hkv, s.Tq, s.Tk, s.D, s.Dv, ...s.qStrides, ...s.kStrides, ...s.vStrides, ...s.outStrides, s.causal ? 1 : 0];
 }
+
+/** ag_matmul's bKind of each low-precision weight dtype. */
+const LOWP_KIND: Record<MatmulLowpArgs['bDtype'], number> = { bf16: 1, i8: 2, nf4: 3 };
 
 export class WasmBackend implements Backend {
   readonly name = 'wasm' as const;
@@ -165,31 +170,41 @@ export class WasmBackend implements Backend {
     this.product(m, m.b, bf16 ? 1 : 0, null, m.strideB, m.bias ?? null);
   }
   matmulLowp(m: MatmulLowpArgs): void {
-    if (m.bDtype !== 'bf16' && m.bDtype !== 'i8') throw new Error(`matmulLowp: bDtype must be 'bf16' or 'i8'; got '${m.bDtype as string}'`);
+    const kind = LOWP_KIND[m.bDtype];
+    if (kind === undefined) throw new Error(`matmulLowp: bDtype must be 'bf16', 'i8' or 'nf4'; got '${m.bDtype as string}'`);
     if ((m as { bias?: unknown }).bias) throw new Error('matmulLowp: takes no bias (start out as the bias and pass beta = 1)');
     if (m.bDtype === 'bf16' && !(m.b instanceof Uint16Array)) throw new TypeError(`matmulLowp: bDtype 'bf16' expects a Uint16Array b`);
-    if (m.bDtype === 'i8' && !(m.b instanceof Int8Array)) throw new TypeError(`matmulLowp: bDtype 'i8' expects an Int8Array b`);
+    if (m.bDtype !== 'bf16' && !(m.b instanceof Int8Array)) throw new TypeError(`matmulLowp: bDtype '${m.bDtype}' expects an Int8Array b`);
     if (!(m.a instanceof Float32Array)) throw new TypeError('matmulLowp: a must be a Float32Array');
     if (m.M === 0 || m.N === 0 || m.batch === 0) return;
+    if (m.bDtype === 'nf4') {
+      checkNf4(m.b as Int8Array, m.scales, m.K * m.N);
+      this.product({ ...m, dtype: 'f32' }, m.b, kind, m.scales, 0, null, nf4Bytes(m.K * m.N));
+      return;
+    }
     const rows = m.transB ? m.N : m.K;
     if (m.scales && m.scales.length < rows) throw new RangeError(`matmulLowp: scales has ${m.scales.length} elements; b has ${rows} stored rows`);
-    this.product({ ...m, dtype: 'f32' }, m.b, m.bDtype === 'i8' ? 2 : 1, m.bDtype === 'i8' ? m.scales : null, 0);
+    this.product({ ...m, dtype: 'f32' }, m.b, kind, m.bDtype === 'i8' ? m.scales : null, 0);
   }
 
-  /** Checks sizes, places the operands and runs ag_matmul. bKind: 0 f32, 1 bf16, 2 int8. */
+  /**
+   * Checks sizes, places the operands and runs ag_matmul. bKind: 0 f32, 1 bf16, 2 int8, 3 nf4 (then `bLength`, the
+   * bytes of its packed codes, replaces the element count).
+   */
   private product(m: Omit<MatmulArgs, 'b' | 'strideB'>, b: Float32Array | Uint16Array | Int8Array, bKind: number,
-    scales: Float32Array | null, strideB: number, bias: Float32Array | null = null): void {
+    scales: Float32Array | null, strideB: number, bias: Float32Array | null = null, bLength?: number): void {
     const { a, out, batch, M, N, K } = m;
     const need = (what: string, have: number, want: number) => {
       if (have < want) throw new RangeError(`matmul: ${what} has ${have} elements; (batch ${batch}, M ${M}, N ${N}, K ${K}) needs ${want}`);
     };
     need('a', a.length, extent(batch, m.strideA, M * K));
-    need('b', b.length, extent(batch, strideB, K * N));
+    const nb = bLength ?? extent(batch, strideB, K * N);
+    need('b', b.length, nb);
     need('out', out.length, batch * M * N);
     const w = this.w;
     w.reset();
     const pa = w.put(a.subarray(0, extent(batch, m.strideA, M * K)));
-    const pb = w.put(b.subarray(0, extent(batch, strideB, K * N)));
+    const pb = w.put(b.subarray(0, nb));
     const ps = w.putOpt(scales), pbias = bias ? w.put(bias.subarray(0, N)) : 0;
     const size = batch * M * N;
     const po = m.beta !== 0 ? w.put(out.subarray(0, size)) : w.reserve(size * 4);

@@ -230,5 +230,6 @@ export function matmul(ctx: GpuContext, args: Omit<DeviceArg<MatmulArgs>, 'dtype
 }
 
 export function matmulLowp(ctx: GpuContext, args: DeviceArg<MatmulLowpArgs>): void {
+  if (args.bDtype === 'nf4') throw new Error('matmulLowp: NF4 weights are not multiplied on the GPU');
   launch(ctx, { ...args, aType: 'f32', bType: args.bDtype, scales: args.bDtype === 'i8' ? args.scales : null, strideB: 0 });
 }

@@ -108,6 +108,7 @@ export class WebGpuTensorBackend implements Backend {
   }
   matmulLowp(a: MatmulLowpArgs): void {
     if ((a as { bias?: unknown }).bias) throw new Error('matmulLowp: takes no bias (start out as the bias and pass beta = 1)');
+    if (a.bDtype === 'nf4') throw new Error(`matmulLowp: NF4 weights are multiplied by the CPU backends (native, wasm, portable), not on the GPU; use 'bf16' or 'i8' here`);
     this.gpu.matmulLowp({ ...a, a: this.in(a.a), b: this.in(a.b, a.bDtype), scales: this.inN(a.scales), out: this.out(a.out, 'matmulLowp', 'out') });
   }
 

@@ -1,18 +1,20 @@
 /**
- * Low-precision frozen base weights (QLoRA's idea on this hardware): frozen Linear weights kept in bf16, or as
- * int8 weight-only with one absmax scale per output channel, while LoRA adapters train in f32 on top. Products
- * against either widen the weight a block of rows at a time inside the kernel (forward and backward), so no
- * f32 copy of a frozen weight is ever made and the resident base is 2 or 1 byte per weight.
+ * Low-precision frozen base weights (QLoRA): frozen Linear weights kept in bf16, as int8 weight-only with one
+ * absmax scale per output channel, or as QLoRA's 4-bit NormalFloat (NF4, bitsandbytes' format, optionally with
+ * double-quantised absmaxes), while LoRA adapters train in f32 on top. Products against any of them widen the
+ * weight a block of rows at a time inside the kernel (forward and backward), so no f32 copy of a frozen weight is
+ * ever made and the resident base is 2, 1 or about 0.52 bytes per weight.
  */
 import { Module } from '../nn/module.js';
 import { Embedding, Linear } from '../nn/layers.js';
 import { Tensor } from '../tensor/tensor.js';
 import { markModified } from '../tensor/versions.js';
 import { backend } from '../backend/index.js';
-import { linear, linearInt8 } from '../tensor/ops/linalg.js';
+import { linear, linearInt8, linearNf4 } from '../tensor/ops/linalg.js';
 import { ConfigError, IndexError } from '../errors.js';
+import { dequantizeAbsmax, dequantizeNf4, quantizeAbsmax, quantizeNf4 } from './nf4.js';
 
-export type BaseQuantization = 'bf16' | 'int8';
+export type BaseQuantization = 'bf16' | 'int8' | 'nf4';
 
 /** Per-row absmax int8 quantisation of a (out, in) f32 weight. */
 export function quantizeInt8(w: Tensor): { q: Tensor; scales: Tensor } {
@@ -79,6 +81,82 @@ export class Int8Linear extends Module {
   /** y = x W^T + b with the int8 weight widened block by block inside the product (forward and backward). */
   forward(x: Tensor): Tensor {
     return linearInt8(x, this.weight, this.scales, this.bias);
+  }
+}
+
+/**
+ * A frozen Linear in QLoRA's NF4 (bitsandbytes' `Linear4bit` with quant_type 'nf4', blocksize 64): `weight` holds
+ * the packed 4-bit codes (an i8 tensor of ceil(out * in / 2) bytes), `absmax` one f32 per 64 elements, or with
+ * double quantisation (`bnb_4bit_use_double_quant`) 8-bit codes of them (`absmax`, i8) with `nested_absmax` (one f32
+ * per 256) and `nested_offset`; the bias stays f32. Its products widen the codes block by block inside the CPU
+ * kernels; a double-quantised absmax is expanded for each product and dropped after it.
+ */
+export class Nf4Linear extends Module {
+  weight: Tensor;
+  absmax: Tensor;
+  nestedAbsmax: Tensor | null;
+  nestedOffset: Tensor | null;
+  bias: Tensor | null;
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+
+  constructor(outFeatures: number, inFeatures: number, w: Float32Array, bias: Tensor | null, doubleQuant: boolean, what = 'weight') {
+    super();
+    this.outFeatures = outFeatures;
+    this.inFeatures = inFeatures;
+    const { codes, absmax } = quantizeNf4(w, what);
+    this.weight = this.param('weight', new Tensor(codes, 'i8', [codes.length]), false);
+    if (doubleQuant) {
+      const q = quantizeAbsmax(absmax);
+      this.absmax = this.param('absmax', new Tensor(q.codes, 'i8', [q.codes.length]), false);
+      this.nestedAbsmax = this.param('nested_absmax', new Tensor(q.absmax, 'f32', [q.absmax.length]), false);
+      this.nestedOffset = this.param('nested_offset', new Tensor(Float32Array.of(q.offset), 'f32', [1]), false);
+    } else {
+      this.absmax = this.param('absmax', new Tensor(absmax, 'f32', [absmax.length]), false);
+      this.nestedAbsmax = this.nestedOffset = null;
+    }
+    this.bias = bias ? this.param('bias', bias, false) : null;
+  }
+
+  static fromLinear(l: Linear, doubleQuant: boolean, what?: string): Nf4Linear {
+    return new Nf4Linear(l.outFeatures, l.inFeatures, l.weight.to('f32').f32(), l.bias, doubleQuant, what);
+  }
+
+  get doubleQuant(): boolean {
+    return this.nestedAbsmax !== null;
+  }
+
+  /** The f32 absmax of every 64 elements (the stored one, or a fresh expansion of the double-quantised state). */
+  blockAbsmax(): Tensor {
+    if (!this.nestedAbsmax) return this.absmax;
+    const out = dequantizeAbsmax({ codes: this.absmax.storage as Int8Array, absmax: this.nestedAbsmax.f32(), offset: this.nestedOffset!.f32()[0] });
+    return new Tensor(out, 'f32', [out.length]);
+  }
+
+  denseWeight(): Tensor {
+    const w = dequantizeNf4(this.weight.storage as Int8Array, this.blockAbsmax().f32(), this.outFeatures * this.inFeatures);
+    return new Tensor(w, 'f32', [this.outFeatures, this.inFeatures]);
+  }
+
+  /** Re-quantises an f32 weight into this layer (same double quantisation); returns the max abs error introduced. */
+  storeWeight(w: Tensor): number {
+    const fresh = new Nf4Linear(this.outFeatures, this.inFeatures, w.to('f32').f32(), null, this.doubleQuant);
+    const pairs: [Tensor | null, Tensor | null][] = [[this.weight, fresh.weight], [this.absmax, fresh.absmax],
+      [this.nestedAbsmax, fresh.nestedAbsmax], [this.nestedOffset, fresh.nestedOffset]];
+    for (const [mine, theirs] of pairs) {
+      if (!mine || !theirs) continue;
+      (mine.storage as Float32Array | Int8Array).set(theirs.storage as Float32Array & Int8Array);
+      markModified(mine);
+    }
+    const back = this.denseWeight().f32(), want = w.f32();
+    let err = 0;
+    for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(back[i] - want[i]));
+    return err;
+  }
+
+  /** y = x W^T + b with the NF4 weight widened block by block inside the product (forward and backward). */
+  forward(x: Tensor): Tensor {
+    return linearNf4(x, this.weight, this.nestedAbsmax ? () => this.blockAbsmax() : this.absmax, [this.outFeatures, this.inFeatures], this.bias);
   }
 }
 
@@ -150,12 +228,19 @@ export function tiedHeadLinear(h: Tensor, table: Module & { weight: Tensor }): T
   return linear(h, table.weight, null);
 }
 
+/** Bytes a module's own tensors take. */
+const moduleBytes = (m: Module): number => [...m.namedParameters()].reduce((n, [, t]) => n + t.nbytes, 0);
+
 /**
- * Moves the frozen Linear weights of `model` to bf16 storage or int8 (weight-only). Layers under LoRA are
- * converted in their `base_layer`; modules named in `skip` (a task head) and trainable weights stay f32.
+ * Moves the frozen Linear weights of `model` to bf16 storage, int8 (weight-only) or NF4 (QLoRA). Layers under LoRA
+ * are converted in their `base_layer`; modules named in `skip` (a task head) and trainable weights stay f32. Frozen
+ * embedding tables go to bf16 (int8 with a scale per row in mode 'int8'). In mode 'nf4', as transformers'
+ * 4-bit loading does, a frozen output layer (`lm_head`) is kept in bf16 rather than 4 bits; `doubleQuant` (default
+ * true, QLoRA's setting) double-quantises the NF4 absmaxes.
  */
-export function quantizeBase(model: Module, mode: BaseQuantization, opts: { skip?: string[] } = {}): { layers: number; embeddings: number; bytesBefore: number; bytesAfter: number } {
-  if (mode !== 'bf16' && mode !== 'int8') throw new ConfigError(`base quantization must be 'bf16' or 'int8'; got '${mode as string}'`);
+export function quantizeBase(model: Module, mode: BaseQuantization, opts: { skip?: string[]; doubleQuant?: boolean } = {}): { layers: number; embeddings: number; bytesBefore: number; bytesAfter: number } {
+  if (mode !== 'bf16' && mode !== 'int8' && mode !== 'nf4') throw new ConfigError(`base quantization must be 'bf16', 'int8' or 'nf4'; got '${mode as string}'`);
+  if (opts.doubleQuant !== undefined && mode !== 'nf4') throw new ConfigError(`doubleQuant applies to base quantization 'nf4', not '${mode}'`);
   const skip = opts.skip ?? [];
   const modules = new Map(model.namedModules());
   let layers = 0, embeddings = 0, bytesBefore = 0, bytesAfter = 0;
@@ -180,15 +265,19 @@ export function quantizeBase(model: Module, mode: BaseQuantization, opts: { skip
     if (!(m instanceof Linear) || path.includes('lora_')) continue;
     if (m.weight.requiresGrad) continue; // trainable (full fine-tune or a head): keep f32 master weights
     bytesBefore += m.weight.nbytes;
-    if (mode === 'bf16') {
+    const dot = path.lastIndexOf('.');
+    const parent = modules.get(dot < 0 ? '' : path.slice(0, dot)) as Module;
+    if (mode === 'bf16' || (mode === 'nf4' && /(^|\.)lm_head$/.test(path))) {
       if (m.weight.dtype !== 'bf16') m.replaceParam('weight', m.weight.to('bf16'));
       bytesAfter += m.weight.nbytes;
-    } else {
+    } else if (mode === 'int8') {
       const q = Int8Linear.fromLinear(m);
-      const dot = path.lastIndexOf('.');
-      const parent = modules.get(dot < 0 ? '' : path.slice(0, dot)) as Module;
       parent.setChild(path.slice(dot + 1), q);
       bytesAfter += q.weight.nbytes + q.scales.nbytes;
+    } else {
+      const q = Nf4Linear.fromLinear(m, opts.doubleQuant ?? true, `the weight of '${path}'`);
+      parent.setChild(path.slice(dot + 1), q);
+      bytesAfter += moduleBytes(q) - (q.bias ? q.bias.nbytes : 0);
     }
     layers++;
   }

@@ -9,7 +9,7 @@ export { gradcheck, type GradcheckOptions, type GradcheckResult } from './gradch
 export { add, sub, mul, div, pow, maximum, minimum, where, cast, unary, affine, toTensor } from './ops/elementwise.js';
 export { sum, mean, max, min, variance, argmax, sumTo } from './ops/reduce.js';
 export { reshape, permute, transpose, slice, split, concat, stack, expand, unsqueeze, squeeze, contiguous } from './ops/movement.js';
-export { matmul, linear, addLinear, linearInt8 } from './ops/linalg.js';
+export { matmul, linear, addLinear, linearInt8, linearNf4 } from './ops/linalg.js';
 export { linearCrossEntropy, type LinearCrossEntropyOptions } from './ops/linear-ce.js';
 export {
   softmax, logSoftmax, layerNorm, rmsNorm, embedding, dropout, crossEntropy, maskedFill, causalMask,

@@ -11,7 +11,7 @@ import { copyInto } from '../../tensor/creation.js';
 import { AutoGLMError, ConfigError } from '../../errors.js';
 import { type LoraConfig, type LoraConfigInput, loraConfig, patternValue } from './config.js';
 import { LoraEmbedding, LoraLinear, type AdapterSpec, type LoraLayer } from './layer.js';
-import { Int8Linear } from '../quant.js';
+import { Int8Linear, Nf4Linear } from '../quant.js';
 import type { ParamsInput } from '../../optim/optimizer.js';
 
 /** Names never targeted by 'all-linear' (output heads), as PEFT excludes the output layer. */
@@ -26,7 +26,7 @@ const OUTPUT_HEADS = ['lm_head', 'head', 'classifier', 'score', 'cls'];
 const DEFAULT_TARGETS = [['qkv'], ['c_attn'], ['q_proj', 'v_proj'], ['query', 'value'], ['query_key_value']];
 
 function defaultTargets(model: Module): string[] {
-  const linears = [...model.namedModules()].filter(([, m]) => m instanceof Linear || m instanceof Int8Linear).map(([p]) => p);
+  const linears = [...model.namedModules()].filter(([, m]) => m instanceof Linear || m instanceof Int8Linear || m instanceof Nf4Linear).map(([p]) => p);
   return DEFAULT_TARGETS.find((set) => linears.some((p) => matchesTarget(p, set, []))) ?? DEFAULT_TARGETS[0];
 }
 
@@ -106,7 +106,7 @@ export class LoraModel {
     const adapted: string[] = [];
     let injected = 0;
     for (const [path, m] of modules) {
-      if (path === '' || !(m instanceof Linear || m instanceof Int8Linear || m instanceof Embedding || m instanceof LoraLinear || m instanceof LoraEmbedding)) continue;
+      if (path === '' || !(m instanceof Linear || m instanceof Int8Linear || m instanceof Nf4Linear || m instanceof Embedding || m instanceof LoraLinear || m instanceof LoraEmbedding)) continue;
       if (path.includes('.base_layer') || path.includes('lora_')) continue;
       if (!matchesTarget(path, c.targetModules, c.modulesToSave)) continue;
       // 'all-linear' means Linear layers only (PEFT's meaning); embeddings are adapted only when named
@@ -118,7 +118,7 @@ export class LoraModel {
       let layer: LoraLayer;
       if (m instanceof LoraLinear || m instanceof LoraEmbedding) layer = m;
       else {
-        layer = m instanceof Embedding ? new LoraEmbedding(m) : new LoraLinear(m as Linear | Int8Linear);
+        layer = m instanceof Embedding ? new LoraEmbedding(m) : new LoraLinear(m as Linear | Int8Linear | Nf4Linear);
         const dot = path.lastIndexOf('.');
         const parent = modules.get(dot < 0 ? '' : path.slice(0, dot)) as Module;
         parent.setChild(path.slice(dot + 1), layer);

@@ -17,8 +17,11 @@ import { sumTo } from './reduce.js';
 /** A matrix operand as the kernel reads it: logical (rows, cols), stored transposed when `trans`. */
 export interface Operand {
   buf: Float32Array | Uint16Array | Int8Array;
-  /** 'i8' only for a quantised weight (`linearInt8`), with one scale per stored row. */
-  dtype: 'f32' | 'bf16' | 'i8';
+  /**
+   * 'i8' only for a quantised weight (`linearInt8`), with one scale per stored row; 'nf4' only for a 4-bit one
+   * (`linearNf4`: packed codes, `scales` = the absmax of every 64 elements).
+   */
+  dtype: 'f32' | 'bf16' | 'i8' | 'nf4';
   scales?: Float32Array;
   rows: number;
   cols: number;
@@ -147,15 +150,15 @@ function roundF16(src: Float32Array): Float32Array {
  * mixed dtypes are brought to f32.
  */
 export function gemm(a: Operand, b: Operand, batch: number, out: Float32Array, alpha = 1, beta = 0, bias: Float32Array | null = null): Float32Array {
-  if (bias && (a.dtype !== b.dtype || a.dtype === 'i8')) {
+  if (bias && a.dtype !== b.dtype) {
     // the mixed-dtype kernels take no bias: out starts as it, the product accumulates (beta = 1)
     backend().stridedCopy(bias, [batch * a.rows, b.cols], [0, 1], out);
     bias = null;
     beta = 1;
   }
-  // an int8 weight meets f32 activations: a bf16 one (an activation made in bf16 for its product) is widened first
+  // an int8 or NF4 weight meets f32 activations: a bf16 one (an activation made in bf16 for its product) is widened first
   const a0 = a, b0 = b;
-  if (b.dtype === 'i8' && a.dtype === 'bf16') a = widened(a);
+  if ((b.dtype === 'i8' || b.dtype === 'nf4') && a.dtype === 'bf16') a = widened(a);
   if (a.dtype === 'f32' && b.dtype !== 'f32' && (batch === 1 || b.batchStride === 0)) {
     backend().matmulLowp({
       a: a.buf as Float32Array, b: b.buf as Uint16Array | Int8Array, bDtype: b.dtype, scales: b.scales ?? null, out, batch,
@@ -181,7 +184,7 @@ export function gemm(a: Operand, b: Operand, batch: number, out: Float32Array, a
 /** A bf16 operand widened to f32 (exact); f32 ones pass; int8 ones are refused (they take the low-precision kernels). */
 function widened(o: Operand): Operand {
   if (o.dtype === 'f32') return o;
-  if (o.dtype === 'i8') throw new DTypeError(`an int8 weight multiplies only f32 activations, one matrix at a time`);
+  if (o.dtype === 'i8' || o.dtype === 'nf4') throw new DTypeError(`an ${o.dtype === 'i8' ? 'int8' : 'NF4'} weight multiplies only f32 activations, one matrix at a time`);
   const f = uninitF32(o.buf.length);
   backend().cast(o.buf, 'bf16', f, 'f32');
   return { ...o, buf: f, dtype: 'f32', fresh: false };
@@ -413,6 +416,17 @@ export function int8Operand(q: Tensor, scales: Tensor): Operand {
 }
 
 /**
+ * An NF4 (out, in) weight as a matrix operand: `codes` its packed 4-bit codes (an i8 tensor of ceil(out * in / 2)
+ * bytes, read as unsigned; src/backend/nf4.ts), `absmax` one f32 per 64 elements in storage order.
+ */
+export function nf4Operand(codes: Tensor, absmax: Tensor, nOut: number, nIn: number): Operand {
+  return {
+    buf: (codes.storage as Int8Array).subarray(codes.offset, codes.offset + codes.size), dtype: 'nf4', scales: absmax.f32(),
+    rows: nOut, cols: nIn, trans: false, batchStride: nOut * nIn,
+  };
+}
+
+/**
  * y = x @ dequant(q)^T + b for an int8 weight q (out, in) with one f32 scale per output channel: the product of
  * a frozen quantised Linear (QLoRA's idea). The weight is widened block by block inside the kernel, forward and
  * backward alike, so it stays 1 byte per element in memory. Gradients flow to x and to a trainable bias only.
@@ -422,27 +436,62 @@ export function linearInt8(x: Tensor, q: Tensor, scales: Tensor, b: Tensor | nul
   if (q.dtype !== 'i8' || q.ndim !== 2 || !q.isContiguous) {
     throw new DTypeError(`Argument 'q' passed to 'linearInt8' must be a contiguous 2-D int8 tensor; got ${q.dtype} ${fmtShape(q.shape)}`);
   }
-  const [nOut, nIn] = q.shape;
+  const [nOut] = q.shape;
   if (scales.dtype !== 'f32' || scales.size !== nOut) {
     throw new ShapeError(`Argument 'scales' passed to 'linearInt8' must be f32 with ${nOut} entries; got ${scales.dtype} ${fmtShape(scales.shape)}`);
   }
+  return linearFrozen('linearInt8', x, constant(int8Operand(q, scales)), q.shape[0], q.shape[1], b);
+}
+
+/**
+ * y = x @ dequant(W)^T + b for an NF4 weight W of logical shape (out, in) (QLoRA's 4-bit NormalFloat, as
+ * bitsandbytes stores it: `codes` the packed codes, an i8 tensor of ceil(out * in / 2) bytes; `absmax` one f32 per
+ * 64 elements). Widened block by block inside the CPU kernels, forward and backward: the weight stays half a byte
+ * per element in memory. Gradients flow to x and to a trainable bias only.
+ */
+export function linearNf4(x: Tensor, codes: Tensor, absmax: Tensor | (() => Tensor), shape: readonly [number, number], b: Tensor | null): Tensor {
+  checkFloat(x, 'linearNf4', 'x');
+  const [nOut, nIn] = shape;
+  const n = nOut * nIn;
+  if (codes.dtype !== 'i8' || codes.size !== Math.ceil(n / 2) || !codes.isContiguous) {
+    throw new DTypeError(`Argument 'codes' passed to 'linearNf4' must be a contiguous int8 tensor of ${Math.ceil(n / 2)} packed bytes for a ${fmtShape([...shape])} weight; got ${codes.dtype} ${fmtShape(codes.shape)}`);
+  }
+  if (backend().device) throw new DTypeError(`'linearNf4' runs on the CPU backends (native, wasm, portable); the ${backend().name} backend multiplies bf16 or int8 weights`);
+  // a function (a double-quantised absmax, expanded on demand) is called for the forward product and again for the
+  // backward one, so its f32 copy lives only as long as a product
+  const operand = (): Operand => {
+    const a = typeof absmax === 'function' ? absmax() : absmax;
+    if (a.dtype !== 'f32' || a.size !== Math.ceil(n / 64)) {
+      throw new ShapeError(`Argument 'absmax' passed to 'linearNf4' must be f32 with ${Math.ceil(n / 64)} entries (one per 64 elements); got ${a.dtype} ${fmtShape(a.shape)}`);
+    }
+    return nf4Operand(codes, a, nOut, nIn);
+  };
+  return linearFrozen('linearNf4', x, typeof absmax === 'function' ? operand : constant(operand()), nOut, nIn, b);
+}
+
+const constant = <T>(v: T) => (): T => v;
+
+/**
+ * y = x W^T + b for a frozen low-precision (nOut, nIn) weight, whose operand `weight()` gives for each product
+ * (forward, backward): gradients to x and a trainable bias.
+ */
+function linearFrozen(op: string, x: Tensor, weight: () => Operand, nOut: number, nIn: number, b: Tensor | null): Tensor {
   if (x.ndim < 1 || x.shape[x.ndim - 1] !== nIn) {
-    throw new ShapeError(`Argument 'x' passed to 'linearInt8' has shape ${fmtShape(x.shape)}; expected [.., ${nIn}] to match weight ${fmtShape(q.shape)}`);
+    throw new ShapeError(`Argument 'x' passed to '${op}' has shape ${fmtShape(x.shape)}; expected [.., ${nIn}] to match weight ${fmtShape([nOut, nIn])}`);
   }
   if (b && (b.ndim !== 1 || b.shape[0] !== nOut)) {
-    throw new ShapeError(`Argument 'bias' passed to 'linearInt8' has shape ${fmtShape(b.shape)}; expected [${nOut}]`);
+    throw new ShapeError(`Argument 'bias' passed to '${op}' has shape ${fmtShape(b.shape)}; expected [${nOut}]`);
   }
   const rows = x.size / nIn;
-  // activations in f32 whatever the autocast policy: the int8 kernel reads f32 on the left
+  // activations in f32 whatever the autocast policy: the low-precision kernels read f32 on the left
   const ox = prepare(x.ndim === 2 ? x : reshape(x, [rows, nIn]), 1, 'f32');
-  const ow = int8Operand(q, scales);
-  const y = new Tensor(affine(ox, ow, b, rows, nOut), 'f32', [...x.shape.slice(0, -1), nOut]);
+  const y = new Tensor(affine(ox, weight(), b, rows, nOut), 'f32', [...x.shape.slice(0, -1), nOut]);
   const needGx = x.requiresGrad, needGb = !!b && b.requiresGrad;
   if (!needGx && !needGb) return y;
   const xShape = [...x.shape];
-  return record('linearInt8', b ? [x, b] : [x], y, (gy) => {
+  return record(op, b ? [x, b] : [x], y, (gy) => {
     const g = gradOperand(reshape(gy, [rows, nOut]), 1, 'f32');
-    const gx = needGx ? new Tensor(gemm(g, ow, 1, uninitF32(rows * nIn)), 'f32', xShape) : null;
+    const gx = needGx ? new Tensor(gemm(g, weight(), 1, uninitF32(rows * nIn)), 'f32', xShape) : null;
     if (!b) return [gx];
     return [gx, needGb ? biasGrad(gy, rows, nOut) : null];
   });

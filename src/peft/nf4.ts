@@ -1,0 +1,148 @@
+/**
+ * QLoRA's storage of a frozen weight (Dettmers et al. 2023), with bitsandbytes' arithmetic:
+ * - 4-bit NormalFloat: each block of 64 elements (storage order) keeps its absmax, and each element the nearest of
+ *   the 16 NF4 levels to element x (1 / absmax), the first of a pair in a byte's high nibble (`quantizeNf4`);
+ * - double quantisation (`bnb_4bit_use_double_quant`): the absmaxes less their mean, in blocks of 256, as 8-bit codes
+ *   of bitsandbytes' signed dynamic map with one f32 absmax a block (`quantizeAbsmax`), 1 byte per 64 weights
+ *   instead of 4.
+ * The format's constants and the kernels' widening are in src/backend/nf4.ts.
+ */
+import { NF4_BLOCK, NF4_LEVELS, nf4Blocks, nf4Bytes } from '../backend/nf4.js';
+import { DTypeError } from '../errors.js';
+
+/** Levels' midpoints as f32: element x goes to level i + 1 when x > NF4_MIDS[i] (bitsandbytes' decision tree). */
+const NF4_MIDS = Float32Array.from({ length: 15 }, (_, i) => (NF4_LEVELS[i] + NF4_LEVELS[i + 1]) / 2);
+
+/** The NF4 code of a value already divided by its block's absmax (in [-1, 1]). */
+export function nf4CodeOf(x: number): number {
+  let lo = 0, hi = 15; // the first i with x <= mid[i] is the code (ties go to the lower level)
+  while (lo < hi) {
+    const m = (lo + hi) >> 1;
+    if (x > NF4_MIDS[m]) lo = m + 1;
+    else hi = m;
+  }
+  return lo;
+}
+
+/**
+ * NF4 codes and absmaxes of `w` (any shape, storage order). A block whose absmax is 0 stores code 7 (the level 0.0).
+ * Non-finite weights are refused: they would make their block's every value NaN.
+ */
+export function quantizeNf4(w: Float32Array, what = 'weight'): { codes: Int8Array; absmax: Float32Array } {
+  const n = w.length;
+  const codes = new Uint8Array(nf4Bytes(n)), absmax = new Float32Array(nf4Blocks(n));
+  for (let blk = 0; blk < absmax.length; blk++) {
+    const s = blk * NF4_BLOCK, t = Math.min(n, s + NF4_BLOCK);
+    let mx = 0;
+    for (let e = s; e < t; e++) {
+      const v = w[e];
+      if (!Number.isFinite(v)) throw new DTypeError(`cannot quantise ${what} to NF4: element ${e} is ${v}`);
+      mx = Math.max(mx, Math.abs(v));
+    }
+    absmax[blk] = mx;
+    const inv = Math.fround(1 / mx);
+    for (let e = s; e < t; e++) {
+      const c = mx === 0 ? 7 : nf4CodeOf(Math.fround(w[e] * inv));
+      codes[e >> 1] |= (e & 1) === 0 ? c << 4 : c;
+    }
+  }
+  return { codes: new Int8Array(codes.buffer), absmax };
+}
+
+/** The f32 values of NF4 codes (n elements). */
+export function dequantizeNf4(codes: Int8Array, absmax: Float32Array, n: number): Float32Array {
+  const out = new Float32Array(n);
+  for (let e = 0; e < n; e++) {
+    const byte = codes[e >> 1] & 0xff;
+    out[e] = Math.fround(NF4_LEVELS[(e & 1) === 0 ? byte >> 4 : byte & 15] * absmax[Math.floor(e / NF4_BLOCK)]);
+  }
+  return out;
+}
+
+// ---- double quantisation: bitsandbytes' 8-bit blockwise quantisation with its signed dynamic map --------------
+
+/** Elements per block of the absmaxes' own quantisation (bitsandbytes' blocksize for the nested state). */
+export const NESTED_BLOCK = 256;
+
+let dynamicMap: Float32Array | null = null;
+
+/**
+ * bitsandbytes' `create_dynamic_map(signed=True)`: 256 sorted values in [-1, 1], for each exponent i of 0..6 the
+ * means of 2^i + 1 evenly spaced points in [0.1, 1] times 10^(i - 6), with both signs, and 0 and 1 (in f32, as
+ * torch computes them).
+ */
+export function signedDynamicMap(): Float32Array {
+  if (dynamicMap) return dynamicMap;
+  const data: number[] = [];
+  for (let i = 0; i < 7; i++) {
+    const items = 2 ** i + 1;
+    const bounds = linspaceF32(0.1, 1, items);
+    const scale = 10 ** (i - 6);
+    for (let j = 0; j + 1 < items; j++) {
+      const mean = Math.fround(Math.fround(bounds[j] + bounds[j + 1]) / 2);
+      data.push(Math.fround(scale * mean), Math.fround(-scale * mean));
+    }
+  }
+  data.push(0, 1);
+  dynamicMap = Float32Array.from(data).sort();
+  return dynamicMap;
+}
+
+/** torch.linspace(start, end, steps) in f32 (the first half counted from start, the second from end). */
+function linspaceF32(start: number, end: number, steps: number): Float32Array {
+  const out = new Float32Array(steps);
+  start = Math.fround(start);
+  end = Math.fround(end);
+  const step = Math.fround(Math.fround(end - start) / (steps - 1));
+  const half = Math.floor(steps / 2);
+  for (let i = 0; i < steps; i++) out[i] = i < half ? Math.fround(start + step * i) : Math.fround(end - step * (steps - i - 1));
+  return out;
+}
+
+/** The index of the map value nearest x (the map is sorted; ties go to the lower value). */
+function nearest(map: Float32Array, x: number): number {
+  let lo = 0, hi = map.length - 1;
+  while (hi - lo > 1) {
+    const m = (lo + hi) >> 1;
+    if (map[m] <= x) lo = m;
+    else hi = m;
+  }
+  return Math.abs(x - map[lo]) <= Math.abs(map[hi] - x) ? lo : hi;
+}
+
+/** An NF4 weight's absmaxes, double-quantised. */
+export interface NestedAbsmax {
+  /** 8-bit codes into `signedDynamicMap()` (read as unsigned), one per 64-element block of the weight. */
+  codes: Int8Array;
+  /** One f32 absmax per 256 codes. */
+  absmax: Float32Array;
+  /** The mean of the absmaxes, subtracted before quantising them. */
+  offset: number;
+}
+
+/** bitsandbytes' `quantize_4bit(..., compress_statistics=True)` for the absmaxes: offset by their mean, then 8-bit. */
+export function quantizeAbsmax(absmax: Float32Array): NestedAbsmax {
+  const map = signedDynamicMap();
+  let sum = 0;
+  for (const v of absmax) sum += v;
+  const offset = Math.fround(absmax.length ? sum / absmax.length : 0);
+  const codes = new Uint8Array(absmax.length), scales = new Float32Array(Math.ceil(absmax.length / NESTED_BLOCK));
+  for (let blk = 0; blk < scales.length; blk++) {
+    const s = blk * NESTED_BLOCK, t = Math.min(absmax.length, s + NESTED_BLOCK);
+    let mx = 0;
+    for (let i = s; i < t; i++) mx = Math.max(mx, Math.abs(Math.fround(absmax[i] - offset)));
+    scales[blk] = mx;
+    const inv = Math.fround(1 / mx);
+    for (let i = s; i < t; i++) codes[i] = mx === 0 ? nearest(map, 0) : nearest(map, Math.fround(Math.fround(absmax[i] - offset) * inv));
+  }
+  return { codes: new Int8Array(codes.buffer), absmax: scales, offset };
+}
+
+/** The f32 absmaxes of a double-quantised state (into `out` when given). */
+export function dequantizeAbsmax(q: NestedAbsmax, out = new Float32Array(q.codes.length)): Float32Array {
+  const map = signedDynamicMap();
+  for (let i = 0; i < q.codes.length; i++) {
+    out[i] = Math.fround(Math.fround(map[q.codes[i] & 0xff] * q.absmax[Math.floor(i / NESTED_BLOCK)]) + q.offset);
+  }
+  return out;
+}

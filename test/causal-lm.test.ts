@@ -40,6 +40,19 @@ test('causal-LM LoRA on an int8 base: tied embedding/head in int8 (Int8Embedding
   assert.ok(ppl[ppl.length - 1] < ppl[0] * 0.8, `perplexity ${ppl[0]} -> ${ppl[ppl.length - 1]}`);
 });
 
+test('causal-LM LoRA on an NF4 base (QLoRA): embeddings and the tied head in bf16, perplexity falls as on f32', async () => {
+  const notes: string[] = [];
+  const trainer = new AutoGLMTrainer({ model: MODEL, config: {
+    task: 'causal-lm', method: 'lora', baseQuantization: 'nf4', epochs: 4, batchSize: 8, learningRate: 2e-2, warmupRatio: 0,
+    outputDir: path.join(dir, 'nf4'), logEvery: 1 } });
+  trainer.on('note', (n: string) => notes.push(n));
+  const h = await trainer.finetune({ dataset: corpus });
+  const ppl = h.evals.map((e) => e.perplexity as number);
+  assert.ok(ppl.length >= 2 && ppl.every(Number.isFinite), JSON.stringify(ppl));
+  assert.ok(ppl[ppl.length - 1] < ppl[0] * 0.8, `perplexity ${ppl[0]} -> ${ppl[ppl.length - 1]}`);
+  assert.ok(notes.some((n) => /frozen base in nf4 \(double-quantised absmax\)/.test(n)), notes.join('\n'));
+});
+
 test('causal-LM config errors: head method, a model without an LM head, a missing text field', async () => {
   // refused when the trainer is built (the key and the task named), not when it starts training
   assert.throws(() => new AutoGLMTrainer({ model: MODEL, config: { task: 'causal-lm', method: 'head' } }), (e: unknown) => e instanceof ConfigError && /'method'/.test(e.message) && /causal-lm/.test(e.message));

@@ -97,6 +97,7 @@ const TABLE: Record<string, Row> = {
   useDora: { value: true },
   loraPlusRatio: { value: 16 },
   baseQuantization: { value: 'int8' },
+  baseDoubleQuant: { value: false, needs: { baseQuantization: 'nf4' } },
   gradientCheckpointing: { value: true },
   headDropout: { value: 0.5, refused: ['causal-lm', 'sft', 'dpo'] },
   taskWeighting: { value: 'uncertainty', refused: ['classification', 'causal-lm', 'sft', 'dpo'] },

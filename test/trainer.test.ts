@@ -19,6 +19,8 @@ test('config errors name the key, the value and what is allowed', () => {
   assert.throws(() => parseTrainerConfig({ method: 'qlora' }), (e: unknown) => e instanceof ConfigError && /method/.test(e.message) && /qlora/.test(e.message) && /lora/.test(e.message));
   assert.throws(() => parseTrainerConfig({ batchSize: 0 }), (e: unknown) => e instanceof ConfigError && /batchSize/.test(e.message));
   assert.throws(() => new AutoGLMTrainer({ config: { method: 'full', baseQuantization: 'int8' } }), ConfigError);
+  assert.throws(() => new AutoGLMTrainer({ config: { baseQuantization: 'int8', baseDoubleQuant: false } }), (e: unknown) => e instanceof ConfigError && /baseDoubleQuant/.test(e.message) && /'nf4'/.test(e.message));
+  assert.throws(() => parseTrainerConfig({ baseQuantization: 'nf3' }), (e: unknown) => e instanceof ConfigError && /baseQuantization/.test(e.message) && /nf4/.test(e.message));
   const c = parseTrainerConfig({});
   assert.equal(c.method, 'lora');
   assert.equal(c.maxGradNorm, 1.0);

@@ -2,7 +2,7 @@
  * The training workloads of WORKLOADS.md on whole models: gpt2-lora / gpt2-full (GPT-2-small-shaped causal LM,
  * B8 T128, AdamW lr 1e-4 wd 0.01; LoRA r=8 alpha=16 on every block's fused qkv) and cls-lora / cls-full (a 4-block
  * bidirectional encoder classifier, B64 T32, vocab 8002, 150 classes; LoRA on qkv, proj, fc1, fc2 plus the head).
- * Options: `--base bf16|int8` keeps the frozen base of the LoRA workloads in low precision.
+ * Options: `--base bf16|int8|nf4` keeps the frozen base of the LoRA workloads in low precision.
  */
 import { Tensor } from '../tensor/tensor.js';
 import { randint, arange } from '../tensor/creation.js';

@@ -22,7 +22,7 @@ export { blockWorkload } from './block.js';
 
 export interface WorkloadOptions {
   /** LoRA workloads: frozen base storage. */
-  base?: 'none' | 'bf16' | 'int8';
+  base?: 'none' | 'bf16' | 'int8' | 'nf4';
   /** gpt2 workloads: gradient checkpointing (true = 'full'), or 'mlp' (selective recomputation). */
   checkpointing?: GradientCheckpointing;
   dtype: 'fp32' | 'bf16';

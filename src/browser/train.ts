@@ -52,6 +52,7 @@ const BROWSER_REFUSES: Partial<Record<keyof TrainerConfig, string>> = {
   task: "the browser trains task 'classification'",
   tasks: 'multi-task training runs in Node',
   baseQuantization: 'a quantised base runs in Node',
+  baseDoubleQuant: 'a quantised base runs in Node',
   gradientCheckpointing: 'activation recomputation runs in Node',
   curriculum: 'curriculum sampling runs in Node',
   sampling: 'loss-weighted sampling runs in Node',

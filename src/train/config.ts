@@ -39,8 +39,10 @@ export const trainerConfigSchema = z.object({
   useDora: z.boolean().default(false),
   /** LoRA+: B matrices learn this many times faster than A. */
   loraPlusRatio: z.number().positive().default(1).describe('LoRA+: B matrices learn this many times faster than A.'),
-  /** Frozen base weights in bf16 or int8 (LoRA only). */
-  baseQuantization: z.enum(['none', 'bf16', 'int8']).default('none').describe('Frozen base weights in bf16 or int8 (LoRA only).'),
+  /** Frozen base weights in bf16, int8 or NF4 (QLoRA's 4-bit NormalFloat; LoRA only). */
+  baseQuantization: z.enum(['none', 'bf16', 'int8', 'nf4']).default('none').describe("Frozen base weights in bf16, int8 (per output channel) or nf4 (QLoRA's 4-bit NormalFloat, bitsandbytes' format; CPU backends); LoRA only."),
+  /** NF4 base: double-quantise the absmaxes (QLoRA's setting, bnb_4bit_use_double_quant). */
+  baseDoubleQuant: z.boolean().default(true).describe("With baseQuantization 'nf4': double-quantise the blocks' absmaxes (8-bit, QLoRA's setting; bnb_4bit_use_double_quant); false keeps them f32."),
   /**
    * Recompute activations in the backward pass: true or 'full' = each layer's (least memory, about one more forward
    * pass of compute); 'mlp' = only the MLPs' pre-activations (selective recomputation: one more up-projection per

@@ -47,8 +47,10 @@ export function applyMethod(model: Module, c: TrainerConfig, o: MethodOptions): 
       baseModelNameOrPath: o.baseName, ...(o.taskType ? { taskType: o.taskType } : {}),
     });
     if (c.baseQuantization !== 'none') {
-      const q = quantizeBase(model, c.baseQuantization, { skip: [...o.heads, ...(o.keepPrecision ?? [])] });
-      o.note(`frozen base in ${c.baseQuantization}: ${q.layers} layers, ${(q.bytesBefore / 2 ** 20).toFixed(1)} MB -> ${(q.bytesAfter / 2 ** 20).toFixed(1)} MB`);
+      const nf4 = c.baseQuantization === 'nf4';
+      const q = quantizeBase(model, c.baseQuantization, { skip: [...o.heads, ...(o.keepPrecision ?? [])], ...(nf4 ? { doubleQuant: c.baseDoubleQuant } : {}) });
+      const what = nf4 ? `nf4${c.baseDoubleQuant ? ' (double-quantised absmax)' : ''}` : c.baseQuantization;
+      o.note(`frozen base in ${what}: ${q.layers} layers, ${(q.bytesBefore / 2 ** 20).toFixed(1)} MB -> ${(q.bytesAfter / 2 ** 20).toFixed(1)} MB`);
     }
   } else {
     for (const [p, t] of model.namedParameters()) t.requiresGrad = (c.method === 'full' && t.dtype === 'f32') || o.heads.some((h) => p.startsWith(`${h}.`));

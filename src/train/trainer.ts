@@ -22,7 +22,7 @@ import { createCommunicator, currentRankInfo } from '../distributed/env.js';
 import { checkSamplingConfig } from '../curriculum/index.js';
 import { checkTaskConfig } from '../multitask/tasks.js';
 import { AutoGLMError, ConfigError } from '../errors.js';
-import { parseTrainerConfig, type TrainerConfig, type TrainerConfigInput } from './config.js';
+import { isDefaultValue, parseTrainerConfig, type TrainerConfig, type TrainerConfigInput } from './config.js';
 import type { History } from './history.js';
 import type { EvalResult, Prediction } from './evaluate.js';
 import type { ChatGenerationOptions, ChatPrediction, SftEvalOptions, SftEvalResult } from '../sft/types.js';
@@ -90,6 +90,9 @@ export class AutoGLMTrainer extends EventEmitter {
     this.modelSpec = opts.model ?? 'open-autoglm-base';
     if (this.config.baseQuantization !== 'none' && this.config.method !== 'lora') {
       throw new ConfigError(`config key 'baseQuantization' is '${this.config.baseQuantization}': a quantised base needs method 'lora' (got '${this.config.method}')`);
+    }
+    if (!isDefaultValue('baseDoubleQuant', this.config.baseDoubleQuant) && this.config.baseQuantization !== 'nf4') {
+      throw new ConfigError(`config key 'baseDoubleQuant' is ${this.config.baseDoubleQuant}: it applies to baseQuantization 'nf4', not '${this.config.baseQuantization}'`);
     }
     this.definition = checkKeys ? checkTaskKeys(this.config) : taskOf(this.config);
     checkTaskConfig(this.config);

@@ -17,7 +17,7 @@ interface BenchOpts {
   repeat: number;
   torchScript?: string;
   torchConfig: 'best' | 'installed';
-  base: 'none' | 'bf16' | 'int8';
+  base: 'none' | 'bf16' | 'int8' | 'nf4';
   checkpointing?: GradientCheckpointing;
   method?: string;
   source: 'lora' | 'full';
@@ -38,7 +38,7 @@ export function registerBench(program: Command): void {
     .option('--vs-tfjs', "block: also run TF.js's wasm backend (scripts/tfjs-reference.mjs) and, when ours is not native, our native backend, alternated, and print ratios")
     .option('--repeat <n>', 'with --vs-torch / --vs-tfjs: alternate the engines n times, medians across runs', intOption('--repeat'), 3)
     .option('--torch-script <path>', 'path of torch_reference.py')
-    .option('--base <dtype>', 'LoRA workloads: frozen base storage none | bf16 | int8', choiceOption('--base', ['none', 'bf16', 'int8'] as const), 'none')
+    .option('--base <dtype>', 'LoRA workloads: frozen base storage none | bf16 | int8 | nf4 (QLoRA, double-quantised)', choiceOption('--base', ['none', 'bf16', 'int8', 'nf4'] as const), 'none')
     .option('--checkpointing [mode]', "gpt2 workloads: recompute activations in the backward pass: full (each block's, the default) | mlp (the MLP pre-activations)", choiceOption('--checkpointing', ['full', 'mlp'] as const))
     .option('--method <m>', 'compression: one gradient compression method (default: all)')
     .option('--source <s>', 'compression: gradients of a lora | full fine-tune step', choiceOption('--source', ['lora', 'full'] as const), 'lora')
@@ -60,6 +60,9 @@ export function registerBench(program: Command): void {
       const isSft = isDecoderTaskWorkload(workload);
       if (isSft && (o.base !== 'none' || o.checkpointing)) throw new ConfigError(`--base and --checkpointing apply to the gpt2 and cls workloads; '${workload}' times task sft's step as configured by default`);
       if (o.torchAttention && !(isSft && o.vsTorch)) throw new ConfigError(`--torch-attention applies to the SFT workloads with --vs-torch`);
+      if (o.base !== 'none' && (o.vsTorch || o.vsTfjs)) {
+        throw new ConfigError(`--base ${o.base} has no counterpart in the reference (its base is f32); time the quantised base without --vs-torch / --vs-tfjs, against --base none`);
+      }
       if (o.vsTfjs) {
         await benchVsTfjs(workload, o);
         return;

@@ -138,6 +138,13 @@ test('quantizeBase nf4: 4-bit Linear layers, bf16 embeddings, LoRA trains on top
     const q = quantizeBase(m, 'nf4', { skip: ['head'], doubleQuant });
     assert.equal(q.layers, 8);
     assert.equal(q.embeddings, 2);
+    // the model's output layer (headWeights) stays bf16, so the fused loss reads it (no vocabulary-wide logits)
+    const frozenHead = new TinyGPT(CFG);
+    for (const p of frozenHead.parameters()) p.requiresGrad = false;
+    quantizeBase(frozenHead, 'nf4');
+    assert.ok(frozenHead.blocks.at(0).mlp.fc1 instanceof Nf4Linear);
+    assert.ok(frozenHead.head instanceof Linear && frozenHead.head.weight.dtype === 'bf16');
+    assert.ok(frozenHead.headWeights() !== null);
     const base = new Map(m.namedModules()).get('blocks.0.mlp.fc1.base_layer');
     assert.ok(base instanceof Nf4Linear && base.doubleQuant === doubleQuant, 'fc1 is NF4 under its adapter');
     // the 8 Linear weights: 0.5 byte each + 4 bytes (1 double-quantised) per 64, embeddings 2 bytes
@@ -157,7 +164,7 @@ test('quantizeBase nf4: 4-bit Linear layers, bf16 embeddings, LoRA trains on top
   assert.throws(() => quantizeBase(new TinyGPT(CFG), 'nf5' as 'nf4'), ConfigError);
 });
 
-test('quantizeBase nf4 keeps a frozen lm_head in bf16 (as transformers loads 4-bit models)', () => {
+test('quantizeBase nf4 keeps a frozen lm_head in bf16 (as transformers loads 4-bit models) where no headWeights() names it', () => {
   manualSeed(1);
   class Net extends Module {
     readonly body = this.module('body', new Linear(16, 16));

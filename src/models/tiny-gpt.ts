@@ -6,7 +6,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { arange } from '../tensor/creation.js';
 import { crossEntropy } from '../tensor/ops/nn.js';
 import { linearCrossEntropy } from '../tensor/ops/linear-ce.js';
-import { plainHeadWeights } from '../peft/quant.js';
+import { plainHeadWeights, type HeadWeights } from '../peft/quant.js';
 import { noGrad } from '../tensor/autograd.js';
 import { maybeCheckpoint } from '../nn/checkpoint.js';
 import { Module, ModuleList } from '../nn/module.js';
@@ -62,12 +62,17 @@ export class TinyGPT extends Module {
     return this.lnF.forward(x);
   }
 
+  /** The head's weights as the fused loss reads them; null for an adapted head (LoRA on the head). */
+  headWeights(): HeadWeights | null {
+    return plainHeadWeights(this.head);
+  }
+
   /** Mean next-token cross-entropy of ids (B, T) against targets (B, T). */
   loss(ids: Tensor, targets: Tensor): Tensor {
     const h = this.hidden(ids);
     // A plain or int8 head goes through the fused loss (no (tokens x vocabulary) logits); an adapted head (LoRA on
     // the head) computes its logits and consumes them.
-    const w = plainHeadWeights(this.head);
+    const w = this.headWeights();
     if (w) return linearCrossEntropy(h, w.weight, w.bias, targets, { scales: w.scales });
     const logits = this.head.forward(h);
     return crossEntropy(logits.reshape([-1, this.cfg.vocabSize]), targets.reshape([-1]), { consumeLogits: true }); // logits are ours alone

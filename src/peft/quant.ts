@@ -243,6 +243,12 @@ export function quantizeBase(model: Module, mode: BaseQuantization, opts: { skip
   if (opts.doubleQuant !== undefined && mode !== 'nf4') throw new ConfigError(`doubleQuant applies to base quantization 'nf4', not '${mode}'`);
   const skip = opts.skip ?? [];
   const modules = new Map(model.namedModules());
+  // the output layers of the language models in the tree (their `headWeights()`): in mode 'nf4' they stay bf16
+  const heads = new Set<Tensor>();
+  for (const m of modules.values()) {
+    const w = (m as Module & { headWeights?: () => HeadWeights | null }).headWeights?.();
+    if (w) heads.add(w.weight);
+  }
   let layers = 0, embeddings = 0, bytesBefore = 0, bytesAfter = 0;
   for (const [path, m] of modules) {
     if (skip.some((s) => path === s || path.endsWith(`.${s}`) || path.startsWith(`${s}.`) || path.includes(`.${s}.`))) continue;
@@ -267,7 +273,7 @@ export function quantizeBase(model: Module, mode: BaseQuantization, opts: { skip
     bytesBefore += m.weight.nbytes;
     const dot = path.lastIndexOf('.');
     const parent = modules.get(dot < 0 ? '' : path.slice(0, dot)) as Module;
-    if (mode === 'bf16' || (mode === 'nf4' && /(^|\.)lm_head$/.test(path))) {
+    if (mode === 'bf16' || (mode === 'nf4' && (heads.has(m.weight) || /(^|\.)lm_head$/.test(path)))) {
       if (m.weight.dtype !== 'bf16') m.replaceParam('weight', m.weight.to('bf16'));
       bytesAfter += m.weight.nbytes;
     } else if (mode === 'int8') {

@@ -14,11 +14,14 @@ import { listCheckpoints } from '../src/train/checkpoint.js';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const tmp = (p: string) => mkdtempSync(path.join(tmpdir(), p));
 
-test('config errors name the key, the value and what is allowed', () => {
+test('config errors name the key, the value and what is allowed', async () => {
   assert.throws(() => parseTrainerConfig({ learningRat: 1e-3 }), (e: unknown) => e instanceof ConfigError && /learningRat/.test(e.message) && /learningRate/.test(e.message));
   assert.throws(() => parseTrainerConfig({ method: 'qlora' }), (e: unknown) => e instanceof ConfigError && /method/.test(e.message) && /qlora/.test(e.message) && /lora/.test(e.message));
   assert.throws(() => parseTrainerConfig({ batchSize: 0 }), (e: unknown) => e instanceof ConfigError && /batchSize/.test(e.message));
   assert.throws(() => new AutoGLMTrainer({ config: { method: 'full', baseQuantization: 'int8' } }), ConfigError);
+  for (const args of [undefined, {}, { dataset: 3 }, { dataset: null }]) {
+    await assert.rejects(new AutoGLMTrainer({}).finetune(args as never), (e: unknown) => e instanceof ConfigError && /needs \{ dataset \}/.test(e.message));
+  }
   assert.throws(() => new AutoGLMTrainer({ config: { baseQuantization: 'int8', baseDoubleQuant: false } }), (e: unknown) => e instanceof ConfigError && /baseDoubleQuant/.test(e.message) && /'nf4'/.test(e.message));
   assert.throws(() => parseTrainerConfig({ baseQuantization: 'nf3' }), (e: unknown) => e instanceof ConfigError && /baseQuantization/.test(e.message) && /nf4/.test(e.message));
   const c = parseTrainerConfig({});

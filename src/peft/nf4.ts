@@ -140,9 +140,14 @@ export function quantizeAbsmax(absmax: Float32Array): NestedAbsmax {
 
 /** The f32 absmaxes of a double-quantised state (into `out` when given). */
 export function dequantizeAbsmax(q: NestedAbsmax, out = new Float32Array(q.codes.length)): Float32Array {
-  const map = signedDynamicMap();
-  for (let i = 0; i < q.codes.length; i++) {
-    out[i] = Math.fround(Math.fround(map[q.codes[i] & 0xff] * q.absmax[Math.floor(i / NESTED_BLOCK)]) + q.offset);
+  const map = signedDynamicMap(), codes = q.codes, scales = q.absmax, offset = q.offset;
+  const tmp = new Float32Array(1); // the product rounded to f32 before the offset is added (f32 arithmetic throughout)
+  for (let b = 0; b < scales.length; b++) {
+    const s = scales[b], end = Math.min(codes.length, (b + 1) * NESTED_BLOCK);
+    for (let i = b * NESTED_BLOCK; i < end; i++) {
+      tmp[0] = map[codes[i] & 0xff] * s;
+      out[i] = tmp[0] + offset;
+    }
   }
   return out;
 }

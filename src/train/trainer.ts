@@ -152,6 +152,10 @@ export class AutoGLMTrainer extends EventEmitter {
 
   /** Fine-tunes on `dataset`; resolves to the History of the run. */
   async finetune(args: FinetuneArgs): Promise<History> {
+    const ds = (args as Partial<FinetuneArgs> | undefined)?.dataset;
+    if (typeof ds !== 'string' && (typeof ds !== 'object' || ds === null)) {
+      throw new ConfigError(`finetune needs { dataset }: a named dataset (e.g. 'custom_intent_v2'), a file, or loaded splits; got ${ds === undefined ? 'none' : JSON.stringify(ds)}`);
+    }
     const c = this.config, def = this.definition, rank = currentRankInfo();
     if (rank.worldSize > 1 && !def.dataParallel) {
       const dp = taskDefinitions().filter((d) => d.dataParallel).map((d) => `'${d.name}'`).join(', ');

@@ -17,6 +17,8 @@ import { makeTinyChatModel } from '../src/sft/tiny-chat-model.js';
 import { syntheticSplits } from '../src/sft/synthetic.js';
 import { AutoGLMError, CheckpointError, ConfigError, DatasetError } from '../src/errors.js';
 import { main } from '../src/cli/main.js';
+import { loadHFModelFromDir } from '../src/models/hf/loader.js';
+import { saveHFModel } from '../src/models/hf/save.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'autoglm-sft-task-'));
 const model = path.join(root, 'tiny');
@@ -55,6 +57,24 @@ test('LoRA SFT run: adapter with tokenizer files and chat template, sft.json, sa
   // a finished run loads for predict, with the same answers
   const loaded = await AutoGLMTrainer.load(out);
   assert.deepEqual(await loaded.predict(['what is 1+2?']), p);
+});
+
+test('QLoRA SFT: a bf16 checkpoint loaded 16-bit, its Linear layers in NF4; the reloaded run is quantised the same way (same answers, same validation loss)', async () => {
+  const bf16 = path.join(root, 'tiny-bf16');
+  saveHFModel(loadHFModelFromDir(model), bf16, { dtype: 'bf16' });
+  const out = tmp('qlora-');
+  const notes: string[] = [];
+  const t = new AutoGLMTrainer({ model: bf16, config: { ...QUICK, method: 'lora', baseQuantization: 'nf4', maxSteps: 4, evalEvery: 4, sampleGenerations: 0, outputDir: out } });
+  t.on('note', (m: string) => notes.push(m));
+  const h = await t.finetune({ dataset: data });
+  assert.ok(notes.some((m) => /frozen base in nf4 \(double-quantised absmax\): 7 layers/.test(m)), notes.join('\n'));
+  const losses = h.steps.map((s) => s.loss);
+  assert.ok(losses.every(Number.isFinite) && losses.at(-1)! < losses[0], JSON.stringify(losses));
+  const p = await t.predict(['what is 1+2?']);
+  const loaded = await AutoGLMTrainer.load(out);
+  assert.deepEqual(await loaded.predict(['what is 1+2?']), p);
+  const v = (await loaded.evaluate('validation')) as { loss: number };
+  assert.ok(Math.abs(v.loss - h.evals.at(-1)!.loss) < 1e-6 * v.loss, `reloaded ${v.loss}, trained ${h.evals.at(-1)!.loss}`);
 });
 
 test('keys of task sft are refused elsewhere; keys sft cannot honour are refused', () => {

@@ -262,7 +262,7 @@ export class CausalLMTask extends DecoderTask implements TrainingTask<number[]> 
     const c = ctx.config, spec = ctx.modelSpec;
     if (typeof spec !== 'string') throw new ConfigError(`task '${name}' takes a model folder or Hub id as 'model'`);
     manualSeed(c.seed);
-    const model = await loadDecoder(spec, name);
+    const model = await loadDecoder(spec, name, c);
     const tok = model.hf?.tokenizer as HFTokenizer;
     const data = await loadData(ctx, args, tok, Math.min(c.maxLength, model.maxPositions ?? Infinity));
     if (data.train.length === 0) throw new ConfigError(`no training text of 2 or more tokens in '${data.name}'`);
@@ -342,13 +342,18 @@ export const causalLMTask: TaskDefinition = {
   create: (ctx, args) => CausalLMTask.create(ctx, args),
 };
 
-/** A decoder task's model (a Hugging Face folder or Hub id) loaded, or a ConfigError naming the task. */
-export async function loadDecoder(spec: string, task: string): Promise<CausalLM> {
+/**
+ * A decoder task's model (a Hugging Face folder or Hub id) loaded, or a ConfigError naming the task. With `c` a LoRA run
+ * on a quantised base, a 16-bit checkpoint's tensors stay 16-bit until `quantizeBase` converts them (half the peak
+ * of loading them as f32 first: QLoRA's base is never f32 whole).
+ */
+export async function loadDecoder(spec: string, task: string, c?: Pick<TrainerConfig, 'method' | 'baseQuantization'>): Promise<CausalLM> {
   if (spec === 'open-autoglm-base') {
     throw new ConfigError(`task '${task}' takes a Hugging Face decoder as its model (--model path/to/folder, or a Hub id); 'open-autoglm-base', the default model, is the sentence encoder of task classification`);
   }
   const { loadHFModel } = await import('../models/hf/loader.js');
-  return requireCausalLM(await loadHFModel(spec), spec, task);
+  const keep = !!c && c.method === 'lora' && c.baseQuantization !== 'none';
+  return requireCausalLM(await loadHFModel(spec, keep ? { dtype: 'keep' } : {}), spec, task);
 }
 
 /** The loaded model as a decoder with an LM head and a tokenizer, else a ConfigError naming the task that needs one. */

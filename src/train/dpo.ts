@@ -214,7 +214,7 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
     if (typeof spec !== 'string') throw new ConfigError(`task 'dpo' takes a Hugging Face decoder folder or Hub id as 'model'`);
     if (typeof args.dataset !== 'string') throw new ConfigError(`task 'dpo' takes a preference file as 'dataset' (.jsonl, .json, .csv or .parquet with 'chosen' and 'rejected', and 'prompt' or a prompt they share; with dpoLossType 'kto' also 'prompt', 'completion' and 'label')`);
     manualSeed(c.seed);
-    const model = await loadDecoder(spec, 'dpo');
+    const model = await loadDecoder(spec, 'dpo', c);
     const tok = model.hf?.tokenizer as HFTokenizer;
     const template = templateFor(tok, model.hf?.source ?? null, c);
     const dataSpec = { dataset: args.dataset, evalDataset: args.evalDataset, testDataset: args.testDataset, onBadLine: args.onBadLine, seed: c.seed,

@@ -37,6 +37,19 @@ export interface MethodOptions {
   note(msg: string): void;
 }
 
+/**
+ * A LoRA run's `baseQuantization` (and `baseDoubleQuant`) applied to `model`'s frozen weights, `skip` (heads, layers
+ * kept in their precision) left as they are; says what it did through `note` when given. Nothing for 'none'. Training
+ * and a finished run's reload both call it, so a run is evaluated on the base it was trained on.
+ */
+export function quantizeRunBase(model: Module, c: TrainerConfig, skip: string[], note?: (m: string) => void): void {
+  if (c.baseQuantization === 'none') return;
+  const nf4 = c.baseQuantization === 'nf4';
+  const q = quantizeBase(model, c.baseQuantization, { skip, ...(nf4 ? { doubleQuant: c.baseDoubleQuant } : {}) });
+  const what = nf4 ? `nf4${c.baseDoubleQuant ? ' (double-quantised absmax)' : ''}` : c.baseQuantization;
+  note?.(`frozen base in ${what}: ${q.layers} layers, ${(q.bytesBefore / 2 ** 20).toFixed(1)} MB -> ${(q.bytesAfter / 2 ** 20).toFixed(1)} MB`);
+}
+
 /** Applies the method to `model`: LoRA injection (and a quantised frozen base), or freezing. Returns the LoRA state or null. */
 export function applyMethod(model: Module, c: TrainerConfig, o: MethodOptions): LoraModel | null {
   let lora: LoraModel | null = null;
@@ -46,12 +59,7 @@ export function applyMethod(model: Module, c: TrainerConfig, o: MethodOptions): 
       modulesToSave: o.heads.length ? o.heads : undefined, useRslora: c.useRslora, useDora: c.useDora, seed: c.seed,
       baseModelNameOrPath: o.baseName, ...(o.taskType ? { taskType: o.taskType } : {}),
     });
-    if (c.baseQuantization !== 'none') {
-      const nf4 = c.baseQuantization === 'nf4';
-      const q = quantizeBase(model, c.baseQuantization, { skip: [...o.heads, ...(o.keepPrecision ?? [])], ...(nf4 ? { doubleQuant: c.baseDoubleQuant } : {}) });
-      const what = nf4 ? `nf4${c.baseDoubleQuant ? ' (double-quantised absmax)' : ''}` : c.baseQuantization;
-      o.note(`frozen base in ${what}: ${q.layers} layers, ${(q.bytesBefore / 2 ** 20).toFixed(1)} MB -> ${(q.bytesAfter / 2 ** 20).toFixed(1)} MB`);
-    }
+    quantizeRunBase(model, c, [...o.heads, ...(o.keepPrecision ?? [])], o.note);
   } else {
     for (const [p, t] of model.namedParameters()) t.requiresGrad = (c.method === 'full' && t.dtype === 'f32') || o.heads.some((h) => p.startsWith(`${h}.`));
   }

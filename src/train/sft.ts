@@ -18,6 +18,7 @@ import { autocast } from '../tensor/precision.js';
 import { ConfigError, DatasetError, AutoGLMError } from '../errors.js';
 import { manualSeed } from '../nn/init.js';
 import { saveAdapter, loadAdapter, LoraModel } from '../peft/index.js';
+import { quantizeRunBase } from './setup.js';
 import type { Sampler } from '../data/index.js';
 import { causalLMLoss, causalLMLossFromHidden } from '../models/hf/heads.js';
 import { generate } from '../models/hf/generate.js';
@@ -150,10 +151,11 @@ export async function loadChatRun(ctx: TaskContext, dir: string, info: RunInfo, 
   const adapter = path.join(dir, 'adapter');
   let model: CausalLM, lora: LoraModel | null = null;
   if (existsSync(path.join(adapter, 'adapter_config.json'))) {
-    model = await loadDecoder(info.model, task);
+    model = await loadDecoder(info.model, task, ctx.config);
     lora = new LoraModel(model, { targetModules: ctx.config.loraTargets }, 'scratch');
     loadAdapter(lora, adapter, 'default');
     lora.deleteAdapter('scratch');
+    quantizeRunBase(model, ctx.config, ['lm_head']); // the base it was trained on (decoderForTraining's)
   } else {
     model = requireCausalLM(loadHFModelFromDir(path.join(dir, 'model')), path.join(dir, 'model'), task);
   }
@@ -199,7 +201,7 @@ export class SftTask extends DecoderTask implements TrainingTask<number[]> {
     if (typeof spec !== 'string') throw new ConfigError(`task 'sft' takes a Hugging Face decoder folder or Hub id as 'model'`);
     if (typeof args.dataset !== 'string') throw new ConfigError(`task 'sft' takes a dataset file as 'dataset' (.jsonl, .json, .csv or .parquet with chat messages, ShareGPT conversations, Alpaca, prompt/completion or text records)`);
     manualSeed(c.seed);
-    const model = await loadDecoder(spec, 'sft');
+    const model = await loadDecoder(spec, 'sft', c);
     const tok = model.hf?.tokenizer as HFTokenizer;
     const template = templateFor(tok, model.hf?.source ?? null, c);
     const splits = await loadSftSplits({

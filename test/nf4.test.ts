@@ -18,7 +18,7 @@ import { Module } from '../src/nn/module.js';
 import { TinyGPT } from '../src/models/tiny-gpt.js';
 import { AdamW } from '../src/optim/adam.js';
 import { LoraModel, Nf4Linear, quantizeBase } from '../src/peft/index.js';
-import { dequantizeAbsmax, dequantizeNf4, quantizeAbsmax, quantizeNf4, signedDynamicMap } from '../src/peft/nf4.js';
+import { dequantizeAbsmax, dequantizeNf4, nf4CodeOf, quantizeAbsmax, quantizeNf4, signedDynamicMap } from '../src/peft/nf4.js';
 import { ConfigError, DTypeError, ShapeError } from '../src/errors.js';
 import { relErr } from './helpers/backends.js';
 
@@ -53,6 +53,14 @@ test('NF4 codes: each element the nearest level to x / absmax of its block of 64
     const back = dequantizeNf4(codes, absmax, n);
     for (let e = 0; e < n; e++) assert.ok(Math.abs(back[e] - w[e]) <= 0.1520 * absmax[e >> 6] + 1e-9, `round trip ${e}`);
   }
+  // the table-driven coder gives the codes of the midpoint search (nf4CodeOf) exactly, midpoints and their ulps included
+  const mids = Array.from({ length: 15 }, (_, i) => Math.fround((NF4_LEVELS[i] + NF4_LEVELS[i + 1]) / 2));
+  const probe = Float32Array.from([...mids.flatMap((m) => [m, m * (1 + 2 ** -23), m * (1 - 2 ** -23), m + 2 ** -24, m - 2 ** -24]), ...randn(99, 20000, 0.4)].map((v) => Math.max(-1, Math.min(1, v))));
+  // one block per value (absmax 1 with a 1 beside it), so each is coded as itself
+  const blocks = new Float32Array(probe.length * 64);
+  probe.forEach((v, i) => { blocks[i * 64] = v; blocks[i * 64 + 1] = 1; });
+  const coded = quantizeNf4(blocks).codes;
+  probe.forEach((v, i) => assert.equal(code(coded, i * 64), nf4CodeOf(v), `value ${v}`));
   // packing, by hand: 1 -> code 15, -1 -> 0, 0 -> 7, 0.5 of absmax 1 -> 12 (0.4407; the midpoint to 0.5626 is 0.5017),
   // so bytes 0xF0, 0x7C
   const { codes, absmax } = quantizeNf4(Float32Array.of(1, -1, 0, 0.5));

@@ -25,6 +25,22 @@ export function nf4CodeOf(x: number): number {
 }
 
 /**
+ * The code of x in [-1, 1] without a search: cell (x + 1) * 2048 of a table holds the code of its lower edge, and a
+ * cell is narrower than the gap between two midpoints, so at most one midpoint lies inside it (the one comparison).
+ * The same codes as `nf4CodeOf` (a test), with one predictable branch instead of four that random weights mispredict.
+ */
+const CELLS = 4096;
+const CELL_CODE = Uint8Array.from({ length: CELLS + 1 }, (_, i) => nf4CodeOf(Math.fround(-1 + (2 * i) / CELLS)));
+const MIDS_OR_INF = Float32Array.from([-Infinity, ...NF4_MIDS, Infinity]); // MIDS_OR_INF[c] = the midpoint below code c
+function fastCode(x: number): number {
+  let cell = Math.floor((x + 1) * (CELLS / 2));
+  cell = cell < 0 ? 0 : cell > CELLS ? CELLS : cell;
+  const c = CELL_CODE[cell];
+  // one midpoint may lie in the cell; and x within an ulp below a cell's edge may have been rounded into it
+  return x > MIDS_OR_INF[c + 1] ? c + 1 : x <= MIDS_OR_INF[c] ? c - 1 : c;
+}
+
+/**
  * NF4 codes and absmaxes of `w` (any shape, storage order). A block whose absmax is 0 stores code 7 (the level 0.0).
  * Non-finite weights are refused: they would make their block's every value NaN.
  */
@@ -42,7 +58,7 @@ export function quantizeNf4(w: Float32Array, what = 'weight'): { codes: Int8Arra
     absmax[blk] = mx;
     const inv = Math.fround(1 / mx);
     for (let e = s; e < t; e++) {
-      const c = mx === 0 ? 7 : nf4CodeOf(Math.fround(w[e] * inv));
+      const c = mx === 0 ? 7 : fastCode(Math.fround(w[e] * inv));
       codes[e >> 1] |= (e & 1) === 0 ? c << 4 : c;
     }
   }

@@ -72,6 +72,18 @@ KERNEL(MatmulLowp) {
   UNDEF;
 }
 
+// quantizeNf4(w f32, codes Int8Array (ceil(n / 2)), absmax f32 (ceil(n / 64))): -1, or the index of a non-finite weight.
+KERNEL(QuantizeNf4) {
+  Args a(info, "quantizeNf4", 3);
+  size_t n, nc, na;
+  const float* w = a.f32(0, &n);
+  uint8_t* codes = (uint8_t*)a.arr(1, napi_int8_array, &nc);
+  float* absmax = a.f32(2, &na);
+  a.need((int64_t)nc >= ((int64_t)n + 1) / 2, "codes holds fewer than ceil(n / 2) bytes");
+  a.need((int64_t)na >= ((int64_t)n + 63) / 64, "absmax holds fewer than ceil(n / 64) values");
+  return Napi::Number::New(info.Env(), (double)quantize_nf4(w, (int64_t)n, codes, absmax));
+}
+
 KERNEL(Softmax) {
   Args a(info, "softmax", 5);
   size_t nx, no;
@@ -356,6 +368,7 @@ void register_more(Napi::Env env, Napi::Object exports) {
   };
   fn("matmul", Matmul);
   fn("matmulLowp", MatmulLowp);
+  fn("quantizeNf4", QuantizeNf4);
   fn("softmax", Softmax);
   fn("softmaxBackward", SoftmaxBackward);
   fn("layerNorm", LayerNorm);

@@ -15,6 +15,7 @@
 #include <vector>
 #include <immintrin.h>
 #include "common.h"
+#include <cmath>
 
 extern "C" {
 char* openblas_get_config(void);
@@ -459,6 +460,48 @@ static void widen_nf4(const uint8_t* q, const float* absmax, int64_t e0, int64_t
     }
     if (e < t) *d = kNf4[q[e >> 1] >> 4] * sc;
   }
+}
+
+// NF4 quantisation (src/peft/nf4.ts quantizeNf4, bitsandbytes' arithmetic): per block of 64, absmax = max |w|, each
+// element's code = the number of level midpoints below w * (1 / absmax) (strict, ties to the lower level), 7 (0.0)
+// in a block of zeros; two codes a byte, high nibble first. Blocks split over the threads (each writes its own 32
+// bytes). Returns -1, or the index of a non-finite element (nothing is then meaningful).
+int64_t quantize_nf4(const float* w, int64_t n, uint8_t* codes, float* absmax) {
+  float mids[15];
+  for (int i = 0; i < 15; i++) mids[i] = (float)(((double)kNf4[i] + (double)kNf4[i + 1]) / 2);
+  const int64_t nb = (n + 63) / 64;
+  int64_t bad = -1;
+#pragma omp parallel for schedule(static) if (par(n))
+  for (int64_t blk = 0; blk < nb; blk++) {
+    const int64_t s = blk * 64, t = std::min(n, s + 64);
+    float mx = 0.0f;
+    bool finite = true;
+    for (int64_t e = s; e < t; e++) {
+      finite &= std::isfinite(w[e]);
+      mx = std::max(mx, std::fabs(w[e]));
+    }
+    if (!finite) {
+      for (int64_t e = s; e < t; e++) {
+        if (!std::isfinite(w[e])) {
+#pragma omp critical(nf4_bad)
+          if (bad < 0 || e < bad) bad = e;
+          break;
+        }
+      }
+      continue;
+    }
+    absmax[blk] = mx;
+    const float inv = 1.0f / mx;
+    uint8_t c[64];
+    for (int64_t e = s; e < t; e++) {
+      const float x = w[e] * inv;
+      int k = 0;
+      for (int i = 0; i < 15; i++) k += x > mids[i];
+      c[e - s] = mx == 0.0f ? 7 : (uint8_t)k;
+    }
+    for (int64_t e = s; e < t; e += 2) codes[e >> 1] = (uint8_t)((c[e - s] << 4) | (e + 1 < t ? c[e + 1 - s] : 0));
+  }
+  return bad;
 }
 
 void matmul_lowp(const float* a, const void* b, LowpKind kind, const float* scales, float* out, const MatmulP& p) {

@@ -18,7 +18,7 @@ import { Module } from '../src/nn/module.js';
 import { TinyGPT } from '../src/models/tiny-gpt.js';
 import { AdamW } from '../src/optim/adam.js';
 import { LoraModel, Nf4Linear, quantizeBase } from '../src/peft/index.js';
-import { dequantizeAbsmax, dequantizeNf4, nf4CodeOf, quantizeAbsmax, quantizeNf4, signedDynamicMap } from '../src/peft/nf4.js';
+import { dequantizeAbsmax, dequantizeNf4, nf4CodeOf, quantizeAbsmax, quantizeNf4, quantizeNf4Reference, signedDynamicMap } from '../src/peft/nf4.js';
 import { ConfigError, DTypeError, ShapeError } from '../src/errors.js';
 import { relErr } from './helpers/backends.js';
 
@@ -61,6 +61,15 @@ test('NF4 codes: each element the nearest level to x / absmax of its block of 64
   probe.forEach((v, i) => { blocks[i * 64] = v; blocks[i * 64 + 1] = 1; });
   const coded = quantizeNf4(blocks).codes;
   probe.forEach((v, i) => assert.equal(code(coded, i * 64), nf4CodeOf(v), `value ${v}`));
+  // the backend's kernel (native) gives the TypeScript reference's bits, odd lengths and zero blocks included
+  for (const n of [1, 65, 127, 100001]) {
+    const w = randn(n + 7, n, 0.03);
+    if (n > 100) w.fill(0, 64, 128);
+    const fast = quantizeNf4(w), ref = quantizeNf4Reference(w);
+    assert.deepEqual([...fast.absmax], [...ref.absmax], `absmax, n ${n}`);
+    assert.ok(fast.codes.every((c, i) => c === ref.codes[i]), `codes, n ${n}`);
+  }
+  assert.throws(() => quantizeNf4(Float32Array.from({ length: 300 }, (_, i) => (i === 200 ? Infinity : i))), (e: unknown) => e instanceof DTypeError && /element 200 is Infinity/.test(e.message));
   // packing, by hand: 1 -> code 15, -1 -> 0, 0 -> 7, 0.5 of absmax 1 -> 12 (0.4407; the midpoint to 0.5626 is 0.5017),
   // so bytes 0xF0, 0x7C
   const { codes, absmax } = quantizeNf4(Float32Array.of(1, -1, 0, 0.5));

@@ -246,6 +246,12 @@ export interface Backend {
    */
   roundBf16?(src: Float32Array, dst: Float32Array): void;
   /**
+   * Optional: NF4 codes (two a byte, high nibble first) and the absmax of every 64 elements of `w`
+   * (src/peft/nf4.ts `quantizeNf4`, whose TypeScript gives the same bits); returns -1, or the index of a non-finite
+   * element (the outputs then mean nothing).
+   */
+  quantizeNf4?(w: Float32Array, codes: Int8Array, absmax: Float32Array): number;
+  /**
    * Optional: the rows of src, an f32 (rows, cols) matrix, cast to bf16 (round to nearest even) into rows of `ld`
    * elements of dst, columns cols..ld-1 set to zero: a bf16 copy with room for more columns beside it, in the pass a
    * plain cast makes (LoRA's base product with the adapter's factors appended, ops/lora-linear.ts).

@@ -45,6 +45,7 @@ interface Addon {
   matmulLowp(a: Float32Array, b: Uint16Array | Int8Array, out: Float32Array, kind: number, scales: Float32Array | null,
     batch: number, M: number, N: number, K: number, transA: boolean, transB: boolean, strideA: number, alpha: number,
     beta: number): void;
+  quantizeNf4(w: Float32Array, codes: Int8Array, absmax: Float32Array): number;
   softmax(x: Float32Array, rows: number, cols: number, out: Float32Array, log: boolean): void;
   softmaxBackward(y: Float32Array, dy: Float32Array, rows: number, cols: number, dx: Float32Array, log: boolean): void;
   layerNorm(x: Float32Array, g: Float32Array | null, b: Float32Array | null, rows: number, cols: number, eps: number,
@@ -282,6 +283,7 @@ class NativeBackend implements Backend {
       m.strideA, m.alpha, m.beta);
   }
 
+  quantizeNf4(w: Float32Array, codes: Int8Array, absmax: Float32Array): number { return this.a.quantizeNf4(w, codes, absmax); }
   softmax(x: Float32Array, rows: number, cols: number, out: Float32Array, log: boolean): void { this.a.softmax(x, rows, cols, out, log); }
   softmaxBackward(y: Float32Array, dy: Float32Array, rows: number, cols: number, dx: Float32Array, log: boolean): void {
     this.a.softmaxBackward(y, dy, rows, cols, dx, log);

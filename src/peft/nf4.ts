@@ -9,6 +9,7 @@
  */
 import { NF4_BLOCK, NF4_LEVELS, nf4Blocks, nf4Bytes } from '../backend/nf4.js';
 import { DTypeError } from '../errors.js';
+import { backend } from '../backend/index.js';
 
 /** Levels' midpoints as f32: element x goes to level i + 1 when x > NF4_MIDS[i] (bitsandbytes' decision tree). */
 const NF4_MIDS = Float32Array.from({ length: 15 }, (_, i) => (NF4_LEVELS[i] + NF4_LEVELS[i + 1]) / 2);
@@ -45,6 +46,16 @@ function fastCode(x: number): number {
  * Non-finite weights are refused: they would make their block's every value NaN.
  */
 export function quantizeNf4(w: Float32Array, what = 'weight'): { codes: Int8Array; absmax: Float32Array } {
+  const be = backend();
+  if (!be.quantizeNf4 || be.device) return quantizeNf4Reference(w, what);
+  const codes = new Int8Array(nf4Bytes(w.length)), absmax = new Float32Array(nf4Blocks(w.length));
+  const bad = be.quantizeNf4(w, codes, absmax);
+  if (bad >= 0) throw new DTypeError(`cannot quantise ${what} to NF4: element ${bad} is ${w[bad]}`);
+  return { codes, absmax };
+}
+
+/** `quantizeNf4` in TypeScript (the backends' kernels give the same bits: a test). */
+export function quantizeNf4Reference(w: Float32Array, what = 'weight'): { codes: Int8Array; absmax: Float32Array } {
   const n = w.length;
   const codes = new Uint8Array(nf4Bytes(n)), absmax = new Float32Array(nf4Blocks(n));
   for (let blk = 0; blk < absmax.length; blk++) {

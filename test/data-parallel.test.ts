@@ -25,12 +25,15 @@ const tmp = (p: string) => mkdtempSync(path.join(tmpdir(), p));
 const BASE: TrainerConfigInput = { method: 'lora', maxSteps: 4, batchSize: 16, maxLength: 24, logEvery: 1, evalBatchSize: 64, headDropout: 0, lengthBucketing: false, seed: 7 };
 const MAX_TRAIN = 96;
 
-interface RankOut { rank: number; sums: number[][]; params: number[][]; communication?: { bytes: number; denseBytes: number; compressionRatio: number; method: string }; test?: number; steps: number[] }
+interface RankOut {
+  rank: number; sums: number[][]; params: number[][]; communication?: { bytes: number; denseBytes: number; compressionRatio: number; method: string }; test?: number; steps: number[];
+  interrupted?: { step: number; validationPending?: true } | null; evals?: [number, number][];
+}
 const read = (dir: string, r: number): RankOut => JSON.parse(readFileSync(path.join(dir, `rank-${r}.json`), 'utf8'));
 
-async function local(config: TrainerConfigInput, runDir?: string): Promise<RankOut[]> {
+async function local(config: TrainerConfigInput, runDir?: string, extra: Record<string, unknown> = {}): Promise<RankOut[]> {
   const dir = tmp('autoglm-dp-');
-  await runLocal(2, ENTRY, { args: { dir, config, maxTrain: MAX_TRAIN, runDir }, threadsPerRank: 1 });
+  await runLocal(2, ENTRY, { args: { dir, config, maxTrain: MAX_TRAIN, runDir, ...extra }, threadsPerRank: 1 });
   return [read(dir, 0), read(dir, 1)];
 }
 
@@ -109,3 +112,22 @@ for (const compression of [false, true] as const) {
     assert.deepEqual(r0.params, straight.params, 'resumed run differs from the straight one');
   });
 }
+
+test('a stop during a data-parallel validation: the rank asked cuts its part short, every rank gives the validation up after the same step, and resume completes it exactly', async () => {
+  // 600 validation texts in batches of 2: 150 batches a rank, long enough for the pace's turns of the event loop
+  const config: TrainerConfigInput = { ...BASE, maxSteps: 6, evalEvery: 3, evalBatchSize: 2 };
+  const extra = { maxEval: 600 };
+  const straight = await local(config, tmp('autoglm-dpv-straight-'), extra);
+  const runDir = tmp('autoglm-dpv-split-');
+  // only rank 0's run has a signal: rank 1 evaluates its whole part and learns of the stop in the agreement
+  const cut = await local(config, runDir, { ...extra, stopRank: 0, stopAfter: 3 });
+  for (const r of cut) {
+    assert.deepEqual({ step: r.interrupted?.step, pending: r.interrupted?.validationPending }, { step: 3, pending: true }, `rank ${r.rank}: ${JSON.stringify(r.interrupted)}`);
+    assert.deepEqual(r.evals, [], `rank ${r.rank} logged no validation`);
+  }
+  const resumed = await local({ ...config, resume: true }, runDir, extra);
+  for (const r of [0, 1]) {
+    assert.deepEqual(resumed[r]!.params, straight[r]!.params, `rank ${r}: the resumed run's weights are the uninterrupted run's`);
+    assert.deepEqual(resumed[r]!.evals, straight[r]!.evals, `rank ${r}: the same validations (the pending one first)`);
+  }
+});

@@ -35,7 +35,7 @@ import { learningRate, makeOptimizer } from './setup.js';
 import { guardedUpdate } from './update.js';
 import { parseState, stringifyState } from './serialize.js';
 import type { TrainingTask } from './task.js';
-import { EvaluationAbandoned, type EvalPace } from './pace.js';
+import { EvaluationAbandoned, EvaluationCut, type EvalPace } from './pace.js';
 
 /** How often a paced validation gives the event loop a turn (pace.ts). */
 const PACE_MS = 100;
@@ -98,6 +98,8 @@ export class TrainingLoop {
   private interrupted = false;
   /** The validation that the signal made the run give up (one process), kept in the checkpoint; resume runs it first. */
   private pending: PendingValidation | null = null;
+  /** This rank cut the validation under way short for a stop (data-parallel; see evalPace). */
+  private evalCut = false;
 
   constructor(private readonly task: TrainingTask, private readonly host: LoopHost) {
     const c = (this.c = host.config);
@@ -302,6 +304,7 @@ export class TrainingLoop {
   private async validate(which: PendingValidation): Promise<EvalLog | null> {
     const h = this.host, es = this.c.earlyStopping;
     let r: Awaited<ReturnType<TrainingTask['evaluate']>>;
+    this.evalCut = false;
     try {
       r = await this.task.evaluate('validation', this.evalPace());
     } catch (e) {
@@ -310,6 +313,12 @@ export class TrainingLoop {
       return null;
     } finally {
       this.task.model.train();
+    }
+    // data-parallel: whether any rank cut its part short for a stop (one all-reduce a validation, on every rank, with
+    // or without a signal); if one did, the figures are partial and every rank gives the validation up
+    if (h.dp && (await h.dp.sumNumbers([this.evalCut ? 1 : 0]))[0] > 0) {
+      this.pending = which;
+      return null;
     }
     if (!r) return null;
     // only the metrics the task measures (an SFT or causal-LM pass has no accuracy: no NaN in the logs)
@@ -343,21 +352,24 @@ export class TrainingLoop {
   /**
    * What validation awaits before each batch when the run has a signal: a turn of the event loop every PACE_MS (so
    * that the signal's handler runs, and a second signal can end the process), and EvaluationAbandoned once the stop
-   * is asked for before the last step. Data-parallel ranks finish the validation (giving it up would need them to
-   * agree mid-evaluation) and stop after the next step, which they agree on; after the last step the run finishes its
-   * evaluations and outputs, as a stop asked for then always did.
+   * is asked for before the last step. A data-parallel rank instead cuts its part short (EvaluationCut: its loops end,
+   * its collectives still run) and `validate` agrees with the other ranks to give the validation up. After the last
+   * step the run finishes its evaluations and outputs, as a stop asked for then always did.
    */
   private evalPace(): EvalPace | undefined {
     const signal = this.host.signal;
     if (!signal) return undefined;
-    const abandonable = !this.host.dp && this.step < this.totalSteps;
+    const abandonable = this.step < this.totalSteps, dp = !!this.host.dp;
     let last = performance.now();
     return async () => {
       if (performance.now() - last >= PACE_MS) {
         await nextTurn();
         last = performance.now();
       }
-      if (abandonable && signal.aborted) throw new EvaluationAbandoned('validation given up for a graceful stop');
+      if (!abandonable || !signal.aborted) return;
+      if (!dp) throw new EvaluationAbandoned('validation given up for a graceful stop');
+      this.evalCut = true;
+      throw new EvaluationCut('validation cut short for a graceful stop');
     };
   }
 

@@ -19,6 +19,14 @@ export type EvalPace = () => Promise<void>;
 /** An evaluation given up for a graceful stop (the loop catches it; it never reaches the caller of `finetune`). */
 export class EvaluationAbandoned extends AutoGLMError {}
 
+/**
+ * A data-parallel rank's evaluation cut short for a graceful stop: `evalBatches` ends its batch loop there and returns,
+ * so the task's collectives (the sums and gathers after its loops) still run on every rank, in the same order, over
+ * partial results; the loop then learns in one all-reduce whether any rank cut, and if one did every rank gives the
+ * validation up together (it is pending in the checkpoint).
+ */
+export class EvaluationCut extends AutoGLMError {}
+
 /** What evaluation switches: a module's training flag (nn Module's train / eval). */
 interface Switchable {
   readonly training: boolean;
@@ -28,14 +36,22 @@ interface Switchable {
 
 /**
  * Runs evaluation batches, one per `next()` of `steps`, each without gradients and with `model` in eval mode (back in
- * its own mode after, also when the evaluation is given up); `pace` awaited before each batch.
+ * its own mode after, also when the evaluation is given up); `pace` awaited before each batch. A pace that throws
+ * `EvaluationCut` ends the loop early (a data-parallel rank's stop); `EvaluationAbandoned` propagates.
  */
 export async function evalBatches(model: Switchable, steps: Iterator<unknown>, pace?: EvalPace): Promise<void> {
   const wasTraining = model.training;
   model.eval();
   try {
     for (;;) {
-      if (pace) await pace();
+      if (pace) {
+        try {
+          await pace();
+        } catch (e) {
+          if (e instanceof EvaluationCut) return; // the rest of this loop is skipped; the caller's collectives still run
+          throw e;
+        }
+      }
       if (noGrad(() => steps.next()).done) return;
     }
   } finally {

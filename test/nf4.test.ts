@@ -152,7 +152,10 @@ test('quantizeBase nf4: 4-bit Linear layers, bf16 embeddings, LoRA trains on top
     const m = new TinyGPT(CFG);
     const y32 = logits(m);
     const lora = new LoraModel(m, { r: 4, alpha: 8, targetModules: ['qkv', 'fc1', 'fc2', 'proj'] });
+    const counts = m.parameterCounts();
     const q = quantizeBase(m, 'nf4', { skip: ['head'], doubleQuant });
+    // parameters are counted by their weights' sizes, not the packed bytes or the absmaxes (PEFT counts 4-bit weights so)
+    assert.deepEqual(m.parameterCounts(), counts);
     assert.equal(q.layers, 8);
     assert.equal(q.embeddings, 2);
     // the model's output layer (headWeights) stays bf16, so the fused loss reads it (no vocabulary-wide logits)
@@ -177,6 +180,10 @@ test('quantizeBase nf4: 4-bit Linear layers, bf16 embeddings, LoRA trains on top
     assert.ok(relErr(logits(m), y) < 0.2, `merged ${relErr(logits(m), y)}`);
   }
   manualSeed(0);
+  const int8 = new TinyGPT(CFG), before = int8.parameterCounts();
+  for (const p of int8.parameters()) p.requiresGrad = false;
+  quantizeBase(int8, 'int8');
+  assert.equal(int8.parameterCounts().total, before.total, 'int8: scales are not counted');
   assert.throws(() => quantizeBase(new TinyGPT(CFG), 'int8', { doubleQuant: true }), ConfigError);
   assert.throws(() => quantizeBase(new TinyGPT(CFG), 'nf5' as 'nf4'), ConfigError);
 });

@@ -94,14 +94,25 @@ export abstract class Module {
     return this.parameters().filter((p) => p.requiresGrad);
   }
 
-  /** Counts of trainable and total parameters (as PEFT's print_trainable_parameters). */
+  /**
+   * Counts of trainable and total parameters (as PEFT's print_trainable_parameters): the weights' logical sizes, so a
+   * quantised layer counts its weight's elements, not its packed bytes or its scales (`parameterElements`).
+   */
   parameterCounts(): { trainable: number; total: number } {
     let trainable = 0, total = 0;
-    for (const p of this.parameters()) {
-      total += p.size;
-      if (p.requiresGrad) trainable += p.size;
+    for (const [, m] of this.namedModules()) {
+      for (const [name, p] of m._params) {
+        const n = m.parameterElements(name, p);
+        total += n;
+        if (p.requiresGrad) trainable += n;
+      }
     }
     return { trainable, total };
+  }
+
+  /** How many model parameters this module's tensor `name` stands for (its size; quantised layers say otherwise). */
+  protected parameterElements(_name: string, t: Tensor): number {
+    return t.size;
   }
 
   train(flag = true): this {

@@ -65,6 +65,11 @@ export class Int8Linear extends Module {
     return dequantizeInt8(this.weight, this.scales);
   }
 
+  /** The scales are quantisation state, not parameters (parameterCounts). */
+  protected override parameterElements(name: string, t: Tensor): number {
+    return name === 'scales' ? 0 : t.size;
+  }
+
   /** Re-quantises an f32 weight into this layer; returns the max abs error introduced. */
   storeWeight(w: Tensor): number {
     const { q, scales } = quantizeInt8(w);
@@ -126,6 +131,11 @@ export class Nf4Linear extends Module {
     return this.nestedAbsmax !== null;
   }
 
+  /** The packed codes stand for out x in weights; the absmaxes are quantisation state (parameterCounts). */
+  protected override parameterElements(name: string, t: Tensor): number {
+    return name === 'weight' ? this.outFeatures * this.inFeatures : name === 'bias' ? t.size : 0;
+  }
+
   /** The f32 absmax of every 64 elements (the stored one, or a fresh expansion of the double-quantised state). */
   blockAbsmax(): Tensor {
     if (!this.nestedAbsmax) return this.absmax;
@@ -184,6 +194,11 @@ export class Int8Embedding extends Module {
 
   denseWeight(): Tensor {
     return dequantizeInt8(this.weight, this.scales);
+  }
+
+  /** The scales are quantisation state, not parameters (parameterCounts). */
+  protected override parameterElements(name: string, t: Tensor): number {
+    return name === 'scales' ? 0 : t.size;
   }
 
   /** ids: i32 tensor of any shape -> (...ids.shape, dim) f32 (no gradient: the table is frozen). */

@@ -10,6 +10,7 @@
         "native/reduce.cc",
         "native/nn.cc",
         "native/matmul.cc",
+        "native/nf4.cc",
         "native/skinny.cc",
         "native/optim.cc",
         "native/attention.cc",

@@ -99,8 +99,10 @@ enum class LowpKind { bf16, i8, nf4 };
 // batch); i8 values are multiplied by scales[stored row] (null: 1) when widened; nf4 codes (two per byte, high
 // nibble first) index the NF4 levels, times scales[element / 64] (the absmax of each block, src/backend/nf4.ts).
 void matmul_lowp(const float* a, const void* b, LowpKind kind, const float* scales, float* out, const MatmulP& p);
-// NF4 codes (two a byte, high nibble first) and absmax per 64 of w[0..n): -1, or the index of a non-finite element.
+// nf4.cc: NF4 codes (two a byte, high nibble first) and absmax per 64 of w[0..n): -1, or the index of a non-finite
+// element; and dst[i] = the value of element e0 + i (i < n) of such a weight.
 int64_t quantize_nf4(const float* w, int64_t n, uint8_t* codes, float* absmax);
+void widen_nf4(const uint8_t* q, const float* absmax, int64_t e0, int64_t n, float* dst);
 const char* bf16_path();  // "onednn" or "sgemm"
 // The CPU runs AVX512-BF16 dot products (vdpbf16ps) and oneDNN may use them (ONEDNN_MAX_CPU_ISA below
 // AVX512_CORE_BF16 turns our own bf16 dot kernels off with oneDNN's, so that tests reach the AVX2 paths there).

@@ -75,6 +75,33 @@ test('a short LoRA fine-tune: history, outputs in PEFT layout, reload for predic
   assert.ok(Math.abs(m[0].score - before[0].score) < 1e-5);
 });
 
+test('a run on a quantised base (int8, nf4) merges into the full-precision base: a plain f32 model that loads and predicts as the adapter on that base does', async () => {
+  const { main } = await import('../src/cli/main.js');
+  const texts = ['wake me up at 7 tomorrow', 'what is the weather in paris', 'add milk to the list'];
+  for (const base of ['int8', 'nf4'] as const) {
+    const out = tmp(`autoglm-q-${base}-`);
+    const trainer = new AutoGLMTrainer({ config: { ...QUICK, maxSteps: 6, baseQuantization: base, outputDir: out } });
+    trainer.on('note', () => {});
+    await trainer.finetune({ dataset: 'custom_intent_v2', maxTrain: 200, maxEval: 100 });
+    // the adapter on the unquantised base, which is what the merged folder must reproduce
+    const full = (await (await AutoGLMTrainer.load(out, { unquantizedBase: true })).predict(texts)) as Prediction[];
+    const merged = tmp(`autoglm-q-${base}-merged-`);
+    const log = console.log;
+    console.log = () => {};
+    try {
+      assert.equal(await main(['merge', out, '--out', merged]), 0);
+    } finally {
+      console.log = log;
+    }
+    const plain = await AutoGLMTrainer.load(merged);
+    assert.equal(plain.lora, null);
+    for (const [, p] of plain.classifier!.namedParameters()) assert.equal(p.dtype, 'f32', `${base}: every merged weight is f32`);
+    const m = (await plain.predict(texts)) as Prediction[];
+    assert.deepEqual(m.map((p) => p.label), full.map((p) => p.label));
+    m.forEach((p, i) => assert.ok(Math.abs(p.score - full[i]!.score) < 1e-5, `${base}: ${p.score} vs ${full[i]!.score}`));
+  }
+});
+
 test('autoglm eval of a run trained on a file, from another folder: the same test split and accuracy (the file by its absolute path)', async () => {
   const { main } = await import('../src/cli/main.js');
   const out = tmp('autoglm-file-run-');

@@ -1,5 +1,5 @@
 /** The trainer: `new AutoGLMTrainer({ model, config }).finetune({ dataset })`. */
-export { AutoGLMTrainer, isChatPrediction, isSftEvalResult, isDpoEvalResult, type FinetuneArgs, type TrainerOptions } from './trainer.js';
+export { AutoGLMTrainer, isChatPrediction, isSftEvalResult, isDpoEvalResult, type FinetuneArgs, type TrainerOptions, type LoadRunOptions } from './trainer.js';
 export type { ChatPrediction, ChatGenerationOptions, SftEvalResult, SftEvalOptions } from '../sft/types.js';
 export type { DpoEvalResult } from './dpo.js';
 export { registerTask, taskNames } from './tasks.js';

@@ -66,6 +66,16 @@ export interface TrainerOptions {
   config?: TrainerConfigInput;
 }
 
+/** How `AutoGLMTrainer.load` rebuilds a run. */
+export interface LoadRunOptions {
+  /**
+   * The frozen base in full precision even where the run trained on a quantised one (`baseQuantization`): what a
+   * merge folds the adapter into, as PEFT merges a QLoRA adapter into the unquantised base. Default false: the base
+   * as it was trained (its evaluation reproduces the run's figures).
+   */
+  unquantizedBase?: boolean;
+}
+
 export class AutoGLMTrainer extends EventEmitter {
   readonly config: TrainerConfig;
   /** The task the config picks (its refusals and checks already passed). */
@@ -221,9 +231,10 @@ export class AutoGLMTrainer extends EventEmitter {
   }
 
   /** Rebuilds a trainer from a finished run's output folder (for eval/predict). */
-  static async load(dir: string): Promise<AutoGLMTrainer> {
+  static async load(dir: string, opts: LoadRunOptions = {}): Promise<AutoGLMTrainer> {
     const info = readRunInfo(dir);
-    const t = new AutoGLMTrainer({ model: info.model, config: { ...info.config, resume: false, outputDir: dir } }, false);
+    const unquantized = opts.unquantizedBase ? { baseQuantization: 'none' as const, baseDoubleQuant: true } : {};
+    const t = new AutoGLMTrainer({ model: info.model, config: { ...info.config, resume: false, outputDir: dir, ...unquantized } }, false);
     if (!t.definition.load) throw new ConfigError(`'${dir}' holds a task '${t.definition.name}' run, which AutoGLMTrainer.load cannot rebuild; its adapter or model folder is in '${dir}'`);
     if (backend().device) {
       // as after a fine-tune on the device: a finished model is evaluated and predicts on the CPU backend

@@ -8,7 +8,8 @@
  *   names it. Reports the largest logit change between base + adapter and the merged folder reloaded (~1e-6).
  * - A classification run folder (autoglm.json, method lora): a plain model (`model.safetensors` with every weight,
  *   `autoglm.json` with method 'full') usable by eval/predict; reports the largest change of a predicted
- *   probability on a few probe texts.
+ *   probability on a few probe texts. A run trained on a quantised base (int8, nf4) is merged into the full-precision
+ *   base, as PEFT merges a QLoRA adapter: the drift it reports is against the run on its quantised base.
  */
 import type { Command } from 'commander';
 import { mkdirSync, copyFileSync, existsSync } from 'node:fs';
@@ -25,9 +26,12 @@ async function mergeClassifier(dir: string, o: MergeOpts): Promise<void> {
   const info = readRunInfo(dir);
   if (info.method !== 'lora') throw new ConfigError(`'${dir}' was trained with method '${info.method}'; merge needs a LoRA run`);
   if (info.config.tasks) throw new ConfigError(`'${dir}' is a multi-task run (config 'tasks'); merge of a multi-task run is not supported yet`);
-  const trainer = await AutoGLMTrainer.load(dir);
   const probes = ['set an alarm for seven', 'what is the weather like', 'play some jazz', 'how do I say hello in french'];
-  const before = (await trainer.predict(probes)) as Prediction[];
+  // the run as it was trained (on its quantised base, if any) gives the reference predictions; the adapter is folded
+  // into the full-precision base (as PEFT merges a QLoRA adapter), so the merged folder is a plain f32 model
+  const quantized = info.config.baseQuantization !== undefined && info.config.baseQuantization !== 'none';
+  const before = (await (await AutoGLMTrainer.load(dir)).predict(probes)) as Prediction[];
+  const trainer = quantized ? await AutoGLMTrainer.load(dir, { unquantizedBase: true }) : await AutoGLMTrainer.load(dir);
   const { maxError } = (trainer.lora as NonNullable<typeof trainer.lora>).mergeAndUnload();
   const after = (await trainer.predict(probes)) as Prediction[];
   let drift = 0;
@@ -41,7 +45,8 @@ async function mergeClassifier(dir: string, o: MergeOpts): Promise<void> {
   const file = saveTrainable(model, o.out, false);
   writeRunInfo(o.out, { ...info, method: 'full', config: { ...info.config, method: 'full', baseQuantization: 'none' } });
   copyFileSync(path.join(dir, 'metrics.jsonl'), path.join(o.out, 'metrics.jsonl'));
-  console.log(`merged ${dir} into ${file}; largest change of a predicted probability on probe texts: ${drift.toExponential(2)}${maxError ? `; storage re-quantisation error ${maxError.toExponential(2)}` : ''}`);
+  const against = quantized ? ` (against the run on its ${info.config.baseQuantization} base; merged into the full-precision base)` : '';
+  console.log(`merged ${dir} into ${file}; largest change of a predicted probability on probe texts: ${drift.toExponential(2)}${against}${maxError ? `; storage re-quantisation error ${maxError.toExponential(2)}` : ''}`);
   if (o.json) console.log(JSON.stringify({ command: 'merge', model: file, prob_drift: drift, storage_error: maxError }));
 }
 

@@ -1,6 +1,7 @@
 /**
  * Exact resume for every task, as a user meets it: SIGKILL and `resume: true`. For each task (classification
- * with loss-weighted sampling, multi-task with round-robin task sampling and DWA, causal-LM, SFT with packing), with plateau +
+ * with loss-weighted sampling, multi-task with round-robin task sampling and DWA, causal-LM, SFT with packing on an NF4
+ * base, DPO, KTO), with plateau +
  * early stopping (best weights restored) and label smoothing / dropout where the task has them:
  *   straight: 8 steps;
  *   run 1: killed right after the step-2 checkpoint, which precedes the first evaluation (step 3), so early

@@ -63,8 +63,9 @@ const PER_TASK: Record<Args['task'], TrainerConfigInput> = {
   'multi-task': { headDropout: 0.1, tasks: ['resume-synthetic', 'mood'], taskWeighting: 'dwa', dwaWindow: 2, taskSampling: 'round-robin', labelSmoothing: 0.1 },
   // NEFTune's noise is drawn from the tensor layer's generator, which the state holds (GPT-2 here, a Llama below)
   'causal-lm': { task: 'causal-lm', learningRate: 1e-2, labelSmoothing: 0.1, neftuneNoiseAlpha: 5 },
-  // SFT: chat records (text -> topic) on the tiny chat model (ChatML template), packed, loss on the answers
-  sft: { task: 'sft', learningRate: 1e-2, labelSmoothing: 0.1, packing: true, maxLength: 128, sampleGenerations: 1, neftuneNoiseAlpha: 5 },
+  // SFT: chat records (text -> topic) on the tiny chat model (ChatML template), packed, loss on the answers, on an NF4
+  // base (QLoRA: the resumed run quantises the base again, to the same bits)
+  sft: { task: 'sft', learningRate: 1e-2, labelSmoothing: 0.1, packing: true, maxLength: 128, sampleGenerations: 1, neftuneNoiseAlpha: 5, baseQuantization: 'nf4' },
   // DPO: preference pairs (the topic vs another topic) on the tiny chat model; conservative DPO's epsilon, NEFTune, LoRA dropout
   dpo: { task: 'dpo', learningRate: 1e-2, labelSmoothing: 0.1, maxLength: 128, sampleGenerations: 1, neftuneNoiseAlpha: 5 },
   // KTO on the same pairs unpaired: the KL rows' forward (eval mode) between the training ones, weighted examples

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TinyGPT } from '../src/models/tiny-gpt.js';
-import { LoraModel } from '../src/peft/index.js';
+import { LoraModel, quantizeBase } from '../src/peft/index.js';
 import { manualSeed, setRng } from '../src/nn/init.js';
 import { Rng } from '../src/backend/rng.js';
 import { randint } from '../src/tensor/creation.js';
@@ -114,13 +114,14 @@ test('gradient checkpointing in open-autoglm-base (USE-lite): same loss and grad
   assertSame(a, lossAndGrads(build, run, 'mlp'), 'use-lite (recomputed MLP pre-activations)');
 });
 
-test('gradient checkpointing in open-autoglm-base with LoRA on a 32 x 12 padded batch: same loss and gradients', () => {
+for (const base of ['f32', 'nf4'] as const) test(`gradient checkpointing in open-autoglm-base with LoRA on a 32 x 12 padded batch${base === 'nf4' ? ", on an NF4 base (QLoRA's recipe)" : ''}: same loss and gradients`, () => {
   // pooled gradient sizes (>= 64 KiB): this caught a leaf gradient (the layer input, a residual) whose buffer went
   // back to the pool while still in use
   const build = () => {
     manualSeed(7);
     const enc = loadUSELite();
     new LoraModel(enc, { r: 8, alpha: 16, targetModules: 'all-linear', seed: 1 });
+    if (base === 'nf4') quantizeBase(enc, 'nf4');
     return Object.assign(enc, { head: new Linear(512, 3) }) as unknown as Module;
   };
   const B = 32, T = 12;

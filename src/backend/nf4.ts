@@ -29,10 +29,15 @@ export function nf4Code(packed: Int8Array | Uint8Array, e: number): number {
   return (e & 1) === 0 ? byte >> 4 : byte & 15;
 }
 
-/** dst[i] = value of element e0 + i, for i < n (f32 arithmetic: one rounding, as the kernels). */
-export function widenNf4(packed: Int8Array | Uint8Array, absmax: Float32Array, e0: number, n: number, dst: Float32Array, dstOff = 0): void {
-  for (let i = 0; i < n; i++) {
-    const e = e0 + i;
-    dst[dstOff + i] = Math.fround(NF4_LEVELS[nf4Code(packed, e)] * absmax[Math.floor(e / NF4_BLOCK)]);
+/** dst[e] = the value of element e, for e < n (f32 arithmetic: one rounding, as the kernels). */
+export function widenNf4(packed: Int8Array | Uint8Array, absmax: Float32Array, n: number, dst: Float32Array): void {
+  for (let e = 0; e < n; e++) dst[e] = Math.fround(NF4_LEVELS[nf4Code(packed, e)] * absmax[Math.floor(e / NF4_BLOCK)]);
+}
+
+/** Refuses NF4 operands too short for n elements (the packed codes and the absmax blocks). */
+export function checkNf4(b: Int8Array, absmax: Float32Array | null, n: number): void {
+  if (b.length < nf4Bytes(n)) throw new RangeError(`matmulLowp: nf4 b has ${b.length} bytes; ${n} elements need ${nf4Bytes(n)}`);
+  if (!absmax || absmax.length < nf4Blocks(n)) {
+    throw new RangeError(`matmulLowp: nf4 needs ${nf4Blocks(n)} absmax values (one per 64 elements); got ${absmax ? absmax.length : 'none'}`);
   }
 }

@@ -7,7 +7,7 @@
  *   instead of 4.
  * The format's constants and the kernels' widening are in src/backend/nf4.ts.
  */
-import { NF4_BLOCK, NF4_LEVELS, nf4Blocks, nf4Bytes } from '../backend/nf4.js';
+import { NF4_BLOCK, NF4_LEVELS, nf4Blocks, nf4Bytes, widenNf4 } from '../backend/nf4.js';
 import { DTypeError } from '../errors.js';
 import { backend } from '../backend/index.js';
 
@@ -79,10 +79,7 @@ export function quantizeNf4Reference(w: Float32Array, what = 'weight'): { codes:
 /** The f32 values of NF4 codes (n elements). */
 export function dequantizeNf4(codes: Int8Array, absmax: Float32Array, n: number): Float32Array {
   const out = new Float32Array(n);
-  for (let e = 0; e < n; e++) {
-    const byte = codes[e >> 1] & 0xff;
-    out[e] = Math.fround(NF4_LEVELS[(e & 1) === 0 ? byte >> 4 : byte & 15] * absmax[Math.floor(e / NF4_BLOCK)]);
-  }
+  widenNf4(codes, absmax, n, out);
   return out;
 }
 

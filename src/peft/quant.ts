@@ -40,6 +40,21 @@ export function dequantizeInt8(q: Tensor, scales: Tensor): Tensor {
   return new Tensor(f, 'f32', [out, inF]);
 }
 
+/** max |a[i] - b[i]|: the error a re-quantisation introduced (what merging into a quantised layer reports). */
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let err = 0;
+  for (let i = 0; i < b.length; i++) err = Math.max(err, Math.abs(a[i]! - b[i]!));
+  return err;
+}
+
+/** An NF4 layer's stored state of weight `w`: codes and absmaxes, these 8-bit with their nested state when double-quantised. */
+function nf4State(w: Float32Array, doubleQuant: boolean, what = 'weight'): { codes: Int8Array; absmax: Int8Array | Float32Array; nested: { absmax: Float32Array; offset: number } | null } {
+  const { codes, absmax } = quantizeNf4(w, what);
+  if (!doubleQuant) return { codes, absmax, nested: null };
+  const q = quantizeAbsmax(absmax);
+  return { codes, absmax: q.codes, nested: { absmax: q.absmax, offset: q.offset } };
+}
+
 /** A frozen Linear with int8 weights (per-output-channel scales) and an f32 bias. */
 export class Int8Linear extends Module {
   weight: Tensor;
@@ -77,10 +92,7 @@ export class Int8Linear extends Module {
     (this.scales.storage as Float32Array).set(scales.storage as Float32Array);
     markModified(this.weight);
     markModified(this.scales);
-    const back = this.denseWeight().f32(), want = w.f32();
-    let err = 0;
-    for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(back[i] - want[i]));
-    return err;
+    return maxAbsDiff(this.denseWeight().f32(), w.f32());
   }
 
   /** y = x W^T + b with the int8 weight widened block by block inside the product (forward and backward). */
@@ -109,17 +121,11 @@ export class Nf4Linear extends Module {
     super();
     this.outFeatures = outFeatures;
     this.inFeatures = inFeatures;
-    const { codes, absmax } = quantizeNf4(w, what);
-    this.weight = this.param('weight', new Tensor(codes, 'i8', [codes.length]), false);
-    if (doubleQuant) {
-      const q = quantizeAbsmax(absmax);
-      this.absmax = this.param('absmax', new Tensor(q.codes, 'i8', [q.codes.length]), false);
-      this.nestedAbsmax = this.param('nested_absmax', new Tensor(q.absmax, 'f32', [q.absmax.length]), false);
-      this.nestedOffset = this.param('nested_offset', new Tensor(Float32Array.of(q.offset), 'f32', [1]), false);
-    } else {
-      this.absmax = this.param('absmax', new Tensor(absmax, 'f32', [absmax.length]), false);
-      this.nestedAbsmax = this.nestedOffset = null;
-    }
+    const q = nf4State(w, doubleQuant, what);
+    this.weight = this.param('weight', new Tensor(q.codes, 'i8', [q.codes.length]), false);
+    this.absmax = this.param('absmax', new Tensor(q.absmax, q.absmax instanceof Int8Array ? 'i8' : 'f32', [q.absmax.length]), false);
+    this.nestedAbsmax = q.nested ? this.param('nested_absmax', new Tensor(q.nested.absmax, 'f32', [q.nested.absmax.length]), false) : null;
+    this.nestedOffset = q.nested ? this.param('nested_offset', new Tensor(Float32Array.of(q.nested.offset), 'f32', [1]), false) : null;
     this.bias = bias ? this.param('bias', bias, false) : null;
   }
 
@@ -150,18 +156,15 @@ export class Nf4Linear extends Module {
 
   /** Re-quantises an f32 weight into this layer (same double quantisation); returns the max abs error introduced. */
   storeWeight(w: Tensor): number {
-    const fresh = new Nf4Linear(this.outFeatures, this.inFeatures, w.to('f32').f32(), null, this.doubleQuant);
-    const pairs: [Tensor | null, Tensor | null][] = [[this.weight, fresh.weight], [this.absmax, fresh.absmax],
-      [this.nestedAbsmax, fresh.nestedAbsmax], [this.nestedOffset, fresh.nestedOffset]];
-    for (const [mine, theirs] of pairs) {
-      if (!mine || !theirs) continue;
-      (mine.storage as Float32Array | Int8Array).set(theirs.storage as Float32Array & Int8Array);
-      markModified(mine);
+    const q = nf4State(w.to('f32').f32(), this.doubleQuant);
+    const stores: [Tensor | null, Int8Array | Float32Array | null][] = [[this.weight, q.codes], [this.absmax, q.absmax],
+      [this.nestedAbsmax, q.nested?.absmax ?? null], [this.nestedOffset, q.nested ? Float32Array.of(q.nested.offset) : null]];
+    for (const [t, v] of stores) {
+      if (!t || !v) continue;
+      (t.storage as Int8Array | Float32Array).set(v);
+      markModified(t);
     }
-    const back = this.denseWeight().f32(), want = w.f32();
-    let err = 0;
-    for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(back[i] - want[i]));
-    return err;
+    return maxAbsDiff(this.denseWeight().f32(), w.f32());
   }
 
   /** y = x W^T + b with the NF4 weight widened block by block inside the product (forward and backward). */

@@ -185,12 +185,15 @@ export const textData: LMDataLoader = (ctx, args, tok, maxLength) => {
   return { name: splits.name, train: enc(splits.train), validation: enc(splits.validation), test: enc(splits.test) };
 };
 
+/** The decoder layers a quantised base leaves in their precision: the LM head (the fused loss reads it). */
+export const DECODER_KEEP_PRECISION = ['lm_head'];
+
 /**
  * A loaded decoder set up for training (causal-LM, SFT and DPO): the method applied (LoRA injected, or everything
  * trainable) and NEFTune's alpha set on its backbone. Returns the LoRA model, or null for 'full'.
  */
 export function decoderForTraining(model: CausalLM, ctx: TaskContext, baseName: string): LoraModel | null {
-  const lora = applyMethod(model, ctx.config, { heads: [], baseName, taskType: 'CAUSAL_LM', keepPrecision: ['lm_head'], note: (m) => ctx.note(m) });
+  const lora = applyMethod(model, ctx.config, { heads: [], baseName, taskType: 'CAUSAL_LM', keepPrecision: DECODER_KEEP_PRECISION, note: (m) => ctx.note(m) });
   model.backbone.neftuneAlpha = ctx.config.neftuneNoiseAlpha;
   return lora;
 }

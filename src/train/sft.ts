@@ -33,7 +33,7 @@ import { configEos, generateChat } from '../sft/chat.js';
 import type { ChatMessage, ChatGenerationOptions, ChatPrediction, SftEvalOptions, SftEvalResult, SftExample } from '../sft/types.js';
 import type { RunInfo } from './outputs.js';
 import { DPO_ONLY, type TrainerConfig } from './config.js';
-import { CAUSAL_LM_REFUSES, DecoderTask, checkCausalLM, loadDecoder, samplerOf, decoderForTraining, perplexity, requireCausalLM, shardedPerplexity } from './causal-lm.js';
+import { CAUSAL_LM_REFUSES, DECODER_KEEP_PRECISION, DecoderTask, checkCausalLM, loadDecoder, samplerOf, decoderForTraining, perplexity, requireCausalLM, shardedPerplexity } from './causal-lm.js';
 import { noteSkipped, type EvalSplit, type FinetuneArgs, type MicroBatchLoss, type TaskContext, type TaskDefinition, type TaskEval, type TrainingTask } from './task.js';
 import type { EvalPace } from './pace.js';
 
@@ -155,7 +155,7 @@ export async function loadChatRun(ctx: TaskContext, dir: string, info: RunInfo, 
     lora = new LoraModel(model, { targetModules: ctx.config.loraTargets }, 'scratch');
     loadAdapter(lora, adapter, 'default');
     lora.deleteAdapter('scratch');
-    quantizeRunBase(model, ctx.config, ['lm_head']); // the base it was trained on (decoderForTraining's)
+    quantizeRunBase(model, ctx.config, DECODER_KEEP_PRECISION); // the base it was trained on (decoderForTraining's)
   } else {
     model = requireCausalLM(loadHFModelFromDir(path.join(dir, 'model')), path.join(dir, 'model'), task);
   }

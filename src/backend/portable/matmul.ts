@@ -6,7 +6,7 @@
  * GFLOP/s single-threaded in V8, about twice a loop-reordered (i, k, j) row-update kernel.
  */
 import type { MatmulArgs, MatmulLowpArgs } from '../backend.js';
-import { nf4Blocks, nf4Bytes, widenNf4 } from '../nf4.js';
+import { checkNf4, widenNf4 } from '../nf4.js';
 import { cast } from './cast.js';
 
 const PANEL_BYTES = 256 * 1024; // Bt rows per panel: as many as fit in this
@@ -141,17 +141,10 @@ export function matmulLowp(args: MatmulLowpArgs): void {
   } else if (bDtype === 'nf4') {
     if (!(b instanceof Int8Array)) throw new TypeError(`matmulLowp: bDtype 'nf4' expects an Int8Array b (packed codes)`);
     checkNf4(b, scales, rows * cols);
-    widenNf4(b, scales!, 0, rows * cols, wide);
+    widenNf4(b, scales!, rows * cols, wide);
   } else {
     throw new Error(`matmulLowp: bDtype must be 'bf16', 'i8' or 'nf4'; got '${bDtype as string}'`);
   }
   matmul({ ...args, b: wide, dtype: 'f32', strideB: 0 });
 }
 
-/** Refuses NF4 operands too short for n elements (the packed codes and the absmax blocks). */
-export function checkNf4(b: Int8Array, absmax: Float32Array | null, n: number): void {
-  if (b.length < nf4Bytes(n)) throw new RangeError(`matmulLowp: nf4 b has ${b.length} bytes; ${n} elements need ${nf4Bytes(n)}`);
-  if (!absmax || absmax.length < nf4Blocks(n)) {
-    throw new RangeError(`matmulLowp: nf4 needs ${nf4Blocks(n)} absmax values (one per 64 elements); got ${absmax ? absmax.length : 'none'}`);
-  }
-}

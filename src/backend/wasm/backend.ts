@@ -4,8 +4,7 @@
  * exists. Kernels without a wasm implementation run the portable TypeScript ones, so the backend is complete.
  * This file has no Node-only imports: the loader (node.ts, or a browser one) instantiates the module.
  */
-import { checkNf4 } from '../portable/matmul.js';
-import { nf4Bytes } from '../nf4.js';
+import { checkNf4, nf4Bytes } from '../nf4.js';
 import type {
   AdamWArgs, AttentionShape, Backend, BinaryOp, DType, MatmulArgs, MatmulLowpArgs, ReduceOp, SGDArgs, Storage, UnaryOp,
 } from '../backend.js';

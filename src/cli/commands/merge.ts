@@ -30,8 +30,9 @@ async function mergeClassifier(dir: string, o: MergeOpts): Promise<void> {
   // the run as it was trained (on its quantised base, if any) gives the reference predictions; the adapter is folded
   // into the full-precision base (as PEFT merges a QLoRA adapter), so the merged folder is a plain f32 model
   const quantized = info.config.baseQuantization !== undefined && info.config.baseQuantization !== 'none';
-  const before = (await (await AutoGLMTrainer.load(dir)).predict(probes)) as Prediction[];
-  const trainer = quantized ? await AutoGLMTrainer.load(dir, { unquantizedBase: true }) : await AutoGLMTrainer.load(dir);
+  const asTrained = await AutoGLMTrainer.load(dir);
+  const before = (await asTrained.predict(probes)) as Prediction[];
+  const trainer = quantized ? await AutoGLMTrainer.load(dir, { unquantizedBase: true }) : asTrained;
   const { maxError } = (trainer.lora as NonNullable<typeof trainer.lora>).mergeAndUnload();
   const after = (await trainer.predict(probes)) as Prediction[];
   let drift = 0;

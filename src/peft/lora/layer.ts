@@ -17,6 +17,7 @@ import { Module, ModuleDict } from '../../nn/module.js';
 import { Linear, Embedding, Dropout } from '../../nn/layers.js';
 import { uniform, normal } from '../../nn/init.js';
 import { AutoGLMError } from '../../errors.js';
+import { maxAbsDiff } from '../quant.js';
 
 export interface AdapterSpec {
   r: number;
@@ -65,10 +66,7 @@ function defaultStore(l: LinearLike, w: Tensor): number {
   }
   const stored = w.to(l.weight.dtype);
   copyInto(l.weight, stored);
-  const back = stored.to('f32').f32(), want = w.f32();
-  let err = 0;
-  for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(back[i] - want[i]));
-  return err;
+  return maxAbsDiff(stored.to('f32').f32(), w.f32());
 }
 
 /** Row L2 norms of a (out, in) weight, as (out). */

@@ -136,6 +136,7 @@ test('linearNf4: forward and input/bias gradients equal a linear with the dequan
     }
   }
   // bad arguments: typed errors naming the argument
+  assert.throws(() => new Nf4Linear(4, 5, new Float32Array(19), null, true), (e: unknown) => e instanceof ShapeError && /4 x 5/.test(e.message) && /got 19/.test(e.message));
   const codes = new Tensor(new Int8Array(8), 'i8', [8]);
   assert.throws(() => linearNf4(new Tensor(new Float32Array(4), 'f32', [1, 4]), codes, new Tensor(new Float32Array(1), 'f32', [1]), [4, 5], null), (e: unknown) => e instanceof DTypeError && /'codes'/.test(e.message));
   assert.throws(() => linearNf4(new Tensor(new Float32Array(4), 'f32', [1, 4]), codes, new Tensor(new Float32Array(2), 'f32', [2]), [4, 4], null), (e: unknown) => e instanceof ShapeError && /'absmax'/.test(e.message));

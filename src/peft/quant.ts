@@ -11,7 +11,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { markModified } from '../tensor/versions.js';
 import { backend } from '../backend/index.js';
 import { linear, linearInt8, linearNf4 } from '../tensor/ops/linalg.js';
-import { ConfigError, IndexError } from '../errors.js';
+import { ConfigError, IndexError, ShapeError } from '../errors.js';
 import { dequantizeAbsmax, dequantizeNf4, quantizeAbsmax, quantizeNf4 } from './nf4.js';
 
 export type BaseQuantization = 'bf16' | 'int8' | 'nf4';
@@ -119,6 +119,9 @@ export class Nf4Linear extends Module {
 
   constructor(outFeatures: number, inFeatures: number, w: Float32Array, bias: Tensor | null, doubleQuant: boolean, what = 'weight') {
     super();
+    if (!(Number.isInteger(outFeatures) && Number.isInteger(inFeatures) && outFeatures > 0 && inFeatures > 0) || w.length !== outFeatures * inFeatures) {
+      throw new ShapeError(`'Nf4Linear' needs ${outFeatures} x ${inFeatures} weights for ${what}; got ${w.length}`);
+    }
     this.outFeatures = outFeatures;
     this.inFeatures = inFeatures;
     const q = nf4State(w, doubleQuant, what);

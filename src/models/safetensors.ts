@@ -124,6 +124,11 @@ export interface LoadOptions {
   floatDType?: 'f32' | 'keep';
   /** Only these tensor names (others are not read). */
   names?: Set<string>;
+  /**
+   * A buffer to read a tensor's bytes into instead of a new one (`readSafetensors`; null: a new one). The tensor is
+   * then a view of it where its dtype allows, so the caller must be done with it before it reads the next tensor.
+   */
+  into?: (info: TensorInfo) => Uint8Array | null;
 }
 
 /** I64 -> i32, refusing (not wrapping) a value outside the i32 range. */
@@ -175,28 +180,48 @@ export function loadSafetensors(file: string, opts: LoadOptions = {}): { tensors
 }
 
 function decodeSafetensors(file: string, opts: LoadOptions): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
+  const out = new Map<string, Tensor>();
+  const r = readSafetensors(file, opts);
+  for (const [name, t] of r.tensors) out.set(name, t);
+  return { tensors: out, metadata: r.metadata };
+}
+
+/**
+ * The tensors of a .safetensors file one at a time, in the file's order, decoded on the CPU: each is read when the
+ * iteration reaches it, so a caller that converts or drops a tensor before the next (quantisation while loading)
+ * never holds the whole file. The file is closed when the iteration ends, also early (break or a throw).
+ */
+export function readSafetensors(file: string, opts: LoadOptions = {}): { metadata: Record<string, string>; tensors: Generator<[string, Tensor]> } {
   let fd: number;
   try {
     fd = openSync(file, 'r');
   } catch (e) {
     throw new CheckpointError(`cannot open safetensors file '${file}': ${(e as Error).message}`, { cause: e });
   }
+  let h: SafetensorsHeader;
   try {
-    const h = readHeader(fd, file);
-    const out = new Map<string, Tensor>();
-    for (const info of h.tensors.values()) {
-      if (opts.names && !opts.names.has(info.name)) continue;
-      const len = info.end - info.begin;
-      if (len > constants.MAX_LENGTH) fail(file, `holds ${len} bytes, more than the ${constants.MAX_LENGTH} one array can hold`, info.name);
-      // 8-byte aligned backing store so that any typed array view fits.
-      const bytes = new Uint8Array(new ArrayBuffer(Math.ceil(len / 8) * 8), 0, len);
-      readExact(fd, bytes, h.dataStart + info.begin, file, info.name);
-      out.set(info.name, toTensor(file, info, bytes, opts));
-    }
-    return { tensors: out, metadata: h.metadata };
-  } finally {
+    h = readHeader(fd, file);
+  } catch (e) {
     closeSync(fd);
+    throw e;
   }
+  function* tensors(): Generator<[string, Tensor]> {
+    try {
+      for (const info of h.tensors.values()) {
+        if (opts.names && !opts.names.has(info.name)) continue;
+        const len = info.end - info.begin;
+        if (len > constants.MAX_LENGTH) fail(file, `holds ${len} bytes, more than the ${constants.MAX_LENGTH} one array can hold`, info.name);
+        // 8-byte aligned backing store so that any typed array view fits.
+        const bytes = opts.into?.(info) ?? new Uint8Array(new ArrayBuffer(Math.ceil(len / 8) * 8), 0, len);
+        if (bytes.byteLength !== len || bytes.byteOffset % 8 !== 0) throw new RangeError(`readSafetensors: 'into' gave ${bytes.byteLength} bytes at offset ${bytes.byteOffset} for '${info.name}' (${len} bytes, 8-aligned)`);
+        readExact(fd, bytes, h.dataStart + info.begin, file, info.name);
+        yield [info.name, toTensor(file, info, bytes, opts)];
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return { metadata: h.metadata, tensors: tensors() };
 }
 
 /** Reads only the header (names, dtypes, shapes) of a file. */

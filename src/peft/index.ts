@@ -3,4 +3,4 @@ export { loraConfig, loraConfigSchema, toPeftJson, fromPeftJson, type LoraConfig
 export { LoraLinear, LoraEmbedding, scalingOf, type AdapterSpec, type LoraLayer } from './lora/layer.js';
 export { LoraModel, layerIndex } from './lora/model.js';
 export { saveAdapter, saveAdapterAsync, loadAdapter, readAdapterConfig, adapterStateDict } from './lora/io.js';
-export { quantizeBase, Int8Linear, Nf4Linear, Int8Embedding, tiedHeadLinear, plainHeadWeights, type HeadWeights, type BaseQuantization } from './quant.js';
+export { quantizeBase, quantizeLinears, LoadQuantizer, Int8Linear, Nf4Linear, Int8Embedding, tiedHeadLinear, plainHeadWeights, type HeadWeights, type BaseQuantization, type BaseQuantizeOptions, type LoadQuantization, type QuantizeReport } from './quant.js';

@@ -45,19 +45,58 @@ function fastCode(x: number): number {
  * NF4 codes and absmaxes of `w` (any shape, storage order). A block whose absmax is 0 stores code 7 (the level 0.0).
  * Non-finite weights are refused: they would make their block's every value NaN.
  */
-export function quantizeNf4(w: Float32Array, what = 'weight'): { codes: Int8Array; absmax: Float32Array } {
+export function quantizeNf4(w: Float32Array, what = 'weight', out?: { codes: Int8Array; absmax: Float32Array }): { codes: Int8Array; absmax: Float32Array } {
   const be = backend();
-  if (!be.quantizeNf4 || be.device) return quantizeNf4Reference(w, what);
-  const codes = new Int8Array(nf4Bytes(w.length)), absmax = new Float32Array(nf4Blocks(w.length));
+  if (!be.quantizeNf4 || be.device) return quantizeNf4Reference(w, what, out);
+  const codes = out?.codes ?? new Int8Array(nf4Bytes(w.length)), absmax = out?.absmax ?? new Float32Array(nf4Blocks(w.length));
   const bad = be.quantizeNf4(w, codes, absmax);
   if (bad >= 0) throw new DTypeError(`cannot quantise ${what} to NF4: element ${bad} is ${w[bad]}`);
   return { codes, absmax };
 }
 
+/** Elements a quantiser widens from 16-bit storage at a time (`quantizeNf4Stored`, `quantizeInt8`): a multiple of NF4's block and even, so chunks split no block or byte. */
+export const WIDEN_CHUNK = 1 << 16;
+
+let scratch = new Float32Array(0);
+
+/**
+ * n floats of one scratch array that the quantisers widen 16-bit chunks into (reused: quantising a checkpoint's
+ * layers one after another leaves no per-layer garbage). Valid until the next call.
+ */
+export function widenScratch(n: number): Float32Array {
+  if (scratch.length < n) scratch = new Float32Array(Math.max(n, WIDEN_CHUNK));
+  return scratch.subarray(0, n);
+}
+
+/**
+ * `quantizeNf4` of a weight in its stored float format (f32, or bf16/f16 widened WIDEN_CHUNK elements at a time into
+ * a reused scratch array, the codes written in place): no f32 copy of a 16-bit weight is made, which is what
+ * quantising while a checkpoint loads needs. The same bits as `quantizeNf4` of the widened weight (blocks are
+ * independent; a test).
+ */
+export function quantizeNf4Stored(storage: Float32Array | Uint16Array, dtype: 'f32' | 'bf16' | 'f16', what = 'weight'): { codes: Int8Array; absmax: Float32Array } {
+  if (dtype === 'f32') return quantizeNf4(storage as Float32Array, what);
+  const n = storage.length;
+  const codes = new Int8Array(nf4Bytes(n)), absmax = new Float32Array(nf4Blocks(n));
+  for (let s = 0; s < n; s += WIDEN_CHUNK) {
+    const w = widenScratch(Math.min(WIDEN_CHUNK, n - s));
+    backend().cast(storage.subarray(s, s + w.length), dtype, w, 'f32');
+    try {
+      quantizeNf4(w, what, { codes: codes.subarray(s / 2, s / 2 + nf4Bytes(w.length)), absmax: absmax.subarray(s / NF4_BLOCK, s / NF4_BLOCK + nf4Blocks(w.length)) });
+    } catch (e) {
+      const bad = w.findIndex((v) => !Number.isFinite(v));
+      throw bad < 0 ? e : new DTypeError(`cannot quantise ${what} to NF4: element ${s + bad} is ${w[bad]}`);
+    }
+  }
+  return { codes, absmax };
+}
+
 /** `quantizeNf4` in TypeScript (the backends' kernels give the same bits: a test). */
-export function quantizeNf4Reference(w: Float32Array, what = 'weight'): { codes: Int8Array; absmax: Float32Array } {
+export function quantizeNf4Reference(w: Float32Array, what = 'weight', out?: { codes: Int8Array; absmax: Float32Array }): { codes: Int8Array; absmax: Float32Array } {
   const n = w.length;
-  const codes = new Uint8Array(nf4Bytes(n)), absmax = new Float32Array(nf4Blocks(n));
+  const codes = out ? new Uint8Array(out.codes.buffer, out.codes.byteOffset, nf4Bytes(n)) : new Uint8Array(nf4Bytes(n));
+  const absmax = out?.absmax ?? new Float32Array(nf4Blocks(n));
+  codes.fill(0, 0, nf4Bytes(n));
   for (let blk = 0; blk < absmax.length; blk++) {
     const s = blk * NF4_BLOCK, t = Math.min(n, s + NF4_BLOCK);
     let mx = 0;

@@ -11,22 +11,37 @@ import { Tensor } from '../tensor/tensor.js';
 import { markModified } from '../tensor/versions.js';
 import { backend } from '../backend/index.js';
 import { linear, linearInt8, linearNf4 } from '../tensor/ops/linalg.js';
-import { ConfigError, IndexError, ShapeError } from '../errors.js';
-import { dequantizeAbsmax, dequantizeNf4, quantizeAbsmax, quantizeNf4 } from './nf4.js';
+import { ConfigError, DTypeError, IndexError, ShapeError } from '../errors.js';
+import { WIDEN_CHUNK, widenScratch, dequantizeAbsmax, dequantizeNf4, quantizeAbsmax, quantizeNf4, quantizeNf4Stored } from './nf4.js';
 
 export type BaseQuantization = 'bf16' | 'int8' | 'nf4';
 
-/** Per-row absmax int8 quantisation of a (out, in) f32 weight. */
+/**
+ * Per-row absmax int8 quantisation of a (out, in) float weight (f32, or bf16/f16 storage widened a few rows at a
+ * time: no f32 copy of a 16-bit weight is made).
+ */
 export function quantizeInt8(w: Tensor): { q: Tensor; scales: Tensor } {
   const [out, inF] = w.shape;
-  const d = w.f32();
+  const stored = storedFloats(w, 'an int8 weight');
   const q = new Int8Array(out * inF), scales = new Float32Array(out);
-  for (let o = 0; o < out; o++) {
-    let mx = 0;
-    for (let i = 0; i < inF; i++) mx = Math.max(mx, Math.abs(d[o * inF + i]));
-    const s = mx > 0 ? mx / 127 : 1;
-    scales[o] = s;
-    for (let i = 0; i < inF; i++) q[o * inF + i] = Math.max(-127, Math.min(127, Math.round(d[o * inF + i] / s)));
+  const rowsAt = w.dtype === 'f32' ? out : Math.max(1, Math.floor(WIDEN_CHUNK / inF));
+  for (let r0 = 0; r0 < out; r0 += rowsAt) {
+    const rows = Math.min(rowsAt, out - r0);
+    let d: Float32Array;
+    if (w.dtype !== 'f32') {
+      d = widenScratch(rows * inF);
+      backend().cast(stored.subarray(r0 * inF, (r0 + rows) * inF), w.dtype, d, 'f32');
+    } else {
+      d = (stored as Float32Array).subarray(r0 * inF, (r0 + rows) * inF);
+    }
+    for (let r = 0; r < rows; r++) {
+      const o = r0 + r;
+      let mx = 0;
+      for (let i = 0; i < inF; i++) mx = Math.max(mx, Math.abs(d[r * inF + i]));
+      const sc = mx > 0 ? mx / 127 : 1;
+      scales[o] = sc;
+      for (let i = 0; i < inF; i++) q[o * inF + i] = Math.max(-127, Math.min(127, Math.round(d[r * inF + i] / sc)));
+    }
   }
   return { q: new Tensor(q, 'i8', [out, inF]), scales: new Tensor(scales, 'f32', [out]) };
 }
@@ -47,12 +62,21 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return err;
 }
 
+/** A float weight as stored (f32, or 16-bit storage that the quantisers widen a chunk at a time). */
+type StoredWeight = Float32Array | Tensor;
+
 /** An NF4 layer's stored state of weight `w`: codes and absmaxes, these 8-bit with their nested state when double-quantised. */
-function nf4State(w: Float32Array, doubleQuant: boolean, what = 'weight'): { codes: Int8Array; absmax: Int8Array | Float32Array; nested: { absmax: Float32Array; offset: number } | null } {
-  const { codes, absmax } = quantizeNf4(w, what);
+function nf4State(w: StoredWeight, doubleQuant: boolean, what = 'weight'): { codes: Int8Array; absmax: Int8Array | Float32Array; nested: { absmax: Float32Array; offset: number } | null } {
+  const { codes, absmax } = w instanceof Float32Array ? quantizeNf4(w, what) : quantizeNf4Stored(storedFloats(w, what), w.dtype as 'f32' | 'bf16' | 'f16', what);
   if (!doubleQuant) return { codes, absmax, nested: null };
   const q = quantizeAbsmax(absmax);
   return { codes, absmax: q.codes, nested: { absmax: q.absmax, offset: q.offset } };
+}
+
+/** The dense storage of a float tensor (f32, bf16, f16), or a DTypeError naming `what`. */
+function storedFloats(t: Tensor, what: string): Float32Array | Uint16Array {
+  if (t.dtype !== 'f32' && t.dtype !== 'bf16' && t.dtype !== 'f16') throw new DTypeError(`cannot quantise ${what}: its dtype is ${t.dtype}, not a float`);
+  return t.dense() as Float32Array | Uint16Array;
 }
 
 /** A frozen Linear with int8 weights (per-output-channel scales) and an f32 bias. */
@@ -72,7 +96,7 @@ export class Int8Linear extends Module {
   }
 
   static fromLinear(l: Linear): Int8Linear {
-    const { q, scales } = quantizeInt8(l.weight.to('f32'));
+    const { q, scales } = quantizeInt8(l.weight);
     return new Int8Linear(q, scales, l.bias);
   }
 
@@ -117,10 +141,12 @@ export class Nf4Linear extends Module {
   readonly inFeatures: number;
   readonly outFeatures: number;
 
-  constructor(outFeatures: number, inFeatures: number, w: Float32Array, bias: Tensor | null, doubleQuant: boolean, what = 'weight') {
+  /** `w`: the out x in weights, an f32 array or a float tensor in its storage (16-bit widened a chunk at a time). */
+  constructor(outFeatures: number, inFeatures: number, w: Float32Array | Tensor, bias: Tensor | null, doubleQuant: boolean, what = 'weight') {
     super();
-    if (!(Number.isInteger(outFeatures) && Number.isInteger(inFeatures) && outFeatures > 0 && inFeatures > 0) || w.length !== outFeatures * inFeatures) {
-      throw new ShapeError(`'Nf4Linear' needs ${outFeatures} x ${inFeatures} weights for ${what}; got ${w.length}`);
+    const n = w instanceof Float32Array ? w.length : w.size;
+    if (!(Number.isInteger(outFeatures) && Number.isInteger(inFeatures) && outFeatures > 0 && inFeatures > 0) || n !== outFeatures * inFeatures) {
+      throw new ShapeError(`'Nf4Linear' needs ${outFeatures} x ${inFeatures} weights for ${what}; got ${n}`);
     }
     this.outFeatures = outFeatures;
     this.inFeatures = inFeatures;
@@ -133,7 +159,7 @@ export class Nf4Linear extends Module {
   }
 
   static fromLinear(l: Linear, doubleQuant: boolean, what?: string): Nf4Linear {
-    return new Nf4Linear(l.outFeatures, l.inFeatures, l.weight.to('f32').f32(), l.bias, doubleQuant, what);
+    return new Nf4Linear(l.outFeatures, l.inFeatures, l.weight, l.bias, doubleQuant, what);
   }
 
   get doubleQuant(): boolean {
@@ -159,7 +185,7 @@ export class Nf4Linear extends Module {
 
   /** Re-quantises an f32 weight into this layer (same double quantisation); returns the max abs error introduced. */
   storeWeight(w: Tensor): number {
-    const q = nf4State(w.to('f32').f32(), this.doubleQuant);
+    const q = nf4State(w, this.doubleQuant);
     const stores: [Tensor | null, Int8Array | Float32Array | null][] = [[this.weight, q.codes], [this.absmax, q.absmax],
       [this.nestedAbsmax, q.nested?.absmax ?? null], [this.nestedOffset, q.nested ? Float32Array.of(q.nested.offset) : null]];
     for (const [t, v] of stores) {
@@ -194,7 +220,7 @@ export class Int8Embedding extends Module {
   }
 
   static fromEmbedding(e: Embedding): Int8Embedding {
-    const { q, scales } = quantizeInt8(e.weight.to('f32'));
+    const { q, scales } = quantizeInt8(e.weight);
     return new Int8Embedding(q, scales);
   }
 
@@ -252,6 +278,65 @@ export function tiedHeadLinear(h: Tensor, table: Module & { weight: Tensor }): T
 /** Bytes a module's own tensors take. */
 const moduleBytes = (m: Module): number => [...m.namedParameters()].reduce((n, [, t]) => n + t.nbytes, 0);
 
+/** What a base quantisation did: layers and tables converted, their bytes before and after. */
+export interface QuantizeReport {
+  layers: number;
+  embeddings: number;
+  bytesBefore: number;
+  bytesAfter: number;
+}
+
+/** Options of `quantizeBase` (and of loading with `quantize`): modules kept as they are, NF4's double quantisation. */
+export interface BaseQuantizeOptions {
+  /** Module names kept in their precision (a task head, `lm_head`): a path equal to, ending in or inside one. */
+  skip?: string[];
+  /** NF4 only: double-quantise the absmaxes (default true, QLoRA's setting). */
+  doubleQuant?: boolean;
+}
+
+function checkQuantization(mode: BaseQuantization, doubleQuant: boolean | undefined): void {
+  if (mode !== 'bf16' && mode !== 'int8' && mode !== 'nf4') throw new ConfigError(`base quantization must be 'bf16', 'int8' or 'nf4'; got '${mode as string}'`);
+  if (doubleQuant !== undefined && mode !== 'nf4') throw new ConfigError(`doubleQuant applies to base quantization 'nf4', not '${mode}'`);
+}
+
+const isSkipped = (path: string, skip: string[]): boolean =>
+  skip.some((s) => path === s || path.endsWith(`.${s}`) || path.startsWith(`${s}.`) || path.includes(`.${s}.`));
+
+type HeadOwner = Module & { headWeights(): HeadWeights | null };
+
+/** The modules of a tree that report an output layer (`headWeights()`: the language models). */
+function headOwners(modules: Iterable<Module>): HeadOwner[] {
+  return [...modules].filter((m): m is HeadOwner => typeof (m as Module & { headWeights?: unknown }).headWeights === 'function');
+}
+
+/** Whether a Linear goes to bf16 in `mode`: every one in 'bf16'; an output layer (`head`, `lm_head`) in 'nf4'. */
+const staysBf16 = (mode: BaseQuantization, path: string, head: boolean): boolean =>
+  mode === 'bf16' || (mode === 'nf4' && (head || /(^|\.)lm_head$/.test(path)));
+
+/**
+ * The frozen Linear `m` at `path` (a child of `parent`) converted in place: to bf16, int8, or NF4 (an output layer,
+ * `head`, stays bf16 under NF4, as transformers' 4-bit loading keeps it). Adds what it did to `r`.
+ */
+function quantizeLinearAt(parent: Module, path: string, m: Linear, mode: BaseQuantization, doubleQuant: boolean, head: boolean, r: QuantizeReport): void {
+  r.bytesBefore += m.weight.nbytes;
+  const name = path.slice(path.lastIndexOf('.') + 1);
+  if (staysBf16(mode, path, head)) {
+    if (m.weight.dtype !== 'bf16') m.replaceParam('weight', m.weight.to('bf16'));
+    r.bytesAfter += m.weight.nbytes;
+  } else if (mode === 'int8') {
+    const q = Int8Linear.fromLinear(m);
+    parent.setChild(name, q);
+    r.bytesAfter += q.weight.nbytes + q.scales.nbytes;
+  } else {
+    const q = Nf4Linear.fromLinear(m, doubleQuant, `the weight of '${path}'`);
+    parent.setChild(name, q);
+    r.bytesAfter += moduleBytes(q) - (q.bias ? q.bias.nbytes : 0);
+  }
+  r.layers++;
+}
+
+const parentPath = (path: string): string => path.slice(0, Math.max(0, path.lastIndexOf('.')));
+
 /**
  * Moves the frozen Linear weights of `model` to bf16 storage, int8 (weight-only) or NF4 (QLoRA). Layers under LoRA
  * are converted in their `base_layer`; modules named in `skip` (a task head) and trainable weights stay f32. Frozen
@@ -259,54 +344,106 @@ const moduleBytes = (m: Module): number => [...m.namedParameters()].reduce((n, [
  * 4-bit loading does, a frozen output layer (`lm_head`) is kept in bf16 rather than 4 bits; `doubleQuant` (default
  * true, QLoRA's setting) double-quantises the NF4 absmaxes.
  */
-export function quantizeBase(model: Module, mode: BaseQuantization, opts: { skip?: string[]; doubleQuant?: boolean } = {}): { layers: number; embeddings: number; bytesBefore: number; bytesAfter: number } {
-  if (mode !== 'bf16' && mode !== 'int8' && mode !== 'nf4') throw new ConfigError(`base quantization must be 'bf16', 'int8' or 'nf4'; got '${mode as string}'`);
-  if (opts.doubleQuant !== undefined && mode !== 'nf4') throw new ConfigError(`doubleQuant applies to base quantization 'nf4', not '${mode}'`);
+export function quantizeBase(model: Module, mode: BaseQuantization, opts: BaseQuantizeOptions = {}): QuantizeReport {
+  return convertBase(model, mode, opts, false);
+}
+
+/**
+ * The Linear layers of a base that is about to be frozen under LoRA, converted before the adapters are injected
+ * (as PEFT wraps a model that bitsandbytes loaded quantised): every Linear outside `skip`, whatever its
+ * `requiresGrad`, so that LoRA wraps the quantised layer and DoRA's magnitude starts at the norms of the weight the
+ * forward pass uses. Embedding tables are left for `quantizeBase` after the injection (a table LoRA targets must
+ * stay a table). Layers already quantised (while loading) are left as they are.
+ */
+export function quantizeLinears(model: Module, mode: BaseQuantization, opts: BaseQuantizeOptions = {}): QuantizeReport {
+  return convertBase(model, mode, opts, true);
+}
+
+function convertBase(model: Module, mode: BaseQuantization, opts: BaseQuantizeOptions, linearsOfFrozenBase: boolean): QuantizeReport {
+  checkQuantization(mode, opts.doubleQuant);
   const skip = opts.skip ?? [];
   const modules = new Map(model.namedModules());
-  // the output layers of the language models in the tree (their `headWeights()`): in mode 'nf4' they stay bf16
-  const heads = new Set<Tensor>();
-  for (const m of modules.values()) {
-    const w = (m as Module & { headWeights?: () => HeadWeights | null }).headWeights?.();
-    if (w) heads.add(w.weight);
-  }
-  let layers = 0, embeddings = 0, bytesBefore = 0, bytesAfter = 0;
+  const heads = new Set(headOwners(modules.values()).map((o) => o.headWeights()?.weight));
+  const r: QuantizeReport = { layers: 0, embeddings: 0, bytesBefore: 0, bytesAfter: 0 };
   for (const [path, m] of modules) {
-    if (skip.some((s) => path === s || path.endsWith(`.${s}`) || path.startsWith(`${s}.`) || path.includes(`.${s}.`))) continue;
-    if (m instanceof Embedding && !m.weight.requiresGrad && m.weight.dtype === 'f32' && !path.includes('lora_')) {
+    if (isSkipped(path, skip)) continue;
+    if (!linearsOfFrozenBase && m instanceof Embedding && !m.weight.requiresGrad && m.weight.dtype === 'f32' && !path.includes('lora_')) {
       // Frozen embedding tables follow the mode: bf16, or int8 with a scale per row (a lookup widens only the
       // rows it reads). A table under a LoRA adapter (its base_layer) stays bf16: the adapter reads it as a table.
-      bytesBefore += m.weight.nbytes;
-      const dot = path.lastIndexOf('.');
+      r.bytesBefore += m.weight.nbytes;
       if (mode === 'int8' && !path.endsWith('.base_layer')) {
         const q = Int8Embedding.fromEmbedding(m);
-        (modules.get(dot < 0 ? '' : path.slice(0, dot)) as Module).setChild(path.slice(dot + 1), q);
-        bytesAfter += q.weight.nbytes + q.scales.nbytes;
+        (modules.get(parentPath(path)) as Module).setChild(path.slice(path.lastIndexOf('.') + 1), q);
+        r.bytesAfter += q.weight.nbytes + q.scales.nbytes;
       } else {
         m.replaceParam('weight', m.weight.to('bf16'));
-        bytesAfter += m.weight.nbytes;
+        r.bytesAfter += m.weight.nbytes;
       }
-      embeddings++;
+      r.embeddings++;
       continue;
     }
     if (!(m instanceof Linear) || path.includes('lora_')) continue;
-    if (m.weight.requiresGrad) continue; // trainable (full fine-tune or a head): keep f32 master weights
-    bytesBefore += m.weight.nbytes;
-    const dot = path.lastIndexOf('.');
-    const parent = modules.get(dot < 0 ? '' : path.slice(0, dot)) as Module;
-    if (mode === 'bf16' || (mode === 'nf4' && (heads.has(m.weight) || /(^|\.)lm_head$/.test(path)))) {
-      if (m.weight.dtype !== 'bf16') m.replaceParam('weight', m.weight.to('bf16'));
-      bytesAfter += m.weight.nbytes;
-    } else if (mode === 'int8') {
-      const q = Int8Linear.fromLinear(m);
-      parent.setChild(path.slice(dot + 1), q);
-      bytesAfter += q.weight.nbytes + q.scales.nbytes;
-    } else {
-      const q = Nf4Linear.fromLinear(m, opts.doubleQuant ?? true, `the weight of '${path}'`);
-      parent.setChild(path.slice(dot + 1), q);
-      bytesAfter += moduleBytes(q) - (q.bias ? q.bias.nbytes : 0);
-    }
-    layers++;
+    if (!linearsOfFrozenBase && m.weight.requiresGrad) continue; // trainable (full fine-tune or a head): keep f32 master weights
+    const head = heads.has(m.weight);
+    if (linearsOfFrozenBase && m.weight.dtype === 'bf16' && staysBf16(mode, path, head)) continue; // already what it would become
+    quantizeLinearAt(modules.get(parentPath(path)) as Module, path, m, mode, opts.doubleQuant ?? true, head, r);
   }
-  return { layers, embeddings, bytesBefore, bytesAfter };
+  return r;
+}
+
+/** Quantisation while a checkpoint loads (loadHFModel's `quantize`): the mode and `quantizeBase`'s options. */
+export interface LoadQuantization extends BaseQuantizeOptions {
+  mode: BaseQuantization;
+}
+
+/**
+ * Quantisation as a checkpoint's tensors arrive (QLoRA's low-memory load, as transformers quantises while it
+ * loads): a Linear layer is converted as soon as its weight and bias are in, so the base is never whole in the
+ * checkpoint's precision, and the peak is the quantised base plus one tensor. The caller promises the base is
+ * frozen (a LoRA run): layers are converted whatever their `requiresGrad`. Only Linear layers: embedding tables
+ * and layers the checkpoint does not fill are left to `quantizeBase` after the adapters are in (a table LoRA
+ * targets must stay a table). The same bits as `quantizeBase` after loading (a test).
+ */
+export class LoadQuantizer {
+  readonly report: QuantizeReport = { layers: 0, embeddings: 0, bytesBefore: 0, bytesAfter: 0 };
+  private readonly modules: Map<string, Module>;
+  private readonly owners: HeadOwner[];
+  private readonly loaded = new Set<string>();
+
+  constructor(model: Module, private readonly opts: LoadQuantization) {
+    checkQuantization(opts.mode, opts.doubleQuant);
+    this.modules = new Map(model.namedModules());
+    this.owners = headOwners(this.modules.values());
+  }
+
+  /** The Linear at `path` when this quantiser converts it (not skipped, not an adapter's), else null. */
+  private target(path: string): Linear | null {
+    const m = this.modules.get(path);
+    return m instanceof Linear && path !== '' && !path.includes('lora_') && !isSkipped(path, this.opts.skip ?? []) ? m : null;
+  }
+
+  private isHead(m: Linear): boolean {
+    return this.owners.some((o) => o.headWeights()?.weight === m.weight);
+  }
+
+  /**
+   * Whether the tensor of parameter `key`, arriving as `dtype`, completes a Linear that is converted into new storage,
+   * so that nothing keeps it once `filled(key)` returns: the loader may then read it into a reused buffer.
+   */
+  consumes(key: string, dtype: string): boolean {
+    const path = parentPath(key);
+    const m = this.target(path);
+    if (!m || key !== `${path}.weight` || (m.bias && !this.loaded.has(`${path}.bias`))) return false;
+    return !(dtype === 'bf16' && staysBf16(this.opts.mode, path, this.isHead(m)));
+  }
+
+  /** Parameter `key` of the model now holds its checkpoint tensor: its Linear is converted once it is whole. */
+  filled(key: string): void {
+    this.loaded.add(key);
+    const path = parentPath(key);
+    const m = this.target(path);
+    if (!m || !this.loaded.has(`${path}.weight`) || (m.bias && !this.loaded.has(`${path}.bias`))) return;
+    quantizeLinearAt(this.modules.get(parentPath(path)) as Module, path, m, this.opts.mode, this.opts.doubleQuant ?? true, this.isHead(m), this.report);
+    this.modules.delete(path);
+  }
 }

@@ -26,6 +26,10 @@ export interface TinyChatModelOptions {
   kvHeads?: number;
   intermediateSize?: number;
   seed?: number;
+  /** The checkpoint's float dtype ('f32' default; 'bf16' or 'f16' as most Hub checkpoints are stored). */
+  dtype?: 'f32' | 'bf16' | 'f16';
+  /** Largest shard in bytes (saveHFModel's maxShardBytes; 5e9 default). */
+  maxShardBytes?: number;
 }
 
 /** tokenizer.json and tokenizer_config.json of the character-level chat tokenizer. */
@@ -65,7 +69,7 @@ export function makeTinyChatModel(dir: string, o: TinyChatModelOptions = {}): { 
   const tokenizer = new HFTokenizer(json, tokConfig);
   model.hf = { ...(model.hf as NonNullable<typeof model.hf>), tokenizer, generationConfig: { eos_token_id: 2, pad_token_id: 3, do_sample: false, max_new_tokens: 32 } };
   mkdirSync(dir, { recursive: true });
-  saveHFModel(model, dir);
+  saveHFModel(model, dir, { dtype: o.dtype ?? 'f32', ...(o.maxShardBytes ? { maxShardBytes: o.maxShardBytes } : {}) });
   writeFileSync(path.join(dir, 'README.md'), `# tiny chat model (random init)\n\nMade by scripts/make-tiny-chat-model.ts: a ${config.num_hidden_layers}-layer Llama, hidden size ${hidden}, character-level tokenizer with ChatML special tokens and chat template. Not trained.\n`);
   let parameters = 0;
   for (const p of model.parameters()) parameters += p.size;

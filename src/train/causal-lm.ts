@@ -347,16 +347,19 @@ export const causalLMTask: TaskDefinition = {
 
 /**
  * A decoder task's model (a Hugging Face folder or Hub id) loaded, or a ConfigError naming the task. With `c` a LoRA run
- * on a quantised base, a 16-bit checkpoint's tensors stay 16-bit until `quantizeBase` converts them (half the peak
- * of loading them as f32 first: QLoRA's base is never f32 whole).
+ * on a quantised base, the checkpoint's 16-bit tensors stay 16-bit and each Linear layer is quantised as soon as it
+ * is read (QLoRA's base is never whole in the checkpoint's precision, let alone f32: the load's peak is the
+ * quantised base and one tensor); the LM head stays as it is (DECODER_KEEP_PRECISION).
  */
-export async function loadDecoder(spec: string, task: string, c?: Pick<TrainerConfig, 'method' | 'baseQuantization'>): Promise<CausalLM> {
+export async function loadDecoder(spec: string, task: string, c?: Pick<TrainerConfig, 'method' | 'baseQuantization' | 'baseDoubleQuant'>): Promise<CausalLM> {
   if (spec === 'open-autoglm-base') {
     throw new ConfigError(`task '${task}' takes a Hugging Face decoder as its model (--model path/to/folder, or a Hub id); 'open-autoglm-base', the default model, is the sentence encoder of task classification`);
   }
   const { loadHFModel } = await import('../models/hf/loader.js');
-  const keep = !!c && c.method === 'lora' && c.baseQuantization !== 'none';
-  return requireCausalLM(await loadHFModel(spec, keep ? { dtype: 'keep' } : {}), spec, task);
+  if (!c || c.method !== 'lora' || c.baseQuantization === 'none') return requireCausalLM(await loadHFModel(spec), spec, task);
+  const mode = c.baseQuantization;
+  const quantize = { mode, skip: DECODER_KEEP_PRECISION, ...(mode === 'nf4' ? { doubleQuant: c.baseDoubleQuant } : {}) };
+  return requireCausalLM(await loadHFModel(spec, { dtype: 'keep', quantize }), spec, task);
 }
 
 /** The loaded model as a decoder with an LM head and a tokenizer, else a ConfigError naming the task that needs one. */

@@ -11,7 +11,8 @@ import { AdamW, Adam } from '../optim/adam.js';
 import { SGD } from '../optim/sgd.js';
 import { RMSprop } from '../optim/rmsprop.js';
 import { LoraModel, layerIndex } from '../peft/lora/model.js';
-import { quantizeBase } from '../peft/quant.js';
+import { quantizeBase, quantizeLinears, type QuantizeReport } from '../peft/quant.js';
+import type { LoadReport } from '../models/hf/loader.js';
 import { ConfigError } from '../errors.js';
 import { DEFAULT_HEAD_LR, DEFAULT_LR, type TrainerConfig } from './config.js';
 
@@ -37,29 +38,50 @@ export interface MethodOptions {
   note(msg: string): void;
 }
 
+const quantizeOptions = (c: TrainerConfig, skip: string[]) => ({ skip, ...(c.baseQuantization === 'nf4' ? { doubleQuant: c.baseDoubleQuant } : {}) });
+
+/**
+ * A LoRA run's base Linear layers quantised before the adapters are injected (`quantizeLinears`: LoRA then wraps
+ * the quantised layers, as PEFT wraps a model bitsandbytes loaded, so DoRA's magnitude starts at the norms of the
+ * weight the forward pass reads); `skip` left as they are. Null for 'none'.
+ */
+export function quantizeRunLinears(model: Module, c: TrainerConfig, skip: string[]): QuantizeReport | null {
+  return c.baseQuantization === 'none' ? null : quantizeLinears(model, c.baseQuantization, quantizeOptions(c, skip));
+}
+
 /**
  * A LoRA run's `baseQuantization` (and `baseDoubleQuant`) applied to `model`'s frozen weights, `skip` (heads, layers
- * kept in their precision) left as they are; says what it did through `note` when given. Nothing for 'none'. Training
- * and a finished run's reload both call it, so a run is evaluated on the base it was trained on.
+ * kept in their precision) left as they are; says what it did through `note` when given, counting what `earlier`
+ * did (quantizeRunLinears) and the layers converted while the checkpoint loaded (`loadReport.quantized`). Nothing
+ * for 'none'. Training and a finished run's reload both call it, so a run is evaluated on the base it was trained on.
  */
-export function quantizeRunBase(model: Module, c: TrainerConfig, skip: string[], note?: (m: string) => void): void {
+export function quantizeRunBase(model: Module, c: TrainerConfig, skip: string[], note?: (m: string) => void, earlier: QuantizeReport | null = null): void {
   if (c.baseQuantization === 'none') return;
-  const nf4 = c.baseQuantization === 'nf4';
-  const q = quantizeBase(model, c.baseQuantization, { skip, ...(nf4 ? { doubleQuant: c.baseDoubleQuant } : {}) });
-  const what = nf4 ? `nf4${c.baseDoubleQuant ? ' (double-quantised absmax)' : ''}` : c.baseQuantization;
-  note?.(`frozen base in ${what}: ${q.layers} layers, ${(q.bytesBefore / 2 ** 20).toFixed(1)} MB -> ${(q.bytesAfter / 2 ** 20).toFixed(1)} MB`);
+  const q = quantizeBase(model, c.baseQuantization, quantizeOptions(c, skip));
+  if (!note) return;
+  const t: QuantizeReport = { layers: 0, embeddings: 0, bytesBefore: 0, bytesAfter: 0 };
+  for (const r of [q, earlier, (model as { loadReport?: LoadReport }).loadReport?.quantized]) {
+    if (!r) continue;
+    t.layers += r.layers;
+    t.bytesBefore += r.bytesBefore;
+    t.bytesAfter += r.bytesAfter;
+  }
+  const what = c.baseQuantization === 'nf4' ? `nf4${c.baseDoubleQuant ? ' (double-quantised absmax)' : ''}` : c.baseQuantization;
+  note(`frozen base in ${what}: ${t.layers} layers, ${(t.bytesBefore / 2 ** 20).toFixed(1)} MB -> ${(t.bytesAfter / 2 ** 20).toFixed(1)} MB`);
 }
 
 /** Applies the method to `model`: LoRA injection (and a quantised frozen base), or freezing. Returns the LoRA state or null. */
 export function applyMethod(model: Module, c: TrainerConfig, o: MethodOptions): LoraModel | null {
   let lora: LoraModel | null = null;
   if (c.method === 'lora') {
+    const skip = [...o.heads, ...(o.keepPrecision ?? [])];
+    const linears = quantizeRunLinears(model, c, skip);
     lora = new LoraModel(model, {
       r: c.loraRank, alpha: c.loraAlpha ?? 2 * c.loraRank, dropout: c.loraDropout, targetModules: c.loraTargets,
       modulesToSave: o.heads.length ? o.heads : undefined, useRslora: c.useRslora, useDora: c.useDora, seed: c.seed,
       baseModelNameOrPath: o.baseName, ...(o.taskType ? { taskType: o.taskType } : {}),
     });
-    quantizeRunBase(model, c, [...o.heads, ...(o.keepPrecision ?? [])], o.note);
+    quantizeRunBase(model, c, skip, o.note, linears);
   } else {
     for (const [p, t] of model.namedParameters()) t.requiresGrad = (c.method === 'full' && t.dtype === 'f32') || o.heads.some((h) => p.startsWith(`${h}.`));
   }

@@ -10,7 +10,8 @@
 import { existsSync, readFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { inspectSafetensors, loadSafetensors } from '../safetensors.js';
+import { inspectSafetensors, readSafetensors, type TensorInfo } from '../safetensors.js';
+import { LoadQuantizer, type LoadQuantization, type QuantizeReport } from '../../peft/quant.js';
 import { CheckpointError, ConfigError, fmtShape } from '../../errors.js';
 import { Tensor } from '../../tensor/tensor.js';
 import { sameShape } from '../../tensor/shape.js';
@@ -22,6 +23,7 @@ import { checkHeaderShape, checkParameterSizes, checkpointShape } from './shape-
 import { Embedding, Linear } from '../../nn/layers.js';
 import { getRng } from '../../nn/init.js';
 import { onCpu, placeOnCurrent } from '../../backend/placement.js';
+import { backend } from '../../backend/index.js';
 import './architectures.js';
 
 export interface LoadHFOptions {
@@ -32,6 +34,12 @@ export interface LoadHFOptions {
   /** Sequence classification: number of labels (default from config.json) and pooling (default per family). */
   numLabels?: number;
   pooling?: Pooling;
+  /**
+   * Quantise the frozen Linear layers while the checkpoint loads (QLoRA's low-memory load): each is converted as
+   * soon as its tensors are read, so the base is never whole in the checkpoint's precision. For a base that stays
+   * frozen (a LoRA run); use with `dtype: 'keep'`. A CPU backend only.
+   */
+  quantize?: LoadQuantization;
 }
 
 export interface HubOptions {
@@ -56,6 +64,8 @@ export interface LoadReport {
   ignored: string[];
   /** Head parameters the checkpoint does not have, left at their random initialisation (a new classifier). */
   initialized: string[];
+  /** With `quantize`: the layers converted while loading. */
+  quantized?: QuantizeReport;
 }
 
 const WEIGHTS = 'model.safetensors';
@@ -101,9 +111,13 @@ function resolver(params: Map<string, Tensor>, prefix: string): (key: string) =>
   };
 }
 
-/** Fills the parameters of `model` (built with deferred init) from the safetensors files of `dir`. */
+/**
+ * Fills the parameters of `model` (built with deferred init) from the safetensors files of `dir`, a tensor at a
+ * time; with `quantize`, each Linear layer is quantised as soon as its tensors are in (see LoadQuantizer).
+ */
 export function loadWeights(model: HFModel, family: HFFamily<unknown>, dir: string, dtype: 'f32' | 'keep' = 'f32', configFile = 'config.json',
-  raw: Record<string, unknown> = {}): LoadReport {
+  raw: Record<string, unknown> = {}, quantize?: LoadQuantization): LoadReport {
+  const dtype16 = dtype === 'keep' ? 'keep' : 'f32';
   const params = new Map(model.namedParameters());
   const resolve = resolver(params, family.basePrefix);
   const report: LoadReport = { unexpected: [], ignored: [], initialized: [] };
@@ -118,12 +132,24 @@ export function loadWeights(model: HFModel, family: HFFamily<unknown>, dir: stri
     }
   }
   checkParameterSizes(model, raw, configFile);
+  const quantizer = quantize ? new LoadQuantizer(model, quantize) : null;
+  // a Linear weight that the quantiser converts as it arrives is read into one reused buffer (it is not kept), so
+  // the load allocates no checkpoint-sized garbage that the collector might leave in memory until the end
+  let reuse: ArrayBuffer | null = null;
+  const into = (info: TensorInfo): Uint8Array | null => {
+    const key = resolve(info.name);
+    const dtype = info.dtype === 'BF16' && dtype16 === 'keep' ? 'bf16' : info.dtype === 'F16' && dtype16 === 'keep' ? 'f16' : 'f32';
+    if (key === null || !quantizer?.consumes(key, dtype)) return null;
+    const len = info.end - info.begin;
+    if (!reuse || reuse.byteLength < len) reuse = new ArrayBuffer(Math.ceil(len / 8) * 8);
+    return new Uint8Array(reuse, 0, len);
+  };
   for (const { file, keys } of files) {
-    const { tensors } = loadSafetensors(file, { floatDType: dtype === 'keep' ? 'keep' : 'f32' });
     if (keys) {
-      for (const k of keys) if (!tensors.has(k)) throw new CheckpointError(`'${path.join(dir, INDEX)}' maps '${k}' to '${path.basename(file)}', which has no such tensor`);
+      const names = new Set(inspectSafetensors(file).tensors.keys());
+      for (const k of keys) if (!names.has(k)) throw new CheckpointError(`'${path.join(dir, INDEX)}' maps '${k}' to '${path.basename(file)}', which has no such tensor`);
     }
-    for (const [ck, t] of tensors) {
+    for (const [ck, t] of readSafetensors(file, { floatDType: dtype16, ...(quantizer ? { into } : {}) }).tensors) {
       const key = resolve(ck);
       if (key === null) {
         (family.ignoredKeys.some((re) => re.test(ck)) ? report.ignored : report.unexpected).push(ck);
@@ -139,6 +165,7 @@ export function loadWeights(model: HFModel, family: HFFamily<unknown>, dir: stri
       }
       setParameter(model, key, v);
       from.set(key, file);
+      quantizer?.filled(key);
     }
   }
   const missing: string[] = [];
@@ -151,6 +178,7 @@ export function loadWeights(model: HFModel, family: HFFamily<unknown>, dir: stri
     throw new CheckpointError(`the weights in '${dir}' have no tensor for ${missing.length} parameter(s) of the ${family.name} model that '${configFile}' describes: ` +
       `${missing.slice(0, 8).join(', ')}${missing.length > 8 ? ', ...' : ''}`);
   }
+  if (quantizer) report.quantized = quantizer.report;
   return report;
 }
 
@@ -168,6 +196,9 @@ function readOptionalJson(file: string): Record<string, unknown> | null {
  * on the CPU; where a device backend (WebGPU) is current its parameters are then uploaded (src/backend/placement.ts).
  */
 export function loadHFModelFromDir(dir: string, opts: LoadHFOptions = {}): HFModel & { loadReport: LoadReport } {
+  if (opts.quantize && backend().device) {
+    throw new ConfigError(`option 'quantize' needs a CPU backend: a quantised base runs on the CPU kernels (the current backend is '${backend().name}')`);
+  }
   const model = onCpu(() => buildHFModelFromDir(dir, opts));
   placeOnCurrent(model.parameters());
   return model;
@@ -177,12 +208,13 @@ function buildHFModelFromDir(dir: string, opts: LoadHFOptions): HFModel & { load
   if (opts.dtype !== undefined && opts.dtype !== 'f32' && opts.dtype !== 'keep') {
     throw new ConfigError(`option 'dtype' is '${String(opts.dtype)}'; expected 'f32' or 'keep'`);
   }
+
   const config = HFConfig.read(dir);
   const family = familyOf(config);
   const cfg = family.parseConfig(config);
   const task = opts.task ?? taskOfArchitecture(config.architecture) ?? family.defaultTask;
   const model = withDeferredInit(() => family.build(cfg, { task, numLabels: opts.numLabels, pooling: opts.pooling }));
-  const loadReport = loadWeights(model, family, dir, opts.dtype ?? 'f32', config.file, config.raw);
+  const loadReport = loadWeights(model, family, dir, opts.dtype ?? 'f32', config.file, config.raw, opts.quantize);
   model.hf = {
     family: family.name, task, config: config.raw, tokenizer: HFTokenizer.fromDir(dir),
     generationConfig: readOptionalJson(path.join(dir, 'generation_config.json')), source: dir,

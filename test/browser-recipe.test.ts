@@ -40,9 +40,9 @@ test('custom_intent_v2 from its bytes and a dropped CSV split as loadDataset spl
   }
 });
 
-test('finetuneInBrowser is the Node trainer\'s recipe: same job, same test loss bit for bit, same adapter bytes', async () => {
+for (const base of ['none', 'nf4'] as const) test(`finetuneInBrowser is the Node trainer's recipe: same job, same test loss bit for bit, same adapter bytes (base ${base === 'none' ? 'f32' : "QLoRA's NF4"})`, async () => {
   // fp32 on both sides (the browser computes in fp32; Node's 'auto' picks bf16 where the native backend has it)
-  const job = { epochs: 1, batchSize: 16, loraRank: 4, mixedPrecision: 'fp32' as const };
+  const job = { epochs: 1, batchSize: 16, loraRank: 4, mixedPrecision: 'fp32' as const, baseQuantization: base };
   const splits = loadDataset({ dataset: 'custom_intent_v2', maxTrain: 64, maxEval: 32 });
   const out = mkdtempSync(path.join(os.tmpdir(), 'autoglm-recipe-'));
   try {

@@ -149,6 +149,33 @@ test('in Chromium (cross-origin isolated): wasm kernels on threads match portabl
         rmSync(out, { recursive: true, force: true });
       }
     });
+    await t.test("(e) QLoRA in the page (its 'frozen base' set to NF4): trains on the wasm kernels, to Node's test loss and accuracy on wasm", async () => {
+      const job = { maxTrain: 64, maxEval: 32, config: { epochs: 1, baseQuantization: 'nf4' as const } };
+      const run = (j: unknown) => s.page.evaluate((x) => (window as unknown as { autoglm: { train(o: unknown): Promise<TrainSummary> } }).autoglm.train({ dataset: 'custom_intent_v2', ...(x as object) }), j)
+        .catch((e: Error) => assert.fail(`${e.message}\n${s.log.join('\n')}`));
+      const plain = await run({ ...job, config: { epochs: 1 } });
+      await s.page.selectOption('#base', 'nf4'); // the page's "frozen base" choice
+      const page = await run({ ...job, config: { epochs: 1 } });
+      await s.page.selectOption('#base', 'none');
+      const { backend, setBackend } = await import('../src/backend/index.js');
+      const { AutoGLMTrainer } = await import('../src/train/trainer.js');
+      const before = backend();
+      const out = mkdtempSync(path.join(os.tmpdir(), 'autoglm-browser-node-'));
+      try {
+        setBackend('wasm');
+        const trainer = new AutoGLMTrainer({ config: { ...job.config, outputDir: out } });
+        trainer.on('note', () => undefined);
+        const h = await trainer.finetune({ dataset: 'custom_intent_v2', maxTrain: job.maxTrain, maxEval: job.maxEval });
+        t.diagnostic(`NF4 base: test loss page ${page.test!.loss}, node ${h.test!.loss}; f32 base ${plain.test!.loss}`);
+        assert.equal(h.stepsDone, page.steps);
+        assert.ok(Math.abs(h.test!.loss - page.test!.loss) <= 1e-6 * Math.abs(h.test!.loss), `test loss: page ${page.test!.loss}, node ${h.test!.loss}`);
+        assert.equal(h.test!.accuracy, page.test!.accuracy);
+        assert.notEqual(page.test!.loss, plain.test!.loss, 'the NF4 run trained on another base than the f32 run');
+      } finally {
+        setBackend(before);
+        rmSync(out, { recursive: true, force: true });
+      }
+    });
   } finally {
     await s.close();
     rmSync(bundles, { recursive: true, force: true });

@@ -318,6 +318,9 @@ test('the trainer on WebGPU in Node: keys the device path cannot honour are refu
     for (const [config, key] of refused) {
       assert.throws(() => new AutoGLMTrainer({ config }), (e: unknown) => e instanceof ConfigError && e.message.includes(`'${key}'`) && e.message.includes('webgpu'), JSON.stringify(config));
     }
+    // quantising while loading (QLoRA's load) is refused too, before the folder is read
+    assert.throws(() => loadHFModelFromDir(path.join(ROOT, 'test/fixtures'), { dtype: 'keep', quantize: { mode: 'nf4' } }),
+      (e: unknown) => e instanceof ConfigError && /option 'quantize' needs a CPU backend/.test(e.message));
     new AutoGLMTrainer({ config: { earlyStopping: { restoreBest: false }, optimizer: 'rmsprop' } }); // these are honoured
   } finally {
     setBackend(was);

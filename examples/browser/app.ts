@@ -156,7 +156,8 @@ function train(o: JobOptions = {}): Promise<TrainSummary> {
     const mt = $<HTMLInputElement>('maxTrain').value;
     dataset = { kind: 'custom_intent_v2', maxTrain: o.maxTrain ?? (mt ? Number(mt) : undefined), maxEval: o.maxEval };
   }
-  const config = { loraRank: num('rank'), loraAlpha: num('alpha'), learningRate: num('lr'), epochs: num('epochs'), batchSize: num('batch'), ...o.config };
+  const base = $<HTMLSelectElement>('base').value as 'none' | 'nf4' | 'int8' | 'bf16';
+  const config = { loraRank: num('rank'), loraAlpha: num('alpha'), learningRate: num('lr'), epochs: num('epochs'), batchSize: num('batch'), ...(base !== 'none' ? { baseQuantization: base } : {}), ...o.config };
   steps = [];
   epochs = [];
   lastZip = null;

@@ -8,7 +8,9 @@
  *
  * What the browser run does not do yet is refused by name (ConfigError), never ignored: checkpoints to disk and
  * resume, early stopping, ReduceLROnPlateau, curriculum and loss-weighted sampling, multi-task, data-parallel
- * training, a quantised base, method 'head', and fp16/bf16 compute (the wasm kernels compute in fp32).
+ * training, method 'head', fp16/bf16 compute (the wasm kernels compute in fp32), and a quantised base (QLoRA's
+ * NF4, int8, bf16) on the WebGPU backend: on the wasm (or portable) backend it trains as in Node, the products
+ * widening the frozen weights inside the wasm kernels.
  *
  * On the WebGPU backend (chosen by initBrowserBackend where navigator.gpu gives an adapter) the model's parameters,
  * activations, gradients and optimizer state stay on the device for the training steps and for evaluation: the loss
@@ -51,8 +53,6 @@ export const BASE_MODEL = 'open-autoglm-base';
 const BROWSER_REFUSES: Partial<Record<keyof TrainerConfig, string>> = {
   task: "the browser trains task 'classification'",
   tasks: 'multi-task training runs in Node',
-  baseQuantization: 'a quantised base runs in Node',
-  baseDoubleQuant: 'a quantised base runs in Node',
   gradientCheckpointing: 'activation recomputation runs in Node',
   curriculum: 'curriculum sampling runs in Node',
   sampling: 'loss-weighted sampling runs in Node',
@@ -136,6 +136,9 @@ export async function finetuneInBrowser(o: BrowserFinetuneOptions): Promise<Brow
   }
   if (!backend().device && lastDevice) setBackend(lastDevice);
   const device = backend().device ? backend() : null;
+  if (device && c.baseQuantization !== 'none') {
+    throw new ConfigError(`config key 'baseQuantization' is '${c.baseQuantization}', but the page's backend is WebGPU, whose kernels have no quantised weights; a quantised base trains on the wasm kernels (initBrowserBackend({ prefer: 'wasm' }), or the page's ?backend=wasm)`);
+  }
   lastDevice = device;
   const { splits } = o;
   if (splits.train.length === 0) throw new ConfigError(`dataset '${splits.name}' has no training examples`);

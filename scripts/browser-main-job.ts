@@ -5,6 +5,7 @@
  *
  *   node --import tsx scripts/browser-main-job.ts [--max-train N] [--max-eval N] [--threads N] [--node-backends native,wasm]
  *     [--backend wasm|webgpu] [--dawn-features disable_robustness,...] [--runner chromium|node] [--chromium-llvmpipe]
+ *     [--base-quantization none|nf4|int8|bf16]
  *
  * `--backend webgpu` trains the page on the WebGPU backend (Chromium with --enable-unsafe-webgpu; on a machine
  * without a GPU that is SwiftShader, CPU emulation: use --max-train / --max-eval, which Node gets too).
@@ -13,6 +14,8 @@
  * under a virtual X server (Xvfb, started and stopped here), not headless, with Dawn's OpenGL ES backend at the
  * compatibility level (src/web/llvmpipe.ts). It fails with the reason when Xvfb or Mesa's llvmpipe GL driver is
  * missing, or when the page's adapter turns out not to be llvmpipe.
+ *
+ * `--base-quantization` trains both sides on a quantised frozen base (QLoRA's NF4, int8, bf16; the page on wasm).
  *
  * `--runner node` (with `--backend webgpu`) runs the page's training code (`finetuneInBrowser`, src/browser/train.ts)
  * in this Node process on Dawn's WebGPU (the optional `webgpu` package) instead of in Chromium: the same code path
@@ -33,13 +36,13 @@ import { nodeWebGpuMainJob } from './webgpu-node-job.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const usage = 'usage: node --import tsx scripts/browser-main-job.ts [--max-train N] [--max-eval N] [--threads N] ' +
-  '[--node-backends native,wasm] [--backend wasm|webgpu] [--dawn-features a,b] [--runner chromium|node] [--chromium-llvmpipe]';
+  '[--node-backends native,wasm] [--backend wasm|webgpu] [--dawn-features a,b] [--runner chromium|node] [--chromium-llvmpipe] [--base-quantization none|nf4|int8|bf16]';
 let values: Record<string, string | boolean | undefined>;
 try {
   ({ values } = parseArgs({ strict: true, allowPositionals: false, options: {
     'max-train': { type: 'string' }, 'max-eval': { type: 'string' }, threads: { type: 'string' },
     'node-backends': { type: 'string' }, backend: { type: 'string' }, 'dawn-features': { type: 'string' }, runner: { type: 'string' },
-    'chromium-llvmpipe': { type: 'boolean' }, help: { type: 'boolean' },
+    'chromium-llvmpipe': { type: 'boolean' }, 'base-quantization': { type: 'string' }, help: { type: 'boolean' },
   } }));
 } catch (e) {
   console.error(`${(e as Error).message}\n${usage}`);
@@ -72,6 +75,9 @@ function refuse(why: string): never {
   process.exit(2);
 }
 if (pageBackend !== 'wasm' && pageBackend !== 'webgpu') refuse(`--backend must be 'wasm' or 'webgpu'; got '${pageBackend}'`);
+const base = arg('--base-quantization') ?? 'none';
+if (!['none', 'nf4', 'int8', 'bf16'].includes(base)) refuse(`--base-quantization must be 'none', 'nf4', 'int8' or 'bf16'; got '${base}'`);
+if (base !== 'none' && pageBackend === 'webgpu') refuse('--base-quantization: a quantised base trains on the wasm kernels, not with --backend webgpu');
 const runner = arg('--runner') ?? 'chromium';
 if (runner !== 'chromium' && runner !== 'node') refuse(`--runner must be 'chromium' or 'node'; got '${runner}'`);
 if (runner === 'node' && pageBackend !== 'webgpu') refuse('--runner node trains on WebGPU in Node: it needs --backend webgpu');
@@ -90,7 +96,7 @@ function nodeJob(backend: string): NodeRun | null {
   const out = mkdtempSync(path.join(os.tmpdir(), 'autoglm-mainjob-'));
   try {
     const flags = ['finetune', '--json', '--quiet', '--no-baseline', '--output-dir', out, '--threads', String(threads),
-      ...(maxTrain ? ['--max-train', String(maxTrain)] : []), ...(maxEval ? ['--max-eval', String(maxEval)] : [])];
+      ...(maxTrain ? ['--max-train', String(maxTrain)] : []), ...(maxEval ? ['--max-eval', String(maxEval)] : []), '--base-quantization', base];
     const code = `import { main } from './src/cli/main.ts'; process.exitCode = await main(${JSON.stringify(flags)});`;
     const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
       cwd: ROOT, encoding: 'utf8', env: { ...process.env, AUTOGLM_BACKEND: backend }, maxBuffer: 64 << 20,
@@ -131,6 +137,7 @@ if (runner === 'node') {
 const where = llvmpipe ? 'Chromium under Xvfb on llvmpipe' : 'headless Chromium';
 process.stderr.write(`running the main job in ${where} (${pageBackend} backend, ${threads} threads)...\n`);
 const b = await headlessMainJob({ maxTrain, maxEval, threads, rebuild: true, backend: pageBackend, dawnFeatures, adapter: llvmpipe ? 'llvmpipe' : 'default',
+  ...(base !== 'none' ? { config: { baseQuantization: base as 'nf4' | 'int8' | 'bf16' } } : {}),
   say: (l) => process.stderr.write(`  ${new Date().toISOString().slice(11, 19)} ${l}\n`) });
 if (pageBackend === 'webgpu' && !/webgpu/.test(b.backend)) throw new Error(`the page did not train on WebGPU: ${b.backend}`);
 const t = b.summary.test!;
@@ -140,6 +147,6 @@ for (const r of nodeRuns) {
   const d = 100 * (t.accuracy - r.accuracy);
   console.log(`browser - node (${r.backend}): ${d >= 0 ? '+' : ''}${d.toFixed(2)} points (${Math.abs(d) <= 1 ? 'within' : 'NOT within'} 1 point); time ${(b.summary.trainTimeS / r.train_time_s).toFixed(2)}x`);
 }
-console.log(JSON.stringify({ command: 'browser-main-job', pageBackend, threads, maxTrain: maxTrain ?? null, maxEval: maxEval ?? null, node: nodeRuns,
+console.log(JSON.stringify({ command: 'browser-main-job', pageBackend, baseQuantization: base, threads, maxTrain: maxTrain ?? null, maxEval: maxEval ?? null, node: nodeRuns,
   browser: { accuracy: t.accuracy, macro_f1: t.macro_f1, test_loss: t.loss, n: t.n, steps: b.summary.steps, train_time_s: b.summary.trainTimeS, renderer_peak_mb: b.rendererPeakMb,
     browser_peak_sum_mb: b.browserPeakSumMb, wasm_mb: b.summary.memoryMb.wasm, backend: b.backend } }));

@@ -36,7 +36,7 @@ import { BucketSampler } from '../data/samplers/bucket.js';
 import { RandomSampler } from '../data/samplers/random.js';
 import type { Sampler } from '../data/samplers/sampler.js';
 import type { DatasetSplits } from '../data/types.js';
-import { parseTrainerConfig, isDefaultValue, type TrainerConfig, type TrainerConfigInput } from '../train/config.js';
+import { parseTrainerConfig, isDefaultValue, evalBatchOf, type TrainerConfig, type TrainerConfigInput } from '../train/config.js';
 import { applyMethod, learningRate, makeOptimizer, paramGroups, trainableOf } from '../train/setup.js';
 import { guardedUpdate } from '../train/update.js';
 import { evaluateClassifier, evaluateClassifierAsync, predictTexts, type EvalResult, type Prediction } from '../train/evaluate.js';
@@ -162,7 +162,7 @@ export async function finetuneInBrowser(o: BrowserFinetuneOptions): Promise<Brow
   const warmup = c.warmupSteps ?? Math.round(c.warmupRatio * totalSteps);
   const schedule = SCHEDULES[c.scheduler]!({ lr: learningRate(c), totalSteps, warmupSteps: Math.min(warmup, totalSteps - 1), minLr: c.minLr, tMax: c.tMax });
   const scaler = new DynamicLossScaler(false);
-  const evalOpts = { batchSize: c.evalBatchSize, maxLength, compute: 'f32' as const };
+  const evalOpts = { batchSize: evalBatchOf(c), maxLength, compute: 'f32' as const };
   const evalOnDevice = !!device && (o.evaluateOn ?? (softwareAdapter(device) ? 'cpu' : 'device')) === 'device';
   const counts = model.parameterCounts();
   const params = model.parameters();

@@ -33,7 +33,7 @@ import type { DataParallel } from '../distributed/data-parallel.js';
 import type { HFTokenizer } from '../models/hf/tokenizer.js';
 import type { RunInfo } from './outputs.js';
 import { applyMethod, paramGroups, trainableOf } from './setup.js';
-import { DPO_ONLY, SFT_ONLY, type TrainerConfig } from './config.js';
+import { DPO_ONLY, SFT_ONLY, evalBatchOf, type TrainerConfig } from './config.js';
 import { datasetArgs, noteSkipped, type EvalSplit, type FinetuneArgs, type MicroBatchLoss, type TaskContext, type TaskDefinition, type TaskEval, type TrainingTask } from './task.js';
 import { evalBatches, type EvalPace } from './pace.js';
 
@@ -290,7 +290,7 @@ export class CausalLMTask extends DecoderTask implements TrainingTask<number[]> 
   async evaluate(split: EvalSplit, pace?: EvalPace): Promise<TaskEval | null> {
     const seqs = this.data[split];
     if (seqs.length === 0) return null;
-    return shardedPerplexity(this.ctx.dp, this.model, seqs, this.padId, this.c.evalBatchSize, this.ctx.compute, pace);
+    return shardedPerplexity(this.ctx.dp, this.model, seqs, this.padId, evalBatchOf(this.c, true), this.ctx.compute, pace);
   }
 
   state(): Record<string, unknown> {

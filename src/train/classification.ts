@@ -24,7 +24,7 @@ import { evaluateClassifierAsync, exampleLogitsAsync, predictTexts, reportFromLo
 import type { EvalPace } from './pace.js';
 import { saveTrainable, loadRunWeights, type RunInfo } from './outputs.js';
 import { applyMethod, paramGroups, trainableOf } from './setup.js';
-import { DECODER_ONLY, DPO_ONLY, SFT_ONLY, type TrainerConfig } from './config.js';
+import { DECODER_ONLY, DPO_ONLY, SFT_ONLY, evalBatchOf, type TrainerConfig } from './config.js';
 import { datasetArgs, noteSkipped, type EvalSplit, type FinetuneArgs, type MicroBatchLoss, type TaskContext, type TaskDefinition, type TaskEval, type TrainingTask } from './task.js';
 
 /** The trainer's encoder: a registered model by name, or the TextEncoder given. */
@@ -99,7 +99,7 @@ export class ClassificationTask implements TrainingTask<number[]> {
     const train = (this.train = encodeDataset(splits.train, this.encoder.encodeText, splits.labels, { maxLength: this.maxLength }));
     const lengths = train.ids.map((s) => s.length);
     this.sampler = buildSampler(c, { batchSize: c.batchSize, seed: c.seed, gradientAccumulation: c.gradientAccumulation, labels: train.labels, lengths,
-      forward: (idx) => this.scoreForward(idx), scoreBatchSize: c.evalBatchSize, onRefresh: (info) => this.ctx.emit('curriculumRefresh', info) })
+      forward: (idx) => this.scoreForward(idx), scoreBatchSize: evalBatchOf(c), onRefresh: (info) => this.ctx.emit('curriculumRefresh', info) })
       ?? (c.lengthBucketing ? new BucketSampler(lengths, c.batchSize, c.seed) : new RandomSampler(lengths.length, c.batchSize, c.seed));
   }
 
@@ -216,7 +216,7 @@ export class ClassificationTask implements TrainingTask<number[]> {
 
   /** Evaluation; data-parallel ranks each compute every W-th example and share the logits. */
   private async evalExamples(examples: DatasetSplits['test'], pace?: EvalPace): Promise<EvalResult> {
-    const opts = { batchSize: this.c.evalBatchSize, maxLength: this.maxLength, compute: this.ctx.compute, pace };
+    const opts = { batchSize: evalBatchOf(this.c), maxLength: this.maxLength, compute: this.ctx.compute, pace };
     const dp = this.ctx.dp;
     if (!dp) return evaluateClassifierAsync(this.model, this.encoder, examples, this.labels, opts); // the CPU's evaluateClassifier on a CPU backend
     const mine = examples.filter((_, i) => i % dp.worldSize === dp.rank);

@@ -57,7 +57,7 @@ import { shuffleInPlace } from '../data/split.js';
 import type { ChatGenerationOptions, ChatPrediction } from '../sft/types.js';
 import type { RunInfo } from './outputs.js';
 import type { PreferenceRewards } from './history.js';
-import { SFT_ONLY, isDefaultValue } from './config.js';
+import { SFT_ONLY, evalBatchOf, isDefaultValue } from './config.js';
 import { CAUSAL_LM_REFUSES, DecoderTask, checkCausalLM, decoderForTraining, loadDecoder, samplerOf } from './causal-lm.js';
 import { loadChatRun, predictChat, sampleAnswers, saveChatOutputs, templateFor } from './sft.js';
 import { noteSkipped, type EvalSplit, type FinetuneArgs, type MicroBatchLoss, type TaskContext, type TaskDefinition, type TaskEval, type TrainingTask } from './task.js';
@@ -368,7 +368,7 @@ export class DpoTask extends DecoderTask implements TrainingTask<number[]> {
     const dp = this.ctx.dp;
     const mine = dp ? pairs.filter((_, i) => i % dp.worldSize === dp.rank) : pairs;
     // evalBatchSize rows at once: half as many pairs
-    const out = new Float32Array(2 * mine.length), bs = Math.max(1, Math.floor(this.c.evalBatchSize / 2));
+    const out = new Float32Array(2 * mine.length), bs = Math.max(1, Math.floor(evalBatchOf(this.c, true) / 2));
     const compute = this.ctx.compute, rows = (ps: readonly TokenizedPair[]) => this.rows(ps);
     function* steps(): Generator<void> {
       for (let s = 0; s < mine.length; s += bs) {

@@ -21,7 +21,7 @@ import {
   MultiTaskClassifier, makeTaskWeighting, makeTaskSampler, primaryLabelSet, resolveTasks, staticTaskWeights, taskTargets,
   encodeExamples, evaluateTasks, predictTasks, scoreTasks, taskLogitsAsync, type TaskSpec, type TaskWeighting, type TaskSampler, type MultiTaskEvalResult, type MultiTaskPrediction,
 } from '../multitask/index.js';
-import { DECODER_ONLY, DPO_ONLY, SFT_ONLY, isDefaultValue, type TrainerConfig } from './config.js';
+import { DECODER_ONLY, DPO_ONLY, SFT_ONLY, evalBatchOf, isDefaultValue, type TrainerConfig } from './config.js';
 import type { History, StepLog, TaskMetrics } from './history.js';
 import { saveTrainable, loadRunWeights, type RunInfo } from './outputs.js';
 import { applyMethod, headLearningRate, learningRate, paramGroups, trainableOf } from './setup.js';
@@ -235,7 +235,7 @@ export class MultiTaskTask implements TrainingTask<BatchPlan> {
   /** Evaluation; data-parallel ranks each compute every W-th example's logits and share them. */
   private async evaluateExamples(examples: Example[], pace?: EvalPace): Promise<MultiTaskEvalResult> {
     const dp = this.ctx.dp;
-    const opts = { batchSize: this.c.evalBatchSize, maxLength: this.maxLength, compute: this.ctx.compute, pace };
+    const opts = { batchSize: evalBatchOf(this.c), maxLength: this.maxLength, compute: this.ctx.compute, pace };
     if (!dp) return evaluateTasks(this.model, examples, this.primary, opts);
     const mine = examples.filter((_, i) => i % dp.worldSize === dp.rank);
     const local = await taskLogitsAsync(this.model, encodeExamples(this.model, mine, opts.maxLength), opts.batchSize, opts.compute, pace);

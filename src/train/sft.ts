@@ -32,7 +32,7 @@ import { packRows, packedBatch, padBatch, type SftBatch } from '../sft/batch.js'
 import { configEos, generateChat } from '../sft/chat.js';
 import type { ChatMessage, ChatGenerationOptions, ChatPrediction, SftEvalOptions, SftEvalResult, SftExample } from '../sft/types.js';
 import type { RunInfo } from './outputs.js';
-import { DPO_ONLY, type TrainerConfig } from './config.js';
+import { DPO_ONLY, evalBatchOf, type TrainerConfig } from './config.js';
 import { CAUSAL_LM_REFUSES, DECODER_KEEP_PRECISION, DecoderTask, checkCausalLM, loadDecoder, samplerOf, decoderForTraining, perplexity, requireCausalLM, shardedPerplexity } from './causal-lm.js';
 import { noteSkipped, type EvalSplit, type FinetuneArgs, type MicroBatchLoss, type TaskContext, type TaskDefinition, type TaskEval, type TrainingTask } from './task.js';
 import type { EvalPace } from './pace.js';
@@ -272,7 +272,7 @@ export class SftTask extends DecoderTask implements TrainingTask<number[]> {
     if (seqs.length === 0) return null;
     const t0 = performance.now();
     // data-parallel: each rank scores every W-th sequence; the token-weighted sums are added over ranks
-    const r = await shardedPerplexity(this.ctx.dp, this.model, seqs, this.padId, this.c.evalBatchSize, this.ctx.compute, pace);
+    const r = await shardedPerplexity(this.ctx.dp, this.model, seqs, this.padId, evalBatchOf(this.c, true), this.ctx.compute, pace);
     this.evalSeconds += (performance.now() - t0) / 1e3;
     return r;
   }
@@ -355,7 +355,7 @@ export class SftTask extends DecoderTask implements TrainingTask<number[]> {
     const examples = opts.maxEval !== undefined ? all.slice(0, opts.maxEval) : all;
     const maxLength = Math.min(this.c.maxLength, this.model.maxPositions ?? Infinity);
     const seqs = tokenizeAll(examples, this.tokenizer, this.template, { maxLength, completionOnlyLoss: this.c.completionOnlyLoss }).examples;
-    const r = seqs.length ? await perplexity(this.model, seqs, this.padId, this.c.evalBatchSize, this.ctx.compute) : { loss: NaN, perplexity: NaN, tokens: 0 };
+    const r = seqs.length ? await perplexity(this.model, seqs, this.padId, evalBatchOf(this.c, true), this.ctx.compute) : { loss: NaN, perplexity: NaN, tokens: 0 };
     const out: SftEvalResult = { loss: r.loss, perplexity: r.perplexity, tokens: r.tokens, n: seqs.length };
     if (!opts.exactMatch) return out;
     const { exactMatch: _e, maxEval: _m, ...gen } = opts;

@@ -31,13 +31,14 @@ struct Args {
     bool is = false;
     napi_is_typedarray(env, v, &is);
     if (!is) type_err(i, want == napi_float32_array ? "a Float32Array" : want == napi_int32_array ? "an Int32Array"
-                         : want == napi_uint16_array ? "a Uint16Array" : "a typed array");
+                         : want == napi_uint16_array ? "a Uint16Array" : want == napi_uint8_array ? "a Uint8Array"
+                         : want == napi_int8_array ? "an Int8Array" : "a typed array");
     napi_typedarray_type t;
     void* data = nullptr;
     napi_get_typedarray_info(env, v, &t, len, &data, nullptr, nullptr);
     if (want >= 0 && (int)t != want)
       type_err(i, want == napi_float32_array ? "a Float32Array" : want == napi_int32_array ? "an Int32Array"
-                  : "a Uint16Array");
+                  : want == napi_uint8_array ? "a Uint8Array" : want == napi_int8_array ? "an Int8Array" : "a Uint16Array");
     if (want < 0) {
       int es = t == napi_float32_array || t == napi_int32_array || t == napi_uint32_array ? 4
              : t == napi_uint16_array || t == napi_int16_array ? 2

@@ -324,6 +324,22 @@ KERNEL(AdamW) {
   UNDEF;
 }
 
+// adamw8bit(p, g, state1 u8, state2 u8, absmax1, absmax2, map1 (256), map2 (256), lr, b1, b2, eps, wd, corr1, corr2, gs)
+KERNEL(AdamW8bit) {
+  Args a(info, "adamw8bit", 16);
+  size_t np, ng, n1, n2, na1, na2, nm1, nm2;
+  float *p = a.f32(0, &np), *g = a.f32(1, &ng);
+  uint8_t* c1 = (uint8_t*)a.arr(2, napi_uint8_array, &n1);
+  uint8_t* c2 = (uint8_t*)a.arr(3, napi_uint8_array, &n2);
+  float *a1 = a.f32(4, &na1), *a2 = a.f32(5, &na2);
+  const float *m1 = a.f32(6, &nm1), *m2 = a.f32(7, &nm2);
+  a.need(ng >= np && n1 >= np && n2 >= np, "grad/state1/state2 are shorter than param");
+  a.need((int64_t)na1 >= ((int64_t)np + 255) / 256 && (int64_t)na2 >= ((int64_t)np + 255) / 256, "absmax1/absmax2 hold fewer than one value per 256 elements");
+  a.need(nm1 == 256 && nm2 == 256, "map1/map2 are not 256 values");
+  adamw8bit(p, g, c1, c2, a1, a2, m1, m2, (int64_t)np, a.num(8), a.num(9), a.num(10), a.num(11), a.num(12), a.num(13), a.num(14), a.num(15));
+  UNDEF;
+}
+
 KERNEL(Sgd) {
   Args a(info, "sgd", 10);
   size_t np, ng, nb;
@@ -385,6 +401,7 @@ void register_more(Napi::Env env, Napi::Object exports) {
   fn("rope", Rope);
   fn("dropoutMask", DropoutMask);
   fn("adamw", AdamW);
+  fn("adamw8bit", AdamW8bit);
   fn("sgd", Sgd);
   fn("info", Info);
   fn("setNumThreads", SetNumThreads);

@@ -1,5 +1,8 @@
 // Optimizer updates (in place), PyTorch semantics, evaluated per element in double.
 #include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <mutex>
 #include "common.h"
 
 namespace ag {
@@ -30,6 +33,126 @@ void adamw(float* p, const float* g, float* m, float* v, int64_t n, double lr, d
 #pragma omp parallel for schedule(static)
     for (int64_t k = 0; k < nb; k++) body(k * B, std::min(n, (k + 1) * B));
   } else body(0, n);
+}
+
+// The code of the value in sorted map (256) nearest x, ties to the lower (src/optim/adamw8bit.ts nearestCode): the
+// binary search's bracket lo (map[lo] <= x < map[lo + 1], clamped to 0..254), then the nearer of the two.
+static inline uint8_t nearer(const float* map, int lo, float x) {
+  return (uint8_t)((double)x - map[lo] <= (double)map[lo + 1] - x ? lo : lo + 1);
+}
+
+static inline uint8_t nearest_code_search(const float* map, float x) {
+  int lo = 0, hi = 255;
+  while (hi - lo > 1) {
+    const int mid = (lo + hi) >> 1;
+    if (map[mid] <= x) lo = mid;
+    else hi = mid;
+  }
+  return nearer(map, lo, x);
+}
+
+// The bracket of x from a table over |x|'s float bits (8 exponent bits, the top 8 of the mantissa: 256 cells an
+// octave, over [2^-32, 2)): each cell holds a bracket at or below that of any x in it, and a short walk up ends at
+// the binary search's. The same codes as nearest_code_search (the walk makes it so; the table only saves the search).
+struct CodeTable {
+  static constexpr int kLowExp = 127 - 32, kCells = 33 * 256;
+  const float* map = nullptr;
+  uint8_t start[2 * kCells];  // the positive cells, then the negative ones
+  static int bracket(const float* map, float x) {
+    int lo = 0, hi = 255;
+    while (hi - lo > 1) {
+      const int mid = (lo + hi) >> 1;
+      if (map[mid] <= x) lo = mid;
+      else hi = mid;
+    }
+    return lo;
+  }
+  void build(const float* m) {
+    map = m;
+    for (int c = 0; c < kCells; c++) {
+      const uint32_t lo_bits = ((uint32_t)(c + kLowExp * 256)) << 15, hi_bits = ((uint32_t)(c + 1 + kLowExp * 256)) << 15;
+      float lo_edge, hi_edge;
+      std::memcpy(&lo_edge, &lo_bits, 4);
+      std::memcpy(&hi_edge, &hi_bits, 4);
+      start[c] = (uint8_t)bracket(m, lo_edge);
+      start[kCells + c] = (uint8_t)bracket(m, -hi_edge);
+    }
+  }
+  // A cell (1/256 of an octave) is narrower than the maps' gaps, so the walk is one step at most: taken without a
+  // branch (random moments would mispredict it half the time); the loop after it is for safety and never iterates.
+  uint8_t code(float x) const {
+    uint32_t bits;
+    std::memcpy(&bits, &x, 4);
+    const int cell = (int)((bits & 0x7fffffffu) >> 15) - kLowExp * 256;
+    if (x != x || cell < 0 || cell >= kCells) return nearest_code_search(map, x);  // NaN, tiny (0), |x| >= 2
+    int lo = start[cell + (int)(bits >> 31) * kCells];
+    lo += (lo < 254) & (map[lo + 1] <= x);
+    while (lo < 254 && map[lo + 1] <= x) lo++;
+    const bool low = (double)x - map[lo] <= (double)map[lo + 1] - x;
+    return (uint8_t)(lo + !low);
+  }
+};
+
+// One table per map, built on first use (the maps are the optimizer's two constants; a different map rebuilds).
+static const CodeTable& code_table(const float* map, int which) {
+  static CodeTable tables[2];
+  static float built[2][256];
+  static bool ready[2] = {false, false};
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
+  if (!ready[which] || std::memcmp(built[which], map, sizeof(built[which])) != 0) {
+    std::memcpy(built[which], map, sizeof(built[which]));
+    tables[which].build(built[which]);
+    ready[which] = true;
+  }
+  return tables[which];
+}
+
+// AdamW with 8-bit block-quantised moments (bitsandbytes' AdamW8bit: blocks of 256, one absmax each; the moments'
+// maps are its signed and unsigned dynamic maps), in float arithmetic as bitsandbytes' CPU path computes it. The
+// arithmetic is src/optim/adamw8bit.ts's, operation for operation with no contraction into FMAs, so the two give the
+// same bits; blocks run in parallel.
+__attribute__((optimize("fp-contract=off")))
+void adamw8bit(float* p, const float* g, uint8_t* c1, uint8_t* c2, float* a1, float* a2, const float* map1, const float* map2,
+               int64_t n, double lr, double b1, double b2, double eps, double wd, double corr1, double corr2, double gs) {
+  const int64_t B = 256, nb = (n + B - 1) / B;
+  const float beta1 = (float)b1, beta2 = (float)b2, one_b1 = (float)(1.0 - b1), one_b2 = (float)(1.0 - b2);
+  const float step_size = (float)(-lr / corr1), decay = (float)(1.0 - lr * wd), c2f = (float)corr2, epsf = (float)eps, gsf = (float)gs;
+  const bool decays = wd > 0;
+  const CodeTable &t1 = code_table(map1, 0), &t2 = code_table(map2, 1);
+#pragma omp parallel for schedule(static) if (par(n * 8))
+  for (int64_t b = 0; b < nb; b++) {
+    float m[256], v[256];
+    const int64_t s = b * B, len = std::min(B, n - s);
+    const float s1 = a1[b], s2 = a2[b];
+    for (int64_t j = 0; j < len; j++) {  // the stored moments widened (two table reads an element)
+      m[j] = map1[c1[s + j]] * s1;
+      v[j] = map2[c2[s + j]] * s2;
+    }
+    float mx1 = 0.0f, mx2 = 0.0f;
+    float* pp = p + s;
+    const float* gg = g + s;
+#pragma omp simd reduction(max : mx1, mx2)
+    for (int64_t j = 0; j < len; j++) {
+      const float gi = gg[j] * gsf;
+      const float mi = beta1 * m[j] + one_b1 * gi;
+      const float vi = beta2 * v[j] + one_b2 * (gi * gi);
+      const float denom = std::sqrt(vi) / c2f + epsf;
+      const float pi = decays ? pp[j] * decay : pp[j];
+      pp[j] = pi + step_size * (mi / denom);
+      m[j] = mi;
+      v[j] = vi;
+      mx1 = std::max(mx1, std::fabs(mi));
+      mx2 = std::max(mx2, vi);
+    }
+    a1[b] = mx1;
+    a2[b] = mx2;
+    const float inv1 = mx1 > 0.0f ? 1.0f / mx1 : 0.0f, inv2 = mx2 > 0.0f ? 1.0f / mx2 : 0.0f;
+    for (int64_t j = 0; j < len; j++) {
+      c1[s + j] = t1.code(m[j] * inv1);
+      c2[s + j] = t2.code(v[j] * inv2);
+    }
+  }
 }
 
 void sgd(float* p, const float* g, float* buf, int64_t n, double lr, double mom, double damp, bool nesterov, double wd,

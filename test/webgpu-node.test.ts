@@ -311,7 +311,7 @@ test('the trainer on WebGPU in Node: keys the device path cannot honour are refu
   const refused: Array<[TrainerConfigInput, string]> = [
     [{ mixedPrecision: 'bf16' }, 'mixedPrecision'], [{ mixedPrecision: 'fp16' }, 'mixedPrecision'], [{ gradientCompression: true }, 'gradientCompression'],
     [{ saveEvery: 2 }, 'saveEvery'], [{ resume: true }, 'resume'], [{ method: 'head' }, 'method'], [{ earlyStopping: {} }, 'earlyStopping.restoreBest'],
-    [{ tasks: ['topics', 'mood'] }, 'task'], [{ baseQuantization: 'int8' }, 'baseQuantization'], [{ curriculum: { scorer: 'length' } }, 'curriculum'],
+    [{ tasks: ['topics', 'mood'] }, 'task'], [{ baseQuantization: 'int8' }, 'baseQuantization'], [{ curriculum: { scorer: 'length' } }, 'curriculum'], [{ optimizer: 'adamw8bit' }, 'optimizer'],
   ];
   setBackend(new WebGpuTensorBackend(G));
   try {

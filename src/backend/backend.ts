@@ -85,6 +85,27 @@ export interface MatmulLowpArgs extends Omit<MatmulArgs, 'b' | 'dtype' | 'stride
   scales: Float32Array | null;
 }
 
+/** One AdamW8bit update (Backend.adamw8bit): the bias corrections are given (1 - beta1^t, sqrt(1 - beta2^t)). */
+export interface AdamW8bitArgs {
+  param: Float32Array;
+  grad: Float32Array;
+  state1: Uint8Array;
+  state2: Uint8Array;
+  absmax1: Float32Array;
+  absmax2: Float32Array;
+  /** The first moment's map (signed dynamic) and the second's (unsigned dynamic), 256 sorted values each. */
+  map1: Float32Array;
+  map2: Float32Array;
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  correction1: number;
+  correction2: number;
+  gradScale: number;
+}
+
 export interface AdamWArgs {
   param: Float32Array;
   grad: Float32Array;
@@ -251,6 +272,11 @@ export interface Backend {
    * element (the outputs then mean nothing).
    */
   quantizeNf4?(w: Float32Array, codes: Int8Array, absmax: Float32Array): number;
+  /**
+   * Optional: one AdamW8bit update in place (src/optim/adamw8bit.ts, whose TypeScript gives the same bits): 8-bit
+   * moments in blocks of 256 with an absmax each, widened, updated with the parameter, stored again at the nearest code.
+   */
+  adamw8bit?(args: AdamW8bitArgs): void;
   /**
    * Optional: the rows of src, an f32 (rows, cols) matrix, cast to bf16 (round to nearest even) into rows of `ld`
    * elements of dst, columns cols..ld-1 set to zero: a bf16 copy with room for more columns beside it, in the pass a

@@ -11,7 +11,7 @@ import { threadCount } from './threads.js';
 import { packageRoot } from '../package-root.js';
 import type {
   AttentionShape,
-  AdamWArgs, Backend, BinaryOp, DType, MatmulArgs, MatmulLowpArgs, ReduceOp, SGDArgs, Storage, UnaryOp,
+  AdamWArgs, AdamW8bitArgs, Backend, BinaryOp, DType, MatmulArgs, MatmulLowpArgs, ReduceOp, SGDArgs, Storage, UnaryOp,
 } from './backend.js';
 
 /** The addon's exports (see native/addon.cc and native/bindings2.cc); op names are passed as integer codes. */
@@ -83,6 +83,8 @@ interface Addon {
   attentionBf16Budget(scores: number): void;
   adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, lr: number, b1: number, b2: number,
     eps: number, wd: number, step: number, gs: number): void;
+  adamw8bit(p: Float32Array, g: Float32Array, c1: Uint8Array, c2: Uint8Array, a1: Float32Array, a2: Float32Array, map1: Float32Array, map2: Float32Array,
+    lr: number, b1: number, b2: number, eps: number, wd: number, corr1: number, corr2: number, gs: number): void;
   sgd(p: Float32Array, g: Float32Array, buf: Float32Array, lr: number, momentum: number, dampening: number,
     nesterov: boolean, wd: number, first: boolean, gs: number): void;
   info(): { blasConfig: string; blasCore: string; onednnVersion: string; onednnIsa: string; bf16Path: string; threads: number };
@@ -349,6 +351,11 @@ class NativeBackend implements Backend {
     dk: Float32Array, dv: Float32Array): void {
     this.a.attentionBf16Backward(s, ql, kl, vl, keyMask, firstKey, stats, dout, doutStrides, dq, dk, dv);
   }
+  adamw8bit(g: AdamW8bitArgs): void {
+    this.a.adamw8bit(g.param, g.grad, g.state1, g.state2, g.absmax1, g.absmax2, g.map1, g.map2, g.lr, g.beta1, g.beta2, g.eps, g.weightDecay,
+      g.correction1, g.correction2, g.gradScale);
+  }
+
   adamw(g: AdamWArgs): void {
     this.a.adamw(g.param, g.grad, g.m, g.v, g.lr, g.beta1, g.beta2, g.eps, g.weightDecay, g.step, g.gradScale);
   }

@@ -136,6 +136,9 @@ export async function finetuneInBrowser(o: BrowserFinetuneOptions): Promise<Brow
   }
   if (!backend().device && lastDevice) setBackend(lastDevice);
   const device = backend().device ? backend() : null;
+  if (device && c.optimizer === 'adamw8bit') {
+    throw new ConfigError("config key 'optimizer' is 'adamw8bit', but the page's backend is WebGPU; the 8-bit states are updated on the CPU kernels (initBrowserBackend({ prefer: 'wasm' }), or the page's ?backend=wasm)");
+  }
   if (device && c.baseQuantization !== 'none') {
     throw new ConfigError(`config key 'baseQuantization' is '${c.baseQuantization}', but the page's backend is WebGPU, whose kernels have no quantised weights; a quantised base trains on the wasm kernels (initBrowserBackend({ prefer: 'wasm' }), or the page's ?backend=wasm)`);
   }

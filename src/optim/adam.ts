@@ -2,7 +2,7 @@ import { backend } from '../backend/index.js';
 import { uninitF32, zerosF32 } from '../tensor/alloc.js';
 import { ConfigError } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { Optimizer, type ParamGroup, type ParamsInput } from './optimizer.js';
+import { Optimizer, type OptimizerState, type ParamGroup, type ParamsInput } from './optimizer.js';
 
 export interface AdamOptions { lr: number; betas?: [number, number]; eps?: number; weightDecay?: number }
 
@@ -14,7 +14,7 @@ export class AdamW extends Optimizer {
     if (!(eps > 0)) throw new ConfigError(`AdamW eps must be > 0; got ${eps}`);
     super(params, { lr, beta1: betas[0], beta2: betas[1], eps, weightDecay });
   }
-  protected update(p: Tensor, grad: Float32Array, g: ParamGroup, st: Record<string, Float32Array | number>, gradScale: number,
+  protected update(p: Tensor, grad: Float32Array, g: ParamGroup, st: OptimizerState, gradScale: number,
     gate?: Float32Array): void {
     if (st.m === undefined) {
       st.m = zerosF32(p.size);
@@ -39,7 +39,7 @@ export class Adam extends AdamW {
   constructor(params: ParamsInput, opts: AdamOptions) {
     super(params, { ...opts, weightDecay: opts.weightDecay ?? 0 });
   }
-  protected override update(p: Tensor, grad: Float32Array, g: ParamGroup, st: Record<string, Float32Array | number>, gradScale: number,
+  protected override update(p: Tensor, grad: Float32Array, g: ParamGroup, st: OptimizerState, gradScale: number,
     gate?: Float32Array): void {
     if (!(g.weightDecay > 0)) {
       super.update(p, grad, g, st, gradScale, gate);

@@ -18,10 +18,13 @@ export interface ParamGroup {
 
 export type ParamsInput = Tensor[] | Array<Partial<ParamGroup> & { params: Tensor[] }>;
 
+/** A parameter's optimizer state: buffers (f32, or 8-bit codes) and scalars (its step count). */
+export type OptimizerState = Record<string, Float32Array | Uint8Array | number>;
+
 export abstract class Optimizer {
   readonly groups: ParamGroup[];
   stepCount = 0;
-  protected readonly state = new Map<Tensor, Record<string, Float32Array | number>>();
+  protected readonly state = new Map<Tensor, OptimizerState>();
 
   constructor(params: ParamsInput, defaults: { lr: number; weightDecay: number } & Record<string, unknown>) {
     if (!(defaults.lr >= 0)) throw new ConfigError(`optimizer learning rate must be >= 0; got ${defaults.lr}`);
@@ -83,8 +86,13 @@ export abstract class Optimizer {
     for (const [p, before] of u.before) Object.assign(this.state.get(p) as object, before);
   }
 
-  protected abstract update(p: Tensor, grad: Float32Array, group: ParamGroup, state: Record<string, Float32Array | number>, gradScale: number,
+  protected abstract update(p: Tensor, grad: Float32Array, group: ParamGroup, state: OptimizerState, gradScale: number,
     gate?: Float32Array): void;
+
+  /** The length a state buffer `name` of parameter `p` has (its size; 8-bit states' absmaxes have one a block). */
+  protected stateLength(_name: string, p: Tensor): number {
+    return p.size;
+  }
 
   /** Sets the learning rate of every group (schedulers), keeping per-group ratios given as `lrScale`. */
   setLearningRate(lr: number): void {
@@ -97,8 +105,8 @@ export abstract class Optimizer {
   }
 
   /**
-   * The state for a checkpoint: per-parameter buffers as tensors keyed `<param index>.<name>`, and the
-   * scalars (step counts, each group's lr) as JSON.
+   * The state for a checkpoint: per-parameter buffers as tensors keyed `<param index>.<name>` (f32, or i8 for 8-bit
+   * codes), and the scalars (step counts, each group's lr) as JSON.
    */
   stateDict(): { tensors: Map<string, Tensor>; meta: { stepCount: number; lrs: number[]; scalars: Record<string, Record<string, number>> } } {
     const tensors = new Map<string, Tensor>();
@@ -108,6 +116,7 @@ export abstract class Optimizer {
       if (!st) return;
       for (const [k, v] of Object.entries(st)) {
         if (typeof v === 'number') (scalars[i] ??= {})[k] = v;
+        else if (v instanceof Uint8Array) tensors.set(`${i}.${k}`, new Tensor(new Int8Array(v.buffer, v.byteOffset, v.length), 'i8', [v.length]));
         else tensors.set(`${i}.${k}`, new Tensor(v, 'f32', [v.length]));
       }
     });
@@ -124,9 +133,10 @@ export abstract class Optimizer {
       const [i, name] = [Number(key.slice(0, key.indexOf('.'))), key.slice(key.indexOf('.') + 1)];
       const p = params[i];
       if (!p) throw new CheckpointError(`optimizer state key '${key}' names parameter ${i}; this optimizer has ${params.length}`);
-      if (t.size !== p.size && t.size !== 0) throw new CheckpointError(`optimizer state key '${key}' has ${t.size} values; parameter ${i} has ${p.size}`);
+      const want = this.stateLength(name, p);
+      if (t.size !== want && t.size !== 0) throw new CheckpointError(`optimizer state key '${key}' has ${t.size} values; parameter ${i} (${p.size} elements) takes ${want}`);
       const st = this.state.get(p) ?? {};
-      st[name] = t.f32().slice();
+      st[name] = t.dtype === 'i8' ? new Uint8Array((t.dense() as Int8Array).slice().buffer) : t.f32().slice();
       this.state.set(p, st);
     }
     for (const [i, sc] of Object.entries(sd.meta.scalars)) {

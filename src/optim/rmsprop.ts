@@ -2,7 +2,7 @@ import { ConfigError, DeviceError } from '../errors.js';
 import { isDeviceStorage, zerosF32 } from '../tensor/alloc.js';
 import { backend } from '../backend/index.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { Optimizer, type ParamGroup, type ParamsInput } from './optimizer.js';
+import { Optimizer, type OptimizerState, type ParamGroup, type ParamsInput } from './optimizer.js';
 
 export interface RMSpropOptions { lr: number; alpha?: number; eps?: number; momentum?: number; weightDecay?: number }
 
@@ -18,7 +18,7 @@ export class RMSprop extends Optimizer {
     if (!(alpha >= 0 && alpha < 1)) throw new ConfigError(`RMSprop alpha must be in [0, 1); got ${alpha}`);
     super(params, { lr, alpha, eps, momentum, weightDecay });
   }
-  protected update(p: Tensor, grad: Float32Array, g: ParamGroup, st: Record<string, Float32Array | number>, gradScale: number,
+  protected update(p: Tensor, grad: Float32Array, g: ParamGroup, st: OptimizerState, gradScale: number,
     gate?: Float32Array): void {
     const { lr, weightDecay: wd } = g;
     const alpha = g.alpha as number, eps = g.eps as number, mom = g.momentum as number;

@@ -2,7 +2,7 @@ import { backend } from '../backend/index.js';
 import { ConfigError } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { zerosF32 } from '../tensor/alloc.js';
-import { Optimizer, type ParamGroup, type ParamsInput } from './optimizer.js';
+import { Optimizer, type OptimizerState, type ParamGroup, type ParamsInput } from './optimizer.js';
 
 export interface SGDOptions { lr: number; momentum?: number; dampening?: number; nesterov?: boolean; weightDecay?: number }
 
@@ -13,7 +13,7 @@ export class SGD extends Optimizer {
     if (nesterov && (momentum <= 0 || dampening !== 0)) throw new ConfigError(`SGD nesterov needs momentum > 0 and dampening 0; got momentum ${momentum}, dampening ${dampening}`);
     super(params, { lr, momentum, dampening, nesterov, weightDecay });
   }
-  protected update(p: Tensor, grad: Float32Array, g: ParamGroup, st: Record<string, Float32Array | number>, gradScale: number,
+  protected update(p: Tensor, grad: Float32Array, g: ParamGroup, st: OptimizerState, gradScale: number,
     gate?: Float32Array): void {
     const momentum = g.momentum as number;
     const first = st.buf === undefined;

@@ -151,6 +151,27 @@ export function signedDynamicMap(): Float32Array {
   return dynamicMap;
 }
 
+let unsignedMap: Float32Array | null = null;
+
+/**
+ * bitsandbytes' `create_dynamic_map(signed=False)` (the second moment's map of its 8-bit optimizers): 256 sorted
+ * values in [0, 1], for each exponent i of 0..6 the means of 2^(i+1) + 1 evenly spaced points in [0.1, 1] times
+ * 10^(i - 6), and 0 and 1 (in f32, as torch computes them).
+ */
+export function unsignedDynamicMap(): Float32Array {
+  if (unsignedMap) return unsignedMap;
+  const data: number[] = [];
+  for (let i = 0; i < 7; i++) {
+    const items = 2 ** (i + 1) + 1;
+    const bounds = linspaceF32(0.1, 1, items);
+    const scale = 10 ** (i - 6);
+    for (let j = 0; j + 1 < items; j++) data.push(Math.fround(scale * Math.fround(Math.fround(bounds[j] + bounds[j + 1]) / 2)));
+  }
+  data.push(0, 1);
+  unsignedMap = Float32Array.from(data).sort();
+  return unsignedMap;
+}
+
 /** torch.linspace(start, end, steps) in f32 (the first half counted from start, the second from end). */
 function linspaceF32(start: number, end: number, steps: number): Float32Array {
   const out = new Float32Array(steps);

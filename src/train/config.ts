@@ -128,7 +128,9 @@ export const trainerConfigSchema = z.object({
   sampling: samplingSchema,
 
   // ---- optimizer ---------------------------------------------------------------------------------------------
-  optimizer: z.enum(['adamw', 'adam', 'sgd', 'rmsprop']).default('adamw'),
+  /** 'adamw8bit': AdamW with 8-bit block-quantised moments (bitsandbytes' AdamW8bit; a quarter of the state memory). */
+  optimizer: z.enum(['adamw', 'adam', 'sgd', 'rmsprop', 'adamw8bit']).default('adamw')
+    .describe("'adamw', 'adam', 'sgd', 'rmsprop', or 'adamw8bit' (AdamW with 8-bit block-quantised moments, bitsandbytes' AdamW8bit: 2 bytes of state a parameter instead of 8; CPU backends)."),
   betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).default([0.9, 0.999]),
   eps: z.number().positive().default(1e-8),
   /** Decoupled (AdamW) or L2 (others) weight decay; never applied to biases and norm weights. */

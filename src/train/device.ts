@@ -38,6 +38,7 @@ export function checkDeviceConfig(c: TrainerConfig, def: TaskDefinition, backend
   for (const [k, why] of Object.entries(DEVICE_REFUSES) as Array<[keyof TrainerConfig, string]>) {
     if (!isDefaultValue(k, c[k])) throw new ConfigError(`config key '${k}' is set (${JSON.stringify(c[k])}), but the trainer ${on} cannot honour it: ${why}`);
   }
+  if (c.optimizer === 'adamw8bit') throw new ConfigError(`config key 'optimizer' is 'adamw8bit': ${on} the trainer's optimizers are AdamW, Adam, SGD and RMSprop (the 8-bit states are updated on the CPU)`);
   if (c.method === 'head') throw new ConfigError(`config key 'method' is 'head': ${on} the trainer trains 'lora' or 'full' (method 'head' caches the encoder's embeddings on the CPU)`);
   if (c.mixedPrecision === 'bf16' || c.mixedPrecision === 'fp16') {
     throw new ConfigError(`config key 'mixedPrecision' is '${c.mixedPrecision}': ${on} the trainer computes in fp32 ('fp32' or 'auto'; bf16/fp16 autocast has not been run on the device)`);

@@ -8,6 +8,7 @@ import type { Module } from '../nn/module.js';
 import { setGradientCheckpointing } from '../nn/checkpoint.js';
 import type { Optimizer, ParamsInput } from '../optim/optimizer.js';
 import { AdamW, Adam } from '../optim/adam.js';
+import { AdamW8bit } from '../optim/adamw8bit.js';
 import { SGD } from '../optim/sgd.js';
 import { RMSprop } from '../optim/rmsprop.js';
 import { LoraModel, layerIndex } from '../peft/lora/model.js';
@@ -137,6 +138,7 @@ export function makeOptimizer(groups: ParamsInput, c: TrainerConfig): Optimizer 
   const lr = learningRate(c);
   switch (c.optimizer) {
     case 'adamw': return new AdamW(groups, { lr, betas: c.betas, eps: c.eps, weightDecay: c.weightDecay });
+    case 'adamw8bit': return new AdamW8bit(groups, { lr, betas: c.betas, eps: c.eps, weightDecay: c.weightDecay });
     case 'adam': return new Adam(groups, { lr, betas: c.betas, eps: c.eps });
     case 'sgd': return new SGD(groups, { lr, momentum: c.momentum ?? 0.9, nesterov: c.nesterov, weightDecay: c.weightDecay });
     case 'rmsprop': return new RMSprop(groups, { lr, eps: c.eps, momentum: c.momentum ?? 0, weightDecay: c.weightDecay });

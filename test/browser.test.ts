@@ -19,6 +19,8 @@ import type { KernelResult } from './browser/kernel-cases.js';
 import type { TrainSummary } from '../src/browser/worker.js';
 import type { Prediction } from '../src/train/evaluate.js';
 import { splitsFromFile } from '../src/browser/data.js';
+import type { History } from '../src/train/history.js';
+import type { TrainerConfigInput } from '../src/train/config.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const why = await browserUnavailable();
@@ -33,6 +35,23 @@ async function testBundles(): Promise<string> {
 }
 
 type KernelRun = { describe: string; threads: number; isolated: boolean; results: KernelResult[]; error?: string };
+/** The Node trainer on the wasm backend (the page's kernels) for a custom_intent_v2 job; the backend restored after. */
+async function nodeOnWasm(job: { maxTrain: number; maxEval: number; config: TrainerConfigInput }): Promise<History> {
+  const { backend, setBackend } = await import('../src/backend/index.js');
+  const { AutoGLMTrainer } = await import('../src/train/trainer.js');
+  const before = backend();
+  const out = mkdtempSync(path.join(os.tmpdir(), 'autoglm-browser-node-'));
+  try {
+    setBackend('wasm');
+    const trainer = new AutoGLMTrainer({ config: { ...job.config, outputDir: out } });
+    trainer.on('note', () => undefined);
+    return await trainer.finetune({ dataset: 'custom_intent_v2', maxTrain: job.maxTrain, maxEval: job.maxEval });
+  } finally {
+    setBackend(before);
+    rmSync(out, { recursive: true, force: true });
+  }
+}
+
 async function runKernels(s: PageSession, threads: number): Promise<KernelRun> {
   return s.page.evaluate((threads) => new Promise<KernelRun>((ok) => {
     const w = new Worker('/test/kernels.js', { type: 'module' });
@@ -130,24 +149,12 @@ test('in Chromium (cross-origin isolated): wasm kernels on threads match portabl
       const job = { maxTrain: 64, maxEval: 32, config: { epochs: 1 } };
       const page = await s.page.evaluate((j) => (window as unknown as { autoglm: { train(o: unknown): Promise<TrainSummary> } }).autoglm.train({ dataset: 'custom_intent_v2', ...j }), job)
         .catch((e: Error) => assert.fail(`${e.message}\n${s.log.join('\n')}`));
-      const { backend, setBackend } = await import('../src/backend/index.js');
-      const { AutoGLMTrainer } = await import('../src/train/trainer.js');
-      const before = backend();
-      const out = mkdtempSync(path.join(os.tmpdir(), 'autoglm-browser-node-'));
-      try {
-        setBackend('wasm');
-        const trainer = new AutoGLMTrainer({ config: { ...job.config, outputDir: out } });
-        trainer.on('note', () => undefined);
-        const h = await trainer.finetune({ dataset: 'custom_intent_v2', maxTrain: job.maxTrain, maxEval: job.maxEval });
-        assert.equal(h.stepsDone, page.steps);
-        assert.equal(h.test!.n, page.test!.n);
-        t.diagnostic(`test loss: page ${page.test!.loss}, node ${h.test!.loss}`);
-        assert.ok(Math.abs(h.test!.loss - page.test!.loss) <= 1e-6 * Math.abs(h.test!.loss), `test loss: page ${page.test!.loss}, node ${h.test!.loss}`);
-        assert.equal(h.test!.accuracy, page.test!.accuracy);
-      } finally {
-        setBackend(before);
-        rmSync(out, { recursive: true, force: true });
-      }
+      const h = await nodeOnWasm(job);
+      assert.equal(h.stepsDone, page.steps);
+      assert.equal(h.test!.n, page.test!.n);
+      t.diagnostic(`test loss: page ${page.test!.loss}, node ${h.test!.loss}`);
+      assert.ok(Math.abs(h.test!.loss - page.test!.loss) <= 1e-6 * Math.abs(h.test!.loss), `test loss: page ${page.test!.loss}, node ${h.test!.loss}`);
+      assert.equal(h.test!.accuracy, page.test!.accuracy);
     });
     await t.test("(e) QLoRA in the page (its 'frozen base' set to NF4): trains on the wasm kernels, to Node's test loss and accuracy on wasm", async () => {
       const job = { maxTrain: 64, maxEval: 32, config: { epochs: 1, baseQuantization: 'nf4' as const } };
@@ -157,24 +164,12 @@ test('in Chromium (cross-origin isolated): wasm kernels on threads match portabl
       await s.page.selectOption('#base', 'nf4'); // the page's "frozen base" choice
       const page = await run({ ...job, config: { epochs: 1 } });
       await s.page.selectOption('#base', 'none');
-      const { backend, setBackend } = await import('../src/backend/index.js');
-      const { AutoGLMTrainer } = await import('../src/train/trainer.js');
-      const before = backend();
-      const out = mkdtempSync(path.join(os.tmpdir(), 'autoglm-browser-node-'));
-      try {
-        setBackend('wasm');
-        const trainer = new AutoGLMTrainer({ config: { ...job.config, outputDir: out } });
-        trainer.on('note', () => undefined);
-        const h = await trainer.finetune({ dataset: 'custom_intent_v2', maxTrain: job.maxTrain, maxEval: job.maxEval });
-        t.diagnostic(`NF4 base: test loss page ${page.test!.loss}, node ${h.test!.loss}; f32 base ${plain.test!.loss}`);
-        assert.equal(h.stepsDone, page.steps);
-        assert.ok(Math.abs(h.test!.loss - page.test!.loss) <= 1e-6 * Math.abs(h.test!.loss), `test loss: page ${page.test!.loss}, node ${h.test!.loss}`);
-        assert.equal(h.test!.accuracy, page.test!.accuracy);
-        assert.notEqual(page.test!.loss, plain.test!.loss, 'the NF4 run trained on another base than the f32 run');
-      } finally {
-        setBackend(before);
-        rmSync(out, { recursive: true, force: true });
-      }
+      const h = await nodeOnWasm(job);
+      t.diagnostic(`NF4 base: test loss page ${page.test!.loss}, node ${h.test!.loss}; f32 base ${plain.test!.loss}`);
+      assert.equal(h.stepsDone, page.steps);
+      assert.ok(Math.abs(h.test!.loss - page.test!.loss) <= 1e-6 * Math.abs(h.test!.loss), `test loss: page ${page.test!.loss}, node ${h.test!.loss}`);
+      assert.equal(h.test!.accuracy, page.test!.accuracy);
+      assert.notEqual(page.test!.loss, plain.test!.loss, 'the NF4 run trained on another base than the f32 run');
     });
   } finally {
     await s.close();

@@ -10,7 +10,7 @@
  */
 import { ConfigError } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { signedDynamicMap, unsignedDynamicMap } from '../peft/nf4.js';
+import { nearestCode, signedDynamicMap, unsignedDynamicMap } from '../peft/nf4.js';
 import { AdamW, type AdamOptions } from './adam.js';
 import type { OptimizerState, ParamGroup, ParamsInput } from './optimizer.js';
 import { backend } from '../backend/index.js';
@@ -24,17 +24,6 @@ export const MIN_8BIT_SIZE = 4096;
 export interface AdamW8bitOptions extends AdamOptions {
   /** Parameters below this many elements keep f32 moments (default 4096, bitsandbytes'). */
   min8bitSize?: number;
-}
-
-/** The code of the value in sorted `map` nearest x (ties to the lower one): a binary search. */
-function nearestCode(map: Float32Array, x: number): number {
-  let lo = 0, hi = map.length - 1;
-  while (hi - lo > 1) {
-    const mid = (lo + hi) >> 1;
-    if (map[mid] <= x) lo = mid;
-    else hi = mid;
-  }
-  return x - map[lo] <= map[hi] - x ? lo : hi;
 }
 
 /**

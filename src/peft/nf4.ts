@@ -183,8 +183,8 @@ function linspaceF32(start: number, end: number, steps: number): Float32Array {
   return out;
 }
 
-/** The index of the map value nearest x (the map is sorted; ties go to the lower value). */
-function nearest(map: Float32Array, x: number): number {
+/** The index of the map value nearest x (the map is sorted; ties go to the lower value): a binary search. */
+export function nearestCode(map: Float32Array, x: number): number {
   let lo = 0, hi = map.length - 1;
   while (hi - lo > 1) {
     const m = (lo + hi) >> 1;
@@ -217,7 +217,7 @@ export function quantizeAbsmax(absmax: Float32Array): NestedAbsmax {
     for (let i = s; i < t; i++) mx = Math.max(mx, Math.abs(Math.fround(absmax[i] - offset)));
     scales[blk] = mx;
     const inv = Math.fround(1 / mx);
-    for (let i = s; i < t; i++) codes[i] = mx === 0 ? nearest(map, 0) : nearest(map, Math.fround(Math.fround(absmax[i] - offset) * inv));
+    for (let i = s; i < t; i++) codes[i] = mx === 0 ? nearestCode(map, 0) : nearestCode(map, Math.fround(Math.fround(absmax[i] - offset) * inv));
   }
   return { codes: new Int8Array(codes.buffer), absmax: scales, offset };
 }

@@ -132,7 +132,7 @@ test('quantising while loading: a bad mode or option is a ConfigError before any
   }
 });
 
-test('16-bit weights widened a chunk at a time: the bits of quantising their f32 copy (NF4 and int8); a non-finite element named by its index', () => {
+test('16-bit weights widened a chunk at a time: the bits of quantising their f32 copy (NF4 and int8); a non-finite element named by its index (both)', () => {
   const rng = new Rng(11);
   const n = 2 * WIDEN_CHUNK + 100; // two whole chunks and a tail with a partial NF4 block
   const f = Float32Array.from({ length: n }, () => (rng.uniform() - 0.5) * 0.2);
@@ -153,6 +153,12 @@ test('16-bit weights widened a chunk at a time: the bits of quantising their f32
     const bad = stored.slice();
     bad[WIDEN_CHUNK + 77] = 0x7fc0; // NaN in bf16 and f16 alike
     assert.throws(() => quantizeNf4Stored(bad, dtype, 'the weight of x'), (e: unknown) => e instanceof DTypeError && e.message.includes(`element ${WIDEN_CHUNK + 77} is NaN`) && e.message.includes('the weight of x'));
+    // int8 refuses it too (a NaN made its row's scale 1 and the row zero, silently)
+    const badRows = new Tensor(bad.slice(0, rows * cols), dtype, [rows, cols]);
+    bad[1234] = 0x7fc0;
+    const badRows2 = new Tensor(bad.slice(0, rows * cols), dtype, [rows, cols]);
+    assert.throws(() => quantizeInt8(badRows), (e: unknown) => e instanceof DTypeError && e.message === `cannot quantise weight to int8: element ${WIDEN_CHUNK + 77} is NaN`);
+    assert.throws(() => quantizeInt8(badRows2, 'the weight of y'), (e: unknown) => e instanceof DTypeError && e.message === 'cannot quantise the weight of y to int8: element 1234 is NaN');
   }
 });
 

@@ -18,11 +18,12 @@ export type BaseQuantization = 'bf16' | 'int8' | 'nf4';
 
 /**
  * Per-row absmax int8 quantisation of a (out, in) float weight (f32, or bf16/f16 storage widened a few rows at a
- * time: no f32 copy of a 16-bit weight is made).
+ * time: no f32 copy of a 16-bit weight is made). A non-finite element is a DTypeError naming `what` and the element
+ * (it would make its row's scale meaningless).
  */
-export function quantizeInt8(w: Tensor): { q: Tensor; scales: Tensor } {
+export function quantizeInt8(w: Tensor, what = 'weight'): { q: Tensor; scales: Tensor } {
   const [out, inF] = w.shape;
-  const stored = storedFloats(w, 'an int8 weight');
+  const stored = storedFloats(w, what);
   const q = new Int8Array(out * inF), scales = new Float32Array(out);
   const rowsAt = w.dtype === 'f32' ? out : Math.max(1, Math.floor(WIDEN_CHUNK / inF));
   for (let r0 = 0; r0 < out; r0 += rowsAt) {
@@ -38,6 +39,10 @@ export function quantizeInt8(w: Tensor): { q: Tensor; scales: Tensor } {
       const o = r0 + r;
       let mx = 0;
       for (let i = 0; i < inF; i++) mx = Math.max(mx, Math.abs(d[r * inF + i]));
+      if (!Number.isFinite(mx)) {
+        const i = d.subarray(r * inF, (r + 1) * inF).findIndex((v) => !Number.isFinite(v));
+        throw new DTypeError(`cannot quantise ${what} to int8: element ${o * inF + i} is ${d[r * inF + i]}`);
+      }
       const sc = mx > 0 ? mx / 127 : 1;
       scales[o] = sc;
       for (let i = 0; i < inF; i++) q[o * inF + i] = Math.max(-127, Math.min(127, Math.round(d[r * inF + i] / sc)));
@@ -95,8 +100,8 @@ export class Int8Linear extends Module {
     this.bias = bias ? this.param('bias', bias, false) : null;
   }
 
-  static fromLinear(l: Linear): Int8Linear {
-    const { q, scales } = quantizeInt8(l.weight);
+  static fromLinear(l: Linear, what?: string): Int8Linear {
+    const { q, scales } = quantizeInt8(l.weight, what);
     return new Int8Linear(q, scales, l.bias);
   }
 
@@ -111,7 +116,7 @@ export class Int8Linear extends Module {
 
   /** Re-quantises an f32 weight into this layer; returns the max abs error introduced. */
   storeWeight(w: Tensor): number {
-    const { q, scales } = quantizeInt8(w);
+    const { q, scales } = quantizeInt8(w, 'the merged weight');
     (this.weight.storage as Int8Array).set(q.storage as Int8Array);
     (this.scales.storage as Float32Array).set(scales.storage as Float32Array);
     markModified(this.weight);
@@ -219,8 +224,8 @@ export class Int8Embedding extends Module {
     this.scales = this.param('scales', scales, false);
   }
 
-  static fromEmbedding(e: Embedding): Int8Embedding {
-    const { q, scales } = quantizeInt8(e.weight);
+  static fromEmbedding(e: Embedding, what?: string): Int8Embedding {
+    const { q, scales } = quantizeInt8(e.weight, what);
     return new Int8Embedding(q, scales);
   }
 
@@ -324,7 +329,7 @@ function quantizeLinearAt(parent: Module, path: string, m: Linear, mode: BaseQua
     if (m.weight.dtype !== 'bf16') m.replaceParam('weight', m.weight.to('bf16'));
     r.bytesAfter += m.weight.nbytes;
   } else if (mode === 'int8') {
-    const q = Int8Linear.fromLinear(m);
+    const q = Int8Linear.fromLinear(m, `the weight of '${path}'`);
     parent.setChild(name, q);
     r.bytesAfter += q.weight.nbytes + q.scales.nbytes;
   } else {
@@ -372,7 +377,7 @@ function convertBase(model: Module, mode: BaseQuantization, opts: BaseQuantizeOp
       // rows it reads). A table under a LoRA adapter (its base_layer) stays bf16: the adapter reads it as a table.
       r.bytesBefore += m.weight.nbytes;
       if (mode === 'int8' && !path.endsWith('.base_layer')) {
-        const q = Int8Embedding.fromEmbedding(m);
+        const q = Int8Embedding.fromEmbedding(m, `the weight of '${path}'`);
         (modules.get(parentPath(path)) as Module).setChild(path.slice(path.lastIndexOf('.') + 1), q);
         r.bytesAfter += q.weight.nbytes + q.scales.nbytes;
       } else {

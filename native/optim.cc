@@ -51,45 +51,56 @@ static inline uint8_t nearest_code_search(const float* map, float x) {
   return nearer(map, lo, x);
 }
 
-// The bracket of x from a table over |x|'s float bits (8 exponent bits, the top 8 of the mantissa: 256 cells an
-// octave, over [2^-32, 2)): each cell holds a bracket at or below that of any x in it, and a short walk up ends at
-// the binary search's. The same codes as nearest_code_search (the walk makes it so; the table only saves the search).
+// The code of x from a table over |x|'s float bits (8 exponent bits and the top 8 of the mantissa: 256 cells an
+// octave, over [2^-32, 2)), a cell for each sign: the code of the cell's first float, and the largest float at or
+// below the one midpoint of the map inside the cell (+inf where there is none), past which the code is one more.
+// The nearest code is a step function of x that steps at midpoints, and a cell is narrower than the maps' gaps, so it
+// holds one step at most; build() checks that for every cell, and a cell that held more would be searched instead.
+// The same codes as nearest_code_search (ties to the lower code: x at a midpoint stays below it).
 struct CodeTable {
   static constexpr int kLowExp = 127 - 32, kCells = 33 * 256;
   const float* map = nullptr;
-  uint8_t start[2 * kCells];  // the positive cells, then the negative ones
-  static int bracket(const float* map, float x) {
-    int lo = 0, hi = 255;
-    while (hi - lo > 1) {
-      const int mid = (lo + hi) >> 1;
-      if (map[mid] <= x) lo = mid;
-      else hi = mid;
-    }
-    return lo;
+  uint8_t base[2 * kCells];  // the positive cells, then the negative ones
+  float step[2 * kCells];
+  bool searched[2 * kCells];
+  bool any_searched = false;
+  static float from_bits(uint32_t b) {
+    float f;
+    std::memcpy(&f, &b, 4);
+    return f;
   }
   void build(const float* m) {
     map = m;
+    any_searched = false;
     for (int c = 0; c < kCells; c++) {
-      const uint32_t lo_bits = ((uint32_t)(c + kLowExp * 256)) << 15, hi_bits = ((uint32_t)(c + 1 + kLowExp * 256)) << 15;
-      float lo_edge, hi_edge;
-      std::memcpy(&lo_edge, &lo_bits, 4);
-      std::memcpy(&hi_edge, &hi_bits, 4);
-      start[c] = (uint8_t)bracket(m, lo_edge);
-      start[kCells + c] = (uint8_t)bracket(m, -hi_edge);
+      const uint32_t first = ((uint32_t)(c + kLowExp * 256)) << 15, last = first + (1u << 15) - 1;
+      for (int sign = 0; sign < 2; sign++) {
+        // the cell's floats in increasing order: [first, last] positive, [-last, -first] negative
+        const float lo = sign ? -from_bits(last) : from_bits(first), hi = sign ? -from_bits(first) : from_bits(last);
+        const int k = sign * kCells + c;
+        const int c0 = nearest_code_search(m, lo), c1 = nearest_code_search(m, hi);
+        base[k] = (uint8_t)c0;
+        searched[k] = c1 > c0 + 1;
+        any_searched |= searched[k];
+        if (c1 == c0) {
+          step[k] = INFINITY;
+        } else {
+          const double mid = ((double)m[c0] + (double)m[c0 + 1]) / 2;  // x <= mid keeps c0
+          float t = (float)mid;
+          if ((double)t > mid) t = std::nextafter(t, -INFINITY);
+          step[k] = t;
+        }
+      }
     }
   }
-  // A cell (1/256 of an octave) is narrower than the maps' gaps, so the walk is one step at most: taken without a
-  // branch (random moments would mispredict it half the time); the loop after it is for safety and never iterates.
   uint8_t code(float x) const {
     uint32_t bits;
     std::memcpy(&bits, &x, 4);
     const int cell = (int)((bits & 0x7fffffffu) >> 15) - kLowExp * 256;
     if (x != x || cell < 0 || cell >= kCells) return nearest_code_search(map, x);  // NaN, tiny (0), |x| >= 2
-    int lo = start[cell + (int)(bits >> 31) * kCells];
-    lo += (lo < 254) & (map[lo + 1] <= x);
-    while (lo < 254 && map[lo + 1] <= x) lo++;
-    const bool low = (double)x - map[lo] <= (double)map[lo + 1] - x;
-    return (uint8_t)(lo + !low);
+    const int k = cell + (int)(bits >> 31) * kCells;
+    if (any_searched && searched[k]) return nearest_code_search(map, x);
+    return (uint8_t)(base[k] + (x > step[k]));
   }
 };
 

@@ -22,15 +22,24 @@ function loadRss(dir: string, mode: 'f32' | 'keep' | 'nf4'): { rssDeltaMB: numbe
   return JSON.parse(r.stdout.trim().split('\n').pop() as string);
 }
 
-test('a bf16 checkpoint loaded with 16-bit storage takes <= 0.55x the resident memory of an f32 load', (t) => {
+/** Runs `fn` on a folder holding a bf16 checkpoint of a random 8-layer Llama (hidden 512, MLP 1376) of `vocab` tokens. */
+function withBf16Llama(vocab: number, fn: (dir: string) => void): void {
   const dir = mkdtempSync(path.join(tmpdir(), 'autoglm-hf-mem-'));
   try {
     manualSeed(0);
     const model = buildHFModel({
-      model_type: 'llama', vocab_size: 8000, hidden_size: 512, intermediate_size: 1376, num_hidden_layers: 8,
+      model_type: 'llama', vocab_size: vocab, hidden_size: 512, intermediate_size: 1376, num_hidden_layers: 8,
       num_attention_heads: 8, num_key_value_heads: 4, tie_word_embeddings: false,
     });
     saveHFModel(model, dir, { dtype: 'bf16' });
+    fn(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('a bf16 checkpoint loaded with 16-bit storage takes <= 0.55x the resident memory of an f32 load', (t) => {
+  withBf16Llama(8000, (dir) => {
     const f32 = loadRss(dir, 'f32');
     const keep = loadRss(dir, 'keep');
     assert.deepEqual(f32.dtypes, ['f32']);
@@ -39,9 +48,7 @@ test('a bf16 checkpoint loaded with 16-bit storage takes <= 0.55x the resident m
     t.diagnostic(`parameters ${f32.paramMB.toFixed(1)} MB as f32, ${keep.paramMB.toFixed(1)} MB as bf16; RSS growth f32 ${f32.rssDeltaMB.toFixed(1)} MB, ` +
       `keep ${keep.rssDeltaMB.toFixed(1)} MB: ratio ${ratio.toFixed(3)}`);
     assert.ok(ratio <= 0.55, `16-bit load used ${ratio.toFixed(3)}x the memory of the f32 load`);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('quantising while loading (QLoRA): the peak is the NF4 base and a tensor, not the bf16 checkpoint whole', (t) => {
@@ -49,15 +56,8 @@ test('quantising while loading (QLoRA): the peak is the NF4 base and a tensor, n
     t.skip('reads the peak from /proc/self/status (Linux)');
     return;
   }
-  const dir = mkdtempSync(path.join(tmpdir(), 'autoglm-hf-mem-'));
-  try {
-    manualSeed(0);
-    // the Linear layers dominate (vocabulary 1000): 23.3M weights, 46.6 MB in bf16, 12.1 MB in NF4
-    const model = buildHFModel({
-      model_type: 'llama', vocab_size: 1000, hidden_size: 512, intermediate_size: 1376, num_hidden_layers: 8,
-      num_attention_heads: 8, num_key_value_heads: 4, tie_word_embeddings: false,
-    });
-    saveHFModel(model, dir, { dtype: 'bf16' });
+  // the Linear layers dominate (vocabulary 1000): 23.3M weights, 46.6 MB in bf16, 12.1 MB in NF4
+  withBf16Llama(1000, (dir) => {
     const keep = loadRss(dir, 'keep');
     const nf4 = loadRss(dir, 'nf4');
     assert.deepEqual(nf4.dtypes, ['bf16', 'f32', 'i8']); // norms f32 (the nested absmax too), codes i8, table and head bf16
@@ -65,7 +65,5 @@ test('quantising while loading (QLoRA): the peak is the NF4 base and a tensor, n
     t.diagnostic(`parameters bf16 ${keep.paramMB.toFixed(1)} MB, NF4 ${nf4.paramMB.toFixed(1)} MB; peak RSS growth of the load: bf16 ${keep.peakDeltaMB.toFixed(1)} MB, ` +
       `NF4 while loading ${nf4.peakDeltaMB.toFixed(1)} MB: ratio ${ratio.toFixed(3)}`);
     assert.ok(ratio <= 0.6, `quantising while loading peaked at ${ratio.toFixed(3)}x the bf16 load's growth`);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });

@@ -10,7 +10,7 @@
 import { existsSync, readFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { inspectSafetensors, readSafetensors, type TensorInfo } from '../safetensors.js';
+import { inspectSafetensors, readSafetensors, type SafetensorsHeader, type TensorInfo } from '../safetensors.js';
 import { LoadQuantizer, type LoadQuantization, type QuantizeReport } from '../../peft/quant.js';
 import { CheckpointError, ConfigError, fmtShape } from '../../errors.js';
 import { Tensor } from '../../tensor/tensor.js';
@@ -124,8 +124,9 @@ export function loadWeights(model: HFModel, family: HFFamily<unknown>, dir: stri
   const from = new Map<string, string>();
   const files = weightFiles(dir);
   // every header first: a config that disagrees with the checkpoint fails before a byte of weights is read
-  for (const { file } of files) {
-    for (const info of inspectSafetensors(file).tensors.values()) {
+  const headers = new Map(files.map(({ file }) => [file, inspectSafetensors(file)]));
+  for (const [file, header] of headers) {
+    for (const info of header.tensors.values()) {
       const key = resolve(info.name);
       if (key === null) continue;
       checkHeaderShape({ family, key, ckptKey: info.name, shape: info.shape, expected: (params.get(key) as Tensor).shape, raw, file, configFile });
@@ -146,7 +147,7 @@ export function loadWeights(model: HFModel, family: HFFamily<unknown>, dir: stri
   };
   for (const { file, keys } of files) {
     if (keys) {
-      const names = new Set(inspectSafetensors(file).tensors.keys());
+      const names = (headers.get(file) as SafetensorsHeader).tensors;
       for (const k of keys) if (!names.has(k)) throw new CheckpointError(`'${path.join(dir, INDEX)}' maps '${k}' to '${path.basename(file)}', which has no such tensor`);
     }
     for (const [ck, t] of readSafetensors(file, { floatDType: dtype16, ...(quantizer ? { into } : {}) }).tensors) {
@@ -208,7 +209,6 @@ function buildHFModelFromDir(dir: string, opts: LoadHFOptions): HFModel & { load
   if (opts.dtype !== undefined && opts.dtype !== 'f32' && opts.dtype !== 'keep') {
     throw new ConfigError(`option 'dtype' is '${String(opts.dtype)}'; expected 'f32' or 'keep'`);
   }
-
   const config = HFConfig.read(dir);
   const family = familyOf(config);
   const cfg = family.parseConfig(config);

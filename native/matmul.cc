@@ -213,7 +213,43 @@ void run_onednn(const std::string& key, const dnnl::memory::desc& ad, const dnnl
                 const dnnl::memory::desc& cd, const dnnl::memory::desc& biasd, const uint16_t* a, const uint16_t* b,
                 float* out, const MatmulP& p, bool dense_out);
 
+// oneDNN 2.6.3's AMX matmul (brg:avx512_core_amx_bf16) gives wrong results for 49 <= N <= 63 when more than one
+// thread runs it: relative errors of 1-100% in some columns, and results that change with the threads and with what
+// earlier products left in the scratchpad and output (the recomputation and resume failures of issue #17). A sweep
+// of N 1-260 (M 1-300, K 8-768, both layouts of A and B, beta 0 and 1, 2-8 threads, Emerald Rapids) found no other N
+// (test/native-smoke.test.ts keeps a sweep against an f64 reference). Such products run at N = 64: B and the bias
+// copied with zero columns beside them, the output through a buffer of 64 columns.
+bool amx_n_gap(int64_t N) { return N >= 49 && N <= 63 && has_amx(); }
+constexpr int64_t kGapN = 64;
+
+void matmul_onednn(const uint16_t* a, const uint16_t* b, float* out, const MatmulP& p);
+
+void matmul_onednn_padded(const uint16_t* a, const uint16_t* b, float* out, const MatmulP& p) {
+  thread_local std::vector<uint16_t> bp;
+  thread_local std::vector<float> op;
+  const int64_t nb = p.strideB == 0 ? 1 : p.batch, N = p.N, K = p.K, rows = p.batch * p.M;
+  bp.assign((size_t)(nb * K * kGapN), 0);
+  for (int64_t i = 0; i < nb; i++) {
+    const uint16_t* src = b + i * p.strideB;
+    uint16_t* dst = bp.data() + i * K * kGapN;
+    if (p.transB) std::memcpy(dst, src, (size_t)(N * K) * sizeof(uint16_t));  // N rows of K, then zero rows
+    else for (int64_t k = 0; k < K; k++) std::memcpy(dst + k * kGapN, src + k * N, (size_t)N * sizeof(uint16_t));
+  }
+  op.resize((size_t)(rows * kGapN));
+  if (p.beta != 0.0f)
+    for (int64_t r = 0; r < rows; r++) std::memcpy(op.data() + r * kGapN, out + r * N, (size_t)N * sizeof(float));
+  float biasp[kGapN] = {};
+  if (p.bias) std::memcpy(biasp, p.bias, (size_t)N * sizeof(float));
+  MatmulP q = p;
+  q.N = kGapN;
+  q.strideB = p.strideB == 0 ? 0 : K * kGapN;
+  q.bias = p.bias ? biasp : nullptr;
+  matmul_onednn(a, bp.data(), op.data(), q);
+  for (int64_t r = 0; r < rows; r++) std::memcpy(out + r * N, op.data() + r * kGapN, (size_t)N * sizeof(float));
+}
+
 void matmul_onednn(const uint16_t* a, const uint16_t* b, float* out, const MatmulP& p) {
+  if (amx_n_gap(p.N)) return matmul_onednn_padded(a, b, out, p);
   using dt = dnnl::memory::data_type;
   using dims = dnnl::memory::dims;
   const int64_t ba = p.strideA == 0 ? 1 : p.batch, bb = p.strideB == 0 ? 1 : p.batch;
@@ -312,7 +348,7 @@ bool matmul_bf16_out_strided(const uint16_t* a, const uint16_t* b, float* out, c
                              const int64_t* os) {
   // not on the widening path, and not where the output is pre-filled before each product (AMX: run_onednn fills a
   // dense output only)
-  if (bf16_path()[0] != 'o' || p.K == 0 || p.M == 0 || p.N == 0 || p.bias || p.beta != 0.0f || dnnl_fill() >= 0 ||
+  if (bf16_path()[0] != 'o' || p.K == 0 || p.M == 0 || p.N == 0 || p.bias || p.beta != 0.0f || dnnl_fill() >= 0 || amx_n_gap(p.N) ||
       B * H != p.batch || p.strideA != p.M * p.K || p.strideB != p.K * p.N)
     return false;
   using dt = dnnl::memory::data_type;

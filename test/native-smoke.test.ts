@@ -413,6 +413,17 @@ test('bf16 products do not depend on what earlier products left in oneDNN\'s buf
   }
 });
 
+test('bf16 products on the oneDNN path match an f64 reference for every N from 1 to 130 (2 threads; both layouts, beta, bias, batches)', { skip }, async () => {
+  // oneDNN 2.6.3's AMX matmul got 49 <= N <= 63 wrong whenever more than one thread ran it (native/matmul.cc, amx_n_gap)
+  const { spawnSync } = await import('node:child_process');
+  const r = spawnSync(process.execPath, ['--import', 'tsx', new URL('./helpers/bf16-threads.ts', import.meta.url).pathname, 'sweep'],
+    { encoding: 'utf8', env: { ...process.env, AUTOGLM_NUM_THREADS: '2', AUTOGLM_BF16_PATH: 'onednn' } });
+  assert.equal(r.status, 0, `exit ${r.status} (signal ${r.signal}): ${r.stderr}`);
+  const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { bad: number; products: number; first: string };
+  assert.ok(out.products > 3000, `${out.products} products`);
+  assert.equal(out.bad, 0, `${out.bad} of ${out.products} products are wrong; the first: ${out.first}`);
+});
+
 test('AUTOGLM_DNNL_PROBE=1 (the diagnostic for the AMX fill): probed products keep the bits of an unprobed run, and any report names a product', { skip: skip || (nb!.nativeBf16 ? false : 'oneDNN takes no bf16 products on this CPU (they are widened to f32)') }, async () => {
   const { spawnSync } = await import('node:child_process');
   const r = spawnSync(process.execPath, ['--import', 'tsx', new URL('./helpers/bf16-threads.ts', import.meta.url).pathname, 'history'],

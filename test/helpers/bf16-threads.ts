@@ -83,7 +83,53 @@ function historyMismatches(): number {
   return bad;
 }
 
-if (isMainThread && process.argv[2] === 'history') {
+// Every product of a grid against an f64 reference over the same bf16 operands: N 1-130 (oneDNN 2.6.3's AMX matmul got
+// 49 <= N <= 63 wrong with more than one thread), both layouts of A and B, beta 0 and 1, a bias, batches with their
+// own B and a shared one. Returns the products whose error exceeds f32 accumulation's (relative to sum |a b|).
+function sweepMismatches(): { bad: number; products: number; first: string } {
+  const be = loadNativeBackend();
+  const wide = (h: Uint16Array): Float32Array => {
+    const u = Uint32Array.from(h, (x) => x << 16);
+    return new Float32Array(u.buffer);
+  };
+  let bad = 0, products = 0, first = '', seed = 101;
+  const one = (c: Case, bias: boolean): void => {
+    const { a, b, out } = operands(c, seed++);
+    const bi = bias ? Float32Array.from({ length: c.N }, (_, i) => (i % 5) * 0.5 - 1) : undefined;
+    const A = wide(a), B = wide(b), want = Float64Array.from(out, (o) => c.beta * o);
+    const scale = new Float64Array(out.length);
+    for (let t = 0; t < c.batch; t++) for (let m = 0; m < c.M; m++) for (let n = 0; n < c.N; n++) {
+      let s = 0, abs = 0;
+      for (let k = 0; k < c.K; k++) {
+        const p = A[t * c.strideA + (c.transA ? k * c.M + m : m * c.K + k)]! * B[t * c.strideB + (c.transB ? n * c.K + k : k * c.N + n)]!;
+        s += p;
+        abs += Math.abs(p);
+      }
+      const i = (t * c.M + m) * c.N + n;
+      want[i] += c.alpha * s + (bi ? bi[n]! : 0);
+      scale[i] = abs + 1e-3;
+    }
+    be.matmul({ a, b, out, dtype: 'bf16', ...c, ...(bi ? { bias: bi } : {}) });
+    products++;
+    const ok = want.every((w, i) => Math.abs(out[i]! - w) <= 2e-5 * scale[i]!);
+    if (!ok && bad++ === 0) first = JSON.stringify({ ...c, bias });
+  };
+  for (let N = 1; N <= 130; N++) {
+    for (const [M, K] of [[1, 32], [24, 77], [100, 32]] as const) {
+      for (const transA of [false, true]) for (const transB of [false, true]) for (const beta of [0, 1]) {
+        one({ batch: 1, M, N, K, transA, transB, strideA: 0, strideB: 0, alpha: 1, beta }, false);
+      }
+      one({ batch: 1, M, N, K, transA: false, transB: true, strideA: 0, strideB: 0, alpha: 1, beta: 0 }, true);
+    }
+    one({ batch: 3, M: 20, N, K: 40, transA: false, transB: false, strideA: 800, strideB: 40 * N, alpha: 0.5, beta: 0 }, false);
+    one({ batch: 3, M: 20, N, K: 40, transA: false, transB: true, strideA: 800, strideB: 0, alpha: 1, beta: 1 }, false);
+  }
+  return { bad, products, first };
+}
+
+if (isMainThread && process.argv[2] === 'sweep') {
+  console.log(JSON.stringify(sweepMismatches()));
+} else if (isMainThread && process.argv[2] === 'history') {
   console.log(JSON.stringify({ mismatches: historyMismatches() }));
 } else if (isMainThread) {
   const threads = Number(process.argv[2] ?? 2), rounds = Number(process.argv[3] ?? 40);

@@ -117,50 +117,26 @@ bool has_amx() {
   const auto isa = dnnl_get_effective_cpu_isa();
   return (isa & dnnl_cpu_isa_avx512_core_amx) == dnnl_cpu_isa_avx512_core_amx;
 }
-// What the scratchpad and a product's output (when beta = 0) hold before oneDNN runs: -1 leaves them as the last product
-// left them, a byte value fills them. AMX products gave results that depended on what earlier products had left (a
-// recomputed forward pass differed from the first one, a resumed run from the straight one): there, both start from
-// zeros. AUTOGLM_DNNL_FILL=<byte> sets it (tests poison the buffers to show that the default does not depend on them).
+// What the scratchpad and a product's output (when beta = 0) hold before oneDNN runs: -1 (the default) leaves them as
+// the last product left them, a byte value fills them; AUTOGLM_DNNL_FILL=<byte> sets it (tests poison the buffers to
+// show that results do not depend on them). Until the thirty-second session, AMX filled both with zeros before every
+// product (5-100% on small products' time): its products had given results that depended on what earlier ones left.
+// Those were the products of 49 <= N <= 63 (amx_n_gap below), wrong outright with more than one thread; with them
+// run at N = 64, no product of the tests or the workloads reads its buffers (AUTOGLM_DNNL_PROBE, Emerald Rapids).
 int dnnl_fill() {
   static const int fill = [] {
     const char* e = getenv("AUTOGLM_DNNL_FILL");
     if (e && *e) return std::clamp(atoi(e), -1, 255);
-    return has_amx() ? 0 : -1;
+    return -1;
   }();
   return fill;
 }
-// Which products the fill reaches. 'all' (the default) fills every product's scratchpad and every beta = 0 product's
-// output. The output's fill is the costly part: one memset of it on the calling thread made products of 0.2-1.2 ms
-// 5-100% slower (AMX, 2 threads, scripts/experiments/onednn-bf16-matmul.cc; fill_bytes runs it on the kernel threads:
-// 25 MB in 0.67-0.83 ms against one memset's 1.89 ms on a Zen 3). AUTOGLM_DNNL_FILL_SCOPE=tails, an experiment not yet
-// shown exact on AMX, fills only what the twenty-fifth session found read there (oneDNN 2.6.3, Emerald Rapids):
-// - products whose N is not a multiple of 16: their output and scratchpad. Over a sweep of beta = 0 products (M, N, K
-//   in {1..128} x {4..257} x {8..264}, both layouts of B, with and without a bias), every one that read them had N = 50
-//   (42 of 1,344: scripts/experiments/onednn-dst-reads.cc). The one behind the recomputation failure was M 24, N 50, K
-//   32, B transposed (a tied head over a 50-word vocabulary; AUTOGLM_DNNL_PROBE in test/checkpoint.test.ts);
-// - accumulating products (beta != 0, oneDNN's sum post-op): their scratchpad. With N = 50's fill alone, the
-//   checkpointed blocks still lost their bits (2 of 2), and the several-threads and history tests failed.
-// Nothing narrower than 'all' has passed those tests on AMX yet. Another value is refused with a message, and 'all' is
-// kept.
-bool dnnl_fill_all() {
-  static const bool all = [] {
-    const char* e = getenv("AUTOGLM_DNNL_FILL_SCOPE");
-    if (!e || !*e || std::string(e) == "all") return true;
-    if (std::string(e) == "tails") return false;
-    fprintf(stderr, "autoglm: AUTOGLM_DNNL_FILL_SCOPE must be 'all' or 'tails'; got '%s': filling every product\n", e);
-    return true;
-  }();
-  return all;
-}
-// What the 'tails' scope fills: the scratchpad, and (beta = 0) the output.
-bool tails_fill_scratch(const MatmulP& p) { return p.beta != 0.0f || p.N % 16 != 0; }
-bool tails_fill_output(const MatmulP& p) { return p.beta == 0.0f && p.N % 16 != 0; }
 // AUTOGLM_DNNL_PROBE=1, a diagnostic: every product over a dense output runs again over other buffers and says on
 // stderr, once per primitive, which runs gave other bits than the first. A beta = 0 product runs over (scratchpad,
 // output) filled with (zeros, zeros), (zeros, NaN bytes), (NaN bytes, zeros) and (zeros, zeros) again; an accumulating
 // one (beta != 0, whose output is an input) over a zeroed and a NaN-filled scratchpad and a zeroed one again, its output
 // restored before each run. A change names what the product read (its output's or its scratchpad's earlier contents)
-// or that it is not deterministic, and whether the 'tails' fill scope fills what it read. The first run's result is kept.
+// or that it is not deterministic. The first run's result is kept.
 bool dnnl_probe() {
   static const bool on = [] {
     const char* e = getenv("AUTOGLM_DNNL_PROBE");
@@ -298,9 +274,8 @@ void run_onednn(const std::string& key, const dnnl::memory::desc& ad, const dnnl
   const int64_t out_bytes = p.batch * p.M * p.N * (int64_t)sizeof(float);
   if (dnnl_probe() && dense_out) return probe_onednn(key, prim, args, t, out, out_bytes, p);  // fills itself
   if (const int fill = dnnl_fill(); fill >= 0) {
-    const bool all = dnnl_fill_all();
-    if (all || tails_fill_scratch(p)) fill_bytes(t.scratch.data(), (int64_t)prim.scratch.get_size(), fill);
-    if (p.beta == 0.0f && dense_out && (all || tails_fill_output(p))) fill_bytes(out, out_bytes, fill);
+    fill_bytes(t.scratch.data(), (int64_t)prim.scratch.get_size(), fill);
+    if (p.beta == 0.0f && dense_out) fill_bytes(out, out_bytes, fill);
   }
   prim.prim.execute(t.strm, args);
   t.strm.wait();
@@ -319,7 +294,6 @@ void probe_onednn(const std::string& key, const MatmulPrim& prim, std::unordered
   std::vector<char> given(over ? 0 : (size_t)bytes), first((size_t)bytes);
   if (!over) std::memcpy(given.data(), out, (size_t)bytes);
   std::string found;
-  bool covered = true;
   for (int r = 0; r < n; r++) {
     fill_bytes(t.scratch.data(), (int64_t)prim.scratch.get_size(), runs[r].scratch);
     if (runs[r].out >= 0) fill_bytes(out, bytes, runs[r].out);
@@ -330,24 +304,21 @@ void probe_onednn(const std::string& key, const MatmulPrim& prim, std::unordered
       std::memcpy(first.data(), out, (size_t)bytes);
     } else if (std::memcmp(first.data(), out, (size_t)bytes) != 0) {
       found += std::string(found.empty() ? "" : "; ") + runs[r].read;
-      if (runs[r].out == 0xff) covered = covered && tails_fill_output(p);
-      else if (runs[r].scratch == 0xff) covered = covered && tails_fill_scratch(p);
-      else covered = false;  // not deterministic: no fill helps
     }
   }
   std::memcpy(out, first.data(), (size_t)bytes);
   if (found.empty()) return;
   std::lock_guard<std::mutex> lock(mu);
   if (told.insert(key).second)
-    fprintf(stderr, "autoglm: oneDNN product [batch,M,N,K,strideA,strideB,trans,alpha,beta] (alpha, beta as bits) %s depends on %s; %s\n",
-            key.c_str(), found.c_str(), covered ? "the tails fill scope fills it" : "NOT filled by the tails fill scope");
+    fprintf(stderr, "autoglm: oneDNN product [batch,M,N,K,strideA,strideB,trans,alpha,beta] (alpha, beta as bits) %s depends on %s\n",
+            key.c_str(), found.c_str());
 }
 }  // namespace
 
 bool matmul_bf16_out_strided(const uint16_t* a, const uint16_t* b, float* out, const MatmulP& p, int64_t B, int64_t H,
                              const int64_t* os) {
-  // not on the widening path, and not where the output is pre-filled before each product (AMX: run_onednn fills a
-  // dense output only)
+  // not on the widening path, not where the output is filled before each product (AUTOGLM_DNNL_FILL: run_onednn fills
+  // a dense output only), not at the N that AMX gets wrong (amx_n_gap pads a dense output)
   if (bf16_path()[0] != 'o' || p.K == 0 || p.M == 0 || p.N == 0 || p.bias || p.beta != 0.0f || dnnl_fill() >= 0 || amx_n_gap(p.N) ||
       B * H != p.batch || p.strideA != p.M * p.K || p.strideB != p.K * p.N)
     return false;

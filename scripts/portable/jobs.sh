@@ -1,4 +1,4 @@
-# Sourced by the portable measurement scripts (bf16-suite.sh, amx-diag.sh): run from the checkout with $out (the log
+# Sourced by the portable measurement scripts (bf16-suite.sh): run from the checkout with $out (the log
 # folder) and $L (seconds a job may take) set. Gives:
 #   machine.log in $out   the date, the CPU and its bf16 flags, Node, PyTorch, the CPU pairs;
 #   P                     pairs of logical CPUs ("0,1" ...): a core's two threads where the topology says so, else

@@ -19,8 +19,9 @@ const CASES: Case[] = [
   // a weight gradient over many tokens (long K), accumulated, and one of a LoRA factor (N = 8)
   { batch: 1, M: 256, N: 256, K: 2048, transA: true, transB: false, strideA: 0, strideB: 0, alpha: 1, beta: 1 },
   { batch: 1, M: 512, N: 8, K: 3000, transA: true, transB: false, strideA: 0, strideB: 0, alpha: 1, beta: 0 },
-  // small products with N = 50 (a tied head over a 50-word vocabulary): on AMX, oneDNN 2.6 reads these products' earlier
-  // output and scratchpad unless they are filled (native/matmul.cc, dnnl_fill)
+  // small products with N = 50 (a tied head over a 50-word vocabulary): on AMX, oneDNN 2.6.3 gets them wrong with more
+  // than one thread, in ways that depend on its buffers' earlier contents, unless padded to N = 64 (native/matmul.cc,
+  // amx_n_gap)
   { batch: 1, M: 24, N: 50, K: 32, transA: false, transB: true, strideA: 0, strideB: 0, alpha: 1, beta: 0 },
   { batch: 1, M: 1, N: 50, K: 64, transA: false, transB: false, strideA: 0, strideB: 0, alpha: 1, beta: 0 },
   { batch: 1, M: 32, N: 50, K: 64, transA: false, transB: true, strideA: 0, strideB: 0, alpha: 1, beta: 0 },

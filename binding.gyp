@@ -6,6 +6,7 @@
         "native/addon.cc",
         "native/bindings2.cc",
         "native/elementwise.cc",
+        "native/gelu512.cc",
         "native/broadcast.cc",
         "native/reduce.cc",
         "native/nn.cc",

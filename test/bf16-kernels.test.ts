@@ -329,6 +329,17 @@ test('a Block under bf16 autocast: the same bits with the MLP activation made in
   c.slice(1).forEach((v, i) => assert.ok(relErr(v, a[i + 1]) < 2 ** -7, `gradient ${i}: relative error ${relErr(v, a[i + 1])}`));
 });
 
+test('GELU in AVX-512 (native/gelu512.cc, where the CPU has it) gives the AVX2 path\'s bits from every entry point', { skip }, async () => {
+  const { spawnSync } = await import('node:child_process');
+  const run = (env: Record<string, string>): Record<string, string> => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', new URL('./helpers/gelu-bits.ts', import.meta.url).pathname],
+      { encoding: 'utf8', env: { ...process.env, ...env } });
+    assert.equal(r.status, 0, `exit ${r.status} (signal ${r.signal}): ${r.stderr}`);
+    return JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, string>;
+  };
+  assert.deepEqual(run({}), run({ AUTOGLM_NO_AVX512: '1' }));
+});
+
 test("unaryBf16Grad: y has unaryBf16's bits, d is unaryBackward's f'(x) rounded to bf16; mulBf16 multiplies by d widened", { skip }, () => {
   const native = getBackend('native');
   assert.ok(native.unaryBf16Grad && native.mulBf16, 'the native backend has unaryBf16Grad and mulBf16');

@@ -1,0 +1,33 @@
+// GELU's value and derivative from every native entry point (unary, unaryBf16, unaryBf16Grad, unaryBackward) over
+// values that reach each branch of the normal cdf (|x| below and above sqrt 2 and 2 sqrt 2, huge, tiny, infinite,
+// NaN, odd lengths for the tails), printed as one JSON line of digests. Run it with and without AUTOGLM_NO_AVX512=1:
+// the AVX-512 path (native/gelu512.cc) must give the AVX2 path's bits.
+import { createHash } from 'node:crypto';
+import { loadNativeBackend } from '../../src/backend/native.js';
+
+const be = loadNativeBackend();
+let s = 1;
+const rnd = (): number => {
+  s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+  return s / 4294967296;
+};
+const n = (1 << 18) + 13;
+const x = new Float32Array(n);
+for (let i = 0; i < n; i++) {
+  const r = rnd();
+  x[i] = (rnd() - 0.5) * (r < 0.5 ? 8 : r < 0.75 ? 40 : r < 0.9 ? 2 : 1e4);
+}
+[NaN, Infinity, -Infinity, 0, -0, 1e-30, -1e-30, 14.5, -14.5, 1.4142135, -1.4142135, 2.828427, -2.828427, 3e38, -3e38, 1e-45]
+  .forEach((v, i) => { x[i * 7] = v; });
+const digest = (a: ArrayBufferView): string => createHash('sha256').update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength)).digest('hex').slice(0, 16);
+const y = new Float32Array(n), yb = new Uint16Array(n), y2 = new Uint16Array(n), d2 = new Uint16Array(n), dx = new Float32Array(n);
+be.unary('gelu', x, y);
+be.unaryBf16!('gelu', x, yb);
+be.unaryBf16Grad!('gelu', x, y2, d2);
+be.unaryBackward('gelu', x, x, new Float32Array(n).fill(1), dx);
+// odd lengths: the tails of both paths
+const short = x.subarray(3, 3 + 37), ys = new Float32Array(37), ys2 = new Uint16Array(37), ds2 = new Uint16Array(37);
+be.unary('gelu', short, ys);
+be.unaryBf16Grad!('gelu', short, ys2, ds2);
+console.log(JSON.stringify({ unary: digest(y), unaryBf16: digest(yb), unaryBf16GradY: digest(y2), unaryBf16GradD: digest(d2),
+  unaryBackward: digest(dx), tails: digest(ys) + digest(ys2) + digest(ds2) }));

@@ -31,10 +31,11 @@ enum DT { D_F32, D_BF16, D_F16, D_I32, D_I8, D_COUNT };
 void fill_f32(float* dst, int64_t n, float v);
 // n bytes set to `byte` by the kernel threads, in blocks of 256 KiB (one thread below kParMin floats' worth)
 void fill_bytes(void* dst, int64_t n, int byte);
-// gelu512.cc: GELU (value; value and derivative) in AVX-512 with the AVX2 path's bits, where the CPU has it
+// gelu512.cc: gelu, gelu_tanh, silu (value; value and derivative) in AVX-512 with the AVX2 path's bits, where the CPU
+// has it (gelu_avx512)
 bool gelu_avx512();
-void gelu_f32_avx512(const float* x, float* y, int64_t m);
-void gelu_grad_avx512(const float* x, float* y, float* d, int64_t m);
+void act_f32_avx512(int op, const float* x, float* y, int64_t m);
+void act_grad_avx512(int op, const float* x, float* y, float* d, int64_t m);
 void fill_i32(int32_t* dst, int64_t n, int32_t v);
 void strided_copy(const void* src, int esize, const int64_t* shape, const int64_t* strides, int ndim, void* dst, const int64_t* dstrides);
 void cast(const void* src, int sdt, void* dst, int ddt, int64_t n);

@@ -1,9 +1,10 @@
-// GELU's value and derivative in 16 lanes of AVX-512, for the CPUs that have it (the AMX and AVX512-BF16 ones where
-// bf16 autocast runs): the normal cdf of vecmath.h, operation for operation, so every lane gets the bits of the AVX2
-// path (test/bf16-kernels.test.ts compares the two over tails, huge values, infinities and NaN). The erfc branch (a
-// division and two polynomials) made the kernel arithmetic-bound: 2.59 ms for 2048 x 1024 values in AVX2 on an
-// Emerald Rapids, where casting the same bytes takes 0.55 ms. Built for AVX-512 by the pragma below, called only after
-// gelu_avx512() has checked the CPU; AUTOGLM_NO_AVX512=1 keeps the AVX2 path (the tests' comparison).
+// The MLP activations (gelu, gelu_tanh, silu: value, and value with derivative) in 16 lanes of AVX-512, for the CPUs
+// that have it (the AMX and AVX512-BF16 ones where bf16 autocast runs): vecmath.h's and elementwise.cc's functions
+// operation for operation, so every lane gets the bits of the AVX2 path (test/bf16-kernels.test.ts compares the two
+// over tails, huge values, infinities and NaN). They were arithmetic-bound: 2048 x 1024 values took 2.0-2.6 ms in AVX2
+// on an Emerald Rapids (gelu's erfc branch: a division and two polynomials; the sigmoid's division), where casting
+// the same bytes takes 0.55 ms. Built for AVX-512 by the pragma below, called only after gelu_avx512() has checked
+// the CPU; AUTOGLM_NO_AVX512=1 keeps the AVX2 path (the tests' comparison).
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -26,6 +27,8 @@ bool gelu_avx512() {
 
 namespace {
 constexpr float kInvSqrt2Pi = 0.3989422804014327f;
+constexpr float kSqrt2OverPi = 0.7978845608028654f;
+constexpr float kKappa = 0.044715f;
 
 inline __m512 w(float x) { return _mm512_set1_ps(x); }
 inline __m512 wabs(__m512 x) { return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff))); }
@@ -110,27 +113,55 @@ inline __m512 wnormcdf(__m512 x) {
   if (_mm512_cmp_ps_mask(wabs(z), w(1.0f), _CMP_LT_OQ) == 0xFFFF) return wnormcdf_small(z);
   return wnormcdf_e(x, wtail_exp(x));
 }
+// vecmath.h's vsigmoid, elementwise.cc's vgelu_tanh_s (sigmoid(2u)), dsilu and dgelu_tanh
+inline __m512 wsigmoid(__m512 x) {
+  const __m512 e = wexp(_mm512_sub_ps(w(0.0f), wabs(x)));
+  const __m512 r = _mm512_div_ps(w(1.0f), _mm512_add_ps(w(1.0f), e));
+  return _mm512_mask_blend_ps(sign_set(x), r, _mm512_mul_ps(e, r));
+}
+inline __m512 wgelu_tanh_s(__m512 x) {
+  __m512 x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
+  __m512 u2 = _mm512_mul_ps(_mm512_fmadd_ps(x3, w(kKappa), x), w(2.0f * kSqrt2OverPi));
+  return wsigmoid(u2);
+}
+inline __m512 wdsilu(__m512 x, __m512 s) { return _mm512_mul_ps(s, _mm512_fmadd_ps(x, _mm512_sub_ps(w(1.0f), s), w(1.0f))); }
+inline __m512 wdgelu_tanh(__m512 x, __m512 s) {
+  __m512 du = _mm512_mul_ps(w(kSqrt2OverPi), _mm512_fmadd_ps(_mm512_mul_ps(x, x), w(3.0f * kKappa), w(1.0f)));
+  __m512 t2 = _mm512_mul_ps(_mm512_mul_ps(w(2.0f), x), _mm512_mul_ps(s, _mm512_sub_ps(w(1.0f), s)));
+  return _mm512_fmadd_ps(t2, du, s);
+}
 inline __mmask16 lanes(int64_t left) { return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1); }
 }  // namespace
 
-// y = gelu(x) = x Phi(x) over m values (one thread's block)
-void gelu_f32_avx512(const float* x, float* y, int64_t m) {
+// y = f(x) over m values (one thread's block): gelu = x Phi(x), gelu_tanh = x sigmoid(2u), silu = x sigmoid(x)
+void act_f32_avx512(int op, const float* x, float* y, int64_t m) {
   for (int64_t i = 0; i < m; i += 16) {
     const __mmask16 k = lanes(m - i);
     const __m512 xv = _mm512_maskz_loadu_ps(k, x + i);  // a tail's missing lanes are 0, as vmap pads them
-    _mm512_mask_storeu_ps(y + i, k, _mm512_mul_ps(xv, wnormcdf(xv)));
+    const __m512 f = op == U_GELU ? wnormcdf(xv) : op == U_SILU ? wsigmoid(xv) : wgelu_tanh_s(xv);
+    _mm512_mask_storeu_ps(y + i, k, _mm512_mul_ps(xv, f));
   }
 }
 
-// y = gelu(x) and d = gelu'(x) = Phi(x) + x phi(x) over m values (one thread's block), as vact_grad computes them
-void gelu_grad_avx512(const float* x, float* y, float* d, int64_t m) {
+// y = f(x) and d = f'(x) over m values (one thread's block), as vact_grad computes them
+void act_grad_avx512(int op, const float* x, float* y, float* d, int64_t m) {
   for (int64_t i = 0; i < m; i += 16) {
     const __mmask16 k = lanes(m - i);
     const __m512 xv = _mm512_maskz_loadu_ps(k, x + i);
-    const __m512 e = wtail_exp(xv);
-    const __m512 phi = wnormcdf_e(xv, e);
-    _mm512_mask_storeu_ps(y + i, k, _mm512_mul_ps(xv, phi));
-    _mm512_mask_storeu_ps(d + i, k, _mm512_fmadd_ps(_mm512_mul_ps(xv, e), w(kInvSqrt2Pi), phi));
+    if (op == U_GELU) {
+      const __m512 e = wtail_exp(xv);
+      const __m512 phi = wnormcdf_e(xv, e);
+      _mm512_mask_storeu_ps(y + i, k, _mm512_mul_ps(xv, phi));
+      _mm512_mask_storeu_ps(d + i, k, _mm512_fmadd_ps(_mm512_mul_ps(xv, e), w(kInvSqrt2Pi), phi));
+    } else if (op == U_SILU) {
+      const __m512 s = wsigmoid(xv);
+      _mm512_mask_storeu_ps(y + i, k, _mm512_mul_ps(xv, s));
+      _mm512_mask_storeu_ps(d + i, k, wdsilu(xv, s));
+    } else {
+      const __m512 s = wgelu_tanh_s(xv);
+      _mm512_mask_storeu_ps(y + i, k, _mm512_mul_ps(xv, s));
+      _mm512_mask_storeu_ps(d + i, k, wdgelu_tanh(xv, s));
+    }
   }
 }
 

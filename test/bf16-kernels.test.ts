@@ -329,7 +329,7 @@ test('a Block under bf16 autocast: the same bits with the MLP activation made in
   c.slice(1).forEach((v, i) => assert.ok(relErr(v, a[i + 1]) < 2 ** -7, `gradient ${i}: relative error ${relErr(v, a[i + 1])}`));
 });
 
-test('GELU in AVX-512 (native/gelu512.cc, where the CPU has it) gives the AVX2 path\'s bits from every entry point', { skip }, async () => {
+test('gelu, gelu_tanh and silu in AVX-512 (native/gelu512.cc, where the CPU has it) give the AVX2 path\'s bits from every entry point', { skip }, async () => {
   const { spawnSync } = await import('node:child_process');
   const run = (env: Record<string, string>): Record<string, string> => {
     const r = spawnSync(process.execPath, ['--import', 'tsx', new URL('./helpers/gelu-bits.ts', import.meta.url).pathname],

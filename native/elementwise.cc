@@ -182,6 +182,7 @@ void unary(int op, const float* x, float* o, int64_t n) {
     const float* xs = x + i0;
     float* os = o + i0;
     const int64_t m = i1 - i0;
+    if (mlp_act(op) && act_avx512()) return act_f32_avx512(op, xs, os, m);
     switch (op) {
       case U_NEG: for (int64_t i = 0; i < m; i++) os[i] = -xs[i]; break;
       case U_EXP: vmap(xs, os, m, vexp); break;
@@ -191,18 +192,9 @@ void unary(int op, const float* x, float* o, int64_t n) {
       case U_TANH: vmap(xs, os, m, vtanh); break;
       case U_SIGMOID: vmap(xs, os, m, vsigmoid); break;
       case U_RELU: for (int64_t i = 0; i < m; i++) os[i] = (xs[i] > 0.0f || xs[i] != xs[i]) ? xs[i] : 0.0f; break;
-      case U_GELU:
-        if (gelu_avx512()) act_f32_avx512(op, xs, os, m);
-        else vmap(xs, os, m, vgelu);
-        break;
-      case U_GELU_TANH:
-        if (gelu_avx512()) act_f32_avx512(op, xs, os, m);
-        else vmap(xs, os, m, [](__m256 v) { return _mm256_mul_ps(v, vgelu_tanh_s(v)); });
-        break;
-      case U_SILU:
-        if (gelu_avx512()) act_f32_avx512(op, xs, os, m);
-        else vmap(xs, os, m, [](__m256 v) { return _mm256_mul_ps(v, vsigmoid(v)); });
-        break;
+      case U_GELU: vmap(xs, os, m, vgelu); break;
+      case U_GELU_TANH: vmap(xs, os, m, [](__m256 v) { return _mm256_mul_ps(v, vgelu_tanh_s(v)); }); break;
+      case U_SILU: vmap(xs, os, m, [](__m256 v) { return _mm256_mul_ps(v, vsigmoid(v)); }); break;
       case U_ABS: for (int64_t i = 0; i < m; i++) os[i] = std::fabs(xs[i]); break;
       case U_SQUARE: for (int64_t i = 0; i < m; i++) os[i] = xs[i] * xs[i]; break;
       case U_RECIPROCAL: for (int64_t i = 0; i < m; i++) os[i] = 1.0f / xs[i]; break;
@@ -323,7 +315,7 @@ void unary_bf16_grad(int op, const float* x, uint16_t* y, uint16_t* d, int64_t n
       const int64_t m = std::min<int64_t>(1024, i1 - j);
       const float* xs = x + j;
       int64_t i = 0;
-      if (gelu_avx512()) {  // gelu, gelu_tanh, silu: all three in AVX-512
+      if (act_avx512()) {  // gelu, gelu_tanh, silu: the only ops that come here
         act_grad_avx512(op, xs, t, u, m);
         i = m;
       }

@@ -38,6 +38,9 @@ interface Addon {
   argmax(x: Float32Array, outer: number, n: number, inner: number, out: Int32Array): void;
   sumSquares(x: Float32Array): number;
   trimHeap(): boolean;
+  allocAligned(bytes: number): ArrayBuffer;
+  /** The largest power of two up to 4096 dividing the view's data address (a diagnostic for the tests). */
+  addressAlignment(view: ArrayBufferView): number;
   matmul(a: Float32Array | Uint16Array, b: Float32Array | Uint16Array, out: Float32Array, bf16: boolean, batch: number,
     M: number, N: number, K: number, transA: boolean, transB: boolean, strideA: number, strideB: number, alpha: number,
     beta: number, bias: Float32Array | null): void;
@@ -187,6 +190,11 @@ export function attentionBf16Budget(scores: number): void {
   loadAddon().attentionBf16Budget(scores);
 }
 
+/** For tests: the largest power of two up to 4096 that divides the view's data address. */
+export function addressAlignment(view: ArrayBufferView): number {
+  return loadAddon().addressAlignment(view);
+}
+
 /** Loads the native backend; throws an Error with the reason when the addon is not built or cannot load. */
 export function loadNativeBackend(): Backend {
   try {
@@ -271,6 +279,7 @@ class NativeBackend implements Backend {
   argmax(x: Float32Array, outer: number, n: number, inner: number, out: Int32Array): void { this.a.argmax(x, outer, n, inner, out); }
   sumSquares(x: Float32Array): number { return this.a.sumSquares(x); }
   trimHeap(): void { this.a.trimHeap(); }
+  freshBuffer(bytes: number): ArrayBuffer { return this.a.allocAligned(bytes); }
 
   matmul(m: MatmulArgs): void {
     if (m.dtype !== 'f32' && m.dtype !== 'bf16') throw new Error(`matmul: dtype must be 'f32' or 'bf16'; got '${m.dtype as string}'`);

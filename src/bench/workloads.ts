@@ -6,6 +6,7 @@ import { backend } from '../backend/index.js';
 import { Rng } from '../backend/rng.js';
 import { ConfigError } from '../errors.js';
 import { randint } from '../tensor/creation.js';
+import { uninitF32, uninitU16 } from '../tensor/alloc.js';
 import { autocast } from '../tensor/precision.js';
 import { manualSeed } from '../nn/init.js';
 import type { GradientCheckpointing } from '../nn/checkpoint.js';
@@ -39,19 +40,24 @@ function randomF32(n: number, seed: number): Float32Array {
   return d;
 }
 
-/** C = A @ B on the four shapes; GFLOP/s = 2MKN / time. bf16: operands stored as bf16, f32 result. */
+/**
+ * C = A @ B on the four shapes; GFLOP/s = 2MKN / time. bf16: operands stored as bf16, f32 result. The buffers come
+ * from the library's own allocator (tensor/alloc), as a tensor's do: cache-line aligned on the native backend.
+ */
 function gemm(o: WorkloadOptions): BenchRecord[] {
   const out: BenchRecord[] = [];
   for (const [M, K, N] of [[512, 512, 512], [2048, 768, 768], [2048, 768, 3072], [2048, 3072, 768]]) {
-    let a: Float32Array | Uint16Array = randomF32(M * K, 1), b: Float32Array | Uint16Array = randomF32(K * N, 2);
+    let a: Float32Array | Uint16Array = uninitF32(M * K), b: Float32Array | Uint16Array = uninitF32(K * N);
+    a.set(randomF32(M * K, 1));
+    b.set(randomF32(K * N, 2));
     if (o.dtype === 'bf16') {
-      const a16 = new Uint16Array(M * K), b16 = new Uint16Array(K * N);
+      const a16 = uninitU16(M * K), b16 = uninitU16(K * N);
       backend().cast(a, 'f32', a16, 'bf16');
       backend().cast(b, 'f32', b16, 'bf16');
       a = a16;
       b = b16;
     }
-    const c = new Float32Array(M * N);
+    const c = uninitF32(M * N);
     const t = timed(() => backend().matmul({
       a, b, out: c, dtype: o.dtype === 'bf16' ? 'bf16' : 'f32', batch: 1, M, N, K, transA: false, transB: false, strideA: 0, strideB: 0, alpha: 1, beta: 0,
     }), Math.max(o.steps, 7), o.warmup);

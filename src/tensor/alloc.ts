@@ -6,6 +6,7 @@
  * Use it only where every element is written before it is read.
  */
 import { backend } from '../backend/index.js';
+import { ConfigError } from '../errors.js';
 
 /**
  * On a device-resident backend (WebGPU), tensor storage is a device array, not a typed array. One check per op
@@ -177,7 +178,18 @@ function freshBytes(bytes: number): ArrayBuffer | null {
     sinceCollect = 0;
     collect(true);
   }
+  const b = backend();
+  if (b.freshBuffer && (alignedBuffers ??= readAlignedSwitch())) return b.freshBuffer(bytes);
   return NodeBuffer ? NodeBuffer.allocUnsafeSlow(bytes).buffer as ArrayBuffer : null;
+}
+
+/** Whether fresh buffers come from the backend's aligned allocator (AUTOGLM_ALIGNED=0: the runtime's, for A/B timings). */
+let alignedBuffers: boolean | undefined;
+function readAlignedSwitch(): boolean {
+  const raw = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env['AUTOGLM_ALIGNED'];
+  if (raw === undefined || raw === '' || raw === '1') return true;
+  if (raw === '0') return false;
+  throw new ConfigError(`environment variable AUTOGLM_ALIGNED is '${raw}'; expected 1 (aligned tensor buffers, the default) or 0`);
 }
 
 /**

@@ -146,8 +146,8 @@ void cast_rows_bf16(const float* src, int64_t rows, int64_t cols, uint16_t* dst,
 // ---- lora.cc ----
 // An activation's bf16 rows with LoRA's rank-r product beside them (and, optionally, B's gradient), in one pass.
 constexpr int64_t kLoraRowsMaxRank = 16;
-void lora_rows(const void* src, bool srcBf16, int64_t rows, int64_t cols, uint16_t* dst, const uint16_t* F, int64_t r,
-               float scale, uint16_t* h, const uint16_t* H, float* gH);
+void lora_rows(const void* src, bool srcBf16, int64_t rows, int64_t cols, int64_t ld, uint16_t* dst, const uint16_t* F,
+               int64_t r, float scale, uint16_t* h, const uint16_t* H, float* gH);
 // out (r, cols) = X[:, :cols]^T H, X (rows, ld) and H (rows, r) bf16 (A's gradient from x's kept copy).
 void lora_outer(const uint16_t* X, int64_t rows, int64_t cols, int64_t ld, const uint16_t* H, int64_t r, float* out);
 

@@ -8,11 +8,12 @@
 // dot products are taken while the row is in L1, right after its cast. The backward pass also needs B's gradient
 // g^T (s h) (M = nOut, N = r, K = rows: another skinny pass over g), accumulated in the same pass.
 //
-// lora_rows(src (rows, cols) f32 or bf16, dst (rows, cols + r) bf16, F (r, cols) bf16, scale, h (rows, r) bf16,
-//           H (rows, r) bf16 or null, gH (cols, r) f32 or null), r <= kLoraRowsMaxRank:
+// lora_rows(src (rows, cols) f32 or bf16, dst (rows, ld) bf16 with ld >= cols + r, F (r, cols) bf16, scale,
+//           h (rows, r) bf16, H (rows, r) bf16 or null, gH (cols, r) f32 or null), r <= kLoraRowsMaxRank:
 //   dst[i, :cols] = bf16(src[i])       (a copy when src is bf16 already)
 //   t = scale * dst[i, :cols] F^T      (the bf16 values' products accumulated in f32, as a bf16 product's are)
-//   dst[i, cols:] = h[i] = bf16(t)
+//   dst[i, cols:cols + r] = h[i] = bf16(t)
+//   dst[i, cols + r:ld] = 0            (the caller pads rows to whole cache lines: see lora-linear.ts, paddedWidth)
 //   gH = dst[:, :cols]^T H             (H given: a sum over rows in chunks whose size depends on rows alone, added in
 //                                       chunk order, so the same bits for any thread count; see sum_chunk_rows)
 // lora_outer(X (rows, ld) bf16, H (rows, r) bf16) = X[:, :cols]^T H, (r, cols): A's gradient dh^T x from x's kept copy,
@@ -174,9 +175,8 @@ void with_rank(int64_t r, Fn&& fn) {
 }
 
 template <typename S, int r>
-void lora_rows_t(const S* src, int64_t rows, int64_t cols, uint16_t* dst, const uint16_t* F, float scale, uint16_t* h,
-                 const uint16_t* H, float* gH) {
-  const int64_t ld = cols + r;
+void lora_rows_t(const S* src, int64_t rows, int64_t cols, int64_t ld, uint16_t* dst, const uint16_t* F, float scale,
+                 uint16_t* h, const uint16_t* H, float* gH) {
   const bool bf16 = bf16_dot_isa();
   std::vector<float> Fw(bf16 ? 0 : (size_t)(r * cols));
   if (!bf16) bf16_to_f32_n(F, Fw.data(), r * cols);
@@ -193,6 +193,7 @@ void lora_rows_t(const S* src, int64_t rows, int64_t cols, uint16_t* dst, const 
       copy_row(src + i * cols, d, cols);
       if (bf16) project_row_bf16<r>(d, cols, F, scale, h + i * r);
       else project_row_avx2<r>(d, cols, Fw.data(), scale, h + i * r);
+      if (ld > cols + r) std::memset(d + cols + r, 0, (size_t)(ld - cols - r) * sizeof(uint16_t));
     }
     if (!H) continue;
     float* acc = parts.data() + (size_t)ch * r * cols;
@@ -231,12 +232,12 @@ void lora_outer_t(const uint16_t* X, int64_t rows, int64_t cols, int64_t ld, con
 
 }  // namespace
 
-void lora_rows(const void* src, bool srcBf16, int64_t rows, int64_t cols, uint16_t* dst, const uint16_t* F, int64_t r,
-               float scale, uint16_t* h, const uint16_t* H, float* gH) {
+void lora_rows(const void* src, bool srcBf16, int64_t rows, int64_t cols, int64_t ld, uint16_t* dst, const uint16_t* F,
+               int64_t r, float scale, uint16_t* h, const uint16_t* H, float* gH) {
   with_rank(r, [&](auto R) {
     constexpr int kR = decltype(R)::value;
-    if (srcBf16) lora_rows_t<uint16_t, kR>((const uint16_t*)src, rows, cols, dst, F, scale, h, H, gH);
-    else lora_rows_t<float, kR>((const float*)src, rows, cols, dst, F, scale, h, H, gH);
+    if (srcBf16) lora_rows_t<uint16_t, kR>((const uint16_t*)src, rows, cols, ld, dst, F, scale, h, H, gH);
+    else lora_rows_t<float, kR>((const float*)src, rows, cols, ld, dst, F, scale, h, H, gH);
   });
 }
 
@@ -245,9 +246,9 @@ void lora_outer(const uint16_t* X, int64_t rows, int64_t cols, int64_t ld, const
 }
 
 // loraRows(src Float32Array | Uint16Array (bf16), rows, cols, dst Uint16Array, F Uint16Array, r, scale,
-//          h Uint16Array, H Uint16Array | null, gH Float32Array | null)
+//          h Uint16Array, H Uint16Array | null, gH Float32Array | null, ld)
 KERNEL(JsLoraRows) {
-  Args a(info, "loraRows", 10);
+  Args a(info, "loraRows", 11);
   size_t ns, nd, nf, nh, nH, ng;
   int es = 0;
   const void* src = a.arr(0, -1, &ns, false, &es);
@@ -259,14 +260,16 @@ KERNEL(JsLoraRows) {
   uint16_t* h = (uint16_t*)a.arr(7, napi_uint16_array, &nh);
   const uint16_t* H = (const uint16_t*)a.arr(8, napi_uint16_array, &nH, true);
   float* gH = a.f32(9, &ng, true);
+  const int64_t ld = a.integer(10);
   a.need(r >= 1 && r <= kLoraRowsMaxRank, "r must be 1 to " + std::to_string(kLoraRowsMaxRank));
   a.need((int64_t)ns >= rows * cols, "src is smaller than rows x cols");
-  a.need((int64_t)nd >= rows * (cols + r), "dst is smaller than rows x (cols + r)");
+  a.need(ld >= cols + r, "ld is smaller than cols + r");
+  a.need((int64_t)nd >= rows * ld, "dst is smaller than rows x ld");
   a.need((int64_t)nf >= r * cols, "F is smaller than r x cols");
   a.need((int64_t)nh >= rows * r, "h is smaller than rows x r");
   a.need(!H == !gH, "H and gH come together");
   a.need(!H || ((int64_t)nH >= rows * r && (int64_t)ng >= cols * r), "H must hold rows x r and gH cols x r elements");
-  lora_rows(src, es == 2, rows, cols, dst, F, r, scale, h, H, gH);
+  lora_rows(src, es == 2, rows, cols, ld, dst, F, r, scale, h, H, gH);
   UNDEF;
 }
 

@@ -447,32 +447,37 @@ test('loraRows, loraOuter: bf16 rows with the rank-r product beside them, and th
   for (const [rows, cols, r] of [[37, 45, 5], [300, 64, 8], [9, 8, 1], [130, 100, 16]]) {
     for (const srcBf16 of [false, true]) {
       const x32 = rand(rows * cols), xb = toBf(x32), F = toBf(rand(r * cols)), H = toBf(rand(rows * r));
-      const dst = new Uint16Array(rows * (cols + r)).fill(0xffff), h = new Uint16Array(rows * r), gH = new Float32Array(cols * r);
-      be.loraRows!(srcBf16 ? xb : x32, rows, cols, dst, F, r, 1.5, h, H, gH);
+      // rows of exactly cols + r, and rows padded with zeros past them (lora-linear's whole cache lines)
+      const ld = cols + r + (srcBf16 ? 0 : 7);
+      const dst = new Uint16Array(rows * ld).fill(0xffff), h = new Uint16Array(rows * r), gH = new Float32Array(cols * r);
+      be.loraRows!(srcBf16 ? xb : x32, rows, cols, dst, F, r, 1.5, h, H, gH, ld);
       const xw = wide(xb), Fw = wide(F), Hw = wide(H), dw = wide(dst), hw = wide(h);
       const want = new Float64Array(cols * r);
       for (let i = 0; i < rows; i++) {
-        for (let c = 0; c < cols; c++) assert.equal(dst[i * (cols + r) + c], xb[i * cols + c], `row ${i} col ${c}: the bf16 copy`);
+        for (let c = 0; c < cols; c++) assert.equal(dst[i * ld + c], xb[i * cols + c], `row ${i} col ${c}: the bf16 copy`);
+        for (let c = cols + r; c < ld; c++) assert.equal(dst[i * ld + c], 0, `row ${i} col ${c}: the padding is zeros`);
         for (let j = 0; j < r; j++) {
           let t = 0;
           for (let c = 0; c < cols; c++) t += xw[i * cols + c] * Fw[j * cols + c];
           // f32 accumulation in another order may land the rounded value one bf16 step away
           assert.ok(Math.abs(hw[i * r + j] - 1.5 * t) <= 1e-5 + Math.abs(1.5 * t) * 2 ** -7, `h[${i}, ${j}] ${hw[i * r + j]} vs ${1.5 * t} (${rows}x${cols}, r ${r})`);
-          assert.equal(dw[i * (cols + r) + cols + j], hw[i * r + j], 'the r columns hold h');
+          assert.equal(dw[i * ld + cols + j], hw[i * r + j], 'the r columns hold h');
           for (let c = 0; c < cols; c++) want[c * r + j] += xw[i * cols + c] * Hw[i * r + j];
         }
       }
       for (let k = 0; k < want.length; k++) assert.ok(Math.abs(gH[k] - want[k]) <= 1e-4 * (1 + Math.abs(want[k])), `gH[${k}] ${gH[k]} vs ${want[k]}`);
       // loraOuter over the copy (rows of cols + r, the first cols read) sums the same products in the same order
       const outer = new Float32Array(r * cols);
-      be.loraOuter!(dst, rows, cols, cols + r, H, r, outer);
+      be.loraOuter!(dst, rows, cols, ld, H, r, outer);
       for (let c = 0; c < cols; c++) for (let j = 0; j < r; j++) assert.equal(outer[j * cols + c], gH[c * r + j], `loraOuter[${j}, ${c}]`);
     }
   }
   const dst = new Uint16Array(4 * 25), h = new Uint16Array(4 * 17);
-  assert.throws(() => be.loraRows!(new Float32Array(32), 4, 8, dst, new Uint16Array(17 * 8), 17, 1, h, null, null), /loraRows: r must be 1 to 16/);
-  assert.throws(() => be.loraRows!(new Float32Array(32), 4, 8, dst, new Uint16Array(8 * 8), 8, 1, h, new Uint16Array(32), null), /H and gH come together/);
-  assert.throws(() => be.loraRows!(new Float32Array(31), 4, 8, dst, new Uint16Array(8 * 8), 8, 1, h, null, null), /src is smaller/);
+  assert.throws(() => be.loraRows!(new Float32Array(32), 4, 8, dst, new Uint16Array(17 * 8), 17, 1, h, null, null, 25), /loraRows: r must be 1 to 16/);
+  assert.throws(() => be.loraRows!(new Float32Array(32), 4, 8, dst, new Uint16Array(8 * 8), 8, 1, h, new Uint16Array(32), null, 16), /H and gH come together/);
+  assert.throws(() => be.loraRows!(new Float32Array(31), 4, 8, dst, new Uint16Array(8 * 8), 8, 1, h, null, null, 16), /src is smaller/);
+  assert.throws(() => be.loraRows!(new Float32Array(32), 4, 8, dst, new Uint16Array(8 * 8), 8, 1, h, null, null, 15), /ld is smaller than cols \+ r/);
+  assert.throws(() => be.loraRows!(new Float32Array(32), 4, 8, dst, new Uint16Array(8 * 8), 8, 1, h, null, null, 26), /dst is smaller than rows x ld/);
   assert.throws(() => be.loraOuter!(dst, 4, 8, 7, h, 8, new Float32Array(64)), /loraOuter: ld is smaller than cols/);
   if (!process.env.ONEDNN_MAX_CPU_ISA) {
     // their AVX2 code (CPUs without AVX512-BF16), reached on any CPU with oneDNN held below it: this test and the

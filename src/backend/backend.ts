@@ -286,12 +286,12 @@ export interface Backend {
   /**
    * Optional: LoRA's rank-r product in the pass that makes an activation's bf16 copy (ops/lora-linear.ts). src is a
    * (rows, cols) matrix, f32 or bf16 (a Uint16Array); F (r, cols) and h (rows, r) are bf16, r <= `loraRowsMaxRank`:
-   * dst (rows, cols + r) gets each row of src as bf16 followed by h's row, h = bf16(scale * bf16(src) F^T) with the
-   * products accumulated in f32. With H (rows, r, bf16) and gH (cols, r, f32): gH = bf16(src)^T H, the same bits for
-   * any thread count.
+   * dst (rows, ld), ld >= cols + r, gets each row of src as bf16 followed by h's row, h = bf16(scale * bf16(src) F^T)
+   * with the products accumulated in f32, then zeros to ld. With H (rows, r, bf16) and gH (cols, r, f32):
+   * gH = bf16(src)^T H, the same bits for any thread count.
    */
   loraRows?(src: Float32Array | Uint16Array, rows: number, cols: number, dst: Uint16Array, F: Uint16Array, r: number,
-    scale: number, h: Uint16Array, H: Uint16Array | null, gH: Float32Array | null): void;
+    scale: number, h: Uint16Array, H: Uint16Array | null, gH: Float32Array | null, ld: number): void;
   /**
    * Optional, with `loraRows`: out (r, cols) = X[:, :cols]^T H for bf16 X (rows, ld) and H (rows, r), r <=
    * `loraRowsMaxRank` (LoRA's A gradient dh^T x from x's kept bf16 copy), the same bits for any thread count.

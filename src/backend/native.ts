@@ -26,7 +26,7 @@ interface Addon {
   roundBf16(src: Float32Array, dst: Float32Array): void;
   castRowsBf16(src: Float32Array, rows: number, cols: number, dst: Uint16Array, ld: number): void;
   loraRows(src: Float32Array | Uint16Array, rows: number, cols: number, dst: Uint16Array, F: Uint16Array, r: number,
-    scale: number, h: Uint16Array, H: Uint16Array | null, gH: Float32Array | null): void;
+    scale: number, h: Uint16Array, H: Uint16Array | null, gH: Float32Array | null, ld: number): void;
   loraOuter(X: Uint16Array, rows: number, cols: number, ld: number, H: Uint16Array, r: number, out: Float32Array): void;
   unaryBackward(op: number, x: Float32Array, y: Float32Array, dy: Float32Array, dx: Float32Array): void;
   binary(op: number, a: Float32Array, as: number[], b: Float32Array, bs: number[], shape: number[], out: Float32Array): void;
@@ -254,8 +254,8 @@ class NativeBackend implements Backend {
   }
   readonly loraRowsMaxRank = 16; // native/common.h kLoraRowsMaxRank
   loraRows(src: Float32Array | Uint16Array, rows: number, cols: number, dst: Uint16Array, F: Uint16Array, r: number,
-    scale: number, h: Uint16Array, H: Uint16Array | null, gH: Float32Array | null): void {
-    this.a.loraRows(src, rows, cols, dst, F, r, scale, h, H, gH);
+    scale: number, h: Uint16Array, H: Uint16Array | null, gH: Float32Array | null, ld: number): void {
+    this.a.loraRows(src, rows, cols, dst, F, r, scale, h, H, gH, ld);
   }
   loraOuter(X: Uint16Array, rows: number, cols: number, ld: number, H: Uint16Array, r: number, out: Float32Array): void {
     this.a.loraOuter(X, rows, cols, ld, H, r, out);

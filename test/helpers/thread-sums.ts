@@ -18,7 +18,7 @@ be.matmul({ a: g, b: x, out: dA, dtype: 'f32', batch: 1, M: 8, N: 300, K: 2049, 
 // loraRows over 2049 rows of 300 columns (9 row chunks), rank 8: its outer product gH = bf16(x)^T H
 const toBf = (f: Float32Array): Uint16Array => { const h = new Uint16Array(f.length); be.cast(f, 'f32', h, 'bf16'); return h; };
 const dst = new Uint16Array(2049 * 308), h = new Uint16Array(2049 * 8), gH = new Float32Array(300 * 8);
-be.loraRows!(x, 2049, 300, dst, toBf(rand(8 * 300)), 8, 2, h, toBf(rand(2049 * 8)), gH);
+be.loraRows!(x, 2049, 300, dst, toBf(rand(8 * 300)), 8, 2, h, toBf(rand(2049 * 8)), gH, 308);
 const outer = new Float32Array(8 * 300);
 be.loraOuter!(dst, 2049, 300, 308, h, 8, outer);
 console.log(JSON.stringify({ threads: be.numThreads(), cols: hex(cols), dA: hex(dA), loraRows: hex(gH) + Buffer.from(h.buffer).toString('hex') + hex(outer) }));

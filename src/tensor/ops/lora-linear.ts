@@ -50,14 +50,14 @@ export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B:
   const be = backend();
   const inPass = fused && rowKernel(r); // s h made in the pass that casts x (loraRows), not by a product of its own
   if (fused && x.isContiguous && (x.dtype === 'f32' || (x.dtype === 'bf16' && inPass))) {
-    // x's bf16 copy with r columns beside it holding s h = s x A^T
-    const L = nIn + r;
+    // x's bf16 copy with r columns beside it holding s h = s x A^T (and zeros to a whole cache line, where loraRows writes it)
+    const L = inPass ? paddedWidth(nIn + r) : nIn + r;
     const xc = uninitU16(rows * L);
     ox = oxa = { buf: xc, dtype: 'bf16', rows, cols: L, trans: false, batchStride: rows * L, fresh: true };
     let hb: Uint16Array;
     if (inPass) {
       hb = uninitU16(rows * r);
-      be.loraRows!(x.dense() as Float32Array | Uint16Array, rows, nIn, xc, oA.buf as Uint16Array, r, scaling, hb, null, null);
+      be.loraRows!(x.dense() as Float32Array | Uint16Array, rows, nIn, xc, oA.buf as Uint16Array, r, scaling, hb, null, null, L);
     } else {
       be.castRowsBf16!(x.f32(), rows, nIn, xc, L);
       const h = gemm(ox, transposed(withZeroColumns(oA, L)), 1, uninitF32(rows * r), scaling); // A padded with zero columns
@@ -67,7 +67,7 @@ export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B:
     }
     oh = { buf: hb, dtype: 'bf16', rows, cols: r, trans: false, batchStride: rows * r, fresh: true };
     hScale = 1;
-    const wb = sideBySide(ow, oB); // [W | B], (nOut, L)
+    const wb = sideBySide(ow, oB, L); // [W | B | 0], (nOut, L)
     out = affine(ox, wb, b, rows, nOut); // [x | s h] [W | B]^T + b
     releaseBuffer(wb.buf as Uint16Array);
     takeConsumed(x, ox, opts); // the products read x's copy
@@ -101,7 +101,7 @@ export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B:
   return record('loraLinear', inputs, y, (gy, last) => {
     const gb = needGb ? biasGrad(gy, rows, nOut) : null;
     const g2 = reshape(gy, [rows, nOut]);
-    const M = nOut + r;
+    const M = appendGrad && rowKernel(r) ? paddedWidth(nOut + r) : nOut + r;
     let g: Operand;
     // made in the pass that casts g (loraRows): dh = s g B beside g, and B's gradient g^T (s h)
     let ogh: Operand | null = null, gBIn: Float32Array | null = null;
@@ -112,7 +112,7 @@ export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B:
         const dhb = uninitU16(rows * r), Bt = transposedBf16(keep.oB!);
         const H = keep.oh && keep.oh.dtype === 'bf16' ? keep.oh : null;
         gBIn = H ? uninitF32(nOut * r) : null;
-        be.loraRows!(g2.f32(), rows, nOut, gc, Bt, r, scaling, dhb, H ? (H.buf as Uint16Array) : null, gBIn);
+        be.loraRows!(g2.f32(), rows, nOut, gc, Bt, r, scaling, dhb, H ? (H.buf as Uint16Array) : null, gBIn, M);
         if (gBIn && hScale !== 1) be.axpby(hScale, gBIn, 0, gBIn, gBIn);
         ogh = { buf: dhb, dtype: 'bf16', rows, cols: r, trans: false, batchStride: rows * r, fresh: true };
       } else {
@@ -148,8 +148,8 @@ export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B:
         gA = new Tensor(gAbuf, 'f32', [r, nIn]);
       }
       if (wide) {
-        // [g | dh] [W; A]: x's gradient from both paths in one product
-        const wa = stacked(keep.ow!, keep.oA!);
+        // [g | dh | 0] [W; A; 0]: x's gradient from both paths in one product
+        const wa = stacked(keep.ow!, keep.oA!, M);
         gx = gemm(g, wa, 1, uninitF32(rows * nIn));
         releaseBuffer(wa.buf as Uint16Array);
       } else if (keep.oA) {
@@ -204,22 +204,34 @@ function withZeroRows(o: Operand, to: number): Operand {
   return { buf: p, dtype: 'bf16', rows: to, cols: o.cols, trans: false, batchStride: to * o.cols };
 }
 
-/** [W | B]: each row of the bf16 base weight (nOut, nIn) followed by the row of B (nOut, r), as one (nOut, nIn + r) operand. */
-function sideBySide(ow: Operand, oB: Operand): Operand {
-  const nOut = ow.rows, nIn = ow.cols, L = nIn + oB.cols;
+/**
+ * The row width of an activation's bf16 copy with the factor's r columns beside it, in whole cache lines (32 bf16
+ * values): each row then starts on a line, as the buffer does (tensor/alloc), where nIn + r (264 for 256 + 8) put
+ * three rows in four across lines. oneDNN's AMX product over such rows took 1.5-1.7 ms against 1.9-2.0 at 2048 x 264
+ * x 1024 (dense K 288 against 264; the zero columns cost nothing, AMX takes K in blocks of 32).
+ */
+function paddedWidth(w: number): number {
+  return Math.ceil(w / 32) * 32;
+}
+
+/** [W | B | 0]: each row of the bf16 base weight (nOut, nIn), the row of B (nOut, r), then zeros, as one (nOut, L) operand. */
+function sideBySide(ow: Operand, oB: Operand, L: number): Operand {
+  const nOut = ow.rows, nIn = ow.cols, r = oB.cols;
   const wb = uninitU16(nOut * L);
   const be = backend();
   be.stridedCopy(ow.buf, [nOut, nIn], [nIn, 1], wb, [L, 1]);
-  be.stridedCopy(oB.buf, [nOut, oB.cols], [oB.cols, 1], wb.subarray(nIn), [L, 1]);
+  be.stridedCopy(oB.buf, [nOut, r], [r, 1], wb.subarray(nIn), [L, 1]);
+  if (L > nIn + r) be.stridedCopy(new Uint16Array(1), [nOut, L - nIn - r], [0, 0], wb.subarray(nIn + r), [L, 1]);
   return { buf: wb, dtype: 'bf16', rows: nOut, cols: L, trans: false, batchStride: nOut * L };
 }
 
-/** [W; A]: the bf16 base weight (nOut, nIn) with A's r rows under it, as one (nOut + r, nIn) operand. */
-function stacked(ow: Operand, oA: Operand): Operand {
-  const n = ow.rows * ow.cols, rows = ow.rows + oA.rows;
+/** [W; A; 0]: the bf16 base weight (nOut, nIn) with A's r rows and then zero rows under it, as one (rows, nIn) operand. */
+function stacked(ow: Operand, oA: Operand, rows: number): Operand {
+  const n = ow.rows * ow.cols, nA = oA.rows * oA.cols;
   const wa = uninitU16(rows * ow.cols);
   wa.set((ow.buf as Uint16Array).subarray(0, n));
-  wa.set((oA.buf as Uint16Array).subarray(0, oA.rows * oA.cols), n);
+  wa.set((oA.buf as Uint16Array).subarray(0, nA), n);
+  wa.fill(0, n + nA);
   return { buf: wa, dtype: 'bf16', rows, cols: ow.cols, trans: false, batchStride: rows * ow.cols };
 }
 

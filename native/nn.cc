@@ -16,11 +16,27 @@ inline void rows_loop(int64_t rows, int64_t cols, F f) {
     for (int64_t r = 0; r < rows; r++) f(r);
   } else for (int64_t r = 0; r < rows; r++) f(r);
 }
+// The largest of x[0..n), NaNs skipped (std::max(m, x[i]) in order gives the same value). In four vectors of eight:
+// GCC left the `omp simd reduction(max)` loop this replaces scalar, one maxss after another (4 cycles each), and
+// that was half of softmax's and cross-entropy's time (1024 x 512: softmax 1.33 ms on one thread, exp alone 0.37).
 inline float row_max(const float* x, int64_t n) {
-  float m = -INFINITY;
-#pragma omp simd reduction(max : m)
-  for (int64_t i = 0; i < n; i++) m = std::max(m, x[i]);
-  return m;
+  const __m256 ninf = _mm256_set1_ps(-INFINITY);
+  __m256 m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {  // a NaN in x gives m (the second operand)
+    m0 = _mm256_max_ps(_mm256_loadu_ps(x + i), m0);
+    m1 = _mm256_max_ps(_mm256_loadu_ps(x + i + 8), m1);
+    m2 = _mm256_max_ps(_mm256_loadu_ps(x + i + 16), m2);
+    m3 = _mm256_max_ps(_mm256_loadu_ps(x + i + 24), m3);
+  }
+  for (; i + 8 <= n; i += 8) m0 = _mm256_max_ps(_mm256_loadu_ps(x + i), m0);
+  const __m256 m = _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3));
+  alignas(32) float l[8];
+  _mm256_store_ps(l, m);
+  float mx = -INFINITY;
+  for (int j = 0; j < 8; j++) mx = std::max(mx, l[j]);
+  for (; i < n; i++) mx = std::max(mx, x[i]);
+  return mx;
 }
 inline double hsum_pd(__m256d v) {
   alignas(32) double t[4];

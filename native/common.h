@@ -32,9 +32,9 @@ void fill_f32(float* dst, int64_t n, float v);
 // n bytes set to `byte` by the kernel threads, in blocks of 256 KiB (one thread below kParMin floats' worth)
 void fill_bytes(void* dst, int64_t n, int byte);
 // gelu512.cc: the MLP activations (gelu, gelu_tanh, silu: value; value and derivative) in AVX-512 with the AVX2 path's
-// bits, where the CPU has it (act_avx512)
+// bits, where the CPU has it (use_avx512)
 inline bool mlp_act(int op) { return op == U_GELU || op == U_GELU_TANH || op == U_SILU; }
-bool act_avx512();
+bool use_avx512();
 void act_f32_avx512(int op, const float* x, float* y, int64_t m);
 void act_grad_avx512(int op, const float* x, float* y, float* d, int64_t m);
 void fill_i32(int32_t* dst, int64_t n, int32_t v);

@@ -182,7 +182,7 @@ void unary(int op, const float* x, float* o, int64_t n) {
     const float* xs = x + i0;
     float* os = o + i0;
     const int64_t m = i1 - i0;
-    if (mlp_act(op) && act_avx512()) return act_f32_avx512(op, xs, os, m);
+    if (mlp_act(op) && use_avx512()) return act_f32_avx512(op, xs, os, m);
     switch (op) {
       case U_NEG: for (int64_t i = 0; i < m; i++) os[i] = -xs[i]; break;
       case U_EXP: vmap(xs, os, m, vexp); break;
@@ -315,7 +315,7 @@ void unary_bf16_grad(int op, const float* x, uint16_t* y, uint16_t* d, int64_t n
       const int64_t m = std::min<int64_t>(1024, i1 - j);
       const float* xs = x + j;
       int64_t i = 0;
-      if (act_avx512()) {  // gelu, gelu_tanh, silu: the only ops that come here
+      if (use_avx512()) {  // gelu, gelu_tanh, silu: the only ops that come here
         act_grad_avx512(op, xs, t, u, m);
         i = m;
       }

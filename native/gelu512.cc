@@ -3,7 +3,7 @@
 // operation for operation, so every lane gets the bits of the AVX2 path (test/bf16-kernels.test.ts compares the two
 // over tails, huge values, infinities and NaN). They were arithmetic-bound: 2048 x 1024 values took 2.0-2.6 ms in AVX2
 // on an Emerald Rapids (gelu's erfc branch: a division and two polynomials; the sigmoid's division), where casting
-// the same bytes takes 0.55 ms. Built for AVX-512 by the pragma below, called only after act_avx512() has checked
+// the same bytes takes 0.55 ms. Built for AVX-512 by the pragma below, called only after use_avx512() has checked
 // the CPU; AUTOGLM_NO_AVX512=1 keeps the AVX2 path (the tests' comparison).
 #include <cstdint>
 #include <cstdlib>
@@ -13,7 +13,7 @@
 
 namespace ag {
 
-bool act_avx512() {
+bool use_avx512() {
   static const bool yes = [] {
     const char* e = getenv("AUTOGLM_NO_AVX512");
     if (e && e[0] == '1' && e[1] == 0) return false;

@@ -4,7 +4,7 @@
 //
 // C (m x n) = alpha * A B, or C += alpha * A B, where A(i, k) = A[i * ars + k * acs] (any strides: a row-major
 // matrix or its transpose is read in place, one broadcast per element) and B(k, j) = B[k * ldb + j] (rows
-// contiguous). 6 x 16 tiles: 12 accumulators, two loads of B and six broadcasts of A per k, the tail columns
+// contiguous). 6 x 16 tiles (6 x 32 in AVX-512): 12 accumulators, two loads of B and six broadcasts of A per k, the tail columns
 // through masked loads and stores.
 //
 // Every element of C is one chain of FMAs over k in ascending order from 0, then one product by alpha (then one sum
@@ -19,6 +19,7 @@
 #include <vector>
 
 namespace ag {
+bool use_avx512();  // gelu512.cc: the CPU has AVX-512 and AUTOGLM_NO_AVX512 is not 1
 namespace sg {
 
 // Lanes [0, n) of a 16-wide tile as two 8-lane masks
@@ -96,16 +97,70 @@ inline void tile(int64_t K, const float* A, int64_t ars, int64_t acs, const floa
   }
 }
 
-// Rows [0, mr) (mr <= 6) of a column block
+// tile in AVX-512, where the CPU has it (use_avx512), on panels of up to 32 columns (gemm's panel width there): two
+// 16-lane registers per row, so each broadcast of A feeds twice the columns it does in AVX2 (whose 6 x 16 tile is
+// bound by those broadcasts as much as by its FMAs). Each element is the same chain of FMAs over k in ascending
+// order, then the product by alpha and the sum with C: the same bits as tile's (test/helpers/attention-bits.ts).
+template <int MR>
+__attribute__((target("avx512f"))) void tile512(int64_t K, const float* A, int64_t ars, int64_t acs, const float* B,
+                                                int64_t ldb, int64_t n, float alpha, float* C, int64_t ldc,
+                                                bool accumulate) {
+  const __mmask16 m0 = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
+  const __mmask16 m1 = n >= 32 ? (__mmask16)0xffff : n <= 16 ? (__mmask16)0 : (__mmask16)((1u << (n - 16)) - 1);
+  __m512 c0[MR], c1[MR];
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; r++) c0[r] = c1[r] = _mm512_setzero_ps();
+  if (n > 16) {
+    for (int64_t k = 0; k < K; k++) {
+      const __m512 b0 = _mm512_loadu_ps(B + k * ldb), b1 = _mm512_maskz_loadu_ps(m1, B + k * ldb + 16);
+      const float* a = A + k * acs;
+#pragma GCC unroll 6
+      for (int r = 0; r < MR; r++) {
+        const __m512 x = _mm512_set1_ps(a[r * ars]);
+        c0[r] = _mm512_fmadd_ps(x, b0, c0[r]);
+        c1[r] = _mm512_fmadd_ps(x, b1, c1[r]);
+      }
+    }
+  } else {
+    for (int64_t k = 0; k < K; k++) {
+      const __m512 b0 = _mm512_maskz_loadu_ps(m0, B + k * ldb);
+      const float* a = A + k * acs;
+#pragma GCC unroll 6
+      for (int r = 0; r < MR; r++) c0[r] = _mm512_fmadd_ps(_mm512_set1_ps(a[r * ars]), b0, c0[r]);
+    }
+  }
+  const __m512 va = _mm512_set1_ps(alpha);
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; r++) {
+    float* cr = C + r * ldc;
+    __m512 v0 = _mm512_mul_ps(c0[r], va);
+    if (accumulate) v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, cr));
+    _mm512_mask_storeu_ps(cr, m0, v0);
+    if (n > 16) {
+      __m512 v1 = _mm512_mul_ps(c1[r], va);
+      if (accumulate) v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, cr + 16));
+      _mm512_mask_storeu_ps(cr + 16, m1, v1);
+    }
+  }
+}
+
+template <int MR>
+inline void tile_any(int64_t K, const float* A, int64_t ars, int64_t acs, const float* B, int64_t ldb, int64_t n,
+                     float alpha, float* C, int64_t ldc, bool accumulate) {
+  if (use_avx512()) tile512<MR>(K, A, ars, acs, B, ldb, n, alpha, C, ldc, accumulate);
+  else tile<MR>(K, A, ars, acs, B, ldb, n, alpha, C, ldc, accumulate);
+}
+
+// Rows [0, mr) (mr <= 6) of a column block of n <= panel_width() columns
 inline void tile_rows(int64_t mr, int64_t K, const float* A, int64_t ars, int64_t acs, const float* B, int64_t ldb,
                       int64_t n, float alpha, float* C, int64_t ldc, bool accumulate) {
   switch (mr) {
-    case 6: tile<6>(K, A, ars, acs, B, ldb, n, alpha, C, ldc, accumulate); break;
-    case 5: tile<5>(K, A, ars, acs, B, ldb, n, alpha, C, ldc, accumulate); break;
-    case 4: tile<4>(K, A, ars, acs, B, ldb, n, alpha, C, ldc, accumulate); break;
-    case 3: tile<3>(K, A, ars, acs, B, ldb, n, alpha, C, ldc, accumulate); break;
-    case 2: tile<2>(K, A, ars, acs, B, ldb, n, alpha, C, ldc, accumulate); break;
-    default: tile<1>(K, A, ars, acs, B, ldb, n, alpha, C, ldc, accumulate); break;
+    case 6: tile_any<6>(K, A, ars, acs, B, ldb, n, alpha, C, ldc, accumulate); break;
+    case 5: tile_any<5>(K, A, ars, acs, B, ldb, n, alpha, C, ldc, accumulate); break;
+    case 4: tile_any<4>(K, A, ars, acs, B, ldb, n, alpha, C, ldc, accumulate); break;
+    case 3: tile_any<3>(K, A, ars, acs, B, ldb, n, alpha, C, ldc, accumulate); break;
+    case 2: tile_any<2>(K, A, ars, acs, B, ldb, n, alpha, C, ldc, accumulate); break;
+    default: tile_any<1>(K, A, ars, acs, B, ldb, n, alpha, C, ldc, accumulate); break;
   }
 }
 
@@ -116,43 +171,46 @@ inline std::vector<float>& pack_buffer() {
 }
 
 constexpr int64_t kMR = 6, kNR = 16, kPackSpan = 32768;
+// gemm's panel width: 32 columns for the AVX-512 tiles, 16 for AVX2's
+inline int64_t panel_width() { return use_avx512() ? 2 * kNR : kNR; }
 
 // C = alpha * A B (accumulate: C += alpha * A B) over m rows, n columns and K terms, where the rows [i0, i1) of one
 // 6-row block need only the columns [c0, c1) given by cols(i0, i1, &c0, &c1) and the terms [k0, k1) given by
 // terms(i0, i1, &k0, &k1) (both start as everything): attention's causal triangle (columns or terms past a block's
 // last visible key), packed rows (keys before a block's earliest document start) and the zeros of P and dS that
-// these leave (terms outside the queries that see a block of keys). The 16-column panels that hold no needed column
-// are not written.
+// these leave (terms outside the queries that see a block of keys). The panels (16 or 32 columns: panel_width) that
+// hold no needed column are not written.
 template <class Cols, class Terms>
 inline void gemm(int64_t m, int64_t n, int64_t K, float alpha, const float* A, int64_t ars, int64_t acs, const float* B,
                  int64_t ldb, float* C, int64_t ldc, bool accumulate, Cols cols, Terms terms) {
   // Where B's rows span more than kPackSpan bytes (they may lie a page or more apart and miss the TLB on every
   // term), B is first copied into contiguous 16-column panels, each K rows of 16. The rows of C go in chunks of about
   // 16 KiB of A, each chunk against every panel of B. Neither changes any arithmetic.
+  const int64_t nr = panel_width();
   const bool pack = m > 2 * kMR && K * ldb * (int64_t)sizeof(float) > kPackSpan;
-  const int64_t panels = (n + kNR - 1) / kNR;
+  const int64_t panels = (n + nr - 1) / nr;
   std::vector<float>& packed = pack_buffer();
   if (pack) {
-    if (packed.size() < (size_t)(panels * K * kNR)) packed.resize((size_t)(panels * K * kNR));
+    if (packed.size() < (size_t)(panels * K * nr)) packed.resize((size_t)(panels * K * nr));
     for (int64_t p = 0; p < panels; p++) {
-      const int64_t j0 = p * kNR, w = std::min(kNR, n - j0);
-      float* dst = packed.data() + p * K * kNR;
-      for (int64_t k = 0; k < K; k++) std::copy(B + k * ldb + j0, B + k * ldb + j0 + w, dst + k * kNR);
+      const int64_t j0 = p * nr, w = std::min(nr, n - j0);
+      float* dst = packed.data() + p * K * nr;
+      for (int64_t k = 0; k < K; k++) std::copy(B + k * ldb + j0, B + k * ldb + j0 + w, dst + k * nr);
     }
   }
   const int64_t mc = std::max<int64_t>(kMR, 4096 / std::max<int64_t>(K, 1) / kMR * kMR);
   for (int64_t ic = 0; ic < m; ic += mc) {
     const int64_t ie = std::min(m, ic + mc);
     for (int64_t p = 0; p < panels; p++) {
-      const int64_t j0 = p * kNR, wmax = std::min(kNR, n - j0);
-      const float* Bp = pack ? packed.data() + p * K * kNR : B + j0;
-      const int64_t ldp = pack ? kNR : ldb;
+      const int64_t j0 = p * nr, wmax = std::min(nr, n - j0);
+      const float* Bp = pack ? packed.data() + p * K * nr : B + j0;
+      const int64_t ldp = pack ? nr : ldb;
       for (int64_t i0 = ic; i0 < ie; i0 += kMR) {
         const int64_t i1 = std::min(ie, i0 + kMR);
         int64_t c0 = 0, c1 = n;
         cols(i0, i1, &c0, &c1);
         c1 = std::min(c1, n);
-        if (j0 >= c1 || j0 + kNR <= c0) continue;
+        if (j0 >= c1 || j0 + nr <= c0) continue;
         const int64_t w = std::min(wmax, c1 - j0);
         int64_t k0 = 0, k1 = K;
         terms(i0, i1, &k0, &k1);

@@ -340,6 +340,19 @@ test('gelu, gelu_tanh and silu in AVX-512 (native/gelu512.cc, where the CPU has 
   assert.deepEqual(run({}), run({ AUTOGLM_NO_AVX512: '1' }));
 });
 
+test('attention\'s f32 products in AVX-512 (small_gemm.h tile512, 6 x 32 tiles) give the AVX2 tiles\' bits, forward and backward', { skip }, async () => {
+  const { spawnSync } = await import('node:child_process');
+  const run = (env: Record<string, string>): Record<string, string> => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', new URL('./helpers/attention-bits.ts', import.meta.url).pathname],
+      { encoding: 'utf8', env: { ...process.env, ...env } });
+    assert.equal(r.status, 0, `exit ${r.status} (signal ${r.signal}): ${r.stderr}`);
+    return JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, string>;
+  };
+  const avx512 = run({}), avx2 = run({ AUTOGLM_NO_AVX512: '1' });
+  assert.equal(Object.keys(avx512).length, 6);
+  assert.deepEqual(avx512, avx2);
+});
+
 test("unaryBf16Grad: y has unaryBf16's bits, d is unaryBackward's f'(x) rounded to bf16; mulBf16 multiplies by d widened", { skip }, () => {
   const native = getBackend('native');
   assert.ok(native.unaryBf16Grad && native.mulBf16, 'the native backend has unaryBf16Grad and mulBf16');

@@ -329,26 +329,21 @@ test('a Block under bf16 autocast: the same bits with the MLP activation made in
   c.slice(1).forEach((v, i) => assert.ok(relErr(v, a[i + 1]) < 2 ** -7, `gradient ${i}: relative error ${relErr(v, a[i + 1])}`));
 });
 
-test('gelu, gelu_tanh and silu in AVX-512 (native/gelu512.cc, where the CPU has it) give the AVX2 path\'s bits from every entry point', { skip }, async () => {
+/** The digests a test/helpers script prints (its last line, JSON), run in a subprocess with `env` added. */
+async function digests(script: string, env: Record<string, string>): Promise<Record<string, string>> {
   const { spawnSync } = await import('node:child_process');
-  const run = (env: Record<string, string>): Record<string, string> => {
-    const r = spawnSync(process.execPath, ['--import', 'tsx', new URL('./helpers/gelu-bits.ts', import.meta.url).pathname],
-      { encoding: 'utf8', env: { ...process.env, ...env } });
-    assert.equal(r.status, 0, `exit ${r.status} (signal ${r.signal}): ${r.stderr}`);
-    return JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, string>;
-  };
-  assert.deepEqual(run({}), run({ AUTOGLM_NO_AVX512: '1' }));
+  const r = spawnSync(process.execPath, ['--import', 'tsx', new URL(`./helpers/${script}`, import.meta.url).pathname],
+    { encoding: 'utf8', env: { ...process.env, ...env } });
+  assert.equal(r.status, 0, `${script}: exit ${r.status} (signal ${r.signal}): ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, string>;
+}
+
+test('gelu, gelu_tanh and silu in AVX-512 (native/gelu512.cc, where the CPU has it) give the AVX2 path\'s bits from every entry point', { skip }, async () => {
+  assert.deepEqual(await digests('gelu-bits.ts', {}), await digests('gelu-bits.ts', { AUTOGLM_NO_AVX512: '1' }));
 });
 
 test('attention\'s f32 products in AVX-512 (small_gemm.h tile512, 6 x 32 tiles) give the AVX2 tiles\' bits, forward and backward', { skip }, async () => {
-  const { spawnSync } = await import('node:child_process');
-  const run = (env: Record<string, string>): Record<string, string> => {
-    const r = spawnSync(process.execPath, ['--import', 'tsx', new URL('./helpers/attention-bits.ts', import.meta.url).pathname],
-      { encoding: 'utf8', env: { ...process.env, ...env } });
-    assert.equal(r.status, 0, `exit ${r.status} (signal ${r.signal}): ${r.stderr}`);
-    return JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, string>;
-  };
-  const avx512 = run({}), avx2 = run({ AUTOGLM_NO_AVX512: '1' });
+  const avx512 = await digests('attention-bits.ts', {}), avx2 = await digests('attention-bits.ts', { AUTOGLM_NO_AVX512: '1' });
   assert.equal(Object.keys(avx512).length, 6);
   assert.deepEqual(avx512, avx2);
 });

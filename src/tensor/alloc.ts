@@ -1,8 +1,8 @@
 /**
  * Output buffers. A kernel output that the kernel overwrites completely need not be zero-filled first:
- * `uninitF32` takes uninitialised memory in Node for buffers of 64 KiB and more (Buffer.allocUnsafeSlow, its
- * own ArrayBuffer, so aligned and garbage-collected like any other), saving a memset and the first-touch page
- * faults of fresh zeroed pages on every op. Elsewhere (browsers, small sizes) it is an ordinary Float32Array.
+ * `uninitF32` takes uninitialised memory in Node for buffers of 64 KiB and more (the native backend's freshBuffer,
+ * cache-line aligned, else Buffer.allocUnsafeSlow; either its own ArrayBuffer, garbage-collected like any other),
+ * saving a memset and the first-touch page faults of fresh zeroed pages on every op. Elsewhere (browsers, small sizes) it is an ordinary Float32Array.
  * Use it only where every element is written before it is read.
  */
 import { backend } from '../backend/index.js';

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <immintrin.h>
 #include "common.h"
+#include "vecmath.h"
 
 namespace ag {
 
@@ -31,6 +32,14 @@ constexpr float kSqrt2OverPi = 0.7978845608028654f;
 constexpr float kKappa = 0.044715f;
 
 inline __m512 w(float x) { return _mm512_set1_ps(x); }
+// vecmath.h's horner8 in 16 lanes, over the same coefficient tables
+template <int N>
+inline __m512 horner16(__m512 x, const float (&c)[N]) {
+  __m512 t = w(c[0]);
+#pragma GCC unroll 16
+  for (int i = 1; i < N; i++) t = _mm512_fmadd_ps(t, x, w(c[i]));
+  return t;
+}
 inline __m512 wabs(__m512 x) { return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff))); }
 inline __mmask16 sign_set(__m512 x) { return _mm512_cmplt_epi32_mask(_mm512_castps_si512(x), _mm512_setzero_si512()); }
 inline __m512 pow2i(__m512i n) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n, _mm512_set1_epi32(127)), 23)); }
@@ -42,12 +51,7 @@ inline __m512 wexp(__m512 x) {
   __m512 fx = _mm512_roundscale_ps(_mm512_mul_ps(xc, w(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(fx, w(0.693359375f), xc);
   r = _mm512_fnmadd_ps(fx, w(-2.12194440e-4f), r);
-  __m512 y = w(1.9875691500E-4f);
-  y = _mm512_fmadd_ps(y, r, w(1.3981999507E-3f));
-  y = _mm512_fmadd_ps(y, r, w(8.3334519073E-3f));
-  y = _mm512_fmadd_ps(y, r, w(4.1665795894E-2f));
-  y = _mm512_fmadd_ps(y, r, w(1.6666665459E-1f));
-  y = _mm512_fmadd_ps(y, r, w(5.0000001201E-1f));
+  __m512 y = horner16(r, kExpPoly);
   y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, w(1.0f)));
   __m512i n = _mm512_cvtps_epi32(fx);
   __m512i n1 = _mm512_srai_epi32(n, 1);
@@ -68,13 +72,7 @@ inline __m512 wtail_exp(__m512 x) {
 // vecmath.h's vnormcdf_small and vnormcdf_e: Phi(x), e = wtail_exp(x)
 inline __m512 wnormcdf_small(__m512 z) {
   __m512 zz = _mm512_mul_ps(z, z);
-  __m512 t = w(7.853861353153693E-5f);
-  t = _mm512_fmadd_ps(t, zz, w(-8.010193625184903E-4f));
-  t = _mm512_fmadd_ps(t, zz, w(5.188327685732524E-3f));
-  t = _mm512_fmadd_ps(t, zz, w(-2.685381193529856E-2f));
-  t = _mm512_fmadd_ps(t, zz, w(1.128358514861418E-1f));
-  t = _mm512_fmadd_ps(t, zz, w(-3.761262582423300E-1f));
-  t = _mm512_fmadd_ps(t, zz, w(1.128379165726710E+0f));
+  __m512 t = horner16(zz, kErfSmall);
   return _mm512_fmadd_ps(_mm512_mul_ps(z, t), w(0.5f), w(0.5f));
 }
 inline __m512 wnormcdf_e(__m512 x, __m512 e) {
@@ -84,23 +82,8 @@ inline __m512 wnormcdf_e(__m512 x, __m512 e) {
   const __mmask16 below = _mm512_cmp_ps_mask(a, w(1.0f), _CMP_LT_OQ);
   if (below == 0xFFFF) return small;
   __m512 q = _mm512_div_ps(w(1.0f), _mm512_max_ps(a, w(1.0f)));
-  __m512 P = w(8.096867561e-03f);
-  P = _mm512_fmadd_ps(P, q, w(-6.632242754e-02f));
-  P = _mm512_fmadd_ps(P, q, w(2.448147206e-01f));
-  P = _mm512_fmadd_ps(P, q, w(-5.317197927e-01f));
-  P = _mm512_fmadd_ps(P, q, w(7.307269789e-01f));
-  P = _mm512_fmadd_ps(P, q, w(-5.904442368e-01f));
-  P = _mm512_fmadd_ps(P, q, w(7.916633926e-02f));
-  P = _mm512_fmadd_ps(P, q, w(5.524968259e-01f));
-  P = _mm512_fmadd_ps(P, q, w(7.683010854e-04f));
-  __m512 R = w(2.626462933e-01f);
-  R = _mm512_fmadd_ps(R, q, w(-6.308388202e-01f));
-  R = _mm512_fmadd_ps(R, q, w(5.100500137e-01f));
-  R = _mm512_fmadd_ps(R, q, w(2.252538858e-02f));
-  R = _mm512_fmadd_ps(R, q, w(-2.930454322e-01f));
-  R = _mm512_fmadd_ps(R, q, w(1.827186195e-03f));
-  R = _mm512_fmadd_ps(R, q, w(5.640464345e-01f));
-  R = _mm512_fmadd_ps(R, q, w(4.379489699e-06f));
+  __m512 P = horner16(q, kErfcP);
+  __m512 R = horner16(q, kErfcR);
   __m512 poly = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, w(2.0f), _CMP_LT_OQ), R, P);
   __m512 erfc = _mm512_mul_ps(e, poly);
   __m512 half_erfc = _mm512_mul_ps(erfc, w(0.5f));

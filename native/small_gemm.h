@@ -97,7 +97,7 @@ inline void tile(int64_t K, const float* A, int64_t ars, int64_t acs, const floa
   }
 }
 
-// tile in AVX-512, where the CPU has it (use_avx512), on panels of up to 32 columns (gemm's panel width there): two
+// tile in AVX-512, where the CPU has it (use_avx512), on panels of up to 32 columns (gemm's panels there): two
 // 16-lane registers per row, so each broadcast of A feeds twice the columns it does in AVX2 (whose 6 x 16 tile is
 // bound by those broadcasts as much as by its FMAs). Each element is the same chain of FMAs over k in ascending
 // order, then the product by alpha and the sum with C: the same bits as tile's (test/helpers/attention-bits.ts).
@@ -145,22 +145,22 @@ __attribute__((target("avx512f"))) void tile512(int64_t K, const float* A, int64
 }
 
 template <int MR>
-inline void tile_any(int64_t K, const float* A, int64_t ars, int64_t acs, const float* B, int64_t ldb, int64_t n,
-                     float alpha, float* C, int64_t ldc, bool accumulate) {
-  if (use_avx512()) tile512<MR>(K, A, ars, acs, B, ldb, n, alpha, C, ldc, accumulate);
+inline void tile_any(bool avx512, int64_t K, const float* A, int64_t ars, int64_t acs, const float* B, int64_t ldb,
+                     int64_t n, float alpha, float* C, int64_t ldc, bool accumulate) {
+  if (avx512) tile512<MR>(K, A, ars, acs, B, ldb, n, alpha, C, ldc, accumulate);
   else tile<MR>(K, A, ars, acs, B, ldb, n, alpha, C, ldc, accumulate);
 }
 
-// Rows [0, mr) (mr <= 6) of a column block of n <= panel_width() columns
-inline void tile_rows(int64_t mr, int64_t K, const float* A, int64_t ars, int64_t acs, const float* B, int64_t ldb,
+// Rows [0, mr) (mr <= 6) of a column block of n columns: n <= 32 for the AVX-512 tiles (avx512), else n <= 16
+inline void tile_rows(bool avx512, int64_t mr, int64_t K, const float* A, int64_t ars, int64_t acs, const float* B, int64_t ldb,
                       int64_t n, float alpha, float* C, int64_t ldc, bool accumulate) {
   switch (mr) {
-    case 6: tile_any<6>(K, A, ars, acs, B, ldb, n, alpha, C, ldc, accumulate); break;
-    case 5: tile_any<5>(K, A, ars, acs, B, ldb, n, alpha, C, ldc, accumulate); break;
-    case 4: tile_any<4>(K, A, ars, acs, B, ldb, n, alpha, C, ldc, accumulate); break;
-    case 3: tile_any<3>(K, A, ars, acs, B, ldb, n, alpha, C, ldc, accumulate); break;
-    case 2: tile_any<2>(K, A, ars, acs, B, ldb, n, alpha, C, ldc, accumulate); break;
-    default: tile_any<1>(K, A, ars, acs, B, ldb, n, alpha, C, ldc, accumulate); break;
+    case 6: tile_any<6>(avx512, K, A, ars, acs, B, ldb, n, alpha, C, ldc, accumulate); break;
+    case 5: tile_any<5>(avx512, K, A, ars, acs, B, ldb, n, alpha, C, ldc, accumulate); break;
+    case 4: tile_any<4>(avx512, K, A, ars, acs, B, ldb, n, alpha, C, ldc, accumulate); break;
+    case 3: tile_any<3>(avx512, K, A, ars, acs, B, ldb, n, alpha, C, ldc, accumulate); break;
+    case 2: tile_any<2>(avx512, K, A, ars, acs, B, ldb, n, alpha, C, ldc, accumulate); break;
+    default: tile_any<1>(avx512, K, A, ars, acs, B, ldb, n, alpha, C, ldc, accumulate); break;
   }
 }
 
@@ -171,14 +171,12 @@ inline std::vector<float>& pack_buffer() {
 }
 
 constexpr int64_t kMR = 6, kNR = 16, kPackSpan = 32768;
-// gemm's panel width: 32 columns for the AVX-512 tiles, 16 for AVX2's
-inline int64_t panel_width() { return use_avx512() ? 2 * kNR : kNR; }
 
 // C = alpha * A B (accumulate: C += alpha * A B) over m rows, n columns and K terms, where the rows [i0, i1) of one
 // 6-row block need only the columns [c0, c1) given by cols(i0, i1, &c0, &c1) and the terms [k0, k1) given by
 // terms(i0, i1, &k0, &k1) (both start as everything): attention's causal triangle (columns or terms past a block's
 // last visible key), packed rows (keys before a block's earliest document start) and the zeros of P and dS that
-// these leave (terms outside the queries that see a block of keys). The panels (16 or 32 columns: panel_width) that
+// these leave (terms outside the queries that see a block of keys). The panels (32 columns for the AVX-512 tiles, 16 for AVX2's) that
 // hold no needed column are not written.
 template <class Cols, class Terms>
 inline void gemm(int64_t m, int64_t n, int64_t K, float alpha, const float* A, int64_t ars, int64_t acs, const float* B,
@@ -186,7 +184,8 @@ inline void gemm(int64_t m, int64_t n, int64_t K, float alpha, const float* A, i
   // Where B's rows span more than kPackSpan bytes (they may lie a page or more apart and miss the TLB on every
   // term), B is first copied into contiguous 16-column panels, each K rows of 16. The rows of C go in chunks of about
   // 16 KiB of A, each chunk against every panel of B. Neither changes any arithmetic.
-  const int64_t nr = panel_width();
+  const bool avx512 = use_avx512();
+  const int64_t nr = avx512 ? 2 * kNR : kNR;
   const bool pack = m > 2 * kMR && K * ldb * (int64_t)sizeof(float) > kPackSpan;
   const int64_t panels = (n + nr - 1) / nr;
   std::vector<float>& packed = pack_buffer();
@@ -223,7 +222,7 @@ inline void gemm(int64_t m, int64_t n, int64_t K, float alpha, const float* A, i
             for (int64_t i = i0; i < i1; i++) std::fill(C + i * ldc + j0, C + i * ldc + j0 + w, 0.f);
           continue;
         }
-        tile_rows(i1 - i0, k1 - k0, A + i0 * ars + k0 * acs, ars, acs, Bp + k0 * ldp, ldp, w, alpha, c, ldc, accumulate);
+        tile_rows(avx512, i1 - i0, k1 - k0, A + i0 * ars + k0 * acs, ars, acs, Bp + k0 * ldp, ldp, w, alpha, c, ldc, accumulate);
       }
     }
   }

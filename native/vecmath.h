@@ -8,6 +8,28 @@ namespace ag {
 
 static inline __m256 v8(float x) { return _mm256_set1_ps(x); }
 
+// The polynomials' coefficients, highest power first, shared with the AVX-512 copies of these functions (gelu512.cc):
+// both evaluate them by horner8 / horner16, the same FMAs in the same order, so the two paths give the same bits.
+constexpr float kExpPoly[6] = {1.9875691500E-4f, 1.3981999507E-3f, 8.3334519073E-3f, 4.1665795894E-2f, 1.6666665459E-1f,
+                               5.0000001201E-1f};
+// erf(z) / z in z^2 for |z| < 1
+constexpr float kErfSmall[7] = {7.853861353153693E-5f, -8.010193625184903E-4f, 5.188327685732524E-3f, -2.685381193529856E-2f,
+                                1.128358514861418E-1f, -3.761262582423300E-1f, 1.128379165726710E+0f};
+// erfc(a) / exp(-a^2) in q = 1/a: on [0.5, 1] (1 <= a < 2) and on [0.1, 0.5]
+constexpr float kErfcP[9] = {8.096867561e-03f, -6.632242754e-02f, 2.448147206e-01f, -5.317197927e-01f, 7.307269789e-01f,
+                             -5.904442368e-01f, 7.916633926e-02f, 5.524968259e-01f, 7.683010854e-04f};
+constexpr float kErfcR[8] = {2.626462933e-01f, -6.308388202e-01f, 5.100500137e-01f, 2.252538858e-02f, -2.930454322e-01f,
+                             1.827186195e-03f, 5.640464345e-01f, 4.379489699e-06f};
+
+// c[0] x^(N-1) + ... + c[N-1] by Horner's rule in FMAs
+template <int N>
+static inline __m256 horner8(__m256 x, const float (&c)[N]) {
+  __m256 t = v8(c[0]);
+#pragma GCC unroll 16
+  for (int i = 1; i < N; i++) t = _mm256_fmadd_ps(t, x, v8(c[i]));
+  return t;
+}
+
 // sum_i a[i] * b[i] in double (vectorised; a fixed order for a given build)
 static inline double dot_d(const float* a, const float* b, int64_t n) {
   double s = 0;
@@ -28,12 +50,7 @@ static inline __m256 vexp(__m256 x) {
   __m256 fx = _mm256_round_ps(_mm256_mul_ps(xc, v8(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m256 r = _mm256_fnmadd_ps(fx, v8(0.693359375f), xc);
   r = _mm256_fnmadd_ps(fx, v8(-2.12194440e-4f), r);
-  __m256 y = v8(1.9875691500E-4f);
-  y = _mm256_fmadd_ps(y, r, v8(1.3981999507E-3f));
-  y = _mm256_fmadd_ps(y, r, v8(8.3334519073E-3f));
-  y = _mm256_fmadd_ps(y, r, v8(4.1665795894E-2f));
-  y = _mm256_fmadd_ps(y, r, v8(1.6666665459E-1f));
-  y = _mm256_fmadd_ps(y, r, v8(5.0000001201E-1f));
+  __m256 y = horner8(r, kExpPoly);
   y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, v8(1.0f)));
   __m256i n = _mm256_cvtps_epi32(fx);
   __m256i n1 = _mm256_srai_epi32(n, 1);
@@ -76,13 +93,7 @@ static inline __m256 vnormcdf_tail_exp(__m256 x) { return vexp_neghalfsq(_mm256_
 // Phi for |z| < 1, z = x / sqrt2: 0.5 + 0.5 erf(z), erf(z) = z * T(z^2).
 static inline __m256 vnormcdf_small(__m256 z) {
   __m256 zz = _mm256_mul_ps(z, z);
-  __m256 t = v8(7.853861353153693E-5f);
-  t = _mm256_fmadd_ps(t, zz, v8(-8.010193625184903E-4f));
-  t = _mm256_fmadd_ps(t, zz, v8(5.188327685732524E-3f));
-  t = _mm256_fmadd_ps(t, zz, v8(-2.685381193529856E-2f));
-  t = _mm256_fmadd_ps(t, zz, v8(1.128358514861418E-1f));
-  t = _mm256_fmadd_ps(t, zz, v8(-3.761262582423300E-1f));
-  t = _mm256_fmadd_ps(t, zz, v8(1.128379165726710E+0f));
+  __m256 t = horner8(zz, kErfSmall);
   return _mm256_fmadd_ps(_mm256_mul_ps(z, t), v8(0.5f), v8(0.5f));
 }
 
@@ -97,23 +108,8 @@ static inline __m256 vnormcdf_e(__m256 x, __m256 e) {
   if (all_below_one(a)) return small;  // (a NaN lane fails the test and takes the full path)
   // |z| >= 1: erfc(a) = exp(-a^2) * poly(1/a), least-squares fits in q = 1/a on [0.5, 1] and [0.1, 0.5]
   __m256 q = _mm256_div_ps(v8(1.0f), _mm256_max_ps(a, v8(1.0f)));
-  __m256 P = v8(8.096867561e-03f);
-  P = _mm256_fmadd_ps(P, q, v8(-6.632242754e-02f));
-  P = _mm256_fmadd_ps(P, q, v8(2.448147206e-01f));
-  P = _mm256_fmadd_ps(P, q, v8(-5.317197927e-01f));
-  P = _mm256_fmadd_ps(P, q, v8(7.307269789e-01f));
-  P = _mm256_fmadd_ps(P, q, v8(-5.904442368e-01f));
-  P = _mm256_fmadd_ps(P, q, v8(7.916633926e-02f));
-  P = _mm256_fmadd_ps(P, q, v8(5.524968259e-01f));
-  P = _mm256_fmadd_ps(P, q, v8(7.683010854e-04f));
-  __m256 R = v8(2.626462933e-01f);
-  R = _mm256_fmadd_ps(R, q, v8(-6.308388202e-01f));
-  R = _mm256_fmadd_ps(R, q, v8(5.100500137e-01f));
-  R = _mm256_fmadd_ps(R, q, v8(2.252538858e-02f));
-  R = _mm256_fmadd_ps(R, q, v8(-2.930454322e-01f));
-  R = _mm256_fmadd_ps(R, q, v8(1.827186195e-03f));
-  R = _mm256_fmadd_ps(R, q, v8(5.640464345e-01f));
-  R = _mm256_fmadd_ps(R, q, v8(4.379489699e-06f));
+  __m256 P = horner8(q, kErfcP);
+  __m256 R = horner8(q, kErfcR);
   __m256 poly = _mm256_blendv_ps(R, P, _mm256_cmp_ps(a, v8(2.0f), _CMP_LT_OQ));
   __m256 erfc = _mm256_mul_ps(e, poly);
   __m256 half_erfc = _mm256_mul_ps(erfc, v8(0.5f));

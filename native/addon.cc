@@ -99,29 +99,53 @@ KERNEL(JsUnaryBf16) {
   UNDEF;
 }
 
-// unaryBf16Grad(op, x, y Uint16Array, d Uint16Array): f(x) and f'(x) rounded to bf16 (gelu, gelu_tanh, silu)
+// An f32 or bf16 operand: a Float32Array, or a Uint16Array of bf16 bits (*bf16 set).
+static void* f32_or_bf16(const Args& a, size_t i, size_t* n, bool* bf16) {
+  int es = 0;
+  void* p = a.arr(i, -1, n, false, &es);
+  a.need(es == 4 || es == 2, "an operand is neither a Float32Array nor a Uint16Array (bf16)");
+  *bf16 = es == 2;
+  return p;
+}
+
+// unaryBf16Grad(op, x f32|bf16, y Uint16Array, d Uint16Array): f(x) and f'(x) rounded to bf16 (gelu, gelu_tanh, silu)
 KERNEL(JsUnaryBf16Grad) {
   Args a(info, "unaryBf16Grad", 4);
   int op = a.op(0, U_COUNT);
   a.need(op == U_GELU || op == U_GELU_TANH || op == U_SILU, "op is not gelu, gelu_tanh or silu");
   size_t n, ny, nd;
-  float* x = a.f32(1, &n);
+  bool xb;
+  void* x = f32_or_bf16(a, 1, &n, &xb);
   uint16_t* y = (uint16_t*)a.arr(2, napi_uint16_array, &ny);
   uint16_t* d = (uint16_t*)a.arr(3, napi_uint16_array, &nd);
   a.need(ny >= n && nd >= n, "y or d is smaller than x");
-  unary_bf16_grad(op, x, y, d, n);
+  unary_bf16_grad(op, xb ? nullptr : (const float*)x, xb ? (const uint16_t*)x : nullptr, y, d, n);
   UNDEF;
 }
 
-// mulBf16(g, d Uint16Array, out): out = g * d
+// mulBf16(g f32|bf16, d Uint16Array, out f32|bf16): out = g * d
 KERNEL(JsMulBf16) {
   Args a(info, "mulBf16", 3);
   size_t n, nd, no;
-  float* g = a.f32(0, &n);
+  bool gb, ob;
+  void* g = f32_or_bf16(a, 0, &n, &gb);
   uint16_t* d = (uint16_t*)a.arr(1, napi_uint16_array, &nd);
-  float* o = a.f32(2, &no);
+  void* o = f32_or_bf16(a, 2, &no, &ob);
   a.need(nd >= n && no >= n, "d or out is smaller than g");
-  mul_bf16(g, d, o, n);
+  a.need(gb == ob || g != o, "out may be g only where both have one dtype");
+  mul_bf16(gb ? nullptr : (const float*)g, gb ? (const uint16_t*)g : nullptr, d, ob ? nullptr : (float*)o, ob ? (uint16_t*)o : nullptr, n);
+  UNDEF;
+}
+
+// sumRowsBf16(src Uint16Array (rows, cols), rows, cols, out Float32Array (cols)): column sums in f32
+KERNEL(JsSumRowsBf16) {
+  Args a(info, "sumRowsBf16", 4);
+  size_t ns, no;
+  const uint16_t* s = (const uint16_t*)a.arr(0, napi_uint16_array, &ns);
+  const int64_t rows = a.integer(1), cols = a.integer(2);
+  float* o = a.f32(3, &no);
+  a.need((int64_t)ns >= rows * cols && (int64_t)no >= cols, "src is smaller than rows*cols or out than cols");
+  sum_rows_bf16(s, rows, cols, o);
   UNDEF;
 }
 
@@ -333,6 +357,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   fn("unaryBf16", JsUnaryBf16);
   fn("unaryBf16Grad", JsUnaryBf16Grad);
   fn("mulBf16", JsMulBf16);
+  fn("sumRowsBf16", JsSumRowsBf16);
   fn("roundBf16", JsRoundBf16);
   fn("castRowsBf16", JsCastRowsBf16);
   fn("binary", JsBinary);

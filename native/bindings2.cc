@@ -12,7 +12,10 @@ KERNEL(Matmul) {
   size_t na, nb, no;
   void* x = a.arr(0, bf ? napi_uint16_array : napi_float32_array, &na);
   void* y = a.arr(1, bf ? napi_uint16_array : napi_float32_array, &nb);
-  float* o = a.f32(2, &no);
+  // out: a Float32Array, or with bf16 operands a Uint16Array (the product rounded to bf16; beta = 0)
+  int oes = 0;
+  void* o = a.arr(2, -1, &no, false, &oes);
+  a.need(oes == 4 || (oes == 2 && bf), "out must be a Float32Array (or a Uint16Array with bf16 operands)");
   MatmulP p;
   p.batch = a.integer(4); p.M = a.integer(5); p.N = a.integer(6); p.K = a.integer(7);
   p.transA = a.flag(8); p.transB = a.flag(9);
@@ -21,6 +24,7 @@ KERNEL(Matmul) {
   size_t nbias = 0;
   if (info.Length() > 14) p.bias = a.f32(14, &nbias, true);  // optional (N) bias, only with beta = 0
   a.need(!p.bias || ((int64_t)nbias >= p.N && p.beta == 0.0f), "bias needs N elements and beta = 0");
+  a.need(oes == 4 || p.beta == 0.0f, "a bf16 out needs beta = 0");
   a.need(p.M < (1LL << 31) && p.N < (1LL << 31) && p.K < (1LL << 31), "dimensions must be below 2^31");
   a.need((int64_t)no >= p.batch * p.M * p.N, "out is smaller than batch*M*N");
   if (p.batch > 0 && p.K > 0) {
@@ -28,8 +32,9 @@ KERNEL(Matmul) {
     a.need((int64_t)nb >= (p.batch - 1) * p.strideB + p.K * p.N, "b is smaller than its (batch, K, N) view");
   }
   try {
-    if (bf) matmul_bf16((const uint16_t*)x, (const uint16_t*)y, o, p);
-    else matmul_f32((const float*)x, (const float*)y, o, p);
+    if (oes == 2) matmul_bf16_to_bf16((const uint16_t*)x, (const uint16_t*)y, (uint16_t*)o, p);
+    else if (bf) matmul_bf16((const uint16_t*)x, (const uint16_t*)y, (float*)o, p);
+    else matmul_f32((const float*)x, (const float*)y, (float*)o, p);
   } catch (const dnnl::error& e) {
     throw Napi::Error::New(info.Env(), std::string("matmul: oneDNN error: ") + e.what());
   }

@@ -42,8 +42,12 @@ void strided_copy(const void* src, int esize, const int64_t* shape, const int64_
 void cast(const void* src, int sdt, void* dst, int ddt, int64_t n);
 void unary(int op, const float* x, float* out, int64_t n);
 void unary_bf16(int op, const float* x, uint16_t* out, int64_t n);  // unary, rounded to bf16
-void unary_bf16_grad(int op, const float* x, uint16_t* y, uint16_t* d, int64_t n);  // f(x) and f'(x), rounded to bf16
-void mul_bf16(const float* g, const uint16_t* d, float* out, int64_t n);  // out = g * d
+// f(x) and f'(x), rounded to bf16; x f32, or bf16 in x16 (x null)
+void unary_bf16_grad(int op, const float* x, const uint16_t* x16, uint16_t* y, uint16_t* d, int64_t n);
+// out = g * d; g f32 or bf16 (g16, g null), out f32 or bf16 (out16, out null)
+void mul_bf16(const float* g, const uint16_t* g16, const uint16_t* d, float* out, uint16_t* out16, int64_t n);
+// out[c] = sum over r of src[r][c] for a bf16 (rows, cols) matrix, in f32, rows in order
+void sum_rows_bf16(const uint16_t* src, int64_t rows, int64_t cols, float* out);
 void unary_backward(int op, const float* x, const float* y, const float* dy, float* dx, int64_t n);
 void binary(int op, const float* a, const int64_t* as, const float* b, const int64_t* bs, const int64_t* shape, int ndim,
             float* out);
@@ -95,6 +99,8 @@ void matmul_f32(const float* a, const float* b, float* out, const MatmulP& p);
 // skinny.cc: one product (no batch) with a dimension <= 16 and the others large; false = not handled, use sgemm.
 bool skinny_sgemm(const float* a, const float* b, float* c, const MatmulP& p);
 void matmul_bf16(const uint16_t* a, const uint16_t* b, float* out, const MatmulP& p);
+// matmul_bf16 with a bf16 output (rounded to nearest even), beta = 0
+void matmul_bf16_to_bf16(const uint16_t* a, const uint16_t* b, uint16_t* out, const MatmulP& p);
 // matmul_bf16 of B*H dense products (p.strideA = M*K, p.strideB = K*N, no bias, beta = 0) with the output (B, H, M, N)
 // written at strides os (last dimension contiguous) by oneDNN itself; false where it does not run (no oneDNN bf16
 // path, AMX's pre-filled outputs, a layout the primitive rejects): the caller multiplies densely and scatters.

@@ -88,14 +88,7 @@ static inline int8_t f32_to_i8(float x) {
 }
 
 void bf16_to_f32_n(const uint16_t* s, float* d, int64_t n) {
-  blocks(n, [&](int64_t i0, int64_t i1) {
-    int64_t i = i0;
-    for (; i + 8 <= i1; i += 8) {
-      __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)(s + i)));
-      _mm256_storeu_ps(d + i, _mm256_castsi256_ps(_mm256_slli_epi32(h, 16)));
-    }
-    for (; i < i1; i++) d[i] = bf16_to_f32(s[i]);
-  });
+  blocks(n, [&](int64_t i0, int64_t i1) { bf16_to_f32_row(s + i0, d + i0, i1 - i0); });
 }
 // 16 at a time (vecmath.h), with the scalar rule's bits
 static void f32_to_bf16_n(const float* s, uint16_t* d, int64_t n) {
@@ -308,12 +301,14 @@ static inline void vact_grad(int op, __m256 xv, float* y, float* d) {
 // An activation's value and derivative at x, both rounded to bf16 (f32_to_bf16's rule), in one pass: y has the bits
 // of unary_bf16; d replaces x for the backward pass (mul_bf16), half x's bytes, and no function evaluated again there.
 // gelu, gelu_tanh, silu.
-void unary_bf16_grad(int op, const float* x, uint16_t* y, uint16_t* d, int64_t n) {
+// x f32, or bf16 (x16: an activation whose product wrote it in bf16), widened a block at a time.
+void unary_bf16_grad(int op, const float* x, const uint16_t* x16, uint16_t* y, uint16_t* d, int64_t n) {
   blocks(n, [&](int64_t i0, int64_t i1) {
-    alignas(32) float t[1024], u[1024];
+    alignas(64) float t[1024], u[1024], w[1024];
     for (int64_t j = i0; j < i1; j += 1024) {
       const int64_t m = std::min<int64_t>(1024, i1 - j);
-      const float* xs = x + j;
+      if (x16) bf16_to_f32_row(x16 + j, w, m);
+      const float* xs = x16 ? w : x + j;
       int64_t i = 0;
       if (use_avx512()) {  // gelu, gelu_tanh, silu: the only ops that come here
         act_grad_avx512(op, xs, t, u, m);
@@ -332,17 +327,47 @@ void unary_bf16_grad(int op, const float* x, uint16_t* y, uint16_t* d, int64_t n
   }, 4);
 }
 
-// out = g * d, d bf16 (widened exactly): the backward pass of unary_bf16_grad
-void mul_bf16(const float* g, const uint16_t* d, float* out, int64_t n) {
+// out = g * d, d bf16 (widened exactly): the backward pass of unary_bf16_grad. g f32 or bf16 (g16: the gradient of a
+// bf16 activation, from a product that wrote it in bf16); out f32, or bf16 (out16: the product rounded, for a bf16 x).
+void mul_bf16(const float* g, const uint16_t* g16, const uint16_t* d, float* out, uint16_t* out16, int64_t n) {
   blocks(n, [&](int64_t i0, int64_t i1) {
     int64_t i = i0;
     for (; i + 8 <= i1; i += 8) {
-      const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)(d + i)));
-      const __m256 dv = _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
-      _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(g + i), dv));
+      const __m256 v = _mm256_mul_ps(g16 ? widen_bf16_x8(g16 + i) : _mm256_loadu_ps(g + i), widen_bf16_x8(d + i));
+      if (out16) {
+        const __m256i r = f32_to_bf16_x8(v);  // 8 values in the low halves of 32-bit lanes
+        _mm_storeu_si128((__m128i*)(out16 + i), _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1)));
+      } else {
+        _mm256_storeu_ps(out + i, v);
+      }
     }
-    for (; i < i1; i++) out[i] = g[i] * bf16_to_f32(d[i]);
+    for (; i < i1; i++) {
+      const float v = (g16 ? bf16_to_f32(g16[i]) : g[i]) * bf16_to_f32(d[i]);
+      if (out16) out16[i] = f32_to_bf16(v);
+      else out[i] = v;
+    }
   });
+}
+
+// out[c] = sum over r of src[r][c], a bf16 (rows, cols) matrix summed in f32 row after row (a Linear's bias gradient
+// from its bf16 output gradient): the same bits for any thread count, column bands over the threads.
+void sum_rows_bf16(const uint16_t* src, int64_t rows, int64_t cols, float* out) {
+  const int64_t band = 64;
+  const int64_t nb = (cols + band - 1) / band;
+#pragma omp parallel for schedule(static) if (par(rows * cols))
+  for (int64_t b = 0; b < nb; b++) {
+    const int64_t c0 = b * band, w = std::min(cols, c0 + band) - c0;
+    alignas(64) float acc[band] = {};
+    for (int64_t r = 0; r < rows; r++) {
+      const uint16_t* s = src + r * cols + c0;
+      int64_t c = 0;
+      for (; c + 8 <= w; c += 8) {
+        _mm256_store_ps(acc + c, _mm256_add_ps(_mm256_load_ps(acc + c), widen_bf16_x8(s + c)));
+      }
+      for (; c < w; c++) acc[c] += bf16_to_f32(s[c]);
+    }
+    std::memcpy(out + c0, acc, (size_t)w * sizeof(float));
+  }
 }
 
 void axpby(float alpha, const float* x, float beta, const float* y, float* o, int64_t n) {

@@ -15,6 +15,7 @@
 #include <vector>
 #include <immintrin.h>
 #include "common.h"
+#include "vecmath.h"
 
 extern "C" {
 char* openblas_get_config(void);
@@ -182,12 +183,12 @@ static float* widen(const uint16_t* src, int64_t n, WidenSlot slot, std::unique_
 }
 
 void probe_onednn(const std::string& key, const MatmulPrim& prim, std::unordered_map<int, dnnl::memory>& args,
-                  DnnlThread& t, float* out, int64_t bytes, const MatmulP& p);
+                  DnnlThread& t, void* out, int64_t bytes, const MatmulP& p);
 
 // Runs the cached primitive for `key` (made from the descriptors on first use) with a per-thread user scratchpad.
 void run_onednn(const std::string& key, const dnnl::memory::desc& ad, const dnnl::memory::desc& bd,
                 const dnnl::memory::desc& cd, const dnnl::memory::desc& biasd, const uint16_t* a, const uint16_t* b,
-                float* out, const MatmulP& p, bool dense_out);
+                void* out, const MatmulP& p, bool dense_out);
 
 // oneDNN 2.6.3's AMX matmul (brg:avx512_core_amx_bf16) gives wrong results for 49 <= N <= 63 when more than one
 // thread runs it: relative errors of 1-100% in some columns, and results that change with the threads and with what
@@ -198,9 +199,10 @@ void run_onednn(const std::string& key, const dnnl::memory::desc& ad, const dnnl
 bool amx_n_gap(int64_t N) { return N >= 49 && N <= 63 && has_amx(); }
 constexpr int64_t kGapN = 64;
 
-void matmul_onednn(const uint16_t* a, const uint16_t* b, float* out, const MatmulP& p);
+void matmul_onednn(const uint16_t* a, const uint16_t* b, void* out, const MatmulP& p, bool out_bf16);
 
-void matmul_onednn_padded(const uint16_t* a, const uint16_t* b, float* out, const MatmulP& p) {
+// out f32, or bf16 (out_bf16, beta = 0 only: the f32 product rounded as oneDNN's bf16 destination rounds it)
+void matmul_onednn_padded(const uint16_t* a, const uint16_t* b, void* out, const MatmulP& p, bool out_bf16) {
   thread_local std::vector<uint16_t> bp;
   thread_local std::vector<float> op;
   const int64_t nb = p.strideB == 0 ? 1 : p.batch, N = p.N, K = p.K, rows = p.batch * p.M;
@@ -213,19 +215,22 @@ void matmul_onednn_padded(const uint16_t* a, const uint16_t* b, float* out, cons
   }
   op.resize((size_t)(rows * kGapN));
   if (p.beta != 0.0f)
-    for (int64_t r = 0; r < rows; r++) std::memcpy(op.data() + r * kGapN, out + r * N, (size_t)N * sizeof(float));
+    for (int64_t r = 0; r < rows; r++) std::memcpy(op.data() + r * kGapN, (const float*)out + r * N, (size_t)N * sizeof(float));
   float biasp[kGapN] = {};
   if (p.bias) std::memcpy(biasp, p.bias, (size_t)N * sizeof(float));
   MatmulP q = p;
   q.N = kGapN;
   q.strideB = p.strideB == 0 ? 0 : K * kGapN;
   q.bias = p.bias ? biasp : nullptr;
-  matmul_onednn(a, bp.data(), op.data(), q);
-  for (int64_t r = 0; r < rows; r++) std::memcpy(out + r * N, op.data() + r * kGapN, (size_t)N * sizeof(float));
+  matmul_onednn(a, bp.data(), op.data(), q, false);
+  for (int64_t r = 0; r < rows; r++) {
+    if (out_bf16) f32_to_bf16_row(op.data() + r * kGapN, (uint16_t*)out + r * N, N);
+    else std::memcpy((float*)out + r * N, op.data() + r * kGapN, (size_t)N * sizeof(float));
+  }
 }
 
-void matmul_onednn(const uint16_t* a, const uint16_t* b, float* out, const MatmulP& p) {
-  if (amx_n_gap(p.N)) return matmul_onednn_padded(a, b, out, p);
+void matmul_onednn(const uint16_t* a, const uint16_t* b, void* out, const MatmulP& p, bool out_bf16) {
+  if (amx_n_gap(p.N)) return matmul_onednn_padded(a, b, out, p, out_bf16);
   using dt = dnnl::memory::data_type;
   using dims = dnnl::memory::dims;
   const int64_t ba = p.strideA == 0 ? 1 : p.batch, bb = p.strideB == 0 ? 1 : p.batch;
@@ -235,17 +240,17 @@ void matmul_onednn(const uint16_t* a, const uint16_t* b, float* out, const Matmu
   std::string key = std::to_string(p.batch) + "," + std::to_string(p.M) + "," + std::to_string(p.N) + "," +
                     std::to_string(p.K) + "," + std::to_string(p.strideA) + "," + std::to_string(p.strideB) + "," +
                     std::to_string(p.transA) + std::to_string(p.transB) + "," + std::to_string(float_bits(p.alpha)) + "," +
-                    std::to_string(float_bits(p.beta)) + (p.bias ? ",bias" : "");
+                    std::to_string(float_bits(p.beta)) + (p.bias ? ",bias" : "") + (out_bf16 ? ",bf16out" : "");
   dnnl::memory::desc ad({ba, p.M, p.K}, dt::bf16, dims{ba == 1 ? p.M * p.K : sa[0], sa[1], sa[2]});
   dnnl::memory::desc bd({bb, p.K, p.N}, dt::bf16, dims{bb == 1 ? p.K * p.N : sb[0], sb[1], sb[2]});
-  dnnl::memory::desc cd({p.batch, p.M, p.N}, dt::f32, dims{p.M * p.N, p.N, 1});
+  dnnl::memory::desc cd({p.batch, p.M, p.N}, out_bf16 ? dt::bf16 : dt::f32, dims{p.M * p.N, p.N, 1});
   dnnl::memory::desc biasd = p.bias ? dnnl::memory::desc({1, 1, p.N}, dt::f32, dims{p.N, p.N, 1}) : dnnl::memory::desc();
   run_onednn(key, ad, bd, cd, biasd, a, b, out, p, true);
 }
 
 void run_onednn(const std::string& key, const dnnl::memory::desc& ad, const dnnl::memory::desc& bd,
                 const dnnl::memory::desc& cd, const dnnl::memory::desc& biasd, const uint16_t* a, const uint16_t* b,
-                float* out, const MatmulP& p, bool dense_out) {
+                void* out, const MatmulP& p, bool dense_out) {
   Dnnl& d = dnnl_state();
   MatmulPrim prim;
   {
@@ -267,11 +272,11 @@ void run_onednn(const std::string& key, const dnnl::memory::desc& ad, const dnnl
   }
   DnnlThread& t = dnnl_thread(d.eng);
   if (t.scratch.size() < prim.scratch.get_size()) t.scratch.resize(prim.scratch.get_size());
-  dnnl::memory am(ad, d.eng, (void*)a), bm(bd, d.eng, (void*)b), cm(cd, d.eng, (void*)out);
+  dnnl::memory am(ad, d.eng, (void*)a), bm(bd, d.eng, (void*)b), cm(cd, d.eng, out);
   dnnl::memory sm(prim.scratch, d.eng, t.scratch.data());
   std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}, {DNNL_ARG_SCRATCHPAD, sm}};
   if (p.bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(biasd, d.eng, (void*)p.bias));
-  const int64_t out_bytes = p.batch * p.M * p.N * (int64_t)sizeof(float);
+  const int64_t out_bytes = (int64_t)cd.get_size();
   if (dnnl_probe() && dense_out) return probe_onednn(key, prim, args, t, out, out_bytes, p);  // fills itself
   if (const int fill = dnnl_fill(); fill >= 0) {
     fill_bytes(t.scratch.data(), (int64_t)prim.scratch.get_size(), fill);
@@ -282,7 +287,7 @@ void run_onednn(const std::string& key, const dnnl::memory::desc& ad, const dnnl
 }
 
 void probe_onednn(const std::string& key, const MatmulPrim& prim, std::unordered_map<int, dnnl::memory>& args,
-                  DnnlThread& t, float* out, int64_t bytes, const MatmulP& p) {
+                  DnnlThread& t, void* out, int64_t bytes, const MatmulP& p) {
   static std::mutex mu;
   static std::unordered_set<std::string> told;
   struct Run { int scratch, out; const char* read; };  // out -1: the output as the caller left it (beta != 0)
@@ -361,7 +366,7 @@ void matmul_bf16(const uint16_t* a, const uint16_t* b, float* out, const MatmulP
   if (p.bias && !(onednn && p.alpha == 1.0f && p.beta == 0.0f)) return matmul_bf16(a, b, out, prefill_bias(out, p));
   if (onednn) {
     try {
-      matmul_onednn(a, b, out, p);
+      matmul_onednn(a, b, out, p, false);
       return;
     } catch (const dnnl::error&) {
       // fall through to the widening path (e.g. a layout the primitive rejects)
@@ -369,6 +374,25 @@ void matmul_bf16(const uint16_t* a, const uint16_t* b, float* out, const MatmulP
   }
   if (p.bias) return matmul_bf16_widened(a, b, out, prefill_bias(out, p));
   matmul_bf16_widened(a, b, out, p);
+}
+
+// matmul_bf16 with the output rounded to bf16 (round to nearest even), beta = 0: by oneDNN itself into a bf16
+// destination where it runs (the output's bytes halved: a product's output is written to memory out of cache), else the
+// f32 product cast.
+void matmul_bf16_to_bf16(const uint16_t* a, const uint16_t* b, uint16_t* out, const MatmulP& p) {
+  if (p.M == 0 || p.N == 0 || p.batch == 0) return;
+  if (bf16_path()[0] == 'o' && p.K > 0 && p.beta == 0.0f && (!p.bias || p.alpha == 1.0f) && !(p.strideA == 0 && p.strideB == 0 && p.batch > 1)) {
+    try {
+      matmul_onednn(a, b, out, p, true);
+      return;
+    } catch (const dnnl::error&) {
+      // below: the f32 product, rounded
+    }
+  }
+  const int64_t n = p.batch * p.M * p.N;
+  std::unique_ptr<float[]> f(new float[(size_t)n]);
+  matmul_bf16(a, b, f.get(), p);
+  cast(f.get(), D_F32, out, D_BF16, n);
 }
 
 // bf16 operands widened to f32 (exact), then sgemm: CPUs without bf16 hardware

@@ -170,6 +170,15 @@ static inline void f32_to_bf16_row(const float* s, uint16_t* d, int64_t n) {
     for (int64_t j = i; j < n; j++) d[j] = h[j - i];
   }
 }
+// 8 bf16 values widened to f32 (exact)
+static inline __m256 widen_bf16_x8(const uint16_t* h) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)h)), 16));
+}
+static inline void bf16_to_f32_row(const uint16_t* s, float* d, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(d + i, widen_bf16_x8(s + i));
+  for (; i < n; i++) d[i] = bf16_to_f32(s[i]);
+}
 // n floats rounded to bf16 precision in f32 storage (the bits of f32_to_bf16_row's output widened); d may be s
 static inline __m256 round_bf16_x8(__m256 x) { return _mm256_castsi256_ps(_mm256_slli_epi32(f32_to_bf16_x8(x), 16)); }
 static inline void round_bf16_row(const float* s, float* d, int64_t n) {

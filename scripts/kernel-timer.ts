@@ -53,7 +53,7 @@ export function installKernelTimer(): KernelTimer {
         if (k === 'stridedCopy') key += `:${JSON.stringify(args[1])}${JSON.stringify(args[2])}`;
         if (k === 'reduce') key += `:${args[2]}x${args[3]}x${args[4]}`;
         if (k === 'binary') key += `:${JSON.stringify(args[2])}${JSON.stringify(args[4])}${JSON.stringify(args[5])}`;
-        if (k === 'matmul' || k === 'matmulLowp') {
+        if (k === 'matmul' || k === 'matmulLowp' || k === 'matmulToBf16') {
           // batch x M x N x K, then each operand's layout: N as stored, T transposed (BLAS's order: a, then b)
           const a = args[0] as { M: number; N: number; K: number; batch: number; transA: boolean; transB: boolean };
           key += `:${a.batch}x${a.M}x${a.N}x${a.K}:${a.transA ? 'T' : 'N'}${a.transB ? 'T' : 'N'}`;

@@ -3,7 +3,10 @@
  *
  * `unaryBf16` (the MLP's activation made in bf16 for fc2): bit for bit what unary then a cast give, and a Block under
  * bf16 autocast gives the same output and gradients bits with it as without it. `unaryBf16Grad` (the activation and
- * its derivative in bf16, kept by the backward pass instead of x): the same output bits, the derivative rounded.
+ * its derivative in bf16, kept by the backward pass instead of x): the same output bits, the derivative rounded; it
+ * reads a bf16 x as its widened copy. `matmulToBf16` (a product written in bf16: fc1 read by its activation, the
+ * gradient of a bf16 activation) within one rounding of the f32 product; `mulBf16` and `sumRowsBf16` over bf16
+ * gradients; a Block with all of them within bf16 rounding of the f32 path.
  *
  * Attention with bf16 products (native `attentionBf16`, taken under bf16 autocast where the CPU multiplies bf16 in
  * hardware) against the f32 kernel of the portable backend: forward output, statistics and the three gradients, with
@@ -301,7 +304,7 @@ test('unaryBf16 equals unary then the cast, bit for bit (odd lengths, tails, the
   }
 });
 
-test('a Block under bf16 autocast: the same bits with the MLP activation made in bf16 as with the cast; with its derivative kept in bf16, the same output', { skip }, () => {
+test('a Block under bf16 autocast: the same bits with the MLP activation made in bf16 as with the cast; with its derivative kept in bf16, the same output; with fc1 written in bf16, within bf16 rounding', { skip }, () => {
   const prev = backend();
   const native = getBackend('native');
   const run = (be: Backend) => {
@@ -320,13 +323,20 @@ test('a Block under bf16 autocast: the same bits with the MLP activation made in
   const hide = (...names: string[]) => new Proxy(native, { get: (t, k, r) => (names.includes(String(k)) ? undefined : Reflect.get(t, k, r)) }) as Backend;
   // unaryBf16 alone (the backward pass from x in f32) against the native backend without it: the activation in f32,
   // rounded by fc2's cast
-  const a = run(hide('unaryBf16Grad')), b = run(hide('unaryBf16', 'unaryBf16Grad'));
+  // (and without bf16 products' outputs, which give a bf16 activation's gradient in bf16)
+  const a = run(hide('unaryBf16Grad', 'matmulToBf16')), b = run(hide('unaryBf16', 'unaryBf16Grad', 'matmulToBf16'));
   a.forEach((v, i) => assert.deepEqual(v, b[i], `tensor ${i}`));
   // with unaryBf16Grad (the backward pass from f'(x) in bf16): the same output bits, gradients within bf16 rounding
   // (measured 1e-3 to 4.7e-3 here, norm-wise relative)
-  const c = run(native);
+  const c = run(hide('matmulToBf16'));
   assert.deepEqual(c[0], a[0], 'the output');
   c.slice(1).forEach((v, i) => assert.ok(relErr(v, a[i + 1]) < 2 ** -7, `gradient ${i}: relative error ${relErr(v, a[i + 1])}`));
+  if (!native.matmulToBf16) return; // products widened to f32 (no bf16 hardware): fc1 is not written in bf16
+  // fc1's output written in bf16 (PyTorch's autocast: the activation reads the rounded product), its gradient and
+  // the activation's in bf16: the output and the gradients within bf16 rounding of the f32 path's
+  const e = run(native);
+  assert.notDeepEqual(e[0], a[0], 'fc1 written in bf16 changes the output bits');
+  e.forEach((v, i) => assert.ok(relErr(v, a[i]) < 2 ** -7, `tensor ${i}: relative error ${relErr(v, a[i])}`));
 });
 
 /** The digests a test/helpers script prints (its last line, JSON), run in a subprocess with `env` added. */
@@ -371,6 +381,85 @@ test("unaryBf16Grad: y has unaryBf16's bits, d is unaryBackward's f'(x) rounded 
       native.mulBf16!(g, d, got);
       native.cast(d, 'bf16', dw, 'f32');
       for (let i = 0; i < n; i++) if (!Object.is(got[i], Math.fround(g[i] * dw[i]))) assert.fail(`${op} n=${n} mulBf16[${i}]: ${got[i]} vs ${g[i] * dw[i]}`);
+    }
+  }
+});
+
+test('unaryBf16Grad reads a bf16 x as its widened f32 copy; mulBf16 takes a bf16 g and writes a bf16 out (the f32 product rounded), in place where the dtypes agree', { skip }, () => {
+  const native = getBackend('native');
+  const widen = (h: Uint16Array) => { const f = new Float32Array(h.length); native.cast(h, 'bf16', f, 'f32'); return f; };
+  const bf16 = (f: Float32Array) => { const h = new Uint16Array(f.length); native.cast(f, 'f32', h, 'bf16'); return h; };
+  for (const n of [1, 7, 17, 1023, 1025, 100_003]) {
+    const x16 = bf16(randn(n, n).map((v) => 3 * v)), x = widen(x16);
+    for (const op of ['gelu', 'gelu_tanh', 'silu'] as const) {
+      const y1 = new Uint16Array(n), d1 = new Uint16Array(n), y2 = new Uint16Array(n), d2 = new Uint16Array(n);
+      native.unaryBf16Grad!(op, x16, y1, d1);
+      native.unaryBf16Grad!(op, x, y2, d2);
+      assert.deepEqual(y1, y2, `${op} n=${n}: y`);
+      assert.deepEqual(d1, d2, `${op} n=${n}: d`);
+    }
+    const d = bf16(randn(n, n + 2)), g = randn(n, n + 3), g16 = bf16(g);
+    const want32 = new Float32Array(n), want16 = new Uint16Array(n), wantFromG16 = new Float32Array(n);
+    native.mulBf16!(g, d, want32);
+    native.cast(want32, 'f32', want16, 'bf16');
+    native.mulBf16!(widen(g16), d, wantFromG16);
+    const o16 = new Uint16Array(n), o32 = new Float32Array(n), o1616 = new Uint16Array(n);
+    native.mulBf16!(g, d, o16);
+    native.mulBf16!(g16, d, o32);
+    native.mulBf16!(g16, d, o1616);
+    assert.deepEqual(o16, want16, `n=${n}: f32 g, bf16 out`);
+    assert.deepEqual(o32, wantFromG16, `n=${n}: bf16 g, f32 out`);
+    assert.deepEqual(o1616, bf16(wantFromG16), `n=${n}: bf16 g, bf16 out`);
+    const inPlace = g16.slice();
+    native.mulBf16!(inPlace, d, inPlace);
+    assert.deepEqual(inPlace, o1616, `n=${n}: bf16 in place`);
+  }
+  // out over g with another dtype: refused (the threads' blocks would overlap)
+  const g32 = new Float32Array(8);
+  assert.throws(() => native.mulBf16!(g32, new Uint16Array(8), new Uint16Array(g32.buffer, 0, 8)), /one dtype/);
+});
+
+test('sumRowsBf16: each column summed in f32 row after row (column bands over the threads); a bf16 gradient\'s bias gradient', { skip }, () => {
+  const native = getBackend('native');
+  for (const [rows, cols] of [[1, 1], [3, 7], [37, 65], [1024, 256], [2048, 1000]] as const) {
+    const f = randn(rows * cols, rows + cols), h = new Uint16Array(f.length);
+    native.cast(f, 'f32', h, 'bf16');
+    const w = new Float32Array(h.length);
+    native.cast(h, 'bf16', w, 'f32');
+    const want = new Float32Array(cols);
+    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) want[c] = Math.fround(want[c] + w[r * cols + c]);
+    const got = new Float32Array(cols).fill(NaN);
+    native.sumRowsBf16!(h, rows, cols, got);
+    assert.deepEqual(got, want, `${rows}x${cols}`);
+  }
+  assert.throws(() => native.sumRowsBf16!(new Uint16Array(5), 2, 3, new Float32Array(3)), /smaller/);
+});
+
+test('matmulToBf16 (a product written in bf16, where the CPU multiplies bf16 in hardware): within one bf16 rounding of the f32 product, with bias, alpha, batches, both layouts and the N that AMX pads', { skip }, () => {
+  const native = getBackend('native');
+  if (!native.matmulToBf16) {
+    assert.equal(native.nativeBf16, false, 'absent only where bf16 products widen to f32');
+    return;
+  }
+  const bf16 = (f: Float32Array) => { const h = new Uint16Array(f.length); native.cast(f, 'f32', h, 'bf16'); return h; };
+  let seed = 1;
+  for (const [batch, M, N, K] of [[1, 1, 1, 8], [1, 37, 50, 64], [1, 64, 63, 96], [3, 17, 130, 40], [1, 256, 1024, 256], [2, 128, 49, 32]] as const) {
+    for (const transA of [false, true]) for (const transB of [false, true]) for (const withBias of [false, true]) {
+      const alpha = withBias ? 1 : 0.5;
+      const a = bf16(randn(batch * M * K, seed++)), b = bf16(randn(batch * K * N, seed++));
+      const bias = withBias ? randn(N, seed++) : null;
+      const args = { a, b, batch, M, N, K, transA, transB, strideA: M * K, strideB: K * N, alpha, bias };
+      const f = new Float32Array(batch * M * N);
+      native.matmul({ ...args, out: f, dtype: 'bf16', beta: 0 });
+      const out = new Uint16Array(batch * M * N);
+      native.matmulToBf16({ ...args, out });
+      const w = new Float32Array(out.length);
+      native.cast(out, 'bf16', w, 'f32');
+      for (let i = 0; i < f.length; i++) {
+        // the f32 products agree to accumulation order; the bf16 one is rounded once
+        const tol = 2 ** -8 * Math.abs(f[i]) + 1e-5 * Math.sqrt(K);
+        if (!(Math.abs(w[i] - f[i]) <= tol)) assert.fail(`${batch}x${M}x${N}x${K} ${transA ? 'T' : 'N'}${transB ? 'T' : 'N'} bias ${withBias} [${i}]: ${w[i]} vs ${f[i]}`);
+      }
     }
   }
 });

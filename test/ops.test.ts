@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { Rng } from '../src/backend/rng.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import * as T from '../src/tensor/index.js';
-import { releaseF32 } from '../src/tensor/alloc.js';
+import { releaseBuffer } from '../src/tensor/alloc.js';
 import { testBackends, withBackend, relErr } from './helpers/backends.js';
 import { requireNative, skipOrFail } from './helpers/ci.js';
 import { getBackend } from '../src/backend/index.js';
@@ -332,7 +332,7 @@ test('fused qkv attention: its gradient buffer may come from the pool dirty, eve
     const x = rn([B, Tn, 3 * C], 230), w = rn([B, Tn, C], 231);
     const run = (fused: boolean) => {
       const xx = x.detach().requireGrad();
-      if (fused) releaseF32(new Float32Array(B * Tn * 3 * C).fill(Number.NaN)); // the next buffer of that length
+      if (fused) releaseBuffer(new Float32Array(B * Tn * 3 * C).fill(Number.NaN)); // the next buffer of that length
       const y = fused
         ? T.fusedQKVAttention(xx, 4, { causal: true })
         : (() => {

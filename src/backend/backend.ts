@@ -59,6 +59,9 @@ export interface MatmulArgs {
   bias?: Float32Array | null;
 }
 
+/** `matmulToBf16`'s arguments: bf16 operands, a bf16 output, no accumulation. */
+export type MatmulToBf16Args = Omit<MatmulArgs, 'out' | 'dtype' | 'beta' | 'a' | 'b'> & { a: Uint16Array; b: Uint16Array; out: Uint16Array };
+
 /** For kernels without a fused bias: writes the bias into every row of out; returns the args with beta = 1. */
 export function prefillBias<T extends MatmulArgs>(m: T): T {
   if (!m.bias) return m;
@@ -257,9 +260,25 @@ export interface Backend {
    * unaryBf16's bits). Under bf16 autocast the backward pass then keeps d, half x's bytes, and takes dx = dy * d
    * (`mulBf16`) instead of evaluating the function again.
    */
-  unaryBf16Grad?(op: UnaryOp, x: Float32Array, y: Uint16Array, d: Uint16Array): void;
-  /** Optional: out = g * d, d bf16 (widened exactly); `unaryBf16Grad`'s backward pass. */
-  mulBf16?(g: Float32Array, d: Uint16Array, out: Float32Array): void;
+  unaryBf16Grad?(op: UnaryOp, x: Float32Array | Uint16Array, y: Uint16Array, d: Uint16Array): void;
+  /**
+   * Optional: out = g * d, d bf16 (widened exactly); `unaryBf16Grad`'s backward pass. A Uint16Array g or out is bf16
+   * (g widened exactly; out rounded to nearest even); out may be g where both have one dtype.
+   */
+  mulBf16?(g: Float32Array | Uint16Array, d: Uint16Array, out: Float32Array | Uint16Array): void;
+  /**
+   * Optional: out[c] = the sum over rows of src[r][c] for a bf16 (rows, cols) matrix, accumulated in f32 row after
+   * row (the same bits for any thread count): a Linear's bias gradient from a bf16 output gradient.
+   */
+  sumRowsBf16?(src: Uint16Array, rows: number, cols: number, out: Float32Array): void;
+  /**
+   * Optional, where bf16 products run on bf16 hardware (`nativeBf16`): `matmul` of bf16 operands with its output
+   * rounded to bf16 (nearest even) into a Uint16Array, beta 0. Half the bytes of an f32 output, which a training step
+   * writes to memory out of cache; under bf16 autocast the products whose readers take bf16 write it so (an MLP's
+   * first Linear, read by its activation; the input gradient of a bf16 activation), as PyTorch's autocast writes
+   * every product.
+   */
+  readonly matmulToBf16?: (m: MatmulToBf16Args) => void;
   /**
    * Optional: dst = src rounded to bf16 precision (round to nearest even), kept in f32 storage: the bits of a cast to
    * bf16 and back, in one pass. Where bf16 products widen their operands to f32 (`nativeBf16` false), autocast gives

@@ -6,7 +6,7 @@
  */
 import type { Backend } from './backend.js';
 import { PortableBackend } from './portable.js';
-import { loadNativeBackend, nativeLoadError } from './native.js';
+import { bf16OutputsSwitch, loadNativeBackend, nativeLoadError } from './native.js';
 import { loadWasmBackend, wasmLoadError } from './wasm/node.js';
 import { installCollector } from './gc.js';
 import { threadCount } from './threads.js';
@@ -73,12 +73,14 @@ export function backend(): Backend {
 function pick(name: BackendName): Backend {
   // a bad AUTOGLM_NUM_THREADS is the user's error, not a reason to fall back to a slower backend
   threadCount();
+  bf16OutputsSwitch(); // likewise a bad AUTOGLM_BF16_OUTPUTS
   return getBackend(name);
 }
 
 /** The automatic choice among the CPU backends (native, else wasm, else portable; one line when not native); not made current. */
 export function autoBackend(): Backend {
   threadCount();
+  bf16OutputsSwitch();
   if (nativeAvailable()) return getBackend('native');
   const why = nativeLoadError();
   const because = why ? ` because the native addon did not load (${why})` : '';

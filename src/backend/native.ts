@@ -9,9 +9,10 @@ import path from 'node:path';
 import { allocStorage } from './backend.js';
 import { threadCount } from './threads.js';
 import { packageRoot } from '../package-root.js';
+import { ConfigError } from '../errors.js';
 import type {
   AttentionShape,
-  AdamWArgs, AdamW8bitArgs, Backend, BinaryOp, DType, MatmulArgs, MatmulLowpArgs, ReduceOp, SGDArgs, Storage, UnaryOp,
+  AdamWArgs, AdamW8bitArgs, Backend, BinaryOp, DType, MatmulArgs, MatmulLowpArgs, MatmulToBf16Args, ReduceOp, SGDArgs, Storage, UnaryOp,
 } from './backend.js';
 
 /** The addon's exports (see native/addon.cc and native/bindings2.cc); op names are passed as integer codes. */
@@ -21,8 +22,9 @@ interface Addon {
   cast(src: Storage, srcDt: number, dst: Storage, dstDt: number): void;
   unary(op: number, x: Float32Array, out: Float32Array): void;
   unaryBf16(op: number, x: Float32Array, out: Uint16Array): void;
-  unaryBf16Grad(op: number, x: Float32Array, y: Uint16Array, d: Uint16Array): void;
-  mulBf16(g: Float32Array, d: Uint16Array, out: Float32Array): void;
+  unaryBf16Grad(op: number, x: Float32Array | Uint16Array, y: Uint16Array, d: Uint16Array): void;
+  mulBf16(g: Float32Array | Uint16Array, d: Uint16Array, out: Float32Array | Uint16Array): void;
+  sumRowsBf16(src: Uint16Array, rows: number, cols: number, out: Float32Array): void;
   roundBf16(src: Float32Array, dst: Float32Array): void;
   castRowsBf16(src: Float32Array, rows: number, cols: number, dst: Uint16Array, ld: number): void;
   loraRows(src: Float32Array | Uint16Array, rows: number, cols: number, dst: Uint16Array, F: Uint16Array, r: number,
@@ -41,7 +43,8 @@ interface Addon {
   allocAligned(bytes: number): ArrayBuffer;
   /** The largest power of two up to 4096 dividing the view's data address (a diagnostic for the tests). */
   addressAlignment(view: ArrayBufferView): number;
-  matmul(a: Float32Array | Uint16Array, b: Float32Array | Uint16Array, out: Float32Array, bf16: boolean, batch: number,
+  /** out: a Uint16Array (bf16) only with bf16 operands and beta = 0. */
+  matmul(a: Float32Array | Uint16Array, b: Float32Array | Uint16Array, out: Float32Array | Uint16Array, bf16: boolean, batch: number,
     M: number, N: number, K: number, transA: boolean, transB: boolean, strideA: number, strideB: number, alpha: number,
     beta: number, bias: Float32Array | null): void;
   /** kind: 0 bf16, 1 int8, 2 nf4 (packed codes in an Int8Array). */
@@ -207,16 +210,30 @@ export function loadNativeBackend(): Backend {
   }
 }
 
+/** AUTOGLM_BF16_OUTPUTS=0 keeps every product's output in f32 (Backend.matmulToBf16 absent), for A/B runs. */
+export function bf16OutputsSwitch(): boolean {
+  const raw = process.env.AUTOGLM_BF16_OUTPUTS;
+  if (raw === undefined || raw === '' || raw === '1') return true;
+  if (raw === '0') return false;
+  throw new ConfigError(`environment variable AUTOGLM_BF16_OUTPUTS is '${raw}'; expected 1 (bf16 products write bf16 where their readers take it, the default) or 0`);
+}
+
 class NativeBackend implements Backend {
   readonly name = 'native' as const;
   private readonly threads: number;
   readonly nativeBf16: boolean;
+  readonly matmulToBf16?: (m: MatmulToBf16Args) => void;
   private readonly line: string;
 
   constructor(private readonly a: Addon) {
     const i = a.info();
     this.threads = i.threads;
     this.nativeBf16 = i.bf16Path === 'onednn';
+    // where bf16 products widen to f32 sgemm, a bf16 output would be one more pass, not fewer bytes
+    if (this.nativeBf16 && bf16OutputsSwitch()) {
+      this.matmulToBf16 = (m) => this.a.matmul(m.a, m.b, m.out, true, m.batch, m.M, m.N, m.K, m.transA, m.transB, m.strideA,
+        m.strideB, m.alpha, 0, m.bias ?? null);
+    }
     const ver = /OpenBLAS\s+(\S+)/.exec(i.blasConfig)?.[1] ?? '?';
     this.line = `native (OpenBLAS ${ver} core=${i.blasCore}, oneDNN ${i.onednnVersion} isa=${i.onednnIsa}, ` +
       `bf16 matmul via ${i.bf16Path === 'onednn' ? 'oneDNN' : 'f32 sgemm'}, ${i.threads} thread${i.threads === 1 ? '' : 's'})`;
@@ -243,8 +260,9 @@ class NativeBackend implements Backend {
 
   unary(op: UnaryOp, x: Float32Array, out: Float32Array): void { this.a.unary(code(UNARY, op, 'unary'), x, out); }
   unaryBf16(op: UnaryOp, x: Float32Array, out: Uint16Array): void { this.a.unaryBf16(code(UNARY, op, 'unaryBf16'), x, out); }
-  unaryBf16Grad(op: UnaryOp, x: Float32Array, y: Uint16Array, d: Uint16Array): void { this.a.unaryBf16Grad(code(UNARY, op, 'unaryBf16Grad'), x, y, d); }
-  mulBf16(g: Float32Array, d: Uint16Array, out: Float32Array): void { this.a.mulBf16(g, d, out); }
+  unaryBf16Grad(op: UnaryOp, x: Float32Array | Uint16Array, y: Uint16Array, d: Uint16Array): void { this.a.unaryBf16Grad(code(UNARY, op, 'unaryBf16Grad'), x, y, d); }
+  mulBf16(g: Float32Array | Uint16Array, d: Uint16Array, out: Float32Array | Uint16Array): void { this.a.mulBf16(g, d, out); }
+  sumRowsBf16(src: Uint16Array, rows: number, cols: number, out: Float32Array): void { this.a.sumRowsBf16(src, rows, cols, out); }
   roundBf16(src: Float32Array, dst: Float32Array): void {
     if (dst.length < src.length) throw new RangeError(`roundBf16: dst has ${dst.length} elements but src has ${src.length}; expected at least as many`);
     this.a.roundBf16(src, dst);

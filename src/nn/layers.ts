@@ -1,7 +1,7 @@
 /** Basic layers: Linear, Embedding, LayerNorm, RMSNorm, Dropout. Parameter names match HF checkpoints. */
 import { Tensor } from '../tensor/tensor.js';
 import { full } from '../tensor/creation.js';
-import { linear, type ConsumeOptions } from '../tensor/ops/linalg.js';
+import { linear, type LinearOptions } from '../tensor/ops/linalg.js';
 import { embedding, layerNorm, rmsNorm, dropout, type NormOptions } from '../tensor/ops/nn.js';
 import { ConfigError } from '../errors.js';
 import { Module } from './module.js';
@@ -23,8 +23,8 @@ export class Linear extends Module {
     this.weight = this.param('weight', kaimingUniform([outFeatures, inFeatures], inFeatures));
     this.bias = opts.bias === false ? null : this.param('bias', uniform([outFeatures], 1 / Math.sqrt(inFeatures)));
   }
-  /** `opts.consume`: the caller reads x no more (see ConsumeOptions). */
-  forward(x: Tensor, opts: ConsumeOptions = {}): Tensor {
+  /** `opts.consume`: the caller reads x no more; `opts.bf16Output`: its readers take a bf16 output (see LinearOptions). */
+  forward(x: Tensor, opts: LinearOptions = {}): Tensor {
     return linear(x, this.weight, this.bias, opts);
   }
 }

@@ -4,7 +4,7 @@
  */
 import { Tensor } from '../tensor/tensor.js';
 import { fusedQKVAttention } from '../tensor/ops/nn.js';
-import { releaseAfterRead, residualAdd, unaryForBf16Product } from '../tensor/ops/elementwise.js';
+import { activationReadsBf16, releaseAfterRead, residualAdd, unaryForBf16Product } from '../tensor/ops/elementwise.js';
 import { ConfigError } from '../errors.js';
 import { Module } from './module.js';
 import { maybeCheckpoint, type ActivationRecomputable } from './checkpoint.js';
@@ -55,11 +55,13 @@ export class MLP extends Module implements ActivationRecomputable {
     this.drop = this.module('drop', new Dropout(cfg.dropout ?? 0));
   }
   forward(x: Tensor): Tensor {
+    const op = this.cfg.activation === 'relu' ? 'relu' : this.cfg.activation === 'gelu_tanh' ? 'gelu_tanh' : 'gelu';
     const act = (x: Tensor) => {
-      const h = this.fc1.forward(x);
-      // fc2 alone reads the activation: under bf16 autocast it is made in bf16 directly (the bits fc2 would cast it to);
-      // the activation alone reads h, so its gradient may be written over h
-      return unaryForBf16Product(this.cfg.activation === 'relu' ? 'relu' : this.cfg.activation === 'gelu_tanh' ? 'gelu_tanh' : 'gelu', h, { consume: true });
+      // the activation alone reads h: under bf16 autocast fc1 writes it in bf16 where the activation reads bf16, and
+      // the activation's gradient may be written over h (or h handed back once read)
+      const h = this.fc1.forward(x, { bf16Output: activationReadsBf16(op) });
+      // fc2 alone reads the activation: under bf16 autocast it is made in bf16 directly (the bits fc2 would cast it to)
+      return unaryForBf16Product(op, h, { consume: true });
     };
     const a = maybeCheckpoint(this.recomputeActivation, this.fc1, act, x);
     return this.drop.forward(this.fc2.forward(a, CONSUME)); // the activation is read by fc2 alone

@@ -154,9 +154,6 @@ export function collectRefused(): void {
   if (refusedBytes >= refusedCollectBytes) collect(true);
 }
 
-/** releaseBuffer for an f32 buffer (the backward pass's dead gradients). */
-export const releaseF32: (buf: Float32Array) => void = releaseBuffer;
-
 /** A pooled ArrayBuffer of exactly `bytes`, or null. */
 function takePooled(bytes: number): ArrayBuffer | null {
   const c = pool.get(bytes);

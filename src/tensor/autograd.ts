@@ -7,7 +7,7 @@
  */
 import type { Tensor } from './tensor.js';
 import { AutoGLMError, fmtShape } from '../errors.js';
-import { collectAfterBackward, ownsWholeBuffer, releaseBuffer, releaseF32 } from './alloc.js';
+import { collectAfterBackward, ownsWholeBuffer, releaseBuffer } from './alloc.js';
 import { sameShape } from './shape.js';
 
 /**
@@ -189,7 +189,7 @@ export function runBackward(
     const drop = (t: Tensor) => shared.set(t.storage.buffer, (shared.get(t.storage.buffer) ?? 1) - 1);
     const seedBuf = seed.storage.buffer;
     const reuse = !opts.retainGraph;
-    const dead = new Map<unknown, Float32Array>(); // by ArrayBuffer: two views of one buffer are released once
+    const dead = new Map<unknown, Float32Array | Uint16Array>(); // by ArrayBuffer: two views of one buffer are released once
     const leafGrads = new Map<Tensor, Tensor>(); // each leaf's gradient as this pass left it
     // Whether a sum of this pass (pending for a node, or a leaf's gradient) may take gx in place: the pass frees the
     // graph, and the sum spans its own f32 buffer that nothing else holds, is not the caller's seed and is not gx's.
@@ -207,7 +207,7 @@ export function runBackward(
       const ownGy = reuse && g !== seed && g.storage.buffer !== seedBuf && !shared.get(g.storage.buffer) && ownsBuffer(g);
       const inGrads = node.backward(g, reuse, ownGy);
       dead.clear();
-      if (reuse && g.storage instanceof Float32Array) dead.set(g.storage.buffer, g.storage);
+      if (reuse && (g.storage instanceof Float32Array || g.storage instanceof Uint16Array)) dead.set(g.storage.buffer, g.storage); // f32, or bf16 (a bf16 activation's)
       for (let i = 0; i < node.edges.length; i++) {
         const e = node.edges[i];
         const gx = inGrads[i];
@@ -240,7 +240,7 @@ export function runBackward(
         node.backward = null;
         if (node.release) { graphDead.push(...node.release); node.release = undefined; }
       }
-      for (const [ab, buf] of dead) if (ab !== seedBuf && !shared.get(ab)) releaseF32(buf);
+      for (const [ab, buf] of dead) if (ab !== seedBuf && !shared.get(ab)) releaseBuffer(buf);
     }
     for (const b of graphDead) releaseBuffer(b);
     // A leaf gradient of a pass that freed its graph, whose buffer no other leaf shares (p1.add(p2) can hand both

@@ -2,7 +2,7 @@
 import { backend } from '../../backend/index.js';
 import type { BinaryOp, DType, UnaryOp } from '../../backend/backend.js';
 import { DTypeError } from '../../errors.js';
-import { ownsWholeBuffer, releaseBuffer, uninitF32, uninitU16 } from '../alloc.js';
+import { isDeviceStorage, ownsWholeBuffer, releaseBuffer, uninitF32, uninitU16 } from '../alloc.js';
 import { autocastDType } from '../precision.js';
 import { Tensor, type TensorLike } from '../tensor.js';
 import { record } from '../autograd.js';
@@ -134,30 +134,50 @@ function ownsInput(x: Tensor, xd: Float32Array, opts: UnaryOptions): boolean {
 export function unaryForBf16Product(op: UnaryOp, x: Tensor, opts: UnaryOptions = {}): Tensor {
   const be = backend();
   if (autocastDType() !== 'bf16' || !be.unaryBf16 || USES_OUTPUT.has(op)) return unary(op, x, opts);
-  const xd = x.f32();
-  const buf = uninitU16(xd.length);
   const shape = [...x.shape];
-  if (x.requiresGrad && be.unaryBf16Grad && be.mulBf16 && WITH_BF16_GRAD.has(op)) {
+  if (activationReadsBf16(op) && (x.requiresGrad || x.dtype === 'bf16')) {
     // The backward pass keeps f'(x) in bf16 (the precision of the products the gradient feeds) instead of x in f32:
-    // half the bytes, and a product there instead of the function again. x itself is read no more.
-    const d = uninitU16(xd.length);
-    be.unaryBf16Grad(op, xd, buf, d);
-    if (ownsInput(x, xd, opts)) releaseBuffer(xd);
-    const mulBf16 = be.mulBf16.bind(be);
-    return record(op, [x], new Tensor(buf, 'bf16', shape), (gy, last, ownGy) => {
-      const g = gy.f32();
-      const dx = ownGy ? g : uninitF32(d.length); // the kernel reads g[i] before writing dx[i]
+    // half the bytes, and a product there instead of the function again. x itself is read no more. A bf16 x (its
+    // Linear wrote it so: LinearOptions.bf16Output) is read as it is, and its gradient is made in bf16 (a gradient
+    // has its tensor's dtype), which that Linear's backward pass multiplies as it is; the gradient arriving here is
+    // f32 or bf16 (fc2's backward pass writes the gradient of this bf16 output in bf16).
+    const bf16In = x.dtype === 'bf16' && x.isContiguous && !isDeviceStorage(x.storage);
+    const xd = bf16In ? (x.storage as Uint16Array).subarray(x.offset, x.offset + x.size) : x.f32();
+    const buf = uninitU16(xd.length), d = uninitU16(xd.length);
+    be.unaryBf16Grad!(op, xd, buf, d);
+    if (!bf16In && ownsInput(x, xd as Float32Array, opts)) releaseBuffer(xd as Float32Array);
+    else if (bf16In && opts.consume && releasable(x)) releaseBuffer(xd as Uint16Array); // read for the last time
+    const y = new Tensor(buf, 'bf16', shape);
+    if (!x.requiresGrad) {
+      releaseBuffer(d);
+      return y;
+    }
+    const mulBf16 = be.mulBf16!.bind(be);
+    return record(op, [x], y, (gy, last, ownGy) => {
+      const g = gy.dtype === 'bf16' && gy.isContiguous ? (gy.storage as Uint16Array).subarray(gy.offset, gy.offset + gy.size) : gy.f32();
+      // the kernel reads g[i] before writing dx[i]: g's own buffer may take dx where both are f32
+      const dx = bf16In ? uninitU16(d.length) : ownGy && g instanceof Float32Array ? g : uninitF32(d.length);
       mulBf16(g, d, dx);
       if (last) releaseBuffer(d);
-      return [new Tensor(dx, 'f32', shape)];
+      return [new Tensor(dx, bf16In ? 'bf16' : 'f32', shape)];
     });
   }
+  const xd = x.f32();
+  const buf = uninitU16(xd.length);
   be.unaryBf16(op, xd, buf);
   const y = new Tensor(buf, 'bf16', shape);
   return x.requiresGrad ? record(op, [x], y, unaryBackwardOf(op, xd, shape, ownsInput(x, xd, opts))) : y;
 }
 /** The activations whose bf16 autocast path keeps f'(x) in bf16 for the backward pass (Backend.unaryBf16Grad). */
 const WITH_BF16_GRAD: ReadonlySet<UnaryOp> = new Set<UnaryOp>(['gelu', 'gelu_tanh', 'silu']);
+/**
+ * Whether unaryForBf16Product(op, x) reads a bf16 x as it is, and takes and makes bf16 gradients, under the autocast
+ * policy in force (bf16, a backend with the kernels): its Linear may then write x in bf16 (LinearOptions.bf16Output).
+ */
+export function activationReadsBf16(op: UnaryOp): boolean {
+  const be = backend();
+  return autocastDType() === 'bf16' && !!be.unaryBf16 && !!be.unaryBf16Grad && !!be.mulBf16 && WITH_BF16_GRAD.has(op);
+}
 /** dx from the kept x (or y); `own`: the kept buffer is the op's alone, so the graph's last pass writes dx over it. */
 function unaryBackwardOf(op: UnaryOp, kept: Float32Array, shape: number[], own = false): (gy: Tensor, last?: boolean, ownGy?: boolean) => Tensor[] {
   return (gy, last, ownGy) => {

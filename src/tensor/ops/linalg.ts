@@ -203,10 +203,30 @@ export function affine(ox: Operand, ow: Operand, b: Tensor | null, rows: number,
   return gemm(ox, transposed(ow), 1, uninitF32(rows * nOut), 1, 0, b ? b.f32() : null);
 }
 
-/** The bias gradient of a linear layer: the column sums of gy viewed as (rows, nOut). */
+/** Whether a product of these operands can write its output in bf16 (Backend.matmulToBf16): both bf16, on the CPU. */
+function toBf16Able(a: Operand, b: Operand): boolean {
+  return !!backend().matmulToBf16 && a.dtype === 'bf16' && b.dtype === 'bf16' && !isDeviceStorage(a.buf);
+}
+
+/** alpha * a @ b (+ bias) rounded to bf16 into a fresh buffer (Backend.matmulToBf16; toBf16Able operands). */
+function gemmToBf16(a: Operand, b: Operand, batch: number, alpha = 1, bias: Float32Array | null = null): Uint16Array {
+  const out = uninitU16(batch * a.rows * b.cols);
+  backend().matmulToBf16!({
+    a: a.buf as Uint16Array, b: b.buf as Uint16Array, out, batch, M: a.rows, N: b.cols, K: a.cols,
+    transA: a.trans, transB: b.trans, strideA: a.batchStride, strideB: b.batchStride, alpha, bias,
+  });
+  return out;
+}
+
+/** The bias gradient of a linear layer: the column sums of gy viewed as (rows, nOut), f32 or bf16. */
 export function biasGrad(gy: Tensor, rows: number, nOut: number): Tensor {
   const s = zerosF32(nOut);
-  backend().reduce('sum', gy.f32(), 1, rows, nOut, s);
+  const be = backend();
+  if (gy.dtype === 'bf16' && gy.isContiguous && be.sumRowsBf16 && !isDeviceStorage(gy.storage)) {
+    be.sumRowsBf16((gy.storage as Uint16Array).subarray(gy.offset, gy.offset + gy.size), rows, nOut, s);
+  } else {
+    be.reduce('sum', gy.f32(), 1, rows, nOut, s);
+  }
   return new Tensor(s, 'f32', [nOut]);
 }
 
@@ -312,11 +332,23 @@ export function takeConsumed(x: Tensor, ox: Operand, opts: ConsumeOptions): void
   } else if (ox.fresh) releaseBuffer(s);
 }
 
+/** Options of `linear`. */
+export interface LinearOptions extends ConsumeOptions {
+  /**
+   * The caller's readers take a bf16 y as well as an f32 one (an MLP's first Linear, read by its activation alone):
+   * under bf16 autocast, where the backend writes products in bf16 (Backend.matmulToBf16), y is made in bf16, as
+   * PyTorch's autocast makes it: the product rounded once, half the bytes written and read. Elsewhere y is f32.
+   */
+  bf16Output?: boolean;
+}
+
 /**
  * y = x @ W^T + b for x (..., in), W (out, in), b (out) or null: the Linear layer's product with the bias
- * added by the GEMM itself (beta = 1 over a broadcast bias).
+ * added by the GEMM itself (beta = 1 over a broadcast bias). The gradient of a bf16 x is bf16 where the backend
+ * writes it (PyTorch's rule: a gradient has its tensor's dtype): x is then a bf16 activation, whose backward pass
+ * reads bf16 (elementwise.ts unaryForBf16Product).
  */
-export function linear(x: Tensor, W: Tensor, b: Tensor | null, opts: ConsumeOptions = {}): Tensor {
+export function linear(x: Tensor, W: Tensor, b: Tensor | null, opts: LinearOptions = {}): Tensor {
   checkFloat(x, 'linear', 'x');
   checkFloat(W, 'linear', 'weight');
   if (W.ndim !== 2) throw new ShapeError(`Argument 'weight' passed to 'linear' has shape ${fmtShape(W.shape)}; expected [out, in]`);
@@ -332,7 +364,10 @@ export function linear(x: Tensor, W: Tensor, b: Tensor | null, opts: ConsumeOpti
   const x2 = x.ndim === 2 ? x : reshape(x, [rows, nIn]);
   const ox = prepare(x2, 1, compute);
   const ow = prepare(W, 1, compute);
-  const y = new Tensor(affine(ox, ow, b, rows, nOut), 'f32', [...x.shape.slice(0, -1), nOut]);
+  const yShape = [...x.shape.slice(0, -1), nOut];
+  const y = opts.bf16Output && compute === 'bf16' && toBf16Able(ox, ow)
+    ? new Tensor(gemmToBf16(ox, transposed(ow), 1, 1, b ? b.f32() : null), 'bf16', yShape)
+    : new Tensor(affine(ox, ow, b, rows, nOut), 'f32', yShape);
   takeConsumed(x, ox, opts);
   const inputs = b ? [x, W, b] : [x, W];
   if (!isGradEnabled() || !inputs.some((t) => t.requiresGrad)) {
@@ -342,6 +377,7 @@ export function linear(x: Tensor, W: Tensor, b: Tensor | null, opts: ConsumeOpti
   // The backward pass keeps the input only when the weight learns: a frozen Linear (LoRA's base, a frozen
   // encoder) needs just W for dx, so its input activation is not held until backward.
   const xShape = [...x.shape], needGx = x.requiresGrad, needGw = W.requiresGrad, needGb = !!b && b.requiresGrad;
+  const xBf16 = x.dtype === 'bf16' && compute === 'bf16';
   const savedX = needGw ? ox : null;
   const savedW = needGx ? ow : null;
   releaseOperands([ox, ow], [savedX, savedW]);
@@ -349,7 +385,9 @@ export function linear(x: Tensor, W: Tensor, b: Tensor | null, opts: ConsumeOpti
     const g = gradOperand(reshape(gy, [rows, nOut]), 1, compute);
     // the bias gradient while gy is still in cache from the cast that has just read it, not after the products
     const gb = needGb ? biasGrad(gy, rows, nOut) : null;
-    const gx = savedW ? new Tensor(gemm(g, savedW, 1, uninitF32(rows * nIn)), 'f32', xShape) : null;
+    const gx = !savedW ? null : xBf16 && toBf16Able(g, savedW)
+      ? new Tensor(gemmToBf16(g, savedW, 1), 'bf16', xShape)
+      : new Tensor(gemm(g, savedW, 1, uninitF32(rows * nIn)), 'f32', xShape);
     const gw = savedX ? new Tensor(gemm(transposed(g), savedX, 1, uninitF32(nOut * nIn)), 'f32', [nOut, nIn]) : null;
     releaseOperands([g]);
     if (last) releaseOperands([savedX, savedW]);

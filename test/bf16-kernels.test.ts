@@ -27,6 +27,7 @@ import { requireNative } from './helpers/ci.js';
 import { attentionBf16Budget } from '../src/backend/native.js';
 import { relErr } from './helpers/backends.js';
 import { Block } from '../src/nn/transformer.js';
+import { LoraModel } from '../src/peft/index.js';
 import { BF16_ATTENTION_MIN_SHARE, visibleShare } from '../src/tensor/ops/attention-bf16.js';
 
 const skip = requireNative();
@@ -335,6 +336,31 @@ test('a Block under bf16 autocast: the same bits with the MLP activation made in
   // fc1's output written in bf16 (PyTorch's autocast: the activation reads the rounded product), its gradient and
   // the activation's in bf16: the output and the gradients within bf16 rounding of the f32 path's
   const e = run(native);
+  assert.notDeepEqual(e[0], a[0], 'fc1 written in bf16 changes the output bits');
+  e.forEach((v, i) => assert.ok(relErr(v, a[i]) < 2 ** -7, `tensor ${i}: relative error ${relErr(v, a[i])}`));
+});
+
+test('a LoRA Block under bf16 autocast (the factors ride along the base products): fc1 written in bf16 and the bf16 activation\'s gradients, within bf16 rounding of f32 outputs', { skip }, () => {
+  const prev = backend();
+  const native = getBackend('native');
+  if (!native.matmulToBf16) return; // products widened to f32: nothing written in bf16
+  const run = (be: Backend) => {
+    setBackend(be);
+    try {
+      const blk = new Block({ dim: 64, heads: 2, mlpDim: 160, causal: true });
+      new LoraModel(blk, { r: 8, alpha: 16, targetModules: ['qkv', 'proj', 'fc1', 'fc2'] });
+      for (const [i, p] of blk.parameters().entries()) p.f32().set(randn(p.size, 200 + i).map((v) => v * 0.3));
+      const x = new Tensor(randn(3 * 41 * 64, 8), 'f32', [3, 41, 64]).requireGrad();
+      const y = autocast('bf16', () => blk.forward(x));
+      T.sum(T.mul(y, new Tensor(randn(y.size, 9), 'f32', [...y.shape]))).backward();
+      return [y.f32(), x.grad!.f32(), ...blk.trainableParameters().map((p) => p.grad!.f32())];
+    } finally {
+      setBackend(prev);
+    }
+  };
+  const hide = new Proxy(native, { get: (t, k, r) => (k === 'matmulToBf16' ? undefined : Reflect.get(t, k, r)) }) as Backend;
+  const a = run(hide), e = run(native);
+  assert.equal(e.length, 2 + 8, 'the output, x\'s gradient and the 8 factors\' gradients');
   assert.notDeepEqual(e[0], a[0], 'fc1 written in bf16 changes the output bits');
   e.forEach((v, i) => assert.ok(relErr(v, a[i]) < 2 ** -7, `tensor ${i}: relative error ${relErr(v, a[i])}`));
 });

@@ -6,7 +6,7 @@
  * (`base_layer.weight`, `lora_A.<adapter>.weight`, `lora_B.<adapter>.weight`, `lora_magnitude_vector.<adapter>`).
  */
 import { Tensor } from '../../tensor/tensor.js';
-import { addLinear, linear, type ConsumeOptions } from '../../tensor/ops/linalg.js';
+import { addLinear, linear, type LinearOptions } from '../../tensor/ops/linalg.js';
 import { loraLinear } from '../../tensor/ops/lora-linear.js';
 import { autocastDType } from '../../tensor/precision.js';
 import { embedding } from '../../tensor/ops/nn.js';
@@ -80,8 +80,8 @@ export type LinearLike = Module & {
   readonly outFeatures: number;
   weight: Tensor;
   bias: Tensor | null;
-  /** opts: see ConsumeOptions (a layer may ignore it: the same results). */
-  forward(x: Tensor, opts?: ConsumeOptions): Tensor;
+  /** opts: see LinearOptions (a layer may ignore them: the same results, or an f32 output for bf16Output). */
+  forward(x: Tensor, opts?: LinearOptions): Tensor;
 };
 
 export class LoraLinear extends Module {
@@ -178,10 +178,11 @@ export class LoraLinear extends Module {
   }
 
   /**
-   * `opts.consume` (the caller reads x no more): passed on where one product alone reads x (the base layer of a
-   * disabled or fully merged adapter, or the fused adapter when it is the only one left unmerged, without dropout).
+   * `opts` (LinearOptions: the caller reads x no more; its readers take a bf16 output): passed on where one product
+   * alone reads x (the base layer of a disabled or fully merged adapter, or the fused adapter when it is the only one
+   * left unmerged, without dropout); elsewhere the output is f32.
    */
-  forward(x: Tensor, opts: ConsumeOptions = {}): Tensor {
+  forward(x: Tensor, opts: LinearOptions = {}): Tensor {
     if (this.disabled) return this.base_layer.forward(x, opts);
     const fused = this.fusedAdapter();
     const unmerged = this.active.filter((n) => !this.mergedState.has(n));

@@ -204,12 +204,12 @@ export function affine(ox: Operand, ow: Operand, b: Tensor | null, rows: number,
 }
 
 /** Whether a product of these operands can write its output in bf16 (Backend.matmulToBf16): both bf16, on the CPU. */
-function toBf16Able(a: Operand, b: Operand): boolean {
+export function toBf16Able(a: Operand, b: Operand): boolean {
   return !!backend().matmulToBf16 && a.dtype === 'bf16' && b.dtype === 'bf16' && !isDeviceStorage(a.buf);
 }
 
 /** alpha * a @ b (+ bias) rounded to bf16 into a fresh buffer (Backend.matmulToBf16; toBf16Able operands). */
-function gemmToBf16(a: Operand, b: Operand, batch: number, alpha = 1, bias: Float32Array | null = null): Uint16Array {
+export function gemmToBf16(a: Operand, b: Operand, batch: number, alpha = 1, bias: Float32Array | null = null): Uint16Array {
   const out = uninitU16(batch * a.rows * b.cols);
   backend().matmulToBf16!({
     a: a.buf as Uint16Array, b: b.buf as Uint16Array, out, batch, M: a.rows, N: b.cols, K: a.cols,

@@ -26,10 +26,10 @@ import { Tensor } from '../tensor.js';
 import { isGradEnabled, record } from '../autograd.js';
 import { autocastDType } from '../precision.js';
 import { reshape } from './movement.js';
-import { affine, biasGrad, gemm, prepare, releaseOperands, takeConsumed, toBf16, transposed, checkFloat, type ConsumeOptions, type Operand } from './linalg.js';
+import { affine, biasGrad, gemm, gemmToBf16, prepare, releaseOperands, takeConsumed, toBf16, toBf16Able, transposed, checkFloat, type LinearOptions, type Operand } from './linalg.js';
 
 export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B: Tensor, scaling: number, xa: Tensor = x,
-  opts: ConsumeOptions = {}): Tensor {
+  opts: LinearOptions = {}): Tensor {
   checkFloat(x, 'loraLinear', 'x');
   checkFloat(W, 'loraLinear', 'weight');
   const [nOut, nIn] = W.shape, r = A.shape[0];
@@ -46,7 +46,7 @@ export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B:
   const sep = xa !== x;
   const ow = prepare(W, 1, compute), oA = prepare(A, 1, compute), oB = prepare(B, 1, compute);
   const fused = appendable(compute, sep, W, ow, oA, oB);
-  let ox: Operand, oxa: Operand, oh: Operand, hScale: number, out: Float32Array;
+  let ox: Operand, oxa: Operand, oh: Operand, hScale: number, out: Float32Array | Uint16Array;
   const be = backend();
   const inPass = fused && rowKernel(r); // s h made in the pass that casts x (loraRows), not by a product of its own
   if (fused && x.isContiguous && (x.dtype === 'f32' || (x.dtype === 'bf16' && inPass))) {
@@ -68,7 +68,8 @@ export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B:
     oh = { buf: hb, dtype: 'bf16', rows, cols: r, trans: false, batchStride: rows * r, fresh: true };
     hScale = 1;
     const wb = sideBySide(ow, oB, L); // [W | B | 0], (nOut, L)
-    out = affine(ox, wb, b, rows, nOut); // [x | s h] [W | B]^T + b
+    // [x | s h] [W | B]^T + b, in bf16 where the caller's readers take it (LinearOptions.bf16Output)
+    out = opts.bf16Output && toBf16Able(ox, wb) ? gemmToBf16(ox, transposed(wb), 1, 1, b ? b.f32() : null) : affine(ox, wb, b, rows, nOut);
     releaseBuffer(wb.buf as Uint16Array);
     takeConsumed(x, ox, opts); // the products read x's copy
   } else {
@@ -82,7 +83,7 @@ export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B:
     gemm(oh, transposed(oB), 1, out, scaling, 1); // += scaling * h B^T
     if (!sep) takeConsumed(x, ox, opts);
   }
-  const y = new Tensor(out, 'f32', [...x.shape.slice(0, -1), nOut]);
+  const y = new Tensor(out, out instanceof Uint16Array ? 'bf16' : 'f32', [...x.shape.slice(0, -1), nOut]);
   const inputs = [x, ...(sep ? [xa] : []), W, ...(b ? [b] : []), A, B];
   const all = [ox, oxa, ow, oA, oB, oh];
   if (!isGradEnabled() || !inputs.some((t) => t.requiresGrad)) {
@@ -96,6 +97,7 @@ export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B:
   const kept = [keep.ox, keep.oxa, keep.ow, keep.oA, keep.oB, keep.oh];
   releaseOperands(all, kept);
   const xShape = [...x.shape];
+  const xBf16 = x.dtype === 'bf16' && compute === 'bf16'; // x's gradient in bf16 where the product writes it (see linear)
   // the output gradient with dh beside it when x's gradient takes both paths in one product
   const appendGrad = fused && !!keep.ow && !!keep.oA && !!keep.oB;
   return record('loraLinear', inputs, y, (gy, last) => {
@@ -105,14 +107,15 @@ export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B:
     let g: Operand;
     // made in the pass that casts g (loraRows): dh = s g B beside g, and B's gradient g^T (s h)
     let ogh: Operand | null = null, gBIn: Float32Array | null = null;
-    if (appendGrad && g2.dtype === 'f32' && g2.isContiguous) {
+    // a bf16 gradient (of a bf16 output) is copied into the wider rows by loraRows as an f32 one is cast
+    if (appendGrad && g2.isContiguous && (g2.dtype === 'f32' || (g2.dtype === 'bf16' && rowKernel(r)))) {
       const gc = uninitU16(rows * M);
       g = { buf: gc, dtype: 'bf16', rows, cols: M, trans: false, batchStride: rows * M, fresh: true };
       if (rowKernel(r)) {
         const dhb = uninitU16(rows * r), Bt = transposedBf16(keep.oB!);
         const H = keep.oh && keep.oh.dtype === 'bf16' ? keep.oh : null;
         gBIn = H ? uninitF32(nOut * r) : null;
-        be.loraRows!(g2.f32(), rows, nOut, gc, Bt, r, scaling, dhb, H ? (H.buf as Uint16Array) : null, gBIn, M);
+        be.loraRows!(g2.dense() as Float32Array | Uint16Array, rows, nOut, gc, Bt, r, scaling, dhb, H ? (H.buf as Uint16Array) : null, gBIn, M);
         if (gBIn && hScale !== 1) be.axpby(hScale, gBIn, 0, gBIn, gBIn);
         ogh = { buf: dhb, dtype: 'bf16', rows, cols: r, trans: false, batchStride: rows * r, fresh: true };
       } else {
@@ -126,7 +129,7 @@ export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B:
     // (s h) or h beside or under g: rows of the result past nOut are discarded
     const gB = gBIn ? new Tensor(gBIn, 'f32', [nOut, r])
       : keep.oh ? new Tensor(firstRows(gemm(transposed(g), keep.oh, 1, uninitF32(g.cols * r), hScale), nOut * r), 'f32', [nOut, r]) : null;
-    let gx: Float32Array | null = keep.ow && !wide ? gemm(g, keep.ow, 1, uninitF32(rows * nIn)) : null;
+    let gx: Float32Array | Uint16Array | null = keep.ow && !wide ? gemm(g, keep.ow, 1, uninitF32(rows * nIn)) : null;
     let gA: Tensor | null = null, gxa: Float32Array | null = null;
     if (keep.oB) {
       let dh: Float32Array | null = null;
@@ -150,10 +153,10 @@ export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B:
       if (wide) {
         // [g | dh | 0] [W; A; 0]: x's gradient from both paths in one product
         const wa = stacked(keep.ow!, keep.oA!, M);
-        gx = gemm(g, wa, 1, uninitF32(rows * nIn));
+        gx = xBf16 && toBf16Able(g, wa) ? gemmToBf16(g, wa, 1) : gemm(g, wa, 1, uninitF32(rows * nIn));
         releaseBuffer(wa.buf as Uint16Array);
       } else if (keep.oA) {
-        if (!sep && gx) gemm(ogh, keep.oA, 1, gx, 1, 1); // x's gradient from both paths, in one buffer
+        if (!sep && gx) gemm(ogh, keep.oA, 1, gx as Float32Array, 1, 1); // x's gradient from both paths, in one buffer
         else if (!sep) gx = gemm(ogh, keep.oA, 1, uninitF32(rows * nIn));
         else gxa = gemm(ogh, keep.oA, 1, uninitF32(rows * nIn));
       }
@@ -162,7 +165,7 @@ export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B:
     if (ogh) releaseOperands([ogh]);
     releaseOperands([g]);
     if (last) releaseOperands(kept);
-    const asX = (d: Float32Array | null) => (d ? new Tensor(d, 'f32', xShape) : null);
+    const asX = (d: Float32Array | Uint16Array | null) => (d ? new Tensor(d, d instanceof Uint16Array ? 'bf16' : 'f32', xShape) : null);
     return [asX(gx), ...(sep ? [asX(gxa)] : []), gW, ...(b ? [gb] : []), gA, gB];
   });
 }

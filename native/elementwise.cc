@@ -350,23 +350,22 @@ void mul_bf16(const float* g, const uint16_t* g16, const uint16_t* d, float* out
 }
 
 // out[c] = sum over r of src[r][c], a bf16 (rows, cols) matrix summed in f32 row after row (a Linear's bias gradient
-// from its bf16 output gradient): the same bits for any thread count, column bands over the threads.
+// from its bf16 output gradient): the same bits for any thread count. Each thread streams its band of columns (the whole
+// row on one thread) down the rows, the band's sums in L1.
 void sum_rows_bf16(const uint16_t* src, int64_t rows, int64_t cols, float* out) {
-  const int64_t band = 64;
-  const int64_t nb = (cols + band - 1) / band;
-#pragma omp parallel for schedule(static) if (par(rows * cols))
-  for (int64_t b = 0; b < nb; b++) {
-    const int64_t c0 = b * band, w = std::min(cols, c0 + band) - c0;
-    alignas(64) float acc[band] = {};
+  const int64_t nt = par(rows * cols) ? std::min<int64_t>(num_threads(), (cols + 15) / 16) : 1;
+  const int64_t band = (cols + nt * 16 - 1) / (nt * 16) * 16;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+  for (int64_t b = 0; b < nt; b++) {
+    const int64_t c0 = std::min(cols, b * band), w = std::min(cols, c0 + band) - c0;
+    float* acc = out + c0;
+    for (int64_t c = 0; c < w; c++) acc[c] = 0.0f;
     for (int64_t r = 0; r < rows; r++) {
       const uint16_t* s = src + r * cols + c0;
       int64_t c = 0;
-      for (; c + 8 <= w; c += 8) {
-        _mm256_store_ps(acc + c, _mm256_add_ps(_mm256_load_ps(acc + c), widen_bf16_x8(s + c)));
-      }
+      for (; c + 8 <= w; c += 8) _mm256_storeu_ps(acc + c, _mm256_add_ps(_mm256_loadu_ps(acc + c), widen_bf16_x8(s + c)));
       for (; c < w; c++) acc[c] += bf16_to_f32(s[c]);
     }
-    std::memcpy(out + c0, acc, (size_t)w * sizeof(float));
   }
 }
 

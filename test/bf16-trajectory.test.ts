@@ -7,6 +7,10 @@
  * in another order, and AdamW carries that through six steps of cls-lora past the tolerance (1.568 against 1.578 at
  * step 6, nearer fp32's 1.564): that trajectory is stored as measured on an Intel Emerald Rapids (oneDNN 2.6.3), and
  * AMX checks against it. Other ISAs (AVX512_CORE) and backends accumulate in yet other orders, hence the tolerances.
+ * Since the thirty-fourth session fc1 writes its output in bf16 and the MLP's gradients stay bf16 where the CPU
+ * multiplies bf16 in hardware (PyTorch's autocast rounding): the AMX trajectory was measured again then (1.5594 at step
+ * 6, against 1.5679 with f32 outputs, AUTOGLM_BF16_OUTPUTS=0; fp32 1.5641); AVX512_CORE_BF16 moved from 1.5790 to 1.5740
+ * at step 6, within the stored bf16 trajectory's tolerance.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,7 +24,7 @@ const STORED = {
   },
   clsLora: {
     bf16: [5.027530670166016, 4.08498477935791, 2.6851584911346436, 2.4963154792785645, 2.192147731781006, 1.5781112909317017],
-    bf16Amx: [5.027498722076416, 4.084985733032227, 2.6868607997894287, 2.492013692855835, 2.183969259262085, 1.5679336786270142],
+    bf16Amx: [5.027438163757324, 4.085066318511963, 2.6885852813720703, 2.489107608795166, 2.1818013191223145, 1.5594069957733154],
     f32: [5.027449607849121, 4.085385322570801, 2.6845619678497314, 2.491666555404663, 2.1834716796875, 1.5640580654144287],
   },
 };

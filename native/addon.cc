@@ -108,11 +108,11 @@ static void* f32_or_bf16(const Args& a, size_t i, size_t* n, bool* bf16) {
   return p;
 }
 
-// unaryBf16Grad(op, x f32|bf16, y Uint16Array, d Uint16Array): f(x) and f'(x) rounded to bf16 (gelu, gelu_tanh, silu)
+// unaryBf16Grad(op, x f32|bf16, y Uint16Array, d Uint16Array): f(x) and f'(x) rounded to bf16 (gelu, gelu_tanh, silu, relu)
 KERNEL(JsUnaryBf16Grad) {
   Args a(info, "unaryBf16Grad", 4);
   int op = a.op(0, U_COUNT);
-  a.need(op == U_GELU || op == U_GELU_TANH || op == U_SILU, "op is not gelu, gelu_tanh or silu");
+  a.need(op == U_GELU || op == U_GELU_TANH || op == U_SILU || op == U_RELU, "op is not gelu, gelu_tanh, silu or relu");
   size_t n, ny, nd;
   bool xb;
   void* x = f32_or_bf16(a, 1, &n, &xb);

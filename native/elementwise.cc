@@ -300,7 +300,7 @@ static inline void vact_grad(int op, __m256 xv, float* y, float* d) {
 
 // An activation's value and derivative at x, both rounded to bf16 (f32_to_bf16's rule), in one pass: y has the bits
 // of unary_bf16; d replaces x for the backward pass (mul_bf16), half x's bytes, and no function evaluated again there.
-// gelu, gelu_tanh, silu.
+// gelu, gelu_tanh, silu, relu (d 1 or 0).
 // x f32, or bf16 (x16: an activation whose product wrote it in bf16), widened a block at a time.
 void unary_bf16_grad(int op, const float* x, const uint16_t* x16, uint16_t* y, uint16_t* d, int64_t n) {
   blocks(n, [&](int64_t i0, int64_t i1) {
@@ -310,7 +310,13 @@ void unary_bf16_grad(int op, const float* x, const uint16_t* x16, uint16_t* y, u
       if (x16) bf16_to_f32_row(x16 + j, w, m);
       const float* xs = x16 ? w : x + j;
       int64_t i = 0;
-      if (use_avx512()) {  // gelu, gelu_tanh, silu: the only ops that come here
+      if (op == U_RELU) {  // unary's relu (NaN kept), and its derivative as unary_backward takes it (x > 0)
+        for (; i < m; i++) {
+          const float v = xs[i];
+          t[i] = (v > 0.0f || v != v) ? v : 0.0f;
+          u[i] = v > 0.0f ? 1.0f : 0.0f;
+        }
+      } else if (use_avx512()) {  // gelu, gelu_tanh, silu
         act_grad_avx512(op, xs, t, u, m);
         i = m;
       }

@@ -340,6 +340,28 @@ test('a Block under bf16 autocast: the same bits with the MLP activation made in
   e.forEach((v, i) => assert.ok(relErr(v, a[i]) < 2 ** -7, `tensor ${i}: relative error ${relErr(v, a[i])}`));
 });
 
+test('a relu Block under bf16 autocast: fc1 written in bf16 gives the same output bits (relu commutes with rounding), the gradients within bf16 rounding', { skip }, () => {
+  const prev = backend();
+  const native = getBackend('native');
+  if (!native.matmulToBf16) return; // products widened to f32: nothing written in bf16
+  const run = (be: Backend) => {
+    setBackend(be);
+    try {
+      const blk = new Block({ dim: 32, heads: 2, mlpDim: 96, causal: false, activation: 'relu' });
+      for (const [i, p] of blk.parameters().entries()) p.f32().set(randn(p.size, 300 + i));
+      const x = new Tensor(randn(2 * 13 * 32, 18), 'f32', [2, 13, 32]).requireGrad();
+      const y = autocast('bf16', () => blk.forward(x));
+      T.sum(T.mul(y, new Tensor(randn(y.size, 19), 'f32', [...y.shape]))).backward();
+      return [y.f32(), x.grad!.f32(), ...blk.parameters().map((p) => p.grad!.f32())];
+    } finally {
+      setBackend(prev);
+    }
+  };
+  const a = run(new Proxy(native, { get: (t, k, r) => (k === 'matmulToBf16' ? undefined : Reflect.get(t, k, r)) }) as Backend), e = run(native);
+  assert.deepEqual(e[0], a[0], 'the output');
+  e.slice(1).forEach((v, i) => assert.ok(relErr(v, a[i + 1]) < 2 ** -7, `gradient ${i}: relative error ${relErr(v, a[i + 1])}`));
+});
+
 test('a LoRA Block under bf16 autocast (the factors ride along the base products): fc1 written in bf16 and the bf16 activation\'s gradients, within bf16 rounding of f32 outputs', { skip }, () => {
   const prev = backend();
   const native = getBackend('native');
@@ -387,7 +409,7 @@ test('attention\'s f32 products in AVX-512 (small_gemm.h tile512, 6 x 32 tiles) 
 test("unaryBf16Grad: y has unaryBf16's bits, d is unaryBackward's f'(x) rounded to bf16; mulBf16 multiplies by d widened", { skip }, () => {
   const native = getBackend('native');
   assert.ok(native.unaryBf16Grad && native.mulBf16, 'the native backend has unaryBf16Grad and mulBf16');
-  for (const op of ['gelu', 'gelu_tanh', 'silu'] as const) {
+  for (const op of ['gelu', 'gelu_tanh', 'silu', 'relu'] as const) {
     for (const n of [1, 7, 16, 17, 1023, 1025, 100_003]) {
       const x = randn(n, n);
       for (let i = 0; i < n; i += 5) x[i] *= 4; // the tails of gelu's erf
@@ -417,7 +439,7 @@ test('unaryBf16Grad reads a bf16 x as its widened f32 copy; mulBf16 takes a bf16
   const bf16 = (f: Float32Array) => { const h = new Uint16Array(f.length); native.cast(f, 'f32', h, 'bf16'); return h; };
   for (const n of [1, 7, 17, 1023, 1025, 100_003]) {
     const x16 = bf16(randn(n, n).map((v) => 3 * v)), x = widen(x16);
-    for (const op of ['gelu', 'gelu_tanh', 'silu'] as const) {
+    for (const op of ['gelu', 'gelu_tanh', 'silu', 'relu'] as const) {
       const y1 = new Uint16Array(n), d1 = new Uint16Array(n), y2 = new Uint16Array(n), d2 = new Uint16Array(n);
       native.unaryBf16Grad!(op, x16, y1, d1);
       native.unaryBf16Grad!(op, x, y2, d2);

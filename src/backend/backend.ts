@@ -256,7 +256,7 @@ export interface Backend {
    */
   unaryBf16?(op: UnaryOp, x: Float32Array, out: Uint16Array): void;
   /**
-   * Optional, for gelu, gelu_tanh and silu: f(x) into y and f'(x) into d, both rounded to bf16, in one pass (y has
+   * Optional, for gelu, gelu_tanh, silu and relu: f(x) into y and f'(x) into d, both rounded to bf16, in one pass (y has
    * unaryBf16's bits). Under bf16 autocast the backward pass then keeps d, half x's bytes, and takes dx = dy * d
    * (`mulBf16`) instead of evaluating the function again.
    */

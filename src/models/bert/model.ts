@@ -16,7 +16,7 @@ import type { HFConfig } from '../hf/config.js';
 import { HFModel, type Backbone, type ForwardOptions, type HFFamily, type Pooling } from '../hf/family.js';
 import { checkIds, keyPaddingMask, lookup, makeEmbedding, makeLinear, tokenEmbeddings } from '../hf/layers.js';
 import { pool } from '../hf/heads.js';
-import { activate, type Activation } from '../gpt2/model.js';
+import { activate, intoActivation, type Activation } from '../gpt2/model.js';
 
 export interface BertConfig {
   vocabSize: number;
@@ -128,7 +128,9 @@ export class BertIntermediate extends Module implements ActivationRecomputable {
     this.dense = this.module('dense', makeLinear(cfg.hiddenSize, cfg.intermediateSize, true));
   }
   forward(x: Tensor): Tensor {
-    return maybeCheckpoint(this.recomputeActivation, this, (x) => activate(this.dense.forward(x), this.cfg.activation, { consume: true }), x);
+    // the activation is read by the output block's dense product alone (BertLayer): made in bf16 under bf16 autocast
+    const act = this.cfg.activation;
+    return maybeCheckpoint(this.recomputeActivation, this, (x) => activate(this.dense.forward(x, intoActivation(act)), act, { consume: true }, true), x);
   }
 }
 

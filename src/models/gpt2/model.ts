@@ -21,7 +21,9 @@ import type { HFConfig } from '../hf/config.js';
 import { plainHeadWeights, tiedHeadLinear, type HeadWeights } from '../../peft/quant.js';
 import { HFModel, type Backbone, type CausalLM, type ForwardOptions, type HFFamily } from '../hf/family.js';
 import { allowSelf, checkIds, documentMask, documentStarts, keyPaddingMask, lookup, makeEmbedding, tokenEmbeddings, makeLinear, positionIdsOf, type KVCache } from '../hf/layers.js';
-import { maximum, releaseAfterRead, residualAdd, unary, unaryForBf16Product, type UnaryOptions } from '../../tensor/ops/elementwise.js';
+import { activationReadsBf16, maximum, releaseAfterRead, residualAdd, unary, unaryForBf16Product, type UnaryOptions } from '../../tensor/ops/elementwise.js';
+import type { LinearOptions } from '../../tensor/ops/linalg.js';
+import type { UnaryOp } from '../../backend/backend.js';
 import { SequenceClassifier } from '../hf/heads.js';
 
 export type Activation = 'gelu_new' | 'gelu' | 'relu' | 'silu';
@@ -52,13 +54,26 @@ const ACTIVATIONS: Record<string, Activation> = {
  * c_proj), so under bf16 autocast it is made in bf16 at once (unaryForBf16Product).
  */
 export function activate(x: Tensor, a: Activation, opts: UnaryOptions = {}, readByProduct = false): Tensor {
-  const f = readByProduct ? unaryForBf16Product : unary;
+  return (readByProduct ? unaryForBf16Product : unary)(activationOp(a), x, opts);
+}
+
+/** The kernel op of an activation. */
+export function activationOp(a: Activation): UnaryOp {
   switch (a) {
-    case 'gelu_new': return f('gelu_tanh', x, opts);
-    case 'gelu': return f('gelu', x, opts);
-    case 'relu': return f('relu', x, opts);
-    case 'silu': return f('silu', x, opts);
+    case 'gelu_new': return 'gelu_tanh';
+    case 'gelu': return 'gelu';
+    case 'relu': return 'relu';
+    case 'silu': return 'silu';
   }
+}
+
+/**
+ * The options of a Linear whose output the activation `a` alone reads, that activation's output being read by a
+ * product alone (activate's readByProduct): under bf16 autocast, where the activation reads bf16, the Linear writes
+ * its output in bf16 (LinearOptions.bf16Output).
+ */
+export function intoActivation(a: Activation): LinearOptions {
+  return { bf16Output: activationReadsBf16(activationOp(a)) };
 }
 
 export function parseGPT2Config(c: HFConfig): GPT2Config {
@@ -117,7 +132,8 @@ export class GPT2MLP extends Module implements ActivationRecomputable {
     this.dropout = this.module('dropout', new Dropout(cfg.residPdrop));
   }
   forward(x: Tensor): Tensor {
-    const a = maybeCheckpoint(this.recomputeActivation, this.c_fc, (x) => activate(this.c_fc.forward(x), this.cfg.activation, { consume: true }, true), x);
+    const act = this.cfg.activation;
+    const a = maybeCheckpoint(this.recomputeActivation, this.c_fc, (x) => activate(this.c_fc.forward(x, intoActivation(act)), act, { consume: true }, true), x);
     return this.dropout.forward(this.c_proj.forward(a, { consume: true })); // the activation is read by c_proj alone
   }
 }

@@ -169,7 +169,7 @@ export function unaryForBf16Product(op: UnaryOp, x: Tensor, opts: UnaryOptions =
   return x.requiresGrad ? record(op, [x], y, unaryBackwardOf(op, xd, shape, ownsInput(x, xd, opts))) : y;
 }
 /** The activations whose bf16 autocast path keeps f'(x) in bf16 for the backward pass (Backend.unaryBf16Grad). */
-const WITH_BF16_GRAD: ReadonlySet<UnaryOp> = new Set<UnaryOp>(['gelu', 'gelu_tanh', 'silu']);
+const WITH_BF16_GRAD: ReadonlySet<UnaryOp> = new Set<UnaryOp>(['gelu', 'gelu_tanh', 'silu', 'relu']);
 /**
  * Whether unaryForBf16Product(op, x) reads a bf16 x as it is, and takes and makes bf16 gradients, under the autocast
  * policy in force (bf16, a backend with the kernels): its Linear may then write x in bf16 (LinearOptions.bf16Output).

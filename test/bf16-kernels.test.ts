@@ -28,6 +28,7 @@ import { attentionBf16Budget } from '../src/backend/native.js';
 import { relErr } from './helpers/backends.js';
 import { Block } from '../src/nn/transformer.js';
 import { LoraModel } from '../src/peft/index.js';
+import type { Module } from '../src/nn/module.js';
 import { BF16_ATTENTION_MIN_SHARE, visibleShare } from '../src/tensor/ops/attention-bf16.js';
 
 const skip = requireNative();
@@ -305,83 +306,66 @@ test('unaryBf16 equals unary then the cast, bit for bit (odd lengths, tails, the
   }
 });
 
-test('a Block under bf16 autocast: the same bits with the MLP activation made in bf16 as with the cast; with its derivative kept in bf16, the same output; with fc1 written in bf16, within bf16 rounding', { skip }, () => {
+/** The native backend with the named optional capabilities hidden (absent, as on a backend without them). */
+function hiding(...names: string[]): Backend {
+  return new Proxy(getBackend('native'), { get: (t, k, r) => (names.includes(String(k)) ? undefined : Reflect.get(t, k, r)) }) as Backend;
+}
+
+/**
+ * One bf16 autocast forward and backward pass of a module made by `make` (its parameters set from randn(seed + i) *
+ * scale) on backend `be`, over x of `xShape`: the output, x's gradient and the trainable parameters' gradients.
+ */
+function bf16Pass(be: Backend, make: () => Module, xShape: number[], seed: number, scale = 1): Float32Array[] {
   const prev = backend();
-  const native = getBackend('native');
-  const run = (be: Backend) => {
-    setBackend(be);
-    try {
-      const blk = new Block({ dim: 32, heads: 2, mlpDim: 72, causal: true });
-      for (const [i, p] of blk.parameters().entries()) p.f32().set(randn(p.size, 100 + i));
-      const x = new Tensor(randn(3 * 11 * 32, 8), 'f32', [3, 11, 32]).requireGrad();
-      const y = autocast('bf16', () => blk.forward(x));
-      T.sum(T.mul(y, new Tensor(randn(y.size, 9), 'f32', [...y.shape]))).backward();
-      return [y.f32(), x.grad!.f32(), ...blk.parameters().map((p) => p.grad!.f32())];
-    } finally {
-      setBackend(prev);
-    }
-  };
-  const hide = (...names: string[]) => new Proxy(native, { get: (t, k, r) => (names.includes(String(k)) ? undefined : Reflect.get(t, k, r)) }) as Backend;
+  setBackend(be);
+  try {
+    const m = make();
+    for (const [i, p] of m.parameters().entries()) p.f32().set(randn(p.size, seed + i).map((v) => v * scale));
+    const x = new Tensor(randn(xShape.reduce((a, b) => a * b), seed - 92), 'f32', xShape).requireGrad();
+    const y = autocast('bf16', () => (m as Module & { forward(x: Tensor): Tensor }).forward(x));
+    T.sum(T.mul(y, new Tensor(randn(y.size, seed - 91), 'f32', [...y.shape]))).backward();
+    return [y.f32(), x.grad!.f32(), ...m.trainableParameters().map((p) => p.grad!.f32())];
+  } finally {
+    setBackend(prev);
+  }
+}
+
+test('a Block under bf16 autocast: the same bits with the MLP activation made in bf16 as with the cast; with its derivative kept in bf16, the same output; with fc1 written in bf16, within bf16 rounding', { skip }, () => {
+  const run = (be: Backend) => bf16Pass(be, () => new Block({ dim: 32, heads: 2, mlpDim: 72, causal: true }), [3, 11, 32], 100);
   // unaryBf16 alone (the backward pass from x in f32) against the native backend without it: the activation in f32,
-  // rounded by fc2's cast
-  // (and without bf16 products' outputs, which give a bf16 activation's gradient in bf16)
-  const a = run(hide('unaryBf16Grad', 'matmulToBf16')), b = run(hide('unaryBf16', 'unaryBf16Grad', 'matmulToBf16'));
+  // rounded by fc2's cast (and without bf16 products' outputs, which give a bf16 activation's gradient in bf16)
+  const a = run(hiding('unaryBf16Grad', 'matmulToBf16')), b = run(hiding('unaryBf16', 'unaryBf16Grad', 'matmulToBf16'));
   a.forEach((v, i) => assert.deepEqual(v, b[i], `tensor ${i}`));
   // with unaryBf16Grad (the backward pass from f'(x) in bf16): the same output bits, gradients within bf16 rounding
   // (measured 1e-3 to 4.7e-3 here, norm-wise relative)
-  const c = run(hide('matmulToBf16'));
+  const c = run(hiding('matmulToBf16'));
   assert.deepEqual(c[0], a[0], 'the output');
   c.slice(1).forEach((v, i) => assert.ok(relErr(v, a[i + 1]) < 2 ** -7, `gradient ${i}: relative error ${relErr(v, a[i + 1])}`));
-  if (!native.matmulToBf16) return; // products widened to f32 (no bf16 hardware): fc1 is not written in bf16
+  if (!getBackend('native').matmulToBf16) return; // products widened to f32 (no bf16 hardware): fc1 is not written in bf16
   // fc1's output written in bf16 (PyTorch's autocast: the activation reads the rounded product), its gradient and
   // the activation's in bf16: the output and the gradients within bf16 rounding of the f32 path's
-  const e = run(native);
+  const e = run(getBackend('native'));
   assert.notDeepEqual(e[0], a[0], 'fc1 written in bf16 changes the output bits');
   e.forEach((v, i) => assert.ok(relErr(v, a[i]) < 2 ** -7, `tensor ${i}: relative error ${relErr(v, a[i])}`));
 });
 
 test('a relu Block under bf16 autocast: fc1 written in bf16 gives the same output bits (relu commutes with rounding), the gradients within bf16 rounding', { skip }, () => {
-  const prev = backend();
-  const native = getBackend('native');
-  if (!native.matmulToBf16) return; // products widened to f32: nothing written in bf16
-  const run = (be: Backend) => {
-    setBackend(be);
-    try {
-      const blk = new Block({ dim: 32, heads: 2, mlpDim: 96, causal: false, activation: 'relu' });
-      for (const [i, p] of blk.parameters().entries()) p.f32().set(randn(p.size, 300 + i));
-      const x = new Tensor(randn(2 * 13 * 32, 18), 'f32', [2, 13, 32]).requireGrad();
-      const y = autocast('bf16', () => blk.forward(x));
-      T.sum(T.mul(y, new Tensor(randn(y.size, 19), 'f32', [...y.shape]))).backward();
-      return [y.f32(), x.grad!.f32(), ...blk.parameters().map((p) => p.grad!.f32())];
-    } finally {
-      setBackend(prev);
-    }
-  };
-  const a = run(new Proxy(native, { get: (t, k, r) => (k === 'matmulToBf16' ? undefined : Reflect.get(t, k, r)) }) as Backend), e = run(native);
+  if (!getBackend('native').matmulToBf16) return; // products widened to f32: nothing written in bf16
+  const run = (be: Backend) => bf16Pass(be, () => new Block({ dim: 32, heads: 2, mlpDim: 96, causal: false, activation: 'relu' }), [2, 13, 32], 300);
+  const a = run(hiding('matmulToBf16')), e = run(getBackend('native'));
   assert.deepEqual(e[0], a[0], 'the output');
   e.slice(1).forEach((v, i) => assert.ok(relErr(v, a[i + 1]) < 2 ** -7, `gradient ${i}: relative error ${relErr(v, a[i + 1])}`));
 });
 
 test('a LoRA Block under bf16 autocast (the factors ride along the base products): fc1 written in bf16 and the bf16 activation\'s gradients, within bf16 rounding of f32 outputs', { skip }, () => {
-  const prev = backend();
-  const native = getBackend('native');
-  if (!native.matmulToBf16) return; // products widened to f32: nothing written in bf16
-  const run = (be: Backend) => {
-    setBackend(be);
-    try {
-      const blk = new Block({ dim: 64, heads: 2, mlpDim: 160, causal: true });
-      new LoraModel(blk, { r: 8, alpha: 16, targetModules: ['qkv', 'proj', 'fc1', 'fc2'] });
-      for (const [i, p] of blk.parameters().entries()) p.f32().set(randn(p.size, 200 + i).map((v) => v * 0.3));
-      const x = new Tensor(randn(3 * 41 * 64, 8), 'f32', [3, 41, 64]).requireGrad();
-      const y = autocast('bf16', () => blk.forward(x));
-      T.sum(T.mul(y, new Tensor(randn(y.size, 9), 'f32', [...y.shape]))).backward();
-      return [y.f32(), x.grad!.f32(), ...blk.trainableParameters().map((p) => p.grad!.f32())];
-    } finally {
-      setBackend(prev);
-    }
+  if (!getBackend('native').matmulToBf16) return; // products widened to f32: nothing written in bf16
+  const make = () => {
+    const blk = new Block({ dim: 64, heads: 2, mlpDim: 160, causal: true });
+    new LoraModel(blk, { r: 8, alpha: 16, targetModules: ['qkv', 'proj', 'fc1', 'fc2'] });
+    return blk;
   };
-  const hide = new Proxy(native, { get: (t, k, r) => (k === 'matmulToBf16' ? undefined : Reflect.get(t, k, r)) }) as Backend;
-  const a = run(hide), e = run(native);
+  const run = (be: Backend) => bf16Pass(be, make, [3, 41, 64], 200, 0.3);
+  const a = run(hiding('matmulToBf16')), e = run(getBackend('native'));
   assert.equal(e.length, 2 + 8, 'the output, x\'s gradient and the 8 factors\' gradients');
   assert.notDeepEqual(e[0], a[0], 'fc1 written in bf16 changes the output bits');
   e.forEach((v, i) => assert.ok(relErr(v, a[i]) < 2 ** -7, `tensor ${i}: relative error ${relErr(v, a[i])}`));

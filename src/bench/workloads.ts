@@ -41,9 +41,11 @@ function randomF32(n: number, seed: number): Float32Array {
 }
 
 /**
- * C = A @ B on the four shapes; GFLOP/s = 2MKN / time. bf16: operands stored as bf16, f32 result. The buffers come
- * from the library's own allocator (tensor/alloc), as a tensor's do: cache-line aligned on the native backend (16
- * bytes off a line, malloc's, cost AMX 15-25%; PyTorch's tensors are aligned).
+ * C = A @ B on the four shapes; GFLOP/s = 2MKN / time. bf16: operands stored as bf16; C in bf16 where the backend
+ * writes products in bf16 (Backend.matmulToBf16, bf16 hardware: PyTorch's torch.mm of bf16 tensors, the reference,
+ * writes a bf16 C too), else f32. The buffers come from the library's own allocator (tensor/alloc), as a tensor's do:
+ * cache-line aligned on the native backend (16 bytes off a line, malloc's, cost AMX 15-25%; PyTorch's tensors are
+ * aligned).
  */
 function gemm(o: WorkloadOptions): BenchRecord[] {
   const out: BenchRecord[] = [];
@@ -60,11 +62,15 @@ function gemm(o: WorkloadOptions): BenchRecord[] {
       a = a16;
       b = b16;
     }
-    const c = f32(M * N);
-    const t = timed(() => backend().matmul({
-      a, b, out: c, dtype: o.dtype === 'bf16' ? 'bf16' : 'f32', batch: 1, M, N, K, transA: false, transB: false, strideA: 0, strideB: 0, alpha: 1, beta: 0,
-    }), Math.max(o.steps, 7), o.warmup);
-    out.push(makeRecord(`gemm-${M}x${K}x${N}`, o.dtype, t, { gflops: Math.round((2 * M * K * N) / t.med / 1e8) / 10 }));
+    const be = backend();
+    const args = { batch: 1, M, N, K, transA: false, transB: false, strideA: 0, strideB: 0, alpha: 1 };
+    const toBf16 = o.dtype === 'bf16' && be.matmulToBf16 ? be.matmulToBf16 : null;
+    const c = toBf16 ? u16(M * N) : f32(M * N);
+    const product = toBf16
+      ? () => toBf16({ ...args, a: a as Uint16Array, b: b as Uint16Array, out: c as Uint16Array })
+      : () => be.matmul({ ...args, a, b, out: c as Float32Array, dtype: o.dtype === 'bf16' ? 'bf16' : 'f32', beta: 0 });
+    const t = timed(product, Math.max(o.steps, 7), o.warmup);
+    out.push(makeRecord(`gemm-${M}x${K}x${N}`, o.dtype, t, { gflops: Math.round((2 * M * K * N) / t.med / 1e8) / 10, out_dtype: toBf16 ? 'bf16' : 'f32' }));
   }
   return out;
 }

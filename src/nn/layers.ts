@@ -3,6 +3,8 @@ import { Tensor } from '../tensor/tensor.js';
 import { full } from '../tensor/creation.js';
 import { linear, type LinearOptions } from '../tensor/ops/linalg.js';
 import { embedding, layerNorm, rmsNorm, dropout, type NormOptions } from '../tensor/ops/nn.js';
+import { activationReadsBf16, unaryForBf16Product } from '../tensor/ops/elementwise.js';
+import type { UnaryOp } from '../backend/backend.js';
 import { ConfigError } from '../errors.js';
 import { Module } from './module.js';
 import { kaimingUniform, uniform, normal, getRng } from './init.js';
@@ -27,6 +29,15 @@ export class Linear extends Module {
   forward(x: Tensor, opts: LinearOptions = {}): Tensor {
     return linear(x, this.weight, this.bias, opts);
   }
+}
+
+/**
+ * op(layer(x)) where a product alone reads the result and the activation alone reads layer(x): an MLP's first Linear
+ * and its activation. Under bf16 autocast the activation is made in bf16 (unaryForBf16Product), and where it reads
+ * bf16 the Linear writes its output in bf16 (LinearOptions.bf16Output); the activation consumes that output.
+ */
+export function linearThenActivation(layer: { forward(x: Tensor, opts?: LinearOptions): Tensor }, op: UnaryOp, x: Tensor): Tensor {
+  return unaryForBf16Product(op, layer.forward(x, { bf16Output: activationReadsBf16(op) }), { consume: true });
 }
 
 export class Embedding extends Module {

@@ -4,11 +4,11 @@
  */
 import { Tensor } from '../tensor/tensor.js';
 import { fusedQKVAttention } from '../tensor/ops/nn.js';
-import { activationReadsBf16, releaseAfterRead, residualAdd, unaryForBf16Product } from '../tensor/ops/elementwise.js';
+import { releaseAfterRead, residualAdd } from '../tensor/ops/elementwise.js';
 import { ConfigError } from '../errors.js';
 import { Module } from './module.js';
 import { maybeCheckpoint, type ActivationRecomputable } from './checkpoint.js';
-import { Linear, LayerNorm, Dropout } from './layers.js';
+import { Linear, LayerNorm, Dropout, linearThenActivation } from './layers.js';
 
 export interface BlockConfig {
   dim: number;
@@ -56,14 +56,8 @@ export class MLP extends Module implements ActivationRecomputable {
   }
   forward(x: Tensor): Tensor {
     const op = this.cfg.activation === 'relu' ? 'relu' : this.cfg.activation === 'gelu_tanh' ? 'gelu_tanh' : 'gelu';
-    const act = (x: Tensor) => {
-      // the activation alone reads h: under bf16 autocast fc1 writes it in bf16 where the activation reads bf16, and
-      // the activation's gradient may be written over h (or h handed back once read)
-      const h = this.fc1.forward(x, { bf16Output: activationReadsBf16(op) });
-      // fc2 alone reads the activation: under bf16 autocast it is made in bf16 directly (the bits fc2 would cast it to)
-      return unaryForBf16Product(op, h, { consume: true });
-    };
-    const a = maybeCheckpoint(this.recomputeActivation, this.fc1, act, x);
+    // fc2 alone reads the activation, the activation alone fc1's output: both in bf16 under bf16 autocast
+    const a = maybeCheckpoint(this.recomputeActivation, this.fc1, (x) => linearThenActivation(this.fc1, op, x), x);
     return this.drop.forward(this.fc2.forward(a, CONSUME)); // the activation is read by fc2 alone
   }
 }

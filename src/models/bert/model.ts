@@ -10,13 +10,13 @@ import { scaledDotProductAttention } from '../../tensor/ops/nn.js';
 import { Module, ModuleList } from '../../nn/module.js';
 import { maybeCheckpoint, runLayers, type ActivationRecomputable } from '../../nn/checkpoint.js';
 import { releaseWithGraph } from '../../tensor/autograd.js';
-import { Dropout, Embedding, LayerNorm, Linear } from '../../nn/layers.js';
+import { Dropout, Embedding, LayerNorm, Linear, linearThenActivation } from '../../nn/layers.js';
 import { ConfigError, ShapeError, fmtShape } from '../../errors.js';
 import type { HFConfig } from '../hf/config.js';
 import { HFModel, type Backbone, type ForwardOptions, type HFFamily, type Pooling } from '../hf/family.js';
 import { checkIds, keyPaddingMask, lookup, makeEmbedding, makeLinear, tokenEmbeddings } from '../hf/layers.js';
 import { pool } from '../hf/heads.js';
-import { activate, intoActivation, type Activation } from '../gpt2/model.js';
+import { activationOp, type Activation } from '../gpt2/model.js';
 
 export interface BertConfig {
   vocabSize: number;
@@ -128,9 +128,9 @@ export class BertIntermediate extends Module implements ActivationRecomputable {
     this.dense = this.module('dense', makeLinear(cfg.hiddenSize, cfg.intermediateSize, true));
   }
   forward(x: Tensor): Tensor {
-    // the activation is read by the output block's dense product alone (BertLayer): made in bf16 under bf16 autocast
-    const act = this.cfg.activation;
-    return maybeCheckpoint(this.recomputeActivation, this, (x) => activate(this.dense.forward(x, intoActivation(act)), act, { consume: true }, true), x);
+    // the activation is read by the output block's dense product alone (BertLayer)
+    const op = activationOp(this.cfg.activation);
+    return maybeCheckpoint(this.recomputeActivation, this, (x) => linearThenActivation(this.dense, op, x), x);
   }
 }
 

@@ -15,14 +15,13 @@ import { fusedQKVAttention, scaledDotProductAttention, type PackedMask } from '.
 type AttentionMask = Tensor | PackedMask;
 import { Module, ModuleList } from '../../nn/module.js';
 import { maybeCheckpoint, type ActivationRecomputable } from '../../nn/checkpoint.js';
-import { Dropout, Embedding, LayerNorm, Linear } from '../../nn/layers.js';
+import { Dropout, Embedding, LayerNorm, Linear, linearThenActivation } from '../../nn/layers.js';
 import { ConfigError, ShapeError, fmtShape } from '../../errors.js';
 import type { HFConfig } from '../hf/config.js';
 import { plainHeadWeights, tiedHeadLinear, type HeadWeights } from '../../peft/quant.js';
 import { HFModel, type Backbone, type CausalLM, type ForwardOptions, type HFFamily } from '../hf/family.js';
 import { allowSelf, checkIds, documentMask, documentStarts, keyPaddingMask, lookup, makeEmbedding, tokenEmbeddings, makeLinear, positionIdsOf, type KVCache } from '../hf/layers.js';
-import { activationReadsBf16, maximum, releaseAfterRead, residualAdd, unary, unaryForBf16Product, type UnaryOptions } from '../../tensor/ops/elementwise.js';
-import type { LinearOptions } from '../../tensor/ops/linalg.js';
+import { maximum, releaseAfterRead, residualAdd } from '../../tensor/ops/elementwise.js';
 import type { UnaryOp } from '../../backend/backend.js';
 import { SequenceClassifier } from '../hf/heads.js';
 
@@ -48,16 +47,7 @@ const ACTIVATIONS: Record<string, Activation> = {
   gelu_new: 'gelu_new', gelu_pytorch_tanh: 'gelu_new', gelu_fast: 'gelu_new', gelu: 'gelu', relu: 'relu', silu: 'silu', swish: 'silu',
 };
 
-/**
- * The activation of x. `opts.consume`: the caller reads x no more (a fresh product's output, as in the MLPs here),
- * so the gradient may be written over it (UnaryOptions). `readByProduct`: a product alone reads the activation (GPT-2's
- * c_proj), so under bf16 autocast it is made in bf16 at once (unaryForBf16Product).
- */
-export function activate(x: Tensor, a: Activation, opts: UnaryOptions = {}, readByProduct = false): Tensor {
-  return (readByProduct ? unaryForBf16Product : unary)(activationOp(a), x, opts);
-}
-
-/** The kernel op of an activation. */
+/** The kernel op of an activation (the MLPs apply it with nn/layers' linearThenActivation). */
 export function activationOp(a: Activation): UnaryOp {
   switch (a) {
     case 'gelu_new': return 'gelu_tanh';
@@ -65,15 +55,6 @@ export function activationOp(a: Activation): UnaryOp {
     case 'relu': return 'relu';
     case 'silu': return 'silu';
   }
-}
-
-/**
- * The options of a Linear whose output the activation `a` alone reads, that activation's output being read by a
- * product alone (activate's readByProduct): under bf16 autocast, where the activation reads bf16, the Linear writes
- * its output in bf16 (LinearOptions.bf16Output).
- */
-export function intoActivation(a: Activation): LinearOptions {
-  return { bf16Output: activationReadsBf16(activationOp(a)) };
 }
 
 export function parseGPT2Config(c: HFConfig): GPT2Config {
@@ -132,8 +113,8 @@ export class GPT2MLP extends Module implements ActivationRecomputable {
     this.dropout = this.module('dropout', new Dropout(cfg.residPdrop));
   }
   forward(x: Tensor): Tensor {
-    const act = this.cfg.activation;
-    const a = maybeCheckpoint(this.recomputeActivation, this.c_fc, (x) => activate(this.c_fc.forward(x, intoActivation(act)), act, { consume: true }, true), x);
+    const op = activationOp(this.cfg.activation);
+    const a = maybeCheckpoint(this.recomputeActivation, this.c_fc, (x) => linearThenActivation(this.c_fc, op, x), x);
     return this.dropout.forward(this.c_proj.forward(a, { consume: true })); // the activation is read by c_proj alone
   }
 }

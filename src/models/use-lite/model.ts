@@ -27,10 +27,10 @@
 import { Tensor } from '../../tensor/tensor.js';
 import { noGrad, releaseWithGraph } from '../../tensor/autograd.js';
 import { fusedQKVAttention } from '../../tensor/ops/nn.js';
-import { activationReadsBf16, releaseAfterRead, unaryForBf16Product } from '../../tensor/ops/elementwise.js';
+import { releaseAfterRead } from '../../tensor/ops/elementwise.js';
 import { Module, ModuleList } from '../../nn/module.js';
 import { maybeCheckpoint, runLayers, type ActivationRecomputable } from '../../nn/checkpoint.js';
-import { Dropout, Embedding, LayerNorm, Linear } from '../../nn/layers.js';
+import { Dropout, Embedding, LayerNorm, Linear, linearThenActivation } from '../../nn/layers.js';
 import { ConfigError, ShapeError, fmtShape } from '../../errors.js';
 import type { USELiteConfig } from './config.js';
 import { USETokenizer, padBatch } from './tokenizer.js';
@@ -69,9 +69,8 @@ export class FFN extends Module implements ActivationRecomputable {
     this.conv2 = this.module('conv2', new Linear(hidden, dim));
   }
   forward(x: Tensor): Tensor {
-    // the activation alone reads conv1's output, and conv2 alone the activation: under bf16 autocast both in bf16
-    const act = (x: Tensor) => unaryForBf16Product('relu', this.conv1.forward(x, { bf16Output: activationReadsBf16('relu') }), { consume: true });
-    return this.conv2.forward(maybeCheckpoint(this.recomputeActivation, this.conv1, act, x), { consume: true });
+    // conv2 alone reads the activation, the activation alone conv1's output: both in bf16 under bf16 autocast
+    return this.conv2.forward(maybeCheckpoint(this.recomputeActivation, this.conv1, (x) => linearThenActivation(this.conv1, 'relu', x), x), { consume: true });
   }
 }
 

@@ -142,7 +142,7 @@ export function unaryForBf16Product(op: UnaryOp, x: Tensor, opts: UnaryOptions =
     // has its tensor's dtype), which that Linear's backward pass multiplies as it is; the gradient arriving here is
     // f32 or bf16 (fc2's backward pass writes the gradient of this bf16 output in bf16).
     const bf16In = x.dtype === 'bf16' && x.isContiguous && !isDeviceStorage(x.storage);
-    const xd = bf16In ? (x.storage as Uint16Array).subarray(x.offset, x.offset + x.size) : x.f32();
+    const xd = bf16In ? x.dense() as Uint16Array : x.f32();
     const buf = uninitU16(xd.length), d = uninitU16(xd.length);
     be.unaryBf16Grad!(op, xd, buf, d);
     if (!bf16In && ownsInput(x, xd as Float32Array, opts)) releaseBuffer(xd as Float32Array);
@@ -154,7 +154,7 @@ export function unaryForBf16Product(op: UnaryOp, x: Tensor, opts: UnaryOptions =
     }
     const mulBf16 = be.mulBf16!.bind(be);
     return record(op, [x], y, (gy, last, ownGy) => {
-      const g = gy.dtype === 'bf16' && gy.isContiguous ? (gy.storage as Uint16Array).subarray(gy.offset, gy.offset + gy.size) : gy.f32();
+      const g = gy.dtype === 'bf16' && gy.isContiguous ? gy.dense() as Uint16Array : gy.f32();
       // the kernel reads g[i] before writing dx[i]: g's own buffer may take dx where both are f32
       const dx = bf16In ? uninitU16(d.length) : ownGy && g instanceof Float32Array ? g : uninitF32(d.length);
       mulBf16(g, d, dx);

@@ -223,7 +223,7 @@ export function biasGrad(gy: Tensor, rows: number, nOut: number): Tensor {
   const s = zerosF32(nOut);
   const be = backend();
   if (gy.dtype === 'bf16' && gy.isContiguous && be.sumRowsBf16 && !isDeviceStorage(gy.storage)) {
-    be.sumRowsBf16((gy.storage as Uint16Array).subarray(gy.offset, gy.offset + gy.size), rows, nOut, s);
+    be.sumRowsBf16(gy.dense() as Uint16Array, rows, nOut, s);
   } else {
     be.reduce('sum', gy.f32(), 1, rows, nOut, s);
   }

@@ -16,6 +16,7 @@
         "native/optim.cc",
         "native/attention.cc",
         "native/attention_bf16.cc",
+        "native/attention_amx.cc",
         "native/lora.cc"
       ],
       "include_dirs": [

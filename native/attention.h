@@ -182,4 +182,14 @@ inline int64_t extent(const int64_t* st, int64_t B, int64_t H, int64_t T, int64_
 }
 
 }  // namespace attn
+
+// attention_amx.cc: the bf16 kernel's arithmetic on AMX tiles, head by head, over q, k, v packed as attention_bf16.cc
+// packs them ((B, H, T, D) dense bf16); amx_attention_takes says where it runs
+bool amx_attention_available();
+void amx_attention_enable(bool on);
+bool amx_attention_takes(const attn::Shape& p);
+void amx_attention_forward(const attn::Shape& p, const float* q, const float* k, const float* v, float* out, float* stats,
+                           uint16_t* ql, uint16_t* kl, uint16_t* vl);
+void amx_attention_backward(const attn::Shape& p, const uint16_t* ql, const uint16_t* kl, const uint16_t* vl,
+                            const float* stats, const float* dout, const int64_t* dos, float* dq, float* dk, float* dv);
 }  // namespace ag

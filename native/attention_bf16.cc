@@ -220,6 +220,10 @@ KERNEL(JsAttentionBf16) {
   a.need(!s.keymask || (int64_t)nm >= s.B * s.Tk, "keyMask must hold B*Tk elements");
   a.need((int64_t)nql >= s.B * s.H * s.Tq * s.D && (int64_t)nkl >= s.B * s.H * s.Tk * s.D &&
          (int64_t)nvl >= s.B * s.H * s.Tk * s.Dv, "ql, kl, vl must hold B*H*Tq*D, B*H*Tk*D and B*H*Tk*Dv elements");
+  if (amx_attention_takes(s)) {
+    amx_attention_forward(s, q, k, v, out, stats, ql, kl, vl);
+    return info.Env().Undefined();
+  }
   for_chunks(s, [&](const Shape& c, int64_t b0, int64_t h0) {
     forward(c, q + at(s.qs, b0, h0), k + at(s.ks, b0, h0), v + at(s.vs, b0, h0), out + at(s.os, b0, h0),
             stats + dense(s, b0, h0, s.Tq * 2), ql + dense(s, b0, h0, s.Tq * s.D), kl + dense(s, b0, h0, s.Tk * s.D),
@@ -256,6 +260,10 @@ KERNEL(JsAttentionBf16Backward) {
   a.need(extent(dos.data(), s.B, s.H, s.Tq, s.Dv) <= (int64_t)nd, "dout is smaller than its strides reach");
   a.need((int64_t)np >= s.B * s.H * s.Tq * 2, "stats must hold B*H*Tq*2 elements");
   a.need(!s.keymask || (int64_t)nm >= s.B * s.Tk, "keyMask must hold B*Tk elements");
+  if (amx_attention_takes(s)) {
+    amx_attention_backward(s, ql, kl, vl, stats, dout, dos.data(), dq, dk, dv);
+    return info.Env().Undefined();
+  }
   for_chunks(s, [&](const Shape& c, int64_t b0, int64_t h0) {
     backward(c, ql + dense(s, b0, h0, s.Tq * s.D), kl + dense(s, b0, h0, s.Tk * s.D), vl + dense(s, b0, h0, s.Tk * s.Dv),
              stats + dense(s, b0, h0, s.Tq * 2), dout + at(dos.data(), b0, h0), dos.data(), dq + at(s.qs, b0, h0),
@@ -272,7 +280,20 @@ KERNEL(JsAttentionBf16Budget) {
   UNDEF;
 }
 
+// attentionBf16Tiles(on|undefined[, Tq, Tk, D, Dv]): with a boolean, AMX tiles on or off for the bf16 kernel (tests, A/B
+// runs); returns whether they run (see attention_amx.cc), with sizes: for a shape of those sizes (H = Hkv)
+KERNEL(JsAttentionBf16Tiles) {
+  if (info.Length() > 0 && info[0].IsBoolean()) amx_attention_enable(info[0].As<Napi::Boolean>().Value());
+  if (info.Length() < 5) return Napi::Boolean::New(info.Env(), amx_attention_available());
+  Args a(info, "attentionBf16Tiles", 5);
+  Shape s{};
+  s.B = s.H = s.Hkv = 1;
+  s.Tq = a.integer(1); s.Tk = a.integer(2); s.D = a.integer(3); s.Dv = a.integer(4);
+  return Napi::Boolean::New(info.Env(), amx_attention_takes(s));
+}
+
 void register_attention_bf16(Napi::Env env, Napi::Object exports) {
+  exports.Set("attentionBf16Tiles", Napi::Function::New(env, JsAttentionBf16Tiles, "attentionBf16Tiles"));
   exports.Set("attentionBf16Budget", Napi::Function::New(env, JsAttentionBf16Budget, "attentionBf16Budget"));
   exports.Set("attentionBf16", Napi::Function::New(env, JsAttentionBf16, "attentionBf16"));
   exports.Set("attentionBf16Backward", Napi::Function::New(env, JsAttentionBf16Backward, "attentionBf16Backward"));

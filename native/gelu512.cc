@@ -11,6 +11,7 @@
 #include <immintrin.h>
 #include "common.h"
 #include "vecmath.h"
+#include "vecmath512.h"
 
 namespace ag {
 
@@ -31,34 +32,11 @@ constexpr float kInvSqrt2Pi = 0.3989422804014327f;
 constexpr float kSqrt2OverPi = 0.7978845608028654f;
 constexpr float kKappa = 0.044715f;
 
-inline __m512 w(float x) { return _mm512_set1_ps(x); }
-// vecmath.h's horner8 in 16 lanes, over the same coefficient tables
-template <int N>
-inline __m512 horner16(__m512 x, const float (&c)[N]) {
-  __m512 t = w(c[0]);
-#pragma GCC unroll 16
-  for (int i = 1; i < N; i++) t = _mm512_fmadd_ps(t, x, w(c[i]));
-  return t;
-}
+using v512::w;
+using v512::horner16;
+using v512::wexp;
 inline __m512 wabs(__m512 x) { return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff))); }
 inline __mmask16 sign_set(__m512 x) { return _mm512_cmplt_epi32_mask(_mm512_castps_si512(x), _mm512_setzero_si512()); }
-inline __m512 pow2i(__m512i n) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n, _mm512_set1_epi32(127)), 23)); }
-
-// vecmath.h's vexp
-inline __m512 wexp(__m512 x) {
-  const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-  __m512 xc = _mm512_min_ps(_mm512_max_ps(x, w(-104.0f)), w(89.0f));
-  __m512 fx = _mm512_roundscale_ps(_mm512_mul_ps(xc, w(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(fx, w(0.693359375f), xc);
-  r = _mm512_fnmadd_ps(fx, w(-2.12194440e-4f), r);
-  __m512 y = horner16(r, kExpPoly);
-  y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, w(1.0f)));
-  __m512i n = _mm512_cvtps_epi32(fx);
-  __m512i n1 = _mm512_srai_epi32(n, 1);
-  __m512i n2 = _mm512_sub_epi32(n, n1);
-  y = _mm512_mul_ps(_mm512_mul_ps(y, pow2i(n1)), pow2i(n2));
-  return _mm512_mask_blend_ps(nan, y, x);
-}
 
 // vecmath.h's vnormcdf_tail_exp: exp(-x^2/2), |x| capped at 14.5, x*x's rounding error compensated
 inline __m512 wtail_exp(__m512 x) {

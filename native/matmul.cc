@@ -74,6 +74,12 @@ bool has_native_bf16() {
 }
 }  // namespace
 
+// oneDNN runs its products on AMX (the CPU has it and ONEDNN_MAX_CPU_ISA allows it): attention_amx.cc follows it
+bool onednn_amx() {
+  const auto isa = dnnl_get_effective_cpu_isa();
+  return (isa & dnnl_cpu_isa_avx512_core_amx) == dnnl_cpu_isa_avx512_core_amx;
+}
+
 bool bf16_dot_isa() {
   static const bool yes = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
                           __builtin_cpu_supports("avx512vl") && has_native_bf16();

@@ -24,7 +24,7 @@ import { Tensor } from '../src/tensor/tensor.js';
 import * as T from '../src/tensor/index.js';
 import { autocast } from '../src/tensor/precision.js';
 import { requireNative } from './helpers/ci.js';
-import { attentionBf16Budget } from '../src/backend/native.js';
+import { attentionBf16Budget, attentionBf16Tiles } from '../src/backend/native.js';
 import { relErr } from './helpers/backends.js';
 import { Block } from '../src/nn/transformer.js';
 import { LoraModel } from '../src/peft/index.js';
@@ -47,7 +47,19 @@ const CASES: Case[] = [
   { B: 2, H: 2, Tq: 21, Tk: 21, D: 9, Dv: 9, causal: true, firstKey: true },
   { B: 2, H: 4, Tq: 33, Tk: 33, D: 16, Dv: 16, causal: true, fused: true }, // q, k, v views of one (B, T, 3, H, D) buffer
   { B: 4, H: 4, Tq: 128, Tk: 128, D: 64, Dv: 64, causal: true, fused: true }, // the block workload's attention
+  { B: 2, H: 2, Tq: 45, Tk: 45, D: 10, Dv: 6, causal: true, keyMask: true, firstKey: true }, // padded tiles, every mask
 ];
+const tilesHere = skip ? false : attentionBf16Tiles();
+/** Runs f with the AMX tiles of the bf16 attention kernel on or off, restoring them after. */
+function withTiles<R>(on: boolean, f: () => R): R {
+  const was = attentionBf16Tiles();
+  attentionBf16Tiles(on);
+  try {
+    return f();
+  } finally {
+    attentionBf16Tiles(was);
+  }
+}
 
 function layout(c: Case) {
   const { B, H, Tq, Tk, D, Dv } = c;
@@ -64,9 +76,9 @@ function layout(c: Case) {
   };
 }
 
-for (const c of CASES) {
+for (const [c, tiles] of CASES.flatMap((c) => [[c, true], [c, false]] as const)) {
   const name = `B${c.B} H${c.H} Tq${c.Tq} Tk${c.Tk} D${c.D} Dv${c.Dv}${c.causal ? ' causal' : ''}${c.keyMask ? ' keyMask' : ''}${c.firstKey ? ' firstKey' : ''}${c.fused ? ' fused qkv' : ''}`;
-  test(`attentionBf16 vs the f32 kernel: ${name}`, { skip }, () => {
+  test(`attentionBf16 vs the f32 kernel: ${name}, ${tiles ? 'AMX tiles where the CPU has them' : 'batched products'}`, { skip }, () => withTiles(tiles, () => {
     const native = getBackend('native');
     assert.ok(native.attentionBf16 && native.attentionBf16Backward, 'the native backend has the bf16 attention kernels');
     const { B, H, Tq, Tk, D, Dv } = c;
@@ -111,7 +123,7 @@ for (const c of CASES) {
     const q0 = new Uint16Array(D);
     portable.cast(L.q.subarray(0, D), 'f32', q0, 'bf16');
     assert.deepEqual(Array.from(got.ql.subarray(0, D)), Array.from(q0));
-  });
+  }));
 }
 
 test('attentionBf16: the backward pass rebuilds the forward pass\'s P (a repeat gives the same bits)', { skip }, () => {
@@ -192,12 +204,12 @@ function recordingAttention(be: Backend, calls: string[], bf16?: boolean): Backe
       if (k === 'nativeBf16' && bf16 !== undefined) return bf16;
       const v = Reflect.get(t, k, r);
       if (typeof v !== 'function') return v;
-      return (...args: unknown[]) => { if (String(k).startsWith('attention')) calls.push(String(k)); return (v as (...a: unknown[]) => unknown).apply(t, args); };
+      return (...args: unknown[]) => { if (String(k).startsWith('attention') && k !== 'attentionBf16Tiles') calls.push(String(k)); return (v as (...a: unknown[]) => unknown).apply(t, args); };
     },
   });
 }
 
-test('under bf16 autocast the fused qkv attention takes the bf16 kernel where the CPU has bf16, T >= 64 and no mask hides much (else the f32 one), with the f32 results within bf16 error', { skip }, () => {
+test('under bf16 autocast without AMX tiles, the fused qkv attention takes the bf16 kernel where the CPU has bf16, T >= 64 and no mask hides much (else the f32 one), with the f32 results within bf16 error', { skip }, () => withTiles(false, () => {
   const prev = backend();
   const native = getBackend('native');
   const calls: string[] = [];
@@ -235,7 +247,7 @@ test('under bf16 autocast the fused qkv attention takes the bf16 kernel where th
   } finally {
     setBackend(prev);
   }
-});
+}));
 
 test('visibleShare counts the scores the masks leave, as the kernels do (causal, Tq < Tk, key masks, packed rows)', () => {
   const r = new Rng(3);
@@ -257,7 +269,7 @@ test('visibleShare counts the scores the masks leave, as the kernels do (causal,
   }
 });
 
-test(`under bf16 autocast, attention stays on the f32 kernel where the masks leave at most ${BF16_ATTENTION_MIN_SHARE} of the scores (packed rows of short documents, mostly padding)`, { skip }, () => {
+test(`under bf16 autocast without AMX tiles, attention stays on the f32 kernel where the masks leave at most ${BF16_ATTENTION_MIN_SHARE} of the scores (packed rows of short documents, mostly padding)`, { skip }, () => withTiles(false, () => {
   const prev = backend();
   const native = getBackend('native');
   const calls: string[] = [];
@@ -283,6 +295,43 @@ test(`under bf16 autocast, attention stays on the f32 kernel where the masks lea
       T.sum(y).backward();
       assert.deepEqual(calls, bf16 ? ['attentionBf16', 'attentionBf16Backward'] : ['attention', 'attentionBackward'], what);
       assert.ok(y.f32().every(Number.isFinite), `${what}: output finite`);
+    }
+  } finally {
+    setBackend(prev);
+  }
+}));
+
+test('under bf16 autocast on AMX tiles, attention takes the bf16 kernel from 16 tokens on whatever the masks (causal, packed rows, padding), with the f32 results within bf16 error', { skip: skip || (!tilesHere && 'this CPU has no AMX (or oneDNN does not use it): the tiles do not run here') }, () => {
+  const prev = backend();
+  const calls: string[] = [];
+  setBackend(recordingAttention(getBackend('native'), calls));
+  try {
+    const B = 2, heads = 2;
+    const docs = (Tn: number, len: number) => Int32Array.from({ length: B * Tn }, (_, i) => (i % Tn) - ((i % Tn) % len));
+    const padded = (Tn: number, keep: number) => new Tensor(Float32Array.from({ length: B * Tn }, (_, i) => (i % Tn) < keep ? 0 : 1), 'f32', [B, Tn]);
+    const cases: [string, number, number, T.AttentionOptions, boolean][] = [
+      ['T 128 causal', 128, 16, { causal: true }, true],
+      ['T 32', 32, 64, {}, true],
+      ['T 16 causal', 16, 8, { causal: true }, true],
+      ['T 15', 15, 8, {}, false],
+      ['packed rows of 16-token documents', 128, 8, { causal: true, mask: { keyMask: null, firstKey: docs(128, 16) } }, true],
+      ['keys 90% padding', 128, 8, { mask: padded(128, 13) }, true],
+      ['odd head size (no VNNI pairs): the rule without tiles, causal stays f32', 128, 9, { causal: true }, false],
+    ];
+    for (const [what, Tn, hs, opts, bf16] of cases) {
+      const q = new Tensor(randn(B * heads * Tn * hs, 7), 'f32', [B, heads, Tn, hs]).requireGrad();
+      const run = (dt: 'f32' | 'bf16') => {
+        q.grad = null;
+        const y = autocast(dt, () => T.scaledDotProductAttention(q, q, q, opts));
+        T.sum(T.mul(y, new Tensor(randn(y.size, 8), 'f32', y.shape))).backward();
+        return { y: y.f32(), g: q.grad!.f32() };
+      };
+      const f = run('f32');
+      calls.length = 0;
+      const h = run('bf16');
+      assert.deepEqual(calls, bf16 ? ['attentionBf16', 'attentionBf16Backward'] : ['attention', 'attentionBackward'], what);
+      assert.ok(relErr(h.y, f.y) <= 2e-2, `${what}: output ${relErr(h.y, f.y)}`);
+      assert.ok(relErr(h.g, f.g) <= 3e-2, `${what}: gradient ${relErr(h.g, f.g)}`);
     }
   } finally {
     setBackend(prev);
@@ -364,7 +413,9 @@ test('a LoRA Block under bf16 autocast (the factors ride along the base products
     new LoraModel(blk, { r: 8, alpha: 16, targetModules: ['qkv', 'proj', 'fc1', 'fc2'] });
     return blk;
   };
-  const run = (be: Backend) => bf16Pass(be, make, [3, 41, 64], 200, 0.3);
+  // attention on the f32 kernel (41 tokens, tiles off): bf16 attention would round dO, whose bits the two runs' MLPs
+  // change, and so add bf16 differences of its own to those of fc1's output
+  const run = (be: Backend) => withTiles(false, () => bf16Pass(be, make, [3, 41, 64], 200, 0.3));
   const a = run(hiding('matmulToBf16')), e = run(getBackend('native'));
   assert.equal(e.length, 2 + 8, 'the output, x\'s gradient and the 8 factors\' gradients');
   assert.notDeepEqual(e[0], a[0], 'fc1 written in bf16 changes the output bits');

@@ -445,6 +445,12 @@ export interface Backend {
    */
   attentionBf16?(shape: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null,
     firstKey: Int32Array | null, out: Float32Array, stats: Float32Array, ql: Uint16Array, kl: Uint16Array, vl: Uint16Array): void;
+  /**
+   * Optional: whether `attentionBf16` runs head by head on AMX tiles for a shape of these sizes (H = Hkv), computing only
+   * the keys each block of queries sees; where it does, it beats the f32 kernel at every length and mask measured (so
+   * the bf16 kernel is taken at T >= 16 whatever the masks), where the batched products need long unmasked rows.
+   */
+  attentionBf16Tiles?(Tq: number, Tk: number, D: number, Dv: number): boolean;
   /** Gradients of `attentionBf16`, written (overwritten) at the strides of shape's q, k, v. */
   attentionBf16Backward?(shape: AttentionShape, ql: Uint16Array, kl: Uint16Array, vl: Uint16Array, keyMask: Float32Array | null,
     firstKey: Int32Array | null, stats: Float32Array, dout: Float32Array, doutStrides: [number, number, number], dq: Float32Array,

@@ -87,6 +87,7 @@ interface Addon {
     stats: Float32Array, dout: Float32Array, dos: number[], dq: Float32Array, dk: Float32Array, dv: Float32Array): void;
   attentionPoison(on: boolean): void;
   attentionBf16Budget(scores: number): void;
+  attentionBf16Tiles(on?: boolean, Tq?: number, Tk?: number, D?: number, Dv?: number): boolean;
   adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, lr: number, b1: number, b2: number,
     eps: number, wd: number, step: number, gs: number): void;
   adamw8bit(p: Float32Array, g: Float32Array, c1: Uint8Array, c2: Uint8Array, a1: Float32Array, a2: Float32Array, map1: Float32Array, map2: Float32Array,
@@ -191,6 +192,14 @@ export function attentionPoison(on: boolean): void {
  */
 export function attentionBf16Budget(scores: number): void {
   loadAddon().attentionBf16Budget(scores);
+}
+
+/**
+ * Whether the bf16 attention kernel runs its products on AMX tiles, head by head (native/attention_amx.cc: where
+ * oneDNN uses AMX and Linux grants the tile state); `on` turns them on or off first (tests, A/B runs).
+ */
+export function attentionBf16Tiles(on?: boolean): boolean {
+  return loadAddon().attentionBf16Tiles(on);
 }
 
 /** For tests: the largest power of two up to 4096 that divides the view's data address. */
@@ -373,6 +382,7 @@ class NativeBackend implements Backend {
     firstKey: Int32Array | null, out: Float32Array, stats: Float32Array, ql: Uint16Array, kl: Uint16Array, vl: Uint16Array): void {
     this.a.attentionBf16(s, q, k, v, keyMask, firstKey, out, stats, ql, kl, vl);
   }
+  attentionBf16Tiles(Tq: number, Tk: number, D: number, Dv: number): boolean { return this.a.attentionBf16Tiles(undefined, Tq, Tk, D, Dv); }
   attentionBf16Backward(s: AttentionShape, ql: Uint16Array, kl: Uint16Array, vl: Uint16Array, keyMask: Float32Array | null,
     firstKey: Int32Array | null, stats: Float32Array, dout: Float32Array, doutStrides: [number, number, number], dq: Float32Array,
     dk: Float32Array, dv: Float32Array): void {

@@ -324,10 +324,11 @@ function attentionKernel(q: Tensor, k: Tensor, v: Tensor, keyMask: Float32Array 
   fused: FusedQKV | null): Tensor {
   const [B, H, Tq, D] = q.shape;
   const [, Hkv, Tk] = k.shape;
-  // bf16 autocast with bf16 hardware: the products in bf16 (unless the masks leave little of the square)
-  const lowp = bf16AttentionBackend(H, Hkv, Tq, Tk, { B, causal, keyMask, firstKey });
-  if (lowp) return attentionBf16(lowp, q, k, v, keyMask, firstKey, causal, scale, fused);
   const Dv = v.shape[3];
+  // bf16 autocast with bf16 hardware: the products in bf16 (on AMX tiles from 16 tokens on; else batched, unless the
+  // masks leave little of the square)
+  const lowp = bf16AttentionBackend(H, Hkv, Tq, Tk, { B, causal, keyMask, firstKey }, D, Dv);
+  if (lowp) return attentionBf16(lowp, q, k, v, keyMask, firstKey, causal, scale, fused);
   const Q = attnView(q), K = attnView(k), V = attnView(v);
   const out = uninitF32(B * Tq * H * Dv);
   // per-row softmax statistics (B, H, Tq, 2): the backward pass rebuilds P from them instead of keeping it

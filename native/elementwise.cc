@@ -1,5 +1,8 @@
 // fill, stridedCopy, cast, unary (+backward), binary/where with broadcasting, axpby, affine, dropoutMask.
+#include <algorithm>
 #include <cstring>
+#include <mutex>
+#include <vector>
 #include <limits>
 #include "common.h"
 #include "vecmath.h"
@@ -302,35 +305,75 @@ static inline void vact_grad(int op, __m256 xv, float* y, float* d) {
 // of unary_bf16; d replaces x for the backward pass (mul_bf16), half x's bytes, and no function evaluated again there.
 // gelu, gelu_tanh, silu, relu (d 1 or 0).
 // x f32, or bf16 (x16: an activation whose product wrote it in bf16), widened a block at a time.
-void unary_bf16_grad(int op, const float* x, const uint16_t* x16, uint16_t* y, uint16_t* d, int64_t n) {
-  blocks(n, [&](int64_t i0, int64_t i1) {
-    alignas(64) float t[1024], u[1024], w[1024];
-    for (int64_t j = i0; j < i1; j += 1024) {
-      const int64_t m = std::min<int64_t>(1024, i1 - j);
-      if (x16) bf16_to_f32_row(x16 + j, w, m);
-      const float* xs = x16 ? w : x + j;
-      int64_t i = 0;
-      if (op == U_RELU) {  // unary's relu (NaN kept), and its derivative as unary_backward takes it (x > 0)
-        for (; i < m; i++) {
-          const float v = xs[i];
-          t[i] = (v > 0.0f || v != v) ? v : 0.0f;
-          u[i] = v > 0.0f ? 1.0f : 0.0f;
-        }
-      } else if (use_avx512()) {  // gelu, gelu_tanh, silu
-        act_grad_avx512(op, xs, t, u, m);
-        i = m;
+// f(x) and f'(x) rounded to bf16 for m values of f32 x (one thread's block): the arithmetic of unary_bf16_grad
+static void act_grad_rows(int op, const float* xs, uint16_t* y, uint16_t* d, int64_t m) {
+  alignas(64) float t[1024], u[1024];
+  for (int64_t j = 0; j < m; j += 1024) {
+    const int64_t c = std::min<int64_t>(1024, m - j);
+    int64_t i = 0;
+    if (op == U_RELU) {  // unary's relu (NaN kept), and its derivative as unary_backward takes it (x > 0)
+      for (; i < c; i++) {
+        const float v = xs[j + i];
+        t[i] = (v > 0.0f || v != v) ? v : 0.0f;
+        u[i] = v > 0.0f ? 1.0f : 0.0f;
       }
-      for (; i + 8 <= m; i += 8) vact_grad(op, _mm256_loadu_ps(xs + i), t + i, u + i);
-      if (i < m) {
-        alignas(32) float r[8], ry[8], rd[8];
-        for (int q = 0; q < 8; q++) r[q] = i + q < m ? xs[i + q] : 0.0f;
-        vact_grad(op, _mm256_load_ps(r), ry, rd);
-        for (int64_t q = i; q < m; q++) { t[q] = ry[q - i]; u[q] = rd[q - i]; }
-      }
-      f32_to_bf16_row(t, y + j, m);
-      f32_to_bf16_row(u, d + j, m);
+    } else if (use_avx512()) {  // gelu, gelu_tanh, silu
+      act_grad_avx512(op, xs + j, t, u, c);
+      i = c;
     }
-  }, 4);
+    for (; i + 8 <= c; i += 8) vact_grad(op, _mm256_loadu_ps(xs + j + i), t + i, u + i);
+    if (i < c) {
+      alignas(32) float r[8], ry[8], rd[8];
+      for (int q = 0; q < 8; q++) r[q] = i + q < c ? xs[j + i + q] : 0.0f;
+      vact_grad(op, _mm256_load_ps(r), ry, rd);
+      for (int64_t q = i; q < c; q++) { t[q] = ry[q - i]; u[q] = rd[q - i]; }
+    }
+    f32_to_bf16_row(t, y + j, c);
+    f32_to_bf16_row(u, d + j, c);
+  }
+}
+
+// A bf16 x has 65,536 values: f(x) and f'(x) rounded to bf16 for every one of them (y | d << 16), made once per
+// activation by the same arithmetic as the values themselves (act_grad_rows), so that looking them up gives the same
+// bits. The MLP's first product writes x in bf16 (matmulToBf16), and the activation was bound by its arithmetic (erf
+// or the sigmoid's division): 2048 x 1024 gelu values and derivatives took 2.5 ms on an Emerald Rapids (2 threads,
+// AVX-512), their lookups 0.67 ms (scripts/bench-activations.ts).
+static const uint32_t* act_table(int op) {
+  static std::once_flag once[U_COUNT];
+  static std::vector<uint32_t> tables[U_COUNT];
+  std::call_once(once[op], [op] {
+    std::vector<float> xs(65536);
+    std::vector<uint16_t> y(65536), d(65536);
+    for (uint32_t h = 0; h < 65536; h++) xs[h] = bf16_to_f32((uint16_t)h);
+    act_grad_rows(op, xs.data(), y.data(), d.data(), 65536);
+    tables[op].resize(65536);
+    for (uint32_t h = 0; h < 65536; h++) tables[op][h] = (uint32_t)y[h] | (uint32_t)d[h] << 16;
+  });
+  return tables[op].data();
+}
+
+void unary_bf16_grad(int op, const float* x, const uint16_t* x16, uint16_t* y, uint16_t* d, int64_t n) {
+  if (x16) {
+    const uint32_t* tab = act_table(op);
+    blocks(n, [&](int64_t i0, int64_t i1) {
+      int64_t i = i0;
+      for (; i + 8 <= i1; i += 8) {
+        const __m256i v = _mm256_i32gather_epi32((const int*)tab, _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)(x16 + i))), 4);
+        // the low halves of the 8 words, then the high halves, packed to 16 bits (packus keeps 128-bit lanes apart)
+        const __m256i lo = _mm256_and_si256(v, _mm256_set1_epi32(0xffff)), hi = _mm256_srli_epi32(v, 16);
+        const __m256i both = _mm256_permute4x64_epi64(_mm256_packus_epi32(lo, hi), 0xD8);  // lo0-7 hi0-7
+        _mm_storeu_si128((__m128i*)(y + i), _mm256_castsi256_si128(both));
+        _mm_storeu_si128((__m128i*)(d + i), _mm256_extracti128_si256(both, 1));
+      }
+      for (; i < i1; i++) {
+        const uint32_t v = tab[x16[i]];
+        y[i] = (uint16_t)v;
+        d[i] = (uint16_t)(v >> 16);
+      }
+    }, 2);
+    return;
+  }
+  blocks(n, [&](int64_t i0, int64_t i1) { act_grad_rows(op, x + i0, y + i0, d + i0, i1 - i0); }, 4);
 }
 
 // out = g * d, d bf16 (widened exactly): the backward pass of unary_bf16_grad. g f32 or bf16 (g16: the gradient of a

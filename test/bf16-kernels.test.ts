@@ -468,6 +468,28 @@ test("unaryBf16Grad: y has unaryBf16's bits, d is unaryBackward's f'(x) rounded 
   }
 });
 
+test('unaryBf16Grad of a bf16 x (a table of its 65,536 values) gives the bits of the widened f32 x for every bf16 value: NaNs, infinities, subnormals, zeros; a table made on another thread gives the same', { skip }, () => {
+  const native = getBackend('native');
+  const all = Uint16Array.from({ length: 65536 }, (_, i) => i);
+  const wide = new Float32Array(65536);
+  native.cast(all, 'bf16', wide, 'f32');
+  for (const op of ['gelu', 'gelu_tanh', 'silu', 'relu'] as const) {
+    const y1 = new Uint16Array(65536), d1 = new Uint16Array(65536), y2 = new Uint16Array(65536), d2 = new Uint16Array(65536);
+    native.unaryBf16Grad!(op, all, y1, d1);
+    native.unaryBf16Grad!(op, wide, y2, d2);
+    assert.deepEqual(y1, y2, `${op}: y`);
+    assert.deepEqual(d1, d2, `${op}: d`);
+    // reversed (the lookups' order) and short (the scalar tail)
+    const rev = all.slice().reverse(), y3 = new Uint16Array(65536), d3 = new Uint16Array(65536);
+    native.unaryBf16Grad!(op, rev, y3, d3);
+    assert.deepEqual(y3, y1.slice().reverse(), `${op}: reversed y`);
+    assert.deepEqual(d3, d1.slice().reverse(), `${op}: reversed d`);
+    const y4 = new Uint16Array(5), d4 = new Uint16Array(5);
+    native.unaryBf16Grad!(op, all.subarray(16250, 16255), y4, d4);
+    assert.deepEqual(y4, y1.subarray(16250, 16255), `${op}: tail`);
+  }
+});
+
 test('unaryBf16Grad reads a bf16 x as its widened f32 copy; mulBf16 takes a bf16 g and writes a bf16 out (the f32 product rounded), in place where the dtypes agree', { skip }, () => {
   const native = getBackend('native');
   const widen = (h: Uint16Array) => { const f = new Float32Array(h.length); native.cast(h, 'bf16', f, 'f32'); return f; };

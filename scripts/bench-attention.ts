@@ -7,9 +7,9 @@
  * Prints per shape the median over alternations of each process's median call time (ms), and with --other the ratio
  * ours / other (paired: the median of the ratios within each alternation). --other <dir>: another checkout (built:
  * build/ and node_modules), before / after a kernel change on a loaded machine. --bf16: the bf16 kernel
- * (attentionBf16, batched bf16 products: oneDNN's where the CPU has bf16, widened elsewhere) beside the f32 one in
- * each process, for where autocast should switch from one to the other (src/tensor/ops/attention-bf16.ts). --only: the
- * shapes whose name holds the text. Each process also reports its peak RSS (MB): the kernels' per-thread scratch, kept
+ * (attentionBf16: on AMX its tiles, and its batched products with the tiles off; elsewhere the batched products,
+ * oneDNN's where the CPU has bf16, widened otherwise) beside the f32 one in each process, for where autocast should
+ * switch from one to the other (src/tensor/ops/attention-bf16.ts). --only: the shapes whose name holds the text. Each process also reports its peak RSS (MB): the kernels' per-thread scratch, kept
  * between calls, grows to the largest case run (use --only for one case's).
  */
 import os from 'node:os';
@@ -43,11 +43,14 @@ const CASES: Case[] = [
   { name: 'packed (B1 H12 T2048 D64, 300-token docs)', B: 1, H: 12, T: 2048, D: 64, causal: true, doc: 300 },
 ];
 
-type Times = Record<string, number>; // "<case> f32|bf16 fwd|bwd" -> median ms
+type Times = Record<string, number>; // "<case> f32|bf16[ tiles|batched] fwd|bwd" -> median ms
+
 
 async function child(root: string, calls: number, bf16: boolean, only: string): Promise<Times> {
   const { loadNativeBackend } = (await import(path.join(root, 'src/backend/native.ts'))) as typeof import('../src/backend/native.js');
   const be = loadNativeBackend();
+  // the checkout's switch of the bf16 kernel's AMX tiles, where it has one (native attentionBf16Tiles)
+  const { attentionBf16Tiles: tilesSwitch } = (await import(path.join(root, 'src/backend/native.ts'))) as { attentionBf16Tiles?: (on?: boolean) => boolean };
   const rng = new Rng(1);
   const rand = (n: number) => Float32Array.from({ length: n }, () => 2 * rng.uniform() - 1);
   const out: Times = {};
@@ -61,14 +64,19 @@ async function child(root: string, calls: number, bf16: boolean, only: string): 
     const fk = c.doc ? Int32Array.from({ length: B * T }, (_, i) => Math.floor((i % T) / c.doc!) * c.doc!) : null;
     const km = c.pad ? Float32Array.from({ length: B * T }, (_, i) => (i % T >= T * (1 - c.pad!) ? 1 : 0)) : null;
     const o = new Float32Array(B * T * H * D), stats = new Float32Array(B * H * T * 2);
-    const kernels: ['f32' | 'bf16', () => void, () => void][] = [['f32',
+    const kernels: [string, () => void, () => void][] = [['f32',
       () => be.attention(s, q, k, v, km, fk, o, stats),
       () => be.attentionBackward(s, q, k, v, km, fk, stats, dout, os_, dq, dk, dv)]];
     if (bf16 && be.attentionBf16 && be.attentionBf16Backward) {
       const [ql, kl, vl] = [0, 1, 2].map(() => new Uint16Array(B * H * T * D));
-      kernels.push(['bf16',
-        () => be.attentionBf16!(s, q, k, v, km, fk, o, stats, ql, kl, vl),
-        () => be.attentionBf16Backward!(s, ql, kl, vl, km, fk, stats, dout, os_, dq, dk, dv)]); // dq, dk, dv at q's, k's, v's strides
+      // with AMX: the tiles (the kernel's default there), and the batched products beside them (tiles off)
+      const tiles = tilesSwitch?.() ?? false;
+      for (const [name, on] of (tiles ? [['bf16 tiles', true], ['bf16 batched', false]] : [['bf16', false]]) as [string, boolean][]) {
+        const set = () => tilesSwitch?.(on);
+        kernels.push([name,
+          () => { set(); be.attentionBf16!(s, q, k, v, km, fk, o, stats, ql, kl, vl); },
+          () => { set(); be.attentionBf16Backward!(s, ql, kl, vl, km, fk, stats, dout, os_, dq, dk, dv); }]); // dq, dk, dv at q's, k's, v's strides
+      }
     }
     for (const [dt, fwd, bwd] of kernels) {
       const tf: number[] = [], tb: number[] = [];

@@ -16,6 +16,7 @@ import { SingleCommunicator } from '../src/distributed/single.js';
 import { glooAvailable } from '../src/distributed/gloo.js';
 import { skipOrFail } from './helpers/ci.js';
 import { AutoGLMTrainer } from '../src/train/index.js';
+import { resolvePrecision } from '../src/precision/index.js';
 import type { TrainerConfigInput } from '../src/train/config.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -79,7 +80,12 @@ test('2 local ranks, dense: identical parameters after every step, and equal to 
   await single.finetune({ dataset: 'custom_intent_v2', maxTrain: MAX_TRAIN, maxEval: 40 });
   const p = [...(single.classifier?.namedParameters() ?? [])].filter(([, t]) => t.requiresGrad).map(([, t]) => Array.from(t.f32()));
   const d = maxDiff(p, r0.params);
-  assert.ok(d < 1e-5, `2 ranks vs 1 process: max parameter difference ${d}`);
+  // Under bf16 autocast ('auto' on a CPU with bf16 products) the products' operands are rounded to bf16: a last-bit
+  // difference of an f32 value (a projection over two half batches against one batch) then flips a rounding now and
+  // then, which the forward and backward passes carry on. With attention's products in bf16 too (AMX tiles), 1.7e-5
+  // was measured on an Emerald Rapids (under 1e-5 with attention in f32).
+  const tol = resolvePrecision('auto').compute === 'bf16' ? 5e-5 : 1e-5;
+  assert.ok(d < tol, `2 ranks vs 1 process: max parameter difference ${d} (tolerance ${tol})`);
 });
 
 test('2 local ranks, top-k 10% with error feedback: identical ranks, >= 10x fewer bytes', async () => {

@@ -190,6 +190,8 @@ void amx_attention_enable(bool on);
 bool amx_attention_takes(const attn::Shape& p);
 void amx_attention_forward(const attn::Shape& p, const float* q, const float* k, const float* v, float* out, float* stats,
                            uint16_t* ql, uint16_t* kl, uint16_t* vl);
+// dq, dk, dv f32, or with `bf16` bf16 (Uint16Array views)
 void amx_attention_backward(const attn::Shape& p, const uint16_t* ql, const uint16_t* kl, const uint16_t* vl,
-                            const float* stats, const float* dout, const int64_t* dos, float* dq, float* dk, float* dv);
+                            const float* stats, const float* dout, const int64_t* dos, void* dq, void* dk, void* dv,
+                            bool bf16);
 }  // namespace ag

@@ -370,16 +370,31 @@ void forward(const Shape& p, const float* q, const float* k, const float* v, flo
   });
 }
 
+// A gradient's view: f32, or bf16 (the gradient of a projection whose backward products read bf16: the fused qkv)
+struct Out {
+  void* p;
+  bool bf16;
+  Out at(int64_t off) const { return {bf16 ? (void*)((uint16_t*)p + off) : (void*)((float*)p + off), bf16}; }
+  // n values of src into the view from element off on
+  void row(int64_t off, const float* src, int64_t n) const {
+    if (!bf16) return (void)std::memcpy((float*)p + off, src, n * 4);
+    for (int64_t j = 0; j < n; j += 16) {
+      const __mmask16 l = lanes(n - j);
+      store_bf16((uint16_t*)p + off + j, l, _mm512_maskz_loadu_ps(l, src + j));
+    }
+  }
+};
+
 // A (R x C f32, rows C apart; R, C multiples of 16) transposed into rows of a strided view: dst[c * ld + r] for
-// c < cols, r < rows
-void transpose_out(const float* A, int64_t R, int64_t C, float* tmp, int64_t rows, int64_t cols, float* dst, int64_t ld) {
-  if (rows == R && cols == C) return transpose_words((const uint32_t*)A, R, C, C, (uint32_t*)dst, ld);
+// c < cols, r < rows (straight in where the view is f32 and takes whole blocks)
+void transpose_out(const float* A, int64_t R, int64_t C, float* tmp, int64_t rows, int64_t cols, Out dst, int64_t ld) {
+  if (!dst.bf16 && rows == R && cols == C) return transpose_words((const uint32_t*)A, R, C, C, (uint32_t*)dst.p, ld);
   transpose_words((const uint32_t*)A, R, C, C, (uint32_t*)tmp, R);
-  for (int64_t c = 0; c < cols; c++) std::memcpy(dst + c * ld, tmp + c * R, rows * 4);
+  for (int64_t c = 0; c < cols; c++) dst.row(c * ld, tmp + c * R, rows);
 }
 
 void backward(const Shape& p, const uint16_t* ql, const uint16_t* kl, const uint16_t* vl, const float* stats,
-              const float* dout, const int64_t* dos, float* dq, float* dk, float* dv) {
+              const float* dout, const int64_t* dos, Out dq, Out dk, Out dv) {
   for_heads(p, [&](int64_t b, int64_t h) {
     Scratch& sc = scratch();
     Head hd(p);
@@ -420,7 +435,7 @@ void backward(const Shape& p, const uint16_t* ql, const uint16_t* kl, const uint
     transpose_bf16(Qa, hd.Tq, hd.D, hd.D, QT, hd.Tq);
     transpose_bf16(dOa, hd.Tq, hd.Dv, hd.Dv, dOT, hd.Tq);
     const float* st = stats + bh * p.Tq * 2;
-    float* dQ = dq + b * p.qs[0] + h * p.qs[1];
+    const Out dQ = dq.at(b * p.qs[0] + h * p.qs[1]);
     for (int64_t qb = 0; qb < hd.nqb; qb++) {
       const int64_t kb = hd.kb[qb], ke = hd.ke[qb], i0 = qb * kBlk;
       for (int64_t j = kb; j < ke; j += kBlk) {
@@ -440,12 +455,12 @@ void backward(const Shape& p, const uint16_t* ql, const uint16_t* kl, const uint
       interleave_rows(Pb, hd.Tk, i0 / 2, (i0 + kBlk) / 2, kb, ke, Pv, hd.Tk);
       interleave_rows(dSa, hd.Tk, i0 / 2, (i0 + kBlk) / 2, kb, ke, dSv, hd.Tk);
       // dQ = dS K over the block's keys
-      const bool direct = p.D == hd.D && i0 + kBlk <= p.Tq;
+      const bool direct = !dQ.bf16 && p.D == hd.D && i0 + kBlk <= p.Tq;
       for (int64_t n = 0; n < hd.D; n += kBlk)
-        tile_product(dSa + i0 * hd.Tk, hd.Tk, Kr + n, hd.D, direct ? dQ + i0 * p.qs[2] + n : R + i0 * hd.D + n,
+        tile_product(dSa + i0 * hd.Tk, hd.Tk, Kr + n, hd.D, direct ? (float*)dQ.p + i0 * p.qs[2] + n : R + i0 * hd.D + n,
                      direct ? p.qs[2] : hd.D, range(kb / kBlk, ke / kBlk));
       if (!direct)
-        for (int64_t i = i0; i < std::min(p.Tq, i0 + kBlk); i++) std::memcpy(dQ + i * p.qs[2], R + i * hd.D, p.D * 4);
+        for (int64_t i = i0; i < std::min(p.Tq, i0 + kBlk); i++) dQ.row(i * p.qs[2], R + i * hd.D, p.D);
     }
     // dK^T = Q^T dS and dV^T = dO^T P, each block of keys over the query blocks that see it
     const auto seen_by = [&](int64_t j) {
@@ -457,11 +472,11 @@ void backward(const Shape& p, const uint16_t* ql, const uint16_t* kl, const uint
     for (int64_t n = 0; n < hd.D; n += kBlk)
       for (int64_t j = 0; j < hd.Tk; j += kBlk)
         tile_product(QT + n * hd.Tq, hd.Tq, dSv + j, hd.Tk, R + n * hd.Tk + j, hd.Tk, seen_by(j));
-    transpose_out(R, hd.D, hd.Tk, Rt, p.D, p.Tk, dk + b * p.ks[0] + h * p.ks[1], p.ks[2]);
+    transpose_out(R, hd.D, hd.Tk, Rt, p.D, p.Tk, dk.at(b * p.ks[0] + h * p.ks[1]), p.ks[2]);
     for (int64_t n = 0; n < hd.Dv; n += kBlk)
       for (int64_t j = 0; j < hd.Tk; j += kBlk)
         tile_product(dOT + n * hd.Tq, hd.Tq, Pv + j, hd.Tk, R + n * hd.Tk + j, hd.Tk, seen_by(j));
-    transpose_out(R, hd.Dv, hd.Tk, Rt, p.Dv, p.Tk, dv + b * p.vs[0] + h * p.vs[1], p.vs[2]);
+    transpose_out(R, hd.Dv, hd.Tk, Rt, p.Dv, p.Tk, dv.at(b * p.vs[0] + h * p.vs[1]), p.vs[2]);
   });
 }
 
@@ -483,8 +498,9 @@ void amx_attention_forward(const Shape& p, const float* q, const float* k, const
   forward(p, q, k, v, out, stats, ql, kl, vl);
 }
 void amx_attention_backward(const Shape& p, const uint16_t* ql, const uint16_t* kl, const uint16_t* vl,
-                            const float* stats, const float* dout, const int64_t* dos, float* dq, float* dk, float* dv) {
-  backward(p, ql, kl, vl, stats, dout, dos, dq, dk, dv);
+                            const float* stats, const float* dout, const int64_t* dos, void* dq, void* dk, void* dv,
+                            bool bf16) {
+  backward(p, ql, kl, vl, stats, dout, dos, {dq, bf16}, {dk, bf16}, {dv, bf16});
 }
 
 }  // namespace ag

@@ -233,7 +233,7 @@ KERNEL(JsAttentionBf16) {
 }
 
 // attentionBf16Backward(shape, ql, kl, vl, keyMask|null, firstKey|null, stats, dout, doutStrides, dq, dk, dv): dq, dk,
-// dv written at shape's q, k, v strides
+// dv written at shape's q, k, v strides; Float32Arrays, or (on the AMX tiles) Uint16Arrays of bf16
 KERNEL(JsAttentionBf16Backward) {
   Args a(info, "attentionBf16Backward", 12);
   Shape s = read_shape(a, 0);
@@ -246,9 +246,13 @@ KERNEL(JsAttentionBf16Backward) {
   const float* stats = a.f32(6, &np);
   const float* dout = a.f32(7, &nd);
   auto dos = a.ints(8, true);
-  float* dq = a.f32(9, &ndq);
-  float* dk = a.f32(10, &ndk);
-  float* dv = a.f32(11, &ndv);
+  // bf16 gradients (Uint16Arrays, all three): the tiles write them (the fused qkv's, read by bf16 products)
+  const bool g16 = info[9].IsTypedArray() && info[9].As<Napi::TypedArray>().TypedArrayType() == napi_uint16_array;
+  const auto grad = [&](size_t i, size_t* n) { return g16 ? (void*)u16(a, i, n) : (void*)a.f32(i, n); };
+  void* dq = grad(9, &ndq);
+  void* dk = grad(10, &ndk);
+  void* dv = grad(11, &ndv);
+  a.need(!g16 || amx_attention_takes(s), "bf16 dq, dk, dv are written on AMX tiles only (attentionBf16Tiles)");
   a.need(s.H == s.Hkv, "grouped-query heads (Hkv < H) are not supported");
   a.need(!s.firstkey || (int64_t)nf >= s.B * s.Tq, "firstKey must hold B*Tq elements");
   a.need(dos.size() == 3, "doutStrides must be 3 strides");
@@ -261,13 +265,13 @@ KERNEL(JsAttentionBf16Backward) {
   a.need((int64_t)np >= s.B * s.H * s.Tq * 2, "stats must hold B*H*Tq*2 elements");
   a.need(!s.keymask || (int64_t)nm >= s.B * s.Tk, "keyMask must hold B*Tk elements");
   if (amx_attention_takes(s)) {
-    amx_attention_backward(s, ql, kl, vl, stats, dout, dos.data(), dq, dk, dv);
+    amx_attention_backward(s, ql, kl, vl, stats, dout, dos.data(), dq, dk, dv, g16);
     return info.Env().Undefined();
   }
   for_chunks(s, [&](const Shape& c, int64_t b0, int64_t h0) {
     backward(c, ql + dense(s, b0, h0, s.Tq * s.D), kl + dense(s, b0, h0, s.Tk * s.D), vl + dense(s, b0, h0, s.Tk * s.Dv),
-             stats + dense(s, b0, h0, s.Tq * 2), dout + at(dos.data(), b0, h0), dos.data(), dq + at(s.qs, b0, h0),
-             dk + at(s.ks, b0, h0), dv + at(s.vs, b0, h0));
+             stats + dense(s, b0, h0, s.Tq * 2), dout + at(dos.data(), b0, h0), dos.data(), (float*)dq + at(s.qs, b0, h0),
+             (float*)dk + at(s.ks, b0, h0), (float*)dv + at(s.vs, b0, h0));
   });
   UNDEF;
 }

@@ -27,6 +27,7 @@ import { requireNative } from './helpers/ci.js';
 import { attentionBf16Budget, attentionBf16Tiles } from '../src/backend/native.js';
 import { relErr } from './helpers/backends.js';
 import { Block } from '../src/nn/transformer.js';
+import { Linear } from '../src/nn/layers.js';
 import { LoraModel } from '../src/peft/index.js';
 import type { Module } from '../src/nn/module.js';
 import { BF16_ATTENTION_MIN_SHARE, visibleShare } from '../src/tensor/ops/attention-bf16.js';
@@ -333,6 +334,47 @@ test('under bf16 autocast on AMX tiles, attention takes the bf16 kernel from 16 
       assert.ok(relErr(h.y, f.y) <= 2e-2, `${what}: output ${relErr(h.y, f.y)}`);
       assert.ok(relErr(h.g, f.g) <= 3e-2, `${what}: gradient ${relErr(h.g, f.g)}`);
     }
+  } finally {
+    setBackend(prev);
+  }
+});
+
+test('on AMX tiles the fused qkv attention hands its Linear a bf16 gradient (the cast\'s bits: the same input and weight gradients as through an f32 one; the bias gradient summed from the rounded values)', { skip: skip || (!tilesHere && 'this CPU has no AMX (or oneDNN does not use it): the tiles do not run here') }, () => {
+  const prev = backend();
+  const native = getBackend('native');
+  let gradTypes: string[] = [];
+  setBackend(new Proxy(native, {
+    get(t, k, r) {
+      const v = Reflect.get(t, k, r);
+      if (k !== 'attentionBf16Backward' || typeof v !== 'function') return v;
+      return (...args: unknown[]) => { gradTypes.push((args[9] as object).constructor.name); return (v as (...a: unknown[]) => unknown).apply(t, args); };
+    },
+  }));
+  try {
+    const run = (viaMul: boolean) => {
+      const lin = new Linear(32, 96);
+      lin.weight.f32().set(randn(96 * 32, 21).map((v) => v * 0.2));
+      lin.bias!.f32().set(randn(96, 24).map((v) => v * 0.1));
+      const x = new Tensor(randn(2 * 40 * 32, 22), 'f32', [2, 40, 32]).requireGrad();
+      const y = autocast('bf16', () => {
+        const qkv = lin.forward(x);
+        // qkv * 1: the same values, but no longer a Linear's own output, so its gradient comes back in f32
+        return T.fusedQKVAttention(viaMul ? T.mul(qkv, 1) : qkv, 2, { causal: true });
+      });
+      T.sum(T.mul(y, new Tensor(randn(y.size, 23), 'f32', [...y.shape]))).backward();
+      return [x.grad!.f32(), lin.weight.grad!.f32(), lin.bias!.grad!.f32()];
+    };
+    gradTypes = [];
+    const direct = run(false);
+    assert.deepEqual(gradTypes, native.matmulToBf16 ? ['Uint16Array'] : ['Float32Array']);
+    gradTypes = [];
+    const through = run(true);
+    assert.deepEqual(gradTypes, ['Float32Array']);
+    // x's and the weight's gradients: the products read the same bf16 operand (the kernel's rounding is the cast's)
+    assert.deepEqual(direct[0], through[0], 'x\'s gradient');
+    assert.deepEqual(direct[1], through[1], 'the weight\'s gradient');
+    // the bias's: column sums of the rounded gradient (sumRowsBf16, as fc1's) against sums of the f32 one
+    assert.ok(relErr(direct[2], through[2]) < 2 ** -8, `the bias's gradient: ${relErr(direct[2], through[2])}`);
   } finally {
     setBackend(prev);
   }

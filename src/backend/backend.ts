@@ -451,10 +451,13 @@ export interface Backend {
    * the bf16 kernel is taken at T >= 16 whatever the masks), where the batched products need long unmasked rows.
    */
   attentionBf16Tiles?(Tq: number, Tk: number, D: number, Dv: number): boolean;
-  /** Gradients of `attentionBf16`, written (overwritten) at the strides of shape's q, k, v. */
+  /**
+   * Gradients of `attentionBf16`, written (overwritten) at the strides of shape's q, k, v: Float32Arrays, or, where
+   * `attentionBf16Tiles` says the tiles run the shape, Uint16Arrays of bf16 (all three).
+   */
   attentionBf16Backward?(shape: AttentionShape, ql: Uint16Array, kl: Uint16Array, vl: Uint16Array, keyMask: Float32Array | null,
-    firstKey: Int32Array | null, stats: Float32Array, dout: Float32Array, doutStrides: [number, number, number], dq: Float32Array,
-    dk: Float32Array, dv: Float32Array): void;
+    firstKey: Int32Array | null, stats: Float32Array, dout: Float32Array, doutStrides: [number, number, number],
+    dq: Float32Array | Uint16Array, dk: Float32Array | Uint16Array, dv: Float32Array | Uint16Array): void;
 
   // ---- random (counter-based, see rng.ts) ----------------------------------------------------------
   /** mask[i] = (hashUniform(seed, i) >= p) ? 1/(1-p) : 0. */

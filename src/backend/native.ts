@@ -84,7 +84,8 @@ interface Addon {
   attentionBf16(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, km: Float32Array | null, fk: Int32Array | null,
     out: Float32Array, stats: Float32Array, ql: Uint16Array, kl: Uint16Array, vl: Uint16Array): void;
   attentionBf16Backward(s: AttentionShape, ql: Uint16Array, kl: Uint16Array, vl: Uint16Array, km: Float32Array | null, fk: Int32Array | null,
-    stats: Float32Array, dout: Float32Array, dos: number[], dq: Float32Array, dk: Float32Array, dv: Float32Array): void;
+    stats: Float32Array, dout: Float32Array, dos: number[], dq: Float32Array | Uint16Array, dk: Float32Array | Uint16Array,
+    dv: Float32Array | Uint16Array): void;
   attentionPoison(on: boolean): void;
   attentionBf16Budget(scores: number): void;
   attentionBf16Tiles(on?: boolean, Tq?: number, Tk?: number, D?: number, Dv?: number): boolean;
@@ -384,8 +385,8 @@ class NativeBackend implements Backend {
   }
   attentionBf16Tiles(Tq: number, Tk: number, D: number, Dv: number): boolean { return this.a.attentionBf16Tiles(undefined, Tq, Tk, D, Dv); }
   attentionBf16Backward(s: AttentionShape, ql: Uint16Array, kl: Uint16Array, vl: Uint16Array, keyMask: Float32Array | null,
-    firstKey: Int32Array | null, stats: Float32Array, dout: Float32Array, doutStrides: [number, number, number], dq: Float32Array,
-    dk: Float32Array, dv: Float32Array): void {
+    firstKey: Int32Array | null, stats: Float32Array, dout: Float32Array, doutStrides: [number, number, number],
+    dq: Float32Array | Uint16Array, dk: Float32Array | Uint16Array, dv: Float32Array | Uint16Array): void {
     this.a.attentionBf16Backward(s, ql, kl, vl, keyMask, firstKey, stats, dout, doutStrides, dq, dk, dv);
   }
   adamw8bit(g: AdamW8bitArgs): void {

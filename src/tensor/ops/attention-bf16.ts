@@ -123,18 +123,29 @@ export function attentionBf16(be: Bf16Backend, q: Tensor, k: Tensor, v: Tensor, 
   const y = new Tensor(out, 'f32', [B, H, Tq, Dv], [...outStrides, 1]);
   // gradients written at the given strides for q, k, v; on the graph's last pass the packed copies (this op's own)
   // go back to the pool once read
-  const grads = (gy: Tensor, last: boolean | undefined, st: Strides3[], dq: Float32Array, dk: Float32Array, dv: Float32Array) => {
+  const grads = <A extends Float32Array | Uint16Array>(gy: Tensor, last: boolean | undefined, st: Strides3[], dq: A, dk: A, dv: A) => {
     const G = attnView(gy);
     be.attentionBf16Backward({ ...shape, qStrides: st[0], kStrides: st[1], vStrides: st[2] }, ql, kl, vl, keyMask, firstKey, stats, G.buf, G.st, dq, dk, dv);
     if (last) for (const b of [ql, kl, vl]) releaseBuffer(b);
   };
   if (fused) {
-    // q, k, v are views of base (contiguous): all three gradients go into one buffer shaped like it
+    // q, k, v are views of base (contiguous): all three gradients go into one buffer shaped like it. Its reader is the
+    // projection's backward products: where the tiles run and the backend writes bf16 outputs, in bf16 (the
+    // gradient PyTorch's autocast gives a bf16 projection; no cast pass before those products, half the bytes)
     const { base } = fused;
     const baseShape = [...base.shape], baseSize = base.size, st = [Q.st, K.st, V.st];
     const offs = [q.offset - base.offset, k.offset - base.offset, v.offset - base.offset];
     const covers = q.size + k.size + v.size === baseSize;
+    // (only where base is a Linear's own output, whose backward takes a bf16 gy as it is: an f32 leaf, or a view op,
+    // gets the f32 gradient its dtype says)
+    const byProduct = base.node?.op === 'linear' || base.node?.op === 'loraLinear';
+    const bf16Grad = byProduct && !!be.matmulToBf16 && !!be.attentionBf16Tiles?.(Tq, Tk, D, Dv);
     return fused.record(y, (gy, last) => {
+      if (bf16Grad) {
+        const d = covers ? uninitU16(baseSize) : new Uint16Array(baseSize);
+        grads(gy, last, st, d.subarray(offs[0]), d.subarray(offs[1]), d.subarray(offs[2]));
+        return new Tensor(d, 'bf16', baseShape);
+      }
       const d = covers ? uninitF32(baseSize) : new Float32Array(baseSize);
       grads(gy, last, st, d.subarray(offs[0]), d.subarray(offs[1]), d.subarray(offs[2]));
       return new Tensor(d, 'f32', baseShape);

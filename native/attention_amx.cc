@@ -297,6 +297,21 @@ void for_heads(const Shape& p, F f) {
   }
 }
 
+// An output view: f32, or bf16 (read by bf16 products: the fused qkv's gradient, the attention output)
+struct Out {
+  void* p;
+  bool bf16;
+  Out at(int64_t off) const { return {bf16 ? (void*)((uint16_t*)p + off) : (void*)((float*)p + off), bf16}; }
+  // n values of src into the view from element off on
+  void row(int64_t off, const float* src, int64_t n) const {
+    if (!bf16) return (void)std::memcpy((float*)p + off, src, n * 4);
+    for (int64_t j = 0; j < n; j += 16) {
+      const __mmask16 l = lanes(n - j);
+      store_bf16((uint16_t*)p + off + j, l, _mm512_maskz_loadu_ps(l, src + j));
+    }
+  }
+};
+
 // Rows of a (T, D) f32 view at row stride ld packed into dense bf16 (the kept copy the backward pass reads)
 void pack_rows(const float* src, int64_t ld, int64_t T, int64_t D, uint16_t* dst) {
   for (int64_t t = 0; t < T; t++)
@@ -307,9 +322,10 @@ void pack_rows(const float* src, int64_t ld, int64_t T, int64_t D, uint16_t* dst
 }
 // The cache lines of a (T, D) f32 view at row stride ld asked for ahead (the next head's q, k, v while this one computes:
 // packing them was bound by memory, with nothing to overlap)
-void prefetch_rows(const float* src, int64_t ld, int64_t T, int64_t D) {
+template <class E>
+void prefetch_rows(const E* src, int64_t ld, int64_t T, int64_t D) {
   for (int64_t t = 0; t < T; t++)
-    for (int64_t j = 0; j < D; j += 16) _mm_prefetch((const char*)(src + t * ld + j), _MM_HINT_T1);
+    for (int64_t j = 0; j < D; j += 64 / (int64_t)sizeof(E)) _mm_prefetch((const char*)(src + t * ld + j), _MM_HINT_T1);
 }
 
 // A head's dense bf16 (T, D) as a tile operand: itself where T and D are whole blocks, else a zero-padded copy
@@ -320,7 +336,7 @@ const uint16_t* padded(const uint16_t* x, int64_t T, int64_t D, int64_t T32, int
   return d;
 }
 
-void forward(const Shape& p, const float* q, const float* k, const float* v, float* out, float* stats, uint16_t* ql,
+void forward(const Shape& p, const float* q, const float* k, const float* v, Out out, float* stats, uint16_t* ql,
              uint16_t* kl, uint16_t* vl) {
   for_heads(p, [&](int64_t b, int64_t h) {
     Scratch& sc = scratch();
@@ -352,7 +368,7 @@ void forward(const Shape& p, const float* q, const float* k, const float* v, flo
     transpose_words((const uint32_t*)Ka, hd.Tk, hd.D / 2, hd.D / 2, Kt, hd.Tk);
     interleave_rows(Va, hd.Dv, 0, hd.Tk / 2, 0, hd.Dv, Vr, hd.Dv);
     float* st = stats + bh * p.Tq * 2;
-    float* o = out + b * p.os[0] + h * p.os[1];
+    const Out o = out.at(b * p.os[0] + h * p.os[1]);
     for (int64_t qb = 0; qb < hd.nqb; qb++) {
       const int64_t kb = hd.kb[qb], ke = hd.ke[qb], i0 = qb * kBlk;
       for (int64_t j = kb; j < ke; j += kBlk)
@@ -360,30 +376,15 @@ void forward(const Shape& p, const float* q, const float* k, const float* v, flo
       for (int64_t i = i0; i < std::min(p.Tq, i0 + kBlk); i++)
         probs_row(p, S + i * hd.Tk, i, kb, ke, fk, km, st + i * 2, false, Pb + i * hd.Tk);
       // whole blocks straight into the output view, else through O
-      const bool direct = p.Dv == hd.Dv && i0 + kBlk <= p.Tq;
+      const bool direct = !o.bf16 && p.Dv == hd.Dv && i0 + kBlk <= p.Tq;
       for (int64_t n = 0; n < hd.Dv; n += kBlk)
-        tile_product(Pb + i0 * hd.Tk, hd.Tk, Vr + n, hd.Dv, direct ? o + i0 * p.os[2] + n : O + i0 * hd.Dv + n,
+        tile_product(Pb + i0 * hd.Tk, hd.Tk, Vr + n, hd.Dv, direct ? (float*)o.p + i0 * p.os[2] + n : O + i0 * hd.Dv + n,
                      direct ? p.os[2] : hd.Dv, range(kb / kBlk, ke / kBlk));
       if (!direct)
-        for (int64_t i = i0; i < std::min(p.Tq, i0 + kBlk); i++) std::memcpy(o + i * p.os[2], O + i * hd.Dv, p.Dv * 4);
+        for (int64_t i = i0; i < std::min(p.Tq, i0 + kBlk); i++) o.row(i * p.os[2], O + i * hd.Dv, p.Dv);
     }
   });
 }
-
-// A gradient's view: f32, or bf16 (the gradient of a projection whose backward products read bf16: the fused qkv)
-struct Out {
-  void* p;
-  bool bf16;
-  Out at(int64_t off) const { return {bf16 ? (void*)((uint16_t*)p + off) : (void*)((float*)p + off), bf16}; }
-  // n values of src into the view from element off on
-  void row(int64_t off, const float* src, int64_t n) const {
-    if (!bf16) return (void)std::memcpy((float*)p + off, src, n * 4);
-    for (int64_t j = 0; j < n; j += 16) {
-      const __mmask16 l = lanes(n - j);
-      store_bf16((uint16_t*)p + off + j, l, _mm512_maskz_loadu_ps(l, src + j));
-    }
-  }
-};
 
 // A (R x C f32, rows C apart; R, C multiples of 16) transposed into rows of a strided view: dst[c * ld + r] for
 // c < cols, r < rows (straight in where the view is f32 and takes whole blocks)
@@ -394,7 +395,7 @@ void transpose_out(const float* A, int64_t R, int64_t C, float* tmp, int64_t row
 }
 
 void backward(const Shape& p, const uint16_t* ql, const uint16_t* kl, const uint16_t* vl, const float* stats,
-              const float* dout, const int64_t* dos, Out dq, Out dk, Out dv) {
+              const void* dout, bool dout16, const int64_t* dos, Out dq, Out dk, Out dv) {
   for_heads(p, [&](int64_t b, int64_t h) {
     Scratch& sc = scratch();
     Head hd(p);
@@ -419,9 +420,15 @@ void backward(const Shape& p, const uint16_t* ql, const uint16_t* kl, const uint
     uint32_t* dSv = sized(sc.dSv, hd.Tq / 2 * hd.Tk);
     float* R = sized(sc.R, std::max(hd.Tq, hd.Tk) * std::max(hd.D, hd.Dv));
     float* Rt = sized(sc.Rt, hd.Tk * std::max(hd.D, hd.Dv));
-    const float* dO = dout + b * dos[0] + h * dos[1];
-    if (bh + 1 < p.B * p.H) prefetch_rows(dout + (bh + 1) / p.H * dos[0] + (bh + 1) % p.H * dos[1], dos[2], p.Tq, p.Dv);
-    pack_rows(dO, dos[2], p.Tq, p.Dv, dOa);
+    const int64_t at = b * dos[0] + h * dos[1], next = (bh + 1) / p.H * dos[0] + (bh + 1) % p.H * dos[1];
+    if (dout16) {  // the projection's bf16 gradient (a bf16 attention output's): its rows copied
+      const uint16_t* dO = (const uint16_t*)dout + at;
+      if (bh + 1 < p.B * p.H) prefetch_rows((const uint16_t*)dout + next, dos[2], p.Tq, p.Dv);
+      for (int64_t i = 0; i < p.Tq; i++) std::memcpy(dOa + i * p.Dv, dO + i * dos[2], p.Dv * 2);
+    } else {
+      if (bh + 1 < p.B * p.H) prefetch_rows((const float*)dout + next, dos[2], p.Tq, p.Dv);
+      pack_rows((const float*)dout + at, dos[2], p.Tq, p.Dv, dOa);
+    }
     if (p.Dv < hd.Dv) {
       for (int64_t i = p.Tq - 1; i >= 0; i--) {  // spread to rows of hd.Dv, last row first
         std::memmove(dOa + i * hd.Dv, dOa + i * p.Dv, p.Dv * 2);
@@ -493,14 +500,14 @@ bool amx_attention_takes(const Shape& p) {
 bool amx_attention_available() { return tiles_on.load(std::memory_order_relaxed) && onednn_amx() && tiles_granted(); }
 void amx_attention_enable(bool on) { tiles_on.store(on, std::memory_order_relaxed); }
 
-void amx_attention_forward(const Shape& p, const float* q, const float* k, const float* v, float* out, float* stats,
-                           uint16_t* ql, uint16_t* kl, uint16_t* vl) {
-  forward(p, q, k, v, out, stats, ql, kl, vl);
+void amx_attention_forward(const Shape& p, const float* q, const float* k, const float* v, void* out, bool out16,
+                           float* stats, uint16_t* ql, uint16_t* kl, uint16_t* vl) {
+  forward(p, q, k, v, {out, out16}, stats, ql, kl, vl);
 }
 void amx_attention_backward(const Shape& p, const uint16_t* ql, const uint16_t* kl, const uint16_t* vl,
-                            const float* stats, const float* dout, const int64_t* dos, void* dq, void* dk, void* dv,
-                            bool bf16) {
-  backward(p, ql, kl, vl, stats, dout, dos, {dq, bf16}, {dk, bf16}, {dv, bf16});
+                            const float* stats, const void* dout, bool dout16, const int64_t* dos, void* dq, void* dk,
+                            void* dv, bool bf16) {
+  backward(p, ql, kl, vl, stats, dout, dout16, dos, {dq, bf16}, {dk, bf16}, {dv, bf16});
 }
 
 }  // namespace ag

@@ -205,7 +205,9 @@ KERNEL(JsAttentionBf16) {
   const float* v = a.f32(3, &nv);
   s.keymask = a.f32(4, &nm, true);
   s.firstkey = (a.info[5].IsNull() || a.info[5].IsUndefined()) ? nullptr : a.i32(5, &nf);
-  float* out = a.f32(6, &no);
+  // a bf16 output (Uint16Array): the tiles write it (the projection after attention reads bf16)
+  const bool o16 = info[6].IsTypedArray() && info[6].As<Napi::TypedArray>().TypedArrayType() == napi_uint16_array;
+  void* out = o16 ? (void*)u16(a, 6, &no) : (void*)a.f32(6, &no);
   float* stats = a.f32(7, &np);
   uint16_t* ql = u16(a, 8, &nql);
   uint16_t* kl = u16(a, 9, &nkl);
@@ -220,12 +222,13 @@ KERNEL(JsAttentionBf16) {
   a.need(!s.keymask || (int64_t)nm >= s.B * s.Tk, "keyMask must hold B*Tk elements");
   a.need((int64_t)nql >= s.B * s.H * s.Tq * s.D && (int64_t)nkl >= s.B * s.H * s.Tk * s.D &&
          (int64_t)nvl >= s.B * s.H * s.Tk * s.Dv, "ql, kl, vl must hold B*H*Tq*D, B*H*Tk*D and B*H*Tk*Dv elements");
+  a.need(!o16 || amx_attention_takes(s), "a bf16 out is written on AMX tiles only (attentionBf16Tiles)");
   if (amx_attention_takes(s)) {
-    amx_attention_forward(s, q, k, v, out, stats, ql, kl, vl);
+    amx_attention_forward(s, q, k, v, out, o16, stats, ql, kl, vl);
     return info.Env().Undefined();
   }
   for_chunks(s, [&](const Shape& c, int64_t b0, int64_t h0) {
-    forward(c, q + at(s.qs, b0, h0), k + at(s.ks, b0, h0), v + at(s.vs, b0, h0), out + at(s.os, b0, h0),
+    forward(c, q + at(s.qs, b0, h0), k + at(s.ks, b0, h0), v + at(s.vs, b0, h0), (float*)out + at(s.os, b0, h0),
             stats + dense(s, b0, h0, s.Tq * 2), ql + dense(s, b0, h0, s.Tq * s.D), kl + dense(s, b0, h0, s.Tk * s.D),
             vl + dense(s, b0, h0, s.Tk * s.Dv));
   });
@@ -244,7 +247,8 @@ KERNEL(JsAttentionBf16Backward) {
   s.keymask = a.f32(4, &nm, true);
   s.firstkey = (a.info[5].IsNull() || a.info[5].IsUndefined()) ? nullptr : a.i32(5, &nf);
   const float* stats = a.f32(6, &np);
-  const float* dout = a.f32(7, &nd);
+  const bool d16 = info[7].IsTypedArray() && info[7].As<Napi::TypedArray>().TypedArrayType() == napi_uint16_array;
+  const void* dout = d16 ? (const void*)u16(a, 7, &nd) : (const void*)a.f32(7, &nd);
   auto dos = a.ints(8, true);
   // bf16 gradients (Uint16Arrays, all three): the tiles write them (the fused qkv's, read by bf16 products)
   const bool g16 = info[9].IsTypedArray() && info[9].As<Napi::TypedArray>().TypedArrayType() == napi_uint16_array;
@@ -252,7 +256,7 @@ KERNEL(JsAttentionBf16Backward) {
   void* dq = grad(9, &ndq);
   void* dk = grad(10, &ndk);
   void* dv = grad(11, &ndv);
-  a.need(!g16 || amx_attention_takes(s), "bf16 dq, dk, dv are written on AMX tiles only (attentionBf16Tiles)");
+  a.need((!g16 && !d16) || amx_attention_takes(s), "bf16 dout, dq, dk, dv are taken on AMX tiles only (attentionBf16Tiles)");
   a.need(s.H == s.Hkv, "grouped-query heads (Hkv < H) are not supported");
   a.need(!s.firstkey || (int64_t)nf >= s.B * s.Tq, "firstKey must hold B*Tq elements");
   a.need(dos.size() == 3, "doutStrides must be 3 strides");
@@ -265,12 +269,12 @@ KERNEL(JsAttentionBf16Backward) {
   a.need((int64_t)np >= s.B * s.H * s.Tq * 2, "stats must hold B*H*Tq*2 elements");
   a.need(!s.keymask || (int64_t)nm >= s.B * s.Tk, "keyMask must hold B*Tk elements");
   if (amx_attention_takes(s)) {
-    amx_attention_backward(s, ql, kl, vl, stats, dout, dos.data(), dq, dk, dv, g16);
+    amx_attention_backward(s, ql, kl, vl, stats, dout, d16, dos.data(), dq, dk, dv, g16);
     return info.Env().Undefined();
   }
   for_chunks(s, [&](const Shape& c, int64_t b0, int64_t h0) {
     backward(c, ql + dense(s, b0, h0, s.Tq * s.D), kl + dense(s, b0, h0, s.Tk * s.D), vl + dense(s, b0, h0, s.Tk * s.Dv),
-             stats + dense(s, b0, h0, s.Tq * 2), dout + at(dos.data(), b0, h0), dos.data(), (float*)dq + at(s.qs, b0, h0),
+             stats + dense(s, b0, h0, s.Tq * 2), (const float*)dout + at(dos.data(), b0, h0), dos.data(), (float*)dq + at(s.qs, b0, h0),
              (float*)dk + at(s.ks, b0, h0), (float*)dv + at(s.vs, b0, h0));
   });
   UNDEF;

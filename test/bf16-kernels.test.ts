@@ -380,6 +380,43 @@ test('on AMX tiles the fused qkv attention hands its Linear a bf16 gradient (the
   }
 });
 
+test('on AMX tiles the fused qkv attention\'s output is bf16 (the f32 output rounded, bit for bit), its projection reads it and hands back a bf16 gradient; the module\'s output and gradients within bf16 rounding of f32 outputs', { skip: skip || (!tilesHere && 'this CPU has no AMX (or oneDNN does not use it): the tiles do not run here') }, () => {
+  const seen: string[] = [];
+  const spy = (be: Backend) => new Proxy(be, {
+    get(t, k, r) {
+      const v = Reflect.get(t, k, r);
+      if ((k !== 'attentionBf16' && k !== 'attentionBf16Backward') || typeof v !== 'function') return v;
+      return (...args: unknown[]) => { seen.push(`${String(k)} ${(args[k === 'attentionBf16' ? 6 : 7] as object).constructor.name}`); return (v as (...a: unknown[]) => unknown).apply(t, args); };
+    },
+  }) as Backend;
+  // the attention op alone: its bf16 output is the f32 one rounded
+  const qkv = new Tensor(randn(2 * 40 * 96, 31), 'f32', [2, 40, 96]);
+  const prev = backend();
+  try {
+    setBackend(spy(getBackend('native')));
+    const y16 = autocast('bf16', () => T.fusedQKVAttention(qkv, 2, { causal: true }));
+    setBackend(hiding('matmulToBf16'));
+    const y32 = autocast('bf16', () => T.fusedQKVAttention(qkv, 2, { causal: true }));
+    assert.equal(y16.dtype, 'bf16');
+    assert.equal(y32.dtype, 'f32');
+    const r = new Uint16Array(y32.size);
+    getBackend('native').cast(y32.f32(), 'f32', r, 'bf16');
+    assert.deepEqual(y16.dense(), r);
+  } finally {
+    setBackend(prev);
+  }
+  // a Block (qkv, attention, proj; the MLP): the attention ran with bf16 out and dout
+  seen.length = 0;
+  const run = (be: Backend) => bf16Pass(be, () => new Block({ dim: 32, heads: 2, mlpDim: 64, causal: true }), [2, 40, 32], 500);
+  const e = run(spy(getBackend('native')));
+  assert.deepEqual(seen, ['attentionBf16 Uint16Array', 'attentionBf16Backward Uint16Array']);
+  seen.length = 0;
+  const a = run(spy(hiding('matmulToBf16')));
+  assert.deepEqual(seen, ['attentionBf16 Float32Array', 'attentionBf16Backward Float32Array']);
+  // measured up to 5.6e-3 here
+  e.forEach((v, i) => assert.ok(relErr(v, a[i]) < 2 ** -7, `tensor ${i}: relative error ${relErr(v, a[i])}`));
+});
+
 test('unaryBf16 equals unary then the cast, bit for bit (odd lengths, tails, the parallel path)', { skip }, () => {
   const native = getBackend('native');
   assert.ok(native.unaryBf16, 'the native backend has unaryBf16');

@@ -444,7 +444,8 @@ export interface Backend {
    * P is rounded to bf16 before its product with V; softmax and its statistics run in f32.
    */
   attentionBf16?(shape: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null,
-    firstKey: Int32Array | null, out: Float32Array, stats: Float32Array, ql: Uint16Array, kl: Uint16Array, vl: Uint16Array): void;
+    firstKey: Int32Array | null, out: Float32Array | Uint16Array, stats: Float32Array, ql: Uint16Array, kl: Uint16Array,
+    vl: Uint16Array): void;
   /**
    * Optional: whether `attentionBf16` runs head by head on AMX tiles for a shape of these sizes (H = Hkv), computing only
    * the keys each block of queries sees; where it does, it beats the f32 kernel at every length and mask measured (so
@@ -453,10 +454,11 @@ export interface Backend {
   attentionBf16Tiles?(Tq: number, Tk: number, D: number, Dv: number): boolean;
   /**
    * Gradients of `attentionBf16`, written (overwritten) at the strides of shape's q, k, v: Float32Arrays, or, where
-   * `attentionBf16Tiles` says the tiles run the shape, Uint16Arrays of bf16 (all three).
+   * `attentionBf16Tiles` says the tiles run the shape, Uint16Arrays of bf16 (all three). There too `attentionBf16`'s
+   * out and this dout may be bf16.
    */
   attentionBf16Backward?(shape: AttentionShape, ql: Uint16Array, kl: Uint16Array, vl: Uint16Array, keyMask: Float32Array | null,
-    firstKey: Int32Array | null, stats: Float32Array, dout: Float32Array, doutStrides: [number, number, number],
+    firstKey: Int32Array | null, stats: Float32Array, dout: Float32Array | Uint16Array, doutStrides: [number, number, number],
     dq: Float32Array | Uint16Array, dk: Float32Array | Uint16Array, dv: Float32Array | Uint16Array): void;
 
   // ---- random (counter-based, see rng.ts) ----------------------------------------------------------

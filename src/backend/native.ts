@@ -82,9 +82,9 @@ interface Addon {
   attentionBackward(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, km: Float32Array | null, fk: Int32Array | null,
     stats: Float32Array, dout: Float32Array, dos: number[], dq: Float32Array, dk: Float32Array, dv: Float32Array): void;
   attentionBf16(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, km: Float32Array | null, fk: Int32Array | null,
-    out: Float32Array, stats: Float32Array, ql: Uint16Array, kl: Uint16Array, vl: Uint16Array): void;
+    out: Float32Array | Uint16Array, stats: Float32Array, ql: Uint16Array, kl: Uint16Array, vl: Uint16Array): void;
   attentionBf16Backward(s: AttentionShape, ql: Uint16Array, kl: Uint16Array, vl: Uint16Array, km: Float32Array | null, fk: Int32Array | null,
-    stats: Float32Array, dout: Float32Array, dos: number[], dq: Float32Array | Uint16Array, dk: Float32Array | Uint16Array,
+    stats: Float32Array, dout: Float32Array | Uint16Array, dos: number[], dq: Float32Array | Uint16Array, dk: Float32Array | Uint16Array,
     dv: Float32Array | Uint16Array): void;
   attentionPoison(on: boolean): void;
   attentionBf16Budget(scores: number): void;
@@ -380,12 +380,13 @@ class NativeBackend implements Backend {
     this.a.attentionBackward(s, q, k, v, keyMask, firstKey, stats, dout, doutStrides, dq, dk, dv);
   }
   attentionBf16(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null,
-    firstKey: Int32Array | null, out: Float32Array, stats: Float32Array, ql: Uint16Array, kl: Uint16Array, vl: Uint16Array): void {
+    firstKey: Int32Array | null, out: Float32Array | Uint16Array, stats: Float32Array, ql: Uint16Array, kl: Uint16Array,
+    vl: Uint16Array): void {
     this.a.attentionBf16(s, q, k, v, keyMask, firstKey, out, stats, ql, kl, vl);
   }
   attentionBf16Tiles(Tq: number, Tk: number, D: number, Dv: number): boolean { return this.a.attentionBf16Tiles(undefined, Tq, Tk, D, Dv); }
   attentionBf16Backward(s: AttentionShape, ql: Uint16Array, kl: Uint16Array, vl: Uint16Array, keyMask: Float32Array | null,
-    firstKey: Int32Array | null, stats: Float32Array, dout: Float32Array, doutStrides: [number, number, number],
+    firstKey: Int32Array | null, stats: Float32Array, dout: Float32Array | Uint16Array, doutStrides: [number, number, number],
     dq: Float32Array | Uint16Array, dk: Float32Array | Uint16Array, dv: Float32Array | Uint16Array): void {
     this.a.attentionBf16Backward(s, ql, kl, vl, keyMask, firstKey, stats, dout, doutStrides, dq, dk, dv);
   }

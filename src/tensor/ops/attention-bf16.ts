@@ -16,6 +16,13 @@ import { firstKeyOf, visibleKeys } from '../../backend/portable/attention.js';
 
 export type Strides3 = [number, number, number];
 
+/** A bf16 (B, H, T, D) view as the tiles read it (a bf16 output's gradient): as attnView, its bf16 bits. */
+function attnViewBf16(t: Tensor): { buf: Uint16Array; st: Strides3 } {
+  const v = t.strides[3] !== 1 && t.shape[3] !== 1 ? contiguous(t) : t;
+  const buf = (v.offset ? (v.storage as Uint16Array).subarray(v.offset) : v.storage) as Uint16Array;
+  return { buf, st: [v.strides[0], v.strides[1], v.strides[2]] };
+}
+
 /** A (B, H, T, D) view as the kernel reads it: buffer from the view's offset and (b, h, t) strides. */
 export function attnView(t: Tensor): { t: Tensor; buf: Float32Array; st: Strides3 } {
   let v = t.dtype === 'f32' ? t : t.to('f32');
@@ -112,7 +119,12 @@ export function attentionBf16(be: Bf16Backend, q: Tensor, k: Tensor, v: Tensor, 
   const [B, H, Tq, D] = q.shape;
   const Tk = k.shape[2], Dv = v.shape[3];
   const Q = attnView(q), K = attnView(k), V = attnView(v);
-  const out = uninitF32(B * Tq * H * Dv);
+  // On the tiles, with bf16 product outputs, the fused op's output (read by the projection alone: fusedQKVAttention's
+  // callers) is made in bf16, as PyTorch's autocast makes attention's, and its gradient, the projection's bf16 input
+  // gradient, is read as it is; and the projection's gradient (read by its Linear's backward products) is bf16 too
+  const tiles = !!be.matmulToBf16 && !!be.attentionBf16Tiles?.(Tq, Tk, D, Dv);
+  const bf16Out = !!fused && tiles;
+  const out = bf16Out ? uninitU16(B * Tq * H * Dv) : uninitF32(B * Tq * H * Dv);
   const stats = new Float32Array(B * H * Tq * 2);
   const ql = uninitU16(B * H * Tq * D), kl = uninitU16(B * H * Tk * D), vl = uninitU16(B * H * Tk * Dv);
   const outStrides: Strides3 = [Tq * H * Dv, Dv, H * Dv];
@@ -120,11 +132,11 @@ export function attentionBf16(be: Bf16Backend, q: Tensor, k: Tensor, v: Tensor, 
   be.attentionBf16(shape, Q.buf, K.buf, V.buf, keyMask, firstKey, out, stats, ql, kl, vl);
   // the backward pass reads the packed copies: q, k, v themselves were read for the last time
   if (fused?.own) releaseBuffer(fused.base.storage as Float32Array);
-  const y = new Tensor(out, 'f32', [B, H, Tq, Dv], [...outStrides, 1]);
+  const y = new Tensor(out, bf16Out ? 'bf16' : 'f32', [B, H, Tq, Dv], [...outStrides, 1]);
   // gradients written at the given strides for q, k, v; on the graph's last pass the packed copies (this op's own)
   // go back to the pool once read
   const grads = <A extends Float32Array | Uint16Array>(gy: Tensor, last: boolean | undefined, st: Strides3[], dq: A, dk: A, dv: A) => {
-    const G = attnView(gy);
+    const G = tiles && gy.dtype === 'bf16' ? attnViewBf16(gy) : attnView(gy);
     be.attentionBf16Backward({ ...shape, qStrides: st[0], kStrides: st[1], vStrides: st[2] }, ql, kl, vl, keyMask, firstKey, stats, G.buf, G.st, dq, dk, dv);
     if (last) for (const b of [ql, kl, vl]) releaseBuffer(b);
   };
@@ -139,7 +151,7 @@ export function attentionBf16(be: Bf16Backend, q: Tensor, k: Tensor, v: Tensor, 
     // (only where base is a Linear's own output, whose backward takes a bf16 gy as it is: an f32 leaf, or a view op,
     // gets the f32 gradient its dtype says)
     const byProduct = base.node?.op === 'linear' || base.node?.op === 'loraLinear';
-    const bf16Grad = byProduct && !!be.matmulToBf16 && !!be.attentionBf16Tiles?.(Tq, Tk, D, Dv);
+    const bf16Grad = byProduct && tiles;
     return fused.record(y, (gy, last) => {
       if (bf16Grad) {
         const d = covers ? uninitU16(baseSize) : new Uint16Array(baseSize);

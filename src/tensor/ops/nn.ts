@@ -429,7 +429,9 @@ export function composedAttention(q: Tensor, k: Tensor, v: Tensor, causal: boole
 
 /**
  * Self-attention on a fused projection qkv (B, T, 3C) (GPT-2's c_attn layout: q, k, v blocks of C, heads inside
- * each): returns (B, T, C) with heads merged. Reads q, k, v in place and writes d(qkv) directly.
+ * each): returns (B, T, C) with heads merged. Reads q, k, v in place and writes d(qkv) directly. Under bf16 autocast
+ * on AMX tiles (with bf16 product outputs) the result is a bf16 tensor, as PyTorch's autocast gives attention's
+ * output: made for the output projection that reads it (the library's models' use), which takes it as it is.
  */
 export function fusedQKVAttention(qkv: Tensor, heads: number, opts: AttentionOptions & {
   /**

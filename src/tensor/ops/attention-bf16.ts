@@ -1,9 +1,11 @@
 /**
  * The fused attention kernel's views, and its bf16 form: under bf16 autocast on a backend that multiplies bf16 in
  * hardware (`nativeBf16`), attention's products run in bf16 as PyTorch's autocast runs them (softmax and its
- * statistics stay f32; P is rounded to bf16 before its product with V), where the masks leave most scores to compute
- * (bf16AttentionBackend). The backward pass keeps q, k, v packed in bf16 (half the bytes of the f32 projection it keeps
- * otherwise) and writes the gradients where the f32 kernel does.
+ * statistics stay f32; P is rounded to bf16 before its product with V): on AMX tiles from 16 tokens on, whatever the
+ * masks, elsewhere where the masks leave most scores to compute (bf16AttentionBackend). The backward pass keeps q, k, v
+ * packed in bf16 (half the bytes of the f32 projection it keeps otherwise) and writes the gradients where the f32
+ * kernel does. On the tiles, with bf16 product outputs, the fused qkv op also makes its output and the projection's
+ * gradient in bf16 (attentionBf16), as PyTorch's autocast makes a bf16 product's.
  */
 import { backend } from '../../backend/index.js';
 import type { AttentionShape, Backend } from '../../backend/backend.js';

@@ -5,7 +5,8 @@
 // head's products on the tile registers directly and computes only the keys each block of 32 queries can see (the
 // causal triangle, a packed row's documents), as the f32 kernel does. At short sequences and under causal masks the
 // batched products do not pay (attention-bf16.ts: the bf16 kernel took only unmasked rows of 64 tokens and more);
-// these do: the products of a 32 x 32 x 64 head are eight tile instructions.
+// these do: the scores of a 32 x 32 x 64 head are eight tile instructions. The output, and the gradients dq, dk, dv,
+// may be written in bf16 (the fused qkv op's, read by bf16 products), and dout read in bf16.
 //
 // Layout: every operand is padded to whole tiles (rows and keys to 32, features to 32) with zeros, per thread in
 // scratch kept between calls. A tile product reads A as bf16 rows and B in the VNNI layout (pairs along the reduced
@@ -201,10 +202,11 @@ inline __m512 store_bf16(uint16_t* pb, __mmask16 k, __m512 x) {
   return v512::bf16_value(bits);
 }
 
-// Row i of P over [kb, ke) from its raw products s: the softmax (attention.h's, in 16 lanes with the same bits: the
-// scaled scores' max over the visible keys the mask leaves, NaNs skipped; exp(x - max) through the same exp; the sum in
-// double; P = e (1 / sum)) over the keys [lo, vis) it sees, 0 elsewhere; the statistics written, or with `rebuild` read
-// back (P again bit for bit from the same products). P rounded to bf16 into pb; s gets its widened values.
+// Row i of P over [kb, ke) from its raw products s: attention.h's softmax in 16 lanes (the scaled scores' max over the
+// visible keys the mask leaves, NaNs skipped; exp(x - max) through the same exp, the same bits; the sum in double, in
+// another order than attention.h's; P = e (1 / sum)) over the keys [lo, vis) it sees, 0 elsewhere; the statistics
+// written, or with `rebuild` read back (P again bit for bit from the same products). P rounded to bf16 into pb; s gets
+// its widened values.
 void probs_row(const Shape& p, float* s, int64_t i, int64_t kb, int64_t ke, const int32_t* fk, const float* km, float* st,
                bool rebuild, uint16_t* pb) {
   using namespace v512;

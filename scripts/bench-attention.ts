@@ -51,6 +51,7 @@ async function child(root: string, calls: number, bf16: boolean, only: string): 
   const be = loadNativeBackend();
   // the checkout's switch of the bf16 kernel's AMX tiles, where it has one (native attentionBf16Tiles)
   const { attentionBf16Tiles: tilesSwitch } = (await import(path.join(root, 'src/backend/native.ts'))) as { attentionBf16Tiles?: (on?: boolean) => boolean };
+  const tiles = tilesSwitch?.() ?? false; // asked once: the cases below switch them off and on
   const rng = new Rng(1);
   const rand = (n: number) => Float32Array.from({ length: n }, () => 2 * rng.uniform() - 1);
   const out: Times = {};
@@ -70,7 +71,6 @@ async function child(root: string, calls: number, bf16: boolean, only: string): 
     if (bf16 && be.attentionBf16 && be.attentionBf16Backward) {
       const [ql, kl, vl] = [0, 1, 2].map(() => new Uint16Array(B * H * T * D));
       // with AMX: the tiles (the kernel's default there), and the batched products beside them (tiles off)
-      const tiles = tilesSwitch?.() ?? false;
       for (const [name, on] of (tiles ? [['bf16 tiles', true], ['bf16 batched', false]] : [['bf16', false]]) as [string, boolean][]) {
         const set = () => tilesSwitch?.(on);
         kernels.push([name,
@@ -92,6 +92,7 @@ async function child(root: string, calls: number, bf16: boolean, only: string): 
       out[`${c.name} ${dt} bwd`] = median(tb);
     }
   }
+  tilesSwitch?.(tiles); // as found
   out['peak RSS (MB)'] = process.resourceUsage().maxRSS / 1024; // the kernels' scratch, kept per thread, is most of it
   return out;
 }

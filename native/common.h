@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cmath>
+#include <immintrin.h>
 #include <omp.h>
 
 namespace ag {
@@ -37,6 +38,9 @@ inline bool mlp_act(int op) { return op == U_GELU || op == U_GELU_TANH || op == 
 bool use_avx512();
 void act_f32_avx512(int op, const float* x, float* y, int64_t m);
 void act_grad_avx512(int op, const float* x, float* y, float* d, int64_t m);
+// nn.cc's softmax exponentials in 16 lanes with the 8-lane loops' bits (gelu512.cc)
+int64_t sum_exp_avx512(const float* x, int64_t i, int64_t n, float mx, float* e, __m256d* s0, __m256d* s1);
+int64_t exp_avx512(const float* x, float* y, int64_t n);
 void fill_i32(int32_t* dst, int64_t n, int32_t v);
 void strided_copy(const void* src, int esize, const int64_t* shape, const int64_t* strides, int ndim, void* dst, const int64_t* dstrides);
 void cast(const void* src, int sdt, void* dst, int ddt, int64_t n);

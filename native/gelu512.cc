@@ -126,6 +126,33 @@ void act_grad_avx512(int op, const float* x, float* y, float* d, int64_t m) {
   }
 }
 
+// exp(x - mx) over whole blocks of 16 from i on (while i + 16 <= n), written to e where e is set, and added in double
+// to s0 (lanes 0-3 of each 8) and s1 (lanes 4-7) in nn.cc's sum_exp order: its 8-lane loop's bits, two blocks of 8 at
+// a time. Returns where it stopped (nn.cc's loop goes on from there).
+int64_t sum_exp_avx512(const float* x, int64_t i, int64_t n, float mx, float* e, __m256d* s0, __m256d* s1) {
+  const __m512 m = w(mx);
+  __m256d a = *s0, b = *s1;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = wexp(_mm512_sub_ps(_mm512_loadu_ps(x + i), m));
+    if (e) _mm512_storeu_ps(e + i, v);
+    const __m256 lo = _mm512_castps512_ps256(v), hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    a = _mm256_add_pd(a, _mm256_cvtps_pd(_mm256_castps256_ps128(lo)));
+    b = _mm256_add_pd(b, _mm256_cvtps_pd(_mm256_extractf128_ps(lo, 1)));
+    a = _mm256_add_pd(a, _mm256_cvtps_pd(_mm256_castps256_ps128(hi)));
+    b = _mm256_add_pd(b, _mm256_cvtps_pd(_mm256_extractf128_ps(hi, 1)));
+  }
+  *s0 = a;
+  *s1 = b;
+  return i;
+}
+
+// y = exp(x) over whole blocks of 16 (vexp's bits); returns how many it did
+int64_t exp_avx512(const float* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, wexp(_mm512_loadu_ps(x + i)));
+  return i;
+}
+
 #pragma GCC pop_options
 
 }  // namespace ag

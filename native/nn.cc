@@ -47,7 +47,7 @@ inline double hsum_pd(__m256d v) {
 inline double sum_exp(const float* x, int64_t n, float mx, float* e) {
   __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
   const __m256 m = _mm256_set1_ps(mx);
-  int64_t i = 0;
+  int64_t i = use_avx512() ? sum_exp_avx512(x, 0, n, mx, e, &s0, &s1) : 0;  // its 8-lane loop's bits, 16 at a time
   for (; i + 8 <= n; i += 8) {
     __m256 v = vexp(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
     if (e) _mm256_storeu_ps(e + i, v);
@@ -97,7 +97,8 @@ void softmax_backward(const float* y, const float* dy, int64_t rows, int64_t col
       for (int64_t i = 0; i < cols; i++) d[i] = yr[i] * (g[i] - dot);
     } else {
       const float s = (float)sum_d(g, cols);
-      vmap(yr, d, cols, vexp);
+      const int64_t done = use_avx512() ? exp_avx512(yr, d, cols) : 0;  // vmap's bits, 16 at a time
+      vmap(yr + done, d + done, cols - done, vexp);
       for (int64_t i = 0; i < cols; i++) d[i] = g[i] - d[i] * s;
     }
   });
@@ -282,7 +283,8 @@ void cross_entropy_backward(const float* logp, const int32_t* t, int64_t rows, i
     const int32_t tr = t[r];
     if (tr == ignore) { std::memset(d, 0, cols * sizeof(float)); return; }
     const float g = dloss[r], off = ls / (float)cols;
-    vmap(logp + r * cols, d, cols, vexp);
+    const int64_t done = use_avx512() ? exp_avx512(logp + r * cols, d, cols) : 0;  // vmap's bits, 16 at a time
+    vmap(logp + r * cols + done, d + done, cols - done, vexp);
     for (int64_t i = 0; i < cols; i++) d[i] = g * (d[i] - off);
     d[tr] -= g * (1.0f - ls);
   });

@@ -514,6 +514,12 @@ test('gelu, gelu_tanh and silu in AVX-512 (native/gelu512.cc, where the CPU has 
   assert.deepEqual(await digests('gelu-bits.ts', {}), await digests('gelu-bits.ts', { AUTOGLM_NO_AVX512: '1' }));
 });
 
+test('softmax, log-softmax, their backward passes and cross-entropy with 16-lane exponentials (native/gelu512.cc, where the CPU has AVX-512) give the 8-lane loops\' bits', { skip }, async () => {
+  const avx512 = await digests('softmax-bits.ts', {}), avx2 = await digests('softmax-bits.ts', { AUTOGLM_NO_AVX512: '1' });
+  assert.equal(Object.keys(avx512).length, 6 * 7);
+  assert.deepEqual(avx512, avx2);
+});
+
 test('attention\'s f32 products in AVX-512 (small_gemm.h tile512, 6 x 32 tiles) give the AVX2 tiles\' bits, forward and backward', { skip }, async () => {
   const avx512 = await digests('attention-bits.ts', {}), avx2 = await digests('attention-bits.ts', { AUTOGLM_NO_AVX512: '1' });
   assert.equal(Object.keys(avx512).length, 6);

@@ -169,26 +169,6 @@ void pad_copy(const uint16_t* src, int64_t rows, int64_t cols, int64_t rows32, i
   std::memset(dst + rows * cols32, 0, (rows32 - rows) * cols32 * 2);
 }
 
-// One head's sizes padded to whole blocks, and each block of 32 queries' keys [kb, ke) (multiples of 32): the
-// visible keys of its rows (the causal limit, a packed row's first keys); empty where its rows see none
-struct Head {
-  int64_t Tq, Tk, D, Dv, nqb;
-  std::vector<int64_t> kb, ke;
-  explicit Head(const Shape& p) : Tq(up(p.Tq)), Tk(up(p.Tk)), D(up(p.D)), Dv(up(p.Dv)), nqb(up(p.Tq) / kBlk),
-    kb((size_t)nqb), ke((size_t)nqb) {}
-  void ranges(const Shape& p, const int32_t* fk) {
-    for (int64_t qb = 0; qb < nqb; qb++) {
-      int64_t vmax = 0, lmin = INT64_MAX;
-      for (int64_t i = qb * kBlk; i < std::min(p.Tq, (qb + 1) * kBlk); i++) {
-        const int64_t vis = visible_keys(p, i), lo = first_key(fk, i, vis);
-        if (lo < vis) { vmax = std::max(vmax, vis); lmin = std::min(lmin, lo); }
-      }
-      kb[qb] = lmin == INT64_MAX ? 0 : lmin / kBlk * kBlk;
-      ke[qb] = lmin == INT64_MAX ? 0 : up(vmax);
-    }
-  }
-};
-
 inline __mmask16 lanes(int64_t left) { return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1); }
 // lanes [j, j + 16) of [.., end) whose key the mask leaves (km[j] == 0)
 inline __mmask16 kept(const float* km, int64_t j, int64_t end) {
@@ -201,6 +181,63 @@ inline __m512 store_bf16(uint16_t* pb, __mmask16 k, __m512 x) {
   _mm256_mask_storeu_epi16(pb, k, _mm512_cvtepi32_epi16(bits));
   return v512::bf16_value(bits);
 }
+
+// An output view: f32, or bf16 (read by bf16 products: the fused qkv's gradient, the attention output)
+struct Out {
+  void* p;
+  bool bf16;
+  Out at(int64_t off) const { return {bf16 ? (void*)((uint16_t*)p + off) : (void*)((float*)p + off), bf16}; }
+  // n values of src into the view from element off on
+  void row(int64_t off, const float* src, int64_t n) const {
+    if (!bf16) return (void)std::memcpy((float*)p + off, src, n * 4);
+    for (int64_t j = 0; j < n; j += 16) {
+      const __mmask16 l = lanes(n - j);
+      store_bf16((uint16_t*)p + off + j, l, _mm512_maskz_loadu_ps(l, src + j));
+    }
+  }
+};
+
+// One (batch, head): its sizes padded to whole blocks, its batch row's masks, and each block of 32 queries' keys [kb,
+// ke) (multiples of 32): the visible keys of its rows (the causal limit, a packed row's first keys); empty where its
+// rows see none
+struct Head {
+  int64_t Tq, Tk, D, Dv, nqb, bh;
+  const int32_t* fk;
+  const float* km;
+  std::vector<int64_t> kb, ke;
+  Head(const Shape& p, int64_t b, int64_t h)
+      : Tq(up(p.Tq)), Tk(up(p.Tk)), D(up(p.D)), Dv(up(p.Dv)), nqb(up(p.Tq) / kBlk), bh(b * p.H + h),
+        fk(p.firstkey ? p.firstkey + b * p.Tq : nullptr), km(p.keymask ? p.keymask + b * p.Tk : nullptr),
+        kb((size_t)nqb), ke((size_t)nqb) {
+    for (int64_t qb = 0; qb < nqb; qb++) {
+      int64_t vmax = 0, lmin = INT64_MAX;
+      for (int64_t i = qb * kBlk; i < std::min(p.Tq, (qb + 1) * kBlk); i++) {
+        const int64_t vis = visible_keys(p, i), lo = first_key(fk, i, vis);
+        if (lo < vis) { vmax = std::max(vmax, vis); lmin = std::min(lmin, lo); }
+      }
+      kb[qb] = lmin == INT64_MAX ? 0 : lmin / kBlk * kBlk;
+      ke[qb] = lmin == INT64_MAX ? 0 : up(vmax);
+    }
+  }
+  // S = Q K^T (unscaled) for query block qb over its keys: Qa (Tq x D) bf16 rows, Kt K's words transposed
+  void scores(int64_t qb, const uint16_t* Qa, const uint32_t* Kt, float* S) const {
+    for (int64_t j = kb[qb]; j < ke[qb]; j += kBlk)
+      tile_product(Qa + qb * kBlk * D, D, Kt + j, Tk, S + qb * kBlk * Tk + j, Tk, range(0, D / kBlk));
+  }
+  // Rows of query block qb (those below p.Tq) of a view at row stride ld, n wide (n32 padded) = A (rows of Tk bf16:
+  // P or dS) times B (VNNI, n32 words a row: V or K interleaved) over the block's keys: straight into the view where
+  // it is f32 and takes whole blocks, else through tmp (rows of n32)
+  void rows_out(const Shape& p, int64_t qb, const uint16_t* A, const uint32_t* B, int64_t n, int64_t n32, const Out& dst,
+                int64_t ld, float* tmp) const {
+    const int64_t i0 = qb * kBlk;
+    const bool direct = !dst.bf16 && n == n32 && i0 + kBlk <= p.Tq;
+    for (int64_t c = 0; c < n32; c += kBlk)
+      tile_product(A + i0 * Tk, Tk, B + c, n32, direct ? (float*)dst.p + i0 * ld + c : tmp + i0 * n32 + c,
+                   direct ? ld : n32, range(kb[qb] / kBlk, ke[qb] / kBlk));
+    if (!direct)
+      for (int64_t i = i0; i < std::min(p.Tq, i0 + kBlk); i++) dst.row(i * ld, tmp + i * n32, n);
+  }
+};
 
 // Row i of P over [kb, ke) from its raw products s: attention.h's softmax in 16 lanes (the scaled scores' max over the
 // visible keys the mask leaves, NaNs skipped; exp(x - max) through the same exp, the same bits; the sum in double, in
@@ -299,21 +336,6 @@ void for_heads(const Shape& p, F f) {
   }
 }
 
-// An output view: f32, or bf16 (read by bf16 products: the fused qkv's gradient, the attention output)
-struct Out {
-  void* p;
-  bool bf16;
-  Out at(int64_t off) const { return {bf16 ? (void*)((uint16_t*)p + off) : (void*)((float*)p + off), bf16}; }
-  // n values of src into the view from element off on
-  void row(int64_t off, const float* src, int64_t n) const {
-    if (!bf16) return (void)std::memcpy((float*)p + off, src, n * 4);
-    for (int64_t j = 0; j < n; j += 16) {
-      const __mmask16 l = lanes(n - j);
-      store_bf16((uint16_t*)p + off + j, l, _mm512_maskz_loadu_ps(l, src + j));
-    }
-  }
-};
-
 // Rows of a (T, D) f32 view at row stride ld packed into dense bf16 (the kept copy the backward pass reads)
 void pack_rows(const float* src, int64_t ld, int64_t T, int64_t D, uint16_t* dst) {
   for (int64_t t = 0; t < T; t++)
@@ -342,11 +364,9 @@ void forward(const Shape& p, const float* q, const float* k, const float* v, Out
              uint16_t* kl, uint16_t* vl) {
   for_heads(p, [&](int64_t b, int64_t h) {
     Scratch& sc = scratch();
-    Head hd(p);
-    const int32_t* fk = p.firstkey ? p.firstkey + b * p.Tq : nullptr;
-    const float* km = p.keymask ? p.keymask + b * p.Tk : nullptr;
-    hd.ranges(p, fk);
-    const int64_t bh = b * p.H + h;
+    const Head hd(p, b, h);
+    const int64_t bh = hd.bh;
+    const int32_t* fk = hd.fk;
     uint16_t* qh = ql + bh * p.Tq * p.D;
     uint16_t* kh = kl + bh * p.Tk * p.D;
     uint16_t* vh = vl + bh * p.Tk * p.Dv;
@@ -373,17 +393,10 @@ void forward(const Shape& p, const float* q, const float* k, const float* v, Out
     const Out o = out.at(b * p.os[0] + h * p.os[1]);
     for (int64_t qb = 0; qb < hd.nqb; qb++) {
       const int64_t kb = hd.kb[qb], ke = hd.ke[qb], i0 = qb * kBlk;
-      for (int64_t j = kb; j < ke; j += kBlk)
-        tile_product(Qa + i0 * hd.D, hd.D, Kt + j, hd.Tk, S + i0 * hd.Tk + j, hd.Tk, range(0, hd.D / kBlk));
+      hd.scores(qb, Qa, Kt, S);
       for (int64_t i = i0; i < std::min(p.Tq, i0 + kBlk); i++)
-        probs_row(p, S + i * hd.Tk, i, kb, ke, fk, km, st + i * 2, false, Pb + i * hd.Tk);
-      // whole blocks straight into the output view, else through O
-      const bool direct = !o.bf16 && p.Dv == hd.Dv && i0 + kBlk <= p.Tq;
-      for (int64_t n = 0; n < hd.Dv; n += kBlk)
-        tile_product(Pb + i0 * hd.Tk, hd.Tk, Vr + n, hd.Dv, direct ? (float*)o.p + i0 * p.os[2] + n : O + i0 * hd.Dv + n,
-                     direct ? p.os[2] : hd.Dv, range(kb / kBlk, ke / kBlk));
-      if (!direct)
-        for (int64_t i = i0; i < std::min(p.Tq, i0 + kBlk); i++) o.row(i * p.os[2], O + i * hd.Dv, p.Dv);
+        probs_row(p, S + i * hd.Tk, i, kb, ke, fk, hd.km, st + i * 2, false, Pb + i * hd.Tk);
+      hd.rows_out(p, qb, Pb, Vr, p.Dv, hd.Dv, o, p.os[2], O);  // O = P V
     }
   });
 }
@@ -400,11 +413,9 @@ void backward(const Shape& p, const uint16_t* ql, const uint16_t* kl, const uint
               const void* dout, bool dout16, const int64_t* dos, Out dq, Out dk, Out dv) {
   for_heads(p, [&](int64_t b, int64_t h) {
     Scratch& sc = scratch();
-    Head hd(p);
-    const int32_t* fk = p.firstkey ? p.firstkey + b * p.Tq : nullptr;
-    const float* km = p.keymask ? p.keymask + b * p.Tk : nullptr;
-    hd.ranges(p, fk);
-    const int64_t bh = b * p.H + h;
+    const Head hd(p, b, h);
+    const int64_t bh = hd.bh;
+    const int32_t* fk = hd.fk;
     const uint16_t* Qa = padded(ql + bh * p.Tq * p.D, p.Tq, p.D, hd.Tq, hd.D, sc.Qa);
     const uint16_t* Ka = padded(kl + bh * p.Tk * p.D, p.Tk, p.D, hd.Tk, hd.D, sc.Ka);
     const uint16_t* Va = padded(vl + bh * p.Tk * p.Dv, p.Tk, p.Dv, hd.Tk, hd.Dv, sc.Va);
@@ -447,10 +458,9 @@ void backward(const Shape& p, const uint16_t* ql, const uint16_t* kl, const uint
     const Out dQ = dq.at(b * p.qs[0] + h * p.qs[1]);
     for (int64_t qb = 0; qb < hd.nqb; qb++) {
       const int64_t kb = hd.kb[qb], ke = hd.ke[qb], i0 = qb * kBlk;
-      for (int64_t j = kb; j < ke; j += kBlk) {
-        tile_product(Qa + i0 * hd.D, hd.D, Kt + j, hd.Tk, S + i0 * hd.Tk + j, hd.Tk, range(0, hd.D / kBlk));
+      hd.scores(qb, Qa, Kt, S);
+      for (int64_t j = kb; j < ke; j += kBlk)  // dP = dO V^T
         tile_product(dOa + i0 * hd.Dv, hd.Dv, Vt + j, hd.Tk, dP + i0 * hd.Tk + j, hd.Tk, range(0, hd.Dv / kBlk));
-      }
       for (int64_t i = i0; i < i0 + kBlk; i++) {
         if (i >= p.Tq) {  // padding rows: P and dS are 0
           std::fill(Pb + i * hd.Tk + kb, Pb + i * hd.Tk + ke, (uint16_t)0);
@@ -458,18 +468,12 @@ void backward(const Shape& p, const uint16_t* ql, const uint16_t* kl, const uint
           continue;
         }
         // P rebuilt and rounded to bf16 (the products' operand); dS from that rounded P
-        probs_row(p, S + i * hd.Tk, i, kb, ke, fk, km, const_cast<float*>(st + i * 2), true, Pb + i * hd.Tk);
+        probs_row(p, S + i * hd.Tk, i, kb, ke, fk, hd.km, const_cast<float*>(st + i * 2), true, Pb + i * hd.Tk);
         ds_row(p, dP + i * hd.Tk, S + i * hd.Tk, i, kb, ke, fk, dSa + i * hd.Tk);
       }
       interleave_rows(Pb, hd.Tk, i0 / 2, (i0 + kBlk) / 2, kb, ke, Pv, hd.Tk);
       interleave_rows(dSa, hd.Tk, i0 / 2, (i0 + kBlk) / 2, kb, ke, dSv, hd.Tk);
-      // dQ = dS K over the block's keys
-      const bool direct = !dQ.bf16 && p.D == hd.D && i0 + kBlk <= p.Tq;
-      for (int64_t n = 0; n < hd.D; n += kBlk)
-        tile_product(dSa + i0 * hd.Tk, hd.Tk, Kr + n, hd.D, direct ? (float*)dQ.p + i0 * p.qs[2] + n : R + i0 * hd.D + n,
-                     direct ? p.qs[2] : hd.D, range(kb / kBlk, ke / kBlk));
-      if (!direct)
-        for (int64_t i = i0; i < std::min(p.Tq, i0 + kBlk); i++) dQ.row(i * p.qs[2], R + i * hd.D, p.D);
+      hd.rows_out(p, qb, dSa, Kr, p.D, hd.D, dQ, p.qs[2], R);  // dQ = dS K
     }
     // dK^T = Q^T dS and dV^T = dO^T P, each block of keys over the query blocks that see it
     const auto seen_by = [&](int64_t j) {

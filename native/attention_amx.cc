@@ -360,8 +360,19 @@ const uint16_t* padded(const uint16_t* x, int64_t T, int64_t D, int64_t T32, int
   return d;
 }
 
-void forward(const Shape& p, const float* q, const float* k, const float* v, Out out, float* stats, uint16_t* ql,
-             uint16_t* kl, uint16_t* vl) {
+// A (R x C f32, rows C apart; R, C multiples of 16) transposed into rows of a strided view: dst[c * ld + r] for
+// c < cols, r < rows (straight in where the view is f32 and takes whole blocks)
+void transpose_out(const float* A, int64_t R, int64_t C, float* tmp, int64_t rows, int64_t cols, Out dst, int64_t ld) {
+  if (!dst.bf16 && rows == R && cols == C) return transpose_words((const uint32_t*)A, R, C, C, (uint32_t*)dst.p, ld);
+  transpose_words((const uint32_t*)A, R, C, C, (uint32_t*)tmp, R);
+  for (int64_t c = 0; c < cols; c++) dst.row(c * ld, tmp + c * R, rows);
+}
+
+}  // namespace
+
+void amx_attention_forward(const Shape& p, const float* q, const float* k, const float* v, void* out16_or_f32, bool out16,
+                           float* stats, uint16_t* ql, uint16_t* kl, uint16_t* vl) {
+  const Out out{out16_or_f32, out16};
   for_heads(p, [&](int64_t b, int64_t h) {
     Scratch& sc = scratch();
     const Head hd(p, b, h);
@@ -401,16 +412,10 @@ void forward(const Shape& p, const float* q, const float* k, const float* v, Out
   });
 }
 
-// A (R x C f32, rows C apart; R, C multiples of 16) transposed into rows of a strided view: dst[c * ld + r] for
-// c < cols, r < rows (straight in where the view is f32 and takes whole blocks)
-void transpose_out(const float* A, int64_t R, int64_t C, float* tmp, int64_t rows, int64_t cols, Out dst, int64_t ld) {
-  if (!dst.bf16 && rows == R && cols == C) return transpose_words((const uint32_t*)A, R, C, C, (uint32_t*)dst.p, ld);
-  transpose_words((const uint32_t*)A, R, C, C, (uint32_t*)tmp, R);
-  for (int64_t c = 0; c < cols; c++) dst.row(c * ld, tmp + c * R, rows);
-}
-
-void backward(const Shape& p, const uint16_t* ql, const uint16_t* kl, const uint16_t* vl, const float* stats,
-              const void* dout, bool dout16, const int64_t* dos, Out dq, Out dk, Out dv) {
+void amx_attention_backward(const Shape& p, const uint16_t* ql, const uint16_t* kl, const uint16_t* vl,
+                            const float* stats, const void* dout, bool dout16, const int64_t* dos, void* dq16_or_f32,
+                            void* dk16_or_f32, void* dv16_or_f32, bool bf16) {
+  const Out dq{dq16_or_f32, bf16}, dk{dk16_or_f32, bf16}, dv{dv16_or_f32, bf16};
   for_heads(p, [&](int64_t b, int64_t h) {
     Scratch& sc = scratch();
     const Head hd(p, b, h);
@@ -495,8 +500,6 @@ void backward(const Shape& p, const uint16_t* ql, const uint16_t* kl, const uint
 
 #pragma GCC pop_options
 
-}  // namespace
-
 // Whether attention of this shape runs on the tiles: AMX present and used by oneDNN, the tile state granted, one kv
 // head per head, even feature counts (VNNI pairs), at most 2^20 padded scores a head
 bool amx_attention_takes(const Shape& p) {
@@ -505,15 +508,5 @@ bool amx_attention_takes(const Shape& p) {
 }
 bool amx_attention_available() { return tiles_on.load(std::memory_order_relaxed) && onednn_amx() && tiles_granted(); }
 void amx_attention_enable(bool on) { tiles_on.store(on, std::memory_order_relaxed); }
-
-void amx_attention_forward(const Shape& p, const float* q, const float* k, const float* v, void* out, bool out16,
-                           float* stats, uint16_t* ql, uint16_t* kl, uint16_t* vl) {
-  forward(p, q, k, v, {out, out16}, stats, ql, kl, vl);
-}
-void amx_attention_backward(const Shape& p, const uint16_t* ql, const uint16_t* kl, const uint16_t* vl,
-                            const float* stats, const void* dout, bool dout16, const int64_t* dos, void* dq, void* dk,
-                            void* dv, bool bf16) {
-  backward(p, ql, kl, vl, stats, dout, dout16, dos, {dq, bf16}, {dk, bf16}, {dv, bf16});
-}
 
 }  // namespace ag

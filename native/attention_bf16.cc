@@ -191,6 +191,10 @@ inline int64_t at(const int64_t* st, int64_t b0, int64_t h0) { return b0 * st[0]
 inline int64_t dense(const Shape& p, int64_t b0, int64_t h0, int64_t TD) { return (b0 * p.H + h0) * TD; }
 
 uint16_t* u16(const Args& a, size_t i, size_t* n) { return (uint16_t*)a.arr(i, napi_uint16_array, n); }
+// argument i is a Uint16Array (bf16; the tiles' bf16 out, dout and gradients)
+bool is_u16(const Napi::CallbackInfo& info, size_t i) {
+  return info[i].IsTypedArray() && info[i].As<Napi::TypedArray>().TypedArrayType() == napi_uint16_array;
+}
 
 }  // namespace
 
@@ -206,7 +210,7 @@ KERNEL(JsAttentionBf16) {
   s.keymask = a.f32(4, &nm, true);
   s.firstkey = (a.info[5].IsNull() || a.info[5].IsUndefined()) ? nullptr : a.i32(5, &nf);
   // a bf16 output (Uint16Array): the tiles write it (the projection after attention reads bf16)
-  const bool o16 = info[6].IsTypedArray() && info[6].As<Napi::TypedArray>().TypedArrayType() == napi_uint16_array;
+  const bool o16 = is_u16(info, 6);
   void* out = o16 ? (void*)u16(a, 6, &no) : (void*)a.f32(6, &no);
   float* stats = a.f32(7, &np);
   uint16_t* ql = u16(a, 8, &nql);
@@ -247,11 +251,11 @@ KERNEL(JsAttentionBf16Backward) {
   s.keymask = a.f32(4, &nm, true);
   s.firstkey = (a.info[5].IsNull() || a.info[5].IsUndefined()) ? nullptr : a.i32(5, &nf);
   const float* stats = a.f32(6, &np);
-  const bool d16 = info[7].IsTypedArray() && info[7].As<Napi::TypedArray>().TypedArrayType() == napi_uint16_array;
+  const bool d16 = is_u16(info, 7);
   const void* dout = d16 ? (const void*)u16(a, 7, &nd) : (const void*)a.f32(7, &nd);
   auto dos = a.ints(8, true);
   // bf16 gradients (Uint16Arrays, all three): the tiles write them (the fused qkv's, read by bf16 products)
-  const bool g16 = info[9].IsTypedArray() && info[9].As<Napi::TypedArray>().TypedArrayType() == napi_uint16_array;
+  const bool g16 = is_u16(info, 9);
   const auto grad = [&](size_t i, size_t* n) { return g16 ? (void*)u16(a, i, n) : (void*)a.f32(i, n); };
   void* dq = grad(9, &ndq);
   void* dk = grad(10, &ndk);

@@ -120,10 +120,6 @@ uint32_t float_bits(float f) {
   std::memcpy(&u, &f, sizeof u);
   return u;
 }
-bool has_amx() {
-  const auto isa = dnnl_get_effective_cpu_isa();
-  return (isa & dnnl_cpu_isa_avx512_core_amx) == dnnl_cpu_isa_avx512_core_amx;
-}
 // What the scratchpad and a product's output (when beta = 0) hold before oneDNN runs: -1 (the default) leaves them as
 // the last product left them, a byte value fills them; AUTOGLM_DNNL_FILL=<byte> sets it (tests poison the buffers to
 // show that results do not depend on them). Until the thirty-second session, AMX filled both with zeros before every
@@ -202,7 +198,7 @@ void run_onednn(const std::string& key, const dnnl::memory::desc& ad, const dnnl
 // of N 1-260 (M 1-300, K 8-768, both layouts of A and B, beta 0 and 1, 2-8 threads, Emerald Rapids) found no other N
 // (test/native-smoke.test.ts keeps a sweep against an f64 reference). Such products run at N = 64: B and the bias
 // copied with zero columns beside them, the output through a buffer of 64 columns.
-bool amx_n_gap(int64_t N) { return N >= 49 && N <= 63 && has_amx(); }
+bool amx_n_gap(int64_t N) { return N >= 49 && N <= 63 && onednn_amx(); }
 constexpr int64_t kGapN = 64;
 
 void matmul_onednn(const uint16_t* a, const uint16_t* b, void* out, const MatmulP& p, bool out_bf16);

@@ -63,6 +63,11 @@ inline double sum_exp(const float* x, int64_t n, float mx, float* e) {
   }
   return s;
 }
+// y = exp(x): vmap's bits, 16 at a time where the CPU has AVX-512
+inline void exp_row(const float* x, float* y, int64_t n) {
+  const int64_t done = use_avx512() ? exp_avx512(x, y, n) : 0;
+  vmap(x + done, y + done, n - done, vexp);
+}
 inline double sum_d(const float* a, int64_t n) {
   double s = 0;
 #pragma omp simd reduction(+ : s)
@@ -97,8 +102,7 @@ void softmax_backward(const float* y, const float* dy, int64_t rows, int64_t col
       for (int64_t i = 0; i < cols; i++) d[i] = yr[i] * (g[i] - dot);
     } else {
       const float s = (float)sum_d(g, cols);
-      const int64_t done = use_avx512() ? exp_avx512(yr, d, cols) : 0;  // vmap's bits, 16 at a time
-      vmap(yr + done, d + done, cols - done, vexp);
+      exp_row(yr, d, cols);
       for (int64_t i = 0; i < cols; i++) d[i] = g[i] - d[i] * s;
     }
   });
@@ -283,8 +287,7 @@ void cross_entropy_backward(const float* logp, const int32_t* t, int64_t rows, i
     const int32_t tr = t[r];
     if (tr == ignore) { std::memset(d, 0, cols * sizeof(float)); return; }
     const float g = dloss[r], off = ls / (float)cols;
-    const int64_t done = use_avx512() ? exp_avx512(logp + r * cols, d, cols) : 0;  // vmap's bits, 16 at a time
-    vmap(logp + r * cols + done, d + done, cols - done, vexp);
+    exp_row(logp + r * cols, d, cols);
     for (int64_t i = 0; i < cols; i++) d[i] = g * (d[i] - off);
     d[tr] -= g * (1.0f - ls);
   });

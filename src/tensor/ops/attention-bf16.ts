@@ -90,17 +90,21 @@ export function visibleShare(m: AttentionMasks, Tq: number, Tk: number): number 
   return seen / (B * Tq * Tk);
 }
 
+/** Where attention runs in bf16: the backend, and whether its AMX tiles take the shape. */
+export interface Bf16Attention { be: Bf16Backend; tiles: boolean }
+
 /**
- * The backend, when attention of q (B, H, Tq, ..) over k (B, Hkv, Tk, ..) under these masks runs in bf16 now; else
- * null.
+ * The backend (and whether on its tiles), when attention of q (B, H, Tq, ..) over k (B, Hkv, Tk, ..) under these masks
+ * runs in bf16 now; else null.
  */
 export function bf16AttentionBackend(H: number, Hkv: number, Tq: number, Tk: number, masks: AttentionMasks, D: number,
-  Dv: number): Bf16Backend | null {
+  Dv: number): Bf16Attention | null {
   const be = backend();
   if (!(autocastDType() === 'bf16' && H === Hkv && be.nativeBf16 && be.attentionBf16 && be.attentionBf16Backward)) return null;
-  if (Tq >= BF16_TILES_MIN_T && Tk >= BF16_TILES_MIN_T && be.attentionBf16Tiles?.(Tq, Tk, D, Dv)) return be as Bf16Backend;
+  const b = be as Bf16Backend;
+  if (Tq >= BF16_TILES_MIN_T && Tk >= BF16_TILES_MIN_T && be.attentionBf16Tiles?.(Tq, Tk, D, Dv)) return { be: b, tiles: true };
   if (Tq < BF16_ATTENTION_MIN_T || Tk < BF16_ATTENTION_MIN_T) return null;
-  return visibleShare(masks, Tq, Tk) > BF16_ATTENTION_MIN_SHARE ? be as Bf16Backend : null;
+  return visibleShare(masks, Tq, Tk) > BF16_ATTENTION_MIN_SHARE ? { be: b, tiles: false } : null;
 }
 
 /** What the fused qkv path passes: the tensor q, k, v are views of, and how to record on it. */
@@ -116,7 +120,7 @@ export interface FusedQKV {
  * returned as a (B, H, Tq, Dv) view, as attentionKernel (nn.ts) does. Its closures hold the bf16 copies, the
  * statistics and the masks, never q, k, v.
  */
-export function attentionBf16(be: Bf16Backend, q: Tensor, k: Tensor, v: Tensor, keyMask: Float32Array | null, firstKey: Int32Array | null,
+export function attentionBf16(lowp: Bf16Attention, q: Tensor, k: Tensor, v: Tensor, keyMask: Float32Array | null, firstKey: Int32Array | null,
   causal: boolean, scale: number, fused: FusedQKV | null): Tensor {
   const [B, H, Tq, D] = q.shape;
   const Tk = k.shape[2], Dv = v.shape[3];
@@ -124,7 +128,7 @@ export function attentionBf16(be: Bf16Backend, q: Tensor, k: Tensor, v: Tensor, 
   // On the tiles, with bf16 product outputs, the fused op's output (read by the projection alone: fusedQKVAttention's
   // callers) is made in bf16, as PyTorch's autocast makes attention's, and its gradient, the projection's bf16 input
   // gradient, is read as it is; and the projection's gradient (read by its Linear's backward products) is bf16 too
-  const tiles = !!be.matmulToBf16 && !!be.attentionBf16Tiles?.(Tq, Tk, D, Dv);
+  const be = lowp.be, tiles = lowp.tiles && !!be.matmulToBf16;
   const bf16Out = !!fused && tiles;
   const out = bf16Out ? uninitU16(B * Tq * H * Dv) : uninitF32(B * Tq * H * Dv);
   const stats = new Float32Array(B * H * Tq * 2);

@@ -399,22 +399,41 @@ void mul_bf16(const float* g, const uint16_t* g16, const uint16_t* d, float* out
 }
 
 // out[c] = sum over r of src[r][c], a bf16 (rows, cols) matrix summed in f32 row after row (a Linear's bias gradient
-// from its bf16 output gradient): the same bits for any thread count. Each thread streams its band of columns (the whole
-// row on one thread) down the rows, the band's sums in L1.
+// from its bf16 output gradient): the same bits for any thread count. Each thread takes a band of columns (the whole
+// row on one thread); 64 columns at a time are summed in registers down a block of rows, then stored, so that the
+// running sums make one round trip through memory per block instead of one per row (2048 x 1024 on an Emerald Rapids,
+// 2 threads: 0.35 ms with the sums in L1 row after row, 0.13 ms so).
+static void sum_rows_band(const uint16_t* src, int64_t rows, int64_t ld, int64_t w, float* acc) {
+  constexpr int64_t kRows = 16;
+  for (int64_t c = 0; c < w; c++) acc[c] = 0.0f;
+  for (int64_t r0 = 0; r0 < rows; r0 += kRows) {
+    const int64_t r1 = std::min(rows, r0 + kRows);
+    int64_t c = 0;
+    for (; c + 64 <= w; c += 64) {
+      __m256 a[8];
+      for (int j = 0; j < 8; j++) a[j] = _mm256_loadu_ps(acc + c + 8 * j);
+      for (int64_t r = r0; r < r1; r++) {
+        const uint16_t* s = src + r * ld + c;
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) a[j] = _mm256_add_ps(a[j], widen_bf16_x8(s + 8 * j));
+      }
+      for (int j = 0; j < 8; j++) _mm256_storeu_ps(acc + c + 8 * j, a[j]);
+    }
+    for (int64_t r = r0; r < r1; r++) {
+      const uint16_t* s = src + r * ld;
+      int64_t k = c;
+      for (; k + 8 <= w; k += 8) _mm256_storeu_ps(acc + k, _mm256_add_ps(_mm256_loadu_ps(acc + k), widen_bf16_x8(s + k)));
+      for (; k < w; k++) acc[k] += bf16_to_f32(s[k]);
+    }
+  }
+}
 void sum_rows_bf16(const uint16_t* src, int64_t rows, int64_t cols, float* out) {
-  const int64_t nt = par(rows * cols) ? std::min<int64_t>(num_threads(), (cols + 15) / 16) : 1;
-  const int64_t band = (cols + nt * 16 - 1) / (nt * 16) * 16;
+  const int64_t nt = par(rows * cols) ? std::min<int64_t>(num_threads(), (cols + 63) / 64) : 1;
+  const int64_t band = (cols + nt * 64 - 1) / (nt * 64) * 64;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
   for (int64_t b = 0; b < nt; b++) {
     const int64_t c0 = std::min(cols, b * band), w = std::min(cols, c0 + band) - c0;
-    float* acc = out + c0;
-    for (int64_t c = 0; c < w; c++) acc[c] = 0.0f;
-    for (int64_t r = 0; r < rows; r++) {
-      const uint16_t* s = src + r * cols + c0;
-      int64_t c = 0;
-      for (; c + 8 <= w; c += 8) _mm256_storeu_ps(acc + c, _mm256_add_ps(_mm256_loadu_ps(acc + c), widen_bf16_x8(s + c)));
-      for (; c < w; c++) acc[c] += bf16_to_f32(s[c]);
-    }
+    sum_rows_band(src + c0, rows, cols, w, out + c0);
   }
 }
 

@@ -609,9 +609,9 @@ test('unaryBf16Grad reads a bf16 x as its widened f32 copy; mulBf16 takes a bf16
   assert.throws(() => native.mulBf16!(g32, new Uint16Array(8), new Uint16Array(g32.buffer, 0, 8)), /one dtype/);
 });
 
-test('sumRowsBf16: each column summed in f32 row after row (column bands over the threads); a bf16 gradient\'s bias gradient', { skip }, () => {
+test('sumRowsBf16: each column summed in f32 row after row (column bands over the threads, 64 columns summed in registers down blocks of rows); a bf16 gradient\'s bias gradient', { skip }, () => {
   const native = getBackend('native');
-  for (const [rows, cols] of [[1, 1], [3, 7], [37, 65], [1024, 256], [2048, 1000]] as const) {
+  for (const [rows, cols] of [[1, 1], [3, 7], [37, 65], [17, 129], [50, 300], [1024, 256], [2048, 1000]] as const) {
     const f = randn(rows * cols, rows + cols), h = new Uint16Array(f.length);
     native.cast(f, 'f32', h, 'bf16');
     const w = new Float32Array(h.length);

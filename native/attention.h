@@ -188,9 +188,10 @@ inline int64_t extent(const int64_t* st, int64_t B, int64_t H, int64_t T, int64_
 bool amx_attention_available();
 void amx_attention_enable(bool on);
 bool amx_attention_takes(const attn::Shape& p);
-// out f32, or bf16 with out16; dout likewise with dout16; dq, dk, dv f32, or bf16 with `bf16`
-void amx_attention_forward(const attn::Shape& p, const float* q, const float* k, const float* v, void* out, bool out16,
-                           float* stats, uint16_t* ql, uint16_t* kl, uint16_t* vl);
+// q, k, v f32, or bf16 with in16 (a projection written in bf16: its rows copied as they are); out f32, or bf16 with
+// out16; dout likewise with dout16; dq, dk, dv f32, or bf16 with `bf16`
+void amx_attention_forward(const attn::Shape& p, const void* q, const void* k, const void* v, bool in16, void* out,
+                           bool out16, float* stats, uint16_t* ql, uint16_t* kl, uint16_t* vl);
 void amx_attention_backward(const attn::Shape& p, const uint16_t* ql, const uint16_t* kl, const uint16_t* vl,
                             const float* stats, const void* dout, bool dout16, const int64_t* dos, void* dq, void* dk,
                             void* dv, bool bf16);

@@ -344,6 +344,10 @@ void pack_rows(const float* src, int64_t ld, int64_t T, int64_t D, uint16_t* dst
       store_bf16(dst + t * D + j, l, _mm512_maskz_loadu_ps(l, src + t * ld + j));
     }
 }
+// ... of a bf16 view: its rows copied
+void pack_rows(const uint16_t* src, int64_t ld, int64_t T, int64_t D, uint16_t* dst) {
+  for (int64_t t = 0; t < T; t++) std::memcpy(dst + t * D, src + t * ld, (size_t)D * sizeof(uint16_t));
+}
 // The cache lines of a (T, D) f32 view at row stride ld asked for ahead (the next head's q, k, v while this one computes:
 // packing them was bound by memory, with nothing to overlap)
 template <class E>
@@ -368,10 +372,9 @@ void transpose_out(const float* A, int64_t R, int64_t C, float* tmp, int64_t row
   for (int64_t c = 0; c < cols; c++) dst.row(c * ld, tmp + c * R, rows);
 }
 
-}  // namespace
-
-void amx_attention_forward(const Shape& p, const float* q, const float* k, const float* v, void* out16_or_f32, bool out16,
-                           float* stats, uint16_t* ql, uint16_t* kl, uint16_t* vl) {
+template <class E>
+void amx_forward(const Shape& p, const E* q, const E* k, const E* v, void* out16_or_f32, bool out16, float* stats,
+                 uint16_t* ql, uint16_t* kl, uint16_t* vl) {
   const Out out{out16_or_f32, out16};
   for_heads(p, [&](int64_t b, int64_t h) {
     Scratch& sc = scratch();
@@ -410,6 +413,13 @@ void amx_attention_forward(const Shape& p, const float* q, const float* k, const
       hd.rows_out(p, qb, Pb, Vr, p.Dv, hd.Dv, o, p.os[2], O);  // O = P V
     }
   });
+}
+}  // namespace
+
+void amx_attention_forward(const Shape& p, const void* q, const void* k, const void* v, bool in16, void* out, bool out16,
+                           float* stats, uint16_t* ql, uint16_t* kl, uint16_t* vl) {
+  if (in16) amx_forward(p, (const uint16_t*)q, (const uint16_t*)k, (const uint16_t*)v, out, out16, stats, ql, kl, vl);
+  else amx_forward(p, (const float*)q, (const float*)k, (const float*)v, out, out16, stats, ql, kl, vl);
 }
 
 void amx_attention_backward(const Shape& p, const uint16_t* ql, const uint16_t* kl, const uint16_t* vl,

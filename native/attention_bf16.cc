@@ -198,15 +198,18 @@ bool is_u16(const Napi::CallbackInfo& info, size_t i) {
 
 }  // namespace
 
-// attentionBf16(shape, q, k, v, keyMask|null, firstKey|null, out, stats, ql, kl, vl): as attention, and the packed
-// bf16 q, k, v ((B, H, T, D) dense) for the backward pass
+// attentionBf16(shape, q, k, v, keyMask|null, firstKey|null, out, stats, ql, kl, vl): as attention (q, k, v f32, or bf16
+// on the tiles), and the packed bf16 q, k, v ((B, H, T, D) dense) for the backward pass
 KERNEL(JsAttentionBf16) {
   Args a(info, "attentionBf16", 11);
   Shape s = read_shape(a, 0);
   size_t nq, nk, nv, nm, nf = 0, no, np, nql, nkl, nvl;
-  const float* q = a.f32(1, &nq);
-  const float* k = a.f32(2, &nk);
-  const float* v = a.f32(3, &nv);
+  // bf16 q, k, v (Uint16Arrays, all three): the tiles read them (a projection written in bf16)
+  const bool in16 = is_u16(info, 1);
+  const auto input = [&](size_t i, size_t* n) { return in16 ? (const void*)u16(a, i, n) : (const void*)a.f32(i, n); };
+  const void* q = input(1, &nq);
+  const void* k = input(2, &nk);
+  const void* v = input(3, &nv);
   s.keymask = a.f32(4, &nm, true);
   s.firstkey = (a.info[5].IsNull() || a.info[5].IsUndefined()) ? nullptr : a.i32(5, &nf);
   // a bf16 output (Uint16Array): the tiles write it (the projection after attention reads bf16)
@@ -226,13 +229,14 @@ KERNEL(JsAttentionBf16) {
   a.need(!s.keymask || (int64_t)nm >= s.B * s.Tk, "keyMask must hold B*Tk elements");
   a.need((int64_t)nql >= s.B * s.H * s.Tq * s.D && (int64_t)nkl >= s.B * s.H * s.Tk * s.D &&
          (int64_t)nvl >= s.B * s.H * s.Tk * s.Dv, "ql, kl, vl must hold B*H*Tq*D, B*H*Tk*D and B*H*Tk*Dv elements");
-  a.need(!o16 || amx_attention_takes(s), "a bf16 out is written on AMX tiles only (attentionBf16Tiles)");
+  a.need((!o16 && !in16) || amx_attention_takes(s), "bf16 q, k, v and a bf16 out are taken on AMX tiles only (attentionBf16Tiles)");
   if (amx_attention_takes(s)) {
-    amx_attention_forward(s, q, k, v, out, o16, stats, ql, kl, vl);
+    amx_attention_forward(s, q, k, v, in16, out, o16, stats, ql, kl, vl);
     return info.Env().Undefined();
   }
+  const float *qf = (const float*)q, *kf = (const float*)k, *vf = (const float*)v;
   for_chunks(s, [&](const Shape& c, int64_t b0, int64_t h0) {
-    forward(c, q + at(s.qs, b0, h0), k + at(s.ks, b0, h0), v + at(s.vs, b0, h0), (float*)out + at(s.os, b0, h0),
+    forward(c, qf + at(s.qs, b0, h0), kf + at(s.ks, b0, h0), vf + at(s.vs, b0, h0), (float*)out + at(s.os, b0, h0),
             stats + dense(s, b0, h0, s.Tq * 2), ql + dense(s, b0, h0, s.Tq * s.D), kl + dense(s, b0, h0, s.Tk * s.D),
             vl + dense(s, b0, h0, s.Tk * s.Dv));
   });

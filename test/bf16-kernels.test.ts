@@ -26,7 +26,7 @@ import { autocast } from '../src/tensor/precision.js';
 import { requireNative } from './helpers/ci.js';
 import { attentionBf16Budget, attentionBf16Tiles } from '../src/backend/native.js';
 import { relErr } from './helpers/backends.js';
-import { Block } from '../src/nn/transformer.js';
+import { Block, SelfAttention } from '../src/nn/transformer.js';
 import { Linear } from '../src/nn/layers.js';
 import { LoraModel } from '../src/peft/index.js';
 import type { Module } from '../src/nn/module.js';
@@ -415,6 +415,72 @@ test('on AMX tiles the fused qkv attention\'s output is bf16 (the f32 output rou
   assert.deepEqual(seen, ['attentionBf16 Float32Array', 'attentionBf16Backward Float32Array']);
   // measured up to 5.6e-3 here
   e.forEach((v, i) => assert.ok(relErr(v, a[i]) < 2 ** -7, `tensor ${i}: relative error ${relErr(v, a[i])}`));
+});
+
+test('on AMX tiles a bf16 qkv is read as it is (fusedQKVReadsBf16): the output and gradient of its f32 widening, bit for bit; SelfAttention\'s projection writes it in bf16 there, and f32 off the tiles', { skip: skip || (!tilesHere && 'this CPU has no AMX (or oneDNN does not use it): the tiles do not run here') }, () => {
+  const native = getBackend('native');
+  const opts = { causal: true };
+  assert.equal(autocast('bf16', () => T.fusedQKVReadsBf16(2, 40, 96, 2, opts)), true);
+  assert.equal(T.fusedQKVReadsBf16(2, 40, 96, 2, opts), false, 'outside bf16 autocast');
+  assert.equal(autocast('bf16', () => T.fusedQKVReadsBf16(2, 8, 96, 2, opts)), false, 'below the tiles\' 16 tokens');
+  // bf16 values, as a bf16 tensor and as their f32 widening
+  const h = new Uint16Array(2 * 40 * 96);
+  native.cast(randn(h.length, 33), 'f32', h, 'bf16');
+  const w = new Float32Array(h.length);
+  native.cast(h, 'bf16', w, 'f32');
+  const g = new Tensor(randn(2 * 40 * 32, 34), 'f32', [2, 40, 32]);
+  const pass = (bf16: boolean) => {
+    const leaf = new Tensor(w.slice(), 'f32', [2, 40, 96]).requireGrad();
+    const y = autocast('bf16', () => T.fusedQKVAttention(bf16 ? leaf.to('bf16') : leaf, 2, opts));
+    T.sum(T.mul(y, g)).backward();
+    return [y.f32(), leaf.grad!.f32()];
+  };
+  const [y16, d16] = pass(true), [y32, d32] = pass(false);
+  assert.deepEqual(y16, y32, 'output');
+  assert.deepEqual(d16, d32, 'gradient');
+  // in a module: the kernel receives the projection's bf16 output where the tiles run, an f32 one off them
+  const seen: string[] = [];
+  const spy = (be: Backend) => new Proxy(be, {
+    get(t, k, r) {
+      const v = Reflect.get(t, k, r);
+      if (k !== 'attentionBf16' || typeof v !== 'function') return v;
+      return (...args: unknown[]) => { seen.push((args[1] as object).constructor.name); return (v as (...a: unknown[]) => unknown).apply(t, args); };
+    },
+  }) as Backend;
+  // (64 unmasked tokens: the batched bf16 products take them off the tiles)
+  const make = () => new SelfAttention({ dim: 32, heads: 2, mlpDim: 64, causal: false });
+  const on = bf16Pass(spy(native), make, [2, 64, 32], 700);
+  const prevTiles = attentionBf16Tiles();
+  attentionBf16Tiles(false);
+  try {
+    bf16Pass(spy(native), make, [2, 64, 32], 700);
+  } finally {
+    attentionBf16Tiles(prevTiles);
+  }
+  assert.deepEqual(seen, ['Uint16Array', 'Float32Array']);
+  // against the projection written in f32 (no bf16 outputs at all): within bf16 rounding
+  const off = bf16Pass(hiding('matmulToBf16'), make, [2, 64, 32], 700);
+  on.forEach((v, i) => assert.ok(relErr(v, off[i]) < 2 ** -7, `tensor ${i}: relative error ${relErr(v, off[i])}`));
+});
+
+test('attentionBf16 refuses bf16 q, k, v and a bf16 out off the tiles, and q, k, v of two dtypes, with a clear error', { skip: skip || (!tilesHere && 'this CPU has no AMX (or oneDNN does not use it): the tiles do not run here') }, () => {
+  const be = getBackend('native');
+  const [B, H, Tq, D] = [1, 2, 32, 16], C = H * D;
+  const st: [number, number, number] = [Tq * 3 * C, D, 3 * C];
+  const shape: AttentionShape = { B, H, Hkv: H, Tq, Tk: Tq, D, Dv: D, qStrides: st, kStrides: st, vStrides: st, outStrides: [Tq * C, D, C], scale: 0.25, causal: true };
+  const q16 = new Uint16Array(B * Tq * 3 * C).fill(0x3f80), q32 = new Float32Array(q16.length).fill(1);
+  const run = (q: Float32Array | Uint16Array, k: Float32Array | Uint16Array, out: Float32Array | Uint16Array) => be.attentionBf16!(shape, q, k.subarray(C), q.subarray(2 * C), null, null, out,
+    new Float32Array(B * H * Tq * 2), new Uint16Array(B * H * Tq * D), new Uint16Array(B * H * Tq * D), new Uint16Array(B * H * Tq * D));
+  run(q16, q16, new Uint16Array(B * Tq * C)); // on the tiles: taken
+  assert.throws(() => run(q16, q32, new Float32Array(B * Tq * C)), /Uint16Array/);
+  const prev = attentionBf16Tiles();
+  attentionBf16Tiles(false);
+  try {
+    assert.throws(() => run(q16, q16, new Float32Array(B * Tq * C)), /AMX tiles only \(attentionBf16Tiles\)/);
+    assert.throws(() => run(q32, q32, new Uint16Array(B * Tq * C)), /AMX tiles only \(attentionBf16Tiles\)/);
+  } finally {
+    attentionBf16Tiles(prev);
+  }
 });
 
 test('unaryBf16 equals unary then the cast, bit for bit (odd lengths, tails, the parallel path)', { skip }, () => {

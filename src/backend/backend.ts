@@ -441,9 +441,11 @@ export interface Backend {
    * Optional: `attention` with bf16 products (bf16 autocast on a backend with `nativeBf16`), H = Hkv only. q, k, v are
    * f32 views as for `attention`; the kernel also writes them packed as dense bf16 (B, H, T, D) into ql, kl, vl,
    * which `attentionBf16Backward` reads instead of q, k, v (the backward pass keeps those, not the f32 projection).
-   * P is rounded to bf16 before its product with V; softmax and its statistics run in f32.
+   * P is rounded to bf16 before its product with V; softmax and its statistics run in f32. Where
+   * `attentionBf16Tiles` says the tiles run the shape, q, k, v may be bf16 views (Uint16Arrays, all three: a projection
+   * written in bf16), whose rows are copied as they are.
    */
-  attentionBf16?(shape: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null,
+  attentionBf16?(shape: AttentionShape, q: Float32Array | Uint16Array, k: Float32Array | Uint16Array, v: Float32Array | Uint16Array, keyMask: Float32Array | null,
     firstKey: Int32Array | null, out: Float32Array | Uint16Array, stats: Float32Array, ql: Uint16Array, kl: Uint16Array,
     vl: Uint16Array): void;
   /**

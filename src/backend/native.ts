@@ -81,7 +81,7 @@ interface Addon {
     out: Float32Array, stats: Float32Array): void;
   attentionBackward(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, km: Float32Array | null, fk: Int32Array | null,
     stats: Float32Array, dout: Float32Array, dos: number[], dq: Float32Array, dk: Float32Array, dv: Float32Array): void;
-  attentionBf16(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, km: Float32Array | null, fk: Int32Array | null,
+  attentionBf16(s: AttentionShape, q: Float32Array | Uint16Array, k: Float32Array | Uint16Array, v: Float32Array | Uint16Array, km: Float32Array | null, fk: Int32Array | null,
     out: Float32Array | Uint16Array, stats: Float32Array, ql: Uint16Array, kl: Uint16Array, vl: Uint16Array): void;
   attentionBf16Backward(s: AttentionShape, ql: Uint16Array, kl: Uint16Array, vl: Uint16Array, km: Float32Array | null, fk: Int32Array | null,
     stats: Float32Array, dout: Float32Array | Uint16Array, dos: number[], dq: Float32Array | Uint16Array, dk: Float32Array | Uint16Array,
@@ -379,7 +379,7 @@ class NativeBackend implements Backend {
     dk: Float32Array, dv: Float32Array): void {
     this.a.attentionBackward(s, q, k, v, keyMask, firstKey, stats, dout, doutStrides, dq, dk, dv);
   }
-  attentionBf16(s: AttentionShape, q: Float32Array, k: Float32Array, v: Float32Array, keyMask: Float32Array | null,
+  attentionBf16(s: AttentionShape, q: Float32Array | Uint16Array, k: Float32Array | Uint16Array, v: Float32Array | Uint16Array, keyMask: Float32Array | null,
     firstKey: Int32Array | null, out: Float32Array | Uint16Array, stats: Float32Array, ql: Uint16Array, kl: Uint16Array,
     vl: Uint16Array): void {
     this.a.attentionBf16(s, q, k, v, keyMask, firstKey, out, stats, ql, kl, vl);

@@ -3,7 +3,7 @@
  * pre-LayerNorm block (GPT-2 / the reference workloads' block). Names follow GPT-2's layout (qkv = c_attn).
  */
 import { Tensor } from '../tensor/tensor.js';
-import { fusedQKVAttention } from '../tensor/ops/nn.js';
+import { fusedQKVAttention, fusedQKVReadsBf16 } from '../tensor/ops/nn.js';
 import { releaseAfterRead, residualAdd } from '../tensor/ops/elementwise.js';
 import { ConfigError } from '../errors.js';
 import { Module } from './module.js';
@@ -36,8 +36,10 @@ export class SelfAttention extends Module {
   }
   /** x (B, T, C); padMask (B, T) (or (B, 1, 1, T)) with 1 at padding, or null. */
   forward(x: Tensor, padMask: Tensor | null = null): Tensor {
-    // the projection is read by attention alone
-    const merged = fusedQKVAttention(this.qkv.forward(x), this.cfg.heads, { causal: this.cfg.causal, mask: padMask, consume: true }); // (B, T, C)
+    // the projection is read by attention alone (in bf16 where the fused kernel reads it so)
+    const opts = { causal: this.cfg.causal, mask: padMask, consume: true };
+    const qkv = this.qkv.forward(x, { bf16Output: fusedQKVReadsBf16(x.shape[0], x.shape[1], 3 * this.cfg.dim, this.cfg.heads, opts) });
+    const merged = fusedQKVAttention(qkv, this.cfg.heads, opts); // (B, T, C)
     return this.drop.forward(this.proj.forward(merged, CONSUME)); // the merged heads are read by the projection alone
   }
 }

@@ -13,5 +13,5 @@ export { matmul, linear, addLinear, linearInt8, linearNf4 } from './ops/linalg.j
 export { linearCrossEntropy, type LinearCrossEntropyOptions } from './ops/linear-ce.js';
 export {
   softmax, logSoftmax, layerNorm, rmsNorm, embedding, dropout, crossEntropy, maskedFill, causalMask,
-  scaledDotProductAttention, composedAttention, fusedQKVAttention, rope, maskedMean, type CrossEntropyOptions, type AttentionOptions, type PackedMask,
+  scaledDotProductAttention, composedAttention, fusedQKVAttention, fusedQKVReadsBf16, rope, maskedMean, type CrossEntropyOptions, type AttentionOptions, type PackedMask,
 } from './ops/nn.js';

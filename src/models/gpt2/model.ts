@@ -10,7 +10,7 @@
  */
 import { Tensor } from '../../tensor/tensor.js';
 import { arange } from '../../tensor/creation.js';
-import { fusedQKVAttention, scaledDotProductAttention, type PackedMask } from '../../tensor/ops/nn.js';
+import { fusedQKVAttention, fusedQKVReadsBf16, scaledDotProductAttention, type PackedMask } from '../../tensor/ops/nn.js';
 
 type AttentionMask = Tensor | PackedMask;
 import { Module, ModuleList } from '../../nn/module.js';
@@ -86,10 +86,12 @@ export class GPT2Attention extends Module {
     const nh = this.cfg.nHead, hs = C / nh;
     let scale = this.cfg.scaleAttnWeights ? 1 / Math.sqrt(hs) : 1;
     if (this.cfg.scaleAttnByInverseLayerIdx) scale /= this.layerIdx + 1;
-    const qkv = this.c_attn.forward(x); // (B, T, 3C): q | k | v, heads inside each
+    const fused = { causal: true, mask, scale, consume: true };
+    // (B, T, 3C): q | k | v, heads inside each; in bf16 where the fused kernel reads it so
+    const qkv = this.c_attn.forward(x, { bf16Output: !cache && fusedQKVReadsBf16(B, T, 3 * C, nh, fused) });
     let merged: Tensor;
     if (!cache) {
-      merged = fusedQKVAttention(qkv, nh, { causal: true, mask, scale, consume: true }); // (B, T, C), reads q, k, v in place; qkv read by it alone
+      merged = fusedQKVAttention(qkv, nh, fused); // (B, T, C), reads q, k, v in place; qkv read by it alone
     } else {
       const heads = qkv.reshape([B, T, 3, nh, hs]).permute([2, 0, 3, 1, 4]); // (3, B, nh, T, hs)
       const q = heads.slice(0, 0, 1).squeeze(0); // (B, nh, T, hs)

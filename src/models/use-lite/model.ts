@@ -26,7 +26,7 @@
  */
 import { Tensor } from '../../tensor/tensor.js';
 import { noGrad, releaseWithGraph } from '../../tensor/autograd.js';
-import { fusedQKVAttention } from '../../tensor/ops/nn.js';
+import { fusedQKVAttention, fusedQKVReadsBf16 } from '../../tensor/ops/nn.js';
 import { releaseAfterRead } from '../../tensor/ops/elementwise.js';
 import { Module, ModuleList } from '../../nn/module.js';
 import { maybeCheckpoint, runLayers, type ActivationRecomputable } from '../../nn/checkpoint.js';
@@ -53,7 +53,9 @@ export class MultiheadAttention extends Module {
    * fused kernel gives them probability exactly 0, which is the same in float32.
    */
   forward(x: Tensor, keyMask: Tensor | null): Tensor {
-    const o = fusedQKVAttention(this.qkv_transform.forward(x), this.heads, { mask: keyMask }); // (B, T, C)
+    // the projection in bf16 where the fused kernel reads it so
+    const qkv = this.qkv_transform.forward(x, { bf16Output: fusedQKVReadsBf16(x.shape[0], x.shape[1], 3 * this.inDim, this.heads, { mask: keyMask }) });
+    const o = fusedQKVAttention(qkv, this.heads, { mask: keyMask }); // (B, T, C)
     return this.output_transform.forward(o, { consume: true }); // (B, T, outDim); o is read by it alone
   }
 }

@@ -5,7 +5,8 @@
  * masks, elsewhere where the masks leave most scores to compute (bf16AttentionBackend). The backward pass keeps q, k, v
  * packed in bf16 (half the bytes of the f32 projection it keeps otherwise) and writes the gradients where the f32
  * kernel does. On the tiles, with bf16 product outputs, the fused qkv op also makes its output and the projection's
- * gradient in bf16 (attentionBf16), as PyTorch's autocast makes a bf16 product's.
+ * gradient in bf16 (attentionBf16), as PyTorch's autocast makes a bf16 product's, and reads the projection itself in
+ * bf16 where its Linear wrote it so (nn.ts fusedQKVReadsBf16).
  */
 import { backend } from '../../backend/index.js';
 import type { AttentionShape, Backend } from '../../backend/backend.js';
@@ -18,7 +19,7 @@ import { firstKeyOf, visibleKeys } from '../../backend/portable/attention.js';
 
 export type Strides3 = [number, number, number];
 
-/** A bf16 (B, H, T, D) view as the tiles read it (a bf16 output's gradient): as attnView, its bf16 bits. */
+/** A bf16 (B, H, T, D) view as the tiles read it (a bf16 output's gradient, a bf16 projection): as attnView, its bf16 bits. */
 function attnViewBf16(t: Tensor): { buf: Uint16Array; st: Strides3 } {
   const v = t.strides[3] !== 1 && t.shape[3] !== 1 ? contiguous(t) : t;
   const buf = (v.offset ? (v.storage as Uint16Array).subarray(v.offset) : v.storage) as Uint16Array;
@@ -124,7 +125,9 @@ export function attentionBf16(lowp: Bf16Attention, q: Tensor, k: Tensor, v: Tens
   causal: boolean, scale: number, fused: FusedQKV | null): Tensor {
   const [B, H, Tq, D] = q.shape;
   const Tk = k.shape[2], Dv = v.shape[3];
-  const Q = attnView(q), K = attnView(k), V = attnView(v);
+  // the tiles read bf16 q, k, v as they are (a projection written in bf16: fusedQKVReadsBf16)
+  const in16 = lowp.tiles && q.dtype === 'bf16' && k.dtype === 'bf16' && v.dtype === 'bf16';
+  const Q = in16 ? attnViewBf16(q) : attnView(q), K = in16 ? attnViewBf16(k) : attnView(k), V = in16 ? attnViewBf16(v) : attnView(v);
   // On the tiles, with bf16 product outputs, the fused op's output (read by the projection alone: fusedQKVAttention's
   // callers) is made in bf16, as PyTorch's autocast makes attention's, and its gradient, the projection's bf16 input
   // gradient, is read as it is; and the projection's gradient (read by its Linear's backward products) is bf16 too
@@ -137,7 +140,7 @@ export function attentionBf16(lowp: Bf16Attention, q: Tensor, k: Tensor, v: Tens
   const shape: AttentionShape = { B, H, Hkv: H, Tq, Tk, D, Dv, qStrides: Q.st, kStrides: K.st, vStrides: V.st, outStrides, scale, causal };
   be.attentionBf16(shape, Q.buf, K.buf, V.buf, keyMask, firstKey, out, stats, ql, kl, vl);
   // the backward pass reads the packed copies: q, k, v themselves were read for the last time
-  if (fused?.own) releaseBuffer(fused.base.storage as Float32Array);
+  if (fused?.own) releaseBuffer(fused.base.storage as Float32Array | Uint16Array);
   const y = new Tensor(out, bf16Out ? 'bf16' : 'f32', [B, H, Tq, Dv], [...outStrides, 1]);
   // gradients written at the given strides for q, k, v; on the graph's last pass the packed copies (this op's own)
   // go back to the pool once read

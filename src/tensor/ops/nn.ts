@@ -8,11 +8,12 @@ import { isDeviceStorage, ownsWholeBuffer, releaseBuffer, uninitF32, zerosF32 } 
 import { Tensor } from '../tensor.js';
 import { record } from '../autograd.js';
 import { normAxis, numel } from '../shape.js';
-import { where, toTensor, binaryRaw, maximum, consumable, holdsNoInput } from './elementwise.js';
+import { where, toTensor, binaryRaw, maximum, holdsNoInput, releasable } from './elementwise.js';
 import { contiguous, permute, reshape, slice, transpose } from './movement.js';
 import { matmul } from './linalg.js';
 import { attentionBf16, attnView, bf16AttentionBackend, type FusedQKV, type Strides3 } from './attention-bf16.js';
 import { sum } from './reduce.js';
+import { autocastDType } from '../precision.js';
 
 /** Moves `axis` last (a view), runs `fn` on (rows, cols), and moves it back. */
 function lastAxis(x: Tensor, axis: number, op: string, fn: (x: Tensor) => Tensor): Tensor {
@@ -436,7 +437,7 @@ export function composedAttention(q: Tensor, k: Tensor, v: Tensor, causal: boole
 export function fusedQKVAttention(qkv: Tensor, heads: number, opts: AttentionOptions & {
   /**
    * The caller reads qkv no more (a fresh projection's output): where its buffer is this op's alone (see
-   * `consumable`), it goes back to the pool as soon as nothing reads it (after the forward pass where the bf16 kernel
+   * `releasable`), it goes back to the pool as soon as nothing reads it (after the forward pass where the bf16 kernel
    * keeps its own copies, else after the graph's last backward pass).
    */
   consume?: boolean;
@@ -448,21 +449,41 @@ export function fusedQKVAttention(qkv: Tensor, heads: number, opts: AttentionOpt
   const C = C3 / 3, hs = C / heads;
   const { mask, firstKey } = splitMask(opts.mask, B, T, T);
   const km = keyMaskOf(mask, B, T);
-  const base = contiguous(qkv);
-  const view = new Tensor(base.storage, 'f32', [B, T, 3, heads, hs], [T * C3, C3, C, hs, 1], base.offset).permute([2, 0, 3, 1, 4]); // (3, B, nh, T, hs)
+  // a bf16 qkv (its projection wrote it so: fusedQKVReadsBf16) is read as it is on the tiles, widened elsewhere
+  const kept = contiguous(qkv);
+  const base = kept.dtype === 'f32' || (km !== undefined && onTiles(B, T, heads, hs, !!opts.causal, km, firstKey)) ? kept : kept.to('f32');
+  const view = new Tensor(base.storage, base.dtype, [B, T, 3, heads, hs], [T * C3, C3, C, hs, 1], base.offset).permute([2, 0, 3, 1, 4]); // (3, B, nh, T, hs)
   if (km === undefined) {
     const parts = [0, 1, 2].map((i) => slice(base, 2, i * C, (i + 1) * C).reshape([B, T, heads, hs]).transpose(1, 2));
     const o = composedAttention(parts[0], parts[1], parts[2], !!opts.causal, withFirstKey(mask, firstKey, B, T, T), opts.scale ?? 1 / Math.sqrt(hs), T, T);
     return reshape(o.transpose(1, 2), [B, T, C]);
   }
-  const pick = (i: number) => new Tensor(base.storage, 'f32', view.shape.slice(1), view.strides.slice(1), base.offset + i * C);
+  const pick = (i: number) => new Tensor(base.storage, base.dtype, view.shape.slice(1), view.strides.slice(1), base.offset + i * C);
   const y = attentionKernel(pick(0), pick(1), pick(2), km, firstKey, !!opts.causal, opts.scale ?? 1 / Math.sqrt(hs), {
     base,
-    own: !!opts.consume && base === qkv && consumable(qkv),
+    own: !!opts.consume && base === qkv && releasable(qkv), // f32, or bf16 (a projection written so)
     record: (out, bw) => record('fusedQKVAttention', [base], out, gradOf(bw)),
   });
   // (B, H, T, hs) view over a (B, T, H, hs) buffer: merging heads is a free reshape
   return reshape(transpose(y, 1, 2), [B, T, C]);
+}
+
+/** Whether the fused kernel runs attention of these sizes and masks on AMX tiles now (bf16AttentionBackend). */
+function onTiles(B: number, T: number, heads: number, hs: number, causal: boolean, keyMask: Float32Array | null, firstKey: Int32Array | null): boolean {
+  return !!bf16AttentionBackend(heads, heads, T, T, { B, causal, keyMask, firstKey }, hs, hs)?.tiles;
+}
+
+/**
+ * Whether fusedQKVAttention(qkv, heads, opts) over a (B, T, 3C) qkv reads a bf16 qkv as it is: under bf16 autocast,
+ * where its fused kernel runs on AMX tiles (attention-bf16.ts), whose packing copies bf16 rows as they are. Its
+ * projection then writes qkv in bf16 (LinearOptions.bf16Output), as PyTorch's autocast writes it: half the bytes
+ * written and read again, no rounding pass of the tiles' own. Elsewhere a bf16 qkv is widened first.
+ */
+export function fusedQKVReadsBf16(B: number, T: number, C3: number, heads: number, opts: AttentionOptions = {}): boolean {
+  if (autocastDType() !== 'bf16' || C3 % 3 !== 0 || (C3 / 3) % heads !== 0) return false;
+  const { mask, firstKey } = splitMask(opts.mask, B, T, T);
+  const km = keyMaskOf(mask, B, T);
+  return km !== undefined && onTiles(B, T, heads, C3 / 3 / heads, !!opts.causal, km, firstKey);
 }
 
 /**

@@ -2,6 +2,7 @@
 import { createRequire } from 'node:module';
 import { backend, setBackend } from '../src/backend/index.js';
 import type { Backend } from '../src/backend/backend.js';
+import { setOpenblasCoreType } from '../src/backend/native.js';
 
 export interface KernelTimer {
   /** Timing is recorded only while on. */
@@ -19,6 +20,7 @@ export interface KernelTimer {
 const cpuClock = process.env.KERNEL_TIMER_CPU;
 /** The calling thread's own CPU time (the addon's clock_gettime(CLOCK_THREAD_CPUTIME_ID)): leaves out V8's collector threads. */
 function threadMsFn(): () => number {
+  setOpenblasCoreType(); // this loads the addon before the backend does
   const addon = createRequire(import.meta.url)('../build/Release/autoglm_native.node') as { threadCpuMs(): number };
   return () => addon.threadCpuMs();
 }

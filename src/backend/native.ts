@@ -141,6 +141,15 @@ export function openblasCoreType(): string | null {
   return 'Haswell';
 }
 /**
+ * OPENBLAS_CORETYPE set to this CPU's core type (openblasCoreType) unless the user set it: call before anything loads
+ * the addon (OpenBLAS reads it once, as it loads).
+ */
+export function setOpenblasCoreType(): void {
+  if (process.env.OPENBLAS_CORETYPE !== undefined) return;
+  const core = openblasCoreType();
+  if (core) process.env.OPENBLAS_CORETYPE = core;
+}
+/**
  * Measured on an AMD EPYC (Zen 3, 2 threads), f32 GEMM GFLOP/s best-of on (512^3, 2048x768x768, 2048x768x3072,
  * 2048x3072x768): Haswell 167/142/146/151, Zen 157/122/142/134 (noisy shared machine; Haswell never slower).
  */
@@ -163,10 +172,7 @@ function loadAddon(): Addon {
     throw new Error(`the native addon is not built (${file} is missing); build it with ` +
       `'apt-get install -y libopenblas-dev libopenblas0-openmp libdnnl-dev g++ make && npm rebuild open-autoglm'`);
   }
-  if (process.env.OPENBLAS_CORETYPE === undefined) {
-    const core = openblasCoreType();
-    if (core) process.env.OPENBLAS_CORETYPE = core;
-  }
+  setOpenblasCoreType();
   const require = createRequire(import.meta.url);
   let mod: Addon;
   try {

@@ -449,14 +449,12 @@ void amx_attention_backward(const Shape& p, const uint16_t* ql, const uint16_t* 
     float* R = sized(sc.R, std::max(hd.Tq, hd.Tk) * std::max(hd.D, hd.Dv));
     float* Rt = sized(sc.Rt, hd.Tk * std::max(hd.D, hd.Dv));
     const int64_t at = b * dos[0] + h * dos[1], next = (bh + 1) / p.H * dos[0] + (bh + 1) % p.H * dos[1];
-    if (dout16) {  // the projection's bf16 gradient (a bf16 attention output's): its rows copied
-      const uint16_t* dO = (const uint16_t*)dout + at;
-      if (bh + 1 < p.B * p.H) prefetch_rows((const uint16_t*)dout + next, dos[2], p.Tq, p.Dv);
-      for (int64_t i = 0; i < p.Tq; i++) std::memcpy(dOa + i * p.Dv, dO + i * dos[2], p.Dv * 2);
-    } else {
-      if (bh + 1 < p.B * p.H) prefetch_rows((const float*)dout + next, dos[2], p.Tq, p.Dv);
-      pack_rows((const float*)dout + at, dos[2], p.Tq, p.Dv, dOa);
-    }
+    const auto pack_dout = [&](const auto* d) {  // f32, or the projection's bf16 gradient (a bf16 output's)
+      if (bh + 1 < p.B * p.H) prefetch_rows(d + next, dos[2], p.Tq, p.Dv);
+      pack_rows(d + at, dos[2], p.Tq, p.Dv, dOa);
+    };
+    if (dout16) pack_dout((const uint16_t*)dout);
+    else pack_dout((const float*)dout);
     if (p.Dv < hd.Dv) {
       for (int64_t i = p.Tq - 1; i >= 0; i--) {  // spread to rows of hd.Dv, last row first
         std::memmove(dOa + i * hd.Dv, dOa + i * p.Dv, p.Dv * 2);

@@ -45,12 +45,11 @@ const CASES: Case[] = [
 
 type Times = Record<string, number>; // "<case> f32|bf16[ tiles|batched] fwd|bwd" -> median ms
 
-
 async function child(root: string, calls: number, bf16: boolean, only: string): Promise<Times> {
-  const { loadNativeBackend } = (await import(path.join(root, 'src/backend/native.ts'))) as typeof import('../src/backend/native.js');
+  // the checkout's backend, and its switch of the bf16 kernel's AMX tiles where it has one (an older --other may not)
+  const { loadNativeBackend, attentionBf16Tiles: tilesSwitch } = (await import(path.join(root, 'src/backend/native.ts'))) as
+    Pick<typeof import('../src/backend/native.js'), 'loadNativeBackend'> & { attentionBf16Tiles?: (on?: boolean) => boolean };
   const be = loadNativeBackend();
-  // the checkout's switch of the bf16 kernel's AMX tiles, where it has one (native attentionBf16Tiles)
-  const { attentionBf16Tiles: tilesSwitch } = (await import(path.join(root, 'src/backend/native.ts'))) as { attentionBf16Tiles?: (on?: boolean) => boolean };
   const tiles = tilesSwitch?.() ?? false; // asked once: the cases below switch them off and on
   const rng = new Rng(1);
   const rand = (n: number) => Float32Array.from({ length: n }, () => 2 * rng.uniform() - 1);

@@ -100,12 +100,27 @@ export interface Bf16Attention { be: Bf16Backend; tiles: boolean }
  */
 export function bf16AttentionBackend(H: number, Hkv: number, Tq: number, Tk: number, masks: AttentionMasks, D: number,
   Dv: number): Bf16Attention | null {
-  const be = backend();
-  if (!(autocastDType() === 'bf16' && H === Hkv && be.nativeBf16 && be.attentionBf16 && be.attentionBf16Backward)) return null;
-  const b = be as Bf16Backend;
-  if (Tq >= BF16_TILES_MIN_T && Tk >= BF16_TILES_MIN_T && be.attentionBf16Tiles?.(Tq, Tk, D, Dv)) return { be: b, tiles: true };
+  const be = bf16Backend(H, Hkv);
+  if (!be) return null;
+  if (onBf16Tiles(be, Tq, Tk, D, Dv)) return { be, tiles: true };
   if (Tq < BF16_ATTENTION_MIN_T || Tk < BF16_ATTENTION_MIN_T) return null;
-  return visibleShare(masks, Tq, Tk) > BF16_ATTENTION_MIN_SHARE ? { be: b, tiles: false } : null;
+  return visibleShare(masks, Tq, Tk) > BF16_ATTENTION_MIN_SHARE ? { be, tiles: false } : null;
+}
+/** The backend when attention with H query heads over Hkv kv heads may run in bf16 now (before sizes and masks). */
+function bf16Backend(H: number, Hkv: number): Bf16Backend | null {
+  const be = backend();
+  return autocastDType() === 'bf16' && H === Hkv && be.nativeBf16 && be.attentionBf16 && be.attentionBf16Backward ? be as Bf16Backend : null;
+}
+function onBf16Tiles(be: Backend, Tq: number, Tk: number, D: number, Dv: number): boolean {
+  return Tq >= BF16_TILES_MIN_T && Tk >= BF16_TILES_MIN_T && !!be.attentionBf16Tiles?.(Tq, Tk, D, Dv);
+}
+/**
+ * Whether attention of these sizes (H = Hkv heads of D features) runs in bf16 on AMX tiles now: the masks do not
+ * decide there (bf16AttentionBackend).
+ */
+export function bf16AttentionTiles(H: number, Tq: number, Tk: number, D: number, Dv: number): boolean {
+  const be = bf16Backend(H, H);
+  return !!be && onBf16Tiles(be, Tq, Tk, D, Dv);
 }
 
 /** What the fused qkv path passes: the tensor q, k, v are views of, and how to record on it. */
@@ -127,7 +142,8 @@ export function attentionBf16(lowp: Bf16Attention, q: Tensor, k: Tensor, v: Tens
   const Tk = k.shape[2], Dv = v.shape[3];
   // the tiles read bf16 q, k, v as they are (a projection written in bf16: fusedQKVReadsBf16)
   const in16 = lowp.tiles && q.dtype === 'bf16' && k.dtype === 'bf16' && v.dtype === 'bf16';
-  const Q = in16 ? attnViewBf16(q) : attnView(q), K = in16 ? attnViewBf16(k) : attnView(k), V = in16 ? attnViewBf16(v) : attnView(v);
+  const view = in16 ? attnViewBf16 : attnView;
+  const Q = view(q), K = view(k), V = view(v);
   // On the tiles, with bf16 product outputs, the fused op's output (read by the projection alone: fusedQKVAttention's
   // callers) is made in bf16, as PyTorch's autocast makes attention's, and its gradient, the projection's bf16 input
   // gradient, is read as it is; and the projection's gradient (read by its Linear's backward products) is bf16 too
@@ -162,14 +178,10 @@ export function attentionBf16(lowp: Bf16Attention, q: Tensor, k: Tensor, v: Tens
     const byProduct = base.node?.op === 'linear' || base.node?.op === 'loraLinear';
     const bf16Grad = byProduct && tiles;
     return fused.record(y, (gy, last) => {
-      if (bf16Grad) {
-        const d = covers ? uninitU16(baseSize) : new Uint16Array(baseSize);
-        grads(gy, last, st, d.subarray(offs[0]), d.subarray(offs[1]), d.subarray(offs[2]));
-        return new Tensor(d, 'bf16', baseShape);
-      }
-      const d = covers ? uninitF32(baseSize) : new Float32Array(baseSize);
+      // where q, k, v do not cover base, the elements between them get zeros
+      const d = bf16Grad ? (covers ? uninitU16(baseSize) : new Uint16Array(baseSize)) : (covers ? uninitF32(baseSize) : new Float32Array(baseSize));
       grads(gy, last, st, d.subarray(offs[0]), d.subarray(offs[1]), d.subarray(offs[2]));
-      return new Tensor(d, 'f32', baseShape);
+      return new Tensor(d, bf16Grad ? 'bf16' : 'f32', baseShape);
     });
   }
   return record('attention', [q, k, v], y, (gy, last) => {

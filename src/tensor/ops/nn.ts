@@ -11,9 +11,8 @@ import { normAxis, numel } from '../shape.js';
 import { where, toTensor, binaryRaw, maximum, holdsNoInput, releasable } from './elementwise.js';
 import { contiguous, permute, reshape, slice, transpose } from './movement.js';
 import { matmul } from './linalg.js';
-import { attentionBf16, attnView, bf16AttentionBackend, type FusedQKV, type Strides3 } from './attention-bf16.js';
+import { attentionBf16, attnView, bf16AttentionBackend, bf16AttentionTiles, type FusedQKV, type Strides3 } from './attention-bf16.js';
 import { sum } from './reduce.js';
-import { autocastDType } from '../precision.js';
 
 /** Moves `axis` last (a view), runs `fn` on (rows, cols), and moves it back. */
 function lastAxis(x: Tensor, axis: number, op: string, fn: (x: Tensor) => Tensor): Tensor {
@@ -451,7 +450,7 @@ export function fusedQKVAttention(qkv: Tensor, heads: number, opts: AttentionOpt
   const km = keyMaskOf(mask, B, T);
   // a bf16 qkv (its projection wrote it so: fusedQKVReadsBf16) is read as it is on the tiles, widened elsewhere
   const kept = contiguous(qkv);
-  const base = kept.dtype === 'f32' || (km !== undefined && onTiles(B, T, heads, hs, !!opts.causal, km, firstKey)) ? kept : kept.to('f32');
+  const base = kept.dtype === 'f32' || (km !== undefined && bf16AttentionTiles(heads, T, T, hs, hs)) ? kept : kept.to('f32');
   const view = new Tensor(base.storage, base.dtype, [B, T, 3, heads, hs], [T * C3, C3, C, hs, 1], base.offset).permute([2, 0, 3, 1, 4]); // (3, B, nh, T, hs)
   if (km === undefined) {
     const parts = [0, 1, 2].map((i) => slice(base, 2, i * C, (i + 1) * C).reshape([B, T, heads, hs]).transpose(1, 2));
@@ -468,11 +467,6 @@ export function fusedQKVAttention(qkv: Tensor, heads: number, opts: AttentionOpt
   return reshape(transpose(y, 1, 2), [B, T, C]);
 }
 
-/** Whether the fused kernel runs attention of these sizes and masks on AMX tiles now (bf16AttentionBackend). */
-function onTiles(B: number, T: number, heads: number, hs: number, causal: boolean, keyMask: Float32Array | null, firstKey: Int32Array | null): boolean {
-  return !!bf16AttentionBackend(heads, heads, T, T, { B, causal, keyMask, firstKey }, hs, hs)?.tiles;
-}
-
 /**
  * Whether fusedQKVAttention(qkv, heads, opts) over a (B, T, 3C) qkv reads a bf16 qkv as it is: under bf16 autocast,
  * where its fused kernel runs on AMX tiles (attention-bf16.ts), whose packing copies bf16 rows as they are. Its
@@ -480,10 +474,10 @@ function onTiles(B: number, T: number, heads: number, hs: number, causal: boolea
  * written and read again, no rounding pass of the tiles' own. Elsewhere a bf16 qkv is widened first.
  */
 export function fusedQKVReadsBf16(B: number, T: number, C3: number, heads: number, opts: AttentionOptions = {}): boolean {
-  if (autocastDType() !== 'bf16' || C3 % 3 !== 0 || (C3 / 3) % heads !== 0) return false;
-  const { mask, firstKey } = splitMask(opts.mask, B, T, T);
-  const km = keyMaskOf(mask, B, T);
-  return km !== undefined && onTiles(B, T, heads, C3 / 3 / heads, !!opts.causal, km, firstKey);
+  if (C3 % 3 !== 0 || (C3 / 3) % heads !== 0) return false;
+  const hs = C3 / 3 / heads;
+  // the fused kernel runs where the mask is a key mask (else the composed form)
+  return bf16AttentionTiles(heads, T, T, hs, hs) && keyMaskOf(splitMask(opts.mask, B, T, T).mask, B, T) !== undefined;
 }
 
 /**

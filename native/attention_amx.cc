@@ -11,8 +11,10 @@
 // Layout: every operand is padded to whole tiles (rows and keys to 32, features to 32) with zeros, per thread in
 // scratch kept between calls. A tile product reads A as bf16 rows and B in the VNNI layout (pairs along the reduced
 // dimension, one 32-bit word per column): K's rows as they are give Q K^T's B (words transposed), V's rows interleaved
-// in pairs give P V's B. The backward products that reduce over queries (dK^T = Q^T dS, dV^T = dO^T P) take dS and P
-// interleaved in row pairs, and Q^T, dO^T transposed; their results are transposed into dk, dv.
+// in pairs give P V's B. The backward products that reduce over queries take, per head, whichever layout transposes
+// less: dK = dS^T Q, dV = P^T dO (the seen blocks of dS and P transposed, Q and dO interleaved in row pairs, rows of
+// dk, dv written as they are), or dK^T = Q^T dS, dV^T = dO^T P (dS and P interleaved in row pairs, Q^T and dO^T
+// transposed, the results transposed into dk, dv).
 //
 // Tiles belong to the calling thread: each parallel region loads its configuration first and releases the tiles at
 // its end (oneDNN configures its own before each of its products). Used only where oneDNN reports AMX (so
@@ -315,8 +317,8 @@ void ds_row(const Shape& p, const float* d, const float* pf, int64_t i, int64_t 
 }
 
 struct Scratch {
-  std::vector<uint16_t> Qa, Ka, Va, Pb, dOa, dSa, QT, dOT;
-  std::vector<uint32_t> Kt, Vr, Vt, Kr, Pv, dSv;
+  std::vector<uint16_t> Qa, Ka, Va, Pb, dOa, dSa, PT, dST, QT, dOT;
+  std::vector<uint32_t> Kt, Vr, Vt, Kr, Qr, dOr, Pv, dSv;
   std::vector<float> S, dP, R, Rt;
 };
 Scratch& scratch() {
@@ -435,8 +437,6 @@ void amx_attention_backward(const Shape& p, const uint16_t* ql, const uint16_t* 
     const uint16_t* Ka = padded(kl + bh * p.Tk * p.D, p.Tk, p.D, hd.Tk, hd.D, sc.Ka);
     const uint16_t* Va = padded(vl + bh * p.Tk * p.Dv, p.Tk, p.Dv, hd.Tk, hd.Dv, sc.Va);
     uint16_t* dOa = sized(sc.dOa, hd.Tq * hd.Dv);
-    uint16_t* QT = sized(sc.QT, hd.D * hd.Tq);
-    uint16_t* dOT = sized(sc.dOT, hd.Dv * hd.Tq);
     uint32_t* Kt = sized(sc.Kt, hd.D / 2 * hd.Tk);
     uint32_t* Vt = sized(sc.Vt, hd.Dv / 2 * hd.Tk);
     uint32_t* Kr = sized(sc.Kr, hd.Tk / 2 * hd.D);
@@ -444,10 +444,7 @@ void amx_attention_backward(const Shape& p, const uint16_t* ql, const uint16_t* 
     float* dP = sized(sc.dP, hd.Tq * hd.Tk);
     uint16_t* Pb = sized(sc.Pb, hd.Tq * hd.Tk);
     uint16_t* dSa = sized(sc.dSa, hd.Tq * hd.Tk);
-    uint32_t* Pv = sized(sc.Pv, hd.Tq / 2 * hd.Tk);
-    uint32_t* dSv = sized(sc.dSv, hd.Tq / 2 * hd.Tk);
     float* R = sized(sc.R, std::max(hd.Tq, hd.Tk) * std::max(hd.D, hd.Dv));
-    float* Rt = sized(sc.Rt, hd.Tk * std::max(hd.D, hd.Dv));
     const int64_t at = b * dos[0] + h * dos[1], next = (bh + 1) / p.H * dos[0] + (bh + 1) % p.H * dos[1];
     const auto pack_dout = [&](const auto* d) {  // f32, or the projection's bf16 gradient (a bf16 output's)
       if (bh + 1 < p.B * p.H) prefetch_rows(d + next, dos[2], p.Tq, p.Dv);
@@ -465,8 +462,30 @@ void amx_attention_backward(const Shape& p, const uint16_t* ql, const uint16_t* 
     transpose_words((const uint32_t*)Ka, hd.Tk, hd.D / 2, hd.D / 2, Kt, hd.Tk);
     transpose_words((const uint32_t*)Va, hd.Tk, hd.Dv / 2, hd.Dv / 2, Vt, hd.Tk);
     interleave_rows(Ka, hd.D, 0, hd.Tk / 2, 0, hd.D, Kr, hd.D);
-    transpose_bf16(Qa, hd.Tq, hd.D, hd.D, QT, hd.Tq);
-    transpose_bf16(dOa, hd.Tq, hd.Dv, hd.Dv, dOT, hd.Tq);
+    // dK and dV reduce over queries: as dK = dS^T Q, dV = P^T dO (rows of dk, dv as they are; each block of P and dS
+    // that a query block sees transposed) where that transposes fewer 16 x 16 blocks than dK^T = Q^T dS, dV^T = dO^T P
+    // (Q and dO transposed, the f32 results transposed into dk, dv: once per head, however few keys the queries see).
+    // Short heads take the first (a 32-token head: 8 blocks against 32), long ones and narrow bands the second.
+    int64_t seen = 0;
+    for (int64_t qb = 0; qb < hd.nqb; qb++) seen += (hd.ke[qb] - hd.kb[qb]) / kBlk;
+    const bool key_major = 8 * seen < (hd.D + hd.Dv) / 16 * (hd.Tq + hd.Tk) / 16;
+    uint16_t *PT = nullptr, *dST = nullptr, *QT = nullptr, *dOT = nullptr;
+    uint32_t *Qr = nullptr, *dOr = nullptr, *Pv = nullptr, *dSv = nullptr;
+    if (key_major) {
+      PT = sized(sc.PT, hd.Tk * hd.Tq);
+      dST = sized(sc.dST, hd.Tk * hd.Tq);
+      Qr = sized(sc.Qr, hd.Tq / 2 * hd.D);
+      dOr = sized(sc.dOr, hd.Tq / 2 * hd.Dv);
+      interleave_rows(Qa, hd.D, 0, hd.Tq / 2, 0, hd.D, Qr, hd.D);
+      interleave_rows(dOa, hd.Dv, 0, hd.Tq / 2, 0, hd.Dv, dOr, hd.Dv);
+    } else {
+      QT = sized(sc.QT, hd.D * hd.Tq);
+      dOT = sized(sc.dOT, hd.Dv * hd.Tq);
+      Pv = sized(sc.Pv, hd.Tq / 2 * hd.Tk);
+      dSv = sized(sc.dSv, hd.Tq / 2 * hd.Tk);
+      transpose_bf16(Qa, hd.Tq, hd.D, hd.D, QT, hd.Tq);
+      transpose_bf16(dOa, hd.Tq, hd.Dv, hd.Dv, dOT, hd.Tq);
+    }
     const float* st = stats + bh * p.Tq * 2;
     const Out dQ = dq.at(b * p.qs[0] + h * p.qs[1]);
     for (int64_t qb = 0; qb < hd.nqb; qb++) {
@@ -484,25 +503,50 @@ void amx_attention_backward(const Shape& p, const uint16_t* ql, const uint16_t* 
         probs_row(p, S + i * hd.Tk, i, kb, ke, fk, hd.km, const_cast<float*>(st + i * 2), true, Pb + i * hd.Tk);
         ds_row(p, dP + i * hd.Tk, S + i * hd.Tk, i, kb, ke, fk, dSa + i * hd.Tk);
       }
-      interleave_rows(Pb, hd.Tk, i0 / 2, (i0 + kBlk) / 2, kb, ke, Pv, hd.Tk);
-      interleave_rows(dSa, hd.Tk, i0 / 2, (i0 + kBlk) / 2, kb, ke, dSv, hd.Tk);
+      if (key_major) {
+        for (int64_t j = kb; j < ke; j += kBlk) {  // the block's P and dS, transposed while they are in L1
+          transpose_bf16(Pb + i0 * hd.Tk + j, kBlk, kBlk, hd.Tk, PT + j * hd.Tq + i0, hd.Tq);
+          transpose_bf16(dSa + i0 * hd.Tk + j, kBlk, kBlk, hd.Tk, dST + j * hd.Tq + i0, hd.Tq);
+        }
+      } else {
+        interleave_rows(Pb, hd.Tk, i0 / 2, (i0 + kBlk) / 2, kb, ke, Pv, hd.Tk);
+        interleave_rows(dSa, hd.Tk, i0 / 2, (i0 + kBlk) / 2, kb, ke, dSv, hd.Tk);
+      }
       hd.rows_out(p, qb, dSa, Kr, p.D, hd.D, dQ, p.qs[2], R);  // dQ = dS K
     }
-    // dK^T = Q^T dS and dV^T = dO^T P, each block of keys over the query blocks that see it
-    const auto seen_by = [&](int64_t j) {
+    // each block of keys over the query blocks that see it (the blocks of P and dS that none sees were not written:
+    // no product reads them)
+    const auto seen_by = [&hd](int64_t j) {
       return [&hd, j](auto f) {
         for (int64_t qb = 0; qb < hd.nqb; qb++)
           if (hd.kb[qb] <= j && j < hd.ke[qb]) f(qb);
       };
     };
-    for (int64_t n = 0; n < hd.D; n += kBlk)
-      for (int64_t j = 0; j < hd.Tk; j += kBlk)
-        tile_product(QT + n * hd.Tq, hd.Tq, dSv + j, hd.Tk, R + n * hd.Tk + j, hd.Tk, seen_by(j));
-    transpose_out(R, hd.D, hd.Tk, Rt, p.D, p.Tk, dk.at(b * p.ks[0] + h * p.ks[1]), p.ks[2]);
-    for (int64_t n = 0; n < hd.Dv; n += kBlk)
-      for (int64_t j = 0; j < hd.Tk; j += kBlk)
-        tile_product(dOT + n * hd.Tq, hd.Tq, Pv + j, hd.Tk, R + n * hd.Tk + j, hd.Tk, seen_by(j));
-    transpose_out(R, hd.Dv, hd.Tk, Rt, p.Dv, p.Tk, dv.at(b * p.vs[0] + h * p.vs[1]), p.vs[2]);
+    const Out dK = dk.at(b * p.ks[0] + h * p.ks[1]), dV = dv.at(b * p.vs[0] + h * p.vs[1]);
+    if (key_major) {  // rows of dK = dS^T Q, dV = P^T dO: straight into the view where it is f32 and takes whole blocks
+      const auto key_rows = [&](const uint16_t* AT, const uint32_t* B, int64_t n, int64_t n32, const Out& dst, int64_t ld) {
+        for (int64_t j = 0; j < hd.Tk; j += kBlk) {
+          const bool direct = !dst.bf16 && n == n32 && j + kBlk <= p.Tk;
+          for (int64_t c = 0; c < n32; c += kBlk)
+            tile_product(AT + j * hd.Tq, hd.Tq, B + c, n32, direct ? (float*)dst.p + j * ld + c : R + j * n32 + c,
+                         direct ? ld : n32, seen_by(j));
+          if (!direct)
+            for (int64_t i = j; i < std::min(p.Tk, j + kBlk); i++) dst.row(i * ld, R + i * n32, n);
+        }
+      };
+      key_rows(dST, Qr, p.D, hd.D, dK, p.ks[2]);
+      key_rows(PT, dOr, p.Dv, hd.Dv, dV, p.vs[2]);
+    } else {  // dK^T = Q^T dS, dV^T = dO^T P, transposed into dk, dv
+      float* Rt = sized(sc.Rt, hd.Tk * std::max(hd.D, hd.Dv));
+      for (int64_t n = 0; n < hd.D; n += kBlk)
+        for (int64_t j = 0; j < hd.Tk; j += kBlk)
+          tile_product(QT + n * hd.Tq, hd.Tq, dSv + j, hd.Tk, R + n * hd.Tk + j, hd.Tk, seen_by(j));
+      transpose_out(R, hd.D, hd.Tk, Rt, p.D, p.Tk, dK, p.ks[2]);
+      for (int64_t n = 0; n < hd.Dv; n += kBlk)
+        for (int64_t j = 0; j < hd.Tk; j += kBlk)
+          tile_product(dOT + n * hd.Tq, hd.Tq, Pv + j, hd.Tk, R + n * hd.Tk + j, hd.Tk, seen_by(j));
+      transpose_out(R, hd.Dv, hd.Tk, Rt, p.Dv, p.Tk, dV, p.vs[2]);
+    }
   });
 }
 

@@ -49,6 +49,9 @@ const CASES: Case[] = [
   { B: 2, H: 4, Tq: 33, Tk: 33, D: 16, Dv: 16, causal: true, fused: true }, // q, k, v views of one (B, T, 3, H, D) buffer
   { B: 4, H: 4, Tq: 128, Tk: 128, D: 64, Dv: 64, causal: true, fused: true }, // the block workload's attention
   { B: 2, H: 2, Tq: 45, Tk: 45, D: 10, Dv: 6, causal: true, keyMask: true, firstKey: true }, // padded tiles, every mask
+  // on the tiles the cases above compute dK, dV as rows (dS^T Q, P^T dO); long heads with few features as dK^T, dV^T
+  { B: 1, H: 2, Tq: 70, Tk: 70, D: 8, Dv: 8, causal: false, keyMask: true },
+  { B: 1, H: 2, Tq: 100, Tk: 100, D: 8, Dv: 8, causal: true, firstKey: true, fused: true },
 ];
 const tilesHere = skip ? false : attentionBf16Tiles();
 /** Runs f with the AMX tiles of the bf16 attention kernel on or off, restoring them after. */

@@ -108,16 +108,41 @@ void softmax_backward(const float* y, const float* dy, int64_t rows, int64_t col
   });
 }
 
+// sum of x[i] - c (sq: of its squares) in four float vectors of eight, their lanes added in double: a row of a norm's
+// input (at most a few thousand columns) in independent chains. In double, one vector of four, the two sums of a row
+// were latency-bound: layerNorm 2048 x 256 0.22-0.30 ms on 2 threads.
+template <bool Sq>
+inline double row_sum_f(const float* x, int64_t n, float c) {
+  const __m256 vc = _mm256_set1_ps(c);
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  const auto term = [&](__m256 v, __m256 acc) {
+    v = _mm256_sub_ps(v, vc);
+    return Sq ? _mm256_fmadd_ps(v, v, acc) : _mm256_add_ps(acc, v);
+  };
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    a0 = term(_mm256_loadu_ps(x + i), a0);
+    a1 = term(_mm256_loadu_ps(x + i + 8), a1);
+    a2 = term(_mm256_loadu_ps(x + i + 16), a2);
+    a3 = term(_mm256_loadu_ps(x + i + 24), a3);
+  }
+  for (; i + 8 <= n; i += 8) a0 = term(_mm256_loadu_ps(x + i), a0);
+  alignas(32) float l[8];
+  _mm256_store_ps(l, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+  double s = 0;
+  for (int j = 0; j < 8; j++) s += l[j];
+  for (; i < n; i++) { const double d = (double)x[i] - c; s += Sq ? d * d : d; }
+  return s;
+}
+
 void layer_norm(const float* x, const float* g, const float* b, int64_t rows, int64_t cols, float eps, float* out,
                 float* mean, float* rstd) {
   rows_loop(rows, cols * 2, [&](int64_t r) {
     const float* xr = x + r * cols;
     float* o = out + r * cols;
-    const double mu = sum_d(xr, cols) / (double)cols;
-    double v = 0;
-#pragma omp simd reduction(+ : v)
-    for (int64_t i = 0; i < cols; i++) { const double d = (double)xr[i] - mu; v += d * d; }
-    const float m = (float)mu, rs = (float)(1.0 / std::sqrt(v / (double)cols + (double)eps));
+    const float m = (float)(row_sum_f<false>(xr, cols, 0.0f) / (double)cols);
+    const double v = row_sum_f<true>(xr, cols, m);  // two passes: no cancellation
+    const float rs = (float)(1.0 / std::sqrt(v / (double)cols + (double)eps));
     mean[r] = m;
     rstd[r] = rs;
     if (g && b) for (int64_t i = 0; i < cols; i++) o[i] = (xr[i] - m) * rs * g[i] + b[i];
@@ -233,7 +258,7 @@ void rms_norm(const float* x, const float* g, int64_t rows, int64_t cols, float 
   rows_loop(rows, cols * 2, [&](int64_t r) {
     const float* xr = x + r * cols;
     float* o = out + r * cols;
-    const float rs = (float)(1.0 / std::sqrt(dot_d(xr, xr, cols) / (double)cols + (double)eps));
+    const float rs = (float)(1.0 / std::sqrt(row_sum_f<true>(xr, cols, 0.0f) / (double)cols + (double)eps));
     rstd[r] = rs;
     if (g) for (int64_t i = 0; i < cols; i++) o[i] = xr[i] * rs * g[i];
     else for (int64_t i = 0; i < cols; i++) o[i] = xr[i] * rs;

@@ -325,7 +325,11 @@ KERNEL(AdamW) {
   size_t np, ng, nm, nv;
   float *p = a.f32(0, &np), *g = a.f32(1, &ng), *m = a.f32(2, &nm), *v = a.f32(3, &nv);
   a.need(ng >= np && nm >= np && nv >= np, "grad/m/v are shorter than param");
-  adamw(p, g, m, v, np, a.num(4), a.num(5), a.num(6), a.num(7), a.num(8), a.num(9), a.num(10));
+  // optional: a Uint16Array that gets the updated param's bf16 copy (the cast's bits), as long as param
+  size_t n16 = 0;
+  uint16_t* out16 = info.Length() > 11 ? (uint16_t*)a.arr(11, napi_uint16_array, &n16, true) : nullptr;
+  a.need(!out16 || n16 == np, "the bf16 copy's length is not param's");
+  adamw(p, g, m, v, np, a.num(4), a.num(5), a.num(6), a.num(7), a.num(8), a.num(9), a.num(10), out16);
   UNDEF;
 }
 
@@ -351,7 +355,10 @@ KERNEL(Sgd) {
   float *p = a.f32(0, &np), *g = a.f32(1, &ng), *b = a.f32(2, &nb);
   double mom = a.num(4);
   a.need(ng >= np && (mom == 0.0 || nb >= np), "grad/buf are shorter than param");
-  sgd(p, g, b, np, a.num(3), mom, a.num(5), a.flag(6), a.num(7), a.flag(8), a.num(9));
+  size_t n16 = 0;  // optional, as adamw's
+  uint16_t* out16 = info.Length() > 10 ? (uint16_t*)a.arr(10, napi_uint16_array, &n16, true) : nullptr;
+  a.need(!out16 || n16 == np, "the bf16 copy's length is not param's");
+  sgd(p, g, b, np, a.num(3), mom, a.num(5), a.flag(6), a.num(7), a.flag(8), a.num(9), out16);
   UNDEF;
 }
 

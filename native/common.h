@@ -131,9 +131,9 @@ const char* blas_core();
 void adamw8bit(float* p, const float* g, uint8_t* c1, uint8_t* c2, float* a1, float* a2, const float* map1, const float* map2,
                int64_t n, double lr, double b1, double b2, double eps, double wd, double corr1, double corr2, double gs);
 void adamw(float* p, const float* g, float* m, float* v, int64_t n, double lr, double b1, double b2, double eps,
-           double wd, double step, double gs);
+           double wd, double step, double gs, uint16_t* out16 = nullptr);
 void sgd(float* p, const float* g, float* buf, int64_t n, double lr, double mom, double damp, bool nesterov, double wd,
-         bool first, double gs);
+         bool first, double gs, uint16_t* out16 = nullptr);
 
 // ---- scalar helpers shared by files ----
 inline float bf16_to_f32(uint16_t h) {

@@ -4,11 +4,12 @@
 #include <cstring>
 #include <mutex>
 #include "common.h"
+#include "vecmath.h"
 
 namespace ag {
 
 void adamw(float* p, const float* g, float* m, float* v, int64_t n, double lr, double b1, double b2, double eps,
-           double wd, double step, double gs) {
+           double wd, double step, double gs, uint16_t* out16) {
   const double bc1 = 1.0 - std::pow(b1, step), bc2 = 1.0 - std::pow(b2, step);
   const double decay = lr * wd;
   // PyTorch's form: p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps), the bias corrections folded into two scalars
@@ -31,6 +32,7 @@ void adamw(float* p, const float* g, float* m, float* v, int64_t n, double lr, d
       v[i] = vi;
       p[i] = pi;
     }
+    if (out16) f32_to_bf16_row(p + i0, out16 + i0, i1 - i0);  // the block's new values, in L1: the cast's bits
   };
   if (par(n * 4)) {
     const int64_t B = 4096, nb = (n + B - 1) / B;
@@ -171,7 +173,7 @@ void adamw8bit(float* p, const float* g, uint8_t* c1, uint8_t* c2, float* a1, fl
 }
 
 void sgd(float* p, const float* g, float* buf, int64_t n, double lr, double mom, double damp, bool nesterov, double wd,
-         bool first, double gs) {
+         bool first, double gs, uint16_t* out16) {
   auto body = [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; i++) {
       double gi = (double)g[i] * gs;
@@ -183,6 +185,7 @@ void sgd(float* p, const float* g, float* buf, int64_t n, double lr, double mom,
       }
       p[i] = (float)((double)p[i] - lr * gi);
     }
+    if (out16) f32_to_bf16_row(p + i0, out16 + i0, i1 - i0);
   };
   if (par(n * 2)) {
     const int64_t B = 4096, nb = (n + B - 1) / B;

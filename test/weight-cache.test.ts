@@ -22,6 +22,7 @@ import { noGrad } from '../src/tensor/autograd.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { castCacheCounts, checkCastCache, markModified, storageVersion } from '../src/tensor/versions.js';
 import { AutoGLMTrainer } from '../src/train/index.js';
+import { backend } from '../src/backend/index.js';
 
 const bf16 = <T>(fn: () => T): T => autocast('bf16', fn);
 const same = (a: Tensor, b: Tensor, what: string) => assert.deepEqual(Array.from(a.f32()), Array.from(b.f32()), what);
@@ -73,6 +74,39 @@ test('a frozen weight is cast once while unchanged; a trainable one is not cache
   adam.step();
   freeze(l);
   same(bf16(() => l.forward(x)), bf16(() => fresh(l).forward(x)), 'after an AdamW step');
+});
+
+test('AdamW and SGD write the bf16 copy of a trainable weight that bf16 products read, with the update: the next forward pass reuses it, the bits of a fresh cast', {
+  skip: !backend().optimizerWritesBf16 && 'the backend does not write bf16 copies with the update here (no native bf16 products)',
+}, () => {
+  for (const [name, make] of [['AdamW', (ps: Tensor[]) => new AdamW(ps, { lr: 0.01, weightDecay: 0.01 })],
+    ['SGD', (ps: Tensor[]) => new SGD(ps, { lr: 0.01, momentum: 0.9 })]] as const) {
+    manualSeed(11);
+    const a = new Linear(320, 256); // 81,920 weights: products cast it (LoRA-sized parameters are rounded instead)
+    const b = new Linear(320, 256);
+    b.loadStateDict(a.stateDict());
+    const x = randn([8, 320], 12);
+    const [oa, ob] = [make(a.parameters()), make(b.parameters())];
+    const prev = checkCastCache(true); // every reused copy compared with a fresh cast
+    try {
+      castCacheCounts(true);
+      for (let s = 0; s < 3; s++) {
+        const la = bf16(() => a.forward(x).sum());
+        la.backward();
+        oa.step();
+        oa.zeroGrad();
+        const lb = uncached(b, () => bf16(() => b.forward(x).sum())); // b's copies dropped: cast afresh
+        lb.backward();
+        ob.step();
+        ob.zeroGrad();
+        same(la, lb, `${name}, step ${s}: the loss with the optimizer's copy`);
+      }
+      same(a.weight, b.weight, `${name}: the weights after three steps`);
+      assert.ok(castCacheCounts(true).hits >= 2, `${name}: the second and third forward passes read the optimizer's copy`);
+    } finally {
+      checkCastCache(prev);
+    }
+  }
 });
 
 test('loads and direct writes: a stale copy is caught by the check and avoided with markModified', () => {

@@ -125,6 +125,11 @@ export interface AdamWArgs {
   /** Multiplies the gradient before use (e.g. 1/lossScale or a clipping coefficient). */
   gradScale: number;
   /**
+   * Backends with `optimizerWritesBf16` only: receives the updated param's bf16 copy (round to nearest even, the
+   * bits of `cast` f32 -> bf16), as long as param; the copy bf16 products read until the next update (versions.ts).
+   */
+  out16?: Uint16Array;
+  /**
    * Device backends only (the tensor layer never passes it to a CPU backend): the step gate, a device array whose
    * word 0 multiplies the gradient (after gradScale) and whose word 1, when 0, makes the update write nothing (a
    * skipped step decided on the device: src/backend/webgpu/gate.ts).
@@ -146,6 +151,11 @@ export interface SGDArgs {
   /** True on the first step: the momentum buffer is initialised to the gradient (PyTorch semantics). */
   firstStep: boolean;
   gradScale: number;
+  /**
+   * Backends with `optimizerWritesBf16` only: receives the updated param's bf16 copy (round to nearest even, the
+   * bits of `cast` f32 -> bf16), as long as param; the copy bf16 products read until the next update (versions.ts).
+   */
+  out16?: Uint16Array;
   /**
    * Device backends only (the tensor layer never passes it to a CPU backend): the step gate, a device array whose
    * word 0 multiplies the gradient (after gradScale) and whose word 1, when 0, makes the update write nothing (a
@@ -279,6 +289,8 @@ export interface Backend {
    * every product.
    */
   readonly matmulToBf16?: (m: MatmulToBf16Args) => void;
+  /** Whether `adamw` and `sgd` take `out16` (the updated param's bf16 copy written with the update). */
+  readonly optimizerWritesBf16?: boolean;
   /**
    * Optional: dst = src rounded to bf16 precision (round to nearest even), kept in f32 storage: the bits of a cast to
    * bf16 and back, in one pass. Where bf16 products widen their operands to f32 (`nativeBf16` false), autocast gives

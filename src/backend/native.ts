@@ -90,11 +90,11 @@ interface Addon {
   attentionBf16Budget(scores: number): void;
   attentionBf16Tiles(on?: boolean, Tq?: number, Tk?: number, D?: number, Dv?: number): boolean;
   adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, lr: number, b1: number, b2: number,
-    eps: number, wd: number, step: number, gs: number): void;
+    eps: number, wd: number, step: number, gs: number, out16?: Uint16Array): void;
   adamw8bit(p: Float32Array, g: Float32Array, c1: Uint8Array, c2: Uint8Array, a1: Float32Array, a2: Float32Array, map1: Float32Array, map2: Float32Array,
     lr: number, b1: number, b2: number, eps: number, wd: number, corr1: number, corr2: number, gs: number): void;
   sgd(p: Float32Array, g: Float32Array, buf: Float32Array, lr: number, momentum: number, dampening: number,
-    nesterov: boolean, wd: number, first: boolean, gs: number): void;
+    nesterov: boolean, wd: number, first: boolean, gs: number, out16?: Uint16Array): void;
   info(): { blasConfig: string; blasCore: string; onednnVersion: string; onednnIsa: string; bf16Path: string; threads: number };
   setNumThreads(n: number): void;
 }
@@ -234,17 +234,31 @@ export function bf16OutputsSwitch(): boolean {
   throw new ConfigError(`environment variable AUTOGLM_BF16_OUTPUTS is '${raw}'; expected 1 (bf16 products write bf16 where their readers take it, the default) or 0`);
 }
 
+/**
+ * AUTOGLM_OPTIMIZER_BF16=0: optimizers leave trainable weights' bf16 copies to the products' casts
+ * (Backend.optimizerWritesBf16 false), for A/B runs.
+ */
+export function optimizerBf16Switch(): boolean {
+  const raw = process.env.AUTOGLM_OPTIMIZER_BF16;
+  if (raw === undefined || raw === '' || raw === '1') return true;
+  if (raw === '0') return false;
+  throw new ConfigError(`environment variable AUTOGLM_OPTIMIZER_BF16 is '${raw}'; expected 1 (AdamW and SGD write the bf16 copies of the weights bf16 products read, the default) or 0`);
+}
+
 class NativeBackend implements Backend {
   readonly name = 'native' as const;
   private readonly threads: number;
   readonly nativeBf16: boolean;
   readonly matmulToBf16?: (m: MatmulToBf16Args) => void;
+  readonly optimizerWritesBf16: boolean;
   private readonly line: string;
 
   constructor(private readonly a: Addon) {
     const i = a.info();
     this.threads = i.threads;
     this.nativeBf16 = i.bf16Path === 'onednn';
+    // where bf16 products run in bf16 (elsewhere a trainable weight is rounded in f32 storage, not cast)
+    this.optimizerWritesBf16 = this.nativeBf16 && optimizerBf16Switch();
     // where bf16 products widen to f32 sgemm, a bf16 output would be one more pass, not fewer bytes
     if (this.nativeBf16 && bf16OutputsSwitch()) {
       this.matmulToBf16 = (m) => this.a.matmul(m.a, m.b, m.out, true, m.batch, m.M, m.N, m.K, m.transA, m.transB, m.strideA,
@@ -402,9 +416,9 @@ class NativeBackend implements Backend {
   }
 
   adamw(g: AdamWArgs): void {
-    this.a.adamw(g.param, g.grad, g.m, g.v, g.lr, g.beta1, g.beta2, g.eps, g.weightDecay, g.step, g.gradScale);
+    this.a.adamw(g.param, g.grad, g.m, g.v, g.lr, g.beta1, g.beta2, g.eps, g.weightDecay, g.step, g.gradScale, g.out16);
   }
   sgd(s: SGDArgs): void {
-    this.a.sgd(s.param, s.grad, s.buf, s.lr, s.momentum, s.dampening, s.nesterov, s.weightDecay, s.firstStep, s.gradScale);
+    this.a.sgd(s.param, s.grad, s.buf, s.lr, s.momentum, s.dampening, s.nesterov, s.weightDecay, s.firstStep, s.gradScale, s.out16);
   }
 }

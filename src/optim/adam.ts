@@ -2,6 +2,7 @@ import { backend } from '../backend/index.js';
 import { uninitF32, zerosF32 } from '../tensor/alloc.js';
 import { ConfigError } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
+import { trainableCopyBuffer } from '../tensor/versions.js';
 import { Optimizer, type OptimizerState, type ParamGroup, type ParamsInput } from './optimizer.js';
 
 export interface AdamOptions { lr: number; betas?: [number, number]; eps?: number; weightDecay?: number }
@@ -15,18 +16,21 @@ export class AdamW extends Optimizer {
     super(params, { lr, beta1: betas[0], beta2: betas[1], eps, weightDecay });
   }
   protected update(p: Tensor, grad: Float32Array, g: ParamGroup, st: OptimizerState, gradScale: number,
-    gate?: Float32Array): void {
+    gate?: Float32Array): Uint16Array | null {
     if (st.m === undefined) {
       st.m = zerosF32(p.size);
       st.v = zerosF32(p.size);
       st.step = 0;
     }
     st.step = (st.step as number) + 1;
-    backend().adamw({
+    const be = backend();
+    const out16 = !gate && be.optimizerWritesBf16 ? trainableCopyBuffer(p) : null;
+    be.adamw({
       param: p.storage as Float32Array, grad, m: st.m as Float32Array, v: st.v as Float32Array, lr: g.lr,
       beta1: g.beta1 as number, beta2: g.beta2 as number, eps: g.eps as number, weightDecay: g.weightDecay,
-      step: st.step as number, gradScale, ...(gate ? { gate } : {}),
+      step: st.step as number, gradScale, ...(gate ? { gate } : {}), ...(out16 ? { out16 } : {}),
     });
+    return out16;
   }
 }
 
@@ -40,11 +44,8 @@ export class Adam extends AdamW {
     super(params, { ...opts, weightDecay: opts.weightDecay ?? 0 });
   }
   protected override update(p: Tensor, grad: Float32Array, g: ParamGroup, st: OptimizerState, gradScale: number,
-    gate?: Float32Array): void {
-    if (!(g.weightDecay > 0)) {
-      super.update(p, grad, g, st, gradScale, gate);
-      return;
-    }
+    gate?: Float32Array): Uint16Array | null {
+    if (!(g.weightDecay > 0)) return super.update(p, grad, g, st, gradScale, gate);
     // g' = gradScale * grad + wd * p, then Adam without decoupled decay
     let scaled = grad;
     if (gate) {
@@ -54,6 +55,6 @@ export class Adam extends AdamW {
     }
     const l2 = uninitF32(p.size); // scratch, not state: nothing of it belongs in a checkpoint
     backend().axpby(gradScale, scaled, g.weightDecay, p.storage as Float32Array, l2);
-    super.update(p, l2, { ...g, weightDecay: 0 }, st, 1, gate && gate.subarray(3));
+    return super.update(p, l2, { ...g, weightDecay: 0 }, st, 1, gate && gate.subarray(3));
   }
 }

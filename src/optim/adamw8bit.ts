@@ -84,12 +84,9 @@ export class AdamW8bit extends AdamW {
     return name === 'absmax1' || name === 'absmax2' ? Math.ceil(p.size / STATE_BLOCK) : p.size;
   }
 
-  protected override update(p: Tensor, grad: Float32Array, g: ParamGroup, st: OptimizerState, gradScale: number, gate?: Float32Array): void {
+  protected override update(p: Tensor, grad: Float32Array, g: ParamGroup, st: OptimizerState, gradScale: number, gate?: Float32Array): Uint16Array | null {
     if (gate) throw new ConfigError("optimizer 'adamw8bit' runs on the CPU backends: a device backend's gated step is not supported");
-    if (!this.quantizes(p)) {
-      super.update(p, grad, g, st, gradScale);
-      return;
-    }
+    if (!this.quantizes(p)) return super.update(p, grad, g, st, gradScale);
     const n = p.size, blocks = Math.ceil(n / STATE_BLOCK);
     if (st.state1 === undefined) {
       // zero moments: any code with a zero absmax (bitsandbytes starts from zeroed codes and absmaxes too)
@@ -111,5 +108,6 @@ export class AdamW8bit extends AdamW {
     const be = backend();
     if (be.adamw8bit && !be.device) be.adamw8bit(args);
     else adamw8bitReference(args);
+    return null;
   }
 }

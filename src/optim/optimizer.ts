@@ -65,8 +65,8 @@ export abstract class Optimizer {
         } else if (undo) {
           undo.before.set(p, Object.fromEntries(Object.entries(st).filter(([, v]) => typeof v === 'number')) as Record<string, number>);
         }
-        this.update(p, grad.f32(), g, st, gradScale, gate);
-        markModified(p);
+        const copy = this.update(p, grad.f32(), g, st, gradScale, gate);
+        markModified(p, copy || null);
       }
     }
     this.gated = undo;
@@ -86,8 +86,12 @@ export abstract class Optimizer {
     for (const [p, before] of u.before) Object.assign(this.state.get(p) as object, before);
   }
 
+  /**
+   * Updates p in place. May return the bf16 copy of p's new values that it wrote with the update (versions.ts
+   * `trainableCopyBuffer`: where the backend writes it and a bf16 product reads p), which step() makes p's copy.
+   */
   protected abstract update(p: Tensor, grad: Float32Array, group: ParamGroup, state: OptimizerState, gradScale: number,
-    gate?: Float32Array): void;
+    gate?: Float32Array): Uint16Array | null | void;
 
   /** The length a state buffer `name` of parameter `p` has (its size; 8-bit states' absmaxes have one a block). */
   protected stateLength(_name: string, p: Tensor): number {

@@ -11,11 +11,13 @@
  * the version it was made from, and reuses it while the version is unchanged. Activations and gradients are never
  * cached: they are fresh buffers that nothing registers.
  *
- * Only frozen weights (requiresGrad false when multiplied) are cached. A trainable weight changes every step, and its
- * copy is already made once per forward pass and held by the backward pass while the graph lives; keeping it past
- * the graph would hold a bf16 copy of every weight through the optimizer step, when the gradients and the optimizer's
- * state are at their largest (gpt2-full: +500 MB peak RSS, measured with a weakly held copy, which a synchronous
- * training loop keeps alive anyway).
+ * Products cache only frozen weights' copies (requiresGrad false when multiplied). A trainable weight changes every
+ * step; where the backend's optimizer kernels write bf16 (`Backend.optimizerWritesBf16`), a trainable weight that a
+ * bf16 product read (`trainableCopy` notes it) gets its copy from the optimizer: AdamW and SGD write the updated
+ * values' bf16 copy with the update, into one buffer per weight kept for good (`trainableCopyBuffer`), and
+ * `markModified(t, copy)` makes it the copy of the new version, which the next forward pass's products read instead of
+ * casting (a pass over the f32 weight saved per weight per step). Elsewhere the copy is made once per forward pass and
+ * held by the backward pass while the graph lives.
  *
  * Code that writes a parameter's storage directly (not through copyInto, an optimizer or loadStateDict) must call
  * `markModified(t)` afterwards, or later products read the old values. `checkCastCache(true)` (or the environment
@@ -47,11 +49,60 @@ export function storageVersion(t: { storage: Region }): number {
   return versions.get(t.storage.buffer) ?? 0;
 }
 
-/** Says that `t`'s storage was written in place: bumps its version and drops the copies made from it. */
-export function markModified(t: { storage: Region }): void {
+/**
+ * Says that `t`'s storage was written in place: bumps its version and drops the copies made from it. `bf16`, from an
+ * optimizer that wrote it with the update (`trainableCopyBuffer`), is the bf16 copy of the new values (of t's whole
+ * storage).
+ */
+export function markModified(t: { storage: Region }, bf16?: Uint16Array | null): void {
   const m = t.storage.buffer;
-  versions.set(m, (versions.get(m) ?? 0) + 1);
+  const version = (versions.get(m) ?? 0) + 1;
+  versions.set(m, version);
   copies.delete(m);
+  if (bf16) copies.set(m, [{ byteStart: t.storage.byteOffset, count: t.storage.length, kind: 'bf16', version, buf: bf16 }]);
+}
+
+/** Trainable weights' memories whose bf16 copy a product asked for since their last update. */
+const wanted = new WeakSet<Memory>();
+/** The buffer each such weight's copy is written into, kept from one update to the next. */
+const trainableBuffers = new WeakMap<Memory, Uint16Array>();
+
+/** Whether `src` is a whole cacheable storage (a parameter's own memory): the trainable copies' condition. */
+function wholeParameter(src: Region): boolean {
+  return cacheable.has(src.buffer) && src.byteOffset === 0 && src.length * 4 === src.buffer.byteLength;
+}
+
+/**
+ * For bf16 products: the bf16 copy of a trainable weight's f32 values that an optimizer wrote with its last update
+ * (`markModified(t, copy)`), or null: then the caller casts, and the next update is asked to write one.
+ */
+export function trainableCopy(src: Float32Array, cast: (src: Float32Array) => Uint16Array): Uint16Array | null {
+  if (!wholeParameter(src)) return null;
+  const m = src.buffer;
+  wanted.add(m);
+  const version = versions.get(m) ?? 0;
+  const hit = copies.get(m)?.find((e) => e.kind === 'bf16' && e.version === version && e.byteStart === 0 && e.count === src.length);
+  if (!hit) return null;
+  counts.hits++;
+  if (check) verify(hit.buf, cast(src), 'bf16');
+  return hit.buf as Uint16Array;
+}
+
+/**
+ * For optimizers whose backend writes bf16 with the update: the buffer to write the updated `t`'s bf16 copy into,
+ * where a product asked for one since the last update (null otherwise: nothing is written, and a weight that bf16
+ * products stop reading loses its copy at its next update).
+ */
+export function trainableCopyBuffer(t: { storage: Region }): Uint16Array | null {
+  const m = t.storage.buffer;
+  if (!wanted.has(m) || !wholeParameter(t.storage)) {
+    trainableBuffers.delete(m); // no longer read in bf16: its buffer goes (markModified drops the copy)
+    return null;
+  }
+  wanted.delete(m);
+  let b = trainableBuffers.get(m);
+  if (!b || b.length !== t.storage.length) trainableBuffers.set(m, (b = new Uint16Array(t.storage.length)));
+  return b;
 }
 
 /** Lets products keep a low-precision copy of `t` (a parameter) until its storage is next written. */

@@ -186,13 +186,14 @@ export class WebGpuTensorBackend implements Backend {
   dropoutMask(seed: number, p: number, mask: Float32Array): void { this.gpu.dropoutMask(seed, p, this.out(mask, 'dropoutMask', 'mask')); }
   adamw(a: AdamWArgs): void {
     const op = 'adamw';
+    // out16 (the bf16 copy) is for backends with optimizerWritesBf16; this one leaves it to the products' casts
     this.gpu.adamw({ ...a, param: this.out(a.param, op, 'param'), grad: this.in(a.grad), m: this.out(a.m, op, 'm'), v: this.out(a.v, op, 'v'),
-      gate: a.gate && this.in(a.gate) });
+      gate: a.gate && this.in(a.gate), out16: undefined });
   }
   sgd(a: SGDArgs): void {
     // without momentum the buffer is unused (the tensor layer passes an empty typed array)
     const buf = a.momentum !== 0 ? this.out(a.buf, 'sgd', 'buf') : this.gpu.ctx.dummy(true);
-    this.gpu.sgd({ ...a, param: this.out(a.param, 'sgd', 'param'), grad: this.in(a.grad), buf, gate: a.gate && this.in(a.gate) });
+    this.gpu.sgd({ ...a, param: this.out(a.param, 'sgd', 'param'), grad: this.in(a.grad), buf, gate: a.gate && this.in(a.gate), out16: undefined });
   }
   rmsprop(a: RMSpropArgs): void {
     const op = 'rmsprop';

@@ -11,7 +11,7 @@ import { releasable } from './elementwise.js';
 import { broadcastShapes, numel } from '../shape.js';
 import { autocastDType, type ComputeDType } from '../precision.js';
 import { contiguous, reshape } from './movement.js';
-import { cachedCopy, isCacheable } from '../versions.js';
+import { cachedCopy, isCacheable, trainableCopy } from '../versions.js';
 import { sumTo } from './reduce.js';
 
 /** A matrix operand as the kernel reads it: logical (rows, cols), stored transposed when `trans`. */
@@ -117,8 +117,11 @@ export function prepare(t: Tensor, batch: number, compute: ComputeDType): Operan
       fresh = true;
     } else {
       const lowp: (s: Float32Array) => Float32Array | Uint16Array = compute === 'bf16' ? toBf16 : roundF16;
-      buf = keep ? cachedCopy(buf as Float32Array, compute, lowp) : lowp(buf as Float32Array);
-      fresh = !keep;
+      // a trainable weight's copy written by the optimizer with its last update (versions.ts), kept like a frozen one's
+      const made = compute === 'bf16' && parameter && src === t && be.optimizerWritesBf16 && !isDeviceStorage(buf)
+        ? trainableCopy(buf as Float32Array, toBf16) : null;
+      buf = made ?? (keep ? cachedCopy(buf as Float32Array, compute, lowp) : lowp(buf as Float32Array));
+      fresh = !keep && !made;
       if (compute === 'bf16') dtype = 'bf16';
     }
   }

@@ -432,7 +432,7 @@ test("RPO (rpoAlpha): the loss adds alpha x the chosen answers' mean next-token 
 test('SimPO and ORPO runs (no reference model): nothing is scored before the first step, the preference is learned, the loaded run evaluates without the base', async () => {
   for (const [loss, cfg] of [['simpo', { dpoBeta: 2, simpoGamma: 1 }], ['orpo', { dpoBeta: 0.5 }]] as const) {
     const out = tmp(`${loss}-`);
-    const t = new AutoGLMTrainer({ model, config: { ...QUICK, method: 'lora', dpoLossType: loss, ...cfg, learningRate: 2e-2, epochs: 20, maxSteps: 60, evalEvery: 30, saveEvery: 30, outputDir: out } });
+    const t = new AutoGLMTrainer({ model, config: { ...QUICK, method: 'lora', dpoLossType: loss, ...cfg, learningRate: 2e-2, epochs: 20, maxSteps: 60, evalEvery: 10, saveEvery: 30, outputDir: out } });
     const notes: string[] = [];
     t.on('note', (m: string) => notes.push(m));
     const h = await t.finetune({ dataset: data });

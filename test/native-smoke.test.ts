@@ -372,13 +372,13 @@ test('native vs portable: adamw, sgd, dropout', { skip: skipCmp }, () => {
   assert.deepEqual(m[0], m[1], 'dropoutMask');
 });
 
-test('sums over rows give the same bits with 1 and 2 threads (column sums, a LoRA factor gradient, loraRows)', { skip }, async () => {
+test('sums over rows give the same bits with 1 and 2 threads (column sums, a LoRA factor gradient, loraRows, the norms\' backward)', { skip }, async () => {
   const { spawnSync } = await import('node:child_process');
-  const run = (n: number): { threads: number; cols: string; dA: string; loraRows: string } => {
+  const run = (n: number): { threads: number; cols: string; dA: string; loraRows: string; norms: string } => {
     const r = spawnSync(process.execPath, ['--import', 'tsx', new URL('./helpers/thread-sums.ts', import.meta.url).pathname],
       { encoding: 'utf8', env: { ...process.env, AUTOGLM_NUM_THREADS: String(n) } });
     assert.equal(r.status, 0, r.stderr);
-    return JSON.parse(r.stdout.trim().split('\n').pop()!) as { threads: number; cols: string; dA: string; loraRows: string };
+    return JSON.parse(r.stdout.trim().split('\n').pop()!) as { threads: number; cols: string; dA: string; loraRows: string; norms: string };
   };
   const one = run(1), two = run(2);
   assert.equal(one.threads, 1);
@@ -386,6 +386,7 @@ test('sums over rows give the same bits with 1 and 2 threads (column sums, a LoR
   assert.equal(two.cols, one.cols, 'column sums differ between thread counts');
   assert.equal(two.dA, one.dA, 'the skinny weight gradient differs between thread counts');
   assert.equal(two.loraRows, one.loraRows, 'loraRows (the rank-r columns, B\'s gradient) differs between thread counts');
+  assert.equal(two.norms, one.norms, 'LayerNorm\'s or RMSNorm\'s backward differs between thread counts');
 });
 
 test('bf16 products from several threads at once give the same bits as one thread (oneDNN path)', { skip }, async () => {

@@ -1,5 +1,6 @@
 // Prints the bits of the native backend's row-reducing results (column sums of a tall matrix, a LoRA factor's
-// weight gradient, loraRows' gradient of B, loraOuter) for the thread count in AUTOGLM_NUM_THREADS: native-smoke.test.ts checks they do not depend on it.
+// weight gradient, loraRows' gradient of B, loraOuter, the norms' parameter gradients) for the thread count in AUTOGLM_NUM_THREADS: native-smoke.test.ts checks they do not depend on it.
+import { createHash } from 'node:crypto';
 import { loadNativeBackend } from '../../src/backend/native.js';
 
 const be = loadNativeBackend();
@@ -21,4 +22,11 @@ const dst = new Uint16Array(2049 * 308), h = new Uint16Array(2049 * 8), gH = new
 be.loraRows!(x, 2049, 300, dst, toBf(rand(8 * 300)), 8, 2, h, toBf(rand(2049 * 8)), gH, 308);
 const outer = new Float32Array(8 * 300);
 be.loraOuter!(dst, 2049, 300, 308, h, 8, outer);
-console.log(JSON.stringify({ threads: be.numThreads(), cols: hex(cols), dA: hex(dA), loraRows: hex(gH) + Buffer.from(h.buffer).toString('hex') + hex(outer) }));
+// LayerNorm's backward from its output and RMSNorm's from its input: dgamma and dbeta sum over the 2049 rows
+const dy = rand(2049 * 300), gamma = rand(300).map((v) => 1 + v), beta = rand(300), rstd = rand(2049).map((v) => 1.5 + v);
+const dx = new Float32Array(2049 * 300), dg = new Float32Array(300), db = new Float32Array(300);
+be.layerNormBackwardFromOutput(dy, x, gamma, beta, rstd, 2049, 300, dx, dg, db);
+const rdx = new Float32Array(2049 * 300), rdg = new Float32Array(300);
+be.rmsNormBackward(dy, x, gamma, rstd, 2049, 300, rdx, rdg);
+const norms = createHash('sha256').update(hex(dx) + hex(dg) + hex(db) + hex(rdx) + hex(rdg)).digest('hex');
+console.log(JSON.stringify({ threads: be.numThreads(), cols: hex(cols), dA: hex(dA), loraRows: hex(gH) + Buffer.from(h.buffer).toString('hex') + hex(outer), norms }));

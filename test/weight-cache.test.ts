@@ -23,6 +23,8 @@ import { Tensor } from '../src/tensor/tensor.js';
 import { castCacheCounts, checkCastCache, markModified, storageVersion } from '../src/tensor/versions.js';
 import { AutoGLMTrainer } from '../src/train/index.js';
 import { backend } from '../src/backend/index.js';
+import { optimizerBf16Switch } from '../src/backend/native.js';
+import { ConfigError } from '../src/errors.js';
 
 const bf16 = <T>(fn: () => T): T => autocast('bf16', fn);
 const same = (a: Tensor, b: Tensor, what: string) => assert.deepEqual(Array.from(a.f32()), Array.from(b.f32()), what);
@@ -106,6 +108,21 @@ test('AdamW and SGD write the bf16 copy of a trainable weight that bf16 products
     } finally {
       checkCastCache(prev);
     }
+  }
+});
+
+test('AUTOGLM_OPTIMIZER_BF16 is 1 (the default) or 0 (products cast every trainable weight); another value is a ConfigError naming it', () => {
+  const prev = process.env.AUTOGLM_OPTIMIZER_BF16;
+  try {
+    process.env.AUTOGLM_OPTIMIZER_BF16 = '0';
+    assert.equal(optimizerBf16Switch(), false);
+    delete process.env.AUTOGLM_OPTIMIZER_BF16;
+    assert.equal(optimizerBf16Switch(), true);
+    process.env.AUTOGLM_OPTIMIZER_BF16 = 'yes';
+    assert.throws(() => optimizerBf16Switch(), (e: Error) => e instanceof ConfigError && /AUTOGLM_OPTIMIZER_BF16 is 'yes'; expected 1 .* or 0/.test(e.message));
+  } finally {
+    if (prev === undefined) delete process.env.AUTOGLM_OPTIMIZER_BF16;
+    else process.env.AUTOGLM_OPTIMIZER_BF16 = prev;
   }
 });
 

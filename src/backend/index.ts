@@ -6,7 +6,7 @@
  */
 import type { Backend } from './backend.js';
 import { PortableBackend } from './portable.js';
-import { bf16OutputsSwitch, loadNativeBackend, nativeLoadError } from './native.js';
+import { bf16OutputsSwitch, loadNativeBackend, nativeLoadError, optimizerBf16Switch } from './native.js';
 import { loadWasmBackend, wasmLoadError } from './wasm/node.js';
 import { installCollector } from './gc.js';
 import { threadCount } from './threads.js';
@@ -73,7 +73,8 @@ export function backend(): Backend {
 function pick(name: BackendName): Backend {
   // a bad AUTOGLM_NUM_THREADS is the user's error, not a reason to fall back to a slower backend
   threadCount();
-  bf16OutputsSwitch(); // likewise a bad AUTOGLM_BF16_OUTPUTS
+  bf16OutputsSwitch(); // likewise a bad AUTOGLM_BF16_OUTPUTS or AUTOGLM_OPTIMIZER_BF16
+  optimizerBf16Switch();
   return getBackend(name);
 }
 
@@ -81,6 +82,7 @@ function pick(name: BackendName): Backend {
 export function autoBackend(): Backend {
   threadCount();
   bf16OutputsSwitch();
+  optimizerBf16Switch();
   if (nativeAvailable()) return getBackend('native');
   const why = nativeLoadError();
   const because = why ? ` because the native addon did not load (${why})` : '';

@@ -2,7 +2,6 @@ import { backend } from '../backend/index.js';
 import { uninitF32, zerosF32 } from '../tensor/alloc.js';
 import { ConfigError } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { trainableCopyBuffer } from '../tensor/versions.js';
 import { Optimizer, type OptimizerState, type ParamGroup, type ParamsInput } from './optimizer.js';
 
 export interface AdamOptions { lr: number; betas?: [number, number]; eps?: number; weightDecay?: number }
@@ -23,9 +22,8 @@ export class AdamW extends Optimizer {
       st.step = 0;
     }
     st.step = (st.step as number) + 1;
-    const be = backend();
-    const out16 = !gate && be.optimizerWritesBf16 ? trainableCopyBuffer(p) : null;
-    be.adamw({
+    const out16 = this.bf16CopyBuffer(p, gate);
+    backend().adamw({
       param: p.storage as Float32Array, grad, m: st.m as Float32Array, v: st.v as Float32Array, lr: g.lr,
       beta1: g.beta1 as number, beta2: g.beta2 as number, eps: g.eps as number, weightDecay: g.weightDecay,
       step: st.step as number, gradScale, ...(gate ? { gate } : {}), ...(out16 ? { out16 } : {}),

@@ -2,10 +2,11 @@
  * Optimizers over parameter groups. The base class owns the groups, per-parameter state and the step count;
  * each optimizer implements one per-parameter update on the backend's fused kernel.
  */
+import { backend } from '../backend/index.js';
 import { ConfigError } from '../errors.js';
 import { Tensor, peekGrad, releaseGrad } from '../tensor/tensor.js';
 import { collectRefused } from '../tensor/alloc.js';
-import { markModified } from '../tensor/versions.js';
+import { markModified, trainableCopyBuffer } from '../tensor/versions.js';
 import { CheckpointError } from '../errors.js';
 
 export interface ParamGroup {
@@ -84,6 +85,14 @@ export abstract class Optimizer {
     this.stepCount--;
     for (const p of u.created) this.state.delete(p);
     for (const [p, before] of u.before) Object.assign(this.state.get(p) as object, before);
+  }
+
+  /**
+   * The buffer an update writes p's bf16 copy into with the new values (versions.ts `trainableCopyBuffer`), where the
+   * backend writes one and a bf16 product read p since its last update; null otherwise (and on a device's gated step).
+   */
+  protected bf16CopyBuffer(p: Tensor, gate?: Float32Array): Uint16Array | null {
+    return !gate && backend().optimizerWritesBf16 ? trainableCopyBuffer(p) : null;
   }
 
   /**

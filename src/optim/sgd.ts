@@ -2,7 +2,6 @@ import { backend } from '../backend/index.js';
 import { ConfigError } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { zerosF32 } from '../tensor/alloc.js';
-import { trainableCopyBuffer } from '../tensor/versions.js';
 import { Optimizer, type OptimizerState, type ParamGroup, type ParamsInput } from './optimizer.js';
 
 export interface SGDOptions { lr: number; momentum?: number; dampening?: number; nesterov?: boolean; weightDecay?: number }
@@ -19,9 +18,8 @@ export class SGD extends Optimizer {
     const momentum = g.momentum as number;
     const first = st.buf === undefined;
     if (first) st.buf = momentum > 0 ? zerosF32(p.size) : new Float32Array(0);
-    const be = backend();
-    const out16 = !gate && be.optimizerWritesBf16 ? trainableCopyBuffer(p) : null;
-    be.sgd({
+    const out16 = this.bf16CopyBuffer(p, gate);
+    backend().sgd({
       param: p.storage as Float32Array, grad, buf: st.buf as Float32Array, lr: g.lr, momentum, dampening: g.dampening as number,
       nesterov: g.nesterov as boolean, weightDecay: g.weightDecay, firstStep: first, gradScale, ...(gate ? { gate } : {}),
       ...(out16 ? { out16 } : {}),

@@ -78,14 +78,9 @@ function wholeParameter(src: Region): boolean {
  */
 export function trainableCopy(src: Float32Array, cast: (src: Float32Array) => Uint16Array): Uint16Array | null {
   if (!wholeParameter(src)) return null;
-  const m = src.buffer;
-  wanted.add(m);
-  const version = versions.get(m) ?? 0;
-  const hit = copies.get(m)?.find((e) => e.kind === 'bf16' && e.version === version && e.byteStart === 0 && e.count === src.length);
-  if (!hit) return null;
-  counts.hits++;
-  if (check) verify(hit.buf, cast(src), 'bf16');
-  return hit.buf as Uint16Array;
+  wanted.add(src.buffer);
+  const hit = entryOf(src, 'bf16');
+  return hit && hit.version === (versions.get(src.buffer) ?? 0) ? reused(hit, src, 'bf16', cast) : null;
 }
 
 /**
@@ -135,19 +130,30 @@ export function castCacheCounts(reset = false): { hits: number; misses: number }
 export function cachedCopy<B extends Float32Array | Uint16Array>(src: Float32Array, kind: string, make: (src: Float32Array) => B): B {
   const m = src.buffer;
   const version = versions.get(m) ?? 0;
-  let list = copies.get(m);
-  const hit = list?.find((e) => e.byteStart === src.byteOffset && e.count === src.length && e.kind === kind);
-  if (hit && hit.version === version) {
-    counts.hits++;
-    if (check) verify(hit.buf, make(src), kind);
-    return hit.buf as B;
-  }
+  const hit = entryOf(src, kind);
+  if (hit && hit.version === version) return reused(hit, src, kind, make);
   counts.misses++;
   const buf = make(src);
-  if (!list) copies.set(m, (list = []));
   if (hit) Object.assign(hit, { version, buf });
-  else list.push({ byteStart: src.byteOffset, count: src.length, kind, version, buf });
+  else {
+    const e = { byteStart: src.byteOffset, count: src.length, kind, version, buf };
+    const list = copies.get(m);
+    if (list) list.push(e);
+    else copies.set(m, [e]);
+  }
   return buf;
+}
+
+/** The entry of `src`'s copy of this kind, of whatever version. */
+function entryOf(src: Float32Array, kind: string): Entry | undefined {
+  return copies.get(src.buffer)?.find((e) => e.byteStart === src.byteOffset && e.count === src.length && e.kind === kind);
+}
+
+/** A kept copy handed out: counted, and compared with a fresh one under the check. */
+function reused<B extends Float32Array | Uint16Array>(e: Entry, src: Float32Array, kind: string, make: (src: Float32Array) => B): B {
+  counts.hits++;
+  if (check) verify(e.buf, make(src), kind);
+  return e.buf as B;
 }
 
 function verify(kept: Float32Array | Uint16Array, fresh: Float32Array | Uint16Array, kind: string): void {

@@ -147,6 +147,23 @@ int64_t sum_exp_avx512(const float* x, int64_t i, int64_t n, float mx, float* e,
 }
 
 // y = exp(x) over whole blocks of 16 (vexp's bits); returns how many it did
+// f32_to_bf16_x8's rule in 16 lanes (round to nearest even on the bits; NaN -> sign | 0x7fc0) for the whole blocks of
+// 16 of n floats; returns how many it wrote. Not the AVX512-BF16 instruction: it treats subnormal inputs as zero.
+int64_t f32_to_bf16_avx512(const float* s, uint16_t* d, int64_t n) {
+  const __m512i one = _mm512_set1_epi32(1), half = _mm512_set1_epi32(0x7fff), mag = _mm512_set1_epi32(0x7fffffff);
+  const __m512i inf = _mm512_set1_epi32(0x7f800000), sign = _mm512_set1_epi32(0x8000), quiet = _mm512_set1_epi32(0x7fc0);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512i u = _mm512_loadu_si512(s + i);
+    const __m512i hi = _mm512_srli_epi32(u, 16);
+    const __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, half), _mm512_and_si512(hi, one)), 16);
+    const __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(u, mag), inf);
+    const __m512i out = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(_mm512_and_si512(hi, sign), quiet));
+    _mm256_storeu_si256((__m256i*)(d + i), _mm512_cvtepi32_epi16(out));
+  }
+  return i;
+}
+
 int64_t exp_avx512(const float* x, float* y, int64_t n) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, wexp(_mm512_loadu_ps(x + i)));

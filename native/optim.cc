@@ -1,4 +1,4 @@
-// Optimizer updates (in place), PyTorch semantics, evaluated per element in double.
+// Optimizer updates (in place), PyTorch semantics, each element in float32 as PyTorch updates a float32 parameter.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -172,20 +172,32 @@ void adamw8bit(float* p, const float* g, uint8_t* c1, uint8_t* c2, float* a1, fl
   }
 }
 
+// PyTorch's SGD on a float32 parameter, each element in float32 as its update computes it: d = g (+ wd * p), the
+// momentum buffer b = mom * b + (1 - damp) * d (d itself on the first step), d = b (or d + mom * b, Nesterov), then
+// p -= lr * d. In double (the old form, four to a vector) the conversions were most of this kernel's time.
 void sgd(float* p, const float* g, float* buf, int64_t n, double lr, double mom, double damp, bool nesterov, double wd,
          bool first, double gs, uint16_t* out16) {
+  const float flr = (float)lr, fmom = (float)mom, fdamp1 = (float)(1.0 - damp), fwd = (float)wd, fgs = (float)gs;
+  const bool decays = wd != 0.0;
   auto body = [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; i++) {
-      double gi = (double)g[i] * gs;
-      if (wd != 0.0) gi += wd * (double)p[i];
-      if (mom != 0.0) {
-        const double b = (float)(first ? gi : mom * (double)buf[i] + (1.0 - damp) * gi);  // stored float32 buffer
-        buf[i] = (float)b;
-        gi = nesterov ? gi + mom * b : b;
+    if (mom == 0.0) {
+#pragma omp simd
+      for (int64_t i = i0; i < i1; i++) {
+        const float pi = p[i];
+        const float di = decays ? g[i] * fgs + fwd * pi : g[i] * fgs;
+        p[i] = pi - flr * di;
       }
-      p[i] = (float)((double)p[i] - lr * gi);
+    } else {
+#pragma omp simd
+      for (int64_t i = i0; i < i1; i++) {
+        const float pi = p[i];
+        const float di = decays ? g[i] * fgs + fwd * pi : g[i] * fgs;
+        const float b = first ? di : fmom * buf[i] + fdamp1 * di;
+        buf[i] = b;
+        p[i] = pi - flr * (nesterov ? di + fmom * b : b);
+      }
     }
-    if (out16) f32_to_bf16_row(p + i0, out16 + i0, i1 - i0);
+    if (out16) f32_to_bf16_row(p + i0, out16 + i0, i1 - i0);  // the block's new values, in L1: the cast's bits
   };
   if (par(n * 2)) {
     const int64_t B = 4096, nb = (n + B - 1) / B;

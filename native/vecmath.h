@@ -6,6 +6,9 @@
 
 namespace ag {
 
+bool use_avx512();  // gelu512.cc
+int64_t f32_to_bf16_avx512(const float* s, uint16_t* d, int64_t n);
+
 static inline __m256 v8(float x) { return _mm256_set1_ps(x); }
 
 // The polynomials' coefficients, highest power first, shared with the AVX-512 copies of these functions (gelu512.cc):
@@ -153,9 +156,10 @@ static inline __m256i f32_to_bf16_x8(__m256 x) {
   const __m256i qnan = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x8000)), _mm256_set1_epi32(0x7fc0));
   return _mm256_blendv_epi8(rounded, qnan, nan);
 }
-// n floats to bf16 (f32_to_bf16's rule), 16 at a time, the tail through a padded buffer
+// n floats to bf16 (f32_to_bf16's rule), 16 at a time (in 16 lanes where the CPU has AVX-512: the same bits), the
+// tail through a padded buffer
 static inline void f32_to_bf16_row(const float* s, uint16_t* d, int64_t n) {
-  int64_t i = 0;
+  int64_t i = n >= 32 && use_avx512() ? f32_to_bf16_avx512(s, d, n) : 0;
   for (; i + 16 <= n; i += 16) {
     const __m256i lo = f32_to_bf16_x8(_mm256_loadu_ps(s + i)), hi = f32_to_bf16_x8(_mm256_loadu_ps(s + i + 8));
     // packus interleaves the 128-bit lanes (lo0-3 hi0-3 lo4-7 hi4-7); the permute puts them in order

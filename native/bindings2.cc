@@ -274,6 +274,41 @@ KERNEL(CrossEntropyBackward) {
   UNDEF;
 }
 
+// crossEntropyLse(logits, targets, rows, cols, ignore, loss, lse): crossEntropy without label smoothing and without
+// the log-probabilities, each row's log-sum-exp instead (nn.cc cross_entropy_lse)
+KERNEL(CrossEntropyLse) {
+  Args a(info, "crossEntropyLse", 7);
+  size_t nx, nt, nl, ne;
+  float* x = a.f32(0, &nx);
+  int32_t* t = a.i32(1, &nt);
+  int64_t rows = a.integer(2), cols = a.integer(3);
+  int32_t ignore = (int32_t)a.integer(4, INT32_MIN);
+  float *l = a.f32(5, &nl), *e = a.f32(6, &ne);
+  a.need((int64_t)nx >= rows * cols, "logits are smaller than rows*cols");
+  a.need((int64_t)nt >= rows && (int64_t)nl >= rows && (int64_t)ne >= rows, "targets/loss/lse are shorter than rows");
+  if (cols == 0) UNDEF;
+  check_targets(a, t, rows, cols, ignore);
+  cross_entropy_lse(x, t, rows, cols, ignore, l, e);
+  UNDEF;
+}
+
+// crossEntropyBackwardLse(logits, lse, targets, rows, cols, ignore, dloss, dlogits (may be logits))
+KERNEL(CrossEntropyBackwardLse) {
+  Args a(info, "crossEntropyBackwardLse", 8);
+  size_t nx, ne, nt, ng, nd;
+  float *x = a.f32(0, &nx), *e = a.f32(1, &ne);
+  int32_t* t = a.i32(2, &nt);
+  int64_t rows = a.integer(3), cols = a.integer(4);
+  int32_t ignore = (int32_t)a.integer(5, INT32_MIN);
+  float *g = a.f32(6, &ng), *d = a.f32(7, &nd);
+  a.need((int64_t)nx >= rows * cols && (int64_t)nd >= rows * cols, "logits/dlogits are smaller than rows*cols");
+  a.need((int64_t)ne >= rows && (int64_t)nt >= rows && (int64_t)ng >= rows, "lse/targets/dloss are shorter than rows");
+  if (cols == 0) UNDEF;
+  check_targets(a, t, rows, cols, ignore);
+  cross_entropy_backward_lse(x, e, t, rows, cols, ignore, g, d);
+  UNDEF;
+}
+
 // crossEntropyGradBf16(logits (overwritten), targets, rows, cols, ignore, ls, dloss, loss, dlogits Uint16Array | null:
 // the gradient rounded to bf16 in logits' own f32 storage)
 KERNEL(CrossEntropyGradBf16) {
@@ -410,6 +445,8 @@ void register_more(Napi::Env env, Napi::Object exports) {
   fn("crossEntropy", CrossEntropy);
   fn("crossEntropyBackward", CrossEntropyBackward);
   fn("crossEntropyGradBf16", CrossEntropyGradBf16);
+  fn("crossEntropyLse", CrossEntropyLse);
+  fn("crossEntropyBackwardLse", CrossEntropyBackwardLse);
   fn("rope", Rope);
   fn("dropoutMask", DropoutMask);
   fn("adamw", AdamW);

@@ -86,6 +86,10 @@ void cross_entropy(const float* logits, const int32_t* t, int64_t rows, int64_t 
                    float* loss, float* logp);
 void cross_entropy_backward(const float* logp, const int32_t* t, int64_t rows, int64_t cols, int32_t ignore, float ls,
                             const float* dloss, float* dlogits);
+void cross_entropy_lse(const float* logits, const int32_t* t, int64_t rows, int64_t cols, int32_t ignore, float* loss,
+                       float* lse);
+void cross_entropy_backward_lse(const float* logits, const float* lse, const int32_t* t, int64_t rows, int64_t cols,
+                                int32_t ignore, const float* dloss, float* dlogits);
 void cross_entropy_grad_bf16(float* logits, const int32_t* t, int64_t rows, int64_t cols, int32_t ignore, float ls,
                              const float* dloss, float* loss, uint16_t* dl);
 void rope(const float* x, const float* cos, const float* sin, int64_t rows, int64_t T, int64_t D, int64_t rot,

@@ -331,6 +331,39 @@ void cross_entropy_backward(const float* logp, const int32_t* t, int64_t rows, i
   });
 }
 
+// cross_entropy without label smoothing and without writing the log-probabilities: the losses and each row's
+// log-sum-exp, for a caller that keeps the logits for the backward pass (cross_entropy_backward_lse) instead of a
+// (rows x cols) buffer of log-probabilities written here and read there. The same losses, bit for bit: logp[t] is
+// x[t] - lse in float, as log_softmax_row writes it.
+void cross_entropy_lse(const float* logits, const int32_t* t, int64_t rows, int64_t cols, int32_t ignore, float* loss,
+                       float* lse) {
+  rows_loop(rows, cols * 2, [&](int64_t r) {
+    const float* x = logits + r * cols;
+    const float mx = row_max(x, cols);
+    const float l = (float)((double)mx + std::log(sum_exp(x, cols, mx, nullptr)));
+    lse[r] = l;
+    const int32_t tr = t[r];
+    loss[r] = tr == ignore ? 0.0f : (float)(-(double)(x[tr] - l));
+  });
+}
+
+// cross_entropy_backward (label smoothing 0) from the logits and cross_entropy_lse's lse: exp(x - lse) with x - lse
+// rounded to float first is exp(logp), so the same bits. dlogits may be the logits (each row is read before written).
+void cross_entropy_backward_lse(const float* logits, const float* lse, const int32_t* t, int64_t rows, int64_t cols,
+                                int32_t ignore, const float* dloss, float* dl) {
+  rows_loop(rows, cols * 3, [&](int64_t r) {
+    float* d = dl + r * cols;
+    const int32_t tr = t[r];
+    if (tr == ignore) { std::memset(d, 0, cols * sizeof(float)); return; }
+    const float* x = logits + r * cols;
+    const float g = dloss[r], l = lse[r];
+    for (int64_t i = 0; i < cols; i++) d[i] = x[i] - l;  // the row's log-probabilities, in L1
+    exp_row(d, d, cols);
+    for (int64_t i = 0; i < cols; i++) d[i] = g * d[i];
+    d[tr] -= g;
+  });
+}
+
 // crossEntropy and crossEntropyBackward at once, the gradient rounded to bf16 (the fused LM head under bf16 autocast,
 // whose products take it in bf16): one pass of exponentials, kept in x (scratch, overwritten), where the two kernels
 // and a cast take two and five passes over the (rows x cols) logits. With dl null the rounded gradient stays in x,

@@ -127,6 +127,8 @@ const CASES: Case[] = [
   { name: 'crossEntropy mean', inputs: () => [rn([4, 6], 81)], fn: (x) => T.crossEntropy(x, ids([0, 5, 2, 2])) },
   { name: 'crossEntropy ignore + smoothing', inputs: () => [rn([5, 4], 82)], fn: (x) => T.crossEntropy(x, ids([1, -100, 3, 0, -100]), { labelSmoothing: 0.1 }) },
   { name: 'crossEntropy sum', inputs: () => [rn([3, 5], 83)], fn: (x) => T.crossEntropy(x, ids([4, 0, 1]), { reduction: 'sum' }) },
+  // consumed logits (a temporary): the loss keeps them and each row's log-sum-exp where the backend can (Backend.crossEntropyLse)
+  { name: 'crossEntropy consumed logits, ignore', inputs: () => [rn([5, 6], 85)], fn: (x) => T.crossEntropy(x.mul(2), ids([1, -100, 5, 0, 3]), { consumeLogits: true }) },
   { name: 'crossEntropy none 3d', inputs: () => [rn([2, 3, 4], 84)], fn: (x) => T.crossEntropy(x, ids([0, 1, 2, 3, 0, 1], [2, 3]), { reduction: 'none' }) },
   { name: 'attention causal', inputs: () => [rn([2, 2, 5, 4], 85), rn([2, 2, 5, 4], 86), rn([2, 2, 5, 4], 87)], fn: (q, k, v) => T.scaledDotProductAttention(q, k, v, { causal: true }) },
   {
@@ -375,6 +377,33 @@ test('bf16 autocast matmul agrees across backends within 1e-2 and with f32 withi
   for (const other of backends.slice(1)) {
     const n = withBackend(other, run);
     assert.ok(relErr(n.y, p.y) <= 1e-2 && relErr(n.ga, p.ga) <= 1e-2, `${other.name}: ${relErr(n.y, p.y)}, ${relErr(n.ga, p.ga)}`);
+  }
+});
+
+test('crossEntropy with consumed logits: the same loss and gradient bits as with the logits kept, on every backend, over two backward passes', () => {
+  const r = new Rng(7);
+  const C = 517; // over the vector widths, with a tail
+  const x = new Float32Array(6 * C).map(() => 4 * r.normal());
+  x[3] = Infinity - Infinity; // a NaN in a row whose target is ignored
+  x[C + 10] = -Infinity; // beside row 1's target
+  x[2 * C + 4] = 80; // one logit far above the rest
+  const targets = ids([-100, 9, 4, 516, 0, 3]);
+  for (const be of testBackends()) {
+    withBackend(be, () => {
+      const run = (consume: boolean) => {
+        const leaf = new Tensor(x.slice(), 'f32', [6, C]);
+        leaf.requiresGrad = true;
+        const loss = T.crossEntropy(leaf.mul(1.5), targets, { consumeLogits: consume }); // a temporary the loss may take
+        const bits = () => Array.from(new Uint32Array(Float32Array.from(leaf.grad!.f32()).buffer));
+        loss.backward({ retainGraph: true });
+        const first = bits();
+        loss.backward(); // the second pass adds the same gradient again
+        return { loss: loss.item(), first, second: bits() };
+      };
+      const a = run(false), b = run(true);
+      assert.ok(Number.isFinite(a.loss) && a.first.some((u) => u !== 0), `${be.name}: loss ${a.loss}`);
+      assert.deepEqual(b, a, `${be.name}: consumed logits`);
+    });
   }
 });
 

@@ -416,6 +416,18 @@ export interface Backend {
   crossEntropyBackward(logp: Float32Array, targets: Int32Array, rows: number, cols: number, ignoreIndex: number, ls: number,
     dloss: Float32Array, dlogits: Float32Array): void;
   /**
+   * Optional: crossEntropy without label smoothing and without log-probabilities: the per-row losses (the same bits)
+   * and each row's log-sum-exp in `lse` (rows), for a caller that keeps the logits for crossEntropyBackwardLse.
+   */
+  crossEntropyLse?(logits: Float32Array, targets: Int32Array, rows: number, cols: number, ignoreIndex: number,
+    loss: Float32Array, lse: Float32Array): void;
+  /**
+   * Optional: crossEntropyBackward (label smoothing 0) from the logits and crossEntropyLse's `lse`, the same bits;
+   * `dlogits` may be `logits` (overwritten in place).
+   */
+  crossEntropyBackwardLse?(logits: Float32Array, lse: Float32Array, targets: Int32Array, rows: number, cols: number,
+    ignoreIndex: number, dloss: Float32Array, dlogits: Float32Array): void;
+  /**
    * Optional: crossEntropy's per-row losses and crossEntropyBackward's dlogits rounded to bf16, at once (the fused LM
    * head under bf16 autocast, whose products take the gradient in bf16). `logits` is scratch: overwritten. With
    * `dlogits` null the rounded gradient is left in `logits` (f32 storage holding bf16 values: the bits of the bf16

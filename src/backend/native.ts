@@ -74,6 +74,10 @@ interface Addon {
     dloss: Float32Array, dlogits: Float32Array): void;
   crossEntropyGradBf16(logits: Float32Array, t: Int32Array, rows: number, cols: number, ignore: number, ls: number,
     dloss: Float32Array, loss: Float32Array, dlogits: Uint16Array | null): void;
+  crossEntropyLse(logits: Float32Array, t: Int32Array, rows: number, cols: number, ignore: number, loss: Float32Array,
+    lse: Float32Array): void;
+  crossEntropyBackwardLse(logits: Float32Array, lse: Float32Array, t: Int32Array, rows: number, cols: number, ignore: number,
+    dloss: Float32Array, dlogits: Float32Array): void;
   rope(x: Float32Array, cos: Float32Array, sin: Float32Array, rows: number, T: number, D: number, rot: number,
     inverse: boolean, out: Float32Array): void;
   dropoutMask(seed: number, p: number, mask: Float32Array): void;
@@ -383,6 +387,14 @@ class NativeBackend implements Backend {
   crossEntropyGradBf16(logits: Float32Array, targets: Int32Array, rows: number, cols: number, ignoreIndex: number, ls: number,
     dloss: Float32Array, loss: Float32Array, dlogits: Uint16Array | null): void {
     this.a.crossEntropyGradBf16(logits, targets, rows, cols, ignoreIndex, ls, dloss, loss, dlogits);
+  }
+  crossEntropyLse(logits: Float32Array, targets: Int32Array, rows: number, cols: number, ignoreIndex: number,
+    loss: Float32Array, lse: Float32Array): void {
+    this.a.crossEntropyLse(logits, targets, rows, cols, ignoreIndex, loss, lse);
+  }
+  crossEntropyBackwardLse(logits: Float32Array, lse: Float32Array, targets: Int32Array, rows: number, cols: number,
+    ignoreIndex: number, dloss: Float32Array, dlogits: Float32Array): void {
+    this.a.crossEntropyBackwardLse(logits, lse, targets, rows, cols, ignoreIndex, dloss, dlogits);
   }
   rope(x: Float32Array, cos: Float32Array, sin: Float32Array, rows: number, T: number, D: number, rotDim: number,
     inverse: boolean, out: Float32Array): void {

@@ -199,8 +199,9 @@ export interface CrossEntropyOptions {
   labelSmoothing?: number;
   reduction?: 'mean' | 'sum' | 'none';
   /**
-   * The logits are a temporary that nothing reads afterwards (a model's own loss): the log-probabilities
-   * overwrite them in place, so a (tokens x vocabulary) buffer is not held twice at the peak of a step.
+   * The logits are a temporary that nothing reads afterwards (a model's own loss): the loss keeps them (or the
+   * log-probabilities written over them) for its backward pass, which writes the gradient over them, so a
+   * (tokens x vocabulary) buffer is not held twice at the peak of a step.
    */
   consumeLogits?: boolean;
 }
@@ -223,8 +224,15 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   const t = targets.i32('crossEntropy');
   checkIndices(t, C, 'crossEntropy', 'targets', ignoreIndex);
   const own = opts.consumeLogits && logits.dtype === 'f32' && logits.spansStorage;
+  const be = backend();
+  // Owned logits without label smoothing: the forward pass takes each row's log-sum-exp alone, and the backward pass
+  // makes the probabilities from the logits kept (Backend.crossEntropyLse): one pass fewer over the (rows x C) buffer
+  // than writing the log-probabilities there and reading them back, the same bits.
+  const lseOnly = own && labelSmoothing === 0 && !!be.crossEntropyLse && !!be.crossEntropyBackwardLse && !isDeviceStorage(logits.storage);
   const loss = zerosF32(rows), logp = own ? (logits.storage as Float32Array) : uninitF32(rows * C);
-  backend().crossEntropy(logits.f32(), t, rows, C, ignoreIndex, labelSmoothing, loss, logp);
+  const lse = lseOnly ? new Float32Array(rows) : null;
+  if (lse) be.crossEntropyLse!(logp, t, rows, C, ignoreIndex, loss, lse);
+  else be.crossEntropy(logits.f32(), t, rows, C, ignoreIndex, labelSmoothing, loss, logp);
   let count = 0;
   for (let i = 0; i < rows; i++) if (t[i] !== ignoreIndex) count++;
   let y: Tensor;
@@ -246,7 +254,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
       y = new Tensor(new Float32Array([s * scale]), 'f32', []);
     }
   }
-  // The backward pass needs log-probabilities, not the logits: keep only their shape.
+  // The backward pass needs the log-probabilities (or the owned logits and lse), not the logits tensor: keep only its shape.
   const shape = [...logits.shape];
   return record('crossEntropy', [logits], y, (gy, last) => {
     let dl: Float32Array;
@@ -259,7 +267,8 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
     // On the graph's last pass the log-probabilities are dead once read: the gradient overwrites them in place
     // (the kernels are element-wise per row), so the logits-sized buffer is not needed twice at the peak.
     const dx = last ? logp : uninitF32(rows * C);
-    backend().crossEntropyBackward(logp, t, rows, C, ignoreIndex, labelSmoothing, dl, dx);
+    if (lse) backend().crossEntropyBackwardLse!(logp, lse, t, rows, C, ignoreIndex, dl, dx);
+    else backend().crossEntropyBackward(logp, t, rows, C, ignoreIndex, labelSmoothing, dl, dx);
     return [new Tensor(dx, 'f32', shape)];
   });
 }

@@ -14,6 +14,8 @@ import { manualSeed } from '../src/nn/init.js';
 import { SGD } from '../src/optim/sgd.js';
 import { AdamW } from '../src/optim/adam.js';
 import { LoraModel } from '../src/peft/index.js';
+import { LoraLinear } from '../src/peft/lora/layer.js';
+import { loraLinear } from '../src/tensor/ops/lora-linear.js';
 import { EncoderClassifier } from '../src/bench/model-workloads.js';
 import { autocast } from '../src/tensor/precision.js';
 import { randn, randint } from '../src/tensor/creation.js';
@@ -222,6 +224,51 @@ test('trainer: restoring the best weights and resuming from a checkpoint in bf16
     const r = new AutoGLMTrainer({ config: { ...config, maxSteps: 8, resume: true } });
     const h2 = await r.finetune({ dataset: 'custom_intent_v2', maxTrain: 160, maxEval: 64 });
     assert.ok(h2.stepsDone >= 6);
+  } finally {
+    checkCastCache(prev);
+  }
+});
+
+test('LoRA\'s fused op keeps its base weight\'s wider copies between steps: the bits of fresh copies after the factors change and after a marked write of the weight, an unmarked one caught by the check', () => {
+  manualSeed(21);
+  const layer = new LoraLinear(new Linear(40, 36));
+  layer.addAdapter('default', { r: 4, alpha: 8, dropout: 0, useRslora: false, useDora: false, init: false, seed: 1 });
+  for (const p of [layer.weight, layer.bias]) if (p) p.requiresGrad = false; // a frozen base: the factors ride along its product
+  const factors = [(layer.lora_A.get('default') as Linear).weight, (layer.lora_B.get('default') as Linear).weight];
+  const x = randn([10, 40], 22);
+  // y, and the gradients of x (through [W; A; 0] where the factors ride along) and of the factors
+  const outputs = (forward: (x: Tensor) => Tensor, grads: () => Tensor[]) => {
+    const xg = x.detach().requireGrad();
+    const y = bf16(() => forward(xg));
+    assert.equal(y.node?.op, 'loraLinear');
+    y.sum().backward();
+    return [y, xg.grad!, ...grads()].map((t) => Array.from(t.f32()));
+  };
+  const viaLayer = () => {
+    const out = outputs((xg) => layer.forward(xg), () => factors.map((f) => f.grad!));
+    for (const f of factors) f.grad = null;
+    return out;
+  };
+  // the same op on copies of the current values: a base weight that is no parameter's memory gets fresh wider copies
+  const fresh = () => {
+    const copy = (t: Tensor, grad: boolean) => new Tensor(Float32Array.from(t.f32()), 'f32', [...t.shape]).requireGrad(grad);
+    const [W, b, A, B] = [copy(layer.weight, false), copy(layer.bias!, false), copy(factors[0], true), copy(factors[1], true)];
+    return outputs((xg) => loraLinear(xg, W, b, A, B, 2), () => [A.grad!, B.grad!]);
+  };
+  assert.deepEqual(viaLayer(), fresh(), 'the first step');
+  for (const f of factors) { // an optimizer's step on the factors
+    const d = f.storage as Float32Array;
+    for (let i = 0; i < d.length; i++) d[i] += 0.01 * ((i % 7) - 3);
+    markModified(f);
+  }
+  assert.deepEqual(viaLayer(), fresh(), 'after a step of the factors: the kept copies with their new columns and rows');
+  (layer.weight.storage as Float32Array)[5] += 0.5;
+  markModified(layer.weight);
+  assert.deepEqual(viaLayer(), fresh(), 'after a marked write of the base weight: copied again');
+  (layer.weight.storage as Float32Array)[7] -= 0.5; // unmarked
+  const prev = checkCastCache(true);
+  try {
+    assert.throws(() => viaLayer(), /stale .*markModified/);
   } finally {
     checkCastCache(prev);
   }

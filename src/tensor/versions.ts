@@ -116,6 +116,11 @@ export function checkCastCache(on: boolean): boolean {
   return prev;
 }
 
+/** Whether the stale-copy check is on (copies kept elsewhere, as LoRA's wider layouts of a frozen weight, honour it too). */
+export function castCacheChecked(): boolean {
+  return check;
+}
+
 /** Reused and made copies since the last reset (for profiles and tests). */
 export function castCacheCounts(reset = false): { hits: number; misses: number } {
   const c = { ...counts };

@@ -18,6 +18,10 @@
  * g^T (s h), backward; A's gradient dh^T x is one pass over x's copy (`loraOuter`). As products of their own these are
  * skinny (one side r wide), and the library kernels run them far under memory bandwidth. An x that is bf16 already
  * (GELU's output under autocast) is copied into the wider rows in that pass.
+ *
+ * The two wider copies of the frozen weight ([W | B | 0] forward, [W; A; 0] backward) are kept per weight from one step
+ * to the next (`wideCopies`): W's part is written when W's bf16 copy changes (its storage's version, versions.ts), the
+ * factor's r columns or rows at every use, where W was copied whole into fresh buffers twice a step.
  */
 import { ShapeError, fmtShape } from '../../errors.js';
 import { backend } from '../../backend/index.js';
@@ -25,6 +29,8 @@ import { releaseBuffer, uninitF32, uninitU16 } from '../alloc.js';
 import { Tensor } from '../tensor.js';
 import { isGradEnabled, record } from '../autograd.js';
 import { autocastDType } from '../precision.js';
+import { castCacheChecked, isCacheable, storageVersion } from '../versions.js';
+import { AutoGLMError } from '../../errors.js';
 import { reshape } from './movement.js';
 import { affine, biasGrad, gemm, gemmToBf16, prepare, releaseOperands, takeConsumed, toBf16, toBf16Able, transposed, checkFloat, type LinearOptions, type Operand } from './linalg.js';
 
@@ -67,10 +73,10 @@ export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B:
     }
     oh = { buf: hb, dtype: 'bf16', rows, cols: r, trans: false, batchStride: rows * r, fresh: true };
     hScale = 1;
-    const wb = sideBySide(ow, oB, L); // [W | B | 0], (nOut, L)
+    const wb = sideBySide(W, ow, oB, L); // [W | B | 0], (nOut, L): kept for the next step where W is a parameter
     // [x | s h] [W | B]^T + b, in bf16 where the caller's readers take it (LinearOptions.bf16Output)
     out = opts.bf16Output && toBf16Able(ox, wb) ? gemmToBf16(ox, transposed(wb), 1, 1, b ? b.f32() : null) : affine(ox, wb, b, rows, nOut);
-    releaseBuffer(wb.buf as Uint16Array);
+    if (wb.fresh) releaseBuffer(wb.buf as Uint16Array);
     takeConsumed(x, ox, opts); // the products read x's copy
   } else {
     ox = prepare(flat(x), 1, compute);
@@ -152,9 +158,9 @@ export function loraLinear(x: Tensor, W: Tensor, b: Tensor | null, A: Tensor, B:
       }
       if (wide) {
         // [g | dh | 0] [W; A; 0]: x's gradient from both paths in one product
-        const wa = stacked(keep.ow!, keep.oA!, M);
+        const wa = stacked(W, keep.ow!, keep.oA!, M); // kept for the next step where W is a parameter
         gx = xBf16 && toBf16Able(g, wa) ? gemmToBf16(g, wa, 1) : gemm(g, wa, 1, uninitF32(rows * nIn));
-        releaseBuffer(wa.buf as Uint16Array);
+        if (wa.fresh) releaseBuffer(wa.buf as Uint16Array);
       } else if (keep.oA) {
         if (!sep && gx) gemm(ogh, keep.oA, 1, gx as Float32Array, 1, 1); // x's gradient from both paths, in one buffer
         else if (!sep) gx = gemm(ogh, keep.oA, 1, uninitF32(rows * nIn));
@@ -217,25 +223,74 @@ function paddedWidth(w: number): number {
   return Math.ceil(w / 32) * 32;
 }
 
+/**
+ * A frozen weight's wider bf16 copies, made at its storage's version `version`: [W | B | 0] (nOut, L) and [W; A; 0]
+ * (M, nIn), each made on first use at its width. As the weight cache's copies (versions.ts), they hold while the
+ * version does: every in-place writer of a parameter says so (markModified), and the stale-copy check compares them.
+ */
+interface WideCopies { version: number; wb: Uint16Array | null; L: number; wa: Uint16Array | null; M: number }
+const wideCopies = new WeakMap<Tensor, WideCopies>();
+
+/**
+ * W's wider copies, dropped (made again on use) when W's version moves on; null where W is not a parameter's memory,
+ * whose in-place writers need not say so: fresh copies at each use there.
+ */
+function wideOf(W: Tensor): WideCopies | null {
+  if (!isCacheable(W.storage)) return null;
+  const version = storageVersion(W);
+  let c = wideCopies.get(W);
+  if (!c || c.version !== version) {
+    c = { version, wb: null, L: 0, wa: null, M: 0 };
+    wideCopies.set(W, c);
+  }
+  return c;
+}
+
+/** Under the stale-copy check (versions.ts): W's part of a kept wider copy against W's bf16 copy now. */
+function verifyWide(ow: Operand, dst: Uint16Array, ld: number): void {
+  if (!castCacheChecked()) return;
+  const w = ow.buf as Uint16Array;
+  for (let i = 0; i < ow.rows; i++) {
+    for (let j = 0; j < ow.cols; j++) {
+      if (dst[i * ld + j] !== w[i * ow.cols + j]) {
+        throw new AutoGLMError(`stale wider copy of a LoRA base weight (row ${i}, column ${j}): its storage was written in place without markModified`);
+      }
+    }
+  }
+}
+
 /** [W | B | 0]: each row of the bf16 base weight (nOut, nIn), the row of B (nOut, r), then zeros, as one (nOut, L) operand. */
-function sideBySide(ow: Operand, oB: Operand, L: number): Operand {
+function sideBySide(W: Tensor, ow: Operand, oB: Operand, L: number): Operand {
   const nOut = ow.rows, nIn = ow.cols, r = oB.cols;
-  const wb = uninitU16(nOut * L);
-  const be = backend();
-  be.stridedCopy(ow.buf, [nOut, nIn], [nIn, 1], wb, [L, 1]);
+  const c = wideOf(W), be = backend();
+  let wb = c?.L === L ? c.wb : null;
+  if (wb) {
+    verifyWide(ow, wb, L);
+  } else {
+    wb = c ? new Uint16Array(nOut * L) : uninitU16(nOut * L); // a kept copy's zeros past B's columns stay
+    if (c) Object.assign(c, { wb, L });
+    be.stridedCopy(ow.buf, [nOut, nIn], [nIn, 1], wb, [L, 1]);
+    if (!c && L > nIn + r) be.stridedCopy(new Uint16Array(1), [nOut, L - nIn - r], [0, 0], wb.subarray(nIn + r), [L, 1]);
+  }
   be.stridedCopy(oB.buf, [nOut, r], [r, 1], wb.subarray(nIn), [L, 1]);
-  if (L > nIn + r) be.stridedCopy(new Uint16Array(1), [nOut, L - nIn - r], [0, 0], wb.subarray(nIn + r), [L, 1]);
-  return { buf: wb, dtype: 'bf16', rows: nOut, cols: L, trans: false, batchStride: nOut * L };
+  return { buf: wb, dtype: 'bf16', rows: nOut, cols: L, trans: false, batchStride: nOut * L, fresh: !c };
 }
 
 /** [W; A; 0]: the bf16 base weight (nOut, nIn) with A's r rows and then zero rows under it, as one (rows, nIn) operand. */
-function stacked(ow: Operand, oA: Operand, rows: number): Operand {
+function stacked(W: Tensor, ow: Operand, oA: Operand, rows: number): Operand {
   const n = ow.rows * ow.cols, nA = oA.rows * oA.cols;
-  const wa = uninitU16(rows * ow.cols);
-  wa.set((ow.buf as Uint16Array).subarray(0, n));
+  const c = wideOf(W);
+  let wa = c?.M === rows ? c.wa : null;
+  if (wa) {
+    verifyWide(ow, wa, ow.cols);
+  } else {
+    wa = c ? new Uint16Array(rows * ow.cols) : uninitU16(rows * ow.cols); // a kept copy's zeros under A's rows stay
+    if (c) Object.assign(c, { wa, M: rows });
+    wa.set((ow.buf as Uint16Array).subarray(0, n));
+    if (!c) wa.fill(0, n + nA);
+  }
   wa.set((oA.buf as Uint16Array).subarray(0, nA), n);
-  wa.fill(0, n + nA);
-  return { buf: wa, dtype: 'bf16', rows, cols: ow.cols, trans: false, batchStride: rows * ow.cols };
+  return { buf: wa, dtype: 'bf16', rows, cols: ow.cols, trans: false, batchStride: rows * ow.cols, fresh: !c };
 }
 
 /** The first n elements of a product's output as a buffer of its own (the rows that belong to the gradient). */

@@ -22,7 +22,15 @@ export function isDeviceStorage(s: { readonly length: number }): boolean {
  */
 export function ownsWholeBuffer(t: { storage: unknown; spansStorage: boolean }): boolean {
   const s = t.storage;
-  return (s instanceof Float32Array || s instanceof Uint16Array) && t.spansStorage && s.byteOffset === 0 && s.byteLength === s.buffer.byteLength;
+  return (s instanceof Float32Array || s instanceof Uint16Array) && t.spansStorage && spansBuffer(s);
+}
+
+/**
+ * Whether the typed array `s` is the whole of its buffer: from its start, as many bytes as the buffer was handed out
+ * for (a pooled buffer may be longer than the request it serves; see takePooled).
+ */
+export function spansBuffer(s: { buffer: ArrayBufferLike; byteOffset: number; byteLength: number }): boolean {
+  return s.byteOffset === 0 && s.byteLength === (handedBytes.get(s.buffer) ?? s.buffer.byteLength);
 }
 
 /**
@@ -61,6 +69,12 @@ const MIN_BYTES = 1 << 16;
  * The pool sizes itself to the job (poolStepBoundary): at every step boundary each size keeps only the buffers that
  * the step just ended drew on, so a steady-state step reuses everything while one-off sizes (an evaluation's
  * batches, a length bucket that comes round again only much later) do not pin memory.
+ *
+ * A request takes the smallest free buffer of at least its size and at most twice it (best fit, as PyTorch's caching
+ * allocator serves a smaller block from a larger one): batches of varying length (length buckets) then reuse the
+ * buffers of the longer batches before them. Exact sizes only, the main job (a bucket per step) made 17 MB of fresh
+ * buffers a step, and V8 ran a full collection every one or two steps on that external memory, its concurrent
+ * marking taking the second core from the kernels' threads.
  */
 interface PooledSize {
   /** Free buffers of this byte length, oldest first. */
@@ -69,6 +83,12 @@ interface PooledSize {
   low: number;
 }
 const pool = new Map<number, PooledSize>();
+/** The pool's sizes in increasing order (its keys), for the best-fit search. */
+const sizes: number[] = [];
+/** How many bytes a pooled buffer longer than its request was handed out for (see spansBuffer). */
+const handedBytes = new WeakMap<ArrayBufferLike, number>();
+/** A request takes a free buffer of up to this many times its size. */
+const BEST_FIT_SLACK = 2;
 /** The ArrayBuffers now in the pool: a second release of one (two views of it) is a no-op, never a double entry. */
 const pooled = new WeakSet<ArrayBuffer>();
 let pooledBytes = 0;
@@ -110,15 +130,19 @@ export function poolStats(reset = false): { hits: number; misses: number; releas
  */
 export function releaseBuffer(buf: Float32Array | Uint16Array): void {
   if (!ArrayBuffer.isView(buf)) return;
-  const bytes = buf.byteLength;
   const ab = buf.buffer as ArrayBuffer;
-  if (bytes < MIN_BYTES || buf.byteOffset !== 0 || ab.byteLength !== bytes || pooled.has(ab)) return;
+  if (buf.byteLength < MIN_BYTES || !spansBuffer(buf) || pooled.has(ab)) return;
+  const bytes = ab.byteLength; // pooled by the buffer's own size
   let c = pool.get(bytes);
   if (pooledBytes + bytes > MAX_POOLED || (c && c.free.length >= MAX_PER_LENGTH)) {
     refusedBytes += bytes; // dead, and left to the collector: see collectRefused
     return;
   }
-  if (!c) pool.set(bytes, c = { free: [], low: 0 });
+  if (!c) {
+    pool.set(bytes, c = { free: [], low: 0 });
+    sizes.splice(firstSizeFrom(bytes), 0, bytes);
+  }
+  handedBytes.delete(ab);
   c.free.push(ab);
   pooled.add(ab);
   pooledBytes += bytes;
@@ -139,8 +163,10 @@ export function poolStepBoundary(): void {
       pooledBytes -= c.low * bytes;
       poolCounts.dropped += c.low;
     }
-    if (c.free.length === 0) pool.delete(bytes);
-    else c.low = c.free.length;
+    if (c.free.length === 0) {
+      pool.delete(bytes);
+      sizes.splice(firstSizeFrom(bytes), 1);
+    } else c.low = c.free.length;
   }
 }
 
@@ -159,14 +185,30 @@ export function collectRefused(): void {
   if (refusedBytes >= refusedCollectBytes) collect(true);
 }
 
-/** A pooled ArrayBuffer of exactly `bytes`, or null. */
+/** The index in `sizes` of the first size >= bytes. */
+function firstSizeFrom(bytes: number): number {
+  let lo = 0, hi = sizes.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (sizes[mid] < bytes) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** The pooled ArrayBuffer that fits `bytes` best (the smallest of at least `bytes`, up to BEST_FIT_SLACK times it), or null. */
 function takePooled(bytes: number): ArrayBuffer | null {
-  const c = pool.get(bytes);
+  let c: PooledSize | undefined, size = 0;
+  for (let i = firstSizeFrom(bytes); i < sizes.length && sizes[i] <= bytes * BEST_FIT_SLACK; i++) {
+    const s = pool.get(sizes[i])!;
+    if (s.free.length > 0) { c = s; size = sizes[i]; break; }
+  }
   const ab = c?.free.pop();
-  if (!ab) return null;
-  if (c!.free.length < c!.low) c!.low = c!.free.length;
+  if (!c || !ab) return null;
+  if (c.free.length < c.low) c.low = c.free.length;
   pooled.delete(ab);
-  pooledBytes -= bytes;
+  if (size !== bytes) handedBytes.set(ab, bytes);
+  pooledBytes -= size;
   poolCounts.hits++;
   sinceBackwardCollect += bytes; // a step's size counts its reused buffers too (collectAfterBackward)
   return ab;

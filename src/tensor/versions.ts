@@ -25,9 +25,10 @@
  * tests run training, merging and loading under it.
  */
 import { AutoGLMError } from '../errors.js';
+import { spansBuffer } from './alloc.js';
 
 type Memory = ArrayBufferLike;
-interface Region { buffer: Memory; byteOffset: number; length: number }
+interface Region { buffer: Memory; byteOffset: number; byteLength: number; length: number }
 
 interface Entry {
   byteStart: number;
@@ -69,7 +70,7 @@ const trainableBuffers = new WeakMap<Memory, Uint16Array>();
 
 /** Whether `src` is a whole cacheable storage (a parameter's own memory): the trainable copies' condition. */
 function wholeParameter(src: Region): boolean {
-  return cacheable.has(src.buffer) && src.byteOffset === 0 && src.length * 4 === src.buffer.byteLength;
+  return cacheable.has(src.buffer) && src.length * 4 === src.byteLength && spansBuffer(src);
 }
 
 /**

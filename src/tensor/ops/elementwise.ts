@@ -2,7 +2,7 @@
 import { backend } from '../../backend/index.js';
 import type { BinaryOp, DType, UnaryOp } from '../../backend/backend.js';
 import { DTypeError } from '../../errors.js';
-import { isDeviceStorage, ownsWholeBuffer, releaseBuffer, uninitF32, uninitU16 } from '../alloc.js';
+import { isDeviceStorage, ownsWholeBuffer, releaseBuffer, spansBuffer, uninitF32, uninitU16 } from '../alloc.js';
 import { autocastDType } from '../precision.js';
 import { Tensor, type TensorLike } from '../tensor.js';
 import { record } from '../autograd.js';
@@ -123,7 +123,7 @@ export function unary(op: UnaryOp, x: Tensor, opts: UnaryOptions = {}): Tensor {
 /** Whether the kept f32 input `xd` is the op's own: a widened copy of a 16-bit x, or a consumable x (UnaryOptions). */
 function ownsInput(x: Tensor, xd: Float32Array, opts: UnaryOptions): boolean {
   if (!ArrayBuffer.isView(xd)) return false; // device storage: kernels never write over their input there
-  return x.dtype !== 'f32' ? xd.byteLength === xd.buffer.byteLength : !!opts.consume && consumable(x);
+  return x.dtype !== 'f32' ? spansBuffer(xd) : !!opts.consume && consumable(x);
 }
 /**
  * unary(op, x) for an activation whose only reader is a bf16 product under bf16 autocast (the MLP's activation before

@@ -83,7 +83,7 @@ interface PooledSize {
   low: number;
 }
 const pool = new Map<number, PooledSize>();
-/** The pool's sizes in increasing order (its keys), for the best-fit search. */
+/** The sizes that have free buffers, in increasing order: the best-fit search's one lookup. */
 const sizes: number[] = [];
 /** How many bytes a pooled buffer longer than its request was handed out for (see spansBuffer). */
 const handedBytes = new WeakMap<ArrayBufferLike, number>();
@@ -138,10 +138,8 @@ export function releaseBuffer(buf: Float32Array | Uint16Array): void {
     refusedBytes += bytes; // dead, and left to the collector: see collectRefused
     return;
   }
-  if (!c) {
-    pool.set(bytes, c = { free: [], low: 0 });
-    sizes.splice(firstSizeFrom(bytes), 0, bytes);
-  }
+  if (!c) pool.set(bytes, c = { free: [], low: 0 });
+  if (c.free.length === 0) sizes.splice(firstSizeFrom(bytes), 0, bytes);
   handedBytes.delete(ab);
   c.free.push(ab);
   pooled.add(ab);
@@ -162,11 +160,10 @@ export function poolStepBoundary(): void {
       for (const ab of c.free.splice(0, c.low)) pooled.delete(ab);
       pooledBytes -= c.low * bytes;
       poolCounts.dropped += c.low;
+      if (c.free.length === 0) sizes.splice(firstSizeFrom(bytes), 1); // it had free buffers, all dropped now
     }
-    if (c.free.length === 0) {
-      pool.delete(bytes);
-      sizes.splice(firstSizeFrom(bytes), 1);
-    } else c.low = c.free.length;
+    if (c.free.length === 0) pool.delete(bytes);
+    else c.low = c.free.length;
   }
 }
 
@@ -198,13 +195,11 @@ function firstSizeFrom(bytes: number): number {
 
 /** The pooled ArrayBuffer that fits `bytes` best (the smallest of at least `bytes`, up to BEST_FIT_SLACK times it), or null. */
 function takePooled(bytes: number): ArrayBuffer | null {
-  let c: PooledSize | undefined, size = 0;
-  for (let i = firstSizeFrom(bytes); i < sizes.length && sizes[i] <= bytes * BEST_FIT_SLACK; i++) {
-    const s = pool.get(sizes[i])!;
-    if (s.free.length > 0) { c = s; size = sizes[i]; break; }
-  }
-  const ab = c?.free.pop();
-  if (!c || !ab) return null;
+  const i = firstSizeFrom(bytes), size = sizes[i];
+  if (i === sizes.length || size > bytes * BEST_FIT_SLACK) return null;
+  const c = pool.get(size)!;
+  const ab = c.free.pop()!;
+  if (c.free.length === 0) sizes.splice(i, 1);
   if (c.free.length < c.low) c.low = c.free.length;
   pooled.delete(ab);
   if (size !== bytes) handedBytes.set(ab, bytes);

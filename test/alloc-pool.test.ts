@@ -39,8 +39,10 @@ test('pool: a dead buffer serves the next request of its byte size, of either dt
   assert.notEqual(h.buffer, u.buffer);
 });
 
-test('pool: a request takes the smallest free buffer of at least its size, up to twice it, which then counts as a whole buffer of the request\'s size', () => {
+test('pool: a request of a size the last step did not ask for takes the smallest free buffer of at least its size, up to twice it, which then counts as a whole buffer of the request\'s size', () => {
   poolStepBoundary(); poolStepBoundary(); // whatever earlier tests left: dropped
+  uninitF32(16384 + 59); // a step that asks for another size ends
+  poolStepBoundary();
   const n = 16384 + 53, big = uninitF32(3 * n), mid = uninitF32(n + 1000); // sizes nothing else asks for
   releaseBuffer(big);
   releaseBuffer(mid);
@@ -61,6 +63,11 @@ test('pool: a request takes the smallest free buffer of at least its size, up to
   const d = uninitF32(3 * n);
   assert.equal(d.buffer, big.buffer, 'an exact size still fits');
   for (const x of [b, c, d]) releaseBuffer(x);
+  poolStepBoundary(); // the step that asked for n ends: the next one is of the same shapes, and lends nothing
+  const e = uninitF32(n);
+  assert.equal(e.buffer, b.buffer, 'its own size');
+  const f = uninitF32(n);
+  assert.ok(![mid.buffer, big.buffer].includes(f.buffer), 'another of the same size: fresh, not lent');
 });
 
 test('pool: a step boundary keeps the buffers the ended step drew on and drops those that waited unused', () => {

@@ -70,9 +70,9 @@ const MIN_BYTES = 1 << 16;
  * the step just ended drew on, so a steady-state step reuses everything while one-off sizes (an evaluation's
  * batches, a length bucket that comes round again only much later) do not pin memory.
  *
- * A request takes the smallest free buffer of at least its size and at most twice it (best fit, as PyTorch's caching
- * allocator serves a smaller block from a larger one): batches of varying length (length buckets) then reuse the
- * buffers of the longer batches before them. Exact sizes only, the main job (a bucket per step) made 17 MB of fresh
+ * A request of a size that the last step did not ask for takes the smallest free buffer of at least its size and at
+ * most twice it (best fit, as PyTorch's caching allocator serves a smaller block from a larger one): batches of
+ * varying length (length buckets) then reuse the buffers of the longer batches before them. Exact sizes only, the main job (a bucket per step) made 17 MB of fresh
  * buffers a step, and V8 ran a full collection every one or two steps on that external memory, its concurrent
  * marking taking the second core from the kernels' threads.
  */
@@ -87,6 +87,8 @@ const pool = new Map<number, PooledSize>();
 const sizes: number[] = [];
 /** How many bytes a pooled buffer longer than its request was handed out for (see spansBuffer). */
 const handedBytes = new WeakMap<ArrayBufferLike, number>();
+/** The sizes of the requests (of at least MIN_BYTES) of the step under way and of the last one (see takePooled). */
+let askedThisStep = new Set<number>(), askedLastStep = new Set<number>();
 /** A request takes a free buffer of up to this many times its size. */
 const BEST_FIT_SLACK = 2;
 /** The ArrayBuffers now in the pool: a second release of one (two views of it) is a no-op, never a double entry. */
@@ -155,6 +157,8 @@ export function releaseBuffer(buf: Float32Array | Uint16Array): void {
  * low-water mark, so they wait for the next step's forward and backward passes.
  */
 export function poolStepBoundary(): void {
+  askedLastStep = askedThisStep;
+  askedThisStep = new Set();
   for (const [bytes, c] of pool) {
     if (c.low > 0) {
       for (const ab of c.free.splice(0, c.low)) pooled.delete(ab);
@@ -193,8 +197,18 @@ function firstSizeFrom(bytes: number): number {
   return lo;
 }
 
-/** The pooled ArrayBuffer that fits `bytes` best (the smallest of at least `bytes`, up to BEST_FIT_SLACK times it), or null. */
+/**
+ * A pooled ArrayBuffer for `bytes`, or null: one of exactly that size, or, for a size the last step did not ask for (a
+ * batch of another length), the smallest free buffer of at least `bytes`, up to BEST_FIT_SLACK times it. Within a step
+ * of the same shapes as the last one, and in the first step, no size is lent another's buffers: a lent buffer was
+ * missed by a request of its own size later in the step, which then took a fresh one, and the pool kept both (cls-full's
+ * peak RSS +25 MB).
+ */
 function takePooled(bytes: number): ArrayBuffer | null {
+  askedThisStep.add(bytes);
+  const exact = pool.get(bytes);
+  // no step ended yet: every size is new, and lending among them would set a pattern that later steps repeat
+  if ((!exact || exact.free.length === 0) && (askedLastStep.size === 0 || askedLastStep.has(bytes))) return null;
   const i = firstSizeFrom(bytes), size = sizes[i];
   if (i === sizes.length || size > bytes * BEST_FIT_SLACK) return null;
   const c = pool.get(size)!;

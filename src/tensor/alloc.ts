@@ -72,9 +72,9 @@ const MIN_BYTES = 1 << 16;
  *
  * A request of a size that the last step did not ask for takes the smallest free buffer of at least its size and at
  * most twice it (best fit, as PyTorch's caching allocator serves a smaller block from a larger one): batches of
- * varying length (length buckets) then reuse the buffers of the longer batches before them. Exact sizes only, the main job (a bucket per step) made 17 MB of fresh
- * buffers a step, and V8 ran a full collection every one or two steps on that external memory, its concurrent
- * marking taking the second core from the kernels' threads.
+ * varying length (length buckets) then reuse the buffers of the longer batches before them. With exact sizes only,
+ * the main job (a bucket per step) made 17 MB of fresh buffers a step, and V8 ran a full collection every one or two
+ * steps on that memory, its concurrent marking taking the second core from the kernels' threads (takePooled).
  */
 interface PooledSize {
   /** Free buffers of this byte length, oldest first. */

@@ -240,72 +240,51 @@ void check_targets(const Args& a, const int32_t* t, int64_t rows, int64_t cols, 
                         std::to_string(cols) + ")");
 }
 
+// What every cross-entropy kernel takes: the targets (argument ti, an Int32Array of at least rows) and, from argument
+// di, rows, cols and the ignored target; `rows_of` and `matrix` check the other arguments' lengths.
+struct CeRows {
+  const Args& a;
+  int32_t* t;
+  int64_t rows, cols;
+  int32_t ignore;
+  CeRows(const Args& args, size_t ti, size_t di) : a(args) {
+    size_t nt;
+    t = a.i32(ti, &nt);
+    rows = a.integer(di);
+    cols = a.integer(di + 1);
+    ignore = (int32_t)a.integer(di + 2, INT32_MIN);
+    a.need((int64_t)nt >= rows, "targets are shorter than rows");
+  }
+  // an f32 argument of at least rows (per-row values) or rows * cols (matrix) elements
+  float* rows_of(size_t i, const char* what, bool matrix = false) const {
+    size_t n;
+    float* p = a.f32(i, &n);
+    a.need((int64_t)n >= (matrix ? rows * cols : rows), std::string(what) + (matrix ? " is smaller than rows*cols" : " is shorter than rows"));
+    return p;
+  }
+  // whether there is anything to compute, the targets checked first
+  bool any() const {
+    if (cols == 0) return false;
+    check_targets(a, t, rows, cols, ignore);
+    return true;
+  }
+};
+
 KERNEL(CrossEntropy) {
   Args a(info, "crossEntropy", 8);
-  size_t nx, nt, nl, np;
-  float* x = a.f32(0, &nx);
-  int32_t* t = a.i32(1, &nt);
-  int64_t rows = a.integer(2), cols = a.integer(3);
-  int32_t ignore = (int32_t)a.integer(4, INT32_MIN);
-  float ls = (float)a.num(5);
-  float *l = a.f32(6, &nl), *lp = a.f32(7, &np);
-  a.need((int64_t)nx >= rows * cols && (int64_t)np >= rows * cols, "logits/logp are smaller than rows*cols");
-  a.need((int64_t)nt >= rows && (int64_t)nl >= rows, "targets/loss are shorter than rows");
-  if (cols == 0) UNDEF;
-  check_targets(a, t, rows, cols, ignore);
-  cross_entropy(x, t, rows, cols, ignore, ls, l, lp);
+  const CeRows c(a, 1, 2);
+  const float ls = (float)a.num(5);
+  float *x = c.rows_of(0, "logits", true), *l = c.rows_of(6, "loss"), *lp = c.rows_of(7, "logp", true);
+  if (c.any()) cross_entropy(x, c.t, c.rows, c.cols, c.ignore, ls, l, lp);
   UNDEF;
 }
 
 KERNEL(CrossEntropyBackward) {
   Args a(info, "crossEntropyBackward", 8);
-  size_t np, nt, ng, nd;
-  float* lp = a.f32(0, &np);
-  int32_t* t = a.i32(1, &nt);
-  int64_t rows = a.integer(2), cols = a.integer(3);
-  int32_t ignore = (int32_t)a.integer(4, INT32_MIN);
-  float ls = (float)a.num(5);
-  float *g = a.f32(6, &ng), *d = a.f32(7, &nd);
-  a.need((int64_t)np >= rows * cols && (int64_t)nd >= rows * cols, "logp/dlogits are smaller than rows*cols");
-  a.need((int64_t)nt >= rows && (int64_t)ng >= rows, "targets/dloss are shorter than rows");
-  if (cols == 0) UNDEF;
-  check_targets(a, t, rows, cols, ignore);
-  cross_entropy_backward(lp, t, rows, cols, ignore, ls, g, d);
-  UNDEF;
-}
-
-// crossEntropyLse(logits, targets, rows, cols, ignore, loss, lse): crossEntropy without label smoothing and without
-// the log-probabilities, each row's log-sum-exp instead (nn.cc cross_entropy_lse)
-KERNEL(CrossEntropyLse) {
-  Args a(info, "crossEntropyLse", 7);
-  size_t nx, nt, nl, ne;
-  float* x = a.f32(0, &nx);
-  int32_t* t = a.i32(1, &nt);
-  int64_t rows = a.integer(2), cols = a.integer(3);
-  int32_t ignore = (int32_t)a.integer(4, INT32_MIN);
-  float *l = a.f32(5, &nl), *e = a.f32(6, &ne);
-  a.need((int64_t)nx >= rows * cols, "logits are smaller than rows*cols");
-  a.need((int64_t)nt >= rows && (int64_t)nl >= rows && (int64_t)ne >= rows, "targets/loss/lse are shorter than rows");
-  if (cols == 0) UNDEF;
-  check_targets(a, t, rows, cols, ignore);
-  cross_entropy_lse(x, t, rows, cols, ignore, l, e);
-  UNDEF;
-}
-
-// crossEntropyBackwardLse(logits, lse, targets, rows, cols, ignore, dloss, dlogits (may be logits))
-KERNEL(CrossEntropyBackwardLse) {
-  Args a(info, "crossEntropyBackwardLse", 8);
-  size_t nx, ne, nt, ng, nd;
-  float *x = a.f32(0, &nx), *e = a.f32(1, &ne);
-  int32_t* t = a.i32(2, &nt);
-  int64_t rows = a.integer(3), cols = a.integer(4);
-  int32_t ignore = (int32_t)a.integer(5, INT32_MIN);
-  float *g = a.f32(6, &ng), *d = a.f32(7, &nd);
-  a.need((int64_t)nx >= rows * cols && (int64_t)nd >= rows * cols, "logits/dlogits are smaller than rows*cols");
-  a.need((int64_t)ne >= rows && (int64_t)nt >= rows && (int64_t)ng >= rows, "lse/targets/dloss are shorter than rows");
-  if (cols == 0) UNDEF;
-  check_targets(a, t, rows, cols, ignore);
-  cross_entropy_backward_lse(x, e, t, rows, cols, ignore, g, d);
+  const CeRows c(a, 1, 2);
+  const float ls = (float)a.num(5);
+  float *lp = c.rows_of(0, "logp", true), *g = c.rows_of(6, "dloss"), *d = c.rows_of(7, "dlogits", true);
+  if (c.any()) cross_entropy_backward(lp, c.t, c.rows, c.cols, c.ignore, ls, g, d);
   UNDEF;
 }
 
@@ -313,19 +292,32 @@ KERNEL(CrossEntropyBackwardLse) {
 // the gradient rounded to bf16 in logits' own f32 storage)
 KERNEL(CrossEntropyGradBf16) {
   Args a(info, "crossEntropyGradBf16", 9);
-  size_t nx, nt, ng, nl, nd;
-  float* x = a.f32(0, &nx);
-  int32_t* t = a.i32(1, &nt);
-  int64_t rows = a.integer(2), cols = a.integer(3);
-  int32_t ignore = (int32_t)a.integer(4, INT32_MIN);
-  float ls = (float)a.num(5);
-  float *g = a.f32(6, &ng), *l = a.f32(7, &nl);
+  const CeRows c(a, 1, 2);
+  const float ls = (float)a.num(5);
+  float *x = c.rows_of(0, "logits", true), *g = c.rows_of(6, "dloss"), *l = c.rows_of(7, "loss");
+  size_t nd;
   uint16_t* d = (uint16_t*)a.arr(8, napi_uint16_array, &nd, true);
-  a.need((int64_t)nx >= rows * cols && (!d || (int64_t)nd >= rows * cols), "logits/dlogits are smaller than rows*cols");
-  a.need((int64_t)nt >= rows && (int64_t)ng >= rows && (int64_t)nl >= rows, "targets/dloss/loss are shorter than rows");
-  if (cols == 0) UNDEF;
-  check_targets(a, t, rows, cols, ignore);
-  cross_entropy_grad_bf16(x, t, rows, cols, ignore, ls, g, l, d);
+  a.need(!d || (int64_t)nd >= c.rows * c.cols, "dlogits is smaller than rows*cols");
+  if (c.any()) cross_entropy_grad_bf16(x, c.t, c.rows, c.cols, c.ignore, ls, g, l, d);
+  UNDEF;
+}
+
+// crossEntropyLse(logits, targets, rows, cols, ignore, loss, lse): crossEntropy without label smoothing and without
+// the log-probabilities, each row's log-sum-exp instead (nn.cc cross_entropy_lse)
+KERNEL(CrossEntropyLse) {
+  Args a(info, "crossEntropyLse", 7);
+  const CeRows c(a, 1, 2);
+  float *x = c.rows_of(0, "logits", true), *l = c.rows_of(5, "loss"), *e = c.rows_of(6, "lse");
+  if (c.any()) cross_entropy_lse(x, c.t, c.rows, c.cols, c.ignore, l, e);
+  UNDEF;
+}
+
+// crossEntropyBackwardLse(logits, lse, targets, rows, cols, ignore, dloss, dlogits (may be logits))
+KERNEL(CrossEntropyBackwardLse) {
+  Args a(info, "crossEntropyBackwardLse", 8);
+  const CeRows c(a, 2, 3);
+  float *x = c.rows_of(0, "logits", true), *e = c.rows_of(1, "lse"), *g = c.rows_of(6, "dloss"), *d = c.rows_of(7, "dlogits", true);
+  if (c.any()) cross_entropy_backward_lse(x, e, c.t, c.rows, c.cols, c.ignore, g, d);
   UNDEF;
 }
 

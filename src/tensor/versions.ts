@@ -42,6 +42,8 @@ interface Entry {
 const versions = new WeakMap<Memory, number>();
 const cacheable = new WeakSet<Memory>();
 const copies = new WeakMap<Memory, Entry[]>();
+/** Other things made from a memory's values (derivedOf), by kind: dropped with its copies. */
+const derived = new WeakMap<Memory, Map<string, unknown>>();
 let check = typeof process !== 'undefined' && process.env?.AUTOGLM_CHECK_CAST_CACHE === '1';
 const counts = { hits: 0, misses: 0 };
 
@@ -60,6 +62,7 @@ export function markModified(t: { storage: Region }, bf16?: Uint16Array | null):
   const version = (versions.get(m) ?? 0) + 1;
   versions.set(m, version);
   copies.delete(m);
+  derived.delete(m);
   if (bf16) copies.set(m, [{ byteStart: t.storage.byteOffset, count: t.storage.length, kind: 'bf16', version, buf: bf16 }]);
 }
 
@@ -115,6 +118,23 @@ export function checkCastCache(on: boolean): boolean {
   const prev = check;
   check = on;
   return prev;
+}
+
+/**
+ * What `make()` made for `t`'s memory under this kind since the memory was last written (markModified drops it, as it
+ * drops the copies), made now where there is none; null where the memory is not a parameter's (cacheable), whose
+ * writers need not say so. For holders of larger things made from a weight's values than a copy (LoRA's wider copies
+ * of a frozen base weight, ops/lora-linear.ts), which compare them themselves under the check (castCacheChecked).
+ */
+export function derivedOf<T>(t: { storage: Region }, kind: string, make: () => T): T | null {
+  const m = t.storage.buffer;
+  if (!cacheable.has(m)) return null;
+  let byKind = derived.get(m);
+  if (!byKind) derived.set(m, byKind = new Map());
+  const key = `${kind}@${t.storage.byteOffset}:${t.storage.length}`;
+  let v = byKind.get(key) as T | undefined;
+  if (v === undefined) byKind.set(key, v = make());
+  return v;
 }
 
 /** Whether the stale-copy check is on (copies kept elsewhere, as LoRA's wider layouts of a frozen weight, honour it too). */

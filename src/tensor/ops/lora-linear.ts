@@ -20,8 +20,8 @@
  * (GELU's output under autocast) is copied into the wider rows in that pass.
  *
  * The two wider copies of the frozen weight ([W | B | 0] forward, [W; A; 0] backward) are kept per weight from one step
- * to the next (`wideCopies`): W's part is written when W's bf16 copy changes (its storage's version, versions.ts), the
- * factor's r columns or rows at every use, where W was copied whole into fresh buffers twice a step.
+ * to the next (`wideOf`): W's part is written when they are made, again after W's storage is written (versions.ts
+ * drops them), the factor's r columns or rows at every use, where W was copied whole into fresh buffers twice a step.
  */
 import { ShapeError, fmtShape } from '../../errors.js';
 import { backend } from '../../backend/index.js';
@@ -29,7 +29,7 @@ import { releaseBuffer, uninitF32, uninitU16 } from '../alloc.js';
 import { Tensor } from '../tensor.js';
 import { isGradEnabled, record } from '../autograd.js';
 import { autocastDType } from '../precision.js';
-import { castCacheChecked, isCacheable, storageVersion } from '../versions.js';
+import { castCacheChecked, derivedOf } from '../versions.js';
 import { AutoGLMError } from '../../errors.js';
 import { reshape } from './movement.js';
 import { affine, biasGrad, gemm, gemmToBf16, prepare, releaseOperands, takeConsumed, toBf16, toBf16Able, transposed, checkFloat, type LinearOptions, type Operand } from './linalg.js';
@@ -224,26 +224,15 @@ function paddedWidth(w: number): number {
 }
 
 /**
- * A frozen weight's wider bf16 copies, made at its storage's version `version`: [W | B | 0] (nOut, L) and [W; A; 0]
- * (M, nIn), each made on first use at its width. As the weight cache's copies (versions.ts), they hold while the
- * version does: every in-place writer of a parameter says so (markModified), and the stale-copy check compares them.
+ * A frozen weight's wider bf16 copies: [W | B | 0] (nOut, L) and [W; A; 0] (M, nIn), each made on first use at its
+ * width. As the weight cache's copies, they hold until W's storage is written (markModified drops them: a merge, a
+ * load), and the stale-copy check compares them (verifyWide).
  */
-interface WideCopies { version: number; wb: Uint16Array | null; L: number; wa: Uint16Array | null; M: number }
-const wideCopies = new WeakMap<Tensor, WideCopies>();
+interface WideCopies { wb: Uint16Array | null; L: number; wa: Uint16Array | null; M: number }
 
-/**
- * W's wider copies, dropped (made again on use) when W's version moves on; null where W is not a parameter's memory,
- * whose in-place writers need not say so: fresh copies at each use there.
- */
+/** W's wider copies; null where W is not a parameter's memory, whose writers need not say so: fresh copies each use. */
 function wideOf(W: Tensor): WideCopies | null {
-  if (!isCacheable(W.storage)) return null;
-  const version = storageVersion(W);
-  let c = wideCopies.get(W);
-  if (!c || c.version !== version) {
-    c = { version, wb: null, L: 0, wa: null, M: 0 };
-    wideCopies.set(W, c);
-  }
-  return c;
+  return derivedOf<WideCopies>(W, 'lora-wide', () => ({ wb: null, L: 0, wa: null, M: 0 }));
 }
 
 /** Under the stale-copy check (versions.ts): W's part of a kept wider copy against W's bf16 copy now. */

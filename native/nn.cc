@@ -74,11 +74,23 @@ inline double sum_d(const float* a, int64_t n) {
   for (int64_t i = 0; i < n; i++) s += (double)a[i];
   return s;
 }
+// log(sum exp(x)) of one row, in float (the max first, the sum in double)
+inline float row_lse(const float* x, int64_t n) {
+  const float mx = row_max(x, n);
+  return (float)((double)mx + std::log(sum_exp(x, n, mx, nullptr)));
+}
 // log-softmax of one row into o (o may alias x)
 inline void log_softmax_row(const float* x, int64_t n, float* o) {
-  const float mx = row_max(x, n);
-  const float lse = (float)((double)mx + std::log(sum_exp(x, n, mx, nullptr)));
+  const float lse = row_lse(x, n);
   for (int64_t i = 0; i < n; i++) o[i] = x[i] - lse;
+}
+// One row of cross-entropy's gradient from its log-probabilities lp (d may be lp): g * (exp(lp) - ls / n), less
+// g * (1 - ls) at the target.
+inline void ce_grad_row(const float* lp, float* d, int64_t n, int32_t target, float g, float ls) {
+  const float off = ls / (float)n;
+  exp_row(lp, d, n);
+  for (int64_t i = 0; i < n; i++) d[i] = g * (d[i] - off);
+  d[target] -= g * (1.0f - ls);
 }
 }  // namespace
 
@@ -324,10 +336,7 @@ void cross_entropy_backward(const float* logp, const int32_t* t, int64_t rows, i
     float* d = dl + r * cols;
     const int32_t tr = t[r];
     if (tr == ignore) { std::memset(d, 0, cols * sizeof(float)); return; }
-    const float g = dloss[r], off = ls / (float)cols;
-    exp_row(logp + r * cols, d, cols);
-    for (int64_t i = 0; i < cols; i++) d[i] = g * (d[i] - off);
-    d[tr] -= g * (1.0f - ls);
+    ce_grad_row(logp + r * cols, d, cols, tr, dloss[r], ls);
   });
 }
 
@@ -339,16 +348,15 @@ void cross_entropy_lse(const float* logits, const int32_t* t, int64_t rows, int6
                        float* lse) {
   rows_loop(rows, cols * 2, [&](int64_t r) {
     const float* x = logits + r * cols;
-    const float mx = row_max(x, cols);
-    const float l = (float)((double)mx + std::log(sum_exp(x, cols, mx, nullptr)));
+    const float l = row_lse(x, cols);
     lse[r] = l;
     const int32_t tr = t[r];
     loss[r] = tr == ignore ? 0.0f : (float)(-(double)(x[tr] - l));
   });
 }
 
-// cross_entropy_backward (label smoothing 0) from the logits and cross_entropy_lse's lse: exp(x - lse) with x - lse
-// rounded to float first is exp(logp), so the same bits. dlogits may be the logits (each row is read before written).
+// cross_entropy_backward (label smoothing 0) from the logits and cross_entropy_lse's lse: the row's log-probabilities
+// x - lse made in place first, as cross_entropy writes them, so the same bits. dlogits may be the logits.
 void cross_entropy_backward_lse(const float* logits, const float* lse, const int32_t* t, int64_t rows, int64_t cols,
                                 int32_t ignore, const float* dloss, float* dl) {
   rows_loop(rows, cols * 3, [&](int64_t r) {
@@ -356,11 +364,9 @@ void cross_entropy_backward_lse(const float* logits, const float* lse, const int
     const int32_t tr = t[r];
     if (tr == ignore) { std::memset(d, 0, cols * sizeof(float)); return; }
     const float* x = logits + r * cols;
-    const float g = dloss[r], l = lse[r];
+    const float l = lse[r];
     for (int64_t i = 0; i < cols; i++) d[i] = x[i] - l;  // the row's log-probabilities, in L1
-    exp_row(d, d, cols);
-    for (int64_t i = 0; i < cols; i++) d[i] = g * d[i];
-    d[tr] -= g;
+    ce_grad_row(d, d, cols, tr, dloss[r], 0.0f);
   });
 }
 

@@ -124,7 +124,8 @@ export function checkCastCache(on: boolean): boolean {
  * What `make()` made for `t`'s memory under this kind since the memory was last written (markModified drops it, as it
  * drops the copies), made now where there is none; null where the memory is not a parameter's (cacheable), whose
  * writers need not say so. For holders of larger things made from a weight's values than a copy (LoRA's wider copies
- * of a frozen base weight, ops/lora-linear.ts), which compare them themselves under the check (castCacheChecked).
+ * of a frozen base weight, ops/lora-linear.ts), which compare them themselves under the check (castCacheChecked,
+ * verifyCopy).
  */
 export function derivedOf<T>(t: { storage: Region }, kind: string, make: () => T): T | null {
   const m = t.storage.buffer;
@@ -178,11 +179,12 @@ function entryOf(src: Float32Array, kind: string): Entry | undefined {
 /** A kept copy handed out: counted, and compared with a fresh one under the check. */
 function reused<B extends Float32Array | Uint16Array>(e: Entry, src: Float32Array, kind: string, make: (src: Float32Array) => B): B {
   counts.hits++;
-  if (check) verify(e.buf, make(src), kind);
+  if (check) verifyCopy(e.buf, make(src), kind);
   return e.buf as B;
 }
 
-function verify(kept: Float32Array | Uint16Array, fresh: Float32Array | Uint16Array, kind: string): void {
+/** Throws where a kept copy differs from a fresh one (the stale-copy check's comparison; NaN equals NaN). */
+export function verifyCopy(kept: Float32Array | Uint16Array, fresh: Float32Array | Uint16Array, kind: string): void {
   for (let i = 0; i < fresh.length; i++) {
     if (kept[i] !== fresh[i] && !(Number.isNaN(kept[i]) && Number.isNaN(fresh[i]))) {
       throw new AutoGLMError(`stale ${kind} copy of a weight (element ${i} of ${fresh.length}): its storage was written in place without markModified`);

@@ -20,7 +20,7 @@
  * (GELU's output under autocast) is copied into the wider rows in that pass.
  *
  * The two wider copies of the frozen weight ([W | B | 0] forward, [W; A; 0] backward) are kept per weight from one step
- * to the next (`wideOf`): W's part is written when they are made, again after W's storage is written (versions.ts
+ * to the next (`wideCopy`): W's part is written when they are made, again after W's storage is written (versions.ts
  * drops them), the factor's r columns or rows at every use, where W was copied whole into fresh buffers twice a step.
  */
 import { ShapeError, fmtShape } from '../../errors.js';
@@ -29,8 +29,7 @@ import { releaseBuffer, uninitF32, uninitU16 } from '../alloc.js';
 import { Tensor } from '../tensor.js';
 import { isGradEnabled, record } from '../autograd.js';
 import { autocastDType } from '../precision.js';
-import { castCacheChecked, derivedOf } from '../versions.js';
-import { AutoGLMError } from '../../errors.js';
+import { castCacheChecked, derivedOf, verifyCopy } from '../versions.js';
 import { reshape } from './movement.js';
 import { affine, biasGrad, gemm, gemmToBf16, prepare, releaseOperands, takeConsumed, toBf16, toBf16Able, transposed, checkFloat, type LinearOptions, type Operand } from './linalg.js';
 
@@ -224,62 +223,43 @@ function paddedWidth(w: number): number {
 }
 
 /**
- * A frozen weight's wider bf16 copies: [W | B | 0] (nOut, L) and [W; A; 0] (M, nIn), each made on first use at its
- * width. As the weight cache's copies, they hold until W's storage is written (markModified drops them: a merge, a
- * load), and the stale-copy check compares them (verifyWide).
+ * A wider bf16 copy of the frozen weight W (`elems` values, W's part written by `writeW` into a zeroed buffer, rows
+ * of `ld`), kept under `kind` beside the weight cache's copies (versions.ts derivedOf: markModified drops it, as on a
+ * merge or a load) and compared under the stale-copy check; `fresh` (handed back after use) where W is not a
+ * parameter's memory, whose writers need not say so.
  */
-interface WideCopies { wb: Uint16Array | null; L: number; wa: Uint16Array | null; M: number }
-
-/** W's wider copies; null where W is not a parameter's memory, whose writers need not say so: fresh copies each use. */
-function wideOf(W: Tensor): WideCopies | null {
-  return derivedOf<WideCopies>(W, 'lora-wide', () => ({ wb: null, L: 0, wa: null, M: 0 }));
-}
-
-/** Under the stale-copy check (versions.ts): W's part of a kept wider copy against W's bf16 copy now. */
-function verifyWide(ow: Operand, dst: Uint16Array, ld: number): void {
-  if (!castCacheChecked()) return;
-  const w = ow.buf as Uint16Array;
-  for (let i = 0; i < ow.rows; i++) {
-    for (let j = 0; j < ow.cols; j++) {
-      if (dst[i * ld + j] !== w[i * ow.cols + j]) {
-        throw new AutoGLMError(`stale wider copy of a LoRA base weight (row ${i}, column ${j}): its storage was written in place without markModified`);
-      }
-    }
+function wideCopy(W: Tensor, ow: Operand, kind: string, elems: number, ld: number, writeW: (dst: Uint16Array) => void): { buf: Uint16Array; fresh: boolean } {
+  let made = false;
+  const make = () => {
+    const b = new Uint16Array(elems); // zeros past (or under) the factor's share, for good
+    writeW(b);
+    made = true;
+    return b;
+  };
+  const kept = derivedOf(W, kind, make);
+  if (!kept) return { buf: make(), fresh: true };
+  if (!made && castCacheChecked()) {
+    const part = new Uint16Array(ow.rows * ow.cols); // W's part of the kept copy, against W's bf16 copy now
+    backend().stridedCopy(kept, [ow.rows, ow.cols], [ld, 1], part);
+    verifyCopy(part, ow.buf as Uint16Array, `kept ${kind}`);
   }
+  return { buf: kept, fresh: false };
 }
 
 /** [W | B | 0]: each row of the bf16 base weight (nOut, nIn), the row of B (nOut, r), then zeros, as one (nOut, L) operand. */
 function sideBySide(W: Tensor, ow: Operand, oB: Operand, L: number): Operand {
-  const nOut = ow.rows, nIn = ow.cols, r = oB.cols;
-  const c = wideOf(W), be = backend();
-  let wb = c?.L === L ? c.wb : null;
-  if (wb) {
-    verifyWide(ow, wb, L);
-  } else {
-    wb = c ? new Uint16Array(nOut * L) : uninitU16(nOut * L); // a kept copy's zeros past B's columns stay
-    if (c) Object.assign(c, { wb, L });
-    be.stridedCopy(ow.buf, [nOut, nIn], [nIn, 1], wb, [L, 1]);
-    if (!c && L > nIn + r) be.stridedCopy(new Uint16Array(1), [nOut, L - nIn - r], [0, 0], wb.subarray(nIn + r), [L, 1]);
-  }
-  be.stridedCopy(oB.buf, [nOut, r], [r, 1], wb.subarray(nIn), [L, 1]);
-  return { buf: wb, dtype: 'bf16', rows: nOut, cols: L, trans: false, batchStride: nOut * L, fresh: !c };
+  const nOut = ow.rows, nIn = ow.cols, r = oB.cols, be = backend();
+  const { buf, fresh } = wideCopy(W, ow, `LoRA [W | B] ${L}`, nOut * L, L, (d) => be.stridedCopy(ow.buf, [nOut, nIn], [nIn, 1], d, [L, 1]));
+  be.stridedCopy(oB.buf, [nOut, r], [r, 1], buf.subarray(nIn), [L, 1]);
+  return { buf, dtype: 'bf16', rows: nOut, cols: L, trans: false, batchStride: nOut * L, fresh };
 }
 
 /** [W; A; 0]: the bf16 base weight (nOut, nIn) with A's r rows and then zero rows under it, as one (rows, nIn) operand. */
 function stacked(W: Tensor, ow: Operand, oA: Operand, rows: number): Operand {
-  const n = ow.rows * ow.cols, nA = oA.rows * oA.cols;
-  const c = wideOf(W);
-  let wa = c?.M === rows ? c.wa : null;
-  if (wa) {
-    verifyWide(ow, wa, ow.cols);
-  } else {
-    wa = c ? new Uint16Array(rows * ow.cols) : uninitU16(rows * ow.cols); // a kept copy's zeros under A's rows stay
-    if (c) Object.assign(c, { wa, M: rows });
-    wa.set((ow.buf as Uint16Array).subarray(0, n));
-    if (!c) wa.fill(0, n + nA);
-  }
-  wa.set((oA.buf as Uint16Array).subarray(0, nA), n);
-  return { buf: wa, dtype: 'bf16', rows, cols: ow.cols, trans: false, batchStride: rows * ow.cols, fresh: !c };
+  const n = ow.rows * ow.cols;
+  const { buf, fresh } = wideCopy(W, ow, `LoRA [W; A] ${rows}`, rows * ow.cols, ow.cols, (d) => d.set((ow.buf as Uint16Array).subarray(0, n)));
+  buf.set((oA.buf as Uint16Array).subarray(0, oA.rows * oA.cols), n);
+  return { buf, dtype: 'bf16', rows, cols: ow.cols, trans: false, batchStride: rows * ow.cols, fresh };
 }
 
 /** The first n elements of a product's output as a buffer of its own (the rows that belong to the gradient). */

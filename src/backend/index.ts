@@ -70,19 +70,24 @@ export function backend(): Backend {
   return current;
 }
 
-function pick(name: BackendName): Backend {
-  // a bad AUTOGLM_NUM_THREADS is the user's error, not a reason to fall back to a slower backend
+/**
+ * The environment's settings read once before a backend loads: a bad AUTOGLM_NUM_THREADS, AUTOGLM_BF16_OUTPUTS or
+ * AUTOGLM_OPTIMIZER_BF16 is the user's error (a ConfigError), not a reason to fall back to a slower backend.
+ */
+function checkSettings(): void {
   threadCount();
-  bf16OutputsSwitch(); // likewise a bad AUTOGLM_BF16_OUTPUTS or AUTOGLM_OPTIMIZER_BF16
+  bf16OutputsSwitch();
   optimizerBf16Switch();
+}
+
+function pick(name: BackendName): Backend {
+  checkSettings();
   return getBackend(name);
 }
 
 /** The automatic choice among the CPU backends (native, else wasm, else portable; one line when not native); not made current. */
 export function autoBackend(): Backend {
-  threadCount();
-  bf16OutputsSwitch();
-  optimizerBf16Switch();
+  checkSettings();
   if (nativeAvailable()) return getBackend('native');
   const why = nativeLoadError();
   const because = why ? ` because the native addon did not load (${why})` : '';

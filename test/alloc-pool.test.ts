@@ -20,6 +20,7 @@ import { requireNative } from './helpers/ci.js';
 import { Block } from '../src/nn/transformer.js';
 import { manualSeed } from '../src/nn/init.js';
 import { maybeCheckpoint, runLayers } from '../src/nn/checkpoint.js';
+import { blockWorkload } from '../src/bench/block.js';
 
 test('pool: a dead buffer serves the next request of its byte size, of either dtype, and enters the pool once', () => {
   const n = 16384 + 37; // a size nothing else asks for
@@ -476,3 +477,25 @@ test('native: fresh tensor buffers are cache-line aligned and freed as soon as t
     assert.ok(grown < 1024, `RSS grew ${grown.toFixed(0)} MB over 3 GB of dead buffers`);
   });
 });
+
+for (const b of testBackends()) {
+  test(`pool: a norm whose input takes no gradient hands that gradient's buffer back; a steady block step takes no fresh buffer (${b.name})`, () => withBackend(b, () => {
+    for (const norm of ['layerNorm', 'rmsNorm'] as const) {
+      const x = T.randn([64, 256], 740); // 64 KiB: pooled
+      const g = T.randn([256], 741).scale(0.1).add(1).requireGrad();
+      const y = norm === 'layerNorm' ? T.layerNorm(x, g, null, 1e-5) : T.rmsNorm(x, g, 1e-5);
+      const before = poolStats().released;
+      y.square().sum().backward();
+      assert.ok(poolStats().released > before, `${norm}: the input's unneeded gradient went back to the pool`);
+      assert.equal(x.grad, null);
+      assert.ok(g.grad, `${norm}: gamma has its gradient`);
+    }
+    for (const compute of ['f32', 'bf16'] as const) {
+      const w = blockWorkload(1e-3, { batch: 2 });
+      for (let i = 0; i < 3; i++) w.step(compute);
+      poolStats(true);
+      w.step(compute);
+      assert.equal(poolStats().misses, 0, `${compute}: every buffer of a steady block step comes from the pool`);
+    }
+  }));
+}

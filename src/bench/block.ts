@@ -44,7 +44,9 @@ export function blockWorkload(lr = 1e-3, opts: { batch?: number } = {}): BlockWo
     opt.zeroGrad();
     // the logits are read by the loss alone: its log-probabilities take their buffer (consumeLogits), where a
     // second logits-sized buffer would come fresh from the system each step (PyTorch's caching allocator has one)
-    const loss = autocast(compute, () => crossEntropy(head.forward(blk.forward(x)).reshape([b * T, 512]), y, { consumeLogits: true }));
+    // the block's output is read by the head alone (consume: under bf16 autocast its f32 buffer goes back to the pool
+    // once the head has its bf16 copy, as PyTorch frees it then; else it waited for V8, 1 MB of fresh memory a step)
+    const loss = autocast(compute, () => crossEntropy(head.forward(blk.forward(x), { consume: true }).reshape([b * T, 512]), y, { consumeLogits: true }));
     loss.backward(); // the backward products reuse the dtype recorded in the forward pass
     opt.step();
     return loss;

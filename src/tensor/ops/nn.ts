@@ -83,15 +83,19 @@ export function layerNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, 
   const y = new Tensor(out, 'f32', shape);
   // out is a whole buffer of its own (uninitF32; not device storage, where kernels never write over an input)
   const own = !!opts.privateOutput && 'y' in saved && ownsWholeBuffer(y);
-  const r = record('layerNorm', inputs, y, layerNormBackwardOf(saved, g, bt, rstd, rows, D, shape, own));
+  const r = record('layerNorm', inputs, y, layerNormBackwardOf(saved, g, bt, rstd, rows, D, shape, own, x.requiresGrad));
   return 'y' in saved ? holdsNoInput(r) : r;
 }
 /**
  * The backward closure of layerNorm, made apart from it so that it holds only `saved` (x or y), never both; `own`:
  * y is the op's alone once the graph's consumers are done (NormOptions.privateOutput), so the last pass writes dx over it.
+ * `needX`: the input takes a gradient. Where it takes none (a model's first norm over a frozen embedding, the block
+ * workload's input) the kernel's dx goes back to the pool at once; left to the graph, it was dropped for V8 to
+ * collect, 1 MB of fresh memory a block step.
  */
 function layerNormBackwardOf(saved: { y: Float32Array } | { x: Float32Array; mean: Float32Array }, g: Float32Array | null,
-  bt: Float32Array | null, rstd: Float32Array, rows: number, D: number, shape: number[], own: boolean): (gy: Tensor, last?: boolean) => Tensor[] {
+  bt: Float32Array | null, rstd: Float32Array, rows: number, D: number, shape: number[], own: boolean,
+  needX: boolean): (gy: Tensor, last?: boolean) => (Tensor | null)[] {
   return (gy, last) => {
     const dx = own && last && 'y' in saved && gy.storage.buffer !== saved.y.buffer ? saved.y : uninitF32(rows * D);
     const dg = g ? zerosF32(D) : null, db = bt ? zerosF32(D) : null;
@@ -100,7 +104,9 @@ function layerNormBackwardOf(saved: { y: Float32Array } | { x: Float32Array; mea
     else backend().layerNormBackward(gd, saved.x, g, saved.mean, rstd, rows, D, dx, dg, db);
     // a dense copy of a strided gy (mean pooling's broadcast gradient after a final norm) is this pass's own
     if (gd.buffer !== gy.storage.buffer) releaseBuffer(gd);
-    const grads = [new Tensor(dx, 'f32', shape)];
+    // dx is this pass's own buffer, or y's where y is the op's alone and this is its last pass
+    if (!needX) releaseBuffer(dx); // this pass's own, or y on its last pass where y is the op's alone (own)
+    const grads: (Tensor | null)[] = [needX ? new Tensor(dx, 'f32', shape) : null];
     if (dg) grads.push(new Tensor(dg, 'f32', [D]));
     if (db) grads.push(new Tensor(db, 'f32', [D]));
     return grads;
@@ -135,18 +141,20 @@ export function rmsNorm(x: Tensor, gamma: Tensor | null, eps = 1e-6): Tensor {
   const shape = [...x.shape];
   // As layerNorm: xhat = y / gamma from the output (exact to rounding for any nonzero gamma), so the input is freed.
   const saved = g && outputInvertible(g, null) ? { y: out } : { x: xd };
-  const r = record('rmsNorm', gamma ? [x, gamma] : [x], new Tensor(out, 'f32', shape), rmsNormBackwardOf(saved, g, rstd, rows, D, shape));
+  const r = record('rmsNorm', gamma ? [x, gamma] : [x], new Tensor(out, 'f32', shape), rmsNormBackwardOf(saved, g, rstd, rows, D, shape, x.requiresGrad));
   return 'y' in saved ? holdsNoInput(r) : r;
 }
-/** The backward closure of rmsNorm (holds x or y, as layerNormBackwardOf). */
+/** The backward closure of rmsNorm (holds x or y, as layerNormBackwardOf; `needX` as there). */
 function rmsNormBackwardOf(saved: { y: Float32Array } | { x: Float32Array }, g: Float32Array | null, rstd: Float32Array, rows: number,
-  D: number, shape: number[]): (gy: Tensor) => Tensor[] {
+  D: number, shape: number[], needX: boolean): (gy: Tensor) => (Tensor | null)[] {
   return (gy) => {
     const dx = uninitF32(rows * D);
     const dg = g ? zerosF32(D) : null;
     if ('y' in saved) backend().rmsNormBackwardFromOutput(gy.f32(), saved.y, g as Float32Array, rstd, rows, D, dx, dg);
     else backend().rmsNormBackward(gy.f32(), saved.x, g, rstd, rows, D, dx, dg);
-    return g ? [new Tensor(dx, 'f32', shape), new Tensor(dg as Float32Array, 'f32', [D])] : [new Tensor(dx, 'f32', shape)];
+    if (!needX) releaseBuffer(dx);
+    const gx = needX ? new Tensor(dx, 'f32', shape) : null;
+    return g ? [gx, new Tensor(dg as Float32Array, 'f32', [D])] : [gx];
   };
 }
 

@@ -137,6 +137,22 @@ KERNEL(JsMulBf16) {
   UNDEF;
 }
 
+// castColumnSums(src Float32Array (rows, cols), rows, cols, dst Uint16Array, sums Float32Array (cols)): src rounded to
+// bf16 into dst (cast's bits) and its column sums (reduce's sum over the rows, its bits), in one pass where it can
+KERNEL(JsCastColumnSums) {
+  Args a(info, "castColumnSums", 5);
+  size_t ns, nd, no;
+  const float* s = a.f32(0, &ns);
+  const int64_t rows = a.integer(1), cols = a.integer(2);
+  uint16_t* d = (uint16_t*)a.arr(3, napi_uint16_array, &nd);
+  float* o = a.f32(4, &no);
+  a.need((int64_t)ns >= rows * cols && (int64_t)nd >= rows * cols && (int64_t)no >= cols, "src or dst is smaller than rows*cols, or sums than cols");
+  a.need((const void*)s != (const void*)d, "dst may not be src");
+  if (rows > 0 && cols > 0) cast_column_sum(s, rows, cols, o, d);
+  else for (int64_t c = 0; c < cols; c++) o[c] = 0.0f;
+  UNDEF;
+}
+
 // sumRowsBf16(src Uint16Array (rows, cols), rows, cols, out Float32Array (cols)): column sums in f32
 KERNEL(JsSumRowsBf16) {
   Args a(info, "sumRowsBf16", 4);
@@ -358,6 +374,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   fn("unaryBf16Grad", JsUnaryBf16Grad);
   fn("mulBf16", JsMulBf16);
   fn("sumRowsBf16", JsSumRowsBf16);
+  fn("castColumnSums", JsCastColumnSums);
   fn("roundBf16", JsRoundBf16);
   fn("castRowsBf16", JsCastRowsBf16);
   fn("binary", JsBinary);

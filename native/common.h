@@ -63,6 +63,8 @@ void dropout_mask(uint32_t seed, double p, float* mask, int64_t n);
 
 // ---- reduce.cc ----
 void reduce(int op, const float* x, int64_t outer, int64_t n, int64_t inner, float* out);
+// x (n, inner) f32 rounded to bf16 into d16, and its column sums into o: cast and reduce(R_SUM, x, 1, n, inner), in one pass
+void cast_column_sum(const float* x, int64_t n, int64_t inner, float* o, uint16_t* d16);
 void argmax(const float* x, int64_t outer, int64_t n, int64_t inner, int32_t* out);
 double sum_squares(const float* x, int64_t n);
 

@@ -3,6 +3,7 @@
 #include <limits>
 #include <vector>
 #include "common.h"
+#include "vecmath.h"
 
 namespace ag {
 
@@ -57,9 +58,9 @@ void reduce_block(int op, const float* x, int64_t n, int64_t inner, float* o) {
 }
 // Column sums of a tall (n, inner) matrix (a Linear layer's bias gradient), in double over deterministic row chunks
 // (sum_chunk_rows; within a chunk, float over blocks of 16 rows): every thread streams whole rows (splitting columns left one thread idle at inner <= 256
-// and read 1 KiB per row per strip).
+// and read 1 KiB per row per strip). With d16, x is also written to it rounded to bf16 as it is read (cast_column_sum).
 constexpr int64_t kColRows = 128;
-void column_sum(const float* x, int64_t n, int64_t inner, float* o) {
+void column_sum(const float* x, int64_t n, int64_t inner, float* o, uint16_t* d16 = nullptr) {
   const int64_t rows = sum_chunk_rows(n, kColRows);
   const int64_t nchunk = (n + rows - 1) / rows;
   std::vector<double> part((size_t)(nchunk * inner));
@@ -79,7 +80,18 @@ void column_sum(const float* x, int64_t n, int64_t inner, float* o) {
         for (int k = 0; k < 8; k++) s[k] = _mm256_setzero_ps();
         for (int64_t q = i; q < ie; q++) {
           const float* r = x + q * inner + j0;
-          for (int k = 0; k < 8; k++) s[k] = _mm256_add_ps(s[k], _mm256_loadu_ps(r + 8 * k));
+          if (d16) {
+            uint16_t* w = d16 + q * inner + j0;
+            for (int k = 0; k < 8; k += 2) {  // the sums and the rounding from one load (cast's rounding: f32_to_bf16_x8)
+              const __m256 lo = _mm256_loadu_ps(r + 8 * k), hi = _mm256_loadu_ps(r + 8 * k + 8);
+              s[k] = _mm256_add_ps(s[k], lo);
+              s[k + 1] = _mm256_add_ps(s[k + 1], hi);
+              const __m256i p = _mm256_packus_epi32(f32_to_bf16_x8(lo), f32_to_bf16_x8(hi));  // 128-bit lanes kept apart
+              _mm256_storeu_si256((__m256i*)(w + 8 * k), _mm256_permute4x64_epi64(p, 0xD8));
+            }
+          } else {
+            for (int k = 0; k < 8; k++) s[k] = _mm256_add_ps(s[k], _mm256_loadu_ps(r + 8 * k));
+          }
         }
         alignas(32) float t[64];
         for (int k = 0; k < 8; k++) _mm256_store_ps(t + 8 * k, s[k]);
@@ -88,6 +100,7 @@ void column_sum(const float* x, int64_t n, int64_t inner, float* o) {
       for (int64_t q = i; q < ie; q++) {
         const float* r = x + q * inner;
         for (int64_t j = wide; j < inner; j++) acc[j] += (double)r[j];
+        if (d16) for (int64_t j = wide; j < inner; j++) d16[q * inner + j] = f32_to_bf16(r[j]);
       }
     }
   }
@@ -100,6 +113,15 @@ void column_sum(const float* x, int64_t n, int64_t inner, float* o) {
   for (int64_t j = 0; j < inner; j++) o[j] = (float)tot[j];
 }
 }  // namespace
+
+// A Linear layer's f32 output gradient x (n, inner) rounded to bf16 into d16 (its products' operand, as cast) and its
+// column sums into o (the bias gradient, as reduce's sum over n), in one pass over x where reduce takes column_sum;
+// elsewhere cast and reduce. The bits of the two calls either way.
+void cast_column_sum(const float* x, int64_t n, int64_t inner, float* o, uint16_t* d16) {
+  if (n >= 2 * kColRows && inner >= 16) return column_sum(x, n, inner, o, d16);
+  cast(x, D_F32, d16, D_BF16, n * inner);
+  reduce(R_SUM, x, 1, n, inner, o);
+}
 
 void reduce(int op, const float* x, int64_t outer, int64_t n, int64_t inner, float* o) {
   const int64_t total = outer * n * inner;

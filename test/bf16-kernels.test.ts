@@ -694,6 +694,40 @@ test('sumRowsBf16: each column summed in f32 row after row (column bands over th
   assert.throws(() => native.sumRowsBf16!(new Uint16Array(5), 2, 3, new Float32Array(3)), /smaller/);
 });
 
+test('castColumnSums: the cast\'s bits and reduce\'s column sums, bit for bit, from one pass (tall gradients) or the two kernels (short ones); a Linear\'s bias gradient under bf16 autocast', { skip }, () => {
+  const native = getBackend('native');
+  for (const [rows, cols] of [[1, 1], [3, 7], [255, 300], [256, 16], [256, 15], [300, 77], [1024, 256], [1024, 512], [2048, 1000], [4097, 130]] as const) {
+    const f = randn(rows * cols, rows * 3 + cols);
+    f[0] = NaN;
+    if (f.length > 5) { f[3] = Infinity; f[4] = -3e-39; f[5] = 65504.5; }
+    const want16 = new Uint16Array(f.length), wantSum = new Float32Array(cols);
+    native.cast(f, 'f32', want16, 'bf16');
+    native.reduce('sum', f, 1, rows, cols, wantSum);
+    const got16 = new Uint16Array(f.length).fill(0xffff), gotSum = new Float32Array(cols).fill(-1);
+    native.castColumnSums!(f, rows, cols, got16, gotSum);
+    assert.deepEqual(got16, want16, `${rows}x${cols}: the rounded copy`);
+    assert.deepEqual(gotSum, wantSum, `${rows}x${cols}: the column sums`);
+  }
+  assert.throws(() => native.castColumnSums!(new Float32Array(5), 2, 3, new Uint16Array(6), new Float32Array(3)), /smaller/);
+  assert.throws(() => native.castColumnSums!(new Float32Array(6), 2, 3, new Uint16Array(5), new Float32Array(3)), /smaller/);
+  // a Linear under bf16 autocast: the same gradients as with the cast and the sum apart
+  const x = new Tensor(randn(2 * 300 * 64, 5), 'f32', [2, 300, 64]);
+  const grads = (be: Backend) => {
+    const prev = backend();
+    setBackend(be);
+    try {
+      const W = new Tensor(randn(96 * 64, 6), 'f32', [96, 64]).requireGrad(), b = new Tensor(randn(96, 7), 'f32', [96]).requireGrad();
+      const xi = x.detach().requireGrad();
+      autocast('bf16', () => T.linear(xi, W, b)).square().sum().backward();
+      return [xi, W, b].map((t) => Array.from((t.grad as Tensor).f32()));
+    } finally {
+      setBackend(prev);
+    }
+  };
+  const fused = grads(native), apart = grads(hiding('castColumnSums'));
+  for (let i = 0; i < 3; i++) assert.deepEqual(fused[i], apart[i], ['x', 'W', 'b'][i]);
+});
+
 test('matmulToBf16 (a product written in bf16, where the CPU multiplies bf16 in hardware): within one bf16 rounding of the f32 product, with bias, alpha, batches, both layouts and the N that AMX pads', { skip }, () => {
   const native = getBackend('native');
   if (!native.matmulToBf16) {

@@ -282,6 +282,12 @@ export interface Backend {
    */
   sumRowsBf16?(src: Uint16Array, rows: number, cols: number, out: Float32Array): void;
   /**
+   * Optional: an f32 (rows, cols) matrix rounded to bf16 into dst (`cast`'s bits) and its column sums into sums
+   * (`reduce('sum', src, 1, rows, cols)`'s bits), in one pass over src: a Linear's f32 output gradient under bf16
+   * autocast, made its products' bf16 operand and summed for its bias gradient without a second read.
+   */
+  castColumnSums?(src: Float32Array, rows: number, cols: number, dst: Uint16Array, sums: Float32Array): void;
+  /**
    * Optional, where bf16 products run on bf16 hardware (`nativeBf16`): `matmul` of bf16 operands with its output
    * rounded to bf16 (nearest even) into a Uint16Array, beta 0. Half the bytes of an f32 output, which a training step
    * writes to memory out of cache; under bf16 autocast the products whose readers take bf16 write it so (an MLP's

@@ -25,6 +25,7 @@ interface Addon {
   unaryBf16Grad(op: number, x: Float32Array | Uint16Array, y: Uint16Array, d: Uint16Array): void;
   mulBf16(g: Float32Array | Uint16Array, d: Uint16Array, out: Float32Array | Uint16Array): void;
   sumRowsBf16(src: Uint16Array, rows: number, cols: number, out: Float32Array): void;
+  castColumnSums(src: Float32Array, rows: number, cols: number, dst: Uint16Array, sums: Float32Array): void;
   roundBf16(src: Float32Array, dst: Float32Array): void;
   castRowsBf16(src: Float32Array, rows: number, cols: number, dst: Uint16Array, ld: number): void;
   loraRows(src: Float32Array | Uint16Array, rows: number, cols: number, dst: Uint16Array, F: Uint16Array, r: number,
@@ -297,6 +298,7 @@ class NativeBackend implements Backend {
   unaryBf16Grad(op: UnaryOp, x: Float32Array | Uint16Array, y: Uint16Array, d: Uint16Array): void { this.a.unaryBf16Grad(code(UNARY, op, 'unaryBf16Grad'), x, y, d); }
   mulBf16(g: Float32Array | Uint16Array, d: Uint16Array, out: Float32Array | Uint16Array): void { this.a.mulBf16(g, d, out); }
   sumRowsBf16(src: Uint16Array, rows: number, cols: number, out: Float32Array): void { this.a.sumRowsBf16(src, rows, cols, out); }
+  castColumnSums(src: Float32Array, rows: number, cols: number, dst: Uint16Array, sums: Float32Array): void { this.a.castColumnSums(src, rows, cols, dst, sums); }
   roundBf16(src: Float32Array, dst: Float32Array): void {
     if (dst.length < src.length) throw new RangeError(`roundBf16: dst has ${dst.length} elements but src has ${src.length}; expected at least as many`);
     this.a.roundBf16(src, dst);

@@ -109,7 +109,7 @@ export function prepare(t: Tensor, batch: number, compute: ComputeDType): Operan
     // bf16 copy widened inside the product. Weights (a kept frozen copy, a parameter) stay bf16, half the memory
     // while held for the backward pass; the product widens them a block at a time (matmulLowp). Small parameters
     // (LoRA's factors) are rounded like activations: their products then take the f32 kernels' skinny path.
-    const parameter = t.requiresGrad && !t.node && count > SMALL_PARAMETER;
+    const trainable = t.requiresGrad && !t.node, parameter = trainable && count > SMALL_PARAMETER;
     if (compute === 'bf16' && !keep && !parameter && !be.nativeBf16 && be.roundBf16 && !isDeviceStorage(buf)) {
       const f = uninitF32(count);
       be.roundBf16(buf as Float32Array, f);
@@ -117,8 +117,9 @@ export function prepare(t: Tensor, batch: number, compute: ComputeDType): Operan
       fresh = true;
     } else {
       const lowp: (s: Float32Array) => Float32Array | Uint16Array = compute === 'bf16' ? toBf16 : roundF16;
-      // a trainable weight's copy written by the optimizer with its last update (versions.ts), kept like a frozen one's
-      const made = compute === 'bf16' && parameter && src === t && be.optimizerWritesBf16 && !isDeviceStorage(buf)
+      // a trainable weight's copy written by the optimizer with its last update (versions.ts), kept like a frozen one's;
+      // with bf16 products in hardware a small one's too (the block workload's 256 x 256 projection was cast each step)
+      const made = compute === 'bf16' && (be.nativeBf16 ? trainable : parameter) && src === t && be.optimizerWritesBf16 && !isDeviceStorage(buf)
         ? trainableCopy(buf as Float32Array, toBf16) : null;
       buf = made ?? (keep ? cachedCopy(buf as Float32Array, compute, lowp) : lowp(buf as Float32Array));
       fresh = !keep && !made;
@@ -219,6 +220,24 @@ export function gemmToBf16(a: Operand, b: Operand, batch: number, alpha = 1, bia
     transA: a.trans, transB: b.trans, strideA: a.batchStride, strideB: b.batchStride, alpha, bias,
   });
   return out;
+}
+
+/**
+ * A Linear's output gradient gy as its products' operand, and its bias gradient where `needGb`. Where the operand is a
+ * bf16 copy of an f32 gy (bf16 autocast with bf16 products in hardware: `prepare` would cast it), the copy and the
+ * column sums come from one pass over gy (Backend.castColumnSums, the bits of the cast and the sum apart).
+ */
+function gradAndBiasGrad(gy: Tensor, rows: number, nOut: number, compute: ComputeDType, needGb: boolean): { g: Operand; gb: Tensor | null } {
+  const be = backend();
+  if (needGb && compute === 'bf16' && be.nativeBf16 && be.castColumnSums && gy.dtype === 'f32' && gy.isContiguous &&
+      !gy.requiresGrad && !isDeviceStorage(gy.storage) && !isCacheable(gy.storage)) {
+    const buf = uninitU16(rows * nOut), sums = zerosF32(nOut);
+    be.castColumnSums(gy.f32(), rows, nOut, buf, sums);
+    return { g: { buf, dtype: 'bf16', rows, cols: nOut, trans: false, batchStride: rows * nOut, fresh: true }, gb: new Tensor(sums, 'f32', [nOut]) };
+  }
+  const g = gradOperand(reshape(gy, [rows, nOut]), 1, compute);
+  // the bias gradient while gy is still in cache from the cast that has just read it, not after the products
+  return { g, gb: needGb ? biasGrad(gy, rows, nOut) : null };
 }
 
 /** The bias gradient of a linear layer: the column sums of gy viewed as (rows, nOut), f32 or bf16. */
@@ -385,9 +404,7 @@ export function linear(x: Tensor, W: Tensor, b: Tensor | null, opts: LinearOptio
   const savedW = needGx ? ow : null;
   releaseOperands([ox, ow], [savedX, savedW]);
   return record('linear', inputs, y, (gy, last) => {
-    const g = gradOperand(reshape(gy, [rows, nOut]), 1, compute);
-    // the bias gradient while gy is still in cache from the cast that has just read it, not after the products
-    const gb = needGb ? biasGrad(gy, rows, nOut) : null;
+    const { g, gb } = gradAndBiasGrad(gy, rows, nOut, compute, needGb);
     const gx = !savedW ? null : xBf16 && toBf16Able(g, savedW)
       ? new Tensor(gemmToBf16(g, savedW, 1), 'bf16', xShape)
       : new Tensor(gemm(g, savedW, 1, uninitF32(rows * nIn)), 'f32', xShape);

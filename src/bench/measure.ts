@@ -1,5 +1,5 @@
 /** Timing and reporting shared by the benchmark workloads: the same JSON fields as torch_reference.py. */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, readSync, writeFileSync, writeSync } from 'node:fs';
 import { backend } from '../backend/index.js';
 import { collectNow } from '../backend/gc.js';
 
@@ -77,16 +77,71 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-/** Runs `fn` warmup times, then times `steps` runs: seconds (median, min, max). */
+/**
+ * Runs `fn` warmup times, then times `steps` runs: seconds (median, min, max). In a process that an interleaved run
+ * drives (`serveRounds`), the timed runs are the rounds it asks for instead.
+ */
 export function timed(fn: () => void, steps: number, warmup: number): { med: number; lo: number; hi: number } {
   for (let i = 0; i < warmup; i++) fn();
   const ts: number[] = [];
-  for (let i = 0; i < steps; i++) {
-    const t0 = performance.now();
-    fn();
-    ts.push((performance.now() - t0) / 1e3);
+  if (serving) {
+    serveRoundsOn(fn, ts);
+  } else {
+    for (let i = 0; i < steps; i++) ts.push(timeMs(fn) / 1e3);
   }
   return { med: median(ts), lo: Math.min(...ts), hi: Math.max(...ts) };
+}
+
+function timeMs(fn: () => void): number {
+  const t0 = performance.now();
+  fn();
+  return performance.now() - t0;
+}
+
+let serving = false;
+/**
+ * Makes `timed` serve rounds over stdin and stdout (`autoglm bench --serve-rounds`, started by an interleaved run,
+ * src/bench/rounds.ts): after the warm-up it writes the line `ROUNDS READY`, then for each line `n` it reads runs n
+ * steps and writes their times (ms) as a JSON array on one line; a line `0` (or the end of stdin) ends the
+ * measurement, whose record is made from every step its rounds ran.
+ */
+export function serveRounds(on: boolean): void {
+  serving = on;
+}
+function serveRoundsOn(fn: () => void, into: number[]): void {
+  writeSync(1, 'ROUNDS READY\n');
+  for (;;) {
+    const n = Number(readStdinLine());
+    if (!(n > 0)) break;
+    const ms = Array.from({ length: n }, () => timeMs(fn));
+    writeSync(1, `${JSON.stringify(ms)}\n`);
+    for (const t of ms) into.push(t / 1e3);
+  }
+  if (!into.length) throw new Error('an interleaved run ended a measurement before its first round');
+}
+let stdinRest = '';
+/** The next line of stdin, read synchronously (the process has nothing else to do meanwhile); '' at its end. */
+function readStdinLine(): string {
+  const buf = Buffer.alloc(256);
+  while (!stdinRest.includes('\n')) {
+    let n: number;
+    try {
+      n = readSync(0, buf, 0, buf.length, null);
+    } catch (e) {
+      // a non-blocking pipe: wait for the coordinator without spinning (the other engine is running)
+      if ((e as NodeJS.ErrnoException).code === 'EAGAIN') {
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+        continue;
+      }
+      throw e;
+    }
+    if (n === 0) return stdinRest.split('\n')[0];
+    stdinRest += buf.toString('utf8', 0, n);
+  }
+  const i = stdinRest.indexOf('\n');
+  const line = stdinRest.slice(0, i);
+  stdinRest = stdinRest.slice(i + 1);
+  return line;
 }
 
 /** Rounded to 3 decimals (times in ms, ratios) and to 1 (MB, tokens/s), as the records print them. */

@@ -1,5 +1,5 @@
 /** `autoglm bench WORKLOAD`: the reference workloads, alone or side by side with PyTorch (--vs-torch). */
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { ConfigError } from '../../errors.js';
 import type { GradientCheckpointing } from '../../nn/checkpoint.js';
 import { applyThreads, choiceOption, intOption } from '../options.js';
@@ -22,6 +22,8 @@ interface BenchOpts {
   method?: string;
   source: 'lora' | 'full';
   torchAttention?: 'explicit' | 'sdpa';
+  interleave?: boolean;
+  serveRounds?: boolean;
 }
 
 export function registerBench(program: Command): void {
@@ -37,6 +39,8 @@ export function registerBench(program: Command): void {
     .option('--vs-torch', 'also run ../shared/bench/torch_reference.py in the same run and print ratios')
     .option('--vs-tfjs', "block: also run TF.js's wasm backend (scripts/tfjs-reference.mjs) and, when ours is not native, our native backend, alternated, and print ratios")
     .option('--repeat <n>', 'with --vs-torch / --vs-tfjs: alternate the engines n times, medians across runs', intOption('--repeat'), 3)
+    .option('--interleave', 'with --vs-torch: both engines in one long-lived process each, alternating --repeat rounds of --steps steps (pairs a second apart on a host whose speed changes in phases); prints the ratio of medians and the median of the per-round ratios')
+    .addOption(new Option('--serve-rounds', 'time rounds of steps on request over stdin (the process that --interleave drives)').hideHelp())
     .option('--torch-script <path>', 'path of torch_reference.py')
     .option('--base <dtype>', 'LoRA workloads: frozen base storage none | bf16 | int8 | nf4 (QLoRA, double-quantised)', choiceOption('--base', ['none', 'bf16', 'int8', 'nf4'] as const), 'none')
     .option('--checkpointing [mode]', "gpt2 workloads: recompute activations in the backward pass: full (each block's, the default) | mlp (the MLP pre-activations)", choiceOption('--checkpointing', ['full', 'mlp'] as const))
@@ -48,6 +52,8 @@ export function registerBench(program: Command): void {
       applyThreads(o.threads);
       if (o.backend) process.env.AUTOGLM_BACKEND = o.backend;
       if (o.vsTorch && o.vsTfjs) throw new ConfigError('--vs-torch and --vs-tfjs: choose one reference per run');
+      if (o.interleave && !o.vsTorch) throw new ConfigError('--interleave alternates ours and the PyTorch reference: add --vs-torch');
+      if (o.serveRounds) (await import('../../bench/measure.js')).serveRounds(true);
       if (workload === 'compression') {
         const { runCompressionBench, formatCompressionTable } = await import('../../bench/compression.js');
         const recs = await runCompressionBench({ source: o.source, method: o.method, repeats: o.steps, batchSize: 32 });
@@ -77,8 +83,23 @@ export function registerBench(program: Command): void {
       const why = torchUnavailable(script);
       if (why) throw new ConfigError(`--vs-torch cannot run: ${why}`);
       const threads = o.threads ?? backend().numThreads();
-      const rows = compare({ workload, dtype: o.dtype, threads, steps: o.steps, warmup: o.warmup, repeat: o.repeat, torchScript: script, torchConfig: o.torchConfig, backend: o.backend,
-        torchArgs: o.torchAttention ? ['--attention', o.torchAttention] : [] });
+      const co = { workload, dtype: o.dtype, threads, steps: o.steps, warmup: o.warmup, repeat: o.repeat, torchScript: script, torchConfig: o.torchConfig, backend: o.backend,
+        torchArgs: o.torchAttention ? ['--attention', o.torchAttention] : [] };
+      if (o.interleave) {
+        const { compareInterleaved } = await import('../../bench/rounds.js');
+        for (const r of await compareInterleaved(co)) {
+          if (o.json) {
+            console.log(JSON.stringify(r));
+            continue;
+          }
+          const g = r.gflops_ratio !== undefined ? `  GFLOP/s ours ${r.ours.gflops} torch ${r.torch.gflops} (x${r.gflops_ratio})` : '';
+          console.log(`${r.workload} ${r.dtype}: ours ${r.ours.ms_per_step} ms, torch ${r.torch.ms_per_step} ms (time x${r.time_ratio}, paired x${r.paired_ratio}); ` +
+            `peak RSS ours ${r.ours.peak_rss_mb} MB, torch ${r.torch.peak_rss_mb} MB (x${r.rss_ratio})${g}  [medians of ${r.runs} interleaved rounds of ${o.steps} steps]`);
+          console.log(`  rounds (ms) ours ${r.ours_rounds.join(' ')}; torch ${r.torch_rounds.join(' ')}`);
+        }
+        return;
+      }
+      const rows = compare(co);
       for (const r of rows) {
         if (o.json) {
           console.log(JSON.stringify(r));

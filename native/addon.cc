@@ -108,19 +108,17 @@ static void* f32_or_bf16(const Args& a, size_t i, size_t* n, bool* bf16) {
   return p;
 }
 
-// unaryBf16Grad(op, x f32|bf16, y Uint16Array, d Uint16Array | null): f(x) and f'(x) rounded to bf16 (gelu, gelu_tanh,
-// silu, relu); d null (a bf16 x only): f(x) alone, its backward pass looking f'(x) up again (actGradMulBf16)
+// unaryBf16Grad(op, x f32|bf16, y Uint16Array, d Uint16Array): f(x) and f'(x) rounded to bf16 (gelu, gelu_tanh, silu, relu)
 KERNEL(JsUnaryBf16Grad) {
   Args a(info, "unaryBf16Grad", 4);
   int op = a.op(0, U_COUNT);
   a.need(op == U_GELU || op == U_GELU_TANH || op == U_SILU || op == U_RELU, "op is not gelu, gelu_tanh, silu or relu");
-  size_t n, ny, nd = 0;
+  size_t n, ny, nd;
   bool xb;
   void* x = f32_or_bf16(a, 1, &n, &xb);
   uint16_t* y = (uint16_t*)a.arr(2, napi_uint16_array, &ny);
-  uint16_t* d = (uint16_t*)a.arr(3, napi_uint16_array, &nd, true);
-  a.need(d || xb, "d may be null only for a bf16 x");
-  a.need(ny >= n && (!d || nd >= n), "y or d is smaller than x");
+  uint16_t* d = (uint16_t*)a.arr(3, napi_uint16_array, &nd);
+  a.need(ny >= n && nd >= n, "y or d is smaller than x");
   unary_bf16_grad(op, xb ? nullptr : (const float*)x, xb ? (const uint16_t*)x : nullptr, y, d, n);
   UNDEF;
 }
@@ -152,28 +150,6 @@ KERNEL(JsCastColumnSums) {
   a.need((const void*)s != (const void*)d, "dst may not be src");
   if (rows > 0 && cols > 0) cast_column_sum(s, rows, cols, o, d);
   else for (int64_t c = 0; c < cols; c++) o[c] = 0.0f;
-  UNDEF;
-}
-
-// actGradMulBf16(op, x Uint16Array, g f32|bf16, out Uint16Array, rows, cols, sums Float32Array | null): out = g * f'(x)
-// rounded to bf16 (f'(x) as unaryBf16Grad's d); sums: out's column sums as a (rows, cols) matrix (sumRowsBf16's bits)
-KERNEL(JsActGradMulBf16) {
-  Args a(info, "actGradMulBf16", 7);
-  int op = a.op(0, U_COUNT);
-  a.need(op == U_GELU || op == U_GELU_TANH || op == U_SILU || op == U_RELU, "op is not gelu, gelu_tanh, silu or relu");
-  size_t n, ng, no, ns = 0;
-  bool gb;
-  const uint16_t* x = (const uint16_t*)a.arr(1, napi_uint16_array, &n);
-  void* g = f32_or_bf16(a, 2, &ng, &gb);
-  uint16_t* o = (uint16_t*)a.arr(3, napi_uint16_array, &no);
-  const int64_t rows = a.integer(4), cols = a.integer(5);
-  float* sums = a.f32(6, &ns, true);
-  a.need(rows >= 0 && cols >= 0 && (int64_t)n == rows * cols, "x is not rows*cols long");
-  a.need(ng >= n && no >= n, "g or out is smaller than x");
-  a.need(!sums || (int64_t)ns >= cols, "sums is shorter than cols");
-  a.need((const void*)o != (const void*)x && (!gb || (const void*)o != g), "out may be neither x nor g");
-  if (rows * cols > 0) act_grad_mul_bf16(op, x, gb ? nullptr : (const float*)g, gb ? (const uint16_t*)g : nullptr, o, rows, cols, sums);
-  else if (sums) for (int64_t c = 0; c < cols; c++) sums[c] = 0.0f;
   UNDEF;
 }
 
@@ -398,7 +374,6 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   fn("unaryBf16Grad", JsUnaryBf16Grad);
   fn("mulBf16", JsMulBf16);
   fn("sumRowsBf16", JsSumRowsBf16);
-  fn("actGradMulBf16", JsActGradMulBf16);
   fn("castColumnSums", JsCastColumnSums);
   fn("roundBf16", JsRoundBf16);
   fn("castRowsBf16", JsCastRowsBf16);

@@ -52,10 +52,6 @@ void unary_bf16_grad(int op, const float* x, const uint16_t* x16, uint16_t* y, u
 void mul_bf16(const float* g, const uint16_t* g16, const uint16_t* d, float* out, uint16_t* out16, int64_t n);
 // out[c] = sum over r of src[r][c] for a bf16 (rows, cols) matrix, in f32, rows in order
 void sum_rows_bf16(const uint16_t* src, int64_t rows, int64_t cols, float* out);
-// out = g * f'(x) rounded to bf16 for a bf16 x (f'(x) rounded to bf16, unary_bf16_grad's d); g f32 or bf16 (g16, g
-// null); with sums (nullable), out's column sums as a (rows, cols) matrix, sum_rows_bf16's bits
-void act_grad_mul_bf16(int op, const uint16_t* x16, const float* g, const uint16_t* g16, uint16_t* out, int64_t rows,
-                       int64_t cols, float* sums);
 void unary_backward(int op, const float* x, const float* y, const float* dy, float* dx, int64_t n);
 void binary(int op, const float* a, const int64_t* as, const float* b, const int64_t* bs, const int64_t* shape, int ndim,
             float* out);

@@ -363,12 +363,12 @@ void unary_bf16_grad(int op, const float* x, const uint16_t* x16, uint16_t* y, u
         const __m256i lo = _mm256_and_si256(v, _mm256_set1_epi32(0xffff)), hi = _mm256_srli_epi32(v, 16);
         const __m256i both = _mm256_permute4x64_epi64(_mm256_packus_epi32(lo, hi), 0xD8);  // lo0-7 hi0-7
         _mm_storeu_si128((__m128i*)(y + i), _mm256_castsi256_si128(both));
-        if (d) _mm_storeu_si128((__m128i*)(d + i), _mm256_extracti128_si256(both, 1));
+        _mm_storeu_si128((__m128i*)(d + i), _mm256_extracti128_si256(both, 1));
       }
       for (; i < i1; i++) {
         const uint32_t v = tab[x16[i]];
         y[i] = (uint16_t)v;
-        if (d) d[i] = (uint16_t)(v >> 16);
+        d[i] = (uint16_t)(v >> 16);
       }
     }, 2);
     return;
@@ -403,10 +403,7 @@ void mul_bf16(const float* g, const uint16_t* g16, const uint16_t* d, float* out
 // row on one thread); 64 columns at a time are summed in registers down a block of rows, then stored, so that the
 // running sums make one round trip through memory per block instead of one per row (2048 x 1024 on an Emerald Rapids,
 // 2 threads, called from Node: 0.50 ms with the sums in L1 row after row, 0.21 ms so).
-// The band's values come from at8(r, c) (8 of row r from column c, widened) and at1(r, c) (one): src's own for
-// sum_rows_bf16, values computed and stored as they are summed for act_grad_mul_bf16 (the same order, the same bits).
-template <class At8, class At1>
-static void sum_rows_band(int64_t rows, int64_t w, float* acc, At8 at8, At1 at1) {
+static void sum_rows_band(const uint16_t* src, int64_t rows, int64_t ld, int64_t w, float* acc) {
   constexpr int64_t kRows = 16;
   for (int64_t c = 0; c < w; c++) acc[c] = 0.0f;
   for (int64_t r0 = 0; r0 < rows; r0 += kRows) {
@@ -416,69 +413,28 @@ static void sum_rows_band(int64_t rows, int64_t w, float* acc, At8 at8, At1 at1)
       __m256 a[8];
       for (int j = 0; j < 8; j++) a[j] = _mm256_loadu_ps(acc + c + 8 * j);
       for (int64_t r = r0; r < r1; r++) {
+        const uint16_t* s = src + r * ld + c;
 #pragma GCC unroll 8
-        for (int j = 0; j < 8; j++) a[j] = _mm256_add_ps(a[j], at8(r, c + 8 * j));
+        for (int j = 0; j < 8; j++) a[j] = _mm256_add_ps(a[j], widen_bf16_x8(s + 8 * j));
       }
       for (int j = 0; j < 8; j++) _mm256_storeu_ps(acc + c + 8 * j, a[j]);
     }
     for (int64_t r = r0; r < r1; r++) {
+      const uint16_t* s = src + r * ld;
       int64_t k = c;
-      for (; k + 8 <= w; k += 8) _mm256_storeu_ps(acc + k, _mm256_add_ps(_mm256_loadu_ps(acc + k), at8(r, k)));
-      for (; k < w; k++) acc[k] += at1(r, k);
+      for (; k + 8 <= w; k += 8) _mm256_storeu_ps(acc + k, _mm256_add_ps(_mm256_loadu_ps(acc + k), widen_bf16_x8(s + k)));
+      for (; k < w; k++) acc[k] += bf16_to_f32(s[k]);
     }
   }
 }
-// Runs band(c0, w) over column bands of a (rows, cols) matrix, one per thread: each column's sum on one thread.
-template <class Band>
-static void column_bands(int64_t rows, int64_t cols, Band band) {
+void sum_rows_bf16(const uint16_t* src, int64_t rows, int64_t cols, float* out) {
   const int64_t nt = par(rows * cols) ? std::min<int64_t>(num_threads(), (cols + 63) / 64) : 1;
-  const int64_t width = (cols + nt * 64 - 1) / (nt * 64) * 64;
+  const int64_t band = (cols + nt * 64 - 1) / (nt * 64) * 64;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
   for (int64_t b = 0; b < nt; b++) {
-    const int64_t c0 = std::min(cols, b * width);
-    band(c0, std::min(cols, c0 + width) - c0);
+    const int64_t c0 = std::min(cols, b * band), w = std::min(cols, c0 + band) - c0;
+    sum_rows_band(src + c0, rows, cols, w, out + c0);
   }
-}
-void sum_rows_bf16(const uint16_t* src, int64_t rows, int64_t cols, float* out) {
-  column_bands(rows, cols, [&](int64_t c0, int64_t w) {
-    const uint16_t* s = src + c0;
-    sum_rows_band(rows, w, out + c0, [&](int64_t r, int64_t c) { return widen_bf16_x8(s + r * cols + c); },
-                  [&](int64_t r, int64_t c) { return bf16_to_f32(s[r * cols + c]); });
-  });
-}
-
-// out = g * f'(x) rounded to bf16, for a bf16 x: f'(x) rounded to bf16 from the activation's table (unary_bf16_grad's
-// d, the same bits, looked up again instead of kept), g f32 or bf16 (g16), the product rounded as mul_bf16 rounds it.
-// With sums, the column sums of out as a (rows, cols) matrix too, in sum_rows_bf16's order (its bits): the bias
-// gradient of the Linear whose output x is, without reading out again.
-void act_grad_mul_bf16(int op, const uint16_t* x16, const float* g, const uint16_t* g16, uint16_t* out, int64_t rows,
-                       int64_t cols, float* sums) {
-  const uint32_t* tab = act_table(op);
-  const __m256i high = _mm256_set1_epi32((int)0xffff0000u);
-  // 8 values from element i: computed, stored, returned widened
-  const auto at8 = [&](int64_t i) {
-    const __m256i t = _mm256_i32gather_epi32((const int*)tab, _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)(x16 + i))), 4);
-    const __m256 v = _mm256_mul_ps(g16 ? widen_bf16_x8(g16 + i) : _mm256_loadu_ps(g + i), _mm256_castsi256_ps(_mm256_and_si256(t, high)));
-    const __m256i r = f32_to_bf16_x8(v);  // 8 values in the low halves of 32-bit lanes
-    _mm_storeu_si128((__m128i*)(out + i), _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1)));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(r, 16));
-  };
-  const auto at1 = [&](int64_t i) {
-    out[i] = f32_to_bf16((g16 ? bf16_to_f32(g16[i]) : g[i]) * bf16_to_f32((uint16_t)(tab[x16[i]] >> 16)));
-    return bf16_to_f32(out[i]);
-  };
-  if (sums) {
-    column_bands(rows, cols, [&](int64_t c0, int64_t w) {
-      sum_rows_band(rows, w, sums + c0, [&](int64_t r, int64_t c) { return at8(r * cols + c0 + c); },
-                    [&](int64_t r, int64_t c) { return at1(r * cols + c0 + c); });
-    });
-    return;
-  }
-  blocks(rows * cols, [&](int64_t i0, int64_t i1) {
-    int64_t i = i0;
-    for (; i + 8 <= i1; i += 8) at8(i);
-    for (; i < i1; i++) at1(i);
-  }, 2);
 }
 
 void axpby(float alpha, const float* x, float beta, const float* y, float* o, int64_t n) {

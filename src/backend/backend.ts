@@ -270,16 +270,7 @@ export interface Backend {
    * unaryBf16's bits). Under bf16 autocast the backward pass then keeps d, half x's bytes, and takes dx = dy * d
    * (`mulBf16`) instead of evaluating the function again.
    */
-  unaryBf16Grad?(op: UnaryOp, x: Float32Array | Uint16Array, y: Uint16Array, d: Uint16Array | null): void;
-  /**
-   * Optional, with unaryBf16Grad: out = g * f'(x) rounded to bf16 for a bf16 x, f'(x) rounded to bf16 as unaryBf16Grad
-   * writes it into d (the same bits, computed again instead of kept: the forward pass then writes f(x) alone, with d
-   * null, and the backward pass reads x, which its product wrote in bf16, instead of d). g f32 or bf16 (a Uint16Array),
-   * multiplied as `mulBf16` multiplies. With `sums`, out's column sums as a (rows, cols) matrix too, with
-   * `sumRowsBf16`'s bits (the bias gradient of the Linear that wrote x), from the same pass.
-   */
-  actGradMulBf16?(op: UnaryOp, x: Uint16Array, g: Float32Array | Uint16Array, out: Uint16Array, rows: number, cols: number,
-    sums: Float32Array | null): void;
+  unaryBf16Grad?(op: UnaryOp, x: Float32Array | Uint16Array, y: Uint16Array, d: Uint16Array): void;
   /**
    * Optional: out = g * d, d bf16 (widened exactly); `unaryBf16Grad`'s backward pass. A Uint16Array g or out is bf16
    * (g widened exactly; out rounded to nearest even); out may be g where both have one dtype.

@@ -22,8 +22,7 @@ interface Addon {
   cast(src: Storage, srcDt: number, dst: Storage, dstDt: number): void;
   unary(op: number, x: Float32Array, out: Float32Array): void;
   unaryBf16(op: number, x: Float32Array, out: Uint16Array): void;
-  unaryBf16Grad(op: number, x: Float32Array | Uint16Array, y: Uint16Array, d: Uint16Array | null): void;
-  actGradMulBf16(op: number, x: Uint16Array, g: Float32Array | Uint16Array, out: Uint16Array, rows: number, cols: number, sums: Float32Array | null): void;
+  unaryBf16Grad(op: number, x: Float32Array | Uint16Array, y: Uint16Array, d: Uint16Array): void;
   mulBf16(g: Float32Array | Uint16Array, d: Uint16Array, out: Float32Array | Uint16Array): void;
   sumRowsBf16(src: Uint16Array, rows: number, cols: number, out: Float32Array): void;
   castColumnSums(src: Float32Array, rows: number, cols: number, dst: Uint16Array, sums: Float32Array): void;
@@ -296,10 +295,7 @@ class NativeBackend implements Backend {
 
   unary(op: UnaryOp, x: Float32Array, out: Float32Array): void { this.a.unary(code(UNARY, op, 'unary'), x, out); }
   unaryBf16(op: UnaryOp, x: Float32Array, out: Uint16Array): void { this.a.unaryBf16(code(UNARY, op, 'unaryBf16'), x, out); }
-  unaryBf16Grad(op: UnaryOp, x: Float32Array | Uint16Array, y: Uint16Array, d: Uint16Array | null): void { this.a.unaryBf16Grad(code(UNARY, op, 'unaryBf16Grad'), x, y, d); }
-  actGradMulBf16(op: UnaryOp, x: Uint16Array, g: Float32Array | Uint16Array, out: Uint16Array, rows: number, cols: number, sums: Float32Array | null): void {
-    this.a.actGradMulBf16(code(UNARY, op, 'actGradMulBf16'), x, g, out, rows, cols, sums);
-  }
+  unaryBf16Grad(op: UnaryOp, x: Float32Array | Uint16Array, y: Uint16Array, d: Uint16Array): void { this.a.unaryBf16Grad(code(UNARY, op, 'unaryBf16Grad'), x, y, d); }
   mulBf16(g: Float32Array | Uint16Array, d: Uint16Array, out: Float32Array | Uint16Array): void { this.a.mulBf16(g, d, out); }
   sumRowsBf16(src: Uint16Array, rows: number, cols: number, out: Float32Array): void { this.a.sumRowsBf16(src, rows, cols, out); }
   castColumnSums(src: Float32Array, rows: number, cols: number, dst: Uint16Array, sums: Float32Array): void { this.a.castColumnSums(src, rows, cols, dst, sums); }

@@ -2,7 +2,7 @@
 import { backend } from '../../backend/index.js';
 import type { BinaryOp, DType, UnaryOp } from '../../backend/backend.js';
 import { DTypeError } from '../../errors.js';
-import { isDeviceStorage, ownsWholeBuffer, releaseBuffer, spansBuffer, uninitF32, uninitU16, zerosF32 } from '../alloc.js';
+import { isDeviceStorage, ownsWholeBuffer, releaseBuffer, spansBuffer, uninitF32, uninitU16 } from '../alloc.js';
 import { autocastDType } from '../precision.js';
 import { Tensor, type TensorLike } from '../tensor.js';
 import { record } from '../autograd.js';
@@ -143,28 +143,22 @@ export function unaryForBf16Product(op: UnaryOp, x: Tensor, opts: UnaryOptions =
     // f32 or bf16 (fc2's backward pass writes the gradient of this bf16 output in bf16).
     const bf16In = x.dtype === 'bf16' && x.isContiguous && !isDeviceStorage(x.storage);
     const xd = bf16In ? x.dense() as Uint16Array : x.f32();
-    // A bf16 x is kept instead, where the backend looks f'(x) up again in the backward pass (actGradMulBf16): the
-    // forward pass then writes f(x) alone, and x, read once more, is no larger than d.
-    const fromX = bf16In && !!be.actGradMulBf16;
-    const buf = uninitU16(xd.length), d = fromX ? null : uninitU16(xd.length);
+    const buf = uninitU16(xd.length), d = uninitU16(xd.length);
     be.unaryBf16Grad!(op, xd, buf, d);
-    const ownX = bf16In && !!opts.consume && releasable(x); // x's buffer is this op's to hand back
     if (!bf16In && ownsInput(x, xd as Float32Array, opts)) releaseBuffer(xd as Float32Array);
-    else if (ownX && !(fromX && x.requiresGrad)) releaseBuffer(xd as Uint16Array); // read for the last time
+    else if (bf16In && opts.consume && releasable(x)) releaseBuffer(xd as Uint16Array); // read for the last time
     const y = new Tensor(buf, 'bf16', shape);
     if (!x.requiresGrad) {
-      if (d) releaseBuffer(d);
+      releaseBuffer(d);
       return y;
     }
-    if (fromX) return record(op, [x], y, actGradFromInput(op, xd as Uint16Array, shape, ownX, !!opts.consume));
     const mulBf16 = be.mulBf16!.bind(be);
-    const dk = d as Uint16Array;
     return record(op, [x], y, (gy, last, ownGy) => {
       const g = gy.dtype === 'bf16' && gy.isContiguous ? gy.dense() as Uint16Array : gy.f32();
       // the kernel reads g[i] before writing dx[i]: g's own buffer may take dx where both are f32
-      const dx = bf16In ? uninitU16(dk.length) : ownGy && g instanceof Float32Array ? g : uninitF32(dk.length);
-      mulBf16(g, dk, dx);
-      if (last) releaseBuffer(dk);
+      const dx = bf16In ? uninitU16(d.length) : ownGy && g instanceof Float32Array ? g : uninitF32(d.length);
+      mulBf16(g, d, dx);
+      if (last) releaseBuffer(d);
       return [new Tensor(dx, bf16In ? 'bf16' : 'f32', shape)];
     });
   }
@@ -174,43 +168,6 @@ export function unaryForBf16Product(op: UnaryOp, x: Tensor, opts: UnaryOptions =
   const y = new Tensor(buf, 'bf16', shape);
   return x.requiresGrad ? record(op, [x], y, unaryBackwardOf(op, xd, shape, ownsInput(x, xd, opts))) : y;
 }
-/**
- * The backward pass of unaryForBf16Product over a kept bf16 x: dx = dy * f'(x) in bf16, f'(x) looked up again
- * (Backend.actGradMulBf16). `ownX`: x's buffer goes back to the pool after the last pass. `onlyReader` (the caller's
- * `consume`: this op alone reads x): dx is all of x's gradient, so its column sums, made in the same pass, are the bias
- * gradient of the Linear that wrote x (noteColumnSums), which then does not read dx again.
- */
-function actGradFromInput(op: UnaryOp, xd: Uint16Array, shape: number[], ownX: boolean, onlyReader: boolean): (gy: Tensor, last?: boolean) => Tensor[] {
-  const cols = shape.length >= 2 ? shape[shape.length - 1] : 0, rows = cols ? xd.length / cols : 0;
-  return (gy, last) => {
-    const g = gy.dtype === 'bf16' && gy.isContiguous ? gy.dense() as Uint16Array : gy.f32();
-    const dx = uninitU16(xd.length), sums = onlyReader && cols ? zerosF32(cols) : null;
-    backend().actGradMulBf16!(op, xd, g, dx, sums ? rows : 1, sums ? cols : xd.length, sums);
-    if (last && ownX) releaseBuffer(xd);
-    const t = new Tensor(dx, 'bf16', shape);
-    if (sums) noteColumnSums(t, sums);
-    return [t];
-  };
-}
-
-/**
- * Column sums of a gradient, made by the op that made the gradient in the same pass (actGradFromInput), for the bias
- * gradient of the Linear that receives it (linalg.ts biasGrad), which then need not read the gradient again. Keyed by
- * the gradient tensor itself: the graph hands it on unchanged where its maker's input has no other reader, and only
- * such makers note sums. Taken once.
- */
-const knownColumnSums = new WeakMap<Tensor, Float32Array>();
-function noteColumnSums(g: Tensor, sums: Float32Array): void {
-  knownColumnSums.set(g, sums);
-}
-/** The column sums noted for g's last dimension of `cols`, or null; forgotten once taken. */
-export function takeColumnSums(g: Tensor, cols: number): Float32Array | null {
-  const s = knownColumnSums.get(g);
-  if (!s) return null;
-  knownColumnSums.delete(g);
-  return s.length === cols && g.shape[g.ndim - 1] === cols ? s : null;
-}
-
 /** The activations whose bf16 autocast path keeps f'(x) in bf16 for the backward pass (Backend.unaryBf16Grad). */
 const WITH_BF16_GRAD: ReadonlySet<UnaryOp> = new Set<UnaryOp>(['gelu', 'gelu_tanh', 'silu', 'relu']);
 /**

@@ -7,7 +7,7 @@ import { DTypeError, ShapeError, fmtShape } from '../../errors.js';
 import { isDeviceStorage, releaseBuffer, uninitF32, uninitU16, zerosF32 } from '../alloc.js';
 import { Tensor } from '../tensor.js';
 import { isGradEnabled, record } from '../autograd.js';
-import { releasable, takeColumnSums } from './elementwise.js';
+import { releasable } from './elementwise.js';
 import { broadcastShapes, numel } from '../shape.js';
 import { autocastDType, type ComputeDType } from '../precision.js';
 import { contiguous, reshape } from './movement.js';
@@ -240,13 +240,8 @@ function gradAndBiasGrad(gy: Tensor, rows: number, nOut: number, compute: Comput
   return { g, gb: needGb ? biasGrad(gy, rows, nOut) : null };
 }
 
-/**
- * The bias gradient of a linear layer: the column sums of gy viewed as (rows, nOut), f32 or bf16; those that gy's
- * maker summed as it wrote gy where it did (a bf16 activation's backward pass, elementwise.ts takeColumnSums).
- */
+/** The bias gradient of a linear layer: the column sums of gy viewed as (rows, nOut), f32 or bf16. */
 export function biasGrad(gy: Tensor, rows: number, nOut: number): Tensor {
-  const known = takeColumnSums(gy, nOut);
-  if (known) return new Tensor(known, 'f32', [nOut]);
   const s = zerosF32(nOut);
   const be = backend();
   if (gy.dtype === 'bf16' && gy.isContiguous && be.sumRowsBf16 && !isDeviceStorage(gy.storage)) {

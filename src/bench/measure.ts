@@ -101,7 +101,7 @@ function timeMs(fn: () => void): number {
 let serving = false;
 /**
  * Makes `timed` serve rounds over stdin and stdout (`autoglm bench --serve-rounds`, started by an interleaved run,
- * src/bench/rounds.ts): after the warm-up it writes the line `ROUNDS READY`, then for each line `n` it reads runs n
+ * src/bench/rounds.ts): after the warm-up it writes the line `ROUNDS READY`, then for each line `n` it reads it runs n
  * steps and writes their times (ms) as a JSON array on one line; a line `0` (or the end of stdin) ends the
  * measurement, whose record is made from every step its rounds ran.
  */

@@ -104,7 +104,6 @@ function layerNormBackwardOf(saved: { y: Float32Array } | { x: Float32Array; mea
     else backend().layerNormBackward(gd, saved.x, g, saved.mean, rstd, rows, D, dx, dg, db);
     // a dense copy of a strided gy (mean pooling's broadcast gradient after a final norm) is this pass's own
     if (gd.buffer !== gy.storage.buffer) releaseBuffer(gd);
-    // dx is this pass's own buffer, or y's where y is the op's alone and this is its last pass
     if (!needX) releaseBuffer(dx); // this pass's own, or y on its last pass where y is the op's alone (own)
     const grads: (Tensor | null)[] = [needX ? new Tensor(dx, 'f32', shape) : null];
     if (dg) grads.push(new Tensor(dg, 'f32', [D]));

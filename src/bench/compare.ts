@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { median, r1, r3, type BenchRecord } from './measure.js';
+import { openblasCoreType } from '../backend/native.js';
 
 export interface CompareOptions {
   workload: string;
@@ -73,12 +74,19 @@ export function torchPython(): string {
   return process.env.AUTOGLM_PYTHON || '/usr/bin/python3';
 }
 
+/**
+ * The reference's environment. 'best': OpenBLAS's OpenMP build with the core type our own backend picks for this CPU
+ * (native.ts openblasCoreType: SkylakeX where the CPU has AVX-512, Haswell on AMD and other AVX2 CPUs), or the one the
+ * caller set. Haswell was the default until 2026-12-06: where no caller had loaded our backend first (it sets
+ * OPENBLAS_CORETYPE as it loads: scripts/bench-dtypes.ts, `autoglm bench --threads n`), PyTorch's fp32 products ran
+ * AVX2 kernels on AVX-512 CPUs (2048x768x3072 sgemm: 110 against 186-219 GFLOP/s on an Emerald Rapids).
+ */
 export function torchEnv(config: 'best' | 'installed'): NodeJS.ProcessEnv {
   const env = { ...process.env };
   delete env.OPENBLAS_CORETYPE;
   if (config === 'best') {
     env.LD_LIBRARY_PATH = '/usr/lib/x86_64-linux-gnu/openblas-openmp';
-    env.OPENBLAS_CORETYPE = process.env.OPENBLAS_CORETYPE ?? 'Haswell';
+    env.OPENBLAS_CORETYPE = process.env.OPENBLAS_CORETYPE ?? openblasCoreType() ?? 'Haswell';
   }
   return env;
 }

@@ -22,6 +22,8 @@ export class DatasetError extends AutoGLMError {}
 export class CheckpointError extends AutoGLMError {}
 /** A lost peer, a timeout or a malformed payload in distributed training. */
 export class CommunicationError extends AutoGLMError {}
+/** A benchmark process (ours or a reference) that failed, or broke an interleaved run's protocol. */
+export class BenchmarkError extends AutoGLMError {}
 
 /**
  * A synchronous CPU read of device-resident storage (a WebGPU tensor: `item()`, `toArray()`, an op that reads values

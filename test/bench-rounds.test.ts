@@ -11,6 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { compareInterleaved, TORCH_ROUNDS } from '../src/bench/rounds.js';
 import { requirePiece } from './helpers/ci.js';
+import { BenchmarkError } from '../src/errors.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const python = process.env.AUTOGLM_PYTHON || '/usr/bin/python3';
@@ -42,5 +43,5 @@ test('interleaved comparison: a reference without the timing loop to serve, or a
   assert.notEqual(noTimed.status, 0);
   assert.match(noTimed.stderr, /expected one 'def timed\(fn, steps, warmup\):'/);
   await assert.rejects(compareInterleaved(base, { ours, torch: { cmd: python, args: ['-c', 'import sys; sys.exit("no such reference")'] } }),
-    /exited while an interleaved run waited for a measurement.*no such reference/s);
+    (e: Error) => e instanceof BenchmarkError && /exited while an interleaved run waited for a measurement.*no such reference/s.test(e.message));
 });

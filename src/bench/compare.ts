@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { BenchmarkError } from '../errors.js';
 import { median, r1, r3, type BenchRecord } from './measure.js';
 import { openblasCoreType } from '../backend/native.js';
 
@@ -46,7 +47,7 @@ export function runOurs(o: CompareOptions, backend = o.backend): BenchRecord[] {
   const r = spawnSync(process.execPath, [bin, 'bench', o.workload, '--dtype', o.dtype, '--threads', String(o.threads),
     '--steps', String(o.steps), '--warmup', String(o.warmup), '--json', ...(backend ? ['--backend', backend] : [])],
   { encoding: 'utf8', env: process.env, maxBuffer: 1 << 24 });
-  if (r.status !== 0) throw new Error(`our benchmark failed (exit ${r.status}): ${r.stderr}`);
+  if (r.status !== 0) throw new BenchmarkError(`our benchmark failed (exit ${r.status}): ${r.stderr}`);
   return parseLines(r.stdout);
 }
 
@@ -65,7 +66,7 @@ export function tfjsUnavailable(workload: string): string | null {
 function runTfjs(o: CompareOptions): BenchRecord[] {
   const r = spawnSync(process.execPath, [TFJS_SCRIPT, o.workload, '--backend', 'wasm', '--threads', String(o.threads),
     '--steps', String(o.steps), '--warmup', String(o.warmup), '--json'], { encoding: 'utf8', cwd: ROOT, maxBuffer: 1 << 24 });
-  if (r.status !== 0) throw new Error(`tfjs-reference.mjs failed (exit ${r.status}): ${r.stderr.slice(-2000)}`);
+  if (r.status !== 0) throw new BenchmarkError(`tfjs-reference.mjs failed (exit ${r.status}): ${r.stderr.slice(-2000)}`);
   return parseLines(r.stdout);
 }
 
@@ -94,7 +95,7 @@ export function torchEnv(config: 'best' | 'installed'): NodeJS.ProcessEnv {
 export function runTorch(o: CompareOptions): BenchRecord[] {
   const r = spawnSync(torchPython(), [o.torchScript, o.workload, '--dtype', o.dtype, '--threads', String(o.threads),
     '--steps', String(o.steps), '--warmup', String(o.warmup), '--json', ...(o.torchArgs ?? [])], { encoding: 'utf8', env: torchEnv(o.torchConfig), maxBuffer: 1 << 24 });
-  if (r.status !== 0) throw new Error(`${path.basename(o.torchScript)} failed (exit ${r.status}): ${r.stderr.slice(-2000)}`);
+  if (r.status !== 0) throw new BenchmarkError(`${path.basename(o.torchScript)} failed (exit ${r.status}): ${r.stderr.slice(-2000)}`);
   return parseLines(r.stdout);
 }
 

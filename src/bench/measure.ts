@@ -2,6 +2,7 @@
 import { readFileSync, readSync, writeFileSync, writeSync } from 'node:fs';
 import { backend } from '../backend/index.js';
 import { collectNow } from '../backend/gc.js';
+import { BenchmarkError } from '../errors.js';
 
 export interface BenchRecord {
   engine: string;
@@ -117,7 +118,7 @@ function serveRoundsOn(fn: () => void, into: number[]): void {
     writeSync(1, `${JSON.stringify(ms)}\n`);
     for (const t of ms) into.push(t / 1e3);
   }
-  if (!into.length) throw new Error('an interleaved run ended a measurement before its first round');
+  if (!into.length) throw new BenchmarkError('an interleaved run ended a measurement before its first round');
 }
 let stdinRest = '';
 /** The next line of stdin, read synchronously (the process has nothing else to do meanwhile); '' at its end. */

@@ -15,6 +15,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import readline from 'node:readline';
+import { BenchmarkError } from '../errors.js';
 import { median, r3, type BenchRecord } from './measure.js';
 import { torchEnv, torchPython, type ComparedRow, type CompareOptions } from './compare.js';
 
@@ -68,7 +69,7 @@ class Engine {
     for (;;) {
       const l = await this.next();
       if (l === null && orExit && this.child.exitCode === 0) return END;
-      if (l === null) throw new Error(`${this.name} exited while an interleaved run waited for ${what} (exit ${this.child.exitCode}): ${this.stderr.slice(-2000)}`);
+      if (l === null) throw new BenchmarkError(`${this.name} exited while an interleaved run waited for ${what} (exit ${this.child.exitCode}): ${this.stderr.slice(-2000)}`);
       if (ok(l)) return l;
       if (l.startsWith('{')) this.recs.push(JSON.parse(l) as BenchRecord);
     }
@@ -137,7 +138,7 @@ export async function compareInterleaved(o: CompareOptions, commands: Partial<Re
 
 function rows(ours: BenchRecord[], torch: BenchRecord[], measured: { ours: number[]; torch: number[] }[], rounds: number): InterleavedRow[] {
   if (ours.length !== measured.length || torch.length !== measured.length) {
-    throw new Error(`an interleaved run measured ${measured.length} times but got ${ours.length} records of ours and ${torch.length} of the reference`);
+    throw new BenchmarkError(`an interleaved run measured ${measured.length} times but got ${ours.length} records of ours and ${torch.length} of the reference`);
   }
   return measured.map((m, k) => {
     const a = { ...ours[k], ms_per_step: r3(median(m.ours)) }, b = { ...torch[k], ms_per_step: r3(median(m.torch)) };

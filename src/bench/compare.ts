@@ -42,11 +42,21 @@ function parseLines(out: string): BenchRecord[] {
   return out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as BenchRecord);
 }
 
+/** The arguments both engines' benchmark commands take after the script: the workload and its timing. */
+function workloadArgs(o: CompareOptions): string[] {
+  return [o.workload, '--dtype', o.dtype, '--threads', String(o.threads), '--steps', String(o.steps), '--warmup', String(o.warmup), '--json'];
+}
+/** Our benchmark's command line for `o` (node's arguments), with `more` after it (the interleaved run's --serve-rounds). */
+export function oursArgs(o: CompareOptions, backend = o.backend, more: string[] = []): string[] {
+  return [path.join(ROOT, 'bin', 'autoglm.js'), 'bench', ...workloadArgs(o), ...more, ...(backend ? ['--backend', backend] : [])];
+}
+/** The reference script and its arguments for `o` (python's arguments). */
+export function torchArgs(o: CompareOptions): string[] {
+  return [o.torchScript, ...workloadArgs(o), ...(o.torchArgs ?? [])];
+}
+
 export function runOurs(o: CompareOptions, backend = o.backend): BenchRecord[] {
-  const bin = path.join(ROOT, 'bin', 'autoglm.js');
-  const r = spawnSync(process.execPath, [bin, 'bench', o.workload, '--dtype', o.dtype, '--threads', String(o.threads),
-    '--steps', String(o.steps), '--warmup', String(o.warmup), '--json', ...(backend ? ['--backend', backend] : [])],
-  { encoding: 'utf8', env: process.env, maxBuffer: 1 << 24 });
+  const r = spawnSync(process.execPath, oursArgs(o, backend), { encoding: 'utf8', env: process.env, maxBuffer: 1 << 24 });
   if (r.status !== 0) throw new BenchmarkError(`our benchmark failed (exit ${r.status}): ${r.stderr}`);
   return parseLines(r.stdout);
 }
@@ -93,8 +103,7 @@ export function torchEnv(config: 'best' | 'installed'): NodeJS.ProcessEnv {
 }
 
 export function runTorch(o: CompareOptions): BenchRecord[] {
-  const r = spawnSync(torchPython(), [o.torchScript, o.workload, '--dtype', o.dtype, '--threads', String(o.threads),
-    '--steps', String(o.steps), '--warmup', String(o.warmup), '--json', ...(o.torchArgs ?? [])], { encoding: 'utf8', env: torchEnv(o.torchConfig), maxBuffer: 1 << 24 });
+  const r = spawnSync(torchPython(), torchArgs(o), { encoding: 'utf8', env: torchEnv(o.torchConfig), maxBuffer: 1 << 24 });
   if (r.status !== 0) throw new BenchmarkError(`${path.basename(o.torchScript)} failed (exit ${r.status}): ${r.stderr.slice(-2000)}`);
   return parseLines(r.stdout);
 }

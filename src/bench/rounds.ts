@@ -17,7 +17,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { BenchmarkError } from '../errors.js';
 import { median, r3, type BenchRecord } from './measure.js';
-import { torchEnv, torchPython, type ComparedRow, type CompareOptions } from './compare.js';
+import { oursArgs, torchArgs, torchEnv, torchPython, type ComparedRow, type CompareOptions } from './compare.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** The wrapper that runs a reference script with its timing loop serving rounds. */
@@ -104,10 +104,8 @@ export interface EngineCommand {
  * medians, their ratio, and the median of the per-round ratios.
  */
 export async function compareInterleaved(o: CompareOptions, commands: Partial<Record<'ours' | 'torch', EngineCommand>> = {}): Promise<InterleavedRow[]> {
-  const args = [o.workload, '--dtype', o.dtype, '--threads', String(o.threads), '--steps', String(o.steps), '--warmup', String(o.warmup), '--json'];
-  const oc = commands.ours ?? { cmd: process.execPath, args: [path.join(ROOT, 'bin', 'autoglm.js'), 'bench', ...args, '--serve-rounds',
-    ...(o.backend ? ['--backend', o.backend] : [])] };
-  const tc = commands.torch ?? { cmd: torchPython(), args: [TORCH_ROUNDS, o.torchScript, ...args, ...(o.torchArgs ?? [])], env: torchEnv(o.torchConfig) };
+  const oc = commands.ours ?? { cmd: process.execPath, args: oursArgs(o, o.backend, ['--serve-rounds']) };
+  const tc = commands.torch ?? { cmd: torchPython(), args: [TORCH_ROUNDS, ...torchArgs(o)], env: torchEnv(o.torchConfig) };
   const ours = new Engine('our benchmark', oc.cmd, oc.args, oc.env ?? process.env);
   const torch = new Engine(path.basename(o.torchScript), tc.cmd, tc.args, tc.env ?? process.env);
   try {
